@@ -1,0 +1,70 @@
+# Thin wrapper over CMake. The two commands of the README:
+#   make demo   installs what is missing, builds, runs the demo
+#   make test   installs what is missing, builds twice (plain, ASan+UBSan), runs every test, fuzzes
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps deps-test build build-asan build-fuzz build-tsan test test-plain test-asan fuzz \
+        tsan demo bench install clean format check-format
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+deps-test:
+	@scripts/install-deps.sh --test
+
+build:
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+	cmake --build build -j $(JOBS)
+
+build-asan:
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFTRPC_SANITIZE=ON $(CMAKE_FLAGS)
+	cmake --build build-asan -j $(JOBS)
+
+build-fuzz:
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DFTRPC_FUZZ=ON $(CMAKE_FLAGS)
+	cmake --build build-fuzz -j $(JOBS)
+
+build-tsan:
+	CC=clang cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DFTRPC_TSAN=ON $(CMAKE_FLAGS)
+	cmake --build build-tsan -j $(JOBS)
+
+test-plain: build
+	cd build && ctest --output-on-failure -j 2
+
+test-asan: build-asan
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure -j 2
+
+fuzz: build-fuzz
+	scripts/run-fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
+test: deps-test
+	$(MAKE) test-plain
+	$(MAKE) test-asan
+	$(MAKE) fuzz
+	@echo "make test: all suites passed"
+
+tsan: deps-test build-tsan
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -L 'unit|integration'
+
+demo: deps build
+	scripts/demo.sh build
+
+bench: deps build
+	scripts/bench.sh build
+
+install: build
+	cmake --install build
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+check-format:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan build-fuzz build-tsan

@@ -1,0 +1,69 @@
+/* ftrpc common definitions: the export macro and the error codes.
+ *
+ * Every fallible public function returns 0 or a negative FTRPC_E* code; ftrpc_strerror() names it.
+ * Codes whose meaning matches brpc's (see the baidu_std protocol page) carry brpc's number, negated:
+ * FTRPC_ELIMIT is -2004 because brpc's ELIMIT is 2004, and that positive number is what travels in
+ * RpcResponseMeta.error_code. Codes of ftrpc's own sit between -1 and -99.
+ */
+#ifndef FTRPC_COMMON_H
+#define FTRPC_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(FTRPC_BUILDING)
+#define FTRPC_API __attribute__((visibility("default")))
+#else
+#define FTRPC_API
+#endif
+
+enum {
+    FTRPC_OK = 0,
+    /* ftrpc's own codes */
+    FTRPC_EINVAL = -1,       /* an argument or option is invalid */
+    FTRPC_ENOMEM = -2,       /* out of memory */
+    FTRPC_EIOTHREAD = -3,    /* a blocking call was made on an IO thread (it would deadlock) */
+    FTRPC_ESTOPPED = -4,     /* the runtime, server or client is stopping or stopped */
+    FTRPC_EADDR = -5,        /* an address or naming URL could not be parsed or resolved */
+    FTRPC_ECONNREFUSED = -6, /* the peer refused the connection (nothing listens there) */
+    FTRPC_ENOENDPOINT = -7,  /* no endpoint to send the call to */
+    FTRPC_ECANCELED = -8,    /* the operation was cancelled */
+    FTRPC_ESYS = -9,         /* a system call failed (see the log for errno) */
+    FTRPC_ECONNECT = -10,    /* connecting failed for another reason (unreachable, reset, ...) */
+    FTRPC_EEXIST = -11,      /* the thing is registered already */
+    FTRPC_ETLS = -12,        /* TLS handshake or verification failed */
+    /* brpc's codes, negated (baidu_std protocol page) */
+    FTRPC_ENOSERVICE = -1001,     /* unknown service */
+    FTRPC_ENOMETHOD = -1002,      /* unknown method */
+    FTRPC_EREQUEST = -1003,       /* the request could not be parsed, or bad sizes */
+    FTRPC_ERPCAUTH = -1004,       /* authentication failed */
+    FTRPC_EBACKUPREQUEST = -1007, /* the backup timer fired (internal to a call) */
+    FTRPC_ERPCTIMEDOUT = -1008,   /* the call's deadline passed */
+    FTRPC_EFAILEDSOCKET = -1009,  /* the connection broke */
+    FTRPC_EOVERCROWDED = -1011,   /* too much unwritten data queued on a connection */
+    FTRPC_EEOF = -1014,           /* the peer closed the connection */
+    FTRPC_EINTERNAL = -2001,      /* the handler failed without a code */
+    FTRPC_ERESPONSE = -2002,      /* the response could not be parsed */
+    FTRPC_ELOGOFF = -2003,        /* the server is stopping */
+    FTRPC_ELIMIT = -2004,         /* the server's concurrency limit was reached */
+};
+
+/* Business error codes set by handlers travel in the same wire field as brpc's framework codes.
+ * ftrpc keeps them apart by range: a wire code in [1, FTRPC_BUSINESS_CODE_MIN) is an RPC error
+ * (system errno values as brpc sends them, and brpc's 1xxx/2xxx codes); a code at or above
+ * FTRPC_BUSINESS_CODE_MIN, or a negative one, is a business error. */
+#define FTRPC_BUSINESS_CODE_MIN 3000
+
+/* A static, never-NULL description of an FTRPC_E* code (or "unknown error"). Any thread. */
+FTRPC_API const char *ftrpc_strerror(int code);
+/* The symbolic name of an FTRPC_E* code, e.g. "FTRPC_ELIMIT" (or "FTRPC_EUNKNOWN"). Any thread. */
+FTRPC_API const char *ftrpc_err_name(int code);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

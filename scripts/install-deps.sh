@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages ftrpc needs to build, test and demo, and only those missing.
+# Run as root (or with sudo available). Safe to run again: it does nothing when all are present.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config clang
+  libuv1-dev libprotobuf-c-dev protobuf-c-compiler
+  libssl-dev libcurl4-openssl-dev libjson-c-dev zlib1g-dev
+  libcmocka-dev
+  openssl curl python3
+)
+[ "${1:-}" = "--test" ] && PACKAGES+=(etcd-server etcd-client valgrind)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

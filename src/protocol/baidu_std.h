@@ -1,0 +1,87 @@
+/* baidu_std: brpc's native binary protocol (../shared/protocol/baidu_std.md).
+ *
+ * Frame: "PRPC" | u32 body_size | u32 meta_size | RpcMeta | payload | attachment (big-endian).
+ * This module cuts frames out of a connection's read buffer and packs frames into write buffers.
+ * It knows nothing about connections, calls or servers: the caller decides what a parse error
+ * does (the server closes the connection and logs the reason this module gives).
+ *
+ * Payload and attachment are sliced out of the read buffer without copying.
+ */
+#ifndef FT_PROTOCOL_BAIDU_STD_H
+#define FT_PROTOCOL_BAIDU_STD_H
+
+#include <stdint.h>
+
+#include "base/iobuf.h"
+
+#define FT_BAIDU_STD_HEADER_SIZE 12
+#define FT_BAIDU_STD_DEFAULT_MAX_BODY (64u * 1024 * 1024)
+
+/* compress_type values */
+enum { FT_COMPRESS_NONE = 0, FT_COMPRESS_SNAPPY = 1, FT_COMPRESS_GZIP = 2, FT_COMPRESS_ZLIB = 3 };
+
+typedef enum {
+    FT_PARSE_OK = 0,        /* one frame cut from the buffer into *out */
+    FT_PARSE_NEED_MORE = 1, /* no complete frame yet; nothing consumed */
+    FT_PARSE_CLOSE = 2,     /* the stream cannot be trusted: close the connection (reason set) */
+    FT_PARSE_BAD_FRAME = 3, /* the frame was consumed but is invalid; the stream is still in sync:
+                             * a server answers FTRPC_EREQUEST for its correlation_id (set in *out
+                             * when it could be read) and keeps the connection (reason set) */
+} ft_parse_status;
+
+/* One decoded frame. Strings point into memory the frame owns until ft_rpc_frame_fini. */
+typedef struct ft_rpc_frame {
+    int is_request;         /* meta carried `request` (1) or not (0: a response) */
+    int64_t correlation_id; /* -1 when the meta did not carry one */
+    /* request fields (is_request) */
+    const char *service; /* full name, e.g. "example.EchoService" */
+    const char *method;
+    int32_t timeout_ms; /* 0 when absent */
+    int64_t log_id;
+    const uint8_t *auth_data; /* authentication_data, NULL when absent */
+    size_t auth_len;
+    /* response fields (!is_request) */
+    int32_t error_code; /* 0 on success */
+    const char *error_text; /* "" when absent */
+    /* both */
+    int32_t compress_type;
+    ft_iobuf payload;    /* decompressed when compress_type was gzip or zlib */
+    ft_iobuf attachment; /* never compressed */
+    void *meta_owner;    /* internal: the unpacked meta */
+} ft_rpc_frame;
+
+void ft_rpc_frame_init(ft_rpc_frame *f);
+void ft_rpc_frame_fini(ft_rpc_frame *f);
+
+/* Tries to cut one frame from the front of `in`. On FT_PARSE_OK and FT_PARSE_BAD_FRAME the frame's
+ * bytes have been consumed from `in` and *out must be fini'ed by the caller; on FT_PARSE_CLOSE and
+ * FT_PARSE_BAD_FRAME *reason points to a static description. max_body bounds body_size. */
+ft_parse_status ft_baidu_std_parse(ft_iobuf *in, uint32_t max_body, ft_rpc_frame *out,
+                                   const char **reason);
+
+/* How the first bytes of a connection look: 1 = baidu_std ("PRPC"), 0 = not baidu_std,
+ * -1 = too few bytes to tell. */
+int ft_baidu_std_sniff(const ft_iobuf *in);
+
+typedef struct ft_request_header {
+    const char *service;
+    const char *method;
+    int64_t correlation_id;
+    int32_t timeout_ms; /* always sent (the caller's remaining deadline); <= 0 is sent as 1 */
+    int64_t log_id;     /* 0: not sent */
+    const uint8_t *auth_data; /* NULL: not sent */
+    size_t auth_len;
+} ft_request_header;
+
+/* Appends one request frame to `out`: meta, then payload and attachment shared (not copied).
+ * payload/attachment may be NULL (empty). 0 or a negative FTRPC_E* code. */
+int ft_baidu_std_pack_request(ft_iobuf *out, const ft_request_header *h, const ft_iobuf *payload,
+                              const ft_iobuf *attachment);
+
+/* Appends one response frame. error_code 0 (success) is still sent, as brpc does; error_text may
+ * be NULL. */
+int ft_baidu_std_pack_response(ft_iobuf *out, int64_t correlation_id, int32_t error_code,
+                               const char *error_text, const ft_iobuf *payload,
+                               const ft_iobuf *attachment);
+
+#endif
