@@ -36,6 +36,7 @@ enum {
     FTRPC_ECONNECT = -10,    /* connecting failed for another reason (unreachable, reset, ...) */
     FTRPC_EEXIST = -11,      /* the thing is registered already */
     FTRPC_ETLS = -12,        /* TLS handshake or verification failed */
+    FTRPC_EBUSINESS = -13,   /* the call failed with a business error (see the result's code) */
     /* brpc's codes, negated (baidu_std protocol page) */
     FTRPC_ENOSERVICE = -1001,     /* unknown service */
     FTRPC_ENOMETHOD = -1002,      /* unknown method */

@@ -21,6 +21,7 @@ static const struct err_entry ERRORS[] = {
     {FTRPC_ECONNECT, "FTRPC_ECONNECT", "connect failed"},
     {FTRPC_EEXIST, "FTRPC_EEXIST", "already exists"},
     {FTRPC_ETLS, "FTRPC_ETLS", "TLS failure"},
+    {FTRPC_EBUSINESS, "FTRPC_EBUSINESS", "business error"},
     {FTRPC_ENOSERVICE, "FTRPC_ENOSERVICE", "no such service"},
     {FTRPC_ENOMETHOD, "FTRPC_ENOMETHOD", "no such method"},
     {FTRPC_EREQUEST, "FTRPC_EREQUEST", "bad request"},

@@ -1,0 +1,12 @@
+/* ftrpc: a fault-tolerant RPC framework in C. Include this header only. */
+#ifndef FTRPC_H
+#define FTRPC_H
+
+#include "ftrpc/common.h"
+#include "ftrpc/buf.h"
+#include "ftrpc/log.h"
+#include "ftrpc/runtime.h"
+#include "ftrpc/server.h"
+#include "ftrpc/client.h"
+
+#endif

@@ -1,0 +1,93 @@
+/* ftrpc_server: exposes methods over baidu_std on one TCP port.
+ *
+ * Lifecycle: ftrpc_server_new -> ftrpc_server_add_method (any number) -> ftrpc_server_start ->
+ * ... -> ftrpc_server_stop (graceful) -> ftrpc_server_free. Methods cannot be added after start.
+ * These lifecycle functions may be called from any thread except an IO thread, and not
+ * concurrently with each other on the same server.
+ *
+ * A request reaches its handler as an ftrpc_server_call. The handler runs on the connection's IO
+ * thread (default) or on a worker thread (per-method option). It must finish the call exactly once,
+ * with ftrpc_server_call_reply or ftrpc_server_call_fail, from any thread, at once or later; after
+ * that the call pointer is invalid. A handler on an IO thread must not block.
+ */
+#ifndef FTRPC_SERVER_H
+#define FTRPC_SERVER_H
+
+#include "ftrpc/buf.h"
+#include "ftrpc/common.h"
+#include "ftrpc/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ftrpc_server ftrpc_server;
+typedef struct ftrpc_server_call ftrpc_server_call;
+
+/* A method handler. `call` stays valid until the handler finishes it; `arg` is the pointer given
+ * at registration. */
+typedef void (*ftrpc_handler)(ftrpc_server_call *call, void *arg);
+
+typedef enum {
+    FTRPC_RUN_IN_IO_THREAD = 0, /* default: lowest latency; the handler must not block */
+    FTRPC_RUN_IN_WORKER = 1,    /* a worker pool thread: for handlers that block or compute */
+} ftrpc_run_mode;
+
+typedef struct ftrpc_method_options {
+    ftrpc_run_mode run_mode; /* default FTRPC_RUN_IN_IO_THREAD */
+    int max_concurrency;     /* default 0: unlimited; past it requests get FTRPC_ELIMIT (brpc) */
+} ftrpc_method_options;
+
+typedef struct ftrpc_server_options {
+    ftrpc_runtime *runtime;     /* default NULL: the shared default runtime */
+    uint32_t max_body_size;     /* default 64 MiB, as brpc: larger frames close the connection */
+    int worker_threads;         /* default 0: one per core; used by FTRPC_RUN_IN_WORKER methods */
+    size_t max_unwritten_bytes; /* default 64 MiB per connection: past it replies fail (EOVERCROWDED) */
+    int stop_grace_ms;          /* default 5000: how long ftrpc_server_stop waits for work in flight */
+} ftrpc_server_options;
+
+/* Makes a server. opts may be NULL. On success *out is the caller's (ftrpc_server_free). */
+FTRPC_API int ftrpc_server_new(const ftrpc_server_options *opts, ftrpc_server **out);
+/* Registers service/method (e.g. "example.EchoService", "Echo"): both strings are copied. mopts
+ * may be NULL. FTRPC_EEXIST when registered already, FTRPC_ESTOPPED after start. */
+FTRPC_API int ftrpc_server_add_method(ftrpc_server *server, const char *service,
+                                      const char *method, ftrpc_handler handler, void *arg,
+                                      const ftrpc_method_options *mopts);
+/* Listens on "host:port" (port 0 picks a free one) and starts serving. */
+FTRPC_API int ftrpc_server_start(ftrpc_server *server, const char *listen_addr);
+/* The port actually listened on (after start), or 0. */
+FTRPC_API int ftrpc_server_port(const ftrpc_server *server);
+/* Graceful stop: stops accepting, answers new requests FTRPC_ELOGOFF, waits up to grace_ms
+ * (negative: the server's stop_grace_ms) for calls in flight to finish, then closes every
+ * connection. Blocks the caller. Returns 0, or FTRPC_ERPCTIMEDOUT when calls were still in flight
+ * at the end of the grace period (their connections close; a late reply is dropped). Calling it
+ * again does nothing. */
+FTRPC_API int ftrpc_server_stop(ftrpc_server *server, int grace_ms);
+/* Stops (if still running, with the default grace) and frees. NULL does nothing. */
+FTRPC_API void ftrpc_server_free(ftrpc_server *server);
+
+/* ---- inside a handler: the request (valid until the call is finished) ---- */
+FTRPC_API const char *ftrpc_server_call_service(const ftrpc_server_call *call);
+FTRPC_API const char *ftrpc_server_call_method(const ftrpc_server_call *call);
+/* The request payload and attachment; the handler may read them, or share them into its reply. */
+FTRPC_API const ftrpc_buf *ftrpc_server_call_request(const ftrpc_server_call *call);
+FTRPC_API const ftrpc_buf *ftrpc_server_call_attachment(const ftrpc_server_call *call);
+/* Milliseconds left until the caller's deadline (from the request's timeout_ms); may be <= 0. */
+FTRPC_API int64_t ftrpc_server_call_remaining_ms(const ftrpc_server_call *call);
+/* The peer's address, "ip:port". */
+FTRPC_API const char *ftrpc_server_call_peer(const ftrpc_server_call *call);
+
+/* Finishes the call with a response. response and attachment may be NULL (empty); their bytes are
+ * shared, not copied, and the caller keeps its buffers. Any thread. Returns 0, or an error when the
+ * reply could not be queued (the call is finished either way). */
+FTRPC_API int ftrpc_server_call_reply(ftrpc_server_call *call, const ftrpc_buf *response,
+                                      const ftrpc_buf *attachment);
+/* Finishes the call with an error. A code >= FTRPC_BUSINESS_CODE_MIN (or negative) is a business
+ * error the client sees as such; a code in brpc's framework range (e.g. 2004) is seen as that RPC
+ * error (useful to shed load: ELIMIT is retried elsewhere). text may be NULL. Any thread. */
+FTRPC_API int ftrpc_server_call_fail(ftrpc_server_call *call, int code, const char *text);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,253 @@
+/* `ftrpc echo-server`: serves example.EchoService/Echo, answering with the request's payload and
+ * attachment unchanged (so a brpc echo client, whose EchoRequest and EchoResponse share field 1,
+ * can call it), with faults injected on demand for tests and demos.
+ *
+ * Delayed replies are held by one timer thread of this command (a handler on an IO thread must
+ * not sleep); hung calls are held until the server stops, then dropped with their connections.
+ */
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "ftrpc/ftrpc.h"
+
+typedef struct fault_config {
+    long delay_ms;
+    double delay_rate;
+    double error_rate;
+    long error_code;
+    double hang_rate;
+} fault_config;
+
+/* Calls waiting for their delay to pass, or hung: a small list guarded by one lock. */
+typedef struct held_call {
+    ftrpc_server_call *call;
+    int64_t due_ns; /* INT64_MAX: hung */
+    struct held_call *next;
+} held_call;
+
+static fault_config faults;
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t held_cond = PTHREAD_COND_INITIALIZER;
+static held_call *held;
+static int delay_thread_stop;
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static double uniform(void)
+{
+    static _Thread_local uint64_t s;
+    if (!s) s = (uint64_t)now_ns() ^ ((uint64_t)(uintptr_t)&s << 16) ^ (uint64_t)getpid();
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return (double)(s >> 11) / (double)(UINT64_C(1) << 53);
+}
+
+static void echo(ftrpc_server_call *call)
+{
+    ftrpc_server_call_reply(call, ftrpc_server_call_request(call), ftrpc_server_call_attachment(call));
+}
+
+static void hold(ftrpc_server_call *call, int64_t due_ns)
+{
+    held_call *h = malloc(sizeof *h);
+    if (!h) {
+        echo(call);
+        return;
+    }
+    h->call = call;
+    h->due_ns = due_ns;
+    pthread_mutex_lock(&held_lock);
+    h->next = held;
+    held = h;
+    pthread_cond_signal(&held_cond);
+    pthread_mutex_unlock(&held_lock);
+}
+
+static void *delay_thread(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&held_lock);
+    while (!delay_thread_stop) {
+        int64_t now = now_ns(), next = INT64_MAX;
+        for (held_call **pp = &held; *pp;) {
+            held_call *h = *pp;
+            if (h->due_ns <= now) {
+                *pp = h->next;
+                echo(h->call); /* replying from any thread is allowed */
+                free(h);
+                continue;
+            }
+            if (h->due_ns < next) next = h->due_ns;
+            pp = &h->next;
+        }
+        if (next == INT64_MAX) {
+            pthread_cond_wait(&held_cond, &held_lock);
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t wait = next - now;
+            ts.tv_sec += wait / 1000000000;
+            ts.tv_nsec += wait % 1000000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&held_cond, &held_lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&held_lock);
+    return NULL;
+}
+
+static void on_echo(ftrpc_server_call *call, void *arg)
+{
+    (void)arg;
+    if (faults.hang_rate > 0 && uniform() < faults.hang_rate) {
+        hold(call, INT64_MAX);
+        return;
+    }
+    if (faults.error_rate > 0 && uniform() < faults.error_rate) {
+        ftrpc_server_call_fail(call, (int)faults.error_code, "injected fault");
+        return;
+    }
+    if (faults.delay_ms > 0 && uniform() < faults.delay_rate) {
+        hold(call, now_ns() + faults.delay_ms * 1000000);
+        return;
+    }
+    echo(call);
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ftrpc echo-server --listen HOST:PORT [options]\n\n"
+            "Serves example.EchoService/Echo: answers with the request's payload and attachment.\n"
+            "Prints 'listening on HOST:PORT' once ready; SIGTERM or SIGINT stops it gracefully.\n\n"
+            "  --listen HOST:PORT   address to listen on (port 0: any free port)\n"
+            "  --delay-ms N         delay replies by N ms ...\n"
+            "  --delay-rate P       ... for a share P of calls (default 1 when --delay-ms is set)\n"
+            "  --error-rate P       fail a share P of calls ...\n"
+            "  --error-code C       ... with code C (default 2001, EINTERNAL: an RPC error;\n"
+            "                       codes >= 3000 are business errors)\n"
+            "  --hang-rate P        never answer a share P of calls\n"
+            "  --workers            run the handler on the worker pool instead of the IO thread\n"
+            "  --grace-ms N         graceful stop waits N ms for calls in flight (default 5000)\n");
+}
+
+int ft_cli_echo_server(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"listen", required_argument, 0, 'l'},     {"delay-ms", required_argument, 0, 'd'},
+        {"delay-rate", required_argument, 0, 'D'}, {"error-rate", required_argument, 0, 'e'},
+        {"error-code", required_argument, 0, 'c'}, {"hang-rate", required_argument, 0, 'H'},
+        {"workers", no_argument, 0, 'w'},          {"grace-ms", required_argument, 0, 'g'},
+        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+    const char *listen_addr = NULL;
+    int delay_rate_set = 0, workers = 0;
+    long grace_ms = 5000;
+    faults = (fault_config){.error_code = 2001};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l': listen_addr = optarg; break;
+        case 'd':
+            if (ft_cli_parse_int("--delay-ms", optarg, 0, 3600000, &faults.delay_ms)) return 2;
+            break;
+        case 'D':
+            if (ft_cli_parse_rate("--delay-rate", optarg, &faults.delay_rate)) return 2;
+            delay_rate_set = 1;
+            break;
+        case 'e':
+            if (ft_cli_parse_rate("--error-rate", optarg, &faults.error_rate)) return 2;
+            break;
+        case 'c':
+            if (ft_cli_parse_int("--error-code", optarg, -2147483647L, 2147483647L,
+                                 &faults.error_code))
+                return 2;
+            if (faults.error_code == 0) {
+                fprintf(stderr, "ftrpc: --error-code 0 means success; pick another code\n");
+                return 2;
+            }
+            break;
+        case 'H':
+            if (ft_cli_parse_rate("--hang-rate", optarg, &faults.hang_rate)) return 2;
+            break;
+        case 'w': workers = 1; break;
+        case 'g':
+            if (ft_cli_parse_int("--grace-ms", optarg, 0, 600000, &grace_ms)) return 2;
+            break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!listen_addr) {
+        fprintf(stderr, "ftrpc echo-server: --listen is required\n");
+        usage(stderr);
+        return 2;
+    }
+    if (faults.delay_ms > 0 && !delay_rate_set) faults.delay_rate = 1.0;
+
+    /* Signals are taken by sigwait below; every thread started from here on inherits the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    pthread_t delayer;
+    pthread_create(&delayer, NULL, delay_thread, NULL);
+
+    ftrpc_server *server = NULL;
+    ftrpc_method_options mo = {.run_mode = workers ? FTRPC_RUN_IN_WORKER : FTRPC_RUN_IN_IO_THREAD};
+    int rc = ftrpc_server_new(&(ftrpc_server_options){.stop_grace_ms = (int)grace_ms}, &server);
+    if (rc == 0) rc = ftrpc_server_add_method(server, "example.EchoService", "Echo", on_echo, NULL, &mo);
+    if (rc == 0) rc = ftrpc_server_start(server, listen_addr);
+    if (rc != 0) {
+        fprintf(stderr, "ftrpc echo-server: cannot serve on %s: %s\n", listen_addr,
+                ftrpc_strerror(rc));
+        ftrpc_server_free(server);
+        return 1;
+    }
+    char host[256];
+    snprintf(host, sizeof host, "%s", listen_addr);
+    char *colon = strrchr(host, ':');
+    if (colon) *colon = '\0';
+    printf("listening on %s:%d\n", host, ftrpc_server_port(server));
+    fflush(stdout);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    fprintf(stderr, "ftrpc echo-server: signal %d, stopping\n", sig);
+
+    /* Delayed calls are answered when due, which is within the grace period for any sane delay;
+     * hung calls never are: they are dropped with their connections below. */
+    rc = ftrpc_server_stop(server, -1);
+    pthread_mutex_lock(&held_lock);
+    delay_thread_stop = 1;
+    pthread_cond_signal(&held_cond);
+    pthread_mutex_unlock(&held_lock);
+    pthread_join(delayer, NULL);
+    while (held) {
+        held_call *h = held;
+        held = h->next;
+        ftrpc_server_call_fail(h->call, FTRPC_ELOGOFF, "server stopped");
+        free(h);
+    }
+    ftrpc_server_free(server); /* waits for the replies above to be discarded */
+    return rc == 0 ? 0 : 1;
+}

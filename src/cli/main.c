@@ -1,0 +1,72 @@
+/* ftrpc: the command-line tool. `ftrpc COMMAND --help` describes each command. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: ftrpc COMMAND [options]\n\n"
+                 "commands:\n"
+                 "  echo-server   serve example.EchoService/Echo, with injectable faults\n"
+                 "  call          call a method once and print the response\n\n"
+                 "`ftrpc COMMAND --help` for a command's options.\n");
+}
+
+int ft_cli_parse_int(const char *opt, const char *text, long min, long max, long *out)
+{
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (!*text || *end || v < min || v > max) {
+        fprintf(stderr, "ftrpc: %s wants a whole number in [%ld, %ld], not '%s'\n", opt, min, max,
+                text);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int ft_cli_parse_rate(const char *opt, const char *text, double *out)
+{
+    char *end;
+    double v = strtod(text, &end);
+    if (!*text || *end || v < 0 || v > 1) {
+        fprintf(stderr, "ftrpc: %s wants a share in [0, 1], not '%s'\n", opt, text);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int ft_cli_split_method(const char *full, char *service, size_t slen, char *method, size_t mlen)
+{
+    const char *slash = strrchr(full, '/');
+    if (!slash || slash == full || !slash[1] || (size_t)(slash - full) >= slen ||
+        strlen(slash + 1) >= mlen) {
+        fprintf(stderr, "ftrpc: '%s' is not of the form package.Service/Method\n", full);
+        return -1;
+    }
+    memcpy(service, full, (size_t)(slash - full));
+    service[slash - full] = '\0';
+    strcpy(method, slash + 1);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "echo-server")) return ft_cli_echo_server(argc - 1, argv + 1);
+    if (!strcmp(cmd, "call")) return ft_cli_call(argc - 1, argv + 1);
+    fprintf(stderr, "ftrpc: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,97 @@
+/* ft_conn: one TCP connection on one loop, for client and server alike.
+ *
+ * Reads land in `in` (an iobuf filled in place, so frames are sliced out without copies) and the
+ * owner's on_read parses every complete frame there. Writes (ft_conn_write) queue whole frames;
+ * the loop flushes each dirty connection once per iteration with one writev of all its frames
+ * (uv_try_write first, uv_write for what the kernel did not take). Unwritten bytes are bounded:
+ * past max_unwritten a write fails with FTRPC_EOVERCROWDED and nothing is queued.
+ *
+ * Lifetime: the loop owns the connection. The owner gets on_close exactly once, after the socket is
+ * closed; the memory is freed when the last reference is dropped (ft_conn_ref/unref, loop thread
+ * only), so objects that outlive the socket (a server call being handled) can still hold it.
+ * Every function here runs on the connection's loop only.
+ */
+#ifndef FT_IO_CONN_H
+#define FT_IO_CONN_H
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "base/iobuf.h"
+#include "io/loop.h"
+
+typedef struct ft_conn ft_conn;
+
+typedef struct ft_conn_handler {
+    /* Bytes arrived in c->in. Return 0, or a negative FTRPC_E* code to close the connection at
+     * once (abortive). May call ft_conn_close itself. */
+    int (*on_read)(ft_conn *c);
+    /* Client side: the connection is established (status 0) or failed (status < 0; on_close
+     * follows). May be NULL. */
+    void (*on_connect)(ft_conn *c, int status);
+    /* The socket is closed; `reason` is 0 for a local orderly close, else why (FTRPC_EEOF,
+     * FTRPC_EFAILEDSOCKET, FTRPC_ECONNREFUSED, ...). Last callback of the connection. */
+    void (*on_close)(ft_conn *c, int reason);
+} ft_conn_handler;
+
+enum ft_conn_state { FT_CONN_CONNECTING, FT_CONN_OPEN, FT_CONN_CLOSING, FT_CONN_CLOSED };
+
+struct ft_conn {
+    uv_tcp_t tcp;
+    uv_connect_t connect_req;
+    uv_write_t write_req;
+    ft_timer connect_timer;
+    ft_loop *loop;
+    const ft_conn_handler *handler;
+    void *owner;
+    ft_iobuf in;       /* read, not yet parsed */
+    ft_iobuf out;      /* queued, not yet given to the kernel */
+    ft_iobuf inflight; /* given to uv_write, awaiting completion */
+    size_t max_unwritten;
+    enum ft_conn_state state;
+    int close_reason;
+    int refs;
+    int writing;         /* a uv_write is in progress */
+    int in_dirty;        /* on the loop's dirty list */
+    int close_when_flushed;
+    ft_conn *dirty_next;
+    char peer[64]; /* "ip:port" */
+    uint64_t bytes_read, bytes_written;
+};
+
+/* Starts connecting to addr; writes may be queued at once (sent when connected). The connect
+ * fails with FTRPC_ECONNREFUSED, FTRPC_ECONNECT, or FTRPC_ECONNECT after connect_timeout_ms. */
+int ft_conn_connect(ft_loop *loop, const struct sockaddr *addr, int connect_timeout_ms,
+                    size_t max_unwritten, const ft_conn_handler *handler, void *owner,
+                    ft_conn **out);
+/* Adopts an accepted socket fd (the connection takes it over). */
+int ft_conn_adopt(ft_loop *loop, int fd, size_t max_unwritten, const ft_conn_handler *handler,
+                  void *owner, ft_conn **out);
+/* Queues a whole frame, taking all of `frame`'s bytes (it is left empty on success; untouched on
+ * error). FTRPC_EOVERCROWDED past the bound, FTRPC_EFAILEDSOCKET when closing or closed. */
+int ft_conn_write(ft_conn *c, ft_iobuf *frame);
+/* Closes. abortive = 0: stop reading, flush what is queued, then close; abortive = 1: reset now,
+ * dropping what is queued. `reason` is handed to on_close. Closing twice does nothing. */
+void ft_conn_close(ft_conn *c, int reason, int abortive);
+void ft_conn_ref(ft_conn *c);
+void ft_conn_unref(ft_conn *c);
+static inline int ft_conn_is_open(const ft_conn *c)
+{
+    return c->state == FT_CONN_OPEN || c->state == FT_CONN_CONNECTING;
+}
+/* Unwritten bytes (queued plus in flight). */
+static inline size_t ft_conn_unwritten(const ft_conn *c)
+{
+    return c->out.size + c->inflight.size;
+}
+
+/* Called by the loop once per iteration: flushes every dirty connection. */
+void ft_conn_flush_dirty(ft_loop *loop);
+
+/* "ip:port" of a sockaddr into buf. */
+void ft_sockaddr_format(const struct sockaddr *sa, char *buf, size_t len);
+/* Parses "host:port" (IPv4, [IPv6] or a resolvable name) into *out. 0 or FTRPC_EADDR. */
+int ft_sockaddr_parse(const char *hostport, struct sockaddr_storage *out);
+
+#endif

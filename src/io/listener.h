@@ -1,0 +1,31 @@
+/* ft_listener: a listening TCP socket watched by one loop, handing each accepted socket (a raw fd)
+ * to its owner, which places it on a loop of its choice. Accepting with accept4() ourselves, rather
+ * than through uv_listen, is what lets the owner spread connections over all loops. */
+#ifndef FT_IO_LISTENER_H
+#define FT_IO_LISTENER_H
+
+#include <uv.h>
+
+#include "io/loop.h"
+
+typedef struct ft_listener ft_listener;
+/* On the listener's loop. The callee owns fd. */
+typedef void (*ft_accept_cb)(ft_listener *l, int fd, void *arg);
+
+struct ft_listener {
+    uv_poll_t poll;
+    ft_loop *loop;
+    int fd;
+    int port;
+    ft_accept_cb cb;
+    void *arg;
+};
+
+/* Binds and listens on "host:port" (port 0: any free port) and starts accepting on `loop`.
+ * Any non-IO thread. On success *out is the caller's until ft_listener_stop. */
+int ft_listener_start(ft_loop *loop, const char *hostport, ft_accept_cb cb, void *arg,
+                      ft_listener **out);
+/* Stops accepting, closes the socket and frees the listener; waits until done. Any non-IO thread. */
+void ft_listener_stop(ft_listener *l);
+
+#endif

@@ -1,0 +1,85 @@
+/* The runtime's IO loops: one libuv loop per IO thread, a lock-free task queue into each, and a
+ * timer heap per loop.
+ *
+ * Everything that touches a connection, a call or a timer runs on that object's loop; other threads
+ * reach a loop only through ft_loop_post (an MPSC queue plus one uv_async_t wake-up, which libuv
+ * coalesces). Writes produced during one loop iteration are flushed together at the end of it (the
+ * "dirty" list, see conn.c), which is where write batching comes from.
+ */
+#ifndef FT_IO_LOOP_H
+#define FT_IO_LOOP_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "base/mpsc.h"
+#include "ftrpc/runtime.h"
+
+typedef struct ft_loop ft_loop;
+typedef struct ft_task ft_task;
+typedef struct ft_timer ft_timer;
+struct ft_conn;
+
+typedef void (*ft_task_fn)(ft_task *task);
+struct ft_task {
+    ft_mpsc_node node;
+    ft_task_fn run;
+};
+
+typedef void (*ft_timer_fn)(ft_timer *timer);
+/* A one-shot timer on a loop (loop thread only). Embedded in its owner; zero-initialize, then
+ * ft_timer_start / ft_timer_stop as often as needed. Stopping an idle timer does nothing. */
+struct ft_timer {
+    int64_t due_ns;
+    uint32_t heap_index; /* 0 when not armed (the heap is 1-based) */
+    ft_timer_fn fn;
+};
+
+struct ft_loop {
+    uv_loop_t uv;
+    uv_async_t wakeup;
+    uv_timer_t timer_handle;
+    uv_check_t flush_check;     /* flushes writes produced by IO callbacks */
+    uv_prepare_t flush_prepare; /* flushes writes produced by timers, before the loop sleeps */
+    ft_mpsc tasks;
+    pthread_t thread;
+    int index;
+    ftrpc_runtime *rt;
+    struct ft_conn *dirty; /* connections with bytes to flush, singly linked */
+    ft_timer **heap;       /* 1-based binary min-heap on due_ns */
+    uint32_t heap_len, heap_cap;
+    int64_t armed_due_ns; /* what timer_handle is set for, INT64_MAX when idle */
+    int64_t now_ns;       /* cached once per iteration: cheap "now" on the call path */
+};
+
+struct ftrpc_runtime {
+    int nloops;
+    ft_loop *loops;
+    atomic_uint next_loop;
+    int is_default;
+};
+
+/* The loop the calling thread runs, or NULL on a non-IO thread. */
+ft_loop *ft_loop_current(void);
+/* Any thread: runs task->run(task) on the loop soon. Never fails: the task is intrusive. */
+void ft_loop_post(ft_loop *loop, ft_task *task);
+/* Any non-IO thread (or the loop itself): runs fn(arg) on the loop and waits for it to return. */
+void ft_loop_run_sync(ft_loop *loop, void (*fn)(void *arg), void *arg);
+/* The loop a new call or connection should live on: the current one when the caller is an IO
+ * thread of this runtime, otherwise the next in round-robin order. */
+ft_loop *ft_runtime_pick_loop(ftrpc_runtime *rt);
+ftrpc_runtime *ft_runtime_or_default(ftrpc_runtime *rt);
+
+/* Monotonic time in ns, fresh (a clock read). */
+int64_t ft_loop_now_ns(ft_loop *loop);
+
+void ft_timer_start(ft_loop *loop, ft_timer *t, int64_t due_ns, ft_timer_fn fn);
+void ft_timer_stop(ft_loop *loop, ft_timer *t);
+static inline int ft_timer_armed(const ft_timer *t)
+{
+    return t->heap_index != 0;
+}
+
+#endif

@@ -1,0 +1,325 @@
+/* IO threads, their task queues and timer heaps (see loop.h).
+ *
+ * A timer heap per loop instead of one uv_timer_t per call: starting and stopping an ft_timer is a
+ * heap operation with no libuv handle to close, so a call that finishes early costs nothing more.
+ * One uv_timer_t per loop is re-armed to the earliest due time.
+ */
+#include "io/loop.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/event.h"
+#include "base/log.h"
+#include "io/conn.h"
+
+static _Thread_local ft_loop *current_loop;
+
+ft_loop *ft_loop_current(void)
+{
+    return current_loop;
+}
+
+int ftrpc_in_io_thread(void)
+{
+    return current_loop != NULL;
+}
+
+int64_t ft_loop_now_ns(ft_loop *loop)
+{
+    (void)loop;
+    return ft_now_ns();
+}
+
+/* ---- tasks ---- */
+
+static void on_wakeup(uv_async_t *h)
+{
+    ft_loop *loop = h->data;
+    ft_mpsc_node *n;
+    /* Bounded drain: tasks past the bound run on the next wake-up, so timers and IO are not
+     * starved by a producer that never pauses. */
+    int i = 0;
+    for (; i < 4096 && (n = ft_mpsc_pop(&loop->tasks)) != NULL; i++) {
+        ft_task *t = (ft_task *)n;
+        t->run(t);
+    }
+    if (i == 4096) uv_async_send(&loop->wakeup);
+}
+
+void ft_loop_post(ft_loop *loop, ft_task *task)
+{
+    ft_mpsc_push(&loop->tasks, &task->node);
+    uv_async_send(&loop->wakeup);
+}
+
+struct sync_task {
+    ft_task task;
+    void (*fn)(void *);
+    void *arg;
+    ft_event done;
+};
+
+static void run_sync_task(ft_task *t)
+{
+    struct sync_task *st = (struct sync_task *)t;
+    st->fn(st->arg);
+    ft_event_set(&st->done);
+}
+
+void ft_loop_run_sync(ft_loop *loop, void (*fn)(void *arg), void *arg)
+{
+    if (current_loop == loop) {
+        fn(arg);
+        return;
+    }
+    struct sync_task st = {.task.run = run_sync_task, .fn = fn, .arg = arg};
+    ft_event_init(&st.done);
+    ft_loop_post(loop, &st.task);
+    ft_event_wait(&st.done, -1);
+}
+
+/* ---- timers ---- */
+
+static void heap_swap(ft_loop *l, uint32_t a, uint32_t b)
+{
+    ft_timer *t = l->heap[a];
+    l->heap[a] = l->heap[b];
+    l->heap[b] = t;
+    l->heap[a]->heap_index = a;
+    l->heap[b]->heap_index = b;
+}
+
+static void heap_up(ft_loop *l, uint32_t i)
+{
+    while (i > 1 && l->heap[i / 2]->due_ns > l->heap[i]->due_ns) {
+        heap_swap(l, i, i / 2);
+        i /= 2;
+    }
+}
+
+static void heap_down(ft_loop *l, uint32_t i)
+{
+    for (;;) {
+        uint32_t m = i, c = 2 * i;
+        if (c <= l->heap_len && l->heap[c]->due_ns < l->heap[m]->due_ns) m = c;
+        if (c + 1 <= l->heap_len && l->heap[c + 1]->due_ns < l->heap[m]->due_ns) m = c + 1;
+        if (m == i) return;
+        heap_swap(l, i, m);
+        i = m;
+    }
+}
+
+static void on_timer(uv_timer_t *h);
+
+static void rearm(ft_loop *l)
+{
+    int64_t due = l->heap_len ? l->heap[1]->due_ns : INT64_MAX;
+    if (due == l->armed_due_ns) return;
+    l->armed_due_ns = due;
+    if (due == INT64_MAX) {
+        uv_timer_stop(&l->timer_handle);
+        return;
+    }
+    int64_t now = ft_now_ns();
+    /* libuv timers have millisecond resolution: round up so we never fire early */
+    uint64_t ms = due > now ? (uint64_t)((due - now + FT_NS_PER_MS - 1) / FT_NS_PER_MS) : 0;
+    uv_update_time(&l->uv);
+    uv_timer_start(&l->timer_handle, on_timer, ms, 0);
+}
+
+void ft_timer_start(ft_loop *l, ft_timer *t, int64_t due_ns, ft_timer_fn fn)
+{
+    if (t->heap_index) ft_timer_stop(l, t);
+    if (l->heap_len + 1 >= l->heap_cap) {
+        uint32_t ncap = l->heap_cap ? l->heap_cap * 2 : 256;
+        ft_timer **nh = realloc(l->heap, ncap * sizeof *nh);
+        if (!nh) abort(); /* a few KB for the heap: nothing sensible to do without it */
+        l->heap = nh;
+        l->heap_cap = ncap;
+    }
+    t->due_ns = due_ns;
+    t->fn = fn;
+    t->heap_index = ++l->heap_len;
+    l->heap[t->heap_index] = t;
+    heap_up(l, t->heap_index);
+    if (due_ns < l->armed_due_ns) rearm(l);
+}
+
+void ft_timer_stop(ft_loop *l, ft_timer *t)
+{
+    uint32_t i = t->heap_index;
+    if (!i) return;
+    t->heap_index = 0;
+    if (i != l->heap_len) {
+        l->heap[i] = l->heap[l->heap_len];
+        l->heap[i]->heap_index = i;
+        l->heap_len--;
+        heap_down(l, i);
+        heap_up(l, i);
+    } else {
+        l->heap_len--;
+    }
+    /* leave the uv timer armed: an early wake-up with nothing due only re-arms */
+}
+
+static void on_timer(uv_timer_t *h)
+{
+    ft_loop *l = h->data;
+    l->armed_due_ns = INT64_MAX;
+    int64_t now = ft_now_ns();
+    while (l->heap_len && l->heap[1]->due_ns <= now) {
+        ft_timer *t = l->heap[1];
+        ft_timer_stop(l, t);
+        t->fn(t);
+    }
+    rearm(l);
+}
+
+/* ---- write flushing ---- */
+
+static void on_flush_check(uv_check_t *h)
+{
+    ft_conn_flush_dirty(h->data);
+}
+
+static void on_flush_prepare(uv_prepare_t *h)
+{
+    ft_conn_flush_dirty(h->data);
+}
+
+/* ---- threads ---- */
+
+static void *loop_main(void *arg)
+{
+    ft_loop *l = arg;
+    current_loop = l;
+    uv_run(&l->uv, UV_RUN_DEFAULT);
+    current_loop = NULL;
+    return NULL;
+}
+
+static int loop_init(ft_loop *l, ftrpc_runtime *rt, int index)
+{
+    memset(l, 0, sizeof *l);
+    l->rt = rt;
+    l->index = index;
+    l->armed_due_ns = INT64_MAX;
+    ft_mpsc_init(&l->tasks);
+    if (uv_loop_init(&l->uv) != 0) return FTRPC_ESYS;
+    uv_async_init(&l->uv, &l->wakeup, on_wakeup);
+    l->wakeup.data = l;
+    uv_timer_init(&l->uv, &l->timer_handle);
+    l->timer_handle.data = l;
+    uv_check_init(&l->uv, &l->flush_check);
+    l->flush_check.data = l;
+    uv_check_start(&l->flush_check, on_flush_check);
+    uv_unref((uv_handle_t *)&l->flush_check);
+    uv_prepare_init(&l->uv, &l->flush_prepare);
+    l->flush_prepare.data = l;
+    uv_prepare_start(&l->flush_prepare, on_flush_prepare);
+    uv_unref((uv_handle_t *)&l->flush_prepare);
+    return 0;
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void stop_loop(void *arg)
+{
+    ft_loop *l = arg;
+    uv_walk(&l->uv, close_walk, NULL);
+}
+
+struct stop_task {
+    ft_task task;
+    ft_loop *loop;
+};
+
+static void run_stop(ft_task *t)
+{
+    stop_loop(((struct stop_task *)t)->loop);
+}
+
+int ftrpc_runtime_new(const ftrpc_runtime_options *opts, ftrpc_runtime **out)
+{
+    int n = opts && opts->io_threads > 0 ? opts->io_threads : 0;
+    if (opts && opts->io_threads < 0) return FTRPC_EINVAL;
+    if (n == 0) {
+        const char *e = getenv("FTRPC_IO_THREADS");
+        n = e ? atoi(e) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+        if (n <= 0) n = 1;
+    }
+    ftrpc_runtime *rt = calloc(1, sizeof *rt);
+    if (!rt) return FTRPC_ENOMEM;
+    rt->loops = calloc((size_t)n, sizeof(ft_loop));
+    if (!rt->loops) {
+        free(rt);
+        return FTRPC_ENOMEM;
+    }
+    for (int i = 0; i < n; i++) {
+        int rc = loop_init(&rt->loops[i], rt, i);
+        if (rc == 0 && pthread_create(&rt->loops[i].thread, NULL, loop_main, &rt->loops[i]) != 0)
+            rc = FTRPC_ESYS;
+        if (rc != 0) {
+            rt->nloops = i;
+            ftrpc_runtime_free(rt);
+            return rc;
+        }
+        rt->nloops = i + 1;
+    }
+    *out = rt;
+    return 0;
+}
+
+void ftrpc_runtime_free(ftrpc_runtime *rt)
+{
+    if (!rt) return;
+    for (int i = 0; i < rt->nloops; i++) {
+        struct stop_task st = {.task.run = run_stop, .loop = &rt->loops[i]};
+        ft_loop_post(&rt->loops[i], &st.task);
+        pthread_join(rt->loops[i].thread, NULL);
+        uv_loop_close(&rt->loops[i].uv);
+        free(rt->loops[i].heap);
+    }
+    free(rt->loops);
+    free(rt);
+}
+
+int ftrpc_runtime_io_threads(const ftrpc_runtime *rt)
+{
+    return rt->nloops;
+}
+
+static ftrpc_runtime *default_rt;
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+
+static void make_default(void)
+{
+    if (ftrpc_runtime_new(NULL, &default_rt) != 0) default_rt = NULL;
+    else default_rt->is_default = 1;
+}
+
+ftrpc_runtime *ftrpc_runtime_default(void)
+{
+    pthread_once(&default_once, make_default);
+    return default_rt;
+}
+
+ftrpc_runtime *ft_runtime_or_default(ftrpc_runtime *rt)
+{
+    return rt ? rt : ftrpc_runtime_default();
+}
+
+ft_loop *ft_runtime_pick_loop(ftrpc_runtime *rt)
+{
+    ft_loop *cur = current_loop;
+    if (cur && cur->rt == rt) return cur;
+    unsigned i = atomic_fetch_add_explicit(&rt->next_loop, 1, memory_order_relaxed);
+    return &rt->loops[i % (unsigned)rt->nloops];
+}

@@ -1,0 +1,550 @@
+/* ftrpc_server: accepts connections, parses baidu_std requests, dispatches them to handlers on the
+ * IO thread or the worker pool, and writes replies from any thread back through the connection's
+ * loop.
+ *
+ * Invariants: a call holds a reference on its connection until it is finished, so a reply that
+ * comes after the peer left is dropped rather than written to freed memory; `inflight` counts
+ * calls from dispatch to finish, which is what graceful stop waits on; every request that is
+ * parsed gets exactly one reply unless its connection is gone.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "protocol/baidu_std.h"
+#include "server/server_internal.h"
+
+/* ---- method table ---- */
+
+static uint64_t name_hash(const char *service, const char *method)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = service; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    h = (h ^ '/') * 1099511628211ull;
+    for (const char *p = method; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    return h;
+}
+
+static ft_method *find_method(const ftrpc_server *s, const char *service, const char *method)
+{
+    if (!s->table) return NULL;
+    size_t i = (size_t)name_hash(service, method) & s->table_mask;
+    while (s->table[i]) {
+        ft_method *m = s->table[i];
+        if (strcmp(m->service, service) == 0 && strcmp(m->method, method) == 0) return m;
+        i = (i + 1) & s->table_mask;
+    }
+    return NULL;
+}
+
+static int service_known(const ftrpc_server *s, const char *service)
+{
+    for (size_t i = 0; i < s->nmethods; i++)
+        if (strcmp(s->methods[i]->service, service) == 0) return 1;
+    return 0;
+}
+
+static int rebuild_table(ftrpc_server *s)
+{
+    size_t cap = 16;
+    while (cap < s->nmethods * 2) cap *= 2;
+    ft_method **t = calloc(cap, sizeof *t);
+    if (!t) return FTRPC_ENOMEM;
+    for (size_t k = 0; k < s->nmethods; k++) {
+        ft_method *m = s->methods[k];
+        size_t i = (size_t)name_hash(m->service, m->method) & (cap - 1);
+        while (t[i]) i = (i + 1) & (cap - 1);
+        t[i] = m;
+    }
+    free(s->table);
+    s->table = t;
+    s->table_mask = cap - 1;
+    return 0;
+}
+
+/* ---- lifecycle ---- */
+
+int ftrpc_server_new(const ftrpc_server_options *opts, ftrpc_server **out)
+{
+    ftrpc_server_options o = opts ? *opts : (ftrpc_server_options){0};
+    if (o.worker_threads < 0 || o.stop_grace_ms < 0) return FTRPC_EINVAL;
+    if (o.max_body_size == 0) o.max_body_size = FT_BAIDU_STD_DEFAULT_MAX_BODY;
+    if (o.max_unwritten_bytes == 0) o.max_unwritten_bytes = (size_t)64 << 20;
+    if (o.stop_grace_ms == 0) o.stop_grace_ms = 5000;
+    ftrpc_server *s = calloc(1, sizeof *s);
+    if (!s) return FTRPC_ENOMEM;
+    s->rt = ft_runtime_or_default(o.runtime);
+    if (!s->rt) {
+        free(s);
+        return FTRPC_ENOMEM;
+    }
+    s->opts = o;
+    atomic_init(&s->state, FT_SERVER_NEW);
+    pthread_mutex_init(&s->stop_lock, NULL);
+    pthread_cond_init(&s->stop_cond, NULL);
+    s->loop_sessions = calloc((size_t)s->rt->nloops, sizeof(ft_list));
+    if (!s->loop_sessions) {
+        free(s);
+        return FTRPC_ENOMEM;
+    }
+    for (int i = 0; i < s->rt->nloops; i++) ft_list_init(&s->loop_sessions[i]);
+    *out = s;
+    return 0;
+}
+
+int ftrpc_server_add_method(ftrpc_server *s, const char *service, const char *method,
+                            ftrpc_handler handler, void *arg, const ftrpc_method_options *mopts)
+{
+    if (!s || !service || !method || !handler || !*service || !*method) return FTRPC_EINVAL;
+    if (mopts && (mopts->max_concurrency < 0 ||
+                  (mopts->run_mode != FTRPC_RUN_IN_IO_THREAD &&
+                   mopts->run_mode != FTRPC_RUN_IN_WORKER)))
+        return FTRPC_EINVAL;
+    if (atomic_load(&s->state) != FT_SERVER_NEW) return FTRPC_ESTOPPED;
+    if (find_method(s, service, method)) return FTRPC_EEXIST;
+    ft_method *m = calloc(1, sizeof *m);
+    ft_method **grown = realloc(s->methods, (s->nmethods + 1) * sizeof *grown);
+    if (!m || !grown) {
+        free(m);
+        if (grown) s->methods = grown;
+        return FTRPC_ENOMEM;
+    }
+    s->methods = grown;
+    m->service = strdup(service);
+    m->method = strdup(method);
+    if (!m->service || !m->method) {
+        free(m->service);
+        free(m->method);
+        free(m);
+        return FTRPC_ENOMEM;
+    }
+    m->handler = handler;
+    m->arg = arg;
+    if (mopts) m->opts = *mopts;
+    s->methods[s->nmethods++] = m;
+    return rebuild_table(s);
+}
+
+static void session_on_close(ft_conn *c, int reason);
+static int session_on_read(ft_conn *c);
+static const ft_conn_handler SESSION_HANDLER = {session_on_read, NULL, session_on_close};
+
+struct accept_task {
+    ft_task task;
+    ftrpc_server *server;
+    ft_loop *loop;
+    int fd;
+};
+
+/* Decrements a counter that ftrpc_server_stop/free may be waiting on. While the server runs
+ * nobody waits, so no lock; otherwise the decrement happens under stop_lock, so that the waiter
+ * cannot see zero and free the server before this thread is done touching it. */
+static void count_down(ftrpc_server *s, atomic_int *counter)
+{
+    if (atomic_load_explicit(&s->state, memory_order_acquire) == FT_SERVER_RUNNING) {
+        atomic_fetch_sub(counter, 1);
+        return;
+    }
+    pthread_mutex_lock(&s->stop_lock);
+    if (atomic_fetch_sub(counter, 1) == 1) pthread_cond_broadcast(&s->stop_cond);
+    pthread_mutex_unlock(&s->stop_lock);
+}
+
+static void adopt_on_loop(ft_task *t)
+{
+    struct accept_task *at = (struct accept_task *)t;
+    ftrpc_server *s = at->server;
+    if (atomic_load(&s->state) != FT_SERVER_RUNNING) {
+        close(at->fd);
+        free(at);
+        count_down(s, &s->sessions);
+        return;
+    }
+    ft_session *sess = calloc(1, sizeof *sess);
+    ft_conn *c = NULL;
+    if (!sess || ft_conn_adopt(at->loop, at->fd, s->opts.max_unwritten_bytes, &SESSION_HANDLER,
+                               sess, &c) != 0) {
+        if (!sess) close(at->fd);
+        free(sess);
+        free(at);
+        count_down(s, &s->sessions);
+        return;
+    }
+    sess->conn = c;
+    sess->server = s;
+    sess->loop = at->loop;
+    ft_list_push_back(&s->loop_sessions[at->loop->index], &sess->node);
+    FT_DEBUG("accepted connection from %s on loop %d", c->peer, at->loop->index);
+    free(at);
+}
+
+static void on_accept(ft_listener *l, int fd, void *arg)
+{
+    ftrpc_server *s = arg;
+    (void)l;
+    struct accept_task *at = malloc(sizeof *at);
+    if (!at) {
+        close(fd);
+        return;
+    }
+    unsigned i = atomic_fetch_add(&s->next_loop, 1);
+    at->task.run = adopt_on_loop;
+    at->server = s;
+    at->loop = &s->rt->loops[i % (unsigned)s->rt->nloops];
+    at->fd = fd;
+    atomic_fetch_add(&s->sessions, 1); /* counted from now, so stop waits for it */
+    ft_loop_post(at->loop, &at->task);
+}
+
+int ftrpc_server_start(ftrpc_server *s, const char *listen_addr)
+{
+    if (!s || !listen_addr) return FTRPC_EINVAL;
+    if (ftrpc_in_io_thread()) return FTRPC_EIOTHREAD;
+    if (atomic_load(&s->state) != FT_SERVER_NEW) return FTRPC_ESTOPPED;
+    int need_pool = 0;
+    for (size_t i = 0; i < s->nmethods; i++)
+        need_pool |= s->methods[i]->opts.run_mode == FTRPC_RUN_IN_WORKER;
+    if (need_pool) {
+        int rc = ft_workpool_start(&s->pool, s->opts.worker_threads);
+        if (rc != 0) return rc;
+        s->pool_started = 1;
+    }
+    atomic_store(&s->state, FT_SERVER_RUNNING);
+    int rc = ft_listener_start(&s->rt->loops[0], listen_addr, on_accept, s, &s->listener);
+    if (rc != 0) {
+        atomic_store(&s->state, FT_SERVER_NEW);
+        if (s->pool_started) ft_workpool_stop(&s->pool);
+        s->pool_started = 0;
+        return rc;
+    }
+    s->port = s->listener->port;
+    return 0;
+}
+
+int ftrpc_server_port(const ftrpc_server *s)
+{
+    return s ? s->port : 0;
+}
+
+struct close_sessions_args {
+    ftrpc_server *server;
+    int index;
+};
+
+static void close_sessions_on_loop(void *arg)
+{
+    struct close_sessions_args *a = arg;
+    ft_list *head = &a->server->loop_sessions[a->index];
+    /* ft_conn_close may run on_close (and unlink the session) later, never synchronously for an
+     * orderly close with bytes queued; walk with a saved next all the same */
+    for (ft_list *n = head->next, *next; n != head; n = next) {
+        next = n->next;
+        ft_session *sess = ft_container_of(n, ft_session, node);
+        ft_conn_close(sess->conn, 0, 0);
+    }
+}
+
+/* Waits until *counter is 0 or the deadline passes; returns the final value. */
+static int wait_for_zero(ftrpc_server *s, atomic_int *counter, int64_t deadline_ns)
+{
+    pthread_mutex_lock(&s->stop_lock);
+    while (atomic_load(counter) > 0) {
+        int64_t left = deadline_ns - ft_now_ns();
+        if (left <= 0) break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t step = left < 50 * FT_NS_PER_MS ? left : 50 * FT_NS_PER_MS;
+        ts.tv_nsec += step;
+        ts.tv_sec += ts.tv_nsec / 1000000000;
+        ts.tv_nsec %= 1000000000;
+        pthread_cond_timedwait(&s->stop_cond, &s->stop_lock, &ts);
+    }
+    pthread_mutex_unlock(&s->stop_lock);
+    return atomic_load(counter);
+}
+
+int ftrpc_server_stop(ftrpc_server *s, int grace_ms)
+{
+    if (!s) return FTRPC_EINVAL;
+    if (ftrpc_in_io_thread()) return FTRPC_EIOTHREAD;
+    int expected = FT_SERVER_RUNNING;
+    if (!atomic_compare_exchange_strong(&s->state, &expected, FT_SERVER_STOPPING)) return 0;
+    if (grace_ms < 0) grace_ms = s->opts.stop_grace_ms;
+    ft_listener_stop(s->listener);
+    s->listener = NULL;
+    int64_t deadline = ft_now_ns() + (int64_t)grace_ms * FT_NS_PER_MS;
+    int left = wait_for_zero(s, &s->inflight, deadline);
+    if (left > 0) FT_WARN("server stop: %d calls still in flight after %d ms", left, grace_ms);
+    for (int i = 0; i < s->rt->nloops; i++) {
+        struct close_sessions_args a = {s, i};
+        ft_loop_run_sync(&s->rt->loops[i], close_sessions_on_loop, &a);
+    }
+    /* connections close quickly once asked; the bound only guards against a stuck peer write */
+    wait_for_zero(s, &s->sessions, ft_now_ns() + 5000 * FT_NS_PER_MS);
+    if (s->pool_started) {
+        ft_workpool_stop(&s->pool);
+        s->pool_started = 0;
+    }
+    atomic_store(&s->state, FT_SERVER_STOPPED);
+    return left > 0 ? FTRPC_ERPCTIMEDOUT : 0;
+}
+
+void ftrpc_server_free(ftrpc_server *s)
+{
+    if (!s) return;
+    if (atomic_load(&s->state) == FT_SERVER_RUNNING) ftrpc_server_stop(s, -1);
+    /* Replies finished on other threads are still on their way to the loops; they touch the
+     * server when they land. A handler that never finishes its call would keep us here forever:
+     * after a bound, leak the server rather than free memory a late reply will touch. */
+    if (wait_for_zero(s, &s->inflight, ft_now_ns() + 10000 * FT_NS_PER_MS) > 0) {
+        FT_ERROR("server free: %d calls were never finished by their handlers; leaking the server",
+                 atomic_load(&s->inflight));
+        return;
+    }
+    for (size_t i = 0; i < s->nmethods; i++) {
+        free(s->methods[i]->service);
+        free(s->methods[i]->method);
+        free(s->methods[i]);
+    }
+    free(s->methods);
+    free(s->table);
+    free(s->loop_sessions);
+    pthread_cond_destroy(&s->stop_cond);
+    pthread_mutex_destroy(&s->stop_lock);
+    free(s);
+}
+
+/* ---- requests ---- */
+
+/* brpc's wire number for an FTRPC_E* code or a handler's code. */
+static int32_t wire_code(int code)
+{
+    if (code < 0 && -code >= 1000 && -code < FTRPC_BUSINESS_CODE_MIN) return -code;
+    if (code < 0 && code >= -99) return -FTRPC_EINTERNAL; /* ftrpc-local codes mean nothing remotely */
+    return code;
+}
+
+static void write_error(ft_conn *c, int64_t cid, int code, const char *text)
+{
+    ft_iobuf frame;
+    ft_iobuf_init(&frame);
+    if (ft_baidu_std_pack_response(&frame, cid, wire_code(code), text, NULL, NULL) == 0 &&
+        ft_conn_write(c, &frame) == FTRPC_EOVERCROWDED) {
+        FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing %s: peer does not read its replies", c->peer);
+        ft_conn_close(c, FTRPC_EOVERCROWDED, 1);
+    }
+    ft_iobuf_fini(&frame);
+}
+
+static void finish_call(ftrpc_server_call *call)
+{
+    ftrpc_server *s = call->server;
+    atomic_fetch_sub_explicit(&call->method->concurrency, 1, memory_order_relaxed);
+    ft_conn_unref(call->conn);
+    ft_iobuf_fini(&call->request);
+    ft_iobuf_fini(&call->attachment);
+    ft_iobuf_fini(&call->reply);
+    free(call);
+    count_down(s, &s->inflight);
+}
+
+/* On the call's loop: hand the packed reply to the connection (if it is still there). */
+static void deliver_reply(ftrpc_server_call *call)
+{
+    ft_conn *c = call->conn;
+    if (ft_conn_is_open(c)) {
+        int rc = ft_conn_write(c, &call->reply);
+        if (rc == FTRPC_EOVERCROWDED) {
+            FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing %s: peer does not read its replies",
+                               c->peer);
+            ft_conn_close(c, FTRPC_EOVERCROWDED, 1);
+        }
+    }
+    finish_call(call);
+}
+
+static void deliver_reply_task(ft_task *t)
+{
+    deliver_reply(ft_container_of(t, ftrpc_server_call, task));
+}
+
+static int send_reply(ftrpc_server_call *call, int32_t code, const char *text,
+                      const ft_iobuf *payload, const ft_iobuf *attachment)
+{
+    int rc = ft_baidu_std_pack_response(&call->reply, call->correlation_id, code, text, payload,
+                                        attachment);
+    if (rc != 0) {
+        /* still answer: a reply lost here would leave the client waiting for its deadline */
+        ft_iobuf_clear(&call->reply);
+        ft_baidu_std_pack_response(&call->reply, call->correlation_id, -FTRPC_EINTERNAL,
+                                   "server out of memory", NULL, NULL);
+    }
+    if (ft_loop_current() == call->loop) deliver_reply(call);
+    else ft_loop_post(call->loop, &call->task);
+    return rc;
+}
+
+int ftrpc_server_call_reply(ftrpc_server_call *call, const ftrpc_buf *response,
+                            const ftrpc_buf *attachment)
+{
+    return send_reply(call, 0, NULL, response, attachment);
+}
+
+int ftrpc_server_call_fail(ftrpc_server_call *call, int code, const char *text)
+{
+    if (code == 0) code = FTRPC_EINTERNAL;
+    if (!text) text = code < 0 ? ftrpc_strerror(code) : "";
+    return send_reply(call, wire_code(code), text, NULL, NULL);
+}
+
+const char *ftrpc_server_call_service(const ftrpc_server_call *call)
+{
+    return call->method->service;
+}
+
+const char *ftrpc_server_call_method(const ftrpc_server_call *call)
+{
+    return call->method->method;
+}
+
+const ftrpc_buf *ftrpc_server_call_request(const ftrpc_server_call *call)
+{
+    return &call->request;
+}
+
+const ftrpc_buf *ftrpc_server_call_attachment(const ftrpc_server_call *call)
+{
+    return &call->attachment;
+}
+
+int64_t ftrpc_server_call_remaining_ms(const ftrpc_server_call *call)
+{
+    if (!call->deadline_ns) return INT64_MAX;
+    return (call->deadline_ns - ft_now_ns()) / FT_NS_PER_MS;
+}
+
+const char *ftrpc_server_call_peer(const ftrpc_server_call *call)
+{
+    return call->conn->peer;
+}
+
+static int deadline_passed(const ftrpc_server_call *call)
+{
+    return call->deadline_ns && ft_now_ns() >= call->deadline_ns;
+}
+
+static void run_in_worker(ft_job *job)
+{
+    ftrpc_server_call *call = ft_container_of(job, ftrpc_server_call, job);
+    if (deadline_passed(call)) {
+        /* the caller has given up: running the handler would be wasted work */
+        atomic_fetch_add(&call->method->rejected, 1);
+        send_reply(call, -FTRPC_ERPCTIMEDOUT, "deadline passed before the handler started", NULL,
+                   NULL);
+        return;
+    }
+    atomic_fetch_add(&call->method->calls, 1);
+    call->method->handler(call, call->method->arg);
+}
+
+static void dispatch(ft_session *sess, ft_rpc_frame *f)
+{
+    ftrpc_server *s = sess->server;
+    ft_conn *c = sess->conn;
+    if (atomic_load_explicit(&s->state, memory_order_acquire) != FT_SERVER_RUNNING) {
+        write_error(c, f->correlation_id, FTRPC_ELOGOFF, "server is stopping");
+        return;
+    }
+    ft_method *m = find_method(s, f->service, f->method);
+    if (!m) {
+        char text[512];
+        snprintf(text, sizeof text, "Fail to find method=%s/%s", f->service, f->method);
+        int code = (!strchr(f->service, '.') && !service_known(s, f->service)) ? FTRPC_ENOSERVICE
+                                                                              : FTRPC_ENOMETHOD;
+        write_error(c, f->correlation_id, code, text);
+        return;
+    }
+    int running = atomic_fetch_add_explicit(&m->concurrency, 1, memory_order_relaxed);
+    if (m->opts.max_concurrency > 0 && running >= m->opts.max_concurrency) {
+        atomic_fetch_sub_explicit(&m->concurrency, 1, memory_order_relaxed);
+        atomic_fetch_add(&m->rejected, 1);
+        write_error(c, f->correlation_id, FTRPC_ELIMIT, "method concurrency limit reached");
+        return;
+    }
+    ftrpc_server_call *call = malloc(sizeof *call);
+    if (!call) {
+        atomic_fetch_sub_explicit(&m->concurrency, 1, memory_order_relaxed);
+        write_error(c, f->correlation_id, FTRPC_EINTERNAL, "server out of memory");
+        return;
+    }
+    call->task.run = deliver_reply_task;
+    call->job.run = run_in_worker;
+    call->server = s;
+    call->method = m;
+    call->conn = c;
+    ft_conn_ref(c);
+    call->loop = sess->loop;
+    call->correlation_id = f->correlation_id;
+    call->deadline_ns = f->timeout_ms > 0 ? ft_now_ns() + (int64_t)f->timeout_ms * FT_NS_PER_MS : 0;
+    ft_iobuf_init(&call->request);
+    ft_iobuf_init(&call->attachment);
+    ft_iobuf_init(&call->reply);
+    ft_iobuf_move(&call->request, &f->payload);
+    ft_iobuf_move(&call->attachment, &f->attachment);
+    atomic_fetch_add(&s->inflight, 1);
+    if (m->opts.run_mode == FTRPC_RUN_IN_WORKER) {
+        if (ft_workpool_submit(&s->pool, &call->job) != 0)
+            send_reply(call, -FTRPC_ELOGOFF, "server is stopping", NULL, NULL);
+        return;
+    }
+    atomic_fetch_add(&m->calls, 1);
+    m->handler(call, m->arg);
+}
+
+static int session_on_read(ft_conn *c)
+{
+    ft_session *sess = c->owner;
+    ftrpc_server *s = sess->server;
+    while (c->state == FT_CONN_OPEN) {
+        ft_rpc_frame f;
+        const char *reason = NULL;
+        ft_rpc_frame_init(&f);
+        ft_parse_status st = ft_baidu_std_parse(&c->in, s->opts.max_body_size, &f, &reason);
+        if (st == FT_PARSE_NEED_MORE) break;
+        if (st == FT_PARSE_CLOSE) {
+            FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing connection from %s: %s", c->peer,
+                               reason ? reason : "bad frame");
+            ft_rpc_frame_fini(&f);
+            return FTRPC_EREQUEST;
+        }
+        if (st == FT_PARSE_BAD_FRAME) {
+            FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "bad request from %s: %s", c->peer,
+                               reason ? reason : "bad frame");
+            if (f.correlation_id >= 0) write_error(c, f.correlation_id, FTRPC_EREQUEST, reason);
+            ft_rpc_frame_fini(&f);
+            continue;
+        }
+        if (!f.is_request) {
+            FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing connection from %s: %s", c->peer,
+                               "a response frame sent to a server");
+            ft_rpc_frame_fini(&f);
+            return FTRPC_EREQUEST;
+        }
+        dispatch(sess, &f);
+        ft_rpc_frame_fini(&f);
+    }
+    return 0;
+}
+
+static void session_on_close(ft_conn *c, int reason)
+{
+    ft_session *sess = c->owner;
+    ftrpc_server *s = sess->server;
+    FT_DEBUG("connection from %s closed (%s)", c->peer, ftrpc_strerror(reason));
+    ft_list_remove(&sess->node);
+    free(sess);
+    count_down(s, &s->sessions);
+}

@@ -1,0 +1,71 @@
+/* Internals of ftrpc_server shared by the files of src/server/. */
+#ifndef FT_SERVER_INTERNAL_H
+#define FT_SERVER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "base/iobuf.h"
+#include "base/list.h"
+#include "base/workpool.h"
+#include "ftrpc/server.h"
+#include "io/conn.h"
+#include "io/listener.h"
+#include "io/loop.h"
+
+enum ft_server_state { FT_SERVER_NEW, FT_SERVER_RUNNING, FT_SERVER_STOPPING, FT_SERVER_STOPPED };
+
+typedef struct ft_method {
+    char *service;
+    char *method;
+    ftrpc_handler handler;
+    void *arg;
+    ftrpc_method_options opts;
+    atomic_int concurrency; /* calls of this method in flight */
+    atomic_llong calls;     /* handled (handler started) */
+    atomic_llong rejected;  /* ELIMIT, deadline passed, stopping */
+} ft_method;
+
+/* One accepted connection; owned by its loop (touched on that loop only). */
+typedef struct ft_session {
+    ft_list node; /* in server->loop_sessions[loop->index] */
+    ft_conn *conn;
+    struct ftrpc_server *server;
+    ft_loop *loop;
+} ft_session;
+
+struct ftrpc_server {
+    ftrpc_runtime *rt;
+    ftrpc_server_options opts;
+    ft_method **methods; /* registration order */
+    size_t nmethods;
+    ft_method **table; /* open addressing on (service, method); read-only once running */
+    size_t table_mask;
+    ft_listener *listener;
+    int port;
+    _Atomic int state;
+    atomic_int inflight; /* calls dispatched and not yet finished */
+    atomic_int sessions; /* open connections */
+    ft_list *loop_sessions; /* one list per loop, touched on that loop only */
+    atomic_uint next_loop;
+    ft_workpool pool;
+    int pool_started;
+    pthread_mutex_t stop_lock; /* guards nothing but the condition below */
+    pthread_cond_t stop_cond;  /* signalled when inflight or sessions reach 0 while stopping */
+};
+
+struct ftrpc_server_call {
+    ft_task task; /* posts a reply made on another thread back to the loop */
+    ft_job job;   /* queues the handler on the worker pool */
+    struct ftrpc_server *server;
+    ft_method *method;
+    ft_conn *conn; /* referenced until the call is finished */
+    ft_loop *loop;
+    int64_t correlation_id;
+    int64_t deadline_ns; /* 0: the caller sent no timeout */
+    ft_iobuf request;
+    ft_iobuf attachment;
+    ft_iobuf reply; /* the packed response frame */
+};
+
+#endif
