@@ -1,0 +1,166 @@
+/* libFuzzer target for the baidu_std parser (and, through re-packing, the packer).
+ *
+ * Each input is parsed twice: once from one contiguous block, once from many small slices of
+ * user memory, so that every read of the header and meta also runs on the gathering path. Both
+ * passes must give the same sequence of results. Every frame that parses OK uncompressed is packed
+ * again and parsed again, and must come back with the same fields and bytes. Any disagreement
+ * aborts (a finding). max_body is kept at 1 MiB so that a decompression bomb stays cheap.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol/baidu_std.h"
+
+#define FUZZ_MAX_BODY (1u << 20)
+#define MAX_RECORDS 256
+
+typedef struct record {
+    ft_parse_status status;
+    int64_t correlation_id;
+    size_t payload, attachment;
+    const char *reason;
+} record;
+
+typedef struct run {
+    record r[MAX_RECORDS];
+    size_t n;
+    size_t left; /* bytes left in the input when parsing stopped */
+} run;
+
+static void check(int ok)
+{
+    if (!ok) abort();
+}
+
+/* Copies a buffer out for comparison; the caller frees. */
+static uint8_t *bytes_of(const ft_iobuf *b)
+{
+    uint8_t *p = malloc(ft_iobuf_size(b) + 1);
+    check(p != NULL);
+    ft_iobuf_copy_at(b, 0, p, ft_iobuf_size(b));
+    return p;
+}
+
+static int same_buf(const ft_iobuf *a, const ft_iobuf *b)
+{
+    if (ft_iobuf_size(a) != ft_iobuf_size(b)) return 0;
+    uint8_t *pa = bytes_of(a), *pb = bytes_of(b);
+    int same = memcmp(pa, pb, ft_iobuf_size(a)) == 0;
+    free(pa);
+    free(pb);
+    return same;
+}
+
+static int same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Packs f again, parses the result and compares. */
+static void repack(const ft_rpc_frame *f)
+{
+    ft_iobuf wire;
+    ft_iobuf_init(&wire);
+    int rc;
+    if (f->is_request) {
+        ft_request_header h = {.service = f->service,
+                               .method = f->method,
+                               .correlation_id = f->correlation_id,
+                               .timeout_ms = f->timeout_ms,
+                               .log_id = f->log_id,
+                               .auth_data = f->auth_data,
+                               .auth_len = f->auth_len};
+        rc = ft_baidu_std_pack_request(&wire, &h, &f->payload, &f->attachment);
+    } else {
+        rc = ft_baidu_std_pack_response(&wire, f->correlation_id, f->error_code, f->error_text,
+                                        &f->payload, &f->attachment);
+    }
+    check(rc == 0);
+    ft_rpc_frame g;
+    const char *reason = NULL;
+    check(ft_baidu_std_parse(&wire, FUZZ_MAX_BODY + 1024 * 1024, &g, &reason) == FT_PARSE_OK);
+    check(ft_iobuf_size(&wire) == 0);
+    check(g.is_request == f->is_request);
+    check(g.correlation_id == f->correlation_id);
+    check(same_str(g.service, f->service) && same_str(g.method, f->method));
+    check(g.timeout_ms == (f->is_request && f->timeout_ms <= 0 ? 1 : f->timeout_ms));
+    check(g.log_id == f->log_id);
+    check(g.auth_len == f->auth_len && (g.auth_data == NULL) == (f->auth_data == NULL));
+    check(f->auth_len == 0 || memcmp(g.auth_data, f->auth_data, f->auth_len) == 0);
+    check(g.error_code == f->error_code && same_str(g.error_text, f->error_text));
+    check(same_buf(&g.payload, &f->payload) && same_buf(&g.attachment, &f->attachment));
+    ft_rpc_frame_fini(&g);
+    ft_iobuf_fini(&wire);
+}
+
+static void parse_all(ft_iobuf *in, run *out, int do_repack)
+{
+    out->n = 0;
+    for (;;) {
+        ft_rpc_frame f;
+        const char *reason = NULL;
+        size_t before = ft_iobuf_size(in);
+        ft_parse_status st = ft_baidu_std_parse(in, FUZZ_MAX_BODY, &f, &reason);
+        if (out->n < MAX_RECORDS) {
+            record *r = &out->r[out->n++];
+            r->status = st;
+            r->correlation_id = f.correlation_id;
+            r->payload = ft_iobuf_size(&f.payload);
+            r->attachment = ft_iobuf_size(&f.attachment);
+            r->reason = reason;
+        }
+        if (st == FT_PARSE_OK || st == FT_PARSE_BAD_FRAME) {
+            /* a frame is at least its header: the loop always ends */
+            check(ft_iobuf_size(in) + FT_BAIDU_STD_HEADER_SIZE <= before);
+            check(reason != NULL || st == FT_PARSE_OK);
+            if (st == FT_PARSE_OK && do_repack && f.compress_type == FT_COMPRESS_NONE) repack(&f);
+            ft_rpc_frame_fini(&f);
+            continue;
+        }
+        check(st == FT_PARSE_NEED_MORE || st == FT_PARSE_CLOSE);
+        check(st == FT_PARSE_NEED_MORE || reason != NULL);
+        check(ft_iobuf_size(in) == before); /* nothing consumed */
+        ft_rpc_frame_fini(&f);
+        break;
+    }
+    out->left = ft_iobuf_size(in);
+}
+
+static int expected_sniff(const uint8_t *data, size_t size)
+{
+    if (size == 0) return -1;
+    if (memcmp(data, "PRPC", size < 4 ? size : 4) != 0) return 0;
+    return size < 4 ? -1 : 1;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static run a, b;
+    ft_iobuf in;
+
+    ft_iobuf_init(&in);
+    if (size > 0) check(ft_iobuf_append(&in, data, size) == 0);
+    check(ft_baidu_std_sniff(&in) == expected_sniff(data, size));
+    parse_all(&in, &a, 1);
+    ft_iobuf_fini(&in);
+
+    /* the same bytes in slices of 1..31 bytes, each its own block */
+    size_t chunk = 1 + size % 31;
+    ft_iobuf_init(&in);
+    for (size_t off = 0; off < size; off += chunk) {
+        size_t n = size - off < chunk ? size - off : chunk;
+        check(ft_iobuf_append_user(&in, data + off, n, NULL, NULL) == 0);
+    }
+    parse_all(&in, &b, 0);
+    ft_iobuf_fini(&in);
+
+    check(a.n == b.n && a.left == b.left);
+    for (size_t i = 0; i < a.n; i++) {
+        check(a.r[i].status == b.r[i].status);
+        check(a.r[i].correlation_id == b.r[i].correlation_id);
+        check(a.r[i].payload == b.r[i].payload && a.r[i].attachment == b.r[i].attachment);
+        check(same_str(a.r[i].reason, b.r[i].reason));
+    }
+    return 0;
+}
