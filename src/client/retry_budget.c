@@ -36,8 +36,9 @@ int ft_retry_budget_options_validate(const ft_retry_budget_options *opts)
                  FT_RETRY_BUDGET_MAX_BUCKETS);
         return FTRPC_EINVAL;
     }
-    if (o.window_ms < 0 || o.window_ms * FT_NS_PER_MS < o.buckets) {
-        FT_ERROR("retry budget: window_ms %lld must be > 0 and hold %d buckets",
+    if (o.window_ms < 0 || o.window_ms > INT64_C(86400000) ||
+        o.window_ms * FT_NS_PER_MS < o.buckets) {
+        FT_ERROR("retry budget: window_ms %lld must be in (0, one day] and hold %d buckets",
                  (long long)o.window_ms, o.buckets);
         return FTRPC_EINVAL;
     }

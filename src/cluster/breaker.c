@@ -23,8 +23,8 @@ static ft_breaker_options with_defaults(const ft_breaker_options *in)
 int ft_breaker_options_validate(const ft_breaker_options *opts)
 {
     ft_breaker_options o = with_defaults(opts);
-    if (o.window_ms < 0) {
-        FT_ERROR("breaker: window_ms %lld must be > 0", (long long)o.window_ms);
+    if (o.window_ms < 0 || o.window_ms > INT64_C(86400000)) {
+        FT_ERROR("breaker: window_ms %lld must be in (0, one day]", (long long)o.window_ms);
         return FTRPC_EINVAL;
     }
     if (o.buckets < 1 || o.buckets > FT_BREAKER_MAX_BUCKETS) {

@@ -108,6 +108,13 @@ int ft_health_options_validate(const ft_health_options *opts)
         FT_ERROR("endpoint health: ewma_decay_ms %lld must be > 0", (long long)o.ewma_decay_ms);
         return FTRPC_EINVAL;
     }
+    if (o.retry_delay_ms > FT_HEALTH_MAX_DURATION_MS ||
+        o.maximum_duration_ms > FT_HEALTH_MAX_DURATION_MS ||
+        o.ewma_decay_ms > FT_HEALTH_MAX_DURATION_MS) {
+        FT_ERROR("endpoint health: durations must not exceed %lld ms (one week)",
+                 (long long)FT_HEALTH_MAX_DURATION_MS);
+        return FTRPC_EINVAL;
+    }
     return ft_breaker_options_validate(&o.breaker);
 }
 

@@ -48,6 +48,8 @@
 /* initial_duration_ms value that disables suspension altogether: nothing ever reaches SUSPENDED;
  * mark codes still lead to TIMEOUT and its retry_delay. */
 #define FT_HEALTH_NO_SUSPENSION (-1)
+/* Upper bound for every duration option (one week): keeps now_ns + duration far from overflow. */
+#define FT_HEALTH_MAX_DURATION_MS (INT64_C(7) * 24 * 3600 * 1000)
 
 /* Zero in any field means its default; designated initializers, e.g.
  *   ft_health_options o = {.initial_duration_ms = 500, .retries_before_suspension = 2};

@@ -134,6 +134,7 @@ static void breaker_options_validation_rejects_bad_values(void **s)
         {"ratio 1", {.error_ratio = 1}, 0},
         {"off", {.error_ratio = FT_BREAKER_OFF}, 0},
         {"negative window", {.window_ms = -1}, FTRPC_EINVAL},
+        {"window beyond a day", {.window_ms = INT64_C(86400001)}, FTRPC_EINVAL},
         {"too many buckets", {.buckets = FT_BREAKER_MAX_BUCKETS + 1}, FTRPC_EINVAL},
         {"negative buckets", {.buckets = -1}, FTRPC_EINVAL},
         {"negative min calls", {.min_calls = -3}, FTRPC_EINVAL},

@@ -445,6 +445,10 @@ static void options_validation_rejects_bad_values(void **s)
         {"list not terminated",
          {.suspend_codes = {-1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11, -12, -13, -14, -15, -16}},
          FTRPC_EINVAL},
+        {"maximum beyond a week",
+         {.maximum_duration_ms = FT_HEALTH_MAX_DURATION_MS + 1},
+         FTRPC_EINVAL},
+        {"retry delay beyond a week", {.retry_delay_ms = INT64_MAX}, FTRPC_EINVAL},
         {"bad breaker ratio", {.breaker = {.error_ratio = 1.5}}, FTRPC_EINVAL},
         {"bad breaker buckets", {.breaker = {.buckets = 100}}, FTRPC_EINVAL},
     };

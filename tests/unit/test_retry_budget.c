@@ -159,6 +159,7 @@ static void budget_options_validation_rejects_bad_values(void **s)
         {"negative floor", {.min_per_sec = -5}, FTRPC_EINVAL},
         {"no floor", {.min_per_sec = FT_RETRY_BUDGET_NO_FLOOR}, 0},
         {"negative window", {.window_ms = -1}, FTRPC_EINVAL},
+        {"window beyond a day", {.window_ms = INT64_MAX}, FTRPC_EINVAL},
         {"too many buckets", {.buckets = FT_RETRY_BUDGET_MAX_BUCKETS + 1}, FTRPC_EINVAL},
         {"negative buckets", {.buckets = -2}, FTRPC_EINVAL},
     };
