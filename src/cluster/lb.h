@@ -1,0 +1,175 @@
+/* Load balancers: given an immutable snapshot of a service's endpoints, pick one for an attempt.
+ *
+ * A balancer (ft_lb) is built by name from a snapshot of endpoints and never changes its endpoint
+ * set afterwards; a new set means a new balancer, published through an ft_lb_holder (below). Each
+ * pick (ft_lb_select) receives, from the caller, everything that belongs to the call rather than to
+ * the balancer: the key for consistent hashing, the endpoints this call already tried (excluded),
+ * the health predicate (usable) and the random state. The balancer never decides health: it only
+ * asks `usable`, and it never blocks on I/O.
+ *
+ * Algorithms (name: behaviour; see docs/load-balancing.md for when to use which):
+ *   "random"   uniform over usable endpoints
+ *   "rr"       round robin, one shared atomic counter
+ *   "wrr"      smooth weighted round robin, nginx's sequence (precomputed schedule, lock-free)
+ *   "wrandom"  weighted random (prefix sums + binary search)
+ *   "chash"    consistent hash ring with virtual nodes; the key travels in each pick
+ *   "p2c"      power of two choices with peak-EWMA cost, as Finagle/linkerd (the default)
+ *   "priority" the first usable endpoint in list order (WSO2's failover group)
+ *
+ * Invariants: every index the API takes or returns is an index into the snapshot the balancer was
+ * built from (0 .. ft_lb_size() - 1). A call must therefore pin one balancer (ft_lb_holder_acquire)
+ * for all its attempts, so that its excluded indices keep their meaning across retries.
+ *
+ * Threads: ft_lb_select may run concurrently on any number of threads on the same balancer.
+ * Creation and the last release happen on one thread. The holder's functions are safe from any
+ * thread.
+ *
+ * Not here: health (endpoint_health.*), connection handling, the choice of what to do when no
+ * endpoint is usable (the caller's fallback rule), and latency bookkeeping (the health module owns
+ * the EWMA and in-flight figures; balancers only read them). */
+#ifndef FT_CLUSTER_LB_H
+#define FT_CLUSTER_LB_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/rand.h"
+#include "ftrpc/common.h"
+
+/* Weight used when an endpoint's weight is 0 (as brpc's and Dubbo's default of 100). */
+#define FT_LB_DEFAULT_WEIGHT 100u
+/* Largest accepted weight; above it ft_lb_new returns FTRPC_EINVAL. Bounds sums and ring sizes. */
+#define FT_LB_MAX_WEIGHT 100000u
+/* Consistent hash: virtual nodes per 100 units of weight (default; as Dubbo's 160 replicas). */
+#define FT_LB_CHASH_DEFAULT_VNODES 160u
+/* Exclusion lists longer than this are refused (FTRPC_EINVAL): they are scanned on every probe. */
+#define FT_LB_MAX_EXCLUDED 16u
+
+/* One endpoint of the snapshot handed to ft_lb_new. The balancer copies the struct and the address
+ * string; it does not copy what id, ewma_latency_us and inflight point to: those must stay valid
+ * until the balancer's last reference is released (the health module owns them and outlives the
+ * balancers built over it). */
+typedef struct ft_lb_endpoint {
+    /* Opaque to the balancer: the caller's handle for the endpoint (e.g. its health record). */
+    void *id;
+    /* "host:port" or any stable name: consistent hashing places the endpoint's ring points by
+     * hashing it, so the same address lands on the same points in every snapshot and every process.
+     * Required (non-NULL) for "chash"; may be NULL for the others. */
+    const char *addr;
+    /* Relative weight, 1 .. FT_LB_MAX_WEIGHT; 0 means FT_LB_DEFAULT_WEIGHT. Used by "wrr",
+     * "wrandom" and "chash" (number of ring points); ignored by the others. */
+    uint32_t weight;
+    /* Peak-EWMA latency in microseconds, updated atomically by the health module; 0 means "no
+     * sample yet". Read (relaxed) by "p2c" only. NULL is read as 0. */
+    const _Atomic int64_t *ewma_latency_us;
+    /* Requests currently in flight to the endpoint, updated atomically by the health module. Read
+     * (relaxed) by "p2c" only. NULL is read as 0. */
+    const atomic_int *inflight;
+} ft_lb_endpoint;
+
+/* Creation options; a zeroed struct (or NULL) means every default. */
+typedef struct ft_lb_options {
+    /* "chash": ring points per 100 units of weight. Default FT_LB_CHASH_DEFAULT_VNODES (160).
+     * Points per endpoint = max(1, chash_vnodes * weight / 100). */
+    uint32_t chash_vnodes;
+    /* "wrr": largest precomputed schedule, in slots. Default 1 << 20 (4 MiB). When the smooth
+     * sequence's period (sum of weights / their gcd) is longer, or building it would take more than
+     * 2^27 steps, the balancer runs nginx's O(N) loop under a mutex instead (exact, but slower). */
+    uint32_t wrr_max_schedule;
+} ft_lb_options;
+
+/* The health predicate: nonzero when the endpoint at `index` may take this attempt. Called on the
+ * picking thread, possibly several times per pick and for several indices; it must be cheap, must
+ * not block and must not call back into the balancer. */
+typedef int (*ft_lb_usable_fn)(void *arg, size_t index);
+
+/* One pick's request. Zero-initialise it and set what applies; it is only read during the call. */
+typedef struct ft_lb_pick {
+    /* "chash": the request key's hash, ft_hash64(key, len, 0) (base/hash.h); used only when has_key
+     * is nonzero. Without a key "chash" picks a random ring point (no affinity). */
+    uint64_t key_hash;
+    int has_key;
+    /* Indices this call already tried, at most FT_LB_MAX_EXCLUDED; duplicates are harmless. */
+    const size_t *excluded;
+    size_t n_excluded;
+    /* Health predicate; NULL means every endpoint is usable. */
+    ft_lb_usable_fn usable;
+    void *usable_arg;
+    /* Random state for this pick ("random", "wrandom", "p2c", keyless "chash"); NULL means the
+     * calling thread's generator (ft_rand_thread). Tests pass a seeded one. */
+    ft_rand *rng;
+    /* When every usable endpoint is excluded: 0 (default) fails with FTRPC_ENOENDPOINT; nonzero
+     * picks among the usable excluded ones as if nothing were excluded (a retry may then go back to
+     * a node it tried, which is better than failing when the call has budget left and it is the
+     * only one up). */
+    int allow_excluded_fallback;
+} ft_lb_pick;
+
+typedef struct ft_lb ft_lb;
+
+/* Builds a balancer of algorithm `name` over a copy of eps[0 .. n - 1] (n may be 0: every pick then
+ * fails with FTRPC_ENOENDPOINT). opts may be NULL. On success *out holds one reference, released
+ * with ft_lb_release. Errors: FTRPC_EINVAL (unknown name, NULL name or out, eps NULL with n > 0,
+ * weight above FT_LB_MAX_WEIGHT, "chash" with a NULL addr), FTRPC_ENOMEM. Any thread. Cost: O(N)
+ * for most, O(N log N) for "wrandom"/"chash" (ring of ~160 N points), O(period x N) for "wrr". */
+int ft_lb_new(const char *name, const ft_lb_endpoint *eps, size_t n, const ft_lb_options *opts,
+              ft_lb **out);
+
+/* Takes one more reference. Any thread that already holds one. */
+void ft_lb_retain(ft_lb *lb);
+/* Drops one reference; the last one frees the balancer. NULL does nothing. Any thread. */
+void ft_lb_release(ft_lb *lb);
+
+/* Picks an endpoint for one attempt and writes its index to *out_index (only on success).
+ * Never returns an excluded index unless req->allow_excluded_fallback applies, and never one for
+ * which req->usable said 0 during this pick.
+ * Returns 0; FTRPC_ENOENDPOINT when no non-excluded endpoint is usable (and the fallback does not
+ * apply or finds none); FTRPC_EINVAL for NULL arguments or too many exclusions.
+ * Any thread, concurrently. Cost: O(1) expected while most endpoints are usable; a pick whose first
+ * few probes all fail falls back to one O(N) scan (O(ring) for "chash"), so its cost degrades
+ * gracefully as health drops but never loops forever. */
+int ft_lb_select(ft_lb *lb, const ft_lb_pick *req, size_t *out_index);
+
+/* The algorithm's name as given to ft_lb_new ("p2c", ...). */
+const char *ft_lb_name(const ft_lb *lb);
+/* Number of endpoints in the snapshot. */
+size_t ft_lb_size(const ft_lb *lb);
+/* The snapshot's endpoint at index (a copy of what was passed in, addr pointing at the balancer's
+ * own copy; weight already defaulted); NULL when out of range. Valid while the reference is held.
+ */
+const ft_lb_endpoint *ft_lb_endpoint_at(const ft_lb *lb, size_t index);
+/* Nonzero when name is one of the algorithms above. */
+int ft_lb_name_valid(const char *name);
+/* The default algorithm's name: "p2c". */
+const char *ft_lb_default_name(void);
+
+/* Publishes the current balancer of a service to many picking threads and swaps it when the
+ * endpoint set changes (rebuild-and-replace). A call acquires the current balancer once, pins it
+ * for all its attempts and releases it at the end; a swap never disturbs a call in progress, and
+ * the old balancer is freed when its last call releases it.
+ *
+ * Why a short mutex and a reference count rather than a lock-free RCU: a lock-free "load pointer,
+ * then increment its count" races with the last release (the count would be incremented on freed
+ * memory) unless we add hazard pointers or epochs; the mutex closes that window in two instructions
+ * and is taken once per call, not once per pick, so its cost (~20 ns uncontended, measured in
+ * bench/lb.c) is small beside an RPC. Readers never see a torn state: they get either the old or
+ * the new balancer, both complete and immutable. */
+typedef struct ft_lb_holder {
+    pthread_mutex_t mu; /* guards cur (the pointer and the taking of a reference to it) */
+    ft_lb *cur;         /* one reference owned by the holder; NULL until the first replace */
+} ft_lb_holder;
+
+/* Initialises an empty holder. Returns 0 or FTRPC_ESYS. */
+int ft_lb_holder_init(ft_lb_holder *h);
+/* Releases the holder's reference (calls still holding theirs keep their balancer alive). */
+void ft_lb_holder_fini(ft_lb_holder *h);
+/* Installs lb, taking over the caller's reference to it (lb may be NULL to empty the holder), and
+ * drops the holder's reference to the previous one. Any thread. */
+void ft_lb_holder_replace(ft_lb_holder *h, ft_lb *lb);
+/* Returns the current balancer with a new reference the caller must release, or NULL when empty.
+ * Any thread. */
+ft_lb *ft_lb_holder_acquire(ft_lb_holder *h);
+
+#endif

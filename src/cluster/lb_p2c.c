@@ -1,0 +1,69 @@
+/* "p2c": power of two choices over peak-EWMA cost (Mitzenmacher; Finagle's and linkerd's default).
+ *
+ * A pick draws two distinct usable, non-excluded endpoints at random and takes the cheaper, where
+ * cost = ewma_latency_us x (inflight + 1), read from the figures the health module updates. An
+ * endpoint with no latency sample yet costs 0 while idle (so a new node gets traffic and a first
+ * measurement) and a large penalty once it has requests in flight (so a burst does not pile onto a
+ * node nobody has measured), as Finagle's PeakEwma does. Ties go to the first draw, itself random.
+ *
+ * Two draws, not a scan: a slow node is avoided whenever it meets a faster one, yet it keeps
+ * getting a little traffic when two slow ones meet, so its EWMA can recover; the least loaded of N
+ * is never searched for, which keeps picks O(1) and stops every thread from herding onto the same
+ * "best" node between two updates of the figures.
+ *
+ * The decay of the EWMA (peak sensitivity, half-life) is the health module's business; this file
+ * only reads the current value, relaxed: a slightly stale figure only makes one choice less sharp.
+ */
+#include "cluster/lb_impl.h"
+
+/* Finagle's Penalty: Long.MaxValue >> 16, large beside any real cost yet far from overflow. */
+#define P2C_PENALTY ((double)(INT64_MAX >> 16))
+
+static int p2c_init(ft_lb *lb, const ft_lb_options *opts)
+{
+    return 0;
+}
+
+static double p2c_cost(const ft_lb_endpoint *ep)
+{
+    int64_t ewma =
+        ep->ewma_latency_us ? atomic_load_explicit(ep->ewma_latency_us, memory_order_relaxed) : 0;
+    int inflight = ep->inflight ? atomic_load_explicit(ep->inflight, memory_order_relaxed) : 0;
+    if (inflight < 0) inflight = 0;
+    if (ewma <= 0) return inflight == 0 ? 0.0 : P2C_PENALTY + inflight;
+    return (double)ewma * ((double)inflight + 1.0);
+}
+
+/* A random acceptable endpoint other than `skip` (SIZE_MAX: none), or SIZE_MAX. */
+static size_t draw_one(const ft_lb *lb, const ft_lb_pick *req, ft_rand *rng, size_t skip)
+{
+    for (int k = 0; k < FT_LB_PROBES; k++) {
+        size_t i;
+        if (skip == SIZE_MAX) {
+            i = (size_t)ft_rand_below(rng, lb->n);
+        } else {
+            /* uniform over the n - 1 others: draw below n - 1 and step over skip */
+            i = (size_t)ft_rand_below(rng, lb->n - 1);
+            if (i >= skip) i++;
+        }
+        if (ft_lb_ok(req, i)) return i;
+    }
+    size_t i;
+    return ft_lb_scan_pick(lb, req, rng, 0, skip, &i) == 0 ? i : SIZE_MAX;
+}
+
+static int p2c_select(ft_lb *lb, const ft_lb_pick *req, ft_rand *rng, size_t *out)
+{
+    size_t a = draw_one(lb, req, rng, SIZE_MAX);
+    if (a == SIZE_MAX) return FTRPC_ENOENDPOINT;
+    size_t b = lb->n > 1 ? draw_one(lb, req, rng, a) : SIZE_MAX;
+    if (b != SIZE_MAX && p2c_cost(&lb->eps[b]) < p2c_cost(&lb->eps[a])) a = b;
+    *out = a;
+    return 0;
+}
+
+const ft_lb_ops ft_lb_p2c_ops = {
+    .name = "p2c",
+    .init = p2c_init,
+    .select = p2c_select,
+};

@@ -1,0 +1,691 @@
+/* Load balancers (src/cluster/lb.h): exclusion and health honoured by every algorithm, the
+ * distributions, consistent hashing's stability, p2c's avoidance of slow nodes, priority's return
+ * to the primary, concurrency and the holder's swap.
+ *
+ * Statistical bounds: every random test uses a seeded ft_rand, so it is deterministic; the bound it
+ * checks is still the honest one. An endpoint's count over K independent picks with probability p
+ * is binomial(K, p), and each count must lie within 5 standard deviations, sqrt(K p (1 - p)), of K
+ * p (a correct balancer fails one such check with probability below 6e-7 per count, so a failure
+ * means a bias, not bad luck, whatever the seed). Deterministic algorithms (rr, wrr) are held to
+ * exact counts. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <math.h>
+#include <pthread.h>
+#include <cmocka.h>
+
+#include "base/hash.h"
+#include "cluster/lb.h"
+#include "cluster/lb_impl.h"
+
+#define MAX_EPS 64
+
+static const char *const all_names[] = {"random", "rr",  "wrr",     "wrandom",
+                                        "chash",  "p2c", "priority"};
+#define N_NAMES (sizeof(all_names) / sizeof(all_names[0]))
+
+/* A fixture: endpoints with addresses, weights and the figures p2c reads, plus a usable[] map. */
+typedef struct fixture {
+    ft_lb_endpoint eps[MAX_EPS];
+    char addrs[MAX_EPS][32];
+    _Atomic int64_t ewma[MAX_EPS];
+    atomic_int inflight[MAX_EPS];
+    unsigned char up[MAX_EPS];
+    size_t n;
+} fixture;
+
+static fixture fx;
+
+static void fixture_make(fixture *f, size_t n, const uint32_t *weights)
+{
+    memset(f, 0, sizeof(*f));
+    f->n = n;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(f->addrs[i], sizeof(f->addrs[i]), "10.0.0.%zu:8000", i + 1);
+        atomic_init(&f->ewma[i], 1000);
+        atomic_init(&f->inflight[i], 0);
+        f->up[i] = 1;
+        f->eps[i] = (ft_lb_endpoint){
+            .id = &f->eps[i],
+            .addr = f->addrs[i],
+            .weight = weights ? weights[i] : 0,
+            .ewma_latency_us = &f->ewma[i],
+            .inflight = &f->inflight[i],
+        };
+    }
+}
+
+static int is_up(void *arg, size_t index)
+{
+    const fixture *f = arg;
+    return f->up[index];
+}
+
+static ft_lb *make_lb(const char *name, const fixture *f, const ft_lb_options *opts)
+{
+    ft_lb *lb = NULL;
+    int rc = ft_lb_new(name, f->eps, f->n, opts, &lb);
+    if (rc != 0) fail_msg("ft_lb_new(%s) = %d", name, rc);
+    return lb;
+}
+
+/* A request over fx's health map with a seeded generator. */
+static ft_lb_pick pick_req(ft_rand *rng)
+{
+    return (ft_lb_pick){.usable = is_up, .usable_arg = &fx, .rng = rng};
+}
+
+static size_t must_select(ft_lb *lb, const ft_lb_pick *req)
+{
+    size_t i = SIZE_MAX;
+    int rc = ft_lb_select(lb, req, &i);
+    if (rc != 0) fail_msg("%s: ft_lb_select = %d", ft_lb_name(lb), rc);
+    assert_true(i < ft_lb_size(lb));
+    return i;
+}
+
+/* counts[i] within 5 sd of binomial(total, p_i), p_i = share[i] / sum(share). */
+static void assert_binomial(const char *what, const long *counts, const double *share, size_t n)
+{
+    long total = 0;
+    double share_sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += counts[i];
+        share_sum += share[i];
+    }
+    for (size_t i = 0; i < n; i++) {
+        double p = share[i] / share_sum;
+        double mean = (double)total * p, sd = sqrt((double)total * p * (1 - p));
+        if (fabs((double)counts[i] - mean) > 5 * sd + 1e-9)
+            fail_msg("%s: endpoint %zu got %ld, expected %.1f +- %.1f (5 sd)", what, i, counts[i],
+                     mean, 5 * sd);
+    }
+}
+
+/* ---------------------------------------------------------------- creation */
+
+static void unknown_or_bad_arguments_are_einval(void **state)
+{
+    fixture_make(&fx, 3, NULL);
+    ft_lb *lb = NULL;
+    assert_int_equal(ft_lb_new("fastest", fx.eps, fx.n, NULL, &lb), FTRPC_EINVAL);
+    assert_int_equal(ft_lb_new(NULL, fx.eps, fx.n, NULL, &lb), FTRPC_EINVAL);
+    assert_int_equal(ft_lb_new("rr", fx.eps, fx.n, NULL, NULL), FTRPC_EINVAL);
+    assert_int_equal(ft_lb_new("rr", NULL, 2, NULL, &lb), FTRPC_EINVAL);
+    fx.eps[1].weight = FT_LB_MAX_WEIGHT + 1;
+    assert_int_equal(ft_lb_new("wrr", fx.eps, fx.n, NULL, &lb), FTRPC_EINVAL);
+    fx.eps[1].weight = 0;
+    fx.eps[2].addr = NULL;
+    assert_int_equal(ft_lb_new("chash", fx.eps, fx.n, NULL, &lb), FTRPC_EINVAL);
+    assert_null(lb);
+    assert_false(ft_lb_name_valid("fastest"));
+    assert_string_equal(ft_lb_default_name(), "p2c");
+    for (size_t k = 0; k < N_NAMES; k++)
+        assert_true(ft_lb_name_valid(all_names[k]));
+    ft_lb_release(NULL);
+}
+
+static void snapshot_is_copied_with_default_weight(void **state)
+{
+    fixture_make(&fx, 2, (const uint32_t[]){0, 7});
+    ft_lb *lb = make_lb("wrr", &fx, NULL);
+    strcpy(fx.addrs[0], "changed");
+    assert_string_equal(ft_lb_endpoint_at(lb, 0)->addr, "10.0.0.1:8000");
+    assert_int_equal(ft_lb_endpoint_at(lb, 0)->weight, FT_LB_DEFAULT_WEIGHT);
+    assert_int_equal(ft_lb_endpoint_at(lb, 1)->weight, 7);
+    assert_ptr_equal(ft_lb_endpoint_at(lb, 1)->id, &fx.eps[1]);
+    assert_null(ft_lb_endpoint_at(lb, 2));
+    assert_int_equal(ft_lb_size(lb), 2);
+    assert_string_equal(ft_lb_name(lb), "wrr");
+    ft_lb_release(lb);
+}
+
+/* ------------------------------------------- every balancer: exclusion and health */
+
+static void every_balancer_honors_exclusion_and_usability(void **state)
+{
+    for (size_t k = 0; k < N_NAMES; k++) {
+        fixture_make(&fx, 8, (const uint32_t[]){100, 300, 100, 200, 100, 100, 50, 100});
+        fx.up[1] = fx.up[5] = 0;
+        const size_t excluded[] = {2, 3};
+        ft_lb *lb = make_lb(all_names[k], &fx, NULL);
+        ft_rand rng;
+        ft_rand_seed(&rng, 1000 + k);
+        ft_lb_pick req = pick_req(&rng);
+        req.excluded = excluded;
+        req.n_excluded = 2;
+        long seen[8] = {0};
+        for (int i = 0; i < 4000; i++) {
+            req.key_hash = ft_hash64(&i, sizeof(i), 0);
+            req.has_key = 1;
+            seen[must_select(lb, &req)]++;
+        }
+        if (seen[1] || seen[2] || seen[3] || seen[5])
+            fail_msg("%s picked an excluded or unusable endpoint", all_names[k]);
+        if (strcmp(all_names[k], "priority") == 0) {
+            assert_int_equal(seen[0], 4000);
+        } else {
+            for (size_t i = 0; i < 8; i++)
+                if (fx.up[i] && i != 2 && i != 3 && seen[i] == 0)
+                    fail_msg("%s never picked acceptable endpoint %zu", all_names[k], i);
+        }
+        ft_lb_release(lb);
+    }
+}
+
+static void every_balancer_reports_no_endpoint_when_none_usable(void **state)
+{
+    for (size_t k = 0; k < N_NAMES; k++) {
+        fixture_make(&fx, 5, NULL);
+        memset(fx.up, 0, sizeof(fx.up));
+        ft_lb *lb = make_lb(all_names[k], &fx, NULL);
+        ft_rand rng;
+        ft_rand_seed(&rng, 5);
+        ft_lb_pick req = pick_req(&rng);
+        size_t out = 77;
+        assert_int_equal(ft_lb_select(lb, &req, &out), FTRPC_ENOENDPOINT);
+        assert_int_equal(out, 77); /* out-parameters are written only on success */
+        /* one comes back: every balancer finds it, even through the slow paths */
+        fx.up[3] = 1;
+        for (int i = 0; i < 50; i++) {
+            req.key_hash = (uint64_t)i * UINT64_C(0x9E3779B97F4A7C15);
+            req.has_key = i & 1;
+            assert_int_equal(must_select(lb, &req), 3);
+        }
+        ft_lb_release(lb);
+    }
+}
+
+static void excluded_fallback_only_when_allowed(void **state)
+{
+    for (size_t k = 0; k < N_NAMES; k++) {
+        fixture_make(&fx, 6, NULL);
+        memset(fx.up, 0, sizeof(fx.up));
+        fx.up[1] = fx.up[4] = 1;
+        const size_t excluded[] = {4, 1, 4};
+        ft_lb *lb = make_lb(all_names[k], &fx, NULL);
+        ft_rand rng;
+        ft_rand_seed(&rng, 9);
+        ft_lb_pick req = pick_req(&rng);
+        req.excluded = excluded;
+        req.n_excluded = 3;
+        size_t out;
+        assert_int_equal(ft_lb_select(lb, &req, &out), FTRPC_ENOENDPOINT);
+        req.allow_excluded_fallback = 1;
+        for (int i = 0; i < 20; i++) {
+            size_t got = must_select(lb, &req);
+            assert_true(got == 1 || got == 4);
+        }
+        /* the fallback never revives an unusable endpoint */
+        fx.up[1] = fx.up[4] = 0;
+        assert_int_equal(ft_lb_select(lb, &req, &out), FTRPC_ENOENDPOINT);
+        ft_lb_release(lb);
+    }
+}
+
+static void empty_snapshot_and_bad_requests(void **state)
+{
+    for (size_t k = 0; k < N_NAMES; k++) {
+        ft_lb *lb = NULL;
+        assert_int_equal(ft_lb_new(all_names[k], NULL, 0, NULL, &lb), 0);
+        ft_lb_pick req = {0};
+        size_t out;
+        assert_int_equal(ft_lb_select(lb, &req, &out), FTRPC_ENOENDPOINT);
+        size_t many[FT_LB_MAX_EXCLUDED + 1] = {0};
+        req.excluded = many;
+        req.n_excluded = FT_LB_MAX_EXCLUDED + 1;
+        assert_int_equal(ft_lb_select(lb, &req, &out), FTRPC_EINVAL);
+        req.excluded = NULL;
+        req.n_excluded = 1;
+        assert_int_equal(ft_lb_select(lb, &req, &out), FTRPC_EINVAL);
+        assert_int_equal(ft_lb_select(lb, NULL, &out), FTRPC_EINVAL);
+        ft_lb_release(lb);
+    }
+}
+
+/* ---------------------------------------------------------------- distributions */
+
+typedef struct spread_case {
+    const char *name;
+    int exact; /* deterministic algorithm: counts must equal the expected ones */
+} spread_case;
+
+static void unweighted_balancers_spread_evenly(void **state)
+{
+    static const spread_case cases[] = {{"random", 0}, {"rr", 1}, {"p2c", 0}, {"chash", 0}};
+    enum { N = 10, PICKS = 100000 };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        fixture_make(&fx, N, NULL);
+        ft_lb *lb = make_lb(cases[c].name, &fx, NULL);
+        ft_rand rng;
+        ft_rand_seed(&rng, 77);
+        ft_lb_pick req = pick_req(&rng);
+        long counts[N] = {0};
+        double share[N];
+        for (int i = 0; i < PICKS; i++)
+            counts[must_select(lb, &req)]++;
+        for (int i = 0; i < N; i++) {
+            share[i] = 1;
+            if (cases[c].exact) assert_int_equal(counts[i], PICKS / N);
+        }
+        if (strcmp(cases[c].name, "chash") != 0) {
+            assert_binomial(cases[c].name, counts, share, N);
+        } else {
+            /* keyless chash draws a random ring point: an endpoint's share is its arc of the ring,
+             * which with 160 points each is within about +-25 % of 1/N, not binomial-tight */
+            for (int i = 0; i < N; i++)
+                assert_true(counts[i] > PICKS / N * 0.7 && counts[i] < PICKS / N * 1.3);
+        }
+        ft_lb_release(lb);
+    }
+}
+
+static void weighted_balancers_follow_weights(void **state)
+{
+    static const uint32_t weights[] = {100, 200, 300, 400, 50, 0 /* default 100 */};
+    enum { N = 6, PICKS = 115000 }; /* 100 periods of wrr's schedule: total 1150, gcd 50 */
+    const double share[N] = {100, 200, 300, 400, 50, 100};
+    static const spread_case cases[] = {{"wrandom", 0}, {"wrr", 1}};
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        fixture_make(&fx, N, weights);
+        ft_lb *lb = make_lb(cases[c].name, &fx, NULL);
+        ft_rand rng;
+        ft_rand_seed(&rng, 31);
+        ft_lb_pick req = pick_req(&rng);
+        long counts[N] = {0};
+        for (int i = 0; i < PICKS; i++)
+            counts[must_select(lb, &req)]++;
+        if (cases[c].exact)
+            for (int i = 0; i < N; i++)
+                assert_int_equal(counts[i], (long)(PICKS * share[i] / 1150));
+        assert_binomial(cases[c].name, counts, share, N);
+        ft_lb_release(lb);
+    }
+}
+
+static void wrr_follows_nginx_smooth_sequence_in_both_modes(void **state)
+{
+    /* nginx's documented example: weights {5, 1, 1} give a a b a c a a */
+    static const size_t want[] = {0, 0, 1, 0, 2, 0, 0};
+    for (int locked = 0; locked <= 1; locked++) {
+        fixture_make(&fx, 3, (const uint32_t[]){5, 1, 1});
+        ft_lb_options opts = {.wrr_max_schedule = locked ? 2 : 0};
+        ft_lb *lb = make_lb("wrr", &fx, &opts);
+        assert_int_equal(ft_lb_wrr_is_scheduled(lb), !locked);
+        ft_lb_pick req = pick_req(NULL);
+        for (int round = 0; round < 3; round++)
+            for (size_t s = 0; s < 7; s++)
+                assert_int_equal(must_select(lb, &req), want[s]);
+        ft_lb_release(lb);
+    }
+}
+
+static void wrr_redistributes_an_unusable_endpoints_share(void **state)
+{
+    for (int locked = 0; locked <= 1; locked++) {
+        fixture_make(&fx, 4, (const uint32_t[]){100, 100, 200, 400});
+        fx.up[3] = 0;
+        ft_lb_options opts = {.wrr_max_schedule = locked ? 2 : 0};
+        ft_lb *lb = make_lb("wrr", &fx, &opts);
+        ft_rand rng;
+        ft_rand_seed(&rng, 3);
+        ft_lb_pick req = pick_req(&rng);
+        long counts[4] = {0};
+        for (int i = 0; i < 40000; i++)
+            counts[must_select(lb, &req)]++;
+        /* the down node's slots drop out of the sequence: the others keep exactly 1 : 1 : 2 */
+        assert_int_equal(counts[0], 10000);
+        assert_int_equal(counts[1], 10000);
+        assert_int_equal(counts[2], 20000);
+        assert_int_equal(counts[3], 0);
+        ft_lb_release(lb);
+    }
+}
+
+/* ---------------------------------------------------------------- consistent hash */
+
+enum { CH_KEYS = 10000 };
+
+/* For each key k (hashed from its number), the address chosen by a "chash" over the first n fixture
+ * endpoints, skipping endpoint `skip` (SIZE_MAX: none) when building the snapshot. */
+static void chash_map(size_t n, size_t skip, const char **owner_addr)
+{
+    ft_lb_endpoint eps[MAX_EPS];
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (i != skip) eps[m++] = fx.eps[i];
+    ft_lb *lb = NULL;
+    assert_int_equal(ft_lb_new("chash", eps, m, NULL, &lb), 0);
+    ft_lb_pick req = {.has_key = 1};
+    for (int k = 0; k < CH_KEYS; k++) {
+        char key[32];
+        int len = snprintf(key, sizeof(key), "user-%d", k);
+        req.key_hash = ft_hash64(key, (size_t)len, 0);
+        size_t i = must_select(lb, &req);
+        /* addresses point into the fixture, which outlives the balancer */
+        owner_addr[k] = eps[i].addr;
+        assert_string_equal(owner_addr[k], ft_lb_endpoint_at(lb, i)->addr);
+    }
+    ft_lb_release(lb);
+}
+
+static void chash_same_key_same_endpoint(void **state)
+{
+    fixture_make(&fx, 10, NULL);
+    static const char *a[CH_KEYS], *b[CH_KEYS];
+    chash_map(10, SIZE_MAX, a);
+    chash_map(10, SIZE_MAX, b);
+    long per[10] = {0};
+    for (int k = 0; k < CH_KEYS; k++) {
+        assert_ptr_equal(a[k], b[k]);
+        per[(a[k] - fx.addrs[0]) / (ptrdiff_t)sizeof(fx.addrs[0])]++;
+    }
+    for (int i = 0; i < 10; i++)
+        assert_true(per[i] > CH_KEYS / 10 / 2); /* every node owns a fair part of the keys */
+}
+
+static void chash_adding_a_node_moves_about_one_in_n_keys_all_to_it(void **state)
+{
+    fixture_make(&fx, 11, NULL);
+    static const char *before[CH_KEYS], *after[CH_KEYS];
+    chash_map(10, SIZE_MAX, before);
+    chash_map(11, SIZE_MAX, after);
+    long moved = 0;
+    for (int k = 0; k < CH_KEYS; k++) {
+        if (before[k] == after[k]) continue;
+        moved++;
+        assert_ptr_equal(after[k], fx.addrs[10]); /* only to the new node */
+    }
+    /* expected CH_KEYS / 11 = 909; the new node's arc varies by about 1 / sqrt(160) */
+    double expect = CH_KEYS / 11.0;
+    if (moved < expect * 0.6 || moved > expect * 1.4)
+        fail_msg("adding 1 node to 10 moved %ld keys, expected about %.0f", moved, expect);
+}
+
+static void chash_removing_a_node_moves_only_its_keys(void **state)
+{
+    fixture_make(&fx, 10, NULL);
+    static const char *before[CH_KEYS], *after[CH_KEYS];
+    chash_map(10, SIZE_MAX, before);
+    chash_map(10, 4, after);
+    long moved = 0;
+    for (int k = 0; k < CH_KEYS; k++) {
+        if (before[k] == fx.addrs[4]) {
+            moved++;
+            assert_ptr_not_equal(after[k], fx.addrs[4]);
+        } else {
+            assert_ptr_equal(after[k], before[k]);
+        }
+    }
+    assert_true(moved > 0);
+}
+
+static void chash_failover_is_consistent_and_returns(void **state)
+{
+    fixture_make(&fx, 10, NULL);
+    ft_lb *lb = make_lb("chash", &fx, NULL);
+    for (int k = 0; k < 200; k++) {
+        ft_lb_pick req = pick_req(NULL);
+        req.has_key = 1;
+        req.key_hash = ft_hash64(&k, sizeof(k), 0);
+        size_t home = must_select(lb, &req);
+        /* a retry excluding home goes to one next node, the same on every retry of that key */
+        req.excluded = &home;
+        req.n_excluded = 1;
+        size_t next = must_select(lb, &req);
+        assert_true(next != home);
+        assert_int_equal(must_select(lb, &req), next);
+        /* home down: same as excluded; home back: the key goes home again */
+        req.n_excluded = 0;
+        fx.up[home] = 0;
+        assert_int_equal(must_select(lb, &req), next);
+        fx.up[home] = 1;
+        assert_int_equal(must_select(lb, &req), home);
+    }
+    ft_lb_release(lb);
+}
+
+static void chash_weight_scales_the_share_of_keys(void **state)
+{
+    fixture_make(&fx, 4, (const uint32_t[]){100, 100, 100, 300});
+    ft_lb *lb = make_lb("chash", &fx, NULL);
+    long counts[4] = {0};
+    ft_lb_pick req = pick_req(NULL);
+    req.has_key = 1;
+    for (int k = 0; k < 60000; k++) {
+        req.key_hash = ft_hash64(&k, sizeof(k), 0);
+        counts[must_select(lb, &req)]++;
+    }
+    /* expected 50 % for the weight-300 node; ring arcs wander by a few percent */
+    assert_true(counts[3] > 60000 * 0.42 && counts[3] < 60000 * 0.58);
+    ft_lb_release(lb);
+}
+
+/* ---------------------------------------------------------------- p2c */
+
+typedef struct p2c_case {
+    const char *what;
+    int64_t ewma_slow; /* ewma of endpoint 3 (others 1000 us) */
+    int inflight_slow; /* in-flight of endpoint 3 (others 0) */
+    double max_share;  /* endpoint 3's share must stay below max_share / N */
+} p2c_case;
+
+static void p2c_sends_clearly_less_to_a_costly_node(void **state)
+{
+    static const p2c_case cases[] = {
+        {"ewma 10x the others", 10000, 0, 0.25},
+        {"50 requests in flight", 1000, 50, 0.25},
+        {"unmeasured with requests in flight", 0, 3, 0.25},
+    };
+    enum { N = 10, PICKS = 100000 };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        fixture_make(&fx, N, NULL);
+        atomic_store(&fx.ewma[3], cases[c].ewma_slow);
+        atomic_store(&fx.inflight[3], cases[c].inflight_slow);
+        ft_lb *lb = make_lb("p2c", &fx, NULL);
+        ft_rand rng;
+        ft_rand_seed(&rng, 11);
+        ft_lb_pick req = pick_req(&rng);
+        long counts[N] = {0};
+        for (int i = 0; i < PICKS; i++)
+            counts[must_select(lb, &req)]++;
+        if (counts[3] >= PICKS / N * cases[c].max_share)
+            fail_msg("p2c, %s: the costly node got %ld of %d picks", cases[c].what, counts[3],
+                     PICKS);
+        /* the others share the rest evenly */
+        double share[N - 1];
+        long rest[N - 1];
+        for (int i = 0, j = 0; i < N; i++)
+            if (i != 3) {
+                rest[j] = counts[i];
+                share[j++] = 1;
+            }
+        assert_binomial("p2c others", rest, share, N - 1);
+        ft_lb_release(lb);
+    }
+}
+
+static void p2c_keeps_some_traffic_on_slow_nodes_when_two_meet(void **state)
+{
+    /* half the nodes slow: two slow ones meet with probability ~ (1/2)(4/9), so the slow half keeps
+     * a trickle (its EWMA can recover) while the fast half takes most */
+    enum { N = 10, PICKS = 100000 };
+    fixture_make(&fx, N, NULL);
+    for (int i = 0; i < N / 2; i++)
+        atomic_store(&fx.ewma[i], 8000);
+    ft_lb *lb = make_lb("p2c", &fx, NULL);
+    ft_rand rng;
+    ft_rand_seed(&rng, 12);
+    ft_lb_pick req = pick_req(&rng);
+    long slow = 0;
+    for (int i = 0; i < PICKS; i++)
+        slow += must_select(lb, &req) < N / 2;
+    double p = (5.0 / 10) * (4.0 / 9); /* both draws slow */
+    double sd = sqrt(PICKS * p * (1 - p));
+    assert_true(fabs((double)slow - PICKS * p) <= 5 * sd);
+    ft_lb_release(lb);
+}
+
+/* ---------------------------------------------------------------- priority */
+
+static void priority_returns_to_primary_as_soon_as_usable(void **state)
+{
+    fixture_make(&fx, 4, NULL);
+    ft_lb *lb = make_lb("priority", &fx, NULL);
+    ft_lb_pick req = pick_req(NULL);
+    assert_int_equal(must_select(lb, &req), 0);
+    fx.up[0] = 0;
+    assert_int_equal(must_select(lb, &req), 1);
+    fx.up[1] = 0;
+    assert_int_equal(must_select(lb, &req), 2);
+    fx.up[0] = 1; /* primary back: the very next pick goes to it */
+    assert_int_equal(must_select(lb, &req), 0);
+    size_t tried = 0;
+    req.excluded = &tried;
+    req.n_excluded = 1;
+    assert_int_equal(must_select(lb, &req), 2); /* a retry goes down the list */
+    ft_lb_release(lb);
+}
+
+/* ---------------------------------------------------------------- concurrency */
+
+enum { THREAD_PICKS = 1000000, RR_N = 10 };
+
+typedef struct picker {
+    ft_lb *lb;
+    ft_lb_holder *holder;
+    long counts[RR_N];
+    long errors;
+} picker;
+
+static void *pick_loop(void *arg)
+{
+    picker *p = arg;
+    ft_lb_pick req = {0};
+    for (int i = 0; i < THREAD_PICKS; i++) {
+        size_t out;
+        if (ft_lb_select(p->lb, &req, &out) == 0 && out < RR_N)
+            p->counts[out]++;
+        else
+            p->errors++;
+    }
+    return NULL;
+}
+
+static void rr_two_threads_spread_exactly_evenly(void **state)
+{
+    fixture_make(&fx, RR_N, NULL);
+    ft_lb *lb = make_lb("rr", &fx, NULL);
+    picker p[2] = {{.lb = lb}, {.lb = lb}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, pick_loop, &p[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    /* one shared counter hands out 2M consecutive tickets: each endpoint gets exactly 1/N */
+    for (int e = 0; e < RR_N; e++)
+        assert_int_equal(p[0].counts[e] + p[1].counts[e], 2L * THREAD_PICKS / RR_N);
+    assert_int_equal(p[0].errors + p[1].errors, 0);
+    ft_lb_release(lb);
+}
+
+static _Atomic int swapping_done;
+
+static void *acquire_loop(void *arg)
+{
+    picker *p = arg;
+    ft_rand rng;
+    ft_rand_seed(&rng, 99);
+    ft_lb_pick req = {.rng = &rng, .has_key = 1};
+    while (!atomic_load(&swapping_done)) {
+        ft_lb *lb = ft_lb_holder_acquire(p->holder);
+        if (lb == NULL) continue;
+        size_t out;
+        req.key_hash = ft_rand_next(&rng);
+        if (ft_lb_select(lb, &req, &out) != 0 || out >= ft_lb_size(lb))
+            p->errors++;
+        else
+            p->counts[0]++;
+        ft_lb_release(lb);
+    }
+    return NULL;
+}
+
+static void holder_swaps_balancers_under_concurrent_picks(void **state)
+{
+    fixture_make(&fx, 32, NULL);
+    ft_lb_holder holder;
+    assert_int_equal(ft_lb_holder_init(&holder), 0);
+    assert_null(ft_lb_holder_acquire(&holder));
+    atomic_store(&swapping_done, 0);
+    picker p = {.holder = &holder};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, acquire_loop, &p), 0);
+    for (int round = 0; round < 300; round++) {
+        ft_lb *lb = NULL;
+        /* alternate sizes and algorithms so a torn view would index out of range */
+        size_t n = (size_t)(round % 7) * 4 + 4;
+        assert_int_equal(ft_lb_new(all_names[round % N_NAMES], fx.eps, n, NULL, &lb), 0);
+        ft_lb_holder_replace(&holder, lb);
+    }
+    /* a call pinning a balancer keeps it across a swap */
+    ft_lb *pinned = ft_lb_holder_acquire(&holder);
+    ft_lb_holder_replace(&holder, NULL);
+    assert_null(ft_lb_holder_acquire(&holder));
+    ft_lb_pick req = {0};
+    size_t out;
+    assert_int_equal(ft_lb_select(pinned, &req, &out), 0);
+    ft_lb_release(pinned);
+    atomic_store(&swapping_done, 1);
+    pthread_join(t, NULL);
+    assert_int_equal(p.errors, 0);
+    ft_lb_holder_fini(&holder);
+}
+
+static void seeded_picks_are_reproducible(void **state)
+{
+    for (size_t k = 0; k < N_NAMES; k++) {
+        fixture_make(&fx, 20, NULL);
+        ft_lb *a = make_lb(all_names[k], &fx, NULL), *b = make_lb(all_names[k], &fx, NULL);
+        ft_rand ra, rb;
+        ft_rand_seed(&ra, 2024);
+        ft_rand_seed(&rb, 2024);
+        ft_lb_pick qa = pick_req(&ra), qb = pick_req(&rb);
+        for (int i = 0; i < 1000; i++)
+            assert_int_equal(must_select(a, &qa), must_select(b, &qb));
+        ft_lb_release(a);
+        ft_lb_release(b);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(unknown_or_bad_arguments_are_einval),
+        cmocka_unit_test(snapshot_is_copied_with_default_weight),
+        cmocka_unit_test(every_balancer_honors_exclusion_and_usability),
+        cmocka_unit_test(every_balancer_reports_no_endpoint_when_none_usable),
+        cmocka_unit_test(excluded_fallback_only_when_allowed),
+        cmocka_unit_test(empty_snapshot_and_bad_requests),
+        cmocka_unit_test(unweighted_balancers_spread_evenly),
+        cmocka_unit_test(weighted_balancers_follow_weights),
+        cmocka_unit_test(wrr_follows_nginx_smooth_sequence_in_both_modes),
+        cmocka_unit_test(wrr_redistributes_an_unusable_endpoints_share),
+        cmocka_unit_test(chash_same_key_same_endpoint),
+        cmocka_unit_test(chash_adding_a_node_moves_about_one_in_n_keys_all_to_it),
+        cmocka_unit_test(chash_removing_a_node_moves_only_its_keys),
+        cmocka_unit_test(chash_failover_is_consistent_and_returns),
+        cmocka_unit_test(chash_weight_scales_the_share_of_keys),
+        cmocka_unit_test(p2c_sends_clearly_less_to_a_costly_node),
+        cmocka_unit_test(p2c_keeps_some_traffic_on_slow_nodes_when_two_meet),
+        cmocka_unit_test(priority_returns_to_primary_as_soon_as_usable),
+        cmocka_unit_test(rr_two_threads_spread_exactly_evenly),
+        cmocka_unit_test(holder_swaps_balancers_under_concurrent_picks),
+        cmocka_unit_test(seeded_picks_are_reproducible),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
