@@ -17,7 +17,8 @@ static void usage(FILE *out)
             "  --data TEXT         request payload (default empty)\n"
             "  --attachment TEXT   request attachment (default none)\n"
             "  --timeout-ms N      the call's deadline (default 1000)\n"
-            "  --verbose           also print attempts, the endpoint that answered and latency\n");
+            "  --verbose           also print attempts, the endpoint that answered and latency\n"
+            FT_CLI_CLIENT_FLAG_HELP);
 }
 
 static void print_buf(FILE *out, const ftrpc_buf *b)
@@ -35,13 +36,21 @@ int ft_cli_call(int argc, char **argv)
     static const struct option opts[] = {
         {"data", required_argument, 0, 'd'},   {"attachment", required_argument, 0, 'a'},
         {"timeout-ms", required_argument, 0, 't'}, {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},
+        {"fail-mode", required_argument, 0, 'P'}, {"retries", required_argument, 0, 'P'},
+        {"attempt-timeout-ms", required_argument, 0, 'P'}, {"backoff", required_argument, 0, 'P'},
+        {"lb", required_argument, 0, 'P'},     {0, 0, 0, 0}};
+    ftrpc_client_options copts = {0};
+    int index = 0;
     const char *data = "", *attachment = NULL;
     long timeout_ms = 1000;
     int verbose = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "", opts, &index)) != -1) {
         switch (c) {
+        case 'P':
+            if (ft_cli_client_flag(opts[index].name, optarg, &copts) < 0) return 2;
+            break;
         case 'd': data = optarg; break;
         case 'a': attachment = optarg; break;
         case 't':
@@ -62,7 +71,8 @@ int ft_cli_call(int argc, char **argv)
         return 2;
 
     ftrpc_client *client = NULL;
-    int rc = ftrpc_client_new(url, &(ftrpc_client_options){.timeout_ms = (int)timeout_ms}, &client);
+    copts.timeout_ms = (int)timeout_ms;
+    int rc = ftrpc_client_new(url, &copts, &client);
     if (rc != 0) {
         fprintf(stderr, "ftrpc call: bad naming URL '%s': %s\n", url, ftrpc_strerror(rc));
         return 2;

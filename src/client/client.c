@@ -1,136 +1,21 @@
-/* ftrpc_client: the call path of DESIGN.md section 2.
+/* ftrpc_client: lifecycle, the service's endpoints and their health, and the per-loop connections.
+ * The call engine (attempts, fail modes, retries) is in call.c.
  *
- * A call is made on any thread, then lives on its home loop: its deadline timer, its attempts and
- * its completion all run there, so none of them needs a lock. Each loop keeps, per endpoint, at
- * most one connection (ft_cconn) shared by every call homed on that loop, with a map from
- * correlation id to the attempt waiting on it.
- *
- * Invariants: an attempt is in exactly one connection's pending map while it waits for a response
- * and in none otherwise; a call completes exactly once (complete_call), and after that nothing
- * refers to it; `inflight` counts calls from submission to completion, which ftrpc_client_free
- * waits on.
+ * Each loop keeps, per endpoint, at most one connection (ft_cconn) shared by every call homed on
+ * that loop, with a map from correlation id to the attempt waiting on it. An attempt is in exactly
+ * one connection's map while it waits and in none otherwise.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/clock.h"
-#include "base/event.h"
-#include "base/idmap.h"
-#include "base/list.h"
 #include "base/log.h"
-#include "ftrpc/client.h"
-#include "io/conn.h"
-#include "io/loop.h"
-#include "protocol/baidu_std.h"
-
-typedef struct ft_endpoint_addr {
-    char name[64]; /* "ip:port" as given */
-    struct sockaddr_storage sa;
-} ft_endpoint_addr;
-
-typedef struct ft_cconn ft_cconn;
-typedef struct ft_call ft_call;
-
-/* A client connection: one per (loop, endpoint); loop thread only. */
-struct ft_cconn {
-    ft_conn *conn;
-    struct ftrpc_client *client;
-    ft_loop *loop;
-    int endpoint;
-    ft_idmap pending; /* correlation id -> ft_attempt */
-};
-
-typedef struct ft_client_loop {
-    ft_cconn **conns; /* [nendpoints], NULL when there is none */
-    ft_list calls;    /* calls homed on this loop */
-} ft_client_loop;
-
-typedef struct ft_attempt {
-    ft_call *call;
-    ft_cconn *cc; /* non-NULL while in cc->pending */
-    int64_t cid;
-    int endpoint;
-} ft_attempt;
-
-struct ft_call {
-    ft_task task;
-    ft_list node; /* in its loop's calls */
-    struct ftrpc_client *client;
-    ft_loop *loop;
-    const char *service;
-    const char *method;
-    ft_iobuf request;
-    ft_iobuf attachment;
-    int64_t start_ns;
-    int64_t deadline_ns;
-    int64_t log_id;
-    ft_timer deadline_timer;
-    ft_attempt attempt;
-    int attempts;
-    ftrpc_call_cb cb; /* async */
-    void *arg;
-    ftrpc_result *sync_result; /* sync: the caller's result, filled before waking it */
-    ft_event *sync_done;
-    int *sync_rc;
-    char names[]; /* service \0 method \0 */
-};
-
-struct ftrpc_client {
-    ftrpc_runtime *rt;
-    ftrpc_client_options opts;
-    ft_endpoint_addr *endpoints;
-    int nendpoints;
-    ft_client_loop *loops; /* [rt->nloops] */
-    atomic_uint next_endpoint;
-    atomic_int stopping;
-    atomic_int inflight;   /* calls submitted and not completed */
-    atomic_int open_conns; /* ft_cconn alive */
-    pthread_mutex_t free_lock; /* guards nothing but the condition below */
-    pthread_cond_t free_cond;  /* signalled when inflight or open_conns reach 0 while stopping */
-};
-
-static _Atomic int64_t next_correlation_id = 1;
-
-/* ---- results ---- */
-
-void ftrpc_result_fini(ftrpc_result *r)
-{
-    if (!r) return;
-    ftrpc_buf_free(r->response);
-    ftrpc_buf_free(r->attachment);
-    r->response = NULL;
-    r->attachment = NULL;
-}
-
-static void result_reset(ftrpc_result *r)
-{
-    memset(r, 0, sizeof *r);
-}
-
-/* A wire error_code from a response meta, as the result sees it (see FTRPC_BUSINESS_CODE_MIN). */
-static void classify_wire_error(int32_t wire, ftrpc_result *r)
-{
-    if (wire == 0) {
-        r->kind = FTRPC_RESULT_OK;
-        r->code = 0;
-    } else if (wire >= 1000 && wire < FTRPC_BUSINESS_CODE_MIN) {
-        r->kind = FTRPC_RESULT_RPC_ERROR;
-        r->code = -wire;
-    } else if (wire > 0 && wire < 1000) {
-        /* a system errno from a brpc server: an RPC error without an ftrpc equivalent */
-        r->kind = FTRPC_RESULT_RPC_ERROR;
-        r->code = FTRPC_EINTERNAL;
-    } else {
-        r->kind = FTRPC_RESULT_BUSINESS_ERROR;
-        r->code = wire;
-    }
-}
+#include "client/client_internal.h"
 
 /* Decrements a counter ftrpc_client_free may wait on; under free_lock once stopping, so that the
  * waiter cannot see zero and free the client while this thread still touches it. */
-static void count_down(ftrpc_client *c, atomic_int *counter)
+void ft_client_count_down(ftrpc_client *c, atomic_int *counter)
 {
     if (!atomic_load_explicit(&c->stopping, memory_order_acquire)) {
         atomic_fetch_sub(counter, 1);
@@ -141,91 +26,19 @@ static void count_down(ftrpc_client *c, atomic_int *counter)
     pthread_mutex_unlock(&c->free_lock);
 }
 
-/* ---- completion ---- */
-
-static void detach_attempt(ft_attempt *a)
-{
-    if (!a->cc) return;
-    ft_idmap_take(&a->cc->pending, a->cid);
-    a->cc = NULL;
-}
-
-/* Completes the call exactly once. `frame` (may be NULL) is a response whose payload and
- * attachment move into the result; otherwise kind/code/text say what happened. */
-static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const char *text,
-                          ft_rpc_frame *frame)
-{
-    ftrpc_client *client = call->client;
-    ft_timer_stop(call->loop, &call->deadline_timer);
-    detach_attempt(&call->attempt);
-    ft_list_remove(&call->node);
-
-    ftrpc_result local;
-    ftrpc_result *r = call->sync_result ? call->sync_result : &local;
-    result_reset(r);
-    r->kind = kind;
-    r->code = code;
-    if (text) snprintf(r->error_text, sizeof r->error_text, "%s", text);
-    else if (code < 0) snprintf(r->error_text, sizeof r->error_text, "%s", ftrpc_strerror(code));
-    r->attempts = call->attempts;
-    r->latency_us = (ft_now_ns() - call->start_ns) / 1000;
-    if (frame) {
-        snprintf(r->endpoint, sizeof r->endpoint, "%s", client->endpoints[call->attempt.endpoint].name);
-        if (kind == FTRPC_RESULT_OK) {
-            r->response = ftrpc_buf_new();
-            r->attachment = ftrpc_buf_new();
-            if (!r->response || !r->attachment) {
-                ftrpc_result_fini(r);
-                r->kind = FTRPC_RESULT_RPC_ERROR;
-                r->code = FTRPC_ENOMEM;
-                snprintf(r->error_text, sizeof r->error_text, "%s", ftrpc_strerror(FTRPC_ENOMEM));
-            } else {
-                ft_iobuf_move(r->response, &frame->payload);
-                ft_iobuf_move(r->attachment, &frame->attachment);
-            }
-        }
-    }
-    ft_iobuf_fini(&call->request);
-    ft_iobuf_fini(&call->attachment);
-
-    if (call->sync_result) {
-        ft_event *done = call->sync_done;
-        *call->sync_rc = r->kind == FTRPC_RESULT_OK              ? 0
-                         : r->kind == FTRPC_RESULT_BUSINESS_ERROR ? FTRPC_EBUSINESS
-                                                                  : r->code;
-        free(call);
-        count_down(client, &client->inflight);
-        ft_event_set(done); /* last touch: the caller may return and free everything now */
-        return;
-    }
-    ftrpc_call_cb cb = call->cb;
-    void *arg = call->arg;
-    free(call);
-    cb(r, arg);
-    ftrpc_result_fini(r);
-    count_down(client, &client->inflight);
-}
-
-static void fail_call(ft_call *call, int code, const char *text)
-{
-    complete_call(call, FTRPC_RESULT_RPC_ERROR, code, text, NULL);
-}
-
 /* ---- connections ---- */
 
 static int cconn_on_read(ft_conn *conn);
 static void cconn_on_close(ft_conn *conn, int reason);
 static const ft_conn_handler CCONN_HANDLER = {cconn_on_read, NULL, cconn_on_close};
 
-static ft_cconn *get_cconn(ftrpc_client *c, ft_loop *loop, int endpoint, int *err)
+ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, int endpoint, int *err)
 {
     ft_client_loop *cl = &c->loops[loop->index];
     ft_cconn *cc = cl->conns[endpoint];
     if (cc && ft_conn_is_open(cc->conn)) return cc;
-    if (cc) {
-        /* closing: it leaves the table when its close completes; open a fresh one meanwhile */
-        cl->conns[endpoint] = NULL;
-    }
+    /* a closing connection leaves the table when its close completes; open a fresh one meanwhile */
+    cl->conns[endpoint] = NULL;
     cc = calloc(1, sizeof *cc);
     if (!cc) {
         *err = FTRPC_ENOMEM;
@@ -235,7 +48,7 @@ static ft_cconn *get_cconn(ftrpc_client *c, ft_loop *loop, int endpoint, int *er
     cc->loop = loop;
     cc->endpoint = endpoint;
     ft_idmap_init(&cc->pending);
-    int rc = ft_conn_connect(loop, (struct sockaddr *)&c->endpoints[endpoint].sa,
+    int rc = ft_conn_connect(loop, (struct sockaddr *)&c->endpoints[endpoint]->sa,
                              c->opts.connect_timeout_ms, c->opts.max_unwritten_bytes,
                              &CCONN_HANDLER, cc, &cc->conn);
     if (rc != 0) {
@@ -256,7 +69,8 @@ static int cconn_on_read(ft_conn *conn)
         ft_rpc_frame f;
         const char *reason = NULL;
         ft_rpc_frame_init(&f);
-        ft_parse_status st = ft_baidu_std_parse(&conn->in, cc->client->opts.max_body_size, &f, &reason);
+        ft_parse_status st =
+            ft_baidu_std_parse(&conn->in, cc->client->opts.max_body_size, &f, &reason);
         if (st == FT_PARSE_NEED_MORE) break;
         if (st == FT_PARSE_CLOSE || (st == FT_PARSE_OK && f.is_request)) {
             FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing connection to %s: %s", conn->peer,
@@ -265,22 +79,11 @@ static int cconn_on_read(ft_conn *conn)
             return FTRPC_ERESPONSE;
         }
         ft_attempt *a = f.correlation_id > 0 ? ft_idmap_take(&cc->pending, f.correlation_id) : NULL;
-        if (!a) {
-            /* a late answer to an attempt that already ended (timeout): nothing waits for it */
-            ft_rpc_frame_fini(&f);
-            continue;
+        if (a) {
+            a->cc = NULL;
+            ft_call_on_response(a, st, &f, reason);
         }
-        a->cc = NULL;
-        if (st == FT_PARSE_BAD_FRAME) {
-            fail_call(a->call, FTRPC_ERESPONSE, reason);
-        } else {
-            ftrpc_result probe;
-            classify_wire_error(f.error_code, &probe);
-            if (probe.kind == FTRPC_RESULT_OK)
-                complete_call(a->call, FTRPC_RESULT_OK, 0, NULL, &f);
-            else
-                complete_call(a->call, probe.kind, probe.code, f.error_text, &f);
-        }
+        /* else: a late answer to an attempt that already ended; nothing waits for it */
         ft_rpc_frame_fini(&f);
     }
     return 0;
@@ -292,171 +95,103 @@ static void cconn_on_close(ft_conn *conn, int reason)
     ftrpc_client *c = cc->client;
     ft_client_loop *cl = &c->loops[cc->loop->index];
     if (cl->conns[cc->endpoint] == cc) cl->conns[cc->endpoint] = NULL;
-    int code = reason ? reason : FTRPC_ESTOPPED;
     if (reason) FT_DEBUG("connection to %s closed: %s", conn->peer, ftrpc_strerror(reason));
     ft_attempt *a;
     while ((a = ft_idmap_take_any(&cc->pending)) != NULL) {
         a->cc = NULL;
-        fail_call(a->call, code, NULL);
+        ft_call_on_conn_lost(a, reason ? reason : FTRPC_ESTOPPED);
     }
     ft_idmap_fini(&cc->pending);
     free(cc);
-    count_down(c, &c->open_conns);
+    ft_client_count_down(c, &c->open_conns);
 }
 
-/* ---- the call ---- */
+/* ---- options ---- */
 
-static void on_deadline(ft_timer *t)
+static void to_health_options(const ftrpc_health_options *in, ft_health_options *out)
 {
-    ft_call *call = ft_container_of(t, ft_call, deadline_timer);
-    fail_call(call, FTRPC_ERPCTIMEDOUT, NULL);
+    memset(out, 0, sizeof *out);
+    memcpy(out->mark_codes, in->mark_codes, sizeof out->mark_codes);
+    memcpy(out->suspend_codes, in->suspend_codes, sizeof out->suspend_codes);
+    out->retries_before_suspension = in->retries_before_suspension;
+    out->retry_delay_ms = in->retry_delay_ms;
+    out->initial_duration_ms = in->initial_suspension_ms;
+    out->progression_factor = in->progression_factor;
+    out->maximum_duration_ms = in->maximum_suspension_ms;
+    out->breaker.error_ratio = in->breaker_error_ratio;
+    out->breaker.min_calls = in->breaker_min_calls;
+    out->breaker.window_ms = in->breaker_window_ms;
 }
 
-static int pick_endpoint(ftrpc_client *c)
+static int validate_and_default(ftrpc_client_options *o)
 {
-    unsigned i = atomic_fetch_add_explicit(&c->next_endpoint, 1, memory_order_relaxed);
-    return (int)(i % (unsigned)c->nendpoints);
-}
-
-static void send_attempt(ft_call *call)
-{
-    ftrpc_client *c = call->client;
-    int endpoint = pick_endpoint(c);
-    int err = 0;
-    ft_cconn *cc = get_cconn(c, call->loop, endpoint, &err);
-    if (!cc) {
-        fail_call(call, err, NULL);
-        return;
+    if (o->timeout_ms < 0 || o->connect_timeout_ms < 0 || o->attempt_timeout_ms < 0 ||
+        o->retries < FTRPC_NO_RETRY || o->fail_mode < FTRPC_FAIL_DEFAULT ||
+        o->fail_mode > FTRPC_FAILBACKUP || o->backoff.kind < FTRPC_BACKOFF_NONE ||
+        o->backoff.kind > FTRPC_BACKOFF_EXPONENTIAL || o->backoff.initial_ms < 0 ||
+        o->backoff.max_ms < 0 || (o->backoff.multiplier != 0 && o->backoff.multiplier < 1)) {
+        FT_WARN("client options: a value is out of range (negative timeout, retries, backoff?)");
+        return FTRPC_EINVAL;
     }
-    int64_t now = ft_now_ns();
-    int64_t left_ms = (call->deadline_ns - now) / FT_NS_PER_MS;
-    ft_request_header h = {
-        .service = call->service,
-        .method = call->method,
-        .correlation_id = atomic_fetch_add_explicit(&next_correlation_id, 1, memory_order_relaxed),
-        .timeout_ms = left_ms < 1 ? 1 : (left_ms > INT32_MAX ? INT32_MAX : (int32_t)left_ms),
-        .log_id = call->log_id,
-    };
-    ft_iobuf frame;
-    ft_iobuf_init(&frame);
-    int rc = ft_baidu_std_pack_request(&frame, &h, &call->request, &call->attachment);
-    if (rc == 0) rc = ft_idmap_put(&cc->pending, h.correlation_id, &call->attempt);
-    if (rc == 0) {
-        call->attempt = (ft_attempt){call, cc, h.correlation_id, endpoint};
-        rc = ft_conn_write(cc->conn, &frame);
-        if (rc != 0) detach_attempt(&call->attempt);
+    if (o->lb && !ft_lb_name_valid(o->lb)) {
+        FT_WARN("client options: unknown load balancer '%s'", o->lb);
+        return FTRPC_EINVAL;
     }
-    ft_iobuf_fini(&frame);
-    call->attempts++;
-    call->attempt.endpoint = endpoint;
-    if (rc != 0) fail_call(call, rc, NULL);
-}
-
-static void start_call(ft_call *call)
-{
-    ftrpc_client *c = call->client;
-    ft_list_push_back(&c->loops[call->loop->index].calls, &call->node);
-    if (atomic_load(&c->stopping)) {
-        fail_call(call, FTRPC_ESTOPPED, NULL);
-        return;
-    }
-    ft_timer_start(call->loop, &call->deadline_timer, call->deadline_ns, on_deadline);
-    send_attempt(call);
-}
-
-static void start_call_task(ft_task *t)
-{
-    start_call(ft_container_of(t, ft_call, task));
-}
-
-static ft_call *make_call(ftrpc_client *c, const char *service, const char *method,
-                          const ftrpc_buf *request, const ftrpc_buf *attachment,
-                          const ftrpc_call_options *opts)
-{
-    size_t sl = strlen(service), ml = strlen(method);
-    ft_call *call = malloc(sizeof *call + sl + ml + 2);
-    if (!call) return NULL;
-    memset(call, 0, sizeof *call);
-    memcpy(call->names, service, sl + 1);
-    memcpy(call->names + sl + 1, method, ml + 1);
-    call->service = call->names;
-    call->method = call->names + sl + 1;
-    call->client = c;
-    ft_list_init(&call->node);
-    ft_iobuf_init(&call->request);
-    ft_iobuf_init(&call->attachment);
-    if ((request && ft_iobuf_append_buf(&call->request, request) != 0) ||
-        (attachment && ft_iobuf_append_buf(&call->attachment, attachment) != 0)) {
-        ft_iobuf_fini(&call->request);
-        ft_iobuf_fini(&call->attachment);
-        free(call);
-        return NULL;
-    }
-    int timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : c->opts.timeout_ms;
-    call->start_ns = ft_now_ns();
-    call->deadline_ns = call->start_ns + (int64_t)timeout_ms * FT_NS_PER_MS;
-    call->log_id = opts ? opts->log_id : 0;
-    call->task.run = start_call_task;
-    call->loop = ft_runtime_pick_loop(c->rt);
-    return call;
-}
-
-static int check_call_args(ftrpc_client *c, const char *service, const char *method)
-{
-    if (!c || !service || !method || !*service || !*method) return FTRPC_EINVAL;
-    if (atomic_load(&c->stopping)) return FTRPC_ESTOPPED;
+    if (o->timeout_ms == 0) o->timeout_ms = 1000;
+    if (o->connect_timeout_ms == 0) o->connect_timeout_ms = 200;
+    if (o->max_body_size == 0) o->max_body_size = FT_BAIDU_STD_DEFAULT_MAX_BODY;
+    if (o->max_unwritten_bytes == 0) o->max_unwritten_bytes = (size_t)64 << 20;
+    if (o->fail_mode == FTRPC_FAIL_DEFAULT) o->fail_mode = FTRPC_FAILOVER;
+    if (o->retries == 0) o->retries = 3;
+    if (o->backoff.initial_ms == 0) o->backoff.initial_ms = 10;
+    if (o->backoff.multiplier == 0) o->backoff.multiplier = 2;
+    if (o->backoff.max_ms == 0) o->backoff.max_ms = 1000;
+    if (!o->lb) o->lb = ft_lb_default_name();
+    ft_health_options ho;
+    to_health_options(&o->health, &ho);
+    if (ft_health_options_validate(&ho) != 0) return FTRPC_EINVAL;
+    ft_health_set_options so = {.max_suspended_ratio = o->health.max_suspended_ratio};
+    if (ft_health_set_options_validate(&so) != 0) return FTRPC_EINVAL;
+    ft_retry_budget_options bo = {.ratio = o->retry_budget_ratio,
+                                  .min_per_sec = o->retry_budget_min_per_sec};
+    if (ft_retry_budget_options_validate(&bo) != 0) return FTRPC_EINVAL;
     return 0;
 }
 
-static void submit(ft_call *call)
+/* ---- endpoints ---- */
+
+static void free_endpoints(ftrpc_client *c)
 {
-    atomic_fetch_add(&call->client->inflight, 1);
-    if (ft_loop_current() == call->loop) start_call(call);
-    else ft_loop_post(call->loop, &call->task);
+    for (int i = 0; i < c->nendpoints; i++) {
+        ft_health_fini(&c->endpoints[i]->health);
+        free(c->endpoints[i]);
+    }
+    free(c->endpoints);
+    c->endpoints = NULL;
+    c->nendpoints = 0;
 }
 
-int ftrpc_call_async(ftrpc_client *c, const char *service, const char *method,
-                     const ftrpc_buf *request, const ftrpc_buf *attachment,
-                     const ftrpc_call_options *opts, ftrpc_call_cb cb, void *arg)
+static int add_endpoint(ftrpc_client *c, const char *addr, uint32_t weight)
 {
-    int rc = check_call_args(c, service, method);
-    if (rc != 0) return rc;
-    if (!cb) return FTRPC_EINVAL;
-    ft_call *call = make_call(c, service, method, request, attachment, opts);
-    if (!call) return FTRPC_ENOMEM;
-    call->cb = cb;
-    call->arg = arg;
-    submit(call);
+    ft_endpoint *e = calloc(1, sizeof *e);
+    if (!e) return FTRPC_ENOMEM;
+    if (strlen(addr) >= sizeof e->name || ft_sockaddr_parse(addr, &e->sa) != 0) {
+        FT_WARN("bad endpoint address '%s'", addr);
+        free(e);
+        return FTRPC_EADDR;
+    }
+    ft_health_options ho;
+    to_health_options(&c->opts.health, &ho);
+    if (ft_health_init(&e->health, &ho) != 0) {
+        free(e);
+        return FTRPC_EINVAL;
+    }
+    snprintf(e->name, sizeof e->name, "%s", addr);
+    e->weight = weight;
+    e->index = c->nendpoints;
+    c->endpoints[c->nendpoints++] = e;
     return 0;
 }
-
-int ftrpc_call(ftrpc_client *c, const char *service, const char *method, const ftrpc_buf *request,
-               const ftrpc_buf *attachment, const ftrpc_call_options *opts, ftrpc_result *result)
-{
-    result_reset(result);
-    int rc = ftrpc_in_io_thread() ? FTRPC_EIOTHREAD : check_call_args(c, service, method);
-    ft_call *call = NULL;
-    if (rc == 0) {
-        call = make_call(c, service, method, request, attachment, opts);
-        if (!call) rc = FTRPC_ENOMEM;
-    }
-    if (rc != 0) {
-        result->kind = FTRPC_RESULT_RPC_ERROR;
-        result->code = rc;
-        snprintf(result->error_text, sizeof result->error_text, "%s", ftrpc_strerror(rc));
-        return rc;
-    }
-    ft_event done;
-    ft_event_init(&done);
-    call->sync_result = result;
-    call->sync_done = &done;
-    call->sync_rc = &rc;
-    submit(call);
-    ft_event_wait(&done, -1); /* bounded: the call's deadline timer completes it */
-    return rc;
-}
-
-/* ---- client lifecycle ---- */
 
 static int parse_endpoints(ftrpc_client *c, const char *url)
 {
@@ -468,43 +203,56 @@ static int parse_endpoints(ftrpc_client *c, const char *url)
     int n = 1;
     for (const char *p = copy; *p; p++) n += *p == ',';
     c->endpoints = calloc((size_t)n, sizeof *c->endpoints);
-    if (!c->endpoints) {
-        free(copy);
-        return FTRPC_ENOMEM;
-    }
-    int rc = 0;
+    int rc = c->endpoints ? 0 : FTRPC_ENOMEM;
     char *save = NULL;
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    for (char *tok = strtok_r(copy, ",", &save); rc == 0 && tok; tok = strtok_r(NULL, ",", &save)) {
         while (*tok == ' ') tok++;
-        if (!*tok) continue;
-        ft_endpoint_addr *e = &c->endpoints[c->nendpoints];
-        if (strlen(tok) >= sizeof e->name || ft_sockaddr_parse(tok, &e->sa) != 0) {
-            FT_WARN("bad endpoint address '%s' in '%s'", tok, url);
-            rc = FTRPC_EADDR;
-            break;
-        }
-        snprintf(e->name, sizeof e->name, "%s", tok);
-        c->nendpoints++;
+        if (*tok) rc = add_endpoint(c, tok, 0);
     }
     free(copy);
     if (rc == 0 && c->nendpoints == 0) rc = FTRPC_EADDR;
     return rc;
 }
 
+static int build_cluster(ftrpc_client *c)
+{
+    ft_endpoint_health **hs = calloc((size_t)c->nendpoints, sizeof *hs);
+    ft_lb_endpoint *eps = calloc((size_t)c->nendpoints, sizeof *eps);
+    int rc = hs && eps ? 0 : FTRPC_ENOMEM;
+    for (int i = 0; rc == 0 && i < c->nendpoints; i++) {
+        ft_endpoint *e = c->endpoints[i];
+        hs[i] = &e->health;
+        eps[i] = (ft_lb_endpoint){.id = e, .addr = e->name, .weight = e->weight,
+                                  .ewma_latency_us = &e->ewma_us, .inflight = &e->health.inflight};
+    }
+    ft_health_set_options so = {.max_suspended_ratio = c->opts.health.max_suspended_ratio};
+    if (rc == 0) rc = ft_health_set_init(&c->health_set, &so, hs, (size_t)c->nendpoints);
+    ft_lb *lb = NULL;
+    if (rc == 0) rc = ft_lb_new(c->opts.lb, eps, (size_t)c->nendpoints, NULL, &lb);
+    if (rc == 0) ft_lb_holder_replace(&c->lb, lb);
+    free(hs);
+    free(eps);
+    return rc;
+}
+
+/* ---- lifecycle ---- */
+
 int ftrpc_client_new(const char *naming_url, const ftrpc_client_options *opts, ftrpc_client **out)
 {
     if (!naming_url || !out) return FTRPC_EINVAL;
     ftrpc_client_options o = opts ? *opts : (ftrpc_client_options){0};
-    if (o.timeout_ms < 0 || o.connect_timeout_ms < 0) return FTRPC_EINVAL;
-    if (o.timeout_ms == 0) o.timeout_ms = 1000;
-    if (o.connect_timeout_ms == 0) o.connect_timeout_ms = 200;
-    if (o.max_body_size == 0) o.max_body_size = FT_BAIDU_STD_DEFAULT_MAX_BODY;
-    if (o.max_unwritten_bytes == 0) o.max_unwritten_bytes = (size_t)64 << 20;
+    int rc = validate_and_default(&o);
+    if (rc != 0) return rc;
     ftrpc_client *c = calloc(1, sizeof *c);
     if (!c) return FTRPC_ENOMEM;
     c->opts = o;
     c->rt = ft_runtime_or_default(o.runtime);
-    int rc = c->rt ? parse_endpoints(c, naming_url) : FTRPC_ENOMEM;
+    ft_lb_holder_init(&c->lb);
+    ft_retry_budget_options bo = {.ratio = o.retry_budget_ratio,
+                                  .min_per_sec = o.retry_budget_min_per_sec};
+    ft_retry_budget_init(&c->budget, &bo);
+    rc = c->rt ? parse_endpoints(c, naming_url) : FTRPC_ENOMEM;
+    if (rc == 0) rc = build_cluster(c);
     if (rc == 0) {
         c->loops = calloc((size_t)c->rt->nloops, sizeof *c->loops);
         if (!c->loops) rc = FTRPC_ENOMEM;
@@ -517,7 +265,10 @@ int ftrpc_client_new(const char *naming_url, const ftrpc_client_options *opts, f
     if (rc != 0) {
         for (int i = 0; c->loops && i < c->rt->nloops; i++) free(c->loops[i].conns);
         free(c->loops);
-        free(c->endpoints);
+        ft_lb_holder_fini(&c->lb);
+        if (c->health_set.endpoints) ft_health_set_fini(&c->health_set);
+        free_endpoints(c);
+        ft_retry_budget_fini(&c->budget);
         free(c);
         return rc;
     }
@@ -536,10 +287,7 @@ static void stop_on_loop(void *arg)
 {
     struct stop_args *a = arg;
     ft_client_loop *cl = &a->client->loops[a->index];
-    while (!ft_list_empty(&cl->calls)) {
-        ft_call *call = ft_container_of(cl->calls.next, ft_call, node);
-        fail_call(call, FTRPC_ESTOPPED, "client is being freed");
-    }
+    ft_call_stop_all(cl);
     for (int e = 0; e < a->client->nendpoints; e++)
         if (cl->conns[e]) ft_conn_close(cl->conns[e]->conn, 0, 1);
 }
@@ -571,7 +319,10 @@ void ftrpc_client_free(ftrpc_client *c)
     wait_zero(c, &c->open_conns);
     for (int i = 0; i < c->rt->nloops; i++) free(c->loops[i].conns);
     free(c->loops);
-    free(c->endpoints);
+    ft_lb_holder_fini(&c->lb);
+    ft_health_set_fini(&c->health_set);
+    free_endpoints(c);
+    ft_retry_budget_fini(&c->budget);
     pthread_cond_destroy(&c->free_cond);
     pthread_mutex_destroy(&c->free_lock);
     free(c);

@@ -1,0 +1,70 @@
+/* The client policy flags shared by the commands that make calls (see cli.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "ftrpc/ftrpc.h"
+
+static int parse_backoff(const char *v, ftrpc_backoff *b)
+{
+    if (!strcmp(v, "none")) {
+        *b = (ftrpc_backoff){0};
+        return 0;
+    }
+    if (!strncmp(v, "fixed:", 6)) {
+        long ms;
+        if (ft_cli_parse_int("--backoff fixed", v + 6, 1, 600000, &ms)) return -1;
+        *b = (ftrpc_backoff){.kind = FTRPC_BACKOFF_FIXED, .initial_ms = (int)ms};
+        return 0;
+    }
+    if (!strncmp(v, "exp:", 4)) {
+        int initial, max;
+        double mult;
+        if (sscanf(v + 4, "%d:%lf:%d", &initial, &mult, &max) == 3 && initial > 0 && mult >= 1 &&
+            max >= initial) {
+            *b = (ftrpc_backoff){.kind = FTRPC_BACKOFF_EXPONENTIAL, .initial_ms = initial,
+                                 .multiplier = mult, .max_ms = max};
+            return 0;
+        }
+    }
+    fprintf(stderr, "ftrpc: --backoff wants none, fixed:MS or exp:INITIAL_MS:MULTIPLIER:MAX_MS, "
+                    "not '%s'\n", v);
+    return -1;
+}
+
+int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_options *o)
+{
+    long n;
+    if (!strcmp(opt, "fail-mode")) {
+        static const struct {
+            const char *name;
+            ftrpc_fail_mode mode;
+        } modes[] = {{"failfast", FTRPC_FAILFAST}, {"failover", FTRPC_FAILOVER},
+                     {"failtry", FTRPC_FAILTRY}, {"failbackup", FTRPC_FAILBACKUP}};
+        for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+            if (!strcmp(value, modes[i].name)) {
+                o->fail_mode = modes[i].mode;
+                return 1;
+            }
+        }
+        fprintf(stderr, "ftrpc: --fail-mode wants failfast, failover, failtry or failbackup\n");
+        return -1;
+    }
+    if (!strcmp(opt, "retries")) {
+        if (ft_cli_parse_int("--retries", value, 0, 100, &n)) return -1;
+        o->retries = n == 0 ? FTRPC_NO_RETRY : (int)n;
+        return 1;
+    }
+    if (!strcmp(opt, "attempt-timeout-ms")) {
+        if (ft_cli_parse_int("--attempt-timeout-ms", value, 1, 3600000, &n)) return -1;
+        o->attempt_timeout_ms = (int)n;
+        return 1;
+    }
+    if (!strcmp(opt, "backoff")) return parse_backoff(value, &o->backoff) ? -1 : 1;
+    if (!strcmp(opt, "lb")) {
+        o->lb = value;
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,549 @@
+/* The call engine: one call, its attempts, and what happens when an attempt fails (DESIGN.md §2).
+ *
+ * A call is made on any thread, then lives on its home loop: its deadline, its attempts, its
+ * backoff and its completion all run there, so none of them needs a lock. Each attempt picks an
+ * endpoint through the load balancer (asking endpoint health which ones are usable), sends one
+ * request, and reports its outcome to that endpoint's health. The fail mode decides what a failed
+ * attempt leads to: failfast ends the call, failover retries on an endpoint not tried yet, failtry
+ * retries on the same one. Retries are bounded by `retries`, the deadline, and the client's retry
+ * budget; a request that never reached the wire (its connection was refused) is re-sent without
+ * using up a retry, but still draws on the budget so that a dead cluster is not hammered.
+ *
+ * Invariants: a call completes exactly once (complete_call) and nothing refers to it afterwards;
+ * at most one attempt of a call is in flight (backup requests will add a second); an attempt in
+ * flight is counted once in its endpoint's in-flight figure and reports exactly one result to its
+ * health.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/event.h"
+#include "base/hash.h"
+#include "base/log.h"
+#include "base/rand.h"
+#include "client/client_internal.h"
+
+static _Atomic int64_t next_correlation_id = 1;
+
+/* ---- results ---- */
+
+void ftrpc_result_fini(ftrpc_result *r)
+{
+    if (!r) return;
+    ftrpc_buf_free(r->response);
+    ftrpc_buf_free(r->attachment);
+    r->response = NULL;
+    r->attachment = NULL;
+}
+
+/* A wire error_code as the result sees it (see FTRPC_BUSINESS_CODE_MIN in common.h). */
+static void classify_wire_error(int32_t wire, ftrpc_result_kind *kind, int *code)
+{
+    if (wire == 0) {
+        *kind = FTRPC_RESULT_OK;
+        *code = 0;
+    } else if (wire >= 1000 && wire < FTRPC_BUSINESS_CODE_MIN) {
+        *kind = FTRPC_RESULT_RPC_ERROR;
+        *code = -wire;
+    } else if (wire > 0 && wire < 1000) {
+        /* a system errno from a brpc server: an RPC error without an ftrpc equivalent */
+        *kind = FTRPC_RESULT_RPC_ERROR;
+        *code = FTRPC_EINTERNAL;
+    } else {
+        *kind = FTRPC_RESULT_BUSINESS_ERROR;
+        *code = wire;
+    }
+}
+
+/* RPC errors that a retry cannot cure: the request itself is wrong, or the client is going away. */
+static int is_retryable_rpc(const ftrpc_client *c, int code)
+{
+    for (int i = 0; i < FTRPC_MAX_CODES && c->opts.no_retry_codes[i]; i++)
+        if (c->opts.no_retry_codes[i] == code) return 0;
+    switch (code) {
+    case FTRPC_ENOSERVICE:
+    case FTRPC_ENOMETHOD:
+    case FTRPC_EREQUEST:
+    case FTRPC_ERPCAUTH:
+    case FTRPC_ERESPONSE:
+    case FTRPC_ETLS:
+    case FTRPC_EINVAL:
+    case FTRPC_ENOMEM:
+    case FTRPC_ESTOPPED:
+    case FTRPC_EIOTHREAD:
+    case FTRPC_ECANCELED:
+    case FTRPC_ENOENDPOINT:
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+/* ---- attempts ---- */
+
+/* Takes the attempt out of its connection's map and stops its timer: a late response is dropped. */
+static void detach_attempt(ft_call *call)
+{
+    ft_attempt *a = &call->attempt;
+    ft_timer_stop(call->loop, &a->timer);
+    if (a->cc) {
+        ft_idmap_take(&a->cc->pending, a->cid);
+        a->cc = NULL;
+    }
+}
+
+/* Reports the attempt's outcome to its endpoint's health, once. `code` as ft_health_on_result
+ * wants it: 0, a positive business code, or a negative RPC error. */
+static void report_attempt(ft_call *call, int code)
+{
+    ft_attempt *a = &call->attempt;
+    if (!a->in_flight) return;
+    a->in_flight = 0;
+    ft_endpoint *ep = call->client->endpoints[a->endpoint];
+    int64_t now = ft_now_ns();
+    ft_health_inflight_dec(&ep->health);
+    ft_health_on_result(&ep->health, code, (now - a->sent_ns) / 1000, now);
+    atomic_store_explicit(&ep->ewma_us, (int64_t)ft_health_ewma_us(&ep->health, now),
+                          memory_order_relaxed);
+}
+
+static int health_code(ftrpc_result_kind kind, int code)
+{
+    if (kind == FTRPC_RESULT_OK) return 0;
+    if (kind == FTRPC_RESULT_BUSINESS_ERROR) return code > 0 ? code : 1; /* the endpoint answered */
+    return code;
+}
+
+/* ---- completion ---- */
+
+static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const char *text,
+                          ft_rpc_frame *frame)
+{
+    ftrpc_client *client = call->client;
+    ft_timer_stop(call->loop, &call->deadline_timer);
+    ft_timer_stop(call->loop, &call->retry_timer);
+    detach_attempt(call);
+    report_attempt(call, FTRPC_ECANCELED); /* still in the air: not the endpoint's fault */
+    ft_list_remove(&call->node);
+    ft_lb_release(call->lb);
+
+    ftrpc_result local;
+    ftrpc_result *r = call->sync_result ? call->sync_result : &local;
+    memset(r, 0, sizeof *r);
+    r->kind = kind;
+    r->code = code;
+    if (text && *text) snprintf(r->error_text, sizeof r->error_text, "%s", text);
+    else if (code < 0) snprintf(r->error_text, sizeof r->error_text, "%s", ftrpc_strerror(code));
+    r->attempts = call->attempts;
+    r->latency_us = (ft_now_ns() - call->start_ns) / 1000;
+    if (frame) {
+        snprintf(r->endpoint, sizeof r->endpoint, "%s",
+                 client->endpoints[call->attempt.endpoint]->name);
+        if (kind == FTRPC_RESULT_OK) {
+            r->response = ftrpc_buf_new();
+            r->attachment = ftrpc_buf_new();
+            if (!r->response || !r->attachment) {
+                ftrpc_result_fini(r);
+                r->kind = FTRPC_RESULT_RPC_ERROR;
+                r->code = FTRPC_ENOMEM;
+                snprintf(r->error_text, sizeof r->error_text, "%s", ftrpc_strerror(FTRPC_ENOMEM));
+            } else {
+                ft_iobuf_move(r->response, &frame->payload);
+                ft_iobuf_move(r->attachment, &frame->attachment);
+            }
+        }
+    }
+    ft_iobuf_fini(&call->request);
+    ft_iobuf_fini(&call->attachment);
+
+    if (call->sync_result) {
+        ft_event *done = call->sync_done;
+        *call->sync_rc = r->kind == FTRPC_RESULT_OK              ? 0
+                         : r->kind == FTRPC_RESULT_BUSINESS_ERROR ? FTRPC_EBUSINESS
+                                                                  : r->code;
+        free(call);
+        ft_client_count_down(client, &client->inflight);
+        ft_event_set(done); /* last touch: the caller may return and free everything now */
+        return;
+    }
+    ftrpc_call_cb cb = call->cb;
+    void *arg = call->arg;
+    free(call);
+    cb(r, arg);
+    ftrpc_result_fini(r);
+    ft_client_count_down(client, &client->inflight);
+}
+
+static void complete_with_last_error(ft_call *call)
+{
+    complete_call(call, call->last_kind, call->last_code, call->last_text, NULL);
+}
+
+/* ---- choosing an endpoint ---- */
+
+struct usable_ctx {
+    ftrpc_client *client;
+    int64_t now;
+};
+
+static int endpoint_usable(void *arg, size_t index)
+{
+    struct usable_ctx *u = arg;
+    return ft_health_usable(&u->client->endpoints[index]->health, u->now);
+}
+
+/* The endpoint for the next attempt, claimed from its health; -1 when the service is empty. */
+static int choose_endpoint(ft_call *call, int64_t now)
+{
+    ftrpc_client *c = call->client;
+    if (call->mode == FTRPC_FAILTRY && call->attempt.endpoint >= 0) return call->attempt.endpoint;
+    struct usable_ctx u = {c, now};
+    size_t excluded[FT_LB_MAX_EXCLUDED];
+    size_t n = 0;
+    if (call->mode != FTRPC_FAILTRY)
+        for (; n < call->ntried; n++) excluded[n] = call->tried[n];
+    ft_lb_pick req = {.key_hash = call->key_hash,
+                      .has_key = call->has_key,
+                      .excluded = excluded,
+                      .usable = endpoint_usable,
+                      .usable_arg = &u,
+                      .allow_excluded_fallback = 1};
+    /* The balancer asks `usable`, a lock-free hint; the claim below decides. Losing the race for a
+     * probe means another caller is probing that endpoint: pick again without it. */
+    for (int tries = 0; tries < 4; tries++) {
+        size_t idx;
+        req.n_excluded = n;
+        if (ft_lb_select(call->lb, &req, &idx) != 0) break;
+        if (ft_health_try_acquire(&c->endpoints[idx]->health, now) != FT_HEALTH_DENIED)
+            return (int)idx;
+        if (n < FT_LB_MAX_EXCLUDED) excluded[n++] = idx;
+    }
+    /* Nothing usable: try the endpoint whose suspension ends first rather than fail the call. */
+    size_t idx;
+    if (ft_health_set_fallback(&c->health_set, now, &idx, NULL) == 0) return (int)idx;
+    return -1;
+}
+
+/* ---- sending ---- */
+
+static void attempt_failed(ft_call *call, ftrpc_result_kind kind, int code, const char *text,
+                           int never_on_wire);
+
+static void on_attempt_timeout(ft_timer *t)
+{
+    ft_call *call = ft_container_of(t, ft_call, attempt.timer);
+    detach_attempt(call);
+    report_attempt(call, FTRPC_ERPCTIMEDOUT);
+    attempt_failed(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ERPCTIMEDOUT, "attempt timed out", 0);
+}
+
+static void send_attempt(ft_call *call)
+{
+    ftrpc_client *c = call->client;
+    int64_t now = ft_now_ns();
+    int idx = choose_endpoint(call, now);
+    if (idx < 0) {
+        complete_call(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ENOENDPOINT, NULL, NULL);
+        return;
+    }
+    ft_endpoint *ep = c->endpoints[idx];
+    ft_attempt *a = &call->attempt;
+    a->endpoint = idx;
+    a->sent_ns = now;
+    a->in_flight = 1;
+    ft_health_inflight_inc(&ep->health);
+    call->attempts++;
+    if (call->mode != FTRPC_FAILTRY && call->ntried < FT_LB_MAX_EXCLUDED) {
+        size_t i = 0;
+        while (i < call->ntried && call->tried[i] != (size_t)idx) i++;
+        if (i == call->ntried) call->tried[call->ntried++] = (size_t)idx;
+    }
+
+    int err = 0;
+    ft_cconn *cc = ft_client_get_conn(c, call->loop, idx, &err);
+    if (!cc) {
+        report_attempt(call, err);
+        attempt_failed(call, FTRPC_RESULT_RPC_ERROR, err, NULL,
+                       err == FTRPC_ECONNREFUSED || err == FTRPC_ECONNECT);
+        return;
+    }
+    int64_t left_ms = (call->deadline_ns - now) / FT_NS_PER_MS;
+    int64_t attempt_ms = call->attempt_timeout_ms > 0 && call->attempt_timeout_ms < left_ms
+                             ? call->attempt_timeout_ms
+                             : left_ms;
+    ft_request_header h = {
+        .service = call->service,
+        .method = call->method,
+        .correlation_id = atomic_fetch_add_explicit(&next_correlation_id, 1, memory_order_relaxed),
+        /* the server learns how long this attempt may take, so it can drop it once too late */
+        .timeout_ms = attempt_ms < 1 ? 1 : (attempt_ms > INT32_MAX ? INT32_MAX : (int32_t)attempt_ms),
+        .log_id = call->log_id,
+    };
+    ft_iobuf frame;
+    ft_iobuf_init(&frame);
+    int rc = ft_baidu_std_pack_request(&frame, &h, &call->request, &call->attachment);
+    if (rc == 0) rc = ft_idmap_put(&cc->pending, h.correlation_id, a);
+    if (rc == 0) {
+        a->cc = cc;
+        a->cid = h.correlation_id;
+        rc = ft_conn_write(cc->conn, &frame);
+        if (rc != 0) detach_attempt(call);
+    }
+    ft_iobuf_fini(&frame);
+    if (rc != 0) {
+        report_attempt(call, rc);
+        attempt_failed(call, FTRPC_RESULT_RPC_ERROR, rc, NULL, 0);
+        return;
+    }
+    if (call->attempt_timeout_ms > 0 && attempt_ms < left_ms)
+        ft_timer_start(call->loop, &a->timer, now + attempt_ms * FT_NS_PER_MS, on_attempt_timeout);
+}
+
+static void on_retry_timer(ft_timer *t)
+{
+    send_attempt(ft_container_of(t, ft_call, retry_timer));
+}
+
+/* Backoff before retry n (n from 1), in ns. */
+static int64_t backoff_ns(ft_call *call)
+{
+    const ftrpc_backoff *b = &call->client->opts.backoff;
+    int n = ++call->backoff_step;
+    switch (b->kind) {
+    case FTRPC_BACKOFF_FIXED:
+        return (int64_t)b->initial_ms * FT_NS_PER_MS;
+    case FTRPC_BACKOFF_EXPONENTIAL: {
+        double cap = b->initial_ms * pow(b->multiplier, n - 1);
+        if (cap > b->max_ms) cap = b->max_ms;
+        double u = (double)(ft_rand_next(ft_rand_thread()) >> 11) / (double)(UINT64_C(1) << 53);
+        return (int64_t)(u * cap * (double)FT_NS_PER_MS); /* full jitter */
+    }
+    default:
+        return 0;
+    }
+}
+
+static void attempt_failed(ft_call *call, ftrpc_result_kind kind, int code, const char *text,
+                           int never_on_wire)
+{
+    ftrpc_client *c = call->client;
+    call->last_kind = kind;
+    call->last_code = code;
+    snprintf(call->last_text, sizeof call->last_text, "%s",
+             text && *text ? text : (code < 0 ? ftrpc_strerror(code) : ""));
+    int retryable = kind == FTRPC_RESULT_BUSINESS_ERROR
+                        ? c->opts.retry_classifier &&
+                              c->opts.retry_classifier(code, call->last_text,
+                                                       c->opts.retry_classifier_arg)
+                        : is_retryable_rpc(c, code);
+    if (!retryable || call->mode == FTRPC_FAILFAST || atomic_load(&c->stopping)) {
+        complete_with_last_error(call);
+        return;
+    }
+    int free_resend = never_on_wire && call->free_resends_left > 0;
+    if (!free_resend && call->retries_left <= 0) {
+        complete_with_last_error(call);
+        return;
+    }
+    int64_t now = ft_now_ns();
+    if (!ft_retry_budget_try_spend(&c->budget, now)) {
+        atomic_fetch_add_explicit(&c->budget_exhausted, 1, memory_order_relaxed);
+        complete_with_last_error(call);
+        return;
+    }
+    if (free_resend) call->free_resends_left--;
+    else call->retries_left--;
+    atomic_fetch_add_explicit(&c->retries, 1, memory_order_relaxed);
+    int64_t delay = free_resend ? 0 : backoff_ns(call);
+    if (delay > 0) {
+        if (now + delay >= call->deadline_ns) {
+            complete_with_last_error(call); /* never back off past the deadline */
+            return;
+        }
+        ft_timer_start(call->loop, &call->retry_timer, now + delay, on_retry_timer);
+        return;
+    }
+    send_attempt(call);
+}
+
+/* ---- events from the connections ---- */
+
+void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, const char *reason)
+{
+    ft_call *call = a->call;
+    ft_timer_stop(call->loop, &a->timer);
+    if (st == FT_PARSE_BAD_FRAME) {
+        report_attempt(call, FTRPC_ERESPONSE);
+        attempt_failed(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ERESPONSE, reason, 0);
+        return;
+    }
+    ftrpc_result_kind kind;
+    int code;
+    classify_wire_error(f->error_code, &kind, &code);
+    report_attempt(call, health_code(kind, code));
+    if (kind == FTRPC_RESULT_OK) {
+        complete_call(call, kind, 0, NULL, f);
+        return;
+    }
+    if (kind == FTRPC_RESULT_BUSINESS_ERROR && !call->client->opts.retry_classifier) {
+        complete_call(call, kind, code, f->error_text, f); /* keeps the answering endpoint */
+        return;
+    }
+    attempt_failed(call, kind, code, f->error_text, 0);
+}
+
+void ft_call_on_conn_lost(ft_attempt *a, int code)
+{
+    ft_call *call = a->call;
+    ft_timer_stop(call->loop, &a->timer);
+    report_attempt(call, code == FTRPC_ESTOPPED ? FTRPC_ECANCELED : code);
+    attempt_failed(call, FTRPC_RESULT_RPC_ERROR, code, NULL,
+                   code == FTRPC_ECONNREFUSED || code == FTRPC_ECONNECT);
+}
+
+void ft_call_stop_all(ft_client_loop *cl)
+{
+    while (!ft_list_empty(&cl->calls)) {
+        ft_call *call = ft_container_of(cl->calls.next, ft_call, node);
+        complete_call(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ESTOPPED, "client is being freed", NULL);
+    }
+}
+
+/* ---- starting a call ---- */
+
+static void on_deadline(ft_timer *t)
+{
+    ft_call *call = ft_container_of(t, ft_call, deadline_timer);
+    detach_attempt(call);
+    /* the attempt in the air took the whole deadline: that endpoint timed out */
+    report_attempt(call, FTRPC_ERPCTIMEDOUT);
+    complete_call(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ERPCTIMEDOUT, NULL, NULL);
+}
+
+static void start_call(ft_call *call)
+{
+    ftrpc_client *c = call->client;
+    ft_list_push_back(&c->loops[call->loop->index].calls, &call->node);
+    if (atomic_load(&c->stopping)) {
+        complete_call(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ESTOPPED, NULL, NULL);
+        return;
+    }
+    call->lb = ft_lb_holder_acquire(&c->lb);
+    ft_retry_budget_on_request(&c->budget, call->start_ns);
+    ft_timer_start(call->loop, &call->deadline_timer, call->deadline_ns, on_deadline);
+    send_attempt(call);
+}
+
+static void start_call_task(ft_task *t)
+{
+    start_call(ft_container_of(t, ft_call, task));
+}
+
+static ft_call *make_call(ftrpc_client *c, const char *service, const char *method,
+                          const ftrpc_buf *request, const ftrpc_buf *attachment,
+                          const ftrpc_call_options *opts)
+{
+    size_t sl = strlen(service), ml = strlen(method);
+    ft_call *call = malloc(sizeof *call + sl + ml + 2);
+    if (!call) return NULL;
+    memset(call, 0, sizeof *call);
+    memcpy(call->names, service, sl + 1);
+    memcpy(call->names + sl + 1, method, ml + 1);
+    call->service = call->names;
+    call->method = call->names + sl + 1;
+    call->client = c;
+    ft_list_init(&call->node);
+    ft_iobuf_init(&call->request);
+    ft_iobuf_init(&call->attachment);
+    if ((request && ft_iobuf_append_buf(&call->request, request) != 0) ||
+        (attachment && ft_iobuf_append_buf(&call->attachment, attachment) != 0)) {
+        ft_iobuf_fini(&call->request);
+        ft_iobuf_fini(&call->attachment);
+        free(call);
+        return NULL;
+    }
+    const ftrpc_client_options *o = &c->opts;
+    int timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : o->timeout_ms;
+    call->mode = opts && opts->fail_mode != FTRPC_FAIL_DEFAULT ? opts->fail_mode : o->fail_mode;
+    if (call->mode == FTRPC_FAILBACKUP) call->mode = FTRPC_FAILOVER; /* until backups land */
+    int retries = opts && opts->retries != 0 ? opts->retries : o->retries;
+    call->retries_left = retries == FTRPC_NO_RETRY ? 0 : retries;
+    call->free_resends_left = c->nendpoints;
+    call->attempt_timeout_ms =
+        opts && opts->attempt_timeout_ms > 0 ? opts->attempt_timeout_ms : o->attempt_timeout_ms;
+    if (opts && opts->hash_key) {
+        call->key_hash = ft_hash64(opts->hash_key, opts->hash_key_len, 0);
+        call->has_key = 1;
+    }
+    call->attempt.call = call;
+    call->attempt.endpoint = -1;
+    call->start_ns = ft_now_ns();
+    call->deadline_ns = call->start_ns + (int64_t)timeout_ms * FT_NS_PER_MS;
+    call->log_id = opts ? opts->log_id : 0;
+    call->task.run = start_call_task;
+    call->loop = ft_runtime_pick_loop(c->rt);
+    return call;
+}
+
+static int check_call_args(ftrpc_client *c, const char *service, const char *method,
+                           const ftrpc_call_options *opts)
+{
+    if (!c || !service || !method || !*service || !*method) return FTRPC_EINVAL;
+    if (opts && (opts->timeout_ms < 0 || opts->attempt_timeout_ms < 0 ||
+                 opts->retries < FTRPC_NO_RETRY || opts->fail_mode < FTRPC_FAIL_DEFAULT ||
+                 opts->fail_mode > FTRPC_FAILBACKUP))
+        return FTRPC_EINVAL;
+    if (atomic_load(&c->stopping)) return FTRPC_ESTOPPED;
+    return 0;
+}
+
+static void submit(ft_call *call)
+{
+    atomic_fetch_add(&call->client->inflight, 1);
+    if (ft_loop_current() == call->loop) start_call(call);
+    else ft_loop_post(call->loop, &call->task);
+}
+
+int ftrpc_call_async(ftrpc_client *c, const char *service, const char *method,
+                     const ftrpc_buf *request, const ftrpc_buf *attachment,
+                     const ftrpc_call_options *opts, ftrpc_call_cb cb, void *arg)
+{
+    int rc = check_call_args(c, service, method, opts);
+    if (rc != 0) return rc;
+    if (!cb) return FTRPC_EINVAL;
+    ft_call *call = make_call(c, service, method, request, attachment, opts);
+    if (!call) return FTRPC_ENOMEM;
+    call->cb = cb;
+    call->arg = arg;
+    submit(call);
+    return 0;
+}
+
+int ftrpc_call(ftrpc_client *c, const char *service, const char *method, const ftrpc_buf *request,
+               const ftrpc_buf *attachment, const ftrpc_call_options *opts, ftrpc_result *result)
+{
+    memset(result, 0, sizeof *result);
+    int rc = ftrpc_in_io_thread() ? FTRPC_EIOTHREAD : check_call_args(c, service, method, opts);
+    ft_call *call = NULL;
+    if (rc == 0) {
+        call = make_call(c, service, method, request, attachment, opts);
+        if (!call) rc = FTRPC_ENOMEM;
+    }
+    if (rc != 0) {
+        result->kind = FTRPC_RESULT_RPC_ERROR;
+        result->code = rc;
+        snprintf(result->error_text, sizeof result->error_text, "%s", ftrpc_strerror(rc));
+        return rc;
+    }
+    ft_event done;
+    ft_event_init(&done);
+    call->sync_result = result;
+    call->sync_done = &done;
+    call->sync_rc = &rc;
+    submit(call);
+    ft_event_wait(&done, -1); /* bounded: the call's deadline timer completes it */
+    return rc;
+}

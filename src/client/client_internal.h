@@ -1,0 +1,128 @@
+/* Internals of ftrpc_client shared by client.c (lifecycle, endpoints, connections) and call.c (the
+ * call engine: attempts, fail modes, retries, health reporting). */
+#ifndef FT_CLIENT_INTERNAL_H
+#define FT_CLIENT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+#include "base/idmap.h"
+#include "base/iobuf.h"
+#include "base/list.h"
+#include "client/retry_budget.h"
+#include "cluster/endpoint_health.h"
+#include "cluster/health_set.h"
+#include "cluster/lb.h"
+#include "ftrpc/client.h"
+#include "io/conn.h"
+#include "io/loop.h"
+#include "protocol/baidu_std.h"
+
+/* One endpoint of the service. Shared by all loops: its health is thread-safe, `ewma_us` mirrors
+ * the health's peak-EWMA as an integer for the p2c balancer; the rest is immutable. */
+typedef struct ft_endpoint {
+    char name[64]; /* "ip:port" */
+    struct sockaddr_storage sa;
+    uint32_t weight;
+    int index;
+    ft_endpoint_health health;
+    _Atomic int64_t ewma_us;
+} ft_endpoint;
+
+typedef struct ft_cconn ft_cconn;
+typedef struct ft_call ft_call;
+
+/* A client connection: one per (loop, endpoint); its loop's thread only. */
+struct ft_cconn {
+    ft_conn *conn;
+    struct ftrpc_client *client;
+    ft_loop *loop;
+    int endpoint;
+    ft_idmap pending; /* correlation id -> ft_attempt */
+};
+
+typedef struct ft_client_loop {
+    ft_cconn **conns; /* [nendpoints], NULL when there is none */
+    ft_list calls;    /* calls homed on this loop */
+} ft_client_loop;
+
+/* One request of a call, sent to one endpoint. */
+typedef struct ft_attempt {
+    ft_call *call;
+    ft_cconn *cc; /* non-NULL while in cc->pending (waiting for its response) */
+    int64_t cid;
+    int endpoint; /* -1 before the first send */
+    int64_t sent_ns;
+    ft_timer timer; /* the per-attempt timeout */
+    int in_flight;  /* counted in the endpoint's in-flight figure */
+} ft_attempt;
+
+struct ft_call {
+    ft_task task;
+    ft_list node; /* in its loop's calls */
+    struct ftrpc_client *client;
+    ft_loop *loop;
+    const char *service;
+    const char *method;
+    ft_iobuf request;
+    ft_iobuf attachment;
+    int64_t start_ns;
+    int64_t deadline_ns;
+    int64_t log_id;
+    ftrpc_fail_mode mode;
+    int retries_left;
+    int free_resends_left; /* re-sends of requests that never reached the wire */
+    int attempt_timeout_ms;
+    uint64_t key_hash;
+    int has_key;
+    ft_timer deadline_timer;
+    ft_timer retry_timer; /* backoff */
+    ft_attempt attempt;
+    ft_lb *lb; /* pinned for the whole call so that `tried` keeps its meaning */
+    size_t tried[FT_LB_MAX_EXCLUDED];
+    size_t ntried;
+    int attempts;
+    int backoff_step;
+    /* the last failure, returned when the call gives up */
+    ftrpc_result_kind last_kind;
+    int last_code;
+    char last_text[256];
+    ftrpc_call_cb cb; /* async */
+    void *arg;
+    ftrpc_result *sync_result; /* sync: the caller's result, filled before waking it */
+    struct ft_event *sync_done;
+    int *sync_rc;
+    char names[]; /* service \0 method \0 */
+};
+
+struct ftrpc_client {
+    ftrpc_runtime *rt;
+    ftrpc_client_options opts; /* defaults filled in */
+    ft_endpoint **endpoints;
+    int nendpoints;
+    ft_health_set health_set;
+    ft_lb_holder lb;
+    ft_retry_budget budget;
+    ft_client_loop *loops; /* [rt->nloops] */
+    atomic_int stopping;
+    atomic_int inflight;   /* calls submitted and not completed */
+    atomic_int open_conns; /* ft_cconn alive */
+    atomic_llong retries, budget_exhausted;
+    pthread_mutex_t free_lock; /* guards nothing but the condition below */
+    pthread_cond_t free_cond;  /* signalled when inflight or open_conns reach 0 while stopping */
+};
+
+/* client.c */
+ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, int endpoint, int *err);
+void ft_client_count_down(ftrpc_client *c, atomic_int *counter);
+
+/* call.c: a response (or a bad frame) for an attempt of this connection's pending map, already
+ * removed from it. */
+void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, const char *reason);
+/* call.c: the connection the attempt waited on is gone. */
+void ft_call_on_conn_lost(ft_attempt *a, int code);
+/* call.c: fail every call of the loop with FTRPC_ESTOPPED (client free). */
+void ft_call_stop_all(ft_client_loop *cl);
+
+#endif
