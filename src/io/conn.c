@@ -158,8 +158,9 @@ static void on_closed(uv_handle_t *h)
     c->state = FT_CONN_CLOSED;
     ft_iobuf_clear(&c->out);
     ft_iobuf_clear(&c->inflight);
-    ft_iobuf_clear(&c->in);
+    /* `in` is cleared after on_close, which may look at what the peer left unparsed */
     c->handler->on_close(c, c->close_reason);
+    ft_iobuf_clear(&c->in);
     ft_conn_unref(c);
 }
 

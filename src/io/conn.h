@@ -31,7 +31,8 @@ typedef struct ft_conn_handler {
      * follows). May be NULL. */
     void (*on_connect)(ft_conn *c, int status);
     /* The socket is closed; `reason` is 0 for a local orderly close, else why (FTRPC_EEOF,
-     * FTRPC_EFAILEDSOCKET, FTRPC_ECONNREFUSED, ...). Last callback of the connection. */
+     * FTRPC_EFAILEDSOCKET, FTRPC_ECONNREFUSED, ...). Last callback of the connection; c->in
+     * still holds the bytes the owner left unparsed. */
     void (*on_close)(ft_conn *c, int reason);
 } ft_conn_handler;
 

@@ -1,0 +1,532 @@
+/* Integration test harness (see harness.h). */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/iobuf.h"
+#include "protocol/baidu_std.h"
+
+/* ---- time and waiting ---- */
+
+int64_t h_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t h_now_ms(void)
+{
+    return h_now_us() / 1000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+int h_wait_until(int (*cond)(void *arg), void *arg, int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+    for (;;) {
+        if (cond(arg)) return 1;
+        if (h_now_ms() >= deadline) return cond(arg) ? 1 : 0;
+        sleep_ms(1);
+    }
+}
+
+struct atomic_ge {
+    _Atomic int *counter;
+    int target;
+};
+
+static int atomic_ge_cond(void *arg)
+{
+    struct atomic_ge *a = arg;
+    return atomic_load(a->counter) >= a->target;
+}
+
+int h_wait_atomic_ge(_Atomic int *counter, int target, int timeout_ms)
+{
+    struct atomic_ge a = {counter, target};
+    return h_wait_until(atomic_ge_cond, &a, timeout_ms);
+}
+
+/* ---- children ---- */
+
+enum { MAX_CHILDREN = 64 };
+static pid_t children[MAX_CHILDREN];
+static int atexit_set;
+
+static void kill_all_children(void)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++) {
+        if (children[i] > 0) {
+            kill(children[i], SIGKILL);
+            waitpid(children[i], NULL, 0);
+            children[i] = 0;
+        }
+    }
+}
+
+static void track(pid_t pid)
+{
+    if (!atexit_set) {
+        atexit(kill_all_children);
+        atexit_set = 1;
+    }
+    for (int i = 0; i < MAX_CHILDREN; i++) {
+        if (children[i] == 0) {
+            children[i] = pid;
+            return;
+        }
+    }
+}
+
+static void untrack(pid_t pid)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (children[i] == pid) children[i] = 0;
+}
+
+static const char *cli_path(void)
+{
+    const char *p = getenv("FTRPC_CLI");
+    return p && *p ? p : "ftrpc";
+}
+
+static const char *scratch_dir(void)
+{
+    const char *d = getenv("FTRPC_SCRATCH");
+    if (!d || !*d) d = "/tmp";
+    mkdir(d, 0755);
+    return d;
+}
+
+/* Forks and execs the CLI with argv; stdout to out_pipe's write end (or /dev/null), stderr to
+ * err_fd. In the child: dies with the parent. */
+static pid_t spawn(char *const *argv, int out_fd, int err_fd)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, 0);
+    dup2(out_fd >= 0 ? out_fd : devnull, 1);
+    dup2(err_fd >= 0 ? err_fd : devnull, 2);
+    for (int fd = 3; fd < 1024; fd++)
+        close(fd);
+    execv(cli_path(), argv);
+    _exit(127);
+}
+
+int h_server_start(h_server *s, const char *const *args)
+{
+    static atomic_int seq;
+    memset(s, 0, sizeof *s);
+    s->out_fd = -1;
+    snprintf(s->err_path, sizeof s->err_path, "%s/echo-server-%d-%d.stderr", scratch_dir(),
+             (int)getpid(), atomic_fetch_add(&seq, 1));
+    int err_fd = open(s->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (err_fd < 0) return -1;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        close(err_fd);
+        return -1;
+    }
+    char *argv[64];
+    int n = 0;
+    argv[n++] = (char *)cli_path();
+    argv[n++] = "echo-server";
+    argv[n++] = "--listen";
+    argv[n++] = "127.0.0.1:0";
+    for (int i = 0; args && args[i] && n < 62; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    pid_t pid = spawn(argv, p[1], err_fd);
+    close(p[1]);
+    close(err_fd);
+    if (pid < 0) {
+        close(p[0]);
+        return -1;
+    }
+    track(pid);
+    s->pid = pid;
+    s->out_fd = p[0];
+    /* read the "listening on 127.0.0.1:PORT" line, bounded */
+    char line[256];
+    size_t len = 0;
+    int64_t deadline = h_now_ms() + 5000;
+    while (len < sizeof line - 1 && !memchr(line, '\n', len)) {
+        int left = (int)(deadline - h_now_ms());
+        if (left <= 0) break;
+        struct pollfd pfd = {s->out_fd, POLLIN, 0};
+        if (poll(&pfd, 1, left) <= 0) continue;
+        ssize_t r = read(s->out_fd, line + len, sizeof line - 1 - len);
+        if (r <= 0) break;
+        len += (size_t)r;
+    }
+    line[len] = '\0';
+    const char *colon = strrchr(line, ':');
+    if (strncmp(line, "listening on ", 13) != 0 || !colon || atoi(colon + 1) <= 0) {
+        h_server_kill(s);
+        return -1;
+    }
+    s->port = atoi(colon + 1);
+    return 0;
+}
+
+static int reap(h_server *s, int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+    for (;;) {
+        int st;
+        pid_t r = waitpid(s->pid, &st, WNOHANG);
+        if (r == s->pid) {
+            untrack(s->pid);
+            s->pid = 0;
+            s->exit_status = st;
+            if (s->out_fd >= 0) close(s->out_fd);
+            s->out_fd = -1;
+            return 1;
+        }
+        if (h_now_ms() >= deadline) return 0;
+        sleep_ms(2);
+    }
+}
+
+int h_server_stop(h_server *s, int timeout_ms)
+{
+    if (s->pid <= 0) return -1;
+    kill(s->pid, SIGCONT);
+    kill(s->pid, SIGTERM);
+    if (!reap(s, timeout_ms)) {
+        h_server_kill(s);
+        return -1;
+    }
+    if (WIFEXITED(s->exit_status)) return WEXITSTATUS(s->exit_status);
+    return 128 + WTERMSIG(s->exit_status);
+}
+
+void h_server_kill(h_server *s)
+{
+    if (s->pid <= 0) return;
+    kill(s->pid, SIGKILL);
+    reap(s, 10000);
+}
+
+void h_server_signal(h_server *s, int sig)
+{
+    if (s->pid > 0) kill(s->pid, sig);
+}
+
+int h_server_alive(h_server *s)
+{
+    if (s->pid <= 0) return 0;
+    return !reap(s, 0);
+}
+
+char *h_server_stderr(const h_server *s)
+{
+    FILE *f = fopen(s->err_path, "r");
+    if (!f) return strdup("");
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t r;
+    while ((r = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += r;
+        if (cap - len < 2) buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+int h_server_stderr_count(const h_server *s, const char *needle)
+{
+    char *all = h_server_stderr(s);
+    int n = 0;
+    for (char *line = all, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = '\0';
+        if (strstr(line, needle)) n++;
+    }
+    free(all);
+    return n;
+}
+
+void h_server_url(const h_server *s, char *buf, size_t len)
+{
+    snprintf(buf, len, "127.0.0.1:%d", s->port);
+}
+
+static char *read_all_fd(int fd)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    ssize_t r;
+    lseek(fd, 0, SEEK_SET);
+    while ((r = read(fd, buf + len, cap - len - 1)) > 0) {
+        len += (size_t)r;
+        if (cap - len < 2) buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+int h_cli_run(const char *const *args, int timeout_ms, char **out, char **err)
+{
+    static atomic_int seq;
+    char opath[600], epath[600];
+    int k = atomic_fetch_add(&seq, 1);
+    snprintf(opath, sizeof opath, "%s/cli-%d-%d.stdout", scratch_dir(), (int)getpid(), k);
+    snprintf(epath, sizeof epath, "%s/cli-%d-%d.stderr", scratch_dir(), (int)getpid(), k);
+    int ofd = open(opath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int efd = open(epath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    char *argv[64];
+    int n = 0;
+    argv[n++] = (char *)cli_path();
+    for (int i = 0; args[i] && n < 63; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    pid_t pid = spawn(argv, ofd, efd);
+    int rc = -1;
+    if (pid > 0) {
+        track(pid);
+        h_server tmp = {.pid = pid, .out_fd = -1};
+        if (reap(&tmp, timeout_ms)) {
+            rc = WIFEXITED(tmp.exit_status) ? WEXITSTATUS(tmp.exit_status) : -1;
+        } else {
+            h_server_kill(&tmp);
+        }
+    }
+    if (out) *out = read_all_fd(ofd);
+    if (err) *err = read_all_fd(efd);
+    close(ofd);
+    close(efd);
+    unlink(opath);
+    unlink(epath);
+    return rc;
+}
+
+/* ---- raw TCP ---- */
+
+int h_raw_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int h_raw_send(int fd, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    while (len > 0) {
+        ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+int h_raw_read_exact(int fd, void *buf, size_t len, int timeout_ms)
+{
+    uint8_t *p = buf;
+    int64_t deadline = h_now_ms() + timeout_ms;
+    while (len > 0) {
+        int left = (int)(deadline - h_now_ms());
+        if (left <= 0) return -1;
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int pr = poll(&pfd, 1, left);
+        if (pr < 0 && errno == EINTR) continue;
+        if (pr <= 0) return -1;
+        ssize_t r = recv(fd, p, len, 0);
+        if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        if (r <= 0) return 0;
+        p += r;
+        len -= (size_t)r;
+    }
+    return 1;
+}
+
+int h_raw_wait_closed(int fd, int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+    char junk[4096];
+    for (;;) {
+        int left = (int)(deadline - h_now_ms());
+        if (left <= 0) return 0;
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int pr = poll(&pfd, 1, left);
+        if (pr < 0 && errno == EINTR) continue;
+        if (pr <= 0) return 0;
+        ssize_t r = recv(fd, junk, sizeof junk, 0);
+        if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        if (r <= 0) return 1;
+    }
+}
+
+int h_raw_read_response(int fd, int timeout_ms, h_response *out)
+{
+    uint8_t hdr[12];
+    int rc = h_raw_read_exact(fd, hdr, sizeof hdr, timeout_ms);
+    if (rc != 1) return rc;
+    if (memcmp(hdr, "PRPC", 4) != 0) return -1;
+    uint32_t body =
+        ((uint32_t)hdr[4] << 24) | ((uint32_t)hdr[5] << 16) | ((uint32_t)hdr[6] << 8) | hdr[7];
+    if (body > (1u << 26)) return -1;
+    uint8_t *buf = malloc(12 + (size_t)body);
+    memcpy(buf, hdr, 12);
+    rc = h_raw_read_exact(fd, buf + 12, body, timeout_ms);
+    if (rc != 1) {
+        free(buf);
+        return rc;
+    }
+    ft_iobuf in;
+    ft_iobuf_init(&in);
+    ft_iobuf_append(&in, buf, 12 + (size_t)body);
+    free(buf);
+    ft_rpc_frame f;
+    ft_rpc_frame_init(&f);
+    const char *reason = NULL;
+    ft_parse_status st = ft_baidu_std_parse(&in, 1u << 26, &f, &reason);
+    rc = -1;
+    if (st == FT_PARSE_OK && !f.is_request) {
+        out->correlation_id = f.correlation_id;
+        out->error_code = f.error_code;
+        snprintf(out->error_text, sizeof out->error_text, "%s", f.error_text ? f.error_text : "");
+        out->payload_len = ft_iobuf_size(&f.payload);
+        rc = 1;
+    }
+    ft_rpc_frame_fini(&f);
+    ft_iobuf_fini(&in);
+    return rc;
+}
+
+/* ---- frames ---- */
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+static size_t put_bytes(uint8_t *p, uint32_t field, const void *data, size_t len)
+{
+    size_t n = put_varint(p, (uint64_t)field << 3 | 2);
+    n += put_varint(p + n, len);
+    memcpy(p + n, data, len);
+    return n + len;
+}
+
+size_t h_meta_request(uint8_t *out, size_t cap, const char *service, const char *method,
+                      int64_t correlation_id, int32_t attachment_size)
+{
+    uint8_t req[1024];
+    size_t rl = put_bytes(req, 1, service, strlen(service));
+    rl += put_bytes(req + rl, 2, method, strlen(method));
+    if (cap < rl + 64) return 0;
+    size_t n = put_bytes(out, 1, req, rl);
+    n += put_varint(out + n, 4 << 3 | 0);
+    n += put_varint(out + n, (uint64_t)correlation_id);
+    if (attachment_size >= 0) {
+        n += put_varint(out + n, 5 << 3 | 0);
+        n += put_varint(out + n, (uint64_t)(uint32_t)attachment_size);
+    }
+    return n;
+}
+
+void h_header(uint8_t out[12], const char *magic, uint32_t body_size, uint32_t meta_size)
+{
+    memcpy(out, magic, 4);
+    uint32_t b = htonl(body_size), m = htonl(meta_size);
+    memcpy(out + 4, &b, 4);
+    memcpy(out + 8, &m, 4);
+}
+
+size_t h_request_frame(uint8_t *out, size_t cap, const char *service, const char *method,
+                       int64_t correlation_id, const void *payload, size_t payload_len)
+{
+    uint8_t meta[1200];
+    size_t ml = h_meta_request(meta, sizeof meta, service, method, correlation_id, -1);
+    if (cap < 12 + ml + payload_len) return 0;
+    h_header(out, "PRPC", (uint32_t)(ml + payload_len), (uint32_t)ml);
+    memcpy(out + 12, meta, ml);
+    if (payload_len) memcpy(out + 12 + ml, payload, payload_len);
+    return 12 + ml + payload_len;
+}
+
+/* ---- misc ---- */
+
+static uint8_t pattern_byte(size_t i, unsigned seed)
+{
+    uint32_t x = (uint32_t)i * 2654435761u ^ seed * 40503u;
+    return (uint8_t)(x >> 13 ^ x);
+}
+
+ftrpc_buf *h_pattern_buf(size_t len, unsigned seed)
+{
+    ftrpc_buf *b = ftrpc_buf_new();
+    uint8_t chunk[4096];
+    for (size_t off = 0; off < len;) {
+        size_t n = len - off < sizeof chunk ? len - off : sizeof chunk;
+        for (size_t i = 0; i < n; i++)
+            chunk[i] = pattern_byte(off + i, seed);
+        ftrpc_buf_append(b, chunk, n);
+        off += n;
+    }
+    return b;
+}
+
+int h_pattern_check(const ftrpc_buf *buf, size_t len, unsigned seed)
+{
+    if (!buf || ftrpc_buf_size(buf) != len) return 0;
+    size_t off = 0;
+    for (size_t s = 0; s < ftrpc_buf_segment_count(buf); s++) {
+        size_t sl;
+        const uint8_t *p = ftrpc_buf_segment(buf, s, &sl);
+        for (size_t i = 0; i < sl; i++)
+            if (p[i] != pattern_byte(off + i, seed)) return 0;
+        off += sl;
+    }
+    return off == len;
+}

@@ -1,0 +1,141 @@
+/* A server that dies (SIGKILL) fails every outstanding call promptly with a connection error, not
+ * with the call's 10 s timeout; a dead address is refused at once; a frozen server (SIGSTOP) times
+ * calls out and serves again after SIGCONT. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+
+enum { NCALLS = 200 };
+
+static atomic_int done, conn_errors, other_errors, other_code;
+static _Atomic int64_t last_done_us;
+
+static int is_connection_error(int code)
+{
+    return code == FTRPC_EEOF || code == FTRPC_EFAILEDSOCKET || code == FTRPC_ECONNREFUSED;
+}
+
+static void on_done(ftrpc_result *r, void *arg)
+{
+    (void)arg;
+    if (r->kind == FTRPC_RESULT_RPC_ERROR && is_connection_error(r->code)) {
+        atomic_fetch_add(&conn_errors, 1);
+    } else {
+        atomic_fetch_add(&other_errors, 1);
+        atomic_store(&other_code, r->code);
+    }
+    atomic_store(&last_done_us, h_now_us());
+    atomic_fetch_add(&done, 1);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {0, (long)ms * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static void killed_server_fails_outstanding_calls_promptly_with_a_connection_error(void **state)
+{
+    (void)state;
+    h_server srv;
+    const char *args[] = {"--hang-rate", "1", NULL};
+    assert_int_equal(h_server_start(&srv, args), 0);
+    char url[64];
+    h_server_url(&srv, url, sizeof url);
+    ftrpc_client *client = NULL;
+    assert_int_equal(ftrpc_client_new(url, &(ftrpc_client_options){.timeout_ms = 10000}, &client),
+                     0);
+    ftrpc_buf *req = h_pattern_buf(100, 1);
+    for (int i = 0; i < NCALLS; i++)
+        assert_int_equal(
+            ftrpc_call_async(client, "example.EchoService", "Echo", req, NULL, NULL, on_done, NULL),
+            0);
+    ftrpc_buf_free(req);
+    /* let the requests reach the server (it never answers them) */
+    sleep_ms(200);
+    assert_int_equal(atomic_load(&done), 0);
+    int64_t kill_us = h_now_us();
+    h_server_kill(&srv);
+    assert_true(h_wait_atomic_ge(&done, NCALLS, 5000));
+    int64_t took_ms = (atomic_load(&last_done_us) - kill_us) / 1000;
+    if (atomic_load(&other_errors))
+        print_error("unexpected code %s\n", ftrpc_err_name(atomic_load(&other_code)));
+    assert_int_equal(atomic_load(&conn_errors), NCALLS);
+    assert_int_equal(atomic_load(&other_errors), 0);
+    print_message("all %d calls failed %lld ms after the kill\n", NCALLS, (long long)took_ms);
+    assert_true(took_ms < 500);
+    ftrpc_client_free(client);
+}
+
+static void dead_address_is_refused_at_once(void **state)
+{
+    (void)state;
+    h_server srv;
+    assert_int_equal(h_server_start(&srv, NULL), 0);
+    char url[64];
+    h_server_url(&srv, url, sizeof url);
+    h_server_kill(&srv); /* nothing listens on the port any more */
+    ftrpc_client *client = NULL;
+    assert_int_equal(ftrpc_client_new(url, &(ftrpc_client_options){.timeout_ms = 5000}, &client),
+                     0);
+    for (int i = 0; i < 4; i++) {
+        ftrpc_result r;
+        int64_t t0 = h_now_ms();
+        int rc = ftrpc_call(client, "example.EchoService", "Echo", NULL, NULL, NULL, &r);
+        int64_t took = h_now_ms() - t0;
+        assert_int_equal(rc, FTRPC_ECONNREFUSED);
+        assert_int_equal(r.kind, FTRPC_RESULT_RPC_ERROR);
+        assert_int_equal(r.code, FTRPC_ECONNREFUSED);
+        assert_true(took < 200);
+        ftrpc_result_fini(&r);
+    }
+    ftrpc_client_free(client);
+}
+
+static void frozen_server_times_calls_out_and_serves_again_after_sigcont(void **state)
+{
+    (void)state;
+    h_server srv;
+    assert_int_equal(h_server_start(&srv, NULL), 0);
+    char url[64];
+    h_server_url(&srv, url, sizeof url);
+    ftrpc_client *client = NULL;
+    assert_int_equal(ftrpc_client_new(url, &(ftrpc_client_options){.timeout_ms = 150}, &client), 0);
+    ftrpc_result r;
+    assert_int_equal(ftrpc_call(client, "example.EchoService", "Echo", NULL, NULL, NULL, &r), 0);
+    ftrpc_result_fini(&r);
+    h_server_signal(&srv, SIGSTOP);
+    int64_t t0 = h_now_ms();
+    assert_int_equal(ftrpc_call(client, "example.EchoService", "Echo", NULL, NULL, NULL, &r),
+                     FTRPC_ERPCTIMEDOUT);
+    int64_t took = h_now_ms() - t0;
+    ftrpc_result_fini(&r);
+    assert_true(took >= 140 && took < 1000);
+    h_server_signal(&srv, SIGCONT);
+    ftrpc_call_options slow = {.timeout_ms = 3000};
+    assert_int_equal(ftrpc_call(client, "example.EchoService", "Echo", NULL, NULL, &slow, &r), 0);
+    ftrpc_result_fini(&r);
+    ftrpc_client_free(client);
+    assert_int_equal(h_server_stop(&srv, 10000), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(killed_server_fails_outstanding_calls_promptly_with_a_connection_error),
+        cmocka_unit_test(dead_address_is_refused_at_once),
+        cmocka_unit_test(frozen_server_times_calls_out_and_serves_again_after_sigcont),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
