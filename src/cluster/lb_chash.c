@@ -17,7 +17,7 @@
  * positions in that slice (about one point each), which replaces ~17 cache-missing steps of a
  * binary search over a 160,000-point ring with one table read and a short scan. Building is O(M)
  * for M points (a counting sort on the same top bits): a ring rebuild is the one expensive
- * operation here (about 20 ms at 1,000 endpoints), done when the endpoint set changes. */
+ * operation here (tens of ms at 1,000 endpoints), done when the endpoint set changes. */
 #include "cluster/lb_impl.h"
 
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * keeps itself with threshold[i] / W and hands the rest of its mass to alias[i], W being the sum of
  * weights. A pick draws a column uniformly and a number below W: O(1), two reads of one 16-byte
  * entry, no shared writes. (A prefix-sum binary search costs log2 N mispredicted branches: about
- * 60 ns at 1,000 endpoints on the bench machine, against about 10 ns here.) Up to FT_LB_PROBES
+ * 60 ns at 1,000 endpoints on the bench machine, against 15-25 ns here.) Up to FT_LB_PROBES
  * draws, then one weighted reservoir scan, which keeps the proportions exact over what is left. */
 #include "cluster/lb_impl.h"
 
