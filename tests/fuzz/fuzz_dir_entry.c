@@ -23,9 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (n < 0) abort();
     ft_dir_entry back;
     if (ft_dir_entry_parse(buf, (size_t)n, &back, NULL) != 0) abort();
-    if (memcmp(&e.ep, &back.ep, sizeof e.ep) != 0 || e.pid != back.pid ||
-        e.ttl_ms != back.ttl_ms || e.refreshed_ms != back.refreshed_ms ||
-        strcmp(e.service, back.service) != 0)
+    if (memcmp(&e.ep, &back.ep, sizeof e.ep) != 0 || e.pid != back.pid || e.ttl_ms != back.ttl_ms ||
+        e.refreshed_ms != back.refreshed_ms || strcmp(e.service, back.service) != 0)
         abort();
     (void)ft_dir_entry_alive(&e, 0);
     (void)ft_dir_entry_reapable(&e, INT64_MAX / 4);

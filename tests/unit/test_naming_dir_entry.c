@@ -18,9 +18,7 @@
 #include "ftrpc/log.h"
 #include "naming/dir_entry.h"
 
-static void quiet(ftrpc_log_level level, const char *msg, void *arg)
-{
-}
+static void quiet(ftrpc_log_level level, const char *msg, void *arg) {}
 
 static const char GOOD[] = "ftrpc-dir-entry 1\n"
                            "service=example.EchoService\n"
@@ -86,11 +84,11 @@ static void parse_rejects_garbage(void **state)
     } cases[] = {
         {"ftrpc-dir-entry 1\n", "ftrpc-dir-entry 2\n"},
         {"ftrpc-dir-entry 1\n", ""},
-        {"weight=50\n", ""},                          /* missing key */
-        {"weight=50\n", "weight=50\nweight=50\n"},    /* duplicate key */
-        {"weight=50\n", "weight=50\ncolour=red\n"},   /* unknown key */
-        {"weight=50\n", "weight=50\n\n"},             /* blank line */
-        {"weight=50\n", "weight = 50\n"},             /* spaces */
+        {"weight=50\n", ""},                        /* missing key */
+        {"weight=50\n", "weight=50\nweight=50\n"},  /* duplicate key */
+        {"weight=50\n", "weight=50\ncolour=red\n"}, /* unknown key */
+        {"weight=50\n", "weight=50\n\n"},           /* blank line */
+        {"weight=50\n", "weight = 50\n"},           /* spaces */
         {"weight=50\n", "weight=+50\n"},
         {"weight=50\n", "weight=050\n"},
         {"weight=50\n", "weight=0\n"},
@@ -237,11 +235,11 @@ static void scan_keeps_live_entries_of_the_service_only(void **state)
 {
     const char *dir = *state;
     int64_t now = 1800000000000LL;
-    put_entry(dir, "svc", "127.0.0.1:1", now - 100, 1000);   /* live */
-    put_entry(dir, "svc", "127.0.0.1:2", now - 1500, 1000);  /* dead, not yet reapable */
-    put_entry(dir, "svc", "127.0.0.1:3", now - 2500, 1000);  /* dead and reapable */
-    put_entry(dir, "other", "127.0.0.1:4", now - 10, 1000);  /* another service */
-    put_file(dir, "svc@garbage.entry", "garbage\n", 8);      /* skipped, logged */
+    put_entry(dir, "svc", "127.0.0.1:1", now - 100, 1000);  /* live */
+    put_entry(dir, "svc", "127.0.0.1:2", now - 1500, 1000); /* dead, not yet reapable */
+    put_entry(dir, "svc", "127.0.0.1:3", now - 2500, 1000); /* dead and reapable */
+    put_entry(dir, "other", "127.0.0.1:4", now - 10, 1000); /* another service */
+    put_file(dir, "svc@garbage.entry", "garbage\n", 8);     /* skipped, logged */
     put_file(dir, ".svc@127.0.0.1_5.entry.1.0.tmp", GOOD, sizeof GOOD - 1); /* temp file */
     /* an entry whose file name says svc but content says another service */
     ft_dir_entry e;

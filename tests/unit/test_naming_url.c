@@ -10,9 +10,7 @@
 #include "ftrpc/log.h"
 #include "naming/naming.h"
 
-static void quiet(ftrpc_log_level level, const char *msg, void *arg)
-{
-}
+static void quiet(ftrpc_log_level level, const char *msg, void *arg) {}
 
 static void url_parse_accepts_good_urls(void **state)
 {
@@ -135,9 +133,21 @@ static void endpoint_parse_reads_weight_and_tags(void **state)
 static void endpoint_parse_rejects_bad_specs(void **state)
 {
     static const char *const bad[] = {
-        "",        "   ",          "host",          "host:1 w=0",       "host:1 w=65536",
-        "host:1 w=", "host:1 w=-1", "host:1 w=1 w=2", "host:1 tag=a||b", "host:1 tag=|a",
-        "host:1 tag=a|", "host:1 tag=a b", "host:1 colour=red", "host:1 w", "host:1 tag=a/b",
+        "",
+        "   ",
+        "host",
+        "host:1 w=0",
+        "host:1 w=65536",
+        "host:1 w=",
+        "host:1 w=-1",
+        "host:1 w=1 w=2",
+        "host:1 tag=a||b",
+        "host:1 tag=|a",
+        "host:1 tag=a|",
+        "host:1 tag=a b",
+        "host:1 colour=red",
+        "host:1 w",
+        "host:1 tag=a/b",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ft_endpoint ep;
@@ -167,9 +177,17 @@ static void list_scheme_parses_elements(void **state)
 static void list_scheme_rejects_bad_lists(void **state)
 {
     static const char *const bad[] = {
-        "list://",          "list://a:1,",     "list://a:1,,b:2",      "list://a:1,b",
-        "list://a:1?x=1",   "nosuch://a:1",    "file://relative/path", "file:///",
-        "dir://relative",   "dir:///tmp/reg",  "dir:///tmp/reg?service=bad/name",
+        "list://",
+        "list://a:1,",
+        "list://a:1,,b:2",
+        "list://a:1,b",
+        "list://a:1?x=1",
+        "nosuch://a:1",
+        "file://relative/path",
+        "file:///",
+        "dir://relative",
+        "dir:///tmp/reg",
+        "dir:///tmp/reg?service=bad/name",
         "dir:///tmp/reg?service=a&colour=1",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -263,9 +281,7 @@ static int dummy_open(const ft_naming_url *url, ft_naming **out)
 {
     return FTRPC_ENOENDPOINT;
 }
-static void dummy_close(ft_naming *ns)
-{
-}
+static void dummy_close(ft_naming *ns) {}
 static int dummy_fetch(ft_naming *ns, ft_endpoint_list *out)
 {
     return 0;
@@ -275,9 +291,7 @@ static int dummy_watch_start(ft_naming *ns, const ft_naming_watch_opts *o, ft_na
 {
     return 0;
 }
-static void dummy_watch_stop(ft_naming *ns)
-{
-}
+static void dummy_watch_stop(ft_naming *ns) {}
 
 static void new_scheme_plugs_in_by_vtable(void **state)
 {
