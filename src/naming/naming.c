@@ -336,6 +336,27 @@ int ft_naming_url_only_params(const ft_naming_url *url, const char *const *allow
     return 0;
 }
 
+/* ---- thread helpers ---- */
+
+void ft_naming_cond_init(pthread_cond_t *cond)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(cond, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+struct timespec ft_naming_deadline(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = ts.tv_nsec + (ms % 1000) * 1000000;
+    ts.tv_sec += (time_t)(ms / 1000 + ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    return ts;
+}
+
 /* ---- scheme registry ---- */
 
 extern const ft_naming_ops ft_naming_list_ops;

@@ -23,9 +23,11 @@
 #ifndef FT_NAMING_NAMING_H
 #define FT_NAMING_NAMING_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "ftrpc/common.h"
 
@@ -233,6 +235,14 @@ void ft_registrar_stop(ft_registrar *r);
 int ft_registrar_status(const ft_registrar *r);
 /* How many register/refresh attempts succeeded and failed so far. Any thread. */
 void ft_registrar_counts(const ft_registrar *r, uint64_t *ok, uint64_t *failed);
+
+/* ---- small thread helpers shared by the registrar and the view ---- */
+
+/* Initialises *cond to time its waits on CLOCK_MONOTONIC (wall-clock steps must not stretch or
+ * cut a refresh interval). */
+void ft_naming_cond_init(pthread_cond_t *cond);
+/* The CLOCK_MONOTONIC time `ms` from now, for pthread_cond_timedwait on such a cond. */
+struct timespec ft_naming_deadline(int64_t ms);
 
 /* ---- shared helper for folder-watching backends (file://, dir://) ---- */
 

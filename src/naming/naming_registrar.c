@@ -45,11 +45,7 @@ static void *registrar_main(void *p)
     ft_registrar *r = p;
     pthread_mutex_lock(&r->lock);
     while (!r->stopping) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t ns = ts.tv_nsec + (r->interval_ms % 1000) * 1000000;
-        ts.tv_sec += (time_t)(r->interval_ms / 1000 + ns / 1000000000);
-        ts.tv_nsec = (long)(ns % 1000000000);
+        struct timespec ts = ft_naming_deadline(r->interval_ms);
         while (!r->stopping && pthread_cond_timedwait(&r->wake, &r->lock, &ts) == 0) {
         }
         if (r->stopping) break;
@@ -106,11 +102,7 @@ int ft_registrar_start(const ft_registrar_opts *o, ft_registrar **out)
     r->ops = ops;
     r->interval_ms = interval;
     pthread_mutex_init(&r->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->wake, &ca);
-    pthread_condattr_destroy(&ca);
+    ft_naming_cond_init(&r->wake);
     attempt(r);
     if (pthread_create(&r->thread, NULL, registrar_main, r) != 0) {
         FT_ERROR("naming: registrar cannot start its thread");

@@ -99,11 +99,7 @@ int ft_naming_view_new(const ft_naming_view_opts *opts, ft_naming_view **out)
     }
     pthread_mutex_init(&v->cur_lock, NULL);
     pthread_mutex_init(&v->apply_lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&v->ready_cond, &ca);
-    pthread_condattr_destroy(&ca);
+    ft_naming_cond_init(&v->ready_cond);
     *out = v;
     return 0;
 }
@@ -154,11 +150,7 @@ ft_naming_snapshot *ft_naming_view_get(ft_naming_view *v)
 
 int ft_naming_view_wait_ready(ft_naming_view *v, int64_t timeout_ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t ns = ts.tv_nsec + (timeout_ms % 1000) * 1000000;
-    ts.tv_sec += (time_t)(timeout_ms / 1000 + ns / 1000000000);
-    ts.tv_nsec = (long)(ns % 1000000000);
+    struct timespec ts = ft_naming_deadline(timeout_ms < 0 ? 0 : timeout_ms);
     pthread_mutex_lock(&v->apply_lock);
     while (!v->ready && pthread_cond_timedwait(&v->ready_cond, &v->apply_lock, &ts) == 0) {
     }

@@ -49,19 +49,34 @@ static void arm(ft_folder_watch *w)
                            w->folder, strerror(errno), (long long)w->rescan_ms);
 }
 
-/* Reads every queued event; forgets the watch when the kernel dropped it. */
-static void drain(ft_folder_watch *w)
+/* A registrar's temp file (".<name>.<pid>.<n>.tmp") changes nothing a reader sees: its rename
+ * does, and that event is reported under the final name. Skipping them saves two scans per
+ * refresh per server. */
+static bool is_temp_name(const struct inotify_event *ev)
+{
+    if (ev->len == 0 || ev->name[0] != '.') return false;
+    size_t n = strlen(ev->name);
+    return n > 4 && strcmp(ev->name + n - 4, ".tmp") == 0;
+}
+
+/* Reads every queued event; forgets the watch when the kernel dropped it. True when an event
+ * may have changed what a fetch returns. */
+static bool drain(ft_folder_watch *w)
 {
     _Alignas(struct inotify_event) char buf[4096];
+    bool relevant = false;
     for (;;) {
         ssize_t n = read(w->ino_fd, buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return;
+        if (n <= 0) return relevant;
         for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= n;) {
             const struct inotify_event *ev = (const struct inotify_event *)(buf + off);
             if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) {
                 if (w->wd >= 0 && !(ev->mask & IN_IGNORED)) inotify_rm_watch(w->ino_fd, w->wd);
                 w->wd = -1;
+                relevant = true;
+            } else if ((ev->mask & IN_Q_OVERFLOW) || !is_temp_name(ev)) {
+                relevant = true;
             }
             off += (ssize_t)sizeof *ev + ev->len;
         }
@@ -98,10 +113,11 @@ static void *watch_main(void *p)
         if (n > 0 && (fds[0].revents & POLLIN)) break;
         bool had_wd = w->wd >= 0;
         if (n > 0 && (fds[1].revents & POLLIN)) {
-            drain(w);
-            if (had_wd && w->wd < 0) arm(w); /* replaced folder: watch the new one now */
-            deliver(w);
-            next = ft_now_ns() + w->rescan_ms * FT_NS_PER_MS;
+            if (drain(w)) {
+                if (had_wd && w->wd < 0) arm(w); /* replaced folder: watch the new one now */
+                deliver(w);
+                next = ft_now_ns() + w->rescan_ms * FT_NS_PER_MS;
+            }
         } else if (ft_now_ns() >= next) {
             arm(w);
             deliver(w);
