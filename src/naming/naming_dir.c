@@ -328,6 +328,21 @@ static int dir_reg_write(ft_naming_reg *base)
 static int dir_reg_deregister(ft_naming_reg *base)
 {
     dir_reg *reg = (dir_reg *)base;
+    /* Leave alone an entry another process has written since (a successor on the same address,
+     * started before this one finished stopping): removing it would hide a live server. */
+    int fd = open(reg->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd >= 0) {
+        char buf[FT_DIR_ENTRY_MAX + 1];
+        ssize_t len = read_bounded(fd, buf, sizeof buf);
+        close(fd);
+        ft_dir_entry e;
+        if (len > 0 && ft_dir_entry_parse(buf, (size_t)len, &e, NULL) == 0 &&
+            e.pid != reg->entry.pid) {
+            FT_INFO("naming: dir:// %s now belongs to pid %d; not removing it", reg->path,
+                    (int)e.pid);
+            return 0;
+        }
+    }
     if (unlink(reg->path) != 0 && errno != ENOENT) return dir_reg_fail(reg, "remove");
     return 0;
 }

@@ -225,6 +225,33 @@ static void registrar_survives_outage_and_reregisters(void **state)
     assert_false(read_entry(f, "127.0.0.1:8001", &e));
 }
 
+static void stop_leaves_a_successors_entry_alone(void **state)
+{
+    fixture *f = *state;
+    ft_registrar_opts o = {.url = f->url,
+                           .addr = "127.0.0.1:8006",
+                           .register_ttl_ms = 5000,
+                           .register_interval_ms = 1000};
+    ft_registrar *r;
+    assert_int_equal(ft_registrar_start(&o, &r), 0);
+    ft_dir_entry e;
+    assert_true(read_entry(f, "127.0.0.1:8006", &e));
+    /* a successor on the same address overwrites the entry with its own pid */
+    e.pid = getpid() + 1;
+    char buf[FT_DIR_ENTRY_MAX + 1], name[256], path[600];
+    int n = ft_dir_entry_format(&e, buf, sizeof buf);
+    assert_true(n > 0);
+    ft_dir_entry_filename("example.EchoService", "127.0.0.1:8006", name, sizeof name);
+    snprintf(path, sizeof path, "%s/reg/%s", f->dir, name);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(buf, 1, (size_t)n, fp), (size_t)n);
+    fclose(fp);
+    ft_registrar_stop(r);
+    assert_true(read_entry(f, "127.0.0.1:8006", &e));
+    assert_int_equal(e.pid, getpid() + 1);
+}
+
 /* Waits until the view holds n endpoints (and `addr` among them when not NULL). */
 static bool view_wait(ft_naming_view *v, size_t n, const char *addr, int64_t ms)
 {
@@ -385,6 +412,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(watch_sees_new_entry_within_a_second, setup, teardown),
         cmocka_unit_test_setup_teardown(crashed_server_expires_after_ttl, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_entry_never_breaks_the_watch, setup, teardown),
+        cmocka_unit_test_setup_teardown(stop_leaves_a_successors_entry_alone, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
