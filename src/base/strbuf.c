@@ -35,7 +35,7 @@ static int reserve(ft_strbuf *sb, size_t extra)
     if (extra >= sb->max || sb->len >= sb->max - extra) return FTRPC_ENOMEM;
     size_t need = sb->len + extra + 1;
     if (need <= sb->cap) return 0;
-    size_t cap = sb->cap ? sb->cap : 64;
+    size_t cap = sb->cap ? sb->cap : (sb->max < 64 ? sb->max : 64);
     while (cap < need)
         cap = cap > sb->max / 2 ? sb->max : cap * 2;
     char *p = realloc(sb->data, cap);

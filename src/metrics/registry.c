@@ -83,6 +83,8 @@ static int escape_json(ft_strbuf *out, const char *s)
         if (*p == '"' || *p == '\\') {
             char esc[2] = {'\\', (char)*p};
             rc = ft_strbuf_append(out, esc, 2);
+        } else if (*p == '\n') {
+            rc = ft_strbuf_append(out, "\\n", 2);
         } else if (*p < 0x20) {
             rc = ft_strbuf_appendf(out, "\\u%04x", *p);
         } else {
