@@ -43,8 +43,8 @@ int64_t ft_histogram_bucket_high(size_t index)
 
 void ft_histogram_init(ft_histogram *h)
 {
-    atomic_init(&h->count, 0);
-    atomic_init(&h->sum, 0);
+    for (size_t i = 0; i < FT_COUNTER_STRIPES; i++)
+        atomic_init(&h->sum[i].v, 0);
     atomic_init(&h->max, 0);
     for (size_t i = 0; i < FT_HIST_BUCKETS; i++)
         atomic_init(&h->buckets[i], 0);
@@ -75,8 +75,8 @@ void ft_histogram_record_n(ft_histogram *h, int64_t value, uint64_t n)
 {
     int64_t v = clamp_value(value);
     atomic_fetch_add_explicit(&h->buckets[ft_histogram_bucket_index(v)], n, RELAXED);
-    atomic_fetch_add_explicit(&h->count, n, RELAXED);
-    atomic_fetch_add_explicit(&h->sum, (uint64_t)v * n, RELAXED);
+    atomic_fetch_add_explicit(&h->sum[ft_metrics_thread_stripe() % FT_COUNTER_STRIPES].v,
+                              (uint64_t)v * n, RELAXED);
     raise_max(&h->max, v);
 }
 
@@ -89,8 +89,8 @@ void ft_histogram_reset(ft_histogram *h)
 {
     for (size_t i = 0; i < FT_HIST_BUCKETS; i++)
         atomic_store_explicit(&h->buckets[i], 0, RELAXED);
-    atomic_store_explicit(&h->count, 0, RELAXED);
-    atomic_store_explicit(&h->sum, 0, RELAXED);
+    for (size_t i = 0; i < FT_COUNTER_STRIPES; i++)
+        atomic_store_explicit(&h->sum[i].v, 0, RELAXED);
     atomic_store_explicit(&h->max, 0, RELAXED);
 }
 
@@ -100,19 +100,57 @@ void ft_histogram_merge(ft_histogram *dst, const ft_histogram *src)
         uint64_t c = atomic_load_explicit(&src->buckets[i], RELAXED);
         if (c) atomic_fetch_add_explicit(&dst->buckets[i], c, RELAXED);
     }
-    atomic_fetch_add_explicit(&dst->count, atomic_load_explicit(&src->count, RELAXED), RELAXED);
-    atomic_fetch_add_explicit(&dst->sum, atomic_load_explicit(&src->sum, RELAXED), RELAXED);
+    atomic_fetch_add_explicit(&dst->sum[0].v, ft_histogram_sum(src), RELAXED);
     raise_max(&dst->max, atomic_load_explicit(&src->max, RELAXED));
+}
+
+static void set_sum(ft_histogram *h, uint64_t sum)
+{
+    atomic_store_explicit(&h->sum[0].v, sum, RELAXED);
+    for (size_t i = 1; i < FT_COUNTER_STRIPES; i++)
+        atomic_store_explicit(&h->sum[i].v, 0, RELAXED);
+}
+
+void ft_histogram_copy(ft_histogram *dst, const ft_histogram *src)
+{
+    for (size_t i = 0; i < FT_HIST_BUCKETS; i++)
+        atomic_store_explicit(&dst->buckets[i], atomic_load_explicit(&src->buckets[i], RELAXED),
+                              RELAXED);
+    set_sum(dst, ft_histogram_sum(src));
+    atomic_store_explicit(&dst->max, atomic_load_explicit(&src->max, RELAXED), RELAXED);
+}
+
+void ft_histogram_subtract(ft_histogram *dst, const ft_histogram *a, const ft_histogram *b)
+{
+    for (size_t i = 0; i < FT_HIST_BUCKETS; i++) {
+        uint64_t x = atomic_load_explicit(&a->buckets[i], RELAXED);
+        uint64_t y = atomic_load_explicit(&b->buckets[i], RELAXED);
+        atomic_store_explicit(&dst->buckets[i], x > y ? x - y : 0, RELAXED);
+    }
+    uint64_t sa = ft_histogram_sum(a), sb = ft_histogram_sum(b);
+    set_sum(dst, sa > sb ? sa - sb : 0);
+    atomic_store_explicit(&dst->max, atomic_load_explicit(&a->max, RELAXED), RELAXED);
+}
+
+static uint64_t bucket_total(const ft_histogram *h)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < FT_HIST_BUCKETS; i++)
+        total += atomic_load_explicit(&h->buckets[i], RELAXED);
+    return total;
 }
 
 uint64_t ft_histogram_count(const ft_histogram *h)
 {
-    return atomic_load_explicit(&h->count, RELAXED);
+    return bucket_total(h);
 }
 
 uint64_t ft_histogram_sum(const ft_histogram *h)
 {
-    return atomic_load_explicit(&h->sum, RELAXED);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < FT_COUNTER_STRIPES; i++)
+        sum += atomic_load_explicit(&h->sum[i].v, RELAXED);
+    return sum;
 }
 
 int64_t ft_histogram_max(const ft_histogram *h)
@@ -136,14 +174,6 @@ static int64_t representative(size_t index, int64_t max)
     if (mid > high) mid = high;
     if (max >= low && max < mid) return max;
     return mid;
-}
-
-static uint64_t bucket_total(const ft_histogram *h)
-{
-    uint64_t total = 0;
-    for (size_t i = 0; i < FT_HIST_BUCKETS; i++)
-        total += atomic_load_explicit(&h->buckets[i], RELAXED);
-    return total;
 }
 
 static uint64_t rank_of(double p, uint64_t total)

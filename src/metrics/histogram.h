@@ -5,14 +5,15 @@
  * Queries answer with the middle of the bucket, so a percentile is within 1/256 (0.39%) of the true
  * sample of that rank; the top bucket is clamped to the recorded max, which makes p=1 exact.
  * Range: 0 .. FT_HIST_MAX_VALUE (2^32-1 us, about 71 minutes); larger values are recorded as
- * FT_HIST_MAX_VALUE and negative ones as 0. 3328 buckets of 8 bytes: 26 KiB per histogram.
+ * FT_HIST_MAX_VALUE and negative ones as 0. 3328 buckets of 8 bytes: 27 KiB per histogram.
  *
- * Recording is three relaxed atomic adds and, only when a new maximum is seen, a CAS: no locks, any
- * thread. Queries read the buckets with relaxed loads while records may go on; they see some
- * consistent-enough prefix (buckets only grow), and compute the total from the buckets they walk so
- * that a percentile never runs off the end. Reset and merge-into are not atomic as a whole: a
- * record racing ft_histogram_reset may survive it or not (callers that need "never lost" take
- * differences of cumulative histograms instead of resetting; see latency_recorder.h).
+ * Recording is two relaxed atomic adds (bucket, this thread's sum cell) and a load of the max
+ * (plus a CAS only when a new maximum is seen): no locks, any thread. Queries read the buckets with
+ * relaxed loads while records may go on; they see some consistent-enough prefix (buckets only
+ * grow), and compute the total from the buckets they walk so that a percentile never runs off the
+ * end. Reset and merge-into are not atomic as a whole: a record racing ft_histogram_reset may
+ * survive it or not (callers that need "never lost" take differences of cumulative histograms
+ * instead of resetting; see latency_recorder.h).
  *
  * It does not keep a minimum, time windows (latency_recorder.h does), or values above 2^32. */
 #ifndef FT_METRICS_HISTOGRAM_H
@@ -22,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "metrics/counter.h"
+
 #define FT_HIST_SUB_BITS 7                          /* 128 sub-buckets per power of two */
 #define FT_HIST_SUB_COUNT (1 << FT_HIST_SUB_BITS)   /* 128 */
 #define FT_HIST_EXACT_LIMIT (2 * FT_HIST_SUB_COUNT) /* values below 256 are exact */
@@ -30,11 +33,15 @@
 #define FT_HIST_BUCKETS                                                                            \
     (FT_HIST_EXACT_LIMIT + (FT_HIST_MAX_EXP - FT_HIST_SUB_BITS) * FT_HIST_SUB_COUNT) /* 3328 */
 
-/* Threads: record from any thread; query from any thread; init/reset/merge-into by its owner. */
+/* Threads: record from any thread; query from any thread; init/reset/merge-into by its owner.
+ * There is no count word: the count is the sum of the buckets, which spares every record one
+ * atomic add on a shared line (reads walk the buckets anyway). The sum is striped like ft_counter
+ * (counter.h) for the same reason. */
 typedef struct ft_histogram {
-    _Atomic uint64_t count; /* samples recorded */
-    _Atomic uint64_t sum;   /* sum of (clamped) values */
-    _Atomic int64_t max;    /* largest (clamped) value; 0 when empty */
+    _Atomic int64_t max; /* largest (clamped) value; 0 when empty */
+    struct {
+        _Alignas(64) _Atomic uint64_t v;
+    } sum[FT_COUNTER_STRIPES]; /* sum of (clamped) values, one cell per thread stripe */
     _Atomic uint64_t buckets[FT_HIST_BUCKETS];
 } ft_histogram;
 
@@ -59,7 +66,13 @@ void ft_histogram_record_n(ft_histogram *h, int64_t value, uint64_t n);
 void ft_histogram_reset(ft_histogram *h);
 /* dst += src (counts, sums, buckets; max = the larger). src may be recorded into meanwhile. */
 void ft_histogram_merge(ft_histogram *dst, const ft_histogram *src);
+/* dst = src, each word read once (a snapshot while src is recorded into). dst is the owner's. */
+void ft_histogram_copy(ft_histogram *dst, const ft_histogram *src);
+/* dst = a - b, bucket by bucket (never below 0), sum likewise; max = a's max. For differences of
+ * a cumulative histogram and an earlier copy of it. dst is the owner's. */
+void ft_histogram_subtract(ft_histogram *dst, const ft_histogram *a, const ft_histogram *b);
 
+/* The number of samples: a walk of the buckets (about 1 us). */
 uint64_t ft_histogram_count(const ft_histogram *h);
 uint64_t ft_histogram_sum(const ft_histogram *h);
 int64_t ft_histogram_max(const ft_histogram *h);

@@ -53,12 +53,7 @@ static uint64_t pack_max(int64_t epoch, int64_t value)
 static void snapshot_locked(ft_latency_recorder *r, int64_t epoch)
 {
     size_t s = slot_of(r, epoch);
-    ft_histogram *dst = &r->snaps[s];
-    for (size_t i = 0; i < FT_HIST_BUCKETS; i++)
-        atomic_store_explicit(&dst->buckets[i], atomic_load_explicit(&r->total.buckets[i], RELAXED),
-                              RELAXED);
-    atomic_store_explicit(&dst->count, atomic_load_explicit(&r->total.count, RELAXED), RELAXED);
-    atomic_store_explicit(&dst->sum, atomic_load_explicit(&r->total.sum, RELAXED), RELAXED);
+    ft_histogram_copy(&r->snaps[s], &r->total);
     r->snap_epoch[s] = epoch;
     atomic_store_explicit(&r->last_epoch, epoch, memory_order_release);
 }
@@ -212,23 +207,15 @@ static int window_locked(ft_latency_recorder *r, int window, int64_t *span_ns)
             base = (size_t)i;
         }
     }
-    const ft_histogram *b = &r->snaps[base];
     ft_histogram *d = r->scratch;
-    uint64_t count = 0;
+    ft_histogram_subtract(d, &r->total, &r->snaps[base]);
     int64_t last_nonempty = -1;
-    for (size_t i = 0; i < FT_HIST_BUCKETS; i++) {
-        uint64_t now_c = atomic_load_explicit(&r->total.buckets[i], RELAXED);
-        uint64_t then_c = atomic_load_explicit(&b->buckets[i], RELAXED);
-        uint64_t c = now_c > then_c ? now_c - then_c : 0;
-        atomic_store_explicit(&d->buckets[i], c, RELAXED);
-        count += c;
-        if (c) last_nonempty = (int64_t)i;
+    for (size_t i = FT_HIST_BUCKETS; i-- > 0;) {
+        if (atomic_load_explicit(&d->buckets[i], RELAXED)) {
+            last_nonempty = (int64_t)i;
+            break;
+        }
     }
-    uint64_t sum_now = atomic_load_explicit(&r->total.sum, RELAXED);
-    uint64_t sum_then = atomic_load_explicit(&b->sum, RELAXED);
-    atomic_store_explicit(&d->count, count, RELAXED);
-    atomic_store_explicit(&d->sum, sum_now > sum_then ? sum_now - sum_then : 0, RELAXED);
-
     int64_t max = 0;
     for (int64_t e = first; e <= cur; e++) {
         uint64_t w = atomic_load_explicit(&r->max_ring[slot_of(r, e)], RELAXED);
