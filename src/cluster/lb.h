@@ -153,7 +153,7 @@ const char *ft_lb_default_name(void);
  * Why a short mutex and a reference count rather than a lock-free RCU: a lock-free "load pointer,
  * then increment its count" races with the last release (the count would be incremented on freed
  * memory) unless we add hazard pointers or epochs; the mutex closes that window in two instructions
- * and is taken once per call, not once per pick, so its cost (~20 ns uncontended, measured in
+ * and is taken once per call, not once per pick, so its cost (~30 ns uncontended, measured in
  * bench/lb.c) is small beside an RPC. Readers never see a torn state: they get either the old or
  * the new balancer, both complete and immutable. */
 typedef struct ft_lb_holder {

@@ -31,7 +31,7 @@ static const char *const all_names[] = {"random", "rr",  "wrr",     "wrandom",
 /* A fixture: endpoints with addresses, weights and the figures p2c reads, plus a usable[] map. */
 typedef struct fixture {
     ft_lb_endpoint eps[MAX_EPS];
-    char addrs[MAX_EPS][32];
+    char addrs[MAX_EPS][48];
     _Atomic int64_t ewma[MAX_EPS];
     atomic_int inflight[MAX_EPS];
     unsigned char up[MAX_EPS];
@@ -307,6 +307,27 @@ static void weighted_balancers_follow_weights(void **state)
     }
 }
 
+static void wrandom_keeps_exact_odds_for_skewed_weights(void **state)
+{
+    /* the alias table's integer arithmetic must not lose the light endpoints next to a heavy one */
+    static const uint32_t weights[] = {1, FT_LB_MAX_WEIGHT, 7, 3, 500, 1};
+    enum { N = 6, PICKS = 400000 };
+    double share[N];
+    for (int i = 0; i < N; i++)
+        share[i] = weights[i];
+    fixture_make(&fx, N, weights);
+    ft_lb *lb = make_lb("wrandom", &fx, NULL);
+    ft_rand rng;
+    ft_rand_seed(&rng, 5);
+    ft_lb_pick req = pick_req(&rng);
+    long counts[N] = {0};
+    for (int i = 0; i < PICKS; i++)
+        counts[must_select(lb, &req)]++;
+    assert_binomial("wrandom skewed", counts, share, N);
+    assert_true(counts[0] > 0 && counts[5] > 0);
+    ft_lb_release(lb);
+}
+
 static void wrr_follows_nginx_smooth_sequence_in_both_modes(void **state)
 {
     /* nginx's documented example: weights {5, 1, 1} give a a b a c a a */
@@ -369,6 +390,39 @@ static void chash_map(size_t n, size_t skip, const char **owner_addr)
         /* addresses point into the fixture, which outlives the balancer */
         owner_addr[k] = eps[i].addr;
         assert_string_equal(owner_addr[k], ft_lb_endpoint_at(lb, i)->addr);
+    }
+    ft_lb_release(lb);
+}
+
+static void chash_picks_the_first_point_clockwise_of_the_key(void **state)
+{
+    /* brute force over the documented placement: point k of an endpoint at ft_hash64(addr, k) */
+    fixture_make(&fx, 10, (const uint32_t[]){100, 100, 50, 200, 100, 100, 100, 100, 100, 1});
+    ft_lb *lb = make_lb("chash", &fx, NULL);
+    ft_lb_pick req = pick_req(NULL);
+    req.has_key = 1;
+    ft_rand rng;
+    ft_rand_seed(&rng, 8);
+    for (int k = 0; k < 3000; k++) {
+        uint64_t key = k < 2 ? (k == 0 ? 0 : UINT64_MAX) : ft_rand_next(&rng);
+        uint64_t best = UINT64_MAX, lowest = UINT64_MAX;
+        size_t best_i = SIZE_MAX, lowest_i = SIZE_MAX;
+        for (size_t i = 0; i < fx.n; i++) {
+            uint64_t v = FT_LB_CHASH_DEFAULT_VNODES * ft_lb_endpoint_at(lb, i)->weight / 100;
+            for (uint64_t p = 0; p < (v ? v : 1); p++) {
+                uint64_t h = ft_hash64(fx.addrs[i], strlen(fx.addrs[i]), p);
+                if (h >= key && (best_i == SIZE_MAX || h < best)) {
+                    best = h;
+                    best_i = i;
+                }
+                if (lowest_i == SIZE_MAX || h < lowest) {
+                    lowest = h;
+                    lowest_i = i;
+                }
+            }
+        }
+        req.key_hash = key;
+        assert_int_equal(must_select(lb, &req), best_i != SIZE_MAX ? best_i : lowest_i);
     }
     ft_lb_release(lb);
 }
@@ -673,8 +727,10 @@ int main(void)
         cmocka_unit_test(empty_snapshot_and_bad_requests),
         cmocka_unit_test(unweighted_balancers_spread_evenly),
         cmocka_unit_test(weighted_balancers_follow_weights),
+        cmocka_unit_test(wrandom_keeps_exact_odds_for_skewed_weights),
         cmocka_unit_test(wrr_follows_nginx_smooth_sequence_in_both_modes),
         cmocka_unit_test(wrr_redistributes_an_unusable_endpoints_share),
+        cmocka_unit_test(chash_picks_the_first_point_clockwise_of_the_key),
         cmocka_unit_test(chash_same_key_same_endpoint),
         cmocka_unit_test(chash_adding_a_node_moves_about_one_in_n_keys_all_to_it),
         cmocka_unit_test(chash_removing_a_node_moves_only_its_keys),

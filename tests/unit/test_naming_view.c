@@ -1,0 +1,403 @@
+/* The cached view: snapshots, stale and grace rules on a manual clock, listeners, readers racing
+ * an updater, and views fed by real list:// and file:// watches. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "ftrpc/log.h"
+#include "naming/naming_view.h"
+
+static atomic_int error_lines;
+static void sink(ftrpc_log_level level, const char *msg, void *arg)
+{
+    if (level == FTRPC_LOG_ERROR) atomic_fetch_add(&error_lines, 1);
+}
+
+static ft_endpoint_list make_list(const char *spec)
+{
+    ft_endpoint_list l = {0};
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", spec);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        ft_endpoint ep;
+        assert_int_equal(ft_endpoint_parse(tok, strlen(tok), &ep), 0);
+        assert_int_equal(ft_endpoint_list_add(&l, &ep), 0);
+    }
+    return l;
+}
+
+static void apply_spec(ft_naming_view *v, const char *spec)
+{
+    ft_endpoint_list l = make_list(spec);
+    ft_naming_view_apply(v, &l, 0);
+    ft_endpoint_list_fini(&l);
+}
+
+static size_t current_n(ft_naming_view *v, uint64_t *version)
+{
+    ft_naming_snapshot *s = ft_naming_view_get(v);
+    size_t n = s->n;
+    if (version) *version = s->version;
+    ft_naming_snapshot_release(s);
+    return n;
+}
+
+typedef struct {
+    int calls;
+    uint64_t last_version;
+    size_t last_n;
+} seen_t;
+
+static void on_change(ft_naming_snapshot *s, void *arg)
+{
+    seen_t *seen = arg;
+    seen->calls++;
+    seen->last_version = s->version;
+    seen->last_n = s->n;
+}
+
+static ft_manual_clock clk;
+
+static ft_naming_view *manual_view(int64_t stale_max_ms, int64_t grace_ms)
+{
+    ft_manual_clock_init(&clk, 1000 * FT_NS_PER_MS);
+    ft_naming_view_opts o = {
+        .clock = &clk.base, .stale_max_ms = stale_max_ms, .empty_grace_ms = grace_ms};
+    ft_naming_view *v;
+    assert_int_equal(ft_naming_view_new(&o, &v), 0);
+    return v;
+}
+
+static void advance_ms(int64_t ms)
+{
+    ft_manual_clock_advance(&clk, ms * FT_NS_PER_MS);
+}
+
+static void first_answer_publishes_and_sorts(void **state)
+{
+    ft_naming_view *v = manual_view(0, 0);
+    uint64_t ver;
+    assert_int_equal(current_n(v, &ver), 0);
+    assert_int_equal(ver, 0);
+    assert_int_equal(ft_naming_view_wait_ready(v, 1), FTRPC_ERPCTIMEDOUT);
+    apply_spec(v, "b:1,a:1 w=3,b:1");
+    assert_int_equal(ft_naming_view_wait_ready(v, 0), 0);
+    ft_naming_snapshot *s = ft_naming_view_get(v);
+    assert_int_equal(s->version, 1);
+    assert_int_equal(s->n, 2);
+    assert_string_equal(s->eps[0].addr, "a:1");
+    assert_int_equal(s->eps[0].weight, 3);
+    assert_string_equal(s->eps[1].addr, "b:1");
+    /* the same set in another order is no change */
+    apply_spec(v, "b:1,a:1 w=3");
+    assert_int_equal(current_n(v, &ver), 2);
+    assert_int_equal(ver, 1);
+    /* a weight change is a change */
+    apply_spec(v, "b:1,a:1 w=4");
+    assert_int_equal(current_n(v, &ver), 2);
+    assert_int_equal(ver, 2);
+    /* the snapshot taken earlier is unchanged and still valid */
+    assert_int_equal(s->version, 1);
+    assert_int_equal(s->eps[0].weight, 3);
+    ft_naming_snapshot_release(s);
+    ft_naming_view_free(v);
+}
+
+static void error_keeps_last_good_list_and_marks_stale(void **state)
+{
+    ft_naming_view *v = manual_view(10000, 0);
+    apply_spec(v, "a:1,b:1");
+    ft_naming_view_apply(v, NULL, FTRPC_ESYS);
+    ft_naming_view_stats st;
+    ft_naming_view_stats_get(v, &st);
+    assert_true(st.stale);
+    assert_int_equal(st.errors, 1);
+    uint64_t ver;
+    assert_int_equal(current_n(v, &ver), 2);
+    assert_int_equal(ver, 1);
+
+    atomic_store(&error_lines, 0);
+    advance_ms(9999);
+    ft_naming_view_apply(v, NULL, FTRPC_ESYS);
+    assert_int_equal(atomic_load(&error_lines), 0); /* not yet stale_max */
+    advance_ms(1);
+    ft_naming_view_apply(v, NULL, FTRPC_ESYS);
+    assert_int_equal(atomic_load(&error_lines), 1); /* loud */
+    advance_ms(5000);
+    ft_naming_view_apply(v, NULL, FTRPC_ESYS);
+    assert_int_equal(atomic_load(&error_lines), 1); /* rate-limited: once per stale_max */
+    advance_ms(5000);
+    ft_naming_view_apply(v, NULL, FTRPC_ESYS);
+    assert_int_equal(atomic_load(&error_lines), 2);
+    ft_naming_view_stats_get(v, &st);
+    assert_int_equal(st.errors, 5);
+    assert_int_equal(st.stale_ms, 20000);
+    assert_int_equal(current_n(v, NULL), 2); /* still serving */
+
+    apply_spec(v, "a:1,b:1");
+    ft_naming_view_stats_get(v, &st);
+    assert_false(st.stale);
+    assert_int_equal(st.stale_ms, 0);
+    assert_int_equal(current_n(v, &ver), 2);
+    assert_int_equal(ver, 1);
+    ft_naming_view_free(v);
+}
+
+static void error_before_any_answer_leaves_view_empty(void **state)
+{
+    ft_naming_view *v = manual_view(0, 0);
+    ft_naming_view_apply(v, NULL, FTRPC_ESYS);
+    uint64_t ver;
+    assert_int_equal(current_n(v, &ver), 0);
+    assert_int_equal(ver, 0);
+    assert_int_equal(ft_naming_view_wait_ready(v, 0), FTRPC_ERPCTIMEDOUT);
+    ft_naming_view_free(v);
+}
+
+static void sudden_empty_is_kept_out_for_the_grace_period(void **state)
+{
+    ft_naming_view *v = manual_view(0, 3000);
+    seen_t seen = {0};
+    int id;
+    apply_spec(v, "a:1,b:1");
+    assert_int_equal(ft_naming_view_listen(v, on_change, &seen, &id), 0);
+    assert_int_equal(seen.calls, 1); /* the current snapshot, at once */
+
+    ft_endpoint_list empty = {0};
+    ft_naming_view_apply(v, &empty, 0);
+    advance_ms(2999);
+    ft_naming_view_apply(v, &empty, 0);
+    assert_int_equal(current_n(v, NULL), 2);
+    ft_naming_view_stats st;
+    ft_naming_view_stats_get(v, &st);
+    assert_int_equal(st.empty_rejected, 2);
+    assert_int_equal(seen.calls, 1);
+
+    /* endpoints come back: the grace clock resets */
+    apply_spec(v, "a:1,b:1");
+    advance_ms(2000);
+    ft_naming_view_apply(v, &empty, 0);
+    advance_ms(2000);
+    ft_naming_view_apply(v, &empty, 0);
+    assert_int_equal(current_n(v, NULL), 2);
+    advance_ms(1000);
+    ft_naming_view_apply(v, &empty, 0); /* 3000 ms of empty: accepted */
+    uint64_t ver;
+    assert_int_equal(current_n(v, &ver), 0);
+    assert_int_equal(ver, 2);
+    assert_int_equal(seen.calls, 2);
+    assert_int_equal(seen.last_n, 0);
+    assert_int_equal(seen.last_version, 2);
+
+    /* empty to something is never delayed */
+    apply_spec(v, "c:1");
+    assert_int_equal(current_n(v, NULL), 1);
+    assert_int_equal(seen.calls, 3);
+    ft_naming_view_unlisten(v, id);
+    apply_spec(v, "d:1");
+    assert_int_equal(seen.calls, 3);
+    ft_naming_view_free(v);
+}
+
+static void negative_grace_accepts_empty_at_once(void **state)
+{
+    ft_naming_view *v = manual_view(0, -1);
+    apply_spec(v, "a:1");
+    ft_endpoint_list empty = {0};
+    ft_naming_view_apply(v, &empty, 0);
+    assert_int_equal(current_n(v, NULL), 0);
+    ft_naming_view_free(v);
+}
+
+static void first_empty_answer_is_accepted(void **state)
+{
+    ft_naming_view *v = manual_view(0, 3000);
+    ft_endpoint_list empty = {0};
+    ft_naming_view_apply(v, &empty, 0);
+    uint64_t ver;
+    assert_int_equal(current_n(v, &ver), 0);
+    assert_int_equal(ver, 1);
+    assert_int_equal(ft_naming_view_wait_ready(v, 0), 0);
+    ft_naming_view_free(v);
+}
+
+static void bad_options_are_refused(void **state)
+{
+    ft_naming_view *v = NULL;
+    ft_naming_view_opts o = {.stale_max_ms = -1};
+    assert_int_equal(ft_naming_view_new(&o, &v), FTRPC_EINVAL);
+    assert_null(v);
+    ft_naming_view_free(NULL);
+    ft_naming_snapshot_release(NULL);
+}
+
+/* Readers take and drop snapshots while a writer swaps them: under ASan a use-after-free or a
+ * leak in the ref counting shows up here. */
+static atomic_bool stop_readers;
+static atomic_int reader_faults; /* cmocka's asserts are for the main thread only */
+static void *reader(void *arg)
+{
+    ft_naming_view *v = arg;
+    uint64_t last = 0;
+    while (!atomic_load(&stop_readers)) {
+        ft_naming_snapshot *s = ft_naming_view_get(v);
+        if (s->version < last) atomic_fetch_add(&reader_faults, 1);
+        last = s->version;
+        for (size_t i = 0; i < s->n; i++)
+            if (s->eps[i].addr[0] != 'h') atomic_fetch_add(&reader_faults, 1);
+        ft_naming_snapshot_release(s);
+    }
+    return NULL;
+}
+
+static void readers_race_updates_safely(void **state)
+{
+    ft_naming_view *v = manual_view(0, -1);
+    pthread_t th[2];
+    atomic_store(&stop_readers, false);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, reader, v), 0);
+    for (int i = 0; i < 2000; i++) {
+        char spec[64];
+        snprintf(spec, sizeof spec, "h%d:1,h:%d", i % 7, 1 + i % 5);
+        apply_spec(v, spec);
+    }
+    atomic_store(&stop_readers, true);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&reader_faults), 0);
+    uint64_t ver;
+    current_n(v, &ver);
+    assert_true(ver > 100);
+    ft_naming_view_free(v);
+}
+
+static void view_over_list_url_is_ready_at_once(void **state)
+{
+    ft_naming_view *v;
+    assert_int_equal(ft_naming_view_open("list://127.0.0.1:1,127.0.0.1:2", NULL, &v), 0);
+    assert_int_equal(ft_naming_view_wait_ready(v, 0), 0);
+    assert_int_equal(current_n(v, NULL), 2);
+    ft_naming_view_free(v);
+    assert_int_equal(ft_naming_view_open("list://nope", NULL, &v), FTRPC_EADDR);
+}
+
+/* ---- file:// through a real watch ---- */
+
+static int64_t mono_ms(void)
+{
+    return ft_now_ns() / FT_NS_PER_MS;
+}
+
+/* Polls `cond` for up to ms milliseconds. */
+static bool wait_for(ft_naming_view *v, size_t n, const char *first, int64_t ms)
+{
+    int64_t end = mono_ms() + ms;
+    while (mono_ms() < end) {
+        ft_naming_snapshot *s = ft_naming_view_get(v);
+        bool ok = s->n == n && (!first || (n > 0 && strcmp(s->eps[0].addr, first) == 0));
+        ft_naming_snapshot_release(s);
+        if (ok) return true;
+        usleep(5000);
+    }
+    return false;
+}
+
+static void write_replace(const char *dir, const char *name, const char *text)
+{
+    char tmp[512], path[512];
+    snprintf(tmp, sizeof tmp, "%s/.%s.new", dir, name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(tmp, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(rename(tmp, path), 0); /* what editors do */
+}
+
+static void file_view_follows_replacements_and_survives_bad_edits(void **state)
+{
+    char dir[] = "/tmp/ftrpc-file-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    write_replace(dir, "servers", "127.0.0.1:1\n127.0.0.1:2 w=5\n");
+    char url[600];
+    snprintf(url, sizeof url, "file://%s/servers", dir);
+    /* a long rescan: only inotify can make the deadlines below */
+    ft_naming_view_opts o = {.rescan_ms = 60000, .empty_grace_ms = -1};
+    ft_naming_view *v;
+    assert_int_equal(ft_naming_view_open(url, &o, &v), 0);
+    assert_int_equal(ft_naming_view_wait_ready(v, 1000), 0);
+    assert_true(wait_for(v, 2, "127.0.0.1:1", 1000));
+
+    write_replace(dir, "servers", "# one left\n127.0.0.1:9\n");
+    assert_true(wait_for(v, 1, "127.0.0.1:9", 1000));
+
+    /* a bad edit: the old list stays, the view is stale */
+    write_replace(dir, "servers", "127.0.0.1:9\nthis is not an address\n");
+    int64_t end = mono_ms() + 1000;
+    ft_naming_view_stats st = {0};
+    while (mono_ms() < end) {
+        ft_naming_view_stats_get(v, &st);
+        if (st.stale) break;
+        usleep(5000);
+    }
+    assert_true(st.stale);
+    assert_true(wait_for(v, 1, "127.0.0.1:9", 10));
+
+    /* fixed: fresh again */
+    write_replace(dir, "servers", "127.0.0.1:7\n127.0.0.1:8\n");
+    assert_true(wait_for(v, 2, "127.0.0.1:7", 1000));
+    ft_naming_view_stats_get(v, &st);
+    assert_false(st.stale);
+
+    /* stop is prompt although the rescan period is a minute */
+    int64_t t0 = mono_ms();
+    ft_naming_view_free(v);
+    assert_true(mono_ms() - t0 < 1000);
+    char path[600];
+    snprintf(path, sizeof path, "%s/servers", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+static void file_view_of_a_missing_file_is_not_ready(void **state)
+{
+    ft_naming_view *v;
+    ft_naming_view_opts o = {.rescan_ms = 20};
+    assert_int_equal(ft_naming_view_open("file:///nonexistent-ftrpc/servers", &o, &v), 0);
+    assert_int_equal(ft_naming_view_wait_ready(v, 100), FTRPC_ERPCTIMEDOUT);
+    ft_naming_view_stats st;
+    ft_naming_view_stats_get(v, &st);
+    assert_true(st.errors >= 2); /* rescans keep trying */
+    ft_naming_view_free(v);
+}
+
+int main(void)
+{
+    ftrpc_log_set_sink(sink, NULL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(first_answer_publishes_and_sorts),
+        cmocka_unit_test(error_keeps_last_good_list_and_marks_stale),
+        cmocka_unit_test(error_before_any_answer_leaves_view_empty),
+        cmocka_unit_test(sudden_empty_is_kept_out_for_the_grace_period),
+        cmocka_unit_test(negative_grace_accepts_empty_at_once),
+        cmocka_unit_test(first_empty_answer_is_accepted),
+        cmocka_unit_test(bad_options_are_refused),
+        cmocka_unit_test(readers_race_updates_safely),
+        cmocka_unit_test(view_over_list_url_is_ready_at_once),
+        cmocka_unit_test(file_view_follows_replacements_and_survives_bad_edits),
+        cmocka_unit_test(file_view_of_a_missing_file_is_not_ready),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
