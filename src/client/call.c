@@ -102,7 +102,7 @@ static void report_attempt(ft_call *call, int code)
     ft_attempt *a = &call->attempt;
     if (!a->in_flight) return;
     a->in_flight = 0;
-    ft_endpoint *ep = call->client->endpoints[a->endpoint];
+    ft_client_endpoint *ep = call->client->endpoints[a->endpoint];
     int64_t now = ft_now_ns();
     ft_health_inflight_dec(&ep->health);
     ft_health_on_result(&ep->health, code, (now - a->sent_ns) / 1000, now);
@@ -249,7 +249,7 @@ static void send_attempt(ft_call *call)
         complete_call(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ENOENDPOINT, NULL, NULL);
         return;
     }
-    ft_endpoint *ep = c->endpoints[idx];
+    ft_client_endpoint *ep = c->endpoints[idx];
     ft_attempt *a = &call->attempt;
     a->endpoint = idx;
     a->sent_ns = now;

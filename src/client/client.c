@@ -173,7 +173,7 @@ static void free_endpoints(ftrpc_client *c)
 
 static int add_endpoint(ftrpc_client *c, const char *addr, uint32_t weight)
 {
-    ft_endpoint *e = calloc(1, sizeof *e);
+    ft_client_endpoint *e = calloc(1, sizeof *e);
     if (!e) return FTRPC_ENOMEM;
     if (strlen(addr) >= sizeof e->name || ft_sockaddr_parse(addr, &e->sa) != 0) {
         FT_WARN("bad endpoint address '%s'", addr);
@@ -220,7 +220,7 @@ static int build_cluster(ftrpc_client *c)
     ft_lb_endpoint *eps = calloc((size_t)c->nendpoints, sizeof *eps);
     int rc = hs && eps ? 0 : FTRPC_ENOMEM;
     for (int i = 0; rc == 0 && i < c->nendpoints; i++) {
-        ft_endpoint *e = c->endpoints[i];
+        ft_client_endpoint *e = c->endpoints[i];
         hs[i] = &e->health;
         eps[i] = (ft_lb_endpoint){.id = e, .addr = e->name, .weight = e->weight,
                                   .ewma_latency_us = &e->ewma_us, .inflight = &e->health.inflight};

@@ -21,14 +21,14 @@
 
 /* One endpoint of the service. Shared by all loops: its health is thread-safe, `ewma_us` mirrors
  * the health's peak-EWMA as an integer for the p2c balancer; the rest is immutable. */
-typedef struct ft_endpoint {
+typedef struct ft_client_endpoint {
     char name[64]; /* "ip:port" */
     struct sockaddr_storage sa;
     uint32_t weight;
     int index;
     ft_endpoint_health health;
     _Atomic int64_t ewma_us;
-} ft_endpoint;
+} ft_client_endpoint;
 
 typedef struct ft_cconn ft_cconn;
 typedef struct ft_call ft_call;
@@ -99,7 +99,7 @@ struct ft_call {
 struct ftrpc_client {
     ftrpc_runtime *rt;
     ftrpc_client_options opts; /* defaults filled in */
-    ft_endpoint **endpoints;
+    ft_client_endpoint **endpoints;
     int nendpoints;
     ft_health_set health_set;
     ft_lb_holder lb;
