@@ -8,7 +8,7 @@ PACKAGES=(
   libuv1-dev libprotobuf-c-dev protobuf-c-compiler
   libssl-dev libcurl4-openssl-dev libjson-c-dev zlib1g-dev
   libcmocka-dev
-  openssl curl python3
+  openssl curl python3 python3-prometheus-client
 )
 [ "${1:-}" = "--test" ] && PACKAGES+=(etcd-server etcd-client valgrind)
 
