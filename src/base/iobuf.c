@@ -7,6 +7,7 @@
  */
 #include "base/iobuf.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,22 @@ enum { CACHE_MAX = 64 };
 
 static _Thread_local ft_block *block_cache[CACHE_MAX];
 static _Thread_local int block_cache_len;
+
+/* A thread that exits (a worker, a user thread) gives its cached blocks back to malloc: the key's
+ * destructor runs at thread exit once the thread has cached something. */
+static pthread_key_t cache_key;
+static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
+
+static void drain_cache(void *unused)
+{
+    (void)unused;
+    while (block_cache_len > 0) free(block_cache[--block_cache_len]);
+}
+
+static void make_cache_key(void)
+{
+    pthread_key_create(&cache_key, drain_cache);
+}
 
 static size_t std_storage(void)
 {
@@ -50,6 +67,10 @@ void ft_block_release(ft_block *blk)
         blk->free_fn(blk->data, blk->free_arg);
     } else if (blk->data == blk->storage && blk->cap == std_storage() &&
                block_cache_len < CACHE_MAX) {
+        if (block_cache_len == 0) {
+            pthread_once(&cache_key_once, make_cache_key);
+            pthread_setspecific(cache_key, (void *)1); /* arms the destructor for this thread */
+        }
         block_cache[block_cache_len++] = blk;
         return;
     }
