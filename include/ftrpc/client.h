@@ -5,8 +5,9 @@
  * connection per endpoint per IO thread, opened lazily and shared by all calls on that loop
  * (multiplexed by correlation id).
  *
- * Naming URLs: "list://host:port,host:port" (or a bare "host:port"). Other schemes come with the
- * discovery layer.
+ * Naming URLs (docs/discovery.md): "list://host:port,host:port" (or a bare "host:port[,...]"),
+ * "file:///path", "dir:///folder?service=NAME" (the embedded registry), "etcd://...". The client
+ * keeps a cached view of the endpoints that survives registry outages.
  */
 #ifndef FTRPC_CLIENT_H
 #define FTRPC_CLIENT_H
@@ -92,6 +93,8 @@ typedef struct ftrpc_client_options {
      * RetryBudget): retries in the last 10 s may not exceed ratio x calls + min_per_sec x 10. */
     double retry_budget_ratio;    /* default 0.2 */
     int retry_budget_min_per_sec; /* default 10; -1: no floor */
+    /* ftrpc_client_new waits up to this long for discovery's first answer. Default 2000. */
+    int naming_wait_ms;
 } ftrpc_client_options;
 
 typedef struct ftrpc_call_options {

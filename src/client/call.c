@@ -102,7 +102,7 @@ static void report_attempt(ft_call *call, int code)
     ft_attempt *a = &call->attempt;
     if (!a->in_flight) return;
     a->in_flight = 0;
-    ft_client_endpoint *ep = call->client->endpoints[a->endpoint];
+    ft_client_endpoint *ep = call->cluster->eps[a->endpoint];
     int64_t now = ft_now_ns();
     ft_health_inflight_dec(&ep->health);
     ft_health_on_result(&ep->health, code, (now - a->sent_ns) / 1000, now);
@@ -128,7 +128,6 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     detach_attempt(call);
     report_attempt(call, FTRPC_ECANCELED); /* still in the air: not the endpoint's fault */
     ft_list_remove(&call->node);
-    ft_lb_release(call->lb);
 
     ftrpc_result local;
     ftrpc_result *r = call->sync_result ? call->sync_result : &local;
@@ -141,7 +140,7 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     r->latency_us = (ft_now_ns() - call->start_ns) / 1000;
     if (frame) {
         snprintf(r->endpoint, sizeof r->endpoint, "%s",
-                 client->endpoints[call->attempt.endpoint]->name);
+                 call->cluster->eps[call->attempt.endpoint]->name);
         if (kind == FTRPC_RESULT_OK) {
             r->response = ftrpc_buf_new();
             r->attachment = ftrpc_buf_new();
@@ -158,6 +157,7 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     }
     ft_iobuf_fini(&call->request);
     ft_iobuf_fini(&call->attachment);
+    ft_cluster_release(call->cluster);
 
     if (call->sync_result) {
         ft_event *done = call->sync_done;
@@ -185,22 +185,22 @@ static void complete_with_last_error(ft_call *call)
 /* ---- choosing an endpoint ---- */
 
 struct usable_ctx {
-    ftrpc_client *client;
+    ft_cluster *cluster;
     int64_t now;
 };
 
 static int endpoint_usable(void *arg, size_t index)
 {
     struct usable_ctx *u = arg;
-    return ft_health_usable(&u->client->endpoints[index]->health, u->now);
+    return ft_health_usable(&u->cluster->eps[index]->health, u->now);
 }
 
 /* The endpoint for the next attempt, claimed from its health; -1 when the service is empty. */
 static int choose_endpoint(ft_call *call, int64_t now)
 {
-    ftrpc_client *c = call->client;
+    ft_cluster *cl = call->cluster;
     if (call->mode == FTRPC_FAILTRY && call->attempt.endpoint >= 0) return call->attempt.endpoint;
-    struct usable_ctx u = {c, now};
+    struct usable_ctx u = {cl, now};
     size_t excluded[FT_LB_MAX_EXCLUDED];
     size_t n = 0;
     if (call->mode != FTRPC_FAILTRY)
@@ -216,14 +216,14 @@ static int choose_endpoint(ft_call *call, int64_t now)
     for (int tries = 0; tries < 4; tries++) {
         size_t idx;
         req.n_excluded = n;
-        if (ft_lb_select(call->lb, &req, &idx) != 0) break;
-        if (ft_health_try_acquire(&c->endpoints[idx]->health, now) != FT_HEALTH_DENIED)
+        if (ft_lb_select(cl->lb, &req, &idx) != 0) break;
+        if (ft_health_try_acquire(&cl->eps[idx]->health, now) != FT_HEALTH_DENIED)
             return (int)idx;
         if (n < FT_LB_MAX_EXCLUDED) excluded[n++] = idx;
     }
     /* Nothing usable: try the endpoint whose suspension ends first rather than fail the call. */
     size_t idx;
-    if (ft_health_set_fallback(&c->health_set, now, &idx, NULL) == 0) return (int)idx;
+    if (ft_health_set_fallback(&cl->set, now, &idx, NULL) == 0) return (int)idx;
     return -1;
 }
 
@@ -249,7 +249,7 @@ static void send_attempt(ft_call *call)
         complete_call(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ENOENDPOINT, NULL, NULL);
         return;
     }
-    ft_client_endpoint *ep = c->endpoints[idx];
+    ft_client_endpoint *ep = call->cluster->eps[idx];
     ft_attempt *a = &call->attempt;
     a->endpoint = idx;
     a->sent_ns = now;
@@ -263,7 +263,7 @@ static void send_attempt(ft_call *call)
     }
 
     int err = 0;
-    ft_cconn *cc = ft_client_get_conn(c, call->loop, idx, &err);
+    ft_cconn *cc = ft_client_get_conn(c, call->loop, ep, &err);
     if (!cc) {
         report_attempt(call, err);
         attempt_failed(call, FTRPC_RESULT_RPC_ERROR, err, NULL,
@@ -431,7 +431,8 @@ static void start_call(ft_call *call)
         complete_call(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ESTOPPED, NULL, NULL);
         return;
     }
-    call->lb = ft_lb_holder_acquire(&c->lb);
+    call->cluster = ft_client_cluster_acquire(c);
+    call->free_resends_left = (int)call->cluster->n;
     ft_retry_budget_on_request(&c->budget, call->start_ns);
     ft_timer_start(call->loop, &call->deadline_timer, call->deadline_ns, on_deadline);
     send_attempt(call);
@@ -471,7 +472,6 @@ static ft_call *make_call(ftrpc_client *c, const char *service, const char *meth
     if (call->mode == FTRPC_FAILBACKUP) call->mode = FTRPC_FAILOVER; /* until backups land */
     int retries = opts && opts->retries != 0 ? opts->retries : o->retries;
     call->retries_left = retries == FTRPC_NO_RETRY ? 0 : retries;
-    call->free_resends_left = c->nendpoints;
     call->attempt_timeout_ms =
         opts && opts->attempt_timeout_ms > 0 ? opts->attempt_timeout_ms : o->attempt_timeout_ms;
     if (opts && opts->hash_key) {

@@ -26,19 +26,47 @@ void ft_client_count_down(ftrpc_client *c, atomic_int *counter)
     pthread_mutex_unlock(&c->free_lock);
 }
 
+/* ---- endpoints and clusters ---- */
+
+static void endpoint_release(ft_client_endpoint *ep)
+{
+    if (atomic_fetch_sub_explicit(&ep->refs, 1, memory_order_acq_rel) != 1) return;
+    ft_health_fini(&ep->health);
+    free(ep->conns);
+    free(ep);
+}
+
+void ft_cluster_release(ft_cluster *cl)
+{
+    if (!cl || atomic_fetch_sub_explicit(&cl->refs, 1, memory_order_acq_rel) != 1) return;
+    ft_health_set_fini(&cl->set);
+    ft_lb_release(cl->lb);
+    for (size_t i = 0; i < cl->n; i++) endpoint_release(cl->eps[i]);
+    free(cl->eps);
+    free(cl);
+}
+
+ft_cluster *ft_client_cluster_acquire(ftrpc_client *c)
+{
+    pthread_mutex_lock(&c->cluster_lock);
+    ft_cluster *cl = c->cluster;
+    atomic_fetch_add_explicit(&cl->refs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&c->cluster_lock);
+    return cl;
+}
+
 /* ---- connections ---- */
 
 static int cconn_on_read(ft_conn *conn);
 static void cconn_on_close(ft_conn *conn, int reason);
 static const ft_conn_handler CCONN_HANDLER = {cconn_on_read, NULL, cconn_on_close};
 
-ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, int endpoint, int *err)
+ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, ft_client_endpoint *ep, int *err)
 {
-    ft_client_loop *cl = &c->loops[loop->index];
-    ft_cconn *cc = cl->conns[endpoint];
+    ft_cconn *cc = ep->conns[loop->index];
     if (cc && ft_conn_is_open(cc->conn)) return cc;
     /* a closing connection leaves the table when its close completes; open a fresh one meanwhile */
-    cl->conns[endpoint] = NULL;
+    ep->conns[loop->index] = NULL;
     cc = calloc(1, sizeof *cc);
     if (!cc) {
         *err = FTRPC_ENOMEM;
@@ -46,20 +74,29 @@ ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, int endpoint, int *
     }
     cc->client = c;
     cc->loop = loop;
-    cc->endpoint = endpoint;
+    cc->ep = ep;
     ft_idmap_init(&cc->pending);
-    int rc = ft_conn_connect(loop, (struct sockaddr *)&c->endpoints[endpoint]->sa,
-                             c->opts.connect_timeout_ms, c->opts.max_unwritten_bytes,
-                             &CCONN_HANDLER, cc, &cc->conn);
+    int rc = ft_conn_connect(loop, (struct sockaddr *)&ep->sa, c->opts.connect_timeout_ms,
+                             c->opts.max_unwritten_bytes, &CCONN_HANDLER, cc, &cc->conn);
     if (rc != 0) {
         ft_idmap_fini(&cc->pending);
         free(cc);
         *err = rc;
         return NULL;
     }
+    atomic_fetch_add(&ep->refs, 1);
     atomic_fetch_add(&c->open_conns, 1);
-    cl->conns[endpoint] = cc;
+    ft_list_push_back(&c->loops[loop->index].cconns, &cc->node);
+    ep->conns[loop->index] = cc;
     return cc;
+}
+
+/* An endpoint that left the service keeps its connections until their calls are done. */
+static void close_if_retired(ft_cconn *cc)
+{
+    if (atomic_load_explicit(&cc->ep->removed, memory_order_relaxed) &&
+        ft_idmap_count(&cc->pending) == 0 && ft_conn_is_open(cc->conn))
+        ft_conn_close(cc->conn, 0, 0);
 }
 
 static int cconn_on_read(ft_conn *conn)
@@ -86,6 +123,7 @@ static int cconn_on_read(ft_conn *conn)
         /* else: a late answer to an attempt that already ended; nothing waits for it */
         ft_rpc_frame_fini(&f);
     }
+    close_if_retired(cc);
     return 0;
 }
 
@@ -93,8 +131,8 @@ static void cconn_on_close(ft_conn *conn, int reason)
 {
     ft_cconn *cc = conn->owner;
     ftrpc_client *c = cc->client;
-    ft_client_loop *cl = &c->loops[cc->loop->index];
-    if (cl->conns[cc->endpoint] == cc) cl->conns[cc->endpoint] = NULL;
+    if (cc->ep->conns[cc->loop->index] == cc) cc->ep->conns[cc->loop->index] = NULL;
+    ft_list_remove(&cc->node);
     if (reason) FT_DEBUG("connection to %s closed: %s", conn->peer, ftrpc_strerror(reason));
     ft_attempt *a;
     while ((a = ft_idmap_take_any(&cc->pending)) != NULL) {
@@ -102,8 +140,27 @@ static void cconn_on_close(ft_conn *conn, int reason)
         ft_call_on_conn_lost(a, reason ? reason : FTRPC_ESTOPPED);
     }
     ft_idmap_fini(&cc->pending);
+    endpoint_release(cc->ep);
     free(cc);
     ft_client_count_down(c, &c->open_conns);
+}
+
+struct retire_task {
+    ft_task task;
+    ftrpc_client *client;
+    ft_loop *loop;
+};
+
+static void retire_on_loop(ft_task *t)
+{
+    struct retire_task *rt = (struct retire_task *)t;
+    ft_list *head = &rt->client->loops[rt->loop->index].cconns;
+    for (ft_list *n = head->next, *next; n != head; n = next) {
+        next = n->next;
+        close_if_retired(ft_container_of(n, ft_cconn, node));
+    }
+    ft_client_count_down(rt->client, &rt->client->inflight);
+    free(rt);
 }
 
 /* ---- options ---- */
@@ -137,6 +194,8 @@ static int validate_and_default(ftrpc_client_options *o)
         FT_WARN("client options: unknown load balancer '%s'", o->lb);
         return FTRPC_EINVAL;
     }
+    if (o->naming_wait_ms < 0) return FTRPC_EINVAL;
+    if (o->naming_wait_ms == 0) o->naming_wait_ms = 2000;
     if (o->timeout_ms == 0) o->timeout_ms = 1000;
     if (o->connect_timeout_ms == 0) o->connect_timeout_ms = 200;
     if (o->max_body_size == 0) o->max_body_size = FT_BAIDU_STD_DEFAULT_MAX_BODY;
@@ -158,81 +217,120 @@ static int validate_and_default(ftrpc_client_options *o)
     return 0;
 }
 
-/* ---- endpoints ---- */
+/* ---- discovery updates ---- */
 
-static void free_endpoints(ftrpc_client *c)
-{
-    for (int i = 0; i < c->nendpoints; i++) {
-        ft_health_fini(&c->endpoints[i]->health);
-        free(c->endpoints[i]);
-    }
-    free(c->endpoints);
-    c->endpoints = NULL;
-    c->nendpoints = 0;
-}
-
-static int add_endpoint(ftrpc_client *c, const char *addr, uint32_t weight)
+static ft_client_endpoint *endpoint_new(ftrpc_client *c, const ft_endpoint *spec)
 {
     ft_client_endpoint *e = calloc(1, sizeof *e);
-    if (!e) return FTRPC_ENOMEM;
-    if (strlen(addr) >= sizeof e->name || ft_sockaddr_parse(addr, &e->sa) != 0) {
-        FT_WARN("bad endpoint address '%s'", addr);
-        free(e);
-        return FTRPC_EADDR;
-    }
+    if (!e) return NULL;
+    e->conns = calloc((size_t)c->rt->nloops, sizeof *e->conns);
     ft_health_options ho;
     to_health_options(&c->opts.health, &ho);
-    if (ft_health_init(&e->health, &ho) != 0) {
+    if (!e->conns || strlen(spec->addr) >= sizeof e->name ||
+        ft_sockaddr_parse(spec->addr, &e->sa) != 0 || ft_health_init(&e->health, &ho) != 0) {
+        FT_WARN("client: cannot use endpoint '%s' (bad or unresolvable address)", spec->addr);
+        free(e->conns);
         free(e);
-        return FTRPC_EINVAL;
+        return NULL;
     }
-    snprintf(e->name, sizeof e->name, "%s", addr);
-    e->weight = weight;
-    e->index = c->nendpoints;
-    c->endpoints[c->nendpoints++] = e;
-    return 0;
+    snprintf(e->name, sizeof e->name, "%s", spec->addr);
+    e->weight = spec->weight;
+    atomic_init(&e->refs, 1);
+    return e;
 }
 
-static int parse_endpoints(ftrpc_client *c, const char *url)
+/* Builds the cluster for a snapshot, reusing the endpoints of `prev` whose address is still
+ * listed (their health carries over). NULL on allocation failure. */
+static ft_cluster *cluster_build(ftrpc_client *c, const ft_naming_snapshot *snap,
+                                 const ft_cluster *prev)
 {
-    const char *list = url;
-    if (strncmp(url, "list://", 7) == 0) list = url + 7;
-    else if (strstr(url, "://")) return FTRPC_EADDR; /* other schemes: the discovery layer */
-    char *copy = strdup(list);
-    if (!copy) return FTRPC_ENOMEM;
-    int n = 1;
-    for (const char *p = copy; *p; p++) n += *p == ',';
-    c->endpoints = calloc((size_t)n, sizeof *c->endpoints);
-    int rc = c->endpoints ? 0 : FTRPC_ENOMEM;
-    char *save = NULL;
-    for (char *tok = strtok_r(copy, ",", &save); rc == 0 && tok; tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ') tok++;
-        if (*tok) rc = add_endpoint(c, tok, 0);
-    }
-    free(copy);
-    if (rc == 0 && c->nendpoints == 0) rc = FTRPC_EADDR;
-    return rc;
-}
-
-static int build_cluster(ftrpc_client *c)
-{
-    ft_endpoint_health **hs = calloc((size_t)c->nendpoints, sizeof *hs);
-    ft_lb_endpoint *eps = calloc((size_t)c->nendpoints, sizeof *eps);
-    int rc = hs && eps ? 0 : FTRPC_ENOMEM;
-    for (int i = 0; rc == 0 && i < c->nendpoints; i++) {
-        ft_client_endpoint *e = c->endpoints[i];
-        hs[i] = &e->health;
-        eps[i] = (ft_lb_endpoint){.id = e, .addr = e->name, .weight = e->weight,
-                                  .ewma_latency_us = &e->ewma_us, .inflight = &e->health.inflight};
+    ft_cluster *cl = calloc(1, sizeof *cl);
+    ft_endpoint_health **hs = calloc(snap->n + 1, sizeof *hs);
+    ft_lb_endpoint *lbe = calloc(snap->n + 1, sizeof *lbe);
+    if (!cl || !hs || !lbe) goto fail;
+    cl->eps = calloc(snap->n + 1, sizeof *cl->eps);
+    if (!cl->eps) goto fail;
+    atomic_init(&cl->refs, 1);
+    cl->version = snap->version;
+    for (size_t i = 0; i < snap->n; i++) {
+        ft_client_endpoint *e = NULL;
+        for (size_t j = 0; prev && j < prev->n && !e; j++)
+            if (!strcmp(prev->eps[j]->name, snap->eps[i].addr)) e = prev->eps[j];
+        if (e) atomic_fetch_add(&e->refs, 1);
+        else e = endpoint_new(c, &snap->eps[i]);
+        if (!e) continue; /* logged; the others still serve */
+        e->weight = snap->eps[i].weight;
+        atomic_store(&e->removed, 0);
+        hs[cl->n] = &e->health;
+        lbe[cl->n] = (ft_lb_endpoint){.id = e, .addr = e->name, .weight = e->weight,
+                                      .ewma_latency_us = &e->ewma_us,
+                                      .inflight = &e->health.inflight};
+        cl->eps[cl->n++] = e;
     }
     ft_health_set_options so = {.max_suspended_ratio = c->opts.health.max_suspended_ratio};
-    if (rc == 0) rc = ft_health_set_init(&c->health_set, &so, hs, (size_t)c->nendpoints);
-    ft_lb *lb = NULL;
-    if (rc == 0) rc = ft_lb_new(c->opts.lb, eps, (size_t)c->nendpoints, NULL, &lb);
-    if (rc == 0) ft_lb_holder_replace(&c->lb, lb);
+    if (ft_health_set_init(&cl->set, &so, hs, cl->n) != 0) goto fail;
+    if (ft_lb_new(c->opts.lb, lbe, cl->n, NULL, &cl->lb) != 0) {
+        ft_health_set_fini(&cl->set);
+        goto fail;
+    }
     free(hs);
-    free(eps);
-    return rc;
+    free(lbe);
+    return cl;
+fail:
+    if (cl && cl->eps)
+        for (size_t i = 0; i < cl->n; i++) endpoint_release(cl->eps[i]);
+    if (cl) free(cl->eps);
+    free(cl);
+    free(hs);
+    free(lbe);
+    return NULL;
+}
+
+/* The view's listener (its watch thread): publish a new cluster, retire endpoints that left. */
+static void on_endpoints(ft_naming_snapshot *snap, void *arg)
+{
+    ftrpc_client *c = arg;
+    ft_cluster *prev = c->cluster;
+    ft_cluster *cl = cluster_build(c, snap, prev);
+    if (!cl) {
+        FT_ERROR("client: out of memory applying an endpoint update; keeping the old list");
+        return;
+    }
+    pthread_mutex_lock(&c->cluster_lock);
+    c->cluster = cl;
+    pthread_mutex_unlock(&c->cluster_lock);
+    int retired = 0;
+    for (size_t i = 0; prev && i < prev->n; i++) {
+        int kept = 0;
+        for (size_t j = 0; j < cl->n && !kept; j++) kept = cl->eps[j] == prev->eps[i];
+        if (!kept) {
+            atomic_store(&prev->eps[i]->removed, 1);
+            retired = 1;
+        }
+    }
+    if (retired && !atomic_load(&c->stopping)) {
+        for (int i = 0; i < c->rt->nloops; i++) {
+            struct retire_task *rt = malloc(sizeof *rt);
+            if (!rt) continue; /* idle connections then close at their next response or at free */
+            rt->task.run = retire_on_loop;
+            rt->client = c;
+            rt->loop = &c->rt->loops[i];
+            atomic_fetch_add(&c->inflight, 1); /* keeps the client alive until the task ran */
+            ft_loop_post(rt->loop, &rt->task);
+        }
+    }
+    FT_INFO("client: %zu endpoints (version %llu)", cl->n, (unsigned long long)cl->version);
+    ft_cluster_release(prev);
+}
+
+/* "host:port" and "h:p,h:p" are shorthands for list:// */
+static char *normalize_url(const char *url)
+{
+    if (strstr(url, "://")) return strdup(url);
+    size_t n = strlen(url) + 8;
+    char *u = malloc(n);
+    if (u) snprintf(u, n, "list://%s", url);
+    return u;
 }
 
 /* ---- lifecycle ---- */
@@ -247,49 +345,59 @@ int ftrpc_client_new(const char *naming_url, const ftrpc_client_options *opts, f
     if (!c) return FTRPC_ENOMEM;
     c->opts = o;
     c->rt = ft_runtime_or_default(o.runtime);
-    ft_lb_holder_init(&c->lb);
+    pthread_mutex_init(&c->cluster_lock, NULL);
+    pthread_mutex_init(&c->free_lock, NULL);
+    pthread_cond_init(&c->free_cond, NULL);
     ft_retry_budget_options bo = {.ratio = o.retry_budget_ratio,
                                   .min_per_sec = o.retry_budget_min_per_sec};
     ft_retry_budget_init(&c->budget, &bo);
-    rc = c->rt ? parse_endpoints(c, naming_url) : FTRPC_ENOMEM;
-    if (rc == 0) rc = build_cluster(c);
+    rc = c->rt ? 0 : FTRPC_ENOMEM;
     if (rc == 0) {
         c->loops = calloc((size_t)c->rt->nloops, sizeof *c->loops);
         if (!c->loops) rc = FTRPC_ENOMEM;
     }
     for (int i = 0; rc == 0 && i < c->rt->nloops; i++) {
         ft_list_init(&c->loops[i].calls);
-        c->loops[i].conns = calloc((size_t)c->nendpoints, sizeof(ft_cconn *));
-        if (!c->loops[i].conns) rc = FTRPC_ENOMEM;
+        ft_list_init(&c->loops[i].cconns);
+    }
+    /* an empty cluster until discovery answers: calls then fail with FTRPC_ENOENDPOINT */
+    static const ft_naming_snapshot EMPTY = {.version = 0, .n = 0};
+    if (rc == 0) {
+        c->cluster = cluster_build(c, &EMPTY, NULL);
+        if (!c->cluster) rc = FTRPC_ENOMEM;
+    }
+    char *url = rc == 0 ? normalize_url(naming_url) : NULL;
+    if (rc == 0 && !url) rc = FTRPC_ENOMEM;
+    if (rc == 0) rc = ft_naming_view_open(url, NULL, &c->view);
+    free(url);
+    if (rc == 0) {
+        /* wait a little for the first list, so that the first calls do not fail for nothing */
+        ft_naming_view_wait_ready(c->view, o.naming_wait_ms);
+        rc = ft_naming_view_listen(c->view, on_endpoints, c, &c->view_listener);
     }
     if (rc != 0) {
-        for (int i = 0; c->loops && i < c->rt->nloops; i++) free(c->loops[i].conns);
+        ft_naming_view_free(c->view);
+        ft_cluster_release(c->cluster);
         free(c->loops);
-        ft_lb_holder_fini(&c->lb);
-        if (c->health_set.endpoints) ft_health_set_fini(&c->health_set);
-        free_endpoints(c);
         ft_retry_budget_fini(&c->budget);
+        pthread_cond_destroy(&c->free_cond);
+        pthread_mutex_destroy(&c->free_lock);
+        pthread_mutex_destroy(&c->cluster_lock);
         free(c);
         return rc;
     }
-    pthread_mutex_init(&c->free_lock, NULL);
-    pthread_cond_init(&c->free_cond, NULL);
     *out = c;
     return 0;
 }
 
-struct stop_args {
-    ftrpc_client *client;
-    int index;
-};
-
 static void stop_on_loop(void *arg)
 {
-    struct stop_args *a = arg;
-    ft_client_loop *cl = &a->client->loops[a->index];
+    ft_client_loop *cl = arg;
     ft_call_stop_all(cl);
-    for (int e = 0; e < a->client->nendpoints; e++)
-        if (cl->conns[e]) ft_conn_close(cl->conns[e]->conn, 0, 1);
+    for (ft_list *n = cl->cconns.next, *next; n != &cl->cconns; n = next) {
+        next = n->next;
+        ft_conn_close(ft_container_of(n, ft_cconn, node)->conn, 0, 1);
+    }
 }
 
 static void wait_zero(ftrpc_client *c, atomic_int *counter)
@@ -309,21 +417,20 @@ static void wait_zero(ftrpc_client *c, atomic_int *counter)
 void ftrpc_client_free(ftrpc_client *c)
 {
     if (!c) return;
+    /* no more endpoint updates: the listener is not running once unlisten returns */
+    ft_naming_view_unlisten(c->view, c->view_listener);
+    ft_naming_view_free(c->view);
     atomic_store(&c->stopping, 1);
-    for (int i = 0; i < c->rt->nloops; i++) {
-        struct stop_args a = {c, i};
-        ft_loop_run_sync(&c->rt->loops[i], stop_on_loop, &a);
-    }
+    for (int i = 0; i < c->rt->nloops; i++)
+        ft_loop_run_sync(&c->rt->loops[i], stop_on_loop, &c->loops[i]);
     /* calls posted before `stopping` was seen still start, fail ESTOPPED and finish */
     wait_zero(c, &c->inflight);
     wait_zero(c, &c->open_conns);
-    for (int i = 0; i < c->rt->nloops; i++) free(c->loops[i].conns);
     free(c->loops);
-    ft_lb_holder_fini(&c->lb);
-    ft_health_set_fini(&c->health_set);
-    free_endpoints(c);
+    ft_cluster_release(c->cluster);
     ft_retry_budget_fini(&c->budget);
     pthread_cond_destroy(&c->free_cond);
     pthread_mutex_destroy(&c->free_lock);
+    pthread_mutex_destroy(&c->cluster_lock);
     free(c);
 }

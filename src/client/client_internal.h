@@ -17,34 +17,53 @@
 #include "ftrpc/client.h"
 #include "io/conn.h"
 #include "io/loop.h"
+#include "naming/naming_view.h"
 #include "protocol/baidu_std.h"
 
-/* One endpoint of the service. Shared by all loops: its health is thread-safe, `ewma_us` mirrors
- * the health's peak-EWMA as an integer for the p2c balancer; the rest is immutable. */
+typedef struct ft_cconn ft_cconn;
+typedef struct ft_call ft_call;
+
+/* One endpoint of the service. Shared by all loops and kept across endpoint-list updates while
+ * its address stays listed, so that its health survives them. Its health is thread-safe;
+ * `ewma_us` mirrors the health's peak-EWMA as an integer for the p2c balancer; conns[i] is
+ * touched only by loop i; the rest is immutable. Reference-counted: every cluster that lists it
+ * and every connection to it hold one. */
 typedef struct ft_client_endpoint {
     char name[64]; /* "ip:port" */
     struct sockaddr_storage sa;
     uint32_t weight;
-    int index;
     ft_endpoint_health health;
     _Atomic int64_t ewma_us;
+    atomic_int refs;
+    atomic_int removed; /* no longer listed: its connections close once idle */
+    ft_cconn **conns;   /* [nloops] */
 } ft_client_endpoint;
 
-typedef struct ft_cconn ft_cconn;
-typedef struct ft_call ft_call;
+/* An immutable snapshot of the service: endpoints, their health set (suspension cap) and a load
+ * balancer over them. A call pins one for its whole life, so attempt indices keep their meaning;
+ * a discovery update publishes a new one. */
+typedef struct ft_cluster {
+    atomic_int refs;
+    uint64_t version;
+    size_t n;
+    ft_client_endpoint **eps;
+    ft_health_set set;
+    ft_lb *lb;
+} ft_cluster;
 
 /* A client connection: one per (loop, endpoint); its loop's thread only. */
 struct ft_cconn {
     ft_conn *conn;
     struct ftrpc_client *client;
     ft_loop *loop;
-    int endpoint;
-    ft_idmap pending; /* correlation id -> ft_attempt */
+    ft_client_endpoint *ep; /* referenced */
+    ft_list node;           /* in the loop's cconns */
+    ft_idmap pending;       /* correlation id -> ft_attempt */
 };
 
 typedef struct ft_client_loop {
-    ft_cconn **conns; /* [nendpoints], NULL when there is none */
-    ft_list calls;    /* calls homed on this loop */
+    ft_list calls;  /* calls homed on this loop */
+    ft_list cconns; /* connections of this loop */
 } ft_client_loop;
 
 /* One request of a call, sent to one endpoint. */
@@ -52,7 +71,7 @@ typedef struct ft_attempt {
     ft_call *call;
     ft_cconn *cc; /* non-NULL while in cc->pending (waiting for its response) */
     int64_t cid;
-    int endpoint; /* -1 before the first send */
+    int endpoint; /* index in the call's cluster; -1 before the first send */
     int64_t sent_ns;
     ft_timer timer; /* the per-attempt timeout */
     int in_flight;  /* counted in the endpoint's in-flight figure */
@@ -79,7 +98,7 @@ struct ft_call {
     ft_timer deadline_timer;
     ft_timer retry_timer; /* backoff */
     ft_attempt attempt;
-    ft_lb *lb; /* pinned for the whole call so that `tried` keeps its meaning */
+    ft_cluster *cluster; /* pinned for the whole call so that `tried` keeps its meaning */
     size_t tried[FT_LB_MAX_EXCLUDED];
     size_t ntried;
     int attempts;
@@ -99,10 +118,10 @@ struct ft_call {
 struct ftrpc_client {
     ftrpc_runtime *rt;
     ftrpc_client_options opts; /* defaults filled in */
-    ft_client_endpoint **endpoints;
-    int nendpoints;
-    ft_health_set health_set;
-    ft_lb_holder lb;
+    ft_naming_view *view;
+    int view_listener;
+    pthread_mutex_t cluster_lock; /* guards `cluster` (the pointer and taking a reference) */
+    ft_cluster *cluster;
     ft_retry_budget budget;
     ft_client_loop *loops; /* [rt->nloops] */
     atomic_int stopping;
@@ -114,8 +133,11 @@ struct ftrpc_client {
 };
 
 /* client.c */
-ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, int endpoint, int *err);
+ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, ft_client_endpoint *ep, int *err);
 void ft_client_count_down(ftrpc_client *c, atomic_int *counter);
+/* The current cluster, referenced (never NULL once the client exists). Any thread. */
+ft_cluster *ft_client_cluster_acquire(ftrpc_client *c);
+void ft_cluster_release(ft_cluster *cl);
 
 /* call.c: a response (or a bad frame) for an attempt of this connection's pending map, already
  * removed from it. */

@@ -188,6 +188,18 @@ void ft_health_attach_cap(ft_endpoint_health *h, ft_suspension_cap *cap)
     pthread_mutex_unlock(&h->mu);
 }
 
+void ft_health_detach_cap(ft_endpoint_health *h, ft_suspension_cap *cap)
+{
+    pthread_mutex_lock(&h->mu);
+    if (h->cap == cap) {
+        bool held = h->holds_slot;
+        give_slot(h);
+        h->cap = NULL;
+        h->holds_slot = held; /* a set that attaches it later counts the slot, as attach does */
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
 static enum code_class classify(const ft_endpoint_health *h, int code)
 {
     if (code >= 0) return CLASS_SUCCESS;

@@ -208,5 +208,8 @@ static inline int ft_health_inflight(const ft_endpoint_health *h)
 /* Moves `h` under `cap` (NULL: no cap). A held slot moves with it, even beyond the new limit, so
  * the count stays true. Used by health_set.c. Any thread. */
 void ft_health_attach_cap(ft_endpoint_health *h, ft_suspension_cap *cap);
+/* Detaches `h` from `cap` only if it is still attached to it (a newer set may have taken it over
+ * meanwhile, when a service's endpoint list changes). Any thread. */
+void ft_health_detach_cap(ft_endpoint_health *h, ft_suspension_cap *cap);
 
 #endif

@@ -56,7 +56,7 @@ int ft_health_set_init(ft_health_set *set, const ft_health_set_options *opts,
 void ft_health_set_fini(ft_health_set *set)
 {
     for (size_t i = 0; i < set->count; i++)
-        ft_health_attach_cap(set->endpoints[i], NULL);
+        ft_health_detach_cap(set->endpoints[i], &set->cap);
     free(set->endpoints);
     set->endpoints = NULL;
     set->count = 0;
