@@ -44,6 +44,15 @@ typedef struct ftrpc_server_options {
     int worker_threads;         /* default 0: one per core; used by FTRPC_RUN_IN_WORKER methods */
     size_t max_unwritten_bytes; /* default 64 MiB per connection: past it replies fail (EOVERCROWDED) */
     int stop_grace_ms;          /* default 5000: how long ftrpc_server_stop waits for work in flight */
+    /* Discovery (docs/discovery.md): when set, the server registers itself there once started,
+     * refreshes its entry every register_interval_ms, and removes it first thing on stop. The
+     * strings are read by ftrpc_server_start only (copied there). */
+    const char *register_url;     /* default NULL: not registered; e.g. "dir:///tmp/reg?service=X" */
+    const char *register_addr;    /* default: the listen address ("0.0.0.0" becomes 127.0.0.1) */
+    uint32_t register_weight;     /* default 100 */
+    const char *register_tags;    /* default none; "a|b" */
+    int64_t register_ttl_ms;      /* default 90000 (go-micro) */
+    int64_t register_interval_ms; /* default 30000 (go-micro); must be < register_ttl_ms */
 } ftrpc_server_options;
 
 /* Makes a server. opts may be NULL. On success *out is the caller's (ftrpc_server_free). */

@@ -144,7 +144,14 @@ static void usage(FILE *out)
             "                       codes >= 3000 are business errors)\n"
             "  --hang-rate P        never answer a share P of calls\n"
             "  --workers            run the handler on the worker pool instead of the IO thread\n"
-            "  --grace-ms N         graceful stop waits N ms for calls in flight (default 5000)\n");
+            "  --grace-ms N         graceful stop waits N ms for calls in flight (default 5000)\n\n"
+            "Discovery (docs/discovery.md):\n"
+            "  --register URL       register in a naming service, e.g. dir:///tmp/reg\n"
+            "  --service NAME       service name to register under (added to URL as ?service=)\n"
+            "  --ttl S              entry lifetime without refresh (default 90)\n"
+            "  --interval S         refresh period, < ttl (default 30); fractions allowed\n"
+            "  --weight W           load-balancing weight (default 100)\n"
+            "  --tags T             tags, a|b\n");
 }
 
 int ft_cli_echo_server(int argc, char **argv)
@@ -154,7 +161,13 @@ int ft_cli_echo_server(int argc, char **argv)
         {"delay-rate", required_argument, 0, 'D'}, {"error-rate", required_argument, 0, 'e'},
         {"error-code", required_argument, 0, 'c'}, {"hang-rate", required_argument, 0, 'H'},
         {"workers", no_argument, 0, 'w'},          {"grace-ms", required_argument, 0, 'g'},
+        {"register", required_argument, 0, 'R'},   {"service", required_argument, 0, 'S'},
+        {"ttl", required_argument, 0, 'T'},        {"interval", required_argument, 0, 'I'},
+        {"weight", required_argument, 0, 'W'},     {"tags", required_argument, 0, 'G'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+    const char *reg_url = NULL, *reg_service = NULL, *reg_tags = NULL;
+    double ttl_s = 90, interval_s = 30;
+    long weight = 0;
     const char *listen_addr = NULL;
     int delay_rate_set = 0, workers = 0;
     long grace_ms = 5000;
@@ -190,9 +203,35 @@ int ft_cli_echo_server(int argc, char **argv)
         case 'g':
             if (ft_cli_parse_int("--grace-ms", optarg, 0, 600000, &grace_ms)) return 2;
             break;
+        case 'R': reg_url = optarg; break;
+        case 'S': reg_service = optarg; break;
+        case 'G': reg_tags = optarg; break;
+        case 'T':
+        case 'I': {
+            char *end;
+            double v = strtod(optarg, &end);
+            if (*end || v <= 0 || v > 86400) {
+                fprintf(stderr, "ftrpc: --%s wants seconds in (0, 86400]\n", c == 'T' ? "ttl" : "interval");
+                return 2;
+            }
+            *(c == 'T' ? &ttl_s : &interval_s) = v;
+            break;
+        }
+        case 'W':
+            if (ft_cli_parse_int("--weight", optarg, 1, 65535, &weight)) return 2;
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
+    }
+    char reg_full[4096];
+    if (reg_url) {
+        int has_query = strchr(reg_url, '?') != NULL;
+        if (reg_service && !strstr(reg_url, "service="))
+            snprintf(reg_full, sizeof reg_full, "%s%cservice=%s", reg_url, has_query ? '&' : '?',
+                     reg_service);
+        else
+            snprintf(reg_full, sizeof reg_full, "%s", reg_url);
     }
     if (!listen_addr) {
         fprintf(stderr, "ftrpc echo-server: --listen is required\n");
@@ -214,7 +253,15 @@ int ft_cli_echo_server(int argc, char **argv)
 
     ftrpc_server *server = NULL;
     ftrpc_method_options mo = {.run_mode = workers ? FTRPC_RUN_IN_WORKER : FTRPC_RUN_IN_IO_THREAD};
-    int rc = ftrpc_server_new(&(ftrpc_server_options){.stop_grace_ms = (int)grace_ms}, &server);
+    ftrpc_server_options so = {.stop_grace_ms = (int)grace_ms};
+    if (reg_url) {
+        so.register_url = reg_full;
+        so.register_weight = (uint32_t)weight;
+        so.register_tags = reg_tags;
+        so.register_ttl_ms = (int64_t)(ttl_s * 1000);
+        so.register_interval_ms = (int64_t)(interval_s * 1000);
+    }
+    int rc = ftrpc_server_new(&so, &server);
     if (rc == 0) rc = ftrpc_server_add_method(server, "example.EchoService", "Echo", on_echo, NULL, &mo);
     if (rc == 0) rc = ftrpc_server_start(server, listen_addr);
     if (rc != 0) {

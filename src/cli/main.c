@@ -10,7 +10,8 @@ static void usage(FILE *out)
     fprintf(out, "usage: ftrpc COMMAND [options]\n\n"
                  "commands:\n"
                  "  echo-server   serve example.EchoService/Echo, with injectable faults\n"
-                 "  call          call a method once and print the response\n\n"
+                 "  call          call a method once and print the response\n"
+                 "  registry      list or watch what a naming service holds\n\n"
                  "`ftrpc COMMAND --help` for a command's options.\n");
 }
 
@@ -66,6 +67,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "echo-server")) return ft_cli_echo_server(argc - 1, argv + 1);
     if (!strcmp(cmd, "call")) return ft_cli_call(argc - 1, argv + 1);
+    if (!strcmp(cmd, "registry")) return ft_cli_registry(argc - 1, argv + 1);
     fprintf(stderr, "ftrpc: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

@@ -199,6 +199,35 @@ static void on_accept(ft_listener *l, int fd, void *arg)
     ft_loop_post(at->loop, &at->task);
 }
 
+/* Registers the server in discovery. A registry that is down is not an error here (the
+ * registrar keeps trying); bad options are. */
+static int start_registrar(ftrpc_server *s, const char *listen_addr)
+{
+    char addr[160];
+    if (s->opts.register_addr) {
+        snprintf(addr, sizeof addr, "%s", s->opts.register_addr);
+    } else {
+        char host[128];
+        snprintf(host, sizeof host, "%s", listen_addr);
+        char *colon = strrchr(host, ':');
+        if (colon) *colon = '\0';
+        /* a wildcard listen address is not something a client can dial */
+        if (!strcmp(host, "0.0.0.0") || !strcmp(host, "")) snprintf(host, sizeof host, "127.0.0.1");
+        if (!strcmp(host, "[::]")) snprintf(host, sizeof host, "[::1]");
+        snprintf(addr, sizeof addr, "%s:%d", host, s->port);
+    }
+    ft_registrar_opts ro = {.url = s->opts.register_url,
+                            .addr = addr,
+                            .weight = s->opts.register_weight,
+                            .tags = s->opts.register_tags,
+                            .register_ttl_ms = s->opts.register_ttl_ms,
+                            .register_interval_ms = s->opts.register_interval_ms};
+    int rc = ft_registrar_start(&ro, &s->registrar);
+    if (rc != 0) FT_ERROR("server: cannot register %s at %s: %s", addr, s->opts.register_url,
+                          ftrpc_strerror(rc));
+    return rc;
+}
+
 int ftrpc_server_start(ftrpc_server *s, const char *listen_addr)
 {
     if (!s || !listen_addr) return FTRPC_EINVAL;
@@ -221,6 +250,13 @@ int ftrpc_server_start(ftrpc_server *s, const char *listen_addr)
         return rc;
     }
     s->port = s->listener->port;
+    if (s->opts.register_url) {
+        rc = start_registrar(s, listen_addr);
+        if (rc != 0) {
+            ftrpc_server_stop(s, 0);
+            return rc;
+        }
+    }
     return 0;
 }
 
@@ -273,6 +309,9 @@ int ftrpc_server_stop(ftrpc_server *s, int grace_ms)
     int expected = FT_SERVER_RUNNING;
     if (!atomic_compare_exchange_strong(&s->state, &expected, FT_SERVER_STOPPING)) return 0;
     if (grace_ms < 0) grace_ms = s->opts.stop_grace_ms;
+    /* leave discovery first, so that clients stop choosing this server while it drains */
+    ft_registrar_stop(s->registrar);
+    s->registrar = NULL;
     ft_listener_stop(s->listener);
     s->listener = NULL;
     int64_t deadline = ft_now_ns() + (int64_t)grace_ms * FT_NS_PER_MS;

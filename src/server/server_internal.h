@@ -12,6 +12,7 @@
 #include "io/conn.h"
 #include "io/listener.h"
 #include "io/loop.h"
+#include "naming/naming.h"
 
 enum ft_server_state { FT_SERVER_NEW, FT_SERVER_RUNNING, FT_SERVER_STOPPING, FT_SERVER_STOPPED };
 
@@ -43,6 +44,7 @@ struct ftrpc_server {
     size_t table_mask;
     ft_listener *listener;
     int port;
+    ft_registrar *registrar; /* NULL when not registered */
     _Atomic int state;
     atomic_int inflight; /* calls dispatched and not yet finished */
     atomic_int sessions; /* open connections */
