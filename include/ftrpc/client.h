@@ -21,6 +21,52 @@ extern "C" {
 #endif
 
 typedef struct ftrpc_client ftrpc_client;
+typedef struct ftrpc_result ftrpc_result;
+
+/* A backup-request policy (brpc's BackupRequestPolicy, docs/backup-requests.md): embed this struct
+ * first in your own and fill the hooks. A policy takes priority over backup_request_ms. The client
+ * does not own it: it must outlive every client that uses it. Hooks run on IO threads,
+ * concurrently, and must not block. */
+typedef struct ftrpc_backup_policy ftrpc_backup_policy;
+struct ftrpc_backup_policy {
+    /* The backup delay for this call in ms; < 0: no backup for it. */
+    int (*backup_delay_ms)(ftrpc_backup_policy *self, const char *service, const char *method);
+    /* Asked when the delay has passed and the first attempt is still out: send the backup now? */
+    int (*should_backup)(ftrpc_backup_policy *self, const char *service, const char *method);
+    /* Told at the end of every call (backup or not), with its result. May be NULL. */
+    void (*on_call_end)(ftrpc_backup_policy *self, const ftrpc_result *result);
+    /* Frees the policy (ftrpc_backup_policy_free calls it). May be NULL. */
+    void (*destroy)(ftrpc_backup_policy *self);
+};
+
+/* brpc's RateLimitedBackupPolicy: at most max_backup_ratio of the calls in a sliding window get a
+ * backup. Backups are counted when decided and calls when they end, so the limit reacts at once
+ * to a latency spike. */
+typedef struct ftrpc_ratelimited_backup_options {
+    int backup_request_ms;       /* default 0 (or -1): the client's backup_request_ms */
+    double max_backup_ratio;     /* (0, 1], default 0.1 */
+    int window_size_seconds;     /* [1, 3600], default 10 */
+    int update_interval_seconds; /* >= 1, default 5: how often the window's sums are refreshed */
+} ftrpc_ratelimited_backup_options;
+
+/* Hedging at a latency quantile ("The Tail at Scale"): the delay is the p(1 - max_extra_load)
+ * latency of recent calls of the client, refreshed periodically, never below floor_ms; no backup
+ * until min_samples calls were seen. Backups draw from the client's retry budget like retries. */
+typedef struct ftrpc_adaptive_backup_options {
+    double max_extra_load; /* (0, 0.5], default 0.05: the delay is the p95 latency */
+    int floor_ms;          /* default 1 */
+    int window_seconds;    /* [1, 60], default 10 */
+    int refresh_ms;        /* default 500 */
+    int min_samples;       /* default 100 */
+} ftrpc_adaptive_backup_options;
+
+/* Makes a built-in policy; NULL options mean the defaults. FTRPC_EINVAL (logged) for bad values.
+ * The caller owns *out: ftrpc_backup_policy_free() once no client uses it. Any thread. */
+FTRPC_API int ftrpc_backup_policy_ratelimited_new(const ftrpc_ratelimited_backup_options *opts,
+                                                  ftrpc_backup_policy **out);
+FTRPC_API int ftrpc_backup_policy_adaptive_new(const ftrpc_adaptive_backup_options *opts,
+                                               ftrpc_backup_policy **out);
+FTRPC_API void ftrpc_backup_policy_free(ftrpc_backup_policy *policy);
 
 /* What a call does when an attempt fails (docs/fault-tolerance.md). */
 typedef enum {
@@ -28,8 +74,9 @@ typedef enum {
     FTRPC_FAILFAST = 1,     /* one attempt; its error is the call's (rpcx, Kitex) */
     FTRPC_FAILOVER = 2,     /* retry on an endpoint not tried yet, when one is usable (brpc) */
     FTRPC_FAILTRY = 3,      /* retry on the same endpoint (rpcx Failtry) */
-    FTRPC_FAILBACKUP = 4,   /* send a backup request after a delay (backup-request issue);
-                             * until that lands it behaves as FTRPC_FAILOVER */
+    FTRPC_FAILBACKUP = 4,   /* send a backup request to another endpoint when the first has not
+                             * answered within backup_request_ms; the first success wins
+                             * (brpc); failed attempts are then retried as failover does */
 } ftrpc_fail_mode;
 
 /* `retries` value for "no retry at all" (0 means the default, 3). */
@@ -95,6 +142,10 @@ typedef struct ftrpc_client_options {
     int retry_budget_min_per_sec; /* default 10; -1: no floor */
     /* ftrpc_client_new waits up to this long for discovery's first answer. Default 2000. */
     int naming_wait_ms;
+    /* FTRPC_FAILBACKUP: the backup delay. Default 0 means off, as does -1 (brpc: -1); a backup is
+     * never sent when the delay is not shorter than the call's remaining deadline. */
+    int backup_request_ms;
+    ftrpc_backup_policy *backup_policy; /* default NULL; takes priority over backup_request_ms */
 } ftrpc_client_options;
 
 typedef struct ftrpc_call_options {
@@ -105,6 +156,7 @@ typedef struct ftrpc_call_options {
     int attempt_timeout_ms;     /* default 0: the client's */
     const void *hash_key;       /* consistent hashing ("chash"): the request's key */
     size_t hash_key_len;
+    int backup_request_ms;      /* default 0: the client's; -1: no backup for this call */
 } ftrpc_call_options;
 
 typedef enum {
@@ -114,7 +166,7 @@ typedef enum {
 } ftrpc_result_kind;
 
 /* The outcome of one call. Filled by the library; release with ftrpc_result_fini(). */
-typedef struct ftrpc_result {
+struct ftrpc_result {
     ftrpc_result_kind kind;
     int code;               /* 0; a negative FTRPC_E* (RPC error); or the handler's code (business) */
     char error_text[256];   /* "" on success */
@@ -125,7 +177,9 @@ typedef struct ftrpc_result {
                              * whose connection never opened */
     char endpoint[64];      /* "ip:port" of the endpoint that answered, "" if none did */
     int64_t latency_us;     /* from the call's start to its completion */
-} ftrpc_result;
+    int backups;            /* backup requests sent (0 or 1) */
+    int backup_won;         /* the answer came from the backup request */
+};
 
 /* Frees what the result owns (response, attachment). The struct itself is the caller's. */
 FTRPC_API void ftrpc_result_fini(ftrpc_result *result);

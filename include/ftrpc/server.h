@@ -85,6 +85,21 @@ FTRPC_API const ftrpc_buf *ftrpc_server_call_attachment(const ftrpc_server_call 
 FTRPC_API int64_t ftrpc_server_call_remaining_ms(const ftrpc_server_call *call);
 /* The peer's address, "ip:port". */
 FTRPC_API const char *ftrpc_server_call_peer(const ftrpc_server_call *call);
+/* 1 once the client cancelled this call (it lost a backup race or the caller gave up): a
+ * long-running handler may stop early and finish the call with any answer (it is dropped). A
+ * cancelled call still queued for a worker is never started. Any thread. */
+FTRPC_API int ftrpc_server_call_is_canceled(const ftrpc_server_call *call);
+
+/* Per-method figures (for tests and tools; the metrics pages show more). */
+typedef struct ftrpc_method_stats {
+    int64_t calls;            /* handlers started */
+    int64_t rejected;         /* ELIMIT, deadline passed before start, stopping */
+    int64_t canceled_unstarted; /* cancelled while queued: never executed */
+    int concurrency;          /* in flight now */
+} ftrpc_method_stats;
+/* 0, or FTRPC_ENOMETHOD when the method is not registered. Any thread. */
+FTRPC_API int ftrpc_server_method_stats(const ftrpc_server *server, const char *service,
+                                        const char *method, ftrpc_method_stats *out);
 
 /* Finishes the call with a response. response and attachment may be NULL (empty); their bytes are
  * shared, not copied, and the caller keeps its buffers. Any thread. Returns 0, or an error when the

@@ -22,6 +22,8 @@ int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_o
     "  --retries N            retries after the first attempt (default 3; 0: none)\n"             \
     "  --attempt-timeout-ms N per-attempt timeout inside the deadline (default: none)\n"          \
     "  --backoff SPEC         none | fixed:MS | exp:INITIAL_MS:MULTIPLIER:MAX_MS\n"               \
-    "  --lb NAME              random | rr | wrr | wrandom | chash | p2c (default) | priority\n"
+    "  --lb NAME              random | rr | wrr | wrandom | chash | p2c (default) | priority\n"   \
+    "  --backup-ms N          failbackup: send a backup request after N ms\n"                     \
+    "  --backup-policy P      fixed (--backup-ms) | ratelimited | adaptive\n"
 
 #endif

@@ -66,5 +66,25 @@ int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_o
         o->lb = value;
         return 1;
     }
+    if (!strcmp(opt, "backup-ms")) {
+        if (ft_cli_parse_int("--backup-ms", value, 1, 3600000, &n)) return -1;
+        o->backup_request_ms = (int)n;
+        if (o->fail_mode == FTRPC_FAIL_DEFAULT) o->fail_mode = FTRPC_FAILBACKUP;
+        return 1;
+    }
+    if (!strcmp(opt, "backup-policy")) {
+        int rc = 0;
+        ftrpc_backup_policy_free(o->backup_policy);
+        o->backup_policy = NULL;
+        if (!strcmp(value, "ratelimited")) rc = ftrpc_backup_policy_ratelimited_new(NULL, &o->backup_policy);
+        else if (!strcmp(value, "adaptive")) rc = ftrpc_backup_policy_adaptive_new(NULL, &o->backup_policy);
+        else if (strcmp(value, "fixed") != 0) {
+            fprintf(stderr, "ftrpc: --backup-policy wants fixed, ratelimited or adaptive\n");
+            return -1;
+        }
+        if (rc != 0) return -1;
+        if (o->fail_mode == FTRPC_FAIL_DEFAULT) o->fail_mode = FTRPC_FAILBACKUP;
+        return 1;
+    }
     return 0;
 }

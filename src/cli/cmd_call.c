@@ -39,7 +39,8 @@ int ft_cli_call(int argc, char **argv)
         {"help", no_argument, 0, 'h'},
         {"fail-mode", required_argument, 0, 'P'}, {"retries", required_argument, 0, 'P'},
         {"attempt-timeout-ms", required_argument, 0, 'P'}, {"backoff", required_argument, 0, 'P'},
-        {"lb", required_argument, 0, 'P'},     {0, 0, 0, 0}};
+        {"lb", required_argument, 0, 'P'},     {"backup-ms", required_argument, 0, 'P'},
+        {"backup-policy", required_argument, 0, 'P'}, {0, 0, 0, 0}};
     ftrpc_client_options copts = {0};
     int index = 0;
     const char *data = "", *attachment = NULL;
@@ -96,11 +97,13 @@ int ft_cli_call(int argc, char **argv)
                 result.error_text);
     }
     if (verbose)
-        fprintf(stderr, "attempts=%d endpoint=%s latency_us=%lld\n", result.attempts,
+        fprintf(stderr, "attempts=%d backups=%d backup_won=%d endpoint=%s latency_us=%lld\n",
+                result.attempts, result.backups, result.backup_won,
                 result.endpoint[0] ? result.endpoint : "-", (long long)result.latency_us);
     ftrpc_result_fini(&result);
     ftrpc_buf_free(req);
     ftrpc_buf_free(att);
     ftrpc_client_free(client);
+    ftrpc_backup_policy_free(copts.backup_policy);
     return rc == 0 ? 0 : 1;
 }

@@ -24,6 +24,7 @@
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/rand.h"
+#include "client/backup_policy.h"
 #include "client/client_internal.h"
 
 static _Atomic int64_t next_correlation_id = 1;
@@ -84,25 +85,30 @@ static int is_retryable_rpc(const ftrpc_client *c, int code)
 
 /* ---- attempts ---- */
 
-/* Takes the attempt out of its connection's map and stops its timer: a late response is dropped. */
-static void detach_attempt(ft_call *call)
+static int attempts_in_flight(const ft_call *call)
 {
-    ft_attempt *a = &call->attempt;
-    ft_timer_stop(call->loop, &a->timer);
+    int n = 0;
+    for (int i = 0; i < FT_CALL_SLOTS; i++) n += call->slot[i].in_flight;
+    return n;
+}
+
+/* Takes the attempt out of its connection's map and stops its timer: a late response is dropped. */
+static void detach_attempt(ft_attempt *a)
+{
+    ft_timer_stop(a->call->loop, &a->timer);
     if (a->cc) {
         ft_idmap_take(&a->cc->pending, a->cid);
         a->cc = NULL;
     }
 }
 
-/* Reports the attempt's outcome to its endpoint's health, once. `code` as ft_health_on_result
- * wants it: 0, a positive business code, or a negative RPC error. */
-static void report_attempt(ft_call *call, int code)
+/* Settles the attempt: reports its outcome to its endpoint's health, once. `code` as
+ * ft_health_on_result wants it: 0, a positive business code, or a negative RPC error. */
+static void settle_attempt(ft_attempt *a, int code)
 {
-    ft_attempt *a = &call->attempt;
     if (!a->in_flight) return;
     a->in_flight = 0;
-    ft_client_endpoint *ep = call->cluster->eps[a->endpoint];
+    ft_client_endpoint *ep = a->call->cluster->eps[a->endpoint];
     int64_t now = ft_now_ns();
     ft_health_inflight_dec(&ep->health);
     ft_health_on_result(&ep->health, code, (now - a->sent_ns) / 1000, now);
@@ -117,16 +123,50 @@ static int health_code(ftrpc_result_kind kind, int code)
     return code;
 }
 
+/* The loser of a race (or an attempt outlived by its call) may still sit in a server's queue: tell
+ * that server, on the same connection, so it can drop the work (protocol page: Cancellation). The
+ * cancel's own answer finds no pending attempt and is dropped; a brpc server answers ENOMETHOD. */
+static void send_cancel(ft_attempt *a)
+{
+    ft_cconn *cc = a->cc;
+    if (!cc || cc->conn->state != FT_CONN_OPEN) return;
+    uint8_t payload[8];
+    for (int i = 0; i < 8; i++) payload[i] = (uint8_t)((uint64_t)a->cid >> (56 - 8 * i));
+    ft_iobuf body, frame;
+    ft_iobuf_init(&body);
+    ft_iobuf_init(&frame);
+    ft_request_header h = {
+        .service = FT_CONTROL_SERVICE,
+        .method = FT_CONTROL_CANCEL,
+        .correlation_id = atomic_fetch_add_explicit(&next_correlation_id, 1, memory_order_relaxed),
+        .timeout_ms = 1000,
+    };
+    if (ft_iobuf_append(&body, payload, sizeof payload) == 0 &&
+        ft_baidu_std_pack_request(&frame, &h, &body, NULL) == 0 &&
+        ft_conn_write(cc->conn, &frame) == 0)
+        atomic_fetch_add_explicit(&a->call->client->cancels, 1, memory_order_relaxed);
+    ft_iobuf_fini(&body);
+    ft_iobuf_fini(&frame);
+}
+
 /* ---- completion ---- */
 
+/* Completes the call exactly once. `winner` (may be NULL) is the attempt whose response `frame`
+ * carries; attempts still in flight are cancelled and settled with `loser_code`. */
 static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const char *text,
-                          ft_rpc_frame *frame)
+                          ft_rpc_frame *frame, ft_attempt *winner, int loser_code)
 {
     ftrpc_client *client = call->client;
     ft_timer_stop(call->loop, &call->deadline_timer);
     ft_timer_stop(call->loop, &call->retry_timer);
-    detach_attempt(call);
-    report_attempt(call, FTRPC_ECANCELED); /* still in the air: not the endpoint's fault */
+    ft_timer_stop(call->loop, &call->backup_timer);
+    for (int i = 0; i < FT_CALL_SLOTS; i++) {
+        ft_attempt *a = &call->slot[i];
+        if (!a->in_flight) continue;
+        send_cancel(a);
+        detach_attempt(a);
+        settle_attempt(a, loser_code);
+    }
     ft_list_remove(&call->node);
 
     ftrpc_result local;
@@ -137,24 +177,27 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     if (text && *text) snprintf(r->error_text, sizeof r->error_text, "%s", text);
     else if (code < 0) snprintf(r->error_text, sizeof r->error_text, "%s", ftrpc_strerror(code));
     r->attempts = call->attempts;
+    r->backups = call->backups;
+    r->backup_won = winner && winner->is_backup;
     r->latency_us = (ft_now_ns() - call->start_ns) / 1000;
-    if (frame) {
-        snprintf(r->endpoint, sizeof r->endpoint, "%s",
-                 call->cluster->eps[call->attempt.endpoint]->name);
-        if (kind == FTRPC_RESULT_OK) {
-            r->response = ftrpc_buf_new();
-            r->attachment = ftrpc_buf_new();
-            if (!r->response || !r->attachment) {
-                ftrpc_result_fini(r);
-                r->kind = FTRPC_RESULT_RPC_ERROR;
-                r->code = FTRPC_ENOMEM;
-                snprintf(r->error_text, sizeof r->error_text, "%s", ftrpc_strerror(FTRPC_ENOMEM));
-            } else {
-                ft_iobuf_move(r->response, &frame->payload);
-                ft_iobuf_move(r->attachment, &frame->attachment);
-            }
+    if (winner)
+        snprintf(r->endpoint, sizeof r->endpoint, "%s", call->cluster->eps[winner->endpoint]->name);
+    if (frame && kind == FTRPC_RESULT_OK) {
+        r->response = ftrpc_buf_new();
+        r->attachment = ftrpc_buf_new();
+        if (!r->response || !r->attachment) {
+            ftrpc_result_fini(r);
+            r->kind = FTRPC_RESULT_RPC_ERROR;
+            r->code = FTRPC_ENOMEM;
+            snprintf(r->error_text, sizeof r->error_text, "%s", ftrpc_strerror(FTRPC_ENOMEM));
+        } else {
+            ft_iobuf_move(r->response, &frame->payload);
+            ft_iobuf_move(r->attachment, &frame->attachment);
         }
     }
+    if (r->backup_won) atomic_fetch_add_explicit(&client->backup_wins, 1, memory_order_relaxed);
+    ftrpc_backup_policy *policy = client->opts.backup_policy;
+    if (policy && policy->on_call_end) policy->on_call_end(policy, r);
     ft_iobuf_fini(&call->request);
     ft_iobuf_fini(&call->attachment);
     ft_cluster_release(call->cluster);
@@ -177,9 +220,15 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     ft_client_count_down(client, &client->inflight);
 }
 
+static void fail_call(ft_call *call, int code, const char *text)
+{
+    complete_call(call, FTRPC_RESULT_RPC_ERROR, code, text, NULL, NULL, FTRPC_ECANCELED);
+}
+
 static void complete_with_last_error(ft_call *call)
 {
-    complete_call(call, call->last_kind, call->last_code, call->last_text, NULL);
+    complete_call(call, call->last_kind, call->last_code, call->last_text, NULL, NULL,
+                  FTRPC_ECANCELED);
 }
 
 /* ---- choosing an endpoint ---- */
@@ -199,7 +248,7 @@ static int endpoint_usable(void *arg, size_t index)
 static int choose_endpoint(ft_call *call, int64_t now)
 {
     ft_cluster *cl = call->cluster;
-    if (call->mode == FTRPC_FAILTRY && call->attempt.endpoint >= 0) return call->attempt.endpoint;
+    if (call->mode == FTRPC_FAILTRY && call->last_endpoint >= 0) return call->last_endpoint;
     struct usable_ctx u = {cl, now};
     size_t excluded[FT_LB_MAX_EXCLUDED];
     size_t n = 0;
@@ -229,33 +278,42 @@ static int choose_endpoint(ft_call *call, int64_t now)
 
 /* ---- sending ---- */
 
-static void attempt_failed(ft_call *call, ftrpc_result_kind kind, int code, const char *text,
-                           int never_on_wire);
+static void attempt_error(ft_attempt *a, ftrpc_result_kind kind, int code, const char *text,
+                          int never_on_wire);
 
 static void on_attempt_timeout(ft_timer *t)
 {
-    ft_call *call = ft_container_of(t, ft_call, attempt.timer);
-    detach_attempt(call);
-    report_attempt(call, FTRPC_ERPCTIMEDOUT);
-    attempt_failed(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ERPCTIMEDOUT, "attempt timed out", 0);
+    ft_attempt *a = ft_container_of(t, ft_attempt, timer);
+    send_cancel(a);
+    detach_attempt(a);
+    settle_attempt(a, FTRPC_ERPCTIMEDOUT);
+    attempt_error(a, FTRPC_RESULT_RPC_ERROR, FTRPC_ERPCTIMEDOUT, "attempt timed out", 0);
 }
 
-static void send_attempt(ft_call *call)
+static void send_attempt(ft_call *call, int is_backup)
 {
     ftrpc_client *c = call->client;
+    ft_attempt *a = NULL;
+    for (int i = 0; i < FT_CALL_SLOTS && !a; i++)
+        if (!call->slot[i].in_flight) a = &call->slot[i];
+    if (!a) return; /* cannot happen: at most one retry or backup is started per free slot */
     int64_t now = ft_now_ns();
     int idx = choose_endpoint(call, now);
     if (idx < 0) {
-        complete_call(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ENOENDPOINT, NULL, NULL);
+        if (attempts_in_flight(call) == 0)
+            complete_call(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ENOENDPOINT, NULL, NULL, NULL,
+                          FTRPC_ECANCELED);
         return;
     }
     ft_client_endpoint *ep = call->cluster->eps[idx];
-    ft_attempt *a = &call->attempt;
     a->endpoint = idx;
     a->sent_ns = now;
     a->in_flight = 1;
+    a->is_backup = is_backup;
+    a->cc = NULL;
     ft_health_inflight_inc(&ep->health);
     call->attempts++;
+    call->last_endpoint = idx;
     if (call->mode != FTRPC_FAILTRY && call->ntried < FT_LB_MAX_EXCLUDED) {
         size_t i = 0;
         while (i < call->ntried && call->tried[i] != (size_t)idx) i++;
@@ -265,9 +323,9 @@ static void send_attempt(ft_call *call)
     int err = 0;
     ft_cconn *cc = ft_client_get_conn(c, call->loop, ep, &err);
     if (!cc) {
-        report_attempt(call, err);
-        attempt_failed(call, FTRPC_RESULT_RPC_ERROR, err, NULL,
-                       err == FTRPC_ECONNREFUSED || err == FTRPC_ECONNECT);
+        settle_attempt(a, err);
+        attempt_error(a, FTRPC_RESULT_RPC_ERROR, err, NULL,
+                      err == FTRPC_ECONNREFUSED || err == FTRPC_ECONNECT);
         return;
     }
     int64_t left_ms = (call->deadline_ns - now) / FT_NS_PER_MS;
@@ -290,12 +348,12 @@ static void send_attempt(ft_call *call)
         a->cc = cc;
         a->cid = h.correlation_id;
         rc = ft_conn_write(cc->conn, &frame);
-        if (rc != 0) detach_attempt(call);
+        if (rc != 0) detach_attempt(a);
     }
     ft_iobuf_fini(&frame);
     if (rc != 0) {
-        report_attempt(call, rc);
-        attempt_failed(call, FTRPC_RESULT_RPC_ERROR, rc, NULL, 0);
+        settle_attempt(a, rc);
+        attempt_error(a, FTRPC_RESULT_RPC_ERROR, rc, NULL, 0);
         return;
     }
     if (call->attempt_timeout_ms > 0 && attempt_ms < left_ms)
@@ -304,7 +362,26 @@ static void send_attempt(ft_call *call)
 
 static void on_retry_timer(ft_timer *t)
 {
-    send_attempt(ft_container_of(t, ft_call, retry_timer));
+    send_attempt(ft_container_of(t, ft_call, retry_timer), 0);
+}
+
+static void on_backup_timer(ft_timer *t)
+{
+    ft_call *call = ft_container_of(t, ft_call, backup_timer);
+    ftrpc_client *c = call->client;
+    /* only a first attempt still waiting is raced; a call already retrying has moved on */
+    if (attempts_in_flight(call) != 1) return;
+    ftrpc_backup_policy *policy = c->opts.backup_policy;
+    if (policy && policy->should_backup &&
+        !policy->should_backup(policy, call->service, call->method))
+        return;
+    if (!ft_retry_budget_try_spend(&c->budget, ft_now_ns())) {
+        atomic_fetch_add_explicit(&c->budget_exhausted, 1, memory_order_relaxed);
+        return;
+    }
+    call->backups++;
+    atomic_fetch_add_explicit(&c->backups, 1, memory_order_relaxed);
+    send_attempt(call, 1);
 }
 
 /* Backoff before retry n (n from 1), in ns. */
@@ -326,14 +403,18 @@ static int64_t backoff_ns(ft_call *call)
     }
 }
 
-static void attempt_failed(ft_call *call, ftrpc_result_kind kind, int code, const char *text,
-                           int never_on_wire)
+/* An attempt failed (already detached and settled). While the other copy of a failbackup race is
+ * still out the call waits for it; otherwise the fail mode decides. */
+static void attempt_error(ft_attempt *a, ftrpc_result_kind kind, int code, const char *text,
+                          int never_on_wire)
 {
+    ft_call *call = a->call;
     ftrpc_client *c = call->client;
     call->last_kind = kind;
     call->last_code = code;
     snprintf(call->last_text, sizeof call->last_text, "%s",
              text && *text ? text : (code < 0 ? ftrpc_strerror(code) : ""));
+    if (attempts_in_flight(call) > 0) return;
     int retryable = kind == FTRPC_RESULT_BUSINESS_ERROR
                         ? c->opts.retry_classifier &&
                               c->opts.retry_classifier(code, call->last_text,
@@ -366,7 +447,7 @@ static void attempt_failed(ft_call *call, ftrpc_result_kind kind, int code, cons
         ft_timer_start(call->loop, &call->retry_timer, now + delay, on_retry_timer);
         return;
     }
-    send_attempt(call);
+    send_attempt(call, 0);
 }
 
 /* ---- events from the connections ---- */
@@ -376,39 +457,39 @@ void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, con
     ft_call *call = a->call;
     ft_timer_stop(call->loop, &a->timer);
     if (st == FT_PARSE_BAD_FRAME) {
-        report_attempt(call, FTRPC_ERESPONSE);
-        attempt_failed(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ERESPONSE, reason, 0);
+        settle_attempt(a, FTRPC_ERESPONSE);
+        attempt_error(a, FTRPC_RESULT_RPC_ERROR, FTRPC_ERESPONSE, reason, 0);
         return;
     }
     ftrpc_result_kind kind;
     int code;
     classify_wire_error(f->error_code, &kind, &code);
-    report_attempt(call, health_code(kind, code));
+    settle_attempt(a, health_code(kind, code));
     if (kind == FTRPC_RESULT_OK) {
-        complete_call(call, kind, 0, NULL, f);
+        complete_call(call, kind, 0, NULL, f, a, FTRPC_ECANCELED);
         return;
     }
-    if (kind == FTRPC_RESULT_BUSINESS_ERROR && !call->client->opts.retry_classifier) {
-        complete_call(call, kind, code, f->error_text, f); /* keeps the answering endpoint */
+    if (kind == FTRPC_RESULT_BUSINESS_ERROR && !call->client->opts.retry_classifier &&
+        attempts_in_flight(call) == 0) {
+        complete_call(call, kind, code, f->error_text, f, a, FTRPC_ECANCELED);
         return;
     }
-    attempt_failed(call, kind, code, f->error_text, 0);
+    attempt_error(a, kind, code, f->error_text, 0);
 }
 
 void ft_call_on_conn_lost(ft_attempt *a, int code)
 {
-    ft_call *call = a->call;
-    ft_timer_stop(call->loop, &a->timer);
-    report_attempt(call, code == FTRPC_ESTOPPED ? FTRPC_ECANCELED : code);
-    attempt_failed(call, FTRPC_RESULT_RPC_ERROR, code, NULL,
-                   code == FTRPC_ECONNREFUSED || code == FTRPC_ECONNECT);
+    ft_timer_stop(a->call->loop, &a->timer);
+    settle_attempt(a, code == FTRPC_ESTOPPED ? FTRPC_ECANCELED : code);
+    attempt_error(a, FTRPC_RESULT_RPC_ERROR, code, NULL,
+                  code == FTRPC_ECONNREFUSED || code == FTRPC_ECONNECT);
 }
 
 void ft_call_stop_all(ft_client_loop *cl)
 {
     while (!ft_list_empty(&cl->calls)) {
         ft_call *call = ft_container_of(cl->calls.next, ft_call, node);
-        complete_call(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ESTOPPED, "client is being freed", NULL);
+        fail_call(call, FTRPC_ESTOPPED, "client is being freed");
     }
 }
 
@@ -417,10 +498,9 @@ void ft_call_stop_all(ft_client_loop *cl)
 static void on_deadline(ft_timer *t)
 {
     ft_call *call = ft_container_of(t, ft_call, deadline_timer);
-    detach_attempt(call);
-    /* the attempt in the air took the whole deadline: that endpoint timed out */
-    report_attempt(call, FTRPC_ERPCTIMEDOUT);
-    complete_call(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ERPCTIMEDOUT, NULL, NULL);
+    /* attempts still in the air took the whole deadline: their endpoints timed out */
+    complete_call(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ERPCTIMEDOUT, NULL, NULL, NULL,
+                  FTRPC_ERPCTIMEDOUT);
 }
 
 static void start_call(ft_call *call)
@@ -428,14 +508,25 @@ static void start_call(ft_call *call)
     ftrpc_client *c = call->client;
     ft_list_push_back(&c->loops[call->loop->index].calls, &call->node);
     if (atomic_load(&c->stopping)) {
-        complete_call(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ESTOPPED, NULL, NULL);
+        fail_call(call, FTRPC_ESTOPPED, NULL);
         return;
     }
     call->cluster = ft_client_cluster_acquire(c);
     call->free_resends_left = (int)call->cluster->n;
     ft_retry_budget_on_request(&c->budget, call->start_ns);
     ft_timer_start(call->loop, &call->deadline_timer, call->deadline_ns, on_deadline);
-    send_attempt(call);
+    if (call->mode == FTRPC_FAILBACKUP) {
+        ftrpc_backup_policy *policy = c->opts.backup_policy;
+        int delay = policy && policy->backup_delay_ms
+                        ? policy->backup_delay_ms(policy, call->service, call->method)
+                        : call->backup_ms;
+        if (delay == FT_BACKUP_DELAY_INHERIT) delay = call->backup_ms;
+        /* a backup that could only start after the deadline is pointless (brpc skips it too) */
+        if (delay >= 0 && call->start_ns + (int64_t)delay * FT_NS_PER_MS < call->deadline_ns)
+            ft_timer_start(call->loop, &call->backup_timer,
+                           call->start_ns + (int64_t)delay * FT_NS_PER_MS, on_backup_timer);
+    }
+    send_attempt(call, 0);
 }
 
 static void start_call_task(ft_task *t)
@@ -469,7 +560,9 @@ static ft_call *make_call(ftrpc_client *c, const char *service, const char *meth
     const ftrpc_client_options *o = &c->opts;
     int timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : o->timeout_ms;
     call->mode = opts && opts->fail_mode != FTRPC_FAIL_DEFAULT ? opts->fail_mode : o->fail_mode;
-    if (call->mode == FTRPC_FAILBACKUP) call->mode = FTRPC_FAILOVER; /* until backups land */
+    int backup_ms = opts && opts->backup_request_ms != 0 ? opts->backup_request_ms
+                                                        : o->backup_request_ms;
+    call->backup_ms = backup_ms > 0 ? backup_ms : -1;
     int retries = opts && opts->retries != 0 ? opts->retries : o->retries;
     call->retries_left = retries == FTRPC_NO_RETRY ? 0 : retries;
     call->attempt_timeout_ms =
@@ -478,8 +571,11 @@ static ft_call *make_call(ftrpc_client *c, const char *service, const char *meth
         call->key_hash = ft_hash64(opts->hash_key, opts->hash_key_len, 0);
         call->has_key = 1;
     }
-    call->attempt.call = call;
-    call->attempt.endpoint = -1;
+    for (int i = 0; i < FT_CALL_SLOTS; i++) {
+        call->slot[i].call = call;
+        call->slot[i].endpoint = -1;
+    }
+    call->last_endpoint = -1;
     call->start_ns = ft_now_ns();
     call->deadline_ns = call->start_ns + (int64_t)timeout_ms * FT_NS_PER_MS;
     call->log_id = opts ? opts->log_id : 0;
@@ -492,7 +588,7 @@ static int check_call_args(ftrpc_client *c, const char *service, const char *met
                            const ftrpc_call_options *opts)
 {
     if (!c || !service || !method || !*service || !*method) return FTRPC_EINVAL;
-    if (opts && (opts->timeout_ms < 0 || opts->attempt_timeout_ms < 0 ||
+    if (opts && (opts->timeout_ms < 0 || opts->attempt_timeout_ms < 0 || opts->backup_request_ms < -1 ||
                  opts->retries < FTRPC_NO_RETRY || opts->fail_mode < FTRPC_FAIL_DEFAULT ||
                  opts->fail_mode > FTRPC_FAILBACKUP))
         return FTRPC_EINVAL;

@@ -194,7 +194,7 @@ static int validate_and_default(ftrpc_client_options *o)
         FT_WARN("client options: unknown load balancer '%s'", o->lb);
         return FTRPC_EINVAL;
     }
-    if (o->naming_wait_ms < 0) return FTRPC_EINVAL;
+    if (o->naming_wait_ms < 0 || o->backup_request_ms < -1) return FTRPC_EINVAL;
     if (o->naming_wait_ms == 0) o->naming_wait_ms = 2000;
     if (o->timeout_ms == 0) o->timeout_ms = 1000;
     if (o->connect_timeout_ms == 0) o->connect_timeout_ms = 200;

@@ -66,7 +66,8 @@ typedef struct ft_client_loop {
     ft_list cconns; /* connections of this loop */
 } ft_client_loop;
 
-/* One request of a call, sent to one endpoint. */
+/* One request of a call, sent to one endpoint. A call has two slots: the attempt (first try or a
+ * retry) and, in failbackup, the backup racing it. */
 typedef struct ft_attempt {
     ft_call *call;
     ft_cconn *cc; /* non-NULL while in cc->pending (waiting for its response) */
@@ -74,8 +75,11 @@ typedef struct ft_attempt {
     int endpoint; /* index in the call's cluster; -1 before the first send */
     int64_t sent_ns;
     ft_timer timer; /* the per-attempt timeout */
-    int in_flight;  /* counted in the endpoint's in-flight figure */
+    int in_flight;  /* sent and not settled: counted in the endpoint's in-flight figure */
+    int is_backup;
 } ft_attempt;
+
+#define FT_CALL_SLOTS 2
 
 struct ft_call {
     ft_task task;
@@ -96,8 +100,13 @@ struct ft_call {
     uint64_t key_hash;
     int has_key;
     ft_timer deadline_timer;
-    ft_timer retry_timer; /* backoff */
-    ft_attempt attempt;
+    ft_timer retry_timer;  /* backoff */
+    ft_timer backup_timer; /* failbackup */
+    ft_attempt slot[FT_CALL_SLOTS];
+    int last_endpoint; /* of the latest attempt sent: failtry goes back to it */
+    int backup_ms;     /* < 0: no backup for this call */
+    int backups;
+    int backup_won;
     ft_cluster *cluster; /* pinned for the whole call so that `tried` keeps its meaning */
     size_t tried[FT_LB_MAX_EXCLUDED];
     size_t ntried;
@@ -127,7 +136,7 @@ struct ftrpc_client {
     atomic_int stopping;
     atomic_int inflight;   /* calls submitted and not completed */
     atomic_int open_conns; /* ft_cconn alive */
-    atomic_llong retries, budget_exhausted;
+    atomic_llong retries, budget_exhausted, backups, backup_wins, cancels;
     pthread_mutex_t free_lock; /* guards nothing but the condition below */
     pthread_cond_t free_cond;  /* signalled when inflight or open_conns reach 0 while stopping */
 };

@@ -15,6 +15,11 @@
 #include "base/iobuf.h"
 
 #define FT_BAIDU_STD_HEADER_SIZE 12
+
+/* ftrpc's cancel extension (protocol page, Cancellation): a request to this builtin method whose
+ * payload is the 8-byte big-endian correlation id to cancel, sent on the same connection. */
+#define FT_CONTROL_SERVICE "ftrpc.Control"
+#define FT_CONTROL_CANCEL "Cancel"
 #define FT_BAIDU_STD_DEFAULT_MAX_BODY (64u * 1024 * 1024)
 
 /* compress_type values */

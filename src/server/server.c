@@ -176,6 +176,7 @@ static void adopt_on_loop(ft_task *t)
     sess->conn = c;
     sess->server = s;
     sess->loop = at->loop;
+    ft_idmap_init(&sess->calls);
     ft_list_push_back(&s->loop_sessions[at->loop->index], &sess->node);
     FT_DEBUG("accepted connection from %s on loop %d", c->peer, at->loop->index);
     free(at);
@@ -381,6 +382,7 @@ static void write_error(ft_conn *c, int64_t cid, int code, const char *text)
 static void finish_call(ftrpc_server_call *call)
 {
     ftrpc_server *s = call->server;
+    if (call->session) ft_idmap_take(&call->session->calls, call->correlation_id);
     atomic_fetch_sub_explicit(&call->method->concurrency, 1, memory_order_relaxed);
     ft_conn_unref(call->conn);
     ft_iobuf_fini(&call->request);
@@ -394,7 +396,7 @@ static void finish_call(ftrpc_server_call *call)
 static void deliver_reply(ftrpc_server_call *call)
 {
     ft_conn *c = call->conn;
-    if (ft_conn_is_open(c)) {
+    if (ft_conn_is_open(c) && call->reply.size > 0) {
         int rc = ft_conn_write(c, &call->reply);
         if (rc == FTRPC_EOVERCROWDED) {
             FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing %s: peer does not read its replies",
@@ -470,6 +472,23 @@ const char *ftrpc_server_call_peer(const ftrpc_server_call *call)
     return call->conn->peer;
 }
 
+int ftrpc_server_call_is_canceled(const ftrpc_server_call *call)
+{
+    return atomic_load_explicit(&((ftrpc_server_call *)call)->canceled, memory_order_acquire);
+}
+
+int ftrpc_server_method_stats(const ftrpc_server *s, const char *service, const char *method,
+                              ftrpc_method_stats *out)
+{
+    ft_method *m = s && service && method ? find_method(s, service, method) : NULL;
+    if (!m) return FTRPC_ENOMETHOD;
+    out->calls = atomic_load(&m->calls);
+    out->rejected = atomic_load(&m->rejected);
+    out->canceled_unstarted = atomic_load(&m->canceled_unstarted);
+    out->concurrency = atomic_load(&m->concurrency);
+    return 0;
+}
+
 static int deadline_passed(const ftrpc_server_call *call)
 {
     return call->deadline_ns && ft_now_ns() >= call->deadline_ns;
@@ -478,6 +497,12 @@ static int deadline_passed(const ftrpc_server_call *call)
 static void run_in_worker(ft_job *job)
 {
     ftrpc_server_call *call = ft_container_of(job, ftrpc_server_call, job);
+    if (atomic_load_explicit(&call->canceled, memory_order_acquire)) {
+        /* the client no longer waits: skip the work and send nothing */
+        atomic_fetch_add(&call->method->canceled_unstarted, 1);
+        ft_loop_post(call->loop, &call->task); /* finishes it on its loop, with no reply */
+        return;
+    }
     if (deadline_passed(call)) {
         /* the caller has given up: running the handler would be wasted work */
         atomic_fetch_add(&call->method->rejected, 1);
@@ -489,10 +514,29 @@ static void run_in_worker(ft_job *job)
     call->method->handler(call, call->method->arg);
 }
 
+/* ftrpc.Control/Cancel (protocol page, Cancellation): marks the named call of this connection. */
+static void handle_cancel(ft_session *sess, ft_rpc_frame *f)
+{
+    uint8_t b[8];
+    if (ft_iobuf_copy_at(&f->payload, 0, b, sizeof b) != sizeof b) {
+        write_error(sess->conn, f->correlation_id, FTRPC_EREQUEST, "cancel wants an 8-byte id");
+        return;
+    }
+    int64_t cid = 0;
+    for (int i = 0; i < 8; i++) cid = (int64_t)(((uint64_t)cid << 8) | b[i]);
+    ftrpc_server_call *call = ft_idmap_get(&sess->calls, cid);
+    if (call) atomic_store_explicit(&call->canceled, 1, memory_order_release);
+    write_error(sess->conn, f->correlation_id, 0, NULL); /* a plain success */
+}
+
 static void dispatch(ft_session *sess, ft_rpc_frame *f)
 {
     ftrpc_server *s = sess->server;
     ft_conn *c = sess->conn;
+    if (!strcmp(f->service, FT_CONTROL_SERVICE) && !strcmp(f->method, FT_CONTROL_CANCEL)) {
+        handle_cancel(sess, f);
+        return;
+    }
     if (atomic_load_explicit(&s->state, memory_order_acquire) != FT_SERVER_RUNNING) {
         write_error(c, f->correlation_id, FTRPC_ELOGOFF, "server is stopping");
         return;
@@ -525,6 +569,8 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
     call->method = m;
     call->conn = c;
     ft_conn_ref(c);
+    call->session = sess;
+    atomic_init(&call->canceled, 0);
     call->loop = sess->loop;
     call->correlation_id = f->correlation_id;
     call->deadline_ns = f->timeout_ms > 0 ? ft_now_ns() + (int64_t)f->timeout_ms * FT_NS_PER_MS : 0;
@@ -534,6 +580,7 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
     ft_iobuf_move(&call->request, &f->payload);
     ft_iobuf_move(&call->attachment, &f->attachment);
     atomic_fetch_add(&s->inflight, 1);
+    if (ft_idmap_put(&sess->calls, call->correlation_id, call) != 0) call->session = NULL;
     if (m->opts.run_mode == FTRPC_RUN_IN_WORKER) {
         if (ft_workpool_submit(&s->pool, &call->job) != 0)
             send_reply(call, -FTRPC_ELOGOFF, "server is stopping", NULL, NULL);

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "base/idmap.h"
 #include "base/iobuf.h"
 #include "base/list.h"
 #include "base/workpool.h"
@@ -25,6 +26,7 @@ typedef struct ft_method {
     atomic_int concurrency; /* calls of this method in flight */
     atomic_llong calls;     /* handled (handler started) */
     atomic_llong rejected;  /* ELIMIT, deadline passed, stopping */
+    atomic_llong canceled_unstarted; /* cancelled while queued: never executed */
 } ft_method;
 
 /* One accepted connection; owned by its loop (touched on that loop only). */
@@ -33,6 +35,7 @@ typedef struct ft_session {
     ft_conn *conn;
     struct ftrpc_server *server;
     ft_loop *loop;
+    ft_idmap calls; /* correlation id -> ftrpc_server_call in flight (for cancellation) */
 } ft_session;
 
 struct ftrpc_server {
@@ -62,7 +65,9 @@ struct ftrpc_server_call {
     struct ftrpc_server *server;
     ft_method *method;
     ft_conn *conn; /* referenced until the call is finished */
+    ft_session *session; /* NULL once the connection closed (the session is gone) */
     ft_loop *loop;
+    atomic_int canceled;
     int64_t correlation_id;
     int64_t deadline_ns; /* 0: the caller sent no timeout */
     ft_iobuf request;
