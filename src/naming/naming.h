@@ -128,7 +128,7 @@ typedef struct ft_naming_ops ft_naming_ops;
  * valid only during the call; copy what you keep), or list == NULL and err < 0 (the registry
  * could not be read this time). Runs on the backend's watch thread (or inside watch_start for
  * backends that never change), never concurrently with itself for one watch; must not block long
- * and must not call watch_stop on the same ft_naming. */
+ * and must not call watch_stop (on any ft_naming: folder watches share one thread). */
 typedef void (*ft_naming_watch_cb)(const ft_endpoint_list *list, int err, void *arg);
 
 typedef struct ft_naming_watch_opts {
@@ -246,10 +246,11 @@ struct timespec ft_naming_deadline(int64_t ms);
 
 /* ---- shared helper for folder-watching backends (file://, dir://) ---- */
 
-/* A thread that watches one folder with inotify (re-armed when the folder appears, vanishes or is
- * replaced) and calls `fetch` then `cb` at start, after every burst of events and every
- * rescan_ms. One thread per watch (docs/discovery.md says why). Stop is prompt: an eventfd wakes
- * the poll. */
+/* Watches one folder with inotify (re-armed when the folder appears, vanishes or is replaced) and
+ * calls ns's `fetch` then `cb` at start, after every burst of relevant events and every rescan_ms.
+ * All folder watches of the process share one watcher thread (naming_watch.c says why), so
+ * `fetch` must be quick and `cb` must not block. Stop is prompt (an eventfd wakes the poll) and
+ * must not be called from a watch callback (it aborts: it would wait for itself). Any thread. */
 typedef struct ft_folder_watch ft_folder_watch;
 int ft_folder_watch_start(ft_naming *ns, const char *folder, const ft_naming_watch_opts *opts,
                           ft_naming_watch_cb cb, void *arg, ft_folder_watch **out);

@@ -319,32 +319,57 @@ static void watch_sees_new_entry_within_a_second(void **state)
 
 /* A child registers and dies without deregistering: its entry must be ignored after its TTL
  * (seen through the rescan, since no file event happens) and deleted after 2 x TTL. */
+/* The "server" child is forked at the start of main, while the process has one thread (forking
+ * a process with threads, such as the watcher, is unsafe and ThreadSanitizer refuses it). It waits
+ * for a registry URL on a pipe, registers, refreshes for a while, then _exit()s without
+ * deregistering: a crash. */
+static pid_t child_pid = -1;
+static int to_child = -1, from_child = -1;
+
+static void child_main(int in, int out)
+{
+    char url[256];
+    ssize_t n = read(in, url, sizeof url - 1);
+    if (n <= 0) _exit(0); /* the test did not run */
+    url[n] = '\0';
+    ft_registrar_opts o = {
+        .url = url, .addr = "127.0.0.1:8004", .register_ttl_ms = 400, .register_interval_ms = 100};
+    ft_registrar *r;
+    char c = ft_registrar_start(&o, &r) == 0 && ft_registrar_status(r) == 0 ? 'y' : 'n';
+    usleep(250000); /* a couple of refreshes */
+    if (write(out, &c, 1) != 1) _exit(2);
+    _exit(0); /* crash: no ft_registrar_stop */
+}
+
+static void fork_child(void)
+{
+    int a[2], b[2];
+    if (pipe(a) != 0 || pipe(b) != 0) abort();
+    child_pid = fork();
+    if (child_pid < 0) abort();
+    if (child_pid == 0) {
+        close(a[1]);
+        close(b[0]);
+        child_main(a[0], b[1]);
+    }
+    close(a[0]);
+    close(b[1]);
+    to_child = a[1];
+    from_child = b[0];
+}
+
 static void crashed_server_expires_after_ttl(void **state)
 {
     fixture *f = *state;
-    int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(pfd[0]);
-        ft_registrar_opts o = {.url = f->url,
-                               .addr = "127.0.0.1:8004",
-                               .register_ttl_ms = 400,
-                               .register_interval_ms = 100};
-        ft_registrar *r;
-        char c = ft_registrar_start(&o, &r) == 0 && ft_registrar_status(r) == 0 ? 'y' : 'n';
-        usleep(250000); /* a couple of refreshes */
-        if (write(pfd[1], &c, 1) != 1) _exit(2);
-        _exit(0); /* crash: no ft_registrar_stop */
-    }
-    close(pfd[1]);
+    assert_true(child_pid > 0);
+    pid_t pid = child_pid;
+    assert_int_equal(write(to_child, f->url, strlen(f->url)), (ssize_t)strlen(f->url));
     char c = 0;
-    assert_int_equal(read(pfd[0], &c, 1), 1);
-    close(pfd[0]);
+    assert_int_equal(read(from_child, &c, 1), 1);
     assert_int_equal(c, 'y');
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
+    child_pid = -1;
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     int64_t died = mono_ms();
 
@@ -369,6 +394,57 @@ static void crashed_server_expires_after_ttl(void **state)
         usleep(10000);
     assert_false(read_entry(f, "127.0.0.1:8004", &e));
     ft_naming_view_free(v);
+}
+
+static int thread_count(void)
+{
+    FILE *fp = fopen("/proc/self/status", "r");
+    assert_non_null(fp);
+    char line[256];
+    int n = -1;
+    while (fgets(line, sizeof line, fp))
+        if (sscanf(line, "Threads: %d", &n) == 1) break;
+    fclose(fp);
+    return n;
+}
+
+/* Many views, one watcher thread: each still sees its own service's changes promptly, and each
+ * stops promptly and independently. */
+static void views_share_one_watcher_thread(void **state)
+{
+    fixture *f = *state;
+    enum { N = 12 };
+    ft_naming_view *v[N];
+    ft_naming_view_opts vo = {.rescan_ms = 60000, .empty_grace_ms = -1};
+    /* make sure the watcher thread exists before counting */
+    ft_naming_view *first;
+    assert_int_equal(ft_naming_view_open(f->url, &vo, &first), 0);
+    int before = thread_count();
+    for (int i = 0; i < N; i++) {
+        char url[300];
+        snprintf(url, sizeof url, "dir://%s/reg?service=svc%d", f->dir, i);
+        assert_int_equal(ft_naming_view_open(url, &vo, &v[i]), 0);
+    }
+    assert_int_equal(thread_count(), before);
+    char url[300];
+    snprintf(url, sizeof url, "dir://%s/reg?service=svc7", f->dir);
+    ft_registrar_opts o = {.url = url,
+                           .addr = "127.0.0.1:8007",
+                           .register_ttl_ms = 5000,
+                           .register_interval_ms = 1000};
+    ft_registrar *r;
+    assert_int_equal(ft_registrar_start(&o, &r), 0);
+    assert_true(view_wait(v[7], 1, "127.0.0.1:8007", 1000));
+    assert_true(view_wait(v[6], 0, NULL, 10));
+    int64_t t0 = mono_ms();
+    for (int i = 0; i < N; i += 2) /* stop half, out of order */
+        ft_naming_view_free(v[i]);
+    ft_registrar_stop(r);
+    assert_true(view_wait(v[7], 0, NULL, 1000));
+    for (int i = 1; i < N; i += 2)
+        ft_naming_view_free(v[i]);
+    ft_naming_view_free(first);
+    assert_true(mono_ms() - t0 < 2000);
 }
 
 static void garbage_entry_never_breaks_the_watch(void **state)
@@ -403,6 +479,7 @@ static void garbage_entry_never_breaks_the_watch(void **state)
 
 int main(void)
 {
+    fork_child();
     ftrpc_log_set_sink(sink, NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(interval_not_below_ttl_is_refused, setup, teardown),
@@ -413,6 +490,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(crashed_server_expires_after_ttl, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_entry_never_breaks_the_watch, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_leaves_a_successors_entry_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(views_share_one_watcher_thread, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    close(to_child); /* a child still waiting reads EOF and exits */
+    if (child_pid > 0) waitpid(child_pid, NULL, 0);
+    return failed;
 }
