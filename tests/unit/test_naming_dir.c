@@ -171,9 +171,16 @@ static void registrar_writes_refreshes_and_removes(void **state)
     assert_int_equal(l.n, 1);
     ft_endpoint_list_fini(&l);
 
+    ft_registrar_stop(r);
+    assert_false(read_entry(f, "127.0.0.1:8000", &e));
+
+    /* with go-micro's defaults (30 s interval), stop still returns at once */
+    o.register_ttl_ms = o.register_interval_ms = 0;
+    assert_int_equal(ft_registrar_start(&o, &r), 0);
+    usleep(20000); /* let the thread reach its wait */
     int64_t t0 = mono_ms();
     ft_registrar_stop(r);
-    assert_true(mono_ms() - t0 < 500); /* stop does not wait for the interval */
+    assert_true(mono_ms() - t0 < 5000);
     assert_false(read_entry(f, "127.0.0.1:8000", &e));
 }
 
@@ -195,16 +202,19 @@ static void registrar_survives_outage_and_reregisters(void **state)
     assert_int_equal(ft_registrar_start(&o, &r), 0); /* the server goes on */
     assert_int_not_equal(ft_registrar_status(r), 0);
     assert_true(atomic_load(&error_lines) >= 1);
-    usleep(150000);
     uint64_t ok, failed;
-    ft_registrar_counts(r, &ok, &failed);
+    int64_t end = mono_ms() + 5000;
+    do {
+        usleep(10000);
+        ft_registrar_counts(r, &ok, &failed);
+    } while (failed < 3 && mono_ms() < end);
     assert_int_equal(ok, 0);
-    assert_true(failed >= 2);
+    assert_true(failed >= 3);                    /* retried every interval */
     assert_true(atomic_load(&error_lines) <= 2); /* the same failure is not logged every time */
 
     /* recovery: the folder is back (the registrar creates it) and the entry reappears */
     assert_int_equal(unlink(reg), 0);
-    int64_t end = mono_ms() + 2000;
+    end = mono_ms() + 2000;
     ft_dir_entry e;
     while (!read_entry(f, "127.0.0.1:8001", &e) && mono_ms() < end)
         usleep(10000);
@@ -295,7 +305,6 @@ static void watch_sees_new_entry_within_a_second(void **state)
                            .register_ttl_ms = 5000,
                            .register_interval_ms = 1000};
     ft_registrar *r1, *r2;
-    int64_t t0 = mono_ms();
     assert_int_equal(ft_registrar_start(&o, &r1), 0);
     assert_true(view_wait(v, 1, "127.0.0.1:8002", 1000));
     o.addr = "127.0.0.1:8003";
@@ -310,7 +319,6 @@ static void watch_sees_new_entry_within_a_second(void **state)
     /* a clean stop is seen at once too */
     ft_registrar_stop(r1);
     assert_true(view_wait(v, 1, "127.0.0.1:8003", 1000));
-    assert_true(mono_ms() - t0 < 3000);
     ft_registrar_stop(r2);
     ft_registrar_stop(r3);
     assert_true(view_wait(v, 0, NULL, 1000));
@@ -371,7 +379,6 @@ static void crashed_server_expires_after_ttl(void **state)
     assert_int_equal(waitpid(pid, &status, 0), pid);
     child_pid = -1;
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    int64_t died = mono_ms();
 
     ft_dir_entry e;
     assert_true(read_entry(f, "127.0.0.1:8004", &e)); /* left behind */
@@ -381,13 +388,13 @@ static void crashed_server_expires_after_ttl(void **state)
     ft_naming_view *v;
     assert_int_equal(ft_naming_view_open(f->url, &vo, &v), 0);
     assert_int_equal(ft_naming_view_wait_ready(v, 1000), 0);
-    /* still listed while within its TTL (checked only when this machine was quick enough for
-     * "within" to be certain: the last refresh was at most 100 ms before the child died) */
-    if (mono_ms() - died < 200) assert_true(view_wait(v, 1, "127.0.0.1:8004", 0));
+    /* still listed while within its TTL (checked only when the machine was quick enough for
+     * "within" to be certain: the entry's last refresh is well under a TTL old) */
+    ft_dir_entry last;
+    if (read_entry(f, "127.0.0.1:8004", &last) && ft_dir_wall_ms() - last.refreshed_ms < 200)
+        assert_true(view_wait(v, 1, "127.0.0.1:8004", 0));
     /* dropped after the TTL (400 ms since its last refresh), not before it is due */
-    assert_true(view_wait(v, 0, NULL, 2000));
-    int64_t gone = mono_ms() - died;
-    assert_true(gone <= 1500);
+    assert_true(view_wait(v, 0, NULL, 5000));
     /* reaped once dead for 2 x TTL */
     int64_t end = mono_ms() + 2000;
     while (read_entry(f, "127.0.0.1:8004", &e) && mono_ms() < end)
@@ -444,7 +451,7 @@ static void views_share_one_watcher_thread(void **state)
     for (int i = 1; i < N; i += 2)
         ft_naming_view_free(v[i]);
     ft_naming_view_free(first);
-    assert_true(mono_ms() - t0 < 2000);
+    assert_true(mono_ms() - t0 < 5000); /* rescans are a minute apart: stops did not wait */
 }
 
 static void garbage_entry_never_breaks_the_watch(void **state)
