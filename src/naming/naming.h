@@ -15,8 +15,12 @@
  * `const ft_naming_ops ft_naming_<scheme>_ops` (the vtable below), add it to the BUILTIN table in
  * naming.c (or call ft_naming_register_ops() at start-up), and document it in docs/discovery.md.
  * A backend embeds `ft_naming` as the first member of its own struct (and `ft_naming_reg` for its
- * registrations), so the generic code can hand it back. Everything a backend needs from the URL
- * is in ft_naming_url; everything it owes the caller is spelt out at each vtable slot.
+ * registrations), so the generic code can hand it back (it sets `ops` after open/reg_open
+ * return). Everything a backend needs from the URL is in ft_naming_url; everything it owes the
+ * caller is spelt out at each vtable slot. A backend on local files can watch with
+ * ft_folder_watch (bottom of this file); a network backend (etcd://: long-poll watch, lease
+ * keep-alive) runs its own thread in watch_start and stops it in watch_stop. The cached view,
+ * its stale/grace rules and the registrar thread then work unchanged on top of it.
  *
  * This module does not balance load, keep endpoint health or open connections (cluster/, io/),
  * and it does not percent-decode URLs: bodies and query values are taken byte for byte. */
