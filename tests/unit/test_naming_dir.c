@@ -454,6 +454,47 @@ static void views_share_one_watcher_thread(void **state)
     assert_true(mono_ms() - t0 < 5000); /* rescans are a minute apart: stops did not wait */
 }
 
+/* The registry folder goes away (an outage): the view keeps its list and says it is stale; the
+ * folder comes back: the watch re-arms through the parent and the view is fresh again. */
+static void view_keeps_list_through_registry_outage(void **state)
+{
+    fixture *f = *state;
+    ft_registrar_opts o = {.url = f->url,
+                           .addr = "127.0.0.1:8008",
+                           .register_ttl_ms = 20000,
+                           .register_interval_ms = 10000}; /* no refresh during the test */
+    ft_registrar *r;
+    assert_int_equal(ft_registrar_start(&o, &r), 0);
+    ft_naming_view_opts vo = {.rescan_ms = 60000};
+    ft_naming_view *v;
+    assert_int_equal(ft_naming_view_open(f->url, &vo, &v), 0);
+    assert_true(view_wait(v, 1, "127.0.0.1:8008", 1000));
+
+    char reg[300], off[300];
+    snprintf(reg, sizeof reg, "%s/reg", f->dir);
+    snprintf(off, sizeof off, "%s/reg.off", f->dir);
+    assert_int_equal(rename(reg, off), 0);
+    ft_naming_view_stats st = {0};
+    int64_t end = mono_ms() + 1000;
+    do {
+        usleep(5000);
+        ft_naming_view_stats_get(v, &st);
+    } while (!st.stale && mono_ms() < end);
+    assert_true(st.stale);
+    assert_true(view_wait(v, 1, "127.0.0.1:8008", 0)); /* still serving */
+
+    assert_int_equal(rename(off, reg), 0);
+    end = mono_ms() + 1000;
+    do {
+        usleep(5000);
+        ft_naming_view_stats_get(v, &st);
+    } while (st.stale && mono_ms() < end);
+    assert_false(st.stale);
+    assert_true(view_wait(v, 1, "127.0.0.1:8008", 0));
+    ft_naming_view_free(v);
+    ft_registrar_stop(r);
+}
+
 static void garbage_entry_never_breaks_the_watch(void **state)
 {
     fixture *f = *state;
@@ -498,6 +539,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(garbage_entry_never_breaks_the_watch, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_leaves_a_successors_entry_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(views_share_one_watcher_thread, setup, teardown),
+        cmocka_unit_test_setup_teardown(view_keeps_list_through_registry_outage, setup, teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     close(to_child); /* a child still waiting reads EOF and exits */
