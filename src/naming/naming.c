@@ -48,7 +48,7 @@ void ft_endpoint_list_normalize(ft_endpoint_list *list)
 {
     if (list->n < 2) return;
     /* qsort is not stable; "first wins" among duplicates would be ill-defined, so duplicates of
-     * an address are resolved by keeping the smallest (weight, tags) — deterministic either way. */
+     * an address are resolved by keeping the smallest (weight, tags): deterministic. */
     qsort(list->v, list->n, sizeof *list->v, cmp_endpoint);
     size_t w = 1;
     for (size_t i = 1; i < list->n; i++) {

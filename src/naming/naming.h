@@ -15,8 +15,12 @@
  * `const ft_naming_ops ft_naming_<scheme>_ops` (the vtable below), add it to the BUILTIN table in
  * naming.c (or call ft_naming_register_ops() at start-up), and document it in docs/discovery.md.
  * A backend embeds `ft_naming` as the first member of its own struct (and `ft_naming_reg` for its
- * registrations), so the generic code can hand it back. Everything a backend needs from the URL
- * is in ft_naming_url; everything it owes the caller is spelt out at each vtable slot.
+ * registrations), so the generic code can hand it back (it sets `ops` after open/reg_open
+ * return). Everything a backend needs from the URL is in ft_naming_url; everything it owes the
+ * caller is spelt out at each vtable slot. A backend on local files can watch with
+ * ft_folder_watch (bottom of this file); a network backend (etcd://: long-poll watch, lease
+ * keep-alive) runs its own thread in watch_start and stops it in watch_stop. The cached view,
+ * its stale/grace rules and the registrar thread then work unchanged on top of it.
  *
  * This module does not balance load, keep endpoint health or open connections (cluster/, io/),
  * and it does not percent-decode URLs: bodies and query values are taken byte for byte. */
@@ -58,8 +62,8 @@ typedef struct ft_endpoint_list {
 int ft_endpoint_list_add(ft_endpoint_list *list, const ft_endpoint *ep);
 /* Frees the array and leaves the list empty (reusable). */
 void ft_endpoint_list_fini(ft_endpoint_list *list);
-/* Sorts by address and drops later duplicates of an address: the canonical form the view
- * compares. */
+/* Sorts by address and keeps one endpoint per address (the smallest weight, then tags, so the
+ * result does not depend on input order): the canonical form the view compares. */
 void ft_endpoint_list_normalize(ft_endpoint_list *list);
 /* True when both lists hold the same endpoints in the same order (normalise both first). */
 bool ft_endpoint_list_equal(const ft_endpoint_list *a, const ft_endpoint_list *b);
@@ -128,7 +132,7 @@ typedef struct ft_naming_ops ft_naming_ops;
  * valid only during the call; copy what you keep), or list == NULL and err < 0 (the registry
  * could not be read this time). Runs on the backend's watch thread (or inside watch_start for
  * backends that never change), never concurrently with itself for one watch; must not block long
- * and must not call watch_stop on the same ft_naming. */
+ * and must not call watch_stop (on any ft_naming: folder watches share one thread). */
 typedef void (*ft_naming_watch_cb)(const ft_endpoint_list *list, int err, void *arg);
 
 typedef struct ft_naming_watch_opts {
@@ -246,10 +250,11 @@ struct timespec ft_naming_deadline(int64_t ms);
 
 /* ---- shared helper for folder-watching backends (file://, dir://) ---- */
 
-/* A thread that watches one folder with inotify (re-armed when the folder appears, vanishes or is
- * replaced) and calls `fetch` then `cb` at start, after every burst of events and every
- * rescan_ms. One thread per watch (docs/discovery.md says why). Stop is prompt: an eventfd wakes
- * the poll. */
+/* Watches one folder with inotify (re-armed when the folder appears, vanishes or is replaced) and
+ * calls ns's `fetch` then `cb` at start, after every burst of relevant events and every rescan_ms.
+ * All folder watches of the process share one watcher thread (naming_watch.c says why), so
+ * `fetch` must be quick and `cb` must not block. Stop is prompt (an eventfd wakes the poll) and
+ * must not be called from a watch callback (it aborts: it would wait for itself). Any thread. */
 typedef struct ft_folder_watch ft_folder_watch;
 int ft_folder_watch_start(ft_naming *ns, const char *folder, const ft_naming_watch_opts *opts,
                           ft_naming_watch_cb cb, void *arg, ft_folder_watch **out);

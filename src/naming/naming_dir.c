@@ -9,9 +9,9 @@
  * Client side (the reader ops): a scan lists the folder, reads only files named for the service,
  * parses each strictly (garbage is logged and skipped, one file at a time: one bad entry never
  * hides the others), keeps entries refreshed within their TTL, and deletes entries dead for more
- * than 2 x TTL (a crashed server leaves its file behind). The watch is ft_folder_watch: inotify on
- * the folder plus a periodic rescan, which is also what notices TTL expiry (no file event happens
- * when a server dies).
+ * than 2 x TTL (a crashed server leaves its file behind) and abandoned temp files older than a
+ * minute. The watch is ft_folder_watch: inotify on the folder plus a periodic rescan, which is also
+ * what notices TTL expiry (no file event happens when a server dies).
  *
  * Races, and why they are harmless: a reader may read an entry just before its refresh rename and
  * see the older (still live) version; a reaper that found a dead file checks, just before
@@ -61,6 +61,24 @@ static ssize_t read_bounded(int fd, char *buf, size_t cap)
     return (ssize_t)len;
 }
 
+/* A registrar that died between writing its temp file and renaming it leaves ".<service>@....tmp"
+ * behind; such a file is deleted once its mtime is DIR_TEMP_MAX_AGE_MS old (no live registrar
+ * takes that long between open and rename). */
+#define DIR_TEMP_MAX_AGE_MS 60000
+static void reap_temp(int dfd, const char *folder, const char *name, const char *service,
+                      int64_t now_ms)
+{
+    size_t nl = strlen(name), sl = strlen(service);
+    if (nl < sl + 6 || memcmp(name + 1, service, sl) != 0 || name[sl + 1] != '@' ||
+        strcmp(name + nl - 4, ".tmp") != 0)
+        return;
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) return;
+    int64_t mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+    if (now_ms - mtime_ms > DIR_TEMP_MAX_AGE_MS && unlinkat(dfd, name, 0) == 0)
+        FT_LOG_RATELIMITED(FTRPC_LOG_INFO, "naming: dir:// removed abandoned %s/%s", folder, name);
+}
+
 int ft_dir_scan(const char *folder, const char *service, int64_t now_ms, bool reap,
                 ft_endpoint_list *out)
 {
@@ -77,6 +95,10 @@ int ft_dir_scan(const char *folder, const char *service, int64_t now_ms, bool re
     while (rc == 0 && (de = readdir(d)) != NULL) {
         const char *name = de->d_name;
         size_t nl = strlen(name);
+        if (reap && name[0] == '.') {
+            reap_temp(dfd, folder, name, service, now_ms);
+            continue;
+        }
         if (name[0] == '.' || nl < sl + 7 || memcmp(name, service, sl) != 0 || name[sl] != '@' ||
             strcmp(name + nl - 6, ".entry") != 0)
             continue;

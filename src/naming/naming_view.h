@@ -71,10 +71,10 @@ typedef struct ft_naming_view_stats {
 /* A view fed by hand (ft_naming_view_apply); used by tests and by callers with their own source.
  * opts may be NULL. 0, FTRPC_EINVAL, FTRPC_ENOMEM. */
 int ft_naming_view_new(const ft_naming_view_opts *opts, ft_naming_view **out);
-/* A view that opens `url` and watches it on a background thread (one per view, see
- * naming_watch.c). Returns once the watch runs; the first list arrives shortly after (use
- * ft_naming_view_wait_ready to wait for it). 0, FTRPC_EADDR, FTRPC_EINVAL, FTRPC_ENOMEM,
- * FTRPC_ESYS.
+/* A view that opens `url` and watches it in the background (file:// and dir:// views of the
+ * process share one watcher thread, see naming_watch.c). Returns once the watch runs; the first
+ * list arrives shortly after (use ft_naming_view_wait_ready to wait for it). 0, FTRPC_EADDR,
+ * FTRPC_EINVAL, FTRPC_ENOMEM, FTRPC_ESYS.
  */
 int ft_naming_view_open(const char *url, const ft_naming_view_opts *opts, ft_naming_view **out);
 /* Stops the watch (promptly), frees the view. Snapshots still held stay valid. NULL is a no-op.

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #define _XOPEN_SOURCE 700
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,7 +241,13 @@ static void scan_keeps_live_entries_of_the_service_only(void **state)
     put_entry(dir, "svc", "127.0.0.1:3", now - 2500, 1000); /* dead and reapable */
     put_entry(dir, "other", "127.0.0.1:4", now - 10, 1000); /* another service */
     put_file(dir, "svc@garbage.entry", "garbage\n", 8);     /* skipped, logged */
-    put_file(dir, ".svc@127.0.0.1_5.entry.1.0.tmp", GOOD, sizeof GOOD - 1); /* temp file */
+    put_file(dir, ".svc@127.0.0.1_5.entry.1.0.tmp", GOOD, sizeof GOOD - 1); /* abandoned */
+    put_file(dir, ".svc@127.0.0.1_6.entry.1.0.tmp", GOOD, sizeof GOOD - 1); /* being written */
+    char young[512];
+    snprintf(young, sizeof young, "%s/.svc@127.0.0.1_6.entry.1.0.tmp", dir);
+    struct timespec times[2] = {{.tv_sec = (now + 950 - 1000) / 1000},
+                                {.tv_sec = (now + 950 - 1000) / 1000}};
+    assert_int_equal(utimensat(AT_FDCWD, young, times, 0), 0);
     /* an entry whose file name says svc but content says another service */
     ft_dir_entry e;
     assert_int_equal(ft_dir_entry_parse(GOOD, sizeof GOOD - 1, &e, NULL), 0);
@@ -269,6 +276,8 @@ static void scan_keeps_live_entries_of_the_service_only(void **state)
     assert_false(exists(dir, "svc@127.0.0.1_3.entry"));
     assert_true(exists(dir, "svc@garbage.entry")); /* garbage is never deleted by readers */
     assert_true(exists(dir, "other@127.0.0.1_4.entry"));
+    assert_false(exists(dir, ".svc@127.0.0.1_5.entry.1.0.tmp")); /* mtime far before now */
+    assert_true(exists(dir, ".svc@127.0.0.1_6.entry.1.0.tmp"));  /* a second old: kept */
     ft_endpoint_list_fini(&l);
 }
 
