@@ -44,24 +44,45 @@ static int cmp_endpoint(const void *a, const void *b)
     return strcmp(x->addr, y->addr);
 }
 
+void ft_endpoint_list_sort(ft_endpoint_list *list)
+{
+    if (list->n > 1) qsort(list->v, list->n, sizeof *list->v, cmp_endpoint);
+}
+
+struct addr_index {
+    const char *addr;
+    size_t index;
+};
+
+static int cmp_addr_index(const void *a, const void *b)
+{
+    const struct addr_index *x = a, *y = b;
+    int c = strcmp(x->addr, y->addr);
+    return c ? c : (x->index < y->index ? -1 : x->index > y->index);
+}
+
 void ft_endpoint_list_normalize(ft_endpoint_list *list)
 {
+    /* Order is meaningful (the priority balancer uses it), so duplicates are dropped in place:
+     * the first occurrence of an address wins. Sorting an index array finds them in O(n log n). */
     if (list->n < 2) return;
-    /* qsort is not stable; "first wins" among duplicates would be ill-defined, so duplicates of
-     * an address are resolved by keeping the smallest (weight, tags): deterministic. */
-    qsort(list->v, list->n, sizeof *list->v, cmp_endpoint);
-    size_t w = 1;
-    for (size_t i = 1; i < list->n; i++) {
-        if (strcmp(list->v[i].addr, list->v[w - 1].addr) == 0) {
-            ft_endpoint *keep = &list->v[w - 1];
-            if (list->v[i].weight < keep->weight ||
-                (list->v[i].weight == keep->weight && strcmp(list->v[i].tags, keep->tags) < 0))
-                *keep = list->v[i];
-            continue;
-        }
-        list->v[w++] = list->v[i];
+    struct addr_index *ix = malloc(list->n * sizeof *ix);
+    bool *drop = calloc(list->n, sizeof *drop);
+    if (!ix || !drop) {
+        free(ix);
+        free(drop);
+        return; /* duplicates then stay; the client copes with them, only less tidily */
     }
+    for (size_t i = 0; i < list->n; i++) ix[i] = (struct addr_index){list->v[i].addr, i};
+    qsort(ix, list->n, sizeof *ix, cmp_addr_index);
+    for (size_t i = 1; i < list->n; i++)
+        if (strcmp(ix[i].addr, ix[i - 1].addr) == 0) drop[ix[i].index] = true;
+    size_t w = 0;
+    for (size_t i = 0; i < list->n; i++)
+        if (!drop[i]) list->v[w++] = list->v[i];
     list->n = w;
+    free(ix);
+    free(drop);
 }
 
 bool ft_endpoint_list_equal(const ft_endpoint_list *a, const ft_endpoint_list *b)

@@ -62,9 +62,12 @@ typedef struct ft_endpoint_list {
 int ft_endpoint_list_add(ft_endpoint_list *list, const ft_endpoint *ep);
 /* Frees the array and leaves the list empty (reusable). */
 void ft_endpoint_list_fini(ft_endpoint_list *list);
-/* Sorts by address and keeps one endpoint per address (the smallest weight, then tags, so the
- * result does not depend on input order): the canonical form the view compares. */
+/* Drops later duplicates of an address, keeping the order otherwise: the form the view compares
+ * and publishes. Order matters to the priority balancer, so backends whose source has no order
+ * of its own (a folder, a key range) sort their lists (ft_endpoint_list_sort) to stay stable. */
 void ft_endpoint_list_normalize(ft_endpoint_list *list);
+/* Sorts by address. */
+void ft_endpoint_list_sort(ft_endpoint_list *list);
 /* True when both lists hold the same endpoints in the same order (normalise both first). */
 bool ft_endpoint_list_equal(const ft_endpoint_list *a, const ft_endpoint_list *b);
 /* True when ep carries `tag` (exact match of one '|'-separated tag). */

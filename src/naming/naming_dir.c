@@ -222,7 +222,9 @@ static void dir_close(ft_naming *base)
 static int dir_fetch(ft_naming *base, ft_endpoint_list *out)
 {
     dir_ns *ns = (dir_ns *)base;
-    return ft_dir_scan(ns->folder, ns->service, ft_dir_wall_ms(), true, out);
+    int rc = ft_dir_scan(ns->folder, ns->service, ft_dir_wall_ms(), true, out);
+    if (rc == 0) ft_endpoint_list_sort(out); /* readdir order is arbitrary: keep the view stable */
+    return rc;
 }
 
 static int dir_watch_start(ft_naming *base, const ft_naming_watch_opts *opts, ft_naming_watch_cb cb,

@@ -27,7 +27,7 @@
 #include "base/clock.h"
 #include "naming/naming.h"
 
-/* An immutable endpoint list. Sorted by address, no duplicate addresses. */
+/* An immutable endpoint list, in the naming service's order, no duplicate addresses. */
 typedef struct ft_naming_snapshot {
     atomic_int refs;
     uint64_t version; /* 0 = nothing discovered yet; +1 on every published change */

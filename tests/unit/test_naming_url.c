@@ -254,7 +254,7 @@ static void file_list_parse_rejects_a_bad_line_whole(void **state)
     assert_int_equal(ft_file_list_parse(nul, sizeof nul - 1, &l), FTRPC_EINVAL);
 }
 
-static void list_normalize_sorts_and_dedupes(void **state)
+static void list_normalize_keeps_order_and_drops_later_duplicates(void **state)
 {
     ft_endpoint_list l = {0}, m = {0};
     const char *addrs[] = {"c:1", "a:1", "b:1", "a:1"};
@@ -264,13 +264,21 @@ static void list_normalize_sorts_and_dedupes(void **state)
         assert_int_equal(ft_endpoint_list_add(&l, &ep), 0);
         if (i < 3) assert_int_equal(ft_endpoint_list_add(&m, &ep), 0);
     }
+    assert_false(ft_endpoint_list_equal(&l, &m));
     ft_endpoint_list_normalize(&l);
     assert_int_equal(l.n, 3);
-    assert_string_equal(l.v[0].addr, "a:1");
-    assert_string_equal(l.v[2].addr, "c:1");
-    assert_false(ft_endpoint_list_equal(&l, &m));
+    assert_string_equal(l.v[0].addr, "c:1");
+    assert_string_equal(l.v[1].addr, "a:1");
+    assert_string_equal(l.v[2].addr, "b:1");
     ft_endpoint_list_normalize(&m);
     assert_true(ft_endpoint_list_equal(&l, &m));
+    ft_endpoint_list_sort(&m);
+    assert_string_equal(m.v[0].addr, "a:1");
+    assert_string_equal(m.v[2].addr, "c:1");
+    assert_false(ft_endpoint_list_equal(&l, &m));
+    ft_endpoint_list_normalize(&m);
+    ft_endpoint_list_normalize(&l);
+    ft_endpoint_list_sort(&l);
     m.v[1].weight = 3;
     assert_false(ft_endpoint_list_equal(&l, &m));
     ft_endpoint_list_fini(&l);
@@ -331,7 +339,7 @@ int main(void)
         cmocka_unit_test(list_watch_delivers_once_at_start),
         cmocka_unit_test(file_list_parse_skips_comments_and_blanks),
         cmocka_unit_test(file_list_parse_rejects_a_bad_line_whole),
-        cmocka_unit_test(list_normalize_sorts_and_dedupes),
+        cmocka_unit_test(list_normalize_keeps_order_and_drops_later_duplicates),
         cmocka_unit_test(new_scheme_plugs_in_by_vtable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

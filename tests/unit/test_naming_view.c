@@ -84,7 +84,7 @@ static void advance_ms(int64_t ms)
     ft_manual_clock_advance(&clk, ms * FT_NS_PER_MS);
 }
 
-static void first_answer_publishes_and_sorts(void **state)
+static void first_answer_publishes_in_order_without_duplicates(void **state)
 {
     ft_naming_view *v = manual_view(0, 0);
     uint64_t ver;
@@ -96,10 +96,12 @@ static void first_answer_publishes_and_sorts(void **state)
     ft_naming_snapshot *s = ft_naming_view_get(v);
     assert_int_equal(s->version, 1);
     assert_int_equal(s->n, 2);
-    assert_string_equal(s->eps[0].addr, "a:1");
-    assert_int_equal(s->eps[0].weight, 3);
-    assert_string_equal(s->eps[1].addr, "b:1");
-    /* the same set in another order is no change */
+    /* the naming service's order is kept (the priority balancer relies on it); the first
+     * occurrence of a duplicated address wins */
+    assert_string_equal(s->eps[0].addr, "b:1");
+    assert_string_equal(s->eps[1].addr, "a:1");
+    assert_int_equal(s->eps[1].weight, 3);
+    /* the same list without the duplicate is no change */
     apply_spec(v, "b:1,a:1 w=3");
     assert_int_equal(current_n(v, &ver), 2);
     assert_int_equal(ver, 1);
@@ -107,9 +109,13 @@ static void first_answer_publishes_and_sorts(void **state)
     apply_spec(v, "b:1,a:1 w=4");
     assert_int_equal(current_n(v, &ver), 2);
     assert_int_equal(ver, 2);
+    /* so is a new order: it changes which endpoint a priority balancer prefers */
+    apply_spec(v, "a:1 w=4,b:1");
+    assert_int_equal(current_n(v, &ver), 2);
+    assert_int_equal(ver, 3);
     /* the snapshot taken earlier is unchanged and still valid */
     assert_int_equal(s->version, 1);
-    assert_int_equal(s->eps[0].weight, 3);
+    assert_int_equal(s->eps[1].weight, 3);
     ft_naming_snapshot_release(s);
     ft_naming_view_free(v);
 }
@@ -391,7 +397,7 @@ int main(void)
 {
     ftrpc_log_set_sink(sink, NULL);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(first_answer_publishes_and_sorts),
+        cmocka_unit_test(first_answer_publishes_in_order_without_duplicates),
         cmocka_unit_test(error_keeps_last_good_list_and_marks_stale),
         cmocka_unit_test(error_before_any_answer_leaves_view_empty),
         cmocka_unit_test(sudden_empty_is_kept_out_for_the_grace_period),
