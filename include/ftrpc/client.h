@@ -114,6 +114,51 @@ typedef struct ftrpc_health_options {
     int64_t breaker_window_ms;     /* default 10000 (Hystrix) */
 } ftrpc_health_options;
 
+/* Fallback (Kitex >= 0.5 semantics, docs/fallback.md): after retries and backups are exhausted, a
+ * function may replace the call's outcome with a response or an error, e.g. a default answer
+ * during an outage or a degraded answer when a response carries a bad status. */
+typedef enum {
+    FTRPC_FALLBACK_OFF = 0,
+    FTRPC_FALLBACK_ERRORS_AND_RESPONSES = 1, /* every outcome, successes included: the function may
+                                              * look inside a response and replace it */
+    FTRPC_FALLBACK_ERRORS = 2,               /* RPC and business errors */
+    FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER = 3, /* FTRPC_ERPCTIMEDOUT, and FTRPC_ENOENDPOINT: ftrpc's
+                                              * breaker steers calls away instead of rejecting
+                                              * them, so "no endpoint can take it" is its
+                                              * rejection */
+} ftrpc_fallback_kind;
+
+typedef struct ftrpc_fallback_input {
+    const char *service;
+    const char *method;
+    const ftrpc_buf *request;
+    const ftrpc_result *result; /* the original outcome (its response may be read, not kept) */
+} ftrpc_fallback_input;
+
+/* What the function decides. Leave both unset: the original outcome stands. Set both: only the
+ * error counts (the response is freed). */
+typedef struct ftrpc_fallback_output {
+    ftrpc_buf *response; /* a replacement response, made with ftrpc_buf_new: the library owns it */
+    int error_code;      /* non-zero: a replacement error; negative FTRPC_E* = RPC error, other =
+                          * business error */
+    char error_text[256];
+} ftrpc_fallback_output;
+
+/* Runs on the call's IO thread, once per call, after the last attempt; must not block. The
+ * input's pointers are valid during the call only. */
+typedef void (*ftrpc_fallback_fn)(const ftrpc_fallback_input *in, ftrpc_fallback_output *out,
+                                  void *arg);
+
+typedef struct ftrpc_fallback {
+    ftrpc_fallback_kind kind; /* default FTRPC_FALLBACK_OFF */
+    ftrpc_fallback_fn fn;
+    void *arg;
+    /* Metrics report the original outcome by default. With this set, an RPC failure the fallback
+     * turned into a response is reported as a success. A business error is reported as a business
+     * error whatever the fallback did (Kitex's rule). */
+    int report_as_fallback;
+} ftrpc_fallback;
+
 /* Decides whether a business error (code >= FTRPC_BUSINESS_CODE_MIN or negative on the wire) is
  * worth a retry; business errors are never retried without one. Any IO thread; must not block. */
 typedef int (*ftrpc_retry_classifier)(int business_code, const char *text, void *arg);
@@ -146,6 +191,7 @@ typedef struct ftrpc_client_options {
      * never sent when the delay is not shorter than the call's remaining deadline. */
     int backup_request_ms;
     ftrpc_backup_policy *backup_policy; /* default NULL; takes priority over backup_request_ms */
+    ftrpc_fallback fallback;            /* default off; a call's own fallback takes priority */
 } ftrpc_client_options;
 
 typedef struct ftrpc_call_options {
@@ -157,6 +203,7 @@ typedef struct ftrpc_call_options {
     const void *hash_key;       /* consistent hashing ("chash"): the request's key */
     size_t hash_key_len;
     int backup_request_ms;      /* default 0: the client's; -1: no backup for this call */
+    const ftrpc_fallback *fallback; /* default NULL: the client's; read when the call starts */
 } ftrpc_call_options;
 
 typedef enum {
@@ -179,6 +226,7 @@ struct ftrpc_result {
     int64_t latency_us;     /* from the call's start to its completion */
     int backups;            /* backup requests sent (0 or 1) */
     int backup_won;         /* the answer came from the backup request */
+    int from_fallback;      /* a fallback function produced this outcome */
 };
 
 /* Frees what the result owns (response, attachment). The struct itself is the caller's. */

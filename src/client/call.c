@@ -149,6 +149,62 @@ static void send_cancel(ft_attempt *a)
     ft_iobuf_fini(&frame);
 }
 
+/* ---- fallback ---- */
+
+static int fallback_applies(ftrpc_fallback_kind kind, const ftrpc_result *r)
+{
+    switch (kind) {
+    case FTRPC_FALLBACK_ERRORS_AND_RESPONSES:
+        return 1;
+    case FTRPC_FALLBACK_ERRORS:
+        return r->kind != FTRPC_RESULT_OK;
+    case FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER:
+        return r->kind == FTRPC_RESULT_RPC_ERROR &&
+               (r->code == FTRPC_ERPCTIMEDOUT || r->code == FTRPC_ENOENDPOINT);
+    default:
+        return 0;
+    }
+}
+
+/* Lets the call's fallback replace the outcome in *r (Kitex's rules: neither = the original
+ * stands; both = only the error; an error may be returned). *reported is what the metrics count:
+ * the original, unless report_as_fallback turns an RPC failure answered by the fallback into a
+ * success; a business error stays a business error either way. */
+static void run_fallback(ft_call *call, ftrpc_result *r, ftrpc_result *reported)
+{
+    const ftrpc_fallback *fb = &call->fallback;
+    if (fb->kind == FTRPC_FALLBACK_OFF || !fb->fn || !fallback_applies(fb->kind, r)) return;
+    ftrpc_fallback_input in = {call->service, call->method, &call->request, r};
+    ftrpc_fallback_output out = {0};
+    fb->fn(&in, &out, fb->arg);
+    ftrpc_result_kind original = r->kind;
+    if (out.error_code != 0) {
+        ftrpc_buf_free(out.response);
+        ftrpc_result_fini(r);
+        r->kind = out.error_code < 0 && out.error_code > -FTRPC_BUSINESS_CODE_MIN
+                      ? FTRPC_RESULT_RPC_ERROR
+                      : FTRPC_RESULT_BUSINESS_ERROR;
+        r->code = out.error_code;
+        snprintf(r->error_text, sizeof r->error_text, "%s",
+                 out.error_text[0] ? out.error_text
+                                   : (out.error_code < 0 ? ftrpc_strerror(out.error_code) : ""));
+        r->from_fallback = 1;
+    } else if (out.response) {
+        ftrpc_result_fini(r);
+        r->kind = FTRPC_RESULT_OK;
+        r->code = 0;
+        r->error_text[0] = '\0';
+        r->response = out.response;
+        r->attachment = ftrpc_buf_new();
+        r->from_fallback = 1;
+        if (fb->report_as_fallback && original == FTRPC_RESULT_RPC_ERROR) {
+            reported->kind = FTRPC_RESULT_OK;
+            reported->code = 0;
+        }
+    }
+    reported->from_fallback = r->from_fallback;
+}
+
 /* ---- completion ---- */
 
 /* Completes the call exactly once. `winner` (may be NULL) is the attempt whose response `frame`
@@ -196,6 +252,11 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
         }
     }
     if (r->backup_won) atomic_fetch_add_explicit(&client->backup_wins, 1, memory_order_relaxed);
+    ftrpc_result reported = *r; /* what the metrics see (no buffers) */
+    run_fallback(call, r, &reported);
+    if (call->metrics)
+        ft_method_metrics_record(call->metrics, &reported, call->retries_done, r->from_fallback,
+                                 ft_now_ns());
     ftrpc_backup_policy *policy = client->opts.backup_policy;
     if (policy && policy->on_call_end) policy->on_call_end(policy, r);
     ft_iobuf_fini(&call->request);
@@ -437,6 +498,7 @@ static void attempt_error(ft_attempt *a, ftrpc_result_kind kind, int code, const
     }
     if (free_resend) call->free_resends_left--;
     else call->retries_left--;
+    call->retries_done++;
     atomic_fetch_add_explicit(&c->retries, 1, memory_order_relaxed);
     int64_t delay = free_resend ? 0 : backoff_ns(call);
     if (delay > 0) {
@@ -567,6 +629,8 @@ static ft_call *make_call(ftrpc_client *c, const char *service, const char *meth
     call->retries_left = retries == FTRPC_NO_RETRY ? 0 : retries;
     call->attempt_timeout_ms =
         opts && opts->attempt_timeout_ms > 0 ? opts->attempt_timeout_ms : o->attempt_timeout_ms;
+    call->fallback = opts && opts->fallback ? *opts->fallback : o->fallback;
+    call->metrics = ft_client_metrics_get(&c->metrics, service, method);
     if (opts && opts->hash_key) {
         call->key_hash = ft_hash64(opts->hash_key, opts->hash_key_len, 0);
         call->has_key = 1;
@@ -590,7 +654,9 @@ static int check_call_args(ftrpc_client *c, const char *service, const char *met
     if (!c || !service || !method || !*service || !*method) return FTRPC_EINVAL;
     if (opts && (opts->timeout_ms < 0 || opts->attempt_timeout_ms < 0 || opts->backup_request_ms < -1 ||
                  opts->retries < FTRPC_NO_RETRY || opts->fail_mode < FTRPC_FAIL_DEFAULT ||
-                 opts->fail_mode > FTRPC_FAILBACKUP))
+                 opts->fail_mode > FTRPC_FAILBACKUP ||
+                 (opts->fallback && opts->fallback->kind != FTRPC_FALLBACK_OFF &&
+                  !opts->fallback->fn)))
         return FTRPC_EINVAL;
     if (atomic_load(&c->stopping)) return FTRPC_ESTOPPED;
     return 0;

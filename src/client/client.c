@@ -194,7 +194,10 @@ static int validate_and_default(ftrpc_client_options *o)
         FT_WARN("client options: unknown load balancer '%s'", o->lb);
         return FTRPC_EINVAL;
     }
-    if (o->naming_wait_ms < 0 || o->backup_request_ms < -1) return FTRPC_EINVAL;
+    if (o->naming_wait_ms < 0 || o->backup_request_ms < -1 ||
+        o->fallback.kind < FTRPC_FALLBACK_OFF || o->fallback.kind > FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER ||
+        (o->fallback.kind != FTRPC_FALLBACK_OFF && !o->fallback.fn))
+        return FTRPC_EINVAL;
     if (o->naming_wait_ms == 0) o->naming_wait_ms = 2000;
     if (o->timeout_ms == 0) o->timeout_ms = 1000;
     if (o->connect_timeout_ms == 0) o->connect_timeout_ms = 200;
@@ -346,6 +349,7 @@ int ftrpc_client_new(const char *naming_url, const ftrpc_client_options *opts, f
     c->opts = o;
     c->rt = ft_runtime_or_default(o.runtime);
     pthread_mutex_init(&c->cluster_lock, NULL);
+    ft_client_metrics_init(&c->metrics);
     pthread_mutex_init(&c->free_lock, NULL);
     pthread_cond_init(&c->free_cond, NULL);
     ft_retry_budget_options bo = {.ratio = o.retry_budget_ratio,
@@ -380,6 +384,7 @@ int ftrpc_client_new(const char *naming_url, const ftrpc_client_options *opts, f
         ft_cluster_release(c->cluster);
         free(c->loops);
         ft_retry_budget_fini(&c->budget);
+        ft_client_metrics_fini(&c->metrics);
         pthread_cond_destroy(&c->free_cond);
         pthread_mutex_destroy(&c->free_lock);
         pthread_mutex_destroy(&c->cluster_lock);
@@ -429,6 +434,7 @@ void ftrpc_client_free(ftrpc_client *c)
     free(c->loops);
     ft_cluster_release(c->cluster);
     ft_retry_budget_fini(&c->budget);
+    ft_client_metrics_fini(&c->metrics);
     pthread_cond_destroy(&c->free_cond);
     pthread_mutex_destroy(&c->free_lock);
     pthread_mutex_destroy(&c->cluster_lock);

@@ -10,6 +10,7 @@
 #include "base/idmap.h"
 #include "base/iobuf.h"
 #include "base/list.h"
+#include "client/client_metrics.h"
 #include "client/retry_budget.h"
 #include "cluster/endpoint_health.h"
 #include "cluster/health_set.h"
@@ -106,7 +107,9 @@ struct ft_call {
     int last_endpoint; /* of the latest attempt sent: failtry goes back to it */
     int backup_ms;     /* < 0: no backup for this call */
     int backups;
-    int backup_won;
+    int retries_done;
+    ftrpc_fallback fallback;
+    ft_method_metrics *metrics; /* NULL when they could not be made */
     ft_cluster *cluster; /* pinned for the whole call so that `tried` keeps its meaning */
     size_t tried[FT_LB_MAX_EXCLUDED];
     size_t ntried;
@@ -137,6 +140,7 @@ struct ftrpc_client {
     atomic_int inflight;   /* calls submitted and not completed */
     atomic_int open_conns; /* ft_cconn alive */
     atomic_llong retries, budget_exhausted, backups, backup_wins, cancels;
+    ft_client_metrics metrics;
     pthread_mutex_t free_lock; /* guards nothing but the condition below */
     pthread_cond_t free_cond;  /* signalled when inflight or open_conns reach 0 while stopping */
 };

@@ -1,0 +1,39 @@
+/* Per-method figures of a client, registered in the process-wide metrics registry with labels
+ * client="cN", service, method (docs/observability.md lists them). A call looks its method's
+ * figures up once when it is made and records its reported outcome when it ends. */
+#ifndef FT_CLIENT_METRICS_H
+#define FT_CLIENT_METRICS_H
+
+#include <pthread.h>
+
+#include "ftrpc/client.h"
+#include "metrics/counter.h"
+#include "metrics/latency_recorder.h"
+
+typedef struct ft_method_metrics {
+    char *service;
+    char *method;
+    ft_counter calls, ok, rpc_errors, business_errors, fallbacks;
+    ft_counter attempts, retries, backups, backup_wins;
+    ft_latency_recorder *latency;
+    struct ft_method_metrics *next;
+} ft_method_metrics;
+
+typedef struct ft_client_metrics {
+    pthread_mutex_t lock; /* guards the list (figures are updated lock-free) */
+    ft_method_metrics *head;
+    char client_id[16];
+} ft_client_metrics;
+
+void ft_client_metrics_init(ft_client_metrics *m);
+/* Unregisters and frees every method's figures. */
+void ft_client_metrics_fini(ft_client_metrics *m);
+/* The figures of service/method, made and registered on first use; NULL on allocation failure
+ * (the call then records nothing). Any thread. */
+ft_method_metrics *ft_client_metrics_get(ft_client_metrics *m, const char *service,
+                                         const char *method);
+/* Records one call's reported outcome. */
+void ft_method_metrics_record(ft_method_metrics *mm, const ftrpc_result *reported, int retries,
+                              int fallback_used, int64_t now_ns);
+
+#endif
