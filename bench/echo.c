@@ -226,6 +226,30 @@ static proc_sample sample_proc(pid_t pid)
     return p;
 }
 
+/* Busy and total CPU ticks of the whole machine (every CPU, every process, also those of other
+ * containers that ps does not show): what is left after our own use is the noise we ran under. */
+typedef struct machine_ticks {
+    unsigned long long busy, total;
+} machine_ticks;
+
+static machine_ticks sample_machine(void)
+{
+    machine_ticks t = {0, 0};
+    unsigned long long v[10] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    if (f) {
+        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                   &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]) >= 8) {
+            /* user nice system idle iowait irq softirq steal [guest guest_nice: inside user] */
+            for (int i = 0; i < 8; i++)
+                t.total += v[i];
+            t.busy = t.total - v[3] - v[4];
+        }
+        fclose(f);
+    }
+    return t;
+}
+
 typedef struct server_proc {
     const char *name;
     pid_t pid;
@@ -714,6 +738,7 @@ typedef struct result {
     double qps, p50_us, p99_us;
     long rss_kb;
     double srv_cpu, cli_cpu; /* CPU seconds per measured second (1.0 = one core busy) */
+    double other_cpu;        /* cores busy with neither this client nor the server measured */
     uint64_t count, errors;
     int first_error;
     char first_error_text[256];
@@ -778,12 +803,14 @@ static int run_cell(run_ctx *x, sys_kind sys, shape_kind shape, int inflight, re
 
     sleep_ns((int64_t)(cfg->warmup * 1e9));
     proc_sample s0 = sample_proc(x->servers[sys].pid), me0 = sample_proc(getpid());
+    machine_ticks m0 = sample_machine();
     int64_t t0 = now_ns();
     atomic_store(&c.phase, PHASE_MEASURE);
     sleep_ns((int64_t)(cfg->seconds * 1e9));
     atomic_store(&c.phase, PHASE_STOP);
     int64_t t1 = now_ns();
     proc_sample s1 = sample_proc(x->servers[sys].pid), me1 = sample_proc(getpid());
+    machine_ticks m1 = sample_machine();
 
     /* drain: every call started must end (success, error or timeout); if not, that is a bug */
     if (shape == SHAPE_SYNC) {
@@ -835,6 +862,12 @@ static int run_cell(run_ctx *x, sys_kind sys, shape_kind shape, int inflight, re
     out->rss_kb = s1.rss_kb;
     out->srv_cpu = (s1.cpu_s - s0.cpu_s) / secs;
     out->cli_cpu = (me1.cpu_s - me0.cpu_s) / secs;
+    if (m1.total > m0.total) {
+        double busy = (double)(m1.busy - m0.busy) / (double)(m1.total - m0.total) *
+                      (double)sysconf(_SC_NPROCESSORS_ONLN);
+        out->other_cpu = busy - out->srv_cpu - out->cli_cpu;
+        if (out->other_cpu < 0) out->other_cpu = 0; /* tick rounding */
+    }
     return rc;
 }
 
@@ -870,6 +903,7 @@ static result summarize(const result *reps, int n)
     MEDIAN_OF(p99_us);
     MEDIAN_OF(srv_cpu);
     MEDIAN_OF(cli_cpu);
+    MEDIAN_OF(other_cpu);
     for (int i = 0; i < n; i++)
         v[i] = (double)reps[i].rss_kb;
     m.rss_kb = (long)median(v, n);
@@ -946,16 +980,19 @@ static void print_table(const config *cfg, int shape, result sum[][2])
                ratio(f->p50_us, r->p50_us), f->p99_us, r->p99_us, f->rss_kb / 1024.0,
                r->rss_kb / 1024.0);
     }
-    printf("\nCPU in cores busy during the measured window (1.00 = one core), and QPS per server "
-           "core:\n\n");
-    printf("| in flight | ftrpc server CPU | raw server CPU | ftrpc client CPU | raw client CPU | "
-           "ftrpc QPS/server core | raw QPS/server core |\n");
-    printf("|---:|---:|---:|---:|---:|---:|---:|\n");
+    printf("\nCPU: cores busy during the measured window (1.00 = one core busy), CPU time per "
+           "call (us), and cores busy with other work on the machine meanwhile (the noise):\n\n");
+    printf("| in flight | ftrpc server cores | raw server cores | ftrpc client cores | raw client "
+           "cores | ftrpc server us/call | raw server us/call | ftrpc client us/call | raw client "
+           "us/call | other load (ftrpc cell) | other load (raw cell) |\n");
+    printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < cfg->ninflight; i++) {
         result *f = &sum[i][SYS_FTRPC], *r = &sum[i][SYS_RAW];
-        printf("| %d | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f |\n", cfg->inflight[i], f->srv_cpu,
-               r->srv_cpu, f->cli_cpu, r->cli_cpu, ratio(f->qps, f->srv_cpu),
-               ratio(r->qps, r->srv_cpu));
+        printf("| %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
+               cfg->inflight[i], f->srv_cpu, r->srv_cpu, f->cli_cpu, r->cli_cpu,
+               ratio(f->srv_cpu * 1e6, f->qps), ratio(r->srv_cpu * 1e6, r->qps),
+               ratio(f->cli_cpu * 1e6, f->qps), ratio(r->cli_cpu * 1e6, r->qps), f->other_cpu,
+               r->other_cpu);
     }
     for (int i = 0; i < cfg->ninflight; i++)
         for (int s = 0; s < 2; s++)
@@ -1020,10 +1057,11 @@ static void write_json(const config *cfg, const machine *m, result sum[2][8][2],
                 fprintf(f,
                         "%s\n    {\"shape\": \"%s\", \"system\": \"%s\", \"inflight\": %d, "
                         "\"qps\": %.1f, \"p50_us\": %.2f, \"p99_us\": %.2f, \"server_rss_kb\": "
-                        "%ld, \"server_cpu\": %.3f, \"client_cpu\": %.3f, \"errors\": %llu, "
+                        "%ld, \"server_cpu\": %.3f, \"client_cpu\": %.3f, \"other_cpu\": %.3f, "
+                        "\"errors\": %llu, "
                         "\"qps_reps\": [",
                         first ? "" : ",", SHAPE_NAME[sh], SYS_NAME[s], cfg->inflight[i], r->qps,
-                        r->p50_us, r->p99_us, r->rss_kb, r->srv_cpu, r->cli_cpu,
+                        r->p50_us, r->p99_us, r->rss_kb, r->srv_cpu, r->cli_cpu, r->other_cpu,
                         (unsigned long long)r->errors);
                 for (int k = 0; k < cfg->reps; k++)
                     fprintf(f, "%s%.1f", k ? ", " : "", reps[sh][i][s][k].qps);
@@ -1204,6 +1242,12 @@ int main(int argc, char **argv)
            "--raw-server\n",
            cfg.payload, cfg.seconds, cfg.warmup, cfg.reps, cfg.client_io_threads, cfg.ftrpc_path,
            self);
+    /* the environment knobs that change what is measured, so that a run says how it was made */
+    const char *spin = getenv("FTRPC_SPIN_US"), *iot = getenv("FTRPC_IO_THREADS");
+    printf("environment: FTRPC_SPIN_US=%s (sync callers' spin before sleeping; unset: 20 us on "
+           "more than one core), FTRPC_IO_THREADS=%s (the echo-server's IO threads; unset: one "
+           "per core)\n",
+           spin ? spin : "unset", iot ? iot : "unset");
     fflush(stdout);
 
     run_ctx x = {.cfg = &cfg};
@@ -1241,10 +1285,11 @@ int main(int argc, char **argv)
                     if (run_cell(&x, s, (shape_kind)sh, cfg.inflight[i], r) != 0) failed = 1;
                     if (r->errors) failed = 1;
                     printf("rep %d/%d  %-5s  in-flight %3d  %-5s  QPS %8.0f  p50 %8.1f us  p99 "
-                           "%8.1f us  server RSS %6.1f MiB  server CPU %.2f  client CPU %.2f%s\n",
+                           "%8.1f us  server RSS %6.1f MiB  CPU server %.2f client %.2f others "
+                           "%.2f%s\n",
                            rep + 1, cfg.reps, SHAPE_NAME[sh], cfg.inflight[i], SYS_NAME[s], r->qps,
                            r->p50_us, r->p99_us, r->rss_kb / 1024.0, r->srv_cpu, r->cli_cpu,
-                           r->errors ? "  ERRORS" : "");
+                           r->other_cpu, r->errors ? "  ERRORS" : "");
                     fflush(stdout);
                 }
         }
