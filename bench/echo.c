@@ -27,7 +27,7 @@
  *             connection between blocking callers without becoming an RPC framework), so this raw
  *             floor has no multiplexing to pay for; ftrpc does.
  *  - The machine is shared and noisy: cells are interleaved (raw, ftrpc, ftrpc, raw, ...: the order
- *    alternates every repetition) and repeated --reps times (default 3); each figure is the median
+ *    alternates every repetition) and repeated --reps times (default 5); each figure is the median
  *    over repetitions. The load average is printed before and after.
  *  - Every reply is checked (size, and its first bytes); errors are counted and printed, never
  *    silently counted as throughput.
@@ -739,6 +739,9 @@ typedef struct result {
     long rss_kb;
     double srv_cpu, cli_cpu; /* CPU seconds per measured second (1.0 = one core busy) */
     double other_cpu;        /* cores busy with neither this client nor the server measured */
+    /* ftrpc's summary only: the median over repetitions of ftrpc/raw, each repetition's ftrpc cell
+     * paired with its raw cell run next to it (pairing cancels the machine's slow drifts) */
+    double qps_ratio, p50_ratio, p99_ratio;
     uint64_t count, errors;
     int first_error;
     char first_error_text[256];
@@ -956,6 +959,10 @@ static void read_machine(machine *m)
     getloadavg(m->load_before, 3);
 }
 
+/* Every cell's figures [shape][in-flight index][system][repetition], and their summaries. */
+static result g_reps[2][8][2][64];
+static result g_sum[2][8][2];
+
 static double ratio(double a, double b)
 {
     return b > 0 ? a / b : 0;
@@ -967,18 +974,35 @@ static const char *SHAPE_TITLE[] = {
     "sync: N threads calling ftrpc_call on ONE ftrpc_client (1 IO thread, one connection) | raw: N "
     "threads, each with its own blocking connection"};
 
+static void paired_ratios(const config *cfg, int sh, int i)
+{
+    double q[64], p50[64], p99[64];
+    for (int k = 0; k < cfg->reps; k++) {
+        const result *f = &g_reps[sh][i][SYS_FTRPC][k], *r = &g_reps[sh][i][SYS_RAW][k];
+        q[k] = ratio(f->qps, r->qps);
+        p50[k] = ratio(f->p50_us, r->p50_us);
+        p99[k] = ratio(f->p99_us, r->p99_us);
+    }
+    result *f = &g_sum[sh][i][SYS_FTRPC];
+    f->qps_ratio = median(q, cfg->reps);
+    f->p50_ratio = median(p50, cfg->reps);
+    f->p99_ratio = median(p99, cfg->reps);
+}
+
 static void print_table(const config *cfg, int shape, result sum[][2])
 {
-    printf("\n### shape %s\n%s\n\n", SHAPE_NAME[shape], SHAPE_TITLE[shape]);
+    printf("\n### shape %s\n%s\n\nFigures are medians over %d repetition(s); a ratio is the median "
+           "of the repetitions' ftrpc/raw ratios, each ftrpc cell paired with the raw cell run "
+           "next to it.\n\n",
+           SHAPE_NAME[shape], SHAPE_TITLE[shape], cfg->reps);
     printf("| in flight | ftrpc QPS | raw QPS | QPS ratio | ftrpc p50 us | raw p50 us | p50 ratio "
            "| ftrpc p99 us | raw p99 us | ftrpc RSS MiB | raw RSS MiB |\n");
     printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < cfg->ninflight; i++) {
         result *f = &sum[i][SYS_FTRPC], *r = &sum[i][SYS_RAW];
         printf("| %d | %.0f | %.0f | %.2f | %.1f | %.1f | %.2f | %.1f | %.1f | %.1f | %.1f |\n",
-               cfg->inflight[i], f->qps, r->qps, ratio(f->qps, r->qps), f->p50_us, r->p50_us,
-               ratio(f->p50_us, r->p50_us), f->p99_us, r->p99_us, f->rss_kb / 1024.0,
-               r->rss_kb / 1024.0);
+               cfg->inflight[i], f->qps, r->qps, f->qps_ratio, f->p50_us, r->p50_us, f->p50_ratio,
+               f->p99_us, r->p99_us, f->rss_kb / 1024.0, r->rss_kb / 1024.0);
     }
     printf("\nCPU: cores busy during the measured window (1.00 = one core busy), CPU time per "
            "call (us), and cores busy with other work on the machine meanwhile (the noise):\n\n");
@@ -1015,13 +1039,13 @@ static int acceptance(const config *cfg, int shape, result sum[][2], verdict *v)
 {
     int n = 0;
     for (int i = 0; i < cfg->ninflight; i++) {
-        result *f = &sum[i][SYS_FTRPC], *r = &sum[i][SYS_RAW];
+        result *f = &sum[i][SYS_FTRPC];
         if (cfg->inflight[i] == 64) {
-            double q = ratio(f->qps, r->qps);
+            double q = f->qps_ratio;
             v[n++] = (verdict){shape, "QPS ftrpc/raw", 64, q, 0.5, q >= 0.5 && !f->errors};
         }
         if (cfg->inflight[i] == 1) {
-            double q = ratio(f->p50_us, r->p50_us);
+            double q = f->p50_ratio;
             v[n++] = (verdict){shape, "p50 ftrpc/raw", 1, q, 1.3, q <= 1.3 && q > 0 && !f->errors};
         }
     }
@@ -1058,11 +1082,13 @@ static void write_json(const config *cfg, const machine *m, result sum[2][8][2],
                         "%s\n    {\"shape\": \"%s\", \"system\": \"%s\", \"inflight\": %d, "
                         "\"qps\": %.1f, \"p50_us\": %.2f, \"p99_us\": %.2f, \"server_rss_kb\": "
                         "%ld, \"server_cpu\": %.3f, \"client_cpu\": %.3f, \"other_cpu\": %.3f, "
-                        "\"errors\": %llu, "
+                        "\"errors\": %llu, \"qps_ratio\": %.3f, \"p50_ratio\": %.3f, "
+                        "\"p99_ratio\": %.3f, "
                         "\"qps_reps\": [",
                         first ? "" : ",", SHAPE_NAME[sh], SYS_NAME[s], cfg->inflight[i], r->qps,
                         r->p50_us, r->p99_us, r->rss_kb, r->srv_cpu, r->cli_cpu, r->other_cpu,
-                        (unsigned long long)r->errors);
+                        (unsigned long long)r->errors, sum[sh][i][SYS_FTRPC].qps_ratio,
+                        sum[sh][i][SYS_FTRPC].p50_ratio, sum[sh][i][SYS_FTRPC].p99_ratio);
                 for (int k = 0; k < cfg->reps; k++)
                     fprintf(f, "%s%.1f", k ? ", " : "", reps[sh][i][s][k].qps);
                 fprintf(f, "]}");
@@ -1088,9 +1114,10 @@ static void usage(FILE *out)
             "usage: bench_echo [options]\n\n"
             "Runs ftrpc echo and a raw-socket echo baseline side by side and prints the ratios.\n\n"
             "  --payload BYTES        request and reply payload (default 16)\n"
-            "  --seconds S            measured time per cell (default 3)\n"
-            "  --warmup S             warm-up per cell, not measured (default 1)\n"
-            "  --reps R               repetitions of each cell; figures are medians (default 3)\n"
+            "  --seconds S            measured time per cell (default 2)\n"
+            "  --warmup S             warm-up per cell, not measured (default 0.5)\n"
+            "  --reps R               repetitions of each cell; figures are medians, ratios are\n"
+            "                         medians of each repetition's paired ratio (default 5)\n"
             "  --inflight LIST        requests in flight, comma-separated (default 1,16,64)\n"
             "  --shape async|sync|both  client shapes (default both)\n"
             "  --client-io-threads K  IO threads of the ftrpc client runtime (default 1: one\n"
@@ -1120,9 +1147,6 @@ static int parse_inflight(const char *s, config *cfg)
     return cfg->ninflight ? 0 : -1;
 }
 
-static result g_reps[2][8][2][64];
-static result g_sum[2][8][2];
-
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"payload", required_argument, 0, 'p'},
@@ -1140,9 +1164,9 @@ int main(int argc, char **argv)
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     config cfg = {.payload = 16,
-                  .seconds = 3,
-                  .warmup = 1,
-                  .reps = 3,
+                  .seconds = 2,
+                  .warmup = 0.5,
+                  .reps = 5,
                   .shapes = 3,
                   .client_io_threads = 1,
                   .timeout_ms = 10000};
@@ -1310,6 +1334,8 @@ int main(int argc, char **argv)
         for (int i = 0; i < cfg.ninflight; i++)
             for (int s = 0; s < 2; s++)
                 g_sum[sh][i][s] = summarize(g_reps[sh][i][s], cfg.reps);
+        for (int i = 0; i < cfg.ninflight; i++)
+            paired_ratios(&cfg, sh, i);
         print_table(&cfg, sh, g_sum[sh]);
         nv += acceptance(&cfg, sh, g_sum[sh], v + nv);
     }

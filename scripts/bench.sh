@@ -3,7 +3,7 @@
 #
 #   scripts/bench.sh BUILD_DIR            (what `make bench` runs)
 #
-# bench_echo runs in full (3 repetitions of 1 s warm-up + 3 s measured cells: about 2.5 minutes);
+# bench_echo runs in full (12 cells, each 5 times: 0.5 s warm-up + 2 s measured: about 2.5 minutes);
 # every other bench_* binary in BUILD_DIR runs only if its --help mentions --quick, and then with
 # --quick, so the whole script stays within a few minutes. Extra arguments for bench_echo can be
 # given in BENCH_ECHO_ARGS (for example BENCH_ECHO_ARGS="--quick" or "--payload 1024"). Its JSON
