@@ -963,6 +963,19 @@ static void read_machine(machine *m)
 static result g_reps[2][8][2][64];
 static result g_sum[2][8][2];
 
+/* The kernel's CPU pressure (share of time some runnable task waited for a CPU, last 10 s), or -1:
+ * near 100 means every wake-up of ours queued behind other work. */
+static double cpu_pressure(void)
+{
+    double v = -1;
+    FILE *f = fopen("/proc/pressure/cpu", "r");
+    if (f) {
+        if (fscanf(f, "some avg10=%lf", &v) != 1) v = -1;
+        fclose(f);
+    }
+    return v;
+}
+
 static double ratio(double a, double b)
 {
     return b > 0 ? a / b : 0;
@@ -1259,8 +1272,10 @@ int main(int argc, char **argv)
     machine m;
     read_machine(&m);
     printf("# bench_echo: ftrpc echo vs raw-socket echo\n\n");
-    printf("machine: %ld cores, %s, %s, %s; load average before: %.2f %.2f %.2f\n", m.nproc, m.cpu,
-           m.kernel, m.os, m.load_before[0], m.load_before[1], m.load_before[2]);
+    printf("machine: %ld cores, %s, %s, %s; load average before: %.2f %.2f %.2f; CPU pressure "
+           "(some, avg10) %.0f%%\n",
+           m.nproc, m.cpu, m.kernel, m.os, m.load_before[0], m.load_before[1], m.load_before[2],
+           cpu_pressure());
     printf("config: payload %zu B, %g s measured + %g s warm-up per cell, %d repetition(s) "
            "(figures are medians), ftrpc client IO threads %d, servers: %s echo-server, %s "
            "--raw-server\n",
@@ -1340,9 +1355,9 @@ int main(int argc, char **argv)
         nv += acceptance(&cfg, sh, g_sum[sh], v + nv);
     }
     printf("\nserver peak RSS (VmHWM): ftrpc %.1f MiB, raw %.1f MiB; load average after: %.2f %.2f "
-           "%.2f\n",
+           "%.2f; CPU pressure (some, avg10) %.0f%%\n",
            hwm[SYS_FTRPC].hwm_kb / 1024.0, hwm[SYS_RAW].hwm_kb / 1024.0, m.load_after[0],
-           m.load_after[1], m.load_after[2]);
+           m.load_after[1], m.load_after[2], cpu_pressure());
     printf("\n");
     for (int i = 0; i < nv; i++)
         printf("target (%s shape): %s at %d in flight = %.2f, want %s %.1f: %s\n",
