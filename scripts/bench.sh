@@ -27,7 +27,7 @@ echo "== bench_echo $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     ${BENCH_ECHO_ARGS:-} || status=1
 
 for b in "$BUILD_DIR"/bench_*; do
-    [ -x "$b" ] && [ -f "$b" ] || continue
+    if [ ! -f "$b" ] || [ ! -x "$b" ]; then continue; fi
     case "$b" in */bench_echo) continue ;; esac
     if "$b" --help 2>&1 | grep -q -- '--quick'; then
         echo
