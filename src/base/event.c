@@ -23,7 +23,9 @@ int64_t ft_event_spin_ns(void)
     if (spin_ns < 0) {
         const char *e = getenv("FTRPC_SPIN_US");
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        spin_ns = e ? atoll(e) * 1000 : (cores > 1 ? 20000 : 0);
+        /* Spinning only pays when a core is free to spin on: with two or fewer, the spinner takes
+         * the core the IO thread needs to produce the answer (measured: docs/performance.md). */
+        spin_ns = e ? atoll(e) * 1000 : (cores > 2 ? 20000 : 0);
     }
     return spin_ns;
 }

@@ -23,7 +23,7 @@ static inline void ft_event_init(ft_event *ev)
 void ft_event_set(ft_event *ev);
 /* The waiter. Returns 0 once set, FTRPC_ERPCTIMEDOUT after timeout_ns (< 0: no limit). */
 int ft_event_wait(ft_event *ev, int64_t timeout_ns);
-/* How long ft_event_wait spins before sleeping, in ns (default 0 on one core, 20 us otherwise;
+/* How long ft_event_wait spins before sleeping, in ns (default 0 up to two cores, 20 us beyond;
  * FTRPC_SPIN_US in the environment overrides). */
 int64_t ft_event_spin_ns(void);
 

@@ -109,7 +109,7 @@ static void settle_attempt(ft_attempt *a, int code)
     if (!a->in_flight) return;
     a->in_flight = 0;
     ft_client_endpoint *ep = a->call->cluster->eps[a->endpoint];
-    int64_t now = ft_now_ns();
+    int64_t now = ft_loop_now(a->call->loop);
     ft_health_inflight_dec(&ep->health);
     ft_health_on_result(&ep->health, code, (now - a->sent_ns) / 1000, now);
     atomic_store_explicit(&ep->ewma_us, (int64_t)ft_health_ewma_us(&ep->health, now),
@@ -235,7 +235,8 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     r->attempts = call->attempts;
     r->backups = call->backups;
     r->backup_won = winner && winner->is_backup;
-    r->latency_us = (ft_now_ns() - call->start_ns) / 1000;
+    int64_t now = ft_loop_now(call->loop);
+    r->latency_us = (now - call->start_ns) / 1000;
     if (winner)
         snprintf(r->endpoint, sizeof r->endpoint, "%s", call->cluster->eps[winner->endpoint]->name);
     if (frame && kind == FTRPC_RESULT_OK) {
@@ -256,7 +257,7 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     run_fallback(call, r, &reported);
     if (call->metrics)
         ft_method_metrics_record(call->metrics, &reported, call->retries_done, r->from_fallback,
-                                 ft_now_ns());
+                                 now);
     ftrpc_backup_policy *policy = client->opts.backup_policy;
     if (policy && policy->on_call_end) policy->on_call_end(policy, r);
     ft_iobuf_fini(&call->request);
@@ -358,7 +359,7 @@ static void send_attempt(ft_call *call, int is_backup)
     for (int i = 0; i < FT_CALL_SLOTS && !a; i++)
         if (!call->slot[i].in_flight) a = &call->slot[i];
     if (!a) return; /* cannot happen: at most one retry or backup is started per free slot */
-    int64_t now = ft_now_ns();
+    int64_t now = ft_loop_now(call->loop);
     int idx = choose_endpoint(call, now);
     if (idx < 0) {
         if (attempts_in_flight(call) == 0)
@@ -436,7 +437,7 @@ static void on_backup_timer(ft_timer *t)
     if (policy && policy->should_backup &&
         !policy->should_backup(policy, call->service, call->method))
         return;
-    if (!ft_retry_budget_try_spend(&c->budget, ft_now_ns())) {
+    if (!ft_retry_budget_try_spend(&c->budget, ft_loop_now(call->loop))) {
         atomic_fetch_add_explicit(&c->budget_exhausted, 1, memory_order_relaxed);
         return;
     }
@@ -490,7 +491,7 @@ static void attempt_error(ft_attempt *a, ftrpc_result_kind kind, int code, const
         complete_with_last_error(call);
         return;
     }
-    int64_t now = ft_now_ns();
+    int64_t now = ft_loop_now(call->loop);
     if (!ft_retry_budget_try_spend(&c->budget, now)) {
         atomic_fetch_add_explicit(&c->budget_exhausted, 1, memory_order_relaxed);
         complete_with_last_error(call);
@@ -640,11 +641,12 @@ static ft_call *make_call(ftrpc_client *c, const char *service, const char *meth
         call->slot[i].endpoint = -1;
     }
     call->last_endpoint = -1;
-    call->start_ns = ft_now_ns();
+    call->loop = ft_runtime_pick_loop(c->rt);
+    /* on the home loop already (a call made from a callback): the loop's time is fresh enough */
+    call->start_ns = ft_loop_current() == call->loop ? ft_loop_now(call->loop) : ft_now_ns();
     call->deadline_ns = call->start_ns + (int64_t)timeout_ms * FT_NS_PER_MS;
     call->log_id = opts ? opts->log_id : 0;
     call->task.run = start_call_task;
-    call->loop = ft_runtime_pick_loop(c->rt);
     return call;
 }
 

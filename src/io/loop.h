@@ -51,7 +51,8 @@ struct ft_loop {
     ft_timer **heap;       /* 1-based binary min-heap on due_ns */
     uint32_t heap_len, heap_cap;
     int64_t armed_due_ns; /* what timer_handle is set for, INT64_MAX when idle */
-    int64_t now_ns;       /* cached once per iteration: cheap "now" on the call path */
+    int64_t now_ns;       /* cached: see ft_loop_now */
+    int now_fresh;        /* now_ns was read in the current phase of this iteration */
 };
 
 struct ftrpc_runtime {
@@ -74,6 +75,20 @@ ftrpc_runtime *ft_runtime_or_default(ftrpc_runtime *rt);
 
 /* Monotonic time in ns, fresh (a clock read). */
 int64_t ft_loop_now_ns(ft_loop *loop);
+
+int64_t ft_now_ns(void);
+/* Monotonic time in ns as of the current loop phase; the loop's thread only. Clock reads are
+ * syscalls on some virtual machines; the call path reads the time many times per call, so it
+ * reads it once per loop phase (timers, IO callbacks) instead. Staleness is bounded by one phase,
+ * the time the loop spends on one batch of events. */
+static inline int64_t ft_loop_now(ft_loop *loop)
+{
+    if (!loop->now_fresh) {
+        loop->now_ns = ft_now_ns();
+        loop->now_fresh = 1;
+    }
+    return loop->now_ns;
+}
 
 void ft_timer_start(ft_loop *loop, ft_timer *t, int64_t due_ns, ft_timer_fn fn);
 void ft_timer_stop(ft_loop *loop, ft_timer *t);

@@ -169,7 +169,8 @@ static void on_timer(uv_timer_t *h)
 {
     ft_loop *l = h->data;
     l->armed_due_ns = INT64_MAX;
-    int64_t now = ft_now_ns();
+    l->now_fresh = 0;
+    int64_t now = ft_loop_now(l);
     while (l->heap_len && l->heap[1]->due_ns <= now) {
         ft_timer *t = l->heap[1];
         ft_timer_stop(l, t);
@@ -182,12 +183,16 @@ static void on_timer(uv_timer_t *h)
 
 static void on_flush_check(uv_check_t *h)
 {
-    ft_conn_flush_dirty(h->data);
+    ft_loop *l = h->data;
+    ft_conn_flush_dirty(l);
+    l->now_fresh = 0; /* the next phase (timers of the next iteration) reads the clock again */
 }
 
 static void on_flush_prepare(uv_prepare_t *h)
 {
-    ft_conn_flush_dirty(h->data);
+    ft_loop *l = h->data;
+    ft_conn_flush_dirty(l);
+    l->now_fresh = 0; /* the loop is about to sleep: IO callbacks after it read the clock again */
 }
 
 /* ---- threads ---- */

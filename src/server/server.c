@@ -573,7 +573,8 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
     atomic_init(&call->canceled, 0);
     call->loop = sess->loop;
     call->correlation_id = f->correlation_id;
-    call->deadline_ns = f->timeout_ms > 0 ? ft_now_ns() + (int64_t)f->timeout_ms * FT_NS_PER_MS : 0;
+    call->deadline_ns =
+        f->timeout_ms > 0 ? ft_loop_now(sess->loop) + (int64_t)f->timeout_ms * FT_NS_PER_MS : 0;
     ft_iobuf_init(&call->request);
     ft_iobuf_init(&call->attachment);
     ft_iobuf_init(&call->reply);
