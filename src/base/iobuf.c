@@ -165,6 +165,16 @@ int ft_iobuf_append(ft_iobuf *b, const void *data, size_t len)
 
 int ft_iobuf_append_range(ft_iobuf *dst, const ft_iobuf *src, size_t off, size_t len)
 {
+    if (dst == src) {
+        /* Appending a buffer to itself: pushing slices may move or compact the very array being
+         * read, so share the range through a temporary buffer first. */
+        ft_iobuf tmp;
+        ft_iobuf_init(&tmp);
+        int rc = ft_iobuf_append_range(&tmp, src, off, len);
+        if (rc == 0) rc = ft_iobuf_append_range(dst, &tmp, 0, tmp.size);
+        ft_iobuf_fini(&tmp);
+        return rc;
+    }
     for (uint32_t i = src->start; i < src->end && len > 0; i++) {
         const ft_slice *s = &src->slices[i];
         if (off >= s->len) {
