@@ -191,6 +191,12 @@ static void do_connect(void *arg)
     }
 }
 
+static void do_connect_timeout(void *arg)
+{
+    int rc = ft_conn_connect(ctx.cloop, arg, 50, 0, &HANDLER, &ctx.cl, &ctx.cl.conn);
+    assert_int_equal(rc, 0);
+}
+
 static void connect_pair(size_t max_unwritten, size_t queue_bytes)
 {
     connect_arg a = {ctx.lis->port, max_unwritten, queue_bytes, -1};
@@ -609,6 +615,119 @@ static void a_reference_held_past_close_keeps_the_connection_valid(void **state)
     ctx.cl.conn = NULL;
 }
 
+static void free_user_chunk(void *data, void *arg)
+{
+    (void)arg;
+    free(data);
+}
+
+typedef struct sliced_arg {
+    size_t total;
+    size_t slices;
+} sliced_arg;
+
+/* One frame of thousands of user slices: more than one writev's worth of iovecs, and more than
+ * the kernel takes at once, so both the try_write loop and the uv_write path see it. */
+static void write_sliced_frame(void *arg)
+{
+    sliced_arg *a = arg;
+    ft_iobuf frame;
+    ft_iobuf_init(&frame);
+    size_t off = 0;
+    for (size_t i = 0; i < 3000; i++) {
+        size_t len = 1 + (i * 977) % 3000;
+        uint8_t *chunk = malloc(len);
+        for (size_t k = 0; k < len; k++)
+            chunk[k] = stream_byte(off + k);
+        assert_int_equal(ft_iobuf_append_user(&frame, chunk, len, free_user_chunk, NULL), 0);
+        off += len;
+    }
+    a->slices = ft_iobuf_slice_count(&frame);
+    a->total = off;
+    assert_int_equal(ft_conn_write(ctx.cl.conn, &frame), 0);
+    ft_iobuf_fini(&frame);
+}
+
+static void a_frame_of_more_slices_than_iovecs_arrives_whole(void **state)
+{
+    (void)state;
+    connect_pair(0, 0);
+    sliced_arg a;
+    ft_loop_run_sync(ctx.cloop, write_sliced_frame, &a);
+    assert_int_equal(a.slices, 3000);
+    expect_server_got(0, a.total);
+}
+
+static void connect_that_cannot_complete_times_out_with_econnect(void **state)
+{
+    (void)state;
+    /* a listener that never accepts, its queue filled first: further SYNs are dropped, so the
+     * connect hangs until the connection's own timeout */
+    int lport;
+    int lfd = raw_listen(&lport);
+    assert_int_equal(listen(lfd, 0), 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)lport)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fillers[4];
+    for (int i = 0; i < 4; i++) {
+        fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        connect(fillers[i], (struct sockaddr *)&sa, sizeof sa);
+    }
+    struct timespec settle = {0, 20 * 1000000};
+    nanosleep(&settle, NULL);
+    int64_t t0 = ft_now_ns();
+    ft_loop_run_sync(ctx.cloop, do_connect_timeout, &sa);
+    assert_int_equal(ft_event_wait(&ctx.cl.closed, WAIT_NS), 0);
+    int64_t took = ft_now_ns() - t0;
+    assert_true(took >= 50 * FT_NS_PER_MS); /* the timeout, not an immediate failure */
+    assert_true(took < 2000 * FT_NS_PER_MS);
+    assert_int_equal(ctx.cl.connect_calls, 1);
+    assert_int_equal(ctx.cl.connect_status, FTRPC_ECONNECT);
+    assert_int_equal(ctx.cl.close_calls, 1);
+    assert_int_equal(ctx.cl.close_reason, FTRPC_ECONNECT);
+    assert_memory_equal(ctx.cl.order, "cx", 2);
+    ctx.cl.conn = NULL;
+    for (int i = 0; i < 4; i++)
+        close(fillers[i]);
+    close(lfd);
+}
+
+typedef struct addr_case {
+    const char *text;
+    int rc;
+    const char *formatted; /* when rc == 0 */
+} addr_case;
+
+static void sockaddr_parse_accepts_ip_and_rejects_malformed(void **state)
+{
+    (void)state;
+    static const addr_case cases[] = {
+        {"127.0.0.1:80", 0, "127.0.0.1:80"},
+        {"127.0.0.1:0", 0, "127.0.0.1:0"},
+        {"[::1]:8080", 0, "[::1]:8080"},
+        {"0.0.0.0:65535", 0, "0.0.0.0:65535"},
+        {"127.0.0.1", FTRPC_EADDR, NULL},
+        {":80", FTRPC_EADDR, NULL},
+        {"127.0.0.1:", FTRPC_EADDR, NULL},
+        {"127.0.0.1:65536", FTRPC_EADDR, NULL},
+        {"127.0.0.1:-1", FTRPC_EADDR, NULL},
+        {"127.0.0.1:80x", FTRPC_EADDR, NULL},
+        {"[::1]80", FTRPC_EADDR, NULL},
+        {"[::1", FTRPC_EADDR, NULL},
+        {"no-such-host.invalid:80", FTRPC_EADDR, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct sockaddr_storage ss;
+        int rc = ft_sockaddr_parse(cases[i].text, &ss);
+        if (rc != cases[i].rc) print_message("case %s: rc %d\n", cases[i].text, rc);
+        assert_int_equal(rc, cases[i].rc);
+        if (rc != 0) continue;
+        char buf[64];
+        ft_sockaddr_format((struct sockaddr *)&ss, buf, sizeof buf);
+        assert_string_equal(buf, cases[i].formatted);
+    }
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -623,6 +742,9 @@ int main(void)
         T(read_handler_error_closes_with_its_code),
         T(connect_to_a_closed_port_reports_refused_twice),
         T(a_reference_held_past_close_keeps_the_connection_valid),
+        T(a_frame_of_more_slices_than_iovecs_arrives_whole),
+        T(connect_that_cannot_complete_times_out_with_econnect),
+        T(sockaddr_parse_accepts_ip_and_rejects_malformed),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
