@@ -461,6 +461,70 @@ static void a_timer_can_rearm_itself_from_its_callback(void **state)
     ftrpc_runtime_free(rt);
 }
 
+typedef struct heap_fuzz {
+    ft_loop *loop;
+    int ok;
+} heap_fuzz;
+
+static void never_fires(ft_timer *t)
+{
+    (void)t;
+    fail_msg("a timer an hour out fired");
+}
+
+/* The heap stays a heap with consistent back-indexes, and holds exactly the armed timers. */
+static int heap_consistent(const ft_loop *l, const ft_timer *timers, int n)
+{
+    for (uint32_t i = 1; i <= l->heap_len; i++) {
+        if (l->heap[i]->heap_index != i) return 0;
+        if (i > 1 && l->heap[i / 2]->due_ns > l->heap[i]->due_ns) return 0;
+    }
+    uint32_t armed = 0;
+    for (int i = 0; i < n; i++)
+        if (ft_timer_armed(&timers[i])) {
+            armed++;
+            if (l->heap[timers[i].heap_index] != &timers[i]) return 0;
+        }
+    return armed == l->heap_len;
+}
+
+static void random_heap_operations(void *arg)
+{
+    heap_fuzz *h = arg;
+    enum { N = 2000, OPS = 40000 };
+    ft_timer *timers = calloc(N, sizeof *timers);
+    int64_t far = ft_loop_now_ns(h->loop) + 3600 * INT64_C(1000000000);
+    h->ok = 1;
+    for (int op = 0; op < OPS && h->ok; op++) {
+        ft_timer *t = &timers[rng() % N];
+        if (rng() % 3 == 0)
+            ft_timer_stop(h->loop, t);
+        else
+            ft_timer_start(h->loop, t, far + (int64_t)(rng() % 1000000), never_fires); /* ties */
+        if (op % 97 == 0) h->ok = heap_consistent(h->loop, timers, N);
+    }
+    h->ok = h->ok && heap_consistent(h->loop, timers, N);
+    /* popping in order: the earliest is always at the top */
+    int64_t prev = INT64_MIN;
+    while (h->ok && h->loop->heap_len) {
+        ft_timer *top = h->loop->heap[1];
+        h->ok = top->due_ns >= prev;
+        prev = top->due_ns;
+        ft_timer_stop(h->loop, top);
+    }
+    free(timers);
+}
+
+static void random_start_stop_restart_keeps_the_heap_consistent(void **state)
+{
+    (void)state;
+    ftrpc_runtime *rt = new_runtime(1);
+    heap_fuzz h = {&rt->loops[0], 0};
+    ft_loop_run_sync(h.loop, random_heap_operations, &h);
+    assert_true(h.ok);
+    ftrpc_runtime_free(rt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -474,6 +538,7 @@ int main(void)
         cmocka_unit_test(ten_thousand_random_timers_fire_in_order),
         cmocka_unit_test(timers_stopped_at_random_never_fire),
         cmocka_unit_test(a_timer_can_rearm_itself_from_its_callback),
+        cmocka_unit_test(random_start_stop_restart_keeps_the_heap_consistent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
