@@ -45,7 +45,7 @@ static void set_before_wait_returns_at_once(void **state)
     int64_t t0 = ft_now_ns();
     assert_int_equal(ft_event_wait(&ev, -1), 0);
     assert_int_equal(ft_event_wait(&ev, 0), 0);
-    assert_true(ft_now_ns() - t0 < 100 * FT_NS_PER_MS);
+    assert_true(ft_now_ns() - t0 < 1000 * FT_NS_PER_MS); /* generous: shared, loaded CI cores */
 }
 
 typedef struct timeout_case {
@@ -65,7 +65,8 @@ static void wait_times_out_after_about_the_timeout(void **state)
                          FTRPC_ERPCTIMEDOUT);
         int64_t took = ft_now_ns() - t0;
         assert_true(took >= cases[i].timeout_ms * FT_NS_PER_MS);
-        assert_true(took < (cases[i].timeout_ms + 100) * FT_NS_PER_MS);
+        /* generous for loaded machines, yet far below the 2 s spin of the last configuration */
+        assert_true(took < (cases[i].timeout_ms + 1000) * FT_NS_PER_MS);
         /* a set after the timeout is harmless and a later wait sees it */
         ft_event_set(&ev);
         assert_int_equal(ft_event_wait(&ev, 0), 0);
@@ -155,6 +156,6 @@ int main(void)
     if (getenv("FTRPC_SPIN_US")) return run_group();
     int failed = run_group();
     failed += rerun_with_spin("0");
-    failed += rerun_with_spin("300000"); /* 300 ms: far beyond every timeout above */
+    failed += rerun_with_spin("2000000"); /* 2 s: far beyond every timeout above */
     return failed ? 1 : 0;
 }
