@@ -47,6 +47,7 @@ int ft_event_wait(ft_event *ev, int64_t timeout_ns)
 {
     int64_t start = ft_now_ns();
     int64_t spin = ft_event_spin_ns();
+    if (timeout_ns >= 0 && spin > timeout_ns) spin = timeout_ns; /* never spin past the deadline */
     if (spin > 0) {
         for (int i = 0;; i++) {
             if (atomic_load_explicit(&ev->state, memory_order_acquire) == 1) return 0;

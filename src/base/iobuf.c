@@ -3,7 +3,7 @@
  * Standard-size blocks are recycled through a small per-thread cache so that the call path does
  * not reach malloc for every frame; a block freed on another thread than the one that made it
  * simply lands in that thread's cache. Oversized and user blocks go straight back to malloc or to
- * their owner.
+ * their owner. A thread's cache is freed when the thread exits.
  */
 #include "base/iobuf.h"
 
@@ -17,22 +17,37 @@ enum { CACHE_MAX = 64 };
 
 static _Thread_local ft_block *block_cache[CACHE_MAX];
 static _Thread_local int block_cache_len;
-
-/* A thread that exits (a worker, a user thread) gives its cached blocks back to malloc: the key's
- * destructor runs at thread exit once the thread has cached something. */
+/* 0: no exit hook yet; 1: the cache is drained when the thread exits; 2: no caching (exiting) */
+static _Thread_local int block_cache_state;
 static pthread_key_t cache_key;
+static int cache_key_ok;
 static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
 
-static void drain_cache(void *unused)
+/* A thread's cache dies with it (IO and worker threads end when a runtime or pool stops): free
+ * the blocks then, instead of leaking up to CACHE_MAX of them per thread. */
+static void cache_drain(void *arg)
 {
-    (void)unused;
-    while (block_cache_len > 0) free(block_cache[--block_cache_len]);
+    (void)arg;
+    block_cache_state = 2;
+    while (block_cache_len > 0)
+        free(block_cache[--block_cache_len]);
 }
 
-static void make_cache_key(void)
+static void cache_key_create(void)
 {
-    pthread_key_create(&cache_key, drain_cache);
+    cache_key_ok = pthread_key_create(&cache_key, cache_drain) == 0;
 }
+
+static int cache_usable(void)
+{
+    if (block_cache_state == 0) {
+        pthread_once(&cache_key_once, cache_key_create);
+        block_cache_state =
+            cache_key_ok && pthread_setspecific(cache_key, &block_cache_state) == 0 ? 1 : 2;
+    }
+    return block_cache_state == 1;
+}
+
 
 static size_t std_storage(void)
 {
@@ -66,11 +81,7 @@ void ft_block_release(ft_block *blk)
     if (blk->free_fn) {
         blk->free_fn(blk->data, blk->free_arg);
     } else if (blk->data == blk->storage && blk->cap == std_storage() &&
-               block_cache_len < CACHE_MAX) {
-        if (block_cache_len == 0) {
-            pthread_once(&cache_key_once, make_cache_key);
-            pthread_setspecific(cache_key, (void *)1); /* arms the destructor for this thread */
-        }
+               block_cache_len < CACHE_MAX && cache_usable()) {
         block_cache[block_cache_len++] = blk;
         return;
     }
@@ -186,6 +197,16 @@ int ft_iobuf_append(ft_iobuf *b, const void *data, size_t len)
 
 int ft_iobuf_append_range(ft_iobuf *dst, const ft_iobuf *src, size_t off, size_t len)
 {
+    if (dst == src) {
+        /* Appending a buffer to itself: pushing slices may move or compact the very array being
+         * read, so share the range through a temporary buffer first. */
+        ft_iobuf tmp;
+        ft_iobuf_init(&tmp);
+        int rc = ft_iobuf_append_range(&tmp, src, off, len);
+        if (rc == 0) rc = ft_iobuf_append_range(dst, &tmp, 0, tmp.size);
+        ft_iobuf_fini(&tmp);
+        return rc;
+    }
     for (uint32_t i = src->start; i < src->end && len > 0; i++) {
         const ft_slice *s = &src->slices[i];
         if (off >= s->len) {

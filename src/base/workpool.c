@@ -69,6 +69,7 @@ void ft_workpool_stop(ft_workpool *pool)
     free(pool->threads);
     pool->threads = NULL;
     pool->nthreads = 0;
-    pthread_cond_destroy(&pool->ready);
-    pthread_mutex_destroy(&pool->lock);
+    /* The lock and condition variable stay alive: a later submit must still be able to take the
+     * lock to answer FTRPC_ESTOPPED, and a second stop must be harmless. On Linux they hold no
+     * resources, so there is nothing to leak. */
 }

@@ -28,7 +28,8 @@ typedef struct ft_workpool {
 int ft_workpool_start(ft_workpool *pool, int nthreads);
 /* Any thread. FTRPC_ESTOPPED once stopping. */
 int ft_workpool_submit(ft_workpool *pool, ft_job *job);
-/* Runs what is queued, then joins the workers. Not from a worker. */
+/* Runs what is queued, then joins the workers. Not from a worker. Later submits fail with
+ * FTRPC_ESTOPPED; stopping twice does nothing. */
 void ft_workpool_stop(ft_workpool *pool);
 
 #endif

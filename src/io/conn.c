@@ -164,24 +164,31 @@ static void on_closed(uv_handle_t *h)
     ft_conn_unref(c);
 }
 
-static void close_now(ft_conn *c, int reason)
+/* reset: send RST. An orderly close must never reset, whatever its reason: a reset makes the
+ * kernel discard bytes that were flushed to it but not yet sent, and the peer may see ECONNRESET
+ * before it has read the rest. */
+static void close_socket(ft_conn *c, int reason, int reset)
 {
     if (c->state == FT_CONN_CLOSED || uv_is_closing((uv_handle_t *)&c->tcp)) return;
     c->close_reason = reason;
     c->state = FT_CONN_CLOSING;
     ft_timer_stop(c->loop, &c->connect_timer);
     uv_read_stop((uv_stream_t *)&c->tcp);
-    /* A reset tells the peer at once that this side is gone; a closing orderly connection has
-     * flushed already, so a plain close suffices there. */
-    if (reason != 0 && uv_tcp_close_reset(&c->tcp, on_closed) == 0) return;
+    /* A reset tells the peer at once that this side is gone (errors, abortive closes). */
+    if (reset && uv_tcp_close_reset(&c->tcp, on_closed) == 0) return;
     uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void close_now(ft_conn *c, int reason)
+{
+    close_socket(c, reason, reason != 0);
 }
 
 void ft_conn_close(ft_conn *c, int reason, int abortive)
 {
     if (c->state == FT_CONN_CLOSED || uv_is_closing((uv_handle_t *)&c->tcp)) return;
     if (abortive || c->state == FT_CONN_CONNECTING || ft_conn_unwritten(c) == 0) {
-        close_now(c, reason);
+        close_socket(c, reason, abortive && reason != 0);
         return;
     }
     c->state = FT_CONN_CLOSING;
@@ -265,7 +272,7 @@ static void flush(ft_conn *c)
         c->writing = 1;
         return;
     }
-    if (c->close_when_flushed && !c->writing) close_now(c, c->close_reason);
+    if (c->close_when_flushed && !c->writing) close_socket(c, c->close_reason, 0);
 }
 
 void ft_conn_flush_dirty(ft_loop *loop)

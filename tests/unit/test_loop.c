@@ -1,0 +1,544 @@
+/* The IO runtime: loops start and stop, tasks posted from many threads run once each on the
+ * right loop, run_sync, loop picking, and the per-loop timer heap (order, stop, restart, 10k
+ * random timers, random stops). Timers run on a real loop with delays of at most 50 ms. */
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "base/clock.h"
+#include "base/event.h"
+#include "base/list.h"
+#include "io/loop.h"
+
+static uint64_t rng_state = 0x853C49E6748FEA9Bu;
+
+static uint64_t rng(void)
+{
+    uint64_t x = rng_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return rng_state = x;
+}
+
+static const int64_t WAIT_NS = 10000 * FT_NS_PER_MS; /* upper bound on any wait below */
+
+static ftrpc_runtime *new_runtime(int threads)
+{
+    ftrpc_runtime_options opts = {.io_threads = threads};
+    ftrpc_runtime *rt = NULL;
+    assert_int_equal(ftrpc_runtime_new(&opts, &rt), 0);
+    assert_non_null(rt);
+    return rt;
+}
+
+static void runtime_starts_and_stops_with_one_and_three_threads(void **state)
+{
+    (void)state;
+    static const int threads[] = {1, 3};
+    for (size_t i = 0; i < sizeof threads / sizeof threads[0]; i++) {
+        ftrpc_runtime *rt = new_runtime(threads[i]);
+        assert_int_equal(ftrpc_runtime_io_threads(rt), threads[i]);
+        ftrpc_runtime_free(rt);
+    }
+    ftrpc_runtime_free(NULL);
+    ftrpc_runtime_options bad = {.io_threads = -1};
+    ftrpc_runtime *rt = NULL;
+    assert_int_equal(ftrpc_runtime_new(&bad, &rt), FTRPC_EINVAL);
+    assert_null(rt);
+}
+
+/* ---- tasks ---- */
+
+typedef struct count_task {
+    ft_task task;
+    ft_loop *want;
+    atomic_int runs;
+} count_task;
+
+static atomic_int tasks_ran, tasks_wrong_loop;
+
+static void count_run(ft_task *t)
+{
+    count_task *ct = (count_task *)t;
+    if (ft_loop_current() != ct->want || !ftrpc_in_io_thread())
+        atomic_fetch_add(&tasks_wrong_loop, 1);
+    atomic_fetch_add(&ct->runs, 1);
+    atomic_fetch_add(&tasks_ran, 1);
+}
+
+enum { POSTERS = 4, PER_POSTER = 20000 };
+
+typedef struct poster {
+    ftrpc_runtime *rt;
+    count_task *tasks;
+    int id;
+} poster;
+
+static void *post_many(void *arg)
+{
+    poster *p = arg;
+    for (int i = 0; i < PER_POSTER; i++) {
+        ft_loop *l = &p->rt->loops[(i + p->id) % p->rt->nloops];
+        p->tasks[i].task.run = count_run;
+        p->tasks[i].want = l;
+        ft_loop_post(l, &p->tasks[i].task);
+    }
+    return NULL;
+}
+
+static void tasks_posted_from_many_threads_run_once_on_their_loop(void **state)
+{
+    (void)state;
+    ftrpc_runtime *rt = new_runtime(3);
+    count_task *tasks = calloc((size_t)POSTERS * PER_POSTER, sizeof *tasks);
+    atomic_store(&tasks_ran, 0);
+    atomic_store(&tasks_wrong_loop, 0);
+    pthread_t threads[POSTERS];
+    poster posters[POSTERS];
+    for (int i = 0; i < POSTERS; i++) {
+        posters[i] = (poster){rt, tasks + (size_t)i * PER_POSTER, i};
+        assert_int_equal(pthread_create(&threads[i], NULL, post_many, &posters[i]), 0);
+    }
+    for (int i = 0; i < POSTERS; i++)
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+    int64_t deadline = ft_now_ns() + WAIT_NS;
+    while (atomic_load(&tasks_ran) < POSTERS * PER_POSTER && ft_now_ns() < deadline)
+        sched_yield();
+    assert_int_equal(atomic_load(&tasks_ran), POSTERS * PER_POSTER);
+    assert_int_equal(atomic_load(&tasks_wrong_loop), 0);
+    for (int i = 0; i < POSTERS * PER_POSTER; i++)
+        assert_int_equal(atomic_load(&tasks[i].runs), 1);
+    ftrpc_runtime_free(rt);
+    free(tasks);
+}
+
+typedef struct sync_arg {
+    ft_loop *seen;
+    int in_io;
+    int nested_ran;
+    ft_loop *loop;
+} sync_arg;
+
+static void note_nested(void *arg)
+{
+    sync_arg *a = arg;
+    a->nested_ran = ft_loop_current() == a->loop;
+}
+
+static void note_loop(void *arg)
+{
+    sync_arg *a = arg;
+    a->seen = ft_loop_current();
+    a->in_io = ftrpc_in_io_thread();
+    /* run_sync from the loop itself runs inline instead of deadlocking */
+    ft_loop_run_sync(a->loop, note_nested, a);
+}
+
+static void run_sync_runs_on_the_loop_and_waits(void **state)
+{
+    (void)state;
+    ftrpc_runtime *rt = new_runtime(3);
+    assert_int_equal(ftrpc_in_io_thread(), 0);
+    assert_null(ft_loop_current());
+    for (int i = 0; i < rt->nloops; i++) {
+        sync_arg a = {.loop = &rt->loops[i]};
+        ft_loop_run_sync(&rt->loops[i], note_loop, &a);
+        assert_ptr_equal(a.seen, &rt->loops[i]);
+        assert_int_equal(a.in_io, 1);
+        assert_int_equal(a.nested_ran, 1);
+    }
+    ftrpc_runtime_free(rt);
+}
+
+typedef struct pick_arg {
+    ftrpc_runtime *rt;
+    ft_loop *picked[4];
+} pick_arg;
+
+static void pick_from_loop(void *arg)
+{
+    pick_arg *p = arg;
+    for (int i = 0; i < 4; i++)
+        p->picked[i] = ft_runtime_pick_loop(p->rt);
+}
+
+static void pick_loop_is_round_robin_off_loop_and_current_on_loop(void **state)
+{
+    (void)state;
+    ftrpc_runtime *rt = new_runtime(3);
+    ftrpc_runtime *other = new_runtime(1);
+    ft_loop *first = ft_runtime_pick_loop(rt);
+    int idx = first->index;
+    for (int i = 1; i <= 7; i++) {
+        ft_loop *l = ft_runtime_pick_loop(rt);
+        assert_ptr_equal(l, &rt->loops[(idx + i) % 3]);
+    }
+    for (int i = 0; i < 3; i++) {
+        pick_arg p = {.rt = rt};
+        ft_loop_run_sync(&rt->loops[i], pick_from_loop, &p);
+        for (int k = 0; k < 4; k++)
+            assert_ptr_equal(p.picked[k], &rt->loops[i]);
+    }
+    /* an IO thread of another runtime gets round robin over this one */
+    pick_arg p = {.rt = rt};
+    ft_loop_run_sync(&other->loops[0], pick_from_loop, &p);
+    for (int k = 1; k < 4; k++)
+        assert_ptr_equal(p.picked[k], &rt->loops[(p.picked[0]->index + k) % 3]);
+    ftrpc_runtime_free(other);
+    ftrpc_runtime_free(rt);
+}
+
+/* ---- timers ---- */
+
+typedef struct ttimer {
+    ft_timer timer;
+    int id;
+    int fired;
+    int stopped;
+    int64_t fired_at;
+    struct tfix *fix;
+} ttimer;
+
+typedef struct tfix {
+    ftrpc_runtime *rt;
+    ft_loop *loop;
+    ttimer *timers;
+    int n;
+    int *order; /* ids in firing order */
+    int nfired;
+    int expect; /* fires to wait for */
+    int stop_others_when_firing;
+    ft_event done;
+} tfix;
+
+static void on_fire(ft_timer *t)
+{
+    ttimer *tt = ft_container_of(t, ttimer, timer);
+    tfix *f = tt->fix;
+    tt->fired++;
+    tt->fired_at = ft_now_ns();
+    f->order[f->nfired++] = tt->id;
+    if (f->stop_others_when_firing) {
+        /* stop a random other timer from inside a callback */
+        ttimer *victim = &f->timers[rng() % (uint64_t)f->n];
+        if (ft_timer_armed(&victim->timer)) {
+            ft_timer_stop(f->loop, &victim->timer);
+            victim->stopped = 1;
+            f->expect--;
+        }
+    }
+    if (f->nfired == f->expect) ft_event_set(&f->done);
+}
+
+static void fix_init(tfix *f, int n)
+{
+    memset(f, 0, sizeof *f);
+    f->rt = new_runtime(1);
+    f->loop = &f->rt->loops[0];
+    f->n = n;
+    f->timers = calloc((size_t)n, sizeof *f->timers);
+    f->order = calloc((size_t)n, sizeof *f->order);
+    for (int i = 0; i < n; i++) {
+        f->timers[i].id = i;
+        f->timers[i].fix = f;
+    }
+    f->expect = n;
+    ft_event_init(&f->done);
+}
+
+static void noop(void *arg)
+{
+    (void)arg;
+}
+
+/* Waits for the expected fires, then long enough for anything that should not fire to have
+ * fired (every due is at most 50 ms out), then syncs with the loop so its writes are visible. */
+static void fix_wait(tfix *f)
+{
+    assert_int_equal(ft_event_wait(&f->done, WAIT_NS), 0);
+    struct timespec ts = {0, 80 * 1000000};
+    nanosleep(&ts, NULL);
+    ft_loop_run_sync(f->loop, noop, NULL);
+}
+
+static void fix_free(tfix *f)
+{
+    ftrpc_runtime_free(f->rt);
+    free(f->timers);
+    free(f->order);
+}
+
+/* Each fired timer fired once, at or after its due time, in due order; stopped ones never. */
+static void check_fired_in_order(const tfix *f)
+{
+    int64_t prev_due = INT64_MIN;
+    for (int k = 0; k < f->nfired; k++) {
+        const ttimer *t = &f->timers[f->order[k]];
+        assert_true(t->timer.due_ns >= prev_due);
+        prev_due = t->timer.due_ns;
+        assert_true(t->fired_at >= t->timer.due_ns);
+    }
+    int fired = 0;
+    for (int i = 0; i < f->n; i++) {
+        assert_int_equal(f->timers[i].fired, f->timers[i].stopped ? 0 : 1);
+        assert_false(ft_timer_armed(&f->timers[i].timer));
+        fired += f->timers[i].fired;
+    }
+    assert_int_equal(fired, f->nfired);
+    assert_int_equal(f->nfired, f->expect);
+}
+
+static void arm(tfix *f, int i, int64_t delay_ns)
+{
+    ft_timer_start(f->loop, &f->timers[i].timer, ft_loop_now_ns(f->loop) + delay_ns, on_fire);
+}
+
+static const int fixed_delays_ms[] = {30, 10, 20, 5, 40, 10, 0};
+
+static void arm_fixed(void *arg)
+{
+    tfix *f = arg;
+    for (int i = 0; i < f->n; i++)
+        arm(f, i, fixed_delays_ms[i] * FT_NS_PER_MS);
+}
+
+static void timers_fire_in_due_order(void **state)
+{
+    (void)state;
+    tfix f;
+    fix_init(&f, sizeof fixed_delays_ms / sizeof fixed_delays_ms[0]);
+    ft_loop_run_sync(f.loop, arm_fixed, &f);
+    fix_wait(&f);
+    check_fired_in_order(&f);
+    assert_int_equal(f.order[0], 6);       /* the 0 ms one */
+    assert_int_equal(f.order[f.n - 1], 4); /* the 40 ms one */
+    fix_free(&f);
+}
+
+static void arm_and_stop_some(void *arg)
+{
+    tfix *f = arg;
+    ft_timer idle = {0};
+    ft_timer_stop(f->loop, &idle); /* stopping an idle timer does nothing */
+    arm(f, 0, 10 * FT_NS_PER_MS);
+    arm(f, 1, 20 * FT_NS_PER_MS);
+    arm(f, 2, 30 * FT_NS_PER_MS);
+    for (int i = 0; i < 3; i += 2) {
+        ft_timer_stop(f->loop, &f->timers[i].timer);
+        ft_timer_stop(f->loop, &f->timers[i].timer); /* twice is fine */
+        f->timers[i].stopped = 1;
+    }
+    f->expect = 1;
+}
+
+static void stop_before_due_prevents_firing(void **state)
+{
+    (void)state;
+    tfix f;
+    fix_init(&f, 3);
+    ft_loop_run_sync(f.loop, arm_and_stop_some, &f);
+    fix_wait(&f);
+    check_fired_in_order(&f);
+    assert_int_equal(f.order[0], 1);
+    fix_free(&f);
+}
+
+static int64_t armed_at;
+
+static void arm_and_restart(void *arg)
+{
+    tfix *f = arg;
+    armed_at = ft_now_ns();
+    arm(f, 0, 5 * FT_NS_PER_MS);
+    arm(f, 1, 45 * FT_NS_PER_MS);
+    arm(f, 0, 40 * FT_NS_PER_MS); /* later */
+    arm(f, 1, 5 * FT_NS_PER_MS);  /* earlier */
+}
+
+static void restart_moves_the_due_time(void **state)
+{
+    (void)state;
+    tfix f;
+    fix_init(&f, 2);
+    ft_loop_run_sync(f.loop, arm_and_restart, &f);
+    fix_wait(&f);
+    check_fired_in_order(&f);
+    assert_int_equal(f.order[0], 1);
+    assert_int_equal(f.order[1], 0);
+    assert_true(f.timers[0].fired_at - armed_at >= 40 * FT_NS_PER_MS);
+    fix_free(&f);
+}
+
+static void arm_random(void *arg)
+{
+    tfix *f = arg;
+    for (int i = 0; i < f->n; i++)
+        arm(f, i, (int64_t)(rng() % 50000) * 1000); /* 0 to 50 ms, us granularity */
+}
+
+static void ten_thousand_random_timers_fire_in_order(void **state)
+{
+    (void)state;
+    tfix f;
+    fix_init(&f, 10000);
+    ft_loop_run_sync(f.loop, arm_random, &f);
+    fix_wait(&f);
+    check_fired_in_order(&f);
+    fix_free(&f);
+}
+
+static void arm_random_then_stop_half(void *arg)
+{
+    tfix *f = arg;
+    arm_random(f);
+    for (int k = 0; k < f->n / 2; k++) {
+        ttimer *t = &f->timers[rng() % (uint64_t)f->n];
+        if (!ft_timer_armed(&t->timer)) continue;
+        ft_timer_stop(f->loop, &t->timer);
+        t->stopped = 1;
+        f->expect--;
+    }
+    f->stop_others_when_firing = 1;
+}
+
+static void timers_stopped_at_random_never_fire(void **state)
+{
+    (void)state;
+    tfix f;
+    fix_init(&f, 10000);
+    ft_loop_run_sync(f.loop, arm_random_then_stop_half, &f);
+    fix_wait(&f);
+    check_fired_in_order(&f);
+    assert_true(f.nfired < f.n * 3 / 4);
+    fix_free(&f);
+}
+
+typedef struct periodic {
+    ft_timer timer;
+    ft_loop *loop;
+    int fires;
+    ft_event done;
+} periodic;
+
+static void on_periodic(ft_timer *t)
+{
+    periodic *p = ft_container_of(t, periodic, timer);
+    if (++p->fires == 5) {
+        ft_event_set(&p->done);
+        return;
+    }
+    ft_timer_start(p->loop, t, ft_loop_now_ns(p->loop) + 2 * FT_NS_PER_MS, on_periodic);
+}
+
+static void start_periodic(void *arg)
+{
+    periodic *p = arg;
+    ft_timer_start(p->loop, &p->timer, ft_loop_now_ns(p->loop) + 2 * FT_NS_PER_MS, on_periodic);
+}
+
+static void a_timer_can_rearm_itself_from_its_callback(void **state)
+{
+    (void)state;
+    ftrpc_runtime *rt = new_runtime(1);
+    periodic p = {.loop = &rt->loops[0]};
+    ft_event_init(&p.done);
+    int64_t t0 = ft_now_ns();
+    ft_loop_run_sync(p.loop, start_periodic, &p);
+    assert_int_equal(ft_event_wait(&p.done, WAIT_NS), 0);
+    assert_true(ft_now_ns() - t0 >= 10 * FT_NS_PER_MS);
+    ft_loop_run_sync(p.loop, noop, NULL);
+    assert_int_equal(p.fires, 5);
+    assert_false(ft_timer_armed(&p.timer));
+    ftrpc_runtime_free(rt);
+}
+
+typedef struct heap_fuzz {
+    ft_loop *loop;
+    int ok;
+} heap_fuzz;
+
+static void never_fires(ft_timer *t)
+{
+    (void)t;
+    fail_msg("a timer an hour out fired");
+}
+
+/* The heap stays a heap with consistent back-indexes, and holds exactly the armed timers. */
+static int heap_consistent(const ft_loop *l, const ft_timer *timers, int n)
+{
+    for (uint32_t i = 1; i <= l->heap_len; i++) {
+        if (l->heap[i]->heap_index != i) return 0;
+        if (i > 1 && l->heap[i / 2]->due_ns > l->heap[i]->due_ns) return 0;
+    }
+    uint32_t armed = 0;
+    for (int i = 0; i < n; i++)
+        if (ft_timer_armed(&timers[i])) {
+            armed++;
+            if (l->heap[timers[i].heap_index] != &timers[i]) return 0;
+        }
+    return armed == l->heap_len;
+}
+
+static void random_heap_operations(void *arg)
+{
+    heap_fuzz *h = arg;
+    enum { N = 2000, OPS = 40000 };
+    ft_timer *timers = calloc(N, sizeof *timers);
+    int64_t far = ft_loop_now_ns(h->loop) + 3600 * INT64_C(1000000000);
+    h->ok = 1;
+    for (int op = 0; op < OPS && h->ok; op++) {
+        ft_timer *t = &timers[rng() % N];
+        if (rng() % 3 == 0)
+            ft_timer_stop(h->loop, t);
+        else
+            ft_timer_start(h->loop, t, far + (int64_t)(rng() % 1000000), never_fires); /* ties */
+        if (op % 97 == 0) h->ok = heap_consistent(h->loop, timers, N);
+    }
+    h->ok = h->ok && heap_consistent(h->loop, timers, N);
+    /* popping in order: the earliest is always at the top */
+    int64_t prev = INT64_MIN;
+    while (h->ok && h->loop->heap_len) {
+        ft_timer *top = h->loop->heap[1];
+        h->ok = top->due_ns >= prev;
+        prev = top->due_ns;
+        ft_timer_stop(h->loop, top);
+    }
+    free(timers);
+}
+
+static void random_start_stop_restart_keeps_the_heap_consistent(void **state)
+{
+    (void)state;
+    ftrpc_runtime *rt = new_runtime(1);
+    heap_fuzz h = {&rt->loops[0], 0};
+    ft_loop_run_sync(h.loop, random_heap_operations, &h);
+    assert_true(h.ok);
+    ftrpc_runtime_free(rt);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(runtime_starts_and_stops_with_one_and_three_threads),
+        cmocka_unit_test(tasks_posted_from_many_threads_run_once_on_their_loop),
+        cmocka_unit_test(run_sync_runs_on_the_loop_and_waits),
+        cmocka_unit_test(pick_loop_is_round_robin_off_loop_and_current_on_loop),
+        cmocka_unit_test(timers_fire_in_due_order),
+        cmocka_unit_test(stop_before_due_prevents_firing),
+        cmocka_unit_test(restart_moves_the_due_time),
+        cmocka_unit_test(ten_thousand_random_timers_fire_in_order),
+        cmocka_unit_test(timers_stopped_at_random_never_fire),
+        cmocka_unit_test(a_timer_can_rearm_itself_from_its_callback),
+        cmocka_unit_test(random_start_stop_restart_keeps_the_heap_consistent),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
