@@ -13,7 +13,7 @@ static atomic_int next_client_id = 1;
 void ft_client_metrics_init(ft_client_metrics *m)
 {
     pthread_mutex_init(&m->lock, NULL);
-    m->head = NULL;
+    atomic_init(&m->head, NULL);
     snprintf(m->client_id, sizeof m->client_id, "c%d", atomic_fetch_add(&next_client_id, 1));
 }
 
@@ -35,10 +35,11 @@ static void method_free(ft_method_metrics *mm)
 
 void ft_client_metrics_fini(ft_client_metrics *m)
 {
-    while (m->head) {
-        ft_method_metrics *mm = m->head;
-        m->head = mm->next;
+    ft_method_metrics *mm = atomic_load(&m->head);
+    while (mm) {
+        ft_method_metrics *next = mm->next;
         method_free(mm);
+        mm = next;
     }
     pthread_mutex_destroy(&m->lock);
 }
@@ -86,18 +87,26 @@ static ft_method_metrics *method_new(ft_client_metrics *m, const char *service, 
     return mm;
 }
 
+static ft_method_metrics *find(ft_method_metrics *mm, const char *service, const char *method)
+{
+    while (mm && (strcmp(mm->method, method) != 0 || strcmp(mm->service, service) != 0))
+        mm = mm->next;
+    return mm;
+}
+
 ft_method_metrics *ft_client_metrics_get(ft_client_metrics *m, const char *service,
                                          const char *method)
 {
+    /* the common case, a method seen before, takes no lock */
+    ft_method_metrics *mm = find(atomic_load_explicit(&m->head, memory_order_acquire), service, method);
+    if (mm) return mm;
     pthread_mutex_lock(&m->lock);
-    ft_method_metrics *mm = m->head;
-    while (mm && (strcmp(mm->method, method) != 0 || strcmp(mm->service, service) != 0))
-        mm = mm->next;
+    mm = find(atomic_load(&m->head), service, method);
     if (!mm) {
         mm = method_new(m, service, method);
         if (mm) {
-            mm->next = m->head;
-            m->head = mm;
+            mm->next = atomic_load(&m->head);
+            atomic_store_explicit(&m->head, mm, memory_order_release);
         }
     }
     pthread_mutex_unlock(&m->lock);

@@ -5,6 +5,7 @@
 #define FT_CLIENT_METRICS_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "ftrpc/client.h"
 #include "metrics/counter.h"
@@ -20,8 +21,9 @@ typedef struct ft_method_metrics {
 } ft_method_metrics;
 
 typedef struct ft_client_metrics {
-    pthread_mutex_t lock; /* guards the list (figures are updated lock-free) */
-    ft_method_metrics *head;
+    pthread_mutex_t lock; /* serialises insertions; readers walk the list without it */
+    _Atomic(ft_method_metrics *) head; /* push-front only until fini: a reader never sees a
+                                        * node change or go away */
     char client_id[16];
 } ft_client_metrics;
 
