@@ -163,6 +163,11 @@ typedef struct ftrpc_fallback {
  * worth a retry; business errors are never retried without one. Any IO thread; must not block. */
 typedef int (*ftrpc_retry_classifier)(int business_code, const char *text, void *arg);
 
+/* A credential generator (brpc's Authenticator::GenerateCredential): fills the
+ * authentication_data sent on the first request of every connection. Return the length written
+ * (at most `size`), or < 0 to send none. Runs on an IO thread; must not block. */
+typedef int (*ftrpc_credential_fn)(uint8_t *buf, size_t size, void *arg);
+
 typedef struct ftrpc_client_options {
     ftrpc_runtime *runtime;     /* default NULL: the shared default runtime */
     int timeout_ms;             /* default 1000: the whole call's deadline, over all attempts
@@ -192,6 +197,9 @@ typedef struct ftrpc_client_options {
     int backup_request_ms;
     ftrpc_backup_policy *backup_policy; /* default NULL; takes priority over backup_request_ms */
     ftrpc_fallback fallback;            /* default off; a call's own fallback takes priority */
+    ftrpc_credential_fn credential;     /* default NULL: no authentication_data */
+    void *credential_arg;
+    const char *auth_token;             /* shortcut: send this token as the credential */
 } ftrpc_client_options;
 
 typedef struct ftrpc_call_options {

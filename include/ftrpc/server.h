@@ -38,6 +38,14 @@ typedef struct ftrpc_method_options {
     int max_concurrency;     /* default 0: unlimited; past it requests get FTRPC_ELIMIT (brpc) */
 } ftrpc_method_options;
 
+/* Authentication (brpc's Authenticator): called on a connection's first request with its
+ * authentication_data (NULL, 0 when the client sent none). Return 0 to accept (and optionally
+ * write an identity, at most 127 bytes, that handlers read with ftrpc_server_call_identity), or
+ * non-zero to refuse: the request gets FTRPC_ERPCAUTH and the connection closes. Runs on an IO
+ * thread; must not block. */
+typedef int (*ftrpc_authenticator)(const uint8_t *auth_data, size_t len, char *identity,
+                                   size_t identity_size, void *arg);
+
 typedef struct ftrpc_server_options {
     ftrpc_runtime *runtime;     /* default NULL: the shared default runtime */
     uint32_t max_body_size;     /* default 64 MiB, as brpc: larger frames close the connection */
@@ -45,14 +53,24 @@ typedef struct ftrpc_server_options {
     size_t max_unwritten_bytes; /* default 64 MiB per connection: past it replies fail (EOVERCROWDED) */
     int stop_grace_ms;          /* default 5000: how long ftrpc_server_stop waits for work in flight */
     /* Discovery (docs/discovery.md): when set, the server registers itself there once started,
-     * refreshes its entry every register_interval_ms, and removes it first thing on stop. The
-     * strings are read by ftrpc_server_start only (copied there). */
+     * refreshes its entry every register_interval_ms, and removes it first thing on stop. Every
+     * string of these options is copied by ftrpc_server_new. */
     const char *register_url;     /* default NULL: not registered; e.g. "dir:///tmp/reg?service=X" */
     const char *register_addr;    /* default: the listen address ("0.0.0.0" becomes 127.0.0.1) */
     uint32_t register_weight;     /* default 100 */
     const char *register_tags;    /* default none; "a|b" */
     int64_t register_ttl_ms;      /* default 90000 (go-micro) */
     int64_t register_interval_ms; /* default 30000 (go-micro); must be < register_ttl_ms */
+    /* Security and limits (docs/security.md). */
+    ftrpc_authenticator authenticator; /* default NULL: no authentication */
+    void *authenticator_arg;
+    const char *auth_token;        /* shortcut: accept exactly this token (constant-time compare) */
+    int max_connections;           /* default 10000; past it new connections close at once */
+    int idle_timeout_ms;           /* default 600000 (brpc's idle_timeout_s is off by default;
+                                    * 10 min bounds what idle peers cost); -1: never */
+    int read_timeout_ms;           /* default 10000: a started frame must complete within it
+                                    * (slowloris); -1: never */
+    int max_inflight_per_connection; /* default 1024; past it requests get FTRPC_ELIMIT */
 } ftrpc_server_options;
 
 /* Makes a server. opts may be NULL. On success *out is the caller's (ftrpc_server_free). */
@@ -85,6 +103,19 @@ FTRPC_API const ftrpc_buf *ftrpc_server_call_attachment(const ftrpc_server_call 
 FTRPC_API int64_t ftrpc_server_call_remaining_ms(const ftrpc_server_call *call);
 /* The peer's address, "ip:port". */
 FTRPC_API const char *ftrpc_server_call_peer(const ftrpc_server_call *call);
+/* The identity the authenticator attached to this call's connection ("" without one). */
+FTRPC_API const char *ftrpc_server_call_identity(const ftrpc_server_call *call);
+
+/* Server-wide figures of the limits (for tests and tools). */
+typedef struct ftrpc_server_stats {
+    int connections;                /* open now */
+    int64_t connections_refused;    /* closed at accept: max_connections reached */
+    int64_t idle_closed;            /* closed by idle_timeout_ms */
+    int64_t read_timeouts;          /* closed by read_timeout_ms (a frame that did not complete) */
+    int64_t auth_failures;          /* connections refused by the authenticator */
+} ftrpc_server_stats;
+FTRPC_API void ftrpc_server_stats_get(const ftrpc_server *server, ftrpc_server_stats *out);
+
 /* 1 once the client cancelled this call (it lost a backup race or the caller gave up): a
  * long-running handler may stop early and finish the call with any answer (it is dropped). A
  * cancelled call still queued for a worker is never started. Any thread. */

@@ -402,6 +402,23 @@ static void send_attempt(ft_call *call, int is_backup)
         .timeout_ms = attempt_ms < 1 ? 1 : (attempt_ms > INT32_MAX ? INT32_MAX : (int32_t)attempt_ms),
         .log_id = call->log_id,
     };
+    uint8_t credential[1024];
+    if (!cc->credential_sent && (c->opts.credential || c->auth_token)) {
+        /* brpc's rule: authentication_data travels on a connection's first request only */
+        int n = -1;
+        if (c->auth_token) {
+            size_t len = strlen(c->auth_token);
+            n = len <= sizeof credential ? (int)len : -1;
+            if (n >= 0) memcpy(credential, c->auth_token, (size_t)n);
+        } else {
+            n = c->opts.credential(credential, sizeof credential, c->opts.credential_arg);
+        }
+        if (n >= 0 && (size_t)n <= sizeof credential) {
+            h.auth_data = credential;
+            h.auth_len = (size_t)n;
+        }
+        cc->credential_sent = 1;
+    }
     ft_iobuf frame;
     ft_iobuf_init(&frame);
     int rc = ft_baidu_std_pack_request(&frame, &h, &call->request, &call->attachment);

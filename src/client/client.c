@@ -209,6 +209,11 @@ static int validate_and_default(ftrpc_client_options *o)
     if (o->backoff.multiplier == 0) o->backoff.multiplier = 2;
     if (o->backoff.max_ms == 0) o->backoff.max_ms = 1000;
     if (!o->lb) o->lb = ft_lb_default_name();
+    /* keep a static copy of the name: clusters are rebuilt long after the caller's string is gone */
+    static const char *const LB_NAMES[] = {"random", "rr",  "wrr",     "wrandom",
+                                           "chash",  "p2c", "priority"};
+    for (size_t i = 0; i < sizeof LB_NAMES / sizeof LB_NAMES[0]; i++)
+        if (!strcmp(o->lb, LB_NAMES[i])) o->lb = LB_NAMES[i];
     ft_health_options ho;
     to_health_options(&o->health, &ho);
     if (ft_health_options_validate(&ho) != 0) return FTRPC_EINVAL;
@@ -347,6 +352,11 @@ int ftrpc_client_new(const char *naming_url, const ftrpc_client_options *opts, f
     ftrpc_client *c = calloc(1, sizeof *c);
     if (!c) return FTRPC_ENOMEM;
     c->opts = o;
+    if (o.auth_token && !(c->auth_token = strdup(o.auth_token))) {
+        free(c);
+        return FTRPC_ENOMEM;
+    }
+    c->opts.auth_token = c->auth_token;
     c->rt = ft_runtime_or_default(o.runtime);
     pthread_mutex_init(&c->cluster_lock, NULL);
     ft_client_metrics_init(&c->metrics);
@@ -438,5 +448,6 @@ void ftrpc_client_free(ftrpc_client *c)
     pthread_cond_destroy(&c->free_cond);
     pthread_mutex_destroy(&c->free_lock);
     pthread_mutex_destroy(&c->cluster_lock);
+    free(c->auth_token);
     free(c);
 }

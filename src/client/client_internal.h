@@ -60,6 +60,7 @@ struct ft_cconn {
     ft_client_endpoint *ep; /* referenced */
     ft_list node;           /* in the loop's cconns */
     ft_idmap pending;       /* correlation id -> ft_attempt */
+    int credential_sent;    /* the first request (with authentication_data) went out */
 };
 
 typedef struct ft_client_loop {
@@ -141,6 +142,7 @@ struct ftrpc_client {
     atomic_int open_conns; /* ft_cconn alive */
     atomic_llong retries, budget_exhausted, backups, backup_wins, cancels;
     ft_client_metrics metrics;
+    char *auth_token; /* copy of opts.auth_token */
     pthread_mutex_t free_lock; /* guards nothing but the condition below */
     pthread_cond_t free_cond;  /* signalled when inflight or open_conns reach 0 while stopping */
 };

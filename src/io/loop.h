@@ -30,10 +30,15 @@ struct ft_task {
 
 typedef void (*ft_timer_fn)(ft_timer *timer);
 /* A one-shot timer on a loop (loop thread only). Embedded in its owner; zero-initialize, then
- * ft_timer_start / ft_timer_stop as often as needed. Stopping an idle timer does nothing. */
+ * ft_timer_start / ft_timer_stop as often as needed. Stopping an idle timer does nothing.
+ * A due timer runs after the IO callbacks of the iteration in which it fell due, not before them
+ * (libuv's order): a deadline must not expire a call whose answer is already in the socket,
+ * waiting to be read, just because the loop was late. */
 struct ft_timer {
     int64_t due_ns;
-    uint32_t heap_index; /* 0 when not armed (the heap is 1-based) */
+    uint32_t heap_index; /* 0 when not in the heap (the heap is 1-based) */
+    int expired;         /* due and waiting in the loop's expired list to run */
+    ft_timer *prev_expired, *next_expired;
     ft_timer_fn fn;
 };
 
@@ -43,6 +48,8 @@ struct ft_loop {
     uv_timer_t timer_handle;
     uv_check_t flush_check;     /* flushes writes produced by IO callbacks */
     uv_prepare_t flush_prepare; /* flushes writes produced by timers, before the loop sleeps */
+    uv_idle_t expired_pending;  /* active while timers wait to run: keeps the poll from blocking */
+    ft_timer *expired_head, *expired_tail; /* due timers, run after this iteration's IO */
     ft_mpsc tasks;
     pthread_t thread;
     int index;
@@ -94,7 +101,7 @@ void ft_timer_start(ft_loop *loop, ft_timer *t, int64_t due_ns, ft_timer_fn fn);
 void ft_timer_stop(ft_loop *loop, ft_timer *t);
 static inline int ft_timer_armed(const ft_timer *t)
 {
-    return t->heap_index != 0;
+    return t->heap_index != 0 || t->expired;
 }
 
 #endif

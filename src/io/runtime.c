@@ -132,7 +132,7 @@ static void rearm(ft_loop *l)
 
 void ft_timer_start(ft_loop *l, ft_timer *t, int64_t due_ns, ft_timer_fn fn)
 {
-    if (t->heap_index) ft_timer_stop(l, t);
+    if (t->heap_index || t->expired) ft_timer_stop(l, t);
     if (l->heap_len + 1 >= l->heap_cap) {
         uint32_t ncap = l->heap_cap ? l->heap_cap * 2 : 256;
         ft_timer **nh = realloc(l->heap, ncap * sizeof *nh);
@@ -148,8 +148,22 @@ void ft_timer_start(ft_loop *l, ft_timer *t, int64_t due_ns, ft_timer_fn fn)
     if (due_ns < l->armed_due_ns) rearm(l);
 }
 
+static void unlink_expired(ft_loop *l, ft_timer *t)
+{
+    if (t->prev_expired) t->prev_expired->next_expired = t->next_expired;
+    else l->expired_head = t->next_expired;
+    if (t->next_expired) t->next_expired->prev_expired = t->prev_expired;
+    else l->expired_tail = t->prev_expired;
+    t->prev_expired = t->next_expired = NULL;
+    t->expired = 0;
+}
+
 void ft_timer_stop(ft_loop *l, ft_timer *t)
 {
+    if (t->expired) {
+        unlink_expired(l, t);
+        return;
+    }
     uint32_t i = t->heap_index;
     if (!i) return;
     t->heap_index = 0;
@@ -165,6 +179,13 @@ void ft_timer_stop(ft_loop *l, ft_timer *t)
     /* leave the uv timer armed: an early wake-up with nothing due only re-arms */
 }
 
+static void expired_noop(uv_idle_t *h)
+{
+    (void)h;
+}
+
+/* Moves due timers to the expired list; they run in the check phase, after this iteration's IO
+ * callbacks. The idle handle makes this iteration's poll non-blocking so that they run now. */
 static void on_timer(uv_timer_t *h)
 {
     ft_loop *l = h->data;
@@ -174,9 +195,28 @@ static void on_timer(uv_timer_t *h)
     while (l->heap_len && l->heap[1]->due_ns <= now) {
         ft_timer *t = l->heap[1];
         ft_timer_stop(l, t);
-        t->fn(t);
+        t->expired = 1;
+        t->prev_expired = l->expired_tail;
+        t->next_expired = NULL;
+        if (l->expired_tail) l->expired_tail->next_expired = t;
+        else l->expired_head = t;
+        l->expired_tail = t;
     }
+    if (l->expired_head) uv_idle_start(&l->expired_pending, expired_noop);
     rearm(l);
+}
+
+static void run_expired(ft_loop *l)
+{
+    /* timers that a callback here starts with a past due time wait for the next iteration */
+    ft_timer *last = l->expired_tail;
+    while (l->expired_head) {
+        ft_timer *t = l->expired_head;
+        unlink_expired(l, t);
+        t->fn(t);
+        if (t == last) break;
+    }
+    if (!l->expired_head) uv_idle_stop(&l->expired_pending);
 }
 
 /* ---- write flushing ---- */
@@ -184,6 +224,7 @@ static void on_timer(uv_timer_t *h)
 static void on_flush_check(uv_check_t *h)
 {
     ft_loop *l = h->data;
+    run_expired(l);
     ft_conn_flush_dirty(l);
     l->now_fresh = 0; /* the next phase (timers of the next iteration) reads the clock again */
 }
@@ -226,6 +267,9 @@ static int loop_init(ft_loop *l, ftrpc_runtime *rt, int index)
     l->flush_prepare.data = l;
     uv_prepare_start(&l->flush_prepare, on_flush_prepare);
     uv_unref((uv_handle_t *)&l->flush_prepare);
+    uv_idle_init(&l->uv, &l->expired_pending);
+    l->expired_pending.data = l;
+    uv_unref((uv_handle_t *)&l->expired_pending);
     return 0;
 }
 

@@ -74,6 +74,13 @@ int ftrpc_server_new(const ftrpc_server_options *opts, ftrpc_server **out)
     if (o.max_body_size == 0) o.max_body_size = FT_BAIDU_STD_DEFAULT_MAX_BODY;
     if (o.max_unwritten_bytes == 0) o.max_unwritten_bytes = (size_t)64 << 20;
     if (o.stop_grace_ms == 0) o.stop_grace_ms = 5000;
+    if (o.max_connections < 0 || o.idle_timeout_ms < -1 || o.read_timeout_ms < -1 ||
+        o.max_inflight_per_connection < 0)
+        return FTRPC_EINVAL;
+    if (o.max_connections == 0) o.max_connections = 10000;
+    if (o.idle_timeout_ms == 0) o.idle_timeout_ms = 600000;
+    if (o.read_timeout_ms == 0) o.read_timeout_ms = 10000;
+    if (o.max_inflight_per_connection == 0) o.max_inflight_per_connection = 1024;
     ftrpc_server *s = calloc(1, sizeof *s);
     if (!s) return FTRPC_ENOMEM;
     s->rt = ft_runtime_or_default(o.runtime);
@@ -82,6 +89,20 @@ int ftrpc_server_new(const ftrpc_server_options *opts, ftrpc_server **out)
         return FTRPC_ENOMEM;
     }
     s->opts = o;
+    if (o.auth_token) {
+        s->auth_token = strdup(o.auth_token);
+        if (!s->auth_token) {
+            free(s);
+            return FTRPC_ENOMEM;
+        }
+    }
+    s->opts.auth_token = s->auth_token;
+    s->opts.register_url = NULL; /* read in start only: the caller's strings need not outlive new */
+    s->opts.register_addr = NULL;
+    s->opts.register_tags = NULL;
+    s->register_url = o.register_url ? strdup(o.register_url) : NULL;
+    s->register_addr = o.register_addr ? strdup(o.register_addr) : NULL;
+    s->register_tags = o.register_tags ? strdup(o.register_tags) : NULL;
     atomic_init(&s->state, FT_SERVER_NEW);
     pthread_mutex_init(&s->stop_lock, NULL);
     pthread_cond_init(&s->stop_cond, NULL);
@@ -153,6 +174,33 @@ static void count_down(ftrpc_server *s, atomic_int *counter)
     pthread_mutex_unlock(&s->stop_lock);
 }
 
+static void on_idle_timeout(ft_timer *t)
+{
+    ft_session *sess = ft_container_of(t, ft_session, idle_timer);
+    ftrpc_server *s = sess->server;
+    if (ft_idmap_count(&sess->calls) > 0) {
+        /* waiting for our own handlers is not idleness */
+        ft_timer_start(sess->loop, t,
+                       ft_loop_now(sess->loop) + (int64_t)s->opts.idle_timeout_ms * FT_NS_PER_MS,
+                       on_idle_timeout);
+        return;
+    }
+    atomic_fetch_add(&s->idle_closed, 1);
+    FT_LOG_RATELIMITED(FTRPC_LOG_INFO, "closing %s: idle for %d ms", sess->conn->peer,
+                       s->opts.idle_timeout_ms);
+    ft_conn_close(sess->conn, 0, 0);
+}
+
+static void on_read_timeout(ft_timer *t)
+{
+    ft_session *sess = ft_container_of(t, ft_session, read_timer);
+    ftrpc_server *s = sess->server;
+    atomic_fetch_add(&s->read_timeouts, 1);
+    FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing %s: a frame did not complete within %d ms",
+                       sess->conn->peer, s->opts.read_timeout_ms);
+    ft_conn_close(sess->conn, FTRPC_EREQUEST, 1);
+}
+
 static void adopt_on_loop(ft_task *t)
 {
     struct accept_task *at = (struct accept_task *)t;
@@ -177,6 +225,10 @@ static void adopt_on_loop(ft_task *t)
     sess->server = s;
     sess->loop = at->loop;
     ft_idmap_init(&sess->calls);
+    if (s->opts.idle_timeout_ms > 0)
+        ft_timer_start(at->loop, &sess->idle_timer,
+                       ft_loop_now(at->loop) + (int64_t)s->opts.idle_timeout_ms * FT_NS_PER_MS,
+                       on_idle_timeout);
     ft_list_push_back(&s->loop_sessions[at->loop->index], &sess->node);
     FT_DEBUG("accepted connection from %s on loop %d", c->peer, at->loop->index);
     free(at);
@@ -186,6 +238,14 @@ static void on_accept(ft_listener *l, int fd, void *arg)
 {
     ftrpc_server *s = arg;
     (void)l;
+    if (atomic_load(&s->sessions) >= s->opts.max_connections) {
+        /* accept and close at once: the peer learns now instead of waiting in the backlog */
+        close(fd);
+        atomic_fetch_add(&s->connections_refused, 1);
+        FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "server: %d connections open, refusing a new one",
+                           s->opts.max_connections);
+        return;
+    }
     struct accept_task *at = malloc(sizeof *at);
     if (!at) {
         close(fd);
@@ -205,8 +265,8 @@ static void on_accept(ft_listener *l, int fd, void *arg)
 static int start_registrar(ftrpc_server *s, const char *listen_addr)
 {
     char addr[160];
-    if (s->opts.register_addr) {
-        snprintf(addr, sizeof addr, "%s", s->opts.register_addr);
+    if (s->register_addr) {
+        snprintf(addr, sizeof addr, "%s", s->register_addr);
     } else {
         char host[128];
         snprintf(host, sizeof host, "%s", listen_addr);
@@ -217,14 +277,14 @@ static int start_registrar(ftrpc_server *s, const char *listen_addr)
         if (!strcmp(host, "[::]")) snprintf(host, sizeof host, "[::1]");
         snprintf(addr, sizeof addr, "%s:%d", host, s->port);
     }
-    ft_registrar_opts ro = {.url = s->opts.register_url,
+    ft_registrar_opts ro = {.url = s->register_url,
                             .addr = addr,
                             .weight = s->opts.register_weight,
-                            .tags = s->opts.register_tags,
+                            .tags = s->register_tags,
                             .register_ttl_ms = s->opts.register_ttl_ms,
                             .register_interval_ms = s->opts.register_interval_ms};
     int rc = ft_registrar_start(&ro, &s->registrar);
-    if (rc != 0) FT_ERROR("server: cannot register %s at %s: %s", addr, s->opts.register_url,
+    if (rc != 0) FT_ERROR("server: cannot register %s at %s: %s", addr, s->register_url,
                           ftrpc_strerror(rc));
     return rc;
 }
@@ -251,7 +311,7 @@ int ftrpc_server_start(ftrpc_server *s, const char *listen_addr)
         return rc;
     }
     s->port = s->listener->port;
-    if (s->opts.register_url) {
+    if (s->register_url) {
         rc = start_registrar(s, listen_addr);
         if (rc != 0) {
             ftrpc_server_stop(s, 0);
@@ -352,6 +412,10 @@ void ftrpc_server_free(ftrpc_server *s)
     free(s->methods);
     free(s->table);
     free(s->loop_sessions);
+    free(s->auth_token);
+    free(s->register_url);
+    free(s->register_addr);
+    free(s->register_tags);
     pthread_cond_destroy(&s->stop_cond);
     pthread_mutex_destroy(&s->stop_lock);
     free(s);
@@ -472,6 +536,20 @@ const char *ftrpc_server_call_peer(const ftrpc_server_call *call)
     return call->conn->peer;
 }
 
+const char *ftrpc_server_call_identity(const ftrpc_server_call *call)
+{
+    return call->identity;
+}
+
+void ftrpc_server_stats_get(const ftrpc_server *s, ftrpc_server_stats *out)
+{
+    out->connections = atomic_load(&((ftrpc_server *)s)->sessions);
+    out->connections_refused = atomic_load(&((ftrpc_server *)s)->connections_refused);
+    out->idle_closed = atomic_load(&((ftrpc_server *)s)->idle_closed);
+    out->read_timeouts = atomic_load(&((ftrpc_server *)s)->read_timeouts);
+    out->auth_failures = atomic_load(&((ftrpc_server *)s)->auth_failures);
+}
+
 int ftrpc_server_call_is_canceled(const ftrpc_server_call *call)
 {
     return atomic_load_explicit(&((ftrpc_server_call *)call)->canceled, memory_order_acquire);
@@ -514,6 +592,28 @@ static void run_in_worker(ft_job *job)
     call->method->handler(call, call->method->arg);
 }
 
+/* Constant time in the token's content, so that a peer cannot find it byte by byte by timing. */
+static int token_equal(const uint8_t *a, size_t alen, const char *token)
+{
+    size_t tlen = strlen(token);
+    unsigned diff = (unsigned)(alen ^ tlen);
+    for (size_t i = 0; i < tlen; i++) diff |= (unsigned)(token[i] ^ (i < alen ? a[i] : 0));
+    return diff == 0;
+}
+
+/* The connection's first request carries its credential (brpc's Authenticator::VerifyCredential). */
+static int authenticate(ft_session *sess, const ft_rpc_frame *f)
+{
+    ftrpc_server *s = sess->server;
+    if (s->auth_token) {
+        if (!f->auth_data || !token_equal(f->auth_data, f->auth_len, s->auth_token)) return 0;
+        snprintf(sess->identity, sizeof sess->identity, "token");
+        return 1;
+    }
+    return s->opts.authenticator(f->auth_data, f->auth_data ? f->auth_len : 0, sess->identity,
+                                 sizeof sess->identity, s->opts.authenticator_arg) == 0;
+}
+
 /* ftrpc.Control/Cancel (protocol page, Cancellation): marks the named call of this connection. */
 static void handle_cancel(ft_session *sess, ft_rpc_frame *f)
 {
@@ -533,6 +633,16 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
 {
     ftrpc_server *s = sess->server;
     ft_conn *c = sess->conn;
+    if ((s->opts.authenticator || s->auth_token) && !sess->authenticated) {
+        if (!authenticate(sess, f)) {
+            atomic_fetch_add(&s->auth_failures, 1);
+            FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing %s: authentication failed", c->peer);
+            write_error(c, f->correlation_id, FTRPC_ERPCAUTH, "authentication failed");
+            ft_conn_close(c, FTRPC_ERPCAUTH, 0); /* after the error is flushed */
+            return;
+        }
+        sess->authenticated = 1;
+    }
     if (!strcmp(f->service, FT_CONTROL_SERVICE) && !strcmp(f->method, FT_CONTROL_CANCEL)) {
         handle_cancel(sess, f);
         return;
@@ -548,6 +658,11 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
         int code = (!strchr(f->service, '.') && !service_known(s, f->service)) ? FTRPC_ENOSERVICE
                                                                               : FTRPC_ENOMETHOD;
         write_error(c, f->correlation_id, code, text);
+        return;
+    }
+    if ((int)ft_idmap_count(&sess->calls) >= s->opts.max_inflight_per_connection) {
+        atomic_fetch_add(&m->rejected, 1);
+        write_error(c, f->correlation_id, FTRPC_ELIMIT, "too many requests in flight on this connection");
         return;
     }
     int running = atomic_fetch_add_explicit(&m->concurrency, 1, memory_order_relaxed);
@@ -570,6 +685,7 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
     call->conn = c;
     ft_conn_ref(c);
     call->session = sess;
+    memcpy(call->identity, sess->identity, sizeof call->identity);
     atomic_init(&call->canceled, 0);
     call->loop = sess->loop;
     call->correlation_id = f->correlation_id;
@@ -589,6 +705,22 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
     }
     atomic_fetch_add(&m->calls, 1);
     m->handler(call, m->arg);
+}
+
+/* After a read: the peer is not idle; and a frame left half-read must complete in time. */
+static void arm_timeouts(ft_session *sess)
+{
+    ftrpc_server *s = sess->server;
+    if (sess->conn->state != FT_CONN_OPEN) return;
+    int64_t now = ft_loop_now(sess->loop);
+    if (s->opts.idle_timeout_ms > 0)
+        ft_timer_start(sess->loop, &sess->idle_timer,
+                       now + (int64_t)s->opts.idle_timeout_ms * FT_NS_PER_MS, on_idle_timeout);
+    if (s->opts.read_timeout_ms <= 0) return;
+    if (ft_iobuf_size(&sess->conn->in) == 0) ft_timer_stop(sess->loop, &sess->read_timer);
+    else if (!ft_timer_armed(&sess->read_timer))
+        ft_timer_start(sess->loop, &sess->read_timer,
+                       now + (int64_t)s->opts.read_timeout_ms * FT_NS_PER_MS, on_read_timeout);
 }
 
 static int session_on_read(ft_conn *c)
@@ -623,6 +755,7 @@ static int session_on_read(ft_conn *c)
         dispatch(sess, &f);
         ft_rpc_frame_fini(&f);
     }
+    arm_timeouts(sess);
     return 0;
 }
 
@@ -635,6 +768,12 @@ static void session_on_close(ft_conn *c, int reason)
                            c->peer, ft_iobuf_size(&c->in));
     else
         FT_DEBUG("connection from %s closed (%s)", c->peer, ftrpc_strerror(reason));
+    /* calls still being handled outlive the session: they must not reach back into it */
+    ftrpc_server_call *call;
+    while ((call = ft_idmap_take_any(&sess->calls)) != NULL) call->session = NULL;
+    ft_idmap_fini(&sess->calls);
+    ft_timer_stop(sess->loop, &sess->idle_timer);
+    ft_timer_stop(sess->loop, &sess->read_timer);
     ft_list_remove(&sess->node);
     free(sess);
     count_down(s, &s->sessions);

@@ -36,6 +36,10 @@ typedef struct ft_session {
     struct ftrpc_server *server;
     ft_loop *loop;
     ft_idmap calls; /* correlation id -> ftrpc_server_call in flight (for cancellation) */
+    ft_timer idle_timer;  /* closes a connection that sends nothing for idle_timeout_ms */
+    ft_timer read_timer;  /* closes one whose started frame does not complete in read_timeout_ms */
+    int authenticated;
+    char identity[128];
 } ft_session;
 
 struct ftrpc_server {
@@ -55,6 +59,9 @@ struct ftrpc_server {
     atomic_uint next_loop;
     ft_workpool pool;
     int pool_started;
+    char *auth_token; /* copies of the option strings the server keeps */
+    char *register_url, *register_addr, *register_tags;
+    atomic_llong connections_refused, idle_closed, read_timeouts, auth_failures;
     pthread_mutex_t stop_lock; /* guards nothing but the condition below */
     pthread_cond_t stop_cond;  /* signalled when inflight or sessions reach 0 while stopping */
 };
@@ -68,6 +75,7 @@ struct ftrpc_server_call {
     ft_session *session; /* NULL once the connection closed (the session is gone) */
     ft_loop *loop;
     atomic_int canceled;
+    char identity[128]; /* the connection's, copied: the call may outlive the session */
     int64_t correlation_id;
     int64_t deadline_ns; /* 0: the caller sent no timeout */
     ft_iobuf request;
