@@ -120,7 +120,8 @@ typedef struct ftrpc_result {
     ftrpc_buf *attachment;  /* idem, possibly empty */
     int attempts;           /* requests sent for this call (1 without retries), including any
                              * whose connection never opened */
-    char endpoint[64];      /* "ip:port" of the endpoint that answered, "" if none did */
+    char endpoint[64];      /* "ip:port" of the endpoint that answered (also with the error it
+                             * sent), "" if none did (timeout, connection error, ...) */
     int64_t latency_us;     /* from the call's start to its completion */
 } ftrpc_result;
 

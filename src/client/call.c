@@ -139,9 +139,10 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     else if (code < 0) snprintf(r->error_text, sizeof r->error_text, "%s", ftrpc_strerror(code));
     r->attempts = call->attempts;
     r->latency_us = (ft_now_ns() - call->start_ns) / 1000;
+    int answered = frame ? call->attempt.endpoint : call->result_endpoint;
+    if (answered >= 0)
+        snprintf(r->endpoint, sizeof r->endpoint, "%s", client->endpoints[answered]->name);
     if (frame) {
-        snprintf(r->endpoint, sizeof r->endpoint, "%s",
-                 client->endpoints[call->attempt.endpoint]->name);
         if (kind == FTRPC_RESULT_OK) {
             r->response = ftrpc_buf_new();
             r->attachment = ftrpc_buf_new();
@@ -177,8 +178,10 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     ft_client_count_down(client, &client->inflight);
 }
 
+/* The last failure becomes the call's; when a server sent it, the result names that server. */
 static void complete_with_last_error(ft_call *call)
 {
+    call->result_endpoint = call->answered_by;
     complete_call(call, call->last_kind, call->last_code, call->last_text, NULL);
 }
 
@@ -252,6 +255,7 @@ static void send_attempt(ft_call *call)
     ft_client_endpoint *ep = c->endpoints[idx];
     ft_attempt *a = &call->attempt;
     a->endpoint = idx;
+    call->answered_by = -1;
     a->sent_ns = now;
     a->in_flight = 1;
     ft_health_inflight_inc(&ep->health);
@@ -392,6 +396,7 @@ void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, con
         complete_call(call, kind, code, f->error_text, f); /* keeps the answering endpoint */
         return;
     }
+    call->answered_by = call->attempt.endpoint;
     attempt_failed(call, kind, code, f->error_text, 0);
 }
 
@@ -480,6 +485,8 @@ static ft_call *make_call(ftrpc_client *c, const char *service, const char *meth
     }
     call->attempt.call = call;
     call->attempt.endpoint = -1;
+    call->answered_by = -1;
+    call->result_endpoint = -1;
     call->start_ns = ft_now_ns();
     call->deadline_ns = call->start_ns + (int64_t)timeout_ms * FT_NS_PER_MS;
     call->log_id = opts ? opts->log_id : 0;

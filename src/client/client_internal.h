@@ -88,6 +88,8 @@ struct ft_call {
     ftrpc_result_kind last_kind;
     int last_code;
     char last_text[256];
+    int answered_by;     /* the endpoint whose answer failed the current attempt; -1: none did */
+    int result_endpoint; /* the endpoint a result without a frame names; -1: none */
     ftrpc_call_cb cb; /* async */
     void *arg;
     ftrpc_result *sync_result; /* sync: the caller's result, filled before waking it */

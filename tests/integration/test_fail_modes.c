@@ -145,6 +145,7 @@ static void failfast_makes_exactly_one_attempt_and_returns_the_first_error(void 
         assert_int_equal(l.recs[i].attempts, 1);
         assert_int_equal(l.recs[i].kind, FTRPC_RESULT_RPC_ERROR);
         assert_int_equal(l.recs[i].code, FTRPC_EINTERNAL);
+        assert_int_equal(l.recs[i].endpoint, 0); /* the server that sent the error is named */
     }
     h_load_fini(&l);
     ftrpc_call_options failover = {.fail_mode = FTRPC_FAILOVER, .retries = 1};
@@ -152,6 +153,7 @@ static void failfast_makes_exactly_one_attempt_and_returns_the_first_error(void 
     for (int i = 0; i < 100; i++) {
         assert_int_equal(l.recs[i].attempts, 2);
         assert_int_equal(l.recs[i].code, FTRPC_ELIMIT);
+        assert_int_equal(l.recs[i].endpoint, 1);
     }
     print_message("failfast: %d calls, 1 attempt each, EINTERNAL; failover: 2 attempts, ELIMIT\n",
                   NCALLS);
@@ -196,6 +198,7 @@ static void business_errors_are_not_retried_unless_the_classifier_says_so(void *
         assert_int_equal(l.recs[i].attempts, 4);
         assert_int_equal(l.recs[i].kind, FTRPC_RESULT_BUSINESS_ERROR);
         assert_int_equal(l.recs[i].code, 3001);
+        assert_true(l.recs[i].endpoint >= 0); /* the server of the last attempt is named */
     }
     print_message("business errors: 1 attempt by default; 4 with the classifier, which was asked "
                   "%d times for %d calls\n",
