@@ -95,19 +95,18 @@ static int is_suspended(void *arg)
     return s == FT_HEALTH_SUSPENDED || s == FT_HEALTH_PROBING;
 }
 
-static int is_active(void *arg)
+static int is_not_suspended(void *arg)
 {
-    struct suspended_arg *a = arg;
-    return state_of(a->client, a->ep) == FT_HEALTH_ACTIVE;
+    return !is_suspended(arg);
 }
 
-/* Freezes server ep once its endpoint is ACTIVE (a loaded machine may have suspended it for a
- * spurious timeout: the freeze must be what suspends it) and waits for its suspension. Returns
- * the time of the SIGSTOP. */
+/* Freezes server ep once its endpoint is not suspended (a loaded machine may have suspended it
+ * for a spurious timeout: the freeze must be what suspends it) and waits for its suspension.
+ * Returns the time of the SIGSTOP. */
 static int64_t freeze_and_wait_suspended(ftrpc_client *client, h_server *srv, int ep)
 {
     struct suspended_arg sa = {client, ep};
-    assert_true(h_wait_until(is_active, &sa, 5000));
+    assert_true(h_wait_until(is_not_suspended, &sa, 5000));
     int64_t t = h_now_us();
     h_server_signal(srv, SIGSTOP);
     assert_true(h_wait_until(is_suspended, &sa, 5000));
@@ -157,9 +156,11 @@ static void failover_loses_no_call_when_a_server_is_killed_mid_run(void **state)
  * move p99 by several ms between phases of the same run); if more than 1% of the later calls
  * still paid the 50 ms attempt timeout (plus their retry), p99 would be above 50 ms and would
  * not fit under the bound whenever the healthy p99 is below 10 ms.
- * The second check does not depend on the healthy figure at all: fewer than 1% of the later
- * calls may take the attempt timeout or longer (a probe at the end of each 1 s suspension pays
- * it once; at thousands of calls per second that is far below 1%). */
+ * The second check does not depend on the healthy figure at all: fewer than 2% of the later
+ * calls may have been retried after waiting out the attempt timeout, where without the
+ * suspension round robin would send a third of them to the frozen server. What remains is a
+ * probe at the end of each suspension (one call) and spurious 50 ms timeouts of the healthy
+ * servers on a loaded machine (up to ~0.5% seen; the healthy phase has them too). */
 static void
 failover_loses_no_call_to_a_frozen_server_and_stops_paying_its_timeout_once_suspended(void **state)
 {
@@ -171,8 +172,11 @@ failover_loses_no_call_to_a_frozen_server_and_stops_paying_its_timeout_once_susp
     /* max_suspended_ratio 0.67 (two of three endpoints): a healthy server that misses 50 ms once
      * on a loaded machine is suspended too (the first timeout suspends); with the default one slot
      * of three it could hold the only slot when the freeze comes, and the frozen server would then
-     * stay usable until that slot came free. */
+     * stay usable until that slot came free. Round robin keeps sending the frozen server its
+     * share until it is suspended; p2c would shun it after its first slow answer and leave it
+     * unsuspended for as long as its latency estimate takes to decay (seconds). */
     ftrpc_client_options o = {.fail_mode = FTRPC_FAILOVER,
+                              .lb = "rr",
                               .timeout_ms = 1000,
                               .attempt_timeout_ms = ATTEMPT_MS,
                               .health = {.max_suspended_ratio = 0.67}};
@@ -196,27 +200,30 @@ failover_loses_no_call_to_a_frozen_server_and_stops_paying_its_timeout_once_susp
     int n_healthy, n_after;
     int64_t p99_healthy = h_load_latency_quantile(&l, healthy_from, stop_us, 0.99, &n_healthy);
     int64_t p99_after = h_load_latency_quantile(&l, suspended_us, end_us, 0.99, &n_after);
-    int paid_during_freeze = 0, paid_after = 0, after_on_frozen = 0;
+    int paid_healthy = 0, paid_during_freeze = 0, paid_after = 0, after_on_frozen = 0;
     for (int i = 0; i < atomic_load(&l.issued); i++) {
         const h_call_rec *r = &l.recs[i];
         /* retried after waiting out an attempt timeout */
         int paid = r->attempts > 1 && r->latency_us >= ATTEMPT_MS * 1000;
+        if (r->start_us >= healthy_from && r->start_us < stop_us) paid_healthy += paid;
         if (r->start_us >= stop_us && r->start_us < suspended_us) paid_during_freeze += paid;
         if (r->start_us >= suspended_us && r->start_us < end_us) {
             paid_after += paid;
             after_on_frozen += r->endpoint == 1;
         }
     }
-    print_message("healthy p99 %lld us (%d calls); after suspension p99 %lld us (%d calls); "
-                  "suspended %lld ms after SIGSTOP; %d calls paid the attempt timeout before the "
-                  "suspension, %d after; %d later calls answered by the frozen server\n",
-                  (long long)p99_healthy, n_healthy, (long long)p99_after, n_after,
-                  (long long)(suspended_us - stop_us) / 1000, paid_during_freeze, paid_after,
-                  after_on_frozen);
+    print_message(
+        "healthy p99 %lld us (%d calls); after suspension p99 %lld us (%d calls); "
+        "suspended %lld ms after SIGSTOP; %d calls paid the attempt timeout before the "
+        "suspension, %d after (%d in the healthy phase); %d later calls answered by the frozen "
+        "server\n",
+        (long long)p99_healthy, n_healthy, (long long)p99_after, n_after,
+        (long long)(suspended_us - stop_us) / 1000, paid_during_freeze, paid_after, paid_healthy,
+        after_on_frozen);
     assert_true(n_healthy >= 1000 && n_after >= 1000);
     assert_true(paid_during_freeze >= 1); /* the freeze was felt: some call paid the timeout */
     assert_true(p99_after <= 3 * p99_healthy + 20000);
-    assert_true(paid_after * 100 < n_after);
+    assert_true(paid_after * 50 < n_after);
     assert_int_equal(after_on_frozen, 0);
     h_load_fini(&l);
     cluster_stop(&c);
