@@ -7,6 +7,7 @@
  */
 #include "base/iobuf.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,36 @@ enum { CACHE_MAX = 64 };
 
 static _Thread_local ft_block *block_cache[CACHE_MAX];
 static _Thread_local int block_cache_len;
+static _Thread_local int block_cache_registered;
+
+/* A thread's cache dies with the thread: a thread-specific key's destructor (which runs while the
+ * thread's _Thread_local data is still there) gives the cached blocks back to malloc, or every
+ * thread that frees a buffer and exits would leak up to CACHE_MAX blocks. */
+static pthread_key_t cache_key;
+static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
+
+static void cache_flush(void *unused)
+{
+    (void)unused;
+    while (block_cache_len > 0)
+        free(block_cache[--block_cache_len]);
+}
+
+static void cache_key_create(void)
+{
+    pthread_key_create(&cache_key, cache_flush);
+}
+
+/* 1 when this thread may cache blocks (its exit will flush them). */
+static int cache_register(void)
+{
+    if (!block_cache_registered) {
+        pthread_once(&cache_key_once, cache_key_create);
+        if (pthread_setspecific(cache_key, &block_cache_registered) != 0) return 0;
+        block_cache_registered = 1;
+    }
+    return 1;
+}
 
 static size_t std_storage(void)
 {
@@ -49,7 +80,7 @@ void ft_block_release(ft_block *blk)
     if (blk->free_fn) {
         blk->free_fn(blk->data, blk->free_arg);
     } else if (blk->data == blk->storage && blk->cap == std_storage() &&
-               block_cache_len < CACHE_MAX) {
+               block_cache_len < CACHE_MAX && cache_register()) {
         block_cache[block_cache_len++] = blk;
         return;
     }
