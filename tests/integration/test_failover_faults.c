@@ -1,4 +1,4 @@
-/* Failover under real faults, three echo-server children under a steady async load (16 calls in
+/* Failover under real faults, three echo-server children under a steady async load (8 calls in
  * flight, thousands of calls a run) through list://: a server killed with SIGKILL mid-run costs no
  * call; a server frozen with SIGSTOP costs no call either, is suspended after its first attempt
  * timeout, and later calls stop paying that timeout; after SIGCONT, and after a restart on its
