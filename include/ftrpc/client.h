@@ -230,7 +230,8 @@ struct ftrpc_result {
     ftrpc_buf *attachment;  /* idem, possibly empty */
     int attempts;           /* requests sent for this call (1 without retries), including any
                              * whose connection never opened */
-    char endpoint[64];      /* "ip:port" of the endpoint that answered, "" if none did */
+    char endpoint[64];      /* "ip:port" of the endpoint that answered (also with the error it
+                             * sent), "" if none did (timeout, connection error, ...) */
     int64_t latency_us;     /* from the call's start to its completion */
     int backups;            /* backup requests sent (0 or 1) */
     int backup_won;         /* the answer came from the backup request */

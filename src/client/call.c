@@ -287,10 +287,12 @@ static void fail_call(ft_call *call, int code, const char *text)
     complete_call(call, FTRPC_RESULT_RPC_ERROR, code, text, NULL, NULL, FTRPC_ECANCELED);
 }
 
+/* The last failure becomes the call's; when a server sent it, the result names that server. */
 static void complete_with_last_error(ft_call *call)
 {
-    complete_call(call, call->last_kind, call->last_code, call->last_text, NULL, NULL,
-                  FTRPC_ECANCELED);
+    ft_attempt named = {.endpoint = call->last_answered_by};
+    complete_call(call, call->last_kind, call->last_code, call->last_text, NULL,
+                  call->last_answered_by >= 0 ? &named : NULL, FTRPC_ECANCELED);
 }
 
 /* ---- choosing an endpoint ---- */
@@ -341,7 +343,7 @@ static int choose_endpoint(ft_call *call, int64_t now)
 /* ---- sending ---- */
 
 static void attempt_error(ft_attempt *a, ftrpc_result_kind kind, int code, const char *text,
-                          int never_on_wire);
+                          int never_on_wire, int answered);
 
 static void on_attempt_timeout(ft_timer *t)
 {
@@ -349,7 +351,7 @@ static void on_attempt_timeout(ft_timer *t)
     send_cancel(a);
     detach_attempt(a);
     settle_attempt(a, FTRPC_ERPCTIMEDOUT);
-    attempt_error(a, FTRPC_RESULT_RPC_ERROR, FTRPC_ERPCTIMEDOUT, "attempt timed out", 0);
+    attempt_error(a, FTRPC_RESULT_RPC_ERROR, FTRPC_ERPCTIMEDOUT, "attempt timed out", 0, 0);
 }
 
 static void send_attempt(ft_call *call, int is_backup)
@@ -387,7 +389,7 @@ static void send_attempt(ft_call *call, int is_backup)
     if (!cc) {
         settle_attempt(a, err);
         attempt_error(a, FTRPC_RESULT_RPC_ERROR, err, NULL,
-                      err == FTRPC_ECONNREFUSED || err == FTRPC_ECONNECT);
+                      err == FTRPC_ECONNREFUSED || err == FTRPC_ECONNECT, 0);
         return;
     }
     int64_t left_ms = (call->deadline_ns - now) / FT_NS_PER_MS;
@@ -432,7 +434,7 @@ static void send_attempt(ft_call *call, int is_backup)
     ft_iobuf_fini(&frame);
     if (rc != 0) {
         settle_attempt(a, rc);
-        attempt_error(a, FTRPC_RESULT_RPC_ERROR, rc, NULL, 0);
+        attempt_error(a, FTRPC_RESULT_RPC_ERROR, rc, NULL, 0, 0);
         return;
     }
     if (call->attempt_timeout_ms > 0 && attempt_ms < left_ms)
@@ -485,10 +487,11 @@ static int64_t backoff_ns(ft_call *call)
 /* An attempt failed (already detached and settled). While the other copy of a failbackup race is
  * still out the call waits for it; otherwise the fail mode decides. */
 static void attempt_error(ft_attempt *a, ftrpc_result_kind kind, int code, const char *text,
-                          int never_on_wire)
+                          int never_on_wire, int answered)
 {
     ft_call *call = a->call;
     ftrpc_client *c = call->client;
+    call->last_answered_by = answered ? a->endpoint : -1;
     call->last_kind = kind;
     call->last_code = code;
     snprintf(call->last_text, sizeof call->last_text, "%s",
@@ -538,7 +541,7 @@ void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, con
     ft_timer_stop(call->loop, &a->timer);
     if (st == FT_PARSE_BAD_FRAME) {
         settle_attempt(a, FTRPC_ERESPONSE);
-        attempt_error(a, FTRPC_RESULT_RPC_ERROR, FTRPC_ERESPONSE, reason, 0);
+        attempt_error(a, FTRPC_RESULT_RPC_ERROR, FTRPC_ERESPONSE, reason, 0, 0);
         return;
     }
     ftrpc_result_kind kind;
@@ -554,7 +557,7 @@ void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, con
         complete_call(call, kind, code, f->error_text, f, a, FTRPC_ECANCELED);
         return;
     }
-    attempt_error(a, kind, code, f->error_text, 0);
+    attempt_error(a, kind, code, f->error_text, 0, 1);
 }
 
 void ft_call_on_conn_lost(ft_attempt *a, int code)
@@ -562,7 +565,7 @@ void ft_call_on_conn_lost(ft_attempt *a, int code)
     ft_timer_stop(a->call->loop, &a->timer);
     settle_attempt(a, code == FTRPC_ESTOPPED ? FTRPC_ECANCELED : code);
     attempt_error(a, FTRPC_RESULT_RPC_ERROR, code, NULL,
-                  code == FTRPC_ECONNREFUSED || code == FTRPC_ECONNECT);
+                  code == FTRPC_ECONNREFUSED || code == FTRPC_ECONNECT, 0);
 }
 
 void ft_call_stop_all(ft_client_loop *cl)
@@ -658,6 +661,7 @@ static ft_call *make_call(ftrpc_client *c, const char *service, const char *meth
         call->slot[i].endpoint = -1;
     }
     call->last_endpoint = -1;
+    call->last_answered_by = -1;
     call->loop = ft_runtime_pick_loop(c->rt);
     /* on the home loop already (a call made from a callback): the loop's time is fresh enough */
     call->start_ns = ft_loop_current() == call->loop ? ft_loop_now(call->loop) : ft_now_ns();

@@ -120,6 +120,7 @@ struct ft_call {
     ftrpc_result_kind last_kind;
     int last_code;
     char last_text[256];
+    int last_answered_by; /* the endpoint whose answer was the last failure; -1: none answered */
     ftrpc_call_cb cb; /* async */
     void *arg;
     ftrpc_result *sync_result; /* sync: the caller's result, filled before waking it */

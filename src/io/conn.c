@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,10 +295,23 @@ static void set_nodelay(ft_conn *c)
     uv_tcp_nodelay(&c->tcp, 1);
 }
 
+/* Whether the kernel already holds the connect's outcome (connected or refused). */
+static int connect_outcome_ready(ft_conn *c)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return 0;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLOUT | POLLERR | POLLHUP));
+}
+
 static void on_connect_timeout(ft_timer *t)
 {
     ft_conn *c = ft_container_of(t, ft_conn, connect_timer);
     if (c->state != FT_CONN_CONNECTING) return;
+    /* libuv runs timers before it polls: after an iteration that overran the timeout (a burst of
+     * calls, a descheduled thread) the timer fires although the connect completed meanwhile.
+     * Then on_connected, in this same iteration, reports what really happened. */
+    if (connect_outcome_ready(c)) return;
     if (c->handler->on_connect) c->handler->on_connect(c, FTRPC_ECONNECT);
     close_now(c, FTRPC_ECONNECT);
 }

@@ -144,6 +144,11 @@ static pid_t spawn(char *const *argv, int out_fd, int err_fd)
 
 int h_server_start(h_server *s, const char *const *args)
 {
+    return h_server_start_at(s, "127.0.0.1:0", args);
+}
+
+int h_server_start_at(h_server *s, const char *listen, const char *const *args)
+{
     static atomic_int seq;
     memset(s, 0, sizeof *s);
     s->out_fd = -1;
@@ -161,7 +166,7 @@ int h_server_start(h_server *s, const char *const *args)
     argv[n++] = (char *)cli_path();
     argv[n++] = "echo-server";
     argv[n++] = "--listen";
-    argv[n++] = "127.0.0.1:0";
+    argv[n++] = (char *)listen;
     for (int i = 0; args && args[i] && n < 62; i++)
         argv[n++] = (char *)args[i];
     argv[n] = NULL;
@@ -529,4 +534,132 @@ int h_pattern_check(const ftrpc_buf *buf, size_t len, unsigned seed)
         off += sl;
     }
     return off == len;
+}
+
+/* ---- steady load ---- */
+
+static void sleep_us(int us)
+{
+    struct timespec ts = {us / 1000000, (long)(us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+static void load_on_done(ftrpc_result *r, void *arg)
+{
+    h_call_rec *rec = arg;
+    h_load *l = rec->load;
+    if (atomic_fetch_add(&rec->completions, 1) != 0) {
+        atomic_fetch_add(&l->duplicates, 1);
+        return;
+    }
+    rec->end_us = h_now_us();
+    rec->latency_us = r->latency_us;
+    rec->attempts = r->attempts;
+    rec->kind = (int)r->kind;
+    rec->code = r->code;
+    rec->endpoint = -1;
+    for (int i = 0; i < l->nendpoints; i++)
+        if (r->endpoint[0] && strcmp(r->endpoint, l->endpoints[i]) == 0) rec->endpoint = i;
+    if (r->kind == FTRPC_RESULT_OK) {
+        if (rec->endpoint >= 0) atomic_fetch_add(&l->answered[rec->endpoint], 1);
+    } else {
+        int zero = 0;
+        atomic_compare_exchange_strong(&l->first_fail_code, &zero, r->code);
+        atomic_fetch_add(&l->failed, 1);
+    }
+    atomic_fetch_sub(&l->inflight, 1);
+    atomic_fetch_add(&l->done, 1); /* last: the fields above are visible to whoever sees it */
+}
+
+static void *load_main(void *arg)
+{
+    h_load *l = arg;
+    while (!atomic_load(&l->stop)) {
+        int id = atomic_load(&l->issued);
+        if (id >= l->max_calls) break;
+        if (atomic_load(&l->inflight) >= l->window) {
+            sleep_us(100);
+            continue;
+        }
+        h_call_rec *rec = &l->recs[id];
+        rec->load = l;
+        rec->start_us = h_now_us();
+        atomic_fetch_add(&l->inflight, 1);
+        atomic_store(&l->issued, id + 1);
+        int rc = ftrpc_call_async(l->client, "example.EchoService", "Echo", l->request, NULL,
+                                  l->call_opts, load_on_done, rec);
+        if (rc != 0) { /* refused at once: the callback never runs, so count it here */
+            ftrpc_result r = {.kind = FTRPC_RESULT_RPC_ERROR, .code = rc};
+            load_on_done(&r, rec);
+        }
+        if (l->pace_us > 0) sleep_us(l->pace_us);
+    }
+    return NULL;
+}
+
+int h_load_start(h_load *l)
+{
+    if (l->window <= 0) l->window = 8;
+    if (l->max_calls <= 0) l->max_calls = 100000;
+    l->recs = calloc((size_t)l->max_calls, sizeof *l->recs);
+    l->request = h_pattern_buf(64, 7);
+    if (!l->recs || !l->request) return -1;
+    return pthread_create(&l->thread, NULL, load_main, l) == 0 ? 0 : -1;
+}
+
+int h_load_stop(h_load *l, int timeout_ms)
+{
+    atomic_store(&l->stop, 1);
+    pthread_join(l->thread, NULL);
+    int64_t deadline = h_now_ms() + timeout_ms;
+    while (atomic_load(&l->done) < atomic_load(&l->issued)) {
+        if (h_now_ms() >= deadline) return 0;
+        sleep_us(1000);
+    }
+    return 1;
+}
+
+void h_load_fini(h_load *l)
+{
+    free(l->recs);
+    l->recs = NULL;
+    ftrpc_buf_free(l->request);
+    l->request = NULL;
+}
+
+int h_load_wait_done(h_load *l, int target, int timeout_ms)
+{
+    return h_wait_atomic_ge(&l->done, target, timeout_ms);
+}
+
+int h_load_wait_answered(h_load *l, int ep, int since, int count, int timeout_ms)
+{
+    return h_wait_atomic_ge(&l->answered[ep], since + count, timeout_ms);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+int64_t h_load_latency_quantile(const h_load *l, int64_t t0_us, int64_t t1_us, double q, int *n_out)
+{
+    int issued = atomic_load(&l->issued);
+    int64_t *v = malloc(((size_t)issued + 1) * sizeof *v);
+    int n = 0;
+    for (int i = 0; v && i < issued; i++) {
+        const h_call_rec *r = &l->recs[i];
+        if (atomic_load(&r->completions) > 0 && r->start_us >= t0_us && r->start_us < t1_us)
+            v[n++] = r->latency_us;
+    }
+    if (n_out) *n_out = n;
+    int64_t out = -1;
+    if (n > 0) {
+        qsort(v, (size_t)n, sizeof *v, cmp_i64);
+        int k = (int)(q * (double)(n - 1) + 0.5);
+        out = v[k];
+    }
+    free(v);
+    return out;
 }

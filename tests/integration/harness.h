@@ -8,6 +8,8 @@
 #ifndef FTRPC_TEST_HARNESS_H
 #define FTRPC_TEST_HARNESS_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -37,6 +39,9 @@ typedef struct h_server {
 /* Starts `ftrpc echo-server --listen 127.0.0.1:0 ARGS...` (args NULL-terminated, may be NULL) and
  * waits (bounded, 5 s) for its "listening on" line. 0 on success. */
 int h_server_start(h_server *s, const char *const *args);
+/* The same on a given listen address ("127.0.0.1:PORT"), e.g. to restart a killed server on its
+ * old port. */
+int h_server_start_at(h_server *s, const char *listen, const char *const *args);
 /* SIGTERM, then waits up to timeout_ms for the exit (SIGKILL after that). Returns the exit code
  * (0..255), 128+signal when killed by a signal, or -1 when SIGKILL was needed. */
 int h_server_stop(h_server *s, int timeout_ms);
@@ -90,6 +95,64 @@ void h_header(uint8_t out[12], const char *magic, uint32_t body_size, uint32_t m
 /* A whole, honest request frame: header + meta + payload. Returns its length. */
 size_t h_request_frame(uint8_t *out, size_t cap, const char *service, const char *method,
                        int64_t correlation_id, const void *payload, size_t payload_len);
+
+/* ---- steady load: async calls with a fixed number in flight ---- */
+
+#define H_LOAD_MAX_ENDPOINTS 8
+
+typedef struct h_load h_load;
+
+/* One call of a load, written by its completion callback before `done` counts it. */
+typedef struct h_call_rec {
+    h_load *load;
+    atomic_int completions; /* how many times the callback ran: must end at exactly 1 */
+    int64_t start_us;       /* when it was issued (h_now_us) */
+    int64_t end_us;         /* when its callback ran */
+    int64_t latency_us;     /* result.latency_us */
+    int attempts;           /* result.attempts */
+    int kind, code;         /* result.kind, result.code */
+    int endpoint;           /* index of result.endpoint in h_load.endpoints; -1: none answered */
+} h_call_rec;
+
+/* A driver thread issues ftrpc_call_async ("example.EchoService", "Echo", 64 bytes) keeping
+ * `window` calls in flight, pausing pace_us after each issue, until h_load_stop or max_calls.
+ * Completions are counted per call id with atomics, so a call answered twice shows up. */
+struct h_load {
+    /* set before h_load_start */
+    ftrpc_client *client;
+    const ftrpc_call_options *call_opts;         /* may be NULL */
+    int window;                                  /* default 8 */
+    int pace_us;                                 /* default 0 */
+    int max_calls;                               /* default 100000; the driver stops there */
+    const char *endpoints[H_LOAD_MAX_ENDPOINTS]; /* "ip:port", to index result.endpoint */
+    int nendpoints;
+    /* filled by the load */
+    h_call_rec *recs;        /* [max_calls] */
+    atomic_int issued, done; /* done: callbacks that ran (first time per call) */
+    atomic_int failed;       /* calls that did not end OK */
+    atomic_int duplicates;   /* callbacks that ran a second time for a call */
+    atomic_int first_fail_code;
+    atomic_int answered[H_LOAD_MAX_ENDPOINTS]; /* OK results per endpoint */
+    atomic_int inflight, stop;
+    pthread_t thread;
+    ftrpc_buf *request;
+};
+
+/* Starts the driver thread. 0 on success. */
+int h_load_start(h_load *l);
+/* Stops issuing and waits (bounded) until every issued call has completed. 1 when all did. */
+int h_load_stop(h_load *l, int timeout_ms);
+/* Frees what h_load_start allocated (after h_load_stop, and after ftrpc_client_free so that no
+ * callback can run any more). */
+void h_load_fini(h_load *l);
+/* Waits until `done` reaches target (bounded). 1 on success. */
+int h_load_wait_done(h_load *l, int target, int timeout_ms);
+/* Waits until endpoint ep has answered `count` more calls than `since` (bounded). 1 on success. */
+int h_load_wait_answered(h_load *l, int ep, int since, int count, int timeout_ms);
+/* The q-quantile (0..1) of latency_us over the completed calls issued in [t0_us, t1_us);
+ * *n_out (may be NULL) gets how many there were. -1 when there were none. */
+int64_t h_load_latency_quantile(const h_load *l, int64_t t0_us, int64_t t1_us, double q,
+                                int *n_out);
 
 /* ---- misc ---- */
 

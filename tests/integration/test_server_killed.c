@@ -23,7 +23,10 @@ static _Atomic int64_t last_done_us;
 
 static int is_connection_error(int code)
 {
-    return code == FTRPC_EEOF || code == FTRPC_EFAILEDSOCKET || code == FTRPC_ECONNREFUSED;
+    /* with failover the call's last attempt may be a reconnect: refused, or on a loaded machine
+     * its connect timer may fire first (ECONNECT) */
+    return code == FTRPC_EEOF || code == FTRPC_EFAILEDSOCKET || code == FTRPC_ECONNREFUSED ||
+           code == FTRPC_ECONNECT;
 }
 
 static void on_done(ftrpc_result *r, void *arg)
