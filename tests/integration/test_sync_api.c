@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -342,6 +343,30 @@ static void server_sees_the_callers_remaining_deadline(void **state)
     inproc_stop(&p);
 }
 
+/* ---- buffers freed on threads that exit ---- */
+
+static void *free_buffers_and_exit(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 8; i++) {
+        ftrpc_buf *b = h_pattern_buf(100, (unsigned)i);
+        ftrpc_buf_free(b); /* the block lands in this thread's block cache */
+    }
+    return NULL;
+}
+
+/* Checked by LeakSanitizer at exit (the sanitizer build): a thread's block cache must not die
+ * with the thread. */
+static void buffers_freed_on_a_thread_that_exits_are_not_leaked(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 4; i++) {
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, free_buffers_and_exit, NULL), 0);
+        pthread_join(t, NULL);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -355,6 +380,7 @@ int main(void)
         cmocka_unit_test(method_past_max_concurrency_answers_elimit),
         cmocka_unit_test(queued_worker_request_past_its_deadline_is_not_executed),
         cmocka_unit_test(server_sees_the_callers_remaining_deadline),
+        cmocka_unit_test(buffers_freed_on_a_thread_that_exits_are_not_leaked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
