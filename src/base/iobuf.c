@@ -7,6 +7,7 @@
  */
 #include "base/iobuf.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,35 @@ enum { CACHE_MAX = 64 };
 
 static _Thread_local ft_block *block_cache[CACHE_MAX];
 static _Thread_local int block_cache_len;
+/* 0: no destructor registered for this thread's cache yet; 1: registered; -1: the thread is
+ * exiting and its cache was drained, so blocks released from now on go straight to free(). */
+static _Thread_local int block_cache_state;
+static pthread_key_t cache_key;
+static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
+
+/* Runs when a thread that cached blocks exits: the cache dies with the thread, its blocks must
+ * not. */
+static void cache_drain(void *unused)
+{
+    (void)unused;
+    while (block_cache_len > 0) free(block_cache[--block_cache_len]);
+    block_cache_state = -1;
+}
+
+static void cache_key_make(void)
+{
+    pthread_key_create(&cache_key, cache_drain);
+}
+
+/* 1 when this thread may keep blocks in its cache (its exit will drain it). */
+static int cache_usable(void)
+{
+    if (block_cache_state == 0) {
+        pthread_once(&cache_key_once, cache_key_make);
+        block_cache_state = pthread_setspecific(cache_key, &block_cache_state) == 0 ? 1 : -1;
+    }
+    return block_cache_state == 1;
+}
 
 static size_t std_storage(void)
 {
@@ -49,7 +79,7 @@ void ft_block_release(ft_block *blk)
     if (blk->free_fn) {
         blk->free_fn(blk->data, blk->free_arg);
     } else if (blk->data == blk->storage && blk->cap == std_storage() &&
-               block_cache_len < CACHE_MAX) {
+               block_cache_len < CACHE_MAX && cache_usable()) {
         block_cache[block_cache_len++] = blk;
         return;
     }
