@@ -142,7 +142,7 @@ static void sigterm_lets_delayed_calls_succeed_and_exits_zero(void **state)
 {
     (void)state;
     h_server srv;
-    const char *args[] = {"--delay-ms", "300", NULL};
+    const char *args[] = {"--delay-ms", "500", NULL};
     assert_int_equal(h_server_start(&srv, args), 0);
     char url[64];
     h_server_url(&srv, url, sizeof url);
@@ -153,7 +153,7 @@ static void sigterm_lets_delayed_calls_succeed_and_exits_zero(void **state)
         assert_int_equal(ftrpc_call_async(client, "example.EchoService", "Echo", NULL, NULL, NULL,
                                           on_cli_done, NULL),
                          0);
-    sleep_ms(100); /* the requests reach the server well within its 300 ms delay */
+    sleep_ms(200); /* the requests reach the server well within its 500 ms delay */
     assert_int_equal(atomic_load(&cli_done), 0);
     assert_int_equal(h_server_stop(&srv, 5000), 0);
     assert_true(h_wait_atomic_ge(&cli_done, 20, 5000));

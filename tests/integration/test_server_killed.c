@@ -74,7 +74,7 @@ static void killed_server_fails_outstanding_calls_promptly_with_a_connection_err
     assert_int_equal(atomic_load(&conn_errors), NCALLS);
     assert_int_equal(atomic_load(&other_errors), 0);
     print_message("all %d calls failed %lld ms after the kill\n", NCALLS, (long long)took_ms);
-    assert_true(took_ms < 500);
+    assert_true(took_ms < 750);
     ftrpc_client_free(client);
 }
 
@@ -97,7 +97,7 @@ static void dead_address_is_refused_at_once(void **state)
         assert_int_equal(rc, FTRPC_ECONNREFUSED);
         assert_int_equal(r.kind, FTRPC_RESULT_RPC_ERROR);
         assert_int_equal(r.code, FTRPC_ECONNREFUSED);
-        assert_true(took < 200);
+        assert_true(took < 500);
         ftrpc_result_fini(&r);
     }
     ftrpc_client_free(client);
@@ -113,7 +113,9 @@ static void frozen_server_times_calls_out_and_serves_again_after_sigcont(void **
     ftrpc_client *client = NULL;
     assert_int_equal(ftrpc_client_new(url, &(ftrpc_client_options){.timeout_ms = 150}, &client), 0);
     ftrpc_result r;
-    assert_int_equal(ftrpc_call(client, "example.EchoService", "Echo", NULL, NULL, NULL, &r), 0);
+    ftrpc_call_options slow = {.timeout_ms = 5000};
+    /* the first call connects: give it room on a loaded machine */
+    assert_int_equal(ftrpc_call(client, "example.EchoService", "Echo", NULL, NULL, &slow, &r), 0);
     ftrpc_result_fini(&r);
     h_server_signal(&srv, SIGSTOP);
     int64_t t0 = h_now_ms();
@@ -123,7 +125,6 @@ static void frozen_server_times_calls_out_and_serves_again_after_sigcont(void **
     ftrpc_result_fini(&r);
     assert_true(took >= 140 && took < 1000);
     h_server_signal(&srv, SIGCONT);
-    ftrpc_call_options slow = {.timeout_ms = 3000};
     assert_int_equal(ftrpc_call(client, "example.EchoService", "Echo", NULL, NULL, &slow, &r), 0);
     ftrpc_result_fini(&r);
     ftrpc_client_free(client);

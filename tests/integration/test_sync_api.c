@@ -153,7 +153,7 @@ static void slow_reply_times_out_at_the_call_deadline(void **state)
     assert_int_equal(rc, FTRPC_ERPCTIMEDOUT);
     assert_int_equal(r.kind, FTRPC_RESULT_RPC_ERROR);
     print_message("timed out after %lld ms\n", (long long)took);
-    assert_true(took >= 100 && took < 250);
+    assert_true(took >= 100 && took < 400);
     ftrpc_result_fini(&r);
 }
 
@@ -334,12 +334,12 @@ static void server_sees_the_callers_remaining_deadline(void **state)
     ftrpc_result_fini(&r);
     int64_t seen = atomic_load(&seen_remaining_ms);
     print_message("server saw %lld ms left of 700\n", (long long)seen);
-    assert_true(seen > 600 && seen <= 700);
+    assert_true(seen > 500 && seen <= 700);
     ftrpc_call_options o = {.timeout_ms = 3000};
     assert_int_equal(ftrpc_call(p.client, "test.Svc", "M", NULL, NULL, &o, &r), 0);
     ftrpc_result_fini(&r);
     seen = atomic_load(&seen_remaining_ms);
-    assert_true(seen > 2900 && seen <= 3000);
+    assert_true(seen > 2800 && seen <= 3000);
     inproc_stop(&p);
 }
 
