@@ -161,11 +161,93 @@ static void sigterm_lets_delayed_calls_succeed_and_exits_zero(void **state)
     ftrpc_client_free(client);
 }
 
+/* ---- stop under continuous load ---- */
+
+enum { LOAD_THREADS = 4 };
+
+struct load {
+    ftrpc_client *client;
+    atomic_int *stop;
+    int calls, ok, logoff, conn_err, other, other_code;
+};
+
+static void echo_io(ftrpc_server_call *call, void *arg)
+{
+    (void)arg;
+    ftrpc_server_call_reply(call, ftrpc_server_call_request(call), NULL);
+}
+
+static void *load_main(void *arg)
+{
+    struct load *l = arg;
+    ftrpc_call_options o = {.timeout_ms = 5000};
+    while (!atomic_load(l->stop)) {
+        ftrpc_result r;
+        int rc = ftrpc_call(l->client, "test.Svc", "Echo", NULL, NULL, &o, &r);
+        l->calls++;
+        if (rc == 0)
+            l->ok++;
+        else if (rc == FTRPC_ELOGOFF)
+            l->logoff++;
+        else if (rc == FTRPC_ECONNREFUSED || rc == FTRPC_EEOF || rc == FTRPC_EFAILEDSOCKET)
+            l->conn_err++;
+        else {
+            l->other++;
+            l->other_code = rc;
+        }
+        ftrpc_result_fini(&r);
+    }
+    return NULL;
+}
+
+static void stop_under_continuous_load_ends_every_call_with_a_stop_outcome(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 10; round++) {
+        ftrpc_server *server = NULL;
+        assert_int_equal(ftrpc_server_new(NULL, &server), 0);
+        assert_int_equal(ftrpc_server_add_method(server, "test.Svc", "Echo", echo_io, NULL, NULL),
+                         0);
+        assert_int_equal(ftrpc_server_start(server, "127.0.0.1:0"), 0);
+        char url[64];
+        snprintf(url, sizeof url, "127.0.0.1:%d", ftrpc_server_port(server));
+        ftrpc_client *client = NULL;
+        assert_int_equal(ftrpc_client_new(url, NULL, &client), 0);
+        atomic_int stop = 0;
+        struct load loads[LOAD_THREADS];
+        pthread_t threads[LOAD_THREADS];
+        for (int i = 0; i < LOAD_THREADS; i++) {
+            loads[i] = (struct load){.client = client, .stop = &stop};
+            pthread_create(&threads[i], NULL, load_main, &loads[i]);
+        }
+        sleep_ms(20);
+        assert_int_equal(ftrpc_server_stop(server, 1000), 0);
+        sleep_ms(20); /* calls keep coming at the stopped server */
+        atomic_store(&stop, 1);
+        int calls = 0, ok = 0, other = 0;
+        for (int i = 0; i < LOAD_THREADS; i++) {
+            pthread_join(threads[i], NULL);
+            calls += loads[i].calls;
+            ok += loads[i].ok;
+            other += loads[i].other;
+            if (loads[i].other)
+                print_error("round %d: unexpected %s\n", round,
+                            ftrpc_err_name(loads[i].other_code));
+        }
+        assert_int_equal(other, 0);
+        assert_true(ok > 0);
+        assert_true(calls > ok);
+        ftrpc_client_free(client);
+        ftrpc_server_free(server);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(stop_finishes_calls_in_flight_and_answers_new_ones_elogoff),
         cmocka_unit_test(sigterm_lets_delayed_calls_succeed_and_exits_zero),
+        cmocka_unit_test(stop_under_continuous_load_ends_every_call_with_a_stop_outcome),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
