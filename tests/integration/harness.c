@@ -237,9 +237,32 @@ void h_server_kill(h_server *s)
     reap(s, 10000);
 }
 
+/* The state letter of /proc/PID/stat ('T' when stopped), or 0. */
+static char proc_state(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')');
+    return rp && rp[1] == ' ' ? rp[2] : 0;
+}
+
 void h_server_signal(h_server *s, int sig)
 {
-    if (s->pid > 0) kill(s->pid, sig);
+    if (s->pid <= 0) return;
+    kill(s->pid, sig);
+    /* kill() returns before the child is stopped or resumed: wait (bounded) until it is */
+    int64_t deadline = h_now_ms() + 2000;
+    if (sig == SIGSTOP)
+        while (proc_state(s->pid) != 'T' && h_now_ms() < deadline)
+            sleep_ms(1);
+    else if (sig == SIGCONT)
+        while (proc_state(s->pid) == 'T' && h_now_ms() < deadline)
+            sleep_ms(1);
 }
 
 int h_server_alive(h_server *s)

@@ -42,7 +42,7 @@ int h_server_start(h_server *s, const char *const *args);
 int h_server_stop(h_server *s, int timeout_ms);
 /* SIGKILL and reap. Does nothing when already reaped. */
 void h_server_kill(h_server *s);
-/* Sends sig (SIGSTOP, SIGCONT, ...) without reaping. */
+/* Sends sig without reaping; for SIGSTOP/SIGCONT, returns once the child is stopped/running. */
 void h_server_signal(h_server *s, int sig);
 /* 1 while the child has not exited. */
 int h_server_alive(h_server *s);
