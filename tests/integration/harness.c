@@ -144,6 +144,11 @@ static pid_t spawn(char *const *argv, int out_fd, int err_fd)
 
 int h_server_start(h_server *s, const char *const *args)
 {
+    return h_server_start_on(s, 0, args);
+}
+
+int h_server_start_on(h_server *s, int port, const char *const *args)
+{
     static atomic_int seq;
     memset(s, 0, sizeof *s);
     s->out_fd = -1;
@@ -161,7 +166,9 @@ int h_server_start(h_server *s, const char *const *args)
     argv[n++] = (char *)cli_path();
     argv[n++] = "echo-server";
     argv[n++] = "--listen";
-    argv[n++] = "127.0.0.1:0";
+    char listen_addr[32];
+    snprintf(listen_addr, sizeof listen_addr, "127.0.0.1:%d", port);
+    argv[n++] = listen_addr;
     for (int i = 0; args && args[i] && n < 62; i++)
         argv[n++] = (char *)args[i];
     argv[n] = NULL;

@@ -37,6 +37,8 @@ typedef struct h_server {
 /* Starts `ftrpc echo-server --listen 127.0.0.1:0 ARGS...` (args NULL-terminated, may be NULL) and
  * waits (bounded, 5 s) for its "listening on" line. 0 on success. */
 int h_server_start(h_server *s, const char *const *args);
+/* Same, on a given port of 127.0.0.1 (to restart a server where a client expects it). */
+int h_server_start_on(h_server *s, int port, const char *const *args);
 /* SIGTERM, then waits up to timeout_ms for the exit (SIGKILL after that). Returns the exit code
  * (0..255), 128+signal when killed by a signal, or -1 when SIGKILL was needed. */
 int h_server_stop(h_server *s, int timeout_ms);

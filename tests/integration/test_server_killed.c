@@ -131,12 +131,72 @@ static void frozen_server_times_calls_out_and_serves_again_after_sigcont(void **
     assert_int_equal(h_server_stop(&srv, 10000), 0);
 }
 
+static void client_reconnects_to_a_server_restarted_on_the_same_port(void **state)
+{
+    (void)state;
+    h_server srv;
+    assert_int_equal(h_server_start(&srv, NULL), 0);
+    int port = srv.port;
+    char url[64];
+    h_server_url(&srv, url, sizeof url);
+    ftrpc_client *client = NULL;
+    assert_int_equal(ftrpc_client_new(url, &(ftrpc_client_options){.timeout_ms = 5000}, &client),
+                     0);
+    ftrpc_result r;
+    assert_int_equal(ftrpc_call(client, "example.EchoService", "Echo", NULL, NULL, NULL, &r), 0);
+    ftrpc_result_fini(&r);
+    h_server_kill(&srv);
+    int rc = ftrpc_call(client, "example.EchoService", "Echo", NULL, NULL, NULL, &r);
+    ftrpc_result_fini(&r);
+    assert_true(is_connection_error(rc));
+    assert_int_equal(h_server_start_on(&srv, port, NULL), 0);
+    /* every IO loop's connection is dead or gone: each reconnects on its next call */
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(ftrpc_call(client, "example.EchoService", "Echo", NULL, NULL, NULL, &r),
+                         0);
+        ftrpc_result_fini(&r);
+    }
+    ftrpc_client_free(client);
+    assert_int_equal(h_server_stop(&srv, 10000), 0);
+}
+
+static void sigterm_with_hung_calls_exits_after_the_grace_period(void **state)
+{
+    (void)state;
+    atomic_store(&done, 0);
+    atomic_store(&conn_errors, 0);
+    atomic_store(&other_errors, 0);
+    h_server srv;
+    const char *args[] = {"--hang-rate", "1", "--grace-ms", "200", NULL};
+    assert_int_equal(h_server_start(&srv, args), 0);
+    char url[64];
+    h_server_url(&srv, url, sizeof url);
+    ftrpc_client *client = NULL;
+    assert_int_equal(ftrpc_client_new(url, &(ftrpc_client_options){.timeout_ms = 10000}, &client),
+                     0);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(ftrpc_call_async(client, "example.EchoService", "Echo", NULL, NULL, NULL,
+                                          on_done, NULL),
+                         0);
+    sleep_ms(200);
+    int64_t t0 = h_now_ms();
+    /* calls were still in flight at the end of the grace period: a clean but non-zero exit */
+    assert_int_equal(h_server_stop(&srv, 5000), 1);
+    int64_t took = h_now_ms() - t0;
+    assert_true(took >= 190 && took < 3000);
+    assert_true(h_wait_atomic_ge(&done, 10, 2000));
+    assert_int_equal(atomic_load(&conn_errors), 10);
+    ftrpc_client_free(client);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(killed_server_fails_outstanding_calls_promptly_with_a_connection_error),
         cmocka_unit_test(dead_address_is_refused_at_once),
         cmocka_unit_test(frozen_server_times_calls_out_and_serves_again_after_sigcont),
+        cmocka_unit_test(client_reconnects_to_a_server_restarted_on_the_same_port),
+        cmocka_unit_test(sigterm_with_hung_calls_exits_after_the_grace_period),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
