@@ -36,7 +36,7 @@ int64_t h_now_ms(void)
     return h_now_us() / 1000;
 }
 
-static void sleep_ms(int ms)
+void h_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
     nanosleep(&ts, NULL);
@@ -48,7 +48,7 @@ int h_wait_until(int (*cond)(void *arg), void *arg, int timeout_ms)
     for (;;) {
         if (cond(arg)) return 1;
         if (h_now_ms() >= deadline) return cond(arg) ? 1 : 0;
-        sleep_ms(1);
+        h_sleep_ms(1);
     }
 }
 
@@ -220,7 +220,7 @@ static int reap(h_server *s, int timeout_ms)
             return 1;
         }
         if (h_now_ms() >= deadline) return 0;
-        sleep_ms(2);
+        h_sleep_ms(2);
     }
 }
 
@@ -266,10 +266,10 @@ void h_server_signal(h_server *s, int sig)
     int64_t deadline = h_now_ms() + 2000;
     if (sig == SIGSTOP)
         while (proc_state(s->pid) != 'T' && h_now_ms() < deadline)
-            sleep_ms(1);
+            h_sleep_ms(1);
     else if (sig == SIGCONT)
         while (proc_state(s->pid) == 'T' && h_now_ms() < deadline)
-            sleep_ms(1);
+            h_sleep_ms(1);
 }
 
 int h_server_alive(h_server *s)
@@ -324,6 +324,25 @@ static char *read_all_fd(int fd)
     }
     buf[len] = '\0';
     return buf;
+}
+
+ftrpc_client *h_client_of(const h_server *s, int timeout_ms)
+{
+    char url[64];
+    h_server_url(s, url, sizeof url);
+    ftrpc_client *c = NULL;
+    if (ftrpc_client_new(url, &(ftrpc_client_options){.timeout_ms = timeout_ms}, &c) != 0)
+        return NULL;
+    return c;
+}
+
+int h_echo_async(ftrpc_client *client, int n, ftrpc_call_cb cb, void *arg)
+{
+    for (int i = 0; i < n; i++) {
+        int rc = ftrpc_call_async(client, "example.EchoService", "Echo", NULL, NULL, NULL, cb, arg);
+        if (rc != 0) return rc;
+    }
+    return 0;
 }
 
 int h_cli_run(const char *const *args, int timeout_ms, char **out, char **err)

@@ -17,6 +17,8 @@
 /* ---- time and waiting ---- */
 
 int64_t h_now_ms(void);
+/* A short sleep, for pacing; waits on events use h_wait_until instead. */
+void h_sleep_ms(int ms);
 int64_t h_now_us(void);
 /* Polls cond(arg) every ~1 ms until it returns non-zero (1 is returned) or timeout_ms passes (0).
  */
@@ -54,6 +56,12 @@ int h_server_stderr_count(const h_server *s, const char *needle);
 char *h_server_stderr(const h_server *s);
 /* "127.0.0.1:PORT" into buf. */
 void h_server_url(const h_server *s, char *buf, size_t len);
+
+/* A client of the child's address with the given call timeout (ms). NULL on failure. */
+ftrpc_client *h_client_of(const h_server *s, int timeout_ms);
+/* Starts n async example.EchoService/Echo calls with empty payloads, each with cb and arg.
+ * 0 when every one started. */
+int h_echo_async(ftrpc_client *client, int n, ftrpc_call_cb cb, void *arg);
 
 /* Runs FTRPC_CLI with args (NULL-terminated) to completion (bounded by timeout_ms), capturing
  * stdout and stderr into malloc'ed strings (may be NULL when not wanted). Returns the exit code,

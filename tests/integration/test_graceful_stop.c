@@ -29,12 +29,6 @@
 
 enum { IN_FLIGHT = 8, DURING_STOP = 20, NCALLS = IN_FLIGHT + DURING_STOP };
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
 static atomic_int entered;
 static atomic_int completions[NCALLS];
 static atomic_int codes[NCALLS];
@@ -44,7 +38,7 @@ static void slow(ftrpc_server_call *call, void *arg)
 {
     (void)arg;
     atomic_fetch_add(&entered, 1);
-    sleep_ms(200); /* a worker thread: blocking is allowed */
+    h_sleep_ms(200); /* a worker thread: blocking is allowed */
     ftrpc_server_call_reply(call, ftrpc_server_call_request(call), NULL);
 }
 
@@ -155,27 +149,18 @@ static void sigterm_lets_delayed_calls_succeed_and_exits_zero(void **state)
     h_server srv;
     const char *args[] = {"--delay-ms", "500", NULL};
     assert_int_equal(h_server_start(&srv, args), 0);
-    char url[64];
-    h_server_url(&srv, url, sizeof url);
-    ftrpc_client *client = NULL;
-    assert_int_equal(ftrpc_client_new(url, &(ftrpc_client_options){.timeout_ms = 5000}, &client),
-                     0);
+    ftrpc_client *client = h_client_of(&srv, 5000);
+    assert_non_null(client);
     /* warm up: one call per IO loop (async calls from here are homed round-robin), so that every
      * connection is open and served before the calls under test go out */
     int loops = ftrpc_runtime_io_threads(ftrpc_runtime_default());
-    for (int i = 0; i < loops; i++)
-        assert_int_equal(ftrpc_call_async(client, "example.EchoService", "Echo", NULL, NULL, NULL,
-                                          on_cli_done, NULL),
-                         0);
+    assert_int_equal(h_echo_async(client, loops, on_cli_done, NULL), 0);
     assert_true(h_wait_atomic_ge(&cli_done, loops, 5000));
     assert_int_equal(atomic_load(&cli_ok), loops);
     atomic_store(&cli_done, 0);
     atomic_store(&cli_ok, 0);
-    for (int i = 0; i < 20; i++)
-        assert_int_equal(ftrpc_call_async(client, "example.EchoService", "Echo", NULL, NULL, NULL,
-                                          on_cli_done, NULL),
-                         0);
-    sleep_ms(200); /* the requests reach the server well within its 500 ms delay */
+    assert_int_equal(h_echo_async(client, 20, on_cli_done, NULL), 0);
+    h_sleep_ms(200); /* the requests reach the server well within its 500 ms delay */
     assert_int_equal(atomic_load(&cli_done), 0);
     assert_int_equal(h_server_stop(&srv, 5000), 0);
     assert_true(h_wait_atomic_ge(&cli_done, 20, 5000));
@@ -249,7 +234,7 @@ static void stop_under_continuous_load_ends_every_call_with_a_stop_outcome(void 
         }
         assert_true(h_wait_atomic_ge(&ok_total, 50, 5000)); /* the load is flowing */
         assert_int_equal(ftrpc_server_stop(server, 1000), 0);
-        sleep_ms(20); /* calls keep coming at the stopped server */
+        h_sleep_ms(20); /* calls keep coming at the stopped server */
         atomic_store(&stop, 1);
         int calls = 0, ok = 0, other = 0;
         for (int i = 0; i < LOAD_THREADS; i++) {

@@ -39,23 +39,14 @@ static void on_done(ftrpc_result *r, void *arg)
     atomic_fetch_add(&done, 1);
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {0, (long)ms * 1000000};
-    nanosleep(&ts, NULL);
-}
-
 static void killed_server_fails_outstanding_calls_promptly_with_a_connection_error(void **state)
 {
     (void)state;
     h_server srv;
     const char *args[] = {"--hang-rate", "1", NULL};
     assert_int_equal(h_server_start(&srv, args), 0);
-    char url[64];
-    h_server_url(&srv, url, sizeof url);
-    ftrpc_client *client = NULL;
-    assert_int_equal(ftrpc_client_new(url, &(ftrpc_client_options){.timeout_ms = 10000}, &client),
-                     0);
+    ftrpc_client *client = h_client_of(&srv, 10000);
+    assert_non_null(client);
     ftrpc_buf *req = h_pattern_buf(100, 1);
     for (int i = 0; i < NCALLS; i++)
         assert_int_equal(
@@ -63,7 +54,7 @@ static void killed_server_fails_outstanding_calls_promptly_with_a_connection_err
             0);
     ftrpc_buf_free(req);
     /* let the requests reach the server (it never answers them) */
-    sleep_ms(200);
+    h_sleep_ms(200);
     assert_int_equal(atomic_load(&done), 0);
     int64_t kill_us = h_now_us();
     h_server_kill(&srv);
@@ -108,10 +99,8 @@ static void frozen_server_times_calls_out_and_serves_again_after_sigcont(void **
     (void)state;
     h_server srv;
     assert_int_equal(h_server_start(&srv, NULL), 0);
-    char url[64];
-    h_server_url(&srv, url, sizeof url);
-    ftrpc_client *client = NULL;
-    assert_int_equal(ftrpc_client_new(url, &(ftrpc_client_options){.timeout_ms = 150}, &client), 0);
+    ftrpc_client *client = h_client_of(&srv, 150);
+    assert_non_null(client);
     ftrpc_result r;
     ftrpc_call_options slow = {.timeout_ms = 5000};
     /* the first call connects: give it room on a loaded machine */
@@ -137,11 +126,8 @@ static void client_reconnects_to_a_server_restarted_on_the_same_port(void **stat
     h_server srv;
     assert_int_equal(h_server_start(&srv, NULL), 0);
     int port = srv.port;
-    char url[64];
-    h_server_url(&srv, url, sizeof url);
-    ftrpc_client *client = NULL;
-    assert_int_equal(ftrpc_client_new(url, &(ftrpc_client_options){.timeout_ms = 5000}, &client),
-                     0);
+    ftrpc_client *client = h_client_of(&srv, 5000);
+    assert_non_null(client);
     ftrpc_result r;
     assert_int_equal(ftrpc_call(client, "example.EchoService", "Echo", NULL, NULL, NULL, &r), 0);
     ftrpc_result_fini(&r);
@@ -169,16 +155,10 @@ static void sigterm_with_hung_calls_exits_after_the_grace_period(void **state)
     h_server srv;
     const char *args[] = {"--hang-rate", "1", "--grace-ms", "200", NULL};
     assert_int_equal(h_server_start(&srv, args), 0);
-    char url[64];
-    h_server_url(&srv, url, sizeof url);
-    ftrpc_client *client = NULL;
-    assert_int_equal(ftrpc_client_new(url, &(ftrpc_client_options){.timeout_ms = 10000}, &client),
-                     0);
-    for (int i = 0; i < 10; i++)
-        assert_int_equal(ftrpc_call_async(client, "example.EchoService", "Echo", NULL, NULL, NULL,
-                                          on_done, NULL),
-                         0);
-    sleep_ms(200);
+    ftrpc_client *client = h_client_of(&srv, 10000);
+    assert_non_null(client);
+    assert_int_equal(h_echo_async(client, 10, on_done, NULL), 0);
+    h_sleep_ms(200);
     int64_t t0 = h_now_ms();
     /* calls were still in flight at the end of the grace period: a clean but non-zero exit */
     assert_int_equal(h_server_stop(&srv, 5000), 1);
