@@ -118,6 +118,17 @@ static void bad_usage_exits_two(void **state)
     assert_int_equal(h_cli_run(bad_rate, 10000, NULL, NULL), 2);
 }
 
+static void echo_server_on_a_busy_port_exits_one(void **state)
+{
+    (void)state;
+    char busy[32], *err = NULL;
+    snprintf(busy, sizeof busy, "127.0.0.1:%d", server.port);
+    const char *args[] = {"echo-server", "--listen", busy, NULL};
+    assert_int_equal(h_cli_run(args, 10000, NULL, &err), 1);
+    assert_non_null(strstr(err, "cannot serve on"));
+    free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -127,6 +138,7 @@ int main(void)
         cmocka_unit_test(call_to_a_dead_address_exits_nonzero_with_the_code),
         cmocka_unit_test(help_works_for_every_command),
         cmocka_unit_test(bad_usage_exits_two),
+        cmocka_unit_test(echo_server_on_a_busy_port_exits_one),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
