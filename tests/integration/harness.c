@@ -217,6 +217,7 @@ static int reap(h_server *s, int timeout_ms)
             s->exit_status = st;
             if (s->out_fd >= 0) close(s->out_fd);
             s->out_fd = -1;
+            if (s->err_path[0]) unlink(s->err_path); /* the child is gone: so is its log */
             return 1;
         }
         if (h_now_ms() >= deadline) return 0;

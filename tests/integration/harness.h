@@ -32,7 +32,7 @@ typedef struct h_server {
     pid_t pid;          /* 0 once reaped */
     int port;           /* the port the child printed */
     int out_fd;         /* read end of the child's stdout */
-    char err_path[512]; /* the child's stderr, captured in FTRPC_SCRATCH */
+    char err_path[512]; /* the child's stderr in FTRPC_SCRATCH, removed once it is reaped */
     int exit_status;    /* after h_server_stop/kill: the raw wait status */
 } h_server;
 
