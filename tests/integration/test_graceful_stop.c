@@ -162,7 +162,7 @@ static void sigterm_lets_delayed_calls_succeed_and_exits_zero(void **state)
     assert_int_equal(h_echo_async(client, 20, on_cli_done, NULL), 0);
     h_sleep_ms(200); /* the requests reach the server well within its 500 ms delay */
     assert_int_equal(atomic_load(&cli_done), 0);
-    assert_int_equal(h_server_stop(&srv, 5000), 0);
+    assert_int_equal(h_server_stop(&srv, 10000), 0);
     assert_true(h_wait_atomic_ge(&cli_done, 20, 5000));
     if (atomic_load(&cli_ok) != 20)
         print_error("a call failed with %s\n", ftrpc_err_name(atomic_load(&cli_code)));
