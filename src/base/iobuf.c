@@ -28,7 +28,8 @@ static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
 static void cache_drain(void *unused)
 {
     (void)unused;
-    while (block_cache_len > 0) free(block_cache[--block_cache_len]);
+    while (block_cache_len > 0)
+        free(block_cache[--block_cache_len]);
     block_cache_state = -1;
 }
 
