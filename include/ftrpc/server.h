@@ -88,7 +88,9 @@ FTRPC_API int ftrpc_server_port(const ftrpc_server *server);
  * (negative: the server's stop_grace_ms) for calls in flight to finish, then closes every
  * connection. Blocks the caller. Returns 0, or FTRPC_ERPCTIMEDOUT when calls were still in flight
  * at the end of the grace period (their connections close; a late reply is dropped). Calling it
- * again does nothing. */
+ * again does nothing. The listener closes first, so a client that needs a new connection during
+ * the stop gets a connection error: FTRPC_ECONNREFUSED, or FTRPC_ECONNECT / FTRPC_EEOF when its
+ * handshake raced the close (tests/integration/test_graceful_stop.c). */
 FTRPC_API int ftrpc_server_stop(ftrpc_server *server, int grace_ms);
 /* Stops (if still running, with the default grace) and frees. NULL does nothing. */
 FTRPC_API void ftrpc_server_free(ftrpc_server *server);

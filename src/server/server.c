@@ -764,8 +764,9 @@ static void session_on_close(ft_conn *c, int reason)
     ft_session *sess = c->owner;
     ftrpc_server *s = sess->server;
     if (reason == FTRPC_EEOF && ft_iobuf_size(&c->in) > 0)
-        FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "connection from %s closed mid-frame (%zu bytes unparsed)",
-                           c->peer, ft_iobuf_size(&c->in));
+        FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
+                           "connection from %s closed mid-frame (%zu bytes unparsed)", c->peer,
+                           ft_iobuf_size(&c->in));
     else
         FT_DEBUG("connection from %s closed (%s)", c->peer, ftrpc_strerror(reason));
     /* calls still being handled outlive the session: they must not reach back into it */

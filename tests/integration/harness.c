@@ -1,4 +1,5 @@
 /* Integration test harness (see harness.h). */
+#include <pthread.h>
 #include "harness.h"
 
 #include <arpa/inet.h>
@@ -36,7 +37,7 @@ int64_t h_now_ms(void)
     return h_now_us() / 1000;
 }
 
-static void sleep_ms(int ms)
+void h_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
     nanosleep(&ts, NULL);
@@ -48,7 +49,7 @@ int h_wait_until(int (*cond)(void *arg), void *arg, int timeout_ms)
     for (;;) {
         if (cond(arg)) return 1;
         if (h_now_ms() >= deadline) return cond(arg) ? 1 : 0;
-        sleep_ms(1);
+        h_sleep_ms(1);
     }
 }
 
@@ -144,10 +145,10 @@ static pid_t spawn(char *const *argv, int out_fd, int err_fd)
 
 int h_server_start(h_server *s, const char *const *args)
 {
-    return h_server_start_at(s, "127.0.0.1:0", args);
+    return h_server_start_on(s, 0, args);
 }
 
-int h_server_start_at(h_server *s, const char *listen, const char *const *args)
+int h_server_start_on(h_server *s, int port, const char *const *args)
 {
     static atomic_int seq;
     memset(s, 0, sizeof *s);
@@ -166,7 +167,9 @@ int h_server_start_at(h_server *s, const char *listen, const char *const *args)
     argv[n++] = (char *)cli_path();
     argv[n++] = "echo-server";
     argv[n++] = "--listen";
-    argv[n++] = (char *)listen;
+    char listen_addr[32];
+    snprintf(listen_addr, sizeof listen_addr, "127.0.0.1:%d", port);
+    argv[n++] = listen_addr;
     for (int i = 0; args && args[i] && n < 62; i++)
         argv[n++] = (char *)args[i];
     argv[n] = NULL;
@@ -215,10 +218,11 @@ static int reap(h_server *s, int timeout_ms)
             s->exit_status = st;
             if (s->out_fd >= 0) close(s->out_fd);
             s->out_fd = -1;
+            if (s->err_path[0]) unlink(s->err_path); /* the child is gone: so is its log */
             return 1;
         }
         if (h_now_ms() >= deadline) return 0;
-        sleep_ms(2);
+        h_sleep_ms(2);
     }
 }
 
@@ -242,9 +246,32 @@ void h_server_kill(h_server *s)
     reap(s, 10000);
 }
 
+/* The state letter of /proc/PID/stat ('T' when stopped), or 0. */
+static char proc_state(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')');
+    return rp && rp[1] == ' ' ? rp[2] : 0;
+}
+
 void h_server_signal(h_server *s, int sig)
 {
-    if (s->pid > 0) kill(s->pid, sig);
+    if (s->pid <= 0) return;
+    kill(s->pid, sig);
+    /* kill() returns before the child is stopped or resumed: wait (bounded) until it is */
+    int64_t deadline = h_now_ms() + 2000;
+    if (sig == SIGSTOP)
+        while (proc_state(s->pid) != 'T' && h_now_ms() < deadline)
+            h_sleep_ms(1);
+    else if (sig == SIGCONT)
+        while (proc_state(s->pid) == 'T' && h_now_ms() < deadline)
+            h_sleep_ms(1);
 }
 
 int h_server_alive(h_server *s)
@@ -299,6 +326,25 @@ static char *read_all_fd(int fd)
     }
     buf[len] = '\0';
     return buf;
+}
+
+ftrpc_client *h_client_of(const h_server *s, int timeout_ms)
+{
+    char url[64];
+    h_server_url(s, url, sizeof url);
+    ftrpc_client *c = NULL;
+    if (ftrpc_client_new(url, &(ftrpc_client_options){.timeout_ms = timeout_ms}, &c) != 0)
+        return NULL;
+    return c;
+}
+
+int h_echo_async(ftrpc_client *client, int n, ftrpc_call_cb cb, void *arg)
+{
+    for (int i = 0; i < n; i++) {
+        int rc = ftrpc_call_async(client, "example.EchoService", "Echo", NULL, NULL, NULL, cb, arg);
+        if (rc != 0) return rc;
+    }
+    return 0;
 }
 
 int h_cli_run(const char *const *args, int timeout_ms, char **out, char **err)
@@ -534,6 +580,12 @@ int h_pattern_check(const ftrpc_buf *buf, size_t len, unsigned seed)
         off += sl;
     }
     return off == len;
+}
+
+int h_server_start_at(h_server *s, const char *listen, const char *const *args)
+{
+    const char *colon = strrchr(listen, ':');
+    return h_server_start_on(s, colon ? atoi(colon + 1) : 0, args);
 }
 
 /* ---- steady load ---- */

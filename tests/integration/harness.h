@@ -8,8 +8,8 @@
 #ifndef FTRPC_TEST_HARNESS_H
 #define FTRPC_TEST_HARNESS_H
 
-#include <pthread.h>
 #include <stdatomic.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -19,6 +19,8 @@
 /* ---- time and waiting ---- */
 
 int64_t h_now_ms(void);
+/* A short sleep, for pacing; waits on events use h_wait_until instead. */
+void h_sleep_ms(int ms);
 int64_t h_now_us(void);
 /* Polls cond(arg) every ~1 ms until it returns non-zero (1 is returned) or timeout_ms passes (0).
  */
@@ -32,13 +34,15 @@ typedef struct h_server {
     pid_t pid;          /* 0 once reaped */
     int port;           /* the port the child printed */
     int out_fd;         /* read end of the child's stdout */
-    char err_path[512]; /* the child's stderr, captured in FTRPC_SCRATCH */
+    char err_path[512]; /* the child's stderr in FTRPC_SCRATCH, removed once it is reaped */
     int exit_status;    /* after h_server_stop/kill: the raw wait status */
 } h_server;
 
 /* Starts `ftrpc echo-server --listen 127.0.0.1:0 ARGS...` (args NULL-terminated, may be NULL) and
  * waits (bounded, 5 s) for its "listening on" line. 0 on success. */
 int h_server_start(h_server *s, const char *const *args);
+/* Same, on a given port of 127.0.0.1 (to restart a server where a client expects it). */
+int h_server_start_on(h_server *s, int port, const char *const *args);
 /* The same on a given listen address ("127.0.0.1:PORT"), e.g. to restart a killed server on its
  * old port. */
 int h_server_start_at(h_server *s, const char *listen, const char *const *args);
@@ -47,7 +51,7 @@ int h_server_start_at(h_server *s, const char *listen, const char *const *args);
 int h_server_stop(h_server *s, int timeout_ms);
 /* SIGKILL and reap. Does nothing when already reaped. */
 void h_server_kill(h_server *s);
-/* Sends sig (SIGSTOP, SIGCONT, ...) without reaping. */
+/* Sends sig without reaping; for SIGSTOP/SIGCONT, returns once the child is stopped/running. */
 void h_server_signal(h_server *s, int sig);
 /* 1 while the child has not exited. */
 int h_server_alive(h_server *s);
@@ -57,6 +61,12 @@ int h_server_stderr_count(const h_server *s, const char *needle);
 char *h_server_stderr(const h_server *s);
 /* "127.0.0.1:PORT" into buf. */
 void h_server_url(const h_server *s, char *buf, size_t len);
+
+/* A client of the child's address with the given call timeout (ms). NULL on failure. */
+ftrpc_client *h_client_of(const h_server *s, int timeout_ms);
+/* Starts n async example.EchoService/Echo calls with empty payloads, each with cb and arg.
+ * 0 when every one started. */
+int h_echo_async(ftrpc_client *client, int n, ftrpc_call_cb cb, void *arg);
 
 /* Runs FTRPC_CLI with args (NULL-terminated) to completion (bounded by timeout_ms), capturing
  * stdout and stderr into malloc'ed strings (may be NULL when not wanted). Returns the exit code,
@@ -95,6 +105,13 @@ void h_header(uint8_t out[12], const char *magic, uint32_t body_size, uint32_t m
 /* A whole, honest request frame: header + meta + payload. Returns its length. */
 size_t h_request_frame(uint8_t *out, size_t cap, const char *service, const char *method,
                        int64_t correlation_id, const void *payload, size_t payload_len);
+
+/* ---- misc ---- */
+
+/* A buffer holding len bytes of a deterministic pattern seeded by seed. */
+ftrpc_buf *h_pattern_buf(size_t len, unsigned seed);
+/* 1 when buf holds exactly the pattern of h_pattern_buf(len, seed). */
+int h_pattern_check(const ftrpc_buf *buf, size_t len, unsigned seed);
 
 /* ---- steady load: async calls with a fixed number in flight ---- */
 

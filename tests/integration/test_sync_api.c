@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,12 +16,6 @@
 #include <time.h>
 
 #include "harness.h"
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
 
 /* ---- an in-process server with one method ---- */
 
@@ -98,11 +93,8 @@ static void call_child(const char *const *args, int timeout_ms, size_t payload, 
 {
     h_server srv;
     assert_int_equal(h_server_start(&srv, args), 0);
-    char url[64];
-    h_server_url(&srv, url, sizeof url);
-    ftrpc_client *client = NULL;
-    assert_int_equal(
-        ftrpc_client_new(url, &(ftrpc_client_options){.timeout_ms = timeout_ms}, &client), 0);
+    ftrpc_client *client = h_client_of(&srv, timeout_ms);
+    assert_non_null(client);
     ftrpc_buf *req = h_pattern_buf(payload, 7);
     int64_t t0 = h_now_ms();
     *rc = ftrpc_call(client, "example.EchoService", "Echo", req, NULL, NULL, r);
@@ -112,33 +104,34 @@ static void call_child(const char *const *args, int timeout_ms, size_t payload, 
     h_server_kill(&srv);
 }
 
-static void business_error_code_is_kept_apart_from_rpc_errors(void **state)
+/* A handler's error code reaches the caller as a business error from FTRPC_BUSINESS_CODE_MIN up,
+ * and as the RPC error it names in brpc's framework range (table-driven). */
+static void handler_error_codes_are_business_or_rpc_errors_by_range(void **state)
 {
     (void)state;
-    const char *args[] = {"--error-rate", "1", "--error-code", "3001", NULL};
-    int rc;
-    int64_t took;
-    ftrpc_result r;
-    call_child(args, 2000, 10, &rc, &r, &took);
-    assert_int_equal(rc, FTRPC_EBUSINESS);
-    assert_int_equal(r.kind, FTRPC_RESULT_BUSINESS_ERROR);
-    assert_int_equal(r.code, 3001);
-    assert_string_equal(r.error_text, "injected fault");
-    ftrpc_result_fini(&r);
-}
-
-static void framework_code_from_a_handler_is_an_rpc_error(void **state)
-{
-    (void)state;
-    const char *args[] = {"--error-rate", "1", "--error-code", "2004", NULL};
-    int rc;
-    int64_t took;
-    ftrpc_result r;
-    call_child(args, 2000, 10, &rc, &r, &took);
-    assert_int_equal(rc, FTRPC_ELIMIT);
-    assert_int_equal(r.kind, FTRPC_RESULT_RPC_ERROR);
-    assert_int_equal(r.code, FTRPC_ELIMIT);
-    ftrpc_result_fini(&r);
+    static const struct {
+        const char *code;
+        int rc;
+        ftrpc_result_kind kind;
+        int result_code;
+    } cases[] = {
+        {"3001", FTRPC_EBUSINESS, FTRPC_RESULT_BUSINESS_ERROR, 3001},
+        {"-5000", FTRPC_EBUSINESS, FTRPC_RESULT_BUSINESS_ERROR, -5000},
+        {"2004", FTRPC_ELIMIT, FTRPC_RESULT_RPC_ERROR, FTRPC_ELIMIT},
+        {"2001", FTRPC_EINTERNAL, FTRPC_RESULT_RPC_ERROR, FTRPC_EINTERNAL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *args[] = {"--error-rate", "1", "--error-code", cases[i].code, NULL};
+        int rc;
+        int64_t took;
+        ftrpc_result r;
+        call_child(args, 2000, 10, &rc, &r, &took);
+        assert_int_equal(rc, cases[i].rc);
+        assert_int_equal(r.kind, cases[i].kind);
+        assert_int_equal(r.code, cases[i].result_code);
+        assert_string_equal(r.error_text, "injected fault");
+        ftrpc_result_fini(&r);
+    }
 }
 
 static void slow_reply_times_out_at_the_call_deadline(void **state)
@@ -152,7 +145,7 @@ static void slow_reply_times_out_at_the_call_deadline(void **state)
     assert_int_equal(rc, FTRPC_ERPCTIMEDOUT);
     assert_int_equal(r.kind, FTRPC_RESULT_RPC_ERROR);
     print_message("timed out after %lld ms\n", (long long)took);
-    assert_true(took >= 100 && took < 250);
+    assert_true(took >= 100 && took < 400);
     ftrpc_result_fini(&r);
 }
 
@@ -212,16 +205,10 @@ static void client_free_completes_calls_in_flight_with_estopped(void **state)
     h_server srv;
     const char *args[] = {"--hang-rate", "1", NULL};
     assert_int_equal(h_server_start(&srv, args), 0);
-    char url[64];
-    h_server_url(&srv, url, sizeof url);
-    ftrpc_client *client = NULL;
-    assert_int_equal(ftrpc_client_new(url, &(ftrpc_client_options){.timeout_ms = 10000}, &client),
-                     0);
-    for (int i = 0; i < 50; i++)
-        assert_int_equal(ftrpc_call_async(client, "example.EchoService", "Echo", NULL, NULL, NULL,
-                                          on_free_done, NULL),
-                         0);
-    sleep_ms(50);
+    ftrpc_client *client = h_client_of(&srv, 10000);
+    assert_non_null(client);
+    assert_int_equal(h_echo_async(client, 50, on_free_done, NULL), 0);
+    h_sleep_ms(50);
     int64_t t0 = h_now_ms();
     ftrpc_client_free(client);
     assert_true(h_now_ms() - t0 < 1000);
@@ -242,7 +229,7 @@ static void hold_until_released(ftrpc_server_call *call, void *arg)
     atomic_fetch_add(&held_entered, 1);
     int64_t deadline = h_now_ms() + 5000;
     while (!atomic_load(&held_release) && h_now_ms() < deadline)
-        sleep_ms(1);
+        h_sleep_ms(1);
     ftrpc_server_call_reply(call, NULL, NULL);
 }
 
@@ -305,6 +292,9 @@ static void queued_worker_request_past_its_deadline_is_not_executed(void **state
     assert_int_equal(ftrpc_call(p.client, "test.Svc", "M", NULL, NULL, &short_deadline, &r),
                      FTRPC_ERPCTIMEDOUT);
     ftrpc_result_fini(&r);
+    /* the server's deadline is the request's arrival plus the timeout_ms it carried, a little
+     * later than the client's: give the arrival a generous 300 ms before the worker frees up */
+    h_sleep_ms(300);
     /* a third request queues behind the expired one: once it has run, the worker has passed the
      * expired one */
     assert_int_equal(
@@ -333,21 +323,44 @@ static void server_sees_the_callers_remaining_deadline(void **state)
     ftrpc_result_fini(&r);
     int64_t seen = atomic_load(&seen_remaining_ms);
     print_message("server saw %lld ms left of 700\n", (long long)seen);
-    assert_true(seen > 600 && seen <= 700);
+    assert_true(seen > 500 && seen <= 700);
     ftrpc_call_options o = {.timeout_ms = 3000};
     assert_int_equal(ftrpc_call(p.client, "test.Svc", "M", NULL, NULL, &o, &r), 0);
     ftrpc_result_fini(&r);
     seen = atomic_load(&seen_remaining_ms);
-    assert_true(seen > 2900 && seen <= 3000);
+    assert_true(seen > 2800 && seen <= 3000);
     inproc_stop(&p);
+}
+
+/* ---- buffers freed on threads that exit ---- */
+
+static void *free_buffers_and_exit(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 8; i++) {
+        ftrpc_buf *b = h_pattern_buf(100, (unsigned)i);
+        ftrpc_buf_free(b); /* the block lands in this thread's block cache */
+    }
+    return NULL;
+}
+
+/* Checked by LeakSanitizer at exit (the sanitizer build): a thread's block cache must not die
+ * with the thread. */
+static void buffers_freed_on_a_thread_that_exits_are_not_leaked(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 4; i++) {
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, free_buffers_and_exit, NULL), 0);
+        pthread_join(t, NULL);
+    }
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sync_call_on_an_io_thread_fails_at_once_with_eiothread),
-        cmocka_unit_test(business_error_code_is_kept_apart_from_rpc_errors),
-        cmocka_unit_test(framework_code_from_a_handler_is_an_rpc_error),
+        cmocka_unit_test(handler_error_codes_are_business_or_rpc_errors_by_range),
         cmocka_unit_test(slow_reply_times_out_at_the_call_deadline),
         cmocka_unit_test(large_payload_round_trips_byte_exact),
         cmocka_unit_test(request_over_max_unwritten_bytes_fails_overcrowded),
@@ -355,6 +368,7 @@ int main(void)
         cmocka_unit_test(method_past_max_concurrency_answers_elimit),
         cmocka_unit_test(queued_worker_request_past_its_deadline_is_not_executed),
         cmocka_unit_test(server_sees_the_callers_remaining_deadline),
+        cmocka_unit_test(buffers_freed_on_a_thread_that_exits_are_not_leaked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

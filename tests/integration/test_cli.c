@@ -1,0 +1,147 @@
+/* The ftrpc CLI: `call` prints the response and exits 0, exits non-zero with the error code on
+ * stderr for an unknown method and for a dead address; `--help` works for every command. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static h_server server;
+static char url[64];
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (h_server_start(&server, NULL) != 0) return -1;
+    h_server_url(&server, url, sizeof url);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    return h_server_stop(&server, 10000) == 0 ? 0 : -1;
+}
+
+static void call_prints_the_response_and_exits_zero(void **state)
+{
+    (void)state;
+    char *out = NULL, *err = NULL;
+    const char *args[] = {"call", url, "example.EchoService/Echo", "--data", "hello", NULL};
+    assert_int_equal(h_cli_run(args, 10000, &out, &err), 0);
+    assert_string_equal(out, "hello\n");
+    free(out);
+    free(err);
+}
+
+static void call_prints_the_attachment_too(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    const char *args[] = {
+        "call", url, "example.EchoService/Echo", "--data", "hello", "--attachment", "att", NULL};
+    assert_int_equal(h_cli_run(args, 10000, &out, NULL), 0);
+    assert_string_equal(out, "hello\nattachment: att\n");
+    free(out);
+}
+
+static void call_to_an_unknown_method_exits_nonzero_with_the_code(void **state)
+{
+    (void)state;
+    char *out = NULL, *err = NULL;
+    const char *args[] = {"call", url, "example.EchoService/Nope", NULL};
+    int rc = h_cli_run(args, 10000, &out, &err);
+    assert_true(rc > 0);
+    assert_non_null(strstr(err, "-1002"));
+    assert_non_null(strstr(err, "FTRPC_ENOMETHOD"));
+    assert_string_equal(out, "");
+    free(out);
+    free(err);
+}
+
+static void call_to_a_dead_address_exits_nonzero_with_the_code(void **state)
+{
+    (void)state;
+    h_server dead;
+    assert_int_equal(h_server_start(&dead, NULL), 0);
+    char dead_url[64];
+    h_server_url(&dead, dead_url, sizeof dead_url);
+    h_server_kill(&dead);
+    char *err = NULL;
+    /* a 20 s deadline: an exit well before it shows the refusal was not waited out (the bound
+     * below leaves room for a sanitizer build's slow process start and exit) */
+    const char *args[] = {"call",         dead_url, "example.EchoService/Echo",
+                          "--timeout-ms", "20000",  NULL};
+    int64_t t0 = h_now_ms();
+    int rc = h_cli_run(args, 10000, NULL, &err);
+    assert_true(rc > 0);
+    assert_non_null(strstr(err, "FTRPC_ECONNREFUSED"));
+    assert_true(h_now_ms() - t0 < 10000);
+    free(err);
+}
+
+static void help_works_for_every_command(void **state)
+{
+    (void)state;
+    static const char *const cases[][3] = {
+        {"--help", NULL, NULL},
+        {"help", NULL, NULL},
+        {"echo-server", "--help", NULL},
+        {"call", "--help", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *out = NULL;
+        assert_int_equal(h_cli_run(cases[i], 10000, &out, NULL), 0);
+        assert_non_null(strstr(out, "usage: ftrpc"));
+        free(out);
+    }
+}
+
+static void bad_usage_exits_two(void **state)
+{
+    (void)state;
+    static const char *const cases[][5] = {
+        {NULL},
+        {"no-such-command", NULL},
+        {"call", NULL},
+        {"call", "127.0.0.1:1", "NoSlash", NULL},
+        {"echo-server", NULL},
+        {"echo-server", "--listen", "127.0.0.1:0", "--error-rate", NULL},
+    };
+    static const char *const bad_rate[] = {"echo-server",  "--listen", "127.0.0.1:0",
+                                           "--error-rate", "2",        NULL};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        assert_int_equal(h_cli_run(cases[i], 10000, NULL, NULL), 2);
+    assert_int_equal(h_cli_run(bad_rate, 10000, NULL, NULL), 2);
+}
+
+static void echo_server_on_a_busy_port_exits_one(void **state)
+{
+    (void)state;
+    char busy[32], *err = NULL;
+    snprintf(busy, sizeof busy, "127.0.0.1:%d", server.port);
+    const char *args[] = {"echo-server", "--listen", busy, NULL};
+    assert_int_equal(h_cli_run(args, 10000, NULL, &err), 1);
+    assert_non_null(strstr(err, "cannot serve on"));
+    free(err);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(call_prints_the_response_and_exits_zero),
+        cmocka_unit_test(call_prints_the_attachment_too),
+        cmocka_unit_test(call_to_an_unknown_method_exits_nonzero_with_the_code),
+        cmocka_unit_test(call_to_a_dead_address_exits_nonzero_with_the_code),
+        cmocka_unit_test(help_works_for_every_command),
+        cmocka_unit_test(bad_usage_exits_two),
+        cmocka_unit_test(echo_server_on_a_busy_port_exits_one),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
