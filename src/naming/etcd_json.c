@@ -5,7 +5,8 @@
  * JSON escaping is needed. Responses are parsed with json-c in strict mode with a depth limit,
  * after a size check and a NUL check of our own; every field is type-checked before use, because
  * etcd's answers are outside input. The gateway writes int64 fields as JSON strings; numbers are
- * accepted too. */
+ * accepted too. json-c's strict mode still takes single-quoted strings and NaN; neither gets past
+ * the type checks into an endpoint, so they are not refused separately. */
 #include "naming/etcd_json.h"
 
 #include <json-c/json.h>
