@@ -180,8 +180,10 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 static int group_setup(void **state)
 {
     if (find_etcd() != 0) {
-        fprintf(stderr, "FAIL: etcd is not installed (no etcd on PATH, FTRPC_ETCD unset). Install "
-                        "Debian's etcd-server: scripts/install-deps.sh --test\n");
+        fprintf(
+            stderr,
+            "FAIL: etcd is not installed (no executable etcd at $FTRPC_ETCD or on PATH). Install "
+            "Debian's etcd-server: scripts/install-deps.sh --test\n");
         return -1;
     }
     const char *scratch = getenv("FTRPC_SCRATCH");
