@@ -5,9 +5,9 @@
  * outside input only ever produces FTRPC_EADDR/FTRPC_EINVAL and a log line. The scheme table is
  * append-only, so a looked-up vtable stays valid for the life of the process.
  *
- * Not here: the backends (naming_list.c, naming_file.c, naming_dir.c,
- * naming_etcd.c), the folder watcher
- * (naming_watch.c), the registrar thread (naming_registrar.c), the cached view (naming_view.c). */
+ * Not here: the backends (naming_list.c, naming_file.c, naming_dir.c, naming_etcd.c), the folder
+ * watcher (naming_watch.c), the registrar thread (naming_registrar.c), the cached view
+ * (naming_view.c). */
 #include "naming/naming.h"
 
 #include <pthread.h>
