@@ -579,11 +579,11 @@ static void *watch_main(void *p)
             curl_easy_getinfo(w->stream, CURLINFO_RESPONSE_CODE, &code);
             if (!w->stream_bad)
                 FT_LOG_RATELIMITED(FTRPC_LOG_INFO,
-                                   "naming: etcd:// watch of %s ended (%s); "
+                                   "naming: etcd:// watch of %s ended (HTTP %ld, %s); "
                                    "re-opening it",
-                                   w->ns->cfg.key_prefix,
+                                   w->ns->cfg.key_prefix, code,
                                    w->stream_err[0] ? w->stream_err : "closed by etcd");
-            /* A stream that worked is re-opened at once; one that keeps failing, with backoff. */
+            /* A stream that worked is re-opened soon; one that keeps failing, with backoff. */
             stream_backoff = w->stream_created
                                  ? ETCD_BACKOFF_MIN_MS
                                  : (stream_backoff * 2 > ETCD_BACKOFF_MAX_MS ? ETCD_BACKOFF_MAX_MS
