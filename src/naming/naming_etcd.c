@@ -13,14 +13,16 @@
  *                partition, or etcd lost it): grant and put again at once. Then a count-only read
  *                of the key puts it back if someone deleted it. A transport error is returned: the
  *                registrar registers again (new lease) at the next interval.
- *   deregister = lease revoke, which deletes the key with it. No explicit delete: a successor on
- * the same address may have put the key under its own lease, and must keep it. Client side: fetch =
- * one range read of "<prefix>/<service>/". The watch is a thread per watch driving a curl multi
- * handle: a streaming POST /v3/watch from the revision after the last full read; any message
- * carrying events triggers a new full read (one read per burst of events: simpler than applying
- * events and never wrong), and a full read happens at least every rescan_ms as a backstop (a
- * silently dead stream, a partition). A broken stream is re-opened after a full read, with a
- * backoff of 100 ms doubling to 2 s while it keeps breaking.
+ *   deregister = lease revoke, which deletes the key with it. No explicit delete: a successor
+ *                on the same address may have put the key under its own lease, and must keep it.
+ *
+ * Client side: fetch = one range read of "<prefix>/<service>/". The watch is a thread per watch
+ * driving a curl multi handle: a streaming POST /v3/watch from the revision after the last full
+ * read; any message carrying events triggers a new full read (one read per burst of events:
+ * simpler than applying events and never wrong), and a full read happens at least every rescan_ms
+ * as a backstop (a silently dead stream, a partition). A broken stream is re-opened after a full
+ * read, 100 ms later, the delay doubling to 2 s while streams keep breaking before etcd confirms
+ * them.
  *
  * Endpoints: every request tries the endpoints in turn, starting with the one that answered
  * last; a transport error or a 5xx answer moves to the next. Timeouts: connect 500 ms, request
