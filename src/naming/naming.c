@@ -5,8 +5,9 @@
  * outside input only ever produces FTRPC_EADDR/FTRPC_EINVAL and a log line. The scheme table is
  * append-only, so a looked-up vtable stays valid for the life of the process.
  *
- * Not here: the backends (naming_list.c, naming_file.c, naming_dir.c), the folder watcher
- * (naming_watch.c), the registrar thread (naming_registrar.c), the cached view (naming_view.c). */
+ * Not here: the backends (naming_list.c, naming_file.c, naming_dir.c, naming_etcd.c), the folder
+ * watcher (naming_watch.c), the registrar thread (naming_registrar.c), the cached view
+ * (naming_view.c). */
 #include "naming/naming.h"
 
 #include <pthread.h>
@@ -383,9 +384,18 @@ struct timespec ft_naming_deadline(int64_t ms)
 extern const ft_naming_ops ft_naming_list_ops;
 extern const ft_naming_ops ft_naming_file_ops;
 extern const ft_naming_ops ft_naming_dir_ops;
+#ifdef FTRPC_HAVE_ETCD
+extern const ft_naming_ops ft_naming_etcd_ops; /* built when libcurl and json-c are found */
+#endif
 
-static const ft_naming_ops *const BUILTIN[] = {&ft_naming_list_ops, &ft_naming_file_ops,
-                                               &ft_naming_dir_ops};
+static const ft_naming_ops *const BUILTIN[] = {
+    &ft_naming_list_ops,
+    &ft_naming_file_ops,
+    &ft_naming_dir_ops,
+#ifdef FTRPC_HAVE_ETCD
+    &ft_naming_etcd_ops,
+#endif
+};
 
 enum { EXTRA_MAX = 16 };
 /* Guards `extra` and `nextra`; the table only grows. */

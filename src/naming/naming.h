@@ -4,6 +4,7 @@
  *   list://ADDR[ OPT...][,ADDR[ OPT...]]...   static list; OPT is `w=N` or `tag=a|b`
  *   file:///abs/path                            one endpoint per line, re-read when it changes
  *   dir:///abs/folder?service=NAME              the embedded one-host registry (no daemon)
+ *   etcd://h:p[,h:p...][/prefix]?service=NAME   etcd v3 (when built with libcurl and json-c)
  *
  * Three kinds of objects live here:
  *   - ft_naming: one open naming service (a backend instance), used by one thread at a time.
