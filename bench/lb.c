@@ -200,7 +200,14 @@ static void run_build_costs(void)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1) cell_ns = atoi(argv[1]) * FT_NS_PER_MS;
+    if (argc > 1 && !strcmp(argv[1], "--help")) {
+        printf("usage: bench_lb [CELL_MS | --quick]\n"
+               "ns per pick for every balancer at 10, 100 and 1,000 endpoints beside a baseline\n"
+               "(one RNG draw and an array read); --quick: 30 ms cells (scripts/bench.sh)\n");
+        return 0;
+    }
+    if (argc > 1 && !strcmp(argv[1], "--quick")) cell_ns = 30 * FT_NS_PER_MS;
+    else if (argc > 1) cell_ns = atoi(argv[1]) * FT_NS_PER_MS;
     if (cell_ns <= 0) cell_ns = 60 * FT_NS_PER_MS;
     setup();
     printf("bench_lb: ns per ft_lb_select on one thread, best of %d runs in %" PRId64
