@@ -136,6 +136,45 @@ static void status_page(ftrpc_server *s, int json, ft_strbuf *o)
     if (json) ft_strbuf_appends(o, "]}");
 }
 
+/* A latency recorder named X shows in /vars as X_count, X_qps, X_latency_p99, ...: /vars/X_qps
+ * finds those lines (text), or the recorder X (JSON). */
+static void expanded_var(const char *name, int json, ft_page *out, size_t *matched)
+{
+    static const char *const SUFFIXES[] = {"_count",        "_qps",         "_latency_avg",
+                                           "_latency_p50",  "_latency_p90", "_latency_p99",
+                                           "_latency_p999", "_max_latency"};
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < sizeof SUFFIXES / sizeof SUFFIXES[0]; i++) {
+        size_t sl = strlen(SUFFIXES[i]);
+        if (nl <= sl || strcmp(name + nl - sl, SUFFIXES[i]) != 0 || nl - sl >= 256) continue;
+        char base[256];
+        memcpy(base, name, nl - sl);
+        base[nl - sl] = '\0';
+        ft_metrics_filter f = {.name = base};
+        if (json) {
+            ft_metrics_registry_dump(ft_metrics_default_registry(), FT_METRICS_JSON, &f, &out->body,
+                                     matched);
+            return;
+        }
+        ft_strbuf all;
+        ft_strbuf_init(&all, (size_t)16 << 20);
+        ft_metrics_registry_dump(ft_metrics_default_registry(), FT_METRICS_TEXT, &f, &all, NULL);
+        size_t count = 0;
+        for (const char *line = ft_strbuf_cstr(&all); *line;) {
+            const char *eol = strchr(line, '\n');
+            size_t len = eol ? (size_t)(eol - line + 1) : strlen(line);
+            if (strncmp(line, name, nl) == 0 && (line[nl] == '{' || line[nl] == ' ')) {
+                ft_strbuf_append(&out->body, line, len);
+                count++;
+            }
+            line += len;
+        }
+        ft_strbuf_fini(&all);
+        *matched = count;
+        return;
+    }
+}
+
 static void vars_page(const char *name, const char *query, ft_page *out)
 {
     int json = want_json(query);
@@ -151,8 +190,9 @@ static void vars_page(const char *name, const char *query, ft_page *out)
         f.name = name;
     }
     size_t matched = 0;
-    ft_metrics_registry_dump(ft_metrics_default_registry(),
-                             json ? FT_METRICS_JSON : FT_METRICS_TEXT, &f, &out->body, &matched);
+    ft_metrics_format fmt = json ? FT_METRICS_JSON : FT_METRICS_TEXT;
+    ft_metrics_registry_dump(ft_metrics_default_registry(), fmt, &f, &out->body, &matched);
+    if (f.name && matched == 0) expanded_var(name, json, out, &matched);
     out->content_type = json ? JSON : TEXT;
     if (nl > 0 && matched == 0) {
         ft_strbuf_reset(&out->body);
