@@ -139,7 +139,6 @@ static int status_of(int32_t wire)
     case FTRPC_ENOMETHOD:
         return 404;
     case FTRPC_EREQUEST:
-    case FTRPC_EINVAL:
         return 400;
     case FTRPC_ERPCAUTH:
         return 403;
@@ -191,8 +190,10 @@ void ft_http_session_deliver(ftrpc_server_call *call)
          &call->reply);
     flush_in_order(sess);
     /* the ring may have been full: requests waiting in the read buffer can go on now */
-    if (!h->reading && ft_conn_is_open(call->conn) && ft_iobuf_size(&call->conn->in) > 0)
-        ft_http_session_on_read(sess);
+    if (!h->reading && ft_conn_is_open(call->conn) && ft_iobuf_size(&call->conn->in) > 0) {
+        int rc = ft_http_session_on_read(sess);
+        if (rc < 0) ft_conn_close(call->conn, rc, 1);
+    }
 }
 
 /* "/package.Service/Method" into service and method; 0 when the path is not of that shape. */

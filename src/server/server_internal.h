@@ -151,7 +151,6 @@ typedef struct ft_page {
     int status;
     const char *content_type;
     ft_strbuf body;
-    const char *allow; /* for 405: the methods allowed */
 } ft_page;
 /* Renders the builtin page for path (GET or HEAD). 1 when path is a builtin page, 0 when not. */
 int ft_builtin_page(struct ftrpc_server *s, const char *path, const char *query, ft_page *out);
