@@ -10,7 +10,8 @@ PACKAGES=(
   libcmocka-dev
   openssl curl python3 python3-prometheus-client
 )
-[ "${1:-}" = "--test" ] && PACKAGES+=(etcd-server etcd-client valgrind)
+# chromium: the console test opens the page headless (tests/integration/test_console_chromium.c)
+[ "${1:-}" = "--test" ] && PACKAGES+=(etcd-server etcd-client valgrind chromium)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

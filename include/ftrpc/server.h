@@ -71,6 +71,9 @@ typedef struct ftrpc_server_options {
     int read_timeout_ms;           /* default 10000: a started frame must complete within it
                                     * (slowloris); -1: never */
     int max_inflight_per_connection; /* default 1024; past it requests get FTRPC_ELIMIT */
+    /* default 10000: an HTTP request whose header is not complete this long after its first byte
+     * (or a connection whose first bytes do not name a protocol) is closed (slowloris guard) */
+    int http_header_timeout_ms;
 } ftrpc_server_options;
 
 /* Makes a server. opts may be NULL. On success *out is the caller's (ftrpc_server_free). */
@@ -94,6 +97,17 @@ FTRPC_API int ftrpc_server_port(const ftrpc_server *server);
 FTRPC_API int ftrpc_server_stop(ftrpc_server *server, int grace_ms);
 /* Stops (if still running, with the default grace) and frees. NULL does nothing. */
 FTRPC_API void ftrpc_server_free(ftrpc_server *server);
+
+/* ---- admin port: the builtin pages (/health, /status, /vars, /metrics, /endpoints, the console)
+ * for a process that serves no methods, e.g. one that is only a client. ---- */
+typedef struct ftrpc_admin ftrpc_admin;
+/* Listens on "host:port" (port 0: any free one) and serves the builtin pages over HTTP. On success
+ * *out is the caller's until ftrpc_admin_stop. Any thread except an IO thread. */
+FTRPC_API int ftrpc_admin_start(const char *listen_addr, ftrpc_admin **out);
+/* The port listened on. */
+FTRPC_API int ftrpc_admin_port(const ftrpc_admin *admin);
+/* Stops serving and frees. NULL does nothing. Any thread except an IO thread. */
+FTRPC_API void ftrpc_admin_stop(ftrpc_admin *admin);
 
 /* ---- inside a handler: the request (valid until the call is finished) ---- */
 FTRPC_API const char *ftrpc_server_call_service(const ftrpc_server_call *call);

@@ -86,3 +86,21 @@ int ft_strbuf_appendf(ft_strbuf *sb, const char *fmt, ...)
     va_end(ap);
     return rc;
 }
+
+int ft_strbuf_append_json(ft_strbuf *sb, const char *s)
+{
+    int rc = ft_strbuf_append(sb, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p && rc == 0; p++) {
+        if (*p == '"' || *p == '\\') {
+            char esc[2] = {'\\', (char)*p};
+            rc = ft_strbuf_append(sb, esc, 2);
+        } else if (*p == '\n') {
+            rc = ft_strbuf_append(sb, "\\n", 2);
+        } else if (*p < 0x20 || *p == 0x7f) {
+            rc = ft_strbuf_appendf(sb, "\\u%04x", *p);
+        } else {
+            rc = ft_strbuf_append(sb, (const char *)p, 1);
+        }
+    }
+    return rc ? rc : ft_strbuf_append(sb, "\"", 1);
+}

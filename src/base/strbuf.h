@@ -36,6 +36,10 @@ int ft_strbuf_appendf(ft_strbuf *sb, const char *fmt, ...) __attribute__((format
 int ft_strbuf_vappendf(ft_strbuf *sb, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 
+/* Appends s as a quoted JSON string (", \ and control bytes escaped; other bytes as they are).
+ * 0 or FTRPC_ENOMEM (the buffer may then hold part of the string). */
+int ft_strbuf_append_json(ft_strbuf *sb, const char *s);
+
 /* The text, never NULL ("" when empty). Valid until the next append, reset or fini. */
 static inline const char *ft_strbuf_cstr(const ft_strbuf *sb)
 {

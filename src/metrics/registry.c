@@ -78,20 +78,7 @@ static int escape_help(ft_strbuf *out, const char *text)
 
 static int escape_json(ft_strbuf *out, const char *s)
 {
-    int rc = ft_strbuf_append(out, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p && rc == 0; p++) {
-        if (*p == '"' || *p == '\\') {
-            char esc[2] = {'\\', (char)*p};
-            rc = ft_strbuf_append(out, esc, 2);
-        } else if (*p == '\n') {
-            rc = ft_strbuf_append(out, "\\n", 2);
-        } else if (*p < 0x20) {
-            rc = ft_strbuf_appendf(out, "\\u%04x", *p);
-        } else {
-            rc = ft_strbuf_append(out, (const char *)p, 1);
-        }
-    }
-    return rc ? rc : ft_strbuf_append(out, "\"", 1);
+    return ft_strbuf_append_json(out, s);
 }
 
 static int valid_name(const char *name)

@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "protocol/baidu_std.h"
 #include "server/server_internal.h"
+#include "protocol/http.h"
 
 /* ---- method table ---- */
 
@@ -74,6 +75,8 @@ int ftrpc_server_new(const ftrpc_server_options *opts, ftrpc_server **out)
     if (o.max_body_size == 0) o.max_body_size = FT_BAIDU_STD_DEFAULT_MAX_BODY;
     if (o.max_unwritten_bytes == 0) o.max_unwritten_bytes = (size_t)64 << 20;
     if (o.stop_grace_ms == 0) o.stop_grace_ms = 5000;
+    if (o.http_header_timeout_ms < 0) return FTRPC_EINVAL;
+    if (o.http_header_timeout_ms == 0) o.http_header_timeout_ms = 10000;
     if (o.max_connections < 0 || o.idle_timeout_ms < -1 || o.read_timeout_ms < -1 ||
         o.max_inflight_per_connection < 0)
         return FTRPC_EINVAL;
@@ -137,6 +140,12 @@ int ftrpc_server_add_method(ftrpc_server *s, const char *service, const char *me
     m->service = strdup(service);
     m->method = strdup(method);
     if (!m->service || !m->method) {
+        free(m->service);
+        free(m->method);
+        free(m);
+        return FTRPC_ENOMEM;
+    }
+    if (ft_method_metrics_init(m) != 0) {
         free(m->service);
         free(m->method);
         free(m);
@@ -302,6 +311,7 @@ int ftrpc_server_start(ftrpc_server *s, const char *listen_addr)
         if (rc != 0) return rc;
         s->pool_started = 1;
     }
+    s->started_ns = ft_now_ns();
     atomic_store(&s->state, FT_SERVER_RUNNING);
     int rc = ft_listener_start(&s->rt->loops[0], listen_addr, on_accept, s, &s->listener);
     if (rc != 0) {
@@ -311,6 +321,7 @@ int ftrpc_server_start(ftrpc_server *s, const char *listen_addr)
         return rc;
     }
     s->port = s->listener->port;
+    for (size_t i = 0; i < s->nmethods; i++) ft_method_metrics_register(s->methods[i]);
     if (s->register_url) {
         rc = start_registrar(s, listen_addr);
         if (rc != 0) {
@@ -405,6 +416,7 @@ void ftrpc_server_free(ftrpc_server *s)
         return;
     }
     for (size_t i = 0; i < s->nmethods; i++) {
+        ft_method_metrics_fini(s->methods[i]);
         free(s->methods[i]->service);
         free(s->methods[i]->method);
         free(s->methods[i]);
@@ -425,6 +437,11 @@ void ftrpc_server_free(ftrpc_server *s)
 
 /* brpc's wire number for an FTRPC_E* code or a handler's code. */
 static int32_t wire_code(int code)
+{
+    return ft_server_wire_code(code);
+}
+
+int32_t ft_server_wire_code(int code)
 {
     if (code < 0 && -code >= 1000 && -code < FTRPC_BUSINESS_CODE_MIN) return -code;
     if (code < 0 && code >= -99) return -FTRPC_EINTERNAL; /* ftrpc-local codes mean nothing remotely */
@@ -460,7 +477,10 @@ static void finish_call(ftrpc_server_call *call)
 static void deliver_reply(ftrpc_server_call *call)
 {
     ft_conn *c = call->conn;
-    if (ft_conn_is_open(c) && call->reply.size > 0) {
+    if (call->is_http) {
+        /* a cancelled call has no reply, but HTTP answers in order: its slot still needs one */
+        if (ft_conn_is_open(c)) ft_http_session_deliver(call);
+    } else if (ft_conn_is_open(c) && call->reply.size > 0) {
         int rc = ft_conn_write(c, &call->reply);
         if (rc == FTRPC_EOVERCROWDED) {
             FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing %s: peer does not read its replies",
@@ -479,7 +499,13 @@ static void deliver_reply_task(ft_task *t)
 static int send_reply(ftrpc_server_call *call, int32_t code, const char *text,
                       const ft_iobuf *payload, const ft_iobuf *attachment)
 {
-    int rc = ft_baidu_std_pack_response(&call->reply, call->correlation_id, code, text, payload,
+    int64_t now = ft_now_ns();
+    ft_method_metrics_on_reply(call->method, code, call->rejected ? 0 : call->start_ns, now);
+    int rc = 0;
+    if (call->is_http)
+        ft_http_call_pack(call, code, text, payload, attachment);
+    else
+        rc = ft_baidu_std_pack_response(&call->reply, call->correlation_id, code, text, payload,
                                         attachment);
     if (rc != 0) {
         /* still answer: a reply lost here would leave the client waiting for its deadline */
@@ -584,6 +610,8 @@ static void run_in_worker(ft_job *job)
     if (deadline_passed(call)) {
         /* the caller has given up: running the handler would be wasted work */
         atomic_fetch_add(&call->method->rejected, 1);
+        ft_method_metrics_on_reject(call->method, FT_REJECT_DEADLINE, -FTRPC_ERPCTIMEDOUT);
+        call->rejected = 1;
         send_reply(call, -FTRPC_ERPCTIMEDOUT, "deadline passed before the handler started", NULL,
                    NULL);
         return;
@@ -629,6 +657,83 @@ static void handle_cancel(ft_session *sess, ft_rpc_frame *f)
     write_error(sess->conn, f->correlation_id, 0, NULL); /* a plain success */
 }
 
+/* Admits one request (method table, stopping, limits) and hands it to its handler, the same way
+ * for baidu_std and HTTP. 0: the call is the handler's and its reply comes through send_reply.
+ * Otherwise the request was refused: a negative code, its text in text[len]. */
+static int start_call(ft_session *sess, const char *service, const char *method, int32_t timeout_ms,
+                      ft_iobuf *payload, ft_iobuf *attachment, int64_t correlation_id, int is_http,
+                      uint64_t http_seq, char *text, size_t len)
+{
+    ftrpc_server *s = sess->server;
+    ft_conn *c = sess->conn;
+    ft_method *m = find_method(s, service, method);
+    if (!m) {
+        snprintf(text, len, "Fail to find method=%s/%s", service, method);
+        return (!strchr(service, '.') && !service_known(s, service)) ? FTRPC_ENOSERVICE
+                                                                     : FTRPC_ENOMETHOD;
+    }
+    if (atomic_load_explicit(&s->state, memory_order_acquire) != FT_SERVER_RUNNING) {
+        ft_method_metrics_on_reject(m, FT_REJECT_STOPPING, -FTRPC_ELOGOFF);
+        snprintf(text, len, "server is stopping");
+        return FTRPC_ELOGOFF;
+    }
+    /* baidu_std calls are tracked per connection (for cancellation and the in-flight cap) */
+    int tracked = !is_http && correlation_id != 0;
+    if (tracked && (int)ft_idmap_count(&sess->calls) >= s->opts.max_inflight_per_connection) {
+        atomic_fetch_add(&m->rejected, 1);
+        ft_method_metrics_on_reject(m, FT_REJECT_LIMIT, -FTRPC_ELIMIT);
+        snprintf(text, len, "too many requests in flight on this connection");
+        return FTRPC_ELIMIT;
+    }
+    int running = atomic_fetch_add_explicit(&m->concurrency, 1, memory_order_relaxed);
+    if (m->opts.max_concurrency > 0 && running >= m->opts.max_concurrency) {
+        atomic_fetch_sub_explicit(&m->concurrency, 1, memory_order_relaxed);
+        atomic_fetch_add(&m->rejected, 1);
+        ft_method_metrics_on_reject(m, FT_REJECT_LIMIT, -FTRPC_ELIMIT);
+        snprintf(text, len, "method concurrency limit reached");
+        return FTRPC_ELIMIT;
+    }
+    ftrpc_server_call *call = calloc(1, sizeof *call);
+    if (!call) {
+        atomic_fetch_sub_explicit(&m->concurrency, 1, memory_order_relaxed);
+        snprintf(text, len, "server out of memory");
+        return FTRPC_EINTERNAL;
+    }
+    call->task.run = deliver_reply_task;
+    call->job.run = run_in_worker;
+    call->server = s;
+    call->method = m;
+    call->conn = c;
+    ft_conn_ref(c);
+    call->session = tracked ? sess : NULL;
+    memcpy(call->identity, sess->identity, sizeof call->identity);
+    atomic_init(&call->canceled, 0);
+    call->loop = sess->loop;
+    call->correlation_id = correlation_id;
+    call->is_http = is_http;
+    call->http_seq = http_seq;
+    call->start_ns = ft_loop_now(sess->loop);
+    call->deadline_ns = timeout_ms > 0 ? call->start_ns + (int64_t)timeout_ms * FT_NS_PER_MS : 0;
+    ft_iobuf_init(&call->request);
+    ft_iobuf_init(&call->attachment);
+    ft_iobuf_init(&call->reply);
+    ft_iobuf_move(&call->request, payload);
+    if (attachment) ft_iobuf_move(&call->attachment, attachment);
+    atomic_fetch_add(&s->inflight, 1);
+    if (tracked && ft_idmap_put(&sess->calls, correlation_id, call) != 0) call->session = NULL;
+    if (m->opts.run_mode == FTRPC_RUN_IN_WORKER) {
+        if (ft_workpool_submit(&s->pool, &call->job) != 0) {
+            ft_method_metrics_on_reject(m, FT_REJECT_STOPPING, -FTRPC_ELOGOFF);
+            call->rejected = 1;
+            send_reply(call, -FTRPC_ELOGOFF, "server is stopping", NULL, NULL);
+        }
+        return 0;
+    }
+    atomic_fetch_add(&m->calls, 1);
+    m->handler(call, m->arg);
+    return 0;
+}
+
 static void dispatch(ft_session *sess, ft_rpc_frame *f)
 {
     ftrpc_server *s = sess->server;
@@ -647,64 +752,50 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
         handle_cancel(sess, f);
         return;
     }
-    if (atomic_load_explicit(&s->state, memory_order_acquire) != FT_SERVER_RUNNING) {
-        write_error(c, f->correlation_id, FTRPC_ELOGOFF, "server is stopping");
+    char text[512];
+    int rc = start_call(sess, f->service, f->method, f->timeout_ms, &f->payload, &f->attachment,
+                        f->correlation_id, 0, 0, text, sizeof text);
+    if (rc != 0) write_error(c, f->correlation_id, rc, text);
+}
+
+int ft_server_start_http_call(ft_session *sess, const char *service, const char *method,
+                              int32_t timeout_ms, ft_iobuf *payload, uint64_t seq, char *text,
+                              size_t len)
+{
+    return start_call(sess, service, method, timeout_ms, payload, NULL, -1, 1, seq, text, len);
+}
+
+void ft_server_read_timer_fired(ft_timer *t)
+{
+    ft_session *sess = ft_container_of(t, ft_session, read_timer);
+    if (sess->proto == FT_PROTO_HTTP) {
+        ft_http_session_on_timeout(sess);
         return;
     }
-    ft_method *m = find_method(s, f->service, f->method);
-    if (!m) {
-        char text[512];
-        snprintf(text, sizeof text, "Fail to find method=%s/%s", f->service, f->method);
-        int code = (!strchr(f->service, '.') && !service_known(s, f->service)) ? FTRPC_ENOSERVICE
-                                                                              : FTRPC_ENOMETHOD;
-        write_error(c, f->correlation_id, code, text);
-        return;
+    FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
+                       "closing connection from %s: protocol not recognised within %d ms",
+                       sess->conn->peer, sess->server->opts.http_header_timeout_ms);
+    ft_conn_close(sess->conn, FTRPC_ERPCTIMEDOUT, 1);
+}
+
+/* The first bytes decide the protocol: "PRPC" baidu_std, an HTTP method token HTTP; anything else
+ * goes to the baidu_std parser, which closes the connection with the reason it finds ("bad magic",
+ * "STRM", ...). Returns 0 while too few bytes have arrived to tell. */
+static int sniff(ft_session *sess)
+{
+    ft_conn *c = sess->conn;
+    int b = ft_baidu_std_sniff(&c->in), h = ft_http_sniff(&c->in);
+    if ((b == -1 || h == -1) && b != 1 && h != 1) {
+        if (!ft_timer_armed(&sess->read_timer))
+            ft_timer_start(sess->loop, &sess->read_timer,
+                           ft_loop_now(sess->loop) +
+                               (int64_t)sess->server->opts.http_header_timeout_ms * FT_NS_PER_MS,
+                           ft_server_read_timer_fired);
+        return 0;
     }
-    if ((int)ft_idmap_count(&sess->calls) >= s->opts.max_inflight_per_connection) {
-        atomic_fetch_add(&m->rejected, 1);
-        write_error(c, f->correlation_id, FTRPC_ELIMIT, "too many requests in flight on this connection");
-        return;
-    }
-    int running = atomic_fetch_add_explicit(&m->concurrency, 1, memory_order_relaxed);
-    if (m->opts.max_concurrency > 0 && running >= m->opts.max_concurrency) {
-        atomic_fetch_sub_explicit(&m->concurrency, 1, memory_order_relaxed);
-        atomic_fetch_add(&m->rejected, 1);
-        write_error(c, f->correlation_id, FTRPC_ELIMIT, "method concurrency limit reached");
-        return;
-    }
-    ftrpc_server_call *call = malloc(sizeof *call);
-    if (!call) {
-        atomic_fetch_sub_explicit(&m->concurrency, 1, memory_order_relaxed);
-        write_error(c, f->correlation_id, FTRPC_EINTERNAL, "server out of memory");
-        return;
-    }
-    call->task.run = deliver_reply_task;
-    call->job.run = run_in_worker;
-    call->server = s;
-    call->method = m;
-    call->conn = c;
-    ft_conn_ref(c);
-    call->session = sess;
-    memcpy(call->identity, sess->identity, sizeof call->identity);
-    atomic_init(&call->canceled, 0);
-    call->loop = sess->loop;
-    call->correlation_id = f->correlation_id;
-    call->deadline_ns =
-        f->timeout_ms > 0 ? ft_loop_now(sess->loop) + (int64_t)f->timeout_ms * FT_NS_PER_MS : 0;
-    ft_iobuf_init(&call->request);
-    ft_iobuf_init(&call->attachment);
-    ft_iobuf_init(&call->reply);
-    ft_iobuf_move(&call->request, &f->payload);
-    ft_iobuf_move(&call->attachment, &f->attachment);
-    atomic_fetch_add(&s->inflight, 1);
-    if (ft_idmap_put(&sess->calls, call->correlation_id, call) != 0) call->session = NULL;
-    if (m->opts.run_mode == FTRPC_RUN_IN_WORKER) {
-        if (ft_workpool_submit(&s->pool, &call->job) != 0)
-            send_reply(call, -FTRPC_ELOGOFF, "server is stopping", NULL, NULL);
-        return;
-    }
-    atomic_fetch_add(&m->calls, 1);
-    m->handler(call, m->arg);
+    ft_timer_stop(sess->loop, &sess->read_timer);
+    sess->proto = h == 1 ? FT_PROTO_HTTP : FT_PROTO_BAIDU_STD;
+    return 1;
 }
 
 /* After a read: the peer is not idle; and a frame left half-read must complete in time. */
@@ -727,6 +818,15 @@ static int session_on_read(ft_conn *c)
 {
     ft_session *sess = c->owner;
     ftrpc_server *s = sess->server;
+    if (sess->proto == FT_PROTO_UNKNOWN && !sniff(sess)) return 0;
+    if (sess->proto == FT_PROTO_HTTP) {
+        /* the HTTP session times its own headers (408); a request is not idleness either */
+        if (s->opts.idle_timeout_ms > 0)
+            ft_timer_start(sess->loop, &sess->idle_timer,
+                           ft_loop_now(sess->loop) + (int64_t)s->opts.idle_timeout_ms * FT_NS_PER_MS,
+                           on_idle_timeout);
+        return ft_http_session_on_read(sess);
+    }
     while (c->state == FT_CONN_OPEN) {
         ft_rpc_frame f;
         const char *reason = NULL;
@@ -775,6 +875,7 @@ static void session_on_close(ft_conn *c, int reason)
     ft_idmap_fini(&sess->calls);
     ft_timer_stop(sess->loop, &sess->idle_timer);
     ft_timer_stop(sess->loop, &sess->read_timer);
+    ft_http_session_free(sess);
     ft_list_remove(&sess->node);
     free(sess);
     count_down(s, &s->sessions);

@@ -8,14 +8,51 @@
 #include "base/idmap.h"
 #include "base/iobuf.h"
 #include "base/list.h"
+#include "base/strbuf.h"
 #include "base/workpool.h"
 #include "ftrpc/server.h"
 #include "io/conn.h"
 #include "io/listener.h"
 #include "io/loop.h"
 #include "naming/naming.h"
+#include "metrics/counter.h"
+#include "metrics/latency_recorder.h"
 
 enum ft_server_state { FT_SERVER_NEW, FT_SERVER_RUNNING, FT_SERVER_STOPPING, FT_SERVER_STOPPED };
+
+/* ---- per-method metrics (server_metrics.c; docs/observability.md lists the variables) ---- */
+
+#define FT_METHOD_ERROR_CODES 16 /* distinct codes counted apart; the rest go to code="other" */
+
+enum ft_reject_reason { FT_REJECT_LIMIT, FT_REJECT_DEADLINE, FT_REJECT_STOPPING, FT_REJECT_KINDS };
+
+/* Written from any thread (counters, recorder); the error-code table grows under `codes_lock`
+ * and is read lock-free up to `ncodes` (release/acquire). */
+typedef struct ft_method_metrics {
+    ft_latency_recorder *latency; /* "rpc_server": every call that reached its handler */
+    ft_counter rejected[FT_REJECT_KINDS];
+    ft_gauge concurrency;
+    pthread_mutex_t codes_lock;
+    atomic_int ncodes;
+    int32_t codes[FT_METHOD_ERROR_CODES];
+    ft_counter *errors[FT_METHOD_ERROR_CODES];
+    ft_counter errors_other;
+    int registered; /* in the default registry (set at start, cleared at free) */
+} ft_method_metrics;
+
+struct ft_method;
+int ft_method_metrics_init(struct ft_method *m);
+void ft_method_metrics_fini(struct ft_method *m);
+/* Registers the method's variables in ft_metrics_default_registry(), labels (service, method).
+ * A clash (another server in the process serves the same method) is logged and left out: the
+ * figures still show on this server's /status. */
+void ft_method_metrics_register(struct ft_method *m);
+void ft_method_metrics_unregister(struct ft_method *m);
+/* One outcome: code 0 (success) or the wire code of an error; latency recorded when start_ns. */
+void ft_method_metrics_on_reply(struct ft_method *m, int32_t wire_code, int64_t start_ns,
+                                int64_t now_ns);
+void ft_method_metrics_on_reject(struct ft_method *m, enum ft_reject_reason why, int32_t wire_code);
+uint64_t ft_method_metrics_errors(struct ft_method *m);
 
 typedef struct ft_method {
     char *service;
@@ -27,6 +64,7 @@ typedef struct ft_method {
     atomic_llong calls;     /* handled (handler started) */
     atomic_llong rejected;  /* ELIMIT, deadline passed, stopping */
     atomic_llong canceled_unstarted; /* cancelled while queued: never executed */
+    ft_method_metrics metrics; /* server_metrics.c */
 } ft_method;
 
 /* One accepted connection; owned by its loop (touched on that loop only). */
@@ -36,11 +74,17 @@ typedef struct ft_session {
     struct ftrpc_server *server;
     ft_loop *loop;
     ft_idmap calls; /* correlation id -> ftrpc_server_call in flight (for cancellation) */
-    ft_timer idle_timer;  /* closes a connection that sends nothing for idle_timeout_ms */
-    ft_timer read_timer;  /* closes one whose started frame does not complete in read_timeout_ms */
+    ft_timer idle_timer; /* closes a connection that sends nothing for idle_timeout_ms */
+    /* the protocol's first bytes, an HTTP header, or a started baidu_std frame must complete
+     * before it fires (slowloris) */
+    ft_timer read_timer;
     int authenticated;
     char identity[128];
+    int proto;                 /* FT_PROTO_*: decided by the connection's first bytes */
+    struct ft_http_conn *http; /* http_session.c, when proto is FT_PROTO_HTTP */
 } ft_session;
+
+enum { FT_PROTO_UNKNOWN, FT_PROTO_BAIDU_STD, FT_PROTO_HTTP };
 
 struct ftrpc_server {
     ftrpc_runtime *rt;
@@ -53,8 +97,8 @@ struct ftrpc_server {
     int port;
     ft_registrar *registrar; /* NULL when not registered */
     _Atomic int state;
-    atomic_int inflight; /* calls dispatched and not yet finished */
-    atomic_int sessions; /* open connections */
+    atomic_int inflight;    /* calls dispatched and not yet finished */
+    atomic_int sessions;    /* open connections */
     ft_list *loop_sessions; /* one list per loop, touched on that loop only */
     atomic_uint next_loop;
     ft_workpool pool;
@@ -64,6 +108,7 @@ struct ftrpc_server {
     atomic_llong connections_refused, idle_closed, read_timeouts, auth_failures;
     pthread_mutex_t stop_lock; /* guards nothing but the condition below */
     pthread_cond_t stop_cond;  /* signalled when inflight or sessions reach 0 while stopping */
+    int64_t started_ns;
 };
 
 struct ftrpc_server_call {
@@ -80,7 +125,50 @@ struct ftrpc_server_call {
     int64_t deadline_ns; /* 0: the caller sent no timeout */
     ft_iobuf request;
     ft_iobuf attachment;
-    ft_iobuf reply; /* the packed response frame */
+    ft_iobuf reply;    /* the packed response frame; for HTTP the body */
+    int64_t start_ns;  /* when the request was dispatched */
+    int rejected;      /* refused before the handler ran: no latency sample */
+    int is_http;       /* the reply goes back as an HTTP response (http_session.c) */
+    uint64_t http_seq; /* its place in the connection's response order */
+    int http_status;
+    int32_t http_code; /* wire code of an error, 0 on success */
 };
+
+/* ---- server.c, for http_session.c ---- */
+
+/* Starts a call of service/method with `payload` (moved) the way a baidu_std request does (limits,
+ * worker pool, graceful stop). 0: the handler has it and the reply arrives through
+ * ft_http_session_deliver. Otherwise a negative code and its text in text[len]. */
+int ft_server_start_http_call(ft_session *sess, const char *service, const char *method,
+                              int32_t timeout_ms, ft_iobuf *payload, uint64_t seq, char *text,
+                              size_t len);
+int32_t ft_server_wire_code(int code);
+/* The session's read_timer callback: closes a connection too slow to name its protocol, or hands
+ * a slow HTTP header to ft_http_session_on_timeout. */
+void ft_server_read_timer_fired(ft_timer *t);
+
+/* ---- http_session.c ---- */
+
+/* Reads HTTP requests from the session's connection (on_read of an HTTP session). */
+int ft_http_session_on_read(ft_session *sess);
+/* The read timer fired: too slow a header. */
+void ft_http_session_on_timeout(ft_session *sess);
+/* On close: frees the HTTP state. */
+void ft_http_session_free(ft_session *sess);
+/* Any thread: turns the handler's answer into the call's HTTP status and body. */
+void ft_http_call_pack(ftrpc_server_call *call, int32_t wire_code, const char *text,
+                       const ft_iobuf *payload, const ft_iobuf *attachment);
+/* On the call's loop, connection open: queues the call's response in request order. */
+void ft_http_session_deliver(ftrpc_server_call *call);
+
+/* ---- builtin_pages.c ---- */
+
+typedef struct ft_page {
+    int status;
+    const char *content_type;
+    ft_strbuf body;
+} ft_page;
+/* Renders the builtin page for path (GET or HEAD). 1 when path is a builtin page, 0 when not. */
+int ft_builtin_page(struct ftrpc_server *s, const char *path, const char *query, ft_page *out);
 
 #endif

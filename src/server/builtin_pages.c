@@ -1,0 +1,237 @@
+/* The builtin pages served over HTTP on the server's port (as brpc's builtin services):
+ * /health, /status, /vars[/NAME], /metrics, /endpoints and the console at /.
+ * docs/observability.md describes every page and variable.
+ *
+ * Pages are rendered on the connection's IO thread from figures that are read lock-free (counters,
+ * gauges) or under short metric locks (latency recorders, the registry, the endpoint reporters):
+ * microseconds to a millisecond, meant for a few reads a second, like brpc's.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "metrics/endpoint_report.h"
+#include "metrics/registry.h"
+#include "protocol/http.h"
+#include "server/console_html.h"
+#include "server/server_internal.h"
+
+#define CDF_POINTS 40
+
+static const char *TEXT = "text/plain; charset=utf-8";
+static const char *JSON = "application/json";
+
+static int want_json(const char *query)
+{
+    char v[16];
+    return ft_http_query_param(query, "format", v, sizeof v) && strcmp(v, "json") == 0;
+}
+
+static const char *state_name(int state)
+{
+    switch (state) {
+    case FT_SERVER_NEW:
+        return "new";
+    case FT_SERVER_RUNNING:
+        return "running";
+    case FT_SERVER_STOPPING:
+        return "stopping";
+    default:
+        return "stopped";
+    }
+}
+
+static void error_codes_json(ft_method *m, ft_strbuf *o)
+{
+    ft_method_metrics *mm = &m->metrics;
+    int n = atomic_load_explicit(&mm->ncodes, memory_order_acquire);
+    ft_strbuf_appends(o, "{");
+    for (int i = 0; i < n; i++)
+        ft_strbuf_appendf(o, "%s\"%d\":%llu", i ? "," : "", (int)mm->codes[i],
+                          (unsigned long long)ft_counter_get(mm->errors[i]));
+    uint64_t other = ft_counter_get(&mm->errors_other);
+    if (other) ft_strbuf_appendf(o, "%s\"other\":%llu", n ? "," : "", (unsigned long long)other);
+    ft_strbuf_appends(o, "}");
+}
+
+static void error_codes_text(ft_method *m, ft_strbuf *o)
+{
+    ft_method_metrics *mm = &m->metrics;
+    int n = atomic_load_explicit(&mm->ncodes, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        ft_strbuf_appendf(o, " %d=%llu", (int)mm->codes[i],
+                          (unsigned long long)ft_counter_get(mm->errors[i]));
+    uint64_t other = ft_counter_get(&mm->errors_other);
+    if (other) ft_strbuf_appendf(o, " other=%llu", (unsigned long long)other);
+}
+
+static void status_page(ftrpc_server *s, int json, ft_strbuf *o)
+{
+    int state = atomic_load(&s->state);
+    double uptime = s->started_ns ? (double)(ft_now_ns() - s->started_ns) / 1e9 : 0;
+    if (json)
+        ft_strbuf_appendf(o,
+                          "{\"server\":{\"port\":%d,\"state\":\"%s\",\"connections\":%d,"
+                          "\"inflight\":%d,\"uptime_s\":%.1f},\"methods\":[",
+                          s->port, state_name(state), atomic_load(&s->sessions),
+                          atomic_load(&s->inflight), uptime);
+    else
+        ft_strbuf_appendf(o, "server port=%d state=%s connections=%d inflight=%d uptime_s=%.1f\n",
+                          s->port, state_name(state), atomic_load(&s->sessions),
+                          atomic_load(&s->inflight), uptime);
+    for (size_t i = 0; i < s->nmethods; i++) {
+        ft_method *m = s->methods[i];
+        ft_method_metrics *mm = &m->metrics;
+        ft_latency_stats st;
+        memset(&st, 0, sizeof st);
+        ft_latency_recorder_stats(mm->latency, 0, &st);
+        uint64_t errors = ft_method_metrics_errors(m);
+        unsigned long long rl = ft_counter_get(&mm->rejected[FT_REJECT_LIMIT]),
+                           rd = ft_counter_get(&mm->rejected[FT_REJECT_DEADLINE]),
+                           rs = ft_counter_get(&mm->rejected[FT_REJECT_STOPPING]);
+        int conc = atomic_load(&m->concurrency);
+        if (!json) {
+            ft_strbuf_appendf(o,
+                              "\n%s/%s\n"
+                              "  count: %llu\n  qps: %.1f\n"
+                              "  latency_us: avg=%.1f p50=%lld p90=%lld p99=%lld p999=%lld "
+                              "max=%lld\n"
+                              "  errors: %llu",
+                              m->service, m->method, (unsigned long long)st.total_count, st.qps,
+                              st.mean_us, (long long)st.p50_us, (long long)st.p90_us,
+                              (long long)st.p99_us, (long long)st.p999_us, (long long)st.max_us,
+                              (unsigned long long)errors);
+            error_codes_text(m, o);
+            ft_strbuf_appendf(o,
+                              "\n  concurrency: %d (max %d)\n"
+                              "  rejected: limit=%llu deadline=%llu stopping=%llu\n",
+                              conc, m->opts.max_concurrency, rl, rd, rs);
+            continue;
+        }
+        ft_strbuf_appends(o, i ? ",{\"service\":" : "{\"service\":");
+        ft_strbuf_append_json(o, m->service);
+        ft_strbuf_appends(o, ",\"method\":");
+        ft_strbuf_append_json(o, m->method);
+        ft_strbuf_appendf(o,
+                          ",\"count\":%llu,\"qps\":%.3f,\"latency_avg_us\":%.1f,\"p50_us\":%lld,"
+                          "\"p90_us\":%lld,\"p99_us\":%lld,\"p999_us\":%lld,\"max_us\":%lld,"
+                          "\"errors\":%llu,\"errors_by_code\":",
+                          (unsigned long long)st.total_count, st.qps, st.mean_us,
+                          (long long)st.p50_us, (long long)st.p90_us, (long long)st.p99_us,
+                          (long long)st.p999_us, (long long)st.max_us, (unsigned long long)errors);
+        error_codes_json(m, o);
+        ft_strbuf_appendf(o,
+                          ",\"concurrency\":%d,\"max_concurrency\":%d,"
+                          "\"rejected\":{\"limit\":%llu,\"deadline\":%llu,\"stopping\":%llu},"
+                          "\"cdf\":[",
+                          conc, m->opts.max_concurrency, rl, rd, rs);
+        ft_cdf_point pts[CDF_POINTS];
+        size_t n = 0;
+        if (ft_latency_recorder_cdf(mm->latency, 0, pts, CDF_POINTS, &n) != 0) n = 0;
+        for (size_t k = 0; k < n; k++)
+            ft_strbuf_appendf(o, "%s[%lld,%.4f]", k ? "," : "", (long long)pts[k].value,
+                              pts[k].fraction);
+        ft_strbuf_appends(o, "]}");
+    }
+    if (json) ft_strbuf_appends(o, "]}");
+}
+
+/* A latency recorder named X shows in /vars as X_count, X_qps, X_latency_p99, ...: /vars/X_qps
+ * finds those lines (text), or the recorder X (JSON). */
+static void expanded_var(const char *name, int json, ft_page *out, size_t *matched)
+{
+    static const char *const SUFFIXES[] = {"_count",        "_qps",         "_latency_avg",
+                                           "_latency_p50",  "_latency_p90", "_latency_p99",
+                                           "_latency_p999", "_max_latency"};
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < sizeof SUFFIXES / sizeof SUFFIXES[0]; i++) {
+        size_t sl = strlen(SUFFIXES[i]);
+        if (nl <= sl || strcmp(name + nl - sl, SUFFIXES[i]) != 0 || nl - sl >= 256) continue;
+        char base[256];
+        memcpy(base, name, nl - sl);
+        base[nl - sl] = '\0';
+        ft_metrics_filter f = {.name = base};
+        if (json) {
+            ft_metrics_registry_dump(ft_metrics_default_registry(), FT_METRICS_JSON, &f, &out->body,
+                                     matched);
+            return;
+        }
+        ft_strbuf all;
+        ft_strbuf_init(&all, (size_t)16 << 20);
+        ft_metrics_registry_dump(ft_metrics_default_registry(), FT_METRICS_TEXT, &f, &all, NULL);
+        size_t count = 0;
+        for (const char *line = ft_strbuf_cstr(&all); *line;) {
+            const char *eol = strchr(line, '\n');
+            size_t len = eol ? (size_t)(eol - line + 1) : strlen(line);
+            if (strncmp(line, name, nl) == 0 && (line[nl] == '{' || line[nl] == ' ')) {
+                ft_strbuf_append(&out->body, line, len);
+                count++;
+            }
+            line += len;
+        }
+        ft_strbuf_fini(&all);
+        *matched = count;
+        return;
+    }
+}
+
+static void vars_page(const char *name, const char *query, ft_page *out)
+{
+    int json = want_json(query);
+    ft_metrics_filter f = {0};
+    char prefix[256];
+    size_t nl = strlen(name);
+    if (nl > 0 && name[nl - 1] == '*' && nl < sizeof prefix) {
+        /* /vars/rpc_server* : every variable whose name starts so */
+        memcpy(prefix, name, nl - 1);
+        prefix[nl - 1] = '\0';
+        f.prefix = prefix;
+    } else if (nl > 0) {
+        f.name = name;
+    }
+    size_t matched = 0;
+    ft_metrics_format fmt = json ? FT_METRICS_JSON : FT_METRICS_TEXT;
+    ft_metrics_registry_dump(ft_metrics_default_registry(), fmt, &f, &out->body, &matched);
+    if (f.name && matched == 0) expanded_var(name, json, out, &matched);
+    out->content_type = json ? JSON : TEXT;
+    if (nl > 0 && matched == 0) {
+        ft_strbuf_reset(&out->body);
+        ft_strbuf_appendf(&out->body, "no variable named %s\n", name);
+        out->content_type = TEXT;
+        out->status = 404;
+    }
+}
+
+int ft_builtin_page(ftrpc_server *s, const char *path, const char *query, ft_page *out)
+{
+    ft_strbuf *o = &out->body;
+    out->status = 200;
+    out->content_type = TEXT;
+    if (strcmp(path, "/health") == 0) {
+        int running = atomic_load(&s->state) == FT_SERVER_RUNNING;
+        out->status = running ? 200 : 503;
+        ft_strbuf_appends(o, running ? "OK" : "stopping");
+    } else if (strcmp(path, "/status") == 0) {
+        int json = want_json(query);
+        out->content_type = json ? JSON : TEXT;
+        status_page(s, json, o);
+    } else if (strcmp(path, "/vars") == 0) {
+        vars_page("", query, out);
+    } else if (strncmp(path, "/vars/", 6) == 0) {
+        vars_page(path + 6, query, out);
+    } else if (strcmp(path, "/metrics") == 0) {
+        out->content_type = "text/plain; version=0.0.4; charset=utf-8";
+        ft_metrics_registry_dump(ft_metrics_default_registry(), FT_METRICS_PROMETHEUS, NULL, o,
+                                 NULL);
+    } else if (strcmp(path, "/endpoints") == 0) {
+        int json = want_json(query);
+        out->content_type = json ? JSON : TEXT;
+        ft_endpoint_report_render(o, json, NULL);
+    } else if (strcmp(path, "/") == 0 || strcmp(path, "/console") == 0) {
+        out->content_type = "text/html; charset=utf-8";
+        ft_strbuf_appends(o, FT_CONSOLE_HTML);
+    } else {
+        return 0;
+    }
+    return 1;
+}

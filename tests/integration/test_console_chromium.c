@@ -1,0 +1,247 @@
+/* The console (GET /) in a real browser: headless Chromium opens the page of a server under load,
+ * lets its script run (--virtual-time-budget) and dumps the DOM; the test checks that the method
+ * table, the endpoint table (coloured by state: one ACTIVE endpoint fed by the load, one SUSPENDED)
+ * and a latency CDF chart (<svg> with a <path>) show live data, and that the page refreshed itself
+ * more than once. A screenshot goes to the build directory (console.png).
+ *
+ * Endpoint rows come through the endpoint reporter hook (metrics/endpoint_report.h) from real
+ * ft_endpoint_health state machines that this test feeds, standing in for a client's endpoints.
+ *
+ * Needs Debian's `chromium` (scripts/install-deps.sh --test); without it the test fails and says
+ * so. FTRPC_CHROMIUM overrides the binary.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "cluster/endpoint_health.h"
+#include "harness.h"
+#include "metrics/endpoint_report.h"
+
+enum { LOAD_THREADS = 2 };
+
+static ftrpc_server *server;
+static ftrpc_client *client;
+static char server_addr[64];
+static ft_endpoint_health live, dead;
+static ft_endpoint_reporter *reporter;
+static pthread_t load[LOAD_THREADS];
+static atomic_int load_stop, load_calls;
+
+static void on_echo(ftrpc_server_call *call, void *arg)
+{
+    (void)arg;
+    ftrpc_server_call_reply(call, ftrpc_server_call_request(call), NULL);
+}
+
+/* Worker: a few hundred microseconds to a few milliseconds, so the CDF has a shape. */
+static void on_work(ftrpc_server_call *call, void *arg)
+{
+    (void)arg;
+    static atomic_uint n;
+    usleep(200 + (atomic_fetch_add(&n, 1) * 7919u) % 3000u);
+    ftrpc_server_call_reply(call, ftrpc_server_call_request(call), NULL);
+}
+
+static void *load_main(void *arg)
+{
+    (void)arg;
+    ftrpc_buf *req = ftrpc_buf_new();
+    ftrpc_buf_append(req, "load", 4);
+    for (unsigned i = 0; !atomic_load(&load_stop); i++) {
+        ftrpc_result r;
+        ft_health_inflight_inc(&live);
+        int64_t t0 = ft_now_ns();
+        int rc =
+            ftrpc_call(client, "example.EchoService", i % 2 ? "Echo" : "Work", req, NULL, NULL, &r);
+        int64_t t1 = ft_now_ns();
+        ft_health_inflight_dec(&live);
+        ft_health_on_result(&live, rc, (t1 - t0) / 1000, t1);
+        ftrpc_result_fini(&r);
+        atomic_fetch_add(&load_calls, 1);
+    }
+    ftrpc_buf_free(req);
+    return NULL;
+}
+
+static void row_of(ft_endpoint_report *rep, const char *addr, ft_endpoint_health *h)
+{
+    int64_t now = ft_now_ns();
+    ft_health_stats st;
+    ft_health_stats_get(h, &st);
+    ft_endpoint_row row = {.address = addr,
+                           .state = ft_health_state_name(ft_health_state_get(h)),
+                           .usable_in_ms = ft_health_usable_in_ns(h, now) / FT_NS_PER_MS,
+                           .ewma_us = ft_health_ewma_us(h, now),
+                           .inflight = ft_health_inflight(h),
+                           .suspensions = st.suspensions};
+    ft_endpoint_report_add(rep, &row);
+}
+
+static void report(ft_endpoint_report *rep, void *arg)
+{
+    (void)arg;
+    row_of(rep, server_addr, &live);
+    row_of(rep, "127.0.0.1:1", &dead);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    ftrpc_method_options worker = {.run_mode = FTRPC_RUN_IN_WORKER};
+    if (ftrpc_server_new(NULL, &server) != 0 ||
+        ftrpc_server_add_method(server, "example.EchoService", "Echo", on_echo, NULL, NULL) ||
+        ftrpc_server_add_method(server, "example.EchoService", "Work", on_work, NULL, &worker) ||
+        ftrpc_server_start(server, "127.0.0.1:0") != 0)
+        return -1;
+    snprintf(server_addr, sizeof server_addr, "127.0.0.1:%d", ftrpc_server_port(server));
+    if (ftrpc_client_new(server_addr, &(ftrpc_client_options){.timeout_ms = 5000}, &client) != 0)
+        return -1;
+    ft_health_options o = {.initial_duration_ms = 30000, .maximum_duration_ms = 30000};
+    if (ft_health_init(&live, NULL) != 0 || ft_health_init(&dead, &o) != 0) return -1;
+    ft_health_on_result(&dead, FTRPC_ECONNREFUSED, -1, ft_now_ns()); /* suspends at once */
+    if (ft_endpoint_reporter_add(server_addr, report, NULL, &reporter) != 0) return -1;
+    for (int i = 0; i < LOAD_THREADS; i++)
+        pthread_create(&load[i], NULL, load_main, NULL);
+    return h_wait_atomic_ge(&load_calls, 50, 5000) ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    atomic_store(&load_stop, 1);
+    for (int i = 0; i < LOAD_THREADS; i++)
+        pthread_join(load[i], NULL);
+    ft_endpoint_reporter_remove(reporter);
+    ftrpc_client_free(client);
+    ftrpc_server_free(server);
+    ft_health_fini(&live);
+    ft_health_fini(&dead);
+    return 0;
+}
+
+static const char *chromium_path(void)
+{
+    const char *env = getenv("FTRPC_CHROMIUM");
+    if (env && *env) return env;
+    static const char *const candidates[] = {"/usr/bin/chromium", "/usr/bin/chromium-browser"};
+    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++)
+        if (access(candidates[i], X_OK) == 0) return candidates[i];
+    return NULL;
+}
+
+/* Runs chromium headless on the console with `what` ("--dump-dom" or "--screenshot=..."), its
+ * stdout into a malloc'ed string (NULL on failure). */
+static char *run_chromium(const char *chromium, const char *what)
+{
+    char profile[] = "/tmp/ftrpc-chromium-XXXXXX";
+    if (!mkdtemp(profile)) return NULL;
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "timeout 90 '%s' --headless --no-sandbox --disable-gpu --disable-quic "
+             "--no-first-run --disable-background-networking --disable-component-update "
+             "--disable-sync --user-data-dir=%s --window-size=1200,900 "
+             "--virtual-time-budget=5000 %s http://%s/ 2>/dev/null",
+             chromium, profile, what, server_addr);
+    FILE *p = popen(cmd, "r");
+    char *out = NULL;
+    size_t len = 0, cap = 0;
+    if (p) {
+        char buf[8192];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, p)) > 0) {
+            if (len + n + 1 > cap) {
+                cap = (len + n + 1) * 2;
+                char *grown = realloc(out, cap);
+                if (!grown) break;
+                out = grown;
+            }
+            memcpy(out + len, buf, n);
+            len += n;
+            out[len] = '\0';
+        }
+        pclose(p);
+    }
+    char rm[256];
+    snprintf(rm, sizeof rm, "rm -rf '%s'", profile);
+    if (system(rm) != 0) print_message("could not remove %s\n", profile);
+    return out;
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+static void console_shows_live_endpoints_methods_and_cdf(void **state)
+{
+    (void)state;
+    const char *chromium = chromium_path();
+    if (!chromium) {
+        print_error("chromium is not installed: apt-get install -y chromium "
+                    "(scripts/install-deps.sh --test), or set FTRPC_CHROMIUM\n");
+        fail();
+    }
+    char *dom = run_chromium(chromium, "--dump-dom");
+    if (!dom) {
+        print_error("%s --dump-dom gave no output\n", chromium);
+        fail();
+    }
+    const char *dir = getenv("FTRPC_BUILD_DIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/console_dom.html", dir && *dir ? dir : ".");
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs(dom, f);
+        fclose(f);
+    }
+    int active = count_of(dom, "<tr class=\"ep ACTIVE\">"),
+        suspended = count_of(dom, "<tr class=\"ep SUSPENDED\">"),
+        methods = count_of(dom, "<tr class=\"method\">") - 1, /* one is in the script */
+        charts = count_of(dom, "<svg class=\"cdfchart\"") - 1, paths = count_of(dom, "<path d=\"M");
+    const char *u = strstr(dom, "id=\"updates\">");
+    int updates = u ? atoi(u + strlen("id=\"updates\">")) : 0;
+    if (active != 1 || suspended != 1 || methods != 2 || charts != 2 || paths != 2 || updates < 2 ||
+        !strstr(dom, "example.EchoService/Work")) {
+        print_error("the console's DOM (%s) lacks live data: ACTIVE rows %d, SUSPENDED rows %d, "
+                    "method rows %d, charts %d, paths %d, updates %d\n",
+                    path, active, suspended, methods, charts, paths, updates);
+        free(dom);
+        fail();
+    }
+    free(dom);
+
+    char shot[1024], arg[1100];
+    snprintf(shot, sizeof shot, "%s/console.png", dir && *dir ? dir : ".");
+    unlink(shot);
+    snprintf(arg, sizeof arg, "--screenshot=%s", shot);
+    free(run_chromium(chromium, arg));
+    struct stat st;
+    if (stat(shot, &st) != 0 || st.st_size < 1000) {
+        print_error("no screenshot at %s\n", shot);
+        fail();
+    }
+    print_message("screenshot: %s (%lld bytes)\n", shot, (long long)st.st_size);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(console_shows_live_endpoints_methods_and_cdf),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
