@@ -634,6 +634,10 @@ static void session_on_close(ft_conn *c, int reason)
                            c->peer, ft_iobuf_size(&c->in));
     else
         FT_DEBUG("connection from %s closed (%s)", c->peer, ftrpc_strerror(reason));
+    /* calls still queued or running finish later on this loop: they must not reach the map */
+    for (ftrpc_server_call *call; (call = ft_idmap_take_any(&sess->calls)) != NULL;)
+        call->session = NULL;
+    ft_idmap_fini(&sess->calls);
     ft_list_remove(&sess->node);
     free(sess);
     count_down(s, &s->sessions);
