@@ -515,7 +515,7 @@ static void start_call(ft_call *call)
     call->free_resends_left = (int)call->cluster->n;
     ft_retry_budget_on_request(&c->budget, call->start_ns);
     ft_timer_start(call->loop, &call->deadline_timer, call->deadline_ns, on_deadline);
-    if (call->mode == FTRPC_FAILBACKUP) {
+    if (call->mode == FTRPC_FAILBACKUP && !call->backup_opt_out) {
         ftrpc_backup_policy *policy = c->opts.backup_policy;
         int delay = policy && policy->backup_delay_ms
                         ? policy->backup_delay_ms(policy, call->service, call->method)
@@ -563,6 +563,7 @@ static ft_call *make_call(ftrpc_client *c, const char *service, const char *meth
     int backup_ms = opts && opts->backup_request_ms != 0 ? opts->backup_request_ms
                                                         : o->backup_request_ms;
     call->backup_ms = backup_ms > 0 ? backup_ms : -1;
+    call->backup_opt_out = opts && opts->backup_request_ms == -1;
     int retries = opts && opts->retries != 0 ? opts->retries : o->retries;
     call->retries_left = retries == FTRPC_NO_RETRY ? 0 : retries;
     call->attempt_timeout_ms =

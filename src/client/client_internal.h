@@ -105,6 +105,7 @@ struct ft_call {
     ft_attempt slot[FT_CALL_SLOTS];
     int last_endpoint; /* of the latest attempt sent: failtry goes back to it */
     int backup_ms;     /* < 0: no backup for this call */
+    int backup_opt_out; /* the call asked for none (-1): a policy may not override that */
     int backups;
     int backup_won;
     ft_cluster *cluster; /* pinned for the whole call so that `tried` keeps its meaning */
