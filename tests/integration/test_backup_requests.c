@@ -170,7 +170,7 @@ static void no_backup_before_its_delay(void **state)
     (void)state;
     pair p;
     pair_start(&p, 4);
-    atomic_store(&p.first->delay_ms, 100);
+    atomic_store(&p.first->delay_ms, 200);
     ftrpc_client *c = backup_client(p.url, 2000, 300);
     ftrpc_result r;
     assert_int_equal(call_once(c, NULL, &r), 0);
@@ -178,16 +178,19 @@ static void no_backup_before_its_delay(void **state)
     assert_int_equal(r.backups, 0);
     assert_int_equal(r.backup_won, 0);
     assert_string_equal(r.endpoint, p.first->addr);
-    assert_true(r.latency_us >= 99000);
+    assert_true(r.latency_us >= 199000);
     ftrpc_result_fini(&r);
-    /* a per-call delay overrides the client's: 30 ms is shorter than the first copy's 100 ms */
+    /* a per-call delay overrides the client's: 30 ms is shorter than the slow copy's 200 ms, so
+     * the fast server answers every call, as the backup when the call started on the slow one */
     ftrpc_call_options co = {.backup_request_ms = 30};
+    int won = 0;
     for (int i = 0; i < 2; i++) { /* rr: one of two calls starts on the slow server */
         assert_int_equal(call_once(c, &co, &r), 0);
-        if (!strcmp(r.endpoint, p.second->addr) && r.backups == 1)
-            assert_int_equal(r.backup_won, 1);
+        assert_string_equal(r.endpoint, p.second->addr);
+        won += r.backup_won;
         ftrpc_result_fini(&r);
     }
+    assert_true(won >= 1);
     /* and -1 turns it off for one call */
     co.backup_request_ms = -1;
     for (int i = 0; i < 2; i++) {
