@@ -13,7 +13,9 @@
  * (max ratio 0.1, the same delay), adaptive (defaults: p95 of recent calls, floor 1 ms).
  *
  * Printed: p50 / p99 / p99.9 in us, extra requests (backups / calls), requests cancelled before a
- * worker ran them, and p99 over the healthy p99. Last, the targets with PASS or FAIL.
+ * worker ran them (warm-up included), and p99 over the healthy p99. Last, the targets with PASS
+ * or FAIL: for the 5% spike, p99 <= 1.5x the healthy p99 with <= 6% extra requests (fixed at p95
+ * and adaptive); for brpc's shape, p99 under half the 20 ms sleep.
  *
  * Usage: bench_tail [--quick] [--calls N]   (default 5000 calls a cell; --quick: 1000) */
 #include <errno.h>
@@ -349,9 +351,9 @@ int main(int argc, char **argv)
                          policy_names[pk], ratio, 100 * c.extra, ok ? "PASS" : "FAIL");
             }
             if (!strcmp(shapes[s].name, "brpc") && (pk == POLICY_FIXED || pk == POLICY_ADAPTIVE)) {
-                int ok = c.p99 < 20000 / 4; /* far below the 20 ms sleep: under a quarter of it */
+                int ok = c.p99 < 20000 / 2; /* far below the 20 ms sleep: under half of it */
                 pass &= ok;
-                snprintf(v, sizeof v, "brpc %s: p99 %lld us vs the 20 ms sleep (< 5000 us): %s\n",
+                snprintf(v, sizeof v, "brpc %s: p99 %lld us vs the 20 ms sleep (< 10000 us): %s\n",
                          policy_names[pk], (long long)c.p99, ok ? "PASS" : "FAIL");
             }
             strncat(verdicts, v, sizeof verdicts - strlen(verdicts) - 1);
