@@ -290,6 +290,34 @@ static void a_call_that_opts_out_gets_no_backup_even_with_a_policy(void **state)
     pair_stop(&p);
 }
 
+/* Backups draw from the retry budget: with no floor and a ratio that one call cannot earn a token
+ * of, the backup is refused and the call waits for its first copy. */
+static void a_backup_the_retry_budget_refuses_is_not_sent(void **state)
+{
+    (void)state;
+    pair p;
+    pair_start(&p, 4);
+    atomic_store(&p.first->delay_ms, 200);
+    ftrpc_client *c = NULL;
+    ftrpc_client_options o = {.timeout_ms = 2000,
+                              .fail_mode = FTRPC_FAILBACKUP,
+                              .backup_request_ms = 30,
+                              .lb = "rr",
+                              .retry_budget_ratio = 0.01,
+                              .retry_budget_min_per_sec = -1};
+    assert_int_equal(ftrpc_client_new(p.url, &o, &c), 0);
+    ftrpc_result r;
+    assert_int_equal(call_once(c, NULL, &r), 0);
+    assert_int_equal(r.backups, 0);
+    assert_int_equal(r.attempts, 1);
+    assert_string_equal(r.endpoint, p.first->addr);
+    assert_true(r.latency_us >= 199000);
+    ftrpc_result_fini(&r);
+    assert_int_equal(atomic_load(&p.second->handled), 0);
+    ftrpc_client_free(c);
+    pair_stop(&p);
+}
+
 /* ---- the race ---- */
 
 #define RACE_CALLS 20
@@ -524,6 +552,7 @@ int main(void)
         cmocka_unit_test(no_backup_before_its_delay),
         cmocka_unit_test(no_backup_when_its_delay_is_not_shorter_than_the_deadline),
         cmocka_unit_test(a_call_that_opts_out_gets_no_backup_even_with_a_policy),
+        cmocka_unit_test(a_backup_the_retry_budget_refuses_is_not_sent),
         cmocka_unit_test(first_success_wins_and_the_late_response_is_dropped),
         cmocka_unit_test(
             an_error_from_the_first_copy_does_not_end_the_call_while_the_backup_is_out),
