@@ -318,6 +318,28 @@ static void a_backup_the_retry_budget_refuses_is_not_sent(void **state)
     pair_stop(&p);
 }
 
+/* The backup races the first attempt only: when that attempt failed at once and the call has
+ * moved on to a retry (failover), the backup timer does not add a third request. */
+static void a_call_already_retrying_sends_no_backup(void **state)
+{
+    (void)state;
+    pair p;
+    pair_start(&p, 4);
+    atomic_store(&p.first->fail_code, FTRPC_ELIMIT); /* at once: retried elsewhere */
+    atomic_store(&p.second->delay_ms, 200);
+    ftrpc_client *c = backup_client(p.url, 2000, 30);
+    ftrpc_result r;
+    assert_int_equal(call_once(c, NULL, &r), 0);
+    assert_string_equal(r.endpoint, p.second->addr);
+    assert_int_equal(r.attempts, 2);
+    assert_int_equal(r.backups, 0);
+    assert_true(r.latency_us >= 199000);
+    ftrpc_result_fini(&r);
+    assert_int_equal(atomic_load(&p.first->handled), 1);
+    ftrpc_client_free(c);
+    pair_stop(&p);
+}
+
 /* ---- the race ---- */
 
 #define RACE_CALLS 20
@@ -553,6 +575,7 @@ int main(void)
         cmocka_unit_test(no_backup_when_its_delay_is_not_shorter_than_the_deadline),
         cmocka_unit_test(a_call_that_opts_out_gets_no_backup_even_with_a_policy),
         cmocka_unit_test(a_backup_the_retry_budget_refuses_is_not_sent),
+        cmocka_unit_test(a_call_already_retrying_sends_no_backup),
         cmocka_unit_test(first_success_wins_and_the_late_response_is_dropped),
         cmocka_unit_test(
             an_error_from_the_first_copy_does_not_end_the_call_while_the_backup_is_out),
