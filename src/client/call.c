@@ -370,7 +370,7 @@ static void on_backup_timer(ft_timer *t)
     ft_call *call = ft_container_of(t, ft_call, backup_timer);
     ftrpc_client *c = call->client;
     /* only a first attempt still waiting is raced; a call already retrying has moved on */
-    if (attempts_in_flight(call) != 1) return;
+    if (attempts_in_flight(call) != 1 || call->attempts != 1) return;
     ftrpc_backup_policy *policy = c->opts.backup_policy;
     if (policy && policy->should_backup &&
         !policy->should_backup(policy, call->service, call->method))
