@@ -295,6 +295,11 @@ int ft_cli_echo_server(int argc, char **argv)
         ftrpc_server_call_fail(h->call, FTRPC_ELOGOFF, "server stopped");
         free(h);
     }
+    /* one line for tools that measure what cancellation saved (bench/tail.c reads it) */
+    ftrpc_method_stats st;
+    if (ftrpc_server_method_stats(server, "example.EchoService", "Echo", &st) == 0)
+        fprintf(stderr, "ftrpc echo-server: calls=%lld canceled_unstarted=%lld rejected=%lld\n",
+                (long long)st.calls, (long long)st.canceled_unstarted, (long long)st.rejected);
     ftrpc_server_free(server); /* waits for the replies above to be discarded */
     return rc == 0 ? 0 : 1;
 }

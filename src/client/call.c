@@ -451,7 +451,7 @@ static void on_backup_timer(ft_timer *t)
     ft_call *call = ft_container_of(t, ft_call, backup_timer);
     ftrpc_client *c = call->client;
     /* only a first attempt still waiting is raced; a call already retrying has moved on */
-    if (attempts_in_flight(call) != 1) return;
+    if (attempts_in_flight(call) != 1 || call->attempts != 1) return;
     ftrpc_backup_policy *policy = c->opts.backup_policy;
     if (policy && policy->should_backup &&
         !policy->should_backup(policy, call->service, call->method))
@@ -598,7 +598,7 @@ static void start_call(ft_call *call)
     call->free_resends_left = (int)call->cluster->n;
     ft_retry_budget_on_request(&c->budget, call->start_ns);
     ft_timer_start(call->loop, &call->deadline_timer, call->deadline_ns, on_deadline);
-    if (call->mode == FTRPC_FAILBACKUP) {
+    if (call->mode == FTRPC_FAILBACKUP && !call->backup_opt_out) {
         ftrpc_backup_policy *policy = c->opts.backup_policy;
         int delay = policy && policy->backup_delay_ms
                         ? policy->backup_delay_ms(policy, call->service, call->method)
@@ -646,6 +646,7 @@ static ft_call *make_call(ftrpc_client *c, const char *service, const char *meth
     int backup_ms = opts && opts->backup_request_ms != 0 ? opts->backup_request_ms
                                                         : o->backup_request_ms;
     call->backup_ms = backup_ms > 0 ? backup_ms : -1;
+    call->backup_opt_out = opts && opts->backup_request_ms == -1;
     int retries = opts && opts->retries != 0 ? opts->retries : o->retries;
     call->retries_left = retries == FTRPC_NO_RETRY ? 0 : retries;
     call->attempt_timeout_ms =

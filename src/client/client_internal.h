@@ -107,6 +107,7 @@ struct ft_call {
     ft_attempt slot[FT_CALL_SLOTS];
     int last_endpoint; /* of the latest attempt sent: failtry goes back to it */
     int backup_ms;     /* < 0: no backup for this call */
+    int backup_opt_out; /* the call asked for none (-1): a policy may not override that */
     int backups;
     int retries_done;
     ftrpc_fallback fallback;

@@ -1,0 +1,365 @@
+/* Tail latency with backup requests: what each backup policy does to p99 when one server of three
+ * is slow some of the time, against the healthy cluster measured in the same run.
+ *
+ * The servers are `ftrpc echo-server` children (found next to this binary, handlers on the worker
+ * pool). The healthy cluster is three plain ones. Two sick shapes replace one of them with:
+ *   spike5  --delay-ms 50 --delay-rate 0.05  (5% of its requests take 50 ms)
+ *   brpc    --delay-ms 20 --delay-rate 0.5   (brpc's backup-request example: every other request
+ *                                             sleeps 20 ms)
+ * Each cell starts fresh server processes and a fresh client ("rr", 1 s deadline), warms up, then
+ * runs a closed loop of IN_FLIGHT async calls until `calls` have completed, and reads the
+ * servers' "calls=... canceled_unstarted=..." line at their exit. Policies: none (failover), fixed
+ * (backup_request_ms = the healthy p95, rounded up to whole ms as the option is in ms), ratelimited
+ * (max ratio 0.1, the same delay), adaptive (defaults: p95 of recent calls, floor 1 ms).
+ *
+ * Printed: p50 / p99 / p99.9 in us, extra requests (backups / calls), requests cancelled before a
+ * worker ran them (warm-up included), and p99 over the healthy p99. Last, the targets with PASS
+ * or FAIL: for the 5% spike, p99 <= 1.5x the healthy p99 with <= 6% extra requests (fixed at p95
+ * and adaptive); for brpc's shape, p99 under half the 20 ms sleep.
+ *
+ * Usage: bench_tail [--quick] [--calls N]   (default 5000 calls a cell; --quick: 1000) */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "client/backup_policy.h"
+#include "ftrpc/ftrpc.h"
+
+#define IN_FLIGHT 8
+#define WARMUP 300
+#define WARMUP_MS 700
+#define ADAPTIVE_WARMUP_MS 2500 /* > its 2 s window */
+#define NSERVERS 3
+
+static char cli_path[PATH_MAX];
+
+/* ---- echo-server children ---- */
+
+typedef struct child {
+    pid_t pid;
+    int port;
+    char err_path[64];
+} child;
+
+static int child_start(child *ch, const char *delay_ms, const char *delay_rate)
+{
+    snprintf(ch->err_path, sizeof ch->err_path, "/tmp/bench_tail_XXXXXX");
+    int err_fd = mkstemp(ch->err_path);
+    int out[2];
+    if (err_fd < 0 || pipe(out) != 0) return -1;
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(out[1], 1);
+        dup2(err_fd, 2);
+        close(out[0]);
+        const char *argv[] = {cli_path, "echo-server", "--listen", "127.0.0.1:0", "--workers",
+                              NULL,     NULL,          NULL,       NULL,          NULL};
+        if (delay_ms) {
+            argv[5] = "--delay-ms";
+            argv[6] = delay_ms;
+            argv[7] = "--delay-rate";
+            argv[8] = delay_rate;
+        }
+        execv(cli_path, (char *const *)argv);
+        _exit(127);
+    }
+    close(out[1]);
+    close(err_fd);
+    ch->pid = pid;
+    char line[256];
+    size_t n = 0;
+    int64_t deadline = ft_now_ns() + 5000 * FT_NS_PER_MS;
+    while (n < sizeof line - 1 && !memchr(line, '\n', n)) {
+        struct pollfd pfd = {out[0], POLLIN, 0};
+        int left = (int)((deadline - ft_now_ns()) / FT_NS_PER_MS);
+        if (left <= 0 || poll(&pfd, 1, left) <= 0) break;
+        ssize_t r = read(out[0], line + n, sizeof line - 1 - n);
+        if (r <= 0) break;
+        n += (size_t)r;
+    }
+    line[n] = '\0';
+    close(out[0]);
+    const char *colon = strrchr(line, ':');
+    ch->port = colon && strstr(line, "listening on") ? atoi(colon + 1) : 0;
+    return ch->port > 0 ? 0 : -1;
+}
+
+/* SIGTERM, wait, and add the child's canceled_unstarted count to *canceled. */
+static void child_stop(child *ch, long long *canceled)
+{
+    kill(ch->pid, SIGTERM);
+    int status;
+    waitpid(ch->pid, &status, 0);
+    FILE *f = fopen(ch->err_path, "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "canceled_unstarted=");
+        if (p) *canceled += atoll(p + strlen("canceled_unstarted="));
+    }
+    if (f) fclose(f);
+    unlink(ch->err_path);
+}
+
+/* ---- a closed loop of async calls ---- */
+
+typedef struct run {
+    ftrpc_client *client;
+    int total;  /* calls of this loop */
+    int warmup; /* the first `warmup` completions are not recorded */
+    atomic_int issued, claimed, done;
+    int64_t *lat_us; /* [total - warmup], in completion order */
+    atomic_llong backups, errors;
+    pthread_mutex_t lock;
+    pthread_cond_t finished;
+} run;
+
+static void on_done(ftrpc_result *res, void *arg);
+
+static void issue(run *r)
+{
+    static const char payload[16] = "tail-latency....";
+    if (atomic_fetch_add(&r->issued, 1) >= r->total) return;
+    ftrpc_buf *req = ftrpc_buf_new();
+    ftrpc_buf_append(req, payload, sizeof payload);
+    int rc =
+        ftrpc_call_async(r->client, "example.EchoService", "Echo", req, NULL, NULL, on_done, r);
+    ftrpc_buf_free(req);
+    if (rc != 0) {
+        fprintf(stderr, "bench_tail: call refused: %s\n", ftrpc_strerror(rc));
+        exit(1);
+    }
+}
+
+static void on_done(ftrpc_result *res, void *arg)
+{
+    run *r = arg;
+    int slot = atomic_fetch_add(&r->claimed, 1);
+    if (slot >= r->warmup) {
+        r->lat_us[slot - r->warmup] = res->latency_us;
+        atomic_fetch_add(&r->backups, res->backups);
+        if (res->kind != FTRPC_RESULT_OK) atomic_fetch_add(&r->errors, 1);
+    }
+    /* completions run on several IO threads: `done` moves only once the slot is written */
+    int d = atomic_fetch_add(&r->done, 1) + 1;
+    if (d == r->total) {
+        pthread_mutex_lock(&r->lock);
+        pthread_cond_signal(&r->finished);
+        pthread_mutex_unlock(&r->lock);
+        return;
+    }
+    issue(r);
+}
+
+/* Runs `total` calls, IN_FLIGHT at a time, and returns once all completed. */
+static void loop_calls(run *r, ftrpc_client *client, int total, int warmup, int64_t *lat)
+{
+    memset(r, 0, sizeof *r);
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->finished, NULL);
+    r->client = client;
+    r->total = total;
+    r->warmup = warmup;
+    r->lat_us = lat;
+    for (int i = 0; i < IN_FLIGHT; i++)
+        issue(r);
+    pthread_mutex_lock(&r->lock);
+    while (atomic_load(&r->done) < r->total)
+        pthread_cond_wait(&r->finished, &r->lock);
+    pthread_mutex_unlock(&r->lock);
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->finished);
+}
+
+typedef struct cell {
+    int64_t p50, p95, p99, p999;
+    double extra;
+    long long errors, canceled;
+    int delay_ms; /* the backup delay in force at the end (-1: none) */
+} cell;
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int64_t quantile(const int64_t *sorted, int n, double q)
+{
+    int i = (int)(q * n);
+    return sorted[i >= n ? n - 1 : i];
+}
+
+typedef enum { POLICY_NONE, POLICY_FIXED, POLICY_RATELIMITED, POLICY_ADAPTIVE } policy_kind;
+static const char *const policy_names[] = {"none", "fixed p95", "ratelimited 0.1", "adaptive"};
+
+static cell run_cell(const char *delay_ms, const char *delay_rate, policy_kind pk, int backup_ms,
+                     int calls)
+{
+    child ch[NSERVERS];
+    char url[256] = "list://";
+    for (int i = 0; i < NSERVERS; i++) {
+        /* the sick server is the last one; "rr" spreads calls evenly whatever the order */
+        int sick = i == NSERVERS - 1 && delay_ms;
+        if (child_start(&ch[i], sick ? delay_ms : NULL, sick ? delay_rate : NULL) != 0) {
+            fprintf(stderr, "bench_tail: cannot start %s echo-server\n", cli_path);
+            exit(1);
+        }
+        char ep[40];
+        snprintf(ep, sizeof ep, "%s127.0.0.1:%d", i ? "," : "", ch[i].port);
+        strcat(url, ep);
+    }
+    ftrpc_backup_policy *policy = NULL;
+    if (pk == POLICY_RATELIMITED) {
+        ftrpc_ratelimited_backup_options o = {.backup_request_ms = backup_ms,
+                                              .max_backup_ratio = 0.1};
+        if (ftrpc_backup_policy_ratelimited_new(&o, &policy) != 0) exit(1);
+    } else if (pk == POLICY_ADAPTIVE) {
+        /* a 2 s window refreshed every 200 ms (defaults 10 s, 500 ms): a cell lasts seconds, and
+         * the window must not still hold the noisy start of the fresh server processes */
+        ftrpc_adaptive_backup_options o = {.window_seconds = 2, .refresh_ms = 200};
+        if (ftrpc_backup_policy_adaptive_new(&o, &policy) != 0) exit(1);
+    }
+    ftrpc_client_options co = {.timeout_ms = 1000,
+                               .lb = "rr",
+                               .fail_mode = pk == POLICY_NONE ? FTRPC_FAILOVER : FTRPC_FAILBACKUP,
+                               .backup_request_ms = pk == POLICY_NONE ? 0 : backup_ms,
+                               .backup_policy = policy};
+    static run r;
+    int64_t *lat = calloc((size_t)calls, sizeof *lat);
+    ftrpc_client *client = NULL;
+    if (!lat || ftrpc_client_new(url, &co, &client) != 0) {
+        fprintf(stderr, "bench_tail: cannot make the client\n");
+        exit(1);
+    }
+    /* warm up connections, health and the adaptive policy's window (it refreshes every 500 ms
+     * and wants 100 samples): WARMUP calls, repeated until WARMUP_MS have passed */
+    int64_t warm_until =
+        ft_now_ns() + (pk == POLICY_ADAPTIVE ? ADAPTIVE_WARMUP_MS : WARMUP_MS) * FT_NS_PER_MS;
+    do
+        loop_calls(&r, client, WARMUP, WARMUP, lat);
+    while (ft_now_ns() < warm_until);
+    loop_calls(&r, client, calls, 0, lat);
+    int in_force_ms = pk == POLICY_NONE       ? -1
+                      : pk == POLICY_ADAPTIVE ? ft_backup_policy_adaptive_delay_ms(policy)
+                                              : backup_ms;
+    ftrpc_client_free(client);
+    ftrpc_backup_policy_free(policy);
+    r.lat_us = lat;
+
+    cell c = {0};
+    for (int i = 0; i < NSERVERS; i++)
+        child_stop(&ch[i], &c.canceled);
+    qsort(r.lat_us, (size_t)calls, sizeof *r.lat_us, cmp_i64);
+    c.p50 = quantile(r.lat_us, calls, 0.50);
+    c.p95 = quantile(r.lat_us, calls, 0.95);
+    c.p99 = quantile(r.lat_us, calls, 0.99);
+    c.p999 = quantile(r.lat_us, calls, 0.999);
+    c.extra = (double)atomic_load(&r.backups) / calls;
+    c.errors = atomic_load(&r.errors);
+    c.delay_ms = in_force_ms;
+    free(lat);
+    return c;
+}
+
+static void print_row(const char *shape, const char *policy, const cell *c, int64_t healthy_p99)
+{
+    char delay[16] = "-";
+    if (c->delay_ms >= 0) snprintf(delay, sizeof delay, "%d ms", c->delay_ms);
+    printf("| %-7s | %-15s | %6s | %6lld | %7lld | %8lld | %6.2f%% | %9lld | %7.2fx |%s\n", shape,
+           policy, delay, (long long)c->p50, (long long)c->p99, (long long)c->p999, 100 * c->extra,
+           c->canceled, (double)c->p99 / (double)healthy_p99, c->errors ? " (errors!)" : "");
+}
+
+int main(int argc, char **argv)
+{
+    int calls = 5000;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick"))
+            calls = 1000;
+        else if (!strcmp(argv[i], "--calls") && i + 1 < argc)
+            calls = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: bench_tail [--quick] [--calls N]\n");
+            return 2;
+        }
+    }
+    if (calls < 100) calls = 100;
+    ssize_t n = readlink("/proc/self/exe", cli_path, sizeof cli_path - 16);
+    if (n <= 0) return 1;
+    cli_path[n] = '\0';
+    char *slash = strrchr(cli_path, '/');
+    strcpy(slash + 1, "ftrpc");
+    if (access(cli_path, X_OK) != 0) {
+        fprintf(stderr, "bench_tail: %s not found (build the CLI)\n", cli_path);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    int64_t t0 = ft_now_ns();
+
+    cell healthy = run_cell(NULL, NULL, POLICY_NONE, 0, calls);
+    int backup_ms = (int)((healthy.p95 + 999) / 1000);
+    if (backup_ms < 1) backup_ms = 1;
+    printf("%d calls a cell (after >= %d warm-up calls and %d ms), %d in flight, lb rr, %d "
+           "echo-server processes "
+           "(worker pool)\n",
+           calls, WARMUP, WARMUP_MS, IN_FLIGHT, NSERVERS);
+    printf("healthy cluster: p50 %lld us, p95 %lld us, p99 %lld us, p99.9 %lld us -> backup delay "
+           "%d ms\n\n",
+           (long long)healthy.p50, (long long)healthy.p95, (long long)healthy.p99,
+           (long long)healthy.p999, backup_ms);
+    printf("| shape   | policy          | delay  | p50 us | p99 us  | p99.9 us | extra   | "
+           "cancelled | p99/healthy |\n");
+    printf(
+        "|---------|-----------------|--------|--------|---------|----------|---------|----------"
+        "-|-------------|\n");
+    print_row("healthy", "none", &healthy, healthy.p99);
+
+    static const struct {
+        const char *name, *delay_ms, *delay_rate;
+    } shapes[] = {{"spike5", "50", "0.05"}, {"brpc", "20", "0.5"}};
+    int pass = 1;
+    char verdicts[2048] = "";
+    for (size_t s = 0; s < 2; s++) {
+        for (int pk = POLICY_NONE; pk <= POLICY_ADAPTIVE; pk++) {
+            cell c = run_cell(shapes[s].delay_ms, shapes[s].delay_rate, (policy_kind)pk, backup_ms,
+                              calls);
+            print_row(shapes[s].name, policy_names[pk], &c, healthy.p99);
+            fflush(stdout);
+            /* the 1.5x / 6% target is for the 5% spike; in brpc's shape one call in six sleeps,
+             * so no policy can cut its p99 with fewer than ~17% extra requests: there the target
+             * is a p99 far below the 20 ms sleep */
+            char v[256] = "";
+            if (!strcmp(shapes[s].name, "spike5") &&
+                (pk == POLICY_FIXED || pk == POLICY_ADAPTIVE)) {
+                double ratio = (double)c.p99 / (double)healthy.p99;
+                int ok = ratio <= 1.5 && c.extra <= 0.06;
+                pass &= ok;
+                snprintf(v, sizeof v,
+                         "spike5 %s: p99 %.2fx healthy (<= 1.5x), extra %.2f%% (<= 6%%): %s\n",
+                         policy_names[pk], ratio, 100 * c.extra, ok ? "PASS" : "FAIL");
+            }
+            if (!strcmp(shapes[s].name, "brpc") && (pk == POLICY_FIXED || pk == POLICY_ADAPTIVE)) {
+                int ok = c.p99 < 20000 / 2; /* far below the 20 ms sleep: under half of it */
+                pass &= ok;
+                snprintf(v, sizeof v, "brpc %s: p99 %lld us vs the 20 ms sleep (< 10000 us): %s\n",
+                         policy_names[pk], (long long)c.p99, ok ? "PASS" : "FAIL");
+            }
+            strncat(verdicts, v, sizeof verdicts - strlen(verdicts) - 1);
+        }
+    }
+    printf("\ntargets:\n%s", verdicts);
+    printf("overall: %s (%.1f s)\n", pass ? "PASS" : "FAIL", (double)(ft_now_ns() - t0) / 1e9);
+    return 0;
+}

@@ -1,0 +1,588 @@
+/* Backup requests (FTRPC_FAILBACKUP) over real sockets against in-process servers whose handlers
+ * run on a worker pool and are told, per server, how long to take and how to answer:
+ *
+ * - no backup goes out before its delay, one goes out after it, and the fast copy wins;
+ * - no backup at all when its delay is not shorter than the call's deadline;
+ * - the first success wins and the late response is dropped: one completion per call;
+ * - an error from the first copy does not end the call while the backup is in flight;
+ * - the loser is cancelled (ftrpc.Control/Cancel): a running handler sees
+ *   ftrpc_server_call_is_canceled(), and a request still queued for a busy worker is never run.
+ *
+ * The client uses "rr" on a fresh client, so its first pick is endpoint 0 of the cluster; the two
+ * servers' roles are given after their ports are known, so that the "first" server is the one at
+ * index 0 whether the view sorts addresses or keeps the list's order (the URL lists it first). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- in-process servers with scripted handlers ---- */
+
+typedef struct srv {
+    ftrpc_server *server;
+    char addr[64];
+    atomic_int delay_ms;       /* how long the handler takes */
+    atomic_int fail_code;      /* 0: echo; otherwise fail the call with it */
+    atomic_int stop_on_cancel; /* poll ftrpc_server_call_is_canceled and finish early */
+    atomic_int handled;        /* handler runs */
+    atomic_int saw_cancel;     /* handler runs that saw the cancel */
+} srv;
+
+static void scripted(ftrpc_server_call *call, void *arg)
+{
+    srv *s = arg;
+    atomic_fetch_add(&s->handled, 1);
+    int64_t until = h_now_ms() + atomic_load(&s->delay_ms);
+    while (h_now_ms() < until) {
+        if (atomic_load(&s->stop_on_cancel) && ftrpc_server_call_is_canceled(call)) {
+            atomic_fetch_add(&s->saw_cancel, 1);
+            break;
+        }
+        sleep_ms(1);
+    }
+    int code = atomic_load(&s->fail_code);
+    if (code)
+        ftrpc_server_call_fail(call, code, "scripted failure");
+    else
+        ftrpc_server_call_reply(call, ftrpc_server_call_request(call),
+                                ftrpc_server_call_attachment(call));
+}
+
+static void srv_start(srv *s, int workers)
+{
+    memset(s, 0, sizeof *s);
+    assert_int_equal(
+        ftrpc_server_new(&(ftrpc_server_options){.worker_threads = workers}, &s->server), 0);
+    ftrpc_method_options mo = {.run_mode = FTRPC_RUN_IN_WORKER};
+    assert_int_equal(ftrpc_server_add_method(s->server, "test.Svc", "M", scripted, s, &mo), 0);
+    assert_int_equal(ftrpc_server_start(s->server, "127.0.0.1:0"), 0);
+    snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", ftrpc_server_port(s->server));
+}
+
+static ftrpc_method_stats srv_stats(srv *s)
+{
+    ftrpc_method_stats st;
+    assert_int_equal(ftrpc_server_method_stats(s->server, "test.Svc", "M", &st), 0);
+    return st;
+}
+
+static int srv_idle_cond(void *arg)
+{
+    return srv_stats(arg).concurrency == 0;
+}
+
+/* Waits (bounded) until no call of the server is in flight, then stops and frees it. */
+static void srv_stop(srv *s)
+{
+    assert_true(h_wait_until(srv_idle_cond, s, 5000));
+    assert_int_equal(ftrpc_server_stop(s->server, 3000), 0);
+    ftrpc_server_free(s->server);
+}
+
+/* Two servers; *first is the one the client's "rr" picks first. */
+typedef struct pair {
+    srv a, b;
+    srv *first, *second;
+    char url[160];
+} pair;
+
+static void pair_start(pair *p, int workers)
+{
+    srv_start(&p->a, workers);
+    srv_start(&p->b, workers);
+    int a_first = strcmp(p->a.addr, p->b.addr) < 0;
+    p->first = a_first ? &p->a : &p->b;
+    p->second = a_first ? &p->b : &p->a;
+    snprintf(p->url, sizeof p->url, "list://%s,%s", p->first->addr, p->second->addr);
+}
+
+static void pair_stop(pair *p)
+{
+    srv_stop(&p->a);
+    srv_stop(&p->b);
+}
+
+static ftrpc_client *backup_client(const char *url, int timeout_ms, int backup_ms)
+{
+    ftrpc_client *c = NULL;
+    ftrpc_client_options o = {.timeout_ms = timeout_ms,
+                              .fail_mode = FTRPC_FAILBACKUP,
+                              .backup_request_ms = backup_ms,
+                              .lb = "rr"};
+    assert_int_equal(ftrpc_client_new(url, &o, &c), 0);
+    return c;
+}
+
+static int call_once(ftrpc_client *c, const ftrpc_call_options *co, ftrpc_result *r)
+{
+    ftrpc_buf *req = h_pattern_buf(64, 7);
+    int rc = ftrpc_call(c, "test.Svc", "M", req, NULL, co, r);
+    if (rc == 0) assert_true(h_pattern_check(r->response, 64, 7));
+    ftrpc_buf_free(req);
+    return rc;
+}
+
+/* ---- the delay ---- */
+
+static void backup_goes_out_after_its_delay_and_the_fast_copy_wins(void **state)
+{
+    (void)state;
+    pair p;
+    pair_start(&p, 4);
+    atomic_store(&p.first->delay_ms, 400);
+    atomic_store(&p.first->stop_on_cancel, 1);
+    ftrpc_client *c = backup_client(p.url, 2000, 30);
+    ftrpc_result r;
+    assert_int_equal(call_once(c, NULL, &r), 0);
+    assert_int_equal(r.attempts, 2);
+    assert_int_equal(r.backups, 1);
+    assert_int_equal(r.backup_won, 1);
+    assert_string_equal(r.endpoint, p.second->addr);
+    /* not before the delay, and well before the slow copy's 400 ms */
+    assert_true(r.latency_us >= 29000); /* libuv timers have 1 ms resolution */
+    assert_true(r.latency_us < 200000);
+    ftrpc_result_fini(&r);
+    /* the loser was cancelled: the slow handler saw it and stopped early */
+    assert_true(h_wait_atomic_ge(&p.first->saw_cancel, 1, 2000));
+    assert_int_equal(atomic_load(&p.first->handled), 1);
+    assert_int_equal(atomic_load(&p.second->handled), 1);
+    ftrpc_client_free(c);
+    pair_stop(&p);
+}
+
+static void no_backup_before_its_delay(void **state)
+{
+    (void)state;
+    pair p;
+    pair_start(&p, 4);
+    atomic_store(&p.first->delay_ms, 200);
+    ftrpc_client *c = backup_client(p.url, 2000, 300);
+    ftrpc_result r;
+    assert_int_equal(call_once(c, NULL, &r), 0);
+    assert_int_equal(r.attempts, 1);
+    assert_int_equal(r.backups, 0);
+    assert_int_equal(r.backup_won, 0);
+    assert_string_equal(r.endpoint, p.first->addr);
+    assert_true(r.latency_us >= 199000);
+    ftrpc_result_fini(&r);
+    /* a per-call delay overrides the client's: 30 ms is shorter than the slow copy's 200 ms, so
+     * the fast server answers every call, as the backup when the call started on the slow one */
+    ftrpc_call_options co = {.backup_request_ms = 30};
+    int won = 0;
+    for (int i = 0; i < 2; i++) { /* rr: one of two calls starts on the slow server */
+        assert_int_equal(call_once(c, &co, &r), 0);
+        assert_string_equal(r.endpoint, p.second->addr);
+        won += r.backup_won;
+        ftrpc_result_fini(&r);
+    }
+    assert_true(won >= 1);
+    /* and -1 turns it off for one call */
+    co.backup_request_ms = -1;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(call_once(c, &co, &r), 0);
+        assert_int_equal(r.backups, 0);
+        ftrpc_result_fini(&r);
+    }
+    ftrpc_client_free(c);
+    pair_stop(&p);
+}
+
+/* A backup that could only start at or after the deadline is never sent: the call times out with
+ * one attempt, and the second server never hears of it. */
+static void no_backup_when_its_delay_is_not_shorter_than_the_deadline(void **state)
+{
+    (void)state;
+    static const struct {
+        int timeout_ms, backup_ms;
+    } cases[] = {{300, 300}, {300, 500}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pair p;
+        pair_start(&p, 4);
+        atomic_store(&p.first->delay_ms, 1000);
+        atomic_store(&p.first->stop_on_cancel, 1);
+        ftrpc_client *c = backup_client(p.url, cases[i].timeout_ms, cases[i].backup_ms);
+        ftrpc_result r;
+        assert_int_equal(call_once(c, NULL, &r), FTRPC_ERPCTIMEDOUT);
+        assert_int_equal(r.attempts, 1);
+        assert_int_equal(r.backups, 0);
+        ftrpc_result_fini(&r);
+        assert_true(h_wait_atomic_ge(&p.first->saw_cancel, 1, 2000));
+        assert_int_equal(atomic_load(&p.second->handled), 0);
+        ftrpc_client_free(c);
+        pair_stop(&p);
+    }
+}
+
+/* A user policy through the public hooks: a 30 ms delay and a yes to every backup. */
+typedef struct always_policy {
+    ftrpc_backup_policy base;
+    atomic_int ended;
+} always_policy;
+
+static int always_delay(ftrpc_backup_policy *self, const char *service, const char *method)
+{
+    (void)self;
+    (void)service;
+    (void)method;
+    return 30;
+}
+
+static int always_backup(ftrpc_backup_policy *self, const char *service, const char *method)
+{
+    (void)self;
+    (void)service;
+    (void)method;
+    return 1;
+}
+
+static void always_end(ftrpc_backup_policy *self, const ftrpc_result *result)
+{
+    (void)result;
+    atomic_fetch_add(&((always_policy *)self)->ended, 1);
+}
+
+/* A call that opts out (backup_request_ms -1, e.g. because it is not idempotent) gets no backup,
+ * even when the client has a policy that would give it one. */
+static void a_call_that_opts_out_gets_no_backup_even_with_a_policy(void **state)
+{
+    (void)state;
+    pair p;
+    pair_start(&p, 4);
+    atomic_store(&p.first->delay_ms, 300);
+    always_policy policy = {{always_delay, always_backup, always_end, NULL}, 0};
+    ftrpc_client *c = NULL;
+    ftrpc_client_options o = {.timeout_ms = 2000,
+                              .fail_mode = FTRPC_FAILBACKUP,
+                              .backup_policy = &policy.base,
+                              .lb = "rr"};
+    assert_int_equal(ftrpc_client_new(p.url, &o, &c), 0);
+    ftrpc_result r;
+    /* rr: the first call starts on the slow server and its backup takes the fast one */
+    assert_int_equal(call_once(c, NULL, &r), 0);
+    assert_int_equal(r.backups, 1);
+    assert_int_equal(r.backup_won, 1);
+    ftrpc_result_fini(&r);
+    /* the next starts on the slow server again, and waits it out */
+    ftrpc_call_options co = {.backup_request_ms = -1};
+    assert_int_equal(call_once(c, &co, &r), 0);
+    assert_string_equal(r.endpoint, p.first->addr);
+    assert_int_equal(r.backups, 0);
+    assert_int_equal(r.attempts, 1);
+    assert_true(r.latency_us >= 299000);
+    ftrpc_result_fini(&r);
+    ftrpc_client_free(c);
+    assert_int_equal(atomic_load(&policy.ended), 2); /* told of every call */
+    pair_stop(&p);
+}
+
+/* Backups draw from the retry budget: with no floor and a ratio that one call cannot earn a token
+ * of, the backup is refused and the call waits for its first copy. */
+static void a_backup_the_retry_budget_refuses_is_not_sent(void **state)
+{
+    (void)state;
+    pair p;
+    pair_start(&p, 4);
+    atomic_store(&p.first->delay_ms, 200);
+    ftrpc_client *c = NULL;
+    ftrpc_client_options o = {.timeout_ms = 2000,
+                              .fail_mode = FTRPC_FAILBACKUP,
+                              .backup_request_ms = 30,
+                              .lb = "rr",
+                              .retry_budget_ratio = 0.01,
+                              .retry_budget_min_per_sec = -1};
+    assert_int_equal(ftrpc_client_new(p.url, &o, &c), 0);
+    ftrpc_result r;
+    assert_int_equal(call_once(c, NULL, &r), 0);
+    assert_int_equal(r.backups, 0);
+    assert_int_equal(r.attempts, 1);
+    assert_string_equal(r.endpoint, p.first->addr);
+    assert_true(r.latency_us >= 199000);
+    ftrpc_result_fini(&r);
+    assert_int_equal(atomic_load(&p.second->handled), 0);
+    ftrpc_client_free(c);
+    pair_stop(&p);
+}
+
+/* The backup races the first attempt only: when that attempt failed at once and the call has
+ * moved on to a retry (failover), the backup timer does not add a third request. */
+static void a_call_already_retrying_sends_no_backup(void **state)
+{
+    (void)state;
+    pair p;
+    pair_start(&p, 4);
+    atomic_store(&p.first->fail_code, FTRPC_ELIMIT); /* at once: retried elsewhere */
+    atomic_store(&p.second->delay_ms, 200);
+    ftrpc_client *c = backup_client(p.url, 2000, 30);
+    ftrpc_result r;
+    assert_int_equal(call_once(c, NULL, &r), 0);
+    assert_string_equal(r.endpoint, p.second->addr);
+    assert_int_equal(r.attempts, 2);
+    assert_int_equal(r.backups, 0);
+    assert_true(r.latency_us >= 199000);
+    ftrpc_result_fini(&r);
+    assert_int_equal(atomic_load(&p.first->handled), 1);
+    ftrpc_client_free(c);
+    pair_stop(&p);
+}
+
+/* ---- the race ---- */
+
+#define RACE_CALLS 20
+
+typedef struct race {
+    atomic_int completions[RACE_CALLS];
+    atomic_int done, ok, backups, backup_wins, from_fast;
+    const char *fast_addr;
+} race;
+
+typedef struct race_arg {
+    race *race;
+    int index;
+} race_arg;
+
+static void race_cb(ftrpc_result *r, void *arg)
+{
+    race_arg *a = arg;
+    atomic_fetch_add(&a->race->completions[a->index], 1);
+    if (r->kind == FTRPC_RESULT_OK) atomic_fetch_add(&a->race->ok, 1);
+    atomic_fetch_add(&a->race->backups, r->backups);
+    atomic_fetch_add(&a->race->backup_wins, r->backup_won);
+    if (!strcmp(r->endpoint, a->race->fast_addr)) atomic_fetch_add(&a->race->from_fast, 1);
+    atomic_fetch_add(&a->race->done, 1);
+}
+
+/* Every call races a slow copy (300 ms, answered in full, never cut short) against a fast one: the
+ * first success completes it, and the slow answer that arrives later is dropped. */
+static void first_success_wins_and_the_late_response_is_dropped(void **state)
+{
+    (void)state;
+    pair p;
+    pair_start(&p, 8);
+    atomic_store(&p.first->delay_ms, 300);
+    ftrpc_client *c = backup_client(p.url, 3000, 40);
+    static race rc;
+    memset(&rc, 0, sizeof rc);
+    rc.fast_addr = p.second->addr;
+    static race_arg args[RACE_CALLS];
+    for (int i = 0; i < RACE_CALLS; i++) {
+        args[i] = (race_arg){&rc, i};
+        assert_int_equal(ftrpc_call_async(c, "test.Svc", "M", NULL, NULL, NULL, race_cb, &args[i]),
+                         0);
+    }
+    assert_true(h_wait_atomic_ge(&rc.done, RACE_CALLS, 5000));
+    /* every slow copy has answered by now (and its answer found no call waiting) */
+    int slow_handled = atomic_load(&p.first->handled);
+    assert_true(slow_handled >= 1);
+    assert_true(h_wait_until(srv_idle_cond, p.first, 5000));
+    sleep_ms(50); /* the last late answers cross the loopback */
+    for (int i = 0; i < RACE_CALLS; i++)
+        assert_int_equal(atomic_load(&rc.completions[i]), 1);
+    assert_int_equal(atomic_load(&rc.done), RACE_CALLS);
+    assert_int_equal(atomic_load(&rc.ok), RACE_CALLS);
+    /* the fast copy won every race: as the backup when the call started on the slow server, as
+     * the first copy otherwise (a loaded machine may also back those up, to the slow server) */
+    assert_int_equal(atomic_load(&rc.from_fast), RACE_CALLS);
+    assert_true(atomic_load(&rc.backup_wins) >= 1);
+    ftrpc_client_free(c);
+    pair_stop(&p);
+}
+
+/* The first copy fails (after 100 ms, past the 30 ms backup delay) while the backup, due at
+ * 30 + 150 ms, is still out: the call waits for the backup and succeeds. rpcx ends a backup call
+ * on its first completion, error or not; brpc and ftrpc wait for the other copy. */
+static void an_error_from_the_first_copy_does_not_end_the_call_while_the_backup_is_out(void **state)
+{
+    (void)state;
+    static const int codes[] = {FTRPC_EINTERNAL, FTRPC_ELIMIT, FTRPC_BUSINESS_CODE_MIN + 1};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        pair p;
+        pair_start(&p, 4);
+        atomic_store(&p.first->delay_ms, 100);
+        atomic_store(&p.first->fail_code, codes[i]);
+        atomic_store(&p.second->delay_ms, 150);
+        ftrpc_client *c = backup_client(p.url, 2000, 30);
+        ftrpc_result r;
+        assert_int_equal(call_once(c, NULL, &r), 0);
+        assert_int_equal(r.kind, FTRPC_RESULT_OK);
+        assert_int_equal(r.backups, 1);
+        assert_int_equal(r.backup_won, 1);
+        assert_int_equal(r.attempts, 2);
+        assert_string_equal(r.endpoint, p.second->addr);
+        assert_true(r.latency_us >= 179000); /* libuv timers have 1 ms resolution */
+        ftrpc_result_fini(&r);
+        ftrpc_client_free(c);
+        pair_stop(&p);
+    }
+}
+
+/* Both copies fail: the call ends with an error (the last one) once neither is out. */
+static void the_call_fails_once_both_copies_failed(void **state)
+{
+    (void)state;
+    pair p;
+    pair_start(&p, 4);
+    atomic_store(&p.first->delay_ms, 100);
+    atomic_store(&p.first->fail_code, FTRPC_BUSINESS_CODE_MIN + 1);
+    atomic_store(&p.second->delay_ms, 20);
+    atomic_store(&p.second->fail_code, FTRPC_BUSINESS_CODE_MIN + 2);
+    ftrpc_client *c = backup_client(p.url, 2000, 30);
+    ftrpc_result r;
+    /* business errors are not retried without a classifier */
+    assert_int_equal(call_once(c, NULL, &r), FTRPC_EBUSINESS);
+    assert_int_equal(r.backups, 1);
+    assert_int_equal(r.attempts, 2);
+    assert_int_equal(r.code, FTRPC_BUSINESS_CODE_MIN + 1); /* the last to answer */
+    assert_true(r.latency_us >= 99000);
+    ftrpc_result_fini(&r);
+    ftrpc_client_free(c);
+    pair_stop(&p);
+}
+
+/* ---- cancellation on the server ---- */
+
+typedef struct counter {
+    atomic_int done, timed_out;
+} counter;
+
+static void count_cb(ftrpc_result *r, void *arg)
+{
+    counter *k = arg;
+    if (r->code == FTRPC_ERPCTIMEDOUT) atomic_fetch_add(&k->timed_out, 1);
+    atomic_fetch_add(&k->done, 1);
+}
+
+typedef struct settled_arg {
+    srv *s;
+    int n;
+} settled_arg;
+
+static int all_settled(void *arg)
+{
+    settled_arg *a = arg;
+    ftrpc_method_stats st = srv_stats(a->s);
+    return st.calls + st.rejected + st.canceled_unstarted >= a->n && st.concurrency == 0;
+}
+
+/* A failfast client of one server (no retry hides what the server did). */
+static ftrpc_client *single_client(const srv *s, int timeout_ms)
+{
+    char url[80];
+    snprintf(url, sizeof url, "list://%s", s->addr);
+    ftrpc_client *c = NULL;
+    ftrpc_client_options o = {.timeout_ms = timeout_ms, .fail_mode = FTRPC_FAILFAST};
+    assert_int_equal(ftrpc_client_new(url, &o, &c), 0);
+    return c;
+}
+
+/* Starts n async calls counted by k. */
+static void start_calls(ftrpc_client *c, int n, counter *k)
+{
+    for (int i = 0; i < n; i++)
+        assert_int_equal(ftrpc_call_async(c, "test.Svc", "M", NULL, NULL, NULL, count_cb, k), 0);
+}
+
+/* One worker, 200 ms a call, five calls at once with a 300 ms deadline: the first two start in
+ * time; when the deadline passes the client cancels the three still queued, and the worker skips
+ * them (canceled_unstarted), rather than run them or even answer them. */
+static void a_cancelled_request_still_queued_is_never_executed(void **state)
+{
+    (void)state;
+    srv s;
+    srv_start(&s, 1);
+    atomic_store(&s.delay_ms, 200);
+    ftrpc_client *c = single_client(&s, 300);
+    counter k = {0};
+    start_calls(c, 5, &k);
+    assert_true(h_wait_atomic_ge(&k.done, 5, 3000));
+    settled_arg sa = {&s, 5};
+    assert_true(h_wait_until(all_settled, &sa, 3000));
+    ftrpc_method_stats st = srv_stats(&s);
+    print_message("handler runs %lld, cancelled unstarted %lld, rejected %lld\n",
+                  (long long)st.calls, (long long)st.canceled_unstarted, (long long)st.rejected);
+    assert_true(st.canceled_unstarted >= 1);
+    assert_true(st.calls < 5);
+    assert_int_equal(st.calls, atomic_load(&s.handled));
+    assert_int_equal(st.calls + st.canceled_unstarted + st.rejected, 5);
+    assert_true(atomic_load(&k.timed_out) >= 3);
+    ftrpc_client_free(c);
+    srv_stop(&s);
+}
+
+/* A handler that is already running sees ftrpc_server_call_is_canceled() become 1 once the caller
+ * gave up (its deadline passed). */
+static void a_running_handler_sees_the_cancel(void **state)
+{
+    (void)state;
+    srv s;
+    srv_start(&s, 1);
+    atomic_store(&s.delay_ms, 3000);
+    atomic_store(&s.stop_on_cancel, 1);
+    ftrpc_client *c = single_client(&s, 100);
+    ftrpc_result r;
+    int64_t t0 = h_now_ms();
+    assert_int_equal(call_once(c, NULL, &r), FTRPC_ERPCTIMEDOUT);
+    ftrpc_result_fini(&r);
+    assert_true(h_wait_atomic_ge(&s.saw_cancel, 1, 2000));
+    assert_true(h_now_ms() - t0 < 2000); /* it did not sit out its 3 s */
+    ftrpc_client_free(c);
+    srv_stop(&s);
+}
+
+static int three_dispatched(void *arg)
+{
+    return srv_stats(arg).concurrency >= 3;
+}
+
+/* The client goes away (its connection closes) while its request still waits for the worker: the
+ * server later finishes that call without touching the connection's freed state. */
+static void a_call_queued_when_its_connection_closes_finishes_cleanly(void **state)
+{
+    (void)state;
+    srv s;
+    srv_start(&s, 1);
+    atomic_store(&s.delay_ms, 100);
+    ftrpc_client *c = single_client(&s, 2000);
+    counter k = {0};
+    start_calls(c, 3, &k);
+    assert_true(h_wait_until(three_dispatched, &s, 2000)); /* one running, two queued */
+    ftrpc_client_free(c); /* the calls fail ESTOPPED; the connection closes */
+    assert_int_equal(atomic_load(&k.done), 3);
+    settled_arg sa = {&s, 3};
+    assert_true(h_wait_until(all_settled, &sa, 3000));
+    srv_stop(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(backup_goes_out_after_its_delay_and_the_fast_copy_wins),
+        cmocka_unit_test(no_backup_before_its_delay),
+        cmocka_unit_test(no_backup_when_its_delay_is_not_shorter_than_the_deadline),
+        cmocka_unit_test(a_call_that_opts_out_gets_no_backup_even_with_a_policy),
+        cmocka_unit_test(a_backup_the_retry_budget_refuses_is_not_sent),
+        cmocka_unit_test(a_call_already_retrying_sends_no_backup),
+        cmocka_unit_test(first_success_wins_and_the_late_response_is_dropped),
+        cmocka_unit_test(
+            an_error_from_the_first_copy_does_not_end_the_call_while_the_backup_is_out),
+        cmocka_unit_test(the_call_fails_once_both_copies_failed),
+        cmocka_unit_test(a_cancelled_request_still_queued_is_never_executed),
+        cmocka_unit_test(a_running_handler_sees_the_cancel),
+        cmocka_unit_test(a_call_queued_when_its_connection_closes_finishes_cleanly),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
