@@ -142,12 +142,15 @@ static pid_t spawn(char *const *argv, int out_fd, int err_fd)
     _exit(127);
 }
 
-int h_server_start(h_server *s, const char *const *args)
+/* Starts `ftrpc PRE... ARGS...` (both NULL-terminated, may be NULL) as a tracked child: stdout on
+ * s->out_fd, stderr into FTRPC_SCRATCH/NAME-PID-N.stderr. 0 or -1. */
+static int start_child(h_server *s, const char *name, const char *const *pre,
+                       const char *const *args)
 {
     static atomic_int seq;
     memset(s, 0, sizeof *s);
     s->out_fd = -1;
-    snprintf(s->err_path, sizeof s->err_path, "%s/echo-server-%d-%d.stderr", scratch_dir(),
+    snprintf(s->err_path, sizeof s->err_path, "%s/%s-%d-%d.stderr", scratch_dir(), name,
              (int)getpid(), atomic_fetch_add(&seq, 1));
     int err_fd = open(s->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (err_fd < 0) return -1;
@@ -159,10 +162,9 @@ int h_server_start(h_server *s, const char *const *args)
     char *argv[64];
     int n = 0;
     argv[n++] = (char *)cli_path();
-    argv[n++] = "echo-server";
-    argv[n++] = "--listen";
-    argv[n++] = "127.0.0.1:0";
-    for (int i = 0; args && args[i] && n < 62; i++)
+    for (int i = 0; pre && pre[i] && n < 63; i++)
+        argv[n++] = (char *)pre[i];
+    for (int i = 0; args && args[i] && n < 63; i++)
         argv[n++] = (char *)args[i];
     argv[n] = NULL;
     pid_t pid = spawn(argv, p[1], err_fd);
@@ -175,6 +177,13 @@ int h_server_start(h_server *s, const char *const *args)
     track(pid);
     s->pid = pid;
     s->out_fd = p[0];
+    return 0;
+}
+
+int h_server_start(h_server *s, const char *const *args)
+{
+    static const char *const pre[] = {"echo-server", "--listen", "127.0.0.1:0", NULL};
+    if (start_child(s, "echo-server", pre, args) != 0) return -1;
     /* read the "listening on 127.0.0.1:PORT" line, bounded */
     char line[256];
     size_t len = 0;
@@ -196,6 +205,29 @@ int h_server_start(h_server *s, const char *const *args)
     }
     s->port = atoi(colon + 1);
     return 0;
+}
+
+int h_child_start(h_server *s, const char *const *args)
+{
+    return start_child(s, "child", NULL, args);
+}
+
+int h_child_wait_output(h_server *s, char *buf, size_t cap, size_t *len, const char *needle,
+                        int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+    buf[*len] = '\0';
+    while (!strstr(buf, needle)) {
+        int left = (int)(deadline - h_now_ms());
+        if (left <= 0 || *len + 1 >= cap || s->out_fd < 0) return 0;
+        struct pollfd pfd = {s->out_fd, POLLIN, 0};
+        if (poll(&pfd, 1, left) <= 0) continue;
+        ssize_t r = read(s->out_fd, buf + *len, cap - 1 - *len);
+        if (r <= 0) return 0;
+        *len += (size_t)r;
+        buf[*len] = '\0';
+    }
+    return 1;
 }
 
 static int reap(h_server *s, int timeout_ms)
