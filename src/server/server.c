@@ -636,6 +636,11 @@ static void session_on_close(ft_conn *c, int reason)
     else
         FT_DEBUG("connection from %s closed (%s)", c->peer, ftrpc_strerror(reason));
     ft_list_remove(&sess->node);
+    /* calls still in flight outlive their session: they must not touch it when they finish */
+    ftrpc_server_call *call;
+    while ((call = ft_idmap_take_any(&sess->calls)) != NULL)
+        call->session = NULL;
+    ft_idmap_fini(&sess->calls);
     free(sess);
     count_down(s, &s->sessions);
 }
