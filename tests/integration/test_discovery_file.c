@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <signal.h>
 #include <stdatomic.h>
 
 #include "discovery_util.h"
@@ -68,7 +69,7 @@ static void up(const char *const *a_args, int with_b)
 static void down(void)
 {
     ftrpc_client_free(cli);
-    assert_int_equal(h_server_stop(&A, 10000), 0);
+    if (A.pid) assert_int_equal(h_server_stop(&A, 10000), 0);
     if (B.pid) assert_int_equal(h_server_stop(&B, 10000), 0);
 }
 
@@ -181,6 +182,30 @@ static void removed_endpoint_finishes_its_call_in_flight_then_its_connection_clo
     down();
 }
 
+static void removed_endpoint_whose_call_timed_out_has_its_connection_closed(void **state)
+{
+    (void)state;
+    const char *hang[] = {"--hang-rate", "1", NULL};
+    up(hang, 1);
+    char text[256], ep[64];
+    atomic_store(&slow_done, 0);
+    ftrpc_call_options once = {.timeout_ms = 400, .fail_mode = FTRPC_FAILFAST};
+    assert_int_equal(ftrpc_call_async(cli, D_SERVICE, "Echo", NULL, NULL, &once, on_slow, NULL), 0);
+    usleep(100 * 1000); /* the request reaches A, which never answers */
+    h_server_signal(&A, SIGSTOP); /* nor answers the cancel sent at the timeout: nothing is read */
+    list_of(text, sizeof text, &B, NULL);
+    replace_list(text);
+    assert_true(d_wait_view(cli, aa, 0, 1000) >= 0);
+    assert_true(h_wait_atomic_ge(&slow_done, 1, 3000));
+    assert_int_equal(atomic_load(&slow_code), FTRPC_ERPCTIMEDOUT);
+    assert_int_equal(d_call(cli, ep, sizeof ep), 0);
+    assert_string_equal(ep, ba);
+    /* no answer will ever come on A's connection: the timeout left it idle, so it closes */
+    assert_true(h_wait_until(conns_at_most_one, cli, 2000));
+    h_server_kill(&A); /* it holds a hung call: a graceful stop would wait its grace out */
+    down();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -191,6 +216,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             removed_endpoint_finishes_its_call_in_flight_then_its_connection_closes, setup,
             d_teardown),
+        cmocka_unit_test_setup_teardown(
+            removed_endpoint_whose_call_timed_out_has_its_connection_closed, setup, d_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
