@@ -202,16 +202,16 @@ static void wiped_registry_is_distrusted_and_calls_keep_succeeding(void **state)
 {
     (void)state;
     /* a slow refresh, so the folder stays empty for a while after the wipe */
-    servers(0, 2, "3", "1", NULL);
+    servers(0, 2, "5", "2", NULL);
     client("rr");
     ft_naming_view_stats st0, st;
     ft_naming_view_stats_get(cli->view, &st0);
     char cmd[600], ep[64];
     snprintf(cmd, sizeof cmd, "rm -f %s/*.entry", d_dir);
     assert_int_equal(system(cmd), 0);
-    /* calls until the servers have re-registered (at their next interval, <= 1 s) */
+    /* calls until the servers have re-registered (at their next interval, <= 2 s) */
     int calls = 0;
-    int64_t deadline = h_now_ms() + 3000;
+    int64_t deadline = h_now_ms() + 5000;
     for (;;) {
         assert_int_equal(d_call(cli, ep, sizeof ep), 0);
         calls++;
