@@ -65,7 +65,10 @@ int ft_cli_registry(int argc, char **argv)
         sigaddset(&sigs, SIGTERM);
         pthread_sigmask(SIG_BLOCK, &sigs, NULL);
         ft_naming_view *view = NULL;
-        int id, rc = ft_naming_view_open(url, NULL, &view);
+        /* No grace for "no endpoints": this command shows what the naming service holds, and
+         * the last server leaving must show at once, not 30 s later as a client would see it. */
+        ft_naming_view_opts vo = {.empty_grace_ms = -1};
+        int id, rc = ft_naming_view_open(url, &vo, &view);
         if (rc == 0) rc = ft_naming_view_listen(view, on_change, NULL, &id);
         if (rc != 0) {
             fprintf(stderr, "ftrpc registry: cannot watch %s: %s\n", url, ftrpc_strerror(rc));

@@ -97,8 +97,10 @@ static void detach_attempt(ft_attempt *a)
 {
     ft_timer_stop(a->call->loop, &a->timer);
     if (a->cc) {
-        ft_idmap_take(&a->cc->pending, a->cid);
+        ft_cconn *cc = a->cc;
+        ft_idmap_take(&cc->pending, a->cid);
         a->cc = NULL;
+        ft_client_close_if_retired(cc); /* no answer may ever come to notice it is idle */
     }
 }
 

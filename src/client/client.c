@@ -92,7 +92,7 @@ ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, ft_client_endpoint 
 }
 
 /* An endpoint that left the service keeps its connections until their calls are done. */
-static void close_if_retired(ft_cconn *cc)
+void ft_client_close_if_retired(ft_cconn *cc)
 {
     if (atomic_load_explicit(&cc->ep->removed, memory_order_relaxed) &&
         ft_idmap_count(&cc->pending) == 0 && ft_conn_is_open(cc->conn))
@@ -123,7 +123,7 @@ static int cconn_on_read(ft_conn *conn)
         /* else: a late answer to an attempt that already ended; nothing waits for it */
         ft_rpc_frame_fini(&f);
     }
-    close_if_retired(cc);
+    ft_client_close_if_retired(cc);
     return 0;
 }
 
@@ -157,7 +157,7 @@ static void retire_on_loop(ft_task *t)
     ft_list *head = &rt->client->loops[rt->loop->index].cconns;
     for (ft_list *n = head->next, *next; n != head; n = next) {
         next = n->next;
-        close_if_retired(ft_container_of(n, ft_cconn, node));
+        ft_client_close_if_retired(ft_container_of(n, ft_cconn, node));
     }
     ft_client_count_down(rt->client, &rt->client->inflight);
     free(rt);

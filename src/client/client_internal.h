@@ -155,6 +155,10 @@ void ft_client_count_down(ftrpc_client *c, atomic_int *counter);
 /* The current cluster, referenced (never NULL once the client exists). Any thread. */
 ft_cluster *ft_client_cluster_acquire(ftrpc_client *c);
 void ft_cluster_release(ft_cluster *cl);
+/* On cc's loop: closes cc (gracefully: queued frames go out first) when its endpoint left the
+ * service and no attempt waits on it any more. Call it after taking an attempt out of
+ * cc->pending other than on a read (timeout, cancel): nothing else would notice it went idle. */
+void ft_client_close_if_retired(ft_cconn *cc);
 
 /* call.c: a response (or a bad frame) for an attempt of this connection's pending map, already
  * removed from it. */

@@ -143,6 +143,67 @@ static pid_t spawn(char *const *argv, int out_fd, int err_fd)
     _exit(127);
 }
 
+/* Starts `ftrpc PRE... ARGS...` (both NULL-terminated, may be NULL) as a tracked child: stdout on
+ * s->out_fd, stderr into FTRPC_SCRATCH/NAME-PID-N.stderr. 0 or -1. */
+static int start_child(h_server *s, const char *name, const char *const *pre,
+                       const char *const *args)
+{
+    static atomic_int seq;
+    memset(s, 0, sizeof *s);
+    s->out_fd = -1;
+    snprintf(s->err_path, sizeof s->err_path, "%s/%s-%d-%d.stderr", scratch_dir(), name,
+             (int)getpid(), atomic_fetch_add(&seq, 1));
+    int err_fd = open(s->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (err_fd < 0) return -1;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        close(err_fd);
+        return -1;
+    }
+    char *argv[64];
+    int n = 0;
+    argv[n++] = (char *)cli_path();
+    for (int i = 0; pre && pre[i] && n < 63; i++)
+        argv[n++] = (char *)pre[i];
+    for (int i = 0; args && args[i] && n < 63; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    pid_t pid = spawn(argv, p[1], err_fd);
+    close(p[1]);
+    close(err_fd);
+    if (pid < 0) {
+        close(p[0]);
+        return -1;
+    }
+    track(pid);
+    s->pid = pid;
+    s->out_fd = p[0];
+    return 0;
+}
+
+int h_child_start(h_server *s, const char *const *args)
+{
+    return start_child(s, "child", NULL, args);
+}
+
+int h_child_wait_output(h_server *s, char *buf, size_t cap, size_t *len, const char *needle,
+                        int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+    buf[*len] = '\0';
+    while (!strstr(buf, needle)) {
+        int left = (int)(deadline - h_now_ms());
+        if (left <= 0 || *len + 1 >= cap || s->out_fd < 0) return 0;
+        struct pollfd pfd = {s->out_fd, POLLIN, 0};
+        if (poll(&pfd, 1, left) <= 0) continue;
+        ssize_t r = read(s->out_fd, buf + *len, cap - 1 - *len);
+        if (r <= 0) return 0;
+        *len += (size_t)r;
+        buf[*len] = '\0';
+    }
+    return 1;
+}
+
 int h_server_start(h_server *s, const char *const *args)
 {
     return h_server_start_on(s, 0, args);

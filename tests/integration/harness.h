@@ -73,6 +73,15 @@ int h_echo_async(ftrpc_client *client, int n, ftrpc_call_cb cb, void *arg);
  * or -1 on timeout / failure to run. */
 int h_cli_run(const char *const *args, int timeout_ms, char **out, char **err);
 
+/* Starts `ftrpc ARGS...` (args NULL-terminated) as a tracked child with its stdout on s->out_fd
+ * and its stderr captured like a server's; does not wait for anything (port stays 0). Stop it
+ * with h_server_stop/h_server_kill. 0 on success. */
+int h_child_start(h_server *s, const char *const *args);
+/* Reads the child's stdout, appending to buf (NUL-terminated, *len bytes so far, cap bytes in
+ * all), until buf holds needle or timeout_ms passes. 1 found, 0 timed out or EOF. */
+int h_child_wait_output(h_server *s, char *buf, size_t cap, size_t *len, const char *needle,
+                        int timeout_ms);
+
 /* ---- raw TCP ---- */
 
 /* Connects to 127.0.0.1:port (blocking, bounded to 2 s). fd or -1. */
