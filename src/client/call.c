@@ -253,13 +253,14 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
         }
     }
     if (r->backup_won) atomic_fetch_add_explicit(&client->backup_wins, 1, memory_order_relaxed);
+    /* the backup policy learns how the service behaved: the outcome before any fallback */
+    ftrpc_backup_policy *policy = client->opts.backup_policy;
+    if (policy && policy->on_call_end) policy->on_call_end(policy, r);
     ftrpc_result reported = *r; /* what the metrics see (no buffers) */
     run_fallback(call, r, &reported);
     if (call->metrics)
         ft_method_metrics_record(call->metrics, &reported, call->retries_done, r->from_fallback,
                                  now);
-    ftrpc_backup_policy *policy = client->opts.backup_policy;
-    if (policy && policy->on_call_end) policy->on_call_end(policy, r);
     ft_iobuf_fini(&call->request);
     ft_iobuf_fini(&call->attachment);
     ft_cluster_release(call->cluster);
