@@ -658,8 +658,10 @@ static int check_call_args(ftrpc_client *c, const char *service, const char *met
     if (opts && (opts->timeout_ms < 0 || opts->attempt_timeout_ms < 0 || opts->backup_request_ms < -1 ||
                  opts->retries < FTRPC_NO_RETRY || opts->fail_mode < FTRPC_FAIL_DEFAULT ||
                  opts->fail_mode > FTRPC_FAILBACKUP ||
-                 (opts->fallback && opts->fallback->kind != FTRPC_FALLBACK_OFF &&
-                  !opts->fallback->fn)))
+                 (opts->fallback &&
+                  (opts->fallback->kind < FTRPC_FALLBACK_OFF ||
+                   opts->fallback->kind > FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER ||
+                   (opts->fallback->kind != FTRPC_FALLBACK_OFF && !opts->fallback->fn)))))
         return FTRPC_EINVAL;
     if (atomic_load(&c->stopping)) return FTRPC_ESTOPPED;
     return 0;
