@@ -635,6 +635,11 @@ static void session_on_close(ft_conn *c, int reason)
                            c->peer, ft_iobuf_size(&c->in));
     else
         FT_DEBUG("connection from %s closed (%s)", c->peer, ftrpc_strerror(reason));
+    /* calls still running (on workers) outlive their session: they must not reach back into it
+     * when they finish (all of this runs on the session's loop, as finish_call does) */
+    ftrpc_server_call *call;
+    while ((call = ft_idmap_take_any(&sess->calls)) != NULL) call->session = NULL;
+    ft_idmap_fini(&sess->calls);
     ft_list_remove(&sess->node);
     free(sess);
     count_down(s, &s->sessions);
