@@ -589,6 +589,31 @@ static void async_calls_get_the_fallbacks_answer_once_each(void **state)
     ftrpc_client_free(c);
 }
 
+static atomic_int stopped_done, stopped_flagged;
+
+static void on_stopped_done(ftrpc_result *r, void *arg)
+{
+    (void)arg;
+    atomic_store(&stopped_flagged, r->from_fallback && response_is(r, "fallback"));
+    atomic_fetch_add(&stopped_done, 1);
+}
+
+static void calls_failed_by_client_free_go_through_the_fallback(void **state)
+{
+    (void)state;
+    fb_rec rec = {.act = ACT_RESPONSE};
+    ftrpc_fallback fb = {FTRPC_FALLBACK_ERRORS, record_fb, &rec, 0};
+    ftrpc_client *c = new_client(url_one, &fb);
+    atomic_store(&stopped_done, 0);
+    assert_int_equal(ftrpc_call_async(c, SVC, "Slow", NULL, NULL, NULL, on_stopped_done, NULL), 0);
+    sleep_ms(50);         /* the request is out, the handler waits */
+    ftrpc_client_free(c); /* fails the call with FTRPC_ESTOPPED before it returns */
+    assert_int_equal(atomic_load(&stopped_done), 1);
+    assert_int_equal(atomic_load(&rec.calls), 1);
+    assert_int_equal(rec.code, FTRPC_ESTOPPED);
+    assert_true(atomic_load(&stopped_flagged));
+}
+
 /* ---- the degraded answer: looking inside a successful response ---- */
 
 static void degrade(const ftrpc_fallback_input *in, ftrpc_fallback_output *out, void *arg)
@@ -673,6 +698,7 @@ int main(void)
         cmocka_unit_test(fallback_runs_once_after_failover_retries_are_exhausted),
         cmocka_unit_test(fallback_runs_once_after_the_backup_request_also_failed),
         cmocka_unit_test(async_calls_get_the_fallbacks_answer_once_each),
+        cmocka_unit_test(calls_failed_by_client_free_go_through_the_fallback),
         cmocka_unit_test(errors_and_responses_kind_replaces_a_response_with_a_bad_status),
         cmocka_unit_test(backup_policy_sees_the_original_outcome_not_the_fallbacks),
     };
