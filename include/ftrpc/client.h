@@ -33,7 +33,8 @@ struct ftrpc_backup_policy {
     int (*backup_delay_ms)(ftrpc_backup_policy *self, const char *service, const char *method);
     /* Asked when the delay has passed and the first attempt is still out: send the backup now? */
     int (*should_backup)(ftrpc_backup_policy *self, const char *service, const char *method);
-    /* Told at the end of every call (backup or not), with its result. May be NULL. */
+    /* Told at the end of every call (backup or not), with its result as the service gave it,
+     * before any fallback replaced it. May be NULL. */
     void (*on_call_end)(ftrpc_backup_policy *self, const ftrpc_result *result);
     /* Frees the policy (ftrpc_backup_policy_free calls it). May be NULL. */
     void (*destroy)(ftrpc_backup_policy *self);

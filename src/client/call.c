@@ -255,13 +255,14 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
         }
     }
     if (r->backup_won) atomic_fetch_add_explicit(&client->backup_wins, 1, memory_order_relaxed);
+    /* the backup policy learns how the service behaved: the outcome before any fallback */
+    ftrpc_backup_policy *policy = client->opts.backup_policy;
+    if (policy && policy->on_call_end) policy->on_call_end(policy, r);
     ftrpc_result reported = *r; /* what the metrics see (no buffers) */
     run_fallback(call, r, &reported);
     if (call->metrics)
         ft_method_metrics_record(call->metrics, &reported, call->retries_done, r->from_fallback,
                                  now);
-    ftrpc_backup_policy *policy = client->opts.backup_policy;
-    if (policy && policy->on_call_end) policy->on_call_end(policy, r);
     ft_iobuf_fini(&call->request);
     ft_iobuf_fini(&call->attachment);
     ft_cluster_release(call->cluster);
@@ -681,8 +682,10 @@ static int check_call_args(ftrpc_client *c, const char *service, const char *met
     if (opts && (opts->timeout_ms < 0 || opts->attempt_timeout_ms < 0 || opts->backup_request_ms < -1 ||
                  opts->retries < FTRPC_NO_RETRY || opts->fail_mode < FTRPC_FAIL_DEFAULT ||
                  opts->fail_mode > FTRPC_FAILBACKUP ||
-                 (opts->fallback && opts->fallback->kind != FTRPC_FALLBACK_OFF &&
-                  !opts->fallback->fn)))
+                 (opts->fallback &&
+                  (opts->fallback->kind < FTRPC_FALLBACK_OFF ||
+                   opts->fallback->kind > FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER ||
+                   (opts->fallback->kind != FTRPC_FALLBACK_OFF && !opts->fallback->fn)))))
         return FTRPC_EINVAL;
     if (atomic_load(&c->stopping)) return FTRPC_ESTOPPED;
     return 0;
