@@ -322,6 +322,27 @@ static void act_kill_node0(demo *d, void *arg)
     node_kill(&d->nodes[0]);
 }
 
+/* Share of a run's answers that came from `addr`, in percent. */
+static double answer_share(const ft_load_stats *s, const char *addr)
+{
+    long ok = atomic_load(&s->ok);
+    for (size_t k = 0; k < s->nendpoints; k++)
+        if (!strcmp(s->endpoints[k].addr, addr))
+            return ok ? 100.0 * (double)s->endpoints[k].count / (double)ok : 0;
+    return 0;
+}
+
+static void failures_note(demo_row *row, const char *prefix)
+{
+    long failed = row->calls - row->ok;
+    if (failed)
+        snprintf(row->note, sizeof row->note, "%s%ld calls failed (%s)", prefix, failed,
+                 row->errors);
+    else
+        snprintf(row->note, sizeof row->note, "%sno call failed; %ld retries", prefix,
+                 row->attempts - row->calls - row->backups);
+}
+
 static int scenario_killed(demo *d)
 {
     header(d, "one node killed (kill -9) after 30% of the calls");
@@ -329,16 +350,17 @@ static int scenario_killed(demo *d)
         const char *name;
         ftrpc_fail_mode mode;
     } modes[] = {{"failfast", FTRPC_FAILFAST}, {"failover", FTRPC_FAILOVER}};
+    /* Paced over a few seconds, as a service's steady traffic: the dead node's suspension ends
+     * (1 s, then 2 s) within the run, and what each probe costs shows. */
+    double rate = (double)d->calls / (d->quick ? 1.5 : 3.0);
     for (size_t i = 0; i < 2; i++) {
         char name[64];
         snprintf(name, sizeof name, "killed-%s", modes[i].name);
         if (cluster_start(d, name, d->ttl_s, NULL) != 0) return -1;
         at_call hook = {.at = d->calls * 3 / 10, .act = act_kill_node0, .d = d};
         ftrpc_client_options o = {.fail_mode = modes[i].mode};
-        demo_row *row = run_row(d, "node killed", modes[i].name, &o, d->calls, 0, &hook, NULL);
-        if (row)
-            snprintf(row->note, sizeof row->note, "%ld calls failed; the dead node is suspended",
-                     row->calls - row->ok);
+        demo_row *row = run_row(d, "node killed", modes[i].name, &o, d->calls, rate, &hook, NULL);
+        if (row) failures_note(row, "");
         cluster_stop(d);
         if (!row) return -1;
     }
@@ -395,18 +417,14 @@ static int scenario_frozen(demo *d)
                 snprintf(row->note, sizeof row->note, "%llu calls paid the 50 ms timeout",
                          (unsigned long long)slow);
             } else {
-                long share = 0;
                 int64_t first = -1;
-                for (size_t k = 0; k < s.nendpoints; k++) {
-                    if (!strcmp(s.endpoints[k].addr, d->nodes[0].addr)) {
-                        share = s.endpoints[k].count;
+                for (size_t k = 0; k < s.nendpoints; k++)
+                    if (!strcmp(s.endpoints[k].addr, d->nodes[0].addr))
                         first = s.endpoints[k].first_ms;
-                    }
-                }
                 if (first >= 0)
                     snprintf(row->note, sizeof row->note,
-                             "thawed node answers again %lld ms after SIGCONT (%.0f%% of calls)",
-                             (long long)first, 100.0 * (double)share / (double)row->calls);
+                             "thawed node answers again %lld ms after SIGCONT (%.0f%% of answers)",
+                             (long long)first, answer_share(&s, d->nodes[0].addr));
                 else
                     snprintf(row->note, sizeof row->note,
                              "the thawed node was not used again within the phase");
@@ -486,14 +504,18 @@ static int scenario_flaky(demo *d)
     } modes[] = {{"failtry", FTRPC_FAILTRY}, {"failover", FTRPC_FAILOVER}};
     for (size_t i = 0; i < 2; i++) {
         ftrpc_client_options o = {.fail_mode = modes[i].mode, .lb = "rr"};
-        demo_row *row = run_row(d, "flaky node", modes[i].name, &o, d->calls, 0, NULL, NULL);
+        ft_load_stats s;
+        demo_row *row = run_row(d, "flaky node", modes[i].name, &o, d->calls, 0, NULL, &s);
         if (!row) {
             cluster_stop(d);
             return -1;
         }
-        snprintf(row->note, sizeof row->note, "%s; %ld calls failed",
-                 i == 0 ? "retries on the same node" : "retries on another node",
-                 row->calls - row->ok);
+        /* the flaky node's share of the answers shows the breaker steering calls away */
+        char prefix[96];
+        snprintf(prefix, sizeof prefix, "flaky node gave %.0f%% of answers; ",
+                 answer_share(&s, d->nodes[0].addr));
+        failures_note(row, prefix);
+        ft_load_stats_fini(&s);
     }
     cluster_stop(d);
     return 0;

@@ -27,6 +27,17 @@ demo_row *demo_add_row(demo_report *r, const char *scenario, const char *policy,
     row->p99_ms = (double)ft_histogram_percentile(s->hist, 0.99) / 1000.0;
     row->p999_ms = (double)ft_histogram_percentile(s->hist, 0.999) / 1000.0;
     row->max_ms = (double)ft_histogram_max(s->hist) / 1000.0;
+    size_t len = 0;
+    for (size_t i = 0; i < s->ncodes && len < sizeof row->errors; i++) {
+        const char *name = s->codes[i].code < 0 ? ftrpc_err_name(s->codes[i].code) : NULL;
+        if (name && !strncmp(name, "FTRPC_", 6)) name += 6;
+        int w = name ? snprintf(row->errors + len, sizeof row->errors - len, "%s%s %ld",
+                                i ? ", " : "", name, s->codes[i].count)
+                     : snprintf(row->errors + len, sizeof row->errors - len, "%scode %d: %ld",
+                                i ? ", " : "", s->codes[i].code, s->codes[i].count);
+        if (w < 0) break;
+        len += (size_t)w;
+    }
     return row;
 }
 
