@@ -270,6 +270,7 @@ static demo_row *run_row(demo *d, const char *scenario, const char *policy, ftrp
                        .service = SERVICE,
                        .method = METHOD,
                        .concurrency = rate > 0 ? 64 : 4,
+                       .latency_from_send = 1,
                        .rate = rate,
                        .count = calls,
                        .payload = 16,
@@ -406,6 +407,7 @@ static int scenario_frozen(demo *d)
                            .service = SERVICE,
                            .method = METHOD,
                            .concurrency = rate > 0 ? 64 : 4,
+                           .latency_from_send = 1,
                            .rate = rate,
                            .count = counts[p],
                            .payload = 16};
@@ -498,12 +500,20 @@ static int scenario_flaky(demo *d)
     header(d, "one flaky node: half of its calls fail (EINTERNAL)");
     static const char *const faults[] = {"--error-rate", "0.5", "--error-code", "2001", NULL};
     if (cluster_start(d, "flaky", d->ttl_s, faults) != 0) return -1;
+    /* The first two rows keep the breaker out of the way (it trips at 100% errors only), so the
+     * flaky node keeps its third of the calls and the retry policies alone make the difference;
+     * the third shows the default breaker (trips at 50% errors) steering calls away. */
     static const struct {
         const char *name;
         ftrpc_fail_mode mode;
-    } modes[] = {{"failtry", FTRPC_FAILTRY}, {"failover", FTRPC_FAILOVER}};
-    for (size_t i = 0; i < 2; i++) {
-        ftrpc_client_options o = {.fail_mode = modes[i].mode, .lb = "rr"};
+        double breaker;
+    } modes[] = {{"failtry, no breaker", FTRPC_FAILTRY, 1.0},
+                 {"failover, no breaker", FTRPC_FAILOVER, 1.0},
+                 {"failover + breaker", FTRPC_FAILOVER, 0}};
+    for (size_t i = 0; i < 3; i++) {
+        ftrpc_client_options o = {.fail_mode = modes[i].mode,
+                                  .lb = "rr",
+                                  .health = {.breaker_error_ratio = modes[i].breaker}};
         ft_load_stats s;
         demo_row *row = run_row(d, "flaky node", modes[i].name, &o, d->calls, 0, NULL, &s);
         if (!row) {

@@ -200,7 +200,8 @@ static void run_open(ft_load *l)
         call_ctx *c = malloc(sizeof *c);
         int rc = FTRPC_ENOMEM;
         if (c) {
-            *c = (call_ctx){.load = l, .start_ns = due};
+            *c = (call_ctx){.load = l,
+                            .start_ns = l->opts.latency_from_send ? ft_load_now_ns() : due};
             atomic_fetch_add(&l->live, 1);
             rc = ftrpc_call_async(l->opts.client, l->opts.service, l->opts.method, l->request, NULL,
                                   l->opts.call_opts, on_open_done, c);

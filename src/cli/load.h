@@ -58,6 +58,10 @@ typedef struct ft_load_opts {
     double duration_s; /* used when count is 0 */
     size_t payload;    /* request bytes */
     const ftrpc_call_options *call_opts; /* may be NULL */
+    /* Open loop: latency from the call's actual start instead of its scheduled one. For runs that
+     * are about what the client does, not about what a user waits, on a machine whose scheduler
+     * may wake the pacing thread late. */
+    int latency_from_send;
     /* Called on the caller's thread about every 5 ms while the run goes on. May be NULL. */
     void (*tick)(ft_load *load, const ft_load_stats *stats, void *arg);
     void *tick_arg;
