@@ -97,8 +97,8 @@ static int write_json(const char *path, const ft_load_stats *s)
             "  \"fallbacks\": %ld,\n  \"errors_by_code\": {",
             done, ok, done - ok, t, t > 0 ? (double)done / t : 0, ms(s, 0.5), ms(s, 0.9),
             ms(s, 0.99), ms(s, 0.999), (double)ft_histogram_max(s->hist) / 1000.0, attempts,
-            attempts - done - atomic_load(&s->backups), atomic_load(&s->backups),
-            atomic_load(&s->backup_wins), atomic_load(&s->fallbacks));
+            atomic_load(&s->retries), atomic_load(&s->backups), atomic_load(&s->backup_wins),
+            atomic_load(&s->fallbacks));
     for (size_t i = 0; i < s->ncodes; i++)
         fprintf(f, "%s\"%d\": %ld", i ? ", " : "", s->codes[i].code, s->codes[i].count);
     fputs("}\n}\n", f);
@@ -116,7 +116,7 @@ static void print_table(const ft_load_stats *s)
            ms(s, 0.9), ms(s, 0.99), ms(s, 0.999), (double)ft_histogram_max(s->hist) / 1000.0);
     /* a retry is a request that was neither a call's first attempt nor a backup */
     printf("attempts    %ld (retries %ld, extra requests %.2f%%)\n", attempts,
-           attempts - done - backups,
+           atomic_load(&s->retries),
            done > 0 ? 100.0 * (double)(attempts - done) / (double)done : 0);
     printf("backups     %ld sent, %ld won\n", backups, atomic_load(&s->backup_wins));
     printf("fallbacks   %ld\n", atomic_load(&s->fallbacks));

@@ -341,7 +341,7 @@ static void failures_note(demo_row *row, const char *prefix)
                  row->errors);
     else
         snprintf(row->note, sizeof row->note, "%sno call failed; %ld retries", prefix,
-                 row->attempts - row->calls - row->backups);
+                 row->retries);
 }
 
 static int scenario_killed(demo *d)
@@ -528,7 +528,7 @@ static int scenario_flaky(demo *d)
         failures_note(row, prefix);
         /* The client's retry budget (defaults: 20% of the calls of the last 10 s, plus 10 a
          * second) caps retries: say so when a run used it up, since it explains the failures. */
-        long retries = row->attempts - row->calls - row->backups;
+        long retries = row->retries;
         double budget = 0.2 * (double)row->calls + 10 * 10;
         size_t len = strlen(row->note);
         if ((double)retries >= budget - 5 && len < sizeof row->note)

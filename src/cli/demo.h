@@ -17,7 +17,7 @@ typedef struct demo_row {
     char policy[64];
     char note[200];
     char errors[120]; /* "ECONNREFUSED 2, EEOF 1": the run's errors by code, "" when none */
-    long calls, ok, attempts, backups, backup_wins, fallbacks;
+    long calls, ok, attempts, retries, backups, backup_wins, fallbacks;
     double p50_ms, p99_ms, p999_ms, max_ms;
     ft_histogram *hist; /* a copy of the run's latencies, owned by the row */
 } demo_row;

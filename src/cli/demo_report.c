@@ -21,6 +21,7 @@ demo_row *demo_add_row(demo_report *r, const char *scenario, const char *policy,
     row->ok = atomic_load(&s->ok);
     row->attempts = atomic_load(&s->attempts);
     row->backups = atomic_load(&s->backups);
+    row->retries = atomic_load(&s->retries);
     row->backup_wins = atomic_load(&s->backup_wins);
     row->fallbacks = atomic_load(&s->fallbacks);
     row->p50_ms = (double)ft_histogram_percentile(s->hist, 0.5) / 1000.0;
@@ -174,14 +175,15 @@ int demo_write_json(const char *path, const demo_report *r, const char *html_pat
         json_string(f, row->scenario);
         fputs(", \"policy\": ", f);
         json_string(f, row->policy);
-        fprintf(f,
-                ", \"calls\": %ld, \"ok\": %ld, \"success_rate\": %.6f, \"p50_ms\": %.3f, "
-                "\"p99_ms\": %.3f, \"p999_ms\": %.3f, \"max_ms\": %.3f, \"attempts\": %ld, "
-                "\"extra_requests\": %.4f, \"backups\": %ld, \"backup_wins\": %ld, "
-                "\"fallbacks\": %ld, \"note\": ",
-                row->calls, row->ok, row->calls ? (double)row->ok / (double)row->calls : 0,
-                row->p50_ms, row->p99_ms, row->p999_ms, row->max_ms, row->attempts,
-                extra(row) / 100.0, row->backups, row->backup_wins, row->fallbacks);
+        fprintf(
+            f,
+            ", \"calls\": %ld, \"ok\": %ld, \"success_rate\": %.6f, \"p50_ms\": %.3f, "
+            "\"p99_ms\": %.3f, \"p999_ms\": %.3f, \"max_ms\": %.3f, \"attempts\": %ld, "
+            "\"extra_requests\": %.4f, \"retries\": %ld, \"backups\": %ld, \"backup_wins\": %ld, "
+            "\"fallbacks\": %ld, \"note\": ",
+            row->calls, row->ok, row->calls ? (double)row->ok / (double)row->calls : 0, row->p50_ms,
+            row->p99_ms, row->p999_ms, row->max_ms, row->attempts, extra(row) / 100.0, row->retries,
+            row->backups, row->backup_wins, row->fallbacks);
         json_string(f, row->note);
         fprintf(f, "}%s\n", i + 1 < r->nrows ? "," : "");
     }

@@ -31,6 +31,7 @@
  * by IO threads under `lock`; read them after ft_load_run returns, or with the lock meanwhile. */
 typedef struct ft_load_stats {
     _Atomic long started, done, ok, attempts, backups, backup_wins, fallbacks;
+    _Atomic long retries; /* attempts that were neither a call's first nor its backup */
     pthread_mutex_t lock; /* guards codes[] and endpoints[] */
     struct {
         int code;
