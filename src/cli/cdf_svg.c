@@ -76,6 +76,12 @@ void ft_cdf_svg(FILE *f, const char *title, const ft_cdf_series *series, size_t 
                 "<text x=\"%g\" y=\"%.1f\" text-anchor=\"end\">%.2f</text>\n",
                 left, y, left + pw, y, left - 6, y + 4, i / 4.0);
     }
+    /* the p99 line: tails are what the plots are for, and on a linear y they hug the top */
+    fprintf(f,
+            "<line x1=\"%g\" y1=\"%.1f\" x2=\"%g\" y2=\"%.1f\" stroke=\"#999\" "
+            "stroke-dasharray=\"4 3\"/><text x=\"%g\" y=\"%.1f\" fill=\"#666\" "
+            "text-anchor=\"end\">p99</text>\n",
+            left, top + ph * 0.01, left + pw, top + ph * 0.01, left + pw - 2, top + ph * 0.01 + 11);
     /* x grid: decades, labelled */
     for (int d = d0; d <= d1; d++) {
         double x = left + pw * (d - d0) / span;
