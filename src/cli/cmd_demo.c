@@ -451,7 +451,7 @@ static int scenario_slow(demo *d, double healthy_p95_ms)
      * it holds a delayed call and hide part of the problem the backups are here to show. */
     int backup_ms = (int)ceil(healthy_p95_ms > 0 ? healthy_p95_ms : 1);
     if (backup_ms < 1) backup_ms = 1;
-    long calls = d->quick ? 3000 : 2 * d->calls; /* p99 of a 1.7% tail needs enough calls */
+    long calls = d->quick ? 4000 : 2 * d->calls; /* p99 of a 1.7% tail needs enough calls */
     for (int k = 0; k < 4; k++) {
         ftrpc_client_options o = {.lb = "rr", .fail_mode = FTRPC_FAILOVER};
         ftrpc_backup_policy *policy = NULL;
