@@ -609,18 +609,19 @@ static int scenario_outage(demo *d)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: ftrpc demo [--quick] [--report FILE.html] [--json FILE] [--keep]\n\n"
-            "Starts a local cluster of echo servers (child processes registered in a dir://\n"
-            "registry in a temporary folder) and plays fault scenarios against it: healthy, a\n"
-            "node killed, a node frozen, a slow node, a flaky node, a registry entry expiring,\n"
-            "a total outage with a fallback. Prints one table, writes an HTML report with a\n"
-            "latency CDF per scenario and prints its path. About 20 s; leaves no process.\n\n"
-            "  --quick          fewer calls per row (about 10 s)\n"
-            "  --calls N        calls per row (default 5000; --quick 1000)\n"
-            "  --report FILE    the HTML report's path (default: in the temporary folder)\n"
-            "  --json FILE      also write the figures as JSON\n"
-            "  --verbose        show the library's warnings (connection refused, ...)\n");
+    fprintf(
+        out,
+        "usage: ftrpc demo [--quick] [--calls N] [--report FILE.html] [--json FILE] [--verbose]\n\n"
+        "Starts a local cluster of echo servers (child processes registered in a dir://\n"
+        "registry in a temporary folder) and plays fault scenarios against it: healthy, a\n"
+        "node killed, a node frozen, a slow node, a flaky node, a registry entry expiring,\n"
+        "a total outage with a fallback. Prints one table, writes an HTML report with a\n"
+        "latency CDF per scenario and prints its path. About 20 s; leaves no process.\n\n"
+        "  --quick          fewer calls per row (about 10 s)\n"
+        "  --calls N        calls per row (default 5000; --quick 1000)\n"
+        "  --report FILE    the HTML report's path (default: in the temporary folder)\n"
+        "  --json FILE      also write the figures as JSON\n"
+        "  --verbose        show the library's warnings (connection refused, ...)\n");
 }
 
 static void remove_tree(const char *path)
@@ -750,11 +751,8 @@ int ft_cli_demo(int argc, char **argv)
         fprintf(stderr, "ftrpc demo: cannot write %s\n", json_path);
         status = 1;
     }
-    if (!report_path) {
-        /* the folder holds the report; nothing else is left in it */
-    } else {
-        rmdir(d->tmp);
-    }
+    /* Without --report the temporary folder keeps the report; with it, it is empty now. */
+    if (report_path) rmdir(d->tmp);
     if (rc != 0) fprintf(stderr, "ftrpc demo: a scenario could not run (see above)\n");
     demo_report_fini(&d->report);
     free(d);
