@@ -1,6 +1,7 @@
 /* `ftrpc bench` against an `ftrpc echo-server` child: the final table, --json with every key the
  * docs promise (and figures that add up: every call counted once), --cdf writing an SVG that a
- * real XML parser accepts with a plotted line, the open loop (--rate), and --fallback-default
+ * real XML parser accepts with a plotted line, the open loop (--rate) and the plain progress
+ * lines off a terminal, and --fallback-default
  * answering every call to a dead address. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -111,7 +112,7 @@ static void bench_prints_the_table_and_writes_json_and_a_valid_svg(void **state)
     unlink(svg);
 }
 
-static void bench_open_loop_paces_calls(void **state)
+static void bench_open_loop_paces_calls_and_reports_progress(void **state)
 {
     (void)state;
     h_server srv;
@@ -120,15 +121,18 @@ static void bench_open_loop_paces_calls(void **state)
     h_server_url(&srv, url, sizeof url);
     scratch_file(json, sizeof json, "rate.json");
     const char *args[] = {
-        "bench", url, "example.EchoService/Echo", "--rate", "500", "--duration", "1", "--json",
+        "bench", url, "example.EchoService/Echo", "--rate", "500", "--duration", "1.5", "--json",
         json,    NULL};
     char *out = NULL, *err = NULL;
     assert_int_equal(h_cli_run(args, 60000, &out, &err), 0);
     json_object *root = json_object_from_file(json);
     assert_non_null(root);
-    /* 500 per second for 1 s: about 500 calls, never many more (the schedule is not exceeded) */
+    /* 500 per second for 1.5 s: about 750 calls, never more (the schedule is not exceeded) */
     int64_t calls = get_int(root, "calls");
-    assert_true(calls >= 400 && calls <= 501);
+    assert_true(calls >= 600 && calls <= 751);
+    /* not a terminal: a plain progress line once a second on stderr */
+    assert_non_null(strstr(err, "qps"));
+    assert_null(strchr(err, '\r'));
     assert_int_equal(get_int(root, "errors"), 0);
     json_object_put(root);
     free(out);
@@ -185,7 +189,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bench_prints_the_table_and_writes_json_and_a_valid_svg),
-        cmocka_unit_test(bench_open_loop_paces_calls),
+        cmocka_unit_test(bench_open_loop_paces_calls_and_reports_progress),
         cmocka_unit_test(bench_fallback_default_answers_a_dead_address),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
