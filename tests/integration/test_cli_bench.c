@@ -1,8 +1,7 @@
 /* `ftrpc bench` against an `ftrpc echo-server` child: the final table, --json with every key the
  * docs promise (and figures that add up: every call counted once), --cdf writing an SVG that a
  * real XML parser accepts with a plotted line, the open loop (--rate) and the plain progress
- * lines off a terminal, and --fallback-default
- * answering every call to a dead address. */
+ * lines off a terminal, and --fallback-default answering every call to a dead address. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
