@@ -414,10 +414,13 @@ static int scenario_frozen(demo *d)
         ft_load_run(&lo, &s);
         demo_row *row = demo_add_row(&d->report, "node frozen", phases[p], &s);
         if (row) {
-            uint64_t slow = count_at_least(s.hist, 50000);
             if (p < 2) {
-                snprintf(row->note, sizeof row->note, "%llu calls paid the 50 ms timeout",
-                         (unsigned long long)slow);
+                /* Every retry here follows an attempt that hit the 50 ms attempt timeout on the
+                 * frozen node: the only fault of the scenario. (Counting calls slower than 50 ms
+                 * would also count a loaded machine's scheduling stalls.) */
+                snprintf(row->note, sizeof row->note,
+                         "%ld calls paid the 50 ms attempt timeout, then failed over",
+                         row->retries);
             } else {
                 int64_t first = -1;
                 for (size_t k = 0; k < s.nendpoints; k++)
