@@ -1,9 +1,10 @@
 # Thin wrapper over CMake. The two commands of the README:
-#   make demo   installs what is missing, builds, runs the demo
+#   make demo   installs what is missing, builds, runs the demo (DEMO_ARGS=--quick: a short one)
 #   make test   installs what is missing, builds twice (plain, ASan+UBSan), runs every test, fuzzes
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 60
+DEMO_ARGS ?=
 
 .PHONY: all deps deps-test build build-asan build-fuzz build-tsan test test-plain test-asan fuzz \
         tsan demo bench install clean format check-format
@@ -52,7 +53,7 @@ tsan: deps-test build-tsan
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -L 'unit|integration'
 
 demo: deps build
-	scripts/demo.sh build
+	scripts/demo.sh build $(DEMO_ARGS)
 
 bench: deps build
 	scripts/bench.sh build

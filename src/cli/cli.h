@@ -2,9 +2,13 @@
 #ifndef FT_CLI_H
 #define FT_CLI_H
 
+#include <stddef.h>
+
 int ft_cli_echo_server(int argc, char **argv);
 int ft_cli_call(int argc, char **argv);
 int ft_cli_registry(int argc, char **argv);
+int ft_cli_bench(int argc, char **argv);
+int ft_cli_demo(int argc, char **argv);
 
 /* Parses a number option; prints an error naming the option and returns -1 when it is not one. */
 int ft_cli_parse_int(const char *opt, const char *text, long min, long max, long *out);
@@ -12,7 +16,7 @@ int ft_cli_parse_rate(const char *opt, const char *text, double *out);
 /* Splits "package.Service/Method"; returns 0 or -1 with a message. */
 int ft_cli_split_method(const char *full, char *service, size_t slen, char *method, size_t mlen);
 
-/* Client policy flags shared by `call` (and later `bench`): --fail-mode, --retries,
+/* Client policy flags shared by `call` and `bench`: --fail-mode, --retries,
  * --attempt-timeout-ms, --backoff, --lb. Returns 1 when `opt` was one of them (applied to *o),
  * 0 when it was not, -1 on a bad value (message printed). */
 struct ftrpc_client_options;

@@ -1,0 +1,280 @@
+/* `ftrpc bench NAMING_URL package.Service/Method`: loads a service through one client with any
+ * client policy, shows live progress, and ends with a table of throughput, latency percentiles,
+ * errors by code and what the policies did (attempts, retries, backups, fallbacks); optionally a
+ * JSON file of the same figures and an SVG latency CDF.
+ *
+ * The load itself is load.c's: completion callbacks start the next call (closed loop), or the
+ * main thread paces calls (--rate, open loop). Latency is measured by this command around each
+ * call (from its scheduled start in open loop), so it includes client-side queueing.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/load.h"
+#include "ftrpc/ftrpc.h"
+
+static void usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: ftrpc bench NAMING_URL package.Service/Method [options]\n\n"
+        "Loads the method through one client and prints QPS, latency percentiles, errors by\n"
+        "code and what the client's policies did.\n\n"
+        "  NAMING_URL             host:port, list://..., file:///..., dir:///folder?service=S\n"
+        "  --concurrency N        calls in flight (default 8; with --rate: the cap on them)\n"
+        "  --rate QPS             open loop: start QPS calls per second (default: closed loop)\n"
+        "  --duration SECONDS     how long to run (default 5)\n"
+        "  --count N              make N calls instead of running for a duration\n"
+        "  --payload BYTES        request size (default 16)\n"
+        "  --timeout-ms N         each call's deadline (default 1000)\n"
+        "  --fallback-default T   on an error, answer T instead (error-only fallback)\n"
+        "  --cdf FILE.svg         write the latency CDF as an SVG plot\n"
+        "  --json FILE            write the figures as JSON\n" FT_CLI_CLIENT_FLAG_HELP);
+}
+
+static void fallback_default(const ftrpc_fallback_input *in, ftrpc_fallback_output *out, void *arg)
+{
+    (void)in;
+    const char *text = arg;
+    out->response = ftrpc_buf_new();
+    if (out->response) ftrpc_buf_append(out->response, text, strlen(text));
+}
+
+typedef struct progress {
+    int tty;
+    double next_s;
+    _Atomic int *interrupted;
+} progress;
+
+static volatile sig_atomic_t interrupted_flag;
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted_flag = 1;
+}
+
+static void tick(ft_load *load, const ft_load_stats *s, void *arg)
+{
+    progress *p = arg;
+    if (interrupted_flag) ft_load_stop(load);
+    double t = ft_load_elapsed(s);
+    if (s->end_ns) {
+        if (p->tty) fputs("\r\033[K", stderr);
+        return;
+    }
+    if (t < p->next_s) return;
+    p->next_s += p->tty ? 0.5 : 1.0;
+    long done = atomic_load(&s->done), ok = atomic_load(&s->ok);
+    fprintf(stderr, "%s%6.1fs  %9.0f qps  %8ld calls  %6ld errors  p50 %.3f ms  p99 %.3f ms%s",
+            p->tty ? "\r\033[K" : "", t, t > 0 ? (double)done / t : 0, done, done - ok,
+            (double)ft_histogram_percentile(s->hist, 0.5) / 1000.0,
+            (double)ft_histogram_percentile(s->hist, 0.99) / 1000.0, p->tty ? "" : "\n");
+    fflush(stderr);
+}
+
+static double ms(const ft_load_stats *s, double q)
+{
+    return (double)ft_histogram_percentile(s->hist, q) / 1000.0;
+}
+
+static int write_json(const char *path, const ft_load_stats *s)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    double t = ft_load_elapsed(s);
+    long done = atomic_load(&s->done), ok = atomic_load(&s->ok);
+    long attempts = atomic_load(&s->attempts);
+    fprintf(f,
+            "{\n  \"calls\": %ld,\n  \"ok\": %ld,\n  \"errors\": %ld,\n  \"seconds\": %.3f,\n"
+            "  \"qps\": %.1f,\n  \"p50_ms\": %.3f,\n  \"p90_ms\": %.3f,\n  \"p99_ms\": %.3f,\n"
+            "  \"p999_ms\": %.3f,\n  \"max_ms\": %.3f,\n  \"attempts\": %ld,\n"
+            "  \"retries\": %ld,\n  \"backups\": %ld,\n  \"backup_wins\": %ld,\n"
+            "  \"fallbacks\": %ld,\n  \"errors_by_code\": {",
+            done, ok, done - ok, t, t > 0 ? (double)done / t : 0, ms(s, 0.5), ms(s, 0.9),
+            ms(s, 0.99), ms(s, 0.999), (double)ft_histogram_max(s->hist) / 1000.0, attempts,
+            atomic_load(&s->retries), atomic_load(&s->backups), atomic_load(&s->backup_wins),
+            atomic_load(&s->fallbacks));
+    for (size_t i = 0; i < s->ncodes; i++)
+        fprintf(f, "%s\"%d\": %ld", i ? ", " : "", s->codes[i].code, s->codes[i].count);
+    fputs("}\n}\n", f);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+static void print_table(const ft_load_stats *s)
+{
+    double t = ft_load_elapsed(s);
+    long done = atomic_load(&s->done), ok = atomic_load(&s->ok);
+    long attempts = atomic_load(&s->attempts), backups = atomic_load(&s->backups);
+    printf("calls       %ld in %.2f s: %ld ok, %ld errors\n", done, t, ok, done - ok);
+    printf("qps         %.0f\n", t > 0 ? (double)done / t : 0);
+    printf("latency ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", ms(s, 0.5),
+           ms(s, 0.9), ms(s, 0.99), ms(s, 0.999), (double)ft_histogram_max(s->hist) / 1000.0);
+    /* a retry is a request that was neither a call's first attempt nor a backup */
+    printf("attempts    %ld (retries %ld, extra requests %.2f%%)\n", attempts,
+           atomic_load(&s->retries),
+           done > 0 ? 100.0 * (double)(attempts - done) / (double)done : 0);
+    printf("backups     %ld sent, %ld won\n", backups, atomic_load(&s->backup_wins));
+    printf("fallbacks   %ld\n", atomic_load(&s->fallbacks));
+    if (s->ncodes == 0) printf("errors      none\n");
+    for (size_t i = 0; i < s->ncodes; i++)
+        printf("errors      %-22s %ld\n",
+               s->codes[i].code < 0 ? ftrpc_err_name(s->codes[i].code) : "business",
+               s->codes[i].count);
+    fflush(stdout);
+}
+
+int ft_cli_bench(int argc, char **argv)
+{
+    static const struct option opts[] = {{"concurrency", required_argument, 0, 'c'},
+                                         {"rate", required_argument, 0, 'r'},
+                                         {"duration", required_argument, 0, 'd'},
+                                         {"count", required_argument, 0, 'n'},
+                                         {"payload", required_argument, 0, 'p'},
+                                         {"timeout-ms", required_argument, 0, 't'},
+                                         {"fallback-default", required_argument, 0, 'F'},
+                                         {"cdf", required_argument, 0, 'C'},
+                                         {"json", required_argument, 0, 'J'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {"fail-mode", required_argument, 0, 'P'},
+                                         {"retries", required_argument, 0, 'P'},
+                                         {"attempt-timeout-ms", required_argument, 0, 'P'},
+                                         {"backoff", required_argument, 0, 'P'},
+                                         {"lb", required_argument, 0, 'P'},
+                                         {"backup-ms", required_argument, 0, 'P'},
+                                         {"backup-policy", required_argument, 0, 'P'},
+                                         {0, 0, 0, 0}};
+    ftrpc_client_options copts = {0};
+    long concurrency = 8, count = 0, payload = 16, timeout_ms = 1000;
+    double rate = 0, duration = 5;
+    const char *fallback_text = NULL, *cdf_path = NULL, *json_path = NULL;
+    int index = 0, c, status = 2;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, &index)) != -1) {
+        switch (c) {
+        case 'P':
+            if (ft_cli_client_flag(opts[index].name, optarg, &copts) < 0) goto out;
+            break;
+        case 'c':
+            if (ft_cli_parse_int("--concurrency", optarg, 1, 100000, &concurrency)) goto out;
+            break;
+        case 'n':
+            if (ft_cli_parse_int("--count", optarg, 1, 1000000000L, &count)) goto out;
+            break;
+        case 'p':
+            if (ft_cli_parse_int("--payload", optarg, 0, 64L << 20, &payload)) goto out;
+            break;
+        case 't':
+            if (ft_cli_parse_int("--timeout-ms", optarg, 1, 3600000, &timeout_ms)) goto out;
+            break;
+        case 'r':
+        case 'd': {
+            char *end;
+            double v = strtod(optarg, &end);
+            if (!*optarg || *end || !(v > 0) || v > 1e9) {
+                fprintf(stderr, "ftrpc: --%s wants a positive number, not '%s'\n",
+                        c == 'r' ? "rate" : "duration", optarg);
+                goto out;
+            }
+            *(c == 'r' ? &rate : &duration) = v;
+            break;
+        }
+        case 'F':
+            fallback_text = optarg;
+            break;
+        case 'C':
+            cdf_path = optarg;
+            break;
+        case 'J':
+            json_path = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            status = 0;
+            goto out;
+        default:
+            usage(stderr);
+            goto out;
+        }
+    }
+    if (argc - optind != 2) {
+        usage(stderr);
+        goto out;
+    }
+    const char *url = argv[optind];
+    char service[256], method[256];
+    if (ft_cli_split_method(argv[optind + 1], service, sizeof service, method, sizeof method))
+        goto out;
+    copts.timeout_ms = (int)timeout_ms;
+    if (fallback_text)
+        copts.fallback = (ftrpc_fallback){
+            .kind = FTRPC_FALLBACK_ERRORS, .fn = fallback_default, .arg = (void *)fallback_text};
+    ftrpc_client *client = NULL;
+    int rc = ftrpc_client_new(url, &copts, &client);
+    if (rc != 0) {
+        fprintf(stderr, "ftrpc bench: cannot make a client for '%s': %s\n", url,
+                ftrpc_strerror(rc));
+        goto out;
+    }
+    ft_load_stats stats;
+    if (ft_load_stats_init(&stats) != 0) {
+        ftrpc_client_free(client);
+        status = 1;
+        goto out;
+    }
+    progress prog = {.tty = isatty(STDERR_FILENO), .next_s = 0.5};
+    if (!prog.tty) prog.next_s = 1.0;
+    /* Ctrl-C ends the run early but still prints the figures of the calls made. */
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    fprintf(stderr, "bench %s %s/%s: %s, concurrency %ld, %s %g%s\n", url, service, method,
+            rate > 0 ? "open loop" : "closed loop", concurrency, count ? "count" : "duration",
+            count ? (double)count : duration, count ? "" : " s");
+    ft_load_opts lo = {.client = client,
+                       .service = service,
+                       .method = method,
+                       .concurrency = (int)concurrency,
+                       .rate = rate,
+                       .count = count,
+                       .duration_s = duration,
+                       .payload = (size_t)payload,
+                       .tick = tick,
+                       .tick_arg = &prog};
+    rc = ft_load_run(&lo, &stats);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    ftrpc_client_free(client);
+    status = 0;
+    if (rc != 0) {
+        fprintf(stderr, "ftrpc bench: %s\n", ftrpc_strerror(rc));
+        status = 1;
+    } else {
+        print_table(&stats);
+        if (json_path && write_json(json_path, &stats) != 0) {
+            fprintf(stderr, "ftrpc bench: cannot write %s\n", json_path);
+            status = 1;
+        }
+        if (cdf_path) {
+            FILE *f = fopen(cdf_path, "w");
+            char title[600];
+            snprintf(title, sizeof title, "%s/%s latency CDF (%ld calls)", service, method,
+                     atomic_load(&stats.done));
+            if (f)
+                ft_cdf_svg(f, title, &(ft_cdf_series){.label = "all calls", .hist = stats.hist}, 1,
+                           720, 420);
+            if (!f || fclose(f) != 0) {
+                fprintf(stderr, "ftrpc bench: cannot write %s\n", cdf_path);
+                status = 1;
+            }
+        }
+    }
+    ft_load_stats_fini(&stats);
+out:
+    ftrpc_backup_policy_free(copts.backup_policy);
+    return status;
+}

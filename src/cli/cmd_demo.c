@@ -1,0 +1,763 @@
+/* `ftrpc demo`: fault tolerance at work on a local cluster, scenario by scenario, with figures
+ * measured in the run (what `make demo` shows a new user).
+ *
+ * The cluster is echo servers, child processes of this one (its own binary, /proc/self/exe
+ * echo-server), each registered with a short TTL in the embedded dir:// registry of a temporary
+ * folder: no daemon. Every scenario starts a fresh cluster under its own registry service name, so
+ * no scenario inherits another's dead nodes or suspensions, applies its fault (kill -9, SIGSTOP,
+ * injected delays or errors) and loads it with a fixed number of calls per client policy, each
+ * row a new client. The figures of each run go into one table, an HTML report with a CDF per
+ * scenario, and optionally JSON.
+ *
+ * No child outlives the demo: children die with it (PR_SET_PDEATHSIG, SIGKILL), and SIGINT or
+ * SIGTERM kill them from the handler (async-signal-safe: a fixed pid table and kill(2)) before
+ * the demo exits.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/demo.h"
+#include "cli/load.h"
+#include "ftrpc/ftrpc.h"
+#include "naming/naming.h"
+
+#define NODES 3
+#define MAX_CHILDREN 64
+#define SERVICE "example.EchoService"
+#define METHOD "Echo"
+
+/* Children alive now, for the signal handler: a slot is a pid or 0. */
+static volatile pid_t live_children[MAX_CHILDREN];
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++) {
+        pid_t p = live_children[i];
+        if (p > 0) {
+            kill(p, SIGCONT); /* a stopped child still dies of SIGKILL; this is for waitpid */
+            kill(p, SIGKILL);
+        }
+    }
+    got_signal = sig;
+    static const char msg[] = "\nftrpc demo: interrupted; the cluster was killed\n";
+    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)w;
+    _exit(128 + sig);
+}
+
+typedef struct node {
+    pid_t pid; /* 0 when not running */
+    char addr[64];
+} node;
+
+typedef struct demo {
+    char tmp[256];      /* the temporary folder */
+    char registry[300]; /* tmp/registry */
+    int quick;
+    long calls;   /* calls per row */
+    double ttl_s; /* of the nodes' registry entries */
+    demo_report report;
+    node nodes[NODES];
+    char service[64]; /* registry name of the current scenario's cluster */
+    int scenario_no, scenario_total;
+} demo;
+
+static void track(pid_t pid)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++) {
+        if (live_children[i] == 0) {
+            live_children[i] = pid;
+            return;
+        }
+    }
+}
+
+static void untrack(pid_t pid)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (live_children[i] == pid) live_children[i] = 0;
+}
+
+static void node_kill(node *n)
+{
+    if (n->pid <= 0) return;
+    kill(n->pid, SIGKILL);
+    kill(n->pid, SIGCONT);
+    while (waitpid(n->pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    untrack(n->pid);
+    n->pid = 0;
+}
+
+/* Starts one echo server registered under d->service with extra fault flags. 0 or -1. */
+static int node_start(demo *d, node *n, double ttl_s, const char *const *extra)
+{
+    char reg[400], ttl[32], interval[32];
+    snprintf(reg, sizeof reg, "dir://%s", d->registry);
+    snprintf(ttl, sizeof ttl, "%g", ttl_s);
+    snprintf(interval, sizeof interval, "%g", ttl_s / 4);
+    const char *argv[32] = {"ftrpc",      "echo-server", "--listen",   "127.0.0.1:0",
+                            "--register", reg,           "--service",  d->service,
+                            "--ttl",      ttl,           "--interval", interval};
+    size_t argc = 12;
+    for (size_t i = 0; extra && extra[i] && argc < 31; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(1); /* the demo died before prctl */
+        dup2(fds[1], STDOUT_FILENO);
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) dup2(devnull, STDERR_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execv("/proc/self/exe", (char *const *)argv);
+        _exit(127);
+    }
+    track(pid);
+    if (d->report.npids < sizeof d->report.pids / sizeof d->report.pids[0])
+        d->report.pids[d->report.npids++] = pid;
+    n->pid = pid;
+    close(fds[1]);
+    /* "listening on HOST:PORT\n", within 10 s even on a loaded machine */
+    char line[72]; /* "listening on " and an address that fits node.addr */
+    size_t len = 0;
+    int64_t deadline = ft_load_now_ns() + 10000000000LL;
+    while (len < sizeof line - 1 && !memchr(line, '\n', len)) {
+        struct pollfd p = {.fd = fds[0], .events = POLLIN};
+        int left = (int)((deadline - ft_load_now_ns()) / 1000000);
+        if (left <= 0 || poll(&p, 1, left) <= 0) break;
+        ssize_t r = read(fds[0], line + len, sizeof line - 1 - len);
+        if (r <= 0) break;
+        len += (size_t)r;
+    }
+    close(fds[0]);
+    line[len] = '\0';
+    char *nl = strchr(line, '\n');
+    if (!nl || strncmp(line, "listening on ", 13) != 0) {
+        fprintf(stderr, "ftrpc demo: an echo server did not start\n");
+        node_kill(n);
+        return -1;
+    }
+    *nl = '\0';
+    snprintf(n->addr, sizeof n->addr, "%s", line + 13);
+    return 0;
+}
+
+static void naming_url(const demo *d, char *buf, size_t len)
+{
+    snprintf(buf, len, "dir://%s?service=%s", d->registry, d->service);
+}
+
+/* How many entries the registry lists for the current service; -1 when it cannot be read. */
+static int registry_count(const demo *d)
+{
+    char url[512];
+    naming_url(d, url, sizeof url);
+    ft_naming *ns = NULL;
+    ft_endpoint_list list = {0};
+    int rc = ft_naming_open(url, &ns);
+    if (rc == 0) rc = ft_naming_fetch(ns, &list);
+    int n = rc == 0 ? (int)list.n : -1;
+    ft_endpoint_list_fini(&list);
+    ft_naming_close(ns);
+    return n;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static void cluster_stop(demo *d)
+{
+    for (int i = 0; i < NODES; i++)
+        node_kill(&d->nodes[i]);
+}
+
+/* A fresh cluster of NODES echo servers under registry name `name`; node 0 gets `faults`. Waits
+ * until the registry lists all of them. */
+static int cluster_start(demo *d, const char *name, double ttl_s, const char *const *faults)
+{
+    snprintf(d->service, sizeof d->service, "%s", name);
+    for (int i = 0; i < NODES; i++) {
+        if (node_start(d, &d->nodes[i], ttl_s, i == 0 ? faults : NULL) != 0) {
+            cluster_stop(d);
+            return -1;
+        }
+    }
+    for (int waited = 0; registry_count(d) < NODES; waited += 20) {
+        if (waited > 10000) {
+            fprintf(stderr, "ftrpc demo: the cluster did not register\n");
+            cluster_stop(d);
+            return -1;
+        }
+        sleep_ms(20);
+    }
+    return 0;
+}
+
+static int client_new(const demo *d, ftrpc_client_options *o, ftrpc_client **out)
+{
+    char url[512];
+    naming_url(d, url, sizeof url);
+    if (o->timeout_ms == 0) o->timeout_ms = 1000;
+    int rc = ftrpc_client_new(url, o, out);
+    if (rc != 0) fprintf(stderr, "ftrpc demo: client for %s: %s\n", url, ftrpc_strerror(rc));
+    return rc;
+}
+
+/* A run's fault hook: acts once when `at` calls have completed. */
+typedef struct at_call {
+    long at;
+    int done;
+    void (*act)(demo *d, void *arg);
+    demo *d;
+    void *arg;
+} at_call;
+
+static void at_tick(ft_load *load, const ft_load_stats *s, void *arg)
+{
+    (void)load;
+    at_call *a = arg;
+    if (!a || a->done || atomic_load(&s->done) < a->at) return;
+    a->done = 1;
+    a->act(a->d, a->arg);
+}
+
+/* Runs `calls` calls (rate 0: closed loop with 4 in flight) and adds the row. NULL on failure. */
+static demo_row *run_row(demo *d, const char *scenario, const char *policy, ftrpc_client_options *o,
+                         long calls, double rate, at_call *hook, ft_load_stats *keep)
+{
+    fprintf(stderr, "  %-22s %-22s ", scenario, policy);
+    fflush(stderr);
+    ftrpc_client *client = NULL;
+    if (client_new(d, o, &client) != 0) return NULL;
+    ft_load_stats local, *s = keep ? keep : &local;
+    if (ft_load_stats_init(s) != 0) {
+        ftrpc_client_free(client);
+        return NULL;
+    }
+    ft_load_opts lo = {.client = client,
+                       .service = SERVICE,
+                       .method = METHOD,
+                       .concurrency = rate > 0 ? 64 : 4,
+                       .latency_from_send = 1,
+                       .rate = rate,
+                       .count = calls,
+                       .payload = 16,
+                       .tick = hook ? at_tick : NULL,
+                       .tick_arg = hook};
+    int rc = ft_load_run(&lo, s);
+    ftrpc_client_free(client);
+    demo_row *row = rc == 0 ? demo_add_row(&d->report, scenario, policy, s) : NULL;
+    if (row)
+        fprintf(stderr, "%6.2f%% ok, p99 %.2f ms (%.1f s)\n",
+                100.0 * (double)row->ok / (double)(row->calls ? row->calls : 1), row->p99_ms,
+                ft_load_elapsed(s));
+    if (!keep) ft_load_stats_fini(s);
+    return row;
+}
+
+/* Calls whose latency was at least `us`. */
+static uint64_t count_at_least(const ft_histogram *h, int64_t us)
+{
+    uint64_t n = 0;
+    for (size_t i = ft_histogram_bucket_index(us); i < FT_HIST_BUCKETS; i++)
+        n += atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
+    return n;
+}
+
+static void header(demo *d, const char *what)
+{
+    fprintf(stderr, "[%d/%d] %s\n", ++d->scenario_no, d->scenario_total, what);
+}
+
+/* ---- the scenarios ---- */
+
+static double scenario_healthy(demo *d)
+{
+    header(d, "healthy cluster: the baseline");
+    if (cluster_start(d, "healthy", d->ttl_s, NULL) != 0) return -1;
+    ft_load_stats s;
+    ftrpc_client_options o = {.fail_mode = FTRPC_FAILOVER};
+    demo_row *row = run_row(d, "healthy", "failover", &o, d->calls, 0, NULL, &s);
+    double p95 = row ? (double)ft_histogram_percentile(s.hist, 0.95) / 1000.0 : -1;
+    if (row) snprintf(row->note, sizeof row->note, "3 nodes; p95 %.2f ms", p95);
+    if (row) ft_load_stats_fini(&s);
+    cluster_stop(d);
+    return p95;
+}
+
+static void act_kill_node0(demo *d, void *arg)
+{
+    (void)arg;
+    node_kill(&d->nodes[0]);
+}
+
+/* Share of a run's answers that came from `addr`, in percent. */
+static double answer_share(const ft_load_stats *s, const char *addr)
+{
+    long ok = atomic_load(&s->ok);
+    for (size_t k = 0; k < s->nendpoints; k++)
+        if (!strcmp(s->endpoints[k].addr, addr))
+            return ok ? 100.0 * (double)s->endpoints[k].count / (double)ok : 0;
+    return 0;
+}
+
+static void failures_note(demo_row *row, const char *prefix)
+{
+    long failed = row->calls - row->ok;
+    if (failed)
+        snprintf(row->note, sizeof row->note, "%s%ld calls failed (%s)", prefix, failed,
+                 row->errors);
+    else
+        snprintf(row->note, sizeof row->note, "%sno call failed; %ld retries", prefix,
+                 row->retries);
+}
+
+static int scenario_killed(demo *d)
+{
+    header(d, "one node killed (kill -9) after 30% of the calls");
+    static const struct {
+        const char *name;
+        ftrpc_fail_mode mode;
+    } modes[] = {{"failfast", FTRPC_FAILFAST}, {"failover", FTRPC_FAILOVER}};
+    /* Paced over a few seconds, as a service's steady traffic: the dead node's suspension ends
+     * (1 s, then 2 s) within the run, and what each probe costs shows. */
+    double rate = (double)d->calls / (d->quick ? 1.5 : 3.0);
+    for (size_t i = 0; i < 2; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "killed-%s", modes[i].name);
+        if (cluster_start(d, name, d->ttl_s, NULL) != 0) return -1;
+        at_call hook = {.at = d->calls * 3 / 10, .act = act_kill_node0, .d = d};
+        ftrpc_client_options o = {.fail_mode = modes[i].mode};
+        demo_row *row = run_row(d, "node killed", modes[i].name, &o, d->calls, rate, &hook, NULL);
+        if (row) failures_note(row, "");
+        cluster_stop(d);
+        if (!row) return -1;
+    }
+    return 0;
+}
+
+static int scenario_frozen(demo *d)
+{
+    header(d, "one node frozen (SIGSTOP), 50 ms attempt timeout, then thawed (SIGCONT)");
+    /* A long TTL here: a frozen server cannot refresh its entry, and this scenario is about
+     * endpoint health, not about the registry. */
+    if (cluster_start(d, "frozen", 30, NULL) != 0) return -1;
+    kill(d->nodes[0].pid, SIGSTOP);
+    /* Short suspensions so the thaw shows within the run: 300 ms, doubling up to 1.2 s. */
+    /* Round robin: p2c's peak-EWMA latency would remember the timeouts for seconds and keep the
+     * thawed node nearly idle, which hides the recovery this scenario is about. */
+    ftrpc_client_options o = {
+        .fail_mode = FTRPC_FAILOVER,
+        .lb = "rr",
+        .attempt_timeout_ms = 50,
+        .health = {.initial_suspension_ms = 300, .maximum_suspension_ms = 1200}};
+    /* One client for the three phases, so its endpoint health carries over. */
+    char url[512];
+    naming_url(d, url, sizeof url);
+    o.timeout_ms = 1000;
+    ftrpc_client *client = NULL;
+    int rc = ftrpc_client_new(url, &o, &client);
+    if (rc != 0) {
+        cluster_stop(d);
+        return -1;
+    }
+    static const char *const phases[] = {"frozen: first calls", "frozen: later calls",
+                                         "after SIGCONT"};
+    long counts[] = {60, d->calls, d->calls};
+    for (int p = 0; p < 3; p++) {
+        if (p == 2) kill(d->nodes[0].pid, SIGCONT);
+        fprintf(stderr, "  %-22s %-22s ", "node frozen", phases[p]);
+        ft_load_stats s;
+        if (ft_load_stats_init(&s) != 0) break;
+        /* The thaw phase is paced over ~2.5 s so that the node's suspension can end inside it. */
+        double rate = p == 2 ? (double)counts[p] / (d->quick ? 1.5 : 2.5) : 0;
+        ft_load_opts lo = {.client = client,
+                           .service = SERVICE,
+                           .method = METHOD,
+                           .concurrency = rate > 0 ? 64 : 4,
+                           .latency_from_send = 1,
+                           .rate = rate,
+                           .count = counts[p],
+                           .payload = 16};
+        ft_load_run(&lo, &s);
+        demo_row *row = demo_add_row(&d->report, "node frozen", phases[p], &s);
+        if (row) {
+            if (p < 2) {
+                /* Every retry here follows an attempt that hit the 50 ms attempt timeout on the
+                 * frozen node: the only fault of the scenario. (Counting calls slower than 50 ms
+                 * would also count a loaded machine's scheduling stalls.) */
+                snprintf(row->note, sizeof row->note,
+                         "%ld calls paid the 50 ms attempt timeout, then failed over",
+                         row->retries);
+            } else {
+                int64_t first = -1;
+                for (size_t k = 0; k < s.nendpoints; k++)
+                    if (!strcmp(s.endpoints[k].addr, d->nodes[0].addr))
+                        first = s.endpoints[k].first_ms;
+                if (first >= 0)
+                    snprintf(row->note, sizeof row->note,
+                             "thawed node answers again %lld ms after SIGCONT (%.0f%% of answers)",
+                             (long long)first, answer_share(&s, d->nodes[0].addr));
+                else
+                    snprintf(row->note, sizeof row->note,
+                             "the thawed node was not used again within the phase");
+            }
+            fprintf(stderr, "%6.2f%% ok, p99 %.2f ms; %s\n",
+                    100.0 * (double)row->ok / (double)(row->calls ? row->calls : 1), row->p99_ms,
+                    row->note);
+        }
+        ft_load_stats_fini(&s);
+    }
+    ftrpc_client_free(client);
+    cluster_stop(d);
+    return 0;
+}
+
+static int scenario_slow(demo *d, double healthy_p95_ms)
+{
+    header(d, "one node slow on 5% of calls (50 ms): backup requests");
+    static const char *const faults[] = {"--delay-ms", "50", "--delay-rate", "0.05", NULL};
+    if (cluster_start(d, "slow", d->ttl_s, faults) != 0) return -1;
+    /* Round robin, so the slow node gets its third of the calls: p2c would steer around it while
+     * it holds a delayed call and hide part of the problem the backups are here to show. */
+    int backup_ms = (int)ceil(healthy_p95_ms > 0 ? healthy_p95_ms : 1);
+    if (backup_ms < 1) backup_ms = 1;
+    long calls = d->quick ? 4000 : 2 * d->calls; /* p99 of a 1.7% tail needs enough calls */
+    for (int k = 0; k < 4; k++) {
+        ftrpc_client_options o = {.lb = "rr", .fail_mode = FTRPC_FAILOVER};
+        ftrpc_backup_policy *policy = NULL;
+        char policy_name[64];
+        if (k == 0) {
+            snprintf(policy_name, sizeof policy_name, "no backup");
+        } else {
+            o.fail_mode = FTRPC_FAILBACKUP;
+            o.backup_request_ms = backup_ms;
+            if (k == 1) snprintf(policy_name, sizeof policy_name, "backup at %d ms", backup_ms);
+            if (k == 2) {
+                ftrpc_ratelimited_backup_options ro = {.backup_request_ms = backup_ms,
+                                                       .max_backup_ratio = 0.1};
+                ftrpc_backup_policy_ratelimited_new(&ro, &policy);
+                snprintf(policy_name, sizeof policy_name, "rate-limited 10%%");
+            }
+            if (k == 3) {
+                /* refreshed often and from fewer samples than the defaults (500 ms, 100): a
+                 * demo run lasts about a second */
+                ftrpc_adaptive_backup_options ao = {.refresh_ms = 100, .min_samples = 50};
+                ftrpc_backup_policy_adaptive_new(&ao, &policy);
+                snprintf(policy_name, sizeof policy_name, "adaptive (p95)");
+            }
+            o.backup_policy = policy;
+        }
+        demo_row *row = run_row(d, "slow node", policy_name, &o, calls, 0, NULL, NULL);
+        ftrpc_backup_policy_free(policy);
+        if (!row) {
+            cluster_stop(d);
+            return -1;
+        }
+        if (k == 0)
+            snprintf(row->note, sizeof row->note, "%llu calls took >= 50 ms",
+                     (unsigned long long)count_at_least(row->hist, 50000));
+        else
+            snprintf(row->note, sizeof row->note, "%ld backups sent, %ld won; %llu calls >= 50 ms",
+                     row->backups, row->backup_wins,
+                     (unsigned long long)count_at_least(row->hist, 50000));
+    }
+    cluster_stop(d);
+    return 0;
+}
+
+static int scenario_flaky(demo *d)
+{
+    header(d, "one flaky node: half of its calls fail (EINTERNAL)");
+    static const char *const faults[] = {"--error-rate", "0.5", "--error-code", "2001", NULL};
+    if (cluster_start(d, "flaky", d->ttl_s, faults) != 0) return -1;
+    /* The first two rows keep the breaker out of the way (it trips at 100% errors only), so the
+     * flaky node keeps its third of the calls and the retry policies alone make the difference;
+     * the third shows a breaker steering calls away. It trips at 30% errors there: at the default
+     * 50%, a node failing half its calls sits right at the threshold and trips or not by chance. */
+    static const struct {
+        const char *name;
+        ftrpc_fail_mode mode;
+        double breaker;
+    } modes[] = {{"failtry, no breaker", FTRPC_FAILTRY, 1.0},
+                 {"failover, no breaker", FTRPC_FAILOVER, 1.0},
+                 {"failover, breaker 30%", FTRPC_FAILOVER, 0.3}};
+    for (size_t i = 0; i < 3; i++) {
+        ftrpc_client_options o = {.fail_mode = modes[i].mode,
+                                  .lb = "rr",
+                                  .health = {.breaker_error_ratio = modes[i].breaker}};
+        ft_load_stats s;
+        demo_row *row = run_row(d, "flaky node", modes[i].name, &o, d->calls, 0, NULL, &s);
+        if (!row) {
+            cluster_stop(d);
+            return -1;
+        }
+        /* the flaky node's share of the answers shows the breaker steering calls away */
+        char prefix[96];
+        snprintf(prefix, sizeof prefix, "flaky node gave %.0f%% of answers; ",
+                 answer_share(&s, d->nodes[0].addr));
+        failures_note(row, prefix);
+        /* The client's retry budget (defaults: 20% of the calls of the last 10 s, plus 10 a
+         * second) caps retries: say so when a run used it up, since it explains the failures. */
+        long retries = row->retries;
+        double budget = 0.2 * (double)row->calls + 10 * 10;
+        size_t len = strlen(row->note);
+        if ((double)retries >= budget - 5 && len < sizeof row->note)
+            snprintf(row->note + len, sizeof row->note - len, "; retry budget spent (%ld retries)",
+                     retries);
+        ft_load_stats_fini(&s);
+    }
+    cluster_stop(d);
+    return 0;
+}
+
+static int scenario_expiry(demo *d)
+{
+    char what[128];
+    snprintf(what, sizeof what, "a crashed node's registry entry expires (TTL %g s)", d->ttl_s);
+    header(d, what);
+    if (cluster_start(d, "expiry", d->ttl_s, NULL) != 0) return -1;
+    int before = registry_count(d);
+    int64_t t0 = ft_load_now_ns();
+    node_kill(&d->nodes[0]);
+    int after = before;
+    d->report.expiry_s = -1;
+    while (ft_load_now_ns() - t0 < (int64_t)(d->ttl_s * 3 * 1e9)) {
+        after = registry_count(d);
+        if (after >= 0 && after < before) {
+            d->report.expiry_s = (double)(ft_load_now_ns() - t0) / 1e9;
+            break;
+        }
+        sleep_ms(50);
+    }
+    if (d->report.expiry_s >= 0)
+        fprintf(stderr, "  registry ls: %d entries -> %d, %.2f s after kill -9 (TTL %g s)\n",
+                before, after, d->report.expiry_s, d->ttl_s);
+    else
+        fprintf(stderr, "  registry ls: still %d entries after %g s\n", after, 3 * d->ttl_s);
+    /* With the dead entry gone, even failfast no longer meets the dead node. */
+    ftrpc_client_options o = {.fail_mode = FTRPC_FAILFAST};
+    demo_row *row = run_row(d, "entry expired", "failfast", &o, d->calls, 0, NULL, NULL);
+    if (row) {
+        if (d->report.expiry_s >= 0)
+            snprintf(row->note, sizeof row->note,
+                     "registry: %d -> %d entries %.1f s after kill -9 (TTL %g s)", before, after,
+                     d->report.expiry_s, d->ttl_s);
+        else
+            snprintf(row->note, sizeof row->note, "registry still lists %d entries", after);
+    }
+    cluster_stop(d);
+    return row ? 0 : -1;
+}
+
+static void fallback_default(const ftrpc_fallback_input *in, ftrpc_fallback_output *out, void *arg)
+{
+    (void)in;
+    (void)arg;
+    out->response = ftrpc_buf_new();
+    if (out->response) ftrpc_buf_append(out->response, "default", 7);
+}
+
+static int scenario_outage(demo *d)
+{
+    header(d, "total outage (every node killed): a fallback answers \"default\"");
+    if (cluster_start(d, "outage", d->ttl_s, NULL) != 0) return -1;
+    cluster_stop(d);
+    long calls = d->calls / 2;
+    for (int k = 0; k < 2; k++) {
+        ftrpc_client_options o = {.fail_mode = FTRPC_FAILOVER, .timeout_ms = 200};
+        if (k == 1)
+            o.fallback = (ftrpc_fallback){.kind = FTRPC_FALLBACK_ERRORS, .fn = fallback_default};
+        demo_row *row = run_row(d, "total outage", k ? "fallback \"default\"" : "no fallback", &o,
+                                calls, 0, NULL, NULL);
+        if (!row) return -1;
+        snprintf(row->note, sizeof row->note, "%ld answers from the fallback", row->fallbacks);
+    }
+    return 0;
+}
+
+/* ---- the command ---- */
+
+static void usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: ftrpc demo [--quick] [--calls N] [--report FILE.html] [--json FILE] [--verbose]\n\n"
+        "Starts a local cluster of echo servers (child processes registered in a dir://\n"
+        "registry in a temporary folder) and plays fault scenarios against it: healthy, a\n"
+        "node killed, a node frozen, a slow node, a flaky node, a registry entry expiring,\n"
+        "a total outage with a fallback. Prints one table, writes an HTML report with a\n"
+        "latency CDF per scenario and prints its path. About 20 s; leaves no process.\n\n"
+        "  --quick          fewer calls per row (about 10 s)\n"
+        "  --calls N        calls per row (default 5000; --quick 1000)\n"
+        "  --report FILE    the HTML report's path (default: in the temporary folder)\n"
+        "  --json FILE      also write the figures as JSON\n"
+        "  --verbose        show the library's warnings (connection refused, ...)\n");
+}
+
+static void remove_tree(const char *path)
+{
+    DIR *dir = opendir(path);
+    if (dir) {
+        struct dirent *e;
+        while ((e = readdir(dir)) != NULL) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char child[600];
+            snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+            unlink(child);
+        }
+        closedir(dir);
+    }
+    rmdir(path);
+}
+
+int ft_cli_demo(int argc, char **argv)
+{
+    static const struct option opts[] = {{"quick", no_argument, 0, 'q'},
+                                         {"report", required_argument, 0, 'r'},
+                                         {"json", required_argument, 0, 'j'},
+                                         {"calls", required_argument, 0, 'n'},
+                                         {"verbose", no_argument, 0, 'v'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *report_path = NULL, *json_path = NULL;
+    int quick = 0, verbose = 0, c;
+    long calls = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'q':
+            quick = 1;
+            break;
+        case 'r':
+            report_path = optarg;
+            break;
+        case 'j':
+            json_path = optarg;
+            break;
+        case 'v':
+            verbose = 1;
+            break;
+        case 'n':
+            if (ft_cli_parse_int("--calls", optarg, 100, 1000000, &calls)) return 2;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    demo *d = calloc(1, sizeof *d);
+    if (!d) return 1;
+    d->quick = quick;
+    d->calls = calls ? calls : quick ? 1000 : 5000;
+    d->ttl_s = 2;
+    d->report.quick = quick;
+    d->report.ttl_s = d->ttl_s;
+    d->scenario_total = 7;
+    const char *base = getenv("TMPDIR");
+    snprintf(d->tmp, sizeof d->tmp, "%s/ftrpc-demo-XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(d->tmp)) {
+        fprintf(stderr, "ftrpc demo: cannot make a temporary folder: %s\n", strerror(errno));
+        free(d);
+        return 1;
+    }
+    snprintf(d->registry, sizeof d->registry, "%s/registry", d->tmp);
+    mkdir(d->registry, 0700);
+
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (!verbose) ftrpc_log_set_level(FTRPC_LOG_OFF); /* refused connections are the point here */
+
+    time_t now = time(NULL);
+    strftime(d->report.started_at, sizeof d->report.started_at, "%Y-%m-%d %H:%M:%S UTC",
+             gmtime(&now));
+    gethostname(d->report.host, sizeof d->report.host - 1);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    fprintf(stderr,
+            "ftrpc demo: %d echo servers per scenario, registered in dir://%s (TTL %g s); "
+            "%ld calls per row, 4 in flight; %ld CPUs\n",
+            NODES, d->registry, d->ttl_s, d->calls, cpus);
+    int64_t t0 = ft_load_now_ns();
+    int rc = 0;
+    double p95 = scenario_healthy(d);
+    if (p95 < 0) rc = -1;
+    if (rc == 0) rc = scenario_killed(d);
+    if (rc == 0) rc = scenario_frozen(d);
+    if (rc == 0) rc = scenario_slow(d, p95);
+    if (rc == 0) rc = scenario_flaky(d);
+    if (rc == 0) rc = scenario_expiry(d);
+    if (rc == 0) rc = scenario_outage(d);
+    cluster_stop(d);
+    d->report.elapsed_s = (double)(ft_load_now_ns() - t0) / 1e9;
+    remove_tree(d->registry);
+
+    char html[600];
+    if (report_path)
+        snprintf(html, sizeof html, "%s", report_path);
+    else
+        snprintf(html, sizeof html, "%s/report.html", d->tmp);
+    int status = rc == 0 ? 0 : 1;
+    printf("\n");
+    demo_print_table(stdout, &d->report);
+    printf("\nextra = requests beyond one per call (retries and backups). %.1f s in all.\n",
+           d->report.elapsed_s);
+    if (demo_write_html(html, &d->report) == 0) {
+        printf("report: %s\n", html);
+    } else {
+        fprintf(stderr, "ftrpc demo: cannot write %s\n", html);
+        status = 1;
+    }
+    if (json_path && demo_write_json(json_path, &d->report, html) != 0) {
+        fprintf(stderr, "ftrpc demo: cannot write %s\n", json_path);
+        status = 1;
+    }
+    /* Without --report the temporary folder keeps the report; with it, it is empty now. */
+    if (report_path) rmdir(d->tmp);
+    if (rc != 0) fprintf(stderr, "ftrpc demo: a scenario could not run (see above)\n");
+    demo_report_fini(&d->report);
+    free(d);
+    return status;
+}

@@ -1,0 +1,195 @@
+/* `ftrpc bench` against an `ftrpc echo-server` child: the final table, --json with every key the
+ * docs promise (and figures that add up: every call counted once), --cdf writing an SVG that a
+ * real XML parser accepts with a plotted line, the open loop (--rate) and the plain progress
+ * lines off a terminal, and --fallback-default answering every call to a dead address. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static void scratch_file(char *buf, size_t len, const char *name)
+{
+    const char *s = getenv("FTRPC_SCRATCH");
+    if (!s || !*s) s = "/tmp";
+    mkdir(s, 0755);
+    snprintf(buf, len, "%s/bench-%d-%s", s, (int)getpid(), name);
+}
+
+static int64_t get_int(json_object *root, const char *key)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(root, key, &v)) fail_msg("--json lacks \"%s\"", key);
+    return json_object_get_int64(v);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return NULL;
+    char *buf = calloc(1, 1 << 20);
+    size_t n = fread(buf, 1, (1 << 20) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void bench_prints_the_table_and_writes_json_and_a_valid_svg(void **state)
+{
+    (void)state;
+    h_server srv;
+    assert_int_equal(h_server_start(&srv, NULL), 0);
+    char url[64], json[600], svg[600];
+    h_server_url(&srv, url, sizeof url);
+    scratch_file(json, sizeof json, "out.json");
+    scratch_file(svg, sizeof svg, "cdf.svg");
+    const char *args[] = {"bench",   url,           "example.EchoService/Echo",
+                          "--count", "3000",        "--concurrency",
+                          "4",       "--fail-mode", "failover",
+                          "--json",  json,          "--cdf",
+                          svg,       NULL};
+    char *out = NULL, *err = NULL;
+    int rc = h_cli_run(args, 60000, &out, &err);
+    if (rc != 0) fprintf(stderr, "bench exit %d\n%s\n%s\n", rc, out, err);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "qps"));
+    assert_non_null(strstr(out, "p99.9"));
+    assert_non_null(strstr(out, "backups"));
+    assert_non_null(strstr(out, "fallbacks"));
+    assert_non_null(strstr(out, "3000 ok, 0 errors"));
+
+    json_object *root = json_object_from_file(json);
+    assert_non_null(root);
+    static const char *const keys[] = {"calls",       "ok",        "errors",        "qps",
+                                       "p50_ms",      "p90_ms",    "p99_ms",        "p999_ms",
+                                       "max_ms",      "attempts",  "retries",       "backups",
+                                       "backup_wins", "fallbacks", "errors_by_code"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        json_object *v;
+        if (!json_object_object_get_ex(root, keys[i], &v)) fail_msg("--json lacks %s", keys[i]);
+    }
+    assert_int_equal(get_int(root, "calls"), 3000);
+    assert_int_equal(get_int(root, "ok") + get_int(root, "errors"), 3000);
+    assert_true(get_int(root, "attempts") >= 3000);
+    json_object *p50, *p99, *codes;
+    json_object_object_get_ex(root, "p50_ms", &p50);
+    json_object_object_get_ex(root, "p99_ms", &p99);
+    assert_true(json_object_get_double(p50) > 0);
+    assert_true(json_object_get_double(p99) >= json_object_get_double(p50));
+    json_object_object_get_ex(root, "errors_by_code", &codes);
+    assert_true(json_object_is_type(codes, json_type_object));
+    json_object_put(root);
+
+    /* a real XML parser accepts it, and its root is <svg> */
+    char cmd[1400];
+    snprintf(
+        cmd, sizeof cmd,
+        "python3 -c \"import xml.etree.ElementTree as E,sys; r=E.parse(sys.argv[1]).getroot(); "
+        "assert r.tag.endswith('svg'), r.tag; "
+        "ps=[p for p in r.iter() if p.tag.endswith('polyline') or p.tag.endswith('path')]; "
+        "assert ps and len((ps[0].get('points') or ps[0].get('d') or '').split()) >= 2\" %s",
+        svg);
+    assert_int_equal(system(cmd), 0);
+    char *text = slurp(svg);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "<polyline"));
+    assert_non_null(strstr(text, "points=\""));
+    free(text);
+    free(out);
+    free(err);
+    h_server_stop(&srv, 5000);
+    unlink(json);
+    unlink(svg);
+}
+
+static void bench_open_loop_paces_calls_and_reports_progress(void **state)
+{
+    (void)state;
+    h_server srv;
+    assert_int_equal(h_server_start(&srv, NULL), 0);
+    char url[64], json[600];
+    h_server_url(&srv, url, sizeof url);
+    scratch_file(json, sizeof json, "rate.json");
+    const char *args[] = {
+        "bench", url, "example.EchoService/Echo", "--rate", "500", "--duration", "1.5", "--json",
+        json,    NULL};
+    char *out = NULL, *err = NULL;
+    assert_int_equal(h_cli_run(args, 60000, &out, &err), 0);
+    json_object *root = json_object_from_file(json);
+    assert_non_null(root);
+    /* 500 per second for 1.5 s: about 750 calls, never more (the schedule is not exceeded) */
+    int64_t calls = get_int(root, "calls");
+    assert_true(calls >= 600 && calls <= 751);
+    /* not a terminal: a plain progress line once a second on stderr */
+    assert_non_null(strstr(err, "qps"));
+    assert_null(strchr(err, '\r'));
+    assert_int_equal(get_int(root, "errors"), 0);
+    json_object_put(root);
+    free(out);
+    free(err);
+    h_server_stop(&srv, 5000);
+    unlink(json);
+}
+
+static void bench_fallback_default_answers_a_dead_address(void **state)
+{
+    (void)state;
+    char json[600];
+    scratch_file(json, sizeof json, "fallback.json");
+    const char *args[] = {
+        "bench",       "127.0.0.1:1", "example.EchoService/Echo", "--count", "200",
+        "--fail-mode", "failfast",    "--fallback-default",       "default", "--json",
+        json,          NULL};
+    char *out = NULL, *err = NULL;
+    assert_int_equal(h_cli_run(args, 60000, &out, &err), 0);
+    json_object *root = json_object_from_file(json);
+    assert_non_null(root);
+    assert_int_equal(get_int(root, "calls"), 200);
+    assert_int_equal(get_int(root, "ok"), 200);
+    assert_int_equal(get_int(root, "fallbacks"), 200);
+    json_object_put(root);
+
+    /* without it, the same calls fail and are counted by code */
+    const char *args2[] = {"bench",    "127.0.0.1:1", "example.EchoService/Echo",
+                           "--count",  "200",         "--fail-mode",
+                           "failfast", "--json",      json,
+                           NULL};
+    free(out);
+    free(err);
+    assert_int_equal(h_cli_run(args2, 60000, &out, &err), 0);
+    root = json_object_from_file(json);
+    assert_non_null(root);
+    assert_int_equal(get_int(root, "errors"), 200);
+    json_object *codes;
+    json_object_object_get_ex(root, "errors_by_code", &codes);
+    int64_t sum = 0;
+    json_object_object_foreach(codes, key, val)
+    {
+        (void)key;
+        sum += json_object_get_int64(val);
+    }
+    assert_int_equal(sum, 200);
+    json_object_put(root);
+    free(out);
+    free(err);
+    unlink(json);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(bench_prints_the_table_and_writes_json_and_a_valid_svg),
+        cmocka_unit_test(bench_open_loop_paces_calls_and_reports_progress),
+        cmocka_unit_test(bench_fallback_default_answers_a_dead_address),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
