@@ -12,6 +12,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "client/client_internal.h"
+#include "metrics/endpoint_report.h"
 
 /* Decrements a counter ftrpc_client_free may wait on; under free_lock once stopping, so that the
  * waiter cannot see zero and free the client while this thread still touches it. */
@@ -341,6 +342,30 @@ static char *normalize_url(const char *url)
     return u;
 }
 
+/* ---- the /endpoints page ---- */
+
+/* Runs on the thread rendering the page: reads the current cluster like a call does. */
+static void report_endpoints(ft_endpoint_report *rep, void *arg)
+{
+    ftrpc_client *c = arg;
+    ft_cluster *cl = ft_client_cluster_acquire(c);
+    int64_t now = ft_now_ns();
+    for (size_t i = 0; i < cl->n; i++) {
+        ft_client_endpoint *e = cl->eps[i];
+        ft_health_stats st;
+        ft_health_stats_get(&e->health, &st);
+        ft_endpoint_report_add(
+            rep, &(ft_endpoint_row){.address = e->name,
+                                    .state = ft_health_state_name(ft_health_state_get(&e->health)),
+                                    .usable_in_ms = ft_health_usable_in_ns(&e->health, now) /
+                                                    FT_NS_PER_MS,
+                                    .ewma_us = ft_health_ewma_us(&e->health, now),
+                                    .inflight = ft_health_inflight(&e->health),
+                                    .suspensions = st.suspensions});
+    }
+    ft_cluster_release(cl);
+}
+
 /* ---- lifecycle ---- */
 
 int ftrpc_client_new(const char *naming_url, const ftrpc_client_options *opts, ftrpc_client **out)
@@ -389,6 +414,8 @@ int ftrpc_client_new(const char *naming_url, const ftrpc_client_options *opts, f
         ft_naming_view_wait_ready(c->view, o.naming_wait_ms);
         rc = ft_naming_view_listen(c->view, on_endpoints, c, &c->view_listener);
     }
+    /* a client without a page is still a client: a failure here is not the caller's problem */
+    if (rc == 0) ft_endpoint_reporter_add(naming_url, report_endpoints, c, &c->reporter);
     if (rc != 0) {
         ft_naming_view_free(c->view);
         ft_cluster_release(c->cluster);
@@ -432,6 +459,7 @@ static void wait_zero(ftrpc_client *c, atomic_int *counter)
 void ftrpc_client_free(ftrpc_client *c)
 {
     if (!c) return;
+    ft_endpoint_reporter_remove(c->reporter); /* the page stops reading the clusters first */
     /* no more endpoint updates: the listener is not running once unlisten returns */
     ft_naming_view_unlisten(c->view, c->view_listener);
     ft_naming_view_free(c->view);

@@ -145,6 +145,7 @@ struct ftrpc_client {
     atomic_llong retries, budget_exhausted, backups, backup_wins, cancels;
     ft_client_metrics metrics;
     char *auth_token; /* copy of opts.auth_token */
+    struct ft_endpoint_reporter *reporter; /* the /endpoints page's view of this client */
     pthread_mutex_t free_lock; /* guards nothing but the condition below */
     pthread_cond_t free_cond;  /* signalled when inflight or open_conns reach 0 while stopping */
 };

@@ -426,7 +426,8 @@ static void endpoints_page_shows_what_reporters_report(void **state)
     assert_non_null(strstr(r.body, "10.0.0.2:8000 state=SUSPENDED usable_in_ms=1500"));
     resp_fini(&r);
     assert_true(http("GET", "/endpoints?format=json", NULL, NULL, &r));
-    assert_non_null(strstr(r.body, "[{\"client\":\"list://test\",\"endpoints\":[{\"address\":"
+    /* other reporters (the clients this test makes) may be listed too: look for ours */
+    assert_non_null(strstr(r.body, "{\"client\":\"list://test\",\"endpoints\":[{\"address\":"
                                    "\"10.0.0.1:8000\",\"state\":\"ACTIVE\""));
     resp_fini(&r);
     ft_endpoint_reporter_remove(rep);
