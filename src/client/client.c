@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "client/client_internal.h"
 #include "metrics/endpoint_report.h"
+#include "metrics/registry.h"
 
 /* Decrements a counter ftrpc_client_free may wait on; under free_lock once stopping, so that the
  * waiter cannot see zero and free the client while this thread still touches it. */
@@ -366,6 +367,46 @@ static void report_endpoints(ft_endpoint_report *rep, void *arg)
     ft_cluster_release(cl);
 }
 
+/* ---- discovery figures (registry gauges, computed when a page reads them) ---- */
+
+static int64_t naming_size(void *arg)
+{
+    ftrpc_client *c = arg;
+    ft_cluster *cl = ft_client_cluster_acquire(c);
+    int64_t n = (int64_t)cl->n;
+    ft_cluster_release(cl);
+    return n;
+}
+
+static int64_t naming_updates(void *arg)
+{
+    ft_naming_view_stats st;
+    ft_naming_view_stats_get(((ftrpc_client *)arg)->view, &st);
+    return (int64_t)st.updates;
+}
+
+static int64_t naming_stale(void *arg)
+{
+    ft_naming_view_stats st;
+    ft_naming_view_stats_get(((ftrpc_client *)arg)->view, &st);
+    return st.stale ? (st.stale_ms > 0 ? st.stale_ms : 1) : 0;
+}
+
+static void register_naming_gauges(ftrpc_client *c, const char *url)
+{
+    ft_metrics_registry *reg = ft_metrics_default_registry();
+    ft_metric_label labels[] = {{"client", c->metrics.client_id}, {"naming", url}};
+    ft_gauge_init_fn(&c->naming_size, naming_size, c);
+    ft_gauge_init_fn(&c->naming_updates, naming_updates, c);
+    ft_gauge_init_fn(&c->naming_stale, naming_stale, c);
+    ft_metrics_registry_add(reg, FT_METRIC_GAUGE, &c->naming_size, "rpc_client_naming_endpoints",
+                            "endpoints in the client's current view", labels, 2);
+    ft_metrics_registry_add(reg, FT_METRIC_GAUGE, &c->naming_updates, "rpc_client_naming_updates",
+                            "good answers from the naming service", labels, 2);
+    ft_metrics_registry_add(reg, FT_METRIC_GAUGE, &c->naming_stale, "rpc_client_naming_stale_ms",
+                            "0 while fresh; how long the view has served a stale list", labels, 2);
+}
+
 /* ---- lifecycle ---- */
 
 int ftrpc_client_new(const char *naming_url, const ftrpc_client_options *opts, ftrpc_client **out)
@@ -416,6 +457,7 @@ int ftrpc_client_new(const char *naming_url, const ftrpc_client_options *opts, f
     }
     /* a client without a page is still a client: a failure here is not the caller's problem */
     if (rc == 0) ft_endpoint_reporter_add(naming_url, report_endpoints, c, &c->reporter);
+    if (rc == 0) register_naming_gauges(c, naming_url);
     if (rc != 0) {
         ft_naming_view_free(c->view);
         ft_cluster_release(c->cluster);
@@ -460,6 +502,9 @@ void ftrpc_client_free(ftrpc_client *c)
 {
     if (!c) return;
     ft_endpoint_reporter_remove(c->reporter); /* the page stops reading the clusters first */
+    ft_metrics_registry_remove(ft_metrics_default_registry(), &c->naming_size);
+    ft_metrics_registry_remove(ft_metrics_default_registry(), &c->naming_updates);
+    ft_metrics_registry_remove(ft_metrics_default_registry(), &c->naming_stale);
     /* no more endpoint updates: the listener is not running once unlisten returns */
     ft_naming_view_unlisten(c->view, c->view_listener);
     ft_naming_view_free(c->view);

@@ -11,6 +11,7 @@
 #include "base/iobuf.h"
 #include "base/list.h"
 #include "client/client_metrics.h"
+#include "metrics/counter.h"
 #include "client/retry_budget.h"
 #include "cluster/endpoint_health.h"
 #include "cluster/health_set.h"
@@ -146,6 +147,7 @@ struct ftrpc_client {
     ft_client_metrics metrics;
     char *auth_token; /* copy of opts.auth_token */
     struct ft_endpoint_reporter *reporter; /* the /endpoints page's view of this client */
+    ft_gauge naming_size, naming_updates, naming_stale; /* discovery figures, read on demand */
     pthread_mutex_t free_lock; /* guards nothing but the condition below */
     pthread_cond_t free_cond;  /* signalled when inflight or open_conns reach 0 while stopping */
 };
