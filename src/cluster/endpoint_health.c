@@ -229,10 +229,18 @@ static void become_active(ft_endpoint_health *h)
 }
 
 /* The endpoint should be suspended (already holding a slot if it failed its probe). */
+/* When a TIMEOUT endpoint may be used again. "At once" is 0, not now_ns: callers on different IO
+ * threads pass slightly different "now"s (each loop caches its time per phase), and an endpoint
+ * usable at once must not look unusable to a thread whose "now" is a few microseconds older. */
+static int64_t timeout_usable_at(const ft_endpoint_health *h, int64_t now_ns)
+{
+    return h->opts.retry_delay_ms > 0 ? now_ns + h->opts.retry_delay_ms * FT_NS_PER_MS : 0;
+}
+
 static void suspend(ft_endpoint_health *h, int64_t now_ns, int code, bool by_breaker)
 {
     if (h->opts.initial_duration_ms == FT_HEALTH_NO_SUSPENSION) {
-        set_state(h, FT_HEALTH_TIMEOUT, now_ns + h->opts.retry_delay_ms * FT_NS_PER_MS);
+        set_state(h, FT_HEALTH_TIMEOUT, timeout_usable_at(h, now_ns));
         return;
     }
     if (!h->holds_slot) {
@@ -240,7 +248,7 @@ static void suspend(ft_endpoint_health *h, int64_t now_ns, int code, bool by_bre
             /* The cap is full: stay in the service, in TIMEOUT so that a success still clears
              * the mark and the next failure asks again. */
             atomic_fetch_add_explicit(&h->cap_denials, 1, memory_order_relaxed);
-            set_state(h, FT_HEALTH_TIMEOUT, now_ns);
+            set_state(h, FT_HEALTH_TIMEOUT, 0); /* usable at once (see timeout_usable_at) */
             FT_DEBUG("endpoint health %p: suspension on %d refused by the cap", (void *)h, code);
             return;
         }
@@ -329,7 +337,7 @@ void ft_health_on_result(ft_endpoint_health *h, int code, int64_t latency_us, in
             suspend(h, now_ns, code, false);
             asked = true;
         } else
-            set_state(h, FT_HEALTH_TIMEOUT, now_ns + h->opts.retry_delay_ms * FT_NS_PER_MS);
+            set_state(h, FT_HEALTH_TIMEOUT, timeout_usable_at(h, now_ns));
         break;
     case CLASS_SUSPEND:
         suspend(h, now_ns, code, false);
