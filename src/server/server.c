@@ -707,8 +707,10 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
     m->handler(call, m->arg);
 }
 
-/* After a read: the peer is not idle; and a frame left half-read must complete in time. */
-static void arm_timeouts(ft_session *sess)
+/* After a read: the peer is not idle; and a frame left half-read must complete in time. The
+ * clock restarts whenever a frame completed, so a busy peer whose buffer never drains (it keeps
+ * starting the next frame) is not mistaken for one that stalls mid-frame. */
+static void arm_timeouts(ft_session *sess, int frames_completed)
 {
     ftrpc_server *s = sess->server;
     if (sess->conn->state != FT_CONN_OPEN) return;
@@ -718,7 +720,7 @@ static void arm_timeouts(ft_session *sess)
                        now + (int64_t)s->opts.idle_timeout_ms * FT_NS_PER_MS, on_idle_timeout);
     if (s->opts.read_timeout_ms <= 0) return;
     if (ft_iobuf_size(&sess->conn->in) == 0) ft_timer_stop(sess->loop, &sess->read_timer);
-    else if (!ft_timer_armed(&sess->read_timer))
+    else if (frames_completed || !ft_timer_armed(&sess->read_timer))
         ft_timer_start(sess->loop, &sess->read_timer,
                        now + (int64_t)s->opts.read_timeout_ms * FT_NS_PER_MS, on_read_timeout);
 }
@@ -727,12 +729,14 @@ static int session_on_read(ft_conn *c)
 {
     ft_session *sess = c->owner;
     ftrpc_server *s = sess->server;
+    int frames = 0;
     while (c->state == FT_CONN_OPEN) {
         ft_rpc_frame f;
         const char *reason = NULL;
         ft_rpc_frame_init(&f);
         ft_parse_status st = ft_baidu_std_parse(&c->in, s->opts.max_body_size, &f, &reason);
         if (st == FT_PARSE_NEED_MORE) break;
+        frames++;
         if (st == FT_PARSE_CLOSE) {
             FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing connection from %s: %s", c->peer,
                                reason ? reason : "bad frame");
@@ -755,7 +759,7 @@ static int session_on_read(ft_conn *c)
         dispatch(sess, &f);
         ft_rpc_frame_fini(&f);
     }
-    arm_timeouts(sess);
+    arm_timeouts(sess, frames);
     return 0;
 }
 
