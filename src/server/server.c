@@ -443,10 +443,18 @@ static void write_error(ft_conn *c, int64_t cid, int code, const char *text)
     ft_iobuf_fini(&frame);
 }
 
+/* A connection's calls are kept by correlation_id, in a map whose key 0 means "empty": id 0,
+ * which a peer may send, is filed under INT64_MIN instead (a peer that uses both gets the second
+ * refused as already in flight, which is harmless). */
+static int64_t call_key(int64_t correlation_id)
+{
+    return correlation_id != 0 ? correlation_id : INT64_MIN;
+}
+
 static void finish_call(ftrpc_server_call *call)
 {
     ftrpc_server *s = call->server;
-    if (call->session) ft_idmap_take(&call->session->calls, call->correlation_id);
+    if (call->session) ft_idmap_take(&call->session->calls, call_key(call->correlation_id));
     atomic_fetch_sub_explicit(&call->method->concurrency, 1, memory_order_relaxed);
     ft_conn_unref(call->conn);
     ft_iobuf_fini(&call->request);
@@ -624,7 +632,7 @@ static void handle_cancel(ft_session *sess, ft_rpc_frame *f)
     }
     int64_t cid = 0;
     for (int i = 0; i < 8; i++) cid = (int64_t)(((uint64_t)cid << 8) | b[i]);
-    ftrpc_server_call *call = ft_idmap_get(&sess->calls, cid);
+    ftrpc_server_call *call = ft_idmap_get(&sess->calls, call_key(cid));
     if (call) atomic_store_explicit(&call->canceled, 1, memory_order_release);
     write_error(sess->conn, f->correlation_id, 0, NULL); /* a plain success */
 }
@@ -658,6 +666,14 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
         int code = (!strchr(f->service, '.') && !service_known(s, f->service)) ? FTRPC_ENOSERVICE
                                                                               : FTRPC_ENOMETHOD;
         write_error(c, f->correlation_id, code, text);
+        return;
+    }
+    if (ft_idmap_get(&sess->calls, call_key(f->correlation_id))) {
+        /* filing it would drop the first from the map: its session pointer would then outlive
+         * the session, and the in-flight cap would not count it */
+        atomic_fetch_add(&m->rejected, 1);
+        write_error(c, f->correlation_id, FTRPC_EREQUEST,
+                    "correlation_id already in flight on this connection");
         return;
     }
     if ((int)ft_idmap_count(&sess->calls) >= s->opts.max_inflight_per_connection) {
@@ -697,7 +713,8 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
     ft_iobuf_move(&call->request, &f->payload);
     ft_iobuf_move(&call->attachment, &f->attachment);
     atomic_fetch_add(&s->inflight, 1);
-    if (ft_idmap_put(&sess->calls, call->correlation_id, call) != 0) call->session = NULL;
+    if (ft_idmap_put(&sess->calls, call_key(call->correlation_id), call) != 0)
+        call->session = NULL;
     if (m->opts.run_mode == FTRPC_RUN_IN_WORKER) {
         if (ft_workpool_submit(&s->pool, &call->job) != 0)
             send_reply(call, -FTRPC_ELOGOFF, "server is stopping", NULL, NULL);
