@@ -713,8 +713,7 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
     ft_iobuf_move(&call->request, &f->payload);
     ft_iobuf_move(&call->attachment, &f->attachment);
     atomic_fetch_add(&s->inflight, 1);
-    if (ft_idmap_put(&sess->calls, call_key(call->correlation_id), call) != 0)
-        call->session = NULL;
+    if (ft_idmap_put(&sess->calls, call_key(call->correlation_id), call) != 0) call->session = NULL;
     if (m->opts.run_mode == FTRPC_RUN_IN_WORKER) {
         if (ft_workpool_submit(&s->pool, &call->job) != 0)
             send_reply(call, -FTRPC_ELOGOFF, "server is stopping", NULL, NULL);
