@@ -241,7 +241,7 @@ static ft_client_endpoint *endpoint_new(ftrpc_client *c, const ft_endpoint *spec
         free(e);
         return NULL;
     }
-    snprintf(e->name, sizeof e->name, "%s", spec->addr);
+    memcpy(e->name, spec->addr, strlen(spec->addr) + 1); /* its length was checked above */
     e->weight = spec->weight;
     atomic_init(&e->refs, 1);
     return e;
