@@ -33,7 +33,7 @@ enum { STALLED = 1000, SILENT = 200, READ_TIMEOUT_MS = 2000, IDLE_TIMEOUT_MS = 2
  * release, the worst case is about 11 MB (docs/security.md explains both). The sanitizers'
  * allocator pads and quarantines every block, hence their own bound. */
 #if defined(__SANITIZE_ADDRESS__)
-#define RSS_GROWTH_BOUND_KB (48 * 1024)
+#define RSS_GROWTH_BOUND_KB (32 * 1024)
 #else
 #define RSS_GROWTH_BOUND_KB (16 * 1024)
 #endif
@@ -184,7 +184,9 @@ stalled_and_silent_peers_cost_bounded_memory_and_are_closed_by_the_timeouts(void
     assert_int_equal(closed_silent, silent);
     /* nothing closes them early: the stalled ones not before the read timeout */
     assert_true(stalled_closed_ms >= READ_TIMEOUT_MS - 100);
-    assert_true(rss_peak - rss_before < RSS_GROWTH_BOUND_KB);
+    /* after the closes too: freed memory is not handed back at once (the sanitizers' allocator
+     * even holds it in quarantine), so that is where the high-water mark may be */
+    assert_true((rss_peak > rss_after ? rss_peak : rss_after) - rss_before < RSS_GROWTH_BOUND_KB);
     assert_int_equal(atomic_load(&load.failed), 0);
     assert_int_equal(atomic_load(&load.duplicates), 0);
     h_load_fini(&load);
