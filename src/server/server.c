@@ -188,7 +188,10 @@ static void on_idle_timeout(ft_timer *t)
     atomic_fetch_add(&s->idle_closed, 1);
     FT_LOG_RATELIMITED(FTRPC_LOG_INFO, "closing %s: idle for %d ms", sess->conn->peer,
                        s->opts.idle_timeout_ms);
-    ft_conn_close(sess->conn, 0, 0);
+    /* replies still queued are ones the silent peer is not reading either: waiting to flush them
+     * would keep the connection, and its queue, for ever */
+    if (ft_conn_unwritten(sess->conn) > 0) ft_conn_close(sess->conn, FTRPC_EOVERCROWDED, 1);
+    else ft_conn_close(sess->conn, 0, 0);
 }
 
 static void on_read_timeout(ft_timer *t)

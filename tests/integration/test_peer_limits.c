@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -351,6 +352,39 @@ static void past_max_inflight_per_connection_extra_requests_get_elimit(void **st
     ftrpc_server_free(s);
 }
 
+static int no_connections(void *arg);
+
+/* A peer that sends requests, never reads the replies and then goes silent: when the idle timeout
+ * closes it, the replies stuck in its connection cannot be flushed, so waiting for them would
+ * hold the connection (and up to max_unwritten_bytes of replies) for ever. */
+static void an_idle_peer_that_never_reads_its_replies_is_still_closed(void **state)
+{
+    (void)state;
+    ftrpc_server *s =
+        start_server(&(ftrpc_server_options){.idle_timeout_ms = 300}, echo, FTRPC_RUN_IN_IO_THREAD);
+    int fd = h_raw_connect(ftrpc_server_port(s));
+    assert_true(fd >= 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct timeval tv = {.tv_sec = 2};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    enum { PAYLOAD = 128 << 10, FRAMES = 64 }; /* 8 MB of replies: more than socket buffers hold */
+    static uint8_t payload[PAYLOAD], frame[PAYLOAD + 256];
+    size_t n = h_request_frame(frame, sizeof frame, "test.Svc", "M", 1, payload, sizeof payload);
+    for (int i = 0; i < FRAMES; i++)
+        if (h_raw_send(fd, frame, n) != 0) break;
+    /* silent from now on; the idle timeout must close it all the same */
+    int64_t t0 = h_now_ms();
+    assert_true(h_wait_until(no_connections, s, 3000));
+    print_message("closed %lld ms after the peer went silent\n", (long long)(h_now_ms() - t0));
+    close(fd);
+    ftrpc_server_stats st;
+    ftrpc_server_stats_get(s, &st);
+    assert_int_equal(st.idle_closed, 1);
+    assert_int_equal(ftrpc_server_stop(s, 1000), 0);
+    ftrpc_server_free(s);
+}
+
 static ftrpc_server_call *_Atomic held[8];
 static atomic_int nheld;
 
@@ -412,6 +446,7 @@ int main(void)
         cmocka_unit_test(a_busy_peer_whose_buffer_never_drains_is_not_cut_off_by_the_read_timeout),
         cmocka_unit_test(past_max_connections_new_ones_are_closed_at_once_and_counted),
         cmocka_unit_test(past_max_inflight_per_connection_extra_requests_get_elimit),
+        cmocka_unit_test(an_idle_peer_that_never_reads_its_replies_is_still_closed),
         cmocka_unit_test(
             a_correlation_id_already_in_flight_is_refused_and_held_calls_outlive_their_connection),
     };
