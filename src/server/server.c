@@ -190,8 +190,10 @@ static void on_idle_timeout(ft_timer *t)
                        s->opts.idle_timeout_ms);
     /* replies still queued are ones the silent peer is not reading either: waiting to flush them
      * would keep the connection, and its queue, for ever */
-    if (ft_conn_unwritten(sess->conn) > 0) ft_conn_close(sess->conn, FTRPC_EOVERCROWDED, 1);
-    else ft_conn_close(sess->conn, 0, 0);
+    if (ft_conn_unwritten(sess->conn) > 0)
+        ft_conn_close(sess->conn, FTRPC_EOVERCROWDED, 1);
+    else
+        ft_conn_close(sess->conn, 0, 0);
 }
 
 static void on_read_timeout(ft_timer *t)
