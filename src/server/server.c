@@ -334,6 +334,7 @@ int ftrpc_server_port(const ftrpc_server *s)
 struct close_sessions_args {
     ftrpc_server *server;
     int index;
+    int abortive; /* second pass: for peers whose replies could not be flushed */
 };
 
 static void close_sessions_on_loop(void *arg)
@@ -345,7 +346,7 @@ static void close_sessions_on_loop(void *arg)
     for (ft_list *n = head->next, *next; n != head; n = next) {
         next = n->next;
         ft_session *sess = ft_container_of(n, ft_session, node);
-        ft_conn_close(sess->conn, 0, 0);
+        ft_conn_close(sess->conn, a->abortive ? FTRPC_ESTOPPED : 0, a->abortive);
     }
 }
 
@@ -383,12 +384,15 @@ int ftrpc_server_stop(ftrpc_server *s, int grace_ms)
     int64_t deadline = ft_now_ns() + (int64_t)grace_ms * FT_NS_PER_MS;
     int left = wait_for_zero(s, &s->inflight, deadline);
     if (left > 0) FT_WARN("server stop: %d calls still in flight after %d ms", left, grace_ms);
-    for (int i = 0; i < s->rt->nloops; i++) {
-        struct close_sessions_args a = {s, i};
-        ft_loop_run_sync(&s->rt->loops[i], close_sessions_on_loop, &a);
+    /* connections close once their replies are flushed; a peer that does not read them would
+     * hold its connection (and the freed server) for ever, so after a bound the rest are reset */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < s->rt->nloops; i++) {
+            struct close_sessions_args a = {s, i, pass};
+            ft_loop_run_sync(&s->rt->loops[i], close_sessions_on_loop, &a);
+        }
+        if (wait_for_zero(s, &s->sessions, ft_now_ns() + 2000 * FT_NS_PER_MS) == 0) break;
     }
-    /* connections close quickly once asked; the bound only guards against a stuck peer write */
-    wait_for_zero(s, &s->sessions, ft_now_ns() + 5000 * FT_NS_PER_MS);
     if (s->pool_started) {
         ft_workpool_stop(&s->pool);
         s->pool_started = 0;

@@ -385,6 +385,37 @@ static void an_idle_peer_that_never_reads_its_replies_is_still_closed(void **sta
     ftrpc_server_free(s);
 }
 
+/* The same peer at a graceful stop: its replies cannot be flushed, so the stop must not wait for
+ * them past its bound, and the connection must be gone before the server is freed. */
+static void stop_closes_a_peer_that_never_reads_its_replies(void **state)
+{
+    (void)state;
+    ftrpc_server *s = start_server(NULL, echo, FTRPC_RUN_IN_IO_THREAD);
+    int fd = h_raw_connect(ftrpc_server_port(s));
+    assert_true(fd >= 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct timeval tv = {.tv_sec = 2};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    enum { PAYLOAD = 128 << 10, FRAMES = 64 };
+    static uint8_t payload[PAYLOAD], frame[PAYLOAD + 256];
+    size_t n = h_request_frame(frame, sizeof frame, "test.Svc", "M", 1, payload, sizeof payload);
+    for (int i = 0; i < FRAMES; i++)
+        if (h_raw_send(fd, frame, n) != 0) break;
+    h_sleep_ms(100);
+    int64_t t0 = h_now_ms();
+    assert_int_equal(ftrpc_server_stop(s, 200), 0);
+    int64_t took = h_now_ms() - t0;
+    print_message("stop took %lld ms\n", (long long)took);
+    ftrpc_server_stats st;
+    ftrpc_server_stats_get(s, &st);
+    assert_int_equal(st.connections, 0);
+    ftrpc_server_free(s);
+    close(fd); /* after the free: nothing may be left to notice */
+    h_sleep_ms(100);
+    assert_true(took < 4000); /* 2 s for replies to flush, then the reset */
+}
+
 static ftrpc_server_call *_Atomic held[8];
 static atomic_int nheld;
 
@@ -447,6 +478,7 @@ int main(void)
         cmocka_unit_test(past_max_connections_new_ones_are_closed_at_once_and_counted),
         cmocka_unit_test(past_max_inflight_per_connection_extra_requests_get_elimit),
         cmocka_unit_test(an_idle_peer_that_never_reads_its_replies_is_still_closed),
+        cmocka_unit_test(stop_closes_a_peer_that_never_reads_its_replies),
         cmocka_unit_test(
             a_correlation_id_already_in_flight_is_refused_and_held_calls_outlive_their_connection),
     };
