@@ -245,8 +245,8 @@ static void on_accept(ft_listener *l, int fd, void *arg)
     (void)l;
     if (atomic_load(&s->sessions) >= s->opts.max_connections) {
         /* accept and close at once: the peer learns now instead of waiting in the backlog */
+        atomic_fetch_add(&s->connections_refused, 1); /* first: whoever sees the close sees it */
         close(fd);
-        atomic_fetch_add(&s->connections_refused, 1);
         FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "server: %d connections open, refusing a new one",
                            s->opts.max_connections);
         return;
