@@ -7,6 +7,8 @@
  *  - past max_connections new connections are closed at once and counted;
  *  - past max_inflight_per_connection a connection's extra requests get ELIMIT while another
  *    connection is served;
+ *  - a peer that sends requests but never reads the replies is still closed by the idle timeout,
+ *    and does not hold up a graceful stop past its bound;
  *  - a correlation_id already in flight on a connection is refused, and calls that outlive their
  *    connection finish safely (the sanitizer build checks the memory).
  * The numbers measured here are quoted in docs/security.md. */
