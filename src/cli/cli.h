@@ -16,9 +16,9 @@ int ft_cli_parse_rate(const char *opt, const char *text, double *out);
 /* Splits "package.Service/Method"; returns 0 or -1 with a message. */
 int ft_cli_split_method(const char *full, char *service, size_t slen, char *method, size_t mlen);
 
-/* Client policy flags shared by `call` and `bench`: --fail-mode, --retries,
- * --attempt-timeout-ms, --backoff, --lb. Returns 1 when `opt` was one of them (applied to *o),
- * 0 when it was not, -1 on a bad value (message printed). */
+/* Client policy flags shared by `call` and `bench`: --fail-mode, --retries, --attempt-timeout-ms,
+ * --backoff, --lb, --backup-ms, --backup-policy, --auth-token. Returns 1 when `opt` was one of them
+ * (applied to *o), 0 when it was not, -1 on a bad value (message printed). */
 struct ftrpc_client_options;
 int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_options *o);
 #define FT_CLI_CLIENT_FLAG_HELP                                                                    \
@@ -28,6 +28,7 @@ int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_o
     "  --backoff SPEC         none | fixed:MS | exp:INITIAL_MS:MULTIPLIER:MAX_MS\n"               \
     "  --lb NAME              random | rr | wrr | wrandom | chash | p2c (default) | priority\n"   \
     "  --backup-ms N          failbackup: send a backup request after N ms\n"                     \
-    "  --backup-policy P      fixed (--backup-ms) | ratelimited | adaptive\n"
+    "  --backup-policy P      fixed (--backup-ms) | ratelimited | adaptive\n"                      \
+    "  --auth-token TEXT      credential sent on each connection's first request\n"
 
 #endif

@@ -61,6 +61,10 @@ int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_o
         o->attempt_timeout_ms = (int)n;
         return 1;
     }
+    if (!strcmp(opt, "auth-token")) {
+        o->auth_token = value; /* the client copies it */
+        return 1;
+    }
     if (!strcmp(opt, "backoff")) return parse_backoff(value, &o->backoff) ? -1 : 1;
     if (!strcmp(opt, "lb")) {
         o->lb = value;

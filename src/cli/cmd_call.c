@@ -41,7 +41,8 @@ int ft_cli_call(int argc, char **argv)
         {"fail-mode", required_argument, 0, 'P'}, {"retries", required_argument, 0, 'P'},
         {"attempt-timeout-ms", required_argument, 0, 'P'}, {"backoff", required_argument, 0, 'P'},
         {"lb", required_argument, 0, 'P'},     {"backup-ms", required_argument, 0, 'P'},
-        {"backup-policy", required_argument, 0, 'P'}, {0, 0, 0, 0}};
+        {"backup-policy", required_argument, 0, 'P'}, {"auth-token", required_argument, 0, 'P'},
+        {0, 0, 0, 0}};
     ftrpc_client_options copts = {0};
     int index = 0;
     const char *data = "", *attachment = NULL;

@@ -151,7 +151,17 @@ static void usage(FILE *out)
             "  --ttl S              entry lifetime without refresh (default 90)\n"
             "  --interval S         refresh period, < ttl (default 30); fractions allowed\n"
             "  --weight W           load-balancing weight (default 100)\n"
-            "  --tags T             tags, a|b\n");
+            "  --tags T             tags, a|b\n\n"
+            "Security and limits (docs/security.md):\n"
+            "  --auth-token TEXT    accept only connections whose first request carries TEXT\n"
+            "                       as authentication_data; others get ERPCAUTH and are closed\n"
+            "  --max-connections N  past N open connections new ones close at once (default 10000)\n"
+            "  --idle-timeout-ms N  close a connection silent for N ms (default 600000; -1 never)\n"
+            "  --read-timeout-ms N  a started frame must complete within N ms (default 10000;\n"
+            "                       -1 never)\n"
+            "  --max-inflight-per-connection N\n"
+            "                       past N unfinished requests on one connection, more get ELIMIT\n"
+            "                       (default 1024)\n");
 }
 
 int ft_cli_echo_server(int argc, char **argv)
@@ -164,7 +174,13 @@ int ft_cli_echo_server(int argc, char **argv)
         {"register", required_argument, 0, 'R'},   {"service", required_argument, 0, 'S'},
         {"ttl", required_argument, 0, 'T'},        {"interval", required_argument, 0, 'I'},
         {"weight", required_argument, 0, 'W'},     {"tags", required_argument, 0, 'G'},
+        {"auth-token", required_argument, 0, 'A'}, {"max-connections", required_argument, 0, 'M'},
+        {"idle-timeout-ms", required_argument, 0, 'i'},
+        {"read-timeout-ms", required_argument, 0, 'r'},
+        {"max-inflight-per-connection", required_argument, 0, 'F'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+    const char *auth_token = NULL;
+    long max_connections = 0, idle_timeout_ms = 0, read_timeout_ms = 0, max_inflight = 0;
     const char *reg_url = NULL, *reg_service = NULL, *reg_tags = NULL;
     double ttl_s = 90, interval_s = 30;
     long weight = 0;
@@ -220,6 +236,33 @@ int ft_cli_echo_server(int argc, char **argv)
         case 'W':
             if (ft_cli_parse_int("--weight", optarg, 1, 65535, &weight)) return 2;
             break;
+        case 'A':
+            if (!*optarg) {
+                fprintf(stderr, "ftrpc: --auth-token wants a non-empty token\n");
+                return 2;
+            }
+            auth_token = optarg;
+            break;
+        case 'M':
+            if (ft_cli_parse_int("--max-connections", optarg, 1, 10000000, &max_connections))
+                return 2;
+            break;
+        case 'i':
+        case 'r':
+            if (ft_cli_parse_int(c == 'i' ? "--idle-timeout-ms" : "--read-timeout-ms", optarg, -1,
+                                 86400000, c == 'i' ? &idle_timeout_ms : &read_timeout_ms))
+                return 2;
+            if ((c == 'i' ? idle_timeout_ms : read_timeout_ms) == 0) {
+                fprintf(stderr, "ftrpc: --%s wants milliseconds > 0, or -1 for never\n",
+                        c == 'i' ? "idle-timeout-ms" : "read-timeout-ms");
+                return 2;
+            }
+            break;
+        case 'F':
+            if (ft_cli_parse_int("--max-inflight-per-connection", optarg, 1, 10000000,
+                                 &max_inflight))
+                return 2;
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -253,7 +296,12 @@ int ft_cli_echo_server(int argc, char **argv)
 
     ftrpc_server *server = NULL;
     ftrpc_method_options mo = {.run_mode = workers ? FTRPC_RUN_IN_WORKER : FTRPC_RUN_IN_IO_THREAD};
-    ftrpc_server_options so = {.stop_grace_ms = (int)grace_ms};
+    ftrpc_server_options so = {.stop_grace_ms = (int)grace_ms,
+                               .auth_token = auth_token,
+                               .max_connections = (int)max_connections,
+                               .idle_timeout_ms = (int)idle_timeout_ms,
+                               .read_timeout_ms = (int)read_timeout_ms,
+                               .max_inflight_per_connection = (int)max_inflight};
     if (reg_url) {
         so.register_url = reg_full;
         so.register_weight = (uint32_t)weight;

@@ -197,7 +197,12 @@ static void on_idle_timeout(ft_timer *t)
     atomic_fetch_add(&s->idle_closed, 1);
     FT_LOG_RATELIMITED(FTRPC_LOG_INFO, "closing %s: idle for %d ms", sess->conn->peer,
                        s->opts.idle_timeout_ms);
-    ft_conn_close(sess->conn, 0, 0);
+    /* replies still queued are ones the silent peer is not reading either: waiting to flush them
+     * would keep the connection, and its queue, for ever */
+    if (ft_conn_unwritten(sess->conn) > 0)
+        ft_conn_close(sess->conn, FTRPC_EOVERCROWDED, 1);
+    else
+        ft_conn_close(sess->conn, 0, 0);
 }
 
 static void on_read_timeout(ft_timer *t)
@@ -249,8 +254,8 @@ static void on_accept(ft_listener *l, int fd, void *arg)
     (void)l;
     if (atomic_load(&s->sessions) >= s->opts.max_connections) {
         /* accept and close at once: the peer learns now instead of waiting in the backlog */
+        atomic_fetch_add(&s->connections_refused, 1); /* first: whoever sees the close sees it */
         close(fd);
-        atomic_fetch_add(&s->connections_refused, 1);
         FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "server: %d connections open, refusing a new one",
                            s->opts.max_connections);
         return;
@@ -340,6 +345,7 @@ int ftrpc_server_port(const ftrpc_server *s)
 struct close_sessions_args {
     ftrpc_server *server;
     int index;
+    int abortive; /* second pass: for peers whose replies could not be flushed */
 };
 
 static void close_sessions_on_loop(void *arg)
@@ -351,7 +357,7 @@ static void close_sessions_on_loop(void *arg)
     for (ft_list *n = head->next, *next; n != head; n = next) {
         next = n->next;
         ft_session *sess = ft_container_of(n, ft_session, node);
-        ft_conn_close(sess->conn, 0, 0);
+        ft_conn_close(sess->conn, a->abortive ? FTRPC_ESTOPPED : 0, a->abortive);
     }
 }
 
@@ -389,12 +395,15 @@ int ftrpc_server_stop(ftrpc_server *s, int grace_ms)
     int64_t deadline = ft_now_ns() + (int64_t)grace_ms * FT_NS_PER_MS;
     int left = wait_for_zero(s, &s->inflight, deadline);
     if (left > 0) FT_WARN("server stop: %d calls still in flight after %d ms", left, grace_ms);
-    for (int i = 0; i < s->rt->nloops; i++) {
-        struct close_sessions_args a = {s, i};
-        ft_loop_run_sync(&s->rt->loops[i], close_sessions_on_loop, &a);
+    /* connections close once their replies are flushed; a peer that does not read them would
+     * hold its connection (and the freed server) for ever, so after a bound the rest are reset */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < s->rt->nloops; i++) {
+            struct close_sessions_args a = {s, i, pass};
+            ft_loop_run_sync(&s->rt->loops[i], close_sessions_on_loop, &a);
+        }
+        if (wait_for_zero(s, &s->sessions, ft_now_ns() + 2000 * FT_NS_PER_MS) == 0) break;
     }
-    /* connections close quickly once asked; the bound only guards against a stuck peer write */
-    wait_for_zero(s, &s->sessions, ft_now_ns() + 5000 * FT_NS_PER_MS);
     if (s->pool_started) {
         ft_workpool_stop(&s->pool);
         s->pool_started = 0;
@@ -460,10 +469,18 @@ static void write_error(ft_conn *c, int64_t cid, int code, const char *text)
     ft_iobuf_fini(&frame);
 }
 
+/* A connection's calls are kept by correlation_id, in a map whose key 0 means "empty": id 0,
+ * which a peer may send, is filed under INT64_MIN instead (a peer that uses both gets the second
+ * refused as already in flight, which is harmless). */
+static int64_t call_key(int64_t correlation_id)
+{
+    return correlation_id != 0 ? correlation_id : INT64_MIN;
+}
+
 static void finish_call(ftrpc_server_call *call)
 {
     ftrpc_server *s = call->server;
-    if (call->session) ft_idmap_take(&call->session->calls, call->correlation_id);
+    if (call->session) ft_idmap_take(&call->session->calls, call_key(call->correlation_id));
     atomic_fetch_sub_explicit(&call->method->concurrency, 1, memory_order_relaxed);
     ft_conn_unref(call->conn);
     ft_iobuf_fini(&call->request);
@@ -652,7 +669,7 @@ static void handle_cancel(ft_session *sess, ft_rpc_frame *f)
     }
     int64_t cid = 0;
     for (int i = 0; i < 8; i++) cid = (int64_t)(((uint64_t)cid << 8) | b[i]);
-    ftrpc_server_call *call = ft_idmap_get(&sess->calls, cid);
+    ftrpc_server_call *call = ft_idmap_get(&sess->calls, call_key(cid));
     if (call) atomic_store_explicit(&call->canceled, 1, memory_order_release);
     write_error(sess->conn, f->correlation_id, 0, NULL); /* a plain success */
 }
@@ -678,7 +695,14 @@ static int start_call(ft_session *sess, const char *service, const char *method,
         return FTRPC_ELOGOFF;
     }
     /* baidu_std calls are tracked per connection (for cancellation and the in-flight cap) */
-    int tracked = !is_http && correlation_id != 0;
+    int tracked = !is_http;
+    if (tracked && ft_idmap_get(&sess->calls, call_key(correlation_id))) {
+        /* filing it would drop the first from the map: its session pointer would then outlive
+         * the session, and the in-flight cap would not count it */
+        atomic_fetch_add(&m->rejected, 1);
+        snprintf(text, len, "correlation_id already in flight on this connection");
+        return FTRPC_EREQUEST;
+    }
     if (tracked && (int)ft_idmap_count(&sess->calls) >= s->opts.max_inflight_per_connection) {
         atomic_fetch_add(&m->rejected, 1);
         ft_method_metrics_on_reject(m, FT_REJECT_LIMIT, -FTRPC_ELIMIT);
@@ -720,7 +744,8 @@ static int start_call(ft_session *sess, const char *service, const char *method,
     ft_iobuf_move(&call->request, payload);
     if (attachment) ft_iobuf_move(&call->attachment, attachment);
     atomic_fetch_add(&s->inflight, 1);
-    if (tracked && ft_idmap_put(&sess->calls, correlation_id, call) != 0) call->session = NULL;
+    if (tracked && ft_idmap_put(&sess->calls, call_key(correlation_id), call) != 0)
+        call->session = NULL;
     if (m->opts.run_mode == FTRPC_RUN_IN_WORKER) {
         if (ft_workpool_submit(&s->pool, &call->job) != 0) {
             ft_method_metrics_on_reject(m, FT_REJECT_STOPPING, -FTRPC_ELOGOFF);
@@ -798,8 +823,10 @@ static int sniff(ft_session *sess)
     return 1;
 }
 
-/* After a read: the peer is not idle; and a frame left half-read must complete in time. */
-static void arm_timeouts(ft_session *sess)
+/* After a read: the peer is not idle; and a frame left half-read must complete in time. The
+ * clock restarts whenever a frame completed, so a busy peer whose buffer never drains (it keeps
+ * starting the next frame) is not mistaken for one that stalls mid-frame. */
+static void arm_timeouts(ft_session *sess, int frames_completed)
 {
     ftrpc_server *s = sess->server;
     if (sess->conn->state != FT_CONN_OPEN) return;
@@ -809,7 +836,7 @@ static void arm_timeouts(ft_session *sess)
                        now + (int64_t)s->opts.idle_timeout_ms * FT_NS_PER_MS, on_idle_timeout);
     if (s->opts.read_timeout_ms <= 0) return;
     if (ft_iobuf_size(&sess->conn->in) == 0) ft_timer_stop(sess->loop, &sess->read_timer);
-    else if (!ft_timer_armed(&sess->read_timer))
+    else if (frames_completed || !ft_timer_armed(&sess->read_timer))
         ft_timer_start(sess->loop, &sess->read_timer,
                        now + (int64_t)s->opts.read_timeout_ms * FT_NS_PER_MS, on_read_timeout);
 }
@@ -827,12 +854,14 @@ static int session_on_read(ft_conn *c)
                            on_idle_timeout);
         return ft_http_session_on_read(sess);
     }
+    int frames = 0;
     while (c->state == FT_CONN_OPEN) {
         ft_rpc_frame f;
         const char *reason = NULL;
         ft_rpc_frame_init(&f);
         ft_parse_status st = ft_baidu_std_parse(&c->in, s->opts.max_body_size, &f, &reason);
         if (st == FT_PARSE_NEED_MORE) break;
+        frames++;
         if (st == FT_PARSE_CLOSE) {
             FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing connection from %s: %s", c->peer,
                                reason ? reason : "bad frame");
@@ -855,7 +884,7 @@ static int session_on_read(ft_conn *c)
         dispatch(sess, &f);
         ft_rpc_frame_fini(&f);
     }
-    arm_timeouts(sess);
+    arm_timeouts(sess, frames);
     return 0;
 }
 
