@@ -228,11 +228,20 @@ static void become_active(ft_endpoint_health *h)
     set_state(h, FT_HEALTH_ACTIVE, INT64_MIN);
 }
 
+/* When a TIMEOUT endpoint becomes usable again. With no retry delay it never stops being usable:
+ * `now_ns` is this thread's clock, and a pick on another IO thread may read an earlier one; a
+ * usable_at of now_ns would deny that pick for a moment (caught by tsan's slowdown in
+ * test_fail_modes, where a priority pick then went to the second server). */
+static int64_t timeout_usable_at(const ft_endpoint_health *h, int64_t now_ns)
+{
+    return h->opts.retry_delay_ms > 0 ? now_ns + h->opts.retry_delay_ms * FT_NS_PER_MS : INT64_MIN;
+}
+
 /* The endpoint should be suspended (already holding a slot if it failed its probe). */
 static void suspend(ft_endpoint_health *h, int64_t now_ns, int code, bool by_breaker)
 {
     if (h->opts.initial_duration_ms == FT_HEALTH_NO_SUSPENSION) {
-        set_state(h, FT_HEALTH_TIMEOUT, now_ns + h->opts.retry_delay_ms * FT_NS_PER_MS);
+        set_state(h, FT_HEALTH_TIMEOUT, timeout_usable_at(h, now_ns));
         return;
     }
     if (!h->holds_slot) {
@@ -329,7 +338,7 @@ void ft_health_on_result(ft_endpoint_health *h, int code, int64_t latency_us, in
             suspend(h, now_ns, code, false);
             asked = true;
         } else
-            set_state(h, FT_HEALTH_TIMEOUT, now_ns + h->opts.retry_delay_ms * FT_NS_PER_MS);
+            set_state(h, FT_HEALTH_TIMEOUT, timeout_usable_at(h, now_ns));
         break;
     case CLASS_SUSPEND:
         suspend(h, now_ns, code, false);
