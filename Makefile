@@ -4,9 +4,11 @@
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 60
+# make chaos: rounds of kill/freeze(/etcd restart) per registry (at most 13: one new port a round)
+CHAOS_ROUNDS ?= 8
 
 .PHONY: all deps deps-test build build-asan build-fuzz build-tsan test test-plain test-asan fuzz \
-        tsan demo bench install clean format check-format
+        tsan chaos demo bench install clean format check-format
 
 all: build
 
@@ -50,6 +52,16 @@ test: deps-test
 
 tsan: deps-test build-tsan
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -L 'unit|integration'
+
+# The long form of tests/chaos (minutes): more rounds at a higher load, then the table of figures.
+chaos: deps-test build
+	@set -o pipefail; cd build && mkdir -p scratch && \
+	  CHAOS_LONG=1 CHAOS_ROUNDS=$(CHAOS_ROUNDS) FTRPC_CLI=$$PWD/ftrpc FTRPC_SCRATCH=$$PWD/scratch \
+	  tests/test_chaos 2>&1 | tee chaos.log
+	@echo
+	@echo "| scenario                 |   calls |      ok | errors | duplicates | max attempts | p99 ms |"
+	@echo "|--------------------------|---------|---------|--------|------------|--------------|--------|"
+	@grep '^CHAOS|' build/chaos.log | sed 's/^CHAOS|/|/'
 
 demo: deps build
 	scripts/demo.sh build
