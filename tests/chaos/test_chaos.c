@@ -326,7 +326,7 @@ static void run_scenario(scenario *s)
     }
     int dups = atomic_load(&l.duplicates);
     int64_t p99 = h_load_latency_quantile(&l, 0, INT64_MAX, 0.99, NULL);
-    printf("CHAOS| %-22s | %7d | %7d | %6d | %10d | %12d | %6.1f |\n", s->name, issued, ok, errors,
+    printf("CHAOS| %-24s | %7d | %7d | %6d | %10d | %12d | %6.1f |\n", s->name, issued, ok, errors,
            dups, max_attempts, (double)p99 / 1000.0);
     fflush(stdout);
 
