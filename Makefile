@@ -6,8 +6,11 @@ CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 60
 DEMO_ARGS ?=
 
+# make chaos: rounds of kill/freeze(/etcd restart) per registry (at most 13: one new port a round)
+CHAOS_ROUNDS ?= 8
+
 .PHONY: all deps deps-test build build-asan build-fuzz build-tsan test test-plain test-asan fuzz \
-        tsan demo bench install clean format check-format
+        tsan chaos demo bench install clean format check-format
 
 all: build
 
@@ -51,6 +54,15 @@ test: deps-test
 
 tsan: deps-test build-tsan
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -L 'unit|integration'
+
+# The long form of tests/chaos (minutes): more rounds at a higher load, then the table of figures.
+chaos: deps-test build
+	@cd build && mkdir -p scratch && \
+	  CHAOS_LONG=1 CHAOS_ROUNDS=$(CHAOS_ROUNDS) FTRPC_CLI=$$PWD/ftrpc FTRPC_SCRATCH=$$PWD/scratch \
+	  tests/test_chaos > chaos.log 2>&1; rc=$$?; cat chaos.log; echo; \
+	  echo "| scenario                 |   calls |      ok | errors | duplicates | max attempts | p99 ms |"; \
+	  echo "|--------------------------|---------|---------|--------|------------|--------------|--------|"; \
+	  grep '^CHAOS|' chaos.log | sed 's/^CHAOS|/|/'; exit $$rc
 
 demo: deps build
 	scripts/demo.sh build $(DEMO_ARGS)

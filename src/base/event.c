@@ -16,18 +16,22 @@ static long futex(atomic_int *addr, int op, int val, const struct timespec *ts)
     return syscall(SYS_futex, (int *)addr, op, val, ts, NULL, 0);
 }
 
-static int64_t spin_ns = -1;
+/* Computed on first use by whichever thread waits first; several may race to compute it, and all
+ * compute the same value, so relaxed atomics suffice (a plain int64_t here was a data race). */
+static _Atomic int64_t spin_ns = -1;
 
 int64_t ft_event_spin_ns(void)
 {
-    if (spin_ns < 0) {
+    int64_t v = atomic_load_explicit(&spin_ns, memory_order_relaxed);
+    if (v < 0) {
         const char *e = getenv("FTRPC_SPIN_US");
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         /* Spinning only pays when a core is free to spin on: with two or fewer, the spinner takes
          * the core the IO thread needs to produce the answer (measured: docs/performance.md). */
-        spin_ns = e ? atoll(e) * 1000 : (cores > 2 ? 20000 : 0);
+        v = e ? atoll(e) * 1000 : (cores > 2 ? 20000 : 0);
+        atomic_store_explicit(&spin_ns, v, memory_order_relaxed);
     }
-    return spin_ns;
+    return v;
 }
 
 void ft_event_set(ft_event *ev)

@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,9 @@ static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t held_cond = PTHREAD_COND_INITIALIZER;
 static held_call *held;
 static int delay_thread_stop;
+/* Requests the handler answered with their echo (--stats-on-exit prints it): the server's side of
+ * the chaos suite's accounting, where every call a client counts OK was answered here once. */
+static atomic_long answered;
 
 static int64_t now_ns(void)
 {
@@ -57,7 +61,9 @@ static double uniform(void)
 
 static void echo(ftrpc_server_call *call)
 {
-    ftrpc_server_call_reply(call, ftrpc_server_call_request(call), ftrpc_server_call_attachment(call));
+    atomic_fetch_add_explicit(&answered, 1, memory_order_relaxed);
+    ftrpc_server_call_reply(call, ftrpc_server_call_request(call),
+                            ftrpc_server_call_attachment(call));
 }
 
 static void hold(ftrpc_server_call *call, int64_t due_ns)
@@ -144,7 +150,8 @@ static void usage(FILE *out)
             "                       codes >= 3000 are business errors)\n"
             "  --hang-rate P        never answer a share P of calls\n"
             "  --workers            run the handler on the worker pool instead of the IO thread\n"
-            "  --grace-ms N         graceful stop waits N ms for calls in flight (default 5000)\n\n"
+            "  --grace-ms N         graceful stop waits N ms for calls in flight (default 5000)\n"
+            "  --stats-on-exit      print 'answered N' (echo replies sent) to stderr on exit\n\n"
             "Discovery (docs/discovery.md):\n"
             "  --register URL       register in a naming service, e.g. dir:///tmp/reg\n"
             "  --service NAME       service name to register under (added to URL as ?service=)\n"
@@ -178,6 +185,7 @@ int ft_cli_echo_server(int argc, char **argv)
         {"idle-timeout-ms", required_argument, 0, 'i'},
         {"read-timeout-ms", required_argument, 0, 'r'},
         {"max-inflight-per-connection", required_argument, 0, 'F'},
+        {"stats-on-exit", no_argument, 0, 'x'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     const char *auth_token = NULL;
     long max_connections = 0, idle_timeout_ms = 0, read_timeout_ms = 0, max_inflight = 0;
@@ -185,14 +193,16 @@ int ft_cli_echo_server(int argc, char **argv)
     double ttl_s = 90, interval_s = 30;
     long weight = 0;
     const char *listen_addr = NULL;
-    int delay_rate_set = 0, workers = 0;
+    int delay_rate_set = 0, workers = 0, stats_on_exit = 0;
     long grace_ms = 5000;
     faults = (fault_config){.error_code = 2001};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'l': listen_addr = optarg; break;
+        case 'l':
+            listen_addr = optarg;
+            break;
         case 'd':
             if (ft_cli_parse_int("--delay-ms", optarg, 0, 3600000, &faults.delay_ms)) return 2;
             break;
@@ -215,19 +225,31 @@ int ft_cli_echo_server(int argc, char **argv)
         case 'H':
             if (ft_cli_parse_rate("--hang-rate", optarg, &faults.hang_rate)) return 2;
             break;
-        case 'w': workers = 1; break;
+        case 'w':
+            workers = 1;
+            break;
+        case 'x':
+            stats_on_exit = 1;
+            break;
         case 'g':
             if (ft_cli_parse_int("--grace-ms", optarg, 0, 600000, &grace_ms)) return 2;
             break;
-        case 'R': reg_url = optarg; break;
-        case 'S': reg_service = optarg; break;
-        case 'G': reg_tags = optarg; break;
+        case 'R':
+            reg_url = optarg;
+            break;
+        case 'S':
+            reg_service = optarg;
+            break;
+        case 'G':
+            reg_tags = optarg;
+            break;
         case 'T':
         case 'I': {
             char *end;
             double v = strtod(optarg, &end);
             if (*end || v <= 0 || v > 86400) {
-                fprintf(stderr, "ftrpc: --%s wants seconds in (0, 86400]\n", c == 'T' ? "ttl" : "interval");
+                fprintf(stderr, "ftrpc: --%s wants seconds in (0, 86400]\n",
+                        c == 'T' ? "ttl" : "interval");
                 return 2;
             }
             *(c == 'T' ? &ttl_s : &interval_s) = v;
@@ -310,7 +332,8 @@ int ft_cli_echo_server(int argc, char **argv)
         so.register_interval_ms = (int64_t)(interval_s * 1000);
     }
     int rc = ftrpc_server_new(&so, &server);
-    if (rc == 0) rc = ftrpc_server_add_method(server, "example.EchoService", "Echo", on_echo, NULL, &mo);
+    if (rc == 0)
+        rc = ftrpc_server_add_method(server, "example.EchoService", "Echo", on_echo, NULL, &mo);
     if (rc == 0) rc = ftrpc_server_start(server, listen_addr);
     if (rc != 0) {
         fprintf(stderr, "ftrpc echo-server: cannot serve on %s: %s\n", listen_addr,
@@ -349,5 +372,8 @@ int ft_cli_echo_server(int argc, char **argv)
         fprintf(stderr, "ftrpc echo-server: calls=%lld canceled_unstarted=%lld rejected=%lld\n",
                 (long long)st.calls, (long long)st.canceled_unstarted, (long long)st.rejected);
     ftrpc_server_free(server); /* waits for the replies above to be discarded */
+    if (stats_on_exit)
+        fprintf(stderr, "ftrpc echo-server: answered %ld\n",
+                atomic_load_explicit(&answered, memory_order_relaxed));
     return rc == 0 ? 0 : 1;
 }

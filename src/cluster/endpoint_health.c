@@ -228,15 +228,16 @@ static void become_active(ft_endpoint_health *h)
     set_state(h, FT_HEALTH_ACTIVE, INT64_MIN);
 }
 
-/* The endpoint should be suspended (already holding a slot if it failed its probe). */
-/* When a TIMEOUT endpoint may be used again. "At once" is 0, not now_ns: callers on different IO
- * threads pass slightly different "now"s (each loop caches its time per phase), and an endpoint
- * usable at once must not look unusable to a thread whose "now" is a few microseconds older. */
+/* When a TIMEOUT endpoint becomes usable again. With no retry delay it never stops being usable:
+ * `now_ns` is this thread's clock, and a pick on another IO thread may read an earlier one; a
+ * usable_at of now_ns would deny that pick for a moment (caught by tsan's slowdown in
+ * test_fail_modes, where a priority pick then went to the second server). */
 static int64_t timeout_usable_at(const ft_endpoint_health *h, int64_t now_ns)
 {
-    return h->opts.retry_delay_ms > 0 ? now_ns + h->opts.retry_delay_ms * FT_NS_PER_MS : 0;
+    return h->opts.retry_delay_ms > 0 ? now_ns + h->opts.retry_delay_ms * FT_NS_PER_MS : INT64_MIN;
 }
 
+/* The endpoint should be suspended (already holding a slot if it failed its probe). */
 static void suspend(ft_endpoint_health *h, int64_t now_ns, int code, bool by_breaker)
 {
     if (h->opts.initial_duration_ms == FT_HEALTH_NO_SUSPENSION) {
@@ -248,7 +249,7 @@ static void suspend(ft_endpoint_health *h, int64_t now_ns, int code, bool by_bre
             /* The cap is full: stay in the service, in TIMEOUT so that a success still clears
              * the mark and the next failure asks again. */
             atomic_fetch_add_explicit(&h->cap_denials, 1, memory_order_relaxed);
-            set_state(h, FT_HEALTH_TIMEOUT, 0); /* usable at once (see timeout_usable_at) */
+            set_state(h, FT_HEALTH_TIMEOUT, INT64_MIN); /* usable at once (see timeout_usable_at) */
             FT_DEBUG("endpoint health %p: suspension on %d refused by the cap", (void *)h, code);
             return;
         }

@@ -124,7 +124,7 @@ int h_pattern_check(const ftrpc_buf *buf, size_t len, unsigned seed);
 
 /* ---- steady load: async calls with a fixed number in flight ---- */
 
-#define H_LOAD_MAX_ENDPOINTS 8
+#define H_LOAD_MAX_ENDPOINTS 16
 
 typedef struct h_load h_load;
 

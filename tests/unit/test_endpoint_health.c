@@ -100,6 +100,22 @@ static void mark_code_moves_active_to_timeout_usable_after_retry_delay(void **s)
     destroy(f);
 }
 
+/* Another IO thread may pick with a clock reading taken just before this thread's report. */
+static void timeout_without_retry_delay_stays_usable_for_an_earlier_clock_reading(void **s)
+{
+    for (int nosusp = 0; nosusp < 2; nosusp++) {
+        ft_health_options o = {.retries_before_suspension = 2};
+        if (nosusp) o.initial_duration_ms = FT_HEALTH_NO_SUSPENSION;
+        fixture *f = make(&o);
+        for (int i = 0; i < (nosusp ? 3 : 1); i++)
+            result(f, FTRPC_ERPCTIMEDOUT);
+        assert_int_equal(state(f), FT_HEALTH_TIMEOUT);
+        assert_true(ft_health_usable(&f->h, now(f) - MS(1)));
+        assert_int_equal(ft_health_try_acquire(&f->h, now(f) - MS(1)), FT_HEALTH_GRANTED);
+        destroy(f);
+    }
+}
+
 static void timeout_suspends_after_retries_before_suspension_more_errors(void **s)
 {
     ft_health_options o = {.retries_before_suspension = 2};
@@ -581,6 +597,7 @@ int main(void)
         cmocka_unit_test(starts_active_and_usable_with_defaults),
         cmocka_unit_test(first_mark_code_suspends_with_default_retries),
         cmocka_unit_test(mark_code_moves_active_to_timeout_usable_after_retry_delay),
+        cmocka_unit_test(timeout_without_retry_delay_stays_usable_for_an_earlier_clock_reading),
         cmocka_unit_test(timeout_suspends_after_retries_before_suspension_more_errors),
         cmocka_unit_test(success_in_timeout_returns_to_active_and_resets_count),
         cmocka_unit_test(business_error_in_timeout_counts_as_success),
