@@ -30,7 +30,7 @@ build-asan:
 
 build-fuzz:
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DFTRPC_FUZZ=ON $(CMAKE_FLAGS)
-	cmake --build build-fuzz -j $(JOBS)
+	cmake --build build-fuzz -j $(JOBS) --target fuzzers
 
 build-tsan:
 	CC=clang cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DFTRPC_TSAN=ON $(CMAKE_FLAGS)
