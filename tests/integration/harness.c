@@ -211,39 +211,10 @@ int h_server_start(h_server *s, const char *const *args)
 
 int h_server_start_on(h_server *s, int port, const char *const *args)
 {
-    static atomic_int seq;
-    memset(s, 0, sizeof *s);
-    s->out_fd = -1;
-    snprintf(s->err_path, sizeof s->err_path, "%s/echo-server-%d-%d.stderr", scratch_dir(),
-             (int)getpid(), atomic_fetch_add(&seq, 1));
-    int err_fd = open(s->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (err_fd < 0) return -1;
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) {
-        close(err_fd);
-        return -1;
-    }
-    char *argv[64];
-    int n = 0;
-    argv[n++] = (char *)cli_path();
-    argv[n++] = "echo-server";
-    argv[n++] = "--listen";
     char listen_addr[32];
     snprintf(listen_addr, sizeof listen_addr, "127.0.0.1:%d", port);
-    argv[n++] = listen_addr;
-    for (int i = 0; args && args[i] && n < 62; i++)
-        argv[n++] = (char *)args[i];
-    argv[n] = NULL;
-    pid_t pid = spawn(argv, p[1], err_fd);
-    close(p[1]);
-    close(err_fd);
-    if (pid < 0) {
-        close(p[0]);
-        return -1;
-    }
-    track(pid);
-    s->pid = pid;
-    s->out_fd = p[0];
+    const char *const pre[] = {"echo-server", "--listen", listen_addr, NULL};
+    if (start_child(s, "echo-server", pre, args) != 0) return -1;
     /* read the "listening on 127.0.0.1:PORT" line, bounded */
     char line[256];
     size_t len = 0;
