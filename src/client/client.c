@@ -392,6 +392,16 @@ static int64_t naming_stale(void *arg)
     return st.stale ? (st.stale_ms > 0 ? st.stale_ms : 1) : 0;
 }
 
+static int64_t cancels(void *arg)
+{
+    return atomic_load_explicit(&((ftrpc_client *)arg)->cancels, memory_order_relaxed);
+}
+
+static int64_t budget_exhausted(void *arg)
+{
+    return atomic_load_explicit(&((ftrpc_client *)arg)->budget_exhausted, memory_order_relaxed);
+}
+
 static void register_naming_gauges(ftrpc_client *c, const char *url)
 {
     ft_metrics_registry *reg = ft_metrics_default_registry();
@@ -405,6 +415,14 @@ static void register_naming_gauges(ftrpc_client *c, const char *url)
                             "good answers from the naming service", labels, 2);
     ft_metrics_registry_add(reg, FT_METRIC_GAUGE, &c->naming_stale, "rpc_client_naming_stale_ms",
                             "0 while fresh; how long the view has served a stale list", labels, 2);
+    ft_gauge_init_fn(&c->cancels_gauge, cancels, c);
+    ft_gauge_init_fn(&c->budget_exhausted_gauge, budget_exhausted, c);
+    ft_metrics_registry_add(reg, FT_METRIC_GAUGE, &c->cancels_gauge, "rpc_client_cancels",
+                            "ftrpc.Control/Cancel sent for attempts outlived by their call",
+                            labels, 2);
+    ft_metrics_registry_add(reg, FT_METRIC_GAUGE, &c->budget_exhausted_gauge,
+                            "rpc_client_budget_exhausted",
+                            "retries and backups refused by the empty retry budget", labels, 2);
 }
 
 /* ---- lifecycle ---- */
@@ -505,6 +523,8 @@ void ftrpc_client_free(ftrpc_client *c)
     ft_metrics_registry_remove(ft_metrics_default_registry(), &c->naming_size);
     ft_metrics_registry_remove(ft_metrics_default_registry(), &c->naming_updates);
     ft_metrics_registry_remove(ft_metrics_default_registry(), &c->naming_stale);
+    ft_metrics_registry_remove(ft_metrics_default_registry(), &c->cancels_gauge);
+    ft_metrics_registry_remove(ft_metrics_default_registry(), &c->budget_exhausted_gauge);
     /* no more endpoint updates: the listener is not running once unlisten returns */
     ft_naming_view_unlisten(c->view, c->view_listener);
     ft_naming_view_free(c->view);

@@ -148,6 +148,7 @@ struct ftrpc_client {
     char *auth_token; /* copy of opts.auth_token */
     struct ft_endpoint_reporter *reporter; /* the /endpoints page's view of this client */
     ft_gauge naming_size, naming_updates, naming_stale; /* discovery figures, read on demand */
+    ft_gauge cancels_gauge, budget_exhausted_gauge;     /* the client-wide counters above */
     pthread_mutex_t free_lock; /* guards nothing but the condition below */
     pthread_cond_t free_cond;  /* signalled when inflight or open_conns reach 0 while stopping */
 };
