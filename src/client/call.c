@@ -114,8 +114,6 @@ static void settle_attempt(ft_attempt *a, int code)
     int64_t now = ft_loop_now(a->call->loop);
     ft_health_inflight_dec(&ep->health);
     ft_health_on_result(&ep->health, code, (now - a->sent_ns) / 1000, now);
-    atomic_store_explicit(&ep->ewma_us, (int64_t)ft_health_ewma_us(&ep->health, now),
-                          memory_order_relaxed);
 }
 
 static int health_code(ftrpc_result_kind kind, int code)

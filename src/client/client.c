@@ -273,7 +273,7 @@ static ft_cluster *cluster_build(ftrpc_client *c, const ft_naming_snapshot *snap
         atomic_store(&e->removed, 0);
         hs[cl->n] = &e->health;
         lbe[cl->n] = (ft_lb_endpoint){.id = e, .addr = e->name, .weight = e->weight,
-                                      .ewma_latency_us = &e->ewma_us,
+                                      .ewma_latency_us = &e->health.ewma_us,
                                       .inflight = &e->health.inflight};
         cl->eps[cl->n++] = e;
     }

@@ -27,7 +27,7 @@ typedef struct ft_call ft_call;
 
 /* One endpoint of the service. Shared by all loops and kept across endpoint-list updates while
  * its address stays listed, so that its health survives them. Its health is thread-safe;
- * `ewma_us` mirrors the health's peak-EWMA as an integer for the p2c balancer; conns[i] is
+ * the p2c balancer reads its health's integer peak-EWMA (health.ewma_us); conns[i] is
  * touched only by loop i; the rest is immutable. Reference-counted: every cluster that lists it
  * and every connection to it hold one. */
 typedef struct ft_client_endpoint {
@@ -35,7 +35,6 @@ typedef struct ft_client_endpoint {
     struct sockaddr_storage sa;
     uint32_t weight;
     ft_endpoint_health health;
-    _Atomic int64_t ewma_us;
     atomic_int refs;
     atomic_int removed; /* no longer listed: its connections close once idle */
     ft_cconn **conns;   /* [nloops] */

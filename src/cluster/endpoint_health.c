@@ -145,6 +145,7 @@ int ft_health_init(ft_endpoint_health *h, const ft_health_options *opts)
     atomic_init(&h->usable_at_ns, INT64_MIN);
     atomic_init(&h->ewma_bits, 0);
     atomic_init(&h->ewma_stamp_ns, 0);
+    atomic_init(&h->ewma_us, 0);
     atomic_init(&h->inflight, 0);
     return 0;
 }
@@ -282,6 +283,7 @@ static void update_ewma(ft_endpoint_health *h, int64_t latency_us, int64_t now_n
     memcpy(&bits, &cost, sizeof(bits));
     atomic_store_explicit(&h->ewma_stamp_ns, now_ns, memory_order_relaxed);
     atomic_store_explicit(&h->ewma_bits, bits, memory_order_relaxed);
+    atomic_store_explicit(&h->ewma_us, (int64_t)cost, memory_order_relaxed);
 }
 
 double ft_health_ewma_us(const ft_endpoint_health *h, int64_t now_ns)

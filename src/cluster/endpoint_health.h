@@ -139,6 +139,7 @@ typedef struct ft_endpoint_health {
     ft_suspension_cap *cap;     /* [mu] NULL: no cap */
     ft_breaker breaker;         /* [mu] */
     _Atomic uint64_t ewma_bits; /* peak-EWMA latency in us, a double's bits */
+    _Atomic int64_t ewma_us;    /* the same as of its last sample, rounded: what p2c reads */
     _Atomic int64_t ewma_stamp_ns;
     _Atomic int inflight;
     _Atomic uint64_t suspensions, probes, probe_failures, breaker_trips, cap_denials;
