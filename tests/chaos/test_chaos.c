@@ -40,11 +40,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#ifdef FTRPC_CHAOS_ETCD
-#include <curl/curl.h>
-#endif
-
 #include "harness.h"
+#ifdef FTRPC_CHAOS_ETCD
+#include "etcd_fixture.h"
+#endif
 
 /* Sanitizers make everything several times slower: the phases are counted in calls, and the
  * bounds on them are scaled. */
@@ -72,116 +71,10 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
     return remove(path);
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
-}
-
-/* ---- the etcd under test (same data folder and ports across restarts) ----
- * The same start/kill as tests/integration/test_naming_etcd.c (a copy, not a shared fixture, so
- * as not to edit that test while others work on it; worth folding into the harness later). */
+/* ---- the etcd under test (same data folder and ports across restarts) ---- */
 
 #ifdef FTRPC_CHAOS_ETCD
-static struct {
-    char bin[512];
-    char log[600];
-    char data[600];
-    int cport, pport;
-    pid_t pid;
-} E;
-
-static int find_etcd(void)
-{
-    const char *env = getenv("FTRPC_ETCD");
-    if (env && *env) {
-        snprintf(E.bin, sizeof E.bin, "%s", env);
-        return access(E.bin, X_OK);
-    }
-    const char *path = getenv("PATH");
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s:/usr/bin:/usr/local/bin", path ? path : "");
-    for (char *save = NULL, *d = strtok_r(buf, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-        snprintf(E.bin, sizeof E.bin, "%s/etcd", d);
-        if (access(E.bin, X_OK) == 0) return 0;
-    }
-    return -1;
-}
-
-static size_t discard(char *p, size_t size, size_t n, void *arg)
-{
-    (void)p;
-    (void)size;
-    (void)arg;
-    return n;
-}
-
-static int etcd_healthy(void)
-{
-    CURL *c = curl_easy_init();
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/health", E.cport);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 1000L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
-    CURLcode rc = curl_easy_perform(c);
-    long code = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    curl_easy_cleanup(c);
-    return rc == CURLE_OK && code == 200;
-}
-
-static int etcd_start(void)
-{
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int fd = open(E.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        char curl_[64], purl[64], cluster[80];
-        snprintf(curl_, sizeof curl_, "http://127.0.0.1:%d", E.cport);
-        snprintf(purl, sizeof purl, "http://127.0.0.1:%d", E.pport);
-        snprintf(cluster, sizeof cluster, "t=%s", purl);
-        execl(E.bin, E.bin, "--name", "t", "--data-dir", E.data, "--listen-client-urls", curl_,
-              "--advertise-client-urls", curl_, "--listen-peer-urls", purl,
-              "--initial-advertise-peer-urls", purl, "--initial-cluster", cluster,
-              "--initial-cluster-state", "new", (char *)NULL);
-        _exit(127);
-    }
-    E.pid = pid;
-    int64_t deadline = h_now_ms() + 20000;
-    while (h_now_ms() < deadline) {
-        if (etcd_healthy()) return 0;
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            E.pid = 0;
-            return -1;
-        }
-        h_sleep_ms(50);
-    }
-    return -1;
-}
-
-static void etcd_kill(void)
-{
-    if (E.pid <= 0) return;
-    kill(E.pid, SIGKILL);
-    waitpid(E.pid, NULL, 0);
-    E.pid = 0;
-}
+static h_etcd E;
 #endif
 
 /* ---- one scenario ---- */
@@ -254,7 +147,7 @@ static void run_scenario(scenario *s)
     memset(s->srv, 0, sizeof s->srv);
     s->nsrv = NLIVE + P.rounds;
     for (int i = 0; i < s->nsrv; i++)
-        snprintf(s->addr[i], sizeof s->addr[i], "127.0.0.1:%d", free_port());
+        snprintf(s->addr[i], sizeof s->addr[i], "127.0.0.1:%d", h_free_port());
     for (int i = 0; i < NLIVE; i++) {
         server_start(s, i);
         s->live[i] = i;
@@ -292,9 +185,9 @@ static void run_scenario(scenario *s)
         wait_answered_by(&l, s->live[victim], 50);
 #ifdef FTRPC_CHAOS_ETCD
         if (s->registry_restart) {
-            etcd_kill();
+            h_etcd_kill(&E);
             wait_more_calls(&l, P.phase_calls);
-            assert_int_equal(etcd_start(), 0);
+            assert_int_equal(h_etcd_start(&E), 0);
             wait_more_calls(&l, P.phase_calls);
         }
 #endif
@@ -391,18 +284,12 @@ static void
 etcd_registry_loses_and_duplicates_no_call_when_servers_die_freeze_and_etcd_restarts(void **state)
 {
     (void)state;
-    if (find_etcd() != 0)
-        fail_msg("etcd is not installed (no executable etcd at $FTRPC_ETCD or on PATH); install "
-                 "Debian's etcd-server: scripts/install-deps.sh --test");
     make_scratch();
-    snprintf(E.log, sizeof E.log, "%s/etcd.log", scratch_dir);
-    snprintf(E.data, sizeof E.data, "%s/etcd-data", scratch_dir);
-    E.cport = free_port();
-    do
-        E.pport = free_port();
-    while (E.pport == E.cport);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    assert_int_equal(etcd_start(), 0);
+    if (h_etcd_init(&E, scratch_dir) != 0) fail_msg("etcd is not installed (see above)");
+    if (h_etcd_start(&E) != 0) {
+        h_etcd_dump_log(&E);
+        fail_msg("etcd (%s) did not become healthy on 127.0.0.1:%d", E.bin, E.cport);
+    }
     static scenario s;
     memset(&s, 0, sizeof s);
     s.name = "etcd:// kill+freeze+etcd";
@@ -413,7 +300,7 @@ etcd_registry_loses_and_duplicates_no_call_when_servers_die_freeze_and_etcd_rest
     s.interval = "0.5";
     s.registry_restart = 1;
     run_scenario(&s);
-    etcd_kill();
+    h_etcd_kill(&E);
     remove_scratch();
 }
 #endif

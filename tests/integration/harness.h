@@ -86,6 +86,8 @@ int h_child_wait_output(h_server *s, char *buf, size_t cap, size_t *len, const c
 
 /* Connects to 127.0.0.1:port (blocking, bounded to 2 s). fd or -1. */
 int h_raw_connect(int port);
+/* A loopback TCP port that was free a moment ago (bound, read, closed), or -1. */
+int h_free_port(void);
 /* Sends all bytes. 0, or -1 when the peer is gone. */
 int h_raw_send(int fd, const void *data, size_t len);
 /* Reads exactly len bytes within timeout_ms. 1 on success, 0 on EOF/reset, -1 on timeout. */

@@ -36,143 +36,16 @@
 #include <unistd.h>
 
 #include "base/strbuf.h"
+#include "etcd_fixture.h"
 #include "harness.h"
 #include "naming/etcd_json.h"
 #include "naming/naming_view.h"
 
 /* ---- the etcd under test ---- */
 
-static struct {
-    char bin[512];
-    char dir[512]; /* temp folder: data/ and etcd.log */
-    char log[600];
-    int cport, pport;
-    pid_t pid;
-    char url_base[64]; /* "etcd://127.0.0.1:PORT" */
-} E;
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
-}
-
-static int find_etcd(void)
-{
-    const char *env = getenv("FTRPC_ETCD");
-    if (env && *env) {
-        snprintf(E.bin, sizeof E.bin, "%s", env);
-        return access(E.bin, X_OK);
-    }
-    const char *path = getenv("PATH");
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s:/usr/bin:/usr/local/bin", path ? path : "");
-    for (char *save = NULL, *d = strtok_r(buf, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-        snprintf(E.bin, sizeof E.bin, "%s/etcd", d);
-        if (access(E.bin, X_OK) == 0) return 0;
-    }
-    return -1;
-}
-
-/* POSTs body to the test etcd; the answer (malloc'ed) or NULL. Independent of the code under
- * test on purpose. */
-static size_t collect(char *p, size_t size, size_t n, void *arg)
-{
-    ft_strbuf *b = arg;
-    return ft_strbuf_append(b, p, n) == 0 ? n : 0;
-}
-
-static char *etcd_post(const char *path, const char *body)
-{
-    CURL *c = curl_easy_init();
-    ft_strbuf b;
-    ft_strbuf_init(&b, 1 << 20);
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", E.cport, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 1000L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 300L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    if (body) curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    CURLcode rc = curl_easy_perform(c);
-    long code = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    curl_easy_cleanup(c);
-    char *out = NULL;
-    if (rc == CURLE_OK && code == 200) out = strdup(ft_strbuf_cstr(&b));
-    ft_strbuf_fini(&b);
-    return out;
-}
-
-static int etcd_healthy(void)
-{
-    char *r = etcd_post("/health", NULL);
-    int ok = r && strstr(r, "\"health\":\"true\"") != NULL;
-    free(r);
-    return ok;
-}
-
-/* Starts etcd (same data folder and ports every time) and waits until it serves, bounded. */
-static int etcd_start(void)
-{
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int fd = open(E.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        char data[600], curl_[64], purl[64], cluster[80];
-        snprintf(data, sizeof data, "%s/data", E.dir);
-        snprintf(curl_, sizeof curl_, "http://127.0.0.1:%d", E.cport);
-        snprintf(purl, sizeof purl, "http://127.0.0.1:%d", E.pport);
-        snprintf(cluster, sizeof cluster, "t=%s", purl);
-        execl(E.bin, E.bin, "--name", "t", "--data-dir", data, "--listen-client-urls", curl_,
-              "--advertise-client-urls", curl_, "--listen-peer-urls", purl,
-              "--initial-advertise-peer-urls", purl, "--initial-cluster", cluster,
-              "--initial-cluster-state", "new", (char *)NULL);
-        _exit(127);
-    }
-    E.pid = pid;
-    int64_t deadline = h_now_ms() + 20000;
-    while (h_now_ms() < deadline) {
-        if (etcd_healthy()) return 0;
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            E.pid = 0;
-            return -1;
-        }
-        usleep(50 * 1000);
-    }
-    return -1;
-}
-
-static void etcd_kill(void)
-{
-    if (E.pid <= 0) return;
-    kill(E.pid, SIGKILL);
-    waitpid(E.pid, NULL, 0);
-    E.pid = 0;
-}
-
-static void dump_log(void)
-{
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "tail -n 30 '%s' >&2", E.log);
-    if (system(cmd) != 0) fprintf(stderr, "(no etcd log)\n");
-}
+static h_etcd E;
+static char E_dir[512];     /* temp folder: data/ and etcd.log */
+static char E_url_base[64]; /* "etcd://127.0.0.1:PORT" */
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -181,29 +54,17 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 
 static int group_setup(void **state)
 {
-    if (find_etcd() != 0) {
-        fprintf(
-            stderr,
-            "FAIL: etcd is not installed (no executable etcd at $FTRPC_ETCD or on PATH). Install "
-            "Debian's etcd-server: scripts/install-deps.sh --test\n");
-        return -1;
-    }
+    (void)state;
     const char *scratch = getenv("FTRPC_SCRATCH");
     char base[400];
     snprintf(base, sizeof base, "%s", scratch && *scratch ? scratch : "/tmp");
     mkdir(base, 0777);
-    snprintf(E.dir, sizeof E.dir, "%s/etcd-XXXXXX", base);
-    if (!mkdtemp(E.dir)) return -1;
-    snprintf(E.log, sizeof E.log, "%s/etcd.log", E.dir);
-    E.cport = free_port();
-    E.pport = free_port();
-    while (E.pport == E.cport)
-        E.pport = free_port();
-    snprintf(E.url_base, sizeof E.url_base, "etcd://127.0.0.1:%d", E.cport);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    if (etcd_start() != 0) {
+    snprintf(E_dir, sizeof E_dir, "%s/etcd-XXXXXX", base);
+    if (!mkdtemp(E_dir) || h_etcd_init(&E, E_dir) != 0) return -1;
+    snprintf(E_url_base, sizeof E_url_base, "etcd://127.0.0.1:%d", E.cport);
+    if (h_etcd_start(&E) != 0) {
         fprintf(stderr, "FAIL: etcd (%s) did not become healthy on 127.0.0.1:%d\n", E.bin, E.cport);
-        dump_log();
+        h_etcd_dump_log(&E);
         return -1;
     }
     return 0;
@@ -211,8 +72,8 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-    etcd_kill();
-    if (E.dir[0]) nftw(E.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    h_etcd_kill(&E);
+    if (E_dir[0]) nftw(E_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     return 0;
 }
 
@@ -222,7 +83,7 @@ static ft_registrar *reg_start(const char *service, const char *addr, uint32_t w
                                const char *tags, int64_t ttl, int64_t interval)
 {
     char url[256];
-    snprintf(url, sizeof url, "%s/ftrpc-test?service=%s", E.url_base, service);
+    snprintf(url, sizeof url, "%s/ftrpc-test?service=%s", E_url_base, service);
     ft_registrar_opts o = {.url = url,
                            .addr = addr,
                            .weight = weight,
@@ -237,7 +98,7 @@ static ft_registrar *reg_start(const char *service, const char *addr, uint32_t w
 static ft_naming_view *view_open(const char *service, int64_t rescan_ms)
 {
     char url[256];
-    snprintf(url, sizeof url, "%s/ftrpc-test?service=%s", E.url_base, service);
+    snprintf(url, sizeof url, "%s/ftrpc-test?service=%s", E_url_base, service);
     /* empty_grace_ms < 0: an empty answer shows at once, so a wrongly empty list would be seen */
     ft_naming_view_opts vo = {.rescan_ms = rescan_ms, .empty_grace_ms = -1};
     ft_naming_view *v = NULL;
@@ -269,7 +130,7 @@ static int64_t wait_count(ft_naming_view *v, size_t n, int timeout_ms)
 static int64_t key_lease(const char *key)
 {
     char *req = ft_etcd_req_range(key, NULL, false, 0);
-    char *r = etcd_post("/v3/kv/range", req);
+    char *r = h_etcd_post(&E, "/v3/kv/range", req);
     free(req);
     if (!r) return -1;
     int64_t lease = 0;
@@ -292,7 +153,7 @@ static void registered_server_is_discovered_and_clean_stop_removes_it(void **sta
     /* The first endpoint is dead: the second must answer. */
     char url[256];
     snprintf(url, sizeof url, "etcd://127.0.0.1:%d,127.0.0.1:%d/ftrpc-test?service=t1.Svc",
-             free_port(), E.cport);
+             h_free_port(), E.cport);
     ft_naming *ns;
     assert_int_equal(ft_naming_open(url, &ns), 0);
     ft_endpoint_list l = {0};
@@ -345,7 +206,7 @@ static void killed_registrar_disappears_after_its_ttl(void **state)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         close(pfd[0]);
         char url[256];
-        snprintf(url, sizeof url, "%s/ftrpc-test?service=t3.Svc", E.url_base);
+        snprintf(url, sizeof url, "%s/ftrpc-test?service=t3.Svc", E_url_base);
         ft_registrar_opts o = {.url = url,
                                .addr = "127.0.0.1:7201",
                                .register_ttl_ms = 2000,
@@ -405,7 +266,7 @@ registrar_takes_a_new_lease_when_its_lease_is_lost_and_puts_back_a_deleted_key(v
     /* The lease is lost (revoked behind the registrar's back: as after expiry in a partition):
      * the key goes with it, and the next keepalive answers TTL 0. */
     char *req = ft_etcd_req_lease(lease0);
-    free(etcd_post("/v3/lease/revoke", req));
+    free(h_etcd_post(&E, "/v3/lease/revoke", req));
     free(req);
     int64_t lease1 = wait_new_lease(key, lease0, 2000);
     fprintf(stderr, "lease lost: %lld -> %lld\n", (long long)lease0, (long long)lease1);
@@ -418,7 +279,7 @@ registrar_takes_a_new_lease_when_its_lease_is_lost_and_puts_back_a_deleted_key(v
     char body[256];
     snprintf(body, sizeof body, "{\"key\":\"%s\"}", k64);
     free(k64);
-    free(etcd_post("/v3/kv/deleterange", body));
+    free(h_etcd_post(&E, "/v3/kv/deleterange", body));
     /* The delete has completed when etcd_post returns: the key reappears only if put back. (The
      * view may show the gap for just a few ms, too briefly to assert on.) */
     int64_t t0 = h_now_ms();
@@ -455,7 +316,7 @@ static void view_survives_etcd_restart_and_registrar_takes_a_new_lease(void **st
     ft_registrar_counts(a, &ok0, &failed0);
 
     sampler s = {.v = v, .want = 1};
-    etcd_kill();
+    h_etcd_kill(&E);
     int64_t t0 = h_now_ms();
     while (h_now_ms() - t0 < 1500) { /* down for several keepalive intervals */
         sample(&s);
@@ -464,8 +325,8 @@ static void view_survives_etcd_restart_and_registrar_takes_a_new_lease(void **st
     ft_naming_view_stats st;
     ft_naming_view_stats_get(v, &st);
     assert_true(st.stale);
-    if (etcd_start() != 0) {
-        dump_log();
+    if (h_etcd_start(&E) != 0) {
+        h_etcd_dump_log(&E);
         fail_msg("etcd did not come back");
     }
     /* The registrar notices, registers again under a new lease; the view never empties. */
