@@ -38,6 +38,10 @@ struct ftrpc_backup_policy {
     void (*on_call_end)(ftrpc_backup_policy *self, const ftrpc_result *result);
     /* Frees the policy (ftrpc_backup_policy_free calls it). May be NULL. */
     void (*destroy)(ftrpc_backup_policy *self);
+    /* Told when a backup should_backup agreed to was not sent after all, because the client's
+     * retry budget refused it: a policy that counts backups when it decides takes it back here.
+     * May be NULL. (Last, so that policies written before it still initialise in order.) */
+    void (*on_backup_refused)(ftrpc_backup_policy *self, const char *service, const char *method);
 };
 
 /* brpc's RateLimitedBackupPolicy: at most max_backup_ratio of the calls in a sliding window get a

@@ -459,6 +459,9 @@ static void on_backup_timer(ft_timer *t)
         return;
     if (!ft_retry_budget_try_spend(&c->budget, ft_loop_now(call->loop))) {
         atomic_fetch_add_explicit(&c->budget_exhausted, 1, memory_order_relaxed);
+        /* a policy that counted this backup when it agreed must not count it as sent */
+        if (policy && policy->on_backup_refused)
+            policy->on_backup_refused(policy, call->service, call->method);
         return;
     }
     call->backups++;
