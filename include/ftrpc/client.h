@@ -241,6 +241,9 @@ struct ftrpc_result {
     int backups;            /* backup requests sent (0 or 1) */
     int backup_won;         /* the answer came from the backup request */
     int from_fallback;      /* a fallback function produced this outcome */
+    int cluster;            /* the cluster of `endpoint`: for a selective client the index of its
+                             * sub-client (ftrpc/selective.h), 0 for a plain client; -1 when no
+                             * endpoint answered */
 };
 
 /* Frees what the result owns (response, attachment). The struct itself is the caller's. */
