@@ -36,7 +36,8 @@ extern "C" {
  *     backoff, no_retry_codes, retry_classifier, retry_budget_*, backup_request_ms,
  *     backup_policy, fallback; the sub-clients' values of these are not used by its calls;
  *   - how endpoints are reached comes from each sub-client: naming_wait_ms, connect_timeout_ms,
- *     max_body_size, max_unwritten_bytes, health, credential, auth_token are ignored here;
+ *     max_body_size, max_unwritten_bytes, health, credential, auth_token and transport
+ *     (TLS) options are ignored here;
  *   - runtime: NULL or the sub-clients' runtime; every sub-client must use the same runtime
  *     (a call lives on one IO thread and uses the sub-clients' connections of that thread).
  *
