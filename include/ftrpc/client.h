@@ -38,6 +38,10 @@ struct ftrpc_backup_policy {
     void (*on_call_end)(ftrpc_backup_policy *self, const ftrpc_result *result);
     /* Frees the policy (ftrpc_backup_policy_free calls it). May be NULL. */
     void (*destroy)(ftrpc_backup_policy *self);
+    /* Told when a backup should_backup agreed to was not sent after all, because the client's
+     * retry budget refused it: a policy that counts backups when it decides takes it back here.
+     * May be NULL. (Last, so that policies written before it still initialise in order.) */
+    void (*on_backup_refused)(ftrpc_backup_policy *self, const char *service, const char *method);
 };
 
 /* brpc's RateLimitedBackupPolicy: at most max_backup_ratio of the calls in a sliding window get a
@@ -237,6 +241,9 @@ struct ftrpc_result {
     int backups;            /* backup requests sent (0 or 1) */
     int backup_won;         /* the answer came from the backup request */
     int from_fallback;      /* a fallback function produced this outcome */
+    int cluster;            /* the cluster of `endpoint`: for a selective client the index of its
+                             * sub-client (ftrpc/selective.h), 0 for a plain client; -1 when no
+                             * endpoint answered */
 };
 
 /* Frees what the result owns (response, attachment). The struct itself is the caller's. */

@@ -8,5 +8,6 @@
 #include "ftrpc/runtime.h"
 #include "ftrpc/server.h"
 #include "ftrpc/client.h"
+#include "ftrpc/selective.h"
 
 #endif

@@ -4,7 +4,9 @@
  * they end) and backups (when they are decided). Summing the window on every decision would cost
  * O(window); instead the sums are refreshed every update_interval_seconds and what happened since
  * the refresh is added from two running counters, so a decision is a few atomic loads and a burst
- * of backups during a latency spike is seen at once, not one interval later.
+ * of backups during a latency spike is seen at once, not one interval later. A backup it agreed to
+ * that the retry budget then refused is taken back (on_backup_refused): the ratio bounds backups
+ * sent, not backups wished for.
  *
  * Adaptive: the delay is the p(1 - max_extra_load) latency of recent calls, read from a windowed
  * latency recorder and cached for refresh_ms; if latency is well behaved, about max_extra_load of
@@ -102,6 +104,21 @@ static int rl_should(ftrpc_backup_policy *self, const char *service, const char 
     return 1;
 }
 
+/* The engine asks the retry budget right after should_backup agreed, on the same thread, so the
+ * bucket of "now" is the one the backup was counted in (short of a second boundary falling between
+ * the two, where the window's sum is still right and only the split between two buckets is off by
+ * one). since_backups may go to -1 when a refresh ran in between: the refreshed window sum holds
+ * the backup, so the total is still right. */
+static void rl_refused(ftrpc_backup_policy *self, const char *service, const char *method)
+{
+    ratelimited *p = (ratelimited *)self;
+    (void)service;
+    (void)method;
+    int64_t now = ft_clock_now_ns(p->clock);
+    atomic_fetch_sub_explicit(&bucket_for(p, now)->backups, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&p->since_backups, 1, memory_order_relaxed);
+}
+
 static void rl_end(ftrpc_backup_policy *self, const ftrpc_result *result)
 {
     ratelimited *p = (ratelimited *)self;
@@ -157,7 +174,7 @@ int ft_backup_policy_ratelimited_new(const ftrpc_ratelimited_backup_options *opt
     p->o = o;
     p->clock = clock ? clock : ft_clock_monotonic();
     pthread_mutex_init(&p->update_lock, NULL);
-    p->base = (ftrpc_backup_policy){rl_delay, rl_should, rl_end, rl_destroy};
+    p->base = (ftrpc_backup_policy){rl_delay, rl_should, rl_end, rl_destroy, rl_refused};
     *out = &p->base;
     return 0;
 }

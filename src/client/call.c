@@ -9,6 +9,11 @@
  * budget; a request that never reached the wire (its connection was refused) is re-sent without
  * using up a retry, but still draws on the budget so that a dead cluster is not hammered.
  *
+ * Where attempts go is the call's targets: one cluster for a plain client; one per sub-client for
+ * a selective client (selective.c), which picks the cluster of each attempt (for a retry or a
+ * backup, one the call has not tried while one is usable) before that cluster's own balancer
+ * picks the endpoint.
+ *
  * Invariants: a call completes exactly once (complete_call) and nothing refers to it afterwards;
  * at most one attempt of a call is in flight (backup requests will add a second); an attempt in
  * flight is counted once in its endpoint's in-flight figure and reports exactly one result to its
@@ -26,6 +31,7 @@
 #include "base/rand.h"
 #include "client/backup_policy.h"
 #include "client/client_internal.h"
+#include "client/selective.h"
 
 static _Atomic int64_t next_correlation_id = 1;
 
@@ -110,7 +116,7 @@ static void settle_attempt(ft_attempt *a, int code)
 {
     if (!a->in_flight) return;
     a->in_flight = 0;
-    ft_client_endpoint *ep = a->call->cluster->eps[a->endpoint];
+    ft_client_endpoint *ep = a->call->targets[a->target].cluster->eps[a->endpoint];
     int64_t now = ft_loop_now(a->call->loop);
     ft_health_inflight_dec(&ep->health);
     ft_health_on_result(&ep->health, code, (now - a->sent_ns) / 1000, now);
@@ -235,10 +241,12 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     r->attempts = call->attempts;
     r->backups = call->backups;
     r->backup_won = winner && winner->is_backup;
+    r->cluster = winner ? winner->target : -1;
     int64_t now = ft_loop_now(call->loop);
     r->latency_us = (now - call->start_ns) / 1000;
     if (winner) /* both buffers are 64 bytes: names are checked to fit when endpoints are made */
-        memcpy(r->endpoint, call->cluster->eps[winner->endpoint]->name, sizeof r->endpoint);
+        memcpy(r->endpoint, call->targets[winner->target].cluster->eps[winner->endpoint]->name,
+               sizeof r->endpoint);
     if (frame && kind == FTRPC_RESULT_OK) {
         r->response = ftrpc_buf_new();
         r->attachment = ftrpc_buf_new();
@@ -263,7 +271,7 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
                                  now);
     ft_iobuf_fini(&call->request);
     ft_iobuf_fini(&call->attachment);
-    ft_cluster_release(call->cluster);
+    ft_call_targets_release(call);
 
     if (call->sync_result) {
         ft_event *done = call->sync_done;
@@ -291,7 +299,7 @@ static void fail_call(ft_call *call, int code, const char *text)
 /* The last failure becomes the call's; when a server sent it, the result names that server. */
 static void complete_with_last_error(ft_call *call)
 {
-    ft_attempt named = {.endpoint = call->last_answered_by};
+    ft_attempt named = {.endpoint = call->last_answered_by, .target = call->last_answered_target};
     complete_call(call, call->last_kind, call->last_code, call->last_text, NULL,
                   call->last_answered_by >= 0 ? &named : NULL, FTRPC_ECANCELED);
 }
@@ -309,16 +317,24 @@ static int endpoint_usable(void *arg, size_t index)
     return ft_health_usable(&u->cluster->eps[index]->health, u->now);
 }
 
-/* The endpoint for the next attempt, claimed from its health; -1 when the service is empty. */
-static int choose_endpoint(ft_call *call, int64_t now)
+/* The endpoint for the next attempt, claimed from its health, and its target in *target; -1 when
+ * the service (every cluster of a selective client) is empty. */
+static int choose_endpoint(ft_call *call, int64_t now, int *target)
 {
-    ft_cluster *cl = call->cluster;
-    if (call->mode == FTRPC_FAILTRY && call->last_endpoint >= 0) return call->last_endpoint;
+    if (call->mode == FTRPC_FAILTRY && call->last_endpoint >= 0) {
+        *target = call->last_target;
+        return call->last_endpoint;
+    }
+    int t = call->ntargets > 1 ? ft_selective_pick_target(call, now) : 0;
+    if (t < 0) return -1;
+    *target = t;
+    ft_cluster *cl = call->targets[t].cluster;
     struct usable_ctx u = {cl, now};
     size_t excluded[FT_LB_MAX_EXCLUDED];
     size_t n = 0;
     if (call->mode != FTRPC_FAILTRY)
-        for (; n < call->ntried; n++) excluded[n] = call->tried[n];
+        for (size_t i = 0; i < call->ntried; i++)
+            if (call->tried_target[i] == t) excluded[n++] = call->tried[i];
     ft_lb_pick req = {.key_hash = call->key_hash,
                       .has_key = call->has_key,
                       .excluded = excluded,
@@ -357,21 +373,22 @@ static void on_attempt_timeout(ft_timer *t)
 
 static void send_attempt(ft_call *call, int is_backup)
 {
-    ftrpc_client *c = call->client;
     ft_attempt *a = NULL;
     for (int i = 0; i < FT_CALL_SLOTS && !a; i++)
         if (!call->slot[i].in_flight) a = &call->slot[i];
     if (!a) return; /* cannot happen: at most one retry or backup is started per free slot */
     int64_t now = ft_loop_now(call->loop);
-    int idx = choose_endpoint(call, now);
+    int target = 0;
+    int idx = choose_endpoint(call, now, &target);
     if (idx < 0) {
         if (attempts_in_flight(call) == 0)
             complete_call(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ENOENDPOINT, NULL, NULL, NULL,
                           FTRPC_ECANCELED);
         return;
     }
-    ft_client_endpoint *ep = call->cluster->eps[idx];
+    ft_client_endpoint *ep = call->targets[target].cluster->eps[idx];
     a->endpoint = idx;
+    a->target = target;
     a->sent_ns = now;
     a->in_flight = 1;
     a->is_backup = is_backup;
@@ -379,13 +396,22 @@ static void send_attempt(ft_call *call, int is_backup)
     ft_health_inflight_inc(&ep->health);
     call->attempts++;
     call->last_endpoint = idx;
+    call->last_target = target;
     if (call->mode != FTRPC_FAILTRY && call->ntried < FT_LB_MAX_EXCLUDED) {
         size_t i = 0;
-        while (i < call->ntried && call->tried[i] != (size_t)idx) i++;
-        if (i == call->ntried) call->tried[call->ntried++] = (size_t)idx;
+        while (i < call->ntried &&
+               (call->tried[i] != (size_t)idx || call->tried_target[i] != target))
+            i++;
+        if (i == call->ntried) {
+            call->tried_target[call->ntried] = target;
+            call->tried[call->ntried++] = (size_t)idx;
+        }
     }
 
     int err = 0;
+    /* the connection and its credential belong to the client that owns the endpoint: for a
+     * selective client's call, a sub-client */
+    ftrpc_client *c = call->targets[target].client;
     ft_cconn *cc = ft_client_get_conn(c, call->loop, ep, &err);
     if (!cc) {
         settle_attempt(a, err);
@@ -459,6 +485,9 @@ static void on_backup_timer(ft_timer *t)
         return;
     if (!ft_retry_budget_try_spend(&c->budget, ft_loop_now(call->loop))) {
         atomic_fetch_add_explicit(&c->budget_exhausted, 1, memory_order_relaxed);
+        /* a policy that counted this backup when it agreed must not count it as sent */
+        if (policy && policy->on_backup_refused)
+            policy->on_backup_refused(policy, call->service, call->method);
         return;
     }
     call->backups++;
@@ -493,6 +522,7 @@ static void attempt_error(ft_attempt *a, ftrpc_result_kind kind, int code, const
     ft_call *call = a->call;
     ftrpc_client *c = call->client;
     call->last_answered_by = answered ? a->endpoint : -1;
+    call->last_answered_target = a->target;
     call->last_kind = kind;
     call->last_code = code;
     snprintf(call->last_text, sizeof call->last_text, "%s",
@@ -595,8 +625,10 @@ static void start_call(ft_call *call)
         fail_call(call, FTRPC_ESTOPPED, NULL);
         return;
     }
-    call->cluster = ft_client_cluster_acquire(c);
-    call->free_resends_left = (int)call->cluster->n;
+    if (ft_call_targets_acquire(call) != 0) {
+        fail_call(call, FTRPC_ENOMEM, NULL);
+        return;
+    }
     ft_retry_budget_on_request(&c->budget, call->start_ns);
     ft_timer_start(call->loop, &call->deadline_timer, call->deadline_ns, on_deadline);
     if (call->mode == FTRPC_FAILBACKUP && !call->backup_opt_out) {

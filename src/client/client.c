@@ -12,6 +12,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "client/client_internal.h"
+#include "client/selective.h"
 #include "metrics/endpoint_report.h"
 #include "metrics/registry.h"
 
@@ -427,9 +428,9 @@ static void register_naming_gauges(ftrpc_client *c, const char *url)
 
 /* ---- lifecycle ---- */
 
-int ftrpc_client_new(const char *naming_url, const ftrpc_client_options *opts, ftrpc_client **out)
+/* naming_url NULL: no discovery, no /endpoints page, no naming gauges (a selective client). */
+static int client_new(const char *naming_url, const ftrpc_client_options *opts, ftrpc_client **out)
 {
-    if (!naming_url || !out) return FTRPC_EINVAL;
     ftrpc_client_options o = opts ? *opts : (ftrpc_client_options){0};
     int rc = validate_and_default(&o);
     if (rc != 0) return rc;
@@ -464,18 +465,20 @@ int ftrpc_client_new(const char *naming_url, const ftrpc_client_options *opts, f
         c->cluster = cluster_build(c, &EMPTY, NULL);
         if (!c->cluster) rc = FTRPC_ENOMEM;
     }
-    char *url = rc == 0 ? normalize_url(naming_url) : NULL;
-    if (rc == 0 && !url) rc = FTRPC_ENOMEM;
-    if (rc == 0) rc = ft_naming_view_open(url, NULL, &c->view);
+    char *url = rc == 0 && naming_url ? normalize_url(naming_url) : NULL;
+    if (rc == 0 && naming_url && !url) rc = FTRPC_ENOMEM;
+    if (rc == 0 && naming_url) rc = ft_naming_view_open(url, NULL, &c->view);
     free(url);
-    if (rc == 0) {
+    if (rc == 0 && naming_url) {
         /* wait a little for the first list, so that the first calls do not fail for nothing */
         ft_naming_view_wait_ready(c->view, o.naming_wait_ms);
         rc = ft_naming_view_listen(c->view, on_endpoints, c, &c->view_listener);
     }
     /* a client without a page is still a client: a failure here is not the caller's problem */
-    if (rc == 0) ft_endpoint_reporter_add(naming_url, report_endpoints, c, &c->reporter);
-    if (rc == 0) register_naming_gauges(c, naming_url);
+    if (rc == 0 && naming_url) {
+        ft_endpoint_reporter_add(naming_url, report_endpoints, c, &c->reporter);
+        register_naming_gauges(c, naming_url);
+    }
     if (rc != 0) {
         ft_naming_view_free(c->view);
         ft_cluster_release(c->cluster);
@@ -490,6 +493,17 @@ int ftrpc_client_new(const char *naming_url, const ftrpc_client_options *opts, f
     }
     *out = c;
     return 0;
+}
+
+int ftrpc_client_new(const char *naming_url, const ftrpc_client_options *opts, ftrpc_client **out)
+{
+    if (!naming_url || !out) return FTRPC_EINVAL;
+    return client_new(naming_url, opts, out);
+}
+
+int ft_client_new_without_naming(const ftrpc_client_options *opts, ftrpc_client **out)
+{
+    return client_new(NULL, opts, out);
 }
 
 static void stop_on_loop(void *arg)
@@ -519,6 +533,10 @@ static void wait_zero(ftrpc_client *c, atomic_int *counter)
 void ftrpc_client_free(ftrpc_client *c)
 {
     if (!c) return;
+    if (atomic_load(&c->owned)) { /* a sub-client: its selective client frees it */
+        FT_ERROR("ftrpc_client_free: this client belongs to a selective client, which frees it");
+        return;
+    }
     ft_endpoint_reporter_remove(c->reporter); /* the page stops reading the clusters first */
     ft_metrics_registry_remove(ft_metrics_default_registry(), &c->naming_size);
     ft_metrics_registry_remove(ft_metrics_default_registry(), &c->naming_updates);
@@ -526,7 +544,7 @@ void ftrpc_client_free(ftrpc_client *c)
     ft_metrics_registry_remove(ft_metrics_default_registry(), &c->cancels_gauge);
     ft_metrics_registry_remove(ft_metrics_default_registry(), &c->budget_exhausted_gauge);
     /* no more endpoint updates: the listener is not running once unlisten returns */
-    ft_naming_view_unlisten(c->view, c->view_listener);
+    if (c->view) ft_naming_view_unlisten(c->view, c->view_listener);
     ft_naming_view_free(c->view);
     atomic_store(&c->stopping, 1);
     for (int i = 0; i < c->rt->nloops; i++)
@@ -534,6 +552,7 @@ void ftrpc_client_free(ftrpc_client *c)
     /* calls posted before `stopping` was seen still start, fail ESTOPPED and finish */
     wait_zero(c, &c->inflight);
     wait_zero(c, &c->open_conns);
+    ft_selective_free(c->selective); /* its sub-clients, once no call of its own uses them */
     free(c->loops);
     ft_cluster_release(c->cluster);
     ft_retry_budget_fini(&c->budget);

@@ -79,7 +79,16 @@ typedef struct ft_attempt {
     ft_timer timer; /* the per-attempt timeout */
     int in_flight;  /* sent and not settled: counted in the endpoint's in-flight figure */
     int is_backup;
+    int target; /* index in the call's targets: whose cluster `endpoint` indexes */
 } ft_attempt;
+
+/* Where a call's attempts may go: one cluster and the client that owns its endpoints'
+ * connections. A plain client's call has one target (its own cluster); a selective client's call
+ * has one per sub-client (selective.h). Pinned for the call's whole life. */
+typedef struct ft_call_target {
+    struct ftrpc_client *client; /* owns the endpoints' connections and credentials */
+    ft_cluster *cluster;         /* referenced by the call */
+} ft_call_target;
 
 #define FT_CALL_SLOTS 2
 
@@ -106,14 +115,20 @@ struct ft_call {
     ft_timer backup_timer; /* failbackup */
     ft_attempt slot[FT_CALL_SLOTS];
     int last_endpoint; /* of the latest attempt sent: failtry goes back to it */
+    int last_target;   /* and its target */
     int backup_ms;     /* < 0: no backup for this call */
     int backup_opt_out; /* the call asked for none (-1): a policy may not override that */
     int backups;
     int retries_done;
     ftrpc_fallback fallback;
     ft_method_metrics *metrics; /* NULL when they could not be made */
-    ft_cluster *cluster; /* pinned for the whole call so that `tried` keeps its meaning */
+    /* pinned for the whole call so that `tried` keeps its meaning: &one, or a selective
+     * client's array (freed with the call) */
+    ft_call_target *targets;
+    int ntargets;
+    ft_call_target one;
     size_t tried[FT_LB_MAX_EXCLUDED];
+    int tried_target[FT_LB_MAX_EXCLUDED]; /* the target of tried[i] */
     size_t ntried;
     int attempts;
     int backoff_step;
@@ -122,6 +137,7 @@ struct ft_call {
     int last_code;
     char last_text[256];
     int last_answered_by; /* the endpoint whose answer was the last failure; -1: none answered */
+    int last_answered_target;
     ftrpc_call_cb cb; /* async */
     void *arg;
     ftrpc_result *sync_result; /* sync: the caller's result, filled before waking it */
@@ -150,6 +166,11 @@ struct ftrpc_client {
     ft_gauge cancels_gauge, budget_exhausted_gauge;     /* the client-wide counters above */
     pthread_mutex_t free_lock; /* guards nothing but the condition below */
     pthread_cond_t free_cond;  /* signalled when inflight or open_conns reach 0 while stopping */
+    /* A selective client's sub-clients and cluster balancer (selective.h); NULL for a plain
+     * client, which then has a naming view. Immutable after creation. */
+    struct ft_selective *selective;
+    /* Set once a selective client owns this client: only that one may free it. */
+    atomic_int owned;
 };
 
 /* client.c */
@@ -162,6 +183,10 @@ void ft_cluster_release(ft_cluster *cl);
  * service and no attempt waits on it any more. Call it after taking an attempt out of
  * cc->pending other than on a read (timeout, cancel): nothing else would notice it went idle. */
 void ft_client_close_if_retired(ft_cconn *cc);
+
+/* client.c: a client without discovery (naming_url NULL in all but name): the selective
+ * client's shell. Options validated and defaulted as ftrpc_client_new does. */
+int ft_client_new_without_naming(const ftrpc_client_options *opts, ftrpc_client **out);
 
 /* call.c: a response (or a bad frame) for an attempt of this connection's pending map, already
  * removed from it. */

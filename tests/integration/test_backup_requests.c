@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "client/backup_policy.h" /* the rate-limited policy's counts */
 #include "harness.h"
 
 static void sleep_ms(int ms)
@@ -291,31 +292,46 @@ static void a_call_that_opts_out_gets_no_backup_even_with_a_policy(void **state)
 }
 
 /* Backups draw from the retry budget: with no floor and a ratio that one call cannot earn a token
- * of, the backup is refused and the call waits for its first copy. */
+ * of, the backup is refused and the call waits for its first copy. With the rate-limited policy,
+ * which agrees to the backup before the budget refuses it, the policy does not count it either:
+ * its window holds the call and no backup. */
 static void a_backup_the_retry_budget_refuses_is_not_sent(void **state)
 {
     (void)state;
-    pair p;
-    pair_start(&p, 4);
-    atomic_store(&p.first->delay_ms, 200);
-    ftrpc_client *c = NULL;
-    ftrpc_client_options o = {.timeout_ms = 2000,
-                              .fail_mode = FTRPC_FAILBACKUP,
-                              .backup_request_ms = 30,
-                              .lb = "rr",
-                              .retry_budget_ratio = 0.01,
-                              .retry_budget_min_per_sec = -1};
-    assert_int_equal(ftrpc_client_new(p.url, &o, &c), 0);
-    ftrpc_result r;
-    assert_int_equal(call_once(c, NULL, &r), 0);
-    assert_int_equal(r.backups, 0);
-    assert_int_equal(r.attempts, 1);
-    assert_string_equal(r.endpoint, p.first->addr);
-    assert_true(r.latency_us >= 199000);
-    ftrpc_result_fini(&r);
-    assert_int_equal(atomic_load(&p.second->handled), 0);
-    ftrpc_client_free(c);
-    pair_stop(&p);
+    for (int with_policy = 0; with_policy < 2; with_policy++) {
+        pair p;
+        pair_start(&p, 4);
+        atomic_store(&p.first->delay_ms, 200);
+        ftrpc_backup_policy *policy = NULL;
+        ftrpc_ratelimited_backup_options ro = {.backup_request_ms = 30, .max_backup_ratio = 1};
+        if (with_policy) assert_int_equal(ftrpc_backup_policy_ratelimited_new(&ro, &policy), 0);
+        ftrpc_client *c = NULL;
+        ftrpc_client_options o = {.timeout_ms = 2000,
+                                  .fail_mode = FTRPC_FAILBACKUP,
+                                  .backup_request_ms = 30,
+                                  .backup_policy = policy,
+                                  .lb = "rr",
+                                  .retry_budget_ratio = 0.01,
+                                  .retry_budget_min_per_sec = -1};
+        assert_int_equal(ftrpc_client_new(p.url, &o, &c), 0);
+        ftrpc_result r;
+        assert_int_equal(call_once(c, NULL, &r), 0);
+        assert_int_equal(r.backups, 0);
+        assert_int_equal(r.attempts, 1);
+        assert_string_equal(r.endpoint, p.first->addr);
+        assert_true(r.latency_us >= 199000);
+        ftrpc_result_fini(&r);
+        assert_int_equal(atomic_load(&p.second->handled), 0);
+        ftrpc_client_free(c);
+        if (policy) {
+            int64_t backups = -1, calls = -1;
+            ft_backup_policy_ratelimited_counts(policy, &backups, &calls);
+            assert_int_equal(backups, 0);
+            assert_int_equal(calls, 1);
+            ftrpc_backup_policy_free(policy);
+        }
+        pair_stop(&p);
+    }
 }
 
 /* The backup races the first attempt only: when that attempt failed at once and the call has

@@ -195,6 +195,57 @@ static void ratelimited_zero_options_mean_brpc_defaults(void **s)
     ftrpc_backup_policy_free(NULL);
 }
 
+/* The engine asks the retry budget after the policy agreed; a backup the budget refuses is never
+ * sent, so the policy takes it back (on_backup_refused): the ratio bounds backups sent. Without
+ * that, a client whose budget is empty would use up its backup allowance on backups that never
+ * went out, and have none left once the budget refills. Also across a refresh of the window sums
+ * between the decision and the refusal. */
+static void ratelimited_does_not_count_a_backup_the_budget_refused(void **s)
+{
+    (void)s;
+    ft_manual_clock clock;
+    ft_manual_clock_init(&clock, SEC(1000));
+    ftrpc_backup_policy *p = NULL;
+    ftrpc_ratelimited_backup_options o = {
+        .max_backup_ratio = 0.1, .window_size_seconds = 10, .update_interval_seconds = 1};
+    assert_int_equal(ft_backup_policy_ratelimited_new(&o, &clock.base, &p), 0);
+    assert_non_null(p->on_backup_refused);
+    for (int i = 0; i < 100; i++) {
+        ftrpc_result r = ok_result(1000);
+        p->on_call_end(p, &r);
+    }
+    int64_t backups, calls;
+    /* 50 backups agreed to and refused by the budget: none counts, each could go */
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(p->should_backup(p, "svc", "m"), 1);
+        p->on_backup_refused(p, "svc", "m");
+    }
+    ft_backup_policy_ratelimited_counts(p, &backups, &calls);
+    assert_int_equal(backups, 0);
+    assert_int_equal(calls, 100);
+    /* one agreed, then the window's sums are refreshed, then the budget refuses it */
+    assert_int_equal(p->should_backup(p, "svc", "m"), 1);
+    ft_manual_clock_advance(&clock, MS(1500));
+    ftrpc_result r = ok_result(1000);
+    p->on_call_end(p, &r); /* refreshes: the agreed backup moves into the window's sum */
+    p->on_backup_refused(p, "svc", "m");
+    ft_backup_policy_ratelimited_counts(p, &backups, &calls);
+    assert_int_equal(backups, 0);
+    assert_int_equal(calls, 101);
+    /* the whole allowance is still there for backups that are sent: 10% of 101 */
+    int granted = 0;
+    for (int i = 0; i < 50; i++)
+        granted += p->should_backup(p, "svc", "m");
+    assert_int_equal(granted, 10);
+    /* and it stays right at the next refresh, which sums the buckets again */
+    ft_manual_clock_advance(&clock, MS(1500));
+    p->on_call_end(p, &r);
+    ft_backup_policy_ratelimited_counts(p, &backups, &calls);
+    assert_int_equal(backups, 10);
+    assert_int_equal(calls, 102);
+    ftrpc_backup_policy_free(p);
+}
+
 /* ---- adaptive ---- */
 
 static void record(ftrpc_backup_policy *p, int64_t latency_us, int n)
@@ -301,6 +352,7 @@ int main(void)
         cmocka_unit_test(ratelimited_recovers_its_allowance_once_the_spike_leaves_the_window),
         cmocka_unit_test(ratelimited_refuses_invalid_options),
         cmocka_unit_test(ratelimited_zero_options_mean_brpc_defaults),
+        cmocka_unit_test(ratelimited_does_not_count_a_backup_the_budget_refused),
         cmocka_unit_test(adaptive_gives_no_backup_before_min_samples),
         cmocka_unit_test(adaptive_delay_follows_the_quantile_above_its_floor),
         cmocka_unit_test(adaptive_refuses_invalid_options),
