@@ -47,8 +47,14 @@ int h_server_start_on(h_server *s, int port, const char *const *args);
 /* The same on a given listen address ("127.0.0.1:PORT"), e.g. to restart a killed server on its
  * old port. */
 int h_server_start_at(h_server *s, const char *listen, const char *const *args);
-/* SIGTERM, then waits up to timeout_ms for the exit (SIGKILL after that). Returns the exit code
- * (0..255), 128+signal when killed by a signal, or -1 when SIGKILL was needed. */
+/* SIGCONT when the child is stopped (SIGSTOP), nothing otherwise: a child that is not stopped
+ * may be exiting, and in an ASan build LeakSanitizer suspends the exiting child's threads with
+ * PTRACE_ATTACH, whose SIGSTOP a SIGCONT would discard; its tracer then waits for ever and the
+ * child never exits. A stopped child cannot be exiting, so checking first leaves no race. */
+void h_server_resume(h_server *s);
+/* Resumes the child if stopped (h_server_resume), sends SIGTERM, then waits up to timeout_ms for
+ * the exit (SIGKILL after that). Returns the exit code (0..255), 128+signal when killed by a
+ * signal, or -1 when SIGKILL was needed. */
 int h_server_stop(h_server *s, int timeout_ms);
 /* For a child that did not do what it should (typically: did not exit in time), before it is
  * killed: prints to stderr the tail of its stderr (whose file is then kept after the reap),
