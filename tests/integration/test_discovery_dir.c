@@ -9,8 +9,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 
 #include "discovery_util.h"
 
@@ -164,13 +166,14 @@ static void registry_outage_keeps_the_last_list_and_recovery_is_seen(void **stat
     servers(0, 2, "1", "0.2", NULL);
     client("rr");
     /* the outage: the folder moves away and a plain file takes its place, so neither the
-     * registrars (ENOTDIR, retried every interval) nor the client's watch can read it */
+     * registrars (ENOTDIR, retried every interval) nor the client's watch can read it. One
+     * atomic exchange: between a rename and a create, a registrar would make the folder anew. */
     char moved[300], ep[64];
     snprintf(moved, sizeof moved, "%s.away", d_dir);
-    assert_int_equal(rename(d_dir, moved), 0);
-    FILE *f = fopen(d_dir, "w");
+    FILE *f = fopen(moved, "w");
     assert_non_null(f);
     fclose(f);
+    assert_int_equal(renameat2(AT_FDCWD, d_dir, AT_FDCWD, moved, RENAME_EXCHANGE), 0);
     int64_t t0 = h_now_ms();
     int calls = 0;
     ft_naming_view_stats st = {0};
@@ -188,8 +191,8 @@ static void registry_outage_keeps_the_last_list_and_recovery_is_seen(void **stat
     assert_int_equal(d_view_size(cli), 2);
 
     /* recovery: the folder is back (its entries are stale by now); the registrars write again */
-    assert_int_equal(unlink(d_dir), 0);
-    assert_int_equal(rename(moved, d_dir), 0);
+    assert_int_equal(renameat2(AT_FDCWD, moved, AT_FDCWD, d_dir, RENAME_EXCHANGE), 0);
+    assert_int_equal(unlink(moved), 0);
     int64_t deadline = h_now_ms() + 3000;
     do {
         ft_naming_view_stats_get(cli->view, &st);
