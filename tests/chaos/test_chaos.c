@@ -115,7 +115,7 @@ static int printed_answered(void *arg)
 /* SIGTERM, then the "answered N" line the server prints once stopped. -1 if none came. */
 static long server_stop_answered(h_server *srv)
 {
-    kill(srv->pid, SIGCONT);
+    h_server_resume(srv); /* only if frozen: see harness.h */
     kill(srv->pid, SIGTERM);
     struct answered_arg a = {srv};
     long n = -1;

@@ -35,6 +35,7 @@ typedef struct h_server {
     int port;           /* the port the child printed */
     int out_fd;         /* read end of the child's stdout */
     char err_path[512]; /* the child's stderr in FTRPC_SCRATCH, removed once it is reaped */
+    int keep_err;       /* 1: a failure report named err_path; the reap leaves it in place */
     int exit_status;    /* after h_server_stop/kill: the raw wait status */
 } h_server;
 
@@ -46,9 +47,21 @@ int h_server_start_on(h_server *s, int port, const char *const *args);
 /* The same on a given listen address ("127.0.0.1:PORT"), e.g. to restart a killed server on its
  * old port. */
 int h_server_start_at(h_server *s, const char *listen, const char *const *args);
-/* SIGTERM, then waits up to timeout_ms for the exit (SIGKILL after that). Returns the exit code
- * (0..255), 128+signal when killed by a signal, or -1 when SIGKILL was needed. */
+/* SIGCONT when the child is stopped (SIGSTOP), nothing otherwise: a child that is not stopped
+ * may be exiting, and in an ASan build LeakSanitizer suspends the exiting child's threads with
+ * PTRACE_ATTACH, whose SIGSTOP a SIGCONT would discard; its tracer then waits for ever and the
+ * child never exits. A stopped child cannot be exiting, so checking first leaves no race. */
+void h_server_resume(h_server *s);
+/* Resumes the child if stopped (h_server_resume), sends SIGTERM, then waits up to timeout_ms for
+ * the exit (SIGKILL after that). Returns the exit code (0..255), 128+signal when killed by a
+ * signal, or -1 when SIGKILL was needed. */
 int h_server_stop(h_server *s, int timeout_ms);
+/* For a child that did not do what it should (typically: did not exit in time), before it is
+ * killed: prints to stderr the tail of its stderr (whose file is then kept after the reap),
+ * /proc's view of it (state, tracer, signals pending, blocked and caught; per thread its wait
+ * channel and kernel stack), every thread's stack from gdb when gdb exists, and the same for the
+ * child's own children (e.g. the tracer LeakSanitizer clones at exit in an ASan build). */
+void h_child_diagnose(h_server *s, const char *why);
 /* SIGKILL and reap. Does nothing when already reaped. */
 void h_server_kill(h_server *s);
 /* Sends sig without reaping; for SIGSTOP/SIGCONT, returns once the child is stopped/running. */

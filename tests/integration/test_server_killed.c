@@ -1,6 +1,7 @@
 /* A server that dies (SIGKILL) fails every outstanding call promptly with a connection error, not
  * with the call's 10 s timeout; a dead address is refused at once; a frozen server (SIGSTOP) times
- * calls out and serves again after SIGCONT. */
+ * calls out and serves again after SIGCONT; a server the harness keeps asking to resume all
+ * through its exit still exits. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -172,6 +175,31 @@ static void sigterm_with_hung_calls_exits_after_the_grace_period(void **state)
     ftrpc_client_free(client);
 }
 
+/* A regression test for the harness, whose stop once sent SIGCONT to children that were not
+ * stopped: a SIGCONT reaching an ASan build's server while LeakSanitizer suspends its threads at
+ * exit (PTRACE_ATTACH, which queues a SIGSTOP that SIGCONT discards) left LSan's tracer waiting for
+ * ever, and the server never exited (test_discovery_dir, one CI run in three). Here the server is
+ * asked to resume every 100 us through its whole exit: with the old unconditional SIGCONT an ASan
+ * build hung in most runs; a plain build has no such hazard and passes either way. */
+static void server_asked_to_resume_all_through_its_exit_still_exits(void **state)
+{
+    (void)state;
+    h_server srv;
+    assert_int_equal(h_server_start(&srv, NULL), 0);
+    h_server_signal(&srv, SIGTERM);
+    int64_t t0 = h_now_ms();
+    while (h_server_alive(&srv) && h_now_ms() - t0 < 15000) {
+        h_server_resume(&srv);
+        usleep(100);
+    }
+    int64_t took = h_now_ms() - t0;
+    if (srv.pid > 0) h_child_diagnose(&srv, "still there 15 s after SIGTERM");
+    assert_int_equal(srv.pid, 0); /* reaped */
+    print_message("server exited %lld ms after SIGTERM\n", (long long)took);
+    assert_true(WIFEXITED(srv.exit_status));
+    assert_int_equal(WEXITSTATUS(srv.exit_status), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -180,6 +208,7 @@ int main(void)
         cmocka_unit_test(frozen_server_times_calls_out_and_serves_again_after_sigcont),
         cmocka_unit_test(client_reconnects_to_a_server_restarted_on_the_same_port),
         cmocka_unit_test(sigterm_with_hung_calls_exits_after_the_grace_period),
+        cmocka_unit_test(server_asked_to_resume_all_through_its_exit_still_exits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
