@@ -35,6 +35,8 @@ struct ft_tls {
     BIO *rbio, *wbio;
     int failed; /* the handshake or a record failed: nothing more is encrypted or decrypted */
     int shut;   /* a close_notify is queued: c->out holds ciphertext only */
+    ft_iobuf wire; /* empty between calls: ciphertext lands here (reserve/commit) on its way to
+                    * c->out, and its write block is reused from one flush to the next */
     char error[320];
 };
 
@@ -134,15 +136,23 @@ void ft_tls_ctx_free(ft_tls_ctx *ctx)
 
 /* ---- per connection ---- */
 
-/* Moves everything OpenSSL wrote (handshake records, alerts, ciphertext) to the end of dst. */
+/* Moves everything OpenSSL wrote (handshake records, alerts, ciphertext) to the end of dst.
+ * BIO_read straight into iobuf blocks: one copy, and the wbio empties by reading, which is cheap
+ * (BIO_reset would clear the BIO's whole high-water buffer on every flush). */
 static int drain(ft_tls *t, ft_iobuf *dst)
 {
-    char *p = NULL;
-    long n = BIO_get_mem_data(t->wbio, &p);
-    if (n <= 0) return 0;
-    int rc = ft_iobuf_append(dst, p, (size_t)n);
-    (void)BIO_reset(t->wbio);
-    return rc;
+    size_t pending;
+    while ((pending = BIO_ctrl_pending(t->wbio)) > 0) {
+        char *p;
+        size_t len;
+        if (ft_iobuf_reserve(&t->wire, pending < 512 ? pending : 512, &p, &len) != 0)
+            return FTRPC_ENOMEM;
+        if (len > pending) len = pending;
+        int n = BIO_read(t->wbio, p, len > INT_MAX ? INT_MAX : (int)len);
+        if (n <= 0) break;
+        ft_iobuf_commit(&t->wire, (size_t)n);
+    }
+    return ft_iobuf_cut(&t->wire, dst, ft_iobuf_size(&t->wire));
 }
 
 /* Decrypts what the rbio holds into c->in (driving the handshake on the way). 0 when OpenSSL
@@ -203,6 +213,7 @@ int ft_conn_start_tls(ft_conn *c, ft_tls_ctx *ctx, const char *verify_name)
     if (c->tls) return FTRPC_EINVAL;
     ft_tls *t = calloc(1, sizeof *t);
     if (!t) return FTRPC_ENOMEM;
+    ft_iobuf_init(&t->wire);
     ERR_clear_error();
     t->ssl = SSL_new(ctx->ssl_ctx);
     t->rbio = BIO_new(BIO_s_mem());
@@ -373,5 +384,6 @@ void ft_tls_free(ft_tls *t)
 {
     if (!t) return;
     SSL_free(t->ssl);
+    ft_iobuf_fini(&t->wire);
     free(t);
 }
