@@ -741,8 +741,8 @@ typedef struct config {
     int timeout_ms;
     const char *json;
     const char *ftrpc_path;
-    int tls;               /* also run the TLS cells (default on) */
-    char tls_cert[600];    /* self-signed for 127.0.0.1, made at start with openssl */
+    int tls;            /* also run the TLS cells (default on) */
+    char tls_cert[600]; /* self-signed for 127.0.0.1, made at start with openssl */
     char tls_key[600];
 } config;
 
@@ -787,7 +787,8 @@ static int run_cell(run_ctx *x, sys_kind sys, shape_kind shape, int inflight, re
         char url[64];
         snprintf(url, sizeof url, "127.0.0.1:%d", port);
         ftrpc_client_options co = {.runtime = x->rt, .timeout_ms = cfg->timeout_ms};
-        if (sys == SYS_TLS) co.tls = (ftrpc_client_tls_options){.enable = 1, .ca_file = cfg->tls_cert};
+        if (sys == SYS_TLS)
+            co.tls = (ftrpc_client_tls_options){.enable = 1, .ca_file = cfg->tls_cert};
         if ((rc = ftrpc_client_new(url, &co, &c.client)) != 0) {
             fprintf(stderr, "bench_echo: ftrpc_client_new: %s\n", ftrpc_strerror(rc));
             return -1;
@@ -1371,8 +1372,9 @@ int main(int argc, char **argv)
         x.payload[i] = (unsigned char)('a' + i % 26);
     char *raw_argv[] = {self, "--raw-server", "127.0.0.1", NULL};
     char *ftrpc_argv[] = {(char *)cfg.ftrpc_path, "echo-server", "--listen", "127.0.0.1:0", NULL};
-    char *tls_argv[] = {(char *)cfg.ftrpc_path, "echo-server", "--listen", "127.0.0.1:0",
-                        "--tls-cert", cfg.tls_cert, "--tls-key", cfg.tls_key, NULL};
+    char *tls_argv[] = {
+        (char *)cfg.ftrpc_path, "echo-server", "--listen",  "127.0.0.1:0", "--tls-cert",
+        cfg.tls_cert,           "--tls-key",   cfg.tls_key, NULL};
     char tls_dir[] = "/tmp/bench_echo_tls.XXXXXX";
     int nsys = cfg.tls ? NSYS : 2;
     if (cfg.tls && make_tls_cert(tls_dir, &cfg) != 0) return 1;

@@ -172,14 +172,14 @@ typedef int (*ftrpc_credential_fn)(uint8_t *buf, size_t size, void *arg);
 /* TLS to the service's endpoints (docs/security.md). Zero means off. Files are PEM and are read
  * by ftrpc_client_new: the strings need not outlive it. */
 typedef struct ftrpc_client_tls_options {
-    int enable;             /* default 0: plain TCP */
-    const char *ca_file;    /* default NULL: the system's trust store (openssl's default paths) */
+    int enable;          /* default 0: plain TCP */
+    const char *ca_file; /* default NULL: the system's trust store (openssl's default paths) */
     /* default NULL: each endpoint's own host. The name (DNS SAN) or IP literal (IP SAN) the
      * server's certificate must carry; also sent as SNI when it is a name */
     const char *server_name;
-    int skip_name_check;    /* default 0: the name is checked. 1: any name (the chain still is) */
-    const char *cert_file;  /* default NULL: no client certificate. Mutual TLS: chain, leaf first */
-    const char *key_file;   /* the private key of cert_file (required with it) */
+    int skip_name_check;   /* default 0: the name is checked. 1: any name (the chain still is) */
+    const char *cert_file; /* default NULL: no client certificate. Mutual TLS: chain, leaf first */
+    const char *key_file;  /* the private key of cert_file (required with it) */
 } ftrpc_client_tls_options;
 
 typedef struct ftrpc_client_options {

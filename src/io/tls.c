@@ -33,8 +33,8 @@ struct ft_tls_ctx {
 struct ft_tls {
     SSL *ssl; /* owns rbio and wbio */
     BIO *rbio, *wbio;
-    int failed; /* the handshake or a record failed: nothing more is encrypted or decrypted */
-    int shut;   /* a close_notify is queued: c->out holds ciphertext only */
+    int failed;    /* the handshake or a record failed: nothing more is encrypted or decrypted */
+    int shut;      /* a close_notify is queued: c->out holds ciphertext only */
     ft_iobuf wire; /* empty between calls: ciphertext lands here (reserve/commit) on its way to
                     * c->out, and its write block is reused from one flush to the next */
     char error[320];
@@ -116,7 +116,7 @@ int ft_tls_ctx_new(const ft_tls_ctx_options *o, ft_tls_ctx **out, char *err, siz
     ctx->ssl_ctx = sc;
     *out = ctx;
     return 0;
-fail: {
+fail : {
     char reason[200];
     describe_error(NULL, reason, sizeof reason);
     FT_ERROR("TLS: cannot use %s: %s", step, reason);
@@ -171,9 +171,12 @@ static int pump(ft_conn *c)
             continue;
         }
         switch (SSL_get_error(t->ssl, n)) {
-        case SSL_ERROR_WANT_READ: return 0;
-        case SSL_ERROR_ZERO_RETURN: return FTRPC_EEOF;
-        default: return FTRPC_ETLS;
+        case SSL_ERROR_WANT_READ:
+            return 0;
+        case SSL_ERROR_ZERO_RETURN:
+            return FTRPC_EEOF;
+        default:
+            return FTRPC_ETLS;
         }
     }
 }
@@ -185,8 +188,10 @@ static void fail(ft_conn *c, const char *why)
     ft_tls *t = c->tls;
     if (!t->failed) {
         char reason[200];
-        if (why) snprintf(reason, sizeof reason, "%s", why);
-        else describe_error(t->ssl, reason, sizeof reason);
+        if (why)
+            snprintf(reason, sizeof reason, "%s", why);
+        else
+            describe_error(t->ssl, reason, sizeof reason);
         snprintf(t->error, sizeof t->error, "TLS %swith %s failed: %s",
                  SSL_is_init_finished(t->ssl) ? "" : "handshake ", c->peer, reason);
         FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "%s", t->error);
@@ -323,8 +328,10 @@ static int seal(ft_conn *c)
     while (rc == 0 && ft_iobuf_size(&plain) > 0) {
         size_t n = ft_iobuf_size(&plain) < RECORD_CHUNK ? ft_iobuf_size(&plain) : RECORD_CHUNK;
         const void *p = ft_iobuf_fetch(&plain, chunk, n);
-        if (SSL_write(t->ssl, p, (int)n) != (int)n) rc = FTRPC_ETLS;
-        else ft_iobuf_pop_front(&plain, n);
+        if (SSL_write(t->ssl, p, (int)n) != (int)n)
+            rc = FTRPC_ETLS;
+        else
+            ft_iobuf_pop_front(&plain, n);
     }
     ft_iobuf_fini(&plain);
     if (rc == 0) rc = drain(t, &c->out);

@@ -420,8 +420,9 @@ int h_cli_run(const char *const *args, int timeout_ms, char **out, char **err)
 static int openssl_run(const h_tls_files *f, const char *args)
 {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "cd '%s' && openssl %s >openssl.log 2>&1 || { cat openssl.log; exit 1; }",
-             f->dir, args);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && openssl %s >openssl.log 2>&1 || { cat openssl.log; exit 1; }", f->dir,
+             args);
     int rc = system(cmd);
     if (rc != 0) fprintf(stderr, "h_tls_make: openssl %s failed\n", args);
     return rc == 0 ? 0 : -1;
@@ -438,11 +439,14 @@ static int signed_cert(const h_tls_files *f, const char *name, const char *cn, c
     fclose(fp);
     snprintf(args, sizeof args,
              "req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=%s "
-             "-keyout %s.key -out %s.csr", cn, name, name);
+             "-keyout %s.key -out %s.csr",
+             cn, name, name);
     if (openssl_run(f, args) != 0) return -1;
-    snprintf(args, sizeof args,
-             "x509 -req -in %s.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile %s.ext "
-             "-out %s.crt", name, name, name);
+    snprintf(
+        args, sizeof args,
+        "x509 -req -in %s.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile %s.ext "
+        "-out %s.crt",
+        name, name, name);
     return openssl_run(f, args);
 }
 
@@ -461,7 +465,8 @@ int h_tls_make(h_tls_files *f)
     snprintf(args, sizeof args, CA, "ftrpc-wrong-ca", "wrong-ca", "wrong-ca");
     if (openssl_run(f, args) != 0 ||
         signed_cert(f, "server", "localhost",
-                    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth") != 0 ||
+                    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth") !=
+            0 ||
         signed_cert(f, "client", "test-client", "extendedKeyUsage=clientAuth") != 0 ||
         signed_cert(f, "other", "other.example",
                     "subjectAltName=DNS:other.example\nextendedKeyUsage=serverAuth") != 0)

@@ -49,10 +49,13 @@ static int run_curl(const char *args, char **out)
     size_t cap = 65536, len = 0;
     char *buf = calloc(1, cap);
     size_t n;
-    while (buf && (n = fread(buf + len, 1, cap - 1 - len, p)) > 0) len += n;
+    while (buf && (n = fread(buf + len, 1, cap - 1 - len, p)) > 0)
+        len += n;
     int st = pclose(p);
-    if (out) *out = buf;
-    else free(buf);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
@@ -63,7 +66,8 @@ static int cli_call(const char *url, const char *data, const char *const *extra,
 {
     const char *args[32] = {"call", url, "example.EchoService/Echo", "--data", data, "--verbose"};
     int n = 6;
-    for (int i = 0; extra && extra[i] && n < 31; i++) args[n++] = extra[i];
+    for (int i = 0; extra && extra[i] && n < 31; i++)
+        args[n++] = extra[i];
     args[n] = NULL;
     return h_cli_run(args, 15000, out, err);
 }
@@ -174,8 +178,8 @@ static void mutual_tls_refuses_a_client_without_a_certificate(void **state)
     const char *no_cert[] = {"--tls-ca", tls.ca, NULL};
     expect_tls_failure(url, no_cert, "certificate required");
     /* a certificate from another CA is refused too */
-    const char *self_signed[] = {"--tls-ca", tls.ca, "--tls-cert", tls.wrong_ca, "--tls-key",
-                                 NULL, NULL};
+    const char *self_signed[] = {"--tls-ca",  tls.ca, "--tls-cert", tls.wrong_ca,
+                                 "--tls-key", NULL,   NULL};
     char wrong_key[700];
     snprintf(wrong_key, sizeof wrong_key, "%s/wrong-ca.key", tls.dir);
     self_signed[5] = wrong_key;
@@ -183,7 +187,7 @@ static void mutual_tls_refuses_a_client_without_a_certificate(void **state)
     assert_non_null(strstr(err, "FTRPC_ETLS"));
     free(out);
     free(err);
-    const char *with_cert[] = {"--tls-ca", tls.ca, "--tls-cert", tls.client_cert,
+    const char *with_cert[] = {"--tls-ca",  tls.ca,         "--tls-cert", tls.client_cert,
                                "--tls-key", tls.client_key, NULL};
     expect_echo(url, "mutual", with_cert);
     assert_true(h_server_stderr_count(&req, "TLS handshake with") >= 1);
@@ -199,8 +203,8 @@ static void force_tls_refuses_plain_calls(void **state)
 {
     (void)state;
     h_server s;
-    const char *sargs[] = {"--tls-cert", tls.server_cert, "--tls-key", tls.server_key,
-                           "--force-tls", NULL};
+    const char *sargs[] = {"--tls-cert",   tls.server_cert, "--tls-key",
+                           tls.server_key, "--force-tls",   NULL};
     assert_int_equal(h_server_start(&s, sargs), 0);
     char url[64], *out = NULL, *err = NULL;
     h_server_url(&s, url, sizeof url);
@@ -340,7 +344,8 @@ static void a_tls_failure_is_etls_with_its_reason_and_is_not_retried_elsewhere(v
     ftrpc_client_free(c);
 
     /* options are checked at creation */
-    ftrpc_client_tls_options no_key = {.enable = 1, .ca_file = tls.ca, .cert_file = tls.client_cert};
+    ftrpc_client_tls_options no_key = {
+        .enable = 1, .ca_file = tls.ca, .cert_file = tls.client_cert};
     ftrpc_client_options co = {.tls = no_key};
     assert_int_equal(ftrpc_client_new(url, &co, &c), FTRPC_EINVAL);
     co.tls = (ftrpc_client_tls_options){.enable = 1, .ca_file = "/nonexistent/ca.pem"};
@@ -352,15 +357,12 @@ static void a_tls_failure_is_etls_with_its_reason_and_is_not_retried_elsewhere(v
     assert_int_equal(ftrpc_server_new(&so, &bad), FTRPC_EINVAL);
 
     /* mutual TLS through the API: the client's certificate opens the door */
-    ftrpc_server_tls_options mto = {.cert_file = tls.server_cert,
-                                    .key_file = tls.server_key,
-                                    .client_ca_file = tls.ca};
+    ftrpc_server_tls_options mto = {
+        .cert_file = tls.server_cert, .key_file = tls.server_key, .client_ca_file = tls.ca};
     ftrpc_server *m = tls_server(&mto, 0);
     snprintf(url, sizeof url, "localhost:%d", ftrpc_server_port(m));
-    ftrpc_client_tls_options mine = {.enable = 1,
-                                     .ca_file = tls.ca,
-                                     .cert_file = tls.client_cert,
-                                     .key_file = tls.client_key};
+    ftrpc_client_tls_options mine = {
+        .enable = 1, .ca_file = tls.ca, .cert_file = tls.client_cert, .key_file = tls.client_key};
     c = client_to(url, &mine);
     assert_int_equal(ftrpc_call(c, "example.EchoService", "Echo", NULL, NULL, NULL, &r), 0);
     ftrpc_result_fini(&r);
