@@ -156,8 +156,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread == 0) return; /* EAGAIN */
-    int reason = nread == UV_EOF ? FTRPC_EEOF : FTRPC_EFAILEDSOCKET;
-    close_now(c, c->tls ? ft_tls_close_reason(c, reason) : reason);
+    close_now(c, nread == UV_EOF ? FTRPC_EEOF : FTRPC_EFAILEDSOCKET);
 }
 
 static void mark_dirty(ft_conn *c);
@@ -193,6 +192,9 @@ static void close_socket(ft_conn *c, int reason, int reset)
 
 static void close_now(ft_conn *c, int reason)
 {
+    /* a TLS peer's alert may explain a broken socket (io/tls.h) */
+    if (c->tls && (reason == FTRPC_EEOF || reason == FTRPC_EFAILEDSOCKET))
+        reason = ft_tls_close_reason(c, reason);
     close_socket(c, reason, reason != 0);
 }
 

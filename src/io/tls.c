@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "base/log.h"
 #include "ftrpc/common.h"
@@ -181,9 +182,8 @@ static int pump(ft_conn *c)
     }
 }
 
-/* Records why, logs it, drops the plaintext still queued (it must never leave unencrypted), and
- * closes once OpenSSL's alert is out, so that the peer learns why too. */
-static void fail(ft_conn *c, const char *why)
+/* Records why the TLS of c failed (why, or OpenSSL's error queue) and logs it, once. */
+static void note_failure(ft_conn *c, const char *why)
 {
     ft_tls *t = c->tls;
     if (!t->failed) {
@@ -198,8 +198,15 @@ static void fail(ft_conn *c, const char *why)
         t->failed = 1;
     }
     ERR_clear_error();
+}
+
+/* Records why, drops the plaintext still queued (it must never leave unencrypted), and closes
+ * once OpenSSL's alert is out, so that the peer learns why too. */
+static void fail(ft_conn *c, const char *why)
+{
+    note_failure(c, why);
     ft_iobuf_clear(&c->out);
-    if (drain(t, &c->out) != 0) ft_iobuf_clear(&c->out);
+    if (drain(c->tls, &c->out) != 0) ft_iobuf_clear(&c->out);
     ft_conn_close(c, FTRPC_ETLS, 0);
 }
 
@@ -373,9 +380,29 @@ void ft_tls_shutdown(ft_conn *c)
     ERR_clear_error();
 }
 
+/* The socket broke: read what the peer sent last, which the kernel still holds after a reset.
+ * A peer that refuses this side (a TLS 1.3 server that wanted a client certificate) sends its
+ * alert and closes; when this side wrote meanwhile, the write fails before the alert is read,
+ * and only the alert says why. */
+static void read_last_words(ft_conn *c)
+{
+    ft_tls *t = c->tls;
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return;
+    uv_buf_t b;
+    ft_tls_read_buffer(&b);
+    for (int i = 0; i < 4; i++) { /* bounded: an alert is a few bytes */
+        ssize_t n = recv(fd, b.base, b.len, MSG_DONTWAIT);
+        if (n <= 0 || BIO_write(t->rbio, b.base, (int)n) != (int)n) break;
+    }
+    if (pump(c) == FTRPC_ETLS) note_failure(c, NULL);
+    ERR_clear_error();
+}
+
 int ft_tls_close_reason(ft_conn *c, int reason)
 {
     ft_tls *t = c->tls;
+    if (!t->failed) read_last_words(c);
     if (t->failed) return FTRPC_ETLS;
     if (SSL_is_init_finished(t->ssl)) return reason;
     snprintf(t->error, sizeof t->error,

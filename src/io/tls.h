@@ -85,8 +85,9 @@ void ft_tls_on_read(struct ft_conn *c, const char *data, size_t n);
 int ft_tls_encrypt(struct ft_conn *c, ft_iobuf *held);
 /* An orderly close: encrypts what is queued and queues a close_notify after it. */
 void ft_tls_shutdown(struct ft_conn *c);
-/* The socket ended (EOF or error) with `reason`: FTRPC_ETLS instead when the handshake had not
- * completed (the peer does not speak TLS, or refused ours), so the owner sees a TLS failure. */
+/* The socket ended (EOF, a failed read or write) with `reason`: FTRPC_ETLS instead when the
+ * peer's last bytes were an alert, or when the handshake had not completed (the peer does not
+ * speak TLS, or refused ours), so the owner sees a TLS failure and its reason. */
 int ft_tls_close_reason(struct ft_conn *c, int reason);
 void ft_tls_free(ft_tls *t);
 
