@@ -32,6 +32,11 @@
  *  - Every reply is checked (size, and its first bytes); errors are counted and printed, never
  *    silently counted as throughput.
  *
+ *  - TLS (on unless --no-tls): the same ftrpc cells against a third server, `ftrpc echo-server
+ *    --tls-cert --tls-key` (a self-signed P-256 certificate made at start by the openssl
+ *    command), with a client that verifies it. Interleaved with the other two like them, and
+ *    reported as TLS/plain ratios of QPS and latency: what encryption costs on the same machine.
+ *
  * What it does not do: pin threads to cores, tune the kernel, or measure anything but loopback.
  */
 #include <errno.h>
@@ -55,6 +60,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include "ftrpc/ftrpc.h"
 
@@ -717,9 +724,11 @@ static void *ftrpc_sync_thread(void *p)
 
 /* ---- one cell ---- */
 
-typedef enum { SYS_RAW = 0, SYS_FTRPC = 1 } sys_kind;
+/* SYS_TLS: the same ftrpc echo over TLS (its own echo-server with --tls-cert, one port for
+ * plain and TLS as users run it; the client verifies the certificate), held to plain ftrpc. */
+typedef enum { SYS_RAW = 0, SYS_FTRPC = 1, SYS_TLS = 2, NSYS = 3 } sys_kind;
 typedef enum { SHAPE_ASYNC = 0, SHAPE_SYNC = 1 } shape_kind;
-static const char *SYS_NAME[] = {"raw", "ftrpc"};
+static const char *SYS_NAME[] = {"raw", "ftrpc", "tls"};
 static const char *SHAPE_NAME[] = {"async", "sync"};
 
 typedef struct config {
@@ -732,6 +741,9 @@ typedef struct config {
     int timeout_ms;
     const char *json;
     const char *ftrpc_path;
+    int tls;            /* also run the TLS cells (default on) */
+    char tls_cert[600]; /* self-signed for 127.0.0.1, made at start with openssl */
+    char tls_key[600];
 } config;
 
 typedef struct result {
@@ -749,7 +761,7 @@ typedef struct result {
 
 typedef struct run_ctx {
     const config *cfg;
-    server_proc servers[2];
+    server_proc servers[NSYS];
     ftrpc_runtime *rt;
     unsigned char *payload;
 } run_ctx;
@@ -771,10 +783,12 @@ static int run_cell(run_ctx *x, sys_kind sys, shape_kind shape, int inflight, re
     pthread_t pipeline_thread;
     int nthreads = 0;
 
-    if (sys == SYS_FTRPC) {
+    if (sys != SYS_RAW) {
         char url[64];
         snprintf(url, sizeof url, "127.0.0.1:%d", port);
         ftrpc_client_options co = {.runtime = x->rt, .timeout_ms = cfg->timeout_ms};
+        if (sys == SYS_TLS)
+            co.tls = (ftrpc_client_tls_options){.enable = 1, .ca_file = cfg->tls_cert};
         if ((rc = ftrpc_client_new(url, &co, &c.client)) != 0) {
             fprintf(stderr, "bench_echo: ftrpc_client_new: %s\n", ftrpc_strerror(rc));
             return -1;
@@ -788,7 +802,7 @@ static int run_cell(run_ctx *x, sys_kind sys, shape_kind shape, int inflight, re
             pthread_create(&threads[nthreads], NULL,
                            sys == SYS_RAW ? raw_sync_thread : ftrpc_sync_thread,
                            sys == SYS_RAW ? (void *)&rsa : (void *)&c);
-    } else if (sys == SYS_FTRPC) {
+    } else if (sys != SYS_RAW) {
         slots = calloc((size_t)inflight, sizeof *slots);
         atomic_store(&c.outstanding, inflight);
         for (int i = 0; i < inflight; i++) {
@@ -819,7 +833,7 @@ static int run_cell(run_ctx *x, sys_kind sys, shape_kind shape, int inflight, re
     if (shape == SHAPE_SYNC) {
         for (int i = 0; i < nthreads; i++)
             pthread_join(threads[i], NULL);
-    } else if (sys == SYS_FTRPC) {
+    } else if (sys != SYS_RAW) {
         int64_t limit = now_ns() + (int64_t)(cfg->timeout_ms + 10000) * 1000000;
         while (atomic_load_explicit(&c.outstanding, memory_order_acquire) > 0) {
             if (now_ns() > limit) {
@@ -960,8 +974,8 @@ static void read_machine(machine *m)
 }
 
 /* Every cell's figures [shape][in-flight index][system][repetition], and their summaries. */
-static result g_reps[2][8][2][64];
-static result g_sum[2][8][2];
+static result g_reps[2][8][NSYS][64];
+static result g_sum[2][8][NSYS];
 
 /* The kernel's CPU pressure (share of time some runnable task waited for a CPU, last 10 s), or -1:
  * near 100 means every wake-up of ours queued behind other work. */
@@ -987,22 +1001,23 @@ static const char *SHAPE_TITLE[] = {
     "sync: N threads calling ftrpc_call on ONE ftrpc_client (1 IO thread, one connection) | raw: N "
     "threads, each with its own blocking connection"};
 
-static void paired_ratios(const config *cfg, int sh, int i)
+/* num/den ratios of system `num` to system `den`, kept in num's summary. */
+static void paired_ratios(const config *cfg, int sh, int i, sys_kind num, sys_kind den)
 {
     double q[64], p50[64], p99[64];
     for (int k = 0; k < cfg->reps; k++) {
-        const result *f = &g_reps[sh][i][SYS_FTRPC][k], *r = &g_reps[sh][i][SYS_RAW][k];
+        const result *f = &g_reps[sh][i][num][k], *r = &g_reps[sh][i][den][k];
         q[k] = ratio(f->qps, r->qps);
         p50[k] = ratio(f->p50_us, r->p50_us);
         p99[k] = ratio(f->p99_us, r->p99_us);
     }
-    result *f = &g_sum[sh][i][SYS_FTRPC];
+    result *f = &g_sum[sh][i][num];
     f->qps_ratio = median(q, cfg->reps);
     f->p50_ratio = median(p50, cfg->reps);
     f->p99_ratio = median(p99, cfg->reps);
 }
 
-static void print_table(const config *cfg, int shape, result sum[][2])
+static void print_table(const config *cfg, int shape, result sum[][NSYS])
 {
     printf("\n### shape %s\n%s\n\nFigures are medians over %d repetition(s); a ratio is the median "
            "of the repetitions' ftrpc/raw ratios, each ftrpc cell paired with the raw cell run "
@@ -1032,7 +1047,7 @@ static void print_table(const config *cfg, int shape, result sum[][2])
                r->other_cpu);
     }
     for (int i = 0; i < cfg->ninflight; i++)
-        for (int s = 0; s < 2; s++)
+        for (int s = 0; s < NSYS; s++)
             if (sum[i][s].errors)
                 printf("ERRORS: %s %s in-flight %d: %llu failed calls, first: %d %s\n",
                        SHAPE_NAME[shape], SYS_NAME[s], cfg->inflight[i],
@@ -1048,7 +1063,25 @@ typedef struct verdict {
     int pass;
 } verdict;
 
-static int acceptance(const config *cfg, int shape, result sum[][2], verdict *v)
+/* TLS echo beside plain ftrpc echo, same shape, same run. */
+static void print_tls_table(const config *cfg, int shape, result sum[][NSYS])
+{
+    printf("\n### shape %s over TLS\nThe same ftrpc echo over TLS (the client verifies the "
+           "server's certificate; one connection, handshake done in the warm-up) beside plain "
+           "ftrpc; a ratio is the median of each repetition's TLS/plain ratio.\n\n",
+           SHAPE_NAME[shape]);
+    printf("| in flight | TLS QPS | plain QPS | QPS ratio TLS/plain | TLS p50 us | plain p50 us | "
+           "p50 ratio | TLS p99 us | plain p99 us | TLS server cores | plain server cores |\n");
+    printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int i = 0; i < cfg->ninflight; i++) {
+        result *t = &sum[i][SYS_TLS], *f = &sum[i][SYS_FTRPC];
+        printf("| %d | %.0f | %.0f | %.2f | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %.2f |\n",
+               cfg->inflight[i], t->qps, f->qps, t->qps_ratio, t->p50_us, f->p50_us, t->p50_ratio,
+               t->p99_us, f->p99_us, t->srv_cpu, f->srv_cpu);
+    }
+}
+
+static int acceptance(const config *cfg, int shape, result sum[][NSYS], verdict *v)
 {
     int n = 0;
     for (int i = 0; i < cfg->ninflight; i++) {
@@ -1065,8 +1098,8 @@ static int acceptance(const config *cfg, int shape, result sum[][2], verdict *v)
     return n;
 }
 
-static void write_json(const config *cfg, const machine *m, result sum[2][8][2],
-                       result reps[2][8][2][64], const verdict *v, int nv)
+static void write_json(const config *cfg, const machine *m, result sum[2][8][NSYS],
+                       result reps[2][8][NSYS][64], const verdict *v, int nv)
 {
     FILE *f = fopen(cfg->json, "w");
     if (!f) {
@@ -1089,8 +1122,10 @@ static void write_json(const config *cfg, const machine *m, result sum[2][8][2],
     for (int sh = 0; sh < 2; sh++) {
         if (!(cfg->shapes & (1 << sh))) continue;
         for (int i = 0; i < cfg->ninflight; i++)
-            for (int s = 0; s < 2; s++) {
+            for (int s = 0; s < (cfg->tls ? NSYS : 2); s++) {
                 result *r = &sum[sh][i][s];
+                /* the raw and ftrpc cells carry ftrpc/raw; the tls cell carries tls/ftrpc */
+                const result *ratios = &sum[sh][i][s == SYS_TLS ? SYS_TLS : SYS_FTRPC];
                 fprintf(f,
                         "%s\n    {\"shape\": \"%s\", \"system\": \"%s\", \"inflight\": %d, "
                         "\"qps\": %.1f, \"p50_us\": %.2f, \"p99_us\": %.2f, \"server_rss_kb\": "
@@ -1100,8 +1135,8 @@ static void write_json(const config *cfg, const machine *m, result sum[2][8][2],
                         "\"qps_reps\": [",
                         first ? "" : ",", SHAPE_NAME[sh], SYS_NAME[s], cfg->inflight[i], r->qps,
                         r->p50_us, r->p99_us, r->rss_kb, r->srv_cpu, r->cli_cpu, r->other_cpu,
-                        (unsigned long long)r->errors, sum[sh][i][SYS_FTRPC].qps_ratio,
-                        sum[sh][i][SYS_FTRPC].p50_ratio, sum[sh][i][SYS_FTRPC].p99_ratio);
+                        (unsigned long long)r->errors, ratios->qps_ratio, ratios->p50_ratio,
+                        ratios->p99_ratio);
                 for (int k = 0; k < cfg->reps; k++)
                     fprintf(f, "%s%.1f", k ? ", " : "", reps[sh][i][s][k].qps);
                 fprintf(f, "]}");
@@ -1117,6 +1152,41 @@ static void write_json(const config *cfg, const machine *m, result sum[2][8][2],
                 v[i].limit, v[i].pass ? "true" : "false");
     fprintf(f, "\n  ]\n}\n");
     fclose(f);
+}
+
+/* ---- the TLS cells' certificate ---- */
+
+/* A self-signed EC certificate for 127.0.0.1 in a fresh folder (mkdtemp of dir): the TLS client
+ * trusts it as its own CA. One openssl command; its output shows only when it fails. */
+static int make_tls_cert(char *dir, config *cfg)
+{
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "bench_echo: mkdtemp: %s\n", strerror(errno));
+        return -1;
+    }
+    snprintf(cfg->tls_cert, sizeof cfg->tls_cert, "%s/cert.pem", dir);
+    snprintf(cfg->tls_key, sizeof cfg->tls_key, "%s/key.pem", dir);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
+             "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout %s -out %s "
+             ">%s/openssl.log 2>&1 || cat %s/openssl.log >&2",
+             cfg->tls_key, cfg->tls_cert, dir, dir);
+    if (system(cmd) != 0 || access(cfg->tls_cert, R_OK) != 0) {
+        fprintf(stderr, "bench_echo: openssl could not make a certificate (--no-tls skips TLS)\n");
+        return -1;
+    }
+    return 0;
+}
+
+static void remove_tls_cert(const char *dir, const config *cfg)
+{
+    char log[700];
+    snprintf(log, sizeof log, "%s/openssl.log", dir);
+    unlink(cfg->tls_cert);
+    unlink(cfg->tls_key);
+    unlink(log);
+    rmdir(dir);
 }
 
 /* ---- main ---- */
@@ -1139,6 +1209,8 @@ static void usage(FILE *out)
             "  --ftrpc PATH           the ftrpc CLI (default: ftrpc next to this binary)\n"
             "  --json FILE            also write the figures as JSON\n"
             "  --quick                1 s cells, 0.3 s warm-up, 1 repetition\n"
+            "  --no-tls               skip the TLS cells (default: TLS echo beside plain, with a\n"
+            "                         self-signed certificate made at start by openssl)\n"
             "  --raw-server HOST      (internal) run the raw echo server on HOST, any port\n\n"
             "Exit status: 0 when every cell ran without failed calls (targets may still FAIL),\n"
             "1 on failed calls, a hang or a server that would not start, 2 on bad options.\n");
@@ -1173,6 +1245,7 @@ int main(int argc, char **argv)
                                          {"ftrpc", required_argument, 0, 'f'},
                                          {"json", required_argument, 0, 'j'},
                                          {"quick", no_argument, 0, 'q'},
+                                         {"no-tls", no_argument, 0, 'T'},
                                          {"raw-server", required_argument, 0, 'R'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
@@ -1182,7 +1255,8 @@ int main(int argc, char **argv)
                   .reps = 5,
                   .shapes = 3,
                   .client_io_threads = 1,
-                  .timeout_ms = 10000};
+                  .timeout_ms = 10000,
+                  .tls = 1};
     parse_inflight("1,16,64", &cfg);
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1232,6 +1306,9 @@ int main(int argc, char **argv)
             cfg.seconds = 1;
             cfg.warmup = 0.3;
             cfg.reps = 1;
+            break;
+        case 'T':
+            cfg.tls = 0;
             break;
         case 'R':
             return raw_server_main(optarg);
@@ -1295,19 +1372,32 @@ int main(int argc, char **argv)
         x.payload[i] = (unsigned char)('a' + i % 26);
     char *raw_argv[] = {self, "--raw-server", "127.0.0.1", NULL};
     char *ftrpc_argv[] = {(char *)cfg.ftrpc_path, "echo-server", "--listen", "127.0.0.1:0", NULL};
+    char *tls_argv[] = {
+        (char *)cfg.ftrpc_path, "echo-server", "--listen",  "127.0.0.1:0", "--tls-cert",
+        cfg.tls_cert,           "--tls-key",   cfg.tls_key, NULL};
+    char tls_dir[] = "/tmp/bench_echo_tls.XXXXXX";
+    int nsys = cfg.tls ? NSYS : 2;
+    if (cfg.tls && make_tls_cert(tls_dir, &cfg) != 0) return 1;
     if (start_server(&x.servers[SYS_RAW], "raw server", raw_argv) != 0) return 1;
-    if (start_server(&x.servers[SYS_FTRPC], "ftrpc echo-server", ftrpc_argv) != 0) {
+    if (start_server(&x.servers[SYS_FTRPC], "ftrpc echo-server", ftrpc_argv) != 0 ||
+        (cfg.tls && start_server(&x.servers[SYS_TLS], "ftrpc TLS echo-server", tls_argv) != 0)) {
         stop_server(&x.servers[SYS_RAW]);
+        stop_server(&x.servers[SYS_FTRPC]);
         return 1;
     }
-    printf("servers: raw pid %d port %d, ftrpc pid %d port %d\n\n", (int)x.servers[SYS_RAW].pid,
+    printf("servers: raw pid %d port %d, ftrpc pid %d port %d", (int)x.servers[SYS_RAW].pid,
            x.servers[SYS_RAW].port, (int)x.servers[SYS_FTRPC].pid, x.servers[SYS_FTRPC].port);
+    if (cfg.tls)
+        printf(", ftrpc TLS pid %d port %d (%s)", (int)x.servers[SYS_TLS].pid,
+               x.servers[SYS_TLS].port, OpenSSL_version(OPENSSL_VERSION));
+    printf("\n\n");
     int rc =
         ftrpc_runtime_new(&(ftrpc_runtime_options){.io_threads = cfg.client_io_threads}, &x.rt);
     if (rc != 0) {
         fprintf(stderr, "bench_echo: ftrpc_runtime_new: %s\n", ftrpc_strerror(rc));
         stop_server(&x.servers[SYS_RAW]);
         stop_server(&x.servers[SYS_FTRPC]);
+        stop_server(&x.servers[SYS_TLS]);
         return 1;
     }
 
@@ -1316,10 +1406,10 @@ int main(int argc, char **argv)
         for (int sh = 0; sh < 2; sh++) {
             if (!(cfg.shapes & (1 << sh))) continue;
             for (int i = 0; i < cfg.ninflight; i++)
-                for (int k = 0; k < 2; k++) {
+                for (int k = 0; k < nsys; k++) {
                     /* alternate which system goes first, so neither always meets a warmer or a
                      * cooler machine */
-                    sys_kind s = (sys_kind)((k + rep + i) % 2);
+                    sys_kind s = (sys_kind)((k + rep + i) % nsys);
                     result *r = &g_reps[sh][i][s][rep];
                     if (run_cell(&x, s, (shape_kind)sh, cfg.inflight[i], r) != 0) failed = 1;
                     if (r->errors) failed = 1;
@@ -1333,9 +1423,10 @@ int main(int argc, char **argv)
                 }
         }
     ftrpc_runtime_free(x.rt);
-    proc_sample hwm[2] = {sample_proc(x.servers[SYS_RAW].pid),
-                          sample_proc(x.servers[SYS_FTRPC].pid)};
-    if (stop_server(&x.servers[SYS_FTRPC]) != 0) {
+    proc_sample hwm[NSYS] = {sample_proc(x.servers[SYS_RAW].pid),
+                             sample_proc(x.servers[SYS_FTRPC].pid),
+                             cfg.tls ? sample_proc(x.servers[SYS_TLS].pid) : (proc_sample){0}};
+    if (stop_server(&x.servers[SYS_FTRPC]) != 0 || stop_server(&x.servers[SYS_TLS]) != 0) {
         fprintf(stderr, "bench_echo: the ftrpc echo-server did not exit cleanly\n");
         failed = 1;
     }
@@ -1347,18 +1438,22 @@ int main(int argc, char **argv)
     for (int sh = 0; sh < 2; sh++) {
         if (!(cfg.shapes & (1 << sh))) continue;
         for (int i = 0; i < cfg.ninflight; i++)
-            for (int s = 0; s < 2; s++)
+            for (int s = 0; s < nsys; s++)
                 g_sum[sh][i][s] = summarize(g_reps[sh][i][s], cfg.reps);
-        for (int i = 0; i < cfg.ninflight; i++)
-            paired_ratios(&cfg, sh, i);
+        for (int i = 0; i < cfg.ninflight; i++) {
+            paired_ratios(&cfg, sh, i, SYS_FTRPC, SYS_RAW);
+            if (cfg.tls) paired_ratios(&cfg, sh, i, SYS_TLS, SYS_FTRPC);
+        }
         print_table(&cfg, sh, g_sum[sh]);
+        if (cfg.tls) print_tls_table(&cfg, sh, g_sum[sh]);
         nv += acceptance(&cfg, sh, g_sum[sh], v + nv);
     }
     /* the clients of both systems live in this process: its peak says what they hold at most */
     printf(
-        "\nserver peak RSS (VmHWM): ftrpc %.1f MiB, raw %.1f MiB; this client process: %.1f MiB; "
+        "\nserver peak RSS (VmHWM): ftrpc %.1f MiB, ftrpc TLS %.1f MiB, raw %.1f MiB; this client "
+        "process: %.1f MiB; "
         "load average after: %.2f %.2f %.2f; CPU pressure (some, avg10) %.0f%%\n",
-        hwm[SYS_FTRPC].hwm_kb / 1024.0, hwm[SYS_RAW].hwm_kb / 1024.0,
+        hwm[SYS_FTRPC].hwm_kb / 1024.0, hwm[SYS_TLS].hwm_kb / 1024.0, hwm[SYS_RAW].hwm_kb / 1024.0,
         sample_proc(getpid()).hwm_kb / 1024.0, m.load_after[0], m.load_after[1], m.load_after[2],
         cpu_pressure());
     printf("\n");
@@ -1367,6 +1462,7 @@ int main(int argc, char **argv)
                SHAPE_NAME[v[i].shape], v[i].what, v[i].inflight, v[i].value,
                v[i].limit == 0.5 ? ">=" : "<=", v[i].limit, v[i].pass ? "PASS" : "FAIL");
     if (cfg.json) write_json(&cfg, &m, g_sum, g_reps, v, nv);
+    if (cfg.tls) remove_tls_cert(tls_dir, &cfg);
     free(x.payload);
     return failed ? 1 : 0;
 }

@@ -173,6 +173,19 @@ typedef int (*ftrpc_retry_classifier)(int business_code, const char *text, void 
  * (at most `size`), or < 0 to send none. Runs on an IO thread; must not block. */
 typedef int (*ftrpc_credential_fn)(uint8_t *buf, size_t size, void *arg);
 
+/* TLS to the service's endpoints (docs/security.md). Zero means off. Files are PEM and are read
+ * by ftrpc_client_new: the strings need not outlive it. */
+typedef struct ftrpc_client_tls_options {
+    int enable;          /* default 0: plain TCP */
+    const char *ca_file; /* default NULL: the system's trust store (openssl's default paths) */
+    /* default NULL: each endpoint's own host. The name (DNS SAN) or IP literal (IP SAN) the
+     * server's certificate must carry; also sent as SNI when it is a name */
+    const char *server_name;
+    int skip_name_check;   /* default 0: the name is checked. 1: any name (the chain still is) */
+    const char *cert_file; /* default NULL: no client certificate. Mutual TLS: chain, leaf first */
+    const char *key_file;  /* the private key of cert_file (required with it) */
+} ftrpc_client_tls_options;
+
 typedef struct ftrpc_client_options {
     ftrpc_runtime *runtime;     /* default NULL: the shared default runtime */
     int timeout_ms;             /* default 1000: the whole call's deadline, over all attempts
@@ -205,6 +218,10 @@ typedef struct ftrpc_client_options {
     ftrpc_credential_fn credential;     /* default NULL: no authentication_data */
     void *credential_arg;
     const char *auth_token;             /* shortcut: send this token as the credential */
+    /* default off. A failed handshake or certificate check fails the calls waiting on that
+     * connection with FTRPC_ETLS (OpenSSL's reason in error_text): never retried, and the endpoint
+     * is suspended like one that refuses connections (FTRPC_ETLS is in health.suspend_codes) */
+    ftrpc_client_tls_options tls;
 } ftrpc_client_options;
 
 typedef struct ftrpc_call_options {
@@ -249,7 +266,8 @@ struct ftrpc_result {
 /* Frees what the result owns (response, attachment). The struct itself is the caller's. */
 FTRPC_API void ftrpc_result_fini(ftrpc_result *result);
 
-/* Makes a client for naming_url. opts may be NULL. On success *out is the caller's. */
+/* Makes a client for naming_url. opts may be NULL. On success *out is the caller's.
+ * FTRPC_ETLS when a TLS file cannot be used (OpenSSL's reason is logged). */
 FTRPC_API int ftrpc_client_new(const char *naming_url, const ftrpc_client_options *opts,
                                ftrpc_client **out);
 /* Frees the client. Calls still in flight complete with FTRPC_ESTOPPED before it returns; their

@@ -46,6 +46,30 @@ typedef struct ftrpc_method_options {
 typedef int (*ftrpc_authenticator)(const uint8_t *auth_data, size_t len, char *identity,
                                    size_t identity_size, void *arg);
 
+/* Client certificates of a TLS server (mutual TLS). */
+typedef enum {
+    FTRPC_TLS_CLIENT_CERT_NONE = 0,     /* default: not asked for */
+    FTRPC_TLS_CLIENT_CERT_REQUIRED = 1, /* a client without a certificate that client_ca_file
+                                         * verifies is refused (the handshake fails) */
+    FTRPC_TLS_CLIENT_CERT_OPTIONAL = 2, /* asked for and verified when sent; a client without
+                                         * one is served */
+} ftrpc_tls_client_cert;
+
+/* TLS on the server's port (docs/security.md). Zero means off. Files are PEM and are read by
+ * ftrpc_server_new: the strings need not outlive it, and a later change to a file has no effect. */
+typedef struct ftrpc_server_tls_options {
+    const char *cert_file; /* default NULL: no TLS. The certificate chain, leaf first */
+    const char *key_file;  /* the private key of cert_file (required with it) */
+    /* default NULL: no client certificates. The CA bundle client certificates are checked
+     * against; client_cert then says whether one is required (the default when this is set) */
+    const char *client_ca_file;
+    ftrpc_tls_client_cert client_cert;
+    /* default 0: one port serves plain and TLS connections (a first byte 0x16, a ClientHello,
+     * starts TLS; baidu_std and HTTP are sniffed from the decrypted bytes). 1: plain connections
+     * are closed at their first byte (counted in ftrpc_server_stats.plain_refused) */
+    int force;
+} ftrpc_server_tls_options;
+
 typedef struct ftrpc_server_options {
     ftrpc_runtime *runtime;     /* default NULL: the shared default runtime */
     uint32_t max_body_size;     /* default 64 MiB, as brpc: larger frames close the connection */
@@ -74,9 +98,13 @@ typedef struct ftrpc_server_options {
     /* default 10000: an HTTP request whose header is not complete this long after its first byte
      * (or a connection whose first bytes do not name a protocol) is closed (slowloris guard) */
     int http_header_timeout_ms;
+    /* default off. A TLS handshake must also complete within http_header_timeout_ms. */
+    ftrpc_server_tls_options tls;
 } ftrpc_server_options;
 
-/* Makes a server. opts may be NULL. On success *out is the caller's (ftrpc_server_free). */
+/* Makes a server. opts may be NULL. On success *out is the caller's (ftrpc_server_free).
+ * FTRPC_EINVAL for a bad option; FTRPC_ETLS when a TLS file cannot be used (OpenSSL's reason is
+ * logged). */
 FTRPC_API int ftrpc_server_new(const ftrpc_server_options *opts, ftrpc_server **out);
 /* Registers service/method (e.g. "example.EchoService", "Echo"): both strings are copied. mopts
  * may be NULL. FTRPC_EEXIST when registered already, FTRPC_ESTOPPED after start. */
@@ -129,6 +157,8 @@ typedef struct ftrpc_server_stats {
     int64_t idle_closed;            /* closed by idle_timeout_ms */
     int64_t read_timeouts;          /* closed by read_timeout_ms (a frame that did not complete) */
     int64_t auth_failures;          /* connections refused by the authenticator */
+    int64_t tls_failures;           /* TLS connections closed by a failed handshake or record */
+    int64_t plain_refused;          /* plain connections closed because tls.force is set */
 } ftrpc_server_stats;
 FTRPC_API void ftrpc_server_stats_get(const ftrpc_server *server, ftrpc_server_stats *out);
 

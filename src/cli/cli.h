@@ -17,18 +17,37 @@ int ft_cli_parse_rate(const char *opt, const char *text, double *out);
 int ft_cli_split_method(const char *full, char *service, size_t slen, char *method, size_t mlen);
 
 /* Client policy flags shared by `call` and `bench`: --fail-mode, --retries, --attempt-timeout-ms,
- * --backoff, --lb, --backup-ms, --backup-policy, --auth-token. Returns 1 when `opt` was one of them
+ * --backoff, --lb, --backup-ms, --backup-policy, --auth-token, --tls (no value), --tls-ca,
+ * --tls-cert, --tls-key, --tls-server-name (FT_CLI_CLIENT_FLAG_OPTIONS lists them for
+ * getopt_long, each with the value 'P'). Returns 1 when `opt` was one of them
  * (applied to *o), 0 when it was not, -1 on a bad value (message printed). */
 struct ftrpc_client_options;
 int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_options *o);
 #define FT_CLI_CLIENT_FLAG_HELP                                                                    \
     "  --fail-mode MODE       failfast | failover (default) | failtry | failbackup\n"              \
-    "  --retries N            retries after the first attempt (default 3; 0: none)\n"             \
-    "  --attempt-timeout-ms N per-attempt timeout inside the deadline (default: none)\n"          \
-    "  --backoff SPEC         none | fixed:MS | exp:INITIAL_MS:MULTIPLIER:MAX_MS\n"               \
-    "  --lb NAME              random | rr | wrr | wrandom | chash | p2c (default) | priority\n"   \
-    "  --backup-ms N          failbackup: send a backup request after N ms\n"                     \
+    "  --retries N            retries after the first attempt (default 3; 0: none)\n"              \
+    "  --attempt-timeout-ms N per-attempt timeout inside the deadline (default: none)\n"           \
+    "  --backoff SPEC         none | fixed:MS | exp:INITIAL_MS:MULTIPLIER:MAX_MS\n"                \
+    "  --lb NAME              random | rr | wrr | wrandom | chash | p2c (default) | priority\n"    \
+    "  --backup-ms N          failbackup: send a backup request after N ms\n"                      \
     "  --backup-policy P      fixed (--backup-ms) | ratelimited | adaptive\n"                      \
-    "  --auth-token TEXT      credential sent on each connection's first request\n"
+    "  --auth-token TEXT      credential sent on each connection's first request\n"                \
+    "  --tls                  TLS to the endpoints (the server's certificate is verified)\n"       \
+    "  --tls-ca FILE          CA bundle (PEM) for the server's certificate (default: the\n"        \
+    "                         system's trust store); implies --tls\n"                              \
+    "  --tls-cert FILE        client certificate chain (PEM) for mutual TLS; implies --tls\n"      \
+    "  --tls-key FILE         its private key (PEM)\n"                                             \
+    "  --tls-server-name NAME the name or IP the certificate must carry (default: the\n"           \
+    "                         endpoint's host)\n"
+#define FT_CLI_CLIENT_FLAG_OPTIONS                                                                 \
+    {"fail-mode", required_argument, 0, 'P'}, {"retries", required_argument, 0, 'P'},              \
+        {"attempt-timeout-ms", required_argument, 0, 'P'}, {"backoff", required_argument, 0, 'P'}, \
+        {"lb", required_argument, 0, 'P'}, {"backup-ms", required_argument, 0, 'P'},               \
+        {"backup-policy", required_argument, 0, 'P'}, {"auth-token", required_argument, 0, 'P'},   \
+        {"tls", no_argument, 0, 'P'}, {"tls-ca", required_argument, 0, 'P'},                       \
+        {"tls-cert", required_argument, 0, 'P'}, {"tls-key", required_argument, 0, 'P'},           \
+    {                                                                                              \
+        "tls-server-name", required_argument, 0, 'P'                                               \
+    }
 
 #endif

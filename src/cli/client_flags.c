@@ -65,6 +65,21 @@ int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_o
         o->auth_token = value; /* the client copies it */
         return 1;
     }
+    if (!strcmp(opt, "tls")) {
+        o->tls.enable = 1;
+        return 1;
+    }
+    /* the files are read by ftrpc_client_new; each of these implies --tls */
+    if (!strcmp(opt, "tls-ca") || !strcmp(opt, "tls-cert") || !strcmp(opt, "tls-key") ||
+        !strcmp(opt, "tls-server-name")) {
+        const char **field = !strcmp(opt, "tls-ca")     ? &o->tls.ca_file
+                             : !strcmp(opt, "tls-cert") ? &o->tls.cert_file
+                             : !strcmp(opt, "tls-key")  ? &o->tls.key_file
+                                                        : &o->tls.server_name;
+        *field = value;
+        o->tls.enable = 1;
+        return 1;
+    }
     if (!strcmp(opt, "backoff")) return parse_backoff(value, &o->backoff) ? -1 : 1;
     if (!strcmp(opt, "lb")) {
         o->lb = value;

@@ -140,13 +140,7 @@ int ft_cli_bench(int argc, char **argv)
                                          {"cdf", required_argument, 0, 'C'},
                                          {"json", required_argument, 0, 'J'},
                                          {"help", no_argument, 0, 'h'},
-                                         {"fail-mode", required_argument, 0, 'P'},
-                                         {"retries", required_argument, 0, 'P'},
-                                         {"attempt-timeout-ms", required_argument, 0, 'P'},
-                                         {"backoff", required_argument, 0, 'P'},
-                                         {"lb", required_argument, 0, 'P'},
-                                         {"backup-ms", required_argument, 0, 'P'},
-                                         {"backup-policy", required_argument, 0, 'P'},
+                                         FT_CLI_CLIENT_FLAG_OPTIONS,
                                          {0, 0, 0, 0}};
     ftrpc_client_options copts = {0};
     long concurrency = 8, count = 0, payload = 16, timeout_ms = 1000;

@@ -37,11 +37,7 @@ int ft_cli_call(int argc, char **argv)
     static const struct option opts[] = {
         {"data", required_argument, 0, 'd'},   {"attachment", required_argument, 0, 'a'},
         {"timeout-ms", required_argument, 0, 't'}, {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},
-        {"fail-mode", required_argument, 0, 'P'}, {"retries", required_argument, 0, 'P'},
-        {"attempt-timeout-ms", required_argument, 0, 'P'}, {"backoff", required_argument, 0, 'P'},
-        {"lb", required_argument, 0, 'P'},     {"backup-ms", required_argument, 0, 'P'},
-        {"backup-policy", required_argument, 0, 'P'}, {"auth-token", required_argument, 0, 'P'},
+        {"help", no_argument, 0, 'h'},         FT_CLI_CLIENT_FLAG_OPTIONS,
         {0, 0, 0, 0}};
     ftrpc_client_options copts = {0};
     int index = 0;
@@ -77,7 +73,10 @@ int ft_cli_call(int argc, char **argv)
     copts.timeout_ms = (int)timeout_ms;
     int rc = ftrpc_client_new(url, &copts, &client);
     if (rc != 0) {
-        fprintf(stderr, "ftrpc call: bad naming URL '%s': %s\n", url, ftrpc_strerror(rc));
+        if (rc == FTRPC_ETLS) /* the log line above said which file and why */
+            fprintf(stderr, "ftrpc call: cannot set up TLS: %s\n", ftrpc_strerror(rc));
+        else
+            fprintf(stderr, "ftrpc call: bad naming URL '%s': %s\n", url, ftrpc_strerror(rc));
         return 2;
     }
     ftrpc_buf *req = ftrpc_buf_new(), *att = ftrpc_buf_new();

@@ -168,7 +168,14 @@ static void usage(FILE *out)
             "                       -1 never)\n"
             "  --max-inflight-per-connection N\n"
             "                       past N unfinished requests on one connection, more get ELIMIT\n"
-            "                       (default 1024)\n");
+            "                       (default 1024)\n\n"
+            "TLS (docs/security.md); plain and TLS share the port unless --force-tls:\n"
+            "  --tls-cert FILE      certificate chain (PEM, leaf first): turns TLS on\n"
+            "  --tls-key FILE       its private key (PEM)\n"
+            "  --tls-client-ca FILE mutual TLS: clients must present a certificate this CA\n"
+            "                       bundle (PEM) verifies\n"
+            "  --tls-ca FILE        the same, but a client without a certificate is still served\n"
+            "  --force-tls          refuse plain connections (closed at their first byte)\n");
 }
 
 int ft_cli_echo_server(int argc, char **argv)
@@ -186,8 +193,12 @@ int ft_cli_echo_server(int argc, char **argv)
         {"read-timeout-ms", required_argument, 0, 'r'},
         {"max-inflight-per-connection", required_argument, 0, 'F'},
         {"stats-on-exit", no_argument, 0, 'x'},
+        {"tls-cert", required_argument, 0, 'C'},   {"tls-key", required_argument, 0, 'K'},
+        {"tls-ca", required_argument, 0, 'a'},     {"tls-client-ca", required_argument, 0, 'Q'},
+        {"force-tls", no_argument, 0, 'f'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     const char *auth_token = NULL;
+    ftrpc_server_tls_options tls = {0};
     long max_connections = 0, idle_timeout_ms = 0, read_timeout_ms = 0, max_inflight = 0;
     const char *reg_url = NULL, *reg_service = NULL, *reg_tags = NULL;
     double ttl_s = 90, interval_s = 30;
@@ -285,6 +296,15 @@ int ft_cli_echo_server(int argc, char **argv)
                                  &max_inflight))
                 return 2;
             break;
+        case 'C': tls.cert_file = optarg; break;
+        case 'K': tls.key_file = optarg; break;
+        case 'a':
+        case 'Q':
+            tls.client_ca_file = optarg;
+            tls.client_cert = c == 'Q' ? FTRPC_TLS_CLIENT_CERT_REQUIRED
+                                       : FTRPC_TLS_CLIENT_CERT_OPTIONAL;
+            break;
+        case 'f': tls.force = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -301,6 +321,10 @@ int ft_cli_echo_server(int argc, char **argv)
     if (!listen_addr) {
         fprintf(stderr, "ftrpc echo-server: --listen is required\n");
         usage(stderr);
+        return 2;
+    }
+    if ((tls.key_file || tls.client_ca_file || tls.force) && !tls.cert_file) {
+        fprintf(stderr, "ftrpc echo-server: TLS options need --tls-cert and --tls-key\n");
         return 2;
     }
     if (faults.delay_ms > 0 && !delay_rate_set) faults.delay_rate = 1.0;
@@ -323,7 +347,8 @@ int ft_cli_echo_server(int argc, char **argv)
                                .max_connections = (int)max_connections,
                                .idle_timeout_ms = (int)idle_timeout_ms,
                                .read_timeout_ms = (int)read_timeout_ms,
-                               .max_inflight_per_connection = (int)max_inflight};
+                               .max_inflight_per_connection = (int)max_inflight,
+                               .tls = tls};
     if (reg_url) {
         so.register_url = reg_full;
         so.register_weight = (uint32_t)weight;

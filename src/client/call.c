@@ -591,11 +591,11 @@ void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, con
     attempt_error(a, kind, code, f->error_text, 0, 1);
 }
 
-void ft_call_on_conn_lost(ft_attempt *a, int code)
+void ft_call_on_conn_lost(ft_attempt *a, int code, const char *text)
 {
     ft_timer_stop(a->call->loop, &a->timer);
     settle_attempt(a, code == FTRPC_ESTOPPED ? FTRPC_ECANCELED : code);
-    attempt_error(a, FTRPC_RESULT_RPC_ERROR, code, NULL,
+    attempt_error(a, FTRPC_RESULT_RPC_ERROR, code, text,
                   code == FTRPC_ECONNREFUSED || code == FTRPC_ECONNECT, 0);
 }
 

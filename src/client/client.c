@@ -64,6 +64,23 @@ static int cconn_on_read(ft_conn *conn);
 static void cconn_on_close(ft_conn *conn, int reason);
 static const ft_conn_handler CCONN_HANDLER = {cconn_on_read, NULL, cconn_on_close};
 
+/* The name a TLS endpoint's certificate must carry: the option, else the endpoint's host. */
+static void tls_peer_name(const ftrpc_client *c, const ft_client_endpoint *ep, char *buf,
+                          size_t len)
+{
+    if (c->tls_server_name) {
+        snprintf(buf, len, "%s", c->tls_server_name);
+        return;
+    }
+    const char *h = ep->name, *end = strrchr(h, ':');
+    if (*h == '[') { /* [v6]:port */
+        h++;
+        end = strchr(h, ']');
+    }
+    size_t n = end ? (size_t)(end - h) : strlen(h);
+    snprintf(buf, len, "%.*s", (int)(n < len ? n : len - 1), h);
+}
+
 ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, ft_client_endpoint *ep, int *err)
 {
     ft_cconn *cc = ep->conns[loop->index];
@@ -91,6 +108,16 @@ ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, ft_client_endpoint 
     atomic_fetch_add(&c->open_conns, 1);
     ft_list_push_back(&c->loops[loop->index].cconns, &cc->node);
     ep->conns[loop->index] = cc;
+    if (c->tls_ctx) {
+        char name[256];
+        tls_peer_name(c, ep, name, sizeof name);
+        rc = ft_conn_start_tls(cc->conn, c->tls_ctx, c->opts.tls.skip_name_check ? NULL : name);
+        if (rc != 0) {
+            ft_conn_close(cc->conn, rc, 1); /* on_close frees cc */
+            *err = rc;
+            return NULL;
+        }
+    }
     return cc;
 }
 
@@ -140,7 +167,8 @@ static void cconn_on_close(ft_conn *conn, int reason)
     ft_attempt *a;
     while ((a = ft_idmap_take_any(&cc->pending)) != NULL) {
         a->cc = NULL;
-        ft_call_on_conn_lost(a, reason ? reason : FTRPC_ESTOPPED);
+        ft_call_on_conn_lost(a, reason ? reason : FTRPC_ESTOPPED,
+                             reason == FTRPC_ETLS ? ft_conn_tls_error(conn) : NULL);
     }
     ft_idmap_fini(&cc->pending);
     endpoint_release(cc->ep);
@@ -442,6 +470,23 @@ static int client_new(const char *naming_url, const ftrpc_client_options *opts, 
         return FTRPC_ENOMEM;
     }
     c->opts.auth_token = c->auth_token;
+    if (o.tls.enable) {
+        ft_tls_ctx_options to = {.cert_file = o.tls.cert_file,
+                                 .key_file = o.tls.key_file,
+                                 .ca_file = o.tls.ca_file,
+                                 .peer_cert = FT_TLS_PEER_CERT_REQUIRED};
+        rc = ft_tls_ctx_new(&to, &c->tls_ctx, NULL, 0);
+        if (rc == 0 && o.tls.server_name && !(c->tls_server_name = strdup(o.tls.server_name)))
+            rc = FTRPC_ENOMEM;
+        if (rc != 0) {
+            ft_tls_ctx_free(c->tls_ctx);
+            free(c->auth_token);
+            free(c);
+            return rc;
+        }
+    }
+    c->opts.tls.ca_file = c->opts.tls.cert_file = c->opts.tls.key_file = NULL; /* read; not kept */
+    c->opts.tls.server_name = c->tls_server_name;
     c->rt = ft_runtime_or_default(o.runtime);
     pthread_mutex_init(&c->cluster_lock, NULL);
     ft_client_metrics_init(&c->metrics);
@@ -488,6 +533,9 @@ static int client_new(const char *naming_url, const ftrpc_client_options *opts, 
         pthread_cond_destroy(&c->free_cond);
         pthread_mutex_destroy(&c->free_lock);
         pthread_mutex_destroy(&c->cluster_lock);
+        ft_tls_ctx_free(c->tls_ctx);
+        free(c->tls_server_name);
+        free(c->auth_token);
         free(c);
         return rc;
     }
@@ -561,5 +609,7 @@ void ftrpc_client_free(ftrpc_client *c)
     pthread_mutex_destroy(&c->free_lock);
     pthread_mutex_destroy(&c->cluster_lock);
     free(c->auth_token);
+    ft_tls_ctx_free(c->tls_ctx);
+    free(c->tls_server_name);
     free(c);
 }

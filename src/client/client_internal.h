@@ -19,6 +19,7 @@
 #include "ftrpc/client.h"
 #include "io/conn.h"
 #include "io/loop.h"
+#include "io/tls.h"
 #include "naming/naming_view.h"
 #include "protocol/baidu_std.h"
 
@@ -161,6 +162,8 @@ struct ftrpc_client {
     atomic_llong retries, budget_exhausted, backups, backup_wins, cancels;
     ft_client_metrics metrics;
     char *auth_token; /* copy of opts.auth_token */
+    ft_tls_ctx *tls_ctx;   /* NULL: plain TCP; shared by every loop (read-only once made) */
+    char *tls_server_name; /* copy of opts.tls.server_name */
     struct ft_endpoint_reporter *reporter; /* the /endpoints page's view of this client */
     ft_gauge naming_size, naming_updates, naming_stale; /* discovery figures, read on demand */
     ft_gauge cancels_gauge, budget_exhausted_gauge;     /* the client-wide counters above */
@@ -191,8 +194,8 @@ int ft_client_new_without_naming(const ftrpc_client_options *opts, ftrpc_client 
 /* call.c: a response (or a bad frame) for an attempt of this connection's pending map, already
  * removed from it. */
 void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, const char *reason);
-/* call.c: the connection the attempt waited on is gone. */
-void ft_call_on_conn_lost(ft_attempt *a, int code);
+/* call.c: the connection the attempt waited on is gone; text (may be NULL) says why. */
+void ft_call_on_conn_lost(ft_attempt *a, int code, const char *text);
 /* call.c: fail every call of the loop with FTRPC_ESTOPPED (client free). */
 void ft_call_stop_all(ft_client_loop *cl);
 

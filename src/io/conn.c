@@ -18,11 +18,13 @@
 #include "base/list.h"
 #include "base/log.h"
 #include "ftrpc/common.h"
+#include "io/tls.h"
 
 enum { MAX_IOV = 256, READ_MIN_SPACE = 2048 };
 
 static void conn_free(ft_conn *c)
 {
+    ft_tls_free(c->tls);
     ft_iobuf_fini(&c->in);
     ft_iobuf_fini(&c->out);
     ft_iobuf_fini(&c->inflight);
@@ -122,6 +124,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     char *p;
     size_t len;
     (void)suggested;
+    if (c->tls) {
+        ft_tls_read_buffer(buf); /* ciphertext: decrypted into c->in by ft_tls_on_read */
+        return;
+    }
     if (ft_iobuf_reserve(&c->in, READ_MIN_SPACE, &p, &len) != 0) {
         buf->base = NULL;
         buf->len = 0; /* libuv reports UV_ENOBUFS */
@@ -136,7 +142,11 @@ static void close_now(ft_conn *c, int reason);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     ft_conn *c = s->data;
-    (void)buf;
+    if (nread > 0 && c->tls) {
+        c->bytes_read += (uint64_t)nread;
+        ft_tls_on_read(c, buf->base, (size_t)nread);
+        return;
+    }
     if (nread > 0) {
         ft_iobuf_commit(&c->in, (size_t)nread);
         c->bytes_read += (uint64_t)nread;
@@ -182,12 +192,16 @@ static void close_socket(ft_conn *c, int reason, int reset)
 
 static void close_now(ft_conn *c, int reason)
 {
+    /* a TLS peer's alert may explain a broken socket (io/tls.h) */
+    if (c->tls && (reason == FTRPC_EEOF || reason == FTRPC_EFAILEDSOCKET))
+        reason = ft_tls_close_reason(c, reason);
     close_socket(c, reason, reason != 0);
 }
 
 void ft_conn_close(ft_conn *c, int reason, int abortive)
 {
     if (c->state == FT_CONN_CLOSED || uv_is_closing((uv_handle_t *)&c->tcp)) return;
+    if (c->tls && !abortive && c->state == FT_CONN_OPEN) ft_tls_shutdown(c); /* close_notify */
     if (abortive || c->state == FT_CONN_CONNECTING || ft_conn_unwritten(c) == 0) {
         close_socket(c, reason, abortive && reason != 0);
         return;
@@ -221,6 +235,11 @@ int ft_conn_write(ft_conn *c, ft_iobuf *frame)
 
 static void flush(ft_conn *c);
 
+void ft_conn_flush_soon(ft_conn *c)
+{
+    if (c->state == FT_CONN_OPEN) mark_dirty(c);
+}
+
 static void on_written(uv_write_t *req, int status)
 {
     ft_conn *c = req->data;
@@ -235,7 +254,7 @@ static void on_written(uv_write_t *req, int status)
     ft_conn_unref(c); /* the write's reference */
 }
 
-static void flush(ft_conn *c)
+static void flush_wire(ft_conn *c)
 {
     if (c->writing || uv_is_closing((uv_handle_t *)&c->tcp)) return;
     while (c->out.size > 0) {
@@ -274,6 +293,28 @@ static void flush(ft_conn *c)
         return;
     }
     if (c->close_when_flushed && !c->writing) close_socket(c, c->close_reason, 0);
+}
+
+/* Plain TCP writes c->out as it is; TLS first turns it into ciphertext (while the handshake runs,
+ * only its records go out and the frames wait in `held`). */
+static void flush(ft_conn *c)
+{
+    if (!c->tls) {
+        flush_wire(c);
+        return;
+    }
+    if (c->writing || uv_is_closing((uv_handle_t *)&c->tcp)) return;
+    ft_iobuf held;
+    ft_iobuf_init(&held);
+    int rc = ft_tls_encrypt(c, &held);
+    if (rc != 0) {
+        ft_iobuf_fini(&held);
+        close_now(c, rc);
+        return;
+    }
+    flush_wire(c);
+    if (ft_iobuf_size(&held) > 0) ft_iobuf_cut(&held, &c->out, ft_iobuf_size(&held));
+    ft_iobuf_fini(&held);
 }
 
 void ft_conn_flush_dirty(ft_loop *loop)
@@ -335,7 +376,7 @@ static void on_connected(uv_connect_t *req, int status)
     set_nodelay(c);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (c->handler->on_connect) c->handler->on_connect(c, 0);
-    if (c->out.size > 0 && c->state == FT_CONN_OPEN) mark_dirty(c);
+    if ((c->out.size > 0 || c->tls) && c->state == FT_CONN_OPEN) mark_dirty(c);
     ft_conn_unref(c);
 }
 

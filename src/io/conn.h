@@ -59,6 +59,7 @@ struct ft_conn {
     ft_conn *dirty_next;
     char peer[64]; /* "ip:port" */
     uint64_t bytes_read, bytes_written;
+    struct ft_tls *tls; /* NULL: plain TCP; else the TLS transport (io/tls.h), freed with c */
 };
 
 /* Starts connecting to addr; writes may be queued at once (sent when connected). The connect
@@ -89,6 +90,9 @@ static inline size_t ft_conn_unwritten(const ft_conn *c)
 
 /* Called by the loop once per iteration: flushes every dirty connection. */
 void ft_conn_flush_dirty(ft_loop *loop);
+/* Has c flushed at the end of this loop turn even when nothing new was queued (the TLS transport
+ * has handshake records to send). Does nothing unless c is open. */
+void ft_conn_flush_soon(ft_conn *c);
 
 /* "ip:port" of a sockaddr into buf. */
 void ft_sockaddr_format(const struct sockaddr *sa, char *buf, size_t len);

@@ -84,10 +84,39 @@ int ftrpc_server_new(const ftrpc_server_options *opts, ftrpc_server **out)
     if (o.idle_timeout_ms == 0) o.idle_timeout_ms = 600000;
     if (o.read_timeout_ms == 0) o.read_timeout_ms = 10000;
     if (o.max_inflight_per_connection == 0) o.max_inflight_per_connection = 1024;
+    if (o.tls.client_cert < FTRPC_TLS_CLIENT_CERT_NONE ||
+        o.tls.client_cert > FTRPC_TLS_CLIENT_CERT_OPTIONAL || (o.tls.force && !o.tls.cert_file) ||
+        (!o.tls.cert_file && (o.tls.key_file || o.tls.client_ca_file))) {
+        FT_WARN("server options: TLS needs tls.cert_file (with key_file) for its other options");
+        return FTRPC_EINVAL;
+    }
+    ft_tls_ctx *tls_ctx = NULL;
+    if (o.tls.cert_file) {
+        static const enum ft_tls_peer_cert PEER[] = {
+            [FTRPC_TLS_CLIENT_CERT_NONE] = FT_TLS_PEER_CERT_REQUIRED,
+            [FTRPC_TLS_CLIENT_CERT_REQUIRED] = FT_TLS_PEER_CERT_REQUIRED,
+            [FTRPC_TLS_CLIENT_CERT_OPTIONAL] = FT_TLS_PEER_CERT_OPTIONAL};
+        ft_tls_ctx_options to = {
+            .is_server = 1,
+            .cert_file = o.tls.cert_file,
+            .key_file = o.tls.key_file,
+            .ca_file = o.tls.client_ca_file,
+            /* a client CA without a mode means required: asking for certificates and then
+             * serving clients without one is a choice to make explicitly */
+            .peer_cert = o.tls.client_ca_file ? PEER[o.tls.client_cert] : FT_TLS_PEER_CERT_NONE};
+        int rc = ft_tls_ctx_new(&to, &tls_ctx, NULL, 0);
+        if (rc != 0) return rc;
+    }
+    o.tls.cert_file = o.tls.key_file = o.tls.client_ca_file = NULL; /* read; not kept */
     ftrpc_server *s = calloc(1, sizeof *s);
-    if (!s) return FTRPC_ENOMEM;
+    if (!s) {
+        ft_tls_ctx_free(tls_ctx);
+        return FTRPC_ENOMEM;
+    }
+    s->tls_ctx = tls_ctx;
     s->rt = ft_runtime_or_default(o.runtime);
     if (!s->rt) {
+        ft_tls_ctx_free(tls_ctx);
         free(s);
         return FTRPC_ENOMEM;
     }
@@ -95,6 +124,7 @@ int ftrpc_server_new(const ftrpc_server_options *opts, ftrpc_server **out)
     if (o.auth_token) {
         s->auth_token = strdup(o.auth_token);
         if (!s->auth_token) {
+            ft_tls_ctx_free(tls_ctx);
             free(s);
             return FTRPC_ENOMEM;
         }
@@ -111,6 +141,7 @@ int ftrpc_server_new(const ftrpc_server_options *opts, ftrpc_server **out)
     pthread_cond_init(&s->stop_cond, NULL);
     s->loop_sessions = calloc((size_t)s->rt->nloops, sizeof(ft_list));
     if (!s->loop_sessions) {
+        ft_tls_ctx_free(tls_ctx);
         free(s);
         return FTRPC_ENOMEM;
     }
@@ -437,6 +468,7 @@ void ftrpc_server_free(ftrpc_server *s)
     free(s->register_url);
     free(s->register_addr);
     free(s->register_tags);
+    ft_tls_ctx_free(s->tls_ctx);
     pthread_cond_destroy(&s->stop_cond);
     pthread_mutex_destroy(&s->stop_lock);
     free(s);
@@ -591,6 +623,8 @@ void ftrpc_server_stats_get(const ftrpc_server *s, ftrpc_server_stats *out)
     out->idle_closed = atomic_load(&((ftrpc_server *)s)->idle_closed);
     out->read_timeouts = atomic_load(&((ftrpc_server *)s)->read_timeouts);
     out->auth_failures = atomic_load(&((ftrpc_server *)s)->auth_failures);
+    out->tls_failures = atomic_load(&((ftrpc_server *)s)->tls_failures);
+    out->plain_refused = atomic_load(&((ftrpc_server *)s)->plain_refused);
 }
 
 int ftrpc_server_call_is_canceled(const ftrpc_server_call *call)
@@ -841,10 +875,44 @@ static void arm_timeouts(ft_session *sess, int frames_completed)
                        now + (int64_t)s->opts.read_timeout_ms * FT_NS_PER_MS, on_read_timeout);
 }
 
+/* On a server with TLS, the first byte of a connection decides its transport: a handshake record
+ * (0x16) starts TLS, whose decrypted bytes then come back here to be sniffed as plain ones are.
+ * No baidu_std or HTTP request starts with 0x16. Returns 1 when the caller goes on with the bytes
+ * in c->in, 0 when TLS took them, or a negative code to close. */
+static int sniff_transport(ft_session *sess)
+{
+    ft_conn *c = sess->conn;
+    ftrpc_server *s = sess->server;
+    uint8_t first;
+    if (ft_iobuf_copy_at(&c->in, 0, &first, 1) != 1) return 0;
+    sess->transport_known = 1;
+    if (first == FT_TLS_HANDSHAKE_BYTE) {
+        int rc = ft_conn_start_tls(c, s->tls_ctx, NULL);
+        if (rc != 0) return rc;
+        /* the handshake, then the protocol's first bytes, must come within the header timeout */
+        ft_timer_start(sess->loop, &sess->read_timer,
+                       ft_loop_now(sess->loop) +
+                           (int64_t)s->opts.http_header_timeout_ms * FT_NS_PER_MS,
+                       ft_server_read_timer_fired);
+        return 0;
+    }
+    if (s->opts.tls.force) {
+        atomic_fetch_add(&s->plain_refused, 1);
+        FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing %s: a plain connection, and TLS is forced",
+                           c->peer);
+        return FTRPC_EREQUEST;
+    }
+    return 1;
+}
+
 static int session_on_read(ft_conn *c)
 {
     ft_session *sess = c->owner;
     ftrpc_server *s = sess->server;
+    if (s->tls_ctx && !sess->transport_known) {
+        int rc = sniff_transport(sess);
+        if (rc <= 0) return rc;
+    }
     if (sess->proto == FT_PROTO_UNKNOWN && !sniff(sess)) return 0;
     if (sess->proto == FT_PROTO_HTTP) {
         /* the HTTP session times its own headers (408); a request is not idleness either */
@@ -892,6 +960,7 @@ static void session_on_close(ft_conn *c, int reason)
 {
     ft_session *sess = c->owner;
     ftrpc_server *s = sess->server;
+    if (reason == FTRPC_ETLS) atomic_fetch_add(&s->tls_failures, 1); /* tls.c logged why */
     if (reason == FTRPC_EEOF && ft_iobuf_size(&c->in) > 0)
         FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
                            "connection from %s closed mid-frame (%zu bytes unparsed)", c->peer,

@@ -14,6 +14,7 @@
 #include "io/conn.h"
 #include "io/listener.h"
 #include "io/loop.h"
+#include "io/tls.h"
 #include "naming/naming.h"
 #include "metrics/counter.h"
 #include "metrics/latency_recorder.h"
@@ -81,6 +82,7 @@ typedef struct ft_session {
     int authenticated;
     char identity[128];
     int proto;                 /* FT_PROTO_*: decided by the connection's first bytes */
+    int transport_known;       /* plain or TLS was decided (by the first byte) */
     struct ft_http_conn *http; /* http_session.c, when proto is FT_PROTO_HTTP */
 } ft_session;
 
@@ -106,6 +108,8 @@ struct ftrpc_server {
     char *auth_token; /* copies of the option strings the server keeps */
     char *register_url, *register_addr, *register_tags;
     atomic_llong connections_refused, idle_closed, read_timeouts, auth_failures;
+    atomic_llong tls_failures, plain_refused;
+    ft_tls_ctx *tls_ctx; /* NULL: plain only; shared by every loop (read-only once made) */
     pthread_mutex_t stop_lock; /* guards nothing but the condition below */
     pthread_cond_t stop_cond;  /* signalled when inflight or sessions reach 0 while stopping */
     int64_t started_ns;

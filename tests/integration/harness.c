@@ -544,6 +544,82 @@ int h_cli_run(const char *const *args, int timeout_ms, char **out, char **err)
     return rc;
 }
 
+/* ---- TLS material ---- */
+
+/* Runs one openssl command line in f->dir; 0 when it succeeded. */
+static int openssl_run(const h_tls_files *f, const char *args)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && openssl %s >openssl.log 2>&1 || { cat openssl.log; exit 1; }", f->dir,
+             args);
+    int rc = system(cmd);
+    if (rc != 0) fprintf(stderr, "h_tls_make: openssl %s failed\n", args);
+    return rc == 0 ? 0 : -1;
+}
+
+/* A key and a certificate signed by ca.crt, with the extensions in `ext`. */
+static int signed_cert(const h_tls_files *f, const char *name, const char *cn, const char *ext)
+{
+    char path[700], args[1024];
+    snprintf(path, sizeof path, "%s/%s.ext", f->dir, name);
+    FILE *fp = fopen(path, "w");
+    if (!fp) return -1;
+    fprintf(fp, "%s\n", ext);
+    fclose(fp);
+    snprintf(args, sizeof args,
+             "req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=%s "
+             "-keyout %s.key -out %s.csr",
+             cn, name, name);
+    if (openssl_run(f, args) != 0) return -1;
+    snprintf(
+        args, sizeof args,
+        "x509 -req -in %s.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile %s.ext "
+        "-out %s.crt",
+        name, name, name);
+    return openssl_run(f, args);
+}
+
+int h_tls_make(h_tls_files *f)
+{
+    static atomic_int seq;
+    memset(f, 0, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "%s/tls-%d-%d", scratch_dir(), (int)getpid(),
+             atomic_fetch_add(&seq, 1));
+    mkdir(f->dir, 0700);
+    static const char CA[] = "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                             "-days 2 -subj /CN=%s -keyout %s.key -out %s.crt";
+    char args[512];
+    snprintf(args, sizeof args, CA, "ftrpc-test-ca", "ca", "ca");
+    if (openssl_run(f, args) != 0) return -1;
+    snprintf(args, sizeof args, CA, "ftrpc-wrong-ca", "wrong-ca", "wrong-ca");
+    if (openssl_run(f, args) != 0 ||
+        signed_cert(f, "server", "localhost",
+                    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth") !=
+            0 ||
+        signed_cert(f, "client", "test-client", "extendedKeyUsage=clientAuth") != 0 ||
+        signed_cert(f, "other", "other.example",
+                    "subjectAltName=DNS:other.example\nextendedKeyUsage=serverAuth") != 0)
+        return -1;
+    snprintf(f->ca, sizeof f->ca, "%s/ca.crt", f->dir);
+    snprintf(f->wrong_ca, sizeof f->wrong_ca, "%s/wrong-ca.crt", f->dir);
+    snprintf(f->server_cert, sizeof f->server_cert, "%s/server.crt", f->dir);
+    snprintf(f->server_key, sizeof f->server_key, "%s/server.key", f->dir);
+    snprintf(f->client_cert, sizeof f->client_cert, "%s/client.crt", f->dir);
+    snprintf(f->client_key, sizeof f->client_key, "%s/client.key", f->dir);
+    snprintf(f->other_cert, sizeof f->other_cert, "%s/other.crt", f->dir);
+    snprintf(f->other_key, sizeof f->other_key, "%s/other.key", f->dir);
+    return 0;
+}
+
+void h_tls_remove(const h_tls_files *f)
+{
+    char cmd[600];
+    if (!f->dir[0]) return;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    if (system(cmd) != 0) fprintf(stderr, "h_tls_remove: could not remove %s\n", f->dir);
+}
+
 /* ---- raw TCP ---- */
 
 int h_free_port(void)
