@@ -534,6 +534,7 @@ void ftrpc_client_free(ftrpc_client *c)
     /* calls posted before `stopping` was seen still start, fail ESTOPPED and finish */
     wait_zero(c, &c->inflight);
     wait_zero(c, &c->open_conns);
+    for (int i = 0; i < c->rt->nloops; i++) ft_call_cache_drain(&c->loops[i]);
     free(c->loops);
     ft_cluster_release(c->cluster);
     ft_retry_budget_fini(&c->budget);
