@@ -745,6 +745,20 @@ static int check_call_args(ftrpc_client *c, const char *service, const char *met
     return 0;
 }
 
+/* After a borrowed start (ftrpc_call): whether the call left nothing the sleeping loop must act on
+ * before the deadline, other than reading the response. `done` is checked first because a
+ * completed call is freed. */
+static int borrow_left_call_quiet(ft_call *call, ft_event *done)
+{
+    if (atomic_load_explicit(&done->state, memory_order_acquire) != 0) return 0;
+    const ft_attempt *a = &call->slot[0];
+    if (!a->in_flight || !a->cc || call->slot[1].in_flight || ft_timer_armed(&a->timer) ||
+        ft_timer_armed(&call->retry_timer) || ft_timer_armed(&call->backup_timer))
+        return 0;
+    const ft_conn *conn = a->cc->conn;
+    return conn->state == FT_CONN_OPEN && !conn->writing && conn->out.size == 0;
+}
+
 static void submit(ft_call *call)
 {
     atomic_fetch_add(&call->client->inflight, 1);
@@ -788,7 +802,26 @@ int ftrpc_call(ftrpc_client *c, const char *service, const char *method, const f
     call->sync_result = result;
     call->sync_done = &done;
     call->sync_rc = &rc;
-    submit(call);
-    ft_event_wait(&done, -1); /* bounded: the call's deadline timer completes it */
+    ft_loop *loop = call->loop;
+    int64_t deadline_ns = call->deadline_ns;
+    if (!ft_loop_try_borrow(loop)) {
+        submit(call);
+        ft_event_wait(&done, -1); /* bounded: the call's deadline timer completes it */
+        return rc;
+    }
+    /* The IO thread sleeps: send the request from this thread instead of waking it to do so (one
+     * hand-off less per call). The loop learns what this did when it wakes next, normally for the
+     * response. Until then nothing but the deadline may need it, and that is this thread's to
+     * watch: it wakes the loop when the deadline comes. Anything else the call left for the loop
+     * (a connection being opened, a write the kernel did not take, another timer) wakes it now. */
+    atomic_fetch_add(&call->client->inflight, 1);
+    start_call(call);
+    ft_conn_flush_dirty(loop);
+    ft_loop_return(loop, !borrow_left_call_quiet(call, &done));
+    int64_t left = deadline_ns - ft_now_ns();
+    if (ft_event_wait(&done, left > 0 ? left : 0) != 0) {
+        ft_loop_wake(loop); /* the deadline timer is due: the sleeping loop may not know it yet */
+        ft_event_wait(&done, -1);
+    }
     return rc;
 }
