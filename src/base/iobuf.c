@@ -25,12 +25,19 @@ static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
 
 /* A thread's cache dies with it (IO and worker threads end when a runtime or pool stops): free
  * the blocks then, instead of leaking up to CACHE_MAX of them per thread. */
+/* ftrpc_buf structs (two per call result) are recycled the same way */
+enum { BUF_CACHE_MAX = 64 };
+static _Thread_local ft_iobuf *buf_cache[BUF_CACHE_MAX];
+static _Thread_local int buf_cache_len;
+
 static void cache_drain(void *arg)
 {
     (void)arg;
     block_cache_state = 2;
     while (block_cache_len > 0)
         free(block_cache[--block_cache_len]);
+    while (buf_cache_len > 0)
+        free(buf_cache[--buf_cache_len]);
 }
 
 static void cache_key_create(void)
@@ -405,7 +412,7 @@ void ft_iobuf_commit(ft_iobuf *b, size_t n)
 
 ftrpc_buf *ftrpc_buf_new(void)
 {
-    ft_iobuf *b = malloc(sizeof *b);
+    ft_iobuf *b = buf_cache_len > 0 ? buf_cache[--buf_cache_len] : malloc(sizeof *b);
     if (b) ft_iobuf_init(b);
     return b;
 }
@@ -414,6 +421,10 @@ void ftrpc_buf_free(ftrpc_buf *buf)
 {
     if (!buf) return;
     ft_iobuf_fini(buf);
+    if (buf_cache_len < BUF_CACHE_MAX && cache_usable()) {
+        buf_cache[buf_cache_len++] = buf;
+        return;
+    }
     free(buf);
 }
 

@@ -211,6 +211,62 @@ static void run_fallback(ft_call *call, ftrpc_result *r, ftrpc_result *reported)
     reported->from_fallback = r->from_fallback;
 }
 
+/* ---- call objects ----
+ *
+ * A call is freed on its home loop, so each loop of the client keeps the calls it finished for
+ * reuse by the next call made on that loop (an async call issued from a callback, the common case
+ * of a busy client): no malloc and free per call. Calls made on other threads are malloc'ed and
+ * land in the cache when they finish. */
+
+enum { CALL_CACHE_MAX = 256 };
+
+static ft_call *call_alloc(ftrpc_client *c, ft_loop *loop, size_t names)
+{
+    if (names > FT_CALL_NAMES_MAX) {
+        ft_call *call = malloc(sizeof *call + names);
+        if (call) memset(call, 0, sizeof *call);
+        return call;
+    }
+    ft_client_loop *cl = &c->loops[loop->index];
+    ft_call *call = NULL;
+    if (ft_loop_current() == loop && cl->free_calls) {
+        call = cl->free_calls;
+        cl->free_calls = *(ft_call **)call; /* the link lives in the call's first bytes */
+        cl->nfree_calls--;
+    } else {
+        call = malloc(sizeof *call + FT_CALL_NAMES_MAX);
+    }
+    if (call) {
+        memset(call, 0, sizeof *call);
+        call->standard_size = 1;
+    }
+    return call;
+}
+
+/* On the call's home loop (or on the caller's thread before the call was submitted). */
+static void call_release(ft_call *call)
+{
+    ft_client_loop *cl = &call->client->loops[call->loop->index];
+    if (!call->standard_size || cl->nfree_calls >= CALL_CACHE_MAX ||
+        ft_loop_current() != call->loop) {
+        free(call);
+        return;
+    }
+    *(ft_call **)call = cl->free_calls;
+    cl->free_calls = call;
+    cl->nfree_calls++;
+}
+
+void ft_call_cache_drain(ft_client_loop *cl)
+{
+    while (cl->free_calls) {
+        ft_call *call = cl->free_calls;
+        cl->free_calls = *(ft_call **)call;
+        free(call);
+    }
+    cl->nfree_calls = 0;
+}
+
 /* ---- completion ---- */
 
 /* Completes the call exactly once. `winner` (may be NULL) is the attempt whose response `frame`
@@ -278,14 +334,14 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
         *call->sync_rc = r->kind == FTRPC_RESULT_OK              ? 0
                          : r->kind == FTRPC_RESULT_BUSINESS_ERROR ? FTRPC_EBUSINESS
                                                                   : r->code;
-        free(call);
+        call_release(call);
         ft_client_count_down(client, &client->inflight);
         ft_event_set(done); /* last touch: the caller may return and free everything now */
         return;
     }
     ftrpc_call_cb cb = call->cb;
     void *arg = call->arg;
-    free(call);
+    call_release(call);
     cb(r, arg);
     ftrpc_result_fini(r);
     ft_client_count_down(client, &client->inflight);
@@ -655,9 +711,10 @@ static ft_call *make_call(ftrpc_client *c, const char *service, const char *meth
                           const ftrpc_call_options *opts)
 {
     size_t sl = strlen(service), ml = strlen(method);
-    ft_call *call = malloc(sizeof *call + sl + ml + 2);
+    ft_loop *loop = ft_runtime_pick_loop(c->rt);
+    ft_call *call = call_alloc(c, loop, sl + ml + 2);
     if (!call) return NULL;
-    memset(call, 0, sizeof *call);
+    call->loop = loop;
     memcpy(call->names, service, sl + 1);
     memcpy(call->names + sl + 1, method, ml + 1);
     call->service = call->names;
@@ -670,7 +727,7 @@ static ft_call *make_call(ftrpc_client *c, const char *service, const char *meth
         (attachment && ft_iobuf_append_buf(&call->attachment, attachment) != 0)) {
         ft_iobuf_fini(&call->request);
         ft_iobuf_fini(&call->attachment);
-        free(call);
+        call_release(call);
         return NULL;
     }
     const ftrpc_client_options *o = &c->opts;
@@ -696,7 +753,6 @@ static ft_call *make_call(ftrpc_client *c, const char *service, const char *meth
     }
     call->last_endpoint = -1;
     call->last_answered_by = -1;
-    call->loop = ft_runtime_pick_loop(c->rt);
     /* on the home loop already (a call made from a callback): the loop's time is fresh enough */
     call->start_ns = ft_loop_current() == call->loop ? ft_loop_now(call->loop) : ft_now_ns();
     call->deadline_ns = call->start_ns + (int64_t)timeout_ms * FT_NS_PER_MS;
@@ -719,6 +775,20 @@ static int check_call_args(ftrpc_client *c, const char *service, const char *met
         return FTRPC_EINVAL;
     if (atomic_load(&c->stopping)) return FTRPC_ESTOPPED;
     return 0;
+}
+
+/* After a borrowed start (ftrpc_call): whether the call left nothing the sleeping loop must act on
+ * before the deadline, other than reading the response. `done` is checked first because a
+ * completed call is freed. */
+static int borrow_left_call_quiet(ft_call *call, ft_event *done)
+{
+    if (atomic_load_explicit(&done->state, memory_order_acquire) != 0) return 0;
+    const ft_attempt *a = &call->slot[0];
+    if (!a->in_flight || !a->cc || call->slot[1].in_flight || ft_timer_armed(&a->timer) ||
+        ft_timer_armed(&call->retry_timer) || ft_timer_armed(&call->backup_timer))
+        return 0;
+    const ft_conn *conn = a->cc->conn;
+    return conn->state == FT_CONN_OPEN && !conn->writing && conn->out.size == 0;
 }
 
 static void submit(ft_call *call)
@@ -764,7 +834,26 @@ int ftrpc_call(ftrpc_client *c, const char *service, const char *method, const f
     call->sync_result = result;
     call->sync_done = &done;
     call->sync_rc = &rc;
-    submit(call);
-    ft_event_wait(&done, -1); /* bounded: the call's deadline timer completes it */
+    ft_loop *loop = call->loop;
+    int64_t deadline_ns = call->deadline_ns;
+    if (!ft_loop_try_borrow(loop)) {
+        submit(call);
+        ft_event_wait(&done, -1); /* bounded: the call's deadline timer completes it */
+        return rc;
+    }
+    /* The IO thread sleeps: send the request from this thread instead of waking it to do so (one
+     * hand-off less per call). The loop learns what this did when it wakes next, normally for the
+     * response. Until then nothing but the deadline may need it, and that is this thread's to
+     * watch: it wakes the loop when the deadline comes. Anything else the call left for the loop
+     * (a connection being opened, a write the kernel did not take, another timer) wakes it now. */
+    atomic_fetch_add(&call->client->inflight, 1);
+    start_call(call);
+    ft_conn_flush_dirty(loop);
+    ft_loop_return(loop, !borrow_left_call_quiet(call, &done));
+    int64_t left = deadline_ns - ft_now_ns();
+    if (ft_event_wait(&done, left > 0 ? left : 0) != 0) {
+        ft_loop_wake(loop); /* the deadline timer is due: the sleeping loop may not know it yet */
+        ft_event_wait(&done, -1);
+    }
     return rc;
 }

@@ -601,6 +601,7 @@ void ftrpc_client_free(ftrpc_client *c)
     wait_zero(c, &c->inflight);
     wait_zero(c, &c->open_conns);
     ft_selective_free(c->selective); /* its sub-clients, once no call of its own uses them */
+    for (int i = 0; i < c->rt->nloops; i++) ft_call_cache_drain(&c->loops[i]);
     free(c->loops);
     ft_cluster_release(c->cluster);
     ft_retry_budget_fini(&c->budget);

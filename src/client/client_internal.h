@@ -67,6 +67,8 @@ struct ft_cconn {
 typedef struct ft_client_loop {
     ft_list calls;  /* calls homed on this loop */
     ft_list cconns; /* connections of this loop */
+    struct ft_call *free_calls; /* finished calls kept for reuse (standard size only) */
+    int nfree_calls;
 } ft_client_loop;
 
 /* One request of a call, sent to one endpoint. A call has two slots: the attempt (first try or a
@@ -92,6 +94,8 @@ typedef struct ft_call_target {
 } ft_call_target;
 
 #define FT_CALL_SLOTS 2
+/* Calls whose "service\0method\0" fits this many bytes are recycled per loop (call.c). */
+#define FT_CALL_NAMES_MAX 96
 
 struct ft_call {
     ft_task task;
@@ -115,6 +119,7 @@ struct ft_call {
     ft_timer retry_timer;  /* backoff */
     ft_timer backup_timer; /* failbackup */
     ft_attempt slot[FT_CALL_SLOTS];
+    int standard_size; /* allocated with FT_CALL_NAMES_MAX bytes of names: reusable */
     int last_endpoint; /* of the latest attempt sent: failtry goes back to it */
     int last_target;   /* and its target */
     int backup_ms;     /* < 0: no backup for this call */
@@ -198,5 +203,7 @@ void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, con
 void ft_call_on_conn_lost(ft_attempt *a, int code, const char *text);
 /* call.c: fail every call of the loop with FTRPC_ESTOPPED (client free). */
 void ft_call_stop_all(ft_client_loop *cl);
+/* call.c: frees the loop's recycled calls (client free, once no call runs). */
+void ft_call_cache_drain(ft_client_loop *cl);
 
 #endif

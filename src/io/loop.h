@@ -60,6 +60,10 @@ struct ft_loop {
     int64_t armed_due_ns; /* what timer_handle is set for, INT64_MAX when idle */
     int64_t now_ns;       /* cached: see ft_loop_now */
     int now_fresh;        /* now_ns was read in the current phase of this iteration */
+    pthread_mutex_t owner; /* held by whoever runs the loop: its IO thread, or a borrower */
+    atomic_int reclaiming; /* the IO thread woke and wants `owner` back: do not borrow */
+    atomic_int borrowable_asked; /* a borrower asked the loop to release `owner` while asleep */
+    ft_task switch_task;         /* posted once, for that */
 };
 
 struct ftrpc_runtime {
@@ -79,6 +83,18 @@ void ft_loop_run_sync(ft_loop *loop, void (*fn)(void *arg), void *arg);
  * thread of this runtime, otherwise the next in round-robin order. */
 ft_loop *ft_runtime_pick_loop(ftrpc_runtime *rt);
 ftrpc_runtime *ft_runtime_or_default(ftrpc_runtime *rt);
+
+/* Any non-IO thread: takes over the loop if its IO thread is asleep (1), else 0. While borrowed,
+ * the caller runs as the loop's thread (ft_loop_current() is the loop) and may do anything the
+ * loop's thread may; the IO thread waits for ft_loop_return. Keep it short, never block. The loop
+ * does not see what the borrower changed until it wakes: ft_loop_return(loop, 1) wakes it, for
+ * anything that needs the loop's attention (a new connection, a pending write, a timer earlier
+ * than the loop's sleep); with wake = 0 the borrower answers for whatever it left (for example it
+ * calls ft_loop_wake itself by the time its timer is due). */
+int ft_loop_try_borrow(ft_loop *loop);
+void ft_loop_return(ft_loop *loop, int wake);
+/* Any thread: makes the loop run an iteration soon (and so see timers a borrower armed). */
+void ft_loop_wake(ft_loop *loop);
 
 /* Monotonic time in ns, fresh (a clock read). */
 int64_t ft_loop_now_ns(ft_loop *loop);

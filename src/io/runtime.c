@@ -6,12 +6,14 @@
  */
 #include "io/loop.h"
 
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "base/clock.h"
 #include "base/event.h"
+#include "base/list.h"
 #include "base/log.h"
 #include "io/conn.h"
 
@@ -236,20 +238,83 @@ static void on_flush_prepare(uv_prepare_t *h)
     l->now_fresh = 0; /* the loop is about to sleep: IO callbacks after it read the clock again */
 }
 
-/* ---- threads ---- */
+/* ---- threads ----
+ *
+ * The IO thread owns its loop through `owner`, a mutex it holds while it runs libuv. A loop starts
+ * in libuv's own run mode and never lets go of the mutex. Once a blocking call wants to borrow it
+ * (ft_loop_try_borrow), the loop switches for good to running libuv one iteration at a time and
+ * releasing the mutex while it sleeps, waiting for the loop's epoll fd to become ready (libuv's own
+ * poll then runs with a zero timeout). A thread that finds such a loop asleep may borrow it: with
+ * the mutex it *is* the loop thread, so everything loop-owned (calls, timers, connections) stays
+ * single-threaded. A blocking call uses this to send its request itself instead of waking the IO
+ * thread to do it (one thread hand-off less, docs/performance.md). The switch is not the default
+ * because the extra poll per iteration costs a few microseconds of latency at one call in flight:
+ * loops of servers and of async-only clients never pay it. */
+
+static void switch_to_borrowable(ft_task *t)
+{
+    ft_loop *l = ft_container_of(t, ft_loop, switch_task);
+    uv_stop(&l->uv); /* uv_run returns after this iteration; loop_main goes on borrowable */
+}
 
 static void *loop_main(void *arg)
 {
     ft_loop *l = arg;
     current_loop = l;
+    pthread_mutex_lock(&l->owner);
     uv_run(&l->uv, UV_RUN_DEFAULT);
+    while (uv_run(&l->uv, UV_RUN_NOWAIT) != 0 || uv_loop_alive(&l->uv)) {
+        int timeout = uv_backend_timeout(&l->uv);
+        if (timeout != 0) {
+            struct pollfd p = {.fd = uv_backend_fd(&l->uv), .events = POLLIN};
+            pthread_mutex_unlock(&l->owner);
+            poll(&p, 1, timeout);
+            /* borrowers stand back while the loop takes its mutex again, so that a stream of them
+             * cannot keep it from the events that woke it */
+            atomic_store_explicit(&l->reclaiming, 1, memory_order_relaxed);
+            pthread_mutex_lock(&l->owner);
+            atomic_store_explicit(&l->reclaiming, 0, memory_order_relaxed);
+        }
+        l->now_fresh = 0; /* a borrower or the sleep may have left it stale */
+    }
+    pthread_mutex_unlock(&l->owner);
     current_loop = NULL;
     return NULL;
+}
+
+int ft_loop_try_borrow(ft_loop *l)
+{
+    if (current_loop) return 0;
+    if (!atomic_load_explicit(&l->borrowable_asked, memory_order_relaxed)) {
+        if (!atomic_exchange(&l->borrowable_asked, 1)) ft_loop_post(l, &l->switch_task);
+        return 0;
+    }
+    if (atomic_load_explicit(&l->reclaiming, memory_order_relaxed) ||
+        pthread_mutex_trylock(&l->owner) != 0)
+        return 0;
+    current_loop = l;
+    l->now_fresh = 0;
+    return 1;
+}
+
+void ft_loop_return(ft_loop *l, int wake)
+{
+    l->now_fresh = 0;
+    current_loop = NULL;
+    pthread_mutex_unlock(&l->owner);
+    if (wake) uv_async_send(&l->wakeup);
+}
+
+void ft_loop_wake(ft_loop *l)
+{
+    uv_async_send(&l->wakeup);
 }
 
 static int loop_init(ft_loop *l, ftrpc_runtime *rt, int index)
 {
     memset(l, 0, sizeof *l);
+    pthread_mutex_init(&l->owner, NULL);
+    l->switch_task.run = switch_to_borrowable;
     l->rt = rt;
     l->index = index;
     l->armed_due_ns = INT64_MAX;
@@ -335,6 +400,7 @@ void ftrpc_runtime_free(ftrpc_runtime *rt)
         pthread_join(rt->loops[i].thread, NULL);
         uv_loop_close(&rt->loops[i].uv);
         free(rt->loops[i].heap);
+        pthread_mutex_destroy(&rt->loops[i].owner);
     }
     free(rt->loops);
     free(rt);

@@ -56,6 +56,10 @@ typedef struct ft_rpc_frame {
 } ft_rpc_frame;
 
 void ft_rpc_frame_init(ft_rpc_frame *f);
+
+/* 1 (default): the common meta fields are decoded and encoded by hand (protobuf-c for the rest);
+ * 0: protobuf-c for every meta. For tests and the fuzz target, which check that both agree. */
+extern int ft_baidu_std_fast_meta;
 void ft_rpc_frame_fini(ft_rpc_frame *f);
 
 /* Tries to cut one frame from the front of `in`. On FT_PARSE_OK and FT_PARSE_BAD_FRAME the frame's

@@ -102,6 +102,12 @@ struct ftrpc_server {
     atomic_int inflight;    /* calls dispatched and not yet finished */
     atomic_int sessions;    /* open connections */
     ft_list *loop_sessions; /* one list per loop, touched on that loop only */
+    /* finished calls kept for reuse, one list per loop, touched on that loop only: a call is made
+     * and finished on its session's loop, so the hot path needs no malloc and no lock */
+    struct ft_call_cache {
+        struct ftrpc_server_call *head;
+        int n;
+    } *call_cache;
     atomic_uint next_loop;
     ft_workpool pool;
     int pool_started;

@@ -5,6 +5,11 @@
  * passes must give the same sequence of results. Every frame that parses OK uncompressed is packed
  * again and parsed again, and must come back with the same fields and bytes. Any disagreement
  * aborts (a finding). max_body is kept at 1 MiB so that a decompression bomb stays cheap.
+ *
+ * A third pass parses the contiguous input again with the hand-written meta decoder switched off
+ * (ft_baidu_std_fast_meta = 0: protobuf-c for every meta), and every frame must decode to the same
+ * fields: the fast decoder may only accept what protobuf-c reads the same way. Repacking runs with
+ * the fast encoder on; the golden-byte unit tests hold it to protobuf-c's bytes.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,6 +25,7 @@ typedef struct record {
     int64_t correlation_id;
     size_t payload, attachment;
     const char *reason;
+    uint64_t fields; /* a hash of every decoded meta field */
 } record;
 
 typedef struct run {
@@ -100,6 +106,35 @@ static void repack(const ft_rpc_frame *f)
     ft_iobuf_fini(&wire);
 }
 
+static uint64_t mix(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+static uint64_t mix_str(uint64_t h, const char *s)
+{
+    return s ? mix(mix(h, "s", 1), s, strlen(s) + 1) : mix(h, "n", 1);
+}
+
+static uint64_t fields_hash(const ft_rpc_frame *f)
+{
+    uint64_t h = 1469598103934665603ull;
+    h = mix(h, &f->is_request, sizeof f->is_request);
+    h = mix(h, &f->correlation_id, sizeof f->correlation_id);
+    h = mix_str(h, f->service);
+    h = mix_str(h, f->method);
+    h = mix(h, &f->timeout_ms, sizeof f->timeout_ms);
+    h = mix(h, &f->log_id, sizeof f->log_id);
+    h = mix(h, &f->auth_len, sizeof f->auth_len);
+    h = f->auth_data ? mix(mix(h, "a", 1), f->auth_data, f->auth_len) : mix(h, "n", 1);
+    h = mix(h, &f->error_code, sizeof f->error_code);
+    h = mix_str(h, f->error_text);
+    h = mix(h, &f->compress_type, sizeof f->compress_type);
+    return h;
+}
+
 static void parse_all(ft_iobuf *in, run *out, int do_repack)
 {
     out->n = 0;
@@ -115,6 +150,7 @@ static void parse_all(ft_iobuf *in, run *out, int do_repack)
             r->payload = ft_iobuf_size(&f.payload);
             r->attachment = ft_iobuf_size(&f.attachment);
             r->reason = reason;
+            r->fields = st == FT_PARSE_OK || st == FT_PARSE_BAD_FRAME ? fields_hash(&f) : 0;
         }
         if (st == FT_PARSE_OK || st == FT_PARSE_BAD_FRAME) {
             /* a frame is at least its header: the loop always ends */
@@ -142,7 +178,7 @@ static int expected_sniff(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static run a, b;
+    static run a, b, c;
     ft_iobuf in;
 
     ft_iobuf_init(&in);
@@ -161,12 +197,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     parse_all(&in, &b, 0);
     ft_iobuf_fini(&in);
 
-    check(a.n == b.n && a.left == b.left);
+    /* the same bytes again, every meta through protobuf-c */
+    ft_iobuf_init(&in);
+    if (size > 0) check(ft_iobuf_append(&in, data, size) == 0);
+    ft_baidu_std_fast_meta = 0;
+    parse_all(&in, &c, 0);
+    ft_baidu_std_fast_meta = 1;
+    ft_iobuf_fini(&in);
+
+    check(a.n == b.n && a.left == b.left && a.n == c.n && a.left == c.left);
     for (size_t i = 0; i < a.n; i++) {
-        check(a.r[i].status == b.r[i].status);
+        check(a.r[i].status == b.r[i].status && a.r[i].status == c.r[i].status);
         check(a.r[i].correlation_id == b.r[i].correlation_id);
+        check(a.r[i].correlation_id == c.r[i].correlation_id);
         check(a.r[i].payload == b.r[i].payload && a.r[i].attachment == b.r[i].attachment);
-        check(same_str(a.r[i].reason, b.r[i].reason));
+        check(a.r[i].payload == c.r[i].payload && a.r[i].attachment == c.r[i].attachment);
+        check(same_str(a.r[i].reason, b.r[i].reason) && same_str(a.r[i].reason, c.r[i].reason));
+        check(a.r[i].fields == b.r[i].fields && a.r[i].fields == c.r[i].fields);
     }
     return 0;
 }

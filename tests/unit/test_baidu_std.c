@@ -455,6 +455,125 @@ static void meta_larger_than_stack_round_trips(void **state)
     free(auth);
 }
 
+/* The hand-written encoder (ft_baidu_std_fast_meta = 1) against protobuf-c's bytes (= 0). */
+static void assert_same_bytes_both_encoders(const ft_request_header *h, int64_t cid, int32_t code,
+                                            const char *text, size_t psize, size_t asize)
+{
+    ft_iobuf a, b, payload, att;
+    ft_iobuf_init(&a);
+    ft_iobuf_init(&b);
+    ft_iobuf_init(&payload);
+    ft_iobuf_init(&att);
+    for (size_t i = 0; i < psize; i++) assert_int_equal(ft_iobuf_append(&payload, "p", 1), 0);
+    for (size_t i = 0; i < asize; i++) assert_int_equal(ft_iobuf_append(&att, "a", 1), 0);
+    for (int fast = 1; fast >= 0; fast--) {
+        ft_baidu_std_fast_meta = fast;
+        ft_iobuf *out = fast ? &a : &b;
+        if (h) assert_int_equal(ft_baidu_std_pack_request(out, h, &payload, &att), 0);
+        else assert_int_equal(ft_baidu_std_pack_response(out, cid, code, text, &payload, &att), 0);
+    }
+    ft_baidu_std_fast_meta = 1;
+    assert_int_equal(ft_iobuf_size(&a), ft_iobuf_size(&b));
+    uint8_t *pa = malloc(ft_iobuf_size(&a)), *pb = malloc(ft_iobuf_size(&b));
+    assert_non_null(pa);
+    assert_non_null(pb);
+    ft_iobuf_copy_at(&a, 0, pa, ft_iobuf_size(&a));
+    ft_iobuf_copy_at(&b, 0, pb, ft_iobuf_size(&b));
+    assert_memory_equal(pa, pb, ft_iobuf_size(&a));
+    free(pa);
+    free(pb);
+    ft_iobuf_fini(&a);
+    ft_iobuf_fini(&b);
+    ft_iobuf_fini(&payload);
+    ft_iobuf_fini(&att);
+}
+
+static void hand_written_encoder_writes_protobuf_c_bytes(void **state)
+{
+    (void)state;
+    static const uint8_t tok[] = {'t', 0, 'k'};
+    char long_name[300];
+    memset(long_name, 'n', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    const ft_request_header reqs[] = {
+        {.service = "example.EchoService", .method = "Echo", .correlation_id = 1, .timeout_ms = 500},
+        {.service = "a", .method = "b", .correlation_id = INT64_MAX, .timeout_ms = INT32_MAX},
+        {.service = "a", .method = "b", .correlation_id = -1, .timeout_ms = 0, .log_id = -7},
+        {.service = "", .method = "", .correlation_id = 0, .timeout_ms = 1, .log_id = INT64_MIN},
+        {.service = "s", .method = "m", .correlation_id = 128, .timeout_ms = 16384,
+         .auth_data = tok, .auth_len = sizeof tok},
+        {.service = "s", .method = "m", .correlation_id = 3, .auth_data = tok, .auth_len = 0},
+        {.service = long_name, .method = "m", .correlation_id = 3}, /* too long: protobuf-c */
+    };
+    for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+        assert_same_bytes_both_encoders(&reqs[i], 0, 0, NULL, 0, 0);
+        assert_same_bytes_both_encoders(&reqs[i], 0, 0, NULL, 300, 129);
+    }
+    const struct {
+        int64_t cid;
+        int32_t code;
+        const char *text;
+    } resps[] = {{1, 0, NULL}, {7, 1002, "no"}, {-5, -1, ""}, {INT64_MIN, INT32_MIN, "x"},
+                 {1 << 20, 2001, long_name}};
+    for (size_t i = 0; i < sizeof resps / sizeof resps[0]; i++) {
+        assert_same_bytes_both_encoders(NULL, resps[i].cid, resps[i].code, resps[i].text, 0, 0);
+        assert_same_bytes_both_encoders(NULL, resps[i].cid, resps[i].code, resps[i].text, 20, 1);
+    }
+}
+
+/* Metas the hand-written decoder does not read itself still parse, as protobuf-c reads them. */
+static void metas_beyond_the_common_fields_parse_as_protobuf_c_reads_them(void **state)
+{
+    (void)state;
+    ft_iobuf in;
+    ft_iobuf_init(&in);
+    ft_rpc_frame f;
+    const char *reason;
+
+    /* a request with trace ids (brpc's tracing) and user fields */
+    Brpc__Policy__RpcRequestMeta rq = BRPC__POLICY__RPC_REQUEST_META__INIT;
+    rq.service_name = "a.S";
+    rq.method_name = "M";
+    rq.has_trace_id = 1;
+    rq.trace_id = 99;
+    rq.has_timeout_ms = 1;
+    rq.timeout_ms = 12;
+    Brpc__Policy__UserFieldsEntry uf = BRPC__POLICY__USER_FIELDS_ENTRY__INIT;
+    uf.key = "k";
+    uf.value = "v";
+    Brpc__Policy__UserFieldsEntry *ufs[] = {&uf};
+    Brpc__Policy__RpcMeta m = BRPC__POLICY__RPC_META__INIT;
+    m.request = &rq;
+    m.has_correlation_id = 1;
+    m.correlation_id = 41;
+    m.n_user_fields = 1;
+    m.user_fields = ufs;
+    append_meta_frame(&in, &m, "x", 1);
+    assert_int_equal(parse(&in, &f, &reason), FT_PARSE_OK);
+    assert_true(f.is_request);
+    assert_int_equal(f.correlation_id, 41);
+    assert_string_equal(f.service, "a.S");
+    assert_string_equal(f.method, "M");
+    assert_int_equal(f.timeout_ms, 12);
+    assert_buf_is_string(&f.payload, "x");
+    ft_rpc_frame_fini(&f);
+
+    /* correlation_id twice: the last one counts */
+    static const uint8_t twice[] = {0x12, 0x02, 0x08, 0x00, 0x20, 0x01, 0x20, 0x05};
+    append_raw_frame(&in, "PRPC", sizeof twice, sizeof twice, twice, sizeof twice, NULL, 0);
+    assert_int_equal(parse(&in, &f, &reason), FT_PARSE_OK);
+    assert_false(f.is_request);
+    assert_int_equal(f.correlation_id, 5);
+    ft_rpc_frame_fini(&f);
+
+    /* a request without its required method_name does not parse */
+    static const uint8_t no_method[] = {0x0a, 0x03, 0x0a, 0x01, 's', 0x20, 0x01};
+    append_raw_frame(&in, "PRPC", sizeof no_method, sizeof no_method, no_method,
+                     sizeof no_method, NULL, 0);
+    expect_close(&in, "RpcMeta does not parse");
+    ft_iobuf_fini(&in);
+}
+
 static void error_response_round_trips(void **state)
 {
     (void)state;
@@ -980,6 +1099,8 @@ int main(void)
         cmocka_unit_test(empty_meta_is_a_response_without_correlation_id),
         cmocka_unit_test(large_request_round_trips_sharing_payload_blocks),
         cmocka_unit_test(meta_larger_than_stack_round_trips),
+        cmocka_unit_test(hand_written_encoder_writes_protobuf_c_bytes),
+        cmocka_unit_test(metas_beyond_the_common_fields_parse_as_protobuf_c_reads_them),
         cmocka_unit_test(error_response_round_trips),
         cmocka_unit_test(pack_rejects_missing_names),
         cmocka_unit_test(frames_outlive_later_parses),
