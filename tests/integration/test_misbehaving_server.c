@@ -24,7 +24,8 @@
 
 /* The connect-timeout test's ceilings (the call's timeout and the time the failure may take),
  * scaled under TSan: on a loaded machine its slowdown once took 1,022 ms to fail a 150 ms connect
- * timeout. The call's timeout stays 3 times the ceiling, so the check still tells the two apart. */
+ * timeout, and the plain build 1,019 ms at a load of 13 on 2 cores. The failure may take up to 2/3
+ * of the call's timeout, so the check still tells the connect timeout from the call's. */
 #if H_UNDER_TSAN
 #define CONNECT_SLOW 4
 #else
@@ -262,7 +263,7 @@ static void connect_that_never_completes_fails_after_the_connect_timeout(void **
     int64_t took = h_now_ms() - t0;
     print_message("connect failed with %s after %lld ms\n", ftrpc_err_name(rc), (long long)took);
     assert_int_equal(rc, FTRPC_ECONNECT);
-    assert_true(took >= 140 && took < 1000 * CONNECT_SLOW);
+    assert_true(took >= 140 && took < 2000 * CONNECT_SLOW);
     ftrpc_result_fini(&r);
     ftrpc_client_free(c);
     for (int i = 0; i < 4; i++)
