@@ -29,6 +29,13 @@
 #ifndef H_UNDER_TSAN
 #define H_UNDER_TSAN 0
 #endif
+/* 1 when the tests and their ftrpc children run under valgrind memcheck (make valgrind: 20-50
+ * times slower; tests/CMakeLists.txt defines FTRPC_UNDER_VALGRIND). */
+#ifdef FTRPC_UNDER_VALGRIND
+#define H_UNDER_VALGRIND 1
+#else
+#define H_UNDER_VALGRIND 0
+#endif
 
 /* ---- time and waiting ---- */
 
