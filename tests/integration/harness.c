@@ -108,7 +108,8 @@ static void untrack(pid_t pid)
 }
 
 /* Under valgrind a child runs 20-50 times slower and checks for leaks as it exits: the waits for a
- * child's exit (h_server_stop, h_cli_run) and its first line are 10 times longer there. */
+ * child's exit (h_server_stop, h_cli_run) and its output (its first line, h_child_wait_output) are
+ * 10 times longer there. */
 enum { CHILD_WAIT_SCALE = H_UNDER_VALGRIND ? 10 : 1 };
 
 static const char *cli_path(void)
@@ -193,7 +194,7 @@ int h_child_start(h_server *s, const char *const *args)
 int h_child_wait_output(h_server *s, char *buf, size_t cap, size_t *len, const char *needle,
                         int timeout_ms)
 {
-    int64_t deadline = h_now_ms() + timeout_ms;
+    int64_t deadline = h_now_ms() + (int64_t)timeout_ms * CHILD_WAIT_SCALE;
     buf[*len] = '\0';
     while (!strstr(buf, needle)) {
         int left = (int)(deadline - h_now_ms());
