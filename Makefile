@@ -1,6 +1,7 @@
 # Thin wrapper over CMake. The two commands of the README:
 #   make demo   installs what is missing, builds, runs the demo (DEMO_ARGS=--quick: a short one)
-#   make test   installs what is missing, builds twice (plain, ASan+UBSan), runs every test, fuzzes
+#   make test   installs what is missing, builds three times (plain, ASan+UBSan, TSan), runs every
+#               test (TSan: unit and integration), fuzzes
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 60
@@ -9,8 +10,8 @@ DEMO_ARGS ?=
 # make chaos: rounds of kill/freeze(/etcd restart) per registry (at most 13: one new port a round)
 CHAOS_ROUNDS ?= 8
 
-.PHONY: all deps deps-test build build-asan build-fuzz build-tsan test test-plain test-asan fuzz \
-        tsan chaos demo bench install clean format check-format
+.PHONY: all deps deps-test build build-asan build-fuzz build-tsan build-valgrind test test-plain \
+        test-asan test-tsan fuzz tsan valgrind chaos demo bench install clean format check-format
 
 all: build
 
@@ -32,9 +33,16 @@ build-fuzz:
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DFTRPC_FUZZ=ON $(CMAKE_FLAGS)
 	cmake --build build-fuzz -j $(JOBS) --target fuzzers
 
+# TSan and valgrind run only the unit and integration tests: build just those and the CLI. TSan at
+# -O1 (asserts kept): several times faster to run than -O0, and its reports keep good stacks.
 build-tsan:
-	CC=clang cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DFTRPC_TSAN=ON $(CMAKE_FLAGS)
-	cmake --build build-tsan -j $(JOBS)
+	CC=clang cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g -O1" \
+	  -DFTRPC_TSAN=ON $(CMAKE_FLAGS)
+	cmake --build build-tsan -j $(JOBS) --target unit_integration_tests
+
+build-valgrind:
+	cmake -S . -B build-valgrind -DCMAKE_BUILD_TYPE=Debug -DFTRPC_VALGRIND=ON $(CMAKE_FLAGS)
+	cmake --build build-valgrind -j $(JOBS) --target unit_integration_tests
 
 test-plain: build
 	cd build && ctest --output-on-failure -j 2
@@ -43,17 +51,28 @@ test-asan: build-asan
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j 2
 
+# TSAN_OPTIONS, suppressions and the check of the children's reports: scripts/run-tsan.sh
+test-tsan: build-tsan
+	scripts/run-tsan.sh build-tsan
+
 fuzz: build-fuzz
 	scripts/run-fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 test: deps-test
 	$(MAKE) test-plain
 	$(MAKE) test-asan
+	$(MAKE) test-tsan
 	$(MAKE) fuzz
 	@echo "make test: all suites passed"
 
-tsan: deps-test build-tsan
-	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -L 'unit|integration'
+tsan: deps-test
+	$(MAKE) test-tsan
+
+# Unit and integration tests, and the ftrpc children of the latter, under valgrind memcheck (slow:
+# not part of make test). VALGRIND_CTEST_ARGS narrows it, e.g. -R integration.test_cli
+VALGRIND_CTEST_ARGS ?=
+valgrind: deps-test build-valgrind
+	scripts/run-valgrind.sh build-valgrind $(VALGRIND_CTEST_ARGS)
 
 # The long form of tests/chaos (minutes): more rounds at a higher load, then the table of figures.
 chaos: deps-test build
@@ -80,4 +99,4 @@ check-format:
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan build-fuzz build-tsan
+	rm -rf build build-asan build-fuzz build-tsan build-valgrind

@@ -108,6 +108,11 @@ static void untrack(pid_t pid)
         if (children[i] == pid) children[i] = 0;
 }
 
+/* Under valgrind a child runs 20-50 times slower and checks for leaks as it exits: the waits for a
+ * child's exit (h_server_stop, h_cli_run) and its output (its first line, h_child_wait_output) are
+ * 10 times longer there. */
+enum { CHILD_WAIT_SCALE = H_UNDER_VALGRIND ? 10 : 1 };
+
 static const char *cli_path(void)
 {
     const char *p = getenv("FTRPC_CLI");
@@ -190,7 +195,7 @@ int h_child_start(h_server *s, const char *const *args)
 int h_child_wait_output(h_server *s, char *buf, size_t cap, size_t *len, const char *needle,
                         int timeout_ms)
 {
-    int64_t deadline = h_now_ms() + timeout_ms;
+    int64_t deadline = h_now_ms() + (int64_t)timeout_ms * CHILD_WAIT_SCALE;
     buf[*len] = '\0';
     while (!strstr(buf, needle)) {
         int left = (int)(deadline - h_now_ms());
@@ -219,7 +224,7 @@ int h_server_start_on(h_server *s, int port, const char *const *args)
     /* read the "listening on 127.0.0.1:PORT" line, bounded */
     char line[256];
     size_t len = 0;
-    int64_t deadline = h_now_ms() + 5000;
+    int64_t deadline = h_now_ms() + 5000 * CHILD_WAIT_SCALE;
     while (len < sizeof line - 1 && !memchr(line, '\n', len)) {
         int left = (int)(deadline - h_now_ms());
         if (left <= 0) break;
@@ -241,7 +246,7 @@ int h_server_start_on(h_server *s, int port, const char *const *args)
 
 static int reap(h_server *s, int timeout_ms)
 {
-    int64_t deadline = h_now_ms() + timeout_ms;
+    int64_t deadline = h_now_ms() + (int64_t)timeout_ms * CHILD_WAIT_SCALE;
     for (;;) {
         int st;
         pid_t r = waitpid(s->pid, &st, WNOHANG);

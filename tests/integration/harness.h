@@ -16,6 +16,27 @@
 
 #include "ftrpc/ftrpc.h"
 
+/* 1 in a ThreadSanitizer build (gcc defines __SANITIZE_THREAD__, clang 14 only has
+ * __has_feature): tests scale their time and memory bounds by it, as they do for
+ * __SANITIZE_ADDRESS__. */
+#if defined(__SANITIZE_THREAD__)
+#define H_UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define H_UNDER_TSAN 1
+#endif
+#endif
+#ifndef H_UNDER_TSAN
+#define H_UNDER_TSAN 0
+#endif
+/* 1 when the tests and their ftrpc children run under valgrind memcheck (make valgrind: 20-50
+ * times slower; tests/CMakeLists.txt defines FTRPC_UNDER_VALGRIND). */
+#ifdef FTRPC_UNDER_VALGRIND
+#define H_UNDER_VALGRIND 1
+#else
+#define H_UNDER_VALGRIND 0
+#endif
+
 /* ---- time and waiting ---- */
 
 int64_t h_now_ms(void);

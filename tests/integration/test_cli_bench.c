@@ -111,6 +111,12 @@ static void bench_prints_the_table_and_writes_json_and_a_valid_svg(void **state)
     unlink(svg);
 }
 
+#if H_UNDER_TSAN
+#define MIN_PACED_CALLS 150
+#else
+#define MIN_PACED_CALLS 600
+#endif
+
 static void bench_open_loop_paces_calls_and_reports_progress(void **state)
 {
     (void)state;
@@ -126,9 +132,13 @@ static void bench_open_loop_paces_calls_and_reports_progress(void **state)
     assert_int_equal(h_cli_run(args, 60000, &out, &err), 0);
     json_object *root = json_object_from_file(json);
     assert_non_null(root);
-    /* 500 per second for 1.5 s: about 750 calls, never more (the schedule is not exceeded) */
+    /* 500 per second for 1.5 s: about 750 calls, never more (the schedule is not exceeded). Under
+     * TSan (5-15 times slower, and on a loaded machine) the CLI may fall behind the schedule:
+     * there the floor is a fifth of the schedule. */
     int64_t calls = get_int(root, "calls");
-    assert_true(calls >= 600 && calls <= 751);
+    if (!(calls >= MIN_PACED_CALLS && calls <= 751))
+        print_error("calls %lld, expected %d..751\n", (long long)calls, MIN_PACED_CALLS);
+    assert_true(calls >= MIN_PACED_CALLS && calls <= 751);
     /* not a terminal: a plain progress line once a second on stderr */
     assert_non_null(strstr(err, "qps"));
     assert_null(strchr(err, '\r'));

@@ -306,6 +306,12 @@ static void read_written(void *arg)
     *(uint64_t *)arg = ctx.cl.conn->bytes_written;
 }
 
+#ifdef FTRPC_UNDER_VALGRIND
+#define FTRPC_UNDER_VALGRIND_FLAG 1
+#else
+#define FTRPC_UNDER_VALGRIND_FLAG 0
+#endif
+
 static void frames_of_one_iteration_go_out_in_few_syscalls(void **state)
 {
     (void)state;
@@ -319,7 +325,9 @@ static void frames_of_one_iteration_go_out_in_few_syscalls(void **state)
     assert_int_equal(b.written_inline, 0);
     assert_int_equal(b.unwritten_inline, (size_t)BURST_FRAMES * BURST_FRAME);
     assert_int_equal(written, (uint64_t)BURST_FRAMES * BURST_FRAME);
-    if (b.syscw_before >= 0 && after >= 0) {
+    /* not under valgrind: its scheduler lock is a pipe, and each hand-over between threads is one
+     * more write counted in /proc/self/io */
+    if (b.syscw_before >= 0 && after >= 0 && !FTRPC_UNDER_VALGRIND_FLAG) {
         /* one writev (a few if the kernel pushes back) plus wake-ups, not one per frame */
         print_message("write syscalls for %d frames: %ld\n", BURST_FRAMES, after - b.syscw_before);
         assert_true(after - b.syscw_before <= 16);

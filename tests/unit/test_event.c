@@ -142,8 +142,14 @@ static int rerun_with_spin(const char *spin_us)
     printf("--- FTRPC_SPIN_US=%s ---\n", spin_us);
     fflush(stdout);
     char *argv[] = {"test_event", NULL};
+    /* the path, not /proc/self/exe itself: under valgrind the latter is valgrind's own tool binary,
+     * while readlink gives the program it runs */
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return 1;
+    self[n] = '\0';
     pid_t pid;
-    int rc = posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ);
+    int rc = posix_spawn(&pid, self, NULL, NULL, argv, environ);
     unsetenv("FTRPC_SPIN_US");
     if (rc != 0) return 1;
     int status;

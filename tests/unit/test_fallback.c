@@ -22,6 +22,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,9 +161,15 @@ static void copy_buf(char *dst, size_t cap, const ftrpc_buf *b)
     dst[n] = '\0';
 }
 
+/* The fallback runs on the call's IO thread: concurrent async calls on several loops run it at the
+ * same time on one fb_rec (a data race on its fields, caught by TSan), hence the lock. The test
+ * thread reads the fields only after a sync call returned, which orders it after the writes. */
+static pthread_mutex_t record_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void record_fb(const ftrpc_fallback_input *in, ftrpc_fallback_output *out, void *arg)
 {
     fb_rec *f = arg;
+    pthread_mutex_lock(&record_lock);
     atomic_fetch_add(&f->calls, 1);
     snprintf(f->service, sizeof f->service, "%s", in->service);
     snprintf(f->method, sizeof f->method, "%s", in->method);
@@ -183,6 +190,7 @@ static void record_fb(const ftrpc_fallback_input *in, ftrpc_fallback_output *out
         out->error_code = FB_BIZ_CODE;
         snprintf(out->error_text, sizeof out->error_text, "fallback says no");
     }
+    pthread_mutex_unlock(&record_lock);
 }
 
 /* ---- calling and reading the metrics ---- */
