@@ -402,6 +402,44 @@ static void a_call_already_retrying_sends_no_backup(void **state)
     pair_stop(&p);
 }
 
+/* ---- where the copies go ---- */
+
+/* With "rr" and a backup in every call, first attempts still alternate between the two servers:
+ * the backup goes to the other one and takes no turn of the rotation. (When it took one, ticket 2k
+ * went to each first attempt and 2k + 1 to its backup: every call started on endpoint 0.) Each
+ * server holds a copy until the other server has its call's other copy, so every call has its
+ * backup whatever the load; backup_won then says which server had the first attempt. */
+static void with_a_backup_in_every_call_rr_still_alternates_first_attempts(void **state)
+{
+    (void)state;
+    enum { CALLS = 8 };
+    pair p;
+    pair_start(&p, 4);
+    atomic_store(&p.a.gate, &p.b.handled);
+    atomic_store(&p.b.gate, &p.a.handled);
+    ftrpc_client *c = backup_client(p.url, 4000 * SLOW, 20);
+    int started_on[2] = {0, 0}; /* first, second */
+    for (int i = 0; i < CALLS; i++) {
+        ftrpc_result r;
+        assert_int_equal(call_once(c, NULL, &r), 0);
+        assert_int_equal(r.attempts, 2);
+        assert_int_equal(r.backups, 1);
+        int answered_by_first = !strcmp(r.endpoint, p.first->addr);
+        int started_on_first = r.backup_won ? !answered_by_first : answered_by_first;
+        started_on[started_on_first ? 0 : 1]++;
+        if (started_on_first != (i % 2 == 0))
+            fail_msg("call %d started on the %s server", i, started_on_first ? "first" : "second");
+        ftrpc_result_fini(&r);
+    }
+    print_message("first attempts: %d on the first server, %d on the second\n", started_on[0],
+                  started_on[1]);
+    assert_int_equal(started_on[0], CALLS / 2);
+    assert_int_equal(atomic_load(&p.first->handled), CALLS);
+    assert_int_equal(atomic_load(&p.second->handled), CALLS);
+    ftrpc_client_free(c);
+    pair_stop(&p);
+}
+
 /* ---- the race ---- */
 
 #define RACE_CALLS 20
@@ -649,6 +687,7 @@ int main(void)
         cmocka_unit_test(a_call_that_opts_out_gets_no_backup_even_with_a_policy),
         cmocka_unit_test(a_backup_the_retry_budget_refuses_is_not_sent),
         cmocka_unit_test(a_call_already_retrying_sends_no_backup),
+        cmocka_unit_test(with_a_backup_in_every_call_rr_still_alternates_first_attempts),
         cmocka_unit_test(first_success_wins_and_the_late_response_is_dropped),
         cmocka_unit_test(
             an_error_from_the_first_copy_does_not_end_the_call_while_the_backup_is_out),
