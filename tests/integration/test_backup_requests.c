@@ -239,17 +239,18 @@ static void no_backup_before_its_delay(void **state)
 }
 
 /* A backup that could only start at or after the deadline is never sent: the call times out with
- * one attempt, and the second server never hears of it. */
+ * one attempt, and the second server never hears of it. (The deadline, x4 under ASan, also leaves
+ * the first copy's handler time to start, so that it sees the cancel.) */
 static void no_backup_when_its_delay_is_not_shorter_than_the_deadline(void **state)
 {
     (void)state;
     static const struct {
         int timeout_ms, backup_ms;
-    } cases[] = {{300, 300}, {300, 500}};
+    } cases[] = {{300 * SLOW, 300 * SLOW}, {300 * SLOW, 500 * SLOW}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         pair p;
         pair_start(&p, 4);
-        atomic_store(&p.first->delay_ms, 1000);
+        atomic_store(&p.first->delay_ms, 4000 * SLOW); /* cut short by the cancel */
         atomic_store(&p.first->stop_on_cancel, 1);
         ftrpc_client *c = backup_client(p.url, cases[i].timeout_ms, cases[i].backup_ms);
         ftrpc_result r;
@@ -257,7 +258,7 @@ static void no_backup_when_its_delay_is_not_shorter_than_the_deadline(void **sta
         assert_int_equal(r.attempts, 1);
         assert_int_equal(r.backups, 0);
         ftrpc_result_fini(&r);
-        assert_true(h_wait_atomic_ge(&p.first->saw_cancel, 1, 2000));
+        assert_true(h_wait_atomic_ge(&p.first->saw_cancel, 1, 2000 * SLOW));
         assert_int_equal(atomic_load(&p.second->handled), 0);
         ftrpc_client_free(c);
         pair_stop(&p);
@@ -635,21 +636,24 @@ static void a_cancelled_request_still_queued_is_never_executed(void **state)
 }
 
 /* A handler that is already running sees ftrpc_server_call_is_canceled() become 1 once the caller
- * gave up (its deadline passed). */
+ * gave up (its deadline passed). The deadline (500 ms, x4 under ASan) leaves the worker ample time
+ * to start the handler: a request still queued when its cancel comes is never run at all (the case
+ * above), and its handler never sees anything. */
 static void a_running_handler_sees_the_cancel(void **state)
 {
     (void)state;
+    enum { DELAY_MS = 10000 * SLOW };
     srv s;
     srv_start(&s, 1);
-    atomic_store(&s.delay_ms, 3000);
+    atomic_store(&s.delay_ms, DELAY_MS);
     atomic_store(&s.stop_on_cancel, 1);
-    ftrpc_client *c = single_client(&s, 100);
+    ftrpc_client *c = single_client(&s, 500 * SLOW);
     ftrpc_result r;
     int64_t t0 = h_now_ms();
     assert_int_equal(call_once(c, NULL, &r), FTRPC_ERPCTIMEDOUT);
     ftrpc_result_fini(&r);
-    assert_true(h_wait_atomic_ge(&s.saw_cancel, 1, 2000));
-    assert_true(h_now_ms() - t0 < 2000); /* it did not sit out its 3 s */
+    assert_true(h_wait_atomic_ge(&s.saw_cancel, 1, DELAY_MS / 2));
+    assert_true(h_now_ms() - t0 < DELAY_MS); /* it did not sit out its delay */
     ftrpc_client_free(c);
     srv_stop(&s);
 }
