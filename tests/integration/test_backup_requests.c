@@ -664,21 +664,23 @@ static int three_dispatched(void *arg)
 }
 
 /* The client goes away (its connection closes) while its request still waits for the worker: the
- * server later finishes that call without touching the connection's freed state. */
+ * server later finishes that call without touching the connection's freed state. The running
+ * handler holds the one worker until the client's calls have ended, so two calls are queued when
+ * the connection closes whatever the load. */
 static void a_call_queued_when_its_connection_closes_finishes_cleanly(void **state)
 {
     (void)state;
     srv s;
     srv_start(&s, 1);
-    atomic_store(&s.delay_ms, 100);
-    ftrpc_client *c = single_client(&s, 2000);
     counter k = {0};
+    atomic_store(&s.gate, &k.done);
+    ftrpc_client *c = single_client(&s, 10000 * SLOW);
     start_calls(c, 3, &k);
-    assert_true(h_wait_until(three_dispatched, &s, 2000)); /* one running, two queued */
+    assert_true(h_wait_until(three_dispatched, &s, 5000 * SLOW)); /* one running, two queued */
     ftrpc_client_free(c); /* the calls fail ESTOPPED; the connection closes */
     assert_int_equal(atomic_load(&k.done), 3);
     settled_arg sa = {&s, 3};
-    assert_true(h_wait_until(all_settled, &sa, 3000));
+    assert_true(h_wait_until(all_settled, &sa, 3000 * SLOW));
     srv_stop(&s);
 }
 
