@@ -15,9 +15,9 @@
  * picks the endpoint.
  *
  * Invariants: a call completes exactly once (complete_call) and nothing refers to it afterwards;
- * at most one attempt of a call is in flight (backup requests will add a second); an attempt in
- * flight is counted once in its endpoint's in-flight figure and reports exactly one result to its
- * health.
+ * at most two attempts of a call are in flight (the first copy and its backup; a retry starts only
+ * once neither is); an attempt in flight is counted once in its endpoint's in-flight figure and
+ * reports exactly one result to its health.
  */
 #include <math.h>
 #include <stdio.h>

@@ -33,7 +33,7 @@
 struct ft_selective {
     size_t n;
     ftrpc_client **subs; /* owned */
-    char (*names)[16];   /* "cluster<i>": the balancer's addresses (chash places them) */
+    char (*names)[32];   /* "cluster<i>": the balancer's addresses (chash places them) */
     ft_lb *lb;           /* over the clusters; index i is subs[i] */
 };
 

@@ -9,7 +9,7 @@
  *
  * Algorithms (name: behaviour; see docs/load-balancing.md for when to use which):
  *   "random"   uniform over usable endpoints
- *   "rr"       round robin, one shared atomic counter
+ *   "rr"       round robin, shared atomic counters; one turn per call (not per attempt)
  *   "wrr"      smooth weighted round robin, nginx's sequence (precomputed schedule, lock-free)
  *   "wrandom"  weighted random (prefix sums + binary search)
  *   "chash"    consistent hash ring with virtual nodes; the key travels in each pick
@@ -91,7 +91,10 @@ typedef struct ft_lb_pick {
      * is nonzero. Without a key "chash" picks a random ring point (no affinity). */
     uint64_t key_hash;
     int has_key;
-    /* Indices this call already tried, at most FT_LB_MAX_EXCLUDED; duplicates are harmless. */
+    /* Indices this call already tried, at most FT_LB_MAX_EXCLUDED; duplicates are harmless. A pick
+     * with exclusions is a later pick of the call: "rr" takes no turn of its rotation of first
+     * attempts for it (it has a second rotation for those), so retries and backups leave the
+     * spread of calls alone. */
     const size_t *excluded;
     size_t n_excluded;
     /* Health predicate; NULL means every endpoint is usable. */

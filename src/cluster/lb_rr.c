@@ -5,15 +5,23 @@
  * floor or ceil of K / N). From the start position the pick walks forward past unusable or excluded
  * endpoints; the endpoint after a down one therefore takes its share too (as brpc's and nginx's
  * round robin do), which is the price of O(1) picks without per-pick coordination. Weights ignored.
- * The counter sits on its own cache line so it does not drag the snapshot's lines between cores. */
+ *
+ * A pick with exclusions is a later pick of a call that already has an endpoint (a retry, a
+ * backup, or another go after a refused claim), and takes its ticket from a second counter: the
+ * rotation of first attempts is one turn per call, not per attempt. With one counter for both,
+ * two endpoints and a backup in every call, ticket 2k went to each first attempt and 2k + 1 to its
+ * backup, so every call started on endpoint 0. The later picks still rotate among themselves, so
+ * the retries of calls that failed on one endpoint spread over the others.
+ *
+ * Each counter has its own cache line, so it does not drag the snapshot's lines between cores. */
 #include "cluster/lb_impl.h"
 
 #include <stdalign.h>
 #include <stdlib.h>
 
 typedef struct rr_state {
-    alignas(64) _Atomic uint64_t next;
-    char pad[64 - sizeof(uint64_t)];
+    alignas(64) _Atomic uint64_t next;  /* picks without exclusions: the first of each call */
+    alignas(64) _Atomic uint64_t later; /* picks with exclusions: retries and backups */
 } rr_state;
 
 static int rr_init(ft_lb *lb, const ft_lb_options *opts)
@@ -21,6 +29,7 @@ static int rr_init(ft_lb *lb, const ft_lb_options *opts)
     rr_state *st = aligned_alloc(64, sizeof(rr_state));
     if (st == NULL) return FTRPC_ENOMEM;
     atomic_init(&st->next, 0);
+    atomic_init(&st->later, 0);
     lb->impl = st;
     return 0;
 }
@@ -33,7 +42,8 @@ static void rr_fini(ft_lb *lb)
 static int rr_select(ft_lb *lb, const ft_lb_pick *req, ft_rand *rng, size_t *out)
 {
     rr_state *st = lb->impl;
-    uint64_t ticket = atomic_fetch_add_explicit(&st->next, 1, memory_order_relaxed);
+    _Atomic uint64_t *counter = req->n_excluded > 0 ? &st->later : &st->next;
+    uint64_t ticket = atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
     size_t i = (size_t)(ticket % lb->n);
     for (size_t k = 0; k < lb->n; k++) {
         if (ft_lb_ok(req, i)) {

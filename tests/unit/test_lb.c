@@ -605,6 +605,63 @@ static void priority_returns_to_primary_as_soon_as_usable(void **state)
     ft_lb_release(lb);
 }
 
+/* "rr" turns once per call: a backup (or retry) of every call, picked with the call's endpoints
+ * excluded, takes no turn of the rotation of first attempts, which still rotate over every
+ * endpoint. Before the fix the backup took a ticket of the same counter, and with two endpoints
+ * every first attempt landed on endpoint 0. */
+static void rr_retries_and_backups_take_no_turn(void **state)
+{
+    enum { CALLS = 300 };
+    for (size_t n = 2; n <= 3; n++) {
+        fixture_make(&fx, n, NULL);
+        ft_lb *lb = make_lb("rr", &fx, NULL);
+        long first[3] = {0};
+        for (int call = 0; call < CALLS; call++) {
+            ft_lb_pick req = pick_req(NULL);
+            size_t tried[2];
+            tried[0] = must_select(lb, &req);
+            assert_int_equal(tried[0], (size_t)call % n); /* the rotation, undisturbed */
+            first[tried[0]]++;
+            req.excluded = tried;
+            req.n_excluded = 1;
+            tried[1] = must_select(lb, &req); /* the backup */
+            assert_int_not_equal(tried[1], tried[0]);
+            if (n == 3) {
+                req.n_excluded = 2; /* and a retry after both: the one left */
+                assert_int_equal(must_select(lb, &req), 3 - tried[0] - tried[1]);
+            }
+        }
+        for (size_t e = 0; e < n; e++)
+            assert_int_equal(first[e], CALLS / (long)n);
+        ft_lb_release(lb);
+    }
+}
+
+/* The later picks rotate among themselves: when one endpoint of three fails every call, the
+ * retries of its calls go to both others (the one after it takes the share of the start positions
+ * that fall on it, as for a down endpoint), and the other calls' rotation is untouched. */
+static void rr_retries_off_one_failing_endpoint_spread_over_the_others(void **state)
+{
+    enum { CALLS = 600 };
+    fixture_make(&fx, 3, NULL);
+    ft_lb *lb = make_lb("rr", &fx, NULL);
+    long retried_on[3] = {0};
+    for (int call = 0; call < CALLS; call++) {
+        ft_lb_pick req = pick_req(NULL);
+        size_t tried = must_select(lb, &req);
+        assert_int_equal(tried, (size_t)call % 3);
+        if (tried != 0) continue;
+        req.excluded = &tried;
+        req.n_excluded = 1;
+        retried_on[must_select(lb, &req)]++;
+    }
+    /* CALLS / 3 retries, whose tickets start on 0, 1, 2, 0, ...: 1 takes those starting on 0 */
+    assert_int_equal(retried_on[0], 0);
+    assert_int_equal(retried_on[2], CALLS / 3 / 3);
+    assert_int_equal(retried_on[1], CALLS / 3 - CALLS / 3 / 3);
+    ft_lb_release(lb);
+}
+
 /* ---------------------------------------------------------------- concurrency */
 
 enum { THREAD_PICKS = 1000000, RR_N = 10 };
@@ -739,6 +796,8 @@ int main(void)
         cmocka_unit_test(p2c_sends_clearly_less_to_a_costly_node),
         cmocka_unit_test(p2c_keeps_some_traffic_on_slow_nodes_when_two_meet),
         cmocka_unit_test(priority_returns_to_primary_as_soon_as_usable),
+        cmocka_unit_test(rr_retries_and_backups_take_no_turn),
+        cmocka_unit_test(rr_retries_off_one_failing_endpoint_spread_over_the_others),
         cmocka_unit_test(rr_two_threads_spread_exactly_evenly),
         cmocka_unit_test(holder_swaps_balancers_under_concurrent_picks),
         cmocka_unit_test(seeded_picks_are_reproducible),
