@@ -305,10 +305,16 @@ int ft_baidu_std_fast_meta = 1;
 
 /* A varint of at most max_bytes bytes (protobuf-c: 5 for tags and lengths, 10 for values);
  * *nonzero says whether any payload bit was set, even one shifted out (protobuf-c's bool). */
-static int rd_varint_n(const uint8_t **pp, const uint8_t *end, int max_bytes, uint64_t *v,
+static inline int rd_varint_n(const uint8_t **pp, const uint8_t *end, int max_bytes, uint64_t *v,
                        int *nonzero)
 {
     const uint8_t *p = *pp;
+    if (p < end && *p < 0x80) { /* one byte: every key and most values of a meta */
+        *v = *p;
+        if (nonzero) *nonzero = *p != 0;
+        *pp = p + 1;
+        return 0;
+    }
     uint64_t r = 0;
     int any = 0;
     for (int i = 0; i < max_bytes && p < end; i++) {
