@@ -306,7 +306,7 @@ int ft_baidu_std_fast_meta = 1;
 /* A varint of at most max_bytes bytes (protobuf-c: 5 for tags and lengths, 10 for values);
  * *nonzero says whether any payload bit was set, even one shifted out (protobuf-c's bool). */
 static inline int rd_varint_n(const uint8_t **pp, const uint8_t *end, int max_bytes, uint64_t *v,
-                       int *nonzero)
+                              int *nonzero)
 {
     const uint8_t *p = *pp;
     if (p < end && *p < 0x80) { /* one byte: every key and most values of a meta */
