@@ -312,6 +312,23 @@ int ft_iobuf_cut(ft_iobuf *src, ft_iobuf *dst, size_t n)
     return 0;
 }
 
+int ft_iobuf_cut_all_coalesced(ft_iobuf *src, ft_iobuf *dst, size_t copy_max)
+{
+    while (src->start < src->end) {
+        ft_slice *s = &src->slices[src->start];
+        if (s->len <= copy_max) {
+            if (ft_iobuf_append(dst, s->block->data + s->off, s->len) != 0) return FTRPC_ENOMEM;
+            ft_block_release(s->block);
+        } else if (push_slice(dst, s->block, s->off, s->len) != 0) { /* moves the reference */
+            return FTRPC_ENOMEM;
+        }
+        src->size -= s->len;
+        src->start++;
+    }
+    src->start = src->end = 0;
+    return 0;
+}
+
 void ft_iobuf_move(ft_iobuf *dst, ft_iobuf *src)
 {
     ft_iobuf_fini(dst);

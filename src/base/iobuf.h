@@ -72,6 +72,11 @@ int ft_iobuf_append_user(ft_iobuf *b, const void *data, size_t len,
                          void (*free_fn)(void *data, void *arg), void *arg);
 /* Moves the first n bytes (n <= size) of src to the end of dst. */
 int ft_iobuf_cut(ft_iobuf *src, ft_iobuf *dst, size_t n);
+/* Moves everything from src to the end of dst, as ft_iobuf_cut(src, dst, size) does, except that
+ * a slice of at most copy_max bytes is copied into dst's tail block instead of shared: small frames
+ * queued one after another then form one contiguous run (one iovec for the kernel) instead of two
+ * or more slices each. src ends empty. 0, or FTRPC_ENOMEM with part of src already moved. */
+int ft_iobuf_cut_all_coalesced(ft_iobuf *src, ft_iobuf *dst, size_t copy_max);
 /* Moves everything from src to dst (dst's old content is released first). src ends empty. */
 void ft_iobuf_move(ft_iobuf *dst, ft_iobuf *src);
 /* Drops the first n bytes (n <= size). */

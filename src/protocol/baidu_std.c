@@ -305,10 +305,16 @@ int ft_baidu_std_fast_meta = 1;
 
 /* A varint of at most max_bytes bytes (protobuf-c: 5 for tags and lengths, 10 for values);
  * *nonzero says whether any payload bit was set, even one shifted out (protobuf-c's bool). */
-static int rd_varint_n(const uint8_t **pp, const uint8_t *end, int max_bytes, uint64_t *v,
-                       int *nonzero)
+static inline int rd_varint_n(const uint8_t **pp, const uint8_t *end, int max_bytes, uint64_t *v,
+                              int *nonzero)
 {
     const uint8_t *p = *pp;
+    if (p < end && *p < 0x80) { /* one byte: every key and most values of a meta */
+        *v = *p;
+        if (nonzero) *nonzero = *p != 0;
+        *pp = p + 1;
+        return 0;
+    }
     uint64_t r = 0;
     int any = 0;
     for (int i = 0; i < max_bytes && p < end; i++) {
@@ -695,7 +701,10 @@ static int pack_frame(ft_iobuf *out, rpc_meta *m, const ft_iobuf *payload,
  * the golden-byte tests check; a meta that does not fit the stack buffer (long names, a large
  * credential) still goes through protobuf-c. */
 
-enum { FAST_FRAME_MAX = 256 };
+/* FAST_FRAME_MAX: header + meta the fast encoder writes on the stack. SMALL_BODY_MAX: payload +
+ * attachment small enough to be copied behind them, so that the frame is one append (one slice)
+ * instead of three, with no reference taken on the bodies' blocks. */
+enum { FAST_FRAME_MAX = 256, SMALL_BODY_MAX = 256 };
 
 static size_t varint_size(uint64_t v)
 {
@@ -731,7 +740,8 @@ static uint8_t *put_len_field(uint8_t *p, uint8_t key, const void *data, size_t 
     return p + n;
 }
 
-/* Appends header + meta (`meta` of meta_size bytes) + bodies to out. */
+/* Appends header + meta (`meta` of meta_size bytes) + bodies to out; `frame` has room for
+ * FAST_FRAME_MAX + SMALL_BODY_MAX bytes. */
 static int append_fast_frame(ft_iobuf *out, uint8_t *frame, size_t meta_size,
                              const ft_iobuf *payload, size_t psize, const ft_iobuf *attachment,
                              size_t asize)
@@ -740,9 +750,18 @@ static int append_fast_frame(ft_iobuf *out, uint8_t *frame, size_t meta_size,
     put_be32(frame + 4, (uint32_t)(meta_size + psize + asize));
     put_be32(frame + 8, (uint32_t)meta_size);
     size_t before = ft_iobuf_size(out);
-    int rc = ft_iobuf_append(out, frame, FT_BAIDU_STD_HEADER_SIZE + meta_size);
-    if (rc == 0 && psize) rc = ft_iobuf_append_buf(out, payload);
-    if (rc == 0 && asize) rc = ft_iobuf_append_buf(out, attachment);
+    size_t head = FT_BAIDU_STD_HEADER_SIZE + meta_size;
+    int rc;
+    if (psize + asize <= SMALL_BODY_MAX) {
+        /* frame holds FAST_FRAME_MAX + SMALL_BODY_MAX bytes and head <= FAST_FRAME_MAX */
+        if (psize) ft_iobuf_copy_at(payload, 0, frame + head, psize);
+        if (asize) ft_iobuf_copy_at(attachment, 0, frame + head + psize, asize);
+        rc = ft_iobuf_append(out, frame, head + psize + asize);
+    } else {
+        rc = ft_iobuf_append(out, frame, head);
+        if (rc == 0 && psize) rc = ft_iobuf_append_buf(out, payload);
+        if (rc == 0 && asize) rc = ft_iobuf_append_buf(out, attachment);
+    }
     if (rc != 0 && before == 0) ft_iobuf_clear(out);
     return rc;
 }
@@ -766,7 +785,7 @@ static int fast_pack_request(ft_iobuf *out, const ft_request_header *h, const ft
     if (asize > 0) meta += 1 + varint_size(asize);
     if (h->auth_data) meta += 1 + varint_size(h->auth_len) + h->auth_len;
     if (FT_BAIDU_STD_HEADER_SIZE + meta > FAST_FRAME_MAX) return 0;
-    uint8_t frame[FAST_FRAME_MAX];
+    uint8_t frame[FAST_FRAME_MAX + SMALL_BODY_MAX];
     uint8_t *p = frame + FT_BAIDU_STD_HEADER_SIZE;
     *p++ = 0x0a; /* request (1) */
     p = put_varint(p, rq);
@@ -806,7 +825,7 @@ static int fast_pack_response(ft_iobuf *out, int64_t correlation_id, int32_t err
     size_t meta = 1 + varint_size(rs) + rs + 1 + varint_size((uint64_t)correlation_id);
     if (asize > 0) meta += 1 + varint_size(asize);
     if (FT_BAIDU_STD_HEADER_SIZE + meta > FAST_FRAME_MAX) return 0;
-    uint8_t frame[FAST_FRAME_MAX];
+    uint8_t frame[FAST_FRAME_MAX + SMALL_BODY_MAX];
     uint8_t *p = frame + FT_BAIDU_STD_HEADER_SIZE;
     *p++ = 0x12; /* response (2) */
     p = put_varint(p, rs);

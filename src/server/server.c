@@ -754,7 +754,9 @@ static int start_call(ft_session *sess, const char *service, const char *method,
 {
     ftrpc_server *s = sess->server;
     ft_conn *c = sess->conn;
-    ft_method *m = find_method(s, service, method);
+    ft_method *m = sess->last_method;
+    if (!m || strcmp(m->method, method) != 0 || strcmp(m->service, service) != 0)
+        m = sess->last_method = find_method(s, service, method);
     if (!m) {
         snprintf(text, len, "Fail to find method=%s/%s", service, method);
         return (!strchr(service, '.') && !service_known(s, service)) ? FTRPC_ENOSERVICE

@@ -80,6 +80,9 @@ typedef struct ft_session {
      * before it fires (slowloris) */
     ft_timer read_timer;
     int authenticated;
+    /* the method of this connection's last request: a client calls the same method again and
+     * again, and two strcmp cost less than the hash and probe of find_method */
+    struct ft_method *last_method;
     char identity[128];
     int proto;                 /* FT_PROTO_*: decided by the connection's first bytes */
     int transport_known;       /* plain or TLS was decided (by the first byte) */

@@ -526,6 +526,46 @@ static void appending_never_writes_into_a_shared_block(void **state)
     ft_iobuf_fini(&b);
 }
 
+/* Small slices are copied into one contiguous run, large ones move by reference, and a block
+ * someone else still holds is never written into. */
+static void coalesced_cut_copies_small_slices_and_moves_large_ones(void **state)
+{
+    (void)state;
+    static char big[1000];
+    fill_pattern(big, sizeof big, 7);
+    ft_iobuf out, f1, f2, shared;
+    ft_iobuf_init(&out);
+    ft_iobuf_init(&f1);
+    ft_iobuf_init(&f2);
+    ft_iobuf_init(&shared);
+    assert_int_equal(ft_iobuf_append(&shared, "payload", 7), 0);
+    assert_int_equal(ft_iobuf_append(&f1, "head1", 5), 0);
+    assert_int_equal(ft_iobuf_append_buf(&f1, &shared), 0); /* a slice of a shared block */
+    assert_int_equal(ft_iobuf_append(&f2, "head2", 5), 0);
+    assert_int_equal(ft_iobuf_append_user(&f2, big, sizeof big, NULL, NULL), 0);
+    ft_block *shared_block = shared.slices[shared.start].block;
+    uint32_t shared_used = shared_block->used;
+
+    assert_int_equal(ft_iobuf_cut_all_coalesced(&f1, &out, 512), 0);
+    assert_int_equal(ft_iobuf_size(&f1), 0);
+    assert_int_equal(ft_iobuf_slice_count(&out), 1); /* "head1payload", one run */
+    assert_int_equal(ft_iobuf_cut_all_coalesced(&f2, &out, 512), 0);
+    assert_int_equal(ft_iobuf_size(&f2), 0);
+    assert_int_equal(ft_iobuf_slice_count(&out), 2); /* the run grew; the big slice moved */
+    assert_ptr_equal(out.slices[out.start + 1].block->data, big);
+    assert_int_equal(shared_block->used, shared_used);
+
+    char want[17 + sizeof big];
+    memcpy(want, "head1payloadhead2", 17);
+    memcpy(want + 17, big, sizeof big);
+    expect_contents(&out, want, sizeof want);
+    expect_contents(&shared, "payload", 7);
+    ft_iobuf_fini(&out);
+    ft_iobuf_fini(&f1);
+    ft_iobuf_fini(&f2);
+    ft_iobuf_fini(&shared);
+}
+
 static void public_buf_api_wraps_the_iobuf(void **state)
 {
     (void)state;
@@ -793,6 +833,7 @@ int main(void)
         cmocka_unit_test(reserve_takes_a_new_block_when_the_write_block_lacks_room),
         cmocka_unit_test(frames_cut_from_the_write_block_survive_further_reads),
         cmocka_unit_test(appending_never_writes_into_a_shared_block),
+        cmocka_unit_test(coalesced_cut_copies_small_slices_and_moves_large_ones),
         cmocka_unit_test(public_buf_api_wraps_the_iobuf),
         cmocka_unit_test(blocks_freed_on_another_thread_are_fine),
         cmocka_unit_test(random_operations_match_a_byte_array_model),
