@@ -21,7 +21,9 @@ typedef struct ftrpc_runtime_options {
 } ftrpc_runtime_options;
 
 /* Starts a runtime. opts may be NULL (all defaults). On success *out is the caller's, to be freed
- * with ftrpc_runtime_free() after every client and server using it has been freed. */
+ * with ftrpc_runtime_free() after every client and server using it has been freed. The first
+ * runtime of a process sets SIGPIPE to SIG_IGN if it is still at SIG_DFL (as brpc and gRPC do: a
+ * peer's reset must not kill the process); a program's own SIGPIPE handler is left alone. */
 FTRPC_API int ftrpc_runtime_new(const ftrpc_runtime_options *opts, ftrpc_runtime **out);
 /* Stops the IO threads and frees the runtime. NULL does nothing. Never call it from an IO thread. */
 FTRPC_API void ftrpc_runtime_free(ftrpc_runtime *rt);

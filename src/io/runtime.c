@@ -7,6 +7,7 @@
 #include "io/loop.h"
 
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -360,6 +361,24 @@ static void run_stop(ft_task *t)
     stop_loop(((struct stop_task *)t)->loop);
 }
 
+/* A write to a connection the peer has reset raises SIGPIPE, whose default action kills the whole
+ * process; libuv writes with plain write()/writev(), not send(MSG_NOSIGNAL). As brpc and gRPC do,
+ * the first runtime ignores SIGPIPE (the write then fails with EPIPE, handled as a broken
+ * connection), unless the program has installed a handler or ignore of its own. */
+static void ignore_sigpipe(void)
+{
+    struct sigaction old;
+    if (sigaction(SIGPIPE, NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&
+        old.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
+}
+
+static void ignore_sigpipe_once(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, ignore_sigpipe);
+}
+
 int ftrpc_runtime_new(const ftrpc_runtime_options *opts, ftrpc_runtime **out)
 {
     int n = opts && opts->io_threads > 0 ? opts->io_threads : 0;
@@ -369,6 +388,7 @@ int ftrpc_runtime_new(const ftrpc_runtime_options *opts, ftrpc_runtime **out)
         n = e ? atoi(e) : (int)sysconf(_SC_NPROCESSORS_ONLN);
         if (n <= 0) n = 1;
     }
+    ignore_sigpipe_once();
     ftrpc_runtime *rt = calloc(1, sizeof *rt);
     if (!rt) return FTRPC_ENOMEM;
     rt->loops = calloc((size_t)n, sizeof(ft_loop));
