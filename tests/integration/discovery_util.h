@@ -78,7 +78,7 @@ static inline int d_server_start(h_server *s, const char *dir, const char *ttl,
 static inline ftrpc_client *d_client(const char *url, const char *lb)
 {
     ftrpc_client *c = NULL;
-    ftrpc_client_options o = {.lb = lb, .timeout_ms = 2000};
+    ftrpc_client_options o = {.lb = lb, .timeout_ms = 2000 * H_VG};
     if (ftrpc_client_new(url, &o, &c) != 0) return NULL;
     return c;
 }

@@ -36,6 +36,9 @@
 #else
 #define H_UNDER_VALGRIND 0
 #endif
+/* The factor a test multiplies a time bound by under memcheck (10, as the harness's own waits for
+ * a child's first line and exit); 1 otherwise, so plain, ASan and TSan bounds are untouched. */
+#define H_VG (H_UNDER_VALGRIND ? 10 : 1)
 
 /* ---- time and waiting ---- */
 

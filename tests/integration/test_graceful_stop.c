@@ -38,7 +38,7 @@ static void slow(ftrpc_server_call *call, void *arg)
 {
     (void)arg;
     atomic_fetch_add(&entered, 1);
-    h_sleep_ms(200); /* a worker thread: blocking is allowed */
+    h_sleep_ms(200 * H_VG); /* a worker thread: blocking is allowed */
     ftrpc_server_call_reply(call, ftrpc_server_call_request(call), NULL);
 }
 
@@ -60,7 +60,7 @@ static void *stop_main(void *arg)
 {
     struct stopper *st = arg;
     int64_t t0 = h_now_ms();
-    st->rc = ftrpc_server_stop(st->server, 2000);
+    st->rc = ftrpc_server_stop(st->server, 2000 * H_VG);
     st->took_ms = h_now_ms() - t0;
     return NULL;
 }
@@ -86,21 +86,21 @@ static void stop_finishes_calls_in_flight_and_answers_new_ones_elogoff(void **st
     char url[64];
     snprintf(url, sizeof url, "127.0.0.1:%d", port);
     ftrpc_client *client = NULL;
-    assert_int_equal(ftrpc_client_new(url, &(ftrpc_client_options){.timeout_ms = 5000}, &client),
-                     0);
+    assert_int_equal(
+        ftrpc_client_new(url, &(ftrpc_client_options){.timeout_ms = 5000 * H_VG}, &client), 0);
     ftrpc_buf *req = h_pattern_buf(32, 3);
     /* async calls from this thread are homed round-robin, so every IO loop gets a connection */
     for (int i = 0; i < IN_FLIGHT; i++)
         assert_int_equal(ftrpc_call_async(client, "test.Svc", "Slow", req, NULL, NULL, on_done,
                                           (void *)(intptr_t)i),
                          0);
-    assert_true(h_wait_atomic_ge(&entered, IN_FLIGHT, 5000));
+    assert_true(h_wait_atomic_ge(&entered, IN_FLIGHT, 5000 * H_VG));
 
     struct stopper st = {server, -100, 0};
     pthread_t stopper;
     pthread_create(&stopper, NULL, stop_main, &st);
     /* the listener closes as the stop begins: once the port refuses, the server is stopping */
-    assert_true(h_wait_until(port_refuses, &port, 2000));
+    assert_true(h_wait_until(port_refuses, &port, 2000 * H_VG));
     for (int i = IN_FLIGHT; i < NCALLS; i++)
         assert_int_equal(ftrpc_call_async(client, "test.Svc", "Slow", req, NULL, NULL, on_done,
                                           (void *)(intptr_t)i),
@@ -115,8 +115,8 @@ static void stop_finishes_calls_in_flight_and_answers_new_ones_elogoff(void **st
 
     pthread_join(stopper, NULL);
     assert_int_equal(st.rc, 0);
-    assert_true(st.took_ms < 2000);
-    assert_true(h_wait_atomic_ge(&done, NCALLS, 5000));
+    assert_true(st.took_ms < 2000 * H_VG);
+    assert_true(h_wait_atomic_ge(&done, NCALLS, 5000 * H_VG));
     ftrpc_client_free(client);
     ftrpc_buf_free(req);
     for (int i = 0; i < NCALLS; i++) {
@@ -147,23 +147,26 @@ static void sigterm_lets_delayed_calls_succeed_and_exits_zero(void **state)
 {
     (void)state;
     h_server srv;
-    const char *args[] = {"--delay-ms", "500", NULL};
+    /* under memcheck the delay, the wait for the requests and every bound are 10 times longer */
+    char delay[16];
+    snprintf(delay, sizeof delay, "%d", 500 * H_VG);
+    const char *args[] = {"--delay-ms", delay, NULL};
     assert_int_equal(h_server_start(&srv, args), 0);
-    ftrpc_client *client = h_client_of(&srv, 5000);
+    ftrpc_client *client = h_client_of(&srv, 5000 * H_VG);
     assert_non_null(client);
     /* warm up: one call per IO loop (async calls from here are homed round-robin), so that every
      * connection is open and served before the calls under test go out */
     int loops = ftrpc_runtime_io_threads(ftrpc_runtime_default());
     assert_int_equal(h_echo_async(client, loops, on_cli_done, NULL), 0);
-    assert_true(h_wait_atomic_ge(&cli_done, loops, 5000));
+    assert_true(h_wait_atomic_ge(&cli_done, loops, 5000 * H_VG));
     assert_int_equal(atomic_load(&cli_ok), loops);
     atomic_store(&cli_done, 0);
     atomic_store(&cli_ok, 0);
     assert_int_equal(h_echo_async(client, 20, on_cli_done, NULL), 0);
-    h_sleep_ms(200); /* the requests reach the server well within its 500 ms delay */
+    h_sleep_ms(200 * H_VG); /* the requests reach the server well within its 500 ms delay */
     assert_int_equal(atomic_load(&cli_done), 0);
     assert_int_equal(h_server_stop(&srv, 10000), 0);
-    assert_true(h_wait_atomic_ge(&cli_done, 20, 5000));
+    assert_true(h_wait_atomic_ge(&cli_done, 20, 5000 * H_VG));
     if (atomic_load(&cli_ok) != 20)
         print_error("a call failed with %s\n", ftrpc_err_name(atomic_load(&cli_code)));
     assert_int_equal(atomic_load(&cli_ok), 20);
@@ -190,7 +193,7 @@ static void echo_io(ftrpc_server_call *call, void *arg)
 static void *load_main(void *arg)
 {
     struct load *l = arg;
-    ftrpc_call_options o = {.timeout_ms = 5000};
+    ftrpc_call_options o = {.timeout_ms = 5000 * H_VG};
     while (!atomic_load(l->stop)) {
         ftrpc_result r;
         int rc = ftrpc_call(l->client, "test.Svc", "Echo", NULL, NULL, &o, &r);
@@ -232,8 +235,8 @@ static void stop_under_continuous_load_ends_every_call_with_a_stop_outcome(void 
             loads[i] = (struct load){.client = client, .stop = &stop, .ok_total = &ok_total};
             pthread_create(&threads[i], NULL, load_main, &loads[i]);
         }
-        assert_true(h_wait_atomic_ge(&ok_total, 50, 5000)); /* the load is flowing */
-        assert_int_equal(ftrpc_server_stop(server, 1000), 0);
+        assert_true(h_wait_atomic_ge(&ok_total, 50, 5000 * H_VG)); /* the load is flowing */
+        assert_int_equal(ftrpc_server_stop(server, 1000 * H_VG), 0);
         h_sleep_ms(20); /* calls keep coming at the stopped server */
         atomic_store(&stop, 1);
         int calls = 0, ok = 0, other = 0;

@@ -40,7 +40,7 @@ static void inproc_start(inproc *p, ftrpc_handler h, const ftrpc_method_options 
 static void inproc_stop(inproc *p)
 {
     ftrpc_client_free(p->client);
-    assert_int_equal(ftrpc_server_stop(p->server, 3000), 0);
+    assert_int_equal(ftrpc_server_stop(p->server, 3000 * H_VG), 0);
     ftrpc_server_free(p->server);
 }
 
@@ -79,10 +79,10 @@ static void sync_call_on_an_io_thread_fails_at_once_with_eiothread(void **state)
     assert_int_equal(ftrpc_call_async(p.client, "test.Svc", "M", NULL, NULL, NULL,
                                       call_sync_from_callback, NULL),
                      0);
-    assert_true(h_wait_atomic_ge(&cb_done, 1, 5000));
+    assert_true(h_wait_atomic_ge(&cb_done, 1, 5000 * H_VG));
     assert_int_equal(atomic_load(&cb_rc), FTRPC_EIOTHREAD);
     assert_int_equal(atomic_load(&cb_code), FTRPC_EIOTHREAD);
-    assert_true(atomic_load(&cb_took_us) < 50000);
+    assert_true(atomic_load(&cb_took_us) < 50000 * H_VG);
     inproc_stop(&p);
 }
 
@@ -125,7 +125,7 @@ static void handler_error_codes_are_business_or_rpc_errors_by_range(void **state
         int rc;
         int64_t took;
         ftrpc_result r;
-        call_child(args, 2000, 10, &rc, &r, &took);
+        call_child(args, 2000 * H_VG, 10, &rc, &r, &took);
         assert_int_equal(rc, cases[i].rc);
         assert_int_equal(r.kind, cases[i].kind);
         assert_int_equal(r.code, cases[i].result_code);
@@ -137,7 +137,11 @@ static void handler_error_codes_are_business_or_rpc_errors_by_range(void **state
 static void slow_reply_times_out_at_the_call_deadline(void **state)
 {
     (void)state;
-    const char *args[] = {"--delay-ms", "300", NULL};
+    /* under memcheck the reply is delayed 10 times longer, so that a late timer still fires
+     * first; the 100 ms deadline stays */
+    char delay[16];
+    snprintf(delay, sizeof delay, "%d", 300 * H_VG);
+    const char *args[] = {"--delay-ms", delay, NULL};
     int rc;
     int64_t took;
     ftrpc_result r;
@@ -145,7 +149,7 @@ static void slow_reply_times_out_at_the_call_deadline(void **state)
     assert_int_equal(rc, FTRPC_ERPCTIMEDOUT);
     assert_int_equal(r.kind, FTRPC_RESULT_RPC_ERROR);
     print_message("timed out after %lld ms\n", (long long)took);
-    assert_true(took >= 100 && took < 400);
+    assert_true(took >= 100 && took < 100 + 300 * H_VG);
     ftrpc_result_fini(&r);
 }
 
@@ -155,7 +159,7 @@ static void large_payload_round_trips_byte_exact(void **state)
     int rc;
     int64_t took;
     ftrpc_result r;
-    call_child(NULL, 10000, (size_t)8 << 20, &rc, &r, &took);
+    call_child(NULL, 10000 * H_VG, (size_t)8 << 20, &rc, &r, &took);
     assert_int_equal(rc, 0);
     assert_true(h_pattern_check(r.response, (size_t)8 << 20, 7));
     ftrpc_result_fini(&r);
@@ -205,13 +209,13 @@ static void client_free_completes_calls_in_flight_with_estopped(void **state)
     h_server srv;
     const char *args[] = {"--hang-rate", "1", NULL};
     assert_int_equal(h_server_start(&srv, args), 0);
-    ftrpc_client *client = h_client_of(&srv, 10000);
+    ftrpc_client *client = h_client_of(&srv, 10000 * H_VG);
     assert_non_null(client);
     assert_int_equal(h_echo_async(client, 50, on_free_done, NULL), 0);
     h_sleep_ms(50);
     int64_t t0 = h_now_ms();
     ftrpc_client_free(client);
-    assert_true(h_now_ms() - t0 < 1000);
+    assert_true(h_now_ms() - t0 < 1000 * H_VG);
     assert_int_equal(atomic_load(&free_done), 50);
     assert_int_equal(atomic_load(&free_stopped), 50);
     h_server_kill(&srv);
@@ -227,7 +231,7 @@ static void hold_until_released(ftrpc_server_call *call, void *arg)
     (void)arg;
     atomic_fetch_add(&handler_runs, 1);
     atomic_fetch_add(&held_entered, 1);
-    int64_t deadline = h_now_ms() + 5000;
+    int64_t deadline = h_now_ms() + 5000 * H_VG;
     while (!atomic_load(&held_release) && h_now_ms() < deadline)
         h_sleep_ms(1);
     ftrpc_server_call_reply(call, NULL, NULL);
@@ -257,17 +261,17 @@ static void method_past_max_concurrency_answers_elimit(void **state)
     reset_counters();
     inproc p;
     ftrpc_method_options mo = {.run_mode = FTRPC_RUN_IN_WORKER, .max_concurrency = 2};
-    inproc_start(&p, hold_until_released, &mo, 4, 5000);
+    inproc_start(&p, hold_until_released, &mo, 4, 5000 * H_VG);
     for (int i = 0; i < 2; i++)
         assert_int_equal(
             ftrpc_call_async(p.client, "test.Svc", "M", NULL, NULL, NULL, on_async_done, NULL), 0);
-    assert_true(h_wait_atomic_ge(&held_entered, 2, 5000));
+    assert_true(h_wait_atomic_ge(&held_entered, 2, 5000 * H_VG));
     ftrpc_result r;
     assert_int_equal(ftrpc_call(p.client, "test.Svc", "M", NULL, NULL, NULL, &r), FTRPC_ELIMIT);
     assert_int_equal(r.kind, FTRPC_RESULT_RPC_ERROR);
     ftrpc_result_fini(&r);
     atomic_store(&held_release, 1);
-    assert_true(h_wait_atomic_ge(&async_done, 2, 5000));
+    assert_true(h_wait_atomic_ge(&async_done, 2, 5000 * H_VG));
     assert_int_equal(atomic_load(&async_ok), 2);
     /* the slots are free again */
     assert_int_equal(ftrpc_call(p.client, "test.Svc", "M", NULL, NULL, NULL, &r), 0);
@@ -282,11 +286,11 @@ static void queued_worker_request_past_its_deadline_is_not_executed(void **state
     reset_counters();
     inproc p;
     ftrpc_method_options mo = {.run_mode = FTRPC_RUN_IN_WORKER};
-    inproc_start(&p, hold_until_released, &mo, 1, 5000);
+    inproc_start(&p, hold_until_released, &mo, 1, 5000 * H_VG);
     /* the only worker is held; the next request queues behind it */
     assert_int_equal(
         ftrpc_call_async(p.client, "test.Svc", "M", NULL, NULL, NULL, on_async_done, NULL), 0);
-    assert_true(h_wait_atomic_ge(&held_entered, 1, 5000));
+    assert_true(h_wait_atomic_ge(&held_entered, 1, 5000 * H_VG));
     ftrpc_result r;
     ftrpc_call_options short_deadline = {.timeout_ms = 100};
     assert_int_equal(ftrpc_call(p.client, "test.Svc", "M", NULL, NULL, &short_deadline, &r),
@@ -294,13 +298,13 @@ static void queued_worker_request_past_its_deadline_is_not_executed(void **state
     ftrpc_result_fini(&r);
     /* the server's deadline is the request's arrival plus the timeout_ms it carried, a little
      * later than the client's: give the arrival a generous 300 ms before the worker frees up */
-    h_sleep_ms(300);
+    h_sleep_ms(300 * H_VG);
     /* a third request queues behind the expired one: once it has run, the worker has passed the
      * expired one */
     assert_int_equal(
         ftrpc_call_async(p.client, "test.Svc", "M", NULL, NULL, NULL, on_async_done, NULL), 0);
     atomic_store(&held_release, 1);
-    assert_true(h_wait_atomic_ge(&async_done, 2, 5000));
+    assert_true(h_wait_atomic_ge(&async_done, 2, 5000 * H_VG));
     assert_int_equal(atomic_load(&async_ok), 2);
     assert_int_equal(atomic_load(&handler_runs), 2);
     inproc_stop(&p);
@@ -317,18 +321,19 @@ static void server_sees_the_callers_remaining_deadline(void **state)
 {
     (void)state;
     inproc p;
-    inproc_start(&p, record_remaining, NULL, 0, 700);
+    /* under memcheck both deadlines and the 200 ms allowed for the way there are 10 times longer */
+    inproc_start(&p, record_remaining, NULL, 0, 700 * H_VG);
     ftrpc_result r;
     assert_int_equal(ftrpc_call(p.client, "test.Svc", "M", NULL, NULL, NULL, &r), 0);
     ftrpc_result_fini(&r);
     int64_t seen = atomic_load(&seen_remaining_ms);
-    print_message("server saw %lld ms left of 700\n", (long long)seen);
-    assert_true(seen > 500 && seen <= 700);
-    ftrpc_call_options o = {.timeout_ms = 3000};
+    print_message("server saw %lld ms left of %d\n", (long long)seen, 700 * H_VG);
+    assert_true(seen > 500 * H_VG && seen <= 700 * H_VG);
+    ftrpc_call_options o = {.timeout_ms = 3000 * H_VG};
     assert_int_equal(ftrpc_call(p.client, "test.Svc", "M", NULL, NULL, &o, &r), 0);
     ftrpc_result_fini(&r);
     seen = atomic_load(&seen_remaining_ms);
-    assert_true(seen > 2800 && seen <= 3000);
+    assert_true(seen > 2800 * H_VG && seen <= 3000 * H_VG);
     inproc_stop(&p);
 }
 
