@@ -396,7 +396,8 @@ static int choose_endpoint(ft_call *call, int64_t now, int *target)
                       .excluded = excluded,
                       .usable = endpoint_usable,
                       .usable_arg = &u,
-                      .allow_excluded_fallback = 1};
+                      .allow_excluded_fallback = 1,
+                      .now_ns = now};
     /* The balancer asks `usable`, a lock-free hint; the claim below decides. Losing the race for a
      * probe means another caller is probing that endpoint: pick again without it. */
     for (int tries = 0; tries < 4; tries++) {

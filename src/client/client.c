@@ -303,6 +303,8 @@ static ft_cluster *cluster_build(ftrpc_client *c, const ft_naming_snapshot *snap
         hs[cl->n] = &e->health;
         lbe[cl->n] = (ft_lb_endpoint){.id = e, .addr = e->name, .weight = e->weight,
                                       .ewma_latency_us = &e->health.ewma_us,
+                                      .ewma_stamp_ns = &e->health.ewma_stamp_ns,
+                                      .ewma_decay_ns = e->health.opts.ewma_decay_ms * FT_NS_PER_MS,
                                       .inflight = &e->health.inflight};
         cl->eps[cl->n++] = e;
     }

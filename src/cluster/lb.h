@@ -64,6 +64,12 @@ typedef struct ft_lb_endpoint {
     /* Peak-EWMA latency in microseconds, updated atomically by the health module; 0 means "no
      * sample yet". Read (relaxed) by "p2c" only. NULL is read as 0. */
     const _Atomic int64_t *ewma_latency_us;
+    /* When that figure was last updated (ns, the clock of ft_lb_pick.now_ns) and its decay time
+     * constant (ns): "p2c" decays an idle endpoint's figure toward 0 at read time, as Finagle's
+     * PeakEwma does, so a node that had one slow answer and is then never picked recovers. NULL or
+     * 0: read as it is. */
+    const _Atomic int64_t *ewma_stamp_ns;
+    int64_t ewma_decay_ns;
     /* Requests currently in flight to the endpoint, updated atomically by the health module. Read
      * (relaxed) by "p2c" only. NULL is read as 0. */
     const atomic_int *inflight;
@@ -108,6 +114,9 @@ typedef struct ft_lb_pick {
      * a node it tried, which is better than failing when the call has budget left and it is the
      * only one up). */
     int allow_excluded_fallback;
+    /* The current time for "p2c"'s decay of stale EWMA figures (same clock as ewma_stamp_ns);
+     * 0 reads the figures without decay. */
+    int64_t now_ns;
 } ft_lb_pick;
 
 typedef struct ft_lb ft_lb;

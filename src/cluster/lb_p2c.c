@@ -16,6 +16,8 @@
  */
 #include "cluster/lb_impl.h"
 
+#include <math.h>
+
 /* Finagle's Penalty: Long.MaxValue >> 16, large beside any real cost yet far from overflow. */
 #define P2C_PENALTY ((double)(INT64_MAX >> 16))
 
@@ -24,14 +26,21 @@ static int p2c_init(ft_lb *lb, const ft_lb_options *opts)
     return 0;
 }
 
-static double p2c_cost(const ft_lb_endpoint *ep)
+static double p2c_cost(const ft_lb_endpoint *ep, int64_t now_ns)
 {
     int64_t ewma =
         ep->ewma_latency_us ? atomic_load_explicit(ep->ewma_latency_us, memory_order_relaxed) : 0;
     int inflight = ep->inflight ? atomic_load_explicit(ep->inflight, memory_order_relaxed) : 0;
     if (inflight < 0) inflight = 0;
     if (ewma <= 0) return inflight == 0 ? 0.0 : P2C_PENALTY + inflight;
-    return (double)ewma * ((double)inflight + 1.0);
+    double cost = (double)ewma;
+    /* Decay since the last sample: without it, a node whose one slow answer raised its figure is
+     * never picked against faster ones, so no sample ever lowers it (seen in the chaos test). */
+    if (ep->ewma_stamp_ns && ep->ewma_decay_ns > 0 && now_ns > 0) {
+        int64_t stamp = atomic_load_explicit(ep->ewma_stamp_ns, memory_order_relaxed);
+        if (now_ns > stamp) cost *= exp(-(double)(now_ns - stamp) / (double)ep->ewma_decay_ns);
+    }
+    return cost * ((double)inflight + 1.0);
 }
 
 /* A random acceptable endpoint other than `skip` (SIZE_MAX: none), or SIZE_MAX. */
@@ -57,7 +66,7 @@ static int p2c_select(ft_lb *lb, const ft_lb_pick *req, ft_rand *rng, size_t *ou
     size_t a = draw_one(lb, req, rng, SIZE_MAX);
     if (a == SIZE_MAX) return FTRPC_ENOENDPOINT;
     size_t b = lb->n > 1 ? draw_one(lb, req, rng, a) : SIZE_MAX;
-    if (b != SIZE_MAX && p2c_cost(&lb->eps[b]) < p2c_cost(&lb->eps[a])) a = b;
+    if (b != SIZE_MAX && p2c_cost(&lb->eps[b], req->now_ns) < p2c_cost(&lb->eps[a], req->now_ns)) a = b;
     *out = a;
     return 0;
 }

@@ -528,6 +528,46 @@ typedef struct p2c_case {
     double max_share;  /* endpoint 3's share must stay below max_share / N */
 } p2c_case;
 
+/* A node whose one slow answer raised its figure, and that was never picked since, is picked
+ * again once that figure has decayed (Finagle's PeakEwma decays at read time): without the decay
+ * it would lose every draw against the others forever, and no new sample could lower it. */
+static void p2c_decays_a_stale_figure_so_a_node_once_slow_is_picked_again(void **state)
+{
+    (void)state;
+    enum { N = 3, PICKS = 30000 };
+    const int64_t decay_ns = 10 * INT64_C(1000000000); /* the health module's default, 10 s */
+    _Atomic int64_t stamp[N];
+    fixture_make(&fx, N, NULL);
+    for (int i = 0; i < N; i++) {
+        atomic_init(&stamp[i], 0);
+        fx.eps[i].ewma_stamp_ns = &stamp[i];
+        fx.eps[i].ewma_decay_ns = decay_ns;
+        atomic_store(&fx.inflight[i], 2); /* the others are busy */
+    }
+    atomic_store(&fx.ewma[0], 2000000); /* one 2 s answer at t = 0 ... */
+    atomic_store(&fx.inflight[0], 0);   /* ... and idle since */
+    ft_lb *lb = make_lb("p2c", &fx, NULL);
+    ft_rand rng;
+    ft_rand_seed(&rng, 5);
+    ft_lb_pick req = pick_req(&rng);
+    const int64_t later = 120 * INT64_C(1000000000); /* 2 min on; the others sampled just now */
+    for (int i = 1; i < N; i++)
+        atomic_store(&stamp[i], later);
+    long picked0 = 0;
+    req.now_ns = 0; /* no clock: the figure read as it is: node 0 always loses */
+    for (int i = 0; i < PICKS; i++)
+        picked0 += must_select(lb, &req) == 0;
+    assert_int_equal(picked0, 0);
+    req.now_ns = later; /* 2 s x e^-12 = 12 us, below the others' 1000 us x 3 */
+    picked0 = 0;
+    for (int i = 0; i < PICKS; i++)
+        picked0 += must_select(lb, &req) == 0;
+    if (picked0 < PICKS / 2)
+        fail_msg("p2c: the decayed node got %ld of %d picks (expected every draw it is in)", picked0,
+                 PICKS);
+    ft_lb_release(lb);
+}
+
 static void p2c_sends_clearly_less_to_a_costly_node(void **state)
 {
     static const p2c_case cases[] = {
@@ -794,6 +834,7 @@ int main(void)
         cmocka_unit_test(chash_failover_is_consistent_and_returns),
         cmocka_unit_test(chash_weight_scales_the_share_of_keys),
         cmocka_unit_test(p2c_sends_clearly_less_to_a_costly_node),
+        cmocka_unit_test(p2c_decays_a_stale_figure_so_a_node_once_slow_is_picked_again),
         cmocka_unit_test(p2c_keeps_some_traffic_on_slow_nodes_when_two_meet),
         cmocka_unit_test(priority_returns_to_primary_as_soon_as_usable),
         cmocka_unit_test(rr_retries_and_backups_take_no_turn),
