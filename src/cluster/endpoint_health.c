@@ -6,11 +6,11 @@
  * instructions; the per-pick reads of the load balancer never take it. */
 #include "cluster/endpoint_health.h"
 
-#include <math.h>
 #include <string.h>
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "cluster/ewma_decay.h"
 #include "ftrpc/common.h"
 
 enum code_class { CLASS_SUCCESS, CLASS_NEUTRAL, CLASS_MARK, CLASS_SUSPEND, CLASS_OTHER };
@@ -276,8 +276,7 @@ static void update_ewma(ft_endpoint_health *h, int64_t latency_us, int64_t now_n
     if (rtt > cost) {
         cost = rtt; /* peak: a slow sample counts in full at once */
     } else {
-        double dt = (double)(now_ns > stamp ? now_ns - stamp : 0);
-        double w = exp(-dt / ((double)h->opts.ewma_decay_ms * (double)FT_NS_PER_MS));
+        double w = ft_ewma_decay_weight(now_ns - stamp, h->opts.ewma_decay_ms * FT_NS_PER_MS);
         cost = cost * w + rtt * (1.0 - w);
     }
     memcpy(&bits, &cost, sizeof(bits));
@@ -293,8 +292,7 @@ double ft_health_ewma_us(const ft_endpoint_health *h, int64_t now_ns)
     int64_t stamp = atomic_load_explicit(&m->ewma_stamp_ns, memory_order_relaxed);
     double cost;
     memcpy(&cost, &bits, sizeof(cost));
-    double dt = (double)(now_ns > stamp ? now_ns - stamp : 0);
-    return cost * exp(-dt / ((double)h->opts.ewma_decay_ms * (double)FT_NS_PER_MS));
+    return cost * ft_ewma_decay_weight(now_ns - stamp, h->opts.ewma_decay_ms * FT_NS_PER_MS);
 }
 
 void ft_health_on_result(ft_endpoint_health *h, int code, int64_t latency_us, int64_t now_ns)

@@ -14,9 +14,8 @@
  * The decay of the EWMA (peak sensitivity, half-life) is the health module's business; this file
  * only reads the current value, relaxed: a slightly stale figure only makes one choice less sharp.
  */
+#include "cluster/ewma_decay.h"
 #include "cluster/lb_impl.h"
-
-#include <math.h>
 
 /* Finagle's Penalty: Long.MaxValue >> 16, large beside any real cost yet far from overflow. */
 #define P2C_PENALTY ((double)(INT64_MAX >> 16))
@@ -38,7 +37,7 @@ static double p2c_cost(const ft_lb_endpoint *ep, int64_t now_ns)
      * never picked against faster ones, so no sample ever lowers it (seen in the chaos test). */
     if (ep->ewma_stamp_ns && ep->ewma_decay_ns > 0 && now_ns > 0) {
         int64_t stamp = atomic_load_explicit(ep->ewma_stamp_ns, memory_order_relaxed);
-        if (now_ns > stamp) cost *= exp(-(double)(now_ns - stamp) / (double)ep->ewma_decay_ns);
+        cost *= ft_ewma_decay_weight(now_ns - stamp, ep->ewma_decay_ns);
     }
     return cost * ((double)inflight + 1.0);
 }
