@@ -7,10 +7,10 @@
  */
 #include "base/iobuf.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/thread_exit.h"
 #include "ftrpc/common.h"
 
 enum { CACHE_MAX = 64 };
@@ -19,9 +19,6 @@ static _Thread_local ft_block *block_cache[CACHE_MAX];
 static _Thread_local int block_cache_len;
 /* 0: no exit hook yet; 1: the cache is drained when the thread exits; 2: no caching (exiting) */
 static _Thread_local int block_cache_state;
-static pthread_key_t cache_key;
-static int cache_key_ok;
-static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
 
 /* A thread's cache dies with it (IO and worker threads end when a runtime or pool stops): free
  * the blocks then, instead of leaking up to CACHE_MAX of them per thread. */
@@ -30,9 +27,8 @@ enum { BUF_CACHE_MAX = 64 };
 static _Thread_local ft_iobuf *buf_cache[BUF_CACHE_MAX];
 static _Thread_local int buf_cache_len;
 
-static void cache_drain(void *arg)
+static void cache_drain(void)
 {
-    (void)arg;
     block_cache_state = 2;
     while (block_cache_len > 0)
         free(block_cache[--block_cache_len]);
@@ -40,19 +36,9 @@ static void cache_drain(void *arg)
         free(buf_cache[--buf_cache_len]);
 }
 
-static void cache_key_create(void)
-{
-    cache_key_ok = pthread_key_create(&cache_key, cache_drain) == 0;
-}
-
 static int cache_usable(void)
 {
-    if (block_cache_state == 0) {
-        pthread_once(&cache_key_once, cache_key_create);
-        block_cache_state =
-            cache_key_ok && pthread_setspecific(cache_key, &block_cache_state) == 0 ? 1 : 2;
-    }
-    return block_cache_state == 1;
+    return ft_thread_cache_usable(&block_cache_state, cache_drain);
 }
 
 

@@ -31,6 +31,7 @@
 #include <zlib.h>
 
 #include "base/crc32c.h"
+#include "base/thread_exit.h"
 #include "ftrpc/common.h"
 #include "rpc_meta.pb-c.h"
 
@@ -58,6 +59,22 @@ typedef struct meta_arena {
 
 static _Thread_local meta_arena *arena_free_list;
 static _Thread_local int arena_free_len;
+/* 0: no exit hook yet; 1: the free list is freed when the thread exits; 2: no caching. Blocking
+ * callers parse their own answers on their threads (client/call.c), so arenas are cached on user
+ * threads too, which come and go. */
+static _Thread_local int arena_cache_state;
+
+static void arena_cache_drain(void)
+{
+    arena_cache_state = 2;
+    while (arena_free_list) {
+        meta_arena *a = arena_free_list;
+        arena_free_list = a->next_free;
+        free(a);
+    }
+    arena_free_len = 0;
+}
+
 
 static meta_arena *arena_get(void)
 {
@@ -83,7 +100,8 @@ static void arena_put(meta_arena *a)
         a->spills = s->next;
         free(s);
     }
-    if (arena_free_len < ARENA_CACHE_MAX) {
+    if (arena_free_len < ARENA_CACHE_MAX &&
+        ft_thread_cache_usable(&arena_cache_state, arena_cache_drain)) {
         a->next_free = arena_free_list;
         arena_free_list = a;
         arena_free_len++;
