@@ -34,6 +34,7 @@ int64_t ft_now_ns(void);       /* CLOCK_MONOTONIC, ns */
 int64_t ft_now_us(void);       /* CLOCK_MONOTONIC, us */
 int64_t ft_clock_real_ms(void); /* CLOCK_MONOTONIC_COARSE, ms: cheap, for rate limits */
 
+#define FT_NS_PER_SEC INT64_C(1000000000)
 #define FT_NS_PER_MS INT64_C(1000000)
 #define FT_NS_PER_US INT64_C(1000)
 

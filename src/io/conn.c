@@ -8,12 +8,16 @@
 #include "io/conn.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
 
 #include "base/list.h"
 #include "base/log.h"
@@ -120,6 +124,12 @@ int ft_sockaddr_parse(const char *hostport, struct sockaddr_storage *out)
 
 /* ---- reading ---- */
 
+static int conn_fd(const ft_conn *c)
+{
+    uv_os_fd_t fd;
+    return uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 ? fd : -1;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     ft_conn *c = h->data;
@@ -159,6 +169,57 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0) return; /* EAGAIN */
     close_now(c, nread == UV_EOF ? FTRPC_EEOF : FTRPC_EFAILEDSOCKET);
+}
+
+int ft_conn_read_now(ft_conn *c)
+{
+    int fd = conn_fd(c);
+    if (c->state != FT_CONN_OPEN || fd < 0) return 0;
+    int got = 0;
+    /* as libuv's stream reader: read until the kernel has less than a buffer's worth, bounded so
+     * that a peer that never stops sending cannot keep the borrower here */
+    for (int i = 0; i < 32 && c->state == FT_CONN_OPEN; i++) {
+        uv_buf_t buf;
+        on_alloc((uv_handle_t *)&c->tcp, READ_MIN_SPACE, &buf);
+        if (!buf.base) {
+            on_read((uv_stream_t *)&c->tcp, UV_ENOBUFS, &buf);
+            return 1;
+        }
+        ssize_t n;
+        do n = read(fd, buf.base, buf.len);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return got;
+        got = 1;
+        on_read((uv_stream_t *)&c->tcp, n > 0 ? n : n == 0 ? UV_EOF : uv_translate_sys_error(errno),
+                &buf);
+        if (n < (ssize_t)buf.len) return got;
+    }
+    return got;
+}
+
+int ft_conn_unwatch(ft_conn *c)
+{
+#ifdef __linux__
+    int fd = conn_fd(c);
+    if (c->state != FT_CONN_OPEN || fd < 0 || c->tcp.io_watcher.events == 0) return -1;
+    struct epoll_event e = {.events = 0, .data.fd = fd};
+    return epoll_ctl(uv_backend_fd(&c->loop->uv), EPOLL_CTL_MOD, fd, &e) == 0 ? fd : -1;
+#else
+    (void)c;
+    return -1;
+#endif
+}
+
+void ft_conn_watch_again(ft_conn *c)
+{
+#ifdef __linux__
+    int fd = conn_fd(c);
+    if (c->state != FT_CONN_OPEN || fd < 0 || c->tcp.io_watcher.events == 0) return;
+    struct epoll_event e = {.events = c->tcp.io_watcher.events, .data.fd = fd};
+    epoll_ctl(uv_backend_fd(&c->loop->uv), EPOLL_CTL_MOD, fd, &e);
+#else
+    (void)c;
+#endif
 }
 
 static void mark_dirty(ft_conn *c);

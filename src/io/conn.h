@@ -88,6 +88,19 @@ static inline size_t ft_conn_unwritten(const ft_conn *c)
     return c->out.size + c->inflight.size;
 }
 
+/* Reads what the socket holds now and hands it to the owner's on_read, as the loop does when the
+ * socket is readable; EOF and errors close the connection as they would there. For a borrower of
+ * the loop (ft_loop_try_borrow) that waited on the socket itself. Returns 1 when it read bytes or
+ * saw EOF or an error, 0 when there was nothing to read. */
+int ft_conn_read_now(ft_conn *c);
+/* For a borrower that waits on the socket itself (client/call.c): the loop stops watching it, so
+ * that the sleeping IO thread does not wake for the same bytes, until ft_conn_watch_again, which
+ * must come before the loop is returned for good. Returns the socket, or -1 when it cannot (not
+ * open, not Linux). Only the kernel's epoll registration changes; libuv's own record of it
+ * (io_watcher.events) is what ft_conn_watch_again restores, and libuv rewrites the registration
+ * itself whenever its interest changes, so the two cannot disagree for long. */
+int ft_conn_unwatch(ft_conn *c);
+void ft_conn_watch_again(ft_conn *c);
 /* Called by the loop once per iteration: flushes every dirty connection. */
 void ft_conn_flush_dirty(ft_loop *loop);
 /* Has c flushed at the end of this loop turn even when nothing new was queued (the TLS transport

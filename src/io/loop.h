@@ -93,6 +93,10 @@ ftrpc_runtime *ft_runtime_or_default(ftrpc_runtime *rt);
  * calls ft_loop_wake itself by the time its timer is due). */
 int ft_loop_try_borrow(ft_loop *loop);
 void ft_loop_return(ft_loop *loop, int wake);
+/* Any non-IO thread, on a loop borrowed before (so it releases `owner` when asleep): borrows it,
+ * waiting for its IO thread to finish the current iteration if it is awake. For a borrower that
+ * must undo something it did to the loop; otherwise prefer ft_loop_try_borrow. */
+void ft_loop_borrow(ft_loop *loop);
 /* Any thread: makes the loop run an iteration soon (and so see timers a borrower armed). */
 void ft_loop_wake(ft_loop *loop);
 

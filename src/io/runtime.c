@@ -298,6 +298,13 @@ int ft_loop_try_borrow(ft_loop *l)
     return 1;
 }
 
+void ft_loop_borrow(ft_loop *l)
+{
+    pthread_mutex_lock(&l->owner);
+    current_loop = l;
+    l->now_fresh = 0;
+}
+
 void ft_loop_return(ft_loop *l, int wake)
 {
     l->now_fresh = 0;
