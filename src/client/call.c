@@ -19,16 +19,21 @@
  * once neither is); an attempt in flight is counted once in its endpoint's in-flight figure and
  * reports exactly one result to its health.
  */
+#include <errno.h>
 #include <math.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "base/clock.h"
 #include "base/event.h"
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/rand.h"
+#include "base/thread_exit.h"
 #include "client/backup_policy.h"
 #include "client/client_internal.h"
 #include "client/selective.h"
@@ -331,6 +336,9 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
 
     if (call->sync_result) {
         ft_event *done = call->sync_done;
+        if (call->sync_wake_fd >= 0) eventfd_write(call->sync_wake_fd, 1); /* before: see there */
+        if (call->sync_reading) /* while the call counts as in flight: the client is still here */
+            atomic_fetch_add_explicit(&client->answers_read_by_caller, 1, memory_order_relaxed);
         *call->sync_rc = r->kind == FTRPC_RESULT_OK              ? 0
                          : r->kind == FTRPC_RESULT_BUSINESS_ERROR ? FTRPC_EBUSINESS
                                                                   : r->code;
@@ -754,6 +762,7 @@ static ft_call *make_call(ftrpc_client *c, const char *service, const char *meth
     }
     call->last_endpoint = -1;
     call->last_answered_by = -1;
+    call->sync_wake_fd = -1;
     /* on the home loop already (a call made from a callback): the loop's time is fresh enough */
     call->start_ns = ft_loop_current() == call->loop ? ft_loop_now(call->loop) : ft_now_ns();
     call->deadline_ns = call->start_ns + (int64_t)timeout_ms * FT_NS_PER_MS;
@@ -790,6 +799,118 @@ static int borrow_left_call_quiet(ft_call *call, ft_event *done)
         return 0;
     const ft_conn *conn = a->cc->conn;
     return conn->state == FT_CONN_OPEN && !conn->writing && conn->out.size == 0;
+}
+
+/* The connection a borrowed sync call may read its answer from itself: the one its only attempt
+ * waits on, when no other attempt waits there (reading would complete those on this thread, and
+ * run async callbacks off their IO thread). NULL otherwise. With the loop borrowed, call not done. */
+static ft_conn *own_answer_conn(ft_call *call)
+{
+    const ft_attempt *a = &call->slot[0];
+    if (!a->in_flight || !a->cc || call->slot[1].in_flight || ft_idmap_count(&a->cc->pending) != 1)
+        return NULL;
+    return a->cc->conn;
+}
+
+static int event_is_set(ft_event *ev)
+{
+    return atomic_load_explicit(&ev->state, memory_order_acquire) == 1;
+}
+
+/* Waits for a call the loop completes; past the deadline the loop's timer is due, but a loop
+ * asleep since a borrower armed it may not know yet. */
+static void wait_done(ft_loop *loop, ft_event *done, int64_t deadline_ns)
+{
+    int64_t left = deadline_ns - ft_now_ns();
+    if (ft_event_wait(done, left > 0 ? left : 0) != 0) {
+        ft_loop_wake(loop);
+        ft_event_wait(done, -1);
+    }
+}
+
+/* This thread's eventfd for read_own_answer, made on first use and closed when the thread exits. */
+static _Thread_local int wake_fd = -1;
+
+static void close_wake_fd(void)
+{
+    close(wake_fd);
+    wake_fd = -1;
+}
+
+static int thread_wake_fd(void)
+{
+    if (wake_fd < 0) {
+        int fd = eventfd(0, EFD_CLOEXEC);
+        if (fd < 0) return -1;
+        if (ft_thread_at_exit(close_wake_fd) != 0) {
+            close(fd);
+            return -1;
+        }
+        wake_fd = fd;
+    }
+    return wake_fd;
+}
+
+/* After a quiet borrowed send, with the loop still borrowed: waits for the answer on the
+ * connection's socket itself and reads it as the loop, so that the call completes on this thread
+ * instead of the IO thread waking it (the last hand-off of a blocking call; the raw-socket client
+ * that bench/echo.c compares with is woken by the kernel alone). Meanwhile the loop does not watch
+ * that socket (ft_conn_unwatch), so the sleeping IO thread does not wake for the same bytes. If
+ * anything else completes the call meanwhile (the deadline, a closed connection seen by the loop,
+ * the client being freed), its completer writes this thread's eventfd before it sets `done`.
+ * Returns with the loop returned. */
+static void read_own_answer(ft_call *call, ft_loop *loop, ft_conn *conn, ft_event *done,
+                            int64_t deadline_ns)
+{
+    int efd = thread_wake_fd();
+    int sock = efd >= 0 ? ft_conn_unwatch(conn) : -1;
+    if (sock < 0) {
+        ft_loop_return(loop, 0);
+        wait_done(loop, done, deadline_ns);
+        return;
+    }
+    ft_conn_ref(conn); /* kept through the waits: watched again whatever becomes of the call */
+    call->sync_wake_fd = efd;
+    ft_loop_return(loop, 0);
+    int completer_wrote = 1, wake = 0;
+    for (;;) {
+        int64_t left = deadline_ns - ft_now_ns();
+        struct pollfd p[2] = {{.fd = sock, .events = POLLIN}, {.fd = efd, .events = POLLIN}};
+        struct timespec ts = {.tv_sec = left / FT_NS_PER_SEC, .tv_nsec = left % FT_NS_PER_SEC};
+        int n = left > 0 ? ppoll(p, 2, &ts, NULL) : 0;
+        if (n < 0 && errno == EINTR) continue;
+        ft_loop_borrow(loop);
+        if (n <= 0 || p[1].revents || event_is_set(done) || own_answer_conn(call) != conn) {
+            wake = 1; /* the deadline, or whatever the loop has to do about the call */
+            break;
+        }
+        call->sync_wake_fd = -1; /* completed here, if at all: nobody to wake */
+        call->sync_reading = 1;
+        ft_conn_read_now(conn);
+        ft_conn_flush_dirty(loop);
+        if (event_is_set(done)) {
+            /* the call is gone; the loop need not wake unless the connection needs it */
+            completer_wrote = 0;
+            wake = conn->state != FT_CONN_OPEN || conn->writing;
+            break;
+        }
+        call->sync_wake_fd = efd;
+        call->sync_reading = 0;
+        if (!borrow_left_call_quiet(call, done) || own_answer_conn(call) != conn) {
+            wake = 1;
+            break;
+        }
+        ft_loop_return(loop, 0); /* part of the answer: wait for the rest */
+    }
+    /* watched again only now, with the socket drained: watched with bytes waiting, the sleeping
+     * loop would wake for nothing */
+    ft_conn_watch_again(conn);
+    ft_conn_unref(conn);
+    ft_loop_return(loop, wake);
+    if (!completer_wrote) return;
+    wait_done(loop, done, deadline_ns);
+    eventfd_t v;
+    eventfd_read(efd, &v); /* what the completer wrote before it set `done` */
 }
 
 static void submit(ft_call *call)
@@ -843,18 +964,22 @@ int ftrpc_call(ftrpc_client *c, const char *service, const char *method, const f
         return rc;
     }
     /* The IO thread sleeps: send the request from this thread instead of waking it to do so (one
-     * hand-off less per call). The loop learns what this did when it wakes next, normally for the
-     * response. Until then nothing but the deadline may need it, and that is this thread's to
-     * watch: it wakes the loop when the deadline comes. Anything else the call left for the loop
-     * (a connection being opened, a write the kernel did not take, another timer) wakes it now. */
+     * hand-off less per call), and when nothing else waits on that connection, read the answer
+     * too (read_own_answer: the other hand-off). Otherwise the loop learns what this did when it
+     * wakes next, normally for the response. Until then nothing but the deadline may need it, and
+     * that is this thread's to watch: it wakes the loop when the deadline comes. Anything else the
+     * call left for the loop (a connection being opened, a write the kernel did not take, another
+     * timer) wakes it now. */
     atomic_fetch_add(&call->client->inflight, 1);
     start_call(call);
     ft_conn_flush_dirty(loop);
-    ft_loop_return(loop, !borrow_left_call_quiet(call, &done));
-    int64_t left = deadline_ns - ft_now_ns();
-    if (ft_event_wait(&done, left > 0 ? left : 0) != 0) {
-        ft_loop_wake(loop); /* the deadline timer is due: the sleeping loop may not know it yet */
-        ft_event_wait(&done, -1);
+    int quiet = borrow_left_call_quiet(call, &done);
+    ft_conn *conn = quiet ? own_answer_conn(call) : NULL;
+    if (conn) {
+        read_own_answer(call, loop, conn, &done, deadline_ns);
+        return rc;
     }
+    ft_loop_return(loop, !quiet);
+    wait_done(loop, &done, deadline_ns);
     return rc;
 }

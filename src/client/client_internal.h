@@ -149,6 +149,9 @@ struct ft_call {
     ftrpc_result *sync_result; /* sync: the caller's result, filled before waking it */
     struct ft_event *sync_done;
     int *sync_rc;
+    int sync_wake_fd; /* >= 0: the caller also waits on this eventfd; whoever completes the call
+                       * on another thread writes it first (call.c, read_own_answer) */
+    int sync_reading; /* the caller reads the answer itself, now (read_own_answer) */
     char names[]; /* service \0 method \0 */
 };
 
@@ -165,6 +168,7 @@ struct ftrpc_client {
     atomic_int inflight;   /* calls submitted and not completed */
     atomic_int open_conns; /* ft_cconn alive */
     atomic_llong retries, budget_exhausted, backups, backup_wins, cancels;
+    atomic_llong answers_read_by_caller; /* blocking calls completed by read_own_answer (call.c) */
     ft_client_metrics metrics;
     char *auth_token; /* copy of opts.auth_token */
     ft_tls_ctx *tls_ctx;   /* NULL: plain TCP; shared by every loop (read-only once made) */
