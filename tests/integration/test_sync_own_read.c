@@ -169,7 +169,9 @@ static void server_killed_while_the_caller_waits_fails_the_call_at_once(void **s
     struct blocked_call b = {.client = c};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, blocked_call_main, &b), 0);
-    h_sleep_ms(200); /* the call is on the wire and its caller waits: nothing more to wait for */
+    /* by then the call is on the wire and its caller waits on the socket; there is no event for
+     * that to wait on */
+    h_sleep_ms(200 * H_VG);
     int64_t killed = h_now_ms();
     h_server_kill(&srv);
     assert_true(h_wait_atomic_ge(&b.done, 1, 5000 * H_VG));
