@@ -108,46 +108,41 @@ int ftrpc_server_new(const ftrpc_server_options *opts, ftrpc_server **out)
         if (rc != 0) return rc;
     }
     o.tls.cert_file = o.tls.key_file = o.tls.client_ca_file = NULL; /* read; not kept */
-    ftrpc_server *s = calloc(1, sizeof *s);
+    ftrpc_runtime *rt = ft_runtime_or_default(o.runtime);
+    ftrpc_server *s = rt ? calloc(1, sizeof *s) : NULL;
     if (!s) {
         ft_tls_ctx_free(tls_ctx);
         return FTRPC_ENOMEM;
     }
     s->tls_ctx = tls_ctx;
-    s->rt = ft_runtime_or_default(o.runtime);
-    if (!s->rt) {
-        ft_tls_ctx_free(tls_ctx);
-        free(s);
-        return FTRPC_ENOMEM;
-    }
+    s->rt = rt;
     s->opts = o;
-    if (o.auth_token) {
-        s->auth_token = strdup(o.auth_token);
-        if (!s->auth_token) {
-            ft_tls_ctx_free(tls_ctx);
-            free(s);
-            return FTRPC_ENOMEM;
-        }
-    }
-    s->opts.auth_token = s->auth_token;
-    s->opts.register_url = NULL; /* read in start only: the caller's strings need not outlive new */
-    s->opts.register_addr = NULL;
-    s->opts.register_tags = NULL;
+    /* the caller's strings need not outlive new: the server keeps copies (register_* are read in
+     * start only) */
+    s->opts.auth_token = s->opts.register_url = s->opts.register_addr = s->opts.register_tags = NULL;
+    s->auth_token = o.auth_token ? strdup(o.auth_token) : NULL;
     s->register_url = o.register_url ? strdup(o.register_url) : NULL;
     s->register_addr = o.register_addr ? strdup(o.register_addr) : NULL;
     s->register_tags = o.register_tags ? strdup(o.register_tags) : NULL;
-    atomic_init(&s->state, FT_SERVER_NEW);
-    pthread_mutex_init(&s->stop_lock, NULL);
-    pthread_cond_init(&s->stop_cond, NULL);
-    s->loop_sessions = calloc((size_t)s->rt->nloops, sizeof(ft_list));
-    s->call_cache = calloc((size_t)s->rt->nloops, sizeof *s->call_cache);
-    if (!s->loop_sessions || !s->call_cache) {
-        ft_tls_ctx_free(tls_ctx);
+    s->opts.auth_token = s->auth_token;
+    s->loop_sessions = calloc((size_t)rt->nloops, sizeof(ft_list));
+    s->call_cache = calloc((size_t)rt->nloops, sizeof *s->call_cache);
+    if ((o.auth_token && !s->auth_token) || (o.register_url && !s->register_url) ||
+        (o.register_addr && !s->register_addr) || (o.register_tags && !s->register_tags) ||
+        !s->loop_sessions || !s->call_cache) {
+        free(s->auth_token);
+        free(s->register_url);
+        free(s->register_addr);
+        free(s->register_tags);
         free(s->loop_sessions);
         free(s->call_cache);
+        ft_tls_ctx_free(tls_ctx);
         free(s);
         return FTRPC_ENOMEM;
     }
+    atomic_init(&s->state, FT_SERVER_NEW);
+    pthread_mutex_init(&s->stop_lock, NULL);
+    pthread_cond_init(&s->stop_cond, NULL);
     for (int i = 0; i < s->rt->nloops; i++) ft_list_init(&s->loop_sessions[i]);
     *out = s;
     return 0;

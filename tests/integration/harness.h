@@ -237,9 +237,5 @@ int64_t h_load_latency_quantile(const h_load *l, int64_t t0_us, int64_t t1_us, d
 
 /* ---- misc ---- */
 
-/* A buffer holding len bytes of a deterministic pattern seeded by seed. */
-ftrpc_buf *h_pattern_buf(size_t len, unsigned seed);
-/* 1 when buf holds exactly the pattern of h_pattern_buf(len, seed). */
-int h_pattern_check(const ftrpc_buf *buf, size_t len, unsigned seed);
 
 #endif
