@@ -235,7 +235,4 @@ int h_load_wait_answered(h_load *l, int ep, int since, int count, int timeout_ms
 int64_t h_load_latency_quantile(const h_load *l, int64_t t0_us, int64_t t1_us, double q,
                                 int *n_out);
 
-/* ---- misc ---- */
-
-
 #endif
