@@ -210,6 +210,11 @@ typedef struct ftrpc_client_options {
     int retry_budget_min_per_sec; /* default 10; -1: no floor */
     /* ftrpc_client_new waits up to this long for discovery's first answer. Default 2000. */
     int naming_wait_ms;
+    /* How long a registry that suddenly lists no endpoints is distrusted (the last list is kept
+     * meanwhile: a wiped folder or a half-finished deploy, docs/discovery.md). Default 0 means
+     * 30000; -1: believed at once, so that the last server's clean stop shows as
+     * FTRPC_ENOENDPOINT without delay. */
+    int naming_empty_grace_ms;
     /* FTRPC_FAILBACKUP: the backup delay. Default 0 means off, as does -1 (brpc: -1); a backup is
      * never sent when the delay is not shorter than the call's remaining deadline. */
     int backup_request_ms;

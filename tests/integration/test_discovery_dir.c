@@ -248,6 +248,42 @@ static void wiped_registry_is_distrusted_and_calls_keep_succeeding(void **state)
     stop_all();
 }
 
+static int empty_was_rejected(void *arg)
+{
+    ft_naming_view_stats st;
+    ft_naming_view_stats_get(((ftrpc_client *)arg)->view, &st);
+    return st.empty_rejected > 0;
+}
+
+/* The last server's clean stop: by default the empty folder is distrusted like a wipe and the old
+ * endpoint stays listed; a client that believes empty lists at once (naming_empty_grace_ms = -1)
+ * sees FTRPC_ENOENDPOINT as soon as the entry is gone. */
+static void last_server_stopping_leaves_an_empty_list_only_when_told_to_believe_it(void **state)
+{
+    (void)state;
+    servers(0, 1, "5", "1", NULL);
+    client("rr");
+    ftrpc_client *believer = NULL;
+    ftrpc_client_options o = {.naming_empty_grace_ms = -1, .timeout_ms = 2000 * H_VG};
+    assert_int_equal(ftrpc_client_new(d_url, &o, &believer), 0);
+    assert_true(d_wait_view(believer, addr[0], 1, 2000 * H_VG) >= 0);
+    assert_int_equal(d_call(believer, NULL, 0), 0);
+    assert_int_equal(h_server_stop(&srv[0], 10000), 0);
+    int64_t gone_ms = d_wait_view(believer, addr[0], 0, 5000 * H_VG);
+    print_message("believer's view emptied %lld ms after the stop\n", (long long)gone_ms);
+    assert_true(gone_ms >= 0 && gone_ms < 1000 * H_VG);
+    ftrpc_result r;
+    assert_int_equal(ftrpc_call(believer, D_SERVICE, "Echo", NULL, NULL, NULL, &r),
+                     FTRPC_ENOENDPOINT);
+    ftrpc_result_fini(&r);
+    /* the default client, watching the same folder, distrusts the empty answer and still holds
+     * the stopped server */
+    assert_true(h_wait_until(empty_was_rejected, cli, 5000 * H_VG));
+    assert_true(d_view_has(cli, addr[0]));
+    ftrpc_client_free(believer);
+    stop_all();
+}
+
 static atomic_int slow_done, slow_failed;
 static char slow_ep[2][64];
 
@@ -326,6 +362,7 @@ int main(void)
         T(stopped_server_leaves_at_once_well_under_its_ttl),
         T(registry_outage_keeps_the_last_list_and_recovery_is_seen),
         T(wiped_registry_is_distrusted_and_calls_keep_succeeding),
+        T(last_server_stopping_leaves_an_empty_list_only_when_told_to_believe_it),
         T(call_in_flight_to_a_deregistering_server_completes),
         T(weights_100_and_300_split_wrr_calls_one_to_three),
     };
