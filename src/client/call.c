@@ -971,15 +971,17 @@ int ftrpc_call(ftrpc_client *c, const char *service, const char *method, const f
      * call left for the loop (a connection being opened, a write the kernel did not take, another
      * timer) wakes it now. */
     atomic_fetch_add(&call->client->inflight, 1);
+    ft_loop_pin(loop); /* this thread may touch the loop after the call is done: see there */
     start_call(call);
     ft_conn_flush_dirty(loop);
     int quiet = borrow_left_call_quiet(call, &done);
     ft_conn *conn = quiet ? own_answer_conn(call) : NULL;
     if (conn) {
         read_own_answer(call, loop, conn, &done, deadline_ns);
-        return rc;
+    } else {
+        ft_loop_return(loop, !quiet);
+        wait_done(loop, &done, deadline_ns);
     }
-    ft_loop_return(loop, !quiet);
-    wait_done(loop, &done, deadline_ns);
+    ft_loop_unpin(loop);
     return rc;
 }

@@ -64,6 +64,7 @@ struct ft_loop {
     atomic_int reclaiming; /* the IO thread woke and wants `owner` back: do not borrow */
     atomic_int borrowable_asked; /* a borrower asked the loop to release `owner` while asleep */
     ft_task switch_task;         /* posted once, for that */
+    atomic_int pins;             /* ft_loop_pin */
 };
 
 struct ftrpc_runtime {
@@ -97,6 +98,18 @@ void ft_loop_return(ft_loop *loop, int wake);
  * waiting for its IO thread to finish the current iteration if it is awake. For a borrower that
  * must undo something it did to the loop; otherwise prefer ft_loop_try_borrow. */
 void ft_loop_borrow(ft_loop *loop);
+/* A borrower that gives the loop back but will touch it again (borrow it, wake it) after another
+ * thread may have completed its call, and so after the client may have been freed: the pin keeps
+ * ftrpc_runtime_free from freeing the loop meanwhile (it waits for the pins to go). Pin while the
+ * loop is known alive (borrowed), unpin after the last touch. */
+static inline void ft_loop_pin(ft_loop *l)
+{
+    atomic_fetch_add_explicit(&l->pins, 1, memory_order_relaxed);
+}
+static inline void ft_loop_unpin(ft_loop *l)
+{
+    atomic_fetch_sub_explicit(&l->pins, 1, memory_order_release);
+}
 /* Any thread: makes the loop run an iteration soon (and so see timers a borrower armed). */
 void ft_loop_wake(ft_loop *loop);
 

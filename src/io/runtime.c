@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/clock.h"
@@ -421,6 +422,11 @@ int ftrpc_runtime_new(const ftrpc_runtime_options *opts, ftrpc_runtime **out)
 void ftrpc_runtime_free(ftrpc_runtime *rt)
 {
     if (!rt) return;
+    /* Blocking callers whose calls the freed clients completed may still be on their way out of
+     * a loop (ft_loop_pin); with every client gone that takes microseconds. */
+    for (int i = 0; i < rt->nloops; i++)
+        while (atomic_load_explicit(&rt->loops[i].pins, memory_order_acquire) != 0)
+            nanosleep(&(struct timespec){.tv_nsec = 100000}, NULL);
     for (int i = 0; i < rt->nloops; i++) {
         struct stop_task st = {.task.run = run_stop, .loop = &rt->loops[i]};
         ft_loop_post(&rt->loops[i], &st.task);

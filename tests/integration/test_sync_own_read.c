@@ -253,6 +253,79 @@ static void deadline_ends_the_wait_and_later_calls_read_their_answers_again(void
     assert_int_equal(h_server_stop(&good, 10000), 0);
 }
 
+/* ---- the client and its runtime freed under waiting callers ---- */
+
+enum { HOLDERS = 4 };
+static ftrpc_server_call *held[64];
+static atomic_int held_slots, nheld; /* slots taken; calls stored (counted after the store) */
+
+static void hold(ftrpc_server_call *call, void *arg)
+{
+    (void)arg;
+    held[atomic_fetch_add(&held_slots, 1) % 64] = call; /* answered after the client is gone */
+    atomic_fetch_add(&nheld, 1);
+}
+
+struct holder {
+    ftrpc_client *client;
+    int echo_rc, hold_rc;
+};
+
+static void *holder_main(void *arg)
+{
+    struct holder *h = arg;
+    ftrpc_result r;
+    /* an answered call first, so that the next one finds the loop borrowable */
+    h->echo_rc = ftrpc_call(h->client, "test.Svc", "Echo", NULL, NULL, NULL, &r);
+    ftrpc_result_fini(&r);
+    h->hold_rc = ftrpc_call(h->client, "test.Svc", "Hold", NULL, NULL, NULL, &r);
+    ftrpc_result_fini(&r);
+    return NULL;
+}
+
+/* A client freed while blocking calls wait completes them (ESTOPPED) on its IO thread, and the
+ * program may free the runtime right after: callers still on their way out of the loop (one read
+ * its own answer, the others borrowed the loop for their send) must not touch it once freed. Run
+ * under ASan, a touch of the freed loop is a use after free. */
+static void client_and_runtime_freed_while_blocking_callers_wait(void **state)
+{
+    (void)state;
+    ftrpc_runtime *srv_rt;
+    ftrpc_server *server;
+    assert_int_equal(ftrpc_runtime_new(&(ftrpc_runtime_options){.io_threads = 1}, &srv_rt), 0);
+    assert_int_equal(ftrpc_server_new(&(ftrpc_server_options){.runtime = srv_rt}, &server), 0);
+    assert_int_equal(ftrpc_server_add_method(server, "test.Svc", "Echo", big_reply, NULL, NULL), 0);
+    assert_int_equal(ftrpc_server_add_method(server, "test.Svc", "Hold", hold, NULL, NULL), 0);
+    assert_int_equal(ftrpc_server_start(server, "127.0.0.1:0"), 0);
+    char url[64];
+    snprintf(url, sizeof url, "127.0.0.1:%d", ftrpc_server_port(server));
+    for (int round = 0; round < 10; round++) {
+        atomic_store(&held_slots, 0);
+        atomic_store(&nheld, 0);
+        ftrpc_runtime *rt;
+        ftrpc_client *c = own_client(url, &rt, 30000, FTRPC_FAILFAST);
+        struct holder h[HOLDERS];
+        pthread_t t[HOLDERS];
+        for (int i = 0; i < HOLDERS; i++) {
+            h[i] = (struct holder){.client = c};
+            assert_int_equal(pthread_create(&t[i], NULL, holder_main, &h[i]), 0);
+        }
+        assert_true(h_wait_atomic_ge(&nheld, HOLDERS, 5000 * H_VG));
+        ftrpc_client_free(c);
+        ftrpc_runtime_free(rt);
+        for (int i = 0; i < HOLDERS; i++) {
+            pthread_join(t[i], NULL);
+            assert_int_equal(h[i].echo_rc, 0);
+            assert_int_equal(h[i].hold_rc, FTRPC_ESTOPPED);
+        }
+        for (int i = 0; i < HOLDERS; i++)
+            ftrpc_server_call_reply(held[i], NULL, NULL);
+    }
+    assert_int_equal(ftrpc_server_stop(server, 3000 * H_VG), 0);
+    ftrpc_server_free(server);
+    ftrpc_runtime_free(srv_rt);
+}
+
 /* ---- async calls on the same connection ---- */
 
 enum { CHAINS = 4 };
@@ -324,6 +397,7 @@ int main(void)
         cmocka_unit_test(over_tls_the_caller_decrypts_its_own_answer),
         cmocka_unit_test(server_killed_while_the_caller_waits_fails_the_call_at_once),
         cmocka_unit_test(deadline_ends_the_wait_and_later_calls_read_their_answers_again),
+        cmocka_unit_test(client_and_runtime_freed_while_blocking_callers_wait),
         cmocka_unit_test(async_callbacks_never_run_on_the_blocking_callers_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
