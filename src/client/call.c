@@ -428,6 +428,28 @@ static void on_attempt_timeout(ft_timer *t)
     attempt_error(a, FTRPC_RESULT_RPC_ERROR, FTRPC_ERPCTIMEDOUT, "attempt timed out", 0, 0);
 }
 
+/* Files the attempt under the request's correlation id and queues the request on cc. A small
+ * request (the common case) is encoded on the stack and copied straight into the connection's
+ * output; a larger one goes through a frame buffer whose bodies share the call's blocks. */
+static int send_request(ft_cconn *cc, ft_attempt *a, const ft_request_header *h,
+                        const ft_call *call)
+{
+    uint8_t small[FT_BAIDU_STD_SMALL_FRAME];
+    size_t n = ft_baidu_std_encode_request(small, h, &call->request, &call->attachment);
+    ft_iobuf frame;
+    ft_iobuf_init(&frame);
+    int rc = n ? 0 : ft_baidu_std_pack_request(&frame, h, &call->request, &call->attachment);
+    if (rc == 0) rc = ft_idmap_put(&cc->pending, h->correlation_id, a);
+    if (rc == 0) {
+        a->cc = cc;
+        a->cid = h->correlation_id;
+        rc = n ? ft_conn_write_bytes(cc->conn, small, n) : ft_conn_write(cc->conn, &frame);
+        if (rc != 0) detach_attempt(a);
+    }
+    ft_iobuf_fini(&frame);
+    return rc;
+}
+
 static void send_attempt(ft_call *call, int is_backup)
 {
     ft_attempt *a = NULL;
@@ -505,17 +527,7 @@ static void send_attempt(ft_call *call, int is_backup)
         }
         cc->credential_sent = 1;
     }
-    ft_iobuf frame;
-    ft_iobuf_init(&frame);
-    int rc = ft_baidu_std_pack_request(&frame, &h, &call->request, &call->attachment);
-    if (rc == 0) rc = ft_idmap_put(&cc->pending, h.correlation_id, a);
-    if (rc == 0) {
-        a->cc = cc;
-        a->cid = h.correlation_id;
-        rc = ft_conn_write(cc->conn, &frame);
-        if (rc != 0) detach_attempt(a);
-    }
-    ft_iobuf_fini(&frame);
+    int rc = send_request(cc, a, &h, call);
     if (rc != 0) {
         settle_attempt(a, rc);
         attempt_error(a, FTRPC_RESULT_RPC_ERROR, rc, NULL, 0, 0);
