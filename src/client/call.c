@@ -20,6 +20,7 @@
  * reports exactly one result to its health.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,11 +221,17 @@ static void run_fallback(ft_call *call, ftrpc_result *r, ftrpc_result *reported)
 
 enum { CALL_CACHE_MAX = 256 };
 
+/* Zeroes a call but for the fields written before they are read (client_internal.h). */
+static void call_zero(ft_call *call)
+{
+    memset(call, 0, offsetof(ft_call, tried));
+}
+
 static ft_call *call_alloc(ftrpc_client *c, ft_loop *loop, size_t names)
 {
     if (names > FT_CALL_NAMES_MAX) {
         ft_call *call = malloc(sizeof *call + names);
-        if (call) memset(call, 0, sizeof *call);
+        if (call) call_zero(call);
         return call;
     }
     ft_client_loop *cl = &c->loops[loop->index];
@@ -237,7 +244,7 @@ static ft_call *call_alloc(ftrpc_client *c, ft_loop *loop, size_t names)
         call = malloc(sizeof *call + FT_CALL_NAMES_MAX);
     }
     if (call) {
-        memset(call, 0, sizeof *call);
+        call_zero(call);
         call->standard_size = 1;
     }
     return call;
