@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,11 +226,17 @@ static void run_fallback(ft_call *call, ftrpc_result *r, ftrpc_result *reported)
 
 enum { CALL_CACHE_MAX = 256 };
 
+/* Zeroes a call but for the fields written before they are read (client_internal.h). */
+static void call_zero(ft_call *call)
+{
+    memset(call, 0, offsetof(ft_call, tried));
+}
+
 static ft_call *call_alloc(ftrpc_client *c, ft_loop *loop, size_t names)
 {
     if (names > FT_CALL_NAMES_MAX) {
         ft_call *call = malloc(sizeof *call + names);
-        if (call) memset(call, 0, sizeof *call);
+        if (call) call_zero(call);
         return call;
     }
     ft_client_loop *cl = &c->loops[loop->index];
@@ -242,7 +249,7 @@ static ft_call *call_alloc(ftrpc_client *c, ft_loop *loop, size_t names)
         call = malloc(sizeof *call + FT_CALL_NAMES_MAX);
     }
     if (call) {
-        memset(call, 0, sizeof *call);
+        call_zero(call);
         call->standard_size = 1;
     }
     return call;
@@ -436,6 +443,28 @@ static void on_attempt_timeout(ft_timer *t)
     attempt_error(a, FTRPC_RESULT_RPC_ERROR, FTRPC_ERPCTIMEDOUT, "attempt timed out", 0, 0);
 }
 
+/* Files the attempt under the request's correlation id and queues the request on cc. A small
+ * request (the common case) is encoded on the stack and copied straight into the connection's
+ * output; a larger one goes through a frame buffer whose bodies share the call's blocks. */
+static int send_request(ft_cconn *cc, ft_attempt *a, const ft_request_header *h,
+                        const ft_call *call)
+{
+    uint8_t small[FT_BAIDU_STD_SMALL_FRAME];
+    size_t n = ft_baidu_std_encode_request(small, h, &call->request, &call->attachment);
+    ft_iobuf frame;
+    ft_iobuf_init(&frame);
+    int rc = n ? 0 : ft_baidu_std_pack_request(&frame, h, &call->request, &call->attachment);
+    if (rc == 0) rc = ft_idmap_put(&cc->pending, h->correlation_id, a);
+    if (rc == 0) {
+        a->cc = cc;
+        a->cid = h->correlation_id;
+        rc = n ? ft_conn_write_bytes(cc->conn, small, n) : ft_conn_write(cc->conn, &frame);
+        if (rc != 0) detach_attempt(a);
+    }
+    ft_iobuf_fini(&frame);
+    return rc;
+}
+
 static void send_attempt(ft_call *call, int is_backup)
 {
     ft_attempt *a = NULL;
@@ -513,17 +542,7 @@ static void send_attempt(ft_call *call, int is_backup)
         }
         cc->credential_sent = 1;
     }
-    ft_iobuf frame;
-    ft_iobuf_init(&frame);
-    int rc = ft_baidu_std_pack_request(&frame, &h, &call->request, &call->attachment);
-    if (rc == 0) rc = ft_idmap_put(&cc->pending, h.correlation_id, a);
-    if (rc == 0) {
-        a->cc = cc;
-        a->cid = h.correlation_id;
-        rc = ft_conn_write(cc->conn, &frame);
-        if (rc != 0) detach_attempt(a);
-    }
-    ft_iobuf_fini(&frame);
+    int rc = send_request(cc, a, &h, call);
     if (rc != 0) {
         settle_attempt(a, rc);
         attempt_error(a, FTRPC_RESULT_RPC_ERROR, rc, NULL, 0, 0);

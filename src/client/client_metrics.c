@@ -127,7 +127,8 @@ void ft_method_metrics_record(ft_method_metrics *mm, const ftrpc_result *reporte
     }
     if (fallback_used) ft_counter_inc(&mm->fallbacks);
     ft_counter_add(&mm->attempts, (uint64_t)reported->attempts);
-    ft_counter_add(&mm->retries, (uint64_t)retries);
-    ft_counter_add(&mm->backups, (uint64_t)reported->backups);
+    /* usually 0: adding nothing would still cost an atomic add each */
+    if (retries) ft_counter_add(&mm->retries, (uint64_t)retries);
+    if (reported->backups) ft_counter_add(&mm->backups, (uint64_t)reported->backups);
     if (reported->backup_won) ft_counter_inc(&mm->backup_wins);
 }

@@ -298,6 +298,18 @@ int ft_conn_write(ft_conn *c, ft_iobuf *frame)
     return 0;
 }
 
+int ft_conn_write_bytes(ft_conn *c, const void *data, size_t len)
+{
+    if (c->state != FT_CONN_OPEN && c->state != FT_CONN_CONNECTING) return FTRPC_EFAILEDSOCKET;
+    if (ft_conn_unwritten(c) + len > c->max_unwritten) return FTRPC_EOVERCROWDED;
+    if (ft_iobuf_append(&c->out, data, len) != 0) {
+        close_now(c, FTRPC_ENOMEM);
+        return FTRPC_ENOMEM;
+    }
+    if (c->state == FT_CONN_OPEN) mark_dirty(c);
+    return 0;
+}
+
 static void flush(ft_conn *c);
 
 void ft_conn_flush_soon(ft_conn *c)

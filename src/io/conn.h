@@ -73,6 +73,11 @@ int ft_conn_adopt(ft_loop *loop, int fd, size_t max_unwritten, const ft_conn_han
 /* Queues a whole frame, taking all of `frame`'s bytes (it is left empty on success; untouched on
  * error). FTRPC_EOVERCROWDED past the bound, FTRPC_EFAILEDSOCKET when closing or closed. */
 int ft_conn_write(ft_conn *c, ft_iobuf *frame);
+/* Queues a whole frame given as len contiguous bytes (a small frame encoded on the caller's
+ * stack): copied into the output's tail block, with no frame buffer in between. Same bound and
+ * errors as ft_conn_write; on FTRPC_ENOMEM the connection is reset, since its output may then end
+ * with part of the frame. */
+int ft_conn_write_bytes(ft_conn *c, const void *data, size_t len);
 /* Closes. abortive = 0: stop reading, flush what is queued, then close; abortive = 1: reset now,
  * dropping what is queued. `reason` is handed to on_close. Closing twice does nothing. */
 void ft_conn_close(ft_conn *c, int reason, int abortive);

@@ -93,4 +93,16 @@ int ft_baidu_std_pack_response(ft_iobuf *out, int64_t correlation_id, int32_t er
                                const char *error_text, const ft_iobuf *payload,
                                const ft_iobuf *attachment);
 
+/* The common small frame (short names, bodies of at most 256 bytes together) written whole into a
+ * caller's buffer of FT_BAIDU_STD_SMALL_FRAME bytes, so that it can be copied straight into a
+ * connection's output with no frame buffer in between. Return the frame's size, the bytes exactly
+ * those pack_request / pack_response append; or 0 when the frame does not fit (or the arguments
+ * are not valid, or the fast encoder is off): use the pack functions then. */
+#define FT_BAIDU_STD_SMALL_FRAME 512
+size_t ft_baidu_std_encode_request(uint8_t *buf, const ft_request_header *h,
+                                   const ft_iobuf *payload, const ft_iobuf *attachment);
+size_t ft_baidu_std_encode_response(uint8_t *buf, int64_t correlation_id, int32_t error_code,
+                                    const char *error_text, const ft_iobuf *payload,
+                                    const ft_iobuf *attachment);
+
 #endif

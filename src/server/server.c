@@ -554,6 +554,15 @@ static void finish_call(ftrpc_server_call *call)
     count_down(s, &s->inflight);
 }
 
+/* After queueing a reply on c: a peer that does not read its replies is cut off. */
+static void reply_queued(ft_conn *c, int rc)
+{
+    if (rc == FTRPC_EOVERCROWDED) {
+        FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing %s: peer does not read its replies", c->peer);
+        ft_conn_close(c, FTRPC_EOVERCROWDED, 1);
+    }
+}
+
 /* On the call's loop: hand the packed reply to the connection (if it is still there). */
 static void deliver_reply(ftrpc_server_call *call)
 {
@@ -562,12 +571,7 @@ static void deliver_reply(ftrpc_server_call *call)
         /* a cancelled call has no reply, but HTTP answers in order: its slot still needs one */
         if (ft_conn_is_open(c)) ft_http_session_deliver(call);
     } else if (ft_conn_is_open(c) && call->reply.size > 0) {
-        int rc = ft_conn_write(c, &call->reply);
-        if (rc == FTRPC_EOVERCROWDED) {
-            FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing %s: peer does not read its replies",
-                               c->peer);
-            ft_conn_close(c, FTRPC_EOVERCROWDED, 1);
-        }
+        reply_queued(c, ft_conn_write(c, &call->reply));
     }
     finish_call(call);
 }
@@ -582,6 +586,19 @@ static int send_reply(ftrpc_server_call *call, int32_t code, const char *text,
 {
     int64_t now = ft_now_ns();
     ft_method_metrics_on_reply(call->method, code, call->rejected ? 0 : call->start_ns, now);
+    if (!call->is_http && ft_loop_current() == call->loop) {
+        /* the common reply, small and made on the loop: encoded on the stack and copied straight
+         * into the connection's output, with no reply buffer and no block of its own */
+        uint8_t small[FT_BAIDU_STD_SMALL_FRAME];
+        size_t n = ft_baidu_std_encode_response(small, call->correlation_id, code, text, payload,
+                                                attachment);
+        if (n) {
+            if (ft_conn_is_open(call->conn))
+                reply_queued(call->conn, ft_conn_write_bytes(call->conn, small, n));
+            finish_call(call);
+            return 0;
+        }
+    }
     int rc = 0;
     if (call->is_http)
         ft_http_call_pack(call, code, text, payload, attachment);

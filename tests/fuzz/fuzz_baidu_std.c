@@ -9,7 +9,8 @@
  * A third pass parses the contiguous input again with the hand-written meta decoder switched off
  * (ft_baidu_std_fast_meta = 0: protobuf-c for every meta), and every frame must decode to the same
  * fields: the fast decoder may only accept what protobuf-c reads the same way. Repacking runs with
- * the fast encoder on; the golden-byte unit tests hold it to protobuf-c's bytes.
+ * the fast encoder on; the golden-byte unit tests hold it to protobuf-c's bytes. The stack encoder
+ * (ft_baidu_std_encode_*) must write the same bytes as the packer for every frame it accepts.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -69,6 +70,8 @@ static void repack(const ft_rpc_frame *f)
     ft_iobuf wire;
     ft_iobuf_init(&wire);
     int rc;
+    uint8_t small[FT_BAIDU_STD_SMALL_FRAME];
+    size_t small_n;
     if (f->is_request) {
         ft_request_header h = {.service = f->service,
                                .method = f->method,
@@ -78,11 +81,19 @@ static void repack(const ft_rpc_frame *f)
                                .auth_data = f->auth_data,
                                .auth_len = f->auth_len};
         rc = ft_baidu_std_pack_request(&wire, &h, &f->payload, &f->attachment);
+        small_n = ft_baidu_std_encode_request(small, &h, &f->payload, &f->attachment);
     } else {
         rc = ft_baidu_std_pack_response(&wire, f->correlation_id, f->error_code, f->error_text,
                                         &f->payload, &f->attachment);
+        small_n = ft_baidu_std_encode_response(small, f->correlation_id, f->error_code,
+                                               f->error_text, &f->payload, &f->attachment);
     }
     check(rc == 0);
+    if (small_n) { /* the stack encoder, when the frame fits it, writes the packer's bytes */
+        uint8_t *packed = bytes_of(&wire);
+        check(small_n == ft_iobuf_size(&wire) && memcmp(small, packed, small_n) == 0);
+        free(packed);
+    }
     ft_rpc_frame g;
     const char *reason = NULL;
     check(ft_baidu_std_parse(&wire, FUZZ_MAX_BODY + 1024 * 1024, &g, &reason) == FT_PARSE_OK);
