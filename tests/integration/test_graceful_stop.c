@@ -33,12 +33,17 @@ static atomic_int entered;
 static atomic_int completions[NCALLS];
 static atomic_int codes[NCALLS];
 static atomic_int done;
+/* The calls in flight are held until the test has seen every call of the stop answered: with a
+ * fixed handler time instead, a slow run (TSan on a loaded machine) let them finish, and the stop
+ * close the connections, before the later calls were even sent. */
+static atomic_int release_in_flight;
 
 static void slow(ftrpc_server_call *call, void *arg)
 {
     (void)arg;
     atomic_fetch_add(&entered, 1);
-    h_sleep_ms(200 * H_VG); /* a worker thread: blocking is allowed */
+    /* a worker thread: blocking is allowed; bounded so that a failing test cannot hang here */
+    h_wait_atomic_ge(&release_in_flight, 1, 10000 * H_VG);
     ftrpc_server_call_reply(call, ftrpc_server_call_request(call), NULL);
 }
 
@@ -112,6 +117,9 @@ static void stop_finishes_calls_in_flight_and_answers_new_ones_elogoff(void **st
     assert_int_equal(ftrpc_call(late, "test.Svc", "Slow", req, NULL, NULL, &r), FTRPC_ECONNREFUSED);
     ftrpc_result_fini(&r);
     ftrpc_client_free(late);
+    /* the calls in flight cannot complete while held: `done` counts the calls of the stop */
+    assert_true(h_wait_atomic_ge(&done, DURING_STOP, 5000 * H_VG));
+    atomic_store(&release_in_flight, 1);
 
     pthread_join(stopper, NULL);
     assert_int_equal(st.rc, 0);
