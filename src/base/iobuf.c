@@ -86,25 +86,16 @@ static void block_ref(ft_block *blk)
     atomic_fetch_add_explicit(&blk->refs, 1, memory_order_relaxed);
 }
 
-void ft_iobuf_init(ft_iobuf *b)
-{
-    b->slices = b->inline_slices;
-    b->start = b->end = 0;
-    b->cap = FT_IOBUF_INLINE_SLICES;
-    b->size = 0;
-    b->write_block = NULL;
-}
-
-void ft_iobuf_clear(ft_iobuf *b)
+void ft_iobuf_clear_blocks(ft_iobuf *b)
 {
     for (uint32_t i = b->start; i < b->end; i++) ft_block_release(b->slices[i].block);
     b->start = b->end = 0;
     b->size = 0;
 }
 
-void ft_iobuf_fini(ft_iobuf *b)
+void ft_iobuf_fini_blocks(ft_iobuf *b)
 {
-    ft_iobuf_clear(b);
+    ft_iobuf_clear_blocks(b);
     if (b->write_block) ft_block_release(b->write_block);
     if (b->slices != b->inline_slices) free(b->slices);
     ft_iobuf_init(b);

@@ -49,9 +49,32 @@ typedef struct ftrpc_buf {
     ft_slice inline_slices[FT_IOBUF_INLINE_SLICES];
 } ft_iobuf;
 
-void ft_iobuf_init(ft_iobuf *b);
-void ft_iobuf_fini(ft_iobuf *b); /* releases every block; the buffer can be init'ed again */
-void ft_iobuf_clear(ft_iobuf *b);
+/* init, fini and clear are inline for the empty buffer, the common case of a call's
+ * attachments and of buffers already moved out: a call touches a dozen of them. */
+static inline void ft_iobuf_init(ft_iobuf *b)
+{
+    b->slices = b->inline_slices;
+    b->start = b->end = 0;
+    b->cap = FT_IOBUF_INLINE_SLICES;
+    b->size = 0;
+    b->write_block = NULL;
+}
+void ft_iobuf_fini_blocks(ft_iobuf *b);
+void ft_iobuf_clear_blocks(ft_iobuf *b);
+/* Releases every block; the buffer can be init'ed again. */
+static inline void ft_iobuf_fini(ft_iobuf *b)
+{
+    if (b->start != b->end || b->write_block || b->slices != b->inline_slices)
+        ft_iobuf_fini_blocks(b);
+    else
+        ft_iobuf_init(b);
+}
+static inline void ft_iobuf_clear(ft_iobuf *b)
+{
+    if (b->start != b->end) ft_iobuf_clear_blocks(b);
+    b->start = b->end = 0;
+    b->size = 0;
+}
 static inline size_t ft_iobuf_size(const ft_iobuf *b)
 {
     return b->size;
