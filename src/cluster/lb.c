@@ -120,6 +120,15 @@ int ft_lb_select(ft_lb *lb, const ft_lb_pick *req, size_t *out_index)
         (req->n_excluded > 0 && req->excluded == NULL))
         return FTRPC_EINVAL;
     if (lb->n == 0) return FTRPC_ENOENDPOINT;
+    if (lb->n == 1) {
+        /* What every algorithm picks among one endpoint, without its draws: the only one when it
+         * is acceptable, or (the fallback below) when only its exclusion stands in the way. */
+        int usable = req->usable == NULL || req->usable(req->usable_arg, 0);
+        if (!usable || (ft_lb_is_excluded(req, 0) && !req->allow_excluded_fallback))
+            return FTRPC_ENOENDPOINT;
+        *out_index = 0;
+        return 0;
+    }
     ft_rand *rng = req->rng != NULL ? req->rng : ft_rand_thread();
     int rc = lb->ops->select(lb, req, rng, out_index);
     if (rc == FTRPC_ENOENDPOINT && req->allow_excluded_fallback && req->n_excluded > 0) {
