@@ -58,6 +58,23 @@ ft_cluster *ft_client_cluster_acquire(ftrpc_client *c)
     return cl;
 }
 
+/* The loop's copy holds a reference, so taking another from it needs no lock; the lock is taken
+ * once per cluster change and loop. A generation read before a newer cluster is taken only
+ * makes the next call refresh again. */
+ft_cluster *ft_client_cluster_acquire_here(ftrpc_client *c, const ft_loop *loop)
+{
+    ft_client_loop *cl = &c->loops[loop->index];
+    unsigned gen = atomic_load_explicit(&c->cluster_gen, memory_order_acquire);
+    if (!cl->cluster || cl->cluster_gen != gen) {
+        ft_cluster *fresh = ft_client_cluster_acquire(c);
+        ft_cluster_release(cl->cluster);
+        cl->cluster = fresh;
+        cl->cluster_gen = gen;
+    }
+    atomic_fetch_add_explicit(&cl->cluster->refs, 1, memory_order_relaxed);
+    return cl->cluster;
+}
+
 /* ---- connections ---- */
 
 static int cconn_on_read(ft_conn *conn);
@@ -339,6 +356,7 @@ static void on_endpoints(ft_naming_snapshot *snap, void *arg)
     }
     pthread_mutex_lock(&c->cluster_lock);
     c->cluster = cl;
+    atomic_fetch_add_explicit(&c->cluster_gen, 1, memory_order_release);
     pthread_mutex_unlock(&c->cluster_lock);
     int retired = 0;
     for (size_t i = 0; prev && i < prev->n; i++) {
@@ -605,7 +623,10 @@ void ftrpc_client_free(ftrpc_client *c)
     wait_zero(c, &c->inflight);
     wait_zero(c, &c->open_conns);
     ft_selective_free(c->selective); /* its sub-clients, once no call of its own uses them */
-    for (int i = 0; i < c->rt->nloops; i++) ft_call_cache_drain(&c->loops[i]);
+    for (int i = 0; i < c->rt->nloops; i++) {
+        ft_call_cache_drain(&c->loops[i]);
+        ft_cluster_release(c->loops[i].cluster);
+    }
     free(c->loops);
     ft_cluster_release(c->cluster);
     ft_retry_budget_fini(&c->budget);

@@ -69,6 +69,11 @@ typedef struct ft_client_loop {
     ft_list cconns; /* connections of this loop */
     struct ft_call *free_calls; /* finished calls kept for reuse (standard size only) */
     int nfree_calls;
+    /* The client's cluster as this loop last saw it, referenced, and the generation it had then:
+     * a call takes its reference from here instead of under cluster_lock (client.c,
+     * ft_client_cluster_acquire_here). */
+    ft_cluster *cluster;
+    unsigned cluster_gen;
 } ft_client_loop;
 
 /* One request of a call, sent to one endpoint. A call has two slots: the attempt (first try or a
@@ -164,6 +169,7 @@ struct ftrpc_client {
     int view_listener;
     pthread_mutex_t cluster_lock; /* guards `cluster` (the pointer and taking a reference) */
     ft_cluster *cluster;
+    atomic_uint cluster_gen; /* bumped after each new `cluster`: loops refresh their copy */
     ft_retry_budget budget;
     ft_client_loop *loops; /* [rt->nloops] */
     atomic_int stopping;
@@ -192,6 +198,9 @@ ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, ft_client_endpoint 
 void ft_client_count_down(ftrpc_client *c, atomic_int *counter);
 /* The current cluster, referenced (never NULL once the client exists). Any thread. */
 ft_cluster *ft_client_cluster_acquire(ftrpc_client *c);
+/* The same on the thread that runs `loop`, without the client's lock while the cluster does not
+ * change. */
+ft_cluster *ft_client_cluster_acquire_here(ftrpc_client *c, const ft_loop *loop);
 void ft_cluster_release(ft_cluster *cl);
 /* On cc's loop: closes cc (gracefully: queued frames go out first) when its endpoint left the
  * service and no attempt waits on it any more. Call it after taking an attempt out of

@@ -44,7 +44,7 @@ int ft_call_targets_acquire(ft_call *call)
     ftrpc_client *c = call->client;
     ft_selective *s = c->selective;
     if (!s) {
-        call->one = (ft_call_target){c, ft_client_cluster_acquire(c)};
+        call->one = (ft_call_target){c, ft_client_cluster_acquire_here(c, call->loop)};
         call->targets = &call->one;
         call->ntargets = 1;
         call->free_resends_left = (int)call->one.cluster->n;
@@ -54,7 +54,7 @@ int ft_call_targets_acquire(ft_call *call)
     if (!t) return FTRPC_ENOMEM;
     size_t endpoints = 0;
     for (size_t i = 0; i < s->n; i++) {
-        t[i] = (ft_call_target){s->subs[i], ft_client_cluster_acquire(s->subs[i])};
+        t[i] = (ft_call_target){s->subs[i], ft_client_cluster_acquire_here(s->subs[i], call->loop)};
         endpoints += t[i].cluster->n;
     }
     call->targets = t;
