@@ -11,6 +11,14 @@
  * touches 8 lines, which is nothing for a read that happens a few times a second. Reads racing
  * adds see some of them; counters are statistics, not sequence numbers.
  *
+ * Owned stripes: the first FT_COUNTER_OWNED_STRIPES cells can each belong to one thread (an IO
+ * thread claims one when its loop starts: ft_metrics_own_stripe), which then adds with a relaxed
+ * load and store instead of a locked add. A locked add costs a full barrier on x86; an IO thread
+ * makes a dozen of them a call, and on the 2-core dev VM they were the hottest instructions of
+ * the echo path (docs/performance.md, fourth pass). Every other thread shares the remaining cells
+ * round-robin, with atomic adds. The price: a reset racing an owner's add can be undone by it
+ * (resets are for tests and scratch histograms, never for live metrics).
+ *
  * ft_gauge is an int64 level (in-flight calls, connections, queue depth) that is set or added to,
  * or, when made with a callback, computed at read time (e.g. the size of a table behind its lock).
  *
@@ -22,6 +30,7 @@
 #include <stdint.h>
 
 #define FT_COUNTER_STRIPES 8
+#define FT_COUNTER_OWNED_STRIPES 4 /* cells 0..3 can be owned; threads share cells 4..7 */
 
 /* Threads: add from any thread; read from any thread; init/reset by the owner. */
 typedef struct ft_counter {
@@ -33,9 +42,12 @@ typedef struct ft_counter {
 void ft_counter_init(ft_counter *c);
 /* The calling thread's stripe plus one; 0 until assigned. Read through ft_metrics_thread_stripe. */
 extern _Thread_local unsigned ft_metrics_stripe_plus1;
+/* Whether the calling thread owns its stripe (ft_metrics_own_stripe). */
+extern _Thread_local int ft_metrics_stripe_owned;
 unsigned ft_metrics_assign_stripe(void);
 
-/* The calling thread's stripe; stable for the thread's life. */
+/* The calling thread's stripe; stable for the thread's life, except that ft_metrics_own_stripe
+ * moves it to an owned one. */
 static inline unsigned ft_metrics_thread_stripe(void)
 {
     unsigned s = ft_metrics_stripe_plus1;
@@ -43,10 +55,26 @@ static inline unsigned ft_metrics_thread_stripe(void)
     return s - 1;
 }
 
+/* Gives the calling thread a stripe of its own until it exits, when one is free: returns 1, or 0
+ * when all FT_COUNTER_OWNED_STRIPES are taken (the thread keeps a shared one). For threads that
+ * add often and live long (IO threads). */
+int ft_metrics_own_stripe(void);
+
+/* Adds n to the calling thread's cell of a striped set (cells[FT_COUNTER_STRIPES] of any striped
+ * metric). Only the owner writes an owned cell, so a load and a store lose nothing; the atomic
+ * load and store still let readers sum the cells at any time. */
+static inline void ft_stripe_add(_Atomic uint64_t *cell, uint64_t n)
+{
+    if (ft_metrics_stripe_owned)
+        atomic_store_explicit(cell, atomic_load_explicit(cell, memory_order_relaxed) + n,
+                              memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(cell, n, memory_order_relaxed);
+}
+
 static inline void ft_counter_add(ft_counter *c, uint64_t n)
 {
-    atomic_fetch_add_explicit(&c->cells[ft_metrics_thread_stripe() % FT_COUNTER_STRIPES].v, n,
-                              memory_order_relaxed);
+    ft_stripe_add(&c->cells[ft_metrics_thread_stripe() % FT_COUNTER_STRIPES].v, n);
 }
 
 static inline void ft_counter_inc(ft_counter *c)

@@ -75,8 +75,7 @@ void ft_histogram_record_n(ft_histogram *h, int64_t value, uint64_t n)
 {
     int64_t v = clamp_value(value);
     atomic_fetch_add_explicit(&h->buckets[ft_histogram_bucket_index(v)], n, RELAXED);
-    atomic_fetch_add_explicit(&h->sum[ft_metrics_thread_stripe() % FT_COUNTER_STRIPES].v,
-                              (uint64_t)v * n, RELAXED);
+    ft_stripe_add(&h->sum[ft_metrics_thread_stripe() % FT_COUNTER_STRIPES].v, (uint64_t)v * n);
     raise_max(&h->max, v);
 }
 

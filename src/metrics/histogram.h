@@ -7,7 +7,8 @@
  * Range: 0 .. FT_HIST_MAX_VALUE (2^32-1 us, about 71 minutes); larger values are recorded as
  * FT_HIST_MAX_VALUE and negative ones as 0. 3328 buckets of 8 bytes: 27 KiB per histogram.
  *
- * Recording is two relaxed atomic adds (bucket, this thread's sum cell) and a load of the max
+ * Recording is two relaxed adds (an atomic one to the bucket, one to this thread's sum cell: a
+ * load and store on an owned stripe, see counter.h) and a load of the max
  * (plus a CAS only when a new maximum is seen): no locks, any thread. Queries read the buckets with
  * relaxed loads while records may go on; they see some consistent-enough prefix (buckets only
  * grow), and compute the total from the buckets they walk so that a percentile never runs off the

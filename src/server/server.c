@@ -174,6 +174,7 @@ int ftrpc_server_add_method(ftrpc_server *s, const char *service, const char *me
         free(m);
         return FTRPC_ENOMEM;
     }
+    ft_counter_init(&m->calls);
     if (ft_method_metrics_init(m) != 0) {
         free(m->service);
         free(m->method);
@@ -686,7 +687,7 @@ int ftrpc_server_method_stats(const ftrpc_server *s, const char *service, const 
 {
     ft_method *m = s && service && method ? find_method(s, service, method) : NULL;
     if (!m) return FTRPC_ENOMETHOD;
-    out->calls = atomic_load(&m->calls);
+    out->calls = (int64_t)ft_counter_get(&m->calls);
     out->rejected = atomic_load(&m->rejected);
     out->canceled_unstarted = atomic_load(&m->canceled_unstarted);
     out->concurrency = atomic_load(&m->concurrency);
@@ -716,7 +717,7 @@ static void run_in_worker(ft_job *job)
                    NULL);
         return;
     }
-    atomic_fetch_add(&call->method->calls, 1);
+    ft_counter_inc(&call->method->calls);
     call->method->handler(call, call->method->arg);
 }
 
@@ -839,7 +840,7 @@ static int start_call(ft_session *sess, const char *service, const char *method,
         }
         return 0;
     }
-    atomic_fetch_add(&m->calls, 1);
+    ft_counter_inc(&m->calls);
     m->handler(call, m->arg);
     return 0;
 }

@@ -62,7 +62,7 @@ typedef struct ft_method {
     void *arg;
     ftrpc_method_options opts;
     atomic_int concurrency; /* calls of this method in flight */
-    atomic_llong calls;     /* handled (handler started) */
+    ft_counter calls;       /* handled (handler started); striped: counted on IO threads */
     atomic_llong rejected;  /* ELIMIT, deadline passed, stopping */
     atomic_llong canceled_unstarted; /* cancelled while queued: never executed */
     ft_method_metrics metrics; /* server_metrics.c */

@@ -1,5 +1,7 @@
-/* ft_counter and ft_gauge: exact sums under concurrency, reset, callback gauges. */
+/* ft_counter and ft_gauge: exact sums under concurrency (owned and shared stripes), reset,
+ * callback gauges. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +9,7 @@
 #include <cmocka.h>
 
 #include "metrics/counter.h"
+#include "metrics/histogram.h"
 
 #define THREADS 4
 #define ADDS 250000
@@ -63,6 +66,83 @@ static void threads_get_distinct_stable_stripes(void **state)
     assert_int_not_equal(a, b);
 }
 
+/* Owners add with a load and a store: nothing may be lost beside threads that share cells with
+ * atomic adds, while a reader sums all along. */
+#define MIXED_THREADS (FT_COUNTER_OWNED_STRIPES + 2)
+static ft_histogram *mixed_hist;
+static pthread_barrier_t mixed_start;
+static atomic_int mixed_owners, mixed_done;
+
+static void *mixed_adder(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&mixed_start); /* every thread claims before any exits */
+    if (ft_metrics_own_stripe()) {
+        atomic_fetch_add(&mixed_owners, 1);
+        assert_true(ft_metrics_thread_stripe() < FT_COUNTER_OWNED_STRIPES);
+    } else {
+        assert_true(ft_metrics_thread_stripe() >= FT_COUNTER_OWNED_STRIPES);
+    }
+    pthread_barrier_wait(&mixed_start);
+    for (int i = 0; i < ADDS; i++) {
+        ft_counter_add(&shared_counter, 3);
+        ft_histogram_record(mixed_hist, 7);
+    }
+    atomic_fetch_add(&mixed_done, 1);
+    return NULL;
+}
+
+static void owners_and_sharers_lose_nothing(void **state)
+{
+    (void)state;
+    ft_counter_init(&shared_counter);
+    assert_int_equal(ft_histogram_new(&mixed_hist), 0);
+    atomic_store(&mixed_owners, 0);
+    atomic_store(&mixed_done, 0);
+    pthread_barrier_init(&mixed_start, NULL, MIXED_THREADS);
+    pthread_t t[MIXED_THREADS];
+    for (int i = 0; i < MIXED_THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, mixed_adder, NULL), 0);
+    uint64_t last = 0;
+    while (atomic_load(&mixed_done) < MIXED_THREADS) { /* a racing reader sees the sum grow */
+        uint64_t now = ft_counter_get(&shared_counter);
+        assert_true(now >= last);
+        last = now;
+    }
+    for (int i = 0; i < MIXED_THREADS; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(atomic_load(&mixed_owners), FT_COUNTER_OWNED_STRIPES);
+    assert_int_equal(ft_counter_get(&shared_counter), (uint64_t)MIXED_THREADS * ADDS * 3);
+    assert_int_equal(ft_histogram_count(mixed_hist), (uint64_t)MIXED_THREADS * ADDS);
+    assert_int_equal(ft_histogram_sum(mixed_hist), (uint64_t)MIXED_THREADS * ADDS * 7);
+    ft_histogram_free(mixed_hist);
+    pthread_barrier_destroy(&mixed_start);
+}
+
+static void *claim_once(void *arg)
+{
+    *(int *)arg = ft_metrics_own_stripe();
+    return NULL;
+}
+
+/* An owner's stripe is free again once its thread has exited. */
+static void owned_stripes_return_at_thread_exit(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 3; round++) {
+        int got[FT_COUNTER_OWNED_STRIPES + 1];
+        pthread_t t[FT_COUNTER_OWNED_STRIPES + 1];
+        for (int i = 0; i <= FT_COUNTER_OWNED_STRIPES; i++) {
+            assert_int_equal(pthread_create(&t[i], NULL, claim_once, &got[i]), 0);
+            pthread_join(t[i], NULL); /* one at a time: each exits before the next claims */
+            assert_int_equal(got[i], 1);
+        }
+    }
+    assert_int_equal(ft_metrics_own_stripe(), 1); /* the main thread keeps this one */
+    assert_true(ft_metrics_thread_stripe() < FT_COUNTER_OWNED_STRIPES);
+    assert_int_equal(ft_metrics_own_stripe(), 1); /* claiming again keeps it */
+}
+
 static void counter_reset_and_get(void **state)
 {
     (void)state;
@@ -104,6 +184,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(counter_from_4_threads_loses_nothing),
         cmocka_unit_test(threads_get_distinct_stable_stripes),
+        cmocka_unit_test(owners_and_sharers_lose_nothing),
+        cmocka_unit_test(owned_stripes_return_at_thread_exit),
         cmocka_unit_test(counter_reset_and_get),
         cmocka_unit_test(gauge_set_add_and_callback),
     };
