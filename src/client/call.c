@@ -350,16 +350,21 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
                          : r->kind == FTRPC_RESULT_BUSINESS_ERROR ? FTRPC_EBUSINESS
                                                                   : r->code;
         call_release(call);
-        ft_client_count_down(client, &client->inflight);
+        ft_client_count_down(client, &client->inflight); /* a sync call is never counted_on_loop */
         ft_event_set(done); /* last touch: the caller may return and free everything now */
         return;
     }
     ftrpc_call_cb cb = call->cb;
     void *arg = call->arg;
+    ft_loop *loop = call->loop;
+    int counted_on_loop = call->counted_on_loop;
     call_release(call);
     cb(r, arg);
     ftrpc_result_fini(r);
-    ft_client_count_down(client, &client->inflight);
+    if (counted_on_loop)
+        ft_client_count_down_here(client, loop);
+    else
+        ft_client_count_down(client, &client->inflight);
 }
 
 static void fail_call(ft_call *call, int code, const char *text)
@@ -934,9 +939,14 @@ static void read_own_answer(ft_call *call, ft_loop *loop, ft_conn *conn, ft_even
 
 static void submit(ft_call *call)
 {
-    atomic_fetch_add(&call->client->inflight, 1);
-    if (ft_loop_current() == call->loop) start_call(call);
-    else ft_loop_post(call->loop, &call->task);
+    if (ft_loop_current() == call->loop && !call->sync_result) {
+        call->counted_on_loop = 1;
+        ft_client_count_up_here(call->client, call->loop);
+        start_call(call);
+    } else {
+        atomic_fetch_add(&call->client->inflight, 1);
+        ft_loop_post(call->loop, &call->task);
+    }
 }
 
 int ftrpc_call_async(ftrpc_client *c, const char *service, const char *method,

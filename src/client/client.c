@@ -58,21 +58,64 @@ ft_cluster *ft_client_cluster_acquire(ftrpc_client *c)
     return cl;
 }
 
-/* The loop's copy holds a reference, so taking another from it needs no lock; the lock is taken
- * once per cluster change and loop. A generation read before a newer cluster is taken only
- * makes the next call refresh again. */
-ft_cluster *ft_client_cluster_acquire_here(ftrpc_client *c, const ft_loop *loop)
+/* The loop's cell holds a reference, so lending it needs no lock; the lock is taken once per
+ * cluster change and loop. A generation read before a newer cluster is taken only makes the next
+ * call refresh again. */
+ft_cluster *ft_client_cluster_borrow(ftrpc_client *c, const ft_loop *loop, unsigned *epoch)
 {
     ft_client_loop *cl = &c->loops[loop->index];
     unsigned gen = atomic_load_explicit(&c->cluster_gen, memory_order_acquire);
     if (!cl->cluster || cl->cluster_gen != gen) {
         ft_cluster *fresh = ft_client_cluster_acquire(c);
-        ft_cluster_release(cl->cluster);
+        if (cl->cluster) {
+            /* the calls still on the old cluster now hold a reference each, which their return
+             * drops (their epoch is no longer the cell's) */
+            if (cl->borrows > 0)
+                atomic_fetch_add_explicit(&cl->cluster->refs, (unsigned)cl->borrows,
+                                          memory_order_relaxed);
+            ft_cluster_release(cl->cluster);
+        }
         cl->cluster = fresh;
         cl->cluster_gen = gen;
+        cl->borrows = 0;
+        cl->borrow_epoch++;
     }
-    atomic_fetch_add_explicit(&cl->cluster->refs, 1, memory_order_relaxed);
+    cl->borrows++;
+    *epoch = cl->borrow_epoch;
     return cl->cluster;
+}
+
+void ft_client_cluster_return(ftrpc_client *c, const ft_loop *loop, ft_cluster *cluster,
+                              unsigned epoch)
+{
+    ft_client_loop *cl = &c->loops[loop->index];
+    if (epoch == cl->borrow_epoch)
+        cl->borrows--;
+    else
+        ft_cluster_release(cluster);
+}
+
+/* Only the thread running the loop writes local_inflight; the release store pairs with the
+ * acquire loads of ftrpc_client_free, which frees what the call touched before. */
+void ft_client_count_up_here(ftrpc_client *c, const ft_loop *loop)
+{
+    atomic_int *n = &c->loops[loop->index].local_inflight;
+    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+void ft_client_count_down_here(ftrpc_client *c, const ft_loop *loop)
+{
+    atomic_int *n = &c->loops[loop->index].local_inflight;
+    int left = atomic_load_explicit(n, memory_order_relaxed) - 1;
+    if (!atomic_load_explicit(&c->stopping, memory_order_acquire)) {
+        atomic_store_explicit(n, left, memory_order_release);
+        return;
+    }
+    pthread_mutex_lock(&c->free_lock);
+    atomic_store_explicit(n, left, memory_order_release);
+    pthread_cond_broadcast(&c->free_cond); /* the waiter sums the shares again */
+    pthread_mutex_unlock(&c->free_lock);
 }
 
 /* ---- connections ---- */
@@ -586,10 +629,25 @@ static void stop_on_loop(void *arg)
     }
 }
 
-static void wait_zero(ftrpc_client *c, atomic_int *counter)
+static int calls_in_flight(ftrpc_client *c)
+{
+    int n = atomic_load(&c->inflight);
+    for (int i = 0; i < c->rt->nloops; i++)
+        n += atomic_load_explicit(&c->loops[i].local_inflight, memory_order_acquire);
+    return n;
+}
+
+static int conns_open(ftrpc_client *c)
+{
+    return atomic_load(&c->open_conns);
+}
+
+/* Until count(c) is 0; counters going down while stopping broadcast free_cond, and the 50 ms
+ * step bounds the wait for one that went down just before it saw `stopping`. */
+static void wait_zero(ftrpc_client *c, int (*count)(ftrpc_client *))
 {
     pthread_mutex_lock(&c->free_lock);
-    while (atomic_load(counter) > 0) {
+    while (count(c) > 0) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 50 * 1000000;
@@ -620,12 +678,12 @@ void ftrpc_client_free(ftrpc_client *c)
     for (int i = 0; i < c->rt->nloops; i++)
         ft_loop_run_sync(&c->rt->loops[i], stop_on_loop, &c->loops[i]);
     /* calls posted before `stopping` was seen still start, fail ESTOPPED and finish */
-    wait_zero(c, &c->inflight);
-    wait_zero(c, &c->open_conns);
+    wait_zero(c, calls_in_flight);
+    wait_zero(c, conns_open);
     ft_selective_free(c->selective); /* its sub-clients, once no call of its own uses them */
     for (int i = 0; i < c->rt->nloops; i++) {
         ft_call_cache_drain(&c->loops[i]);
-        ft_cluster_release(c->loops[i].cluster);
+        ft_cluster_release(c->loops[i].cluster); /* no call borrows it any more */
     }
     free(c->loops);
     ft_cluster_release(c->cluster);

@@ -69,11 +69,19 @@ typedef struct ft_client_loop {
     ft_list cconns; /* connections of this loop */
     struct ft_call *free_calls; /* finished calls kept for reuse (standard size only) */
     int nfree_calls;
-    /* The client's cluster as this loop last saw it, referenced, and the generation it had then:
-     * a call takes its reference from here instead of under cluster_lock (client.c,
-     * ft_client_cluster_acquire_here). */
+    /* The client's cluster as this loop last saw it, referenced, and the generation it had then.
+     * Calls of this loop borrow it without a reference of their own (no locked add): `borrows`
+     * counts them, and `borrow_epoch` tells a returning call whether its borrow still stands or
+     * was turned into a real reference when the loop moved to a newer cluster (client.c,
+     * ft_client_cluster_borrow). */
     ft_cluster *cluster;
     unsigned cluster_gen;
+    unsigned borrow_epoch;
+    int borrows;
+    /* Calls submitted on this loop's thread and not completed: the loop's share of the client's
+     * in-flight count, written only while running the loop (a load and a store, no locked add);
+     * calls submitted from other threads count in ftrpc_client.inflight. */
+    atomic_int local_inflight;
 } ft_client_loop;
 
 /* One request of a call, sent to one endpoint. A call has two slots: the attempt (first try or a
@@ -95,7 +103,8 @@ typedef struct ft_attempt {
  * has one per sub-client (selective.h). Pinned for the call's whole life. */
 typedef struct ft_call_target {
     struct ftrpc_client *client; /* owns the endpoints' connections and credentials */
-    ft_cluster *cluster;         /* referenced by the call */
+    ft_cluster *cluster;         /* borrowed from the client's loop cell (ft_client_cluster_borrow) */
+    unsigned borrow_epoch;
 } ft_call_target;
 
 #define FT_CALL_SLOTS 2
@@ -154,6 +163,7 @@ struct ft_call {
     int sync_wake_fd; /* >= 0: the caller also waits on this eventfd; whoever completes the call
                        * on another thread writes it first (call.c, read_own_answer) */
     int sync_reading; /* the caller reads the answer itself, now (read_own_answer) */
+    int counted_on_loop; /* in its loop's local_inflight rather than the client's inflight */
     /* Not zeroed when a call is made (call.c, call_zero): each is written before it is read.
      * Zeroing their ~450 bytes was half of making a call. */
     size_t tried[FT_LB_MAX_EXCLUDED];     /* [0, ntried) */
@@ -198,9 +208,15 @@ ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, ft_client_endpoint 
 void ft_client_count_down(ftrpc_client *c, atomic_int *counter);
 /* The current cluster, referenced (never NULL once the client exists). Any thread. */
 ft_cluster *ft_client_cluster_acquire(ftrpc_client *c);
-/* The same on the thread that runs `loop`, without the client's lock while the cluster does not
- * change. */
-ft_cluster *ft_client_cluster_acquire_here(ftrpc_client *c, const ft_loop *loop);
+/* While running `loop`: the current cluster, borrowed from the loop's cell (no lock, no locked
+ * add while the cluster does not change); *epoch receives what ft_client_cluster_return needs.
+ * Every borrow is returned on the same loop. */
+ft_cluster *ft_client_cluster_borrow(ftrpc_client *c, const ft_loop *loop, unsigned *epoch);
+void ft_client_cluster_return(ftrpc_client *c, const ft_loop *loop, ft_cluster *cl, unsigned epoch);
+/* Counts a call submitted while running its loop in that loop's share of the in-flight count,
+ * and counts it down there when it completes (on the same loop). */
+void ft_client_count_up_here(ftrpc_client *c, const ft_loop *loop);
+void ft_client_count_down_here(ftrpc_client *c, const ft_loop *loop);
 void ft_cluster_release(ft_cluster *cl);
 /* On cc's loop: closes cc (gracefully: queued frames go out first) when its endpoint left the
  * service and no attempt waits on it any more. Call it after taking an attempt out of

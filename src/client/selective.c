@@ -44,7 +44,8 @@ int ft_call_targets_acquire(ft_call *call)
     ftrpc_client *c = call->client;
     ft_selective *s = c->selective;
     if (!s) {
-        call->one = (ft_call_target){c, ft_client_cluster_acquire_here(c, call->loop)};
+        call->one.client = c;
+        call->one.cluster = ft_client_cluster_borrow(c, call->loop, &call->one.borrow_epoch);
         call->targets = &call->one;
         call->ntargets = 1;
         call->free_resends_left = (int)call->one.cluster->n;
@@ -54,7 +55,8 @@ int ft_call_targets_acquire(ft_call *call)
     if (!t) return FTRPC_ENOMEM;
     size_t endpoints = 0;
     for (size_t i = 0; i < s->n; i++) {
-        t[i] = (ft_call_target){s->subs[i], ft_client_cluster_acquire_here(s->subs[i], call->loop)};
+        t[i].client = s->subs[i];
+        t[i].cluster = ft_client_cluster_borrow(s->subs[i], call->loop, &t[i].borrow_epoch);
         endpoints += t[i].cluster->n;
     }
     call->targets = t;
@@ -66,7 +68,8 @@ int ft_call_targets_acquire(ft_call *call)
 void ft_call_targets_release(ft_call *call)
 {
     for (int i = 0; i < call->ntargets; i++)
-        ft_cluster_release(call->targets[i].cluster);
+        ft_client_cluster_return(call->targets[i].client, call->loop, call->targets[i].cluster,
+                                 call->targets[i].borrow_epoch);
     if (call->targets != &call->one) free(call->targets);
     call->targets = NULL;
     call->ntargets = 0;
