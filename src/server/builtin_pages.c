@@ -74,11 +74,11 @@ static void status_page(ftrpc_server *s, int json, ft_strbuf *o)
                           "{\"server\":{\"port\":%d,\"state\":\"%s\",\"connections\":%d,"
                           "\"inflight\":%d,\"uptime_s\":%.1f},\"methods\":[",
                           s->port, state_name(state), atomic_load(&s->sessions),
-                          atomic_load(&s->inflight), uptime);
+                          ft_server_calls_in_flight(s), uptime);
     else
         ft_strbuf_appendf(o, "server port=%d state=%s connections=%d inflight=%d uptime_s=%.1f\n",
                           s->port, state_name(state), atomic_load(&s->sessions),
-                          atomic_load(&s->inflight), uptime);
+                          ft_server_calls_in_flight(s), uptime);
     for (size_t i = 0; i < s->nmethods; i++) {
         ft_method *m = s->methods[i];
         ft_method_metrics *mm = &m->metrics;
@@ -89,7 +89,7 @@ static void status_page(ftrpc_server *s, int json, ft_strbuf *o)
         unsigned long long rl = ft_counter_get(&mm->rejected[FT_REJECT_LIMIT]),
                            rd = ft_counter_get(&mm->rejected[FT_REJECT_DEADLINE]),
                            rs = ft_counter_get(&mm->rejected[FT_REJECT_STOPPING]);
-        int conc = atomic_load(&m->concurrency);
+        int conc = ft_method_concurrency(m);
         if (!json) {
             ft_strbuf_appendf(o,
                               "\n%s/%s\n"

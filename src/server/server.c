@@ -126,16 +126,16 @@ int ftrpc_server_new(const ftrpc_server_options *opts, ftrpc_server **out)
     s->register_tags = o.register_tags ? strdup(o.register_tags) : NULL;
     s->opts.auth_token = s->auth_token;
     s->loop_sessions = calloc((size_t)rt->nloops, sizeof(ft_list));
-    s->call_cache = calloc((size_t)rt->nloops, sizeof *s->call_cache);
+    s->per_loop = calloc((size_t)rt->nloops, sizeof *s->per_loop);
     if ((o.auth_token && !s->auth_token) || (o.register_url && !s->register_url) ||
         (o.register_addr && !s->register_addr) || (o.register_tags && !s->register_tags) ||
-        !s->loop_sessions || !s->call_cache) {
+        !s->loop_sessions || !s->per_loop) {
         free(s->auth_token);
         free(s->register_url);
         free(s->register_addr);
         free(s->register_tags);
         free(s->loop_sessions);
-        free(s->call_cache);
+        free(s->per_loop);
         ft_tls_ctx_free(tls_ctx);
         free(s);
         return FTRPC_ENOMEM;
@@ -168,16 +168,13 @@ int ftrpc_server_add_method(ftrpc_server *s, const char *service, const char *me
     s->methods = grown;
     m->service = strdup(service);
     m->method = strdup(method);
-    if (!m->service || !m->method) {
-        free(m->service);
-        free(m->method);
-        free(m);
-        return FTRPC_ENOMEM;
-    }
+    m->nloops = s->rt->nloops;
+    m->loop_concurrency = calloc((size_t)m->nloops, sizeof *m->loop_concurrency);
     ft_counter_init(&m->calls);
-    if (ft_method_metrics_init(m) != 0) {
+    if (!m->service || !m->method || !m->loop_concurrency || ft_method_metrics_init(m) != 0) {
         free(m->service);
         free(m->method);
+        free(m->loop_concurrency);
         free(m);
         return FTRPC_ENOMEM;
     }
@@ -202,6 +199,50 @@ struct accept_task {
 /* Decrements a counter that ftrpc_server_stop/free may be waiting on. While the server runs
  * nobody waits, so no lock; otherwise the decrement happens under stop_lock, so that the waiter
  * cannot see zero and free the server before this thread is done touching it. */
+/* A loop's own count (per_loop[].inflight, loop_concurrency[].n): only the thread running the
+ * loop writes it, so a load and a store do; the release pairs with the sums' acquire loads. */
+static void loop_count_add(atomic_int *n, int delta)
+{
+    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + delta,
+                          memory_order_release);
+}
+
+int ft_server_calls_in_flight(ftrpc_server *s)
+{
+    int n = 0;
+    for (int i = 0; i < s->rt->nloops; i++)
+        n += atomic_load_explicit(&s->per_loop[i].inflight, memory_order_acquire);
+    return n;
+}
+
+static int sessions_open(ftrpc_server *s)
+{
+    return atomic_load(&s->sessions);
+}
+
+int ft_method_concurrency(ft_method *m)
+{
+    int n = atomic_load_explicit(&m->concurrency, memory_order_relaxed);
+    for (int i = 0; i < m->nloops; i++)
+        n += atomic_load_explicit(&m->loop_concurrency[i].n, memory_order_relaxed);
+    return n;
+}
+
+/* The loop's call is finished: its loop's in-flight count goes down, and a stop waiting for the
+ * last call hears of it. */
+static void count_down_call(ftrpc_server *s, ft_loop *loop)
+{
+    atomic_int *n = &s->per_loop[loop->index].inflight;
+    if (atomic_load_explicit(&s->state, memory_order_acquire) == FT_SERVER_RUNNING) {
+        loop_count_add(n, -1);
+        return;
+    }
+    pthread_mutex_lock(&s->stop_lock);
+    loop_count_add(n, -1);
+    pthread_cond_broadcast(&s->stop_cond); /* the waiter sums the loops' counts again */
+    pthread_mutex_unlock(&s->stop_lock);
+}
+
 static void count_down(ftrpc_server *s, atomic_int *counter)
 {
     if (atomic_load_explicit(&s->state, memory_order_acquire) == FT_SERVER_RUNNING) {
@@ -392,10 +433,13 @@ static void close_sessions_on_loop(void *arg)
 }
 
 /* Waits until *counter is 0 or the deadline passes; returns the final value. */
-static int wait_for_zero(ftrpc_server *s, atomic_int *counter, int64_t deadline_ns)
+/* Until count(s) is 0 or the deadline; returns what is left. Counts going down while stopping
+ * broadcast stop_cond; the 50 ms step bounds the wait for one that went down just before it saw
+ * the stop. */
+static int wait_for_zero(ftrpc_server *s, int (*count)(ftrpc_server *), int64_t deadline_ns)
 {
     pthread_mutex_lock(&s->stop_lock);
-    while (atomic_load(counter) > 0) {
+    while (count(s) > 0) {
         int64_t left = deadline_ns - ft_now_ns();
         if (left <= 0) break;
         struct timespec ts;
@@ -407,7 +451,7 @@ static int wait_for_zero(ftrpc_server *s, atomic_int *counter, int64_t deadline_
         pthread_cond_timedwait(&s->stop_cond, &s->stop_lock, &ts);
     }
     pthread_mutex_unlock(&s->stop_lock);
-    return atomic_load(counter);
+    return count(s);
 }
 
 int ftrpc_server_stop(ftrpc_server *s, int grace_ms)
@@ -423,7 +467,7 @@ int ftrpc_server_stop(ftrpc_server *s, int grace_ms)
     ft_listener_stop(s->listener);
     s->listener = NULL;
     int64_t deadline = ft_now_ns() + (int64_t)grace_ms * FT_NS_PER_MS;
-    int left = wait_for_zero(s, &s->inflight, deadline);
+    int left = wait_for_zero(s, ft_server_calls_in_flight, deadline);
     if (left > 0) FT_WARN("server stop: %d calls still in flight after %d ms", left, grace_ms);
     /* connections close once their replies are flushed; a peer that does not read them would
      * hold its connection (and the freed server) for ever, so after a bound the rest are reset */
@@ -432,7 +476,7 @@ int ftrpc_server_stop(ftrpc_server *s, int grace_ms)
             struct close_sessions_args a = {s, i, pass};
             ft_loop_run_sync(&s->rt->loops[i], close_sessions_on_loop, &a);
         }
-        if (wait_for_zero(s, &s->sessions, ft_now_ns() + 2000 * FT_NS_PER_MS) == 0) break;
+        if (wait_for_zero(s, sessions_open, ft_now_ns() + 2000 * FT_NS_PER_MS) == 0) break;
     }
     if (s->pool_started) {
         ft_workpool_stop(&s->pool);
@@ -449,28 +493,30 @@ void ftrpc_server_free(ftrpc_server *s)
     /* Replies finished on other threads are still on their way to the loops; they touch the
      * server when they land. A handler that never finishes its call would keep us here forever:
      * after a bound, leak the server rather than free memory a late reply will touch. */
-    if (wait_for_zero(s, &s->inflight, ft_now_ns() + 10000 * FT_NS_PER_MS) > 0) {
+    int unfinished = wait_for_zero(s, ft_server_calls_in_flight, ft_now_ns() + 10000 * FT_NS_PER_MS);
+    if (unfinished > 0) {
         FT_ERROR("server free: %d calls were never finished by their handlers; leaking the server",
-                 atomic_load(&s->inflight));
+                 unfinished);
         return;
     }
     for (size_t i = 0; i < s->nmethods; i++) {
         ft_method_metrics_fini(s->methods[i]);
         free(s->methods[i]->service);
         free(s->methods[i]->method);
+        free(s->methods[i]->loop_concurrency);
         free(s->methods[i]);
     }
     free(s->methods);
     free(s->table);
     free(s->loop_sessions);
     for (int i = 0; i < s->rt->nloops; i++) {
-        while (s->call_cache[i].head) {
-            ftrpc_server_call *call = s->call_cache[i].head;
-            s->call_cache[i].head = *(ftrpc_server_call **)call;
+        while (s->per_loop[i].free_calls) {
+            ftrpc_server_call *call = s->per_loop[i].free_calls;
+            s->per_loop[i].free_calls = *(ftrpc_server_call **)call;
             free(call);
         }
     }
-    free(s->call_cache);
+    free(s->per_loop);
     free(s->auth_token);
     free(s->register_url);
     free(s->register_addr);
@@ -521,38 +567,62 @@ enum { CALL_CACHE_MAX = 256 };
 /* A zeroed call, from the loop's cache when it has one. The loop's thread only. */
 static ftrpc_server_call *call_alloc(ftrpc_server *s, ft_loop *loop)
 {
-    struct ft_call_cache *cache = &s->call_cache[loop->index];
-    ftrpc_server_call *call = cache->head;
+    struct ft_server_loop *pl = &s->per_loop[loop->index];
+    ftrpc_server_call *call = pl->free_calls;
     if (!call) return calloc(1, sizeof *call);
-    cache->head = *(ftrpc_server_call **)call; /* the link lives in the call's first bytes */
-    cache->n--;
+    pl->free_calls = *(ftrpc_server_call **)call; /* the link lives in the call's first bytes */
+    pl->nfree--;
     memset(call, 0, sizeof *call);
     return call;
 }
 
 static void call_release(ftrpc_server *s, ftrpc_server_call *call)
 {
-    struct ft_call_cache *cache = &s->call_cache[call->loop->index];
-    if (cache->n >= CALL_CACHE_MAX) {
+    struct ft_server_loop *pl = &s->per_loop[call->loop->index];
+    if (pl->nfree >= CALL_CACHE_MAX) {
         free(call);
         return;
     }
-    *(ftrpc_server_call **)call = cache->head;
-    cache->head = call;
-    cache->n++;
+    *(ftrpc_server_call **)call = pl->free_calls;
+    pl->free_calls = call;
+    pl->nfree++;
+}
+
+/* A call of m starts running on loop (the thread running it): 0, or -1 when m's max_concurrency
+ * is reached. */
+static int method_enter(ft_method *m, ft_loop *loop)
+{
+    if (m->opts.max_concurrency <= 0) {
+        loop_count_add(&m->loop_concurrency[loop->index].n, 1);
+        return 0;
+    }
+    int running = atomic_fetch_add_explicit(&m->concurrency, 1, memory_order_relaxed);
+    if (running < m->opts.max_concurrency) return 0;
+    atomic_fetch_sub_explicit(&m->concurrency, 1, memory_order_relaxed);
+    return -1;
+}
+
+/* On the loop method_enter ran on. */
+static void method_leave(ft_method *m, ft_loop *loop)
+{
+    if (m->opts.max_concurrency <= 0)
+        loop_count_add(&m->loop_concurrency[loop->index].n, -1);
+    else
+        atomic_fetch_sub_explicit(&m->concurrency, 1, memory_order_relaxed);
 }
 
 static void finish_call(ftrpc_server_call *call)
 {
     ftrpc_server *s = call->server;
     if (call->session) ft_idmap_take(&call->session->calls, call_key(call->correlation_id));
-    atomic_fetch_sub_explicit(&call->method->concurrency, 1, memory_order_relaxed);
+    method_leave(call->method, call->loop);
     ft_conn_unref(call->conn);
     ft_iobuf_fini(&call->request);
     ft_iobuf_fini(&call->attachment);
     ft_iobuf_fini(&call->reply);
+    ft_loop *loop = call->loop;
     call_release(s, call);
-    count_down(s, &s->inflight);
+    count_down_call(s, loop);
 }
 
 /* After queueing a reply on c: a peer that does not read its replies is cut off. */
@@ -690,7 +760,7 @@ int ftrpc_server_method_stats(const ftrpc_server *s, const char *service, const 
     out->calls = (int64_t)ft_counter_get(&m->calls);
     out->rejected = atomic_load(&m->rejected);
     out->canceled_unstarted = atomic_load(&m->canceled_unstarted);
-    out->concurrency = atomic_load(&m->concurrency);
+    out->concurrency = ft_method_concurrency(m);
     return 0;
 }
 
@@ -795,9 +865,7 @@ static int start_call(ft_session *sess, const char *service, const char *method,
         snprintf(text, len, "too many requests in flight on this connection");
         return FTRPC_ELIMIT;
     }
-    int running = atomic_fetch_add_explicit(&m->concurrency, 1, memory_order_relaxed);
-    if (m->opts.max_concurrency > 0 && running >= m->opts.max_concurrency) {
-        atomic_fetch_sub_explicit(&m->concurrency, 1, memory_order_relaxed);
+    if (method_enter(m, sess->loop) != 0) {
         atomic_fetch_add(&m->rejected, 1);
         ft_method_metrics_on_reject(m, FT_REJECT_LIMIT, -FTRPC_ELIMIT);
         snprintf(text, len, "method concurrency limit reached");
@@ -805,7 +873,7 @@ static int start_call(ft_session *sess, const char *service, const char *method,
     }
     ftrpc_server_call *call = call_alloc(s, sess->loop);
     if (!call) {
-        atomic_fetch_sub_explicit(&m->concurrency, 1, memory_order_relaxed);
+        method_leave(m, sess->loop);
         snprintf(text, len, "server out of memory");
         return FTRPC_EINTERNAL;
     }
@@ -829,7 +897,7 @@ static int start_call(ft_session *sess, const char *service, const char *method,
     ft_iobuf_init(&call->reply);
     ft_iobuf_move(&call->request, payload);
     if (attachment) ft_iobuf_move(&call->attachment, attachment);
-    atomic_fetch_add(&s->inflight, 1);
+    loop_count_add(&s->per_loop[sess->loop->index].inflight, 1);
     if (tracked && ft_idmap_put(&sess->calls, call_key(correlation_id), call) != 0)
         call->session = NULL;
     if (m->opts.run_mode == FTRPC_RUN_IN_WORKER) {

@@ -54,6 +54,10 @@ void ft_method_metrics_on_reply(struct ft_method *m, int32_t wire_code, int64_t 
                                 int64_t now_ns);
 void ft_method_metrics_on_reject(struct ft_method *m, enum ft_reject_reason why, int32_t wire_code);
 uint64_t ft_method_metrics_errors(struct ft_method *m);
+/* Calls of the method in flight now (any thread). */
+int ft_method_concurrency(struct ft_method *m);
+/* Calls dispatched and not yet finished, summed over the loops (any thread). */
+int ft_server_calls_in_flight(struct ftrpc_server *s);
 
 typedef struct ft_method {
     char *service;
@@ -61,7 +65,15 @@ typedef struct ft_method {
     ftrpc_handler handler;
     void *arg;
     ftrpc_method_options opts;
-    atomic_int concurrency; /* calls of this method in flight */
+    /* Calls of this method in flight. With a max_concurrency the limit needs one shared count
+     * (`concurrency`); without one each loop counts its own (`loop_concurrency`, a padded cell per
+     * loop, a load and a store): ft_method_concurrency sums both. */
+    atomic_int concurrency;
+    struct ft_loop_count {
+        atomic_int n;
+        char pad[64 - sizeof(int)];
+    } *loop_concurrency;
+    int nloops; /* of loop_concurrency: the server's runtime's */
     ft_counter calls;       /* handled (handler started); striped: counted on IO threads */
     atomic_llong rejected;  /* ELIMIT, deadline passed, stopping */
     atomic_llong canceled_unstarted; /* cancelled while queued: never executed */
@@ -102,15 +114,18 @@ struct ftrpc_server {
     int port;
     ft_registrar *registrar; /* NULL when not registered */
     _Atomic int state;
-    atomic_int inflight;    /* calls dispatched and not yet finished */
     atomic_int sessions;    /* open connections */
     ft_list *loop_sessions; /* one list per loop, touched on that loop only */
-    /* finished calls kept for reuse, one list per loop, touched on that loop only: a call is made
-     * and finished on its session's loop, so the hot path needs no malloc and no lock */
-    struct ft_call_cache {
-        struct ftrpc_server_call *head;
-        int n;
-    } *call_cache;
+    /* What each loop keeps of its own, touched on that loop only: a call is made and finished on
+     * its session's loop, so the hot path needs no malloc, no lock and no locked add. */
+    struct ft_server_loop {
+        struct ftrpc_server_call *free_calls; /* finished calls kept for reuse */
+        int nfree;
+        /* calls dispatched on this loop and not yet finished: written with a load and a store by
+         * the loop, summed by stop and free (server_calls_in_flight) */
+        atomic_int inflight;
+        char pad[64 - sizeof(void *) - 2 * sizeof(int)]; /* loops write their own cache line */
+    } *per_loop;
     atomic_uint next_loop;
     ft_workpool pool;
     int pool_started;

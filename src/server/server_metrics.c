@@ -17,7 +17,7 @@
 static int64_t concurrency_of(void *arg)
 {
     ft_method *m = arg;
-    return atomic_load_explicit(&m->concurrency, memory_order_relaxed);
+    return ft_method_concurrency(m);
 }
 
 int ft_method_metrics_init(ft_method *m)
