@@ -57,10 +57,10 @@ int ft_retry_budget_init(ft_retry_budget *b, const ft_retry_budget_options *opts
                    : (int64_t)b->opts.min_per_sec * b->opts.window_ms / 1000;
     for (int i = 0; i < FT_RETRY_BUDGET_MAX_BUCKETS; i++) {
         /* Count 0 under any epoch reads as empty, so no sentinel is needed. */
-        atomic_init(&b->requests[i], 0);
+        for (int s = 0; s < FT_COUNTER_STRIPES; s++) atomic_init(&b->requests[s][i], 0);
         atomic_init(&b->retries[i], 0);
     }
-    atomic_init(&b->total_requests, 0);
+    ft_counter_init(&b->total_requests);
     atomic_init(&b->total_retries, 0);
     atomic_init(&b->total_exhausted, 0);
     return 0;
@@ -80,24 +80,29 @@ static uint32_t epoch_of(const ft_retry_budget *b, int64_t now_ns)
     return (uint32_t)q;
 }
 
-static void bump(ft_retry_budget *b, _Atomic uint64_t *ring, int64_t now_ns)
+/* The cell's value after one more count in `epoch`. */
+static uint64_t counted(uint64_t v, uint32_t epoch)
+{
+    if ((uint32_t)(v >> 32) != epoch) return ((uint64_t)epoch << 32) | 1;
+    return (uint32_t)v != UINT32_MAX ? v + 1 : v; /* saturate rather than carry into the epoch */
+}
+
+/* owned: only the calling thread writes this ring (its owned metrics stripe) */
+static void bump(ft_retry_budget *b, _Atomic uint64_t *ring, int owned, int64_t now_ns)
 {
     uint32_t epoch = epoch_of(b, now_ns);
     _Atomic uint64_t *cell = &ring[epoch % (uint32_t)b->opts.buckets];
     uint64_t v = atomic_load_explicit(cell, memory_order_relaxed);
-    uint64_t next;
-    do {
-        if ((uint32_t)(v >> 32) == epoch && (uint32_t)v != UINT32_MAX)
-            next = v + 1;
-        else if ((uint32_t)(v >> 32) == epoch)
-            next = v; /* saturate rather than carry into the epoch */
-        else
-            next = ((uint64_t)epoch << 32) | 1;
-    } while (!atomic_compare_exchange_weak_explicit(cell, &v, next, memory_order_relaxed,
-                                                    memory_order_relaxed));
+    if (owned) {
+        atomic_store_explicit(cell, counted(v, epoch), memory_order_relaxed);
+        return;
+    }
+    while (!atomic_compare_exchange_weak_explicit(cell, &v, counted(v, epoch),
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+    }
 }
 
-static int64_t sum(const ft_retry_budget *b, _Atomic uint64_t *ring, int64_t now_ns)
+static int64_t sum(const ft_retry_budget *b, const _Atomic uint64_t *ring, int64_t now_ns)
 {
     uint32_t epoch = epoch_of(b, now_ns);
     int64_t total = 0;
@@ -111,13 +116,16 @@ static int64_t sum(const ft_retry_budget *b, _Atomic uint64_t *ring, int64_t now
 
 void ft_retry_budget_on_request(ft_retry_budget *b, int64_t now_ns)
 {
-    bump(b, b->requests, now_ns);
-    atomic_fetch_add_explicit(&b->total_requests, 1, memory_order_relaxed);
+    unsigned stripe = ft_metrics_thread_stripe() % FT_COUNTER_STRIPES;
+    bump(b, b->requests[stripe], ft_metrics_stripe_owned, now_ns);
+    ft_counter_inc(&b->total_requests);
 }
 
 int64_t ft_retry_budget_balance(ft_retry_budget *b, int64_t now_ns)
 {
-    double allowed = b->opts.ratio * (double)sum(b, b->requests, now_ns) + (double)b->floor;
+    int64_t requests = 0;
+    for (int s = 0; s < FT_COUNTER_STRIPES; s++) requests += sum(b, b->requests[s], now_ns);
+    double allowed = b->opts.ratio * (double)requests + (double)b->floor;
     /* floor(): 4 requests at 20% earn no retry yet, not a rounded-up one. */
     return (int64_t)floor(allowed + 1e-9) - sum(b, b->retries, now_ns);
 }
@@ -128,14 +136,14 @@ bool ft_retry_budget_try_spend(ft_retry_budget *b, int64_t now_ns)
         atomic_fetch_add_explicit(&b->total_exhausted, 1, memory_order_relaxed);
         return false;
     }
-    bump(b, b->retries, now_ns);
+    bump(b, b->retries, 0, now_ns);
     atomic_fetch_add_explicit(&b->total_retries, 1, memory_order_relaxed);
     return true;
 }
 
 void ft_retry_budget_stats_get(ft_retry_budget *b, ft_retry_budget_stats *out)
 {
-    out->requests = atomic_load_explicit(&b->total_requests, memory_order_relaxed);
+    out->requests = ft_counter_get(&b->total_requests);
     out->retries = atomic_load_explicit(&b->total_retries, memory_order_relaxed);
     out->exhausted = atomic_load_explicit(&b->total_exhausted, memory_order_relaxed);
 }

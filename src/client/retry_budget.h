@@ -8,8 +8,11 @@
  *
  * Invariants: requests and retries are counted per bucket in one 64-bit atomic each (epoch in the
  * high half, count in the low half), so a bucket is recycled and counted with a single CAS and no
- * count is lost on a bucket change. Check-then-spend is not one atomic step: under N racing
- * spenders the budget may be overdrawn by at most N-1 retries; that is the price of no lock.
+ * count is lost on a bucket change. Requests, counted once per call, are striped like the metrics
+ * (metrics/counter.h): an IO thread that owns its stripe updates its own ring with a load and a
+ * store, no CAS; the window's count sums the stripes (only retries read it, and they are rare).
+ * Check-then-spend is not one atomic step: under N racing spenders the budget may be overdrawn by
+ * at most N-1 retries; that is the price of no lock.
  *
  * Threads: every function may be called from any thread after init; init/fini by the owner while
  * no other thread uses it. Time comes from the caller (now_ns from the client's ft_clock).
@@ -22,6 +25,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "metrics/counter.h"
 
 #define FT_RETRY_BUDGET_MAX_BUCKETS 60
 /* min_per_sec value for "no floor": retries only within ratio * requests. */
@@ -41,9 +46,11 @@ typedef struct ft_retry_budget {
     ft_retry_budget_options opts; /* defaults filled in; immutable */
     int64_t bucket_ns;
     int64_t floor;                                          /* min_per_sec * window seconds */
-    _Atomic uint64_t requests[FT_RETRY_BUDGET_MAX_BUCKETS]; /* epoch << 32 | count */
+    /* epoch << 32 | count, one ring per metrics stripe */
+    _Atomic uint64_t requests[FT_COUNTER_STRIPES][FT_RETRY_BUDGET_MAX_BUCKETS];
     _Atomic uint64_t retries[FT_RETRY_BUDGET_MAX_BUCKETS];
-    _Atomic uint64_t total_requests, total_retries, total_exhausted;
+    ft_counter total_requests;
+    _Atomic uint64_t total_retries, total_exhausted;
 } ft_retry_budget;
 
 typedef struct ft_retry_budget_stats {
