@@ -57,10 +57,10 @@ int ft_retry_budget_init(ft_retry_budget *b, const ft_retry_budget_options *opts
                    : (int64_t)b->opts.min_per_sec * b->opts.window_ms / 1000;
     for (int i = 0; i < FT_RETRY_BUDGET_MAX_BUCKETS; i++) {
         /* Count 0 under any epoch reads as empty, so no sentinel is needed. */
-        for (int s = 0; s < FT_COUNTER_STRIPES; s++) atomic_init(&b->requests[s][i], 0);
+        for (int s = 0; s < FT_COUNTER_STRIPES; s++) atomic_init(&b->requests[s].ring[i], 0);
         atomic_init(&b->retries[i], 0);
     }
-    ft_counter_init(&b->total_requests);
+    for (int s = 0; s < FT_COUNTER_STRIPES; s++) atomic_init(&b->requests[s].total, 0);
     atomic_init(&b->total_retries, 0);
     atomic_init(&b->total_exhausted, 0);
     return 0;
@@ -117,14 +117,14 @@ static int64_t sum(const ft_retry_budget *b, const _Atomic uint64_t *ring, int64
 void ft_retry_budget_on_request(ft_retry_budget *b, int64_t now_ns)
 {
     unsigned stripe = ft_metrics_thread_stripe() % FT_COUNTER_STRIPES;
-    bump(b, b->requests[stripe], ft_metrics_stripe_owned, now_ns);
-    ft_counter_inc(&b->total_requests);
+    bump(b, b->requests[stripe].ring, ft_metrics_stripe_owned, now_ns);
+    ft_stripe_add(&b->requests[stripe].total, 1);
 }
 
 int64_t ft_retry_budget_balance(ft_retry_budget *b, int64_t now_ns)
 {
     int64_t requests = 0;
-    for (int s = 0; s < FT_COUNTER_STRIPES; s++) requests += sum(b, b->requests[s], now_ns);
+    for (int s = 0; s < FT_COUNTER_STRIPES; s++) requests += sum(b, b->requests[s].ring, now_ns);
     double allowed = b->opts.ratio * (double)requests + (double)b->floor;
     /* floor(): 4 requests at 20% earn no retry yet, not a rounded-up one. */
     return (int64_t)floor(allowed + 1e-9) - sum(b, b->retries, now_ns);
@@ -143,7 +143,9 @@ bool ft_retry_budget_try_spend(ft_retry_budget *b, int64_t now_ns)
 
 void ft_retry_budget_stats_get(ft_retry_budget *b, ft_retry_budget_stats *out)
 {
-    out->requests = ft_counter_get(&b->total_requests);
+    out->requests = 0;
+    for (int s = 0; s < FT_COUNTER_STRIPES; s++)
+        out->requests += atomic_load_explicit(&b->requests[s].total, memory_order_relaxed);
     out->retries = atomic_load_explicit(&b->total_retries, memory_order_relaxed);
     out->exhausted = atomic_load_explicit(&b->total_exhausted, memory_order_relaxed);
 }

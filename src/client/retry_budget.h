@@ -46,10 +46,13 @@ typedef struct ft_retry_budget {
     ft_retry_budget_options opts; /* defaults filled in; immutable */
     int64_t bucket_ns;
     int64_t floor;                                          /* min_per_sec * window seconds */
-    /* epoch << 32 | count, one ring per metrics stripe */
-    _Atomic uint64_t requests[FT_COUNTER_STRIPES][FT_RETRY_BUDGET_MAX_BUCKETS];
+    /* one ring (epoch << 32 | count) and one total per metrics stripe; a row is ~500 bytes, so
+     * stripes do not share cache lines (no alignment asked of the embedding struct) */
+    struct {
+        _Atomic uint64_t ring[FT_RETRY_BUDGET_MAX_BUCKETS];
+        _Atomic uint64_t total;
+    } requests[FT_COUNTER_STRIPES];
     _Atomic uint64_t retries[FT_RETRY_BUDGET_MAX_BUCKETS];
-    ft_counter total_requests;
     _Atomic uint64_t total_retries, total_exhausted;
 } ft_retry_budget;
 
