@@ -148,18 +148,20 @@ struct ftrpc_server_call {
     ft_session *session; /* NULL once the connection closed (the session is gone) */
     ft_loop *loop;
     atomic_int canceled;
-    char identity[128]; /* the connection's, copied: the call may outlive the session */
     int64_t correlation_id;
     int64_t deadline_ns; /* 0: the caller sent no timeout */
-    ft_iobuf request;
-    ft_iobuf attachment;
-    ft_iobuf reply;    /* the packed response frame; for HTTP the body */
-    int64_t start_ns;  /* when the request was dispatched */
-    int rejected;      /* refused before the handler ran: no latency sample */
-    int is_http;       /* the reply goes back as an HTTP response (http_session.c) */
-    uint64_t http_seq; /* its place in the connection's response order */
+    int64_t start_ns;    /* when the request was dispatched */
+    int rejected;        /* refused before the handler ran: no latency sample */
+    int is_http;         /* the reply goes back as an HTTP response (http_session.c) */
+    uint64_t http_seq;   /* its place in the connection's response order */
     int http_status;
     int32_t http_code; /* wire code of an error, 0 on success */
+    /* Not zeroed when a call is made (server.c, call_alloc): start_call writes each before it is
+     * read. Zeroing them was a third of dispatching a call. */
+    char identity[128]; /* the connection's, copied: the call may outlive the session */
+    ft_iobuf request;
+    ft_iobuf attachment;
+    ft_iobuf reply; /* the packed response frame; for HTTP the body */
 };
 
 /* ---- server.c, for http_session.c ---- */
