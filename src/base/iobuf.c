@@ -70,7 +70,12 @@ ft_block *ft_block_new(size_t min_cap)
 
 void ft_block_release(ft_block *blk)
 {
-    if (atomic_fetch_sub_explicit(&blk->refs, 1, memory_order_acq_rel) != 1) return;
+    /* The last reference needs no locked decrement: no other thread holds one to race with (a
+     * reference is only taken from a held one), and the acquire load sees everything the other
+     * holders did before they let go. */
+    if (atomic_load_explicit(&blk->refs, memory_order_acquire) != 1 &&
+        atomic_fetch_sub_explicit(&blk->refs, 1, memory_order_acq_rel) != 1)
+        return;
     if (blk->free_fn) {
         blk->free_fn(blk->data, blk->free_arg);
     } else if (blk->data == blk->storage && blk->cap == std_storage() &&
@@ -310,12 +315,18 @@ void ft_iobuf_move(ft_iobuf *dst, ft_iobuf *src)
 {
     ft_iobuf_fini(dst);
     if (src->slices == src->inline_slices) {
-        *dst = *src;
-        dst->slices = dst->inline_slices;
+        /* only the live slices, from index 0: a call's payload is one slice, and copying the
+         * whole struct was most of a move */
+        uint32_t n = src->end - src->start;
+        for (uint32_t i = 0; i < n; i++) dst->inline_slices[i] = src->slices[src->start + i];
+        dst->end = n;
     } else {
-        *dst = *src;
+        dst->slices = src->slices;
+        dst->start = src->start;
+        dst->end = src->end;
+        dst->cap = src->cap;
     }
-    dst->write_block = NULL;
+    dst->size = src->size;
     ft_block *wb = src->write_block;
     ft_iobuf_init(src);
     src->write_block = wb;
