@@ -39,8 +39,6 @@
 #include "client/client_internal.h"
 #include "client/selective.h"
 
-static _Atomic int64_t next_correlation_id = 1;
-
 /* ---- results ---- */
 
 void ftrpc_result_fini(ftrpc_result *r)
@@ -150,7 +148,7 @@ static void send_cancel(ft_attempt *a)
     ft_request_header h = {
         .service = FT_CONTROL_SERVICE,
         .method = FT_CONTROL_CANCEL,
-        .correlation_id = atomic_fetch_add_explicit(&next_correlation_id, 1, memory_order_relaxed),
+        .correlation_id = ++cc->last_cid, /* unique on the connection, all baidu_std asks */
         .timeout_ms = 1000,
     };
     if (ft_iobuf_append(&body, payload, sizeof payload) == 0 &&
@@ -525,7 +523,7 @@ static void send_attempt(ft_call *call, int is_backup)
     ft_request_header h = {
         .service = call->service,
         .method = call->method,
-        .correlation_id = atomic_fetch_add_explicit(&next_correlation_id, 1, memory_order_relaxed),
+        .correlation_id = ++cc->last_cid, /* unique on the connection, all baidu_std asks */
         /* the server learns how long this attempt may take, so it can drop it once too late */
         .timeout_ms = attempt_ms < 1 ? 1 : (attempt_ms > INT32_MAX ? INT32_MAX : (int32_t)attempt_ms),
         .log_id = call->log_id,

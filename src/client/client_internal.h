@@ -61,6 +61,7 @@ struct ft_cconn {
     ft_client_endpoint *ep; /* referenced */
     ft_list node;           /* in the loop's cconns */
     ft_idmap pending;       /* correlation id -> ft_attempt */
+    int64_t last_cid;       /* correlation ids are the connection's own: 1, 2, ... */
     int credential_sent;    /* the first request (with authentication_data) went out */
 };
 
