@@ -122,7 +122,7 @@ static void settle_attempt(ft_attempt *a, int code)
     a->in_flight = 0;
     ft_client_endpoint *ep = a->call->targets[a->target].cluster->eps[a->endpoint];
     int64_t now = ft_loop_now(a->call->loop);
-    ft_health_inflight_dec(&ep->health);
+    ft_client_endpoint_inflight_add(ep, a->call->loop, -1);
     ft_health_on_result(&ep->health, code, (now - a->sent_ns) / 1000, now);
 }
 
@@ -490,7 +490,7 @@ static void send_attempt(ft_call *call, int is_backup)
     a->in_flight = 1;
     a->is_backup = is_backup;
     a->cc = NULL;
-    ft_health_inflight_inc(&ep->health);
+    ft_client_endpoint_inflight_add(ep, call->loop, 1);
     call->attempts++;
     call->last_endpoint = idx;
     call->last_target = target;

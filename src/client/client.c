@@ -36,6 +36,7 @@ static void endpoint_release(ft_client_endpoint *ep)
     if (atomic_fetch_sub_explicit(&ep->refs, 1, memory_order_acq_rel) != 1) return;
     ft_health_fini(&ep->health);
     free(ep->conns);
+    free(ep->inflight);
     free(ep);
 }
 
@@ -316,6 +317,14 @@ static int validate_and_default(ftrpc_client_options *o)
     return 0;
 }
 
+int ft_client_endpoint_inflight(const ftrpc_client *c, const ft_client_endpoint *ep)
+{
+    int n = 0;
+    for (int i = 0; i < c->rt->nloops; i++)
+        n += atomic_load_explicit(&ep->inflight[i].n, memory_order_relaxed);
+    return n;
+}
+
 /* ---- discovery updates ---- */
 
 static ft_client_endpoint *endpoint_new(ftrpc_client *c, const ft_endpoint *spec)
@@ -323,12 +332,14 @@ static ft_client_endpoint *endpoint_new(ftrpc_client *c, const ft_endpoint *spec
     ft_client_endpoint *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     e->conns = calloc((size_t)c->rt->nloops, sizeof *e->conns);
+    e->inflight = calloc((size_t)c->rt->nloops, sizeof *e->inflight);
     ft_health_options ho;
     to_health_options(&c->opts.health, &ho);
-    if (!e->conns || strlen(spec->addr) >= sizeof e->name ||
+    if (!e->conns || !e->inflight || strlen(spec->addr) >= sizeof e->name ||
         ft_sockaddr_parse(spec->addr, &e->sa) != 0 || ft_health_init(&e->health, &ho) != 0) {
         FT_WARN("client: cannot use endpoint '%s' (bad or unresolvable address)", spec->addr);
         free(e->conns);
+        free(e->inflight);
         free(e);
         return NULL;
     }
@@ -365,7 +376,9 @@ static ft_cluster *cluster_build(ftrpc_client *c, const ft_naming_snapshot *snap
                                       .ewma_latency_us = &e->health.ewma_us,
                                       .ewma_stamp_ns = &e->health.ewma_stamp_ns,
                                       .ewma_decay_ns = e->health.opts.ewma_decay_ms * FT_NS_PER_MS,
-                                      .inflight = &e->health.inflight};
+                                      .inflight = &e->inflight[0].n,
+                                      .inflight_shards = (size_t)c->rt->nloops,
+                                      .inflight_stride = sizeof *e->inflight};
         cl->eps[cl->n++] = e;
     }
     ft_health_set_options so = {.max_suspended_ratio = c->opts.health.max_suspended_ratio};
@@ -453,7 +466,7 @@ static void report_endpoints(ft_endpoint_report *rep, void *arg)
                                     .usable_in_ms = ft_health_usable_in_ns(&e->health, now) /
                                                     FT_NS_PER_MS,
                                     .ewma_us = ft_health_ewma_us(&e->health, now),
-                                    .inflight = ft_health_inflight(&e->health),
+                                    .inflight = ft_client_endpoint_inflight(c, e),
                                     .suspensions = st.suspensions});
     }
     ft_cluster_release(cl);

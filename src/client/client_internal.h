@@ -39,6 +39,12 @@ typedef struct ft_client_endpoint {
     atomic_int refs;
     atomic_int removed; /* no longer listed: its connections close once idle */
     ft_cconn **conns;   /* [nloops] */
+    /* [nloops]: attempts in flight to it from loop i, written by loop i only (a load and a store,
+     * no locked add), summed by p2c (ft_lb_endpoint.inflight_shards) and the status page */
+    struct ft_loop_inflight {
+        atomic_int n;
+        char pad[64 - sizeof(int)];
+    } *inflight;
 } ft_client_endpoint;
 
 /* An immutable snapshot of the service: endpoints, their health set (suspension cap) and a load
@@ -214,6 +220,16 @@ ft_cluster *ft_client_cluster_acquire(ftrpc_client *c);
  * Every borrow is returned on the same loop. */
 ft_cluster *ft_client_cluster_borrow(ftrpc_client *c, const ft_loop *loop, unsigned *epoch);
 void ft_client_cluster_return(ftrpc_client *c, const ft_loop *loop, ft_cluster *cl, unsigned epoch);
+/* While running `loop`: its count of attempts in flight to ep goes up or down by delta. */
+static inline void ft_client_endpoint_inflight_add(ft_client_endpoint *ep, const ft_loop *loop,
+                                                   int delta)
+{
+    atomic_int *n = &ep->inflight[loop->index].n;
+    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + delta,
+                          memory_order_relaxed);
+}
+/* Attempts in flight to ep from every loop (any thread). */
+int ft_client_endpoint_inflight(const ftrpc_client *c, const ft_client_endpoint *ep);
 /* Counts a call submitted while running its loop in that loop's share of the in-flight count,
  * and counts it down there when it completes (on the same loop). */
 void ft_client_count_up_here(ftrpc_client *c, const ft_loop *loop);

@@ -70,9 +70,13 @@ typedef struct ft_lb_endpoint {
      * 0: read as it is. */
     const _Atomic int64_t *ewma_stamp_ns;
     int64_t ewma_decay_ns;
-    /* Requests currently in flight to the endpoint, updated atomically by the health module. Read
-     * (relaxed) by "p2c" only. NULL is read as 0. */
+    /* Requests currently in flight to the endpoint, updated atomically by its owner. Read (relaxed)
+     * by "p2c" only. NULL is read as 0. With inflight_shards > 1 the figure is the sum of that many
+     * counters, inflight_stride bytes apart (one per IO loop, so that each loop counts its own
+     * without a locked add); 0 or 1: the one counter. */
     const atomic_int *inflight;
+    size_t inflight_shards;
+    size_t inflight_stride;
 } ft_lb_endpoint;
 
 /* Creation options; a zeroed struct (or NULL) means every default. */

@@ -29,7 +29,11 @@ static double p2c_cost(const ft_lb_endpoint *ep, int64_t now_ns)
 {
     int64_t ewma =
         ep->ewma_latency_us ? atomic_load_explicit(ep->ewma_latency_us, memory_order_relaxed) : 0;
-    int inflight = ep->inflight ? atomic_load_explicit(ep->inflight, memory_order_relaxed) : 0;
+    int inflight = 0;
+    for (size_t i = 0; ep->inflight && i < (ep->inflight_shards > 1 ? ep->inflight_shards : 1); i++)
+        inflight += atomic_load_explicit(
+            (const atomic_int *)((const char *)ep->inflight + i * ep->inflight_stride),
+            memory_order_relaxed);
     if (inflight < 0) inflight = 0;
     if (ewma <= 0) return inflight == 0 ? 0.0 : P2C_PENALTY + inflight;
     double cost = (double)ewma;
