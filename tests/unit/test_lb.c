@@ -568,6 +568,40 @@ static void p2c_decays_a_stale_figure_so_a_node_once_slow_is_picked_again(void *
     ft_lb_release(lb);
 }
 
+/* The client counts an endpoint's requests in flight per IO loop (inflight_shards counters,
+ * inflight_stride bytes apart): p2c must weigh their sum, not the first loop's count. */
+static void p2c_sums_the_shards_of_an_inflight_figure(void **state)
+{
+    (void)state;
+    enum { N = 2, SHARDS = 3, PICKS = 20000 };
+    struct shard {
+        atomic_int n;
+        char pad[60];
+    } counts[N][SHARDS];
+    memset(counts, 0, sizeof counts);
+    fixture_make(&fx, N, NULL);
+    for (int i = 0; i < N; i++) {
+        fx.eps[i].inflight = &counts[i][0].n;
+        fx.eps[i].inflight_shards = SHARDS;
+        fx.eps[i].inflight_stride = sizeof(struct shard);
+    }
+    /* node 0: 1 in flight on the first loop and 40 on the last; node 1: 2 on the first */
+    atomic_store(&counts[0][0].n, 1);
+    atomic_store(&counts[0][SHARDS - 1].n, 40);
+    atomic_store(&counts[1][0].n, 2);
+    ft_lb *lb = make_lb("p2c", &fx, NULL);
+    ft_rand rng;
+    ft_rand_seed(&rng, 3);
+    ft_lb_pick req = pick_req(&rng);
+    long picked0 = 0;
+    for (int i = 0; i < PICKS; i++)
+        picked0 += must_select(lb, &req) == 0;
+    /* both drawn: node 1 (cost 3 x ewma) beats node 0 (42 x); node 0 only when drawn twice */
+    if (picked0 > PICKS / 3)
+        fail_msg("p2c: the node with 41 in flight got %ld of %d picks", picked0, PICKS);
+    ft_lb_release(lb);
+}
+
 static void p2c_sends_clearly_less_to_a_costly_node(void **state)
 {
     static const p2c_case cases[] = {
@@ -842,6 +876,7 @@ int main(void)
         cmocka_unit_test(rr_two_threads_spread_exactly_evenly),
         cmocka_unit_test(holder_swaps_balancers_under_concurrent_picks),
         cmocka_unit_test(seeded_picks_are_reproducible),
+        cmocka_unit_test(p2c_sums_the_shards_of_an_inflight_figure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
