@@ -197,9 +197,6 @@ struct accept_task {
     int fd;
 };
 
-/* Decrements a counter that ftrpc_server_stop/free may be waiting on. While the server runs
- * nobody waits, so no lock; otherwise the decrement happens under stop_lock, so that the waiter
- * cannot see zero and free the server before this thread is done touching it. */
 /* A loop's own count (per_loop[].inflight, loop_concurrency[].n): only the thread running the
  * loop writes it, so a load and a store do; the release pairs with the sums' acquire loads. */
 static void loop_count_add(atomic_int *n, int delta)
@@ -244,6 +241,9 @@ static void count_down_call(ftrpc_server *s, ft_loop *loop)
     pthread_mutex_unlock(&s->stop_lock);
 }
 
+/* Decrements a counter that ftrpc_server_stop/free may be waiting on. While the server runs
+ * nobody waits, so no lock; otherwise the decrement happens under stop_lock, so that the waiter
+ * cannot see zero and free the server before this thread is done touching it. */
 static void count_down(ftrpc_server *s, atomic_int *counter)
 {
     if (atomic_load_explicit(&s->state, memory_order_acquire) == FT_SERVER_RUNNING) {
