@@ -18,6 +18,7 @@ typedef void (*op_fn)(uint64_t i);
 
 static _Alignas(64) _Atomic uint64_t shared_word;
 static ft_counter counter;
+static ft_counter owned_counter;
 static ft_histogram hist;
 static ft_latency_recorder *rec;
 static const ft_clock *mono;
@@ -38,6 +39,12 @@ static void op_counter(uint64_t i)
 {
     (void)i;
     ft_counter_add(&counter, 1);
+}
+
+static void op_counter_owned(uint64_t i)
+{
+    (void)i;
+    ft_counter_add(&owned_counter, 1);
 }
 
 static void op_clock(uint64_t i)
@@ -67,6 +74,7 @@ static void op_recorder_at(uint64_t i)
 
 typedef struct run {
     op_fn op;
+    int own_stripe; /* the thread owns a stripe, as an IO thread does (counter.h) */
     uint64_t n;
     pthread_barrier_t *start;
     int64_t cpu_ns; /* this thread's CPU time for its loop */
@@ -82,6 +90,10 @@ static int64_t thread_cpu_ns(void)
 static void *worker(void *arg)
 {
     run *r = arg;
+    if (r->own_stripe && !ft_metrics_own_stripe()) {
+        fprintf(stderr, "bench_metrics: no stripe to own\n");
+        exit(1);
+    }
     pthread_barrier_wait(r->start);
     int64_t t0 = thread_cpu_ns();
     for (uint64_t i = 0; i < r->n; i++)
@@ -93,14 +105,14 @@ static void *worker(void *arg)
 /* ns per op: each thread's CPU time over its op count, averaged over threads. CPU time rather than
  * wall time because the machine is shared: a descheduled thread costs wall time but no CPU time,
  * while cache-line contention between the threads does show up as CPU time. */
-static double measure(op_fn op, int threads, uint64_t n)
+static double measure(op_fn op, int own_stripe, int threads, uint64_t n)
 {
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, (unsigned)threads);
     pthread_t t[8];
     run r[8];
     for (int i = 0; i < threads; i++) {
-        r[i] = (run){op, n, &start, 0};
+        r[i] = (run){op, own_stripe, n, &start, 0};
         pthread_create(&t[i], NULL, worker, &r[i]);
     }
     double total = 0;
@@ -118,19 +130,23 @@ int main(int argc, char **argv)
     if (n == 0) n = 1000000;
     mono = ft_clock_monotonic();
     ft_counter_init(&counter);
+    ft_counter_init(&owned_counter);
     ft_histogram_init(&hist);
     if (ft_latency_recorder_new(NULL, &rec) != 0) return 1;
 
     static const struct {
         const char *name;
         op_fn op;
+        int own_stripe;
     } cases[] = {
-        {"baseline: atomic_fetch_add, one shared word", op_baseline},
-        {"ft_counter_add (8 striped cells)", op_counter},
-        {"clock read (ft_clock_monotonic)", op_clock},
-        {"ft_histogram_record", op_histogram},
-        {"ft_latency_recorder_record (reads clock)", op_recorder},
-        {"ft_latency_recorder_record_at", op_recorder_at},
+        {"baseline: atomic_fetch_add, one shared word", op_baseline, 0},
+        {"ft_counter_add (8 striped cells)", op_counter, 0},
+        {"ft_counter_add, thread owns its stripe", op_counter_owned, 1},
+        {"clock read (ft_clock_monotonic)", op_clock, 0},
+        {"ft_histogram_record", op_histogram, 0},
+        {"ft_histogram_record, thread owns its stripe", op_histogram, 1},
+        {"ft_latency_recorder_record (reads clock)", op_recorder, 0},
+        {"ft_latency_recorder_record_at", op_recorder_at, 0},
     };
     const size_t ncases = sizeof cases / sizeof cases[0];
     printf("%-46s %12s %8s %12s %8s\n", "operation", "1 thr ns/op", "ratio", "2 thr ns/op",
@@ -139,7 +155,7 @@ int main(int argc, char **argv)
     for (size_t c = 0; c < ncases; c++) {
         double ns[3];
         for (int threads = 1; threads <= 2; threads++) {
-            ns[threads] = measure(cases[c].op, threads, n);
+            ns[threads] = measure(cases[c].op, cases[c].own_stripe, threads, n);
             if (c == 0) base[threads] = ns[threads];
         }
         printf("%-46s %12.2f %8.2f %12.2f %8.2f\n", cases[c].name, ns[1], ns[1] / base[1], ns[2],
@@ -147,7 +163,8 @@ int main(int argc, char **argv)
     }
     /* sanity: nothing was lost */
     uint64_t want = 3 * n;
-    if (ft_counter_get(&counter) != want || ft_histogram_count(&hist) != want ||
+    if (ft_counter_get(&counter) != want || ft_counter_get(&owned_counter) != want ||
+        ft_histogram_count(&hist) != 2 * want ||
         ft_latency_recorder_count(rec) != 2 * want) {
         fprintf(stderr, "bench_metrics: lost records\n");
         return 1;
