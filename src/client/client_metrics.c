@@ -113,7 +113,7 @@ ft_method_metrics *ft_client_metrics_get(ft_client_metrics *m, const char *servi
     return mm;
 }
 
-void ft_method_metrics_record(ft_method_metrics *mm, const ftrpc_result *reported, int retries,
+void ft_method_metrics_record(ft_method_metrics *mm, const ft_call_report *reported, int retries,
                               int fallback_used, int64_t now_ns)
 {
     ft_counter_inc(&mm->calls);

@@ -34,8 +34,18 @@ void ft_client_metrics_fini(ft_client_metrics *m);
  * (the call then records nothing). Any thread. */
 ft_method_metrics *ft_client_metrics_get(ft_client_metrics *m, const char *service,
                                          const char *method);
+/* What the figures take from a call's result, as reported (a fallback's success may be reported
+ * as one: the report-as-fallback switch); the 400-byte result itself is not copied for it. */
+typedef struct ft_call_report {
+    ftrpc_result_kind kind;
+    int attempts;
+    int backups;
+    int backup_won;
+    int64_t latency_us;
+} ft_call_report;
+
 /* Records one call's reported outcome. */
-void ft_method_metrics_record(ft_method_metrics *mm, const ftrpc_result *reported, int retries,
+void ft_method_metrics_record(ft_method_metrics *mm, const ft_call_report *reported, int retries,
                               int fallback_used, int64_t now_ns);
 
 #endif
