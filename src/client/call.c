@@ -224,7 +224,7 @@ enum { CALL_CACHE_MAX = 256 };
 /* Zeroes a call but for the fields written before they are read (client_internal.h). */
 static void call_zero(ft_call *call)
 {
-    memset(call, 0, offsetof(ft_call, tried));
+    memset(call, 0, offsetof(ft_call, request));
 }
 
 static ft_call *call_alloc(ftrpc_client *c, ft_loop *loop, size_t names)
