@@ -71,13 +71,19 @@ void ft_retry_budget_fini(ft_retry_budget *b)
     (void)b; /* nothing allocated; here so that the client's teardown reads symmetrically */
 }
 
+/* The bucket now_ns falls in, counted from the clock's zero (floor division). */
+static int64_t bucket_of(const ft_retry_budget *b, int64_t now_ns)
+{
+    int64_t q = now_ns / b->bucket_ns;
+    if (now_ns % b->bucket_ns < 0) q--;
+    return q;
+}
+
 /* Epochs are kept modulo 2^32: with 1 ms buckets that wraps after 49 days, and only a bucket left
  * untouched for exactly a multiple of that could be misread. */
 static uint32_t epoch_of(const ft_retry_budget *b, int64_t now_ns)
 {
-    int64_t q = now_ns / b->bucket_ns;
-    if (now_ns % b->bucket_ns < 0) q--;
-    return (uint32_t)q;
+    return (uint32_t)bucket_of(b, now_ns);
 }
 
 /* The cell's value after one more count in `epoch`. */
@@ -87,10 +93,10 @@ static uint64_t counted(uint64_t v, uint32_t epoch)
     return (uint32_t)v != UINT32_MAX ? v + 1 : v; /* saturate rather than carry into the epoch */
 }
 
-/* owned: only the calling thread writes this ring (its owned metrics stripe) */
-static void bump(ft_retry_budget *b, _Atomic uint64_t *ring, int owned, int64_t now_ns)
+/* Counts one in ring's bucket of `epoch`. owned: only the calling thread writes this ring (its
+ * owned metrics stripe), so a load and a store do; others race and need the CAS. */
+static void count_in(const ft_retry_budget *b, _Atomic uint64_t *ring, uint32_t epoch, int owned)
 {
-    uint32_t epoch = epoch_of(b, now_ns);
     _Atomic uint64_t *cell = &ring[epoch % (uint32_t)b->opts.buckets];
     uint64_t v = atomic_load_explicit(cell, memory_order_relaxed);
     if (owned) {
@@ -116,9 +122,22 @@ static int64_t sum(const ft_retry_budget *b, const _Atomic uint64_t *ring, int64
 
 void ft_retry_budget_on_request(ft_retry_budget *b, int64_t now_ns)
 {
-    unsigned stripe = ft_metrics_thread_stripe() % FT_COUNTER_STRIPES;
-    bump(b, b->requests[stripe].ring, ft_metrics_stripe_owned, now_ns);
-    ft_stripe_add(&b->requests[stripe].total, 1);
+    struct ft_budget_stripe *row = &b->requests[ft_metrics_thread_stripe() % FT_COUNTER_STRIPES];
+    uint32_t epoch;
+    if (ft_metrics_stripe_owned) {
+        /* the owner keeps its current bucket's bounds: no division while the bucket lasts */
+        if (now_ns < row->from_ns || now_ns >= row->until_ns) {
+            int64_t q = bucket_of(b, now_ns);
+            row->epoch = (uint32_t)q;
+            row->from_ns = q * b->bucket_ns;
+            row->until_ns = row->from_ns + b->bucket_ns;
+        }
+        epoch = row->epoch;
+    } else {
+        epoch = epoch_of(b, now_ns);
+    }
+    count_in(b, row->ring, epoch, ft_metrics_stripe_owned);
+    ft_stripe_add(&row->total, 1);
 }
 
 int64_t ft_retry_budget_balance(ft_retry_budget *b, int64_t now_ns)
@@ -136,7 +155,7 @@ bool ft_retry_budget_try_spend(ft_retry_budget *b, int64_t now_ns)
         atomic_fetch_add_explicit(&b->total_exhausted, 1, memory_order_relaxed);
         return false;
     }
-    bump(b, b->retries, 0, now_ns);
+    count_in(b, b->retries, epoch_of(b, now_ns), 0);
     atomic_fetch_add_explicit(&b->total_retries, 1, memory_order_relaxed);
     return true;
 }

@@ -48,9 +48,13 @@ typedef struct ft_retry_budget {
     int64_t floor;                                          /* min_per_sec * window seconds */
     /* one ring (epoch << 32 | count) and one total per metrics stripe; a row is ~500 bytes, so
      * stripes do not share cache lines (no alignment asked of the embedding struct) */
-    struct {
+    struct ft_budget_stripe {
         _Atomic uint64_t ring[FT_RETRY_BUDGET_MAX_BUCKETS];
         _Atomic uint64_t total;
+        /* the owner's last bucket, [from_ns, until_ns): spares it a division per request; only
+         * the stripe's owner reads or writes these */
+        int64_t from_ns, until_ns;
+        uint32_t epoch;
     } requests[FT_COUNTER_STRIPES];
     _Atomic uint64_t retries[FT_RETRY_BUDGET_MAX_BUCKETS];
     _Atomic uint64_t total_retries, total_exhausted;

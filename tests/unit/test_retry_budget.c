@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "base/clock.h"
+#include "metrics/counter.h"
 #include "client/retry_budget.h"
 #include "ftrpc/common.h"
 
@@ -149,6 +150,52 @@ typedef struct budget_validation_case {
     int expect;
 } budget_validation_case;
 
+/* An IO thread owns a metrics stripe and counts its requests without a CAS, keeping its bucket's
+ * bounds to skip a division: its counts must slide out of the window like anyone's, and add up
+ * with those of threads that share a stripe. */
+struct owner_arg {
+    fixture *f;
+    int64_t at;
+    int n;
+    int owned;
+};
+
+static void *owner_requests(void *p)
+{
+    struct owner_arg *a = p;
+    a->owned = ft_metrics_own_stripe();
+    for (int i = 0; i < a->n; i++)
+        ft_retry_budget_on_request(&a->f->b, a->at);
+    return NULL;
+}
+
+static void run_owner(fixture *f, int64_t at, int n)
+{
+    struct owner_arg a = {f, at, n, 0};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, owner_requests, &a), 0);
+    pthread_join(t, NULL);
+    assert_int_equal(a.owned, 1);
+}
+
+static void owned_stripe_requests_slide_out_of_the_window(void **s)
+{
+    ft_retry_budget_options o = {.min_per_sec = FT_RETRY_BUDGET_NO_FLOOR}; /* 10 s, 10 buckets */
+    fixture *f = make(&o);
+    run_owner(f, now(f), 50);                  /* bucket 0 */
+    run_owner(f, now(f) + MS(2500), 50);       /* bucket 2: the owner's cached bounds move on */
+    requests(f, 25);                           /* bucket 0, by a thread that owns no stripe */
+    assert_int_equal(ft_retry_budget_balance(&f->b, now(f) + MS(2500)), 25); /* 0.2 x 125 */
+    /* 10 s on, bucket 0 (both threads' counts in it) has left the window, bucket 2 not yet */
+    assert_int_equal(ft_retry_budget_balance(&f->b, now(f) + MS(10000)), 10);
+    run_owner(f, now(f) + MS(10000), 50);      /* back to bucket 0's cell, a new epoch */
+    assert_int_equal(ft_retry_budget_balance(&f->b, now(f) + MS(10000)), 20);
+    ft_retry_budget_stats st;
+    ft_retry_budget_stats_get(&f->b, &st);
+    assert_int_equal(st.requests, 175);
+    destroy(f);
+}
+
 static void budget_options_validation_rejects_bad_values(void **s)
 {
     static const budget_validation_case cases[] = {
@@ -226,6 +273,7 @@ int main(void)
         cmocka_unit_test(retries_stop_when_dry_and_resume_as_requests_refill),
         cmocka_unit_test(retries_resume_as_the_window_slides),
         cmocka_unit_test(old_requests_stop_earning_retries),
+        cmocka_unit_test(owned_stripe_requests_slide_out_of_the_window),
         cmocka_unit_test(budget_options_validation_rejects_bad_values),
         cmocka_unit_test(racing_spenders_overdraw_by_at_most_their_number),
     };
