@@ -60,6 +60,18 @@ double ft_load_elapsed(const ft_load_stats *s)
     return (double)(end - s->start_ns) / 1e9;
 }
 
+long ft_load_answers_from(const ft_load_stats *s, const char *addr)
+{
+    /* the lock is not part of the figures the const promises to leave alone */
+    pthread_mutex_t *lock = (pthread_mutex_t *)&s->lock;
+    long n = 0;
+    pthread_mutex_lock(lock);
+    for (size_t i = 0; i < s->nendpoints; i++)
+        if (!strcmp(s->endpoints[i].addr, addr)) n = s->endpoints[i].count;
+    pthread_mutex_unlock(lock);
+    return n;
+}
+
 void ft_load_stop(ft_load *load)
 {
     atomic_store(&load->stopping, 1);

@@ -78,6 +78,8 @@ int ft_load_run(const ft_load_opts *opts, ft_load_stats *stats);
 void ft_load_stop(ft_load *load);
 /* Seconds since the run's start. */
 double ft_load_elapsed(const ft_load_stats *stats);
+/* Successful answers from `addr` so far; safe while the run goes on (from tick, say). */
+long ft_load_answers_from(const ft_load_stats *stats, const char *addr);
 
 /* Monotonic clock in ns. */
 int64_t ft_load_now_ns(void);
