@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/aligned_alloc.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "client/client_internal.h"
@@ -538,7 +539,7 @@ static int client_new(const char *naming_url, const ftrpc_client_options *opts, 
     ftrpc_client_options o = opts ? *opts : (ftrpc_client_options){0};
     int rc = validate_and_default(&o);
     if (rc != 0) return rc;
-    ftrpc_client *c = calloc(1, sizeof *c);
+    ftrpc_client *c = ft_aligned_calloc(1, sizeof *c, alignof(ftrpc_client));
     if (!c) return FTRPC_ENOMEM;
     c->opts = o;
     if (o.auth_token && !(c->auth_token = strdup(o.auth_token))) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/aligned_alloc.h"
 #include "metrics/registry.h"
 
 static atomic_int next_client_id = 1;
@@ -46,7 +47,7 @@ void ft_client_metrics_fini(ft_client_metrics *m)
 
 static ft_method_metrics *method_new(ft_client_metrics *m, const char *service, const char *method)
 {
-    ft_method_metrics *mm = calloc(1, sizeof *mm);
+    ft_method_metrics *mm = ft_aligned_calloc(1, sizeof *mm, alignof(ft_method_metrics));
     if (!mm) return NULL;
     mm->service = strdup(service);
     mm->method = strdup(method);

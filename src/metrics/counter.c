@@ -1,8 +1,10 @@
 /* Striped counters and gauges (see counter.h). */
 #include "metrics/counter.h"
 
+#include <assert.h>
 #include <stddef.h>
 
+#include "base/aligned_alloc.h"
 #include "base/thread_exit.h"
 
 static atomic_uint next_stripe;
@@ -54,6 +56,7 @@ int ft_metrics_own_stripe(void)
 
 void ft_counter_init(ft_counter *c)
 {
+    assert(ft_is_aligned(c, alignof(ft_counter))); /* allocate holders with ft_aligned_calloc */
     for (size_t i = 0; i < FT_COUNTER_STRIPES; i++)
         atomic_init(&c->cells[i].v, 0);
 }

@@ -1,8 +1,10 @@
 /* Log-linear histogram (see histogram.h for the bucket layout and the error bound). */
 #include "metrics/histogram.h"
 
+#include <assert.h>
 #include <stdlib.h>
 
+#include "base/aligned_alloc.h"
 #include "ftrpc/common.h"
 
 #define RELAXED memory_order_relaxed
@@ -43,6 +45,7 @@ int64_t ft_histogram_bucket_high(size_t index)
 
 void ft_histogram_init(ft_histogram *h)
 {
+    assert(ft_is_aligned(h, alignof(ft_histogram))); /* allocate holders with ft_aligned_calloc */
     for (size_t i = 0; i < FT_COUNTER_STRIPES; i++)
         atomic_init(&h->sum[i].v, 0);
     atomic_init(&h->max, 0);
@@ -52,7 +55,7 @@ void ft_histogram_init(ft_histogram *h)
 
 int ft_histogram_new(ft_histogram **out)
 {
-    ft_histogram *h = malloc(sizeof *h);
+    ft_histogram *h = ft_aligned_calloc(1, sizeof *h, alignof(ft_histogram));
     if (!h) return FTRPC_ENOMEM;
     ft_histogram_init(h);
     *out = h;

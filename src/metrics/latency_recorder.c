@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/aligned_alloc.h"
 #include "ftrpc/common.h"
 
 #define RELAXED memory_order_relaxed
@@ -73,7 +74,7 @@ int ft_latency_recorder_new(const ft_latency_recorder_options *opts, ft_latency_
     if (o.window < 1 || o.window > FT_LATENCY_WINDOW_MAX || o.interval_ns < 0 || !out)
         return FTRPC_EINVAL;
 
-    ft_latency_recorder *r = malloc(sizeof *r);
+    ft_latency_recorder *r = ft_aligned_calloc(1, sizeof *r, alignof(ft_latency_recorder));
     if (!r) return FTRPC_ENOMEM;
     r->clock = o.clock;
     r->interval_ns = o.interval_ns;
@@ -81,8 +82,8 @@ int ft_latency_recorder_new(const ft_latency_recorder_options *opts, ft_latency_
     r->slots = o.window + 1;
     r->max_ring = calloc((size_t)r->slots, sizeof *r->max_ring);
     r->snap_epoch = calloc((size_t)r->slots, sizeof *r->snap_epoch);
-    r->snaps = malloc((size_t)r->slots * sizeof *r->snaps);
-    r->scratch = malloc(sizeof *r->scratch);
+    r->snaps = ft_aligned_calloc((size_t)r->slots, sizeof *r->snaps, alignof(ft_histogram));
+    r->scratch = ft_aligned_calloc(1, sizeof *r->scratch, alignof(ft_histogram));
     if (!r->max_ring || !r->snap_epoch || !r->snaps || !r->scratch ||
         pthread_mutex_init(&r->lock, NULL) != 0) {
         free(r->max_ring);

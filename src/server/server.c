@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/aligned_alloc.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "protocol/baidu_std.h"
@@ -159,7 +160,7 @@ int ftrpc_server_add_method(ftrpc_server *s, const char *service, const char *me
         return FTRPC_EINVAL;
     if (atomic_load(&s->state) != FT_SERVER_NEW) return FTRPC_ESTOPPED;
     if (find_method(s, service, method)) return FTRPC_EEXIST;
-    ft_method *m = calloc(1, sizeof *m);
+    ft_method *m = ft_aligned_calloc(1, sizeof *m, alignof(ft_method));
     ft_method **grown = realloc(s->methods, (s->nmethods + 1) * sizeof *grown);
     if (!m || !grown) {
         free(m);

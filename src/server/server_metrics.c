@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "base/aligned_alloc.h"
 #include "base/log.h"
 #include "metrics/registry.h"
 #include "server/server_internal.h"
@@ -119,7 +120,7 @@ static ft_counter *error_counter(ft_method *m, int32_t code)
         if (mm->codes[i] == code) break;
     if (i < n) {
         c = mm->errors[i];
-    } else if (n < FT_METHOD_ERROR_CODES && (mm->errors[n] = malloc(sizeof(ft_counter)))) {
+    } else if (n < FT_METHOD_ERROR_CODES && (mm->errors[n] = ft_aligned_calloc(1, sizeof(ft_counter), alignof(ft_counter)))) {
         ft_counter_init(mm->errors[n]);
         mm->codes[n] = code;
         c = mm->errors[n];
