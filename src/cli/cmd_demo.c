@@ -339,10 +339,7 @@ static void act_kill_busiest(demo *d, const ft_load_stats *s, void *arg)
 static double answer_share(const ft_load_stats *s, const char *addr)
 {
     long ok = atomic_load(&s->ok);
-    for (size_t k = 0; k < s->nendpoints; k++)
-        if (!strcmp(s->endpoints[k].addr, addr))
-            return ok ? 100.0 * (double)s->endpoints[k].count / (double)ok : 0;
-    return 0;
+    return ok ? 100.0 * (double)ft_load_answers_from(s, addr) / (double)ok : 0;
 }
 
 static void failures_note(demo_row *row, const char *prefix)

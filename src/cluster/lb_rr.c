@@ -19,6 +19,8 @@
 #include <stdalign.h>
 #include <stdlib.h>
 
+#include "base/aligned_alloc.h"
+
 typedef struct rr_state {
     alignas(64) _Atomic uint64_t next;  /* picks without exclusions: the first of each call */
     alignas(64) _Atomic uint64_t later; /* picks with exclusions: retries and backups */
@@ -26,7 +28,7 @@ typedef struct rr_state {
 
 static int rr_init(ft_lb *lb, const ft_lb_options *opts)
 {
-    rr_state *st = aligned_alloc(64, sizeof(rr_state));
+    rr_state *st = ft_aligned_calloc(1, sizeof *st, alignof(rr_state));
     if (st == NULL) return FTRPC_ENOMEM;
     atomic_init(&st->next, 0);
     atomic_init(&st->later, 0);

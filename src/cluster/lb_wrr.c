@@ -24,6 +24,8 @@
 #include <stdalign.h>
 #include <stdlib.h>
 
+#include "base/aligned_alloc.h"
+
 #define WRR_PROBES 32
 #define WRR_DEFAULT_MAX_SCHEDULE (1u << 20)
 #define WRR_MAX_BUILD_STEPS (UINT64_C(1) << 27)
@@ -75,7 +77,7 @@ static void wrr_fini(ft_lb *lb)
 
 static int wrr_init(ft_lb *lb, const ft_lb_options *opts)
 {
-    wrr_state *st = aligned_alloc(64, sizeof(wrr_state));
+    wrr_state *st = ft_aligned_calloc(1, sizeof *st, alignof(wrr_state));
     if (st == NULL) return FTRPC_ENOMEM;
     st->schedule = NULL;
     st->mu_ready = 0;

@@ -120,7 +120,8 @@ static ft_counter *error_counter(ft_method *m, int32_t code)
         if (mm->codes[i] == code) break;
     if (i < n) {
         c = mm->errors[i];
-    } else if (n < FT_METHOD_ERROR_CODES && (mm->errors[n] = ft_aligned_calloc(1, sizeof(ft_counter), alignof(ft_counter)))) {
+    } else if (n < FT_METHOD_ERROR_CODES &&
+               (mm->errors[n] = ft_aligned_calloc(1, sizeof(ft_counter), alignof(ft_counter)))) {
         ft_counter_init(mm->errors[n]);
         mm->codes[n] = code;
         c = mm->errors[n];
