@@ -100,6 +100,11 @@ typedef struct ftrpc_server_options {
     int http_header_timeout_ms;
     /* default off. A TLS handshake must also complete within http_header_timeout_ms. */
     ftrpc_server_tls_options tls;
+    /* default 0: with authentication configured, HTTP requests need the credential too
+     * ("Authorization: Bearer TOKEN"), builtin pages included, except /health. 1: the builtin
+     * pages (/status, /vars, /metrics, /endpoints, the console) are served to anyone, as brpc
+     * serves them; method calls still need the credential (docs/security.md) */
+    int public_builtin_pages;
 } ftrpc_server_options;
 
 /* Makes a server. opts may be NULL. On success *out is the caller's (ftrpc_server_free).
@@ -129,13 +134,16 @@ FTRPC_API void ftrpc_server_free(ftrpc_server *server);
 /* ---- admin port: the builtin pages (/health, /status, /vars, /metrics, /endpoints, the console)
  * for a process that serves no methods, e.g. one that is only a client. ---- */
 typedef struct ftrpc_admin ftrpc_admin;
-/* Listens on "host:port" (port 0: any free one) and serves the builtin pages over HTTP. On success
- * *out is the caller's until ftrpc_admin_stop. Any thread except an IO thread. */
-FTRPC_API int ftrpc_admin_start(const char *listen_addr, ftrpc_admin **out);
+/* Listens on "host:port" (port 0: any free one) and serves the builtin pages over HTTP. opts may
+ * be NULL; they are a server's options (authentication, public_builtin_pages, TLS and the limits
+ * apply as on a server's port) and are read as ftrpc_server_new reads them. On success *out is
+ * the caller's (ftrpc_admin_free). Any thread except an IO thread. */
+FTRPC_API int ftrpc_admin_new(const char *listen_addr, const ftrpc_server_options *opts,
+                              ftrpc_admin **out);
 /* The port listened on. */
 FTRPC_API int ftrpc_admin_port(const ftrpc_admin *admin);
 /* Stops serving and frees. NULL does nothing. Any thread except an IO thread. */
-FTRPC_API void ftrpc_admin_stop(ftrpc_admin *admin);
+FTRPC_API void ftrpc_admin_free(ftrpc_admin *admin);
 
 /* ---- inside a handler: the request (valid until the call is finished) ---- */
 FTRPC_API const char *ftrpc_server_call_service(const ftrpc_server_call *call);

@@ -161,7 +161,9 @@ static void usage(FILE *out)
             "  --tags T             tags, a|b\n\n"
             "Security and limits (docs/security.md):\n"
             "  --auth-token TEXT    accept only connections whose first request carries TEXT\n"
-            "                       as authentication_data; others get ERPCAUTH and are closed\n"
+            "                       as authentication_data; others get ERPCAUTH and are closed.\n"
+            "                       HTTP requests send \"Authorization: Bearer TEXT\" (else 401)\n"
+            "  --public-pages       serve the builtin pages without the token (/health always is)\n"
             "  --max-connections N  past N open connections new ones close at once (default 10000)\n"
             "  --idle-timeout-ms N  close a connection silent for N ms (default 600000; -1 never)\n"
             "  --read-timeout-ms N  a started frame must complete within N ms (default 10000;\n"
@@ -195,7 +197,7 @@ int ft_cli_echo_server(int argc, char **argv)
         {"stats-on-exit", no_argument, 0, 'x'},
         {"tls-cert", required_argument, 0, 'C'},   {"tls-key", required_argument, 0, 'K'},
         {"tls-ca", required_argument, 0, 'a'},     {"tls-client-ca", required_argument, 0, 'Q'},
-        {"force-tls", no_argument, 0, 'f'},
+        {"force-tls", no_argument, 0, 'f'},        {"public-pages", no_argument, 0, 'P'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     const char *auth_token = NULL;
     ftrpc_server_tls_options tls = {0};
@@ -204,7 +206,7 @@ int ft_cli_echo_server(int argc, char **argv)
     double ttl_s = 90, interval_s = 30;
     long weight = 0;
     const char *listen_addr = NULL;
-    int delay_rate_set = 0, workers = 0, stats_on_exit = 0;
+    int delay_rate_set = 0, workers = 0, stats_on_exit = 0, public_pages = 0;
     long grace_ms = 5000;
     faults = (fault_config){.error_code = 2001};
     int c;
@@ -305,6 +307,7 @@ int ft_cli_echo_server(int argc, char **argv)
                                        : FTRPC_TLS_CLIENT_CERT_OPTIONAL;
             break;
         case 'f': tls.force = 1; break;
+        case 'P': public_pages = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -348,7 +351,8 @@ int ft_cli_echo_server(int argc, char **argv)
                                .idle_timeout_ms = (int)idle_timeout_ms,
                                .read_timeout_ms = (int)read_timeout_ms,
                                .max_inflight_per_connection = (int)max_inflight,
-                               .tls = tls};
+                               .tls = tls,
+                               .public_builtin_pages = public_pages};
     if (reg_url) {
         so.register_url = reg_full;
         so.register_weight = (uint32_t)weight;

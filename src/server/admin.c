@@ -9,12 +9,12 @@ struct ftrpc_admin {
     ftrpc_server *server;
 };
 
-int ftrpc_admin_start(const char *listen_addr, ftrpc_admin **out)
+int ftrpc_admin_new(const char *listen_addr, const ftrpc_server_options *opts, ftrpc_admin **out)
 {
     if (!listen_addr || !out) return FTRPC_EINVAL;
     ftrpc_admin *a = calloc(1, sizeof *a);
     if (!a) return FTRPC_ENOMEM;
-    int rc = ftrpc_server_new(NULL, &a->server);
+    int rc = ftrpc_server_new(opts, &a->server);
     if (rc == 0) rc = ftrpc_server_start(a->server, listen_addr);
     if (rc != 0) {
         ftrpc_server_free(a->server);
@@ -30,7 +30,7 @@ int ftrpc_admin_port(const ftrpc_admin *admin)
     return admin ? ftrpc_server_port(admin->server) : 0;
 }
 
-void ftrpc_admin_stop(ftrpc_admin *admin)
+void ftrpc_admin_free(ftrpc_admin *admin)
 {
     if (!admin) return;
     ftrpc_server_free(admin->server);

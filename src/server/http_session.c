@@ -141,7 +141,7 @@ static int status_of(int32_t wire)
     case FTRPC_EREQUEST:
         return 400;
     case FTRPC_ERPCAUTH:
-        return 403;
+        return 401;
     case FTRPC_ELIMIT:
     case FTRPC_ELOGOFF:
     case FTRPC_EOVERCROWDED:
@@ -210,6 +210,21 @@ static int split_method_path(const char *path, char *service, size_t slen, char 
     return 1;
 }
 
+/* 1 when the request may go on: no authentication configured, a page open to anyone, or a
+ * credential the server accepts. HTTP has no connection-level handshake a proxy would respect, so
+ * every request carries its own credential and is checked (brpc checks each HTTP request too). */
+static int request_authorized(ft_session *sess, const ft_http_request *req)
+{
+    ftrpc_server *s = sess->server;
+    if (!ft_server_needs_auth(s)) return 1;
+    if (req->method == FT_HTTP_GET || req->method == FT_HTTP_HEAD) {
+        /* a load balancer's health check carries no credential */
+        if (strcmp(req->path, "/health") == 0) return 1;
+        if (s->opts.public_builtin_pages && ft_builtin_page_known(req->path)) return 1;
+    }
+    return ft_server_authenticate_http(sess, ft_http_request_header(req, "authorization"));
+}
+
 static void handle(ft_session *sess, ft_http_conn *h, ft_http_request *req)
 {
     uint64_t seq = h->next++;
@@ -218,6 +233,18 @@ static void handle(ft_session *sess, ft_http_conn *h, ft_http_request *req)
     h->head_only[i] = req->method == FT_HTTP_HEAD;
     h->slots[i].done = 0;
 
+    if (!request_authorized(sess, req)) {
+        /* closed after the answer, as a refused baidu_std connection is: a peer guessing tokens
+         * pays a connection per guess */
+        ft_server_count_auth_failure(sess);
+        h->keep_alive[i] = 0;
+        char line[64], hdr[96];
+        snprintf(line, sizeof line, "[%d] authentication failed\n", -FTRPC_ERPCAUTH);
+        snprintf(hdr, sizeof hdr, "WWW-Authenticate: Bearer\r\nx-bd-error-code: %d\r\n",
+                 -FTRPC_ERPCAUTH);
+        fill_text(h, seq, 401, line, hdr);
+        return;
+    }
     if (req->method == FT_HTTP_GET || req->method == FT_HTTP_HEAD) {
         ft_page page;
         memset(&page, 0, sizeof page);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "base/aligned_alloc.h"
@@ -803,17 +804,44 @@ static int token_equal(const uint8_t *a, size_t alen, const char *token)
     return diff == 0;
 }
 
-/* The connection's first request carries its credential (brpc's Authenticator::VerifyCredential). */
-static int authenticate(ft_session *sess, const ft_rpc_frame *f)
+/* Checks one credential (NULL, 0 when the peer sent none) against the token or the
+ * authenticator (brpc's Authenticator::VerifyCredential); an accepted one writes the session's
+ * identity. 1 when accepted. */
+static int credential_accepted(ft_session *sess, const uint8_t *data, size_t len)
 {
     ftrpc_server *s = sess->server;
     if (s->auth_token) {
-        if (!f->auth_data || !token_equal(f->auth_data, f->auth_len, s->auth_token)) return 0;
+        if (!data || !token_equal(data, len, s->auth_token)) return 0;
         snprintf(sess->identity, sizeof sess->identity, "token");
         return 1;
     }
-    return s->opts.authenticator(f->auth_data, f->auth_data ? f->auth_len : 0, sess->identity,
-                                 sizeof sess->identity, s->opts.authenticator_arg) == 0;
+    return s->opts.authenticator(data, data ? len : 0, sess->identity, sizeof sess->identity,
+                                 s->opts.authenticator_arg) == 0;
+}
+
+int ft_server_needs_auth(const ftrpc_server *s)
+{
+    return s->auth_token || s->opts.authenticator;
+}
+
+void ft_server_count_auth_failure(ft_session *sess)
+{
+    atomic_fetch_add(&sess->server->auth_failures, 1);
+    FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing %s: authentication failed", sess->conn->peer);
+}
+
+int ft_server_authenticate_http(ft_session *sess, const char *authorization)
+{
+    if (!authorization) return credential_accepted(sess, NULL, 0);
+    /* the token shortcut takes "Bearer TOKEN"; an authenticator of its own gets the whole value,
+     * as brpc's HTTP protocol hands its Authenticator the Authorization header */
+    if (sess->server->auth_token) {
+        static const char BEARER[] = "Bearer ";
+        if (strncasecmp(authorization, BEARER, sizeof BEARER - 1) != 0) return 0;
+        authorization += sizeof BEARER - 1;
+        while (*authorization == ' ') authorization++;
+    }
+    return credential_accepted(sess, (const uint8_t *)authorization, strlen(authorization));
 }
 
 /* ftrpc.Control/Cancel (protocol page, Cancellation): marks the named call of this connection. */
@@ -922,10 +950,9 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
 {
     ftrpc_server *s = sess->server;
     ft_conn *c = sess->conn;
-    if ((s->opts.authenticator || s->auth_token) && !sess->authenticated) {
-        if (!authenticate(sess, f)) {
-            atomic_fetch_add(&s->auth_failures, 1);
-            FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing %s: authentication failed", c->peer);
+    if (ft_server_needs_auth(s) && !sess->authenticated) {
+        if (!credential_accepted(sess, f->auth_data, f->auth_len)) {
+            ft_server_count_auth_failure(sess);
             write_error(c, f->correlation_id, FTRPC_ERPCAUTH, "authentication failed");
             ft_conn_close(c, FTRPC_ERPCAUTH, 0); /* after the error is flushed */
             return;

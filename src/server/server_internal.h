@@ -173,6 +173,13 @@ int ft_server_start_http_call(ft_session *sess, const char *service, const char 
                               int32_t timeout_ms, ft_iobuf *payload, uint64_t seq, char *text,
                               size_t len);
 int32_t ft_server_wire_code(int code);
+/* 1 when the server checks credentials (auth_token or authenticator). */
+int ft_server_needs_auth(const ftrpc_server *s);
+/* Checks an HTTP request's Authorization header value (NULL when absent): "Bearer TOKEN" for the
+ * token, the whole value for an authenticator. 1 when accepted (the session's identity is set). */
+int ft_server_authenticate_http(ft_session *sess, const char *authorization);
+/* Counts and logs (rate-limited) a refused credential. */
+void ft_server_count_auth_failure(ft_session *sess);
 /* The session's read_timer callback: closes a connection too slow to name its protocol, or hands
  * a slow HTTP header to ft_http_session_on_timeout. */
 void ft_server_read_timer_fired(ft_timer *t);
@@ -198,6 +205,8 @@ typedef struct ft_page {
     const char *content_type;
     ft_strbuf body;
 } ft_page;
+/* 1 when path names a builtin page. */
+int ft_builtin_page_known(const char *path);
 /* Renders the builtin page for path (GET or HEAD). 1 when path is a builtin page, 0 when not. */
 int ft_builtin_page(struct ftrpc_server *s, const char *path, const char *query, ft_page *out);
 

@@ -971,3 +971,22 @@ int64_t h_load_latency_quantile(const h_load *l, int64_t t0_us, int64_t t1_us, d
     free(v);
     return out;
 }
+
+int h_curl(const char *args, char **out)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "curl -sS --max-time 10 %s 2>&1", args);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t cap = 65536, len = 0;
+    char *buf = calloc(1, cap);
+    size_t n;
+    while (buf && (n = fread(buf + len, 1, cap - 1 - len, p)) > 0)
+        len += n;
+    int st = pclose(p);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}

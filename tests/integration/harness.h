@@ -132,6 +132,9 @@ typedef struct h_tls_files {
 } h_tls_files;
 /* Generates them all (about 0.1 s). 0, or -1 when openssl failed (its output is printed). */
 int h_tls_make(h_tls_files *f);
+/* Runs `curl -sS --max-time 10 ARGS` (a shell line) and returns its exit code; *out (may be
+ * NULL) gets its stdout and stderr, the caller's to free. */
+int h_curl(const char *args, char **out);
 /* Removes the folder. */
 void h_tls_remove(const h_tls_files *f);
 

@@ -440,7 +440,7 @@ static void admin_port_serves_the_pages(void **state)
 {
     (void)state;
     ftrpc_admin *admin = NULL;
-    assert_int_equal(ftrpc_admin_start("127.0.0.1:0", &admin), 0);
+    assert_int_equal(ftrpc_admin_new("127.0.0.1:0", NULL, &admin), 0);
     int saved = port;
     port = ftrpc_admin_port(admin);
     assert_true(port > 0);
@@ -455,7 +455,7 @@ static void admin_port_serves_the_pages(void **state)
     assert_non_null(strstr(r.body, "\"methods\":[]"));
     resp_fini(&r);
     port = saved;
-    ftrpc_admin_stop(admin);
+    ftrpc_admin_free(admin);
 }
 
 /* ---- bad input while good clients keep going ---- */

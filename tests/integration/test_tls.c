@@ -39,26 +39,6 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Runs curl (bounded by its own --max-time) and returns its exit code; *out gets its stdout. */
-static int run_curl(const char *args, char **out)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "curl -sS --max-time 10 %s 2>&1", args);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t cap = 65536, len = 0;
-    char *buf = calloc(1, cap);
-    size_t n;
-    while (buf && (n = fread(buf + len, 1, cap - 1 - len, p)) > 0)
-        len += n;
-    int st = pclose(p);
-    if (out)
-        *out = buf;
-    else
-        free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* `ftrpc call URL example.EchoService/Echo --data DATA --verbose EXTRA...`: exit code; out, err
  * (may be NULL) are the caller's to free. */
 static int cli_call(const char *url, const char *data, const char *const *extra, char **out,
@@ -111,17 +91,17 @@ static void tls_call_works_and_plain_calls_and_curl_https_share_its_port(void **
     /* curl: the health page over TLS, then over plain HTTP, on that same port */
     char args[1024];
     snprintf(args, sizeof args, "--cacert %s https://127.0.0.1:%d/health", tls.ca, s.port);
-    assert_int_equal(run_curl(args, &out), 0);
+    assert_int_equal(h_curl(args, &out), 0);
     print_message("curl https /health: %s\n", out);
     assert_non_null(strstr(out, "OK"));
     free(out);
     snprintf(args, sizeof args, "http://127.0.0.1:%d/health", s.port);
-    assert_int_equal(run_curl(args, &out), 0);
+    assert_int_equal(h_curl(args, &out), 0);
     assert_non_null(strstr(out, "OK"));
     free(out);
     /* curl with the wrong CA fails on its side, and the server logs the closed handshake */
     snprintf(args, sizeof args, "--cacert %s https://127.0.0.1:%d/health", tls.wrong_ca, s.port);
-    assert_int_not_equal(run_curl(args, NULL), 0);
+    assert_int_not_equal(h_curl(args, NULL), 0);
     assert_int_equal(h_server_stop(&s, 10000), 0);
 }
 
@@ -223,9 +203,9 @@ static void force_tls_refuses_plain_calls(void **state)
     expect_echo(url, "secure", with_ca);
     char args[1024];
     snprintf(args, sizeof args, "http://127.0.0.1:%d/health", s.port);
-    assert_int_not_equal(run_curl(args, NULL), 0);
+    assert_int_not_equal(h_curl(args, NULL), 0);
     snprintf(args, sizeof args, "--cacert %s https://127.0.0.1:%d/health", tls.ca, s.port);
-    assert_int_equal(run_curl(args, NULL), 0);
+    assert_int_equal(h_curl(args, NULL), 0);
     assert_true(h_server_stderr_count(&s, "TLS is forced") >= 1);
     assert_int_equal(h_server_stop(&s, 10000), 0);
 }
