@@ -95,6 +95,11 @@ typedef struct ftrpc_server_options {
     int read_timeout_ms;           /* default 10000: a started frame must complete within it
                                     * (slowloris); -1: never */
     int max_inflight_per_connection; /* default 1024; past it requests get FTRPC_ELIMIT */
+    /* default 256 MiB: the bytes that requests not yet whole may hold, summed over every
+     * connection (a started baidu_std frame, an HTTP request whose body is arriving). A read that
+     * takes the sum past it closes its connection (counted in pending_refused), so that many slow
+     * senders cannot each hold max_body_size until read_timeout_ms */
+    size_t max_pending_request_bytes;
     /* default 10000: an HTTP request whose header is not complete this long after its first byte
      * (or a connection whose first bytes do not name a protocol) is closed (slowloris guard) */
     int http_header_timeout_ms;
@@ -167,6 +172,8 @@ typedef struct ftrpc_server_stats {
     int64_t auth_failures;          /* connections refused by the authenticator */
     int64_t tls_failures;           /* TLS connections closed by a failed handshake or record */
     int64_t plain_refused;          /* plain connections closed because tls.force is set */
+    int64_t pending_refused;        /* closed: max_pending_request_bytes reached */
+    int64_t pending_request_bytes;  /* held now by requests not yet whole */
 } ftrpc_server_stats;
 FTRPC_API void ftrpc_server_stats_get(const ftrpc_server *server, ftrpc_server_stats *out);
 

@@ -6,6 +6,7 @@
  * not sleep); hung calls are held until the server stops, then dropped with their connections.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -170,7 +171,10 @@ static void usage(FILE *out)
             "                       -1 never)\n"
             "  --max-inflight-per-connection N\n"
             "                       past N unfinished requests on one connection, more get ELIMIT\n"
-            "                       (default 1024)\n\n"
+            "                       (default 1024)\n"
+            "  --max-pending-request-bytes N\n"
+            "                       bytes all unfinished requests may hold together; a read past\n"
+            "                       it closes its connection (default 268435456)\n\n"
             "TLS (docs/security.md); plain and TLS share the port unless --force-tls:\n"
             "  --tls-cert FILE      certificate chain (PEM, leaf first): turns TLS on\n"
             "  --tls-key FILE       its private key (PEM)\n"
@@ -194,6 +198,7 @@ int ft_cli_echo_server(int argc, char **argv)
         {"idle-timeout-ms", required_argument, 0, 'i'},
         {"read-timeout-ms", required_argument, 0, 'r'},
         {"max-inflight-per-connection", required_argument, 0, 'F'},
+        {"max-pending-request-bytes", required_argument, 0, 'B'},
         {"stats-on-exit", no_argument, 0, 'x'},
         {"tls-cert", required_argument, 0, 'C'},   {"tls-key", required_argument, 0, 'K'},
         {"tls-ca", required_argument, 0, 'a'},     {"tls-client-ca", required_argument, 0, 'Q'},
@@ -202,6 +207,7 @@ int ft_cli_echo_server(int argc, char **argv)
     const char *auth_token = NULL;
     ftrpc_server_tls_options tls = {0};
     long max_connections = 0, idle_timeout_ms = 0, read_timeout_ms = 0, max_inflight = 0;
+    long max_pending = 0;
     const char *reg_url = NULL, *reg_service = NULL, *reg_tags = NULL;
     double ttl_s = 90, interval_s = 30;
     long weight = 0;
@@ -298,6 +304,10 @@ int ft_cli_echo_server(int argc, char **argv)
                                  &max_inflight))
                 return 2;
             break;
+        case 'B':
+            if (ft_cli_parse_int("--max-pending-request-bytes", optarg, 1, LONG_MAX, &max_pending))
+                return 2;
+            break;
         case 'C': tls.cert_file = optarg; break;
         case 'K': tls.key_file = optarg; break;
         case 'a':
@@ -351,6 +361,7 @@ int ft_cli_echo_server(int argc, char **argv)
                                .idle_timeout_ms = (int)idle_timeout_ms,
                                .read_timeout_ms = (int)read_timeout_ms,
                                .max_inflight_per_connection = (int)max_inflight,
+                               .max_pending_request_bytes = (size_t)max_pending,
                                .tls = tls,
                                .public_builtin_pages = public_pages};
     if (reg_url) {

@@ -36,6 +36,9 @@ typedef struct ft_http_conn {
     uint64_t last_seq; /* seq of the response that closes the connection (when closing) */
     int closing;       /* a closing response is queued: parse nothing more */
     int reading;       /* inside on_read: deliveries do not re-enter the parse loop */
+    /* when the first byte of the request being read arrived (0: none pending), and the deadline
+     * the read timer is set to for it */
+    int64_t request_start_ns, request_due_ns;
     int keep_alive[FT_HTTP_MAX_PIPELINE];
     int head_only[FT_HTTP_MAX_PIPELINE];
 } ft_http_conn;
@@ -192,6 +195,7 @@ void ft_http_session_deliver(ftrpc_server_call *call)
     /* the ring may have been full: requests waiting in the read buffer can go on now */
     if (!h->reading && ft_conn_is_open(call->conn) && ft_iobuf_size(&call->conn->in) > 0) {
         int rc = ft_http_session_on_read(sess);
+        if (rc == 0) rc = ft_server_account_pending(sess);
         if (rc < 0) ft_conn_close(call->conn, rc, 1);
     }
 }
@@ -290,21 +294,53 @@ static void handle(ft_session *sess, ft_http_conn *h, ft_http_request *req)
     }
 }
 
-static void arm_header_timer(ft_session *sess)
+/* A request must be whole in time, as a baidu_std frame must: its header within
+ * http_header_timeout_ms of its first byte, and header and body within read_timeout_ms (a body
+ * trickled a byte a second would otherwise hold its connection, and its buffered bytes, for ever).
+ * Called whenever the parser wants more bytes. */
+static void arm_request_timer(ft_session *sess, ft_http_conn *h)
 {
-    if (ft_timer_armed(&sess->read_timer)) return;
-    ft_timer_start(sess->loop, &sess->read_timer,
-                   ft_loop_now_ns(sess->loop) +
-                       (int64_t)sess->server->opts.http_header_timeout_ms * FT_NS_PER_MS,
-                   ft_server_read_timer_fired);
+    const ftrpc_server_options *o = &sess->server->opts;
+    if (ft_iobuf_size(&sess->conn->in) == 0) {
+        h->request_start_ns = 0;
+        ft_timer_stop(sess->loop, &sess->read_timer);
+        return;
+    }
+    if (h->request_start_ns == 0) h->request_start_ns = ft_loop_now_ns(sess->loop);
+    int64_t whole = o->read_timeout_ms > 0 ? (int64_t)o->read_timeout_ms * FT_NS_PER_MS : -1;
+    int64_t header = (int64_t)o->http_header_timeout_ms * FT_NS_PER_MS;
+    int64_t budget = ft_http_parser_in_body(&h->parser) ? whole
+                     : whole < 0 || header < whole  ? header
+                                                    : whole;
+    if (budget < 0) {
+        ft_timer_stop(sess->loop, &sess->read_timer);
+        return;
+    }
+    int64_t due = h->request_start_ns + budget;
+    if (ft_timer_armed(&sess->read_timer) && h->request_due_ns == due) return;
+    h->request_due_ns = due;
+    ft_timer_start(sess->loop, &sess->read_timer, due, ft_server_read_timer_fired);
 }
 
 void ft_http_session_on_timeout(ft_session *sess)
 {
     ft_http_conn *h = sess->http;
-    FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
-                       "closing HTTP connection from %s: request header not complete within %d ms",
-                       sess->conn->peer, sess->server->opts.http_header_timeout_ms);
+    const ftrpc_server_options *o = &sess->server->opts;
+    int in_body = h && ft_http_parser_in_body(&h->parser);
+    if (in_body) {
+        ft_server_count_read_timeout(sess);
+        FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
+                           "closing HTTP connection from %s: request body not complete within %d ms",
+                           sess->conn->peer, o->read_timeout_ms);
+    } else {
+        FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
+                           "closing HTTP connection from %s: request header not complete within %d "
+                           "ms",
+                           sess->conn->peer,
+                           o->read_timeout_ms > 0 && o->read_timeout_ms < o->http_header_timeout_ms
+                               ? o->read_timeout_ms
+                               : o->http_header_timeout_ms);
+    }
     if (!h || h->closing || h->next - h->head >= FT_HTTP_MAX_PIPELINE) {
         ft_conn_close(sess->conn, FTRPC_ERPCTIMEDOUT, 1);
         return;
@@ -312,7 +348,8 @@ void ft_http_session_on_timeout(ft_session *sess)
     uint64_t seq = h->next++;
     h->keep_alive[seq % FT_HTTP_MAX_PIPELINE] = 0;
     h->head_only[seq % FT_HTTP_MAX_PIPELINE] = 0;
-    fill_text(h, seq, 408, "request header not complete in time\n", NULL);
+    fill_text(h, seq, 408, in_body ? "request body not complete in time\n"
+                                   : "request header not complete in time\n", NULL);
     flush_in_order(sess);
 }
 
@@ -342,13 +379,11 @@ int ft_http_session_on_read(ft_session *sess)
         const char *reason = NULL;
         ft_parse_status st = ft_http_parse(&h->parser, &c->in, &lim, &req, &status, &reason);
         if (st == FT_PARSE_NEED_MORE) {
-            if (ft_iobuf_size(&c->in) > 0 && !ft_http_parser_in_body(&h->parser))
-                arm_header_timer(sess);
-            else
-                ft_timer_stop(sess->loop, &sess->read_timer);
+            arm_request_timer(sess, h);
             break;
         }
         ft_timer_stop(sess->loop, &sess->read_timer);
+        h->request_start_ns = 0;
         if (st != FT_PARSE_OK) {
             FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing HTTP connection from %s: %s (%d)", c->peer,
                                reason ? reason : "bad request", status);

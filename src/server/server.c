@@ -87,6 +87,7 @@ int ftrpc_server_new(const ftrpc_server_options *opts, ftrpc_server **out)
     if (o.idle_timeout_ms == 0) o.idle_timeout_ms = 600000;
     if (o.read_timeout_ms == 0) o.read_timeout_ms = 10000;
     if (o.max_inflight_per_connection == 0) o.max_inflight_per_connection = 1024;
+    if (o.max_pending_request_bytes == 0) o.max_pending_request_bytes = (size_t)256 << 20;
     if (o.tls.client_cert < FTRPC_TLS_CLIENT_CERT_NONE ||
         o.tls.client_cert > FTRPC_TLS_CLIENT_CERT_OPTIONAL || (o.tls.force && !o.tls.cert_file) ||
         (!o.tls.cert_file && (o.tls.key_file || o.tls.client_ca_file))) {
@@ -279,11 +280,16 @@ static void on_idle_timeout(ft_timer *t)
         ft_conn_close(sess->conn, 0, 0);
 }
 
+void ft_server_count_read_timeout(ft_session *sess)
+{
+    atomic_fetch_add(&sess->server->read_timeouts, 1);
+}
+
 static void on_read_timeout(ft_timer *t)
 {
     ft_session *sess = ft_container_of(t, ft_session, read_timer);
     ftrpc_server *s = sess->server;
-    atomic_fetch_add(&s->read_timeouts, 1);
+    ft_server_count_read_timeout(sess);
     FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing %s: a frame did not complete within %d ms",
                        sess->conn->peer, s->opts.read_timeout_ms);
     ft_conn_close(sess->conn, FTRPC_EREQUEST, 1);
@@ -747,6 +753,8 @@ void ftrpc_server_stats_get(const ftrpc_server *s, ftrpc_server_stats *out)
     out->idle_closed = atomic_load(&((ftrpc_server *)s)->idle_closed);
     out->read_timeouts = atomic_load(&((ftrpc_server *)s)->read_timeouts);
     out->auth_failures = atomic_load(&((ftrpc_server *)s)->auth_failures);
+    out->pending_refused = atomic_load(&((ftrpc_server *)s)->pending_refused);
+    out->pending_request_bytes = atomic_load(&((ftrpc_server *)s)->pending_bytes);
     out->tls_failures = atomic_load(&((ftrpc_server *)s)->tls_failures);
     out->plain_refused = atomic_load(&((ftrpc_server *)s)->plain_refused);
 }
@@ -1059,7 +1067,42 @@ static int sniff_transport(ft_session *sess)
     return 1;
 }
 
+int ft_server_account_pending(ft_session *sess)
+{
+    ftrpc_server *s = sess->server;
+    size_t now = sess->conn->state == FT_CONN_OPEN ? ft_iobuf_size(&sess->conn->in) : 0;
+    if (now == sess->pending_bytes) return 0; /* the common case: every request was whole */
+    long long delta = (long long)now - (long long)sess->pending_bytes;
+    sess->pending_bytes = now;
+    long long total = atomic_fetch_add(&s->pending_bytes, delta) + delta;
+    if (delta <= 0 || (unsigned long long)total <= s->opts.max_pending_request_bytes) return 0;
+    atomic_fetch_add(&s->pending_refused, 1);
+    FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
+                       "closing %s: unfinished requests hold %lld bytes on this server, past "
+                       "max_pending_request_bytes (%zu); this connection holds %zu",
+                       sess->conn->peer, total, s->opts.max_pending_request_bytes, now);
+    return FTRPC_EOVERCROWDED;
+}
+
+/* Drops the session's share of the pending bytes (on close). */
+static void release_pending(ft_session *sess)
+{
+    if (sess->pending_bytes == 0) return;
+    atomic_fetch_sub(&sess->server->pending_bytes, (long long)sess->pending_bytes);
+    sess->pending_bytes = 0;
+}
+
+static int read_requests(ft_conn *c);
+
 static int session_on_read(ft_conn *c)
+{
+    int rc = read_requests(c);
+    if (rc != 0) return rc;
+    return ft_server_account_pending(c->owner);
+}
+
+/* Parses and dispatches what the connection has read. 0, or a negative code to close. */
+static int read_requests(ft_conn *c)
 {
     ft_session *sess = c->owner;
     ftrpc_server *s = sess->server;
@@ -1125,6 +1168,7 @@ static void session_on_close(ft_conn *c, int reason)
     ftrpc_server_call *call;
     while ((call = ft_idmap_take_any(&sess->calls)) != NULL) call->session = NULL;
     ft_idmap_fini(&sess->calls);
+    release_pending(sess);
     ft_timer_stop(sess->loop, &sess->idle_timer);
     ft_timer_stop(sess->loop, &sess->read_timer);
     ft_http_session_free(sess);

@@ -92,6 +92,7 @@ typedef struct ft_session {
      * before it fires (slowloris) */
     ft_timer read_timer;
     int authenticated;
+    size_t pending_bytes; /* of the server's pending_bytes: this connection's unparsed bytes */
     /* the method of this connection's last request: a client calls the same method again and
      * again, and two strcmp cost less than the hash and probe of find_method */
     struct ft_method *last_method;
@@ -132,7 +133,10 @@ struct ftrpc_server {
     char *auth_token; /* copies of the option strings the server keeps */
     char *register_url, *register_addr, *register_tags;
     atomic_llong connections_refused, idle_closed, read_timeouts, auth_failures;
-    atomic_llong tls_failures, plain_refused;
+    atomic_llong tls_failures, plain_refused, pending_refused;
+    /* bytes of requests read and not yet whole (started frames, HTTP requests, pipelined requests
+     * waiting), over every connection: bounded by max_pending_request_bytes */
+    atomic_llong pending_bytes;
     ft_tls_ctx *tls_ctx; /* NULL: plain only; shared by every loop (read-only once made) */
     pthread_mutex_t stop_lock; /* guards nothing but the condition below */
     pthread_cond_t stop_cond;  /* signalled when inflight or sessions reach 0 while stopping */
@@ -178,6 +182,12 @@ int ft_server_needs_auth(const ftrpc_server *s);
 /* Checks an HTTP request's Authorization header value (NULL when absent): "Bearer TOKEN" for the
  * token, the whole value for an authenticator. 1 when accepted (the session's identity is set). */
 int ft_server_authenticate_http(ft_session *sess, const char *authorization);
+/* Counts a connection closed because a request did not complete within read_timeout_ms. */
+void ft_server_count_read_timeout(ft_session *sess);
+/* After the session's bytes were parsed: updates the server's count of bytes held by unfinished
+ * requests. FTRPC_EOVERCROWDED (the caller closes the connection) when this connection's growth
+ * took the count past max_pending_request_bytes; else 0. */
+int ft_server_account_pending(ft_session *sess);
 /* Counts and logs (rate-limited) a refused credential. */
 void ft_server_count_auth_failure(ft_session *sess);
 /* The session's read_timer callback: closes a connection too slow to name its protocol, or hands

@@ -990,3 +990,48 @@ int h_curl(const char *args, char **out)
         free(buf);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+long h_rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
+    fclose(f);
+    return kb;
+}
+
+int h_wait_all_closed(int *fds, int n, int timeout_ms)
+{
+    struct pollfd *p = calloc((size_t)n, sizeof *p);
+    if (!p) return 0;
+    int closed = 0;
+    int64_t deadline = h_now_ms() + timeout_ms;
+    while (closed < n && h_now_ms() < deadline) {
+        int m = 0;
+        for (int i = 0; i < n; i++) {
+            if (fds[i] < 0) continue;
+            p[m].fd = fds[i];
+            p[m].events = POLLIN;
+            p[m].revents = 0;
+            m++;
+        }
+        if (poll(p, (nfds_t)m, 50) <= 0) continue;
+        for (int k = 0; k < m; k++) {
+            if (!p[k].revents) continue;
+            char b[256];
+            ssize_t r = recv(p[k].fd, b, sizeof b, MSG_DONTWAIT);
+            if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+                for (int i = 0; i < n; i++)
+                    if (fds[i] == p[k].fd) fds[i] = -1;
+                close(p[k].fd);
+                closed++;
+            }
+        }
+    }
+    free(p);
+    return closed;
+}

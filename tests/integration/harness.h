@@ -150,6 +150,11 @@ int h_raw_send(int fd, const void *data, size_t len);
 int h_raw_read_exact(int fd, void *buf, size_t len, int timeout_ms);
 /* Waits for the peer to close (EOF or reset), discarding what it sends. 1 closed, 0 timed out. */
 int h_raw_wait_closed(int fd, int timeout_ms);
+/* Waits until every fd in fds sees EOF or a reset (bounded). Closed fds are closed and set to -1.
+ * Returns how many were closed. */
+int h_wait_all_closed(int *fds, int n, int timeout_ms);
+/* A process's resident set (VmRSS) in kB, or -1. */
+long h_rss_kb(pid_t pid);
 
 /* One response frame read from a raw connection, decoded. */
 typedef struct h_response {

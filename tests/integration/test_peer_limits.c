@@ -44,19 +44,6 @@ enum { STALLED = 1000, SILENT = 200, READ_TIMEOUT_MS = 2000, IDLE_TIMEOUT_MS = 2
 #define RSS_GROWTH_BOUND_KB (16 * 1024)
 #endif
 
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
-    fclose(f);
-    return kb;
-}
-
 /* Raises the soft RLIMIT_NOFILE to the hard one; returns how many descriptors we may hold. */
 static long raise_fd_limit(void)
 {
@@ -66,40 +53,6 @@ static long raise_fd_limit(void)
     setrlimit(RLIMIT_NOFILE, &rl);
     getrlimit(RLIMIT_NOFILE, &rl);
     return rl.rlim_cur == RLIM_INFINITY ? 1L << 20 : (long)rl.rlim_cur;
-}
-
-/* Waits until every fd in fds sees EOF or a reset (bounded). Closed fds are set to -1. Returns
- * how many were closed. */
-static int wait_all_closed(int *fds, int n, int timeout_ms)
-{
-    struct pollfd *p = calloc((size_t)n, sizeof *p);
-    assert_non_null(p);
-    int closed = 0;
-    int64_t deadline = h_now_ms() + timeout_ms;
-    while (closed < n && h_now_ms() < deadline) {
-        int m = 0;
-        for (int i = 0; i < n; i++) {
-            if (fds[i] < 0) continue;
-            p[m].fd = fds[i];
-            p[m].events = POLLIN;
-            p[m].revents = 0;
-            m++;
-        }
-        if (poll(p, (nfds_t)m, 50) <= 0) continue;
-        for (int k = 0; k < m; k++) {
-            if (!p[k].revents) continue;
-            char b[256];
-            ssize_t r = recv(p[k].fd, b, sizeof b, MSG_DONTWAIT);
-            if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
-                for (int i = 0; i < n; i++)
-                    if (fds[i] == p[k].fd) fds[i] = -1;
-                close(p[k].fd);
-                closed++;
-            }
-        }
-    }
-    free(p);
-    return closed;
 }
 
 /* The first half of a request frame: a header that promises body bytes that never come. */
@@ -140,7 +93,7 @@ stalled_and_silent_peers_cost_bounded_memory_and_are_closed_by_the_timeouts(void
     h_load load = {.client = good, .window = 4, .pace_us = 500, .max_calls = 1000000};
     assert_int_equal(h_load_start(&load), 0);
     assert_true(h_load_wait_done(&load, 100, 5000));
-    long rss_before = rss_kb(s.pid);
+    long rss_before = h_rss_kb(s.pid);
 
     int n = stalled + silent;
     int *fds = malloc(sizeof(int) * (size_t)n);
@@ -154,14 +107,14 @@ stalled_and_silent_peers_cost_bounded_memory_and_are_closed_by_the_timeouts(void
         assert_true(fds[i] >= 0);
         if (i < stalled) assert_int_equal(h_raw_send(fds[i], half, hlen), 0);
         if (i % 100 == 99) {
-            long r = rss_kb(s.pid);
+            long r = h_rss_kb(s.pid);
             if (r > rss_peak) rss_peak = r;
         }
     }
     int64_t opened_ms = h_now_ms() - t0;
     /* the peak: every connection open and its half frame buffered, before any timeout fired */
     for (int i = 0; i < 5; i++) {
-        long r = rss_kb(s.pid);
+        long r = h_rss_kb(s.pid);
         if (r > rss_peak) rss_peak = r;
         h_sleep_ms(20);
     }
@@ -169,11 +122,11 @@ stalled_and_silent_peers_cost_bounded_memory_and_are_closed_by_the_timeouts(void
 
     /* stalled ones go at the read timeout, silent ones at the idle timeout; the bound leaves room
      * for a slow (sanitizer) build and for opening them all */
-    int closed_stalled = wait_all_closed(fds, stalled, READ_TIMEOUT_MS + 5000);
+    int closed_stalled = h_wait_all_closed(fds, stalled, READ_TIMEOUT_MS + 5000);
     int64_t stalled_closed_ms = h_now_ms() - t0;
-    int closed_silent = wait_all_closed(fds + stalled, silent, IDLE_TIMEOUT_MS + 5000);
+    int closed_silent = h_wait_all_closed(fds + stalled, silent, IDLE_TIMEOUT_MS + 5000);
     int64_t silent_closed_ms = h_now_ms() - t0;
-    long rss_after = rss_kb(s.pid);
+    long rss_after = h_rss_kb(s.pid);
 
     int before = atomic_load(&load.done);
     assert_true(h_load_wait_done(&load, before + 100, 5000)); /* still served afterwards */
