@@ -27,8 +27,8 @@ enum { CONNECTIONS = 50, READ_TIMEOUT_MS = 2000, SENT_KB = 1024, TRICKLE_MS = 10
 
 /* What the child may grow by beyond the bytes the peers hold: its buffers' block overhead, the
  * good client's traffic, the allocator's slack. Measured: +52.3 MB for 51.2 MB held, and +11.2 MB
- * under the 8 MiB budget, in
- * release; the sanitizers pad and quarantine every block, and TSan shadows what is touched. */
+ * under the 8 MiB budget, in release; the sanitizers pad and quarantine every block, and TSan
+ * shadows what is touched. */
 #if defined(__SANITIZE_ADDRESS__)
 #define SLACK_KB (64 * 1024)
 #elif H_UNDER_TSAN
