@@ -9,10 +9,61 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+#include "base/list.h"
 #include "base/log.h"
 #include "io/conn.h"
 
-enum { ACCEPTS_PER_WAKEUP = 64, BACKLOG = 1024 };
+enum { ACCEPTS_PER_WAKEUP = 64, BACKLOG = 1024, PAUSE_MS = 100 };
+
+static void on_readable(uv_poll_t *p, int status, int events);
+
+static int open_reserve(void)
+{
+    return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void resume_accepting(ft_timer *t)
+{
+    ft_listener *l = ft_container_of(t, ft_listener, resume_timer);
+    if (l->reserve_fd < 0) l->reserve_fd = open_reserve();
+    uv_poll_start(&l->poll, UV_READABLE, on_readable);
+}
+
+static void pause_accepting(ft_listener *l)
+{
+    uv_poll_stop(&l->poll);
+    ft_timer_start(l->loop, &l->resume_timer,
+                   ft_loop_now(l->loop) + (int64_t)PAUSE_MS * FT_NS_PER_MS, resume_accepting);
+}
+
+/* accept() failed with EMFILE or ENFILE. Returns after shedding what waits in the backlog, or
+ * after pausing the watcher when there is no reserve to shed with. */
+static void out_of_descriptors(ft_listener *l, int err)
+{
+    int shed = 0;
+    if (l->reserve_fd >= 0) {
+        close(l->reserve_fd);
+        l->reserve_fd = -1;
+        int fd;
+        while ((fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+            close(fd);
+            shed++;
+        }
+        int again = errno == EAGAIN || errno == EWOULDBLOCK;
+        l->reserve_fd = open_reserve();
+        l->shed += shed;
+        FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
+                           "accept on port %d: %s; closed %d waiting connections (%lld so far)",
+                           l->port, strerror(err), shed, l->shed);
+        if (again && l->reserve_fd >= 0) return; /* the backlog is empty: nothing to spin on */
+    }
+    /* no reserve (another thread took the descriptor), or the system-wide table is full: wait
+     * rather than spin */
+    FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "accept on port %d: %s; pausing accepts for %d ms", l->port,
+                       strerror(err), PAUSE_MS);
+    pause_accepting(l);
+}
 
 static void on_readable(uv_poll_t *p, int status, int events)
 {
@@ -22,11 +73,17 @@ static void on_readable(uv_poll_t *p, int status, int events)
     for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-            if (errno == ECONNABORTED) continue;
-            /* EMFILE and friends: log and let the next readiness retry */
+            int err = errno;
+            if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) return;
+            if (err == ECONNABORTED) continue;
+            if (err == EMFILE || err == ENFILE) {
+                out_of_descriptors(l, err);
+                return;
+            }
+            /* ENOBUFS, ENOMEM and the like: the next readiness retries, after a pause */
             FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "accept on port %d failed: %s", l->port,
-                               strerror(errno));
+                               strerror(err));
+            pause_accepting(l);
             return;
         }
         l->cb(l, fd, l->arg);
@@ -79,12 +136,14 @@ int ft_listener_start(ft_loop *loop, const char *hostport, ft_accept_cb cb, void
                                                : ((struct sockaddr_in6 *)&bound)->sin6_port);
     l->loop = loop;
     l->fd = fd;
+    l->reserve_fd = open_reserve();
     l->cb = cb;
     l->arg = arg;
     struct start_args a = {l, 0};
     ft_loop_run_sync(loop, start_on_loop, &a);
     if (a.rc != 0) {
         close(fd);
+        if (l->reserve_fd >= 0) close(l->reserve_fd);
         free(l);
         return a.rc;
     }
@@ -96,12 +155,14 @@ static void on_poll_closed(uv_handle_t *h)
 {
     ft_listener *l = h->data;
     close(l->fd);
+    if (l->reserve_fd >= 0) close(l->reserve_fd);
     free(l);
 }
 
 static void stop_on_loop(void *arg)
 {
     ft_listener *l = arg;
+    ft_timer_stop(l->loop, &l->resume_timer);
     uv_poll_stop(&l->poll);
     uv_close((uv_handle_t *)&l->poll, on_poll_closed);
 }

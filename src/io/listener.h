@@ -19,6 +19,13 @@ struct ft_listener {
     int port;
     ft_accept_cb cb;
     void *arg;
+    /* Out of descriptors (EMFILE), a level-triggered watcher would wake at once, for ever, while
+     * connections wait in the backlog. A descriptor held in reserve is given up to accept and
+     * close what waits (libuv's trick: the peers learn at once instead of timing out); when that
+     * cannot help, accepting pauses for a moment (nginx's way). */
+    int reserve_fd; /* -1 when it could not be had */
+    ft_timer resume_timer;
+    long long shed; /* connections accepted and closed for want of descriptors */
 };
 
 /* Binds and listens on "host:port" (port 0: any free port) and starts accepting on `loop`.

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "base/aligned_alloc.h"
@@ -383,6 +384,30 @@ static int start_registrar(ftrpc_server *s, const char *listen_addr)
     return rc;
 }
 
+/* A server holds a descriptor per connection: the soft RLIMIT_NOFILE (1,024 on many systems) is
+ * raised to the hard one, as Go's runtime and nginx's worker_rlimit_nofile do, and a
+ * max_connections the limit cannot honour is said out loud: past the limit accept() fails and
+ * the listener sheds new connections instead. */
+static void fit_descriptor_limit(const ftrpc_server *s)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit raised = {rl.rlim_max, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
+    }
+    /* what a process needs besides its connections: loops, the listener, logs, clients */
+    enum { OWN_DESCRIPTORS = 64 };
+    if (rl.rlim_cur != RLIM_INFINITY &&
+        (rlim_t)s->opts.max_connections + OWN_DESCRIPTORS > rl.rlim_cur)
+        FT_WARN("server: max_connections is %d but RLIMIT_NOFILE allows %llu descriptors: past "
+                "about %llu connections new ones are closed at accept (raise the hard limit, "
+                "ulimit -Hn, or lower max_connections)",
+                s->opts.max_connections, (unsigned long long)rl.rlim_cur,
+                (unsigned long long)(rl.rlim_cur > OWN_DESCRIPTORS ? rl.rlim_cur - OWN_DESCRIPTORS
+                                                                   : 0));
+}
+
 int ftrpc_server_start(ftrpc_server *s, const char *listen_addr)
 {
     if (!s || !listen_addr) return FTRPC_EINVAL;
@@ -396,6 +421,7 @@ int ftrpc_server_start(ftrpc_server *s, const char *listen_addr)
         if (rc != 0) return rc;
         s->pool_started = 1;
     }
+    fit_descriptor_limit(s);
     s->started_ns = ft_now_ns();
     atomic_store(&s->state, FT_SERVER_RUNNING);
     int rc = ft_listener_start(&s->rt->loops[0], listen_addr, on_accept, s, &s->listener);

@@ -153,6 +153,9 @@ int h_raw_wait_closed(int fd, int timeout_ms);
 /* Waits until every fd in fds sees EOF or a reset (bounded). Closed fds are closed and set to -1.
  * Returns how many were closed. */
 int h_wait_all_closed(int *fds, int n, int timeout_ms);
+/* Raises this process's soft RLIMIT_NOFILE to the hard one; returns how many descriptors it may
+ * hold. Children started afterwards inherit it. */
+long h_raise_fd_limit(void);
 /* A process's resident set (VmRSS) in kB, or -1. */
 long h_rss_kb(pid_t pid);
 

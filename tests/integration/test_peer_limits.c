@@ -44,17 +44,6 @@ enum { STALLED = 1000, SILENT = 200, READ_TIMEOUT_MS = 2000, IDLE_TIMEOUT_MS = 2
 #define RSS_GROWTH_BOUND_KB (16 * 1024)
 #endif
 
-/* Raises the soft RLIMIT_NOFILE to the hard one; returns how many descriptors we may hold. */
-static long raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-    getrlimit(RLIMIT_NOFILE, &rl);
-    return rl.rlim_cur == RLIM_INFINITY ? 1L << 20 : (long)rl.rlim_cur;
-}
-
 /* The first half of a request frame: a header that promises body bytes that never come. */
 static size_t half_frame(uint8_t *out, size_t cap)
 {
@@ -71,7 +60,7 @@ stalled_and_silent_peers_cost_bounded_memory_and_are_closed_by_the_timeouts(void
 {
     (void)state;
     int stalled = STALLED, silent = SILENT;
-    long limit = raise_fd_limit();
+    long limit = h_raise_fd_limit();
     /* ours plus the child's (it inherits the limit): each connection is one fd on both sides */
     if (limit < stalled + silent + 200) {
         int room = (int)(limit - 200) > 0 ? (int)(limit - 200) : 0;
