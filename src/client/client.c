@@ -213,7 +213,12 @@ static int cconn_on_read(ft_conn *conn)
             ft_call_on_response(a, st, &f, reason);
         }
         /* else: a late answer to an attempt that already ended; nothing waits for it */
+        int refused = st == FT_PARSE_OK && f.error_code == -FTRPC_ERPCAUTH;
         ft_rpc_frame_fini(&f);
+        /* the server refused this connection's credential and closes it after this answer: the
+         * requests still pending on it are refused with it (they would otherwise end in EEOF and
+         * be retried), and the next call opens a new connection instead of writing to this one */
+        if (refused) return FTRPC_ERPCAUTH;
     }
     ft_client_close_if_retired(cc);
     return 0;

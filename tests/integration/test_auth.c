@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +134,61 @@ wrong_or_missing_token_gets_erpcauth_and_a_closed_connection_while_right_token_c
     assert_int_equal(h_server_stop(&s, 10000), 0);
 }
 
+typedef struct refused_calls {
+    atomic_int done, erpcauth, attempts;
+} refused_calls;
+
+static void count_refusal(ftrpc_result *r, void *arg)
+{
+    refused_calls *rc = arg;
+    if (r->code == FTRPC_ERPCAUTH) atomic_fetch_add(&rc->erpcauth, 1);
+    atomic_fetch_add(&rc->attempts, r->attempts);
+    atomic_fetch_add(&rc->done, 1);
+}
+
+/* A refused credential ends the call once, in every fail mode: no retry, no second attempt on the
+ * connection the server is closing (it used to give EEOF and EFAILEDSOCKET, which failover then
+ * retried: 339 attempts for 200 calls). One caller at a time, and 8 calls in flight. */
+static void wrong_token_calls_each_get_erpcauth_after_exactly_one_attempt(void **state)
+{
+    (void)state;
+    h_server s;
+    const char *args[] = {"--auth-token", TOKEN, NULL};
+    assert_int_equal(h_server_start(&s, args), 0);
+    char url[64];
+    h_server_url(&s, url, sizeof url);
+    const ftrpc_fail_mode modes[] = {FTRPC_FAILFAST, FTRPC_FAILOVER, FTRPC_FAILTRY,
+                                     FTRPC_FAILBACKUP};
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+        ftrpc_client *c = NULL;
+        ftrpc_client_options o = {.timeout_ms = 2000, .fail_mode = modes[m], .auth_token = "nope"};
+        assert_int_equal(ftrpc_client_new(url, &o, &c), 0);
+        int erpcauth = 0, attempts = 0;
+        for (int i = 0; i < 200; i++) {
+            ftrpc_result r;
+            ftrpc_call(c, "example.EchoService", "Echo", NULL, NULL, NULL, &r);
+            erpcauth += r.code == FTRPC_ERPCAUTH;
+            attempts += r.attempts;
+            ftrpc_result_fini(&r);
+        }
+        refused_calls async = {0};
+        for (int round = 0; round < 25; round++) {
+            assert_int_equal(h_echo_async(c, 8, count_refusal, &async), 0);
+            assert_true(h_wait_atomic_ge(&async.done, 8 * (round + 1), 5000));
+        }
+        print_message("fail mode %d: 200 blocking calls, %d ERPCAUTH in %d attempts; 200 async "
+                      "(8 in flight), %d ERPCAUTH in %d attempts\n",
+                      (int)modes[m], erpcauth, attempts, atomic_load(&async.erpcauth),
+                      atomic_load(&async.attempts));
+        assert_int_equal(erpcauth, 200);
+        assert_int_equal(attempts, 200);
+        assert_int_equal(atomic_load(&async.erpcauth), 200);
+        assert_int_equal(atomic_load(&async.attempts), 200);
+        ftrpc_client_free(c);
+    }
+    assert_int_equal(h_server_stop(&s, 10000), 0);
+}
+
 static void cli_call_with_the_token_succeeds_and_without_it_fails_with_erpcauth(void **state)
 {
     (void)state;
@@ -251,6 +307,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(
             wrong_or_missing_token_gets_erpcauth_and_a_closed_connection_while_right_token_callers_see_no_error),
+        cmocka_unit_test(wrong_token_calls_each_get_erpcauth_after_exactly_one_attempt),
         cmocka_unit_test(cli_call_with_the_token_succeeds_and_without_it_fails_with_erpcauth),
         cmocka_unit_test(custom_authenticator_attaches_an_identity_the_handler_reads),
     };
