@@ -144,7 +144,7 @@ static int status_of(int32_t wire)
     case FTRPC_EREQUEST:
         return 400;
     case FTRPC_ERPCAUTH:
-        return 401;
+        return 403; /* a handler's refusal; a credential the server refuses is 401 (handle) */
     case FTRPC_ELIMIT:
     case FTRPC_ELOGOFF:
     case FTRPC_EOVERCROWDED:
