@@ -9,7 +9,8 @@
  *
  * Algorithms (name: behaviour; see docs/load-balancing.md for when to use which):
  *   "random"   uniform over usable endpoints
- *   "rr"       round robin, shared atomic counters; one turn per call (not per attempt)
+ *   "rr"       round robin, shared atomic counters; one turn per call (not per attempt); a down
+ *              endpoint's turns are dropped, so its share spreads evenly over the others
  *   "wrr"      smooth weighted round robin, nginx's sequence (precomputed schedule, lock-free)
  *   "wrandom"  weighted random (prefix sums + binary search)
  *   "chash"    consistent hash ring with virtual nodes; the key travels in each pick
@@ -110,8 +111,9 @@ typedef struct ft_lb_pick {
     /* Health predicate; NULL means every endpoint is usable. */
     ft_lb_usable_fn usable;
     void *usable_arg;
-    /* Random state for this pick ("random", "wrandom", "p2c", keyless "chash"); NULL means the
-     * calling thread's generator (ft_rand_thread). Tests pass a seeded one. */
+    /* Random state for this pick ("random", "wrandom", "p2c", keyless "chash", and the fallback
+     * scan of "rr" and "wrr"); NULL means the calling thread's generator (ft_rand_thread). Tests
+     * pass a seeded one. */
     ft_rand *rng;
     /* When every usable endpoint is excluded: 0 (default) fails with FTRPC_ENOENDPOINT; nonzero
      * picks among the usable excluded ones as if nothing were excluded (a retry may then go back to

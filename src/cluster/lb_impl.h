@@ -10,6 +10,12 @@
  * for bad days only. */
 #define FT_LB_PROBES 8
 
+/* Tickets a round-robin pick ("rr", "wrr") takes before it falls back to one O(N) scan. A pick's
+ * tickets follow each other unless other threads take some in between, so it runs out of them only
+ * when about this many slots in a row refuse it: a run of 32 adjacent endpoints down for "rr", a
+ * heavy endpoint down for "wrr". */
+#define FT_LB_TICKET_PROBES 32
+
 typedef struct ft_lb_ops {
     const char *name;
     /* Builds lb->impl from lb->eps; returns 0 or a negative FTRPC_E*. */
@@ -53,12 +59,35 @@ static inline int ft_lb_ok(const ft_lb_pick *req, size_t index)
     return req->usable == NULL || req->usable(req->usable_arg, index);
 }
 
-/* The slow path shared by the randomised balancers: one pass over every endpoint, choosing among
- * those ft_lb_ok accepts (and that differ from `skip`, SIZE_MAX for none) uniformly (weighted == 0)
+/* The slow path shared by the balancers: one pass over every endpoint, choosing among those
+ * ft_lb_ok accepts (and that differ from `skip`, SIZE_MAX for none) uniformly (weighted == 0)
  * or in proportion to weight, by reservoir sampling, so the fallback keeps the balancer's
  * distribution. Returns 0 or FTRPC_ENOENDPOINT. */
 int ft_lb_scan_pick(const ft_lb *lb, const ft_lb_pick *req, ft_rand *rng, int weighted, size_t skip,
                     size_t *out);
+
+/* The pick of the round robins ("rr", "wrr"): takes tickets from `counter` until one falls on an
+ * endpoint this pick may use; ticket t falls on schedule[t % period], or on t % period itself when
+ * schedule is NULL. A refused endpoint's tickets are dropped rather than handed to the next slot:
+ * every usable endpoint gets its own tickets and no others, so a down endpoint's share is spread
+ * over the rest in proportion to theirs (as in Envoy's and Finagle's round robin, where a down host
+ * leaves the rotation), instead of doubling the load on the one after it. A miss costs one more
+ * atomic increment; past FT_LB_TICKET_PROBES tickets one ft_lb_scan_pick (weighted or not)
+ * decides. Returns 0 or FTRPC_ENOENDPOINT. */
+static inline int ft_lb_ticket_pick(const ft_lb *lb, const ft_lb_pick *req, ft_rand *rng,
+                                    _Atomic uint64_t *counter, const uint32_t *schedule,
+                                    uint64_t period, int weighted, size_t *out)
+{
+    for (int k = 0; k < FT_LB_TICKET_PROBES; k++) {
+        uint64_t slot = atomic_fetch_add_explicit(counter, 1, memory_order_relaxed) % period;
+        size_t i = schedule != NULL ? schedule[slot] : (size_t)slot;
+        if (ft_lb_ok(req, i)) {
+            *out = i;
+            return 0;
+        }
+    }
+    return ft_lb_scan_pick(lb, req, rng, weighted, SIZE_MAX, out);
+}
 
 /* "wrr" only, for tests and the bench: 1 when picks run from the precomputed schedule, 0 when they
  * run nginx's step under the lock. */

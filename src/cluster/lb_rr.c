@@ -1,10 +1,15 @@
 /* "rr": round robin over the usable, non-excluded endpoints.
  *
- * One atomic counter shared by every picking thread hands out consecutive start positions, so with
- * all endpoints usable K picks from any mix of threads spread exactly evenly (each endpoint gets
- * floor or ceil of K / N). From the start position the pick walks forward past unusable or excluded
- * endpoints; the endpoint after a down one therefore takes its share too (as brpc's and nginx's
- * round robin do), which is the price of O(1) picks without per-pick coordination. Weights ignored.
+ * One atomic counter shared by every picking thread hands out consecutive tickets, ticket t falling
+ * on endpoint t % N, so with all endpoints usable K picks from any mix of threads spread exactly
+ * evenly (each endpoint gets floor or ceil of K / N). A ticket that falls on an unusable or
+ * excluded endpoint is dropped and the pick takes the next one (ft_lb_ticket_pick): each usable
+ * endpoint still gets exactly its own tickets, so a down endpoint's share is spread evenly over the
+ * others, as in Envoy's and Finagle's round robin. Walking forward from the down endpoint instead,
+ * as brpc's and nginx's round robin do, handed its whole share to the endpoint after it: with one
+ * of three down, that one served two thirds of the calls, twice the other's load, which invites a
+ * cascade. Past FT_LB_TICKET_PROBES refused tickets in a row a uniform scan decides. Weights
+ * ignored.
  *
  * A pick with exclusions is a later pick of a call that already has an endpoint (a retry, a
  * backup, or another go after a refused claim), and takes its ticket from a second counter: the
@@ -45,16 +50,7 @@ static int rr_select(ft_lb *lb, const ft_lb_pick *req, ft_rand *rng, size_t *out
 {
     rr_state *st = lb->impl;
     _Atomic uint64_t *counter = req->n_excluded > 0 ? &st->later : &st->next;
-    uint64_t ticket = atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
-    size_t i = (size_t)(ticket % lb->n);
-    for (size_t k = 0; k < lb->n; k++) {
-        if (ft_lb_ok(req, i)) {
-            *out = i;
-            return 0;
-        }
-        if (++i == lb->n) i = 0;
-    }
-    return FTRPC_ENOENDPOINT;
+    return ft_lb_ticket_pick(lb, req, rng, counter, NULL, lb->n, 0, out);
 }
 
 const ft_lb_ops ft_lb_rr_ops = {

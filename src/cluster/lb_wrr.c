@@ -8,12 +8,12 @@
  * pick takes the next slot from one shared atomic counter: O(1), lock-free, and across all threads
  * together the picks follow nginx's sequence exactly (each thread sees an interleaved part of it).
  *
- * When a slot's endpoint is unusable or excluded the pick takes another ticket (up to WRR_PROBES),
- * rather than walking to the next slot: the refused endpoint's slots simply drop out of the
- * sequence, so the others keep their exact mutual proportions (as in nginx, where a down peer drops
- * out of the step), whereas handing a slot to its neighbour would favour whichever endpoint happens
- * to follow it in the schedule (the unit test catches that). Past the probes one weighted reservoir
- * scan decides.
+ * When a slot's endpoint is unusable or excluded the pick takes another ticket (ft_lb_ticket_pick,
+ * as "rr" does), rather than walking to the next slot: the refused endpoint's slots simply drop out
+ * of the sequence, so the others keep their exact mutual proportions (as in nginx, where a down
+ * peer drops out of the step), whereas handing a slot to its neighbour would favour whichever
+ * endpoint happens to follow it in the schedule (the unit test catches that). Past the probes one
+ * weighted reservoir scan decides.
  *
  * When P exceeds opts->wrr_max_schedule, or P x N exceeds WRR_MAX_BUILD_STEPS, precomputing costs
  * too much memory or time; the balancer then runs nginx's step itself under `mu` (exact, O(N) per
@@ -26,7 +26,6 @@
 
 #include "base/aligned_alloc.h"
 
-#define WRR_PROBES 32
 #define WRR_DEFAULT_MAX_SCHEDULE (1u << 20)
 #define WRR_MAX_BUILD_STEPS (UINT64_C(1) << 27)
 
@@ -117,15 +116,7 @@ static int wrr_select(ft_lb *lb, const ft_lb_pick *req, ft_rand *rng, size_t *ou
         *out = i;
         return 0;
     }
-    for (int k = 0; k < WRR_PROBES; k++) {
-        uint64_t ticket = atomic_fetch_add_explicit(&st->next, 1, memory_order_relaxed);
-        size_t i = st->schedule[ticket % st->period];
-        if (ft_lb_ok(req, i)) {
-            *out = i;
-            return 0;
-        }
-    }
-    return ft_lb_scan_pick(lb, req, rng, 1, SIZE_MAX, out);
+    return ft_lb_ticket_pick(lb, req, rng, &st->next, st->schedule, st->period, 1, out);
 }
 
 int ft_lb_wrr_is_scheduled(const ft_lb *lb)

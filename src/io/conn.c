@@ -434,6 +434,33 @@ static void on_connect_timeout(ft_timer *t)
     close_now(c, FTRPC_ECONNECT);
 }
 
+int ft_sock_is_self_connected(int fd)
+{
+    struct sockaddr_storage local, peer;
+    socklen_t local_len = sizeof local, peer_len = sizeof peer;
+    if (getsockname(fd, (struct sockaddr *)&local, &local_len) != 0 ||
+        getpeername(fd, (struct sockaddr *)&peer, &peer_len) != 0 ||
+        local.ss_family != peer.ss_family)
+        return 0;
+    if (local.ss_family == AF_INET) {
+        const struct sockaddr_in *l4 = (const struct sockaddr_in *)&local;
+        const struct sockaddr_in *p4 = (const struct sockaddr_in *)&peer;
+        return l4->sin_port == p4->sin_port && l4->sin_addr.s_addr == p4->sin_addr.s_addr;
+    }
+    if (local.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *l6 = (const struct sockaddr_in6 *)&local;
+        const struct sockaddr_in6 *p6 = (const struct sockaddr_in6 *)&peer;
+        return l6->sin6_port == p6->sin6_port &&
+               memcmp(&l6->sin6_addr, &p6->sin6_addr, sizeof l6->sin6_addr) == 0;
+    }
+    return 0;
+}
+
+static int connect_error_code(int uv_status)
+{
+    return uv_status == UV_ECONNREFUSED ? FTRPC_ECONNREFUSED : FTRPC_ECONNECT;
+}
+
 static void on_connected(uv_connect_t *req, int status)
 {
     ft_conn *c = req->data;
@@ -442,8 +469,17 @@ static void on_connected(uv_connect_t *req, int status)
         ft_conn_unref(c); /* the connect request's reference */
         return;
     }
-    if (status < 0) {
-        int code = status == UV_ECONNREFUSED ? FTRPC_ECONNREFUSED : FTRPC_ECONNECT;
+    int code = status < 0 ? connect_error_code(status) : 0;
+    /* A connect to a port of this host where nothing listens, when that port lies in the ephemeral
+     * range, may be given that very port as its own: TCP's simultaneous open then connects the
+     * socket to itself, and the client would read its own requests back as if a server had sent
+     * them. Nothing listens there, so it is what it would otherwise have been: refused. Checked
+     * before the connection opens, so nothing queued on it is ever written. */
+    if (code == 0 && ft_sock_is_self_connected(conn_fd(c))) {
+        FT_DEBUG("connect to %s met itself (TCP self-connect): taken as refused", c->peer);
+        code = FTRPC_ECONNREFUSED;
+    }
+    if (code != 0) {
         if (c->handler->on_connect) c->handler->on_connect(c, code);
         close_now(c, code);
         ft_conn_unref(c);
@@ -471,7 +507,7 @@ int ft_conn_connect(ft_loop *loop, const struct sockaddr *addr, int connect_time
         c->state = FT_CONN_CLOSING;
         c->handler = handler;
         uv_close((uv_handle_t *)&c->tcp, free_unopened);
-        return rc == UV_ECONNREFUSED ? FTRPC_ECONNREFUSED : FTRPC_ECONNECT;
+        return connect_error_code(rc);
     }
     ft_conn_ref(c); /* held by the connect request until on_connected */
     if (connect_timeout_ms > 0)

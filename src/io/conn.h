@@ -63,7 +63,9 @@ struct ft_conn {
 };
 
 /* Starts connecting to addr; writes may be queued at once (sent when connected). The connect
- * fails with FTRPC_ECONNREFUSED, FTRPC_ECONNECT, or FTRPC_ECONNECT after connect_timeout_ms. */
+ * fails with FTRPC_ECONNREFUSED, FTRPC_ECONNECT, or FTRPC_ECONNECT after connect_timeout_ms. A
+ * connect that ends connected to itself (ft_sock_is_self_connected) fails with FTRPC_ECONNREFUSED
+ * and is closed before anything queued is written. */
 int ft_conn_connect(ft_loop *loop, const struct sockaddr *addr, int connect_timeout_ms,
                     size_t max_unwritten, const ft_conn_handler *handler, void *owner,
                     ft_conn **out);
@@ -111,6 +113,11 @@ void ft_conn_flush_dirty(ft_loop *loop);
 /* Has c flushed at the end of this loop turn even when nothing new was queued (the TLS transport
  * has handshake records to send). Does nothing unless c is open. */
 void ft_conn_flush_soon(ft_conn *c);
+
+/* Nonzero when the connected socket fd has equal local and peer addresses: a TCP self-connect,
+ * which a connect to an unused port of this host inside the ephemeral range can end in. 0 when
+ * not, or when either address cannot be read. */
+int ft_sock_is_self_connected(int fd);
 
 /* "ip:port" of a sockaddr into buf. */
 void ft_sockaddr_format(const struct sockaddr *sa, char *buf, size_t len);

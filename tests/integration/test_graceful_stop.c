@@ -8,7 +8,10 @@
  *   - handshake completed by the kernel in the listen backlog, reset when the listener closed:
  *     the connect reports ECONNRESET, which the client maps to FTRPC_ECONNECT;
  *   - accepted just before the listener closed, then closed by the stopping server without a
- *     read: FTRPC_EEOF or FTRPC_EFAILEDSOCKET.
+ *     read: FTRPC_EEOF or FTRPC_EFAILEDSOCKET;
+ *   - a reconnect the kernel gave the dead listener's own port (port 0 took it from the ephemeral
+ *     range), which connects to itself: the client takes that as refused, FTRPC_ECONNREFUSED,
+ *     where it used to read its own request back and fail with FTRPC_ERESPONSE.
  * The load test accepts exactly these. */
 #include <setjmp.h>
 #include <stdarg.h>

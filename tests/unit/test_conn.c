@@ -1,9 +1,11 @@
 /* ft_conn over loopback: a client connection on one loop of a runtime, the accepted side adopted
  * on the other. Bytes arrive in order; frames written in one loop iteration go out in a few
  * write syscalls; the unwritten bound refuses a frame whole; orderly close flushes, abortive close
- * drops; a refused connect reports ECONNREFUSED to on_connect then on_close; a reference held past
- * close keeps the memory valid (ASan checks). */
+ * drops; a refused connect reports ECONNREFUSED to on_connect then on_close, and so does a connect
+ * that meets itself (a TCP self-connect), before anything is written; a reference held past close
+ * keeps the memory valid (ASan checks). */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -28,6 +30,43 @@
 #include "io/loop.h"
 
 static const int64_t WAIT_NS = 10000 * FT_NS_PER_MS;
+
+/* The self-connect seam. ft_conn_connect connects a socket libuv makes, to which the kernel gives
+ * a port of its own choosing, so no test can have it choose the destination's port, as it
+ * sometimes does by chance when the destination is a dead port of this host in the ephemeral
+ * range. This connect() takes the place of libc's in the whole test program (libuv calls it
+ * through the dynamic linker): while self_connect_port is set, a connect to
+ * 127.0.0.1:self_connect_port first binds the socket to that very address, so the kernel completes
+ * it by simultaneous open with itself, the state chance produces. Every other connect goes
+ * straight to the next definition (libc's, or a sanitizer's). Default visibility, against the
+ * build's -fvisibility=hidden, so that the linker exports it to libuv. glibc declares connect with
+ * a transparent union of address pointers under _GNU_SOURCE; the definition must match it. */
+static atomic_int self_connect_port;
+static atomic_int self_connects_made;
+
+typedef int (*connect_fn)(int, __CONST_SOCKADDR_ARG, socklen_t);
+
+__attribute__((visibility("default"))) int connect(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
+{
+    static _Atomic(connect_fn) real_fn;
+    connect_fn real = atomic_load_explicit(&real_fn, memory_order_relaxed);
+    if (!real) {
+        real = (connect_fn)dlsym(RTLD_NEXT, "connect");
+        atomic_store_explicit(&real_fn, real, memory_order_relaxed);
+    }
+    const struct sockaddr_in *to = addr.__sockaddr_in__;
+    int port = atomic_load(&self_connect_port);
+    if (port != 0 && to->sin_family == AF_INET && to->sin_port == htons((uint16_t)port) &&
+        to->sin_addr.s_addr == htonl(INADDR_LOOPBACK)) {
+        /* the test keeps the port reserved by a socket of its own, bound with SO_REUSEADDR */
+        int on = 1;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+            bind(fd, addr, len) != 0)
+            return -1;
+        atomic_fetch_add(&self_connects_made, 1);
+    }
+    return real(fd, addr, len);
+}
 
 typedef struct side {
     ft_conn *conn;
@@ -583,6 +622,87 @@ static void connect_to_a_closed_port_reports_refused_twice(void **state)
     close(fd);
 }
 
+/* A socket bound to the loopback address of `family` on a port the kernel picks from the ephemeral
+ * range (port 0) and connected to that same address: Linux completes the connect by simultaneous
+ * open with itself. -1 when the family has no loopback here. */
+static int self_connected_socket(int family)
+{
+    struct sockaddr_storage ss = {.ss_family = (sa_family_t)family};
+    socklen_t len = sizeof(struct sockaddr_in6);
+    if (family == AF_INET) {
+        ((struct sockaddr_in *)&ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        len = sizeof(struct sockaddr_in);
+    } else {
+        ((struct sockaddr_in6 *)&ss)->sin6_addr = in6addr_loopback;
+    }
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0) {
+        close(fd);
+        return -1;
+    }
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&ss, len), 0);
+    return fd;
+}
+
+static void a_socket_connected_to_itself_is_told_from_others(void **state)
+{
+    (void)state;
+    int self4 = self_connected_socket(AF_INET);
+    assert_true(self4 >= 0);
+    assert_true(ft_sock_is_self_connected(self4));
+    close(self4);
+    int self6 = self_connected_socket(AF_INET6);
+    if (self6 >= 0) {
+        assert_true(ft_sock_is_self_connected(self6));
+        close(self6);
+    }
+    /* a connection to another socket (the listener's), and a socket connected to nothing */
+    int to_listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ctx.lis->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(to_listener, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_false(ft_sock_is_self_connected(to_listener));
+    int unconnected = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_false(ft_sock_is_self_connected(unconnected));
+    assert_false(ft_sock_is_self_connected(-1));
+    close(to_listener);
+    close(unconnected);
+}
+
+/* The issue's case: a connect to a dead port of this host that the kernel completed with itself
+ * used to open, send the queued request to itself and read it back as if a server had sent it. */
+static void a_connect_that_meets_itself_is_refused_before_writing(void **state)
+{
+    (void)state;
+    /* the port, reserved and not listening, so that nothing else takes it during the test */
+    int reserve = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int on = 1;
+    assert_int_equal(setsockopt(reserve, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on), 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(reserve, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t len = sizeof sa;
+    assert_int_equal(getsockname(reserve, (struct sockaddr *)&sa, &len), 0);
+    atomic_store(&self_connects_made, 0);
+    atomic_store(&self_connect_port, ntohs(sa.sin_port));
+    connect_arg a = {ntohs(sa.sin_port), 0, 1000, -1}; /* a request queued while connecting */
+    ft_loop_run_sync(ctx.cloop, do_connect, &a);
+    assert_int_equal(a.rc, 0);
+    assert_int_equal(ft_event_wait(&ctx.cl.connected, WAIT_NS), 0);
+    atomic_store(&self_connect_port, 0);
+    assert_int_equal(atomic_load(&self_connects_made), 1);
+    assert_int_equal(ctx.cl.connect_status, FTRPC_ECONNREFUSED);
+    assert_int_equal(ft_event_wait(&ctx.cl.closed, WAIT_NS), 0);
+    assert_int_equal(ctx.cl.close_reason, FTRPC_ECONNREFUSED);
+    assert_memory_equal(ctx.cl.order, "cx", 2);
+    assert_int_equal(ctx.cl.bytes_written_at_close, 0);
+    assert_int_equal(atomic_load(&ctx.cl.got_size), 0);
+    ctx.cl.conn = NULL; /* freed after on_close */
+    close(reserve);
+}
+
 static void hold_and_close(void *arg)
 {
     (void)arg;
@@ -749,6 +869,8 @@ int main(void)
         T(peer_close_reports_eof_and_local_close_reason_zero),
         T(read_handler_error_closes_with_its_code),
         T(connect_to_a_closed_port_reports_refused_twice),
+        T(a_socket_connected_to_itself_is_told_from_others),
+        T(a_connect_that_meets_itself_is_refused_before_writing),
         T(a_reference_held_past_close_keeps_the_connection_valid),
         T(a_frame_of_more_slices_than_iovecs_arrives_whole),
         T(connect_that_cannot_complete_times_out_with_econnect),
