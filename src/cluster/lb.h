@@ -12,7 +12,7 @@
  *   "rr"       round robin, shared atomic counters; one turn per call (not per attempt); a down
  *              endpoint's turns are dropped, so its share spreads evenly over the others
  *   "wrr"      smooth weighted round robin, nginx's sequence (precomputed schedule, lock-free)
- *   "wrandom"  weighted random (prefix sums + binary search)
+ *   "wrandom"  weighted random (an alias table: O(1) a pick)
  *   "chash"    consistent hash ring with virtual nodes; the key travels in each pick
  *   "p2c"      power of two choices with peak-EWMA cost, as Finagle/linkerd (the default)
  *   "priority" the first usable endpoint in list order (WSO2's failover group)
