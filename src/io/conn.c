@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#ifdef __linux__
+#ifdef FTRPC_HAVE_UV_IO_WATCHER
 #include <sys/epoll.h>
 #endif
 
@@ -197,29 +197,47 @@ int ft_conn_read_now(ft_conn *c)
     return got;
 }
 
-int ft_conn_unwatch(ft_conn *c)
+/* The only place that reads libuv's private state: io_watcher.events, libuv's record of the epoll
+ * interest it registered for the socket (EPOLLIN while reading, EPOLLOUT while writing), which the
+ * kernel registration is set back to after a borrower's wait. Checked at build time
+ * (CMakeLists.txt, FTRPC_HAVE_UV_IO_WATCHER); without it borrowers do not unwatch (the caller
+ * then waits as an async call does). tests/unit/test_conn.c checks the semantics: a socket
+ * unwatched is not read by its loop, and watched again it is. */
+static unsigned libuv_interest(const ft_conn *c)
 {
-#ifdef __linux__
+#ifdef FTRPC_HAVE_UV_IO_WATCHER
+    return c->tcp.io_watcher.events;
+#else
+    (void)c;
+    return 0;
+#endif
+}
+
+/* Sets the kernel's interest in c's socket on its loop's epoll set; -1 when it cannot. */
+static int set_kernel_interest(ft_conn *c, unsigned events)
+{
+#ifdef FTRPC_HAVE_UV_IO_WATCHER
     int fd = conn_fd(c);
-    if (c->state != FT_CONN_OPEN || fd < 0 || c->tcp.io_watcher.events == 0) return -1;
-    struct epoll_event e = {.events = 0, .data.fd = fd};
+    if (fd < 0) return -1;
+    struct epoll_event e = {.events = events, .data.fd = fd};
     return epoll_ctl(uv_backend_fd(&c->loop->uv), EPOLL_CTL_MOD, fd, &e) == 0 ? fd : -1;
 #else
     (void)c;
+    (void)events;
     return -1;
 #endif
 }
 
+int ft_conn_unwatch(ft_conn *c)
+{
+    if (c->state != FT_CONN_OPEN || libuv_interest(c) == 0) return -1;
+    return set_kernel_interest(c, 0);
+}
+
 void ft_conn_watch_again(ft_conn *c)
 {
-#ifdef __linux__
-    int fd = conn_fd(c);
-    if (c->state != FT_CONN_OPEN || fd < 0 || c->tcp.io_watcher.events == 0) return;
-    struct epoll_event e = {.events = c->tcp.io_watcher.events, .data.fd = fd};
-    epoll_ctl(uv_backend_fd(&c->loop->uv), EPOLL_CTL_MOD, fd, &e);
-#else
-    (void)c;
-#endif
+    unsigned events = libuv_interest(c);
+    if (c->state == FT_CONN_OPEN && events != 0) set_kernel_interest(c, events);
 }
 
 static void mark_dirty(ft_conn *c);

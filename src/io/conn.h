@@ -103,9 +103,10 @@ int ft_conn_read_now(ft_conn *c);
 /* For a borrower that waits on the socket itself (client/call.c): the loop stops watching it, so
  * that the sleeping IO thread does not wake for the same bytes, until ft_conn_watch_again, which
  * must come before the loop is returned for good. Returns the socket, or -1 when it cannot (not
- * open, not Linux). Only the kernel's epoll registration changes; libuv's own record of it
- * (io_watcher.events) is what ft_conn_watch_again restores, and libuv rewrites the registration
- * itself whenever its interest changes, so the two cannot disagree for long. */
+ * open, or built without libuv's io_watcher: see conn.c). Only the kernel's epoll registration
+ * changes; libuv's own record of it (io_watcher.events) is what ft_conn_watch_again restores, and
+ * libuv rewrites the registration itself whenever its interest changes, so the two cannot
+ * disagree for long. */
 int ft_conn_unwatch(ft_conn *c);
 void ft_conn_watch_again(ft_conn *c);
 /* Called by the loop once per iteration: flushes every dirty connection. */
