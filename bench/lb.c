@@ -7,7 +7,7 @@
  * for chash, a fresh key hash per pick drawn from a table of 4,096 (so the ring search is not
  * always served from the same cache line). A second table repeats the picks on a bad day: 10 % of
  * the endpoints unusable and 2 excluded. Last, the one-off costs: building a balancer (the chash
- * ring, the wrr schedule) and acquiring + releasing a balancer through ft_lb_holder, once per call.
+ * ring, the wrr schedule).
  *
  * Usage: bench_lb [cell_ms]   (default 60) */
 #include <inttypes.h>
@@ -181,21 +181,6 @@ static void run_build_costs(void)
         }
         printf("\n");
     }
-    ft_lb_holder holder;
-    ft_lb *lb = NULL;
-    if (ft_lb_holder_init(&holder) != 0 || ft_lb_new("p2c", eps, 100, NULL, &lb) != 0) exit(1);
-    ft_lb_holder_replace(&holder, lb);
-    long reps = 0;
-    int64_t start = ft_now_ns(), now;
-    do {
-        for (int i = 0; i < 4096; i++)
-            ft_lb_release(ft_lb_holder_acquire(&holder));
-        reps += 4096;
-        now = ft_now_ns();
-    } while (now - start < cell_ns);
-    printf("\nft_lb_holder_acquire + ft_lb_release (once per call, uncontended): %.1f ns\n",
-           (double)(now - start) / (double)reps);
-    ft_lb_holder_fini(&holder);
 }
 
 int main(int argc, char **argv)

@@ -146,7 +146,6 @@ int ft_health_init(ft_endpoint_health *h, const ft_health_options *opts)
     atomic_init(&h->ewma_bits, 0);
     atomic_init(&h->ewma_stamp_ns, 0);
     atomic_init(&h->ewma_us, 0);
-    atomic_init(&h->inflight, 0);
     return 0;
 }
 

@@ -1,6 +1,6 @@
 /* Endpoint health: one state machine per endpoint, shared by every IO thread, with WSO2's
- * semantics (markForSuspension / suspendOnFailure), a circuit breaker, a peak-EWMA latency and an
- * in-flight count for the load balancer.
+ * semantics (markForSuspension / suspendOnFailure), a circuit breaker and a peak-EWMA latency for
+ * the load balancer. (Calls in flight are counted by the client, per IO thread: client_internal.h.)
  *
  *   ACTIVE --(mark code)--> TIMEOUT --(retries_before_suspension more mark codes)--> SUSPENDED
  *   ACTIVE/TIMEOUT --(suspend code, or breaker trips)--------------------------------> SUSPENDED
@@ -23,8 +23,8 @@
  *    apply); its next failure tries again to suspend it.
  *
  * Threads: every function may be called from any thread. State changes happen under `mu`, one
- * short lock per endpoint; what the load balancer reads on every pick (usable, state, EWMA,
- * in-flight) is atomic and lock-free. Time is never read here: callers pass now_ns from their
+ * short lock per endpoint; what the load balancer reads on every pick (usable, state, EWMA) is
+ * atomic and lock-free. Time is never read here: callers pass now_ns from their
  * ft_clock, so tests drive it by hand.
  *
  * Not here: which endpoint to pick (load balancers), the service-wide cap and the all-unusable
@@ -141,7 +141,6 @@ typedef struct ft_endpoint_health {
     _Atomic uint64_t ewma_bits; /* peak-EWMA latency in us, a double's bits */
     _Atomic int64_t ewma_us;    /* the same as of its last sample, rounded: what p2c reads */
     _Atomic int64_t ewma_stamp_ns;
-    _Atomic int inflight;
     _Atomic uint64_t suspensions, probes, probe_failures, breaker_trips, cap_denials;
 } ft_endpoint_health;
 
@@ -190,21 +189,6 @@ void ft_health_stats_get(ft_endpoint_health *h, ft_health_stats *out);
  * faster one pulls it down with weight exp(-dt/decay), and with no samples it decays towards 0 so
  * that an idle endpoint gets tried again. Lock-free. */
 double ft_health_ewma_us(const ft_endpoint_health *h, int64_t now_ns);
-
-/* Calls in the air to this endpoint: the caller increments before sending and decrements when
- * the call's result is known (ft_health_on_result does not). Lock-free. */
-static inline void ft_health_inflight_inc(ft_endpoint_health *h)
-{
-    atomic_fetch_add_explicit(&h->inflight, 1, memory_order_relaxed);
-}
-static inline void ft_health_inflight_dec(ft_endpoint_health *h)
-{
-    atomic_fetch_sub_explicit(&h->inflight, 1, memory_order_relaxed);
-}
-static inline int ft_health_inflight(const ft_endpoint_health *h)
-{
-    return atomic_load_explicit(&((ft_endpoint_health *)h)->inflight, memory_order_relaxed);
-}
 
 /* Moves `h` under `cap` (NULL: no cap). A held slot moves with it, even beyond the new limit, so
  * the count stays true. Used by health_set.c. Any thread. */

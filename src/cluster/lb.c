@@ -159,35 +159,3 @@ int ft_lb_scan_pick(const ft_lb *lb, const ft_lb_pick *req, ft_rand *rng, int we
     *out = chosen;
     return 0;
 }
-
-int ft_lb_holder_init(ft_lb_holder *h)
-{
-    h->cur = NULL;
-    return pthread_mutex_init(&h->mu, NULL) == 0 ? 0 : FTRPC_ESYS;
-}
-
-void ft_lb_holder_fini(ft_lb_holder *h)
-{
-    ft_lb_release(h->cur);
-    h->cur = NULL;
-    pthread_mutex_destroy(&h->mu);
-}
-
-void ft_lb_holder_replace(ft_lb_holder *h, ft_lb *lb)
-{
-    pthread_mutex_lock(&h->mu);
-    ft_lb *old = h->cur;
-    h->cur = lb;
-    pthread_mutex_unlock(&h->mu);
-    /* Outside the lock: freeing a large ring must not stall the pickers acquiring the new one. */
-    ft_lb_release(old);
-}
-
-ft_lb *ft_lb_holder_acquire(ft_lb_holder *h)
-{
-    pthread_mutex_lock(&h->mu);
-    ft_lb *lb = h->cur;
-    if (lb != NULL) ft_lb_retain(lb);
-    pthread_mutex_unlock(&h->mu);
-    return lb;
-}

@@ -1,7 +1,8 @@
 /* Load balancers: given an immutable snapshot of a service's endpoints, pick one for an attempt.
  *
  * A balancer (ft_lb) is built by name from a snapshot of endpoints and never changes its endpoint
- * set afterwards; a new set means a new balancer, published through an ft_lb_holder (below). Each
+ * set afterwards; a new set means a new balancer, published with the cluster it belongs to
+ * (cluster/cluster.h). Each
  * pick (ft_lb_select) receives, from the caller, everything that belongs to the call rather than to
  * the balancer: the key for consistent hashing, the endpoints this call already tried (excluded),
  * the health predicate (usable) and the random state. The balancer never decides health: it only
@@ -18,12 +19,11 @@
  *   "priority" the first usable endpoint in list order (WSO2's failover group)
  *
  * Invariants: every index the API takes or returns is an index into the snapshot the balancer was
- * built from (0 .. ft_lb_size() - 1). A call must therefore pin one balancer (ft_lb_holder_acquire)
- * for all its attempts, so that its excluded indices keep their meaning across retries.
+ * built from (0 .. ft_lb_size() - 1). A call must therefore pin one balancer (its cluster) for all
+ * its attempts, so that its excluded indices keep their meaning across retries.
  *
  * Threads: ft_lb_select may run concurrently on any number of threads on the same balancer.
- * Creation and the last release happen on one thread. The holder's functions are safe from any
- * thread.
+ * Creation and the last release happen on one thread.
  *
  * Not here: health (endpoint_health.*), connection handling, the choice of what to do when no
  * endpoint is usable (the caller's fallback rule), and latency bookkeeping (the health module owns
@@ -31,7 +31,6 @@
 #ifndef FT_CLUSTER_LB_H
 #define FT_CLUSTER_LB_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -162,32 +161,5 @@ const ft_lb_endpoint *ft_lb_endpoint_at(const ft_lb *lb, size_t index);
 int ft_lb_name_valid(const char *name);
 /* The default algorithm's name: "p2c". */
 const char *ft_lb_default_name(void);
-
-/* Publishes the current balancer of a service to many picking threads and swaps it when the
- * endpoint set changes (rebuild-and-replace). A call acquires the current balancer once, pins it
- * for all its attempts and releases it at the end; a swap never disturbs a call in progress, and
- * the old balancer is freed when its last call releases it.
- *
- * Why a short mutex and a reference count rather than a lock-free RCU: a lock-free "load pointer,
- * then increment its count" races with the last release (the count would be incremented on freed
- * memory) unless we add hazard pointers or epochs; the mutex closes that window in two instructions
- * and is taken once per call, not once per pick, so its cost (~30 ns uncontended, measured in
- * bench/lb.c) is small beside an RPC. Readers never see a torn state: they get either the old or
- * the new balancer, both complete and immutable. */
-typedef struct ft_lb_holder {
-    pthread_mutex_t mu; /* guards cur (the pointer and the taking of a reference to it) */
-    ft_lb *cur;         /* one reference owned by the holder; NULL until the first replace */
-} ft_lb_holder;
-
-/* Initialises an empty holder. Returns 0 or FTRPC_ESYS. */
-int ft_lb_holder_init(ft_lb_holder *h);
-/* Releases the holder's reference (calls still holding theirs keep their balancer alive). */
-void ft_lb_holder_fini(ft_lb_holder *h);
-/* Installs lb, taking over the caller's reference to it (lb may be NULL to empty the holder), and
- * drops the holder's reference to the previous one. Any thread. */
-void ft_lb_holder_replace(ft_lb_holder *h, ft_lb *lb);
-/* Returns the current balancer with a new reference the caller must release, or NULL when empty.
- * Any thread. */
-ft_lb *ft_lb_holder_acquire(ft_lb_holder *h);
 
 #endif

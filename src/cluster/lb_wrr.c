@@ -22,6 +22,7 @@
 #include "cluster/lb_impl.h"
 
 #include <stdalign.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "base/aligned_alloc.h"

@@ -571,18 +571,6 @@ static void ewma_jumps_up_on_slow_sample_and_decays_with_time(void **s)
     destroy(g);
 }
 
-static void inflight_counts_up_and_down(void **s)
-{
-    fixture *f = make(NULL);
-    assert_int_equal(ft_health_inflight(&f->h), 0);
-    ft_health_inflight_inc(&f->h);
-    ft_health_inflight_inc(&f->h);
-    assert_int_equal(ft_health_inflight(&f->h), 2);
-    ft_health_inflight_dec(&f->h);
-    assert_int_equal(ft_health_inflight(&f->h), 1);
-    destroy(f);
-}
-
 static void state_names_are_stable(void **s)
 {
     assert_string_equal(ft_health_state_name(FT_HEALTH_ACTIVE), "ACTIVE");
@@ -620,7 +608,6 @@ int main(void)
         cmocka_unit_test(options_validation_rejects_bad_values),
         cmocka_unit_test(exactly_one_of_four_racing_threads_wins_the_probe),
         cmocka_unit_test(ewma_jumps_up_on_slow_sample_and_decays_with_time),
-        cmocka_unit_test(inflight_counts_up_and_down),
         cmocka_unit_test(state_names_are_stable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,6 @@
 /* Load balancers (src/cluster/lb.h): exclusion and health honoured by every algorithm, the
  * distributions, consistent hashing's stability, p2c's avoidance of slow nodes, priority's return
- * to the primary, concurrency and the holder's swap.
+ * to the primary and concurrency.
  *
  * Statistical bounds: every random test uses a seeded ft_rand, so it is deterministic; the bound it
  * checks is still the honest one. An endpoint's count over K independent picks with probability p
@@ -792,7 +792,6 @@ enum { THREAD_PICKS = 1000000, RR_N = 10 };
 
 typedef struct picker {
     ft_lb *lb;
-    ft_lb_holder *holder;
     long counts[RR_N];
     long errors;
 } picker;
@@ -826,59 +825,6 @@ static void rr_two_threads_spread_exactly_evenly(void **state)
         assert_int_equal(p[0].counts[e] + p[1].counts[e], 2L * THREAD_PICKS / RR_N);
     assert_int_equal(p[0].errors + p[1].errors, 0);
     ft_lb_release(lb);
-}
-
-static _Atomic int swapping_done;
-
-static void *acquire_loop(void *arg)
-{
-    picker *p = arg;
-    ft_rand rng;
-    ft_rand_seed(&rng, 99);
-    ft_lb_pick req = {.rng = &rng, .has_key = 1};
-    while (!atomic_load(&swapping_done)) {
-        ft_lb *lb = ft_lb_holder_acquire(p->holder);
-        if (lb == NULL) continue;
-        size_t out;
-        req.key_hash = ft_rand_next(&rng);
-        if (ft_lb_select(lb, &req, &out) != 0 || out >= ft_lb_size(lb))
-            p->errors++;
-        else
-            p->counts[0]++;
-        ft_lb_release(lb);
-    }
-    return NULL;
-}
-
-static void holder_swaps_balancers_under_concurrent_picks(void **state)
-{
-    fixture_make(&fx, 32, NULL);
-    ft_lb_holder holder;
-    assert_int_equal(ft_lb_holder_init(&holder), 0);
-    assert_null(ft_lb_holder_acquire(&holder));
-    atomic_store(&swapping_done, 0);
-    picker p = {.holder = &holder};
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, acquire_loop, &p), 0);
-    for (int round = 0; round < 300; round++) {
-        ft_lb *lb = NULL;
-        /* alternate sizes and algorithms so a torn view would index out of range */
-        size_t n = (size_t)(round % 7) * 4 + 4;
-        assert_int_equal(ft_lb_new(all_names[round % N_NAMES], fx.eps, n, NULL, &lb), 0);
-        ft_lb_holder_replace(&holder, lb);
-    }
-    /* a call pinning a balancer keeps it across a swap */
-    ft_lb *pinned = ft_lb_holder_acquire(&holder);
-    ft_lb_holder_replace(&holder, NULL);
-    assert_null(ft_lb_holder_acquire(&holder));
-    ft_lb_pick req = {0};
-    size_t out;
-    assert_int_equal(ft_lb_select(pinned, &req, &out), 0);
-    ft_lb_release(pinned);
-    atomic_store(&swapping_done, 1);
-    pthread_join(t, NULL);
-    assert_int_equal(p.errors, 0);
-    ft_lb_holder_fini(&holder);
 }
 
 static void seeded_picks_are_reproducible(void **state)
@@ -925,7 +871,6 @@ int main(void)
         cmocka_unit_test(rr_retries_and_backups_take_no_turn),
         cmocka_unit_test(rr_retries_off_one_failing_endpoint_spread_over_the_others),
         cmocka_unit_test(rr_two_threads_spread_exactly_evenly),
-        cmocka_unit_test(holder_swaps_balancers_under_concurrent_picks),
         cmocka_unit_test(seeded_picks_are_reproducible),
         cmocka_unit_test(p2c_sums_the_shards_of_an_inflight_figure),
     };
