@@ -120,9 +120,9 @@ static void settle_attempt(ft_attempt *a, int code)
 {
     if (!a->in_flight) return;
     a->in_flight = 0;
-    ft_client_endpoint *ep = a->call->targets[a->target].cluster->eps[a->endpoint];
+    ft_cluster_endpoint *ep = a->call->targets[a->target].cluster->eps[a->endpoint];
     int64_t now = ft_loop_now(a->call->loop);
-    ft_client_endpoint_inflight_add(ep, a->call->loop, -1);
+    ft_cluster_endpoint_inflight_add(ep, a->call->loop->index, -1);
     ft_health_on_result(&ep->health, code, (now - a->sent_ns) / 1000, now);
 }
 
@@ -484,14 +484,14 @@ static void send_attempt(ft_call *call, int is_backup)
                           FTRPC_ECANCELED);
         return;
     }
-    ft_client_endpoint *ep = call->targets[target].cluster->eps[idx];
+    ft_cluster_endpoint *ep = call->targets[target].cluster->eps[idx];
     a->endpoint = idx;
     a->target = target;
     a->sent_ns = now;
     a->in_flight = 1;
     a->is_backup = is_backup;
     a->cc = NULL;
-    ft_client_endpoint_inflight_add(ep, call->loop, 1);
+    ft_cluster_endpoint_inflight_add(ep, call->loop->index, 1);
     call->attempts++;
     call->last_endpoint = idx;
     call->last_target = target;

@@ -32,30 +32,11 @@ void ft_client_count_down(ftrpc_client *c, atomic_int *counter)
 
 /* ---- endpoints and clusters ---- */
 
-static void endpoint_release(ft_client_endpoint *ep)
-{
-    if (atomic_fetch_sub_explicit(&ep->refs, 1, memory_order_acq_rel) != 1) return;
-    ft_health_fini(&ep->health);
-    free(ep->conns);
-    free(ep->inflight);
-    free(ep);
-}
-
-void ft_cluster_release(ft_cluster *cl)
-{
-    if (!cl || atomic_fetch_sub_explicit(&cl->refs, 1, memory_order_acq_rel) != 1) return;
-    ft_health_set_fini(&cl->set);
-    ft_lb_release(cl->lb);
-    for (size_t i = 0; i < cl->n; i++) endpoint_release(cl->eps[i]);
-    free(cl->eps);
-    free(cl);
-}
-
 ft_cluster *ft_client_cluster_acquire(ftrpc_client *c)
 {
     pthread_mutex_lock(&c->cluster_lock);
     ft_cluster *cl = c->cluster;
-    atomic_fetch_add_explicit(&cl->refs, 1, memory_order_relaxed);
+    ft_cluster_retain(cl);
     pthread_mutex_unlock(&c->cluster_lock);
     return cl;
 }
@@ -127,7 +108,7 @@ static void cconn_on_close(ft_conn *conn, int reason);
 static const ft_conn_handler CCONN_HANDLER = {cconn_on_read, NULL, cconn_on_close};
 
 /* The name a TLS endpoint's certificate must carry: the option, else the endpoint's host. */
-static void tls_peer_name(const ftrpc_client *c, const ft_client_endpoint *ep, char *buf,
+static void tls_peer_name(const ftrpc_client *c, const ft_cluster_endpoint *ep, char *buf,
                           size_t len)
 {
     if (c->tls_server_name) {
@@ -143,8 +124,9 @@ static void tls_peer_name(const ftrpc_client *c, const ft_client_endpoint *ep, c
     snprintf(buf, len, "%.*s", (int)(n < len ? n : len - 1), h);
 }
 
-ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, ft_client_endpoint *ep, int *err)
+ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, ft_cluster_endpoint *base, int *err)
 {
+    ft_client_endpoint *ep = ft_client_endpoint_of(base);
     ft_cconn *cc = ep->conns[loop->index];
     if (cc && ft_conn_is_open(cc->conn)) return cc;
     /* a closing connection leaves the table when its close completes; open a fresh one meanwhile */
@@ -166,13 +148,13 @@ ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, ft_client_endpoint 
         *err = rc;
         return NULL;
     }
-    atomic_fetch_add(&ep->refs, 1);
+    ft_cluster_endpoint_retain(base);
     atomic_fetch_add(&c->open_conns, 1);
     ft_list_push_back(&c->loops[loop->index].cconns, &cc->node);
     ep->conns[loop->index] = cc;
     if (c->tls_ctx) {
         char name[256];
-        tls_peer_name(c, ep, name, sizeof name);
+        tls_peer_name(c, base, name, sizeof name);
         rc = ft_conn_start_tls(cc->conn, c->tls_ctx, c->opts.tls.skip_name_check ? NULL : name);
         if (rc != 0) {
             ft_conn_close(cc->conn, rc, 1); /* on_close frees cc */
@@ -186,7 +168,7 @@ ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, ft_client_endpoint 
 /* An endpoint that left the service keeps its connections until their calls are done. */
 void ft_client_close_if_retired(ft_cconn *cc)
 {
-    if (atomic_load_explicit(&cc->ep->removed, memory_order_relaxed) &&
+    if (atomic_load_explicit(&cc->ep->base.removed, memory_order_relaxed) &&
         ft_idmap_count(&cc->pending) == 0 && ft_conn_is_open(cc->conn))
         ft_conn_close(cc->conn, 0, 0);
 }
@@ -238,7 +220,7 @@ static void cconn_on_close(ft_conn *conn, int reason)
                              reason == FTRPC_ETLS ? ft_conn_tls_error(conn) : NULL);
     }
     ft_idmap_fini(&cc->pending);
-    endpoint_release(cc->ep);
+    ft_cluster_endpoint_release(&cc->ep->base);
     free(cc);
     ft_client_count_down(c, &c->open_conns);
 }
@@ -323,87 +305,45 @@ static int validate_and_default(ftrpc_client_options *o)
     return 0;
 }
 
-int ft_client_endpoint_inflight(const ftrpc_client *c, const ft_client_endpoint *ep)
-{
-    int n = 0;
-    for (int i = 0; i < c->rt->nloops; i++)
-        n += atomic_load_explicit(&ep->inflight[i].n, memory_order_relaxed);
-    return n;
-}
-
 /* ---- discovery updates ---- */
 
-static ft_client_endpoint *endpoint_new(ftrpc_client *c, const ft_endpoint *spec)
+/* The cluster's hooks: a client endpoint is the cluster's with a socket address and a
+ * connection slot per loop. */
+static ft_cluster_endpoint *endpoint_make(const ft_endpoint *spec, void *arg)
 {
+    ftrpc_client *c = arg;
     ft_client_endpoint *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     e->conns = calloc((size_t)c->rt->nloops, sizeof *e->conns);
-    e->inflight = calloc((size_t)c->rt->nloops, sizeof *e->inflight);
-    ft_health_options ho;
-    to_health_options(&c->opts.health, &ho);
-    if (!e->conns || !e->inflight || strlen(spec->addr) >= sizeof e->name ||
-        ft_sockaddr_parse(spec->addr, &e->sa) != 0 || ft_health_init(&e->health, &ho) != 0) {
+    if (!e->conns || ft_sockaddr_parse(spec->addr, &e->sa) != 0) {
         FT_WARN("client: cannot use endpoint '%s' (bad or unresolvable address)", spec->addr);
         free(e->conns);
-        free(e->inflight);
         free(e);
         return NULL;
     }
-    memcpy(e->name, spec->addr, strlen(spec->addr) + 1); /* fits: checked above */
-    e->weight = spec->weight;
-    atomic_init(&e->refs, 1);
-    return e;
+    return &e->base;
 }
 
-/* Builds the cluster for a snapshot, reusing the endpoints of `prev` whose address is still
- * listed (their health carries over). NULL on allocation failure. */
+static void endpoint_destroy(ft_cluster_endpoint *base, void *arg)
+{
+    (void)arg;
+    ft_client_endpoint *e = ft_client_endpoint_of(base);
+    free(e->conns);
+    free(e);
+}
+
+/* Builds the cluster for a snapshot (the endpoints still listed keep their health). */
 static ft_cluster *cluster_build(ftrpc_client *c, const ft_naming_snapshot *snap,
                                  const ft_cluster *prev)
 {
-    ft_cluster *cl = calloc(1, sizeof *cl);
-    ft_endpoint_health **hs = calloc(snap->n + 1, sizeof *hs);
-    ft_lb_endpoint *lbe = calloc(snap->n + 1, sizeof *lbe);
-    if (!cl || !hs || !lbe) goto fail;
-    cl->eps = calloc(snap->n + 1, sizeof *cl->eps);
-    if (!cl->eps) goto fail;
-    atomic_init(&cl->refs, 1);
-    cl->version = snap->version;
-    for (size_t i = 0; i < snap->n; i++) {
-        ft_client_endpoint *e = NULL;
-        for (size_t j = 0; prev && j < prev->n && !e; j++)
-            if (!strcmp(prev->eps[j]->name, snap->eps[i].addr)) e = prev->eps[j];
-        if (e) atomic_fetch_add(&e->refs, 1);
-        else e = endpoint_new(c, &snap->eps[i]);
-        if (!e) continue; /* logged; the others still serve */
-        e->weight = snap->eps[i].weight;
-        atomic_store(&e->removed, 0);
-        hs[cl->n] = &e->health;
-        lbe[cl->n] = (ft_lb_endpoint){.id = e, .addr = e->name, .weight = e->weight,
-                                      .ewma_latency_us = &e->health.ewma_us,
-                                      .ewma_stamp_ns = &e->health.ewma_stamp_ns,
-                                      .ewma_decay_ns = e->health.opts.ewma_decay_ms * FT_NS_PER_MS,
-                                      .inflight = &e->inflight[0].n,
-                                      .inflight_shards = (size_t)c->rt->nloops,
-                                      .inflight_stride = sizeof *e->inflight};
-        cl->eps[cl->n++] = e;
-    }
-    ft_health_set_options so = {.max_suspended_ratio = c->opts.health.max_suspended_ratio};
-    if (ft_health_set_init(&cl->set, &so, hs, cl->n) != 0) goto fail;
-    if (ft_lb_new(c->opts.lb, lbe, cl->n, NULL, &cl->lb) != 0) {
-        ft_health_set_fini(&cl->set);
-        goto fail;
-    }
-    free(hs);
-    free(lbe);
-    return cl;
-fail:
-    if (cl && cl->eps)
-        for (size_t i = 0; i < cl->n; i++) endpoint_release(cl->eps[i]);
-    if (cl) free(cl->eps);
-    free(cl);
-    free(hs);
-    free(lbe);
-    return NULL;
+    ft_health_options ho;
+    to_health_options(&c->opts.health, &ho);
+    ft_cluster_options co = {.lb = c->opts.lb,
+                             .health = &ho,
+                             .max_suspended_ratio = c->opts.health.max_suspended_ratio,
+                             .nshards = c->rt->nloops,
+                             .ops = &c->endpoint_ops};
+    return ft_cluster_build(&co, snap, prev);
 }
 
 /* The view's listener (its watch thread): publish a new cluster, retire endpoints that left. */
@@ -463,7 +403,7 @@ static void report_endpoints(ft_endpoint_report *rep, void *arg)
     ft_cluster *cl = ft_client_cluster_acquire(c);
     int64_t now = ft_now_ns();
     for (size_t i = 0; i < cl->n; i++) {
-        ft_client_endpoint *e = cl->eps[i];
+        ft_cluster_endpoint *e = cl->eps[i];
         ft_health_stats st;
         ft_health_stats_get(&e->health, &st);
         ft_endpoint_report_add(
@@ -472,7 +412,7 @@ static void report_endpoints(ft_endpoint_report *rep, void *arg)
                                     .usable_in_ms = ft_health_usable_in_ns(&e->health, now) /
                                                     FT_NS_PER_MS,
                                     .ewma_us = ft_health_ewma_us(&e->health, now),
-                                    .inflight = ft_client_endpoint_inflight(c, e),
+                                    .inflight = ft_cluster_endpoint_inflight(e),
                                     .suspensions = st.suspensions});
     }
     ft_cluster_release(cl);
@@ -571,6 +511,7 @@ static int client_new(const char *naming_url, const ftrpc_client_options *opts, 
     c->opts.tls.server_name = c->tls_server_name;
     c->rt = ft_runtime_or_default(o.runtime);
     pthread_mutex_init(&c->cluster_lock, NULL);
+    c->endpoint_ops = (ft_cluster_endpoint_ops){endpoint_make, endpoint_destroy, c};
     ft_client_metrics_init(&c->metrics);
     pthread_mutex_init(&c->free_lock, NULL);
     pthread_cond_init(&c->free_cond, NULL);

@@ -13,6 +13,7 @@
 #include "client/client_metrics.h"
 #include "metrics/counter.h"
 #include "client/retry_budget.h"
+#include "cluster/cluster.h"
 #include "cluster/endpoint_health.h"
 #include "cluster/health_set.h"
 #include "cluster/lb.h"
@@ -26,45 +27,27 @@
 typedef struct ft_cconn ft_cconn;
 typedef struct ft_call ft_call;
 
-/* One endpoint of the service. Shared by all loops and kept across endpoint-list updates while
- * its address stays listed, so that its health survives them. Its health is thread-safe;
- * the p2c balancer reads its health's integer peak-EWMA (health.ewma_us); conns[i] is
- * touched only by loop i; the rest is immutable. Reference-counted: every cluster that lists it
- * and every connection to it hold one. */
+/* The client's endpoint: the cluster's endpoint (cluster/cluster.h: name, health, in-flight
+ * counts, references) and what only the client needs, its socket address and a connection per
+ * loop. conns[i] is touched only by loop i; sa is immutable. Every connection to it holds a
+ * reference, as every cluster that lists it does. */
 typedef struct ft_client_endpoint {
-    char name[64]; /* "ip:port" */
+    ft_cluster_endpoint base; /* first: the cluster's pointers are the client's */
     struct sockaddr_storage sa;
-    uint32_t weight;
-    ft_endpoint_health health;
-    atomic_int refs;
-    atomic_int removed; /* no longer listed: its connections close once idle */
-    ft_cconn **conns;   /* [nloops] */
-    /* [nloops]: attempts in flight to it from loop i, written by loop i only (a load and a store,
-     * no locked add), summed by p2c (ft_lb_endpoint.inflight_shards) and the status page */
-    struct ft_loop_inflight {
-        atomic_int n;
-        char pad[64 - sizeof(int)];
-    } *inflight;
+    ft_cconn **conns; /* [nloops] */
 } ft_client_endpoint;
 
-/* An immutable snapshot of the service: endpoints, their health set (suspension cap) and a load
- * balancer over them. A call pins one for its whole life, so attempt indices keep their meaning;
- * a discovery update publishes a new one. */
-typedef struct ft_cluster {
-    atomic_int refs;
-    uint64_t version;
-    size_t n;
-    ft_client_endpoint **eps;
-    ft_health_set set;
-    ft_lb *lb;
-} ft_cluster;
+static inline ft_client_endpoint *ft_client_endpoint_of(ft_cluster_endpoint *ep)
+{
+    return (ft_client_endpoint *)ep;
+}
 
 /* A client connection: one per (loop, endpoint); its loop's thread only. */
 struct ft_cconn {
     ft_conn *conn;
     struct ftrpc_client *client;
     ft_loop *loop;
-    ft_client_endpoint *ep; /* referenced */
+    ft_client_endpoint *ep; /* referenced (ep->base) */
     ft_list node;           /* in the loop's cconns */
     ft_idmap pending;       /* correlation id -> ft_attempt */
     int64_t last_cid;       /* correlation ids are the connection's own: 1, 2, ... */
@@ -187,6 +170,7 @@ struct ftrpc_client {
     pthread_mutex_t cluster_lock; /* guards `cluster` (the pointer and taking a reference) */
     ft_cluster *cluster;
     atomic_uint cluster_gen; /* bumped after each new `cluster`: loops refresh their copy */
+    ft_cluster_endpoint_ops endpoint_ops; /* how clusters make this client's endpoints */
     ft_retry_budget budget;
     ft_client_loop *loops; /* [rt->nloops] */
     atomic_int stopping;
@@ -211,7 +195,7 @@ struct ftrpc_client {
 };
 
 /* client.c */
-ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, ft_client_endpoint *ep, int *err);
+ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, ft_cluster_endpoint *ep, int *err);
 void ft_client_count_down(ftrpc_client *c, atomic_int *counter);
 /* The current cluster, referenced (never NULL once the client exists). Any thread. */
 ft_cluster *ft_client_cluster_acquire(ftrpc_client *c);
@@ -220,21 +204,10 @@ ft_cluster *ft_client_cluster_acquire(ftrpc_client *c);
  * Every borrow is returned on the same loop. */
 ft_cluster *ft_client_cluster_borrow(ftrpc_client *c, const ft_loop *loop, unsigned *epoch);
 void ft_client_cluster_return(ftrpc_client *c, const ft_loop *loop, ft_cluster *cl, unsigned epoch);
-/* While running `loop`: its count of attempts in flight to ep goes up or down by delta. */
-static inline void ft_client_endpoint_inflight_add(ft_client_endpoint *ep, const ft_loop *loop,
-                                                   int delta)
-{
-    atomic_int *n = &ep->inflight[loop->index].n;
-    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + delta,
-                          memory_order_relaxed);
-}
-/* Attempts in flight to ep from every loop (any thread). */
-int ft_client_endpoint_inflight(const ftrpc_client *c, const ft_client_endpoint *ep);
 /* Counts a call submitted while running its loop in that loop's share of the in-flight count,
  * and counts it down there when it completes (on the same loop). */
 void ft_client_count_up_here(ftrpc_client *c, const ft_loop *loop);
 void ft_client_count_down_here(ftrpc_client *c, const ft_loop *loop);
-void ft_cluster_release(ft_cluster *cl);
 /* On cc's loop: closes cc (gracefully: queued frames go out first) when its endpoint left the
  * service and no attempt waits on it any more. Call it after taking an attempt out of
  * cc->pending other than on a read (timeout, cancel): nothing else would notice it went idle. */
