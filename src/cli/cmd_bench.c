@@ -195,10 +195,11 @@ int ft_cli_bench(int argc, char **argv)
             goto out;
         }
     }
-    if (argc - optind != 2) {
+    if (argc - optind < 2) {
         usage(stderr);
         goto out;
     }
+    if (ft_cli_no_stray_args("bench", argc, argv, optind + 2)) goto out;
     const char *url = argv[optind];
     char service[256], method[256];
     if (ft_cli_split_method(argv[optind + 1], service, sizeof service, method, sizeof method))
@@ -208,12 +209,7 @@ int ft_cli_bench(int argc, char **argv)
         copts.fallback = (ftrpc_fallback){
             .kind = FTRPC_FALLBACK_ERRORS, .fn = fallback_default, .arg = (void *)fallback_text};
     ftrpc_client *client = NULL;
-    int rc = ftrpc_client_new(url, &copts, &client);
-    if (rc != 0) {
-        fprintf(stderr, "ftrpc bench: cannot make a client for '%s': %s\n", url,
-                ftrpc_strerror(rc));
-        goto out;
-    }
+    if (ft_cli_client_new("bench", url, &copts, &client)) goto out;
     ft_load_stats stats;
     if (ft_load_stats_init(&stats) != 0) {
         ftrpc_client_free(client);
@@ -239,7 +235,7 @@ int ft_cli_bench(int argc, char **argv)
                        .payload = (size_t)payload,
                        .tick = tick,
                        .tick_arg = &prog};
-    rc = ft_load_run(&lo, &stats);
+    int rc = ft_load_run(&lo, &stats);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     ftrpc_client_free(client);

@@ -690,10 +690,7 @@ int ft_cli_demo(int argc, char **argv)
             return 2;
         }
     }
-    if (optind != argc) {
-        usage(stderr);
-        return 2;
-    }
+    if (ft_cli_no_stray_args("demo", argc, argv, optind)) return 2;
     demo *d = calloc(1, sizeof *d);
     if (!d) return 1;
     d->quick = quick;

@@ -57,6 +57,22 @@ int ft_cli_split_method(const char *full, char *service, size_t slen, char *meth
     return 0;
 }
 
+int ft_cli_no_stray_args(const char *cmd, int argc, char **argv, int first)
+{
+    if (first >= argc) return 0;
+    fprintf(stderr, "ftrpc %s: unexpected argument '%s' (`ftrpc %s --help` lists what it takes)\n",
+            cmd, argv[first], cmd);
+    return -1;
+}
+
+int ft_cli_check_tls_pair(const char *cmd, const char *cert_file, const char *key_file)
+{
+    if (!cert_file == !key_file) return 0;
+    fprintf(stderr, "ftrpc %s: %s needs %s\n", cmd, cert_file ? "--tls-cert" : "--tls-key",
+            cert_file ? "--tls-key (its private key)" : "--tls-cert (the certificate it signs for)");
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {

@@ -1,6 +1,7 @@
 /* The ftrpc CLI: `call` prints the response and exits 0, exits non-zero with the error code on
- * stderr for an unknown method and for a dead address; `--help` works for every command; a
- * server that cannot listen says why. */
+ * stderr for an unknown method and for a dead address; `--help` works for every command; usage
+ * errors (a bad client flag, a stray argument) exit 2 with a message naming what is wrong; a server
+ * that cannot listen says why. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -147,6 +148,39 @@ static void echo_server_on_a_busy_port_says_the_address_is_in_use(void **state)
     check_run(foreign, 1, "bad address", NULL);
 }
 
+static void bad_client_flags_are_named(void **state)
+{
+    (void)state;
+    const char *lb[] = {"call", url, "example.EchoService/Echo", "--lb", "nope", NULL};
+    check_run(lb, 2, "--lb", "naming URL");
+    const char *cert[] = {"call", url, "example.EchoService/Echo", "--tls-cert", "c.pem", NULL};
+    check_run(cert, 2, "--tls-cert needs --tls-key", "naming URL");
+    const char *key[] = {"bench", url, "example.EchoService/Echo", "--tls-key", "k.pem", NULL};
+    check_run(key, 2, "--tls-key needs --tls-cert", "make a client");
+    const char *server_cert[] = {"echo-server", "--listen", "127.0.0.1:0", "--tls-cert", "c.pem",
+                                 NULL};
+    check_run(server_cert, 2, "--tls-cert needs --tls-key", NULL);
+    /* a naming URL at fault is still called one */
+    const char *bad_url[] = {"call", "nope://x", "example.EchoService/Echo", NULL};
+    check_run(bad_url, 2, "bad naming URL 'nope://x'", NULL);
+}
+
+static void stray_arguments_are_usage_errors_naming_them(void **state)
+{
+    (void)state;
+    /* --workers takes no value: the "2" used to be ignored and the server started */
+    const char *workers[] = {"echo-server", "--listen", "127.0.0.1:0", "--workers", "2", NULL};
+    check_run(workers, 2, "unexpected argument '2'", NULL);
+    const char *call[] = {"call", url, "example.EchoService/Echo", "extra", NULL};
+    check_run(call, 2, "unexpected argument 'extra'", NULL);
+    const char *bench[] = {"bench", url, "example.EchoService/Echo", "--count", "1", "extra", NULL};
+    check_run(bench, 2, "unexpected argument 'extra'", NULL);
+    const char *registry[] = {"registry", "ls", url, "extra", NULL};
+    check_run(registry, 2, "unexpected argument 'extra'", NULL);
+    const char *demo[] = {"demo", "--quick", "now", NULL};
+    check_run(demo, 2, "unexpected argument 'now'", NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -157,6 +191,8 @@ int main(void)
         cmocka_unit_test(help_works_for_every_command),
         cmocka_unit_test(bad_usage_exits_two),
         cmocka_unit_test(echo_server_on_a_busy_port_says_the_address_is_in_use),
+        cmocka_unit_test(bad_client_flags_are_named),
+        cmocka_unit_test(stray_arguments_are_usage_errors_naming_them),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
