@@ -69,9 +69,9 @@ static void tick(ft_load *load, const ft_load_stats *s, void *arg)
     }
     if (t < p->next_s) return;
     p->next_s += p->tty ? 0.5 : 1.0;
-    long done = atomic_load(&s->done), ok = atomic_load(&s->ok);
+    ft_load_counts n = ft_load_counts_get(s);
     fprintf(stderr, "%s%6.1fs  %9.0f qps  %8ld calls  %6ld errors  p50 %.3f ms  p99 %.3f ms%s",
-            p->tty ? "\r\033[K" : "", t, t > 0 ? (double)done / t : 0, done, done - ok,
+            p->tty ? "\r\033[K" : "", t, t > 0 ? (double)n.calls / t : 0, n.calls, n.errors,
             (double)ft_histogram_percentile(s->hist, 0.5) / 1000.0,
             (double)ft_histogram_percentile(s->hist, 0.99) / 1000.0, p->tty ? "" : "\n");
     fflush(stderr);
@@ -87,7 +87,7 @@ static int write_json(const char *path, const ft_load_stats *s)
     FILE *f = fopen(path, "w");
     if (!f) return -1;
     double t = ft_load_elapsed(s);
-    long done = atomic_load(&s->done), ok = atomic_load(&s->ok);
+    ft_load_counts n = ft_load_counts_get(s);
     long attempts = atomic_load(&s->attempts);
     fprintf(f,
             "{\n  \"calls\": %ld,\n  \"ok\": %ld,\n  \"errors\": %ld,\n  \"seconds\": %.3f,\n"
@@ -95,7 +95,7 @@ static int write_json(const char *path, const ft_load_stats *s)
             "  \"p999_ms\": %.3f,\n  \"max_ms\": %.3f,\n  \"attempts\": %ld,\n"
             "  \"retries\": %ld,\n  \"backups\": %ld,\n  \"backup_wins\": %ld,\n"
             "  \"fallbacks\": %ld,\n  \"errors_by_code\": {",
-            done, ok, done - ok, t, t > 0 ? (double)done / t : 0, ms(s, 0.5), ms(s, 0.9),
+            n.calls, n.ok, n.errors, t, t > 0 ? (double)n.calls / t : 0, ms(s, 0.5), ms(s, 0.9),
             ms(s, 0.99), ms(s, 0.999), (double)ft_histogram_max(s->hist) / 1000.0, attempts,
             atomic_load(&s->retries), atomic_load(&s->backups), atomic_load(&s->backup_wins),
             atomic_load(&s->fallbacks));
@@ -108,16 +108,16 @@ static int write_json(const char *path, const ft_load_stats *s)
 static void print_table(const ft_load_stats *s)
 {
     double t = ft_load_elapsed(s);
-    long done = atomic_load(&s->done), ok = atomic_load(&s->ok);
+    ft_load_counts n = ft_load_counts_get(s);
     long attempts = atomic_load(&s->attempts), backups = atomic_load(&s->backups);
-    printf("calls       %ld in %.2f s: %ld ok, %ld errors\n", done, t, ok, done - ok);
-    printf("qps         %.0f\n", t > 0 ? (double)done / t : 0);
+    printf("calls       %ld in %.2f s: %ld ok, %ld errors\n", n.calls, t, n.ok, n.errors);
+    printf("qps         %.0f\n", t > 0 ? (double)n.calls / t : 0);
     printf("latency ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", ms(s, 0.5),
            ms(s, 0.9), ms(s, 0.99), ms(s, 0.999), (double)ft_histogram_max(s->hist) / 1000.0);
     /* a retry is a request that was neither a call's first attempt nor a backup */
     printf("attempts    %ld (retries %ld, extra requests %.2f%%)\n", attempts,
            atomic_load(&s->retries),
-           done > 0 ? 100.0 * (double)(attempts - done) / (double)done : 0);
+           n.calls > 0 ? 100.0 * (double)(attempts - n.calls) / (double)n.calls : 0);
     printf("backups     %ld sent, %ld won\n", backups, atomic_load(&s->backup_wins));
     printf("fallbacks   %ld\n", atomic_load(&s->fallbacks));
     if (s->ncodes == 0) printf("errors      none\n");
@@ -253,7 +253,7 @@ int ft_cli_bench(int argc, char **argv)
             FILE *f = fopen(cdf_path, "w");
             char title[600];
             snprintf(title, sizeof title, "%s/%s latency CDF (%ld calls)", service, method,
-                     atomic_load(&stats.done));
+                     ft_load_counts_get(&stats).calls);
             if (f)
                 ft_cdf_svg(f, title, &(ft_cdf_series){.label = "all calls", .hist = stats.hist}, 1,
                            720, 420);
