@@ -3,6 +3,7 @@
 #define FT_CLI_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 int ft_cli_echo_server(int argc, char **argv);
 int ft_cli_call(int argc, char **argv);
@@ -18,6 +19,11 @@ int ft_cli_split_method(const char *full, char *service, size_t slen, char *meth
 /* A positional argument the command does not take (argv[first], when first < argc) is a usage
  * error: prints one naming it and returns -1; 0 when there is none. `cmd` names the command. */
 int ft_cli_no_stray_args(const char *cmd, int argc, char **argv, int first);
+/* Opens an output file named by `flag` for writing, before the work whose results go there: NULL,
+ * with a message naming the flag and the cause, when it cannot be. */
+FILE *ft_cli_open_output(const char *cmd, const char *flag, const char *path);
+/* Closes a file ft_cli_open_output opened: 0, or -1 with a message when a write to it failed. */
+int ft_cli_close_output(const char *cmd, FILE *f, const char *path);
 /* --tls-cert and --tls-key go together: one without the other prints a message naming the missing
  * flag and returns -1; 0 otherwise. */
 int ft_cli_check_tls_pair(const char *cmd, const char *cert_file, const char *key_file);

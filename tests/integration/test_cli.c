@@ -1,7 +1,7 @@
 /* The ftrpc CLI: `call` prints the response and exits 0, exits non-zero with the error code on
  * stderr for an unknown method and for a dead address; `--help` works for every command; usage
- * errors (a bad client flag, a stray argument) exit 2 with a message naming what is wrong; a server
- * that cannot listen says why. */
+ * errors (a bad client flag, a stray argument, an output file that cannot be written) exit 2 at
+ * once with a message naming what is wrong; a server that cannot listen says why. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -181,6 +182,20 @@ static void stray_arguments_are_usage_errors_naming_them(void **state)
     check_run(demo, 2, "unexpected argument 'now'", NULL);
 }
 
+static void demo_refuses_an_output_it_cannot_write_before_the_run(void **state)
+{
+    (void)state;
+    const char *scratch = getenv("FTRPC_SCRATCH");
+    char path[600];
+    snprintf(path, sizeof path, "%s/no-such-folder-%d/demo.json",
+             scratch && *scratch ? scratch : "/tmp", (int)getpid());
+    /* at once: a quick demo would take 10 s before finding it out */
+    const char *json[] = {"demo", "--quick", "--json", path, NULL};
+    check_run(json, 2, "--json", NULL);
+    const char *report[] = {"demo", "--quick", "--report", path, NULL};
+    check_run(report, 2, "--report", NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -193,6 +208,7 @@ int main(void)
         cmocka_unit_test(echo_server_on_a_busy_port_says_the_address_is_in_use),
         cmocka_unit_test(bad_client_flags_are_named),
         cmocka_unit_test(stray_arguments_are_usage_errors_naming_them),
+        cmocka_unit_test(demo_refuses_an_output_it_cannot_write_before_the_run),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

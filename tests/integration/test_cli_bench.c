@@ -1,8 +1,9 @@
 /* `ftrpc bench` against an `ftrpc echo-server` child: the final table, --json with every key the
  * docs promise (and figures that add up: every call counted once), --cdf writing an SVG that a
  * real XML parser accepts with a plotted line, the open loop (--rate) and the plain progress
- * lines off a terminal (their error counts within their call counts), and --fallback-default
- * answering every call to a dead address. */
+ * lines off a terminal (their error counts within their call counts), --fallback-default
+ * answering every call to a dead address, and what would fail every call or lose the figures
+ * (a payload no frame can carry, an output file that cannot be written) refused before the run. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -234,6 +235,34 @@ static void bench_progress_lines_count_errors_within_calls(void **state)
     h_server_stop(&srv, 5000);
 }
 
+/* Refused at once with exit 2 and a message naming the flag, before any call: the run would have
+ * failed every call, or its figures would have had nowhere to go. */
+static void bench_refuses_before_the_run_what_would_spoil_it(void **state)
+{
+    (void)state;
+    h_server srv;
+    assert_int_equal(h_server_start(&srv, NULL), 0);
+    char url[64], unwritable[600];
+    h_server_url(&srv, url, sizeof url);
+    scratch_file(unwritable, sizeof unwritable, "no-such-folder/out");
+    /* 64 MiB of payload leaves no room in a 64 MiB frame for the header and the meta; the output
+     * files are in a folder that does not exist */
+    static const char *const cases[][2] = {
+        {"--payload", "67108864"}, {"--json", NULL}, {"--cdf", NULL}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *flag = cases[i][0], *value = cases[i][1] ? cases[i][1] : unwritable;
+        const char *args[] = {
+            "bench", url, "example.EchoService/Echo", "--count", "20", flag, value, NULL};
+        char *out = NULL, *err = NULL;
+        int rc = h_cli_run(args, 60000, &out, &err);
+        if (rc != 2 || !strstr(err, flag) || strstr(out, "calls"))
+            fail_msg("bench %s: exit %d, stdout:\n%s\nstderr:\n%s", flag, rc, out, err);
+        free(out);
+        free(err);
+    }
+    h_server_stop(&srv, 5000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -241,6 +270,7 @@ int main(void)
         cmocka_unit_test(bench_open_loop_paces_calls_and_reports_progress),
         cmocka_unit_test(bench_fallback_default_answers_a_dead_address),
         cmocka_unit_test(bench_progress_lines_count_errors_within_calls),
+        cmocka_unit_test(bench_refuses_before_the_run_what_would_spoil_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
