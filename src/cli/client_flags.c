@@ -85,9 +85,10 @@ int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_o
     if (!strcmp(opt, "lb")) {
         /* checked here so that the message names the flag; the client would only say EINVAL */
         if (!ft_lb_name_valid(value)) {
-            fprintf(stderr,
-                    "ftrpc: --lb wants random, rr, wrr, wrandom, chash, p2c or priority, not '%s'\n",
-                    value);
+            fprintf(
+                stderr,
+                "ftrpc: --lb wants random, rr, wrr, wrandom, chash, p2c or priority, not '%s'\n",
+                value);
             return -1;
         }
         o->lb = value;

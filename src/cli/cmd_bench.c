@@ -295,8 +295,8 @@ int ft_cli_bench(int argc, char **argv)
             char title[600];
             snprintf(title, sizeof title, "%s/%s latency CDF (%ld calls)", service, method,
                      ft_load_counts_get(&stats).calls);
-            ft_cdf_svg(cdf_file, title,
-                       &(ft_cdf_series){.label = "all calls", .hist = stats.hist}, 1, 720, 420);
+            ft_cdf_svg(cdf_file, title, &(ft_cdf_series){.label = "all calls", .hist = stats.hist},
+                       1, 720, 420);
             if (ft_cli_close_output("bench", cdf_file, cdf_path)) status = 1;
             cdf_file = NULL;
         }

@@ -69,7 +69,8 @@ int ft_cli_no_stray_args(const char *cmd, int argc, char **argv, int first)
 FILE *ft_cli_open_output(const char *cmd, const char *flag, const char *path)
 {
     FILE *f = fopen(path, "w");
-    if (!f) fprintf(stderr, "ftrpc %s: %s %s: cannot write: %s\n", cmd, flag, path, strerror(errno));
+    if (!f)
+        fprintf(stderr, "ftrpc %s: %s %s: cannot write: %s\n", cmd, flag, path, strerror(errno));
     return f;
 }
 
@@ -85,7 +86,8 @@ int ft_cli_check_tls_pair(const char *cmd, const char *cert_file, const char *ke
 {
     if (!cert_file == !key_file) return 0;
     fprintf(stderr, "ftrpc %s: %s needs %s\n", cmd, cert_file ? "--tls-cert" : "--tls-key",
-            cert_file ? "--tls-key (its private key)" : "--tls-cert (the certificate it signs for)");
+            cert_file ? "--tls-key (its private key)"
+                      : "--tls-cert (the certificate it signs for)");
     return -1;
 }
 

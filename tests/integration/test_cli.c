@@ -124,15 +124,16 @@ static void bad_usage_exits_two(void **state)
     assert_int_equal(h_cli_run(bad_rate, 10000, NULL, NULL), 2);
 }
 
-/* Runs `ftrpc ARGS` and checks its exit code and that stderr says `says` (and not `not`, when
- * given). A child that does not exit within 10 s fails the check. */
-static void check_run(const char *const *args, int code, const char *says, const char *not)
+/* Runs `ftrpc ARGS` and checks its exit code and that stderr says `says` (and does not say
+ * `never`, when given). A child that does not exit within 10 s fails the check. */
+static void check_run(const char *const *args, int code, const char *says, const char *never)
 {
     char *err = NULL;
     int rc = h_cli_run(args, 10000, NULL, &err);
-    if (rc != code || !err || !strstr(err, says) || (not && strstr(err, not)))
+    if (rc != code || !err || !strstr(err, says) || (never && strstr(err, never)))
         fail_msg("ftrpc %s ...: exit %d (expected %d), stderr:\n%s\n(expected \"%s\"%s%s)",
-                 args[0], rc, code, err ? err : "", says, not ? ", not " : "", not ? not : "");
+                 args[0], rc, code, err ? err : "", says, never ? ", not " : "",
+                 never ? never : "");
     free(err);
 }
 

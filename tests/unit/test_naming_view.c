@@ -20,7 +20,8 @@
 
 static atomic_int error_lines;
 static pthread_mutex_t last_line_lock = PTHREAD_MUTEX_INITIALIZER;
-static char last_line[1024]; /* the last WARN or ERROR line; the watch tests log from their thread */
+/* the last WARN or ERROR line; the watch tests log from their own thread */
+static char last_line[1024];
 static void sink(ftrpc_log_level level, const char *msg, void *arg)
 {
     if (level == FTRPC_LOG_ERROR) atomic_fetch_add(&error_lines, 1);
