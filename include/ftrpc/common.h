@@ -37,6 +37,7 @@ enum {
     FTRPC_EEXIST = -11,      /* the thing is registered already */
     FTRPC_ETLS = -12,        /* TLS handshake or verification failed */
     FTRPC_EBUSINESS = -13,   /* the call failed with a business error (see the result's code) */
+    FTRPC_EADDRINUSE = -14,  /* the address to listen on is taken (another process listens) */
     /* brpc's codes, negated (baidu_std protocol page) */
     FTRPC_ENOSERVICE = -1001,     /* unknown service */
     FTRPC_ENOMETHOD = -1002,      /* unknown method */

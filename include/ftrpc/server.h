@@ -121,7 +121,9 @@ FTRPC_API int ftrpc_server_new(const ftrpc_server_options *opts, ftrpc_server **
 FTRPC_API int ftrpc_server_add_method(ftrpc_server *server, const char *service,
                                       const char *method, ftrpc_handler handler, void *arg,
                                       const ftrpc_method_options *mopts);
-/* Listens on "host:port" (port 0 picks a free one) and starts serving. */
+/* Listens on "host:port" (port 0 picks a free one) and starts serving. Listening
+ * fails with FTRPC_EADDR for an address that is malformed, unresolvable or not this host's,
+ * FTRPC_EADDRINUSE when the port is taken, FTRPC_ESYS for any other reason (logged with errno). */
 FTRPC_API int ftrpc_server_start(ftrpc_server *server, const char *listen_addr);
 /* The port actually listened on (after start), or 0. */
 FTRPC_API int ftrpc_server_port(const ftrpc_server *server);

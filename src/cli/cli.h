@@ -3,6 +3,7 @@
 #define FT_CLI_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 int ft_cli_echo_server(int argc, char **argv);
 int ft_cli_call(int argc, char **argv);
@@ -15,6 +16,17 @@ int ft_cli_parse_int(const char *opt, const char *text, long min, long max, long
 int ft_cli_parse_rate(const char *opt, const char *text, double *out);
 /* Splits "package.Service/Method"; returns 0 or -1 with a message. */
 int ft_cli_split_method(const char *full, char *service, size_t slen, char *method, size_t mlen);
+/* A positional argument the command does not take (argv[first], when first < argc) is a usage
+ * error: prints one naming it and returns -1; 0 when there is none. `cmd` names the command. */
+int ft_cli_no_stray_args(const char *cmd, int argc, char **argv, int first);
+/* Opens an output file named by `flag` for writing, before the work whose results go there: NULL,
+ * with a message naming the flag and the cause, when it cannot be. */
+FILE *ft_cli_open_output(const char *cmd, const char *flag, const char *path);
+/* Closes a file ft_cli_open_output opened: 0, or -1 with a message when a write to it failed. */
+int ft_cli_close_output(const char *cmd, FILE *f, const char *path);
+/* --tls-cert and --tls-key go together: one without the other prints a message naming the missing
+ * flag and returns -1; 0 otherwise. */
+int ft_cli_check_tls_pair(const char *cmd, const char *cert_file, const char *key_file);
 
 /* Client policy flags shared by `call` and `bench`: --fail-mode, --retries, --attempt-timeout-ms,
  * --backoff, --lb, --backup-ms, --backup-policy, --auth-token, --tls (no value), --tls-ca,
@@ -23,6 +35,11 @@ int ft_cli_split_method(const char *full, char *service, size_t slen, char *meth
  * (applied to *o), 0 when it was not, -1 on a bad value (message printed). */
 struct ftrpc_client_options;
 int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_options *o);
+/* Makes the client of `call` and `bench` from the parsed flags. On failure prints why, naming the
+ * flag or the URL at fault, and returns -1 (a usage error: the command exits 2). */
+struct ftrpc_client;
+int ft_cli_client_new(const char *cmd, const char *url, const struct ftrpc_client_options *o,
+                      struct ftrpc_client **out);
 #define FT_CLI_CLIENT_FLAG_HELP                                                                    \
     "  --fail-mode MODE       failfast | failover (default) | failtry | failbackup\n"              \
     "  --retries N            retries after the first attempt (default 3; 0: none)\n"              \

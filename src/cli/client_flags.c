@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cluster/lb.h"
 #include "ftrpc/ftrpc.h"
 
 static int parse_backoff(const char *v, ftrpc_backoff *b)
@@ -82,6 +83,14 @@ int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_o
     }
     if (!strcmp(opt, "backoff")) return parse_backoff(value, &o->backoff) ? -1 : 1;
     if (!strcmp(opt, "lb")) {
+        /* checked here so that the message names the flag; the client would only say EINVAL */
+        if (!ft_lb_name_valid(value)) {
+            fprintf(
+                stderr,
+                "ftrpc: --lb wants random, rr, wrr, wrandom, chash, p2c or priority, not '%s'\n",
+                value);
+            return -1;
+        }
         o->lb = value;
         return 1;
     }
@@ -106,4 +115,21 @@ int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_o
         return 1;
     }
     return 0;
+}
+
+int ft_cli_client_new(const char *cmd, const char *url, const ftrpc_client_options *o,
+                      ftrpc_client **out)
+{
+    /* the client refuses a lone certificate or key with EINVAL, which cannot say which flag */
+    if (ft_cli_check_tls_pair(cmd, o->tls.cert_file, o->tls.key_file)) return -1;
+    int rc = ftrpc_client_new(url, o, out);
+    if (rc == 0) return 0;
+    if (rc == FTRPC_ETLS) /* the log line above said which file and why */
+        fprintf(stderr, "ftrpc %s: cannot set up TLS: %s\n", cmd, ftrpc_strerror(rc));
+    else if (rc == FTRPC_EADDR)
+        fprintf(stderr, "ftrpc %s: bad naming URL '%s': %s\n", cmd, url, ftrpc_strerror(rc));
+    else
+        fprintf(stderr, "ftrpc %s: cannot make a client for '%s': %s\n", cmd, url,
+                ftrpc_strerror(rc));
+    return -1;
 }

@@ -8,6 +8,7 @@
  * call (from its scheduled start in open loop), so it includes client-side queueing.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "cli/cli.h"
 #include "cli/load.h"
 #include "ftrpc/ftrpc.h"
+#include "protocol/baidu_std.h"
 
 static void usage(FILE *out)
 {
@@ -30,7 +32,8 @@ static void usage(FILE *out)
         "  --rate QPS             open loop: start QPS calls per second (default: closed loop)\n"
         "  --duration SECONDS     how long to run (default 5)\n"
         "  --count N              make N calls instead of running for a duration\n"
-        "  --payload BYTES        request size (default 16)\n"
+        "  --payload BYTES        request size (default 16; at most 64 MiB less the request's\n"
+        "                         header and meta: the largest frame a server takes by default)\n"
         "  --timeout-ms N         each call's deadline (default 1000)\n"
         "  --fallback-default T   on an error, answer T instead (error-only fallback)\n"
         "  --cdf FILE.svg         write the latency CDF as an SVG plot\n"
@@ -69,9 +72,9 @@ static void tick(ft_load *load, const ft_load_stats *s, void *arg)
     }
     if (t < p->next_s) return;
     p->next_s += p->tty ? 0.5 : 1.0;
-    long done = atomic_load(&s->done), ok = atomic_load(&s->ok);
+    ft_load_counts n = ft_load_counts_get(s);
     fprintf(stderr, "%s%6.1fs  %9.0f qps  %8ld calls  %6ld errors  p50 %.3f ms  p99 %.3f ms%s",
-            p->tty ? "\r\033[K" : "", t, t > 0 ? (double)done / t : 0, done, done - ok,
+            p->tty ? "\r\033[K" : "", t, t > 0 ? (double)n.calls / t : 0, n.calls, n.errors,
             (double)ft_histogram_percentile(s->hist, 0.5) / 1000.0,
             (double)ft_histogram_percentile(s->hist, 0.99) / 1000.0, p->tty ? "" : "\n");
     fflush(stderr);
@@ -82,12 +85,10 @@ static double ms(const ft_load_stats *s, double q)
     return (double)ft_histogram_percentile(s->hist, q) / 1000.0;
 }
 
-static int write_json(const char *path, const ft_load_stats *s)
+static void write_json(FILE *f, const ft_load_stats *s)
 {
-    FILE *f = fopen(path, "w");
-    if (!f) return -1;
     double t = ft_load_elapsed(s);
-    long done = atomic_load(&s->done), ok = atomic_load(&s->ok);
+    ft_load_counts n = ft_load_counts_get(s);
     long attempts = atomic_load(&s->attempts);
     fprintf(f,
             "{\n  \"calls\": %ld,\n  \"ok\": %ld,\n  \"errors\": %ld,\n  \"seconds\": %.3f,\n"
@@ -95,29 +96,49 @@ static int write_json(const char *path, const ft_load_stats *s)
             "  \"p999_ms\": %.3f,\n  \"max_ms\": %.3f,\n  \"attempts\": %ld,\n"
             "  \"retries\": %ld,\n  \"backups\": %ld,\n  \"backup_wins\": %ld,\n"
             "  \"fallbacks\": %ld,\n  \"errors_by_code\": {",
-            done, ok, done - ok, t, t > 0 ? (double)done / t : 0, ms(s, 0.5), ms(s, 0.9),
+            n.calls, n.ok, n.errors, t, t > 0 ? (double)n.calls / t : 0, ms(s, 0.5), ms(s, 0.9),
             ms(s, 0.99), ms(s, 0.999), (double)ft_histogram_max(s->hist) / 1000.0, attempts,
             atomic_load(&s->retries), atomic_load(&s->backups), atomic_load(&s->backup_wins),
             atomic_load(&s->fallbacks));
     for (size_t i = 0; i < s->ncodes; i++)
         fprintf(f, "%s\"%d\": %ld", i ? ", " : "", s->codes[i].code, s->codes[i].count);
     fputs("}\n}\n", f);
-    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* The largest --payload whose request frame (header, meta, payload) fits in 64 MiB: beyond it a
+ * server with the default max_body_size closes the connection, and the client's default
+ * max_unwritten_bytes refuses the frame (EOVERCROWDED), so every call would fail. The meta is
+ * measured by packing a request without payload, with the widest correlation id and timeout. */
+static int largest_payload(const char *service, const char *method, const char *auth_token,
+                           long *out)
+{
+    ft_request_header h = {.service = service,
+                           .method = method,
+                           .correlation_id = INT64_MAX,
+                           .timeout_ms = INT32_MAX,
+                           .auth_data = (const uint8_t *)auth_token,
+                           .auth_len = auth_token ? strlen(auth_token) : 0};
+    ft_iobuf frame;
+    ft_iobuf_init(&frame);
+    int rc = ft_baidu_std_pack_request(&frame, &h, NULL, NULL);
+    if (rc == 0) *out = (long)FT_BAIDU_STD_DEFAULT_MAX_BODY - (long)ft_iobuf_size(&frame);
+    ft_iobuf_fini(&frame);
+    return rc;
 }
 
 static void print_table(const ft_load_stats *s)
 {
     double t = ft_load_elapsed(s);
-    long done = atomic_load(&s->done), ok = atomic_load(&s->ok);
+    ft_load_counts n = ft_load_counts_get(s);
     long attempts = atomic_load(&s->attempts), backups = atomic_load(&s->backups);
-    printf("calls       %ld in %.2f s: %ld ok, %ld errors\n", done, t, ok, done - ok);
-    printf("qps         %.0f\n", t > 0 ? (double)done / t : 0);
+    printf("calls       %ld in %.2f s: %ld ok, %ld errors\n", n.calls, t, n.ok, n.errors);
+    printf("qps         %.0f\n", t > 0 ? (double)n.calls / t : 0);
     printf("latency ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", ms(s, 0.5),
            ms(s, 0.9), ms(s, 0.99), ms(s, 0.999), (double)ft_histogram_max(s->hist) / 1000.0);
     /* a retry is a request that was neither a call's first attempt nor a backup */
     printf("attempts    %ld (retries %ld, extra requests %.2f%%)\n", attempts,
            atomic_load(&s->retries),
-           done > 0 ? 100.0 * (double)(attempts - done) / (double)done : 0);
+           n.calls > 0 ? 100.0 * (double)(attempts - n.calls) / (double)n.calls : 0);
     printf("backups     %ld sent, %ld won\n", backups, atomic_load(&s->backup_wins));
     printf("fallbacks   %ld\n", atomic_load(&s->fallbacks));
     if (s->ncodes == 0) printf("errors      none\n");
@@ -146,6 +167,7 @@ int ft_cli_bench(int argc, char **argv)
     long concurrency = 8, count = 0, payload = 16, timeout_ms = 1000;
     double rate = 0, duration = 5;
     const char *fallback_text = NULL, *cdf_path = NULL, *json_path = NULL;
+    FILE *json_file = NULL, *cdf_file = NULL;
     int index = 0, c, status = 2;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, &index)) != -1) {
@@ -160,7 +182,8 @@ int ft_cli_bench(int argc, char **argv)
             if (ft_cli_parse_int("--count", optarg, 1, 1000000000L, &count)) goto out;
             break;
         case 'p':
-            if (ft_cli_parse_int("--payload", optarg, 0, 64L << 20, &payload)) goto out;
+            /* the upper bound depends on the method: checked once it is known */
+            if (ft_cli_parse_int("--payload", optarg, 0, LONG_MAX, &payload)) goto out;
             break;
         case 't':
             if (ft_cli_parse_int("--timeout-ms", optarg, 1, 3600000, &timeout_ms)) goto out;
@@ -195,25 +218,39 @@ int ft_cli_bench(int argc, char **argv)
             goto out;
         }
     }
-    if (argc - optind != 2) {
+    if (argc - optind < 2) {
         usage(stderr);
         goto out;
     }
+    if (ft_cli_no_stray_args("bench", argc, argv, optind + 2)) goto out;
     const char *url = argv[optind];
     char service[256], method[256];
     if (ft_cli_split_method(argv[optind + 1], service, sizeof service, method, sizeof method))
         goto out;
+    long max_payload = 0;
+    int rc = largest_payload(service, method, copts.auth_token, &max_payload);
+    if (rc != 0) {
+        fprintf(stderr, "ftrpc bench: %s\n", ftrpc_strerror(rc));
+        status = 1;
+        goto out;
+    }
+    if (payload > max_payload) {
+        fprintf(stderr,
+                "ftrpc bench: --payload wants at most %ld bytes for %s/%s (the request frame, "
+                "header and meta included, must fit in the 64 MiB a server accepts by default), "
+                "not %ld\n",
+                max_payload, service, method, payload);
+        goto out;
+    }
+    /* before the run, so that a path that cannot be written costs no run */
+    if (json_path && !(json_file = ft_cli_open_output("bench", "--json", json_path))) goto out;
+    if (cdf_path && !(cdf_file = ft_cli_open_output("bench", "--cdf", cdf_path))) goto out;
     copts.timeout_ms = (int)timeout_ms;
     if (fallback_text)
         copts.fallback = (ftrpc_fallback){
             .kind = FTRPC_FALLBACK_ERRORS, .fn = fallback_default, .arg = (void *)fallback_text};
     ftrpc_client *client = NULL;
-    int rc = ftrpc_client_new(url, &copts, &client);
-    if (rc != 0) {
-        fprintf(stderr, "ftrpc bench: cannot make a client for '%s': %s\n", url,
-                ftrpc_strerror(rc));
-        goto out;
-    }
+    if (ft_cli_client_new("bench", url, &copts, &client)) goto out;
     ft_load_stats stats;
     if (ft_load_stats_init(&stats) != 0) {
         ftrpc_client_free(client);
@@ -249,26 +286,26 @@ int ft_cli_bench(int argc, char **argv)
         status = 1;
     } else {
         print_table(&stats);
-        if (json_path && write_json(json_path, &stats) != 0) {
-            fprintf(stderr, "ftrpc bench: cannot write %s\n", json_path);
-            status = 1;
+        if (json_file) {
+            write_json(json_file, &stats);
+            if (ft_cli_close_output("bench", json_file, json_path)) status = 1;
+            json_file = NULL;
         }
-        if (cdf_path) {
-            FILE *f = fopen(cdf_path, "w");
+        if (cdf_file) {
             char title[600];
             snprintf(title, sizeof title, "%s/%s latency CDF (%ld calls)", service, method,
-                     atomic_load(&stats.done));
-            if (f)
-                ft_cdf_svg(f, title, &(ft_cdf_series){.label = "all calls", .hist = stats.hist}, 1,
-                           720, 420);
-            if (!f || fclose(f) != 0) {
-                fprintf(stderr, "ftrpc bench: cannot write %s\n", cdf_path);
-                status = 1;
-            }
+                     ft_load_counts_get(&stats).calls);
+            ft_cdf_svg(cdf_file, title, &(ft_cdf_series){.label = "all calls", .hist = stats.hist},
+                       1, 720, 420);
+            if (ft_cli_close_output("bench", cdf_file, cdf_path)) status = 1;
+            cdf_file = NULL;
         }
     }
     ft_load_stats_fini(&stats);
 out:
+    /* still open when the run did not happen: left empty */
+    if (json_file) fclose(json_file);
+    if (cdf_file) fclose(cdf_file);
     ftrpc_backup_policy_free(copts.backup_policy);
     return status;
 }

@@ -60,10 +60,11 @@ int ft_cli_call(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (argc - optind != 2) {
+    if (argc - optind < 2) {
         usage(stderr);
         return 2;
     }
+    if (ft_cli_no_stray_args("call", argc, argv, optind + 2)) return 2;
     const char *url = argv[optind];
     char service[256], method[256];
     if (ft_cli_split_method(argv[optind + 1], service, sizeof service, method, sizeof method))
@@ -71,19 +72,15 @@ int ft_cli_call(int argc, char **argv)
 
     ftrpc_client *client = NULL;
     copts.timeout_ms = (int)timeout_ms;
-    int rc = ftrpc_client_new(url, &copts, &client);
-    if (rc != 0) {
-        if (rc == FTRPC_ETLS) /* the log line above said which file and why */
-            fprintf(stderr, "ftrpc call: cannot set up TLS: %s\n", ftrpc_strerror(rc));
-        else
-            fprintf(stderr, "ftrpc call: bad naming URL '%s': %s\n", url, ftrpc_strerror(rc));
+    if (ft_cli_client_new("call", url, &copts, &client)) {
+        ftrpc_backup_policy_free(copts.backup_policy);
         return 2;
     }
     ftrpc_buf *req = ftrpc_buf_new(), *att = ftrpc_buf_new();
     ftrpc_buf_append(req, data, strlen(data));
     if (attachment) ftrpc_buf_append(att, attachment, strlen(attachment));
     ftrpc_result result;
-    rc = ftrpc_call(client, service, method, req, att, NULL, &result);
+    int rc = ftrpc_call(client, service, method, req, att, NULL, &result);
     if (rc == 0) {
         print_buf(stdout, result.response);
         if (ftrpc_buf_size(result.attachment) > 0) {

@@ -690,25 +690,30 @@ int ft_cli_demo(int argc, char **argv)
             return 2;
         }
     }
-    if (optind != argc) {
-        usage(stderr);
+    if (ft_cli_no_stray_args("demo", argc, argv, optind)) return 2;
+    /* opened before the run, so that a path that cannot be written costs no run */
+    FILE *html_file = NULL, *json_file = NULL;
+    if (report_path && !(html_file = ft_cli_open_output("demo", "--report", report_path))) return 2;
+    if (json_path && !(json_file = ft_cli_open_output("demo", "--json", json_path))) {
+        if (html_file) fclose(html_file);
         return 2;
     }
     demo *d = calloc(1, sizeof *d);
-    if (!d) return 1;
+    const char *base = getenv("TMPDIR");
+    if (d) snprintf(d->tmp, sizeof d->tmp, "%s/ftrpc-demo-XXXXXX", base && *base ? base : "/tmp");
+    if (!d || !mkdtemp(d->tmp)) {
+        if (d) fprintf(stderr, "ftrpc demo: cannot make a temporary folder: %s\n", strerror(errno));
+        if (html_file) fclose(html_file);
+        if (json_file) fclose(json_file);
+        free(d);
+        return 1;
+    }
     d->quick = quick;
     d->calls = calls ? calls : quick ? 1000 : 5000;
     d->ttl_s = 2;
     d->report.quick = quick;
     d->report.ttl_s = d->ttl_s;
     d->scenario_total = 7;
-    const char *base = getenv("TMPDIR");
-    snprintf(d->tmp, sizeof d->tmp, "%s/ftrpc-demo-XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(d->tmp)) {
-        fprintf(stderr, "ftrpc demo: cannot make a temporary folder: %s\n", strerror(errno));
-        free(d);
-        return 1;
-    }
     snprintf(d->registry, sizeof d->registry, "%s/registry", d->tmp);
     mkdir(d->registry, 0700);
 
@@ -753,15 +758,16 @@ int ft_cli_demo(int argc, char **argv)
     demo_print_table(stdout, &d->report);
     printf("\nextra = requests beyond one per call (retries and backups). %.1f s in all.\n",
            d->report.elapsed_s);
-    if (demo_write_html(html, &d->report) == 0) {
+    /* the default report goes to the temporary folder made above */
+    if (!html_file) html_file = ft_cli_open_output("demo", "the report", html);
+    if (html_file) demo_write_html(html_file, &d->report);
+    if (html_file && ft_cli_close_output("demo", html_file, html) == 0)
         printf("report: %s\n", html);
-    } else {
-        fprintf(stderr, "ftrpc demo: cannot write %s\n", html);
+    else
         status = 1;
-    }
-    if (json_path && demo_write_json(json_path, &d->report, html) != 0) {
-        fprintf(stderr, "ftrpc demo: cannot write %s\n", json_path);
-        status = 1;
+    if (json_file) {
+        demo_write_json(json_file, &d->report, html);
+        if (ft_cli_close_output("demo", json_file, json_path)) status = 1;
     }
     /* Without --report the temporary folder keeps the report; with it, it is empty now. */
     if (report_path) rmdir(d->tmp);

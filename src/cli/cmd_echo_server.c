@@ -322,6 +322,8 @@ int ft_cli_echo_server(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
+    /* e.g. `--workers 2`: --workers takes no number, and a silently ignored "2" would mislead */
+    if (ft_cli_no_stray_args("echo-server", argc, argv, optind)) return 2;
     char reg_full[4096];
     if (reg_url) {
         int has_query = strchr(reg_url, '?') != NULL;
@@ -336,7 +338,8 @@ int ft_cli_echo_server(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if ((tls.key_file || tls.client_ca_file || tls.force) && !tls.cert_file) {
+    if (ft_cli_check_tls_pair("echo-server", tls.cert_file, tls.key_file)) return 2;
+    if ((tls.client_ca_file || tls.force) && !tls.cert_file) {
         fprintf(stderr, "ftrpc echo-server: TLS options need --tls-cert and --tls-key\n");
         return 2;
     }

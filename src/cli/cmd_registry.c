@@ -38,10 +38,11 @@ int ft_cli_registry(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    if (argc != 3) {
+    if (argc < 3) {
         usage(stderr);
         return 2;
     }
+    if (ft_cli_no_stray_args("registry", argc, argv, 3)) return 2;
     const char *verb = argv[1], *url = argv[2];
     if (!strcmp(verb, "ls")) {
         ft_naming *ns = NULL;

@@ -41,7 +41,8 @@ demo_row *demo_add_row(demo_report *r, const char *scenario, const char *policy,
 void demo_report_fini(demo_report *r);
 
 void demo_print_table(FILE *f, const demo_report *r);
-int demo_write_html(const char *path, const demo_report *r);
-int demo_write_json(const char *path, const demo_report *r, const char *html_path);
+/* Write the report to f (the caller opened it before the run, and closes it). */
+void demo_write_html(FILE *f, const demo_report *r);
+void demo_write_json(FILE *f, const demo_report *r, const char *html_path);
 
 #endif

@@ -90,10 +90,8 @@ static void html_text(FILE *f, const char *s)
     }
 }
 
-int demo_write_html(const char *path, const demo_report *r)
+void demo_write_html(FILE *f, const demo_report *r)
 {
-    FILE *f = fopen(path, "w");
-    if (!f) return -1;
     fprintf(f, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>ftrpc demo</title>"
                "</head>\n<body style=\"font-family:sans-serif;max-width:1100px;margin:auto\">\n"
                "<h1>ftrpc demo: fault tolerance at work</h1>\n");
@@ -140,7 +138,6 @@ int demo_write_html(const char *path, const demo_report *r)
         i = j;
     }
     fputs("</body></html>\n", f);
-    return fclose(f) == 0 ? 0 : -1;
 }
 
 static void json_string(FILE *f, const char *s)
@@ -157,10 +154,8 @@ static void json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-int demo_write_json(const char *path, const demo_report *r, const char *html_path)
+void demo_write_json(FILE *f, const demo_report *r, const char *html_path)
 {
-    FILE *f = fopen(path, "w");
-    if (!f) return -1;
     fprintf(f, "{\n  \"quick\": %s,\n  \"elapsed_s\": %.2f,\n  \"ttl_s\": %.1f,\n",
             r->quick ? "true" : "false", r->elapsed_s, r->ttl_s);
     fprintf(f, "  \"registry_expiry_s\": %.2f,\n  \"report\": ", r->expiry_s);
@@ -188,5 +183,4 @@ int demo_write_json(const char *path, const demo_report *r, const char *html_pat
         fprintf(f, "}%s\n", i + 1 < r->nrows ? "," : "");
     }
     fputs("  ]\n}\n", f);
-    return fclose(f) == 0 ? 0 : -1;
 }

@@ -60,6 +60,15 @@ double ft_load_elapsed(const ft_load_stats *s)
     return (double)(end - s->start_ns) / 1e9;
 }
 
+ft_load_counts ft_load_counts_get(const ft_load_stats *s)
+{
+    /* the outcomes first: record() counts a call in `done` before its outcome, so no outcome read
+     * here belongs to a call that the later read of `done` misses */
+    ft_load_counts c = {.ok = atomic_load(&s->ok), .errors = atomic_load(&s->errors)};
+    c.calls = atomic_load(&s->done);
+    return c;
+}
+
 long ft_load_answers_from(const ft_load_stats *s, const char *addr)
 {
     /* the lock is not part of the figures the const promises to leave alone */
@@ -129,6 +138,8 @@ static void record(ft_load *l, int64_t start_ns, const ftrpc_result *r, int refu
     ft_load_stats *s = l->stats;
     int64_t now = ft_load_now_ns();
     ft_histogram_record(s->hist, (now - start_ns) / 1000);
+    /* before the outcome: ft_load_counts_get relies on it */
+    atomic_fetch_add(&s->done, 1);
     if (r) {
         atomic_fetch_add(&s->attempts, r->attempts);
         atomic_fetch_add(&s->backups, r->backups);
@@ -142,11 +153,12 @@ static void record(ft_load *l, int64_t start_ns, const ftrpc_result *r, int refu
             if (r->endpoint[0]) count_endpoint(s, r->endpoint, now);
         } else {
             count_code(s, r->code);
+            atomic_fetch_add(&s->errors, 1);
         }
     } else {
         count_code(s, refused_code);
+        atomic_fetch_add(&s->errors, 1);
     }
-    atomic_fetch_add(&s->done, 1);
 }
 
 static void on_closed_done(ftrpc_result *result, void *arg);

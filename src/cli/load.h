@@ -28,9 +28,10 @@
 #define FT_LOAD_MAX_ENDPOINTS 32
 
 /* Figures of one run. Counters are written by IO threads (atomics); the code and endpoint tables
- * by IO threads under `lock`; read them after ft_load_run returns, or with the lock meanwhile. */
+ * by IO threads under `lock`; read them after ft_load_run returns, or with the lock meanwhile
+ * (ft_load_counts_get for calls and their outcomes). */
 typedef struct ft_load_stats {
-    _Atomic long started, done, ok, attempts, backups, backup_wins, fallbacks;
+    _Atomic long started, done, ok, errors, attempts, backups, backup_wins, fallbacks;
     _Atomic long retries; /* attempts that were neither a call's first nor its backup */
     pthread_mutex_t lock; /* guards codes[] and endpoints[] */
     struct {
@@ -76,6 +77,13 @@ void ft_load_stats_fini(ft_load_stats *s);
 int ft_load_run(const ft_load_opts *opts, ft_load_stats *stats);
 /* Ends the run early: no new call starts; those in flight complete. From tick or any thread. */
 void ft_load_stop(ft_load *load);
+/* Calls completed and how they ended. */
+typedef struct ft_load_counts {
+    long calls, ok, errors;
+} ft_load_counts;
+/* The counts so far, safe while the run goes on: ok + errors never exceeds calls, and once
+ * ft_load_run has returned they add up to it. */
+ft_load_counts ft_load_counts_get(const ft_load_stats *stats);
 /* Seconds since the run's start. */
 double ft_load_elapsed(const ft_load_stats *stats);
 /* Successful answers from `addr` so far; safe while the run goes on (from tick, say). */

@@ -1,4 +1,5 @@
 /* ftrpc: the command-line tool. `ftrpc COMMAND --help` describes each command. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,39 @@ int ft_cli_split_method(const char *full, char *service, size_t slen, char *meth
     service[slash - full] = '\0';
     strcpy(method, slash + 1);
     return 0;
+}
+
+int ft_cli_no_stray_args(const char *cmd, int argc, char **argv, int first)
+{
+    if (first >= argc) return 0;
+    fprintf(stderr, "ftrpc %s: unexpected argument '%s' (`ftrpc %s --help` lists what it takes)\n",
+            cmd, argv[first], cmd);
+    return -1;
+}
+
+FILE *ft_cli_open_output(const char *cmd, const char *flag, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        fprintf(stderr, "ftrpc %s: %s %s: cannot write: %s\n", cmd, flag, path, strerror(errno));
+    return f;
+}
+
+int ft_cli_close_output(const char *cmd, FILE *f, const char *path)
+{
+    int failed = ferror(f);
+    if (fclose(f) != 0) failed = 1;
+    if (failed) fprintf(stderr, "ftrpc %s: cannot write %s\n", cmd, path);
+    return failed ? -1 : 0;
+}
+
+int ft_cli_check_tls_pair(const char *cmd, const char *cert_file, const char *key_file)
+{
+    if (!cert_file == !key_file) return 0;
+    fprintf(stderr, "ftrpc %s: %s needs %s\n", cmd, cert_file ? "--tls-cert" : "--tls-key",
+            cert_file ? "--tls-key (its private key)"
+                      : "--tls-cert (the certificate it signs for)");
+    return -1;
 }
 
 int main(int argc, char **argv)

@@ -120,9 +120,14 @@ int ft_listener_start(ft_loop *loop, const char *hostport, ft_accept_cb cb, void
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     socklen_t alen = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
     if (bind(fd, (struct sockaddr *)&ss, alen) != 0 || listen(fd, BACKLOG) != 0) {
-        FT_WARN("cannot listen on %s: %s", hostport, strerror(errno));
+        int err = errno;
+        FT_WARN("cannot listen on %s: %s", hostport, strerror(err));
         close(fd);
-        return FTRPC_EADDR;
+        /* the caller's message names the cause: a port taken is not a malformed address, and a
+         * refusal for another reason (a privileged port, no descriptors left) is neither */
+        if (err == EADDRINUSE) return FTRPC_EADDRINUSE;
+        if (err == EADDRNOTAVAIL) return FTRPC_EADDR; /* not an address of this host */
+        return FTRPC_ESYS;
     }
     ft_listener *l = calloc(1, sizeof *l);
     if (!l) {

@@ -29,7 +29,9 @@ struct ft_listener {
 };
 
 /* Binds and listens on "host:port" (port 0: any free port) and starts accepting on `loop`.
- * Any non-IO thread. On success *out is the caller's until ft_listener_stop. */
+ * Any non-IO thread. On success *out is the caller's until ft_listener_stop. Errors:
+ * FTRPC_EADDR (malformed, unresolvable, or not an address of this host), FTRPC_EADDRINUSE (the
+ * port is taken), FTRPC_ESYS (any other refusal; the log line gives errno), FTRPC_ENOMEM. */
 int ft_listener_start(ft_loop *loop, const char *hostport, ft_accept_cb cb, void *arg,
                       ft_listener **out);
 /* Stops accepting, closes the socket and frees the listener; waits until done. Any non-IO thread. */

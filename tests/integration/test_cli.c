@@ -1,5 +1,7 @@
 /* The ftrpc CLI: `call` prints the response and exits 0, exits non-zero with the error code on
- * stderr for an unknown method and for a dead address; `--help` works for every command. */
+ * stderr for an unknown method and for a dead address; `--help` works for every command; usage
+ * errors (a bad client flag, a stray argument, an output file that cannot be written) exit 2 at
+ * once with a message naming what is wrong; a server that cannot listen says why. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -121,15 +124,77 @@ static void bad_usage_exits_two(void **state)
     assert_int_equal(h_cli_run(bad_rate, 10000, NULL, NULL), 2);
 }
 
-static void echo_server_on_a_busy_port_exits_one(void **state)
+/* Runs `ftrpc ARGS` and checks its exit code and that stderr says `says` (and does not say
+ * `never`, when given). A child that does not exit within 10 s fails the check. */
+static void check_run(const char *const *args, int code, const char *says, const char *never)
+{
+    char *err = NULL;
+    int rc = h_cli_run(args, 10000, NULL, &err);
+    if (rc != code || !err || !strstr(err, says) || (never && strstr(err, never)))
+        fail_msg("ftrpc %s ...: exit %d (expected %d), stderr:\n%s\n(expected \"%s\"%s%s)",
+                 args[0], rc, code, err ? err : "", says, never ? ", not " : "",
+                 never ? never : "");
+    free(err);
+}
+
+static void echo_server_on_a_busy_port_says_the_address_is_in_use(void **state)
 {
     (void)state;
-    char busy[32], *err = NULL;
+    char busy[32], says[96];
     snprintf(busy, sizeof busy, "127.0.0.1:%d", server.port);
+    snprintf(says, sizeof says, "cannot serve on %s: address already in use", busy);
     const char *args[] = {"echo-server", "--listen", busy, NULL};
-    assert_int_equal(h_cli_run(args, 10000, NULL, &err), 1);
-    assert_non_null(strstr(err, "cannot serve on"));
-    free(err);
+    check_run(args, 1, says, "bad address");
+    /* an address that is not this host's (TEST-NET-1) is a bad address */
+    const char *foreign[] = {"echo-server", "--listen", "192.0.2.1:0", NULL};
+    check_run(foreign, 1, "bad address", NULL);
+}
+
+static void bad_client_flags_are_named(void **state)
+{
+    (void)state;
+    const char *lb[] = {"call", url, "example.EchoService/Echo", "--lb", "nope", NULL};
+    check_run(lb, 2, "--lb", "naming URL");
+    const char *cert[] = {"call", url, "example.EchoService/Echo", "--tls-cert", "c.pem", NULL};
+    check_run(cert, 2, "--tls-cert needs --tls-key", "naming URL");
+    const char *key[] = {"bench", url, "example.EchoService/Echo", "--tls-key", "k.pem", NULL};
+    check_run(key, 2, "--tls-key needs --tls-cert", "make a client");
+    const char *server_cert[] = {"echo-server", "--listen", "127.0.0.1:0", "--tls-cert", "c.pem",
+                                 NULL};
+    check_run(server_cert, 2, "--tls-cert needs --tls-key", NULL);
+    /* a naming URL at fault is still called one */
+    const char *bad_url[] = {"call", "nope://x", "example.EchoService/Echo", NULL};
+    check_run(bad_url, 2, "bad naming URL 'nope://x'", NULL);
+}
+
+static void stray_arguments_are_usage_errors_naming_them(void **state)
+{
+    (void)state;
+    /* --workers takes no value: the "2" used to be ignored and the server started */
+    const char *workers[] = {"echo-server", "--listen", "127.0.0.1:0", "--workers", "2", NULL};
+    check_run(workers, 2, "unexpected argument '2'", NULL);
+    const char *call[] = {"call", url, "example.EchoService/Echo", "extra", NULL};
+    check_run(call, 2, "unexpected argument 'extra'", NULL);
+    const char *bench[] = {"bench", url, "example.EchoService/Echo", "--count", "1", "extra", NULL};
+    check_run(bench, 2, "unexpected argument 'extra'", NULL);
+    const char *registry[] = {"registry", "ls", url, "extra", NULL};
+    check_run(registry, 2, "unexpected argument 'extra'", NULL);
+    const char *demo[] = {"demo", "--quick", "now", NULL};
+    check_run(demo, 2, "unexpected argument 'now'", NULL);
+}
+
+static void demo_refuses_an_output_it_cannot_write_before_the_run(void **state)
+{
+    (void)state;
+    const char *scratch = getenv("FTRPC_SCRATCH");
+    char path[600];
+    snprintf(path, sizeof path, "%s/no-such-folder-%d/demo.json",
+             scratch && *scratch ? scratch : "/tmp", (int)getpid());
+    /* at once: a quick demo would take 10 s before finding it out */
+    const char *json[] = {"demo", "--quick", "--json", path, NULL};
+    check_run(json, 2, "--json", NULL);
+    const char *report[] = {"demo", "--quick", "--report", path, NULL};
+    check_run(report, 2, "--report", NULL);
 }
 
 int main(void)
@@ -141,7 +206,10 @@ int main(void)
         cmocka_unit_test(call_to_a_dead_address_exits_nonzero_with_the_code),
         cmocka_unit_test(help_works_for_every_command),
         cmocka_unit_test(bad_usage_exits_two),
-        cmocka_unit_test(echo_server_on_a_busy_port_exits_one),
+        cmocka_unit_test(echo_server_on_a_busy_port_says_the_address_is_in_use),
+        cmocka_unit_test(bad_client_flags_are_named),
+        cmocka_unit_test(stray_arguments_are_usage_errors_naming_them),
+        cmocka_unit_test(demo_refuses_an_output_it_cannot_write_before_the_run),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1,7 +1,9 @@
 /* `ftrpc bench` against an `ftrpc echo-server` child: the final table, --json with every key the
  * docs promise (and figures that add up: every call counted once), --cdf writing an SVG that a
  * real XML parser accepts with a plotted line, the open loop (--rate) and the plain progress
- * lines off a terminal, and --fallback-default answering every call to a dead address. */
+ * lines off a terminal (their error counts within their call counts), --fallback-default
+ * answering every call to a dead address, and what would fail every call or lose the figures
+ * (a payload no frame can carry, an output file that cannot be written) refused before the run. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -194,12 +196,81 @@ static void bench_fallback_default_answers_a_dead_address(void **state)
     unlink(json);
 }
 
+/* Every progress line's errors lie within its calls, and the table's ok and errors add up. */
+static void bench_progress_lines_count_errors_within_calls(void **state)
+{
+    (void)state;
+    h_server srv;
+    const char *faults[] = {"--error-rate", "0.5", NULL};
+    assert_int_equal(h_server_start(&srv, faults), 0);
+    char url[64];
+    h_server_url(&srv, url, sizeof url);
+    const char *args[] = {"bench",        url, "example.EchoService/Echo", "--duration", "2.5",
+                          "--fail-mode", "failfast", NULL};
+    char *out = NULL, *err = NULL;
+    assert_int_equal(h_cli_run(args, 60000, &out, &err), 0);
+    int lines = 0;
+    long last_errors = 0;
+    for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n")) {
+        double t, qps;
+        long calls, errors;
+        if (sscanf(line, "%lfs %lf qps %ld calls %ld errors", &t, &qps, &calls, &errors) != 4)
+            continue;
+        lines++;
+        if (errors < 0 || errors > calls) fail_msg("progress line out of bounds: %s", line);
+        last_errors = errors;
+    }
+    /* off a terminal, one line a second */
+    assert_true(lines >= 2);
+    assert_true(last_errors > 0);
+    long calls, ok, errors;
+    const char *table = strstr(out, "calls ");
+    assert_non_null(table);
+    assert_int_equal(sscanf(table, "calls %ld in %*f s: %ld ok, %ld errors", &calls, &ok, &errors),
+                     3);
+    assert_int_equal(ok + errors, calls);
+    assert_true(errors > 0);
+    free(out);
+    free(err);
+    h_server_stop(&srv, 5000);
+}
+
+/* Refused at once with exit 2 and a message naming the flag, before any call: the run would have
+ * failed every call, or its figures would have had nowhere to go. */
+static void bench_refuses_before_the_run_what_would_spoil_it(void **state)
+{
+    (void)state;
+    h_server srv;
+    assert_int_equal(h_server_start(&srv, NULL), 0);
+    char url[64], unwritable[600];
+    h_server_url(&srv, url, sizeof url);
+    scratch_file(unwritable, sizeof unwritable, "no-such-folder/out");
+    /* 64 MiB of payload leaves no room in a 64 MiB frame for the header and the meta; the output
+     * files are in a folder that does not exist */
+    static const char *const cases[][2] = {
+        {"--payload", "67108864"}, {"--json", NULL}, {"--cdf", NULL}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *flag = cases[i][0], *value = cases[i][1] ? cases[i][1] : unwritable;
+        const char *args[] = {
+            "bench", url, "example.EchoService/Echo", "--count", "20", flag, value, NULL};
+        char *out = NULL, *err = NULL;
+        int rc = h_cli_run(args, 60000, &out, &err);
+        if (rc != 2 || !strstr(err, flag) || strstr(out, "calls"))
+            fail_msg("bench %s: exit %d, stdout:\n%s\nstderr:\n%s", flag, rc, out, err);
+        free(out);
+        free(err);
+    }
+    h_server_stop(&srv, 5000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bench_prints_the_table_and_writes_json_and_a_valid_svg),
         cmocka_unit_test(bench_open_loop_paces_calls_and_reports_progress),
         cmocka_unit_test(bench_fallback_default_answers_a_dead_address),
+        cmocka_unit_test(bench_progress_lines_count_errors_within_calls),
+        cmocka_unit_test(bench_refuses_before_the_run_what_would_spoil_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,9 +19,17 @@
 #include "naming/naming_view.h"
 
 static atomic_int error_lines;
+static pthread_mutex_t last_line_lock = PTHREAD_MUTEX_INITIALIZER;
+/* the last WARN or ERROR line; the watch tests log from their own thread */
+static char last_line[1024];
 static void sink(ftrpc_log_level level, const char *msg, void *arg)
 {
     if (level == FTRPC_LOG_ERROR) atomic_fetch_add(&error_lines, 1);
+    if (level >= FTRPC_LOG_WARN) {
+        pthread_mutex_lock(&last_line_lock);
+        snprintf(last_line, sizeof last_line, "%s", msg);
+        pthread_mutex_unlock(&last_line_lock);
+    }
 }
 
 static ft_endpoint_list make_list(const char *spec)
@@ -216,6 +224,52 @@ static void sudden_empty_is_kept_out_for_the_grace_period(void **state)
     ft_naming_view_free(v);
 }
 
+/* The number the last WARN or ERROR line gives right after `words`; fails when it has none. */
+static size_t logged_count(const char *words)
+{
+    pthread_mutex_lock(&last_line_lock);
+    char line[sizeof last_line];
+    snprintf(line, sizeof line, "%s", last_line);
+    last_line[0] = '\0';
+    pthread_mutex_unlock(&last_line_lock);
+    const char *at = strstr(line, words);
+    size_t n;
+    if (!at || sscanf(at + strlen(words), "%zu", &n) != 1)
+        fail_msg("no count after \"%s\" in the last line: \"%s\"", words, line);
+    return n;
+}
+
+/* What an operator reads in the middle of an outage: every line that says how many endpoints are
+ * still served gives the size of the list the view serves. */
+static void outage_lines_give_the_size_of_the_list_served(void **state)
+{
+    ft_naming_view *v = manual_view(10000, 3000);
+    ft_endpoint_list empty = {0};
+    apply_spec(v, "a:1,b:1,c:1");
+    /* a registry folder wiped as `rm *.entry` does it: a scan between two unlinks is believed */
+    apply_spec(v, "b:1,c:1");
+    apply_spec(v, "c:1");
+    ft_naming_view_apply(v, &empty, 0);
+    assert_int_equal(logged_count("keeping "), current_n(v, NULL));
+    /* then the folder itself goes */
+    ft_naming_view_apply(v, NULL, FTRPC_ESYS);
+    assert_int_equal(logged_count("last good list of "), current_n(v, NULL));
+    advance_ms(10000);
+    ft_naming_view_apply(v, NULL, FTRPC_ESYS);
+    assert_int_equal(logged_count("stale list of "), current_n(v, NULL));
+    assert_int_equal(current_n(v, NULL), 1);
+
+    /* the servers register again; the next outage starts from all three */
+    apply_spec(v, "a:1,b:1,c:1");
+    ft_naming_view_apply(v, NULL, FTRPC_ESYS);
+    assert_int_equal(logged_count("last good list of "), 3);
+    apply_spec(v, "a:1,b:1,c:1");
+    ft_naming_view_apply(v, &empty, 0);
+    assert_int_equal(logged_count("keeping "), 3);
+    assert_int_equal(current_n(v, NULL), 3);
+    ft_naming_view_free(v);
+}
+
 static void negative_grace_accepts_empty_at_once(void **state)
 {
     ft_naming_view *v = manual_view(0, -1);
@@ -401,6 +455,7 @@ int main(void)
         cmocka_unit_test(error_keeps_last_good_list_and_marks_stale),
         cmocka_unit_test(error_before_any_answer_leaves_view_empty),
         cmocka_unit_test(sudden_empty_is_kept_out_for_the_grace_period),
+        cmocka_unit_test(outage_lines_give_the_size_of_the_list_served),
         cmocka_unit_test(negative_grace_accepts_empty_at_once),
         cmocka_unit_test(first_empty_answer_is_accepted),
         cmocka_unit_test(bad_options_are_refused),
