@@ -244,7 +244,16 @@ static void deadline_ends_the_wait_and_later_calls_read_their_answers_again(void
     h_server_url(&good, url, sizeof url);
     ftrpc_client *c2 = NULL;
     assert_int_equal(ftrpc_client_new(url, &(ftrpc_client_options){.runtime = rt}, &c2), 0);
-    warm_up(c2, 200); /* the same thread, so the same eventfd */
+    /* the same thread, so the same eventfd. In short runs with a pause between them: on a loaded
+     * machine a caller woken by the loop can find it still finishing the iteration that completed
+     * the previous call, hand its call over, and so keep the loop awake for the next one, call
+     * after call (measured: 199 of 200 handed over in about 1 run of 5 at load 10). That costs a
+     * hand-off, not correctness; the pause lets the loop sleep, so that what this checks is only
+     * that no wake-up was left behind to cut later waits short. */
+    for (int run = 0; run < 20; run++) {
+        warm_up(c2, 10);
+        h_sleep_ms(2);
+    }
     print_message("answers read by the caller: %lld during timeouts, %lld of 200 after\n", before,
                   read_by_caller(c2));
     assert_true(read_by_caller(c2) > 0);
