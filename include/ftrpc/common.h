@@ -1,7 +1,7 @@
 /* ftrpc common definitions: the export macro and the error codes.
  *
  * Every fallible public function returns 0 or a negative FTRPC_E* code; ftrpc_strerror() names it.
- * Codes whose meaning matches brpc's (see the baidu_std protocol page) carry brpc's number, negated:
+ * Codes whose meaning matches brpc's (docs/protocol.md, Error codes) carry brpc's number, negated:
  * FTRPC_ELIMIT is -2004 because brpc's ELIMIT is 2004, and that positive number is what travels in
  * RpcResponseMeta.error_code. Codes of ftrpc's own sit between -1 and -99.
  */
@@ -38,7 +38,7 @@ enum {
     FTRPC_ETLS = -12,        /* TLS handshake or verification failed */
     FTRPC_EBUSINESS = -13,   /* the call failed with a business error (see the result's code) */
     FTRPC_EADDRINUSE = -14,  /* the address to listen on is taken (another process listens) */
-    /* brpc's codes, negated (baidu_std protocol page) */
+    /* brpc's codes, negated (docs/protocol.md, Error codes) */
     FTRPC_ENOSERVICE = -1001,     /* unknown service */
     FTRPC_ENOMETHOD = -1002,      /* unknown method */
     FTRPC_EREQUEST = -1003,       /* the request could not be parsed, or bad sizes */

@@ -1,4 +1,5 @@
-/* The call engine: one call, its attempts, and what happens when an attempt fails (DESIGN.md §2).
+/* The call engine: one call, its attempts, and what happens when an attempt fails (the path of a
+ * call: docs/architecture.md, One call through the files).
  *
  * A call is made on any thread, then lives on its home loop: its deadline, its attempts, its
  * backoff and its completion all run there, so none of them needs a lock. Each attempt picks an
@@ -134,8 +135,9 @@ static int health_code(ftrpc_result_kind kind, int code)
 }
 
 /* The loser of a race (or an attempt outlived by its call) may still sit in a server's queue: tell
- * that server, on the same connection, so it can drop the work (protocol page: Cancellation). The
- * cancel's own answer finds no pending attempt and is dropped; a brpc server answers ENOMETHOD. */
+ * that server, on the same connection, so it can drop the work (docs/protocol.md, Cancellation).
+ * The cancel's own answer finds no pending attempt and is dropped; a brpc server answers
+ * ENOMETHOD. */
 static void send_cancel(ft_attempt *a)
 {
     ft_cconn *cc = a->cc;

@@ -1,6 +1,6 @@
 /* The endpoint reporter registry: how the server's /endpoints page and console learn about every
  * client in the process without the server including the client (they are sibling layers,
- * DESIGN.md section 1).
+ * docs/architecture.md, The layer rule).
  *
  * A client registers one reporter (a callback and its argument) when it is made and removes it
  * before it is freed. A page asks every registered reporter, in registration order, to describe

@@ -1,4 +1,4 @@
-/* baidu_std: brpc's native binary protocol (../shared/protocol/baidu_std.md).
+/* baidu_std: brpc's native binary protocol (docs/protocol.md).
  *
  * Frame: "PRPC" | u32 body_size | u32 meta_size | RpcMeta | payload | attachment (big-endian).
  * This module cuts frames out of a connection's read buffer and packs frames into write buffers.
@@ -16,7 +16,7 @@
 
 #define FT_BAIDU_STD_HEADER_SIZE 12
 
-/* ftrpc's cancel extension (protocol page, Cancellation): a request to this builtin method whose
+/* ftrpc's cancel extension (docs/protocol.md, Cancellation): a request to this builtin method whose
  * payload is the 8-byte big-endian correlation id to cancel, sent on the same connection. */
 #define FT_CONTROL_SERVICE "ftrpc.Control"
 #define FT_CONTROL_CANCEL "Cancel"

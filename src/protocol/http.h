@@ -1,5 +1,6 @@
 /* http: a bounded, incremental HTTP/1.1 request parser and a response packer, for the builtin
- * pages and curl-able calls on the server's port (DESIGN.md section 7).
+ * pages and curl-able calls on the server's port (docs/protocol.md, HTTP and TLS on the same port;
+ * docs/observability.md).
  *
  * The parser cuts whole requests out of a connection's read buffer: it waits until the header
  * block ("\r\n\r\n") is in, parses it from a private copy, then waits until Content-Length bytes

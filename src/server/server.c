@@ -878,7 +878,8 @@ int ft_server_authenticate_http(ft_session *sess, const char *authorization)
     return credential_accepted(sess, (const uint8_t *)authorization, strlen(authorization));
 }
 
-/* ftrpc.Control/Cancel (protocol page, Cancellation): marks the named call of this connection. */
+/* ftrpc.Control/Cancel (docs/protocol.md, Cancellation): marks the named call of this
+ * connection. */
 static void handle_cancel(ft_session *sess, ft_rpc_frame *f)
 {
     uint8_t b[8];

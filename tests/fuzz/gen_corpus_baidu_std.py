@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of fuzz_baidu_std into tests/fuzz/corpus/baidu_std/.
 
-Small frames built field by field from shared/protocol/baidu_std.md: valid requests and responses
+Small frames built field by field from docs/protocol.md: valid requests and responses
 (plain, attachment, auth, gzip, zlib, CRC32C) and one of each bad case the parser knows. Run it
 again after changing it; the regression inputs that fuzzing found (named crash-*) are kept.
 Usage: tests/fuzz/gen_corpus_baidu_std.py [OUT_DIR]

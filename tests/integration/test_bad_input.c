@@ -1,6 +1,7 @@
 /* A server under a continuous well-behaved load gets malformed input on other connections: each
- * case gets the behaviour of the baidu_std protocol page (close with a logged reason, or an error
- * answer with the connection kept), the server stays up, and not one well-behaved call fails. */
+ * case gets the behaviour docs/protocol.md (Bad input) describes (close with a logged reason, or
+ * an error answer with the connection kept), the server stays up, and not one well-behaved call
+ * fails. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

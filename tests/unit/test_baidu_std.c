@@ -1,5 +1,5 @@
 /* baidu_std codec: golden bytes written by hand from the field table of
- * shared/protocol/baidu_std.md, round trips, and every way a frame can be bad.
+ * docs/protocol.md, round trips, and every way a frame can be bad.
  *
  * Protobuf tags in the comments: tag byte = field_number << 3 | wire_type, wire type 0 = varint,
  * 2 = length-delimited. Frames for the bad cases are built with protobuf-c so that one field at
