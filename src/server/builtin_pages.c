@@ -94,12 +94,13 @@ static void status_page(ftrpc_server *s, int json, ft_strbuf *o)
             ft_strbuf_appendf(o,
                               "\n%s/%s\n"
                               "  count: %llu\n  qps: %.1f\n"
-                              "  latency_us: avg=%.1f p50=%lld p90=%lld p99=%lld p999=%lld "
-                              "max=%lld\n"
+                              "  latency_us: avg=%.3f p50=%.3f p90=%.3f p99=%.3f p999=%.3f "
+                              "max=%.3f\n"
                               "  errors: %llu",
                               m->service, m->method, (unsigned long long)st.total_count, st.qps,
-                              st.mean_us, (long long)st.p50_us, (long long)st.p90_us,
-                              (long long)st.p99_us, (long long)st.p999_us, (long long)st.max_us,
+                              ft_latency_us(st.mean_ns), ft_latency_us(st.p50_ns),
+                              ft_latency_us(st.p90_ns), ft_latency_us(st.p99_ns),
+                              ft_latency_us(st.p999_ns), ft_latency_us(st.max_ns),
                               (unsigned long long)errors);
             error_codes_text(m, o);
             ft_strbuf_appendf(o,
@@ -113,12 +114,13 @@ static void status_page(ftrpc_server *s, int json, ft_strbuf *o)
         ft_strbuf_appends(o, ",\"method\":");
         ft_strbuf_append_json(o, m->method);
         ft_strbuf_appendf(o,
-                          ",\"count\":%llu,\"qps\":%.3f,\"latency_avg_us\":%.1f,\"p50_us\":%lld,"
-                          "\"p90_us\":%lld,\"p99_us\":%lld,\"p999_us\":%lld,\"max_us\":%lld,"
+                          ",\"count\":%llu,\"qps\":%.3f,\"latency_avg_us\":%.3f,\"p50_us\":%.3f,"
+                          "\"p90_us\":%.3f,\"p99_us\":%.3f,\"p999_us\":%.3f,\"max_us\":%.3f,"
                           "\"errors\":%llu,\"errors_by_code\":",
-                          (unsigned long long)st.total_count, st.qps, st.mean_us,
-                          (long long)st.p50_us, (long long)st.p90_us, (long long)st.p99_us,
-                          (long long)st.p999_us, (long long)st.max_us, (unsigned long long)errors);
+                          (unsigned long long)st.total_count, st.qps, ft_latency_us(st.mean_ns),
+                          ft_latency_us(st.p50_ns), ft_latency_us(st.p90_ns),
+                          ft_latency_us(st.p99_ns), ft_latency_us(st.p999_ns),
+                          ft_latency_us(st.max_ns), (unsigned long long)errors);
         error_codes_json(m, o);
         ft_strbuf_appendf(o,
                           ",\"concurrency\":%d,\"max_concurrency\":%d,"
@@ -129,7 +131,7 @@ static void status_page(ftrpc_server *s, int json, ft_strbuf *o)
         size_t n = 0;
         if (ft_latency_recorder_cdf(mm->latency, 0, pts, CDF_POINTS, &n) != 0) n = 0;
         for (size_t k = 0; k < n; k++)
-            ft_strbuf_appendf(o, "%s[%lld,%.4f]", k ? "," : "", (long long)pts[k].value,
+            ft_strbuf_appendf(o, "%s[%.3f,%.4f]", k ? "," : "", ft_latency_us(pts[k].value),
                               pts[k].fraction);
         ft_strbuf_appends(o, "]}");
     }

@@ -134,9 +134,7 @@ static ft_counter *error_counter(ft_method *m, int32_t code)
 
 void ft_method_metrics_on_reply(ft_method *m, int32_t wire_code, int64_t start_ns, int64_t now_ns)
 {
-    if (start_ns)
-        ft_latency_recorder_record_at(m->metrics.latency, (now_ns - start_ns) / FT_NS_PER_US,
-                                      now_ns);
+    if (start_ns) ft_latency_recorder_record_at(m->metrics.latency, now_ns - start_ns, now_ns);
     if (wire_code != 0) ft_counter_inc(error_counter(m, wire_code));
 }
 
