@@ -26,7 +26,8 @@ static volatile int64_t sink;
 
 static int64_t latency_of(uint64_t i)
 {
-    return (int64_t)((i * 2654435761u) % 100000); /* spread over 0..100 ms of buckets */
+    /* spread over 0..100 ms of buckets, in the recorder's nanoseconds */
+    return (int64_t)((i * 2654435761u) % 100000) * FT_NS_PER_US;
 }
 
 static void op_baseline(uint64_t i)
@@ -171,9 +172,9 @@ int main(int argc, char **argv)
     }
     ft_latency_stats s;
     ft_latency_recorder_stats(rec, 0, &s);
-    printf("recorder window: count %llu, p50 %lld us, p99 %lld us, max %lld us\n",
-           (unsigned long long)s.count, (long long)s.p50_us, (long long)s.p99_us,
-           (long long)s.max_us);
+    printf("recorder window: count %llu, p50 %lld ns, p99 %lld ns, max %lld ns\n",
+           (unsigned long long)s.count, (long long)s.p50_ns, (long long)s.p99_ns,
+           (long long)s.max_ns);
     ft_latency_recorder_free(rec);
     return 0;
 }

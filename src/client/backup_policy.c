@@ -218,9 +218,9 @@ static void ad_refresh(adaptive *p, int64_t now)
         return;
     }
     double q = 1.0 - p->o.max_extra_load;
-    int64_t us = 0;
-    ft_latency_recorder_percentiles(p->latency, window, &q, &us, 1);
-    int ms = (int)((us + 999) / 1000);
+    int64_t ns = 0;
+    ft_latency_recorder_percentiles(p->latency, window, &q, &ns, 1);
+    int ms = (int)((ns + FT_NS_PER_MS - 1) / FT_NS_PER_MS);
     atomic_store(&p->delay_ms, ms < p->o.floor_ms ? p->o.floor_ms : ms);
 }
 
@@ -246,7 +246,8 @@ static void ad_end(ftrpc_backup_policy *self, const ftrpc_result *result)
     adaptive *p = (adaptive *)self;
     /* only answers say how fast the service is; failures would drag the quantile to deadlines */
     if (result->kind == FTRPC_RESULT_RPC_ERROR) return;
-    ft_latency_recorder_record_at(p->latency, result->latency_us, ft_clock_now_ns(p->clock));
+    ft_latency_recorder_record_at(p->latency, result->latency_us * FT_NS_PER_US,
+                                  ft_clock_now_ns(p->clock));
 }
 
 static void ad_destroy(ftrpc_backup_policy *self)

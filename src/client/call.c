@@ -312,7 +312,8 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     r->backup_won = winner && winner->is_backup;
     r->cluster = winner ? winner->target : -1;
     int64_t now = ft_loop_now(call->loop);
-    r->latency_us = (now - call->start_ns) / 1000;
+    int64_t latency_ns = now - call->start_ns;
+    r->latency_us = latency_ns / FT_NS_PER_US;
     if (winner) /* both buffers are 64 bytes: names are checked to fit when endpoints are made */
         memcpy(r->endpoint, call->targets[winner->target].cluster->eps[winner->endpoint]->name,
                sizeof r->endpoint);
@@ -333,7 +334,7 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     /* the backup policy learns how the service behaved: the outcome before any fallback */
     ftrpc_backup_policy *policy = client->opts.backup_policy;
     if (policy && policy->on_call_end) policy->on_call_end(policy, r);
-    ft_call_report reported = {r->kind, r->attempts, r->backups, r->backup_won, r->latency_us};
+    ft_call_report reported = {r->kind, r->attempts, r->backups, r->backup_won, latency_ns};
     run_fallback(call, r, &reported);
     if (call->metrics)
         ft_method_metrics_record(call->metrics, &reported, call->retries_done, r->from_fallback,

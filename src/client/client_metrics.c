@@ -84,7 +84,7 @@ static ft_method_metrics *method_new(ft_client_metrics *m, const char *service, 
                                 labels, 3);
     }
     ft_metrics_registry_add(reg, FT_METRIC_LATENCY, mm->latency, "rpc_client_latency",
-                            "call latency in microseconds (reported successes)", labels, 3);
+                            "call latency (us) of reported successes", labels, 3);
     return mm;
 }
 
@@ -120,7 +120,7 @@ void ft_method_metrics_record(ft_method_metrics *mm, const ft_call_report *repor
     ft_counter_inc(&mm->calls);
     if (reported->kind == FTRPC_RESULT_OK) {
         ft_counter_inc(&mm->ok);
-        ft_latency_recorder_record_at(mm->latency, reported->latency_us, now_ns);
+        ft_latency_recorder_record_at(mm->latency, reported->latency_ns, now_ns);
     } else if (reported->kind == FTRPC_RESULT_BUSINESS_ERROR) {
         ft_counter_inc(&mm->business_errors);
     } else {

@@ -41,7 +41,7 @@ typedef struct ft_call_report {
     int attempts;
     int backups;
     int backup_won;
-    int64_t latency_us;
+    int64_t latency_ns;
 } ft_call_report;
 
 /* Records one call's reported outcome. */

@@ -20,7 +20,7 @@ size_t ft_histogram_bucket_index(int64_t value)
 {
     uint64_t v = (uint64_t)clamp_value(value);
     if (v < FT_HIST_EXACT_LIMIT) return (size_t)v;
-    int e = 63 - __builtin_clzll(v); /* 8 .. 31 */
+    int e = 63 - __builtin_clzll(v); /* 8 .. FT_HIST_MAX_EXP */
     int shift = e - FT_HIST_SUB_BITS;
     uint64_t top = v >> shift; /* in [128, 256) */
     return FT_HIST_EXACT_LIMIT + (size_t)(e - FT_HIST_SUB_BITS - 1) * FT_HIST_SUB_COUNT +

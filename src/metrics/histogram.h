@@ -1,11 +1,13 @@
-/* A log-linear histogram of non-negative integer values (microseconds, by convention).
+/* A log-linear histogram of non-negative integer values in the caller's unit (the latency recorder
+ * records nanoseconds, the CLI's load generator microseconds).
  *
  * Buckets: values 0..255 each have their own bucket (exact). Above, every power of two [2^e, 2^e+1)
  * is cut into 128 equal sub-buckets, so a bucket's width is at most 1/128 of its lower bound.
  * Queries answer with the middle of the bucket, so a percentile is within 1/256 (0.39%) of the true
  * sample of that rank; the top bucket is clamped to the recorded max, which makes p=1 exact.
- * Range: 0 .. FT_HIST_MAX_VALUE (2^32-1 us, about 71 minutes); larger values are recorded as
- * FT_HIST_MAX_VALUE and negative ones as 0. 3328 buckets of 8 bytes: 27 KiB per histogram.
+ * Range: 0 .. FT_HIST_MAX_VALUE (2^42-1: about 73 minutes in nanoseconds, so that latencies keep
+ * their sub-microsecond digits without losing the long ones); larger values are recorded as
+ * FT_HIST_MAX_VALUE and negative ones as 0. 4608 buckets of 8 bytes: 36 KiB per histogram.
  *
  * Recording is two relaxed adds (an atomic one to the bucket, one to this thread's sum cell: a
  * load and store on an owned stripe, see counter.h) and a load of the max
@@ -16,7 +18,7 @@
  * survive it or not (callers that need "never lost" take differences of cumulative histograms
  * instead of resetting; see latency_recorder.h).
  *
- * It does not keep a minimum, time windows (latency_recorder.h does), or values above 2^32. */
+ * It does not keep a minimum, time windows (latency_recorder.h does), or values above 2^42. */
 #ifndef FT_METRICS_HISTOGRAM_H
 #define FT_METRICS_HISTOGRAM_H
 
@@ -29,10 +31,10 @@
 #define FT_HIST_SUB_BITS 7                          /* 128 sub-buckets per power of two */
 #define FT_HIST_SUB_COUNT (1 << FT_HIST_SUB_BITS)   /* 128 */
 #define FT_HIST_EXACT_LIMIT (2 * FT_HIST_SUB_COUNT) /* values below 256 are exact */
-#define FT_HIST_MAX_EXP 31                          /* highest power of two covered */
-#define FT_HIST_MAX_VALUE ((int64_t)UINT32_MAX)
+#define FT_HIST_MAX_EXP 41                          /* highest power of two covered */
+#define FT_HIST_MAX_VALUE ((INT64_C(1) << (FT_HIST_MAX_EXP + 1)) - 1)
 #define FT_HIST_BUCKETS                                                                            \
-    (FT_HIST_EXACT_LIMIT + (FT_HIST_MAX_EXP - FT_HIST_SUB_BITS) * FT_HIST_SUB_COUNT) /* 3328 */
+    (FT_HIST_EXACT_LIMIT + (FT_HIST_MAX_EXP - FT_HIST_SUB_BITS) * FT_HIST_SUB_COUNT) /* 4608 */
 
 /* Threads: record from any thread; query from any thread; init/reset/merge-into by its owner.
  * There is no count word: the count is the sum of the buckets, which spares every record one
@@ -53,7 +55,7 @@ typedef struct ft_cdf_point {
 } ft_cdf_point;
 
 void ft_histogram_init(ft_histogram *h);
-/* Heap versions for callers that do not want 26 KiB on their stack or in their struct.
+/* Heap versions for callers that do not want 36 KiB on their stack or in their struct.
  * _new returns 0 and sets *out, or FTRPC_ENOMEM. _free(NULL) does nothing. */
 int ft_histogram_new(ft_histogram **out);
 void ft_histogram_free(ft_histogram *h);

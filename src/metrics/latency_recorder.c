@@ -20,8 +20,8 @@ struct ft_latency_recorder {
     int slots; /* window + 1: snapshots for epochs T-window .. T */
     int64_t created_ns;
     _Atomic int64_t last_epoch; /* the newest epoch with a snapshot */
-    /* Per-interval maxima, slot epoch % slots: (uint32 epoch << 32) | value. Values fit in 32 bits
-     * because the histogram clamps at 2^32-1. */
+    /* Per-interval maxima, slot epoch % slots: the epoch's low MAX_TAG_BITS bits above the value
+     * (see pack_max). */
     _Atomic uint64_t *max_ring;
 
     pthread_mutex_t lock;  /* guards snap_epoch, snaps and scratch; never held by a record */
@@ -44,9 +44,40 @@ static size_t slot_of(const ft_latency_recorder *r, int64_t epoch)
     return (size_t)(m < 0 ? m + r->slots : m);
 }
 
+/* A max-ring word is (epoch tag << MAX_VALUE_BITS) | value, swapped with one CAS. Values fit in
+ * MAX_VALUE_BITS because the histogram clamps at FT_HIST_MAX_VALUE; the tag is what is left, 22
+ * bits: it repeats every 4M intervals (48 days of 1 s), and a slot idle that long whose stale tag
+ * matches again can only offer a max that window_locked clamps into the window's top bucket. */
+#define MAX_VALUE_BITS (FT_HIST_MAX_EXP + 1)
+#define MAX_TAG_BITS (64 - MAX_VALUE_BITS)
+#define MAX_TAG_MASK ((UINT64_C(1) << MAX_TAG_BITS) - 1)
+
+static uint64_t epoch_tag(int64_t epoch)
+{
+    return (uint64_t)epoch & MAX_TAG_MASK;
+}
+
 static uint64_t pack_max(int64_t epoch, int64_t value)
 {
-    return ((uint64_t)(uint32_t)epoch << 32) | (uint64_t)(uint32_t)value;
+    return (epoch_tag(epoch) << MAX_VALUE_BITS) | (uint64_t)value;
+}
+
+static uint64_t max_tag(uint64_t word)
+{
+    return word >> MAX_VALUE_BITS;
+}
+
+static int64_t max_value(uint64_t word)
+{
+    return (int64_t)(word & (uint64_t)FT_HIST_MAX_VALUE);
+}
+
+/* Whether tag a names a later epoch than tag b (modulo the tag's range: they are never more than
+ * half of it apart when it matters). */
+static int tag_after(uint64_t a, uint64_t b)
+{
+    uint64_t d = (a - b) & MAX_TAG_MASK;
+    return d != 0 && d < (UINT64_C(1) << (MAX_TAG_BITS - 1));
 }
 
 /* Copies the cumulative histogram into the slot of `epoch`. Lock held. The copy races records:
@@ -124,21 +155,21 @@ void ft_latency_recorder_free(ft_latency_recorder *r)
 static void raise_window_max(ft_latency_recorder *r, int64_t epoch, int64_t v)
 {
     _Atomic uint64_t *slot = &r->max_ring[slot_of(r, epoch)];
-    uint32_t tag = (uint32_t)epoch;
+    uint64_t tag = epoch_tag(epoch);
     uint64_t want = pack_max(epoch, v);
     uint64_t w = atomic_load_explicit(slot, RELAXED);
     for (;;) {
-        uint32_t cur_tag = (uint32_t)(w >> 32);
+        uint64_t cur_tag = max_tag(w);
         if (cur_tag == tag) {
-            if ((int64_t)(uint32_t)w >= v) return;
-        } else if ((int32_t)(cur_tag - tag) > 0) {
+            if (max_value(w) >= v) return;
+        } else if (tag_after(cur_tag, tag)) {
             return; /* the slot already serves a newer epoch: this record came late */
         }
         if (atomic_compare_exchange_weak_explicit(slot, &w, want, RELAXED, RELAXED)) return;
     }
 }
 
-void ft_latency_recorder_record_at(ft_latency_recorder *r, int64_t latency_us, int64_t now_ns)
+void ft_latency_recorder_record_at(ft_latency_recorder *r, int64_t latency_ns, int64_t now_ns)
 {
     int64_t epoch = floor_div(now_ns, r->interval_ns);
     if (__builtin_expect(epoch > atomic_load_explicit(&r->last_epoch, RELAXED), 0)) {
@@ -149,16 +180,16 @@ void ft_latency_recorder_record_at(ft_latency_recorder *r, int64_t latency_us, i
             pthread_mutex_unlock(&r->lock);
         }
     }
-    ft_histogram_record(&r->total, latency_us);
-    int64_t v = latency_us < 0                   ? 0
-                : latency_us > FT_HIST_MAX_VALUE ? FT_HIST_MAX_VALUE
-                                                 : latency_us;
+    ft_histogram_record(&r->total, latency_ns);
+    int64_t v = latency_ns < 0                   ? 0
+                : latency_ns > FT_HIST_MAX_VALUE ? FT_HIST_MAX_VALUE
+                                                 : latency_ns;
     raise_window_max(r, epoch, v);
 }
 
-void ft_latency_recorder_record(ft_latency_recorder *r, int64_t latency_us)
+void ft_latency_recorder_record(ft_latency_recorder *r, int64_t latency_ns)
 {
-    ft_latency_recorder_record_at(r, latency_us, ft_clock_now_ns(r->clock));
+    ft_latency_recorder_record_at(r, latency_ns, ft_clock_now_ns(r->clock));
 }
 
 uint64_t ft_latency_recorder_count(const ft_latency_recorder *r)
@@ -220,8 +251,7 @@ static int window_locked(ft_latency_recorder *r, int window, int64_t *span_ns)
     int64_t max = 0;
     for (int64_t e = first; e <= cur; e++) {
         uint64_t w = atomic_load_explicit(&r->max_ring[slot_of(r, e)], RELAXED);
-        if ((uint32_t)(w >> 32) == (uint32_t)e && (int64_t)(uint32_t)w > max)
-            max = (int64_t)(uint32_t)w;
+        if (max_tag(w) == epoch_tag(e) && max_value(w) > max) max = max_value(w);
     }
     /* A record racing this read may be in the buckets but not yet in the max ring (or the other
      * way round); keep max inside the top bucket so that percentiles stay sane. */
@@ -250,18 +280,18 @@ int ft_latency_recorder_stats(ft_latency_recorder *r, int window, ft_latency_sta
         const ft_histogram *d = r->scratch;
         ft_latency_stats s;
         s.count = ft_histogram_count(d);
-        s.sum_us = ft_histogram_sum(d);
-        s.mean_us = ft_histogram_mean(d);
-        s.max_us = ft_histogram_max(d);
+        s.sum_ns = ft_histogram_sum(d);
+        s.mean_ns = ft_histogram_mean(d);
+        s.max_ns = ft_histogram_max(d);
         s.span_ns = span;
         s.qps = (double)s.count * 1e9 / (double)span;
-        s.p50_us = ft_histogram_percentile(d, 0.5);
-        s.p90_us = ft_histogram_percentile(d, 0.9);
-        s.p99_us = ft_histogram_percentile(d, 0.99);
-        s.p999_us = ft_histogram_percentile(d, 0.999);
+        s.p50_ns = ft_histogram_percentile(d, 0.5);
+        s.p90_ns = ft_histogram_percentile(d, 0.9);
+        s.p99_ns = ft_histogram_percentile(d, 0.99);
+        s.p999_ns = ft_histogram_percentile(d, 0.999);
         s.total_count = ft_histogram_count(&r->total);
-        s.total_sum_us = ft_histogram_sum(&r->total);
-        s.total_max_us = ft_histogram_max(&r->total);
+        s.total_sum_ns = ft_histogram_sum(&r->total);
+        s.total_max_ns = ft_histogram_max(&r->total);
         *out = s;
     }
     pthread_mutex_unlock(&r->lock);
@@ -269,15 +299,15 @@ int ft_latency_recorder_stats(ft_latency_recorder *r, int window, ft_latency_sta
 }
 
 int ft_latency_recorder_percentiles(ft_latency_recorder *r, int window, const double *ps,
-                                    int64_t *out_us, size_t n)
+                                    int64_t *out_ns, size_t n)
 {
-    if (n > 0 && (!ps || !out_us)) return FTRPC_EINVAL;
+    if (n > 0 && (!ps || !out_ns)) return FTRPC_EINVAL;
     int64_t span;
     pthread_mutex_lock(&r->lock);
     int rc = window_locked(r, window, &span);
     if (rc == 0) {
         for (size_t i = 0; i < n; i++)
-            out_us[i] = ft_histogram_percentile(r->scratch, ps[i]);
+            out_ns[i] = ft_histogram_percentile(r->scratch, ps[i]);
     }
     pthread_mutex_unlock(&r->lock);
     return rc;

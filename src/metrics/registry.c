@@ -340,12 +340,12 @@ static size_t latency_rows(const entry *e, latency_row rows[8])
     (void)ft_latency_recorder_stats(e->var, 0, &s); /* window 0 is always valid */
     rows[0] = (latency_row){"count", (double)s.total_count};
     rows[1] = (latency_row){"qps", s.qps};
-    rows[2] = (latency_row){"latency_avg", s.mean_us};
-    rows[3] = (latency_row){"latency_p50", (double)s.p50_us};
-    rows[4] = (latency_row){"latency_p90", (double)s.p90_us};
-    rows[5] = (latency_row){"latency_p99", (double)s.p99_us};
-    rows[6] = (latency_row){"latency_p999", (double)s.p999_us};
-    rows[7] = (latency_row){"max_latency", (double)s.max_us};
+    rows[2] = (latency_row){"latency_avg", ft_latency_us(s.mean_ns)};
+    rows[3] = (latency_row){"latency_p50", ft_latency_us(s.p50_ns)};
+    rows[4] = (latency_row){"latency_p90", ft_latency_us(s.p90_ns)};
+    rows[5] = (latency_row){"latency_p99", ft_latency_us(s.p99_ns)};
+    rows[6] = (latency_row){"latency_p999", ft_latency_us(s.p999_ns)};
+    rows[7] = (latency_row){"max_latency", ft_latency_us(s.max_ns)};
     return 8;
 }
 
@@ -469,11 +469,13 @@ static int dump_prom_family(entry **items, size_t from, size_t to, ft_strbuf *ou
     rc = prom_header(out, head->family, ft_strbuf_cstr(&help), "summary");
     for (size_t i = 0; i < n && rc == 0; i++) {
         const entry *e = items[from + i];
-        rc = prom_sample(out, e, "", "quantile", "0.5", (double)st[i].p50_us);
-        if (rc == 0) rc = prom_sample(out, e, "", "quantile", "0.9", (double)st[i].p90_us);
-        if (rc == 0) rc = prom_sample(out, e, "", "quantile", "0.99", (double)st[i].p99_us);
-        if (rc == 0) rc = prom_sample(out, e, "", "quantile", "0.999", (double)st[i].p999_us);
-        if (rc == 0) rc = prom_sample(out, e, "_sum", NULL, NULL, (double)st[i].total_sum_us);
+        rc = prom_sample(out, e, "", "quantile", "0.5", ft_latency_us(st[i].p50_ns));
+        if (rc == 0) rc = prom_sample(out, e, "", "quantile", "0.9", ft_latency_us(st[i].p90_ns));
+        if (rc == 0) rc = prom_sample(out, e, "", "quantile", "0.99", ft_latency_us(st[i].p99_ns));
+        if (rc == 0)
+            rc = prom_sample(out, e, "", "quantile", "0.999", ft_latency_us(st[i].p999_ns));
+        if (rc == 0)
+            rc = prom_sample(out, e, "_sum", NULL, NULL, ft_latency_us(st[i].total_sum_ns));
         if (rc == 0) rc = prom_sample(out, e, "_count", NULL, NULL, (double)st[i].total_count);
     }
     static const char *const extra[2] = {"_qps", "_max_latency"};
@@ -486,7 +488,7 @@ static int dump_prom_family(entry **items, size_t from, size_t to, ft_strbuf *ou
         if (rc == 0) rc = prom_header(out, ft_strbuf_cstr(&fam), extra_help[k], "gauge");
         ft_strbuf_fini(&fam);
         for (size_t i = 0; i < n && rc == 0; i++) {
-            double v = k == 0 ? st[i].qps : (double)st[i].max_us;
+            double v = k == 0 ? st[i].qps : ft_latency_us(st[i].max_ns);
             rc = prom_sample(out, items[from + i], extra[k], NULL, NULL, v);
         }
     }

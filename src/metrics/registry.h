@@ -13,7 +13,8 @@
  * For Prometheus they are sanitized to [a-zA-Z_:][a-zA-Z0-9_:]* (every other byte becomes '_', a
  * leading digit gets a '_' in front); label keys are sanitized the same way, without ':', at
  * registration, and that is the key every format shows. Two names that sanitize to the same
- * family must be of the same kind. Latency values are in microseconds.
+ * family must be of the same kind. Latency values are in microseconds (recorders hold nanoseconds:
+ * a value has up to 3 decimals).
  *
  * Formats, per variable (value formatting: integers as integers, other numbers with 3 decimals):
  *   TEXT (brpc /vars):  name{k="v"} : value

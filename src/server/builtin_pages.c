@@ -7,6 +7,7 @@
  * microseconds to a millisecond, meant for a few reads a second, like brpc's.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/clock.h"
@@ -65,10 +66,50 @@ static void error_codes_text(ft_method *m, ft_strbuf *o)
     if (other) ft_strbuf_appendf(o, " other=%llu", (unsigned long long)other);
 }
 
-static void status_page(ftrpc_server *s, int json, ft_strbuf *o)
+/* ?series=SECONDS: how far back the series of /status?format=json go; 0 (absent): none. */
+static int64_t series_span_ns(const char *query)
+{
+    char v[16];
+    if (!ft_http_query_param(query, "series", v, sizeof v)) return 0;
+    long seconds = strtol(v, NULL, 10);
+    if (seconds > INT64_MAX / FT_NS_PER_SEC) seconds = INT64_MAX / FT_NS_PER_SEC;
+    return seconds > 0 ? (int64_t)seconds * FT_NS_PER_SEC : 0;
+}
+
+/* A method's points of the last span_ns as columns (docs/observability.md): ages in seconds before
+ * now, calls/s, errors/s and p99 in us. pts has room for FT_METHOD_SERIES_POINTS. */
+static void series_json(ft_method *m, int64_t span_ns, ft_series_point *pts, ft_strbuf *o)
+{
+    enum { AGE, QPS, ERRORS, P99, COLUMNS };
+    static const char *const NAMES[COLUMNS] = {"age_s", "qps", "errors_per_s", "p99_us"};
+    static const int DECIMALS[COLUMNS] = {1, 2, 2, 3};
+    size_t n = ft_series_points(&m->metrics.series, pts, FT_METHOD_SERIES_POINTS);
+    int64_t now_ns = ft_now_ns(); /* after the copy: no point is younger than now */
+    size_t first = 0;
+    while (first < n && now_ns - pts[first].at_ns > span_ns)
+        first++;
+    ft_strbuf_appends(o, ",\"series\":{\"interval_s\":1");
+    for (int c = 0; c < COLUMNS; c++) {
+        ft_strbuf_appendf(o, ",\"%s\":[", NAMES[c]);
+        for (size_t k = first; k < n; k++) {
+            const ft_series_point *p = &pts[k];
+            double v = c == AGE      ? (double)(now_ns - p->at_ns) / (double)FT_NS_PER_SEC
+                       : c == QPS    ? p->calls_per_s
+                       : c == ERRORS ? p->errors_per_s
+                                     : ft_latency_us(p->p99_ns);
+            ft_strbuf_appendf(o, "%s%.*f", k > first ? "," : "", DECIMALS[c], v);
+        }
+        ft_strbuf_appends(o, "]");
+    }
+    ft_strbuf_appends(o, "}");
+}
+
+static void status_page(ftrpc_server *s, int json, const char *query, ft_strbuf *o)
 {
     int state = atomic_load(&s->state);
     double uptime = s->started_ns ? (double)(ft_now_ns() - s->started_ns) / 1e9 : 0;
+    int64_t span_ns = json ? series_span_ns(query) : 0;
+    ft_series_point *pts = span_ns ? malloc(FT_METHOD_SERIES_POINTS * sizeof *pts) : NULL;
     if (json)
         ft_strbuf_appendf(o,
                           "{\"server\":{\"port\":%d,\"state\":\"%s\",\"connections\":%d,"
@@ -94,12 +135,13 @@ static void status_page(ftrpc_server *s, int json, ft_strbuf *o)
             ft_strbuf_appendf(o,
                               "\n%s/%s\n"
                               "  count: %llu\n  qps: %.1f\n"
-                              "  latency_us: avg=%.1f p50=%lld p90=%lld p99=%lld p999=%lld "
-                              "max=%lld\n"
+                              "  latency_us: avg=%.3f p50=%.3f p90=%.3f p99=%.3f p999=%.3f "
+                              "max=%.3f\n"
                               "  errors: %llu",
                               m->service, m->method, (unsigned long long)st.total_count, st.qps,
-                              st.mean_us, (long long)st.p50_us, (long long)st.p90_us,
-                              (long long)st.p99_us, (long long)st.p999_us, (long long)st.max_us,
+                              ft_latency_us(st.mean_ns), ft_latency_us(st.p50_ns),
+                              ft_latency_us(st.p90_ns), ft_latency_us(st.p99_ns),
+                              ft_latency_us(st.p999_ns), ft_latency_us(st.max_ns),
                               (unsigned long long)errors);
             error_codes_text(m, o);
             ft_strbuf_appendf(o,
@@ -113,27 +155,31 @@ static void status_page(ftrpc_server *s, int json, ft_strbuf *o)
         ft_strbuf_appends(o, ",\"method\":");
         ft_strbuf_append_json(o, m->method);
         ft_strbuf_appendf(o,
-                          ",\"count\":%llu,\"qps\":%.3f,\"latency_avg_us\":%.1f,\"p50_us\":%lld,"
-                          "\"p90_us\":%lld,\"p99_us\":%lld,\"p999_us\":%lld,\"max_us\":%lld,"
+                          ",\"count\":%llu,\"qps\":%.3f,\"latency_avg_us\":%.3f,\"p50_us\":%.3f,"
+                          "\"p90_us\":%.3f,\"p99_us\":%.3f,\"p999_us\":%.3f,\"max_us\":%.3f,"
                           "\"errors\":%llu,\"errors_by_code\":",
-                          (unsigned long long)st.total_count, st.qps, st.mean_us,
-                          (long long)st.p50_us, (long long)st.p90_us, (long long)st.p99_us,
-                          (long long)st.p999_us, (long long)st.max_us, (unsigned long long)errors);
+                          (unsigned long long)st.total_count, st.qps, ft_latency_us(st.mean_ns),
+                          ft_latency_us(st.p50_ns), ft_latency_us(st.p90_ns),
+                          ft_latency_us(st.p99_ns), ft_latency_us(st.p999_ns),
+                          ft_latency_us(st.max_ns), (unsigned long long)errors);
         error_codes_json(m, o);
         ft_strbuf_appendf(o,
                           ",\"concurrency\":%d,\"max_concurrency\":%d,"
                           "\"rejected\":{\"limit\":%llu,\"deadline\":%llu,\"stopping\":%llu},"
                           "\"cdf\":[",
                           conc, m->opts.max_concurrency, rl, rd, rs);
-        ft_cdf_point pts[CDF_POINTS];
+        ft_cdf_point cdf[CDF_POINTS];
         size_t n = 0;
-        if (ft_latency_recorder_cdf(mm->latency, 0, pts, CDF_POINTS, &n) != 0) n = 0;
+        if (ft_latency_recorder_cdf(mm->latency, 0, cdf, CDF_POINTS, &n) != 0) n = 0;
         for (size_t k = 0; k < n; k++)
-            ft_strbuf_appendf(o, "%s[%lld,%.4f]", k ? "," : "", (long long)pts[k].value,
-                              pts[k].fraction);
-        ft_strbuf_appends(o, "]}");
+            ft_strbuf_appendf(o, "%s[%.3f,%.4f]", k ? "," : "", ft_latency_us(cdf[k].value),
+                              cdf[k].fraction);
+        ft_strbuf_appends(o, "]");
+        if (pts) series_json(m, span_ns, pts, o);
+        ft_strbuf_appends(o, "}");
     }
     if (json) ft_strbuf_appends(o, "]}");
+    free(pts);
 }
 
 /* A latency recorder named X shows in /vars as X_count, X_qps, X_latency_p99, ...: /vars/X_qps
@@ -223,7 +269,7 @@ int ft_builtin_page(ftrpc_server *s, const char *path, const char *query, ft_pag
     } else if (strcmp(path, "/status") == 0) {
         int json = want_json(query);
         out->content_type = json ? JSON : TEXT;
-        status_page(s, json, o);
+        status_page(s, json, query, o);
     } else if (strcmp(path, "/vars") == 0) {
         vars_page("", query, out);
     } else if (strncmp(path, "/vars/", 6) == 0) {

@@ -433,6 +433,7 @@ int ftrpc_server_start(ftrpc_server *s, const char *listen_addr)
     }
     s->port = s->listener->port;
     for (size_t i = 0; i < s->nmethods; i++) ft_method_metrics_register(s->methods[i]);
+    ft_server_series_start(s);
     if (s->register_url) {
         rc = start_registrar(s, listen_addr);
         if (rc != 0) {
@@ -501,6 +502,7 @@ int ftrpc_server_stop(ftrpc_server *s, int grace_ms)
     s->registrar = NULL;
     ft_listener_stop(s->listener);
     s->listener = NULL;
+    ft_server_series_stop(s);
     int64_t deadline = ft_now_ns() + (int64_t)grace_ms * FT_NS_PER_MS;
     int left = wait_for_zero(s, ft_server_calls_in_flight, deadline);
     if (left > 0) FT_WARN("server stop: %d calls still in flight after %d ms", left, grace_ms);

@@ -18,12 +18,14 @@
 #include "naming/naming.h"
 #include "metrics/counter.h"
 #include "metrics/latency_recorder.h"
+#include "metrics/series.h"
 
 enum ft_server_state { FT_SERVER_NEW, FT_SERVER_RUNNING, FT_SERVER_STOPPING, FT_SERVER_STOPPED };
 
 /* ---- per-method metrics (server_metrics.c; docs/observability.md lists the variables) ---- */
 
 #define FT_METHOD_ERROR_CODES 16 /* distinct codes counted apart; the rest go to code="other" */
+#define FT_METHOD_SERIES_POINTS 600 /* per-second points kept for the console's charts: 10 min */
 
 enum ft_reject_reason { FT_REJECT_LIMIT, FT_REJECT_DEADLINE, FT_REJECT_STOPPING, FT_REJECT_KINDS };
 
@@ -39,6 +41,7 @@ typedef struct ft_method_metrics {
     ft_counter *errors[FT_METHOD_ERROR_CODES];
     ft_counter errors_other;
     int registered; /* in the default registry (set at start, cleared at free) */
+    ft_series series; /* QPS, errors/s and p99 once a second, sampled on the server's first loop */
 } ft_method_metrics;
 
 struct ft_method;
@@ -54,6 +57,10 @@ void ft_method_metrics_on_reply(struct ft_method *m, int32_t wire_code, int64_t 
                                 int64_t now_ns);
 void ft_method_metrics_on_reject(struct ft_method *m, enum ft_reject_reason why, int32_t wire_code);
 uint64_t ft_method_metrics_errors(struct ft_method *m);
+/* Arms / disarms the timer that adds a point to every method's series once a second (from start
+ * to stop; not for a server without methods). Not on an IO thread: they run on the first loop. */
+void ft_server_series_start(struct ftrpc_server *s);
+void ft_server_series_stop(struct ftrpc_server *s);
 /* Calls of the method in flight now (any thread). */
 int ft_method_concurrency(struct ft_method *m);
 /* Calls dispatched and not yet finished, summed over the loops (any thread). */
@@ -141,6 +148,7 @@ struct ftrpc_server {
     pthread_mutex_t stop_lock; /* guards nothing but the condition below */
     pthread_cond_t stop_cond;  /* signalled when inflight or sessions reach 0 while stopping */
     int64_t started_ns;
+    ft_timer series_timer; /* on loops[0]: ft_server_series_start */
 };
 
 struct ftrpc_server_call {

@@ -1,6 +1,7 @@
 /* Per-method server metrics: a latency recorder (QPS, percentiles, CDF), errors by wire code,
  * rejections by reason and the concurrency level, registered in the process-wide registry with
- * labels (service, method) so that /vars, /metrics and the console show them.
+ * labels (service, method) so that /vars, /metrics and the console show them; and the series of
+ * the last minutes the console charts (QPS, errors/s, p99), sampled from those once a second.
  *
  * Why errors by code grow lazily: the codes a handler uses are not known in advance; a table of
  * FT_METHOD_ERROR_CODES counters, appended under a lock the first time a code is seen and read
@@ -26,6 +27,12 @@ int ft_method_metrics_init(ft_method *m)
     ft_method_metrics *mm = &m->metrics;
     int rc = ft_latency_recorder_new(NULL, &mm->latency);
     if (rc != 0) return rc;
+    rc = ft_series_init(&mm->series, FT_METHOD_SERIES_POINTS);
+    if (rc != 0) {
+        ft_latency_recorder_free(mm->latency);
+        mm->latency = NULL;
+        return rc;
+    }
     for (int i = 0; i < FT_REJECT_KINDS; i++)
         ft_counter_init(&mm->rejected[i]);
     ft_gauge_init_fn(&mm->concurrency, concurrency_of, m);
@@ -44,6 +51,7 @@ void ft_method_metrics_fini(ft_method *m)
         free(mm->errors[i]);
     ft_latency_recorder_free(mm->latency);
     mm->latency = NULL;
+    ft_series_fini(&mm->series);
     pthread_mutex_destroy(&mm->codes_lock);
 }
 
@@ -134,9 +142,7 @@ static ft_counter *error_counter(ft_method *m, int32_t code)
 
 void ft_method_metrics_on_reply(ft_method *m, int32_t wire_code, int64_t start_ns, int64_t now_ns)
 {
-    if (start_ns)
-        ft_latency_recorder_record_at(m->metrics.latency, (now_ns - start_ns) / FT_NS_PER_US,
-                                      now_ns);
+    if (start_ns) ft_latency_recorder_record_at(m->metrics.latency, now_ns - start_ns, now_ns);
     if (wire_code != 0) ft_counter_inc(error_counter(m, wire_code));
 }
 
@@ -154,4 +160,68 @@ uint64_t ft_method_metrics_errors(ft_method *m)
     for (int i = 0; i < n; i++)
         total += ft_counter_get(mm->errors[i]);
     return total;
+}
+
+/* ---- the series: a point per method once a second ---- */
+
+/* Ticks fall this long after each whole second of the monotonic clock, where the recorders' 1 s
+ * intervals start: the one-interval window p99 is read from is then the second that just ended
+ * plus these few milliseconds, not up to two seconds. */
+#define SERIES_TICK_LAG_NS (5 * FT_NS_PER_MS)
+
+static int64_t next_tick(int64_t now_ns)
+{
+    return (now_ns / FT_NS_PER_SEC + 1) * FT_NS_PER_SEC + SERIES_TICK_LAG_NS;
+}
+
+/* Reads what the call path keeps anyway (the recorder's all-time count and its last second, the
+ * error counters): a few bucket walks per method, once a second, on the loop; nothing per call. */
+static void sample_methods(ftrpc_server *s, int64_t now_ns)
+{
+    static const double P99 = 0.99;
+    for (size_t i = 0; i < s->nmethods; i++) {
+        ft_method *m = s->methods[i];
+        ft_method_metrics *mm = &m->metrics;
+        int64_t p99_ns = 0;
+        (void)ft_latency_recorder_percentiles(mm->latency, 1, &P99, &p99_ns, 1);
+        ft_series_sample(&mm->series, now_ns, ft_latency_recorder_count(mm->latency),
+                         ft_method_metrics_errors(m), p99_ns);
+    }
+}
+
+static void series_tick(ft_timer *t);
+
+/* Adds a point to every method's series (the first call: the base) and arms the next tick. */
+static void sample_and_rearm(ftrpc_server *s)
+{
+    ft_loop *loop = &s->rt->loops[0];
+    int64_t now = ft_loop_now_ns(loop);
+    sample_methods(s, now);
+    ft_timer_start(loop, &s->series_timer, next_tick(now), series_tick);
+}
+
+static void series_tick(ft_timer *t)
+{
+    sample_and_rearm(ft_container_of(t, ftrpc_server, series_timer));
+}
+
+static void arm_series(void *arg)
+{
+    sample_and_rearm(arg);
+}
+
+static void disarm_series(void *arg)
+{
+    ftrpc_server *s = arg;
+    ft_timer_stop(&s->rt->loops[0], &s->series_timer);
+}
+
+void ft_server_series_start(ftrpc_server *s)
+{
+    if (s->nmethods) ft_loop_run_sync(&s->rt->loops[0], arm_series, s);
+}
+
+void ft_server_series_stop(ftrpc_server *s)
+{
+    if (s->nmethods) ft_loop_run_sync(&s->rt->loops[0], disarm_series, s);
 }

@@ -164,6 +164,28 @@ static int64_t json_int(const char *json, const char *after, const char *key)
     return strtoll(p + strlen(key), NULL, 10);
 }
 
+/* The numbers of a column ("age_s", "qps", ...) of the series of the method whose object `method`
+ * starts, from /status?format=json&series=N. */
+static size_t series_column(const char *json, const char *method, const char *column, double *out,
+                            size_t cap)
+{
+    char key[32];
+    snprintf(key, sizeof key, "\"%s\":[", column);
+    const char *p = strstr(json, method);
+    if (p) p = strstr(p, "\"series\":{");
+    if (p) p = strstr(p, key);
+    if (!p) return 0;
+    p += strlen(key);
+    size_t n = 0;
+    while (*p && *p != ']' && n < cap) {
+        char *end;
+        out[n++] = strtod(p, &end);
+        if (end == p) return 0;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
 /* ---- setup ---- */
 
 static int group_setup(void **state)
@@ -225,6 +247,13 @@ static void pages_report_known_traffic(void **state)
     assert_int_equal(json_int(r.body, "\"method\":\"Fail\"", "\"errors\":"), M);
     assert_int_equal(json_int(r.body, "\"method\":\"Fail\"", "\"3001\":"), M);
     assert_non_null(strstr(r.body, "\"cdf\":[["));
+    assert_null(strstr(r.body, "\"series\"")); /* only when asked for */
+    /* latencies in us with the 3 decimals of their nanoseconds */
+    const char *p50 = strstr(strstr(r.body, "\"method\":\"Echo\""), "\"p50_us\":");
+    assert_non_null(p50);
+    p50 += strlen("\"p50_us\":");
+    size_t units = strspn(p50, "0123456789");
+    assert_true(units > 0 && p50[units] == '.' && strspn(p50 + units + 1, "0123456789") == 3);
     resp_fini(&r);
 
     assert_true(http("GET", "/status", NULL, NULL, &r));
@@ -267,6 +296,49 @@ static void pages_report_known_traffic(void **state)
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.headers, "text/html"));
     assert_non_null(strstr(r.body, "cdfSvg"));
+    resp_fini(&r);
+}
+
+/* /status?format=json&series=SECONDS: a point a second per method, as columns, over the last
+ * SECONDS; errors made now show in the errors column. */
+static void status_series_cover_the_last_seconds(void **state)
+{
+    (void)state;
+    enum { FAILS = 20, CAP = 700 };
+    for (int i = 0; i < FAILS; i++) {
+        ftrpc_result res;
+        ftrpc_call(client, "example.EchoService", "Fail", NULL, NULL, NULL, &res);
+        ftrpc_result_fini(&res);
+    }
+    /* three ticks at least (a point a second from the server's start): the calls fall in a point,
+     * and the oldest point is over 2 s old for the series=2 request below */
+    usleep(3200 * 1000);
+    http_resp r;
+    assert_true(http("GET", "/status?format=json&series=600", NULL, NULL, &r));
+    assert_int_equal(r.status, 200);
+    static double age[CAP], qps[CAP], errors[CAP], p99[CAP];
+    const char *fail = "\"method\":\"Fail\"";
+    size_t n = series_column(r.body, fail, "age_s", age, CAP);
+    assert_true(n >= 2);
+    assert_int_equal(series_column(r.body, fail, "qps", qps, CAP), n);
+    assert_int_equal(series_column(r.body, fail, "errors_per_s", errors, CAP), n);
+    assert_int_equal(series_column(r.body, fail, "p99_us", p99, CAP), n);
+    double most_errors = 0, most_calls = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_true(age[i] >= 0 && (i == 0 || age[i] < age[i - 1])); /* oldest first */
+        if (errors[i] > most_errors) most_errors = errors[i];
+        if (qps[i] > most_calls) most_calls = qps[i];
+    }
+    assert_true(most_errors > 0 && most_calls > 0);
+    assert_non_null(strstr(r.body, "\"series\":{\"interval_s\":1,\"age_s\":["));
+    resp_fini(&r);
+
+    /* the last 2 s: the newest point or two, none older */
+    assert_true(http("GET", "/status?format=json&series=2", NULL, NULL, &r));
+    size_t recent = series_column(r.body, fail, "age_s", age, CAP);
+    assert_true(recent >= 1 && recent < n);
+    for (size_t i = 0; i < recent; i++)
+        assert_true(age[i] <= 2.0);
     resp_fini(&r);
 }
 
@@ -624,6 +696,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(pages_report_known_traffic),
+        cmocka_unit_test(status_series_cover_the_last_seconds),
         cmocka_unit_test(calls_over_http_map_errors_to_status_codes),
         cmocka_unit_test(limits_and_deadlines_over_http),
         cmocka_unit_test(pipelined_requests_are_answered_in_order),

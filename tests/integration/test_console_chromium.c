@@ -1,8 +1,11 @@
 /* The console (GET /) in a real browser: headless Chromium opens the page of a server under load,
  * lets its script run (--virtual-time-budget) and dumps the DOM; the test checks that the method
- * table, the endpoint table (coloured by state: one ACTIVE endpoint fed by the load, one SUSPENDED)
- * and a latency CDF chart (<svg> with a <path>) show live data, and that the page refreshed itself
- * more than once. A screenshot goes to the build directory (console.png).
+ * table (latencies with a fractional microsecond figure, as "8.54 µs", and the errors of Work), the
+ * per-second charts of the last minutes (QPS, p99 and errors of each method: an <svg> with a
+ * <polyline> of several points each), the endpoint table (coloured by state: one ACTIVE endpoint
+ * fed by the load, one SUSPENDED) and a latency CDF chart (<svg> with a <path>) show live data,
+ * and that the page refreshed itself more than once. A screenshot goes to the build directory
+ * (console.png).
  *
  * Endpoint rows come through the endpoint reporter hook (metrics/endpoint_report.h) from real
  * ft_endpoint_health state machines that this test feeds, standing in for a client's endpoints.
@@ -29,7 +32,7 @@
 #include "harness.h"
 #include "metrics/endpoint_report.h"
 
-enum { LOAD_THREADS = 2 };
+enum { LOAD_THREADS = 2, SERIES_SECONDS = 5 };
 
 static ftrpc_server *server;
 static ftrpc_client *client;
@@ -45,13 +48,20 @@ static void on_echo(ftrpc_server_call *call, void *arg)
     ftrpc_server_call_reply(call, ftrpc_server_call_request(call), NULL);
 }
 
-/* Worker: a few hundred microseconds to a few milliseconds, so the CDF has a shape. */
+enum { WORK_ERROR_CODE = 3001, WORK_FAILS_ONE_IN = 8 };
+
+/* Worker: a few hundred microseconds to a few milliseconds, so the CDF has a shape; one call in
+ * WORK_FAILS_ONE_IN fails, so the errors chart has something to show. */
 static void on_work(ftrpc_server_call *call, void *arg)
 {
     (void)arg;
     static atomic_uint n;
-    usleep(200 + (atomic_fetch_add(&n, 1) * 7919u) % 3000u);
-    ftrpc_server_call_reply(call, ftrpc_server_call_request(call), NULL);
+    unsigned i = atomic_fetch_add(&n, 1);
+    usleep(200 + (i * 7919u) % 3000u);
+    if (i % WORK_FAILS_ONE_IN == 0)
+        ftrpc_server_call_fail(call, WORK_ERROR_CODE, "Work fails now and then");
+    else
+        ftrpc_server_call_reply(call, ftrpc_server_call_request(call), NULL);
 }
 
 static atomic_int live_inflight; /* the load's calls in the air, shown on /endpoints */
@@ -69,7 +79,8 @@ static void *load_main(void *arg)
             ftrpc_call(client, "example.EchoService", i % 2 ? "Echo" : "Work", req, NULL, NULL, &r);
         int64_t t1 = ft_now_ns();
         atomic_fetch_sub(&live_inflight, 1);
-        ft_health_on_result(&live, rc, (t1 - t0) / 1000, t1);
+        /* Work's business errors say nothing about the endpoint's health */
+        ft_health_on_result(&live, rc == FTRPC_EBUSINESS ? 0 : rc, (t1 - t0) / 1000, t1);
         ftrpc_result_fini(&r);
         atomic_fetch_add(&load_calls, 1);
     }
@@ -116,7 +127,11 @@ static int group_setup(void **state)
     if (ft_endpoint_reporter_add(server_addr, report, NULL, &reporter) != 0) return -1;
     for (int i = 0; i < LOAD_THREADS; i++)
         pthread_create(&load[i], NULL, load_main, NULL);
-    return h_wait_atomic_ge(&load_calls, 50, 5000) ? 0 : -1;
+    if (!h_wait_atomic_ge(&load_calls, 50, 5000)) return -1;
+    /* the server adds a point to each series once a second (real time, whatever Chromium's virtual
+     * clock does): let a few accumulate */
+    sleep(SERIES_SECONDS);
+    return 0;
 }
 
 static int group_teardown(void **state)
@@ -153,7 +168,7 @@ static char *run_chromium(const char *chromium, const char *what)
     snprintf(cmd, sizeof cmd,
              "timeout 90 '%s' --headless --no-sandbox --disable-gpu --disable-quic "
              "--no-first-run --disable-background-networking --disable-component-update "
-             "--disable-sync --user-data-dir=%s --window-size=1200,900 "
+             "--disable-sync --user-data-dir=%s --window-size=1200,1400 "
              "--virtual-time-budget=5000 %s http://%s/ 2>/dev/null",
              chromium, profile, what, server_addr);
     FILE *p = popen(cmd, "r");
@@ -189,7 +204,42 @@ static int count_of(const char *hay, const char *needle)
     return n;
 }
 
-static void console_shows_live_endpoints_methods_and_cdf(void **state)
+/* Whether a method row shows a latency with a fraction of a microsecond, as /\d+\.\d+ µs/. */
+static int shows_fractional_us(const char *dom)
+{
+    const char *rows = strstr(dom, "<tbody><tr class=\"method\">");
+    for (const char *p = rows ? strstr(rows, " µs</td>") : NULL; p; p = strstr(p + 1, " µs</td>")) {
+        const char *q = p;
+        int decimals = 0, units = 0;
+        while (q > dom && q[-1] >= '0' && q[-1] <= '9')
+            q--, decimals++;
+        if (decimals == 0 || q == dom || q[-1] != '.') continue;
+        for (q--; q > dom && q[-1] >= '0' && q[-1] <= '9'; q--)
+            units++;
+        if (units > 0) return 1;
+    }
+    return 0;
+}
+
+/* The series charts' <polyline>s (the page's script holds the markup once, followed by a quote,
+ * not by a point): how many, and the fewest points one has. */
+static void polylines(const char *dom, int *count, int *fewest_points)
+{
+    static const char MARK[] = "<polyline points=\"";
+    *count = 0;
+    *fewest_points = 0;
+    for (const char *p = strstr(dom, MARK); p; p = strstr(p + 1, MARK)) {
+        const char *a = p + strlen(MARK);
+        if (*a < '0' || *a > '9') continue;
+        int points = 1;
+        for (; *a && *a != '"'; a++)
+            points += *a == ' ';
+        if (*count == 0 || points < *fewest_points) *fewest_points = points;
+        (*count)++;
+    }
+}
+
+static void console_shows_live_methods_series_endpoints_and_cdf(void **state)
 {
     (void)state;
     const char *chromium = chromium_path();
@@ -214,15 +264,30 @@ static void console_shows_live_endpoints_methods_and_cdf(void **state)
     int active = count_of(dom, "<tr class=\"ep ACTIVE\">"),
         suspended = count_of(dom, "<tr class=\"ep SUSPENDED\">"),
         methods = count_of(dom, "<tr class=\"method\">") - 1, /* one is in the script */
-        charts = count_of(dom, "<svg class=\"cdfchart\"") - 1, paths = count_of(dom, "<path d=\"M");
+        charts = count_of(dom, "<svg class=\"cdfchart\" data-method=\"example."),
+        paths = count_of(dom, "<path d=\"M"),
+        series = count_of(dom, "<svg class=\"serieschart\" data-method=\"example."), lines,
+        fewest_points;
+    polylines(dom, &lines, &fewest_points);
+    const char *work = strstr(dom, "<td class=\"l\">example.EchoService/Work</td>");
+    const char *work_end = work ? strstr(work, "</tr>") : NULL;
+    char code[32];
+    snprintf(code, sizeof code, "(%d:", WORK_ERROR_CODE); /* "errors (code:count)" */
+    const char *work_errors = work ? strstr(work, code) : NULL;
+    int fractional = shows_fractional_us(dom);
     const char *u = strstr(dom, "id=\"updates\">");
     int updates = u ? atoi(u + strlen("id=\"updates\">")) : 0;
-    /* the load's own client lists its (healthy) endpoint too: at least the reporter's one */
+    /* the load's own client lists its (healthy) endpoint too: at least the reporter's one; 3 series
+     * charts a method, each a line of a point a second: SERIES_SECONDS - 1 points at least */
     if (active < 1 || suspended != 1 || methods != 2 || charts != 2 || paths != 2 || updates < 2 ||
-        !strstr(dom, "example.EchoService/Work")) {
+        series != 6 || lines != 6 || fewest_points < SERIES_SECONDS - 1 || !fractional ||
+        !work_errors || work_errors > work_end) {
         print_error("the console's DOM (%s) lacks live data: ACTIVE rows %d, SUSPENDED rows %d, "
-                    "method rows %d, charts %d, paths %d, updates %d\n",
-                    path, active, suspended, methods, charts, paths, updates);
+                    "method rows %d, charts %d, paths %d, updates %d, series charts %d, lines %d "
+                    "(fewest points %d), a fractional µs figure %s, Work's errors %s\n",
+                    path, active, suspended, methods, charts, paths, updates, series, lines,
+                    fewest_points, fractional ? "yes" : "no",
+                    work_errors && work_errors < work_end ? "yes" : "no");
         free(dom);
         fail();
     }
@@ -244,7 +309,7 @@ static void console_shows_live_endpoints_methods_and_cdf(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(console_shows_live_endpoints_methods_and_cdf),
+        cmocka_unit_test(console_shows_live_methods_series_endpoints_and_cdf),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -61,24 +61,24 @@ static void values_fall_out_of_the_window_as_time_advances(void **state)
         ft_latency_recorder_record(r, 1000);
     ft_latency_stats s = stats(r, 0);
     assert_int_equal(s.count, 100); /* visible at once, in the current partial interval */
-    assert_int_equal(s.p50_us, 1000);
-    assert_int_equal(s.max_us, 1000);
+    assert_int_equal(s.p50_ns, 1000);
+    assert_int_equal(s.max_ns, 1000);
 
     ft_manual_clock_advance(&clk, SEC);
     for (int i = 0; i < 100; i++)
         ft_latency_recorder_record(r, 2000);
     s = stats(r, 0);
     assert_int_equal(s.count, 200);
-    assert_true(labs((long)(s.p50_us - 1000)) <= 10); /* bucket middle: within 1% */
-    assert_true(labs((long)(s.p99_us - 2000)) <= 20);
-    assert_int_equal(s.max_us, 2000);
-    assert_true(fabs(s.mean_us - 1500.0) < 1e-9);
+    assert_true(labs((long)(s.p50_ns - 1000)) <= 10); /* bucket middle: within 1% */
+    assert_true(labs((long)(s.p99_ns - 2000)) <= 20);
+    assert_int_equal(s.max_ns, 2000);
+    assert_true(fabs(s.mean_ns - 1500.0) < 1e-9);
     /* window 1 = the previous full interval plus this one: only the 2000s... */
     assert_int_equal(stats(r, 1).count, 200);
     ft_manual_clock_advance(&clk, SEC);
     s = stats(r, 1);
     assert_int_equal(s.count, 100);
-    assert_int_equal(s.p50_us, 2000);
+    assert_int_equal(s.p50_ns, 2000);
 
     /* 5 s after the first batch: still inside the 5-interval window */
     ft_manual_clock_advance(&clk, 3 * SEC);
@@ -87,18 +87,18 @@ static void values_fall_out_of_the_window_as_time_advances(void **state)
     ft_manual_clock_advance(&clk, SEC);
     s = stats(r, 0);
     assert_int_equal(s.count, 100);
-    assert_int_equal(s.p50_us, 2000);
-    assert_int_equal(s.max_us, 2000);
+    assert_int_equal(s.p50_ns, 2000);
+    assert_int_equal(s.max_ns, 2000);
     /* 7 s after: nothing left in the window; the all-time totals stay */
     ft_manual_clock_advance(&clk, SEC);
     s = stats(r, 0);
     assert_int_equal(s.count, 0);
-    assert_int_equal(s.max_us, 0);
-    assert_int_equal(s.p99_us, 0);
+    assert_int_equal(s.max_ns, 0);
+    assert_int_equal(s.p99_ns, 0);
     assert_true(s.qps == 0.0);
     assert_int_equal(s.total_count, 200);
-    assert_int_equal(s.total_sum_us, 300000);
-    assert_int_equal(s.total_max_us, 2000);
+    assert_int_equal(s.total_sum_ns, 300000);
+    assert_int_equal(s.total_max_ns, 2000);
     assert_int_equal(ft_latency_recorder_count(r), 200);
     assert_int_equal(ft_latency_recorder_sum(r), 300000);
     assert_int_equal(ft_latency_recorder_max(r), 2000);
@@ -117,9 +117,35 @@ static void window_max_is_per_window_not_all_time(void **state)
         ft_latency_recorder_record(r, 100 + sec);
     }
     ft_latency_stats s = stats(r, 0);
-    assert_int_equal(s.max_us, 105);
+    assert_int_equal(s.max_ns, 105);
     assert_int_equal(s.count, 4); /* 3 full seconds (3, 4, 5) and the current one (6) */
-    assert_int_equal(s.total_max_us, 900000);
+    assert_int_equal(s.total_max_ns, 900000);
+    ft_latency_recorder_free(r);
+}
+
+/* Nanoseconds: a 10 s latency is past the 32 bits a window max was once packed in, and the
+ * intervals here cross the point where the max ring's 22-bit epoch tag wraps to 0. */
+static void long_latencies_in_nanoseconds_across_the_tag_wrap(void **state)
+{
+    (void)state;
+    ft_manual_clock clk;
+    ft_manual_clock_init(&clk, ((INT64_C(1) << 22) - 2) * SEC);
+    ft_latency_recorder *r = make(&clk, 3, SEC);
+    ft_latency_recorder_record(r, 10 * SEC);
+    ft_latency_recorder_record(r, 420);
+    ft_latency_stats s = stats(r, 0);
+    assert_int_equal(s.max_ns, 10 * SEC);
+    assert_true(labs((long)(s.p50_ns - 420)) <= 2); /* exact below 256, then within 1/256 */
+    ft_manual_clock_advance(&clk, 2 * SEC); /* the tag wraps here */
+    ft_latency_recorder_record(r, 7 * SEC);
+    s = stats(r, 0);
+    assert_int_equal(s.count, 3);
+    assert_int_equal(s.max_ns, 10 * SEC);
+    ft_manual_clock_advance(&clk, 2 * SEC); /* the 10 s record left the window, the 7 s one not */
+    s = stats(r, 0);
+    assert_int_equal(s.count, 1);
+    assert_int_equal(s.max_ns, 7 * SEC);
+    assert_int_equal(s.total_max_ns, 10 * SEC);
     ft_latency_recorder_free(r);
 }
 
@@ -171,7 +197,7 @@ static void idle_gaps_need_no_rotation(void **state)
     ft_latency_recorder_record(r, 500);
     ft_latency_stats s = stats(r, 0);
     assert_int_equal(s.count, 1);
-    assert_int_equal(s.p50_us, 500);
+    assert_int_equal(s.p50_ns, 500);
     assert_int_equal(s.total_count, 3);
     ft_latency_recorder_free(r);
 }
@@ -189,7 +215,7 @@ static void sub_second_intervals(void **state)
     ft_latency_stats s = stats(r, 0);
     assert_int_equal(s.count, 10);
     assert_true(fabs(s.qps - 10.0) < 1e-9);
-    assert_int_equal(s.max_us, 1019);
+    assert_int_equal(s.max_ns, 1019);
     ft_latency_recorder_free(r);
 }
 
@@ -204,7 +230,7 @@ static void record_at_uses_the_given_time(void **state)
     ft_latency_recorder_record_at(r, 88, ft_clock_now_ns(&clk.base));
     ft_latency_stats s = stats(r, 0);
     assert_int_equal(s.count, 1);
-    assert_int_equal(s.max_us, 88);
+    assert_int_equal(s.max_ns, 88);
     ft_latency_recorder_free(r);
 }
 
@@ -322,8 +348,8 @@ static void concurrent_records_across_rotations_lose_nothing(void **state)
      * that happened meanwhile, holds every record exactly once. */
     ft_latency_stats s = stats(sh.r, 0);
     assert_int_equal(s.count, want);
-    assert_int_equal(s.sum_us, want_sum);
-    assert_int_equal(s.max_us, 49999);
+    assert_int_equal(s.sum_ns, want_sum);
+    assert_int_equal(s.max_ns, 49999);
     /* And they all leave it once the window has passed. */
     ft_manual_clock_advance(&sh.clk, 61 * INTERVAL);
     assert_int_equal(stats(sh.r, 0).count, 0);
@@ -336,6 +362,7 @@ int main(void)
         cmocka_unit_test(options_are_validated),
         cmocka_unit_test(values_fall_out_of_the_window_as_time_advances),
         cmocka_unit_test(window_max_is_per_window_not_all_time),
+        cmocka_unit_test(long_latencies_in_nanoseconds_across_the_tag_wrap),
         cmocka_unit_test(qps_is_count_over_the_window_span),
         cmocka_unit_test(idle_gaps_need_no_rotation),
         cmocka_unit_test(sub_second_intervals),
