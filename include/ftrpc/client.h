@@ -206,7 +206,8 @@ typedef struct ftrpc_client_options {
     ftrpc_health_options health;
     /* The retry budget shared by retries and backup requests (gRPC retry throttling, Finagle's
      * RetryBudget): retries in the last 10 s may not exceed ratio x calls + min_per_sec x 10. */
-    double retry_budget_ratio;    /* default 0.2 */
+    double retry_budget_ratio;    /* default 0.2; -1: no budget (retries and backups are then
+                                   * bounded only by `retries` per call) */
     int retry_budget_min_per_sec; /* default 10; -1: no floor */
     /* ftrpc_client_new waits up to this long for discovery's first answer. Default 2000. */
     int naming_wait_ms;

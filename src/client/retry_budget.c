@@ -22,8 +22,8 @@ static ft_retry_budget_options with_defaults(const ft_retry_budget_options *in)
 int ft_retry_budget_options_validate(const ft_retry_budget_options *opts)
 {
     ft_retry_budget_options o = with_defaults(opts);
-    if (!(o.ratio > 0 && o.ratio <= 1)) {
-        FT_ERROR("retry budget: ratio %g must be in (0, 1]", o.ratio);
+    if (!(o.ratio > 0 && o.ratio <= 1) && o.ratio != FT_RETRY_BUDGET_OFF) {
+        FT_ERROR("retry budget: ratio %g must be in (0, 1], or -1 for no budget", o.ratio);
         return FTRPC_EINVAL;
     }
     if (o.min_per_sec < 0 && o.min_per_sec != FT_RETRY_BUDGET_NO_FLOOR) {
@@ -51,6 +51,7 @@ int ft_retry_budget_init(ft_retry_budget *b, const ft_retry_budget_options *opts
     if (rc != 0) return rc;
     memset(b, 0, sizeof(*b));
     b->opts = with_defaults(opts);
+    b->off = b->opts.ratio == FT_RETRY_BUDGET_OFF;
     b->bucket_ns = b->opts.window_ms * FT_NS_PER_MS / b->opts.buckets;
     b->floor = b->opts.min_per_sec == FT_RETRY_BUDGET_NO_FLOOR
                    ? 0
@@ -122,6 +123,7 @@ static int64_t sum(const ft_retry_budget *b, const _Atomic uint64_t *ring, int64
 
 void ft_retry_budget_on_request(ft_retry_budget *b, int64_t now_ns)
 {
+    if (b->off) return;
     struct ft_budget_stripe *row = &b->requests[ft_metrics_thread_stripe() % FT_COUNTER_STRIPES];
     uint32_t epoch;
     if (ft_metrics_stripe_owned) {
@@ -151,6 +153,7 @@ int64_t ft_retry_budget_balance(ft_retry_budget *b, int64_t now_ns)
 
 bool ft_retry_budget_try_spend(ft_retry_budget *b, int64_t now_ns)
 {
+    if (b->off) return true;
     if (ft_retry_budget_balance(b, now_ns) < 1) {
         atomic_fetch_add_explicit(&b->total_exhausted, 1, memory_order_relaxed);
         return false;

@@ -31,12 +31,15 @@
 #define FT_RETRY_BUDGET_MAX_BUCKETS 60
 /* min_per_sec value for "no floor": retries only within ratio * requests. */
 #define FT_RETRY_BUDGET_NO_FLOOR (-1)
+/* ratio value for "no budget": every retry and backup may be spent, nothing is counted (the
+ * client's retry_budget_ratio -1: retries are then bounded only by `retries` per call). */
+#define FT_RETRY_BUDGET_OFF (-1.0)
 
 /* Zero means default. Defaults are Finagle's RetryBudget (ttl 10 s, percentCanRetry 0.2,
  * minRetriesPerSec 10): 20% extra load is what a healthy service absorbs without noticing, and a
  * floor of 10/s keeps a quiet client (a CLI, a cron job) able to retry at all. */
 typedef struct ft_retry_budget_options {
-    double ratio;      /* retries per request; (0, 1]. Default 0.2 */
+    double ratio;      /* retries per request; (0, 1]. Default 0.2; FT_RETRY_BUDGET_OFF: none */
     int min_per_sec;   /* floor, retries per second; default 10; FT_RETRY_BUDGET_NO_FLOOR: none */
     int64_t window_ms; /* default 10000 */
     int buckets;       /* window granularity; default 10 (1 s); 1..60 */
@@ -44,6 +47,7 @@ typedef struct ft_retry_budget_options {
 
 typedef struct ft_retry_budget {
     ft_retry_budget_options opts; /* defaults filled in; immutable */
+    bool off;                     /* ratio FT_RETRY_BUDGET_OFF: spends always succeed */
     int64_t bucket_ns;
     int64_t floor;                                          /* min_per_sec * window seconds */
     /* one ring (epoch << 32 | count) and one total per metrics stripe; a row is ~500 bytes, so

@@ -196,6 +196,22 @@ static void owned_stripe_requests_slide_out_of_the_window(void **s)
     destroy(f);
 }
 
+static void a_budget_turned_off_never_refuses(void **s)
+{
+    ft_retry_budget_options o = {.ratio = FT_RETRY_BUDGET_OFF, .min_per_sec = FT_RETRY_BUDGET_NO_FLOOR};
+    assert_int_equal(ft_retry_budget_options_validate(&o), 0);
+    fixture *f = make(&o);
+    /* no requests, no floor: a budget on would refuse the first spend */
+    for (int i = 0; i < 10000; i++) assert_true(ft_retry_budget_try_spend(&f->b, now(f)));
+    ft_retry_budget_stats st;
+    ft_retry_budget_stats_get(&f->b, &st);
+    assert_int_equal(st.exhausted, 0);
+    destroy(f);
+    /* other negative ratios are still mistakes */
+    o.ratio = -0.5;
+    assert_int_equal(ft_retry_budget_options_validate(&o), FTRPC_EINVAL);
+}
+
 static void budget_options_validation_rejects_bad_values(void **s)
 {
     static const budget_validation_case cases[] = {
@@ -267,6 +283,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults_are_finagle_retry_budget),
+        cmocka_unit_test(a_budget_turned_off_never_refuses),
         cmocka_unit_test(floor_allows_min_per_sec_times_window_without_requests),
         cmocka_unit_test(retries_are_limited_to_ratio_of_recent_requests),
         cmocka_unit_test(ratio_and_floor_add_up),
