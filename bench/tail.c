@@ -222,13 +222,13 @@ static cell run_cell(const char *delay_ms, const char *delay_rate, policy_kind p
     }
     ftrpc_backup_policy *policy = NULL;
     if (pk == POLICY_RATELIMITED) {
-        ftrpc_ratelimited_backup_options o = {.backup_request_ms = backup_ms,
+        ftrpc_backup_policy_ratelimited_options o = {.backup_request_ms = backup_ms,
                                               .max_backup_ratio = 0.1};
         if (ftrpc_backup_policy_ratelimited_new(&o, &policy) != 0) exit(1);
     } else if (pk == POLICY_ADAPTIVE) {
         /* a 2 s window refreshed every 200 ms (defaults 10 s, 500 ms): a cell lasts seconds, and
          * the window must not still hold the noisy start of the fresh server processes */
-        ftrpc_adaptive_backup_options o = {.window_seconds = 2, .refresh_ms = 200};
+        ftrpc_backup_policy_adaptive_options o = {.window_seconds = 2, .refresh_ms = 200};
         if (ftrpc_backup_policy_adaptive_new(&o, &policy) != 0) exit(1);
     }
     ftrpc_client_options co = {.timeout_ms = 1000,

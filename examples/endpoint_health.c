@@ -76,7 +76,7 @@ static void thaw(void)
     pthread_mutex_unlock(&parked_lock);
 }
 
-static ftrpc_server *start(const char *addr, ftrpc_handler handler)
+static ftrpc_server *start(const char *addr, ftrpc_handler_cb handler)
 {
     ftrpc_server *s;
     if (ftrpc_server_new(NULL, &s) != 0) return NULL;

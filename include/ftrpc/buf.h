@@ -27,10 +27,12 @@ FTRPC_API size_t ftrpc_buf_size(const ftrpc_buf *buf);
 FTRPC_API int ftrpc_buf_append(ftrpc_buf *buf, const void *data, size_t len);
 /* Appends src's bytes to dst without copying them (the blocks are shared). 0 or FTRPC_ENOMEM. */
 FTRPC_API int ftrpc_buf_append_buf(ftrpc_buf *dst, const ftrpc_buf *src);
-/* Appends user memory without copying it: free_fn(data, arg) runs (on any thread) when the last
+/* Frees user memory a buffer no longer refers to (ftrpc_buf_append_user). Any thread. */
+typedef void (*ftrpc_buf_free_cb)(void *data, void *arg);
+/* Appends user memory without copying it: free_cb(data, arg) runs (on any thread) when the last
  * buffer referring to it is freed; until then the memory must stay valid and unchanged. */
 FTRPC_API int ftrpc_buf_append_user(ftrpc_buf *buf, const void *data, size_t len,
-                                    void (*free_fn)(void *data, void *arg), void *arg);
+                                    ftrpc_buf_free_cb free_cb, void *arg);
 /* Copies up to n bytes from the start of the buffer into dst; returns how many were copied. */
 FTRPC_API size_t ftrpc_buf_copy_to(const ftrpc_buf *buf, void *dst, size_t n);
 /* Returns a pointer to all the buffer's bytes, contiguous. Zero-copy when the buffer holds one

@@ -42,35 +42,51 @@ struct ftrpc_backup_policy {
      * retry budget refused it: a policy that counts backups when it decides takes it back here.
      * May be NULL. (Last, so that policies written before it still initialise in order.) */
     void (*on_backup_refused)(ftrpc_backup_policy *self, const char *service, const char *method);
+    /* Zero (a designated initializer leaves them so): hooks of later versions take these slots,
+     * so that a policy built against this header keeps its layout. */
+    void (*reserved[6])(void);
 };
 
 /* brpc's RateLimitedBackupPolicy: at most max_backup_ratio of the calls in a sliding window get a
  * backup. Backups are counted when decided and calls when they end, so the limit reacts at once
  * to a latency spike. */
-typedef struct ftrpc_ratelimited_backup_options {
+typedef struct ftrpc_backup_policy_ratelimited_options {
     int backup_request_ms;       /* default 0 (or -1): the client's backup_request_ms */
     double max_backup_ratio;     /* (0, 1], default 0.1 */
     int window_size_seconds;     /* [1, 3600], default 10 */
     int update_interval_seconds; /* >= 1, default 5: how often the window's sums are refreshed */
-} ftrpc_ratelimited_backup_options;
+} ftrpc_backup_policy_ratelimited_options;
 
 /* Hedging at a latency quantile ("The Tail at Scale"): the delay is the p(1 - max_extra_load)
  * latency of recent calls of the client, refreshed periodically, never below floor_ms; no backup
  * until min_samples calls were seen. Backups draw from the client's retry budget like retries. */
-typedef struct ftrpc_adaptive_backup_options {
+typedef struct ftrpc_backup_policy_adaptive_options {
     double max_extra_load; /* (0, 0.5], default 0.05: the delay is the p95 latency */
     int floor_ms;          /* default 1 */
     int window_seconds;    /* [1, 60], default 10 */
     int refresh_ms;        /* default 500 */
     int min_samples;       /* default 100 */
-} ftrpc_adaptive_backup_options;
+} ftrpc_backup_policy_adaptive_options;
 
 /* Makes a built-in policy; NULL options mean the defaults. FTRPC_EINVAL (logged) for bad values.
  * The caller owns *out: ftrpc_backup_policy_free() once no client uses it. Any thread. */
-FTRPC_API int ftrpc_backup_policy_ratelimited_new(const ftrpc_ratelimited_backup_options *opts,
-                                                  ftrpc_backup_policy **out);
-FTRPC_API int ftrpc_backup_policy_adaptive_new(const ftrpc_adaptive_backup_options *opts,
-                                               ftrpc_backup_policy **out);
+FTRPC_API int ftrpc_backup_policy_ratelimited_new_sized(
+    const ftrpc_backup_policy_ratelimited_options *opts, size_t opts_size,
+    ftrpc_backup_policy **out);
+FTRPC_API int ftrpc_backup_policy_adaptive_new_sized(
+    const ftrpc_backup_policy_adaptive_options *opts, size_t opts_size, ftrpc_backup_policy **out);
+static inline int ftrpc_backup_policy_ratelimited_new(
+    const ftrpc_backup_policy_ratelimited_options *opts, ftrpc_backup_policy **out)
+{
+    return ftrpc_backup_policy_ratelimited_new_sized(
+        opts, sizeof(ftrpc_backup_policy_ratelimited_options), out);
+}
+static inline int ftrpc_backup_policy_adaptive_new(const ftrpc_backup_policy_adaptive_options *opts,
+                                                   ftrpc_backup_policy **out)
+{
+    return ftrpc_backup_policy_adaptive_new_sized(opts, sizeof(ftrpc_backup_policy_adaptive_options),
+                                                  out);
+}
 FTRPC_API void ftrpc_backup_policy_free(ftrpc_backup_policy *policy);
 
 /* What a call does when an attempt fails (docs/fault-tolerance.md). */
@@ -100,6 +116,7 @@ typedef struct ftrpc_backoff {
     int initial_ms;    /* default 10 */
     double multiplier; /* default 2 */
     int max_ms;        /* default 1000 */
+    int64_t reserved[4]; /* zero: room for fields to come without moving what follows */
 } ftrpc_backoff;
 
 /* Endpoint health (docs/endpoint-health.md). Zero means the default shown. */
@@ -117,6 +134,7 @@ typedef struct ftrpc_health_options {
     double breaker_error_ratio;    /* default 0.5 (Hystrix); the breaker trips at or above it */
     int breaker_min_calls;         /* default 20 (Hystrix) calls in the window before a verdict */
     int64_t breaker_window_ms;     /* default 10000 (Hystrix) */
+    int64_t reserved[4]; /* zero: room for fields to come without moving what follows */
 } ftrpc_health_options;
 
 /* Fallback (Kitex >= 0.5 semantics, docs/fallback.md): after retries and backups are exhausted, a
@@ -151,27 +169,28 @@ typedef struct ftrpc_fallback_output {
 
 /* Runs on the call's IO thread, once per call, after the last attempt; must not block. The
  * input's pointers are valid during the call only. */
-typedef void (*ftrpc_fallback_fn)(const ftrpc_fallback_input *in, ftrpc_fallback_output *out,
+typedef void (*ftrpc_fallback_cb)(const ftrpc_fallback_input *in, ftrpc_fallback_output *out,
                                   void *arg);
 
 typedef struct ftrpc_fallback {
     ftrpc_fallback_kind kind; /* default FTRPC_FALLBACK_OFF */
-    ftrpc_fallback_fn fn;
+    ftrpc_fallback_cb fn;
     void *arg;
     /* Metrics report the original outcome by default. With this set, an RPC failure the fallback
      * turned into a response is reported as a success. A business error is reported as a business
      * error whatever the fallback did (Kitex's rule). */
     int report_as_fallback;
+    int64_t reserved[4]; /* zero: room for fields to come without moving what follows */
 } ftrpc_fallback;
 
 /* Decides whether a business error (code >= FTRPC_BUSINESS_CODE_MIN or negative on the wire) is
  * worth a retry; business errors are never retried without one. Any IO thread; must not block. */
-typedef int (*ftrpc_retry_classifier)(int business_code, const char *text, void *arg);
+typedef int (*ftrpc_retry_classifier_cb)(int business_code, const char *text, void *arg);
 
 /* A credential generator (brpc's Authenticator::GenerateCredential): fills the
  * authentication_data sent on the first request of every connection. Return the length written
  * (at most `size`), or < 0 to send none. Runs on an IO thread; must not block. */
-typedef int (*ftrpc_credential_fn)(uint8_t *buf, size_t size, void *arg);
+typedef int (*ftrpc_credential_cb)(uint8_t *buf, size_t size, void *arg);
 
 /* TLS to the service's endpoints (docs/security.md). Zero means off. Files are PEM and are read
  * by ftrpc_client_new: the strings need not outlive it. */
@@ -184,6 +203,7 @@ typedef struct ftrpc_client_tls_options {
     int skip_name_check;   /* default 0: the name is checked. 1: any name (the chain still is) */
     const char *cert_file; /* default NULL: no client certificate. Mutual TLS: chain, leaf first */
     const char *key_file;  /* the private key of cert_file (required with it) */
+    int64_t reserved[4]; /* zero: room for fields to come without moving what follows */
 } ftrpc_client_tls_options;
 
 typedef struct ftrpc_client_options {
@@ -200,7 +220,7 @@ typedef struct ftrpc_client_options {
     /* RPC error codes (negative FTRPC_E*) that end a call's retries at once, zero-terminated
      * (WSO2 disabledErrorCodes). Default none. */
     int no_retry_codes[FTRPC_MAX_CODES];
-    ftrpc_retry_classifier retry_classifier; /* default NULL: business errors are not retried */
+    ftrpc_retry_classifier_cb retry_classifier; /* default NULL: business errors are not retried */
     void *retry_classifier_arg;
     const char *lb; /* "random", "rr", "wrr", "wrandom", "chash", "p2c" (default), "priority" */
     ftrpc_health_options health;
@@ -221,7 +241,7 @@ typedef struct ftrpc_client_options {
     int backup_request_ms;
     ftrpc_backup_policy *backup_policy; /* default NULL; takes priority over backup_request_ms */
     ftrpc_fallback fallback;            /* default off; a call's own fallback takes priority */
-    ftrpc_credential_fn credential;     /* default NULL: no authentication_data */
+    ftrpc_credential_cb credential;     /* default NULL: no authentication_data */
     void *credential_arg;
     const char *auth_token;             /* shortcut: send this token as the credential */
     /* default off. A failed handshake or certificate check fails the calls waiting on that
@@ -274,8 +294,13 @@ FTRPC_API void ftrpc_result_fini(ftrpc_result *result);
 
 /* Makes a client for naming_url. opts may be NULL. On success *out is the caller's.
  * FTRPC_ETLS when a TLS file cannot be used (OpenSSL's reason is logged). */
-FTRPC_API int ftrpc_client_new(const char *naming_url, const ftrpc_client_options *opts,
-                               ftrpc_client **out);
+FTRPC_API int ftrpc_client_new_sized(const char *naming_url, const ftrpc_client_options *opts,
+                                     size_t opts_size, ftrpc_client **out);
+static inline int ftrpc_client_new(const char *naming_url, const ftrpc_client_options *opts,
+                                   ftrpc_client **out)
+{
+    return ftrpc_client_new_sized(naming_url, opts, sizeof(ftrpc_client_options), out);
+}
 /* Frees the client. Calls still in flight complete with FTRPC_ESTOPPED before it returns; their
  * callbacks run on IO threads meanwhile. Never call it from an IO thread or from a callback. */
 FTRPC_API void ftrpc_client_free(ftrpc_client *client);

@@ -15,6 +15,27 @@
 extern "C" {
 #endif
 
+/* ---- Versions ----
+ * FTRPC_VERSION_* is the version of these headers; ftrpc_version() that of the library a program
+ * runs with (FTRPC_VERSION_HEX layout: 0x00MMmmpp). Within a major version the ABI only grows:
+ *  - option structs a caller fills (ftrpc_client_options, ftrpc_call_options, ...) and structs the
+ *    library fills for the caller (ftrpc_result from ftrpc_call, the stats structs) gain fields at
+ *    their end only, and travel with their size: each such function has a `_sized` form that takes
+ *    sizeof the struct as the caller's header declared it, and a static inline wrapper of the usual
+ *    name that passes it. A binary built against an older header passes a smaller struct: the
+ *    library reads (or writes) that prefix only and takes the defaults for the fields it lacks;
+ *  - structs nested in options (TLS, health, backoff, fallback) keep reserved space at their end,
+ *    which must be zero, so that they can grow without moving the fields after them;
+ *  - ftrpc_backup_policy, which users embed and the library reads, keeps reserved hook slots;
+ *  - in every option struct zero means "the default", and -1 means "off" (or "never") where a
+ *    field can be turned off; the field's comment says which.
+ * tests/unit/test_abi.c holds the library to it. */
+#define FTRPC_VERSION_MAJOR 0
+#define FTRPC_VERSION_MINOR 2
+#define FTRPC_VERSION_PATCH 0
+#define FTRPC_VERSION_HEX                                                                          \
+    ((FTRPC_VERSION_MAJOR << 16) | (FTRPC_VERSION_MINOR << 8) | FTRPC_VERSION_PATCH)
+
 #if defined(FTRPC_BUILDING)
 #define FTRPC_API __attribute__((visibility("default")))
 #else
@@ -59,6 +80,12 @@ enum {
  * (system errno values as brpc sends them, and brpc's 1xxx/2xxx codes); a code at or above
  * FTRPC_BUSINESS_CODE_MIN, or a negative one, is a business error. */
 #define FTRPC_BUSINESS_CODE_MIN 3000
+
+/* The library's version, FTRPC_VERSION_HEX as it was built (compare with the header's to detect
+ * a mismatch). Any thread. */
+FTRPC_API unsigned ftrpc_version(void);
+/* The same as "MAJOR.MINOR.PATCH", static. Any thread. */
+FTRPC_API const char *ftrpc_version_string(void);
 
 /* A static, never-NULL description of an FTRPC_E* code (or "unknown error"). Any thread. */
 FTRPC_API const char *ftrpc_strerror(int code);

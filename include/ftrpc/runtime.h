@@ -24,7 +24,12 @@ typedef struct ftrpc_runtime_options {
  * with ftrpc_runtime_free() after every client and server using it has been freed. The first
  * runtime of a process sets SIGPIPE to SIG_IGN if it is still at SIG_DFL (as brpc and gRPC do: a
  * peer's reset must not kill the process); a program's own SIGPIPE handler is left alone. */
-FTRPC_API int ftrpc_runtime_new(const ftrpc_runtime_options *opts, ftrpc_runtime **out);
+FTRPC_API int ftrpc_runtime_new_sized(const ftrpc_runtime_options *opts, size_t opts_size,
+                                      ftrpc_runtime **out);
+static inline int ftrpc_runtime_new(const ftrpc_runtime_options *opts, ftrpc_runtime **out)
+{
+    return ftrpc_runtime_new_sized(opts, sizeof(ftrpc_runtime_options), out);
+}
 /* Stops the IO threads and frees the runtime. NULL does nothing. Never call it from an IO thread. */
 FTRPC_API void ftrpc_runtime_free(ftrpc_runtime *rt);
 /* The shared default runtime (started on first call). Never NULL unless out of memory. */

@@ -51,8 +51,14 @@ extern "C" {
  * FTRPC_SELECTIVE_MAX_CLUSTERS, a NULL or repeated sub-client, a sub-client that is itself
  * selective or already belongs to one, sub-clients on different runtimes, bad options;
  * FTRPC_ENOMEM. Any thread. */
-FTRPC_API int ftrpc_selective_client_new(ftrpc_client *const *subs, size_t n,
-                                         const ftrpc_client_options *opts, ftrpc_client **out);
+FTRPC_API int ftrpc_selective_client_new_sized(ftrpc_client *const *subs, size_t n,
+                                               const ftrpc_client_options *opts, size_t opts_size,
+                                               ftrpc_client **out);
+static inline int ftrpc_selective_client_new(ftrpc_client *const *subs, size_t n,
+                                             const ftrpc_client_options *opts, ftrpc_client **out)
+{
+    return ftrpc_selective_client_new_sized(subs, n, opts, sizeof(ftrpc_client_options), out);
+}
 
 #ifdef __cplusplus
 }

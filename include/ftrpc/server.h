@@ -26,13 +26,14 @@ typedef struct ftrpc_server_call ftrpc_server_call;
 
 /* A method handler. `call` stays valid until the handler finishes it; `arg` is the pointer given
  * at registration. */
-typedef void (*ftrpc_handler)(ftrpc_server_call *call, void *arg);
+typedef void (*ftrpc_handler_cb)(ftrpc_server_call *call, void *arg);
 
 typedef enum {
     FTRPC_RUN_IN_IO_THREAD = 0, /* default: lowest latency; the handler must not block */
     FTRPC_RUN_IN_WORKER = 1,    /* a worker pool thread: for handlers that block or compute */
 } ftrpc_run_mode;
 
+/* Options structs grow at their end only and travel with their size (ftrpc/common.h, "Versions"). */
 typedef struct ftrpc_method_options {
     ftrpc_run_mode run_mode; /* default FTRPC_RUN_IN_IO_THREAD */
     int max_concurrency;     /* default 0: unlimited; past it requests get FTRPC_ELIMIT (brpc) */
@@ -43,8 +44,8 @@ typedef struct ftrpc_method_options {
  * write an identity, at most 127 bytes, that handlers read with ftrpc_server_call_identity), or
  * non-zero to refuse: the request gets FTRPC_ERPCAUTH and the connection closes. Runs on an IO
  * thread; must not block. */
-typedef int (*ftrpc_authenticator)(const uint8_t *auth_data, size_t len, char *identity,
-                                   size_t identity_size, void *arg);
+typedef int (*ftrpc_authenticator_cb)(const uint8_t *auth_data, size_t len, char *identity,
+                                      size_t identity_size, void *arg);
 
 /* Client certificates of a TLS server (mutual TLS). */
 typedef enum {
@@ -68,6 +69,7 @@ typedef struct ftrpc_server_tls_options {
      * starts TLS; baidu_std and HTTP are sniffed from the decrypted bytes). 1: plain connections
      * are closed at their first byte (counted in ftrpc_server_stats.plain_refused) */
     int force;
+    int64_t reserved[4]; /* zero: room for fields to come without moving the server's options */
 } ftrpc_server_tls_options;
 
 typedef struct ftrpc_server_options {
@@ -86,7 +88,7 @@ typedef struct ftrpc_server_options {
     int64_t register_ttl_ms;      /* default 90000 (go-micro) */
     int64_t register_interval_ms; /* default 30000 (go-micro); must be < register_ttl_ms */
     /* Security and limits (docs/security.md). */
-    ftrpc_authenticator authenticator; /* default NULL: no authentication */
+    ftrpc_authenticator_cb authenticator; /* default NULL: no authentication */
     void *authenticator_arg;
     const char *auth_token;        /* shortcut: accept exactly this token (constant-time compare) */
     int max_connections;           /* default 10000; past it new connections close at once */
@@ -95,11 +97,6 @@ typedef struct ftrpc_server_options {
     int read_timeout_ms;           /* default 10000: a started frame must complete within it
                                     * (slowloris); -1: never */
     int max_inflight_per_connection; /* default 1024; past it requests get FTRPC_ELIMIT */
-    /* default 256 MiB: the bytes that requests not yet whole may hold, summed over every
-     * connection (a started baidu_std frame, an HTTP request whose body is arriving). A read that
-     * takes the sum past it closes its connection (counted in pending_refused), so that many slow
-     * senders cannot each hold max_body_size until read_timeout_ms */
-    size_t max_pending_request_bytes;
     /* default 10000: an HTTP request whose header is not complete this long after its first byte
      * (or a connection whose first bytes do not name a protocol) is closed (slowloris guard) */
     int http_header_timeout_ms;
@@ -110,17 +107,35 @@ typedef struct ftrpc_server_options {
      * pages (/status, /vars, /metrics, /endpoints, the console) are served to anyone, as brpc
      * serves them; method calls still need the credential (docs/security.md) */
     int public_builtin_pages;
+    /* default 256 MiB: the bytes that requests not yet whole may hold, summed over every
+     * connection (a started baidu_std frame, an HTTP request whose body is arriving). A read that
+     * takes the sum past it closes its connection (counted in pending_refused), so that many slow
+     * senders cannot each hold max_body_size until read_timeout_ms */
+    size_t max_pending_request_bytes;
 } ftrpc_server_options;
 
 /* Makes a server. opts may be NULL. On success *out is the caller's (ftrpc_server_free).
  * FTRPC_EINVAL for a bad option; FTRPC_ETLS when a TLS file cannot be used (OpenSSL's reason is
  * logged). */
-FTRPC_API int ftrpc_server_new(const ftrpc_server_options *opts, ftrpc_server **out);
+FTRPC_API int ftrpc_server_new_sized(const ftrpc_server_options *opts, size_t opts_size,
+                                     ftrpc_server **out);
+static inline int ftrpc_server_new(const ftrpc_server_options *opts, ftrpc_server **out)
+{
+    return ftrpc_server_new_sized(opts, sizeof(ftrpc_server_options), out);
+}
 /* Registers service/method (e.g. "example.EchoService", "Echo"): both strings are copied. mopts
  * may be NULL. FTRPC_EEXIST when registered already, FTRPC_ESTOPPED after start. */
-FTRPC_API int ftrpc_server_add_method(ftrpc_server *server, const char *service,
-                                      const char *method, ftrpc_handler handler, void *arg,
-                                      const ftrpc_method_options *mopts);
+FTRPC_API int ftrpc_server_add_method_sized(ftrpc_server *server, const char *service,
+                                            const char *method, ftrpc_handler_cb handler,
+                                            void *arg, const ftrpc_method_options *mopts,
+                                            size_t mopts_size);
+static inline int ftrpc_server_add_method(ftrpc_server *server, const char *service,
+                                          const char *method, ftrpc_handler_cb handler, void *arg,
+                                          const ftrpc_method_options *mopts)
+{
+    return ftrpc_server_add_method_sized(server, service, method, handler, arg, mopts,
+                                         sizeof(ftrpc_method_options));
+}
 /* Listens on "host:port" (port 0 picks a free one) and starts serving. Listening
  * fails with FTRPC_EADDR for an address that is malformed, unresolvable or not this host's,
  * FTRPC_EADDRINUSE when the port is taken, FTRPC_ESYS for any other reason (logged with errno). */
@@ -145,8 +160,13 @@ typedef struct ftrpc_admin ftrpc_admin;
  * be NULL; they are a server's options (authentication, public_builtin_pages, TLS and the limits
  * apply as on a server's port) and are read as ftrpc_server_new reads them. On success *out is
  * the caller's (ftrpc_admin_free). Any thread except an IO thread. */
-FTRPC_API int ftrpc_admin_new(const char *listen_addr, const ftrpc_server_options *opts,
-                              ftrpc_admin **out);
+FTRPC_API int ftrpc_admin_new_sized(const char *listen_addr, const ftrpc_server_options *opts,
+                                    size_t opts_size, ftrpc_admin **out);
+static inline int ftrpc_admin_new(const char *listen_addr, const ftrpc_server_options *opts,
+                                  ftrpc_admin **out)
+{
+    return ftrpc_admin_new_sized(listen_addr, opts, sizeof(ftrpc_server_options), out);
+}
 /* The port listened on. */
 FTRPC_API int ftrpc_admin_port(const ftrpc_admin *admin);
 /* Stops serving and frees. NULL does nothing. Any thread except an IO thread. */
@@ -177,7 +197,13 @@ typedef struct ftrpc_server_stats {
     int64_t pending_refused;        /* closed: max_pending_request_bytes reached */
     int64_t pending_request_bytes;  /* held now by requests not yet whole */
 } ftrpc_server_stats;
-FTRPC_API void ftrpc_server_stats_get(const ftrpc_server *server, ftrpc_server_stats *out);
+FTRPC_API void ftrpc_server_stats_get_sized(const ftrpc_server *server, ftrpc_server_stats *out,
+                                           size_t out_size);
+/* Fills *out. Any thread. */
+static inline void ftrpc_server_stats_get(const ftrpc_server *server, ftrpc_server_stats *out)
+{
+    ftrpc_server_stats_get_sized(server, out, sizeof(ftrpc_server_stats));
+}
 
 /* 1 once the client cancelled this call (it lost a backup race or the caller gave up): a
  * long-running handler may stop early and finish the call with any answer (it is dropped). A
@@ -192,8 +218,15 @@ typedef struct ftrpc_method_stats {
     int concurrency;          /* in flight now */
 } ftrpc_method_stats;
 /* 0, or FTRPC_ENOMETHOD when the method is not registered. Any thread. */
-FTRPC_API int ftrpc_server_method_stats(const ftrpc_server *server, const char *service,
-                                        const char *method, ftrpc_method_stats *out);
+FTRPC_API int ftrpc_server_method_stats_sized(const ftrpc_server *server, const char *service,
+                                              const char *method, ftrpc_method_stats *out,
+                                              size_t out_size);
+static inline int ftrpc_server_method_stats(const ftrpc_server *server, const char *service,
+                                            const char *method, ftrpc_method_stats *out)
+{
+    return ftrpc_server_method_stats_sized(server, service, method, out,
+                                           sizeof(ftrpc_method_stats));
+}
 
 /* Finishes the call with a response. response and attachment may be NULL (empty); their bytes are
  * shared, not copied, and the caller keeps its buffers. Any thread. Returns 0, or an error when the

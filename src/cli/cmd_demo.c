@@ -475,7 +475,7 @@ static int scenario_slow(demo *d, double healthy_p95_ms)
             o.backup_request_ms = backup_ms;
             if (k == 1) snprintf(policy_name, sizeof policy_name, "backup at %d ms", backup_ms);
             if (k == 2) {
-                ftrpc_ratelimited_backup_options ro = {.backup_request_ms = backup_ms,
+                ftrpc_backup_policy_ratelimited_options ro = {.backup_request_ms = backup_ms,
                                                        .max_backup_ratio = 0.1};
                 ftrpc_backup_policy_ratelimited_new(&ro, &policy);
                 snprintf(policy_name, sizeof policy_name, "rate-limited 10%%");
@@ -483,7 +483,7 @@ static int scenario_slow(demo *d, double healthy_p95_ms)
             if (k == 3) {
                 /* refreshed often and from fewer samples than the defaults (500 ms, 100): a
                  * demo run lasts about a second */
-                ftrpc_adaptive_backup_options ao = {.refresh_ms = 100, .min_samples = 50};
+                ftrpc_backup_policy_adaptive_options ao = {.refresh_ms = 100, .min_samples = 50};
                 ftrpc_backup_policy_adaptive_new(&ao, &policy);
                 snprintf(policy_name, sizeof policy_name, "adaptive (p95)");
             }

@@ -20,6 +20,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "base/sized_options.h"
 #include "base/log.h"
 #include "metrics/latency_recorder.h"
 
@@ -33,7 +34,7 @@ typedef struct rl_bucket {
 
 typedef struct ratelimited {
     ftrpc_backup_policy base;
-    ftrpc_ratelimited_backup_options o;
+    ftrpc_backup_policy_ratelimited_options o;
     const ft_clock *clock;
     rl_bucket *buckets; /* window_size_seconds of them */
     _Atomic int64_t next_update_ns;
@@ -137,10 +138,10 @@ static void rl_destroy(ftrpc_backup_policy *self)
     free(p);
 }
 
-int ft_backup_policy_ratelimited_new(const ftrpc_ratelimited_backup_options *opts,
+int ft_backup_policy_ratelimited_new(const ftrpc_backup_policy_ratelimited_options *opts,
                                      const ft_clock *clock, ftrpc_backup_policy **out)
 {
-    ftrpc_ratelimited_backup_options o = opts ? *opts : (ftrpc_ratelimited_backup_options){0};
+    ftrpc_backup_policy_ratelimited_options o = opts ? *opts : (ftrpc_backup_policy_ratelimited_options){0};
     if (o.max_backup_ratio == 0) o.max_backup_ratio = 0.1;
     if (o.window_size_seconds == 0) o.window_size_seconds = 10;
     if (o.update_interval_seconds == 0) o.update_interval_seconds = 5;
@@ -187,17 +188,19 @@ void ft_backup_policy_ratelimited_counts(ftrpc_backup_policy *self, int64_t *bac
     *calls = atomic_load(&p->win_calls) + atomic_load(&p->since_calls);
 }
 
-int ftrpc_backup_policy_ratelimited_new(const ftrpc_ratelimited_backup_options *opts,
-                                        ftrpc_backup_policy **out)
+int ftrpc_backup_policy_ratelimited_new_sized(const ftrpc_backup_policy_ratelimited_options *opts,
+                                              size_t opts_size, ftrpc_backup_policy **out)
 {
-    return out ? ft_backup_policy_ratelimited_new(opts, NULL, out) : FTRPC_EINVAL;
+    ftrpc_backup_policy_ratelimited_options o;
+    if (!out || ft_sized_options_read(&o, sizeof o, opts, opts_size) != 0) return FTRPC_EINVAL;
+    return ft_backup_policy_ratelimited_new(&o, NULL, out);
 }
 
 /* ---- adaptive ---- */
 
 typedef struct adaptive {
     ftrpc_backup_policy base;
-    ftrpc_adaptive_backup_options o;
+    ftrpc_backup_policy_adaptive_options o;
     const ft_clock *clock;
     ft_latency_recorder *latency;
     atomic_int delay_ms; /* cached; -1: too few samples */
@@ -257,10 +260,10 @@ static void ad_destroy(ftrpc_backup_policy *self)
     free(p);
 }
 
-int ft_backup_policy_adaptive_new(const ftrpc_adaptive_backup_options *opts, const ft_clock *clock,
+int ft_backup_policy_adaptive_new(const ftrpc_backup_policy_adaptive_options *opts, const ft_clock *clock,
                                   ftrpc_backup_policy **out)
 {
-    ftrpc_adaptive_backup_options o = opts ? *opts : (ftrpc_adaptive_backup_options){0};
+    ftrpc_backup_policy_adaptive_options o = opts ? *opts : (ftrpc_backup_policy_adaptive_options){0};
     if (o.max_extra_load == 0) o.max_extra_load = 0.05;
     if (o.floor_ms == 0) o.floor_ms = 1;
     if (o.window_seconds == 0) o.window_seconds = 10;
@@ -293,10 +296,12 @@ int ft_backup_policy_adaptive_delay_ms(ftrpc_backup_policy *self)
     return atomic_load(&((adaptive *)self)->delay_ms);
 }
 
-int ftrpc_backup_policy_adaptive_new(const ftrpc_adaptive_backup_options *opts,
-                                     ftrpc_backup_policy **out)
+int ftrpc_backup_policy_adaptive_new_sized(const ftrpc_backup_policy_adaptive_options *opts,
+                                           size_t opts_size, ftrpc_backup_policy **out)
 {
-    return out ? ft_backup_policy_adaptive_new(opts, NULL, out) : FTRPC_EINVAL;
+    ftrpc_backup_policy_adaptive_options o;
+    if (!out || ft_sized_options_read(&o, sizeof o, opts, opts_size) != 0) return FTRPC_EINVAL;
+    return ft_backup_policy_adaptive_new(&o, NULL, out);
 }
 
 void ftrpc_backup_policy_free(ftrpc_backup_policy *policy)

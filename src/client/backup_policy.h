@@ -9,9 +9,9 @@
 /* What a policy's backup_delay_ms returns to mean "the client's (or call's) backup_request_ms". */
 #define FT_BACKUP_DELAY_INHERIT (-2)
 
-int ft_backup_policy_ratelimited_new(const ftrpc_ratelimited_backup_options *opts,
+int ft_backup_policy_ratelimited_new(const ftrpc_backup_policy_ratelimited_options *opts,
                                      const ft_clock *clock, ftrpc_backup_policy **out);
-int ft_backup_policy_adaptive_new(const ftrpc_adaptive_backup_options *opts, const ft_clock *clock,
+int ft_backup_policy_adaptive_new(const ftrpc_backup_policy_adaptive_options *opts, const ft_clock *clock,
                                   ftrpc_backup_policy **out);
 /* The rate-limited policy's view of its window: backups and calls counted (for tests and pages). */
 void ft_backup_policy_ratelimited_counts(ftrpc_backup_policy *p, int64_t *backups, int64_t *calls);

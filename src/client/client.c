@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/sized_options.h"
 #include "base/aligned_alloc.h"
 #include "base/clock.h"
 #include "base/log.h"
@@ -568,10 +569,13 @@ static int client_new(const char *naming_url, const ftrpc_client_options *opts, 
     return 0;
 }
 
-int ftrpc_client_new(const char *naming_url, const ftrpc_client_options *opts, ftrpc_client **out)
+int ftrpc_client_new_sized(const char *naming_url, const ftrpc_client_options *opts,
+                           size_t opts_size, ftrpc_client **out)
 {
-    if (!naming_url || !out) return FTRPC_EINVAL;
-    return client_new(naming_url, opts, out);
+    ftrpc_client_options o;
+    if (!naming_url || !out || ft_sized_options_read(&o, sizeof o, opts, opts_size) != 0)
+        return FTRPC_EINVAL;
+    return client_new(naming_url, &o, out);
 }
 
 int ft_client_new_without_naming(const ftrpc_client_options *opts, ftrpc_client **out)

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/sized_options.h"
 #include "base/log.h"
 #include "ftrpc/selective.h"
 
@@ -220,13 +221,15 @@ fail:
     return NULL;
 }
 
-int ftrpc_selective_client_new(ftrpc_client *const *subs, size_t n,
-                               const ftrpc_client_options *opts, ftrpc_client **out)
+int ftrpc_selective_client_new_sized(ftrpc_client *const *subs, size_t n,
+                                     const ftrpc_client_options *opts_in, size_t opts_size,
+                                     ftrpc_client **out)
 {
-    if (!out) return FTRPC_EINVAL;
+    ftrpc_client_options o;
+    if (!out || ft_sized_options_read(&o, sizeof o, opts_in, opts_size) != 0) return FTRPC_EINVAL;
+    const ftrpc_client_options *opts = &o;
     int rc = check_subs(subs, n, opts);
     if (rc != 0) return rc;
-    ftrpc_client_options o = opts ? *opts : (ftrpc_client_options){0};
     o.runtime = subs[0]->rt;
     if (!o.lb) o.lb = "rr"; /* brpc's SelectiveChannel examples; p2c sees no cluster latency */
     ftrpc_client *c = NULL;

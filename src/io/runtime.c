@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/sized_options.h"
 #include "base/clock.h"
 #include "base/event.h"
 #include "base/list.h"
@@ -390,10 +391,14 @@ static void ignore_sigpipe_once(void)
     pthread_once(&once, ignore_sigpipe);
 }
 
-int ftrpc_runtime_new(const ftrpc_runtime_options *opts, ftrpc_runtime **out)
+int ftrpc_runtime_new_sized(const ftrpc_runtime_options *opts_in, size_t opts_size,
+                            ftrpc_runtime **out)
 {
-    int n = opts && opts->io_threads > 0 ? opts->io_threads : 0;
-    if (opts && opts->io_threads < 0) return FTRPC_EINVAL;
+    ftrpc_runtime_options o;
+    if (!out || ft_sized_options_read(&o, sizeof o, opts_in, opts_size) != 0) return FTRPC_EINVAL;
+    const ftrpc_runtime_options *opts = &o;
+    int n = opts->io_threads > 0 ? opts->io_threads : 0;
+    if (opts->io_threads < 0) return FTRPC_EINVAL;
     if (n == 0) {
         const char *e = getenv("FTRPC_IO_THREADS");
         n = e ? atoi(e) : (int)sysconf(_SC_NPROCESSORS_ONLN);

@@ -9,12 +9,13 @@ struct ftrpc_admin {
     ftrpc_server *server;
 };
 
-int ftrpc_admin_new(const char *listen_addr, const ftrpc_server_options *opts, ftrpc_admin **out)
+int ftrpc_admin_new_sized(const char *listen_addr, const ftrpc_server_options *opts,
+                          size_t opts_size, ftrpc_admin **out)
 {
     if (!listen_addr || !out) return FTRPC_EINVAL;
     ftrpc_admin *a = calloc(1, sizeof *a);
     if (!a) return FTRPC_ENOMEM;
-    int rc = ftrpc_server_new(opts, &a->server);
+    int rc = ftrpc_server_new_sized(opts, opts_size, &a->server);
     if (rc == 0) rc = ftrpc_server_start(a->server, listen_addr);
     if (rc != 0) {
         ftrpc_server_free(a->server);

@@ -18,6 +18,7 @@
 #include "base/aligned_alloc.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/sized_options.h"
 #include "protocol/baidu_std.h"
 #include "server/server_internal.h"
 #include "protocol/http.h"
@@ -72,9 +73,10 @@ static int rebuild_table(ftrpc_server *s)
 
 /* ---- lifecycle ---- */
 
-int ftrpc_server_new(const ftrpc_server_options *opts, ftrpc_server **out)
+int ftrpc_server_new_sized(const ftrpc_server_options *opts, size_t opts_size, ftrpc_server **out)
 {
-    ftrpc_server_options o = opts ? *opts : (ftrpc_server_options){0};
+    ftrpc_server_options o;
+    if (!out || ft_sized_options_read(&o, sizeof o, opts, opts_size) != 0) return FTRPC_EINVAL;
     if (o.worker_threads < 0 || o.stop_grace_ms < 0) return FTRPC_EINVAL;
     if (o.max_body_size == 0) o.max_body_size = FT_BAIDU_STD_DEFAULT_MAX_BODY;
     if (o.max_unwritten_bytes == 0) o.max_unwritten_bytes = (size_t)64 << 20;
@@ -153,13 +155,16 @@ int ftrpc_server_new(const ftrpc_server_options *opts, ftrpc_server **out)
     return 0;
 }
 
-int ftrpc_server_add_method(ftrpc_server *s, const char *service, const char *method,
-                            ftrpc_handler handler, void *arg, const ftrpc_method_options *mopts)
+int ftrpc_server_add_method_sized(ftrpc_server *s, const char *service, const char *method,
+                                  ftrpc_handler_cb handler, void *arg,
+                                  const ftrpc_method_options *mopts_in, size_t mopts_size)
 {
     if (!s || !service || !method || !handler || !*service || !*method) return FTRPC_EINVAL;
-    if (mopts && (mopts->max_concurrency < 0 ||
-                  (mopts->run_mode != FTRPC_RUN_IN_IO_THREAD &&
-                   mopts->run_mode != FTRPC_RUN_IN_WORKER)))
+    ftrpc_method_options mo;
+    if (ft_sized_options_read(&mo, sizeof mo, mopts_in, mopts_size) != 0) return FTRPC_EINVAL;
+    const ftrpc_method_options *mopts = &mo;
+    if (mopts->max_concurrency < 0 ||
+        (mopts->run_mode != FTRPC_RUN_IN_IO_THREAD && mopts->run_mode != FTRPC_RUN_IN_WORKER))
         return FTRPC_EINVAL;
     if (atomic_load(&s->state) != FT_SERVER_NEW) return FTRPC_ESTOPPED;
     if (find_method(s, service, method)) return FTRPC_EEXIST;
@@ -185,7 +190,7 @@ int ftrpc_server_add_method(ftrpc_server *s, const char *service, const char *me
     }
     m->handler = handler;
     m->arg = arg;
-    if (mopts) m->opts = *mopts;
+    m->opts = *mopts;
     s->methods[s->nmethods++] = m;
     return rebuild_table(s);
 }
@@ -774,17 +779,20 @@ const char *ftrpc_server_call_identity(const ftrpc_server_call *call)
     return call->identity;
 }
 
-void ftrpc_server_stats_get(const ftrpc_server *s, ftrpc_server_stats *out)
+void ftrpc_server_stats_get_sized(const ftrpc_server *cs, ftrpc_server_stats *out, size_t out_size)
 {
-    out->connections = atomic_load(&((ftrpc_server *)s)->sessions);
-    out->connections_refused = atomic_load(&((ftrpc_server *)s)->connections_refused);
-    out->idle_closed = atomic_load(&((ftrpc_server *)s)->idle_closed);
-    out->read_timeouts = atomic_load(&((ftrpc_server *)s)->read_timeouts);
-    out->auth_failures = atomic_load(&((ftrpc_server *)s)->auth_failures);
-    out->pending_refused = atomic_load(&((ftrpc_server *)s)->pending_refused);
-    out->pending_request_bytes = atomic_load(&((ftrpc_server *)s)->pending_bytes);
-    out->tls_failures = atomic_load(&((ftrpc_server *)s)->tls_failures);
-    out->plain_refused = atomic_load(&((ftrpc_server *)s)->plain_refused);
+    ftrpc_server *s = (ftrpc_server *)cs; /* the counters are atomics: reading them writes nothing */
+    ftrpc_server_stats st = {
+        .connections = atomic_load(&s->sessions),
+        .connections_refused = atomic_load(&s->connections_refused),
+        .idle_closed = atomic_load(&s->idle_closed),
+        .read_timeouts = atomic_load(&s->read_timeouts),
+        .auth_failures = atomic_load(&s->auth_failures),
+        .tls_failures = atomic_load(&s->tls_failures),
+        .plain_refused = atomic_load(&s->plain_refused),
+        .pending_refused = atomic_load(&s->pending_refused),
+        .pending_request_bytes = atomic_load(&s->pending_bytes)};
+    ft_sized_result_write(out, out_size, &st, sizeof st);
 }
 
 int ftrpc_server_call_is_canceled(const ftrpc_server_call *call)
@@ -792,15 +800,16 @@ int ftrpc_server_call_is_canceled(const ftrpc_server_call *call)
     return atomic_load_explicit(&((ftrpc_server_call *)call)->canceled, memory_order_acquire);
 }
 
-int ftrpc_server_method_stats(const ftrpc_server *s, const char *service, const char *method,
-                              ftrpc_method_stats *out)
+int ftrpc_server_method_stats_sized(const ftrpc_server *s, const char *service,
+                                    const char *method, ftrpc_method_stats *out, size_t out_size)
 {
     ft_method *m = s && service && method ? find_method(s, service, method) : NULL;
     if (!m) return FTRPC_ENOMETHOD;
-    out->calls = (int64_t)ft_counter_get(&m->calls);
-    out->rejected = atomic_load(&m->rejected);
-    out->canceled_unstarted = atomic_load(&m->canceled_unstarted);
-    out->concurrency = ft_method_concurrency(m);
+    ftrpc_method_stats st = {.calls = (int64_t)ft_counter_get(&m->calls),
+                             .rejected = atomic_load(&m->rejected),
+                             .canceled_unstarted = atomic_load(&m->canceled_unstarted),
+                             .concurrency = ft_method_concurrency(m)};
+    ft_sized_result_write(out, out_size, &st, sizeof st);
     return 0;
 }
 

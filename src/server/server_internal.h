@@ -69,7 +69,7 @@ int ft_server_calls_in_flight(struct ftrpc_server *s);
 typedef struct ft_method {
     char *service;
     char *method;
-    ftrpc_handler handler;
+    ftrpc_handler_cb handler;
     void *arg;
     ftrpc_method_options opts;
     /* Calls of this method in flight. With a max_concurrency the limit needs one shared count

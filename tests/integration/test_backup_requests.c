@@ -352,7 +352,7 @@ static void a_backup_the_retry_budget_refuses_is_not_sent(void **state)
         pair_start(&p, 4);
         atomic_store(&p.first->delay_ms, 200);
         ftrpc_backup_policy *policy = NULL;
-        ftrpc_ratelimited_backup_options ro = {.backup_request_ms = 30, .max_backup_ratio = 1};
+        ftrpc_backup_policy_ratelimited_options ro = {.backup_request_ms = 30, .max_backup_ratio = 1};
         if (with_policy) assert_int_equal(ftrpc_backup_policy_ratelimited_new(&ro, &policy), 0);
         ftrpc_client *c = NULL;
         ftrpc_client_options o = {.timeout_ms = 2000,

@@ -187,7 +187,7 @@ static void slow_echo(ftrpc_server_call *call, void *arg)
     ftrpc_server_call_reply(call, ftrpc_server_call_request(call), NULL);
 }
 
-static ftrpc_server *start_server(const ftrpc_server_options *so, ftrpc_handler h,
+static ftrpc_server *start_server(const ftrpc_server_options *so, ftrpc_handler_cb h,
                                   ftrpc_run_mode mode)
 {
     ftrpc_server *s = NULL;

@@ -24,7 +24,7 @@ typedef struct inproc {
     ftrpc_client *client;
 } inproc;
 
-static void inproc_start(inproc *p, ftrpc_handler h, const ftrpc_method_options *mo,
+static void inproc_start(inproc *p, ftrpc_handler_cb h, const ftrpc_method_options *mo,
                          int worker_threads, int timeout_ms)
 {
     assert_int_equal(

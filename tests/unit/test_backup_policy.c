@@ -57,7 +57,7 @@ static void check_spike(const spike_case *c)
     ft_manual_clock clock;
     ft_manual_clock_init(&clock, SEC(1000));
     ftrpc_backup_policy *p = NULL;
-    ftrpc_ratelimited_backup_options o = {.backup_request_ms = 10,
+    ftrpc_backup_policy_ratelimited_options o = {.backup_request_ms = 10,
                                           .max_backup_ratio = c->ratio,
                                           .window_size_seconds = c->window_s,
                                           .update_interval_seconds = c->update_s};
@@ -117,7 +117,7 @@ static void ratelimited_recovers_its_allowance_once_the_spike_leaves_the_window(
     ft_manual_clock clock;
     ft_manual_clock_init(&clock, SEC(1000));
     ftrpc_backup_policy *p = NULL;
-    ftrpc_ratelimited_backup_options o = {
+    ftrpc_backup_policy_ratelimited_options o = {
         .max_backup_ratio = 0.1, .window_size_seconds = 2, .update_interval_seconds = 1};
     assert_int_equal(ft_backup_policy_ratelimited_new(&o, &clock.base, &p), 0);
     /* backup_request_ms 0: the client's own delay */
@@ -149,7 +149,7 @@ static void ratelimited_recovers_its_allowance_once_the_spike_leaves_the_window(
 static void ratelimited_refuses_invalid_options(void **s)
 {
     (void)s;
-    static const ftrpc_ratelimited_backup_options bad[] = {
+    static const ftrpc_backup_policy_ratelimited_options bad[] = {
         {.max_backup_ratio = -0.1},  {.max_backup_ratio = 1.01},    {.max_backup_ratio = 2},
         {.window_size_seconds = -1}, {.window_size_seconds = 3601}, {.update_interval_seconds = -1},
         {.backup_request_ms = -2},
@@ -161,7 +161,7 @@ static void ratelimited_refuses_invalid_options(void **s)
     }
     assert_int_equal(ftrpc_backup_policy_ratelimited_new(NULL, NULL), FTRPC_EINVAL);
     /* the edges that are allowed */
-    static const ftrpc_ratelimited_backup_options good[] = {
+    static const ftrpc_backup_policy_ratelimited_options good[] = {
         {0},
         {.max_backup_ratio = 1, .window_size_seconds = 3600, .update_interval_seconds = 1},
         {.max_backup_ratio = 0.001, .window_size_seconds = 1, .backup_request_ms = -1},
@@ -206,7 +206,7 @@ static void ratelimited_does_not_count_a_backup_the_budget_refused(void **s)
     ft_manual_clock clock;
     ft_manual_clock_init(&clock, SEC(1000));
     ftrpc_backup_policy *p = NULL;
-    ftrpc_ratelimited_backup_options o = {
+    ftrpc_backup_policy_ratelimited_options o = {
         .max_backup_ratio = 0.1, .window_size_seconds = 10, .update_interval_seconds = 1};
     assert_int_equal(ft_backup_policy_ratelimited_new(&o, &clock.base, &p), 0);
     assert_non_null(p->on_backup_refused);
@@ -262,7 +262,7 @@ static void adaptive_gives_no_backup_before_min_samples(void **s)
     ft_manual_clock clock;
     ft_manual_clock_init(&clock, SEC(1000));
     ftrpc_backup_policy *p = NULL;
-    ftrpc_adaptive_backup_options o = {.min_samples = 50, .refresh_ms = 100};
+    ftrpc_backup_policy_adaptive_options o = {.min_samples = 50, .refresh_ms = 100};
     assert_int_equal(ft_backup_policy_adaptive_new(&o, &clock.base, &p), 0);
     assert_true(p->backup_delay_ms(p, "svc", "m") < 0);
     record(p, 5000, 49);
@@ -295,7 +295,7 @@ static void adaptive_delay_follows_the_quantile_above_its_floor(void **s)
     ft_manual_clock_init(&clock, SEC(1000));
     ftrpc_backup_policy *p = NULL;
     /* max_extra_load 0.05: the delay is the p95 */
-    ftrpc_adaptive_backup_options o = {.min_samples = 100, .refresh_ms = 100, .floor_ms = 3};
+    ftrpc_backup_policy_adaptive_options o = {.min_samples = 100, .refresh_ms = 100, .floor_ms = 3};
     assert_int_equal(ft_backup_policy_adaptive_new(&o, &clock.base, &p), 0);
     /* 94% at 2 ms, 6% at 40 ms: the p95 is 40 ms */
     record(p, 2000, 940);
@@ -316,7 +316,7 @@ static void adaptive_delay_follows_the_quantile_above_its_floor(void **s)
     ftrpc_backup_policy_free(p);
 
     /* max_extra_load 0.2: the p80 */
-    o = (ftrpc_adaptive_backup_options){.max_extra_load = 0.2, .min_samples = 10, .refresh_ms = 1};
+    o = (ftrpc_backup_policy_adaptive_options){.max_extra_load = 0.2, .min_samples = 10, .refresh_ms = 1};
     assert_int_equal(ft_backup_policy_adaptive_new(&o, &clock.base, &p), 0);
     record(p, 1000, 700);
     record(p, 10000, 150); /* up to the 85th percentile */
@@ -330,7 +330,7 @@ static void adaptive_delay_follows_the_quantile_above_its_floor(void **s)
 static void adaptive_refuses_invalid_options(void **s)
 {
     (void)s;
-    static const ftrpc_adaptive_backup_options bad[] = {
+    static const ftrpc_backup_policy_adaptive_options bad[] = {
         {.max_extra_load = -0.1}, {.max_extra_load = 0.51}, {.window_seconds = -1},
         {.window_seconds = 61},   {.floor_ms = -1},         {.refresh_ms = -1},
         {.min_samples = -1},

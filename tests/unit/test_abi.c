@@ -1,0 +1,90 @@
+/* The ABI rules of ftrpc/common.h ("Versions"): a program built against an older header passes
+ * smaller option structs and gets the defaults for the fields it lacks, whatever lies in memory
+ * after its struct; a program built against a newer header is accepted when it left the fields
+ * this library does not know at zero; structs the library fills are written no further than the
+ * caller's size (test_abi_server.c: the server's structs). An "older header" is simulated by
+ * passing the size the struct had before its last fields were appended, with garbage after it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "client/client_internal.h"
+#include "ftrpc/ftrpc.h"
+
+#define GARBAGE 0xA5
+
+static void the_library_reports_the_headers_version(void **state)
+{
+    (void)state;
+    assert_int_equal(ftrpc_version(), FTRPC_VERSION_HEX);
+    char want[32];
+    snprintf(want, sizeof want, "%d.%d.%d", FTRPC_VERSION_MAJOR, FTRPC_VERSION_MINOR,
+             FTRPC_VERSION_PATCH);
+    assert_string_equal(ftrpc_version_string(), want);
+}
+
+/* Client options from a header that ended before `tls`: no TLS, whatever follows in memory. */
+static void older_client_options_get_the_defaults_of_newer_fields(void **state)
+{
+    (void)state;
+    unsigned char buf[sizeof(ftrpc_client_options) + 64];
+    memset(buf, GARBAGE, sizeof buf);
+    size_t old_size = offsetof(ftrpc_client_options, tls);
+    ftrpc_client_options old = {.timeout_ms = 4321, .retries = FTRPC_NO_RETRY};
+    memcpy(buf, &old, old_size);
+    ftrpc_client *c = NULL;
+    assert_int_equal(
+        ftrpc_client_new_sized("list://127.0.0.1:1", (const ftrpc_client_options *)buf, old_size,
+                               &c),
+        0);
+    assert_int_equal(c->opts.timeout_ms, 4321);
+    assert_int_equal(c->opts.retries, FTRPC_NO_RETRY);
+    assert_int_equal(c->opts.tls.enable, 0);
+    assert_null(c->tls_ctx);
+    ftrpc_client_free(c);
+}
+
+/* A newer header's struct: accepted when what this library does not know is zero. */
+static void newer_options_are_accepted_only_with_unknown_fields_at_zero(void **state)
+{
+    (void)state;
+    unsigned char buf[sizeof(ftrpc_runtime_options) + 16];
+    memset(buf, 0, sizeof buf);
+    ftrpc_runtime_options o = {.io_threads = 1};
+    memcpy(buf, &o, sizeof o);
+    ftrpc_runtime *rt = NULL;
+    assert_int_equal(ftrpc_runtime_new_sized((const ftrpc_runtime_options *)buf, sizeof buf, &rt),
+                     0);
+    assert_int_equal(ftrpc_runtime_io_threads(rt), 1);
+    ftrpc_runtime_free(rt);
+    buf[sizeof o + 3] = 1; /* a field this library does not know, set */
+    rt = NULL;
+    assert_int_equal(ftrpc_runtime_new_sized((const ftrpc_runtime_options *)buf, sizeof buf, &rt),
+                     FTRPC_EINVAL);
+    assert_null(rt);
+}
+
+/* A policy that sets only the hooks it knows leaves the reserved slots zero. */
+static void a_backup_policy_initialised_by_name_has_zero_reserved_slots(void **state)
+{
+    (void)state;
+    ftrpc_backup_policy p = {.backup_delay_ms = NULL};
+    for (size_t i = 0; i < sizeof p.reserved / sizeof p.reserved[0]; i++)
+        assert_null(p.reserved[i]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(the_library_reports_the_headers_version),
+        cmocka_unit_test(older_client_options_get_the_defaults_of_newer_fields),
+        cmocka_unit_test(newer_options_are_accepted_only_with_unknown_fields_at_zero),
+        cmocka_unit_test(a_backup_policy_initialised_by_name_has_zero_reserved_slots),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
