@@ -9,5 +9,6 @@
 #include "ftrpc/server.h"
 #include "ftrpc/client.h"
 #include "ftrpc/selective.h"
+#include "ftrpc/metrics.h"
 
 #endif
