@@ -1,5 +1,5 @@
 /* The README's example: an echo server and a client calling it, in one process.
- * Run: build/example_echo [PORT]   (default 8000) */
+ * Run: build/example_echo [PORT]   (default 8000; 0 picks a free one) */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -16,7 +16,6 @@ int main(int argc, char **argv)
 {
     char listen_addr[64], url[80];
     snprintf(listen_addr, sizeof listen_addr, "127.0.0.1:%s", argc > 1 ? argv[1] : "8000");
-    snprintf(url, sizeof url, "list://%s", listen_addr);
 
     ftrpc_server *server;
     int rc = ftrpc_server_new(NULL, &server);
@@ -26,6 +25,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "server: %s\n", ftrpc_strerror(rc));
         return 1;
     }
+    snprintf(url, sizeof url, "list://127.0.0.1:%d", ftrpc_server_port(server));
 
     ftrpc_client *client;
     rc = ftrpc_client_new(url, &(ftrpc_client_options){.timeout_ms = 500}, &client);

@@ -325,6 +325,23 @@ FTRPC_API int ftrpc_call_async(ftrpc_client *client, const char *service, const 
                                const ftrpc_buf *request, const ftrpc_buf *attachment,
                                const ftrpc_call_options *opts, ftrpc_call_cb cb, void *arg);
 
+/* ---- checks for tools that take options from their users ---- */
+
+/* 1 when ftrpc_client_options.lb accepts `name` ("random", "rr", "wrr", "wrandom", "chash", "p2c",
+ * "priority"), else 0 (NULL too): a tool can name its own flag in the message, where
+ * ftrpc_client_new would only answer FTRPC_EINVAL. Any thread. */
+FTRPC_API int ftrpc_lb_name_valid(const char *name);
+
+/* The largest request payload a call of service/method can carry in a frame of at most max_frame
+ * bytes (0: FTRPC_DEFAULT_MAX_BODY_SIZE, which a server with the default max_body_size and a client
+ * with the default max_unwritten_bytes both let through; every attempt of a call whose frame is
+ * larger fails). The frame is counted whole: its 12-byte header, and the request meta at its
+ * widest (the largest correlation id, timeout and log id, and the longest credential a client
+ * sends, 1 KiB). An attachment takes its bytes from the same room. 0 and *out; FTRPC_EINVAL when
+ * service or method is NULL or empty, or when the meta alone exceeds max_frame. Any thread. */
+FTRPC_API int ftrpc_max_request_payload(const char *service, const char *method, size_t max_frame,
+                                        size_t *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -87,6 +87,10 @@ FTRPC_API unsigned ftrpc_version(void);
 /* The same as "MAJOR.MINOR.PATCH", static. Any thread. */
 FTRPC_API const char *ftrpc_version_string(void);
 
+/* 64 MiB, as brpc's max_body_size: the default of ftrpc_server_options.max_body_size (larger
+ * frames close the connection) and of ftrpc_client_options.max_body_size. */
+#define FTRPC_DEFAULT_MAX_BODY_SIZE (64u * 1024 * 1024)
+
 /* A static, never-NULL description of an FTRPC_E* code (or "unknown error"). Any thread. */
 FTRPC_API const char *ftrpc_strerror(int code);
 /* The symbolic name of an FTRPC_E* code, e.g. "FTRPC_ELIMIT" (or "FTRPC_EUNKNOWN"). Any thread. */

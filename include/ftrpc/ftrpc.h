@@ -9,5 +9,7 @@
 #include "ftrpc/server.h"
 #include "ftrpc/client.h"
 #include "ftrpc/selective.h"
+#include "ftrpc/naming.h"
+#include "ftrpc/metrics.h"
 
 #endif

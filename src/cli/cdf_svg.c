@@ -3,13 +3,13 @@
  *
  * x is the latency in ms on a log scale spanning whole decades around the data, because tails
  * matter and span orders of magnitude; y is the cumulative fraction, linear from 0 to 1. Each
- * series is one step polyline built from ft_histogram_cdf's points (exact fractions at bucket
+ * series is one step polyline built from ftrpc_histogram_cdf's points (exact fractions at bucket
  * edges, so the plot shows the recorded distribution, not a smoothed one).
  */
 #include <math.h>
 #include <stdlib.h>
 
-#include "cli/load.h"
+#include "load.h"
 
 #define CDF_MAX_POINTS 512
 
@@ -46,9 +46,9 @@ void ft_cdf_svg(FILE *f, const char *title, const ft_cdf_series *series, size_t 
     /* The decades that hold every series' smallest and largest sample (1 us floor). */
     double lo = INFINITY, hi = 0;
     for (size_t i = 0; i < n; i++) {
-        if (ft_histogram_count(series[i].hist) == 0) continue;
-        double a = (double)ft_histogram_percentile(series[i].hist, 0) / 1000.0;
-        double b = (double)ft_histogram_max(series[i].hist) / 1000.0;
+        if (ftrpc_histogram_count(series[i].hist) == 0) continue;
+        double a = (double)ftrpc_histogram_percentile(series[i].hist, 0) / 1000.0;
+        double b = (double)ftrpc_histogram_max(series[i].hist) / 1000.0;
         if (a < lo) lo = a;
         if (b > hi) hi = b;
     }
@@ -101,10 +101,10 @@ void ft_cdf_svg(FILE *f, const char *title, const ft_cdf_series *series, size_t 
             "cumulative fraction</text>\n",
             top + ph / 2, top + ph / 2);
 
-    ft_cdf_point *pts = malloc(CDF_MAX_POINTS * sizeof *pts);
+    ftrpc_cdf_point *pts = malloc(CDF_MAX_POINTS * sizeof *pts);
     for (size_t i = 0; pts && i < n; i++) {
         size_t np = 0;
-        if (ft_histogram_cdf(series[i].hist, pts, CDF_MAX_POINTS, &np) != 0 || np == 0) continue;
+        if (ftrpc_histogram_cdf(series[i].hist, pts, CDF_MAX_POINTS, &np) != 0 || np == 0) continue;
         const char *color = colors[i % (sizeof colors / sizeof colors[0])];
         fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", color);
         double prev_y = top + ph;

@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
-#include "cluster/lb.h"
-#include "ftrpc/ftrpc.h"
+#include <ftrpc/ftrpc.h>
+
+#include "cli.h"
 
 static int parse_backoff(const char *v, ftrpc_backoff *b)
 {
@@ -84,7 +84,7 @@ int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_o
     if (!strcmp(opt, "backoff")) return parse_backoff(value, &o->backoff) ? -1 : 1;
     if (!strcmp(opt, "lb")) {
         /* checked here so that the message names the flag; the client would only say EINVAL */
-        if (!ft_lb_name_valid(value)) {
+        if (!ftrpc_lb_name_valid(value)) {
             fprintf(
                 stderr,
                 "ftrpc: --lb wants random, rr, wrr, wrandom, chash, p2c or priority, not '%s'\n",

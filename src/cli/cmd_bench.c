@@ -15,10 +15,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
-#include "cli/load.h"
-#include "ftrpc/ftrpc.h"
-#include "protocol/baidu_std.h"
+#include <ftrpc/ftrpc.h>
+
+#include "cli.h"
+#include "load.h"
 
 static void usage(FILE *out)
 {
@@ -75,14 +75,14 @@ static void tick(ft_load *load, const ft_load_stats *s, void *arg)
     ft_load_counts n = ft_load_counts_get(s);
     fprintf(stderr, "%s%6.1fs  %9.0f qps  %8ld calls  %6ld errors  p50 %.3f ms  p99 %.3f ms%s",
             p->tty ? "\r\033[K" : "", t, t > 0 ? (double)n.calls / t : 0, n.calls, n.errors,
-            (double)ft_histogram_percentile(s->hist, 0.5) / 1000.0,
-            (double)ft_histogram_percentile(s->hist, 0.99) / 1000.0, p->tty ? "" : "\n");
+            (double)ftrpc_histogram_percentile(s->hist, 0.5) / 1000.0,
+            (double)ftrpc_histogram_percentile(s->hist, 0.99) / 1000.0, p->tty ? "" : "\n");
     fflush(stderr);
 }
 
 static double ms(const ft_load_stats *s, double q)
 {
-    return (double)ft_histogram_percentile(s->hist, q) / 1000.0;
+    return (double)ftrpc_histogram_percentile(s->hist, q) / 1000.0;
 }
 
 static void write_json(FILE *f, const ft_load_stats *s)
@@ -97,33 +97,12 @@ static void write_json(FILE *f, const ft_load_stats *s)
             "  \"retries\": %ld,\n  \"backups\": %ld,\n  \"backup_wins\": %ld,\n"
             "  \"fallbacks\": %ld,\n  \"errors_by_code\": {",
             n.calls, n.ok, n.errors, t, t > 0 ? (double)n.calls / t : 0, ms(s, 0.5), ms(s, 0.9),
-            ms(s, 0.99), ms(s, 0.999), (double)ft_histogram_max(s->hist) / 1000.0, attempts,
+            ms(s, 0.99), ms(s, 0.999), (double)ftrpc_histogram_max(s->hist) / 1000.0, attempts,
             atomic_load(&s->retries), atomic_load(&s->backups), atomic_load(&s->backup_wins),
             atomic_load(&s->fallbacks));
     for (size_t i = 0; i < s->ncodes; i++)
         fprintf(f, "%s\"%d\": %ld", i ? ", " : "", s->codes[i].code, s->codes[i].count);
     fputs("}\n}\n", f);
-}
-
-/* The largest --payload whose request frame (header, meta, payload) fits in 64 MiB: beyond it a
- * server with the default max_body_size closes the connection, and the client's default
- * max_unwritten_bytes refuses the frame (EOVERCROWDED), so every call would fail. The meta is
- * measured by packing a request without payload, with the widest correlation id and timeout. */
-static int largest_payload(const char *service, const char *method, const char *auth_token,
-                           long *out)
-{
-    ft_request_header h = {.service = service,
-                           .method = method,
-                           .correlation_id = INT64_MAX,
-                           .timeout_ms = INT32_MAX,
-                           .auth_data = (const uint8_t *)auth_token,
-                           .auth_len = auth_token ? strlen(auth_token) : 0};
-    ft_iobuf frame;
-    ft_iobuf_init(&frame);
-    int rc = ft_baidu_std_pack_request(&frame, &h, NULL, NULL);
-    if (rc == 0) *out = (long)FT_BAIDU_STD_DEFAULT_MAX_BODY - (long)ft_iobuf_size(&frame);
-    ft_iobuf_fini(&frame);
-    return rc;
 }
 
 static void print_table(const ft_load_stats *s)
@@ -134,7 +113,7 @@ static void print_table(const ft_load_stats *s)
     printf("calls       %ld in %.2f s: %ld ok, %ld errors\n", n.calls, t, n.ok, n.errors);
     printf("qps         %.0f\n", t > 0 ? (double)n.calls / t : 0);
     printf("latency ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", ms(s, 0.5),
-           ms(s, 0.9), ms(s, 0.99), ms(s, 0.999), (double)ft_histogram_max(s->hist) / 1000.0);
+           ms(s, 0.9), ms(s, 0.99), ms(s, 0.999), (double)ftrpc_histogram_max(s->hist) / 1000.0);
     /* a retry is a request that was neither a call's first attempt nor a backup */
     printf("attempts    %ld (retries %ld, extra requests %.2f%%)\n", attempts,
            atomic_load(&s->retries),
@@ -227,16 +206,18 @@ int ft_cli_bench(int argc, char **argv)
     char service[256], method[256];
     if (ft_cli_split_method(argv[optind + 1], service, sizeof service, method, sizeof method))
         goto out;
-    long max_payload = 0;
-    int rc = largest_payload(service, method, copts.auth_token, &max_payload);
+    /* beyond it a server with the default max_body_size closes the connection, and the
+     * client's default max_unwritten_bytes refuses the frame (EOVERCROWDED): every call fails */
+    size_t max_payload = 0;
+    int rc = ftrpc_max_request_payload(service, method, 0, &max_payload);
     if (rc != 0) {
         fprintf(stderr, "ftrpc bench: %s\n", ftrpc_strerror(rc));
         status = 1;
         goto out;
     }
-    if (payload > max_payload) {
+    if ((size_t)payload > max_payload) {
         fprintf(stderr,
-                "ftrpc bench: --payload wants at most %ld bytes for %s/%s (the request frame, "
+                "ftrpc bench: --payload wants at most %zu bytes for %s/%s (the request frame, "
                 "header and meta included, must fit in the 64 MiB a server accepts by default), "
                 "not %ld\n",
                 max_payload, service, method, payload);

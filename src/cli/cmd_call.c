@@ -4,8 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
-#include "ftrpc/ftrpc.h"
+#include <ftrpc/ftrpc.h>
+
+#include "cli.h"
 
 static void usage(FILE *out)
 {

@@ -29,11 +29,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
-#include "cli/demo.h"
-#include "cli/load.h"
-#include "ftrpc/ftrpc.h"
-#include "naming/naming.h"
+#include <ftrpc/ftrpc.h>
+
+#include "cli.h"
+#include "demo.h"
+#include "load.h"
 
 #define NODES 3
 #define MAX_CHILDREN 64
@@ -181,13 +181,10 @@ static int registry_count(const demo *d)
 {
     char url[512];
     naming_url(d, url, sizeof url);
-    ft_naming *ns = NULL;
-    ft_endpoint_list list = {0};
-    int rc = ft_naming_open(url, &ns);
-    if (rc == 0) rc = ft_naming_fetch(ns, &list);
-    int n = rc == 0 ? (int)list.n : -1;
-    ft_endpoint_list_fini(&list);
-    ft_naming_close(ns);
+    ftrpc_endpoint_list *list;
+    if (ftrpc_naming_list(url, &list) != 0) return -1;
+    int n = (int)ftrpc_endpoint_list_size(list);
+    ftrpc_endpoint_list_free(list);
     return n;
 }
 
@@ -287,15 +284,6 @@ static demo_row *run_row(demo *d, const char *scenario, const char *policy, ftrp
     return row;
 }
 
-/* Calls whose latency was at least `us`. */
-static uint64_t count_at_least(const ft_histogram *h, int64_t us)
-{
-    uint64_t n = 0;
-    for (size_t i = ft_histogram_bucket_index(us); i < FT_HIST_BUCKETS; i++)
-        n += atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
-    return n;
-}
-
 static void header(demo *d, const char *what)
 {
     fprintf(stderr, "[%d/%d] %s\n", ++d->scenario_no, d->scenario_total, what);
@@ -310,7 +298,7 @@ static double scenario_healthy(demo *d)
     ft_load_stats s;
     ftrpc_client_options o = {.fail_mode = FTRPC_FAILOVER};
     demo_row *row = run_row(d, "healthy", "failover", &o, d->calls, 0, NULL, &s);
-    double p95 = row ? (double)ft_histogram_percentile(s.hist, 0.95) / 1000.0 : -1;
+    double p95 = row ? (double)ftrpc_histogram_percentile(s.hist, 0.95) / 1000.0 : -1;
     if (row) snprintf(row->note, sizeof row->note, "3 nodes; p95 %.2f ms", p95);
     if (row) ft_load_stats_fini(&s);
     cluster_stop(d);
@@ -497,11 +485,11 @@ static int scenario_slow(demo *d, double healthy_p95_ms)
         }
         if (k == 0)
             snprintf(row->note, sizeof row->note, "%llu calls took >= 50 ms",
-                     (unsigned long long)count_at_least(row->hist, 50000));
+                     (unsigned long long)ftrpc_histogram_count_at_least(row->hist, 50000));
         else
             snprintf(row->note, sizeof row->note, "%ld backups sent, %ld won; %llu calls >= 50 ms",
                      row->backups, row->backup_wins,
-                     (unsigned long long)count_at_least(row->hist, 50000));
+                     (unsigned long long)ftrpc_histogram_count_at_least(row->hist, 50000));
     }
     cluster_stop(d);
     return 0;

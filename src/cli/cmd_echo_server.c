@@ -16,8 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
-#include "ftrpc/ftrpc.h"
+#include <ftrpc/ftrpc.h>
+
+#include "cli.h"
 
 typedef struct fault_config {
     long delay_ms;

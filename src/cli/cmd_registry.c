@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli/cli.h"
-#include "naming/naming.h"
-#include "naming/naming_view.h"
+#include <ftrpc/ftrpc.h>
+
+#include "cli.h"
 
 static void usage(FILE *out)
 {
@@ -17,18 +17,21 @@ static void usage(FILE *out)
                  "NAMING_URL: list://..., file:///path, dir:///folder?service=NAME, etcd://...\n");
 }
 
-static void print_list(const ft_endpoint *eps, size_t n)
+static void print_list(const ftrpc_endpoint_list *list)
 {
-    for (size_t i = 0; i < n; i++)
-        printf("%s weight=%u%s%s\n", eps[i].addr, eps[i].weight, eps[i].tags[0] ? " tags=" : "",
-               eps[i].tags);
+    for (size_t i = 0; i < ftrpc_endpoint_list_size(list); i++) {
+        const char *tags = ftrpc_endpoint_list_tags(list, i);
+        printf("%s weight=%u%s%s\n", ftrpc_endpoint_list_addr(list, i),
+               (unsigned)ftrpc_endpoint_list_weight(list, i), tags[0] ? " tags=" : "", tags);
+    }
 }
 
-static void on_change(ft_naming_snapshot *snap, void *arg)
+static void on_change(const ftrpc_endpoint_list *list, uint64_t version, void *arg)
 {
     (void)arg;
-    printf("-- version %llu: %zu endpoint(s)\n", (unsigned long long)snap->version, snap->n);
-    print_list(snap->eps, snap->n);
+    printf("-- version %llu: %zu endpoint(s)\n", (unsigned long long)version,
+           ftrpc_endpoint_list_size(list));
+    print_list(list);
     fflush(stdout);
 }
 
@@ -45,18 +48,14 @@ int ft_cli_registry(int argc, char **argv)
     if (ft_cli_no_stray_args("registry", argc, argv, 3)) return 2;
     const char *verb = argv[1], *url = argv[2];
     if (!strcmp(verb, "ls")) {
-        ft_naming *ns = NULL;
-        int rc = ft_naming_open(url, &ns);
-        ft_endpoint_list list = {0};
-        if (rc == 0) rc = ft_naming_fetch(ns, &list);
+        ftrpc_endpoint_list *list;
+        int rc = ftrpc_naming_list(url, &list);
         if (rc != 0) {
             fprintf(stderr, "ftrpc registry: cannot read %s: %s\n", url, ftrpc_strerror(rc));
-            ft_naming_close(ns);
             return 1;
         }
-        print_list(list.v, list.n);
-        ft_endpoint_list_fini(&list);
-        ft_naming_close(ns);
+        print_list(list);
+        ftrpc_endpoint_list_free(list);
         return 0;
     }
     if (!strcmp(verb, "watch")) {
@@ -65,21 +64,18 @@ int ft_cli_registry(int argc, char **argv)
         sigaddset(&sigs, SIGINT);
         sigaddset(&sigs, SIGTERM);
         pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-        ft_naming_view *view = NULL;
+        ftrpc_naming_watch *watch;
         /* No grace for "no endpoints": this command shows what the naming service holds, and
          * the last server leaving must show at once, not 30 s later as a client would see it. */
-        ft_naming_view_opts vo = {.empty_grace_ms = -1};
-        int id, rc = ft_naming_view_open(url, &vo, &view);
-        if (rc == 0) rc = ft_naming_view_listen(view, on_change, NULL, &id);
+        ftrpc_naming_watch_options wo = {.empty_grace_ms = -1};
+        int rc = ftrpc_naming_watch_new(url, &wo, on_change, NULL, &watch);
         if (rc != 0) {
             fprintf(stderr, "ftrpc registry: cannot watch %s: %s\n", url, ftrpc_strerror(rc));
-            ft_naming_view_free(view);
             return 1;
         }
         int sig;
         sigwait(&sigs, &sig);
-        ft_naming_view_unlisten(view, id);
-        ft_naming_view_free(view);
+        ftrpc_naming_watch_free(watch);
         return 0;
     }
     usage(stderr);

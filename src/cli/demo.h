@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#include "cli/load.h"
+#include "load.h"
 
 #define DEMO_MAX_ROWS 32
 
@@ -19,7 +19,7 @@ typedef struct demo_row {
     char errors[120]; /* "ECONNREFUSED 2, EEOF 1": the run's errors by code, "" when none */
     long calls, ok, attempts, retries, backups, backup_wins, fallbacks;
     double p50_ms, p99_ms, p999_ms, max_ms;
-    ft_histogram *hist; /* a copy of the run's latencies, owned by the row */
+    ftrpc_histogram *hist; /* a copy of the run's latencies, owned by the row */
 } demo_row;
 
 typedef struct demo_report {

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/demo.h"
+#include "demo.h"
 
 demo_row *demo_add_row(demo_report *r, const char *scenario, const char *policy,
                        const ft_load_stats *s)
@@ -12,11 +12,11 @@ demo_row *demo_add_row(demo_report *r, const char *scenario, const char *policy,
     if (r->nrows >= DEMO_MAX_ROWS) return NULL;
     demo_row *row = &r->rows[r->nrows];
     memset(row, 0, sizeof *row);
-    if (ft_histogram_new(&row->hist) != 0) return NULL;
+    if (ftrpc_histogram_new(&row->hist) != 0) return NULL;
     r->nrows++;
     snprintf(row->scenario, sizeof row->scenario, "%s", scenario);
     snprintf(row->policy, sizeof row->policy, "%s", policy);
-    ft_histogram_copy(row->hist, s->hist);
+    ftrpc_histogram_copy(row->hist, s->hist);
     row->calls = atomic_load(&s->done);
     row->ok = atomic_load(&s->ok);
     row->attempts = atomic_load(&s->attempts);
@@ -24,10 +24,10 @@ demo_row *demo_add_row(demo_report *r, const char *scenario, const char *policy,
     row->retries = atomic_load(&s->retries);
     row->backup_wins = atomic_load(&s->backup_wins);
     row->fallbacks = atomic_load(&s->fallbacks);
-    row->p50_ms = (double)ft_histogram_percentile(s->hist, 0.5) / 1000.0;
-    row->p99_ms = (double)ft_histogram_percentile(s->hist, 0.99) / 1000.0;
-    row->p999_ms = (double)ft_histogram_percentile(s->hist, 0.999) / 1000.0;
-    row->max_ms = (double)ft_histogram_max(s->hist) / 1000.0;
+    row->p50_ms = (double)ftrpc_histogram_percentile(s->hist, 0.5) / 1000.0;
+    row->p99_ms = (double)ftrpc_histogram_percentile(s->hist, 0.99) / 1000.0;
+    row->p999_ms = (double)ftrpc_histogram_percentile(s->hist, 0.999) / 1000.0;
+    row->max_ms = (double)ftrpc_histogram_max(s->hist) / 1000.0;
     size_t len = 0;
     for (size_t i = 0; i < s->ncodes && len < sizeof row->errors; i++) {
         const char *name = s->codes[i].code < 0 ? ftrpc_err_name(s->codes[i].code) : NULL;
@@ -45,7 +45,7 @@ demo_row *demo_add_row(demo_report *r, const char *scenario, const char *policy,
 void demo_report_fini(demo_report *r)
 {
     for (size_t i = 0; i < r->nrows; i++)
-        ft_histogram_free(r->rows[i].hist);
+        ftrpc_histogram_free(r->rows[i].hist);
     r->nrows = 0;
 }
 

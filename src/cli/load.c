@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli/load.h"
+#include "load.h"
 
 struct ft_load {
     ft_load_opts opts;
@@ -44,12 +44,12 @@ int ft_load_stats_init(ft_load_stats *s)
 {
     memset(s, 0, sizeof *s);
     pthread_mutex_init(&s->lock, NULL);
-    return ft_histogram_new(&s->hist);
+    return ftrpc_histogram_new(&s->hist);
 }
 
 void ft_load_stats_fini(ft_load_stats *s)
 {
-    ft_histogram_free(s->hist);
+    ftrpc_histogram_free(s->hist);
     s->hist = NULL;
     pthread_mutex_destroy(&s->lock);
 }
@@ -137,7 +137,7 @@ static void record(ft_load *l, int64_t start_ns, const ftrpc_result *r, int refu
 {
     ft_load_stats *s = l->stats;
     int64_t now = ft_load_now_ns();
-    ft_histogram_record(s->hist, (now - start_ns) / 1000);
+    ftrpc_histogram_record(s->hist, (now - start_ns) / 1000);
     /* before the outcome: ft_load_counts_get relies on it */
     atomic_fetch_add(&s->done, 1);
     if (r) {

@@ -21,8 +21,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "ftrpc/ftrpc.h"
-#include "metrics/histogram.h"
+#include <ftrpc/ftrpc.h>
 
 #define FT_LOAD_MAX_CODES 32
 #define FT_LOAD_MAX_ENDPOINTS 32
@@ -45,7 +44,7 @@ typedef struct ft_load_stats {
         int64_t first_ms; /* when (ms after the run's start) this endpoint first answered */
     } endpoints[FT_LOAD_MAX_ENDPOINTS]; /* successful answers by endpoint */
     size_t nendpoints;
-    ft_histogram *hist; /* latency of every call, ok or not, in us */
+    ftrpc_histogram *hist; /* latency of every call, ok or not, in us */
     int64_t start_ns, end_ns;
 } ft_load_stats;
 
@@ -95,7 +94,7 @@ int64_t ft_load_now_ns(void);
 /* One latency series of a CDF plot. */
 typedef struct ft_cdf_series {
     const char *label;
-    const ft_histogram *hist;
+    const ftrpc_histogram *hist;
 } ft_cdf_series;
 
 /* Writes an SVG CDF plot of the series (log-scale latency in ms on x, cumulative fraction on y)

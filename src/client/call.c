@@ -532,7 +532,7 @@ static void send_attempt(ft_call *call, int is_backup)
         .timeout_ms = attempt_ms < 1 ? 1 : (attempt_ms > INT32_MAX ? INT32_MAX : (int32_t)attempt_ms),
         .log_id = call->log_id,
     };
-    uint8_t credential[1024];
+    uint8_t credential[FT_CLIENT_MAX_CREDENTIAL];
     if (!cc->credential_sent && (c->opts.credential || c->auth_token)) {
         /* brpc's rule: authentication_data travels on a connection's first request only */
         int n = -1;

@@ -261,6 +261,36 @@ static void to_health_options(const ftrpc_health_options *in, ft_health_options 
     out->breaker.window_ms = in->breaker_window_ms;
 }
 
+int ftrpc_lb_name_valid(const char *name)
+{
+    return ft_lb_name_valid(name);
+}
+
+int ftrpc_max_request_payload(const char *service, const char *method, size_t max_frame,
+                              size_t *out)
+{
+    if (!service || !*service || !method || !*method || !out) return FTRPC_EINVAL;
+    if (max_frame == 0) max_frame = FTRPC_DEFAULT_MAX_BODY_SIZE;
+    static const uint8_t longest_credential[FT_CLIENT_MAX_CREDENTIAL];
+    /* a negative int64 is a varint's widest (10 bytes); a timeout is sent as a positive int32 */
+    ft_request_header h = {.service = service,
+                           .method = method,
+                           .correlation_id = -1,
+                           .timeout_ms = INT32_MAX,
+                           .log_id = -1,
+                           .auth_data = longest_credential,
+                           .auth_len = sizeof longest_credential};
+    ft_iobuf frame;
+    ft_iobuf_init(&frame);
+    int rc = ft_baidu_std_pack_request(&frame, &h, NULL, NULL);
+    size_t overhead = ft_iobuf_size(&frame);
+    ft_iobuf_fini(&frame);
+    if (rc != 0) return rc;
+    if (overhead > max_frame) return FTRPC_EINVAL;
+    *out = max_frame - overhead;
+    return 0;
+}
+
 static int validate_and_default(ftrpc_client_options *o)
 {
     if (o->timeout_ms < 0 || o->connect_timeout_ms < 0 || o->attempt_timeout_ms < 0 ||

@@ -97,6 +97,9 @@ typedef struct ft_call_target {
     unsigned borrow_epoch;
 } ft_call_target;
 
+/* The longest authentication_data a client sends (a longer auth_token is not sent at all). */
+#define FT_CLIENT_MAX_CREDENTIAL 1024
+
 #define FT_CALL_SLOTS 2
 /* Calls whose "service\0method\0" fits this many bytes are recycled per loop (call.c). */
 #define FT_CALL_NAMES_MAX 96

@@ -147,6 +147,14 @@ uint64_t ft_histogram_count(const ft_histogram *h)
     return bucket_total(h);
 }
 
+uint64_t ft_histogram_count_at_least(const ft_histogram *h, int64_t value)
+{
+    uint64_t n = 0;
+    for (size_t i = ft_histogram_bucket_index(value); i < FT_HIST_BUCKETS; i++)
+        n += atomic_load_explicit(&h->buckets[i], RELAXED);
+    return n;
+}
+
 uint64_t ft_histogram_sum(const ft_histogram *h)
 {
     uint64_t sum = 0;

@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ftrpc/metrics.h"
 #include "metrics/counter.h"
 
 #define FT_HIST_SUB_BITS 7                          /* 128 sub-buckets per power of two */
@@ -39,8 +40,8 @@
 /* Threads: record from any thread; query from any thread; init/reset/merge-into by its owner.
  * There is no count word: the count is the sum of the buckets, which spares every record one
  * atomic add on a shared line (reads walk the buckets anyway). The sum is striped like ft_counter
- * (counter.h) for the same reason. */
-typedef struct ft_histogram {
+ * (counter.h) for the same reason. The public ftrpc_histogram (ftrpc/metrics.h) is this type. */
+typedef struct ftrpc_histogram {
     _Atomic int64_t max; /* largest (clamped) value; 0 when empty */
     struct {
         _Alignas(64) _Atomic uint64_t v;
@@ -49,10 +50,7 @@ typedef struct ft_histogram {
 } ft_histogram;
 
 /* One point of a cumulative distribution: the fraction of samples <= value. */
-typedef struct ft_cdf_point {
-    int64_t value;
-    double fraction;
-} ft_cdf_point;
+typedef ftrpc_cdf_point ft_cdf_point;
 
 void ft_histogram_init(ft_histogram *h);
 /* Heap versions for callers that do not want 36 KiB on their stack or in their struct.
@@ -77,6 +75,9 @@ void ft_histogram_subtract(ft_histogram *dst, const ft_histogram *a, const ft_hi
 
 /* The number of samples: a walk of the buckets (about 1 us). */
 uint64_t ft_histogram_count(const ft_histogram *h);
+/* The number of samples in value's bucket and above it: every sample >= value, and those of its
+ * bucket below it (within 1/128 of value). */
+uint64_t ft_histogram_count_at_least(const ft_histogram *h, int64_t value);
 uint64_t ft_histogram_sum(const ft_histogram *h);
 int64_t ft_histogram_max(const ft_histogram *h);
 /* Mean of the values; 0 when empty. */

@@ -12,7 +12,7 @@
 #define DEFAULT_WINDOW 10
 #define DEFAULT_INTERVAL_NS INT64_C(1000000000)
 
-struct ft_latency_recorder {
+struct ftrpc_latency_recorder {
     /* Read by every record; written only at creation, except last_epoch (once an interval). */
     const ft_clock *clock;
     int64_t interval_ns;

@@ -47,8 +47,9 @@ typedef struct ft_latency_recorder_options {
 } ft_latency_recorder_options;
 
 /* Threads: record and query from any thread. new/free by the owner; no record or query may run
- * during or after free (unregister it from a registry first). */
-typedef struct ft_latency_recorder ft_latency_recorder;
+ * during or after free (unregister it from a registry first). The public ftrpc_latency_recorder
+ * (ftrpc/metrics.h) is this type. */
+typedef struct ftrpc_latency_recorder ft_latency_recorder;
 
 /* opts may be NULL (all defaults). Returns 0 and *out, FTRPC_EINVAL (window outside 1..60,
  * interval_ns < 0) or FTRPC_ENOMEM. */
@@ -71,20 +72,9 @@ int ft_latency_recorder_window_size(const ft_latency_recorder *r);
 int64_t ft_latency_recorder_interval_ns(const ft_latency_recorder *r);
 
 /* Statistics over the last `window` intervals (0 = the recorder's window; otherwise 1..its
- * window) plus the current partial interval. */
-typedef struct ft_latency_stats {
-    uint64_t count;  /* samples in the window */
-    uint64_t sum_ns; /* their sum */
-    double mean_ns;  /* sum / count, 0 when empty */
-    int64_t max_ns;  /* largest sample in the window, 0 when empty */
-    double qps;      /* count / span, span being the window's time since the recorder was made,
-                      * at least one interval (so a young recorder does not report spikes) */
-    int64_t span_ns; /* the span qps divides by */
-    int64_t p50_ns, p90_ns, p99_ns, p999_ns;
-    uint64_t total_count; /* all-time */
-    uint64_t total_sum_ns;
-    int64_t total_max_ns;
-} ft_latency_stats;
+ * window) plus the current partial interval: the public struct (ftrpc/metrics.h), where "second"
+ * reads "interval" for a recorder whose interval is not the default. */
+typedef ftrpc_latency_stats ft_latency_stats;
 
 /* Recorders hold nanoseconds; what people read (pages, /vars, /metrics) is microseconds, as in
  * brpc, with the fraction that tells sub-microsecond figures apart. */

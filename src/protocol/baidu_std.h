@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "base/iobuf.h"
+#include "ftrpc/common.h"
 
 #define FT_BAIDU_STD_HEADER_SIZE 12
 
@@ -20,7 +21,7 @@
  * payload is the 8-byte big-endian correlation id to cancel, sent on the same connection. */
 #define FT_CONTROL_SERVICE "ftrpc.Control"
 #define FT_CONTROL_CANCEL "Cancel"
-#define FT_BAIDU_STD_DEFAULT_MAX_BODY (64u * 1024 * 1024)
+#define FT_BAIDU_STD_DEFAULT_MAX_BODY FTRPC_DEFAULT_MAX_BODY_SIZE
 
 /* compress_type values */
 enum { FT_COMPRESS_NONE = 0, FT_COMPRESS_SNAPPY = 1, FT_COMPRESS_GZIP = 2, FT_COMPRESS_ZLIB = 3 };

@@ -1,0 +1,94 @@
+/* The checks a tool makes on its users' options before making a client (ftrpc/client.h):
+ * ftrpc_lb_name_valid knows every balancer ftrpc_client_options.lb takes, and
+ * ftrpc_max_request_payload answers the payload whose widest request frame is exactly the limit. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ftrpc/client.h"
+#include "protocol/baidu_std.h"
+
+static void lb_names_are_the_ones_a_client_takes(void **state)
+{
+    static const char *const names[] = {"random", "rr",  "wrr",     "wrandom",
+                                        "chash",  "p2c", "priority"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        assert_true(ftrpc_lb_name_valid(names[i]));
+        ftrpc_client *c = NULL;
+        ftrpc_client_options o = {.lb = names[i]};
+        assert_int_equal(ftrpc_client_new("list://127.0.0.1:1", &o, &c), 0);
+        ftrpc_client_free(c);
+    }
+    assert_false(ftrpc_lb_name_valid("fastest"));
+    assert_false(ftrpc_lb_name_valid(""));
+    assert_false(ftrpc_lb_name_valid(NULL));
+}
+
+/* The size of a frame carrying `payload` bytes with the widest meta a call can send. */
+static size_t widest_frame(const char *service, const char *method, size_t payload)
+{
+    static uint8_t credential[1024];
+    char *bytes = calloc(1, payload ? payload : 1);
+    assert_non_null(bytes);
+    ft_iobuf body, frame;
+    ft_iobuf_init(&body);
+    ft_iobuf_init(&frame);
+    assert_int_equal(ft_iobuf_append(&body, bytes, payload), 0);
+    ft_request_header h = {.service = service,
+                           .method = method,
+                           .correlation_id = INT64_MIN,
+                           .timeout_ms = INT32_MAX,
+                           .log_id = INT64_MIN,
+                           .auth_data = credential,
+                           .auth_len = sizeof credential};
+    assert_int_equal(ft_baidu_std_pack_request(&frame, &h, &body, NULL), 0);
+    size_t size = ft_iobuf_size(&frame);
+    ft_iobuf_fini(&frame);
+    ft_iobuf_fini(&body);
+    free(bytes);
+    return size;
+}
+
+static void max_payload_fills_the_frame_exactly(void **state)
+{
+    size_t max = 0;
+    assert_int_equal(ftrpc_max_request_payload("example.EchoService", "Echo", 0, &max), 0);
+    assert_true(max < FTRPC_DEFAULT_MAX_BODY_SIZE);
+    assert_true(max > FTRPC_DEFAULT_MAX_BODY_SIZE - 2048);
+    assert_int_equal(widest_frame("example.EchoService", "Echo", max), FTRPC_DEFAULT_MAX_BODY_SIZE);
+
+    /* a smaller limit, a longer name: the meta grows by the name's bytes */
+    size_t small = 0, longer = 0;
+    assert_int_equal(ftrpc_max_request_payload("example.EchoService", "Echo", 4096, &small), 0);
+    assert_int_equal(widest_frame("example.EchoService", "Echo", small), 4096);
+    assert_int_equal(ftrpc_max_request_payload("example.EchoService", "EchoLonger", 4096, &longer),
+                     0);
+    assert_int_equal(longer, small - 6);
+}
+
+static void max_payload_refuses_what_no_call_could_carry(void **state)
+{
+    size_t max = 7;
+    assert_int_equal(ftrpc_max_request_payload("example.EchoService", "Echo", 100, &max),
+                     FTRPC_EINVAL); /* the meta with its 1 KiB credential does not fit */
+    assert_int_equal(ftrpc_max_request_payload("", "Echo", 0, &max), FTRPC_EINVAL);
+    assert_int_equal(ftrpc_max_request_payload("example.EchoService", NULL, 0, &max), FTRPC_EINVAL);
+    assert_int_equal(ftrpc_max_request_payload("example.EchoService", "Echo", 0, NULL),
+                     FTRPC_EINVAL);
+    assert_int_equal(max, 7);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(lb_names_are_the_ones_a_client_takes),
+        cmocka_unit_test(max_payload_fills_the_frame_exactly),
+        cmocka_unit_test(max_payload_refuses_what_no_call_could_carry),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
