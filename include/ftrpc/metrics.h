@@ -113,8 +113,13 @@ typedef struct ftrpc_latency_stats {
 /* Makes a recorder; opts may be NULL (defaults). 0 and *out, the caller's
  * (ftrpc_latency_recorder_free); FTRPC_EINVAL for a window outside 1..60 or a bad name;
  * FTRPC_EEXIST when the name is shown already; FTRPC_ENOMEM. Any thread. */
-FTRPC_API int ftrpc_latency_recorder_new(const ftrpc_latency_recorder_options *opts,
-                                         ftrpc_latency_recorder **out);
+FTRPC_API int ftrpc_latency_recorder_new_sized(const ftrpc_latency_recorder_options *opts,
+                                               size_t opts_size, ftrpc_latency_recorder **out);
+static inline int ftrpc_latency_recorder_new(const ftrpc_latency_recorder_options *opts,
+                                             ftrpc_latency_recorder **out)
+{
+    return ftrpc_latency_recorder_new_sized(opts, sizeof(ftrpc_latency_recorder_options), out);
+}
 /* Takes it off the pages, then frees it; no record or query may run during or after. NULL does
  * nothing. Any thread. */
 FTRPC_API void ftrpc_latency_recorder_free(ftrpc_latency_recorder *r);
@@ -129,8 +134,13 @@ FTRPC_API void ftrpc_latency_recorder_record_at(ftrpc_latency_recorder *r, int64
 
 /* Fills *out for the last window_seconds (0: the recorder's window; else 1..its window).
  * 0, or FTRPC_EINVAL for a bad window. Any thread. */
-FTRPC_API int ftrpc_latency_recorder_stats(ftrpc_latency_recorder *r, int window_seconds,
-                                           ftrpc_latency_stats *out);
+FTRPC_API int ftrpc_latency_recorder_stats_sized(ftrpc_latency_recorder *r, int window_seconds,
+                                                 ftrpc_latency_stats *out, size_t out_size);
+static inline int ftrpc_latency_recorder_stats(ftrpc_latency_recorder *r, int window_seconds,
+                                               ftrpc_latency_stats *out)
+{
+    return ftrpc_latency_recorder_stats_sized(r, window_seconds, out, sizeof(ftrpc_latency_stats));
+}
 /* Copies the window's distribution into out (overwritten; its max is the window's), for any other
  * quantile or a CDF. 0, or FTRPC_EINVAL for a bad window. Any thread. */
 FTRPC_API int ftrpc_latency_recorder_window_histogram(ftrpc_latency_recorder *r, int window_seconds,

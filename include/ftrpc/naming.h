@@ -60,8 +60,18 @@ typedef struct ftrpc_naming_watch_options {
  * before the first list arrives. On success *out is the caller's. FTRPC_EADDR for a bad URL or
  * an unknown scheme, FTRPC_EINVAL for a NULL cb or a bad option, FTRPC_ENOMEM, FTRPC_ESYS (a
  * thread or inotify could not be had). Any thread but a watch callback. */
-FTRPC_API int ftrpc_naming_watch_new(const char *naming_url, const ftrpc_naming_watch_options *opts,
-                                     ftrpc_naming_watch_cb cb, void *arg, ftrpc_naming_watch **out);
+FTRPC_API int ftrpc_naming_watch_new_sized(const char *naming_url,
+                                           const ftrpc_naming_watch_options *opts,
+                                           size_t opts_size, ftrpc_naming_watch_cb cb, void *arg,
+                                           ftrpc_naming_watch **out);
+static inline int ftrpc_naming_watch_new(const char *naming_url,
+                                         const ftrpc_naming_watch_options *opts,
+                                         ftrpc_naming_watch_cb cb, void *arg,
+                                         ftrpc_naming_watch **out)
+{
+    return ftrpc_naming_watch_new_sized(naming_url, opts, sizeof(ftrpc_naming_watch_options), cb,
+                                        arg, out);
+}
 /* Stops the watch: once it returns cb is not running and never runs again. NULL does nothing.
  * Any thread but a watch callback. */
 FTRPC_API void ftrpc_naming_watch_free(ftrpc_naming_watch *w);

@@ -2,6 +2,7 @@
  * ftrpc_latency_recorder is ft_latency_recorder with its interval fixed at one second, so these
  * are thin wrappers; a named recorder is one registered in the default registry that the
  * builtin pages dump. */
+#include "base/sized_options.h"
 #include "ftrpc/metrics.h"
 
 #include "metrics/histogram.h"
@@ -73,10 +74,12 @@ int ftrpc_histogram_cdf(const ftrpc_histogram *h, ftrpc_cdf_point *out, size_t c
     return ft_histogram_cdf(h, out, cap, n);
 }
 
-int ftrpc_latency_recorder_new(const ftrpc_latency_recorder_options *opts,
-                               ftrpc_latency_recorder **out)
+int ftrpc_latency_recorder_new_sized(const ftrpc_latency_recorder_options *opts_in,
+                                     size_t opts_size, ftrpc_latency_recorder **out)
 {
-    if (!out) return FTRPC_EINVAL;
+    ftrpc_latency_recorder_options o;
+    if (!out || ft_sized_options_read(&o, sizeof o, opts_in, opts_size) != 0) return FTRPC_EINVAL;
+    const ftrpc_latency_recorder_options *opts = &o;
     /* the default clock and interval: record_at's now_ns is documented as CLOCK_MONOTONIC, which
      * is what ft_clock_monotonic reads */
     ft_latency_recorder_options ro = {.window = opts ? opts->window_seconds : 0};
@@ -113,10 +116,13 @@ void ftrpc_latency_recorder_record_at(ftrpc_latency_recorder *r, int64_t latency
     ft_latency_recorder_record_at(r, latency_ns, now_ns);
 }
 
-int ftrpc_latency_recorder_stats(ftrpc_latency_recorder *r, int window_seconds,
-                                 ftrpc_latency_stats *out)
+int ftrpc_latency_recorder_stats_sized(ftrpc_latency_recorder *r, int window_seconds,
+                                       ftrpc_latency_stats *out, size_t out_size)
 {
-    return ft_latency_recorder_stats(r, window_seconds, out);
+    ftrpc_latency_stats st;
+    int rc = ft_latency_recorder_stats(r, window_seconds, &st);
+    if (rc == 0) ft_sized_result_write(out, out_size, &st, sizeof st);
+    return rc;
 }
 
 int ftrpc_latency_recorder_window_histogram(ftrpc_latency_recorder *r, int window_seconds,

@@ -1,6 +1,7 @@
 /* The public discovery API (ftrpc/naming.h): one read through a naming backend (naming.h), or the
  * client's cached view (naming_view.h) with a listener, so that a watch sees exactly the lists a
  * client would. */
+#include "base/sized_options.h"
 #include "ftrpc/naming.h"
 
 #include <stdlib.h>
@@ -76,10 +77,14 @@ static void on_snapshot(ft_naming_snapshot *snap, void *arg)
     w->cb(&list, snap->version, w->arg);
 }
 
-int ftrpc_naming_watch_new(const char *naming_url, const ftrpc_naming_watch_options *opts,
-                           ftrpc_naming_watch_cb cb, void *arg, ftrpc_naming_watch **out)
+int ftrpc_naming_watch_new_sized(const char *naming_url, const ftrpc_naming_watch_options *opts_in,
+                                 size_t opts_size, ftrpc_naming_watch_cb cb, void *arg,
+                                 ftrpc_naming_watch **out)
 {
-    if (!naming_url || !cb || !out) return FTRPC_EINVAL;
+    ftrpc_naming_watch_options wo;
+    if (!naming_url || !cb || !out || ft_sized_options_read(&wo, sizeof wo, opts_in, opts_size) != 0)
+        return FTRPC_EINVAL;
+    const ftrpc_naming_watch_options *opts = &wo;
     ftrpc_naming_watch *w = calloc(1, sizeof *w);
     if (!w) return FTRPC_ENOMEM;
     w->cb = cb;
