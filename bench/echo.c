@@ -699,7 +699,7 @@ static void on_async_done(ftrpc_result *r, void *arg)
          * clock once per reply too (a read costs ~30 ns on the dev VM's kvm-clock); the latency of
          * the next call then includes this callback's rest, never less than the truth */
         s->issued_ns = now;
-        int rc = ftrpc_call_async(c->client, SERVICE, METHOD, c->req, NULL, NULL, on_async_done, s);
+        int rc = ftrpc_call_async(c->client, SERVICE, METHOD, c->req, NULL, NULL, on_async_done, s, NULL);
         if (rc == 0) return;
         record_error(c, rc, ftrpc_strerror(rc));
     }
@@ -811,7 +811,7 @@ static int run_cell(run_ctx *x, sys_kind sys, shape_kind shape, int inflight, re
         for (int i = 0; i < inflight; i++) {
             slots[i] = (async_slot){&c, now_ns()};
             int r = ftrpc_call_async(c.client, SERVICE, METHOD, c.req, NULL, NULL, on_async_done,
-                                     &slots[i]);
+                                     &slots[i], NULL);
             if (r != 0) {
                 record_error(&c, r, ftrpc_strerror(r));
                 atomic_fetch_sub(&c.outstanding, 1);

@@ -134,7 +134,7 @@ static void issue(run *r)
     ftrpc_buf *req = ftrpc_buf_new();
     ftrpc_buf_append(req, payload, sizeof payload);
     int rc =
-        ftrpc_call_async(r->client, "example.EchoService", "Echo", req, NULL, NULL, on_done, r);
+        ftrpc_call_async(r->client, "example.EchoService", "Echo", req, NULL, NULL, on_done, r, NULL);
     ftrpc_buf_free(req);
     if (rc != 0) {
         fprintf(stderr, "bench_tail: call refused: %s\n", ftrpc_strerror(rc));

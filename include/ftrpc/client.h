@@ -308,22 +308,55 @@ FTRPC_API void ftrpc_client_free(ftrpc_client *client);
 /* Synchronous call: blocks until the call completes and fills *result (always, also on error).
  * Returns 0 on success, the negative FTRPC_E* code on an RPC error, and FTRPC_EBUSINESS on a
  * business error (result->code then holds the handler's code). request and attachment may be
- * NULL; their bytes are shared, not copied. Refused with FTRPC_EIOTHREAD on an IO thread (it would
- * deadlock); *result is filled then too. */
-FTRPC_API int ftrpc_call(ftrpc_client *client, const char *service, const char *method,
-                         const ftrpc_buf *request, const ftrpc_buf *attachment,
-                         const ftrpc_call_options *opts, ftrpc_result *result);
+ * NULL; their bytes are shared, not copied. opts may be NULL. Refused with FTRPC_EIOTHREAD on an
+ * IO thread (it would deadlock); *result is filled then too. */
+FTRPC_API int ftrpc_call_sized(ftrpc_client *client, const char *service, const char *method,
+                               const ftrpc_buf *request, const ftrpc_buf *attachment,
+                               const ftrpc_call_options *opts, size_t opts_size,
+                               ftrpc_result *result, size_t result_size);
+static inline int ftrpc_call(ftrpc_client *client, const char *service, const char *method,
+                             const ftrpc_buf *request, const ftrpc_buf *attachment,
+                             const ftrpc_call_options *opts, ftrpc_result *result)
+{
+    return ftrpc_call_sized(client, service, method, request, attachment, opts,
+                            sizeof(ftrpc_call_options), result, sizeof(ftrpc_result));
+}
 
 /* Completion of an async call. Runs exactly once, on an IO thread; it must not block. `result` is
  * valid only during the callback (steal its buffers by setting the pointers to NULL). */
 typedef void (*ftrpc_call_cb)(ftrpc_result *result, void *arg);
 
-/* Asynchronous call: returns 0 and cb runs exactly once later (success, error, timeout alike), or
- * returns an error at once and cb never runs. request/attachment are shared before it returns:
- * the caller may free its buffers right after. Any thread, including IO threads and callbacks. */
-FTRPC_API int ftrpc_call_async(ftrpc_client *client, const char *service, const char *method,
-                               const ftrpc_buf *request, const ftrpc_buf *attachment,
-                               const ftrpc_call_options *opts, ftrpc_call_cb cb, void *arg);
+/* The handle of an async call, for ftrpc_call_cancel; never 0. A plain number, not a pointer: it
+ * stays safe to use after the call completed (the cancel then does nothing). */
+typedef uint64_t ftrpc_call_id;
+
+/* Asynchronous call: returns 0 and cb runs exactly once later (success, error, timeout and
+ * cancellation alike), or returns an error at once and cb never runs. request/attachment are
+ * shared before it returns: the caller may free its buffers right after. id may be NULL; else it
+ * receives the call's handle before the call can complete. Any thread, including IO threads and
+ * callbacks. */
+FTRPC_API int ftrpc_call_async_sized(ftrpc_client *client, const char *service,
+                                     const char *method, const ftrpc_buf *request,
+                                     const ftrpc_buf *attachment, const ftrpc_call_options *opts,
+                                     size_t opts_size, ftrpc_call_cb cb, void *arg,
+                                     ftrpc_call_id *id);
+static inline int ftrpc_call_async(ftrpc_client *client, const char *service, const char *method,
+                                   const ftrpc_buf *request, const ftrpc_buf *attachment,
+                                   const ftrpc_call_options *opts, ftrpc_call_cb cb, void *arg,
+                                   ftrpc_call_id *id)
+{
+    return ftrpc_call_async_sized(client, service, method, request, attachment, opts,
+                                  sizeof(ftrpc_call_options), cb, arg, id);
+}
+
+/* Cancels the async call `id` of this client (libuv's uv_cancel, brpc's StartCancel): unless it
+ * completed first, its callback runs with FTRPC_ECANCELED ("cancelled by the caller"), its
+ * attempts in flight are abandoned and their servers told (ftrpc.Control/Cancel), and no retry,
+ * backup or fallback follows. The callback still runs exactly once, on the call's IO thread, maybe
+ * before this returns. Returns 0 when the cancel was handed to the call's IO thread (whether the
+ * call was still running or not), FTRPC_EINVAL for an id that is no handle of this client's
+ * runtime, FTRPC_ESTOPPED while the client is being freed. Any thread, including callbacks. */
+FTRPC_API int ftrpc_call_cancel(ftrpc_client *client, ftrpc_call_id id);
 
 /* ---- checks for tools that take options from their users ---- */
 

@@ -174,7 +174,7 @@ static int chain_next(ft_load *l)
         if (c) {
             *c = (call_ctx){.load = l, .start_ns = start};
             rc = ftrpc_call_async(l->opts.client, l->opts.service, l->opts.method, l->request, NULL,
-                                  l->opts.call_opts, on_closed_done, c);
+                                  l->opts.call_opts, on_closed_done, c, NULL);
             if (rc == 0) return 1;
             free(c);
         }
@@ -231,7 +231,7 @@ static void run_open(ft_load *l)
                             .start_ns = l->opts.latency_from_send ? ft_load_now_ns() : due};
             atomic_fetch_add(&l->live, 1);
             rc = ftrpc_call_async(l->opts.client, l->opts.service, l->opts.method, l->request, NULL,
-                                  l->opts.call_opts, on_open_done, c);
+                                  l->opts.call_opts, on_open_done, c, NULL);
             if (rc == 0) continue;
             atomic_fetch_sub(&l->live, 1);
             free(c);

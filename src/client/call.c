@@ -30,6 +30,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "base/sized_options.h"
 #include "base/clock.h"
 #include "base/event.h"
 #include "base/hash.h"
@@ -185,7 +186,10 @@ static int fallback_applies(ftrpc_fallback_kind kind, const ftrpc_result *r)
 static void run_fallback(ft_call *call, ftrpc_result *r, ft_call_report *reported)
 {
     const ftrpc_fallback *fb = &call->fallback;
-    if (fb->kind == FTRPC_FALLBACK_OFF || !fb->fn || !fallback_applies(fb->kind, r)) return;
+    /* a caller that cancelled its call wants no answer in its place */
+    if (fb->kind == FTRPC_FALLBACK_OFF || !fb->fn || r->code == FTRPC_ECANCELED ||
+        !fallback_applies(fb->kind, r))
+        return;
     ftrpc_fallback_input in = {call->service, call->method, &call->request, r};
     ftrpc_fallback_output out = {0};
     fb->fn(&in, &out, fb->arg);
@@ -295,6 +299,7 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
         settle_attempt(a, loser_code);
     }
     ft_list_remove(&call->node);
+    if (call->id) ft_idmap_take(&client->loops[call->loop->index].cancelable, (int64_t)call->id);
 
     ftrpc_result local;
     ftrpc_result *r = call->sync_result ? call->sync_result : &local;
@@ -716,6 +721,12 @@ static void start_call(ft_call *call)
         fail_call(call, FTRPC_ESTOPPED, NULL);
         return;
     }
+    if (call->id &&
+        ft_idmap_put(&c->loops[call->loop->index].cancelable, (int64_t)call->id, call) != 0) {
+        call->id = 0; /* not filed: nothing to take out */
+        fail_call(call, FTRPC_ENOMEM, NULL);
+        return;
+    }
     if (ft_call_targets_acquire(call) != 0) {
         fail_call(call, FTRPC_ENOMEM, NULL);
         return;
@@ -951,10 +962,17 @@ static void submit(ft_call *call)
     }
 }
 
-int ftrpc_call_async(ftrpc_client *c, const char *service, const char *method,
-                     const ftrpc_buf *request, const ftrpc_buf *attachment,
-                     const ftrpc_call_options *opts, ftrpc_call_cb cb, void *arg)
+/* A handle names its call's loop in its low 16 bits, so that a cancel goes straight there. */
+#define FT_CALL_ID_LOOP_BITS 16
+
+int ftrpc_call_async_sized(ftrpc_client *c, const char *service, const char *method,
+                           const ftrpc_buf *request, const ftrpc_buf *attachment,
+                           const ftrpc_call_options *opts_in, size_t opts_size, ftrpc_call_cb cb,
+                           void *arg, ftrpc_call_id *id)
 {
+    ftrpc_call_options o;
+    if (ft_sized_options_read(&o, sizeof o, opts_in, opts_size) != 0) return FTRPC_EINVAL;
+    const ftrpc_call_options *opts = opts_in ? &o : NULL;
     int rc = check_call_args(c, service, method, opts);
     if (rc != 0) return rc;
     if (!cb) return FTRPC_EINVAL;
@@ -962,12 +980,82 @@ int ftrpc_call_async(ftrpc_client *c, const char *service, const char *method,
     if (!call) return FTRPC_ENOMEM;
     call->cb = cb;
     call->arg = arg;
+    call->id = 0;
+    if (id) {
+        uint64_t seq = atomic_fetch_add_explicit(&c->next_call_id, 1, memory_order_relaxed) + 1;
+        call->id = seq << FT_CALL_ID_LOOP_BITS | (uint64_t)call->loop->index;
+        *id = call->id;
+    }
     submit(call);
     return 0;
 }
 
-int ftrpc_call(ftrpc_client *c, const char *service, const char *method, const ftrpc_buf *request,
-               const ftrpc_buf *attachment, const ftrpc_call_options *opts, ftrpc_result *result)
+struct cancel_task {
+    ft_task task;
+    ftrpc_client *client;
+    uint64_t id;
+};
+
+static void cancel_on_loop(ft_task *t)
+{
+    struct cancel_task *ct = (struct cancel_task *)t;
+    ftrpc_client *c = ct->client;
+    ft_client_loop *cl = &c->loops[ct->id & ((1u << FT_CALL_ID_LOOP_BITS) - 1)];
+    ft_call *call = ft_idmap_get(&cl->cancelable, (int64_t)ct->id);
+    if (call) fail_call(call, FTRPC_ECANCELED, "cancelled by the caller");
+    ft_client_count_down(c, &c->inflight);
+    free(ct);
+}
+
+int ftrpc_call_cancel(ftrpc_client *c, ftrpc_call_id id)
+{
+    if (!c || id == 0 || (id & ((1u << FT_CALL_ID_LOOP_BITS) - 1)) >= (uint64_t)c->rt->nloops)
+        return FTRPC_EINVAL;
+    if (atomic_load(&c->stopping)) return FTRPC_ESTOPPED;
+    struct cancel_task *ct = malloc(sizeof *ct);
+    if (!ct) return FTRPC_ENOMEM;
+    ct->task.run = cancel_on_loop;
+    ct->client = c;
+    ct->id = id;
+    atomic_fetch_add(&c->inflight, 1); /* keeps the client until the task ran */
+    /* after the call's own start task, if it is still queued: one loop's queue keeps its order */
+    ft_loop_post(&c->rt->loops[id & ((1u << FT_CALL_ID_LOOP_BITS) - 1)], &ct->task);
+    return 0;
+}
+
+static int call_and_wait(ftrpc_client *c, const char *service, const char *method,
+                         const ftrpc_buf *request, const ftrpc_buf *attachment,
+                         const ftrpc_call_options *opts, ftrpc_result *result);
+
+int ftrpc_call_sized(ftrpc_client *c, const char *service, const char *method,
+                     const ftrpc_buf *request, const ftrpc_buf *attachment,
+                     const ftrpc_call_options *opts_in, size_t opts_size, ftrpc_result *result,
+                     size_t result_size)
+{
+    /* a result too small to hold even the outcome and the response cannot be filled at all */
+    if (!result || result_size < offsetof(ftrpc_result, attempts)) return FTRPC_EINVAL;
+    ftrpc_call_options o;
+    int bad = ft_sized_options_read(&o, sizeof o, opts_in, opts_size) != 0;
+    const ftrpc_call_options *opts = opts_in ? &o : NULL;
+    if (result_size >= sizeof(ftrpc_result)) /* today's layout: filled in place */
+        return bad ? FTRPC_EINVAL : call_and_wait(c, service, method, request, attachment, opts,
+                                                  result);
+    ftrpc_result full;
+    int rc = bad ? FTRPC_EINVAL
+                 : call_and_wait(c, service, method, request, attachment, opts, &full);
+    if (bad) {
+        memset(&full, 0, sizeof full);
+        full.kind = FTRPC_RESULT_RPC_ERROR;
+        full.code = rc;
+        snprintf(full.error_text, sizeof full.error_text, "%s", ftrpc_strerror(rc));
+    }
+    ft_sized_result_write(result, result_size, &full, sizeof full);
+    return rc;
+}
+
+static int call_and_wait(ftrpc_client *c, const char *service, const char *method,
+                         const ftrpc_buf *request, const ftrpc_buf *attachment,
+                         const ftrpc_call_options *opts, ftrpc_result *result)
 {
     memset(result, 0, sizeof *result);
     int rc = ftrpc_in_io_thread() ? FTRPC_EIOTHREAD : check_call_args(c, service, method, opts);

@@ -557,6 +557,7 @@ static int client_new(const char *naming_url, const ftrpc_client_options *opts, 
     for (int i = 0; rc == 0 && i < c->rt->nloops; i++) {
         ft_list_init(&c->loops[i].calls);
         ft_list_init(&c->loops[i].cconns);
+        ft_idmap_init(&c->loops[i].cancelable);
     }
     /* an empty cluster until discovery answers: calls then fail with FTRPC_ENOENDPOINT */
     static const ft_naming_snapshot EMPTY = {.version = 0, .n = 0};
@@ -677,6 +678,7 @@ void ftrpc_client_free(ftrpc_client *c)
     ft_selective_free(c->selective); /* its sub-clients, once no call of its own uses them */
     for (int i = 0; i < c->rt->nloops; i++) {
         ft_call_cache_drain(&c->loops[i]);
+        ft_idmap_fini(&c->loops[i].cancelable); /* empty: every call completed */
         ft_cluster_release(c->loops[i].cluster); /* no call borrows it any more */
     }
     free(c->loops);

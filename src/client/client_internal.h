@@ -72,6 +72,10 @@ typedef struct ft_client_loop {
      * in-flight count, written only while running the loop (a load and a store, no locked add);
      * calls submitted from other threads count in ftrpc_client.inflight. */
     atomic_int local_inflight;
+    /* Async calls started with an id (ftrpc_call_async's handle) and not completed: id -> call,
+     * for ftrpc_call_cancel. Only such calls are filed, so that calls without a handle pay
+     * nothing. */
+    ft_idmap cancelable;
 } ft_client_loop;
 
 /* One request of a call, sent to one endpoint. A call has two slots: the attempt (first try or a
@@ -146,6 +150,7 @@ struct ft_call {
     int last_code;
     int last_answered_by; /* the endpoint whose answer was the last failure; -1: none answered */
     int last_answered_target;
+    uint64_t id;      /* async, with a handle: in its loop's `cancelable` until it completes */
     ftrpc_call_cb cb; /* async */
     void *arg;
     ftrpc_result *sync_result; /* sync: the caller's result, filled before waking it */
@@ -181,6 +186,7 @@ struct ftrpc_client {
     atomic_int open_conns; /* ft_cconn alive */
     atomic_llong retries, budget_exhausted, backups, backup_wins, cancels;
     atomic_llong answers_read_by_caller; /* blocking calls completed by read_own_answer (call.c) */
+    atomic_ullong next_call_id; /* the sequence part of the async calls' handles */
     ft_client_metrics metrics;
     char *auth_token; /* copy of opts.auth_token */
     ft_tls_ctx *tls_ctx;   /* NULL: plain TCP; shared by every loop (read-only once made) */

@@ -504,7 +504,7 @@ ftrpc_client *h_client_of(const h_server *s, int timeout_ms)
 int h_echo_async(ftrpc_client *client, int n, ftrpc_call_cb cb, void *arg)
 {
     for (int i = 0; i < n; i++) {
-        int rc = ftrpc_call_async(client, "example.EchoService", "Echo", NULL, NULL, NULL, cb, arg);
+        int rc = ftrpc_call_async(client, "example.EchoService", "Echo", NULL, NULL, NULL, cb, arg, NULL);
         if (rc != 0) return rc;
     }
     return 0;
@@ -896,7 +896,7 @@ static void *load_main(void *arg)
         atomic_fetch_add(&l->inflight, 1);
         atomic_store(&l->issued, id + 1);
         int rc = ftrpc_call_async(l->client, "example.EchoService", "Echo", l->request, NULL,
-                                  l->call_opts, load_on_done, rec);
+                                  l->call_opts, load_on_done, rec, NULL);
         if (rc != 0) { /* refused at once: the callback never runs, so count it here */
             ftrpc_result r = {.kind = FTRPC_RESULT_RPC_ERROR, .code = rc};
             load_on_done(&r, rec);

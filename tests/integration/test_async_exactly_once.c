@@ -62,7 +62,7 @@ static void run_calls(const char *url)
         ftrpc_buf *req = h_pattern_buf(payload_len(i), (unsigned)i);
         ftrpc_buf *att = h_pattern_buf(attachment_len(i), (unsigned)i + 50000);
         assert_int_equal(ftrpc_call_async(client, "example.EchoService", "Echo", req, att, NULL,
-                                          on_done, (void *)(intptr_t)i),
+                                          on_done, (void *)(intptr_t)i, NULL),
                          0);
         /* the call shares the bytes: freeing our buffers at once must be safe */
         ftrpc_buf_free(req);

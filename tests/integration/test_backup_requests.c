@@ -489,7 +489,7 @@ static void first_success_wins_and_the_late_response_is_dropped(void **state)
     static race_arg args[RACE_CALLS];
     for (int i = 0; i < RACE_CALLS; i++) {
         args[i] = (race_arg){&rc, i};
-        assert_int_equal(ftrpc_call_async(c, "test.Svc", "M", NULL, NULL, NULL, race_cb, &args[i]),
+        assert_int_equal(ftrpc_call_async(c, "test.Svc", "M", NULL, NULL, NULL, race_cb, &args[i], NULL),
                          0);
     }
     assert_true(h_wait_atomic_ge(&rc.done, RACE_CALLS, 5000 * SLOW));
@@ -608,7 +608,7 @@ static ftrpc_client *single_client(const srv *s, int timeout_ms)
 static void start_calls(ftrpc_client *c, int n, counter *k)
 {
     for (int i = 0; i < n; i++)
-        assert_int_equal(ftrpc_call_async(c, "test.Svc", "M", NULL, NULL, NULL, count_cb, k), 0);
+        assert_int_equal(ftrpc_call_async(c, "test.Svc", "M", NULL, NULL, NULL, count_cb, k, NULL), 0);
 }
 
 /* One worker, five calls at once with a 300 ms deadline, the first of which holds the worker

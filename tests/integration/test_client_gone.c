@@ -34,7 +34,7 @@ static void server_survives_a_client_that_leaves_with_calls_in_flight(void **sta
     assert_int_equal(ftrpc_client_new(url, NULL, &c), 0);
     for (int i = 0; i < 20; i++)
         assert_int_equal(
-            ftrpc_call_async(c, "example.EchoService", "Echo", NULL, NULL, NULL, on_done, NULL), 0);
+            ftrpc_call_async(c, "example.EchoService", "Echo", NULL, NULL, NULL, on_done, NULL, NULL), 0);
     usleep(100 * 1000);   /* the server holds the 20 calls for 300 ms */
     ftrpc_client_free(c); /* closes the connection: the calls end ESTOPPED here */
     assert_int_equal(atomic_load(&done), 20);

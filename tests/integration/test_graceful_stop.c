@@ -100,7 +100,7 @@ static void stop_finishes_calls_in_flight_and_answers_new_ones_elogoff(void **st
     /* async calls from this thread are homed round-robin, so every IO loop gets a connection */
     for (int i = 0; i < IN_FLIGHT; i++)
         assert_int_equal(ftrpc_call_async(client, "test.Svc", "Slow", req, NULL, NULL, on_done,
-                                          (void *)(intptr_t)i),
+                                          (void *)(intptr_t)i, NULL),
                          0);
     assert_true(h_wait_atomic_ge(&entered, IN_FLIGHT, 5000 * H_VG));
 
@@ -111,7 +111,7 @@ static void stop_finishes_calls_in_flight_and_answers_new_ones_elogoff(void **st
     assert_true(h_wait_until(port_refuses, &port, 2000 * H_VG));
     for (int i = IN_FLIGHT; i < NCALLS; i++)
         assert_int_equal(ftrpc_call_async(client, "test.Svc", "Slow", req, NULL, NULL, on_done,
-                                          (void *)(intptr_t)i),
+                                          (void *)(intptr_t)i, NULL),
                          0);
     /* a new client needs a new connection: the listener is gone, so it is refused */
     ftrpc_client *late = NULL;

@@ -98,7 +98,7 @@ static int start_call_and_accept(int64_t *cid)
     ftrpc_buf *req = ftrpc_buf_new();
     ftrpc_buf_append(req, "ping", 4);
     assert_int_equal(
-        ftrpc_call_async(client, "example.EchoService", "Echo", req, NULL, NULL, on_done, NULL), 0);
+        ftrpc_call_async(client, "example.EchoService", "Echo", req, NULL, NULL, on_done, NULL, NULL), 0);
     ftrpc_buf_free(req);
     struct pollfd pfd = {listen_fd, POLLIN, 0};
     assert_int_equal(poll(&pfd, 1, 3000), 1);

@@ -415,7 +415,7 @@ static void async_calls_complete_once_and_the_client_frees_its_sub_clients(void 
     for (int i = 0; i < 32; i++) {
         args[i] = (call_arg){&k, i};
         assert_int_equal(ftrpc_call_async(c, "example.EchoService", "Echo", NULL, NULL, NULL,
-                                          count_cb, &args[i]),
+                                          count_cb, &args[i], NULL),
                          0);
     }
     assert_true(h_wait_atomic_ge(&k.done, 32, 5000));
@@ -431,7 +431,7 @@ static void async_calls_complete_once_and_the_client_frees_its_sub_clients(void 
     for (int i = 32; i < 48; i++) {
         args[i] = (call_arg){&k, i};
         assert_int_equal(ftrpc_call_async(c, "example.EchoService", "Echo", NULL, NULL, &slow_only,
-                                          count_cb, &args[i]),
+                                          count_cb, &args[i], NULL),
                          0);
     }
     ftrpc_client_free(c); /* the calls still out end ESTOPPED before it returns */

@@ -128,7 +128,7 @@ static void stop_past_its_grace_returns_timedout_and_drops_the_late_reply(void *
                      0);
     ftrpc_buf *req = ftrpc_buf_new();
     ftrpc_buf_append(req, "hold", 4);
-    assert_int_equal(ftrpc_call_async(c, "test.Svc", "M", req, NULL, NULL, on_held_done, NULL), 0);
+    assert_int_equal(ftrpc_call_async(c, "test.Svc", "M", req, NULL, NULL, on_held_done, NULL, NULL), 0);
     ftrpc_buf_free(req);
     int64_t t0 = h_now_ms();
     while (!atomic_load(&held) && h_now_ms() - t0 < 5000)
@@ -164,7 +164,7 @@ static void connection_churn_leaves_the_server_serving(void **state)
         assert_int_equal(ftrpc_call(c, "test.Svc", "M", req, NULL, NULL, &r), 0);
         assert_true(h_pattern_check(r.response, 64, 9));
         ftrpc_result_fini(&r);
-        if (i % 2) ftrpc_call_async(c, "test.Svc", "M", req, NULL, NULL, on_held_done, NULL);
+        if (i % 2) ftrpc_call_async(c, "test.Svc", "M", req, NULL, NULL, on_held_done, NULL, NULL);
         ftrpc_client_free(c); /* sometimes with a call in flight */
     }
     ftrpc_buf_free(req);

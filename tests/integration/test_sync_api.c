@@ -77,7 +77,7 @@ static void sync_call_on_an_io_thread_fails_at_once_with_eiothread(void **state)
     inproc_start(&p, echo, NULL, 0, 2000);
     cb_client = p.client;
     assert_int_equal(ftrpc_call_async(p.client, "test.Svc", "M", NULL, NULL, NULL,
-                                      call_sync_from_callback, NULL),
+                                      call_sync_from_callback, NULL, NULL),
                      0);
     assert_true(h_wait_atomic_ge(&cb_done, 1, 5000 * H_VG));
     assert_int_equal(atomic_load(&cb_rc), FTRPC_EIOTHREAD);
@@ -264,7 +264,7 @@ static void method_past_max_concurrency_answers_elimit(void **state)
     inproc_start(&p, hold_until_released, &mo, 4, 5000 * H_VG);
     for (int i = 0; i < 2; i++)
         assert_int_equal(
-            ftrpc_call_async(p.client, "test.Svc", "M", NULL, NULL, NULL, on_async_done, NULL), 0);
+            ftrpc_call_async(p.client, "test.Svc", "M", NULL, NULL, NULL, on_async_done, NULL, NULL), 0);
     assert_true(h_wait_atomic_ge(&held_entered, 2, 5000 * H_VG));
     ftrpc_result r;
     assert_int_equal(ftrpc_call(p.client, "test.Svc", "M", NULL, NULL, NULL, &r), FTRPC_ELIMIT);
@@ -289,7 +289,7 @@ static void queued_worker_request_past_its_deadline_is_not_executed(void **state
     inproc_start(&p, hold_until_released, &mo, 1, 5000 * H_VG);
     /* the only worker is held; the next request queues behind it */
     assert_int_equal(
-        ftrpc_call_async(p.client, "test.Svc", "M", NULL, NULL, NULL, on_async_done, NULL), 0);
+        ftrpc_call_async(p.client, "test.Svc", "M", NULL, NULL, NULL, on_async_done, NULL, NULL), 0);
     assert_true(h_wait_atomic_ge(&held_entered, 1, 5000 * H_VG));
     ftrpc_result r;
     ftrpc_call_options short_deadline = {.timeout_ms = 100};
@@ -302,7 +302,7 @@ static void queued_worker_request_past_its_deadline_is_not_executed(void **state
     /* a third request queues behind the expired one: once it has run, the worker has passed the
      * expired one */
     assert_int_equal(
-        ftrpc_call_async(p.client, "test.Svc", "M", NULL, NULL, NULL, on_async_done, NULL), 0);
+        ftrpc_call_async(p.client, "test.Svc", "M", NULL, NULL, NULL, on_async_done, NULL, NULL), 0);
     atomic_store(&held_release, 1);
     assert_true(h_wait_atomic_ge(&async_done, 2, 5000 * H_VG));
     assert_int_equal(atomic_load(&async_ok), 2);

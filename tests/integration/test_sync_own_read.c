@@ -351,7 +351,7 @@ static void on_async(ftrpc_result *r, void *arg)
     atomic_fetch_add(&async_done, 1);
     /* each chain keeps one call in flight, issued from the IO thread, until told to stop */
     if (atomic_load(&async_stop) || ftrpc_call_async(shared_client, "example.EchoService", "Echo",
-                                                     NULL, NULL, NULL, on_async, NULL) != 0)
+                                                     NULL, NULL, NULL, on_async, NULL, NULL) != 0)
         atomic_fetch_add(&chains_ended, 1);
 }
 
@@ -382,7 +382,7 @@ static void async_callbacks_never_run_on_the_blocking_callers_thread(void **stat
      * connection the blocking caller uses: its answers and theirs interleave on one socket. */
     for (int i = 0; i < CHAINS; i++)
         assert_int_equal(ftrpc_call_async(shared_client, "example.EchoService", "Echo", NULL, NULL,
-                                          NULL, on_async, NULL),
+                                          NULL, on_async, NULL, NULL),
                          0);
     pthread_join(blocking_thread, NULL);
     atomic_store(&async_stop, 1);
