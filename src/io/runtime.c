@@ -239,6 +239,11 @@ static void on_flush_prepare(uv_prepare_t *h)
     ft_loop *l = h->data;
     ft_conn_flush_dirty(l);
     l->now_fresh = 0; /* the loop is about to sleep: IO callbacks after it read the clock again */
+    /* libuv computes how long to sleep right after the prepare phase, from the clock it read when
+     * the iteration began. The timers, pending and prepare phases since then (this flush, or the
+     * thread descheduled meanwhile on a loaded machine) would otherwise be slept again on top, and
+     * the next timer fire that much late. */
+    uv_update_time(&l->uv);
 }
 
 /* ---- threads ----
@@ -269,6 +274,10 @@ static void *loop_main(void *arg)
     pthread_mutex_lock(&l->owner);
     uv_run(&l->uv, UV_RUN_DEFAULT);
     while (uv_run(&l->uv, UV_RUN_NOWAIT) != 0 || uv_loop_alive(&l->uv)) {
+        /* libuv last read the clock when its poll returned, before this iteration's IO callbacks
+         * and timers ran: a sleep computed from that reading overshoots the next timer by however
+         * long they took in wall time, a whole descheduling included (tests/unit/test_loop.c) */
+        uv_update_time(&l->uv);
         int timeout = uv_backend_timeout(&l->uv);
         if (timeout != 0) {
             struct pollfd p = {.fd = uv_backend_fd(&l->uv), .events = POLLIN};

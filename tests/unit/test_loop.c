@@ -1,6 +1,7 @@
 /* The IO runtime: loops start and stop, tasks posted from many threads run once each on the
  * right loop, run_sync, loop picking, and the per-loop timer heap (order, stop, restart, 10k
- * random timers, random stops). Timers run on a real loop with delays of at most 50 ms. */
+ * random timers, random stops), and the loop's sleep after a stall. Timers run on a real loop with
+ * delays of at most 50 ms, but for the stall tests' 700 ms. */
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -10,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -525,6 +527,109 @@ static void random_start_stop_restart_keeps_the_heap_consistent(void **state)
     ftrpc_runtime_free(rt);
 }
 
+/* ---- the loop's sleep after a stall ----
+ *
+ * A loop iteration can take long in wall time: a long batch of callbacks, or, on a loaded machine,
+ * the IO thread descheduled in the middle of it. The sleep that follows must be computed from the
+ * clock as it is then, not as it was before the stall, or the next timer fires a whole stall late
+ * (the bound leaves room for a loaded machine's wake-up; without a fresh reading the timer is at
+ * least STALL_MS late, since nothing else wakes the loop). */
+enum { STALL_MS = 600, DUE_AFTER_STALL_MS = 100, LATE_BOUND_MS = 400 };
+
+typedef struct stall_fix {
+    ft_loop *loop;
+    ft_timer timer;
+    int64_t due_ns, fired_ns;
+    ft_event fired;
+    uv_timer_t stall_in_timers_phase; /* closed by ftrpc_runtime_free with the loop's handles */
+} stall_fix;
+
+static void on_timer_after_stall(ft_timer *t)
+{
+    stall_fix *s = ft_container_of(t, stall_fix, timer);
+    s->fired_ns = ft_now_ns();
+    ft_event_set(&s->fired);
+}
+
+static void stall_thread(void)
+{
+    struct timespec ts = {STALL_MS / 1000, (STALL_MS % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void arm_due_after_stall(stall_fix *s)
+{
+    s->due_ns = ft_now_ns() + (STALL_MS + DUE_AFTER_STALL_MS) * FT_NS_PER_MS;
+    ft_timer_start(s->loop, &s->timer, s->due_ns, on_timer_after_stall);
+}
+
+/* A borrowable loop computes its sleep itself (runtime.c, loop_main), after the IO callbacks and
+ * the timers' callbacks: the stall is a task, in the IO phase. */
+static void arm_then_stall(void *arg)
+{
+    arm_due_after_stall(arg);
+    stall_thread();
+}
+
+static void stall_now(uv_timer_t *h)
+{
+    (void)h;
+    stall_thread();
+}
+
+/* A loop in libuv's own run mode sleeps as libuv computes, after the timers, pending and prepare
+ * phases, from the clock libuv read as the iteration began: the stall is in the timers phase. */
+static void arm_then_stall_in_next_timers_phase(void *arg)
+{
+    stall_fix *s = arg;
+    arm_due_after_stall(s);
+    uv_timer_init(&s->loop->uv, &s->stall_in_timers_phase);
+    uv_timer_start(&s->stall_in_timers_phase, stall_now, 0, 0);
+}
+
+/* The loop switches to borrowable running when a blocking caller first asks (runtime.c). It runs
+ * a task first: a loop whose thread has not yet taken its mutex could be borrowed before it ever
+ * ran, and would then still be in libuv's run mode. */
+static void make_borrowable(ft_loop *l)
+{
+    ft_loop_run_sync(l, noop, NULL);
+    int64_t deadline = ft_now_ns() + WAIT_NS;
+    while (!ft_loop_try_borrow(l)) {
+        assert_true(ft_now_ns() < deadline);
+        sched_yield();
+    }
+    ft_loop_return(l, 0);
+}
+
+static void check_timer_after_stall(int borrowable, void (*arm_and_stall)(void *arg))
+{
+    ftrpc_runtime *rt = new_runtime(1);
+    stall_fix s = {.loop = &rt->loops[0]};
+    ft_event_init(&s.fired);
+    if (borrowable) make_borrowable(s.loop);
+    ft_loop_run_sync(s.loop, arm_and_stall, &s);
+    assert_int_equal(ft_event_wait(&s.fired, WAIT_NS), 0);
+    int64_t late_ms = (s.fired_ns - s.due_ns) / FT_NS_PER_MS;
+    print_message("%s loop: timer due %d ms after a %d ms stall fired %lld ms late\n",
+                  borrowable ? "borrowable" : "libuv-run", DUE_AFTER_STALL_MS, STALL_MS,
+                  (long long)late_ms);
+    assert_true(late_ms >= 0);
+    assert_true(late_ms < LATE_BOUND_MS);
+    ftrpc_runtime_free(rt);
+}
+
+static void a_stall_in_a_borrowable_loop_does_not_delay_its_next_timer(void **state)
+{
+    (void)state;
+    check_timer_after_stall(1, arm_then_stall);
+}
+
+static void a_stall_before_libuv_sleeps_does_not_delay_the_next_timer(void **state)
+{
+    (void)state;
+    check_timer_after_stall(0, arm_then_stall_in_next_timers_phase);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -539,6 +644,8 @@ int main(void)
         cmocka_unit_test(timers_stopped_at_random_never_fire),
         cmocka_unit_test(a_timer_can_rearm_itself_from_its_callback),
         cmocka_unit_test(random_start_stop_restart_keeps_the_heap_consistent),
+        cmocka_unit_test(a_stall_in_a_borrowable_loop_does_not_delay_its_next_timer),
+        cmocka_unit_test(a_stall_before_libuv_sleeps_does_not_delay_the_next_timer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
