@@ -234,16 +234,23 @@ static void on_flush_check(uv_check_t *h)
     l->now_fresh = 0; /* the next phase (timers of the next iteration) reads the clock again */
 }
 
+/* What the loop does last before it may sleep: flush what the phases since the check phase wrote
+ * (libuv's timers and pending callbacks, and the closing handles: a call re-sent when its
+ * connection's close failed it), then read the clock again: libuv computes how long to sleep from
+ * the clock it read when the iteration began (or, on a borrowable loop, when its poll returned).
+ * The phases since then (this flush, or the thread descheduled meanwhile on a loaded machine)
+ * would otherwise be slept again on top, and the next timer fire that much late. */
+static void before_sleep(ft_loop *l)
+{
+    ft_conn_flush_dirty(l);
+    l->now_fresh = 0; /* IO callbacks after the sleep read the clock again */
+    uv_update_time(&l->uv);
+}
+
+/* libuv's run mode computes its sleep right after this phase */
 static void on_flush_prepare(uv_prepare_t *h)
 {
-    ft_loop *l = h->data;
-    ft_conn_flush_dirty(l);
-    l->now_fresh = 0; /* the loop is about to sleep: IO callbacks after it read the clock again */
-    /* libuv computes how long to sleep right after the prepare phase, from the clock it read when
-     * the iteration began. The timers, pending and prepare phases since then (this flush, or the
-     * thread descheduled meanwhile on a loaded machine) would otherwise be slept again on top, and
-     * the next timer fire that much late. */
-    uv_update_time(&l->uv);
+    before_sleep(h->data);
 }
 
 /* ---- threads ----
@@ -274,10 +281,8 @@ static void *loop_main(void *arg)
     pthread_mutex_lock(&l->owner);
     uv_run(&l->uv, UV_RUN_DEFAULT);
     while (uv_run(&l->uv, UV_RUN_NOWAIT) != 0 || uv_loop_alive(&l->uv)) {
-        /* libuv last read the clock when its poll returned, before this iteration's IO callbacks
-         * and timers ran: a sleep computed from that reading overshoots the next timer by however
-         * long they took in wall time, a whole descheduling included (tests/unit/test_loop.c) */
-        uv_update_time(&l->uv);
+        /* the prepare phase came before this iteration's IO; the closing phase came after */
+        before_sleep(l);
         int timeout = uv_backend_timeout(&l->uv);
         if (timeout != 0) {
             struct pollfd p = {.fd = uv_backend_fd(&l->uv), .events = POLLIN};

@@ -1,7 +1,11 @@
 /* The IO runtime: loops start and stop, tasks posted from many threads run once each on the
  * right loop, run_sync, loop picking, and the per-loop timer heap (order, stop, restart, 10k
- * random timers, random stops), and the loop's sleep after a stall. Timers run on a real loop with
- * delays of at most 50 ms, but for the stall tests' 700 ms. */
+ * random timers, random stops), a borrowable loop's flush before it sleeps, and the loop's sleep
+ * after a stall. Timers run on a real loop with delays of at most 50 ms, but for the stall tests'
+ * 700 ms. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -11,13 +15,16 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "base/clock.h"
 #include "base/event.h"
 #include "base/list.h"
+#include "io/conn.h"
 #include "io/loop.h"
 
 static uint64_t rng_state = 0x853C49E6748FEA9Bu;
@@ -601,6 +608,96 @@ static void make_borrowable(ft_loop *l)
     ft_loop_return(l, 0);
 }
 
+/* ---- what the closing phase writes ----
+ *
+ * A handle's close callback may write (the client re-sends a call when its connection's close
+ * fails it): libuv runs close callbacks last in an iteration, after the check phase's flush. A
+ * borrowable loop, which runs libuv one iteration at a time and sleeps in between, must flush that
+ * write before it sleeps, not when something next wakes it (never, with no timer armed). */
+typedef struct closing_write {
+    ft_loop *loop;
+    int fd;
+    ft_conn *conn;
+    uv_idle_t handle; /* any handle: closed to run a close callback */
+} closing_write;
+
+static int discard_read(ft_conn *c)
+{
+    ft_iobuf_clear(&c->in);
+    return 0;
+}
+
+static void ignore_close(ft_conn *c, int reason)
+{
+    (void)c;
+    (void)reason;
+}
+
+static const ft_conn_handler DISCARDING = {discard_read, NULL, ignore_close};
+
+static void write_on_close(uv_handle_t *h)
+{
+    closing_write *w = h->data;
+    assert_int_equal(ft_conn_write_bytes(w->conn, "x", 1), 0);
+}
+
+static void adopt(void *arg)
+{
+    closing_write *w = arg;
+    assert_int_equal(ft_conn_adopt(w->loop, w->fd, 0, &DISCARDING, w, &w->conn), 0);
+}
+
+static void close_conn(void *arg)
+{
+    closing_write *w = arg;
+    ft_conn_close(w->conn, 0, 1);
+}
+
+static void close_a_handle(void *arg)
+{
+    closing_write *w = arg;
+    uv_idle_init(&w->loop->uv, &w->handle);
+    w->handle.data = w;
+    uv_close((uv_handle_t *)&w->handle, write_on_close);
+}
+
+/* Two ends of a loopback TCP connection. */
+static void tcp_pair(int fds[2])
+{
+    int lis = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    assert_int_equal(bind(lis, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lis, 1), 0);
+    assert_int_equal(getsockname(lis, (struct sockaddr *)&sa, &len), 0);
+    fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(fds[0], (struct sockaddr *)&sa, sizeof sa), 0);
+    fds[1] = accept4(lis, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(fds[1] >= 0);
+    close(lis);
+}
+
+static void a_borrowable_loop_flushes_what_its_closing_phase_wrote_before_it_sleeps(void **state)
+{
+    (void)state;
+    ftrpc_runtime *rt = new_runtime(1);
+    int fds[2];
+    tcp_pair(fds);
+    closing_write w = {.loop = &rt->loops[0], .fd = fds[0]};
+    make_borrowable(w.loop);
+    /* apart: the adoption's watcher makes the loop run once more, which would flush anyway */
+    ft_loop_run_sync(w.loop, adopt, &w);
+    ft_loop_run_sync(w.loop, close_a_handle, &w);
+    struct pollfd p = {.fd = fds[1], .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 2000), 1);
+    char c = 0;
+    assert_int_equal(read(fds[1], &c, 1), 1);
+    assert_int_equal(c, 'x');
+    ft_loop_run_sync(w.loop, close_conn, &w); /* freed once closed, before the loop ends */
+    ftrpc_runtime_free(rt);
+    close(fds[1]);
+}
+
 static void check_timer_after_stall(int borrowable, void (*arm_and_stall)(void *arg))
 {
     ftrpc_runtime *rt = new_runtime(1);
@@ -644,6 +741,7 @@ int main(void)
         cmocka_unit_test(timers_stopped_at_random_never_fire),
         cmocka_unit_test(a_timer_can_rearm_itself_from_its_callback),
         cmocka_unit_test(random_start_stop_restart_keeps_the_heap_consistent),
+        cmocka_unit_test(a_borrowable_loop_flushes_what_its_closing_phase_wrote_before_it_sleeps),
         cmocka_unit_test(a_stall_in_a_borrowable_loop_does_not_delay_its_next_timer),
         cmocka_unit_test(a_stall_before_libuv_sleeps_does_not_delay_the_next_timer),
     };
