@@ -1,8 +1,8 @@
 /* The IO runtime: loops start and stop, tasks posted from many threads run once each on the
  * right loop, run_sync, loop picking, and the per-loop timer heap (order, stop, restart, 10k
- * random timers, random stops), a borrowable loop's flush before it sleeps, and the loop's sleep
- * after a stall. Timers run on a real loop with delays of at most 50 ms, but for the stall tests'
- * 700 ms. */
+ * random timers, random stops), one sleep per timer, a borrowable loop's flush before it sleeps,
+ * and the loop's sleep after a stall. Timers run on a real loop with delays of at most 50 ms, but
+ * for the stall tests' 700 ms. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -534,6 +535,55 @@ static void random_start_stop_restart_keeps_the_heap_consistent(void **state)
     ftrpc_runtime_free(rt);
 }
 
+/* ---- one sleep per timer ----
+ *
+ * An idle loop with one timer armed sleeps once, until the timer is due. Waking before it (libuv
+ * counts whole milliseconds) would find nothing due and sleep again: a second wake-up, one more
+ * scheduling delay on a loaded machine. Counted as the IO thread's voluntary context switches
+ * between arming the timer and its callback (a sleep the thread was preempted into counts as an
+ * involuntary one, so a timer may show none, never two). Due times at every fraction of a
+ * millisecond, and the loop busy for up to two milliseconds after arming (more callbacks of the
+ * same iteration), so that it goes to sleep at every fraction of one too. */
+enum { SLEEP_CHECKS = 40 };
+
+typedef struct sleep_count {
+    ft_loop *loop;
+    ft_timer timer;
+    long switches_at_arm, switches_at_fire;
+    ft_event fired;
+} sleep_count;
+
+/* The calling thread's voluntary context switches so far: one per sleep. */
+static long voluntary_switches(void)
+{
+    FILE *f = fopen("/proc/thread-self/status", "r");
+    char line[128];
+    long n = -1;
+    while (f && fgets(line, sizeof line, f) &&
+           sscanf(line, "voluntary_ctxt_switches: %ld", &n) != 1) {
+    }
+    if (f) fclose(f);
+    return n;
+}
+
+static void on_counted_fire(ft_timer *t)
+{
+    sleep_count *c = ft_container_of(t, sleep_count, timer);
+    c->switches_at_fire = voluntary_switches();
+    ft_event_set(&c->fired);
+}
+
+static void arm_counted(void *arg)
+{
+    sleep_count *c = arg;
+    c->switches_at_arm = voluntary_switches();
+    int64_t due = ft_now_ns() + 5 * FT_NS_PER_MS + (int64_t)(rng() % FT_NS_PER_MS);
+    ft_timer_start(c->loop, &c->timer, due, on_counted_fire);
+    int64_t busy_until = ft_now_ns() + (int64_t)(rng() % (2 * FT_NS_PER_MS));
+    while (ft_now_ns() < busy_until) {
+    }
+}
+
 /* ---- the loop's sleep after a stall ----
  *
  * A loop iteration can take long in wall time: a long batch of callbacks, or, on a loaded machine,
@@ -606,6 +656,37 @@ static void make_borrowable(ft_loop *l)
         sched_yield();
     }
     ft_loop_return(l, 0);
+}
+
+static void check_one_sleep_per_timer(int borrowable)
+{
+    ftrpc_runtime *rt = new_runtime(1);
+    sleep_count c = {.loop = &rt->loops[0]};
+    if (borrowable) make_borrowable(c.loop);
+    int slept_again = 0;
+    for (int i = 0; i < SLEEP_CHECKS; i++) {
+        ft_event_init(&c.fired);
+        ft_loop_run_sync(c.loop, arm_counted, &c);
+        assert_int_equal(ft_event_wait(&c.fired, WAIT_NS), 0);
+        assert_true(c.switches_at_arm >= 0);
+        slept_again += c.switches_at_fire - c.switches_at_arm > 1;
+    }
+    print_message("%s loop: %d of %d timers woke the loop before they were due\n",
+                  borrowable ? "borrowable" : "libuv-run", slept_again, SLEEP_CHECKS);
+    assert_int_equal(slept_again, 0);
+    ftrpc_runtime_free(rt);
+}
+
+static void an_idle_loop_sleeps_once_until_its_timer_is_due(void **state)
+{
+    (void)state;
+    check_one_sleep_per_timer(0);
+}
+
+static void an_idle_borrowable_loop_sleeps_once_until_its_timer_is_due(void **state)
+{
+    (void)state;
+    check_one_sleep_per_timer(1);
 }
 
 /* ---- what the closing phase writes ----
@@ -741,6 +822,8 @@ int main(void)
         cmocka_unit_test(timers_stopped_at_random_never_fire),
         cmocka_unit_test(a_timer_can_rearm_itself_from_its_callback),
         cmocka_unit_test(random_start_stop_restart_keeps_the_heap_consistent),
+        cmocka_unit_test(an_idle_loop_sleeps_once_until_its_timer_is_due),
+        cmocka_unit_test(an_idle_borrowable_loop_sleeps_once_until_its_timer_is_due),
         cmocka_unit_test(a_borrowable_loop_flushes_what_its_closing_phase_wrote_before_it_sleeps),
         cmocka_unit_test(a_stall_in_a_borrowable_loop_does_not_delay_its_next_timer),
         cmocka_unit_test(a_stall_before_libuv_sleeps_does_not_delay_the_next_timer),
