@@ -175,13 +175,19 @@ static void *blocked_call_main(void *arg)
     return NULL;
 }
 
+/* A server that never answers, and a failfast client of it with a 10 s deadline. */
+static ftrpc_client *hanging_server_and_client(h_server *srv, ftrpc_runtime **rt)
+{
+    const char *args[] = {"--hang-rate", "1", NULL};
+    return server_and_client(srv, args, rt, 10000, FTRPC_FAILFAST);
+}
+
 static void server_killed_while_the_caller_waits_fails_the_call_at_once(void **state)
 {
     (void)state;
     h_server srv;
-    const char *args[] = {"--hang-rate", "1", NULL};
     ftrpc_runtime *rt;
-    ftrpc_client *c = server_and_client(&srv, args, &rt, 10000, FTRPC_FAILFAST);
+    ftrpc_client *c = hanging_server_and_client(&srv, &rt);
     /* the server hangs every call: these end at their deadline, and make the loop borrowable */
     ftrpc_call_options quick = {.timeout_ms = 50};
     for (int i = 0; i < 3; i++) {
@@ -268,9 +274,8 @@ static void a_deadline_while_the_io_thread_sleeps_is_enforced_by_the_caller(void
 {
     (void)state;
     h_server srv;
-    const char *args[] = {"--hang-rate", "1", NULL};
     ftrpc_runtime *rt;
-    ftrpc_client *c = server_and_client(&srv, args, &rt, 10000, FTRPC_FAILFAST);
+    ftrpc_client *c = hanging_server_and_client(&srv, &rt);
     /* At its deadline the caller, who armed the call's timer while the IO thread slept, times the
      * call out itself instead of waking the IO thread to do it and being woken back: two thread
      * wake-ups fewer, each a scheduling delay on a loaded machine (test_deadline_lateness). A call
