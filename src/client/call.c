@@ -854,15 +854,36 @@ static int event_is_set(ft_event *ev)
     return atomic_load_explicit(&ev->state, memory_order_acquire) == 1;
 }
 
-/* Waits for a call the loop completes; past the deadline the loop's timer is due, but a loop
- * asleep since a borrower armed it may not know yet. */
-static void wait_done(ft_loop *loop, ft_event *done, int64_t deadline_ns)
+/* A blocking call past its deadline, with the loop borrowed and the call not done: its caller
+ * completes it, as the loop's timer would (on_deadline). Leaving it to the loop costs two more
+ * thread wake-ups in a row, the IO thread's and then the caller's again, each a scheduling delay on
+ * a loaded machine; and the loop's timer, rounded up to libuv's milliseconds, may not even be due
+ * when the IO thread wakes. What the completion leaves for the loop (the cancel to flush, a
+ * connection retired meanwhile to close) the caller flushes or wakes the loop for. */
+static void time_out_here(ft_call *call)
+{
+    call->sync_wake_fd = -1; /* completed by its own caller: nobody to wake */
+    on_deadline(&call->deadline_timer);
+}
+
+/* Waits for a blocking call to complete. Past the deadline, a loop asleep since a borrower armed
+ * the call's timer may not know it is due: the caller times the call out itself if it can take the
+ * loop (returns 1), or else wakes it (0: the loop completed the call). `call` is touched only with
+ * the loop borrowed and `done` not set (a completed call is freed). */
+static int wait_done(ft_call *call, ft_loop *loop, ft_event *done, int64_t deadline_ns)
 {
     int64_t left = deadline_ns - ft_now_ns();
-    if (ft_event_wait(done, left > 0 ? left : 0) != 0) {
+    if (ft_event_wait(done, left > 0 ? left : 0) == 0) return 0;
+    if (ft_loop_try_borrow(loop)) {
+        int timed_out_here = !event_is_set(done);
+        if (timed_out_here) time_out_here(call);
+        ft_loop_return(loop, timed_out_here);
+        if (timed_out_here) return 1;
+    } else {
         ft_loop_wake(loop);
-        ft_event_wait(done, -1);
     }
+    ft_event_wait(done, -1);
+    return 0;
 }
 
 /* This thread's eventfd for read_own_answer, made on first use and closed when the thread exits. */
@@ -903,7 +924,7 @@ static void read_own_answer(ft_call *call, ft_loop *loop, ft_conn *conn, ft_even
     int sock = efd >= 0 ? ft_conn_unwatch(conn) : -1;
     if (sock < 0) {
         ft_loop_return(loop, 0);
-        wait_done(loop, done, deadline_ns);
+        wait_done(call, loop, done, deadline_ns);
         return;
     }
     ft_conn_ref(conn); /* kept through the waits: watched again whatever becomes of the call */
@@ -914,16 +935,21 @@ static void read_own_answer(ft_call *call, ft_loop *loop, ft_conn *conn, ft_even
         int64_t left = deadline_ns - ft_now_ns();
         struct pollfd p[2] = {{.fd = sock, .events = POLLIN}, {.fd = efd, .events = POLLIN}};
         struct timespec ts = {.tv_sec = left / FT_NS_PER_SEC, .tv_nsec = left % FT_NS_PER_SEC};
-        int n = left > 0 ? ppoll(p, 2, &ts, NULL) : 0;
-        if (n < 0 && errno == EINTR) continue;
+        /* past the deadline, one more look without waiting: an answer already in the socket is
+         * read first, as the loop runs a due timer after the IO it has seen (loop.h) */
+        int n = ppoll(p, 2, left > 0 ? &ts : &(struct timespec){0}, NULL);
+        if ((n < 0 && errno == EINTR) || (n == 0 && left > 0)) continue;
         ft_loop_borrow(loop);
-        if (n <= 0 || p[1].revents || event_is_set(done) || own_answer_conn(call) != conn) {
-            wake = 1; /* the deadline, or whatever the loop has to do about the call */
+        if (n == 0 && !event_is_set(done) && own_answer_conn(call) == conn) {
+            time_out_here(call);
+        } else if (n < 0 || p[1].revents || event_is_set(done) || own_answer_conn(call) != conn) {
+            wake = 1; /* whatever the loop has to do about the call */
             break;
+        } else {
+            call->sync_wake_fd = -1; /* completed here, if at all: nobody to wake */
+            call->sync_reading = 1;
+            ft_conn_read_now(conn);
         }
-        call->sync_wake_fd = -1; /* completed here, if at all: nobody to wake */
-        call->sync_reading = 1;
-        ft_conn_read_now(conn);
         ft_conn_flush_dirty(loop);
         if (event_is_set(done)) {
             /* the call is gone; the loop need not wake unless the connection needs it */
@@ -944,8 +970,7 @@ static void read_own_answer(ft_call *call, ft_loop *loop, ft_conn *conn, ft_even
     ft_conn_watch_again(conn);
     ft_conn_unref(conn);
     ft_loop_return(loop, wake);
-    if (!completer_wrote) return;
-    wait_done(loop, done, deadline_ns);
+    if (!completer_wrote || wait_done(call, loop, done, deadline_ns)) return;
     eventfd_t v;
     eventfd_read(efd, &v); /* what the completer wrote before it set `done` */
 }
@@ -1099,7 +1124,7 @@ static int call_and_wait(ftrpc_client *c, const char *service, const char *metho
         read_own_answer(call, loop, conn, &done, deadline_ns);
     } else {
         ft_loop_return(loop, !quiet);
-        wait_done(loop, &done, deadline_ns);
+        wait_done(call, loop, &done, deadline_ns);
     }
     ft_loop_unpin(loop);
     return rc;

@@ -120,20 +120,47 @@ static void heap_down(ft_loop *l, uint32_t i)
 
 static void on_timer(uv_timer_t *h);
 
-static void rearm(ft_loop *l)
+static int64_t earliest_due(const ft_loop *l)
 {
-    int64_t due = l->heap_len ? l->heap[1]->due_ns : INT64_MAX;
-    if (due == l->armed_due_ns) return;
+    return l->heap_len ? l->heap[1]->due_ns : INT64_MAX;
+}
+
+/* Sets libuv's timer for `due` (INT64_MAX: stops it), in whole milliseconds from now, rounded up:
+ * libuv timers have millisecond resolution. */
+static void set_libuv_timer(ft_loop *l, int64_t due)
+{
     l->armed_due_ns = due;
     if (due == INT64_MAX) {
         uv_timer_stop(&l->timer_handle);
         return;
     }
     int64_t now = ft_now_ns();
-    /* libuv timers have millisecond resolution: round up so we never fire early */
     uint64_t ms = due > now ? (uint64_t)((due - now + FT_NS_PER_MS - 1) / FT_NS_PER_MS) : 0;
     uv_update_time(&l->uv);
     uv_timer_start(&l->timer_handle, on_timer, ms, 0);
+}
+
+static void rearm(ft_loop *l)
+{
+    int64_t due = earliest_due(l);
+    if (due != l->armed_due_ns) set_libuv_timer(l, due);
+}
+
+/* Right before the loop sleeps, when it is going to: libuv's timer set again, from the clock as it
+ * is now. libuv turns its timer into a sleep in whole milliseconds of its loop clock, which it
+ * read when the iteration began (its own run mode) or when its poll returned (a borrowable loop,
+ * loop_main). So a long iteration, or an IO thread the OS descheduled meanwhile, was slept again
+ * on top and made the next timer fire that much late; and a timeout rounded up when the timer was
+ * armed, counted from a clock floored to the millisecond, ended the sleep up to a millisecond
+ * before the due time, about every other time: the IO thread woke, found nothing due and slept
+ * again, one more scheduling delay on a loaded machine. Set from now, rounded up, the sleep ends at
+ * the due time or less than a millisecond after it. This also drops an arming for a timer stopped
+ * since, which would wake the loop for nothing. */
+static void set_libuv_timer_for_sleep(ft_loop *l)
+{
+    if (uv_backend_timeout(&l->uv) == 0) return; /* not going to sleep */
+    int64_t due = earliest_due(l);
+    if (due != INT64_MAX || l->armed_due_ns != INT64_MAX) set_libuv_timer(l, due);
 }
 
 void ft_timer_start(ft_loop *l, ft_timer *t, int64_t due_ns, ft_timer_fn fn)
@@ -235,11 +262,20 @@ static void on_flush_check(uv_check_t *h)
     l->now_fresh = 0; /* the next phase (timers of the next iteration) reads the clock again */
 }
 
+/* What the loop does last before it may sleep: flush what the phases since the check phase wrote
+ * (libuv's timers and pending callbacks, and the closing handles: a call re-sent when its
+ * connection's close failed it), then set libuv's timer from the clock. */
+static void before_sleep(ft_loop *l)
+{
+    ft_conn_flush_dirty(l);
+    l->now_fresh = 0; /* IO callbacks after the sleep read the clock again */
+    set_libuv_timer_for_sleep(l);
+}
+
+/* libuv's run mode computes its sleep right after this phase */
 static void on_flush_prepare(uv_prepare_t *h)
 {
-    ft_loop *l = h->data;
-    ft_conn_flush_dirty(l);
-    l->now_fresh = 0; /* the loop is about to sleep: IO callbacks after it read the clock again */
+    before_sleep(h->data);
 }
 
 /* ---- threads ----
@@ -270,6 +306,8 @@ static void *loop_main(void *arg)
     pthread_mutex_lock(&l->owner);
     uv_run(&l->uv, UV_RUN_DEFAULT);
     while (uv_run(&l->uv, UV_RUN_NOWAIT) != 0 || uv_loop_alive(&l->uv)) {
+        /* the prepare phase came before this iteration's IO; the closing phase came after */
+        before_sleep(l);
         int timeout = uv_backend_timeout(&l->uv);
         if (timeout != 0) {
             struct pollfd p = {.fd = uv_backend_fd(&l->uv), .events = POLLIN};

@@ -128,9 +128,9 @@ static const char *scratch_dir(void)
     return d;
 }
 
-/* Forks and execs the CLI with argv; stdout to out_pipe's write end (or /dev/null), stderr to
+/* Forks and execs path with argv; stdout to out_pipe's write end (or /dev/null), stderr to
  * err_fd. In the child: dies with the parent. */
-static pid_t spawn(char *const *argv, int out_fd, int err_fd)
+static pid_t spawn(const char *path, char *const *argv, int out_fd, int err_fd)
 {
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -146,7 +146,7 @@ static pid_t spawn(char *const *argv, int out_fd, int err_fd)
     dup2(err_fd >= 0 ? err_fd : devnull, 2);
     for (int fd = 3; fd < 1024; fd++)
         close(fd);
-    execv(cli_path(), argv);
+    execv(path, argv);
     _exit(127);
 }
 
@@ -175,7 +175,7 @@ static int start_child(h_server *s, const char *name, const char *const *pre,
     for (int i = 0; args && args[i] && n < 63; i++)
         argv[n++] = (char *)args[i];
     argv[n] = NULL;
-    pid_t pid = spawn(argv, p[1], err_fd);
+    pid_t pid = spawn(cli_path(), argv, p[1], err_fd);
     close(p[1]);
     close(err_fd);
     if (pid < 0) {
@@ -209,6 +209,18 @@ int h_child_wait_output(h_server *s, char *buf, size_t cap, size_t *len, const c
         buf[*len] = '\0';
     }
     return 1;
+}
+
+int h_spinner_start(h_server *s)
+{
+    memset(s, 0, sizeof *s);
+    s->out_fd = -1;
+    char *const argv[] = {(char *)"sh", (char *)"-c", (char *)"while :; do :; done", NULL};
+    pid_t pid = spawn("/bin/sh", argv, -1, -1);
+    if (pid < 0) return -1;
+    track(pid);
+    s->pid = pid;
+    return 0;
 }
 
 int h_server_start(h_server *s, const char *const *args)
@@ -525,7 +537,7 @@ int h_cli_run(const char *const *args, int timeout_ms, char **out, char **err)
     for (int i = 0; args[i] && n < 63; i++)
         argv[n++] = (char *)args[i];
     argv[n] = NULL;
-    pid_t pid = spawn(argv, ofd, efd);
+    pid_t pid = spawn(cli_path(), argv, ofd, efd);
     int rc = -1;
     if (pid > 0) {
         track(pid);
@@ -952,6 +964,13 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+int64_t h_quantile(int64_t *v, int n, double q)
+{
+    if (n <= 0) return -1;
+    qsort(v, (size_t)n, sizeof *v, cmp_i64);
+    return v[(int)(q * (double)(n - 1) + 0.5)];
+}
+
 int64_t h_load_latency_quantile(const h_load *l, int64_t t0_us, int64_t t1_us, double q, int *n_out)
 {
     int issued = atomic_load(&l->issued);
@@ -963,12 +982,7 @@ int64_t h_load_latency_quantile(const h_load *l, int64_t t0_us, int64_t t1_us, d
             v[n++] = r->latency_us;
     }
     if (n_out) *n_out = n;
-    int64_t out = -1;
-    if (n > 0) {
-        qsort(v, (size_t)n, sizeof *v, cmp_i64);
-        int k = (int)(q * (double)(n - 1) + 0.5);
-        out = v[k];
-    }
+    int64_t out = h_quantile(v, n, q);
     free(v);
     return out;
 }

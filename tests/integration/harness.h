@@ -92,6 +92,10 @@ void h_server_kill(h_server *s);
 void h_server_signal(h_server *s, int sig);
 /* 1 while the child has not exited. */
 int h_server_alive(h_server *s);
+/* Starts a child that does nothing but burn CPU (`/bin/sh -c 'while :; do :; done'`: no sanitizer,
+ * no valgrind), tracked like a server: it dies with the test, and h_server_kill stops it. For tests
+ * that load the machine on purpose. 0 on success. */
+int h_spinner_start(h_server *s);
 /* Number of lines of the child's stderr containing needle. */
 int h_server_stderr_count(const h_server *s, const char *needle);
 /* The whole captured stderr (malloc'ed, NUL-terminated; caller frees), for failure messages. */
@@ -182,6 +186,9 @@ size_t h_request_frame(uint8_t *out, size_t cap, const char *service, const char
                        int64_t correlation_id, const void *payload, size_t payload_len);
 
 /* ---- misc ---- */
+
+/* The q-quantile (0..1) of v[0..n), nearest rank; sorts v. -1 when n is 0. */
+int64_t h_quantile(int64_t *v, int n, double q);
 
 /* A buffer holding len bytes of a deterministic pattern seeded by seed. */
 ftrpc_buf *h_pattern_buf(size_t len, unsigned seed);

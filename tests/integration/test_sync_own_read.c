@@ -175,13 +175,19 @@ static void *blocked_call_main(void *arg)
     return NULL;
 }
 
+/* A server that never answers, and a failfast client of it with a 10 s deadline. */
+static ftrpc_client *hanging_server_and_client(h_server *srv, ftrpc_runtime **rt)
+{
+    const char *args[] = {"--hang-rate", "1", NULL};
+    return server_and_client(srv, args, rt, 10000, FTRPC_FAILFAST);
+}
+
 static void server_killed_while_the_caller_waits_fails_the_call_at_once(void **state)
 {
     (void)state;
     h_server srv;
-    const char *args[] = {"--hang-rate", "1", NULL};
     ftrpc_runtime *rt;
-    ftrpc_client *c = server_and_client(&srv, args, &rt, 10000, FTRPC_FAILFAST);
+    ftrpc_client *c = hanging_server_and_client(&srv, &rt);
     /* the server hangs every call: these end at their deadline, and make the loop borrowable */
     ftrpc_call_options quick = {.timeout_ms = 50};
     for (int i = 0; i < 3; i++) {
@@ -260,6 +266,50 @@ static void deadline_ends_the_wait_and_later_calls_read_their_answers_again(void
     ftrpc_client_free(c2);
     free_client(c, rt);
     assert_int_equal(h_server_stop(&good, 10000), 0);
+}
+
+/* The fallback runs where the call completes: it notes whether that was the blocking caller. */
+static _Thread_local int on_blocking_caller;
+
+static void note_completing_thread(const ftrpc_fallback_input *in, ftrpc_fallback_output *out,
+                                   void *arg)
+{
+    (void)in;
+    (void)out; /* no answer: the timeout stands */
+    if (on_blocking_caller) atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+static void a_deadline_while_the_io_thread_sleeps_is_enforced_by_the_caller(void **state)
+{
+    (void)state;
+    h_server srv;
+    ftrpc_runtime *rt;
+    ftrpc_client *c = hanging_server_and_client(&srv, &rt);
+    /* At its deadline the caller, who armed the call's timer while the IO thread slept, times the
+     * call out itself instead of waking the IO thread to do it and being woken back: two thread
+     * wake-ups fewer, each a scheduling delay on a loaded machine (test_deadline_lateness). A call
+     * that finds the IO thread awake at its start is the loop's to complete, as before. */
+    atomic_int by_caller = 0;
+    ftrpc_fallback fb = {.kind = FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER,
+                         .fn = note_completing_thread,
+                         .arg = &by_caller};
+    ftrpc_call_options opts = {.timeout_ms = 50, .fallback = &fb};
+    on_blocking_caller = 1;
+    enum { CALLS = 20 };
+    for (int i = 0; i < CALLS; i++) {
+        ftrpc_result r;
+        int64_t t0 = h_now_ms();
+        assert_int_equal(ftrpc_call(c, "example.EchoService", "Echo", NULL, NULL, &opts, &r),
+                         FTRPC_ERPCTIMEDOUT);
+        int64_t took = h_now_ms() - t0;
+        assert_true(took >= 49 && took < 50 + 1000 * H_VG);
+        ftrpc_result_fini(&r);
+    }
+    on_blocking_caller = 0;
+    print_message("timed out by their caller: %d of %d\n", atomic_load(&by_caller), CALLS);
+    assert_true(atomic_load(&by_caller) > 0);
+    free_client(c, rt);
+    h_server_kill(&srv); /* it holds the hung calls: a graceful stop would wait out its grace */
 }
 
 /* ---- the client and its runtime freed under waiting callers ---- */
@@ -406,6 +456,7 @@ int main(void)
         cmocka_unit_test(over_tls_the_caller_decrypts_its_own_answer),
         cmocka_unit_test(server_killed_while_the_caller_waits_fails_the_call_at_once),
         cmocka_unit_test(deadline_ends_the_wait_and_later_calls_read_their_answers_again),
+        cmocka_unit_test(a_deadline_while_the_io_thread_sleeps_is_enforced_by_the_caller),
         cmocka_unit_test(client_and_runtime_freed_while_blocking_callers_wait),
         cmocka_unit_test(async_callbacks_never_run_on_the_blocking_callers_thread),
     };

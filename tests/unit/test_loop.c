@@ -1,6 +1,11 @@
 /* The IO runtime: loops start and stop, tasks posted from many threads run once each on the
  * right loop, run_sync, loop picking, and the per-loop timer heap (order, stop, restart, 10k
- * random timers, random stops). Timers run on a real loop with delays of at most 50 ms. */
+ * random timers, random stops), one sleep per timer, a borrowable loop's flush before it sleeps,
+ * and the loop's sleep after a stall. Timers run on a real loop with delays of at most 50 ms, but
+ * for the stall tests' 700 ms. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -8,14 +13,19 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "base/clock.h"
 #include "base/event.h"
 #include "base/list.h"
+#include "io/conn.h"
 #include "io/loop.h"
 
 static uint64_t rng_state = 0x853C49E6748FEA9Bu;
@@ -525,6 +535,279 @@ static void random_start_stop_restart_keeps_the_heap_consistent(void **state)
     ftrpc_runtime_free(rt);
 }
 
+/* ---- one sleep per timer ----
+ *
+ * An idle loop with one timer armed sleeps once, until the timer is due. Waking before it (libuv
+ * counts whole milliseconds) would find nothing due and sleep again: a second wake-up, one more
+ * scheduling delay on a loaded machine. Counted as the IO thread's voluntary context switches
+ * between arming the timer and its callback (a sleep the thread was preempted into counts as an
+ * involuntary one, so a timer may show none, never two). Due times at every fraction of a
+ * millisecond, and the loop busy for up to two milliseconds after arming (more callbacks of the
+ * same iteration), so that it goes to sleep at every fraction of one too. */
+enum { SLEEP_CHECKS = 40 };
+
+typedef struct sleep_count {
+    ft_loop *loop;
+    ft_timer timer;
+    long switches_at_arm, switches_at_fire;
+    ft_event fired;
+} sleep_count;
+
+/* The calling thread's voluntary context switches so far: one per sleep. */
+static long voluntary_switches(void)
+{
+    FILE *f = fopen("/proc/thread-self/status", "r");
+    char line[128];
+    long n = -1;
+    while (f && fgets(line, sizeof line, f) &&
+           sscanf(line, "voluntary_ctxt_switches: %ld", &n) != 1) {
+    }
+    if (f) fclose(f);
+    return n;
+}
+
+static void on_counted_fire(ft_timer *t)
+{
+    sleep_count *c = ft_container_of(t, sleep_count, timer);
+    c->switches_at_fire = voluntary_switches();
+    ft_event_set(&c->fired);
+}
+
+static void arm_counted(void *arg)
+{
+    sleep_count *c = arg;
+    c->switches_at_arm = voluntary_switches();
+    int64_t due = ft_now_ns() + 5 * FT_NS_PER_MS + (int64_t)(rng() % FT_NS_PER_MS);
+    ft_timer_start(c->loop, &c->timer, due, on_counted_fire);
+    int64_t busy_until = ft_now_ns() + (int64_t)(rng() % (2 * FT_NS_PER_MS));
+    while (ft_now_ns() < busy_until) {
+    }
+}
+
+/* ---- the loop's sleep after a stall ----
+ *
+ * A loop iteration can take long in wall time: a long batch of callbacks, or, on a loaded machine,
+ * the IO thread descheduled in the middle of it. The sleep that follows must be computed from the
+ * clock as it is then, not as it was before the stall, or the next timer fires a whole stall late
+ * (the bound leaves room for a loaded machine's wake-up; without a fresh reading the timer is at
+ * least STALL_MS late, since nothing else wakes the loop). */
+enum { STALL_MS = 600, DUE_AFTER_STALL_MS = 100, LATE_BOUND_MS = 400 };
+
+typedef struct stall_fix {
+    ft_loop *loop;
+    ft_timer timer;
+    int64_t due_ns, fired_ns;
+    ft_event fired;
+    uv_timer_t stall_in_timers_phase; /* closed by ftrpc_runtime_free with the loop's handles */
+} stall_fix;
+
+static void on_timer_after_stall(ft_timer *t)
+{
+    stall_fix *s = ft_container_of(t, stall_fix, timer);
+    s->fired_ns = ft_now_ns();
+    ft_event_set(&s->fired);
+}
+
+static void stall_thread(void)
+{
+    struct timespec ts = {STALL_MS / 1000, (STALL_MS % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void arm_due_after_stall(stall_fix *s)
+{
+    s->due_ns = ft_now_ns() + (STALL_MS + DUE_AFTER_STALL_MS) * FT_NS_PER_MS;
+    ft_timer_start(s->loop, &s->timer, s->due_ns, on_timer_after_stall);
+}
+
+/* A borrowable loop computes its sleep itself (runtime.c, loop_main), after the IO callbacks and
+ * the timers' callbacks: the stall is a task, in the IO phase. */
+static void arm_then_stall(void *arg)
+{
+    arm_due_after_stall(arg);
+    stall_thread();
+}
+
+static void stall_now(uv_timer_t *h)
+{
+    (void)h;
+    stall_thread();
+}
+
+/* A loop in libuv's own run mode sleeps as libuv computes, after the timers, pending and prepare
+ * phases, from the clock libuv read as the iteration began: the stall is in the timers phase. */
+static void arm_then_stall_in_next_timers_phase(void *arg)
+{
+    stall_fix *s = arg;
+    arm_due_after_stall(s);
+    uv_timer_init(&s->loop->uv, &s->stall_in_timers_phase);
+    uv_timer_start(&s->stall_in_timers_phase, stall_now, 0, 0);
+}
+
+/* The loop switches to borrowable running when a blocking caller first asks (runtime.c). It runs
+ * a task first: a loop whose thread has not yet taken its mutex could be borrowed before it ever
+ * ran, and would then still be in libuv's run mode. */
+static void make_borrowable(ft_loop *l)
+{
+    ft_loop_run_sync(l, noop, NULL);
+    int64_t deadline = ft_now_ns() + WAIT_NS;
+    while (!ft_loop_try_borrow(l)) {
+        assert_true(ft_now_ns() < deadline);
+        sched_yield();
+    }
+    ft_loop_return(l, 0);
+}
+
+static void check_one_sleep_per_timer(int borrowable)
+{
+    ftrpc_runtime *rt = new_runtime(1);
+    sleep_count c = {.loop = &rt->loops[0]};
+    if (borrowable) make_borrowable(c.loop);
+    int slept_again = 0;
+    for (int i = 0; i < SLEEP_CHECKS; i++) {
+        ft_event_init(&c.fired);
+        ft_loop_run_sync(c.loop, arm_counted, &c);
+        assert_int_equal(ft_event_wait(&c.fired, WAIT_NS), 0);
+        assert_true(c.switches_at_arm >= 0);
+        slept_again += c.switches_at_fire - c.switches_at_arm > 1;
+    }
+    print_message("%s loop: %d of %d timers woke the loop before they were due\n",
+                  borrowable ? "borrowable" : "libuv-run", slept_again, SLEEP_CHECKS);
+    assert_int_equal(slept_again, 0);
+    ftrpc_runtime_free(rt);
+}
+
+static void an_idle_loop_sleeps_once_until_its_timer_is_due(void **state)
+{
+    (void)state;
+    check_one_sleep_per_timer(0);
+}
+
+static void an_idle_borrowable_loop_sleeps_once_until_its_timer_is_due(void **state)
+{
+    (void)state;
+    check_one_sleep_per_timer(1);
+}
+
+/* ---- what the closing phase writes ----
+ *
+ * A handle's close callback may write (the client re-sends a call when its connection's close
+ * fails it): libuv runs close callbacks last in an iteration, after the check phase's flush. A
+ * borrowable loop, which runs libuv one iteration at a time and sleeps in between, must flush that
+ * write before it sleeps, not when something next wakes it (never, with no timer armed). */
+typedef struct closing_write {
+    ft_loop *loop;
+    int fd;
+    ft_conn *conn;
+    uv_idle_t handle; /* any handle: closed to run a close callback */
+} closing_write;
+
+static int discard_read(ft_conn *c)
+{
+    ft_iobuf_clear(&c->in);
+    return 0;
+}
+
+static void ignore_close(ft_conn *c, int reason)
+{
+    (void)c;
+    (void)reason;
+}
+
+static const ft_conn_handler DISCARDING = {discard_read, NULL, ignore_close};
+
+static void write_on_close(uv_handle_t *h)
+{
+    closing_write *w = h->data;
+    assert_int_equal(ft_conn_write_bytes(w->conn, "x", 1), 0);
+}
+
+static void adopt(void *arg)
+{
+    closing_write *w = arg;
+    assert_int_equal(ft_conn_adopt(w->loop, w->fd, 0, &DISCARDING, w, &w->conn), 0);
+}
+
+static void close_conn(void *arg)
+{
+    closing_write *w = arg;
+    ft_conn_close(w->conn, 0, 1);
+}
+
+static void close_a_handle(void *arg)
+{
+    closing_write *w = arg;
+    uv_idle_init(&w->loop->uv, &w->handle);
+    w->handle.data = w;
+    uv_close((uv_handle_t *)&w->handle, write_on_close);
+}
+
+/* Two ends of a loopback TCP connection. */
+static void tcp_pair(int fds[2])
+{
+    int lis = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    assert_int_equal(bind(lis, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lis, 1), 0);
+    assert_int_equal(getsockname(lis, (struct sockaddr *)&sa, &len), 0);
+    fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(fds[0], (struct sockaddr *)&sa, sizeof sa), 0);
+    fds[1] = accept4(lis, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(fds[1] >= 0);
+    close(lis);
+}
+
+static void a_borrowable_loop_flushes_what_its_closing_phase_wrote_before_it_sleeps(void **state)
+{
+    (void)state;
+    ftrpc_runtime *rt = new_runtime(1);
+    int fds[2];
+    tcp_pair(fds);
+    closing_write w = {.loop = &rt->loops[0], .fd = fds[0]};
+    make_borrowable(w.loop);
+    /* apart: the adoption's watcher makes the loop run once more, which would flush anyway */
+    ft_loop_run_sync(w.loop, adopt, &w);
+    ft_loop_run_sync(w.loop, close_a_handle, &w);
+    struct pollfd p = {.fd = fds[1], .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 2000), 1);
+    char c = 0;
+    assert_int_equal(read(fds[1], &c, 1), 1);
+    assert_int_equal(c, 'x');
+    ft_loop_run_sync(w.loop, close_conn, &w); /* freed once closed, before the loop ends */
+    ftrpc_runtime_free(rt);
+    close(fds[1]);
+}
+
+static void check_timer_after_stall(int borrowable, void (*arm_and_stall)(void *arg))
+{
+    ftrpc_runtime *rt = new_runtime(1);
+    stall_fix s = {.loop = &rt->loops[0]};
+    ft_event_init(&s.fired);
+    if (borrowable) make_borrowable(s.loop);
+    ft_loop_run_sync(s.loop, arm_and_stall, &s);
+    assert_int_equal(ft_event_wait(&s.fired, WAIT_NS), 0);
+    int64_t late_ms = (s.fired_ns - s.due_ns) / FT_NS_PER_MS;
+    print_message("%s loop: timer due %d ms after a %d ms stall fired %lld ms late\n",
+                  borrowable ? "borrowable" : "libuv-run", DUE_AFTER_STALL_MS, STALL_MS,
+                  (long long)late_ms);
+    assert_true(late_ms >= 0);
+    assert_true(late_ms < LATE_BOUND_MS);
+    ftrpc_runtime_free(rt);
+}
+
+static void a_stall_in_a_borrowable_loop_does_not_delay_its_next_timer(void **state)
+{
+    (void)state;
+    check_timer_after_stall(1, arm_then_stall);
+}
+
+static void a_stall_before_libuv_sleeps_does_not_delay_the_next_timer(void **state)
+{
+    (void)state;
+    check_timer_after_stall(0, arm_then_stall_in_next_timers_phase);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -539,6 +822,11 @@ int main(void)
         cmocka_unit_test(timers_stopped_at_random_never_fire),
         cmocka_unit_test(a_timer_can_rearm_itself_from_its_callback),
         cmocka_unit_test(random_start_stop_restart_keeps_the_heap_consistent),
+        cmocka_unit_test(an_idle_loop_sleeps_once_until_its_timer_is_due),
+        cmocka_unit_test(an_idle_borrowable_loop_sleeps_once_until_its_timer_is_due),
+        cmocka_unit_test(a_borrowable_loop_flushes_what_its_closing_phase_wrote_before_it_sleeps),
+        cmocka_unit_test(a_stall_in_a_borrowable_loop_does_not_delay_its_next_timer),
+        cmocka_unit_test(a_stall_before_libuv_sleeps_does_not_delay_the_next_timer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
