@@ -699,7 +699,8 @@ static void on_async_done(ftrpc_result *r, void *arg)
          * clock once per reply too (a read costs ~30 ns on the dev VM's kvm-clock); the latency of
          * the next call then includes this callback's rest, never less than the truth */
         s->issued_ns = now;
-        int rc = ftrpc_call_async(c->client, SERVICE, METHOD, c->req, NULL, NULL, on_async_done, s, NULL);
+        int rc = ftrpc_call_async(c->client, SERVICE, METHOD, c->req, NULL, NULL, on_async_done, s,
+                                  NULL);
         if (rc == 0) return;
         record_error(c, rc, ftrpc_strerror(rc));
     }

@@ -191,8 +191,10 @@ int main(int argc, char **argv)
                "(one RNG draw and an array read); --quick: 30 ms cells (scripts/bench.sh)\n");
         return 0;
     }
-    if (argc > 1 && !strcmp(argv[1], "--quick")) cell_ns = 30 * FT_NS_PER_MS;
-    else if (argc > 1) cell_ns = atoi(argv[1]) * FT_NS_PER_MS;
+    if (argc > 1 && !strcmp(argv[1], "--quick"))
+        cell_ns = 30 * FT_NS_PER_MS;
+    else if (argc > 1)
+        cell_ns = atoi(argv[1]) * FT_NS_PER_MS;
     if (cell_ns <= 0) cell_ns = 60 * FT_NS_PER_MS;
     setup();
     printf("bench_lb: ns per ft_lb_select on one thread, best of %d runs in %" PRId64

@@ -165,8 +165,7 @@ int main(int argc, char **argv)
     /* sanity: nothing was lost */
     uint64_t want = 3 * n;
     if (ft_counter_get(&counter) != want || ft_counter_get(&owned_counter) != want ||
-        ft_histogram_count(&hist) != 2 * want ||
-        ft_latency_recorder_count(rec) != 2 * want) {
+        ft_histogram_count(&hist) != 2 * want || ft_latency_recorder_count(rec) != 2 * want) {
         fprintf(stderr, "bench_metrics: lost records\n");
         return 1;
     }

@@ -133,8 +133,8 @@ static void issue(run *r)
     if (atomic_fetch_add(&r->issued, 1) >= r->total) return;
     ftrpc_buf *req = ftrpc_buf_new();
     ftrpc_buf_append(req, payload, sizeof payload);
-    int rc =
-        ftrpc_call_async(r->client, "example.EchoService", "Echo", req, NULL, NULL, on_done, r, NULL);
+    int rc = ftrpc_call_async(r->client, "example.EchoService", "Echo", req, NULL, NULL, on_done, r,
+                              NULL);
     ftrpc_buf_free(req);
     if (rc != 0) {
         fprintf(stderr, "bench_tail: call refused: %s\n", ftrpc_strerror(rc));
@@ -223,7 +223,7 @@ static cell run_cell(const char *delay_ms, const char *delay_rate, policy_kind p
     ftrpc_backup_policy *policy = NULL;
     if (pk == POLICY_RATELIMITED) {
         ftrpc_backup_policy_ratelimited_options o = {.backup_request_ms = backup_ms,
-                                              .max_backup_ratio = 0.1};
+                                                     .max_backup_ratio = 0.1};
         if (ftrpc_backup_policy_ratelimited_new(&o, &policy) != 0) exit(1);
     } else if (pk == POLICY_ADAPTIVE) {
         /* a 2 s window refreshed every 200 ms (defaults 10 s, 500 ms): a cell lasts seconds, and

@@ -19,7 +19,8 @@ int main(int argc, char **argv)
 
     ftrpc_server *server;
     int rc = ftrpc_server_new(NULL, &server);
-    if (rc == 0) rc = ftrpc_server_add_method(server, "example.EchoService", "Echo", echo, NULL, NULL);
+    if (rc == 0)
+        rc = ftrpc_server_add_method(server, "example.EchoService", "Echo", echo, NULL, NULL);
     if (rc == 0) rc = ftrpc_server_start(server, listen_addr);
     if (rc != 0) {
         fprintf(stderr, "server: %s\n", ftrpc_strerror(rc));

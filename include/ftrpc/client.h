@@ -70,13 +70,15 @@ typedef struct ftrpc_backup_policy_adaptive_options {
 
 /* Makes a built-in policy; NULL options mean the defaults. FTRPC_EINVAL (logged) for bad values.
  * The caller owns *out: ftrpc_backup_policy_free() once no client uses it. Any thread. */
-FTRPC_API int ftrpc_backup_policy_ratelimited_new_sized(
-    const ftrpc_backup_policy_ratelimited_options *opts, size_t opts_size,
-    ftrpc_backup_policy **out);
-FTRPC_API int ftrpc_backup_policy_adaptive_new_sized(
-    const ftrpc_backup_policy_adaptive_options *opts, size_t opts_size, ftrpc_backup_policy **out);
-static inline int ftrpc_backup_policy_ratelimited_new(
-    const ftrpc_backup_policy_ratelimited_options *opts, ftrpc_backup_policy **out)
+FTRPC_API int
+ftrpc_backup_policy_ratelimited_new_sized(const ftrpc_backup_policy_ratelimited_options *opts,
+                                          size_t opts_size, ftrpc_backup_policy **out);
+FTRPC_API int
+ftrpc_backup_policy_adaptive_new_sized(const ftrpc_backup_policy_adaptive_options *opts,
+                                       size_t opts_size, ftrpc_backup_policy **out);
+static inline int
+ftrpc_backup_policy_ratelimited_new(const ftrpc_backup_policy_ratelimited_options *opts,
+                                    ftrpc_backup_policy **out)
 {
     return ftrpc_backup_policy_ratelimited_new_sized(
         opts, sizeof(ftrpc_backup_policy_ratelimited_options), out);
@@ -84,8 +86,8 @@ static inline int ftrpc_backup_policy_ratelimited_new(
 static inline int ftrpc_backup_policy_adaptive_new(const ftrpc_backup_policy_adaptive_options *opts,
                                                    ftrpc_backup_policy **out)
 {
-    return ftrpc_backup_policy_adaptive_new_sized(opts, sizeof(ftrpc_backup_policy_adaptive_options),
-                                                  out);
+    return ftrpc_backup_policy_adaptive_new_sized(
+        opts, sizeof(ftrpc_backup_policy_adaptive_options), out);
 }
 FTRPC_API void ftrpc_backup_policy_free(ftrpc_backup_policy *policy);
 
@@ -113,15 +115,16 @@ typedef enum {
 
 typedef struct ftrpc_backoff {
     ftrpc_backoff_kind kind;
-    int initial_ms;    /* default 10 */
-    double multiplier; /* default 2 */
-    int max_ms;        /* default 1000 */
+    int initial_ms;      /* default 10 */
+    double multiplier;   /* default 2 */
+    int max_ms;          /* default 1000 */
     int64_t reserved[4]; /* zero: room for fields to come without moving what follows */
 } ftrpc_backoff;
 
 /* Endpoint health (docs/endpoint-health.md). Zero means the default shown. */
 typedef struct ftrpc_health_options {
-    int64_t initial_suspension_ms; /* default 1000 (brpc 100, WSO2/Envoy 30000); -1: never suspend */
+    /* default 1000 (brpc 100, WSO2/Envoy 30000); -1: never suspend */
+    int64_t initial_suspension_ms;
     double progression_factor;     /* default 2 (brpc doubles; WSO2 1) */
     int64_t maximum_suspension_ms; /* default 30000 (brpc; Envoy 300000) */
     int retries_before_suspension; /* default 0 (WSO2): the first timeout-class error suspends */
@@ -130,11 +133,11 @@ typedef struct ftrpc_health_options {
     int mark_codes[FTRPC_MAX_CODES];
     /* zero-terminated; default {ECONNREFUSED, ECONNECT, ETLS, ELOGOFF}: suspend at once */
     int suspend_codes[FTRPC_MAX_CODES];
-    double max_suspended_ratio;    /* default 0.5: share of a service's endpoints suspended at once */
-    double breaker_error_ratio;    /* default 0.5 (Hystrix); the breaker trips at or above it */
-    int breaker_min_calls;         /* default 20 (Hystrix) calls in the window before a verdict */
-    int64_t breaker_window_ms;     /* default 10000 (Hystrix) */
-    int64_t reserved[4]; /* zero: room for fields to come without moving what follows */
+    double max_suspended_ratio; /* default 0.5: share of a service's endpoints suspended at once */
+    double breaker_error_ratio; /* default 0.5 (Hystrix); the breaker trips at or above it */
+    int breaker_min_calls;      /* default 20 (Hystrix) calls in the window before a verdict */
+    int64_t breaker_window_ms;  /* default 10000 (Hystrix) */
+    int64_t reserved[4];        /* zero: room for fields to come without moving what follows */
 } ftrpc_health_options;
 
 /* Fallback (Kitex >= 0.5 semantics, docs/fallback.md): after retries and backups are exhausted, a
@@ -203,7 +206,7 @@ typedef struct ftrpc_client_tls_options {
     int skip_name_check;   /* default 0: the name is checked. 1: any name (the chain still is) */
     const char *cert_file; /* default NULL: no client certificate. Mutual TLS: chain, leaf first */
     const char *key_file;  /* the private key of cert_file (required with it) */
-    int64_t reserved[4]; /* zero: room for fields to come without moving what follows */
+    int64_t reserved[4];   /* zero: room for fields to come without moving what follows */
 } ftrpc_client_tls_options;
 
 typedef struct ftrpc_client_options {
@@ -243,7 +246,7 @@ typedef struct ftrpc_client_options {
     ftrpc_fallback fallback;            /* default off; a call's own fallback takes priority */
     ftrpc_credential_cb credential;     /* default NULL: no authentication_data */
     void *credential_arg;
-    const char *auth_token;             /* shortcut: send this token as the credential */
+    const char *auth_token; /* shortcut: send this token as the credential */
     /* default off. A failed handshake or certificate check fails the calls waiting on that
      * connection with FTRPC_ETLS (OpenSSL's reason in error_text): never retried, and the endpoint
      * is suspended like one that refuses connections (FTRPC_ETLS is in health.suspend_codes) */
@@ -251,14 +254,14 @@ typedef struct ftrpc_client_options {
 } ftrpc_client_options;
 
 typedef struct ftrpc_call_options {
-    int timeout_ms;             /* default 0: the client's timeout_ms */
-    int64_t log_id;             /* default 0: not sent */
-    ftrpc_fail_mode fail_mode;  /* default: the client's */
-    int retries;                /* default 0: the client's; FTRPC_NO_RETRY: none */
-    int attempt_timeout_ms;     /* default 0: the client's */
-    const void *hash_key;       /* consistent hashing ("chash"): the request's key */
+    int timeout_ms;            /* default 0: the client's timeout_ms */
+    int64_t log_id;            /* default 0: not sent */
+    ftrpc_fail_mode fail_mode; /* default: the client's */
+    int retries;               /* default 0: the client's; FTRPC_NO_RETRY: none */
+    int attempt_timeout_ms;    /* default 0: the client's */
+    const void *hash_key;      /* consistent hashing ("chash"): the request's key */
     size_t hash_key_len;
-    int backup_request_ms;      /* default 0: the client's; -1: no backup for this call */
+    int backup_request_ms;          /* default 0: the client's; -1: no backup for this call */
     const ftrpc_fallback *fallback; /* default NULL: the client's; read when the call starts */
 } ftrpc_call_options;
 
@@ -271,22 +274,22 @@ typedef enum {
 /* The outcome of one call. Filled by the library; release with ftrpc_result_fini(). */
 struct ftrpc_result {
     ftrpc_result_kind kind;
-    int code;               /* 0; a negative FTRPC_E* (RPC error); or the handler's code (business) */
-    char error_text[256];   /* "" on success */
-    ftrpc_buf *response;    /* the response payload on success (never NULL then); owned by the
-                             * result: steal it by setting the field to NULL */
-    ftrpc_buf *attachment;  /* idem, possibly empty */
-    int attempts;           /* requests sent for this call (1 without retries), including any
-                             * whose connection never opened */
-    char endpoint[64];      /* "ip:port" of the endpoint that answered (also with the error it
-                             * sent), "" if none did (timeout, connection error, ...) */
-    int64_t latency_us;     /* from the call's start to its completion */
-    int backups;            /* backup requests sent (0 or 1) */
-    int backup_won;         /* the answer came from the backup request */
-    int from_fallback;      /* a fallback function produced this outcome */
-    int cluster;            /* the cluster of `endpoint`: for a selective client the index of its
-                             * sub-client (ftrpc/selective.h), 0 for a plain client; -1 when no
-                             * endpoint answered */
+    int code;             /* 0; a negative FTRPC_E* (RPC error); or the handler's code (business) */
+    char error_text[256]; /* "" on success */
+    ftrpc_buf *response;  /* the response payload on success (never NULL then); owned by the
+                           * result: steal it by setting the field to NULL */
+    ftrpc_buf *attachment; /* idem, possibly empty */
+    int attempts;          /* requests sent for this call (1 without retries), including any
+                            * whose connection never opened */
+    char endpoint[64];     /* "ip:port" of the endpoint that answered (also with the error it
+                            * sent), "" if none did (timeout, connection error, ...) */
+    int64_t latency_us;    /* from the call's start to its completion */
+    int backups;           /* backup requests sent (0 or 1) */
+    int backup_won;        /* the answer came from the backup request */
+    int from_fallback;     /* a fallback function produced this outcome */
+    int cluster;           /* the cluster of `endpoint`: for a selective client the index of its
+                            * sub-client (ftrpc/selective.h), 0 for a plain client; -1 when no
+                            * endpoint answered */
 };
 
 /* Frees what the result owns (response, attachment). The struct itself is the caller's. */
@@ -335,11 +338,10 @@ typedef uint64_t ftrpc_call_id;
  * shared before it returns: the caller may free its buffers right after. id may be NULL; else it
  * receives the call's handle before the call can complete. Any thread, including IO threads and
  * callbacks. */
-FTRPC_API int ftrpc_call_async_sized(ftrpc_client *client, const char *service,
-                                     const char *method, const ftrpc_buf *request,
-                                     const ftrpc_buf *attachment, const ftrpc_call_options *opts,
-                                     size_t opts_size, ftrpc_call_cb cb, void *arg,
-                                     ftrpc_call_id *id);
+FTRPC_API int ftrpc_call_async_sized(ftrpc_client *client, const char *service, const char *method,
+                                     const ftrpc_buf *request, const ftrpc_buf *attachment,
+                                     const ftrpc_call_options *opts, size_t opts_size,
+                                     ftrpc_call_cb cb, void *arg, ftrpc_call_id *id);
 static inline int ftrpc_call_async(ftrpc_client *client, const char *service, const char *method,
                                    const ftrpc_buf *request, const ftrpc_buf *attachment,
                                    const ftrpc_call_options *opts, ftrpc_call_cb cb, void *arg,

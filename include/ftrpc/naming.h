@@ -61,8 +61,8 @@ typedef struct ftrpc_naming_watch_options {
  * an unknown scheme, FTRPC_EINVAL for a NULL cb or a bad option, FTRPC_ENOMEM, FTRPC_ESYS (a
  * thread or inotify could not be had). Any thread but a watch callback. */
 FTRPC_API int ftrpc_naming_watch_new_sized(const char *naming_url,
-                                           const ftrpc_naming_watch_options *opts,
-                                           size_t opts_size, ftrpc_naming_watch_cb cb, void *arg,
+                                           const ftrpc_naming_watch_options *opts, size_t opts_size,
+                                           ftrpc_naming_watch_cb cb, void *arg,
                                            ftrpc_naming_watch **out);
 static inline int ftrpc_naming_watch_new(const char *naming_url,
                                          const ftrpc_naming_watch_options *opts,

@@ -30,7 +30,8 @@ static inline int ftrpc_runtime_new(const ftrpc_runtime_options *opts, ftrpc_run
 {
     return ftrpc_runtime_new_sized(opts, sizeof(ftrpc_runtime_options), out);
 }
-/* Stops the IO threads and frees the runtime. NULL does nothing. Never call it from an IO thread. */
+/* Stops the IO threads and frees the runtime. NULL does nothing. Never call it from an IO thread.
+ */
 FTRPC_API void ftrpc_runtime_free(ftrpc_runtime *rt);
 /* The shared default runtime (started on first call). Never NULL unless out of memory. */
 FTRPC_API ftrpc_runtime *ftrpc_runtime_default(void);

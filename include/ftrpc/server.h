@@ -33,7 +33,8 @@ typedef enum {
     FTRPC_RUN_IN_WORKER = 1,    /* a worker pool thread: for handlers that block or compute */
 } ftrpc_run_mode;
 
-/* Options structs grow at their end only and travel with their size (ftrpc/common.h, "Versions"). */
+/* Options structs grow at their end only and travel with their size (ftrpc/common.h, "Versions").
+ */
 typedef struct ftrpc_method_options {
     ftrpc_run_mode run_mode; /* default FTRPC_RUN_IN_IO_THREAD */
     int max_concurrency;     /* default 0: unlimited; past it requests get FTRPC_ELIMIT (brpc) */
@@ -76,26 +77,27 @@ typedef struct ftrpc_server_options {
     ftrpc_runtime *runtime;     /* default NULL: the shared default runtime */
     uint32_t max_body_size;     /* default 64 MiB, as brpc: larger frames close the connection */
     int worker_threads;         /* default 0: one per core; used by FTRPC_RUN_IN_WORKER methods */
-    size_t max_unwritten_bytes; /* default 64 MiB per connection: past it replies fail (EOVERCROWDED) */
-    int stop_grace_ms;          /* default 5000: how long ftrpc_server_stop waits for work in flight */
+    size_t max_unwritten_bytes; /* default 64 MiB per connection: past it replies fail
+                                   (EOVERCROWDED) */
+    int stop_grace_ms; /* default 5000: how long ftrpc_server_stop waits for work in flight */
     /* Discovery (docs/discovery.md): when set, the server registers itself there once started,
      * refreshes its entry every register_interval_ms, and removes it first thing on stop. Every
      * string of these options is copied by ftrpc_server_new. */
-    const char *register_url;     /* default NULL: not registered; e.g. "dir:///tmp/reg?service=X" */
-    const char *register_addr;    /* default: the listen address ("0.0.0.0" becomes 127.0.0.1) */
-    uint32_t register_weight;     /* default 100 */
-    const char *register_tags;    /* default none; "a|b" */
-    int64_t register_ttl_ms;      /* default 90000 (go-micro) */
+    const char *register_url;  /* default NULL: not registered; e.g. "dir:///tmp/reg?service=X" */
+    const char *register_addr; /* default: the listen address ("0.0.0.0" becomes 127.0.0.1) */
+    uint32_t register_weight;  /* default 100 */
+    const char *register_tags; /* default none; "a|b" */
+    int64_t register_ttl_ms;   /* default 90000 (go-micro) */
     int64_t register_interval_ms; /* default 30000 (go-micro); must be < register_ttl_ms */
     /* Security and limits (docs/security.md). */
     ftrpc_authenticator_cb authenticator; /* default NULL: no authentication */
     void *authenticator_arg;
-    const char *auth_token;        /* shortcut: accept exactly this token (constant-time compare) */
-    int max_connections;           /* default 10000; past it new connections close at once */
-    int idle_timeout_ms;           /* default 600000 (brpc's idle_timeout_s is off by default;
-                                    * 10 min bounds what idle peers cost); -1: never */
-    int read_timeout_ms;           /* default 10000: a started frame must complete within it
-                                    * (slowloris); -1: never */
+    const char *auth_token; /* shortcut: accept exactly this token (constant-time compare) */
+    int max_connections;    /* default 10000; past it new connections close at once */
+    int idle_timeout_ms;    /* default 600000 (brpc's idle_timeout_s is off by default;
+                             * 10 min bounds what idle peers cost); -1: never */
+    int read_timeout_ms;    /* default 10000: a started frame must complete within it
+                             * (slowloris); -1: never */
     int max_inflight_per_connection; /* default 1024; past it requests get FTRPC_ELIMIT */
     /* default 10000: an HTTP request whose header is not complete this long after its first byte
      * (or a connection whose first bytes do not name a protocol) is closed (slowloris guard) */
@@ -126,9 +128,8 @@ static inline int ftrpc_server_new(const ftrpc_server_options *opts, ftrpc_serve
 /* Registers service/method (e.g. "example.EchoService", "Echo"): both strings are copied. mopts
  * may be NULL. FTRPC_EEXIST when registered already, FTRPC_ESTOPPED after start. */
 FTRPC_API int ftrpc_server_add_method_sized(ftrpc_server *server, const char *service,
-                                            const char *method, ftrpc_handler_cb handler,
-                                            void *arg, const ftrpc_method_options *mopts,
-                                            size_t mopts_size);
+                                            const char *method, ftrpc_handler_cb handler, void *arg,
+                                            const ftrpc_method_options *mopts, size_t mopts_size);
 static inline int ftrpc_server_add_method(ftrpc_server *server, const char *service,
                                           const char *method, ftrpc_handler_cb handler, void *arg,
                                           const ftrpc_method_options *mopts)
@@ -187,18 +188,18 @@ FTRPC_API const char *ftrpc_server_call_identity(const ftrpc_server_call *call);
 
 /* Server-wide figures of the limits (for tests and tools). */
 typedef struct ftrpc_server_stats {
-    int connections;                /* open now */
-    int64_t connections_refused;    /* closed at accept: max_connections reached */
-    int64_t idle_closed;            /* closed by idle_timeout_ms */
-    int64_t read_timeouts;          /* closed by read_timeout_ms (a frame that did not complete) */
-    int64_t auth_failures;          /* connections refused by the authenticator */
-    int64_t tls_failures;           /* TLS connections closed by a failed handshake or record */
-    int64_t plain_refused;          /* plain connections closed because tls.force is set */
-    int64_t pending_refused;        /* closed: max_pending_request_bytes reached */
-    int64_t pending_request_bytes;  /* held now by requests not yet whole */
+    int connections;               /* open now */
+    int64_t connections_refused;   /* closed at accept: max_connections reached */
+    int64_t idle_closed;           /* closed by idle_timeout_ms */
+    int64_t read_timeouts;         /* closed by read_timeout_ms (a frame that did not complete) */
+    int64_t auth_failures;         /* connections refused by the authenticator */
+    int64_t tls_failures;          /* TLS connections closed by a failed handshake or record */
+    int64_t plain_refused;         /* plain connections closed because tls.force is set */
+    int64_t pending_refused;       /* closed: max_pending_request_bytes reached */
+    int64_t pending_request_bytes; /* held now by requests not yet whole */
 } ftrpc_server_stats;
 FTRPC_API void ftrpc_server_stats_get_sized(const ftrpc_server *server, ftrpc_server_stats *out,
-                                           size_t out_size);
+                                            size_t out_size);
 /* Fills *out. Any thread. */
 static inline void ftrpc_server_stats_get(const ftrpc_server *server, ftrpc_server_stats *out)
 {
@@ -212,10 +213,10 @@ FTRPC_API int ftrpc_server_call_is_canceled(const ftrpc_server_call *call);
 
 /* Per-method figures (for tests and tools; the metrics pages show more). */
 typedef struct ftrpc_method_stats {
-    int64_t calls;            /* handlers started */
-    int64_t rejected;         /* ELIMIT, deadline passed before start, stopping */
+    int64_t calls;              /* handlers started */
+    int64_t rejected;           /* ELIMIT, deadline passed before start, stopping */
     int64_t canceled_unstarted; /* cancelled while queued: never executed */
-    int concurrency;          /* in flight now */
+    int concurrency;            /* in flight now */
 } ftrpc_method_stats;
 /* 0, or FTRPC_ENOMETHOD when the method is not registered. Any thread. */
 FTRPC_API int ftrpc_server_method_stats_sized(const ftrpc_server *server, const char *service,

@@ -30,8 +30,8 @@ static inline int64_t ft_clock_now_ns(const ft_clock *clock)
 }
 
 /* Shortcuts on the real clocks. */
-int64_t ft_now_ns(void);       /* CLOCK_MONOTONIC, ns */
-int64_t ft_now_us(void);       /* CLOCK_MONOTONIC, us */
+int64_t ft_now_ns(void);        /* CLOCK_MONOTONIC, ns */
+int64_t ft_now_us(void);        /* CLOCK_MONOTONIC, us */
 int64_t ft_clock_real_ms(void); /* CLOCK_MONOTONIC_COARSE, ms: cheap, for rate limits */
 
 #define FT_NS_PER_SEC INT64_C(1000000000)

@@ -68,7 +68,8 @@ int ft_event_wait(ft_event *ev, int64_t timeout_ns)
             if (left <= 0) {
                 /* take back the sleeping mark unless the setter came first */
                 expected = 2;
-                if (atomic_compare_exchange_strong(&ev->state, &expected, 0)) return FTRPC_ERPCTIMEDOUT;
+                if (atomic_compare_exchange_strong(&ev->state, &expected, 0))
+                    return FTRPC_ERPCTIMEDOUT;
                 return 0;
             }
             ts.tv_sec = left / 1000000000;

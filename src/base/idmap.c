@@ -32,7 +32,8 @@ static int grow(ft_idmap *m)
     for (size_t i = 0; m->slots && i <= m->mask; i++) {
         if (!m->slots[i].key) continue;
         size_t j = slot_of(m->slots[i].key, ncap - 1);
-        while (ns[j].key) j = (j + 1) & (ncap - 1);
+        while (ns[j].key)
+            j = (j + 1) & (ncap - 1);
         ns[j] = m->slots[i];
     }
     free(m->slots);
@@ -47,7 +48,8 @@ int ft_idmap_put(ft_idmap *m, int64_t key, void *value)
         if (grow(m) != 0) return FTRPC_ENOMEM;
     }
     size_t i = slot_of(key, m->mask);
-    while (m->slots[i].key && m->slots[i].key != key) i = (i + 1) & m->mask;
+    while (m->slots[i].key && m->slots[i].key != key)
+        i = (i + 1) & m->mask;
     if (!m->slots[i].key) m->count++;
     m->slots[i].key = key;
     m->slots[i].value = value;

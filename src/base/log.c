@@ -62,7 +62,8 @@ void ft_log_write(ftrpc_log_level level, const char *fmt, ...)
         sink_cb(level, msg, sink_arg);
     } else {
         static const char *tags[] = {"DEBUG", "INFO", "WARN", "ERROR", "OFF"};
-        fprintf(stderr, "%s [ftrpc] %s\n", tags[level > FTRPC_LOG_OFF ? FTRPC_LOG_OFF : level], msg);
+        fprintf(stderr, "%s [ftrpc] %s\n", tags[level > FTRPC_LOG_OFF ? FTRPC_LOG_OFF : level],
+                msg);
     }
     pthread_mutex_unlock(&sink_lock);
 }

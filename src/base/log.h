@@ -10,7 +10,8 @@
 
 extern _Atomic int ft_log_level_current;
 
-void ft_log_write(ftrpc_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ft_log_write(ftrpc_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 typedef struct ft_log_limiter {
     _Atomic int64_t window_start_ms;
@@ -33,8 +34,7 @@ int ft_log_limiter_allow(ft_log_limiter *limiter, int *dropped_out);
         int ft_dropped_ = 0;                                                                       \
         if ((int)(level) >= atomic_load_explicit(&ft_log_level_current, memory_order_relaxed) &&   \
             ft_log_limiter_allow(&ft_lim_, &ft_dropped_)) {                                        \
-            if (ft_dropped_ > 0)                                                                   \
-                ft_log_write((level), "(%d similar lines dropped)", ft_dropped_);                  \
+            if (ft_dropped_ > 0) ft_log_write((level), "(%d similar lines dropped)", ft_dropped_); \
             ft_log_write((level), __VA_ARGS__);                                                    \
         }                                                                                          \
     } while (0)

@@ -11,5 +11,6 @@ unsigned ftrpc_version(void)
 
 const char *ftrpc_version_string(void)
 {
-    return FT_STR(FTRPC_VERSION_MAJOR) "." FT_STR(FTRPC_VERSION_MINOR) "." FT_STR(FTRPC_VERSION_PATCH);
+    return FT_STR(FTRPC_VERSION_MAJOR) "." FT_STR(FTRPC_VERSION_MINOR) "." FT_STR(
+        FTRPC_VERSION_PATCH);
 }

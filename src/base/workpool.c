@@ -65,7 +65,8 @@ void ft_workpool_stop(ft_workpool *pool)
     pool->stopping = 1;
     pthread_cond_broadcast(&pool->ready);
     pthread_mutex_unlock(&pool->lock);
-    for (int i = 0; i < pool->nthreads; i++) pthread_join(pool->threads[i], NULL);
+    for (int i = 0; i < pool->nthreads; i++)
+        pthread_join(pool->threads[i], NULL);
     free(pool->threads);
     pool->threads = NULL;
     pool->nthreads = 0;

@@ -24,13 +24,17 @@ static int parse_backoff(const char *v, ftrpc_backoff *b)
         double mult;
         if (sscanf(v + 4, "%d:%lf:%d", &initial, &mult, &max) == 3 && initial > 0 && mult >= 1 &&
             max >= initial) {
-            *b = (ftrpc_backoff){.kind = FTRPC_BACKOFF_EXPONENTIAL, .initial_ms = initial,
-                                 .multiplier = mult, .max_ms = max};
+            *b = (ftrpc_backoff){.kind = FTRPC_BACKOFF_EXPONENTIAL,
+                                 .initial_ms = initial,
+                                 .multiplier = mult,
+                                 .max_ms = max};
             return 0;
         }
     }
-    fprintf(stderr, "ftrpc: --backoff wants none, fixed:MS or exp:INITIAL_MS:MULTIPLIER:MAX_MS, "
-                    "not '%s'\n", v);
+    fprintf(stderr,
+            "ftrpc: --backoff wants none, fixed:MS or exp:INITIAL_MS:MULTIPLIER:MAX_MS, "
+            "not '%s'\n",
+            v);
     return -1;
 }
 
@@ -41,8 +45,10 @@ int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_o
         static const struct {
             const char *name;
             ftrpc_fail_mode mode;
-        } modes[] = {{"failfast", FTRPC_FAILFAST}, {"failover", FTRPC_FAILOVER},
-                     {"failtry", FTRPC_FAILTRY}, {"failbackup", FTRPC_FAILBACKUP}};
+        } modes[] = {{"failfast", FTRPC_FAILFAST},
+                     {"failover", FTRPC_FAILOVER},
+                     {"failtry", FTRPC_FAILTRY},
+                     {"failbackup", FTRPC_FAILBACKUP}};
         for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
             if (!strcmp(value, modes[i].name)) {
                 o->fail_mode = modes[i].mode;
@@ -104,8 +110,10 @@ int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_o
         int rc = 0;
         ftrpc_backup_policy_free(o->backup_policy);
         o->backup_policy = NULL;
-        if (!strcmp(value, "ratelimited")) rc = ftrpc_backup_policy_ratelimited_new(NULL, &o->backup_policy);
-        else if (!strcmp(value, "adaptive")) rc = ftrpc_backup_policy_adaptive_new(NULL, &o->backup_policy);
+        if (!strcmp(value, "ratelimited"))
+            rc = ftrpc_backup_policy_ratelimited_new(NULL, &o->backup_policy);
+        else if (!strcmp(value, "adaptive"))
+            rc = ftrpc_backup_policy_adaptive_new(NULL, &o->backup_policy);
         else if (strcmp(value, "fixed") != 0) {
             fprintf(stderr, "ftrpc: --backup-policy wants fixed, ratelimited or adaptive\n");
             return -1;

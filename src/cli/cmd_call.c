@@ -19,8 +19,8 @@ static void usage(FILE *out)
             "  --data TEXT         request payload (default empty)\n"
             "  --attachment TEXT   request attachment (default none)\n"
             "  --timeout-ms N      the call's deadline (default 1000)\n"
-            "  --verbose           also print attempts, the endpoint that answered and latency\n"
-            FT_CLI_CLIENT_FLAG_HELP);
+            "  --verbose           also print attempts, the endpoint that answered and "
+            "latency\n" FT_CLI_CLIENT_FLAG_HELP);
 }
 
 static void print_buf(FILE *out, const ftrpc_buf *b)
@@ -35,11 +35,13 @@ static void print_buf(FILE *out, const ftrpc_buf *b)
 
 int ft_cli_call(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"data", required_argument, 0, 'd'},   {"attachment", required_argument, 0, 'a'},
-        {"timeout-ms", required_argument, 0, 't'}, {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},         FT_CLI_CLIENT_FLAG_OPTIONS,
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"data", required_argument, 0, 'd'},
+                                         {"attachment", required_argument, 0, 'a'},
+                                         {"timeout-ms", required_argument, 0, 't'},
+                                         {"verbose", no_argument, 0, 'v'},
+                                         {"help", no_argument, 0, 'h'},
+                                         FT_CLI_CLIENT_FLAG_OPTIONS,
+                                         {0, 0, 0, 0}};
     ftrpc_client_options copts = {0};
     int index = 0;
     const char *data = "", *attachment = NULL;
@@ -51,14 +53,24 @@ int ft_cli_call(int argc, char **argv)
         case 'P':
             if (ft_cli_client_flag(opts[index].name, optarg, &copts) < 0) return 2;
             break;
-        case 'd': data = optarg; break;
-        case 'a': attachment = optarg; break;
+        case 'd':
+            data = optarg;
+            break;
+        case 'a':
+            attachment = optarg;
+            break;
         case 't':
             if (ft_cli_parse_int("--timeout-ms", optarg, 1, 3600000, &timeout_ms)) return 2;
             break;
-        case 'v': verbose = 1; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'v':
+            verbose = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (argc - optind < 2) {

@@ -464,7 +464,7 @@ static int scenario_slow(demo *d, double healthy_p95_ms)
             if (k == 1) snprintf(policy_name, sizeof policy_name, "backup at %d ms", backup_ms);
             if (k == 2) {
                 ftrpc_backup_policy_ratelimited_options ro = {.backup_request_ms = backup_ms,
-                                                       .max_backup_ratio = 0.1};
+                                                              .max_backup_ratio = 0.1};
                 ftrpc_backup_policy_ratelimited_new(&ro, &policy);
                 snprintf(policy_name, sizeof policy_name, "rate-limited 10%%");
             }

@@ -140,71 +140,83 @@ static void on_echo(ftrpc_server_call *call, void *arg)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: ftrpc echo-server --listen HOST:PORT [options]\n\n"
-            "Serves example.EchoService/Echo: answers with the request's payload and attachment.\n"
-            "Prints 'listening on HOST:PORT' once ready; SIGTERM or SIGINT stops it gracefully.\n\n"
-            "  --listen HOST:PORT   address to listen on (port 0: any free port)\n"
-            "  --delay-ms N         delay replies by N ms ...\n"
-            "  --delay-rate P       ... for a share P of calls (default 1 when --delay-ms is set)\n"
-            "  --error-rate P       fail a share P of calls ...\n"
-            "  --error-code C       ... with code C (default 2001, EINTERNAL: an RPC error;\n"
-            "                       codes >= 3000 are business errors)\n"
-            "  --hang-rate P        never answer a share P of calls\n"
-            "  --workers            run the handler on the worker pool instead of the IO thread\n"
-            "  --grace-ms N         graceful stop waits N ms for calls in flight (default 5000)\n"
-            "  --stats-on-exit      print 'answered N' (echo replies sent) to stderr on exit\n\n"
-            "Discovery (docs/discovery.md):\n"
-            "  --register URL       register in a naming service, e.g. dir:///tmp/reg\n"
-            "  --service NAME       service name to register under (added to URL as ?service=)\n"
-            "  --ttl S              entry lifetime without refresh (default 90)\n"
-            "  --interval S         refresh period, < ttl (default 30); fractions allowed\n"
-            "  --weight W           load-balancing weight (default 100)\n"
-            "  --tags T             tags, a|b\n\n"
-            "Security and limits (docs/security.md):\n"
-            "  --auth-token TEXT    accept only connections whose first request carries TEXT\n"
-            "                       as authentication_data; others get ERPCAUTH and are closed.\n"
-            "                       HTTP requests send \"Authorization: Bearer TEXT\" (else 401)\n"
-            "  --public-pages       serve the builtin pages without the token (/health always is)\n"
-            "  --max-connections N  past N open connections new ones close at once (default 10000)\n"
-            "  --idle-timeout-ms N  close a connection silent for N ms (default 600000; -1 never)\n"
-            "  --read-timeout-ms N  a started frame must complete within N ms (default 10000;\n"
-            "                       -1 never)\n"
-            "  --max-inflight-per-connection N\n"
-            "                       past N unfinished requests on one connection, more get ELIMIT\n"
-            "                       (default 1024)\n"
-            "  --max-pending-request-bytes N\n"
-            "                       bytes all unfinished requests may hold together; a read past\n"
-            "                       it closes its connection (default 268435456)\n\n"
-            "TLS (docs/security.md); plain and TLS share the port unless --force-tls:\n"
-            "  --tls-cert FILE      certificate chain (PEM, leaf first): turns TLS on\n"
-            "  --tls-key FILE       its private key (PEM)\n"
-            "  --tls-client-ca FILE mutual TLS: clients must present a certificate this CA\n"
-            "                       bundle (PEM) verifies\n"
-            "  --tls-ca FILE        the same, but a client without a certificate is still served\n"
-            "  --force-tls          refuse plain connections (closed at their first byte)\n");
+    fprintf(
+        out,
+        "usage: ftrpc echo-server --listen HOST:PORT [options]\n\n"
+        "Serves example.EchoService/Echo: answers with the request's payload and attachment.\n"
+        "Prints 'listening on HOST:PORT' once ready; SIGTERM or SIGINT stops it gracefully.\n\n"
+        "  --listen HOST:PORT   address to listen on (port 0: any free port)\n"
+        "  --delay-ms N         delay replies by N ms ...\n"
+        "  --delay-rate P       ... for a share P of calls (default 1 when --delay-ms is set)\n"
+        "  --error-rate P       fail a share P of calls ...\n"
+        "  --error-code C       ... with code C (default 2001, EINTERNAL: an RPC error;\n"
+        "                       codes >= 3000 are business errors)\n"
+        "  --hang-rate P        never answer a share P of calls\n"
+        "  --workers            run the handler on the worker pool instead of the IO thread\n"
+        "  --grace-ms N         graceful stop waits N ms for calls in flight (default 5000)\n"
+        "  --stats-on-exit      print 'answered N' (echo replies sent) to stderr on exit\n\n"
+        "Discovery (docs/discovery.md):\n"
+        "  --register URL       register in a naming service, e.g. dir:///tmp/reg\n"
+        "  --service NAME       service name to register under (added to URL as ?service=)\n"
+        "  --ttl S              entry lifetime without refresh (default 90)\n"
+        "  --interval S         refresh period, < ttl (default 30); fractions allowed\n"
+        "  --weight W           load-balancing weight (default 100)\n"
+        "  --tags T             tags, a|b\n\n"
+        "Security and limits (docs/security.md):\n"
+        "  --auth-token TEXT    accept only connections whose first request carries TEXT\n"
+        "                       as authentication_data; others get ERPCAUTH and are closed.\n"
+        "                       HTTP requests send \"Authorization: Bearer TEXT\" (else 401)\n"
+        "  --public-pages       serve the builtin pages without the token (/health always is)\n"
+        "  --max-connections N  past N open connections new ones close at once (default 10000)\n"
+        "  --idle-timeout-ms N  close a connection silent for N ms (default 600000; -1 never)\n"
+        "  --read-timeout-ms N  a started frame must complete within N ms (default 10000;\n"
+        "                       -1 never)\n"
+        "  --max-inflight-per-connection N\n"
+        "                       past N unfinished requests on one connection, more get ELIMIT\n"
+        "                       (default 1024)\n"
+        "  --max-pending-request-bytes N\n"
+        "                       bytes all unfinished requests may hold together; a read past\n"
+        "                       it closes its connection (default 268435456)\n\n"
+        "TLS (docs/security.md); plain and TLS share the port unless --force-tls:\n"
+        "  --tls-cert FILE      certificate chain (PEM, leaf first): turns TLS on\n"
+        "  --tls-key FILE       its private key (PEM)\n"
+        "  --tls-client-ca FILE mutual TLS: clients must present a certificate this CA\n"
+        "                       bundle (PEM) verifies\n"
+        "  --tls-ca FILE        the same, but a client without a certificate is still served\n"
+        "  --force-tls          refuse plain connections (closed at their first byte)\n");
 }
 
 int ft_cli_echo_server(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"listen", required_argument, 0, 'l'},     {"delay-ms", required_argument, 0, 'd'},
-        {"delay-rate", required_argument, 0, 'D'}, {"error-rate", required_argument, 0, 'e'},
-        {"error-code", required_argument, 0, 'c'}, {"hang-rate", required_argument, 0, 'H'},
-        {"workers", no_argument, 0, 'w'},          {"grace-ms", required_argument, 0, 'g'},
-        {"register", required_argument, 0, 'R'},   {"service", required_argument, 0, 'S'},
-        {"ttl", required_argument, 0, 'T'},        {"interval", required_argument, 0, 'I'},
-        {"weight", required_argument, 0, 'W'},     {"tags", required_argument, 0, 'G'},
-        {"auth-token", required_argument, 0, 'A'}, {"max-connections", required_argument, 0, 'M'},
-        {"idle-timeout-ms", required_argument, 0, 'i'},
-        {"read-timeout-ms", required_argument, 0, 'r'},
-        {"max-inflight-per-connection", required_argument, 0, 'F'},
-        {"max-pending-request-bytes", required_argument, 0, 'B'},
-        {"stats-on-exit", no_argument, 0, 'x'},
-        {"tls-cert", required_argument, 0, 'C'},   {"tls-key", required_argument, 0, 'K'},
-        {"tls-ca", required_argument, 0, 'a'},     {"tls-client-ca", required_argument, 0, 'Q'},
-        {"force-tls", no_argument, 0, 'f'},        {"public-pages", no_argument, 0, 'P'},
-        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+    static const struct option opts[] = {{"listen", required_argument, 0, 'l'},
+                                         {"delay-ms", required_argument, 0, 'd'},
+                                         {"delay-rate", required_argument, 0, 'D'},
+                                         {"error-rate", required_argument, 0, 'e'},
+                                         {"error-code", required_argument, 0, 'c'},
+                                         {"hang-rate", required_argument, 0, 'H'},
+                                         {"workers", no_argument, 0, 'w'},
+                                         {"grace-ms", required_argument, 0, 'g'},
+                                         {"register", required_argument, 0, 'R'},
+                                         {"service", required_argument, 0, 'S'},
+                                         {"ttl", required_argument, 0, 'T'},
+                                         {"interval", required_argument, 0, 'I'},
+                                         {"weight", required_argument, 0, 'W'},
+                                         {"tags", required_argument, 0, 'G'},
+                                         {"auth-token", required_argument, 0, 'A'},
+                                         {"max-connections", required_argument, 0, 'M'},
+                                         {"idle-timeout-ms", required_argument, 0, 'i'},
+                                         {"read-timeout-ms", required_argument, 0, 'r'},
+                                         {"max-inflight-per-connection", required_argument, 0, 'F'},
+                                         {"max-pending-request-bytes", required_argument, 0, 'B'},
+                                         {"stats-on-exit", no_argument, 0, 'x'},
+                                         {"tls-cert", required_argument, 0, 'C'},
+                                         {"tls-key", required_argument, 0, 'K'},
+                                         {"tls-ca", required_argument, 0, 'a'},
+                                         {"tls-client-ca", required_argument, 0, 'Q'},
+                                         {"force-tls", no_argument, 0, 'f'},
+                                         {"public-pages", no_argument, 0, 'P'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *auth_token = NULL;
     ftrpc_server_tls_options tls = {0};
     long max_connections = 0, idle_timeout_ms = 0, read_timeout_ms = 0, max_inflight = 0;
@@ -309,18 +321,30 @@ int ft_cli_echo_server(int argc, char **argv)
             if (ft_cli_parse_int("--max-pending-request-bytes", optarg, 1, LONG_MAX, &max_pending))
                 return 2;
             break;
-        case 'C': tls.cert_file = optarg; break;
-        case 'K': tls.key_file = optarg; break;
+        case 'C':
+            tls.cert_file = optarg;
+            break;
+        case 'K':
+            tls.key_file = optarg;
+            break;
         case 'a':
         case 'Q':
             tls.client_ca_file = optarg;
-            tls.client_cert = c == 'Q' ? FTRPC_TLS_CLIENT_CERT_REQUIRED
-                                       : FTRPC_TLS_CLIENT_CERT_OPTIONAL;
+            tls.client_cert =
+                c == 'Q' ? FTRPC_TLS_CLIENT_CERT_REQUIRED : FTRPC_TLS_CLIENT_CERT_OPTIONAL;
             break;
-        case 'f': tls.force = 1; break;
-        case 'P': public_pages = 1; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'f':
+            tls.force = 1;
+            break;
+        case 'P':
+            public_pages = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     /* e.g. `--workers 2`: --workers takes no number, and a silently ignored "2" would mislead */

@@ -9,7 +9,7 @@
 
 static ft_cluster_endpoint *endpoint_new(const ft_cluster_options *o, const ft_endpoint *spec)
 {
-    if (strlen(spec->addr) >= sizeof ((ft_cluster_endpoint *)0)->name) {
+    if (strlen(spec->addr) >= sizeof((ft_cluster_endpoint *)0)->name) {
         FT_WARN("cluster: endpoint name '%s' is too long", spec->addr);
         return NULL;
     }
@@ -52,7 +52,8 @@ void ft_cluster_release(ft_cluster *cl)
     if (!cl || atomic_fetch_sub_explicit(&cl->refs, 1, memory_order_acq_rel) != 1) return;
     ft_health_set_fini(&cl->set);
     ft_lb_release(cl->lb);
-    for (size_t i = 0; i < cl->n; i++) ft_cluster_endpoint_release(cl->eps[i]);
+    for (size_t i = 0; i < cl->n; i++)
+        ft_cluster_endpoint_release(cl->eps[i]);
     free(cl->eps);
     free(cl);
 }
@@ -78,8 +79,10 @@ ft_cluster *ft_cluster_build(const ft_cluster_options *o, const ft_naming_snapsh
     cl->version = snap->version;
     for (size_t i = 0; i < snap->n; i++) {
         ft_cluster_endpoint *e = listed_before(prev, snap->eps[i].addr);
-        if (e) ft_cluster_endpoint_retain(e);
-        else e = endpoint_new(o, &snap->eps[i]);
+        if (e)
+            ft_cluster_endpoint_retain(e);
+        else
+            e = endpoint_new(o, &snap->eps[i]);
         if (!e) continue; /* logged; the others still serve */
         e->weight = snap->eps[i].weight;
         atomic_store(&e->removed, 0);
@@ -106,7 +109,8 @@ ft_cluster *ft_cluster_build(const ft_cluster_options *o, const ft_naming_snapsh
     return cl;
 fail:
     if (cl && cl->eps)
-        for (size_t i = 0; i < cl->n; i++) ft_cluster_endpoint_release(cl->eps[i]);
+        for (size_t i = 0; i < cl->n; i++)
+            ft_cluster_endpoint_release(cl->eps[i]);
     if (cl) free(cl->eps);
     free(cl);
     free(hs);

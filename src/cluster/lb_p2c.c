@@ -69,7 +69,8 @@ static int p2c_select(ft_lb *lb, const ft_lb_pick *req, ft_rand *rng, size_t *ou
     size_t a = draw_one(lb, req, rng, SIZE_MAX);
     if (a == SIZE_MAX) return FTRPC_ENOENDPOINT;
     size_t b = lb->n > 1 ? draw_one(lb, req, rng, a) : SIZE_MAX;
-    if (b != SIZE_MAX && p2c_cost(&lb->eps[b], req->now_ns) < p2c_cost(&lb->eps[a], req->now_ns)) a = b;
+    if (b != SIZE_MAX && p2c_cost(&lb->eps[b], req->now_ns) < p2c_cost(&lb->eps[a], req->now_ns))
+        a = b;
     *out = a;
     return 0;
 }

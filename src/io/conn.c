@@ -116,8 +116,10 @@ int ft_sockaddr_parse(const char *hostport, struct sockaddr_storage *out)
     if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res) return FTRPC_EADDR;
     memset(out, 0, sizeof *out);
     memcpy(out, res->ai_addr, res->ai_addrlen);
-    if (out->ss_family == AF_INET) ((struct sockaddr_in *)out)->sin_port = htons((uint16_t)port);
-    else ((struct sockaddr_in6 *)out)->sin6_port = htons((uint16_t)port);
+    if (out->ss_family == AF_INET)
+        ((struct sockaddr_in *)out)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)out)->sin6_port = htons((uint16_t)port);
     freeaddrinfo(res);
     return 0;
 }
@@ -186,11 +188,15 @@ int ft_conn_read_now(ft_conn *c)
             return 1;
         }
         ssize_t n;
-        do n = read(fd, buf.base, buf.len);
+        do
+            n = read(fd, buf.base, buf.len);
         while (n < 0 && errno == EINTR);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return got;
         got = 1;
-        on_read((uv_stream_t *)&c->tcp, n > 0 ? n : n == 0 ? UV_EOF : uv_translate_sys_error(errno),
+        on_read((uv_stream_t *)&c->tcp,
+                n > 0    ? n
+                : n == 0 ? UV_EOF
+                         : uv_translate_sys_error(errno),
                 &buf);
         if (n < (ssize_t)buf.len) return got;
     }

@@ -53,8 +53,8 @@ struct ft_conn {
     enum ft_conn_state state;
     int close_reason;
     int refs;
-    int writing;         /* a uv_write is in progress */
-    int in_dirty;        /* on the loop's dirty list */
+    int writing;  /* a uv_write is in progress */
+    int in_dirty; /* on the loop's dirty list */
     int close_when_flushed;
     ft_conn *dirty_next;
     char peer[64]; /* "ip:port" */

@@ -118,7 +118,8 @@ int ft_listener_start(ft_loop *loop, const char *hostport, ft_accept_cb cb, void
     if (fd < 0) return FTRPC_ESYS;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    socklen_t alen = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    socklen_t alen =
+        ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
     if (bind(fd, (struct sockaddr *)&ss, alen) != 0 || listen(fd, BACKLOG) != 0) {
         int err = errno;
         FT_WARN("cannot listen on %s: %s", hostport, strerror(err));

@@ -34,7 +34,8 @@ struct ft_listener {
  * port is taken), FTRPC_ESYS (any other refusal; the log line gives errno), FTRPC_ENOMEM. */
 int ft_listener_start(ft_loop *loop, const char *hostport, ft_accept_cb cb, void *arg,
                       ft_listener **out);
-/* Stops accepting, closes the socket and frees the listener; waits until done. Any non-IO thread. */
+/* Stops accepting, closes the socket and frees the listener; waits until done. Any non-IO thread.
+ */
 void ft_listener_stop(ft_listener *l);
 
 #endif

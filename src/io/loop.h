@@ -57,11 +57,11 @@ struct ft_loop {
     struct ft_conn *dirty; /* connections with bytes to flush, singly linked */
     ft_timer **heap;       /* 1-based binary min-heap on due_ns */
     uint32_t heap_len, heap_cap;
-    int64_t armed_due_ns; /* what timer_handle is set for, INT64_MAX when idle */
-    int64_t now_ns;       /* cached: see ft_loop_now */
-    int now_fresh;        /* now_ns was read in the current phase of this iteration */
-    pthread_mutex_t owner; /* held by whoever runs the loop: its IO thread, or a borrower */
-    atomic_int reclaiming; /* the IO thread woke and wants `owner` back: do not borrow */
+    int64_t armed_due_ns;        /* what timer_handle is set for, INT64_MAX when idle */
+    int64_t now_ns;              /* cached: see ft_loop_now */
+    int now_fresh;               /* now_ns was read in the current phase of this iteration */
+    pthread_mutex_t owner;       /* held by whoever runs the loop: its IO thread, or a borrower */
+    atomic_int reclaiming;       /* the IO thread woke and wants `owner` back: do not borrow */
     atomic_int borrowable_asked; /* a borrower asked the loop to release `owner` while asleep */
     ft_task switch_task;         /* posted once, for that */
     atomic_int pins;             /* ft_loop_pin */

@@ -183,10 +183,14 @@ void ft_timer_start(ft_loop *l, ft_timer *t, int64_t due_ns, ft_timer_fn fn)
 
 static void unlink_expired(ft_loop *l, ft_timer *t)
 {
-    if (t->prev_expired) t->prev_expired->next_expired = t->next_expired;
-    else l->expired_head = t->next_expired;
-    if (t->next_expired) t->next_expired->prev_expired = t->prev_expired;
-    else l->expired_tail = t->prev_expired;
+    if (t->prev_expired)
+        t->prev_expired->next_expired = t->next_expired;
+    else
+        l->expired_head = t->next_expired;
+    if (t->next_expired)
+        t->next_expired->prev_expired = t->prev_expired;
+    else
+        l->expired_tail = t->prev_expired;
     t->prev_expired = t->next_expired = NULL;
     t->expired = 0;
 }
@@ -231,8 +235,10 @@ static void on_timer(uv_timer_t *h)
         t->expired = 1;
         t->prev_expired = l->expired_tail;
         t->next_expired = NULL;
-        if (l->expired_tail) l->expired_tail->next_expired = t;
-        else l->expired_head = t;
+        if (l->expired_tail)
+            l->expired_tail->next_expired = t;
+        else
+            l->expired_head = t;
         l->expired_tail = t;
     }
     if (l->expired_head) uv_idle_start(&l->expired_pending, expired_noop);
@@ -495,8 +501,10 @@ static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 
 static void make_default(void)
 {
-    if (ftrpc_runtime_new(NULL, &default_rt) != 0) default_rt = NULL;
-    else default_rt->is_default = 1;
+    if (ftrpc_runtime_new(NULL, &default_rt) != 0)
+        default_rt = NULL;
+    else
+        default_rt->is_default = 1;
 }
 
 ftrpc_runtime *ftrpc_runtime_default(void)

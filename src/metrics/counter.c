@@ -38,7 +38,8 @@ int ft_metrics_own_stripe(void)
     unsigned taken = atomic_load_explicit(&owned_stripes, memory_order_relaxed);
     for (;;) {
         unsigned s = 0;
-        while (s < FT_COUNTER_OWNED_STRIPES && (taken & (1u << s))) s++;
+        while (s < FT_COUNTER_OWNED_STRIPES && (taken & (1u << s)))
+            s++;
         if (s == FT_COUNTER_OWNED_STRIPES) return 0;
         /* acquire: pairs with the previous owner's release in disown_stripe */
         if (atomic_compare_exchange_weak_explicit(&owned_stripes, &taken, taken | (1u << s),

@@ -74,7 +74,8 @@ void ft_endpoint_list_normalize(ft_endpoint_list *list)
         free(drop);
         return; /* duplicates then stay; the client copes with them, only less tidily */
     }
-    for (size_t i = 0; i < list->n; i++) ix[i] = (struct addr_index){list->v[i].addr, i};
+    for (size_t i = 0; i < list->n; i++)
+        ix[i] = (struct addr_index){list->v[i].addr, i};
     qsort(ix, list->n, sizeof *ix, cmp_addr_index);
     for (size_t i = 1; i < list->n; i++)
         if (strcmp(ix[i].addr, ix[i - 1].addr) == 0) drop[ix[i].index] = true;

@@ -82,7 +82,8 @@ int ftrpc_naming_watch_new_sized(const char *naming_url, const ftrpc_naming_watc
                                  ftrpc_naming_watch **out)
 {
     ftrpc_naming_watch_options wo;
-    if (!naming_url || !cb || !out || ft_sized_options_read(&wo, sizeof wo, opts_in, opts_size) != 0)
+    if (!naming_url || !cb || !out ||
+        ft_sized_options_read(&wo, sizeof wo, opts_in, opts_size) != 0)
         return FTRPC_EINVAL;
     const ftrpc_naming_watch_options *opts = &wo;
     ftrpc_naming_watch *w = calloc(1, sizeof *w);

@@ -75,7 +75,6 @@ static void arena_cache_drain(void)
     arena_free_len = 0;
 }
 
-
 static meta_arena *arena_get(void)
 {
     meta_arena *a = arena_free_list;
@@ -360,7 +359,8 @@ static inline int rd_key(const uint8_t **pp, const uint8_t *end, unsigned *field
 }
 
 /* A length-delimited field's bytes. */
-static inline int rd_bytes(const uint8_t **pp, const uint8_t *end, const uint8_t **data, size_t *len)
+static inline int rd_bytes(const uint8_t **pp, const uint8_t *end, const uint8_t **data,
+                           size_t *len)
 {
     uint64_t n;
     if (rd_varint_n(pp, end, 5, &n, NULL) != 0 || n > (uint64_t)(end - *pp)) return -1;
@@ -395,9 +395,8 @@ typedef struct field_val {
  * replace: let it), a wire type other than varint and length-delimited, or a malformed value.
  * Always inlined into its three callers: as a call it cost ~70 instructions a field, a third of
  * the server's meta decoding (callgrind, bench_echo async@64), mostly for passing `f` in memory. */
-static inline __attribute__((always_inline)) int next_field(const uint8_t **pp,
-                                                            const uint8_t *end, unsigned *seen,
-                                                            field_val *f)
+static inline __attribute__((always_inline)) int next_field(const uint8_t **pp, const uint8_t *end,
+                                                            unsigned *seen, field_val *f)
 {
     if (rd_key(pp, end, &f->field, &f->wt) != 0 || f->field >= 16 || (*seen & (1u << f->field)))
         return -1;
@@ -416,8 +415,10 @@ static int fast_request(const uint8_t *p, const uint8_t *end, meta_arena *a, ft_
         if ((f.field == 1 || f.field == 2) && f.wt == WT_LEN) { /* service_name, method_name */
             const char *str = arena_strdup(a, f.d, f.n);
             if (!str) return -1;
-            if (f.field == 1) out->service = str;
-            else out->method = str;
+            if (f.field == 1)
+                out->service = str;
+            else
+                out->method = str;
         } else if (f.field == 3 && f.wt == WT_VARINT) { /* log_id */
             out->log_id = (int64_t)f.v;
         } else if (f.field == 8 && f.wt == WT_VARINT) { /* timeout_ms */
@@ -451,8 +452,8 @@ static int fast_meta(const uint8_t *p, size_t len, meta_arena *a, ft_rpc_frame *
 {
     static const uint8_t empty_bytes[1];
     /* the wire type each field we read wants: 1 varint, 2 length-delimited */
-    static const uint8_t want[16] = {[1] = 2, [2] = 2, [3] = 1, [4] = 1, [5] = 1, [7] = 2,
-                                     [11] = 1, [12] = 2, [13] = 1};
+    static const uint8_t want[16] = {
+        [1] = 2, [2] = 2, [3] = 1, [4] = 1, [5] = 1, [7] = 2, [11] = 1, [12] = 2, [13] = 1};
     const uint8_t *end = p + len;
     const uint8_t *req = NULL, *resp = NULL;
     size_t req_len = 0, resp_len = 0;
@@ -463,10 +464,18 @@ static int fast_meta(const uint8_t *p, size_t len, meta_arena *a, ft_rpc_frame *
         if (next_field(&p, end, &seen, &f) != 0) return -1;
         if (want[f.field] != (f.wt == WT_LEN ? 2 : 1)) return -1;
         switch (f.field) {
-        case 1: req = f.d, req_len = f.n; break;
-        case 2: resp = f.d, resp_len = f.n; break;
-        case 3: out->compress_type = (int32_t)(uint32_t)f.v; break;
-        case 4: out->correlation_id = (int64_t)f.v; break;
+        case 1:
+            req = f.d, req_len = f.n;
+            break;
+        case 2:
+            resp = f.d, resp_len = f.n;
+            break;
+        case 3:
+            out->compress_type = (int32_t)(uint32_t)f.v;
+            break;
+        case 4:
+            out->correlation_id = (int64_t)f.v;
+            break;
         case 5:
             bm->has_attachment_size = 1;
             bm->attachment_size = (int32_t)(uint32_t)f.v;
@@ -482,13 +491,17 @@ static int fast_meta(const uint8_t *p, size_t len, meta_arena *a, ft_rpc_frame *
             }
             out->auth_len = f.n;
             break;
-        case 11: bm->checksum_type = (int32_t)(uint32_t)f.v; break;
+        case 11:
+            bm->checksum_type = (int32_t)(uint32_t)f.v;
+            break;
         case 12:
             bm->has_checksum_value = 1;
             bm->checksum_len = f.n;
             if (f.n == 4) memcpy(bm->checksum, f.d, 4);
             break;
-        case 13: bm->checksum_with_attachment = f.nonzero; break;
+        case 13:
+            bm->checksum_with_attachment = f.nonzero;
+            break;
         }
     }
     if (req && resp) return -1; /* protobuf-c would still check the response's bytes */
@@ -807,8 +820,8 @@ static size_t encode_request_head(uint8_t *frame, const ft_request_header *h, si
     size_t sl = strlen(h->service), ml = strlen(h->method);
     if (sl > FAST_FRAME_MAX || ml > FAST_FRAME_MAX || h->auth_len > FAST_FRAME_MAX) return 0;
     int32_t timeout = h->timeout_ms > 0 ? h->timeout_ms : 1;
-    size_t rq = 1 + varint_size(sl) + sl + 1 + varint_size(ml) + ml + 1 +
-                varint_size(int32_wire(timeout));
+    size_t rq =
+        1 + varint_size(sl) + sl + 1 + varint_size(ml) + ml + 1 + varint_size(int32_wire(timeout));
     if (h->log_id != 0) rq += 1 + varint_size((uint64_t)h->log_id);
     size_t meta = 1 + varint_size(rq) + rq + 1 + varint_size((uint64_t)h->correlation_id);
     if (asize > 0) meta += 1 + varint_size(asize);
@@ -856,7 +869,7 @@ static size_t encode_response_head(uint8_t *frame, int64_t correlation_id, int32
     *p++ = 0x08; /* error_code (1) */
     p = put_varint(p, int32_wire(error_code));
     if (tl > 0) p = put_len_field(p, 0x12, error_text, tl); /* error_text (2) */
-    *p++ = 0x20; /* correlation_id (4) */
+    *p++ = 0x20;                                            /* correlation_id (4) */
     p = put_varint(p, (uint64_t)correlation_id);
     if (asize > 0) {
         *p++ = 0x28; /* attachment_size (5) */

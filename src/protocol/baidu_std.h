@@ -47,7 +47,7 @@ typedef struct ft_rpc_frame {
     const uint8_t *auth_data; /* authentication_data, NULL when absent */
     size_t auth_len;
     /* response fields (!is_request) */
-    int32_t error_code; /* 0 on success */
+    int32_t error_code;     /* 0 on success */
     const char *error_text; /* "" when absent */
     /* both */
     int32_t compress_type;
@@ -77,8 +77,8 @@ typedef struct ft_request_header {
     const char *service;
     const char *method;
     int64_t correlation_id;
-    int32_t timeout_ms; /* always sent (the caller's remaining deadline); <= 0 is sent as 1 */
-    int64_t log_id;     /* 0: not sent */
+    int32_t timeout_ms;       /* always sent (the caller's remaining deadline); <= 0 is sent as 1 */
+    int64_t log_id;           /* 0: not sent */
     const uint8_t *auth_data; /* NULL: not sent */
     size_t auth_len;
 } ft_request_header;

@@ -250,8 +250,8 @@ static void vars_page(const char *name, const char *query, ft_page *out)
 
 int ft_builtin_page_known(const char *path)
 {
-    static const char *const PAGES[] = {"/health", "/status", "/vars", "/metrics", "/endpoints",
-                                        "/", "/console"};
+    static const char *const PAGES[] = {"/health",    "/status", "/vars",   "/metrics",
+                                        "/endpoints", "/",       "/console"};
     for (size_t i = 0; i < sizeof PAGES / sizeof PAGES[0]; i++)
         if (strcmp(path, PAGES[i]) == 0) return 1;
     return strncmp(path, "/vars/", 6) == 0;

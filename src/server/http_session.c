@@ -310,8 +310,8 @@ static void arm_request_timer(ft_session *sess, ft_http_conn *h)
     int64_t whole = o->read_timeout_ms > 0 ? (int64_t)o->read_timeout_ms * FT_NS_PER_MS : -1;
     int64_t header = (int64_t)o->http_header_timeout_ms * FT_NS_PER_MS;
     int64_t budget = ft_http_parser_in_body(&h->parser) ? whole
-                     : whole < 0 || header < whole  ? header
-                                                    : whole;
+                     : whole < 0 || header < whole      ? header
+                                                        : whole;
     if (budget < 0) {
         ft_timer_stop(sess->loop, &sess->read_timer);
         return;
@@ -329,9 +329,10 @@ void ft_http_session_on_timeout(ft_session *sess)
     int in_body = h && ft_http_parser_in_body(&h->parser);
     if (in_body) {
         ft_server_count_read_timeout(sess);
-        FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
-                           "closing HTTP connection from %s: request body not complete within %d ms",
-                           sess->conn->peer, o->read_timeout_ms);
+        FT_LOG_RATELIMITED(
+            FTRPC_LOG_WARN,
+            "closing HTTP connection from %s: request body not complete within %d ms",
+            sess->conn->peer, o->read_timeout_ms);
     } else {
         FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
                            "closing HTTP connection from %s: request header not complete within %d "
@@ -348,8 +349,10 @@ void ft_http_session_on_timeout(ft_session *sess)
     uint64_t seq = h->next++;
     h->keep_alive[seq % FT_HTTP_MAX_PIPELINE] = 0;
     h->head_only[seq % FT_HTTP_MAX_PIPELINE] = 0;
-    fill_text(h, seq, 408, in_body ? "request body not complete in time\n"
-                                   : "request header not complete in time\n", NULL);
+    fill_text(h, seq, 408,
+              in_body ? "request body not complete in time\n"
+                      : "request header not complete in time\n",
+              NULL);
     flush_in_order(sess);
 }
 

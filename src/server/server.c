@@ -28,9 +28,11 @@
 static uint64_t name_hash(const char *service, const char *method)
 {
     uint64_t h = 1469598103934665603ull;
-    for (const char *p = service; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    for (const char *p = service; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
     h = (h ^ '/') * 1099511628211ull;
-    for (const char *p = method; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    for (const char *p = method; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
     return h;
 }
 
@@ -56,13 +58,15 @@ static int service_known(const ftrpc_server *s, const char *service)
 static int rebuild_table(ftrpc_server *s)
 {
     size_t cap = 16;
-    while (cap < s->nmethods * 2) cap *= 2;
+    while (cap < s->nmethods * 2)
+        cap *= 2;
     ft_method **t = calloc(cap, sizeof *t);
     if (!t) return FTRPC_ENOMEM;
     for (size_t k = 0; k < s->nmethods; k++) {
         ft_method *m = s->methods[k];
         size_t i = (size_t)name_hash(m->service, m->method) & (cap - 1);
-        while (t[i]) i = (i + 1) & (cap - 1);
+        while (t[i])
+            i = (i + 1) & (cap - 1);
         t[i] = m;
     }
     free(s->table);
@@ -126,7 +130,8 @@ int ftrpc_server_new_sized(const ftrpc_server_options *opts, size_t opts_size, f
     s->opts = o;
     /* the caller's strings need not outlive new: the server keeps copies (register_* are read in
      * start only) */
-    s->opts.auth_token = s->opts.register_url = s->opts.register_addr = s->opts.register_tags = NULL;
+    s->opts.auth_token = s->opts.register_url = s->opts.register_addr = s->opts.register_tags =
+        NULL;
     s->auth_token = o.auth_token ? strdup(o.auth_token) : NULL;
     s->register_url = o.register_url ? strdup(o.register_url) : NULL;
     s->register_addr = o.register_addr ? strdup(o.register_addr) : NULL;
@@ -150,7 +155,8 @@ int ftrpc_server_new_sized(const ftrpc_server_options *opts, size_t opts_size, f
     atomic_init(&s->state, FT_SERVER_NEW);
     pthread_mutex_init(&s->stop_lock, NULL);
     pthread_cond_init(&s->stop_cond, NULL);
-    for (int i = 0; i < s->rt->nloops; i++) ft_list_init(&s->loop_sessions[i]);
+    for (int i = 0; i < s->rt->nloops; i++)
+        ft_list_init(&s->loop_sessions[i]);
     *out = s;
     return 0;
 }
@@ -384,8 +390,8 @@ static int start_registrar(ftrpc_server *s, const char *listen_addr)
                             .register_ttl_ms = s->opts.register_ttl_ms,
                             .register_interval_ms = s->opts.register_interval_ms};
     int rc = ft_registrar_start(&ro, &s->registrar);
-    if (rc != 0) FT_ERROR("server: cannot register %s at %s: %s", addr, s->register_url,
-                          ftrpc_strerror(rc));
+    if (rc != 0)
+        FT_ERROR("server: cannot register %s at %s: %s", addr, s->register_url, ftrpc_strerror(rc));
     return rc;
 }
 
@@ -437,7 +443,8 @@ int ftrpc_server_start(ftrpc_server *s, const char *listen_addr)
         return rc;
     }
     s->port = s->listener->port;
-    for (size_t i = 0; i < s->nmethods; i++) ft_method_metrics_register(s->methods[i]);
+    for (size_t i = 0; i < s->nmethods; i++)
+        ft_method_metrics_register(s->methods[i]);
     ft_server_series_start(s);
     if (s->register_url) {
         rc = start_registrar(s, listen_addr);
@@ -535,7 +542,8 @@ void ftrpc_server_free(ftrpc_server *s)
     /* Replies finished on other threads are still on their way to the loops; they touch the
      * server when they land. A handler that never finishes its call would keep us here forever:
      * after a bound, leak the server rather than free memory a late reply will touch. */
-    int unfinished = wait_for_zero(s, ft_server_calls_in_flight, ft_now_ns() + 10000 * FT_NS_PER_MS);
+    int unfinished =
+        wait_for_zero(s, ft_server_calls_in_flight, ft_now_ns() + 10000 * FT_NS_PER_MS);
     if (unfinished > 0) {
         FT_ERROR("server free: %d calls were never finished by their handlers; leaking the server",
                  unfinished);
@@ -580,7 +588,8 @@ static int32_t wire_code(int code)
 int32_t ft_server_wire_code(int code)
 {
     if (code < 0 && -code >= 1000 && -code < FTRPC_BUSINESS_CODE_MIN) return -code;
-    if (code < 0 && code >= -99) return -FTRPC_EINTERNAL; /* ftrpc-local codes mean nothing remotely */
+    if (code < 0 && code >= -99)
+        return -FTRPC_EINTERNAL; /* ftrpc-local codes mean nothing remotely */
     return code;
 }
 
@@ -725,8 +734,10 @@ static int send_reply(ftrpc_server_call *call, int32_t code, const char *text,
         ft_baidu_std_pack_response(&call->reply, call->correlation_id, -FTRPC_EINTERNAL,
                                    "server out of memory", NULL, NULL);
     }
-    if (ft_loop_current() == call->loop) deliver_reply(call);
-    else ft_loop_post(call->loop, &call->task);
+    if (ft_loop_current() == call->loop)
+        deliver_reply(call);
+    else
+        ft_loop_post(call->loop, &call->task);
     return rc;
 }
 
@@ -781,17 +792,17 @@ const char *ftrpc_server_call_identity(const ftrpc_server_call *call)
 
 void ftrpc_server_stats_get_sized(const ftrpc_server *cs, ftrpc_server_stats *out, size_t out_size)
 {
-    ftrpc_server *s = (ftrpc_server *)cs; /* the counters are atomics: reading them writes nothing */
-    ftrpc_server_stats st = {
-        .connections = atomic_load(&s->sessions),
-        .connections_refused = atomic_load(&s->connections_refused),
-        .idle_closed = atomic_load(&s->idle_closed),
-        .read_timeouts = atomic_load(&s->read_timeouts),
-        .auth_failures = atomic_load(&s->auth_failures),
-        .tls_failures = atomic_load(&s->tls_failures),
-        .plain_refused = atomic_load(&s->plain_refused),
-        .pending_refused = atomic_load(&s->pending_refused),
-        .pending_request_bytes = atomic_load(&s->pending_bytes)};
+    ftrpc_server *s =
+        (ftrpc_server *)cs; /* the counters are atomics: reading them writes nothing */
+    ftrpc_server_stats st = {.connections = atomic_load(&s->sessions),
+                             .connections_refused = atomic_load(&s->connections_refused),
+                             .idle_closed = atomic_load(&s->idle_closed),
+                             .read_timeouts = atomic_load(&s->read_timeouts),
+                             .auth_failures = atomic_load(&s->auth_failures),
+                             .tls_failures = atomic_load(&s->tls_failures),
+                             .plain_refused = atomic_load(&s->plain_refused),
+                             .pending_refused = atomic_load(&s->pending_refused),
+                             .pending_request_bytes = atomic_load(&s->pending_bytes)};
     ft_sized_result_write(out, out_size, &st, sizeof st);
 }
 
@@ -800,8 +811,8 @@ int ftrpc_server_call_is_canceled(const ftrpc_server_call *call)
     return atomic_load_explicit(&((ftrpc_server_call *)call)->canceled, memory_order_acquire);
 }
 
-int ftrpc_server_method_stats_sized(const ftrpc_server *s, const char *service,
-                                    const char *method, ftrpc_method_stats *out, size_t out_size)
+int ftrpc_server_method_stats_sized(const ftrpc_server *s, const char *service, const char *method,
+                                    ftrpc_method_stats *out, size_t out_size)
 {
     ft_method *m = s && service && method ? find_method(s, service, method) : NULL;
     if (!m) return FTRPC_ENOMETHOD;
@@ -845,7 +856,8 @@ static int token_equal(const uint8_t *a, size_t alen, const char *token)
 {
     size_t tlen = strlen(token);
     unsigned diff = (unsigned)(alen ^ tlen);
-    for (size_t i = 0; i < tlen; i++) diff |= (unsigned)(token[i] ^ (i < alen ? a[i] : 0));
+    for (size_t i = 0; i < tlen; i++)
+        diff |= (unsigned)(token[i] ^ (i < alen ? a[i] : 0));
     return diff == 0;
 }
 
@@ -884,7 +896,8 @@ int ft_server_authenticate_http(ft_session *sess, const char *authorization)
         static const char BEARER[] = "Bearer ";
         if (strncasecmp(authorization, BEARER, sizeof BEARER - 1) != 0) return 0;
         authorization += sizeof BEARER - 1;
-        while (*authorization == ' ') authorization++;
+        while (*authorization == ' ')
+            authorization++;
     }
     return credential_accepted(sess, (const uint8_t *)authorization, strlen(authorization));
 }
@@ -899,7 +912,8 @@ static void handle_cancel(ft_session *sess, ft_rpc_frame *f)
         return;
     }
     int64_t cid = 0;
-    for (int i = 0; i < 8; i++) cid = (int64_t)(((uint64_t)cid << 8) | b[i]);
+    for (int i = 0; i < 8; i++)
+        cid = (int64_t)(((uint64_t)cid << 8) | b[i]);
     ftrpc_server_call *call = ft_idmap_get(&sess->calls, call_key(cid));
     if (call) atomic_store_explicit(&call->canceled, 1, memory_order_release);
     write_error(sess->conn, f->correlation_id, 0, NULL); /* a plain success */
@@ -1069,7 +1083,8 @@ static void arm_timeouts(ft_session *sess, int frames_completed)
         ft_timer_start(sess->loop, &sess->idle_timer,
                        now + (int64_t)s->opts.idle_timeout_ms * FT_NS_PER_MS, on_idle_timeout);
     if (s->opts.read_timeout_ms <= 0) return;
-    if (ft_iobuf_size(&sess->conn->in) == 0) ft_timer_stop(sess->loop, &sess->read_timer);
+    if (ft_iobuf_size(&sess->conn->in) == 0)
+        ft_timer_stop(sess->loop, &sess->read_timer);
     else if (frames_completed || !ft_timer_armed(&sess->read_timer))
         ft_timer_start(sess->loop, &sess->read_timer,
                        now + (int64_t)s->opts.read_timeout_ms * FT_NS_PER_MS, on_read_timeout);
@@ -1153,7 +1168,8 @@ static int read_requests(ft_conn *c)
         /* the HTTP session times its own headers (408); a request is not idleness either */
         if (s->opts.idle_timeout_ms > 0)
             ft_timer_start(sess->loop, &sess->idle_timer,
-                           ft_loop_now(sess->loop) + (int64_t)s->opts.idle_timeout_ms * FT_NS_PER_MS,
+                           ft_loop_now(sess->loop) +
+                               (int64_t)s->opts.idle_timeout_ms * FT_NS_PER_MS,
                            on_idle_timeout);
         return ft_http_session_on_read(sess);
     }
@@ -1204,7 +1220,8 @@ static void session_on_close(ft_conn *c, int reason)
         FT_DEBUG("connection from %s closed (%s)", c->peer, ftrpc_strerror(reason));
     /* calls still being handled outlive the session: they must not reach back into it */
     ftrpc_server_call *call;
-    while ((call = ft_idmap_take_any(&sess->calls)) != NULL) call->session = NULL;
+    while ((call = ft_idmap_take_any(&sess->calls)) != NULL)
+        call->session = NULL;
     ft_idmap_fini(&sess->calls);
     release_pending(sess);
     ft_timer_stop(sess->loop, &sess->idle_timer);

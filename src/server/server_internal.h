@@ -24,7 +24,7 @@ enum ft_server_state { FT_SERVER_NEW, FT_SERVER_RUNNING, FT_SERVER_STOPPING, FT_
 
 /* ---- per-method metrics (server_metrics.c; docs/observability.md lists the variables) ---- */
 
-#define FT_METHOD_ERROR_CODES 16 /* distinct codes counted apart; the rest go to code="other" */
+#define FT_METHOD_ERROR_CODES 16    /* distinct codes counted apart; the rest go to code="other" */
 #define FT_METHOD_SERIES_POINTS 600 /* per-second points kept for the console's charts: 10 min */
 
 enum ft_reject_reason { FT_REJECT_LIMIT, FT_REJECT_DEADLINE, FT_REJECT_STOPPING, FT_REJECT_KINDS };
@@ -40,7 +40,7 @@ typedef struct ft_method_metrics {
     int32_t codes[FT_METHOD_ERROR_CODES];
     ft_counter *errors[FT_METHOD_ERROR_CODES];
     ft_counter errors_other;
-    int registered; /* in the default registry (set at start, cleared at free) */
+    int registered;   /* in the default registry (set at start, cleared at free) */
     ft_series series; /* QPS, errors/s and p99 once a second, sampled on the server's first loop */
 } ft_method_metrics;
 
@@ -79,12 +79,12 @@ typedef struct ft_method {
     struct ft_loop_count {
         atomic_int n;
         char pad[64 - sizeof(int)];
-    } *loop_concurrency;
-    int nloops; /* of loop_concurrency: the server's runtime's */
-    ft_counter calls;       /* handled (handler started); striped: counted on IO threads */
-    atomic_llong rejected;  /* ELIMIT, deadline passed, stopping */
+    } * loop_concurrency;
+    int nloops;                      /* of loop_concurrency: the server's runtime's */
+    ft_counter calls;                /* handled (handler started); striped: counted on IO threads */
+    atomic_llong rejected;           /* ELIMIT, deadline passed, stopping */
     atomic_llong canceled_unstarted; /* cancelled while queued: never executed */
-    ft_method_metrics metrics; /* server_metrics.c */
+    ft_method_metrics metrics;       /* server_metrics.c */
 } ft_method;
 
 /* One accepted connection; owned by its loop (touched on that loop only). */
@@ -93,7 +93,7 @@ typedef struct ft_session {
     ft_conn *conn;
     struct ftrpc_server *server;
     ft_loop *loop;
-    ft_idmap calls; /* correlation id -> ftrpc_server_call in flight (for cancellation) */
+    ft_idmap calls;      /* correlation id -> ftrpc_server_call in flight (for cancellation) */
     ft_timer idle_timer; /* closes a connection that sends nothing for idle_timeout_ms */
     /* the protocol's first bytes, an HTTP header, or a started baidu_std frame must complete
      * before it fires (slowloris) */
@@ -133,7 +133,7 @@ struct ftrpc_server {
          * the loop, summed by stop and free (server_calls_in_flight) */
         atomic_int inflight;
         char pad[64 - sizeof(void *) - 2 * sizeof(int)]; /* loops write their own cache line */
-    } *per_loop;
+    } * per_loop;
     atomic_uint next_loop;
     ft_workpool pool;
     int pool_started;
@@ -144,7 +144,7 @@ struct ftrpc_server {
     /* bytes of requests read and not yet whole (started frames, HTTP requests, pipelined requests
      * waiting), over every connection: bounded by max_pending_request_bytes */
     atomic_llong pending_bytes;
-    ft_tls_ctx *tls_ctx; /* NULL: plain only; shared by every loop (read-only once made) */
+    ft_tls_ctx *tls_ctx;       /* NULL: plain only; shared by every loop (read-only once made) */
     pthread_mutex_t stop_lock; /* guards nothing but the condition below */
     pthread_cond_t stop_cond;  /* signalled when inflight or sessions reach 0 while stopping */
     int64_t started_ns;
@@ -156,7 +156,7 @@ struct ftrpc_server_call {
     ft_job job;   /* queues the handler on the worker pool */
     struct ftrpc_server *server;
     ft_method *method;
-    ft_conn *conn; /* referenced until the call is finished */
+    ft_conn *conn;       /* referenced until the call is finished */
     ft_session *session; /* NULL once the connection closed (the session is gone) */
     ft_loop *loop;
     atomic_int canceled;

@@ -516,7 +516,8 @@ ftrpc_client *h_client_of(const h_server *s, int timeout_ms)
 int h_echo_async(ftrpc_client *client, int n, ftrpc_call_cb cb, void *arg)
 {
     for (int i = 0; i < n; i++) {
-        int rc = ftrpc_call_async(client, "example.EchoService", "Echo", NULL, NULL, NULL, cb, arg, NULL);
+        int rc = ftrpc_call_async(client, "example.EchoService", "Echo", NULL, NULL, NULL, cb, arg,
+                                  NULL);
         if (rc != 0) return rc;
     }
     return 0;

@@ -128,10 +128,10 @@ int h_child_wait_output(h_server *s, char *buf, size_t cap, size_t *len, const c
 /* Paths (PEM) in a fresh folder of FTRPC_SCRATCH. Every certificate is EC P-256, valid 2 days. */
 typedef struct h_tls_files {
     char dir[512];
-    char ca[640];                        /* the test CA (self-signed) */
+    char ca[640];                           /* the test CA (self-signed) */
     char server_cert[640], server_key[640]; /* by ca: SAN IP:127.0.0.1, DNS:localhost */
     char client_cert[640], client_key[640]; /* by ca: CN=test-client, clientAuth */
-    char wrong_ca[640];                  /* another CA that signed nothing here */
+    char wrong_ca[640];                     /* another CA that signed nothing here */
     char other_cert[640], other_key[640];   /* by ca, but for DNS:other.example only */
 } h_tls_files;
 /* Generates them all (about 0.1 s). 0, or -1 when openssl failed (its output is printed). */

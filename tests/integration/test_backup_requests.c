@@ -352,7 +352,8 @@ static void a_backup_the_retry_budget_refuses_is_not_sent(void **state)
         pair_start(&p, 4);
         atomic_store(&p.first->delay_ms, 200);
         ftrpc_backup_policy *policy = NULL;
-        ftrpc_backup_policy_ratelimited_options ro = {.backup_request_ms = 30, .max_backup_ratio = 1};
+        ftrpc_backup_policy_ratelimited_options ro = {.backup_request_ms = 30,
+                                                      .max_backup_ratio = 1};
         if (with_policy) assert_int_equal(ftrpc_backup_policy_ratelimited_new(&ro, &policy), 0);
         ftrpc_client *c = NULL;
         ftrpc_client_options o = {.timeout_ms = 2000,
@@ -489,8 +490,8 @@ static void first_success_wins_and_the_late_response_is_dropped(void **state)
     static race_arg args[RACE_CALLS];
     for (int i = 0; i < RACE_CALLS; i++) {
         args[i] = (race_arg){&rc, i};
-        assert_int_equal(ftrpc_call_async(c, "test.Svc", "M", NULL, NULL, NULL, race_cb, &args[i], NULL),
-                         0);
+        assert_int_equal(
+            ftrpc_call_async(c, "test.Svc", "M", NULL, NULL, NULL, race_cb, &args[i], NULL), 0);
     }
     assert_true(h_wait_atomic_ge(&rc.done, RACE_CALLS, 5000 * SLOW));
     /* every slow copy has answered by now (and its answer found no call waiting) */
@@ -608,7 +609,8 @@ static ftrpc_client *single_client(const srv *s, int timeout_ms)
 static void start_calls(ftrpc_client *c, int n, counter *k)
 {
     for (int i = 0; i < n; i++)
-        assert_int_equal(ftrpc_call_async(c, "test.Svc", "M", NULL, NULL, NULL, count_cb, k, NULL), 0);
+        assert_int_equal(ftrpc_call_async(c, "test.Svc", "M", NULL, NULL, NULL, count_cb, k, NULL),
+                         0);
 }
 
 /* One worker, five calls at once with a 300 ms deadline, the first of which holds the worker

@@ -404,8 +404,9 @@ static void limits_and_deadlines_over_http(void **state)
     (void)state;
     hold_released = 0;
     struct async_done d = {0};
-    assert_int_equal(
-        ftrpc_call_async(client, "example.EchoService", "Hold", NULL, NULL, NULL, on_async, &d, NULL), 0);
+    assert_int_equal(ftrpc_call_async(client, "example.EchoService", "Hold", NULL, NULL, NULL,
+                                      on_async, &d, NULL),
+                     0);
     assert_true(h_wait_until(holding_one, NULL, 3000));
     http_resp r;
     assert_true(http("POST", "/example.EchoService/Hold", "x", NULL, &r));
@@ -414,9 +415,9 @@ static void limits_and_deadlines_over_http(void **state)
     resp_fini(&r);
     /* both workers busy: the Slow call waits in the queue past its 20 ms deadline */
     struct async_done d2 = {0};
-    assert_int_equal(
-        ftrpc_call_async(client, "example.EchoService", "Slow", NULL, NULL, NULL, on_async, &d2, NULL),
-        0);
+    assert_int_equal(ftrpc_call_async(client, "example.EchoService", "Slow", NULL, NULL, NULL,
+                                      on_async, &d2, NULL),
+                     0);
     int fd = h_raw_connect(port);
     assert_true(fd >= 0);
     const char *req = "POST /example.EchoService/Slow HTTP/1.1\r\nx-timeout-ms: 20\r\n"
@@ -662,8 +663,9 @@ static void health_turns_503_while_stopping(void **state)
     assert_int_equal(r.status, 200);
     resp_fini(&r);
     struct async_done d = {0};
-    assert_int_equal(
-        ftrpc_call_async(client, "example.EchoService", "Hold", NULL, NULL, NULL, on_async, &d, NULL), 0);
+    assert_int_equal(ftrpc_call_async(client, "example.EchoService", "Hold", NULL, NULL, NULL,
+                                      on_async, &d, NULL),
+                     0);
     assert_true(h_wait_until(holding_one, NULL, 3000));
     struct stopper st = {0};
     pthread_create(&st.thread, NULL, stop_main, &st);

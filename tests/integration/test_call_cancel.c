@@ -56,9 +56,8 @@ static outcome call_and_cancel(ftrpc_client *c, int cancel_after_ms, int64_t *ca
 {
     outcome o = {0};
     ftrpc_call_id id = 0;
-    assert_int_equal(ftrpc_call_async(c, "example.EchoService", "Echo", NULL, NULL, NULL, record,
-                                      &o, &id),
-                     0);
+    assert_int_equal(
+        ftrpc_call_async(c, "example.EchoService", "Echo", NULL, NULL, NULL, record, &o, &id), 0);
     assert_true(id != 0);
     if (cancel_after_ms) h_sleep_ms(cancel_after_ms);
     *cancel_ms = h_now_ms();
@@ -91,8 +90,7 @@ static void cancelled_while_the_server_works_ends_at_once(void **state)
     const char *args[] = {"--delay-ms", "2000", NULL};
     assert_int_equal(h_server_start(&s, args), 0);
     ftrpc_fallback fb = {.kind = FTRPC_FALLBACK_ERRORS, .fn = fallback_answers};
-    ftrpc_client *c =
-        client_for(&s, &(ftrpc_client_options){.timeout_ms = 10000, .fallback = fb});
+    ftrpc_client *c = client_for(&s, &(ftrpc_client_options){.timeout_ms = 10000, .fallback = fb});
     int64_t at;
     outcome o = call_and_cancel(c, 100, &at);
     print_message("cancelled 100 ms into a 2 s handler: callback %lld ms after the cancel\n",
@@ -133,9 +131,8 @@ static void cancelled_after_it_completed_changes_nothing(void **state)
     ftrpc_client *c = client_for(&s, &(ftrpc_client_options){.timeout_ms = 5000});
     outcome o = {0};
     ftrpc_call_id id = 0;
-    assert_int_equal(ftrpc_call_async(c, "example.EchoService", "Echo", NULL, NULL, NULL, record,
-                                      &o, &id),
-                     0);
+    assert_int_equal(
+        ftrpc_call_async(c, "example.EchoService", "Echo", NULL, NULL, NULL, record, &o, &id), 0);
     assert_true(h_wait_atomic_ge(&o.runs, 1, 5000 * H_VG));
     assert_int_equal(o.code, 0);
     assert_int_equal(ftrpc_call_cancel(c, id), 0);

@@ -131,9 +131,8 @@ static void check_run(const char *const *args, int code, const char *says, const
     char *err = NULL;
     int rc = h_cli_run(args, 10000, NULL, &err);
     if (rc != code || !err || !strstr(err, says) || (never && strstr(err, never)))
-        fail_msg("ftrpc %s ...: exit %d (expected %d), stderr:\n%s\n(expected \"%s\"%s%s)",
-                 args[0], rc, code, err ? err : "", says, never ? ", not " : "",
-                 never ? never : "");
+        fail_msg("ftrpc %s ...: exit %d (expected %d), stderr:\n%s\n(expected \"%s\"%s%s)", args[0],
+                 rc, code, err ? err : "", says, never ? ", not " : "", never ? never : "");
     free(err);
 }
 
@@ -159,8 +158,8 @@ static void bad_client_flags_are_named(void **state)
     check_run(cert, 2, "--tls-cert needs --tls-key", "naming URL");
     const char *key[] = {"bench", url, "example.EchoService/Echo", "--tls-key", "k.pem", NULL};
     check_run(key, 2, "--tls-key needs --tls-cert", "make a client");
-    const char *server_cert[] = {"echo-server", "--listen", "127.0.0.1:0", "--tls-cert", "c.pem",
-                                 NULL};
+    const char *server_cert[] = {"echo-server", "--listen", "127.0.0.1:0",
+                                 "--tls-cert",  "c.pem",    NULL};
     check_run(server_cert, 2, "--tls-cert needs --tls-key", NULL);
     /* a naming URL at fault is still called one */
     const char *bad_url[] = {"call", "nope://x", "example.EchoService/Echo", NULL};

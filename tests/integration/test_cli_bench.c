@@ -205,8 +205,9 @@ static void bench_progress_lines_count_errors_within_calls(void **state)
     assert_int_equal(h_server_start(&srv, faults), 0);
     char url[64];
     h_server_url(&srv, url, sizeof url);
-    const char *args[] = {"bench",        url, "example.EchoService/Echo", "--duration", "2.5",
-                          "--fail-mode", "failfast", NULL};
+    const char *args[] = {"bench",      url,   "example.EchoService/Echo",
+                          "--duration", "2.5", "--fail-mode",
+                          "failfast",   NULL};
     char *out = NULL, *err = NULL;
     assert_int_equal(h_cli_run(args, 60000, &out, &err), 0);
     int lines = 0;
@@ -251,8 +252,8 @@ static void bench_refuses_before_the_run_what_would_spoil_it(void **state)
         {"--payload", "67108864"}, {"--json", NULL}, {"--cdf", NULL}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *flag = cases[i][0], *value = cases[i][1] ? cases[i][1] : unwritable;
-        const char *args[] = {
-            "bench", url, "example.EchoService/Echo", "--count", "20", flag, value, NULL};
+        const char *args[] = {"bench", url, "example.EchoService/Echo", "--count", "20", flag,
+                              value,   NULL};
         char *out = NULL, *err = NULL;
         int rc = h_cli_run(args, 60000, &out, &err);
         if (rc != 2 || !strstr(err, flag) || strstr(out, "calls"))

@@ -33,8 +33,9 @@ static void server_survives_a_client_that_leaves_with_calls_in_flight(void **sta
     ftrpc_client *c = NULL;
     assert_int_equal(ftrpc_client_new(url, NULL, &c), 0);
     for (int i = 0; i < 20; i++)
-        assert_int_equal(
-            ftrpc_call_async(c, "example.EchoService", "Echo", NULL, NULL, NULL, on_done, NULL, NULL), 0);
+        assert_int_equal(ftrpc_call_async(c, "example.EchoService", "Echo", NULL, NULL, NULL,
+                                          on_done, NULL, NULL),
+                         0);
     usleep(100 * 1000);   /* the server holds the 20 calls for 300 ms */
     ftrpc_client_free(c); /* closes the connection: the calls end ESTOPPED here */
     assert_int_equal(atomic_load(&done), 20);

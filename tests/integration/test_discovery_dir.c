@@ -311,7 +311,8 @@ static void call_in_flight_to_a_deregistering_server_completes(void **state)
     /* rr: one call to each server, both held there for 600 ms */
     for (intptr_t i = 0; i < 2; i++)
         assert_int_equal(
-            ftrpc_call_async(cli, D_SERVICE, "Echo", NULL, NULL, NULL, on_slow, (void *)i, NULL), 0);
+            ftrpc_call_async(cli, D_SERVICE, "Echo", NULL, NULL, NULL, on_slow, (void *)i, NULL),
+            0);
     usleep(150 * 1000 * K);
     assert_int_equal(atomic_load(&slow_done), 0);
     h_server_signal(&srv[0], SIGTERM); /* deregisters first, then waits for its calls in flight */

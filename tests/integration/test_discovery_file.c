@@ -165,7 +165,8 @@ static void removed_endpoint_finishes_its_call_in_flight_then_its_connection_clo
     up(slow, 1);
     char text[256], ep[64];
     atomic_store(&slow_done, 0);
-    assert_int_equal(ftrpc_call_async(cli, D_SERVICE, "Echo", NULL, NULL, NULL, on_slow, NULL, NULL), 0);
+    assert_int_equal(
+        ftrpc_call_async(cli, D_SERVICE, "Echo", NULL, NULL, NULL, on_slow, NULL, NULL), 0);
     usleep(150 * 1000); /* the request reaches A, which holds it for 600 ms */
     list_of(text, sizeof text, &B, NULL);
     replace_list(text);
@@ -190,8 +191,9 @@ static void removed_endpoint_whose_call_timed_out_has_its_connection_closed(void
     char text[256], ep[64];
     atomic_store(&slow_done, 0);
     ftrpc_call_options once = {.timeout_ms = 400, .fail_mode = FTRPC_FAILFAST};
-    assert_int_equal(ftrpc_call_async(cli, D_SERVICE, "Echo", NULL, NULL, &once, on_slow, NULL, NULL), 0);
-    usleep(100 * 1000); /* the request reaches A, which never answers */
+    assert_int_equal(
+        ftrpc_call_async(cli, D_SERVICE, "Echo", NULL, NULL, &once, on_slow, NULL, NULL), 0);
+    usleep(100 * 1000);           /* the request reaches A, which never answers */
     h_server_signal(&A, SIGSTOP); /* nor answers the cancel sent at the timeout: nothing is read */
     list_of(text, sizeof text, &B, NULL);
     replace_list(text);

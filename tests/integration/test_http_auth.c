@@ -36,9 +36,8 @@ static int teardown(void **state)
 }
 
 /* The pages a token guards (GET), and the method call (POST). */
-static const char *const GUARDED[] = {"/status", "/vars",    "/vars/rpc_server_count",
-                                      "/metrics", "/endpoints", "/console",
-                                      "/",        NULL};
+static const char *const GUARDED[] = {
+    "/status", "/vars", "/vars/rpc_server_count", "/metrics", "/endpoints", "/console", "/", NULL};
 
 typedef struct http_answer {
     int status; /* 0: curl failed */
@@ -113,8 +112,8 @@ static void https_with_force_tls_needs_the_token_too(void **state)
 {
     (void)state;
     h_server s;
-    const char *sargs[] = {"--auth-token",   TOKEN,         "--tls-cert", tls.server_cert,
-                           "--tls-key",      tls.server_key, "--force-tls", NULL};
+    const char *sargs[] = {"--auth-token", TOKEN,          "--tls-cert",  tls.server_cert,
+                           "--tls-key",    tls.server_key, "--force-tls", NULL};
     assert_int_equal(h_server_start(&s, sargs), 0);
     char base[1024];
     snprintf(base, sizeof base, "--cacert %s https://127.0.0.1:%d", tls.ca, s.port);
@@ -164,9 +163,8 @@ static void a_custom_authenticator_gets_the_whole_header_and_refusals_are_counte
 {
     (void)state;
     ftrpc_server *server = NULL;
-    assert_int_equal(ftrpc_server_new(&(ftrpc_server_options){.authenticator = verify_header},
-                                      &server),
-                     0);
+    assert_int_equal(
+        ftrpc_server_new(&(ftrpc_server_options){.authenticator = verify_header}, &server), 0);
     assert_int_equal(ftrpc_server_add_method(server, "example.Who", "Am", whoami, NULL, NULL), 0);
     assert_int_equal(ftrpc_server_start(server, "127.0.0.1:0"), 0);
     char base[64];

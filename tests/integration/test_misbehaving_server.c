@@ -23,9 +23,9 @@
 #include "harness.h"
 
 /* The connect-timeout test's ceilings (the call's timeout and the time the failure may take),
- * scaled under TSan and valgrind: on a loaded machine its slowdown once took 1,022 ms to fail a 150 ms connect
- * timeout, and the plain build 1,019 ms at a load of 13 on 2 cores. The failure may take up to 2/3
- * of the call's timeout, so the check still tells the connect timeout from the call's. */
+ * scaled under TSan and valgrind: on a loaded machine its slowdown once took 1,022 ms to fail a 150
+ * ms connect timeout, and the plain build 1,019 ms at a load of 13 on 2 cores. The failure may take
+ * up to 2/3 of the call's timeout, so the check still tells the connect timeout from the call's. */
 #if H_UNDER_VALGRIND
 #define CONNECT_SLOW 10 /* memcheck: 4,058 ms at a load of 12 */
 #elif H_UNDER_TSAN
@@ -60,7 +60,8 @@ static int setup(void **state)
     /* one IO thread's worth of connection per call: each test accepts the connection it needs */
     return ftrpc_client_new(
         url,
-        &(ftrpc_client_options){.timeout_ms = 5000, .max_body_size = 1 << 20, .fail_mode = FTRPC_FAILFAST},
+        &(ftrpc_client_options){
+            .timeout_ms = 5000, .max_body_size = 1 << 20, .fail_mode = FTRPC_FAILFAST},
         &client); /* failfast: each case is about one connection's error reaching the call */
 }
 
@@ -97,8 +98,9 @@ static int start_call_and_accept(int64_t *cid)
     response = NULL;
     ftrpc_buf *req = ftrpc_buf_new();
     ftrpc_buf_append(req, "ping", 4);
-    assert_int_equal(
-        ftrpc_call_async(client, "example.EchoService", "Echo", req, NULL, NULL, on_done, NULL, NULL), 0);
+    assert_int_equal(ftrpc_call_async(client, "example.EchoService", "Echo", req, NULL, NULL,
+                                      on_done, NULL, NULL),
+                     0);
     ftrpc_buf_free(req);
     struct pollfd pfd = {listen_fd, POLLIN, 0};
     assert_int_equal(poll(&pfd, 1, 3000), 1);

@@ -55,9 +55,9 @@ static void killed_server_fails_outstanding_calls_promptly_with_a_connection_err
     assert_non_null(client);
     ftrpc_buf *req = h_pattern_buf(100, 1);
     for (int i = 0; i < NCALLS; i++)
-        assert_int_equal(
-            ftrpc_call_async(client, "example.EchoService", "Echo", req, NULL, NULL, on_done, NULL, NULL),
-            0);
+        assert_int_equal(ftrpc_call_async(client, "example.EchoService", "Echo", req, NULL, NULL,
+                                          on_done, NULL, NULL),
+                         0);
     ftrpc_buf_free(req);
     /* let the requests reach the server (it never answers them) */
     h_sleep_ms(200 * H_VG);

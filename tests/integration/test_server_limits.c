@@ -128,7 +128,8 @@ static void stop_past_its_grace_returns_timedout_and_drops_the_late_reply(void *
                      0);
     ftrpc_buf *req = ftrpc_buf_new();
     ftrpc_buf_append(req, "hold", 4);
-    assert_int_equal(ftrpc_call_async(c, "test.Svc", "M", req, NULL, NULL, on_held_done, NULL, NULL), 0);
+    assert_int_equal(
+        ftrpc_call_async(c, "test.Svc", "M", req, NULL, NULL, on_held_done, NULL, NULL), 0);
     ftrpc_buf_free(req);
     int64_t t0 = h_now_ms();
     while (!atomic_load(&held) && h_now_ms() - t0 < 5000)

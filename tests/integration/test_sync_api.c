@@ -263,8 +263,9 @@ static void method_past_max_concurrency_answers_elimit(void **state)
     ftrpc_method_options mo = {.run_mode = FTRPC_RUN_IN_WORKER, .max_concurrency = 2};
     inproc_start(&p, hold_until_released, &mo, 4, 5000 * H_VG);
     for (int i = 0; i < 2; i++)
-        assert_int_equal(
-            ftrpc_call_async(p.client, "test.Svc", "M", NULL, NULL, NULL, on_async_done, NULL, NULL), 0);
+        assert_int_equal(ftrpc_call_async(p.client, "test.Svc", "M", NULL, NULL, NULL,
+                                          on_async_done, NULL, NULL),
+                         0);
     assert_true(h_wait_atomic_ge(&held_entered, 2, 5000 * H_VG));
     ftrpc_result r;
     assert_int_equal(ftrpc_call(p.client, "test.Svc", "M", NULL, NULL, NULL, &r), FTRPC_ELIMIT);
@@ -289,7 +290,8 @@ static void queued_worker_request_past_its_deadline_is_not_executed(void **state
     inproc_start(&p, hold_until_released, &mo, 1, 5000 * H_VG);
     /* the only worker is held; the next request queues behind it */
     assert_int_equal(
-        ftrpc_call_async(p.client, "test.Svc", "M", NULL, NULL, NULL, on_async_done, NULL, NULL), 0);
+        ftrpc_call_async(p.client, "test.Svc", "M", NULL, NULL, NULL, on_async_done, NULL, NULL),
+        0);
     assert_true(h_wait_atomic_ge(&held_entered, 1, 5000 * H_VG));
     ftrpc_result r;
     ftrpc_call_options short_deadline = {.timeout_ms = 100};
@@ -302,7 +304,8 @@ static void queued_worker_request_past_its_deadline_is_not_executed(void **state
     /* a third request queues behind the expired one: once it has run, the worker has passed the
      * expired one */
     assert_int_equal(
-        ftrpc_call_async(p.client, "test.Svc", "M", NULL, NULL, NULL, on_async_done, NULL, NULL), 0);
+        ftrpc_call_async(p.client, "test.Svc", "M", NULL, NULL, NULL, on_async_done, NULL, NULL),
+        0);
     atomic_store(&held_release, 1);
     assert_true(h_wait_atomic_ge(&async_done, 2, 5000 * H_VG));
     assert_int_equal(atomic_load(&async_ok), 2);

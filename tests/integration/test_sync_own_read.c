@@ -417,7 +417,6 @@ static void *blocking_main(void *arg)
     return NULL;
 }
 
-
 static void async_callbacks_never_run_on_the_blocking_callers_thread(void **state)
 {
     (void)state;

@@ -38,10 +38,9 @@ static void older_client_options_get_the_defaults_of_newer_fields(void **state)
     ftrpc_client_options old = {.timeout_ms = 4321, .retries = FTRPC_NO_RETRY};
     memcpy(buf, &old, old_size);
     ftrpc_client *c = NULL;
-    assert_int_equal(
-        ftrpc_client_new_sized("list://127.0.0.1:1", (const ftrpc_client_options *)buf, old_size,
-                               &c),
-        0);
+    assert_int_equal(ftrpc_client_new_sized("list://127.0.0.1:1", (const ftrpc_client_options *)buf,
+                                            old_size, &c),
+                     0);
     assert_int_equal(c->opts.timeout_ms, 4321);
     assert_int_equal(c->opts.retries, FTRPC_NO_RETRY);
     assert_int_equal(c->opts.tls.enable, 0);

@@ -52,7 +52,8 @@ static void stats_are_written_no_further_than_the_callers_struct(void **state)
     memcpy(&st, buf, old_size);
     assert_int_equal(st.connections, 0);
     assert_int_equal(st.auth_failures, 0);
-    for (size_t i = old_size; i < sizeof buf; i++) assert_int_equal(buf[i], GARBAGE);
+    for (size_t i = old_size; i < sizeof buf; i++)
+        assert_int_equal(buf[i], GARBAGE);
     ftrpc_server_free(s);
 }
 

@@ -58,9 +58,9 @@ static void check_spike(const spike_case *c)
     ft_manual_clock_init(&clock, SEC(1000));
     ftrpc_backup_policy *p = NULL;
     ftrpc_backup_policy_ratelimited_options o = {.backup_request_ms = 10,
-                                          .max_backup_ratio = c->ratio,
-                                          .window_size_seconds = c->window_s,
-                                          .update_interval_seconds = c->update_s};
+                                                 .max_backup_ratio = c->ratio,
+                                                 .window_size_seconds = c->window_s,
+                                                 .update_interval_seconds = c->update_s};
     assert_int_equal(ft_backup_policy_ratelimited_new(&o, &clock.base, &p), 0);
     assert_int_equal(p->backup_delay_ms(p, "svc", "m"), 10);
     const int n = 10000;
@@ -316,7 +316,8 @@ static void adaptive_delay_follows_the_quantile_above_its_floor(void **s)
     ftrpc_backup_policy_free(p);
 
     /* max_extra_load 0.2: the p80 */
-    o = (ftrpc_backup_policy_adaptive_options){.max_extra_load = 0.2, .min_samples = 10, .refresh_ms = 1};
+    o = (ftrpc_backup_policy_adaptive_options){
+        .max_extra_load = 0.2, .min_samples = 10, .refresh_ms = 1};
     assert_int_equal(ft_backup_policy_adaptive_new(&o, &clock.base, &p), 0);
     record(p, 1000, 700);
     record(p, 10000, 150); /* up to the 85th percentile */

@@ -464,13 +464,17 @@ static void assert_same_bytes_both_encoders(const ft_request_header *h, int64_t 
     ft_iobuf_init(&b);
     ft_iobuf_init(&payload);
     ft_iobuf_init(&att);
-    for (size_t i = 0; i < psize; i++) assert_int_equal(ft_iobuf_append(&payload, "p", 1), 0);
-    for (size_t i = 0; i < asize; i++) assert_int_equal(ft_iobuf_append(&att, "a", 1), 0);
+    for (size_t i = 0; i < psize; i++)
+        assert_int_equal(ft_iobuf_append(&payload, "p", 1), 0);
+    for (size_t i = 0; i < asize; i++)
+        assert_int_equal(ft_iobuf_append(&att, "a", 1), 0);
     for (int fast = 1; fast >= 0; fast--) {
         ft_baidu_std_fast_meta = fast;
         ft_iobuf *out = fast ? &a : &b;
-        if (h) assert_int_equal(ft_baidu_std_pack_request(out, h, &payload, &att), 0);
-        else assert_int_equal(ft_baidu_std_pack_response(out, cid, code, text, &payload, &att), 0);
+        if (h)
+            assert_int_equal(ft_baidu_std_pack_request(out, h, &payload, &att), 0);
+        else
+            assert_int_equal(ft_baidu_std_pack_response(out, cid, code, text, &payload, &att), 0);
     }
     ft_baidu_std_fast_meta = 1;
     assert_int_equal(ft_iobuf_size(&a), ft_iobuf_size(&b));
@@ -507,12 +511,19 @@ static void hand_written_encoder_writes_protobuf_c_bytes(void **state)
     memset(long_name, 'n', sizeof long_name - 1);
     long_name[sizeof long_name - 1] = '\0';
     const ft_request_header reqs[] = {
-        {.service = "example.EchoService", .method = "Echo", .correlation_id = 1, .timeout_ms = 500},
+        {.service = "example.EchoService",
+         .method = "Echo",
+         .correlation_id = 1,
+         .timeout_ms = 500},
         {.service = "a", .method = "b", .correlation_id = INT64_MAX, .timeout_ms = INT32_MAX},
         {.service = "a", .method = "b", .correlation_id = -1, .timeout_ms = 0, .log_id = -7},
         {.service = "", .method = "", .correlation_id = 0, .timeout_ms = 1, .log_id = INT64_MIN},
-        {.service = "s", .method = "m", .correlation_id = 128, .timeout_ms = 16384,
-         .auth_data = tok, .auth_len = sizeof tok},
+        {.service = "s",
+         .method = "m",
+         .correlation_id = 128,
+         .timeout_ms = 16384,
+         .auth_data = tok,
+         .auth_len = sizeof tok},
         {.service = "s", .method = "m", .correlation_id = 3, .auth_data = tok, .auth_len = 0},
         {.service = long_name, .method = "m", .correlation_id = 3}, /* too long: protobuf-c */
     };
@@ -524,7 +535,10 @@ static void hand_written_encoder_writes_protobuf_c_bytes(void **state)
         int64_t cid;
         int32_t code;
         const char *text;
-    } resps[] = {{1, 0, NULL}, {7, 1002, "no"}, {-5, -1, ""}, {INT64_MIN, INT32_MIN, "x"},
+    } resps[] = {{1, 0, NULL},
+                 {7, 1002, "no"},
+                 {-5, -1, ""},
+                 {INT64_MIN, INT32_MIN, "x"},
                  {1 << 20, 2001, long_name}};
     for (size_t i = 0; i < sizeof resps / sizeof resps[0]; i++) {
         assert_same_bytes_both_encoders(NULL, resps[i].cid, resps[i].code, resps[i].text, 0, 0);
@@ -579,8 +593,8 @@ static void metas_beyond_the_common_fields_parse_as_protobuf_c_reads_them(void *
 
     /* a request without its required method_name does not parse */
     static const uint8_t no_method[] = {0x0a, 0x03, 0x0a, 0x01, 's', 0x20, 0x01};
-    append_raw_frame(&in, "PRPC", sizeof no_method, sizeof no_method, no_method,
-                     sizeof no_method, NULL, 0);
+    append_raw_frame(&in, "PRPC", sizeof no_method, sizeof no_method, no_method, sizeof no_method,
+                     NULL, 0);
     expect_close(&in, "RpcMeta does not parse");
     ft_iobuf_fini(&in);
 }

@@ -584,7 +584,8 @@ static void async_calls_get_the_fallbacks_answer_once_each(void **state)
     atomic_store(&async_done, 0);
     atomic_store(&async_flagged, 0);
     for (int i = 0; i < NASYNC; i++)
-        assert_int_equal(ftrpc_call_async(c, SVC, "Ok", NULL, NULL, NULL, on_async_done, NULL, NULL), 0);
+        assert_int_equal(
+            ftrpc_call_async(c, SVC, "Ok", NULL, NULL, NULL, on_async_done, NULL, NULL), 0);
     for (int i = 0; i < 500 && atomic_load(&async_done) < NASYNC; i++)
         sleep_ms(10);
     assert_int_equal(atomic_load(&async_done), NASYNC);
@@ -613,7 +614,8 @@ static void calls_failed_by_client_free_go_through_the_fallback(void **state)
     ftrpc_fallback fb = {FTRPC_FALLBACK_ERRORS, record_fb, &rec, 0};
     ftrpc_client *c = new_client(url_one, &fb);
     atomic_store(&stopped_done, 0);
-    assert_int_equal(ftrpc_call_async(c, SVC, "Slow", NULL, NULL, NULL, on_stopped_done, NULL, NULL), 0);
+    assert_int_equal(
+        ftrpc_call_async(c, SVC, "Slow", NULL, NULL, NULL, on_stopped_done, NULL, NULL), 0);
     sleep_ms(50);         /* the request is out, the handler waits */
     ftrpc_client_free(c); /* fails the call with FTRPC_ESTOPPED before it returns */
     assert_int_equal(atomic_load(&stopped_done), 1);

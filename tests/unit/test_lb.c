@@ -613,8 +613,8 @@ static void p2c_decays_a_stale_figure_so_a_node_once_slow_is_picked_again(void *
     for (int i = 0; i < PICKS; i++)
         picked0 += must_select(lb, &req) == 0;
     if (picked0 < PICKS / 2)
-        fail_msg("p2c: the decayed node got %ld of %d picks (expected every draw it is in)", picked0,
-                 PICKS);
+        fail_msg("p2c: the decayed node got %ld of %d picks (expected every draw it is in)",
+                 picked0, PICKS);
     ft_lb_release(lb);
 }
 

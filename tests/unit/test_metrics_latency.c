@@ -136,7 +136,7 @@ static void long_latencies_in_nanoseconds_across_the_tag_wrap(void **state)
     ft_latency_stats s = stats(r, 0);
     assert_int_equal(s.max_ns, 10 * SEC);
     assert_true(labs((long)(s.p50_ns - 420)) <= 2); /* exact below 256, then within 1/256 */
-    ft_manual_clock_advance(&clk, 2 * SEC); /* the tag wraps here */
+    ft_manual_clock_advance(&clk, 2 * SEC);         /* the tag wraps here */
     ft_latency_recorder_record(r, 7 * SEC);
     s = stats(r, 0);
     assert_int_equal(s.count, 3);

@@ -182,13 +182,13 @@ static void owned_stripe_requests_slide_out_of_the_window(void **s)
 {
     ft_retry_budget_options o = {.min_per_sec = FT_RETRY_BUDGET_NO_FLOOR}; /* 10 s, 10 buckets */
     fixture *f = make(&o);
-    run_owner(f, now(f), 50);                  /* bucket 0 */
-    run_owner(f, now(f) + MS(2500), 50);       /* bucket 2: the owner's cached bounds move on */
-    requests(f, 25);                           /* bucket 0, by a thread that owns no stripe */
+    run_owner(f, now(f), 50);            /* bucket 0 */
+    run_owner(f, now(f) + MS(2500), 50); /* bucket 2: the owner's cached bounds move on */
+    requests(f, 25);                     /* bucket 0, by a thread that owns no stripe */
     assert_int_equal(ft_retry_budget_balance(&f->b, now(f) + MS(2500)), 25); /* 0.2 x 125 */
     /* 10 s on, bucket 0 (both threads' counts in it) has left the window, bucket 2 not yet */
     assert_int_equal(ft_retry_budget_balance(&f->b, now(f) + MS(10000)), 10);
-    run_owner(f, now(f) + MS(10000), 50);      /* back to bucket 0's cell, a new epoch */
+    run_owner(f, now(f) + MS(10000), 50); /* back to bucket 0's cell, a new epoch */
     assert_int_equal(ft_retry_budget_balance(&f->b, now(f) + MS(10000)), 20);
     ft_retry_budget_stats st;
     ft_retry_budget_stats_get(&f->b, &st);
@@ -198,11 +198,13 @@ static void owned_stripe_requests_slide_out_of_the_window(void **s)
 
 static void a_budget_turned_off_never_refuses(void **s)
 {
-    ft_retry_budget_options o = {.ratio = FT_RETRY_BUDGET_OFF, .min_per_sec = FT_RETRY_BUDGET_NO_FLOOR};
+    ft_retry_budget_options o = {.ratio = FT_RETRY_BUDGET_OFF,
+                                 .min_per_sec = FT_RETRY_BUDGET_NO_FLOOR};
     assert_int_equal(ft_retry_budget_options_validate(&o), 0);
     fixture *f = make(&o);
     /* no requests, no floor: a budget on would refuse the first spend */
-    for (int i = 0; i < 10000; i++) assert_true(ft_retry_budget_try_spend(&f->b, now(f)));
+    for (int i = 0; i < 10000; i++)
+        assert_true(ft_retry_budget_try_spend(&f->b, now(f)));
     ft_retry_budget_stats st;
     ft_retry_budget_stats_get(&f->b, &st);
     assert_int_equal(st.exhausted, 0);
