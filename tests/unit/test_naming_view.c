@@ -233,7 +233,7 @@ static size_t logged_count(const char *words)
     last_line[0] = '\0';
     pthread_mutex_unlock(&last_line_lock);
     const char *at = strstr(line, words);
-    size_t n;
+    size_t n = 0;
     if (!at || sscanf(at + strlen(words), "%zu", &n) != 1)
         fail_msg("no count after \"%s\" in the last line: \"%s\"", words, line);
     return n;
