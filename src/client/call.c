@@ -21,7 +21,6 @@
  * reports exactly one result to its health.
  */
 #include <errno.h>
-#include <math.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -50,49 +49,6 @@ void ftrpc_result_fini(ftrpc_result *r)
     ftrpc_buf_free(r->attachment);
     r->response = NULL;
     r->attachment = NULL;
-}
-
-/* A wire error_code as the result sees it (see FTRPC_BUSINESS_CODE_MIN in common.h). */
-static void classify_wire_error(int32_t wire, ftrpc_result_kind *kind, int *code)
-{
-    if (wire == 0) {
-        *kind = FTRPC_RESULT_OK;
-        *code = 0;
-    } else if (wire >= 1000 && wire < FTRPC_BUSINESS_CODE_MIN) {
-        *kind = FTRPC_RESULT_RPC_ERROR;
-        *code = -wire;
-    } else if (wire > 0 && wire < 1000) {
-        /* a system errno from a brpc server: an RPC error without an ftrpc equivalent */
-        *kind = FTRPC_RESULT_RPC_ERROR;
-        *code = FTRPC_EINTERNAL;
-    } else {
-        *kind = FTRPC_RESULT_BUSINESS_ERROR;
-        *code = wire;
-    }
-}
-
-/* RPC errors that a retry cannot cure: the request itself is wrong, or the client is going away. */
-static int is_retryable_rpc(const ftrpc_client *c, int code)
-{
-    for (int i = 0; i < FTRPC_MAX_CODES && c->opts.no_retry_codes[i]; i++)
-        if (c->opts.no_retry_codes[i] == code) return 0;
-    switch (code) {
-    case FTRPC_ENOSERVICE:
-    case FTRPC_ENOMETHOD:
-    case FTRPC_EREQUEST:
-    case FTRPC_ERPCAUTH:
-    case FTRPC_ERESPONSE:
-    case FTRPC_ETLS:
-    case FTRPC_EINVAL:
-    case FTRPC_ENOMEM:
-    case FTRPC_ESTOPPED:
-    case FTRPC_EIOTHREAD:
-    case FTRPC_ECANCELED:
-    case FTRPC_ENOENDPOINT:
-        return 0;
-    default:
-        return 1;
-    }
 }
 
 /* ---- attempts ---- */
@@ -128,13 +84,6 @@ static void settle_attempt(ft_attempt *a, int code)
     ft_health_on_result(&ep->health, code, (now - a->sent_ns) / 1000, now);
 }
 
-static int health_code(ftrpc_result_kind kind, int code)
-{
-    if (kind == FTRPC_RESULT_OK) return 0;
-    if (kind == FTRPC_RESULT_BUSINESS_ERROR) return code > 0 ? code : 1; /* the endpoint answered */
-    return code;
-}
-
 /* The loser of a race (or an attempt outlived by its call) may still sit in a server's queue: tell
  * that server, on the same connection, so it can drop the work (docs/protocol.md, Cancellation).
  * The cancel's own answer finds no pending attempt and is dropped; a brpc server answers
@@ -164,21 +113,6 @@ static void send_cancel(ft_attempt *a)
 
 /* ---- fallback ---- */
 
-static int fallback_applies(ftrpc_fallback_kind kind, const ftrpc_result *r)
-{
-    switch (kind) {
-    case FTRPC_FALLBACK_ERRORS_AND_RESPONSES:
-        return 1;
-    case FTRPC_FALLBACK_ERRORS:
-        return r->kind != FTRPC_RESULT_OK;
-    case FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER:
-        return r->kind == FTRPC_RESULT_RPC_ERROR &&
-               (r->code == FTRPC_ERPCTIMEDOUT || r->code == FTRPC_ENOENDPOINT);
-    default:
-        return 0;
-    }
-}
-
 /* Lets the call's fallback replace the outcome in *r (Kitex's rules: neither = the original
  * stands; both = only the error; an error may be returned). *reported is what the metrics count:
  * the original, unless report_as_fallback turns an RPC failure answered by the fallback into a
@@ -186,10 +120,7 @@ static int fallback_applies(ftrpc_fallback_kind kind, const ftrpc_result *r)
 static void run_fallback(ft_call *call, ftrpc_result *r, ft_call_report *reported)
 {
     const ftrpc_fallback *fb = &call->fallback;
-    /* a caller that cancelled its call wants no answer in its place */
-    if (fb->kind == FTRPC_FALLBACK_OFF || !fb->fn || r->code == FTRPC_ECANCELED ||
-        !fallback_applies(fb->kind, r))
-        return;
+    if (!ft_fail_fallback_applies(fb, r)) return;
     ftrpc_fallback_input in = {call->service, call->method, &call->request, r};
     ftrpc_fallback_output out = {0};
     fb->fn(&in, &out, fb->arg);
@@ -342,7 +273,7 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     ft_call_report reported = {r->kind, r->attempts, r->backups, r->backup_won, latency_ns};
     run_fallback(call, r, &reported);
     if (call->metrics)
-        ft_method_metrics_record(call->metrics, &reported, call->retries_done, r->from_fallback,
+        ft_method_metrics_record(call->metrics, &reported, call->retry.retries_done, r->from_fallback,
                                  now);
     ft_iobuf_fini(&call->request);
     ft_iobuf_fini(&call->attachment);
@@ -404,20 +335,15 @@ static int endpoint_usable(void *arg, size_t index)
  * the service (every cluster of a selective client) is empty. */
 static int choose_endpoint(ft_call *call, int64_t now, int *target)
 {
-    if (call->mode == FTRPC_FAILTRY && call->last_endpoint >= 0) {
-        *target = call->last_target;
-        return call->last_endpoint;
-    }
+    int again = ft_fail_reuse_endpoint(&call->retry, target);
+    if (again >= 0) return again;
     int t = call->ntargets > 1 ? ft_selective_pick_target(call, now) : 0;
     if (t < 0) return -1;
     *target = t;
     ft_cluster *cl = call->targets[t].cluster;
     struct usable_ctx u = {cl, now};
     size_t excluded[FT_LB_MAX_EXCLUDED];
-    size_t n = 0;
-    if (call->mode != FTRPC_FAILTRY)
-        for (size_t i = 0; i < call->ntried; i++)
-            if (call->tried_target[i] == t) excluded[n++] = call->tried[i];
+    size_t n = ft_fail_excluded(&call->retry, &call->tried, t, excluded);
     ft_lb_pick req = {.key_hash = call->key_hash,
                       .has_key = call->has_key,
                       .excluded = excluded,
@@ -501,18 +427,7 @@ static void send_attempt(ft_call *call, int is_backup)
     a->cc = NULL;
     ft_cluster_endpoint_inflight_add(ep, call->loop->index, 1);
     call->attempts++;
-    call->last_endpoint = idx;
-    call->last_target = target;
-    if (call->mode != FTRPC_FAILTRY && call->ntried < FT_LB_MAX_EXCLUDED) {
-        size_t i = 0;
-        while (i < call->ntried &&
-               (call->tried[i] != (size_t)idx || call->tried_target[i] != target))
-            i++;
-        if (i == call->ntried) {
-            call->tried_target[call->ntried] = target;
-            call->tried[call->ntried++] = (size_t)idx;
-        }
-    }
+    ft_fail_note_sent(&call->retry, &call->tried, idx, target);
 
     int err = 0;
     /* the connection and its credential belong to the client that owns the endpoint: for a
@@ -573,40 +488,18 @@ static void on_backup_timer(ft_timer *t)
 {
     ft_call *call = ft_container_of(t, ft_call, backup_timer);
     ftrpc_client *c = call->client;
-    /* only a first attempt still waiting is raced; a call already retrying has moved on */
-    if (attempts_in_flight(call) != 1 || call->attempts != 1) return;
-    ftrpc_backup_policy *policy = c->opts.backup_policy;
-    if (policy && policy->should_backup &&
-        !policy->should_backup(policy, call->service, call->method))
-        return;
-    if (!ft_retry_budget_try_spend(&c->budget, ft_loop_now(call->loop))) {
+    switch (ft_fail_backup(attempts_in_flight(call), call->attempts, c->opts.backup_policy,
+                           call->service, call->method, &c->budget, ft_loop_now(call->loop))) {
+    case FT_BACKUP_SEND:
+        call->backups++;
+        atomic_fetch_add_explicit(&c->backups, 1, memory_order_relaxed);
+        send_attempt(call, 1);
+        break;
+    case FT_BACKUP_REFUSED:
         atomic_fetch_add_explicit(&c->budget_exhausted, 1, memory_order_relaxed);
-        /* a policy that counted this backup when it agreed must not count it as sent */
-        if (policy && policy->on_backup_refused)
-            policy->on_backup_refused(policy, call->service, call->method);
-        return;
-    }
-    call->backups++;
-    atomic_fetch_add_explicit(&c->backups, 1, memory_order_relaxed);
-    send_attempt(call, 1);
-}
-
-/* Backoff before retry n (n from 1), in ns. */
-static int64_t backoff_ns(ft_call *call)
-{
-    const ftrpc_backoff *b = &call->client->opts.backoff;
-    int n = ++call->backoff_step;
-    switch (b->kind) {
-    case FTRPC_BACKOFF_FIXED:
-        return (int64_t)b->initial_ms * FT_NS_PER_MS;
-    case FTRPC_BACKOFF_EXPONENTIAL: {
-        double cap = b->initial_ms * pow(b->multiplier, n - 1);
-        if (cap > b->max_ms) cap = b->max_ms;
-        double u = (double)(ft_rand_next(ft_rand_thread()) >> 11) / (double)(UINT64_C(1) << 53);
-        return (int64_t)(u * cap * (double)FT_NS_PER_MS); /* full jitter */
-    }
-    default:
-        return 0;
+        break;
+    case FT_BACKUP_SKIP:
+        break;
     }
 }
 
@@ -623,41 +516,33 @@ static void attempt_error(ft_attempt *a, ftrpc_result_kind kind, int code, const
     call->last_code = code;
     snprintf(call->last_text, sizeof call->last_text, "%s",
              text && *text ? text : (code < 0 ? ftrpc_strerror(code) : ""));
-    if (attempts_in_flight(call) > 0) return;
-    int retryable = kind == FTRPC_RESULT_BUSINESS_ERROR
-                        ? c->opts.retry_classifier &&
-                              c->opts.retry_classifier(code, call->last_text,
-                                                       c->opts.retry_classifier_arg)
-                        : is_retryable_rpc(c, code);
-    if (!retryable || call->mode == FTRPC_FAILFAST || atomic_load(&c->stopping)) {
+    ft_fail_event ev = {
+        .kind = kind,
+        .code = code,
+        .text = call->last_text,
+        .never_on_wire = never_on_wire,
+        .in_flight = attempts_in_flight(call),
+        .stopping = atomic_load(&c->stopping),
+        .now_ns = ft_loop_now(call->loop),
+        .deadline_ns = call->deadline_ns,
+    };
+    ft_fail_decision d =
+        ft_fail_after_error(&call->retry, &ev, &c->opts, &c->budget, ft_rand_thread());
+    if (d.retry_spent) atomic_fetch_add_explicit(&c->retries, 1, memory_order_relaxed);
+    if (d.budget_refused) atomic_fetch_add_explicit(&c->budget_exhausted, 1, memory_order_relaxed);
+    switch (d.action) {
+    case FT_FAIL_WAIT:
+        break;
+    case FT_FAIL_COMPLETE:
         complete_with_last_error(call);
-        return;
+        break;
+    case FT_FAIL_RETRY_AT:
+        ft_timer_start(call->loop, &call->retry_timer, d.at_ns, on_retry_timer);
+        break;
+    case FT_FAIL_RETRY_NOW:
+        send_attempt(call, 0);
+        break;
     }
-    int free_resend = never_on_wire && call->free_resends_left > 0;
-    if (!free_resend && call->retries_left <= 0) {
-        complete_with_last_error(call);
-        return;
-    }
-    int64_t now = ft_loop_now(call->loop);
-    if (!ft_retry_budget_try_spend(&c->budget, now)) {
-        atomic_fetch_add_explicit(&c->budget_exhausted, 1, memory_order_relaxed);
-        complete_with_last_error(call);
-        return;
-    }
-    if (free_resend) call->free_resends_left--;
-    else call->retries_left--;
-    call->retries_done++;
-    atomic_fetch_add_explicit(&c->retries, 1, memory_order_relaxed);
-    int64_t delay = free_resend ? 0 : backoff_ns(call);
-    if (delay > 0) {
-        if (now + delay >= call->deadline_ns) {
-            complete_with_last_error(call); /* never back off past the deadline */
-            return;
-        }
-        ft_timer_start(call->loop, &call->retry_timer, now + delay, on_retry_timer);
-        return;
-    }
-    send_attempt(call, 0);
 }
 
 /* ---- events from the connections ---- */
@@ -673,8 +558,8 @@ void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, con
     }
     ftrpc_result_kind kind;
     int code;
-    classify_wire_error(f->error_code, &kind, &code);
-    settle_attempt(a, health_code(kind, code));
+    ft_fail_classify_wire(f->error_code, &kind, &code);
+    settle_attempt(a, ft_fail_health_code(kind, code));
     if (kind == FTRPC_RESULT_OK) {
         complete_call(call, kind, 0, NULL, f, a, FTRPC_ECANCELED);
         return;
@@ -733,7 +618,7 @@ static void start_call(ft_call *call)
     }
     ft_retry_budget_on_request(&c->budget, call->start_ns);
     ft_timer_start(call->loop, &call->deadline_timer, call->deadline_ns, on_deadline);
-    if (call->mode == FTRPC_FAILBACKUP && !call->backup_opt_out) {
+    if (call->retry.mode == FTRPC_FAILBACKUP && !call->backup_opt_out) {
         ftrpc_backup_policy *policy = c->opts.backup_policy;
         int delay = policy && policy->backup_delay_ms
                         ? policy->backup_delay_ms(policy, call->service, call->method)
@@ -778,13 +663,13 @@ static ft_call *make_call(ftrpc_client *c, const char *service, const char *meth
     }
     const ftrpc_client_options *o = &c->opts;
     int timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : o->timeout_ms;
-    call->mode = opts && opts->fail_mode != FTRPC_FAIL_DEFAULT ? opts->fail_mode : o->fail_mode;
+    call->retry.mode = opts && opts->fail_mode != FTRPC_FAIL_DEFAULT ? opts->fail_mode : o->fail_mode;
     int backup_ms = opts && opts->backup_request_ms != 0 ? opts->backup_request_ms
                                                         : o->backup_request_ms;
     call->backup_ms = backup_ms > 0 ? backup_ms : -1;
     call->backup_opt_out = opts && opts->backup_request_ms == -1;
     int retries = opts && opts->retries != 0 ? opts->retries : o->retries;
-    call->retries_left = retries == FTRPC_NO_RETRY ? 0 : retries;
+    call->retry.retries_left = retries == FTRPC_NO_RETRY ? 0 : retries;
     call->attempt_timeout_ms =
         opts && opts->attempt_timeout_ms > 0 ? opts->attempt_timeout_ms : o->attempt_timeout_ms;
     call->fallback = opts && opts->fallback ? *opts->fallback : o->fallback;
@@ -797,7 +682,7 @@ static ft_call *make_call(ftrpc_client *c, const char *service, const char *meth
         call->slot[i].call = call;
         call->slot[i].endpoint = -1;
     }
-    call->last_endpoint = -1;
+    call->retry.last_endpoint = -1;
     call->last_answered_by = -1;
     call->sync_wake_fd = -1;
     /* on the home loop already (a call made from a callback): the loop's time is fresh enough */
