@@ -1,5 +1,6 @@
-/* Internals of ftrpc_client shared by client.c (lifecycle, endpoints, connections) and call.c (the
- * call engine: attempts, fail modes, retries, health reporting). */
+/* Internals of ftrpc_client shared by client.c (lifecycle, endpoints, connections), call.c (the
+ * call engine: attempts, fail modes acted on, health reporting), call_blocking.c (ftrpc_call and
+ * its borrowed-loop fast path) and selective.c. The fail-mode decisions are fail_policy.h's. */
 #ifndef FT_CLIENT_INTERNAL_H
 #define FT_CLIENT_INTERNAL_H
 
@@ -168,7 +169,7 @@ struct ft_call {
     int sync_reading; /* the caller reads the answer itself, now (read_own_answer) */
     int counted_on_loop; /* in its loop's local_inflight rather than the client's inflight */
 
-    /* Not zeroed when a call is made: each is written before it is read (make_call inits the two
+    /* Not zeroed when a call is made: each is written before it is read (ft_call_make inits the two
      * buffers; tried entries count once written). Zeroing their ~650 bytes was half of making a
      * call. */
     ft_iobuf request;
@@ -193,7 +194,7 @@ struct ftrpc_client {
     atomic_int inflight;   /* calls submitted and not completed */
     atomic_int open_conns; /* ft_cconn alive */
     atomic_llong retries, budget_exhausted, backups, backup_wins, cancels;
-    atomic_llong answers_read_by_caller; /* blocking calls completed by read_own_answer (call.c) */
+    atomic_llong answers_read_by_caller; /* blocking calls completed by read_own_answer (call_blocking.c) */
     atomic_ullong next_call_id; /* the sequence part of the async calls' handles */
     ft_client_metrics metrics;
     char *auth_token; /* copy of opts.auth_token */
@@ -243,5 +244,20 @@ void ft_call_on_conn_lost(ft_attempt *a, int code, const char *text);
 void ft_call_stop_all(ft_client_loop *cl);
 /* call.c: frees the loop's recycled calls (client free, once no call runs). */
 void ft_call_cache_drain(ft_client_loop *cl);
+
+/* call.c, for the blocking path (call_blocking.c) as for the async one: */
+/* 0, or why the call may not be made (FTRPC_EINVAL, FTRPC_ESTOPPED). */
+int ft_call_check_args(ftrpc_client *c, const char *service, const char *method,
+                       const ftrpc_call_options *opts);
+/* A call with its home loop picked and its options resolved, not yet started; NULL: no memory. */
+ft_call *ft_call_make(ftrpc_client *c, const char *service, const char *method,
+                      const ftrpc_buf *request, const ftrpc_buf *attachment,
+                      const ftrpc_call_options *opts);
+/* Starts the call on its home loop now when this thread runs that loop (async), else posts it. */
+void ft_call_submit(ft_call *call);
+/* Starts the call: on its home loop, or with that loop borrowed. */
+void ft_call_start(ft_call *call);
+/* Completes the call with FTRPC_ERPCTIMEDOUT, as its deadline timer does. */
+void ft_call_time_out(ft_call *call);
 
 #endif

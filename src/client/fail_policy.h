@@ -25,7 +25,7 @@
 #include "cluster/lb.h"
 #include "ftrpc/client.h"
 
-/* A call's retry state: zeroed with the call (call.c, call_zero), then set by make_call. */
+/* A call's retry state: zeroed with the call (call.c, call_zero), then set by ft_call_make. */
 typedef struct ft_fail_state {
     ftrpc_fail_mode mode;
     int retries_left;
