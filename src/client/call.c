@@ -20,15 +20,11 @@
  * once neither is); an attempt in flight is counted once in its endpoint's in-flight figure and
  * reports exactly one result to its health.
  */
-#include <errno.h>
-#include <math.h>
-#include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "base/sized_options.h"
 #include "base/clock.h"
@@ -36,7 +32,6 @@
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/rand.h"
-#include "base/thread_exit.h"
 #include "client/backup_policy.h"
 #include "client/client_internal.h"
 #include "client/selective.h"
@@ -50,49 +45,6 @@ void ftrpc_result_fini(ftrpc_result *r)
     ftrpc_buf_free(r->attachment);
     r->response = NULL;
     r->attachment = NULL;
-}
-
-/* A wire error_code as the result sees it (see FTRPC_BUSINESS_CODE_MIN in common.h). */
-static void classify_wire_error(int32_t wire, ftrpc_result_kind *kind, int *code)
-{
-    if (wire == 0) {
-        *kind = FTRPC_RESULT_OK;
-        *code = 0;
-    } else if (wire >= 1000 && wire < FTRPC_BUSINESS_CODE_MIN) {
-        *kind = FTRPC_RESULT_RPC_ERROR;
-        *code = -wire;
-    } else if (wire > 0 && wire < 1000) {
-        /* a system errno from a brpc server: an RPC error without an ftrpc equivalent */
-        *kind = FTRPC_RESULT_RPC_ERROR;
-        *code = FTRPC_EINTERNAL;
-    } else {
-        *kind = FTRPC_RESULT_BUSINESS_ERROR;
-        *code = wire;
-    }
-}
-
-/* RPC errors that a retry cannot cure: the request itself is wrong, or the client is going away. */
-static int is_retryable_rpc(const ftrpc_client *c, int code)
-{
-    for (int i = 0; i < FTRPC_MAX_CODES && c->opts.no_retry_codes[i]; i++)
-        if (c->opts.no_retry_codes[i] == code) return 0;
-    switch (code) {
-    case FTRPC_ENOSERVICE:
-    case FTRPC_ENOMETHOD:
-    case FTRPC_EREQUEST:
-    case FTRPC_ERPCAUTH:
-    case FTRPC_ERESPONSE:
-    case FTRPC_ETLS:
-    case FTRPC_EINVAL:
-    case FTRPC_ENOMEM:
-    case FTRPC_ESTOPPED:
-    case FTRPC_EIOTHREAD:
-    case FTRPC_ECANCELED:
-    case FTRPC_ENOENDPOINT:
-        return 0;
-    default:
-        return 1;
-    }
 }
 
 /* ---- attempts ---- */
@@ -128,13 +80,6 @@ static void settle_attempt(ft_attempt *a, int code)
     ft_health_on_result(&ep->health, code, (now - a->sent_ns) / 1000, now);
 }
 
-static int health_code(ftrpc_result_kind kind, int code)
-{
-    if (kind == FTRPC_RESULT_OK) return 0;
-    if (kind == FTRPC_RESULT_BUSINESS_ERROR) return code > 0 ? code : 1; /* the endpoint answered */
-    return code;
-}
-
 /* The loser of a race (or an attempt outlived by its call) may still sit in a server's queue: tell
  * that server, on the same connection, so it can drop the work (docs/protocol.md, Cancellation).
  * The cancel's own answer finds no pending attempt and is dropped; a brpc server answers
@@ -164,21 +109,6 @@ static void send_cancel(ft_attempt *a)
 
 /* ---- fallback ---- */
 
-static int fallback_applies(ftrpc_fallback_kind kind, const ftrpc_result *r)
-{
-    switch (kind) {
-    case FTRPC_FALLBACK_ERRORS_AND_RESPONSES:
-        return 1;
-    case FTRPC_FALLBACK_ERRORS:
-        return r->kind != FTRPC_RESULT_OK;
-    case FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER:
-        return r->kind == FTRPC_RESULT_RPC_ERROR &&
-               (r->code == FTRPC_ERPCTIMEDOUT || r->code == FTRPC_ENOENDPOINT);
-    default:
-        return 0;
-    }
-}
-
 /* Lets the call's fallback replace the outcome in *r (Kitex's rules: neither = the original
  * stands; both = only the error; an error may be returned). *reported is what the metrics count:
  * the original, unless report_as_fallback turns an RPC failure answered by the fallback into a
@@ -186,10 +116,7 @@ static int fallback_applies(ftrpc_fallback_kind kind, const ftrpc_result *r)
 static void run_fallback(ft_call *call, ftrpc_result *r, ft_call_report *reported)
 {
     const ftrpc_fallback *fb = &call->fallback;
-    /* a caller that cancelled its call wants no answer in its place */
-    if (fb->kind == FTRPC_FALLBACK_OFF || !fb->fn || r->code == FTRPC_ECANCELED ||
-        !fallback_applies(fb->kind, r))
-        return;
+    if (!ft_fail_fallback_applies(fb, r)) return;
     ftrpc_fallback_input in = {call->service, call->method, &call->request, r};
     ftrpc_fallback_output out = {0};
     fb->fn(&in, &out, fb->arg);
@@ -342,7 +269,7 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     ft_call_report reported = {r->kind, r->attempts, r->backups, r->backup_won, latency_ns};
     run_fallback(call, r, &reported);
     if (call->metrics)
-        ft_method_metrics_record(call->metrics, &reported, call->retries_done, r->from_fallback,
+        ft_method_metrics_record(call->metrics, &reported, call->retry.retries_done, r->from_fallback,
                                  now);
     ft_iobuf_fini(&call->request);
     ft_iobuf_fini(&call->attachment);
@@ -404,20 +331,15 @@ static int endpoint_usable(void *arg, size_t index)
  * the service (every cluster of a selective client) is empty. */
 static int choose_endpoint(ft_call *call, int64_t now, int *target)
 {
-    if (call->mode == FTRPC_FAILTRY && call->last_endpoint >= 0) {
-        *target = call->last_target;
-        return call->last_endpoint;
-    }
+    int again = ft_fail_reuse_endpoint(&call->retry, target);
+    if (again >= 0) return again;
     int t = call->ntargets > 1 ? ft_selective_pick_target(call, now) : 0;
     if (t < 0) return -1;
     *target = t;
     ft_cluster *cl = call->targets[t].cluster;
     struct usable_ctx u = {cl, now};
     size_t excluded[FT_LB_MAX_EXCLUDED];
-    size_t n = 0;
-    if (call->mode != FTRPC_FAILTRY)
-        for (size_t i = 0; i < call->ntried; i++)
-            if (call->tried_target[i] == t) excluded[n++] = call->tried[i];
+    size_t n = ft_fail_excluded(&call->retry, &call->tried, t, excluded);
     ft_lb_pick req = {.key_hash = call->key_hash,
                       .has_key = call->has_key,
                       .excluded = excluded,
@@ -501,18 +423,7 @@ static void send_attempt(ft_call *call, int is_backup)
     a->cc = NULL;
     ft_cluster_endpoint_inflight_add(ep, call->loop->index, 1);
     call->attempts++;
-    call->last_endpoint = idx;
-    call->last_target = target;
-    if (call->mode != FTRPC_FAILTRY && call->ntried < FT_LB_MAX_EXCLUDED) {
-        size_t i = 0;
-        while (i < call->ntried &&
-               (call->tried[i] != (size_t)idx || call->tried_target[i] != target))
-            i++;
-        if (i == call->ntried) {
-            call->tried_target[call->ntried] = target;
-            call->tried[call->ntried++] = (size_t)idx;
-        }
-    }
+    ft_fail_note_sent(&call->retry, &call->tried, idx, target);
 
     int err = 0;
     /* the connection and its credential belong to the client that owns the endpoint: for a
@@ -573,40 +484,18 @@ static void on_backup_timer(ft_timer *t)
 {
     ft_call *call = ft_container_of(t, ft_call, backup_timer);
     ftrpc_client *c = call->client;
-    /* only a first attempt still waiting is raced; a call already retrying has moved on */
-    if (attempts_in_flight(call) != 1 || call->attempts != 1) return;
-    ftrpc_backup_policy *policy = c->opts.backup_policy;
-    if (policy && policy->should_backup &&
-        !policy->should_backup(policy, call->service, call->method))
-        return;
-    if (!ft_retry_budget_try_spend(&c->budget, ft_loop_now(call->loop))) {
+    switch (ft_fail_backup(attempts_in_flight(call), call->attempts, c->opts.backup_policy,
+                           call->service, call->method, &c->budget, ft_loop_now(call->loop))) {
+    case FT_BACKUP_SEND:
+        call->backups++;
+        atomic_fetch_add_explicit(&c->backups, 1, memory_order_relaxed);
+        send_attempt(call, 1);
+        break;
+    case FT_BACKUP_REFUSED:
         atomic_fetch_add_explicit(&c->budget_exhausted, 1, memory_order_relaxed);
-        /* a policy that counted this backup when it agreed must not count it as sent */
-        if (policy && policy->on_backup_refused)
-            policy->on_backup_refused(policy, call->service, call->method);
-        return;
-    }
-    call->backups++;
-    atomic_fetch_add_explicit(&c->backups, 1, memory_order_relaxed);
-    send_attempt(call, 1);
-}
-
-/* Backoff before retry n (n from 1), in ns. */
-static int64_t backoff_ns(ft_call *call)
-{
-    const ftrpc_backoff *b = &call->client->opts.backoff;
-    int n = ++call->backoff_step;
-    switch (b->kind) {
-    case FTRPC_BACKOFF_FIXED:
-        return (int64_t)b->initial_ms * FT_NS_PER_MS;
-    case FTRPC_BACKOFF_EXPONENTIAL: {
-        double cap = b->initial_ms * pow(b->multiplier, n - 1);
-        if (cap > b->max_ms) cap = b->max_ms;
-        double u = (double)(ft_rand_next(ft_rand_thread()) >> 11) / (double)(UINT64_C(1) << 53);
-        return (int64_t)(u * cap * (double)FT_NS_PER_MS); /* full jitter */
-    }
-    default:
-        return 0;
+        break;
+    case FT_BACKUP_SKIP:
+        break;
     }
 }
 
@@ -623,41 +512,33 @@ static void attempt_error(ft_attempt *a, ftrpc_result_kind kind, int code, const
     call->last_code = code;
     snprintf(call->last_text, sizeof call->last_text, "%s",
              text && *text ? text : (code < 0 ? ftrpc_strerror(code) : ""));
-    if (attempts_in_flight(call) > 0) return;
-    int retryable = kind == FTRPC_RESULT_BUSINESS_ERROR
-                        ? c->opts.retry_classifier &&
-                              c->opts.retry_classifier(code, call->last_text,
-                                                       c->opts.retry_classifier_arg)
-                        : is_retryable_rpc(c, code);
-    if (!retryable || call->mode == FTRPC_FAILFAST || atomic_load(&c->stopping)) {
+    ft_fail_event ev = {
+        .kind = kind,
+        .code = code,
+        .text = call->last_text,
+        .never_on_wire = never_on_wire,
+        .in_flight = attempts_in_flight(call),
+        .stopping = atomic_load(&c->stopping),
+        .now_ns = ft_loop_now(call->loop),
+        .deadline_ns = call->deadline_ns,
+    };
+    ft_fail_decision d =
+        ft_fail_after_error(&call->retry, &ev, &c->opts, &c->budget, ft_rand_thread());
+    if (d.retry_spent) atomic_fetch_add_explicit(&c->retries, 1, memory_order_relaxed);
+    if (d.budget_refused) atomic_fetch_add_explicit(&c->budget_exhausted, 1, memory_order_relaxed);
+    switch (d.action) {
+    case FT_FAIL_WAIT:
+        break;
+    case FT_FAIL_COMPLETE:
         complete_with_last_error(call);
-        return;
+        break;
+    case FT_FAIL_RETRY_AT:
+        ft_timer_start(call->loop, &call->retry_timer, d.at_ns, on_retry_timer);
+        break;
+    case FT_FAIL_RETRY_NOW:
+        send_attempt(call, 0);
+        break;
     }
-    int free_resend = never_on_wire && call->free_resends_left > 0;
-    if (!free_resend && call->retries_left <= 0) {
-        complete_with_last_error(call);
-        return;
-    }
-    int64_t now = ft_loop_now(call->loop);
-    if (!ft_retry_budget_try_spend(&c->budget, now)) {
-        atomic_fetch_add_explicit(&c->budget_exhausted, 1, memory_order_relaxed);
-        complete_with_last_error(call);
-        return;
-    }
-    if (free_resend) call->free_resends_left--;
-    else call->retries_left--;
-    call->retries_done++;
-    atomic_fetch_add_explicit(&c->retries, 1, memory_order_relaxed);
-    int64_t delay = free_resend ? 0 : backoff_ns(call);
-    if (delay > 0) {
-        if (now + delay >= call->deadline_ns) {
-            complete_with_last_error(call); /* never back off past the deadline */
-            return;
-        }
-        ft_timer_start(call->loop, &call->retry_timer, now + delay, on_retry_timer);
-        return;
-    }
-    send_attempt(call, 0);
 }
 
 /* ---- events from the connections ---- */
@@ -673,8 +554,8 @@ void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, con
     }
     ftrpc_result_kind kind;
     int code;
-    classify_wire_error(f->error_code, &kind, &code);
-    settle_attempt(a, health_code(kind, code));
+    ft_fail_classify_wire(f->error_code, &kind, &code);
+    settle_attempt(a, ft_fail_health_code(kind, code));
     if (kind == FTRPC_RESULT_OK) {
         complete_call(call, kind, 0, NULL, f, a, FTRPC_ECANCELED);
         return;
@@ -705,15 +586,19 @@ void ft_call_stop_all(ft_client_loop *cl)
 
 /* ---- starting a call ---- */
 
-static void on_deadline(ft_timer *t)
+void ft_call_time_out(ft_call *call)
 {
-    ft_call *call = ft_container_of(t, ft_call, deadline_timer);
     /* attempts still in the air took the whole deadline: their endpoints timed out */
     complete_call(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ERPCTIMEDOUT, NULL, NULL, NULL,
                   FTRPC_ERPCTIMEDOUT);
 }
 
-static void start_call(ft_call *call)
+static void on_deadline(ft_timer *t)
+{
+    ft_call_time_out(ft_container_of(t, ft_call, deadline_timer));
+}
+
+void ft_call_start(ft_call *call)
 {
     ftrpc_client *c = call->client;
     ft_list_push_back(&c->loops[call->loop->index].calls, &call->node);
@@ -733,7 +618,7 @@ static void start_call(ft_call *call)
     }
     ft_retry_budget_on_request(&c->budget, call->start_ns);
     ft_timer_start(call->loop, &call->deadline_timer, call->deadline_ns, on_deadline);
-    if (call->mode == FTRPC_FAILBACKUP && !call->backup_opt_out) {
+    if (call->retry.mode == FTRPC_FAILBACKUP && !call->backup_opt_out) {
         ftrpc_backup_policy *policy = c->opts.backup_policy;
         int delay = policy && policy->backup_delay_ms
                         ? policy->backup_delay_ms(policy, call->service, call->method)
@@ -749,10 +634,10 @@ static void start_call(ft_call *call)
 
 static void start_call_task(ft_task *t)
 {
-    start_call(ft_container_of(t, ft_call, task));
+    ft_call_start(ft_container_of(t, ft_call, task));
 }
 
-static ft_call *make_call(ftrpc_client *c, const char *service, const char *method,
+ft_call *ft_call_make(ftrpc_client *c, const char *service, const char *method,
                           const ftrpc_buf *request, const ftrpc_buf *attachment,
                           const ftrpc_call_options *opts)
 {
@@ -778,13 +663,13 @@ static ft_call *make_call(ftrpc_client *c, const char *service, const char *meth
     }
     const ftrpc_client_options *o = &c->opts;
     int timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : o->timeout_ms;
-    call->mode = opts && opts->fail_mode != FTRPC_FAIL_DEFAULT ? opts->fail_mode : o->fail_mode;
+    call->retry.mode = opts && opts->fail_mode != FTRPC_FAIL_DEFAULT ? opts->fail_mode : o->fail_mode;
     int backup_ms = opts && opts->backup_request_ms != 0 ? opts->backup_request_ms
                                                         : o->backup_request_ms;
     call->backup_ms = backup_ms > 0 ? backup_ms : -1;
     call->backup_opt_out = opts && opts->backup_request_ms == -1;
     int retries = opts && opts->retries != 0 ? opts->retries : o->retries;
-    call->retries_left = retries == FTRPC_NO_RETRY ? 0 : retries;
+    call->retry.retries_left = retries == FTRPC_NO_RETRY ? 0 : retries;
     call->attempt_timeout_ms =
         opts && opts->attempt_timeout_ms > 0 ? opts->attempt_timeout_ms : o->attempt_timeout_ms;
     call->fallback = opts && opts->fallback ? *opts->fallback : o->fallback;
@@ -797,7 +682,7 @@ static ft_call *make_call(ftrpc_client *c, const char *service, const char *meth
         call->slot[i].call = call;
         call->slot[i].endpoint = -1;
     }
-    call->last_endpoint = -1;
+    call->retry.last_endpoint = -1;
     call->last_answered_by = -1;
     call->sync_wake_fd = -1;
     /* on the home loop already (a call made from a callback): the loop's time is fresh enough */
@@ -808,7 +693,7 @@ static ft_call *make_call(ftrpc_client *c, const char *service, const char *meth
     return call;
 }
 
-static int check_call_args(ftrpc_client *c, const char *service, const char *method,
+int ft_call_check_args(ftrpc_client *c, const char *service, const char *method,
                            const ftrpc_call_options *opts)
 {
     if (!c || !service || !method || !*service || !*method) return FTRPC_EINVAL;
@@ -824,163 +709,12 @@ static int check_call_args(ftrpc_client *c, const char *service, const char *met
     return 0;
 }
 
-/* After a borrowed start (ftrpc_call): whether the call left nothing the sleeping loop must act on
- * before the deadline, other than reading the response. `done` is checked first because a
- * completed call is freed. */
-static int borrow_left_call_quiet(ft_call *call, ft_event *done)
-{
-    if (atomic_load_explicit(&done->state, memory_order_acquire) != 0) return 0;
-    const ft_attempt *a = &call->slot[0];
-    if (!a->in_flight || !a->cc || call->slot[1].in_flight || ft_timer_armed(&a->timer) ||
-        ft_timer_armed(&call->retry_timer) || ft_timer_armed(&call->backup_timer))
-        return 0;
-    const ft_conn *conn = a->cc->conn;
-    return conn->state == FT_CONN_OPEN && !conn->writing && conn->out.size == 0;
-}
-
-/* The connection a borrowed sync call may read its answer from itself: the one its only attempt
- * waits on, when no other attempt waits there (reading would complete those on this thread, and
- * run async callbacks off their IO thread). NULL otherwise. With the loop borrowed, call not done. */
-static ft_conn *own_answer_conn(ft_call *call)
-{
-    const ft_attempt *a = &call->slot[0];
-    if (!a->in_flight || !a->cc || call->slot[1].in_flight || ft_idmap_count(&a->cc->pending) != 1)
-        return NULL;
-    return a->cc->conn;
-}
-
-static int event_is_set(ft_event *ev)
-{
-    return atomic_load_explicit(&ev->state, memory_order_acquire) == 1;
-}
-
-/* A blocking call past its deadline, with the loop borrowed and the call not done: its caller
- * completes it, as the loop's timer would (on_deadline). Leaving it to the loop costs two more
- * thread wake-ups in a row, the IO thread's and then the caller's again, each a scheduling delay on
- * a loaded machine; and the loop's timer, rounded up to libuv's milliseconds, may not even be due
- * when the IO thread wakes. What the completion leaves for the loop (the cancel to flush, a
- * connection retired meanwhile to close) the caller flushes or wakes the loop for. */
-static void time_out_here(ft_call *call)
-{
-    call->sync_wake_fd = -1; /* completed by its own caller: nobody to wake */
-    on_deadline(&call->deadline_timer);
-}
-
-/* Waits for a blocking call to complete. Past the deadline, a loop asleep since a borrower armed
- * the call's timer may not know it is due: the caller times the call out itself if it can take the
- * loop (returns 1), or else wakes it (0: the loop completed the call). `call` is touched only with
- * the loop borrowed and `done` not set (a completed call is freed). */
-static int wait_done(ft_call *call, ft_loop *loop, ft_event *done, int64_t deadline_ns)
-{
-    int64_t left = deadline_ns - ft_now_ns();
-    if (ft_event_wait(done, left > 0 ? left : 0) == 0) return 0;
-    if (ft_loop_try_borrow(loop)) {
-        int timed_out_here = !event_is_set(done);
-        if (timed_out_here) time_out_here(call);
-        ft_loop_return(loop, timed_out_here);
-        if (timed_out_here) return 1;
-    } else {
-        ft_loop_wake(loop);
-    }
-    ft_event_wait(done, -1);
-    return 0;
-}
-
-/* This thread's eventfd for read_own_answer, made on first use and closed when the thread exits. */
-static _Thread_local int wake_fd = -1;
-
-static void close_wake_fd(void)
-{
-    close(wake_fd);
-    wake_fd = -1;
-}
-
-static int thread_wake_fd(void)
-{
-    if (wake_fd < 0) {
-        int fd = eventfd(0, EFD_CLOEXEC);
-        if (fd < 0) return -1;
-        if (ft_thread_at_exit(close_wake_fd) != 0) {
-            close(fd);
-            return -1;
-        }
-        wake_fd = fd;
-    }
-    return wake_fd;
-}
-
-/* After a quiet borrowed send, with the loop still borrowed: waits for the answer on the
- * connection's socket itself and reads it as the loop, so that the call completes on this thread
- * instead of the IO thread waking it (the last hand-off of a blocking call; the raw-socket client
- * that bench/echo.c compares with is woken by the kernel alone). Meanwhile the loop does not watch
- * that socket (ft_conn_unwatch), so the sleeping IO thread does not wake for the same bytes. If
- * anything else completes the call meanwhile (the deadline, a closed connection seen by the loop,
- * the client being freed), its completer writes this thread's eventfd before it sets `done`.
- * Returns with the loop returned. */
-static void read_own_answer(ft_call *call, ft_loop *loop, ft_conn *conn, ft_event *done,
-                            int64_t deadline_ns)
-{
-    int efd = thread_wake_fd();
-    int sock = efd >= 0 ? ft_conn_unwatch(conn) : -1;
-    if (sock < 0) {
-        ft_loop_return(loop, 0);
-        wait_done(call, loop, done, deadline_ns);
-        return;
-    }
-    ft_conn_ref(conn); /* kept through the waits: watched again whatever becomes of the call */
-    call->sync_wake_fd = efd;
-    ft_loop_return(loop, 0);
-    int completer_wrote = 1, wake = 0;
-    for (;;) {
-        int64_t left = deadline_ns - ft_now_ns();
-        struct pollfd p[2] = {{.fd = sock, .events = POLLIN}, {.fd = efd, .events = POLLIN}};
-        struct timespec ts = {.tv_sec = left / FT_NS_PER_SEC, .tv_nsec = left % FT_NS_PER_SEC};
-        /* past the deadline, one more look without waiting: an answer already in the socket is
-         * read first, as the loop runs a due timer after the IO it has seen (loop.h) */
-        int n = ppoll(p, 2, left > 0 ? &ts : &(struct timespec){0}, NULL);
-        if ((n < 0 && errno == EINTR) || (n == 0 && left > 0)) continue;
-        ft_loop_borrow(loop);
-        if (n == 0 && !event_is_set(done) && own_answer_conn(call) == conn) {
-            time_out_here(call);
-        } else if (n < 0 || p[1].revents || event_is_set(done) || own_answer_conn(call) != conn) {
-            wake = 1; /* whatever the loop has to do about the call */
-            break;
-        } else {
-            call->sync_wake_fd = -1; /* completed here, if at all: nobody to wake */
-            call->sync_reading = 1;
-            ft_conn_read_now(conn);
-        }
-        ft_conn_flush_dirty(loop);
-        if (event_is_set(done)) {
-            /* the call is gone; the loop need not wake unless the connection needs it */
-            completer_wrote = 0;
-            wake = conn->state != FT_CONN_OPEN || conn->writing;
-            break;
-        }
-        call->sync_wake_fd = efd;
-        call->sync_reading = 0;
-        if (!borrow_left_call_quiet(call, done) || own_answer_conn(call) != conn) {
-            wake = 1;
-            break;
-        }
-        ft_loop_return(loop, 0); /* part of the answer: wait for the rest */
-    }
-    /* watched again only now, with the socket drained: watched with bytes waiting, the sleeping
-     * loop would wake for nothing */
-    ft_conn_watch_again(conn);
-    ft_conn_unref(conn);
-    ft_loop_return(loop, wake);
-    if (!completer_wrote || wait_done(call, loop, done, deadline_ns)) return;
-    eventfd_t v;
-    eventfd_read(efd, &v); /* what the completer wrote before it set `done` */
-}
-
-static void submit(ft_call *call)
+void ft_call_submit(ft_call *call)
 {
     if (ft_loop_current() == call->loop && !call->sync_result) {
         call->counted_on_loop = 1;
         ft_client_count_up_here(call->client, call->loop);
-        start_call(call);
+        ft_call_start(call);
     } else {
         atomic_fetch_add(&call->client->inflight, 1);
         ft_loop_post(call->loop, &call->task);
@@ -998,10 +732,10 @@ int ftrpc_call_async_sized(ftrpc_client *c, const char *service, const char *met
     ftrpc_call_options o;
     if (ft_sized_options_read(&o, sizeof o, opts_in, opts_size) != 0) return FTRPC_EINVAL;
     const ftrpc_call_options *opts = opts_in ? &o : NULL;
-    int rc = check_call_args(c, service, method, opts);
+    int rc = ft_call_check_args(c, service, method, opts);
     if (rc != 0) return rc;
     if (!cb) return FTRPC_EINVAL;
-    ft_call *call = make_call(c, service, method, request, attachment, opts);
+    ft_call *call = ft_call_make(c, service, method, request, attachment, opts);
     if (!call) return FTRPC_ENOMEM;
     call->cb = cb;
     call->arg = arg;
@@ -1011,7 +745,7 @@ int ftrpc_call_async_sized(ftrpc_client *c, const char *service, const char *met
         call->id = seq << FT_CALL_ID_LOOP_BITS | (uint64_t)call->loop->index;
         *id = call->id;
     }
-    submit(call);
+    ft_call_submit(call);
     return 0;
 }
 
@@ -1046,86 +780,4 @@ int ftrpc_call_cancel(ftrpc_client *c, ftrpc_call_id id)
     /* after the call's own start task, if it is still queued: one loop's queue keeps its order */
     ft_loop_post(&c->rt->loops[id & ((1u << FT_CALL_ID_LOOP_BITS) - 1)], &ct->task);
     return 0;
-}
-
-static int call_and_wait(ftrpc_client *c, const char *service, const char *method,
-                         const ftrpc_buf *request, const ftrpc_buf *attachment,
-                         const ftrpc_call_options *opts, ftrpc_result *result);
-
-int ftrpc_call_sized(ftrpc_client *c, const char *service, const char *method,
-                     const ftrpc_buf *request, const ftrpc_buf *attachment,
-                     const ftrpc_call_options *opts_in, size_t opts_size, ftrpc_result *result,
-                     size_t result_size)
-{
-    /* a result too small to hold even the outcome and the response cannot be filled at all */
-    if (!result || result_size < offsetof(ftrpc_result, attempts)) return FTRPC_EINVAL;
-    ftrpc_call_options o;
-    int bad = ft_sized_options_read(&o, sizeof o, opts_in, opts_size) != 0;
-    const ftrpc_call_options *opts = opts_in ? &o : NULL;
-    if (result_size >= sizeof(ftrpc_result)) /* today's layout: filled in place */
-        return bad ? FTRPC_EINVAL : call_and_wait(c, service, method, request, attachment, opts,
-                                                  result);
-    ftrpc_result full;
-    int rc = bad ? FTRPC_EINVAL
-                 : call_and_wait(c, service, method, request, attachment, opts, &full);
-    if (bad) {
-        memset(&full, 0, sizeof full);
-        full.kind = FTRPC_RESULT_RPC_ERROR;
-        full.code = rc;
-        snprintf(full.error_text, sizeof full.error_text, "%s", ftrpc_strerror(rc));
-    }
-    ft_sized_result_write(result, result_size, &full, sizeof full);
-    return rc;
-}
-
-static int call_and_wait(ftrpc_client *c, const char *service, const char *method,
-                         const ftrpc_buf *request, const ftrpc_buf *attachment,
-                         const ftrpc_call_options *opts, ftrpc_result *result)
-{
-    memset(result, 0, sizeof *result);
-    int rc = ftrpc_in_io_thread() ? FTRPC_EIOTHREAD : check_call_args(c, service, method, opts);
-    ft_call *call = NULL;
-    if (rc == 0) {
-        call = make_call(c, service, method, request, attachment, opts);
-        if (!call) rc = FTRPC_ENOMEM;
-    }
-    if (rc != 0) {
-        result->kind = FTRPC_RESULT_RPC_ERROR;
-        result->code = rc;
-        snprintf(result->error_text, sizeof result->error_text, "%s", ftrpc_strerror(rc));
-        return rc;
-    }
-    ft_event done;
-    ft_event_init(&done);
-    call->sync_result = result;
-    call->sync_done = &done;
-    call->sync_rc = &rc;
-    ft_loop *loop = call->loop;
-    int64_t deadline_ns = call->deadline_ns;
-    if (!ft_loop_try_borrow(loop)) {
-        submit(call);
-        ft_event_wait(&done, -1); /* bounded: the call's deadline timer completes it */
-        return rc;
-    }
-    /* The IO thread sleeps: send the request from this thread instead of waking it to do so (one
-     * hand-off less per call), and when nothing else waits on that connection, read the answer
-     * too (read_own_answer: the other hand-off). Otherwise the loop learns what this did when it
-     * wakes next, normally for the response. Until then nothing but the deadline may need it, and
-     * that is this thread's to watch: it wakes the loop when the deadline comes. Anything else the
-     * call left for the loop (a connection being opened, a write the kernel did not take, another
-     * timer) wakes it now. */
-    atomic_fetch_add(&call->client->inflight, 1);
-    ft_loop_pin(loop); /* this thread may touch the loop after the call is done: see there */
-    start_call(call);
-    ft_conn_flush_dirty(loop);
-    int quiet = borrow_left_call_quiet(call, &done);
-    ft_conn *conn = quiet ? own_answer_conn(call) : NULL;
-    if (conn) {
-        read_own_answer(call, loop, conn, &done, deadline_ns);
-    } else {
-        ft_loop_return(loop, !quiet);
-        wait_done(call, loop, &done, deadline_ns);
-    }
-    ft_loop_unpin(loop);
-    return rc;
 }

@@ -1,5 +1,6 @@
-/* Internals of ftrpc_client shared by client.c (lifecycle, endpoints, connections) and call.c (the
- * call engine: attempts, fail modes, retries, health reporting). */
+/* Internals of ftrpc_client shared by client.c (lifecycle, endpoints, connections), call.c (the
+ * call engine: attempts, fail modes acted on, health reporting), call_blocking.c (ftrpc_call and
+ * its borrowed-loop fast path) and selective.c. The fail-mode decisions are fail_policy.h's. */
 #ifndef FT_CLIENT_INTERNAL_H
 #define FT_CLIENT_INTERNAL_H
 
@@ -11,6 +12,7 @@
 #include "base/iobuf.h"
 #include "base/list.h"
 #include "client/client_metrics.h"
+#include "client/fail_policy.h"
 #include "metrics/counter.h"
 #include "client/retry_budget.h"
 #include "cluster/cluster.h"
@@ -108,48 +110,54 @@ typedef struct ft_call_target {
 /* Calls whose "service\0method\0" fits this many bytes are recycled per loop (call.c). */
 #define FT_CALL_NAMES_MAX 96
 
+/* A call, its fields grouped by concern. Everything before `request` is zeroed when a call is made
+ * (call.c, call_zero); nothing here is a pointer to more per-call memory but `targets` of a
+ * selective client. */
 struct ft_call {
-    ft_task task;
+    /* identity: where the call lives and what it calls */
+    ft_task task; /* first: a recycled call's free-list link overlays it (call.c, call_alloc) */
     ft_list node; /* in its loop's calls */
     struct ftrpc_client *client;
     ft_loop *loop;
-    const char *service;
+    const char *service; /* in names[] */
     const char *method;
-    int64_t start_ns;
-    int64_t deadline_ns;
     int64_t log_id;
-    ftrpc_fail_mode mode;
-    int retries_left;
-    int free_resends_left; /* re-sends of requests that never reached the wire */
-    int attempt_timeout_ms;
     uint64_t key_hash;
     int has_key;
+    int standard_size;          /* allocated with FT_CALL_NAMES_MAX bytes of names: reusable */
+    ft_method_metrics *metrics; /* NULL when they could not be made */
+
+    /* deadline and timers */
+    int64_t start_ns;
+    int64_t deadline_ns;
+    int attempt_timeout_ms;
     ft_timer deadline_timer;
     ft_timer retry_timer;  /* backoff */
     ft_timer backup_timer; /* failbackup */
+
+    /* attempts and retry state: what the fail-mode decisions read and spend (fail_policy.h) */
     ft_attempt slot[FT_CALL_SLOTS];
-    int standard_size; /* allocated with FT_CALL_NAMES_MAX bytes of names: reusable */
-    int last_endpoint; /* of the latest attempt sent: failtry goes back to it */
-    int last_target;   /* and its target */
-    int backup_ms;     /* < 0: no backup for this call */
-    int backup_opt_out; /* the call asked for none (-1): a policy may not override that */
-    int backups;
-    int retries_done;
-    ftrpc_fallback fallback;
-    ft_method_metrics *metrics; /* NULL when they could not be made */
-    /* pinned for the whole call so that `tried` keeps its meaning: &one, or a selective
-     * client's array (freed with the call) */
-    ft_call_target *targets;
-    int ntargets;
-    ft_call_target one;
-    size_t ntried;
     int attempts;
-    int backoff_step;
-    /* the last failure, returned when the call gives up */
+    ft_fail_state retry;
+    /* the last failure, returned when the call gives up (its text: last_text) */
     ftrpc_result_kind last_kind;
     int last_code;
     int last_answered_by; /* the endpoint whose answer was the last failure; -1: none answered */
     int last_answered_target;
+
+    /* backup state (failbackup) */
+    int backup_ms;      /* < 0: no backup for this call */
+    int backup_opt_out; /* the call asked for none (-1): a policy may not override that */
+    int backups;
+
+    /* targets: pinned for the whole call so that `tried` keeps its meaning: &one, or a selective
+     * client's array (freed with the call) */
+    ft_call_target *targets;
+    int ntargets;
+    ft_call_target one;
+
+    /* the outcome's way back: the fallback, then an async callback or a blocking caller */
+    ftrpc_fallback fallback;
     uint64_t id;      /* async, with a handle: in its loop's `cancelable` until it completes */
     ftrpc_call_cb cb; /* async */
     void *arg;
@@ -157,17 +165,18 @@ struct ft_call {
     struct ft_event *sync_done;
     int *sync_rc;
     int sync_wake_fd; /* >= 0: the caller also waits on this eventfd; whoever completes the call
-                       * on another thread writes it first (call.c, read_own_answer) */
+                       * on another thread writes it first (call_blocking.c, read_own_answer) */
     int sync_reading; /* the caller reads the answer itself, now (read_own_answer) */
     int counted_on_loop; /* in its loop's local_inflight rather than the client's inflight */
-    /* Not zeroed when a call is made (call.c, call_zero): each is written before it is read
-     * (make_call inits the two buffers). Zeroing their ~650 bytes was half of making a call. */
+
+    /* Not zeroed when a call is made: each is written before it is read (ft_call_make inits the two
+     * buffers; tried entries count once written). Zeroing their ~650 bytes was half of making a
+     * call. */
     ft_iobuf request;
     ft_iobuf attachment;
-    size_t tried[FT_LB_MAX_EXCLUDED];     /* [0, ntried) */
-    int tried_target[FT_LB_MAX_EXCLUDED]; /* the target of tried[i] */
-    char last_text[256];                  /* set with last_code by every failed attempt */
-    char names[]; /* service \0 method \0 */
+    ft_fail_tried tried; /* [0, retry.ntried) */
+    char last_text[256]; /* set with last_code by every failed attempt */
+    char names[];        /* service \0 method \0 */
 };
 
 struct ftrpc_client {
@@ -185,7 +194,7 @@ struct ftrpc_client {
     atomic_int inflight;   /* calls submitted and not completed */
     atomic_int open_conns; /* ft_cconn alive */
     atomic_llong retries, budget_exhausted, backups, backup_wins, cancels;
-    atomic_llong answers_read_by_caller; /* blocking calls completed by read_own_answer (call.c) */
+    atomic_llong answers_read_by_caller; /* blocking calls completed by read_own_answer (call_blocking.c) */
     atomic_ullong next_call_id; /* the sequence part of the async calls' handles */
     ft_client_metrics metrics;
     char *auth_token; /* copy of opts.auth_token */
@@ -235,5 +244,20 @@ void ft_call_on_conn_lost(ft_attempt *a, int code, const char *text);
 void ft_call_stop_all(ft_client_loop *cl);
 /* call.c: frees the loop's recycled calls (client free, once no call runs). */
 void ft_call_cache_drain(ft_client_loop *cl);
+
+/* call.c, for the blocking path (call_blocking.c) as for the async one: */
+/* 0, or why the call may not be made (FTRPC_EINVAL, FTRPC_ESTOPPED). */
+int ft_call_check_args(ftrpc_client *c, const char *service, const char *method,
+                       const ftrpc_call_options *opts);
+/* A call with its home loop picked and its options resolved, not yet started; NULL: no memory. */
+ft_call *ft_call_make(ftrpc_client *c, const char *service, const char *method,
+                      const ftrpc_buf *request, const ftrpc_buf *attachment,
+                      const ftrpc_call_options *opts);
+/* Starts the call on its home loop now when this thread runs that loop (async), else posts it. */
+void ft_call_submit(ft_call *call);
+/* Starts the call: on its home loop, or with that loop borrowed. */
+void ft_call_start(ft_call *call);
+/* Completes the call with FTRPC_ERPCTIMEDOUT, as its deadline timer does. */
+void ft_call_time_out(ft_call *call);
 
 #endif

@@ -49,7 +49,7 @@ int ft_call_targets_acquire(ft_call *call)
         call->one.cluster = ft_client_cluster_borrow(c, call->loop, &call->one.borrow_epoch);
         call->targets = &call->one;
         call->ntargets = 1;
-        call->free_resends_left = (int)call->one.cluster->n;
+        call->retry.free_resends_left = (int)call->one.cluster->n;
         return 0;
     }
     ft_call_target *t = malloc(s->n * sizeof *t);
@@ -62,7 +62,7 @@ int ft_call_targets_acquire(ft_call *call)
     }
     call->targets = t;
     call->ntargets = (int)s->n;
-    call->free_resends_left = (int)endpoints;
+    call->retry.free_resends_left = (int)endpoints;
     return 0;
 }
 
@@ -105,8 +105,8 @@ int ft_selective_pick_target(ft_call *call, int64_t now)
     ft_selective *s = call->client->selective;
     struct cluster_ctx u = {call, now};
     uint64_t tried = 0; /* bit t: the call tried cluster t (FTRPC_SELECTIVE_MAX_CLUSTERS <= 64) */
-    for (size_t i = 0; i < call->ntried; i++)
-        tried |= UINT64_C(1) << call->tried_target[i];
+    for (size_t i = 0; i < call->retry.ntried; i++)
+        tried |= UINT64_C(1) << call->tried.target[i];
     if (!tried) {
         /* the first attempt: the balancer's choice among the clusters with a usable endpoint */
         ft_lb_pick req = {.key_hash = call->key_hash,
@@ -122,7 +122,7 @@ int ft_selective_pick_target(ft_call *call, int64_t now)
          * in every call all first attempts would land on the same cluster. */
         for (int pass = 0; pass < 2; pass++)
             for (int k = 1; k <= call->ntargets; k++) {
-                int t = (call->last_target + k) % call->ntargets;
+                int t = (call->retry.last_target + k) % call->ntargets;
                 if ((pass == 1 || !(tried >> t & 1)) && cluster_usable(&u, (size_t)t)) return t;
             }
     }

@@ -1,0 +1,124 @@
+/* The fail-mode decisions of a call, apart from its IO: which errors a retry may cure, where a
+ * retry goes, whether the call retries now, after a backoff, or gives up, whether a backup is
+ * sent, and whether the fallback sees the outcome. call.c asks and acts (sends, arms timers,
+ * completes); nothing here touches a connection, a loop, a timer or a socket, and time comes in
+ * as now_ns, so tests drive every fail mode on a manual clock (tests/unit/test_fail_policy.c).
+ *
+ * The rules (docs/fault-tolerance.md): failfast ends the call at its first failure; failover
+ * retries on an endpoint the call has not tried (per target); failtry retries on the same one;
+ * failbackup races a lone first attempt with a backup and retries failures as failover does.
+ * Retries are bounded by `retries`, the client's retry budget (shared with backups) and the
+ * deadline: a backoff that would end at or past it ends the call instead. A request that never
+ * reached the wire (its connection was refused) is re-sent without using up a retry, at most
+ * free_resends_left times, but still draws on the budget so that a dead cluster is not hammered.
+ *
+ * Threads: an ft_fail_state belongs to its call's loop; the budget is shared (retry_budget.h).
+ */
+#ifndef FT_CLIENT_FAIL_POLICY_H
+#define FT_CLIENT_FAIL_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/rand.h"
+#include "client/retry_budget.h"
+#include "cluster/lb.h"
+#include "ftrpc/client.h"
+
+/* A call's retry state: zeroed with the call (call.c, call_zero), then set by ft_call_make. */
+typedef struct ft_fail_state {
+    ftrpc_fail_mode mode;
+    int retries_left;
+    int free_resends_left; /* re-sends of requests that never reached the wire */
+    int retries_done;      /* retries and free re-sends spent */
+    int backoff_step;      /* backoffs drawn so far: the exponent of the next one */
+    int last_endpoint;     /* of the latest attempt sent (-1: none yet): failtry goes back to it */
+    int last_target;       /* and its target */
+    size_t ntried;         /* entries of ft_fail_tried in use */
+} ft_fail_state;
+
+/* The endpoints a call tried, each with its target ([0, ft_fail_state.ntried)): failover and
+ * failbackup exclude them from the next pick on that target. Kept apart from ft_fail_state so that
+ * a new call need not zero them: an entry is written before it is counted. */
+typedef struct ft_fail_tried {
+    size_t endpoint[FT_LB_MAX_EXCLUDED];
+    int target[FT_LB_MAX_EXCLUDED];
+} ft_fail_tried;
+
+/* A wire error_code as the result sees it (see FTRPC_BUSINESS_CODE_MIN in common.h). */
+void ft_fail_classify_wire(int32_t wire, ftrpc_result_kind *kind, int *code);
+/* An outcome as ft_health_on_result wants it: 0, a positive business code (the endpoint answered),
+ * or a negative RPC error. */
+int ft_fail_health_code(ftrpc_result_kind kind, int code);
+/* Whether a retry may cure the failure: an RPC error unless the request itself is wrong, the
+ * client is going away, or `no_retry_codes` names it; a business error only when the client's
+ * retry_classifier says so. */
+int ft_fail_retryable(const ftrpc_client_options *o, ftrpc_result_kind kind, int code,
+                      const char *text);
+
+/* failtry with an attempt already sent: the endpoint to go back to (its target in *target);
+ * -1 otherwise, and the balancer picks. */
+int ft_fail_reuse_endpoint(const ft_fail_state *st, int *target);
+/* The endpoints of `target` the next pick excludes (none in failtry) into out[FT_LB_MAX_EXCLUDED];
+ * returns how many. */
+size_t ft_fail_excluded(const ft_fail_state *st, const ft_fail_tried *tried, int target,
+                        size_t *out);
+/* An attempt goes to (endpoint, target): remembered for failtry, and added once to the tried list
+ * (while it has room) for the others. */
+void ft_fail_note_sent(ft_fail_state *st, ft_fail_tried *tried, int endpoint, int target);
+
+/* Backoff before retry `step` (from 1), in ns; u in [0, 1) is the jitter's uniform draw. */
+int64_t ft_fail_backoff_ns(const ftrpc_backoff *b, int step, double u);
+
+/* What a failed attempt leads to. */
+typedef enum ft_fail_action {
+    FT_FAIL_WAIT,      /* the other copy of a failbackup race is still out: its outcome decides */
+    FT_FAIL_COMPLETE,  /* give up: the call completes with its last error */
+    FT_FAIL_RETRY_NOW, /* send the next attempt now */
+    FT_FAIL_RETRY_AT,  /* send it at `at_ns`, after a backoff */
+} ft_fail_action;
+
+typedef struct ft_fail_decision {
+    ft_fail_action action;
+    int64_t at_ns;      /* FT_FAIL_RETRY_AT */
+    int retry_spent;    /* a retry was taken from `retries` (or a free re-send) and the budget */
+    int budget_refused; /* COMPLETE because the budget was empty (the budget counted it) */
+} ft_fail_decision;
+
+/* One failed attempt (already settled) and the call's circumstances. */
+typedef struct ft_fail_event {
+    ftrpc_result_kind kind;
+    int code;
+    const char *text;  /* for the retry classifier */
+    int never_on_wire; /* the request never left: its connection was refused */
+    int in_flight;     /* the call's attempts still in flight */
+    int stopping;      /* the client is being freed */
+    int64_t now_ns;
+    int64_t deadline_ns;
+} ft_fail_event;
+
+/* Decides, and spends what a retry costs (st's counters, one unit of the budget). `o` gives what
+ * is retryable (ft_fail_retryable: asked only once no other copy is out) and the backoff; `rng`
+ * the backoff's jitter. */
+ft_fail_decision ft_fail_after_error(ft_fail_state *st, const ft_fail_event *ev,
+                                     const ftrpc_client_options *o, ft_retry_budget *budget,
+                                     ft_rand *rng);
+
+/* What the backup timer leads to. */
+typedef enum ft_backup_verdict {
+    FT_BACKUP_SKIP,    /* not a lone first attempt, or the policy declined */
+    FT_BACKUP_SEND,    /* the budget paid for it */
+    FT_BACKUP_REFUSED, /* the budget was empty; the policy was told (on_backup_refused) */
+} ft_backup_verdict;
+
+/* Only a lone first attempt still waiting (in_flight 1, attempts 1) is raced; `policy` (may be
+ * NULL) may decline; the budget pays. */
+ft_backup_verdict ft_fail_backup(int in_flight, int attempts, ftrpc_backup_policy *policy,
+                                 const char *service, const char *method,
+                                 ft_retry_budget *budget, int64_t now_ns);
+
+/* Whether the call's fallback sees the outcome r: a function set, its kind covering r, and the
+ * call not cancelled (a caller that cancelled wants no answer in its place). */
+int ft_fail_fallback_applies(const ftrpc_fallback *fb, const ftrpc_result *r);
+
+#endif
