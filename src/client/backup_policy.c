@@ -141,7 +141,8 @@ static void rl_destroy(ftrpc_backup_policy *self)
 int ft_backup_policy_ratelimited_new(const ftrpc_backup_policy_ratelimited_options *opts,
                                      const ft_clock *clock, ftrpc_backup_policy **out)
 {
-    ftrpc_backup_policy_ratelimited_options o = opts ? *opts : (ftrpc_backup_policy_ratelimited_options){0};
+    ftrpc_backup_policy_ratelimited_options o =
+        opts ? *opts : (ftrpc_backup_policy_ratelimited_options){0};
     if (o.max_backup_ratio == 0) o.max_backup_ratio = 0.1;
     if (o.window_size_seconds == 0) o.window_size_seconds = 10;
     if (o.update_interval_seconds == 0) o.update_interval_seconds = 5;
@@ -171,7 +172,8 @@ int ft_backup_policy_ratelimited_new(const ftrpc_backup_policy_ratelimited_optio
         free(p);
         return FTRPC_ENOMEM;
     }
-    for (int i = 0; i < o.window_size_seconds; i++) atomic_init(&p->buckets[i].second, -1);
+    for (int i = 0; i < o.window_size_seconds; i++)
+        atomic_init(&p->buckets[i].second, -1);
     p->o = o;
     p->clock = clock ? clock : ft_clock_monotonic();
     pthread_mutex_init(&p->update_lock, NULL);
@@ -260,10 +262,11 @@ static void ad_destroy(ftrpc_backup_policy *self)
     free(p);
 }
 
-int ft_backup_policy_adaptive_new(const ftrpc_backup_policy_adaptive_options *opts, const ft_clock *clock,
-                                  ftrpc_backup_policy **out)
+int ft_backup_policy_adaptive_new(const ftrpc_backup_policy_adaptive_options *opts,
+                                  const ft_clock *clock, ftrpc_backup_policy **out)
 {
-    ftrpc_backup_policy_adaptive_options o = opts ? *opts : (ftrpc_backup_policy_adaptive_options){0};
+    ftrpc_backup_policy_adaptive_options o =
+        opts ? *opts : (ftrpc_backup_policy_adaptive_options){0};
     if (o.max_extra_load == 0) o.max_extra_load = 0.05;
     if (o.floor_ms == 0) o.floor_ms = 1;
     if (o.window_seconds == 0) o.window_seconds = 10;

@@ -11,8 +11,8 @@
 
 int ft_backup_policy_ratelimited_new(const ftrpc_backup_policy_ratelimited_options *opts,
                                      const ft_clock *clock, ftrpc_backup_policy **out);
-int ft_backup_policy_adaptive_new(const ftrpc_backup_policy_adaptive_options *opts, const ft_clock *clock,
-                                  ftrpc_backup_policy **out);
+int ft_backup_policy_adaptive_new(const ftrpc_backup_policy_adaptive_options *opts,
+                                  const ft_clock *clock, ftrpc_backup_policy **out);
 /* The rate-limited policy's view of its window: backups and calls counted (for tests and pages). */
 void ft_backup_policy_ratelimited_counts(ftrpc_backup_policy *p, int64_t *backups, int64_t *calls);
 /* The adaptive policy's current delay in ms (-1 while it has too few samples). */

@@ -52,7 +52,8 @@ void ftrpc_result_fini(ftrpc_result *r)
 static int attempts_in_flight(const ft_call *call)
 {
     int n = 0;
-    for (int i = 0; i < FT_CALL_SLOTS; i++) n += call->slot[i].in_flight;
+    for (int i = 0; i < FT_CALL_SLOTS; i++)
+        n += call->slot[i].in_flight;
     return n;
 }
 
@@ -89,7 +90,8 @@ static void send_cancel(ft_attempt *a)
     ft_cconn *cc = a->cc;
     if (!cc || cc->conn->state != FT_CONN_OPEN) return;
     uint8_t payload[8];
-    for (int i = 0; i < 8; i++) payload[i] = (uint8_t)((uint64_t)a->cid >> (56 - 8 * i));
+    for (int i = 0; i < 8; i++)
+        payload[i] = (uint8_t)((uint64_t)a->cid >> (56 - 8 * i));
     ft_iobuf body, frame;
     ft_iobuf_init(&body);
     ft_iobuf_init(&frame);
@@ -237,8 +239,10 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     r->response = r->attachment = NULL;
     r->endpoint[0] = '\0';
     r->from_fallback = 0;
-    if (text && *text) snprintf(r->error_text, sizeof r->error_text, "%s", text);
-    else if (code < 0) snprintf(r->error_text, sizeof r->error_text, "%s", ftrpc_strerror(code));
+    if (text && *text)
+        snprintf(r->error_text, sizeof r->error_text, "%s", text);
+    else if (code < 0)
+        snprintf(r->error_text, sizeof r->error_text, "%s", ftrpc_strerror(code));
     r->attempts = call->attempts;
     r->backups = call->backups;
     r->backup_won = winner && winner->is_backup;
@@ -269,8 +273,8 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     ft_call_report reported = {r->kind, r->attempts, r->backups, r->backup_won, latency_ns};
     run_fallback(call, r, &reported);
     if (call->metrics)
-        ft_method_metrics_record(call->metrics, &reported, call->retry.retries_done, r->from_fallback,
-                                 now);
+        ft_method_metrics_record(call->metrics, &reported, call->retry.retries_done,
+                                 r->from_fallback, now);
     ft_iobuf_fini(&call->request);
     ft_iobuf_fini(&call->attachment);
     ft_call_targets_release(call);
@@ -280,7 +284,7 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
         if (call->sync_wake_fd >= 0) eventfd_write(call->sync_wake_fd, 1); /* before: see there */
         if (call->sync_reading) /* while the call counts as in flight: the client is still here */
             atomic_fetch_add_explicit(&client->answers_read_by_caller, 1, memory_order_relaxed);
-        *call->sync_rc = r->kind == FTRPC_RESULT_OK              ? 0
+        *call->sync_rc = r->kind == FTRPC_RESULT_OK               ? 0
                          : r->kind == FTRPC_RESULT_BUSINESS_ERROR ? FTRPC_EBUSINESS
                                                                   : r->code;
         call_release(call);
@@ -353,8 +357,7 @@ static int choose_endpoint(ft_call *call, int64_t now, int *target)
         size_t idx;
         req.n_excluded = n;
         if (ft_lb_select(cl->lb, &req, &idx) != 0) break;
-        if (ft_health_try_acquire(&cl->eps[idx]->health, now) != FT_HEALTH_DENIED)
-            return (int)idx;
+        if (ft_health_try_acquire(&cl->eps[idx]->health, now) != FT_HEALTH_DENIED) return (int)idx;
         if (n < FT_LB_MAX_EXCLUDED) excluded[n++] = idx;
     }
     /* Nothing usable: try the endpoint whose suspension ends first rather than fail the call. */
@@ -445,7 +448,8 @@ static void send_attempt(ft_call *call, int is_backup)
         .method = call->method,
         .correlation_id = ++cc->last_cid, /* unique on the connection, all baidu_std asks */
         /* the server learns how long this attempt may take, so it can drop it once too late */
-        .timeout_ms = attempt_ms < 1 ? 1 : (attempt_ms > INT32_MAX ? INT32_MAX : (int32_t)attempt_ms),
+        .timeout_ms =
+            attempt_ms < 1 ? 1 : (attempt_ms > INT32_MAX ? INT32_MAX : (int32_t)attempt_ms),
         .log_id = call->log_id,
     };
     uint8_t credential[FT_CLIENT_MAX_CREDENTIAL];
@@ -638,8 +642,8 @@ static void start_call_task(ft_task *t)
 }
 
 ft_call *ft_call_make(ftrpc_client *c, const char *service, const char *method,
-                          const ftrpc_buf *request, const ftrpc_buf *attachment,
-                          const ftrpc_call_options *opts)
+                      const ftrpc_buf *request, const ftrpc_buf *attachment,
+                      const ftrpc_call_options *opts)
 {
     size_t sl = strlen(service), ml = strlen(method);
     ft_loop *loop = ft_runtime_pick_loop(c->rt);
@@ -663,9 +667,10 @@ ft_call *ft_call_make(ftrpc_client *c, const char *service, const char *method,
     }
     const ftrpc_client_options *o = &c->opts;
     int timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : o->timeout_ms;
-    call->retry.mode = opts && opts->fail_mode != FTRPC_FAIL_DEFAULT ? opts->fail_mode : o->fail_mode;
-    int backup_ms = opts && opts->backup_request_ms != 0 ? opts->backup_request_ms
-                                                        : o->backup_request_ms;
+    call->retry.mode =
+        opts && opts->fail_mode != FTRPC_FAIL_DEFAULT ? opts->fail_mode : o->fail_mode;
+    int backup_ms =
+        opts && opts->backup_request_ms != 0 ? opts->backup_request_ms : o->backup_request_ms;
     call->backup_ms = backup_ms > 0 ? backup_ms : -1;
     call->backup_opt_out = opts && opts->backup_request_ms == -1;
     int retries = opts && opts->retries != 0 ? opts->retries : o->retries;
@@ -694,16 +699,16 @@ ft_call *ft_call_make(ftrpc_client *c, const char *service, const char *method,
 }
 
 int ft_call_check_args(ftrpc_client *c, const char *service, const char *method,
-                           const ftrpc_call_options *opts)
+                       const ftrpc_call_options *opts)
 {
     if (!c || !service || !method || !*service || !*method) return FTRPC_EINVAL;
-    if (opts && (opts->timeout_ms < 0 || opts->attempt_timeout_ms < 0 || opts->backup_request_ms < -1 ||
-                 opts->retries < FTRPC_NO_RETRY || opts->fail_mode < FTRPC_FAIL_DEFAULT ||
-                 opts->fail_mode > FTRPC_FAILBACKUP ||
-                 (opts->fallback &&
-                  (opts->fallback->kind < FTRPC_FALLBACK_OFF ||
-                   opts->fallback->kind > FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER ||
-                   (opts->fallback->kind != FTRPC_FALLBACK_OFF && !opts->fallback->fn)))))
+    if (opts &&
+        (opts->timeout_ms < 0 || opts->attempt_timeout_ms < 0 || opts->backup_request_ms < -1 ||
+         opts->retries < FTRPC_NO_RETRY || opts->fail_mode < FTRPC_FAIL_DEFAULT ||
+         opts->fail_mode > FTRPC_FAILBACKUP ||
+         (opts->fallback && (opts->fallback->kind < FTRPC_FALLBACK_OFF ||
+                             opts->fallback->kind > FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER ||
+                             (opts->fallback->kind != FTRPC_FALLBACK_OFF && !opts->fallback->fn)))))
         return FTRPC_EINVAL;
     if (atomic_load(&c->stopping)) return FTRPC_ESTOPPED;
     return 0;

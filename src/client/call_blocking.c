@@ -54,7 +54,8 @@ static int borrow_left_call_quiet(ft_call *call, ft_event *done)
 
 /* The connection a borrowed sync call may read its answer from itself: the one its only attempt
  * waits on, when no other attempt waits there (reading would complete those on this thread, and
- * run async callbacks off their IO thread). NULL otherwise. With the loop borrowed, call not done. */
+ * run async callbacks off their IO thread). NULL otherwise. With the loop borrowed, call not done.
+ */
 static ft_conn *own_answer_conn(ft_call *call)
 {
     const ft_attempt *a = &call->slot[0];
@@ -204,11 +205,11 @@ int ftrpc_call_sized(ftrpc_client *c, const char *service, const char *method,
     int bad = ft_sized_options_read(&o, sizeof o, opts_in, opts_size) != 0;
     const ftrpc_call_options *opts = opts_in ? &o : NULL;
     if (result_size >= sizeof(ftrpc_result)) /* today's layout: filled in place */
-        return bad ? FTRPC_EINVAL : call_and_wait(c, service, method, request, attachment, opts,
-                                                  result);
+        return bad ? FTRPC_EINVAL
+                   : call_and_wait(c, service, method, request, attachment, opts, result);
     ftrpc_result full;
-    int rc = bad ? FTRPC_EINVAL
-                 : call_and_wait(c, service, method, request, attachment, opts, &full);
+    int rc =
+        bad ? FTRPC_EINVAL : call_and_wait(c, service, method, request, attachment, opts, &full);
     if (bad) {
         memset(&full, 0, sizeof full);
         full.kind = FTRPC_RESULT_RPC_ERROR;

@@ -306,7 +306,8 @@ static int validate_and_default(ftrpc_client_options *o)
         return FTRPC_EINVAL;
     }
     if (o->naming_wait_ms < 0 || o->naming_empty_grace_ms < -1 || o->backup_request_ms < -1 ||
-        o->fallback.kind < FTRPC_FALLBACK_OFF || o->fallback.kind > FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER ||
+        o->fallback.kind < FTRPC_FALLBACK_OFF ||
+        o->fallback.kind > FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER ||
         (o->fallback.kind != FTRPC_FALLBACK_OFF && !o->fallback.fn))
         return FTRPC_EINVAL;
     if (o->naming_wait_ms == 0) o->naming_wait_ms = 2000;
@@ -320,7 +321,8 @@ static int validate_and_default(ftrpc_client_options *o)
     if (o->backoff.multiplier == 0) o->backoff.multiplier = 2;
     if (o->backoff.max_ms == 0) o->backoff.max_ms = 1000;
     if (!o->lb) o->lb = ft_lb_default_name();
-    /* keep a static copy of the name: clusters are rebuilt long after the caller's string is gone */
+    /* keep a static copy of the name: clusters are rebuilt long after the caller's string is gone
+     */
     static const char *const LB_NAMES[] = {"random", "rr",  "wrr",     "wrandom",
                                            "chash",  "p2c", "priority"};
     for (size_t i = 0; i < sizeof LB_NAMES / sizeof LB_NAMES[0]; i++)
@@ -394,7 +396,8 @@ static void on_endpoints(ft_naming_snapshot *snap, void *arg)
     int retired = 0;
     for (size_t i = 0; prev && i < prev->n; i++) {
         int kept = 0;
-        for (size_t j = 0; j < cl->n && !kept; j++) kept = cl->eps[j] == prev->eps[i];
+        for (size_t j = 0; j < cl->n && !kept; j++)
+            kept = cl->eps[j] == prev->eps[i];
         if (!kept) {
             atomic_store(&prev->eps[i]->removed, 1);
             retired = 1;
@@ -440,8 +443,8 @@ static void report_endpoints(ft_endpoint_report *rep, void *arg)
         ft_endpoint_report_add(
             rep, &(ft_endpoint_row){.address = e->name,
                                     .state = ft_health_state_name(ft_health_state_get(&e->health)),
-                                    .usable_in_ms = ft_health_usable_in_ns(&e->health, now) /
-                                                    FT_NS_PER_MS,
+                                    .usable_in_ms =
+                                        ft_health_usable_in_ns(&e->health, now) / FT_NS_PER_MS,
                                     .ewma_us = ft_health_ewma_us(&e->health, now),
                                     .inflight = ft_cluster_endpoint_inflight(e),
                                     .suspensions = st.suspensions});
@@ -500,8 +503,8 @@ static void register_naming_gauges(ftrpc_client *c, const char *url)
     ft_gauge_init_fn(&c->cancels_gauge, cancels, c);
     ft_gauge_init_fn(&c->budget_exhausted_gauge, budget_exhausted, c);
     ft_metrics_registry_add(reg, FT_METRIC_GAUGE, &c->cancels_gauge, "rpc_client_cancels",
-                            "ftrpc.Control/Cancel sent for attempts outlived by their call",
-                            labels, 2);
+                            "ftrpc.Control/Cancel sent for attempts outlived by their call", labels,
+                            2);
     ft_metrics_registry_add(reg, FT_METRIC_GAUGE, &c->budget_exhausted_gauge,
                             "rpc_client_budget_exhausted",
                             "retries and backups refused by the empty retry budget", labels, 2);
@@ -678,7 +681,7 @@ void ftrpc_client_free(ftrpc_client *c)
     ft_selective_free(c->selective); /* its sub-clients, once no call of its own uses them */
     for (int i = 0; i < c->rt->nloops; i++) {
         ft_call_cache_drain(&c->loops[i]);
-        ft_idmap_fini(&c->loops[i].cancelable); /* empty: every call completed */
+        ft_idmap_fini(&c->loops[i].cancelable);  /* empty: every call completed */
         ft_cluster_release(c->loops[i].cluster); /* no call borrows it any more */
     }
     free(c->loops);

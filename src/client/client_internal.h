@@ -57,8 +57,8 @@ struct ft_cconn {
 };
 
 typedef struct ft_client_loop {
-    ft_list calls;  /* calls homed on this loop */
-    ft_list cconns; /* connections of this loop */
+    ft_list calls;              /* calls homed on this loop */
+    ft_list cconns;             /* connections of this loop */
     struct ft_call *free_calls; /* finished calls kept for reuse (standard size only) */
     int nfree_calls;
     /* The client's cluster as this loop last saw it, referenced, and the generation it had then.
@@ -99,7 +99,7 @@ typedef struct ft_attempt {
  * has one per sub-client (selective.h). Pinned for the call's whole life. */
 typedef struct ft_call_target {
     struct ftrpc_client *client; /* owns the endpoints' connections and credentials */
-    ft_cluster *cluster;         /* borrowed from the client's loop cell (ft_client_cluster_borrow) */
+    ft_cluster *cluster; /* borrowed from the client's loop cell (ft_client_cluster_borrow) */
     unsigned borrow_epoch;
 } ft_call_target;
 
@@ -164,9 +164,9 @@ struct ft_call {
     ftrpc_result *sync_result; /* sync: the caller's result, filled before waking it */
     struct ft_event *sync_done;
     int *sync_rc;
-    int sync_wake_fd; /* >= 0: the caller also waits on this eventfd; whoever completes the call
-                       * on another thread writes it first (call_blocking.c, read_own_answer) */
-    int sync_reading; /* the caller reads the answer itself, now (read_own_answer) */
+    int sync_wake_fd;    /* >= 0: the caller also waits on this eventfd; whoever completes the call
+                          * on another thread writes it first (call_blocking.c, read_own_answer) */
+    int sync_reading;    /* the caller reads the answer itself, now (read_own_answer) */
     int counted_on_loop; /* in its loop's local_inflight rather than the client's inflight */
 
     /* Not zeroed when a call is made: each is written before it is read (ft_call_make inits the two
@@ -194,17 +194,18 @@ struct ftrpc_client {
     atomic_int inflight;   /* calls submitted and not completed */
     atomic_int open_conns; /* ft_cconn alive */
     atomic_llong retries, budget_exhausted, backups, backup_wins, cancels;
-    atomic_llong answers_read_by_caller; /* blocking calls completed by read_own_answer (call_blocking.c) */
+    atomic_llong
+        answers_read_by_caller; /* blocking calls completed by read_own_answer (call_blocking.c) */
     atomic_ullong next_call_id; /* the sequence part of the async calls' handles */
     ft_client_metrics metrics;
-    char *auth_token; /* copy of opts.auth_token */
+    char *auth_token;      /* copy of opts.auth_token */
     ft_tls_ctx *tls_ctx;   /* NULL: plain TCP; shared by every loop (read-only once made) */
     char *tls_server_name; /* copy of opts.tls.server_name */
     struct ft_endpoint_reporter *reporter; /* the /endpoints page's view of this client */
     ft_gauge naming_size, naming_updates, naming_stale; /* discovery figures, read on demand */
     ft_gauge cancels_gauge, budget_exhausted_gauge;     /* the client-wide counters above */
-    pthread_mutex_t free_lock; /* guards nothing but the condition below */
-    pthread_cond_t free_cond;  /* signalled when inflight or open_conns reach 0 while stopping */
+    pthread_mutex_t free_lock;                          /* guards nothing but the condition below */
+    pthread_cond_t free_cond; /* signalled when inflight or open_conns reach 0 while stopping */
     /* A selective client's sub-clients and cluster balancer (selective.h); NULL for a plain
      * client, which then has a naming view. Immutable after creation. */
     struct ft_selective *selective;

@@ -21,10 +21,11 @@ void ft_client_metrics_init(ft_client_metrics *m)
 static void method_free(ft_method_metrics *mm)
 {
     ft_metrics_registry *reg = ft_metrics_default_registry();
-    ft_counter *cs[] = {&mm->calls,    &mm->ok,      &mm->rpc_errors, &mm->business_errors,
-                        &mm->fallbacks, &mm->attempts, &mm->retries,   &mm->backups,
-                        &mm->backup_wins};
-    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) ft_metrics_registry_remove(reg, cs[i]);
+    ft_counter *cs[] = {&mm->calls,           &mm->ok,        &mm->rpc_errors,
+                        &mm->business_errors, &mm->fallbacks, &mm->attempts,
+                        &mm->retries,         &mm->backups,   &mm->backup_wins};
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        ft_metrics_registry_remove(reg, cs[i]);
     if (mm->latency) {
         ft_metrics_registry_remove(reg, mm->latency);
         ft_latency_recorder_free(mm->latency);
@@ -99,7 +100,8 @@ ft_method_metrics *ft_client_metrics_get(ft_client_metrics *m, const char *servi
                                          const char *method)
 {
     /* the common case, a method seen before, takes no lock */
-    ft_method_metrics *mm = find(atomic_load_explicit(&m->head, memory_order_acquire), service, method);
+    ft_method_metrics *mm =
+        find(atomic_load_explicit(&m->head, memory_order_acquire), service, method);
     if (mm) return mm;
     pthread_mutex_lock(&m->lock);
     mm = find(atomic_load(&m->head), service, method);

@@ -21,7 +21,7 @@ typedef struct ft_method_metrics {
 } ft_method_metrics;
 
 typedef struct ft_client_metrics {
-    pthread_mutex_t lock; /* serialises insertions; readers walk the list without it */
+    pthread_mutex_t lock;              /* serialises insertions; readers walk the list without it */
     _Atomic(ft_method_metrics *) head; /* push-front only until fini: a reader never sees a
                                         * node change or go away */
     char client_id[16];

@@ -131,8 +131,10 @@ ft_fail_decision ft_fail_after_error(ft_fail_state *st, const ft_fail_event *ev,
         d.budget_refused = 1;
         return d;
     }
-    if (free_resend) st->free_resends_left--;
-    else st->retries_left--;
+    if (free_resend)
+        st->free_resends_left--;
+    else
+        st->retries_left--;
     st->retries_done++;
     d.retry_spent = 1;
     /* a request that never left has nothing to wait for: it is re-sent at once */
@@ -152,8 +154,8 @@ ft_fail_decision ft_fail_after_error(ft_fail_state *st, const ft_fail_event *ev,
 }
 
 ft_backup_verdict ft_fail_backup(int in_flight, int attempts, ftrpc_backup_policy *policy,
-                                 const char *service, const char *method,
-                                 ft_retry_budget *budget, int64_t now_ns)
+                                 const char *service, const char *method, ft_retry_budget *budget,
+                                 int64_t now_ns)
 {
     /* only a first attempt still waiting is raced; a call already retrying has moved on */
     if (in_flight != 1 || attempts != 1) return FT_BACKUP_SKIP;

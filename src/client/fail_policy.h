@@ -114,8 +114,8 @@ typedef enum ft_backup_verdict {
 /* Only a lone first attempt still waiting (in_flight 1, attempts 1) is raced; `policy` (may be
  * NULL) may decline; the budget pays. */
 ft_backup_verdict ft_fail_backup(int in_flight, int attempts, ftrpc_backup_policy *policy,
-                                 const char *service, const char *method,
-                                 ft_retry_budget *budget, int64_t now_ns);
+                                 const char *service, const char *method, ft_retry_budget *budget,
+                                 int64_t now_ns);
 
 /* Whether the call's fallback sees the outcome r: a function set, its kind covering r, and the
  * call not cancelled (a caller that cancelled wants no answer in its place). */

@@ -58,10 +58,12 @@ int ft_retry_budget_init(ft_retry_budget *b, const ft_retry_budget_options *opts
                    : (int64_t)b->opts.min_per_sec * b->opts.window_ms / 1000;
     for (int i = 0; i < FT_RETRY_BUDGET_MAX_BUCKETS; i++) {
         /* Count 0 under any epoch reads as empty, so no sentinel is needed. */
-        for (int s = 0; s < FT_COUNTER_STRIPES; s++) atomic_init(&b->requests[s].ring[i], 0);
+        for (int s = 0; s < FT_COUNTER_STRIPES; s++)
+            atomic_init(&b->requests[s].ring[i], 0);
         atomic_init(&b->retries[i], 0);
     }
-    for (int s = 0; s < FT_COUNTER_STRIPES; s++) atomic_init(&b->requests[s].total, 0);
+    for (int s = 0; s < FT_COUNTER_STRIPES; s++)
+        atomic_init(&b->requests[s].total, 0);
     atomic_init(&b->total_retries, 0);
     atomic_init(&b->total_exhausted, 0);
     return 0;
@@ -104,8 +106,8 @@ static void count_in(const ft_retry_budget *b, _Atomic uint64_t *ring, uint32_t 
         atomic_store_explicit(cell, counted(v, epoch), memory_order_relaxed);
         return;
     }
-    while (!atomic_compare_exchange_weak_explicit(cell, &v, counted(v, epoch),
-                                                  memory_order_relaxed, memory_order_relaxed)) {
+    while (!atomic_compare_exchange_weak_explicit(cell, &v, counted(v, epoch), memory_order_relaxed,
+                                                  memory_order_relaxed)) {
     }
 }
 
@@ -145,7 +147,8 @@ void ft_retry_budget_on_request(ft_retry_budget *b, int64_t now_ns)
 int64_t ft_retry_budget_balance(ft_retry_budget *b, int64_t now_ns)
 {
     int64_t requests = 0;
-    for (int s = 0; s < FT_COUNTER_STRIPES; s++) requests += sum(b, b->requests[s].ring, now_ns);
+    for (int s = 0; s < FT_COUNTER_STRIPES; s++)
+        requests += sum(b, b->requests[s].ring, now_ns);
     double allowed = b->opts.ratio * (double)requests + (double)b->floor;
     /* floor(): 4 requests at 20% earn no retry yet, not a rounded-up one. */
     return (int64_t)floor(allowed + 1e-9) - sum(b, b->retries, now_ns);

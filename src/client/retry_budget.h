@@ -49,7 +49,7 @@ typedef struct ft_retry_budget {
     ft_retry_budget_options opts; /* defaults filled in; immutable */
     bool off;                     /* ratio FT_RETRY_BUDGET_OFF: spends always succeed */
     int64_t bucket_ns;
-    int64_t floor;                                          /* min_per_sec * window seconds */
+    int64_t floor; /* min_per_sec * window seconds */
     /* one ring (epoch << 32 | count) and one total per metrics stripe; a row is ~500 bytes, so
      * stripes do not share cache lines (no alignment asked of the embedding struct) */
     struct ft_budget_stripe {

@@ -20,7 +20,8 @@
 typedef struct fixture {
     ft_manual_clock clock;
     ft_retry_budget budget;
-    ftrpc_client_options opts; /* what the decisions read: no_retry_codes, the classifier, backoff */
+    /* what the decisions read: no_retry_codes, the classifier, backoff */
+    ftrpc_client_options opts;
     ft_rand rng;
     ft_fail_state st;
     ft_fail_tried tried;
@@ -29,7 +30,8 @@ typedef struct fixture {
 
 static const ft_retry_budget_options unlimited = {.ratio = FT_RETRY_BUDGET_OFF};
 /* no floor and no requests counted: the first spend is refused */
-static const ft_retry_budget_options empty = {.ratio = 0.1, .min_per_sec = FT_RETRY_BUDGET_NO_FLOOR};
+static const ft_retry_budget_options empty = {.ratio = 0.1,
+                                              .min_per_sec = FT_RETRY_BUDGET_NO_FLOOR};
 
 static int64_t now(fixture *f)
 {
@@ -118,7 +120,8 @@ static void failover_excludes_tried_endpoints_per_target(void **s)
     assert_int_equal(out[0], 5);
     assert_int_equal(ft_fail_excluded(&f->st, &f->tried, 2, out), 0);
     /* the list stops at what the balancer can exclude; a call going on past it still works */
-    for (int i = 100; i < 100 + (int)FT_LB_MAX_EXCLUDED; i++) ft_fail_note_sent(&f->st, &f->tried, i, 0);
+    for (int i = 100; i < 100 + (int)FT_LB_MAX_EXCLUDED; i++)
+        ft_fail_note_sent(&f->st, &f->tried, i, 0);
     assert_int_equal(f->st.ntried, FT_LB_MAX_EXCLUDED);
     assert_int_equal(f->st.last_endpoint, 100 + (int)FT_LB_MAX_EXCLUDED - 1);
     destroy(f);
@@ -155,7 +158,8 @@ static int fake_should_backup(ftrpc_backup_policy *self, const char *service, co
     return p->agree;
 }
 
-static void fake_on_backup_refused(ftrpc_backup_policy *self, const char *service, const char *method)
+static void fake_on_backup_refused(ftrpc_backup_policy *self, const char *service,
+                                   const char *method)
 {
     ((fake_policy *)self)->refused++;
 }
@@ -177,9 +181,11 @@ static void failbackup_backs_up_only_a_lone_first_attempt(void **s)
     assert_int_equal(ft_fail_backup(1, 2, NULL, "svc", "m", &f->budget, now(f)), FT_BACKUP_SKIP);
     assert_int_equal(ft_fail_backup(0, 1, NULL, "svc", "m", &f->budget, now(f)), FT_BACKUP_SKIP);
     fake_policy no = make_policy(0), yes = make_policy(1);
-    assert_int_equal(ft_fail_backup(1, 1, &no.base, "svc", "m", &f->budget, now(f)), FT_BACKUP_SKIP);
+    assert_int_equal(ft_fail_backup(1, 1, &no.base, "svc", "m", &f->budget, now(f)),
+                     FT_BACKUP_SKIP);
     assert_int_equal(no.asked, 1);
-    assert_int_equal(ft_fail_backup(1, 1, &yes.base, "svc", "m", &f->budget, now(f)), FT_BACKUP_SEND);
+    assert_int_equal(ft_fail_backup(1, 1, &yes.base, "svc", "m", &f->budget, now(f)),
+                     FT_BACKUP_SEND);
     assert_int_equal(yes.refused, 0);
     destroy(f);
 }
@@ -202,7 +208,11 @@ static void failbackup_waits_for_the_other_copy_then_retries_as_failover(void **
     fixture *f = make(FTRPC_FAILBACKUP, 1, &unlimited);
     ft_fail_note_sent(&f->st, &f->tried, 0, 0);
     ft_fail_note_sent(&f->st, &f->tried, 1, 0); /* the backup */
-    ft_fail_event ev = {.kind = FTRPC_RESULT_RPC_ERROR, .code = FTRPC_ERPCTIMEDOUT, .in_flight = 1, .now_ns = now(f), .deadline_ns = f->deadline_ns};
+    ft_fail_event ev = {.kind = FTRPC_RESULT_RPC_ERROR,
+                        .code = FTRPC_ERPCTIMEDOUT,
+                        .in_flight = 1,
+                        .now_ns = now(f),
+                        .deadline_ns = f->deadline_ns};
     ft_fail_decision d = ft_fail_after_error(&f->st, &ev, &f->opts, &f->budget, &f->rng);
     assert_int_equal(d.action, FT_FAIL_WAIT);
     assert_int_equal(f->st.retries_left, 1);
@@ -221,7 +231,8 @@ static void non_retryable_codes_complete_at_once(void **s)
                          FTRPC_ENOENDPOINT};
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         fixture *f = make(FTRPC_FAILOVER, 3, &unlimited);
-        assert_int_equal(fail_with(f, FTRPC_RESULT_RPC_ERROR, codes[i], 0).action, FT_FAIL_COMPLETE);
+        assert_int_equal(fail_with(f, FTRPC_RESULT_RPC_ERROR, codes[i], 0).action,
+                         FT_FAIL_COMPLETE);
         assert_int_equal(f->st.retries_left, 3);
         destroy(f);
     }
@@ -253,7 +264,8 @@ static void business_errors_retried_only_when_the_classifier_says_so(void **s)
     assert_int_equal(fail_with(f, FTRPC_RESULT_BUSINESS_ERROR, 7, 0).action, FT_FAIL_RETRY_NOW);
     assert_int_equal(asked, 2);
     /* RPC errors do not ask the classifier */
-    assert_int_equal(fail_with(f, FTRPC_RESULT_RPC_ERROR, FTRPC_EFAILEDSOCKET, 0).action, FT_FAIL_RETRY_NOW);
+    assert_int_equal(fail_with(f, FTRPC_RESULT_RPC_ERROR, FTRPC_EFAILEDSOCKET, 0).action,
+                     FT_FAIL_RETRY_NOW);
     assert_int_equal(asked, 2);
     destroy(f);
 }
@@ -322,8 +334,8 @@ static void fixed_backoff_never_reaches_the_deadline(void **s)
 
 static void exponential_backoff_is_full_jitter_bounded_by_max_and_the_deadline(void **s)
 {
-    ftrpc_backoff b = {.kind = FTRPC_BACKOFF_EXPONENTIAL, .initial_ms = 10, .multiplier = 2,
-                       .max_ms = 40};
+    ftrpc_backoff b = {
+        .kind = FTRPC_BACKOFF_EXPONENTIAL, .initial_ms = 10, .multiplier = 2, .max_ms = 40};
     assert_int_equal(ft_fail_backoff_ns(&b, 1, 0.5), MS(5));
     assert_int_equal(ft_fail_backoff_ns(&b, 2, 0.5), MS(10));
     assert_int_equal(ft_fail_backoff_ns(&b, 3, 0.5), MS(20));
@@ -359,7 +371,11 @@ static void a_stopping_client_never_retries(void **s)
 {
     fixture *f = make(FTRPC_FAILOVER, 3, &unlimited);
     f->st.free_resends_left = 3;
-    ft_fail_event ev = {.kind = FTRPC_RESULT_RPC_ERROR, .code = FTRPC_ECONNREFUSED, .never_on_wire = 1, .stopping = 1, .now_ns = now(f),
+    ft_fail_event ev = {.kind = FTRPC_RESULT_RPC_ERROR,
+                        .code = FTRPC_ECONNREFUSED,
+                        .never_on_wire = 1,
+                        .stopping = 1,
+                        .now_ns = now(f),
                         .deadline_ns = f->deadline_ns};
     ft_fail_decision d = ft_fail_after_error(&f->st, &ev, &f->opts, &f->budget, &f->rng);
     assert_int_equal(d.action, FT_FAIL_COMPLETE);
@@ -367,9 +383,7 @@ static void a_stopping_client_never_retries(void **s)
     destroy(f);
 }
 
-static void fallback_fn(const ftrpc_fallback_input *in, ftrpc_fallback_output *out, void *arg)
-{
-}
+static void fallback_fn(const ftrpc_fallback_input *in, ftrpc_fallback_output *out, void *arg) {}
 
 static void fallback_applies_table(void **s)
 {
@@ -417,7 +431,8 @@ static void wire_codes_and_health_codes(void **s)
     assert_int_equal(kind, FTRPC_RESULT_BUSINESS_ERROR);
     assert_int_equal(ft_fail_health_code(FTRPC_RESULT_OK, 0), 0);
     assert_int_equal(ft_fail_health_code(FTRPC_RESULT_BUSINESS_ERROR, -3), 1); /* it answered */
-    assert_int_equal(ft_fail_health_code(FTRPC_RESULT_RPC_ERROR, FTRPC_EFAILEDSOCKET), FTRPC_EFAILEDSOCKET);
+    assert_int_equal(ft_fail_health_code(FTRPC_RESULT_RPC_ERROR, FTRPC_EFAILEDSOCKET),
+                     FTRPC_EFAILEDSOCKET);
 }
 
 int main(void)
