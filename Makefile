@@ -1,7 +1,7 @@
 # Thin wrapper over CMake. The two commands of the README:
 #   make demo   installs what is missing, builds, runs the demo (DEMO_ARGS=--quick: a short one)
-#   make test   installs what is missing, builds three times (plain, ASan+UBSan, TSan), runs every
-#               test (TSan: unit and integration), fuzzes
+#   make test   installs what is missing, checks the formatting, builds three times (plain,
+#               ASan+UBSan, TSan), runs every test (TSan: unit and integration), fuzzes
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 60
@@ -59,6 +59,7 @@ fuzz: build-fuzz
 	scripts/run-fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 test: deps-test
+	$(MAKE) check-format
 	$(MAKE) test-plain
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
@@ -95,8 +96,9 @@ install: build
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
+# clang-format 14 (Debian 12's); `make format` rewrites the files
 check-format:
-	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h') && echo "check-format: clean"
 
 clean:
 	rm -rf build build-asan build-fuzz build-tsan build-valgrind

@@ -10,8 +10,9 @@ PACKAGES=(
   libcmocka-dev
   openssl curl python3 python3-prometheus-client
 )
-# chromium: the console test opens the page headless (tests/integration/test_console_chromium.c)
-[ "${1:-}" = "--test" ] && PACKAGES+=(etcd-server etcd-client valgrind chromium)
+# chromium: the console test opens the page headless (tests/integration/test_console_chromium.c);
+# clang-format: make test checks the formatting (make check-format)
+[ "${1:-}" = "--test" ] && PACKAGES+=(etcd-server etcd-client valgrind chromium clang-format)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
