@@ -1,10 +1,12 @@
 /* libFuzzer target for the baidu_std parser (and, through re-packing, the packer).
  *
- * Each input is parsed twice: once from one contiguous block, once from many small slices of
- * user memory, so that every read of the header and meta also runs on the gathering path. Both
- * passes must give the same sequence of results. Every frame that parses OK uncompressed is packed
- * again and parsed again, and must come back with the same fields and bytes. Any disagreement
- * aborts (a finding). max_body is kept at 1 MiB so that a decompression bomb stays cheap.
+ * Each input is parsed twice: once from one contiguous block, once arriving in a few pieces cut
+ * where the input says (pieces.h), each a block of user memory, with a parse after each piece (a
+ * connection's reads: frames wait for their last bytes, and a header or meta cut across pieces is
+ * read on the gathering path). Both passes must give the same sequence of results. Every frame
+ * that parses OK uncompressed is packed again and parsed again, and must come back with the same
+ * fields and bytes. Any disagreement aborts (a finding). max_body is kept at 1 MiB so that a
+ * decompression bomb stays cheap.
  *
  * A third pass parses the contiguous input again with the hand-written meta decoder switched off
  * (ft_baidu_std_fast_meta = 0: protobuf-c for every meta), and every frame must decode to the same
@@ -16,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pieces.h"
 #include "protocol/baidu_std.h"
 
 #define FUZZ_MAX_BODY (1u << 20)
@@ -146,24 +149,27 @@ static uint64_t fields_hash(const ft_rpc_frame *f)
     return h;
 }
 
-static void parse_all(ft_iobuf *in, run *out, int do_repack)
+/* Parses frames off the front of `in` into out until one needs more bytes or the stream must
+ * close, and returns that status. It is recorded only when `last` (the input is all in) or on
+ * CLOSE: fed in pieces, every piece but the last may end in NEED_MORE. */
+static ft_parse_status parse_frames(ft_iobuf *in, run *out, int do_repack, int last)
 {
-    out->n = 0;
     for (;;) {
         ft_rpc_frame f;
         const char *reason = NULL;
         size_t before = ft_iobuf_size(in);
         ft_parse_status st = ft_baidu_std_parse(in, FUZZ_MAX_BODY, &f, &reason);
-        if (out->n < MAX_RECORDS) {
+        int done = st != FT_PARSE_OK && st != FT_PARSE_BAD_FRAME;
+        if (out->n < MAX_RECORDS && (!done || last || st == FT_PARSE_CLOSE)) {
             record *r = &out->r[out->n++];
             r->status = st;
             r->correlation_id = f.correlation_id;
             r->payload = ft_iobuf_size(&f.payload);
             r->attachment = ft_iobuf_size(&f.attachment);
             r->reason = reason;
-            r->fields = st == FT_PARSE_OK || st == FT_PARSE_BAD_FRAME ? fields_hash(&f) : 0;
+            r->fields = done ? 0 : fields_hash(&f);
         }
-        if (st == FT_PARSE_OK || st == FT_PARSE_BAD_FRAME) {
+        if (!done) {
             /* a frame is at least its header: the loop always ends */
             check(ft_iobuf_size(in) + FT_BAIDU_STD_HEADER_SIZE <= before);
             check(reason != NULL || st == FT_PARSE_OK);
@@ -175,8 +181,14 @@ static void parse_all(ft_iobuf *in, run *out, int do_repack)
         check(st == FT_PARSE_NEED_MORE || reason != NULL);
         check(ft_iobuf_size(in) == before); /* nothing consumed */
         ft_rpc_frame_fini(&f);
-        break;
+        return st;
     }
+}
+
+static void parse_all(ft_iobuf *in, run *out, int do_repack)
+{
+    out->n = 0;
+    (void)parse_frames(in, out, do_repack, 1);
     out->left = ft_iobuf_size(in);
 }
 
@@ -198,14 +210,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     parse_all(&in, &a, 1);
     ft_iobuf_fini(&in);
 
-    /* the same bytes in slices of 1..31 bytes, each its own block */
-    size_t chunk = 1 + size % 31;
+    /* the same bytes arriving in pieces (pieces.h), each its own block, with a parse after each:
+     * a frame or its header cut across pieces is read on the gathering path */
+    size_t ends[FUZZ_MAX_PIECES];
+    size_t npieces = fuzz_pieces(data, size, ends), appended = 0;
     ft_iobuf_init(&in);
-    for (size_t off = 0; off < size; off += chunk) {
-        size_t n = size - off < chunk ? size - off : chunk;
-        check(ft_iobuf_append_user(&in, data + off, n, NULL, NULL) == 0);
+    b.n = 0;
+    for (size_t k = 0; k < npieces; k++) {
+        check(ft_iobuf_append_user(&in, data + appended, ends[k] - appended, NULL, NULL) == 0);
+        appended = ends[k];
+        if (parse_frames(&in, &b, 0, k + 1 == npieces) == FT_PARSE_CLOSE) break;
     }
-    parse_all(&in, &b, 0);
+    b.left = ft_iobuf_size(&in) + size - appended; /* left unread, appended or not */
     ft_iobuf_fini(&in);
 
     /* the same bytes again, every meta through protobuf-c */

@@ -1,22 +1,23 @@
 /* libFuzzer target for the HTTP request parser (protocol/http.h).
  *
- * Each input is parsed twice: once with all its bytes in the buffer, once arriving in pieces of
- * 1..31 bytes with a parse after each piece (the incremental path a slow peer drives, resuming the
- * header scan where it stopped). Both must give the same sequence of requests and the same final
- * verdict. Every request must satisfy the parser's promises: a path starting with '/' (or "*"),
- * a body of exactly Content-Length bytes within max_body, at most FT_HTTP_MAX_HEADERS headers; a
- * CLOSE always carries a reason and a 4xx/5xx status and consumes nothing. max_body is 64 KiB so
- * that a large declared body is refused cheaply. The sniffer must agree with a direct check.
+ * Each input is parsed twice: once with all its bytes in the buffer, once arriving in a few pieces
+ * cut where the input says (pieces.h) with a parse after each piece (the incremental path a slow
+ * peer drives, resuming the header scan where it stopped). Both must give the same sequence of
+ * requests and the same final verdict. Every request must satisfy the parser's promises: a path
+ * starting with '/' (or "*"), a body of exactly Content-Length bytes within max_body, at most
+ * FT_HTTP_MAX_HEADERS headers; a CLOSE always carries a reason and a 4xx/5xx status and consumes
+ * nothing. max_body is 64 KiB so that a large declared body is refused cheaply. The sniffer must
+ * agree with a direct check.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "pieces.h"
 #include "protocol/http.h"
 
 #define FUZZ_MAX_BODY (64u * 1024)
 #define MAX_RECORDS 64
-#define MAX_PIECES 256
 
 typedef struct record {
     ft_parse_status status;
@@ -117,20 +118,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ft_http_parser_fini(&p);
     ft_iobuf_fini(&in);
 
-    /* the same bytes arriving in pieces, each its own block of user memory. At most MAX_PIECES of
-     * them: a piece is a slice the parser's ft_iobuf_copy_at walks past on every call, so a 6 KB
-     * input in 1-byte pieces cost seconds (corpus/http/slow_one_byte_pieces, a libFuzzer timeout).
-     * A server's reads land in one block and merge into few slices; the split points are what
-     * this run is about, not thousands of them. */
-    size_t chunk = 1 + size % 31;
-    if (size / chunk > MAX_PIECES) chunk = size / MAX_PIECES + 1;
+    /* the same bytes arriving in pieces (pieces.h), each its own block of user memory, with a
+     * parse after each */
+    size_t ends[FUZZ_MAX_PIECES];
+    size_t npieces = fuzz_pieces(data, size, ends);
     ft_iobuf_init(&in);
     ft_http_parser_init(&p);
     b.n = 0;
     int closed_b = 0;
-    for (size_t off = 0; off < size && !closed_b; off += chunk) {
-        size_t n = size - off < chunk ? size - off : chunk;
-        check(ft_iobuf_append_user(&in, data + off, n, NULL, NULL) == 0);
+    for (size_t k = 0, off = 0; k < npieces && !closed_b; off = ends[k++]) {
+        check(ft_iobuf_append_user(&in, data + off, ends[k] - off, NULL, NULL) == 0);
         closed_b = drain(&p, &in, &b);
     }
     ft_http_parser_fini(&p);
