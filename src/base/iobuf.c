@@ -332,16 +332,31 @@ void ft_iobuf_move(ft_iobuf *dst, ft_iobuf *src)
     src->write_block = wb;
 }
 
+/* The slice holding byte `*off`, walking from whichever end is nearer; *off becomes the offset
+ * within it. b->end when off is past the data. Readers that resume near the end (the HTTP header
+ * scan, once per read) then cost what was appended since, not the number of slices before. */
+static uint32_t slice_at(const ft_iobuf *b, size_t *off)
+{
+    uint32_t i;
+    if (*off >= b->size) return b->end;
+    if (*off < b->size / 2) {
+        for (i = b->start; *off >= b->slices[i].len; i++)
+            *off -= b->slices[i].len;
+        return i;
+    }
+    size_t base = b->size; /* offset of the first byte past slice i - 1 */
+    for (i = b->end; base > *off;)
+        base -= b->slices[--i].len;
+    *off -= base;
+    return i;
+}
+
 size_t ft_iobuf_copy_at(const ft_iobuf *b, size_t off, void *dst, size_t n)
 {
     char *out = dst;
     size_t copied = 0;
-    for (uint32_t i = b->start; i < b->end && copied < n; i++) {
+    for (uint32_t i = slice_at(b, &off); i < b->end && copied < n; i++) {
         const ft_slice *s = &b->slices[i];
-        if (off >= s->len) {
-            off -= s->len;
-            continue;
-        }
         size_t k = s->len - off;
         if (k > n - copied) k = n - copied;
         memcpy(out + copied, s->block->data + s->off + off, k);

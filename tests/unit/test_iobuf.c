@@ -347,8 +347,9 @@ static void copy_at_copies_from_any_offset_and_stops_at_the_end(void **state)
     char pattern[30];
     fill_pattern(pattern, sizeof pattern, 11);
     static const size_t lens[] = {7, 13, 10};
-    static const range_case cases[] = {{0, 30},  {3, 5},    {6, 2},  {7, 13},
-                                       {19, 11}, {25, 100}, {30, 5}, {40, 5}};
+    /* offsets in the back half are found from the last slice backwards */
+    static const range_case cases[] = {{0, 30},  {3, 5},  {6, 2},    {7, 13}, {14, 9}, {16, 10},
+                                       {19, 11}, {20, 3}, {25, 100}, {29, 1}, {30, 5}, {40, 5}};
     ft_iobuf b;
     ft_iobuf_init(&b);
     build_slices(&b, pattern, lens, 3);
