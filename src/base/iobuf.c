@@ -41,7 +41,6 @@ static int cache_usable(void)
     return ft_thread_cache_usable(&block_cache_state, cache_drain);
 }
 
-
 static size_t std_storage(void)
 {
     return FT_IOBUF_BLOCK_SIZE - sizeof(ft_block);
@@ -93,7 +92,8 @@ static void block_ref(ft_block *blk)
 
 void ft_iobuf_clear_blocks(ft_iobuf *b)
 {
-    for (uint32_t i = b->start; i < b->end; i++) ft_block_release(b->slices[i].block);
+    for (uint32_t i = b->start; i < b->end; i++)
+        ft_block_release(b->slices[i].block);
     b->start = b->end = 0;
     b->size = 0;
 }
@@ -318,7 +318,8 @@ void ft_iobuf_move(ft_iobuf *dst, ft_iobuf *src)
         /* only the live slices, from index 0: a call's payload is one slice, and copying the
          * whole struct was most of a move */
         uint32_t n = src->end - src->start;
-        for (uint32_t i = 0; i < n; i++) dst->inline_slices[i] = src->slices[src->start + i];
+        for (uint32_t i = 0; i < n; i++)
+            dst->inline_slices[i] = src->slices[src->start + i];
         dst->end = n;
     } else {
         dst->slices = src->slices;
