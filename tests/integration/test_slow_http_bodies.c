@@ -31,10 +31,14 @@ enum { CONNECTIONS = 50, READ_TIMEOUT_MS = 2000, SENT_KB = 1024, TRICKLE_MS = 10
  * shadows what is touched. */
 #if defined(__SANITIZE_ADDRESS__)
 #define SLACK_KB (64 * 1024)
+#define HELD_FACTOR 1
 #elif H_UNDER_TSAN
+/* TSan maps shadow for every byte the child touches: measured +189 MB for 51 MB held at -O1 */
 #define SLACK_KB (128 * 1024)
+#define HELD_FACTOR 4
 #else
 #define SLACK_KB (24 * 1024)
+#define HELD_FACTOR 1
 #endif
 
 static const char HEADER[] = "POST /example.EchoService/Echo HTTP/1.1\r\n"
@@ -123,7 +127,7 @@ static void trickled_bodies_are_closed_at_the_read_timeout_with_bounded_memory(v
     /* the trickle does not extend the deadline: the whole request is timed */
     assert_true(r.first_close_ms >= READ_TIMEOUT_MS - 100);
     assert_true(r.last_close_ms <= READ_TIMEOUT_MS * H_VG + 6000);
-    assert_true(r.rss_peak_kb - rss_before < held_kb + SLACK_KB);
+    assert_true(r.rss_peak_kb - rss_before < held_kb * HELD_FACTOR + SLACK_KB);
     assert_true(h_server_stderr_count(&s, "request body not complete within") >= 1);
 
     int before = atomic_load(&load.done);
@@ -155,7 +159,7 @@ static void the_pending_bytes_budget_bounds_what_slow_senders_hold(void **state)
     assert_int_equal(r.closed, CONNECTIONS);
     /* the ones past the budget did not wait for the read timeout */
     assert_true(r.first_close_ms < READ_TIMEOUT_MS / 2);
-    assert_true(r.rss_peak_kb - rss_before < BUDGET_KB + SLACK_KB);
+    assert_true(r.rss_peak_kb - rss_before < BUDGET_KB * HELD_FACTOR + SLACK_KB);
     assert_true(h_server_stderr_count(&s, "past max_pending_request_bytes") >= 1);
     /* and the server still serves */
     ftrpc_client *good = h_client_of(&s, 2000);

@@ -703,12 +703,17 @@ static void a_socket_connected_to_itself_is_told_from_others(void **state)
         assert_true(ft_sock_is_self_connected(self6));
         close(self6);
     }
-    /* a connection to another socket (the listener's), and a socket connected to nothing */
+    /* a connection to another socket (a listener of the test's own: the fixture's would accept it
+     * on its loop, racing with the teardown), and a socket connected to nothing */
+    int port = 0;
+    int lfd = raw_listen(&port);
+    assert_true(lfd >= 0);
     int to_listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ctx.lis->port)};
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(to_listener, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_false(ft_sock_is_self_connected(to_listener));
+    close(lfd);
     int unconnected = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_false(ft_sock_is_self_connected(unconnected));
     assert_false(ft_sock_is_self_connected(-1));
