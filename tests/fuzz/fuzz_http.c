@@ -40,11 +40,13 @@ static void check(int ok)
 }
 
 /* Parses what `in` holds until it needs more or must close, appending records. Returns 1 when the
- * stream ended in CLOSE. */
+ * stream ended in CLOSE, or when MAX_RECORDS requests were read: every request starts from a
+ * fresh parser state, so more of them in one input add work, not behaviour, and both passes stop
+ * there (an input of a hundred pipelined requests cost a millisecond). */
 static int drain(ft_http_parser *p, ft_iobuf *in, run *out)
 {
     static const ft_http_limits lim = {.max_body = FUZZ_MAX_BODY};
-    for (;;) {
+    while (out->n < MAX_RECORDS) {
         ft_http_request req;
         int status = 0;
         const char *reason = NULL;
@@ -54,18 +56,14 @@ static int drain(ft_http_parser *p, ft_iobuf *in, run *out)
             check(ft_iobuf_size(in) == before);
             return 0;
         }
-        record *r = out->n < MAX_RECORDS ? &out->r[out->n++] : NULL;
-        if (r) {
-            memset(r, 0, sizeof *r);
-            r->status = st;
-        }
+        record *r = &out->r[out->n++];
+        memset(r, 0, sizeof *r);
+        r->status = st;
         if (st == FT_PARSE_CLOSE) {
             check(reason != NULL && status >= 400 && status <= 599);
             check(ft_iobuf_size(in) == before);
-            if (r) {
-                r->http_status = status;
-                r->reason = reason;
-            }
+            r->http_status = status;
+            r->reason = reason;
             return 1;
         }
         check(st == FT_PARSE_OK);
@@ -75,17 +73,20 @@ static int drain(ft_http_parser *p, ft_iobuf *in, run *out)
         check(req.nheaders <= FT_HTTP_MAX_HEADERS);
         check(before - ft_iobuf_size(in) > req.content_length); /* a header was consumed too */
         check(req.version_minor == 0 || req.version_minor == 1);
-        for (int i = 0; i < req.nheaders; i++)
-            check(ft_http_request_header(&req, req.headers[i].name) != NULL);
-        if (r) {
-            r->method = req.method;
-            strncpy(r->path, req.path, sizeof r->path - 1);
-            r->body = ft_iobuf_size(&req.body);
-            r->keep_alive = req.keep_alive;
-            r->nheaders = req.nheaders;
+        /* the first and the last header are found by name (the last one past all the others;
+         * every one of them was 64 x 64 case-insensitive compares a request) */
+        if (req.nheaders > 0) {
+            check(ft_http_request_header(&req, req.headers[0].name) == req.headers[0].value);
+            check(ft_http_request_header(&req, req.headers[req.nheaders - 1].name) != NULL);
         }
+        r->method = req.method;
+        strncpy(r->path, req.path, sizeof r->path - 1);
+        r->body = ft_iobuf_size(&req.body);
+        r->keep_alive = req.keep_alive;
+        r->nheaders = req.nheaders;
         ft_http_request_fini(&req);
     }
+    return 1;
 }
 
 static int expected_sniff(const uint8_t *data, size_t size)
@@ -114,7 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(ft_http_sniff(&in) == expected_sniff(data, size));
     ft_http_parser_init(&p);
     a.n = 0;
-    int closed_a = drain(&p, &in, &a);
+    int stopped_a = drain(&p, &in, &a);
     ft_http_parser_fini(&p);
     ft_iobuf_fini(&in);
 
@@ -125,15 +126,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ft_iobuf_init(&in);
     ft_http_parser_init(&p);
     b.n = 0;
-    int closed_b = 0;
-    for (size_t k = 0, off = 0; k < npieces && !closed_b; off = ends[k++]) {
+    int stopped_b = 0;
+    for (size_t k = 0, off = 0; k < npieces && !stopped_b; off = ends[k++]) {
         check(ft_iobuf_append_user(&in, data + off, ends[k] - off, NULL, NULL) == 0);
-        closed_b = drain(&p, &in, &b);
+        stopped_b = drain(&p, &in, &b);
     }
     ft_http_parser_fini(&p);
     ft_iobuf_fini(&in);
 
-    check(closed_a == closed_b && a.n == b.n);
+    check(stopped_a == stopped_b && a.n == b.n);
     for (size_t i = 0; i < a.n; i++) {
         check(a.r[i].status == b.r[i].status && a.r[i].http_status == b.r[i].http_status);
         check(a.r[i].reason == b.r[i].reason || strcmp(a.r[i].reason, b.r[i].reason) == 0);
