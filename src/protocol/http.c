@@ -112,6 +112,39 @@ static int is_tchar(unsigned char ch)
            (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
 }
 
+/* Word tests from "Bit Twiddling Hacks", eight bytes at a time: non-zero when some byte of x is
+ * below n (n <= 128), or above n (n <= 127). Exact as to whether there is one, not as to which. */
+#define ONES8 0x0101010101010101u
+static uint64_t bytes_below(uint64_t x, unsigned n)
+{
+    return (x - ONES8 * n) & ~x & (ONES8 * 0x80);
+}
+static uint64_t bytes_above(uint64_t x, unsigned n)
+{
+    return ((x + ONES8 * (127 - n)) | x) & (ONES8 * 0x80);
+}
+static uint64_t load8(const void *p)
+{
+    uint64_t x;
+    memcpy(&x, p, sizeof x);
+    return x;
+}
+
+/* The eight bytes at p are visible ASCII (0x21-0x7e), as a request target must be. */
+static int visible8(const void *p)
+{
+    uint64_t x = load8(p);
+    return !(bytes_below(x, 0x21) | bytes_above(x, 0x7e));
+}
+
+/* The eight bytes at p are plain header bytes and none of them a tab: none below 0x20, none 0x7f
+ * (bytes_below(.., 1): a zero byte). */
+static int plain8(const void *p)
+{
+    uint64_t x = load8(p);
+    return !(bytes_below(x, 0x20) | bytes_below(x ^ (ONES8 * 0x7f), 1));
+}
+
 /* Parses the header block in r->storage (len bytes, ending in CRLFCRLF) into r. */
 static int parse_header(ft_http_request *r, size_t len, const ft_http_limits *lim, int *status,
                         const char **reason)
@@ -119,7 +152,7 @@ static int parse_header(ft_http_request *r, size_t len, const ft_http_limits *li
     char *s = r->storage;
     char *end = s + len;
     /* request line */
-    char *eol = strstr(s, "\r\n");
+    char *eol = memchr(s, '\r', len);
     char *sp1 = memchr(s, ' ', (size_t)(eol - s));
     if (!sp1) goto bad_line;
     *sp1 = '\0';
@@ -139,8 +172,11 @@ static int parse_header(ft_http_request *r, size_t len, const ft_http_limits *li
     *sp2 = '\0';
     if (target[0] != '/' && !(r->method == FT_HTTP_OPTIONS && strcmp(target, "*") == 0))
         goto bad_line;
-    for (char *t = target; *t; t++)
-        if ((unsigned char)*t <= ' ' || (unsigned char)*t >= 0x7f) goto bad_line;
+    size_t tl = (size_t)(sp2 - target), ti = 0;
+    while (ti + 8 <= tl && visible8(target + ti))
+        ti += 8;
+    for (; ti < tl; ti++)
+        if ((unsigned char)target[ti] <= ' ' || (unsigned char)target[ti] >= 0x7f) goto bad_line;
     char *ver = sp2 + 1;
     *eol = '\0';
     if (strncmp(ver, "HTTP/1.", 7) != 0 || (ver[7] != '0' && ver[7] != '1') || ver[8] != '\0') {
@@ -162,7 +198,8 @@ static int parse_header(ft_http_request *r, size_t len, const ft_http_limits *li
     /* header lines */
     int have_cl = 0, conn_close = 0, conn_keep = 0;
     for (char *line = eol + 2; line < end - 2;) {
-        char *le = strstr(line, "\r\n");
+        /* the scan let no CR through without its LF: the first CR ends the line */
+        char *le = memchr(line, '\r', (size_t)(end - line));
         *le = '\0';
         if (*line == ' ' || *line == '\t') {
             *status = 400;
@@ -246,17 +283,6 @@ static const unsigned char HEADER_BYTE[256] = {
     [0x7f] = HB_BAD,                                                   /* DEL */
 };
 /* clang-format on */
-
-/* Whether the eight bytes at p are all plain and none of them a tab: none below 0x20, none 0x7f
- * (the word tests of "Bit Twiddling Hacks", exact for whether any byte is below 0x20 or 0x7f). */
-static int plain8(const unsigned char *p)
-{
-    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
-    uint64_t x, del;
-    memcpy(&x, p, sizeof x);
-    del = x ^ (ones * 0x7f);
-    return (((x - ones * 0x20) & ~x) | ((del - ones) & ~del)) & highs ? 0 : 1;
-}
 
 /* Looks for the end of the header block from p->scanned on, validating bytes as it goes.
  * Returns the header length (> 0), 0 when not complete yet, -1 on a bad byte. The rest of a run
