@@ -32,6 +32,21 @@ static inline int ft_sized_options_read(void *dst, size_t dst_size, const void *
     return 0;
 }
 
+/* The caller's struct as this library's layout, for paths that run per call: the caller's own
+ * struct when its size is today's (nothing copied), else a copy in buf (ft_sized_options_read).
+ * NULL stays NULL. *bad is set (and NULL returned) when the copy is refused. */
+static inline const void *ft_sized_options_view(void *buf, size_t size, const void *src,
+                                                size_t src_size, int *bad)
+{
+    *bad = 0;
+    if (!src || src_size == size) return src;
+    if (ft_sized_options_read(buf, size, src, src_size) != 0) {
+        *bad = 1;
+        return NULL;
+    }
+    return buf;
+}
+
 /* Writes this library's struct (src, src_size bytes) into the caller's (dst, dst_size bytes):
  * the prefix the caller's layout has room for. */
 static inline void ft_sized_result_write(void *dst, size_t dst_size, const void *src,

@@ -729,14 +729,20 @@ void ft_call_submit(ft_call *call)
 /* A handle names its call's loop in its low 16 bits, so that a cancel goes straight there. */
 #define FT_CALL_ID_LOOP_BITS 16
 
+static unsigned call_id_loop(ftrpc_call_id id)
+{
+    return (unsigned)(id & ((1u << FT_CALL_ID_LOOP_BITS) - 1));
+}
+
 int ftrpc_call_async_sized(ftrpc_client *c, const char *service, const char *method,
                            const ftrpc_buf *request, const ftrpc_buf *attachment,
                            const ftrpc_call_options *opts_in, size_t opts_size, ftrpc_call_cb cb,
                            void *arg, ftrpc_call_id *id)
 {
     ftrpc_call_options o;
-    if (ft_sized_options_read(&o, sizeof o, opts_in, opts_size) != 0) return FTRPC_EINVAL;
-    const ftrpc_call_options *opts = opts_in ? &o : NULL;
+    int bad;
+    const ftrpc_call_options *opts = ft_sized_options_view(&o, sizeof o, opts_in, opts_size, &bad);
+    if (bad) return FTRPC_EINVAL;
     int rc = ft_call_check_args(c, service, method, opts);
     if (rc != 0) return rc;
     if (!cb) return FTRPC_EINVAL;
@@ -764,7 +770,7 @@ static void cancel_on_loop(ft_task *t)
 {
     struct cancel_task *ct = (struct cancel_task *)t;
     ftrpc_client *c = ct->client;
-    ft_client_loop *cl = &c->loops[ct->id & ((1u << FT_CALL_ID_LOOP_BITS) - 1)];
+    ft_client_loop *cl = &c->loops[call_id_loop(ct->id)];
     ft_call *call = ft_idmap_get(&cl->cancelable, (int64_t)ct->id);
     if (call) fail_call(call, FTRPC_ECANCELED, "cancelled by the caller");
     ft_client_count_down(c, &c->inflight);
@@ -773,8 +779,7 @@ static void cancel_on_loop(ft_task *t)
 
 int ftrpc_call_cancel(ftrpc_client *c, ftrpc_call_id id)
 {
-    if (!c || id == 0 || (id & ((1u << FT_CALL_ID_LOOP_BITS) - 1)) >= (uint64_t)c->rt->nloops)
-        return FTRPC_EINVAL;
+    if (!c || id == 0 || call_id_loop(id) >= (unsigned)c->rt->nloops) return FTRPC_EINVAL;
     if (atomic_load(&c->stopping)) return FTRPC_ESTOPPED;
     struct cancel_task *ct = malloc(sizeof *ct);
     if (!ct) return FTRPC_ENOMEM;
@@ -783,6 +788,6 @@ int ftrpc_call_cancel(ftrpc_client *c, ftrpc_call_id id)
     ct->id = id;
     atomic_fetch_add(&c->inflight, 1); /* keeps the client until the task ran */
     /* after the call's own start task, if it is still queued: one loop's queue keeps its order */
-    ft_loop_post(&c->rt->loops[id & ((1u << FT_CALL_ID_LOOP_BITS) - 1)], &ct->task);
+    ft_loop_post(&c->rt->loops[call_id_loop(id)], &ct->task);
     return 0;
 }

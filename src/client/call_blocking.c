@@ -192,7 +192,7 @@ static void read_own_answer(ft_call *call, ft_loop *loop, ft_conn *conn, ft_even
 
 static int call_and_wait(ftrpc_client *c, const char *service, const char *method,
                          const ftrpc_buf *request, const ftrpc_buf *attachment,
-                         const ftrpc_call_options *opts, ftrpc_result *result);
+                         const ftrpc_call_options *opts, int refused, ftrpc_result *result);
 
 int ftrpc_call_sized(ftrpc_client *c, const char *service, const char *method,
                      const ftrpc_buf *request, const ftrpc_buf *attachment,
@@ -202,30 +202,25 @@ int ftrpc_call_sized(ftrpc_client *c, const char *service, const char *method,
     /* a result too small to hold even the outcome and the response cannot be filled at all */
     if (!result || result_size < offsetof(ftrpc_result, attempts)) return FTRPC_EINVAL;
     ftrpc_call_options o;
-    int bad = ft_sized_options_read(&o, sizeof o, opts_in, opts_size) != 0;
-    const ftrpc_call_options *opts = opts_in ? &o : NULL;
+    int bad;
+    const ftrpc_call_options *opts = ft_sized_options_view(&o, sizeof o, opts_in, opts_size, &bad);
+    int refused = bad ? FTRPC_EINVAL : 0;
     if (result_size >= sizeof(ftrpc_result)) /* today's layout: filled in place */
-        return bad ? FTRPC_EINVAL
-                   : call_and_wait(c, service, method, request, attachment, opts, result);
+        return call_and_wait(c, service, method, request, attachment, opts, refused, result);
     ftrpc_result full;
-    int rc =
-        bad ? FTRPC_EINVAL : call_and_wait(c, service, method, request, attachment, opts, &full);
-    if (bad) {
-        memset(&full, 0, sizeof full);
-        full.kind = FTRPC_RESULT_RPC_ERROR;
-        full.code = rc;
-        snprintf(full.error_text, sizeof full.error_text, "%s", ftrpc_strerror(rc));
-    }
+    int rc = call_and_wait(c, service, method, request, attachment, opts, refused, &full);
     ft_sized_result_write(result, result_size, &full, sizeof full);
     return rc;
 }
 
 static int call_and_wait(ftrpc_client *c, const char *service, const char *method,
                          const ftrpc_buf *request, const ftrpc_buf *attachment,
-                         const ftrpc_call_options *opts, ftrpc_result *result)
+                         const ftrpc_call_options *opts, int refused, ftrpc_result *result)
 {
     memset(result, 0, sizeof *result);
-    int rc = ftrpc_in_io_thread() ? FTRPC_EIOTHREAD : ft_call_check_args(c, service, method, opts);
+    int rc = refused                ? refused
+             : ftrpc_in_io_thread() ? FTRPC_EIOTHREAD
+                                    : ft_call_check_args(c, service, method, opts);
     ft_call *call = NULL;
     if (rc == 0) {
         call = ft_call_make(c, service, method, request, attachment, opts);

@@ -327,21 +327,13 @@ void ft_http_session_on_timeout(ft_session *sess)
     ft_http_conn *h = sess->http;
     const ftrpc_server_options *o = &sess->server->opts;
     int in_body = h && ft_http_parser_in_body(&h->parser);
-    if (in_body) {
-        ft_server_count_read_timeout(sess);
-        FT_LOG_RATELIMITED(
-            FTRPC_LOG_WARN,
-            "closing HTTP connection from %s: request body not complete within %d ms",
-            sess->conn->peer, o->read_timeout_ms);
-    } else {
-        FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
-                           "closing HTTP connection from %s: request header not complete within %d "
-                           "ms",
-                           sess->conn->peer,
-                           o->read_timeout_ms > 0 && o->read_timeout_ms < o->http_header_timeout_ms
-                               ? o->read_timeout_ms
-                               : o->http_header_timeout_ms);
-    }
+    /* the time arm_request_timer gave this request */
+    int64_t allowed_ms =
+        h ? (h->request_due_ns - h->request_start_ns) / FT_NS_PER_MS : o->http_header_timeout_ms;
+    if (in_body) ft_server_count_read_timeout(sess);
+    FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
+                       "closing HTTP connection from %s: request %s not complete within %lld ms",
+                       sess->conn->peer, in_body ? "body" : "header", (long long)allowed_ms);
     if (!h || h->closing || h->next - h->head >= FT_HTTP_MAX_PIPELINE) {
         ft_conn_close(sess->conn, FTRPC_ERPCTIMEDOUT, 1);
         return;
