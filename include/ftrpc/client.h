@@ -133,7 +133,9 @@ typedef struct ftrpc_health_options {
     int mark_codes[FTRPC_MAX_CODES];
     /* zero-terminated; default {ECONNREFUSED, ECONNECT, ETLS, ELOGOFF}: suspend at once */
     int suspend_codes[FTRPC_MAX_CODES];
-    double max_suspended_ratio; /* default 0.5: share of a service's endpoints suspended at once */
+    /* default 0.5: share of a service's endpoints suspended at once for timeouts, errors and
+     * breaker trips (a refused connection suspends past it); 1 or -1: no cap */
+    double max_suspended_ratio;
     double breaker_error_ratio; /* default 0.5 (Hystrix); the breaker trips at or above it */
     int breaker_min_calls;      /* default 20 (Hystrix) calls in the window before a verdict */
     int64_t breaker_window_ms;  /* default 10000 (Hystrix) */

@@ -8,7 +8,8 @@
  * attempt leads to: failfast ends the call, failover retries on an endpoint not tried yet, failtry
  * retries on the same one. Retries are bounded by `retries`, the deadline, and the client's retry
  * budget; a request that never reached the wire (its connection was refused) is re-sent without
- * using up a retry, but still draws on the budget so that a dead cluster is not hammered.
+ * using up a retry, and draws on the budget only when no untried endpoint is usable, so that a
+ * dead cluster is not hammered (fail_policy.h).
  *
  * Where attempts go is the call's targets: one cluster for a plain client; one per sub-client for
  * a selective client (selective.c), which picks the cluster of each attempt (for a retry or a
@@ -366,6 +367,27 @@ static int choose_endpoint(ft_call *call, int64_t now, int *target)
     return -1;
 }
 
+/* Whether an endpoint this call has not tried is usable now: a refused request re-sent there
+ * costs the retry budget nothing (fail_policy.h). O(endpoints), asked only after a refused
+ * connect, which suspends its endpoint: a service's refusals are about one per dead endpoint and
+ * suspension. */
+static int untried_usable(const ft_call *call, int64_t now)
+{
+    for (int t = 0; t < call->ntargets; t++) {
+        const ft_cluster *cl = call->targets[t].cluster;
+        size_t tried[FT_LB_MAX_EXCLUDED];
+        size_t n = ft_fail_excluded(&call->retry, &call->tried, t, tried);
+        for (size_t i = 0; i < cl->n; i++) {
+            if (!ft_health_usable(&cl->eps[i]->health, now)) continue;
+            size_t k = 0;
+            while (k < n && tried[k] != i)
+                k++;
+            if (k == n) return 1;
+        }
+    }
+    return 0;
+}
+
 /* ---- sending ---- */
 
 static void attempt_error(ft_attempt *a, ftrpc_result_kind kind, int code, const char *text,
@@ -521,6 +543,7 @@ static void attempt_error(ft_attempt *a, ftrpc_result_kind kind, int code, const
         .code = code,
         .text = call->last_text,
         .never_on_wire = never_on_wire,
+        .untried_usable = never_on_wire && untried_usable(call, ft_loop_now(call->loop)),
         .in_flight = attempts_in_flight(call),
         .stopping = atomic_load(&c->stopping),
         .now_ns = ft_loop_now(call->loop),

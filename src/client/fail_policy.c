@@ -6,6 +6,13 @@
 
 #include "base/clock.h"
 
+int ft_fail_free_resends(ftrpc_fail_mode mode, size_t endpoints)
+{
+    if (mode == FTRPC_FAILFAST || endpoints == 0) return 0;
+    if (mode == FTRPC_FAILTRY) return 1;
+    return endpoints > INT32_MAX ? INT32_MAX : (int)endpoints;
+}
+
 void ft_fail_classify_wire(int32_t wire, ftrpc_result_kind *kind, int *code)
 {
     if (wire == 0) {
@@ -127,7 +134,9 @@ ft_fail_decision ft_fail_after_error(ft_fail_state *st, const ft_fail_event *ev,
         return d;
     int free_resend = ev->never_on_wire && st->free_resends_left > 0;
     if (!free_resend && st->retries_left <= 0) return d;
-    if (!ft_retry_budget_try_spend(budget, ev->now_ns)) {
+    /* the re-send goes to an endpoint not tried yet (failtry goes back to the same one) */
+    int costs_nothing = free_resend && ev->untried_usable && st->mode != FTRPC_FAILTRY;
+    if (!costs_nothing && !ft_retry_budget_try_spend(budget, ev->now_ns)) {
         d.budget_refused = 1;
         return d;
     }

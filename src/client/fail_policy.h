@@ -9,8 +9,11 @@
  * failbackup races a lone first attempt with a backup and retries failures as failover does.
  * Retries are bounded by `retries`, the client's retry budget (shared with backups) and the
  * deadline: a backoff that would end at or past it ends the call instead. A request that never
- * reached the wire (its connection was refused) is re-sent without using up a retry, at most
- * free_resends_left times, but still draws on the budget so that a dead cluster is not hammered.
+ * reached the wire (its connection was refused) is re-sent without using up a retry, once per
+ * endpoint the call may go to (ft_fail_free_resends: failtry has one). Such a re-send draws on the
+ * budget only when no endpoint the call has not tried is usable: while one is, the re-send goes
+ * there and costs no server anything (the refusing one is suspended, endpoint_health.h); when
+ * none is, the budget keeps a dead cluster from being hammered.
  *
  * Threads: an ft_fail_state belongs to its call's loop; the budget is shared (retry_budget.h).
  */
@@ -44,6 +47,11 @@ typedef struct ft_fail_tried {
     size_t endpoint[FT_LB_MAX_EXCLUDED];
     int target[FT_LB_MAX_EXCLUDED];
 } ft_fail_tried;
+
+/* How many free re-sends (of requests that never reached the wire) a call of `mode` gets over a
+ * service of `endpoints`: one per endpoint it may go to. failtry goes back to one endpoint, so one
+ * (a second refusal there is a certain verdict, not worth an immediate re-send); failfast none. */
+int ft_fail_free_resends(ftrpc_fail_mode mode, size_t endpoints);
 
 /* A wire error_code as the result sees it (see FTRPC_BUSINESS_CODE_MIN in common.h). */
 void ft_fail_classify_wire(int32_t wire, ftrpc_result_kind *kind, int *code);
@@ -81,7 +89,8 @@ typedef enum ft_fail_action {
 typedef struct ft_fail_decision {
     ft_fail_action action;
     int64_t at_ns;      /* FT_FAIL_RETRY_AT */
-    int retry_spent;    /* a retry was taken from `retries` (or a free re-send) and the budget */
+    int retry_spent;    /* a retry was taken from `retries` (or a free re-send) and, unless it
+                         * was a free re-send to an untried usable endpoint, from the budget */
     int budget_refused; /* COMPLETE because the budget was empty (the budget counted it) */
 } ft_fail_decision;
 
@@ -89,10 +98,12 @@ typedef struct ft_fail_decision {
 typedef struct ft_fail_event {
     ftrpc_result_kind kind;
     int code;
-    const char *text;  /* for the retry classifier */
-    int never_on_wire; /* the request never left: its connection was refused */
-    int in_flight;     /* the call's attempts still in flight */
-    int stopping;      /* the client is being freed */
+    const char *text;   /* for the retry classifier */
+    int never_on_wire;  /* the request never left: its connection was refused */
+    int untried_usable; /* an endpoint this call has not tried is usable (asked when never_on_wire)
+                         */
+    int in_flight;      /* the call's attempts still in flight */
+    int stopping;       /* the client is being freed */
     int64_t now_ns;
     int64_t deadline_ns;
 } ft_fail_event;

@@ -49,7 +49,8 @@ int ft_call_targets_acquire(ft_call *call)
         call->one.cluster = ft_client_cluster_borrow(c, call->loop, &call->one.borrow_epoch);
         call->targets = &call->one;
         call->ntargets = 1;
-        call->retry.free_resends_left = (int)call->one.cluster->n;
+        call->retry.free_resends_left =
+            ft_fail_free_resends(call->retry.mode, call->one.cluster->n);
         return 0;
     }
     ft_call_target *t = malloc(s->n * sizeof *t);
@@ -62,7 +63,7 @@ int ft_call_targets_acquire(ft_call *call)
     }
     call->targets = t;
     call->ntargets = (int)s->n;
-    call->retry.free_resends_left = (int)endpoints;
+    call->retry.free_resends_left = ft_fail_free_resends(call->retry.mode, endpoints);
     return 0;
 }
 

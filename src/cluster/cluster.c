@@ -93,6 +93,7 @@ ft_cluster *ft_cluster_build(const ft_cluster_options *o, const ft_naming_snapsh
                                       .ewma_latency_us = &e->health.ewma_us,
                                       .ewma_stamp_ns = &e->health.ewma_stamp_ns,
                                       .ewma_decay_ns = e->health.opts.ewma_decay_ms * FT_NS_PER_MS,
+                                      .failure_ppm = &e->health.failure_ppm,
                                       .inflight = &e->inflight[0].n,
                                       .inflight_shards = (size_t)e->nshards,
                                       .inflight_stride = sizeof *e->inflight};

@@ -146,6 +146,7 @@ int ft_health_init(ft_endpoint_health *h, const ft_health_options *opts)
     atomic_init(&h->ewma_bits, 0);
     atomic_init(&h->ewma_stamp_ns, 0);
     atomic_init(&h->ewma_us, 0);
+    atomic_init(&h->failure_ppm, 0);
     return 0;
 }
 
@@ -237,14 +238,19 @@ static int64_t timeout_usable_at(const ft_endpoint_health *h, int64_t now_ns)
     return h->opts.retry_delay_ms > 0 ? now_ns + h->opts.retry_delay_ms * FT_NS_PER_MS : INT64_MIN;
 }
 
-/* The endpoint should be suspended (already holding a slot if it failed its probe). */
-static void suspend(ft_endpoint_health *h, int64_t now_ns, int code, bool by_breaker)
+/* The endpoint should be suspended (already holding a slot if it failed its probe). `refused`:
+ * its connection was refused, a certain and cheap verdict that suspends past the cap and takes no
+ * slot (a slot it held for an earlier, uncertain failure is given back), so that the cap keeps
+ * its places for the slow and the erroring (docs/endpoint-health.md, The ejection cap). */
+static void suspend(ft_endpoint_health *h, int64_t now_ns, int code, bool by_breaker, bool refused)
 {
     if (h->opts.initial_duration_ms == FT_HEALTH_NO_SUSPENSION) {
         set_state(h, FT_HEALTH_TIMEOUT, timeout_usable_at(h, now_ns));
         return;
     }
-    if (!h->holds_slot) {
+    if (refused) {
+        give_slot(h);
+    } else if (!h->holds_slot) {
         if (h->cap && !take_slot(h->cap)) {
             /* The cap is full: stay in the service, in TIMEOUT so that a success still clears
              * the mark and the next failure asks again. */
@@ -265,23 +271,27 @@ static void suspend(ft_endpoint_health *h, int64_t now_ns, int code, bool by_bre
              (long long)ms, h->suspension_level, code, by_breaker ? ", breaker" : "");
 }
 
-static void update_ewma(ft_endpoint_health *h, int64_t latency_us, int64_t now_ns)
+static void update_ewma(ft_endpoint_health *h, int64_t latency_us, bool failed, int64_t now_ns)
 {
     uint64_t bits = atomic_load_explicit(&h->ewma_bits, memory_order_relaxed);
     double cost;
     memcpy(&cost, &bits, sizeof(cost));
     int64_t stamp = atomic_load_explicit(&h->ewma_stamp_ns, memory_order_relaxed);
+    double w = ft_ewma_decay_weight(now_ns - stamp, h->opts.ewma_decay_ms * FT_NS_PER_MS);
     double rtt = (double)latency_us;
-    if (rtt > cost) {
+    if (rtt > cost)
         cost = rtt; /* peak: a slow sample counts in full at once */
-    } else {
-        double w = ft_ewma_decay_weight(now_ns - stamp, h->opts.ewma_decay_ms * FT_NS_PER_MS);
+    else
         cost = cost * w + rtt * (1.0 - w);
-    }
+    /* The failure ratio is a plain (not peak) average with the same time weight: one failure
+     * among a busy endpoint's many successes moves it little, a run of failures drives it to 1. */
+    double ratio = (double)atomic_load_explicit(&h->failure_ppm, memory_order_relaxed) / 1e6;
+    ratio = ratio * w + (failed ? 1.0 - w : 0.0);
     memcpy(&bits, &cost, sizeof(bits));
     atomic_store_explicit(&h->ewma_stamp_ns, now_ns, memory_order_relaxed);
     atomic_store_explicit(&h->ewma_bits, bits, memory_order_relaxed);
     atomic_store_explicit(&h->ewma_us, (int64_t)cost, memory_order_relaxed);
+    atomic_store_explicit(&h->failure_ppm, (int64_t)(ratio * 1e6 + 0.5), memory_order_relaxed);
 }
 
 double ft_health_ewma_us(const ft_endpoint_health *h, int64_t now_ns)
@@ -294,11 +304,22 @@ double ft_health_ewma_us(const ft_endpoint_health *h, int64_t now_ns)
     return cost * ft_ewma_decay_weight(now_ns - stamp, h->opts.ewma_decay_ms * FT_NS_PER_MS);
 }
 
+double ft_health_failure_ratio(const ft_endpoint_health *h, int64_t now_ns)
+{
+    ft_endpoint_health *m = (ft_endpoint_health *)h;
+    int64_t ppm = atomic_load_explicit(&m->failure_ppm, memory_order_relaxed);
+    int64_t stamp = atomic_load_explicit(&m->ewma_stamp_ns, memory_order_relaxed);
+    return (double)ppm / 1e6 *
+           ft_ewma_decay_weight(now_ns - stamp, h->opts.ewma_decay_ms * FT_NS_PER_MS);
+}
+
 void ft_health_on_result(ft_endpoint_health *h, int code, int64_t latency_us, int64_t now_ns)
 {
     enum code_class cls = classify(h, code);
     pthread_mutex_lock(&h->mu);
-    if (cls != CLASS_NEUTRAL && latency_us >= 0) update_ewma(h, latency_us, now_ns);
+    if (cls != CLASS_NEUTRAL && latency_us >= 0)
+        update_ewma(h, latency_us, cls != CLASS_SUCCESS, now_ns);
+    bool refused = cls == CLASS_SUSPEND && code == FTRPC_ECONNREFUSED;
 
     ft_health_state state = (ft_health_state)atomic_load(&h->state);
     if (state == FT_HEALTH_SUSPENDED || cls == CLASS_NEUTRAL) {
@@ -315,7 +336,7 @@ void ft_health_on_result(ft_endpoint_health *h, int code, int64_t latency_us, in
             FT_DEBUG("endpoint health %p: probe succeeded, active", (void *)h);
         } else {
             atomic_fetch_add_explicit(&h->probe_failures, 1, memory_order_relaxed);
-            suspend(h, now_ns, code, false);
+            suspend(h, now_ns, code, false, refused);
         }
         pthread_mutex_unlock(&h->mu);
         return;
@@ -334,19 +355,19 @@ void ft_health_on_result(ft_endpoint_health *h, int code, int64_t latency_us, in
         else
             h->timeout_errors++;
         if (h->timeout_errors >= h->opts.retries_before_suspension) {
-            suspend(h, now_ns, code, false);
+            suspend(h, now_ns, code, false, false);
             asked = true;
         } else
             set_state(h, FT_HEALTH_TIMEOUT, timeout_usable_at(h, now_ns));
         break;
     case CLASS_SUSPEND:
-        suspend(h, now_ns, code, false);
+        suspend(h, now_ns, code, false, refused);
         asked = true;
         break;
     default:
         break;
     }
-    if (tripped && !asked) suspend(h, now_ns, code, true);
+    if (tripped && !asked) suspend(h, now_ns, code, true, false);
     pthread_mutex_unlock(&h->mu);
 }
 

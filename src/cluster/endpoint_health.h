@@ -20,7 +20,9 @@
  *  - A probe that never reports is presumed lost after maximum_duration_ms; another is let through.
  *  - When the endpoint belongs to a health set whose suspension cap is full, an endpoint that
  *    would be suspended goes to (or stays in) TIMEOUT instead, usable at once (retry_delay does not
- *    apply); its next failure tries again to suspend it.
+ *    apply); its next failure tries again to suspend it. A refused connection (FTRPC_ECONNREFUSED
+ *    while it is a suspend code) is the exception: a certain verdict, it suspends whatever the cap
+ *    says and holds no slot.
  *
  * Threads: every function may be called from any thread. State changes happen under `mu`, one
  * short lock per endpoint; what the load balancer reads on every pick (usable, state, EWMA) is
@@ -141,6 +143,9 @@ typedef struct ft_endpoint_health {
     _Atomic uint64_t ewma_bits; /* peak-EWMA latency in us, a double's bits */
     _Atomic int64_t ewma_us;    /* the same as of its last sample, rounded: what p2c reads */
     _Atomic int64_t ewma_stamp_ns;
+    /* Share of recent outcomes that were failures, in millionths: an average with the EWMA's time
+     * weight and stamp, read by p2c so that an endpoint failing fast does not look cheap. */
+    _Atomic int64_t failure_ppm;
     _Atomic uint64_t suspensions, probes, probe_failures, breaker_trips, cap_denials;
 } ft_endpoint_health;
 
@@ -184,6 +189,10 @@ const char *ft_health_state_name(ft_health_state state);
 int64_t ft_health_usable_in_ns(const ft_endpoint_health *h, int64_t now_ns);
 /* A snapshot of the counters. */
 void ft_health_stats_get(ft_endpoint_health *h, ft_health_stats *out);
+
+/* The failure ratio (0 .. 1) at now_ns: failure_ppm decayed like the EWMA since its last sample.
+ * Lock-free. */
+double ft_health_failure_ratio(const ft_endpoint_health *h, int64_t now_ns);
 
 /* Peak-EWMA latency in us at now_ns (Finagle/linkerd): a slower sample replaces the value, a
  * faster one pulls it down with weight exp(-dt/decay), and with no samples it decays towards 0 so

@@ -21,8 +21,10 @@ static ft_health_set_options with_defaults(const ft_health_set_options *in)
 int ft_health_set_options_validate(const ft_health_set_options *opts)
 {
     ft_health_set_options o = with_defaults(opts);
-    if (!(o.max_suspended_ratio > 0 && o.max_suspended_ratio <= 1)) {
-        FT_ERROR("health set: max_suspended_ratio %g must be in (0, 1]", o.max_suspended_ratio);
+    if (o.max_suspended_ratio != FT_HEALTH_SET_NO_CAP &&
+        !(o.max_suspended_ratio > 0 && o.max_suspended_ratio <= 1)) {
+        FT_ERROR("health set: max_suspended_ratio %g must be in (0, 1], or -1: no cap",
+                 o.max_suspended_ratio);
         return FTRPC_EINVAL;
     }
     return 0;
@@ -45,7 +47,9 @@ int ft_health_set_init(ft_health_set *set, const ft_health_set_options *opts,
         memcpy(set->endpoints, endpoints, count * sizeof(*set->endpoints));
     }
     set->count = count;
-    double limit = floor(set->opts.max_suspended_ratio * (double)count);
+    double ratio =
+        set->opts.max_suspended_ratio == FT_HEALTH_SET_NO_CAP ? 1.0 : set->opts.max_suspended_ratio;
+    double limit = floor(ratio * (double)count);
     set->cap.limit = limit < 1 ? 1 : (int)limit;
     atomic_init(&set->cap.held, 0);
     for (size_t i = 0; i < count; i++)

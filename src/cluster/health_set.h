@@ -6,7 +6,9 @@
  * (or left in) TIMEOUT instead, usable at once (retry_delay does not apply); a success clears it,
  * and its next failure asks the cap again, which succeeds once another endpoint has come back.
  * "At least one" keeps a dead node of a small service (1 to 3 endpoints) from being used forever,
- * as Envoy ejects at least one host whatever max_ejection_percent says.
+ * as Envoy ejects at least one host whatever max_ejection_percent says. The cap is for uncertain
+ * verdicts (timeouts, errors, breaker trips): an endpoint that refuses connections is suspended
+ * past it and holds no slot (endpoint_health.h).
  *
  * All unusable: ft_health_set_fallback picks the endpoint whose suspension ends first (smallest
  * ft_health_usable_in_ns, lowest index on a tie) and lets the call through anyway, rather than
@@ -27,9 +29,13 @@
 
 #include "cluster/endpoint_health.h"
 
+/* max_suspended_ratio value for "no cap": every endpoint may be suspended (as 1). */
+#define FT_HEALTH_SET_NO_CAP (-1.0)
+
 /* Zero means default. */
 typedef struct ft_health_set_options {
-    /* Share of the endpoints that may be suspended at once; (0, 1]. Default 0.5: Envoy's 10% suits
+    /* Share of the endpoints that may be suspended at once; (0, 1], or FT_HEALTH_SET_NO_CAP.
+     * Default 0.5: Envoy's 10% suits
      * large meshes behind a proxy, but in a 3-to-10-node RPC service it would let at most one node
      * go however many are dead; half keeps a majority in rotation, so a client-side fault that
      * makes every endpoint look bad (its own network, its own GC) cannot empty the service. */

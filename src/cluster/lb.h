@@ -46,6 +46,11 @@
 #define FT_LB_CHASH_DEFAULT_VNODES 160u
 /* Exclusion lists longer than this are refused (FTRPC_EINVAL): they are scanned on every probe. */
 #define FT_LB_MAX_EXCLUDED 16u
+/* "p2c": what an endpoint whose recent attempts all failed adds to its cost, in us of latency:
+ * 1 s, the default call deadline (what a failure may cost a caller). A node that fails one attempt
+ * in ten pays 100 ms, more than a healthy node's answer and queue, and one failure among a busy
+ * node's thousands of successes next to nothing. */
+#define FT_LB_P2C_FAILURE_PENALTY_US 1e6
 
 /* One endpoint of the snapshot handed to ft_lb_new. The balancer copies the struct and the address
  * string; it does not copy what id, ewma_latency_us and inflight point to: those must stay valid
@@ -70,6 +75,11 @@ typedef struct ft_lb_endpoint {
      * 0: read as it is. */
     const _Atomic int64_t *ewma_stamp_ns;
     int64_t ewma_decay_ns;
+    /* Share of the endpoint's recent attempts that failed, in millionths (0 .. 1,000,000), kept by
+     * the health module with the EWMA's stamp and decay. Read (relaxed) by "p2c" only, which adds
+     * ratio x FT_LB_P2C_FAILURE_PENALTY_US to the cost, so that a node failing fast (a refused
+     * connect, an overload rejection) is not the cheapest. NULL is read as 0. */
+    const _Atomic int64_t *failure_ppm;
     /* Requests currently in flight to the endpoint, updated atomically by its owner. Read (relaxed)
      * by "p2c" only. NULL is read as 0. With inflight_shards > 1 the figure is the sum of that many
      * counters, inflight_stride bytes apart (one per IO loop, so that each loop counts its own

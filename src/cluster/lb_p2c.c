@@ -11,8 +11,14 @@
  * is never searched for, which keeps picks O(1) and stops every thread from herding onto the same
  * "best" node between two updates of the figures.
  *
+ * Failures weigh in: the cost adds failure ratio x FT_LB_P2C_FAILURE_PENALTY_US (1 s), the ratio
+ * being the share of the endpoint's recent attempts that failed. Latency alone rewards failing
+ * fast: a refused connect or an overload rejection takes microseconds, so a dead or shedding node
+ * looked like the fastest one and drew the load (1,000 endpoints, 1 alive: 1 call in 210,614 got
+ * through). With the penalty a failing node costs what a slow one does, and loses its draws.
+ *
  * The decay of the EWMA (peak sensitivity, half-life) is the health module's business; this file
- * only reads the current value, relaxed: a slightly stale figure only makes one choice less sharp.
+ * only reads the current values, relaxed: a slightly stale figure only makes one choice less sharp.
  */
 #include "cluster/ewma_decay.h"
 #include "cluster/lb_impl.h"
@@ -35,15 +41,17 @@ static double p2c_cost(const ft_lb_endpoint *ep, int64_t now_ns)
             (const atomic_int *)((const char *)ep->inflight + i * ep->inflight_stride),
             memory_order_relaxed);
     if (inflight < 0) inflight = 0;
-    if (ewma <= 0) return inflight == 0 ? 0.0 : P2C_PENALTY + inflight;
-    double cost = (double)ewma;
     /* Decay since the last sample: without it, a node whose one slow answer raised its figure is
      * never picked against faster ones, so no sample ever lowers it (seen in the chaos test). */
+    double decay = 1.0;
     if (ep->ewma_stamp_ns && ep->ewma_decay_ns > 0 && now_ns > 0) {
         int64_t stamp = atomic_load_explicit(ep->ewma_stamp_ns, memory_order_relaxed);
-        cost *= ft_ewma_decay_weight(now_ns - stamp, ep->ewma_decay_ns);
+        decay = ft_ewma_decay_weight(now_ns - stamp, ep->ewma_decay_ns);
     }
-    return cost * ((double)inflight + 1.0);
+    int64_t ppm = ep->failure_ppm ? atomic_load_explicit(ep->failure_ppm, memory_order_relaxed) : 0;
+    double failing = ppm > 0 ? (double)ppm / 1e6 * decay * FT_LB_P2C_FAILURE_PENALTY_US : 0.0;
+    if (ewma <= 0) return inflight == 0 ? failing : P2C_PENALTY + inflight;
+    return (double)ewma * decay * ((double)inflight + 1.0) + failing;
 }
 
 /* A random acceptable endpoint other than `skip` (SIZE_MAX: none), or SIZE_MAX. */

@@ -654,6 +654,19 @@ int h_free_port(void)
     return port;
 }
 
+int h_refusing_port(int *fd)
+{
+    *fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    if (*fd >= 0 && bind(*fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(*fd, (struct sockaddr *)&a, &al) == 0)
+        return ntohs(a.sin_port);
+    if (*fd >= 0) close(*fd);
+    *fd = -1;
+    return -1;
+}
+
 int h_raw_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

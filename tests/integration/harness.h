@@ -148,6 +148,10 @@ void h_tls_remove(const h_tls_files *f);
 int h_raw_connect(int port);
 /* A loopback TCP port that was free a moment ago (bound, read, closed), or -1. */
 int h_free_port(void);
+/* A loopback TCP port that refuses connections: bound but never listening, for as long as *fd
+ * (the bound socket, the caller's to close) stays open, so no other process can take it
+ * meanwhile. The port, or -1. */
+int h_refusing_port(int *fd);
 /* Sends all bytes. 0, or -1 when the peer is gone. */
 int h_raw_send(int fd, const void *data, size_t len);
 /* Reads exactly len bytes within timeout_ms. 1 on success, 0 on EOF/reset, -1 on timeout. */

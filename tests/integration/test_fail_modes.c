@@ -2,8 +2,9 @@
  * a flaky server on the same endpoint until it succeeds; failfast makes exactly one attempt and
  * returns its error; business errors are never retried unless a retry_classifier says so; a code
  * in no_retry_codes ends the call at once; with every server down the retry budget lets a few
- * retries through at first, then attempts per call fall toward 1. Every call completes exactly
- * once with its attempt count (h_load counts completions per call id). */
+ * retries through at first, then attempts per call fall toward 1; a refused request is re-sent
+ * free once per endpoint the call may go to (failtry: once, to its endpoint). Every call
+ * completes exactly once with its attempt count (h_load counts completions per call id). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
+#include "client/client_internal.h"
 #include "harness.h"
 
 typedef struct servers {
@@ -270,6 +274,75 @@ static void budget_stops_retries_when_every_server_is_down(void **state)
     finish(client, &l, NULL);
 }
 
+enum { NDEAD = 6 };
+
+/* NDEAD ports that refuse connections (h_refusing_port) into fds and a list:// url. */
+static void dead_ports(int fds[NDEAD], char *url, size_t len)
+{
+    snprintf(url, len, "list://");
+    for (int i = 0; i < NDEAD; i++) {
+        int port = h_refusing_port(&fds[i]);
+        assert_true(port > 0);
+        size_t used = strlen(url);
+        snprintf(url + used, len - used, "%s127.0.0.1:%d", i ? "," : "", port);
+    }
+}
+
+/* How many of the client's endpoints have had an attempt report to their health (a refused one
+ * included): their EWMA has a time stamp. */
+static int endpoints_tried(ftrpc_client *client)
+{
+    ft_cluster *cl = ft_client_cluster_acquire(client);
+    int n = 0;
+    for (size_t i = 0; i < cl->n; i++)
+        n += atomic_load(&cl->eps[i]->health.ewma_stamp_ns) != 0;
+    ft_cluster_release(cl);
+    return n;
+}
+
+/* Issue #20, point 16: failtry re-sent a refused request to its one dead endpoint once per
+ * endpoint of the service (here 6 times) where the docs promise one free re-send per endpoint.
+ * Now it gets one, then its real retries, all on that endpoint; failover gets one per endpoint,
+ * each to another. Six dead endpoints, one call each way: */
+static void a_refused_request_is_re_sent_free_once_per_endpoint(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what;
+        ftrpc_fail_mode mode;
+        int retries;
+        int attempts;  /* 1 + free re-sends + retries */
+        int endpoints; /* that saw an attempt */
+    } cases[] = {
+        {"failtry, no retry", FTRPC_FAILTRY, FTRPC_NO_RETRY, 2, 1},
+        {"failtry, 3 retries", FTRPC_FAILTRY, 3, 5, 1},
+        {"failover, no retry", FTRPC_FAILOVER, FTRPC_NO_RETRY, 1 + NDEAD, NDEAD},
+        {"failfast", FTRPC_FAILFAST, 3, 1, 1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int fds[NDEAD];
+        char url[512];
+        dead_ports(fds, url, sizeof url);
+        ftrpc_client_options o = {.fail_mode = cases[c].mode, .retries = cases[c].retries};
+        ftrpc_client *client = NULL;
+        assert_int_equal(ftrpc_client_new(url, &o, &client), 0);
+        ftrpc_buf *req = ftrpc_buf_new();
+        ftrpc_result r;
+        int rc = ftrpc_call(client, "example.EchoService", "Echo", req, NULL, NULL, &r);
+        int tried = endpoints_tried(client);
+        print_message("%s: %s after %d attempts on %d of %d endpoints\n", cases[c].what,
+                      ftrpc_err_name(rc), r.attempts, tried, NDEAD);
+        ftrpc_result_fini(&r);
+        ftrpc_buf_free(req);
+        ftrpc_client_free(client);
+        for (int i = 0; i < NDEAD; i++)
+            close(fds[i]);
+        assert_int_equal(rc, FTRPC_ECONNREFUSED);
+        assert_int_equal(r.attempts, cases[c].attempts);
+        assert_int_equal(tried, cases[c].endpoints);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -278,6 +351,7 @@ int main(void)
         cmocka_unit_test(business_errors_are_not_retried_unless_the_classifier_says_so),
         cmocka_unit_test(a_code_in_no_retry_codes_ends_the_call_at_once),
         cmocka_unit_test(budget_stops_retries_when_every_server_is_down),
+        cmocka_unit_test(a_refused_request_is_re_sent_free_once_per_endpoint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -571,6 +571,47 @@ static void ewma_jumps_up_on_slow_sample_and_decays_with_time(void **s)
     destroy(g);
 }
 
+/* The failure ratio p2c reads: a run of failures drives it to 1 whatever their latency (a refused
+ * connect takes microseconds); one failure among a busy endpoint's successes moves it little; it
+ * decays with the EWMA's time constant; neutral outcomes and business errors are no failure. */
+static void failure_ratio_follows_recent_failures_with_the_ewma_time_weight(void **s)
+{
+    ft_health_options o = {.ewma_decay_ms = 1000, .suspend_codes = {FT_HEALTH_CODES_NONE}};
+    fixture *f = make(&o);
+    assert_true(ft_health_failure_ratio(&f->h, now(f)) == 0.0);
+    ft_health_on_result(&f->h, FTRPC_ECONNREFUSED, 0, now(f));
+    assert_true(ft_health_failure_ratio(&f->h, now(f)) > 0.999); /* the first sample: all of it */
+    for (int i = 0; i < 5; i++) {
+        advance_ms(f, 100);
+        ft_health_on_result(&f->h, FTRPC_ECONNREFUSED, 0, now(f));
+    }
+    assert_true(ft_health_failure_ratio(&f->h, now(f)) > 0.999);
+    /* no samples for one time constant: decays by e */
+    advance_ms(f, 1000);
+    double v = ft_health_failure_ratio(&f->h, now(f));
+    assert_true(v > 0.367 && v < 0.369);
+    /* successes pull it down with their time weight: 1 s of them every ms leaves ~e^-1 */
+    for (int i = 0; i < 1000; i++) {
+        advance_ms(f, 1);
+        ft_health_on_result(&f->h, 0, 100, now(f));
+    }
+    v = ft_health_failure_ratio(&f->h, now(f));
+    assert_true(v > 0.13 && v < 0.14); /* 0.368 x e^-1 */
+    destroy(f);
+
+    /* a busy endpoint: one failure among successes a millisecond apart barely counts */
+    fixture *g = make(&o);
+    for (int i = 0; i < 100; i++) {
+        advance_ms(g, 1);
+        ft_health_on_result(&g->h, i == 50 ? FTRPC_EINTERNAL : 3001, 100, now(g));
+    }
+    v = ft_health_failure_ratio(&g->h, now(g));
+    assert_true(v > 0.0005 && v < 0.001); /* (1 - e^-0.001) x e^-0.049 */
+    ft_health_on_result(&g->h, FTRPC_ECANCELED, 100, now(g) + FT_NS_PER_MS);
+    assert_true(ft_health_failure_ratio(&g->h, now(g)) == v);
+    destroy(g);
+}
+
 static void state_names_are_stable(void **s)
 {
     assert_string_equal(ft_health_state_name(FT_HEALTH_ACTIVE), "ACTIVE");
@@ -608,6 +649,7 @@ int main(void)
         cmocka_unit_test(options_validation_rejects_bad_values),
         cmocka_unit_test(exactly_one_of_four_racing_threads_wins_the_probe),
         cmocka_unit_test(ewma_jumps_up_on_slow_sample_and_decays_with_time),
+        cmocka_unit_test(failure_ratio_follows_recent_failures_with_the_ewma_time_weight),
         cmocka_unit_test(state_names_are_stable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -292,6 +292,70 @@ static void free_resends_do_not_use_up_retries_but_are_bounded(void **s)
     destroy(f);
 }
 
+/* Issue #20, point 16: failtry's free re-sends of a refused request all went back to its one
+ * endpoint, as many times as the service had endpoints (6 refusals of the same dead node in a
+ * 6-endpoint service) where the docs promise one per endpoint. */
+static void free_resends_are_one_per_endpoint_the_call_may_go_to(void **s)
+{
+    static const struct {
+        ftrpc_fail_mode mode;
+        size_t endpoints;
+        int expect;
+    } cases[] = {
+        {FTRPC_FAILOVER, 6, 6}, {FTRPC_FAILBACKUP, 6, 6}, {FTRPC_FAILTRY, 6, 1},
+        {FTRPC_FAILTRY, 1, 1},  {FTRPC_FAILFAST, 6, 0},   {FTRPC_FAILOVER, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        assert_int_equal(ft_fail_free_resends(cases[i].mode, cases[i].endpoints), cases[i].expect);
+
+    /* failtry on a dead node of six, no retries: the refused request is re-sent there once */
+    fixture *f = make(FTRPC_FAILTRY, 0, &unlimited);
+    f->st.free_resends_left = ft_fail_free_resends(FTRPC_FAILTRY, 6);
+    int sent = 1;
+    while (fail_with(f, FTRPC_RESULT_RPC_ERROR, FTRPC_ECONNREFUSED, 1).action == FT_FAIL_RETRY_NOW)
+        sent++;
+    assert_int_equal(sent, 2);
+    destroy(f);
+}
+
+static ft_fail_decision refused_with(fixture *f, int untried_usable)
+{
+    ft_fail_event ev = {.kind = FTRPC_RESULT_RPC_ERROR,
+                        .code = FTRPC_ECONNREFUSED,
+                        .never_on_wire = 1,
+                        .untried_usable = untried_usable,
+                        .now_ns = now(f),
+                        .deadline_ns = f->deadline_ns};
+    return ft_fail_after_error(&f->st, &ev, &f->opts, &f->budget, &f->rng);
+}
+
+/* Issue #20: with 7 of 10 endpoints refusing, the free re-sends drew on the budget, so that once
+ * the budget was spent refused calls failed although 3 servers were up. A re-send that goes to an
+ * untried usable endpoint costs no server anything: it is free of the budget too. */
+static void a_free_resend_to_an_untried_usable_endpoint_costs_no_budget(void **s)
+{
+    fixture *f = make(FTRPC_FAILOVER, 0, &empty);
+    f->st.free_resends_left = 3;
+    ft_fail_decision d = refused_with(f, 1);
+    assert_int_equal(d.action, FT_FAIL_RETRY_NOW);
+    assert_true(d.retry_spent);
+    assert_false(d.budget_refused);
+    assert_int_equal(f->st.free_resends_left, 2);
+    /* nothing untried is usable: the budget decides (here it is empty) */
+    d = refused_with(f, 0);
+    assert_int_equal(d.action, FT_FAIL_COMPLETE);
+    assert_true(d.budget_refused);
+    destroy(f);
+
+    /* failtry goes back to the same endpoint: the budget pays whatever else is usable */
+    f = make(FTRPC_FAILTRY, 0, &empty);
+    f->st.free_resends_left = 1;
+    d = refused_with(f, 1);
+    assert_int_equal(d.action, FT_FAIL_COMPLETE);
+    assert_true(d.budget_refused);
+    destroy(f);
+}
+
 static void budget_exhaustion_completes_and_is_counted(void **s)
 {
     fixture *f = make(FTRPC_FAILOVER, 3, &empty);
@@ -301,7 +365,7 @@ static void budget_exhaustion_completes_and_is_counted(void **s)
     assert_true(d.budget_refused);
     assert_false(d.retry_spent);
     assert_int_equal(f->st.retries_left, 3);
-    /* a free re-send draws on the budget too */
+    /* a free re-send draws on the budget too, when nothing untried is usable */
     d = fail_with(f, FTRPC_RESULT_RPC_ERROR, FTRPC_ECONNREFUSED, 1);
     assert_int_equal(d.action, FT_FAIL_COMPLETE);
     assert_true(d.budget_refused);
@@ -448,6 +512,8 @@ int main(void)
         cmocka_unit_test(non_retryable_codes_complete_at_once),
         cmocka_unit_test(business_errors_retried_only_when_the_classifier_says_so),
         cmocka_unit_test(free_resends_do_not_use_up_retries_but_are_bounded),
+        cmocka_unit_test(free_resends_are_one_per_endpoint_the_call_may_go_to),
+        cmocka_unit_test(a_free_resend_to_an_untried_usable_endpoint_costs_no_budget),
         cmocka_unit_test(budget_exhaustion_completes_and_is_counted),
         cmocka_unit_test(fixed_backoff_never_reaches_the_deadline),
         cmocka_unit_test(exponential_backoff_is_full_jitter_bounded_by_max_and_the_deadline),

@@ -80,17 +80,17 @@ static void cap_limit_is_ratio_of_endpoints_but_at_least_one(void **s)
 static void endpoint_beyond_the_cap_stays_usable_in_timeout(void **s)
 {
     fixture *f = make(4, 0.5);
-    report(f, 0, FTRPC_ECONNREFUSED);
+    report(f, 0, FTRPC_ECONNECT);
     report(f, 1, FTRPC_ERPCTIMEDOUT);
     assert_int_equal(state(f, 0), FT_HEALTH_SUSPENDED);
     assert_int_equal(state(f, 1), FT_HEALTH_SUSPENDED);
     assert_int_equal(ft_health_set_suspended(&f->set), 2);
 
-    report(f, 2, FTRPC_ECONNREFUSED);
+    report(f, 2, FTRPC_ECONNECT);
     assert_int_equal(state(f, 2), FT_HEALTH_TIMEOUT);
     assert_true(ft_health_usable(&f->h[2], now(f)));
     assert_int_equal(ft_health_try_acquire(&f->h[2], now(f)), FT_HEALTH_GRANTED);
-    report(f, 2, FTRPC_ECONNREFUSED); /* asks again, refused again */
+    report(f, 2, FTRPC_ECONNECT); /* asks again, denied again */
     assert_int_equal(state(f, 2), FT_HEALTH_TIMEOUT);
     ft_health_stats st;
     ft_health_stats_get(&f->h[2], &st);
@@ -104,18 +104,18 @@ static void endpoint_beyond_the_cap_stays_usable_in_timeout(void **s)
     destroy(f);
 }
 
-static void refused_endpoint_is_suspended_once_a_slot_frees(void **s)
+static void endpoint_beyond_the_cap_is_suspended_once_a_slot_frees(void **s)
 {
     fixture *f = make(2, 0.5); /* limit 1 */
-    report(f, 0, FTRPC_ECONNREFUSED);
-    report(f, 1, FTRPC_ECONNREFUSED);
+    report(f, 0, FTRPC_ECONNECT);
+    report(f, 1, FTRPC_ECONNECT);
     assert_int_equal(state(f, 1), FT_HEALTH_TIMEOUT);
     ft_manual_clock_advance(&f->clock, MS(1000));
     assert_int_equal(ft_health_try_acquire(&f->h[0], now(f)), FT_HEALTH_GRANTED_PROBE);
     report(f, 0, 0);
     assert_int_equal(state(f, 0), FT_HEALTH_ACTIVE);
     assert_int_equal(ft_health_set_suspended(&f->set), 0);
-    report(f, 1, FTRPC_ECONNREFUSED);
+    report(f, 1, FTRPC_ECONNECT);
     assert_int_equal(state(f, 1), FT_HEALTH_SUSPENDED);
     assert_int_equal(ft_health_set_suspended(&f->set), 1);
     destroy(f);
@@ -124,11 +124,11 @@ static void refused_endpoint_is_suspended_once_a_slot_frees(void **s)
 static void failed_probe_keeps_its_slot_without_asking_the_cap(void **s)
 {
     fixture *f = make(2, 0.5); /* limit 1 */
-    report(f, 0, FTRPC_ECONNREFUSED);
+    report(f, 0, FTRPC_ECONNECT);
     ft_manual_clock_advance(&f->clock, MS(1000));
     assert_int_equal(ft_health_try_acquire(&f->h[0], now(f)), FT_HEALTH_GRANTED_PROBE);
     assert_int_equal(ft_health_set_suspended(&f->set), 1); /* PROBING holds the slot */
-    report(f, 0, FTRPC_ECONNREFUSED);
+    report(f, 0, FTRPC_ECONNECT);
     assert_int_equal(state(f, 0), FT_HEALTH_SUSPENDED);
     assert_int_equal(ft_health_usable_in_ns(&f->h[0], now(f)), MS(2000));
     assert_int_equal(ft_health_set_suspended(&f->set), 1);
@@ -141,7 +141,7 @@ static void failed_probe_keeps_its_slot_without_asking_the_cap(void **s)
 static void breaker_trip_respects_the_cap(void **s)
 {
     fixture *f = make(2, 0.5);
-    report(f, 0, FTRPC_ECONNREFUSED);
+    report(f, 0, FTRPC_ECONNECT);
     for (int i = 0; i < 20; i++)
         report(f, 1, FTRPC_ELIMIT); /* trips on the 20th */
     assert_int_equal(state(f, 1), FT_HEALTH_TIMEOUT);
@@ -149,6 +149,91 @@ static void breaker_trip_respects_the_cap(void **s)
     ft_health_stats st;
     ft_health_stats_get(&f->h[1], &st);
     assert_int_equal(st.cap_denials, 1);
+    destroy(f);
+}
+
+/* Issue #20: 7 of 10 endpoints refusing connections were suspended only up to the cap (5); the
+ * other 2 stayed in rotation and cost 36% of the calls. A refusal is certain: it suspends past the
+ * cap and takes no slot, which stay for the uncertain verdicts (a timeout here). */
+static void refused_connects_suspend_past_the_cap_and_hold_no_slot(void **s)
+{
+    fixture *f = make(10, 0.25); /* limit 2 */
+    for (size_t i = 0; i < 7; i++) {
+        report(f, i, FTRPC_ECONNREFUSED);
+        assert_int_equal(state(f, i), FT_HEALTH_SUSPENDED);
+    }
+    assert_int_equal(ft_health_set_suspended(&f->set), 0);
+    assert_int_equal(ft_health_set_usable_count(&f->set, now(f)), 3);
+    /* the cap still holds for the others */
+    report(f, 7, FTRPC_ERPCTIMEDOUT);
+    report(f, 8, FTRPC_ECONNECT);
+    report(f, 9, FTRPC_ERPCTIMEDOUT);
+    assert_int_equal(state(f, 7), FT_HEALTH_SUSPENDED);
+    assert_int_equal(state(f, 8), FT_HEALTH_SUSPENDED);
+    assert_int_equal(state(f, 9), FT_HEALTH_TIMEOUT);
+    assert_int_equal(ft_health_set_suspended(&f->set), 2);
+    /* a refused probe re-suspends for longer, still outside the cap */
+    ft_manual_clock_advance(&f->clock, MS(1000));
+    assert_int_equal(ft_health_try_acquire(&f->h[0], now(f)), FT_HEALTH_GRANTED_PROBE);
+    report(f, 0, FTRPC_ECONNREFUSED);
+    assert_int_equal(state(f, 0), FT_HEALTH_SUSPENDED);
+    assert_int_equal(ft_health_usable_in_ns(&f->h[0], now(f)), MS(2000));
+    assert_int_equal(ft_health_set_suspended(&f->set), 2);
+    destroy(f);
+}
+
+static void a_refused_probe_gives_back_the_slot_of_an_earlier_timeout(void **s)
+{
+    fixture *f = make(2, 0.5); /* limit 1 */
+    report(f, 0, FTRPC_ERPCTIMEDOUT);
+    assert_int_equal(ft_health_set_suspended(&f->set), 1);
+    ft_manual_clock_advance(&f->clock, MS(1000));
+    assert_int_equal(ft_health_try_acquire(&f->h[0], now(f)), FT_HEALTH_GRANTED_PROBE);
+    report(f, 0, FTRPC_ECONNREFUSED); /* the node died meanwhile */
+    assert_int_equal(state(f, 0), FT_HEALTH_SUSPENDED);
+    assert_int_equal(ft_health_usable_in_ns(&f->h[0], now(f)), MS(2000));
+    assert_int_equal(ft_health_set_suspended(&f->set), 0);
+    report(f, 1, FTRPC_ERPCTIMEDOUT); /* the slot is free for the other one */
+    assert_int_equal(state(f, 1), FT_HEALTH_SUSPENDED);
+    destroy(f);
+}
+
+/* With ECONNREFUSED taken out of suspend_codes a refusal is an ordinary error, and the breaker's
+ * suspension for it obeys the cap: the way to keep refusing endpoints under the cap. */
+static void a_refusal_that_is_no_suspend_code_obeys_the_cap(void **s)
+{
+    fixture *f = make(2, 0.5); /* limit 1 */
+    ft_health_options o = {.suspend_codes = {FTRPC_ECONNECT}, .breaker = {.min_calls = 2}};
+    for (size_t i = 0; i < 2; i++) {
+        ft_health_fini(&f->h[i]);
+        assert_int_equal(ft_health_init(&f->h[i], &o), 0);
+    }
+    ft_health_set_fini(&f->set);
+    ft_health_set_options so = {.max_suspended_ratio = 0.5};
+    assert_int_equal(ft_health_set_init(&f->set, &so, f->ptr, 2), 0);
+    report(f, 0, FTRPC_ECONNREFUSED);
+    assert_int_equal(state(f, 0), FT_HEALTH_ACTIVE);
+    report(f, 0, FTRPC_ECONNREFUSED); /* the breaker trips */
+    assert_int_equal(state(f, 0), FT_HEALTH_SUSPENDED);
+    report(f, 1, FTRPC_ECONNREFUSED);
+    report(f, 1, FTRPC_ECONNREFUSED);
+    assert_int_equal(state(f, 1), FT_HEALTH_TIMEOUT); /* the cap denied the trip: still usable */
+    assert_true(ft_health_usable(&f->h[1], now(f)));
+    ft_health_stats st;
+    ft_health_stats_get(&f->h[1], &st);
+    assert_int_equal(st.cap_denials, 1);
+    destroy(f);
+}
+
+static void a_ratio_of_minus_one_means_no_cap(void **s)
+{
+    fixture *f = make(4, -1);
+    assert_int_equal(ft_health_set_suspension_limit(&f->set), 4);
+    for (size_t i = 0; i < 4; i++) {
+        report(f, i, FTRPC_ERPCTIMEDOUT);
+        assert_int_equal(state(f, i), FT_HEALTH_SUSPENDED);
+    }
+    assert_int_equal(ft_health_set_suspended(&f->set), 4);
     destroy(f);
 }
 
@@ -181,8 +266,8 @@ static void all_unusable_falls_back_to_the_suspension_that_ends_first(void **s)
 static void fallback_prefers_a_timeout_endpoint_past_its_delay(void **s)
 {
     fixture *f = make(2, 0.5); /* limit 1 */
-    report(f, 0, FTRPC_ECONNREFUSED);
-    report(f, 1, FTRPC_ECONNREFUSED); /* cap full: TIMEOUT, usable now */
+    report(f, 0, FTRPC_ECONNECT);
+    report(f, 1, FTRPC_ECONNECT); /* cap full: TIMEOUT, usable now */
     size_t idx = 99;
     assert_int_equal(ft_health_set_fallback(&f->set, now(f), &idx, NULL), 0);
     assert_int_equal(idx, 1);
@@ -213,19 +298,19 @@ static void fallback_on_an_empty_set_is_no_endpoint(void **s)
 static void a_new_set_inherits_the_slots_its_endpoints_hold(void **s)
 {
     fixture *f = make(4, 0.5);
-    report(f, 0, FTRPC_ECONNREFUSED);
+    report(f, 0, FTRPC_ECONNECT);
     ft_health_set_fini(&f->set);
     ft_health_set_options o = {.max_suspended_ratio = 0.25}; /* limit 1 */
     assert_int_equal(ft_health_set_init(&f->set, &o, f->ptr, 4), 0);
     assert_int_equal(ft_health_set_suspended(&f->set), 1);
-    report(f, 1, FTRPC_ECONNREFUSED);
+    report(f, 1, FTRPC_ECONNECT);
     assert_int_equal(state(f, 1), FT_HEALTH_TIMEOUT);
     destroy(f);
 }
 
 static void set_options_validation_rejects_ratio_outside_0_1(void **s)
 {
-    static const double bad[] = {-0.1, 1.01, 7};
+    static const double bad[] = {-0.1, -2, 1.01, 7};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         ft_health_set_options o = {.max_suspended_ratio = bad[i]};
         assert_int_equal(ft_health_set_options_validate(&o), FTRPC_EINVAL);
@@ -233,6 +318,8 @@ static void set_options_validation_rejects_ratio_outside_0_1(void **s)
         assert_int_equal(ft_health_set_init(&set, &o, NULL, 0), FTRPC_EINVAL);
     }
     ft_health_set_options ok = {.max_suspended_ratio = 1};
+    assert_int_equal(ft_health_set_options_validate(&ok), 0);
+    ok.max_suspended_ratio = -1; /* no cap */
     assert_int_equal(ft_health_set_options_validate(&ok), 0);
     assert_int_equal(ft_health_set_options_validate(NULL), 0);
     ft_health_set set;
@@ -244,9 +331,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(cap_limit_is_ratio_of_endpoints_but_at_least_one),
         cmocka_unit_test(endpoint_beyond_the_cap_stays_usable_in_timeout),
-        cmocka_unit_test(refused_endpoint_is_suspended_once_a_slot_frees),
+        cmocka_unit_test(endpoint_beyond_the_cap_is_suspended_once_a_slot_frees),
         cmocka_unit_test(failed_probe_keeps_its_slot_without_asking_the_cap),
         cmocka_unit_test(breaker_trip_respects_the_cap),
+        cmocka_unit_test(refused_connects_suspend_past_the_cap_and_hold_no_slot),
+        cmocka_unit_test(a_refused_probe_gives_back_the_slot_of_an_earlier_timeout),
+        cmocka_unit_test(a_refusal_that_is_no_suspend_code_obeys_the_cap),
+        cmocka_unit_test(a_ratio_of_minus_one_means_no_cap),
         cmocka_unit_test(all_unusable_falls_back_to_the_suspension_that_ends_first),
         cmocka_unit_test(fallback_prefers_a_timeout_endpoint_past_its_delay),
         cmocka_unit_test(fallback_ties_go_to_the_lowest_index),

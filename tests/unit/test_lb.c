@@ -687,6 +687,55 @@ static void p2c_sends_clearly_less_to_a_costly_node(void **state)
     }
 }
 
+typedef struct p2c_failure_case {
+    const char *what;
+    int64_t ewma;                /* of endpoint 3; the others 1000 us with 3 requests in flight */
+    int64_t failure_ppm;         /* of endpoint 3; the others 0 */
+    double min_share, max_share; /* endpoint 3's share, in fair shares (1/N) */
+} p2c_failure_case;
+
+/* Issue #20: a refused connect takes microseconds, so a dead node's latency figure was the lowest
+ * and p2c sent it the most calls (1,000 endpoints, 1 alive: 1 call in 210,614 got through). The
+ * failure ratio adds up to 1 s to the cost: a node failing fast loses its draws, while one
+ * failure among a busy node's many successes changes nothing. */
+static void p2c_failures_weigh_in_the_cost_so_a_fast_failure_attracts_no_load(void **state)
+{
+    (void)state;
+    static const p2c_failure_case cases[] = {
+        {"every attempt refused in 20 us", 20, 1000000, 0, 0.25},
+        {"one attempt in ten failing in 20 us", 20, 100000, 0, 0.25},
+        {"unmeasured, every attempt failed", 0, 1000000, 0, 0.25},
+        {"fast, one failure in 100,000", 20, 10, 1.5, 2.5}, /* in every draw it is in */
+    };
+    enum { N = 10, PICKS = 100000 };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        _Atomic int64_t failures[N];
+        fixture_make(&fx, N, NULL);
+        for (int i = 0; i < N; i++) {
+            atomic_init(&failures[i], 0);
+            fx.eps[i].failure_ppm = &failures[i];
+            atomic_store(&fx.inflight[i], 3);
+        }
+        atomic_store(&fx.ewma[3], cases[c].ewma);
+        atomic_store(&fx.inflight[3], 0);
+        atomic_store(&failures[3], cases[c].failure_ppm);
+        ft_lb *lb = make_lb("p2c", &fx, NULL);
+        ft_rand rng;
+        ft_rand_seed(&rng, 17);
+        ft_lb_pick req = pick_req(&rng);
+        long counts[N] = {0};
+        for (int i = 0; i < PICKS; i++)
+            counts[must_select(lb, &req)]++;
+        double share = (double)counts[3] / (PICKS / N);
+        print_message("p2c, %s: %ld of %d picks (%.2f fair shares)\n", cases[c].what, counts[3],
+                      PICKS, share);
+        if (share < cases[c].min_share || share >= cases[c].max_share)
+            fail_msg("p2c, %s: %.2f fair shares, expected [%.2f, %.2f)", cases[c].what, share,
+                     cases[c].min_share, cases[c].max_share);
+        ft_lb_release(lb);
+    }
+}
+
 static void p2c_keeps_some_traffic_on_slow_nodes_when_two_meet(void **state)
 {
     /* half the nodes slow: two slow ones meet with probability ~ (1/2)(4/9), so the slow half keeps
@@ -867,6 +916,7 @@ int main(void)
         cmocka_unit_test(p2c_sends_clearly_less_to_a_costly_node),
         cmocka_unit_test(p2c_decays_a_stale_figure_so_a_node_once_slow_is_picked_again),
         cmocka_unit_test(p2c_keeps_some_traffic_on_slow_nodes_when_two_meet),
+        cmocka_unit_test(p2c_failures_weigh_in_the_cost_so_a_fast_failure_attracts_no_load),
         cmocka_unit_test(priority_returns_to_primary_as_soon_as_usable),
         cmocka_unit_test(rr_retries_and_backups_take_no_turn),
         cmocka_unit_test(rr_retries_off_one_failing_endpoint_spread_over_the_others),
