@@ -365,6 +365,62 @@ static int scenario_killed(demo *d)
     return 0;
 }
 
+/* Kills (kill -9) the first 7 of the 10 nodes in `arg` (a node[10]). */
+static void act_kill_seven(demo *d, const ft_load_stats *s, void *arg)
+{
+    (void)d;
+    (void)s;
+    node *nodes = arg;
+    for (int i = 0; i < 7; i++)
+        node_kill(&nodes[i]);
+}
+
+/* 7 of 10 nodes killed at once (issue #20, point 4): their ports refuse, and a refused connect
+ * suspends its node past the ejection cap (which keeps half of a service in rotation for
+ * timeouts and errors), so failover sends every call to the 3 left; each refused request is
+ * re-sent at once to another node, free of the retry budget. A cluster of its own, ten nodes with
+ * a long registry TTL, so that the dead stay listed for the whole run as a static list would keep
+ * them. */
+static int scenario_seven_of_ten_killed(demo *d)
+{
+    enum { N = 10 };
+    header(d, "7 of 10 nodes killed (kill -9) after 30% of the calls");
+    static const struct {
+        const char *name;
+        ftrpc_fail_mode mode;
+    } modes[] = {{"failfast", FTRPC_FAILFAST}, {"failover", FTRPC_FAILOVER}};
+    double rate = (double)d->calls / (d->quick ? 1.5 : 3.0); /* probes at 1 s and 3 s show */
+    for (size_t m = 0; m < 2; m++) {
+        node nodes[N] = {{0}};
+        snprintf(d->service, sizeof d->service, "seven-of-ten-%s", modes[m].name);
+        int rc = 0;
+        for (int i = 0; i < N && rc == 0; i++)
+            rc = node_start(d, &nodes[i], 60, NULL);
+        for (int waited = 0; rc == 0 && registry_count(d) < N; waited += 20) {
+            if (waited > 10000) {
+                fprintf(stderr, "ftrpc demo: the cluster did not register\n");
+                rc = -1;
+            }
+            sleep_ms(20);
+        }
+        demo_row *row = NULL;
+        if (rc == 0) {
+            at_call hook = {.at = d->calls * 3 / 10, .act = act_kill_seven, .d = d, .arg = nodes};
+            ftrpc_client_options o = {.fail_mode = modes[m].mode};
+            row = run_row(d, "7 of 10 killed", modes[m].name, &o, d->calls, rate, &hook, NULL);
+        }
+        if (row)
+            snprintf(row->note, sizeof row->note,
+                     "%ld ok + %ld failed = %ld calls%s%s; %ld retries", row->ok,
+                     row->calls - row->ok, row->calls, row->errors[0] ? ": " : "", row->errors,
+                     row->retries);
+        for (int i = 0; i < N; i++)
+            node_kill(&nodes[i]);
+        if (!row) return -1;
+    }
+    return 0;
+}
+
 static int scenario_frozen(demo *d)
 {
     header(d, "one node frozen (SIGSTOP), 50 ms attempt timeout, then thawed (SIGCONT)");
@@ -701,7 +757,7 @@ int ft_cli_demo(int argc, char **argv)
     d->ttl_s = 2;
     d->report.quick = quick;
     d->report.ttl_s = d->ttl_s;
-    d->scenario_total = 7;
+    d->scenario_total = 8;
     snprintf(d->registry, sizeof d->registry, "%s/registry", d->tmp);
     mkdir(d->registry, 0700);
 
@@ -727,6 +783,7 @@ int ft_cli_demo(int argc, char **argv)
     double p95 = scenario_healthy(d);
     if (p95 < 0) rc = -1;
     if (rc == 0) rc = scenario_killed(d);
+    if (rc == 0) rc = scenario_seven_of_ten_killed(d);
     if (rc == 0) rc = scenario_frozen(d);
     if (rc == 0) rc = scenario_slow(d, p95);
     if (rc == 0) rc = scenario_flaky(d);

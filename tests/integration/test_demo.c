@@ -116,6 +116,12 @@ static void quick_demo_shows_each_policy_winning_and_leaves_no_process(void **st
     assert_true(fo > ff);
     assert_true(fo >= 0.999);
 
+    /* 7 of 10 nodes killed mid-run: failover loses no call (a refused connect suspends its node
+     * past the ejection cap), and every call is accounted for */
+    json_object *seven = row(root, "7 of 10 killed", "failover");
+    assert_true(num(seven, "success_rate") >= 0.999);
+    assert_true(num(seven, "calls") == num(row(root, "7 of 10 killed", "failfast"), "calls"));
+
     /* a node slow on 5% of its calls: a backup at the healthy p95 cuts the p99 */
     double slow_p99 = num(row(root, "slow node", "no backup"), "p99_ms");
     double backup_p99 = num(row(root, "slow node", "backup at"), "p99_ms");
