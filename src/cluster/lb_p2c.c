@@ -41,6 +41,8 @@ static double p2c_cost(const ft_lb_endpoint *ep, int64_t now_ns)
             (const atomic_int *)((const char *)ep->inflight + i * ep->inflight_stride),
             memory_order_relaxed);
     if (inflight < 0) inflight = 0;
+    int64_t ppm = ep->failure_ppm ? atomic_load_explicit(ep->failure_ppm, memory_order_relaxed) : 0;
+    if (ewma <= 0 && ppm <= 0) return inflight == 0 ? 0.0 : P2C_PENALTY + inflight;
     /* Decay since the last sample: without it, a node whose one slow answer raised its figure is
      * never picked against faster ones, so no sample ever lowers it (seen in the chaos test). */
     double decay = 1.0;
@@ -48,7 +50,6 @@ static double p2c_cost(const ft_lb_endpoint *ep, int64_t now_ns)
         int64_t stamp = atomic_load_explicit(ep->ewma_stamp_ns, memory_order_relaxed);
         decay = ft_ewma_decay_weight(now_ns - stamp, ep->ewma_decay_ns);
     }
-    int64_t ppm = ep->failure_ppm ? atomic_load_explicit(ep->failure_ppm, memory_order_relaxed) : 0;
     double failing = ppm > 0 ? (double)ppm / 1e6 * decay * FT_LB_P2C_FAILURE_PENALTY_US : 0.0;
     if (ewma <= 0) return inflight == 0 ? failing : P2C_PENALTY + inflight;
     return (double)ewma * decay * ((double)inflight + 1.0) + failing;
