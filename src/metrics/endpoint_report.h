@@ -28,7 +28,7 @@
 /* One endpoint as a reporter sees it. Strings are the reporter's, read during the add only. */
 typedef struct ft_endpoint_row {
     const char *address;  /* "ip:port" */
-    const char *state;    /* "ACTIVE", "TIMEOUT", "SUSPENDED", "PROBING" (health state names) */
+    const char *state;    /* "ACTIVE", "TIMEOUT", "SUSPENDED", "PROBING", "OFF" (health's names) */
     int64_t usable_in_ms; /* 0 when usable now; else ms until usable (suspension time left) */
     double ewma_us;       /* peak-EWMA latency, us */
     int inflight;         /* calls in the air to it */
