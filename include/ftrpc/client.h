@@ -139,8 +139,40 @@ typedef struct ftrpc_health_options {
     double breaker_error_ratio; /* default 0.5 (Hystrix); the breaker trips at or above it */
     int breaker_min_calls;      /* default 20 (Hystrix) calls in the window before a verdict */
     int64_t breaker_window_ms;  /* default 10000 (Hystrix) */
-    int64_t reserved[4];        /* zero: room for fields to come without moving what follows */
+    /* default 0: an RPC error in neither list (FTRPC_EINTERNAL, FTRPC_ELIMIT, ...) only feeds the
+     * breaker; 1: it suspends the endpoint at once, as a suspend code does (WSO2: "for all the
+     * other errors, it will be marked as Suspended"). Business errors and the neutral codes never
+     * count either way. */
+    int suspend_other_errors;
+    /* default 0: a failed attempt is retried as the fail mode says (failover: on another
+     * endpoint); 1: when the attempt's mark code left its endpoint in TIMEOUT, the retry goes back
+     * to that endpoint once retry_delay_ms has passed, up to retries_before_suspension times a
+     * call and within its deadline, before the fail mode's rule applies (WSO2's retries of a
+     * Timeout endpoint). Such retries draw on the retry budget but not on `retries`. */
+    int retry_in_timeout;
+    int64_t reserved[3]; /* zero: room for fields to come without moving what follows */
 } ftrpc_health_options;
+
+/* Fills *opts with WSO2's endpoint semantics (docs/endpoint-health.md, "WSO2 profile"): every
+ * field as WSO2's defaults have it (first suspension 30 s, progression factor 1, no breaker, no
+ * cap on suspended endpoints), suspend_other_errors and retry_in_timeout on. Start from it and
+ * change what your configuration sets, e.g. retries_before_suspension and retry_delay_ms from
+ * markForSuspension. Whatever *opts held is overwritten. Any thread. */
+FTRPC_API void ftrpc_health_options_wso2(ftrpc_health_options *opts);
+
+/* One endpoint's own error codes (WSO2's retry config of a failover group's child endpoint): an
+ * RPC error this endpoint returns is judged by these lists before the client-wide ones. */
+typedef struct ftrpc_endpoint_codes {
+    const char *endpoint; /* "host:port" as the naming service lists it; copied by _new */
+    /* Negative FTRPC_E* codes, zero-terminated. An error listed here is retried (on the next
+     * endpoint under failover) even when the client's no_retry_codes name it. Default none. */
+    int retry_codes[FTRPC_MAX_CODES];
+    /* An error listed here ends the call's retries at once and puts this endpoint in TIMEOUT
+     * (usable again after health.retry_delay_ms; never suspended by it). Wins over retry_codes
+     * when a code is in both, as WSO2's "Non Retry" does. Default none. */
+    int no_retry_codes[FTRPC_MAX_CODES];
+    int64_t reserved[4]; /* zero: room for fields to come */
+} ftrpc_endpoint_codes;
 
 /* Fallback (Kitex >= 0.5 semantics, docs/fallback.md): after retries and backups are exhausted, a
  * function may replace the call's outcome with a response or an error, e.g. a default answer
@@ -253,6 +285,16 @@ typedef struct ftrpc_client_options {
      * connection with FTRPC_ETLS (OpenSSL's reason in error_text): never retried, and the endpoint
      * is suspended like one that refuses connections (FTRPC_ETLS is in health.suspend_codes) */
     ftrpc_client_tls_options tls;
+    /* Per-endpoint error codes (ftrpc_endpoint_codes): n_endpoint_codes entries, copied by
+     * ftrpc_client_new; an endpoint named twice is refused. Default none. Entries for endpoints the
+     * service does not list are kept and apply when discovery lists them. */
+    const ftrpc_endpoint_codes *endpoint_codes;
+    int n_endpoint_codes;
+    /* lb "priority" only. Default 0: every call goes to the first usable endpoint in list order,
+     * so traffic returns to the primary once it is usable (WSO2 dynamic="true"). 1: sticky
+     * (WSO2 dynamic="false"): calls stay on the endpoint failed over to while it is usable, and
+     * move on (to the first usable in list order) only when it is not. */
+    int priority_sticky;
 } ftrpc_client_options;
 
 typedef struct ftrpc_call_options {
@@ -361,6 +403,32 @@ static inline int ftrpc_call_async(ftrpc_client *client, const char *service, co
  * call was still running or not), FTRPC_EINVAL for an id that is no handle of this client's
  * runtime, FTRPC_ESTOPPED while the client is being freed. Any thread, including callbacks. */
 FTRPC_API int ftrpc_call_cancel(ftrpc_client *client, ftrpc_call_id id);
+
+/* ---- an endpoint's health, for operators ---- */
+
+/* The health states of docs/endpoint-health.md. */
+typedef enum {
+    FTRPC_ENDPOINT_ACTIVE = 0,
+    FTRPC_ENDPOINT_TIMEOUT = 1,   /* had a mark code; used again after retry_delay_ms */
+    FTRPC_ENDPOINT_SUSPENDED = 2, /* used again when its suspension ends, by one probe */
+    FTRPC_ENDPOINT_PROBING = 3,   /* one probe call in the air */
+    FTRPC_ENDPOINT_OFF = 4,       /* switched off by an operator (WSO2's OFF) */
+} ftrpc_endpoint_state;
+
+/* The state of `endpoint` ("host:port" as listed) in this client's current endpoint list (>= 0,
+ * an ftrpc_endpoint_state), and in *usable_in_ms (may be NULL) the ms until it is usable again (0:
+ * now; INT64_MAX: OFF). FTRPC_ENOENDPOINT when it is not listed, FTRPC_EINVAL for NULL arguments
+ * or a selective client. Any thread. */
+FTRPC_API int ftrpc_client_endpoint_state(ftrpc_client *client, const char *endpoint,
+                                          int64_t *usable_in_ms);
+
+/* Switches `endpoint` OFF (on = 0): no call goes to it, not even when nothing else is usable
+ * (calls then fail with FTRPC_ENOENDPOINT), until it is switched back ON (on = 1), which makes
+ * it ACTIVE with a fresh history. The state stays while discovery keeps listing the endpoint; one
+ * that leaves the list and comes back starts ACTIVE. The admin page does the same over HTTP
+ * (POST /endpoints?off=HOST:PORT, docs/endpoint-health.md). 0, FTRPC_ENOENDPOINT when it is not
+ * listed, FTRPC_EINVAL for NULL arguments or a selective client. Any thread. */
+FTRPC_API int ftrpc_client_endpoint_switch(ftrpc_client *client, const char *endpoint, int on);
 
 /* ---- checks for tools that take options from their users ---- */
 

@@ -19,6 +19,7 @@
 #include <getopt.h>
 #include <math.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -661,6 +662,118 @@ static int scenario_outage(demo *d)
     return 0;
 }
 
+/* ---- `ftrpc demo --wso2`: a WSO2 failover group, its primary's states as they change ---- */
+
+typedef struct wso2_watch {
+    ftrpc_client *client;
+    const char *primary;
+    int64_t t0;
+    atomic_int stop;
+    pthread_t thread;
+} wso2_watch;
+
+static double since_s(int64_t t0)
+{
+    return (double)(ft_load_now_ns() - t0) / 1e9;
+}
+
+/* Polls the primary's state every millisecond and prints each change, with the suspension's
+ * length when it enters SUSPENDED (read at once, so a few ms short at most). */
+static void *wso2_watch_run(void *arg)
+{
+    wso2_watch *w = arg;
+    static const char *const NAMES[] = {"ACTIVE", "TIMEOUT", "SUSPENDED", "PROBING", "OFF"};
+    int last = -1;
+    while (!atomic_load(&w->stop)) {
+        int64_t left = 0;
+        int st = ftrpc_client_endpoint_state(w->client, w->primary, &left);
+        if (st >= 0 && st <= 4 && st != last) {
+            if (st == FTRPC_ENDPOINT_SUSPENDED)
+                printf("  %6.3f s  primary SUSPENDED (for %lld ms)\n", since_s(w->t0),
+                       (long long)left);
+            else if (st == FTRPC_ENDPOINT_TIMEOUT)
+                printf("  %6.3f s  primary TIMEOUT (retried in %lld ms)\n", since_s(w->t0),
+                       (long long)left);
+            else
+                printf("  %6.3f s  primary %s\n", since_s(w->t0), NAMES[st]);
+            fflush(stdout);
+            last = st;
+        }
+        sleep_ms(1);
+    }
+    return NULL;
+}
+
+/* Calls every 10 ms for `ms` (or, with until_primary, until the primary answers again, at most
+ * `ms`); prints who answered. */
+static void wso2_phase(ftrpc_client *client, const char *primary, int ms, int until_primary,
+                       int64_t t0)
+{
+    long calls = 0, by_primary = 0, failed = 0, max_attempts = 0;
+    int64_t end = ft_load_now_ns() + (int64_t)ms * 1000000;
+    while (ft_load_now_ns() < end) {
+        ftrpc_result r;
+        int rc = ftrpc_call(client, SERVICE, METHOD, NULL, NULL, NULL, &r);
+        calls++;
+        failed += rc != 0;
+        by_primary += rc == 0 && strcmp(r.endpoint, primary) == 0;
+        if (r.attempts > max_attempts) max_attempts = r.attempts;
+        ftrpc_result_fini(&r);
+        if (until_primary && by_primary > 0) break;
+        sleep_ms(10);
+    }
+    sleep_ms(5); /* the watcher prints the state change the last call caused first */
+    printf("  %6.3f s  %ld calls: %ld by the primary, %ld by the secondary, %ld failed; at most "
+           "%ld attempts a call\n",
+           since_s(t0), calls, by_primary, calls - by_primary - failed, failed, max_attempts);
+}
+
+static int scenario_wso2(demo *d)
+{
+    snprintf(d->service, sizeof d->service, "wso2");
+    node *primary = &d->nodes[0], *secondary = &d->nodes[1];
+    if (node_start(d, primary, d->ttl_s, NULL) != 0 || node_start(d, secondary, d->ttl_s, NULL))
+        return -1;
+    char url[160];
+    snprintf(url, sizeof url, "list://%s,%s", primary->addr, secondary->addr);
+    /* WSO2's example 1, its durations halved: markForSuspension retriesBeforeSuspension 2,
+     * retryDelay 100; suspendOnFailure initialDuration 500, progressionFactor 2 */
+    ftrpc_client_options o = {.lb = "priority", .timeout_ms = 2000, .attempt_timeout_ms = 100};
+    ftrpc_health_options_wso2(&o.health);
+    o.health.retries_before_suspension = 2;
+    o.health.retry_delay_ms = 100;
+    o.health.initial_suspension_ms = 500;
+    o.health.progression_factor = 2;
+    o.health.maximum_suspension_ms = 4000;
+    ftrpc_client *client = NULL;
+    int rc = ftrpc_client_new(url, &o, &client);
+    if (rc != 0) {
+        fprintf(stderr, "ftrpc demo: client for %s: %s\n", url, ftrpc_strerror(rc));
+        return -1;
+    }
+    printf("WSO2 failover group: primary %s, secondary %s; the WSO2 profile with\n"
+           "  retriesBeforeSuspension 2, retryDelay 100 ms, initialDuration 500 ms, "
+           "progressionFactor 2;\n"
+           "  attempt timeout 100 ms; one call every 10 ms\n",
+           primary->addr, secondary->addr);
+    wso2_watch w = {.client = client, .primary = primary->addr, .t0 = ft_load_now_ns()};
+    atomic_init(&w.stop, 0);
+    pthread_create(&w.thread, NULL, wso2_watch_run, &w);
+    wso2_phase(client, primary->addr, 500, 0, w.t0);
+    printf("  %6.3f s  primary frozen (SIGSTOP): its attempts time out\n", since_s(w.t0));
+    kill(primary->pid, SIGSTOP);
+    wso2_phase(client, primary->addr, 3000, 0, w.t0);
+    printf("  %6.3f s  primary thawed (SIGCONT)\n", since_s(w.t0));
+    kill(primary->pid, SIGCONT);
+    wso2_phase(client, primary->addr, 5000, 1, w.t0);
+    wso2_phase(client, primary->addr, 300, 0, w.t0);
+    atomic_store(&w.stop, 1);
+    pthread_join(w.thread, NULL);
+    ftrpc_client_free(client);
+    cluster_stop(d);
+    return 0;
+}
+
 /* ---- the command ---- */
 
 static void usage(FILE *out)
@@ -677,7 +790,10 @@ static void usage(FILE *out)
         "  --calls N        calls per row (default 5000; --quick 1000)\n"
         "  --report FILE    the HTML report's path (default: in the temporary folder)\n"
         "  --json FILE      also write the figures as JSON\n"
-        "  --verbose        show the library's warnings (connection refused, ...)\n");
+        "  --verbose        show the library's warnings (connection refused, ...)\n"
+        "  --wso2           only a WSO2 failover group (primary, secondary) in the WSO2\n"
+        "                   profile: the primary's Timeout, growing suspensions and return\n"
+        "                   (docs/endpoint-health.md); about 5 s, no table or report\n");
 }
 
 static void remove_tree(const char *path)
@@ -698,15 +814,13 @@ static void remove_tree(const char *path)
 
 int ft_cli_demo(int argc, char **argv)
 {
-    static const struct option opts[] = {{"quick", no_argument, 0, 'q'},
-                                         {"report", required_argument, 0, 'r'},
-                                         {"json", required_argument, 0, 'j'},
-                                         {"calls", required_argument, 0, 'n'},
-                                         {"verbose", no_argument, 0, 'v'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"quick", no_argument, 0, 'q'},      {"report", required_argument, 0, 'r'},
+        {"json", required_argument, 0, 'j'}, {"calls", required_argument, 0, 'n'},
+        {"verbose", no_argument, 0, 'v'},    {"wso2", no_argument, 0, 'w'},
+        {"help", no_argument, 0, 'h'},       {0, 0, 0, 0}};
     const char *report_path = NULL, *json_path = NULL;
-    int quick = 0, verbose = 0, c;
+    int quick = 0, verbose = 0, wso2 = 0, c;
     long calls = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -722,6 +836,9 @@ int ft_cli_demo(int argc, char **argv)
             break;
         case 'v':
             verbose = 1;
+            break;
+        case 'w':
+            wso2 = 1;
             break;
         case 'n':
             if (ft_cli_parse_int("--calls", optarg, 100, 1000000, &calls)) return 2;
@@ -768,6 +885,17 @@ int ft_cli_demo(int argc, char **argv)
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     if (!verbose) ftrpc_log_set_level(FTRPC_LOG_OFF); /* refused connections are the point here */
+
+    if (wso2) {
+        int wrc = scenario_wso2(d);
+        remove_tree(d->registry);
+        if (html_file) fclose(html_file);
+        if (json_file) fclose(json_file);
+        rmdir(d->tmp);
+        demo_report_fini(&d->report);
+        free(d);
+        return wrc == 0 ? 0 : 1;
+    }
 
     time_t now = time(NULL);
     strftime(d->report.started_at, sizeof d->report.started_at, "%Y-%m-%d %H:%M:%S UTC",

@@ -332,12 +332,21 @@ static int endpoint_usable(void *arg, size_t index)
     return ft_health_usable(&u->cluster->eps[index]->health, u->now);
 }
 
-/* The endpoint for the next attempt, claimed from its health, and its target in *target; -1 when
- * the service (every cluster of a selective client) is empty. */
-static int choose_endpoint(ft_call *call, int64_t now, int *target)
+enum { CHOSE_NONE = -1, CHOSE_WAIT = -2 };
+
+/* The endpoint for the next attempt, claimed from its health, and its target in *target;
+ * CHOSE_NONE when the service (every cluster of a selective client) is empty or switched OFF;
+ * CHOSE_WAIT when this is a retry, nothing is usable, and the endpoint whose turn comes first is
+ * in TIMEOUT until *wait_until (its retry_delay paces retries: the fallback does not skip it). */
+static int choose_endpoint(ft_call *call, int64_t now, int is_backup, int *target,
+                           int64_t *wait_until)
 {
     int again = ft_fail_reuse_endpoint(&call->retry, target);
-    if (again >= 0) return again;
+    /* failtry goes back whatever health says; a TIMEOUT retry only while health still lets it */
+    if (again >= 0 && (call->retry.mode == FTRPC_FAILTRY ||
+                       ft_health_try_acquire(&call->targets[*target].cluster->eps[again]->health,
+                                             now) != FT_HEALTH_DENIED))
+        return again;
     int t = call->ntargets > 1 ? ft_selective_pick_target(call, now) : 0;
     if (t < 0) return -1;
     *target = t;
@@ -361,10 +370,18 @@ static int choose_endpoint(ft_call *call, int64_t now, int *target)
         if (ft_health_try_acquire(&cl->eps[idx]->health, now) != FT_HEALTH_DENIED) return (int)idx;
         if (n < FT_LB_MAX_EXCLUDED) excluded[n++] = idx;
     }
-    /* Nothing usable: try the endpoint whose suspension ends first rather than fail the call. */
+    /* Nothing usable: try the endpoint whose suspension ends first rather than fail the call; but
+     * a retry waits for an endpoint in TIMEOUT to be usable again rather than cut its delay. */
     size_t idx;
+    int64_t wait;
+    if (call->attempts > 0 && !is_backup &&
+        ft_health_set_soonest(&cl->set, now, &idx, &wait) == 0 && wait > 0 &&
+        ft_health_state_get(cl->set.endpoints[idx]) == FT_HEALTH_TIMEOUT) {
+        *wait_until = now + wait;
+        return CHOSE_WAIT;
+    }
     if (ft_health_set_fallback(&cl->set, now, &idx, NULL) == 0) return (int)idx;
-    return -1;
+    return CHOSE_NONE;
 }
 
 /* Whether an endpoint this call has not tried is usable now: a refused request re-sent there
@@ -424,6 +441,8 @@ static int send_request(ft_cconn *cc, ft_attempt *a, const ft_request_header *h,
     return rc;
 }
 
+static void on_retry_timer(ft_timer *t);
+
 static void send_attempt(ft_call *call, int is_backup)
 {
     ft_attempt *a = NULL;
@@ -432,7 +451,16 @@ static void send_attempt(ft_call *call, int is_backup)
     if (!a) return; /* cannot happen: at most one retry or backup is started per free slot */
     int64_t now = ft_loop_now(call->loop);
     int target = 0;
-    int idx = choose_endpoint(call, now, &target);
+    int64_t wait_until = 0;
+    int idx = choose_endpoint(call, now, is_backup, &target, &wait_until);
+    if (idx == CHOSE_WAIT) {
+        ft_fail_decision d = ft_fail_pace_retry(now, wait_until, call->deadline_ns);
+        if (d.action == FT_FAIL_RETRY_AT)
+            ft_timer_start(call->loop, &call->retry_timer, d.at_ns, on_retry_timer);
+        else if (attempts_in_flight(call) == 0)
+            complete_with_last_error(call);
+        return;
+    }
     if (idx < 0) {
         if (attempts_in_flight(call) == 0)
             complete_call(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ENOENDPOINT, NULL, NULL, NULL,
@@ -538,6 +566,7 @@ static void attempt_error(ft_attempt *a, ftrpc_result_kind kind, int code, const
     call->last_code = code;
     snprintf(call->last_text, sizeof call->last_text, "%s",
              text && *text ? text : (code < 0 ? ftrpc_strerror(code) : ""));
+    int64_t now = ft_loop_now(call->loop);
     ft_fail_event ev = {
         .kind = kind,
         .code = code,
@@ -546,9 +575,20 @@ static void attempt_error(ft_attempt *a, ftrpc_result_kind kind, int code, const
         .untried_usable = never_on_wire && untried_usable(call, ft_loop_now(call->loop)),
         .in_flight = attempts_in_flight(call),
         .stopping = atomic_load(&c->stopping),
-        .now_ns = ft_loop_now(call->loop),
+        .now_ns = now,
         .deadline_ns = call->deadline_ns,
     };
+    /* the endpoint's own codes and its TIMEOUT, as the client that owns it configured them */
+    const ftrpc_client *owner = call->targets[a->target].client;
+    ft_cluster_endpoint *ep = call->targets[a->target].cluster->eps[a->endpoint];
+    if (owner->opts.n_endpoint_codes > 0)
+        ev.endpoint_codes = ft_client_endpoint_codes(owner, ep->name);
+    if (owner->opts.health.retry_in_timeout &&
+        ft_health_state_get(&ep->health) == FT_HEALTH_TIMEOUT) {
+        ev.in_timeout = 1;
+        ev.timeout_usable_at_ns = now + ft_health_usable_in_ns(&ep->health, now);
+        ev.timeout_retries_max = owner->opts.health.retries_before_suspension;
+    }
     ft_fail_decision d =
         ft_fail_after_error(&call->retry, &ev, &c->opts, &c->budget, ft_rand_thread());
     if (d.retry_spent) atomic_fetch_add_explicit(&c->retries, 1, memory_order_relaxed);

@@ -259,6 +259,116 @@ static void to_health_options(const ftrpc_health_options *in, ft_health_options 
     out->breaker.error_ratio = in->breaker_error_ratio;
     out->breaker.min_calls = in->breaker_min_calls;
     out->breaker.window_ms = in->breaker_window_ms;
+    out->suspend_other_errors = in->suspend_other_errors != 0;
+}
+
+_Static_assert((int)FTRPC_ENDPOINT_ACTIVE == (int)FT_HEALTH_ACTIVE &&
+                   (int)FTRPC_ENDPOINT_TIMEOUT == (int)FT_HEALTH_TIMEOUT &&
+                   (int)FTRPC_ENDPOINT_SUSPENDED == (int)FT_HEALTH_SUSPENDED &&
+                   (int)FTRPC_ENDPOINT_PROBING == (int)FT_HEALTH_PROBING &&
+                   (int)FTRPC_ENDPOINT_OFF == (int)FT_HEALTH_OFF,
+               "the public endpoint states are health's");
+_Static_assert(sizeof(((ftrpc_health_options *)0)->reserved) == 3 * sizeof(int64_t) &&
+                   offsetof(ftrpc_health_options, reserved) ==
+                       offsetof(ftrpc_health_options, suspend_other_errors) + 8,
+               "health options keep their size: new fields took one reserved slot");
+
+void ftrpc_health_options_wso2(ftrpc_health_options *o)
+{
+    if (!o) return;
+    memset(o, 0, sizeof *o);
+    o->initial_suspension_ms = 30000; /* suspendOnFailure initialDuration */
+    o->progression_factor = 1;        /* progressionFactor */
+    o->maximum_suspension_ms = 30000; /* maximumDuration (WSO2: Long.MAX_VALUE; with factor 1
+                                       * every suspension is the initial one anyway) */
+    o->retries_before_suspension = 0; /* markForSuspension retriesBeforeSuspension */
+    o->retry_delay_ms = 0;            /* retryDelay */
+    o->breaker_error_ratio = -1;      /* WSO2 has no error-ratio breaker */
+    o->max_suspended_ratio = 1;       /* nor a cap on suspended endpoints */
+    o->suspend_other_errors = 1;      /* "all the other errors" suspend */
+    o->retry_in_timeout = 1;          /* a Timeout endpoint is retried before failing over */
+}
+
+/* The client's copy of opts.endpoint_codes: one block, the entries then their names. */
+static int copy_endpoint_codes(const ftrpc_client_options *o, ftrpc_endpoint_codes **out)
+{
+    *out = NULL;
+    if (o->n_endpoint_codes == 0) return 0;
+    size_t n = (size_t)o->n_endpoint_codes, names = 0;
+    for (size_t i = 0; i < n; i++)
+        names += strlen(o->endpoint_codes[i].endpoint) + 1;
+    ftrpc_endpoint_codes *copy = malloc(n * sizeof *copy + names);
+    if (!copy) return FTRPC_ENOMEM;
+    char *p = (char *)(copy + n);
+    for (size_t i = 0; i < n; i++) {
+        copy[i] = o->endpoint_codes[i];
+        size_t len = strlen(o->endpoint_codes[i].endpoint) + 1;
+        memcpy(p, o->endpoint_codes[i].endpoint, len);
+        copy[i].endpoint = p;
+        p += len;
+    }
+    *out = copy;
+    return 0;
+}
+
+const ftrpc_endpoint_codes *ft_client_endpoint_codes(const ftrpc_client *c, const char *endpoint)
+{
+    for (int i = 0; i < c->opts.n_endpoint_codes; i++)
+        if (!strcmp(c->opts.endpoint_codes[i].endpoint, endpoint))
+            return &c->opts.endpoint_codes[i];
+    return NULL;
+}
+
+static int codes_valid(const int *codes)
+{
+    for (int i = 0; i < FTRPC_MAX_CODES; i++) {
+        if (codes[i] == 0) return 1;
+        if (codes[i] > 0) return 0;
+    }
+    return 0; /* not zero-terminated */
+}
+
+/* 0, or FTRPC_EINVAL with the reason logged. */
+static int validate_endpoint_codes(const ftrpc_client_options *o)
+{
+    if (o->n_endpoint_codes < 0 || o->n_endpoint_codes > 4096 ||
+        (o->n_endpoint_codes > 0 && !o->endpoint_codes)) {
+        FT_WARN("client options: n_endpoint_codes %d must be in [0, 4096] with endpoint_codes set",
+                o->n_endpoint_codes);
+        return FTRPC_EINVAL;
+    }
+    for (int i = 0; i < o->n_endpoint_codes; i++) {
+        const ftrpc_endpoint_codes *e = &o->endpoint_codes[i];
+        if (!e->endpoint || !*e->endpoint || strlen(e->endpoint) >= 64) {
+            FT_WARN("client options: endpoint_codes[%d] needs an endpoint \"host:port\"", i);
+            return FTRPC_EINVAL;
+        }
+        if (!codes_valid(e->retry_codes) || !codes_valid(e->no_retry_codes)) {
+            FT_WARN("client options: endpoint_codes[%d] (%s): codes must be negative FTRPC_E* "
+                    "codes, zero-terminated (at most %d)",
+                    i, e->endpoint, FTRPC_MAX_CODES - 1);
+            return FTRPC_EINVAL;
+        }
+        for (size_t k = 0; k < sizeof e->reserved / sizeof e->reserved[0]; k++)
+            if (e->reserved[k] != 0) {
+                FT_WARN("client options: endpoint_codes[%d].reserved must be zero", i);
+                return FTRPC_EINVAL;
+            }
+        for (int j = 0; j < i; j++)
+            if (!strcmp(o->endpoint_codes[j].endpoint, e->endpoint)) {
+                FT_WARN("client options: endpoint_codes names %s twice", e->endpoint);
+                return FTRPC_EINVAL;
+            }
+    }
+    return 0;
+}
+
+/* The cluster's hook: an endpoint's own non-retry codes put it in TIMEOUT (health's
+ * timeout_codes). */
+static void endpoint_health_options(const ft_endpoint *spec, ft_health_options *ho, void *arg)
+{
+    const ftrpc_endpoint_codes *e = ft_client_endpoint_codes(arg, spec->addr);
+    if (e) memcpy(ho->timeout_codes, e->no_retry_codes, sizeof ho->timeout_codes);
 }
 
 int ftrpc_lb_name_valid(const char *name)
@@ -303,6 +413,14 @@ static int validate_and_default(ftrpc_client_options *o)
     }
     if (o->lb && !ft_lb_name_valid(o->lb)) {
         FT_WARN("client options: unknown load balancer '%s'", o->lb);
+        return FTRPC_EINVAL;
+    }
+    if (validate_endpoint_codes(o) != 0) return FTRPC_EINVAL;
+    if (o->priority_sticky < 0 || o->priority_sticky > 1 || o->health.suspend_other_errors < 0 ||
+        o->health.suspend_other_errors > 1 || o->health.retry_in_timeout < 0 ||
+        o->health.retry_in_timeout > 1) {
+        FT_WARN("client options: priority_sticky, health.suspend_other_errors and "
+                "health.retry_in_timeout take 0 or 1");
         return FTRPC_EINVAL;
     }
     if (o->naming_wait_ms < 0 || o->naming_empty_grace_ms < -1 || o->backup_request_ms < -1 ||
@@ -375,6 +493,7 @@ static ft_cluster *cluster_build(ftrpc_client *c, const ft_naming_snapshot *snap
                              .health = &ho,
                              .max_suspended_ratio = c->opts.health.max_suspended_ratio,
                              .nshards = c->rt->nloops,
+                             .priority_sticky = c->opts.priority_sticky,
                              .ops = &c->endpoint_ops};
     return ft_cluster_build(&co, snap, prev);
 }
@@ -452,6 +571,12 @@ static void report_endpoints(ft_endpoint_report *rep, void *arg)
     ft_cluster_release(cl);
 }
 
+/* The admin page's switch (POST /endpoints?off=...): under the reporters' lock, as the report. */
+static int switch_endpoint(const char *address, int on, void *arg)
+{
+    return ftrpc_client_endpoint_switch(arg, address, on);
+}
+
 /* ---- discovery figures (registry gauges, computed when a page reads them) ---- */
 
 static int64_t naming_size(void *arg)
@@ -526,6 +651,12 @@ static int client_new(const char *naming_url, const ftrpc_client_options *opts, 
         return FTRPC_ENOMEM;
     }
     c->opts.auth_token = c->auth_token;
+    if (copy_endpoint_codes(&o, &c->endpoint_codes) != 0) {
+        free(c->auth_token);
+        free(c);
+        return FTRPC_ENOMEM;
+    }
+    c->opts.endpoint_codes = c->endpoint_codes;
     if (o.tls.enable) {
         ft_tls_ctx_options to = {.cert_file = o.tls.cert_file,
                                  .key_file = o.tls.key_file,
@@ -537,6 +668,7 @@ static int client_new(const char *naming_url, const ftrpc_client_options *opts, 
         if (rc != 0) {
             ft_tls_ctx_free(c->tls_ctx);
             free(c->auth_token);
+            free(c->endpoint_codes);
             free(c);
             return rc;
         }
@@ -545,7 +677,8 @@ static int client_new(const char *naming_url, const ftrpc_client_options *opts, 
     c->opts.tls.server_name = c->tls_server_name;
     c->rt = ft_runtime_or_default(o.runtime);
     pthread_mutex_init(&c->cluster_lock, NULL);
-    c->endpoint_ops = (ft_cluster_endpoint_ops){endpoint_make, endpoint_destroy, c};
+    c->endpoint_ops =
+        (ft_cluster_endpoint_ops){endpoint_make, endpoint_destroy, endpoint_health_options, c};
     ft_client_metrics_init(&c->metrics);
     pthread_mutex_init(&c->free_lock, NULL);
     pthread_cond_init(&c->free_cond, NULL);
@@ -581,7 +714,8 @@ static int client_new(const char *naming_url, const ftrpc_client_options *opts, 
     }
     /* a client without a page is still a client: a failure here is not the caller's problem */
     if (rc == 0 && naming_url) {
-        ft_endpoint_reporter_add(naming_url, report_endpoints, c, &c->reporter);
+        if (ft_endpoint_reporter_add(naming_url, report_endpoints, c, &c->reporter) == 0)
+            ft_endpoint_reporter_set_switch(c->reporter, switch_endpoint);
         register_naming_gauges(c, naming_url);
     }
     if (rc != 0) {
@@ -596,6 +730,7 @@ static int client_new(const char *naming_url, const ftrpc_client_options *opts, 
         ft_tls_ctx_free(c->tls_ctx);
         free(c->tls_server_name);
         free(c->auth_token);
+        free(c->endpoint_codes);
         free(c);
         return rc;
     }
@@ -692,7 +827,44 @@ void ftrpc_client_free(ftrpc_client *c)
     pthread_mutex_destroy(&c->free_lock);
     pthread_mutex_destroy(&c->cluster_lock);
     free(c->auth_token);
+    free(c->endpoint_codes);
     ft_tls_ctx_free(c->tls_ctx);
     free(c->tls_server_name);
     free(c);
+}
+
+/* The endpoint of that name in the current cluster, referenced (release with
+ * ft_cluster_endpoint_release), or NULL. */
+static ft_cluster_endpoint *find_endpoint(ftrpc_client *c, const char *name)
+{
+    ft_cluster *cl = ft_client_cluster_acquire(c);
+    ft_cluster_endpoint *found = NULL;
+    for (size_t i = 0; i < cl->n && !found; i++)
+        if (!strcmp(cl->eps[i]->name, name)) found = cl->eps[i];
+    if (found) ft_cluster_endpoint_retain(found);
+    ft_cluster_release(cl);
+    return found;
+}
+
+int ftrpc_client_endpoint_state(ftrpc_client *c, const char *endpoint, int64_t *usable_in_ms)
+{
+    if (!c || !endpoint || c->selective) return FTRPC_EINVAL;
+    ft_cluster_endpoint *e = find_endpoint(c, endpoint);
+    if (!e) return FTRPC_ENOENDPOINT;
+    ft_health_state st = ft_health_state_get(&e->health);
+    int64_t in_ns = ft_health_usable_in_ns(&e->health, ft_now_ns());
+    ft_cluster_endpoint_release(e);
+    if (usable_in_ms) *usable_in_ms = in_ns == INT64_MAX ? INT64_MAX : in_ns / FT_NS_PER_MS;
+    return (int)st;
+}
+
+int ftrpc_client_endpoint_switch(ftrpc_client *c, const char *endpoint, int on)
+{
+    if (!c || !endpoint || c->selective) return FTRPC_EINVAL;
+    ft_cluster_endpoint *e = find_endpoint(c, endpoint);
+    if (!e) return FTRPC_ENOENDPOINT;
+    ft_health_switch(&e->health, !on);
+    FT_INFO("client: endpoint %s switched %s", endpoint, on ? "ON" : "OFF");
+    ft_cluster_endpoint_release(e);
+    return 0;
 }

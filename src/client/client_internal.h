@@ -201,6 +201,7 @@ struct ftrpc_client {
     char *auth_token;      /* copy of opts.auth_token */
     ft_tls_ctx *tls_ctx;   /* NULL: plain TCP; shared by every loop (read-only once made) */
     char *tls_server_name; /* copy of opts.tls.server_name */
+    ftrpc_endpoint_codes *endpoint_codes;  /* copy of opts.endpoint_codes (names included) */
     struct ft_endpoint_reporter *reporter; /* the /endpoints page's view of this client */
     ft_gauge naming_size, naming_updates, naming_stale; /* discovery figures, read on demand */
     ft_gauge cancels_gauge, budget_exhausted_gauge;     /* the client-wide counters above */
@@ -214,6 +215,8 @@ struct ftrpc_client {
 };
 
 /* client.c */
+/* The client's own codes for `endpoint` (opts.endpoint_codes), or NULL. Any thread. */
+const ftrpc_endpoint_codes *ft_client_endpoint_codes(const ftrpc_client *c, const char *endpoint);
 ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, ft_cluster_endpoint *ep, int *err);
 void ft_client_count_down(ftrpc_client *c, atomic_int *counter);
 /* The current cluster, referenced (never NULL once the client exists). Any thread. */

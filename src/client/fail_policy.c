@@ -38,11 +38,17 @@ int ft_fail_health_code(ftrpc_result_kind kind, int code)
     return code;
 }
 
+static int listed(const int *codes, int code)
+{
+    for (int i = 0; i < FTRPC_MAX_CODES && codes[i]; i++)
+        if (codes[i] == code) return 1;
+    return 0;
+}
+
 /* RPC errors that a retry cannot cure: the request itself is wrong, or the client is going away. */
 static int is_retryable_rpc(const ftrpc_client_options *o, int code)
 {
-    for (int i = 0; i < FTRPC_MAX_CODES && o->no_retry_codes[i]; i++)
-        if (o->no_retry_codes[i] == code) return 0;
+    if (listed(o->no_retry_codes, code)) return 0;
     switch (code) {
     case FTRPC_ENOSERVICE:
     case FTRPC_ENOMETHOD:
@@ -62,17 +68,26 @@ static int is_retryable_rpc(const ftrpc_client_options *o, int code)
     }
 }
 
-int ft_fail_retryable(const ftrpc_client_options *o, ftrpc_result_kind kind, int code,
-                      const char *text)
+/* Errors no per-endpoint list can make retryable: the call itself is wrong or going away. */
+static int never_retryable(int code)
+{
+    return code == FTRPC_EINVAL || code == FTRPC_ENOMEM || code == FTRPC_ESTOPPED ||
+           code == FTRPC_EIOTHREAD || code == FTRPC_ECANCELED || code == FTRPC_ENOENDPOINT;
+}
+
+int ft_fail_retryable(const ftrpc_client_options *o, const ftrpc_endpoint_codes *ep,
+                      ftrpc_result_kind kind, int code, const char *text)
 {
     if (kind == FTRPC_RESULT_BUSINESS_ERROR)
         return o->retry_classifier && o->retry_classifier(code, text, o->retry_classifier_arg);
+    if (ep && listed(ep->no_retry_codes, code)) return 0; /* "Non Retry" wins */
+    if (ep && listed(ep->retry_codes, code)) return !never_retryable(code);
     return is_retryable_rpc(o, code);
 }
 
 int ft_fail_reuse_endpoint(const ft_fail_state *st, int *target)
 {
-    if (st->mode != FTRPC_FAILTRY || st->last_endpoint < 0) return -1;
+    if ((st->mode != FTRPC_FAILTRY && !st->reuse_next) || st->last_endpoint < 0) return -1;
     *target = st->last_target;
     return st->last_endpoint;
 }
@@ -89,6 +104,7 @@ size_t ft_fail_excluded(const ft_fail_state *st, const ft_fail_tried *tried, int
 
 void ft_fail_note_sent(ft_fail_state *st, ft_fail_tried *tried, int endpoint, int target)
 {
+    st->reuse_next = 0;
     st->last_endpoint = endpoint;
     st->last_target = target;
     if (st->mode == FTRPC_FAILTRY || st->ntried >= FT_LB_MAX_EXCLUDED) return;
@@ -129,11 +145,16 @@ ft_fail_decision ft_fail_after_error(ft_fail_state *st, const ft_fail_event *ev,
         d.action = FT_FAIL_WAIT;
         return d;
     }
-    if (!ft_fail_retryable(o, ev->kind, ev->code, ev->text) || st->mode == FTRPC_FAILFAST ||
-        ev->stopping)
+    if (!ft_fail_retryable(o, ev->endpoint_codes, ev->kind, ev->code, ev->text) ||
+        st->mode == FTRPC_FAILFAST || ev->stopping)
         return d;
     int free_resend = ev->never_on_wire && st->free_resends_left > 0;
-    if (!free_resend && st->retries_left <= 0) return d;
+    /* WSO2: an endpoint in TIMEOUT is retried, retry_delay apart, before the call moves on; a wait
+     * that would reach the deadline leaves the call to the fail mode's own rule instead */
+    int same = !free_resend && ev->in_timeout && st->mode != FTRPC_FAILTRY &&
+               st->timeout_retries < ev->timeout_retries_max &&
+               ev->timeout_usable_at_ns < ev->deadline_ns;
+    if (!free_resend && !same && st->retries_left <= 0) return d;
     /* the re-send goes to an endpoint not tried yet (failtry goes back to the same one) */
     int costs_nothing = free_resend && ev->untried_usable && st->mode != FTRPC_FAILTRY;
     if (!costs_nothing && !ft_retry_budget_try_spend(budget, ev->now_ns)) {
@@ -142,10 +163,23 @@ ft_fail_decision ft_fail_after_error(ft_fail_state *st, const ft_fail_event *ev,
     }
     if (free_resend)
         st->free_resends_left--;
+    else if (same)
+        st->timeout_retries++;
     else
         st->retries_left--;
     st->retries_done++;
     d.retry_spent = 1;
+    if (same) {
+        st->reuse_next = 1;
+        d.same_endpoint = 1;
+        if (ev->timeout_usable_at_ns > ev->now_ns) {
+            d.action = FT_FAIL_RETRY_AT;
+            d.at_ns = ev->timeout_usable_at_ns;
+        } else {
+            d.action = FT_FAIL_RETRY_NOW;
+        }
+        return d;
+    }
     /* a request that never left has nothing to wait for: it is re-sent at once */
     int64_t delay = 0;
     if (!free_resend) {
@@ -159,6 +193,18 @@ ft_fail_decision ft_fail_after_error(ft_fail_state *st, const ft_fail_event *ev,
         d.action = FT_FAIL_RETRY_AT;
         d.at_ns = ev->now_ns + delay;
     } /* else never back off past the deadline: complete */
+    return d;
+}
+
+ft_fail_decision ft_fail_pace_retry(int64_t now_ns, int64_t usable_at_ns, int64_t deadline_ns)
+{
+    ft_fail_decision d = {.action = FT_FAIL_COMPLETE};
+    if (usable_at_ns <= now_ns) {
+        d.action = FT_FAIL_RETRY_NOW;
+    } else if (usable_at_ns < deadline_ns) {
+        d.action = FT_FAIL_RETRY_AT;
+        d.at_ns = usable_at_ns;
+    }
     return d;
 }
 

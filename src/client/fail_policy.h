@@ -37,6 +37,8 @@ typedef struct ft_fail_state {
     int backoff_step;      /* backoffs drawn so far: the exponent of the next one */
     int last_endpoint;     /* of the latest attempt sent (-1: none yet): failtry goes back to it */
     int last_target;       /* and its target */
+    int timeout_retries;   /* retries spent on an endpoint in TIMEOUT (health.retry_in_timeout) */
+    int reuse_next;        /* the next attempt goes back to last_endpoint (a TIMEOUT retry) */
     size_t ntried;         /* entries of ft_fail_tried in use */
 } ft_fail_state;
 
@@ -60,12 +62,15 @@ void ft_fail_classify_wire(int32_t wire, ftrpc_result_kind *kind, int *code);
 int ft_fail_health_code(ftrpc_result_kind kind, int code);
 /* Whether a retry may cure the failure: an RPC error unless the request itself is wrong, the
  * client is going away, or `no_retry_codes` names it; a business error only when the client's
- * retry_classifier says so. */
-int ft_fail_retryable(const ftrpc_client_options *o, ftrpc_result_kind kind, int code,
-                      const char *text);
+ * retry_classifier says so. `ep` (may be NULL) is the failing endpoint's own codes, judged first:
+ * its no_retry_codes end the retries, its retry_codes allow one whatever the client-wide list
+ * says (but never for the errors that mean the request is wrong or the client is going away). */
+int ft_fail_retryable(const ftrpc_client_options *o, const ftrpc_endpoint_codes *ep,
+                      ftrpc_result_kind kind, int code, const char *text);
 
-/* failtry with an attempt already sent: the endpoint to go back to (its target in *target);
- * -1 otherwise, and the balancer picks. */
+/* failtry with an attempt already sent, or a retry of an endpoint in TIMEOUT
+ * (ft_fail_decision.same_endpoint): the endpoint to go back to (its target in *target); -1
+ * otherwise, and the balancer picks. */
 int ft_fail_reuse_endpoint(const ft_fail_state *st, int *target);
 /* The endpoints of `target` the next pick excludes (none in failtry) into out[FT_LB_MAX_EXCLUDED];
  * returns how many. */
@@ -92,6 +97,7 @@ typedef struct ft_fail_decision {
     int retry_spent;    /* a retry was taken from `retries` (or a free re-send) and, unless it
                          * was a free re-send to an untried usable endpoint, from the budget */
     int budget_refused; /* COMPLETE because the budget was empty (the budget counted it) */
+    int same_endpoint;  /* the retry goes back to the endpoint in TIMEOUT (not a `retries` one) */
 } ft_fail_decision;
 
 /* One failed attempt (already settled) and the call's circumstances. */
@@ -103,7 +109,15 @@ typedef struct ft_fail_event {
     int untried_usable; /* an endpoint this call has not tried is usable (asked when never_on_wire)
                          */
     int in_flight;      /* the call's attempts still in flight */
-    int stopping;       /* the client is being freed */
+    /* The failed attempt's endpoint (zero: nothing known). */
+    const ftrpc_endpoint_codes *endpoint_codes; /* its own codes (ftrpc_client_options), or NULL */
+    /* health.retry_in_timeout applies: the attempt's result left its endpoint in TIMEOUT, usable
+     * again at timeout_usable_at_ns; up to timeout_retries_max (retries_before_suspension) such
+     * retries a call */
+    int in_timeout;
+    int64_t timeout_usable_at_ns;
+    int timeout_retries_max;
+    int stopping; /* the client is being freed */
     int64_t now_ns;
     int64_t deadline_ns;
 } ft_fail_event;
@@ -114,6 +128,12 @@ typedef struct ft_fail_event {
 ft_fail_decision ft_fail_after_error(ft_fail_state *st, const ft_fail_event *ev,
                                      const ftrpc_client_options *o, ft_retry_budget *budget,
                                      ft_rand *rng);
+
+/* A retry found no usable endpoint but one in TIMEOUT whose retry delay ends at usable_at_ns (the
+ * soonest of the service): RETRY_AT that moment when it comes before the deadline, else COMPLETE
+ * (waiting could only end in the deadline). retry_delay_ms paces retries this way instead of
+ * letting them through at once. */
+ft_fail_decision ft_fail_pace_retry(int64_t now_ns, int64_t usable_at_ns, int64_t deadline_ns);
 
 /* What the backup timer leads to. */
 typedef enum ft_backup_verdict {

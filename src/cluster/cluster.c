@@ -16,7 +16,10 @@ static ft_cluster_endpoint *endpoint_new(const ft_cluster_options *o, const ft_e
     ft_cluster_endpoint *e = o->ops->make(spec, o->ops->arg);
     if (!e) return NULL;
     e->inflight = calloc((size_t)o->nshards, sizeof *e->inflight);
-    if (!e->inflight || ft_health_init(&e->health, o->health) != 0) {
+    ft_health_options ho = {0};
+    if (o->health) ho = *o->health;
+    if (o->ops->health_options) o->ops->health_options(spec, &ho, o->ops->arg);
+    if (!e->inflight || ft_health_init(&e->health, &ho) != 0) {
         FT_WARN("cluster: cannot keep endpoint '%s': out of memory", spec->addr);
         free(e->inflight);
         o->ops->destroy(e, o->ops->arg);
@@ -101,7 +104,8 @@ ft_cluster *ft_cluster_build(const ft_cluster_options *o, const ft_naming_snapsh
     }
     ft_health_set_options so = {.max_suspended_ratio = o->max_suspended_ratio};
     if (ft_health_set_init(&cl->set, &so, hs, cl->n) != 0) goto fail;
-    if (ft_lb_new(o->lb, lbe, cl->n, NULL, &cl->lb) != 0) {
+    ft_lb_options lo = {.priority_sticky = o->priority_sticky};
+    if (ft_lb_new(o->lb, lbe, cl->n, &lo, &cl->lb) != 0) {
         ft_health_set_fini(&cl->set);
         goto fail;
     }

@@ -35,6 +35,9 @@ typedef struct ft_cluster_endpoint_ops {
     ft_cluster_endpoint *(*make)(const ft_endpoint *spec, void *arg);
     /* Frees what make allocated, the struct included (the base is finalised already). */
     void (*destroy)(ft_cluster_endpoint *ep, void *arg);
+    /* May be NULL. Adjusts a new endpoint's health options (a copy of the cluster's) for that
+     * endpoint, e.g. its own error codes; runs before the health is made. */
+    void (*health_options)(const ft_endpoint *spec, ft_health_options *ho, void *arg);
     void *arg;
 } ft_cluster_endpoint_ops;
 
@@ -63,6 +66,7 @@ typedef struct ft_cluster_options {
     const ft_health_options *health; /* each new endpoint's health options */
     double max_suspended_ratio;      /* the health set's cap */
     int nshards;                     /* in-flight cells per endpoint: the IO threads */
+    int priority_sticky;             /* the balancer's option (lb.h, ft_lb_options) */
     const ft_cluster_endpoint_ops *ops;
 } ft_cluster_options;
 

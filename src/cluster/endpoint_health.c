@@ -13,7 +13,14 @@
 #include "cluster/ewma_decay.h"
 #include "ftrpc/common.h"
 
-enum code_class { CLASS_SUCCESS, CLASS_NEUTRAL, CLASS_MARK, CLASS_SUSPEND, CLASS_OTHER };
+enum code_class {
+    CLASS_SUCCESS,
+    CLASS_NEUTRAL,
+    CLASS_MARK,
+    CLASS_SUSPEND,
+    CLASS_TIMEOUT, /* a per-endpoint non-retry code: TIMEOUT, never suspended by it */
+    CLASS_OTHER
+};
 
 static const int DEFAULT_MARK[] = {FTRPC_ERPCTIMEDOUT, FTRPC_EFAILEDSOCKET, FTRPC_EEOF};
 static const int DEFAULT_SUSPEND[] = {FTRPC_ECONNREFUSED, FTRPC_ECONNECT, FTRPC_ETLS,
@@ -77,6 +84,7 @@ int ft_health_options_validate(const ft_health_options *opts)
     ft_health_options o = with_defaults(opts);
     int rc = validate_codes("mark_codes", o.mark_codes);
     if (rc == 0) rc = validate_codes("suspend_codes", o.suspend_codes);
+    if (rc == 0) rc = validate_codes("timeout_codes", o.timeout_codes);
     if (rc != 0) return rc;
     if (o.retries_before_suspension < 0) {
         FT_ERROR("endpoint health: retries_before_suspension %d must be >= 0",
@@ -201,16 +209,22 @@ void ft_health_detach_cap(ft_endpoint_health *h, ft_suspension_cap *cap)
     pthread_mutex_unlock(&h->mu);
 }
 
+static bool in_codes(const int *codes, int code)
+{
+    for (int i = 0; i < FT_HEALTH_MAX_CODES && codes[i] != 0; i++)
+        if (code == codes[i]) return true;
+    return false;
+}
+
 static enum code_class classify(const ft_endpoint_health *h, int code)
 {
     if (code >= 0) return CLASS_SUCCESS;
     for (size_t i = 0; i < COUNT_OF(NEUTRAL); i++)
         if (code == NEUTRAL[i]) return CLASS_NEUTRAL;
-    for (int i = 0; i < FT_HEALTH_MAX_CODES && h->opts.suspend_codes[i] != 0; i++)
-        if (code == h->opts.suspend_codes[i]) return CLASS_SUSPEND;
-    for (int i = 0; i < FT_HEALTH_MAX_CODES && h->opts.mark_codes[i] != 0; i++)
-        if (code == h->opts.mark_codes[i]) return CLASS_MARK;
-    return CLASS_OTHER;
+    if (in_codes(h->opts.timeout_codes, code)) return CLASS_TIMEOUT;
+    if (in_codes(h->opts.suspend_codes, code)) return CLASS_SUSPEND;
+    if (in_codes(h->opts.mark_codes, code)) return CLASS_MARK;
+    return h->opts.suspend_other_errors ? CLASS_SUSPEND : CLASS_OTHER;
 }
 
 static void set_state(ft_endpoint_health *h, ft_health_state state, int64_t usable_at_ns)
@@ -322,6 +336,10 @@ void ft_health_on_result(ft_endpoint_health *h, int code, int64_t latency_us, in
     bool refused = cls == CLASS_SUSPEND && code == FTRPC_ECONNREFUSED;
 
     ft_health_state state = (ft_health_state)atomic_load(&h->state);
+    if (state == FT_HEALTH_OFF) { /* the operator's word stands, whatever calls sent before say */
+        pthread_mutex_unlock(&h->mu);
+        return;
+    }
     if (state == FT_HEALTH_SUSPENDED || cls == CLASS_NEUTRAL) {
         /* A late answer to a call sent before the suspension, or no verdict at all. A cancelled
          * probe hands the probe back at once. */
@@ -364,6 +382,9 @@ void ft_health_on_result(ft_endpoint_health *h, int code, int64_t latency_us, in
         suspend(h, now_ns, code, false, refused);
         asked = true;
         break;
+    case CLASS_TIMEOUT:
+        set_state(h, FT_HEALTH_TIMEOUT, timeout_usable_at(h, now_ns));
+        break;
     default:
         break;
     }
@@ -384,7 +405,7 @@ ft_health_grant ft_health_try_acquire(ft_endpoint_health *h, int64_t now_ns)
     int state = atomic_load_explicit(&h->state, memory_order_acquire);
     int64_t at = atomic_load_explicit(&h->usable_at_ns, memory_order_relaxed);
     if (state == FT_HEALTH_ACTIVE) return FT_HEALTH_GRANTED;
-    if (now_ns < at) return FT_HEALTH_DENIED;
+    if (state == FT_HEALTH_OFF || now_ns < at) return FT_HEALTH_DENIED;
     if (state == FT_HEALTH_TIMEOUT) return FT_HEALTH_GRANTED;
 
     /* A probe may be up for grabs: decide under the lock, so exactly one caller wins it. */
@@ -394,7 +415,7 @@ ft_health_grant ft_health_try_acquire(ft_endpoint_health *h, int64_t now_ns)
     at = atomic_load(&h->usable_at_ns);
     if (state == FT_HEALTH_ACTIVE)
         g = FT_HEALTH_GRANTED;
-    else if (now_ns < at)
+    else if (state == FT_HEALTH_OFF || now_ns < at)
         g = FT_HEALTH_DENIED;
     else if (state == FT_HEALTH_TIMEOUT)
         g = FT_HEALTH_GRANTED;
@@ -408,7 +429,9 @@ ft_health_grant ft_health_acquire_anyway(ft_endpoint_health *h, int64_t now_ns)
 {
     ft_health_grant g = FT_HEALTH_GRANTED;
     pthread_mutex_lock(&h->mu);
-    if (atomic_load(&h->state) == FT_HEALTH_SUSPENDED)
+    if (atomic_load(&h->state) == FT_HEALTH_OFF)
+        g = FT_HEALTH_DENIED; /* only the operator's word overrides the fallback */
+    else if (atomic_load(&h->state) == FT_HEALTH_SUSPENDED)
         g = grant_probe(h, now_ns);
     else if (atomic_load(&h->state) == FT_HEALTH_PROBING && now_ns >= atomic_load(&h->usable_at_ns))
         g = grant_probe(h, now_ns);
@@ -426,8 +449,26 @@ int64_t ft_health_usable_in_ns(const ft_endpoint_health *h, int64_t now_ns)
     ft_endpoint_health *m = (ft_endpoint_health *)h;
     int state = atomic_load_explicit(&m->state, memory_order_acquire);
     if (state == FT_HEALTH_ACTIVE) return 0;
+    if (state == FT_HEALTH_OFF) return INT64_MAX;
     int64_t at = atomic_load_explicit(&m->usable_at_ns, memory_order_relaxed);
     return now_ns >= at ? 0 : at - now_ns;
+}
+
+void ft_health_switch(ft_endpoint_health *h, bool off)
+{
+    pthread_mutex_lock(&h->mu);
+    ft_health_state state = (ft_health_state)atomic_load(&h->state);
+    if (off && state != FT_HEALTH_OFF) {
+        /* the slot is for suspensions health decided; an operator's OFF does not count in it */
+        give_slot(h);
+        set_state(h, FT_HEALTH_OFF, INT64_MAX);
+        FT_INFO("endpoint health %p: switched OFF", (void *)h);
+    } else if (!off && state == FT_HEALTH_OFF) {
+        ft_breaker_reset(&h->breaker);
+        become_active(h);
+        FT_INFO("endpoint health %p: switched ON, active", (void *)h);
+    }
+    pthread_mutex_unlock(&h->mu);
 }
 
 ft_health_state ft_health_state_get(const ft_endpoint_health *h)
@@ -447,6 +488,8 @@ const char *ft_health_state_name(ft_health_state state)
         return "SUSPENDED";
     case FT_HEALTH_PROBING:
         return "PROBING";
+    case FT_HEALTH_OFF:
+        return "OFF";
     }
     return "UNKNOWN";
 }

@@ -8,6 +8,7 @@
  *   SUSPENDED --(suspension over; ONE ft_health_try_acquire wins)--> PROBING
  *   PROBING --(success)--> ACTIVE (counters and progression reset)
  *   PROBING --(failure)--> SUSPENDED, n+1:  duration = min(initial * factor^(n-1), maximum)
+ *   any --(ft_health_switch off)--> OFF --(ft_health_switch on)--> ACTIVE (an operator's word)
  *
  * docs/endpoint-health.md has the full story; the rules in brief:
  *  - A result's code is classified once: success (0, or a positive business code: the endpoint
@@ -18,6 +19,8 @@
  *    except for the EWMA. While PROBING, the first decisive result settles the probe, whichever
  *    call it came from; a neutral one (the probe was cancelled) hands the probe back at once.
  *  - A probe that never reports is presumed lost after maximum_duration_ms; another is let through.
+ *  - OFF is an operator's decision: no call is let through (not even the all-unusable fallback),
+ *    results are ignored, and it holds no cap slot. Switching ON starts afresh, as ACTIVE.
  *  - When the endpoint belongs to a health set whose suspension cap is full, an endpoint that
  *    would be suspended goes to (or stays in) TIMEOUT instead, usable at once (retry_delay does not
  *    apply); its next failure tries again to suspend it. A refused connection (FTRPC_ECONNREFUSED
@@ -94,6 +97,14 @@ typedef struct ft_health_options {
     int64_t ewma_decay_ms;
     /* The breaker; its defaults are in breaker.h. */
     ft_breaker_options breaker;
+    /* An RPC error in neither list (and not neutral) suspends at once, as a suspend code does.
+     * Default false: it only feeds the breaker. WSO2 suspends on "all other errors". */
+    bool suspend_other_errors;
+    /* This endpoint's non-retry codes (WSO2's per-endpoint disabled error codes): such an error
+     * puts the endpoint in (or keeps it in) TIMEOUT, usable again after retry_delay, and never
+     * suspends it by itself; a failure for the breaker. Zero-terminated; default none. Checked
+     * before the other lists: a code here is neither a mark nor a suspend code. */
+    int timeout_codes[FT_HEALTH_MAX_CODES];
 } ft_health_options;
 
 typedef enum ft_health_state {
@@ -101,6 +112,7 @@ typedef enum ft_health_state {
     FT_HEALTH_TIMEOUT = 1,   /* had a mark code; usable after retry_delay */
     FT_HEALTH_SUSPENDED = 2, /* unusable until its suspension ends */
     FT_HEALTH_PROBING = 3,   /* suspension over, one probe call in the air; unusable to others */
+    FT_HEALTH_OFF = 4,       /* switched off by an operator (WSO2's OFF): unusable until ON */
 } ft_health_state;
 
 /* What ft_health_try_acquire grants. Non-zero means "send". */
@@ -171,8 +183,9 @@ bool ft_health_usable(const ft_endpoint_health *h, int64_t now_ns);
  * until the probe reports. Lock-free unless a probe is up for grabs. */
 ft_health_grant ft_health_try_acquire(ft_endpoint_health *h, int64_t now_ns);
 
-/* Like try_acquire, but never denies: for the health set's all-unusable fallback. A SUSPENDED
- * endpoint turns PROBING early (this call is its probe), so that a success brings it back. */
+/* Like try_acquire, but denies only an endpoint switched OFF: for the health set's all-unusable
+ * fallback. A SUSPENDED endpoint turns PROBING early (this call is its probe), so that a success
+ * brings it back. */
 ft_health_grant ft_health_acquire_anyway(ft_endpoint_health *h, int64_t now_ns);
 
 /* Records the result of one call sent to this endpoint. `code`: 0 on success, a positive
@@ -180,9 +193,14 @@ ft_health_grant ft_health_acquire_anyway(ft_endpoint_health *h, int64_t now_ns);
  * feeds the EWMA (negative: no sample). Any thread. */
 void ft_health_on_result(ft_endpoint_health *h, int code, int64_t latency_us, int64_t now_ns);
 
+/* Switches the endpoint OFF (off = true: from any state; a held cap slot is given back) or back ON
+ * (off = false: OFF -> ACTIVE with its counters and breaker reset; other states are left alone).
+ * Any thread. */
+void ft_health_switch(ft_endpoint_health *h, bool off);
+
 /* Current state (lock-free). */
 ft_health_state ft_health_state_get(const ft_endpoint_health *h);
-/* "ACTIVE", "TIMEOUT", "SUSPENDED", "PROBING". */
+/* "ACTIVE", "TIMEOUT", "SUSPENDED", "PROBING", "OFF". */
 const char *ft_health_state_name(ft_health_state state);
 /* 0 when usable now; otherwise ns until ft_health_usable turns true (for PROBING: until the probe
  * is presumed lost). Lock-free. */

@@ -84,12 +84,11 @@ size_t ft_health_set_usable_count(const ft_health_set *set, int64_t now_ns)
     return n;
 }
 
-int ft_health_set_fallback(ft_health_set *set, int64_t now_ns, size_t *index_out,
-                           ft_health_grant *grant_out)
+int ft_health_set_soonest(const ft_health_set *set, int64_t now_ns, size_t *index_out,
+                          int64_t *wait_ns_out)
 {
-    if (set->count == 0) return FTRPC_ENOENDPOINT;
     size_t best = 0;
-    int64_t best_wait = INT64_MAX;
+    int64_t best_wait = INT64_MAX; /* what an OFF endpoint reports: never chosen */
     for (size_t i = 0; i < set->count; i++) {
         int64_t wait = ft_health_usable_in_ns(set->endpoints[i], now_ns);
         if (wait < best_wait) {
@@ -97,7 +96,21 @@ int ft_health_set_fallback(ft_health_set *set, int64_t now_ns, size_t *index_out
             best_wait = wait;
         }
     }
+    if (best_wait == INT64_MAX) return FTRPC_ENOENDPOINT;
+    *index_out = best;
+    *wait_ns_out = best_wait;
+    return 0;
+}
+
+int ft_health_set_fallback(ft_health_set *set, int64_t now_ns, size_t *index_out,
+                           ft_health_grant *grant_out)
+{
+    size_t best;
+    int64_t wait;
+    int rc = ft_health_set_soonest(set, now_ns, &best, &wait);
+    if (rc != 0) return rc;
     ft_health_grant g = ft_health_acquire_anyway(set->endpoints[best], now_ns);
+    if (g == FT_HEALTH_DENIED) return FTRPC_ENOENDPOINT; /* switched OFF meanwhile */
     *index_out = best;
     if (grant_out) *grant_out = g;
     return 0;

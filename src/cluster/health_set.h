@@ -13,7 +13,7 @@
  * All unusable: ft_health_set_fallback picks the endpoint whose suspension ends first (smallest
  * ft_health_usable_in_ns, lowest index on a tie) and lets the call through anyway, rather than
  * failing with FTRPC_ENOENDPOINT. That call is the endpoint's probe when it is SUSPENDED, so one
- * success brings it back.
+ * success brings it back. An endpoint an operator switched OFF is never chosen.
  *
  * Threads: the set is built and torn down by one thread (the one that owns the service's endpoint
  * list) while no call uses it; between init and fini every function may be called from any thread.
@@ -66,9 +66,15 @@ int ft_health_set_suspended(const ft_health_set *set);
 /* How many endpoints ft_health_usable says yes to at now_ns. */
 size_t ft_health_set_usable_count(const ft_health_set *set, int64_t now_ns);
 
+/* The endpoint whose suspension (or retry delay) ends first, the lowest index on a tie, without
+ * claiming it: its index to *index_out and how long until it is usable to *wait_ns_out (0: now).
+ * Endpoints switched OFF never qualify. FTRPC_ENOENDPOINT when the set is empty or all are OFF. */
+int ft_health_set_soonest(const ft_health_set *set, int64_t now_ns, size_t *index_out,
+                          int64_t *wait_ns_out);
+
 /* For when no endpoint is usable: writes the index of the one whose suspension ends first to
  * *index_out and claims it with ft_health_acquire_anyway (the grant goes to *grant_out, which may
- * be NULL). FTRPC_ENOENDPOINT only when the set is empty. */
+ * be NULL). FTRPC_ENOENDPOINT only when the set is empty or every endpoint is switched OFF. */
 int ft_health_set_fallback(ft_health_set *set, int64_t now_ns, size_t *index_out,
                            ft_health_grant *grant_out);
 

@@ -16,7 +16,7 @@
  *   "wrandom"  weighted random (an alias table: O(1) a pick)
  *   "chash"    consistent hash ring with virtual nodes; the key travels in each pick
  *   "p2c"      power of two choices with peak-EWMA cost, as Finagle/linkerd (the default)
- *   "priority" the first usable endpoint in list order (WSO2's failover group)
+ *   "priority" the first usable endpoint in list order (WSO2's failover group); optionally sticky
  *
  * Invariants: every index the API takes or returns is an index into the snapshot the balancer was
  * built from (0 .. ft_lb_size() - 1). A call must therefore pin one balancer (its cluster) for all
@@ -98,6 +98,10 @@ typedef struct ft_lb_options {
      * sequence's period (sum of weights / their gcd) is longer, or building it would take more than
      * 2^27 steps, the balancer runs nginx's O(N) loop under a mutex instead (exact, but slower). */
     uint32_t wrr_max_schedule;
+    /* "priority": 0 (default) picks the first usable endpoint in list order on every pick; nonzero
+     * is sticky (WSO2's dynamic="false"): picks stay on the endpoint last moved to while it is
+     * usable, and move (to the first usable in list order) only when it is not. */
+    int priority_sticky;
 } ft_lb_options;
 
 /* The health predicate: nonzero when the endpoint at `index` may take this attempt. Called on the

@@ -12,6 +12,7 @@ struct ft_endpoint_reporter {
     struct ft_endpoint_reporter *next;
     char *name;
     ft_endpoint_report_fn fn;
+    ft_endpoint_switch_fn switch_fn; /* may be NULL */
     void *arg;
 };
 
@@ -61,6 +62,25 @@ void ft_endpoint_reporter_remove(ft_endpoint_reporter *reporter)
     pthread_mutex_unlock(&reporters_lock);
     free(reporter->name);
     free(reporter);
+}
+
+void ft_endpoint_reporter_set_switch(ft_endpoint_reporter *reporter, ft_endpoint_switch_fn fn)
+{
+    pthread_mutex_lock(&reporters_lock);
+    reporter->switch_fn = fn;
+    pthread_mutex_unlock(&reporters_lock);
+}
+
+size_t ft_endpoint_report_switch(const char *name, const char *address, int on)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&reporters_lock);
+    for (ft_endpoint_reporter *r = reporters; r; r = r->next)
+        if (r->switch_fn && (!name || !strcmp(name, r->name)) &&
+            r->switch_fn(address, on, r->arg) == 0)
+            n++;
+    pthread_mutex_unlock(&reporters_lock);
+    return n;
 }
 
 void ft_endpoint_report_add(ft_endpoint_report *rep, const ft_endpoint_row *row)

@@ -12,6 +12,9 @@
  * and its argument may be freed. A callback must be quick, must not block, and must not call
  * add/remove/render itself.
  *
+ * A reporter may also offer a switch, through which an operator turns one of its endpoints off
+ * and on (ft_endpoint_report_switch); who may do so is the page's business, not this list's.
+ *
  * It does not keep history, compute figures or know what an endpoint is beyond the row.
  */
 #ifndef FT_METRICS_ENDPOINT_REPORT_H
@@ -25,7 +28,7 @@
 /* One endpoint as a reporter sees it. Strings are the reporter's, read during the add only. */
 typedef struct ft_endpoint_row {
     const char *address;  /* "ip:port" */
-    const char *state;    /* "ACTIVE", "TIMEOUT", "SUSPENDED", "PROBING" (health state names) */
+    const char *state;    /* "ACTIVE", "TIMEOUT", "SUSPENDED", "PROBING", "OFF" (health's names) */
     int64_t usable_in_ms; /* 0 when usable now; else ms until usable (suspension time left) */
     double ewma_us;       /* peak-EWMA latency, us */
     int inflight;         /* calls in the air to it */
@@ -45,6 +48,16 @@ int ft_endpoint_reporter_add(const char *name, ft_endpoint_report_fn fn, void *a
 /* Unregisters and frees the handle; after it returns fn is not running and never runs again.
  * NULL does nothing. */
 void ft_endpoint_reporter_remove(ft_endpoint_reporter *reporter);
+
+/* An operator's switch (the admin page's POST /endpoints): turns the reporter's endpoint `address`
+ * off (on = 0) or back on. 0, or FTRPC_ENOENDPOINT when it has no such endpoint. Called under the
+ * list's mutex, as the report callbacks are; the same rules apply. */
+typedef int (*ft_endpoint_switch_fn)(const char *address, int on, void *arg);
+/* Gives the reporter a switch (its `arg` is the reporter's). Any thread. */
+void ft_endpoint_reporter_set_switch(ft_endpoint_reporter *reporter, ft_endpoint_switch_fn fn);
+/* Asks every reporter named `name` (NULL: every reporter) that has a switch to switch `address`;
+ * returns how many did. Any thread. */
+size_t ft_endpoint_report_switch(const char *name, const char *address, int on);
 
 /* Called by a reporter's callback: appends one row. */
 void ft_endpoint_report_add(ft_endpoint_report *report, const ft_endpoint_row *row);

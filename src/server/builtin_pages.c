@@ -1,5 +1,6 @@
 /* The builtin pages served over HTTP on the server's port (as brpc's builtin services):
- * /health, /status, /vars[/NAME], /metrics, /endpoints and the console at /.
+ * /health, /status, /vars[/NAME], /metrics, /endpoints and the console at /; and one POST, the
+ * operator's switch of an endpoint of this process's clients (POST /endpoints?off=HOST:PORT).
  * docs/observability.md describes every page and variable.
  *
  * Pages are rendered on the connection's IO thread from figures that are read lock-free (counters,
@@ -278,6 +279,11 @@ int ft_builtin_page(ftrpc_server *s, const char *path, const char *query, ft_pag
         out->content_type = "text/plain; version=0.0.4; charset=utf-8";
         ft_metrics_registry_dump(ft_metrics_default_registry(), FT_METRICS_PROMETHEUS, NULL, o,
                                  NULL);
+    } else if (strcmp(path, "/endpoints") == 0 && (ft_http_query_param(query, "off", NULL, 0) ||
+                                                   ft_http_query_param(query, "on", NULL, 0))) {
+        out->status = 405;
+        ft_strbuf_appends(o, "switching an endpoint changes state: POST /endpoints?off=HOST:PORT "
+                             "(or ?on=), with the server's credential\n");
     } else if (strcmp(path, "/endpoints") == 0) {
         int json = want_json(query);
         out->content_type = json ? JSON : TEXT;
@@ -288,5 +294,64 @@ int ft_builtin_page(ftrpc_server *s, const char *path, const char *query, ft_pag
     } else {
         return 0;
     }
+    return 1;
+}
+
+/* Copies a query value, decoding %XX (a naming URL's ':' '/' ',' may come escaped). 0 when the
+ * value is too long or malformed. */
+static int query_value(const char *query, const char *key, char *buf, size_t len)
+{
+    char raw[512];
+    if (!ft_http_query_param(query, key, raw, sizeof raw) || strlen(raw) >= sizeof raw - 1)
+        return 0;
+    size_t n = 0;
+    for (const char *p = raw; *p; p++) {
+        char c = *p;
+        if (c == '%') {
+            char hex[3] = {p[1], p[1] ? p[2] : 0, 0};
+            char *end;
+            long v = strtol(hex, &end, 16);
+            if (end != hex + 2 || v <= 0) return 0;
+            c = (char)v;
+            p += 2;
+        }
+        if (n + 1 >= len) return 0;
+        buf[n++] = c;
+    }
+    buf[n] = '\0';
+    return n > 0;
+}
+
+int ft_builtin_post(ftrpc_server *s, const char *path, const char *query, ft_page *out)
+{
+    if (strcmp(path, "/endpoints") != 0) return 0;
+    ft_strbuf *o = &out->body;
+    out->status = 200;
+    out->content_type = TEXT;
+    if (!ft_server_needs_auth(s)) {
+        /* anyone who reaches the port could take a service's endpoints away */
+        out->status = 403;
+        ft_strbuf_appends(o, "switching endpoints needs a server with authentication (auth_token "
+                             "or authenticator)\n");
+        return 1;
+    }
+    char addr[64], client[256];
+    int off = query_value(query, "off", addr, sizeof addr);
+    int on = !off && query_value(query, "on", addr, sizeof addr);
+    int named = query_value(query, "client", client, sizeof client);
+    if (!off && !on) {
+        out->status = 400;
+        ft_strbuf_appends(o, "POST /endpoints?off=HOST:PORT or ?on=HOST:PORT [&client=NAME]\n");
+        return 1;
+    }
+    size_t n = ft_endpoint_report_switch(named ? client : NULL, addr, on);
+    if (n == 0) {
+        out->status = 404;
+        ft_strbuf_appendf(o, "no client of this process lists %s%s%s\n", addr,
+                          named ? " under " : "", named ? client : "");
+        return 1;
+    }
+    ft_strbuf_appendf(o, "%s switched %s in %zu client%s\n", addr, on ? "ON" : "OFF", n,
+                      n == 1 ? "" : "s");
     return 1;
 }

@@ -249,11 +249,14 @@ static void handle(ft_session *sess, ft_http_conn *h, ft_http_request *req)
         fill_text(h, seq, 401, line, hdr);
         return;
     }
-    if (req->method == FT_HTTP_GET || req->method == FT_HTTP_HEAD) {
+    if (req->method == FT_HTTP_GET || req->method == FT_HTTP_HEAD || req->method == FT_HTTP_POST) {
         ft_page page;
         memset(&page, 0, sizeof page);
         ft_strbuf_init(&page.body, (size_t)16 << 20);
-        if (ft_builtin_page(sess->server, req->path, req->query, &page)) {
+        int served = req->method == FT_HTTP_POST
+                         ? ft_builtin_post(sess->server, req->path, req->query, &page)
+                         : ft_builtin_page(sess->server, req->path, req->query, &page);
+        if (served) {
             ft_iobuf body;
             ft_iobuf_init(&body);
             if (ft_iobuf_append(&body, ft_strbuf_cstr(&page.body), page.body.len) != 0) {

@@ -227,5 +227,10 @@ typedef struct ft_page {
 int ft_builtin_page_known(const char *path);
 /* Renders the builtin page for path (GET or HEAD). 1 when path is a builtin page, 0 when not. */
 int ft_builtin_page(struct ftrpc_server *s, const char *path, const char *query, ft_page *out);
+/* Handles a POST to a builtin page: today only /endpoints?off=HOST:PORT or ?on=HOST:PORT
+ * [&client=NAME], the operator's switch of docs/endpoint-health.md. The request's credential was
+ * checked already (a POST is never public); this refuses the switch on a server without
+ * authentication. 1 when path takes POSTs (out filled), 0 when not. */
+int ft_builtin_post(struct ftrpc_server *s, const char *path, const char *query, ft_page *out);
 
 #endif

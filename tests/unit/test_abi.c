@@ -28,19 +28,26 @@ static void the_library_reports_the_headers_version(void **state)
     assert_string_equal(ftrpc_version_string(), want);
 }
 
-/* Client options from a header that ended before `tls`: no TLS, whatever follows in memory. */
-static void older_client_options_get_the_defaults_of_newer_fields(void **state)
+/* A client made from the first old_size bytes of *old, with garbage after them in memory: what a
+ * program built against an older header passes. */
+static ftrpc_client *client_from_older_header(const ftrpc_client_options *old, size_t old_size)
 {
-    (void)state;
     unsigned char buf[sizeof(ftrpc_client_options) + 64];
     memset(buf, GARBAGE, sizeof buf);
-    size_t old_size = offsetof(ftrpc_client_options, tls);
-    ftrpc_client_options old = {.timeout_ms = 4321, .retries = FTRPC_NO_RETRY};
-    memcpy(buf, &old, old_size);
+    memcpy(buf, old, old_size);
     ftrpc_client *c = NULL;
     assert_int_equal(ftrpc_client_new_sized("list://127.0.0.1:1", (const ftrpc_client_options *)buf,
                                             old_size, &c),
                      0);
+    return c;
+}
+
+/* Client options from a header that ended before `tls`: no TLS, whatever follows in memory. */
+static void older_client_options_get_the_defaults_of_newer_fields(void **state)
+{
+    (void)state;
+    ftrpc_client_options old = {.timeout_ms = 4321, .retries = FTRPC_NO_RETRY};
+    ftrpc_client *c = client_from_older_header(&old, offsetof(ftrpc_client_options, tls));
     assert_int_equal(c->opts.timeout_ms, 4321);
     assert_int_equal(c->opts.retries, FTRPC_NO_RETRY);
     assert_int_equal(c->opts.tls.enable, 0);
@@ -77,6 +84,23 @@ static void a_backup_policy_initialised_by_name_has_zero_reserved_slots(void **s
         assert_null(p.reserved[i]);
 }
 
+/* The WSO2 fields took a reserved slot of the nested health options (whose size, and so every
+ * offset after it in ftrpc_client_options, is unchanged); the client-level ones were appended.
+ * Options cut before them get ftrpc's defaults whatever lies after. */
+static void wso2_options_keep_the_health_size_and_default_when_cut(void **state)
+{
+    (void)state;
+    assert_int_equal(sizeof(ftrpc_health_options),
+                     offsetof(ftrpc_health_options, breaker_window_ms) + 8 + 4 * 8);
+    ftrpc_client_options old = {.lb = "priority"};
+    ftrpc_client *c =
+        client_from_older_header(&old, offsetof(ftrpc_client_options, endpoint_codes));
+    assert_int_equal(c->opts.n_endpoint_codes, 0);
+    assert_int_equal(c->opts.priority_sticky, 0);
+    assert_int_equal(c->opts.health.suspend_other_errors, 0);
+    ftrpc_client_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -84,6 +108,7 @@ int main(void)
         cmocka_unit_test(older_client_options_get_the_defaults_of_newer_fields),
         cmocka_unit_test(newer_options_are_accepted_only_with_unknown_fields_at_zero),
         cmocka_unit_test(a_backup_policy_initialised_by_name_has_zero_reserved_slots),
+        cmocka_unit_test(wso2_options_keep_the_health_size_and_default_when_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -620,6 +620,98 @@ static void state_names_are_stable(void **s)
     assert_string_equal(ft_health_state_name(FT_HEALTH_PROBING), "PROBING");
 }
 
+/* WSO2's example 1 (a failover endpoint's child: markForSuspension errorCodes for timeouts and
+ * closed connections, retriesBeforeSuspension 3, retryDelay 10; suspendOnFailure initialDuration
+ * 1000, progressionFactor 2, maximumDuration 64000) with "for all the other errors, it will be
+ * marked as Suspended": an EINTERNAL suspends at the first call, at 1 s then 2 s; a business
+ * error, a neutral code and a mark code do not. */
+static const ft_health_options WSO2_EXAMPLE1 = {
+    .mark_codes = {FTRPC_ERPCTIMEDOUT, FTRPC_EFAILEDSOCKET, FTRPC_EEOF},
+    .retries_before_suspension = 3,
+    .retry_delay_ms = 10,
+    .initial_duration_ms = 1000,
+    .progression_factor = 2,
+    .maximum_duration_ms = 64000,
+    .suspend_other_errors = true,
+};
+
+static void wso2_other_errors_suspend_at_the_first_call(void **s)
+{
+    fixture *f = make(&WSO2_EXAMPLE1);
+    result(f, 2002);            /* a business error: the endpoint answered */
+    result(f, FTRPC_ECANCELED); /* neutral */
+    assert_int_equal(state(f), FT_HEALTH_ACTIVE);
+    result(f, FTRPC_ERPCTIMEDOUT); /* a mark code: TIMEOUT, not suspended */
+    assert_int_equal(state(f), FT_HEALTH_TIMEOUT);
+    result(f, 0);
+    result(f, FTRPC_EINTERNAL);
+    assert_int_equal(state(f), FT_HEALTH_SUSPENDED);
+    assert_int_equal(ft_health_usable_in_ns(&f->h, now(f)), MS(1000));
+    advance_ms(f, 1000);
+    assert_int_equal(ft_health_try_acquire(&f->h, now(f)), FT_HEALTH_GRANTED_PROBE);
+    result(f, FTRPC_ELIMIT); /* overload too, in this profile */
+    assert_int_equal(ft_health_usable_in_ns(&f->h, now(f)), MS(2000));
+    destroy(f);
+    /* ftrpc's default: the same error leaves the endpoint to the breaker */
+    ft_health_options dflt = WSO2_EXAMPLE1;
+    dflt.suspend_other_errors = false;
+    fixture *g = make(&dflt);
+    for (int i = 0; i < 19; i++)
+        result(g, FTRPC_EINTERNAL);
+    assert_int_equal(state(g), FT_HEALTH_ACTIVE);
+    destroy(g);
+}
+
+/* A per-endpoint non-retry code (WSO2: a disabled error code puts the endpoint into Timeout): the
+ * endpoint goes to TIMEOUT with its retry delay, however often it comes, and a success clears it.
+ */
+static void non_retry_code_puts_the_endpoint_in_timeout_and_never_suspends(void **s)
+{
+    ft_health_options o = {.retry_delay_ms = 50,
+                           .timeout_codes = {FTRPC_EINTERNAL},
+                           .suspend_other_errors = true,
+                           .breaker = {.error_ratio = FT_BREAKER_OFF}};
+    fixture *f = make(&o);
+    for (int i = 0; i < 5; i++) {
+        result(f, FTRPC_EINTERNAL);
+        assert_int_equal(state(f), FT_HEALTH_TIMEOUT);
+        assert_false(ft_health_usable(&f->h, now(f)));
+        advance_ms(f, 50);
+        assert_true(ft_health_usable(&f->h, now(f)));
+    }
+    result(f, 0);
+    assert_int_equal(state(f), FT_HEALTH_ACTIVE);
+    result(f, FTRPC_ELIMIT); /* another error still suspends under suspend_other_errors */
+    assert_int_equal(state(f), FT_HEALTH_SUSPENDED);
+    destroy(f);
+}
+
+/* WSO2's OFF: no call is let through, not even by the all-unusable fallback; results of calls
+ * sent before are ignored; ON starts afresh. */
+static void off_is_never_granted_and_on_makes_it_active_afresh(void **s)
+{
+    fixture *f = make(NULL);
+    result(f, FTRPC_ECONNREFUSED);
+    assert_int_equal(state(f), FT_HEALTH_SUSPENDED);
+    ft_health_switch(&f->h, true);
+    assert_int_equal(state(f), FT_HEALTH_OFF);
+    advance_ms(f, 100000);
+    assert_false(ft_health_usable(&f->h, now(f)));
+    assert_int_equal(ft_health_usable_in_ns(&f->h, now(f)), INT64_MAX);
+    assert_int_equal(ft_health_try_acquire(&f->h, now(f)), FT_HEALTH_DENIED);
+    assert_int_equal(ft_health_acquire_anyway(&f->h, now(f)), FT_HEALTH_DENIED);
+    result(f, 0);
+    result(f, FTRPC_ECONNREFUSED);
+    assert_int_equal(state(f), FT_HEALTH_OFF);
+    ft_health_switch(&f->h, false);
+    assert_int_equal(state(f), FT_HEALTH_ACTIVE);
+    assert_int_equal(ft_health_try_acquire(&f->h, now(f)), FT_HEALTH_GRANTED);
+    result(f, FTRPC_ECONNREFUSED); /* a fresh history: the first suspension again */
+    assert_int_equal(ft_health_usable_in_ns(&f->h, now(f)), MS(1000));
+    assert_string_equal(ft_health_state_name(FT_HEALTH_OFF), "OFF");
+    destroy(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -651,6 +743,9 @@ int main(void)
         cmocka_unit_test(ewma_jumps_up_on_slow_sample_and_decays_with_time),
         cmocka_unit_test(failure_ratio_follows_recent_failures_with_the_ewma_time_weight),
         cmocka_unit_test(state_names_are_stable),
+        cmocka_unit_test(wso2_other_errors_suspend_at_the_first_call),
+        cmocka_unit_test(non_retry_code_puts_the_endpoint_in_timeout_and_never_suspends),
+        cmocka_unit_test(off_is_never_granted_and_on_makes_it_active_afresh),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

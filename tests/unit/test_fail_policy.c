@@ -499,6 +499,105 @@ static void wire_codes_and_health_codes(void **s)
                      FTRPC_EFAILEDSOCKET);
 }
 
+/* An attempt timed out and left its endpoint in TIMEOUT until usable_at_ns, under WSO2's
+ * retry_in_timeout with retries_before_suspension 3. */
+static ft_fail_decision timed_out_in_timeout(fixture *f, int64_t usable_at_ns)
+{
+    ft_fail_event ev = {.kind = FTRPC_RESULT_RPC_ERROR,
+                        .code = FTRPC_ERPCTIMEDOUT,
+                        .now_ns = now(f),
+                        .deadline_ns = f->deadline_ns,
+                        .in_timeout = 1,
+                        .timeout_usable_at_ns = usable_at_ns,
+                        .timeout_retries_max = 3};
+    return ft_fail_after_error(&f->st, &ev, &f->opts, &f->budget, &f->rng);
+}
+
+/* WSO2's example 2 as a configuration: markForSuspension retriesBeforeSuspension 3, retryDelay
+ * 100 ms. An attempt whose timeout left its endpoint in TIMEOUT is retried on that endpoint at the
+ * end of the delay, three times, without using up `retries`; then the failover rule applies. */
+static void wso2_timeout_endpoint_is_retried_retry_delay_apart_then_failover(void **s)
+{
+    fixture *f = make(FTRPC_FAILOVER, 1, &unlimited);
+    f->deadline_ns = now(f) + MS(2000);
+    ft_fail_note_sent(&f->st, &f->tried, 0, 0);
+    for (int i = 0; i < 3; i++) {
+        ft_fail_decision d = timed_out_in_timeout(f, now(f) + MS(100));
+        assert_int_equal(d.action, FT_FAIL_RETRY_AT);
+        assert_int_equal(d.at_ns, now(f) + MS(100));
+        assert_true(d.same_endpoint);
+        int target = -1;
+        assert_int_equal(ft_fail_reuse_endpoint(&f->st, &target), 0);
+        assert_int_equal(target, 0);
+        ft_manual_clock_advance(&f->clock, MS(100));
+        ft_fail_note_sent(&f->st, &f->tried, 0, 0);
+    }
+    assert_int_equal(f->st.retries_left, 1); /* `retries` untouched */
+    /* the fourth: still in TIMEOUT, but the endpoint's retries are spent: fail over */
+    ft_fail_decision d = timed_out_in_timeout(f, now(f) + MS(100));
+    assert_int_equal(d.action, FT_FAIL_RETRY_NOW);
+    assert_false(d.same_endpoint);
+    int target = -1;
+    assert_int_equal(ft_fail_reuse_endpoint(&f->st, &target), -1);
+    size_t out[FT_LB_MAX_EXCLUDED];
+    assert_int_equal(ft_fail_excluded(&f->st, &f->tried, 0, out), 1); /* not the one tried */
+    assert_int_equal(f->st.retries_left, 0);
+    destroy(f);
+}
+
+/* A TIMEOUT retry whose delay would end at or past the deadline is not waited for: the fail
+ * mode's own rule applies (here: fail over at once). */
+static void timeout_retry_never_waits_past_the_deadline(void **s)
+{
+    fixture *f = make(FTRPC_FAILOVER, 1, &unlimited);
+    ft_fail_note_sent(&f->st, &f->tried, 0, 0);
+    ft_fail_decision d = timed_out_in_timeout(f, f->deadline_ns);
+    assert_int_equal(d.action, FT_FAIL_RETRY_NOW);
+    assert_false(d.same_endpoint);
+    destroy(f);
+}
+
+/* retry_delay_ms paces a retry that has only an endpoint in TIMEOUT to go to: at its end, or not
+ * at all when that is past the deadline. */
+static void pace_retry_waits_for_the_timeout_endpoint_within_the_deadline(void **s)
+{
+    ft_fail_decision d = ft_fail_pace_retry(MS(1000), MS(1200), MS(2000));
+    assert_int_equal(d.action, FT_FAIL_RETRY_AT);
+    assert_int_equal(d.at_ns, MS(1200));
+    d = ft_fail_pace_retry(MS(1000), MS(2000), MS(2000));
+    assert_int_equal(d.action, FT_FAIL_COMPLETE);
+    d = ft_fail_pace_retry(MS(1000), MS(1000), MS(2000));
+    assert_int_equal(d.action, FT_FAIL_RETRY_NOW);
+}
+
+/* Per-endpoint codes (WSO2's retry config of a child endpoint): non-retry wins over retry, retry
+ * overrides the client-wide no_retry_codes, and neither makes a wrong call retryable. */
+static void endpoint_codes_non_retry_wins_and_retry_overrides_the_client(void **s)
+{
+    ftrpc_client_options o = {.no_retry_codes = {FTRPC_EINTERNAL}};
+    ftrpc_endpoint_codes ep = {.endpoint = "127.0.0.1:1",
+                               .retry_codes = {FTRPC_EINTERNAL, FTRPC_ELIMIT, FTRPC_ECANCELED},
+                               .no_retry_codes = {FTRPC_ELIMIT, FTRPC_EOVERCROWDED}};
+    const ftrpc_result_kind R = FTRPC_RESULT_RPC_ERROR;
+    assert_false(ft_fail_retryable(&o, NULL, R, FTRPC_EINTERNAL, ""));
+    assert_true(ft_fail_retryable(&o, &ep, R, FTRPC_EINTERNAL, ""));
+    assert_false(ft_fail_retryable(&o, &ep, R, FTRPC_ELIMIT, ""));       /* in both: non-retry */
+    assert_false(ft_fail_retryable(&o, &ep, R, FTRPC_EOVERCROWDED, "")); /* non-retry */
+    assert_true(ft_fail_retryable(&o, NULL, R, FTRPC_EOVERCROWDED, ""));
+    assert_false(ft_fail_retryable(&o, &ep, R, FTRPC_ECANCELED, ""));
+    assert_true(ft_fail_retryable(&o, &ep, R, FTRPC_ERPCTIMEDOUT, "")); /* in neither */
+    /* and in a decision: the call completes at once */
+    fixture *f = make(FTRPC_FAILOVER, 3, &unlimited);
+    ft_fail_event ev = {.kind = R,
+                        .code = FTRPC_ELIMIT,
+                        .now_ns = now(f),
+                        .deadline_ns = f->deadline_ns,
+                        .endpoint_codes = &ep};
+    assert_int_equal(ft_fail_after_error(&f->st, &ev, &f->opts, &f->budget, &f->rng).action,
+                     FT_FAIL_COMPLETE);
+    destroy(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -520,6 +619,10 @@ int main(void)
         cmocka_unit_test(a_stopping_client_never_retries),
         cmocka_unit_test(fallback_applies_table),
         cmocka_unit_test(wire_codes_and_health_codes),
+        cmocka_unit_test(wso2_timeout_endpoint_is_retried_retry_delay_apart_then_failover),
+        cmocka_unit_test(timeout_retry_never_waits_past_the_deadline),
+        cmocka_unit_test(pace_retry_waits_for_the_timeout_endpoint_within_the_deadline),
+        cmocka_unit_test(endpoint_codes_non_retry_wins_and_retry_overrides_the_client),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

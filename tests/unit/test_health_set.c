@@ -295,6 +295,26 @@ static void fallback_on_an_empty_set_is_no_endpoint(void **s)
     destroy(f);
 }
 
+/* An endpoint switched OFF is never the fallback, and with every endpoint OFF there is none. */
+static void fallback_never_picks_an_endpoint_switched_off(void **s)
+{
+    fixture *f = make(2, 1.0);
+    report(f, 1, FTRPC_ECONNREFUSED);
+    ft_health_switch(&f->h[0], true);
+    size_t idx = 99;
+    int64_t wait = -1;
+    assert_int_equal(ft_health_set_soonest(&f->set, now(f), &idx, &wait), 0);
+    assert_int_equal(idx, 1);
+    assert_int_equal(wait, MS(1000));
+    assert_int_equal(ft_health_set_fallback(&f->set, now(f), &idx, NULL), 0);
+    assert_int_equal(idx, 1);
+    ft_health_switch(&f->h[1], true);
+    idx = 99;
+    assert_int_equal(ft_health_set_fallback(&f->set, now(f), &idx, NULL), FTRPC_ENOENDPOINT);
+    assert_int_equal(idx, 99);
+    destroy(f);
+}
+
 static void a_new_set_inherits_the_slots_its_endpoints_hold(void **s)
 {
     fixture *f = make(4, 0.5);
@@ -342,6 +362,7 @@ int main(void)
         cmocka_unit_test(fallback_prefers_a_timeout_endpoint_past_its_delay),
         cmocka_unit_test(fallback_ties_go_to_the_lowest_index),
         cmocka_unit_test(fallback_on_an_empty_set_is_no_endpoint),
+        cmocka_unit_test(fallback_never_picks_an_endpoint_switched_off),
         cmocka_unit_test(a_new_set_inherits_the_slots_its_endpoints_hold),
         cmocka_unit_test(set_options_validation_rejects_ratio_outside_0_1),
     };

@@ -778,6 +778,41 @@ static void priority_returns_to_primary_as_soon_as_usable(void **state)
     ft_lb_release(lb);
 }
 
+/* Sticky (WSO2 dynamic="false"): traffic stays on the endpoint failed over to after the primary
+ * is back, moves only when that one is unusable, and a retry that excludes it does not move it. */
+static void priority_sticky_stays_on_the_endpoint_failed_over_to(void **state)
+{
+    fixture_make(&fx, 3, NULL);
+    ft_lb_options o = {.priority_sticky = 1};
+    ft_lb *lb = make_lb("priority", &fx, &o);
+    ft_lb_pick req = pick_req(NULL);
+    assert_int_equal(must_select(lb, &req), 0);
+    fx.up[0] = 0;
+    assert_int_equal(must_select(lb, &req), 1);
+    fx.up[0] = 1; /* primary back: traffic stays on 1 */
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(must_select(lb, &req), 1);
+    size_t tried = 1;
+    req.excluded = &tried;
+    req.n_excluded = 1;
+    assert_int_equal(must_select(lb, &req), 0); /* a retry goes elsewhere, once */
+    req.n_excluded = 0;
+    assert_int_equal(must_select(lb, &req), 1);
+    fx.up[1] = 0; /* the one stuck to fails: the first usable in list order */
+    assert_int_equal(must_select(lb, &req), 0);
+    fx.up[1] = 1;
+    assert_int_equal(must_select(lb, &req), 0);
+    ft_lb_release(lb);
+    /* not sticky (the default): back to the primary at once */
+    fixture_make(&fx, 3, NULL);
+    lb = make_lb("priority", &fx, NULL);
+    fx.up[0] = 0;
+    assert_int_equal(must_select(lb, &req), 1);
+    fx.up[0] = 1;
+    assert_int_equal(must_select(lb, &req), 0);
+    ft_lb_release(lb);
+}
+
 /* "rr" turns once per call: a backup (or retry) of every call, picked with the call's endpoints
  * excluded, takes no turn of the rotation of first attempts, which still rotate over every
  * endpoint. Before the fix the backup took a ticket of the same counter, and with two endpoints
@@ -918,6 +953,7 @@ int main(void)
         cmocka_unit_test(p2c_keeps_some_traffic_on_slow_nodes_when_two_meet),
         cmocka_unit_test(p2c_failures_weigh_in_the_cost_so_a_fast_failure_attracts_no_load),
         cmocka_unit_test(priority_returns_to_primary_as_soon_as_usable),
+        cmocka_unit_test(priority_sticky_stays_on_the_endpoint_failed_over_to),
         cmocka_unit_test(rr_retries_and_backups_take_no_turn),
         cmocka_unit_test(rr_retries_off_one_failing_endpoint_spread_over_the_others),
         cmocka_unit_test(rr_two_threads_spread_exactly_evenly),
