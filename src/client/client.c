@@ -330,7 +330,8 @@ static int validate_and_default(ftrpc_client_options *o)
     ft_health_options ho;
     to_health_options(&o->health, &ho);
     if (ft_health_options_validate(&ho) != 0) return FTRPC_EINVAL;
-    ft_health_set_options so = {.max_suspended_ratio = o->health.max_suspended_ratio};
+    ft_health_set_options so = {.max_suspended_ratio = o->health.max_suspended_ratio,
+                                .breaker_reject = o->health.breaker_reject};
     if (ft_health_set_options_validate(&so) != 0) return FTRPC_EINVAL;
     ft_retry_budget_options bo = {.ratio = o->retry_budget_ratio,
                                   .min_per_sec = o->retry_budget_min_per_sec};
@@ -374,6 +375,7 @@ static ft_cluster *cluster_build(ftrpc_client *c, const ft_naming_snapshot *snap
     ft_cluster_options co = {.lb = c->opts.lb,
                              .health = &ho,
                              .max_suspended_ratio = c->opts.health.max_suspended_ratio,
+                             .breaker_reject = c->opts.health.breaker_reject,
                              .nshards = c->rt->nloops,
                              .ops = &c->endpoint_ops};
     return ft_cluster_build(&co, snap, prev);

@@ -68,6 +68,32 @@ static void newer_options_are_accepted_only_with_unknown_fields_at_zero(void **s
     assert_null(rt);
 }
 
+/* ftrpc_health_options as 0.2 declared it: breaker_reject took the start of its reserved room. */
+typedef struct health_options_0_2 {
+    int64_t initial_suspension_ms;
+    double progression_factor;
+    int64_t maximum_suspension_ms;
+    int retries_before_suspension;
+    int64_t retry_delay_ms;
+    int mark_codes[FTRPC_MAX_CODES];
+    int suspend_codes[FTRPC_MAX_CODES];
+    double max_suspended_ratio;
+    double breaker_error_ratio;
+    int breaker_min_calls;
+    int64_t breaker_window_ms;
+    int64_t reserved[4];
+} health_options_0_2;
+
+static void nested_health_options_keep_their_size_and_layout(void **state)
+{
+    (void)state;
+    assert_int_equal(sizeof(ftrpc_health_options), sizeof(health_options_0_2));
+    assert_int_equal(offsetof(ftrpc_health_options, breaker_reject),
+                     offsetof(health_options_0_2, reserved));
+    assert_int_equal(offsetof(ftrpc_health_options, breaker_window_ms),
+                     offsetof(health_options_0_2, breaker_window_ms));
+}
+
 /* A policy that sets only the hooks it knows leaves the reserved slots zero. */
 static void a_backup_policy_initialised_by_name_has_zero_reserved_slots(void **state)
 {
@@ -84,6 +110,7 @@ int main(void)
         cmocka_unit_test(older_client_options_get_the_defaults_of_newer_fields),
         cmocka_unit_test(newer_options_are_accepted_only_with_unknown_fields_at_zero),
         cmocka_unit_test(a_backup_policy_initialised_by_name_has_zero_reserved_slots),
+        cmocka_unit_test(nested_health_options_keep_their_size_and_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
