@@ -261,6 +261,13 @@ typedef struct ftrpc_client_options {
      * connection with FTRPC_ETLS (OpenSSL's reason in error_text): never retried, and the endpoint
      * is suspended like one that refuses connections (FTRPC_ETLS is in health.suspend_codes) */
     ftrpc_client_tls_options tls;
+    /* The stale bound of the client's cached view (go-micro's cache is "periodically TTLed out";
+     * docs/discovery.md): once the registry has been unreachable for this long, endpoints whose
+     * own registration TTL has passed since the registry last listed them are dropped, and with
+     * none left calls fail with FTRPC_ENOENDPOINT. Default 0 (and -1): off, the last list is
+     * served for as long as the outage lasts. Endpoints without a TTL (list://, file://) are
+     * never dropped. */
+    int naming_max_stale_ms;
 } ftrpc_client_options;
 
 typedef struct ftrpc_call_options {

@@ -306,7 +306,7 @@ static int validate_and_default(ftrpc_client_options *o)
         return FTRPC_EINVAL;
     }
     if (o->naming_wait_ms < 0 || o->naming_empty_grace_ms < -1 || o->backup_request_ms < -1 ||
-        o->fallback.kind < FTRPC_FALLBACK_OFF ||
+        o->naming_max_stale_ms < -1 || o->fallback.kind < FTRPC_FALLBACK_OFF ||
         o->fallback.kind > FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER ||
         (o->fallback.kind != FTRPC_FALLBACK_OFF && !o->fallback.fn))
         return FTRPC_EINVAL;
@@ -573,7 +573,8 @@ static int client_new(const char *naming_url, const ftrpc_client_options *opts, 
     char *url = rc == 0 && naming_url ? normalize_url(naming_url) : NULL;
     if (rc == 0 && naming_url && !url) rc = FTRPC_ENOMEM;
     /* the view's own default applies to 0; its "believe at once" is any negative value */
-    ft_naming_view_opts view_opts = {.empty_grace_ms = o.naming_empty_grace_ms};
+    ft_naming_view_opts view_opts = {.empty_grace_ms = o.naming_empty_grace_ms,
+                                     .stale_drop_ms = o.naming_max_stale_ms};
     if (rc == 0 && naming_url) rc = ft_naming_view_open(url, &view_opts, &c->view);
     free(url);
     if (rc == 0 && naming_url) {
