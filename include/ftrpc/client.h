@@ -140,8 +140,8 @@ typedef struct ftrpc_health_options {
     /* Default 0: when every endpoint of the service is open by its breaker (suspended by a trip,
      * not by connection errors or timeouts), a call is rejected at once with FTRPC_EBREAKER, as
      * Kitex's and Hystrix's open circuits reject; -1: such a call is sent anyway to the endpoint
-     * whose suspension ends first (ftrpc 0.2's behaviour); 1: the default, said explicitly.
-     * (Taken from the reserved room: the struct keeps its size.) */
+     * whose suspension ends first (ftrpc's rule before the option); 1: the default, said
+     * explicitly. (Taken from the reserved room: the struct keeps its size.) */
     int breaker_reject;
     int reserved_int;    /* zero */
     int64_t reserved[3]; /* zero: room for fields to come without moving what follows */

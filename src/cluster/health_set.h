@@ -45,8 +45,8 @@ typedef struct ft_health_set_options {
      * makes every endpoint look bad (its own network, its own GC) cannot empty the service. */
     double max_suspended_ratio;
     /* Default 0: reject with FTRPC_EBREAKER when every endpoint is open by its breaker (Kitex,
-     * Hystrix); -1: send anyway to the endpoint whose suspension ends first (ftrpc before 0.3);
-     * 1: the default, said explicitly. */
+     * Hystrix); -1: send anyway to the endpoint whose suspension ends first (ftrpc's rule before
+     * the option); 1: the default, said explicitly. */
     int breaker_reject;
 } ft_health_set_options;
 

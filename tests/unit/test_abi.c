@@ -44,6 +44,7 @@ static void older_client_options_get_the_defaults_of_newer_fields(void **state)
     assert_int_equal(c->opts.timeout_ms, 4321);
     assert_int_equal(c->opts.retries, FTRPC_NO_RETRY);
     assert_int_equal(c->opts.tls.enable, 0);
+    assert_int_equal(c->opts.naming_max_stale_ms, 0); /* no stale bound, whatever the garbage */
     assert_null(c->tls_ctx);
     ftrpc_client_free(c);
 }
@@ -68,8 +69,9 @@ static void newer_options_are_accepted_only_with_unknown_fields_at_zero(void **s
     assert_null(rt);
 }
 
-/* ftrpc_health_options as 0.2 declared it: breaker_reject took the start of its reserved room. */
-typedef struct health_options_0_2 {
+/* ftrpc_health_options as declared before breaker_reject: breaker_reject took the start of its
+ * reserved room. */
+typedef struct health_options_before {
     int64_t initial_suspension_ms;
     double progression_factor;
     int64_t maximum_suspension_ms;
@@ -82,16 +84,16 @@ typedef struct health_options_0_2 {
     int breaker_min_calls;
     int64_t breaker_window_ms;
     int64_t reserved[4];
-} health_options_0_2;
+} health_options_before;
 
 static void nested_health_options_keep_their_size_and_layout(void **state)
 {
     (void)state;
-    assert_int_equal(sizeof(ftrpc_health_options), sizeof(health_options_0_2));
+    assert_int_equal(sizeof(ftrpc_health_options), sizeof(health_options_before));
     assert_int_equal(offsetof(ftrpc_health_options, breaker_reject),
-                     offsetof(health_options_0_2, reserved));
+                     offsetof(health_options_before, reserved));
     assert_int_equal(offsetof(ftrpc_health_options, breaker_window_ms),
-                     offsetof(health_options_0_2, breaker_window_ms));
+                     offsetof(health_options_before, breaker_window_ms));
 }
 
 /* A policy that sets only the hooks it knows leaves the reserved slots zero. */

@@ -446,10 +446,10 @@ static void returned_response_error_or_neither_follow_kitex_rules(void **state)
     print_message("%d cases\n", cases);
 }
 
-/* Where ftrpc 0.2 differed from Kitex: an RPC error that the fallback replaced with an error was
- * reported as the original RPC error even with report_as_fallback. Kitex reports the fallback's
- * error then (client.go: `if reportAsFB { reportErr = fbErr }`), so a business error the fallback
- * returns lands in business_errors; without report_as_fallback the original stays. */
+/* Where ftrpc differed from Kitex until issue 20: an RPC error that the fallback replaced with an
+ * error was reported as the original RPC error even with report_as_fallback. Kitex reports the
+ * fallback's error then (client.go: `if reportAsFB { reportErr = fbErr }`), so a business error the
+ * fallback returns lands in business_errors; without report_as_fallback the original stays. */
 static void report_as_fallback_reports_the_fallbacks_error_in_place_of_an_rpc_error(void **state)
 {
     (void)state;

@@ -303,7 +303,8 @@ static void a_probe_refused_ends_the_breakers_hold(void **s)
     destroy(f);
 }
 
-/* breaker_reject = -1: ftrpc 0.2's rule, the call goes to the suspension that ends first. */
+/* breaker_reject = -1: ftrpc's rule before the option, the call goes to the suspension that ends
+ * first. */
 static void breaker_reject_off_sends_to_the_suspension_that_ends_first(void **s)
 {
     ft_health_set_options o = {.max_suspended_ratio = 1, .breaker_reject = -1};
