@@ -150,7 +150,14 @@ typedef struct ftrpc_health_options {
      * call and within its deadline, before the fail mode's rule applies (WSO2's retries of a
      * Timeout endpoint). Such retries draw on the retry budget but not on `retries`. */
     int retry_in_timeout;
-    int64_t reserved[3]; /* zero: room for fields to come without moving what follows */
+    /* Default 0: when every endpoint of the service is open by its breaker (suspended by a trip,
+     * not by connection errors or timeouts), a call is rejected at once with FTRPC_EBREAKER, as
+     * Kitex's and Hystrix's open circuits reject; -1: such a call is sent anyway to the endpoint
+     * whose suspension ends first (ftrpc's rule before the option); 1: the default, said
+     * explicitly. (Taken from the reserved room: the struct keeps its size.) */
+    int breaker_reject;
+    int reserved_int;    /* zero */
+    int64_t reserved[2]; /* zero: room for fields to come without moving what follows */
 } ftrpc_health_options;
 
 /* Fills *opts with WSO2's endpoint semantics (docs/endpoint-health.md, "WSO2 profile"): every
@@ -182,10 +189,11 @@ typedef enum {
     FTRPC_FALLBACK_ERRORS_AND_RESPONSES = 1, /* every outcome, successes included: the function may
                                               * look inside a response and replace it */
     FTRPC_FALLBACK_ERRORS = 2,               /* RPC and business errors */
-    FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER = 3, /* FTRPC_ERPCTIMEDOUT, and FTRPC_ENOENDPOINT: ftrpc's
-                                              * breaker steers calls away instead of rejecting
-                                              * them, so "no endpoint can take it" is its
-                                              * rejection */
+    FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER = 3, /* Kitex's TimeoutAndCBFallback: FTRPC_ERPCTIMEDOUT
+                                              * and FTRPC_EBREAKER (every endpoint open by its
+                                              * breaker, health.breaker_reject); also
+                                              * FTRPC_ENOENDPOINT, which stood for the breaker's
+                                              * rejection before FTRPC_EBREAKER existed */
 } ftrpc_fallback_kind;
 
 typedef struct ftrpc_fallback_input {
@@ -213,9 +221,11 @@ typedef struct ftrpc_fallback {
     ftrpc_fallback_kind kind; /* default FTRPC_FALLBACK_OFF */
     ftrpc_fallback_cb fn;
     void *arg;
-    /* Metrics report the original outcome by default. With this set, an RPC failure the fallback
-     * turned into a response is reported as a success. A business error is reported as a business
-     * error whatever the fallback did (Kitex's rule). */
+    /* Metrics report the original outcome by default. With this set (Kitex's
+     * EnableReportAsFallback), an RPC failure the fallback replaced is reported as the fallback's
+     * outcome: a response as a success, an error as that error (a business error the fallback
+     * returned counts as a business error). A success or a business error is reported as itself
+     * whatever the fallback did (Kitex's rule). */
     int report_as_fallback;
     int64_t reserved[4]; /* zero: room for fields to come without moving what follows */
 } ftrpc_fallback;
@@ -295,6 +305,13 @@ typedef struct ftrpc_client_options {
      * (WSO2 dynamic="false"): calls stay on the endpoint failed over to while it is usable, and
      * move on (to the first usable in list order) only when it is not. */
     int priority_sticky;
+    /* The stale bound of the client's cached view (go-micro's cache is "periodically TTLed out";
+     * docs/discovery.md): once the registry has been unreachable for this long, endpoints whose
+     * own registration TTL has passed since the registry last listed them are dropped, and with
+     * none left calls fail with FTRPC_ENOENDPOINT. Default 0 (and -1): off, the last list is
+     * served for as long as the outage lasts. Endpoints without a TTL (list://, file://) are
+     * never dropped. */
+    int naming_max_stale_ms;
 } ftrpc_client_options;
 
 typedef struct ftrpc_call_options {

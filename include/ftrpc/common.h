@@ -59,6 +59,9 @@ enum {
     FTRPC_ETLS = -12,        /* TLS handshake or verification failed */
     FTRPC_EBUSINESS = -13,   /* the call failed with a business error (see the result's code) */
     FTRPC_EADDRINUSE = -14,  /* the address to listen on is taken (another process listens) */
+    FTRPC_EBREAKER = -15,    /* circuit breaker open: every endpoint of the service was suspended
+                              * by its breaker, so the call was rejected without being sent
+                              * (client side only, never on the wire; docs/endpoint-health.md) */
     /* brpc's codes, negated (docs/protocol.md, Error codes) */
     FTRPC_ENOSERVICE = -1001,     /* unknown service */
     FTRPC_ENOMETHOD = -1002,      /* unknown method */

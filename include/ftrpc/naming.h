@@ -26,6 +26,12 @@ FTRPC_API size_t ftrpc_endpoint_list_size(const ftrpc_endpoint_list *list);
 FTRPC_API const char *ftrpc_endpoint_list_addr(const ftrpc_endpoint_list *list, size_t i);
 FTRPC_API uint32_t ftrpc_endpoint_list_weight(const ftrpc_endpoint_list *list, size_t i);
 FTRPC_API const char *ftrpc_endpoint_list_tags(const ftrpc_endpoint_list *list, size_t i);
+/* Endpoint i's instance id, the one its server registered with (go-micro's Node.Id: a UUID made
+ * at registration, or ftrpc_server_options.register_id), "" when the source has none (list://,
+ * file://, a registrar older than ids); and its registration's TTL in ms, 0 when none. The
+ * string belongs to the list. For i >= size: NULL and 0. */
+FTRPC_API const char *ftrpc_endpoint_list_id(const ftrpc_endpoint_list *list, size_t i);
+FTRPC_API int64_t ftrpc_endpoint_list_ttl_ms(const ftrpc_endpoint_list *list, size_t i);
 /* Frees a list from ftrpc_naming_list. NULL does nothing. */
 FTRPC_API void ftrpc_endpoint_list_free(ftrpc_endpoint_list *list);
 
@@ -53,6 +59,10 @@ typedef struct ftrpc_naming_watch_options {
      * 30000, as a client's naming_empty_grace_ms; -1: believed at once */
     int empty_grace_ms;
     int rescan_ms; /* default 5000: a full re-read at least this often, besides change events */
+    /* The stale bound, as a client's naming_max_stale_ms: once the registry has been unreachable
+     * this long, entries whose registration TTL has passed are dropped (a new list is
+     * delivered). Default 0 (and -1): off. */
+    int max_stale_ms;
 } ftrpc_naming_watch_options;
 
 /* Starts watching naming_url; cb(list, version, arg) runs with the first list and every change

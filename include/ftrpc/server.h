@@ -114,6 +114,11 @@ typedef struct ftrpc_server_options {
      * takes the sum past it closes its connection (counted in pending_refused), so that many slow
      * senders cannot each hold max_body_size until read_timeout_ms */
     size_t max_pending_request_bytes;
+    /* default NULL: a new UUID v4 per start, as go-micro's uuid.New() per server. The instance id
+     * the registration carries (register_url): 1..63 chars of [A-Za-z0-9_.-], shown in the
+     * registry entry, by `ftrpc registry ls` and in clients' views (docs/discovery.md). A bad id
+     * fails ftrpc_server_start with FTRPC_EINVAL. Copied by ftrpc_server_new */
+    const char *register_id;
 } ftrpc_server_options;
 
 /* Makes a server. opts may be NULL. On success *out is the caller's (ftrpc_server_free).
@@ -143,6 +148,10 @@ static inline int ftrpc_server_add_method(ftrpc_server *server, const char *serv
 FTRPC_API int ftrpc_server_start(ftrpc_server *server, const char *listen_addr);
 /* The port actually listened on (after start), or 0. */
 FTRPC_API int ftrpc_server_port(const ftrpc_server *server);
+/* The instance id the server registered with (register_id, or the UUID made at start), "" when
+ * it has no register_url or was not started. Static storage of the server: valid until
+ * ftrpc_server_free. Any thread, after ftrpc_server_start returned. */
+FTRPC_API const char *ftrpc_server_register_id(const ftrpc_server *server);
 /* Graceful stop: stops accepting, answers new requests FTRPC_ELOGOFF, waits up to grace_ms
  * (negative: the server's stop_grace_ms) for calls in flight to finish, then closes every
  * connection. Blocks the caller. Returns 0, or FTRPC_ERPCTIMEDOUT when calls were still in flight

@@ -161,7 +161,8 @@ static void usage(FILE *out)
         "  --ttl S              entry lifetime without refresh (default 90)\n"
         "  --interval S         refresh period, < ttl (default 30); fractions allowed\n"
         "  --weight W           load-balancing weight (default 100)\n"
-        "  --tags T             tags, a|b\n\n"
+        "  --tags T             tags, a|b\n"
+        "  --id ID              instance id in the registry (default: a new UUID per start)\n\n"
         "Security and limits (docs/security.md):\n"
         "  --auth-token TEXT    accept only connections whose first request carries TEXT\n"
         "                       as authentication_data; others get ERPCAUTH and are closed.\n"
@@ -202,6 +203,7 @@ int ft_cli_echo_server(int argc, char **argv)
                                          {"interval", required_argument, 0, 'I'},
                                          {"weight", required_argument, 0, 'W'},
                                          {"tags", required_argument, 0, 'G'},
+                                         {"id", required_argument, 0, 'N'},
                                          {"auth-token", required_argument, 0, 'A'},
                                          {"max-connections", required_argument, 0, 'M'},
                                          {"idle-timeout-ms", required_argument, 0, 'i'},
@@ -221,7 +223,7 @@ int ft_cli_echo_server(int argc, char **argv)
     ftrpc_server_tls_options tls = {0};
     long max_connections = 0, idle_timeout_ms = 0, read_timeout_ms = 0, max_inflight = 0;
     long max_pending = 0;
-    const char *reg_url = NULL, *reg_service = NULL, *reg_tags = NULL;
+    const char *reg_url = NULL, *reg_service = NULL, *reg_tags = NULL, *reg_id = NULL;
     double ttl_s = 90, interval_s = 30;
     long weight = 0;
     const char *listen_addr = NULL;
@@ -289,6 +291,9 @@ int ft_cli_echo_server(int argc, char **argv)
         }
         case 'W':
             if (ft_cli_parse_int("--weight", optarg, 1, 65535, &weight)) return 2;
+            break;
+        case 'N':
+            reg_id = optarg; /* checked by ftrpc_server_start */
             break;
         case 'A':
             if (!*optarg) {
@@ -396,6 +401,7 @@ int ft_cli_echo_server(int argc, char **argv)
         so.register_url = reg_full;
         so.register_weight = (uint32_t)weight;
         so.register_tags = reg_tags;
+        so.register_id = reg_id;
         so.register_ttl_ms = (int64_t)(ttl_s * 1000);
         so.register_interval_ms = (int64_t)(interval_s * 1000);
     }
@@ -415,6 +421,9 @@ int ft_cli_echo_server(int argc, char **argv)
     if (colon) *colon = '\0';
     printf("listening on %s:%d\n", host, ftrpc_server_port(server));
     fflush(stdout);
+    if (reg_url)
+        fprintf(stderr, "ftrpc echo-server: registered as id=%s\n",
+                ftrpc_server_register_id(server));
 
     int sig = 0;
     sigwait(&sigs, &sig);

@@ -13,7 +13,8 @@ static void usage(FILE *out)
     fprintf(out, "usage: ftrpc registry ls NAMING_URL\n"
                  "       ftrpc registry watch NAMING_URL\n\n"
                  "ls prints the endpoints a naming service lists now (one per line: address,\n"
-                 "weight, tags); watch prints the list again on every change until interrupted.\n"
+                 "weight, tags, instance id); watch prints the list again on every change until\n"
+                 "interrupted.\n"
                  "NAMING_URL: list://..., file:///path, dir:///folder?service=NAME, etcd://...\n");
 }
 
@@ -21,8 +22,10 @@ static void print_list(const ftrpc_endpoint_list *list)
 {
     for (size_t i = 0; i < ftrpc_endpoint_list_size(list); i++) {
         const char *tags = ftrpc_endpoint_list_tags(list, i);
-        printf("%s weight=%u%s%s\n", ftrpc_endpoint_list_addr(list, i),
-               (unsigned)ftrpc_endpoint_list_weight(list, i), tags[0] ? " tags=" : "", tags);
+        const char *id = ftrpc_endpoint_list_id(list, i);
+        printf("%s weight=%u%s%s%s%s\n", ftrpc_endpoint_list_addr(list, i),
+               (unsigned)ftrpc_endpoint_list_weight(list, i), tags[0] ? " tags=" : "", tags,
+               id[0] ? " id=" : "", id);
     }
 }
 

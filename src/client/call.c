@@ -21,6 +21,7 @@
  * once neither is); an attempt in flight is counted once in its endpoint's in-flight figure and
  * reports exactly one result to its health.
  */
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,8 +115,9 @@ static void send_cancel(ft_attempt *a)
 
 /* Lets the call's fallback replace the outcome in *r (Kitex's rules: neither = the original
  * stands; both = only the error; an error may be returned). *reported is what the metrics count:
- * the original, unless report_as_fallback turns an RPC failure answered by the fallback into a
- * success; a business error stays a business error either way. */
+ * the original, unless report_as_fallback is set and the original is an RPC error, which is then
+ * reported as whatever the fallback made of it (Kitex: reportErr = fbErr); a success or a business
+ * error is reported as itself either way. */
 static void run_fallback(ft_call *call, ftrpc_result *r, ft_call_report *reported)
 {
     const ftrpc_fallback *fb = &call->fallback;
@@ -135,6 +137,7 @@ static void run_fallback(ft_call *call, ftrpc_result *r, ft_call_report *reporte
                  out.error_text[0] ? out.error_text
                                    : (out.error_code < 0 ? ftrpc_strerror(out.error_code) : ""));
         r->from_fallback = 1;
+        if (fb->report_as_fallback && original == FTRPC_RESULT_RPC_ERROR) reported->kind = r->kind;
     } else if (out.response) {
         ftrpc_result_fini(r);
         r->kind = FTRPC_RESULT_OK;
@@ -271,7 +274,12 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     /* the backup policy learns how the service behaved: the outcome before any fallback */
     ftrpc_backup_policy *policy = client->opts.backup_policy;
     if (policy && policy->on_call_end) policy->on_call_end(policy, r);
-    ft_call_report reported = {r->kind, r->attempts, r->backups, r->backup_won, latency_ns};
+    ft_call_report reported = {r->kind,
+                               r->attempts,
+                               r->backups,
+                               r->backup_won,
+                               r->kind == FTRPC_RESULT_RPC_ERROR && r->code == FTRPC_EBREAKER,
+                               latency_ns};
     run_fallback(call, r, &reported);
     if (call->metrics)
         ft_method_metrics_record(call->metrics, &reported, call->retry.retries_done,
@@ -332,12 +340,12 @@ static int endpoint_usable(void *arg, size_t index)
     return ft_health_usable(&u->cluster->eps[index]->health, u->now);
 }
 
-enum { CHOSE_NONE = -1, CHOSE_WAIT = -2 };
-
 /* The endpoint for the next attempt, claimed from its health, and its target in *target;
- * CHOSE_NONE when the service (every cluster of a selective client) is empty or switched OFF;
- * CHOSE_WAIT when this is a retry, nothing is usable, and the endpoint whose turn comes first is
- * in TIMEOUT until *wait_until (its retry_delay paces retries: the fallback does not skip it). */
+ * FTRPC_ENOENDPOINT when the service (every cluster of a selective client) is empty or switched
+ * OFF, FTRPC_EBREAKER when every endpoint of the chosen cluster is open by its breaker; CHOSE_WAIT
+ * when this is a retry, nothing is usable, and the endpoint whose turn comes first is in TIMEOUT
+ * until *wait_until (its retry_delay paces retries: the fallback does not skip it). */
+enum { CHOSE_WAIT = INT_MIN };
 static int choose_endpoint(ft_call *call, int64_t now, int is_backup, int *target,
                            int64_t *wait_until)
 {
@@ -348,7 +356,7 @@ static int choose_endpoint(ft_call *call, int64_t now, int is_backup, int *targe
                                              now) != FT_HEALTH_DENIED))
         return again;
     int t = call->ntargets > 1 ? ft_selective_pick_target(call, now) : 0;
-    if (t < 0) return -1;
+    if (t < 0) return FTRPC_ENOENDPOINT;
     *target = t;
     ft_cluster *cl = call->targets[t].cluster;
     struct usable_ctx u = {cl, now};
@@ -370,8 +378,9 @@ static int choose_endpoint(ft_call *call, int64_t now, int is_backup, int *targe
         if (ft_health_try_acquire(&cl->eps[idx]->health, now) != FT_HEALTH_DENIED) return (int)idx;
         if (n < FT_LB_MAX_EXCLUDED) excluded[n++] = idx;
     }
-    /* Nothing usable: try the endpoint whose suspension ends first rather than fail the call; but
-     * a retry waits for an endpoint in TIMEOUT to be usable again rather than cut its delay. */
+    /* Nothing usable: try the endpoint whose suspension ends first rather than fail the call
+     * (unless every endpoint is open by its breaker, health_set.h); but a retry waits for an
+     * endpoint in TIMEOUT to be usable again rather than cut its delay. */
     size_t idx;
     int64_t wait;
     if (call->attempts > 0 && !is_backup &&
@@ -380,8 +389,8 @@ static int choose_endpoint(ft_call *call, int64_t now, int is_backup, int *targe
         *wait_until = now + wait;
         return CHOSE_WAIT;
     }
-    if (ft_health_set_fallback(&cl->set, now, &idx, NULL) == 0) return (int)idx;
-    return CHOSE_NONE;
+    int rc = ft_health_set_fallback(&cl->set, now, &idx, NULL);
+    return rc == 0 ? (int)idx : rc;
 }
 
 /* Whether an endpoint this call has not tried is usable now: a refused request re-sent there
@@ -462,9 +471,17 @@ static void send_attempt(ft_call *call, int is_backup)
         return;
     }
     if (idx < 0) {
-        if (attempts_in_flight(call) == 0)
-            complete_call(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ENOENDPOINT, NULL, NULL, NULL,
-                          FTRPC_ECANCELED);
+        /* a backup finds nothing to go to: the first copy goes on alone */
+        if (attempts_in_flight(call) != 0) return;
+        char text[256] = "";
+        if (idx == FTRPC_EBREAKER && call->attempts > 0) /* a retry the breaker refused */
+            snprintf(text, sizeof text,
+                     "%s: every endpoint is open by its breaker (last error: %.160s)",
+                     ftrpc_strerror(FTRPC_EBREAKER), call->last_text);
+        else if (idx == FTRPC_EBREAKER)
+            snprintf(text, sizeof text, "%s: every endpoint is open by its breaker",
+                     ftrpc_strerror(FTRPC_EBREAKER));
+        complete_call(call, FTRPC_RESULT_RPC_ERROR, idx, text, NULL, NULL, FTRPC_ECANCELED);
         return;
     }
     ft_cluster_endpoint *ep = call->targets[target].cluster->eps[idx];

@@ -268,10 +268,10 @@ _Static_assert((int)FTRPC_ENDPOINT_ACTIVE == (int)FT_HEALTH_ACTIVE &&
                    (int)FTRPC_ENDPOINT_PROBING == (int)FT_HEALTH_PROBING &&
                    (int)FTRPC_ENDPOINT_OFF == (int)FT_HEALTH_OFF,
                "the public endpoint states are health's");
-_Static_assert(sizeof(((ftrpc_health_options *)0)->reserved) == 3 * sizeof(int64_t) &&
+_Static_assert(sizeof(((ftrpc_health_options *)0)->reserved) == 2 * sizeof(int64_t) &&
                    offsetof(ftrpc_health_options, reserved) ==
-                       offsetof(ftrpc_health_options, suspend_other_errors) + 8,
-               "health options keep their size: new fields took one reserved slot");
+                       offsetof(ftrpc_health_options, suspend_other_errors) + 16,
+               "health options keep their size: new fields took two reserved slots");
 
 void ftrpc_health_options_wso2(ftrpc_health_options *o)
 {
@@ -424,7 +424,7 @@ static int validate_and_default(ftrpc_client_options *o)
         return FTRPC_EINVAL;
     }
     if (o->naming_wait_ms < 0 || o->naming_empty_grace_ms < -1 || o->backup_request_ms < -1 ||
-        o->fallback.kind < FTRPC_FALLBACK_OFF ||
+        o->naming_max_stale_ms < -1 || o->fallback.kind < FTRPC_FALLBACK_OFF ||
         o->fallback.kind > FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER ||
         (o->fallback.kind != FTRPC_FALLBACK_OFF && !o->fallback.fn))
         return FTRPC_EINVAL;
@@ -448,7 +448,8 @@ static int validate_and_default(ftrpc_client_options *o)
     ft_health_options ho;
     to_health_options(&o->health, &ho);
     if (ft_health_options_validate(&ho) != 0) return FTRPC_EINVAL;
-    ft_health_set_options so = {.max_suspended_ratio = o->health.max_suspended_ratio};
+    ft_health_set_options so = {.max_suspended_ratio = o->health.max_suspended_ratio,
+                                .breaker_reject = o->health.breaker_reject};
     if (ft_health_set_options_validate(&so) != 0) return FTRPC_EINVAL;
     ft_retry_budget_options bo = {.ratio = o->retry_budget_ratio,
                                   .min_per_sec = o->retry_budget_min_per_sec};
@@ -492,6 +493,7 @@ static ft_cluster *cluster_build(ftrpc_client *c, const ft_naming_snapshot *snap
     ft_cluster_options co = {.lb = c->opts.lb,
                              .health = &ho,
                              .max_suspended_ratio = c->opts.health.max_suspended_ratio,
+                             .breaker_reject = c->opts.health.breaker_reject,
                              .nshards = c->rt->nloops,
                              .priority_sticky = c->opts.priority_sticky,
                              .ops = &c->endpoint_ops};
@@ -704,7 +706,8 @@ static int client_new(const char *naming_url, const ftrpc_client_options *opts, 
     char *url = rc == 0 && naming_url ? normalize_url(naming_url) : NULL;
     if (rc == 0 && naming_url && !url) rc = FTRPC_ENOMEM;
     /* the view's own default applies to 0; its "believe at once" is any negative value */
-    ft_naming_view_opts view_opts = {.empty_grace_ms = o.naming_empty_grace_ms};
+    ft_naming_view_opts view_opts = {.empty_grace_ms = o.naming_empty_grace_ms,
+                                     .stale_drop_ms = o.naming_max_stale_ms};
     if (rc == 0 && naming_url) rc = ft_naming_view_open(url, &view_opts, &c->view);
     free(url);
     if (rc == 0 && naming_url) {

@@ -21,9 +21,11 @@ void ft_client_metrics_init(ft_client_metrics *m)
 static void method_free(ft_method_metrics *mm)
 {
     ft_metrics_registry *reg = ft_metrics_default_registry();
-    ft_counter *cs[] = {&mm->calls,           &mm->ok,        &mm->rpc_errors,
-                        &mm->business_errors, &mm->fallbacks, &mm->attempts,
-                        &mm->retries,         &mm->backups,   &mm->backup_wins};
+    ft_counter *cs[] = {&mm->calls,       &mm->ok,
+                        &mm->rpc_errors,  &mm->business_errors,
+                        &mm->fallbacks,   &mm->attempts,
+                        &mm->retries,     &mm->backups,
+                        &mm->backup_wins, &mm->breaker_rejections};
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
         ft_metrics_registry_remove(reg, cs[i]);
     if (mm->latency) {
@@ -75,6 +77,8 @@ static ft_method_metrics *method_new(ft_client_metrics *m, const char *service, 
         {offsetof(ft_method_metrics, backups), "rpc_client_backups", "backup requests sent"},
         {offsetof(ft_method_metrics, backup_wins), "rpc_client_backup_wins",
          "calls answered by their backup request"},
+        {offsetof(ft_method_metrics, breaker_rejections), "rpc_client_breaker_rejections",
+         "calls rejected because every endpoint was open by its breaker"},
     };
     ft_metric_label labels[] = {{"client", m->client_id}, {"service", service}, {"method", method}};
     ft_metrics_registry *reg = ft_metrics_default_registry();
@@ -134,4 +138,5 @@ void ft_method_metrics_record(ft_method_metrics *mm, const ft_call_report *repor
     if (retries) ft_counter_add(&mm->retries, (uint64_t)retries);
     if (reported->backups) ft_counter_add(&mm->backups, (uint64_t)reported->backups);
     if (reported->backup_won) ft_counter_inc(&mm->backup_wins);
+    if (reported->breaker_rejected) ft_counter_inc(&mm->breaker_rejections);
 }

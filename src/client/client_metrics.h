@@ -16,6 +16,7 @@ typedef struct ft_method_metrics {
     char *method;
     ft_counter calls, ok, rpc_errors, business_errors, fallbacks;
     ft_counter attempts, retries, backups, backup_wins;
+    ft_counter breaker_rejections; /* calls ended by FTRPC_EBREAKER, before any fallback */
     ft_latency_recorder *latency;
     struct ft_method_metrics *next;
 } ft_method_metrics;
@@ -41,6 +42,7 @@ typedef struct ft_call_report {
     int attempts;
     int backups;
     int backup_won;
+    int breaker_rejected; /* the call ended with FTRPC_EBREAKER (before any fallback) */
     int64_t latency_ns;
 } ft_call_report;
 

@@ -62,6 +62,7 @@ static int is_retryable_rpc(const ftrpc_client_options *o, int code)
     case FTRPC_EIOTHREAD:
     case FTRPC_ECANCELED:
     case FTRPC_ENOENDPOINT:
+    case FTRPC_EBREAKER:
         return 0;
     default:
         return 1;
@@ -232,7 +233,8 @@ int ft_fail_fallback_applies(const ftrpc_fallback *fb, const ftrpc_result *r)
         return r->kind != FTRPC_RESULT_OK;
     case FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER:
         return r->kind == FTRPC_RESULT_RPC_ERROR &&
-               (r->code == FTRPC_ERPCTIMEDOUT || r->code == FTRPC_ENOENDPOINT);
+               (r->code == FTRPC_ERPCTIMEDOUT || r->code == FTRPC_EBREAKER ||
+                r->code == FTRPC_ENOENDPOINT);
     default:
         return 0;
     }

@@ -102,7 +102,8 @@ ft_cluster *ft_cluster_build(const ft_cluster_options *o, const ft_naming_snapsh
                                       .inflight_stride = sizeof *e->inflight};
         cl->eps[cl->n++] = e;
     }
-    ft_health_set_options so = {.max_suspended_ratio = o->max_suspended_ratio};
+    ft_health_set_options so = {.max_suspended_ratio = o->max_suspended_ratio,
+                                .breaker_reject = o->breaker_reject};
     if (ft_health_set_init(&cl->set, &so, hs, cl->n) != 0) goto fail;
     ft_lb_options lo = {.priority_sticky = o->priority_sticky};
     if (ft_lb_new(o->lb, lbe, cl->n, &lo, &cl->lb) != 0) {

@@ -65,6 +65,7 @@ typedef struct ft_cluster_options {
     const char *lb;                  /* the balancer's name (NULL: the default) */
     const ft_health_options *health; /* each new endpoint's health options */
     double max_suspended_ratio;      /* the health set's cap */
+    int breaker_reject;              /* the health set's breaker rejection (health_set.h) */
     int nshards;                     /* in-flight cells per endpoint: the IO threads */
     int priority_sticky;             /* the balancer's option (lb.h, ft_lb_options) */
     const ft_cluster_endpoint_ops *ops;

@@ -28,7 +28,7 @@ static const int DEFAULT_SUSPEND[] = {FTRPC_ECONNREFUSED, FTRPC_ECONNECT, FTRPC_
 /* Errors that say nothing about the endpoint: the caller gave up, or never really sent. */
 static const int NEUTRAL[] = {FTRPC_ECANCELED, FTRPC_EBACKUPREQUEST, FTRPC_ENOENDPOINT,
                               FTRPC_EINVAL,    FTRPC_ENOMEM,         FTRPC_ESTOPPED,
-                              FTRPC_EIOTHREAD};
+                              FTRPC_EIOTHREAD, FTRPC_EBREAKER};
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -155,6 +155,7 @@ int ft_health_init(ft_endpoint_health *h, const ft_health_options *opts)
     atomic_init(&h->ewma_stamp_ns, 0);
     atomic_init(&h->ewma_us, 0);
     atomic_init(&h->failure_ppm, 0);
+    atomic_init(&h->by_breaker, false);
     return 0;
 }
 
@@ -252,11 +253,14 @@ static int64_t timeout_usable_at(const ft_endpoint_health *h, int64_t now_ns)
     return h->opts.retry_delay_ms > 0 ? now_ns + h->opts.retry_delay_ms * FT_NS_PER_MS : INT64_MIN;
 }
 
-/* The endpoint should be suspended (already holding a slot if it failed its probe). `refused`:
- * its connection was refused, a certain and cheap verdict that suspends past the cap and takes no
- * slot (a slot it held for an earlier, uncertain failure is given back), so that the cap keeps
- * its places for the slow and the erroring (docs/endpoint-health.md, The ejection cap). */
-static void suspend(ft_endpoint_health *h, int64_t now_ns, int code, bool by_breaker, bool refused)
+/* The endpoint should be suspended (already holding a slot if it failed its probe). by_breaker:
+ * the breaker asked for it now (counted as a trip); breaker_cause: the suspension counts as the
+ * breaker's (a trip, or a failed probe that continues one). `refused`: its connection was refused,
+ * a certain and cheap verdict that suspends past the cap and takes no slot (a slot it held for an
+ * earlier, uncertain failure is given back), so that the cap keeps its places for the slow and
+ * the erroring (docs/endpoint-health.md, The ejection cap). */
+static void suspend(ft_endpoint_health *h, int64_t now_ns, int code, bool by_breaker,
+                    bool breaker_cause, bool refused)
 {
     if (h->opts.initial_duration_ms == FT_HEALTH_NO_SUSPENSION) {
         set_state(h, FT_HEALTH_TIMEOUT, timeout_usable_at(h, now_ns));
@@ -280,6 +284,7 @@ static void suspend(ft_endpoint_health *h, int64_t now_ns, int code, bool by_bre
     ft_breaker_reset(&h->breaker);
     atomic_fetch_add_explicit(&h->suspensions, 1, memory_order_relaxed);
     if (by_breaker) atomic_fetch_add_explicit(&h->breaker_trips, 1, memory_order_relaxed);
+    atomic_store_explicit(&h->by_breaker, breaker_cause, memory_order_relaxed);
     set_state(h, FT_HEALTH_SUSPENDED, now_ns + ms * FT_NS_PER_MS);
     FT_DEBUG("endpoint health %p: suspended for %lld ms (n=%d, code %d%s)", (void *)h,
              (long long)ms, h->suspension_level, code, by_breaker ? ", breaker" : "");
@@ -354,7 +359,12 @@ void ft_health_on_result(ft_endpoint_health *h, int code, int64_t latency_us, in
             FT_DEBUG("endpoint health %p: probe succeeded, active", (void *)h);
         } else {
             atomic_fetch_add_explicit(&h->probe_failures, 1, memory_order_relaxed);
-            suspend(h, now_ns, code, false, refused);
+            /* an overloaded endpoint that still answers errors stays open by its breaker; one
+             * that now refuses connections or times out is down for another reason */
+            suspend(h, now_ns, code, false,
+                    cls == CLASS_OTHER &&
+                        atomic_load_explicit(&h->by_breaker, memory_order_relaxed),
+                    refused);
         }
         pthread_mutex_unlock(&h->mu);
         return;
@@ -373,13 +383,13 @@ void ft_health_on_result(ft_endpoint_health *h, int code, int64_t latency_us, in
         else
             h->timeout_errors++;
         if (h->timeout_errors >= h->opts.retries_before_suspension) {
-            suspend(h, now_ns, code, false, false);
+            suspend(h, now_ns, code, false, false, false);
             asked = true;
         } else
             set_state(h, FT_HEALTH_TIMEOUT, timeout_usable_at(h, now_ns));
         break;
     case CLASS_SUSPEND:
-        suspend(h, now_ns, code, false, refused);
+        suspend(h, now_ns, code, false, false, refused);
         asked = true;
         break;
     case CLASS_TIMEOUT:
@@ -388,7 +398,7 @@ void ft_health_on_result(ft_endpoint_health *h, int code, int64_t latency_us, in
     default:
         break;
     }
-    if (tripped && !asked) suspend(h, now_ns, code, true, false);
+    if (tripped && !asked) suspend(h, now_ns, code, true, true, false);
     pthread_mutex_unlock(&h->mu);
 }
 
@@ -437,6 +447,14 @@ ft_health_grant ft_health_acquire_anyway(ft_endpoint_health *h, int64_t now_ns)
         g = grant_probe(h, now_ns);
     pthread_mutex_unlock(&h->mu);
     return g;
+}
+
+bool ft_health_breaker_open(const ft_endpoint_health *h, int64_t now_ns)
+{
+    int state = atomic_load_explicit(&h->state, memory_order_acquire);
+    if (state != FT_HEALTH_SUSPENDED && state != FT_HEALTH_PROBING) return false;
+    if (now_ns >= atomic_load_explicit(&h->usable_at_ns, memory_order_relaxed)) return false;
+    return atomic_load_explicit(&h->by_breaker, memory_order_relaxed);
 }
 
 bool ft_health_usable(const ft_endpoint_health *h, int64_t now_ns)

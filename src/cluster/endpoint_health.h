@@ -159,6 +159,10 @@ typedef struct ft_endpoint_health {
      * weight and stamp, read by p2c so that an endpoint failing fast does not look cheap. */
     _Atomic int64_t failure_ppm;
     _Atomic uint64_t suspensions, probes, probe_failures, breaker_trips, cap_denials;
+    /* The running suspension (and its probe) was asked by the breaker: a trip, or a failed probe
+     * of such a suspension whose error was neither a mark nor a suspend code. Written under mu;
+     * read lock-free by ft_health_breaker_open. */
+    _Atomic bool by_breaker;
 } ft_endpoint_health;
 
 /* 0, or FTRPC_EINVAL with the reason logged (factor < 1, maximum < initial, bad codes, ...).
@@ -197,6 +201,11 @@ void ft_health_on_result(ft_endpoint_health *h, int code, int64_t latency_us, in
  * (off = false: OFF -> ACTIVE with its counters and breaker reset; other states are left alone).
  * Any thread. */
 void ft_health_switch(ft_endpoint_health *h, bool off);
+/* Whether the endpoint is open by its breaker at now_ns: SUSPENDED by a breaker trip and its
+ * suspension not over, or PROBING after one with the probe still in the air. An endpoint
+ * suspended by connection errors or timeouts is not (health_set.h says why the difference
+ * matters). Lock-free. */
+bool ft_health_breaker_open(const ft_endpoint_health *h, int64_t now_ns);
 
 /* Current state (lock-free). */
 ft_health_state ft_health_state_get(const ft_endpoint_health *h);

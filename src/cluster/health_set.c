@@ -1,6 +1,6 @@
-/* Suspension cap and all-unusable fallback over one service's endpoints (see health_set.h). The
- * cap is a single atomic counter that endpoints take a slot from under their own lock, so two
- * endpoints failing at once on two threads cannot both squeeze past the limit. */
+/* Suspension cap, all-unusable fallback and breaker rejection over one service's endpoints (see
+ * health_set.h). The cap is a single atomic counter that endpoints take a slot from under their
+ * own lock, so two endpoints failing at once on two threads cannot both squeeze past the limit. */
 #include "cluster/health_set.h"
 
 #include <math.h>
@@ -25,6 +25,12 @@ int ft_health_set_options_validate(const ft_health_set_options *opts)
         !(o.max_suspended_ratio > 0 && o.max_suspended_ratio <= 1)) {
         FT_ERROR("health set: max_suspended_ratio %g must be in (0, 1], or -1: no cap",
                  o.max_suspended_ratio);
+        return FTRPC_EINVAL;
+    }
+    if (o.breaker_reject < -1 || o.breaker_reject > 1) {
+        FT_ERROR("health set: breaker_reject %d must be 0 (default: reject), 1 (reject) or -1 "
+                 "(send anyway)",
+                 o.breaker_reject);
         return FTRPC_EINVAL;
     }
     return 0;
@@ -87,6 +93,13 @@ size_t ft_health_set_usable_count(const ft_health_set *set, int64_t now_ns)
 int ft_health_set_soonest(const ft_health_set *set, int64_t now_ns, size_t *index_out,
                           int64_t *wait_ns_out)
 {
+    if (set->count == 0) return FTRPC_ENOENDPOINT;
+    if (set->opts.breaker_reject >= 0) {
+        size_t open = 0;
+        while (open < set->count && ft_health_breaker_open(set->endpoints[open], now_ns))
+            open++;
+        if (open == set->count) return FTRPC_EBREAKER;
+    }
     size_t best = 0;
     int64_t best_wait = INT64_MAX; /* what an OFF endpoint reports: never chosen */
     for (size_t i = 0; i < set->count; i++) {

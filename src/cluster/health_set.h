@@ -15,6 +15,16 @@
  * failing with FTRPC_ENOENDPOINT. That call is the endpoint's probe when it is SUSPENDED, so one
  * success brings it back. An endpoint an operator switched OFF is never chosen.
  *
+ * Breaker rejection (Kitex's and Hystrix's open circuit): when every endpoint is open by its
+ * breaker (ft_health_breaker_open), the fallback refuses with FTRPC_EBREAKER instead, unless
+ * breaker_reject is -1. Only the breaker's suspensions reject: an endpoint that trips its breaker
+ * still answers, with errors, usually because it is overloaded, and sending more is what a breaker
+ * exists to stop (the probe at the end of its suspension is the half-open step). An endpoint
+ * suspended for refused connections or timeouts is sent to anyway, as before: an early probe costs
+ * a refused connect (no server work) and brings a restarted node back at once, where rejecting
+ * would keep it out for the rest of a suspension of up to 30 s. With the cap, every endpoint can be
+ * open at once only when the limit allows it: a single endpoint, or max_suspended_ratio = 1.
+ *
  * Threads: the set is built and torn down by one thread (the one that owns the service's endpoint
  * list) while no call uses it; between init and fini every function may be called from any thread.
  * The set does not own the endpoints; an endpoint belongs to at most one set at a time.
@@ -40,6 +50,10 @@ typedef struct ft_health_set_options {
      * go however many are dead; half keeps a majority in rotation, so a client-side fault that
      * makes every endpoint look bad (its own network, its own GC) cannot empty the service. */
     double max_suspended_ratio;
+    /* Default 0: reject with FTRPC_EBREAKER when every endpoint is open by its breaker (Kitex,
+     * Hystrix); -1: send anyway to the endpoint whose suspension ends first (ftrpc's rule before
+     * the option); 1: the default, said explicitly. */
+    int breaker_reject;
 } ft_health_set_options;
 
 typedef struct ft_health_set {
@@ -74,7 +88,9 @@ int ft_health_set_soonest(const ft_health_set *set, int64_t now_ns, size_t *inde
 
 /* For when no endpoint is usable: writes the index of the one whose suspension ends first to
  * *index_out and claims it with ft_health_acquire_anyway (the grant goes to *grant_out, which may
- * be NULL). FTRPC_ENOENDPOINT only when the set is empty or every endpoint is switched OFF. */
+ * be NULL). FTRPC_ENOENDPOINT only when the set is empty or every endpoint is switched OFF;
+ * FTRPC_EBREAKER, claiming nothing, when every endpoint is open by its breaker and breaker_reject
+ * is not -1. */
 int ft_health_set_fallback(ft_health_set *set, int64_t now_ns, size_t *index_out,
                            ft_health_grant *grant_out);
 

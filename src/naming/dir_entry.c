@@ -9,9 +9,10 @@
 #include <stdio.h>
 #include <string.h>
 
-enum { K_SERVICE, K_ADDR, K_WEIGHT, K_TAGS, K_PID, K_TTL, K_REFRESHED, K_COUNT };
-static const char *const KEYS[K_COUNT] = {"service", "addr",   "weight",      "tags",
-                                          "pid",     "ttl_ms", "refreshed_ms"};
+enum { K_SERVICE, K_ADDR, K_WEIGHT, K_TAGS, K_PID, K_TTL, K_REFRESHED, K_ID, K_COUNT };
+static const char *const KEYS[K_COUNT] = {"service", "addr",   "weight",       "tags",
+                                          "pid",     "ttl_ms", "refreshed_ms", "id"};
+#define K_REQUIRED K_ID /* keys before it are required; K_ID is optional */
 
 /* Strict unsigned decimal: 1..18 digits (cannot overflow int64), no sign, no leading zero unless
  * the number is 0. */
@@ -94,10 +95,15 @@ int ft_dir_entry_parse(const char *buf, size_t len, ft_dir_entry *out, const cha
                 return fail(why, "bad refreshed_ms");
             e.refreshed_ms = n;
             break;
+        case K_ID:
+            if (ft_id_check(v, vl)) return fail(why, "bad id");
+            memcpy(e.ep.id, v, vl);
+            break;
         }
     }
-    for (int i = 0; i < K_COUNT; i++)
+    for (int i = 0; i < K_REQUIRED; i++)
         if (!seen[i]) return fail(why, "missing key");
+    e.ep.ttl_ms = e.ttl_ms;
     *out = e;
     return 0;
 }
@@ -109,13 +115,15 @@ int ft_dir_entry_format(const ft_dir_entry *e, char *buf, size_t cap)
         ft_tags_check(e->ep.tags, strnlen(e->ep.tags, FT_TAGS_MAX)) || e->ep.weight == 0 ||
         e->ep.weight > FT_WEIGHT_MAX || e->pid <= 0 || e->ttl_ms <= 0 ||
         e->ttl_ms > FT_DIR_TTL_MAX_MS || e->refreshed_ms < 0 ||
-        e->refreshed_ms > INT64_C(999999999999999999))
+        e->refreshed_ms > INT64_C(999999999999999999) ||
+        (e->ep.id[0] && ft_id_check(e->ep.id, strnlen(e->ep.id, FT_ID_MAX))))
         return FTRPC_EINVAL;
     int n = snprintf(buf, cap,
                      FT_DIR_ENTRY_MAGIC "\nservice=%s\naddr=%s\nweight=%u\ntags=%s\npid=%d\n"
-                                        "ttl_ms=%lld\nrefreshed_ms=%lld\n",
+                                        "ttl_ms=%lld\nrefreshed_ms=%lld\n%s%s%s",
                      e->service, e->ep.addr, (unsigned)e->ep.weight, e->ep.tags, (int)e->pid,
-                     (long long)e->ttl_ms, (long long)e->refreshed_ms);
+                     (long long)e->ttl_ms, (long long)e->refreshed_ms, e->ep.id[0] ? "id=" : "",
+                     e->ep.id, e->ep.id[0] ? "\n" : "");
     if (n < 0 || (size_t)n >= cap || n > FT_DIR_ENTRY_MAX) return FTRPC_EINVAL;
     return n;
 }

@@ -10,9 +10,13 @@
  *     pid=4242
  *     ttl_ms=90000
  *     refreshed_ms=1795000000000
+ *     id=0b5c6f2e-6a1d-4c51-9a8e-2f0d3c4b5a69
  *
- * The first line is the magic and version. Every key is required, exactly once, in any order;
- * `tags=` may be empty. Unknown keys, duplicate keys, a missing final '\n' (a truncated file),
+ * The first line is the magic and version. Every key but `id` is required, exactly once, in any
+ * order; `tags=` may be empty. `id` (the instance id, 1..63 chars of [A-Za-z0-9_.-]) is optional,
+ * at most once: registrars before it wrote none (their entries have an empty id), and readers
+ * before it reject a file that has one (a registry shared by two versions needs the readers
+ * upgraded first). Unknown keys, duplicate keys, a missing final '\n' (a truncated file),
  * NUL bytes, blank lines, spaces around '=', numbers with signs or leading '+', and files larger
  * than FT_DIR_ENTRY_MAX are rejected. `refreshed_ms` is wall-clock time (CLOCK_REALTIME, ms since
  * the epoch): entries outlive the processes and boots that wrote them, and monotonic time does not.
@@ -39,7 +43,7 @@ typedef struct ft_dir_entry {
     int32_t pid;    /* 1..INT32_MAX: informational (who wrote it) */
     int64_t ttl_ms; /* 1..FT_DIR_TTL_MAX_MS */
     int64_t refreshed_ms;
-} ft_dir_entry;
+} ft_dir_entry; /* ep.id is the instance id ("" when the file has none) */
 
 /* Parses one entry file's bytes. Writes *out only on success. 0 or FTRPC_EINVAL; `why`, when not
  * NULL, receives a static description of the first problem found. Any thread. */

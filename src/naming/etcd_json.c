@@ -300,9 +300,11 @@ static int get_b64(json_object *o, const char *key, char *out, size_t cap, size_
 int ft_etcd_value_format(const ft_endpoint *ep, char *buf, size_t cap)
 {
     if (ft_addr_check(ep->addr, strlen(ep->addr)) || ep->weight < 1 || ep->weight > FT_WEIGHT_MAX ||
-        ft_tags_check(ep->tags, strlen(ep->tags)))
+        ft_tags_check(ep->tags, strlen(ep->tags)) ||
+        (ep->id[0] && ft_id_check(ep->id, strnlen(ep->id, FT_ID_MAX))) || ep->ttl_ms < 0 ||
+        ep->ttl_ms > FT_ETCD_TTL_MAX_MS)
         return FTRPC_EINVAL;
-    /* Addresses and tags are of [A-Za-z0-9_.:|[\]-]: nothing to escape. */
+    /* Addresses, tags and ids are of [A-Za-z0-9_.:|[\]-]: nothing to escape. */
     size_t n = 0;
     int w = snprintf(buf, cap, "{\"addr\":\"%s\",\"weight\":%u,\"tags\":[", ep->addr,
                      (unsigned)ep->weight);
@@ -318,7 +320,10 @@ int ft_etcd_value_format(const ft_endpoint *ep, char *buf, size_t cap)
         if (!bar) break;
         p = bar + 1;
     }
-    w = snprintf(buf + n, cap - n, "]}");
+    char ttl[32] = "";
+    if (ep->ttl_ms) snprintf(ttl, sizeof ttl, ",\"ttl_ms\":%lld", (long long)ep->ttl_ms);
+    w = snprintf(buf + n, cap - n, "]%s%s%s%s}", ep->id[0] ? ",\"id\":\"" : "", ep->id,
+                 ep->id[0] ? "\"" : "", ttl);
     if (w < 0 || (size_t)w >= cap - n) return FTRPC_EINVAL;
     return (int)(n + (size_t)w);
 }
@@ -371,6 +376,27 @@ static int value_from(json_object *o, ft_endpoint *out, const char **why)
             used += el;
             ep.tags[used] = '\0';
         }
+    }
+    json_object *id = member(o, "id");
+    if (id) {
+        size_t il =
+            json_object_is_type(id, json_type_string) ? (size_t)json_object_get_string_len(id) : 0;
+        if (il == 0 || ft_id_check(json_object_get_string(id), il)) {
+            WHY("value's \"id\" is not 1..63 chars of [A-Za-z0-9_.-]");
+            return FTRPC_ERESPONSE;
+        }
+        memcpy(ep.id, json_object_get_string(id), il);
+        ep.id[il] = '\0';
+    }
+    json_object *ttl = member(o, "ttl_ms");
+    if (ttl) {
+        int64_t v;
+        if (!json_object_is_type(ttl, json_type_int) || (v = json_object_get_int64(ttl)) < 1 ||
+            v > FT_ETCD_TTL_MAX_MS) {
+            WHY("value's \"ttl_ms\" is not an integer 1..86400000");
+            return FTRPC_ERESPONSE;
+        }
+        ep.ttl_ms = v;
     }
     *out = ep;
     return 0;

@@ -23,6 +23,7 @@
 #define FT_ETCD_KEY_MAX 1024                   /* decoded key bytes */
 #define FT_ETCD_VALUE_MAX 1024                 /* decoded registration value bytes */
 #define FT_ETCD_TAGS_MAX 16                    /* tags in one value */
+#define FT_ETCD_TTL_MAX_MS 86400000LL          /* a value's ttl_ms: at most a day */
 
 /* ---- base64 (standard alphabet, padded: what the gateway uses for bytes fields) ---- */
 
@@ -93,14 +94,16 @@ typedef struct ft_etcd_watch_msg {
 /* A watch stream message ({"result":{...}}). An {"error":...} message is FTRPC_ERESPONSE. */
 int ft_etcd_parse_watch(const char *buf, size_t len, ft_etcd_watch_msg *out, const char **why);
 
-/* ---- the registration value: {"addr":"h:p","weight":N,"tags":["a","b"]} ---- */
+/* ---- the registration value: {"addr":"h:p","weight":N,"tags":["a","b"],"id":"...","ttl_ms":N}
+ * ---- */
 
-/* Formats ep into buf (cap bytes, NUL included). Length, or FTRPC_EINVAL (invalid ep or too
- * long). */
+/* Formats ep into buf (cap bytes, NUL included); "id" and "ttl_ms" only when set. Length, or
+ * FTRPC_EINVAL (invalid ep or too long). */
 int ft_etcd_value_format(const ft_endpoint *ep, char *buf, size_t cap);
 /* Parses a value: addr required and valid; weight 1..65535 (default 100); tags an array of at
- * most FT_ETCD_TAGS_MAX valid tags (default none). Unknown keys are ignored, so a newer writer
- * may add fields. 0 or FTRPC_ERESPONSE. */
+ * most FT_ETCD_TAGS_MAX valid tags (default none); id, the instance id, 1..63 chars of
+ * [A-Za-z0-9_.-] (default ""); ttl_ms, the lease's TTL, 1..FT_ETCD_TTL_MAX_MS (default 0: not
+ * known). Unknown keys are ignored, so a newer writer may add fields. 0 or FTRPC_ERESPONSE. */
 int ft_etcd_value_parse(const char *buf, size_t len, ft_endpoint *out, const char **why);
 
 /* ---- the watch stream splitter ---- */

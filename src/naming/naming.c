@@ -11,10 +11,15 @@
 #include "naming/naming.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "base/log.h"
+#include "base/rand.h"
 
 /* ---- endpoint lists ---- */
 
@@ -92,7 +97,8 @@ bool ft_endpoint_list_equal(const ft_endpoint_list *a, const ft_endpoint_list *b
     if (a->n != b->n) return false;
     for (size_t i = 0; i < a->n; i++) {
         if (strcmp(a->v[i].addr, b->v[i].addr) != 0 || a->v[i].weight != b->v[i].weight ||
-            strcmp(a->v[i].tags, b->v[i].tags) != 0)
+            strcmp(a->v[i].tags, b->v[i].tags) != 0 || strcmp(a->v[i].id, b->v[i].id) != 0 ||
+            a->v[i].ttl_ms != b->v[i].ttl_ms)
             return false;
     }
     return true;
@@ -193,12 +199,43 @@ int ft_tags_check(const char *s, size_t len)
     return (len > 0 && run == 0) ? FTRPC_EINVAL : 0;
 }
 
-int ft_service_check(const char *s, size_t len)
+static int name_check(const char *s, size_t len, size_t max)
 {
-    if (len == 0 || len >= FT_SERVICE_MAX) return FTRPC_EINVAL;
+    if (len == 0 || len >= max) return FTRPC_EINVAL;
     for (size_t i = 0; i < len; i++)
         if (!is_name_char(s[i])) return FTRPC_EINVAL;
     return 0;
+}
+
+int ft_service_check(const char *s, size_t len)
+{
+    return name_check(s, len, FT_SERVICE_MAX);
+}
+
+int ft_id_check(const char *s, size_t len)
+{
+    return name_check(s, len, FT_ID_MAX);
+}
+
+void ft_id_generate(char *buf, size_t cap)
+{
+    /* getrandom: ids must not collide between processes started in the same tick (ft_rand is
+     * seedable, not unique); should it fail, the time and pid seed a generator instead */
+    uint8_t b[16];
+    if (getrandom(b, sizeof b, GRND_NONBLOCK) != (ssize_t)sizeof b) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ft_rand r;
+        ft_rand_seed(&r, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec +
+                             ((uint64_t)getpid() << 40));
+        uint64_t x[2] = {ft_rand_next(&r), ft_rand_next(&r)};
+        memcpy(b, x, sizeof b);
+    }
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    snprintf(buf, cap, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }
 
 /* ---- endpoint spec ("addr w=50 tag=a|b") ---- */

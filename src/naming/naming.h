@@ -41,6 +41,7 @@
 #define FT_ADDR_MAX 128              /* "host:port" or "[v6]:port", NUL included */
 #define FT_TAGS_MAX 256              /* "a|b|c", NUL included */
 #define FT_SERVICE_MAX 128           /* service name, NUL included */
+#define FT_ID_MAX 64                 /* instance id, NUL included */
 #define FT_WEIGHT_DEFAULT 100        /* weight of an endpoint that names none (ftrpc's choice) */
 #define FT_WEIGHT_MAX 65535          /* weights are 1..FT_WEIGHT_MAX */
 #define FT_NAMING_MAX_ENDPOINTS 4096 /* a backend refuses lists longer than this */
@@ -50,6 +51,12 @@ typedef struct ft_endpoint {
     char addr[FT_ADDR_MAX]; /* "host:port"; host is IPv4, a DNS name, or [IPv6] */
     uint32_t weight;        /* 1..FT_WEIGHT_MAX; FT_WEIGHT_DEFAULT when not given */
     char tags[FT_TAGS_MAX]; /* '|'-separated tags of [A-Za-z0-9_.-], "" for none */
+    /* The registration's instance id (go-micro's Node.Id): 1..63 chars of [A-Za-z0-9_.-], unique
+     * per registration; "" when the source has none (list://, file://, older registrars). */
+    char id[FT_ID_MAX];
+    /* The registration's TTL in ms (dir:// ttl_ms, etcd:// the lease's); 0 when the source has
+     * none. The view's stale bound drops an entry only once this has passed (naming_view.h). */
+    int64_t ttl_ms;
 } ft_endpoint;
 
 /* A growable array of endpoints, owned by whoever holds the struct. Zero-initialised is empty. */
@@ -69,7 +76,8 @@ void ft_endpoint_list_fini(ft_endpoint_list *list);
 void ft_endpoint_list_normalize(ft_endpoint_list *list);
 /* Sorts by address. */
 void ft_endpoint_list_sort(ft_endpoint_list *list);
-/* True when both lists hold the same endpoints in the same order (normalise both first). */
+/* True when both lists hold the same endpoints (address, weight, tags, id, TTL) in the same order
+ * (normalise both first). */
 bool ft_endpoint_list_equal(const ft_endpoint_list *a, const ft_endpoint_list *b);
 /* True when ep carries `tag` (exact match of one '|'-separated tag). */
 bool ft_endpoint_has_tag(const ft_endpoint *ep, const char *tag);
@@ -82,6 +90,11 @@ int ft_addr_check(const char *s, size_t len);
 int ft_tags_check(const char *s, size_t len);
 /* Checks a service name: 1..127 chars of [A-Za-z0-9_.-]. 0 or FTRPC_EINVAL. Pure. */
 int ft_service_check(const char *s, size_t len);
+/* Checks an instance id: 1..63 chars of [A-Za-z0-9_.-]. 0 or FTRPC_EINVAL. Pure. */
+int ft_id_check(const char *s, size_t len);
+/* Writes a new random instance id, a UUID v4 ("8-4-4-4-12" lowercase hex, as go-micro's
+ * uuid.New()), into buf (at least 37 bytes). Any thread. */
+void ft_id_generate(char *buf, size_t cap);
 
 /* Parses one endpoint spec of list:// and file://, e.g. "127.0.0.1:8000 w=50 tag=a|b":
  * the address, then options separated by spaces, tabs or ';'. Options: `w=N` (alias
@@ -153,6 +166,7 @@ typedef struct ft_registration {
     uint32_t weight;     /* 0 = FT_WEIGHT_DEFAULT */
     const char *tags;    /* "a|b", NULL or "" for none */
     int64_t ttl_ms;      /* validated by ft_registrar_start before it reaches a backend */
+    const char *id;      /* the instance id, checked and never NULL (ft_registrar_start) */
 } ft_registration;
 
 /* The vtable of one scheme. Slots a scheme cannot serve are NULL (list:// and file:// have no
@@ -228,6 +242,9 @@ typedef struct ft_registrar_opts {
     /* Refresh period, and the retry period after a failure. Must be < register_ttl_ms
      * (otherwise FTRPC_EINVAL). Default 30000 ms (go-micro's 30 s). */
     int64_t register_interval_ms;
+    /* The instance id written in the entry: 1..63 chars of [A-Za-z0-9_.-]. Default NULL: a new
+     * UUID v4 per registrar (go-micro: uuid.New() per server), see ft_registrar_id. */
+    const char *id;
 } ft_registrar_opts;
 
 /* Validates the options, registers once synchronously (a failure is logged, not returned: the
@@ -241,6 +258,8 @@ int ft_registrar_start(const ft_registrar_opts *opts, ft_registrar **out);
 void ft_registrar_stop(ft_registrar *r);
 /* 0 when the last attempt succeeded, else its error. Any thread. */
 int ft_registrar_status(const ft_registrar *r);
+/* The instance id the registrar writes (given or generated); valid until stop. Any thread. */
+const char *ft_registrar_id(const ft_registrar *r);
 /* How many register/refresh attempts succeeded and failed so far. Any thread. */
 void ft_registrar_counts(const ft_registrar *r, uint64_t *ok, uint64_t *failed);
 

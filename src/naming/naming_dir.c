@@ -291,6 +291,8 @@ static int dir_reg_open(const ft_naming_url *url, const ft_registration *r, ft_n
     reg->entry.ep.weight = r->weight ? r->weight : FT_WEIGHT_DEFAULT;
     reg->entry.pid = (int32_t)getpid();
     reg->entry.ttl_ms = r->ttl_ms;
+    reg->entry.ep.ttl_ms = r->ttl_ms;
+    snprintf(reg->entry.ep.id, sizeof reg->entry.ep.id, "%s", r->id ? r->id : "");
     char buf[FT_DIR_ENTRY_MAX + 1];
     if (r->ttl_ms > FT_DIR_TTL_MAX_MS || ft_dir_entry_format(&reg->entry, buf, sizeof buf) < 0 ||
         ft_dir_entry_filename(reg->entry.service, r->addr, reg->name, sizeof reg->name) ||

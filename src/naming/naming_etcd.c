@@ -664,10 +664,11 @@ typedef struct etcd_reg {
     etcd_http http;
     char key[ETCD_KEY_PREFIX_MAX + FT_ADDR_MAX];
     char value[FT_ETCD_VALUE_MAX + 1];
-    int64_t ttl_s; /* asked for */
-    int64_t lease; /* held now, 0 for none */
-    int last_rc;   /* to log a failure once per kind, not every interval */
-    bool told_ttl; /* logged that etcd raised the TTL */
+    ft_endpoint ep; /* what value holds; its ttl_ms follows the lease etcd granted */
+    int64_t ttl_s;  /* asked for */
+    int64_t lease;  /* held now, 0 for none */
+    int last_rc;    /* to log a failure once per kind, not every interval */
+    bool told_ttl;  /* logged that etcd raised the TTL */
 } etcd_reg;
 
 static int etcd_reg_open(const ft_naming_url *url, const ft_registration *r, ft_naming_reg **out)
@@ -676,6 +677,9 @@ static int etcd_reg_open(const ft_naming_url *url, const ft_registration *r, ft_
     if (!reg) return FTRPC_ENOMEM;
     int rc = cfg_parse(url, r->service, &reg->cfg);
     ft_endpoint ep = {.weight = r->weight ? r->weight : FT_WEIGHT_DEFAULT};
+    if (!rc && r->ttl_ms >= 1 && r->ttl_ms <= ETCD_TTL_MAX_MS)
+        ep.ttl_ms = (r->ttl_ms + 999) / 1000 * 1000;
+    if (!rc && r->id) snprintf(ep.id, sizeof ep.id, "%s", r->id);
     if (!rc && (r->ttl_ms < 1 || r->ttl_ms > ETCD_TTL_MAX_MS || !r->addr ||
                 (size_t)snprintf(ep.addr, sizeof ep.addr, "%s", r->addr) >= sizeof ep.addr ||
                 (size_t)snprintf(ep.tags, sizeof ep.tags, "%s", r->tags ? r->tags : "") >=
@@ -687,6 +691,7 @@ static int etcd_reg_open(const ft_naming_url *url, const ft_registration *r, ft_
     }
     if (!rc) {
         snprintf(reg->key, sizeof reg->key, "%s%s", reg->cfg.key_prefix, ep.addr);
+        reg->ep = ep;
         reg->ttl_s = (r->ttl_ms + 999) / 1000;
         rc = http_init(&reg->http, NULL, NULL);
     }
@@ -746,6 +751,16 @@ static int etcd_reg_register(ft_naming_reg *base)
         FT_INFO("naming: etcd:// asked for a %lld s lease, etcd granted %lld s (its minimum TTL)",
                 (long long)reg->ttl_s, (long long)ttl);
         reg->told_ttl = true;
+    }
+    /* the value tells readers the TTL the key really lives by (their stale bound reads it) */
+    if (ttl > 0 && ttl * 1000 != reg->ep.ttl_ms && ttl * 1000 <= FT_ETCD_TTL_MAX_MS) {
+        reg->ep.ttl_ms = ttl * 1000;
+        if (ft_etcd_value_format(&reg->ep, reg->value, sizeof reg->value) < 0) {
+            FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "naming: etcd:// value of %s does not fit",
+                               reg->key);
+            revoke(reg, id);
+            return reg_fail(reg, "put", FTRPC_EINVAL);
+        }
     }
     rc = put_key(reg, id);
     if (rc) {

@@ -42,6 +42,16 @@ const char *ftrpc_endpoint_list_tags(const ftrpc_endpoint_list *list, size_t i)
     return i < list->n ? list->eps[i].tags : NULL;
 }
 
+const char *ftrpc_endpoint_list_id(const ftrpc_endpoint_list *list, size_t i)
+{
+    return i < list->n ? list->eps[i].id : NULL;
+}
+
+int64_t ftrpc_endpoint_list_ttl_ms(const ftrpc_endpoint_list *list, size_t i)
+{
+    return i < list->n ? list->eps[i].ttl_ms : 0;
+}
+
 void ftrpc_endpoint_list_free(ftrpc_endpoint_list *list)
 {
     if (!list) return;
@@ -91,7 +101,8 @@ int ftrpc_naming_watch_new_sized(const char *naming_url, const ftrpc_naming_watc
     w->cb = cb;
     w->arg = arg;
     ft_naming_view_opts vo = {.empty_grace_ms = opts ? opts->empty_grace_ms : 0,
-                              .rescan_ms = opts ? opts->rescan_ms : 0};
+                              .rescan_ms = opts ? opts->rescan_ms : 0,
+                              .stale_drop_ms = opts ? opts->max_stale_ms : 0};
     int rc = ft_naming_view_open(naming_url, &vo, &w->view);
     if (rc == 0) rc = ft_naming_view_listen(w->view, on_snapshot, w, &w->listener);
     if (rc != 0) {

@@ -1,6 +1,9 @@
 /* The registrar: keeps one server instance registered in a naming service that can register
  * (ops->reg_*), on a thread of its own.
  *
+ * Every registration carries an instance id (go-micro's Node.Id): the one given, or a UUID v4
+ * made at start, so each registrar, and so each server process, has its own.
+ *
  * Life: start validates options (interval < TTL, as go-micro requires), registers once on the
  * caller's thread, then the thread wakes every interval: refresh when registered, register again
  * when the last attempt failed. Stop wakes the thread at once (condition variable on the
@@ -12,6 +15,7 @@
  * network (etcd), and an IO loop must never block. */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -23,6 +27,7 @@ struct ft_registrar {
     const ft_naming_ops *ops;
     ft_naming_reg *reg;
     int64_t interval_ms;
+    char id[FT_ID_MAX]; /* the instance id in the registry, given or generated */
     pthread_t thread;
     pthread_mutex_t lock; /* guards `stopping` with `wake` */
     pthread_cond_t wake;
@@ -77,6 +82,11 @@ int ft_registrar_start(const ft_registrar_opts *o, ft_registrar **out)
                  FT_WEIGHT_MAX);
         return FTRPC_EINVAL;
     }
+    if (o->id && ft_id_check(o->id, strlen(o->id)) != 0) {
+        FT_ERROR("naming: registrar refused: id \"%.80s\" must be 1..63 chars of [A-Za-z0-9_.-]",
+                 o->id);
+        return FTRPC_EINVAL;
+    }
     ft_naming_url url;
     int rc = ft_naming_url_parse(o->url, &url);
     if (rc) return rc;
@@ -86,12 +96,17 @@ int ft_registrar_start(const ft_registrar_opts *o, ft_registrar **out)
         ft_naming_url_fini(&url);
         return FTRPC_EADDR;
     }
-    ft_registration reg = {.addr = o->addr, .weight = o->weight, .tags = o->tags, .ttl_ms = ttl};
     ft_registrar *r = calloc(1, sizeof *r);
     if (!r) {
         ft_naming_url_fini(&url);
         return FTRPC_ENOMEM;
     }
+    if (o->id)
+        snprintf(r->id, sizeof r->id, "%s", o->id);
+    else
+        ft_id_generate(r->id, sizeof r->id);
+    ft_registration reg = {
+        .addr = o->addr, .weight = o->weight, .tags = o->tags, .ttl_ms = ttl, .id = r->id};
     rc = ops->reg_open(&url, &reg, &r->reg);
     ft_naming_url_fini(&url);
     if (rc) {
@@ -132,6 +147,11 @@ void ft_registrar_stop(ft_registrar *r)
     pthread_cond_destroy(&r->wake);
     pthread_mutex_destroy(&r->lock);
     free(r);
+}
+
+const char *ft_registrar_id(const ft_registrar *r)
+{
+    return r->id;
 }
 
 int ft_registrar_status(const ft_registrar *r)

@@ -28,6 +28,7 @@ struct ft_naming_view {
     const ft_clock *clock;
     int64_t stale_max_ns;
     int64_t grace_ns; /* < 0: accept empty at once */
+    int64_t drop_ns;  /* the stale bound; 0: off */
     int64_t rescan_ms;
     ft_naming *ns; /* NULL for a hand-fed view */
 
@@ -40,6 +41,7 @@ struct ft_naming_view {
     bool stale;
     int64_t stale_since;
     int64_t last_loud;  /* when the last "stale too long" ERROR was logged */
+    int64_t listed_at;  /* when the registry last listed the entries of `cur` */
     bool empty_pending; /* a "no endpoints" answer is being distrusted */
     int64_t empty_since;
     listener *listeners;
@@ -80,8 +82,9 @@ int ft_naming_view_new(const ft_naming_view_opts *opts, ft_naming_view **out)
 {
     ft_naming_view_opts o = {0};
     if (opts) o = *opts;
-    if (o.stale_max_ms < 0 || o.rescan_ms < 0) {
-        FT_ERROR("naming: view refused: stale_max_ms and rescan_ms must not be negative");
+    if (o.stale_max_ms < 0 || o.rescan_ms < 0 || o.stale_drop_ms < -1) {
+        FT_ERROR("naming: view refused: stale_max_ms and rescan_ms must not be negative, "
+                 "stale_drop_ms not below -1");
         return FTRPC_EINVAL;
     }
     ft_naming_view *v = calloc(1, sizeof *v);
@@ -92,6 +95,7 @@ int ft_naming_view_new(const ft_naming_view_opts *opts, ft_naming_view **out)
                   : o.empty_grace_ms > 0 ? o.empty_grace_ms * FT_NS_PER_MS
                                          : 30000 * FT_NS_PER_MS;
     v->rescan_ms = o.rescan_ms ? o.rescan_ms : 5000;
+    v->drop_ns = o.stale_drop_ms > 0 ? o.stale_drop_ms * FT_NS_PER_MS : 0;
     v->cur = snapshot_new(NULL, 0);
     if (!v->cur) {
         free(v);
@@ -177,6 +181,36 @@ static void publish(ft_naming_view *v, const ft_endpoint_list *list)
         v->listeners[i].cb(s, v->listeners[i].arg);
 }
 
+/* The stale bound: with the registry unreachable for drop_ns, drops the entries whose own TTL has
+ * passed since it last listed them. Called with apply_lock held, while stale. */
+static void drop_expired(ft_naming_view *v, int64_t now)
+{
+    if (v->drop_ns <= 0 || now - v->stale_since < v->drop_ns || v->cur->n == 0) return;
+    ft_endpoint_list keep = {0};
+    size_t dropped = 0;
+    for (size_t i = 0; i < v->cur->n; i++) {
+        const ft_endpoint *ep = &v->cur->eps[i];
+        if (ep->ttl_ms > 0 && now - v->listed_at >= ep->ttl_ms * FT_NS_PER_MS) {
+            dropped++;
+            continue;
+        }
+        if (ft_endpoint_list_add(&keep, ep) != 0) {
+            ft_endpoint_list_fini(&keep);
+            FT_LOG_RATELIMITED(FTRPC_LOG_ERROR, "naming: out of memory; keeping the old list");
+            return;
+        }
+    }
+    if (dropped) {
+        FT_ERROR("naming: registry unreachable for %lld ms: dropping %zu of %zu endpoints whose "
+                 "registration TTL has passed (stale bound %lld ms)",
+                 (long long)((now - v->stale_since) / FT_NS_PER_MS), dropped, v->cur->n,
+                 (long long)(v->drop_ns / FT_NS_PER_MS));
+        v->stats.stale_dropped += dropped;
+        publish(v, &keep);
+    }
+    ft_endpoint_list_fini(&keep);
+}
+
 static void apply_error(ft_naming_view *v, int err, int64_t now)
 {
     v->stats.errors++;
@@ -188,6 +222,7 @@ static void apply_error(ft_naming_view *v, int err, int64_t now)
                 ftrpc_strerror(err), v->cur->n);
         return;
     }
+    drop_expired(v, now);
     if (now - v->stale_since >= v->stale_max_ns && now - v->last_loud >= v->stale_max_ns) {
         v->last_loud = now;
         FT_ERROR("naming: registry unreachable for %lld ms (%s); STILL serving a stale list of %zu "
@@ -233,6 +268,7 @@ static void apply_list(ft_naming_view *v, const ft_endpoint_list *in, int64_t no
         FT_WARN("naming: registry still lists no endpoints after the grace period; accepting it");
     }
     v->empty_pending = false;
+    v->listed_at = now;
     /* The first good answer publishes even when empty, so version > 0 means "discovered". */
     if (v->cur->version == 0 || !snapshot_equals(v->cur, &l)) publish(v, &l);
     ft_endpoint_list_fini(&l);

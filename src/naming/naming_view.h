@@ -10,6 +10,12 @@
  *   - a registry error keeps the last good list; the view is "stale" (counted, logged once when it
  *     starts and when it ends); after stale_max_ms it logs loudly (ERROR, at most once per
  *     stale_max_ms) but still serves the old list;
+ *   - the stale bound (stale_drop_ms, off by default, go-micro's cache "periodically TTLed
+ *     out"): once the registry has been unreachable for stale_drop_ms, an entry whose own
+ *     registration TTL (ft_endpoint.ttl_ms) has passed since the registry last listed it is
+ *     dropped; entries without a TTL (list://, file://) are kept. Dropping publishes at once (no
+ *     empty grace: the registry said nothing), and an empty result is an empty view
+ *     (FTRPC_ENOENDPOINT for a client);
  *   - a registry that answers "no endpoints" after having some is suspected: the old list is kept
  *     for empty_grace_ms, then the empty list is accepted (0 accepts it at once);
  *   - before the first good answer the view is empty (version 0).
@@ -52,6 +58,10 @@ typedef struct ft_naming_view_opts {
     int64_t empty_grace_ms;
     /* Passed to the watch: a full re-read at least this often. Default 5000 ms. */
     int64_t rescan_ms;
+    /* The stale bound (see above): after this long unreachable, entries whose TTL passed are
+     * dropped. Default 0 (and -1): never, the last list is served for as long as the outage
+     * lasts. Not the same as stale_max_ms, which only logs. */
+    int64_t stale_drop_ms;
 } ft_naming_view_opts;
 
 /* Called with every newly published snapshot, in order, on the thread that published it (the
@@ -64,6 +74,7 @@ typedef struct ft_naming_view_stats {
     uint64_t changes;        /* snapshots published */
     uint64_t errors;         /* registry errors received (each kept the old list) */
     uint64_t empty_rejected; /* "no endpoints" answers ignored during the grace period */
+    uint64_t stale_dropped;  /* entries dropped by the stale bound */
     bool stale;              /* the last answer was an error */
     int64_t stale_ms;        /* how long it has been stale, 0 when fresh */
 } ft_naming_view_stats;

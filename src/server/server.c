@@ -131,21 +131,24 @@ int ftrpc_server_new_sized(const ftrpc_server_options *opts, size_t opts_size, f
     /* the caller's strings need not outlive new: the server keeps copies (register_* are read in
      * start only) */
     s->opts.auth_token = s->opts.register_url = s->opts.register_addr = s->opts.register_tags =
-        NULL;
+        s->opts.register_id = NULL;
     s->auth_token = o.auth_token ? strdup(o.auth_token) : NULL;
     s->register_url = o.register_url ? strdup(o.register_url) : NULL;
     s->register_addr = o.register_addr ? strdup(o.register_addr) : NULL;
     s->register_tags = o.register_tags ? strdup(o.register_tags) : NULL;
+    s->register_id = o.register_id ? strdup(o.register_id) : NULL;
     s->opts.auth_token = s->auth_token;
     s->loop_sessions = calloc((size_t)rt->nloops, sizeof(ft_list));
     s->per_loop = calloc((size_t)rt->nloops, sizeof *s->per_loop);
     if ((o.auth_token && !s->auth_token) || (o.register_url && !s->register_url) ||
         (o.register_addr && !s->register_addr) || (o.register_tags && !s->register_tags) ||
-        !s->loop_sessions || !s->per_loop) {
+        (o.register_id && !s->register_id) || !s->loop_sessions || !s->per_loop) {
         free(s->auth_token);
         free(s->register_url);
         free(s->register_addr);
         free(s->register_tags);
+        free(s->register_id);
+        free(s->register_id);
         free(s->loop_sessions);
         free(s->per_loop);
         ft_tls_ctx_free(tls_ctx);
@@ -388,8 +391,11 @@ static int start_registrar(ftrpc_server *s, const char *listen_addr)
                             .weight = s->opts.register_weight,
                             .tags = s->register_tags,
                             .register_ttl_ms = s->opts.register_ttl_ms,
-                            .register_interval_ms = s->opts.register_interval_ms};
+                            .register_interval_ms = s->opts.register_interval_ms,
+                            .id = s->register_id};
     int rc = ft_registrar_start(&ro, &s->registrar);
+    if (rc == 0)
+        snprintf(s->registered_id, sizeof s->registered_id, "%s", ft_registrar_id(s->registrar));
     if (rc != 0)
         FT_ERROR("server: cannot register %s at %s: %s", addr, s->register_url, ftrpc_strerror(rc));
     return rc;
@@ -459,6 +465,11 @@ int ftrpc_server_start(ftrpc_server *s, const char *listen_addr)
 int ftrpc_server_port(const ftrpc_server *s)
 {
     return s ? s->port : 0;
+}
+
+const char *ftrpc_server_register_id(const ftrpc_server *s)
+{
+    return s ? s->registered_id : "";
 }
 
 struct close_sessions_args {

@@ -138,7 +138,8 @@ struct ftrpc_server {
     ft_workpool pool;
     int pool_started;
     char *auth_token; /* copies of the option strings the server keeps */
-    char *register_url, *register_addr, *register_tags;
+    char *register_url, *register_addr, *register_tags, *register_id;
+    char registered_id[64]; /* the id in use, written by start before it returns */
     atomic_llong connections_refused, idle_closed, read_timeouts, auth_failures;
     atomic_llong tls_failures, plain_refused, pending_refused;
     /* bytes of requests read and not yet whole (started frames, HTTP requests, pipelined requests

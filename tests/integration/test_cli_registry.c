@@ -1,5 +1,6 @@
 /* `ftrpc registry ls|watch` against a dir:// registry fed by real echo-servers: ls prints what is
- * registered, watch prints a new list when a server joins and when it leaves. */
+ * registered (with each registration's instance id: the one given by --id, or the UUID the server
+ * made), watch prints a new list when a server joins and when it leaves. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,21 +9,25 @@
 
 #include "discovery_util.h"
 
-static void registry_ls_prints_every_registered_endpoint_with_its_weight_and_tags(void **state)
+static void registry_ls_prints_every_registered_endpoint_with_its_weight_tags_and_id(void **state)
 {
     (void)state;
     h_server a, b;
-    const char *wa[] = {"--weight", "50", "--tags", "blue|v2", NULL};
+    const char *wa[] = {"--weight", "50", "--tags", "blue|v2", "--id", "micro-a", NULL};
     assert_int_equal(d_server_start(&a, d_dir, "5", "1", wa), 0);
     assert_int_equal(d_server_start(&b, d_dir, "5", "1", NULL), 0);
     char *out = NULL, *err = NULL, la[128], lb[128];
     const char *args[] = {"registry", "ls", d_url, NULL};
     assert_int_equal(h_cli_run(args, 5000, &out, &err), 0);
-    snprintf(la, sizeof la, "127.0.0.1:%d weight=50 tags=blue|v2\n", a.port);
-    snprintf(lb, sizeof lb, "127.0.0.1:%d weight=100\n", b.port);
+    snprintf(la, sizeof la, "127.0.0.1:%d weight=50 tags=blue|v2 id=micro-a\n", a.port);
+    snprintf(lb, sizeof lb, "127.0.0.1:%d weight=100 id=", b.port);
     print_message("registry ls:\n%s", out);
     assert_non_null(strstr(out, la));
-    assert_non_null(strstr(out, lb));
+    const char *idb = strstr(out, lb);
+    assert_non_null(idb);
+    idb += strlen(lb); /* a UUID v4 the server made at start */
+    assert_int_equal(strcspn(idb, "\n"), 36);
+    assert_int_equal(idb[14], '4');
     free(out);
     free(err);
     assert_int_equal(h_server_stop(&a, 10000), 0);
@@ -48,7 +53,7 @@ static void registry_watch_prints_a_server_that_joins_and_leaves(void **state)
     assert_true(h_child_wait_output(&w, buf, sizeof buf, &len, "0 endpoint(s)", 3000));
     int64_t t0 = h_now_us();
     assert_int_equal(d_server_start(&s, d_dir, "5", "1", NULL), 0);
-    snprintf(line, sizeof line, "127.0.0.1:%d weight=100\n", s.port);
+    snprintf(line, sizeof line, "127.0.0.1:%d weight=100 id=", s.port);
     int found = h_child_wait_output(&w, buf, sizeof buf, &len, line, 2000);
     print_message("registry watch printed the new server %lld ms after it was started\n",
                   (long long)((h_now_us() - t0) / 1000));
@@ -66,8 +71,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
-            registry_ls_prints_every_registered_endpoint_with_its_weight_and_tags, d_setup_registry,
-            d_teardown),
+            registry_ls_prints_every_registered_endpoint_with_its_weight_tags_and_id,
+            d_setup_registry, d_teardown),
         cmocka_unit_test_setup_teardown(registry_watch_prints_a_server_that_joins_and_leaves,
                                         d_setup_registry, d_teardown),
     };

@@ -1,7 +1,8 @@
 /* Discovery on the embedded dir:// registry with real server processes: calls spread over every
  * registered server, a new one is called within a second, a killed one leaves after its TTL
  * without failing calls (failover), a stopped one leaves at once, the client rides out a
- * registry outage and a wiped folder on its cached view, a call in flight to a leaving server
+ * registry outage and a wiped folder on its cached view (and, with a stale bound, drops expired
+ * registrations after a long one), a call in flight to a leaving server
  * completes, and weights drive "wrr". Every wait polls under a bound. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -163,20 +164,33 @@ static void stopped_server_leaves_at_once_well_under_its_ttl(void **state)
     stop_all();
 }
 
+/* The outage: the folder moves away and a plain file takes its place, so neither the registrars
+ * (ENOTDIR, retried every interval) nor the clients' watches can read it. One atomic exchange:
+ * between a rename and a create, a registrar would make the folder anew. The folder's place while
+ * away goes to `moved`. */
+static void registry_away(char *moved, size_t cap)
+{
+    snprintf(moved, cap, "%s.away", d_dir);
+    FILE *f = fopen(moved, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(renameat2(AT_FDCWD, d_dir, AT_FDCWD, moved, RENAME_EXCHANGE), 0);
+}
+
+/* The folder is back (its entries are stale by now); the registrars write again. */
+static void registry_back(const char *moved)
+{
+    assert_int_equal(renameat2(AT_FDCWD, moved, AT_FDCWD, d_dir, RENAME_EXCHANGE), 0);
+    assert_int_equal(unlink(moved), 0);
+}
+
 static void registry_outage_keeps_the_last_list_and_recovery_is_seen(void **state)
 {
     (void)state;
     servers(0, 2, "1", "0.2", NULL);
     client("rr");
-    /* the outage: the folder moves away and a plain file takes its place, so neither the
-     * registrars (ENOTDIR, retried every interval) nor the client's watch can read it. One
-     * atomic exchange: between a rename and a create, a registrar would make the folder anew. */
     char moved[300], ep[64];
-    snprintf(moved, sizeof moved, "%s.away", d_dir);
-    FILE *f = fopen(moved, "w");
-    assert_non_null(f);
-    fclose(f);
-    assert_int_equal(renameat2(AT_FDCWD, d_dir, AT_FDCWD, moved, RENAME_EXCHANGE), 0);
+    registry_away(moved, sizeof moved);
     int64_t t0 = h_now_ms();
     int calls = 0;
     ft_naming_view_stats st = {0};
@@ -193,9 +207,7 @@ static void registry_outage_keeps_the_last_list_and_recovery_is_seen(void **stat
     assert_true(st.errors >= 1);
     assert_int_equal(d_view_size(cli), 2);
 
-    /* recovery: the folder is back (its entries are stale by now); the registrars write again */
-    assert_int_equal(renameat2(AT_FDCWD, moved, AT_FDCWD, d_dir, RENAME_EXCHANGE), 0);
-    assert_int_equal(unlink(moved), 0);
+    registry_back(moved);
     int64_t deadline = h_now_ms() + 3000 * H_VG;
     do {
         ft_naming_view_stats_get(cli->view, &st);
@@ -207,6 +219,97 @@ static void registry_outage_keeps_the_last_list_and_recovery_is_seen(void **stat
     /* and later changes are seen */
     servers(2, 3, "1", "0.2", NULL);
     assert_true(d_wait_view(cli, addr[2], 1, 1000 * H_VG) >= 0);
+    stop_all();
+}
+
+/* One Echo call's code, quietly (the bounded client's calls are expected to fail at the end). */
+static int call_rc(ftrpc_client *c)
+{
+    ftrpc_result r;
+    int rc = ftrpc_call(c, D_SERVICE, "Echo", NULL, NULL, NULL, &r);
+    ftrpc_result_fini(&r);
+    return rc;
+}
+
+static int no_endpoint(void *arg)
+{
+    return call_rc(arg) == FTRPC_ENOENDPOINT;
+}
+
+static int answers(void *arg)
+{
+    return call_rc(arg) == 0;
+}
+
+/* The instance id of addr in a client's view ("" when not listed). */
+static void view_id(ftrpc_client *c, const char *a, char *out, size_t cap)
+{
+    ft_naming_snapshot *s = ft_naming_view_get(c->view);
+    snprintf(out, cap, "%s", "");
+    for (size_t i = 0; i < s->n; i++)
+        if (!strcmp(s->eps[i].addr, a)) snprintf(out, cap, "%s", s->eps[i].id);
+    ft_naming_snapshot_release(s);
+}
+
+/* go-micro's terms, scaled down: servers register with TTL 1 s and interval 0.5 s (go-micro's
+ * --register_ttl 30 --register_interval 15), one with an id of its own (--id), one with the UUID
+ * made at start; ids show in the registry and the clients' views. Then the registry becomes
+ * unreachable (the folder swapped for a file) while the servers run on. The default client keeps
+ * calling on its last list; the client with naming_max_stale_ms 1000 drops both registrations
+ * once the outage has lasted 1 s and their TTL has passed, and its calls then fail with
+ * FTRPC_ENOENDPOINT; when the registry is back it calls again. */
+static void stale_bound_drops_expired_registrations_and_calls_see_no_endpoint(void **state)
+{
+    (void)state;
+    const char *const own_id[] = {"--id", "micro-a", NULL};
+    servers(0, 1, "1", "0.5", own_id);
+    servers(1, 2, "1", "0.5", NULL);
+    client("rr");
+    ftrpc_client_options bo = {.timeout_ms = 2000 * H_VG, .naming_max_stale_ms = 1000};
+    ftrpc_client *bounded = NULL;
+    assert_int_equal(ftrpc_client_new(d_url, &bo, &bounded), 0);
+    for (int i = 0; i < 2; i++)
+        assert_true(d_wait_view(bounded, addr[i], 1, 2000 * H_VG) >= 0);
+
+    /* instance ids: the one given, a UUID for the other; the same in the registry's listing */
+    char id0[64], id1[64];
+    view_id(bounded, addr[0], id0, sizeof id0);
+    view_id(bounded, addr[1], id1, sizeof id1);
+    assert_string_equal(id0, "micro-a");
+    assert_int_equal(strlen(id1), 36);
+    assert_int_equal(id1[14], '4'); /* UUID version 4 */
+    ftrpc_endpoint_list *l = NULL;
+    assert_int_equal(ftrpc_naming_list(d_url, &l), 0);
+    assert_int_equal(ftrpc_endpoint_list_size(l), 2);
+    for (size_t i = 0; i < 2; i++) {
+        const char *a = ftrpc_endpoint_list_addr(l, i);
+        assert_string_equal(ftrpc_endpoint_list_id(l, i), !strcmp(a, addr[0]) ? id0 : id1);
+        assert_int_equal(ftrpc_endpoint_list_ttl_ms(l, i), 1000);
+    }
+    ftrpc_endpoint_list_free(l);
+
+    char moved[300];
+    registry_away(moved, sizeof moved);
+    int64_t t0 = h_now_ms();
+    assert_int_equal(call_rc(bounded), 0); /* stale, still served */
+    /* the bound is met once the outage is 1 s old and the TTL passed; the view notices at the
+     * watch's next re-read (every 5 s by default) */
+    assert_true(h_wait_until(no_endpoint, bounded, 15000 * H_VG));
+    int64_t took = h_now_ms() - t0;
+    ft_naming_view_stats st;
+    ft_naming_view_stats_get(bounded->view, &st);
+    print_message("registry down: the bounded client saw FTRPC_ENOENDPOINT after %lld ms "
+                  "(stale_dropped=%llu); the default client still answers\n",
+                  (long long)took, (unsigned long long)st.stale_dropped);
+    assert_true(took >= 1000);
+    assert_int_equal(st.stale_dropped, 2);
+    assert_int_equal(d_view_size(bounded), 0);
+    assert_int_equal(d_view_size(cli), 2);
+    assert_int_equal(call_rc(cli), 0); /* the default: the last list, as long as it takes */
+
+    registry_back(moved); /* the registrars write again, the bounded client calls again */
+    assert_true(h_wait_until(answers, bounded, 5000 * H_VG));
+    ftrpc_client_free(bounded);
     stop_all();
 }
 
@@ -362,6 +465,7 @@ int main(void)
         T(killed_server_leaves_after_its_ttl_and_no_call_fails_meanwhile),
         T(stopped_server_leaves_at_once_well_under_its_ttl),
         T(registry_outage_keeps_the_last_list_and_recovery_is_seen),
+        T(stale_bound_drops_expired_registrations_and_calls_see_no_endpoint),
         T(wiped_registry_is_distrusted_and_calls_keep_succeeding),
         T(last_server_stopping_leaves_an_empty_list_only_when_told_to_believe_it),
         T(call_in_flight_to_a_deregistering_server_completes),

@@ -8,7 +8,9 @@
  *   - a lease lost behind the registrar's back is replaced (new lease, key put again), and a key
  *     deleted by hand is put back;
  *   - etcd killed and restarted during a steady watch: the view keeps the last good list all
- *     along, the registrar registers again under a new lease, and the watch sees later changes.
+ *     along, the registrar registers again under a new lease, and the watch sees later changes;
+ *   - etcd killed with a stale bound: the bounded view drops the registration once the bound and
+ *     the lease's TTL have passed (instance ids and TTLs travel in the value).
  * A missing etcd binary FAILS the test with a message (CI installs it: scripts/install-deps.sh
  * --test). Every wait is bounded. */
 #include <setjmp.h>
@@ -369,6 +371,57 @@ static void view_survives_etcd_restart_and_registrar_takes_a_new_lease(void **st
     ft_naming_view_free(v);
 }
 
+/* go-micro's TTL 30 / interval 15 scaled to etcd's shortest lease: TTL 2 s, interval 1 s, with an
+ * instance id of the server's choosing. etcd killed: the view with a 1 s stale bound drops the
+ * registration once etcd has been unreachable for 1 s and the lease's TTL has passed since etcd
+ * last listed it; a view without a bound keeps it. etcd back: the registrar puts the key under a
+ * new lease and the bounded view lists it again. */
+static void stale_bound_drops_a_registration_whose_lease_ttl_passed_while_etcd_is_down(void **state)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%s/ftrpc-test?service=t5.Svc", E_url_base);
+    ft_registrar_opts o = {.url = url,
+                           .addr = "127.0.0.1:7401",
+                           .register_ttl_ms = 2000,
+                           .register_interval_ms = 1000,
+                           .id = "micro-e"};
+    ft_registrar *a = NULL;
+    assert_int_equal(ft_registrar_start(&o, &a), 0);
+    assert_string_equal(ft_registrar_id(a), "micro-e");
+    ft_naming_view *plain = view_open("t5.Svc", 60000);
+    ft_naming_view_opts bo = {.rescan_ms = 60000, .empty_grace_ms = -1, .stale_drop_ms = 1000};
+    ft_naming_view *bounded = NULL;
+    assert_int_equal(ft_naming_view_open(url, &bo, &bounded), 0);
+    assert_int_equal(ft_naming_view_wait_ready(bounded, 3000), 0);
+    assert_true(wait_count(bounded, 1, 1000) >= 0);
+    assert_true(wait_count(plain, 1, 1000) >= 0);
+    ft_naming_snapshot *s = ft_naming_view_get(bounded);
+    assert_string_equal(s->eps[0].id, "micro-e");
+    assert_int_equal(s->eps[0].ttl_ms, 2000);
+    ft_naming_snapshot_release(s);
+
+    h_etcd_kill(&E);
+    int64_t t0 = h_now_ms();
+    int64_t took = wait_count(bounded, 0, 10000);
+    fprintf(stderr, "etcd down: the bounded view emptied after %lld ms\n", (long long)took);
+    assert_true(took >= 1000); /* not before the bound */
+    assert_int_equal(view_count(plain), 1);
+    ft_naming_view_stats st;
+    ft_naming_view_stats_get(bounded, &st);
+    assert_int_equal(st.stale_dropped, 1);
+    assert_true(h_now_ms() - t0 >= 1000);
+
+    if (h_etcd_start(&E) != 0) {
+        h_etcd_dump_log(&E);
+        fail_msg("etcd did not come back");
+    }
+    assert_true(wait_count(bounded, 1, 10000) >= 0);
+    ft_registrar_stop(a);
+    assert_true(wait_count(bounded, 0, 2000) >= 0);
+    ft_naming_view_free(bounded);
+    ft_naming_view_free(plain);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -378,6 +431,8 @@ int main(void)
         cmocka_unit_test(
             registrar_takes_a_new_lease_when_its_lease_is_lost_and_puts_back_a_deleted_key),
         cmocka_unit_test(view_survives_etcd_restart_and_registrar_takes_a_new_lease),
+        cmocka_unit_test(
+            stale_bound_drops_a_registration_whose_lease_ttl_passed_while_etcd_is_down),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -51,6 +51,7 @@ static void older_client_options_get_the_defaults_of_newer_fields(void **state)
     assert_int_equal(c->opts.timeout_ms, 4321);
     assert_int_equal(c->opts.retries, FTRPC_NO_RETRY);
     assert_int_equal(c->opts.tls.enable, 0);
+    assert_int_equal(c->opts.naming_max_stale_ms, 0); /* no stale bound, whatever the garbage */
     assert_null(c->tls_ctx);
     ftrpc_client_free(c);
 }
@@ -73,6 +74,35 @@ static void newer_options_are_accepted_only_with_unknown_fields_at_zero(void **s
     assert_int_equal(ftrpc_runtime_new_sized((const ftrpc_runtime_options *)buf, sizeof buf, &rt),
                      FTRPC_EINVAL);
     assert_null(rt);
+}
+
+/* ftrpc_health_options as declared before the WSO2 fields and breaker_reject: the WSO2 fields
+ * took the first slot of its reserved room, breaker_reject the second. */
+typedef struct health_options_before {
+    int64_t initial_suspension_ms;
+    double progression_factor;
+    int64_t maximum_suspension_ms;
+    int retries_before_suspension;
+    int64_t retry_delay_ms;
+    int mark_codes[FTRPC_MAX_CODES];
+    int suspend_codes[FTRPC_MAX_CODES];
+    double max_suspended_ratio;
+    double breaker_error_ratio;
+    int breaker_min_calls;
+    int64_t breaker_window_ms;
+    int64_t reserved[4];
+} health_options_before;
+
+static void nested_health_options_keep_their_size_and_layout(void **state)
+{
+    (void)state;
+    assert_int_equal(sizeof(ftrpc_health_options), sizeof(health_options_before));
+    assert_int_equal(offsetof(ftrpc_health_options, suspend_other_errors),
+                     offsetof(health_options_before, reserved));
+    assert_int_equal(offsetof(ftrpc_health_options, breaker_reject),
+                     offsetof(health_options_before, reserved) + 8);
+    assert_int_equal(offsetof(ftrpc_health_options, breaker_window_ms),
+                     offsetof(health_options_before, breaker_window_ms));
 }
 
 /* A policy that sets only the hooks it knows leaves the reserved slots zero. */
@@ -109,6 +139,7 @@ int main(void)
         cmocka_unit_test(newer_options_are_accepted_only_with_unknown_fields_at_zero),
         cmocka_unit_test(a_backup_policy_initialised_by_name_has_zero_reserved_slots),
         cmocka_unit_test(wso2_options_keep_the_health_size_and_default_when_cut),
+        cmocka_unit_test(nested_health_options_keep_their_size_and_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

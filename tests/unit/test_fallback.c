@@ -7,11 +7,10 @@
  *   success        the method "Ok" answers "real"
  *   business error the method "Biz" fails with 3001
  *   timeout        the method "Slow" answers after the call's 150 ms deadline (FTRPC_ERPCTIMEDOUT)
- *   no endpoint    file:// naming an empty file: the service has no endpoint at all. This is the
- *                  only way ftrpc yields FTRPC_ENOENDPOINT: its breaker suspends endpoints and the
- *                  engine then takes the one whose suspension ends first (call.c, choose_endpoint)
- *                  rather than reject the call, so an empty list is what "the breaker rejects" is
- *                  in ftrpc (client.h groups the two under FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER).
+ *   no endpoint    file:// naming an empty file: the service has no endpoint at all
+ *                  (FTRPC_ENOENDPOINT, which FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER still covers)
+ *   breaker open   EINTERNAL answers trip the only endpoint's breaker; the next call is rejected
+ *                  with FTRPC_EBREAKER without being sent
  *   connection     a port nothing listens on (FTRPC_ECONNREFUSED)
  */
 #include <setjmp.h>
@@ -432,11 +431,11 @@ static void returned_response_error_or_neither_follow_kitex_rules(void **state)
                     EXPECT(strcmp(r.error_text, ftrpc_strerror(FTRPC_ELIMIT)) == 0);
                 if (act == ACT_BIZ_ERROR || act == ACT_BOTH)
                     EXPECT(strcmp(r.error_text, "fallback says no") == 0);
-                /* a fallback that returns an error never changes what is reported; a response
-                 * does only for an RPC error with report_as_fallback */
+                /* Kitex's rule: only an RPC error with report_as_fallback is reported as what
+                 * the fallback made of it (a response: ok; an error: that error's kind) */
                 int bucket = bucket_of(OUTCOMES[o].kind);
-                if (act == ACT_RESPONSE && report && OUTCOMES[o].kind == FTRPC_RESULT_RPC_ERROR)
-                    bucket = 0;
+                if (act != ACT_NEITHER && report && OUTCOMES[o].kind == FTRPC_RESULT_RPC_ERROR)
+                    bucket = bucket_of(want_kind);
                 expect_reported(label, r, m, bucket);
                 /* the counter counts outcomes a fallback produced: "neither" produced none */
                 EXPECT(m.fallbacks == (act != ACT_NEITHER));
@@ -445,6 +444,86 @@ static void returned_response_error_or_neither_follow_kitex_rules(void **state)
                 cases++;
             }
     print_message("%d cases\n", cases);
+}
+
+/* Where ftrpc differed from Kitex until issue 20: an RPC error that the fallback replaced with an
+ * error was reported as the original RPC error even with report_as_fallback. Kitex reports the
+ * fallback's error then (client.go: `if reportAsFB { reportErr = fbErr }`), so a business error the
+ * fallback returns lands in business_errors; without report_as_fallback the original stays. */
+static void report_as_fallback_reports_the_fallbacks_error_in_place_of_an_rpc_error(void **state)
+{
+    (void)state;
+    static const struct {
+        action act;
+        int report;
+        int bucket; /* 0 ok, 1 rpc_errors, 2 business_errors */
+    } rows[] = {
+        {ACT_BIZ_ERROR, 1, 2}, {ACT_BIZ_ERROR, 0, 1}, {ACT_RPC_ERROR, 1, 1},
+        {ACT_RPC_ERROR, 0, 1}, {ACT_RESPONSE, 1, 0},  {ACT_RESPONSE, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char label[96];
+        snprintf(label, sizeof label, "conn-refused/%s/%s", ACT_NAMES[rows[i].act],
+                 rows[i].report ? "report-as-fallback" : "report-original");
+        fb_rec rec = {.act = rows[i].act};
+        ftrpc_fallback fb = {.kind = FTRPC_FALLBACK_ERRORS,
+                             .fn = record_fb,
+                             .arg = &rec,
+                             .report_as_fallback = rows[i].report};
+        ftrpc_client *c = new_client(url_dead, &fb);
+        ftrpc_result r;
+        call_with(c, "Ok", NULL, &r);
+        counts m = read_counts(c, "Ok");
+        EXPECT(rec.code == FTRPC_ECONNREFUSED);
+        expect_reported(label, r, m, rows[i].bucket);
+        ftrpc_result_fini(&r);
+        ftrpc_client_free(c);
+    }
+}
+
+/* ---- the breaker's rejection ---- */
+
+/* Kitex's TimeoutAndCBFallback fires on a circuit-breaker rejection: once the only endpoint's
+ * breaker is open, a call is rejected at once with FTRPC_EBREAKER (no attempt), the fallback sees
+ * it, and rpc_client_breaker_rejections counts it. With breaker_reject = -1 the call is sent. */
+static void timeouts_and_breaker_kind_sees_the_breakers_rejection(void **state)
+{
+    (void)state;
+    for (int reject_off = 0; reject_off <= 1; reject_off++) {
+        fb_rec rec = {.act = ACT_RESPONSE};
+        ftrpc_client_options o = {
+            .timeout_ms = 5000,
+            .connect_timeout_ms = 1000,
+            .retries = FTRPC_NO_RETRY,
+            .health = {.breaker_min_calls = 4, .breaker_reject = reject_off ? -1 : 0},
+            .fallback = {.kind = FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER, .fn = record_fb, .arg = &rec},
+        };
+        ftrpc_client *c = NULL;
+        assert_int_equal(ftrpc_client_new(url_one, &o, &c), 0);
+        ftrpc_result r;
+        for (int i = 0; i < 4; i++) { /* EINTERNAL x 4: the breaker trips on the 4th */
+            assert_int_equal(call_with(c, "Internal", NULL, &r), FTRPC_EINTERNAL);
+            ftrpc_result_fini(&r);
+        }
+        assert_int_equal(atomic_load(&rec.calls), 0); /* errors are not this kind's */
+        int rc = call_with(c, "Ok", NULL, &r);
+        ft_method_metrics *mm = ft_client_metrics_get(&c->metrics, SVC, "Ok");
+        if (!reject_off) {
+            assert_int_equal(atomic_load(&rec.calls), 1);
+            assert_int_equal(rec.code, FTRPC_EBREAKER);
+            assert_int_equal(rec.attempts, 0);
+            assert_int_equal(rc, 0); /* the fallback's answer */
+            assert_true(response_is(&r, "fallback"));
+            assert_int_equal(ft_counter_get(&mm->breaker_rejections), 1);
+        } else {
+            assert_int_equal(atomic_load(&rec.calls), 0);
+            assert_int_equal(rc, 0); /* sent anyway: the real answer, as the early probe */
+            assert_true(response_is(&r, "real"));
+            assert_int_equal(ft_counter_get(&mm->breaker_rejections), 0);
+        }
+        ftrpc_result_fini(&r);
+        ftrpc_client_free(c);
+    }
 }
 
 /* ---- levels ---- */
@@ -702,6 +781,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(each_kind_sees_exactly_its_outcomes_at_client_and_call_level),
         cmocka_unit_test(returned_response_error_or_neither_follow_kitex_rules),
+        cmocka_unit_test(report_as_fallback_reports_the_fallbacks_error_in_place_of_an_rpc_error),
+        cmocka_unit_test(timeouts_and_breaker_kind_sees_the_breakers_rejection),
         cmocka_unit_test(call_level_fallback_wins_over_the_clients),
         cmocka_unit_test(call_level_off_turns_the_clients_fallback_off_for_that_call),
         cmocka_unit_test(invalid_fallbacks_are_refused_at_client_and_call_level),

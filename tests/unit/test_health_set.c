@@ -1,4 +1,5 @@
-/* Service-level rules: the cap on suspended endpoints and the all-unusable fallback. */
+/* Service-level rules: the cap on suspended endpoints, the all-unusable fallback and the breaker
+ * rejection. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,7 +26,7 @@ static int64_t now(fixture *f)
     return ft_clock_now_ns(&f->clock.base);
 }
 
-static fixture *make(size_t n, double ratio)
+static fixture *make_with(size_t n, const ft_health_set_options *o)
 {
     fixture *f = test_calloc(1, sizeof(*f));
     ft_manual_clock_init(&f->clock, MS(777));
@@ -34,9 +35,14 @@ static fixture *make(size_t n, double ratio)
         assert_int_equal(ft_health_init(&f->h[i], NULL), 0);
         f->ptr[i] = &f->h[i];
     }
-    ft_health_set_options o = {.max_suspended_ratio = ratio};
-    assert_int_equal(ft_health_set_init(&f->set, &o, f->ptr, n), 0);
+    assert_int_equal(ft_health_set_init(&f->set, o, f->ptr, n), 0);
     return f;
+}
+
+static fixture *make(size_t n, double ratio)
+{
+    ft_health_set_options o = {.max_suspended_ratio = ratio};
+    return make_with(n, &o);
 }
 
 static void destroy(fixture *f)
@@ -328,6 +334,97 @@ static void a_new_set_inherits_the_slots_its_endpoints_hold(void **s)
     destroy(f);
 }
 
+/* 20 errors that are neither mark nor suspend codes: the breaker (20 calls, 50 %) trips. */
+static void trip_breaker(fixture *f, size_t i)
+{
+    for (int k = 0; k < 20; k++)
+        report(f, i, FTRPC_ELIMIT);
+    assert_int_equal(state(f, i), FT_HEALTH_SUSPENDED);
+}
+
+/* Kitex's and Hystrix's open circuit: with every endpoint open by its breaker the call is refused
+ * at once, nothing is claimed; when a suspension ends, one call is let through as its probe (the
+ * half-open step) and the others are refused while it is out. */
+static void every_endpoint_open_by_its_breaker_rejects_until_a_probe_is_due(void **s)
+{
+    fixture *f = make(2, 1.0);
+    trip_breaker(f, 0); /* open until +1000 */
+    ft_manual_clock_advance(&f->clock, MS(100));
+    trip_breaker(f, 1); /* open until +1100 */
+    size_t idx = 42;
+    ft_health_grant g = FT_HEALTH_DENIED;
+    assert_int_equal(ft_health_set_fallback(&f->set, now(f), &idx, &g), FTRPC_EBREAKER);
+    assert_int_equal(idx, 42);
+    assert_int_equal(g, FT_HEALTH_DENIED);
+    assert_int_equal(state(f, 0), FT_HEALTH_SUSPENDED); /* no early probe was taken */
+    ft_manual_clock_advance(&f->clock, MS(899));
+    assert_int_equal(ft_health_set_fallback(&f->set, now(f), &idx, NULL), FTRPC_EBREAKER);
+    ft_manual_clock_advance(&f->clock, MS(1)); /* endpoint 0's suspension is over */
+    assert_true(ft_health_breaker_open(&f->h[1], now(f)));
+    assert_false(ft_health_breaker_open(&f->h[0], now(f)));
+    assert_int_equal(ft_health_try_acquire(&f->h[0], now(f)), FT_HEALTH_GRANTED_PROBE);
+    /* the probe is out: endpoint 0 is PROBING, still open; endpoint 1 still suspended */
+    assert_int_equal(ft_health_set_fallback(&f->set, now(f), &idx, NULL), FTRPC_EBREAKER);
+    report(f, 0, FTRPC_ELIMIT); /* the probe fails with the same kind of error: open again */
+    assert_true(ft_health_breaker_open(&f->h[0], now(f)));
+    assert_int_equal(ft_health_set_fallback(&f->set, now(f), &idx, NULL), FTRPC_EBREAKER);
+    ft_manual_clock_advance(&f->clock, MS(100)); /* endpoint 1's suspension is over */
+    assert_int_equal(ft_health_set_fallback(&f->set, now(f), &idx, &g), 0);
+    assert_int_equal(idx, 1);
+    assert_int_equal(g, FT_HEALTH_GRANTED_PROBE);
+    report(f, 1, 0); /* the probe succeeds: closed */
+    assert_int_equal(state(f, 1), FT_HEALTH_ACTIVE);
+    destroy(f);
+}
+
+/* A suspension for refused connections is not the breaker's: a call is sent anyway (it costs a
+ * refused connect and brings a restarted node back at once), even beside open breakers. */
+static void a_connection_suspension_beside_open_breakers_is_sent_to_anyway(void **s)
+{
+    fixture *f = make(2, 1.0);
+    trip_breaker(f, 0);
+    report(f, 1, FTRPC_ECONNREFUSED);
+    assert_int_equal(ft_health_set_usable_count(&f->set, now(f)), 0);
+    size_t idx = 42;
+    assert_int_equal(ft_health_set_fallback(&f->set, now(f), &idx, NULL), 0);
+    assert_true(idx < 2);
+    destroy(f);
+}
+
+/* The breaker's endpoint whose probe is refused is down for another reason now. */
+static void a_probe_refused_ends_the_breakers_hold(void **s)
+{
+    fixture *f = make(1, 0.5);
+    trip_breaker(f, 0);
+    size_t idx = 42;
+    assert_int_equal(ft_health_set_fallback(&f->set, now(f), &idx, NULL), FTRPC_EBREAKER);
+    ft_manual_clock_advance(&f->clock, MS(1000));
+    assert_int_equal(ft_health_try_acquire(&f->h[0], now(f)), FT_HEALTH_GRANTED_PROBE);
+    report(f, 0, FTRPC_ECONNREFUSED); /* suspended again (2 s), but not by the breaker */
+    assert_int_equal(state(f, 0), FT_HEALTH_SUSPENDED);
+    assert_false(ft_health_breaker_open(&f->h[0], now(f)));
+    assert_int_equal(ft_health_set_fallback(&f->set, now(f), &idx, NULL), 0);
+    assert_int_equal(idx, 0);
+    destroy(f);
+}
+
+/* breaker_reject = -1: ftrpc's rule before the option, the call goes to the suspension that ends
+ * first. */
+static void breaker_reject_off_sends_to_the_suspension_that_ends_first(void **s)
+{
+    ft_health_set_options o = {.max_suspended_ratio = 1, .breaker_reject = -1};
+    fixture *f = make_with(2, &o);
+    trip_breaker(f, 1);
+    ft_manual_clock_advance(&f->clock, MS(100));
+    trip_breaker(f, 0);
+    size_t idx = 42;
+    ft_health_grant g = FT_HEALTH_DENIED;
+    assert_int_equal(ft_health_set_fallback(&f->set, now(f), &idx, &g), 0);
+    assert_int_equal(idx, 1);
+    assert_int_equal(g, FT_HEALTH_GRANTED_PROBE);
+    destroy(f);
+}
+
 static void set_options_validation_rejects_ratio_outside_0_1(void **s)
 {
     static const double bad[] = {-0.1, -2, 1.01, 7};
@@ -337,7 +434,12 @@ static void set_options_validation_rejects_ratio_outside_0_1(void **s)
         ft_health_set set;
         assert_int_equal(ft_health_set_init(&set, &o, NULL, 0), FTRPC_EINVAL);
     }
-    ft_health_set_options ok = {.max_suspended_ratio = 1};
+    static const int bad_reject[] = {-2, 2, 100};
+    for (size_t i = 0; i < sizeof(bad_reject) / sizeof(bad_reject[0]); i++) {
+        ft_health_set_options o = {.breaker_reject = bad_reject[i]};
+        assert_int_equal(ft_health_set_options_validate(&o), FTRPC_EINVAL);
+    }
+    ft_health_set_options ok = {.max_suspended_ratio = 1, .breaker_reject = -1};
     assert_int_equal(ft_health_set_options_validate(&ok), 0);
     ok.max_suspended_ratio = -1; /* no cap */
     assert_int_equal(ft_health_set_options_validate(&ok), 0);
@@ -364,6 +466,10 @@ int main(void)
         cmocka_unit_test(fallback_on_an_empty_set_is_no_endpoint),
         cmocka_unit_test(fallback_never_picks_an_endpoint_switched_off),
         cmocka_unit_test(a_new_set_inherits_the_slots_its_endpoints_hold),
+        cmocka_unit_test(every_endpoint_open_by_its_breaker_rejects_until_a_probe_is_due),
+        cmocka_unit_test(a_connection_suspension_beside_open_breakers_is_sent_to_anyway),
+        cmocka_unit_test(a_probe_refused_ends_the_breakers_hold),
+        cmocka_unit_test(breaker_reject_off_sends_to_the_suspension_that_ends_first),
         cmocka_unit_test(set_options_validation_rejects_ratio_outside_0_1),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

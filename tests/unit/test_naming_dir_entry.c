@@ -78,6 +78,44 @@ static size_t mutate(char *out, const char *from, const char *to)
     return strlen(out);
 }
 
+/* go-micro's Node.Id: the id line is optional (older registrars wrote none), checked, at most
+ * once, and formats back where the formatter puts it (last). */
+static void instance_id_is_optional_checked_and_round_trips(void **state)
+{
+    char buf[2048];
+    size_t len = mutate(buf, "pid=4242\n", "id=0b5c6f2e-6a1d-4c51-9a8e-2f0d3c4b5a69\npid=4242\n");
+    ft_dir_entry e, back;
+    assert_int_equal(ft_dir_entry_parse(buf, len, &e, NULL), 0);
+    assert_string_equal(e.ep.id, "0b5c6f2e-6a1d-4c51-9a8e-2f0d3c4b5a69");
+    assert_int_equal(e.ep.ttl_ms, 90000);
+    char out[FT_DIR_ENTRY_MAX + 1];
+    int n = ft_dir_entry_format(&e, out, sizeof out);
+    assert_true(n > 0);
+    assert_non_null(
+        strstr(out, "refreshed_ms=1795000000000\nid=0b5c6f2e-6a1d-4c51-9a8e-2f0d3c4b5a69\n"));
+    assert_int_equal(ft_dir_entry_parse(out, (size_t)n, &back, NULL), 0);
+    assert_memory_equal(&e.ep, &back.ep, sizeof e.ep);
+    /* without one: an empty id, and none written back */
+    assert_int_equal(ft_dir_entry_parse(GOOD, sizeof GOOD - 1, &e, NULL), 0);
+    assert_string_equal(e.ep.id, "");
+    n = ft_dir_entry_format(&e, out, sizeof out);
+    assert_null(strstr(out, "\nid="));
+    static const char *const bad[] = {
+        "id=\n", "id=a b\n", "id=a/b\n", "id=x\nid=x\n",
+        "id=0123456789012345678901234567890123456789012345678901234567"
+        "890123\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char with[64 + 200];
+        snprintf(with, sizeof with, "%spid=4242\n", bad[i]);
+        len = mutate(buf, "pid=4242\n", with);
+        const char *why = NULL;
+        if (ft_dir_entry_parse(buf, len, &e, &why) != FTRPC_EINVAL)
+            fail_msg("accepted bad id case %zu", i);
+    }
+    snprintf(e.ep.id, sizeof e.ep.id, "a b");
+    assert_int_equal(ft_dir_entry_format(&e, out, sizeof out), FTRPC_EINVAL);
+}
+
 static void parse_rejects_garbage(void **state)
 {
     static const struct {
@@ -296,6 +334,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(parse_accepts_a_good_entry),
         cmocka_unit_test(format_round_trips),
+        cmocka_unit_test(instance_id_is_optional_checked_and_round_trips),
         cmocka_unit_test(parse_rejects_garbage),
         cmocka_unit_test(parse_rejects_truncated_entries),
         cmocka_unit_test(parse_rejects_oversized_entries),

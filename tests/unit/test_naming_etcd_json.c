@@ -389,6 +389,36 @@ static void value_round_trips_and_refuses_bad_values(void **state)
     assert_int_equal(ft_etcd_value_parse(longv, sizeof longv, &back, NULL), FTRPC_ERESPONSE);
 }
 
+/* The instance id and the lease's TTL travel in the value; older values have neither. */
+static void value_carries_the_instance_id_and_the_ttl(void **state)
+{
+    ft_endpoint ep = {.addr = "h:1", .weight = 1, .id = "0b5c6f2e-6a1d", .ttl_ms = 2000};
+    char buf[FT_ETCD_VALUE_MAX + 1];
+    assert_true(ft_etcd_value_format(&ep, buf, sizeof buf) > 0);
+    assert_string_equal(
+        buf,
+        "{\"addr\":\"h:1\",\"weight\":1,\"tags\":[],\"id\":\"0b5c6f2e-6a1d\",\"ttl_ms\":2000}");
+    ft_endpoint back;
+    assert_int_equal(ft_etcd_value_parse(buf, strlen(buf), &back, NULL), 0);
+    assert_memory_equal(&back, &ep, sizeof ep);
+    const char *old = "{\"addr\":\"h:1\"}";
+    assert_int_equal(ft_etcd_value_parse(old, strlen(old), &back, NULL), 0);
+    assert_string_equal(back.id, "");
+    assert_int_equal(back.ttl_ms, 0);
+    const char *bad[] = {
+        "{\"addr\":\"h:1\",\"id\":\"\"}",      "{\"addr\":\"h:1\",\"id\":\"a b\"}",
+        "{\"addr\":\"h:1\",\"id\":7}",         "{\"addr\":\"h:1\",\"ttl_ms\":0}",
+        "{\"addr\":\"h:1\",\"ttl_ms\":\"5\"}", "{\"addr\":\"h:1\",\"ttl_ms\":86400001}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *why = NULL;
+        assert_int_equal(ft_etcd_value_parse(bad[i], strlen(bad[i]), &back, &why), FTRPC_ERESPONSE);
+        assert_non_null(why);
+    }
+    ft_endpoint badid = {.addr = "h:1", .weight = 1, .id = "a/b"};
+    assert_int_equal(ft_etcd_value_format(&badid, buf, sizeof buf), FTRPC_EINVAL);
+}
+
 /* ---- URLs ---- */
 
 static void etcd_urls_are_validated_at_open(void **state)
@@ -435,6 +465,7 @@ int main(void)
         cmocka_unit_test(watch_messages_parse),
         cmocka_unit_test(splitter_cuts_messages_wherever_the_bytes_split),
         cmocka_unit_test(value_round_trips_and_refuses_bad_values),
+        cmocka_unit_test(value_carries_the_instance_id_and_the_ttl),
         cmocka_unit_test(etcd_urls_are_validated_at_open),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

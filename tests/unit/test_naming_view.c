@@ -298,8 +298,159 @@ static void bad_options_are_refused(void **state)
     ft_naming_view_opts o = {.stale_max_ms = -1};
     assert_int_equal(ft_naming_view_new(&o, &v), FTRPC_EINVAL);
     assert_null(v);
+    ft_naming_view_opts drop = {.stale_drop_ms = -2};
+    assert_int_equal(ft_naming_view_new(&drop, &v), FTRPC_EINVAL);
+    assert_null(v);
     ft_naming_view_free(NULL);
     ft_naming_snapshot_release(NULL);
+}
+
+/* ---- the stale bound (go-micro's cache, "periodically TTLed out") ---- */
+
+/* A registration as a registry lists it: address, instance id, TTL (0: none, as list://). */
+static ft_endpoint reg_entry(const char *addr, const char *id, int64_t ttl_ms)
+{
+    ft_endpoint ep;
+    assert_int_equal(ft_endpoint_parse(addr, strlen(addr), &ep), 0);
+    snprintf(ep.id, sizeof ep.id, "%s", id);
+    ep.ttl_ms = ttl_ms;
+    return ep;
+}
+
+static void apply_entries(ft_naming_view *v, const ft_endpoint *eps, size_t n)
+{
+    ft_endpoint_list l = {0};
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(ft_endpoint_list_add(&l, &eps[i]), 0);
+    ft_naming_view_apply(v, &l, 0);
+    ft_endpoint_list_fini(&l);
+}
+
+static ft_naming_view *bounded_view(int64_t stale_drop_ms)
+{
+    ft_manual_clock_init(&clk, 1000 * FT_NS_PER_MS);
+    ft_naming_view_opts o = {.clock = &clk.base, .stale_drop_ms = stale_drop_ms};
+    ft_naming_view *v;
+    assert_int_equal(ft_naming_view_new(&o, &v), 0);
+    return v;
+}
+
+/* The registry lists, every 15 s (go-micro's register_interval 15), a server registered with
+ * go-micro's register_ttl 30 s, one with a 300 s TTL and a static entry (no TTL); then it stays
+ * unreachable, answering errors every 5 s (the rescan). */
+#define TTL_S 30
+#define INTERVAL_S 15
+static void run_outage(ft_naming_view *v, const ft_endpoint *eps, size_t n, int64_t until_s,
+                       int64_t *t_s)
+{
+    for (; *t_s <= 45; *t_s += INTERVAL_S, advance_ms(INTERVAL_S * 1000))
+        apply_entries(v, eps, n); /* t = 0, 15, 30, 45: last listed at 45 */
+    /* *t_s is 60: the registry is down from here */
+    for (; *t_s < until_s; *t_s += 5, advance_ms(5000))
+        ft_naming_view_apply(v, NULL, FTRPC_ESYS);
+}
+
+static void stale_bound_drops_entries_whose_ttl_passed_once_the_outage_is_long_enough(void **state)
+{
+    (void)state;
+    ftrpc_log_set_sink(sink, NULL);
+    ft_naming_view *v = bounded_view(60000); /* go-micro's cache TTL: a minute */
+    const ft_endpoint eps[] = {reg_entry("127.0.0.1:8000", "a-1", TTL_S * 1000),
+                               reg_entry("127.0.0.1:8001", "b-2", 300000),
+                               reg_entry("127.0.0.1:8002", "", 0)};
+    int64_t t = 0;
+    /* stale from t = 60; the 30 s TTL passed at 45 + 30 = 75, long before the bound */
+    run_outage(v, eps, 3, 120, &t); /* errors at 60 .. 115: stale for 55 s */
+    assert_int_equal(current_n(v, NULL), 3);
+    ft_naming_view_apply(v, NULL, FTRPC_ESYS); /* t = 120: stale for 60 s */
+    ft_naming_snapshot *s = ft_naming_view_get(v);
+    assert_int_equal(s->n, 2); /* the 30 s registration is gone, the others stay */
+    assert_string_equal(s->eps[0].addr, "127.0.0.1:8001");
+    assert_string_equal(s->eps[0].id, "b-2");
+    assert_string_equal(s->eps[1].addr, "127.0.0.1:8002");
+    ft_naming_snapshot_release(s);
+    ft_naming_view_stats st;
+    ft_naming_view_stats_get(v, &st);
+    assert_int_equal(st.stale_dropped, 1);
+    assert_true(st.stale);
+    /* the 300 s registration goes once its TTL has passed too: 45 + 300 = 345 */
+    for (t = 120; t < 345; t += 5, advance_ms(5000))
+        ft_naming_view_apply(v, NULL, FTRPC_ESYS);
+    assert_int_equal(current_n(v, NULL), 2);
+    ft_naming_view_apply(v, NULL, FTRPC_ESYS);
+    assert_int_equal(current_n(v, NULL), 1); /* the static entry has no TTL: never dropped */
+    /* the registry answers again: its list is taken at once */
+    apply_entries(v, eps, 3);
+    assert_int_equal(current_n(v, NULL), 3);
+    ft_naming_view_free(v);
+    ftrpc_log_set_sink(NULL, NULL);
+}
+
+/* Every entry dropped: the view is empty (a client then fails calls with FTRPC_ENOENDPOINT), at
+ * once, without the empty grace: the registry did not say "empty", the bound did. */
+static void stale_bound_empties_the_view_when_every_ttl_passed(void **state)
+{
+    (void)state;
+    ftrpc_log_set_sink(sink, NULL);
+    ft_naming_view *v = bounded_view(10000); /* shorter than the TTL: the TTL decides */
+    seen_t seen = {0};
+    int id;
+    assert_int_equal(ft_naming_view_listen(v, on_change, &seen, &id), 0);
+    const ft_endpoint eps[] = {reg_entry("127.0.0.1:8000", "a-1", TTL_S * 1000),
+                               reg_entry("127.0.0.1:8001", "b-2", TTL_S * 1000)};
+    int64_t t = 0;
+    run_outage(v, eps, 2, 75, &t); /* errors at 60 .. 70: the TTL passes at 75 */
+    assert_int_equal(current_n(v, NULL), 2);
+    ft_naming_view_apply(v, NULL, FTRPC_ESYS); /* t = 75 */
+    uint64_t version = 0;
+    assert_int_equal(current_n(v, &version), 0);
+    assert_int_equal(seen.last_n, 0);
+    assert_int_equal(seen.last_version, version);
+    ft_naming_view_unlisten(v, id);
+    ft_naming_view_free(v);
+    ftrpc_log_set_sink(NULL, NULL);
+}
+
+/* The default keeps serving the last list however long the outage (what kept 22,998 calls alive
+ * in a test): a day of errors drops nothing. */
+static void without_a_stale_bound_the_last_list_is_served_for_a_day(void **state)
+{
+    (void)state;
+    ftrpc_log_set_sink(sink, NULL);
+    ft_naming_view *v = bounded_view(0);
+    const ft_endpoint eps[] = {reg_entry("127.0.0.1:8000", "a-1", TTL_S * 1000)};
+    int64_t t = 0;
+    run_outage(v, eps, 1, 60, &t);
+    for (int i = 0; i < 24 * 60; i++) { /* an error a minute for a day */
+        advance_ms(60000);
+        ft_naming_view_apply(v, NULL, FTRPC_ESYS);
+    }
+    assert_int_equal(current_n(v, NULL), 1);
+    ft_naming_view_free(v);
+    ftrpc_log_set_sink(NULL, NULL);
+}
+
+/* Instance ids reach the snapshot, and a new id on the same address (a restarted server) is a
+ * change the view publishes. */
+static void instance_ids_reach_the_snapshot_and_a_new_id_is_a_change(void **state)
+{
+    (void)state;
+    ft_naming_view *v = bounded_view(0);
+    ft_endpoint ep = reg_entry("127.0.0.1:8000", "first-run", TTL_S * 1000);
+    apply_entries(v, &ep, 1);
+    uint64_t v1 = 0, v2 = 0;
+    current_n(v, &v1);
+    apply_entries(v, &ep, 1);
+    current_n(v, &v2);
+    assert_int_equal(v1, v2);
+    snprintf(ep.id, sizeof ep.id, "second-run");
+    apply_entries(v, &ep, 1);
+    ft_naming_snapshot *s = ft_naming_view_get(v);
+    assert_int_equal(s->version, v1 + 1);
+    assert_string_equal(s->eps[0].id, "second-run");
+    assert_int_equal(s->eps[0].ttl_ms, TTL_S * 1000);
+    ft_naming_snapshot_release(s);
+    ft_naming_view_free(v);
 }
 
 /* Readers take and drop snapshots while a writer swaps them: under ASan a use-after-free or a
@@ -459,6 +610,10 @@ int main(void)
         cmocka_unit_test(negative_grace_accepts_empty_at_once),
         cmocka_unit_test(first_empty_answer_is_accepted),
         cmocka_unit_test(bad_options_are_refused),
+        cmocka_unit_test(stale_bound_drops_entries_whose_ttl_passed_once_the_outage_is_long_enough),
+        cmocka_unit_test(stale_bound_empties_the_view_when_every_ttl_passed),
+        cmocka_unit_test(without_a_stale_bound_the_last_list_is_served_for_a_day),
+        cmocka_unit_test(instance_ids_reach_the_snapshot_and_a_new_id_is_a_change),
         cmocka_unit_test(readers_race_updates_safely),
         cmocka_unit_test(view_over_list_url_is_ready_at_once),
         cmocka_unit_test(file_view_follows_replacements_and_survives_bad_edits),
