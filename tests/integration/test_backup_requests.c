@@ -908,7 +908,6 @@ static void in_brpcs_example_no_backup_is_refused_by_default(void **state)
     assert_int_equal(refused, 0);
     assert_true(backups + refused > 160); /* the shape needs more than the retry budget had */
     ftrpc_client_free(c);
-    assert_int_equal(atomic_load(&s.handled), CALLS + backups);
     srv_stop(&s);
 }
 
