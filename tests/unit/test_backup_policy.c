@@ -48,7 +48,7 @@ static int slow_call(ftrpc_backup_policy *p)
     return granted;
 }
 
-/* brpc's RateLimitedBackupPolicy at start (src/brpc/backup_request_policy.cpp): its first
+/* brpc's RateLimitedBackupPolicy at start (apache/brpc, backup_request_policy.cpp): its first
  * ShouldAllow finds no traffic ("true cold-start: allow freely"), caches the ratio 0 and keeps it
  * until the next refresh, update_interval_seconds later; so the first calls of a fresh client that
  * wait past the delay all get their backup, and the ratio holds from then on, over a window that
