@@ -49,6 +49,9 @@
 #define WARMUP 300
 #define WARMUP_MS 700
 #define ADAPTIVE_WARMUP_MS 2500 /* > its 2 s window */
+/* > the rate-limited policy's warm-up (its update interval, set to 1 s here), in which it allows
+ * every backup as brpc's does: the cell measures the ratio at work */
+#define RATELIMITED_WARMUP_MS 1500
 #define NSERVERS 3
 
 static char cli_path[PATH_MAX];
@@ -234,8 +237,8 @@ static cell run_cell(const char *delay_ms, const char *delay_rate, policy_kind p
     }
     ftrpc_backup_policy *policy = NULL;
     if (pk == POLICY_RATELIMITED) {
-        ftrpc_backup_policy_ratelimited_options o = {.backup_request_ms = backup_ms,
-                                                     .max_backup_ratio = 0.1};
+        ftrpc_backup_policy_ratelimited_options o = {
+            .backup_request_ms = backup_ms, .max_backup_ratio = 0.1, .update_interval_seconds = 1};
         if (ftrpc_backup_policy_ratelimited_new(&o, &policy) != 0) exit(1);
     } else if (pk == POLICY_ADAPTIVE) {
         /* a 2 s window refreshed every 200 ms (defaults 10 s, 500 ms): a cell lasts seconds, and
@@ -257,8 +260,10 @@ static cell run_cell(const char *delay_ms, const char *delay_rate, policy_kind p
     }
     /* warm up connections, health and the adaptive policy's window (it refreshes every 500 ms
      * and wants 100 samples): WARMUP calls, repeated until WARMUP_MS have passed */
-    int64_t warm_until =
-        ft_now_ns() + (pk == POLICY_ADAPTIVE ? ADAPTIVE_WARMUP_MS : WARMUP_MS) * FT_NS_PER_MS;
+    int warm_ms = pk == POLICY_ADAPTIVE      ? ADAPTIVE_WARMUP_MS
+                  : pk == POLICY_RATELIMITED ? RATELIMITED_WARMUP_MS
+                                             : WARMUP_MS;
+    int64_t warm_until = ft_now_ns() + warm_ms * FT_NS_PER_MS;
     do
         loop_calls(&r, client, WARMUP, WARMUP, lat);
     while (ft_now_ns() < warm_until);
