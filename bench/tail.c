@@ -17,7 +17,17 @@
  * or FAIL: for the 5% spike, p99 <= 1.5x the healthy p99 with <= 6% extra requests (fixed at p95
  * and adaptive); for brpc's shape, p99 under half the 20 ms sleep.
  *
- * Usage: bench_tail [--quick] [--calls N]   (default 5000 calls a cell; --quick: 1000) */
+ * --brpc-example runs brpc's own example instead, side by side with the figures brpc publishes for
+ * it (docs/backup-requests.md): ONE server that sleeps 20 ms on every other request it receives,
+ * backups included (`echo-server --delay-ms 20 --delay-every 2`), ONE caller in a closed loop of
+ * blocking calls, backups at 2 ms. Rows: no backup (the baseline), backups at 2 ms by default,
+ * the same drawing on a retry budget of 20% + 10/s (ftrpc's default before issue 20) and of 1.0;
+ * p50 / p99 / p99.9, backups sent and refused, p99 over the baseline's, and the latency of the
+ * calls their backup won (delay + the backup's round trip: how late the backup timer fired).
+ * Target: p99 at or under brpc's 3.1 ms with backups at 2 ms by default.
+ *
+ * Usage: bench_tail [--quick] [--calls N] [--brpc-example]
+ *        (default 5000 calls a cell; --quick: 1000; --brpc-example: 2000 calls a row) */
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -39,6 +49,9 @@
 #define WARMUP 300
 #define WARMUP_MS 700
 #define ADAPTIVE_WARMUP_MS 2500 /* > its 2 s window */
+/* > the rate-limited policy's warm-up (its update interval, set to 1 s here), in which it allows
+ * every backup as brpc's does: the cell measures the ratio at work */
+#define RATELIMITED_WARMUP_MS 1500
 #define NSERVERS 3
 
 static char cli_path[PATH_MAX];
@@ -51,6 +64,7 @@ typedef struct child {
     char err_path[64];
 } child;
 
+/* delay_rate: a share ("0.05"), or "every:N" for every N-th request received */
 static int child_start(child *ch, const char *delay_ms, const char *delay_rate)
 {
     snprintf(ch->err_path, sizeof ch->err_path, "/tmp/bench_tail_XXXXXX");
@@ -69,8 +83,9 @@ static int child_start(child *ch, const char *delay_ms, const char *delay_rate)
         if (delay_ms) {
             argv[5] = "--delay-ms";
             argv[6] = delay_ms;
-            argv[7] = "--delay-rate";
-            argv[8] = delay_rate;
+            int every = !strncmp(delay_rate, "every:", 6);
+            argv[7] = every ? "--delay-every" : "--delay-rate";
+            argv[8] = every ? delay_rate + 6 : delay_rate;
         }
         execv(cli_path, (char *const *)argv);
         _exit(127);
@@ -222,8 +237,8 @@ static cell run_cell(const char *delay_ms, const char *delay_rate, policy_kind p
     }
     ftrpc_backup_policy *policy = NULL;
     if (pk == POLICY_RATELIMITED) {
-        ftrpc_backup_policy_ratelimited_options o = {.backup_request_ms = backup_ms,
-                                                     .max_backup_ratio = 0.1};
+        ftrpc_backup_policy_ratelimited_options o = {
+            .backup_request_ms = backup_ms, .max_backup_ratio = 0.1, .update_interval_seconds = 1};
         if (ftrpc_backup_policy_ratelimited_new(&o, &policy) != 0) exit(1);
     } else if (pk == POLICY_ADAPTIVE) {
         /* a 2 s window refreshed every 200 ms (defaults 10 s, 500 ms): a cell lasts seconds, and
@@ -245,8 +260,10 @@ static cell run_cell(const char *delay_ms, const char *delay_rate, policy_kind p
     }
     /* warm up connections, health and the adaptive policy's window (it refreshes every 500 ms
      * and wants 100 samples): WARMUP calls, repeated until WARMUP_MS have passed */
-    int64_t warm_until =
-        ft_now_ns() + (pk == POLICY_ADAPTIVE ? ADAPTIVE_WARMUP_MS : WARMUP_MS) * FT_NS_PER_MS;
+    int warm_ms = pk == POLICY_ADAPTIVE      ? ADAPTIVE_WARMUP_MS
+                  : pk == POLICY_RATELIMITED ? RATELIMITED_WARMUP_MS
+                                             : WARMUP_MS;
+    int64_t warm_until = ft_now_ns() + warm_ms * FT_NS_PER_MS;
     do
         loop_calls(&r, client, WARMUP, WARMUP, lat);
     while (ft_now_ns() < warm_until);
@@ -282,16 +299,121 @@ static void print_row(const char *shape, const char *policy, const cell *c, int6
            c->canceled, (double)c->p99 / (double)healthy_p99, c->errors ? " (errors!)" : "");
 }
 
+/* ---- brpc's own example ---- */
+
+typedef enum { EX_NONE, EX_DEFAULT, EX_BUDGET_20, EX_BUDGET_100 } example_row;
+static const char *const example_names[] = {"no backup", "backup 2 ms (default)",
+                                            "2 ms, retry budget 0.2+10/s",
+                                            "2 ms, retry budget 1.0+10/s"};
+
+typedef struct example_cell {
+    int64_t p50, p99, p999;
+    int64_t won_min, won_p50, won_p99, won_max; /* latency of the calls their backup won */
+    long long backups, refused, errors;
+} example_cell;
+
+static example_cell run_example(example_row row, int calls)
+{
+    child ch;
+    if (child_start(&ch, "20", "every:2") != 0) {
+        fprintf(stderr, "bench_tail: cannot start %s echo-server\n", cli_path);
+        exit(1);
+    }
+    char url[64];
+    snprintf(url, sizeof url, "list://127.0.0.1:%d", ch.port);
+    ftrpc_client_options co = {
+        .timeout_ms = 1000,
+        .backup_request_ms = row == EX_NONE ? 0 : 2,
+        .backup_budget = row >= EX_BUDGET_20 ? FTRPC_BACKUP_BUDGET_RETRY : 0,
+        .retry_budget_ratio = row == EX_BUDGET_100 ? 1.0 : 0,
+    };
+    ftrpc_client *client = NULL;
+    int64_t *lat = calloc((size_t)calls, sizeof *lat), *won = calloc((size_t)calls, sizeof *won);
+    if (!lat || !won || ftrpc_client_new(url, &co, &client) != 0) {
+        fprintf(stderr, "bench_tail: cannot make the client\n");
+        exit(1);
+    }
+    static const char payload[16] = "brpc-example....";
+    ftrpc_buf *req = ftrpc_buf_new();
+    ftrpc_buf_append(req, payload, sizeof payload);
+    example_cell c = {0};
+    int nwon = 0;
+    for (int i = -WARMUP; i < calls; i++) { /* one caller, a closed loop */
+        ftrpc_result r;
+        int rc = ftrpc_call(client, "example.EchoService", "Echo", req, NULL, NULL, &r);
+        if (i >= 0) {
+            lat[i] = r.latency_us;
+            if (r.backup_won) won[nwon++] = r.latency_us;
+            c.backups += r.backups;
+            c.refused += r.backups_refused;
+            c.errors += rc != 0;
+        }
+        ftrpc_result_fini(&r);
+    }
+    ftrpc_buf_free(req);
+    ftrpc_client_free(client);
+    long long canceled = 0;
+    child_stop(&ch, &canceled);
+    qsort(lat, (size_t)calls, sizeof *lat, cmp_i64);
+    c.p50 = quantile(lat, calls, 0.50);
+    c.p99 = quantile(lat, calls, 0.99);
+    c.p999 = quantile(lat, calls, 0.999);
+    if (nwon > 0) {
+        qsort(won, (size_t)nwon, sizeof *won, cmp_i64);
+        c.won_min = won[0];
+        c.won_p50 = quantile(won, nwon, 0.50);
+        c.won_p99 = quantile(won, nwon, 0.99);
+        c.won_max = won[nwon - 1];
+    }
+    free(lat);
+    free(won);
+    return c;
+}
+
+static int brpc_example(int calls)
+{
+    printf("brpc's backup-request example: one echo-server (--delay-ms 20 --delay-every 2), one "
+           "caller, %d calls a row after %d warm-up calls\n",
+           calls, WARMUP);
+    printf("brpc's client, in the same example (issue 20): p99 2.9-3.1 ms, backups sent at "
+           "2.0-2.5 ms\n\n");
+    printf("| row                          | p50 us | p99 us | p99.9 us | backups | refused | "
+           "p99/none | backup won: min / p50 / p99 / max us |\n");
+    printf("|------------------------------|--------|--------|----------|---------|---------|"
+           "----------|--------------------------------------|\n");
+    example_cell none = {0}, dflt = {0};
+    for (int row = EX_NONE; row <= EX_BUDGET_100; row++) {
+        example_cell c = run_example((example_row)row, calls);
+        if (row == EX_NONE) none = c;
+        if (row == EX_DEFAULT) dflt = c;
+        printf("| %-28s | %6lld | %6lld | %8lld | %7lld | %7lld | %7.3fx | %6lld / %6lld / %6lld / "
+               "%6lld |%s\n",
+               example_names[row], (long long)c.p50, (long long)c.p99, (long long)c.p999, c.backups,
+               c.refused, (double)c.p99 / (double)none.p99, (long long)c.won_min,
+               (long long)c.won_p50, (long long)c.won_p99, (long long)c.won_max,
+               c.errors ? " (errors!)" : "");
+        fflush(stdout);
+    }
+    int ok = dflt.p99 <= 3100 && dflt.refused == 0;
+    printf("\ntarget: backups at 2 ms by default, p99 %lld us <= brpc's 3100 us, none refused: "
+           "%s\n",
+           (long long)dflt.p99, ok ? "PASS" : "FAIL");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    int calls = 5000;
+    int calls = 5000, example = 0, calls_set = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--quick"))
+        if (!strcmp(argv[i], "--brpc-example"))
+            example = 1;
+        else if (!strcmp(argv[i], "--quick"))
             calls = 1000;
-        else if (!strcmp(argv[i], "--calls") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--calls") && i + 1 < argc) {
             calls = atoi(argv[++i]);
-        else {
-            fprintf(stderr, "usage: bench_tail [--quick] [--calls N]\n");
+            calls_set = 1;
+        } else {
+            fprintf(stderr, "usage: bench_tail [--quick] [--calls N] [--brpc-example]\n");
             return 2;
         }
     }
@@ -306,6 +428,7 @@ int main(int argc, char **argv)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (example) return brpc_example(calls_set ? calls : 2000);
     int64_t t0 = ft_now_ns();
 
     cell healthy = run_cell(NULL, NULL, POLICY_NONE, 0, calls);

@@ -99,8 +99,19 @@ typedef enum {
     FTRPC_FAILTRY = 3,      /* retry on the same endpoint (rpcx Failtry) */
     FTRPC_FAILBACKUP = 4,   /* send a backup request to another endpoint when the first has not
                              * answered within backup_request_ms; the first success wins
-                             * (brpc); failed attempts are then retried as failover does */
+                             * (brpc); failed attempts are then retried as failover does.
+                             * Failover with a positive backup_request_ms or a backup policy is
+                             * this mode */
 } ftrpc_fail_mode;
+
+/* What pays for a backup request (docs/backup-requests.md, The budget). */
+typedef enum {
+    /* a fixed delay (backup_request_ms, no policy): nothing but the call's bound of one backup
+     * (brpc's rule); with a backup policy: the retry budget, as FTRPC_BACKUP_BUDGET_RETRY */
+    FTRPC_BACKUP_BUDGET_DEFAULT = 0,
+    FTRPC_BACKUP_BUDGET_RETRY = 1, /* every backup draws on the retry budget, shared with retries */
+    FTRPC_BACKUP_BUDGET_NONE = -1, /* no backup draws on it, with a policy too */
+} ftrpc_backup_budget;
 
 /* `retries` value for "no retry at all" (0 means the default, 3). */
 #define FTRPC_NO_RETRY (-1)
@@ -283,12 +294,16 @@ typedef struct ftrpc_client_options {
      * 30000; -1: believed at once, so that the last server's clean stop shows as
      * FTRPC_ENOENDPOINT without delay. */
     int naming_empty_grace_ms;
-    /* FTRPC_FAILBACKUP: the backup delay. Default 0 means off, as does -1 (brpc: -1); a backup is
-     * never sent when the delay is not shorter than the call's remaining deadline. */
+    /* The backup delay. Default 0 means off, as does -1 (brpc: -1). A positive delay turns backups
+     * on, as in brpc: the default fail mode (failover) becomes FTRPC_FAILBACKUP; with
+     * FTRPC_FAILFAST or FTRPC_FAILTRY it is refused (FTRPC_EINVAL, logged). A backup is never sent
+     * when the delay is not shorter than the call's remaining deadline. */
     int backup_request_ms;
-    ftrpc_backup_policy *backup_policy; /* default NULL; takes priority over backup_request_ms */
-    ftrpc_fallback fallback;            /* default off; a call's own fallback takes priority */
-    ftrpc_credential_cb credential;     /* default NULL: no authentication_data */
+    /* default NULL; takes priority over backup_request_ms and, like a positive delay, turns
+     * backups on */
+    ftrpc_backup_policy *backup_policy;
+    ftrpc_fallback fallback;        /* default off; a call's own fallback takes priority */
+    ftrpc_credential_cb credential; /* default NULL: no authentication_data */
     void *credential_arg;
     const char *auth_token; /* shortcut: send this token as the credential */
     /* default off. A failed handshake or certificate check fails the calls waiting on that
@@ -312,6 +327,13 @@ typedef struct ftrpc_client_options {
      * served for as long as the outage lasts. Endpoints without a TTL (list://, file://) are
      * never dropped. */
     int naming_max_stale_ms;
+    /* What pays for a backup request (docs/backup-requests.md, The budget). Default
+     * FTRPC_BACKUP_BUDGET_DEFAULT: a fixed backup_request_ms is bounded per call only (one backup
+     * per call, as brpc bounds it) and a backup policy's backups draw on the retry budget. */
+    ftrpc_backup_budget backup_budget;
+    /* 1: a backup uses up one of `retries`, as in brpc (its max_retry counts the backup), and a
+     * call with no retry left sends none. Default 0: backups leave `retries` to failures. */
+    int backup_counts_as_retry;
 } ftrpc_client_options;
 
 typedef struct ftrpc_call_options {
@@ -322,8 +344,16 @@ typedef struct ftrpc_call_options {
     int attempt_timeout_ms;    /* default 0: the client's */
     const void *hash_key;      /* consistent hashing ("chash"): the request's key */
     size_t hash_key_len;
-    int backup_request_ms;          /* default 0: the client's; -1: no backup for this call */
+    /* default 0: the client's; -1: no backup for this call. A positive delay turns backups on for
+     * this call under failover (the default); with failfast or failtry (the call's or the
+     * client's) the call is refused with FTRPC_EINVAL. A call whose own fail_mode is failfast or
+     * failtry sends no backup for the client's delay. */
+    int backup_request_ms;
     const ftrpc_fallback *fallback; /* default NULL: the client's; read when the call starts */
+    /* default NULL: the client's. A policy for this call only (brpc's
+     * Controller::set_backup_request_policy): it decides the call's delay and backup, and is told
+     * the call's end, instead of the client's. Not owned: it must outlive the call. */
+    ftrpc_backup_policy *backup_policy;
 } ftrpc_call_options;
 
 typedef enum {
@@ -351,6 +381,9 @@ struct ftrpc_result {
     int cluster;           /* the cluster of `endpoint`: for a selective client the index of its
                             * sub-client (ftrpc/selective.h), 0 for a plain client; -1 when no
                             * endpoint answered */
+    int backups_refused;   /* 1: the backup delay passed and the retry budget refused the backup
+                            * (the call waited for its first copy); counted in the client's
+                            * rpc_client_backups_refused */
 };
 
 /* Frees what the result owns (response, attachment). The struct itself is the caller's. */

@@ -46,8 +46,13 @@ int ft_cli_client_new(const char *cmd, const char *url, const struct ftrpc_clien
     "  --attempt-timeout-ms N per-attempt timeout inside the deadline (default: none)\n"           \
     "  --backoff SPEC         none | fixed:MS | exp:INITIAL_MS:MULTIPLIER:MAX_MS\n"                \
     "  --lb NAME              random | rr | wrr | wrandom | chash | p2c (default) | priority\n"    \
-    "  --backup-ms N          failbackup: send a backup request after N ms\n"                      \
+    "  --backup-ms N          send a backup request after N ms (turns backups on)\n"               \
     "  --backup-policy P      fixed (--backup-ms) | ratelimited | adaptive\n"                      \
+    "  --backup-budget B      default (fixed delay: none; policy: retry) | retry | none\n"         \
+    "  --backup-counts-as-retry  a backup uses up one of --retries (brpc's accounting)\n"          \
+    "  --retry-budget-ratio R retries (and budgeted backups) per call, (0, 1] or off\n"            \
+    "                         (default 0.2)\n"                                                     \
+    "  --retry-budget-min-per-sec N  the budget's floor per second (default 10; 0: none)\n"        \
     "  --auth-token TEXT      credential sent on each connection's first request\n"                \
     "  --tls                  TLS to the endpoints (the server's certificate is verified)\n"       \
     "  --tls-ca FILE          CA bundle (PEM) for the server's certificate (default: the\n"        \
@@ -61,8 +66,12 @@ int ft_cli_client_new(const char *cmd, const char *url, const struct ftrpc_clien
         {"attempt-timeout-ms", required_argument, 0, 'P'}, {"backoff", required_argument, 0, 'P'}, \
         {"lb", required_argument, 0, 'P'}, {"backup-ms", required_argument, 0, 'P'},               \
         {"backup-policy", required_argument, 0, 'P'}, {"auth-token", required_argument, 0, 'P'},   \
-        {"tls", no_argument, 0, 'P'}, {"tls-ca", required_argument, 0, 'P'},                       \
-        {"tls-cert", required_argument, 0, 'P'}, {"tls-key", required_argument, 0, 'P'},           \
+        {"backup-budget", required_argument, 0, 'P'},                                              \
+        {"backup-counts-as-retry", no_argument, 0, 'P'},                                           \
+        {"retry-budget-ratio", required_argument, 0, 'P'},                                         \
+        {"retry-budget-min-per-sec", required_argument, 0, 'P'}, {"tls", no_argument, 0, 'P'},     \
+        {"tls-ca", required_argument, 0, 'P'}, {"tls-cert", required_argument, 0, 'P'},            \
+        {"tls-key", required_argument, 0, 'P'},                                                    \
     {                                                                                              \
         "tls-server-name", required_argument, 0, 'P'                                               \
     }

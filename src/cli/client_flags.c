@@ -100,10 +100,49 @@ int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_o
         o->lb = value;
         return 1;
     }
+    /* a delay or a policy turns backups on by itself (under failover, the default), in the
+     * library as in brpc: the flags set nothing more */
     if (!strcmp(opt, "backup-ms")) {
         if (ft_cli_parse_int("--backup-ms", value, 1, 3600000, &n)) return -1;
         o->backup_request_ms = (int)n;
-        if (o->fail_mode == FTRPC_FAIL_DEFAULT) o->fail_mode = FTRPC_FAILBACKUP;
+        return 1;
+    }
+    if (!strcmp(opt, "backup-budget")) {
+        if (!strcmp(value, "default"))
+            o->backup_budget = FTRPC_BACKUP_BUDGET_DEFAULT;
+        else if (!strcmp(value, "retry"))
+            o->backup_budget = FTRPC_BACKUP_BUDGET_RETRY;
+        else if (!strcmp(value, "none"))
+            o->backup_budget = FTRPC_BACKUP_BUDGET_NONE;
+        else {
+            fprintf(stderr, "ftrpc: --backup-budget wants default, retry or none, not '%s'\n",
+                    value);
+            return -1;
+        }
+        return 1;
+    }
+    if (!strcmp(opt, "backup-counts-as-retry")) {
+        o->backup_counts_as_retry = 1;
+        return 1;
+    }
+    if (!strcmp(opt, "retry-budget-ratio")) {
+        double r;
+        if (!strcmp(value, "-1") || !strcmp(value, "off")) {
+            o->retry_budget_ratio = -1;
+            return 1;
+        }
+        if (ft_cli_parse_rate("--retry-budget-ratio", value, &r)) return -1;
+        if (r == 0) {
+            fprintf(stderr, "ftrpc: --retry-budget-ratio wants a share in (0, 1], or off\n");
+            return -1;
+        }
+        o->retry_budget_ratio = r;
+        return 1;
+    }
+    if (!strcmp(opt, "retry-budget-min-per-sec")) {
+        if (ft_cli_parse_int("--retry-budget-min-per-sec", value, -1, 1000000, &n)) return -1;
+        /* 0 is "no floor" on the command line; the option's 0 would mean the default */
+        o->retry_budget_min_per_sec = n == 0 ? -1 : (int)n;
         return 1;
     }
     if (!strcmp(opt, "backup-policy")) {
@@ -119,7 +158,6 @@ int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_o
             return -1;
         }
         if (rc != 0) return -1;
-        if (o->fail_mode == FTRPC_FAIL_DEFAULT) o->fail_mode = FTRPC_FAILBACKUP;
         return 1;
     }
     return 0;
@@ -130,6 +168,14 @@ int ft_cli_client_new(const char *cmd, const char *url, const ftrpc_client_optio
 {
     /* the client refuses a lone certificate or key with EINVAL, which cannot say which flag */
     if (ft_cli_check_tls_pair(cmd, o->tls.cert_file, o->tls.key_file)) return -1;
+    if ((o->backup_request_ms > 0 || o->backup_policy) &&
+        (o->fail_mode == FTRPC_FAILFAST || o->fail_mode == FTRPC_FAILTRY)) {
+        fprintf(stderr,
+                "ftrpc %s: --backup-ms and --backup-policy need --fail-mode failover (the "
+                "default) or failbackup: %s sends no backup\n",
+                cmd, o->fail_mode == FTRPC_FAILFAST ? "failfast" : "failtry");
+        return -1;
+    }
     int rc = ftrpc_client_new(url, o, out);
     if (rc == 0) return 0;
     if (rc == FTRPC_ETLS) /* the log line above said which file and why */

@@ -95,11 +95,11 @@ static void write_json(FILE *f, const ft_load_stats *s)
             "  \"qps\": %.1f,\n  \"p50_ms\": %.3f,\n  \"p90_ms\": %.3f,\n  \"p99_ms\": %.3f,\n"
             "  \"p999_ms\": %.3f,\n  \"max_ms\": %.3f,\n  \"attempts\": %ld,\n"
             "  \"retries\": %ld,\n  \"backups\": %ld,\n  \"backup_wins\": %ld,\n"
-            "  \"fallbacks\": %ld,\n  \"errors_by_code\": {",
+            "  \"backups_refused\": %ld,\n  \"fallbacks\": %ld,\n  \"errors_by_code\": {",
             n.calls, n.ok, n.errors, t, t > 0 ? (double)n.calls / t : 0, ms(s, 0.5), ms(s, 0.9),
             ms(s, 0.99), ms(s, 0.999), (double)ftrpc_histogram_max(s->hist) / 1000.0, attempts,
             atomic_load(&s->retries), atomic_load(&s->backups), atomic_load(&s->backup_wins),
-            atomic_load(&s->fallbacks));
+            atomic_load(&s->backups_refused), atomic_load(&s->fallbacks));
     for (size_t i = 0; i < s->ncodes; i++)
         fprintf(f, "%s\"%d\": %ld", i ? ", " : "", s->codes[i].code, s->codes[i].count);
     fputs("}\n}\n", f);
@@ -118,7 +118,8 @@ static void print_table(const ft_load_stats *s)
     printf("attempts    %ld (retries %ld, extra requests %.2f%%)\n", attempts,
            atomic_load(&s->retries),
            n.calls > 0 ? 100.0 * (double)(attempts - n.calls) / (double)n.calls : 0);
-    printf("backups     %ld sent, %ld won\n", backups, atomic_load(&s->backup_wins));
+    printf("backups     %ld sent, %ld won, %ld refused by the retry budget\n", backups,
+           atomic_load(&s->backup_wins), atomic_load(&s->backups_refused));
     printf("fallbacks   %ld\n", atomic_load(&s->fallbacks));
     if (s->ncodes == 0) printf("errors      none\n");
     for (size_t i = 0; i < s->ncodes; i++)

@@ -108,8 +108,10 @@ int ft_cli_call(int argc, char **argv)
                 result.error_text);
     }
     if (verbose)
-        fprintf(stderr, "attempts=%d backups=%d backup_won=%d endpoint=%s latency_us=%lld\n",
-                result.attempts, result.backups, result.backup_won,
+        fprintf(stderr,
+                "attempts=%d backups=%d backup_won=%d backups_refused=%d endpoint=%s "
+                "latency_us=%lld\n",
+                result.attempts, result.backups, result.backup_won, result.backups_refused,
                 result.endpoint[0] ? result.endpoint : "-", (long long)result.latency_us);
     ftrpc_result_fini(&result);
     ftrpc_buf_free(req);

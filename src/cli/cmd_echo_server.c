@@ -23,6 +23,8 @@
 typedef struct fault_config {
     long delay_ms;
     double delay_rate;
+    long delay_every; /* > 0: delay exactly every delay_every-th request received (brpc's example:
+                       * 2, every other one), instead of a random share */
     double error_rate;
     long error_code;
     double hang_rate;
@@ -43,6 +45,8 @@ static int delay_thread_stop;
 /* Requests the handler answered with their echo (--stats-on-exit prints it): the server's side of
  * the chaos suite's accounting, where every call a client counts OK was answered here once. */
 static atomic_long answered;
+/* Echo requests received (--delay-every counts them: backups and retries included). */
+static atomic_long received;
 
 static int64_t now_ns(void)
 {
@@ -131,7 +135,9 @@ static void on_echo(ftrpc_server_call *call, void *arg)
         ftrpc_server_call_fail(call, (int)faults.error_code, "injected fault");
         return;
     }
-    if (faults.delay_ms > 0 && uniform() < faults.delay_rate) {
+    long nth = atomic_fetch_add_explicit(&received, 1, memory_order_relaxed) + 1;
+    if (faults.delay_ms > 0 &&
+        (faults.delay_every > 0 ? nth % faults.delay_every == 0 : uniform() < faults.delay_rate)) {
         hold(call, now_ns() + faults.delay_ms * 1000000);
         return;
     }
@@ -148,6 +154,8 @@ static void usage(FILE *out)
         "  --listen HOST:PORT   address to listen on (port 0: any free port)\n"
         "  --delay-ms N         delay replies by N ms ...\n"
         "  --delay-rate P       ... for a share P of calls (default 1 when --delay-ms is set)\n"
+        "  --delay-every N      ... for every N-th request received instead (2: every other\n"
+        "                       one, backups included, as brpc's backup-request example)\n"
         "  --error-rate P       fail a share P of calls ...\n"
         "  --error-code C       ... with code C (default 2001, EINTERNAL: an RPC error;\n"
         "                       codes >= 3000 are business errors)\n"
@@ -192,6 +200,7 @@ int ft_cli_echo_server(int argc, char **argv)
     static const struct option opts[] = {{"listen", required_argument, 0, 'l'},
                                          {"delay-ms", required_argument, 0, 'd'},
                                          {"delay-rate", required_argument, 0, 'D'},
+                                         {"delay-every", required_argument, 0, 'E'},
                                          {"error-rate", required_argument, 0, 'e'},
                                          {"error-code", required_argument, 0, 'c'},
                                          {"hang-rate", required_argument, 0, 'H'},
@@ -243,6 +252,10 @@ int ft_cli_echo_server(int argc, char **argv)
         case 'D':
             if (ft_cli_parse_rate("--delay-rate", optarg, &faults.delay_rate)) return 2;
             delay_rate_set = 1;
+            break;
+        case 'E':
+            if (ft_cli_parse_int("--delay-every", optarg, 1, 1000000, &faults.delay_every))
+                return 2;
             break;
         case 'e':
             if (ft_cli_parse_rate("--error-rate", optarg, &faults.error_rate)) return 2;

@@ -31,8 +31,9 @@
  * (ft_load_counts_get for calls and their outcomes). */
 typedef struct ft_load_stats {
     _Atomic long started, done, ok, errors, attempts, backups, backup_wins, fallbacks;
-    _Atomic long retries; /* attempts that were neither a call's first nor its backup */
-    pthread_mutex_t lock; /* guards codes[] and endpoints[] */
+    _Atomic long backups_refused; /* calls whose backup the retry budget refused */
+    _Atomic long retries;         /* attempts that were neither a call's first nor its backup */
+    pthread_mutex_t lock;         /* guards codes[] and endpoints[] */
     struct {
         int code;
         long count;

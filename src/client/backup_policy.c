@@ -8,6 +8,12 @@
  * that the retry budget then refused is taken back (on_backup_refused): the ratio bounds backups
  * sent, not backups wished for.
  *
+ * At start it does what brpc's does: brpc's first decision finds no backups in its counts, caches
+ * the ratio 0 and keeps it until its next refresh, update_interval_seconds later, so a fresh
+ * policy allows every backup for that long. Here the first decision opens the same warm-up; the
+ * backups are counted and, after it, the ratio is judged on the window that holds them. (The
+ * client's retry budget, which a policy's backups draw on by default, still bounds the warm-up.)
+ *
  * Adaptive: the delay is the p(1 - max_extra_load) latency of recent calls, read from a windowed
  * latency recorder and cached for refresh_ms; if latency is well behaved, about max_extra_load of
  * the calls outlive the delay and get a backup ("The Tail at Scale": hedge at the p95). Backups
@@ -38,6 +44,9 @@ typedef struct ratelimited {
     const ft_clock *clock;
     rl_bucket *buckets; /* window_size_seconds of them */
     _Atomic int64_t next_update_ns;
+    /* brpc's start: the first decision opens a warm-up of update_interval_seconds in which every
+     * backup is allowed (0: no decision yet) */
+    _Atomic int64_t warm_until_ns;
     atomic_llong win_calls, win_backups;     /* window sums at the last refresh */
     atomic_llong since_calls, since_backups; /* counted since the last refresh */
     pthread_mutex_t update_lock;             /* one refresher at a time (trylock: no waiting) */
@@ -93,6 +102,16 @@ static int rl_should(ftrpc_backup_policy *self, const char *service, const char 
     (void)service;
     (void)method;
     int64_t now = ft_clock_now_ns(p->clock);
+    int64_t warm = atomic_load_explicit(&p->warm_until_ns, memory_order_relaxed);
+    if (warm == 0) {
+        int64_t until = now + (int64_t)p->o.update_interval_seconds * 1000000000;
+        warm = atomic_compare_exchange_strong(&p->warm_until_ns, &warm, until) ? until : warm;
+    }
+    if (now < warm) { /* brpc's cached ratio is 0 until its first refresh: allowed, and counted */
+        atomic_fetch_add_explicit(&bucket_for(p, now)->backups, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&p->since_backups, 1, memory_order_relaxed);
+        return 1;
+    }
     maybe_refresh(p, now);
     long long calls = atomic_load_explicit(&p->win_calls, memory_order_relaxed) +
                       atomic_load_explicit(&p->since_calls, memory_order_relaxed);

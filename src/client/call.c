@@ -85,12 +85,15 @@ static void settle_attempt(ft_attempt *a, int code)
 
 /* The loser of a race (or an attempt outlived by its call) may still sit in a server's queue: tell
  * that server, on the same connection, so it can drop the work (docs/protocol.md, Cancellation).
- * The cancel's own answer finds no pending attempt and is dropped; a brpc server answers
- * ENOMETHOD. */
+ * The cancel's own answer finds no pending attempt and is dropped, unless it says the server has
+ * no such method (a brpc server, whose error counter each cancel raises): then the endpoint gets
+ * no more cancels (client.c, cconn_on_read). */
 static void send_cancel(ft_attempt *a)
 {
     ft_cconn *cc = a->cc;
-    if (!cc || cc->conn->state != FT_CONN_OPEN) return;
+    if (!cc || cc->conn->state != FT_CONN_OPEN ||
+        atomic_load_explicit(&cc->ep->no_cancel, memory_order_relaxed))
+        return;
     uint8_t payload[8];
     for (int i = 0; i < 8; i++)
         payload[i] = (uint8_t)((uint64_t)a->cid >> (56 - 8 * i));
@@ -105,8 +108,10 @@ static void send_cancel(ft_attempt *a)
     };
     if (ft_iobuf_append(&body, payload, sizeof payload) == 0 &&
         ft_baidu_std_pack_request(&frame, &h, &body, NULL) == 0 &&
-        ft_conn_write(cc->conn, &frame) == 0)
+        ft_conn_write(cc->conn, &frame) == 0) {
+        cc->cancel_cids[cc->cancel_next++ % FT_CCONN_CANCEL_CIDS] = h.correlation_id;
         atomic_fetch_add_explicit(&a->call->client->cancels, 1, memory_order_relaxed);
+    }
     ft_iobuf_fini(&body);
     ft_iobuf_fini(&frame);
 }
@@ -249,6 +254,7 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
         snprintf(r->error_text, sizeof r->error_text, "%s", ftrpc_strerror(code));
     r->attempts = call->attempts;
     r->backups = call->backups;
+    r->backups_refused = call->backups_refused;
     r->backup_won = winner && winner->is_backup;
     r->cluster = winner ? winner->target : -1;
     int64_t now = ft_loop_now(call->loop);
@@ -272,7 +278,7 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     }
     if (r->backup_won) atomic_fetch_add_explicit(&client->backup_wins, 1, memory_order_relaxed);
     /* the backup policy learns how the service behaved: the outcome before any fallback */
-    ftrpc_backup_policy *policy = client->opts.backup_policy;
+    ftrpc_backup_policy *policy = call->backup_policy;
     if (policy && policy->on_call_end) policy->on_call_end(policy, r);
     ft_call_report reported = {r->kind,
                                r->attempts,
@@ -551,19 +557,42 @@ static void on_retry_timer(ft_timer *t)
     send_attempt(ft_container_of(t, ft_call, retry_timer), 0);
 }
 
+/* Whether the call's backups draw on the client's retry budget (ftrpc_backup_budget). */
+static int backup_draws_on_budget(const ft_call *call)
+{
+    switch (call->client->opts.backup_budget) {
+    case FTRPC_BACKUP_BUDGET_RETRY:
+        return 1;
+    case FTRPC_BACKUP_BUDGET_NONE:
+        return 0;
+    default: /* a fixed delay is bounded per call, as brpc's; a policy's backups by the budget */
+        return call->backup_policy != NULL;
+    }
+}
+
 static void on_backup_timer(ft_timer *t)
 {
     ft_call *call = ft_container_of(t, ft_call, backup_timer);
     ftrpc_client *c = call->client;
-    switch (ft_fail_backup(attempts_in_flight(call), call->attempts, c->opts.backup_policy,
-                           call->service, call->method, &c->budget, ft_loop_now(call->loop))) {
+    switch (ft_fail_backup(&call->retry, attempts_in_flight(call), call->attempts,
+                           c->opts.backup_counts_as_retry, call->backup_policy, call->service,
+                           call->method, backup_draws_on_budget(call) ? &c->budget : NULL,
+                           ft_loop_now(call->loop))) {
     case FT_BACKUP_SEND:
         call->backups++;
         atomic_fetch_add_explicit(&c->backups, 1, memory_order_relaxed);
         send_attempt(call, 1);
         break;
     case FT_BACKUP_REFUSED:
+        call->backups_refused = 1;
         atomic_fetch_add_explicit(&c->budget_exhausted, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->backups_refused, 1, memory_order_relaxed);
+        FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
+                           "backup of %s/%s refused by the retry budget (ratio %g, %d/s): the "
+                           "call waits for its first copy; raise retry_budget_ratio or set "
+                           "backup_budget (docs/backup-requests.md, The budget)",
+                           call->service, call->method, c->budget.opts.ratio,
+                           c->budget.opts.min_per_sec);
         break;
     case FT_BACKUP_SKIP:
         break;
@@ -703,7 +732,7 @@ void ft_call_start(ft_call *call)
     ft_retry_budget_on_request(&c->budget, call->start_ns);
     ft_timer_start(call->loop, &call->deadline_timer, call->deadline_ns, on_deadline);
     if (call->retry.mode == FTRPC_FAILBACKUP && !call->backup_opt_out) {
-        ftrpc_backup_policy *policy = c->opts.backup_policy;
+        ftrpc_backup_policy *policy = call->backup_policy;
         int delay = policy && policy->backup_delay_ms
                         ? policy->backup_delay_ms(policy, call->service, call->method)
                         : call->backup_ms;
@@ -753,6 +782,12 @@ ft_call *ft_call_make(ftrpc_client *c, const char *service, const char *method,
         opts && opts->backup_request_ms != 0 ? opts->backup_request_ms : o->backup_request_ms;
     call->backup_ms = backup_ms > 0 ? backup_ms : -1;
     call->backup_opt_out = opts && opts->backup_request_ms == -1;
+    call->backup_policy = opts && opts->backup_policy ? opts->backup_policy : o->backup_policy;
+    /* a delay or a policy turns backups on under failover, as in brpc (ft_call_check_args refused
+     * them with failfast and failtry when the call asked) */
+    if (call->retry.mode == FTRPC_FAILOVER && !call->backup_opt_out &&
+        (call->backup_ms > 0 || call->backup_policy))
+        call->retry.mode = FTRPC_FAILBACKUP;
     int retries = opts && opts->retries != 0 ? opts->retries : o->retries;
     call->retry.retries_left = retries == FTRPC_NO_RETRY ? 0 : retries;
     call->attempt_timeout_ms =
@@ -790,6 +825,17 @@ int ft_call_check_args(ftrpc_client *c, const char *service, const char *method,
                              opts->fallback->kind > FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER ||
                              (opts->fallback->kind != FTRPC_FALLBACK_OFF && !opts->fallback->fn)))))
         return FTRPC_EINVAL;
+    if (opts && (opts->backup_request_ms > 0 || opts->backup_policy)) {
+        ftrpc_fail_mode mode =
+            opts->fail_mode != FTRPC_FAIL_DEFAULT ? opts->fail_mode : c->opts.fail_mode;
+        if (mode == FTRPC_FAILFAST || mode == FTRPC_FAILTRY) {
+            FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
+                               "call of %s/%s refused: it asks for a backup, which fail mode %s "
+                               "cannot send (backups need failover or failbackup)",
+                               service, method, mode == FTRPC_FAILFAST ? "failfast" : "failtry");
+            return FTRPC_EINVAL;
+        }
+    }
     if (atomic_load(&c->stopping)) return FTRPC_ESTOPPED;
     return 0;
 }

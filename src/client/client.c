@@ -104,6 +104,21 @@ void ft_client_count_down_here(ftrpc_client *c, const ft_loop *loop)
 
 /* ---- connections ---- */
 
+/* An answer no attempt waits for: a late one, or a cancel's. A server without ftrpc's Control
+ * service (brpc) answers a cancel "Fail to find method" (ENOMETHOD, or ENOSERVICE) and raises its
+ * error counter each time: the first such answer stops the cancels to that endpoint. */
+static void check_cancel_answer(ft_cconn *cc, const ft_rpc_frame *f)
+{
+    if (f->error_code != -FTRPC_ENOMETHOD && f->error_code != -FTRPC_ENOSERVICE) return;
+    for (int i = 0; i < FT_CCONN_CANCEL_CIDS; i++) {
+        if (cc->cancel_cids[i] != f->correlation_id) continue;
+        if (!atomic_exchange(&cc->ep->no_cancel, 1))
+            FT_INFO("%s has no %s/%s (a brpc server?): no more cancels are sent to it",
+                    cc->ep->base.name, FT_CONTROL_SERVICE, FT_CONTROL_CANCEL);
+        return;
+    }
+}
+
 static int cconn_on_read(ft_conn *conn);
 static void cconn_on_close(ft_conn *conn, int reason);
 static const ft_conn_handler CCONN_HANDLER = {cconn_on_read, NULL, cconn_on_close};
@@ -194,7 +209,8 @@ static int cconn_on_read(ft_conn *conn)
         if (a) {
             a->cc = NULL;
             ft_call_on_response(a, st, &f, reason);
-        }
+        } else if (st == FT_PARSE_OK)
+            check_cancel_answer(cc, &f);
         /* else: a late answer to an attempt that already ended; nothing waits for it */
         int refused = st == FT_PARSE_OK && f.error_code == -FTRPC_ERPCAUTH;
         ft_rpc_frame_fini(&f);
@@ -428,6 +444,27 @@ static int validate_and_default(ftrpc_client_options *o)
         o->fallback.kind > FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER ||
         (o->fallback.kind != FTRPC_FALLBACK_OFF && !o->fallback.fn))
         return FTRPC_EINVAL;
+    if (o->backup_budget < FTRPC_BACKUP_BUDGET_NONE ||
+        o->backup_budget > FTRPC_BACKUP_BUDGET_RETRY || o->backup_counts_as_retry < 0 ||
+        o->backup_counts_as_retry > 1) {
+        FT_WARN("client options: backup_budget %d must be -1, 0 or 1 and backup_counts_as_retry "
+                "%d 0 or 1",
+                (int)o->backup_budget, o->backup_counts_as_retry);
+        return FTRPC_EINVAL;
+    }
+    /* brpc's rule: a backup delay (or policy) is enough to turn backups on. failover with
+     * backups is failbackup; failfast (one request) and failtry (the same endpoint again) cannot
+     * send a copy to another endpoint, and a delay that would do nothing is refused, not ignored */
+    int wants_backup = o->backup_request_ms > 0 || o->backup_policy;
+    if (wants_backup && (o->fail_mode == FTRPC_FAILFAST || o->fail_mode == FTRPC_FAILTRY)) {
+        FT_WARN("client options: %s with fail_mode %s: backups need failover (the default) or "
+                "failbackup",
+                o->backup_policy ? "a backup_policy" : "a positive backup_request_ms",
+                o->fail_mode == FTRPC_FAILFAST ? "failfast" : "failtry");
+        return FTRPC_EINVAL;
+    }
+    if (wants_backup && (o->fail_mode == FTRPC_FAIL_DEFAULT || o->fail_mode == FTRPC_FAILOVER))
+        o->fail_mode = FTRPC_FAILBACKUP;
     if (o->naming_wait_ms == 0) o->naming_wait_ms = 2000;
     if (o->timeout_ms == 0) o->timeout_ms = 1000;
     if (o->connect_timeout_ms == 0) o->connect_timeout_ms = 200;
@@ -614,6 +651,11 @@ static int64_t budget_exhausted(void *arg)
     return atomic_load_explicit(&((ftrpc_client *)arg)->budget_exhausted, memory_order_relaxed);
 }
 
+static int64_t backups_refused(void *arg)
+{
+    return atomic_load_explicit(&((ftrpc_client *)arg)->backups_refused, memory_order_relaxed);
+}
+
 static void register_naming_gauges(ftrpc_client *c, const char *url)
 {
     ft_metrics_registry *reg = ft_metrics_default_registry();
@@ -635,6 +677,10 @@ static void register_naming_gauges(ftrpc_client *c, const char *url)
     ft_metrics_registry_add(reg, FT_METRIC_GAUGE, &c->budget_exhausted_gauge,
                             "rpc_client_budget_exhausted",
                             "retries and backups refused by the empty retry budget", labels, 2);
+    ft_gauge_init_fn(&c->backups_refused_gauge, backups_refused, c);
+    ft_metrics_registry_add(
+        reg, FT_METRIC_GAUGE, &c->backups_refused_gauge, "rpc_client_backups_refused",
+        "backups the retry budget refused (calls left to their first copy)", labels, 2);
 }
 
 /* ---- lifecycle ---- */
@@ -807,6 +853,7 @@ void ftrpc_client_free(ftrpc_client *c)
     ft_metrics_registry_remove(ft_metrics_default_registry(), &c->naming_stale);
     ft_metrics_registry_remove(ft_metrics_default_registry(), &c->cancels_gauge);
     ft_metrics_registry_remove(ft_metrics_default_registry(), &c->budget_exhausted_gauge);
+    ft_metrics_registry_remove(ft_metrics_default_registry(), &c->backups_refused_gauge);
     /* no more endpoint updates: the listener is not running once unlisten returns */
     if (c->view) ft_naming_view_unlisten(c->view, c->view_listener);
     ft_naming_view_free(c->view);

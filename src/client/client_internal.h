@@ -37,12 +37,18 @@ typedef struct ft_client_endpoint {
     ft_cluster_endpoint base; /* first: the cluster's pointers are the client's */
     struct sockaddr_storage sa;
     ft_cconn **conns; /* [nloops] */
+    /* Set once the endpoint answered a cancel with "no such method" (a brpc server): no more
+     * cancels go to it (client.c). Any loop reads and sets it. */
+    atomic_int no_cancel;
 } ft_client_endpoint;
 
 static inline ft_client_endpoint *ft_client_endpoint_of(ft_cluster_endpoint *ep)
 {
     return (ft_client_endpoint *)ep;
 }
+
+/* Cancels remembered per connection: the first "no such method" answer needs to be matched. */
+#define FT_CCONN_CANCEL_CIDS 4
 
 /* A client connection: one per (loop, endpoint); its loop's thread only. */
 struct ft_cconn {
@@ -53,7 +59,10 @@ struct ft_cconn {
     ft_list node;           /* in the loop's cconns */
     ft_idmap pending;       /* correlation id -> ft_attempt */
     int64_t last_cid;       /* correlation ids are the connection's own: 1, 2, ... */
-    int credential_sent;    /* the first request (with authentication_data) went out */
+    /* the correlation ids of the latest cancels sent, so that their answers are recognised */
+    int64_t cancel_cids[FT_CCONN_CANCEL_CIDS];
+    unsigned cancel_next;
+    int credential_sent; /* the first request (with authentication_data) went out */
 };
 
 typedef struct ft_client_loop {
@@ -149,6 +158,8 @@ struct ft_call {
     int backup_ms;      /* < 0: no backup for this call */
     int backup_opt_out; /* the call asked for none (-1): a policy may not override that */
     int backups;
+    int backups_refused;                /* the budget refused the backup (ftrpc_result) */
+    ftrpc_backup_policy *backup_policy; /* the call's, else the client's; NULL: none */
 
     /* targets: pinned for the whole call so that `tried` keeps its meaning: &one, or a selective
      * client's array (freed with the call) */
@@ -193,7 +204,7 @@ struct ftrpc_client {
     atomic_int stopping;
     atomic_int inflight;   /* calls submitted and not completed */
     atomic_int open_conns; /* ft_cconn alive */
-    atomic_llong retries, budget_exhausted, backups, backup_wins, cancels;
+    atomic_llong retries, budget_exhausted, backups, backup_wins, cancels, backups_refused;
     atomic_llong
         answers_read_by_caller; /* blocking calls completed by read_own_answer (call_blocking.c) */
     atomic_ullong next_call_id; /* the sequence part of the async calls' handles */
@@ -204,9 +215,9 @@ struct ftrpc_client {
     ftrpc_endpoint_codes *endpoint_codes;  /* copy of opts.endpoint_codes (names included) */
     struct ft_endpoint_reporter *reporter; /* the /endpoints page's view of this client */
     ft_gauge naming_size, naming_updates, naming_stale; /* discovery figures, read on demand */
-    ft_gauge cancels_gauge, budget_exhausted_gauge;     /* the client-wide counters above */
-    pthread_mutex_t free_lock;                          /* guards nothing but the condition below */
-    pthread_cond_t free_cond; /* signalled when inflight or open_conns reach 0 while stopping */
+    ft_gauge cancels_gauge, budget_exhausted_gauge, backups_refused_gauge; /* counters above */
+    pthread_mutex_t free_lock; /* guards nothing but the condition below */
+    pthread_cond_t free_cond;  /* signalled when inflight or open_conns reach 0 while stopping */
     /* A selective client's sub-clients and cluster balancer (selective.h); NULL for a plain
      * client, which then has a naming view. Immutable after creation. */
     struct ft_selective *selective;

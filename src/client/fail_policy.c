@@ -209,15 +209,21 @@ ft_fail_decision ft_fail_pace_retry(int64_t now_ns, int64_t usable_at_ns, int64_
     return d;
 }
 
-ft_backup_verdict ft_fail_backup(int in_flight, int attempts, ftrpc_backup_policy *policy,
+ft_backup_verdict ft_fail_backup(ft_fail_state *st, int in_flight, int attempts,
+                                 int counts_as_retry, ftrpc_backup_policy *policy,
                                  const char *service, const char *method, ft_retry_budget *budget,
                                  int64_t now_ns)
 {
     /* only a first attempt still waiting is raced; a call already retrying has moved on */
     if (in_flight != 1 || attempts != 1) return FT_BACKUP_SKIP;
+    /* brpc: "backup request consumes one retry", and max_retry 0 leaves none for a backup */
+    if (counts_as_retry && st->retries_left <= 0) return FT_BACKUP_SKIP;
     if (policy && policy->should_backup && !policy->should_backup(policy, service, method))
         return FT_BACKUP_SKIP;
-    if (ft_retry_budget_try_spend(budget, now_ns)) return FT_BACKUP_SEND;
+    if (!budget || ft_retry_budget_try_spend(budget, now_ns)) {
+        if (counts_as_retry) st->retries_left--;
+        return FT_BACKUP_SEND;
+    }
     /* a policy that counted this backup when it agreed must not count it as sent */
     if (policy && policy->on_backup_refused) policy->on_backup_refused(policy, service, method);
     return FT_BACKUP_REFUSED;

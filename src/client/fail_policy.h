@@ -7,7 +7,8 @@
  * The rules (docs/fault-tolerance.md): failfast ends the call at its first failure; failover
  * retries on an endpoint the call has not tried (per target); failtry retries on the same one;
  * failbackup races a lone first attempt with a backup and retries failures as failover does.
- * Retries are bounded by `retries`, the client's retry budget (shared with backups) and the
+ * Retries are bounded by `retries` (which a backup uses up too under brpc's accounting), the
+ * client's retry budget (which backups draw on when the client says so) and the
  * deadline: a backoff that would end at or past it ends the call instead. A request that never
  * reached the wire (its connection was refused) is re-sent without using up a retry, once per
  * endpoint the call may go to (ft_fail_free_resends: failtry has one). Such a re-send draws on the
@@ -137,14 +138,16 @@ ft_fail_decision ft_fail_pace_retry(int64_t now_ns, int64_t usable_at_ns, int64_
 
 /* What the backup timer leads to. */
 typedef enum ft_backup_verdict {
-    FT_BACKUP_SKIP,    /* not a lone first attempt, or the policy declined */
-    FT_BACKUP_SEND,    /* the budget paid for it */
+    FT_BACKUP_SKIP,    /* not a lone first attempt, no retry left to use, or the policy declined */
+    FT_BACKUP_SEND,    /* send it (the budget, if any, paid for it) */
     FT_BACKUP_REFUSED, /* the budget was empty; the policy was told (on_backup_refused) */
 } ft_backup_verdict;
 
-/* Only a lone first attempt still waiting (in_flight 1, attempts 1) is raced; `policy` (may be
- * NULL) may decline; the budget pays. */
-ft_backup_verdict ft_fail_backup(int in_flight, int attempts, ftrpc_backup_policy *policy,
+/* Only a lone first attempt still waiting (in_flight 1, attempts 1) is raced. With
+ * counts_as_retry (brpc's accounting) the backup needs a retry left in st and uses it up; `policy`
+ * (may be NULL) may decline; `budget` (NULL: backups draw on none) pays. */
+ft_backup_verdict ft_fail_backup(ft_fail_state *st, int in_flight, int attempts,
+                                 int counts_as_retry, ftrpc_backup_policy *policy,
                                  const char *service, const char *method, ft_retry_budget *budget,
                                  int64_t now_ns);
 

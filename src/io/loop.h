@@ -45,7 +45,8 @@ struct ft_timer {
 struct ft_loop {
     uv_loop_t uv;
     uv_async_t wakeup;
-    uv_timer_t timer_handle;
+    int timer_fd;               /* a timerfd armed at the earliest due time (runtime.c) */
+    uv_poll_t timer_poll;       /* polls it */
     uv_check_t flush_check;     /* flushes writes produced by IO callbacks */
     uv_prepare_t flush_prepare; /* flushes writes produced by timers, before the loop sleeps */
     uv_idle_t expired_pending;  /* active while timers wait to run: keeps the poll from blocking */
@@ -57,7 +58,7 @@ struct ft_loop {
     struct ft_conn *dirty; /* connections with bytes to flush, singly linked */
     ft_timer **heap;       /* 1-based binary min-heap on due_ns */
     uint32_t heap_len, heap_cap;
-    int64_t armed_due_ns;        /* what timer_handle is set for, INT64_MAX when idle */
+    int64_t armed_due_ns;        /* what timer_fd is set for, INT64_MAX when idle */
     int64_t now_ns;              /* cached: see ft_loop_now */
     int now_fresh;               /* now_ns was read in the current phase of this iteration */
     pthread_mutex_t owner;       /* held by whoever runs the loop: its IO thread, or a borrower */

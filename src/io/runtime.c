@@ -2,12 +2,16 @@
  *
  * A timer heap per loop instead of one uv_timer_t per call: starting and stopping an ft_timer is a
  * heap operation with no libuv handle to close, so a call that finishes early costs nothing more.
- * One uv_timer_t per loop is re-armed to the earliest due time.
+ * One timerfd per loop, polled by libuv, is armed at the earliest due time: libuv's own timers
+ * count whole milliseconds of a loop clock cached when the iteration began, so a 2 ms backup went
+ * out at 2.0 to 3.25 ms; the timerfd takes the due time in nanoseconds, absolute on the monotonic
+ * clock the heap uses, and the kernel wakes the loop at it (within its timer slack, 50 us).
  */
 #include "io/loop.h"
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/timerfd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -118,49 +122,32 @@ static void heap_down(ft_loop *l, uint32_t i)
     }
 }
 
-static void on_timer(uv_timer_t *h);
+static void on_timer(uv_poll_t *h, int status, int events);
 
 static int64_t earliest_due(const ft_loop *l)
 {
     return l->heap_len ? l->heap[1]->due_ns : INT64_MAX;
 }
 
-/* Sets libuv's timer for `due` (INT64_MAX: stops it), in whole milliseconds from now, rounded up:
- * libuv timers have millisecond resolution. */
-static void set_libuv_timer(ft_loop *l, int64_t due)
+/* Arms the loop's timerfd at `due` (INT64_MAX: disarms it), absolute on CLOCK_MONOTONIC, the
+ * clock of ft_now_ns. Any thread that runs the loop (its IO thread or a borrower): the kernel
+ * wakes the loop's poll at the due time whoever armed it. */
+static void set_timer(ft_loop *l, int64_t due)
 {
     l->armed_due_ns = due;
-    if (due == INT64_MAX) {
-        uv_timer_stop(&l->timer_handle);
-        return;
+    struct itimerspec its = {{0, 0}, {0, 0}};
+    if (due != INT64_MAX) {
+        if (due < 1) due = 1; /* a zero it_value would disarm it */
+        its.it_value.tv_sec = (time_t)(due / 1000000000);
+        its.it_value.tv_nsec = (long)(due % 1000000000);
     }
-    int64_t now = ft_now_ns();
-    uint64_t ms = due > now ? (uint64_t)((due - now + FT_NS_PER_MS - 1) / FT_NS_PER_MS) : 0;
-    uv_update_time(&l->uv);
-    uv_timer_start(&l->timer_handle, on_timer, ms, 0);
+    timerfd_settime(l->timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
 static void rearm(ft_loop *l)
 {
     int64_t due = earliest_due(l);
-    if (due != l->armed_due_ns) set_libuv_timer(l, due);
-}
-
-/* Right before the loop sleeps, when it is going to: libuv's timer set again, from the clock as it
- * is now. libuv turns its timer into a sleep in whole milliseconds of its loop clock, which it
- * read when the iteration began (its own run mode) or when its poll returned (a borrowable loop,
- * loop_main). So a long iteration, or an IO thread the OS descheduled meanwhile, was slept again
- * on top and made the next timer fire that much late; and a timeout rounded up when the timer was
- * armed, counted from a clock floored to the millisecond, ended the sleep up to a millisecond
- * before the due time, about every other time: the IO thread woke, found nothing due and slept
- * again, one more scheduling delay on a loaded machine. Set from now, rounded up, the sleep ends at
- * the due time or less than a millisecond after it. This also drops an arming for a timer stopped
- * since, which would wake the loop for nothing. */
-static void set_libuv_timer_for_sleep(ft_loop *l)
-{
-    if (uv_backend_timeout(&l->uv) == 0) return; /* not going to sleep */
-    int64_t due = earliest_due(l);
-    if (due != INT64_MAX || l->armed_due_ns != INT64_MAX) set_libuv_timer(l, due);
+    if (due != l->armed_due_ns) set_timer(l, due);
 }
 
 void ft_timer_start(ft_loop *l, ft_timer *t, int64_t due_ns, ft_timer_fn fn)
@@ -222,10 +209,17 @@ static void expired_noop(uv_idle_t *h)
 }
 
 /* Moves due timers to the expired list; they run in the check phase, after this iteration's IO
- * callbacks. The idle handle makes this iteration's poll non-blocking so that they run now. */
-static void on_timer(uv_timer_t *h)
+ * callbacks (the timerfd is read in the poll phase, with them). The idle handle makes the next
+ * poll non-blocking while any wait to run. */
+static void on_timer(uv_poll_t *h, int status, int events)
 {
+    (void)status;
+    (void)events;
     ft_loop *l = h->data;
+    uint64_t expirations;
+    if (read(l->timer_fd, &expirations, sizeof expirations) < 0) {
+        /* EAGAIN: woken with nothing to read (a re-arm raced the wake-up); the heap decides */
+    }
     l->armed_due_ns = INT64_MAX;
     l->now_fresh = 0;
     int64_t now = ft_loop_now(l);
@@ -269,13 +263,12 @@ static void on_flush_check(uv_check_t *h)
 }
 
 /* What the loop does last before it may sleep: flush what the phases since the check phase wrote
- * (libuv's timers and pending callbacks, and the closing handles: a call re-sent when its
- * connection's close failed it), then set libuv's timer from the clock. */
+ * (libuv's pending callbacks and the closing handles: a call re-sent when its connection's close
+ * failed it). The timerfd needs nothing: it holds the due time itself. */
 static void before_sleep(ft_loop *l)
 {
     ft_conn_flush_dirty(l);
     l->now_fresh = 0; /* IO callbacks after the sleep read the clock again */
-    set_libuv_timer_for_sleep(l);
 }
 
 /* libuv's run mode computes its sleep right after this phase */
@@ -379,8 +372,18 @@ static int loop_init(ft_loop *l, ftrpc_runtime *rt, int index)
     if (uv_loop_init(&l->uv) != 0) return FTRPC_ESYS;
     uv_async_init(&l->uv, &l->wakeup, on_wakeup);
     l->wakeup.data = l;
-    uv_timer_init(&l->uv, &l->timer_handle);
-    l->timer_handle.data = l;
+    l->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (l->timer_fd < 0 || uv_poll_init(&l->uv, &l->timer_poll, l->timer_fd) != 0) {
+        if (l->timer_fd >= 0) close(l->timer_fd);
+        l->timer_fd = -1;
+        uv_close((uv_handle_t *)&l->wakeup, NULL);
+        uv_run(&l->uv, UV_RUN_NOWAIT);
+        uv_loop_close(&l->uv);
+        return FTRPC_ESYS;
+    }
+    l->timer_poll.data = l;
+    uv_poll_start(&l->timer_poll, UV_READABLE, on_timer);
+    uv_unref((uv_handle_t *)&l->timer_poll);
     uv_check_init(&l->uv, &l->flush_check);
     l->flush_check.data = l;
     uv_check_start(&l->flush_check, on_flush_check);
@@ -484,6 +487,7 @@ void ftrpc_runtime_free(ftrpc_runtime *rt)
         ft_loop_post(&rt->loops[i], &st.task);
         pthread_join(rt->loops[i].thread, NULL);
         uv_loop_close(&rt->loops[i].uv);
+        close(rt->loops[i].timer_fd);
         free(rt->loops[i].heap);
         pthread_mutex_destroy(&rt->loops[i].owner);
     }

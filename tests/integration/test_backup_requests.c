@@ -29,7 +29,15 @@
 #include <string.h>
 #include <time.h>
 
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <netinet/in.h>
+
+#include "base/iobuf.h"
 #include "client/backup_policy.h" /* the rate-limited policy's counts */
+#include "protocol/baidu_std.h"   /* the fake brpc server */
 #include "harness.h"
 
 #if defined(__SANITIZE_ADDRESS__) || H_UNDER_TSAN
@@ -50,6 +58,7 @@ typedef struct srv {
     ftrpc_server *server;
     char addr[64];
     atomic_int delay_ms;       /* how long the handler takes (after the gate, if any) */
+    atomic_int slow_every;     /* > 0: only every slow_every-th request received takes delay_ms */
     atomic_int fail_code;      /* 0: echo; otherwise fail the call with it */
     atomic_int stop_on_cancel; /* poll ftrpc_server_call_is_canceled and finish early */
     atomic_int *_Atomic gate;  /* NULL, or: the n-th handler run first waits until *gate >= n */
@@ -65,7 +74,8 @@ static void scripted(ftrpc_server_call *call, void *arg)
     /* bounded: a copy that never comes (a bug) shows up in the counts the case asserts */
     atomic_int *gate = atomic_load(&s->gate);
     if (gate) h_wait_atomic_ge(gate, nth, 5000 * SLOW);
-    int64_t until = h_now_ms() + atomic_load(&s->delay_ms);
+    int every = atomic_load(&s->slow_every);
+    int64_t until = h_now_ms() + (every > 0 && nth % every ? 0 : atomic_load(&s->delay_ms));
     while (h_now_ms() < until) {
         if (atomic_load(&s->stop_on_cancel) && ftrpc_server_call_is_canceled(call)) {
             atomic_fetch_add(&s->saw_cancel, 1);
@@ -340,10 +350,11 @@ static void a_call_that_opts_out_gets_no_backup_even_with_a_policy(void **state)
     pair_stop(&p);
 }
 
-/* Backups draw from the retry budget: with no floor and a ratio that one call cannot earn a token
- * of, the backup is refused and the call waits for its first copy. With the rate-limited policy,
- * which agrees to the backup before the budget refuses it, the policy does not count it either:
- * its window holds the call and no backup. */
+/* Backups drawing on the retry budget (a fixed delay when backup_budget says so; a policy's by
+ * default): with no floor and a ratio that one call cannot earn a token of, the backup is refused
+ * and the call waits for its first copy; the result says so. With the rate-limited policy, which
+ * agrees to the backup before the budget refuses it, the policy does not count it either: its
+ * window holds the call and no backup. */
 static void a_backup_the_retry_budget_refuses_is_not_sent(void **state)
 {
     (void)state;
@@ -362,11 +373,14 @@ static void a_backup_the_retry_budget_refuses_is_not_sent(void **state)
                                   .backup_policy = policy,
                                   .lb = "rr",
                                   .retry_budget_ratio = 0.01,
-                                  .retry_budget_min_per_sec = -1};
+                                  .retry_budget_min_per_sec = -1,
+                                  .backup_budget = with_policy ? FTRPC_BACKUP_BUDGET_DEFAULT
+                                                               : FTRPC_BACKUP_BUDGET_RETRY};
         assert_int_equal(ftrpc_client_new(p.url, &o, &c), 0);
         ftrpc_result r;
         assert_int_equal(call_once(c, NULL, &r), 0);
         assert_int_equal(r.backups, 0);
+        assert_int_equal(r.backups_refused, 1);
         assert_int_equal(r.attempts, 1);
         assert_string_equal(r.endpoint, p.first->addr);
         assert_true(r.latency_us >= 199000);
@@ -692,6 +706,354 @@ static void a_call_queued_when_its_connection_closes_finishes_cleanly(void **sta
     srv_stop(&s);
 }
 
+/* ---- in brpc's terms: its example, 2 ms backups against a 20 ms sleep ---- */
+
+/* One call of c (then freed) against a pair whose first server holds its copy until cancelled:
+ * the backup is sent and wins. */
+static void call_expecting_the_backup_to_win(ftrpc_client *c, const ftrpc_call_options *co, pair *p)
+{
+    ftrpc_result r;
+    assert_int_equal(call_once(c, co, &r), 0);
+    assert_int_equal(r.attempts, 2);
+    assert_int_equal(r.backups, 1);
+    assert_int_equal(r.backup_won, 1);
+    assert_string_equal(r.endpoint, p->second->addr);
+    ftrpc_result_fini(&r);
+    assert_true(h_wait_until(srv_idle_cond, p->first, 2000 * SLOW));
+    ftrpc_client_free(c);
+}
+
+/* brpc's rule (its client guide): ChannelOptions.backup_request_ms alone turns backups on. A
+ * positive delay does so here too, on the client or on one call, under the default fail mode; a
+ * positive delay with failfast or failtry, which cannot send it, is refused with FTRPC_EINVAL
+ * rather than ignored; a call that chooses failfast gets no backup from its client's delay. The
+ * first server holds its copy for 2 s (cut short by the cancel) and the second answers once the
+ * first has its copy, so that the backup, not the first copy, wins whatever the load. */
+static void a_positive_delay_alone_turns_backups_on_as_in_brpc(void **state)
+{
+    (void)state;
+    pair p;
+    pair_start(&p, 4);
+    atomic_store(&p.first->delay_ms, 2000 * SLOW);
+    atomic_store(&p.first->stop_on_cancel, 1);
+    atomic_store(&p.second->gate, &p.first->handled);
+    for (int per_call = 0; per_call < 2; per_call++) {
+        ftrpc_client *c = NULL;
+        ftrpc_client_options o = {
+            .timeout_ms = 4000 * SLOW, .lb = "rr", .backup_request_ms = per_call ? 0 : 2};
+        assert_int_equal(ftrpc_client_new(p.url, &o, &c), 0);
+        ftrpc_call_options co = {.backup_request_ms = 2};
+        call_expecting_the_backup_to_win(c, per_call ? &co : NULL, &p);
+    }
+    /* the combinations that cannot send a backup are refused, on the client and on a call */
+    ftrpc_fail_mode no_backup_modes[] = {FTRPC_FAILFAST, FTRPC_FAILTRY};
+    for (int i = 0; i < 2; i++) {
+        ftrpc_client *c = NULL;
+        ftrpc_client_options o = {.fail_mode = no_backup_modes[i], .backup_request_ms = 2};
+        assert_int_equal(ftrpc_client_new(p.url, &o, &c), FTRPC_EINVAL);
+        o.backup_request_ms = 0;
+        assert_int_equal(ftrpc_client_new(p.url, &o, &c), 0);
+        ftrpc_call_options co = {.backup_request_ms = 2};
+        ftrpc_result r;
+        assert_int_equal(call_once(c, &co, &r), FTRPC_EINVAL);
+        ftrpc_result_fini(&r);
+        ftrpc_client_free(c);
+    }
+    /* a call that asks for failfast gets no backup from its client's delay: one request, answered
+     * by the first server once its (now 100 ms) copy is done */
+    atomic_store(&p.first->delay_ms, 100);
+    atomic_store(&p.first->stop_on_cancel, 0);
+    int second_before = atomic_load(&p.second->handled);
+    ftrpc_client *c = NULL;
+    ftrpc_client_options o = {.timeout_ms = 4000 * SLOW, .lb = "rr", .backup_request_ms = 2};
+    assert_int_equal(ftrpc_client_new(p.url, &o, &c), 0);
+    ftrpc_call_options failfast = {.fail_mode = FTRPC_FAILFAST};
+    ftrpc_result r;
+    assert_int_equal(call_once(c, &failfast, &r), 0);
+    assert_int_equal(r.attempts, 1);
+    assert_int_equal(r.backups, 0);
+    assert_string_equal(r.endpoint, p.first->addr);
+    ftrpc_result_fini(&r);
+    ftrpc_client_free(c);
+    assert_int_equal(atomic_load(&p.second->handled), second_before);
+    pair_stop(&p);
+}
+
+/* A policy counting what it is asked, with a fixed delay (2 ms, brpc's example). */
+typedef struct counting_policy {
+    ftrpc_backup_policy base;
+    atomic_int delays, asked, ended;
+} counting_policy;
+
+static int counting_delay(ftrpc_backup_policy *self, const char *service, const char *method)
+{
+    (void)service;
+    (void)method;
+    atomic_fetch_add(&((counting_policy *)self)->delays, 1);
+    return 2;
+}
+
+static int counting_should(ftrpc_backup_policy *self, const char *service, const char *method)
+{
+    (void)service;
+    (void)method;
+    atomic_fetch_add(&((counting_policy *)self)->asked, 1);
+    return 1;
+}
+
+static void counting_end(ftrpc_backup_policy *self, const ftrpc_result *result)
+{
+    (void)result;
+    atomic_fetch_add(&((counting_policy *)self)->ended, 1);
+}
+
+static counting_policy counting_policy_make(void)
+{
+    counting_policy p = {.base = {.backup_delay_ms = counting_delay,
+                                  .should_backup = counting_should,
+                                  .on_call_end = counting_end}};
+    return p;
+}
+
+/* brpc injects a backup policy per call (Controller::set_backup_request_policy). Given in
+ * ftrpc_call_options, a policy turns backups on for that call of a client that has none, and on a
+ * client with its own policy it is the one asked and told, the client's is not. */
+static void a_backup_policy_given_to_one_call_decides_for_that_call(void **state)
+{
+    (void)state;
+    pair p;
+    pair_start(&p, 4);
+    atomic_store(&p.first->delay_ms, 2000 * SLOW);
+    atomic_store(&p.first->stop_on_cancel, 1);
+    atomic_store(&p.second->gate, &p.first->handled);
+    counting_policy client_policy = counting_policy_make(), call_policy = counting_policy_make();
+    for (int client_has_one = 0; client_has_one < 2; client_has_one++) {
+        ftrpc_client *c = NULL;
+        ftrpc_client_options o = {.timeout_ms = 4000 * SLOW,
+                                  .lb = "rr",
+                                  .backup_policy = client_has_one ? &client_policy.base : NULL};
+        assert_int_equal(ftrpc_client_new(p.url, &o, &c), 0);
+        ftrpc_call_options co = {.backup_policy = &call_policy.base};
+        call_expecting_the_backup_to_win(c, &co, &p);
+    }
+    assert_int_equal(atomic_load(&call_policy.delays), 2);
+    assert_int_equal(atomic_load(&call_policy.asked), 2);
+    assert_int_equal(atomic_load(&call_policy.ended), 2);
+    assert_int_equal(atomic_load(&client_policy.delays), 0);
+    assert_int_equal(atomic_load(&client_policy.asked), 0);
+    assert_int_equal(atomic_load(&client_policy.ended), 0);
+    pair_stop(&p);
+}
+
+/* brpc: "backup request consumes one retry"; with max_retry 0 it sends none. Under
+ * backup_counts_as_retry, a call with no retry left sends no backup and waits for its first copy
+ * (100 ms); by default the backup leaves `retries` alone and goes out at 2 ms. (That a backup then
+ * leaves no retry for the failure, 2 requests where ftrpc sends 3, is test_fail_policy's
+ * a_backup_uses_up_a_retry_under_brpc_accounting.) */
+static void a_backup_uses_up_a_retry_with_brpcs_accounting(void **state)
+{
+    (void)state;
+    pair p;
+    pair_start(&p, 4);
+    atomic_store(&p.first->delay_ms, 100);
+    atomic_store(&p.second->gate, &p.first->handled);
+    for (int counts = 0; counts < 2; counts++) {
+        ftrpc_client *c = NULL;
+        ftrpc_client_options o = {.timeout_ms = 4000 * SLOW,
+                                  .lb = "rr",
+                                  .backup_request_ms = 2,
+                                  .retries = FTRPC_NO_RETRY,
+                                  .backup_counts_as_retry = counts};
+        assert_int_equal(ftrpc_client_new(p.url, &o, &c), 0);
+        ftrpc_result r;
+        assert_int_equal(call_once(c, NULL, &r), 0);
+        assert_int_equal(r.backups, counts ? 0 : 1);
+        assert_int_equal(r.attempts, counts ? 1 : 2);
+        ftrpc_result_fini(&r);
+        assert_true(h_wait_until(srv_idle_cond, p.first, 2000 * SLOW));
+        ftrpc_client_free(c);
+    }
+    pair_stop(&p);
+}
+
+/* brpc's own example: one server that sleeps 20 ms on every other request it receives, backups
+ * included; backups at 2 ms; one caller in a closed loop. From the second call on, every call's
+ * first copy is a slow one and needs its backup; brpc sends them all (one per call, which is its
+ * only bound). With the default budget, no backup at a fixed delay is refused: every call whose
+ * delay passed with its first copy out (a backup sent, or refused) sent one. 300 calls need about
+ * 300 backups, where a retry budget of 20% + 10/s would grant 160 in these 10 s. */
+static void in_brpcs_example_no_backup_is_refused_by_default(void **state)
+{
+    (void)state;
+    enum { CALLS = 300 };
+    srv s;
+    srv_start(&s, 4);
+    atomic_store(&s.delay_ms, 20);
+    atomic_store(&s.slow_every, 2);
+    char url[96];
+    snprintf(url, sizeof url, "list://%s", s.addr);
+    ftrpc_client *c = NULL;
+    ftrpc_client_options o = {.timeout_ms = 1000 * SLOW, .backup_request_ms = 2};
+    assert_int_equal(ftrpc_client_new(url, &o, &c), 0);
+    int backups = 0, refused = 0;
+    for (int i = 0; i < CALLS; i++) {
+        ftrpc_result r;
+        assert_int_equal(call_once(c, NULL, &r), 0);
+        backups += r.backups;
+        refused += r.backups_refused;
+        ftrpc_result_fini(&r);
+    }
+    print_message("%d calls: %d waited past the delay, %d backups sent, %d refused\n", CALLS,
+                  backups + refused, backups, refused);
+    assert_int_equal(refused, 0);
+    assert_true(backups + refused > 160); /* the shape needs more than the retry budget had */
+    ftrpc_client_free(c);
+    srv_stop(&s);
+}
+
+/* A fake brpc server: baidu_std on one connection, example.EchoService answered like brpc's
+ * example (every other request received held 20 ms), and ftrpc.Control/Cancel answered as brpc
+ * answers a method it does not have: ENOMETHOD, "Fail to find method=...". Counts the cancels. */
+typedef struct fake_brpc {
+    int listen_fd;
+    int port;
+    pthread_t thread;
+    atomic_int stop;
+    atomic_int requests, cancels;
+} fake_brpc;
+
+typedef struct held_reply {
+    int64_t due_ms;
+    int64_t cid;
+    ft_iobuf payload;
+} held_reply;
+
+static void fake_reply(int fd, int64_t cid, int32_t code, const char *text, const ft_iobuf *body)
+{
+    ft_iobuf out;
+    ft_iobuf_init(&out);
+    assert_int_equal(ft_baidu_std_pack_response(&out, cid, code, text, body, NULL), 0);
+    size_t n = ft_iobuf_size(&out);
+    const void *bytes = ft_iobuf_flatten(&out);
+    h_raw_send(fd, bytes, n);
+    ft_iobuf_fini(&out);
+}
+
+static void *fake_brpc_main(void *arg)
+{
+    fake_brpc *f = arg;
+    int fd = -1;
+    ft_iobuf in;
+    ft_iobuf_init(&in);
+    held_reply held[64];
+    int nheld = 0;
+    while (!atomic_load(&f->stop)) {
+        int64_t now = h_now_ms();
+        for (int i = 0; i < nheld;) {
+            if (held[i].due_ms > now) {
+                i++;
+                continue;
+            }
+            fake_reply(fd, held[i].cid, 0, NULL, &held[i].payload);
+            ft_iobuf_fini(&held[i].payload);
+            held[i] = held[--nheld];
+        }
+        struct pollfd pfd = {.fd = fd >= 0 ? fd : f->listen_fd, .events = POLLIN};
+        if (poll(&pfd, 1, 1) <= 0) continue;
+        if (fd < 0) {
+            fd = accept(f->listen_fd, NULL, NULL);
+            continue;
+        }
+        char buf[4096];
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n <= 0) break;
+        ft_iobuf_append(&in, buf, (size_t)n);
+        for (;;) {
+            ft_rpc_frame fr;
+            const char *reason = NULL;
+            ft_rpc_frame_init(&fr);
+            ft_parse_status st = ft_baidu_std_parse(&in, 1 << 20, &fr, &reason);
+            if (st == FT_PARSE_NEED_MORE) break;
+            assert_int_equal(st, FT_PARSE_OK);
+            if (!strcmp(fr.service, "ftrpc.Control")) {
+                atomic_fetch_add(&f->cancels, 1);
+                char text[128];
+                snprintf(text, sizeof text, "Fail to find method=%s/%s", fr.service, fr.method);
+                fake_reply(fd, fr.correlation_id, 1002, text, NULL);
+            } else if (atomic_fetch_add(&f->requests, 1) % 2 == 1 && nheld < 64) {
+                held[nheld].due_ms = h_now_ms() + 20;
+                held[nheld].cid = fr.correlation_id;
+                ft_iobuf_init(&held[nheld].payload);
+                ft_iobuf_move(&held[nheld].payload, &fr.payload);
+                nheld++;
+            } else {
+                fake_reply(fd, fr.correlation_id, 0, NULL, &fr.payload);
+            }
+            ft_rpc_frame_fini(&fr);
+        }
+    }
+    for (int i = 0; i < nheld; i++)
+        ft_iobuf_fini(&held[i].payload);
+    ft_iobuf_fini(&in);
+    if (fd >= 0) close(fd);
+    return NULL;
+}
+
+static void fake_brpc_start(fake_brpc *f)
+{
+    memset(f, 0, sizeof *f);
+    f->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(f->listen_fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(f->listen_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(f->listen_fd, 4), 0);
+    socklen_t len = sizeof sa;
+    assert_int_equal(getsockname(f->listen_fd, (struct sockaddr *)&sa, &len), 0);
+    f->port = ntohs(sa.sin_port);
+    assert_int_equal(pthread_create(&f->thread, NULL, fake_brpc_main, f), 0);
+}
+
+static void fake_brpc_stop(fake_brpc *f)
+{
+    atomic_store(&f->stop, 1);
+    pthread_join(f->thread, NULL);
+    close(f->listen_fd);
+}
+
+/* A brpc server has no ftrpc.Control: it answers each cancel "Fail to find method" (ENOMETHOD,
+ * 1002) and raises its server-wide error counter each time. After the first such answer the
+ * client sends that endpoint no more cancels. brpc's example against the fake: from the second
+ * call on every call has a backup that wins and a slow first copy to cancel. One IO thread, so
+ * that every call uses the one connection, on which the first cancel's answer comes before the
+ * next call's. */
+static void cancels_stop_after_a_server_answers_no_such_method(void **state)
+{
+    (void)state;
+    fake_brpc f;
+    fake_brpc_start(&f);
+    ftrpc_runtime *rt = NULL;
+    assert_int_equal(ftrpc_runtime_new(&(ftrpc_runtime_options){.io_threads = 1}, &rt), 0);
+    char url[64];
+    snprintf(url, sizeof url, "list://127.0.0.1:%d", f.port);
+    ftrpc_client *c = NULL;
+    ftrpc_client_options o = {.runtime = rt, .timeout_ms = 2000 * SLOW, .backup_request_ms = 2};
+    assert_int_equal(ftrpc_client_new(url, &o, &c), 0);
+    int won = 0;
+    for (int i = 0; i < 40 && won < 5; i++) {
+        ftrpc_result r;
+        assert_int_equal(call_once(c, NULL, &r), 0);
+        won += r.backup_won;
+        ftrpc_result_fini(&r);
+    }
+    print_message("%d calls won by their backup, %d cancels received\n", won,
+                  atomic_load(&f.cancels));
+    assert_int_equal(won, 5);
+    assert_int_equal(atomic_load(&f.cancels), 1);
+    ftrpc_client_free(c);
+    ftrpc_runtime_free(rt);
+    fake_brpc_stop(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -709,6 +1071,11 @@ int main(void)
         cmocka_unit_test(a_cancelled_request_still_queued_is_never_executed),
         cmocka_unit_test(a_running_handler_sees_the_cancel),
         cmocka_unit_test(a_call_queued_when_its_connection_closes_finishes_cleanly),
+        cmocka_unit_test(a_positive_delay_alone_turns_backups_on_as_in_brpc),
+        cmocka_unit_test(a_backup_policy_given_to_one_call_decides_for_that_call),
+        cmocka_unit_test(a_backup_uses_up_a_retry_with_brpcs_accounting),
+        cmocka_unit_test(in_brpcs_example_no_backup_is_refused_by_default),
+        cmocka_unit_test(cancels_stop_after_a_server_answers_no_such_method),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -264,6 +264,92 @@ static void bench_refuses_before_the_run_what_would_spoil_it(void **state)
     h_server_stop(&srv, 5000);
 }
 
+/* One bench run of brpc's backup example against srv's URL, its --json read back. */
+static json_object *bench_brpc_example(const char *url, const char *const *extra, char **err_out)
+{
+    char json[600];
+    scratch_file(json, sizeof json, "brpc-example.json");
+    const char *args[24] = {"bench",   url,           "example.EchoService/Echo",
+                            "--count", "300",         "--concurrency",
+                            "1",       "--backup-ms", "2",
+                            "--json",  json};
+    size_t n = 11;
+    for (size_t i = 0; extra[i]; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    char *out = NULL, *err = NULL;
+    int rc = h_cli_run(args, 60000, &out, &err);
+    if (rc != 0) fail_msg("bench exit %d\n%s\n%s", rc, out, err);
+    assert_non_null(strstr(out, "refused by the retry budget"));
+    free(out);
+    if (err_out)
+        *err_out = err;
+    else
+        free(err);
+    json_object *root = json_object_from_file(json);
+    assert_non_null(root);
+    unlink(json);
+    return root;
+}
+
+/* brpc's backup example from the command line: `echo-server --delay-ms 20 --delay-every 2` sleeps
+ * on every other request it receives, and `bench --concurrency 1 --backup-ms 2` is its one caller.
+ * By default no backup is refused; asking backups to draw on a 20% + 10/s retry budget
+ * (--backup-budget retry, --retry-budget-ratio, --retry-budget-min-per-sec) has some refused,
+ * and the output says how many; a ratio of 1 pays for them all again. --backup-ms with failfast
+ * is refused before the run. */
+static void bench_runs_brpcs_backup_example_and_reports_refused_backups(void **state)
+{
+    (void)state;
+    h_server srv;
+    const char *const server_args[] = {"--delay-ms", "20", "--delay-every", "2", NULL};
+    assert_int_equal(h_server_start(&srv, server_args), 0);
+    char url[64];
+    h_server_url(&srv, url, sizeof url);
+
+    const char *const none[] = {NULL};
+    json_object *root = bench_brpc_example(url, none, NULL);
+    assert_int_equal(get_int(root, "backups_refused"), 0);
+    assert_true(get_int(root, "backups") > 160); /* more than 20% + 10/s would have paid for */
+    json_object_put(root);
+
+    const char *const budgeted[] = {"--backup-budget",
+                                    "retry",
+                                    "--retry-budget-ratio",
+                                    "0.2",
+                                    "--retry-budget-min-per-sec",
+                                    "10",
+                                    NULL};
+    char *log = NULL;
+    root = bench_brpc_example(url, budgeted, &log);
+    int64_t refused = get_int(root, "backups_refused");
+    /* and the client's log line says why, rate-limited */
+    assert_non_null(strstr(log, "refused by the retry budget"));
+    free(log);
+    print_message("budget 20%% + 10/s: %lld backups sent, %lld refused\n",
+                  (long long)get_int(root, "backups"), (long long)refused);
+    assert_true(refused > 0);
+    json_object_put(root);
+
+    const char *const whole[] = {"--backup-budget", "retry", "--retry-budget-ratio", "1", NULL};
+    root = bench_brpc_example(url, whole, NULL);
+    assert_int_equal(get_int(root, "backups_refused"), 0);
+    json_object_put(root);
+
+    const char *const args[] = {"bench",   url,           "example.EchoService/Echo",
+                                "--count", "1",           "--backup-ms",
+                                "2",       "--fail-mode", "failfast",
+                                NULL};
+    char *out = NULL, *err = NULL;
+    int rc = h_cli_run(args, 60000, &out, &err);
+    if (rc != 2 || !strstr(err, "--fail-mode") || strstr(out, "calls"))
+        fail_msg("bench --backup-ms with failfast: exit %d, stdout:\n%s\nstderr:\n%s", rc, out,
+                 err);
+    free(out);
+    free(err);
+    h_server_stop(&srv, 5000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -272,6 +358,7 @@ int main(void)
         cmocka_unit_test(bench_fallback_default_answers_a_dead_address),
         cmocka_unit_test(bench_progress_lines_count_errors_within_calls),
         cmocka_unit_test(bench_refuses_before_the_run_what_would_spoil_it),
+        cmocka_unit_test(bench_runs_brpcs_backup_example_and_reports_refused_backups),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -56,6 +56,53 @@ static void older_client_options_get_the_defaults_of_newer_fields(void **state)
     ftrpc_client_free(c);
 }
 
+/* Client options from a header that ended with `tls`, before backup_budget and
+ * backup_counts_as_retry: their defaults, whatever follows in memory (0xA5 bytes would be refused
+ * as a budget kind or a flag if they were read). */
+static void client_options_before_the_backup_budget_get_its_defaults(void **state)
+{
+    (void)state;
+    unsigned char buf[sizeof(ftrpc_client_options) + 64];
+    memset(buf, GARBAGE, sizeof buf);
+    size_t old_size = offsetof(ftrpc_client_options, backup_budget);
+    ftrpc_client_options old = {.backup_request_ms = 2};
+    memcpy(buf, &old, old_size);
+    ftrpc_client *c = NULL;
+    assert_int_equal(ftrpc_client_new_sized("list://127.0.0.1:1", (const ftrpc_client_options *)buf,
+                                            old_size, &c),
+                     0);
+    assert_int_equal(c->opts.backup_budget, FTRPC_BACKUP_BUDGET_DEFAULT);
+    assert_int_equal(c->opts.backup_counts_as_retry, 0);
+    assert_int_equal(c->opts.fail_mode, FTRPC_FAILBACKUP); /* the delay turned backups on */
+    ftrpc_client_free(c);
+}
+
+/* Call options from a header that ended with `fallback`, before backup_policy: no per-call policy,
+ * whatever follows in memory (a garbage pointer there would be called). The call goes to a port
+ * nobody listens on and fails at once; a result from a header before backups_refused is written
+ * no further than its size. */
+static void call_options_before_the_backup_policy_get_none(void **state)
+{
+    (void)state;
+    ftrpc_client *c = NULL;
+    assert_int_equal(ftrpc_client_new("list://127.0.0.1:1", NULL, &c), 0);
+    unsigned char buf[sizeof(ftrpc_call_options) + 64];
+    memset(buf, GARBAGE, sizeof buf);
+    size_t old_size = offsetof(ftrpc_call_options, backup_policy);
+    ftrpc_call_options old = {.backup_request_ms = 1, .timeout_ms = 500};
+    memcpy(buf, &old, old_size);
+    unsigned char res[sizeof(ftrpc_result) + 16];
+    memset(res, GARBAGE, sizeof res);
+    size_t res_size = offsetof(ftrpc_result, backups_refused);
+    int rc = ftrpc_call_sized(c, "svc.S", "M", NULL, NULL, (const ftrpc_call_options *)buf,
+                              old_size, (ftrpc_result *)res, res_size);
+    assert_true(rc < 0);
+    for (size_t i = res_size; i < sizeof res; i++)
+        assert_int_equal(res[i], GARBAGE);
+    ftrpc_result_fini((ftrpc_result *)res);
+    ftrpc_client_free(c);
+}
+
 /* A newer header's struct: accepted when what this library does not know is zero. */
 static void newer_options_are_accepted_only_with_unknown_fields_at_zero(void **state)
 {
@@ -137,6 +184,8 @@ int main(void)
         cmocka_unit_test(the_library_reports_the_headers_version),
         cmocka_unit_test(older_client_options_get_the_defaults_of_newer_fields),
         cmocka_unit_test(newer_options_are_accepted_only_with_unknown_fields_at_zero),
+        cmocka_unit_test(client_options_before_the_backup_budget_get_its_defaults),
+        cmocka_unit_test(call_options_before_the_backup_policy_get_none),
         cmocka_unit_test(a_backup_policy_initialised_by_name_has_zero_reserved_slots),
         cmocka_unit_test(wso2_options_keep_the_health_size_and_default_when_cut),
         cmocka_unit_test(nested_health_options_keep_their_size_and_layout),

@@ -29,6 +29,15 @@ static ftrpc_result ok_result(int64_t latency_us)
 
 /* ---- rate-limited ---- */
 
+/* Past the warm-up a fresh policy opens at its first decision (update_interval_seconds, brpc's
+ * start): one backup decided (and counted) in it, then the clock moved past its end. */
+static void past_warm_up(ftrpc_backup_policy *p, ft_manual_clock *clock, int update_s)
+{
+    assert_int_equal(p->should_backup(p, "svc", "m"), 1);
+    p->on_backup_refused(p, "svc", "m"); /* as if the budget refused it: counts stay clean */
+    ft_manual_clock_advance(clock, SEC(update_s));
+}
+
 /* One call whose first attempt outlives the delay (every call is slow in a latency spike): the
  * engine asks should_backup, then the call ends. Returns 1 when a backup was granted. */
 static int slow_call(ftrpc_backup_policy *p)
@@ -37,6 +46,50 @@ static int slow_call(ftrpc_backup_policy *p)
     ftrpc_result r = ok_result(50000);
     p->on_call_end(p, &r);
     return granted;
+}
+
+/* brpc's RateLimitedBackupPolicy at start (apache/brpc, backup_request_policy.cpp): its first
+ * ShouldAllow finds no traffic ("true cold-start: allow freely"), caches the ratio 0 and keeps it
+ * until the next refresh, update_interval_seconds later; so the first calls of a fresh client that
+ * wait past the delay all get their backup, and the ratio holds from then on, over a window that
+ * counts the warm-up's backups. Here: 2 ms backups, every call slow (brpc's example's shape in a
+ * spike), one call every 10 ms. */
+static void ratelimited_backs_up_the_first_calls_of_a_fresh_client_as_brpc(void **s)
+{
+    (void)s;
+    ft_manual_clock clock;
+    ft_manual_clock_init(&clock, SEC(1000));
+    ftrpc_backup_policy *p = NULL;
+    ftrpc_backup_policy_ratelimited_options o = {.backup_request_ms = 2}; /* 0.1, 10 s, 5 s */
+    assert_int_equal(ft_backup_policy_ratelimited_new(&o, &clock.base, &p), 0);
+    int first = 0;
+    for (int i = 0; i < 10; i++) {
+        first += slow_call(p);
+        ft_manual_clock_advance(&clock, MS(10));
+    }
+    assert_int_equal(first, 10); /* the first calls: every one backed up */
+    /* the warm-up lasts the update interval: 5 s of calls, all backed up */
+    int warm = 0, n = 0;
+    while (ft_clock_now_ns(&clock.base) < SEC(1005)) {
+        warm += slow_call(p);
+        n++;
+        ft_manual_clock_advance(&clock, MS(10));
+    }
+    assert_int_equal(warm, n);
+    /* then the ratio: the window (10 s) holds 500 backups for 500 calls, so none until they age
+     * out, and from then on 10% */
+    int after = 0;
+    for (int i = 0; i < 400; i++) {
+        after += slow_call(p);
+        ft_manual_clock_advance(&clock, MS(10));
+    }
+    assert_int_equal(after, 0);
+    ft_manual_clock_advance(&clock, SEC(20));
+    after = 0;
+    for (int i = 0; i < 100; i++)
+        after += slow_call(p);
+    assert_true(after >= 9 && after <= 10);
+    ftrpc_backup_policy_free(p);
 }
 
 typedef struct spike_case {
@@ -63,11 +116,13 @@ static void check_spike(const spike_case *c)
                                                  .update_interval_seconds = c->update_s};
     assert_int_equal(ft_backup_policy_ratelimited_new(&o, &clock.base, &p), 0);
     assert_int_equal(p->backup_delay_ms(p, "svc", "m"), 10);
+    past_warm_up(p, &clock, c->update_s);
     const int n = 10000;
     long total = 0, sec_backups[SPIKE_MAX_SECONDS] = {0}, sec_calls[SPIKE_MAX_SECONDS] = {0};
     int last_sec = 0;
+    const int64_t t0 = ft_clock_now_ns(&clock.base);
     for (int i = 0; i < n; i++) {
-        int sec = (int)((ft_clock_now_ns(&clock.base) - SEC(1000)) / SEC(1));
+        int sec = (int)((ft_clock_now_ns(&clock.base) - t0) / SEC(1));
         assert_true(sec < SPIKE_MAX_SECONDS);
         int b = slow_call(p);
         total += b;
@@ -120,6 +175,7 @@ static void ratelimited_recovers_its_allowance_once_the_spike_leaves_the_window(
     ftrpc_backup_policy_ratelimited_options o = {
         .max_backup_ratio = 0.1, .window_size_seconds = 2, .update_interval_seconds = 1};
     assert_int_equal(ft_backup_policy_ratelimited_new(&o, &clock.base, &p), 0);
+    past_warm_up(p, &clock, 1);
     /* backup_request_ms 0: the client's own delay */
     assert_int_equal(p->backup_delay_ms(p, "svc", "m"), FT_BACKUP_DELAY_INHERIT);
     /* 1000 fast calls (no backup asked) over one second fill the window with calls */
@@ -183,6 +239,7 @@ static void ratelimited_zero_options_mean_brpc_defaults(void **s)
     ft_manual_clock_init(&clock, SEC(1000));
     ftrpc_backup_policy *p = NULL;
     assert_int_equal(ft_backup_policy_ratelimited_new(NULL, &clock.base, &p), 0);
+    past_warm_up(p, &clock, 5); /* default update interval 5 s */
     for (int i = 0; i < 1000; i++) {
         ftrpc_result r = ok_result(1000);
         p->on_call_end(p, &r);
@@ -210,6 +267,7 @@ static void ratelimited_does_not_count_a_backup_the_budget_refused(void **s)
         .max_backup_ratio = 0.1, .window_size_seconds = 10, .update_interval_seconds = 1};
     assert_int_equal(ft_backup_policy_ratelimited_new(&o, &clock.base, &p), 0);
     assert_non_null(p->on_backup_refused);
+    past_warm_up(p, &clock, 1);
     for (int i = 0; i < 100; i++) {
         ftrpc_result r = ok_result(1000);
         p->on_call_end(p, &r);
@@ -349,6 +407,7 @@ static void adaptive_refuses_invalid_options(void **s)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(ratelimited_backs_up_the_first_calls_of_a_fresh_client_as_brpc),
         cmocka_unit_test(ratelimited_keeps_backups_within_ratio_when_every_call_is_slow),
         cmocka_unit_test(ratelimited_recovers_its_allowance_once_the_spike_leaves_the_window),
         cmocka_unit_test(ratelimited_refuses_invalid_options),

@@ -175,16 +175,20 @@ static fake_policy make_policy(int agree)
 static void failbackup_backs_up_only_a_lone_first_attempt(void **s)
 {
     fixture *f = make(FTRPC_FAILBACKUP, 2, &unlimited);
-    assert_int_equal(ft_fail_backup(1, 1, NULL, "svc", "m", &f->budget, now(f)), FT_BACKUP_SEND);
+    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 0, NULL, "svc", "m", &f->budget, now(f)),
+                     FT_BACKUP_SEND);
     /* the first copy already has its backup out, or failed and a retry is out */
-    assert_int_equal(ft_fail_backup(2, 2, NULL, "svc", "m", &f->budget, now(f)), FT_BACKUP_SKIP);
-    assert_int_equal(ft_fail_backup(1, 2, NULL, "svc", "m", &f->budget, now(f)), FT_BACKUP_SKIP);
-    assert_int_equal(ft_fail_backup(0, 1, NULL, "svc", "m", &f->budget, now(f)), FT_BACKUP_SKIP);
+    assert_int_equal(ft_fail_backup(&f->st, 2, 2, 0, NULL, "svc", "m", &f->budget, now(f)),
+                     FT_BACKUP_SKIP);
+    assert_int_equal(ft_fail_backup(&f->st, 1, 2, 0, NULL, "svc", "m", &f->budget, now(f)),
+                     FT_BACKUP_SKIP);
+    assert_int_equal(ft_fail_backup(&f->st, 0, 1, 0, NULL, "svc", "m", &f->budget, now(f)),
+                     FT_BACKUP_SKIP);
     fake_policy no = make_policy(0), yes = make_policy(1);
-    assert_int_equal(ft_fail_backup(1, 1, &no.base, "svc", "m", &f->budget, now(f)),
+    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 0, &no.base, "svc", "m", &f->budget, now(f)),
                      FT_BACKUP_SKIP);
     assert_int_equal(no.asked, 1);
-    assert_int_equal(ft_fail_backup(1, 1, &yes.base, "svc", "m", &f->budget, now(f)),
+    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 0, &yes.base, "svc", "m", &f->budget, now(f)),
                      FT_BACKUP_SEND);
     assert_int_equal(yes.refused, 0);
     destroy(f);
@@ -194,12 +198,62 @@ static void failbackup_backup_refused_by_budget_tells_the_policy(void **s)
 {
     fixture *f = make(FTRPC_FAILBACKUP, 2, &empty);
     fake_policy p = make_policy(1);
-    assert_int_equal(ft_fail_backup(1, 1, &p.base, "svc", "m", &f->budget, now(f)),
+    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 0, &p.base, "svc", "m", &f->budget, now(f)),
                      FT_BACKUP_REFUSED);
     assert_int_equal(p.refused, 1);
     ft_retry_budget_stats st;
     ft_retry_budget_stats_get(&f->budget, &st);
     assert_int_equal(st.exhausted, 1);
+    destroy(f);
+}
+
+/* brpc's accounting (its client guide: "backup request consumes one retry"): with retries = 1
+ * the call sends its first copy and the backup, and when both fail it has no retry left, two
+ * requests in all as brpc's max_retry = 1; without it (ftrpc's default) the backup leaves the
+ * retry to the failure, three requests. With no retry at all, brpc sends no backup. */
+static void a_backup_uses_up_a_retry_under_brpc_accounting(void **s)
+{
+    for (int counts = 0; counts < 2; counts++) {
+        fixture *f = make(FTRPC_FAILBACKUP, 1, &unlimited);
+        ft_fail_note_sent(&f->st, &f->tried, 0, 0);
+        assert_int_equal(ft_fail_backup(&f->st, 1, 1, counts, NULL, "svc", "m", NULL, now(f)),
+                         FT_BACKUP_SEND);
+        ft_fail_note_sent(&f->st, &f->tried, 1, 0);
+        assert_int_equal(f->st.retries_left, counts ? 0 : 1);
+        ft_fail_event ev = {.kind = FTRPC_RESULT_RPC_ERROR,
+                            .code = FTRPC_ERPCTIMEDOUT,
+                            .in_flight = 1,
+                            .now_ns = now(f),
+                            .deadline_ns = f->deadline_ns};
+        assert_int_equal(ft_fail_after_error(&f->st, &ev, &f->opts, &f->budget, &f->rng).action,
+                         FT_FAIL_WAIT);
+        /* the other copy fails too: a third request only under ftrpc's accounting */
+        assert_int_equal(timed_out(f).action, counts ? FT_FAIL_COMPLETE : FT_FAIL_RETRY_NOW);
+        destroy(f);
+    }
+    fixture *f = make(FTRPC_FAILBACKUP, 0, &unlimited);
+    fake_policy p = make_policy(1);
+    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 1, &p.base, "svc", "m", NULL, now(f)),
+                     FT_BACKUP_SKIP);
+    assert_int_equal(p.asked, 0); /* not asked: a policy counting decisions would count it */
+    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 0, &p.base, "svc", "m", NULL, now(f)),
+                     FT_BACKUP_SEND);
+    destroy(f);
+}
+
+/* A backup that draws on no budget (a fixed delay by default) is sent however empty the budget,
+ * which is not touched. */
+static void a_backup_without_a_budget_is_sent_when_the_budget_is_empty(void **s)
+{
+    fixture *f = make(FTRPC_FAILBACKUP, 2, &empty);
+    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 0, NULL, "svc", "m", &f->budget, now(f)),
+                     FT_BACKUP_REFUSED);
+    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 0, NULL, "svc", "m", NULL, now(f)),
+                     FT_BACKUP_SEND);
+    ft_retry_budget_stats st;
+    ft_retry_budget_stats_get(&f->budget, &st);
+    assert_int_equal(st.exhausted, 1);
+    assert_int_equal(st.retries, 0);
     destroy(f);
 }
 
@@ -608,6 +662,8 @@ int main(void)
         cmocka_unit_test(failbackup_backs_up_only_a_lone_first_attempt),
         cmocka_unit_test(failbackup_backup_refused_by_budget_tells_the_policy),
         cmocka_unit_test(failbackup_waits_for_the_other_copy_then_retries_as_failover),
+        cmocka_unit_test(a_backup_uses_up_a_retry_under_brpc_accounting),
+        cmocka_unit_test(a_backup_without_a_budget_is_sent_when_the_budget_is_empty),
         cmocka_unit_test(non_retryable_codes_complete_at_once),
         cmocka_unit_test(business_errors_retried_only_when_the_classifier_says_so),
         cmocka_unit_test(free_resends_do_not_use_up_retries_but_are_bounded),
