@@ -220,6 +220,61 @@ void ft_call_cache_drain(ft_client_loop *cl)
 
 /* ---- completion ---- */
 
+/* The call ftrpc_call_async is starting on this thread, inside its own loop, before returning: a
+ * completion now (no endpoint, the breaker's rejection, a stopping client) must not run the
+ * callback inside that ftrpc_call_async, where a callback that calls again (a closed-loop
+ * caller) would recurse without bound. */
+static _Thread_local ft_call *starting_inline;
+
+/* The async callback, then the call's count given back: the last touch of the client. */
+static void run_callback(ftrpc_client *client, ft_loop *loop, ftrpc_call_cb cb, void *arg,
+                         ftrpc_result *r, int counted_on_loop)
+{
+    cb(r, arg);
+    ftrpc_result_fini(r);
+    if (counted_on_loop)
+        ft_client_count_down_here(client, loop);
+    else
+        ft_client_count_down(client, &client->inflight);
+}
+
+/* A completion that came while its own ftrpc_call_async was still running: the callback runs as
+ * the loop's next task instead (the call still counts as in flight until then, so the client
+ * waits for it). */
+typedef struct deferred_callback {
+    ft_task task;
+    ftrpc_client *client;
+    ft_loop *loop;
+    ftrpc_call_cb cb;
+    void *arg;
+    ftrpc_result result;
+    int counted_on_loop;
+} deferred_callback;
+
+static void deferred_callback_run(ft_task *t)
+{
+    deferred_callback *d = ft_container_of(t, deferred_callback, task);
+    run_callback(d->client, d->loop, d->cb, d->arg, &d->result, d->counted_on_loop);
+    free(d);
+}
+
+/* 1 when the callback was handed to the loop; 0 (out of memory) leaves it to the caller. */
+static int defer_callback(ftrpc_client *client, ft_loop *loop, ftrpc_call_cb cb, void *arg,
+                          const ftrpc_result *r, int counted_on_loop)
+{
+    deferred_callback *d = malloc(sizeof *d);
+    if (!d) return 0;
+    *d = (deferred_callback){.task = {.run = deferred_callback_run},
+                             .client = client,
+                             .loop = loop,
+                             .cb = cb,
+                             .arg = arg,
+                             .result = *r,
+                             .counted_on_loop = counted_on_loop};
+    ft_loop_post(loop, &d->task);
+    return 1;
+}
+
 /* Completes the call exactly once. `winner` (may be NULL) is the attempt whose response `frame`
  * carries; attempts still in flight are cancelled and settled with `loser_code`. */
 static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const char *text,
@@ -311,13 +366,10 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     void *arg = call->arg;
     ft_loop *loop = call->loop;
     int counted_on_loop = call->counted_on_loop;
+    int defer = call == starting_inline;
     call_release(call);
-    cb(r, arg);
-    ftrpc_result_fini(r);
-    if (counted_on_loop)
-        ft_client_count_down_here(client, loop);
-    else
-        ft_client_count_down(client, &client->inflight);
+    if (defer && defer_callback(client, loop, cb, arg, r, counted_on_loop)) return;
+    run_callback(client, loop, cb, arg, r, counted_on_loop);
 }
 
 static void fail_call(ft_call *call, int code, const char *text)
@@ -845,7 +897,10 @@ void ft_call_submit(ft_call *call)
     if (ft_loop_current() == call->loop && !call->sync_result) {
         call->counted_on_loop = 1;
         ft_client_count_up_here(call->client, call->loop);
+        ft_call *outer = starting_inline;
+        starting_inline = call;
         ft_call_start(call);
+        starting_inline = outer; /* `call` may be gone: it completed (its callback deferred) */
     } else {
         atomic_fetch_add(&call->client->inflight, 1);
         ft_loop_post(call->loop, &call->task);
