@@ -331,8 +331,8 @@ int ft_rpcz_render_at(ft_strbuf *o, int json, int64_t lead_us)
             ft_strbuf_append_json(o, r->name);
             ft_strbuf_appendf(o, ",\"dropped\":%llu,\"calls\":[", dropped);
         } else if (n || dropped) {
-            ft_strbuf_appendf(o, "\n%s %s: %zu calls, newest first (%llu dropped)\n", kind, r->name,
-                              n, dropped);
+            ft_strbuf_appendf(o, "\n%s %s: %zu call%s kept, newest first; %llu dropped\n", kind,
+                              r->name, n, n == 1 ? "" : "s", dropped);
         }
         first = 0;
         for (size_t i = 0; i < n; i++) {

@@ -289,6 +289,32 @@ static void the_server_records_the_cancel_it_received(void **state)
     free(page);
 }
 
+static void a_call_over_http_is_recorded_by_its_server(void **state)
+{
+    (void)state;
+    char args[256], *out = NULL;
+    snprintf(args, sizeof args, "-d hello 'http://127.0.0.1:%d/example.EchoService/Echo'",
+             fast.port);
+    assert_int_equal(h_curl(args, &out), 0);
+    assert_string_equal(out, "hello");
+    free(out);
+    char *page = get(fast.port, "/rpcz?format=json");
+    assert_non_null(page);
+    char name[128];
+    snprintf(name, sizeof name, "{\"kind\":\"server\",\"name\":\"%s\",", fast_addr);
+    assert_non_null(strstr(page, name));
+    /* the newest record first: the call just made */
+    const char *first = strstr(page, "\"calls\":[{\"seq\":");
+    assert_non_null(first);
+    assert_non_null(strstr(first, "\"method\":\"example.EchoService/Echo\",\"peer\":\"127.0.0.1:"));
+    const char *http = strstr(first, "\"protocol\":\"http\",\"correlation_id\":-1,\"code\":0,"
+                                     "\"error\":\"\",\"replied\":true,\"cancelled\":false}");
+    assert_non_null(http);
+    const char *rec = strchr(first, '{');
+    assert_null(memchr(rec + 1, '{', (size_t)(http - rec - 1))); /* in that first record */
+    free(page);
+}
+
 static void a_call_the_caller_cancelled_says_so(void **state)
 {
     (void)state;
@@ -367,7 +393,7 @@ static void the_cli_prints_a_call_and_writes_a_run(void **state)
                                "20",     "--rpcz", NULL};
     assert_int_equal(h_cli_run(call_args, 10000 * H_VG, &out, &err), 0);
     char head[256];
-    snprintf(head, sizeof head, "client c1 %s: 1 calls, newest first (0 dropped)\n", url);
+    snprintf(head, sizeof head, "client c1 %s: 1 call kept, newest first; 0 dropped\n", url);
     if (!strstr(err, "rpcz is on") || !strstr(err, head) ||
         !strstr(err, "example.EchoService/Echo OK code=0") || !strstr(err, "    #0 127.0.0.1:") ||
         !strstr(err, " winner\n"))
@@ -407,6 +433,7 @@ int main(void)
         cmocka_unit_test(off_the_page_says_so_and_nothing_is_recorded),
         cmocka_unit_test(a_backup_race_is_recorded_as_it_ran),
         cmocka_unit_test(the_server_records_the_cancel_it_received),
+        cmocka_unit_test(a_call_over_http_is_recorded_by_its_server),
         cmocka_unit_test(a_call_the_caller_cancelled_says_so),
         cmocka_unit_test(attempts_past_the_bound_are_counted_not_kept),
         cmocka_unit_test(the_cli_prints_a_call_and_writes_a_run),
