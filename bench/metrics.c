@@ -81,7 +81,7 @@ static void op_rpcz_record(uint64_t i)
     if (!sp) return;
     sp->start_ns = (int64_t)i;
     sp->latency_us = (int64_t)(i & 1023);
-    ft_rpcz_set_method(sp, "example.EchoService", "Echo");
+    ft_rpcz_set_method(sp, "example.EchoService", 19, "Echo", 4);
     sp->kind = sp->code = 0;
     sp->attempts = sp->nattempts = 2;
     sp->backups = 1;

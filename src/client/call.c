@@ -241,7 +241,8 @@ static void rpcz_record(ft_call *call, const ftrpc_result *r, int winner)
     if (!sp) return;
     sp->start_ns = call->start_ns;
     sp->latency_us = r->latency_us;
-    ft_rpcz_set_method(sp, call->service, call->method);
+    ft_rpcz_set_method(sp, call->service, (size_t)(call->method - call->service - 1), call->method,
+                       call->method_len);
     sp->kind = (int32_t)r->kind;
     sp->code = r->code;
     sp->attempts = call->attempts;
@@ -718,6 +719,7 @@ ft_call *ft_call_make(ftrpc_client *c, const char *service, const char *method,
     memcpy(call->names + sl + 1, method, ml + 1);
     call->service = call->names;
     call->method = call->names + sl + 1;
+    call->method_len = ml;
     call->client = c;
     ft_list_init(&call->node);
     ft_iobuf_init(&call->request);

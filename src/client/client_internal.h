@@ -132,6 +132,7 @@ struct ft_call {
     ft_loop *loop;
     const char *service; /* in names[] */
     const char *method;
+    size_t method_len; /* strlen(method); the service's is method - service - 1 */
     int64_t log_id;
     uint64_t key_hash;
     int has_key;

@@ -185,13 +185,15 @@ uint64_t ft_rpcz_ring_dropped(const ft_rpcz_ring *ring)
     return atomic_load_explicit(&((ft_rpcz_ring *)ring)->dropped, memory_order_relaxed);
 }
 
-void ft_rpcz_set_method(ft_rpcz_span *span, const char *service, const char *method)
+void ft_rpcz_set_method(ft_rpcz_span *span, const char *service, size_t service_len,
+                        const char *method, size_t method_len)
 {
     size_t cap = sizeof span->method - 1;
-    size_t sl = strnlen(service, cap), ml = strnlen(method, cap - sl - (sl < cap));
+    size_t sl = service_len < cap ? service_len : cap;
     memcpy(span->method, service, sl);
     size_t n = sl;
     if (n < cap) span->method[n++] = '/';
+    size_t ml = method_len < cap - n ? method_len : cap - n;
     memcpy(span->method + n, method, ml);
     span->method[n + ml] = '\0';
 }

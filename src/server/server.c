@@ -184,6 +184,8 @@ int ftrpc_server_add_method_sized(ftrpc_server *s, const char *service, const ch
     s->methods = grown;
     m->service = strdup(service);
     m->method = strdup(method);
+    m->service_len = strlen(service);
+    m->method_len = strlen(method);
     m->nloops = s->rt->nloops;
     m->loop_concurrency = calloc((size_t)m->nloops, sizeof *m->loop_concurrency);
     ft_counter_init(&m->calls);
@@ -685,7 +687,8 @@ static void rpcz_record(ftrpc_server_call *call)
     int64_t latency_ns = end_ns - call->start_ns;
     sp->start_ns = call->start_ns;
     sp->latency_us = latency_ns > 0 ? latency_ns / 1000 : 0;
-    ft_rpcz_set_method(sp, call->method->service, call->method->method);
+    ft_rpcz_set_method(sp, call->method->service, call->method->service_len, call->method->method,
+                       call->method->method_len);
     memcpy(sp->peer, call->conn->peer, sizeof sp->peer); /* both 64 bytes, NUL-terminated */
     sp->kind = 0;
     sp->code = call->rpcz_replied ? call->rpcz_code : 0;

@@ -70,6 +70,7 @@ int ft_server_calls_in_flight(struct ftrpc_server *s);
 typedef struct ft_method {
     char *service;
     char *method;
+    size_t service_len, method_len; /* their strlen, for rpcz records */
     ftrpc_handler_cb handler;
     void *arg;
     ftrpc_method_options opts;

@@ -253,15 +253,15 @@ static void the_method_name_is_cut_to_fit(void **state)
 {
     (void)state;
     ft_rpcz_span sp;
-    ft_rpcz_set_method(&sp, "example.EchoService", "Echo");
+    ft_rpcz_set_method(&sp, "example.EchoService", 19, "Echo", 4);
     assert_string_equal(sp.method, "example.EchoService/Echo");
     char longer[300];
     memset(longer, 's', sizeof longer - 1);
     longer[sizeof longer - 1] = '\0';
-    ft_rpcz_set_method(&sp, "a.B", longer);
+    ft_rpcz_set_method(&sp, "a.B", 3, longer, strlen(longer));
     assert_int_equal(strlen(sp.method), sizeof sp.method - 1);
     assert_memory_equal(sp.method, "a.B/sss", 7);
-    ft_rpcz_set_method(&sp, longer, "M");
+    ft_rpcz_set_method(&sp, longer, strlen(longer), "M", 1);
     assert_int_equal(strlen(sp.method), sizeof sp.method - 1);
     assert_int_equal(sp.method[0], 's');
 }
