@@ -138,6 +138,11 @@ ft_rpcz_span *ft_rpcz_begin(ft_rpcz_ring *ring)
         atomic_fetch_add_explicit(&ring->dropped, 1, memory_order_relaxed);
         return NULL;
     }
+    if (slot->span.seq > seq) { /* a writer a ring ahead got here first: keep its newer record */
+        atomic_store_explicit(&slot->state, SLOT_FREE, memory_order_release);
+        atomic_fetch_add_explicit(&ring->dropped, 1, memory_order_relaxed);
+        return NULL;
+    }
     slot->span.seq = seq;
     return &slot->span;
 }

@@ -14,9 +14,10 @@
  *
  * Threads: any number of writers (a client's calls complete on every IO thread; a server's on its
  * loops) and readers at once. A slot is held by one writer or one reader at a time (its `state`):
- * a writer that finds its slot held (a reader copying it, or a writer a whole ring behind)
- * drops its record and counts it in `dropped`; a reader skips a held slot. So a record is never
- * seen half written, and nobody waits.
+ * a writer that finds its slot held (a reader copying it, or a writer a whole ring behind), or
+ * already holding a newer record (it was that writer a ring behind), drops its record and counts
+ * it in `dropped`; a reader skips a held slot. So a record is never seen half written, a newer
+ * one is never replaced by an older one, and nobody waits.
  *
  * It records what its callers hand it; it does not time calls or know what an attempt is beyond
  * the fields below.
