@@ -1,7 +1,8 @@
 /* rpcz rings (src/metrics/rpcz.{h,c}): the switch and its bounds, a ring bounded to its capacity
  * and newest first across the wrap-around, the capacity a ring keeps from its first record, a
  * held slot dropping a record rather than waiting, readers skipping a slot being written, whole
- * records under concurrent writers and a reader, and the page's text and JSON. */
+ * records under concurrent writers and a reader, the page's text and JSON, a record's attempts
+ * bounded, and method names cut to fit. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -249,6 +250,31 @@ static void the_page_says_off_and_shows_attempts_as_text_and_json(void **state)
     ftrpc_rpcz_disable();
 }
 
+static void a_record_shows_at_most_its_bounded_attempts(void **state)
+{
+    (void)state;
+    ft_rpcz_ring *r = ring_of(0, FT_RPCZ_CLIENT, "c10 list://b");
+    ft_rpcz_span *sp = ft_rpcz_begin(r);
+    assert_non_null(sp);
+    sp->attempts = 40; /* a call of 40 attempts keeps the first FTRPC_RPCZ_MAX_ATTEMPTS */
+    sp->nattempts = 255;
+    for (int i = 0; i < FTRPC_RPCZ_MAX_ATTEMPTS; i++)
+        sp->attempt[i] = (ft_rpcz_attempt){.endpoint = "127.0.0.1:9", .code = FTRPC_ERPCTIMEDOUT};
+    ft_rpcz_commit(sp);
+    ft_strbuf o;
+    ft_strbuf_init(&o, 0);
+    assert_int_equal(ft_rpcz_render_at(&o, 1, 0), 0);
+    int n = 0;
+    for (const char *p = strstr(ft_strbuf_cstr(&o), "{\"endpoint\":"); p;
+         p = strstr(p + 1, "{\"endpoint\":"))
+        n++;
+    assert_int_equal(n, FTRPC_RPCZ_MAX_ATTEMPTS);
+    assert_non_null(strstr(ft_strbuf_cstr(&o), "\"attempts\":40,"));
+    ft_strbuf_fini(&o);
+    ft_rpcz_ring_free(r);
+    ftrpc_rpcz_disable();
+}
+
 static void the_method_name_is_cut_to_fit(void **state)
 {
     (void)state;
@@ -275,6 +301,7 @@ int main(void)
         cmocka_unit_test(a_held_slot_drops_the_record_and_readers_skip_it),
         cmocka_unit_test(concurrent_writers_and_a_reader_see_only_whole_records),
         cmocka_unit_test(the_page_says_off_and_shows_attempts_as_text_and_json),
+        cmocka_unit_test(a_record_shows_at_most_its_bounded_attempts),
         cmocka_unit_test(the_method_name_is_cut_to_fit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
