@@ -37,6 +37,11 @@
  *    command), with a client that verifies it. Interleaved with the other two like them, and
  *    reported as TLS/plain ratios of QPS and latency: what encryption costs on the same machine.
  *
+ *  - rpcz (with --rpcz): the same ftrpc cells with rpcz recording every call on both sides, the
+ *    server an `ftrpc echo-server --rpcz` and the client's process with ftrpc_rpcz_enable(0) for
+ *    the cell's length. Interleaved like the others, reported as rpcz/plain ratios: what the
+ *    record of recent calls costs (docs/observability.md, rpcz).
+ *
  * What it does not do: pin threads to cores, tune the kernel, or measure anything but loopback.
  */
 #include <errno.h>
@@ -730,9 +735,9 @@ static void *ftrpc_sync_thread(void *p)
 
 /* SYS_TLS: the same ftrpc echo over TLS (its own echo-server with --tls-cert, one port for
  * plain and TLS as users run it; the client verifies the certificate), held to plain ftrpc. */
-typedef enum { SYS_RAW = 0, SYS_FTRPC = 1, SYS_TLS = 2, NSYS = 3 } sys_kind;
+typedef enum { SYS_RAW = 0, SYS_FTRPC = 1, SYS_TLS = 2, SYS_RPCZ = 3, NSYS = 4 } sys_kind;
 typedef enum { SHAPE_ASYNC = 0, SHAPE_SYNC = 1 } shape_kind;
-static const char *SYS_NAME[] = {"raw", "ftrpc", "tls"};
+static const char *SYS_NAME[] = {"raw", "ftrpc", "tls", "rpcz"};
 static const char *SHAPE_NAME[] = {"async", "sync"};
 
 typedef struct config {
@@ -748,6 +753,9 @@ typedef struct config {
     int tls;            /* also run the TLS cells (default on) */
     char tls_cert[600]; /* self-signed for 127.0.0.1, made at start with openssl */
     char tls_key[600];
+    int rpcz;               /* also run the rpcz cells (--rpcz) */
+    sys_kind systems[NSYS]; /* the systems run, in order */
+    int nsys;
 } config;
 
 typedef struct result {
@@ -793,6 +801,7 @@ static int run_cell(run_ctx *x, sys_kind sys, shape_kind shape, int inflight, re
         ftrpc_client_options co = {.runtime = x->rt, .timeout_ms = cfg->timeout_ms};
         if (sys == SYS_TLS)
             co.tls = (ftrpc_client_tls_options){.enable = 1, .ca_file = cfg->tls_cert};
+        if (sys == SYS_RPCZ) ftrpc_rpcz_enable(0); /* this cell's calls only */
         if ((rc = ftrpc_client_new(url, &co, &c.client)) != 0) {
             fprintf(stderr, "bench_echo: ftrpc_client_new: %s\n", ftrpc_strerror(rc));
             return -1;
@@ -855,6 +864,7 @@ static int run_cell(run_ctx *x, sys_kind sys, shape_kind shape, int inflight, re
         if (ret) rc = -1;
     }
     if (c.client) ftrpc_client_free(c.client);
+    ftrpc_rpcz_disable();
     ftrpc_buf_free(c.req);
 
     hist h = {0};
@@ -1067,18 +1077,26 @@ typedef struct verdict {
     int pass;
 } verdict;
 
-/* TLS echo beside plain ftrpc echo, same shape, same run. */
-static void print_tls_table(const config *cfg, int shape, result sum[][NSYS])
+/* A variant of ftrpc echo (TLS, rpcz) beside plain ftrpc echo, same shape, same run. */
+static void print_variant_table(const config *cfg, int shape, result sum[][NSYS], sys_kind sys)
 {
-    printf("\n### shape %s over TLS\nThe same ftrpc echo over TLS (the client verifies the "
-           "server's certificate; one connection, handshake done in the warm-up) beside plain "
-           "ftrpc; a ratio is the median of each repetition's TLS/plain ratio.\n\n",
-           SHAPE_NAME[shape]);
-    printf("| in flight | TLS QPS | plain QPS | QPS ratio TLS/plain | TLS p50 us | plain p50 us | "
-           "p50 ratio | TLS p99 us | plain p99 us | TLS server cores | plain server cores |\n");
+    const char *name = sys == SYS_TLS ? "TLS" : "rpcz";
+    if (sys == SYS_TLS)
+        printf("\n### shape %s over TLS\nThe same ftrpc echo over TLS (the client verifies the "
+               "server's certificate; one connection, handshake done in the warm-up) beside "
+               "plain ftrpc; a ratio is the median of each repetition's TLS/plain ratio.\n\n",
+               SHAPE_NAME[shape]);
+    else
+        printf("\n### shape %s with rpcz\nThe same ftrpc echo with rpcz on in the client and the "
+               "server (every call recorded on both sides) beside plain ftrpc, rpcz off; a ratio "
+               "is the median of each repetition's rpcz/plain ratio.\n\n",
+               SHAPE_NAME[shape]);
+    printf("| in flight | %s QPS | plain QPS | QPS ratio %s/plain | %s p50 us | plain p50 us | "
+           "p50 ratio | %s p99 us | plain p99 us | %s server cores | plain server cores |\n",
+           name, name, name, name, name);
     printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < cfg->ninflight; i++) {
-        result *t = &sum[i][SYS_TLS], *f = &sum[i][SYS_FTRPC];
+        result *t = &sum[i][sys], *f = &sum[i][SYS_FTRPC];
         printf("| %d | %.0f | %.0f | %.2f | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %.2f |\n",
                cfg->inflight[i], t->qps, f->qps, t->qps_ratio, t->p50_us, f->p50_us, t->p50_ratio,
                t->p99_us, f->p99_us, t->srv_cpu, f->srv_cpu);
@@ -1126,10 +1144,12 @@ static void write_json(const config *cfg, const machine *m, result sum[2][8][NSY
     for (int sh = 0; sh < 2; sh++) {
         if (!(cfg->shapes & (1 << sh))) continue;
         for (int i = 0; i < cfg->ninflight; i++)
-            for (int s = 0; s < (cfg->tls ? NSYS : 2); s++) {
+            for (int j = 0; j < cfg->nsys; j++) {
+                sys_kind s = cfg->systems[j];
                 result *r = &sum[sh][i][s];
-                /* the raw and ftrpc cells carry ftrpc/raw; the tls cell carries tls/ftrpc */
-                const result *ratios = &sum[sh][i][s == SYS_TLS ? SYS_TLS : SYS_FTRPC];
+                /* the raw and ftrpc cells carry ftrpc/raw; the tls and rpcz cells their own
+                 * ratio to ftrpc */
+                const result *ratios = &sum[sh][i][s == SYS_RAW ? SYS_FTRPC : s];
                 fprintf(f,
                         "%s\n    {\"shape\": \"%s\", \"system\": \"%s\", \"inflight\": %d, "
                         "\"qps\": %.1f, \"p50_us\": %.2f, \"p99_us\": %.2f, \"server_rss_kb\": "
@@ -1215,6 +1235,8 @@ static void usage(FILE *out)
             "  --quick                1 s cells, 0.3 s warm-up, 1 repetition\n"
             "  --no-tls               skip the TLS cells (default: TLS echo beside plain, with a\n"
             "                         self-signed certificate made at start by openssl)\n"
+            "  --rpcz                 also run the ftrpc cells with rpcz on in client and server\n"
+            "                         (docs/observability.md, rpcz), reported as rpcz/plain\n"
             "  --raw-server HOST      (internal) run the raw echo server on HOST, any port\n\n"
             "Exit status: 0 when every cell ran without failed calls (targets may still FAIL),\n"
             "1 on failed calls, a hang or a server that would not start, 2 on bad options.\n");
@@ -1250,6 +1272,7 @@ int main(int argc, char **argv)
                                          {"json", required_argument, 0, 'j'},
                                          {"quick", no_argument, 0, 'q'},
                                          {"no-tls", no_argument, 0, 'T'},
+                                         {"rpcz", no_argument, 0, 'Z'},
                                          {"raw-server", required_argument, 0, 'R'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
@@ -1313,6 +1336,9 @@ int main(int argc, char **argv)
             break;
         case 'T':
             cfg.tls = 0;
+            break;
+        case 'Z':
+            cfg.rpcz = 1;
             break;
         case 'R':
             return raw_server_main(optarg);
@@ -1379,14 +1405,23 @@ int main(int argc, char **argv)
     char *tls_argv[] = {
         (char *)cfg.ftrpc_path, "echo-server", "--listen",  "127.0.0.1:0", "--tls-cert",
         cfg.tls_cert,           "--tls-key",   cfg.tls_key, NULL};
+    char *rpcz_argv[] = {(char *)cfg.ftrpc_path, "echo-server", "--listen",
+                         "127.0.0.1:0",          "--rpcz",      NULL};
     char tls_dir[] = "/tmp/bench_echo_tls.XXXXXX";
-    int nsys = cfg.tls ? NSYS : 2;
+    cfg.systems[cfg.nsys++] = SYS_RAW;
+    cfg.systems[cfg.nsys++] = SYS_FTRPC;
+    if (cfg.tls) cfg.systems[cfg.nsys++] = SYS_TLS;
+    if (cfg.rpcz) cfg.systems[cfg.nsys++] = SYS_RPCZ;
+    int nsys = cfg.nsys;
     if (cfg.tls && make_tls_cert(tls_dir, &cfg) != 0) return 1;
     if (start_server(&x.servers[SYS_RAW], "raw server", raw_argv) != 0) return 1;
     if (start_server(&x.servers[SYS_FTRPC], "ftrpc echo-server", ftrpc_argv) != 0 ||
-        (cfg.tls && start_server(&x.servers[SYS_TLS], "ftrpc TLS echo-server", tls_argv) != 0)) {
+        (cfg.tls && start_server(&x.servers[SYS_TLS], "ftrpc TLS echo-server", tls_argv) != 0) ||
+        (cfg.rpcz &&
+         start_server(&x.servers[SYS_RPCZ], "ftrpc rpcz echo-server", rpcz_argv) != 0)) {
         stop_server(&x.servers[SYS_RAW]);
         stop_server(&x.servers[SYS_FTRPC]);
+        stop_server(&x.servers[SYS_TLS]);
         return 1;
     }
     printf("servers: raw pid %d port %d, ftrpc pid %d port %d", (int)x.servers[SYS_RAW].pid,
@@ -1394,6 +1429,9 @@ int main(int argc, char **argv)
     if (cfg.tls)
         printf(", ftrpc TLS pid %d port %d (%s)", (int)x.servers[SYS_TLS].pid,
                x.servers[SYS_TLS].port, OpenSSL_version(OPENSSL_VERSION));
+    if (cfg.rpcz)
+        printf(", ftrpc rpcz pid %d port %d", (int)x.servers[SYS_RPCZ].pid,
+               x.servers[SYS_RPCZ].port);
     printf("\n\n");
     int rc =
         ftrpc_runtime_new(&(ftrpc_runtime_options){.io_threads = cfg.client_io_threads}, &x.rt);
@@ -1402,6 +1440,7 @@ int main(int argc, char **argv)
         stop_server(&x.servers[SYS_RAW]);
         stop_server(&x.servers[SYS_FTRPC]);
         stop_server(&x.servers[SYS_TLS]);
+        stop_server(&x.servers[SYS_RPCZ]);
         return 1;
     }
 
@@ -1413,7 +1452,7 @@ int main(int argc, char **argv)
                 for (int k = 0; k < nsys; k++) {
                     /* alternate which system goes first, so neither always meets a warmer or a
                      * cooler machine */
-                    sys_kind s = (sys_kind)((k + rep + i) % nsys);
+                    sys_kind s = cfg.systems[(k + rep + i) % nsys];
                     result *r = &g_reps[sh][i][s][rep];
                     if (run_cell(&x, s, (shape_kind)sh, cfg.inflight[i], r) != 0) failed = 1;
                     if (r->errors) failed = 1;
@@ -1430,7 +1469,8 @@ int main(int argc, char **argv)
     proc_sample hwm[NSYS] = {sample_proc(x.servers[SYS_RAW].pid),
                              sample_proc(x.servers[SYS_FTRPC].pid),
                              cfg.tls ? sample_proc(x.servers[SYS_TLS].pid) : (proc_sample){0}};
-    if (stop_server(&x.servers[SYS_FTRPC]) != 0 || stop_server(&x.servers[SYS_TLS]) != 0) {
+    if (stop_server(&x.servers[SYS_FTRPC]) != 0 || stop_server(&x.servers[SYS_TLS]) != 0 ||
+        stop_server(&x.servers[SYS_RPCZ]) != 0) {
         fprintf(stderr, "bench_echo: the ftrpc echo-server did not exit cleanly\n");
         failed = 1;
     }
@@ -1442,14 +1482,16 @@ int main(int argc, char **argv)
     for (int sh = 0; sh < 2; sh++) {
         if (!(cfg.shapes & (1 << sh))) continue;
         for (int i = 0; i < cfg.ninflight; i++)
-            for (int s = 0; s < nsys; s++)
-                g_sum[sh][i][s] = summarize(g_reps[sh][i][s], cfg.reps);
+            for (int k = 0; k < nsys; k++)
+                g_sum[sh][i][cfg.systems[k]] = summarize(g_reps[sh][i][cfg.systems[k]], cfg.reps);
         for (int i = 0; i < cfg.ninflight; i++) {
             paired_ratios(&cfg, sh, i, SYS_FTRPC, SYS_RAW);
             if (cfg.tls) paired_ratios(&cfg, sh, i, SYS_TLS, SYS_FTRPC);
+            if (cfg.rpcz) paired_ratios(&cfg, sh, i, SYS_RPCZ, SYS_FTRPC);
         }
         print_table(&cfg, sh, g_sum[sh]);
-        if (cfg.tls) print_tls_table(&cfg, sh, g_sum[sh]);
+        if (cfg.tls) print_variant_table(&cfg, sh, g_sum[sh], SYS_TLS);
+        if (cfg.rpcz) print_variant_table(&cfg, sh, g_sum[sh], SYS_RPCZ);
         nv += acceptance(&cfg, sh, g_sum[sh], v + nv);
     }
     /* the clients of both systems live in this process: its peak says what they hold at most */

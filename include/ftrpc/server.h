@@ -106,8 +106,8 @@ typedef struct ftrpc_server_options {
     ftrpc_server_tls_options tls;
     /* default 0: with authentication configured, HTTP requests need the credential too
      * ("Authorization: Bearer TOKEN"), builtin pages included, except /health. 1: the builtin
-     * pages (/status, /vars, /metrics, /endpoints, the console) are served to anyone, as brpc
-     * serves them; method calls still need the credential (docs/security.md) */
+     * pages (/status, /vars, /metrics, /endpoints, /rpcz, the console) are served to anyone, as
+     * brpc serves them; method calls still need the credential (docs/security.md) */
     int public_builtin_pages;
     /* default 256 MiB: the bytes that requests not yet whole may hold, summed over every
      * connection (a started baidu_std frame, an HTTP request whose body is arriving). A read that
@@ -163,8 +163,8 @@ FTRPC_API int ftrpc_server_stop(ftrpc_server *server, int grace_ms);
 /* Stops (if still running, with the default grace) and frees. NULL does nothing. */
 FTRPC_API void ftrpc_server_free(ftrpc_server *server);
 
-/* ---- admin port: the builtin pages (/health, /status, /vars, /metrics, /endpoints, the console)
- * for a process that serves no methods, e.g. one that is only a client. ---- */
+/* ---- admin port: the builtin pages (/health, /status, /vars, /metrics, /endpoints, /rpcz, the
+ * console) for a process that serves no methods, e.g. one that is only a client. ---- */
 typedef struct ftrpc_admin ftrpc_admin;
 /* Listens on "host:port" (port 0: any free one) and serves the builtin pages over HTTP. opts may
  * be NULL; they are a server's options (authentication, public_builtin_pages, TLS and the limits

@@ -37,7 +37,10 @@ static void usage(FILE *out)
         "  --timeout-ms N         each call's deadline (default 1000)\n"
         "  --fallback-default T   on an error, answer T instead (error-only fallback)\n"
         "  --cdf FILE.svg         write the latency CDF as an SVG plot\n"
-        "  --json FILE            write the figures as JSON\n" FT_CLI_CLIENT_FLAG_HELP);
+        "  --json FILE            write the figures as JSON\n"
+        "  --rpcz FILE            record the last 256 calls (rpcz, docs/observability.md) and\n"
+        "                         write them as JSON (the /rpcz page) when the run "
+        "ends\n" FT_CLI_CLIENT_FLAG_HELP);
 }
 
 static void fallback_default(const ftrpc_fallback_input *in, ftrpc_fallback_output *out, void *arg)
@@ -140,15 +143,16 @@ int ft_cli_bench(int argc, char **argv)
                                          {"fallback-default", required_argument, 0, 'F'},
                                          {"cdf", required_argument, 0, 'C'},
                                          {"json", required_argument, 0, 'J'},
+                                         {"rpcz", required_argument, 0, 'z'},
                                          {"help", no_argument, 0, 'h'},
                                          FT_CLI_CLIENT_FLAG_OPTIONS,
                                          {0, 0, 0, 0}};
     ftrpc_client_options copts = {0};
     long concurrency = 8, count = 0, payload = 16, timeout_ms = 1000;
     double rate = 0, duration = 5;
-    const char *fallback_text = NULL, *cdf_path = NULL, *json_path = NULL;
-    FILE *json_file = NULL, *cdf_file = NULL;
-    int index = 0, c, status = 2;
+    const char *fallback_text = NULL, *cdf_path = NULL, *json_path = NULL, *rpcz_path = NULL;
+    FILE *json_file = NULL, *cdf_file = NULL, *rpcz_file = NULL;
+    int index = 0, c, status = 2, rpcz_failed = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, &index)) != -1) {
         switch (c) {
@@ -189,6 +193,9 @@ int ft_cli_bench(int argc, char **argv)
         case 'J':
             json_path = optarg;
             break;
+        case 'z':
+            rpcz_path = optarg;
+            break;
         case 'h':
             usage(stdout);
             status = 0;
@@ -227,6 +234,8 @@ int ft_cli_bench(int argc, char **argv)
     /* before the run, so that a path that cannot be written costs no run */
     if (json_path && !(json_file = ft_cli_open_output("bench", "--json", json_path))) goto out;
     if (cdf_path && !(cdf_file = ft_cli_open_output("bench", "--cdf", cdf_path))) goto out;
+    if (rpcz_path && !(rpcz_file = ft_cli_open_output("bench", "--rpcz", rpcz_path))) goto out;
+    if (rpcz_path) ftrpc_rpcz_enable(0);
     copts.timeout_ms = (int)timeout_ms;
     if (fallback_text)
         copts.fallback = (ftrpc_fallback){
@@ -261,8 +270,21 @@ int ft_cli_bench(int argc, char **argv)
     rc = ft_load_run(&lo, &stats);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    if (rpcz_file) { /* before the client is freed: its record goes with it */
+        ftrpc_buf *page = ftrpc_buf_new();
+        if (page && ftrpc_rpcz_dump(1, page) == 0) {
+            for (size_t i = 0; i < ftrpc_buf_segment_count(page); i++) {
+                size_t len;
+                const void *p = ftrpc_buf_segment(page, i, &len);
+                fwrite(p, 1, len, rpcz_file);
+            }
+        }
+        ftrpc_buf_free(page);
+        rpcz_failed = ft_cli_close_output("bench", rpcz_file, rpcz_path) != 0;
+        rpcz_file = NULL;
+    }
     ftrpc_client_free(client);
-    status = 0;
+    status = rpcz_failed ? 1 : 0;
     if (rc != 0) {
         fprintf(stderr, "ftrpc bench: %s\n", ftrpc_strerror(rc));
         status = 1;
@@ -288,6 +310,7 @@ out:
     /* still open when the run did not happen: left empty */
     if (json_file) fclose(json_file);
     if (cdf_file) fclose(cdf_file);
+    if (rpcz_file) fclose(rpcz_file);
     ftrpc_backup_policy_free(copts.backup_policy);
     return status;
 }

@@ -20,7 +20,10 @@ static void usage(FILE *out)
             "  --attachment TEXT   request attachment (default none)\n"
             "  --timeout-ms N      the call's deadline (default 1000)\n"
             "  --verbose           also print attempts, the endpoint that answered and "
-            "latency\n" FT_CLI_CLIENT_FLAG_HELP);
+            "latency\n"
+            "  --rpcz              also print the call's rpcz record on stderr: each attempt's\n"
+            "                      endpoint, send time, outcome, backup, winner, cancel\n"
+            "                      (docs/observability.md, rpcz)\n" FT_CLI_CLIENT_FLAG_HELP);
 }
 
 static void print_buf(FILE *out, const ftrpc_buf *b)
@@ -39,6 +42,7 @@ int ft_cli_call(int argc, char **argv)
                                          {"attachment", required_argument, 0, 'a'},
                                          {"timeout-ms", required_argument, 0, 't'},
                                          {"verbose", no_argument, 0, 'v'},
+                                         {"rpcz", no_argument, 0, 'z'},
                                          {"help", no_argument, 0, 'h'},
                                          FT_CLI_CLIENT_FLAG_OPTIONS,
                                          {0, 0, 0, 0}};
@@ -46,7 +50,7 @@ int ft_cli_call(int argc, char **argv)
     int index = 0;
     const char *data = "", *attachment = NULL;
     long timeout_ms = 1000;
-    int verbose = 0, c;
+    int verbose = 0, rpcz = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, &index)) != -1) {
         switch (c) {
@@ -64,6 +68,9 @@ int ft_cli_call(int argc, char **argv)
             break;
         case 'v':
             verbose = 1;
+            break;
+        case 'z':
+            rpcz = 1;
             break;
         case 'h':
             usage(stdout);
@@ -85,6 +92,7 @@ int ft_cli_call(int argc, char **argv)
 
     ftrpc_client *client = NULL;
     copts.timeout_ms = (int)timeout_ms;
+    if (rpcz) ftrpc_rpcz_enable(0);
     if (ft_cli_client_new("call", url, &copts, &client)) {
         ftrpc_backup_policy_free(copts.backup_policy);
         return 2;
@@ -113,6 +121,11 @@ int ft_cli_call(int argc, char **argv)
                 "latency_us=%lld\n",
                 result.attempts, result.backups, result.backup_won, result.backups_refused,
                 result.endpoint[0] ? result.endpoint : "-", (long long)result.latency_us);
+    if (rpcz) { /* before the client is freed: its record goes with it */
+        ftrpc_buf *page = ftrpc_buf_new();
+        if (page && ftrpc_rpcz_dump(0, page) == 0) print_buf(stderr, page);
+        ftrpc_buf_free(page);
+    }
     ftrpc_result_fini(&result);
     ftrpc_buf_free(req);
     ftrpc_buf_free(att);

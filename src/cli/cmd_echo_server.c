@@ -162,7 +162,9 @@ static void usage(FILE *out)
         "  --hang-rate P        never answer a share P of calls\n"
         "  --workers            run the handler on the worker pool instead of the IO thread\n"
         "  --grace-ms N         graceful stop waits N ms for calls in flight (default 5000)\n"
-        "  --stats-on-exit      print 'answered N' (echo replies sent) to stderr on exit\n\n"
+        "  --stats-on-exit      print 'answered N' (echo replies sent) to stderr on exit\n"
+        "  --rpcz[=N]           record the last N calls (default 256) for the /rpcz page\n"
+        "                       (docs/observability.md, rpcz)\n\n"
         "Discovery (docs/discovery.md):\n"
         "  --register URL       register in a naming service, e.g. dir:///tmp/reg\n"
         "  --service NAME       service name to register under (added to URL as ?service=)\n"
@@ -226,6 +228,7 @@ int ft_cli_echo_server(int argc, char **argv)
                                          {"tls-client-ca", required_argument, 0, 'Q'},
                                          {"force-tls", no_argument, 0, 'f'},
                                          {"public-pages", no_argument, 0, 'P'},
+                                         {"rpcz", optional_argument, 0, 'z'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *auth_token = NULL;
@@ -357,6 +360,13 @@ int ft_cli_echo_server(int argc, char **argv)
         case 'P':
             public_pages = 1;
             break;
+        case 'z': {
+            long n = 0;
+            if (optarg && ft_cli_parse_int("--rpcz", optarg, 1, FTRPC_RPCZ_MAX_CAPACITY, &n))
+                return 2;
+            ftrpc_rpcz_enable((int)n);
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;

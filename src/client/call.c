@@ -81,6 +81,10 @@ static void settle_attempt(ft_attempt *a, int code)
     int64_t now = ft_loop_now(a->call->loop);
     ft_cluster_endpoint_inflight_add(ep, a->call->loop->index, -1);
     ft_health_on_result(&ep->health, code, (now - a->sent_ns) / 1000, now);
+    if (a->call->rpcz && a->rpcz >= 0) {
+        a->call->rpcz_att[a->rpcz].done_ns = now;
+        a->call->rpcz_att[a->rpcz].code = code;
+    }
 }
 
 /* The loser of a race (or an attempt outlived by its call) may still sit in a server's queue: tell
@@ -90,6 +94,7 @@ static void settle_attempt(ft_attempt *a, int code)
  * no more cancels (client.c, cconn_on_read). */
 static void send_cancel(ft_attempt *a)
 {
+    if (a->call->rpcz && a->rpcz >= 0) a->call->rpcz_att[a->rpcz].cancelled = 1;
     ft_cconn *cc = a->cc;
     if (!cc || cc->conn->state != FT_CONN_OPEN ||
         atomic_load_explicit(&cc->ep->no_cancel, memory_order_relaxed))
@@ -218,6 +223,61 @@ void ft_call_cache_drain(ft_client_loop *cl)
     cl->nfree_calls = 0;
 }
 
+/* ---- rpcz (metrics/rpcz.h) ---- */
+
+/* A sent attempt gets the call's next rpcz entry while there is one. */
+static void rpcz_note_sent(ft_call *call, ft_attempt *a, int64_t now)
+{
+    if (call->rpcz_n >= FTRPC_RPCZ_MAX_ATTEMPTS) {
+        a->rpcz = -1;
+        return;
+    }
+    a->rpcz = call->rpcz_n++;
+    call->rpcz_att[a->rpcz] = (ft_rpcz_call_attempt){.target = a->target,
+                                                     .endpoint = a->endpoint,
+                                                     .sent_ns = now,
+                                                     .backup = (uint8_t)a->is_backup};
+}
+
+_Static_assert(sizeof(((ft_rpcz_attempt *)0)->endpoint) == sizeof(((ft_cluster_endpoint *)0)->name),
+               "rpcz_record copies an endpoint's name whole");
+
+/* Writes the completed call (before any fallback) into its client's ring: the targets are still
+ * pinned, so the endpoints' names are there to copy. `winner`: the rpcz entry whose answer is r. */
+static void rpcz_record(ft_call *call, const ftrpc_result *r, int winner)
+{
+    ft_rpcz_span *sp = ft_rpcz_begin(call->client->rpcz);
+    if (!sp) return;
+    sp->start_ns = call->start_ns;
+    sp->latency_us = r->latency_us;
+    ft_rpcz_set_method(sp, call->service, (size_t)(call->method - call->service - 1), call->method,
+                       call->method_len);
+    sp->kind = (int32_t)r->kind;
+    sp->code = r->code;
+    sp->attempts = call->attempts;
+    sp->backups = call->backups;
+    sp->log_id = call->log_id;
+    sp->id = call->id;
+    sp->peer[0] = '\0';
+    sp->nattempts = (uint8_t)call->rpcz_n;
+    sp->cancelled = (uint8_t)call->rpcz_cancelled;
+    sp->replied = sp->http = 0;
+    for (int i = 0; i < call->rpcz_n; i++) {
+        const ft_rpcz_call_attempt *ca = &call->rpcz_att[i];
+        ft_rpcz_attempt *a = &sp->attempt[i];
+        /* both 64 bytes: names are checked to fit when endpoints are made */
+        memcpy(a->endpoint, call->targets[ca->target].cluster->eps[ca->endpoint]->name,
+               sizeof a->endpoint);
+        a->sent_us = (ca->sent_ns - call->start_ns) / FT_NS_PER_US;
+        a->done_us = ca->done_ns ? (ca->done_ns - call->start_ns) / FT_NS_PER_US : -1;
+        a->code = ca->code;
+        a->backup = ca->backup;
+        a->winner = i == winner;
+        a->cancelled = ca->cancelled;
+    }
+    ft_rpcz_commit(sp);
+}
+
 /* ---- completion ---- */
 
 /* The call ftrpc_call_async is starting on this thread, inside its own loop, before returning: a
@@ -332,6 +392,7 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
         }
     }
     if (r->backup_won) atomic_fetch_add_explicit(&client->backup_wins, 1, memory_order_relaxed);
+    if (call->rpcz) rpcz_record(call, r, winner ? winner->rpcz : -1);
     /* the backup policy learns how the service behaved: the outcome before any fallback */
     ftrpc_backup_policy *policy = call->backup_policy;
     if (policy && policy->on_call_end) policy->on_call_end(policy, r);
@@ -380,7 +441,9 @@ static void fail_call(ft_call *call, int code, const char *text)
 /* The last failure becomes the call's; when a server sent it, the result names that server. */
 static void complete_with_last_error(ft_call *call)
 {
-    ft_attempt named = {.endpoint = call->last_answered_by, .target = call->last_answered_target};
+    ft_attempt named = {.endpoint = call->last_answered_by,
+                        .target = call->last_answered_target,
+                        .rpcz = call->rpcz_last_answered};
     complete_call(call, call->last_kind, call->last_code, call->last_text, NULL,
                   call->last_answered_by >= 0 ? &named : NULL, FTRPC_ECANCELED);
 }
@@ -549,6 +612,7 @@ static void send_attempt(ft_call *call, int is_backup)
     a->in_flight = 1;
     a->is_backup = is_backup;
     a->cc = NULL;
+    if (call->rpcz) rpcz_note_sent(call, a, now);
     ft_cluster_endpoint_inflight_add(ep, call->loop->index, 1);
     call->attempts++;
     ft_fail_note_sent(&call->retry, &call->tried, idx, target);
@@ -659,6 +723,7 @@ static void attempt_error(ft_attempt *a, ftrpc_result_kind kind, int code, const
     ft_call *call = a->call;
     ftrpc_client *c = call->client;
     call->last_answered_by = answered ? a->endpoint : -1;
+    call->rpcz_last_answered = answered ? a->rpcz : -1;
     call->last_answered_target = a->target;
     call->last_kind = kind;
     call->last_code = code;
@@ -815,6 +880,7 @@ ft_call *ft_call_make(ftrpc_client *c, const char *service, const char *method,
     memcpy(call->names + sl + 1, method, ml + 1);
     call->service = call->names;
     call->method = call->names + sl + 1;
+    call->method_len = ml;
     call->client = c;
     ft_list_init(&call->node);
     ft_iobuf_init(&call->request);
@@ -846,6 +912,7 @@ ft_call *ft_call_make(ftrpc_client *c, const char *service, const char *method,
         opts && opts->attempt_timeout_ms > 0 ? opts->attempt_timeout_ms : o->attempt_timeout_ms;
     call->fallback = opts && opts->fallback ? *opts->fallback : o->fallback;
     call->metrics = ft_client_metrics_get(&c->metrics, service, method);
+    call->rpcz = c->rpcz && ft_rpcz_on(); /* all that rpcz costs a call while it is off */
     if (opts && opts->hash_key) {
         call->key_hash = ft_hash64(opts->hash_key, opts->hash_key_len, 0);
         call->has_key = 1;
@@ -953,7 +1020,10 @@ static void cancel_on_loop(ft_task *t)
     ftrpc_client *c = ct->client;
     ft_client_loop *cl = &c->loops[call_id_loop(ct->id)];
     ft_call *call = ft_idmap_get(&cl->cancelable, (int64_t)ct->id);
-    if (call) fail_call(call, FTRPC_ECANCELED, "cancelled by the caller");
+    if (call) {
+        call->rpcz_cancelled = 1;
+        fail_call(call, FTRPC_ECANCELED, "cancelled by the caller");
+    }
     ft_client_count_down(c, &c->inflight);
     free(ct);
 }

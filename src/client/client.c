@@ -767,6 +767,12 @@ static int client_new(const char *naming_url, const ftrpc_client_options *opts, 
             ft_endpoint_reporter_set_switch(c->reporter, switch_endpoint);
         register_naming_gauges(c, naming_url);
     }
+    if (rc == 0) {
+        char name[600];
+        snprintf(name, sizeof name, "%s %s", c->metrics.client_id,
+                 naming_url ? naming_url : "(selective)");
+        ft_rpcz_ring_new(FT_RPCZ_CLIENT, name, &c->rpcz); /* none: its calls are not recorded */
+    }
     if (rc != 0) {
         ft_naming_view_free(c->view);
         ft_cluster_release(c->cluster);
@@ -873,6 +879,7 @@ void ftrpc_client_free(ftrpc_client *c)
     ft_cluster_release(c->cluster);
     ft_retry_budget_fini(&c->budget);
     ft_client_metrics_fini(&c->metrics);
+    ft_rpcz_ring_free(c->rpcz); /* every call completed: no record is being written */
     pthread_cond_destroy(&c->free_cond);
     pthread_mutex_destroy(&c->free_lock);
     pthread_mutex_destroy(&c->cluster_lock);

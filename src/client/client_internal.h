@@ -14,6 +14,7 @@
 #include "client/client_metrics.h"
 #include "client/fail_policy.h"
 #include "metrics/counter.h"
+#include "metrics/rpcz.h"
 #include "client/retry_budget.h"
 #include "cluster/cluster.h"
 #include "cluster/endpoint_health.h"
@@ -101,7 +102,17 @@ typedef struct ft_attempt {
     int in_flight;  /* sent and not settled: counted in the endpoint's in-flight figure */
     int is_backup;
     int target; /* index in the call's targets: whose cluster `endpoint` indexes */
+    int rpcz;   /* its entry in the call's rpcz_att; -1: not recorded (read only when call->rpcz) */
 } ft_attempt;
+
+/* What rpcz keeps of an attempt while its call runs (metrics/rpcz.h has the record it becomes):
+ * indices rather than the endpoint's name, which is copied once, when the call is recorded. */
+typedef struct ft_rpcz_call_attempt {
+    int target, endpoint;
+    int64_t sent_ns, done_ns; /* done_ns 0: not settled */
+    int32_t code;             /* as settle_attempt got it */
+    uint8_t backup, cancelled;
+} ft_rpcz_call_attempt;
 
 /* Where a call's attempts may go: one cluster and the client that owns its endpoints'
  * connections. A plain client's call has one target (its own cluster); a selective client's call
@@ -130,6 +141,7 @@ struct ft_call {
     ft_loop *loop;
     const char *service; /* in names[] */
     const char *method;
+    size_t method_len; /* strlen(method); the service's is method - service - 1 */
     int64_t log_id;
     uint64_t key_hash;
     int has_key;
@@ -180,6 +192,13 @@ struct ft_call {
     int sync_reading;    /* the caller reads the answer itself, now (read_own_answer) */
     int counted_on_loop; /* in its loop's local_inflight rather than the client's inflight */
 
+    /* rpcz (metrics/rpcz.h): whether this call is recorded, decided when it is made; its attempts
+     * in rpcz_att[0, rpcz_n) */
+    int rpcz;
+    int rpcz_n;
+    int rpcz_last_answered; /* rpcz entry of the attempt whose answer was the last failure */
+    int rpcz_cancelled;     /* ftrpc_call_cancel ended it */
+
     /* Not zeroed when a call is made: each is written before it is read (ft_call_make inits the two
      * buffers; tried entries count once written). Zeroing their ~650 bytes was half of making a
      * call. */
@@ -187,7 +206,8 @@ struct ft_call {
     ft_iobuf attachment;
     ft_fail_tried tried; /* [0, retry.ntried) */
     char last_text[256]; /* set with last_code by every failed attempt */
-    char names[];        /* service \0 method \0 */
+    ft_rpcz_call_attempt rpcz_att[FTRPC_RPCZ_MAX_ATTEMPTS]; /* [0, rpcz_n), when rpcz */
+    char names[];                                           /* service \0 method \0 */
 };
 
 struct ftrpc_client {
@@ -214,6 +234,7 @@ struct ftrpc_client {
     char *tls_server_name; /* copy of opts.tls.server_name */
     ftrpc_endpoint_codes *endpoint_codes;  /* copy of opts.endpoint_codes (names included) */
     struct ft_endpoint_reporter *reporter; /* the /endpoints page's view of this client */
+    ft_rpcz_ring *rpcz;                    /* its recent calls for /rpcz; NULL: none */
     ft_gauge naming_size, naming_updates, naming_stale; /* discovery figures, read on demand */
     ft_gauge cancels_gauge, budget_exhausted_gauge, backups_refused_gauge; /* counters above */
     pthread_mutex_t free_lock; /* guards nothing but the condition below */

@@ -1,6 +1,6 @@
 /* The builtin pages served over HTTP on the server's port (as brpc's builtin services):
- * /health, /status, /vars[/NAME], /metrics, /endpoints and the console at /; and one POST, the
- * operator's switch of an endpoint of this process's clients (POST /endpoints?off=HOST:PORT).
+ * /health, /status, /vars[/NAME], /metrics, /endpoints, /rpcz and the console at /; and one POST,
+ * the operator's switch of an endpoint of this process's clients (POST /endpoints?off=HOST:PORT).
  * docs/observability.md describes every page and variable.
  *
  * Pages are rendered on the connection's IO thread from figures that are read lock-free (counters,
@@ -14,6 +14,7 @@
 #include "base/clock.h"
 #include "metrics/endpoint_report.h"
 #include "metrics/registry.h"
+#include "metrics/rpcz.h"
 #include "protocol/http.h"
 #include "server/console_html.h"
 #include "server/server_internal.h"
@@ -251,8 +252,8 @@ static void vars_page(const char *name, const char *query, ft_page *out)
 
 int ft_builtin_page_known(const char *path)
 {
-    static const char *const PAGES[] = {"/health",    "/status", "/vars",   "/metrics",
-                                        "/endpoints", "/",       "/console"};
+    static const char *const PAGES[] = {"/health",    "/status", "/vars", "/metrics",
+                                        "/endpoints", "/rpcz",   "/",     "/console"};
     for (size_t i = 0; i < sizeof PAGES / sizeof PAGES[0]; i++)
         if (strcmp(path, PAGES[i]) == 0) return 1;
     return strncmp(path, "/vars/", 6) == 0;
@@ -288,6 +289,10 @@ int ft_builtin_page(ftrpc_server *s, const char *path, const char *query, ft_pag
         int json = want_json(query);
         out->content_type = json ? JSON : TEXT;
         ft_endpoint_report_render(o, json, NULL);
+    } else if (strcmp(path, "/rpcz") == 0) {
+        int json = want_json(query);
+        out->content_type = json ? JSON : TEXT;
+        ft_rpcz_render(o, json);
     } else if (strcmp(path, "/") == 0 || strcmp(path, "/console") == 0) {
         out->content_type = "text/html; charset=utf-8";
         ft_strbuf_appends(o, FT_CONSOLE_HTML);

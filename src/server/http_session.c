@@ -273,7 +273,8 @@ static void handle(ft_session *sess, ft_http_conn *h, ft_http_request *req)
     char service[256], method[256];
     if (!split_method_path(req->path, service, sizeof service, method, sizeof method)) {
         fill_text(h, seq, 404,
-                  "no such page; try /status, /vars, /metrics, /endpoints, /health or /\n", NULL);
+                  "no such page; try /status, /vars, /metrics, /endpoints, /rpcz, /health or /\n",
+                  NULL);
         return;
     }
     if (req->method != FT_HTTP_POST && req->method != FT_HTTP_GET) {

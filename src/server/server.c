@@ -187,6 +187,8 @@ int ftrpc_server_add_method_sized(ftrpc_server *s, const char *service, const ch
     s->methods = grown;
     m->service = strdup(service);
     m->method = strdup(method);
+    m->service_len = strlen(service);
+    m->method_len = strlen(method);
     m->nloops = s->rt->nloops;
     m->loop_concurrency = calloc((size_t)m->nloops, sizeof *m->loop_concurrency);
     ft_counter_init(&m->calls);
@@ -449,6 +451,15 @@ int ftrpc_server_start(ftrpc_server *s, const char *listen_addr)
         return rc;
     }
     s->port = s->listener->port;
+    if (s->nmethods > 0) { /* an admin port has no calls to record */
+        const char *colon = strrchr(listen_addr, ':');
+        char name[300];
+        snprintf(name, sizeof name, "%.*s:%d", colon ? (int)(colon - listen_addr) : 0, listen_addr,
+                 s->port);
+        ft_rpcz_ring *ring = NULL;
+        ft_rpcz_ring_new(FT_RPCZ_SERVER, name, &ring); /* none: its calls are not recorded */
+        atomic_store_explicit(&s->rpcz, ring, memory_order_release);
+    }
     for (size_t i = 0; i < s->nmethods; i++)
         ft_method_metrics_register(s->methods[i]);
     ft_server_series_start(s);
@@ -578,6 +589,7 @@ void ftrpc_server_free(ftrpc_server *s)
         }
     }
     free(s->per_loop);
+    ft_rpcz_ring_free(atomic_load(&s->rpcz)); /* every call finished: no record is being written */
     free(s->auth_token);
     free(s->register_url);
     free(s->register_addr);
@@ -674,9 +686,37 @@ static void method_leave(ft_method *m, ft_loop *loop)
         atomic_fetch_sub_explicit(&m->concurrency, 1, memory_order_relaxed);
 }
 
+_Static_assert(sizeof(((ft_rpcz_span *)0)->peer) == sizeof(((ft_conn *)0)->peer),
+               "rpcz_record copies a connection's peer whole");
+
+/* Writes the finished call into its server's ring (metrics/rpcz.h). On the call's loop. */
+static void rpcz_record(ftrpc_server_call *call)
+{
+    ft_rpcz_span *sp = ft_rpcz_begin(call->rpcz);
+    if (!sp) return;
+    int64_t end_ns = call->rpcz_replied ? call->rpcz_replied_ns : ft_loop_now(call->loop);
+    int64_t latency_ns = end_ns - call->start_ns;
+    sp->start_ns = call->start_ns;
+    sp->latency_us = latency_ns > 0 ? latency_ns / 1000 : 0;
+    ft_rpcz_set_method(sp, call->method->service, call->method->service_len, call->method->method,
+                       call->method->method_len);
+    memcpy(sp->peer, call->conn->peer, sizeof sp->peer); /* both 64 bytes, NUL-terminated */
+    sp->kind = 0;
+    sp->code = call->rpcz_replied ? call->rpcz_code : 0;
+    sp->attempts = sp->backups = 0;
+    sp->log_id = 0;
+    sp->id = (uint64_t)call->correlation_id;
+    sp->nattempts = 0;
+    sp->cancelled = (uint8_t)atomic_load_explicit(&call->canceled, memory_order_acquire);
+    sp->replied = (uint8_t)call->rpcz_replied;
+    sp->http = (uint8_t)call->is_http;
+    ft_rpcz_commit(sp);
+}
+
 static void finish_call(ftrpc_server_call *call)
 {
     ftrpc_server *s = call->server;
+    if (call->rpcz) rpcz_record(call);
     if (call->session) ft_idmap_take(&call->session->calls, call_key(call->correlation_id));
     method_leave(call->method, call->loop);
     ft_conn_unref(call->conn);
@@ -720,6 +760,11 @@ static int send_reply(ftrpc_server_call *call, int32_t code, const char *text,
 {
     int64_t now = ft_now_ns();
     ft_method_metrics_on_reply(call->method, code, call->rejected ? 0 : call->start_ns, now);
+    if (call->rpcz) { /* read on the call's loop, after the post that carries the reply there */
+        call->rpcz_code = code;
+        call->rpcz_replied = 1;
+        call->rpcz_replied_ns = now;
+    }
     if (!call->is_http && ft_loop_current() == call->loop) {
         /* the common reply, small and made on the loop: encoded on the stack and copied straight
          * into the connection's output, with no reply buffer and no block of its own */
@@ -995,6 +1040,8 @@ static int start_call(ft_session *sess, const char *service, const char *method,
     call->is_http = is_http;
     call->http_seq = http_seq;
     call->start_ns = ft_loop_now(sess->loop);
+    /* all that rpcz costs a call while it is off: one relaxed load */
+    call->rpcz = ft_rpcz_on() ? atomic_load_explicit(&s->rpcz, memory_order_acquire) : NULL;
     call->deadline_ns = timeout_ms > 0 ? call->start_ns + (int64_t)timeout_ms * FT_NS_PER_MS : 0;
     ft_iobuf_init(&call->request);
     ft_iobuf_init(&call->attachment);

@@ -18,6 +18,7 @@
 #include "naming/naming.h"
 #include "metrics/counter.h"
 #include "metrics/latency_recorder.h"
+#include "metrics/rpcz.h"
 #include "metrics/series.h"
 
 enum ft_server_state { FT_SERVER_NEW, FT_SERVER_RUNNING, FT_SERVER_STOPPING, FT_SERVER_STOPPED };
@@ -69,6 +70,7 @@ int ft_server_calls_in_flight(struct ftrpc_server *s);
 typedef struct ft_method {
     char *service;
     char *method;
+    size_t service_len, method_len; /* their strlen, for rpcz records */
     ftrpc_handler_cb handler;
     void *arg;
     ftrpc_method_options opts;
@@ -150,6 +152,9 @@ struct ftrpc_server {
     pthread_cond_t stop_cond;  /* signalled when inflight or sessions reach 0 while stopping */
     int64_t started_ns;
     ft_timer series_timer; /* on loops[0]: ft_server_series_start */
+    /* its recent calls for /rpcz: made once the port is known (a server with methods), so read
+     * with acquire by calls that may have started first; NULL: none */
+    _Atomic(ft_rpcz_ring *) rpcz;
 };
 
 struct ftrpc_server_call {
@@ -169,6 +174,11 @@ struct ftrpc_server_call {
     uint64_t http_seq;   /* its place in the connection's response order */
     int http_status;
     int32_t http_code; /* wire code of an error, 0 on success */
+    /* rpcz: the ring the call is recorded in (NULL: not recorded) and what send_reply saw */
+    ft_rpcz_ring *rpcz;
+    int32_t rpcz_code;
+    int rpcz_replied;
+    int64_t rpcz_replied_ns;
     /* Not zeroed when a call is made (server.c, call_alloc): start_call writes each before it is
      * read. Zeroing them was a third of dispatching a call. */
     char identity[128]; /* the connection's, copied: the call may outlive the session */

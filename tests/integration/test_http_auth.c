@@ -36,8 +36,9 @@ static int teardown(void **state)
 }
 
 /* The pages a token guards (GET), and the method call (POST). */
-static const char *const GUARDED[] = {
-    "/status", "/vars", "/vars/rpc_server_count", "/metrics", "/endpoints", "/console", "/", NULL};
+static const char *const GUARDED[] = {"/status",  "/vars",      "/vars/rpc_server_count",
+                                      "/metrics", "/endpoints", "/rpcz",
+                                      "/console", "/",          NULL};
 
 typedef struct http_answer {
     int status; /* 0: curl failed */
