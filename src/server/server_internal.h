@@ -2,6 +2,7 @@
 #ifndef FT_SERVER_INTERNAL_H
 #define FT_SERVER_INTERNAL_H
 
+#include <protobuf-c/protobuf-c.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -72,6 +73,9 @@ typedef struct ft_method {
     ftrpc_handler_cb handler;
     void *arg;
     ftrpc_method_options opts;
+    /* A typed method's descriptor (ftrpc_server_add_service): its input and output message types.
+     * NULL for a method registered with bytes (ftrpc_server_add_method). Read-only once set. */
+    const ProtobufCMethodDescriptor *pb_method;
     /* Calls of this method in flight. With a max_concurrency the limit needs one shared count
      * (`concurrency`); without one each loop counts its own (`loop_concurrency`, a padded cell per
      * loop, a load and a store): ft_method_concurrency sums both. */
@@ -148,7 +152,8 @@ struct ftrpc_server {
     pthread_mutex_t stop_lock; /* guards nothing but the condition below */
     pthread_cond_t stop_cond;  /* signalled when inflight or sessions reach 0 while stopping */
     int64_t started_ns;
-    ft_timer series_timer; /* on loops[0]: ft_server_series_start */
+    ft_timer series_timer;          /* on loops[0]: ft_server_series_start */
+    struct ft_typed_service *typed; /* typed_server.c: the services' method entries, a list */
 };
 
 struct ftrpc_server_call {
@@ -201,6 +206,22 @@ void ft_server_count_auth_failure(ft_session *sess);
 /* The session's read_timer callback: closes a connection too slow to name its protocol, or hands
  * a slow HTTP header to ft_http_session_on_timeout. */
 void ft_server_read_timer_fired(ft_timer *t);
+
+/* Registers a method as ftrpc_server_add_method does, with pb_method its descriptor (NULL for a
+ * method of bytes). mopts already read at its full size. */
+int ft_server_add_method(ftrpc_server *s, const char *service, const char *method,
+                         ftrpc_handler_cb handler, void *arg, const ftrpc_method_options *mopts,
+                         const ProtobufCMethodDescriptor *pb_method);
+/* 1 when service/method is registered. */
+int ft_server_has_method(const ftrpc_server *s, const char *service, const char *method);
+/* Lists the services, their methods and message types (bytes methods say "bytes"): text, or JSON
+ * {"services":[{"name":..,"methods":[{"name":..,"input":..,"output":..}]}]}. */
+void ft_server_list_services(const ftrpc_server *s, int json, ft_strbuf *out);
+
+/* ---- typed_server.c ---- */
+
+/* Frees what ftrpc_server_add_service kept (ftrpc_server_free, after the last call). */
+void ft_typed_services_free(ftrpc_server *s);
 
 /* ---- http_session.c ---- */
 
