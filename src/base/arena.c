@@ -47,12 +47,28 @@ void ft_arena_init(ft_arena *a)
 void ft_arena_fini(ft_arena *a)
 {
     ft_arena_block *b = a->blocks;
+    ft_arena_init(a); /* before the frees: `a` may live in one of the blocks */
     while (b) {
         ft_arena_block *next = b->next;
         free(b);
         b = next;
     }
+}
+
+void *ft_arena_new_with_head(size_t head_size, size_t room, size_t arena_offset)
+{
+    size_t head = (head_size + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    ft_arena_block *b = malloc(sizeof *b + head + room);
+    if (!b) return NULL;
+    b->next = NULL;
+    b->cap = head + room;
+    memset(b->data, 0, head_size);
+    ft_arena *a = (ft_arena *)(b->data + arena_offset);
     ft_arena_init(a);
+    a->blocks = b;
+    a->cur = b->data + head;
+    a->end = b->data + head + room;
+    return b->data;
 }
 
 void ft_arena_move(ft_arena *dst, ft_arena *src)

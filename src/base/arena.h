@@ -24,7 +24,14 @@ typedef struct ftrpc_arena ft_arena;
 
 /* An empty arena (no memory until the first allocation). */
 void ft_arena_init(ft_arena *a);
-/* Frees every block; the arena is empty again and may be reused. */
+/* One malloc for a call's own state and its arena: a block holding `head_size` bytes for the
+ * caller (returned, zeroed, aligned for any type) followed by `room` bytes the arena allocates
+ * from first. *a, which must lie inside the head, becomes an arena whose first block is this one:
+ * the head is freed with the arena (ft_arena_fini), or stays with it when it is moved. NULL on
+ * allocation failure. */
+void *ft_arena_new_with_head(size_t head_size, size_t room, size_t arena_offset);
+/* Frees every block (the arena itself first emptied, so that an arena inside its own head block,
+ * ft_arena_new_with_head, is never touched after the free); the arena is empty again. */
 void ft_arena_fini(ft_arena *a);
 /* Moves src's blocks into dst (an empty arena); src ends empty. */
 void ft_arena_move(ft_arena *dst, ft_arena *src);

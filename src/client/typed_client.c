@@ -9,6 +9,7 @@
  * ftrpc_typed_take_arena), valid on that thread until it returns. Built on the public call API
  * alone: a typed call is exactly a call of bytes, plus a pack and an unpack.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +25,10 @@ typedef struct typed_client {
     ftrpc_call_options opts; /* every stub call's */
 } typed_client;
 
-/* One call in flight: what its completion needs. */
+/* One call in flight: what its completion needs, and the arena its response is unpacked into,
+ * whose first block holds this struct (ft_arena_new_with_head: one malloc per call). */
 typedef struct typed_pending {
+    ft_arena arena;
     const ProtobufCMethodDescriptor *md;
     ProtobufCClosure closure;
     void *closure_data;
@@ -74,14 +77,14 @@ static const ProtobufCMethodDescriptor *find_method(const ProtobufCServiceDescri
     return md;
 }
 
+enum { RESPONSE_ARENA_ROOM = 512 }; /* most small responses need no other malloc */
+
 static void on_complete(ftrpc_result *r, void *arg)
 {
     typed_pending *p = arg;
-    ft_arena arena;
-    ft_arena_init(&arena);
     ProtobufCMessage *msg = NULL;
     if (r->kind == FTRPC_RESULT_OK) {
-        msg = ft_pb_unpack(p->md->output, r->response, &arena.allocator);
+        msg = ft_pb_unpack(p->md->output, r->response, &p->arena.allocator);
         if (!msg) {
             r->kind = FTRPC_RESULT_RPC_ERROR;
             r->code = FTRPC_ERESPONSE;
@@ -89,9 +92,8 @@ static void on_complete(ftrpc_result *r, void *arg)
                      p->md->output->name);
         }
     }
-    run_closure(p->closure, msg, p->closure_data, r, msg ? &arena : NULL);
-    ft_arena_fini(&arena);
-    free(p);
+    run_closure(p->closure, msg, p->closure_data, r, msg ? &p->arena : NULL);
+    ft_arena_fini(&p->arena); /* frees p, unless the closure took the arena (and p with it) */
 }
 
 static int start_call(typed_client *tc, const ProtobufCMethodDescriptor *md,
@@ -100,7 +102,8 @@ static int start_call(typed_client *tc, const ProtobufCMethodDescriptor *md,
                       ftrpc_call_id *id)
 {
     if (!closure) return FTRPC_EINVAL;
-    typed_pending *p = malloc(sizeof *p);
+    typed_pending *p =
+        ft_arena_new_with_head(sizeof *p, RESPONSE_ARENA_ROOM, offsetof(typed_pending, arena));
     if (!p) return FTRPC_ENOMEM;
     p->md = md;
     p->closure = closure;
@@ -117,7 +120,7 @@ static int start_call(typed_client *tc, const ProtobufCMethodDescriptor *md,
                                     opts, opts_size, on_complete, p, id);
     }
     ft_iobuf_fini(&req);
-    if (rc != 0) free(p);
+    if (rc != 0) ft_arena_fini(&p->arena);
     return rc;
 }
 

@@ -9,6 +9,7 @@
  * Not done here: reply attachments (the implementation reads the request's through
  * ftrpc_typed_server_call), streaming.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,17 +34,23 @@ struct ft_typed_service {
 };
 
 typedef struct typed_call {
-    ft_arena arena; /* the request, and whatever the implementation allocates there */
+    ft_arena arena; /* the request, and whatever the implementation allocates there; its first
+                     * block holds this struct (ft_arena_new_with_head) */
     ftrpc_server_call *call;
     const ProtobufCMethodDescriptor *md;
     int fail_code; /* ftrpc_typed_server_fail's, for a closure given NULL */
     char fail_text[256];
 } typed_call;
 
+/* Room in the call's own allocation for the request and what the implementation allocates:
+ * most small messages need no other malloc. */
+enum { CALL_ARENA_ROOM = 512 };
+
+/* The typed call lives in its arena's first block: freeing the arena frees it, unless the arena
+ * was taken (then the block goes with the taker's arena). */
 static void typed_call_free(typed_call *tc)
 {
     ft_arena_fini(&tc->arena);
-    free(tc);
 }
 
 static void typed_closure(const ProtobufCMessage *msg, void *closure_data)
@@ -80,12 +87,12 @@ static void typed_handler(ftrpc_server_call *call, void *arg)
     const struct ft_typed_method *tm = arg;
     ProtobufCService *impl = tm->service->impl;
     const ProtobufCMethodDescriptor *md = &impl->descriptor->methods[tm->index];
-    typed_call *tc = malloc(sizeof *tc);
+    typed_call *tc =
+        ft_arena_new_with_head(sizeof *tc, CALL_ARENA_ROOM, offsetof(typed_call, arena));
     if (!tc) {
         ftrpc_server_call_fail(call, FTRPC_EINTERNAL, "server out of memory");
         return;
     }
-    ft_arena_init(&tc->arena);
     tc->call = call;
     tc->md = md;
     tc->fail_code = 0;
@@ -166,6 +173,7 @@ ftrpc_arena *ftrpc_typed_server_arena(void *closure_data)
 ftrpc_arena *ftrpc_typed_server_take_arena(void *closure_data)
 {
     typed_call *tc = closure_data;
+    /* the taker's arena keeps this struct's block: the closure still reads it */
     if (!tc || !tc->arena.blocks) return NULL;
     ftrpc_arena *a = malloc(sizeof *a);
     if (a) ft_arena_move(a, &tc->arena);
