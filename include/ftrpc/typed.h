@@ -97,7 +97,8 @@ FTRPC_API void ftrpc_typed_server_fail(void *closure_data, int code, const char 
  * too (it is freed after the response is packed). */
 FTRPC_API ftrpc_arena *ftrpc_typed_server_arena(void *closure_data);
 /* Takes the call's arena: the request then outlives the closure, and the caller frees the arena
- * with ftrpc_arena_free. NULL when it was taken already. */
+ * with ftrpc_arena_free once the closure has returned (the call's state lives in it until then).
+ * NULL when it was taken already. */
 FTRPC_API ftrpc_arena *ftrpc_typed_server_take_arena(void *closure_data);
 
 /* ---- client: protoc-c's stubs over an ftrpc_client ---- */
@@ -135,8 +136,9 @@ FTRPC_API void ftrpc_typed_client_free(ProtobufCService *service);
  * the response did not unpack) or a business error (kind FTRPC_RESULT_BUSINESS_ERROR). */
 FTRPC_API const ftrpc_result *ftrpc_typed_result(void);
 /* Inside a client closure: takes the arena its message lives in, so that the message outlives
- * the closure; the caller frees it with ftrpc_arena_free. NULL when the closure got NULL, or
- * when the arena was taken already. */
+ * the closure; the caller frees it with ftrpc_arena_free, from any thread, at any time (also
+ * before the closure returns: ftrpc no longer touches it once taken). NULL when the closure got
+ * NULL, or when the arena was taken already. */
 FTRPC_API ftrpc_arena *ftrpc_typed_take_arena(void);
 
 /* The stubs' call with options of its own and a handle: `method` names one of the service's

@@ -37,18 +37,28 @@ typedef struct typed_pending {
 /* Set while a closure runs, on its thread. */
 static _Thread_local const ftrpc_result *tl_result;
 static _Thread_local ft_arena *tl_arena;
+static _Thread_local int tl_taken; /* the closure took tl_arena */
 
-static void run_closure(ProtobufCClosure closure, const ProtobufCMessage *msg, void *closure_data,
-                        const ftrpc_result *result, ft_arena *arena)
+/* Runs the closure; 1 when it took the arena. Then the arena, and the call's state in its first
+ * block, are the taker's, who may free them on another thread as soon as the closure has
+ * signalled it: the caller must not touch them any more, and learns it here, from a thread-local
+ * rather than from the call's memory. */
+static int run_closure(ProtobufCClosure closure, const ProtobufCMessage *msg, void *closure_data,
+                       const ftrpc_result *result, ft_arena *arena)
 {
     /* a closure may start a call that fails at once, whose closure runs inside this one */
     const ftrpc_result *saved_result = tl_result;
     ft_arena *saved_arena = tl_arena;
+    int saved_taken = tl_taken;
     tl_result = result;
     tl_arena = arena;
+    tl_taken = 0;
     closure(msg, closure_data);
+    int taken = tl_taken;
     tl_result = saved_result;
     tl_arena = saved_arena;
+    tl_taken = saved_taken;
+    return taken;
 }
 
 const ftrpc_result *ftrpc_typed_result(void)
@@ -60,7 +70,9 @@ ftrpc_arena *ftrpc_typed_take_arena(void)
 {
     if (!tl_arena || !tl_arena->blocks) return NULL;
     ftrpc_arena *a = malloc(sizeof *a);
-    if (a) ft_arena_move(a, tl_arena);
+    if (!a) return NULL;
+    ft_arena_move(a, tl_arena);
+    tl_taken = 1;
     return a;
 }
 
@@ -92,8 +104,9 @@ static void on_complete(ftrpc_result *r, void *arg)
                      p->md->output->name);
         }
     }
-    run_closure(p->closure, msg, p->closure_data, r, msg ? &p->arena : NULL);
-    ft_arena_fini(&p->arena); /* frees p, unless the closure took the arena (and p with it) */
+    /* frees p, unless the closure took the arena (and p with it) */
+    if (!run_closure(p->closure, msg, p->closure_data, r, msg ? &p->arena : NULL))
+        ft_arena_fini(&p->arena);
 }
 
 static int start_call(typed_client *tc, const ProtobufCMethodDescriptor *md,
@@ -140,7 +153,7 @@ static void typed_invoke(ProtobufCService *service, unsigned index, const Protob
     r.cluster = -1;
     snprintf(r.error_text, sizeof r.error_text, "%s",
              md ? ftrpc_strerror(rc) : "no such method, or an input of another type");
-    run_closure(closure, NULL, closure_data, &r, NULL);
+    (void)run_closure(closure, NULL, closure_data, &r, NULL);
 }
 
 static void typed_destroy(ProtobufCService *service)

@@ -173,7 +173,9 @@ ftrpc_arena *ftrpc_typed_server_arena(void *closure_data)
 ftrpc_arena *ftrpc_typed_server_take_arena(void *closure_data)
 {
     typed_call *tc = closure_data;
-    /* the taker's arena keeps this struct's block: the closure still reads it */
+    /* the taker's arena keeps this struct's block: the closure still reads it, which is why the
+     * taker frees it only once the closure has returned (the implementation calls the closure, so
+     * it knows when) */
     if (!tc || !tc->arena.blocks) return NULL;
     ftrpc_arena *a = malloc(sizeof *a);
     if (a) ft_arena_move(a, &tc->arena);
