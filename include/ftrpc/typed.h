@@ -84,7 +84,8 @@ static inline int ftrpc_server_add_service(ftrpc_server *server, ProtobufCServic
     return ftrpc_server_add_service_sized(server, impl, mopts, sizeof(ftrpc_method_options));
 }
 
-/* Inside an implementation, from the closure_data it was given, until its closure runs: */
+/* Inside an implementation, from the closure_data it was given, until its closure runs, on the
+ * thread that holds the call (the implementation's, or the one it handed the call to): */
 /* The call being served: its deadline (ftrpc_server_call_remaining_ms), peer, identity, request
  * attachment and whether the client cancelled it (ftrpc_server_call_is_canceled). The call is
  * finished by the closure: never pass it to ftrpc_server_call_reply or _fail. */

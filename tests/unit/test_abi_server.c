@@ -2,7 +2,8 @@
  * smaller option structs and gets the defaults for the fields it lacks, whatever lies in memory
  * after its struct; a program built against a newer header is accepted when it left the fields
  * this library does not know at zero; structs the library fills are written no further than the
- * caller's size. This file: the server's structs (test_abi.c: the rest). An "older header" is
+ * caller's size. This file: the server's structs and the typed API's (ftrpc/typed.h; test_abi.c:
+ * the rest). An "older header" is
  * simulated by passing the size the struct had before its last fields were appended, with garbage
  * after it. */
 #include <setjmp.h>
@@ -138,9 +139,53 @@ static void newer_method_options_of_a_typed_service_are_refused(void **state)
     ftrpc_server_free(s);
 }
 
+/* A typed client's call options from a newer header with an unknown field set are refused; from an
+ * older one (before `fallback`), garbage after them, they are accepted. The blocking typed
+ * call writes its result no further than the caller's struct, also when it fails at once. */
+static void typed_client_options_and_results_travel_with_their_size(void **state)
+{
+    (void)state;
+    ftrpc_client *client = NULL;
+    assert_int_equal(
+        ftrpc_client_new("127.0.0.1:1", &(ftrpc_client_options){.naming_wait_ms = 1}, &client), 0);
+    unsigned char buf[sizeof(ftrpc_call_options) + 16];
+    memset(buf, 0, sizeof buf);
+    buf[sizeof(ftrpc_call_options) + 1] = 1;
+    ProtobufCService *svc = NULL;
+    assert_int_equal(ftrpc_typed_client_new_sized(client, &TWO, (const ftrpc_call_options *)buf,
+                                                  sizeof buf, &svc),
+                     FTRPC_EINVAL);
+    assert_null(svc);
+    memset(buf, GARBAGE, sizeof buf);
+    ftrpc_call_options old = {.timeout_ms = 250};
+    size_t old_size = offsetof(ftrpc_call_options, fallback);
+    memcpy(buf, &old, old_size);
+    assert_int_equal(
+        ftrpc_typed_client_new_sized(client, &TWO, (const ftrpc_call_options *)buf, old_size, &svc),
+        0);
+    unsigned char res[sizeof(ftrpc_result) + 16];
+    memset(res, GARBAGE, sizeof res);
+    size_t res_size = offsetof(ftrpc_result, cluster);
+    ProtobufCMessage *out = NULL;
+    Brpc__Policy__RpcRequestMeta req = BRPC__POLICY__RPC_REQUEST_META__INIT;
+    /* "Bid" takes the response meta: an input of another type, refused before any IO */
+    assert_int_equal(ftrpc_typed_call_sized(svc, "Bid", &req.base, NULL, 0, NULL, &out,
+                                            (ftrpc_result *)res, res_size),
+                     FTRPC_EINVAL);
+    assert_null(out);
+    ftrpc_result r;
+    memcpy(&r, res, res_size);
+    assert_int_equal(r.code, FTRPC_EINVAL);
+    for (size_t i = res_size; i < sizeof res; i++)
+        assert_int_equal(res[i], GARBAGE);
+    ftrpc_typed_client_free(svc);
+    ftrpc_client_free(client);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(typed_client_options_and_results_travel_with_their_size),
         cmocka_unit_test(older_method_options_of_a_typed_service_get_the_defaults),
         cmocka_unit_test(newer_method_options_of_a_typed_service_are_refused),
         cmocka_unit_test(older_server_options_get_the_defaults_of_newer_fields),
