@@ -1,10 +1,14 @@
 /* The builtin pages served over HTTP on the server's port (as brpc's builtin services):
- * /health, /status, /vars[/NAME], /metrics, /endpoints, /protobufs and the console at /.
+ * /health, /status, /vars[/NAME], /metrics, /endpoints and the console at /.
  * docs/observability.md describes every page and variable.
  *
  * Pages are rendered on the connection's IO thread from figures that are read lock-free (counters,
  * gauges) or under short metric locks (latency recorders, the registry, the endpoint reporters):
  * microseconds to a millisecond, meant for a few reads a second, like brpc's.
+ *
+ * /protobufs (brpc's page of that name) lists the services, their methods and message types, from
+ * the method table's descriptors (ft_method.pb_method); ftrpc.Control/ListServices answers the
+ * same text over baidu_std (server.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
