@@ -63,7 +63,8 @@ FTRPC_API ProtobufCAllocator *ftrpc_arena_allocator(ftrpc_arena *arena);
  * FOO__INIT(prefix_) or foo__init(): the caller owns it and it must outlive the server. Before
  * ftrpc_server_start only, as ftrpc_server_add_method. FTRPC_EINVAL for a NULL or bad argument,
  * FTRPC_EEXIST when one of the methods is registered already (then none is), FTRPC_ESTOPPED after
- * start.
+ * start, FTRPC_ENOMEM (the methods registered before it stay so). Any non-IO thread, not
+ * concurrently with the server's other lifecycle functions.
  *
  * For each request: the payload is unpacked into the method's input type (into the call's
  * arena); a payload that does not parse is answered FTRPC_EREQUEST (brpc's EREQUEST, 1003) and

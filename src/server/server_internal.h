@@ -214,9 +214,6 @@ int ft_server_add_method(ftrpc_server *s, const char *service, const char *metho
                          const ProtobufCMethodDescriptor *pb_method);
 /* 1 when service/method is registered. */
 int ft_server_has_method(const ftrpc_server *s, const char *service, const char *method);
-/* Lists the services, their methods and message types (bytes methods say "bytes"): text, or JSON
- * {"services":[{"name":..,"methods":[{"name":..,"input":..,"output":..}]}]}. */
-void ft_server_list_services(const ftrpc_server *s, int json, ft_strbuf *out);
 
 /* ---- typed_server.c ---- */
 
@@ -248,5 +245,9 @@ typedef struct ft_page {
 int ft_builtin_page_known(const char *path);
 /* Renders the builtin page for path (GET or HEAD). 1 when path is a builtin page, 0 when not. */
 int ft_builtin_page(struct ftrpc_server *s, const char *path, const char *query, ft_page *out);
+/* /protobufs, and ftrpc.Control/ListServices (server.c): lists the services, their methods and
+ * message types (bytes methods say "bytes"): text, or JSON
+ * {"services":[{"name":..,"methods":[{"name":..,"input":..,"output":..}]}]}. */
+void ft_server_list_services(const ftrpc_server *s, int json, ft_strbuf *out);
 
 #endif
