@@ -241,13 +241,13 @@ typedef struct ft_page {
     const char *content_type;
     ft_strbuf body;
 } ft_page;
-/* 1 when path names a builtin page. */
-int ft_builtin_page_known(const char *path);
-/* Renders the builtin page for path (GET or HEAD). 1 when path is a builtin page, 0 when not. */
-int ft_builtin_page(struct ftrpc_server *s, const char *path, const char *query, ft_page *out);
 /* /protobufs, and ftrpc.Control/ListServices (server.c): lists the services, their methods and
  * message types (bytes methods say "bytes"): text, or JSON
  * {"services":[{"name":..,"methods":[{"name":..,"input":..,"output":..}]}]}. */
 void ft_server_list_services(const ftrpc_server *s, int json, ft_strbuf *out);
+/* 1 when path names a builtin page. */
+int ft_builtin_page_known(const char *path);
+/* Renders the builtin page for path (GET or HEAD). 1 when path is a builtin page, 0 when not. */
+int ft_builtin_page(struct ftrpc_server *s, const char *path, const char *query, ft_page *out);
 
 #endif
