@@ -49,6 +49,7 @@ typedef struct echo_impl {
     atomic_int calls;
     atomic_int delay_ms;     /* added to every request's delay_ms */
     atomic_int other_thread; /* closures run on a thread that was not the handler's */
+    atomic_int saw_cancel;   /* delayed calls whose client had cancelled them by their answer */
 } echo_impl;
 
 struct late_answer {
@@ -114,6 +115,8 @@ static void echo_echo(Typedtest__Echo_Service *service, const Typedtest__EchoReq
     }
     int delay = req->delay_ms + atomic_load(&impl->delay_ms);
     if (delay > 0) h_sleep_ms(delay); /* on a worker: the test's servers use them */
+    if (ftrpc_server_call_is_canceled(ftrpc_typed_server_call(closure_data)))
+        atomic_fetch_add(&impl->saw_cancel, 1);
     answer(impl, req, closure, closure_data);
 }
 
@@ -419,6 +422,32 @@ static void a_stub_call_that_cannot_start_gets_null_at_once(void **state)
     fixture_down(f);
 }
 
+/* the handle of ftrpc_typed_call_async cancels the call: its closure gets NULL and ECANCELED, and
+ * the implementation sees the cancel through its call */
+static void a_typed_call_is_cancelled_through_its_handle(void **state)
+{
+    (void)state;
+    fixture *f = fixture_up(10000 * SLOW);
+    atomic_store(&f->s.impl.delay_ms, 500 * SLOW);
+    Typedtest__EchoRequest req = TYPEDTEST__ECHO_REQUEST__INIT;
+    req.text = "never answered";
+    outcome o;
+    outcome_init(&o);
+    ftrpc_call_id id = 0;
+    assert_int_equal(
+        ftrpc_typed_call_async(f->svc, "Echo", &req.base, NULL, (ProtobufCClosure)on_echo, &o, &id),
+        0);
+    assert_true(h_wait_atomic_ge(&f->s.impl.calls, 1, 5000 * H_VG)); /* it is running */
+    assert_int_equal(ftrpc_call_cancel(f->client, id), 0);
+    assert_true(outcome_wait(&o, 5000 * H_VG));
+    assert_false(o.got_message);
+    assert_int_equal(o.result.code, FTRPC_ECANCELED);
+    assert_int_equal(atomic_load(&o.runs), 1);
+    assert_true(h_wait_atomic_ge(&f->s.impl.saw_cancel, 1, 5000 * SLOW * H_VG));
+    sem_destroy(&o.done);
+    fixture_down(f);
+}
+
 /* ---- fault tolerance through the generated stubs ---- */
 
 struct greet_outcome {
@@ -634,6 +663,7 @@ int main(void)
         cmocka_unit_test(an_implementation_answers_later_from_another_thread),
         cmocka_unit_test(a_taken_reply_outlives_its_closure),
         cmocka_unit_test(a_stub_call_that_cannot_start_gets_null_at_once),
+        cmocka_unit_test(a_typed_call_is_cancelled_through_its_handle),
         cmocka_unit_test(stub_calls_fail_over_past_a_killed_greeter_process),
         cmocka_unit_test(a_backup_request_wins_through_the_stubs),
         cmocka_unit_test(the_protobufs_page_and_ftrpc_list_name_services_methods_and_types),
