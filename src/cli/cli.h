@@ -10,6 +10,7 @@ int ft_cli_call(int argc, char **argv);
 int ft_cli_registry(int argc, char **argv);
 int ft_cli_bench(int argc, char **argv);
 int ft_cli_demo(int argc, char **argv);
+int ft_cli_list(int argc, char **argv);
 
 /* Parses a number option; prints an error naming the option and returns -1 when it is not one. */
 int ft_cli_parse_int(const char *opt, const char *text, long min, long max, long *out);

@@ -14,6 +14,7 @@ static void usage(FILE *out)
             "  echo-server   serve example.EchoService/Echo, with injectable faults\n"
             "  call          call a method once and print the response\n"
             "  registry      list or watch what a naming service holds\n"
+            "  list          the services, methods and message types a server serves\n"
             "  bench         load a method with any client policy; latency and errors\n"
             "  demo          fault tolerance at work on a local cluster, scenario by scenario\n\n"
             "`ftrpc COMMAND --help` for a command's options.\n");
@@ -105,6 +106,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "echo-server")) return ft_cli_echo_server(argc - 1, argv + 1);
     if (!strcmp(cmd, "call")) return ft_cli_call(argc - 1, argv + 1);
     if (!strcmp(cmd, "registry")) return ft_cli_registry(argc - 1, argv + 1);
+    if (!strcmp(cmd, "list")) return ft_cli_list(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return ft_cli_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo")) return ft_cli_demo(argc - 1, argv + 1);
     fprintf(stderr, "ftrpc: unknown command '%s'\n", cmd);

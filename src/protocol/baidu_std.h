@@ -21,6 +21,9 @@
  * payload is the 8-byte big-endian correlation id to cancel, sent on the same connection. */
 #define FT_CONTROL_SERVICE "ftrpc.Control"
 #define FT_CONTROL_CANCEL "Cancel"
+/* answers the server's services, methods and message types (the /protobufs page; a request payload
+ * "json" asks for its JSON form): what `ftrpc list` prints */
+#define FT_CONTROL_LIST "ListServices"
 #define FT_BAIDU_STD_DEFAULT_MAX_BODY FTRPC_DEFAULT_MAX_BODY_SIZE
 
 /* compress_type values */

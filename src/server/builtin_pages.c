@@ -6,6 +6,10 @@
  * Pages are rendered on the connection's IO thread from figures that are read lock-free (counters,
  * gauges) or under short metric locks (latency recorders, the registry, the endpoint reporters):
  * microseconds to a millisecond, meant for a few reads a second, like brpc's.
+ *
+ * /protobufs (brpc's page of that name) lists the services, their methods and message types, from
+ * the method table's descriptors (ft_method.pb_method); ftrpc.Control/ListServices answers the
+ * same text over baidu_std (server.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,10 +254,59 @@ static void vars_page(const char *name, const char *query, ft_page *out)
     }
 }
 
+/* A method's message type: its full name, or "bytes" for a method of bytes. */
+static const char *message_type(const ft_method *m, int output)
+{
+    if (!m->pb_method) return "bytes";
+    return output ? m->pb_method->output->name : m->pb_method->input->name;
+}
+
+void ft_server_list_services(const ftrpc_server *s, int json, ft_strbuf *o)
+{
+    /* methods are grouped by service in the order their services were first registered */
+    if (json) ft_strbuf_appends(o, "{\"services\":[");
+    int nservices = 0;
+    for (size_t i = 0; i < s->nmethods; i++) {
+        const ft_method *first = s->methods[i];
+        int seen = 0;
+        for (size_t k = 0; k < i && !seen; k++)
+            seen = strcmp(s->methods[k]->service, first->service) == 0;
+        if (seen) continue;
+        if (json) {
+            ft_strbuf_appends(o, nservices ? ",{\"name\":" : "{\"name\":");
+            ft_strbuf_append_json(o, first->service);
+            ft_strbuf_appends(o, ",\"methods\":[");
+        } else {
+            ft_strbuf_appendf(o, "%s%s\n", nservices ? "\n" : "", first->service);
+        }
+        nservices++;
+        int nmethods = 0;
+        for (size_t k = i; k < s->nmethods; k++) {
+            const ft_method *m = s->methods[k];
+            if (strcmp(m->service, first->service) != 0) continue;
+            if (json) {
+                ft_strbuf_appends(o, nmethods ? ",{\"name\":" : "{\"name\":");
+                ft_strbuf_append_json(o, m->method);
+                ft_strbuf_appends(o, ",\"input\":");
+                ft_strbuf_append_json(o, message_type(m, 0));
+                ft_strbuf_appends(o, ",\"output\":");
+                ft_strbuf_append_json(o, message_type(m, 1));
+                ft_strbuf_appends(o, "}");
+            } else {
+                ft_strbuf_appendf(o, "  %s(%s) returns (%s)\n", m->method, message_type(m, 0),
+                                  message_type(m, 1));
+            }
+            nmethods++;
+        }
+        if (json) ft_strbuf_appends(o, "]}");
+    }
+    if (json) ft_strbuf_appends(o, "]}");
+}
+
 int ft_builtin_page_known(const char *path)
 {
-    static const char *const PAGES[] = {"/health",    "/status", "/vars", "/metrics",
-                                        "/endpoints", "/rpcz",   "/",     "/console"};
+    static const char *const PAGES[] = {"/health", "/status",    "/vars", "/metrics", "/endpoints",
+                                        "/rpcz",   "/protobufs", "/",     "/console"};
     for (size_t i = 0; i < sizeof PAGES / sizeof PAGES[0]; i++)
         if (strcmp(path, PAGES[i]) == 0) return 1;
     return strncmp(path, "/vars/", 6) == 0;
@@ -293,6 +346,10 @@ int ft_builtin_page(ftrpc_server *s, const char *path, const char *query, ft_pag
         int json = want_json(query);
         out->content_type = json ? JSON : TEXT;
         ft_rpcz_render(o, json);
+    } else if (strcmp(path, "/protobufs") == 0) {
+        int json = want_json(query);
+        out->content_type = json ? JSON : TEXT;
+        ft_server_list_services(s, json, o);
     } else if (strcmp(path, "/") == 0 || strcmp(path, "/console") == 0) {
         out->content_type = "text/html; charset=utf-8";
         ft_strbuf_appends(o, FT_CONSOLE_HTML);

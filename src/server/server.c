@@ -168,10 +168,21 @@ int ftrpc_server_add_method_sized(ftrpc_server *s, const char *service, const ch
                                   ftrpc_handler_cb handler, void *arg,
                                   const ftrpc_method_options *mopts_in, size_t mopts_size)
 {
-    if (!s || !service || !method || !handler || !*service || !*method) return FTRPC_EINVAL;
     ftrpc_method_options mo;
     if (ft_sized_options_read(&mo, sizeof mo, mopts_in, mopts_size) != 0) return FTRPC_EINVAL;
-    const ftrpc_method_options *mopts = &mo;
+    return ft_server_add_method(s, service, method, handler, arg, &mo, NULL);
+}
+
+int ft_server_has_method(const ftrpc_server *s, const char *service, const char *method)
+{
+    return find_method(s, service, method) != NULL;
+}
+
+int ft_server_add_method(ftrpc_server *s, const char *service, const char *method,
+                         ftrpc_handler_cb handler, void *arg, const ftrpc_method_options *mopts,
+                         const ProtobufCMethodDescriptor *pb_method)
+{
+    if (!s || !service || !method || !handler || !*service || !*method) return FTRPC_EINVAL;
     if (mopts->max_concurrency < 0 ||
         (mopts->run_mode != FTRPC_RUN_IN_IO_THREAD && mopts->run_mode != FTRPC_RUN_IN_WORKER))
         return FTRPC_EINVAL;
@@ -202,6 +213,7 @@ int ftrpc_server_add_method_sized(ftrpc_server *s, const char *service, const ch
     m->handler = handler;
     m->arg = arg;
     m->opts = *mopts;
+    m->pb_method = pb_method;
     s->methods[s->nmethods++] = m;
     return rebuild_table(s);
 }
@@ -580,6 +592,7 @@ void ftrpc_server_free(ftrpc_server *s)
     }
     free(s->methods);
     free(s->table);
+    ft_typed_services_free(s);
     free(s->loop_sessions);
     for (int i = 0; i < s->rt->nloops; i++) {
         while (s->per_loop[i].free_calls) {
@@ -975,6 +988,28 @@ static void handle_cancel(ft_session *sess, ft_rpc_frame *f)
     write_error(sess->conn, f->correlation_id, 0, NULL); /* a plain success */
 }
 
+/* ftrpc.Control/ListServices: the listing of /protobufs, over baidu_std (for `ftrpc list`, which
+ * then needs nothing but a client: its TLS and credential flags apply). */
+static void handle_list(ft_session *sess, ft_rpc_frame *f)
+{
+    char want[8] = {0};
+    ft_iobuf_copy_at(&f->payload, 0, want, sizeof want - 1);
+    ft_strbuf text;
+    ft_strbuf_init(&text, (size_t)16 << 20);
+    ft_server_list_services(sess->server, strcmp(want, "json") == 0, &text);
+    ft_iobuf payload, frame;
+    ft_iobuf_init(&payload);
+    ft_iobuf_init(&frame);
+    if (ft_iobuf_append(&payload, ft_strbuf_cstr(&text), text.len) == 0 &&
+        ft_baidu_std_pack_response(&frame, f->correlation_id, 0, NULL, &payload, NULL) == 0)
+        reply_queued(sess->conn, ft_conn_write(sess->conn, &frame));
+    else
+        write_error(sess->conn, f->correlation_id, FTRPC_EINTERNAL, "server out of memory");
+    ft_iobuf_fini(&frame);
+    ft_iobuf_fini(&payload);
+    ft_strbuf_fini(&text);
+}
+
 /* Admits one request (method table, stopping, limits) and hands it to its handler, the same way
  * for baidu_std and HTTP. 0: the call is the handler's and its reply comes through send_reply.
  * Otherwise the request was refused: a negative code, its text in text[len]. */
@@ -1078,10 +1113,15 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
         sess->authenticated = 1;
     }
     /* the first letter spares nearly every request a strcmp call */
-    if (f->service[0] == FT_CONTROL_SERVICE[0] && !strcmp(f->service, FT_CONTROL_SERVICE) &&
-        !strcmp(f->method, FT_CONTROL_CANCEL)) {
-        handle_cancel(sess, f);
-        return;
+    if (f->service[0] == FT_CONTROL_SERVICE[0] && !strcmp(f->service, FT_CONTROL_SERVICE)) {
+        if (!strcmp(f->method, FT_CONTROL_CANCEL)) {
+            handle_cancel(sess, f);
+            return;
+        }
+        if (!strcmp(f->method, FT_CONTROL_LIST)) {
+            handle_list(sess, f);
+            return;
+        }
     }
     char text[512];
     int rc = start_call(sess, f->service, f->method, f->timeout_ms, &f->payload, &f->attachment,

@@ -2,6 +2,7 @@
 #ifndef FT_SERVER_INTERNAL_H
 #define FT_SERVER_INTERNAL_H
 
+#include <protobuf-c/protobuf-c.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -74,6 +75,9 @@ typedef struct ft_method {
     ftrpc_handler_cb handler;
     void *arg;
     ftrpc_method_options opts;
+    /* A typed method's descriptor (ftrpc_server_add_service): its input and output message types.
+     * NULL for a method registered with bytes (ftrpc_server_add_method). Read-only once set. */
+    const ProtobufCMethodDescriptor *pb_method;
     /* Calls of this method in flight. With a max_concurrency the limit needs one shared count
      * (`concurrency`); without one each loop counts its own (`loop_concurrency`, a padded cell per
      * loop, a load and a store): ft_method_concurrency sums both. */
@@ -155,6 +159,7 @@ struct ftrpc_server {
     /* its recent calls for /rpcz: made once the port is known (a server with methods), so read
      * with acquire by calls that may have started first; NULL: none */
     _Atomic(ft_rpcz_ring *) rpcz;
+    struct ft_typed_service *typed; /* typed_server.c: the services' method entries, a list */
 };
 
 struct ftrpc_server_call {
@@ -213,6 +218,19 @@ void ft_server_count_auth_failure(ft_session *sess);
  * a slow HTTP header to ft_http_session_on_timeout. */
 void ft_server_read_timer_fired(ft_timer *t);
 
+/* Registers a method as ftrpc_server_add_method does, with pb_method its descriptor (NULL for a
+ * method of bytes). mopts already read at its full size. */
+int ft_server_add_method(ftrpc_server *s, const char *service, const char *method,
+                         ftrpc_handler_cb handler, void *arg, const ftrpc_method_options *mopts,
+                         const ProtobufCMethodDescriptor *pb_method);
+/* 1 when service/method is registered. */
+int ft_server_has_method(const ftrpc_server *s, const char *service, const char *method);
+
+/* ---- typed_server.c ---- */
+
+/* Frees what ftrpc_server_add_service kept (ftrpc_server_free, after the last call). */
+void ft_typed_services_free(ftrpc_server *s);
+
 /* ---- http_session.c ---- */
 
 /* Reads HTTP requests from the session's connection (on_read of an HTTP session). */
@@ -234,6 +252,10 @@ typedef struct ft_page {
     const char *content_type;
     ft_strbuf body;
 } ft_page;
+/* /protobufs, and ftrpc.Control/ListServices (server.c): lists the services, their methods and
+ * message types (bytes methods say "bytes"): text, or JSON
+ * {"services":[{"name":..,"methods":[{"name":..,"input":..,"output":..}]}]}. */
+void ft_server_list_services(const ftrpc_server *s, int json, ft_strbuf *out);
 /* 1 when path names a builtin page. */
 int ft_builtin_page_known(const char *path);
 /* Renders the builtin page for path (GET or HEAD). 1 when path is a builtin page, 0 when not. */

@@ -1,10 +1,12 @@
 #!/bin/sh
 # Installs a build of ftrpc into a temporary prefix, then builds against that prefix alone, as a
-# user would, the ftrpc command (src/cli) and examples/echo.c: once with CMake's
-# find_package(ftrpc) (the project beside this script: the command on ftrpc::ftrpc_static, the
-# example on ftrpc::ftrpc_shared) and once with `pkg-config --cflags --libs ftrpc` (both on
-# libftrpc.so). Then runs what it built: the examples, and the commands against an echo-server of
-# their own.
+# user would, the ftrpc command (src/cli), examples/echo.c and the typed greeter
+# (examples/greeter: a .proto, a server, a client): once with CMake's find_package(ftrpc) (the
+# project beside this script: the command and the greeter's server on ftrpc::ftrpc_static, the
+# examples' clients on ftrpc::ftrpc_shared, the .proto through the installed
+# ftrpc_protobuf_generate) and once with `pkg-config --cflags --libs ftrpc` (all on libftrpc.so,
+# the .proto through protoc-c by hand). Then runs what it built: the examples, the commands against
+# an echo-server of their own, and each greeter client against the other build's server.
 #
 # Not `pkg-config --static`: it adds the Libs.private of every dependency too, and Debian's
 # libcurl names there libraries whose development packages are not installed (-lnghttp2,
@@ -38,6 +40,18 @@ logged() {
     fi
 }
 
+# The address a server started with its output in BASE.out and BASE.err prints ("listening on
+# ADDR"), waited for (bounded); NAME names it in the failure
+listening_addr() {
+    tries=0
+    until grep -q '^listening on ' "$1.out"; do
+        tries=$((tries + 1))
+        test $tries -lt 100 || fail "$2 did not start: $(cat "$1.err")"
+        sleep 0.1
+    done
+    sed -n 's/^listening on //p' "$1.out"
+}
+
 rm -rf "$work"
 mkdir -p "$work"
 prefix=$work/prefix
@@ -48,7 +62,7 @@ for h in "$src"/include/ftrpc/*.h; do
     test -f "$prefix/include/ftrpc/${h##*/}" || fail "include/ftrpc/${h##*/} was not installed"
 done
 for f in libftrpc.a libftrpc.so ftrpc.pc ftrpcConfig.cmake ftrpcConfigVersion.cmake \
-    ftrpcTargets.cmake; do
+    ftrpcTargets.cmake ftrpcProtobuf.cmake; do
     test -n "$(find "$prefix" -name "$f")" || fail "$f was not installed"
 done
 libdir=$(dirname "$(find "$prefix" -name libftrpc.a)")
@@ -73,7 +87,17 @@ logged "$work/pc-ftrpc.log" "$cc" -std=c11 -D_GNU_SOURCE $checks $cflags "$src"/
 # shellcheck disable=SC2086
 logged "$work/pc-echo.log" "$cc" -std=c11 $checks $cflags "$src/examples/echo.c" \
     -o "$work/pc/echo" $libs -Wl,-rpath,"$libdir"
-for program in pc/ftrpc pc/echo cmake/echo; do
+# the greeter: protoc-c by hand, the generated code compiled with the programs
+logged "$work/pc-protoc-c.log" protoc-c --c_out="$work/pc" -I"$src/examples/greeter" \
+    "$src/examples/greeter/greeter.proto"
+for name in greeter_server greeter_client; do
+    # shellcheck disable=SC2086
+    logged "$work/pc-$name.log" "$cc" -std=c11 -D_GNU_SOURCE $checks $cflags -I"$work/pc" \
+        "$src/examples/greeter/$name.c" "$work/pc/greeter.pb-c.c" -o "$work/pc/$name" $libs \
+        $("$pkg_config" --libs libprotobuf-c) -Wl,-rpath,"$libdir" -pthread
+done
+for program in pc/ftrpc pc/echo cmake/echo pc/greeter_server pc/greeter_client \
+    cmake/greeter_client; do
     ldd "$work/$program" | grep -q "$libdir/libftrpc.so" ||
         fail "$program does not load the installed libftrpc.so: $(ldd "$work/$program")"
 done
@@ -88,13 +112,7 @@ done
 "$work/pc/ftrpc" echo-server --listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.err" &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
-tries=0
-until grep -q '^listening on ' "$work/server.out"; do
-    tries=$((tries + 1))
-    test $tries -lt 100 || fail "the echo-server did not start: $(cat "$work/server.err")"
-    sleep 0.1
-done
-addr=$(sed -n 's/^listening on //p' "$work/server.out")
+addr=$(listening_addr "$work/server" "the echo-server")
 out=$("$work/cmake/ftrpc" call "$addr" example.EchoService/Echo --data installed) ||
     fail "ftrpc call failed"
 test "$out" = installed || fail "ftrpc call printed '$out', not 'installed'"
@@ -106,4 +124,21 @@ grep -q ': 200 ok, 0 errors' "$work/bench.out" || { cat "$work/bench.out"; fail 
 kill "$server"
 wait "$server" || true
 trap - EXIT
+
+step "the greeter: each build's client against the other build's server"
+for pair in cmake:pc pc:cmake; do
+    sdir=${pair%%:*} cdir=${pair#*:}
+    "$work/$sdir/greeter_server" >"$work/greeter.out" 2>"$work/greeter.err" &
+    server=$!
+    trap 'kill $server 2>/dev/null || true' EXIT
+    addr=$(listening_addr "$work/greeter" "$sdir/greeter_server")
+    out=$("$work/$cdir/greeter_client" "list://$addr" installed) || fail "$cdir/greeter_client failed"
+    test "$out" = "Hello, installed" || fail "$cdir/greeter_client printed '$out'"
+    out=$("$work/$cdir/ftrpc" list "$addr") || fail "ftrpc list failed"
+    echo "$out" | grep -q 'SayHello(helloworld.HelloRequest) returns (helloworld.HelloReply)' ||
+        fail "ftrpc list printed '$out'"
+    kill "$server"
+    wait "$server" || true
+    trap - EXIT
+done
 step "ok"

@@ -152,8 +152,17 @@ static pid_t spawn(const char *path, char *const *argv, int out_fd, int err_fd)
 
 /* Starts `ftrpc PRE... ARGS...` (both NULL-terminated, may be NULL) as a tracked child: stdout on
  * s->out_fd, stderr into FTRPC_SCRATCH/NAME-PID-N.stderr. 0 or -1. */
+static int start_program(h_server *s, const char *path, const char *name, const char *const *pre,
+                         const char *const *args);
 static int start_child(h_server *s, const char *name, const char *const *pre,
                        const char *const *args)
+{
+    return start_program(s, cli_path(), name, pre, args);
+}
+
+/* start_child of another program than the CLI (path). */
+static int start_program(h_server *s, const char *path, const char *name, const char *const *pre,
+                         const char *const *args)
 {
     static atomic_int seq;
     memset(s, 0, sizeof *s);
@@ -169,13 +178,13 @@ static int start_child(h_server *s, const char *name, const char *const *pre,
     }
     char *argv[64];
     int n = 0;
-    argv[n++] = (char *)cli_path();
+    argv[n++] = (char *)path;
     for (int i = 0; pre && pre[i] && n < 63; i++)
         argv[n++] = (char *)pre[i];
     for (int i = 0; args && args[i] && n < 63; i++)
         argv[n++] = (char *)args[i];
     argv[n] = NULL;
-    pid_t pid = spawn(cli_path(), argv, p[1], err_fd);
+    pid_t pid = spawn(path, argv, p[1], err_fd);
     close(p[1]);
     close(err_fd);
     if (pid < 0) {
@@ -191,6 +200,22 @@ static int start_child(h_server *s, const char *name, const char *const *pre,
 int h_child_start(h_server *s, const char *const *args)
 {
     return start_child(s, "child", NULL, args);
+}
+
+int h_program_start(h_server *s, const char *path, const char *const *args)
+{
+    const char *base = strrchr(path, '/');
+    if (start_program(s, path, base ? base + 1 : path, NULL, args) != 0) return -1;
+    char out[256];
+    size_t len = 0;
+    const char *line;
+    if (!h_child_wait_output(s, out, sizeof out, &len, "\n", 5000) ||
+        !(line = strstr(out, "listening on ")) || !strrchr(line, ':')) {
+        h_server_kill(s);
+        return -1;
+    }
+    s->port = atoi(strrchr(line, ':') + 1);
+    return s->port > 0 ? 0 : -1;
 }
 
 int h_child_wait_output(h_server *s, char *buf, size_t cap, size_t *len, const char *needle,

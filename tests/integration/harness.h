@@ -118,6 +118,10 @@ int h_cli_run(const char *const *args, int timeout_ms, char **out, char **err);
  * and its stderr captured like a server's; does not wait for anything (port stays 0). Stop it
  * with h_server_stop/h_server_kill. 0 on success. */
 int h_child_start(h_server *s, const char *const *args);
+/* Starts another program than the CLI (path, e.g. a built example) with args, tracked as a server,
+ * and waits (bounded) for its first line, "listening on HOST:PORT", whose port goes to s->port.
+ * 0 on success. */
+int h_program_start(h_server *s, const char *path, const char *const *args);
 /* Reads the child's stdout, appending to buf (NUL-terminated, *len bytes so far, cap bytes in
  * all), until buf holds needle or timeout_ms passes. 1 found, 0 timed out or EOF. */
 int h_child_wait_output(h_server *s, char *buf, size_t cap, size_t *len, const char *needle,

@@ -1,0 +1,33 @@
+/* Messages to and from buffers (pb_codec.h).
+ *
+ * Packing writes straight into a buffer block (one get_packed_size pass, one pack pass, no copy);
+ * unpacking reads the payload in place when it is one slice, which is how a frame cut from a read
+ * buffer usually arrives.
+ */
+#include "base/pb_codec.h"
+
+#include "ftrpc/common.h"
+
+int ft_pb_pack(const ProtobufCMessage *msg, ft_iobuf *out)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    if (n == 0) return 0;
+    if (n > UINT32_MAX) return FTRPC_ENOMEM;
+    size_t before = ft_iobuf_size(out);
+    char *p;
+    size_t room;
+    if (ft_iobuf_reserve(out, n, &p, &room) != 0) return FTRPC_ENOMEM;
+    size_t packed = protobuf_c_message_pack(msg, (uint8_t *)p);
+    ft_iobuf_commit(out, packed);
+    return packed == n && ft_iobuf_size(out) == before + n ? 0 : FTRPC_ENOMEM;
+}
+
+ProtobufCMessage *ft_pb_unpack(const ProtobufCMessageDescriptor *desc, ft_iobuf *in,
+                               ProtobufCAllocator *alloc)
+{
+    static const uint8_t EMPTY[1];
+    size_t n = ft_iobuf_size(in);
+    const uint8_t *data = n ? ft_iobuf_flatten(in) : EMPTY;
+    if (!data) return NULL;
+    return protobuf_c_message_unpack(desc, alloc, n, data);
+}

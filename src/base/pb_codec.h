@@ -1,0 +1,17 @@
+/* Messages to and from buffers: the two steps the typed server and the typed client share. */
+#ifndef FT_BASE_PB_CODEC_H
+#define FT_BASE_PB_CODEC_H
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "base/arena.h"
+#include "base/iobuf.h"
+
+/* Appends msg, packed, to out. 0 or FTRPC_ENOMEM. */
+int ft_pb_pack(const ProtobufCMessage *msg, ft_iobuf *out);
+/* Unpacks in (made contiguous first, when it is not) as a desc message, allocated from alloc
+ * (NULL: protobuf-c's default allocator). NULL when the bytes do not parse as one. */
+ProtobufCMessage *ft_pb_unpack(const ProtobufCMessageDescriptor *desc, ft_iobuf *in,
+                               ProtobufCAllocator *alloc);
+
+#endif

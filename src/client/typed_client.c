@@ -1,0 +1,263 @@
+/* Typed clients (ftrpc_typed_client_new, ftrpc/typed.h): a ProtobufCService whose invoke packs
+ * the stub's input and makes an ftrpc_call_async of "package.Service/Method", so that protoc-c's
+ * generated stubs call through every fault-tolerance feature of the client (the call engine sees
+ * bytes, as for any other call); the completion unpacks the response into an arena of the call's
+ * and hands it to the stub's closure.
+ *
+ * The closure's signature is protoc-c's, (message, closure_data), with closure_data the caller's:
+ * the call's outcome reaches it through thread-locals set around the closure (ftrpc_typed_result,
+ * ftrpc_typed_take_arena), valid on that thread until it returns. Built on the public call API
+ * alone: a typed call is exactly a call of bytes, plus a pack and an unpack.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/arena.h"
+#include "base/pb_codec.h"
+#include "base/sized_options.h"
+#include "ftrpc/typed.h"
+
+typedef struct typed_client {
+    ProtobufCService base; /* first: the stubs see this */
+    ftrpc_client *client;
+    ftrpc_call_options opts; /* every stub call's */
+} typed_client;
+
+/* One call in flight: what its completion needs, and the arena its response is unpacked into,
+ * whose first block holds this struct (ft_arena_new_with_head: one malloc per call). */
+typedef struct typed_pending {
+    ft_arena arena;
+    const ProtobufCMethodDescriptor *md;
+    ProtobufCClosure closure;
+    void *closure_data;
+} typed_pending;
+
+/* Set while a closure runs, on its thread. */
+static _Thread_local const ftrpc_result *tl_result;
+static _Thread_local ft_arena *tl_arena;
+static _Thread_local int tl_taken; /* the closure took tl_arena */
+
+/* Runs the closure; 1 when it took the arena. Then the arena, and the call's state in its first
+ * block, are the taker's, who may free them on another thread as soon as the closure has
+ * signalled it: the caller must not touch them any more, and learns it here, from a thread-local
+ * rather than from the call's memory. */
+static int run_closure(ProtobufCClosure closure, const ProtobufCMessage *msg, void *closure_data,
+                       const ftrpc_result *result, ft_arena *arena)
+{
+    /* a closure may start a call that fails at once, whose closure runs inside this one */
+    const ftrpc_result *saved_result = tl_result;
+    ft_arena *saved_arena = tl_arena;
+    int saved_taken = tl_taken;
+    tl_result = result;
+    tl_arena = arena;
+    tl_taken = 0;
+    closure(msg, closure_data);
+    int taken = tl_taken;
+    tl_result = saved_result;
+    tl_arena = saved_arena;
+    tl_taken = saved_taken;
+    return taken;
+}
+
+const ftrpc_result *ftrpc_typed_result(void)
+{
+    return tl_result;
+}
+
+ftrpc_arena *ftrpc_typed_take_arena(void)
+{
+    if (!tl_arena || !tl_arena->blocks) return NULL;
+    ftrpc_arena *a = malloc(sizeof *a);
+    if (!a) return NULL;
+    ft_arena_move(a, tl_arena);
+    tl_taken = 1;
+    return a;
+}
+
+/* The method named `method` (by name) or numbered `index` (name NULL) of the service, when input
+ * is of its input type. */
+static const ProtobufCMethodDescriptor *find_method(const ProtobufCServiceDescriptor *d,
+                                                    const char *method, unsigned index,
+                                                    const ProtobufCMessage *input)
+{
+    const ProtobufCMethodDescriptor *md =
+        method ? protobuf_c_service_descriptor_get_method_by_name(d, method)
+               : (index < d->n_methods ? &d->methods[index] : NULL);
+    if (!md || !input || input->descriptor != md->input) return NULL;
+    return md;
+}
+
+enum { RESPONSE_ARENA_ROOM = 512 }; /* most small responses need no other malloc */
+
+static void on_complete(ftrpc_result *r, void *arg)
+{
+    typed_pending *p = arg;
+    ProtobufCMessage *msg = NULL;
+    if (r->kind == FTRPC_RESULT_OK) {
+        msg = ft_pb_unpack(p->md->output, r->response, &p->arena.allocator);
+        if (!msg) {
+            r->kind = FTRPC_RESULT_RPC_ERROR;
+            r->code = FTRPC_ERESPONSE;
+            snprintf(r->error_text, sizeof r->error_text, "the response does not parse as %s",
+                     p->md->output->name);
+        }
+    }
+    /* frees p, unless the closure took the arena (and p with it) */
+    if (!run_closure(p->closure, msg, p->closure_data, r, msg ? &p->arena : NULL))
+        ft_arena_fini(&p->arena);
+}
+
+static int start_call(typed_client *tc, const ProtobufCMethodDescriptor *md,
+                      const ProtobufCMessage *input, const ftrpc_call_options *opts,
+                      size_t opts_size, ProtobufCClosure closure, void *closure_data,
+                      ftrpc_call_id *id)
+{
+    if (!closure) return FTRPC_EINVAL;
+    typed_pending *p =
+        ft_arena_new_with_head(sizeof *p, RESPONSE_ARENA_ROOM, offsetof(typed_pending, arena));
+    if (!p) return FTRPC_ENOMEM;
+    p->md = md;
+    p->closure = closure;
+    p->closure_data = closure_data;
+    ft_iobuf req;
+    ft_iobuf_init(&req);
+    int rc = ft_pb_pack(input, &req);
+    if (rc == 0) {
+        if (!opts) {
+            opts = &tc->opts;
+            opts_size = sizeof tc->opts;
+        }
+        rc = ftrpc_call_async_sized(tc->client, tc->base.descriptor->name, md->name, &req, NULL,
+                                    opts, opts_size, on_complete, p, id);
+    }
+    ft_iobuf_fini(&req);
+    if (rc != 0) ft_arena_fini(&p->arena);
+    return rc;
+}
+
+/* The stubs' entry (ProtobufCService.invoke): the closure runs exactly once, here at once when the
+ * call cannot start. */
+static void typed_invoke(ProtobufCService *service, unsigned index, const ProtobufCMessage *input,
+                         ProtobufCClosure closure, void *closure_data)
+{
+    typed_client *tc = (typed_client *)service;
+    const ProtobufCMethodDescriptor *md = find_method(service->descriptor, NULL, index, input);
+    int rc = md ? start_call(tc, md, input, NULL, 0, closure, closure_data, NULL) : FTRPC_EINVAL;
+    if (rc == 0 || !closure) return;
+    ftrpc_result r;
+    memset(&r, 0, sizeof r);
+    r.kind = FTRPC_RESULT_RPC_ERROR;
+    r.code = rc;
+    r.cluster = -1;
+    snprintf(r.error_text, sizeof r.error_text, "%s",
+             md ? ftrpc_strerror(rc) : "no such method, or an input of another type");
+    (void)run_closure(closure, NULL, closure_data, &r, NULL);
+}
+
+static void typed_destroy(ProtobufCService *service)
+{
+    free(service);
+}
+
+int ftrpc_typed_client_new_sized(ftrpc_client *client, const ProtobufCServiceDescriptor *d,
+                                 const ftrpc_call_options *opts, size_t opts_size,
+                                 ProtobufCService **out)
+{
+    if (!client || !d || !out || d->magic != PROTOBUF_C__SERVICE_DESCRIPTOR_MAGIC || !d->name ||
+        !*d->name)
+        return FTRPC_EINVAL;
+    typed_client *tc = calloc(1, sizeof *tc);
+    if (!tc) return FTRPC_ENOMEM;
+    if (ft_sized_options_read(&tc->opts, sizeof tc->opts, opts, opts_size) != 0) {
+        free(tc);
+        return FTRPC_EINVAL;
+    }
+    tc->base.descriptor = d;
+    tc->base.invoke = typed_invoke;
+    tc->base.destroy = typed_destroy;
+    tc->client = client;
+    *out = &tc->base;
+    return 0;
+}
+
+void ftrpc_typed_client_free(ProtobufCService *service)
+{
+    if (service) typed_destroy(service);
+}
+
+static typed_client *as_typed_client(ProtobufCService *service)
+{
+    return service && service->invoke == typed_invoke ? (typed_client *)service : NULL;
+}
+
+int ftrpc_typed_call_async_sized(ProtobufCService *service, const char *method,
+                                 const ProtobufCMessage *input, const ftrpc_call_options *opts,
+                                 size_t opts_size, ProtobufCClosure closure, void *closure_data,
+                                 ftrpc_call_id *id)
+{
+    typed_client *tc = as_typed_client(service);
+    const ProtobufCMethodDescriptor *md =
+        tc && method ? find_method(service->descriptor, method, 0, input) : NULL;
+    if (!md) return FTRPC_EINVAL;
+    return start_call(tc, md, input, opts, opts_size, closure, closure_data, id);
+}
+
+int ftrpc_typed_call_sized(ProtobufCService *service, const char *method,
+                           const ProtobufCMessage *input, const ftrpc_call_options *opts,
+                           size_t opts_size, ftrpc_arena *arena, ProtobufCMessage **output,
+                           ftrpc_result *result, size_t result_size)
+{
+    typed_client *tc = as_typed_client(service);
+    const ProtobufCMethodDescriptor *md =
+        tc && method ? find_method(service->descriptor, method, 0, input) : NULL;
+    ftrpc_result r;
+    int rc;
+    if (!md || !output) {
+        memset(&r, 0, sizeof r);
+        r.kind = FTRPC_RESULT_RPC_ERROR;
+        r.code = rc = FTRPC_EINVAL;
+        r.cluster = -1;
+        snprintf(r.error_text, sizeof r.error_text, "no such method, or an input of another type");
+    } else {
+        ft_iobuf req;
+        ft_iobuf_init(&req);
+        rc = ft_pb_pack(input, &req);
+        if (!opts) {
+            opts = &tc->opts;
+            opts_size = sizeof tc->opts;
+        }
+        if (rc == 0)
+            rc = ftrpc_call_sized(tc->client, service->descriptor->name, md->name, &req, NULL, opts,
+                                  opts_size, &r, sizeof r);
+        else {
+            memset(&r, 0, sizeof r);
+            r.kind = FTRPC_RESULT_RPC_ERROR;
+            r.code = rc;
+            r.cluster = -1;
+            snprintf(r.error_text, sizeof r.error_text, "%s", ftrpc_strerror(rc));
+        }
+        ft_iobuf_fini(&req);
+    }
+    if (rc == 0) {
+        ProtobufCMessage *msg =
+            ft_pb_unpack(md->output, r.response, arena ? &arena->allocator : NULL);
+        if (msg) {
+            *output = msg;
+        } else {
+            r.kind = FTRPC_RESULT_RPC_ERROR;
+            r.code = rc = FTRPC_ERESPONSE;
+            snprintf(r.error_text, sizeof r.error_text, "the response does not parse as %s",
+                     md->output->name);
+        }
+    }
+    ftrpc_buf_free(r.response);
+    r.response = NULL;
+    if (result && result_size >= offsetof(ftrpc_result, attempts)) {
+        ft_sized_result_write(result, result_size, &r, sizeof r);
+    } else {
+        ftrpc_result_fini(&r);
+    }
+    return rc;
+}

@@ -1,0 +1,183 @@
+/* Typed services on the server (ftrpc_server_add_service, ftrpc/typed.h): each method of a
+ * protoc-c ProtobufCService becomes a method of bytes whose handler unpacks the request, calls the
+ * implementation through the service's invoke, and packs what the implementation's closure
+ * receives.
+ *
+ * A call's typed state (typed_call) holds its arena inline, and lives from the handler to the
+ * closure: the closure may run on any thread, at once or later, and frees it after the reply is
+ * packed. Nothing here is shared between calls but the read-only method entries, so no lock.
+ * Not done here: reply attachments (the implementation reads the request's through
+ * ftrpc_typed_server_call), streaming.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/arena.h"
+#include "base/log.h"
+#include "base/pb_codec.h"
+#include "base/sized_options.h"
+#include "ftrpc/typed.h"
+#include "server/server_internal.h"
+
+struct ft_typed_method {
+    struct ft_typed_service *service;
+    unsigned index; /* in the descriptor's methods */
+};
+
+struct ft_typed_service {
+    struct ft_typed_service *next;
+    ProtobufCService *impl;
+    size_t nmethods;
+    struct ft_typed_method methods[];
+};
+
+typedef struct typed_call {
+    ft_arena arena; /* the request, and whatever the implementation allocates there; its first
+                     * block holds this struct (ft_arena_new_with_head) */
+    ftrpc_server_call *call;
+    const ProtobufCMethodDescriptor *md;
+    int fail_code; /* ftrpc_typed_server_fail's, for a closure given NULL */
+    char fail_text[256];
+} typed_call;
+
+/* Room in the call's own allocation for the request and what the implementation allocates:
+ * most small messages need no other malloc. */
+enum { CALL_ARENA_ROOM = 512 };
+
+/* The typed call lives in its arena's first block: freeing the arena frees it, unless the arena
+ * was taken (then the block goes with the taker's arena). */
+static void typed_call_free(typed_call *tc)
+{
+    ft_arena_fini(&tc->arena);
+}
+
+static void typed_closure(const ProtobufCMessage *msg, void *closure_data)
+{
+    typed_call *tc = closure_data;
+    ftrpc_server_call *call = tc->call;
+    if (!msg) {
+        ftrpc_server_call_fail(call, tc->fail_code ? tc->fail_code : FTRPC_EINTERNAL,
+                               tc->fail_text[0] ? tc->fail_text : NULL);
+        typed_call_free(tc);
+        return;
+    }
+    if (msg->descriptor != tc->md->output) {
+        FT_LOG_RATELIMITED(FTRPC_LOG_ERROR, "%s/%s: the implementation answered a %s, not a %s",
+                           ftrpc_server_call_service(call), tc->md->name,
+                           msg->descriptor ? msg->descriptor->name : "(no type)",
+                           tc->md->output->name);
+        ftrpc_server_call_fail(call, FTRPC_EINTERNAL, "the implementation answered a wrong type");
+        typed_call_free(tc);
+        return;
+    }
+    ft_iobuf reply;
+    ft_iobuf_init(&reply);
+    if (ft_pb_pack(msg, &reply) == 0)
+        ftrpc_server_call_reply(call, &reply, NULL);
+    else
+        ftrpc_server_call_fail(call, FTRPC_EINTERNAL, "server out of memory");
+    ft_iobuf_fini(&reply);
+    typed_call_free(tc);
+}
+
+static void typed_handler(ftrpc_server_call *call, void *arg)
+{
+    const struct ft_typed_method *tm = arg;
+    ProtobufCService *impl = tm->service->impl;
+    const ProtobufCMethodDescriptor *md = &impl->descriptor->methods[tm->index];
+    typed_call *tc =
+        ft_arena_new_with_head(sizeof *tc, CALL_ARENA_ROOM, offsetof(typed_call, arena));
+    if (!tc) {
+        ftrpc_server_call_fail(call, FTRPC_EINTERNAL, "server out of memory");
+        return;
+    }
+    tc->call = call;
+    tc->md = md;
+    tc->fail_code = 0;
+    tc->fail_text[0] = '\0';
+    ProtobufCMessage *req = ft_pb_unpack(md->input, &call->request, &tc->arena.allocator);
+    if (!req) {
+        char text[256];
+        snprintf(text, sizeof text, "the request does not parse as %s", md->input->name);
+        FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "%s/%s from %s: %s", impl->descriptor->name, md->name,
+                           ftrpc_server_call_peer(call), text);
+        typed_call_free(tc);
+        ftrpc_server_call_fail(call, FTRPC_EREQUEST, text);
+        return;
+    }
+    impl->invoke(impl, tm->index, req, typed_closure, tc);
+}
+
+int ftrpc_server_add_service_sized(ftrpc_server *s, ProtobufCService *impl,
+                                   const ftrpc_method_options *mopts, size_t mopts_size)
+{
+    ftrpc_method_options mo;
+    if (!s || !impl || !impl->invoke || !impl->descriptor ||
+        ft_sized_options_read(&mo, sizeof mo, mopts, mopts_size) != 0)
+        return FTRPC_EINVAL;
+    const ProtobufCServiceDescriptor *d = impl->descriptor;
+    if (d->magic != PROTOBUF_C__SERVICE_DESCRIPTOR_MAGIC || !d->name || !*d->name ||
+        d->n_methods == 0) {
+        FT_WARN("ftrpc_server_add_service: not a protoc-c service descriptor with methods");
+        return FTRPC_EINVAL;
+    }
+    if (atomic_load(&s->state) != FT_SERVER_NEW) return FTRPC_ESTOPPED;
+    for (unsigned i = 0; i < d->n_methods; i++)
+        if (ft_server_has_method(s, d->name, d->methods[i].name)) return FTRPC_EEXIST;
+    struct ft_typed_service *ts =
+        calloc(1, sizeof *ts + d->n_methods * sizeof(struct ft_typed_method));
+    if (!ts) return FTRPC_ENOMEM;
+    ts->impl = impl;
+    ts->nmethods = d->n_methods;
+    /* linked first: a failure half-way leaves registered methods that point into it */
+    ts->next = s->typed;
+    s->typed = ts;
+    for (unsigned i = 0; i < d->n_methods; i++) {
+        ts->methods[i] = (struct ft_typed_method){ts, i};
+        int rc = ft_server_add_method(s, d->name, d->methods[i].name, typed_handler,
+                                      &ts->methods[i], &mo, &d->methods[i]);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+void ft_typed_services_free(ftrpc_server *s)
+{
+    while (s->typed) {
+        struct ft_typed_service *next = s->typed->next;
+        free(s->typed);
+        s->typed = next;
+    }
+}
+
+ftrpc_server_call *ftrpc_typed_server_call(void *closure_data)
+{
+    return closure_data ? ((typed_call *)closure_data)->call : NULL;
+}
+
+void ftrpc_typed_server_fail(void *closure_data, int code, const char *text)
+{
+    typed_call *tc = closure_data;
+    if (!tc) return;
+    tc->fail_code = code;
+    snprintf(tc->fail_text, sizeof tc->fail_text, "%s", text ? text : "");
+}
+
+ftrpc_arena *ftrpc_typed_server_arena(void *closure_data)
+{
+    return closure_data ? &((typed_call *)closure_data)->arena : NULL;
+}
+
+ftrpc_arena *ftrpc_typed_server_take_arena(void *closure_data)
+{
+    typed_call *tc = closure_data;
+    /* the taker's arena keeps this struct's block: the closure still reads it, which is why the
+     * taker frees it only once the closure has returned (the implementation calls the closure, so
+     * it knows when) */
+    if (!tc || !tc->arena.blocks) return NULL;
+    ftrpc_arena *a = malloc(sizeof *a);
+    if (a) ft_arena_move(a, &tc->arena);
+    return a;
+}
