@@ -11,5 +11,6 @@
 #include "ftrpc/selective.h"
 #include "ftrpc/naming.h"
 #include "ftrpc/metrics.h"
+#include "ftrpc/json.h"
 
 #endif
