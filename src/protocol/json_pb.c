@@ -228,7 +228,9 @@ static int dec_float(dec *d, json_object *v, bool is_float, double *out)
     } else {
         return fail(w, FTRPC_EINVAL, "expected a number, not %s", type_name(v));
     }
-    if (is_float && isfinite(x) && fabs(x) > FLT_MAX)
+    /* past FLT_MAX by half a unit in the last place it rounds to infinity: refused (and the
+     * conversion of such a double to float would be undefined) */
+    if (is_float && isfinite(x) && fabs(x) >= (double)FLT_MAX + ldexp(1.0, 103))
         return fail(w, FTRPC_EINVAL, "number out of range for a float");
     *out = x;
     return 0;
@@ -535,7 +537,9 @@ int ft_json_to_pb(const ProtobufCMessageDescriptor *desc, const char *json, size
     if (len > FT_JSON_PB_MAX_BYTES)
         return fail(&d.w, FTRPC_EINVAL, "JSON text larger than %zu bytes", FT_JSON_PB_MAX_BYTES);
     const char *why = NULL;
-    json_object *root = ft_json_parse_object(json, len, FT_JSON_PB_DEPTH, &why);
+    /* a message level takes up to two JSON levels (a repeated or map field, then the message):
+     * whatever ft_pb_to_json writes reads back; the message depth is bounded in dec_message */
+    json_object *root = ft_json_parse_object(json, len, 2 * FT_JSON_PB_DEPTH + 1, &why);
     if (!root) return fail(&d.w, FTRPC_EINVAL, "%s", why ? why : "not JSON");
     ProtobufCMessage *msg = NULL;
     dec_message(&d, desc, root, &msg);

@@ -623,6 +623,13 @@ const ProtobufCMessageDescriptor *ft_descset_message(const ft_descset *set, cons
     return t && t->kind == KIND_MESSAGE ? t->desc : NULL;
 }
 
+const ProtobufCMessageDescriptor *ft_descset_message_at(const ft_descset *set, size_t i)
+{
+    for (size_t k = 0; set && k < set->ntypes; k++)
+        if (set->types[k].kind == KIND_MESSAGE && i-- == 0) return set->types[k].desc;
+    return NULL;
+}
+
 const ProtobufCMethodDescriptor *ft_descset_method(const ft_descset *set, const char *service,
                                                    const char *method)
 {

@@ -35,6 +35,8 @@ int ft_descset_new(const void *data, size_t len, ft_descset **out, char *err, si
 void ft_descset_free(ft_descset *set);
 /* The message type of that full name ("package.Outer.Inner", no leading dot), or NULL. */
 const ProtobufCMessageDescriptor *ft_descset_message(const ft_descset *set, const char *name);
+/* The i-th message type of the set (in name order), or NULL past the last: to walk them all. */
+const ProtobufCMessageDescriptor *ft_descset_message_at(const ft_descset *set, size_t i);
 /* The method of a service ("package.Service", "Method"), or NULL. */
 const ProtobufCMethodDescriptor *ft_descset_method(const ft_descset *set, const char *service,
                                                    const char *method);

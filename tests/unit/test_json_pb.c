@@ -178,6 +178,8 @@ static void input_variants_of_canonical_json_are_read(void **state)
         /* floats' special values, and the shortest text that reads back */
         {"{\"fl\":\"NaN\",\"db\":\"-Infinity\"}", "{\"fl\":\"NaN\",\"db\":\"-Infinity\"}"},
         {"{\"fl\":0.1,\"db\":\"1e300\"}", "{\"fl\":0.1,\"db\":1e+300}"},
+        /* FLT_MAX as written reads back (it rounds down to FLT_MAX) */
+        {"{\"fl\":3.40282347e+38}", "{\"fl\":3.40282347e+38}"},
         /* a oneof string member at its default is still written */
         {"{\"choiceText\":\"\"}", "{\"choiceText\":\"\"}"},
         {"  {}  ", "{}"},
@@ -250,12 +252,12 @@ static void nesting_is_bounded_both_ways(void **state)
 {
     (void)state;
     /* JSON nested past the limit */
-    char json[2048];
+    char json[4096];
     size_t n = 0;
-    for (int i = 0; i < 100; i++)
+    for (int i = 0; i < 200; i++)
         n += (size_t)snprintf(json + n, sizeof json - n, "{\"child\":");
     json[n++] = '1';
-    for (int i = 0; i < 100; i++)
+    for (int i = 0; i < 200; i++)
         json[n++] = '}';
     ProtobufCMessage *m = NULL;
     char err[256] = "";
@@ -263,6 +265,18 @@ static void nesting_is_bounded_both_ways(void **state)
         ft_json_to_pb(&ftrpc__test__all__descriptor, json, n, NULL, &m, err, sizeof err),
         FTRPC_EINVAL);
     assert_non_null(strstr(err, "nested too deep"));
+    /* 100 messages deep in JSON nests fewer JSON levels than json-c allows: the message depth
+     * check refuses it, naming where */
+    n = 0;
+    for (int i = 0; i < 100; i++)
+        n += (size_t)snprintf(json + n, sizeof json - n, "{\"child\":");
+    json[n++] = '1';
+    for (int i = 0; i < 100; i++)
+        json[n++] = '}';
+    assert_int_equal(
+        ft_json_to_pb(&ftrpc__test__all__descriptor, json, n, NULL, &m, err, sizeof err),
+        FTRPC_EINVAL);
+    assert_non_null(strstr(err, "messages nested deeper than 64"));
     /* wire bytes nested past the limit: field 28 (child) inside itself */
     uint8_t wire[1024];
     size_t len = 0;
