@@ -119,6 +119,25 @@ static void cli_compiles_a_proto_with_protoc(void **state)
     assert_int_equal(h_cli_run(bench, 20000, &out, NULL), 0);
     assert_non_null(strstr(out, "20 ok, 0 errors"));
     free(out);
+    /* a .proto protoc refuses: its message, then ours, exit 2; --payload with --data-json too */
+    char bad[600], *err = NULL;
+    snprintf(bad, sizeof bad, "%s/json-bad-%d.proto", getenv("FTRPC_SCRATCH"), (int)getpid());
+    FILE *f = fopen(bad, "w");
+    assert_non_null(f);
+    fputs("syntax = \"proto3\";\nmessage {\n", f);
+    fclose(f);
+    const char *broken[] = {"call", url, "example.EchoService/Echo", "--proto", bad, NULL};
+    assert_int_equal(h_cli_run(broken, 20000, NULL, &err), 2);
+    assert_non_null(strstr(err, "--proto: protoc could not compile"));
+    free(err);
+    unlink(bad);
+    const char *both[] = {"bench",   url,         "example.EchoService/Echo",
+                          "--proto", proto,       "--data-json",
+                          "{}",      "--payload", "8",
+                          NULL};
+    assert_int_equal(h_cli_run(both, 20000, NULL, &err), 2);
+    assert_non_null(strstr(err, "--payload and --data-json"));
+    free(err);
     h_server_stop(&srv, 10000);
 }
 

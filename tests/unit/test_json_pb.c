@@ -149,6 +149,14 @@ static void runtime_descriptors_pack_what_generated_ones_pack(void **state)
     assert_memory_equal(a, b, na);
     /* present proto2 fields are written even at zero */
     expect_json(ft_descset_message(set, "ftrpc.test2.Legacy"), a, na, legacy);
+    /* proto3 optional: present at zero is written, absent is not */
+    const ProtobufCMessageDescriptor *pres = ft_descset_message(set, "ftrpc.test3.Presence");
+    assert_non_null(pres);
+    na = to_bytes(pres, "{\"maybe\":0,\"label\":\"\",\"plain\":0}", a, sizeof a);
+    assert_int_equal(na, 4); /* 08 00 12 00 */
+    expect_json(pres, a, na, "{\"maybe\":0,\"label\":\"\"}");
+    na = to_bytes(pres, "{}", a, sizeof a);
+    expect_json(pres, a, na, "{}");
     /* the service's method */
     const ProtobufCMethodDescriptor *m = ft_descset_method(set, "example.EchoService", "Echo");
     assert_non_null(m);
