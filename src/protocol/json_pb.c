@@ -116,6 +116,29 @@ static int fail(walk *w, int rc, const char *fmt, ...)
 
 /* ---- JSON in ---- */
 
+/* Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF): json-c's own check
+ * lets overlong forms through, and protobuf strings must be UTF-8 both ways. */
+static bool utf8_valid(const unsigned char *s)
+{
+    while (*s) {
+        unsigned c = *s++, n = c < 0x80             ? 0
+                               : (c & 0xe0) == 0xc0 ? 1
+                               : (c & 0xf0) == 0xe0 ? 2
+                               : (c & 0xf8) == 0xf0 ? 3
+                                                    : 9;
+        if (n == 9 || (n == 1 && c < 0xc2) || (n == 3 && c > 0xf4)) return false;
+        unsigned cp = c & (0x3fu >> n);
+        for (unsigned i = 0; i < n; i++) {
+            if ((*s & 0xc0) != 0x80) return false;
+            cp = cp << 6 | (*s++ & 0x3fu);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return false;
+    }
+    return true;
+}
+
 typedef struct dec {
     walk w;
     ProtobufCAllocator *a;
@@ -339,6 +362,10 @@ static int dec_value(dec *d, const ProtobufCFieldDescriptor *f, json_object *v, 
         char *str = dalloc(d, n + 1);
         if (!str) return NOMEM(w);
         memcpy(str, json_object_get_string(v), n);
+        if (!utf8_valid((const unsigned char *)str)) {
+            d->a->free(d->a->allocator_data, str);
+            return fail(w, FTRPC_EINVAL, "string is not valid UTF-8");
+        }
         *(char **)dst = str;
         return 0;
     }
@@ -563,27 +590,6 @@ static int put(enc *e, const char *s)
 {
     if (ft_strbuf_appends(e->sb, s)) return NOMEM(&e->w);
     return 0;
-}
-
-static bool utf8_valid(const unsigned char *s)
-{
-    while (*s) {
-        unsigned c = *s++, n = c < 0x80             ? 0
-                               : (c & 0xe0) == 0xc0 ? 1
-                               : (c & 0xf0) == 0xe0 ? 2
-                               : (c & 0xf8) == 0xf0 ? 3
-                                                    : 9;
-        if (n == 9 || (n == 1 && c < 0xc2) || (n == 3 && c > 0xf4)) return false;
-        unsigned cp = c & (0x3fu >> n);
-        for (unsigned i = 0; i < n; i++) {
-            if ((*s & 0xc0) != 0x80) return false;
-            cp = cp << 6 | (*s++ & 0x3fu);
-        }
-        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-            (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-            return false;
-    }
-    return true;
 }
 
 static int put_string(enc *e, const char *s)

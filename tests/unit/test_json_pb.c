@@ -233,6 +233,10 @@ static void each_refusal_names_the_field(void **state)
         {"{\"fl\":1e39}", "fl: number out of range for a float"},
         {"{\"inner\":[]}", "inner: expected an object (ftrpc.test.Inner), not an array"},
         {"{\"text\":\"\\u0000\"}", NULL},
+        /* json-c lets an overlong form through; a protobuf string must be UTF-8 (found by
+         * fuzz_json_pb: the message then could not be written back) */
+        {"{\"text\":\"h\xc0\xa3\"}", "text: string is not valid UTF-8"},
+        {"{\"counts\":{\"\xc0\xa3\":1}}", "string is not valid UTF-8"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ProtobufCMessage *m = NULL;
