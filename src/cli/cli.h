@@ -69,7 +69,7 @@ int ft_cli_json_print(const char *cmd, FILE *out, const ft_cli_json *j,
 void ft_cli_json_close(ft_cli_json *j);
 #define FT_CLI_JSON_FLAG_HELP                                                                      \
     "  --protoset FILE        the method's types: a descriptor set (protoc --include_imports\n"    \
-    "                         --descriptor_set_out=FILE); the response is printed as JSON\n"       \
+    "                         --descriptor_set_out=FILE) for JSON requests and responses\n"        \
     "  --proto FILE.proto     the same from a .proto, compiled with protoc (must be installed)\n"  \
     "  --proto-path DIR       the import root for --proto (default: the file's folder)\n"          \
     "  --data-json JSON       the request as JSON (needs --protoset or --proto; default {})\n"
