@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config clang
-  libuv1-dev libprotobuf-c-dev protobuf-c-compiler
+  libuv1-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
   libssl-dev libcurl4-openssl-dev libjson-c-dev zlib1g-dev
   libcmocka-dev
   openssl curl python3 python3-prometheus-client

@@ -11,6 +11,7 @@
 #include "ftrpc/selective.h"
 #include "ftrpc/naming.h"
 #include "ftrpc/metrics.h"
+#include "ftrpc/json.h"
 #include "ftrpc/rpcz.h"
 
 #endif

@@ -41,6 +41,46 @@ int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_o
 struct ftrpc_client;
 int ft_cli_client_new(const char *cmd, const char *url, const struct ftrpc_client_options *o,
                       struct ftrpc_client **out);
+/* JSON calls (json_flags.c): --protoset FILE, --proto FILE.proto, --proto-path DIR and
+ * --data-json TEXT, shared by `call` and `bench` (FT_CLI_JSON_FLAG_OPTIONS lists them for
+ * getopt_long, each with the value 'j'; ft_cli_json_flag files one). */
+struct ftrpc_buf;
+struct ftrpc_protoset;
+struct ProtobufCMethodDescriptor;
+typedef struct ft_cli_json_flags {
+    const char *protoset, *proto, *proto_path, *data_json;
+} ft_cli_json_flags;
+void ft_cli_json_flag(const char *opt, const char *value, ft_cli_json_flags *fl);
+/* The method's types, from the descriptor set the flags name. */
+typedef struct ft_cli_json {
+    struct ftrpc_protoset *set; /* NULL: no types given, the call is of bytes */
+    const struct ProtobufCMethodDescriptor *method;
+} ft_cli_json;
+/* Loads the set (running protoc for --proto) and finds service/method in it; with neither flag
+ * leaves *out empty. 0, or -1 with one line on stderr (a usage error: exit 2). */
+int ft_cli_json_open(const char *cmd, const ft_cli_json_flags *fl, const char *service,
+                     const char *method, ft_cli_json *out);
+/* Encodes json (NULL: "{}") as the method's request and appends it to req. 0, or -1 with one line
+ * on stderr naming the field at fault. */
+int ft_cli_json_request(const char *cmd, const ft_cli_json *j, const char *json,
+                        struct ftrpc_buf *req);
+/* Prints resp as JSON of the method's response type, and a newline. 0, or -1 with a message. */
+int ft_cli_json_print(const char *cmd, FILE *out, const ft_cli_json *j,
+                      const struct ftrpc_buf *resp);
+void ft_cli_json_close(ft_cli_json *j);
+#define FT_CLI_JSON_FLAG_HELP                                                                      \
+    "  --protoset FILE        the method's types: a descriptor set (protoc --include_imports\n"    \
+    "                         --descriptor_set_out=FILE) for JSON requests and responses\n"        \
+    "  --proto FILE.proto     the same from a .proto, compiled with protoc (must be installed)\n"  \
+    "  --proto-path DIR       the import root for --proto (default: the file's folder)\n"          \
+    "  --data-json JSON       the request as JSON (needs --protoset or --proto; default {})\n"
+#define FT_CLI_JSON_FLAG_OPTIONS                                                                   \
+    {"protoset", required_argument, 0, 'j'}, {"proto", required_argument, 0, 'j'},                 \
+        {"proto-path", required_argument, 0, 'j'},                                                 \
+    {                                                                                              \
+        "data-json", required_argument, 0, 'j'                                                     \
+    }
+
 #define FT_CLI_CLIENT_FLAG_HELP                                                                    \
     "  --fail-mode MODE       failfast | failover (default) | failtry | failbackup\n"              \
     "  --retries N            retries after the first attempt (default 3; 0: none)\n"              \

@@ -40,7 +40,9 @@ static void usage(FILE *out)
         "  --json FILE            write the figures as JSON\n"
         "  --rpcz FILE            record the last 256 calls (rpcz, docs/observability.md) and\n"
         "                         write them as JSON (the /rpcz page) when the run "
-        "ends\n" FT_CLI_CLIENT_FLAG_HELP);
+        "ends\n" FT_CLI_JSON_FLAG_HELP
+        "                         (the request of every call; --payload then does not "
+        "apply)\n" FT_CLI_CLIENT_FLAG_HELP);
 }
 
 static void fallback_default(const ftrpc_fallback_input *in, ftrpc_fallback_output *out, void *arg)
@@ -145,6 +147,7 @@ int ft_cli_bench(int argc, char **argv)
                                          {"json", required_argument, 0, 'J'},
                                          {"rpcz", required_argument, 0, 'z'},
                                          {"help", no_argument, 0, 'h'},
+                                         FT_CLI_JSON_FLAG_OPTIONS,
                                          FT_CLI_CLIENT_FLAG_OPTIONS,
                                          {0, 0, 0, 0}};
     ftrpc_client_options copts = {0};
@@ -152,7 +155,10 @@ int ft_cli_bench(int argc, char **argv)
     double rate = 0, duration = 5;
     const char *fallback_text = NULL, *cdf_path = NULL, *json_path = NULL, *rpcz_path = NULL;
     FILE *json_file = NULL, *cdf_file = NULL, *rpcz_file = NULL;
-    int index = 0, c, status = 2, rpcz_failed = 0;
+    int index = 0, c, status = 2, rpcz_failed = 0, payload_given = 0;
+    ft_cli_json_flags jf = {0};
+    ft_cli_json json = {0};
+    ftrpc_buf *request = NULL;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, &index)) != -1) {
         switch (c) {
@@ -168,6 +174,10 @@ int ft_cli_bench(int argc, char **argv)
         case 'p':
             /* the upper bound depends on the method: checked once it is known */
             if (ft_cli_parse_int("--payload", optarg, 0, LONG_MAX, &payload)) goto out;
+            payload_given = 1;
+            break;
+        case 'j':
+            ft_cli_json_flag(opts[index].name, optarg, &jf);
             break;
         case 't':
             if (ft_cli_parse_int("--timeout-ms", optarg, 1, 3600000, &timeout_ms)) goto out;
@@ -231,6 +241,18 @@ int ft_cli_bench(int argc, char **argv)
                 max_payload, service, method, payload);
         goto out;
     }
+    /* JSON that does not fit the request type costs no run */
+    if (ft_cli_json_open("bench", &jf, service, method, &json)) goto out;
+    if (json.set) {
+        if (payload_given) {
+            fprintf(stderr, "ftrpc bench: --payload and --data-json are two ways of making the "
+                            "request: give one\n");
+            goto out;
+        }
+        if (!(request = ftrpc_buf_new()) ||
+            ft_cli_json_request("bench", &json, jf.data_json, request) != 0)
+            goto out;
+    }
     /* before the run, so that a path that cannot be written costs no run */
     if (json_path && !(json_file = ft_cli_open_output("bench", "--json", json_path))) goto out;
     if (cdf_path && !(cdf_file = ft_cli_open_output("bench", "--cdf", cdf_path))) goto out;
@@ -265,6 +287,7 @@ int ft_cli_bench(int argc, char **argv)
                        .count = count,
                        .duration_s = duration,
                        .payload = (size_t)payload,
+                       .request = request,
                        .tick = tick,
                        .tick_arg = &prog};
     rc = ft_load_run(&lo, &stats);
@@ -311,6 +334,8 @@ out:
     if (json_file) fclose(json_file);
     if (cdf_file) fclose(cdf_file);
     if (rpcz_file) fclose(rpcz_file);
+    ftrpc_buf_free(request);
+    ft_cli_json_close(&json);
     ftrpc_backup_policy_free(copts.backup_policy);
     return status;
 }

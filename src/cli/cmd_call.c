@@ -12,15 +12,17 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: ftrpc call NAMING_URL package.Service/Method [options]\n\n"
-            "Calls the method once and prints the response payload on stdout. On failure prints\n"
-            "the error code and text on stderr and exits 1.\n\n"
+            "Calls the method once and prints the response payload on stdout (as JSON with\n"
+            "--protoset or --proto). On failure prints the error code and text on stderr and\n"
+            "exits 1; a usage error, or JSON that does not fit the request type, exits 2 without\n"
+            "calling.\n\n"
             "  NAMING_URL          host:port, list://h:p,h:p, file:///path,\n"
             "                      dir:///folder?service=NAME (docs/discovery.md)\n"
             "  --data TEXT         request payload (default empty)\n"
             "  --attachment TEXT   request attachment (default none)\n"
             "  --timeout-ms N      the call's deadline (default 1000)\n"
             "  --verbose           also print attempts, the endpoint that answered and "
-            "latency\n"
+            "latency\n" FT_CLI_JSON_FLAG_HELP
             "  --rpcz              also print the call's rpcz record on stderr: each attempt's\n"
             "                      endpoint, send time, outcome, backup, winner, cancel\n"
             "                      (docs/observability.md, rpcz)\n" FT_CLI_CLIENT_FLAG_HELP);
@@ -44,11 +46,13 @@ int ft_cli_call(int argc, char **argv)
                                          {"verbose", no_argument, 0, 'v'},
                                          {"rpcz", no_argument, 0, 'z'},
                                          {"help", no_argument, 0, 'h'},
+                                         FT_CLI_JSON_FLAG_OPTIONS,
                                          FT_CLI_CLIENT_FLAG_OPTIONS,
                                          {0, 0, 0, 0}};
     ftrpc_client_options copts = {0};
     int index = 0;
-    const char *data = "", *attachment = NULL;
+    const char *data = NULL, *attachment = NULL;
+    ft_cli_json_flags jf = {0};
     long timeout_ms = 1000;
     int verbose = 0, rpcz = 0, c;
     optind = 1;
@@ -59,6 +63,9 @@ int ft_cli_call(int argc, char **argv)
             break;
         case 'd':
             data = optarg;
+            break;
+        case 'j':
+            ft_cli_json_flag(opts[index].name, optarg, &jf);
             break;
         case 'a':
             attachment = optarg;
@@ -90,19 +97,44 @@ int ft_cli_call(int argc, char **argv)
     if (ft_cli_split_method(argv[optind + 1], service, sizeof service, method, sizeof method))
         return 2;
 
-    ftrpc_client *client = NULL;
-    copts.timeout_ms = (int)timeout_ms;
-    if (rpcz) ftrpc_rpcz_enable(0);
-    if (ft_cli_client_new("call", url, &copts, &client)) {
+    /* the request is made before the client: JSON that does not fit sends nothing */
+    ft_cli_json json;
+    if (ft_cli_json_open("call", &jf, service, method, &json)) {
+        ftrpc_backup_policy_free(copts.backup_policy);
+        return 2;
+    }
+    if (json.set && data) {
+        fprintf(stderr, "ftrpc call: --data is bytes; with --protoset or --proto give "
+                        "--data-json\n");
+        ft_cli_json_close(&json);
         ftrpc_backup_policy_free(copts.backup_policy);
         return 2;
     }
     ftrpc_buf *req = ftrpc_buf_new(), *att = ftrpc_buf_new();
-    ftrpc_buf_append(req, data, strlen(data));
+    if (json.set ? ft_cli_json_request("call", &json, jf.data_json, req) != 0
+                 : ftrpc_buf_append(req, data ? data : "", data ? strlen(data) : 0) != 0) {
+        ftrpc_buf_free(req);
+        ftrpc_buf_free(att);
+        ft_cli_json_close(&json);
+        ftrpc_backup_policy_free(copts.backup_policy);
+        return 2;
+    }
+    ftrpc_client *client = NULL;
+    copts.timeout_ms = (int)timeout_ms;
+    if (rpcz) ftrpc_rpcz_enable(0);
+    if (ft_cli_client_new("call", url, &copts, &client)) {
+        ftrpc_buf_free(req);
+        ftrpc_buf_free(att);
+        ft_cli_json_close(&json);
+        ftrpc_backup_policy_free(copts.backup_policy);
+        return 2;
+    }
     if (attachment) ftrpc_buf_append(att, attachment, strlen(attachment));
     ftrpc_result result;
     int rc = ftrpc_call(client, service, method, req, att, NULL, &result);
-    if (rc == 0) {
+    if (rc == 0 && json.set) {
+        if (ft_cli_json_print("call", stdout, &json, result.response) != 0) rc = FTRPC_ERESPONSE;
+    } else if (rc == 0) {
         print_buf(stdout, result.response);
         if (ftrpc_buf_size(result.attachment) > 0) {
             fputs("\nattachment: ", stdout);
@@ -130,6 +162,7 @@ int ft_cli_call(int argc, char **argv)
     ftrpc_buf_free(req);
     ftrpc_buf_free(att);
     ftrpc_client_free(client);
+    ft_cli_json_close(&json);
     ftrpc_backup_policy_free(copts.backup_policy);
     return rc == 0 ? 0 : 1;
 }

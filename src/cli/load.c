@@ -250,7 +250,9 @@ int ft_load_run(const ft_load_opts *opts, ft_load_stats *stats)
     l->opts = *opts;
     l->stats = stats;
     l->request = ftrpc_buf_new();
-    if (opts->payload > 0) {
+    if (opts->request) {
+        ftrpc_buf_append_buf(l->request, opts->request);
+    } else if (opts->payload > 0) {
         char *p = malloc(opts->payload);
         if (p) {
             for (size_t i = 0; i < opts->payload; i++)

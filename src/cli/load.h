@@ -54,11 +54,12 @@ typedef struct ft_load ft_load;
 typedef struct ft_load_opts {
     ftrpc_client *client;
     const char *service, *method;
-    int concurrency;   /* calls in flight (closed loop) or the cap on them (open loop) */
-    double rate;       /* calls per second; 0: closed loop */
-    long count;        /* calls to make; 0: run for duration_s */
-    double duration_s; /* used when count is 0 */
-    size_t payload;    /* request bytes */
+    int concurrency;          /* calls in flight (closed loop) or the cap on them (open loop) */
+    double rate;              /* calls per second; 0: closed loop */
+    long count;               /* calls to make; 0: run for duration_s */
+    double duration_s;        /* used when count is 0 */
+    size_t payload;           /* request bytes (of filler), when request is NULL */
+    const ftrpc_buf *request; /* when not NULL: every call sends these bytes (a copy is taken) */
     const ftrpc_call_options *call_opts; /* may be NULL */
     /* Open loop: latency from the call's actual start instead of its scheduled one. For runs that
      * are about what the client does, not about what a user waits, on a machine whose scheduler

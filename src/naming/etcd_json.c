@@ -4,9 +4,10 @@
  * Request bodies are built with snprintf: every string put in them is base64 or a number, so no
  * JSON escaping is needed. Responses are parsed with json-c in strict mode with a depth limit,
  * after a size check and a NUL check of our own; every field is type-checked before use, because
- * etcd's answers are outside input. The gateway writes int64 fields as JSON strings; numbers are
- * accepted too. json-c's strict mode still takes single-quoted strings and NaN; neither gets past
- * the type checks into an endpoint, so they are not refused separately. */
+ * etcd's answers are outside input (the strict reading is base/json_text.c, base64 base/base64.c).
+ * The gateway writes int64 fields as JSON strings; numbers are accepted too. json-c's strict mode
+ * still takes single-quoted strings and NaN; neither gets past the type checks into an endpoint, so
+ * they are not refused separately. */
 #include "naming/etcd_json.h"
 
 #include <json-c/json.h>
@@ -15,69 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- base64 ---- */
-
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-size_t ft_etcd_b64_len(size_t n)
-{
-    return (n + 2) / 3 * 4;
-}
-
-void ft_etcd_b64_encode(const void *in, size_t n, char *out)
-{
-    const unsigned char *p = in;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < n) v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < n) v |= p[i + 2];
-        out[o++] = B64[(v >> 18) & 63];
-        out[o++] = B64[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? B64[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < n ? B64[v & 63] : '=';
-    }
-    out[o] = '\0';
-}
-
-static int b64_val(char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
-int ft_etcd_b64_decode(const char *in, size_t n, void *out, size_t cap, size_t *out_len)
-{
-    if (n % 4 != 0) return FTRPC_ERESPONSE;
-    unsigned char *o = out;
-    size_t len = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        bool last = i + 4 == n;
-        int pad = 0;
-        if (last && in[i + 3] == '=') pad = in[i + 2] == '=' ? 2 : 1;
-        int v[4];
-        for (int k = 0; k < 4 - pad; k++)
-            if ((v[k] = b64_val(in[i + (size_t)k])) < 0) return FTRPC_ERESPONSE;
-        for (int k = 4 - pad; k < 4; k++)
-            v[k] = 0;
-        uint32_t w =
-            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-        /* Non-zero pad bits would make two texts decode to the same bytes. */
-        if ((pad == 1 && (w & 0xff)) || (pad == 2 && (w & 0xffff))) return FTRPC_ERESPONSE;
-        size_t nb = (size_t)(3 - pad);
-        if (len + nb > cap) return FTRPC_ERESPONSE;
-        o[len] = (unsigned char)(w >> 16);
-        if (nb > 1) o[len + 1] = (unsigned char)(w >> 8);
-        if (nb > 2) o[len + 2] = (unsigned char)w;
-        len += nb;
-    }
-    *out_len = len;
-    return 0;
-}
+#include "base/base64.h"
+#include "base/json_text.h"
 
 int ft_etcd_prefix_end(const char *key, char *out, size_t cap)
 {
@@ -100,8 +40,8 @@ int ft_etcd_prefix_end(const char *key, char *out, size_t cap)
 static char *b64_str(const char *s)
 {
     size_t n = strlen(s);
-    char *o = malloc(ft_etcd_b64_len(n) + 1);
-    if (o) ft_etcd_b64_encode(s, n, o);
+    char *o = malloc(ft_b64_len(n) + 1);
+    if (o) ft_b64_encode(s, n, o);
     return o;
 }
 
@@ -180,38 +120,7 @@ static json_object *parse_object(const char *buf, size_t len, const char **why)
         WHY("response too large");
         return NULL;
     }
-    if (len == 0 || memchr(buf, '\0', len)) {
-        WHY(len == 0 ? "empty response" : "NUL byte in response");
-        return NULL;
-    }
-    json_tokener *tok = json_tokener_new_ex(FT_ETCD_JSON_DEPTH);
-    if (!tok) {
-        WHY("out of memory");
-        return NULL;
-    }
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8 |
-                                    JSON_TOKENER_ALLOW_TRAILING_CHARS);
-    json_object *o = json_tokener_parse_ex(tok, buf, (int)len);
-    size_t end = json_tokener_get_parse_end(tok);
-    enum json_tokener_error err = json_tokener_get_error(tok);
-    json_tokener_free(tok);
-    if (!o) {
-        WHY(err == json_tokener_continue ? "truncated JSON" : "not JSON");
-        return NULL;
-    }
-    for (size_t i = end; i < len; i++) {
-        if (buf[i] != ' ' && buf[i] != '\n' && buf[i] != '\r' && buf[i] != '\t') {
-            json_object_put(o);
-            WHY("trailing bytes after the JSON object");
-            return NULL;
-        }
-    }
-    if (!json_object_is_type(o, json_type_object)) {
-        json_object_put(o);
-        WHY("not a JSON object");
-        return NULL;
-    }
-    return o;
+    return ft_json_parse_object(buf, len, FT_ETCD_JSON_DEPTH, why);
 }
 
 /* The member `key` of object o, or NULL when absent or JSON null. */
@@ -220,22 +129,6 @@ static json_object *member(json_object *o, const char *key)
     json_object *v = NULL;
     if (!json_object_object_get_ex(o, key, &v)) return NULL;
     return v;
-}
-
-/* A signed decimal with no sign but '-', no leading zeros, within int64. */
-static int parse_i64_text(const char *s, size_t n, int64_t *out)
-{
-    bool neg = n > 0 && s[0] == '-';
-    size_t i = neg ? 1 : 0;
-    if (i == n || n - i > 19 || (s[i] == '0' && n - i > 1)) return -1;
-    uint64_t v = 0;
-    for (; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') return -1;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    if (v > (uint64_t)INT64_MAX + (neg ? 1u : 0u)) return -1;
-    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
-    return 0;
 }
 
 /* An int64 field: absent or null reads as 0 (proto3 JSON omits zero values). */
@@ -247,8 +140,8 @@ static int get_i64(json_object *o, const char *key, int64_t *out)
         return 0;
     }
     if (json_object_is_type(v, json_type_string))
-        return parse_i64_text(json_object_get_string(v), (size_t)json_object_get_string_len(v),
-                              out);
+        return ft_json_i64_text(json_object_get_string(v), (size_t)json_object_get_string_len(v),
+                                out);
     if (json_object_is_type(v, json_type_int)) {
         *out = json_object_get_int64(v);
         return 0;
@@ -288,8 +181,8 @@ static int get_b64(json_object *o, const char *key, char *out, size_t cap, size_
         return 0;
     }
     if (!json_object_is_type(v, json_type_string)) return -1;
-    if (ft_etcd_b64_decode(json_object_get_string(v), (size_t)json_object_get_string_len(v), out,
-                           cap - 1, len))
+    if (ft_b64_decode(json_object_get_string(v), (size_t)json_object_get_string_len(v), out,
+                      cap - 1, len))
         return -1;
     out[*len] = '\0';
     return 0;

@@ -25,16 +25,7 @@
 #define FT_ETCD_TAGS_MAX 16                    /* tags in one value */
 #define FT_ETCD_TTL_MAX_MS 86400000LL          /* a value's ttl_ms: at most a day */
 
-/* ---- base64 (standard alphabet, padded: what the gateway uses for bytes fields) ---- */
-
-/* Encoded length of n bytes, without the NUL. */
-size_t ft_etcd_b64_len(size_t n);
-/* Writes ft_etcd_b64_len(n) characters and a NUL into out. */
-void ft_etcd_b64_encode(const void *in, size_t n, char *out);
-/* Strict decode: length a multiple of 4, '=' only as final padding, zero pad bits (so every
- * decodable text is the one encoding of its bytes). Writes at most cap bytes. 0 or
- * FTRPC_ERESPONSE (bad text or more than cap bytes). */
-int ft_etcd_b64_decode(const char *in, size_t n, void *out, size_t cap, size_t *out_len);
+/* ---- base64: base/base64.h (ft_b64_*) ---- */
 
 /* "key" with its last byte incremented (dropping trailing 0xff bytes): the range_end that selects
  * every key starting with `key`. 0, or FTRPC_EINVAL when it does not fit in cap (NUL included) or

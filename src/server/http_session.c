@@ -16,9 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/log.h"
 #include "protocol/http.h"
+#include "protocol/json_pb.h"
 #include "server/server_internal.h"
 
 #define FT_HTTP_MAX_PIPELINE 16
@@ -156,12 +158,49 @@ static int status_of(int32_t wire)
     }
 }
 
+/* The handler's response bytes as JSON of the method's output type, into call->reply. 0, or -1
+ * with the reply set to a 500 naming why (the handler answered bytes that are not its type). */
+static int pack_json(ftrpc_server_call *call, const ft_iobuf *payload)
+{
+    const ProtobufCMessageDescriptor *out = call->method->pb_method->output;
+    size_t n = payload ? ft_iobuf_size(payload) : 0;
+    char *flat = malloc(n ? n : 1);
+    ft_strbuf sb;
+    ft_strbuf_init(&sb, 0);
+    char why[256] = "out of memory";
+    int rc = FTRPC_ENOMEM;
+    if (flat) {
+        if (n) ft_iobuf_copy_at(payload, 0, flat, n);
+        rc = ft_pb_bytes_to_json(out, flat, n, &sb, why, sizeof why);
+    }
+    free(flat);
+    if (rc == 0 && ft_iobuf_append(&call->reply, ft_strbuf_cstr(&sb), sb.len) == 0) {
+        ft_strbuf_fini(&sb);
+        return 0;
+    }
+    ft_strbuf_fini(&sb);
+    ft_iobuf_clear(&call->reply);
+    call->http_code = -FTRPC_EINTERNAL;
+    call->http_status = 500;
+    char line[400];
+    int len = snprintf(line, sizeof line, "[%d] response to JSON: %s\n", -FTRPC_EINTERNAL, why);
+    if (len < 0) len = 0;
+    if ((size_t)len >= sizeof line) len = (int)sizeof line - 1;
+    ft_iobuf_append(&call->reply, line, (size_t)len);
+    return -1;
+}
+
 void ft_http_call_pack(ftrpc_server_call *call, int32_t wire_code, const char *text,
                        const ft_iobuf *payload, const ft_iobuf *attachment)
 {
     ft_iobuf_clear(&call->reply);
     call->http_code = wire_code;
     call->http_status = status_of(wire_code);
+    if (wire_code == 0 && call->is_http == FT_HTTP_BODY_JSON && call->method->pb_method) {
+        /* JSON has no place for an attachment: the message alone */
+        pack_json(call, payload);
+        return;
+    }
     if (wire_code == 0) {
         /* the attachment has no place of its own in an HTTP body: it follows the payload */
         if ((payload && ft_iobuf_append_buf(&call->reply, payload) != 0) ||
@@ -188,9 +227,12 @@ void ft_http_session_deliver(ftrpc_server_call *call)
     char hdr[64] = "";
     if (call->http_code != 0)
         snprintf(hdr, sizeof hdr, "x-bd-error-code: %d\r\n", (int)call->http_code);
-    fill(h, call->http_seq, call->http_status,
-         call->http_code == 0 ? "application/octet-stream" : "text/plain; charset=utf-8", hdr,
-         &call->reply);
+    const char *type = call->http_code != 0                  ? "text/plain; charset=utf-8"
+                       : call->is_http == FT_HTTP_BODY_PROTO ? "application/proto"
+                       : call->is_http == FT_HTTP_BODY_JSON && call->method->pb_method
+                           ? "application/json"
+                           : "application/octet-stream";
+    fill(h, call->http_seq, call->http_status, type, hdr, &call->reply);
     flush_in_order(sess);
     /* the ring may have been full: requests waiting in the read buffer can go on now */
     if (!h->reading && ft_conn_is_open(call->conn) && ft_iobuf_size(&call->conn->in) > 0) {
@@ -212,6 +254,50 @@ static int split_method_path(const char *path, char *service, size_t slen, char 
     service[an] = '\0';
     memcpy(method, slash + 1, bn + 1);
     return 1;
+}
+
+/* The form of a request's body by its Content-Type (parameters such as charset ignored). */
+static int body_kind(const char *content_type)
+{
+    if (!content_type) return FT_HTTP_BODY_OCTET;
+    size_t n = strcspn(content_type, "; \t");
+    if (n == 16 && !strncasecmp(content_type, "application/json", n)) return FT_HTTP_BODY_JSON;
+    /* brpc's HTTP client sends application/proto and refuses another type in the answer */
+    if ((n == 17 && !strncasecmp(content_type, "application/proto", n)) ||
+        (n == 22 && !strncasecmp(content_type, "application/x-protobuf", n)))
+        return FT_HTTP_BODY_PROTO;
+    return FT_HTTP_BODY_OCTET;
+}
+
+/* A JSON body for a method with protobuf types becomes the request message's bytes (brpc's
+ * json2pb over HTTP); an empty body is the empty message. 0, or -1 with a 400 filled naming the
+ * field at fault. */
+static int body_from_json(ft_http_conn *h, uint64_t seq, const ProtobufCMethodDescriptor *pm,
+                          ft_iobuf *body)
+{
+    size_t n = ft_iobuf_size(body);
+    char *json = malloc(n ? n : 1);
+    char why[300] = "out of memory";
+    int rc = FTRPC_ENOMEM;
+    ft_iobuf pb;
+    ft_iobuf_init(&pb);
+    if (json) {
+        ft_iobuf_copy_at(body, 0, json, n);
+        rc = n == 0 ? 0 : ft_json_to_pb_bytes(pm->input, json, n, &pb, why, sizeof why);
+    }
+    free(json);
+    if (rc == 0) {
+        ft_iobuf_clear(body);
+        ft_iobuf_move(body, &pb);
+        return 0;
+    }
+    ft_iobuf_fini(&pb);
+    int32_t wire = rc == FTRPC_ENOMEM ? -FTRPC_EINTERNAL : -FTRPC_EREQUEST;
+    char line[400], hdr[64];
+    snprintf(line, sizeof line, "[%d] request JSON: %s\n", (int)wire, why);
+    snprintf(hdr, sizeof hdr, "x-bd-error-code: %d\r\n", (int)wire);
+    fill_text(h, seq, status_of(wire), line, hdr);
+    return -1;
 }
 
 /* 1 when the request may go on: no authentication configured, a page open to anyone, or a
@@ -286,9 +372,16 @@ static void handle(ft_session *sess, ft_http_conn *h, ft_http_request *req)
     const char *tmo = ft_http_request_header(req, "x-timeout-ms");
     long timeout_ms = tmo ? strtol(tmo, NULL, 10) : 0;
     if (timeout_ms < 0 || timeout_ms > INT32_MAX) timeout_ms = 0;
+    int body = body_kind(ft_http_request_header(req, "content-type"));
+    if (body == FT_HTTP_BODY_JSON) {
+        /* a method of bytes takes the JSON text as its bytes, as before it had types */
+        const ProtobufCMethodDescriptor *pm =
+            ft_server_method_descriptor(sess->server, service, method);
+        if (pm && body_from_json(h, seq, pm, &req->body) != 0) return;
+    }
     char text[512];
-    int rc = ft_server_start_http_call(sess, service, method, (int32_t)timeout_ms, &req->body, seq,
-                                       text, sizeof text);
+    int rc = ft_server_start_http_call(sess, service, method, (int32_t)timeout_ms, &req->body, body,
+                                       seq, text, sizeof text);
     if (rc != 0) {
         int32_t wire = ft_server_wire_code(rc);
         char line[600], hdr[64];

@@ -1130,10 +1130,28 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
 }
 
 int ft_server_start_http_call(ft_session *sess, const char *service, const char *method,
-                              int32_t timeout_ms, ft_iobuf *payload, uint64_t seq, char *text,
-                              size_t len)
+                              int32_t timeout_ms, ft_iobuf *payload, int body, uint64_t seq,
+                              char *text, size_t len)
 {
-    return start_call(sess, service, method, timeout_ms, payload, NULL, -1, 1, seq, text, len);
+    return start_call(sess, service, method, timeout_ms, payload, NULL, -1, body, seq, text, len);
+}
+
+int ft_server_set_method_descriptor(ftrpc_server *s, const char *service, const char *method,
+                                    const ProtobufCMethodDescriptor *d)
+{
+    if (!s || !service || !method) return FTRPC_EINVAL;
+    if (atomic_load(&s->state) != FT_SERVER_NEW) return FTRPC_ESTOPPED;
+    ft_method *m = find_method(s, service, method);
+    if (!m) return FTRPC_ENOMETHOD;
+    m->pb_method = d;
+    return 0;
+}
+
+const ProtobufCMethodDescriptor *
+ft_server_method_descriptor(const ftrpc_server *s, const char *service, const char *method)
+{
+    ft_method *m = find_method(s, service, method);
+    return m ? m->pb_method : NULL;
 }
 
 void ft_server_read_timer_fired(ft_timer *t)

@@ -75,8 +75,9 @@ typedef struct ft_method {
     ftrpc_handler_cb handler;
     void *arg;
     ftrpc_method_options opts;
-    /* A typed method's descriptor (ftrpc_server_add_service): its input and output message types.
-     * NULL for a method registered with bytes (ftrpc_server_add_method). Read-only once set. */
+    /* The method's protobuf types: set for a typed method (ftrpc_server_add_service), NULL for a
+     * method of bytes (ftrpc_server_add_method). Read-only once set. With them the HTTP port
+     * answers `Content-Type: application/json` requests in JSON (http_session.c, docs/json.md). */
     const ProtobufCMethodDescriptor *pb_method;
     /* Calls of this method in flight. With a max_concurrency the limit needs one shared count
      * (`concurrency`); without one each loop counts its own (`loop_concurrency`, a padded cell per
@@ -175,8 +176,9 @@ struct ftrpc_server_call {
     int64_t deadline_ns; /* 0: the caller sent no timeout */
     int64_t start_ns;    /* when the request was dispatched */
     int rejected;        /* refused before the handler ran: no latency sample */
-    int is_http;         /* the reply goes back as an HTTP response (http_session.c) */
-    uint64_t http_seq;   /* its place in the connection's response order */
+    int is_http; /* 0: baidu_std; else the reply goes back as an HTTP response (http_session.c) in
+                  * the form of the request's body, an FT_HTTP_BODY_* */
+    uint64_t http_seq; /* its place in the connection's response order */
     int http_status;
     int32_t http_code; /* wire code of an error, 0 on success */
     /* rpcz: the ring the call is recorded in (NULL: not recorded) and what send_reply saw */
@@ -194,12 +196,30 @@ struct ftrpc_server_call {
 
 /* ---- server.c, for http_session.c ---- */
 
-/* Starts a call of service/method with `payload` (moved) the way a baidu_std request does (limits,
- * worker pool, graceful stop). 0: the handler has it and the reply arrives through
- * ft_http_session_deliver. Otherwise a negative code and its text in text[len]. */
+/* What an HTTP request's body is, by its Content-Type; the answer's body takes the same form. */
+enum {
+    FT_HTTP_BODY_OCTET = 1, /* bytes as they are (application/octet-stream, or no type) */
+    FT_HTTP_BODY_PROTO = 2, /* application/proto: bytes, answered as application/proto (brpc) */
+    FT_HTTP_BODY_JSON = 3,  /* application/json: transcoded when the method has pb_method */
+};
+
+/* Gives a method its protobuf types (NULL: none), before the server starts: then its HTTP calls
+ * may be made in JSON. 0, FTRPC_EINVAL, FTRPC_ENOMETHOD (no such method) or FTRPC_ESTOPPED
+ * (started already). For tests until services with descriptors are added by the public API. */
+int ft_server_set_method_descriptor(ftrpc_server *s, const char *service, const char *method,
+                                    const ProtobufCMethodDescriptor *d);
+/* The protobuf types of service/method, or NULL (no such method, or a method of bytes). Any
+ * thread once the server runs (the method table is read-only then). */
+const ProtobufCMethodDescriptor *
+ft_server_method_descriptor(const ftrpc_server *s, const char *service, const char *method);
+
+/* Starts a call of service/method with `payload` (moved; `body` says its form, an FT_HTTP_BODY_*)
+ * the way a baidu_std request does (limits, worker pool, graceful stop). 0: the handler has it and
+ * the reply arrives through ft_http_session_deliver. Otherwise a negative code and its text in
+ * text[len]. */
 int ft_server_start_http_call(ft_session *sess, const char *service, const char *method,
-                              int32_t timeout_ms, ft_iobuf *payload, uint64_t seq, char *text,
-                              size_t len);
+                              int32_t timeout_ms, ft_iobuf *payload, int body, uint64_t seq,
+                              char *text, size_t len);
 int32_t ft_server_wire_code(int code);
 /* 1 when the server checks credentials (auth_token or authenticator). */
 int ft_server_needs_auth(const ftrpc_server *s);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/base64.h"
 #include "naming/etcd_json.h"
 #include "pieces.h"
 
@@ -57,10 +58,10 @@ static void base64(const char *buf, size_t len)
 {
     uint8_t dec[4096];
     size_t dl;
-    if (len > 4096 || ft_etcd_b64_decode(buf, len, dec, sizeof dec, &dl) != 0) return;
-    char *enc = malloc(ft_etcd_b64_len(dl) + 1);
+    if (len > 4096 || ft_b64_decode(buf, len, dec, sizeof dec, &dl) != 0) return;
+    char *enc = malloc(ft_b64_len(dl) + 1);
     if (!enc) return;
-    ft_etcd_b64_encode(dec, dl, enc);
+    ft_b64_encode(dec, dl, enc);
     if (strlen(enc) != len || memcmp(enc, buf, len) != 0) abort();
     free(enc);
 }

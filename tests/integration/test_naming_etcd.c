@@ -37,6 +37,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/base64.h"
 #include "base/strbuf.h"
 #include "etcd_fixture.h"
 #include "harness.h"
@@ -276,8 +277,8 @@ registrar_takes_a_new_lease_when_its_lease_is_lost_and_puts_back_a_deleted_key(v
     assert_true(wait_count(v, 1, 1000) >= 0);
 
     /* The key is deleted while the lease lives: the registrar puts it back under the same lease. */
-    char *k64 = malloc(ft_etcd_b64_len(strlen(key)) + 1);
-    ft_etcd_b64_encode(key, strlen(key), k64);
+    char *k64 = malloc(ft_b64_len(strlen(key)) + 1);
+    ft_b64_encode(key, strlen(key), k64);
     char body[256];
     snprintf(body, sizeof body, "{\"key\":\"%s\"}", k64);
     free(k64);

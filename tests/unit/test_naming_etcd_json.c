@@ -13,14 +13,15 @@
 #include <string.h>
 
 #include "ftrpc/log.h"
+#include "base/base64.h"
 #include "naming/etcd_json.h"
 
 static void quiet(ftrpc_log_level level, const char *msg, void *arg) {}
 
 static char *b64(const char *s)
 {
-    char *o = malloc(ft_etcd_b64_len(strlen(s)) + 1);
-    ft_etcd_b64_encode(s, strlen(s), o);
+    char *o = malloc(ft_b64_len(strlen(s)) + 1);
+    ft_b64_encode(s, strlen(s), o);
     return o;
 }
 
@@ -51,10 +52,10 @@ static void b64_round_trips_and_is_strict(void **state)
     for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
         char enc[64], dec[64];
         size_t n = strlen(in[i]), dl = 99;
-        ft_etcd_b64_encode(in[i], n, enc);
-        assert_int_equal(strlen(enc), ft_etcd_b64_len(n));
+        ft_b64_encode(in[i], n, enc);
+        assert_int_equal(strlen(enc), ft_b64_len(n));
         if (want[i]) assert_string_equal(enc, want[i]);
-        assert_int_equal(ft_etcd_b64_decode(enc, strlen(enc), dec, sizeof dec, &dl), 0);
+        assert_int_equal(ft_b64_decode(enc, strlen(enc), dec, sizeof dec, &dl), 0);
         assert_int_equal(dl, n);
         assert_memory_equal(dec, in[i], n);
     }
@@ -62,12 +63,11 @@ static void b64_round_trips_and_is_strict(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char dec[64];
         size_t dl;
-        assert_int_equal(ft_etcd_b64_decode(bad[i], strlen(bad[i]), dec, sizeof dec, &dl),
-                         FTRPC_ERESPONSE);
+        assert_int_equal(ft_b64_decode(bad[i], strlen(bad[i]), dec, sizeof dec, &dl), FTRPC_EINVAL);
     }
     char small[2];
     size_t dl;
-    assert_int_equal(ft_etcd_b64_decode("Zm9v", 4, small, sizeof small, &dl), FTRPC_ERESPONSE);
+    assert_int_equal(ft_b64_decode("Zm9v", 4, small, sizeof small, &dl), FTRPC_EINVAL);
 }
 
 static void prefix_end_increments_the_last_byte(void **state)

@@ -1,0 +1,82 @@
+/* Strict JSON reading (see json_text.h). */
+#include "base/json_text.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#define WHY(text)                                                                                  \
+    do {                                                                                           \
+        if (why) *why = (text);                                                                    \
+    } while (0)
+
+json_object *ft_json_parse_object(const char *buf, size_t len, int depth, const char **why)
+{
+    if (len == 0 || memchr(buf, '\0', len)) {
+        WHY(len == 0 ? "empty JSON text" : "NUL byte in JSON text");
+        return NULL;
+    }
+    if (len > INT32_MAX) {
+        WHY("JSON text too large");
+        return NULL;
+    }
+    json_tokener *tok = json_tokener_new_ex(depth);
+    if (!tok) {
+        WHY("out of memory");
+        return NULL;
+    }
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8 |
+                                    JSON_TOKENER_ALLOW_TRAILING_CHARS);
+    json_object *o = json_tokener_parse_ex(tok, buf, (int)len);
+    size_t end = json_tokener_get_parse_end(tok);
+    enum json_tokener_error err = json_tokener_get_error(tok);
+    json_tokener_free(tok);
+    if (!o) {
+        WHY(err == json_tokener_continue      ? "truncated JSON"
+            : err == json_tokener_error_depth ? "JSON nested too deep"
+                                              : "not JSON");
+        return NULL;
+    }
+    for (size_t i = end; i < len; i++) {
+        if (buf[i] != ' ' && buf[i] != '\n' && buf[i] != '\r' && buf[i] != '\t') {
+            json_object_put(o);
+            WHY("trailing bytes after the JSON object");
+            return NULL;
+        }
+    }
+    if (!json_object_is_type(o, json_type_object)) {
+        json_object_put(o);
+        WHY("not a JSON object");
+        return NULL;
+    }
+    return o;
+}
+
+/* The digits of s[i..n) as a uint64 no larger than max: 0, or -1 (empty, a non-digit, a leading
+ * zero, too large). */
+static int digits(const char *s, size_t i, size_t n, uint64_t max, uint64_t *out)
+{
+    if (i == n || n - i > 20 || (s[i] == '0' && n - i > 1)) return -1;
+    uint64_t v = 0;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        uint64_t d = (uint64_t)(s[i] - '0');
+        if (v > (max - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+int ft_json_i64_text(const char *s, size_t n, int64_t *out)
+{
+    bool neg = n > 0 && s[0] == '-';
+    uint64_t v;
+    if (digits(s, neg ? 1 : 0, n, (uint64_t)INT64_MAX + (neg ? 1u : 0u), &v)) return -1;
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return 0;
+}
+
+int ft_json_u64_text(const char *s, size_t n, uint64_t *out)
+{
+    return digits(s, 0, n, UINT64_MAX, out);
+}
