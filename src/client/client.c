@@ -465,6 +465,11 @@ static int validate_and_default(ftrpc_client_options *o)
     }
     if (wants_backup && (o->fail_mode == FTRPC_FAIL_DEFAULT || o->fail_mode == FTRPC_FAILOVER))
         o->fail_mode = FTRPC_FAILBACKUP;
+    /* rpcx's Failbackup has a default delay (10 ms); ftrpc has none, since a fixed one is wrong
+     * for most services: say so rather than let the mode do nothing unnoticed */
+    if (o->fail_mode == FTRPC_FAILBACKUP && !wants_backup)
+        FT_WARN("client options: failbackup without backup_request_ms or a backup_policy: only "
+                "calls that give their own delay or policy send a backup");
     if (o->naming_wait_ms == 0) o->naming_wait_ms = 2000;
     if (o->timeout_ms == 0) o->timeout_ms = 1000;
     if (o->connect_timeout_ms == 0) o->connect_timeout_ms = 200;
