@@ -655,6 +655,53 @@ static void the_protobufs_page_and_ftrpc_list_name_services_methods_and_types(vo
     ftrpc_server_free(s.server);
 }
 
+/* A typed service answers plain HTTP clients too: curl with JSON gets JSON back (brpc's json2pb
+ * over HTTP), an unknown field a 400 naming it, and a client sending application/proto (brpc's
+ * HTTP client) gets application/proto back. */
+static void curl_with_json_and_with_application_proto_get_answers_from_a_typed_service(void **state)
+{
+    (void)state;
+    fixture *f = fixture_up(2000);
+    char args[512];
+    char *out = NULL;
+    snprintf(args, sizeof args,
+             "-i -X POST -H 'Content-Type: application/json' -d '{\"text\":\"hi\",\"items\":"
+             "[\"a\",\"b\"]}' http://%s/typedtest.Echo/Echo",
+             f->s.addr);
+    assert_int_equal(h_curl(args, &out), 0);
+    assert_non_null(strstr(out, "200 OK"));
+    assert_non_null(strstr(out, "Content-Type: application/json"));
+    assert_non_null(strstr(out, "\"text\":\"hi\""));
+    assert_non_null(strstr(out, "\"items\":[\"a\",\"b\"]"));
+    assert_non_null(strstr(out, "\"server\":\"A\""));
+    free(out);
+    snprintf(args, sizeof args,
+             "-i -X POST -H 'Content-Type: application/json' -d '{\"txt\":\"hi\"}' "
+             "http://%s/typedtest.Echo/Echo",
+             f->s.addr);
+    assert_int_equal(h_curl(args, &out), 0);
+    assert_non_null(strstr(out, "400 Bad Request"));
+    assert_non_null(strstr(out, "unknown field \"txt\""));
+    free(out);
+    /* EchoRequest{text: "hi"} is 0a 02 68 69; the reply carries text (0a 02 68 69) first */
+    char body[] = "/tmp/test_typed_proto.XXXXXX";
+    int fd = mkstemp(body);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "\x0a\x02hi", 4), 4);
+    close(fd);
+    snprintf(args, sizeof args,
+             "-i -X POST -H 'Content-Type: application/proto' --data-binary @%s "
+             "http://%s/typedtest.Echo/Echo",
+             body, f->s.addr);
+    assert_int_equal(h_curl(args, &out), 0);
+    assert_non_null(strstr(out, "200 OK"));
+    assert_non_null(strstr(out, "Content-Type: application/proto"));
+    assert_non_null(strstr(out, "\n\x02hi"));
+    free(out);
+    unlink(body);
+    fixture_down(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -667,6 +714,8 @@ int main(void)
         cmocka_unit_test(stub_calls_fail_over_past_a_killed_greeter_process),
         cmocka_unit_test(a_backup_request_wins_through_the_stubs),
         cmocka_unit_test(the_protobufs_page_and_ftrpc_list_name_services_methods_and_types),
+        cmocka_unit_test(
+            curl_with_json_and_with_application_proto_get_answers_from_a_typed_service),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
