@@ -25,6 +25,13 @@ enum code_class {
 static const int DEFAULT_MARK[] = {FTRPC_ERPCTIMEDOUT, FTRPC_EFAILEDSOCKET, FTRPC_EEOF};
 static const int DEFAULT_SUSPEND[] = {FTRPC_ECONNREFUSED, FTRPC_ECONNECT, FTRPC_ETLS,
                                       FTRPC_ELOGOFF};
+/* The endpoint answered, and the request was at fault: an unknown service or method, bytes it
+ * could not parse, a credential it refused. A live, correct server says this to every such
+ * request, so it counts as an answer, as a business error does: counted against the endpoint, a
+ * wrong method name or token would open the breaker of a healthy service and hide the real error
+ * behind FTRPC_EBREAKER. */
+static const int REQUEST_FAULTS[] = {FTRPC_ENOSERVICE, FTRPC_ENOMETHOD, FTRPC_EREQUEST,
+                                     FTRPC_ERPCAUTH};
 /* Errors that say nothing about the endpoint: the caller gave up, or never really sent. */
 static const int NEUTRAL[] = {FTRPC_ECANCELED, FTRPC_EBACKUPREQUEST, FTRPC_ENOENDPOINT,
                               FTRPC_EINVAL,    FTRPC_ENOMEM,         FTRPC_ESTOPPED,
@@ -225,6 +232,8 @@ static enum code_class classify(const ft_endpoint_health *h, int code)
     if (in_codes(h->opts.timeout_codes, code)) return CLASS_TIMEOUT;
     if (in_codes(h->opts.suspend_codes, code)) return CLASS_SUSPEND;
     if (in_codes(h->opts.mark_codes, code)) return CLASS_MARK;
+    for (size_t i = 0; i < COUNT_OF(REQUEST_FAULTS); i++) /* unless listed above */
+        if (code == REQUEST_FAULTS[i]) return CLASS_SUCCESS;
     return h->opts.suspend_other_errors ? CLASS_SUSPEND : CLASS_OTHER;
 }
 

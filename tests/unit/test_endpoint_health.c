@@ -198,6 +198,36 @@ static void business_and_overload_errors_never_suspend(void **s)
     destroy(f);
 }
 
+/* An answer that blames the request (unknown method, bad token, ...) counts as an answer: a
+ * hundred of them open no breaker and suspend nothing, even with WSO2's suspend_other_errors, and
+ * one of them clears a TIMEOUT as a success would; listed by the user, such a code counts as
+ * listed. */
+static void request_faults_count_as_answers_unless_listed(void **s)
+{
+    (void)s;
+    ft_health_options o = {.suspend_other_errors = true};
+    fixture *f = make(&o);
+    const int faults[] = {FTRPC_ENOSERVICE, FTRPC_ENOMETHOD, FTRPC_EREQUEST, FTRPC_ERPCAUTH};
+    for (int i = 0; i < 100; i++)
+        result(f, faults[i % 4]);
+    assert_int_equal(state(f), FT_HEALTH_ACTIVE);
+    ft_health_stats st;
+    ft_health_stats_get(&f->h, &st);
+    assert_int_equal(st.suspensions, 0);
+    assert_int_equal(st.breaker_trips, 0);
+    destroy(f);
+
+    ft_health_options listed = {.suspend_codes = {FTRPC_ENOMETHOD}, .retries_before_suspension = 1};
+    f = make(&listed);
+    result(f, FTRPC_ERPCTIMEDOUT);
+    assert_int_equal(state(f), FT_HEALTH_TIMEOUT);
+    result(f, FTRPC_ERPCAUTH); /* an answer: back to ACTIVE */
+    assert_int_equal(state(f), FT_HEALTH_ACTIVE);
+    result(f, FTRPC_ENOMETHOD); /* listed as a suspend code */
+    assert_int_equal(state(f), FT_HEALTH_SUSPENDED);
+    destroy(f);
+}
+
 static void neutral_codes_change_nothing(void **s)
 {
     ft_health_options o = {.retries_before_suspension = 1, .retry_delay_ms = 10};
@@ -725,6 +755,7 @@ int main(void)
         cmocka_unit_test(suspend_code_suspends_active_at_once),
         cmocka_unit_test(suspend_code_in_timeout_suspends_at_once),
         cmocka_unit_test(business_and_overload_errors_never_suspend),
+        cmocka_unit_test(request_faults_count_as_answers_unless_listed),
         cmocka_unit_test(neutral_codes_change_nothing),
         cmocka_unit_test(suspended_is_unusable_until_its_duration_ends),
         cmocka_unit_test(suspension_end_lets_exactly_one_probe_through),
