@@ -21,6 +21,11 @@
  * payload is the 8-byte big-endian correlation id to cancel, sent on the same connection. */
 #define FT_CONTROL_SERVICE "ftrpc.Control"
 #define FT_CONTROL_CANCEL "Cancel"
+/* ftrpc's health check (docs/protocol.md, Health check): a request to this builtin method, any
+ * payload, is answered at once with a plain success on the server's IO thread. A client sends it
+ * on a connection where requests wait and nothing arrives, to tell a dead connection from a slow
+ * handler. */
+#define FT_CONTROL_PING "Ping"
 #define FT_BAIDU_STD_DEFAULT_MAX_BODY FTRPC_DEFAULT_MAX_BODY_SIZE
 
 /* compress_type values */

@@ -1020,10 +1020,15 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
         sess->authenticated = 1;
     }
     /* the first letter spares nearly every request a strcmp call */
-    if (f->service[0] == FT_CONTROL_SERVICE[0] && !strcmp(f->service, FT_CONTROL_SERVICE) &&
-        !strcmp(f->method, FT_CONTROL_CANCEL)) {
-        handle_cancel(sess, f);
-        return;
+    if (f->service[0] == FT_CONTROL_SERVICE[0] && !strcmp(f->service, FT_CONTROL_SERVICE)) {
+        if (!strcmp(f->method, FT_CONTROL_CANCEL)) {
+            handle_cancel(sess, f);
+            return;
+        }
+        if (!strcmp(f->method, FT_CONTROL_PING)) {
+            write_error(c, f->correlation_id, 0, NULL); /* alive: a plain success, at once */
+            return;
+        }
     }
     char text[512];
     int rc = start_call(sess, f->service, f->method, f->timeout_ms, &f->payload, &f->attachment,
