@@ -558,7 +558,7 @@ etcd_cluster_keeps_view_and_leases_through_leader_kill_member_cut_and_partition(
     static h_load l;
     ftrpc_client *c = load_start(&l, &f, curl_);
     assert_int_equal(view_size(c), NSRV);
-    outcome o = {.name = "etcd: leader, member cut, partition",
+    outcome o = {.name = "etcd: leader kill, cut, partition",
                  .detected_ms = -1,
                  .avoided_ms = -1,
                  .fault_us = h_now_us()};
