@@ -49,6 +49,9 @@ struct nf_proxy {
     struct sockaddr_in upstream;
     pthread_t thread;
     atomic_int stop, delay_ms, stall, reset_gen;
+    /* A setter bumps ctl_gen and waits until the thread has read its controls at a later
+     * generation: once a setter returns, the thread acts on the new value (ctl_seen). */
+    atomic_int ctl_gen, ctl_seen;
     atomic_llong rate, accepted;
     pair pairs[MAX_PAIRS];
 };
@@ -167,6 +170,7 @@ static void *proxy_main(void *arg)
     nf_proxy *p = arg;
     int seen_reset = atomic_load(&p->reset_gen);
     while (!atomic_load(&p->stop)) {
+        int gen = atomic_load(&p->ctl_gen);
         int reset = atomic_load(&p->reset_gen);
         if (reset != seen_reset) {
             seen_reset = reset;
@@ -174,6 +178,9 @@ static void *proxy_main(void *arg)
                 if (p->pairs[i].used) pair_close(&p->pairs[i], 1);
         }
         int stall = atomic_load(&p->stall);
+        int delay = atomic_load(&p->delay_ms);
+        int64_t rate = atomic_load(&p->rate);
+        atomic_store(&p->ctl_seen, gen);
         struct pollfd pf[1 + 2 * MAX_PAIRS];
         int n = 0, pending = 0;
         pf[n++] = (struct pollfd){.fd = p->lfd, .events = POLLIN};
@@ -190,8 +197,6 @@ static void *proxy_main(void *arg)
         if (pf[0].revents & POLLIN) accept_one(p);
         if (stall) continue;
         int64_t now = now_us();
-        int delay = atomic_load(&p->delay_ms);
-        int64_t rate = atomic_load(&p->rate);
         for (int i = 0; i < MAX_PAIRS; i++) {
             pair *pr = &p->pairs[i];
             if (!pr->used) continue;
@@ -259,24 +264,39 @@ int nf_proxy_port(const nf_proxy *p)
     return p->port;
 }
 
+/* Waits (bounded: the thread's poll lasts at most 20 ms) until the thread has read the controls
+ * as they are now. */
+static void controls_sync(nf_proxy *p)
+{
+    int gen = atomic_fetch_add(&p->ctl_gen, 1) + 1;
+    for (int i = 0; i < 2000 && atomic_load(&p->ctl_seen) < gen; i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 void nf_proxy_set_delay_ms(nf_proxy *p, int ms)
 {
     atomic_store(&p->delay_ms, ms);
+    controls_sync(p);
 }
 
 void nf_proxy_set_stall(nf_proxy *p, int on)
 {
     atomic_store(&p->stall, on);
+    controls_sync(p);
 }
 
 void nf_proxy_set_rate(nf_proxy *p, int64_t bytes_per_s)
 {
     atomic_store(&p->rate, (long long)bytes_per_s);
+    controls_sync(p);
 }
 
 void nf_proxy_reset_all(nf_proxy *p)
 {
     atomic_fetch_add(&p->reset_gen, 1);
+    controls_sync(p);
 }
 
 int64_t nf_proxy_accepted(const nf_proxy *p)

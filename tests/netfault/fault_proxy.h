@@ -2,7 +2,8 @@
  * plays, on command and while calls run, what a bad link or middlebox does: latency, a stall (it
  * stops forwarding but keeps every connection open, so the kernel still acknowledges and TCP sees
  * nothing wrong), a slow link, and resets. One thread in the test process, plain poll(2); the
- * controls are atomics that any thread may set. */
+ * controls are atomics that any thread may set, and each setter returns once the thread acts on
+ * the new value. Used by tests/netfault and, on 127.0.0.1, by tests/integration. */
 #ifndef FTRPC_TEST_FAULT_PROXY_H
 #define FTRPC_TEST_FAULT_PROXY_H
 
