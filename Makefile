@@ -11,7 +11,8 @@ DEMO_ARGS ?=
 CHAOS_ROUNDS ?= 8
 
 .PHONY: all deps deps-test build build-asan build-fuzz build-tsan build-valgrind test test-plain \
-        test-asan test-tsan fuzz tsan valgrind chaos demo bench install clean format check-format
+        test-asan test-tsan fuzz tsan valgrind chaos chaos-net demo bench install clean format \
+        check-format
 
 all: build
 
@@ -86,6 +87,17 @@ chaos: deps-test build
 	  echo "| scenario                 |   calls |      ok | errors | duplicates | max attempts | p99 ms |"; \
 	  echo "|--------------------------|---------|---------|--------|------------|--------------|--------|"; \
 	  grep '^CHAOS|' chaos.log | sed 's/^CHAOS|/|/'; exit $$rc
+
+# The long form of tests/netfault (faults between hosts: black holes, a stalled proxy, an etcd
+# cluster losing its leader, a member and its clients; about 2 minutes; root and nftables, as CI),
+# then its table.
+chaos-net: deps-test build
+	@cd build && mkdir -p scratch && \
+	  NETFAULT_LONG=1 FTRPC_CLI=$$PWD/ftrpc FTRPC_SCRATCH=$$PWD/scratch \
+	  tests/test_netfault > chaos-net.log 2>&1; rc=$$?; cat chaos-net.log; echo; \
+	  echo "| scenario                           |   calls |      ok | errors | max attempts | detected ms | avoided ms | p99 ms |"; \
+	  echo "|------------------------------------|---------|---------|--------|--------------|-------------|------------|--------|"; \
+	  grep '^NETFAULT|' chaos-net.log | sed 's/^NETFAULT|/|/'; exit $$rc
 
 demo: deps build
 	scripts/demo.sh build $(DEMO_ARGS)

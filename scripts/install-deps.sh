@@ -12,7 +12,9 @@ PACKAGES=(
 )
 # chromium: the console test opens the page headless (tests/integration/test_console_chromium.c);
 # clang-format: make test checks the formatting (make check-format)
-[ "${1:-}" = "--test" ] && PACKAGES+=(etcd-server etcd-client valgrind chromium clang-format)
+# nftables, iproute2: tests/netfault drops packets between hosts of its own network namespace
+[ "${1:-}" = "--test" ] && PACKAGES+=(etcd-server etcd-client valgrind chromium clang-format \
+  nftables iproute2)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -334,6 +334,26 @@ typedef struct ftrpc_client_options {
     /* 1: a backup uses up one of `retries`, as in brpc (its max_retry counts the backup), and a
      * call with no retry left sends none. Default 0: backups leave `retries` to failures. */
     int backup_counts_as_retry;
+    /* Dead connections that no RST announces: a partition, a black-holed or powered-off host, a
+     * proxy that stopped forwarding (docs/client.md, Dead connections). Zero means the default;
+     * -1 turns a mechanism off. */
+    /* TCP keepalive on client connections: the first probe after this many idle seconds.
+     * Default 10 (brpc's keepalive_idle 10 s when enabled; the kernel's is 7200); -1: off */
+    int tcp_keepalive_idle_s;
+    int tcp_keepalive_interval_s; /* default 2: between unanswered probes */
+    int tcp_keepalive_count;      /* default 3: unanswered probes before the connection fails */
+    /* TCP_USER_TIMEOUT: data the peer has not acknowledged for this long fails the connection
+     * (FTRPC_EFAILEDSOCKET), instead of TCP's ~15 minutes of retransmissions. Default 5000;
+     * -1: the kernel's */
+    int tcp_user_timeout_ms;
+    /* The health check of a busy connection: when requests wait on a connection that has read
+     * nothing for this long, a probe (ftrpc.Control/Ping, which a server answers at once on its
+     * IO thread) is sent. Default 300; -1: off */
+    int health_check_ms;
+    /* ...and when nothing at all arrives within this long after the probe, the connection is
+     * closed as dead: the attempts waiting on it fail with FTRPC_EFAILEDSOCKET (retried
+     * elsewhere by failover) and the endpoint is marked. Default 500 */
+    int health_check_timeout_ms;
 } ftrpc_client_options;
 
 typedef struct ftrpc_call_options {

@@ -102,23 +102,11 @@ static void send_cancel(ft_attempt *a)
     uint8_t payload[8];
     for (int i = 0; i < 8; i++)
         payload[i] = (uint8_t)((uint64_t)a->cid >> (56 - 8 * i));
-    ft_iobuf body, frame;
-    ft_iobuf_init(&body);
-    ft_iobuf_init(&frame);
-    ft_request_header h = {
-        .service = FT_CONTROL_SERVICE,
-        .method = FT_CONTROL_CANCEL,
-        .correlation_id = ++cc->last_cid, /* unique on the connection, all baidu_std asks */
-        .timeout_ms = 1000,
-    };
-    if (ft_iobuf_append(&body, payload, sizeof payload) == 0 &&
-        ft_baidu_std_pack_request(&frame, &h, &body, NULL) == 0 &&
-        ft_conn_write(cc->conn, &frame) == 0) {
-        cc->cancel_cids[cc->cancel_next++ % FT_CCONN_CANCEL_CIDS] = h.correlation_id;
+    if (ft_client_send_control(cc, FT_CONTROL_CANCEL, payload, sizeof payload, 1000) == 0) {
+        /* the correlation id it went out with, so that its answer is recognised */
+        cc->cancel_cids[cc->cancel_next++ % FT_CCONN_CANCEL_CIDS] = cc->last_cid;
         atomic_fetch_add_explicit(&a->call->client->cancels, 1, memory_order_relaxed);
     }
-    ft_iobuf_fini(&body);
-    ft_iobuf_fini(&frame);
 }
 
 /* ---- fallback ---- */
@@ -565,7 +553,10 @@ static int send_request(ft_cconn *cc, ft_attempt *a, const ft_request_header *h,
         a->cc = cc;
         a->cid = h->correlation_id;
         rc = n ? ft_conn_write_bytes(cc->conn, small, n) : ft_conn_write(cc->conn, &frame);
-        if (rc != 0) detach_attempt(a);
+        if (rc != 0)
+            detach_attempt(a);
+        else
+            ft_client_conn_busy(cc);
     }
     ft_iobuf_fini(&frame);
     return rc;

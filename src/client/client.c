@@ -164,6 +164,10 @@ ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, ft_cluster_endpoint
         *err = rc;
         return NULL;
     }
+    /* a failure is logged and left at that: the health check still watches the connection */
+    (void)ft_conn_set_keepalive(cc->conn, c->opts.tcp_keepalive_idle_s,
+                                c->opts.tcp_keepalive_interval_s, c->opts.tcp_keepalive_count,
+                                c->opts.tcp_user_timeout_ms);
     ft_cluster_endpoint_retain(base);
     atomic_fetch_add(&c->open_conns, 1);
     ft_list_push_back(&c->loops[loop->index].cconns, &cc->node);
@@ -189,9 +193,106 @@ void ft_client_close_if_retired(ft_cconn *cc)
         ft_conn_close(cc->conn, 0, 0);
 }
 
+/* ---- the health check of a busy connection ----
+ *
+ * A peer that vanished without a RST (a partition, a black-holed host, a proxy that stopped
+ * forwarding) leaves its connection open: writes go into the kernel's buffer and nothing comes
+ * back. Attempt timeouts fail the attempts, but the connection would stay and take the next
+ * attempts too. So once a request is queued, a timer watches what the connection reads: after
+ * health_check_ms with nothing read it sends ftrpc.Control/Ping, which a live server answers at
+ * once on its IO thread whatever its handlers are doing; when nothing at all arrives within
+ * health_check_timeout_ms after that, the connection is closed as dead, the attempts waiting on it
+ * fail with FTRPC_EFAILEDSOCKET (failover retries them elsewhere, health marks the endpoint), and
+ * the next attempt opens a new connection, whose connect is bounded by connect_timeout_ms. The
+ * check rests once nothing waits and something was read after the last request; an idle
+ * connection is left to TCP keepalive (ft_conn_set_keepalive). */
+
+int ft_client_send_control(ft_cconn *cc, const char *method, const void *payload, size_t len,
+                           int32_t timeout_ms)
+{
+    ft_iobuf body, frame;
+    ft_iobuf_init(&body);
+    ft_iobuf_init(&frame);
+    ft_request_header h = {
+        .service = FT_CONTROL_SERVICE,
+        .method = method,
+        .correlation_id = ++cc->last_cid, /* unique on the connection, all baidu_std asks */
+        .timeout_ms = timeout_ms,
+    };
+    int rc = len ? ft_iobuf_append(&body, payload, len) : 0;
+    if (rc == 0) rc = ft_baidu_std_pack_request(&frame, &h, &body, NULL);
+    if (rc == 0) rc = ft_conn_write(cc->conn, &frame);
+    ft_iobuf_fini(&body);
+    ft_iobuf_fini(&frame);
+    return rc;
+}
+
+static void on_health_check(ft_timer *t);
+
+static void check_arm(ft_cconn *cc, int64_t due_ns)
+{
+    cc->check_armed = 1;
+    ft_timer_start(cc->loop, &cc->check_timer, due_ns, on_health_check);
+}
+
+void ft_client_conn_busy(ft_cconn *cc)
+{
+    int check_ms = cc->client->opts.health_check_ms;
+    if (check_ms <= 0) return;
+    int64_t now = ft_loop_now(cc->loop);
+    cc->last_send_ns = now;
+    if (cc->check_armed) return;
+    cc->watch_from_ns = now;
+    check_arm(cc, now + (int64_t)check_ms * FT_NS_PER_MS);
+}
+
+static void on_health_check(ft_timer *t)
+{
+    ft_cconn *cc = ft_container_of(t, ft_cconn, check_timer);
+    const ftrpc_client_options *o = &cc->client->opts;
+    ft_conn *conn = cc->conn;
+    cc->check_armed = 0;
+    if (conn->state != FT_CONN_OPEN && conn->state != FT_CONN_CONNECTING) return;
+    int64_t now = ft_loop_now(cc->loop);
+    int64_t quiet_from =
+        cc->last_read_ns > cc->watch_from_ns ? cc->last_read_ns : cc->watch_from_ns;
+    if (cc->probe_sent_ns && cc->last_read_ns < cc->probe_sent_ns) {
+        FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
+                           "connection to %s is dead: nothing received for %lld ms after requests "
+                           "(%zu still waiting), nor an answer to a health check within %d ms; "
+                           "closing it",
+                           conn->peer, (long long)((now - quiet_from) / FT_NS_PER_MS),
+                           ft_idmap_count(&cc->pending), o->health_check_timeout_ms);
+        ft_conn_close(conn, FTRPC_EFAILEDSOCKET, 1); /* on_close fails the attempts */
+        return;
+    }
+    cc->probe_sent_ns = 0;
+    /* Idle: nothing waits, and something was read after the last request. A request that timed
+     * out unanswered keeps the check armed: its connection may be the dead one. */
+    if (ft_idmap_count(&cc->pending) == 0 && cc->last_read_ns >= cc->last_send_ns) return;
+    if (conn->state == FT_CONN_CONNECTING) { /* the connect timeout watches that part */
+        cc->watch_from_ns = now;
+        check_arm(cc, now + (int64_t)o->health_check_ms * FT_NS_PER_MS);
+        return;
+    }
+    int64_t due = quiet_from + (int64_t)o->health_check_ms * FT_NS_PER_MS;
+    if (now < due) {
+        check_arm(cc, due);
+        return;
+    }
+    if (ft_client_send_control(cc, FT_CONTROL_PING, NULL, 0, o->health_check_timeout_ms) != 0) {
+        /* the output is full or failing: nothing more to learn from a probe */
+        ft_conn_close(conn, FTRPC_EFAILEDSOCKET, 1);
+        return;
+    }
+    cc->probe_sent_ns = now;
+    check_arm(cc, now + (int64_t)o->health_check_timeout_ms * FT_NS_PER_MS);
+}
+
 static int cconn_on_read(ft_conn *conn)
 {
     ft_cconn *cc = conn->owner;
+    cc->last_read_ns = ft_loop_now(cc->loop);
     while (conn->state == FT_CONN_OPEN) {
         ft_rpc_frame f;
         const char *reason = NULL;
@@ -229,6 +330,7 @@ static void cconn_on_close(ft_conn *conn, int reason)
     ftrpc_client *c = cc->client;
     if (cc->ep->conns[cc->loop->index] == cc) cc->ep->conns[cc->loop->index] = NULL;
     ft_list_remove(&cc->node);
+    ft_timer_stop(cc->loop, &cc->check_timer);
     if (reason) FT_DEBUG("connection to %s closed: %s", conn->peer, ftrpc_strerror(reason));
     ft_attempt *a;
     while ((a = ft_idmap_take_any(&cc->pending)) != NULL) {
@@ -470,6 +572,19 @@ static int validate_and_default(ftrpc_client_options *o)
     if (o->fail_mode == FTRPC_FAILBACKUP && !wants_backup)
         FT_WARN("client options: failbackup without backup_request_ms or a backup_policy: only "
                 "calls that give their own delay or policy send a backup");
+    if (o->tcp_keepalive_idle_s < -1 || o->tcp_keepalive_interval_s < 0 ||
+        o->tcp_keepalive_count < 0 || o->tcp_user_timeout_ms < -1 || o->health_check_ms < -1 ||
+        o->health_check_timeout_ms < 0) {
+        FT_WARN("client options: a dead-connection setting is out of range (keepalive, user "
+                "timeout, health check: >= 0, or -1 for off where allowed)");
+        return FTRPC_EINVAL;
+    }
+    if (o->tcp_keepalive_idle_s == 0) o->tcp_keepalive_idle_s = 10;
+    if (o->tcp_keepalive_interval_s == 0) o->tcp_keepalive_interval_s = 2;
+    if (o->tcp_keepalive_count == 0) o->tcp_keepalive_count = 3;
+    if (o->tcp_user_timeout_ms == 0) o->tcp_user_timeout_ms = 5000;
+    if (o->health_check_ms == 0) o->health_check_ms = 300;
+    if (o->health_check_timeout_ms == 0) o->health_check_timeout_ms = 500;
     if (o->naming_wait_ms == 0) o->naming_wait_ms = 2000;
     if (o->timeout_ms == 0) o->timeout_ms = 1000;
     if (o->connect_timeout_ms == 0) o->connect_timeout_ms = 200;

@@ -64,6 +64,14 @@ struct ft_cconn {
     int64_t cancel_cids[FT_CCONN_CANCEL_CIDS];
     unsigned cancel_next;
     int credential_sent; /* the first request (with authentication_data) went out */
+    /* The health check (client.c, on_health_check): armed while requests wait on the
+     * connection. Quiet time counts from the later of the last read and the arming. */
+    ft_timer check_timer;
+    int check_armed;
+    int64_t last_read_ns;  /* loop time of the last read */
+    int64_t last_send_ns;  /* loop time of the last request queued (ft_client_conn_busy) */
+    int64_t watch_from_ns; /* when the check was armed */
+    int64_t probe_sent_ns; /* a ftrpc.Control/Ping is out since then; 0: none */
 };
 
 typedef struct ft_client_loop {
@@ -266,6 +274,13 @@ void ft_client_count_down_here(ftrpc_client *c, const ft_loop *loop);
  * service and no attempt waits on it any more. Call it after taking an attempt out of
  * cc->pending other than on a read (timeout, cancel): nothing else would notice it went idle. */
 void ft_client_close_if_retired(ft_cconn *cc);
+/* On cc's loop, after a request was queued on cc: arms the connection's health check unless it
+ * runs already (client options health_check_ms, health_check_timeout_ms). */
+void ft_client_conn_busy(ft_cconn *cc);
+/* Queues a request to the builtin service ftrpc.Control (docs/protocol.md) on cc, whose answer
+ * no attempt waits for (it is dropped on arrival). 0, or why it could not be queued. */
+int ft_client_send_control(ft_cconn *cc, const char *method, const void *payload, size_t len,
+                           int32_t timeout_ms);
 
 /* client.c: a client without discovery (naming_url NULL in all but name): the selective
  * client's shell. Options validated and defaulted as ftrpc_client_new does. */

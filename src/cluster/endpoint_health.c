@@ -290,6 +290,15 @@ static void suspend(ft_endpoint_health *h, int64_t now_ns, int code, bool by_bre
     }
     h->suspension_level++;
     int64_t ms = ft_health_suspension_duration_ms(&h->opts, h->suspension_level);
+    /* The latency figure and the failure ratio were measured on a node that has since failed:
+     * forget them, and let the probe measure the node afresh. Kept, the failure's peak (an attempt
+     * timeout, hundreds of times a healthy answer) or its failures would make p2c shun the node
+     * long after its suspension ended, so that the probe itself never came (seen in
+     * tests/netfault: 7-10 s after a healed partition). */
+    atomic_store_explicit(&h->ewma_bits, 0, memory_order_relaxed);
+    atomic_store_explicit(&h->ewma_stamp_ns, now_ns, memory_order_relaxed);
+    atomic_store_explicit(&h->ewma_us, 0, memory_order_relaxed);
+    atomic_store_explicit(&h->failure_ppm, 0, memory_order_relaxed);
     ft_breaker_reset(&h->breaker);
     atomic_fetch_add_explicit(&h->suspensions, 1, memory_order_relaxed);
     if (by_breaker) atomic_fetch_add_explicit(&h->breaker_trips, 1, memory_order_relaxed);
@@ -345,11 +354,13 @@ void ft_health_on_result(ft_endpoint_health *h, int code, int64_t latency_us, in
 {
     enum code_class cls = classify(h, code);
     pthread_mutex_lock(&h->mu);
-    if (cls != CLASS_NEUTRAL && latency_us >= 0)
+    ft_health_state state = (ft_health_state)atomic_load(&h->state);
+    /* While suspended, results are late ones of attempts sent before: the figures were forgotten
+     * at the suspension (suspend) and restart with the probe. */
+    if (cls != CLASS_NEUTRAL && latency_us >= 0 && state != FT_HEALTH_SUSPENDED)
         update_ewma(h, latency_us, cls != CLASS_SUCCESS, now_ns);
     bool refused = cls == CLASS_SUSPEND && code == FTRPC_ECONNREFUSED;
 
-    ft_health_state state = (ft_health_state)atomic_load(&h->state);
     if (state == FT_HEALTH_OFF) { /* the operator's word stands, whatever calls sent before say */
         pthread_mutex_unlock(&h->mu);
         return;

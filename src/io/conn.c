@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -539,6 +540,32 @@ int ft_conn_connect(ft_loop *loop, const struct sockaddr *addr, int connect_time
                        ft_loop_now_ns(loop) + (int64_t)connect_timeout_ms * 1000000,
                        on_connect_timeout);
     *out = c;
+    return 0;
+}
+
+int ft_conn_set_keepalive(ft_conn *c, int idle_s, int interval_s, int count, int user_timeout_ms)
+{
+    int fd = conn_fd(c);
+    if (fd < 0) return FTRPC_ESYS;
+    struct {
+        int level, name, value;
+        const char *what;
+    } opts[] = {
+        {SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE"},
+        {IPPROTO_TCP, TCP_KEEPIDLE, idle_s, "TCP_KEEPIDLE"},
+        {IPPROTO_TCP, TCP_KEEPINTVL, interval_s, "TCP_KEEPINTVL"},
+        {IPPROTO_TCP, TCP_KEEPCNT, count, "TCP_KEEPCNT"},
+        {IPPROTO_TCP, TCP_USER_TIMEOUT, user_timeout_ms, "TCP_USER_TIMEOUT"},
+    };
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        /* without keepalive its three settings mean nothing; the user timeout stands alone */
+        if (opts[i].value <= 0 || (idle_s <= 0 && i < 4)) continue;
+        if (setsockopt(fd, opts[i].level, opts[i].name, &opts[i].value, sizeof(int)) != 0) {
+            FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "connection to %s: cannot set %s to %d: %s", c->peer,
+                               opts[i].what, opts[i].value, strerror(errno));
+            return FTRPC_ESYS;
+        }
+    }
     return 0;
 }
 

@@ -25,10 +25,12 @@
  * them.
  *
  * Endpoints: every request tries the endpoints in turn, starting with the one that answered
- * last; a transport error or a 5xx answer moves to the next. Timeouts: connect 500 ms, request
- * 2 s; the watch stream has no overall timeout (it is meant to stay open) but TCP keepalive.
- * Proxies from the environment are ignored (etcd is reached directly). Only http:// (no TLS, no
- * auth) in this version.
+ * last; a transport error, a timeout or a 5xx answer moves to the next. The watch stream follows:
+ * when a full read was answered by another member than the stream's, the stream is re-opened there
+ * (a member cut off from its peers keeps its streams open and silent, and fails reads). Timeouts:
+ * connect 500 ms, request 2 s; the watch stream has no overall timeout (it is meant to stay open)
+ * but TCP keepalive. Proxies from the environment are ignored (etcd is reached directly). Only
+ * http:// (no TLS, no auth) in this version.
  *
  * Threads: an etcd_ns may be fetched from one thread while its watch thread runs: they use
  * separate curl handles, and share only the atomic "endpoint that answered last". Stop is prompt:
@@ -406,6 +408,7 @@ typedef struct etcd_watch {
     CURLcode read_rc;
     /* the stream; all fields below are the watch thread's */
     CURL *stream;
+    unsigned stream_host; /* the member the stream is open on */
     char stream_err[CURL_ERROR_SIZE];
     bool stream_done;
     bool stream_created; /* etcd confirmed the watch */
@@ -502,8 +505,8 @@ static int stream_open(etcd_watch *w)
         return FTRPC_ENOMEM;
     }
     char url[FT_ADDR_MAX + 64];
-    snprintf(url, sizeof url, "http://%s/v3/watch",
-             cfg->hosts[atomic_load(&cfg->cur) % cfg->nhosts]);
+    w->stream_host = atomic_load(&cfg->cur) % cfg->nhosts;
+    snprintf(url, sizeof url, "http://%s/v3/watch", cfg->hosts[w->stream_host]);
     easy_common(e, w->stream_err, &w->stop, json_headers);
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, req);
@@ -561,6 +564,19 @@ static void *watch_main(void *p)
             if (rc == 0) {
                 read_backoff = ETCD_BACKOFF_MIN_MS;
                 next_read = now + w->rescan_ms;
+                /* The read went to another member than the stream's: the stream's member failed
+                 * the read (down, or cut off from its peers, where a stream stays open and stays
+                 * silent). Follow the member that answers. */
+                unsigned cur = atomic_load(&w->ns->cfg.cur) % w->ns->cfg.nhosts;
+                if (w->stream && cur != w->stream_host) {
+                    FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
+                                       "naming: etcd:// moving the watch of %s from %s to %s, "
+                                       "which answered the last read",
+                                       w->ns->cfg.key_prefix, w->ns->cfg.hosts[w->stream_host],
+                                       w->ns->cfg.hosts[cur]);
+                    stream_close(w);
+                    stream_at = now;
+                }
             } else {
                 /* A stream to an etcd that no read reaches is likely dead too (a partition
                  * leaves it open): re-open it after the next good read. */

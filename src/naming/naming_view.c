@@ -29,6 +29,7 @@ struct ft_naming_view {
     int64_t stale_max_ns;
     int64_t grace_ns; /* < 0: accept empty at once */
     int64_t drop_ns;  /* the stale bound; 0: off */
+    int64_t hold_ns;  /* outage_hold_ms; < 0: off */
     int64_t rescan_ms;
     ft_naming *ns; /* NULL for a hand-fed view */
 
@@ -44,6 +45,9 @@ struct ft_naming_view {
     int64_t listed_at;  /* when the registry last listed the entries of `cur` */
     bool empty_pending; /* a "no endpoints" answer is being distrusted */
     int64_t empty_since;
+    bool holding; /* after an outage: removals held until held_since + hold_ns */
+    int64_t held_since;
+    size_t held_logged; /* how many endpoints the last "keeping" line named */
     listener *listeners;
     size_t nlisteners;
     int next_id;
@@ -96,6 +100,9 @@ int ft_naming_view_new(const ft_naming_view_opts *opts, ft_naming_view **out)
                                          : 30000 * FT_NS_PER_MS;
     v->rescan_ms = o.rescan_ms ? o.rescan_ms : 5000;
     v->drop_ns = o.stale_drop_ms > 0 ? o.stale_drop_ms * FT_NS_PER_MS : 0;
+    v->hold_ns = o.outage_hold_ms < 0 || o.empty_grace_ms < 0 ? -1
+                 : o.outage_hold_ms > 0                       ? o.outage_hold_ms * FT_NS_PER_MS
+                                                              : 15000 * FT_NS_PER_MS;
     v->cur = snapshot_new(NULL, 0);
     if (!v->cur) {
         free(v);
@@ -232,6 +239,24 @@ static void apply_error(ft_naming_view *v, int err, int64_t now)
     }
 }
 
+/* After an outage: appends to l the endpoints of the current list that l lacks (l keeps its own
+ * entries first, and their weights and tags). 0 or FTRPC_ENOMEM. */
+static int hold_removals(ft_naming_view *v, ft_endpoint_list *l)
+{
+    size_t listed = l->n;
+    for (size_t i = 0; i < v->cur->n; i++)
+        if (ft_endpoint_list_add(l, &v->cur->eps[i]) != 0) return FTRPC_ENOMEM;
+    ft_endpoint_list_normalize(l);
+    size_t held = l->n - listed;
+    if (held > 0 && held != v->held_logged)
+        FT_WARN("naming: after the outage the registry lists %zu endpoints; keeping %zu more it "
+                "no longer lists for up to %lld ms (their registrations may have expired during "
+                "the outage)",
+                listed, held, (long long)(v->hold_ns / FT_NS_PER_MS));
+    v->held_logged = held;
+    return 0;
+}
+
 static void apply_list(ft_naming_view *v, const ft_endpoint_list *in, int64_t now)
 {
     v->stats.updates++;
@@ -239,6 +264,11 @@ static void apply_list(ft_naming_view *v, const ft_endpoint_list *in, int64_t no
         FT_WARN("naming: registry answers again after %lld ms",
                 (long long)((now - v->stale_since) / FT_NS_PER_MS));
         v->stale = false;
+        if (v->hold_ns >= 0 && v->cur->n > 0) {
+            v->holding = true;
+            v->held_since = now;
+            v->held_logged = 0;
+        }
     }
     if (!v->ready) {
         v->ready = true;
@@ -253,6 +283,12 @@ static void apply_list(ft_naming_view *v, const ft_endpoint_list *in, int64_t no
         }
     }
     ft_endpoint_list_normalize(&l);
+    if (v->holding && now - v->held_since >= v->hold_ns) v->holding = false;
+    if (v->holding && hold_removals(v, &l) != 0) {
+        ft_endpoint_list_fini(&l);
+        FT_LOG_RATELIMITED(FTRPC_LOG_ERROR, "naming: out of memory; keeping the old list");
+        return;
+    }
     if (l.n == 0 && v->cur->n > 0 && v->grace_ns >= 0) {
         if (!v->empty_pending) {
             v->empty_pending = true;

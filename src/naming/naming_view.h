@@ -18,6 +18,8 @@
  *     (FTRPC_ENOENDPOINT for a client);
  *   - a registry that answers "no endpoints" after having some is suspected: the old list is kept
  *     for empty_grace_ms, then the empty list is accepted (0 accepts it at once);
+ *   - for outage_hold_ms after an outage, answers add endpoints but remove none: registrations
+ *     that expired during the outage come back one registrar at a time;
  *   - before the first good answer the view is empty (version 0).
  * The time rules advance when an update arrives; backends deliver at least every rescan period,
  * so the rules run on the watch thread without a timer of their own.
@@ -62,6 +64,13 @@ typedef struct ft_naming_view_opts {
      * dropped. Default 0 (and -1): never, the last list is served for as long as the outage
      * lasts. Not the same as stale_max_ms, which only logs. */
     int64_t stale_drop_ms;
+    /* After an outage, how long the registry's lists may add endpoints but not remove them. A
+     * registry cut off for longer than the registrations' TTL lets them all expire; its first
+     * answers after the outage list only those registrars that have already registered again, and
+     * would shrink the view for no fault of the servers. Default 15000 ms (ftrpc's choice: a
+     * registrar's refresh interval plus its requests' timeouts, with room). Negative: off (also
+     * when empty_grace_ms is negative: "believe the registry at once"). */
+    int64_t outage_hold_ms;
 } ft_naming_view_opts;
 
 /* Called with every newly published snapshot, in order, on the thread that published it (the

@@ -24,6 +24,11 @@
 /* answers the server's services, methods and message types (the /protobufs page; a request payload
  * "json" asks for its JSON form): what `ftrpc list` prints */
 #define FT_CONTROL_LIST "ListServices"
+/* ftrpc's health check (docs/protocol.md, Health check): a request to this builtin method, any
+ * payload, is answered at once with a plain success on the server's IO thread. A client sends it
+ * on a connection where requests wait and nothing arrives, to tell a dead connection from a slow
+ * handler. */
+#define FT_CONTROL_PING "Ping"
 #define FT_BAIDU_STD_DEFAULT_MAX_BODY FTRPC_DEFAULT_MAX_BODY_SIZE
 
 /* compress_type values */

@@ -1122,6 +1122,10 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
             handle_list(sess, f);
             return;
         }
+        if (!strcmp(f->method, FT_CONTROL_PING)) {
+            write_error(c, f->correlation_id, 0, NULL); /* alive: a plain success, at once */
+            return;
+        }
     }
     char text[512];
     int rc = start_call(sess, f->service, f->method, f->timeout_ms, &f->payload, &f->attachment,

@@ -103,32 +103,6 @@ static void server_start(scenario *s, int i)
     assert_int_equal(h_server_start_on(&s->srv[i], port, args), 0);
 }
 
-struct answered_arg {
-    const h_server *srv;
-};
-
-static int printed_answered(void *arg)
-{
-    return h_server_stderr_count(((struct answered_arg *)arg)->srv, "answered ") > 0;
-}
-
-/* SIGTERM, then the "answered N" line the server prints once stopped. -1 if none came. */
-static long server_stop_answered(h_server *srv)
-{
-    h_server_resume(srv); /* only if frozen: see harness.h */
-    kill(srv->pid, SIGTERM);
-    struct answered_arg a = {srv};
-    long n = -1;
-    if (h_wait_until(printed_answered, &a, 10000 * SLOW)) {
-        char *err = h_server_stderr(srv);
-        const char *p = err ? strstr(err, "answered ") : NULL;
-        if (p) n = atol(p + 9);
-        free(err);
-    }
-    h_server_stop(srv, 5000 * SLOW);
-    return n;
-}
-
 static void wait_more_calls(h_load *l, int n)
 {
     int target = atomic_load(&l->done) + n;
@@ -205,18 +179,12 @@ static void run_scenario(scenario *s)
     ftrpc_client_free(client);
 
     /* client side */
-    int issued = atomic_load(&l.issued), ok = 0, errors = 0, max_attempts = 0;
-    long attempts = 0;
-    for (int i = 0; i < issued; i++) {
-        const h_call_rec *rec = &l.recs[i];
-        assert_int_equal(atomic_load(&rec->completions), 1);
-        attempts += rec->attempts;
-        if (rec->attempts > max_attempts) max_attempts = rec->attempts;
-        if (rec->kind == FTRPC_RESULT_OK)
-            ok++;
-        else
-            errors++;
-    }
+    h_load_tally t;
+    h_load_tally_get(&l, 0, INT64_MAX, &t);
+    assert_int_equal(t.lost, 0);
+    assert_int_equal(t.duplicates, 0);
+    int issued = t.calls, ok = t.ok, errors = t.errors, max_attempts = t.max_attempts;
+    long attempts = t.attempts;
     int dups = atomic_load(&l.duplicates);
     int64_t p99 = h_load_latency_quantile(&l, 0, INT64_MAX, 0.99, NULL);
     printf("CHAOS| %-24s | %7d | %7d | %6d | %10d | %12d | %6.1f |\n", s->name, issued, ok, errors,
@@ -227,7 +195,7 @@ static void run_scenario(scenario *s)
     long surplus = 0, answered_total = 0;
     for (int i = 0; i < s->nsrv; i++) {
         if (s->killed[i] || s->srv[i].pid <= 0) continue;
-        long answered = server_stop_answered(&s->srv[i]);
+        long answered = h_server_stop_answered(&s->srv[i], 10000 * SLOW);
         int ok_here = atomic_load(&l.answered[i]);
         print_message("%s: server %d (%s) answered %ld, the client got %d OK from it\n", s->name, i,
                       s->addr[i], answered, ok_here);

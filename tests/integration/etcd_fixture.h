@@ -8,6 +8,8 @@
 
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,11 @@ typedef struct h_etcd {
     char data[600]; /* its data folder, kept across restarts */
     int cport, pport;
     pid_t pid; /* 0 when not running */
+    /* A member of a cluster (h_etcd_init_member); zero for a lone etcd on 127.0.0.1. */
+    char host[32];     /* the address it listens on */
+    char name[32];     /* its member name */
+    char cluster[512]; /* --initial-cluster: every member's name=peer URL */
+    unsigned uid;      /* runs as this uid and gid (its data folder is made theirs) */
 } h_etcd;
 
 /* Finds the etcd executable: $FTRPC_ETCD, else etcd on PATH (or /usr/bin, /usr/local/bin). */
@@ -65,6 +72,31 @@ static inline int h_etcd_init(h_etcd *e, const char *dir)
     return 0;
 }
 
+/* One member of a cluster: on host (ports 2379 and 2380, as a real member on its own address),
+ * named name, in cluster ("n1=http://h1:2380,n2=..."), running as uid (0: as this process), with
+ * its log and data in dir (made if missing). Then h_etcd_start as for a lone etcd. */
+static inline int h_etcd_init_member(h_etcd *e, const char *dir, const char *host, const char *name,
+                                     const char *cluster, unsigned uid)
+{
+    mkdir(dir, 0755);
+    if (h_etcd_init(e, dir) != 0) return -1;
+    snprintf(e->host, sizeof e->host, "%s", host);
+    snprintf(e->name, sizeof e->name, "%s", name);
+    snprintf(e->cluster, sizeof e->cluster, "%s", cluster);
+    e->cport = 2379;
+    e->pport = 2380;
+    e->uid = uid;
+    mkdir(e->data, 0700);
+    if (uid && chown(e->data, uid, uid) != 0) return -1;
+    return 0;
+}
+
+/* "HOST:PORT" of its client URL. */
+static inline void h_etcd_client_addr(const h_etcd *e, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s:%d", e->host[0] ? e->host : "127.0.0.1", e->cport);
+}
+
 static inline size_t h_etcd_collect(char *p, size_t size, size_t n, void *arg)
 {
     (void)size;
@@ -77,8 +109,9 @@ static inline char *h_etcd_post(const h_etcd *e, const char *path, const char *b
     CURL *c = curl_easy_init();
     ft_strbuf b;
     ft_strbuf_init(&b, 1 << 20);
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", e->cport, path);
+    char url[128], addr[64];
+    h_etcd_client_addr(e, addr, sizeof addr);
+    snprintf(url, sizeof url, "http://%s%s", addr, path);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
@@ -105,30 +138,46 @@ static inline int h_etcd_healthy(const h_etcd *e)
     return ok;
 }
 
-/* Starts etcd (the same ports and data folder every time) and waits until it serves, at most
- * 20 s. 0, or -1 if it exited or never became healthy. */
-static inline int h_etcd_start(h_etcd *e)
+/* Starts etcd (the same ports and data folder every time) without waiting for it: the members
+ * of a cluster serve only once a quorum of them runs. 0 or -1. */
+static inline int h_etcd_spawn(h_etcd *e)
 {
     pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int fd = open(e->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
             dup2(fd, 2);
         }
-        char curl_[64], purl[64], cluster[80];
-        snprintf(curl_, sizeof curl_, "http://127.0.0.1:%d", e->cport);
-        snprintf(purl, sizeof purl, "http://127.0.0.1:%d", e->pport);
-        snprintf(cluster, sizeof cluster, "t=%s", purl);
-        execl(e->bin, e->bin, "--name", "t", "--data-dir", e->data, "--listen-client-urls", curl_,
+        /* before PR_SET_PDEATHSIG, which a change of credentials clears */
+        if (e->uid && (setgroups(0, NULL) != 0 || setgid(e->uid) != 0 || setuid(e->uid) != 0))
+            _exit(126);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        const char *host = e->host[0] ? e->host : "127.0.0.1", *name = e->name[0] ? e->name : "t";
+        char curl_[64], purl[64], cluster[600];
+        snprintf(curl_, sizeof curl_, "http://%s:%d", host, e->cport);
+        snprintf(purl, sizeof purl, "http://%s:%d", host, e->pport);
+        if (e->cluster[0])
+            snprintf(cluster, sizeof cluster, "%s", e->cluster);
+        else
+            snprintf(cluster, sizeof cluster, "%s=%s", name, purl);
+        execl(e->bin, e->bin, "--name", name, "--data-dir", e->data, "--listen-client-urls", curl_,
               "--advertise-client-urls", curl_, "--listen-peer-urls", purl,
               "--initial-advertise-peer-urls", purl, "--initial-cluster", cluster,
-              "--initial-cluster-state", "new", (char *)NULL);
+              "--initial-cluster-state", "new", "--initial-cluster-token", "ftrpc-test",
+              (char *)NULL);
         _exit(127);
     }
     e->pid = pid;
+    return 0;
+}
+
+/* Waits until a spawned etcd serves (a member: until its cluster has a leader), at most 20 s.
+ * 0, or -1 if it exited or never became healthy. */
+static inline int h_etcd_wait_healthy(h_etcd *e)
+{
+    pid_t pid = e->pid;
     int64_t deadline = h_now_ms() + 20000;
     while (h_now_ms() < deadline) {
         if (h_etcd_healthy(e)) return 0;
@@ -140,6 +189,12 @@ static inline int h_etcd_start(h_etcd *e)
         h_sleep_ms(50);
     }
     return -1;
+}
+
+/* h_etcd_spawn, then h_etcd_wait_healthy. */
+static inline int h_etcd_start(h_etcd *e)
+{
+    return h_etcd_spawn(e) != 0 ? -1 : h_etcd_wait_healthy(e);
 }
 
 /* SIGKILL, then reaps it. A no-op when it is not running. */

@@ -6,6 +6,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -128,13 +130,23 @@ static const char *scratch_dir(void)
     return d;
 }
 
+static atomic_uint child_uid; /* h_children_run_as */
+
+void h_children_run_as(unsigned uid)
+{
+    atomic_store(&child_uid, uid);
+}
+
 /* Forks and execs path with argv; stdout to out_pipe's write end (or /dev/null), stderr to
- * err_fd. In the child: dies with the parent. */
+ * err_fd. In the child: runs as h_children_run_as's uid, and dies with the parent. */
 static pid_t spawn(const char *path, char *const *argv, int out_fd, int err_fd)
 {
     pid_t parent = getpid();
+    unsigned uid = atomic_load(&child_uid);
     pid_t pid = fork();
     if (pid != 0) return pid;
+    /* before PR_SET_PDEATHSIG: a change of credentials clears it */
+    if (uid && (setgroups(0, NULL) != 0 || setgid(uid) != 0 || setuid(uid) != 0)) _exit(126);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
     sigset_t none;
@@ -257,6 +269,11 @@ int h_server_start_on(h_server *s, int port, const char *const *args)
 {
     char listen_addr[32];
     snprintf(listen_addr, sizeof listen_addr, "127.0.0.1:%d", port);
+    return h_server_start_at(s, listen_addr, args);
+}
+
+int h_server_start_at(h_server *s, const char *listen_addr, const char *const *args)
+{
     const char *const pre[] = {"echo-server", "--listen", listen_addr, NULL};
     if (start_child(s, "echo-server", pre, args) != 0) return -1;
     /* read the "listening on 127.0.0.1:PORT" line, bounded */
@@ -890,12 +907,6 @@ int h_pattern_check(const ftrpc_buf *buf, size_t len, unsigned seed)
     return off == len;
 }
 
-int h_server_start_at(h_server *s, const char *listen, const char *const *args)
-{
-    const char *colon = strrchr(listen, ':');
-    return h_server_start_on(s, colon ? atoi(colon + 1) : 0, args);
-}
-
 /* ---- steady load ---- */
 
 static void sleep_us(int us)
@@ -1024,6 +1035,70 @@ int64_t h_load_latency_quantile(const h_load *l, int64_t t0_us, int64_t t1_us, d
     int64_t out = h_quantile(v, n, q);
     free(v);
     return out;
+}
+
+void h_load_tally_get(const h_load *l, int64_t t0_us, int64_t t1_us, h_load_tally *out)
+{
+    memset(out, 0, sizeof *out);
+    int issued = atomic_load(&l->issued);
+    for (int i = 0; i < issued; i++) {
+        const h_call_rec *r = &l->recs[i];
+        if (r->start_us < t0_us || r->start_us >= t1_us) continue;
+        out->calls++;
+        int n = atomic_load(&((h_call_rec *)r)->completions);
+        if (n == 0) {
+            out->lost++;
+            continue;
+        }
+        if (n > 1) out->duplicates++;
+        out->attempts += r->attempts;
+        if (r->attempts > out->max_attempts) out->max_attempts = r->attempts;
+        if (r->kind == FTRPC_RESULT_OK)
+            out->ok++;
+        else
+            out->errors++;
+    }
+}
+
+#define H_ANSWERED_LINE "ftrpc echo-server: answered "
+
+static int printed_answered(void *arg)
+{
+    return h_server_stderr_count(arg, H_ANSWERED_LINE) > 0;
+}
+
+long h_server_stop_answered(h_server *s, int timeout_ms)
+{
+    h_server_resume(s); /* only if frozen: see harness.h */
+    kill(s->pid, SIGTERM);
+    long n = -1;
+    if (h_wait_until(printed_answered, s, timeout_ms)) {
+        char *err = h_server_stderr(s);
+        const char *p = err ? strstr(err, H_ANSWERED_LINE) : NULL;
+        if (p) n = atol(p + strlen(H_ANSWERED_LINE));
+        free(err);
+    }
+    h_server_stop(s, timeout_ms);
+    return n;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+int h_scratch_mkdtemp(const char *name, char *out, size_t len)
+{
+    if ((size_t)snprintf(out, len, "%s/%s-XXXXXX", scratch_dir(), name) >= len) return -1;
+    return mkdtemp(out) ? 0 : -1;
+}
+
+void h_rmtree(const char *dir)
+{
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 int h_curl(const char *args, char **out)

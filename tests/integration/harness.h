@@ -68,9 +68,13 @@ typedef struct h_server {
 int h_server_start(h_server *s, const char *const *args);
 /* Same, on a given port of 127.0.0.1 (to restart a server where a client expects it). */
 int h_server_start_on(h_server *s, int port, const char *const *args);
-/* The same on a given listen address ("127.0.0.1:PORT"), e.g. to restart a killed server on its
- * old port. */
+/* The same on a given listen address ("HOST:PORT", port 0: any), e.g. to restart a killed server
+ * on its old port, or to listen on another loopback address. */
 int h_server_start_at(h_server *s, const char *listen, const char *const *args);
+/* Children started from now on (servers, CLI runs, spinners) run as this uid, with it as their
+ * gid and no supplementary groups; 0: as this process (the default). For tests that tell hosts
+ * apart by uid (tests/netfault/netfault_rig.h); needs root. */
+void h_children_run_as(unsigned uid);
 /* SIGCONT when the child is stopped (SIGSTOP), nothing otherwise: a child that is not stopped
  * may be exiting, and in an ASan build LeakSanitizer suspends the exiting child's threads with
  * PTRACE_ATTACH, whose SIGSTOP a SIGCONT would discard; its tracer then waits for ever and the
@@ -195,6 +199,11 @@ size_t h_request_frame(uint8_t *out, size_t cap, const char *service, const char
 
 /* ---- misc ---- */
 
+/* Makes a new folder FTRPC_SCRATCH/NAME-XXXXXX (or under /tmp), its path into out. 0 or -1. */
+int h_scratch_mkdtemp(const char *name, char *out, size_t len);
+/* Removes a folder and everything below it (not following links). */
+void h_rmtree(const char *dir);
+
 /* The q-quantile (0..1) of v[0..n), nearest rank; sorts v. -1 when n is 0. */
 int64_t h_quantile(int64_t *v, int n, double q);
 
@@ -260,5 +269,22 @@ int h_load_wait_answered(h_load *l, int ep, int since, int count, int timeout_ms
  * *n_out (may be NULL) gets how many there were. -1 when there were none. */
 int64_t h_load_latency_quantile(const h_load *l, int64_t t0_us, int64_t t1_us, double q,
                                 int *n_out);
+
+/* How the calls of a load ended, over those issued in [t0_us, t1_us) (0, INT64_MAX: all). Every
+ * issued call is counted once: ok + errors + lost = calls. */
+typedef struct h_load_tally {
+    int calls;        /* issued in the window */
+    int ok, errors;   /* completed once, with their kind */
+    int lost;         /* never completed */
+    int duplicates;   /* completed more than once */
+    int max_attempts; /* result.attempts, the most any call took */
+    long attempts;    /* result.attempts summed over completed calls */
+} h_load_tally;
+void h_load_tally_get(const h_load *l, int64_t t0_us, int64_t t1_us, h_load_tally *out);
+
+/* For a server started with --stats-on-exit: resumes it if frozen, sends SIGTERM, reads the
+ * "answered N" line it prints once stopped, and reaps it (all bounded by timeout_ms). N, or -1
+ * when no such line came. */
+long h_server_stop_answered(h_server *s, int timeout_ms);
 
 #endif

@@ -1,6 +1,7 @@
 /* The checks a tool makes on its users' options before making a client (ftrpc/client.h):
  * ftrpc_lb_name_valid knows every balancer ftrpc_client_options.lb takes, and
- * ftrpc_max_request_payload answers the payload whose widest request frame is exactly the limit. */
+ * ftrpc_max_request_payload answers the payload whose widest request frame is exactly the limit;
+ * and the client's own check of the dead-connection options. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,6 +28,37 @@ static void lb_names_are_the_ones_a_client_takes(void **state)
     assert_false(ftrpc_lb_name_valid("fastest"));
     assert_false(ftrpc_lb_name_valid(""));
     assert_false(ftrpc_lb_name_valid(NULL));
+}
+
+/* The dead-connection options (client.md, Dead connections): -1 turns a mechanism off, other
+ * negative values are refused at creation, as every bad option is. */
+static void dead_connection_options_are_checked_at_creation(void **state)
+{
+    (void)state;
+    static const struct {
+        ftrpc_client_options o;
+        int rc;
+    } cases[] = {
+        {{.tcp_keepalive_idle_s = -1, .tcp_user_timeout_ms = -1, .health_check_ms = -1}, 0},
+        {{.tcp_keepalive_idle_s = 1,
+          .tcp_keepalive_interval_s = 1,
+          .tcp_keepalive_count = 1,
+          .tcp_user_timeout_ms = 100,
+          .health_check_ms = 10,
+          .health_check_timeout_ms = 10},
+         0},
+        {{.tcp_keepalive_idle_s = -2}, FTRPC_EINVAL},
+        {{.tcp_keepalive_interval_s = -1}, FTRPC_EINVAL},
+        {{.tcp_keepalive_count = -1}, FTRPC_EINVAL},
+        {{.tcp_user_timeout_ms = -2}, FTRPC_EINVAL},
+        {{.health_check_ms = -2}, FTRPC_EINVAL},
+        {{.health_check_timeout_ms = -1}, FTRPC_EINVAL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ftrpc_client *c = NULL;
+        assert_int_equal(ftrpc_client_new("list://127.0.0.1:1", &cases[i].o, &c), cases[i].rc);
+        ftrpc_client_free(c);
+    }
 }
 
 /* The size of a frame carrying `payload` bytes with the widest meta a call can send. */
@@ -87,6 +119,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(lb_names_are_the_ones_a_client_takes),
+        cmocka_unit_test(dead_connection_options_are_checked_at_creation),
         cmocka_unit_test(max_payload_fills_the_frame_exactly),
         cmocka_unit_test(max_payload_refuses_what_no_call_could_carry),
     };

@@ -571,6 +571,28 @@ static void exactly_one_of_four_racing_threads_wins_the_probe(void **s)
 
 /* --- peak EWMA and in-flight --- */
 
+/* A node back from a suspension must not be shunned for the failure that suspended it: p2c reads
+ * an endpoint without a figure as cheap while idle, so the probe comes as soon as it may. */
+static void suspension_forgets_the_latency_figure_and_the_probe_measures_afresh(void **s)
+{
+    (void)s;
+    fixture *f = make(NULL);
+    ft_health_on_result(&f->h, 0, 300, now(f));
+    ft_health_on_result(&f->h, FTRPC_ERPCTIMEDOUT, 100000, now(f)); /* suspends */
+    assert_int_equal(ft_health_state_get(&f->h), FT_HEALTH_SUSPENDED);
+    assert_true(ft_health_ewma_us(&f->h, now(f)) == 0.0);
+    /* late results of attempts sent before the suspension (another loop's timeout, a dead
+     * connection's) do not bring the figure back */
+    ft_health_on_result(&f->h, FTRPC_EFAILEDSOCKET, 1000000, now(f));
+    assert_true(ft_health_ewma_us(&f->h, now(f)) == 0.0);
+    advance_ms(f, 1000);
+    assert_true(ft_health_try_acquire(&f->h, now(f)) != FT_HEALTH_DENIED);
+    ft_health_on_result(&f->h, 0, 250, now(f));
+    assert_int_equal(ft_health_state_get(&f->h), FT_HEALTH_ACTIVE);
+    assert_true(ft_health_ewma_us(&f->h, now(f)) == 250.0);
+    destroy(f);
+}
+
 static void ewma_jumps_up_on_slow_sample_and_decays_with_time(void **s)
 {
     ft_health_options o = {.ewma_decay_ms = 1000};
@@ -773,6 +795,7 @@ int main(void)
         cmocka_unit_test(exactly_one_of_four_racing_threads_wins_the_probe),
         cmocka_unit_test(ewma_jumps_up_on_slow_sample_and_decays_with_time),
         cmocka_unit_test(failure_ratio_follows_recent_failures_with_the_ewma_time_weight),
+        cmocka_unit_test(suspension_forgets_the_latency_figure_and_the_probe_measures_afresh),
         cmocka_unit_test(state_names_are_stable),
         cmocka_unit_test(wso2_other_errors_suspend_at_the_first_call),
         cmocka_unit_test(non_retry_code_puts_the_endpoint_in_timeout_and_never_suspends),

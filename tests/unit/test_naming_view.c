@@ -168,6 +168,41 @@ static void error_keeps_last_good_list_and_marks_stale(void **state)
     ft_naming_view_free(v);
 }
 
+/* A registry cut off for longer than the TTL lets every registration expire; after it, the
+ * registrars come back one at a time. Removals wait out the hold, additions do not. */
+static void after_an_outage_answers_add_endpoints_but_remove_none_for_the_hold(void **state)
+{
+    (void)state;
+    ft_manual_clock_init(&clk, 1000 * FT_NS_PER_MS);
+    ft_naming_view_opts o = {.clock = &clk.base, .outage_hold_ms = 5000};
+    ft_naming_view *v;
+    assert_int_equal(ft_naming_view_new(&o, &v), 0);
+    apply_spec(v, "a:1,b:1,c:1");
+    apply_spec(v, "a:1,b:1"); /* no outage: believed at once */
+    assert_int_equal(current_n(v, NULL), 2);
+    apply_spec(v, "a:1,b:1,c:1");
+    ft_naming_view_apply(v, NULL, FTRPC_ERPCTIMEDOUT);
+    advance_ms(6000);
+    apply_spec(v, "b:1"); /* the first registrar back */
+    assert_int_equal(current_n(v, NULL), 3);
+    apply_spec(v, "b:1,d:1"); /* a new one is added at once */
+    assert_int_equal(current_n(v, NULL), 4);
+    advance_ms(4999);
+    apply_spec(v, "a:1,b:1,d:1");
+    assert_int_equal(current_n(v, NULL), 4);
+    advance_ms(1); /* the hold is over: c, which never came back, goes */
+    apply_spec(v, "a:1,b:1,d:1");
+    assert_int_equal(current_n(v, NULL), 3);
+    ft_naming_view_free(v);
+    /* negative: off */
+    ft_naming_view *w = manual_view(0, -1);
+    apply_spec(w, "a:1,b:1");
+    ft_naming_view_apply(w, NULL, FTRPC_ERPCTIMEDOUT);
+    apply_spec(w, "a:1");
+    assert_int_equal(current_n(w, NULL), 1);
+    ft_naming_view_free(w);
+}
+
 static void error_before_any_answer_leaves_view_empty(void **state)
 {
     ft_naming_view *v = manual_view(0, 0);
@@ -605,6 +640,7 @@ int main(void)
         cmocka_unit_test(first_answer_publishes_in_order_without_duplicates),
         cmocka_unit_test(error_keeps_last_good_list_and_marks_stale),
         cmocka_unit_test(error_before_any_answer_leaves_view_empty),
+        cmocka_unit_test(after_an_outage_answers_add_endpoints_but_remove_none_for_the_hold),
         cmocka_unit_test(sudden_empty_is_kept_out_for_the_grace_period),
         cmocka_unit_test(outage_lines_give_the_size_of_the_list_served),
         cmocka_unit_test(negative_grace_accepts_empty_at_once),
