@@ -132,7 +132,7 @@ typedef struct ftrpc_server_options {
     /* default 0: unlimited. The calls in flight over every method (brpc's
      * ServerOptions.max_concurrency): past it requests get FTRPC_ELIMIT at once with a pushback
      * hint, before the methods' own limits. A count, FTRPC_CONCURRENCY_AUTO or _TIMEOUT; the auto
-     * limit never goes below worker threads + IO threads (docs/overload.md) */
+     * limit never goes below worker_threads (docs/overload.md) */
     int max_concurrency;
 } ftrpc_server_options;
 
@@ -218,6 +218,9 @@ FTRPC_API const char *ftrpc_server_call_identity(const ftrpc_server_call *call);
  * POST /limits does the same (docs/overload.md). */
 FTRPC_API int ftrpc_server_set_max_concurrency(ftrpc_server *server, const char *service,
                                                const char *method, int value);
+/* Reads a max_concurrency value as text: a count, "auto", "timeout", or "none" / "unlimited" (0).
+ * 0 with *out set, or FTRPC_EINVAL. Any thread. */
+FTRPC_API int ftrpc_max_concurrency_parse(const char *text, int *out);
 /* Reads a limit (service and method as above): *value the configured value, *effective the limit
  * in force now (the auto limiter's figure; 0: none). Either may be NULL. Any thread. */
 FTRPC_API int ftrpc_server_get_max_concurrency(const ftrpc_server *server, const char *service,

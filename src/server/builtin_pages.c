@@ -395,25 +395,6 @@ static int query_value(const char *query, const char *key, char *buf, size_t len
     return n > 0;
 }
 
-/* A max_concurrency value as the admin page and `--max-concurrency` take it: a count, "auto",
- * "timeout", "none" / "0". 0 when not one. */
-static int limit_value_parse(const char *text, int *out)
-{
-    if (!strcmp(text, "auto")) {
-        *out = FTRPC_CONCURRENCY_AUTO;
-    } else if (!strcmp(text, "timeout")) {
-        *out = FTRPC_CONCURRENCY_TIMEOUT;
-    } else if (!strcmp(text, "none") || !strcmp(text, "unlimited")) {
-        *out = 0;
-    } else {
-        char *end;
-        long v = strtol(text, &end, 10);
-        if (end == text || *end || v < 0 || v > 1000000) return 0;
-        *out = (int)v;
-    }
-    return 1;
-}
-
 static void limit_line(ft_strbuf *o, const char *name, const ft_limit *l)
 {
     int v = ft_limit_value(l);
@@ -452,7 +433,7 @@ static void limits_post(ftrpc_server *s, const char *query, ft_page *out)
     int named = query_value(query, "service", service, sizeof service);
     int has_method = query_value(query, "method", method, sizeof method);
     if (!query_value(query, "max_concurrency", value, sizeof value) ||
-        !limit_value_parse(value, &v) || named != has_method) {
+        ftrpc_max_concurrency_parse(value, &v) != 0 || named != has_method) {
         out->status = 400;
         ft_strbuf_appends(o, "POST /limits?max_concurrency=N|auto|timeout|none "
                              "[&service=NAME&method=NAME] (without them: server-wide)\n");

@@ -163,7 +163,8 @@ int ftrpc_server_new_sized(const ftrpc_server_options *opts, size_t opts_size, f
         return FTRPC_ENOMEM;
     }
     atomic_init(&s->state, FT_SERVER_NEW);
-    ft_limit_init(&s->limit, o.max_concurrency, ft_server_default_workers(s) + rt->nloops);
+    /* the auto limit's floor: the worker pool (one thread a core by default, as the loops) */
+    ft_limit_init(&s->limit, o.max_concurrency, ft_server_default_workers(s));
     pthread_mutex_init(&s->stop_lock, NULL);
     pthread_cond_init(&s->stop_cond, NULL);
     for (int i = 0; i < s->rt->nloops; i++)

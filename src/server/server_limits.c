@@ -122,6 +122,24 @@ void ft_limit_on_response(ft_limit *l, int ok, int64_t latency_ns, int64_t now_n
     pthread_mutex_unlock(&l->lock);
 }
 
+int ftrpc_max_concurrency_parse(const char *text, int *out)
+{
+    if (!text || !out) return FTRPC_EINVAL;
+    if (!strcmp(text, "auto")) {
+        *out = FTRPC_CONCURRENCY_AUTO;
+    } else if (!strcmp(text, "timeout")) {
+        *out = FTRPC_CONCURRENCY_TIMEOUT;
+    } else if (!strcmp(text, "none") || !strcmp(text, "unlimited")) {
+        *out = 0;
+    } else {
+        char *end;
+        long v = strtol(text, &end, 10);
+        if (end == text || *end || v < 0 || v > 1000000) return FTRPC_EINVAL;
+        *out = (int)v;
+    }
+    return 0;
+}
+
 int ft_server_default_workers(const ftrpc_server *s)
 {
     if (s->opts.worker_threads > 0) return s->opts.worker_threads;
