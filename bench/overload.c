@@ -18,7 +18,7 @@
  * Rows: no limiter; `--max-concurrency auto`; with --throttle, the same with the client's
  * throttling as well (the client side of issue 24, another branch: the flag is ready for it).
  * Targets (PASS/FAIL) for the limiter row: goodput >= 90% of capacity, served p99 <= 2x the
- * unloaded p99, back to the unloaded figures within 5 s.
+ * unloaded p99 (the lower of the two rows'), back to the unloaded figures within 5 s.
  *
  * Usage: bench_overload [--quick] [--throttle] */
 #include <limits.h>
@@ -213,13 +213,18 @@ int main(int argc, char **argv)
         print_row(&rows[2]);
     }
     const row *l = &rows[1];
+    /* the unloaded p99: the lower of the two rows' (a busy machine inflates one now and then; the
+     * lower one is the stricter baseline) */
+    int64_t base =
+        rows[0].unloaded.p99_us < l->unloaded.p99_us ? rows[0].unloaded.p99_us : l->unloaded.p99_us;
     int good = l->crowd.goodput >= 0.9 * l->capacity;
-    int p99 = l->crowd.p99_us <= 2 * l->unloaded.p99_us;
+    int p99 = l->crowd.p99_us <= 2 * base;
     int back = l->recovery_s >= 0 && l->recovery_s <= 5;
     printf("target goodput >= 90%% of capacity with the limiter: %.0f%%  %s\n",
            100 * l->crowd.goodput / l->capacity, good ? "PASS" : "FAIL");
-    printf("target served p99 <= 2x unloaded p99 with the limiter: %.2fx  %s\n",
-           l->unloaded.p99_us > 0 ? (double)l->crowd.p99_us / (double)l->unloaded.p99_us : 0,
+    printf("target served p99 <= 2x unloaded p99 (%.1f ms, the lower row's) with the limiter: "
+           "%.2fx  %s\n",
+           base / 1000.0, base > 0 ? (double)l->crowd.p99_us / (double)base : 0,
            p99 ? "PASS" : "FAIL");
     printf("target back to unloaded within 5 s: %.2f s  %s\n", l->recovery_s,
            back ? "PASS" : "FAIL");
