@@ -43,6 +43,7 @@
 
 #include "base/clock.h"
 #include "client/backup_policy.h"
+#include "bench_cli.h"
 #include "ftrpc/ftrpc.h"
 
 #define IN_FLIGHT 8
@@ -93,21 +94,7 @@ static int child_start(child *ch, const char *delay_ms, const char *delay_rate)
     close(out[1]);
     close(err_fd);
     ch->pid = pid;
-    char line[256];
-    size_t n = 0;
-    int64_t deadline = ft_now_ns() + 5000 * FT_NS_PER_MS;
-    while (n < sizeof line - 1 && !memchr(line, '\n', n)) {
-        struct pollfd pfd = {out[0], POLLIN, 0};
-        int left = (int)((deadline - ft_now_ns()) / FT_NS_PER_MS);
-        if (left <= 0 || poll(&pfd, 1, left) <= 0) break;
-        ssize_t r = read(out[0], line + n, sizeof line - 1 - n);
-        if (r <= 0) break;
-        n += (size_t)r;
-    }
-    line[n] = '\0';
-    close(out[0]);
-    const char *colon = strrchr(line, ':');
-    ch->port = colon && strstr(line, "listening on") ? atoi(colon + 1) : 0;
+    ch->port = bench_read_port(out[0]);
     return ch->port > 0 ? 0 : -1;
 }
 
@@ -418,15 +405,7 @@ int main(int argc, char **argv)
         }
     }
     if (calls < 100) calls = 100;
-    ssize_t n = readlink("/proc/self/exe", cli_path, sizeof cli_path - 16);
-    if (n <= 0) return 1;
-    cli_path[n] = '\0';
-    char *slash = strrchr(cli_path, '/');
-    strcpy(slash + 1, "ftrpc");
-    if (access(cli_path, X_OK) != 0) {
-        fprintf(stderr, "bench_tail: %s not found (build the CLI)\n", cli_path);
-        return 1;
-    }
+    if (bench_find_cli(cli_path, "bench_tail") != 0) return 1;
     signal(SIGPIPE, SIG_IGN);
     if (example) return brpc_example(calls_set ? calls : 2000);
     int64_t t0 = ft_now_ns();

@@ -35,9 +35,19 @@ typedef enum {
 
 /* Options structs grow at their end only and travel with their size (ftrpc/common.h, "Versions").
  */
+/* Values of max_concurrency besides a count (docs/overload.md). 0 and -1 mean unlimited. */
+/* brpc's "auto" limiter: the limit follows max_qps x ((2 + 0.3) x min_latency - latency),
+ * recomputed once a second from the calls' latencies; never below the threads that run them */
+#define FTRPC_CONCURRENCY_AUTO (-2)
+/* brpc's "timeout" limiter: a call whose deadline (timeout_ms it was sent with; 500 ms when none)
+ * is not longer than the average latency now is refused at once; at most 100 in flight */
+#define FTRPC_CONCURRENCY_TIMEOUT (-3)
+
 typedef struct ftrpc_method_options {
     ftrpc_run_mode run_mode; /* default FTRPC_RUN_IN_IO_THREAD */
-    int max_concurrency;     /* default 0: unlimited; past it requests get FTRPC_ELIMIT (brpc) */
+    /* default 0: unlimited; past it requests get FTRPC_ELIMIT at once, with a pushback hint
+     * (brpc's max_concurrency). Or FTRPC_CONCURRENCY_AUTO / FTRPC_CONCURRENCY_TIMEOUT */
+    int max_concurrency;
 } ftrpc_method_options;
 
 /* Authentication (brpc's Authenticator): called on a connection's first request with its
@@ -119,6 +129,11 @@ typedef struct ftrpc_server_options {
      * registry entry, by `ftrpc registry ls` and in clients' views (docs/discovery.md). A bad id
      * fails ftrpc_server_start with FTRPC_EINVAL. Copied by ftrpc_server_new */
     const char *register_id;
+    /* default 0: unlimited. The calls in flight over every method (brpc's
+     * ServerOptions.max_concurrency): past it requests get FTRPC_ELIMIT at once with a pushback
+     * hint, before the methods' own limits. A count, FTRPC_CONCURRENCY_AUTO or _TIMEOUT; the auto
+     * limit never goes below worker_threads (docs/overload.md) */
+    int max_concurrency;
 } ftrpc_server_options;
 
 /* Makes a server. opts may be NULL. On success *out is the caller's (ftrpc_server_free).
@@ -194,6 +209,22 @@ FTRPC_API int64_t ftrpc_server_call_remaining_ms(const ftrpc_server_call *call);
 FTRPC_API const char *ftrpc_server_call_peer(const ftrpc_server_call *call);
 /* The identity the authenticator attached to this call's connection ("" without one). */
 FTRPC_API const char *ftrpc_server_call_identity(const ftrpc_server_call *call);
+
+/* Changes a concurrency limit while the server runs (or before): service and method NULL for the
+ * server-wide one, else the method's. value as max_concurrency (a count, 0 or -1 for none,
+ * FTRPC_CONCURRENCY_AUTO, FTRPC_CONCURRENCY_TIMEOUT); an adaptive limiter starts learning again.
+ * Calls in flight finish; the new limit counts the calls admitted from now on. 0, FTRPC_EINVAL
+ * (bad value, or one of service/method NULL), FTRPC_ENOMETHOD. Any thread; the admin page
+ * POST /limits does the same (docs/overload.md). */
+FTRPC_API int ftrpc_server_set_max_concurrency(ftrpc_server *server, const char *service,
+                                               const char *method, int value);
+/* Reads a max_concurrency value as text: a count, "auto", "timeout", or "none" / "unlimited" (0).
+ * 0 with *out set, or FTRPC_EINVAL. Any thread. */
+FTRPC_API int ftrpc_max_concurrency_parse(const char *text, int *out);
+/* Reads a limit (service and method as above): *value the configured value, *effective the limit
+ * in force now (the auto limiter's figure; 0: none). Either may be NULL. Any thread. */
+FTRPC_API int ftrpc_server_get_max_concurrency(const ftrpc_server *server, const char *service,
+                                               const char *method, int *value, int *effective);
 
 /* Server-wide figures of the limits (for tests and tools). */
 typedef struct ftrpc_server_stats {

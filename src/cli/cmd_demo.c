@@ -76,6 +76,7 @@ typedef struct demo {
     node nodes[NODES];
     char service[64]; /* registry name of the current scenario's cluster */
     int scenario_no, scenario_total;
+    const char *const *every_node; /* flags every node of the next cluster gets; NULL: none */
 } demo;
 
 static void track(pid_t pid)
@@ -118,6 +119,8 @@ static int node_start(demo *d, node *n, double ttl_s, const char *const *extra)
     size_t argc = 12;
     for (size_t i = 0; extra && extra[i] && argc < 31; i++)
         argv[argc++] = extra[i];
+    for (size_t i = 0; d->every_node && d->every_node[i] && argc < 31; i++)
+        argv[argc++] = d->every_node[i];
     argv[argc] = NULL;
     int fds[2];
     if (pipe(fds) != 0) return -1;
@@ -597,6 +600,60 @@ static int scenario_flaky(demo *d)
     return 0;
 }
 
+/* A flash crowd (docs/overload.md): every node's handler holds one of 2 workers for 5 ms, so the
+ * cluster serves NODES x 400 calls/s; 30% of that first (the limiter learns the no-load latency),
+ * then 3x for 2 s (1 s with --quick), without and with the adaptive limiter. The breaker trips only
+ * at 100% errors, as in bench/overload.c: it counts ELIMIT as a failure. */
+static int scenario_flash_crowd(demo *d)
+{
+    header(d, "flash crowd: 3x capacity on 5 ms handlers, 2 workers a node");
+    const double capacity = NODES * 2 * 1000.0 / 5;
+    for (int limited = 0; limited < 2; limited++) {
+        const char *const flags[] = {
+            "--workers",         "--worker-threads",        "2", "--work-ms", "5",
+            "--max-concurrency", limited ? "auto" : "none", NULL};
+        d->every_node = flags;
+        int rc = cluster_start(d, limited ? "crowd-auto" : "crowd", d->ttl_s, NULL);
+        d->every_node = NULL;
+        if (rc != 0) return -1;
+        ftrpc_client_options o = {.lb = "rr", .health = {.breaker_error_ratio = 1}};
+        ftrpc_client *client = NULL;
+        ft_load_stats warm;
+        rc = client_new(d, &o, &client);
+        if (rc == 0 && ft_load_stats_init(&warm) == 0) {
+            ft_load_opts lo = {.client = client,
+                               .service = SERVICE,
+                               .method = METHOD,
+                               .concurrency = 64,
+                               .rate = 0.3 * capacity,
+                               .duration_s = 1.5,
+                               .payload = 16};
+            rc = ft_load_run(&lo, &warm);
+            ft_load_stats_fini(&warm);
+        }
+        ftrpc_client_free(client);
+        ftrpc_client_options co = {.lb = "rr", .health = {.breaker_error_ratio = 1}};
+        long calls = (long)(3 * capacity * (d->quick ? 1 : 2));
+        ft_load_stats s;
+        demo_row *row = rc == 0 ? run_row(d, "flash crowd", limited ? "auto limiter" : "no limiter",
+                                          &co, calls, 3 * capacity, NULL, &s)
+                                : NULL;
+        if (!row) {
+            cluster_stop(d);
+            return -1;
+        }
+        double span = ft_load_elapsed(&s);
+        double goodput = span > 0 ? (double)row->ok / span : 0;
+        snprintf(row->note, sizeof row->note,
+                 "goodput %.0f/s = %.0f%% of capacity (%.0f/s); served p99 %.1f ms", goodput,
+                 100 * goodput / capacity, capacity,
+                 (double)ftrpc_histogram_percentile(s.ok_hist, 0.99) / 1000);
+        ft_load_stats_fini(&s);
+        cluster_stop(d);
+    }
+    return 0;
+}
+
 static int scenario_expiry(demo *d)
 {
     char what[128];
@@ -874,7 +931,7 @@ int ft_cli_demo(int argc, char **argv)
     d->ttl_s = 2;
     d->report.quick = quick;
     d->report.ttl_s = d->ttl_s;
-    d->scenario_total = 8;
+    d->scenario_total = 9;
     snprintf(d->registry, sizeof d->registry, "%s/registry", d->tmp);
     mkdir(d->registry, 0700);
 
@@ -917,6 +974,7 @@ int ft_cli_demo(int argc, char **argv)
     if (rc == 0) rc = scenario_flaky(d);
     if (rc == 0) rc = scenario_expiry(d);
     if (rc == 0) rc = scenario_outage(d);
+    if (rc == 0) rc = scenario_flash_crowd(d);
     cluster_stop(d);
     d->report.elapsed_s = (double)(ft_load_now_ns() - t0) / 1e9;
     remove_tree(d->registry);

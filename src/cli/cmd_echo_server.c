@@ -5,6 +5,7 @@
  * Delayed replies are held by one timer thread of this command (a handler on an IO thread must
  * not sleep); hung calls are held until the server stops, then dropped with their connections.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
@@ -42,6 +43,7 @@ static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t held_cond = PTHREAD_COND_INITIALIZER;
 static held_call *held;
 static int delay_thread_stop;
+static long work_ms; /* --work-ms: the handler holds its thread this long */
 /* Requests the handler answered with their echo (--stats-on-exit prints it): the server's side of
  * the chaos suite's accounting, where every call a client counts OK was answered here once. */
 static atomic_long answered;
@@ -135,6 +137,11 @@ static void on_echo(ftrpc_server_call *call, void *arg)
         ftrpc_server_call_fail(call, (int)faults.error_code, "injected fault");
         return;
     }
+    if (work_ms > 0) {
+        struct timespec ts = {work_ms / 1000, (work_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
     long nth = atomic_fetch_add_explicit(&received, 1, memory_order_relaxed) + 1;
     if (faults.delay_ms > 0 &&
         (faults.delay_every > 0 ? nth % faults.delay_every == 0 : uniform() < faults.delay_rate)) {
@@ -161,6 +168,11 @@ static void usage(FILE *out)
         "                       codes >= 3000 are business errors)\n"
         "  --hang-rate P        never answer a share P of calls\n"
         "  --workers            run the handler on the worker pool instead of the IO thread\n"
+        "  --worker-threads N   the worker pool's threads (default: one per core)\n"
+        "  --work-ms N          the handler holds its thread N ms before answering (a sleep:\n"
+        "                       with --workers, a pool of N threads serves N/work-ms calls/s)\n"
+        "  --max-concurrency V  server-wide limit: a count, auto (brpc's adaptive limiter),\n"
+        "                       timeout, or none (default); ELIMIT past it (docs/overload.md)\n"
         "  --grace-ms N         graceful stop waits N ms for calls in flight (default 5000)\n"
         "  --stats-on-exit      print 'answered N' (echo replies sent) to stderr on exit\n"
         "  --rpcz[=N]           record the last N calls (default 256) for the /rpcz page\n"
@@ -207,6 +219,9 @@ int ft_cli_echo_server(int argc, char **argv)
                                          {"error-code", required_argument, 0, 'c'},
                                          {"hang-rate", required_argument, 0, 'H'},
                                          {"workers", no_argument, 0, 'w'},
+                                         {"worker-threads", required_argument, 0, 'j'},
+                                         {"work-ms", required_argument, 0, 'k'},
+                                         {"max-concurrency", required_argument, 0, 'y'},
                                          {"grace-ms", required_argument, 0, 'g'},
                                          {"register", required_argument, 0, 'R'},
                                          {"service", required_argument, 0, 'S'},
@@ -240,7 +255,8 @@ int ft_cli_echo_server(int argc, char **argv)
     long weight = 0;
     const char *listen_addr = NULL;
     int delay_rate_set = 0, workers = 0, stats_on_exit = 0, public_pages = 0;
-    long grace_ms = 5000;
+    long grace_ms = 5000, worker_threads = 0;
+    int max_concurrency = 0;
     faults = (fault_config){.error_code = 2001};
     int c;
     optind = 1;
@@ -277,6 +293,21 @@ int ft_cli_echo_server(int argc, char **argv)
             break;
         case 'w':
             workers = 1;
+            break;
+        case 'j':
+            if (ft_cli_parse_int("--worker-threads", optarg, 1, 1024, &worker_threads)) return 2;
+            break;
+        case 'k':
+            if (ft_cli_parse_int("--work-ms", optarg, 0, 60000, &work_ms)) return 2;
+            break;
+        case 'y':
+            if (ftrpc_max_concurrency_parse(optarg, &max_concurrency) != 0) {
+                fprintf(stderr,
+                        "ftrpc: --max-concurrency wants a count, auto, timeout or none, "
+                        "not '%s'\n",
+                        optarg);
+                return 2;
+            }
             break;
         case 'x':
             stats_on_exit = 1;
@@ -412,6 +443,8 @@ int ft_cli_echo_server(int argc, char **argv)
     ftrpc_server *server = NULL;
     ftrpc_method_options mo = {.run_mode = workers ? FTRPC_RUN_IN_WORKER : FTRPC_RUN_IN_IO_THREAD};
     ftrpc_server_options so = {.stop_grace_ms = (int)grace_ms,
+                               .worker_threads = (int)worker_threads,
+                               .max_concurrency = max_concurrency,
                                .auth_token = auth_token,
                                .max_connections = (int)max_connections,
                                .idle_timeout_ms = (int)idle_timeout_ms,

@@ -44,13 +44,16 @@ int ft_load_stats_init(ft_load_stats *s)
 {
     memset(s, 0, sizeof *s);
     pthread_mutex_init(&s->lock, NULL);
-    return ftrpc_histogram_new(&s->hist);
+    int rc = ftrpc_histogram_new(&s->hist);
+    if (rc == 0) rc = ftrpc_histogram_new(&s->ok_hist);
+    return rc;
 }
 
 void ft_load_stats_fini(ft_load_stats *s)
 {
     ftrpc_histogram_free(s->hist);
-    s->hist = NULL;
+    ftrpc_histogram_free(s->ok_hist);
+    s->hist = s->ok_hist = NULL;
     pthread_mutex_destroy(&s->lock);
 }
 
@@ -138,6 +141,7 @@ static void record(ft_load *l, int64_t start_ns, const ftrpc_result *r, int refu
     ft_load_stats *s = l->stats;
     int64_t now = ft_load_now_ns();
     ftrpc_histogram_record(s->hist, (now - start_ns) / 1000);
+    if (r && r->code == 0) ftrpc_histogram_record(s->ok_hist, (now - start_ns) / 1000);
     /* before the outcome: ft_load_counts_get relies on it */
     atomic_fetch_add(&s->done, 1);
     if (r) {

@@ -45,7 +45,8 @@ typedef struct ft_load_stats {
         int64_t first_ms; /* when (ms after the run's start) this endpoint first answered */
     } endpoints[FT_LOAD_MAX_ENDPOINTS]; /* successful answers by endpoint */
     size_t nendpoints;
-    ftrpc_histogram *hist; /* latency of every call, ok or not, in us */
+    ftrpc_histogram *hist;    /* latency of every call, ok or not, in us */
+    ftrpc_histogram *ok_hist; /* latency of the calls that succeeded (served), in us */
     int64_t start_ns, end_ns;
 } ft_load_stats;
 

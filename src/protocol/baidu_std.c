@@ -147,6 +147,7 @@ void ft_rpc_frame_init(ft_rpc_frame *f)
     f->auth_data = NULL;
     f->auth_len = 0;
     f->error_code = 0;
+    f->retry_after_ms = 0;
     f->error_text = "";
     f->compress_type = FT_COMPRESS_NONE;
     ft_iobuf_init(&f->payload);
@@ -292,6 +293,8 @@ static void fill_frame(ft_rpc_frame *out, body_meta *bm, const rpc_meta *m)
         if (m->response) {
             out->error_code = m->response->has_error_code ? m->response->error_code : 0;
             if (m->response->error_text) out->error_text = m->response->error_text;
+            if (m->response->has_ftrpc_retry_after_ms)
+                out->retry_after_ms = m->response->ftrpc_retry_after_ms;
         }
     }
     memset(bm, 0, sizeof *bm);
@@ -986,4 +989,24 @@ int ft_baidu_std_pack_response(ft_iobuf *out, int64_t correlation_id, int32_t er
     m.has_correlation_id = 1;
     m.correlation_id = correlation_id;
     return pack_frame(out, &m, payload, attachment);
+}
+
+int ft_baidu_std_pack_pushback(ft_iobuf *out, int64_t correlation_id, int32_t error_code,
+                               const char *error_text, int32_t retry_after_ms)
+{
+    if (!out) return FTRPC_EINVAL;
+    if (retry_after_ms == 0)
+        return ft_baidu_std_pack_response(out, correlation_id, error_code, error_text, NULL, NULL);
+    /* rare (a refused call) and not on the fast encoder's list: protobuf-c packs it */
+    Brpc__Policy__RpcResponseMeta rs = BRPC__POLICY__RPC_RESPONSE_META__INIT;
+    rs.has_error_code = 1;
+    rs.error_code = error_code;
+    if (error_text && error_text[0] != '\0') rs.error_text = (char *)error_text;
+    rs.has_ftrpc_retry_after_ms = 1;
+    rs.ftrpc_retry_after_ms = retry_after_ms;
+    rpc_meta m = BRPC__POLICY__RPC_META__INIT;
+    m.response = &rs;
+    m.has_correlation_id = 1;
+    m.correlation_id = correlation_id;
+    return pack_frame(out, &m, NULL, NULL);
 }

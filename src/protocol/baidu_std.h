@@ -57,6 +57,9 @@ typedef struct ft_rpc_frame {
     /* response fields (!is_request) */
     int32_t error_code;     /* 0 on success */
     const char *error_text; /* "" when absent */
+    /* ftrpc_retry_after_ms (docs/protocol.md, Pushback): 0 when absent; > 0: do not send to this
+     * server again before N ms; -1: do not retry this call */
+    int32_t retry_after_ms;
     /* both */
     int32_t compress_type;
     ft_iobuf payload;    /* decompressed when compress_type was gzip or zlib */
@@ -101,6 +104,11 @@ int ft_baidu_std_pack_request(ft_iobuf *out, const ft_request_header *h, const f
 int ft_baidu_std_pack_response(ft_iobuf *out, int64_t correlation_id, int32_t error_code,
                                const char *error_text, const ft_iobuf *payload,
                                const ft_iobuf *attachment);
+
+/* Appends an error response with no body that carries the server's pushback hint
+ * (ftrpc_retry_after_ms; 0: none, the frame ft_baidu_std_pack_response makes). */
+int ft_baidu_std_pack_pushback(ft_iobuf *out, int64_t correlation_id, int32_t error_code,
+                               const char *error_text, int32_t retry_after_ms);
 
 /* The common small frame (short names, bodies of at most 256 bytes together) written whole into a
  * caller's buffer of FT_BAIDU_STD_SMALL_FRAME bytes, so that it can be copied straight into a

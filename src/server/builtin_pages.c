@@ -1,6 +1,7 @@
 /* The builtin pages served over HTTP on the server's port (as brpc's builtin services):
- * /health, /status, /vars[/NAME], /metrics, /endpoints, /rpcz and the console at /; and one POST,
- * the operator's switch of an endpoint of this process's clients (POST /endpoints?off=HOST:PORT).
+ * /health, /status, /vars[/NAME], /metrics, /endpoints, /rpcz, /limits and the console at /; and
+ * two POSTs: the operator's switch of an endpoint of this process's clients
+ * (POST /endpoints?off=HOST:PORT) and of a concurrency limit (POST /limits, docs/overload.md).
  * docs/observability.md describes every page and variable.
  *
  * Pages are rendered on the connection's IO thread from figures that are read lock-free (counters,
@@ -153,7 +154,7 @@ static void status_page(ftrpc_server *s, int json, const char *query, ft_strbuf 
             ft_strbuf_appendf(o,
                               "\n  concurrency: %d (max %d)\n"
                               "  rejected: limit=%llu deadline=%llu stopping=%llu\n",
-                              conc, m->opts.max_concurrency, rl, rd, rs);
+                              conc, ft_limit_effective(&m->limit), rl, rd, rs);
             continue;
         }
         ft_strbuf_appends(o, i ? ",{\"service\":" : "{\"service\":");
@@ -173,7 +174,7 @@ static void status_page(ftrpc_server *s, int json, const char *query, ft_strbuf 
                           ",\"concurrency\":%d,\"max_concurrency\":%d,"
                           "\"rejected\":{\"limit\":%llu,\"deadline\":%llu,\"stopping\":%llu},"
                           "\"cdf\":[",
-                          conc, m->opts.max_concurrency, rl, rd, rs);
+                          conc, ft_limit_effective(&m->limit), rl, rd, rs);
         ft_cdf_point cdf[CDF_POINTS];
         size_t n = 0;
         if (ft_latency_recorder_cdf(mm->latency, 0, cdf, CDF_POINTS, &n) != 0) n = 0;
@@ -303,10 +304,12 @@ void ft_server_list_services(const ftrpc_server *s, int json, ft_strbuf *o)
     if (json) ft_strbuf_appends(o, "]}");
 }
 
+static void limits_page(ftrpc_server *s, ft_strbuf *o);
+
 int ft_builtin_page_known(const char *path)
 {
     static const char *const PAGES[] = {"/health", "/status",    "/vars", "/metrics", "/endpoints",
-                                        "/rpcz",   "/protobufs", "/",     "/console"};
+                                        "/rpcz",   "/protobufs", "/",     "/console", "/limits"};
     for (size_t i = 0; i < sizeof PAGES / sizeof PAGES[0]; i++)
         if (strcmp(path, PAGES[i]) == 0) return 1;
     return strncmp(path, "/vars/", 6) == 0;
@@ -333,6 +336,14 @@ int ft_builtin_page(ftrpc_server *s, const char *path, const char *query, ft_pag
         out->content_type = "text/plain; version=0.0.4; charset=utf-8";
         ft_metrics_registry_dump(ft_metrics_default_registry(), FT_METRICS_PROMETHEUS, NULL, o,
                                  NULL);
+    } else if (strcmp(path, "/limits") == 0) {
+        if (ft_http_query_param(query, "max_concurrency", NULL, 0)) {
+            out->status = 405;
+            ft_strbuf_appends(o, "changing a limit changes state: POST /limits?max_concurrency=V "
+                                 "[&service=S&method=M], with the server's credential\n");
+        } else {
+            limits_page(s, o);
+        }
     } else if (strcmp(path, "/endpoints") == 0 && (ft_http_query_param(query, "off", NULL, 0) ||
                                                    ft_http_query_param(query, "on", NULL, 0))) {
         out->status = 405;
@@ -384,17 +395,81 @@ static int query_value(const char *query, const char *key, char *buf, size_t len
     return n > 0;
 }
 
+static void limit_line(ft_strbuf *o, const char *name, const ft_limit *l)
+{
+    int v = ft_limit_value(l);
+    ft_strbuf_appendf(o, "%s max_concurrency=", name);
+    if (v == FTRPC_CONCURRENCY_AUTO)
+        ft_strbuf_appends(o, "auto");
+    else if (v == FTRPC_CONCURRENCY_TIMEOUT)
+        ft_strbuf_appends(o, "timeout");
+    else if (v > 0)
+        ft_strbuf_appendf(o, "%d", v);
+    else
+        ft_strbuf_appends(o, "none");
+    ft_strbuf_appendf(o, " effective=%d inflight=%d avg_latency_us=%lld\n", ft_limit_effective(l),
+                      atomic_load(&((ft_limit *)l)->inflight),
+                      (long long)atomic_load(&((ft_limit *)l)->avg_latency_ns) / 1000);
+}
+
+/* GET /limits: the server-wide limit and each method's. */
+static void limits_page(ftrpc_server *s, ft_strbuf *o)
+{
+    limit_line(o, "server", &s->limit);
+    for (size_t i = 0; i < s->nmethods; i++) {
+        char name[600];
+        snprintf(name, sizeof name, "%s/%s", s->methods[i]->service, s->methods[i]->method);
+        limit_line(o, name, &s->methods[i]->limit);
+    }
+}
+
+/* POST /limits?max_concurrency=V[&service=S&method=M]: ftrpc_server_set_max_concurrency from the
+ * operator's seat (docs/overload.md). */
+static void limits_post(ftrpc_server *s, const char *query, ft_page *out)
+{
+    ft_strbuf *o = &out->body;
+    char value[32], service[256], method[256];
+    int v = 0;
+    int named = query_value(query, "service", service, sizeof service);
+    int has_method = query_value(query, "method", method, sizeof method);
+    if (!query_value(query, "max_concurrency", value, sizeof value) ||
+        ftrpc_max_concurrency_parse(value, &v) != 0 || named != has_method) {
+        out->status = 400;
+        ft_strbuf_appends(o, "POST /limits?max_concurrency=N|auto|timeout|none "
+                             "[&service=NAME&method=NAME] (without them: server-wide)\n");
+        return;
+    }
+    int rc = ftrpc_server_set_max_concurrency(s, named ? service : NULL, named ? method : NULL, v);
+    if (rc == FTRPC_ENOMETHOD) {
+        out->status = 404;
+        ft_strbuf_appendf(o, "no method %s/%s\n", service, method);
+        return;
+    }
+    if (rc != 0) {
+        out->status = 400;
+        ft_strbuf_appendf(o, "%s\n", ftrpc_strerror(rc));
+        return;
+    }
+    limits_page(s, o);
+}
+
 int ft_builtin_post(ftrpc_server *s, const char *path, const char *query, ft_page *out)
 {
-    if (strcmp(path, "/endpoints") != 0) return 0;
+    int limits = strcmp(path, "/limits") == 0;
+    if (!limits && strcmp(path, "/endpoints") != 0) return 0;
     ft_strbuf *o = &out->body;
     out->status = 200;
     out->content_type = TEXT;
     if (!ft_server_needs_auth(s)) {
-        /* anyone who reaches the port could take a service's endpoints away */
+        /* anyone who reaches the port could take a service's endpoints away, or its limits */
         out->status = 403;
-        ft_strbuf_appends(o, "switching endpoints needs a server with authentication (auth_token "
-                             "or authenticator)\n");
+        ft_strbuf_appendf(o,
+                          "%s needs a server with authentication (auth_token or authenticator)\n",
+                          limits ? "changing limits" : "switching endpoints");
+        return 1;
+    }
+    if (limits) {
+        limits_post(s, query, out);
         return 1;
     }
     char addr[64], client[256];

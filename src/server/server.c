@@ -95,6 +95,13 @@ int ftrpc_server_new_sized(const ftrpc_server_options *opts, size_t opts_size, f
     if (o.read_timeout_ms == 0) o.read_timeout_ms = 10000;
     if (o.max_inflight_per_connection == 0) o.max_inflight_per_connection = 1024;
     if (o.max_pending_request_bytes == 0) o.max_pending_request_bytes = (size_t)256 << 20;
+    if (o.max_concurrency < -1 && o.max_concurrency != FTRPC_CONCURRENCY_AUTO &&
+        o.max_concurrency != FTRPC_CONCURRENCY_TIMEOUT) {
+        FT_WARN("server options: max_concurrency %d is neither a count nor "
+                "FTRPC_CONCURRENCY_AUTO / _TIMEOUT",
+                o.max_concurrency);
+        return FTRPC_EINVAL;
+    }
     if (o.tls.client_cert < FTRPC_TLS_CLIENT_CERT_NONE ||
         o.tls.client_cert > FTRPC_TLS_CLIENT_CERT_OPTIONAL || (o.tls.force && !o.tls.cert_file) ||
         (!o.tls.cert_file && (o.tls.key_file || o.tls.client_ca_file))) {
@@ -156,6 +163,8 @@ int ftrpc_server_new_sized(const ftrpc_server_options *opts, size_t opts_size, f
         return FTRPC_ENOMEM;
     }
     atomic_init(&s->state, FT_SERVER_NEW);
+    /* the auto limit's floor: the worker pool (one thread a core by default, as the loops) */
+    ft_limit_init(&s->limit, o.max_concurrency, ft_server_default_workers(s));
     pthread_mutex_init(&s->stop_lock, NULL);
     pthread_cond_init(&s->stop_cond, NULL);
     for (int i = 0; i < s->rt->nloops; i++)
@@ -183,7 +192,8 @@ int ft_server_add_method(ftrpc_server *s, const char *service, const char *metho
                          const ProtobufCMethodDescriptor *pb_method)
 {
     if (!s || !service || !method || !handler || !*service || !*method) return FTRPC_EINVAL;
-    if (mopts->max_concurrency < 0 ||
+    if ((mopts->max_concurrency < -1 && mopts->max_concurrency != FTRPC_CONCURRENCY_AUTO &&
+         mopts->max_concurrency != FTRPC_CONCURRENCY_TIMEOUT) ||
         (mopts->run_mode != FTRPC_RUN_IN_IO_THREAD && mopts->run_mode != FTRPC_RUN_IN_WORKER))
         return FTRPC_EINVAL;
     if (atomic_load(&s->state) != FT_SERVER_NEW) return FTRPC_ESTOPPED;
@@ -213,6 +223,10 @@ int ft_server_add_method(ftrpc_server *s, const char *service, const char *metho
     m->handler = handler;
     m->arg = arg;
     m->opts = *mopts;
+    /* the auto limit's floor: the threads that run the method's calls */
+    ft_limit_init(&m->limit, mopts->max_concurrency,
+                  mopts->run_mode == FTRPC_RUN_IN_WORKER ? ft_server_default_workers(s)
+                                                         : s->rt->nloops);
     m->pb_method = pb_method;
     s->methods[s->nmethods++] = m;
     return rebuild_table(s);
@@ -252,7 +266,7 @@ static int sessions_open(ftrpc_server *s)
 
 int ft_method_concurrency(ft_method *m)
 {
-    int n = atomic_load_explicit(&m->concurrency, memory_order_relaxed);
+    int n = atomic_load_explicit(&m->limit.inflight, memory_order_relaxed);
     for (int i = 0; i < m->nloops; i++)
         n += atomic_load_explicit(&m->loop_concurrency[i].n, memory_order_relaxed);
     return n;
@@ -588,6 +602,7 @@ void ftrpc_server_free(ftrpc_server *s)
         free(s->methods[i]->service);
         free(s->methods[i]->method);
         free(s->methods[i]->loop_concurrency);
+        ft_limit_fini(&s->methods[i]->limit);
         free(s->methods[i]);
     }
     free(s->methods);
@@ -610,6 +625,7 @@ void ftrpc_server_free(ftrpc_server *s)
     ft_tls_ctx_free(s->tls_ctx);
     pthread_cond_destroy(&s->stop_cond);
     pthread_mutex_destroy(&s->stop_lock);
+    ft_limit_fini(&s->limit);
     free(s);
 }
 
@@ -629,16 +645,23 @@ int32_t ft_server_wire_code(int code)
     return code;
 }
 
-static void write_error(ft_conn *c, int64_t cid, int code, const char *text)
+/* An error answer; retry_after_ms: its pushback hint (0: none). */
+static void write_pushback(ft_conn *c, int64_t cid, int code, const char *text,
+                           int32_t retry_after_ms)
 {
     ft_iobuf frame;
     ft_iobuf_init(&frame);
-    if (ft_baidu_std_pack_response(&frame, cid, wire_code(code), text, NULL, NULL) == 0 &&
+    if (ft_baidu_std_pack_pushback(&frame, cid, wire_code(code), text, retry_after_ms) == 0 &&
         ft_conn_write(c, &frame) == FTRPC_EOVERCROWDED) {
         FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing %s: peer does not read its replies", c->peer);
         ft_conn_close(c, FTRPC_EOVERCROWDED, 1);
     }
     ft_iobuf_fini(&frame);
+}
+
+static void write_error(ft_conn *c, int64_t cid, int code, const char *text)
+{
+    write_pushback(c, cid, code, text, 0);
 }
 
 /* A connection's calls are kept by correlation_id, in a map whose key 0 means "empty": id 0,
@@ -676,27 +699,34 @@ static void call_release(ftrpc_server *s, ftrpc_server_call *call)
     pl->nfree++;
 }
 
-/* A call of m starts running on loop (the thread running it): 0, or -1 when m's max_concurrency
- * is reached. */
-static int method_enter(ft_method *m, ft_loop *loop)
+/* The limits that counted a call (ftrpc_server_call.limited). */
+enum { LIMITED_METHOD = 1, LIMITED_SERVER = 2 };
+
+/* A call of m starts running on loop (the thread running it), under the server-wide limit first,
+ * then the method's: the LIMITED_* bits of the limits that counted it, or -1 when a limit is
+ * reached (*retry_after_ms: the pushback). */
+static int method_enter(ftrpc_server *s, ft_method *m, ft_loop *loop, int32_t timeout_ms,
+                        int32_t *retry_after_ms)
 {
-    if (m->opts.max_concurrency <= 0) {
-        loop_count_add(&m->loop_concurrency[loop->index].n, 1);
-        return 0;
+    int server = ft_limit_enter(&s->limit, timeout_ms, retry_after_ms);
+    if (server < 0) return -1;
+    int method = ft_limit_enter(&m->limit, timeout_ms, retry_after_ms);
+    if (method < 0) {
+        if (server) ft_limit_leave(&s->limit);
+        return -1;
     }
-    int running = atomic_fetch_add_explicit(&m->concurrency, 1, memory_order_relaxed);
-    if (running < m->opts.max_concurrency) return 0;
-    atomic_fetch_sub_explicit(&m->concurrency, 1, memory_order_relaxed);
-    return -1;
+    if (!method) loop_count_add(&m->loop_concurrency[loop->index].n, 1);
+    return (method ? LIMITED_METHOD : 0) | (server ? LIMITED_SERVER : 0);
 }
 
-/* On the loop method_enter ran on. */
-static void method_leave(ft_method *m, ft_loop *loop)
+/* On the loop method_enter ran on; limited: what it returned. */
+static void method_leave(ftrpc_server *s, ft_method *m, ft_loop *loop, int limited)
 {
-    if (m->opts.max_concurrency <= 0)
-        loop_count_add(&m->loop_concurrency[loop->index].n, -1);
+    if (limited & LIMITED_METHOD)
+        ft_limit_leave(&m->limit);
     else
-        atomic_fetch_sub_explicit(&m->concurrency, 1, memory_order_relaxed);
+        loop_count_add(&m->loop_concurrency[loop->index].n, -1);
+    if (limited & LIMITED_SERVER) ft_limit_leave(&s->limit);
 }
 
 _Static_assert(sizeof(((ft_rpcz_span *)0)->peer) == sizeof(((ft_conn *)0)->peer),
@@ -731,7 +761,7 @@ static void finish_call(ftrpc_server_call *call)
     ftrpc_server *s = call->server;
     if (call->rpcz) rpcz_record(call);
     if (call->session) ft_idmap_take(&call->session->calls, call_key(call->correlation_id));
-    method_leave(call->method, call->loop);
+    method_leave(s, call->method, call->loop, call->limited);
     ft_conn_unref(call->conn);
     ft_iobuf_fini(&call->request);
     ft_iobuf_fini(&call->attachment);
@@ -773,6 +803,13 @@ static int send_reply(ftrpc_server_call *call, int32_t code, const char *text,
 {
     int64_t now = ft_now_ns();
     ft_method_metrics_on_reply(call->method, code, call->rejected ? 0 : call->start_ns, now);
+    if (call->limited && !call->rejected && code != -FTRPC_ELIMIT) {
+        /* the limiters learn from the calls that ran (a handler's own ELIMIT is not one) */
+        if (call->limited & LIMITED_METHOD)
+            ft_limit_on_response(&call->method->limit, code == 0, now - call->start_ns, now);
+        if (call->limited & LIMITED_SERVER)
+            ft_limit_on_response(&call->server->limit, code == 0, now - call->start_ns, now);
+    }
     if (call->rpcz) { /* read on the call's loop, after the post that carries the reply there */
         call->rpcz_code = code;
         call->rpcz_replied = 1;
@@ -1012,11 +1049,13 @@ static void handle_list(ft_session *sess, ft_rpc_frame *f)
 
 /* Admits one request (method table, stopping, limits) and hands it to its handler, the same way
  * for baidu_std and HTTP. 0: the call is the handler's and its reply comes through send_reply.
- * Otherwise the request was refused: a negative code, its text in text[len]. */
+ * Otherwise the request was refused: a negative code, its text in text[len], and in
+ * *retry_after_ms the pushback hint to send with it (0: none; docs/protocol.md). */
 static int start_call(ft_session *sess, const char *service, const char *method, int32_t timeout_ms,
                       ft_iobuf *payload, ft_iobuf *attachment, int64_t correlation_id, int is_http,
-                      uint64_t http_seq, char *text, size_t len)
+                      uint64_t http_seq, char *text, size_t len, int32_t *retry_after_ms)
 {
+    *retry_after_ms = 0;
     ftrpc_server *s = sess->server;
     ft_conn *c = sess->conn;
     ft_method *m = sess->last_method;
@@ -1030,6 +1069,9 @@ static int start_call(ft_session *sess, const char *service, const char *method,
     if (atomic_load_explicit(&s->state, memory_order_acquire) != FT_SERVER_RUNNING) {
         ft_method_metrics_on_reject(m, FT_REJECT_STOPPING, -FTRPC_ELOGOFF);
         snprintf(text, len, "server is stopping");
+        /* not -1: the call should go to another server, which ELOGOFF asks for; this one takes
+         * nothing more for at least its grace period */
+        *retry_after_ms = s->opts.stop_grace_ms;
         return FTRPC_ELOGOFF;
     }
     /* baidu_std calls are tracked per connection (for cancellation and the in-flight cap) */
@@ -1047,15 +1089,19 @@ static int start_call(ft_session *sess, const char *service, const char *method,
         snprintf(text, len, "too many requests in flight on this connection");
         return FTRPC_ELIMIT;
     }
-    if (method_enter(m, sess->loop) != 0) {
+    int limited = method_enter(s, m, sess->loop, timeout_ms, retry_after_ms);
+    if (limited < 0) {
         atomic_fetch_add(&m->rejected, 1);
         ft_method_metrics_on_reject(m, FT_REJECT_LIMIT, -FTRPC_ELIMIT);
-        snprintf(text, len, "method concurrency limit reached");
+        snprintf(text, len,
+                 *retry_after_ms < 0 ? "deadline shorter than the latency now (timeout limiter)"
+                                     : "concurrency limit reached");
         return FTRPC_ELIMIT;
     }
     ftrpc_server_call *call = call_alloc(s, sess->loop);
     if (!call) {
-        method_leave(m, sess->loop);
+        method_leave(s, m, sess->loop, limited);
+        *retry_after_ms = 0;
         snprintf(text, len, "server out of memory");
         return FTRPC_EINTERNAL;
     }
@@ -1063,6 +1109,7 @@ static int start_call(ft_session *sess, const char *service, const char *method,
     call->job.run = run_in_worker;
     call->server = s;
     call->method = m;
+    call->limited = limited;
     call->conn = c;
     ft_conn_ref(c);
     call->session = tracked ? sess : NULL;
@@ -1128,16 +1175,19 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
         }
     }
     char text[512];
+    int32_t retry_after_ms;
     int rc = start_call(sess, f->service, f->method, f->timeout_ms, &f->payload, &f->attachment,
-                        f->correlation_id, 0, 0, text, sizeof text);
-    if (rc != 0) write_error(c, f->correlation_id, rc, text);
+                        f->correlation_id, 0, 0, text, sizeof text, &retry_after_ms);
+    if (rc != 0) write_pushback(c, f->correlation_id, rc, text, retry_after_ms);
 }
 
 int ft_server_start_http_call(ft_session *sess, const char *service, const char *method,
                               int32_t timeout_ms, ft_iobuf *payload, int body, uint64_t seq,
                               char *text, size_t len)
 {
-    return start_call(sess, service, method, timeout_ms, payload, NULL, -1, body, seq, text, len);
+    int32_t retry_after_ms; /* HTTP answers carry no hint yet (docs/overload.md) */
+    return start_call(sess, service, method, timeout_ms, payload, NULL, -1, body, seq, text, len,
+                      &retry_after_ms);
 }
 
 int ft_server_set_method_descriptor(ftrpc_server *s, const char *service, const char *method,

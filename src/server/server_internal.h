@@ -21,6 +21,40 @@
 #include "metrics/latency_recorder.h"
 #include "metrics/rpcz.h"
 #include "metrics/series.h"
+#include "server/concurrency_limiter.h"
+
+/* ---- concurrency limits (server_limits.c, docs/overload.md) ---- */
+
+/* A limit: its configured value (0 or -1: none, > 0: fixed, FTRPC_CONCURRENCY_AUTO or _TIMEOUT),
+ * the calls admitted under it, and its limiter. Admission and the figures are atomics (any
+ * thread); the state machine is behind `lock`. */
+typedef struct ft_limit {
+    _Atomic int value;
+    atomic_int inflight;            /* admitted under the limit, not finished */
+    _Atomic int auto_max;           /* the auto limiter's limit now */
+    _Atomic int64_t avg_latency_ns; /* the last window's average: timeout limiter and pushback */
+    int floor;                      /* the auto limit's least: the threads that run the calls */
+    pthread_mutex_t lock;           /* guards sm */
+    ft_limiter sm;
+} ft_limit;
+
+/* FTRPC_EINVAL for a bad value. floor: the auto limit never goes below it. */
+int ft_limit_init(ft_limit *l, int value, int floor);
+void ft_limit_fini(ft_limit *l);
+int ft_limit_set(ft_limit *l, int value);
+int ft_limit_value(const ft_limit *l);
+/* The limit in force: the fixed value, the auto limiter's figure, the timeout limiter's cap; 0
+ * for none. */
+int ft_limit_effective(const ft_limit *l);
+/* Admits a call whose caller allows timeout_ms (0: none sent). 1: admitted and counted (call
+ * ft_limit_leave once it finishes, ft_limit_on_response when it replies); 0: no limit, not
+ * counted; -1: refused, *retry_after_ms set to the pushback (docs/protocol.md). Any thread. */
+int ft_limit_enter(ft_limit *l, int32_t timeout_ms, int32_t *retry_after_ms);
+void ft_limit_leave(ft_limit *l);
+/* A call admitted with 1 ran and replied: ok, and its latency from admission. Any thread. */
+void ft_limit_on_response(ft_limit *l, int ok, int64_t latency_ns, int64_t now_ns);
+/* The worker pool's size: worker_threads, or one per core. */
+int ft_server_default_workers(const struct ftrpc_server *s);
 
 enum ft_server_state { FT_SERVER_NEW, FT_SERVER_RUNNING, FT_SERVER_STOPPING, FT_SERVER_STOPPED };
 
@@ -79,10 +113,10 @@ typedef struct ft_method {
      * method of bytes (ftrpc_server_add_method). Read-only once set. With them the HTTP port
      * answers `Content-Type: application/json` requests in JSON (http_session.c, docs/json.md). */
     const ProtobufCMethodDescriptor *pb_method;
-    /* Calls of this method in flight. With a max_concurrency the limit needs one shared count
-     * (`concurrency`); without one each loop counts its own (`loop_concurrency`, a padded cell per
-     * loop, a load and a store): ft_method_concurrency sums both. */
-    atomic_int concurrency;
+    /* Calls of this method in flight. Under a limit the limit needs one shared count
+     * (`limit.inflight`); without one each loop counts its own (`loop_concurrency`, a padded cell
+     * per loop, a load and a store): ft_method_concurrency sums both. */
+    ft_limit limit;
     struct ft_loop_count {
         atomic_int n;
         char pad[64 - sizeof(int)];
@@ -161,6 +195,7 @@ struct ftrpc_server {
      * with acquire by calls that may have started first; NULL: none */
     _Atomic(ft_rpcz_ring *) rpcz;
     struct ft_typed_service *typed; /* typed_server.c: the services' method entries, a list */
+    ft_limit limit;                 /* server-wide max_concurrency (server_limits.c) */
 };
 
 struct ftrpc_server_call {
@@ -176,6 +211,7 @@ struct ftrpc_server_call {
     int64_t deadline_ns; /* 0: the caller sent no timeout */
     int64_t start_ns;    /* when the request was dispatched */
     int rejected;        /* refused before the handler ran: no latency sample */
+    int limited;         /* LIMITED_*: the limits that counted it (server.c) */
     int is_http; /* 0: baidu_std; else the reply goes back as an HTTP response (http_session.c) in
                   * the form of the request's body, an FT_HTTP_BODY_* */
     uint64_t http_seq; /* its place in the connection's response order */

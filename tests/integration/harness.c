@@ -806,6 +806,7 @@ int h_raw_read_response(int fd, int timeout_ms, h_response *out)
         out->error_code = f.error_code;
         snprintf(out->error_text, sizeof out->error_text, "%s", f.error_text ? f.error_text : "");
         out->payload_len = ft_iobuf_size(&f.payload);
+        out->retry_after_ms = f.retry_after_ms;
         rc = 1;
     }
     ft_rpc_frame_fini(&f);
@@ -1173,4 +1174,27 @@ long h_raise_fd_limit(void)
     setrlimit(RLIMIT_NOFILE, &rl);
     getrlimit(RLIMIT_NOFILE, &rl);
     return rl.rlim_cur == RLIM_INFINITY ? 1L << 20 : (long)rl.rlim_cur;
+}
+
+int h_http(int port, const char *method_path, const char *token, char **body)
+{
+    char args[512], auth[128] = "";
+    if (token) snprintf(auth, sizeof auth, "-H 'Authorization: Bearer %s'", token);
+    int post = strncmp(method_path, "POST ", 5) == 0;
+    snprintf(args, sizeof args, "%s %s -w '\\n%%{http_code}' 'http://127.0.0.1:%d%s'", auth,
+             post ? "--data-binary ''" : "", port, method_path + (post ? 5 : 4));
+    char *out = NULL;
+    int status = 0;
+    if (h_curl(args, &out) == 0 && out) {
+        char *nl = strrchr(out, '\n');
+        if (nl) {
+            status = atoi(nl + 1);
+            *nl = '\0';
+        }
+    }
+    if (body)
+        *body = out;
+    else
+        free(out);
+    return status;
 }

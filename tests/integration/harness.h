@@ -147,6 +147,10 @@ int h_tls_make(h_tls_files *f);
 /* Runs `curl -sS --max-time 10 ARGS` (a shell line) and returns its exit code; *out (may be
  * NULL) gets its stdout and stderr, the caller's to free. */
 int h_curl(const char *args, char **out);
+/* One HTTP request to 127.0.0.1:port with curl: method_path is "GET /path?q" or "POST /path?q"
+ * (an empty body), token NULL sends no Authorization, else "Bearer TOKEN". Returns the status
+ * code (0 when curl failed); *body (may be NULL) gets the body, the caller's to free. */
+int h_http(int port, const char *method_path, const char *token, char **body);
 /* Removes the folder. */
 void h_tls_remove(const h_tls_files *f);
 
@@ -181,6 +185,7 @@ typedef struct h_response {
     int32_t error_code;
     char error_text[256];
     size_t payload_len;
+    int32_t retry_after_ms; /* the pushback hint (ftrpc_retry_after_ms), 0 when absent */
 } h_response;
 /* Reads and decodes one baidu_std response. 1 on success, 0 on close, -1 on timeout or garbage. */
 int h_raw_read_response(int fd, int timeout_ms, h_response *out);

@@ -252,28 +252,6 @@ static void endpoint_codes_non_retry_marks_timeout_and_retry_overrides_the_clien
 
 /* POST (data non-NULL: an empty body) or GET with curl; the status, and the body in *body when
  * body is not NULL (the caller frees it). */
-static int http(int port, const char *method_path, const char *token, char **body)
-{
-    char args[512], auth[128] = "";
-    if (token) snprintf(auth, sizeof auth, "-H 'Authorization: Bearer %s'", token);
-    int post = strncmp(method_path, "POST ", 5) == 0;
-    snprintf(args, sizeof args, "%s %s -w '\\n%%{http_code}' 'http://127.0.0.1:%d%s'", auth,
-             post ? "--data-binary ''" : "", port, method_path + (post ? 5 : 4));
-    char *out = NULL;
-    int status = 0;
-    if (h_curl(args, &out) == 0 && out) {
-        char *nl = strrchr(out, '\n');
-        if (nl) {
-            status = atoi(nl + 1);
-            *nl = '\0';
-        }
-    }
-    if (body)
-        *body = out;
-    else
-        free(out);
-    return status;
-}
 
 /* Point 5: OFF and ON through the admin page. With public builtin pages the page is open to GET,
  * but the switch (a POST) needs the token; OFF takes every call off the primary, ON brings them
@@ -295,21 +273,21 @@ static void admin_switches_an_endpoint_off_and_on_with_the_credential_only(void 
     int port = ftrpc_admin_port(admin);
     char path[256];
     snprintf(path, sizeof path, "POST /endpoints?off=%s&client=%s", g.p, g.url);
-    assert_int_equal(http(port, "GET /endpoints", NULL, NULL), 200); /* public */
-    assert_int_equal(http(port, path, NULL, NULL), 401);             /* the switch is not */
-    assert_int_equal(http(port, path, "wrong", NULL), 401);
+    assert_int_equal(h_http(port, "GET /endpoints", NULL, NULL), 200); /* public */
+    assert_int_equal(h_http(port, path, NULL, NULL), 401);             /* the switch is not */
+    assert_int_equal(h_http(port, path, "wrong", NULL), 401);
     char get[256];
     snprintf(get, sizeof get, "GET /endpoints?off=%s", g.p);
-    assert_int_equal(http(port, get, "s3cret", NULL), 405);
+    assert_int_equal(h_http(port, get, "s3cret", NULL), 405);
     assert_int_equal(echo(c).rc, 0);
     assert_string_equal(echo(c).endpoint, g.p);
 
     char *body = NULL;
-    assert_int_equal(http(port, path, "s3cret", &body), 200);
+    assert_int_equal(h_http(port, path, "s3cret", &body), 200);
     assert_non_null(strstr(body, "switched OFF in 1 client"));
     free(body);
     assert_int_equal(ftrpc_client_endpoint_state(c, g.p, NULL), FTRPC_ENDPOINT_OFF);
-    assert_int_equal(http(port, "GET /endpoints", NULL, &body), 200);
+    assert_int_equal(h_http(port, "GET /endpoints", NULL, &body), 200);
     assert_non_null(strstr(body, "state=OFF"));
     free(body);
     for (int i = 0; i < 10; i++) {
@@ -319,10 +297,10 @@ static void admin_switches_an_endpoint_off_and_on_with_the_credential_only(void 
         assert_string_equal(r.endpoint, g.s);
     }
     snprintf(path, sizeof path, "POST /endpoints?on=%s", g.p); /* every client that lists it */
-    assert_int_equal(http(port, path, "s3cret", NULL), 200);
+    assert_int_equal(h_http(port, path, "s3cret", NULL), 200);
     assert_int_equal(ftrpc_client_endpoint_state(c, g.p, NULL), FTRPC_ENDPOINT_ACTIVE);
     assert_string_equal(echo(c).endpoint, g.p);
-    assert_int_equal(http(port, "POST /endpoints?off=127.0.0.1:1", "s3cret", NULL), 404);
+    assert_int_equal(h_http(port, "POST /endpoints?off=127.0.0.1:1", "s3cret", NULL), 404);
     ftrpc_admin_free(admin);
 
     /* both OFF through the API: nothing may take the call */
@@ -335,7 +313,7 @@ static void admin_switches_an_endpoint_off_and_on_with_the_credential_only(void 
     /* an admin without authentication: the pages, but no switch */
     assert_int_equal(ftrpc_admin_new("127.0.0.1:0", NULL, &admin), 0);
     snprintf(path, sizeof path, "POST /endpoints?off=%s", g.s);
-    assert_int_equal(http(ftrpc_admin_port(admin), path, NULL, NULL), 403);
+    assert_int_equal(h_http(ftrpc_admin_port(admin), path, NULL, NULL), 403);
     assert_int_equal(ftrpc_client_endpoint_state(c, g.s, NULL), FTRPC_ENDPOINT_ACTIVE);
     ftrpc_admin_free(admin);
     ftrpc_client_free(c);

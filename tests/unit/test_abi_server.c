@@ -41,6 +41,25 @@ static void older_server_options_get_the_defaults_of_newer_fields(void **state)
     ftrpc_server_free(s);
 }
 
+/* Server options as a header without max_concurrency (appended last, issue 24) declared them: the
+ * garbage past the old end is not read, and the server has no server-wide limit. */
+static void older_server_options_have_no_server_wide_limit(void **state)
+{
+    (void)state;
+    unsigned char buf[sizeof(ftrpc_server_options) + 64];
+    memset(buf, GARBAGE, sizeof buf);
+    size_t old_size = offsetof(ftrpc_server_options, max_concurrency);
+    ftrpc_server_options old = {.register_id = NULL, .max_connections = 5};
+    memcpy(buf, &old, old_size);
+    ftrpc_server *s = NULL;
+    assert_int_equal(ftrpc_server_new_sized((const ftrpc_server_options *)buf, old_size, &s), 0);
+    int value = -5, effective = -5;
+    assert_int_equal(ftrpc_server_get_max_concurrency(s, NULL, NULL, &value, &effective), 0);
+    assert_int_equal(value, 0);
+    assert_int_equal(effective, 0);
+    ftrpc_server_free(s);
+}
+
 /* Stats written into an older, smaller struct stop at its end. */
 static void stats_are_written_no_further_than_the_callers_struct(void **state)
 {
@@ -189,6 +208,7 @@ int main(void)
         cmocka_unit_test(older_method_options_of_a_typed_service_get_the_defaults),
         cmocka_unit_test(newer_method_options_of_a_typed_service_are_refused),
         cmocka_unit_test(older_server_options_get_the_defaults_of_newer_fields),
+        cmocka_unit_test(older_server_options_have_no_server_wide_limit),
         cmocka_unit_test(stats_are_written_no_further_than_the_callers_struct),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -207,6 +207,29 @@ static void request_packs_to_hand_written_bytes(void **state)
     ft_iobuf_fini(&payload);
 }
 
+/* ftrpc_retry_after_ms (1000): packed only on a pushback, read back by the parser; a frame without
+ * it parses as 0 */
+static void pushback_hint_travels_in_response_meta(void **state)
+{
+    (void)state;
+    static const int32_t HINTS[] = {25, -1, 0};
+    for (size_t i = 0; i < sizeof HINTS / sizeof HINTS[0]; i++) {
+        ft_iobuf out;
+        ft_iobuf_init(&out);
+        assert_int_equal(ft_baidu_std_pack_pushback(&out, 9, 2004, "limit", HINTS[i]), 0);
+        ft_rpc_frame f;
+        const char *reason = NULL;
+        assert_int_equal(parse(&out, &f, &reason), FT_PARSE_OK);
+        assert_false(f.is_request);
+        assert_int_equal(f.correlation_id, 9);
+        assert_int_equal(f.error_code, 2004);
+        assert_string_equal(f.error_text, "limit");
+        assert_int_equal(f.retry_after_ms, HINTS[i]);
+        ft_rpc_frame_fini(&f);
+        ft_iobuf_fini(&out);
+    }
+}
+
 static void success_response_packs_error_code_zero(void **state)
 {
     (void)state;
@@ -1114,6 +1137,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(request_packs_to_hand_written_bytes),
         cmocka_unit_test(success_response_packs_error_code_zero),
+        cmocka_unit_test(pushback_hint_travels_in_response_meta),
         cmocka_unit_test(error_response_packs_code_and_text),
         cmocka_unit_test(request_with_attachment_sends_attachment_size_and_timeout_one),
         cmocka_unit_test(request_with_log_id_and_auth_sends_fields_3_and_7),
