@@ -18,6 +18,7 @@
 #include "base/pb_codec.h"
 #include "base/sized_options.h"
 #include "ftrpc/typed.h"
+#include "protocol/pb_wire.h"
 
 typedef struct typed_client {
     ProtobufCService base; /* first: the stubs see this */
@@ -91,19 +92,30 @@ static const ProtobufCMethodDescriptor *find_method(const ProtobufCServiceDescri
 
 enum { RESPONSE_ARENA_ROOM = 512 }; /* most small responses need no other malloc */
 
+/* The response unpacked from r->response, or NULL with r turned into FTRPC_ERESPONSE. */
+static ProtobufCMessage *unpack_response(const ProtobufCMessageDescriptor *output, ftrpc_result *r,
+                                         ProtobufCAllocator *alloc)
+{
+    int too_deep;
+    ProtobufCMessage *msg =
+        ft_pb_unpack_bounded(output, r->response, alloc, FTRPC_TYPED_MAX_DEPTH, &too_deep);
+    if (msg) return msg;
+    r->kind = FTRPC_RESULT_RPC_ERROR;
+    r->code = FTRPC_ERESPONSE;
+    if (too_deep)
+        snprintf(r->error_text, sizeof r->error_text,
+                 "the response's messages are nested deeper than %d", FTRPC_TYPED_MAX_DEPTH);
+    else
+        snprintf(r->error_text, sizeof r->error_text, "the response does not parse as %s",
+                 output->name);
+    return NULL;
+}
+
 static void on_complete(ftrpc_result *r, void *arg)
 {
     typed_pending *p = arg;
     ProtobufCMessage *msg = NULL;
-    if (r->kind == FTRPC_RESULT_OK) {
-        msg = ft_pb_unpack(p->md->output, r->response, &p->arena.allocator);
-        if (!msg) {
-            r->kind = FTRPC_RESULT_RPC_ERROR;
-            r->code = FTRPC_ERESPONSE;
-            snprintf(r->error_text, sizeof r->error_text, "the response does not parse as %s",
-                     p->md->output->name);
-        }
-    }
+    if (r->kind == FTRPC_RESULT_OK) msg = unpack_response(p->md->output, r, &p->arena.allocator);
     /* frees p, unless the closure took the arena (and p with it) */
     if (!run_closure(p->closure, msg, p->closure_data, r, msg ? &p->arena : NULL))
         ft_arena_fini(&p->arena);
@@ -241,16 +253,11 @@ int ftrpc_typed_call_sized(ProtobufCService *service, const char *method,
         ft_iobuf_fini(&req);
     }
     if (rc == 0) {
-        ProtobufCMessage *msg =
-            ft_pb_unpack(md->output, r.response, arena ? &arena->allocator : NULL);
-        if (msg) {
+        ProtobufCMessage *msg = unpack_response(md->output, &r, arena ? &arena->allocator : NULL);
+        if (msg)
             *output = msg;
-        } else {
-            r.kind = FTRPC_RESULT_RPC_ERROR;
-            r.code = rc = FTRPC_ERESPONSE;
-            snprintf(r.error_text, sizeof r.error_text, "the response does not parse as %s",
-                     md->output->name);
-        }
+        else
+            rc = r.code;
     }
     ftrpc_buf_free(r.response);
     r.response = NULL;

@@ -9,7 +9,7 @@
  *
  * Wire bytes in (ft_pb_bytes_to_json): protobuf-c's unpack recurses once per nested message and
  * has no limit of its own, so the bytes are walked against the descriptor first and refused past
- * FT_JSON_PB_DEPTH levels (wire_field, over protocol/pb_wire.h). */
+ * FT_JSON_PB_DEPTH levels (ft_pb_wire_too_deep, protocol/pb_wire.h). */
 #include "protocol/json_pb.h"
 
 #include <ctype.h>
@@ -774,24 +774,6 @@ int ft_pb_to_json(const ProtobufCMessage *msg, ft_strbuf *out, char *err, size_t
 
 /* ---- wire bytes ---- */
 
-typedef struct wire_at {
-    const ProtobufCMessageDescriptor *md;
-    int level;
-} wire_at;
-
-/* -1 when a message field nests deeper than FT_JSON_PB_DEPTH below here. */
-static int wire_field(uint64_t field, const uint8_t *p, size_t len, void *arg)
-{
-    const wire_at *at = arg;
-    const ProtobufCFieldDescriptor *f =
-        field <= INT32_MAX ? protobuf_c_message_descriptor_get_field(at->md, (unsigned)field)
-                           : NULL;
-    if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE) return 0;
-    wire_at sub = {f->descriptor, at->level + 1};
-    if (sub.level > FT_JSON_PB_DEPTH) return -1;
-    return ft_pb_wire_each_len(p, p + len, wire_field, &sub);
-}
-
 int ft_json_to_pb_bytes(const ProtobufCMessageDescriptor *desc, const char *json, size_t len,
                         ft_iobuf *out, char *err, size_t errlen)
 {
@@ -816,8 +798,7 @@ int ft_pb_bytes_to_json(const ProtobufCMessageDescriptor *desc, const void *data
                         ft_strbuf *out, char *err, size_t errlen)
 {
     walk w = {.err = err, .errlen = errlen};
-    wire_at top = {desc, 1};
-    if (ft_pb_wire_each_len(data, (const uint8_t *)data + len, wire_field, &top) < 0)
+    if (ft_pb_wire_too_deep(desc, data, len, FT_JSON_PB_DEPTH))
         return fail(&w, FTRPC_EINVAL, "%s nested deeper than %d", desc->name, FT_JSON_PB_DEPTH);
     ProtobufCMessage *msg = protobuf_c_message_unpack(desc, &SYS_ALLOC, len, data);
     if (!msg) return fail(&w, FTRPC_EINVAL, "not a %s", desc->name);

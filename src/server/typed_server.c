@@ -19,6 +19,7 @@
 #include "base/pb_codec.h"
 #include "base/sized_options.h"
 #include "ftrpc/typed.h"
+#include "protocol/pb_wire.h"
 #include "server/server_internal.h"
 
 struct ft_typed_method {
@@ -97,10 +98,16 @@ static void typed_handler(ftrpc_server_call *call, void *arg)
     tc->md = md;
     tc->fail_code = 0;
     tc->fail_text[0] = '\0';
-    ProtobufCMessage *req = ft_pb_unpack(md->input, &call->request, &tc->arena.allocator);
+    int too_deep;
+    ProtobufCMessage *req = ft_pb_unpack_bounded(md->input, &call->request, &tc->arena.allocator,
+                                                 FTRPC_TYPED_MAX_DEPTH, &too_deep);
     if (!req) {
         char text[256];
-        snprintf(text, sizeof text, "the request does not parse as %s", md->input->name);
+        if (too_deep)
+            snprintf(text, sizeof text, "the request's messages are nested deeper than %d",
+                     FTRPC_TYPED_MAX_DEPTH);
+        else
+            snprintf(text, sizeof text, "the request does not parse as %s", md->input->name);
         FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "%s/%s from %s: %s", impl->descriptor->name, md->name,
                            ftrpc_server_call_peer(call), text);
         typed_call_free(tc);
