@@ -232,7 +232,10 @@ static void each_refusal_names_the_field(void **state)
         {"{\"snake_case_name\":\"a\",\"snakeCaseName\":\"b\"}", "field given twice"},
         {"{\"fl\":1e39}", "fl: number out of range for a float"},
         {"{\"inner\":[]}", "inner: expected an object (ftrpc.test.Inner), not an array"},
-        {"{\"text\":\"\\u0000\"}", NULL},
+        /* protobuf-c's strings end at a NUL: "a\u0000b" would reach the server as "a" */
+        {"{\"text\":\"\\u0000\"}", "text: string holds U+0000"},
+        {"{\"text\":\"a\\u0000b\"}", "text: string holds U+0000"},
+        {"{\"words\":[\"ok\",\"a\\u0000\"]}", "words[1]: string holds U+0000"},
         /* json-c lets an overlong form through; a protobuf string must be UTF-8 (found by
          * fuzz_json_pb: the message then could not be written back) */
         {"{\"text\":\"h\xc0\xa3\"}", "text: string is not valid UTF-8"},
