@@ -362,9 +362,13 @@ static int dec_value(dec *d, const ProtobufCFieldDescriptor *f, json_object *v, 
         char *str = dalloc(d, n + 1);
         if (!str) return NOMEM(w);
         memcpy(str, json_object_get_string(v), n);
-        if (!utf8_valid((const unsigned char *)str)) {
+        /* protobuf-c's strings end at their first NUL: the rest would be dropped unseen */
+        int nul = memchr(str, '\0', n) != NULL;
+        if (nul || !utf8_valid((const unsigned char *)str)) {
             d->a->free(d->a->allocator_data, str);
-            return fail(w, FTRPC_EINVAL, "string is not valid UTF-8");
+            return fail(w, FTRPC_EINVAL,
+                        nul ? "string holds U+0000 (protobuf-c strings end there)"
+                            : "string is not valid UTF-8");
         }
         *(char **)dst = str;
         return 0;
