@@ -232,6 +232,12 @@ static void each_refusal_names_the_field(void **state)
         {"{\"snake_case_name\":\"a\",\"snakeCaseName\":\"b\"}", "field given twice"},
         {"{\"fl\":1e39}", "fl: number out of range for a float"},
         {"{\"inner\":[]}", "inner: expected an object (ftrpc.test.Inner), not an array"},
+        /* json-c turns an unpaired surrogate escape into U+FFFD; protobuf's JSON parsers refuse
+         * it (a pair is one code point: "\ud83d\ude00" is accepted) */
+        {"{\"text\":\"\\ud800\"}", "unpaired surrogate"},
+        {"{\"text\":\"a\\udc00b\"}", "unpaired surrogate"},
+        {"{\"text\":\"\\ud800\\u0041\"}", "unpaired surrogate"},
+        {"{\"text\":\"\\uD83D\\uDE00\\\\ud800\"}", NULL},
         /* protobuf-c's strings end at a NUL: "a\u0000b" would reach the server as "a" */
         {"{\"text\":\"\\u0000\"}", "text: string holds U+0000"},
         {"{\"text\":\"a\\u0000b\"}", "text: string holds U+0000"},
