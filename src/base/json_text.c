@@ -9,6 +9,43 @@
         if (why) *why = (text);                                                                    \
     } while (0)
 
+/* The 4 hex digits at s as a code unit, or -1. */
+static long hex4(const char *s)
+{
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        int c = (unsigned char)s[i], d = c >= '0' && c <= '9'   ? c - '0'
+                                         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                         : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                                                : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* 1 when a \uXXXX escape in buf is a surrogate without its pair: json-c would quietly make it
+ * U+FFFD, where protobuf's JSON parsers refuse the text. A backslash can only stand in a string
+ * of valid JSON, so the text is read escape by escape without tracking strings. */
+static int unpaired_surrogate(const char *buf, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (buf[i] != '\\') continue;
+        if (buf[i + 1] != 'u' || len - i < 6) {
+            i++; /* \" \\ \n ...: the escaped character is no escape itself */
+            continue;
+        }
+        long u = hex4(buf + i + 2);
+        i += 5;
+        if (u < 0xd800 || u > 0xdfff) continue;
+        if (u >= 0xdc00) return 1;
+        long low = i + 7 <= len && buf[i + 1] == '\\' && buf[i + 2] == 'u' ? hex4(buf + i + 3) : -1;
+        if (low < 0xdc00 || low > 0xdfff) return 1;
+        i += 6;
+    }
+    return 0;
+}
+
 json_object *ft_json_parse_object(const char *buf, size_t len, int depth, const char **why)
 {
     if (len == 0 || memchr(buf, '\0', len)) {
@@ -34,6 +71,11 @@ json_object *ft_json_parse_object(const char *buf, size_t len, int depth, const 
         WHY(err == json_tokener_continue      ? "truncated JSON"
             : err == json_tokener_error_depth ? "JSON nested too deep"
                                               : "not JSON");
+        return NULL;
+    }
+    if (unpaired_surrogate(buf, end)) {
+        json_object_put(o);
+        WHY("unpaired surrogate in a \\u escape");
         return NULL;
     }
     for (size_t i = end; i < len; i++) {
