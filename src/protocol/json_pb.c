@@ -50,13 +50,18 @@ static void json_name(const char *name, char *out, size_t cap)
 }
 
 /* A map field: repeated, of a message protoc made for it, "<CamelField>Entry" with key = 1 and
- * value = 2 (protobuf-c's descriptors do not carry the map_entry option, so the shape decides). */
+ * value = 2, neither repeated, the key a scalar (protobuf-c's descriptors do not carry the
+ * map_entry option, so the shape decides; a message of the user's own may share the names, and
+ * read as a map one with a repeated field would have scalars written over its array pointers). */
 static bool is_map(const ProtobufCFieldDescriptor *f)
 {
     if (f->label != PROTOBUF_C_LABEL_REPEATED || f->type != PROTOBUF_C_TYPE_MESSAGE) return false;
     const ProtobufCMessageDescriptor *e = f->descriptor;
     if (!e || e->n_fields != 2 || e->fields[0].id != 1 || e->fields[1].id != 2 ||
-        strcmp(e->fields[0].name, "key") || strcmp(e->fields[1].name, "value"))
+        strcmp(e->fields[0].name, "key") || strcmp(e->fields[1].name, "value") ||
+        e->fields[0].label == PROTOBUF_C_LABEL_REPEATED ||
+        e->fields[1].label == PROTOBUF_C_LABEL_REPEATED ||
+        e->fields[0].type == PROTOBUF_C_TYPE_MESSAGE)
         return false;
     char camel[256];
     json_name(f->name, camel, sizeof camel - 5); /* protoc: ToCamelCase(name) + "Entry" */
