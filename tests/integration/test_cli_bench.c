@@ -196,15 +196,21 @@ static void bench_fallback_default_answers_a_dead_address(void **state)
     unlink(json);
 }
 
+/* An echo-server failing a share `rate` of calls with EINTERNAL; its URL into url. */
+static void failing_server(h_server *srv, const char *rate, char *url, size_t len)
+{
+    const char *faults[] = {"--error-rate", rate, NULL};
+    assert_int_equal(h_server_start(srv, faults), 0);
+    h_server_url(srv, url, len);
+}
+
 /* Every progress line's errors lie within its calls, and the table's ok and errors add up. */
 static void bench_progress_lines_count_errors_within_calls(void **state)
 {
     (void)state;
     h_server srv;
-    const char *faults[] = {"--error-rate", "0.5", NULL};
-    assert_int_equal(h_server_start(&srv, faults), 0);
     char url[64];
-    h_server_url(&srv, url, sizeof url);
+    failing_server(&srv, "0.5", url, sizeof url);
     const char *args[] = {"bench",      url,   "example.EchoService/Echo",
                           "--duration", "2.5", "--fail-mode",
                           "failfast",   NULL};
@@ -242,10 +248,8 @@ static void bench_extra_requests_count_only_calls_that_sent_one(void **state)
 {
     (void)state;
     h_server srv;
-    const char *faults[] = {"--error-rate", "1", NULL};
-    assert_int_equal(h_server_start(&srv, faults), 0);
     char url[64];
-    h_server_url(&srv, url, sizeof url);
+    failing_server(&srv, "1", url, sizeof url);
     const char *args[] = {"bench",    url,         "example.EchoService/Echo",
                           "--count",  "2000",      "--fail-mode",
                           "failfast", "--retries", "0",
