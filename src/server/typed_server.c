@@ -25,6 +25,7 @@
 struct ft_typed_method {
     struct ft_typed_service *service;
     unsigned index; /* in the descriptor's methods */
+    int max_depth;  /* for ft_pb_unpack_bounded: 0 when the input type cannot nest too deep */
 };
 
 struct ft_typed_service {
@@ -100,7 +101,7 @@ static void typed_handler(ftrpc_server_call *call, void *arg)
     tc->fail_text[0] = '\0';
     int too_deep;
     ProtobufCMessage *req = ft_pb_unpack_bounded(md->input, &call->request, &tc->arena.allocator,
-                                                 FTRPC_TYPED_MAX_DEPTH, &too_deep);
+                                                 tm->max_depth, &too_deep);
     if (!req) {
         char text[256];
         if (too_deep)
@@ -142,7 +143,11 @@ int ftrpc_server_add_service_sized(ftrpc_server *s, ProtobufCService *impl,
     ts->next = s->typed;
     s->typed = ts;
     for (unsigned i = 0; i < d->n_methods; i++) {
-        ts->methods[i] = (struct ft_typed_method){ts, i};
+        ts->methods[i] = (struct ft_typed_method){
+            ts, i,
+            ft_pb_type_depth_bounded(d->methods[i].input, FTRPC_TYPED_MAX_DEPTH)
+                ? 0
+                : FTRPC_TYPED_MAX_DEPTH};
         int rc = ft_server_add_method(s, d->name, d->methods[i].name, typed_handler,
                                       &ts->methods[i], &mo, &d->methods[i]);
         if (rc != 0) return rc;

@@ -32,6 +32,7 @@
 
 #include "greeter.pb-c.h"
 #include "harness.h"
+#include "protocol/pb_wire.h"       /* ft_pb_type_depth_bounded */
 #include "server/server_internal.h" /* the method table's pb_method */
 #include "typed_test.pb-c.h"
 
@@ -364,6 +365,11 @@ static ftrpc_buf *nested_bytes(int levels)
 static void a_request_nested_past_the_bound_gets_erequest_and_the_server_keeps_serving(void **state)
 {
     (void)state;
+    /* only a recursive type is walked before its unpack: the greeter's never nests */
+    assert_true(
+        ft_pb_type_depth_bounded(&helloworld__hello_request__descriptor, FTRPC_TYPED_MAX_DEPTH));
+    assert_false(
+        ft_pb_type_depth_bounded(&typedtest__echo_request__descriptor, FTRPC_TYPED_MAX_DEPTH));
     fixture *f = fixture_up(10000);
     /* within the bound: unpacked and answered */
     ftrpc_buf *req = nested_bytes(FTRPC_TYPED_MAX_DEPTH - 1);
