@@ -519,11 +519,12 @@ static int dec_message(dec *d, const ProtobufCMessageDescriptor *md, json_object
             fail(w, FTRPC_EINVAL, "field given twice (as %s and its other name)", key);
             break;
         }
-        seen[fi] = 1;
         if (!val || json_object_is_type(val, json_type_null)) {
+            seen[fi] = 2; /* null: the field left out (a required one is then missing) */
             path_pop(w, was);
-            continue; /* null: the default */
+            continue;
         }
+        seen[fi] = 1;
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
             if (dec_repeated(d, f, val, msg)) break;
         } else {
@@ -544,7 +545,7 @@ static int dec_message(dec *d, const ProtobufCMessageDescriptor *md, json_object
         path_pop(w, was);
     }
     for (unsigned i = 0; i < md->n_fields && w->rc == 0; i++)
-        if (md->fields[i].label == PROTOBUF_C_LABEL_REQUIRED && !seen[i])
+        if (md->fields[i].label == PROTOBUF_C_LABEL_REQUIRED && seen[i] != 1)
             fail(w, FTRPC_EINVAL, "required field \"%s\" missing (%s)", md->fields[i].name,
                  md->name);
     free(seen);
