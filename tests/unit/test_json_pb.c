@@ -242,6 +242,9 @@ static void each_refusal_names_the_field(void **state)
         {"{\"text\":\"\\u0000\"}", "text: string holds U+0000"},
         {"{\"text\":\"a\\u0000b\"}", "text: string holds U+0000"},
         {"{\"words\":[\"ok\",\"a\\u0000\"]}", "words[1]: string holds U+0000"},
+        /* json-c's keys are C strings: "text\u0000junk" would name the field text */
+        {"{\"text\\u0000junk\":\"a\"}", "U+0000 in an object key"},
+        {"{\"counts\":{\"k\\u0000\" :1}}", "U+0000 in an object key"},
         /* json-c lets an overlong form through; a protobuf string must be UTF-8 (found by
          * fuzz_json_pb: the message then could not be written back) */
         {"{\"text\":\"h\xc0\xa3\"}", "text: string is not valid UTF-8"},
