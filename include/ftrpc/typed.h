@@ -34,6 +34,12 @@
 extern "C" {
 #endif
 
+/* How deep messages may nest in the bytes a typed server or client unpacks (the top message is
+ * level 1): protobuf-c's unpack recurses once per level with no bound of its own, so deeper bytes
+ * from a peer are refused before they reach it (FTRPC_EREQUEST on the server, FTRPC_ERESPONSE on
+ * the client). 100, protobuf C++'s default recursion limit. */
+#define FTRPC_TYPED_MAX_DEPTH 100
+
 /* ---- arenas ----
  * A region that messages are unpacked into: allocations are carved from blocks that are freed
  * all at once, so a message of any depth costs a few mallocs and one free. Not thread-safe: one
@@ -67,10 +73,11 @@ FTRPC_API ProtobufCAllocator *ftrpc_arena_allocator(ftrpc_arena *arena);
  * concurrently with the server's other lifecycle functions.
  *
  * For each request: the payload is unpacked into the method's input type (into the call's
- * arena); a payload that does not parse is answered FTRPC_EREQUEST (brpc's EREQUEST, 1003) and
- * the implementation is not called. Otherwise the method's function runs, on the thread of the
- * method's run mode, with `closure_data` naming the call (the accessors below take it). The
- * implementation must run its closure exactly once, on any thread, at once or later:
+ * arena); a payload that does not parse, or nests deeper than FTRPC_TYPED_MAX_DEPTH, is answered
+ * FTRPC_EREQUEST (brpc's EREQUEST, 1003) and the implementation is not called. Otherwise the
+ * method's function runs, on the thread of the method's run mode, with `closure_data` naming the
+ * call (the accessors below take it). The implementation must run its closure exactly once, on any
+ * thread, at once or later:
  *  - closure(message, closure_data): the message is packed and sent as the response; it stays
  *    the implementation's (it may be on its stack: it is packed before the closure returns);
  *  - closure(NULL, closure_data): the call fails with the code given to ftrpc_typed_server_fail,

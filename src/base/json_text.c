@@ -9,6 +9,60 @@
         if (why) *why = (text);                                                                    \
     } while (0)
 
+/* The 4 hex digits at s as a code unit, or -1. */
+static long hex4(const char *s)
+{
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        int c = (unsigned char)s[i], d = c >= '0' && c <= '9'   ? c - '0'
+                                         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                         : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                                                : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* 1 when the string holding buf[i] (inside it) is an object key: a ':' follows its end, whose
+ * index goes to *end. */
+static int in_key(const char *buf, size_t len, size_t i, size_t *end)
+{
+    while (i < len && buf[i] != '"')
+        i += buf[i] == '\\' ? 2 : 1;
+    *end = i;
+    for (i++; i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\n' || buf[i] == '\r');)
+        i++;
+    return i < len && buf[i] == ':';
+}
+
+/* What json-c would let through in buf's \uXXXX escapes, or NULL: a surrogate without its pair
+ * (json-c quietly makes it U+FFFD, where protobuf's JSON parsers refuse the text), and U+0000 in
+ * an object key (json-c keeps keys as C strings: "a\u0000b" would be the key "a"; in a value its
+ * length is kept, and the caller decides). A backslash can only stand in a string of valid JSON,
+ * so the text is read escape by escape without tracking strings. */
+static const char *bad_escape(const char *buf, size_t len)
+{
+    size_t str_end = 0; /* the end of the last string in_key measured: each is measured once */
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (buf[i] != '\\') continue;
+        if (buf[i + 1] != 'u' || len - i < 6) {
+            i++; /* \" \\ \n ...: the escaped character is no escape itself */
+            continue;
+        }
+        long u = hex4(buf + i + 2);
+        i += 5;
+        if (u == 0 && i + 1 > str_end && in_key(buf, len, i + 1, &str_end))
+            return "U+0000 in an object key";
+        if (u < 0xd800 || u > 0xdfff) continue;
+        if (u >= 0xdc00) return "unpaired surrogate in a \\u escape";
+        long low = i + 7 <= len && buf[i + 1] == '\\' && buf[i + 2] == 'u' ? hex4(buf + i + 3) : -1;
+        if (low < 0xdc00 || low > 0xdfff) return "unpaired surrogate in a \\u escape";
+        i += 6;
+    }
+    return NULL;
+}
+
 json_object *ft_json_parse_object(const char *buf, size_t len, int depth, const char **why)
 {
     if (len == 0 || memchr(buf, '\0', len)) {
@@ -34,6 +88,12 @@ json_object *ft_json_parse_object(const char *buf, size_t len, int depth, const 
         WHY(err == json_tokener_continue      ? "truncated JSON"
             : err == json_tokener_error_depth ? "JSON nested too deep"
                                               : "not JSON");
+        return NULL;
+    }
+    const char *bad = bad_escape(buf, end);
+    if (bad) {
+        json_object_put(o);
+        WHY(bad);
         return NULL;
     }
     for (size_t i = end; i < len; i++) {

@@ -3,9 +3,11 @@
  * src/protocol/json_pb.c).
  *
  * Invariants: pure (no IO, no logging, no globals) and bounded: nesting deeper than the caller's
- * depth, NUL bytes, invalid UTF-8, trailing garbage and a top level that is not an object are
- * refused with a static reason. json-c's strict mode still takes single-quoted strings and NaN;
- * callers type-check every value they use. Not here: size limits (each caller has its own). */
+ * depth, NUL bytes, invalid UTF-8, an unpaired surrogate escape ("\ud800", which json-c would
+ * make U+FFFD), "\u0000" in an object key (json-c's keys are C strings), trailing garbage and a top
+ * level that is not an object are refused with a static reason. json-c's strict mode still takes
+ * single-quoted strings and NaN; callers type-check every value they use. Not here: size limits
+ * (each caller has its own). */
 #ifndef FT_BASE_JSON_TEXT_H
 #define FT_BASE_JSON_TEXT_H
 

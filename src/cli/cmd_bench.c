@@ -119,10 +119,11 @@ static void print_table(const ft_load_stats *s)
     printf("qps         %.0f\n", t > 0 ? (double)n.calls / t : 0);
     printf("latency ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", ms(s, 0.5),
            ms(s, 0.9), ms(s, 0.99), ms(s, 0.999), (double)ftrpc_histogram_max(s->hist) / 1000.0);
-    /* a retry is a request that was neither a call's first attempt nor a backup */
-    printf("attempts    %ld (retries %ld, extra requests %.2f%%)\n", attempts,
-           atomic_load(&s->retries),
-           n.calls > 0 ? 100.0 * (double)(attempts - n.calls) / (double)n.calls : 0);
+    /* a retry is a request that was neither a call's first attempt nor a backup; the extra share
+     * is over first attempts: a call the breaker or a fallback answered sent none */
+    long retries = atomic_load(&s->retries), first = attempts - retries - backups;
+    printf("attempts    %ld (retries %ld, extra requests %.2f%%)\n", attempts, retries,
+           first > 0 ? 100.0 * (double)(retries + backups) / (double)first : 0);
     printf("backups     %ld sent, %ld won, %ld refused by the retry budget\n", backups,
            atomic_load(&s->backup_wins), atomic_load(&s->backups_refused));
     printf("fallbacks   %ld\n", atomic_load(&s->fallbacks));

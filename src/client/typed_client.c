@@ -18,11 +18,14 @@
 #include "base/pb_codec.h"
 #include "base/sized_options.h"
 #include "ftrpc/typed.h"
+#include "protocol/pb_wire.h"
 
 typedef struct typed_client {
     ProtobufCService base; /* first: the stubs see this */
     ftrpc_client *client;
     ftrpc_call_options opts; /* every stub call's */
+    int max_depth[];         /* per method, for ft_pb_unpack_bounded: 0 when its output type
+                              * cannot nest too deep */
 } typed_client;
 
 /* One call in flight: what its completion needs, and the arena its response is unpacked into,
@@ -30,6 +33,7 @@ typedef struct typed_client {
 typedef struct typed_pending {
     ft_arena arena;
     const ProtobufCMethodDescriptor *md;
+    int max_depth;
     ProtobufCClosure closure;
     void *closure_data;
 } typed_pending;
@@ -91,19 +95,30 @@ static const ProtobufCMethodDescriptor *find_method(const ProtobufCServiceDescri
 
 enum { RESPONSE_ARENA_ROOM = 512 }; /* most small responses need no other malloc */
 
+/* The response unpacked from r->response, or NULL with r turned into FTRPC_ERESPONSE. */
+static ProtobufCMessage *unpack_response(const ProtobufCMessageDescriptor *output, int max_depth,
+                                         ftrpc_result *r, ProtobufCAllocator *alloc)
+{
+    int too_deep;
+    ProtobufCMessage *msg = ft_pb_unpack_bounded(output, r->response, alloc, max_depth, &too_deep);
+    if (msg) return msg;
+    r->kind = FTRPC_RESULT_RPC_ERROR;
+    r->code = FTRPC_ERESPONSE;
+    if (too_deep)
+        snprintf(r->error_text, sizeof r->error_text,
+                 "the response's messages are nested deeper than %d", FTRPC_TYPED_MAX_DEPTH);
+    else
+        snprintf(r->error_text, sizeof r->error_text, "the response does not parse as %s",
+                 output->name);
+    return NULL;
+}
+
 static void on_complete(ftrpc_result *r, void *arg)
 {
     typed_pending *p = arg;
     ProtobufCMessage *msg = NULL;
-    if (r->kind == FTRPC_RESULT_OK) {
-        msg = ft_pb_unpack(p->md->output, r->response, &p->arena.allocator);
-        if (!msg) {
-            r->kind = FTRPC_RESULT_RPC_ERROR;
-            r->code = FTRPC_ERESPONSE;
-            snprintf(r->error_text, sizeof r->error_text, "the response does not parse as %s",
-                     p->md->output->name);
-        }
-    }
+    if (r->kind == FTRPC_RESULT_OK)
+        msg = unpack_response(p->md->output, p->max_depth, r, &p->arena.allocator);
     /* frees p, unless the closure took the arena (and p with it) */
     if (!run_closure(p->closure, msg, p->closure_data, r, msg ? &p->arena : NULL))
         ft_arena_fini(&p->arena);
@@ -119,6 +134,7 @@ static int start_call(typed_client *tc, const ProtobufCMethodDescriptor *md,
         ft_arena_new_with_head(sizeof *p, RESPONSE_ARENA_ROOM, offsetof(typed_pending, arena));
     if (!p) return FTRPC_ENOMEM;
     p->md = md;
+    p->max_depth = tc->max_depth[md - tc->base.descriptor->methods];
     p->closure = closure;
     p->closure_data = closure_data;
     ft_iobuf req;
@@ -168,8 +184,12 @@ int ftrpc_typed_client_new_sized(ftrpc_client *client, const ProtobufCServiceDes
     if (!client || !d || !out || d->magic != PROTOBUF_C__SERVICE_DESCRIPTOR_MAGIC || !d->name ||
         !*d->name)
         return FTRPC_EINVAL;
-    typed_client *tc = calloc(1, sizeof *tc);
+    typed_client *tc = calloc(1, sizeof *tc + d->n_methods * sizeof tc->max_depth[0]);
     if (!tc) return FTRPC_ENOMEM;
+    for (unsigned i = 0; i < d->n_methods; i++)
+        tc->max_depth[i] = ft_pb_type_depth_bounded(d->methods[i].output, FTRPC_TYPED_MAX_DEPTH)
+                               ? 0
+                               : FTRPC_TYPED_MAX_DEPTH;
     if (ft_sized_options_read(&tc->opts, sizeof tc->opts, opts, opts_size) != 0) {
         free(tc);
         return FTRPC_EINVAL;
@@ -242,15 +262,12 @@ int ftrpc_typed_call_sized(ProtobufCService *service, const char *method,
     }
     if (rc == 0) {
         ProtobufCMessage *msg =
-            ft_pb_unpack(md->output, r.response, arena ? &arena->allocator : NULL);
-        if (msg) {
+            unpack_response(md->output, tc->max_depth[md - service->descriptor->methods], &r,
+                            arena ? &arena->allocator : NULL);
+        if (msg)
             *output = msg;
-        } else {
-            r.kind = FTRPC_RESULT_RPC_ERROR;
-            r.code = rc = FTRPC_ERESPONSE;
-            snprintf(r.error_text, sizeof r.error_text, "the response does not parse as %s",
-                     md->output->name);
-        }
+        else
+            rc = r.code;
     }
     ftrpc_buf_free(r.response);
     r.response = NULL;

@@ -9,7 +9,7 @@
  *
  * Wire bytes in (ft_pb_bytes_to_json): protobuf-c's unpack recurses once per nested message and
  * has no limit of its own, so the bytes are walked against the descriptor first and refused past
- * FT_JSON_PB_DEPTH levels (wire_field, over protocol/pb_wire.h). */
+ * FT_JSON_PB_DEPTH levels (ft_pb_wire_too_deep, protocol/pb_wire.h). */
 #include "protocol/json_pb.h"
 
 #include <ctype.h>
@@ -50,13 +50,18 @@ static void json_name(const char *name, char *out, size_t cap)
 }
 
 /* A map field: repeated, of a message protoc made for it, "<CamelField>Entry" with key = 1 and
- * value = 2 (protobuf-c's descriptors do not carry the map_entry option, so the shape decides). */
+ * value = 2, neither repeated, the key a scalar (protobuf-c's descriptors do not carry the
+ * map_entry option, so the shape decides; a message of the user's own may share the names, and
+ * read as a map one with a repeated field would have scalars written over its array pointers). */
 static bool is_map(const ProtobufCFieldDescriptor *f)
 {
     if (f->label != PROTOBUF_C_LABEL_REPEATED || f->type != PROTOBUF_C_TYPE_MESSAGE) return false;
     const ProtobufCMessageDescriptor *e = f->descriptor;
     if (!e || e->n_fields != 2 || e->fields[0].id != 1 || e->fields[1].id != 2 ||
-        strcmp(e->fields[0].name, "key") || strcmp(e->fields[1].name, "value"))
+        strcmp(e->fields[0].name, "key") || strcmp(e->fields[1].name, "value") ||
+        e->fields[0].label == PROTOBUF_C_LABEL_REPEATED ||
+        e->fields[1].label == PROTOBUF_C_LABEL_REPEATED ||
+        e->fields[0].type == PROTOBUF_C_TYPE_MESSAGE)
         return false;
     char camel[256];
     json_name(f->name, camel, sizeof camel - 5); /* protoc: ToCamelCase(name) + "Entry" */
@@ -362,9 +367,13 @@ static int dec_value(dec *d, const ProtobufCFieldDescriptor *f, json_object *v, 
         char *str = dalloc(d, n + 1);
         if (!str) return NOMEM(w);
         memcpy(str, json_object_get_string(v), n);
-        if (!utf8_valid((const unsigned char *)str)) {
+        /* protobuf-c's strings end at their first NUL: the rest would be dropped unseen */
+        int nul = memchr(str, '\0', n) != NULL;
+        if (nul || !utf8_valid((const unsigned char *)str)) {
             d->a->free(d->a->allocator_data, str);
-            return fail(w, FTRPC_EINVAL, "string is not valid UTF-8");
+            return fail(w, FTRPC_EINVAL,
+                        nul ? "string holds U+0000 (protobuf-c strings end there)"
+                            : "string is not valid UTF-8");
         }
         *(char **)dst = str;
         return 0;
@@ -510,11 +519,12 @@ static int dec_message(dec *d, const ProtobufCMessageDescriptor *md, json_object
             fail(w, FTRPC_EINVAL, "field given twice (as %s and its other name)", key);
             break;
         }
-        seen[fi] = 1;
         if (!val || json_object_is_type(val, json_type_null)) {
+            seen[fi] = 2; /* null: the field left out (a required one is then missing) */
             path_pop(w, was);
-            continue; /* null: the default */
+            continue;
         }
+        seen[fi] = 1;
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
             if (dec_repeated(d, f, val, msg)) break;
         } else {
@@ -535,7 +545,7 @@ static int dec_message(dec *d, const ProtobufCMessageDescriptor *md, json_object
         path_pop(w, was);
     }
     for (unsigned i = 0; i < md->n_fields && w->rc == 0; i++)
-        if (md->fields[i].label == PROTOBUF_C_LABEL_REQUIRED && !seen[i])
+        if (md->fields[i].label == PROTOBUF_C_LABEL_REQUIRED && seen[i] != 1)
             fail(w, FTRPC_EINVAL, "required field \"%s\" missing (%s)", md->fields[i].name,
                  md->name);
     free(seen);
@@ -774,24 +784,6 @@ int ft_pb_to_json(const ProtobufCMessage *msg, ft_strbuf *out, char *err, size_t
 
 /* ---- wire bytes ---- */
 
-typedef struct wire_at {
-    const ProtobufCMessageDescriptor *md;
-    int level;
-} wire_at;
-
-/* -1 when a message field nests deeper than FT_JSON_PB_DEPTH below here. */
-static int wire_field(uint64_t field, const uint8_t *p, size_t len, void *arg)
-{
-    const wire_at *at = arg;
-    const ProtobufCFieldDescriptor *f =
-        field <= INT32_MAX ? protobuf_c_message_descriptor_get_field(at->md, (unsigned)field)
-                           : NULL;
-    if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE) return 0;
-    wire_at sub = {f->descriptor, at->level + 1};
-    if (sub.level > FT_JSON_PB_DEPTH) return -1;
-    return ft_pb_wire_each_len(p, p + len, wire_field, &sub);
-}
-
 int ft_json_to_pb_bytes(const ProtobufCMessageDescriptor *desc, const char *json, size_t len,
                         ft_iobuf *out, char *err, size_t errlen)
 {
@@ -816,8 +808,7 @@ int ft_pb_bytes_to_json(const ProtobufCMessageDescriptor *desc, const void *data
                         ft_strbuf *out, char *err, size_t errlen)
 {
     walk w = {.err = err, .errlen = errlen};
-    wire_at top = {desc, 1};
-    if (ft_pb_wire_each_len(data, (const uint8_t *)data + len, wire_field, &top) < 0)
+    if (ft_pb_wire_too_deep(desc, data, len, FT_JSON_PB_DEPTH))
         return fail(&w, FTRPC_EINVAL, "%s nested deeper than %d", desc->name, FT_JSON_PB_DEPTH);
     ProtobufCMessage *msg = protobuf_c_message_unpack(desc, &SYS_ALLOC, len, data);
     if (!msg) return fail(&w, FTRPC_EINVAL, "not a %s", desc->name);

@@ -19,11 +19,13 @@
 #include "base/pb_codec.h"
 #include "base/sized_options.h"
 #include "ftrpc/typed.h"
+#include "protocol/pb_wire.h"
 #include "server/server_internal.h"
 
 struct ft_typed_method {
     struct ft_typed_service *service;
     unsigned index; /* in the descriptor's methods */
+    int max_depth;  /* for ft_pb_unpack_bounded: 0 when the input type cannot nest too deep */
 };
 
 struct ft_typed_service {
@@ -97,10 +99,16 @@ static void typed_handler(ftrpc_server_call *call, void *arg)
     tc->md = md;
     tc->fail_code = 0;
     tc->fail_text[0] = '\0';
-    ProtobufCMessage *req = ft_pb_unpack(md->input, &call->request, &tc->arena.allocator);
+    int too_deep;
+    ProtobufCMessage *req = ft_pb_unpack_bounded(md->input, &call->request, &tc->arena.allocator,
+                                                 tm->max_depth, &too_deep);
     if (!req) {
         char text[256];
-        snprintf(text, sizeof text, "the request does not parse as %s", md->input->name);
+        if (too_deep)
+            snprintf(text, sizeof text, "the request's messages are nested deeper than %d",
+                     FTRPC_TYPED_MAX_DEPTH);
+        else
+            snprintf(text, sizeof text, "the request does not parse as %s", md->input->name);
         FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "%s/%s from %s: %s", impl->descriptor->name, md->name,
                            ftrpc_server_call_peer(call), text);
         typed_call_free(tc);
@@ -135,7 +143,11 @@ int ftrpc_server_add_service_sized(ftrpc_server *s, ProtobufCService *impl,
     ts->next = s->typed;
     s->typed = ts;
     for (unsigned i = 0; i < d->n_methods; i++) {
-        ts->methods[i] = (struct ft_typed_method){ts, i};
+        ts->methods[i] = (struct ft_typed_method){
+            ts, i,
+            ft_pb_type_depth_bounded(d->methods[i].input, FTRPC_TYPED_MAX_DEPTH)
+                ? 0
+                : FTRPC_TYPED_MAX_DEPTH};
         int rc = ft_server_add_method(s, d->name, d->methods[i].name, typed_handler,
                                       &ts->methods[i], &mo, &d->methods[i]);
         if (rc != 0) return rc;

@@ -196,15 +196,21 @@ static void bench_fallback_default_answers_a_dead_address(void **state)
     unlink(json);
 }
 
+/* An echo-server failing a share `rate` of calls with EINTERNAL; its URL into url. */
+static void failing_server(h_server *srv, const char *rate, char *url, size_t len)
+{
+    const char *faults[] = {"--error-rate", rate, NULL};
+    assert_int_equal(h_server_start(srv, faults), 0);
+    h_server_url(srv, url, len);
+}
+
 /* Every progress line's errors lie within its calls, and the table's ok and errors add up. */
 static void bench_progress_lines_count_errors_within_calls(void **state)
 {
     (void)state;
     h_server srv;
-    const char *faults[] = {"--error-rate", "0.5", NULL};
-    assert_int_equal(h_server_start(&srv, faults), 0);
     char url[64];
-    h_server_url(&srv, url, sizeof url);
+    failing_server(&srv, "0.5", url, sizeof url);
     const char *args[] = {"bench",      url,   "example.EchoService/Echo",
                           "--duration", "2.5", "--fail-mode",
                           "failfast",   NULL};
@@ -231,6 +237,40 @@ static void bench_progress_lines_count_errors_within_calls(void **state)
                      3);
     assert_int_equal(ok + errors, calls);
     assert_true(errors > 0);
+    free(out);
+    free(err);
+    h_server_stop(&srv, 5000);
+}
+
+/* The breaker rejects most calls without a request: the share of extra requests is over the calls
+ * that sent one, never negative (on main: (attempts - calls) / calls, -98% here). */
+static void bench_extra_requests_count_only_calls_that_sent_one(void **state)
+{
+    (void)state;
+    h_server srv;
+    char url[64];
+    failing_server(&srv, "1", url, sizeof url);
+    const char *args[] = {"bench",    url,         "example.EchoService/Echo",
+                          "--count",  "2000",      "--fail-mode",
+                          "failfast", "--retries", "0",
+                          NULL};
+    char *out = NULL, *err = NULL;
+    assert_int_equal(h_cli_run(args, 60000, &out, &err), 0);
+    long calls, attempts, retries;
+    double extra;
+    const char *table = strstr(out, "calls ");
+    assert_non_null(table);
+    assert_int_equal(sscanf(table, "calls %ld", &calls), 1);
+    const char *line = strstr(out, "attempts ");
+    assert_non_null(line);
+    assert_int_equal(sscanf(line, "attempts %ld (retries %ld, extra requests %lf%%)", &attempts,
+                            &retries, &extra),
+                     3);
+    assert_non_null(strstr(out, "FTRPC_EBREAKER"));
+    assert_true(attempts < calls); /* the case at hand: calls that sent nothing */
+    assert_int_equal(retries, 0);
+    if (extra != 0.0)
+        fail_msg("extra requests %.2f%%, want 0 (no retry, no backup)\n%s", extra, out);
     free(out);
     free(err);
     h_server_stop(&srv, 5000);
@@ -357,6 +397,7 @@ int main(void)
         cmocka_unit_test(bench_open_loop_paces_calls_and_reports_progress),
         cmocka_unit_test(bench_fallback_default_answers_a_dead_address),
         cmocka_unit_test(bench_progress_lines_count_errors_within_calls),
+        cmocka_unit_test(bench_extra_requests_count_only_calls_that_sent_one),
         cmocka_unit_test(bench_refuses_before_the_run_what_would_spoil_it),
         cmocka_unit_test(bench_runs_brpcs_backup_example_and_reports_refused_backups),
     };

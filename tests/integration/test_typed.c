@@ -5,6 +5,8 @@
  * - a stub call reaches the implementation and its reply the closure; the blocking typed call
  *   unpacks into the caller's arena; the method table records each method's descriptor;
  * - bytes that do not parse as the input type get FTRPC_EREQUEST and the server keeps serving;
+ *   messages nested past FTRPC_TYPED_MAX_DEPTH are refused on both sides, not unpacked (protobuf-c
+ *   recurses once per level: a peer would run the reading thread out of stack);
  * - an implementation may answer from another thread, later, and sees its call (deadline, peer);
  *   its NULL closure sends the error it set;
  * - through the stubs, a call fails over past a killed server process, and a backup request to a
@@ -30,6 +32,7 @@
 
 #include "greeter.pb-c.h"
 #include "harness.h"
+#include "protocol/pb_wire.h"       /* ft_pb_type_depth_bounded */
 #include "server/server_internal.h" /* the method table's pb_method */
 #include "typed_test.pb-c.h"
 
@@ -327,6 +330,112 @@ static void bytes_that_do_not_parse_get_erequest_and_the_server_keeps_serving(vo
     assert_string_equal(((Typedtest__EchoReply *)out)->text, "still here");
     ftrpc_arena_free(arena);
     fixture_down(f);
+}
+
+/* The bytes of an EchoRequest (or EchoReply) with `levels` messages nested in field 7, the
+ * innermost empty: what a peer sends to run a recursive unpack out of stack. */
+static ftrpc_buf *nested_bytes(int levels)
+{
+    size_t *inner = calloc((size_t)levels + 1, sizeof *inner); /* inner[k]: level k's content */
+    assert_non_null(inner);
+    for (int k = 0; k < levels; k++) {
+        size_t v = inner[k], vn = 1;
+        while (v >= 0x80) {
+            v >>= 7;
+            vn++;
+        }
+        inner[k + 1] = 1 + vn + inner[k];
+    }
+    uint8_t *bytes = malloc(inner[levels] ? inner[levels] : 1), *p = bytes;
+    assert_non_null(bytes);
+    for (int k = levels - 1; k >= 0; k--) {
+        *p++ = 7 << 3 | 2;
+        for (size_t v = inner[k];; v >>= 7) {
+            *p++ = (uint8_t)(v >= 0x80 ? (v & 0x7f) | 0x80 : v);
+            if (v < 0x80) break;
+        }
+    }
+    ftrpc_buf *b = ftrpc_buf_new();
+    ftrpc_buf_append(b, bytes, (size_t)(p - bytes));
+    free(bytes);
+    free(inner);
+    return b;
+}
+
+static void a_request_nested_past_the_bound_gets_erequest_and_the_server_keeps_serving(void **state)
+{
+    (void)state;
+    /* only a recursive type is walked before its unpack: the greeter's never nests */
+    assert_true(
+        ft_pb_type_depth_bounded(&helloworld__hello_request__descriptor, FTRPC_TYPED_MAX_DEPTH));
+    assert_false(
+        ft_pb_type_depth_bounded(&typedtest__echo_request__descriptor, FTRPC_TYPED_MAX_DEPTH));
+    fixture *f = fixture_up(10000);
+    /* within the bound: unpacked and answered */
+    ftrpc_buf *req = nested_bytes(FTRPC_TYPED_MAX_DEPTH - 1);
+    ftrpc_result r;
+    assert_int_equal(ftrpc_call(f->client, "typedtest.Echo", "Echo", req, NULL, NULL, &r), 0);
+    ftrpc_result_fini(&r);
+    ftrpc_buf_free(req);
+    /* far past it (protobuf-c alone overflows the stack there), and one past it */
+    const int deep[] = {200000, FTRPC_TYPED_MAX_DEPTH};
+    for (size_t i = 0; i < sizeof deep / sizeof deep[0]; i++) {
+        req = nested_bytes(deep[i]);
+        assert_int_equal(ftrpc_call(f->client, "typedtest.Echo", "Echo", req, NULL, NULL, &r),
+                         FTRPC_EREQUEST);
+        assert_non_null(strstr(r.error_text, "nested deeper than"));
+        ftrpc_result_fini(&r);
+        ftrpc_buf_free(req);
+    }
+    assert_int_equal(atomic_load(&f->s.impl.calls), 1);
+    fixture_down(f);
+}
+
+/* A server of bytes under the typed service's name, answering a reply nested 200000 deep. */
+static void deep_reply(ftrpc_server_call *call, void *arg)
+{
+    (void)arg;
+    ftrpc_buf *b = nested_bytes(200000);
+    ftrpc_server_call_reply(call, b, NULL);
+    ftrpc_buf_free(b);
+}
+
+static void a_response_nested_past_the_bound_gets_eresponse(void **state)
+{
+    (void)state;
+    ftrpc_server *server = NULL;
+    assert_int_equal(ftrpc_server_new(NULL, &server), 0);
+    assert_int_equal(
+        ftrpc_server_add_method(server, "typedtest.Echo", "Echo", deep_reply, NULL, NULL), 0);
+    assert_int_equal(ftrpc_server_start(server, "127.0.0.1:0"), 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", ftrpc_server_port(server));
+    ftrpc_client *client = NULL;
+    ProtobufCService *svc =
+        typed_client(addr, &(ftrpc_client_options){.timeout_ms = 10000}, &client);
+    Typedtest__EchoRequest req = TYPEDTEST__ECHO_REQUEST__INIT;
+    /* blocking: unpacked on the caller's thread */
+    ftrpc_arena *arena = ftrpc_arena_new();
+    ProtobufCMessage *out = NULL;
+    ftrpc_result r;
+    assert_int_equal(ftrpc_typed_call(svc, "Echo", &req.base, NULL, arena, &out, &r),
+                     FTRPC_ERESPONSE);
+    assert_null(out);
+    ftrpc_result_fini(&r);
+    ftrpc_arena_free(arena);
+    /* async: unpacked on the IO thread */
+    outcome o;
+    outcome_init(&o);
+    assert_int_equal(
+        ftrpc_typed_call_async(svc, "Echo", &req.base, NULL, (ProtobufCClosure)on_echo, &o, NULL),
+        0);
+    assert_true(outcome_wait(&o, 10000 * SLOW));
+    assert_false(o.got_message);
+    assert_int_equal(o.result.code, FTRPC_ERESPONSE);
+    sem_destroy(&o.done);
+    ftrpc_typed_client_free(svc);
+    ftrpc_client_free(client);
+    ftrpc_server_free(server);
 }
 
 static void an_implementation_answers_later_from_another_thread(void **state)
@@ -707,6 +816,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_stub_call_reaches_the_implementation_and_its_reply_the_closure),
         cmocka_unit_test(bytes_that_do_not_parse_get_erequest_and_the_server_keeps_serving),
+        cmocka_unit_test(
+            a_request_nested_past_the_bound_gets_erequest_and_the_server_keeps_serving),
+        cmocka_unit_test(a_response_nested_past_the_bound_gets_eresponse),
         cmocka_unit_test(an_implementation_answers_later_from_another_thread),
         cmocka_unit_test(a_taken_reply_outlives_its_closure),
         cmocka_unit_test(a_stub_call_that_cannot_start_gets_null_at_once),
