@@ -22,6 +22,8 @@ extern "C" {
 
 typedef struct ftrpc_client ftrpc_client;
 typedef struct ftrpc_result ftrpc_result;
+/* A call a server is serving (ftrpc/server.h): the parent of the calls its handler makes. */
+typedef struct ftrpc_server_call ftrpc_server_call;
 
 /* A backup-request policy (brpc's BackupRequestPolicy, docs/backup-requests.md): embed this struct
  * first in your own and fill the hooks. A policy takes priority over backup_request_ms. The client
@@ -334,6 +336,27 @@ typedef struct ftrpc_client_options {
     /* 1: a backup uses up one of `retries`, as in brpc (its max_retry counts the backup), and a
      * call with no retry left sends none. Default 0: backups leave `retries` to failures. */
     int backup_counts_as_retry;
+    /* Adaptive throttling (docs/overload-client.md; Google SRE book, client-side throttling): k of
+     * the rule "reject a call locally with probability max(0, (requests - k x accepts) /
+     * (requests + 1))" over a sliding window, where accepts are the attempts a server answered
+     * with anything but FTRPC_ELIMIT. A rejected call fails with FTRPC_ETHROTTLED without being
+     * sent. Default 0 means 2 (on: it sheds nothing until more than half of the attempts are
+     * refused for overload); -1: off. At least 1. */
+    double throttle_k;
+    int throttle_window_ms; /* default 0 means 30000 (gRPC's adaptive throttler); >= 30 */
+    /* Deadline propagation (Finagle's deadline context, gRPC): a call made inside a handler (on
+     * the IO thread or worker that runs it) or with ftrpc_call_options.parent ends no later than
+     * the served call's deadline, less deadline_margin_ms. Default 0: on; -1: off (only the
+     * explicit parent is followed). */
+    int deadline_propagation;
+    /* Subtracted from the inherited deadline, so that the handler still has time to answer its
+     * caller. Default 0 (gRPC and Finagle propagate the deadline as it is); >= 0. */
+    int deadline_margin_ms;
+    /* Chain-stop (Kitex): a call made on behalf of a served call that is itself a retry (its
+     * request's ftrpc_attempt > 0) sends no retry and no backup, and its requests carry
+     * ftrpc_attempt > 0 in turn, so that retries do not multiply down a chain of services.
+     * Default 0: on; -1: off. */
+    int retry_chain_stop;
 } ftrpc_client_options;
 
 typedef struct ftrpc_call_options {
@@ -354,6 +377,12 @@ typedef struct ftrpc_call_options {
      * Controller::set_backup_request_policy): it decides the call's delay and backup, and is told
      * the call's end, instead of the client's. Not owned: it must outlive the call. */
     ftrpc_backup_policy *backup_policy;
+    /* default NULL: the served call the calling thread runs a handler for, if any (and the
+     * client's deadline_propagation is on). The served call on whose behalf this call is made:
+     * the call ends no later than its deadline (less the client's deadline_margin_ms), and under
+     * retry_chain_stop it does not retry when the served call is a retry. Read when the call is
+     * made; valid until the handler replies to it (ftrpc_server_call_reply / _fail). */
+    const ftrpc_server_call *parent;
 } ftrpc_call_options;
 
 typedef enum {

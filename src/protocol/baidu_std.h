@@ -49,9 +49,11 @@ typedef struct ft_rpc_frame {
     int64_t log_id;
     const uint8_t *auth_data; /* authentication_data, NULL when absent */
     size_t auth_len;
+    int32_t attempt; /* ftrpc_attempt: 0 when absent (a first attempt) */
     /* response fields (!is_request) */
     int32_t error_code;     /* 0 on success */
     const char *error_text; /* "" when absent */
+    int32_t retry_after_ms; /* ftrpc_retry_after_ms (pushback): 0 when absent */
     /* both */
     int32_t compress_type;
     ft_iobuf payload;    /* decompressed when compress_type was gzip or zlib */
@@ -84,6 +86,7 @@ typedef struct ft_request_header {
     int64_t log_id;           /* 0: not sent */
     const uint8_t *auth_data; /* NULL: not sent */
     size_t auth_len;
+    int32_t attempt; /* ftrpc_attempt; 0: not sent (a first attempt) */
 } ft_request_header;
 
 /* Appends one request frame to `out`: meta, then payload and attachment shared (not copied).

@@ -893,6 +893,20 @@ int ftrpc_server_method_stats_sized(const ftrpc_server *s, const char *service, 
     return 0;
 }
 
+_Static_assert(offsetof(ftrpc_server_call, ctx) == 0,
+               "a served call begins with its context (base/call_context.h)");
+
+/* Runs the handler with the call's context as the thread's current one, so that the calls it
+ * makes inherit its deadline and attempt (docs/overload-client.md). A copy: the handler may reply,
+ * and so free the call, before it returns. */
+static void run_handler(ftrpc_server_call *call)
+{
+    ft_call_context ctx = call->ctx;
+    const ft_call_context *prev = ft_call_context_swap(&ctx);
+    call->method->handler(call, call->method->arg);
+    ft_call_context_swap(prev);
+}
+
 static int deadline_passed(const ftrpc_server_call *call)
 {
     return call->deadline_ns && ft_now_ns() >= call->deadline_ns;
@@ -917,7 +931,7 @@ static void run_in_worker(ft_job *job)
         return;
     }
     ft_counter_inc(&call->method->calls);
-    call->method->handler(call, call->method->arg);
+    run_handler(call);
 }
 
 /* Constant time in the token's content, so that a peer cannot find it byte by byte by timing. */
@@ -1014,8 +1028,9 @@ static void handle_list(ft_session *sess, ft_rpc_frame *f)
  * for baidu_std and HTTP. 0: the call is the handler's and its reply comes through send_reply.
  * Otherwise the request was refused: a negative code, its text in text[len]. */
 static int start_call(ft_session *sess, const char *service, const char *method, int32_t timeout_ms,
-                      ft_iobuf *payload, ft_iobuf *attachment, int64_t correlation_id, int is_http,
-                      uint64_t http_seq, char *text, size_t len)
+                      int32_t attempt, ft_iobuf *payload, ft_iobuf *attachment,
+                      int64_t correlation_id, int is_http, uint64_t http_seq, char *text,
+                      size_t len)
 {
     ftrpc_server *s = sess->server;
     ft_conn *c = sess->conn;
@@ -1078,6 +1093,8 @@ static int start_call(ft_session *sess, const char *service, const char *method,
     /* all that rpcz costs a call while it is off: one relaxed load */
     call->rpcz = ft_rpcz_on() ? atomic_load_explicit(&s->rpcz, memory_order_acquire) : NULL;
     call->deadline_ns = timeout_ms > 0 ? call->start_ns + (int64_t)timeout_ms * FT_NS_PER_MS : 0;
+    call->ctx.deadline_ns = call->deadline_ns;
+    call->ctx.attempt = attempt > 0 ? attempt : 0;
     ft_iobuf_init(&call->request);
     ft_iobuf_init(&call->attachment);
     ft_iobuf_init(&call->reply);
@@ -1095,7 +1112,7 @@ static int start_call(ft_session *sess, const char *service, const char *method,
         return 0;
     }
     ft_counter_inc(&m->calls);
-    m->handler(call, m->arg);
+    run_handler(call);
     return 0;
 }
 
@@ -1124,8 +1141,8 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
         }
     }
     char text[512];
-    int rc = start_call(sess, f->service, f->method, f->timeout_ms, &f->payload, &f->attachment,
-                        f->correlation_id, 0, 0, text, sizeof text);
+    int rc = start_call(sess, f->service, f->method, f->timeout_ms, f->attempt, &f->payload,
+                        &f->attachment, f->correlation_id, 0, 0, text, sizeof text);
     if (rc != 0) write_error(c, f->correlation_id, rc, text);
 }
 
@@ -1133,7 +1150,8 @@ int ft_server_start_http_call(ft_session *sess, const char *service, const char 
                               int32_t timeout_ms, ft_iobuf *payload, int body, uint64_t seq,
                               char *text, size_t len)
 {
-    return start_call(sess, service, method, timeout_ms, payload, NULL, -1, body, seq, text, len);
+    return start_call(sess, service, method, timeout_ms, 0, payload, NULL, -1, body, seq, text,
+                      len);
 }
 
 int ft_server_set_method_descriptor(ftrpc_server *s, const char *service, const char *method,
