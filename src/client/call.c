@@ -645,8 +645,6 @@ static void send_attempt(ft_call *call, int is_backup)
     if (call->rpcz) rpcz_note_sent(call, a, now);
     ft_cluster_endpoint_inflight_add(ep, call->loop->index, 1);
     call->attempts++;
-    /* a retry or a backup is one more request the throttle weighs (the first was, when admitted) */
-    if (call->attempts > 1) ft_throttle_on_request(&call->client->throttle, now);
     ft_fail_note_sent(&call->retry, &call->tried, idx, target);
 
     int err = 0;
@@ -835,8 +833,8 @@ void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, con
             call->retries_stopped = 1;
         if (overload) health_code = FTRPC_ECANCELED; /* neutral */
     }
-    /* the throttle's accepts: whatever a server answered but an overload rejection */
-    if (!overload) ft_throttle_on_accept(&call->client->throttle, ft_loop_now(call->loop));
+    /* what the throttle weighs: an answer, accepted unless it was an overload rejection */
+    ft_throttle_on_answer(&call->client->throttle, ft_loop_now(call->loop), !overload);
     settle_attempt_as(a, ft_fail_health_code(kind, code), health_code);
     if (kind == FTRPC_RESULT_OK) {
         complete_call(call, kind, 0, NULL, f, a, FTRPC_ECANCELED);

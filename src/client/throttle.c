@@ -96,27 +96,22 @@ bool ft_throttle_admit(ft_throttle *t, int64_t now_ns, double u)
 {
     if (t->off) return true;
     pthread_mutex_lock(&t->lock);
-    /* judged by what came before it, then counted (as gRPC's throttler does): counted first, the
-     * first call after a quiet window would be refused one time in two */
+    /* judged by what came before it (as gRPC's throttler does: counted first, the first call
+     * after a quiet window would be refused one time in two); an admitted call counts when its
+     * answer comes, a rejected one now */
     bool admitted = u >= probability(t, now_ns);
-    count(current(t, now_ns), false);
+    if (!admitted) count(current(t, now_ns), false);
     pthread_mutex_unlock(&t->lock);
     return admitted;
 }
 
-void ft_throttle_on_request(ft_throttle *t, int64_t now_ns)
+void ft_throttle_on_answer(ft_throttle *t, int64_t now_ns, bool accepted)
 {
     if (t->off) return;
     pthread_mutex_lock(&t->lock);
-    count(current(t, now_ns), false);
-    pthread_mutex_unlock(&t->lock);
-}
-
-void ft_throttle_on_accept(ft_throttle *t, int64_t now_ns)
-{
-    if (t->off) return;
-    pthread_mutex_lock(&t->lock);
-    count(current(t, now_ns), true);
+    ft_throttle_bucket *b = current(t, now_ns);
+    count(b, false);
+    if (accepted) count(b, true);
     pthread_mutex_unlock(&t->lock);
 }
 

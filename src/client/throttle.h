@@ -4,11 +4,14 @@
  *
  * Rule: over a sliding window, a new call is rejected locally with probability
  *     max(0, (requests - k * accepts) / (requests + 1))
- * where `requests` counts what the application asked for (calls, locally rejected ones included,
- * and every further attempt sent) and `accepts` the attempts a server answered with anything but
- * an overload rejection (FTRPC_ELIMIT). With k = 2 nothing is rejected until more than half of the
- * attempts are refused for overload; as the refusals grow, so does the local rejection, and as
- * the server recovers the accepts pull it back to 0.
+ * where `requests` counts the attempts a server answered and the calls rejected locally, and
+ * `accepts` the attempts answered with anything but an overload rejection (FTRPC_ELIMIT). With
+ * k = 2 nothing is rejected until more than half of the answers are refusals for overload; as the
+ * refusals grow, so does the local rejection, and as the server recovers the accepts pull it back
+ * to 0. Attempts that got no answer (a refused connection, a timeout) are not counted at all:
+ * the throttle follows the servers' own overload signal, and leaves dead or silent endpoints to
+ * endpoint health and the breaker (the SRE book counts every request; ftrpc differs so that an
+ * outage shows as its own error, not as FTRPC_ETHROTTLED).
  *
  * Invariants: the window slides in `buckets` steps (a bucket older than the window counts for
  * nothing); both counts of a bucket change together under `lock`, which guards the ring and
@@ -56,13 +59,12 @@ int ft_throttle_options_validate(const ft_throttle_options *o);
 int ft_throttle_init(ft_throttle *t, const ft_throttle_options *o);
 void ft_throttle_fini(ft_throttle *t);
 
-/* A new call: decides, then counts it as a request (admitted or not). u in [0, 1) is a uniform
- * draw; the call is rejected (false) when u < the rejection probability. */
+/* A new call: decides from the window so far. u in [0, 1) is a uniform draw; the call is
+ * rejected (false, and counted as a request) when u < the rejection probability. */
 bool ft_throttle_admit(ft_throttle *t, int64_t now_ns, double u);
-/* A further attempt of an admitted call (a retry or a backup): one more request. */
-void ft_throttle_on_request(ft_throttle *t, int64_t now_ns);
-/* An attempt a server answered with anything but an overload rejection. */
-void ft_throttle_on_accept(ft_throttle *t, int64_t now_ns);
+/* An attempt a server answered: one request, and one accept unless the answer was an overload
+ * rejection (accepted false). */
+void ft_throttle_on_answer(ft_throttle *t, int64_t now_ns, bool accepted);
 /* The rejection probability now, in [0, 1). */
 double ft_throttle_probability(ft_throttle *t, int64_t now_ns);
 

@@ -37,12 +37,13 @@ static void destroy(fixture *f)
     test_free(f);
 }
 
-/* n calls (admitted whatever the draw: u close to 1), `accepted` of them answered. */
+/* n calls (admitted whatever the draw: u close to 1), answered: `accepted` of them accepted, the
+ * others refused for overload. */
 static void traffic(fixture *f, int n, int accepted)
 {
     for (int i = 0; i < n; i++) {
         assert_true(ft_throttle_admit(&f->t, now(f), 0.999999));
-        if (i < accepted) ft_throttle_on_accept(&f->t, now(f));
+        ft_throttle_on_answer(&f->t, now(f), i < accepted);
     }
 }
 
@@ -98,14 +99,24 @@ static void rejected_calls_count_as_requests(void **s)
     destroy(f);
 }
 
-static void further_attempts_are_requests(void **s)
+static void every_answered_attempt_is_a_request(void **s)
 {
     (void)s;
     fixture *f = make(NULL);
     traffic(f, 4, 4);
-    for (int i = 0; i < 12; i++) /* retries refused for overload */
-        ft_throttle_on_request(&f->t, now(f));
+    for (int i = 0; i < 12; i++) /* retries of admitted calls, refused for overload */
+        ft_throttle_on_answer(&f->t, now(f), false);
     assert_float_equal(ft_throttle_probability(&f->t, now(f)), (16.0 - 8.0) / 17.0, 1e-9);
+    destroy(f);
+}
+
+static void unanswered_attempts_count_for_nothing(void **s)
+{
+    (void)s;
+    fixture *f = make(NULL);
+    for (int i = 0; i < 100; i++) /* admitted, and never answered (refused connects, timeouts) */
+        assert_true(ft_throttle_admit(&f->t, now(f), 0.0));
+    assert_true(ft_throttle_probability(&f->t, now(f)) == 0);
     destroy(f);
 }
 
@@ -155,7 +166,8 @@ int main(void)
         cmocka_unit_test(k_two_sheds_nothing_until_half_are_refused),
         cmocka_unit_test(rejection_probability_follows_the_sre_formula),
         cmocka_unit_test(rejected_calls_count_as_requests),
-        cmocka_unit_test(further_attempts_are_requests),
+        cmocka_unit_test(every_answered_attempt_is_a_request),
+        cmocka_unit_test(unanswered_attempts_count_for_nothing),
         cmocka_unit_test(window_slides_back_to_zero),
         cmocka_unit_test(off_admits_everything),
         cmocka_unit_test(bad_options_are_refused),
