@@ -806,6 +806,9 @@ static void attempt_error(ft_attempt *a, ftrpc_result_kind kind, int code, const
 
 /* ---- events from the connections ---- */
 
+/* The longest hold a server's pushback (ftrpc_retry_after_ms) may put on its endpoint. */
+enum { FT_PUSHBACK_MAX_MS = 60000 };
+
 void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, const char *reason)
 {
     ft_call *call = a->call;
@@ -820,15 +823,18 @@ void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, con
     ft_fail_classify_wire(f->error_code, &kind, &code);
     int overload = kind == FTRPC_RESULT_RPC_ERROR && code == FTRPC_ELIMIT;
     int health_code = ft_fail_health_code(kind, code);
-    if (f->retry_after_ms != 0) {
+    if (f->retry_after_ms > 0 || f->retry_after_ms == -1) {
         /* the server's pushback (docs/overload-client.md): > 0 holds its endpoint, -1 ends the
          * call's retries; either way the overload it answered is the hold's business, not the
          * breaker's, so that a cluster under pressure is not also suspended endpoint by endpoint */
         ft_cluster_endpoint *ep = call->targets[a->target].cluster->eps[a->endpoint];
         int64_t now = ft_loop_now(call->loop);
         call->pushbacks++;
-        if (f->retry_after_ms > 0)
-            ft_health_hold(&ep->health, now + (int64_t)f->retry_after_ms * FT_NS_PER_MS);
+        /* capped: a bad value must not take an endpoint away for weeks */
+        int64_t hold_ms =
+            f->retry_after_ms < FT_PUSHBACK_MAX_MS ? f->retry_after_ms : FT_PUSHBACK_MAX_MS;
+        if (hold_ms > 0)
+            ft_health_hold(&ep->health, now + hold_ms * FT_NS_PER_MS);
         else if (f->retry_after_ms == -1)
             call->retries_stopped = 1;
         if (overload) health_code = FTRPC_ECANCELED; /* neutral */

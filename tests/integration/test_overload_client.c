@@ -26,8 +26,9 @@
 #include <netinet/in.h>
 
 #include "base/iobuf.h"
-#include "protocol/baidu_std.h" /* the fake server parses requests with it */
 #include "harness.h"
+#include "protocol/baidu_std.h" /* the fake server parses requests with it */
+#include "rpc_meta.pb-c.h"      /* and answers with ftrpc's own RpcMeta */
 
 #if defined(__SANITIZE_ADDRESS__) || H_UNDER_TSAN
 #define SLOW 4
@@ -53,46 +54,27 @@ typedef struct fake {
     atomic_int attempt_seen;   /* the largest ftrpc_attempt received */
 } fake;
 
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
-/* An int32 field as protobuf encodes it: a negative one is sign-extended to 64 bits. */
-static uint64_t int32_wire(int32_t v)
-{
-    return (uint64_t)(int64_t)v;
-}
-
+/* The answer, its meta packed by protobuf-c from ftrpc's own rpc_meta.proto (the extension field
+ * included), payload echoed on success. */
 static void fake_answer(fake *f, int fd, int64_t cid, const ft_iobuf *payload)
 {
     int32_t code = atomic_load(&f->code);
     int32_t after = atomic_load(&f->retry_after_ms);
-    uint8_t resp[32], *r = resp;
-    *r++ = 0x08; /* error_code (1) */
-    r = put_varint(r, int32_wire(code));
-    if (after != 0) {
-        r = put_varint(r, (1000u << 3) | 0); /* ftrpc_retry_after_ms (1000), varint */
-        r = put_varint(r, int32_wire(after));
-    }
-    uint8_t meta[64], *m = meta;
-    *m++ = 0x12; /* response (2) */
-    m = put_varint(m, (uint64_t)(r - resp));
-    memcpy(m, resp, (size_t)(r - resp));
-    m += r - resp;
-    *m++ = 0x20; /* correlation_id (4) */
-    m = put_varint(m, (uint64_t)cid);
+    Brpc__Policy__RpcResponseMeta rs = BRPC__POLICY__RPC_RESPONSE_META__INIT;
+    rs.has_error_code = 1;
+    rs.error_code = code;
+    rs.has_ftrpc_retry_after_ms = after != 0;
+    rs.ftrpc_retry_after_ms = after;
+    Brpc__Policy__RpcMeta m = BRPC__POLICY__RPC_META__INIT;
+    m.response = &rs;
+    m.has_correlation_id = 1;
+    m.correlation_id = cid;
+    size_t meta_size = brpc__policy__rpc_meta__get_packed_size(&m);
     size_t psize = code == 0 && payload ? ft_iobuf_size(payload) : 0;
     uint8_t frame[12 + 64 + 256];
-    size_t meta_size = (size_t)(m - meta);
-    assert_true(psize <= 256);
+    assert_true(meta_size <= 64 && psize <= 256);
     h_header(frame, "PRPC", (uint32_t)(meta_size + psize), (uint32_t)meta_size);
-    memcpy(frame + 12, meta, meta_size);
+    brpc__policy__rpc_meta__pack(&m, frame + 12);
     if (psize) ft_iobuf_copy_at(payload, 0, frame + 12 + meta_size, psize);
     h_raw_send(fd, frame, 12 + meta_size + psize);
 }
@@ -211,6 +193,9 @@ static void pushback_holds_the_endpoint_and_calls_go_elsewhere(void **state)
                   atomic_load(&ok.requests));
     assert_int_equal(atomic_load(&busy.requests), 1);
     assert_int_equal(atomic_load(&ok.requests), 20);
+    /* the failover after the pushback said it was a retry (ftrpc_attempt 1); nothing else did */
+    assert_int_equal(atomic_load(&busy.attempt_seen), 0);
+    assert_int_equal(atomic_load(&ok.attempt_seen), 1);
     int64_t usable_in = 0;
     assert_int_equal(ftrpc_client_endpoint_state(c, busy.addr, &usable_in), FTRPC_ENDPOINT_ACTIVE);
     assert_true(usable_in > 0); /* held, not suspended */
@@ -336,7 +321,6 @@ typedef struct sink {
     ftrpc_server_call *held[16];
     int nheld;
     atomic_int received;
-    atomic_int attempt_max;
 } sink;
 
 static void sink_handler(ftrpc_server_call *call, void *arg)
