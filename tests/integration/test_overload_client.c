@@ -366,8 +366,9 @@ typedef struct upstream {
     char url[64];
     ftrpc_client *down;
     int via;
-    atomic_int done; /* the downstream call ended */
-    atomic_int code; /* its code */
+    atomic_int done;     /* the downstream call ended */
+    atomic_int code;     /* its code */
+    atomic_int attempts; /* and its requests sent */
 } upstream;
 
 /* The one upstream of the running case, for the async callback (whose arg is the served call). */
@@ -378,6 +379,7 @@ static void downstream_done(ftrpc_result *r, void *arg)
     ftrpc_server_call *call = arg;
     upstream *u = the_upstream;
     atomic_store(&u->code, r->code);
+    atomic_store(&u->attempts, r->attempts);
     atomic_store(&u->done, 1);
     ftrpc_server_call_fail(call, 2001, "downstream failed");
 }
@@ -390,6 +392,7 @@ static void upstream_handler(ftrpc_server_call *call, void *arg)
         ftrpc_result r;
         ftrpc_call(u->down, "down.Svc", "M", NULL, NULL, &co, &r);
         atomic_store(&u->code, r.code);
+        atomic_store(&u->attempts, r.attempts);
         atomic_store(&u->done, 1);
         ftrpc_result_fini(&r);
         ftrpc_server_call_fail(call, 2001, "downstream failed");
@@ -401,11 +404,13 @@ static void upstream_handler(ftrpc_server_call *call, void *arg)
         0);
 }
 
-static void upstream_start(upstream *u, int via, const char *down_url, int propagation)
+static void upstream_start(upstream *u, int via, const char *down_url, int propagation,
+                           int margin_ms)
 {
     memset(u, 0, sizeof *u);
     u->via = via;
-    ftrpc_client_options o = {.timeout_ms = 60000, .deadline_propagation = propagation};
+    ftrpc_client_options o = {
+        .timeout_ms = 60000, .deadline_propagation = propagation, .deadline_margin_ms = margin_ms};
     assert_int_equal(ftrpc_client_new(down_url, &o, &u->down), 0);
     assert_int_equal(ftrpc_server_new(NULL, &u->server), 0);
     ftrpc_method_options mo = {.run_mode = via == VIA_SYNC_WORKER ? FTRPC_RUN_IN_WORKER
@@ -421,12 +426,12 @@ static int upstream_done(void *arg)
     return atomic_load(&((upstream *)arg)->done);
 }
 
-static void check_downstream_ends_with_upstream_deadline(int via, int propagation)
+static void check_downstream_ends_with_upstream_deadline(int via, int propagation, int margin_ms)
 {
     sink s;
     sink_start(&s);
     upstream u;
-    upstream_start(&u, via, s.addr, propagation);
+    upstream_start(&u, via, s.addr, propagation, margin_ms);
     ftrpc_client *c = NULL;
     ftrpc_client_options o = {.timeout_ms = 300, .retries = FTRPC_NO_RETRY};
     assert_int_equal(ftrpc_client_new(u.url, &o, &c), 0);
@@ -439,7 +444,9 @@ static void check_downstream_ends_with_upstream_deadline(int via, int propagatio
     /* the downstream call's own timeout is 60 s: only the inherited deadline ends it in time */
     assert_true(h_wait_until(upstream_done, &u, 10000 * SLOW));
     assert_int_equal(atomic_load(&u.code), FTRPC_ERPCTIMEDOUT);
-    assert_int_equal(atomic_load(&s.received), 1);
+    /* a margin past the whole deadline: the downstream call is not even sent */
+    assert_int_equal(atomic_load(&s.received), margin_ms >= 300 ? 0 : 1);
+    assert_int_equal(atomic_load(&u.attempts), margin_ms >= 300 ? 0 : 1);
     ftrpc_client_free(c);
     assert_int_equal(ftrpc_server_stop(u.server, 3000), 0);
     ftrpc_server_free(u.server);
@@ -450,13 +457,13 @@ static void check_downstream_ends_with_upstream_deadline(int via, int propagatio
 static void a_sync_call_in_a_worker_handler_inherits_the_deadline(void **state)
 {
     (void)state;
-    check_downstream_ends_with_upstream_deadline(VIA_SYNC_WORKER, 0);
+    check_downstream_ends_with_upstream_deadline(VIA_SYNC_WORKER, 0, 0);
 }
 
 static void an_async_call_in_an_io_handler_inherits_the_deadline(void **state)
 {
     (void)state;
-    check_downstream_ends_with_upstream_deadline(VIA_ASYNC_IO, 0);
+    check_downstream_ends_with_upstream_deadline(VIA_ASYNC_IO, 0, 0);
 }
 
 /* With the thread's context ignored (deadline_propagation -1), the explicit parent still bounds
@@ -464,7 +471,15 @@ static void an_async_call_in_an_io_handler_inherits_the_deadline(void **state)
 static void an_explicit_parent_bounds_the_call(void **state)
 {
     (void)state;
-    check_downstream_ends_with_upstream_deadline(VIA_EXPLICIT_PARENT, -1);
+    check_downstream_ends_with_upstream_deadline(VIA_EXPLICIT_PARENT, -1, 0);
+}
+
+/* deadline_margin_ms longer than the upstream's whole deadline (300 ms): the downstream call fails
+ * with FTRPC_ERPCTIMEDOUT at once, and the downstream server never sees it. */
+static void a_margin_past_the_deadline_sends_nothing(void **state)
+{
+    (void)state;
+    check_downstream_ends_with_upstream_deadline(VIA_SYNC_WORKER, 0, 100000);
 }
 
 /* ---- chain-stop ---- */
@@ -576,6 +591,7 @@ int main(void)
         cmocka_unit_test(a_sync_call_in_a_worker_handler_inherits_the_deadline),
         cmocka_unit_test(an_async_call_in_an_io_handler_inherits_the_deadline),
         cmocka_unit_test(an_explicit_parent_bounds_the_call),
+        cmocka_unit_test(a_margin_past_the_deadline_sends_nothing),
         cmocka_unit_test(chain_stop_keeps_retries_from_multiplying),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
