@@ -496,8 +496,9 @@ typedef enum {
 
 /* The state of `endpoint` ("host:port" as listed) in this client's current endpoint list (>= 0,
  * an ftrpc_endpoint_state), and in *usable_in_ms (may be NULL) the ms until it is usable again (0:
- * now; INT64_MAX: OFF). FTRPC_ENOENDPOINT when it is not listed, FTRPC_EINVAL for NULL arguments
- * or a selective client. Any thread. */
+ * now; INT64_MAX: OFF), a server's pushback hold included (the state stays as it was during one).
+ * FTRPC_ENOENDPOINT when it is not listed, FTRPC_EINVAL for NULL arguments or a selective client.
+ * Any thread. */
 FTRPC_API int ftrpc_client_endpoint_state(ftrpc_client *client, const char *endpoint,
                                           int64_t *usable_in_ms);
 
