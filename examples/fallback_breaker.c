@@ -64,6 +64,9 @@ int main(void)
         .retries = FTRPC_NO_RETRY, /* one attempt per call keeps the count plain */
         .health = {.initial_suspension_ms = 300, .breaker_min_calls = 10},
         .fallback = {.kind = FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER, .fn = cached_quote},
+        /* the breaker alone: adaptive throttling (docs/overload-client.md), on by default, would
+         * shed most of these overloaded calls with FTRPC_ETHROTTLED before the breaker opens */
+        .throttle_k = -1,
     };
     int rc = ftrpc_server_new(NULL, &server);
     rc = rc ? rc : ftrpc_server_add_method(server, SVC, "Quote", quote, NULL, NULL);

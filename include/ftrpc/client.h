@@ -22,6 +22,8 @@ extern "C" {
 
 typedef struct ftrpc_client ftrpc_client;
 typedef struct ftrpc_result ftrpc_result;
+/* A call a server is serving (ftrpc/server.h): the parent of the calls its handler makes. */
+typedef struct ftrpc_server_call ftrpc_server_call;
 
 /* A backup-request policy (brpc's BackupRequestPolicy, docs/backup-requests.md): embed this struct
  * first in your own and fill the hooks. A policy takes priority over backup_request_ms. The client
@@ -354,6 +356,27 @@ typedef struct ftrpc_client_options {
      * closed as dead: the attempts waiting on it fail with FTRPC_EFAILEDSOCKET (retried
      * elsewhere by failover) and the endpoint is marked. Default 500 */
     int health_check_timeout_ms;
+    /* Adaptive throttling (docs/overload-client.md; Google SRE book, client-side throttling): k of
+     * the rule "reject a call locally with probability max(0, (requests - k x accepts) /
+     * (requests + 1))" over a sliding window, where accepts are the attempts a server answered
+     * with anything but FTRPC_ELIMIT. A rejected call fails with FTRPC_ETHROTTLED without being
+     * sent. Default 0 means 2 (on: it sheds nothing until more than half of the attempts are
+     * refused for overload); -1: off. At least 1. */
+    double throttle_k;
+    int throttle_window_ms; /* default 0 means 30000 (gRPC's adaptive throttler); >= 30 */
+    /* Deadline propagation (Finagle's deadline context, gRPC): a call made inside a handler (on
+     * the IO thread or worker that runs it) or with ftrpc_call_options.parent ends no later than
+     * the served call's deadline, less deadline_margin_ms. Default 0: on; -1: off (only the
+     * explicit parent is followed). */
+    int deadline_propagation;
+    /* Subtracted from the inherited deadline, so that the handler still has time to answer its
+     * caller. Default 0 (gRPC and Finagle propagate the deadline as it is); >= 0. */
+    int deadline_margin_ms;
+    /* Chain-stop (Kitex): a call made on behalf of a served call that is itself a retry (its
+     * request's ftrpc_attempt > 0) sends no retry and no backup, and its requests carry
+     * ftrpc_attempt > 0 in turn, so that retries do not multiply down a chain of services.
+     * Default 0: on; -1: off. */
+    int retry_chain_stop;
 } ftrpc_client_options;
 
 typedef struct ftrpc_call_options {
@@ -374,6 +397,12 @@ typedef struct ftrpc_call_options {
      * Controller::set_backup_request_policy): it decides the call's delay and backup, and is told
      * the call's end, instead of the client's. Not owned: it must outlive the call. */
     ftrpc_backup_policy *backup_policy;
+    /* default NULL: the served call the calling thread runs a handler for, if any (and the
+     * client's deadline_propagation is on). The served call on whose behalf this call is made:
+     * the call ends no later than its deadline (less the client's deadline_margin_ms), and under
+     * retry_chain_stop it does not retry when the served call is a retry. Read when the call is
+     * made; valid until the handler replies to it (ftrpc_server_call_reply / _fail). */
+    const ftrpc_server_call *parent;
 } ftrpc_call_options;
 
 typedef enum {
@@ -487,8 +516,9 @@ typedef enum {
 
 /* The state of `endpoint` ("host:port" as listed) in this client's current endpoint list (>= 0,
  * an ftrpc_endpoint_state), and in *usable_in_ms (may be NULL) the ms until it is usable again (0:
- * now; INT64_MAX: OFF). FTRPC_ENOENDPOINT when it is not listed, FTRPC_EINVAL for NULL arguments
- * or a selective client. Any thread. */
+ * now; INT64_MAX: OFF), a server's pushback hold included (the state stays as it was during one).
+ * FTRPC_ENOENDPOINT when it is not listed, FTRPC_EINVAL for NULL arguments or a selective client.
+ * Any thread. */
 FTRPC_API int ftrpc_client_endpoint_state(ftrpc_client *client, const char *endpoint,
                                           int64_t *usable_in_ms);
 

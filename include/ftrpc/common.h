@@ -62,6 +62,9 @@ enum {
     FTRPC_EBREAKER = -15,    /* circuit breaker open: every endpoint of the service was suspended
                               * by its breaker, so the call was rejected without being sent
                               * (client side only, never on the wire; docs/endpoint-health.md) */
+    FTRPC_ETHROTTLED = -16,  /* adaptive throttling: the service refused most recent calls for
+                              * overload, so the client rejected this one without sending it
+                              * (client side only, never on the wire; docs/overload-client.md) */
     /* brpc's codes, negated (docs/protocol.md, Error codes) */
     FTRPC_ENOSERVICE = -1001,     /* unknown service */
     FTRPC_ENOMETHOD = -1002,      /* unknown method */

@@ -24,6 +24,7 @@ static const struct err_entry ERRORS[] = {
     {FTRPC_EBUSINESS, "FTRPC_EBUSINESS", "business error"},
     {FTRPC_EADDRINUSE, "FTRPC_EADDRINUSE", "address already in use"},
     {FTRPC_EBREAKER, "FTRPC_EBREAKER", "circuit breaker open"},
+    {FTRPC_ETHROTTLED, "FTRPC_ETHROTTLED", "throttled by the client: the service is overloaded"},
     {FTRPC_ENOSERVICE, "FTRPC_ENOSERVICE", "no such service"},
     {FTRPC_ENOMETHOD, "FTRPC_ENOMETHOD", "no such method"},
     {FTRPC_EREQUEST, "FTRPC_EREQUEST", "bad request"},

@@ -38,6 +38,12 @@ static inline uint64_t ft_rand_below(ft_rand *r, uint64_t n)
     return (uint64_t)(((u128)ft_rand_next(r) * n) >> 64);
 }
 
+/* A uniform draw in [0, 1) with 53 bits. */
+static inline double ft_rand_uniform(ft_rand *r)
+{
+    return (double)(ft_rand_next(r) >> 11) / (double)(UINT64_C(1) << 53);
+}
+
 /* The calling thread's generator, seeded once per thread from the clock, the thread's address and a
  * process-wide counter, so two threads never share a sequence. Valid until the thread exits. */
 ft_rand *ft_rand_thread(void);

@@ -94,6 +94,7 @@ void ft_cli_json_close(ft_cli_json *j);
     "  --retry-budget-ratio R retries (and budgeted backups) per call, (0, 1] or off\n"            \
     "                         (default 0.2)\n"                                                     \
     "  --retry-budget-min-per-sec N  the budget's floor per second (default 10; 0: none)\n"        \
+    "  --throttle-k K         adaptive throttling's k, >= 1 (default 2); off: no throttling\n"     \
     "  --auth-token TEXT      credential sent on each connection's first request\n"                \
     "  --tls                  TLS to the endpoints (the server's certificate is verified)\n"       \
     "  --tls-ca FILE          CA bundle (PEM) for the server's certificate (default: the\n"        \
@@ -111,8 +112,8 @@ void ft_cli_json_close(ft_cli_json *j);
         {"backup-counts-as-retry", no_argument, 0, 'P'},                                           \
         {"retry-budget-ratio", required_argument, 0, 'P'},                                         \
         {"retry-budget-min-per-sec", required_argument, 0, 'P'}, {"tls", no_argument, 0, 'P'},     \
-        {"tls-ca", required_argument, 0, 'P'}, {"tls-cert", required_argument, 0, 'P'},            \
-        {"tls-key", required_argument, 0, 'P'},                                                    \
+        {"throttle-k", required_argument, 0, 'P'}, {"tls-ca", required_argument, 0, 'P'},          \
+        {"tls-cert", required_argument, 0, 'P'}, {"tls-key", required_argument, 0, 'P'},           \
     {                                                                                              \
         "tls-server-name", required_argument, 0, 'P'                                               \
     }

@@ -139,6 +139,21 @@ int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_o
         o->retry_budget_ratio = r;
         return 1;
     }
+    if (!strcmp(opt, "throttle-k")) {
+        if (!strcmp(value, "-1") || !strcmp(value, "off")) {
+            o->throttle_k = -1;
+            return 1;
+        }
+        char *end = NULL;
+        double k = strtod(value, &end);
+        if (end == value || *end != '\0' || !(k >= 1 && k <= 1000)) {
+            fprintf(stderr, "ftrpc: --throttle-k wants a number in [1, 1000], or off, not '%s'\n",
+                    value);
+            return -1;
+        }
+        o->throttle_k = k;
+        return 1;
+    }
     if (!strcmp(opt, "retry-budget-min-per-sec")) {
         if (ft_cli_parse_int("--retry-budget-min-per-sec", value, -1, 1000000, &n)) return -1;
         /* 0 is "no floor" on the command line; the option's 0 would mean the default */

@@ -29,6 +29,7 @@
 #include <sys/eventfd.h>
 
 #include "base/sized_options.h"
+#include "base/call_context.h"
 #include "base/clock.h"
 #include "base/event.h"
 #include "base/hash.h"
@@ -72,19 +73,26 @@ static void detach_attempt(ft_attempt *a)
 }
 
 /* Settles the attempt: reports its outcome to its endpoint's health, once. `code` as
- * ft_health_on_result wants it: 0, a positive business code, or a negative RPC error. */
-static void settle_attempt(ft_attempt *a, int code)
+ * ft_health_on_result wants it: 0, a positive business code, or a negative RPC error; health is
+ * told health_code (the same but for an overload answer that carried a pushback, which the hold
+ * handles and the breaker is not told: docs/overload-client.md). */
+static void settle_attempt_as(ft_attempt *a, int code, int health_code)
 {
     if (!a->in_flight) return;
     a->in_flight = 0;
     ft_cluster_endpoint *ep = a->call->targets[a->target].cluster->eps[a->endpoint];
     int64_t now = ft_loop_now(a->call->loop);
     ft_cluster_endpoint_inflight_add(ep, a->call->loop->index, -1);
-    ft_health_on_result(&ep->health, code, (now - a->sent_ns) / 1000, now);
+    ft_health_on_result(&ep->health, health_code, (now - a->sent_ns) / 1000, now);
     if (a->call->rpcz && a->rpcz >= 0) {
         a->call->rpcz_att[a->rpcz].done_ns = now;
         a->call->rpcz_att[a->rpcz].code = code;
     }
+}
+
+static void settle_attempt(ft_attempt *a, int code)
+{
+    settle_attempt_as(a, code, code);
 }
 
 /* The loser of a race (or an attempt outlived by its call) may still sit in a server's queue: tell
@@ -384,12 +392,15 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     /* the backup policy learns how the service behaved: the outcome before any fallback */
     ftrpc_backup_policy *policy = call->backup_policy;
     if (policy && policy->on_call_end) policy->on_call_end(policy, r);
-    ft_call_report reported = {r->kind,
-                               r->attempts,
-                               r->backups,
-                               r->backup_won,
-                               r->kind == FTRPC_RESULT_RPC_ERROR && r->code == FTRPC_EBREAKER,
-                               latency_ns};
+    ft_call_report reported = {
+        .kind = r->kind,
+        .attempts = r->attempts,
+        .backups = r->backups,
+        .backup_won = r->backup_won,
+        .breaker_rejected = r->kind == FTRPC_RESULT_RPC_ERROR && r->code == FTRPC_EBREAKER,
+        .throttled = r->kind == FTRPC_RESULT_RPC_ERROR && r->code == FTRPC_ETHROTTLED,
+        .pushbacks = call->pushbacks,
+        .latency_ns = latency_ns};
     run_fallback(call, r, &reported);
     if (call->metrics)
         ft_method_metrics_record(call->metrics, &reported, call->retry.retries_done,
@@ -453,8 +464,10 @@ static int endpoint_usable(void *arg, size_t index)
  * FTRPC_ENOENDPOINT when the service (every cluster of a selective client) is empty or switched
  * OFF, FTRPC_EBREAKER when every endpoint of the chosen cluster is open by its breaker; CHOSE_WAIT
  * when this is a retry, nothing is usable, and the endpoint whose turn comes first is in TIMEOUT
- * until *wait_until (its retry_delay paces retries: the fallback does not skip it). */
-enum { CHOSE_WAIT = INT_MIN };
+ * or held by a server's pushback until *wait_until (its retry_delay or the server's pause paces
+ * retries: the fallback does not skip it); CHOSE_HELD when a first attempt or a backup finds every
+ * endpoint it could use held by a pushback (nothing may be sent before *wait_until). */
+enum { CHOSE_WAIT = INT_MIN, CHOSE_HELD = INT_MIN + 1 };
 static int choose_endpoint(ft_call *call, int64_t now, int is_backup, int *target,
                            int64_t *wait_until)
 {
@@ -492,11 +505,17 @@ static int choose_endpoint(ft_call *call, int64_t now, int is_backup, int *targe
      * endpoint in TIMEOUT to be usable again rather than cut its delay. */
     size_t idx;
     int64_t wait;
-    if (call->attempts > 0 && !is_backup &&
-        ft_health_set_soonest(&cl->set, now, &idx, &wait) == 0 && wait > 0 &&
-        ft_health_state_get(cl->set.endpoints[idx]) == FT_HEALTH_TIMEOUT) {
-        *wait_until = now + wait;
-        return CHOSE_WAIT;
+    if (ft_health_set_soonest(&cl->set, now, &idx, &wait) == 0 && wait > 0) {
+        int held = ft_health_held(cl->set.endpoints[idx], now);
+        if (call->attempts > 0 && !is_backup &&
+            (held || ft_health_state_get(cl->set.endpoints[idx]) == FT_HEALTH_TIMEOUT)) {
+            *wait_until = now + wait;
+            return CHOSE_WAIT;
+        }
+        if (held) {
+            *wait_until = now + wait;
+            return CHOSE_HELD;
+        }
     }
     int rc = ft_health_set_fallback(&cl->set, now, &idx, NULL);
     return rc == 0 ? (int)idx : rc;
@@ -574,6 +593,17 @@ static void send_attempt(ft_call *call, int is_backup)
     int target = 0;
     int64_t wait_until = 0;
     int idx = choose_endpoint(call, now, is_backup, &target, &wait_until);
+    if (idx == CHOSE_HELD) {
+        if (attempts_in_flight(call) != 0) return; /* a backup: the first copy goes on alone */
+        char text[256];
+        snprintf(text, sizeof text,
+                 "%s: every endpoint asked for a pause (pushback), the first ends in %lld ms",
+                 ftrpc_strerror(FTRPC_ELIMIT),
+                 (long long)((wait_until - now + FT_NS_PER_MS - 1) / FT_NS_PER_MS));
+        complete_call(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ELIMIT, text, NULL, NULL,
+                      FTRPC_ECANCELED);
+        return;
+    }
     if (idx == CHOSE_WAIT) {
         ft_fail_decision d = ft_fail_pace_retry(now, wait_until, call->deadline_ns);
         if (d.action == FT_FAIL_RETRY_AT)
@@ -631,6 +661,8 @@ static void send_attempt(ft_call *call, int is_backup)
         .timeout_ms =
             attempt_ms < 1 ? 1 : (attempt_ms > INT32_MAX ? INT32_MAX : (int32_t)attempt_ms),
         .log_id = call->log_id,
+        /* 0 for a first attempt, unless the call is made on behalf of a retry (chain-stop) */
+        .attempt = call->attempts > 1 ? call->attempts - 1 : call->chain_retry,
     };
     uint8_t credential[FT_CLIENT_MAX_CREDENTIAL];
     if (!cc->credential_sent && (c->opts.credential || c->auth_token)) {
@@ -729,6 +761,7 @@ static void attempt_error(ft_attempt *a, ftrpc_result_kind kind, int code, const
         .untried_usable = never_on_wire && untried_usable(call, ft_loop_now(call->loop)),
         .in_flight = attempts_in_flight(call),
         .stopping = atomic_load(&c->stopping),
+        .retries_stopped = call->retries_stopped,
         .now_ns = now,
         .deadline_ns = call->deadline_ns,
     };
@@ -764,6 +797,9 @@ static void attempt_error(ft_attempt *a, ftrpc_result_kind kind, int code, const
 
 /* ---- events from the connections ---- */
 
+/* The longest hold a server's pushback (ftrpc_retry_after_ms) may put on its endpoint. */
+enum { FT_PUSHBACK_MAX_MS = 60000 };
+
 void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, const char *reason)
 {
     ft_call *call = a->call;
@@ -776,7 +812,27 @@ void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, con
     ftrpc_result_kind kind;
     int code;
     ft_fail_classify_wire(f->error_code, &kind, &code);
-    settle_attempt(a, ft_fail_health_code(kind, code));
+    int overload = kind == FTRPC_RESULT_RPC_ERROR && code == FTRPC_ELIMIT;
+    int health_code = ft_fail_health_code(kind, code);
+    if (f->retry_after_ms > 0 || f->retry_after_ms == -1) {
+        /* the server's pushback (docs/overload-client.md): > 0 holds its endpoint, -1 ends the
+         * call's retries; either way the overload it answered is the hold's business, not the
+         * breaker's, so that a cluster under pressure is not also suspended endpoint by endpoint */
+        ft_cluster_endpoint *ep = call->targets[a->target].cluster->eps[a->endpoint];
+        int64_t now = ft_loop_now(call->loop);
+        call->pushbacks++;
+        /* capped: a bad value must not take an endpoint away for weeks */
+        int64_t hold_ms =
+            f->retry_after_ms < FT_PUSHBACK_MAX_MS ? f->retry_after_ms : FT_PUSHBACK_MAX_MS;
+        if (hold_ms > 0)
+            ft_health_hold(&ep->health, now + hold_ms * FT_NS_PER_MS);
+        else if (f->retry_after_ms == -1)
+            call->retries_stopped = 1;
+        if (overload) health_code = FTRPC_ECANCELED; /* neutral */
+    }
+    /* what the throttle weighs: an answer, accepted unless it was an overload rejection */
+    ft_throttle_on_answer(&call->client->throttle, ft_loop_now(call->loop), !overload);
+    settle_attempt_as(a, ft_fail_health_code(kind, code), health_code);
     if (kind == FTRPC_RESULT_OK) {
         complete_call(call, kind, 0, NULL, f, a, FTRPC_ECANCELED);
         return;
@@ -837,6 +893,17 @@ void ft_call_start(ft_call *call)
         fail_call(call, FTRPC_ENOMEM, NULL);
         return;
     }
+    if (call->parent_deadline && call->deadline_ns <= call->start_ns) {
+        complete_call(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ERPCTIMEDOUT,
+                      "the deadline of the call being served has passed (deadline propagation)",
+                      NULL, NULL, FTRPC_ECANCELED);
+        return;
+    }
+    if (!ft_throttle_admit(&c->throttle, call->start_ns, ft_rand_uniform(ft_rand_thread()))) {
+        complete_call(call, FTRPC_RESULT_RPC_ERROR, FTRPC_ETHROTTLED, NULL, NULL, NULL,
+                      FTRPC_ECANCELED);
+        return;
+    }
     ft_retry_budget_on_request(&c->budget, call->start_ns);
     ft_timer_start(call->loop, &call->deadline_timer, call->deadline_ns, on_deadline);
     if (call->retry.mode == FTRPC_FAILBACKUP && !call->backup_opt_out) {
@@ -856,6 +923,32 @@ void ft_call_start(ft_call *call)
 static void start_call_task(ft_task *t)
 {
     ft_call_start(ft_container_of(t, ft_call, task));
+}
+
+/* Deadline propagation and chain-stop (docs/overload-client.md): the served call this call is
+ * made for, explicitly (opts->parent) or as the thread's current one, bounds its deadline and,
+ * when it is a retry, takes away its retries and backups. */
+static void inherit_from_parent(ft_call *call, const ftrpc_call_options *opts)
+{
+    const ftrpc_client_options *o = &call->client->opts;
+    const ft_call_context *p = opts && opts->parent           ? ft_call_context_of(opts->parent)
+                               : o->deadline_propagation >= 0 ? ft_call_context_current()
+                                                              : NULL;
+    if (!p) return;
+    if (p->deadline_ns) {
+        int64_t d = p->deadline_ns - (int64_t)o->deadline_margin_ms * FT_NS_PER_MS;
+        if (d < call->deadline_ns) {
+            call->deadline_ns = d;
+            call->parent_deadline = 1;
+        }
+    }
+    if (p->attempt > 0 && o->retry_chain_stop >= 0) {
+        call->chain_retry = 1;
+        call->retry.retries_left = 0;
+        call->backup_ms = -1;
+        call->backup_opt_out = 1;
+        if (call->retry.mode == FTRPC_FAILBACKUP) call->retry.mode = FTRPC_FAILOVER;
+    }
 }
 
 ft_call *ft_call_make(ftrpc_client *c, const char *service, const char *method,
@@ -919,6 +1012,7 @@ ft_call *ft_call_make(ftrpc_client *c, const char *service, const char *method,
     call->start_ns = ft_loop_current() == call->loop ? ft_loop_now(call->loop) : ft_now_ns();
     call->deadline_ns = call->start_ns + (int64_t)timeout_ms * FT_NS_PER_MS;
     call->log_id = opts ? opts->log_id : 0;
+    inherit_from_parent(call, opts);
     call->task.run = start_call_task;
     return call;
 }

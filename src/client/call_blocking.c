@@ -32,6 +32,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "base/call_context.h"
 #include "base/clock.h"
 #include "base/event.h"
 #include "base/sized_options.h"
@@ -232,6 +233,10 @@ static int call_and_wait(ftrpc_client *c, const char *service, const char *metho
         snprintf(result->error_text, sizeof result->error_text, "%s", ftrpc_strerror(rc));
         return rc;
     }
+    /* The call took the thread's served call (deadline, attempt) when it was made. Whatever this
+     * thread runs while it waits with the loop borrowed (other calls' answers and callbacks) is
+     * not on that served call's behalf: none of it inherits it. */
+    const ft_call_context *served = ft_call_context_swap(NULL);
     ft_event done;
     ft_event_init(&done);
     call->sync_result = result;
@@ -242,6 +247,7 @@ static int call_and_wait(ftrpc_client *c, const char *service, const char *metho
     if (!ft_loop_try_borrow(loop)) {
         ft_call_submit(call);
         ft_event_wait(&done, -1); /* bounded: the call's deadline timer completes it */
+        ft_call_context_swap(served);
         return rc;
     }
     /* The IO thread sleeps: send the request from this thread instead of waking it to do so (one
@@ -264,5 +270,6 @@ static int call_and_wait(ftrpc_client *c, const char *service, const char *metho
         wait_done(call, loop, &done, deadline_ns);
     }
     ft_loop_unpin(loop);
+    ft_call_context_swap(served);
     return rc;
 }

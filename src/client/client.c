@@ -611,6 +611,15 @@ static int validate_and_default(ftrpc_client_options *o)
     ft_retry_budget_options bo = {.ratio = o->retry_budget_ratio,
                                   .min_per_sec = o->retry_budget_min_per_sec};
     if (ft_retry_budget_options_validate(&bo) != 0) return FTRPC_EINVAL;
+    ft_throttle_options to = {.k = o->throttle_k, .window_ms = o->throttle_window_ms};
+    if (ft_throttle_options_validate(&to) != 0) return FTRPC_EINVAL;
+    if (o->deadline_propagation < -1 || o->deadline_propagation > 1 || o->deadline_margin_ms < 0 ||
+        o->retry_chain_stop < -1 || o->retry_chain_stop > 1) {
+        FT_WARN("client options: deadline_propagation and retry_chain_stop take -1, 0 or 1, "
+                "deadline_margin_ms >= 0 (got %d, %d, %d)",
+                o->deadline_propagation, o->retry_chain_stop, o->deadline_margin_ms);
+        return FTRPC_EINVAL;
+    }
     return 0;
 }
 
@@ -853,6 +862,8 @@ static int client_new(const char *naming_url, const ftrpc_client_options *opts, 
     ft_retry_budget_options bo = {.ratio = o.retry_budget_ratio,
                                   .min_per_sec = o.retry_budget_min_per_sec};
     ft_retry_budget_init(&c->budget, &bo);
+    ft_throttle_options to = {.k = o.throttle_k, .window_ms = o.throttle_window_ms};
+    ft_throttle_init(&c->throttle, &to); /* validated with the rest */
     rc = c->rt ? 0 : FTRPC_ENOMEM;
     if (rc == 0) {
         c->loops = calloc((size_t)c->rt->nloops, sizeof *c->loops);
@@ -898,6 +909,7 @@ static int client_new(const char *naming_url, const ftrpc_client_options *opts, 
         ft_cluster_release(c->cluster);
         free(c->loops);
         ft_retry_budget_fini(&c->budget);
+        ft_throttle_fini(&c->throttle);
         ft_client_metrics_fini(&c->metrics);
         pthread_cond_destroy(&c->free_cond);
         pthread_mutex_destroy(&c->free_lock);
@@ -998,6 +1010,7 @@ void ftrpc_client_free(ftrpc_client *c)
     free(c->loops);
     ft_cluster_release(c->cluster);
     ft_retry_budget_fini(&c->budget);
+    ft_throttle_fini(&c->throttle);
     ft_client_metrics_fini(&c->metrics);
     ft_rpcz_ring_free(c->rpcz); /* every call completed: no record is being written */
     pthread_cond_destroy(&c->free_cond);

@@ -16,6 +16,7 @@
 #include "metrics/counter.h"
 #include "metrics/rpcz.h"
 #include "client/retry_budget.h"
+#include "client/throttle.h"
 #include "cluster/cluster.h"
 #include "cluster/endpoint_health.h"
 #include "cluster/health_set.h"
@@ -178,7 +179,13 @@ struct ft_call {
     int backup_ms;      /* < 0: no backup for this call */
     int backup_opt_out; /* the call asked for none (-1): a policy may not override that */
     int backups;
-    int backups_refused;                /* the budget refused the backup (ftrpc_result) */
+    int backups_refused; /* the budget refused the backup (ftrpc_result) */
+
+    /* overload control (docs/overload-client.md) */
+    int chain_retry;     /* made on behalf of a retry (chain-stop): its requests say attempt >= 1 */
+    int retries_stopped; /* a server's pushback said -1: the call retries no more */
+    int pushbacks;       /* answers that carried a pushback */
+    int parent_deadline; /* deadline_ns is the served call's (less the margin), not its own */
     ftrpc_backup_policy *backup_policy; /* the call's, else the client's; NULL: none */
 
     /* targets: pinned for the whole call so that `tried` keeps its meaning: &one, or a selective
@@ -228,6 +235,7 @@ struct ftrpc_client {
     atomic_uint cluster_gen; /* bumped after each new `cluster`: loops refresh their copy */
     ft_cluster_endpoint_ops endpoint_ops; /* how clusters make this client's endpoints */
     ft_retry_budget budget;
+    ft_throttle throttle;  /* adaptive throttling of the client's calls (throttle.h) */
     ft_client_loop *loops; /* [rt->nloops] */
     atomic_int stopping;
     atomic_int inflight;   /* calls submitted and not completed */

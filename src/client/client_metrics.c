@@ -25,7 +25,8 @@ static void method_free(ft_method_metrics *mm)
                         &mm->rpc_errors,  &mm->business_errors,
                         &mm->fallbacks,   &mm->attempts,
                         &mm->retries,     &mm->backups,
-                        &mm->backup_wins, &mm->breaker_rejections};
+                        &mm->backup_wins, &mm->breaker_rejections,
+                        &mm->throttled,   &mm->pushbacks};
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
         ft_metrics_registry_remove(reg, cs[i]);
     if (mm->latency) {
@@ -79,6 +80,10 @@ static ft_method_metrics *method_new(ft_client_metrics *m, const char *service, 
          "calls answered by their backup request"},
         {offsetof(ft_method_metrics, breaker_rejections), "rpc_client_breaker_rejections",
          "calls rejected because every endpoint was open by its breaker"},
+        {offsetof(ft_method_metrics, throttled), "rpc_client_throttled",
+         "calls rejected by the client's adaptive throttling (FTRPC_ETHROTTLED)"},
+        {offsetof(ft_method_metrics, pushbacks), "rpc_client_pushbacks",
+         "answers that carried a server's pushback (ftrpc_retry_after_ms)"},
     };
     ft_metric_label labels[] = {{"client", m->client_id}, {"service", service}, {"method", method}};
     ft_metrics_registry *reg = ft_metrics_default_registry();
@@ -139,4 +144,6 @@ void ft_method_metrics_record(ft_method_metrics *mm, const ft_call_report *repor
     if (reported->backups) ft_counter_add(&mm->backups, (uint64_t)reported->backups);
     if (reported->backup_won) ft_counter_inc(&mm->backup_wins);
     if (reported->breaker_rejected) ft_counter_inc(&mm->breaker_rejections);
+    if (reported->throttled) ft_counter_inc(&mm->throttled);
+    if (reported->pushbacks) ft_counter_add(&mm->pushbacks, (uint64_t)reported->pushbacks);
 }

@@ -17,6 +17,8 @@ typedef struct ft_method_metrics {
     ft_counter calls, ok, rpc_errors, business_errors, fallbacks;
     ft_counter attempts, retries, backups, backup_wins;
     ft_counter breaker_rejections; /* calls ended by FTRPC_EBREAKER, before any fallback */
+    ft_counter throttled;          /* calls ended by FTRPC_ETHROTTLED, before any fallback */
+    ft_counter pushbacks;          /* answers carrying a pushback (ftrpc_retry_after_ms) */
     ft_latency_recorder *latency;
     struct ft_method_metrics *next;
 } ft_method_metrics;
@@ -43,6 +45,8 @@ typedef struct ft_call_report {
     int backups;
     int backup_won;
     int breaker_rejected; /* the call ended with FTRPC_EBREAKER (before any fallback) */
+    int throttled;        /* the call ended with FTRPC_ETHROTTLED (before any fallback) */
+    int pushbacks;        /* answers of its attempts that carried a pushback */
     int64_t latency_ns;
 } ft_call_report;
 

@@ -131,11 +131,6 @@ int64_t ft_fail_backoff_ns(const ftrpc_backoff *b, int step, double u)
 }
 
 /* A uniform draw in [0, 1) from the top 53 bits, which a double holds exactly. */
-static double uniform(ft_rand *rng)
-{
-    return (double)(ft_rand_next(rng) >> 11) / (double)(UINT64_C(1) << 53);
-}
-
 ft_fail_decision ft_fail_after_error(ft_fail_state *st, const ft_fail_event *ev,
                                      const ftrpc_client_options *o, ft_retry_budget *budget,
                                      ft_rand *rng)
@@ -147,7 +142,7 @@ ft_fail_decision ft_fail_after_error(ft_fail_state *st, const ft_fail_event *ev,
         return d;
     }
     if (!ft_fail_retryable(o, ev->endpoint_codes, ev->kind, ev->code, ev->text) ||
-        st->mode == FTRPC_FAILFAST || ev->stopping)
+        st->mode == FTRPC_FAILFAST || ev->stopping || ev->retries_stopped)
         return d;
     int free_resend = ev->never_on_wire && st->free_resends_left > 0;
     /* WSO2: an endpoint in TIMEOUT is retried, retry_delay apart, before the call moves on; a wait
@@ -185,7 +180,7 @@ ft_fail_decision ft_fail_after_error(ft_fail_state *st, const ft_fail_event *ev,
     int64_t delay = 0;
     if (!free_resend) {
         int step = ++st->backoff_step;
-        double u = backoff->kind == FTRPC_BACKOFF_EXPONENTIAL ? uniform(rng) : 0;
+        double u = backoff->kind == FTRPC_BACKOFF_EXPONENTIAL ? ft_rand_uniform(rng) : 0;
         delay = ft_fail_backoff_ns(backoff, step, u);
     }
     if (delay <= 0) {

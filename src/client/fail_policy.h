@@ -118,7 +118,8 @@ typedef struct ft_fail_event {
     int in_timeout;
     int64_t timeout_usable_at_ns;
     int timeout_retries_max;
-    int stopping; /* the client is being freed */
+    int stopping;        /* the client is being freed */
+    int retries_stopped; /* the server's pushback said -1 (ftrpc_retry_after_ms): no retry */
     int64_t now_ns;
     int64_t deadline_ns;
 } ft_fail_event;

@@ -163,6 +163,7 @@ int ft_health_init(ft_endpoint_health *h, const ft_health_options *opts)
     atomic_init(&h->ewma_us, 0);
     atomic_init(&h->failure_ppm, 0);
     atomic_init(&h->by_breaker, false);
+    atomic_init(&h->hold_until_ns, INT64_MIN);
     return 0;
 }
 
@@ -430,8 +431,24 @@ static ft_health_grant grant_probe(ft_endpoint_health *h, int64_t now_ns)
     return FT_HEALTH_GRANTED_PROBE;
 }
 
+void ft_health_hold(ft_endpoint_health *h, int64_t until_ns)
+{
+    int64_t cur = atomic_load_explicit(&h->hold_until_ns, memory_order_relaxed);
+    while (cur < until_ns &&
+           !atomic_compare_exchange_weak_explicit(&h->hold_until_ns, &cur, until_ns,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+    }
+}
+
+bool ft_health_held(const ft_endpoint_health *h, int64_t now_ns)
+{
+    ft_endpoint_health *m = (ft_endpoint_health *)h;
+    return now_ns < atomic_load_explicit(&m->hold_until_ns, memory_order_relaxed);
+}
+
 ft_health_grant ft_health_try_acquire(ft_endpoint_health *h, int64_t now_ns)
 {
+    if (ft_health_held(h, now_ns)) return FT_HEALTH_DENIED;
     int state = atomic_load_explicit(&h->state, memory_order_acquire);
     int64_t at = atomic_load_explicit(&h->usable_at_ns, memory_order_relaxed);
     if (state == FT_HEALTH_ACTIVE) return FT_HEALTH_GRANTED;
@@ -457,6 +474,7 @@ ft_health_grant ft_health_try_acquire(ft_endpoint_health *h, int64_t now_ns)
 
 ft_health_grant ft_health_acquire_anyway(ft_endpoint_health *h, int64_t now_ns)
 {
+    if (ft_health_held(h, now_ns)) return FT_HEALTH_DENIED; /* the server asked for the pause */
     ft_health_grant g = FT_HEALTH_GRANTED;
     pthread_mutex_lock(&h->mu);
     if (atomic_load(&h->state) == FT_HEALTH_OFF)
@@ -486,9 +504,12 @@ int64_t ft_health_usable_in_ns(const ft_endpoint_health *h, int64_t now_ns)
 {
     ft_endpoint_health *m = (ft_endpoint_health *)h;
     int state = atomic_load_explicit(&m->state, memory_order_acquire);
-    if (state == FT_HEALTH_ACTIVE) return 0;
     if (state == FT_HEALTH_OFF) return INT64_MAX;
-    int64_t at = atomic_load_explicit(&m->usable_at_ns, memory_order_relaxed);
+    int64_t at = state == FT_HEALTH_ACTIVE
+                     ? INT64_MIN
+                     : atomic_load_explicit(&m->usable_at_ns, memory_order_relaxed);
+    int64_t hold = atomic_load_explicit(&m->hold_until_ns, memory_order_relaxed);
+    if (hold > at) at = hold;
     return now_ns >= at ? 0 : at - now_ns;
 }
 

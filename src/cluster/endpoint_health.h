@@ -163,6 +163,11 @@ typedef struct ft_endpoint_health {
      * of such a suspension whose error was neither a mark nor a suspend code. Written under mu;
      * read lock-free by ft_health_breaker_open. */
     _Atomic bool by_breaker;
+    /* A server's pushback (ftrpc_retry_after_ms > 0): no call goes to the endpoint before this
+     * time, whatever its state, not even through the all-unusable fallback; the state itself is
+     * left alone (a hold is not a suspension: it neither grows nor counts against the cap). Raised
+     * only (ft_health_hold); lock-free. */
+    _Atomic int64_t hold_until_ns;
 } ft_endpoint_health;
 
 /* 0, or FTRPC_EINVAL with the reason logged (factor < 1, maximum < initial, bad codes, ...).
@@ -196,6 +201,12 @@ ft_health_grant ft_health_acquire_anyway(ft_endpoint_health *h, int64_t now_ns);
  * business code, or the call's negative FTRPC_E* RPC error (see the file comment). `latency_us`
  * feeds the EWMA (negative: no sample). Any thread. */
 void ft_health_on_result(ft_endpoint_health *h, int code, int64_t latency_us, int64_t now_ns);
+
+/* Holds the endpoint until until_ns (a server's pushback): a later hold extends it, an earlier
+ * one changes nothing. Any thread; lock-free. */
+void ft_health_hold(ft_endpoint_health *h, int64_t until_ns);
+/* Whether a hold is running at now_ns. Lock-free. */
+bool ft_health_held(const ft_endpoint_health *h, int64_t now_ns);
 
 /* Switches the endpoint OFF (off = true: from any state; a held cap slot is given back) or back ON
  * (off = false: OFF -> ACTIVE with its counters and breaker reset; other states are left alone).

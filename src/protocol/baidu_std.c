@@ -146,9 +146,11 @@ void ft_rpc_frame_init(ft_rpc_frame *f)
     f->log_id = 0;
     f->auth_data = NULL;
     f->auth_len = 0;
+    f->attempt = 0;
     f->error_code = 0;
     f->retry_after_ms = 0;
     f->error_text = "";
+    f->retry_after_ms = 0;
     f->compress_type = FT_COMPRESS_NONE;
     ft_iobuf_init(&f->payload);
     ft_iobuf_init(&f->attachment);
@@ -287,6 +289,7 @@ static void fill_frame(ft_rpc_frame *out, body_meta *bm, const rpc_meta *m)
         out->method = m->request->method_name;
         out->timeout_ms = m->request->has_timeout_ms ? m->request->timeout_ms : 0;
         out->log_id = m->request->has_log_id ? m->request->log_id : 0;
+        out->attempt = m->request->has_ftrpc_attempt ? m->request->ftrpc_attempt : 0;
     } else {
         /* neither: a response; brpc's client takes a meta with only correlation_id as success */
         out->is_request = 0;
@@ -819,7 +822,8 @@ static int sizes_too_large(size_t psize, size_t asize)
 static size_t encode_request_head(uint8_t *frame, const ft_request_header *h, size_t psize,
                                   size_t asize)
 {
-    if (sizes_too_large(psize, asize)) return 0;
+    /* the rare retry's ftrpc_attempt (field 1000) is left to protobuf-c */
+    if (sizes_too_large(psize, asize) || h->attempt != 0) return 0;
     size_t sl = strlen(h->service), ml = strlen(h->method);
     if (sl > FAST_FRAME_MAX || ml > FAST_FRAME_MAX || h->auth_len > FAST_FRAME_MAX) return 0;
     int32_t timeout = h->timeout_ms > 0 ? h->timeout_ms : 1;
@@ -958,6 +962,10 @@ int ft_baidu_std_pack_request(ft_iobuf *out, const ft_request_header *h, const f
     if (h->log_id != 0) {
         rq.has_log_id = 1;
         rq.log_id = h->log_id;
+    }
+    if (h->attempt != 0) {
+        rq.has_ftrpc_attempt = 1;
+        rq.ftrpc_attempt = h->attempt;
     }
     rpc_meta m = BRPC__POLICY__RPC_META__INIT;
     m.request = &rq;

@@ -54,6 +54,7 @@ typedef struct ft_rpc_frame {
     int64_t log_id;
     const uint8_t *auth_data; /* authentication_data, NULL when absent */
     size_t auth_len;
+    int32_t attempt; /* ftrpc_attempt: 0 when absent (a first attempt) */
     /* response fields (!is_request) */
     int32_t error_code;     /* 0 on success */
     const char *error_text; /* "" when absent */
@@ -92,6 +93,7 @@ typedef struct ft_request_header {
     int64_t log_id;           /* 0: not sent */
     const uint8_t *auth_data; /* NULL: not sent */
     size_t auth_len;
+    int32_t attempt; /* ftrpc_attempt; 0: not sent (a first attempt) */
 } ft_request_header;
 
 /* Appends one request frame to `out`: meta, then payload and attachment shared (not copied).

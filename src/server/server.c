@@ -930,6 +930,20 @@ int ftrpc_server_method_stats_sized(const ftrpc_server *s, const char *service, 
     return 0;
 }
 
+_Static_assert(offsetof(ftrpc_server_call, ctx) == 0,
+               "a served call begins with its context (base/call_context.h)");
+
+/* Runs the handler with the call's context as the thread's current one, so that the calls it
+ * makes inherit its deadline and attempt (docs/overload-client.md). A copy: the handler may reply,
+ * and so free the call, before it returns. */
+static void run_handler(ftrpc_server_call *call)
+{
+    ft_call_context ctx = call->ctx;
+    const ft_call_context *prev = ft_call_context_swap(&ctx);
+    call->method->handler(call, call->method->arg);
+    ft_call_context_swap(prev);
+}
+
 static int deadline_passed(const ftrpc_server_call *call)
 {
     return call->deadline_ns && ft_now_ns() >= call->deadline_ns;
@@ -954,7 +968,7 @@ static void run_in_worker(ft_job *job)
         return;
     }
     ft_counter_inc(&call->method->calls);
-    call->method->handler(call, call->method->arg);
+    run_handler(call);
 }
 
 /* Constant time in the token's content, so that a peer cannot find it byte by byte by timing. */
@@ -1052,8 +1066,9 @@ static void handle_list(ft_session *sess, ft_rpc_frame *f)
  * Otherwise the request was refused: a negative code, its text in text[len], and in
  * *retry_after_ms the pushback hint to send with it (0: none; docs/protocol.md). */
 static int start_call(ft_session *sess, const char *service, const char *method, int32_t timeout_ms,
-                      ft_iobuf *payload, ft_iobuf *attachment, int64_t correlation_id, int is_http,
-                      uint64_t http_seq, char *text, size_t len, int32_t *retry_after_ms)
+                      int32_t attempt, ft_iobuf *payload, ft_iobuf *attachment,
+                      int64_t correlation_id, int is_http, uint64_t http_seq, char *text,
+                      size_t len, int32_t *retry_after_ms)
 {
     *retry_after_ms = 0;
     ftrpc_server *s = sess->server;
@@ -1125,6 +1140,8 @@ static int start_call(ft_session *sess, const char *service, const char *method,
     /* all that rpcz costs a call while it is off: one relaxed load */
     call->rpcz = ft_rpcz_on() ? atomic_load_explicit(&s->rpcz, memory_order_acquire) : NULL;
     call->deadline_ns = timeout_ms > 0 ? call->start_ns + (int64_t)timeout_ms * FT_NS_PER_MS : 0;
+    call->ctx.deadline_ns = call->deadline_ns;
+    call->ctx.attempt = attempt > 0 ? attempt : 0;
     ft_iobuf_init(&call->request);
     ft_iobuf_init(&call->attachment);
     ft_iobuf_init(&call->reply);
@@ -1142,7 +1159,7 @@ static int start_call(ft_session *sess, const char *service, const char *method,
         return 0;
     }
     ft_counter_inc(&m->calls);
-    m->handler(call, m->arg);
+    run_handler(call);
     return 0;
 }
 
@@ -1176,8 +1193,9 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
     }
     char text[512];
     int32_t retry_after_ms;
-    int rc = start_call(sess, f->service, f->method, f->timeout_ms, &f->payload, &f->attachment,
-                        f->correlation_id, 0, 0, text, sizeof text, &retry_after_ms);
+    int rc =
+        start_call(sess, f->service, f->method, f->timeout_ms, f->attempt, &f->payload,
+                   &f->attachment, f->correlation_id, 0, 0, text, sizeof text, &retry_after_ms);
     if (rc != 0) write_pushback(c, f->correlation_id, rc, text, retry_after_ms);
 }
 
@@ -1186,7 +1204,7 @@ int ft_server_start_http_call(ft_session *sess, const char *service, const char 
                               char *text, size_t len)
 {
     int32_t retry_after_ms; /* HTTP answers carry no hint yet (docs/overload.md) */
-    return start_call(sess, service, method, timeout_ms, payload, NULL, -1, body, seq, text, len,
+    return start_call(sess, service, method, timeout_ms, 0, payload, NULL, -1, body, seq, text, len,
                       &retry_after_ms);
 }
 

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "base/call_context.h"
 #include "base/idmap.h"
 #include "base/iobuf.h"
 #include "base/list.h"
@@ -199,6 +200,9 @@ struct ftrpc_server {
 };
 
 struct ftrpc_server_call {
+    /* first: the client reads a parent call's deadline and attempt through it without knowing the
+     * rest (base/call_context.h; ftrpc_call_options.parent) */
+    ft_call_context ctx;
     ft_task task; /* posts a reply made on another thread back to the loop */
     ft_job job;   /* queues the handler on the worker pool */
     struct ftrpc_server *server;

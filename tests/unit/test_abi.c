@@ -103,6 +103,48 @@ static void call_options_before_the_backup_policy_get_none(void **state)
     ftrpc_client_free(c);
 }
 
+/* Client options from a header that ended with backup_counts_as_retry, before the overload
+ * fields: their defaults (throttling at k = 2, deadline propagation and chain-stop on), whatever
+ * follows in memory (0xA5 bytes would be refused as a k or a switch if they were read). */
+static void client_options_before_the_overload_fields_get_their_defaults(void **state)
+{
+    (void)state;
+    unsigned char buf[sizeof(ftrpc_client_options) + 64];
+    memset(buf, GARBAGE, sizeof buf);
+    size_t old_size = offsetof(ftrpc_client_options, throttle_k);
+    ftrpc_client_options old = {.timeout_ms = 1234};
+    memcpy(buf, &old, old_size);
+    ftrpc_client *c = NULL;
+    assert_int_equal(ftrpc_client_new_sized("list://127.0.0.1:1", (const ftrpc_client_options *)buf,
+                                            old_size, &c),
+                     0);
+    assert_true(c->throttle.k == 2 && !c->throttle.off);
+    assert_int_equal(c->opts.deadline_propagation, 0);
+    assert_int_equal(c->opts.deadline_margin_ms, 0);
+    assert_int_equal(c->opts.retry_chain_stop, 0);
+    ftrpc_client_free(c);
+}
+
+/* Call options from a header that ended with backup_policy, before parent: no parent, whatever
+ * follows in memory (a garbage pointer there would be read as a served call). */
+static void call_options_before_the_parent_get_none(void **state)
+{
+    (void)state;
+    ftrpc_client *c = NULL;
+    assert_int_equal(ftrpc_client_new("list://127.0.0.1:1", NULL, &c), 0);
+    unsigned char buf[sizeof(ftrpc_call_options) + 64];
+    memset(buf, GARBAGE, sizeof buf);
+    size_t old_size = offsetof(ftrpc_call_options, parent);
+    ftrpc_call_options old = {.timeout_ms = 500};
+    memcpy(buf, &old, old_size);
+    ftrpc_result r;
+    int rc = ftrpc_call_sized(c, "svc.S", "M", NULL, NULL, (const ftrpc_call_options *)buf,
+                              old_size, &r, sizeof r);
+    assert_true(rc < 0 && rc != FTRPC_ERPCTIMEDOUT); /* refused at once, not a parent's deadline */
+    ftrpc_result_fini(&r);
+    ftrpc_client_free(c);
+}
+
 /* A newer header's struct: accepted when what this library does not know is zero. */
 static void newer_options_are_accepted_only_with_unknown_fields_at_zero(void **state)
 {
@@ -186,6 +228,8 @@ int main(void)
         cmocka_unit_test(newer_options_are_accepted_only_with_unknown_fields_at_zero),
         cmocka_unit_test(client_options_before_the_backup_budget_get_its_defaults),
         cmocka_unit_test(call_options_before_the_backup_policy_get_none),
+        cmocka_unit_test(client_options_before_the_overload_fields_get_their_defaults),
+        cmocka_unit_test(call_options_before_the_parent_get_none),
         cmocka_unit_test(a_backup_policy_initialised_by_name_has_zero_reserved_slots),
         cmocka_unit_test(wso2_options_keep_the_health_size_and_default_when_cut),
         cmocka_unit_test(nested_health_options_keep_their_size_and_layout),

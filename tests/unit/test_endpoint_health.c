@@ -740,6 +740,35 @@ static void non_retry_code_puts_the_endpoint_in_timeout_and_never_suspends(void 
 
 /* WSO2's OFF: no call is let through, not even by the all-unusable fallback; results of calls
  * sent before are ignored; ON starts afresh. */
+/* A server's pushback: nothing is granted until the hold ends, not even by the all-unusable
+ * fallback, and the state is not touched (a hold is not a suspension); a later hold extends it,
+ * an earlier one does not shorten it. */
+static void a_hold_denies_every_grant_until_it_ends_and_leaves_the_state(void **s)
+{
+    (void)s;
+    fixture *f = make(NULL);
+    ft_health_hold(&f->h, now(f) + MS(100));
+    assert_int_equal(state(f), FT_HEALTH_ACTIVE);
+    assert_false(ft_health_usable(&f->h, now(f)));
+    assert_true(ft_health_held(&f->h, now(f)));
+    assert_int_equal(ft_health_usable_in_ns(&f->h, now(f)), MS(100));
+    assert_int_equal(ft_health_try_acquire(&f->h, now(f)), FT_HEALTH_DENIED);
+    assert_int_equal(ft_health_acquire_anyway(&f->h, now(f)), FT_HEALTH_DENIED);
+    ft_health_hold(&f->h, now(f) + MS(50)); /* earlier: no change */
+    assert_int_equal(ft_health_usable_in_ns(&f->h, now(f)), MS(100));
+    advance_ms(f, 100);
+    assert_true(ft_health_usable(&f->h, now(f)));
+    assert_int_equal(ft_health_try_acquire(&f->h, now(f)), FT_HEALTH_GRANTED);
+    ft_health_hold(&f->h, now(f) + MS(10));
+    ft_health_hold(&f->h, now(f) + MS(30)); /* later: extends */
+    advance_ms(f, 10);
+    assert_false(ft_health_usable(&f->h, now(f)));
+    advance_ms(f, 20);
+    assert_true(ft_health_usable(&f->h, now(f)));
+    assert_int_equal(state(f), FT_HEALTH_ACTIVE);
+    destroy(f);
+}
+
 static void off_is_never_granted_and_on_makes_it_active_afresh(void **s)
 {
     fixture *f = make(NULL);
@@ -800,6 +829,7 @@ int main(void)
         cmocka_unit_test(wso2_other_errors_suspend_at_the_first_call),
         cmocka_unit_test(non_retry_code_puts_the_endpoint_in_timeout_and_never_suspends),
         cmocka_unit_test(off_is_never_granted_and_on_makes_it_active_afresh),
+        cmocka_unit_test(a_hold_denies_every_grant_until_it_ends_and_leaves_the_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

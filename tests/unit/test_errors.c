@@ -35,7 +35,7 @@ static const struct {
     CODE(FTRPC_EOVERCROWDED), CODE(FTRPC_EEOF),
     CODE(FTRPC_EINTERNAL),    CODE(FTRPC_ERESPONSE),
     CODE(FTRPC_ELOGOFF),      CODE(FTRPC_ELIMIT),
-    CODE(FTRPC_EBREAKER),
+    CODE(FTRPC_EBREAKER),     CODE(FTRPC_ETHROTTLED),
 };
 enum { NCODES = sizeof CODES / sizeof CODES[0] };
 
@@ -77,7 +77,7 @@ static void brpc_codes_keep_brpc_numbers(void **state)
 static void unknown_codes_get_the_fallbacks(void **state)
 {
     (void)state;
-    static const int unknown[] = {1, -16, -999, -1005, -3000, 12345, INT32_MIN, INT32_MAX};
+    static const int unknown[] = {1, -17, -999, -1005, -3000, 12345, INT32_MIN, INT32_MAX};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         assert_string_equal(ftrpc_strerror(unknown[i]), "unknown error");
         assert_string_equal(ftrpc_err_name(unknown[i]), "FTRPC_EUNKNOWN");

@@ -501,6 +501,27 @@ static void a_stopping_client_never_retries(void **s)
     destroy(f);
 }
 
+/* A server's pushback -1 (ftrpc_retry_after_ms): the call completes with retries and budget left.
+ */
+static void a_pushback_of_minus_one_ends_the_retries(void **s)
+{
+    fixture *f = make(FTRPC_FAILOVER, 3, &unlimited);
+    ft_fail_event ev = {.kind = FTRPC_RESULT_RPC_ERROR,
+                        .code = FTRPC_ELIMIT,
+                        .text = "overloaded",
+                        .retries_stopped = 1,
+                        .now_ns = now(f),
+                        .deadline_ns = f->deadline_ns};
+    ft_fail_decision d = ft_fail_after_error(&f->st, &ev, &f->opts, &f->budget, &f->rng);
+    assert_int_equal(d.action, FT_FAIL_COMPLETE);
+    assert_false(d.retry_spent);
+    assert_int_equal(f->st.retries_left, 3);
+    ev.retries_stopped = 0; /* the same failure without it is retried */
+    assert_int_equal(ft_fail_after_error(&f->st, &ev, &f->opts, &f->budget, &f->rng).action,
+                     FT_FAIL_RETRY_NOW);
+    destroy(f);
+}
+
 static void fallback_fn(const ftrpc_fallback_input *in, ftrpc_fallback_output *out, void *arg) {}
 
 static void fallback_applies_table(void **s)
@@ -673,6 +694,7 @@ int main(void)
         cmocka_unit_test(fixed_backoff_never_reaches_the_deadline),
         cmocka_unit_test(exponential_backoff_is_full_jitter_bounded_by_max_and_the_deadline),
         cmocka_unit_test(a_stopping_client_never_retries),
+        cmocka_unit_test(a_pushback_of_minus_one_ends_the_retries),
         cmocka_unit_test(fallback_applies_table),
         cmocka_unit_test(wire_codes_and_health_codes),
         cmocka_unit_test(wso2_timeout_endpoint_is_retried_retry_delay_apart_then_failover),

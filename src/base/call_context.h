@@ -1,0 +1,36 @@
+/* The context a served call hands to the calls its handler makes: its deadline and whether it is
+ * a retry (docs/overload-client.md, Deadline propagation and Chain-stop).
+ *
+ * The server (server/) fills one per served call and makes it the thread's current context while
+ * the handler runs, on an IO thread or a worker; the client (client/) reads it when a call is made,
+ * either from the thread (ft_call_context_current) or from an explicit parent
+ * (ftrpc_call_options.parent, read through ft_call_context_of). It lives in base/ so that client/
+ * need not include server/: a served call begins with its ft_call_context (server.c asserts it),
+ * which is all the client knows of it.
+ *
+ * Not here: what a call does with the context (client/call.c), nor any clock (times are the
+ * monotonic ns of base/clock.h).
+ */
+#ifndef FT_BASE_CALL_CONTEXT_H
+#define FT_BASE_CALL_CONTEXT_H
+
+#include <stdint.h>
+
+typedef struct ft_call_context {
+    int64_t deadline_ns; /* monotonic; 0: the served call has no deadline */
+    int32_t attempt;     /* ftrpc_attempt of the request served: 0 = a first attempt */
+    int32_t reserved;
+} ft_call_context;
+
+/* The served call the current thread runs a handler for, or NULL. Any thread (thread-local). */
+const ft_call_context *ft_call_context_current(void);
+/* Makes ctx (may be NULL) the thread's current context and returns the one it replaces, which the
+ * caller restores when its handler returns (handlers may nest: a blocking call's callback). */
+const ft_call_context *ft_call_context_swap(const ft_call_context *ctx);
+/* The context at the start of a served call (an ftrpc_server_call *; NULL gives NULL). */
+static inline const ft_call_context *ft_call_context_of(const void *served_call)
+{
+    return (const ft_call_context *)served_call;
+}
+
+#endif

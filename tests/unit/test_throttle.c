@@ -1,0 +1,176 @@
+/* Adaptive throttling (client/throttle.h): the SRE book's formula, k = 2 letting half the attempts
+ * be refused before anything is shed, locally rejected calls counting as requests, the window
+ * sliding back to 0, off, and validation. Time is an ft_manual_clock; the random draw is chosen. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "base/clock.h"
+#include "client/throttle.h"
+#include "ftrpc/common.h"
+
+#define MS(x) ((int64_t)(x)*FT_NS_PER_MS)
+
+typedef struct fixture {
+    ft_manual_clock clock;
+    ft_throttle t;
+} fixture;
+
+static int64_t now(fixture *f)
+{
+    return ft_clock_now_ns(&f->clock.base);
+}
+
+static fixture *make(const ft_throttle_options *o)
+{
+    fixture *f = test_calloc(1, sizeof(*f));
+    ft_manual_clock_init(&f->clock, MS(123456000)); /* on a bucket boundary */
+    assert_int_equal(ft_throttle_init(&f->t, o), 0);
+    return f;
+}
+
+static void destroy(fixture *f)
+{
+    ft_throttle_fini(&f->t);
+    test_free(f);
+}
+
+/* n calls (admitted whatever the draw: u close to 1), answered: `accepted` of them accepted, the
+ * others refused for overload. */
+static void traffic(fixture *f, int n, int accepted)
+{
+    for (int i = 0; i < n; i++) {
+        assert_true(ft_throttle_admit(&f->t, now(f), 0.999999));
+        ft_throttle_on_answer(&f->t, now(f), i < accepted);
+    }
+}
+
+static void healthy_service_is_never_throttled(void **s)
+{
+    (void)s;
+    fixture *f = make(NULL);
+    traffic(f, 1000, 1000);
+    assert_true(ft_throttle_probability(&f->t, now(f)) == 0);
+    assert_true(ft_throttle_admit(&f->t, now(f), 0.0)); /* even the lowest draw */
+    destroy(f);
+}
+
+static void k_two_sheds_nothing_until_half_are_refused(void **s)
+{
+    (void)s;
+    fixture *f = make(NULL);
+    traffic(f, 100, 50); /* 100 - 2 * 50 = 0 */
+    assert_true(ft_throttle_probability(&f->t, now(f)) == 0);
+    traffic(f, 100, 0); /* 200 - 2 * 50 = 100 over 201 */
+    assert_float_equal(ft_throttle_probability(&f->t, now(f)), 100.0 / 201.0, 1e-9);
+    destroy(f);
+}
+
+static void rejection_probability_follows_the_sre_formula(void **s)
+{
+    (void)s;
+    /* table: requests, accepts, k -> max(0, (requests - k * accepts) / (requests + 1)) */
+    static const struct {
+        int requests, accepts;
+        double k, p;
+    } cases[] = {
+        {1, 0, 2, 1.0 / 2}, {10, 0, 2, 10.0 / 11}, {10, 2, 2, 6.0 / 11},
+        {10, 5, 2, 0},      {10, 2, 1, 8.0 / 11},  {10, 1, 3, 7.0 / 11},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ft_throttle_options o = {.k = cases[i].k};
+        fixture *f = make(&o);
+        traffic(f, cases[i].requests, cases[i].accepts);
+        assert_float_equal(ft_throttle_probability(&f->t, now(f)), cases[i].p, 1e-9);
+        destroy(f);
+    }
+}
+
+static void rejected_calls_count_as_requests(void **s)
+{
+    (void)s;
+    fixture *f = make(NULL);
+    traffic(f, 10, 0);                                   /* p = 10/11 */
+    assert_false(ft_throttle_admit(&f->t, now(f), 0.5)); /* rejected, and counted */
+    assert_float_equal(ft_throttle_probability(&f->t, now(f)), 11.0 / 12.0, 1e-9);
+    assert_true(ft_throttle_admit(&f->t, now(f), 0.99)); /* a draw above p goes through */
+    destroy(f);
+}
+
+static void every_answered_attempt_is_a_request(void **s)
+{
+    (void)s;
+    fixture *f = make(NULL);
+    traffic(f, 4, 4);
+    for (int i = 0; i < 12; i++) /* retries of admitted calls, refused for overload */
+        ft_throttle_on_answer(&f->t, now(f), false);
+    assert_float_equal(ft_throttle_probability(&f->t, now(f)), (16.0 - 8.0) / 17.0, 1e-9);
+    destroy(f);
+}
+
+static void unanswered_attempts_count_for_nothing(void **s)
+{
+    (void)s;
+    fixture *f = make(NULL);
+    for (int i = 0; i < 100; i++) /* admitted, and never answered (refused connects, timeouts) */
+        assert_true(ft_throttle_admit(&f->t, now(f), 0.0));
+    assert_true(ft_throttle_probability(&f->t, now(f)) == 0);
+    destroy(f);
+}
+
+static void window_slides_back_to_zero(void **s)
+{
+    (void)s;
+    fixture *f = make(NULL); /* 30 s in 1 s buckets */
+    traffic(f, 100, 0);
+    ft_manual_clock_advance(&f->clock, MS(15000));
+    traffic(f, 10, 10);
+    double mid = ft_throttle_probability(&f->t, now(f));
+    assert_float_equal(mid, (110.0 - 20.0) / 111.0, 1e-9);
+    ft_manual_clock_advance(&f->clock, MS(15000)); /* the refused hundred leave the window */
+    assert_true(ft_throttle_probability(&f->t, now(f)) == 0);
+    ft_manual_clock_advance(&f->clock, MS(30000)); /* and everything else */
+    assert_true(ft_throttle_admit(&f->t, now(f), 0.0));
+    destroy(f);
+}
+
+static void off_admits_everything(void **s)
+{
+    (void)s;
+    ft_throttle_options o = {.k = FT_THROTTLE_OFF};
+    fixture *f = make(&o);
+    for (int i = 0; i < 100; i++)
+        assert_true(ft_throttle_admit(&f->t, now(f), 0.0));
+    assert_true(ft_throttle_probability(&f->t, now(f)) == 0);
+    destroy(f);
+}
+
+static void bad_options_are_refused(void **s)
+{
+    (void)s;
+    static const ft_throttle_options bad[] = {
+        {.k = 0.5}, {.k = -2}, {.k = 1e9}, {.window_ms = 10}, {.window_ms = -1}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(ft_throttle_options_validate(&bad[i]), FTRPC_EINVAL);
+    ft_throttle_options ok = {.k = 1, .window_ms = 30};
+    assert_int_equal(ft_throttle_options_validate(&ok), 0);
+    assert_int_equal(ft_throttle_options_validate(NULL), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(healthy_service_is_never_throttled),
+        cmocka_unit_test(k_two_sheds_nothing_until_half_are_refused),
+        cmocka_unit_test(rejection_probability_follows_the_sre_formula),
+        cmocka_unit_test(rejected_calls_count_as_requests),
+        cmocka_unit_test(every_answered_attempt_is_a_request),
+        cmocka_unit_test(unanswered_attempts_count_for_nothing),
+        cmocka_unit_test(window_slides_back_to_zero),
+        cmocka_unit_test(off_admits_everything),
+        cmocka_unit_test(bad_options_are_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
