@@ -955,8 +955,13 @@ static void *fake_brpc_main(void *arg)
                 continue;
             }
             fake_reply(fd, held[i].cid, 0, NULL, &held[i].payload);
-            ft_iobuf_fini(&held[i].payload);
-            held[i] = held[--nheld];
+            /* moved, not copied: an iobuf points into itself (its inline slices) */
+            if (i != --nheld) {
+                held[i].due_ms = held[nheld].due_ms;
+                held[i].cid = held[nheld].cid;
+                ft_iobuf_move(&held[i].payload, &held[nheld].payload); /* releases i's first */
+            }
+            ft_iobuf_fini(&held[nheld].payload);
         }
         struct pollfd pfd = {.fd = fd >= 0 ? fd : f->listen_fd, .events = POLLIN};
         if (poll(&pfd, 1, 1) <= 0) continue;
