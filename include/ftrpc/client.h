@@ -334,6 +334,21 @@ typedef struct ftrpc_client_options {
     /* 1: a backup uses up one of `retries`, as in brpc (its max_retry counts the backup), and a
      * call with no retry left sends none. Default 0: backups leave `retries` to failures. */
     int backup_counts_as_retry;
+    /* Hedging with several copies (gRPC A6's max_attempts, docs/backup-requests.md): how many
+     * copies of a failbackup call may be sent, the first one included: a further copy every
+     * backup delay while no answer came, and at once when a copy fails with an error a retry may
+     * cure. The first success wins and every other copy is cancelled. Each copy past the first is
+     * a backup: it draws on what backup_budget says and, with backup_counts_as_retry, uses up a
+     * retry. Default 0 means 2 (one backup, brpc's rule); 2 to 5 (gRPC's cap); anything else is
+     * refused (FTRPC_EINVAL, logged). */
+    int max_attempts;
+    /* Tied requests ("The Tail at Scale", docs/backup-requests.md): 1 sends every call's first two
+     * copies at once to two endpoints; the server that starts executing its copy first (takes it
+     * from its worker queue) tells the client, which cancels the other copy at once, so that
+     * one copy runs in the common case. A server that does not know the notice (brpc) lets
+     * the two race as backups. Needs failover or failbackup (FTRPC_EINVAL with failfast and
+     * failtry); draws on the budget as a backup does. Default 0: off. */
+    int tied;
 } ftrpc_client_options;
 
 typedef struct ftrpc_call_options {
@@ -354,6 +369,10 @@ typedef struct ftrpc_call_options {
      * Controller::set_backup_request_policy): it decides the call's delay and backup, and is told
      * the call's end, instead of the client's. Not owned: it must outlive the call. */
     ftrpc_backup_policy *backup_policy;
+    /* default 0: the client's max_attempts; 2 to 5: the copies this call may send (above) */
+    int max_attempts;
+    /* default 0: the client's `tied`; 1: tied for this call; -1: not tied for this call */
+    int tied;
 } ftrpc_call_options;
 
 typedef enum {
@@ -375,7 +394,8 @@ struct ftrpc_result {
     char endpoint[64];     /* "ip:port" of the endpoint that answered (also with the error it
                             * sent), "" if none did (timeout, connection error, ...) */
     int64_t latency_us;    /* from the call's start to its completion */
-    int backups;           /* backup requests sent (0 or 1) */
+    int backups;           /* copies sent past the first: backups, hedges and the tied twin
+                            * (0 to max_attempts - 1) */
     int backup_won;        /* the answer came from the backup request */
     int from_fallback;     /* a fallback function produced this outcome */
     int cluster;           /* the cluster of `endpoint`: for a selective client the index of its

@@ -130,6 +130,13 @@ ft_fail_decision ft_fail_after_error(ft_fail_state *st, const ft_fail_event *ev,
                                      const ftrpc_client_options *o, ft_retry_budget *budget,
                                      ft_rand *rng);
 
+/* gRPC A6's hedging: a copy of a failbackup call failed (ft_fail_after_error said WAIT, other
+ * copies are out) with an error a retry may cure, fewer than max_copies were sent and no retry was
+ * spent: 1 when the next copy goes at once instead of after the delay (ft_fail_backup then rules
+ * on it as on a timed one). A fatal error leaves the other copies to decide, as before. */
+int ft_fail_hedge_after_error(const ft_fail_state *st, const ft_fail_event *ev,
+                              const ftrpc_client_options *o, int attempts, int max_copies);
+
 /* A retry found no usable endpoint but one in TIMEOUT whose retry delay ends at usable_at_ns (the
  * soonest of the service): RETRY_AT that moment when it comes before the deadline, else COMPLETE
  * (waiting could only end in the deadline). retry_delay_ms paces retries this way instead of
@@ -143,10 +150,11 @@ typedef enum ft_backup_verdict {
     FT_BACKUP_REFUSED, /* the budget was empty; the policy was told (on_backup_refused) */
 } ft_backup_verdict;
 
-/* Only a lone first attempt still waiting (in_flight 1, attempts 1) is raced. With
- * counts_as_retry (brpc's accounting) the backup needs a retry left in st and uses it up; `policy`
- * (may be NULL) may decline; `budget` (NULL: backups draw on none) pays. */
-ft_backup_verdict ft_fail_backup(ft_fail_state *st, int in_flight, int attempts,
+/* Only a call still hedging is raced: a copy still waiting, fewer than max_copies sent (2: one
+ * backup, brpc's rule; up to 5 with max_attempts), and no retry spent (a call already retrying
+ * has moved on). With counts_as_retry (brpc's accounting) each copy needs a retry left in st and
+ * uses it up; `policy` (may be NULL) may decline; `budget` (NULL: backups draw on none) pays. */
+ft_backup_verdict ft_fail_backup(ft_fail_state *st, int in_flight, int attempts, int max_copies,
                                  int counts_as_retry, ftrpc_backup_policy *policy,
                                  const char *service, const char *method, ft_retry_budget *budget,
                                  int64_t now_ns);

@@ -898,6 +898,24 @@ static int deadline_passed(const ftrpc_server_call *call)
     return call->deadline_ns && ft_now_ns() >= call->deadline_ns;
 }
 
+/* A tied request's "started" notice (docs/protocol.md, Tied requests), on the call's loop: the
+ * client cancels the request's twin on the other server. Written before the reply, which the loop
+ * handles after this task (one loop's queue keeps its order) or which is not made yet. */
+static void write_started(ftrpc_server_call *call)
+{
+    if (!ft_conn_is_open(call->conn)) return;
+    ft_iobuf frame;
+    ft_iobuf_init(&frame);
+    if (ft_baidu_std_pack_started(&frame, call->correlation_id) == 0)
+        reply_queued(call->conn, ft_conn_write(call->conn, &frame));
+    ft_iobuf_fini(&frame);
+}
+
+static void write_started_task(ft_task *t)
+{
+    write_started(ft_container_of(t, ftrpc_server_call, started_task));
+}
+
 static void run_in_worker(ft_job *job)
 {
     ftrpc_server_call *call = ft_container_of(job, ftrpc_server_call, job);
@@ -916,6 +934,8 @@ static void run_in_worker(ft_job *job)
                    NULL);
         return;
     }
+    /* taken from the queue to run: the moment "The Tail at Scale" has a tied server say so */
+    if (call->tied) ft_loop_post(call->loop, &call->started_task);
     ft_counter_inc(&call->method->calls);
     call->method->handler(call, call->method->arg);
 }
@@ -1015,7 +1035,7 @@ static void handle_list(ft_session *sess, ft_rpc_frame *f)
  * Otherwise the request was refused: a negative code, its text in text[len]. */
 static int start_call(ft_session *sess, const char *service, const char *method, int32_t timeout_ms,
                       ft_iobuf *payload, ft_iobuf *attachment, int64_t correlation_id, int is_http,
-                      uint64_t http_seq, char *text, size_t len)
+                      uint64_t http_seq, int tied, char *text, size_t len)
 {
     ftrpc_server *s = sess->server;
     ft_conn *c = sess->conn;
@@ -1061,6 +1081,8 @@ static int start_call(ft_session *sess, const char *service, const char *method,
     }
     call->task.run = deliver_reply_task;
     call->job.run = run_in_worker;
+    call->started_task.run = write_started_task;
+    call->tied = tied && !is_http;
     call->server = s;
     call->method = m;
     call->conn = c;
@@ -1094,6 +1116,7 @@ static int start_call(ft_session *sess, const char *service, const char *method,
         }
         return 0;
     }
+    if (call->tied) write_started(call); /* runs now, on the loop: no queue to wait in */
     ft_counter_inc(&m->calls);
     m->handler(call, m->arg);
     return 0;
@@ -1125,7 +1148,7 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
     }
     char text[512];
     int rc = start_call(sess, f->service, f->method, f->timeout_ms, &f->payload, &f->attachment,
-                        f->correlation_id, 0, 0, text, sizeof text);
+                        f->correlation_id, 0, 0, f->tied, text, sizeof text);
     if (rc != 0) write_error(c, f->correlation_id, rc, text);
 }
 
@@ -1133,7 +1156,8 @@ int ft_server_start_http_call(ft_session *sess, const char *service, const char 
                               int32_t timeout_ms, ft_iobuf *payload, int body, uint64_t seq,
                               char *text, size_t len)
 {
-    return start_call(sess, service, method, timeout_ms, payload, NULL, -1, body, seq, text, len);
+    return start_call(sess, service, method, timeout_ms, payload, NULL, -1, body, seq, 0, text,
+                      len);
 }
 
 int ft_server_set_method_descriptor(ftrpc_server *s, const char *service, const char *method,
