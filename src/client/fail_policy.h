@@ -6,7 +6,8 @@
  *
  * The rules (docs/fault-tolerance.md): failfast ends the call at its first failure; failover
  * retries on an endpoint the call has not tried (per target); failtry retries on the same one;
- * failbackup races a lone first attempt with a backup and retries failures as failover does.
+ * failbackup races the first attempt with up to max_attempts - 1 copies (one backup by default;
+ * a copy at once after a retryable error, gRPC's hedging) and retries failures as failover does.
  * Retries are bounded by `retries` (which a backup uses up too under brpc's accounting), the
  * client's retry budget (which backups draw on when the client says so) and the
  * deadline: a backoff that would end at or past it ends the call instead. A request that never
@@ -145,7 +146,8 @@ ft_fail_decision ft_fail_pace_retry(int64_t now_ns, int64_t usable_at_ns, int64_
 
 /* What the backup timer leads to. */
 typedef enum ft_backup_verdict {
-    FT_BACKUP_SKIP,    /* not a lone first attempt, no retry left to use, or the policy declined */
+    FT_BACKUP_SKIP,    /* no copy out, all copies sent, a retry spent, no retry left to use, or
+                        * the policy declined */
     FT_BACKUP_SEND,    /* send it (the budget, if any, paid for it) */
     FT_BACKUP_REFUSED, /* the budget was empty; the policy was told (on_backup_refused) */
 } ft_backup_verdict;
