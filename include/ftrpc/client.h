@@ -345,9 +345,11 @@ typedef struct ftrpc_client_options {
     /* Tied requests ("The Tail at Scale", docs/backup-requests.md): 1 sends every call's first two
      * copies at once to two endpoints; the server that starts executing its copy first (takes it
      * from its worker queue) tells the client, which cancels the other copy at once, so that
-     * one copy runs in the common case. A server that does not know the notice (brpc) lets
-     * the two race as backups. Needs failover or failbackup (FTRPC_EINVAL with failfast and
-     * failtry); draws on the budget as a backup does. Default 0: off. */
+     * one copy runs in the common case. With a backup_request_ms the twin waits that long
+     * instead (the paper's small delay: a first copy an idle server starts at once then cancels
+     * it before it is sent). A server that does not know the notice (brpc) lets the two race as
+     * backups. Needs failover or failbackup (FTRPC_EINVAL with failfast and failtry); draws on
+     * the budget as a backup does. Default 0: off. */
     int tied;
 } ftrpc_client_options;
 

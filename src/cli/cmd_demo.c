@@ -866,11 +866,13 @@ static int scenario_tied(demo *d)
     if (queued_cluster_start(&q) != 0) return -1;
     long calls = d->quick ? 500 : d->calls / 5;
     long long before = 0, skipped_before = 0;
-    for (int k = 0; k < 3; k++) {
+    static const char *const names[] = {"no backup", "backup at 1 ms", "tied",
+                                        "tied, twin at 1 ms"};
+    for (int k = 0; k < 4; k++) {
         ftrpc_client_options o = {.lb = "rr"};
-        const char *name = k == 0 ? "no backup" : k == 1 ? "backup at 1 ms" : "tied";
-        if (k == 1) o.backup_request_ms = 1;
-        if (k == 2) o.tied = 1;
+        const char *name = names[k];
+        if (k == 1 || k == 3) o.backup_request_ms = 1; /* k 3: the paper's small delay */
+        if (k >= 2) o.tied = 1;
         /* 12 calls out over 3 workers: queues of about 4 (8 copies for tied and backups) */
         demo_row *row = run_row_at(d, q.url, 12, "queued servers", name, &o, calls, 0, NULL, NULL);
         if (!row) {

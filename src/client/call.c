@@ -897,9 +897,11 @@ void ft_call_start(ft_call *call)
                         : call->backup_ms;
         if (delay == FT_BACKUP_DELAY_INHERIT) delay = call->backup_ms;
         call->hedge_delay_ms = delay;
-        /* a tied call's twin goes now: the timer fires on the loop's next turn, after the first
-         * copy is sent (and when the call already ended, completion stopped it) */
-        if (call->tied) delay = 0;
+        /* a tied call's twin goes now, unless the call has a delay ("The Tail at Scale" waits
+         * about two network trips, so that a first copy an idle server starts at once has its
+         * notice cancel the twin before it is sent): the timer fires on the loop's next turn,
+         * after the first copy is sent (and when the call already ended, completion stopped it) */
+        if (call->tied && delay < 0) delay = 0;
         /* a backup that could only start after the deadline is pointless (brpc skips it too) */
         if (delay >= 0 && call->start_ns + (int64_t)delay * FT_NS_PER_MS < call->deadline_ns) {
             call->hedging = 1;

@@ -164,9 +164,11 @@ struct ftrpc_server {
 };
 
 struct ftrpc_server_call {
-    ft_task task;         /* posts a reply made on another thread back to the loop */
-    ft_job job;           /* queues the handler on the worker pool */
-    ft_task started_task; /* a tied call's "started" notice, posted by the worker to the loop */
+    ft_task task; /* posts a reply made on another thread back to the loop */
+    ft_job job;   /* queues the handler on the worker pool */
+    /* A tied call's "started" notice (server.c), made on the loop with a reference to conn;
+     * handed by the worker to the loop, which frees it: it may outlive the call. */
+    struct ft_started_notice *notice;
     struct ftrpc_server *server;
     ft_method *method;
     ft_conn *conn;       /* referenced until the call is finished */
@@ -177,7 +179,6 @@ struct ftrpc_server_call {
     int64_t deadline_ns; /* 0: the caller sent no timeout */
     int64_t start_ns;    /* when the request was dispatched */
     int rejected;        /* refused before the handler ran: no latency sample */
-    int tied;            /* the request carried ftrpc_tied: say when its handler starts */
     int is_http; /* 0: baidu_std; else the reply goes back as an HTTP response (http_session.c) in
                   * the form of the request's body, an FT_HTTP_BODY_* */
     uint64_t http_seq; /* its place in the connection's response order */

@@ -1212,19 +1212,28 @@ static double executed_per_call(const ftrpc_client_options *o)
     return (double)(a.calls + b.calls) / CALLS;
 }
 
-/* "The Tail at Scale"'s tied requests: both copies go at once, the server that takes its copy
- * from its queue first says so, and the client cancels the other copy, which its server then
- * skips: about one copy runs per call. Backup requests on the same servers run more. */
+/* "The Tail at Scale"'s tied requests: the server that takes its copy from its queue first says
+ * so, and the client cancels the other copy, which its server then skips: about one copy runs per
+ * call. With the paper's small delay before the twin (1 ms here), a first copy that an idle server
+ * starts at once cancels the twin before it is sent; sent together, both copies may start at once
+ * on idle servers (on this shared VM, 1.00 to 1.07 copies a call). Backup requests on the same
+ * servers run more than either. */
 static void tied_requests_run_one_copy_per_call_where_backups_run_more(void **state)
 {
     (void)state;
     ftrpc_client_options tied = {.timeout_ms = 10000 * SLOW, .tied = 1, .lb = "rr"};
+    ftrpc_client_options tied_1ms = tied;
+    tied_1ms.backup_request_ms = 1;
     ftrpc_client_options backup = {.timeout_ms = 10000 * SLOW, .backup_request_ms = 2, .lb = "rr"};
     double t = executed_per_call(&tied);
+    double t1 = executed_per_call(&tied_1ms);
     double b = executed_per_call(&backup);
-    print_message("copies executed per call: tied %.3f, backup requests (2 ms) %.3f\n", t, b);
-    assert_true(t <= 1.05);
-    assert_true(b > t);
+    print_message("copies executed per call: tied %.3f, tied with the twin at 1 ms %.3f, backup "
+                  "requests (2 ms) %.3f\n",
+                  t, t1, b);
+    assert_true(t1 <= 1.05);
+    assert_true(t < b);
+    assert_true(t1 < b);
 }
 
 int main(void)
