@@ -1143,6 +1143,45 @@ static void three_hedged_copies_one_wins_and_two_are_cancelled(void **state)
         srv_stop(&s[i]);
 }
 
+/* gRPC A6: a copy that fails with an error a retry may cure sends the next copy at once. The
+ * delay (400 ms, x4 under ASan) is more than half the deadline (700 ms): the timer can send the
+ * second copy but never the third, so the call succeeds only if the second copy's failure sends
+ * the third. The first copy is held until its cancel; the second fails at once (EINTERNAL); the
+ * third answers. */
+static void a_retryable_error_of_a_hedged_copy_sends_the_next_at_once(void **state)
+{
+    (void)state;
+    srv s[3];
+    srv *by_addr[3];
+    for (int i = 0; i < 3; i++) {
+        srv_start(&s[i], 2);
+        by_addr[i] = &s[i];
+    }
+    qsort(by_addr, 3, sizeof by_addr[0], cmp_srv_addr); /* "rr": copies go in list order */
+    atomic_store(&by_addr[0]->delay_ms, 10000 * SLOW);
+    atomic_store(&by_addr[0]->stop_on_cancel, 1);
+    atomic_store(&by_addr[1]->fail_code, FTRPC_EINTERNAL);
+    char url[256];
+    snprintf(url, sizeof url, "list://%s,%s,%s", by_addr[0]->addr, by_addr[1]->addr,
+             by_addr[2]->addr);
+    ftrpc_client *c = NULL;
+    ftrpc_client_options o = {
+        .timeout_ms = 700 * SLOW, .backup_request_ms = 400 * SLOW, .max_attempts = 3, .lb = "rr"};
+    assert_int_equal(ftrpc_client_new(url, &o, &c), 0);
+    ftrpc_result r;
+    assert_int_equal(call_once(c, NULL, &r), 0);
+    assert_int_equal(r.attempts, 3);
+    assert_int_equal(r.backups, 2);
+    assert_string_equal(r.endpoint, by_addr[2]->addr);
+    ftrpc_result_fini(&r);
+    assert_true(h_wait_atomic_ge(&by_addr[0]->saw_cancel, 1, 5000 * SLOW));
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(atomic_load(&s[i].handled), 1);
+    ftrpc_client_free(c);
+    for (int i = 0; i < 3; i++)
+        srv_stop(&s[i]);
+}
+
 /* Bad values of the new options are refused where they are given. */
 static void max_attempts_outside_2_to_5_and_tied_with_failfast_are_refused(void **state)
 {
@@ -1259,6 +1298,7 @@ int main(void)
         cmocka_unit_test(in_brpcs_example_no_backup_is_refused_by_default),
         cmocka_unit_test(cancels_stop_after_a_server_answers_no_such_method),
         cmocka_unit_test(three_hedged_copies_one_wins_and_two_are_cancelled),
+        cmocka_unit_test(a_retryable_error_of_a_hedged_copy_sends_the_next_at_once),
         cmocka_unit_test(max_attempts_outside_2_to_5_and_tied_with_failfast_are_refused),
         cmocka_unit_test(tied_requests_run_one_copy_per_call_where_backups_run_more),
     };
