@@ -377,6 +377,23 @@ typedef struct ftrpc_client_options {
      * ftrpc_attempt > 0 in turn, so that retries do not multiply down a chain of services.
      * Default 0: on; -1: off. */
     int retry_chain_stop;
+    /* Hedging with several copies (gRPC A6's max_attempts, docs/backup-requests.md): how many
+     * copies of a failbackup call may be sent, the first one included: a further copy every
+     * backup delay while no answer came, and at once when a copy fails with an error a retry may
+     * cure. The first success wins and every other copy is cancelled. Each copy past the first is
+     * a backup: it draws on what backup_budget says and, with backup_counts_as_retry, uses up a
+     * retry. Default 0 means 2 (one backup, brpc's rule); 2 to 5 (gRPC's cap); anything else is
+     * refused (FTRPC_EINVAL, logged). */
+    int max_attempts;
+    /* Tied requests ("The Tail at Scale", docs/backup-requests.md): 1 sends every call's first two
+     * copies at once to two endpoints; the server that starts executing its copy first (takes it
+     * from its worker queue) tells the client, which cancels the other copy at once, so that
+     * one copy runs in the common case. With a backup_request_ms the twin waits that long
+     * instead (the paper's small delay: a first copy an idle server starts at once then cancels
+     * it before it is sent). A server that does not know the notice (brpc) lets the two race as
+     * backups. Needs failover or failbackup (FTRPC_EINVAL with failfast and failtry); draws on
+     * the budget as a backup does. Default 0: off. */
+    int tied;
 } ftrpc_client_options;
 
 typedef struct ftrpc_call_options {
@@ -403,6 +420,10 @@ typedef struct ftrpc_call_options {
      * retry_chain_stop it does not retry when the served call is a retry. Read when the call is
      * made; valid until the handler replies to it (ftrpc_server_call_reply / _fail). */
     const ftrpc_server_call *parent;
+    /* default 0: the client's max_attempts; 2 to 5: the copies this call may send (above) */
+    int max_attempts;
+    /* default 0: the client's `tied`; 1: tied for this call; -1: not tied for this call */
+    int tied;
 } ftrpc_call_options;
 
 typedef enum {
@@ -424,7 +445,8 @@ struct ftrpc_result {
     char endpoint[64];     /* "ip:port" of the endpoint that answered (also with the error it
                             * sent), "" if none did (timeout, connection error, ...) */
     int64_t latency_us;    /* from the call's start to its completion */
-    int backups;           /* backup requests sent (0 or 1) */
+    int backups;           /* copies sent past the first: backups, hedges and the tied twin
+                            * (0 to max_attempts - 1) */
     int backup_won;        /* the answer came from the backup request */
     int from_fallback;     /* a fallback function produced this outcome */
     int cluster;           /* the cluster of `endpoint`: for a selective client the index of its

@@ -34,7 +34,8 @@ extern "C" {
  *     and standbys), "p2c" (sees no latency across clusters: two random choices);
  *   - what a call does comes from here: timeout_ms, fail_mode, retries, attempt_timeout_ms,
  *     backoff, no_retry_codes, retry_classifier, retry_budget_*, backup_request_ms,
- *     backup_policy, fallback; the sub-clients' values of these are not used by its calls;
+ *     backup_policy, max_attempts, tied, fallback; the sub-clients' values of these are not used
+ *     by its calls;
  *   - how endpoints are reached comes from each sub-client: naming_wait_ms, connect_timeout_ms,
  *     max_body_size, max_unwritten_bytes, health, credential, auth_token and transport
  *     (TLS) options are ignored here;

@@ -91,6 +91,9 @@ void ft_cli_json_close(ft_cli_json *j);
     "  --backup-policy P      fixed (--backup-ms) | ratelimited | adaptive\n"                      \
     "  --backup-budget B      default (fixed delay: none; policy: retry) | retry | none\n"         \
     "  --backup-counts-as-retry  a backup uses up one of --retries (brpc's accounting)\n"          \
+    "  --max-attempts N       hedging: up to N copies (2-5, default 2), one every backup delay\n"  \
+    "  --tied                 tied requests: two copies at once, the first to start cancels\n"     \
+    "                         the other\n"                                                         \
     "  --retry-budget-ratio R retries (and budgeted backups) per call, (0, 1] or off\n"            \
     "                         (default 0.2)\n"                                                     \
     "  --retry-budget-min-per-sec N  the budget's floor per second (default 10; 0: none)\n"        \
@@ -110,6 +113,7 @@ void ft_cli_json_close(ft_cli_json *j);
         {"backup-policy", required_argument, 0, 'P'}, {"auth-token", required_argument, 0, 'P'},   \
         {"backup-budget", required_argument, 0, 'P'},                                              \
         {"backup-counts-as-retry", no_argument, 0, 'P'},                                           \
+        {"max-attempts", required_argument, 0, 'P'}, {"tied", no_argument, 0, 'P'},                \
         {"retry-budget-ratio", required_argument, 0, 'P'},                                         \
         {"retry-budget-min-per-sec", required_argument, 0, 'P'}, {"tls", no_argument, 0, 'P'},     \
         {"throttle-k", required_argument, 0, 'P'}, {"tls-ca", required_argument, 0, 'P'},          \

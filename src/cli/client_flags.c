@@ -125,6 +125,15 @@ int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_o
         o->backup_counts_as_retry = 1;
         return 1;
     }
+    if (!strcmp(opt, "max-attempts")) {
+        if (ft_cli_parse_int("--max-attempts", value, 2, 5, &n)) return -1;
+        o->max_attempts = (int)n;
+        return 1;
+    }
+    if (!strcmp(opt, "tied")) {
+        o->tied = 1; /* turns backups on by itself, as a delay does */
+        return 1;
+    }
     if (!strcmp(opt, "retry-budget-ratio")) {
         double r;
         if (!strcmp(value, "-1") || !strcmp(value, "off")) {
@@ -183,10 +192,10 @@ int ft_cli_client_new(const char *cmd, const char *url, const ftrpc_client_optio
 {
     /* the client refuses a lone certificate or key with EINVAL, which cannot say which flag */
     if (ft_cli_check_tls_pair(cmd, o->tls.cert_file, o->tls.key_file)) return -1;
-    if ((o->backup_request_ms > 0 || o->backup_policy) &&
+    if ((o->backup_request_ms > 0 || o->backup_policy || o->tied) &&
         (o->fail_mode == FTRPC_FAILFAST || o->fail_mode == FTRPC_FAILTRY)) {
         fprintf(stderr,
-                "ftrpc %s: --backup-ms and --backup-policy need --fail-mode failover (the "
+                "ftrpc %s: --backup-ms, --backup-policy and --tied need --fail-mode failover (the "
                 "default) or failbackup: %s sends no backup\n",
                 cmd, o->fail_mode == FTRPC_FAILFAST ? "failfast" : "failtry");
         return -1;

@@ -226,10 +226,15 @@ static int cluster_start(demo *d, const char *name, double ttl_s, const char *co
     return 0;
 }
 
-static int client_new(const demo *d, ftrpc_client_options *o, ftrpc_client **out)
+/* A client of `url`, or of the current scenario's registry service when url is NULL. */
+static int client_new(const demo *d, const char *url_or_null, ftrpc_client_options *o,
+                      ftrpc_client **out)
 {
     char url[512];
-    naming_url(d, url, sizeof url);
+    if (url_or_null)
+        snprintf(url, sizeof url, "%s", url_or_null);
+    else
+        naming_url(d, url, sizeof url);
     if (o->timeout_ms == 0) o->timeout_ms = 1000;
     int rc = ftrpc_client_new(url, o, out);
     if (rc != 0) fprintf(stderr, "ftrpc demo: client for %s: %s\n", url, ftrpc_strerror(rc));
@@ -254,14 +259,16 @@ static void at_tick(ft_load *load, const ft_load_stats *s, void *arg)
     a->act(a->d, s, a->arg);
 }
 
-/* Runs `calls` calls (rate 0: closed loop with 4 in flight) and adds the row. NULL on failure. */
-static demo_row *run_row(demo *d, const char *scenario, const char *policy, ftrpc_client_options *o,
-                         long calls, double rate, at_call *hook, ft_load_stats *keep)
+/* Runs `calls` calls (rate 0: closed loop with `in_flight` calls out, 0 meaning 4) against `url`
+ * (NULL: the scenario's registry service) and adds the row. NULL on failure. */
+static demo_row *run_row_at(demo *d, const char *url, int in_flight, const char *scenario,
+                            const char *policy, ftrpc_client_options *o, long calls, double rate,
+                            at_call *hook, ft_load_stats *keep)
 {
     fprintf(stderr, "  %-22s %-22s ", scenario, policy);
     fflush(stderr);
     ftrpc_client *client = NULL;
-    if (client_new(d, o, &client) != 0) return NULL;
+    if (client_new(d, url, o, &client) != 0) return NULL;
     ft_load_stats local, *s = keep ? keep : &local;
     if (ft_load_stats_init(s) != 0) {
         ftrpc_client_free(client);
@@ -270,7 +277,9 @@ static demo_row *run_row(demo *d, const char *scenario, const char *policy, ftrp
     ft_load_opts lo = {.client = client,
                        .service = SERVICE,
                        .method = METHOD,
-                       .concurrency = rate > 0 ? 64 : 4,
+                       .concurrency = rate > 0        ? 64
+                                      : in_flight > 0 ? in_flight
+                                                      : 4,
                        .latency_from_send = 1,
                        .rate = rate,
                        .count = calls,
@@ -286,6 +295,12 @@ static demo_row *run_row(demo *d, const char *scenario, const char *policy, ftrp
                 ft_load_elapsed(s));
     if (!keep) ft_load_stats_fini(s);
     return row;
+}
+
+static demo_row *run_row(demo *d, const char *scenario, const char *policy, ftrpc_client_options *o,
+                         long calls, double rate, at_call *hook, ft_load_stats *keep)
+{
+    return run_row_at(d, NULL, 0, scenario, policy, o, calls, rate, hook, keep);
 }
 
 static void header(demo *d, const char *what)
@@ -619,7 +634,7 @@ static int scenario_flash_crowd(demo *d)
         ftrpc_client_options o = {.lb = "rr", .health = {.breaker_error_ratio = 1}};
         ftrpc_client *client = NULL;
         ft_load_stats warm;
-        rc = client_new(d, &o, &client);
+        rc = client_new(d, NULL, &o, &client);
         if (rc == 0 && ft_load_stats_init(&warm) == 0) {
             ft_load_opts lo = {.client = client,
                                .service = SERVICE,
@@ -833,6 +848,107 @@ static int scenario_wso2(demo *d)
 
 /* ---- the command ---- */
 
+/* ---- tied requests against backup requests, on servers that queue work ---- */
+
+/* Holds the server's one worker for 5 ms, as work that occupies a thread does (not a timer), so
+ * that requests queue behind it. Long against the few hundred µs a "started" notice and its cancel
+ * take on a loaded machine: the window in which both copies of a tied call start. */
+static void queued_work(ftrpc_server_call *call, void *arg)
+{
+    (void)arg;
+    sleep_ms(5);
+    ftrpc_server_call_reply(call, ftrpc_server_call_request(call),
+                            ftrpc_server_call_attachment(call));
+}
+
+typedef struct queued_cluster {
+    ftrpc_server *servers[NODES];
+    char url[256];
+} queued_cluster;
+
+static void queued_cluster_stop(queued_cluster *q)
+{
+    for (int i = 0; i < NODES; i++) {
+        if (!q->servers[i]) continue;
+        ftrpc_server_stop(q->servers[i], 2000);
+        ftrpc_server_free(q->servers[i]);
+        q->servers[i] = NULL;
+    }
+}
+
+/* NODES servers in this process (the scenario counts their handler runs), one worker each. */
+static int queued_cluster_start(queued_cluster *q)
+{
+    memset(q, 0, sizeof *q);
+    size_t off = (size_t)snprintf(q->url, sizeof q->url, "list://");
+    ftrpc_method_options mo = {.run_mode = FTRPC_RUN_IN_WORKER};
+    for (int i = 0; i < NODES; i++) {
+        ftrpc_server_options so = {.worker_threads = 1};
+        int rc = ftrpc_server_new(&so, &q->servers[i]);
+        if (rc == 0)
+            rc = ftrpc_server_add_method(q->servers[i], SERVICE, METHOD, queued_work, NULL, &mo);
+        if (rc == 0) rc = ftrpc_server_start(q->servers[i], "127.0.0.1:0");
+        if (rc != 0) {
+            fprintf(stderr, "ftrpc demo: in-process server: %s\n", ftrpc_strerror(rc));
+            queued_cluster_stop(q);
+            return -1;
+        }
+        off += (size_t)snprintf(q->url + off, sizeof q->url - off, "%s127.0.0.1:%d", i ? "," : "",
+                                ftrpc_server_port(q->servers[i]));
+    }
+    return 0;
+}
+
+/* Handler runs and cancelled-while-queued skips over the cluster, once no call is in flight
+ * there (the losers' cancels have landed; bounded). */
+static void queued_cluster_counts(queued_cluster *q, long long *executed, long long *skipped)
+{
+    *executed = *skipped = 0;
+    for (int i = 0; i < NODES; i++) {
+        ftrpc_method_stats st = {0};
+        for (int tries = 0; tries < 500; tries++) {
+            ftrpc_server_method_stats(q->servers[i], SERVICE, METHOD, &st);
+            if (st.concurrency == 0) break;
+            sleep_ms(2);
+        }
+        *executed += st.calls;
+        *skipped += st.canceled_unstarted;
+    }
+}
+
+static int scenario_tied(demo *d)
+{
+    header(d, "servers that queue work (1 worker, 5 ms a call): tied requests vs backups");
+    queued_cluster q;
+    if (queued_cluster_start(&q) != 0) return -1;
+    long calls = d->quick ? 500 : d->calls / 5;
+    long long before = 0, skipped_before = 0;
+    static const char *const names[] = {"no backup", "backup at 1 ms", "tied",
+                                        "tied, twin at 1 ms"};
+    for (int k = 0; k < 4; k++) {
+        ftrpc_client_options o = {.lb = "rr"};
+        const char *name = names[k];
+        if (k == 1 || k == 3) o.backup_request_ms = 1; /* k 3: the paper's small delay */
+        if (k >= 2) o.tied = 1;
+        /* 12 calls out over 3 workers: queues of about 4 (8 copies for tied and backups) */
+        demo_row *row = run_row_at(d, q.url, 12, "queued servers", name, &o, calls, 0, NULL, NULL);
+        if (!row) {
+            queued_cluster_stop(&q);
+            return -1;
+        }
+        long long executed, skipped;
+        queued_cluster_counts(&q, &executed, &skipped);
+        row->executed_per_call = row->calls ? (double)(executed - before) / (double)row->calls : 0;
+        snprintf(row->note, sizeof row->note,
+                 "%.3f handler runs a call; %lld copies skipped once cancelled",
+                 row->executed_per_call, skipped - skipped_before);
+        before = executed;
+        skipped_before = skipped;
+    }
+    queued_cluster_stop(&q);
+    return 0;
+}
+
 static void usage(FILE *out)
 {
     fprintf(
@@ -931,7 +1047,7 @@ int ft_cli_demo(int argc, char **argv)
     d->ttl_s = 2;
     d->report.quick = quick;
     d->report.ttl_s = d->ttl_s;
-    d->scenario_total = 9;
+    d->scenario_total = 10;
     snprintf(d->registry, sizeof d->registry, "%s/registry", d->tmp);
     mkdir(d->registry, 0700);
 
@@ -975,6 +1091,7 @@ int ft_cli_demo(int argc, char **argv)
     if (rc == 0) rc = scenario_expiry(d);
     if (rc == 0) rc = scenario_outage(d);
     if (rc == 0) rc = scenario_flash_crowd(d);
+    if (rc == 0) rc = scenario_tied(d);
     cluster_stop(d);
     d->report.elapsed_s = (double)(ft_load_now_ns() - t0) / 1e9;
     remove_tree(d->registry);

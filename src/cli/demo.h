@@ -19,7 +19,8 @@ typedef struct demo_row {
     char errors[120]; /* "ECONNREFUSED 2, EEOF 1": the run's errors by code, "" when none */
     long calls, ok, attempts, retries, backups, backup_wins, fallbacks;
     double p50_ms, p99_ms, p999_ms, max_ms;
-    ftrpc_histogram *hist; /* a copy of the run's latencies, owned by the row */
+    double executed_per_call; /* handler runs per call, counted by the servers; 0: not counted */
+    ftrpc_histogram *hist;    /* a copy of the run's latencies, owned by the row */
 } demo_row;
 
 typedef struct demo_report {

@@ -180,6 +180,8 @@ void demo_write_json(FILE *f, const demo_report *r, const char *html_path)
             row->p99_ms, row->p999_ms, row->max_ms, row->attempts, extra(row) / 100.0, row->retries,
             row->backups, row->backup_wins, row->fallbacks);
         json_string(f, row->note);
+        if (row->executed_per_call > 0)
+            fprintf(f, ", \"executed_per_call\": %.4f", row->executed_per_call);
         fprintf(f, "}%s\n", i + 1 < r->nrows ? "," : "");
     }
     fputs("  ]\n}\n", f);

@@ -16,9 +16,14 @@
  * backup, one the call has not tried while one is usable) before that cluster's own balancer
  * picks the endpoint.
  *
+ * Hedging (failbackup): the first copy is followed by another every backup delay, and at once
+ * when a copy fails with an error a retry may cure, up to max_attempts copies (2 by default: one
+ * backup, brpc's rule); a tied call (ftrpc_tied) sends its second copy at once, and the first
+ * server to start executing its copy says so (ft_call_on_started), which cancels the others.
+ *
  * Invariants: a call completes exactly once (complete_call) and nothing refers to it afterwards;
- * at most two attempts of a call are in flight (the first copy and its backup; a retry starts only
- * once neither is); an attempt in flight is counted once in its endpoint's in-flight figure and
+ * at most nslots attempts of a call are in flight (the first copy and its hedges; a retry starts
+ * only once none is); an attempt in flight is counted once in its endpoint's in-flight figure and
  * reports exactly one result to its health.
  */
 #include <limits.h>
@@ -55,7 +60,7 @@ void ftrpc_result_fini(ftrpc_result *r)
 static int attempts_in_flight(const ft_call *call)
 {
     int n = 0;
-    for (int i = 0; i < FT_CALL_SLOTS; i++)
+    for (int i = 0; i < call->nslots; i++)
         n += call->slot[i].in_flight;
     return n;
 }
@@ -340,7 +345,7 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     ft_timer_stop(call->loop, &call->deadline_timer);
     ft_timer_stop(call->loop, &call->retry_timer);
     ft_timer_stop(call->loop, &call->backup_timer);
-    for (int i = 0; i < FT_CALL_SLOTS; i++) {
+    for (int i = 0; i < call->nslots; i++) {
         ft_attempt *a = &call->slot[i];
         if (!a->in_flight) continue;
         send_cancel(a);
@@ -586,9 +591,9 @@ static void on_retry_timer(ft_timer *t);
 static void send_attempt(ft_call *call, int is_backup)
 {
     ft_attempt *a = NULL;
-    for (int i = 0; i < FT_CALL_SLOTS && !a; i++)
+    for (int i = 0; i < call->nslots && !a; i++)
         if (!call->slot[i].in_flight) a = &call->slot[i];
-    if (!a) return; /* cannot happen: at most one retry or backup is started per free slot */
+    if (!a) return; /* cannot happen: a hedge needs attempts < nslots, a retry none in flight */
     int64_t now = ft_loop_now(call->loop);
     int target = 0;
     int64_t wait_until = 0;
@@ -663,6 +668,7 @@ static void send_attempt(ft_call *call, int is_backup)
         .log_id = call->log_id,
         /* 0 for a first attempt, unless the call is made on behalf of a retry (chain-stop) */
         .attempt = call->attempts > 1 ? call->attempts - 1 : call->chain_retry,
+        .tied = call->tied,
     };
     uint8_t credential[FT_CLIENT_MAX_CREDENTIAL];
     if (!cc->credential_sent && (c->opts.credential || c->auth_token)) {
@@ -709,17 +715,27 @@ static int backup_draws_on_budget(const ft_call *call)
     }
 }
 
-static void on_backup_timer(ft_timer *t)
+static void on_backup_timer(ft_timer *t);
+
+/* Sends the call's next copy (a backup, a hedge or the tied twin) if the rules let it
+ * (ft_fail_backup), then arms the timer for the one after it: gRPC's hedging delay runs again
+ * from each copy sent. The call may complete inside (the copy found no connection). */
+static void send_hedge(ft_call *call)
 {
-    ft_call *call = ft_container_of(t, ft_call, backup_timer);
     ftrpc_client *c = call->client;
-    switch (ft_fail_backup(&call->retry, attempts_in_flight(call), call->attempts,
+    ft_timer_stop(call->loop, &call->backup_timer);
+    int64_t now = ft_loop_now(call->loop);
+    switch (ft_fail_backup(&call->retry, attempts_in_flight(call), call->attempts, call->nslots,
                            c->opts.backup_counts_as_retry, call->backup_policy, call->service,
-                           call->method, backup_draws_on_budget(call) ? &c->budget : NULL,
-                           ft_loop_now(call->loop))) {
+                           call->method, backup_draws_on_budget(call) ? &c->budget : NULL, now)) {
     case FT_BACKUP_SEND:
         call->backups++;
         atomic_fetch_add_explicit(&c->backups, 1, memory_order_relaxed);
+        /* armed first: send_attempt may complete the call, which stops every timer */
+        if (call->attempts + 1 < call->nslots && call->hedge_delay_ms > 0 &&
+            now + (int64_t)call->hedge_delay_ms * FT_NS_PER_MS < call->deadline_ns)
+            ft_timer_start(call->loop, &call->backup_timer,
+                           now + (int64_t)call->hedge_delay_ms * FT_NS_PER_MS, on_backup_timer);
         send_attempt(call, 1);
         break;
     case FT_BACKUP_REFUSED:
@@ -735,6 +751,28 @@ static void on_backup_timer(ft_timer *t)
         break;
     case FT_BACKUP_SKIP:
         break;
+    }
+}
+
+static void on_backup_timer(ft_timer *t)
+{
+    send_hedge(ft_container_of(t, ft_call, backup_timer));
+}
+
+void ft_call_on_started(ft_attempt *a)
+{
+    ft_call *call = a->call;
+    if (!call->tied || !a->in_flight) return;
+    /* one copy runs: the others are dropped from their queues, and no further copy follows */
+    call->hedging = 0;
+    ft_timer_stop(call->loop, &call->backup_timer);
+    for (int i = 0; i < call->nslots; i++) {
+        ft_attempt *b = &call->slot[i];
+        if (b == a || !b->in_flight) continue;
+        send_cancel(b);
+        detach_attempt(b);
+        settle_attempt(b, FTRPC_ECANCELED);
+        atomic_fetch_add_explicit(&call->client->tied_cancels, 1, memory_order_relaxed);
     }
 }
 
@@ -782,6 +820,10 @@ static void attempt_error(ft_attempt *a, ftrpc_result_kind kind, int code, const
     if (d.budget_refused) atomic_fetch_add_explicit(&c->budget_exhausted, 1, memory_order_relaxed);
     switch (d.action) {
     case FT_FAIL_WAIT:
+        /* gRPC A6: a copy that failed with an error a retry may cure sends the next at once */
+        if (call->hedging &&
+            ft_fail_hedge_after_error(&call->retry, &ev, &c->opts, call->attempts, call->nslots))
+            send_hedge(call);
         break;
     case FT_FAIL_COMPLETE:
         complete_with_last_error(call);
@@ -912,10 +954,18 @@ void ft_call_start(ft_call *call)
                         ? policy->backup_delay_ms(policy, call->service, call->method)
                         : call->backup_ms;
         if (delay == FT_BACKUP_DELAY_INHERIT) delay = call->backup_ms;
+        call->hedge_delay_ms = delay;
+        /* a tied call's twin goes now, unless the call has a delay ("The Tail at Scale" waits
+         * about two network trips, so that a first copy an idle server starts at once has its
+         * notice cancel the twin before it is sent): the timer fires on the loop's next turn,
+         * after the first copy is sent (and when the call already ended, completion stopped it) */
+        if (call->tied && delay < 0) delay = 0;
         /* a backup that could only start after the deadline is pointless (brpc skips it too) */
-        if (delay >= 0 && call->start_ns + (int64_t)delay * FT_NS_PER_MS < call->deadline_ns)
+        if (delay >= 0 && call->start_ns + (int64_t)delay * FT_NS_PER_MS < call->deadline_ns) {
+            call->hedging = 1;
             ft_timer_start(call->loop, &call->backup_timer,
                            call->start_ns + (int64_t)delay * FT_NS_PER_MS, on_backup_timer);
+        }
     }
     send_attempt(call, 0);
 }
@@ -990,6 +1040,14 @@ ft_call *ft_call_make(ftrpc_client *c, const char *service, const char *method,
     if (call->retry.mode == FTRPC_FAILOVER && !call->backup_opt_out &&
         (call->backup_ms > 0 || call->backup_policy))
         call->retry.mode = FTRPC_FAILBACKUP;
+    int max_attempts = opts && opts->max_attempts != 0 ? opts->max_attempts : o->max_attempts;
+    call->nslots = max_attempts >= 2 && max_attempts <= FT_CALL_SLOTS ? max_attempts : 2;
+    int tied = opts && opts->tied != 0 ? opts->tied : o->tied;
+    /* a call whose own mode is failfast or failtry sends no twin for the client's `tied`, as it
+     * sends no backup for the client's delay */
+    call->tied = tied == 1 && !call->backup_opt_out &&
+                 (call->retry.mode == FTRPC_FAILOVER || call->retry.mode == FTRPC_FAILBACKUP);
+    if (call->tied && call->retry.mode == FTRPC_FAILOVER) call->retry.mode = FTRPC_FAILBACKUP;
     int retries = opts && opts->retries != 0 ? opts->retries : o->retries;
     call->retry.retries_left = retries == FTRPC_NO_RETRY ? 0 : retries;
     call->attempt_timeout_ms =
@@ -1001,7 +1059,8 @@ ft_call *ft_call_make(ftrpc_client *c, const char *service, const char *method,
         call->key_hash = ft_hash64(opts->hash_key, opts->hash_key_len, 0);
         call->has_key = 1;
     }
-    for (int i = 0; i < FT_CALL_SLOTS; i++) {
+    memset(call->slot, 0, (size_t)call->nslots * sizeof call->slot[0]);
+    for (int i = 0; i < call->nslots; i++) {
         call->slot[i].call = call;
         call->slot[i].endpoint = -1;
     }
@@ -1024,18 +1083,20 @@ int ft_call_check_args(ftrpc_client *c, const char *service, const char *method,
     if (opts &&
         (opts->timeout_ms < 0 || opts->attempt_timeout_ms < 0 || opts->backup_request_ms < -1 ||
          opts->retries < FTRPC_NO_RETRY || opts->fail_mode < FTRPC_FAIL_DEFAULT ||
-         opts->fail_mode > FTRPC_FAILBACKUP ||
+         opts->fail_mode > FTRPC_FAILBACKUP || opts->tied < -1 || opts->tied > 1 ||
+         (opts->max_attempts != 0 &&
+          (opts->max_attempts < 2 || opts->max_attempts > FT_CALL_SLOTS)) ||
          (opts->fallback && (opts->fallback->kind < FTRPC_FALLBACK_OFF ||
                              opts->fallback->kind > FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER ||
                              (opts->fallback->kind != FTRPC_FALLBACK_OFF && !opts->fallback->fn)))))
         return FTRPC_EINVAL;
-    if (opts && (opts->backup_request_ms > 0 || opts->backup_policy)) {
+    if (opts && (opts->backup_request_ms > 0 || opts->backup_policy || opts->tied == 1)) {
         ftrpc_fail_mode mode =
             opts->fail_mode != FTRPC_FAIL_DEFAULT ? opts->fail_mode : c->opts.fail_mode;
         if (mode == FTRPC_FAILFAST || mode == FTRPC_FAILTRY) {
             FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
-                               "call of %s/%s refused: it asks for a backup, which fail mode %s "
-                               "cannot send (backups need failover or failbackup)",
+                               "call of %s/%s refused: it asks for a backup or a tied copy, which "
+                               "fail mode %s cannot send (they need failover or failbackup)",
                                service, method, mode == FTRPC_FAILFAST ? "failfast" : "failtry");
             return FTRPC_EINVAL;
         }

@@ -39,6 +39,14 @@
 #include "base/thread_exit.h"
 #include "client/client_internal.h"
 
+/* Whether a copy other than the first is in flight (a backup, a hedge, a tied twin). */
+static int other_copies_in_flight(const ft_call *call)
+{
+    for (int i = 1; i < call->nslots; i++)
+        if (call->slot[i].in_flight) return 1;
+    return 0;
+}
+
 /* After a borrowed start (ftrpc_call): whether the call left nothing the sleeping loop must act on
  * before the deadline, other than reading the response. `done` is checked first because a
  * completed call is freed. */
@@ -46,7 +54,7 @@ static int borrow_left_call_quiet(ft_call *call, ft_event *done)
 {
     if (atomic_load_explicit(&done->state, memory_order_acquire) != 0) return 0;
     const ft_attempt *a = &call->slot[0];
-    if (!a->in_flight || !a->cc || call->slot[1].in_flight || ft_timer_armed(&a->timer) ||
+    if (!a->in_flight || !a->cc || other_copies_in_flight(call) || ft_timer_armed(&a->timer) ||
         ft_timer_armed(&call->retry_timer) || ft_timer_armed(&call->backup_timer))
         return 0;
     const ft_conn *conn = a->cc->conn;
@@ -60,7 +68,8 @@ static int borrow_left_call_quiet(ft_call *call, ft_event *done)
 static ft_conn *own_answer_conn(ft_call *call)
 {
     const ft_attempt *a = &call->slot[0];
-    if (!a->in_flight || !a->cc || call->slot[1].in_flight || ft_idmap_count(&a->cc->pending) != 1)
+    if (!a->in_flight || !a->cc || other_copies_in_flight(call) ||
+        ft_idmap_count(&a->cc->pending) != 1)
         return NULL;
     return a->cc->conn;
 }

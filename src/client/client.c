@@ -306,6 +306,16 @@ static int cconn_on_read(ft_conn *conn)
             ft_rpc_frame_fini(&f);
             return FTRPC_ERESPONSE;
         }
+        if (st == FT_PARSE_OK && f.started) {
+            /* a tied copy's "started" notice (docs/protocol.md, Tied requests): the attempt still
+             * waits for its answer; one the client never asked for is dropped, never taken for
+             * an empty success */
+            ft_attempt *a =
+                f.correlation_id > 0 ? ft_idmap_get(&cc->pending, f.correlation_id) : NULL;
+            if (a) ft_call_on_started(a);
+            ft_rpc_frame_fini(&f);
+            continue;
+        }
         ft_attempt *a = f.correlation_id > 0 ? ft_idmap_take(&cc->pending, f.correlation_id) : NULL;
         if (a) {
             a->cc = NULL;
@@ -554,14 +564,26 @@ static int validate_and_default(ftrpc_client_options *o)
                 (int)o->backup_budget, o->backup_counts_as_retry);
         return FTRPC_EINVAL;
     }
+    if (o->max_attempts != 0 && (o->max_attempts < 2 || o->max_attempts > FT_CALL_SLOTS)) {
+        FT_WARN("client options: max_attempts %d must be 0 (the default, 2) or from 2 to %d "
+                "(gRPC's cap on hedged copies)",
+                o->max_attempts, FT_CALL_SLOTS);
+        return FTRPC_EINVAL;
+    }
+    if (o->tied < 0 || o->tied > 1) {
+        FT_WARN("client options: tied %d must be 0 or 1", o->tied);
+        return FTRPC_EINVAL;
+    }
     /* brpc's rule: a backup delay (or policy) is enough to turn backups on. failover with
      * backups is failbackup; failfast (one request) and failtry (the same endpoint again) cannot
      * send a copy to another endpoint, and a delay that would do nothing is refused, not ignored */
-    int wants_backup = o->backup_request_ms > 0 || o->backup_policy;
+    int wants_backup = o->backup_request_ms > 0 || o->backup_policy || o->tied;
     if (wants_backup && (o->fail_mode == FTRPC_FAILFAST || o->fail_mode == FTRPC_FAILTRY)) {
         FT_WARN("client options: %s with fail_mode %s: backups need failover (the default) or "
                 "failbackup",
-                o->backup_policy ? "a backup_policy" : "a positive backup_request_ms",
+                o->backup_policy ? "a backup_policy"
+                : o->tied        ? "tied requests"
+                                 : "a positive backup_request_ms",
                 o->fail_mode == FTRPC_FAILFAST ? "failfast" : "failtry");
         return FTRPC_EINVAL;
     }

@@ -99,8 +99,8 @@ typedef struct ft_client_loop {
     ft_idmap cancelable;
 } ft_client_loop;
 
-/* One request of a call, sent to one endpoint. A call has two slots: the attempt (first try or a
- * retry) and, in failbackup, the backup racing it. */
+/* One request of a call, sent to one endpoint. A call has `nslots` slots: the attempt (first try
+ * or a retry) and, in failbackup, the copies racing it (max_attempts - 1 of them). */
 typedef struct ft_attempt {
     ft_call *call;
     ft_cconn *cc; /* non-NULL while in cc->pending (waiting for its response) */
@@ -135,7 +135,8 @@ typedef struct ft_call_target {
 /* The longest authentication_data a client sends (a longer auth_token is not sent at all). */
 #define FT_CLIENT_MAX_CREDENTIAL 1024
 
-#define FT_CALL_SLOTS 2
+/* The most copies of a call in flight at once: gRPC's cap on hedging's max_attempts. */
+#define FT_CALL_SLOTS 5
 /* Calls whose "service\0method\0" fits this many bytes are recycled per loop (call.c). */
 #define FT_CALL_NAMES_MAX 96
 
@@ -166,7 +167,7 @@ struct ft_call {
     ft_timer backup_timer; /* failbackup */
 
     /* attempts and retry state: what the fail-mode decisions read and spend (fail_policy.h) */
-    ft_attempt slot[FT_CALL_SLOTS];
+    int nslots; /* slot[0, nslots) in use: max_attempts, 2 by default */
     int attempts;
     ft_fail_state retry;
     /* the last failure, returned when the call gives up (its text: last_text) */
@@ -186,6 +187,9 @@ struct ft_call {
     int retries_stopped; /* a server's pushback said -1: the call retries no more */
     int pushbacks;       /* answers that carried a pushback */
     int parent_deadline; /* deadline_ns is the served call's (less the margin), not its own */
+    int hedge_delay_ms;  /* the delay between copies, as resolved at the start; < 0: none */
+    int hedging;         /* the backup timer was armed or the call is tied: more copies may go */
+    int tied;            /* copies ask their servers for a "started" notice (ftrpc_tied) */
     ftrpc_backup_policy *backup_policy; /* the call's, else the client's; NULL: none */
 
     /* targets: pinned for the whole call so that `tried` keeps its meaning: &one, or a selective
@@ -219,8 +223,9 @@ struct ft_call {
      * call. */
     ft_iobuf request;
     ft_iobuf attachment;
-    ft_fail_tried tried; /* [0, retry.ntried) */
-    char last_text[256]; /* set with last_code by every failed attempt */
+    ft_attempt slot[FT_CALL_SLOTS]; /* [0, nslots) zeroed by ft_call_make */
+    ft_fail_tried tried;            /* [0, retry.ntried) */
+    char last_text[256];            /* set with last_code by every failed attempt */
     ft_rpcz_call_attempt rpcz_att[FTRPC_RPCZ_MAX_ATTEMPTS]; /* [0, rpcz_n), when rpcz */
     char names[];                                           /* service \0 method \0 */
 };
@@ -241,6 +246,7 @@ struct ftrpc_client {
     atomic_int inflight;   /* calls submitted and not completed */
     atomic_int open_conns; /* ft_cconn alive */
     atomic_llong retries, budget_exhausted, backups, backup_wins, cancels, backups_refused;
+    atomic_llong tied_cancels; /* copies cancelled by a tied twin's "started" notice */
     atomic_llong
         answers_read_by_caller; /* blocking calls completed by read_own_answer (call_blocking.c) */
     atomic_ullong next_call_id; /* the sequence part of the async calls' handles */
@@ -297,6 +303,9 @@ int ft_client_new_without_naming(const ftrpc_client_options *opts, ftrpc_client 
 /* call.c: a response (or a bad frame) for an attempt of this connection's pending map, already
  * removed from it. */
 void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, const char *reason);
+/* call.c: the server of a tied attempt (still in cc->pending) started executing it: the call's
+ * other copies are cancelled. */
+void ft_call_on_started(ft_attempt *a);
 /* call.c: the connection the attempt waited on is gone; text (may be NULL) says why. */
 void ft_call_on_conn_lost(ft_attempt *a, int code, const char *text);
 /* call.c: fail every call of the loop with FTRPC_ESTOPPED (client free). */

@@ -204,13 +204,21 @@ ft_fail_decision ft_fail_pace_retry(int64_t now_ns, int64_t usable_at_ns, int64_
     return d;
 }
 
-ft_backup_verdict ft_fail_backup(ft_fail_state *st, int in_flight, int attempts,
+int ft_fail_hedge_after_error(const ft_fail_state *st, const ft_fail_event *ev,
+                              const ftrpc_client_options *o, int attempts, int max_copies)
+{
+    return st->mode == FTRPC_FAILBACKUP && ev->in_flight > 0 && attempts < max_copies &&
+           st->retries_done == 0 && !ev->stopping &&
+           ft_fail_retryable(o, ev->endpoint_codes, ev->kind, ev->code, ev->text);
+}
+
+ft_backup_verdict ft_fail_backup(ft_fail_state *st, int in_flight, int attempts, int max_copies,
                                  int counts_as_retry, ftrpc_backup_policy *policy,
                                  const char *service, const char *method, ft_retry_budget *budget,
                                  int64_t now_ns)
 {
-    /* only a first attempt still waiting is raced; a call already retrying has moved on */
-    if (in_flight != 1 || attempts != 1) return FT_BACKUP_SKIP;
+    /* only copies of a call still hedging are raced; a call already retrying has moved on */
+    if (in_flight < 1 || attempts >= max_copies || st->retries_done > 0) return FT_BACKUP_SKIP;
     /* brpc: "backup request consumes one retry", and max_retry 0 leaves none for a backup */
     if (counts_as_retry && st->retries_left <= 0) return FT_BACKUP_SKIP;
     if (policy && policy->should_backup && !policy->should_backup(policy, service, method))

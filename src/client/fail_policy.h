@@ -6,7 +6,8 @@
  *
  * The rules (docs/fault-tolerance.md): failfast ends the call at its first failure; failover
  * retries on an endpoint the call has not tried (per target); failtry retries on the same one;
- * failbackup races a lone first attempt with a backup and retries failures as failover does.
+ * failbackup races the first attempt with up to max_attempts - 1 copies (one backup by default;
+ * a copy at once after a retryable error, gRPC's hedging) and retries failures as failover does.
  * Retries are bounded by `retries` (which a backup uses up too under brpc's accounting), the
  * client's retry budget (which backups draw on when the client says so) and the
  * deadline: a backoff that would end at or past it ends the call instead. A request that never
@@ -131,6 +132,13 @@ ft_fail_decision ft_fail_after_error(ft_fail_state *st, const ft_fail_event *ev,
                                      const ftrpc_client_options *o, ft_retry_budget *budget,
                                      ft_rand *rng);
 
+/* gRPC A6's hedging: a copy of a failbackup call failed (ft_fail_after_error said WAIT, other
+ * copies are out) with an error a retry may cure, fewer than max_copies were sent and no retry was
+ * spent: 1 when the next copy goes at once instead of after the delay (ft_fail_backup then rules
+ * on it as on a timed one). A fatal error leaves the other copies to decide, as before. */
+int ft_fail_hedge_after_error(const ft_fail_state *st, const ft_fail_event *ev,
+                              const ftrpc_client_options *o, int attempts, int max_copies);
+
 /* A retry found no usable endpoint but one in TIMEOUT whose retry delay ends at usable_at_ns (the
  * soonest of the service): RETRY_AT that moment when it comes before the deadline, else COMPLETE
  * (waiting could only end in the deadline). retry_delay_ms paces retries this way instead of
@@ -139,15 +147,17 @@ ft_fail_decision ft_fail_pace_retry(int64_t now_ns, int64_t usable_at_ns, int64_
 
 /* What the backup timer leads to. */
 typedef enum ft_backup_verdict {
-    FT_BACKUP_SKIP,    /* not a lone first attempt, no retry left to use, or the policy declined */
+    FT_BACKUP_SKIP,    /* no copy out, all copies sent, a retry spent, no retry left to use, or
+                        * the policy declined */
     FT_BACKUP_SEND,    /* send it (the budget, if any, paid for it) */
     FT_BACKUP_REFUSED, /* the budget was empty; the policy was told (on_backup_refused) */
 } ft_backup_verdict;
 
-/* Only a lone first attempt still waiting (in_flight 1, attempts 1) is raced. With
- * counts_as_retry (brpc's accounting) the backup needs a retry left in st and uses it up; `policy`
- * (may be NULL) may decline; `budget` (NULL: backups draw on none) pays. */
-ft_backup_verdict ft_fail_backup(ft_fail_state *st, int in_flight, int attempts,
+/* Only a call still hedging is raced: a copy still waiting, fewer than max_copies sent (2: one
+ * backup, brpc's rule; up to 5 with max_attempts), and no retry spent (a call already retrying
+ * has moved on). With counts_as_retry (brpc's accounting) each copy needs a retry left in st and
+ * uses it up; `policy` (may be NULL) may decline; `budget` (NULL: backups draw on none) pays. */
+ft_backup_verdict ft_fail_backup(ft_fail_state *st, int in_flight, int attempts, int max_copies,
                                  int counts_as_retry, ftrpc_backup_policy *policy,
                                  const char *service, const char *method, ft_retry_budget *budget,
                                  int64_t now_ns);

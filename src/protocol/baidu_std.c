@@ -144,6 +144,8 @@ void ft_rpc_frame_init(ft_rpc_frame *f)
     f->method = NULL;
     f->timeout_ms = 0;
     f->log_id = 0;
+    f->tied = 0;
+    f->started = 0;
     f->auth_data = NULL;
     f->auth_len = 0;
     f->attempt = 0;
@@ -290,6 +292,7 @@ static void fill_frame(ft_rpc_frame *out, body_meta *bm, const rpc_meta *m)
         out->timeout_ms = m->request->has_timeout_ms ? m->request->timeout_ms : 0;
         out->log_id = m->request->has_log_id ? m->request->log_id : 0;
         out->attempt = m->request->has_ftrpc_attempt ? m->request->ftrpc_attempt : 0;
+        out->tied = m->request->has_ftrpc_tied && m->request->ftrpc_tied;
     } else {
         /* neither: a response; brpc's client takes a meta with only correlation_id as success */
         out->is_request = 0;
@@ -298,6 +301,7 @@ static void fill_frame(ft_rpc_frame *out, body_meta *bm, const rpc_meta *m)
             if (m->response->error_text) out->error_text = m->response->error_text;
             if (m->response->has_ftrpc_retry_after_ms)
                 out->retry_after_ms = m->response->ftrpc_retry_after_ms;
+            out->started = m->response->has_ftrpc_started && m->response->ftrpc_started;
         }
     }
     memset(bm, 0, sizeof *bm);
@@ -822,8 +826,9 @@ static int sizes_too_large(size_t psize, size_t asize)
 static size_t encode_request_head(uint8_t *frame, const ft_request_header *h, size_t psize,
                                   size_t asize)
 {
-    /* the rare retry's ftrpc_attempt (field 1000) is left to protobuf-c */
-    if (sizes_too_large(psize, asize) || h->attempt != 0) return 0;
+    /* the rare retry's ftrpc_attempt (field 1000) and a tied copy's ftrpc_tied (1001) are left
+     * to protobuf-c */
+    if (sizes_too_large(psize, asize) || h->attempt != 0 || h->tied) return 0;
     size_t sl = strlen(h->service), ml = strlen(h->method);
     if (sl > FAST_FRAME_MAX || ml > FAST_FRAME_MAX || h->auth_len > FAST_FRAME_MAX) return 0;
     int32_t timeout = h->timeout_ms > 0 ? h->timeout_ms : 1;
@@ -967,6 +972,10 @@ int ft_baidu_std_pack_request(ft_iobuf *out, const ft_request_header *h, const f
         rq.has_ftrpc_attempt = 1;
         rq.ftrpc_attempt = h->attempt;
     }
+    if (h->tied) {
+        rq.has_ftrpc_tied = 1;
+        rq.ftrpc_tied = 1;
+    }
     rpc_meta m = BRPC__POLICY__RPC_META__INIT;
     m.request = &rq;
     m.has_correlation_id = 1;
@@ -1012,6 +1021,19 @@ int ft_baidu_std_pack_pushback(ft_iobuf *out, int64_t correlation_id, int32_t er
     if (error_text && error_text[0] != '\0') rs.error_text = (char *)error_text;
     rs.has_ftrpc_retry_after_ms = 1;
     rs.ftrpc_retry_after_ms = retry_after_ms;
+    rpc_meta m = BRPC__POLICY__RPC_META__INIT;
+    m.response = &rs;
+    m.has_correlation_id = 1;
+    m.correlation_id = correlation_id;
+    return pack_frame(out, &m, NULL, NULL);
+}
+
+int ft_baidu_std_pack_started(ft_iobuf *out, int64_t correlation_id)
+{
+    if (!out) return FTRPC_EINVAL;
+    Brpc__Policy__RpcResponseMeta rs = BRPC__POLICY__RPC_RESPONSE_META__INIT;
+    rs.has_ftrpc_started = 1;
+    rs.ftrpc_started = 1;
     rpc_meta m = BRPC__POLICY__RPC_META__INIT;
     m.response = &rs;
     m.has_correlation_id = 1;

@@ -52,6 +52,7 @@ typedef struct ft_rpc_frame {
     const char *method;
     int32_t timeout_ms; /* 0 when absent */
     int64_t log_id;
+    int tied; /* ftrpc_tied (1001): the client wants a "started" notice (docs/protocol.md) */
     const uint8_t *auth_data; /* authentication_data, NULL when absent */
     size_t auth_len;
     int32_t attempt; /* ftrpc_attempt: 0 when absent (a first attempt) */
@@ -61,6 +62,7 @@ typedef struct ft_rpc_frame {
     /* ftrpc_retry_after_ms (docs/protocol.md, Pushback): 0 when absent; > 0: do not send to this
      * server again before N ms; -1: do not retry this call */
     int32_t retry_after_ms;
+    int started; /* ftrpc_started (1001): a tied copy's "started" notice, not its answer */
     /* both */
     int32_t compress_type;
     ft_iobuf payload;    /* decompressed when compress_type was gzip or zlib */
@@ -94,6 +96,7 @@ typedef struct ft_request_header {
     const uint8_t *auth_data; /* NULL: not sent */
     size_t auth_len;
     int32_t attempt; /* ftrpc_attempt; 0: not sent (a first attempt) */
+    int tied; /* 1: ftrpc_tied is sent (through protobuf-c: the fast encoder leaves it out) */
 } ft_request_header;
 
 /* Appends one request frame to `out`: meta, then payload and attachment shared (not copied).
@@ -111,6 +114,10 @@ int ft_baidu_std_pack_response(ft_iobuf *out, int64_t correlation_id, int32_t er
  * (ftrpc_retry_after_ms; 0: none, the frame ft_baidu_std_pack_response makes). */
 int ft_baidu_std_pack_pushback(ft_iobuf *out, int64_t correlation_id, int32_t error_code,
                                const char *error_text, int32_t retry_after_ms);
+/* Appends a tied copy's "started" notice (docs/protocol.md, Tied requests): a response meta with
+ * the call's correlation id, ftrpc_started set and no error code, and no body. Only for a request
+ * that carried ftrpc_tied: any other client would take it for an empty success. */
+int ft_baidu_std_pack_started(ft_iobuf *out, int64_t correlation_id);
 
 /* The common small frame (short names, bodies of at most 256 bytes together) written whole into a
  * caller's buffer of FT_BAIDU_STD_SMALL_FRAME bytes, so that it can be copied straight into a

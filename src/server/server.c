@@ -949,16 +949,63 @@ static int deadline_passed(const ftrpc_server_call *call)
     return call->deadline_ns && ft_now_ns() >= call->deadline_ns;
 }
 
+/* A tied request's "started" notice (docs/protocol.md, Tied requests): the client cancels the
+ * request's twin on the other server. On the connection's loop; the reply comes after it (one
+ * loop's queue keeps its order, and a reply made on the loop is made after the handler started). */
+static void write_started(ft_conn *conn, int64_t correlation_id)
+{
+    if (!ft_conn_is_open(conn)) return;
+    ft_iobuf frame;
+    ft_iobuf_init(&frame);
+    if (ft_baidu_std_pack_started(&frame, correlation_id) == 0)
+        reply_queued(conn, ft_conn_write(conn, &frame));
+    ft_iobuf_fini(&frame);
+}
+
+/* The notice of a worker's call travels on its own: the call may finish (its reply made on the
+ * loop) before the loop runs the task, and the connection is kept by the notice's reference. */
+typedef struct ft_started_notice {
+    ft_task task;
+    ft_conn *conn; /* referenced */
+    int64_t correlation_id;
+    int skip; /* the call was not started after all (cancelled or late): nothing to tell */
+} ft_started_notice;
+
+static void started_notice_run(ft_task *t)
+{
+    ft_started_notice *n = ft_container_of(t, ft_started_notice, task);
+    if (!n->skip) write_started(n->conn, n->correlation_id);
+    ft_conn_unref(n->conn);
+    free(n);
+}
+
+/* On the loop: a notice that was never handed to a worker. */
+static void started_notice_drop(ftrpc_server_call *call)
+{
+    if (!call->notice) return;
+    ft_conn_unref(call->notice->conn);
+    free(call->notice);
+    call->notice = NULL;
+}
+
 static void run_in_worker(ft_job *job)
 {
     ftrpc_server_call *call = ft_container_of(job, ftrpc_server_call, job);
-    if (atomic_load_explicit(&call->canceled, memory_order_acquire)) {
+    int canceled = atomic_load_explicit(&call->canceled, memory_order_acquire);
+    int late = !canceled && deadline_passed(call);
+    if (call->notice) {
+        /* taken from the queue: the moment "The Tail at Scale" has a tied server say so */
+        call->notice->skip = canceled || late;
+        ft_loop_post(call->loop, &call->notice->task);
+        call->notice = NULL;
+    }
+    if (canceled) {
         /* the client no longer waits: skip the work and send nothing */
         atomic_fetch_add(&call->method->canceled_unstarted, 1);
         ft_loop_post(call->loop, &call->task); /* finishes it on its loop, with no reply */
         return;
     }
-    if (deadline_passed(call)) {
+    if (late) {
         /* the caller has given up: running the handler would be wasted work */
         atomic_fetch_add(&call->method->rejected, 1);
         ft_method_metrics_on_reject(call->method, FT_REJECT_DEADLINE, -FTRPC_ERPCTIMEDOUT);
@@ -1067,7 +1114,7 @@ static void handle_list(ft_session *sess, ft_rpc_frame *f)
  * *retry_after_ms the pushback hint to send with it (0: none; docs/protocol.md). */
 static int start_call(ft_session *sess, const char *service, const char *method, int32_t timeout_ms,
                       int32_t attempt, ft_iobuf *payload, ft_iobuf *attachment,
-                      int64_t correlation_id, int is_http, uint64_t http_seq, char *text,
+                      int64_t correlation_id, int is_http, uint64_t http_seq, int tied, char *text,
                       size_t len, int32_t *retry_after_ms)
 {
     *retry_after_ms = 0;
@@ -1122,6 +1169,7 @@ static int start_call(ft_session *sess, const char *service, const char *method,
     }
     call->task.run = deliver_reply_task;
     call->job.run = run_in_worker;
+    call->notice = NULL;
     call->server = s;
     call->method = m;
     call->limited = limited;
@@ -1151,13 +1199,26 @@ static int start_call(ft_session *sess, const char *service, const char *method,
     if (tracked && ft_idmap_put(&sess->calls, call_key(correlation_id), call) != 0)
         call->session = NULL;
     if (m->opts.run_mode == FTRPC_RUN_IN_WORKER) {
+        if (tied && !is_http) {
+            /* no memory: no notice, and the copies race as backups do */
+            ft_started_notice *n = malloc(sizeof *n);
+            if (n) {
+                *n = (ft_started_notice){.task = {.run = started_notice_run},
+                                         .conn = c,
+                                         .correlation_id = correlation_id};
+                ft_conn_ref(c);
+                call->notice = n;
+            }
+        }
         if (ft_workpool_submit(&s->pool, &call->job) != 0) {
+            started_notice_drop(call);
             ft_method_metrics_on_reject(m, FT_REJECT_STOPPING, -FTRPC_ELOGOFF);
             call->rejected = 1;
             send_reply(call, -FTRPC_ELOGOFF, "server is stopping", NULL, NULL);
         }
         return 0;
     }
+    if (tied && !is_http) write_started(c, correlation_id); /* runs now: no queue to wait in */
     ft_counter_inc(&m->calls);
     run_handler(call);
     return 0;
@@ -1193,9 +1254,9 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
     }
     char text[512];
     int32_t retry_after_ms;
-    int rc =
-        start_call(sess, f->service, f->method, f->timeout_ms, f->attempt, &f->payload,
-                   &f->attachment, f->correlation_id, 0, 0, text, sizeof text, &retry_after_ms);
+    int rc = start_call(sess, f->service, f->method, f->timeout_ms, f->attempt, &f->payload,
+                        &f->attachment, f->correlation_id, 0, 0, f->tied, text, sizeof text,
+                        &retry_after_ms);
     if (rc != 0) write_pushback(c, f->correlation_id, rc, text, retry_after_ms);
 }
 
@@ -1204,8 +1265,8 @@ int ft_server_start_http_call(ft_session *sess, const char *service, const char 
                               char *text, size_t len)
 {
     int32_t retry_after_ms; /* HTTP answers carry no hint yet (docs/overload.md) */
-    return start_call(sess, service, method, timeout_ms, 0, payload, NULL, -1, body, seq, text, len,
-                      &retry_after_ms);
+    return start_call(sess, service, method, timeout_ms, 0, payload, NULL, -1, body, seq, 0, text,
+                      len, &retry_after_ms);
 }
 
 int ft_server_set_method_descriptor(ftrpc_server *s, const char *service, const char *method,

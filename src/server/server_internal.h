@@ -205,6 +205,9 @@ struct ftrpc_server_call {
     ft_call_context ctx;
     ft_task task; /* posts a reply made on another thread back to the loop */
     ft_job job;   /* queues the handler on the worker pool */
+    /* A tied call's "started" notice (server.c), made on the loop with a reference to conn;
+     * handed by the worker to the loop, which frees it: it may outlive the call. */
+    struct ft_started_notice *notice;
     struct ftrpc_server *server;
     ft_method *method;
     ft_conn *conn;       /* referenced until the call is finished */

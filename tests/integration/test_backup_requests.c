@@ -65,6 +65,7 @@ typedef struct srv {
     atomic_int handled;        /* handler runs (counted when they start) */
     atomic_int finished;       /* handler runs that have answered */
     atomic_int saw_cancel;     /* handler runs that saw the cancel */
+    atomic_int winner;         /* hedged(): this server's copy answers; the others wait */
 } srv;
 
 static void scripted(ftrpc_server_call *call, void *arg)
@@ -92,15 +93,20 @@ static void scripted(ftrpc_server_call *call, void *arg)
     atomic_fetch_add(&s->finished, 1);
 }
 
-static void srv_start(srv *s, int workers)
+static void srv_start_with(srv *s, int workers, ftrpc_handler_cb handler)
 {
     memset(s, 0, sizeof *s);
     assert_int_equal(
         ftrpc_server_new(&(ftrpc_server_options){.worker_threads = workers}, &s->server), 0);
     ftrpc_method_options mo = {.run_mode = FTRPC_RUN_IN_WORKER};
-    assert_int_equal(ftrpc_server_add_method(s->server, "test.Svc", "M", scripted, s, &mo), 0);
+    assert_int_equal(ftrpc_server_add_method(s->server, "test.Svc", "M", handler, s, &mo), 0);
     assert_int_equal(ftrpc_server_start(s->server, "127.0.0.1:0"), 0);
     snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", ftrpc_server_port(s->server));
+}
+
+static void srv_start(srv *s, int workers)
+{
+    srv_start_with(s, workers, scripted);
 }
 
 static ftrpc_method_stats srv_stats(srv *s)
@@ -955,8 +961,13 @@ static void *fake_brpc_main(void *arg)
                 continue;
             }
             fake_reply(fd, held[i].cid, 0, NULL, &held[i].payload);
-            ft_iobuf_fini(&held[i].payload);
-            held[i] = held[--nheld];
+            /* moved, not copied: an iobuf points into itself (its inline slices) */
+            if (i != --nheld) {
+                held[i].due_ms = held[nheld].due_ms;
+                held[i].cid = held[nheld].cid;
+                ft_iobuf_move(&held[i].payload, &held[nheld].payload); /* releases i's first */
+            }
+            ft_iobuf_fini(&held[nheld].payload);
         }
         struct pollfd pfd = {.fd = fd >= 0 ? fd : f->listen_fd, .events = POLLIN};
         if (poll(&pfd, 1, 1) <= 0) continue;
@@ -1054,6 +1065,216 @@ static void cancels_stop_after_a_server_answers_no_such_method(void **state)
     fake_brpc_stop(&f);
 }
 
+/* ---- hedging with several copies (max_attempts), tied requests ---- */
+
+/* The hedging case's handler: every copy takes 12 ms. Then the winner's copy (the first sent)
+ * answers once all three copies have come (the gate counts them over the three servers), so that
+ * the third copy is surely sent before any answer; the others wait (bounded) for their cancel. */
+static void hedged(ftrpc_server_call *call, void *arg)
+{
+    srv *s = arg;
+    atomic_int *received = atomic_load(&s->gate);
+    atomic_fetch_add(&s->handled, 1);
+    atomic_fetch_add(received, 1);
+    sleep_ms(12);
+    if (atomic_load(&s->winner)) {
+        h_wait_atomic_ge(received, 3, 5000 * SLOW);
+    } else {
+        for (int64_t until = h_now_ms() + 5000 * SLOW; h_now_ms() < until; sleep_ms(1))
+            if (ftrpc_server_call_is_canceled(call)) {
+                atomic_fetch_add(&s->saw_cancel, 1);
+                break;
+            }
+    }
+    ftrpc_server_call_reply(call, ftrpc_server_call_request(call),
+                            ftrpc_server_call_attachment(call));
+    atomic_fetch_add(&s->finished, 1);
+}
+
+static int cmp_srv_addr(const void *a, const void *b)
+{
+    return strcmp((*(srv *const *)a)->addr, (*(srv *const *)b)->addr);
+}
+
+/* gRPC A6's hedging: with max_attempts 3, a 5 ms delay and servers that all take 12 ms, a copy
+ * goes out every delay until three are out; the first copy's answer wins and the two others are
+ * cancelled (their handlers see it). Counted at the servers: copies received and cancels seen. */
+static void three_hedged_copies_one_wins_and_two_are_cancelled(void **state)
+{
+    (void)state;
+    srv s[3];
+    srv *by_addr[3];
+    atomic_int received = 0;
+    for (int i = 0; i < 3; i++) {
+        srv_start_with(&s[i], 2, hedged);
+        atomic_store(&s[i].gate, &received);
+        by_addr[i] = &s[i];
+    }
+    qsort(by_addr, 3, sizeof by_addr[0], cmp_srv_addr); /* "rr" picks the first listed first */
+    atomic_store(&by_addr[0]->winner, 1);
+    char url[256];
+    snprintf(url, sizeof url, "list://%s,%s,%s", by_addr[0]->addr, by_addr[1]->addr,
+             by_addr[2]->addr);
+    ftrpc_client *c = NULL;
+    ftrpc_client_options o = {
+        .timeout_ms = 20000 * SLOW, .backup_request_ms = 5, .max_attempts = 3, .lb = "rr"};
+    assert_int_equal(ftrpc_client_new(url, &o, &c), 0);
+    ftrpc_result r;
+    assert_int_equal(call_once(c, NULL, &r), 0);
+    assert_int_equal(r.attempts, 3);
+    assert_int_equal(r.backups, 2);
+    assert_int_equal(r.backup_won, 0);
+    assert_string_equal(r.endpoint, by_addr[0]->addr);
+    ftrpc_result_fini(&r);
+    assert_true(h_wait_atomic_ge(&by_addr[1]->saw_cancel, 1, 5000 * SLOW));
+    assert_true(h_wait_atomic_ge(&by_addr[2]->saw_cancel, 1, 5000 * SLOW));
+    for (int i = 0; i < 3; i++)
+        assert_true(h_wait_atomic_ge(&s[i].finished, 1, 5000 * SLOW));
+    print_message("copies received %d (per server %d %d %d), cancels seen %d\n",
+                  atomic_load(&received), atomic_load(&by_addr[0]->handled),
+                  atomic_load(&by_addr[1]->handled), atomic_load(&by_addr[2]->handled),
+                  atomic_load(&by_addr[1]->saw_cancel) + atomic_load(&by_addr[2]->saw_cancel));
+    assert_int_equal(atomic_load(&received), 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(atomic_load(&s[i].handled), 1);
+    assert_int_equal(atomic_load(&by_addr[0]->saw_cancel), 0);
+    ftrpc_client_free(c);
+    for (int i = 0; i < 3; i++)
+        srv_stop(&s[i]);
+}
+
+/* gRPC A6: a copy that fails with an error a retry may cure sends the next copy at once. The
+ * delay (400 ms, x4 under ASan) is more than half the deadline (700 ms): the timer can send the
+ * second copy but never the third, so the call succeeds only if the second copy's failure sends
+ * the third. The first copy is held until its cancel; the second fails at once (EINTERNAL); the
+ * third answers. */
+static void a_retryable_error_of_a_hedged_copy_sends_the_next_at_once(void **state)
+{
+    (void)state;
+    srv s[3];
+    srv *by_addr[3];
+    for (int i = 0; i < 3; i++) {
+        srv_start(&s[i], 2);
+        by_addr[i] = &s[i];
+    }
+    qsort(by_addr, 3, sizeof by_addr[0], cmp_srv_addr); /* "rr": copies go in list order */
+    atomic_store(&by_addr[0]->delay_ms, 10000 * SLOW);
+    atomic_store(&by_addr[0]->stop_on_cancel, 1);
+    atomic_store(&by_addr[1]->fail_code, FTRPC_EINTERNAL);
+    char url[256];
+    snprintf(url, sizeof url, "list://%s,%s,%s", by_addr[0]->addr, by_addr[1]->addr,
+             by_addr[2]->addr);
+    ftrpc_client *c = NULL;
+    ftrpc_client_options o = {
+        .timeout_ms = 700 * SLOW, .backup_request_ms = 400 * SLOW, .max_attempts = 3, .lb = "rr"};
+    assert_int_equal(ftrpc_client_new(url, &o, &c), 0);
+    ftrpc_result r;
+    assert_int_equal(call_once(c, NULL, &r), 0);
+    assert_int_equal(r.attempts, 3);
+    assert_int_equal(r.backups, 2);
+    assert_string_equal(r.endpoint, by_addr[2]->addr);
+    ftrpc_result_fini(&r);
+    assert_true(h_wait_atomic_ge(&by_addr[0]->saw_cancel, 1, 5000 * SLOW));
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(atomic_load(&s[i].handled), 1);
+    ftrpc_client_free(c);
+    for (int i = 0; i < 3; i++)
+        srv_stop(&s[i]);
+}
+
+/* Bad values of the new options are refused where they are given. */
+static void max_attempts_outside_2_to_5_and_tied_with_failfast_are_refused(void **state)
+{
+    (void)state;
+    ftrpc_client *c = NULL;
+    static const ftrpc_client_options bad[] = {{.max_attempts = 1},
+                                               {.max_attempts = 6},
+                                               {.max_attempts = -1},
+                                               {.tied = 2},
+                                               {.tied = 1, .fail_mode = FTRPC_FAILFAST},
+                                               {.tied = 1, .fail_mode = FTRPC_FAILTRY}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(ftrpc_client_new("list://127.0.0.1:1", &bad[i], &c), FTRPC_EINVAL);
+    ftrpc_client_options o = {.max_attempts = 5, .tied = 1};
+    assert_int_equal(ftrpc_client_new("list://127.0.0.1:1", &o, &c), 0);
+    ftrpc_result r;
+    ftrpc_call_options co = {.max_attempts = 6};
+    assert_int_equal(ftrpc_call(c, "test.Svc", "M", NULL, NULL, &co, &r), FTRPC_EINVAL);
+    co = (ftrpc_call_options){.tied = 1, .fail_mode = FTRPC_FAILFAST};
+    assert_int_equal(ftrpc_call(c, "test.Svc", "M", NULL, NULL, &co, &r), FTRPC_EINVAL);
+    co = (ftrpc_call_options){.tied = -2};
+    assert_int_equal(ftrpc_call(c, "test.Svc", "M", NULL, NULL, &co, &r), FTRPC_EINVAL);
+    ftrpc_client_free(c);
+}
+
+typedef struct wave {
+    atomic_int done;
+    atomic_int failed;
+} wave;
+
+static void wave_cb(ftrpc_result *r, void *arg)
+{
+    wave *w = arg;
+    if (r->kind != FTRPC_RESULT_OK) atomic_fetch_add(&w->failed, 1);
+    atomic_fetch_add(&w->done, 1);
+}
+
+/* CALLS calls in waves of WAVE at once against two servers of one worker each whose handlers take
+ * 5 ms, so that queues form; returns the handlers executed per call (counted by the servers once
+ * every queued copy was run or skipped). */
+static double executed_per_call(const ftrpc_client_options *o)
+{
+    enum { CALLS = 160, WAVE = 8 };
+    pair p;
+    pair_start(&p, 1);
+    atomic_store(&p.a.delay_ms, 5);
+    atomic_store(&p.b.delay_ms, 5);
+    ftrpc_client_options co = *o;
+    ftrpc_client *c = NULL;
+    assert_int_equal(ftrpc_client_new(p.url, &co, &c), 0);
+    wave w = {0};
+    for (int sent = 0; sent < CALLS; sent += WAVE) {
+        for (int i = 0; i < WAVE; i++)
+            assert_int_equal(
+                ftrpc_call_async(c, "test.Svc", "M", NULL, NULL, NULL, wave_cb, &w, NULL), 0);
+        assert_true(h_wait_atomic_ge(&w.done, sent + WAVE, 10000 * SLOW));
+    }
+    assert_int_equal(atomic_load(&w.failed), 0);
+    assert_true(h_wait_until(srv_idle_cond, &p.a, 5000 * SLOW));
+    assert_true(h_wait_until(srv_idle_cond, &p.b, 5000 * SLOW));
+    ftrpc_method_stats a = srv_stats(&p.a), b = srv_stats(&p.b);
+    ftrpc_client_free(c);
+    pair_stop(&p);
+    print_message("  executed %lld + %lld, skipped once cancelled %lld + %lld\n",
+                  (long long)a.calls, (long long)b.calls, (long long)a.canceled_unstarted,
+                  (long long)b.canceled_unstarted);
+    return (double)(a.calls + b.calls) / CALLS;
+}
+
+/* "The Tail at Scale"'s tied requests: the server that takes its copy from its queue first says
+ * so, and the client cancels the other copy, which its server then skips: about one copy runs per
+ * call. With the paper's small delay before the twin (1 ms here), a first copy that an idle server
+ * starts at once cancels the twin before it is sent; sent together, both copies may start at once
+ * on idle servers (on this shared VM, 1.00 to 1.07 copies a call). Backup requests on the same
+ * servers run more than either. */
+static void tied_requests_run_one_copy_per_call_where_backups_run_more(void **state)
+{
+    (void)state;
+    ftrpc_client_options tied = {.timeout_ms = 10000 * SLOW, .tied = 1, .lb = "rr"};
+    ftrpc_client_options tied_1ms = tied;
+    tied_1ms.backup_request_ms = 1;
+    ftrpc_client_options backup = {.timeout_ms = 10000 * SLOW, .backup_request_ms = 2, .lb = "rr"};
+    double t = executed_per_call(&tied);
+    double t1 = executed_per_call(&tied_1ms);
+    double b = executed_per_call(&backup);
+    print_message("copies executed per call: tied %.3f, tied with the twin at 1 ms %.3f, backup "
+                  "requests (2 ms) %.3f\n",
+                  t, t1, b);
+    assert_true(t1 <= 1.05);
+    assert_true(t < b);
+    assert_true(t1 < b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1076,6 +1297,10 @@ int main(void)
         cmocka_unit_test(a_backup_uses_up_a_retry_with_brpcs_accounting),
         cmocka_unit_test(in_brpcs_example_no_backup_is_refused_by_default),
         cmocka_unit_test(cancels_stop_after_a_server_answers_no_such_method),
+        cmocka_unit_test(three_hedged_copies_one_wins_and_two_are_cancelled),
+        cmocka_unit_test(a_retryable_error_of_a_hedged_copy_sends_the_next_at_once),
+        cmocka_unit_test(max_attempts_outside_2_to_5_and_tied_with_failfast_are_refused),
+        cmocka_unit_test(tied_requests_run_one_copy_per_call_where_backups_run_more),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -135,6 +135,17 @@ static void quick_demo_shows_each_policy_winning_and_leaves_no_process(void **st
     assert_true(num(fb, "success_rate") == 1.0);
     assert_true(num(fb, "fallbacks") == num(fb, "calls"));
 
+    /* servers that queue work: tied requests run fewer copies than backups, which run more than
+     * the one of a call without them */
+    double none = num(row(root, "queued servers", "no backup"), "executed_per_call");
+    double backups = num(row(root, "queued servers", "backup at"), "executed_per_call");
+    double tied = num(row(root, "queued servers", "tied"), "executed_per_call");
+    print_message(
+        "queued servers, handler runs per call: no backup %.3f, backups %.3f, tied %.3f\n", none,
+        backups, tied);
+    assert_true(none >= 0.999 && none <= 1.001);
+    assert_true(tied < backups);
+
     /* the failed failfast calls are counted once each: ok + failures = calls */
     json_object *ffr = row(root, "node killed", "failfast");
     assert_true(num(ffr, "ok") <= num(ffr, "calls"));

@@ -299,6 +299,56 @@ static void negative_timeout_is_sent_as_one(void **state)
     ft_iobuf_fini(&out);
 }
 
+/* Parses the one frame in `wire` (freed) into *f after checking whether its bytes hold field 1001
+ * set to true (key 8008 = c8 3e, value 01). */
+static void parse_checking_field_1001(ft_iobuf *wire, int want_1001, ft_rpc_frame *f)
+{
+    const uint8_t *p = ft_iobuf_flatten(wire);
+    size_t n = ft_iobuf_size(wire);
+    int found = 0;
+    for (size_t i = 0; i + 2 < n; i++)
+        found |= p[i] == 0xc8 && p[i + 1] == 0x3e && p[i + 2] == 0x01;
+    assert_int_equal(found, want_1001);
+    const char *reason;
+    assert_int_equal(parse(wire, f, &reason), FT_PARSE_OK);
+    ft_iobuf_fini(wire);
+}
+
+/* Tied requests (docs/protocol.md): ftrpc_tied = 1001 in RpcRequestMeta goes out only when asked
+ * and reads back, by both meta decoders; the "started" notice is a response meta with
+ * ftrpc_started = 1001, the correlation id, no error code and no body. */
+static void tied_request_and_started_notice_carry_field_1001(void **state)
+{
+    (void)state;
+    for (int fast = 0; fast < 2; fast++) {
+        ft_baidu_std_fast_meta = fast;
+        ft_iobuf wire;
+        ft_rpc_frame f;
+        for (int tied = 0; tied < 2; tied++) {
+            ft_iobuf_init(&wire);
+            ft_request_header h = {
+                .service = "a.S", .method = "M", .correlation_id = 7, .tied = tied};
+            assert_int_equal(ft_baidu_std_pack_request(&wire, &h, NULL, NULL), 0);
+            parse_checking_field_1001(&wire, tied, &f);
+            assert_true(f.is_request && f.correlation_id == 7 && !f.started);
+            assert_int_equal(f.tied, tied);
+            ft_rpc_frame_fini(&f);
+        }
+        ft_iobuf_init(&wire);
+        assert_int_equal(ft_baidu_std_pack_started(&wire, 12345), 0);
+        parse_checking_field_1001(&wire, 1, &f);
+        assert_true(!f.is_request && f.started && f.correlation_id == 12345 && f.error_code == 0);
+        assert_int_equal(ft_iobuf_size(&f.payload), 0);
+        ft_rpc_frame_fini(&f);
+        ft_iobuf_init(&wire); /* an ordinary answer is no notice */
+        append_ok_response(&wire, 5);
+        parse_checking_field_1001(&wire, 0, &f);
+        assert_int_equal(f.started, 0);
+        ft_rpc_frame_fini(&f);
+    }
+    ft_baidu_std_fast_meta = 1;
+}
+
 static void golden_request_parses_to_its_fields(void **state)
 {
     (void)state;
@@ -1141,6 +1191,7 @@ int main(void)
         cmocka_unit_test(error_response_packs_code_and_text),
         cmocka_unit_test(request_with_attachment_sends_attachment_size_and_timeout_one),
         cmocka_unit_test(request_with_log_id_and_auth_sends_fields_3_and_7),
+        cmocka_unit_test(tied_request_and_started_notice_carry_field_1001),
         cmocka_unit_test(negative_timeout_is_sent_as_one),
         cmocka_unit_test(golden_request_parses_to_its_fields),
         cmocka_unit_test(golden_responses_parse_to_their_fields),

@@ -175,22 +175,95 @@ static fake_policy make_policy(int agree)
 static void failbackup_backs_up_only_a_lone_first_attempt(void **s)
 {
     fixture *f = make(FTRPC_FAILBACKUP, 2, &unlimited);
-    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 0, NULL, "svc", "m", &f->budget, now(f)),
+    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 2, 0, NULL, "svc", "m", &f->budget, now(f)),
                      FT_BACKUP_SEND);
     /* the first copy already has its backup out, or failed and a retry is out */
-    assert_int_equal(ft_fail_backup(&f->st, 2, 2, 0, NULL, "svc", "m", &f->budget, now(f)),
+    assert_int_equal(ft_fail_backup(&f->st, 2, 2, 2, 0, NULL, "svc", "m", &f->budget, now(f)),
                      FT_BACKUP_SKIP);
-    assert_int_equal(ft_fail_backup(&f->st, 1, 2, 0, NULL, "svc", "m", &f->budget, now(f)),
+    assert_int_equal(ft_fail_backup(&f->st, 1, 2, 2, 0, NULL, "svc", "m", &f->budget, now(f)),
                      FT_BACKUP_SKIP);
-    assert_int_equal(ft_fail_backup(&f->st, 0, 1, 0, NULL, "svc", "m", &f->budget, now(f)),
+    assert_int_equal(ft_fail_backup(&f->st, 0, 1, 2, 0, NULL, "svc", "m", &f->budget, now(f)),
                      FT_BACKUP_SKIP);
     fake_policy no = make_policy(0), yes = make_policy(1);
-    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 0, &no.base, "svc", "m", &f->budget, now(f)),
+    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 2, 0, &no.base, "svc", "m", &f->budget, now(f)),
                      FT_BACKUP_SKIP);
     assert_int_equal(no.asked, 1);
-    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 0, &yes.base, "svc", "m", &f->budget, now(f)),
+    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 2, 0, &yes.base, "svc", "m", &f->budget, now(f)),
                      FT_BACKUP_SEND);
     assert_int_equal(yes.refused, 0);
+    destroy(f);
+}
+
+/* gRPC A6 hedging: up to max_copies copies, each after the delay while one is still out, none once
+ * the call retries. */
+static void hedging_sends_copies_up_to_max_attempts_while_one_is_out(void **s)
+{
+    static const struct {
+        int in_flight, attempts, max_copies, retries_done;
+        ft_backup_verdict want;
+    } cases[] = {
+        {1, 1, 3, 0, FT_BACKUP_SEND}, /* the second copy */
+        {2, 2, 3, 0, FT_BACKUP_SEND}, /* the third, both earlier ones still out */
+        {1, 2, 3, 0, FT_BACKUP_SEND}, /* the third, one earlier copy failed */
+        {3, 3, 3, 0, FT_BACKUP_SKIP}, /* three sent: no fourth */
+        {2, 4, 5, 0, FT_BACKUP_SEND}, /* the fifth of five */
+        {0, 2, 3, 0, FT_BACKUP_SKIP}, /* nothing out: the fail mode decides */
+        {1, 2, 3, 1, FT_BACKUP_SKIP}, /* every copy failed and a retry is out */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fixture *f = make(FTRPC_FAILBACKUP, 2, &unlimited);
+        f->st.retries_done = cases[i].retries_done;
+        assert_int_equal(ft_fail_backup(&f->st, cases[i].in_flight, cases[i].attempts,
+                                        cases[i].max_copies, 0, NULL, "svc", "m", &f->budget,
+                                        now(f)),
+                         cases[i].want);
+        destroy(f);
+    }
+}
+
+/* Each copy past the first is a backup: with brpc's accounting it uses up a retry, and with none
+ * left the copy is not sent. */
+static void each_hedged_copy_uses_up_a_retry_under_brpc_accounting(void **s)
+{
+    fixture *f = make(FTRPC_FAILBACKUP, 2, &unlimited);
+    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 5, 1, NULL, "svc", "m", NULL, now(f)),
+                     FT_BACKUP_SEND);
+    assert_int_equal(ft_fail_backup(&f->st, 2, 2, 5, 1, NULL, "svc", "m", NULL, now(f)),
+                     FT_BACKUP_SEND);
+    assert_int_equal(f->st.retries_left, 0);
+    assert_int_equal(ft_fail_backup(&f->st, 3, 3, 5, 1, NULL, "svc", "m", NULL, now(f)),
+                     FT_BACKUP_SKIP);
+    destroy(f);
+}
+
+/* A copy failed while others are out: a retryable error sends the next copy at once (gRPC's
+ * non-fatal status), a fatal one or a full set of copies leaves the others to decide. */
+static void a_retryable_error_of_one_copy_sends_the_next_at_once(void **s)
+{
+    fixture *f = make(FTRPC_FAILBACKUP, 2, &unlimited);
+    ft_fail_event ev = {.kind = FTRPC_RESULT_RPC_ERROR,
+                        .code = FTRPC_EINTERNAL,
+                        .text = "x",
+                        .in_flight = 1,
+                        .now_ns = now(f),
+                        .deadline_ns = f->deadline_ns};
+    assert_int_equal(ft_fail_after_error(&f->st, &ev, &f->opts, &f->budget, &f->rng).action,
+                     FT_FAIL_WAIT);
+    assert_int_equal(ft_fail_hedge_after_error(&f->st, &ev, &f->opts, 2, 3), 1);
+    assert_int_equal(ft_fail_hedge_after_error(&f->st, &ev, &f->opts, 3, 3), 0);
+    assert_int_equal(ft_fail_hedge_after_error(&f->st, &ev, &f->opts, 2, 2), 0);
+    ft_fail_event fatal = ev;
+    fatal.code = FTRPC_EREQUEST; /* the request itself is wrong: another copy would fail too */
+    assert_int_equal(ft_fail_hedge_after_error(&f->st, &fatal, &f->opts, 2, 3), 0);
+    ft_fail_event business = ev;
+    business.kind = FTRPC_RESULT_BUSINESS_ERROR;
+    business.code = 7; /* no classifier: never retried */
+    assert_int_equal(ft_fail_hedge_after_error(&f->st, &business, &f->opts, 2, 3), 0);
+    ft_fail_event stopping = ev;
+    stopping.stopping = 1;
+    assert_int_equal(ft_fail_hedge_after_error(&f->st, &stopping, &f->opts, 2, 3), 0);
+    f->st.mode = FTRPC_FAILOVER;
+    assert_int_equal(ft_fail_hedge_after_error(&f->st, &ev, &f->opts, 2, 3), 0);
     destroy(f);
 }
 
@@ -198,7 +271,7 @@ static void failbackup_backup_refused_by_budget_tells_the_policy(void **s)
 {
     fixture *f = make(FTRPC_FAILBACKUP, 2, &empty);
     fake_policy p = make_policy(1);
-    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 0, &p.base, "svc", "m", &f->budget, now(f)),
+    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 2, 0, &p.base, "svc", "m", &f->budget, now(f)),
                      FT_BACKUP_REFUSED);
     assert_int_equal(p.refused, 1);
     ft_retry_budget_stats st;
@@ -216,7 +289,7 @@ static void a_backup_uses_up_a_retry_under_brpc_accounting(void **s)
     for (int counts = 0; counts < 2; counts++) {
         fixture *f = make(FTRPC_FAILBACKUP, 1, &unlimited);
         ft_fail_note_sent(&f->st, &f->tried, 0, 0);
-        assert_int_equal(ft_fail_backup(&f->st, 1, 1, counts, NULL, "svc", "m", NULL, now(f)),
+        assert_int_equal(ft_fail_backup(&f->st, 1, 1, 2, counts, NULL, "svc", "m", NULL, now(f)),
                          FT_BACKUP_SEND);
         ft_fail_note_sent(&f->st, &f->tried, 1, 0);
         assert_int_equal(f->st.retries_left, counts ? 0 : 1);
@@ -233,10 +306,10 @@ static void a_backup_uses_up_a_retry_under_brpc_accounting(void **s)
     }
     fixture *f = make(FTRPC_FAILBACKUP, 0, &unlimited);
     fake_policy p = make_policy(1);
-    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 1, &p.base, "svc", "m", NULL, now(f)),
+    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 2, 1, &p.base, "svc", "m", NULL, now(f)),
                      FT_BACKUP_SKIP);
     assert_int_equal(p.asked, 0); /* not asked: a policy counting decisions would count it */
-    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 0, &p.base, "svc", "m", NULL, now(f)),
+    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 2, 0, &p.base, "svc", "m", NULL, now(f)),
                      FT_BACKUP_SEND);
     destroy(f);
 }
@@ -246,9 +319,9 @@ static void a_backup_uses_up_a_retry_under_brpc_accounting(void **s)
 static void a_backup_without_a_budget_is_sent_when_the_budget_is_empty(void **s)
 {
     fixture *f = make(FTRPC_FAILBACKUP, 2, &empty);
-    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 0, NULL, "svc", "m", &f->budget, now(f)),
+    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 2, 0, NULL, "svc", "m", &f->budget, now(f)),
                      FT_BACKUP_REFUSED);
-    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 0, NULL, "svc", "m", NULL, now(f)),
+    assert_int_equal(ft_fail_backup(&f->st, 1, 1, 2, 0, NULL, "svc", "m", NULL, now(f)),
                      FT_BACKUP_SEND);
     ft_retry_budget_stats st;
     ft_retry_budget_stats_get(&f->budget, &st);
@@ -681,6 +754,9 @@ int main(void)
         cmocka_unit_test(failover_excludes_tried_endpoints_per_target),
         cmocka_unit_test(failtry_retries_the_same_endpoint),
         cmocka_unit_test(failbackup_backs_up_only_a_lone_first_attempt),
+        cmocka_unit_test(hedging_sends_copies_up_to_max_attempts_while_one_is_out),
+        cmocka_unit_test(each_hedged_copy_uses_up_a_retry_under_brpc_accounting),
+        cmocka_unit_test(a_retryable_error_of_one_copy_sends_the_next_at_once),
         cmocka_unit_test(failbackup_backup_refused_by_budget_tells_the_policy),
         cmocka_unit_test(failbackup_waits_for_the_other_copy_then_retries_as_failover),
         cmocka_unit_test(a_backup_uses_up_a_retry_under_brpc_accounting),
