@@ -553,10 +553,7 @@ static void on_endpoints(ft_naming_snapshot *snap, void *arg)
     pthread_mutex_unlock(&c->cluster_lock);
     int retired = 0;
     for (size_t i = 0; prev && i < prev->n; i++) {
-        int kept = 0;
-        for (size_t j = 0; j < cl->n && !kept; j++)
-            kept = cl->eps[j] == prev->eps[i];
-        if (!kept) {
+        if (ft_cluster_find(cl, prev->eps[i]->name) != prev->eps[i]) {
             atomic_store(&prev->eps[i]->removed, 1);
             retired = 1;
         }
