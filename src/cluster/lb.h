@@ -14,7 +14,7 @@
  *              endpoint's turns are dropped, so its share spreads evenly over the others
  *   "wrr"      smooth weighted round robin, nginx's sequence (precomputed schedule, lock-free)
  *   "wrandom"  weighted random (an alias table: O(1) a pick)
- *   "chash"    consistent hash ring with virtual nodes; the key travels in each pick
+ *   "chash"    consistent hashing by Maglev's lookup table; the key travels in each pick
  *   "p2c"      power of two choices with peak-EWMA cost, as Finagle/linkerd (the default)
  *   "priority" the first usable endpoint in list order (WSO2's failover group); optionally sticky
  *
@@ -42,8 +42,6 @@
 #define FT_LB_DEFAULT_WEIGHT 100u
 /* Largest accepted weight; above it ft_lb_new returns FTRPC_EINVAL. Bounds sums and ring sizes. */
 #define FT_LB_MAX_WEIGHT 100000u
-/* Consistent hash: virtual nodes per 100 units of weight (default; as Dubbo's 160 replicas). */
-#define FT_LB_CHASH_DEFAULT_VNODES 160u
 /* Exclusion lists longer than this are refused (FTRPC_EINVAL): they are scanned on every probe. */
 #define FT_LB_MAX_EXCLUDED 16u
 /* "p2c": what an endpoint whose recent attempts all failed adds to its cost, in us of latency:
@@ -91,9 +89,10 @@ typedef struct ft_lb_endpoint {
 
 /* Creation options; a zeroed struct (or NULL) means every default. */
 typedef struct ft_lb_options {
-    /* "chash": ring points per 100 units of weight. Default FT_LB_CHASH_DEFAULT_VNODES (160).
-     * Points per endpoint = max(1, chash_vnodes * weight / 100). */
-    uint32_t chash_vnodes;
+    /* "chash": the least number of slots of the Maglev table; rounded up to the next of its
+     * primes (65,537 .. 16,777,213), and never below 64 slots per endpoint. Default 0: 65,537
+     * (Envoy's and Maglev's default), or more at above 1,024 endpoints. */
+    uint32_t chash_table_size;
     /* "wrr": largest precomputed schedule, in slots. Default 1 << 20 (4 MiB). When the smooth
      * sequence's period (sum of weights / their gcd) is longer, or building it would take more than
      * 2^27 steps, the balancer runs nginx's O(N) loop under a mutex instead (exact, but slower). */
@@ -144,7 +143,8 @@ typedef struct ft_lb ft_lb;
  * fails with FTRPC_ENOENDPOINT). opts may be NULL. On success *out holds one reference, released
  * with ft_lb_release. Errors: FTRPC_EINVAL (unknown name, NULL name or out, eps NULL with n > 0,
  * weight above FT_LB_MAX_WEIGHT, "chash" with a NULL addr), FTRPC_ENOMEM. Any thread. Cost: O(N)
- * for most, O(N log N) for "wrandom"/"chash" (ring of ~160 N points), O(period x N) for "wrr". */
+ * for most, O(N log N) for "wrandom", O(M log M) for "chash" (M table slots, 65,537 up to 1,024
+ * endpoints: under 1 ms), O(period x distinct weights) for "wrr". */
 int ft_lb_new(const char *name, const ft_lb_endpoint *eps, size_t n, const ft_lb_options *opts,
               ft_lb **out);
 
