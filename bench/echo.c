@@ -1698,7 +1698,7 @@ int main(int argc, char **argv)
         cpu_pressure());
     printf("\n");
     for (int i = 0; i < nv; i++)
-        printf("target (%s shape): %s at %d in flight = %.2f, want %s %.1f: %s\n",
+        printf("target (%s shape): %s at %d in flight = %.2f, want %s %g: %s\n",
                SHAPE_NAME[v[i].shape], v[i].what, v[i].inflight, v[i].value,
                v[i].limit < 1 ? ">=" : "<=", v[i].limit, v[i].pass ? "PASS" : "FAIL");
     if (cfg.json) write_json(&cfg, &m, g_sum, g_reps, v, nv);
