@@ -40,7 +40,7 @@
 
 /* Weight used when an endpoint's weight is 0 (as brpc's and Dubbo's default of 100). */
 #define FT_LB_DEFAULT_WEIGHT 100u
-/* Largest accepted weight; above it ft_lb_new returns FTRPC_EINVAL. Bounds sums and ring sizes. */
+/* Largest accepted weight; above it ft_lb_new returns FTRPC_EINVAL. Bounds sums and table sizes. */
 #define FT_LB_MAX_WEIGHT 100000u
 /* Exclusion lists longer than this are refused (FTRPC_EINVAL): they are scanned on every probe. */
 #define FT_LB_MAX_EXCLUDED 16u
@@ -57,12 +57,12 @@
 typedef struct ft_lb_endpoint {
     /* Opaque to the balancer: the caller's handle for the endpoint (e.g. its health record). */
     void *id;
-    /* "host:port" or any stable name: consistent hashing places the endpoint's ring points by
-     * hashing it, so the same address lands on the same points in every snapshot and every process.
+    /* "host:port" or any stable name: consistent hashing places the endpoint's table slots by
+     * hashing it, so the same set of addresses gives the same table in every snapshot and process.
      * Required (non-NULL) for "chash"; may be NULL for the others. */
     const char *addr;
     /* Relative weight, 1 .. FT_LB_MAX_WEIGHT; 0 means FT_LB_DEFAULT_WEIGHT. Used by "wrr",
-     * "wrandom" and "chash" (number of ring points); ignored by the others. */
+     * "wrandom" and "chash" (share of table slots); ignored by the others. */
     uint32_t weight;
     /* Peak-EWMA latency in microseconds, updated atomically by the health module; 0 means "no
      * sample yet". Read (relaxed) by "p2c" only. NULL is read as 0. */
@@ -111,7 +111,7 @@ typedef int (*ft_lb_usable_fn)(void *arg, size_t index);
 /* One pick's request. Zero-initialise it and set what applies; it is only read during the call. */
 typedef struct ft_lb_pick {
     /* "chash": the request key's hash, ft_hash64(key, len, 0) (base/hash.h); used only when has_key
-     * is nonzero. Without a key "chash" picks a random ring point (no affinity). */
+     * is nonzero. Without a key "chash" picks a random table slot (no affinity). */
     uint64_t key_hash;
     int has_key;
     /* Indices this call already tried, at most FT_LB_MAX_EXCLUDED; duplicates are harmless. A pick
@@ -159,7 +159,7 @@ void ft_lb_release(ft_lb *lb);
  * Returns 0; FTRPC_ENOENDPOINT when no non-excluded endpoint is usable (and the fallback does not
  * apply or finds none); FTRPC_EINVAL for NULL arguments or too many exclusions.
  * Any thread, concurrently. Cost: O(1) expected while most endpoints are usable; a pick whose first
- * few probes all fail falls back to one O(N) scan (O(ring) for "chash"), so its cost degrades
+ * few probes all fail falls back to one O(N) scan (O(table) for "chash"), so its cost degrades
  * gracefully as health drops but never loops forever. */
 int ft_lb_select(ft_lb *lb, const ft_lb_pick *req, size_t *out_index);
 

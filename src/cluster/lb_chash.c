@@ -12,19 +12,20 @@
  * A key's slot is key_hash x M >> 64 (Lemire's multiply-shift, no division).
  *
  * One departure from the paper, for the rebuild's cost: the fill costs about M ln(M / F) probes to
- * leave F slots free, so its last few percent cost most of it (filling every slot: M ln M, 11.7 M
- * probes, 1.5 ms here at M = 65,537; stopping at F = M / 64: 4.2 M). The fill stops there, and
+ * leave F slots free, so its last few percent cost most of it (filling every slot: about M (ln M +
+ * 0.58), 767,000 probes at M = 65,537, 1.5 ms of CPU on the loaded bench machine; stopping at
+ * F = M / 64: M ln 64, 272,000). The fill stops there, and
  * each slot still free takes the owner of the next taken slot clockwise (a ring over the last
  * 1/64, consistent in the same way). Shares stay within a few percent of the weights instead of
  * one slot; tests/unit/test_lb.c bounds both.
  *
  * Why Maglev rather than the ring of virtual nodes ftrpc had: a rebuild fills M slots in about
- * M ln M cheap steps over a 256 KiB table that stays in cache, where the ring hashed and sorted
- * 160 points per 100 units of weight (320,000 points at 1,000 endpoints of weight 100–300): tens of
- * ms per view change. A pick is one multiply and one table read. The price is Maglev's documented
- * disruption: adding or removing one endpoint moves its ~1/N share of the keys, and also a small
- * share between the other endpoints (the fill order shifts), where the ring moved only the changed
- * endpoint's keys. tests/unit/test_lb.c measures both.
+ * M ln(M / F) cheap probes of an 8 KiB bitmap that stays in L1 (F above), where the ring hashed and
+ * sorted 160 points per 100 units of weight (320,000 points at 1,000 endpoints of weight 100–300):
+ * tens of ms per view change. A pick is one multiply and one table read. The price is Maglev's
+ * documented disruption: adding or removing one endpoint moves its ~1/N share of the keys, and also
+ * a small share between the other endpoints (the fill order shifts), where the ring moved only the
+ * changed endpoint's keys. tests/unit/test_lb.c measures both.
  *
  * An unusable or excluded owner is skipped deterministically, so a key's retries and failover stay
  * consistent and the key returns home when its owner is usable again: probe j (1 .. PROBES) reads
