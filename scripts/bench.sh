@@ -3,7 +3,8 @@
 #
 #   scripts/bench.sh BUILD_DIR            (what `make bench` runs)
 #
-# bench_echo runs in full (12 cells, each 5 times: 0.5 s warm-up + 2 s measured: about 2.5 minutes);
+# bench_echo runs in full (12 cells, each 5 times: 0.5 s warm-up + 2 s measured: about 2.5 minutes),
+# then at 64 KiB and 1 MiB payloads (the large-message targets, PASS/FAIL: about 1 minute);
 # every other bench_* binary in BUILD_DIR runs only if its --help mentions --quick, and then with
 # --quick, so the whole script stays within a few minutes. Extra arguments for bench_echo can be
 # given in BENCH_ECHO_ARGS (for example BENCH_ECHO_ARGS="--quick" or "--payload 1024"). Its JSON
@@ -25,6 +26,17 @@ echo "== bench_echo $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 # shellcheck disable=SC2086 # BENCH_ECHO_ARGS is a list of words on purpose
 "$BUILD_DIR/bench_echo" --ftrpc "$BUILD_DIR/ftrpc" --json "$BUILD_DIR/bench_echo.json" \
     ${BENCH_ECHO_ARGS:-} || status=1
+
+# Large messages (issue #26): 64 KiB and 1 MiB, async, 1 and 16 in flight, against the raw echo;
+# BENCH_ECHO_LARGE=0 skips them (about 1 minute).
+if [ "${BENCH_ECHO_LARGE:-1}" != 0 ]; then
+    for size in 65536 1048576; do
+        echo
+        echo "== bench_echo --payload $size (large messages) $(date -u '+%H:%M:%S UTC')"
+        "$BUILD_DIR/bench_echo" --ftrpc "$BUILD_DIR/ftrpc" --payload $size --inflight 1,16 \
+            --shape async --no-tls --no-typed --reps 3 --seconds 1 --warmup 0.3 || status=1
+    done
+fi
 
 for b in "$BUILD_DIR"/bench_*; do
     if [ ! -f "$b" ] || [ ! -x "$b" ]; then continue; fi

@@ -299,7 +299,11 @@ static int cconn_on_read(ft_conn *conn)
         ft_rpc_frame_init(&f);
         ft_parse_status st =
             ft_baidu_std_parse(&conn->in, cc->client->opts.max_body_size, &f, &reason);
-        if (st == FT_PARSE_NEED_MORE) break;
+        if (st == FT_PARSE_NEED_MORE) {
+            conn->read_want = ft_baidu_std_frame_size(&conn->in, cc->client->opts.max_body_size);
+            break;
+        }
+        conn->read_want = 0;
         if (st == FT_PARSE_CLOSE || (st == FT_PARSE_OK && f.is_request)) {
             FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing connection to %s: %s", conn->peer,
                                st == FT_PARSE_OK ? "server sent a request frame" : reason);
@@ -704,10 +708,7 @@ static void on_endpoints(ft_naming_snapshot *snap, void *arg)
     pthread_mutex_unlock(&c->cluster_lock);
     int retired = 0;
     for (size_t i = 0; prev && i < prev->n; i++) {
-        int kept = 0;
-        for (size_t j = 0; j < cl->n && !kept; j++)
-            kept = cl->eps[j] == prev->eps[i];
-        if (!kept) {
+        if (ft_cluster_find(cl, prev->eps[i]->name) != prev->eps[i]) {
             atomic_store(&prev->eps[i]->removed, 1);
             retired = 1;
         }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/hash.h"
 #include "base/log.h"
 
 static ft_cluster_endpoint *endpoint_new(const ft_cluster_options *o, const ft_endpoint *spec)
@@ -55,18 +56,41 @@ void ft_cluster_release(ft_cluster *cl)
     if (!cl || atomic_fetch_sub_explicit(&cl->refs, 1, memory_order_acq_rel) != 1) return;
     ft_health_set_fini(&cl->set);
     ft_lb_release(cl->lb);
+    free(cl->by_name);
     for (size_t i = 0; i < cl->n; i++)
         ft_cluster_endpoint_release(cl->eps[i]);
     free(cl->eps);
     free(cl);
 }
 
-/* The previous cluster's endpoint of that name, or NULL. */
-static ft_cluster_endpoint *listed_before(const ft_cluster *prev, const char *name)
+ft_cluster_endpoint *ft_cluster_find(const ft_cluster *cl, const char *name)
 {
-    for (size_t j = 0; prev && j < prev->n; j++)
-        if (!strcmp(prev->eps[j]->name, name)) return prev->eps[j];
-    return NULL;
+    if (!cl || !cl->by_name) return NULL;
+    for (size_t at = ft_hash64_str(name) & cl->by_name_mask;; at = (at + 1) & cl->by_name_mask) {
+        uint32_t k = cl->by_name[at];
+        if (k == 0) return NULL;
+        if (!strcmp(cl->eps[k - 1]->name, name)) return cl->eps[k - 1];
+    }
+}
+
+/* Fills cl->by_name once cl->eps is final. */
+static int index_names(ft_cluster *cl)
+{
+    size_t cells = 16;
+    while (cells < 2 * cl->n)
+        cells *= 2;
+    cl->by_name = calloc(cells, sizeof *cl->by_name);
+    if (!cl->by_name) return -1;
+    cl->by_name_mask = cells - 1;
+    for (size_t i = 0; i < cl->n; i++) {
+        size_t at = ft_hash64_str(cl->eps[i]->name) & cl->by_name_mask;
+        while (cl->by_name[at] != 0) {
+            if (!strcmp(cl->eps[cl->by_name[at] - 1]->name, cl->eps[i]->name)) break;
+            at = (at + 1) & cl->by_name_mask;
+        }
+        if (cl->by_name[at] == 0) cl->by_name[at] = (uint32_t)i + 1;
+    }
+    return 0;
 }
 
 ft_cluster *ft_cluster_build(const ft_cluster_options *o, const ft_naming_snapshot *snap,
@@ -81,7 +105,7 @@ ft_cluster *ft_cluster_build(const ft_cluster_options *o, const ft_naming_snapsh
     atomic_init(&cl->refs, 1);
     cl->version = snap->version;
     for (size_t i = 0; i < snap->n; i++) {
-        ft_cluster_endpoint *e = listed_before(prev, snap->eps[i].addr);
+        ft_cluster_endpoint *e = ft_cluster_find(prev, snap->eps[i].addr);
         if (e)
             ft_cluster_endpoint_retain(e);
         else
@@ -102,6 +126,7 @@ ft_cluster *ft_cluster_build(const ft_cluster_options *o, const ft_naming_snapsh
                                       .inflight_stride = sizeof *e->inflight};
         cl->eps[cl->n++] = e;
     }
+    if (index_names(cl) != 0) goto fail;
     ft_health_set_options so = {.max_suspended_ratio = o->max_suspended_ratio,
                                 .breaker_reject = o->breaker_reject};
     if (ft_health_set_init(&cl->set, &so, hs, cl->n) != 0) goto fail;
@@ -117,7 +142,10 @@ fail:
     if (cl && cl->eps)
         for (size_t i = 0; i < cl->n; i++)
             ft_cluster_endpoint_release(cl->eps[i]);
-    if (cl) free(cl->eps);
+    if (cl) {
+        free(cl->eps);
+        free(cl->by_name);
+    }
     free(cl);
     free(hs);
     free(lbe);

@@ -78,7 +78,16 @@ typedef struct ft_cluster {
     ft_cluster_endpoint **eps;
     ft_health_set set;
     ft_lb *lb;
+    /* Open addressing on the endpoints' names (hash of the name, linear probing): index + 1 of
+     * eps, 0 for an empty cell; mask + 1 cells, at least twice n. So that the next build and the
+     * client's retirement of the endpoints that left cost O(N), not O(N^2) string compares. */
+    uint32_t *by_name;
+    size_t by_name_mask;
 } ft_cluster;
+
+/* The cluster's endpoint named `name` (the first, if the snapshot listed it twice), or NULL. Any
+ * thread holding a reference. O(1) expected. */
+ft_cluster_endpoint *ft_cluster_find(const ft_cluster *cl, const char *name);
 
 /* Builds the cluster for a snapshot, reusing the endpoints of prev (may be NULL) whose name is
  * still listed. An endpoint that cannot be made is left out (logged). One reference, the

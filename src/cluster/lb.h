@@ -14,7 +14,7 @@
  *              endpoint's turns are dropped, so its share spreads evenly over the others
  *   "wrr"      smooth weighted round robin, nginx's sequence (precomputed schedule, lock-free)
  *   "wrandom"  weighted random (an alias table: O(1) a pick)
- *   "chash"    consistent hash ring with virtual nodes; the key travels in each pick
+ *   "chash"    consistent hashing by Maglev's lookup table; the key travels in each pick
  *   "p2c"      power of two choices with peak-EWMA cost, as Finagle/linkerd (the default)
  *   "priority" the first usable endpoint in list order (WSO2's failover group); optionally sticky
  *
@@ -40,10 +40,8 @@
 
 /* Weight used when an endpoint's weight is 0 (as brpc's and Dubbo's default of 100). */
 #define FT_LB_DEFAULT_WEIGHT 100u
-/* Largest accepted weight; above it ft_lb_new returns FTRPC_EINVAL. Bounds sums and ring sizes. */
+/* Largest accepted weight; above it ft_lb_new returns FTRPC_EINVAL. Bounds sums and table sizes. */
 #define FT_LB_MAX_WEIGHT 100000u
-/* Consistent hash: virtual nodes per 100 units of weight (default; as Dubbo's 160 replicas). */
-#define FT_LB_CHASH_DEFAULT_VNODES 160u
 /* Exclusion lists longer than this are refused (FTRPC_EINVAL): they are scanned on every probe. */
 #define FT_LB_MAX_EXCLUDED 16u
 /* "p2c": what an endpoint whose recent attempts all failed adds to its cost, in us of latency:
@@ -59,12 +57,12 @@
 typedef struct ft_lb_endpoint {
     /* Opaque to the balancer: the caller's handle for the endpoint (e.g. its health record). */
     void *id;
-    /* "host:port" or any stable name: consistent hashing places the endpoint's ring points by
-     * hashing it, so the same address lands on the same points in every snapshot and every process.
+    /* "host:port" or any stable name: consistent hashing places the endpoint's table slots by
+     * hashing it, so the same set of addresses gives the same table in every snapshot and process.
      * Required (non-NULL) for "chash"; may be NULL for the others. */
     const char *addr;
     /* Relative weight, 1 .. FT_LB_MAX_WEIGHT; 0 means FT_LB_DEFAULT_WEIGHT. Used by "wrr",
-     * "wrandom" and "chash" (number of ring points); ignored by the others. */
+     * "wrandom" and "chash" (share of table slots); ignored by the others. */
     uint32_t weight;
     /* Peak-EWMA latency in microseconds, updated atomically by the health module; 0 means "no
      * sample yet". Read (relaxed) by "p2c" only. NULL is read as 0. */
@@ -91,9 +89,10 @@ typedef struct ft_lb_endpoint {
 
 /* Creation options; a zeroed struct (or NULL) means every default. */
 typedef struct ft_lb_options {
-    /* "chash": ring points per 100 units of weight. Default FT_LB_CHASH_DEFAULT_VNODES (160).
-     * Points per endpoint = max(1, chash_vnodes * weight / 100). */
-    uint32_t chash_vnodes;
+    /* "chash": the least number of slots of the Maglev table; rounded up to the next of its
+     * primes (65,537 .. 16,777,213), and never below 64 slots per endpoint. Default 0: 65,537
+     * (Envoy's and Maglev's default), or more at above 1,024 endpoints. */
+    uint32_t chash_table_size;
     /* "wrr": largest precomputed schedule, in slots. Default 1 << 20 (4 MiB). When the smooth
      * sequence's period (sum of weights / their gcd) is longer, or building it would take more than
      * 2^27 steps, the balancer runs nginx's O(N) loop under a mutex instead (exact, but slower). */
@@ -112,7 +111,7 @@ typedef int (*ft_lb_usable_fn)(void *arg, size_t index);
 /* One pick's request. Zero-initialise it and set what applies; it is only read during the call. */
 typedef struct ft_lb_pick {
     /* "chash": the request key's hash, ft_hash64(key, len, 0) (base/hash.h); used only when has_key
-     * is nonzero. Without a key "chash" picks a random ring point (no affinity). */
+     * is nonzero. Without a key "chash" picks a random table slot (no affinity). */
     uint64_t key_hash;
     int has_key;
     /* Indices this call already tried, at most FT_LB_MAX_EXCLUDED; duplicates are harmless. A pick
@@ -144,7 +143,8 @@ typedef struct ft_lb ft_lb;
  * fails with FTRPC_ENOENDPOINT). opts may be NULL. On success *out holds one reference, released
  * with ft_lb_release. Errors: FTRPC_EINVAL (unknown name, NULL name or out, eps NULL with n > 0,
  * weight above FT_LB_MAX_WEIGHT, "chash" with a NULL addr), FTRPC_ENOMEM. Any thread. Cost: O(N)
- * for most, O(N log N) for "wrandom"/"chash" (ring of ~160 N points), O(period x N) for "wrr". */
+ * for most, O(N log N) for "wrandom", O(M log M) for "chash" (M table slots, 65,537 up to 1,024
+ * endpoints: under 1 ms), O(period x distinct weights) for "wrr". */
 int ft_lb_new(const char *name, const ft_lb_endpoint *eps, size_t n, const ft_lb_options *opts,
               ft_lb **out);
 
@@ -159,7 +159,7 @@ void ft_lb_release(ft_lb *lb);
  * Returns 0; FTRPC_ENOENDPOINT when no non-excluded endpoint is usable (and the fallback does not
  * apply or finds none); FTRPC_EINVAL for NULL arguments or too many exclusions.
  * Any thread, concurrently. Cost: O(1) expected while most endpoints are usable; a pick whose first
- * few probes all fail falls back to one O(N) scan (O(ring) for "chash"), so its cost degrades
+ * few probes all fail falls back to one O(N) scan (O(table) for "chash"), so its cost degrades
  * gracefully as health drops but never loops forever. */
 int ft_lb_select(ft_lb *lb, const ft_lb_pick *req, size_t *out_index);
 

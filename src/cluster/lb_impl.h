@@ -93,4 +93,9 @@ static inline int ft_lb_ticket_pick(const ft_lb *lb, const ft_lb_pick *req, ft_r
  * run nginx's step under the lock. */
 int ft_lb_wrr_is_scheduled(const ft_lb *lb);
 
+/* "chash": the Maglev table size ft_lb_new chooses for n endpoints and a chash_table_size option
+ * (0: default); and, for tests and the bench, the size a built balancer uses. */
+uint32_t ft_lb_chash_table_size(size_t n, uint32_t min_size);
+uint32_t ft_lb_chash_slots(const ft_lb *lb);
+
 #endif

@@ -65,6 +65,87 @@ static size_t nginx_step(const ft_lb *lb, int64_t *current, const ft_lb_pick *re
     return best;
 }
 
+/* Endpoints of one weight, in list order, and how many slots the group has taken so far. */
+typedef struct wrr_group {
+    int64_t weight;
+    uint64_t taken;
+    const uint32_t *members;
+    size_t size;
+} wrr_group;
+
+static int u64_ascending(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Fills st->schedule with nginx's sequence in O(P x G) for G distinct weights instead of nginx's
+ * O(P x N). After t steps endpoint i's `current` is t x w_i - W x k_i (k_i: the times it was
+ * picked), so among endpoints of one weight the largest `current` belongs to those picked least,
+ * and nginx's first-in-list-order tie break makes a group take its turns in list order, round and
+ * round. A step therefore only compares each group's next member: the one at taken % size, picked
+ * taken / size times. Between groups the same rule holds: the largest value wins, the smaller
+ * index on a tie. Returns 0, FTRPC_ENOMEM, or 1 when P x G exceeds WRR_MAX_BUILD_STEPS (the caller
+ * then runs nginx's step under the lock). */
+static int build_schedule(ft_lb *lb, wrr_state *st)
+{
+    /* (weight << 32 | index) sorted: the groups by weight, each in list order */
+    uint64_t *keys = malloc(lb->n * sizeof(uint64_t));
+    uint32_t *order = malloc(lb->n * sizeof(uint32_t));
+    wrr_group *groups = malloc(lb->n * sizeof(wrr_group));
+    if (keys == NULL || order == NULL || groups == NULL) {
+        free(keys);
+        free(order);
+        free(groups);
+        return FTRPC_ENOMEM;
+    }
+    for (size_t i = 0; i < lb->n; i++)
+        keys[i] = (uint64_t)lb->eps[i].weight << 32 | i;
+    qsort(keys, lb->n, sizeof(uint64_t), u64_ascending);
+    for (size_t i = 0; i < lb->n; i++)
+        order[i] = (uint32_t)keys[i];
+    free(keys);
+    size_t ng = 0;
+    for (size_t i = 0; i < lb->n; i++) {
+        int64_t w = lb->eps[order[i]].weight;
+        if (ng == 0 || groups[ng - 1].weight != w)
+            groups[ng++] = (wrr_group){.weight = w, .members = &order[i]};
+        groups[ng - 1].size++;
+    }
+    int rc = 1;
+    if (st->period <= WRR_MAX_BUILD_STEPS / ng) {
+        rc = FTRPC_ENOMEM;
+        st->schedule = malloc(st->period * sizeof(uint32_t));
+    }
+    if (st->schedule != NULL) {
+        int64_t total = (int64_t)lb->total_weight;
+        for (uint64_t s = 0; s < st->period; s++) {
+            size_t best = 0;
+            int64_t best_value = 0;
+            uint32_t best_index = 0;
+            for (size_t g = 0; g < ng; g++) {
+                const wrr_group *gr = &groups[g];
+                uint32_t index = gr->members[gr->taken % gr->size];
+                int64_t value =
+                    (int64_t)(s + 1) * gr->weight - total * (int64_t)(gr->taken / gr->size);
+                if (g == 0 || value > best_value || (value == best_value && index < best_index)) {
+                    best = g;
+                    best_value = value;
+                    best_index = index;
+                }
+            }
+            groups[best].taken++;
+            st->schedule[s] = best_index;
+        }
+        free(st->current); /* not needed in schedule mode */
+        st->current = NULL;
+        rc = 0;
+    }
+    free(order);
+    free(groups);
+    return rc;
+}
+
 static void wrr_fini(ft_lb *lb)
 {
     wrr_state *st = lb->impl;
@@ -92,14 +173,9 @@ static int wrr_init(ft_lb *lb, const ft_lb_options *opts)
     st->period = g ? lb->total_weight / g : 0;
     uint64_t max_schedule =
         opts->wrr_max_schedule ? opts->wrr_max_schedule : WRR_DEFAULT_MAX_SCHEDULE;
-    if (lb->n > 0 && st->period <= max_schedule && st->period <= WRR_MAX_BUILD_STEPS / lb->n) {
-        st->schedule = malloc(st->period * sizeof(uint32_t));
-        if (st->schedule == NULL) return FTRPC_ENOMEM;
-        for (uint64_t s = 0; s < st->period; s++)
-            st->schedule[s] = (uint32_t)nginx_step(lb, st->current, NULL);
-        free(st->current); /* back at all zeros: not needed in schedule mode */
-        st->current = NULL;
-        return 0;
+    if (lb->n > 0 && st->period <= max_schedule) {
+        int rc = build_schedule(lb, st);
+        if (rc <= 0) return rc;
     }
     if (pthread_mutex_init(&st->mu, NULL) != 0) return FTRPC_ESYS;
     st->mu_ready = 1;

@@ -143,7 +143,19 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         ft_tls_read_buffer(buf); /* ciphertext: decrypted into c->in by ft_tls_on_read */
         return;
     }
-    if (ft_iobuf_reserve(&c->in, READ_MIN_SPACE, &p, &len) != 0) {
+    size_t min = READ_MIN_SPACE, have = ft_iobuf_size(&c->in);
+    if (c->read_want > have) {
+        /* the rest of a frame: into the current block when it holds the rest or is itself a large
+         * block, else into a new block sized for the rest when that is large */
+        size_t rest = c->read_want - have;
+        const ft_block *wb = c->in.write_block;
+        size_t room = wb ? wb->cap - wb->used : 0;
+        if (room >= (rest < FT_CONN_READ_BLOCK_MIN ? rest : FT_CONN_READ_BLOCK_MIN))
+            min = 1;
+        else if (rest >= FT_CONN_READ_BLOCK_MIN)
+            min = rest < FT_CONN_READ_BLOCK_MAX ? rest : FT_CONN_READ_BLOCK_MAX;
+    }
+    if (ft_iobuf_reserve(&c->in, min, &p, &len) != 0) {
         buf->base = NULL;
         buf->len = 0; /* libuv reports UV_ENOBUFS */
         return;

@@ -38,6 +38,14 @@ typedef struct ft_conn_handler {
 
 enum ft_conn_state { FT_CONN_CONNECTING, FT_CONN_OPEN, FT_CONN_CLOSING, FT_CONN_CLOSED };
 
+/* The largest block a read reserves for the rest of a frame (read_want); a frame's body beyond it
+ * comes in further blocks of this size. Bounds what a peer that announces a large body and sends
+ * nothing more makes the connection reserve (the pages are untouched until data arrives). */
+#define FT_CONN_READ_BLOCK_MAX (4u << 20)
+/* Below this rest, reads use the standard blocks (8 KiB): one more block costs less than a big
+ * allocation. */
+#define FT_CONN_READ_BLOCK_MIN (32u << 10)
+
 struct ft_conn {
     uv_tcp_t tcp;
     uv_connect_t connect_req;
@@ -46,7 +54,12 @@ struct ft_conn {
     ft_loop *loop;
     const ft_conn_handler *handler;
     void *owner;
-    ft_iobuf in;       /* read, not yet parsed */
+    ft_iobuf in; /* read, not yet parsed */
+    /* Bytes the reader needs in `in` before it can parse the next frame, 0 when unknown; set by
+     * the protocol handler after it found a frame incomplete. When the rest is large, the next
+     * read goes into one block sized for it (at most FT_CONN_READ_BLOCK_MAX), so a 1 MiB body
+     * lands in one or two slices, read in few syscalls, instead of 128 blocks of 8 KiB. */
+    size_t read_want;
     ft_iobuf out;      /* queued, not yet given to the kernel */
     ft_iobuf inflight; /* given to uv_write, awaiting completion */
     size_t max_unwritten;

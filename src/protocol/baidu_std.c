@@ -583,6 +583,16 @@ static ft_parse_status parse_body(ft_iobuf *in, size_t rest, uint32_t max_body, 
     return st;
 }
 
+size_t ft_baidu_std_frame_size(const ft_iobuf *in, uint32_t max_body)
+{
+    uint8_t h[FT_BAIDU_STD_HEADER_SIZE];
+    if (max_body == 0) max_body = FT_BAIDU_STD_DEFAULT_MAX_BODY;
+    if (ft_iobuf_copy_at(in, 0, h, sizeof h) != sizeof h || memcmp(h, "PRPC", 4) != 0) return 0;
+    uint32_t body_size = get_be32(h + 4);
+    if (body_size > max_body || get_be32(h + 8) > body_size) return 0;
+    return (size_t)FT_BAIDU_STD_HEADER_SIZE + body_size;
+}
+
 ft_parse_status ft_baidu_std_parse(ft_iobuf *in, uint32_t max_body, ft_rpc_frame *out,
                                    const char **reason)
 {

@@ -83,6 +83,12 @@ void ft_rpc_frame_fini(ft_rpc_frame *f);
 ft_parse_status ft_baidu_std_parse(ft_iobuf *in, uint32_t max_body, ft_rpc_frame *out,
                                    const char **reason);
 
+/* The size of the frame at the front of `in` (header included) once its 12-byte header is there
+ * and valid (body_size <= max_body, 0 = the default); 0 when it is not yet known or the header is
+ * bad (the next ft_baidu_std_parse says why). A reader uses it to read the rest of a large frame
+ * into one block of that size (ft_conn.read_want) instead of many small ones. */
+size_t ft_baidu_std_frame_size(const ft_iobuf *in, uint32_t max_body);
+
 /* How the first bytes of a connection look: 1 = baidu_std ("PRPC"), 0 = not baidu_std,
  * -1 = too few bytes to tell. */
 int ft_baidu_std_sniff(const ft_iobuf *in);

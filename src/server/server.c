@@ -1428,7 +1428,11 @@ static int read_requests(ft_conn *c)
         const char *reason = NULL;
         ft_rpc_frame_init(&f);
         ft_parse_status st = ft_baidu_std_parse(&c->in, s->opts.max_body_size, &f, &reason);
-        if (st == FT_PARSE_NEED_MORE) break;
+        if (st == FT_PARSE_NEED_MORE) {
+            c->read_want = ft_baidu_std_frame_size(&c->in, s->opts.max_body_size);
+            break;
+        }
+        c->read_want = 0;
         frames++;
         if (st == FT_PARSE_CLOSE) {
             FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing connection from %s: %s", c->peer,

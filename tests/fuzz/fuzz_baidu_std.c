@@ -166,7 +166,12 @@ static int parse_frames(ft_iobuf *in, run *out, int do_repack, int last)
         ft_rpc_frame f;
         const char *reason = NULL;
         size_t before = ft_iobuf_size(in);
+        /* the size a reader reserves for: never more than max_body + header, and exactly the
+         * frame parse cuts when it cuts one */
+        size_t announced = ft_baidu_std_frame_size(in, FUZZ_MAX_BODY);
+        check(announced <= (size_t)FUZZ_MAX_BODY + FT_BAIDU_STD_HEADER_SIZE);
         ft_parse_status st = ft_baidu_std_parse(in, FUZZ_MAX_BODY, &f, &reason);
+        check(st != FT_PARSE_OK || announced == before - ft_iobuf_size(in));
         int done = st != FT_PARSE_OK && st != FT_PARSE_BAD_FRAME;
         if (!done || last || st == FT_PARSE_CLOSE) {
             record *r = &out->r[out->n++];
