@@ -28,7 +28,12 @@ static void usage(FILE *out)
         "Loads the method through one client and prints QPS, latency percentiles, errors by\n"
         "code and what the client's policies did.\n\n"
         "  NAMING_URL             host:port, list://..., file:///..., dir:///folder?service=S\n"
-        "  --concurrency N        calls in flight (default 8; with --rate: the cap on them)\n"
+        "  --concurrency N        async calls in flight (default 8; with --rate: the cap on\n"
+        "                         them), started again from each completion callback\n"
+        "  --threads N            N blocking callers instead, each making ftrpc_call after\n"
+        "                         ftrpc_call through the same client (brpc's\n"
+        "                         multi_threaded_echo and rpc_press shape); not with --rate\n"
+        "                         or --concurrency\n"
         "  --rate QPS             open loop: start QPS calls per second (default: closed loop)\n"
         "  --duration SECONDS     how long to run (default 5)\n"
         "  --count N              make N calls instead of running for a duration\n"
@@ -90,13 +95,32 @@ static double ms(const ft_load_stats *s, double q)
     return (double)ftrpc_histogram_percentile(s->hist, q) / 1000.0;
 }
 
-static void write_json(FILE *f, const ft_load_stats *s)
+/* What load ran: the report says it, in text and JSON, since the two closed-loop shapes give
+ * different figures for the same number of calls in flight. */
+typedef struct shape {
+    const char *name; /* "async" (--concurrency), "threads" (--threads), "open_loop" (--rate) */
+    long n;           /* calls in flight, blocking callers, or the cap on calls in flight */
+} shape;
+
+static void print_shape(FILE *f, const shape *sh)
+{
+    if (!strcmp(sh->name, "threads"))
+        fprintf(f, "%ld blocking callers (ftrpc_call), one call in flight each", sh->n);
+    else if (!strcmp(sh->name, "async"))
+        fprintf(f, "async, %ld in flight (ftrpc_call_async)", sh->n);
+    else
+        fprintf(f, "open loop, at most %ld in flight (ftrpc_call_async)", sh->n);
+}
+
+static void write_json(FILE *f, const ft_load_stats *s, const shape *sh)
 {
     double t = ft_load_elapsed(s);
     ft_load_counts n = ft_load_counts_get(s);
     long attempts = atomic_load(&s->attempts);
+    fprintf(f, "{\n  \"shape\": \"%s\",\n  \"%s\": %ld,\n", sh->name,
+            strcmp(sh->name, "threads") ? "concurrency" : "threads", sh->n);
     fprintf(f,
-            "{\n  \"calls\": %ld,\n  \"ok\": %ld,\n  \"errors\": %ld,\n  \"seconds\": %.3f,\n"
+            "  \"calls\": %ld,\n  \"ok\": %ld,\n  \"errors\": %ld,\n  \"seconds\": %.3f,\n"
             "  \"qps\": %.1f,\n  \"p50_ms\": %.3f,\n  \"p90_ms\": %.3f,\n  \"p99_ms\": %.3f,\n"
             "  \"p999_ms\": %.3f,\n  \"max_ms\": %.3f,\n  \"attempts\": %ld,\n"
             "  \"retries\": %ld,\n  \"backups\": %ld,\n  \"backup_wins\": %ld,\n"
@@ -110,11 +134,14 @@ static void write_json(FILE *f, const ft_load_stats *s)
     fputs("}\n}\n", f);
 }
 
-static void print_table(const ft_load_stats *s)
+static void print_table(const ft_load_stats *s, const shape *sh)
 {
     double t = ft_load_elapsed(s);
     ft_load_counts n = ft_load_counts_get(s);
     long attempts = atomic_load(&s->attempts), backups = atomic_load(&s->backups);
+    printf("shape       ");
+    print_shape(stdout, sh);
+    printf("\n");
     printf("calls       %ld in %.2f s: %ld ok, %ld errors\n", n.calls, t, n.ok, n.errors);
     printf("qps         %.0f\n", t > 0 ? (double)n.calls / t : 0);
     printf("latency ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", ms(s, 0.5),
@@ -138,6 +165,7 @@ static void print_table(const ft_load_stats *s)
 int ft_cli_bench(int argc, char **argv)
 {
     static const struct option opts[] = {{"concurrency", required_argument, 0, 'c'},
+                                         {"threads", required_argument, 0, 'T'},
                                          {"rate", required_argument, 0, 'r'},
                                          {"duration", required_argument, 0, 'd'},
                                          {"count", required_argument, 0, 'n'},
@@ -152,11 +180,11 @@ int ft_cli_bench(int argc, char **argv)
                                          FT_CLI_CLIENT_FLAG_OPTIONS,
                                          {0, 0, 0, 0}};
     ftrpc_client_options copts = {0};
-    long concurrency = 8, count = 0, payload = 16, timeout_ms = 1000;
+    long concurrency = 8, threads = 0, count = 0, payload = 16, timeout_ms = 1000;
     double rate = 0, duration = 5;
     const char *fallback_text = NULL, *cdf_path = NULL, *json_path = NULL, *rpcz_path = NULL;
     FILE *json_file = NULL, *cdf_file = NULL, *rpcz_file = NULL;
-    int index = 0, c, status = 2, rpcz_failed = 0, payload_given = 0;
+    int index = 0, c, status = 2, rpcz_failed = 0, payload_given = 0, concurrency_given = 0;
     ft_cli_json_flags jf = {0};
     ft_cli_json json = {0};
     ftrpc_buf *request = NULL;
@@ -168,6 +196,11 @@ int ft_cli_bench(int argc, char **argv)
             break;
         case 'c':
             if (ft_cli_parse_int("--concurrency", optarg, 1, 100000, &concurrency)) goto out;
+            concurrency_given = 1;
+            break;
+        case 'T':
+            /* each caller is a thread with its own stack: a bound a machine can hold */
+            if (ft_cli_parse_int("--threads", optarg, 1, 4096, &threads)) goto out;
             break;
         case 'n':
             if (ft_cli_parse_int("--count", optarg, 1, 1000000000L, &count)) goto out;
@@ -221,6 +254,15 @@ int ft_cli_bench(int argc, char **argv)
         goto out;
     }
     if (ft_cli_no_stray_args("bench", argc, argv, optind + 2)) goto out;
+    if (threads > 0 && (rate > 0 || concurrency_given)) {
+        fprintf(stderr, "ftrpc bench: --threads is its own shape (N blocking callers, closed "
+                        "loop): it takes neither --rate nor --concurrency\n");
+        goto out;
+    }
+    shape sh = {threads > 0 ? "threads"
+                : rate > 0  ? "open_loop"
+                            : "async",
+                threads > 0 ? threads : concurrency};
     const char *url = argv[optind];
     char service[256], method[256];
     if (ft_cli_split_method(argv[optind + 1], service, sizeof service, method, sizeof method))
@@ -277,13 +319,15 @@ int ft_cli_bench(int argc, char **argv)
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    fprintf(stderr, "bench %s %s/%s: %s, concurrency %ld, %s %g%s\n", url, service, method,
-            rate > 0 ? "open loop" : "closed loop", concurrency, count ? "count" : "duration",
-            count ? (double)count : duration, count ? "" : " s");
+    fprintf(stderr, "bench %s %s/%s: ", url, service, method);
+    print_shape(stderr, &sh);
+    fprintf(stderr, ", %s %g%s\n", count ? "count" : "duration", count ? (double)count : duration,
+            count ? "" : " s");
     ft_load_opts lo = {.client = client,
                        .service = service,
                        .method = method,
                        .concurrency = (int)concurrency,
+                       .threads = (int)threads,
                        .rate = rate,
                        .count = count,
                        .duration_s = duration,
@@ -313,9 +357,9 @@ int ft_cli_bench(int argc, char **argv)
         fprintf(stderr, "ftrpc bench: %s\n", ftrpc_strerror(rc));
         status = 1;
     } else {
-        print_table(&stats);
+        print_table(&stats, &sh);
         if (json_file) {
-            write_json(json_file, &stats);
+            write_json(json_file, &stats, &sh);
             if (ft_cli_close_output("bench", json_file, json_path)) status = 1;
             json_file = NULL;
         }

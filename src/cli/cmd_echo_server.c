@@ -437,8 +437,14 @@ int ft_cli_echo_server(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* only a server told to delay answers holds calls: no thread otherwise (issue #26, the idle
+     * server's threads) */
     pthread_t delayer;
-    pthread_create(&delayer, NULL, delay_thread, NULL);
+    int delaying = faults.delay_ms > 0 && pthread_create(&delayer, NULL, delay_thread, NULL) == 0;
+    if (faults.delay_ms > 0 && !delaying) {
+        fprintf(stderr, "ftrpc echo-server: cannot start the thread of --delay-ms\n");
+        return 1;
+    }
 
     ftrpc_server *server = NULL;
     ftrpc_method_options mo = {.run_mode = workers ? FTRPC_RUN_IN_WORKER : FTRPC_RUN_IN_IO_THREAD};
@@ -492,7 +498,7 @@ int ft_cli_echo_server(int argc, char **argv)
     delay_thread_stop = 1;
     pthread_cond_signal(&held_cond);
     pthread_mutex_unlock(&held_lock);
-    pthread_join(delayer, NULL);
+    if (delaying) pthread_join(delayer, NULL);
     while (held) {
         held_call *h = held;
         held = h->next;

@@ -206,6 +206,22 @@ static void on_open_done(ftrpc_result *result, void *arg)
     atomic_fetch_sub(&l->live, 1); /* last touch of l */
 }
 
+/* One blocking caller: claims and makes calls until the run is over. */
+static void *blocking_caller(void *arg)
+{
+    ft_load *l = arg;
+    while (claim(l)) {
+        ftrpc_result r;
+        int64_t start = ft_load_now_ns();
+        ftrpc_call(l->opts.client, l->opts.service, l->opts.method, l->request, NULL,
+                   l->opts.call_opts, &r);
+        record(l, start, &r, 0);
+        ftrpc_result_fini(&r);
+    }
+    atomic_fetch_sub(&l->live, 1); /* last touch of l */
+    return NULL;
+}
+
 static void maybe_tick(ft_load *l, int64_t *next_tick)
 {
     int64_t now = ft_load_now_ns();
@@ -247,7 +263,8 @@ static void run_open(ft_load *l)
 
 int ft_load_run(const ft_load_opts *opts, ft_load_stats *stats)
 {
-    if (!opts->client || opts->concurrency < 1 || (opts->count <= 0 && opts->duration_s <= 0))
+    if (!opts->client || (opts->concurrency < 1 && opts->threads < 1) || opts->threads < 0 ||
+        (opts->threads > 0 && opts->rate > 0) || (opts->count <= 0 && opts->duration_s <= 0))
         return FTRPC_EINVAL;
     ft_load *l = calloc(1, sizeof *l);
     if (!l) return FTRPC_ENOMEM;
@@ -267,7 +284,19 @@ int ft_load_run(const ft_load_opts *opts, ft_load_stats *stats)
     }
     stats->start_ns = ft_load_now_ns();
     l->deadline_ns = stats->start_ns + (int64_t)(opts->duration_s * 1e9);
-    if (opts->rate > 0) {
+    pthread_t *callers = NULL;
+    int ncallers = 0;
+    if (opts->threads > 0) {
+        /* the callers are joined below, after the last has left the run (live 0) */
+        callers = calloc((size_t)opts->threads, sizeof *callers);
+        atomic_store(&l->live, opts->threads);
+        for (int i = 0; i < opts->threads; i++) {
+            if (callers && pthread_create(&callers[ncallers], NULL, blocking_caller, l) == 0)
+                ncallers++;
+            else
+                atomic_fetch_sub(&l->live, 1);
+        }
+    } else if (opts->rate > 0) {
         run_open(l);
     } else {
         atomic_store(&l->live, opts->concurrency);
@@ -280,6 +309,14 @@ int ft_load_run(const ft_load_opts *opts, ft_load_stats *stats)
         sleep_ns(1000000);
     }
     stats->end_ns = ft_load_now_ns();
+    for (int i = 0; i < ncallers; i++)
+        pthread_join(callers[i], NULL);
+    free(callers);
+    if (opts->threads > 0 && ncallers == 0) { /* not one caller could start */
+        ftrpc_buf_free(l->request);
+        free(l);
+        return FTRPC_ENOMEM;
+    }
     if (opts->tick) opts->tick(l, stats, opts->tick_arg);
     ftrpc_buf_free(l->request);
     free(l);

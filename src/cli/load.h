@@ -1,6 +1,11 @@
 /* A load generator shared by `ftrpc bench` and `ftrpc demo`: sends calls through one client and
  * counts every outcome exactly once.
  *
+ * Blocking callers (threads > 0): `threads` threads each make blocking ftrpc_call's one after
+ * another through the same client until the count or the duration is reached: the shape of brpc's
+ * multi_threaded_echo client and rpc_press, where every caller holds one call in flight and the
+ * calls of all callers share the client's connections. Closed loop only.
+ *
  * Closed loop (rate 0): `concurrency` calls are started, and each completion callback starts the
  * next one (on the IO thread, no hop through the caller's thread), until the count or the duration
  * is reached. Open loop (rate > 0): the caller's thread starts calls on a schedule of `rate` per
@@ -56,6 +61,7 @@ typedef struct ft_load_opts {
     ftrpc_client *client;
     const char *service, *method;
     int concurrency;          /* calls in flight (closed loop) or the cap on them (open loop) */
+    int threads;              /* > 0: that many blocking callers instead (concurrency unused) */
     double rate;              /* calls per second; 0: closed loop */
     long count;               /* calls to make; 0: run for duration_s */
     double duration_s;        /* used when count is 0 */

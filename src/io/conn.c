@@ -180,6 +180,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (c->state != FT_CONN_OPEN) return;
         int rc = c->handler->on_read(c);
         if (rc < 0 && c->state != FT_CONN_CLOSED) close_now(c, rc);
+        /* Every byte read was taken: give the block being read into back to the thread's cache
+         * rather than keep it until the next read. An idle connection then holds no 8 KiB block
+         * (issue #26: a server's memory per idle connection); a busy one takes a block from the
+         * cache again on its next read, the cost of a list pop. */
+        else if (ft_iobuf_size(&c->in) == 0 && c->in.write_block)
+            ft_iobuf_fini(&c->in);
         return;
     }
     if (nread == 0) return; /* EAGAIN */

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "base/aligned_alloc.h"
 #include "ftrpc/common.h"
@@ -26,7 +27,7 @@ struct ftrpc_latency_recorder {
 
     pthread_mutex_t lock;  /* guards snap_epoch, snaps and scratch; never held by a record */
     int64_t *snap_epoch;   /* epoch whose start each snapshot marks */
-    ft_histogram *snaps;   /* `slots` snapshots of `total` */
+    ft_histogram *snaps;   /* `slots` snapshots of `total`, mmap'd (snaps_alloc) */
     ft_histogram *scratch; /* the last window difference computed */
 
     ft_histogram total; /* cumulative, never reset; records go here */
@@ -95,6 +96,26 @@ static void rotate_locked(ft_latency_recorder *r, int64_t epoch)
     if (epoch > atomic_load_explicit(&r->last_epoch, RELAXED)) snapshot_locked(r, epoch);
 }
 
+/* The window's snapshots: `n` histograms (37 KiB each: 412 KiB with the default window) that stay
+ * all zero until intervals with calls have passed. They come from mmap, whose pages cost no memory
+ * until written, rather than from ft_aligned_calloc, whose memset writes them all at creation: a
+ * method never called, or a server that idles, then holds none of it (issue #26: an idle
+ * echo-server held 9 MiB). Page-aligned, so aligned for ft_histogram. Zero bytes are an
+ * initialized empty histogram: its fields are lock-free atomic integers, whose zero is all-zero
+ * bits on every target ftrpc builds for, so the pages are not written by ft_histogram_init
+ * either. */
+static ft_histogram *snaps_alloc(size_t n)
+{
+    void *p = mmap(NULL, n * sizeof(ft_histogram), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void snaps_free(ft_histogram *snaps, size_t n)
+{
+    if (snaps) munmap(snaps, n * sizeof *snaps);
+}
+
 int ft_latency_recorder_new(const ft_latency_recorder_options *opts, ft_latency_recorder **out)
 {
     ft_latency_recorder_options o = {0};
@@ -113,13 +134,13 @@ int ft_latency_recorder_new(const ft_latency_recorder_options *opts, ft_latency_
     r->slots = o.window + 1;
     r->max_ring = calloc((size_t)r->slots, sizeof *r->max_ring);
     r->snap_epoch = calloc((size_t)r->slots, sizeof *r->snap_epoch);
-    r->snaps = ft_aligned_calloc((size_t)r->slots, sizeof *r->snaps, alignof(ft_histogram));
+    r->snaps = snaps_alloc((size_t)r->slots);
     r->scratch = ft_aligned_calloc(1, sizeof *r->scratch, alignof(ft_histogram));
     if (!r->max_ring || !r->snap_epoch || !r->snaps || !r->scratch ||
         pthread_mutex_init(&r->lock, NULL) != 0) {
         free(r->max_ring);
         free(r->snap_epoch);
-        free(r->snaps);
+        snaps_free(r->snaps, (size_t)r->slots);
         free(r->scratch);
         free(r);
         return FTRPC_ENOMEM;
@@ -131,7 +152,6 @@ int ft_latency_recorder_new(const ft_latency_recorder_options *opts, ft_latency_
     /* Every slot starts as an empty snapshot of the creation epoch: the state before anything. A
      * slot whose label is older than a query's window start is never used as a base. */
     for (int i = 0; i < r->slots; i++) {
-        ft_histogram_init(&r->snaps[i]);
         r->snap_epoch[i] = epoch - r->slots; /* older than any window: unused */
         atomic_init(&r->max_ring[i], pack_max(epoch - r->slots, 0));
     }
@@ -147,7 +167,7 @@ void ft_latency_recorder_free(ft_latency_recorder *r)
     pthread_mutex_destroy(&r->lock);
     free(r->max_ring);
     free(r->snap_epoch);
-    free(r->snaps);
+    snaps_free(r->snaps, (size_t)r->slots);
     free(r->scratch);
     free(r);
 }

@@ -1,5 +1,5 @@
 /* etcd://h:p[,h:p...][/prefix]?service=NAME — discovery through etcd v3's JSON gateway (libcurl for
- * HTTP, json-c for JSON; the wire pieces are in etcd_json.c).
+ * HTTP, loaded with dlopen at the first use; json-c for JSON; the wire pieces are in etcd_json.c).
  *
  * Layout: one key per server instance, "<prefix>/<service>/<host:port>", whose value is
  * {"addr":"host:port","weight":N,"tags":["a","b"]} and which is bound to the instance's lease.
@@ -38,7 +38,9 @@
  *
  * Not here: TLS and etcd auth, applying watch events incrementally, a process-wide watcher. */
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,21 +152,114 @@ static int cfg_parse(const ft_naming_url *url, const char *fallback, etcd_cfg *c
 
 /* ---- HTTP ---- */
 
+/* libcurl is loaded with dlopen when the first etcd:// client or registrar of the process starts,
+ * not linked: a process that never names etcd then maps none of it. libcurl and the libraries it
+ * pulls in (gnutls, krb5, ldap, ssh2, nghttp2...) are 3.8 MiB of an idle echo-server's 9.1 MiB RSS
+ * (docs/performance.md, issue #26). Everything below calls curl through this table, filled once by
+ * curl_init_once; curl_ready() must have returned 0 first. */
+static struct {
+    CURLcode (*global_init)(long flags);
+    const char *(*easy_strerror)(CURLcode code);
+    CURLcode (*easy_setopt)(CURL *e, CURLoption option, ...);
+    struct curl_slist *(*slist_append)(struct curl_slist *list, const char *s);
+    CURL *(*easy_init)(void);
+    void (*easy_cleanup)(CURL *e);
+    CURLcode (*easy_perform)(CURL *e);
+    CURLcode (*easy_getinfo)(CURL *e, CURLINFO info, ...);
+    CURLM *(*multi_init)(void);
+    CURLMcode (*multi_cleanup)(CURLM *m);
+    CURLMcode (*multi_add_handle)(CURLM *m, CURL *e);
+    CURLMcode (*multi_remove_handle)(CURLM *m, CURL *e);
+    CURLMcode (*multi_perform)(CURLM *m, int *running);
+    CURLMsg *(*multi_info_read)(CURLM *m, int *left);
+    CURLMcode (*multi_poll)(CURLM *m, struct curl_waitfd fds[], unsigned n, int timeout_ms,
+                            int *numfds);
+    CURLMcode (*multi_wakeup)(CURLM *m);
+} cu;
+
+#undef curl_easy_setopt
+#undef curl_easy_getinfo
+#define curl_global_init cu.global_init
+#define curl_easy_strerror cu.easy_strerror
+#define curl_easy_setopt cu.easy_setopt
+#define curl_slist_append cu.slist_append
+#define curl_easy_init cu.easy_init
+#define curl_easy_cleanup cu.easy_cleanup
+#define curl_easy_perform cu.easy_perform
+#define curl_easy_getinfo cu.easy_getinfo
+#define curl_multi_init cu.multi_init
+#define curl_multi_cleanup cu.multi_cleanup
+#define curl_multi_add_handle cu.multi_add_handle
+#define curl_multi_remove_handle cu.multi_remove_handle
+#define curl_multi_perform cu.multi_perform
+#define curl_multi_info_read cu.multi_info_read
+#define curl_multi_poll cu.multi_poll
+#define curl_multi_wakeup cu.multi_wakeup
+
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
+static int curl_init_rc; /* 0, FTRPC_ESYS: libcurl not loaded (logged once) */
+
+/* Fills one slot of `cu` from the loaded library; -1 when the symbol is missing. */
+static int curl_sym(void *lib, void *slot, const char *name)
+{
+    void *f = dlsym(lib, name);
+    if (!f) return -1;
+    memcpy(slot, &f, sizeof f); /* ISO C has no cast from void * to a function pointer */
+    return 0;
+}
+
 static void curl_init_once(void)
 {
-    /* Never cleaned up: other threads may use curl until the process ends. */
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    /* Never closed nor cleaned up: other threads may use curl until the process ends. */
+    void *lib = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) lib = dlopen("libcurl-gnutls.so.4", RTLD_NOW | RTLD_LOCAL); /* Debian's other build */
+    if (!lib) {
+        FT_ERROR("naming: etcd:// needs libcurl (libcurl.so.4): %s", dlerror());
+        curl_init_rc = FTRPC_ESYS;
+        return;
+    }
+    static const struct {
+        const char *name;
+        size_t off;
+    } syms[] = {
+#define CURL_SYM(field, name) {name, offsetof(__typeof__(cu), field)}
+        CURL_SYM(global_init, "curl_global_init"),
+        CURL_SYM(easy_strerror, "curl_easy_strerror"),
+        CURL_SYM(easy_setopt, "curl_easy_setopt"),
+        CURL_SYM(slist_append, "curl_slist_append"),
+        CURL_SYM(easy_init, "curl_easy_init"),
+        CURL_SYM(easy_cleanup, "curl_easy_cleanup"),
+        CURL_SYM(easy_perform, "curl_easy_perform"),
+        CURL_SYM(easy_getinfo, "curl_easy_getinfo"),
+        CURL_SYM(multi_init, "curl_multi_init"),
+        CURL_SYM(multi_cleanup, "curl_multi_cleanup"),
+        CURL_SYM(multi_add_handle, "curl_multi_add_handle"),
+        CURL_SYM(multi_remove_handle, "curl_multi_remove_handle"),
+        CURL_SYM(multi_perform, "curl_multi_perform"),
+        CURL_SYM(multi_info_read, "curl_multi_info_read"),
+        CURL_SYM(multi_poll, "curl_multi_poll"),
+        CURL_SYM(multi_wakeup, "curl_multi_wakeup"),
+#undef CURL_SYM
+    };
+    for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
+        if (curl_sym(lib, (char *)&cu + syms[i].off, syms[i].name) != 0) {
+            FT_ERROR("naming: etcd:// needs %s, which this libcurl lacks (7.68 or later needed)",
+                     syms[i].name);
+            curl_init_rc = FTRPC_ESYS;
+            return;
+        }
+    }
+    CURLcode c = curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (c != CURLE_OK) {
+        FT_ERROR("naming: etcd:// cannot initialise libcurl: %s", curl_easy_strerror(c));
+        curl_init_rc = FTRPC_ESYS;
+    }
 }
+
 static int curl_ready(void)
 {
     pthread_once(&curl_once, curl_init_once);
-    if (curl_init_rc != CURLE_OK) {
-        FT_ERROR("naming: etcd:// cannot initialise libcurl: %s", curl_easy_strerror(curl_init_rc));
-        return FTRPC_ESYS;
-    }
-    return 0;
+    return curl_init_rc;
 }
 
 /* One HTTP client: a reusable easy handle (keeps its connection), its response body, and an

@@ -1,7 +1,8 @@
 /* `ftrpc bench` against an `ftrpc echo-server` child: the final table, --json with every key the
  * docs promise (and figures that add up: every call counted once), --cdf writing an SVG that a
  * real XML parser accepts with a plotted line, the open loop (--rate) and the plain progress
- * lines off a terminal (their error counts within their call counts), --fallback-default
+ * lines off a terminal (their error counts within their call counts), the blocking-callers shape
+ * (--threads) and the report naming the shape that ran, --fallback-default
  * answering every call to a dead address, and what would fail every call or lose the figures
  * (a payload no frame can carry, an output file that cannot be written) refused before the run. */
 #include <setjmp.h>
@@ -304,6 +305,58 @@ static void bench_refuses_before_the_run_what_would_spoil_it(void **state)
     h_server_stop(&srv, 5000);
 }
 
+/* --threads N: N blocking callers through one client (brpc's multi_threaded_echo shape) make every
+ * call of --count exactly once, and the table and the JSON say that this shape ran, where an async
+ * run says its own; --threads with --rate or --concurrency is refused before the run. */
+static void bench_threads_runs_blocking_callers_and_says_which_shape_ran(void **state)
+{
+    (void)state;
+    h_server srv;
+    assert_int_equal(h_server_start(&srv, NULL), 0);
+    char url[64], json[600];
+    h_server_url(&srv, url, sizeof url);
+    scratch_file(json, sizeof json, "threads.json");
+    static const char *const shapes[][4] = {
+        {"--threads", "8", "threads", "8 blocking callers (ftrpc_call)"},
+        {"--concurrency", "6", "async", "async, 6 in flight"}};
+    for (size_t i = 0; i < 2; i++) {
+        const char *args[] = {"bench",      url,      "example.EchoService/Echo",
+                              "--count",    "2000",   shapes[i][0],
+                              shapes[i][1], "--json", json,
+                              NULL};
+        char *out = NULL, *err = NULL;
+        int rc = h_cli_run(args, 60000, &out, &err);
+        if (rc != 0 || !strstr(out, "2000 ok, 0 errors") || !strstr(out, shapes[i][3]) ||
+            !strstr(err, shapes[i][3]))
+            fail_msg("bench %s %s: exit %d\n%s\n%s", shapes[i][0], shapes[i][1], rc, out, err);
+        free(out);
+        free(err);
+        json_object *root = json_object_from_file(json), *v;
+        assert_non_null(root);
+        assert_true(json_object_object_get_ex(root, "shape", &v));
+        assert_string_equal(json_object_get_string(v), shapes[i][2]);
+        assert_int_equal(get_int(root, i == 0 ? "threads" : "concurrency"), atoi(shapes[i][1]));
+        assert_int_equal(get_int(root, "calls"), 2000);
+        assert_int_equal(get_int(root, "ok"), 2000);
+        json_object_put(root);
+        unlink(json);
+    }
+    static const char *const refused[][2] = {{"--rate", "100"}, {"--concurrency", "4"}};
+    for (size_t i = 0; i < 2; i++) {
+        const char *args[] = {"bench",   url,           "example.EchoService/Echo",
+                              "--count", "20",          "--threads",
+                              "4",       refused[i][0], refused[i][1],
+                              NULL};
+        char *out = NULL, *err = NULL;
+        int rc = h_cli_run(args, 60000, &out, &err);
+        if (rc != 2 || !strstr(err, "--threads") || strstr(out, "calls"))
+            fail_msg("bench --threads %s: exit %d\n%s\n%s", refused[i][0], rc, out, err);
+        free(out);
+        free(err);
+    }
+    h_server_stop(&srv, 5000);
+}
+
 /* One bench run of brpc's backup example against srv's URL, its --json read back. */
 static json_object *bench_brpc_example(const char *url, const char *const *extra, char **err_out)
 {
@@ -399,6 +452,7 @@ int main(void)
         cmocka_unit_test(bench_progress_lines_count_errors_within_calls),
         cmocka_unit_test(bench_extra_requests_count_only_calls_that_sent_one),
         cmocka_unit_test(bench_refuses_before_the_run_what_would_spoil_it),
+        cmocka_unit_test(bench_threads_runs_blocking_callers_and_says_which_shape_ran),
         cmocka_unit_test(bench_runs_brpcs_backup_example_and_reports_refused_backups),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

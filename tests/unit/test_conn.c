@@ -309,6 +309,38 @@ static void bytes_written_arrive_in_order(void **state)
     expect_server_got(0, b.total);
 }
 
+typedef struct small_write_arg {
+    size_t len;
+} small_write_arg;
+
+static void write_small(void *arg)
+{
+    small_write_arg *a = arg;
+    assert_int_equal(write_stream(ctx.cl.conn, 0, a->len), 0);
+}
+
+static void note_read_block(void *arg)
+{
+    *(int *)arg = ctx.sv.conn->in.write_block != NULL;
+}
+
+/* A read whose every byte the handler took leaves the connection holding no read block: an idle
+ * connection costs no 8 KiB block (issue #26), and the next read takes one from the cache. */
+static void a_connection_whose_input_was_all_taken_holds_no_read_block(void **state)
+{
+    (void)state;
+    connect_pair(0, 0);
+    small_write_arg a = {100};
+    ft_loop_run_sync(ctx.cloop, write_small, &a);
+    expect_server_got(0, 100);
+    int holds = -1;
+    ft_loop_run_sync(ctx.sloop, note_read_block, &holds);
+    assert_int_equal(holds, 0);
+    /* and it reads on as before */
+    ft_loop_run_sync(ctx.cloop, write_small, &a);
+    wait_got(&ctx.sv, 200);
+}
+
 static long syscw(void)
 {
     FILE *f = fopen("/proc/self/io", "r");
@@ -911,6 +943,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(bytes_written_arrive_in_order),
+        T(a_connection_whose_input_was_all_taken_holds_no_read_block),
         T(an_unwatched_socket_is_not_read_until_it_is_watched_again),
         T(frames_of_one_iteration_go_out_in_few_syscalls),
         T(write_past_max_unwritten_is_overcrowded_and_queues_nothing),
