@@ -1099,3 +1099,18 @@ long h_raise_fd_limit(void)
     getrlimit(RLIMIT_NOFILE, &rl);
     return rl.rlim_cur == RLIM_INFINITY ? 1L << 20 : (long)rl.rlim_cur;
 }
+
+h_tls_files h_tls;
+
+int h_tls_group_setup(void **state)
+{
+    (void)state;
+    return h_tls_make(&h_tls);
+}
+
+int h_tls_group_teardown(void **state)
+{
+    (void)state;
+    h_tls_remove(&h_tls);
+    return 0;
+}

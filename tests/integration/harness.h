@@ -145,6 +145,10 @@ int h_tls_make(h_tls_files *f);
 int h_curl(const char *args, char **out);
 /* Removes the folder. */
 void h_tls_remove(const h_tls_files *f);
+/* A cmocka group's setup and teardown that make and remove h_tls (the group's TLS files). */
+extern h_tls_files h_tls;
+int h_tls_group_setup(void **state);
+int h_tls_group_teardown(void **state);
 
 /* ---- raw TCP ---- */
 
