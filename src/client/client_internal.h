@@ -28,6 +28,7 @@
 #include "protocol/baidu_std.h"
 
 typedef struct ft_cconn ft_cconn;
+struct ft_attempt;
 typedef struct ft_call ft_call;
 
 /* The client's endpoint: the cluster's endpoint (cluster/cluster.h: name, health, in-flight
@@ -63,8 +64,26 @@ struct ft_cconn {
     /* the correlation ids of the latest cancels sent, so that their answers are recognised */
     int64_t cancel_cids[FT_CCONN_CANCEL_CIDS];
     unsigned cancel_next;
-    int credential_sent; /* the first request (with authentication_data) went out */
+    int credential_sent;        /* the first request (with authentication_data) went out */
+    struct ft_grpc_cconn *grpc; /* grpc_client.c: the HTTP/2 session, when the protocol is gRPC */
 };
+
+/* ---- grpc_client.c (the connection's loop) ---- */
+
+/* Makes cc a gRPC connection: an nghttp2 client session, its preface and SETTINGS queued. 0 or a
+ * negative code (the caller closes the connection). */
+int ft_grpc_cconn_start(ft_cconn *cc);
+/* On close, once the pending attempts were failed: frees the session. */
+void ft_grpc_cconn_free(ft_cconn *cc);
+/* Sends the attempt as a new stream, files it in cc->pending under its stream id (a->cid). The
+ * credential (NULL: none) goes as the authorization metadata. 0 or a negative code (not filed). */
+int ft_grpc_cconn_send(ft_cconn *cc, struct ft_attempt *a, const char *service, const char *method,
+                       int32_t timeout_ms, const ft_iobuf *request, const uint8_t *credential,
+                       size_t credential_len);
+/* Resets the attempt's stream (RST_STREAM CANCEL): the server sees the call cancelled. */
+void ft_grpc_cconn_cancel(ft_cconn *cc, int64_t id);
+/* Reads HTTP/2 frames: answers go to their attempts. 0 or a negative code to close. */
+int ft_grpc_cconn_on_read(ft_cconn *cc);
 
 typedef struct ft_client_loop {
     ft_list calls;              /* calls homed on this loop */

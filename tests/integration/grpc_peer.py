@@ -1,6 +1,12 @@
 #!/usr/bin/python3
 """A real gRPC peer for ftrpc's gRPC tests (grpcio, generic calls: no generated code).
 
+server [--delay-ms N]   serves example.EchoService on 127.0.0.1 (a free port), prints
+    "listening on 127.0.0.1:PORT" first, then "cancelled METHOD" each time a call is cancelled
+    by its client before its answer. Methods: Echo (answers the request, after N ms when
+    --delay-ms), Fail (aborts with the status named by the request, e.g. b"NOT_FOUND"), Slow (waits
+    up to 5 s for the client to give up). SIGTERM or SIGKILL ends it.
+
 client TARGET [--ca FILE] [--token T] CASE...   runs each case against an ftrpc server and
     prints one line per case: "CASE STATUS DETAIL" (STATUS is grpc.StatusCode's name; DETAIL the
     answer's bytes on OK, else the status details).
@@ -81,8 +87,55 @@ def run_client(argv):
     return 0
 
 
+def run_server(argv):
+    from concurrent import futures
+    delay = 0.0
+    if len(argv) >= 2 and argv[0] == '--delay-ms':
+        delay = int(argv[1]) / 1000.0
+
+    def wait_cancel(ctx, name, seconds):
+        end = time.time() + seconds
+        while time.time() < end:
+            if not ctx.is_active():
+                print('cancelled %s' % name, flush=True)
+                return True
+            time.sleep(0.005)
+        return False
+
+    def echo(req, ctx):
+        if delay and wait_cancel(ctx, 'Echo', delay):
+            return b''
+        return req
+
+    def fail(req, ctx):
+        ctx.abort(getattr(grpc.StatusCode, req.decode()), 'failed with ' + req.decode())
+
+    def slow(req, ctx):
+        wait_cancel(ctx, 'Slow', 5)
+        return b'slow'
+
+    methods = {'Echo': echo, 'Fail': fail, 'Slow': slow}
+
+    class Handler(grpc.GenericRpcHandler):
+        def service(self, details):
+            svc, _, name = details.method.rpartition('/')
+            if svc != '/example.EchoService' or name not in methods:
+                return None
+            return grpc.unary_unary_rpc_method_handler(methods[name])
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    server.add_generic_rpc_handlers((Handler(),))
+    port = server.add_insecure_port('127.0.0.1:0')
+    server.start()
+    print('listening on 127.0.0.1:%d' % port, flush=True)
+    server.wait_for_termination()
+    return 0
+
+
 if __name__ == '__main__':
     if len(sys.argv) > 2 and sys.argv[1] == 'client':
         sys.exit(run_client(sys.argv[2:]))
+    if len(sys.argv) >= 2 and sys.argv[1] == 'server':
+        sys.exit(run_server(sys.argv[2:]))
     print(__doc__, file=sys.stderr)
     sys.exit(2)
