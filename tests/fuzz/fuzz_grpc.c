@@ -12,6 +12,7 @@
  * tests/fuzz/record_grpc_corpus.py: the bytes the server read, one connection a file.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -63,7 +64,10 @@ static int connect_server(void)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) abort();
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        perror("fuzz_grpc: connecting to the server");
+        abort();
+    }
     return fd;
 }
 
