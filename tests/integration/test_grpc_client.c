@@ -179,6 +179,23 @@ static void cli_calls_over_grpc(void **state)
     free(out);
     free(err);
     h_server_stop(&s, 5000);
+
+    /* over TLS: the client offers ALPN h2, the server takes it and sniffs gRPC's preface */
+    h_tls_files tls;
+    assert_int_equal(h_tls_make(&tls), 0);
+    const char *targs[] = {"--tls-cert", tls.server_cert, "--tls-key", tls.server_key, NULL};
+    assert_int_equal(h_server_start(&s, targs), 0);
+    snprintf(url, sizeof url, "127.0.0.1:%d", s.port);
+    const char *sargs[] = {"call",   url,          "example.EchoService/Echo",
+                           "--data", "via h2 tls", "--protocol",
+                           "grpc",   "--tls-ca",   tls.ca,
+                           NULL};
+    assert_int_equal(h_cli_run(sargs, 10000, &out, &err), 0);
+    assert_non_null(strstr(out, "via h2 tls"));
+    free(out);
+    free(err);
+    h_server_stop(&s, 5000);
+    h_tls_remove(&tls);
 }
 
 int main(void)
