@@ -55,6 +55,7 @@ typedef struct ft_grpc_conn {
     ft_rate_bucket rst, ping, settings;
     int in_recv;      /* inside mem_recv: deliveries only queue, the read's flush sends */
     gstream *streams; /* open streams (nghttp2_session_del does not report their close) */
+    size_t buffered;  /* request bytes the streams hold: counted in max_pending_request_bytes */
 } ft_grpc_conn;
 
 static void stream_free(ft_grpc_conn *g, gstream *st)
@@ -64,6 +65,7 @@ static void stream_free(ft_grpc_conn *g, gstream *st)
     else
         g->streams = st->next;
     if (st->next) st->next->prev = st->prev;
+    g->buffered -= ft_iobuf_size(&st->body);
     ft_iobuf_fini(&st->body);
     ft_iobuf_fini(&st->out);
     free(st->auth);
@@ -241,9 +243,11 @@ static void dispatch(ft_grpc_conn *g, gstream *st)
     }
     ft_iobuf msg;
     ft_iobuf_init(&msg);
+    g->buffered -= ft_iobuf_size(&st->body); /* the call's now, or answered and dropped */
     int status;
     const char *reason = NULL;
     if (ft_grpc_unframe(&st->body, st->gzip, s->opts.max_body_size, &msg, &status, &reason) != 0) {
+        ft_iobuf_clear(&st->body); /* no longer counted in buffered */
         ft_iobuf_fini(&msg);
         respond(g, st, 200, status, reason, 0, NULL);
         return;
@@ -374,10 +378,12 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id, const u
     /* one message and its prefix at most: more is dropped, and answered at the stream's end */
     if (ft_iobuf_size(&st->body) + len > (size_t)g->sess->server->opts.max_body_size + 5 + 5) {
         st->too_big = 1;
+        g->buffered -= ft_iobuf_size(&st->body);
         ft_iobuf_clear(&st->body);
         return 0;
     }
     if (ft_iobuf_append(&st->body, data, len) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    g->buffered += len;
     return 0;
 }
 
@@ -492,6 +498,11 @@ static ft_grpc_conn *grpc_of(ft_session *sess)
     }
     sess->grpc = g;
     return g;
+}
+
+size_t ft_grpc_session_buffered(const ft_session *sess)
+{
+    return sess->grpc ? sess->grpc->buffered : 0;
 }
 
 void ft_grpc_session_free(ft_session *sess)

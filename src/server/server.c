@@ -1332,7 +1332,10 @@ static int sniff_transport(ft_session *sess)
 int ft_server_account_pending(ft_session *sess)
 {
     ftrpc_server *s = sess->server;
-    size_t now = sess->conn->state == FT_CONN_OPEN ? ft_iobuf_size(&sess->conn->in) : 0;
+    /* what the read buffer holds, and the bodies of gRPC streams not yet whole */
+    size_t now = sess->conn->state == FT_CONN_OPEN
+                     ? ft_iobuf_size(&sess->conn->in) + ft_grpc_session_buffered(sess)
+                     : 0;
     if (now == sess->pending_bytes) return 0; /* the common case: every request was whole */
     long long delta = (long long)now - (long long)sess->pending_bytes;
     sess->pending_bytes = now;

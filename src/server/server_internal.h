@@ -293,6 +293,9 @@ void ft_http_session_deliver(ftrpc_server_call *call);
 int ft_grpc_session_on_read(ft_session *sess);
 /* On close: frees the HTTP/2 state. */
 void ft_grpc_session_free(ft_session *sess);
+/* The request bytes the session's streams hold (not yet whole calls), for
+ * max_pending_request_bytes. */
+size_t ft_grpc_session_buffered(const ft_session *sess);
 /* Any thread: turns the handler's answer into the call's reply (framed message or error text). */
 void ft_grpc_call_pack(ftrpc_server_call *call, int32_t wire_code, const char *text,
                        const ft_iobuf *payload);

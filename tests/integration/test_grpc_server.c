@@ -327,6 +327,49 @@ static void flooding_peers_are_closed_with_a_reason(void **state)
     ftrpc_server_free(s);
 }
 
+static int pending_released(void *arg)
+{
+    ftrpc_server_stats st;
+    ftrpc_server_stats_get(arg, &st);
+    return st.pending_request_bytes == 0;
+}
+
+/* Streams that send their bodies and never end them count in max_pending_request_bytes, as a
+ * started baidu_std frame does: past it the connection is closed. */
+static void unfinished_stream_bodies_count_in_pending_bytes(void **state)
+{
+    (void)state;
+    ftrpc_server_options o = {.max_pending_request_bytes = 256 * 1024};
+    ftrpc_server *s = start_server(&o);
+    int fd = h_raw_connect(ftrpc_server_port(s));
+    assert_true(fd >= 0);
+    static uint8_t buf[64 + 8 * (32 + 3 * (9 + 16384))];
+    /* :method POST, :scheme http, :path /, :authority localhost (a request nghttp2 accepts) */
+    static const uint8_t HDR[] = {0x83, 0x86, 0x84, 0x01, 0x09, 'l', 'o',
+                                  'c',  'a',  'l',  'h',  'o',  's', 't'};
+    static uint8_t chunk[16384];
+    size_t n = 0;
+    memcpy(buf, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+    n = 24;
+    n += frame(buf + n, F_SETTINGS, 0, 0, NULL, 0);
+    /* eight streams of 48 KiB each, none ended: 384 KiB held, within the streams' first windows
+     * (64 KiB until the peer acknowledges ftrpc's SETTINGS) and the connection's 1 MiB */
+    for (uint32_t id = 1; id <= 15; id += 2) {
+        n += frame(buf + n, F_HEADERS, 0x4, id, HDR, sizeof HDR);
+        for (int i = 0; i < 3; i++)
+            n += frame(buf + n, F_DATA, 0, id, chunk, sizeof chunk);
+    }
+    h_raw_send(fd, buf, n);
+    assert_int_equal(h_raw_wait_closed(fd, 5000), 1);
+    close(fd);
+    /* the count is given back when the session's close completes, just after the socket's */
+    assert_true(h_wait_until(pending_released, s, 5000));
+    ftrpc_server_stats st;
+    ftrpc_server_stats_get(s, &st);
+    assert_int_equal(st.pending_refused, 1);
+    ftrpc_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -334,6 +377,7 @@ int main(void)
         cmocka_unit_test(client_reset_cancels_the_handler),
         cmocka_unit_test(grpcio_over_tls_with_a_token),
         cmocka_unit_test(flooding_peers_are_closed_with_a_reason),
+        cmocka_unit_test(unfinished_stream_bodies_count_in_pending_bytes),
     };
     return cmocka_run_group_tests(tests, h_tls_group_setup, h_tls_group_teardown);
 }
