@@ -327,6 +327,69 @@ static void flooding_peers_are_closed_with_a_reason(void **state)
     ftrpc_server_free(s);
 }
 
+/* Reads the server's frames until a RST_STREAM on `stream` (its error code into *code): 1, or 0
+ * when none came within 5 s or the connection closed. */
+static int wait_rst(int fd, uint32_t stream, uint32_t *code)
+{
+    uint8_t h[9], p[16384];
+    while (h_raw_read_exact(fd, h, sizeof h, 5000) == 1) {
+        size_t len = (size_t)h[0] << 16 | (size_t)h[1] << 8 | h[2];
+        uint32_t id = ((uint32_t)h[5] << 24 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 8 | h[8]) &
+                      0x7fffffffu;
+        if (len > sizeof p || (len && h_raw_read_exact(fd, p, len, 5000) != 1)) return 0;
+        if (h[3] == F_RST && id == stream && len == 4) {
+            *code = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* SETTINGS_MAX_CONCURRENT_STREAMS: a stream past it is refused (REFUSED_STREAM, so a client may
+ * retry it elsewhere); a header list past max_header_list_size resets its stream. The connection
+ * stays for both. */
+static void streams_past_the_limits_are_reset(void **state)
+{
+    (void)state;
+    ftrpc_server_options o = {.grpc = {.max_concurrent_streams = 2, .max_header_list_size = 4096}};
+    ftrpc_server *s = start_server(&o);
+    int fd = h_raw_connect(ftrpc_server_port(s));
+    assert_true(fd >= 0);
+    static uint8_t buf[32768];
+    static const uint8_t HDR[] = {0x83, 0x86, 0x84, 0x01, 0x09, 'l', 'o',
+                                  'c',  'a',  'l',  'h',  'o',  's', 't'};
+    size_t n = 0;
+    memcpy(buf, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+    n = 24;
+    n += frame(buf + n, F_SETTINGS, 0, 0, NULL, 0);
+    for (uint32_t id = 1; id <= 5; id += 2) /* three streams open, none ended */
+        n += frame(buf + n, F_HEADERS, 0x4, id, HDR, sizeof HDR);
+    h_raw_send(fd, buf, n);
+    uint32_t code = 0;
+    assert_true(wait_rst(fd, 5, &code));
+    assert_int_equal(code, 7); /* REFUSED_STREAM */
+    /* an 8000-byte header value: literal, new name "x-big", length 8000 (HPACK integer) */
+    static uint8_t big[8100];
+    size_t b = 0;
+    memcpy(big, HDR, sizeof HDR);
+    b = sizeof HDR;
+    memcpy(big + b, "\x00\x05x-big\x7f\xc1\x3d", 10);
+    b += 10;
+    memset(big + b, 'v', 8000);
+    b += 8000;
+    /* stream 7 after closing 1 and 3 with RST_STREAM: room for it again */
+    static const uint8_t CANCEL[4] = {0, 0, 0, 8};
+    n = frame(buf, F_RST, 0, 1, CANCEL, 4);
+    n += frame(buf + n, F_RST, 0, 3, CANCEL, 4);
+    n += frame(buf + n, F_HEADERS, 0x4, 7, big, b);
+    h_raw_send(fd, buf, n);
+    assert_true(wait_rst(fd, 7, &code));
+    /* the connection is still served */
+    assert_int_equal(h_raw_wait_closed(fd, 200), 0);
+    close(fd);
+    ftrpc_server_free(s);
+}
+
 static int pending_released(void *arg)
 {
     ftrpc_server_stats st;
@@ -378,6 +441,7 @@ int main(void)
         cmocka_unit_test(grpcio_over_tls_with_a_token),
         cmocka_unit_test(flooding_peers_are_closed_with_a_reason),
         cmocka_unit_test(unfinished_stream_bodies_count_in_pending_bytes),
+        cmocka_unit_test(streams_past_the_limits_are_reset),
     };
     return cmocka_run_group_tests(tests, h_tls_group_setup, h_tls_group_teardown);
 }
