@@ -1260,16 +1260,6 @@ static void print_rpcz_table(const config *cfg, int shape, result sum[][NSYS])
     print_beside_table(cfg, sum, SYS_RPCZ, "rpcz", "plain");
 }
 
-/* gRPC over HTTP/2 beside baidu_std, same shape, same run. */
-static void print_grpc_table(const config *cfg, int shape, result sum[][NSYS])
-{
-    printf("\n### shape %s over gRPC\nThe same ftrpc echo with the client speaking gRPC (HTTP/2 "
-           "through nghttp2) to an ftrpc server, beside baidu_std; a ratio is the median of each "
-           "repetition's grpc/baidu_std ratio.\n\n",
-           SHAPE_NAME[shape]);
-    print_beside_table(cfg, sum, SYS_GRPC, "grpc", "baidu_std");
-}
-
 static int acceptance(const config *cfg, int shape, result sum[][NSYS], verdict *v)
 {
     int n = 0;
@@ -1706,7 +1696,13 @@ int main(int argc, char **argv)
         if (cfg.tls) print_tls_table(&cfg, sh, g_sum[sh]);
         if (cfg.typed) print_typed_table(&cfg, sh, g_sum[sh]);
         if (cfg.rpcz) print_rpcz_table(&cfg, sh, g_sum[sh]);
-        if (cfg.grpc) print_grpc_table(&cfg, sh, g_sum[sh]);
+        if (cfg.grpc) { /* gRPC over HTTP/2 beside baidu_std, same shape, same run */
+            printf("\n### shape %s over gRPC\nThe same ftrpc echo with the client speaking gRPC "
+                   "(HTTP/2 through nghttp2) to an ftrpc server, beside baidu_std; a ratio is the "
+                   "median of each repetition's grpc/baidu_std ratio.\n\n",
+                   SHAPE_NAME[sh]);
+            print_beside_table(&cfg, g_sum[sh], SYS_GRPC, "grpc", "baidu_std");
+        }
         nv += acceptance(&cfg, sh, g_sum[sh], v + nv);
     }
     /* the clients of both systems live in this process: its peak says what they hold at most */
