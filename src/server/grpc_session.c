@@ -516,6 +516,17 @@ void ft_grpc_session_free(ft_session *sess)
     free(g);
 }
 
+/* Closes a misbehaving peer's connection after nghttp2's GOAWAY, when what is queued is small
+ * enough to be written at once; a peer that also stopped reading is reset instead (a close that
+ * waits on its reads would let it hold the connection). Returns what on_read returns. */
+static int close_after_goaway(ft_grpc_conn *g)
+{
+    ft_conn *c = g->sess->conn;
+    if (flush(g) != 0 || ft_conn_unwritten(c) > 64 * 1024) return FTRPC_EREQUEST;
+    ft_conn_close(c, FTRPC_EREQUEST, 0);
+    return 0;
+}
+
 int ft_grpc_session_on_read(ft_session *sess)
 {
     ft_conn *c = sess->conn;
@@ -532,8 +543,8 @@ int ft_grpc_session_on_read(ft_session *sess)
                 g->in_recv = 0;
                 FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing gRPC connection from %s: %s", c->peer,
                                    nghttp2_strerror((int)r));
-                flush(g); /* nghttp2's GOAWAY, when it queued one */
-                return FTRPC_EREQUEST;
+                /* nghttp2's GOAWAY, when it queued one, goes out before the close */
+                return close_after_goaway(g);
             }
             used += (size_t)r;
         }
@@ -545,7 +556,7 @@ int ft_grpc_session_on_read(ft_session *sess)
     if (g->close_reason) {
         FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing gRPC connection from %s: %s", c->peer,
                            g->close_reason);
-        return FTRPC_EREQUEST;
+        return rc != 0 ? FTRPC_EREQUEST : close_after_goaway(g);
     }
     return rc;
 }

@@ -270,7 +270,28 @@ static size_t frame(uint8_t *out, uint8_t type, uint8_t flags, uint32_t stream, 
     return 9 + len;
 }
 
-enum { F_DATA = 0, F_HEADERS = 1, F_RST = 3, F_SETTINGS = 4, F_PING = 6 };
+enum { F_DATA = 0, F_HEADERS = 1, F_RST = 3, F_SETTINGS = 4, F_PING = 6, F_GOAWAY = 7 };
+
+/* Reads the server's frames until one of `type` on `stream` (RST_STREAM: its error code into
+ * *code; GOAWAY: its error code, after the last stream id): 1, or 0 when none came within 5 s or
+ * the connection closed first. */
+static int wait_frame(int fd, uint8_t type, uint32_t stream, uint32_t *code)
+{
+    uint8_t h[9], p[16384];
+    while (h_raw_read_exact(fd, h, sizeof h, 5000) == 1) {
+        size_t len = (size_t)h[0] << 16 | (size_t)h[1] << 8 | h[2];
+        uint32_t id = ((uint32_t)h[5] << 24 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 8 | h[8]) &
+                      0x7fffffffu;
+        if (len > sizeof p || (len && h_raw_read_exact(fd, p, len, 5000) != 1)) return 0;
+        size_t at = type == 7 ? 4 : 0; /* GOAWAY: the code follows the last stream id */
+        if (h[3] == type && id == stream && len >= at + 4) {
+            *code = (uint32_t)p[at] << 24 | (uint32_t)p[at + 1] << 16 | (uint32_t)p[at + 2] << 8 |
+                    p[at + 3];
+            return 1;
+        }
+    }
+    return 0;
+}
 
 /* Connects, sends the preface and an empty SETTINGS, then `count` rounds of what `kind` floods:
  * 'r' a HEADERS (POST, http, /) then its RST_STREAM; 'p' a PING; 's' an empty SETTINGS. Returns
@@ -300,6 +321,12 @@ static int flood(int port, char kind, int count)
     }
     h_raw_send(fd, buf, n);
     free(buf);
+    /* a peer torn down gets GOAWAY(ENHANCE_YOUR_CALM) first */
+    uint32_t code = 0;
+    if (count > 20 && (!wait_frame(fd, F_GOAWAY, 0, &code) || code != 11)) {
+        close(fd);
+        return 0;
+    }
     int closed = h_raw_wait_closed(fd, 5000) == 1;
     close(fd);
     return closed;
@@ -327,24 +354,6 @@ static void flooding_peers_are_closed_with_a_reason(void **state)
     ftrpc_server_free(s);
 }
 
-/* Reads the server's frames until a RST_STREAM on `stream` (its error code into *code): 1, or 0
- * when none came within 5 s or the connection closed. */
-static int wait_rst(int fd, uint32_t stream, uint32_t *code)
-{
-    uint8_t h[9], p[16384];
-    while (h_raw_read_exact(fd, h, sizeof h, 5000) == 1) {
-        size_t len = (size_t)h[0] << 16 | (size_t)h[1] << 8 | h[2];
-        uint32_t id = ((uint32_t)h[5] << 24 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 8 | h[8]) &
-                      0x7fffffffu;
-        if (len > sizeof p || (len && h_raw_read_exact(fd, p, len, 5000) != 1)) return 0;
-        if (h[3] == F_RST && id == stream && len == 4) {
-            *code = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* SETTINGS_MAX_CONCURRENT_STREAMS: a stream past it is refused (REFUSED_STREAM, so a client may
  * retry it elsewhere); a header list past max_header_list_size resets its stream. The connection
  * stays for both. */
@@ -366,7 +375,7 @@ static void streams_past_the_limits_are_reset(void **state)
         n += frame(buf + n, F_HEADERS, 0x4, id, HDR, sizeof HDR);
     h_raw_send(fd, buf, n);
     uint32_t code = 0;
-    assert_true(wait_rst(fd, 5, &code));
+    assert_true(wait_frame(fd, F_RST, 5, &code));
     assert_int_equal(code, 7); /* REFUSED_STREAM */
     /* an 8000-byte header value: literal, new name "x-big", length 8000 (HPACK integer) */
     static uint8_t big[8100];
@@ -383,7 +392,7 @@ static void streams_past_the_limits_are_reset(void **state)
     n += frame(buf + n, F_RST, 0, 3, CANCEL, 4);
     n += frame(buf + n, F_HEADERS, 0x4, 7, big, b);
     h_raw_send(fd, buf, n);
-    assert_true(wait_rst(fd, 7, &code));
+    assert_true(wait_frame(fd, F_RST, 7, &code));
     /* the connection is still served */
     assert_int_equal(h_raw_wait_closed(fd, 200), 0);
     close(fd);
