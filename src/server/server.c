@@ -1254,9 +1254,9 @@ static int sniff(ft_session *sess)
             sess->proto = FT_PROTO_GRPC;
             return 1;
         }
-        if (g == -1 && ft_iobuf_size(&c->in) >= 4) {
-            /* "PRI " so far: HTTP/1.1 would take it for a method; wait for the whole preface
-             * within the header timeout */
+        if (g == -1) {
+            /* a start of the preface ("PR" is also baidu_std's "PRPC" so far): wait for the
+             * bytes that tell, within the header timeout */
             if (!ft_timer_armed(&sess->read_timer))
                 ft_timer_start(sess->loop, &sess->read_timer,
                                ft_loop_now(sess->loop) +

@@ -399,6 +399,26 @@ static void streams_past_the_limits_are_reset(void **state)
     ftrpc_server_free(s);
 }
 
+/* A preface cut after "PRI" (which baidu_std's "PRPC" does not rule out before the third byte)
+ * still starts gRPC: the server answers with its SETTINGS. */
+static void a_preface_in_pieces_is_still_recognised(void **state)
+{
+    (void)state;
+    ftrpc_server *s = start_server(NULL);
+    int fd = h_raw_connect(ftrpc_server_port(s));
+    assert_true(fd >= 0);
+    static const char PRE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    uint8_t settings[9];
+    h_raw_send(fd, PRE, 3);
+    h_sleep_ms(50); /* lets the server read the piece alone (the test holds without it too) */
+    h_raw_send(fd, PRE + 3, 24 - 3);
+    h_raw_send(fd, settings, frame(settings, F_SETTINGS, 0, 0, NULL, 0));
+    uint32_t unused;
+    assert_true(wait_frame(fd, F_SETTINGS, 0, &unused));
+    close(fd);
+    ftrpc_server_free(s);
+}
+
 static int pending_released(void *arg)
 {
     ftrpc_server_stats st;
@@ -451,6 +471,7 @@ int main(void)
         cmocka_unit_test(flooding_peers_are_closed_with_a_reason),
         cmocka_unit_test(unfinished_stream_bodies_count_in_pending_bytes),
         cmocka_unit_test(streams_past_the_limits_are_reset),
+        cmocka_unit_test(a_preface_in_pieces_is_still_recognised),
     };
     return cmocka_run_group_tests(tests, h_tls_group_setup, h_tls_group_teardown);
 }
