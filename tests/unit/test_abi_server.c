@@ -41,6 +41,28 @@ static void older_server_options_get_the_defaults_of_newer_fields(void **state)
     ftrpc_server_free(s);
 }
 
+/* Server options from a header before `grpc`: gRPC on, with its default limits. */
+static void server_options_before_grpc_get_its_defaults(void **state)
+{
+    (void)state;
+    unsigned char buf[sizeof(ftrpc_server_options) + 64];
+    memset(buf, GARBAGE, sizeof buf);
+    size_t old_size = offsetof(ftrpc_server_options, grpc);
+    ftrpc_server_options old = {.max_inflight_per_connection = 50};
+    memcpy(buf, &old, old_size);
+    ftrpc_server *s = NULL;
+    assert_int_equal(ftrpc_server_new_sized((const ftrpc_server_options *)buf, old_size, &s), 0);
+    assert_int_equal(s->opts.grpc.enabled, 0);
+    assert_int_equal(s->opts.grpc.max_concurrent_streams, 100);
+    assert_int_equal(s->opts.grpc.max_header_list_size, 16384);
+    assert_int_equal(s->opts.grpc.initial_window_size, 1u << 20);
+    assert_int_equal(s->opts.grpc.rst_stream_burst, 1000);
+    assert_int_equal(s->opts.grpc.rst_stream_per_second, 33);
+    ftrpc_server_free(s);
+    ftrpc_server_options bad = {.grpc = {.enabled = 2}};
+    assert_int_equal(ftrpc_server_new(&bad, &s), FTRPC_EINVAL);
+}
+
 /* Stats written into an older, smaller struct stop at its end. */
 static void stats_are_written_no_further_than_the_callers_struct(void **state)
 {
@@ -189,6 +211,7 @@ int main(void)
         cmocka_unit_test(older_method_options_of_a_typed_service_get_the_defaults),
         cmocka_unit_test(newer_method_options_of_a_typed_service_are_refused),
         cmocka_unit_test(older_server_options_get_the_defaults_of_newer_fields),
+        cmocka_unit_test(server_options_before_grpc_get_its_defaults),
         cmocka_unit_test(stats_are_written_no_further_than_the_callers_struct),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
