@@ -82,15 +82,8 @@ static void client_options_before_the_backup_budget_get_its_defaults(void **stat
 static void client_options_before_the_protocol_speak_baidu_std(void **state)
 {
     (void)state;
-    unsigned char buf[sizeof(ftrpc_client_options) + 64];
-    memset(buf, GARBAGE, sizeof buf);
-    size_t old_size = offsetof(ftrpc_client_options, protocol);
     ftrpc_client_options old = {.retries = 2};
-    memcpy(buf, &old, old_size);
-    ftrpc_client *c = NULL;
-    assert_int_equal(ftrpc_client_new_sized("list://127.0.0.1:1", (const ftrpc_client_options *)buf,
-                                            old_size, &c),
-                     0);
+    ftrpc_client *c = client_from_older_header(&old, offsetof(ftrpc_client_options, protocol));
     assert_int_equal(c->opts.protocol, FTRPC_PROTOCOL_BAIDU_STD);
     assert_int_equal(c->opts.retries, 2);
     ftrpc_client_free(c);
