@@ -44,6 +44,11 @@
  *    command), with a client that verifies it. Interleaved with the other two like them, and
  *    reported as TLS/plain ratios of QPS and latency: what encryption costs on the same machine.
  *
+ *  - gRPC (on unless --no-grpc): the same ftrpc cells with the client speaking gRPC over HTTP/2
+ *    (ftrpc_client_options.protocol = FTRPC_PROTOCOL_GRPC, nghttp2) to another `ftrpc echo-server`,
+ *    whose port serves gRPC beside baidu_std. Interleaved like the others, reported as
+ *    grpc/baidu_std ratios: what HTTP/2 framing, HPACK and the gRPC layer cost over baidu_std.
+ *
  *  - rpcz (with --rpcz): the same ftrpc cells with rpcz recording every call on both sides, the
  *    server an `ftrpc echo-server --rpcz` and the client's process with ftrpc_rpcz_enable(0) for
  *    the cell's length. Interleaved like the others, reported as rpcz/plain ratios: what the
@@ -702,10 +707,11 @@ typedef enum {
     SYS_TLS = 2,
     SYS_TYPED = 3,
     SYS_RPCZ = 4,
-    NSYS = 5
+    SYS_GRPC = 5,
+    NSYS = 6
 } sys_kind;
 typedef enum { SHAPE_ASYNC = 0, SHAPE_SYNC = 1 } shape_kind;
-static const char *SYS_NAME[] = {"raw", "ftrpc", "tls", "typed", "rpcz"};
+static const char *SYS_NAME[] = {"raw", "ftrpc", "tls", "typed", "rpcz", "grpc"};
 static const char *SHAPE_NAME[] = {"async", "sync"};
 
 typedef struct config {
@@ -721,6 +727,7 @@ typedef struct config {
     int tls;            /* also run the TLS cells (default on) */
     int typed;          /* also run the typed cells (default on) */
     int rpcz;           /* also run the rpcz cells (--rpcz) */
+    int grpc;           /* also run the gRPC cells (default on) */
     char tls_cert[600]; /* self-signed for 127.0.0.1, made at start with openssl */
     char tls_key[600];
 } config;
@@ -769,6 +776,7 @@ static int run_cell(run_ctx *x, sys_kind sys, shape_kind shape, int inflight, re
         if (sys == SYS_TLS)
             co.tls = (ftrpc_client_tls_options){.enable = 1, .ca_file = cfg->tls_cert};
         if (sys == SYS_RPCZ) ftrpc_rpcz_enable(0); /* this cell's calls only */
+        if (sys == SYS_GRPC) co.protocol = FTRPC_PROTOCOL_GRPC;
         if ((rc = ftrpc_client_new(url, &co, &c.client)) != 0) {
             fprintf(stderr, "bench_echo: ftrpc_client_new: %s\n", ftrpc_strerror(rc));
             return -1;
@@ -1182,7 +1190,7 @@ static void write_json(const config *cfg, const machine *m, result sum[2][8][NSY
         for (int i = 0; i < cfg->ninflight; i++)
             for (int s = 0; s < NSYS; s++) {
                 if ((s == SYS_TLS && !cfg->tls) || (s == SYS_TYPED && !cfg->typed) ||
-                    (s == SYS_RPCZ && !cfg->rpcz))
+                    (s == SYS_RPCZ && !cfg->rpcz) || (s == SYS_GRPC && !cfg->grpc))
                     continue;
                 result *r = &sum[sh][i][s];
                 /* the raw and ftrpc cells carry ftrpc/raw; the tls, typed and rpcz cells their
@@ -1275,6 +1283,8 @@ static void usage(FILE *out)
             "                         self-signed certificate made at start by openssl)\n"
             "  --no-typed             skip the typed cells (default: the echo through protoc-c's\n"
             "                         generated code beside the bytes echo)\n"
+            "  --no-grpc              skip the gRPC cells (default: the ftrpc client over gRPC to\n"
+            "                         an ftrpc server beside baidu_std)\n"
             "  --rpcz                 also run the ftrpc cells with rpcz on in client and server\n"
             "                         (docs/observability.md, rpcz), reported as rpcz/plain\n"
             "  --raw-server HOST      (internal) run the raw echo server on HOST, any port\n"
@@ -1316,6 +1326,7 @@ int main(int argc, char **argv)
                                          {"raw-server", required_argument, 0, 'R'},
                                          {"no-typed", no_argument, 0, 'Y'},
                                          {"rpcz", no_argument, 0, 'z'},
+                                         {"no-grpc", no_argument, 0, 'G'},
                                          {"typed-server", required_argument, 0, 'Z'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
@@ -1327,7 +1338,8 @@ int main(int argc, char **argv)
                   .client_io_threads = 1,
                   .timeout_ms = 10000,
                   .tls = 1,
-                  .typed = 1};
+                  .typed = 1,
+                  .grpc = 1};
     parse_inflight("1,16,64", &cfg);
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1388,6 +1400,9 @@ int main(int argc, char **argv)
             break;
         case 'z':
             cfg.rpcz = 1;
+            break;
+        case 'G':
+            cfg.grpc = 0;
             break;
         case 'Z':
             return typed_server_main(optarg);
@@ -1464,17 +1479,21 @@ int main(int argc, char **argv)
     if (cfg.tls) active[nsys++] = SYS_TLS;
     if (cfg.typed) active[nsys++] = SYS_TYPED;
     if (cfg.rpcz) active[nsys++] = SYS_RPCZ;
+    if (cfg.grpc) active[nsys++] = SYS_GRPC;
     if (cfg.tls && make_tls_cert(tls_dir, &cfg) != 0) return 1;
     if (start_server(&x.servers[SYS_RAW], "raw server", raw_argv) != 0) return 1;
     if (start_server(&x.servers[SYS_FTRPC], "ftrpc echo-server", ftrpc_argv) != 0 ||
         (cfg.tls && start_server(&x.servers[SYS_TLS], "ftrpc TLS echo-server", tls_argv) != 0) ||
         (cfg.typed && start_server(&x.servers[SYS_TYPED], "typed server", typed_argv) != 0) ||
         (cfg.rpcz &&
-         start_server(&x.servers[SYS_RPCZ], "ftrpc rpcz echo-server", rpcz_argv) != 0)) {
+         start_server(&x.servers[SYS_RPCZ], "ftrpc rpcz echo-server", rpcz_argv) != 0) ||
+        (cfg.grpc &&
+         start_server(&x.servers[SYS_GRPC], "ftrpc gRPC echo-server", ftrpc_argv) != 0)) {
         stop_server(&x.servers[SYS_RAW]);
         stop_server(&x.servers[SYS_FTRPC]);
         stop_server(&x.servers[SYS_TLS]);
         stop_server(&x.servers[SYS_TYPED]);
+        stop_server(&x.servers[SYS_RPCZ]);
         return 1;
     }
     printf("servers: raw pid %d port %d, ftrpc pid %d port %d", (int)x.servers[SYS_RAW].pid,
@@ -1487,6 +1506,9 @@ int main(int argc, char **argv)
     if (cfg.rpcz)
         printf(", ftrpc rpcz pid %d port %d", (int)x.servers[SYS_RPCZ].pid,
                x.servers[SYS_RPCZ].port);
+    if (cfg.grpc)
+        printf(", ftrpc gRPC pid %d port %d", (int)x.servers[SYS_GRPC].pid,
+               x.servers[SYS_GRPC].port);
     printf("\n\n");
     int rc =
         ftrpc_runtime_new(&(ftrpc_runtime_options){.io_threads = cfg.client_io_threads}, &x.rt);
@@ -1497,6 +1519,7 @@ int main(int argc, char **argv)
         stop_server(&x.servers[SYS_TLS]);
         stop_server(&x.servers[SYS_TYPED]);
         stop_server(&x.servers[SYS_RPCZ]);
+        stop_server(&x.servers[SYS_GRPC]);
         return 1;
     }
 
@@ -1527,7 +1550,8 @@ int main(int argc, char **argv)
                              cfg.tls ? sample_proc(x.servers[SYS_TLS].pid) : (proc_sample){0},
                              cfg.typed ? sample_proc(x.servers[SYS_TYPED].pid) : (proc_sample){0}};
     if (stop_server(&x.servers[SYS_FTRPC]) != 0 || stop_server(&x.servers[SYS_TLS]) != 0 ||
-        stop_server(&x.servers[SYS_TYPED]) != 0 || stop_server(&x.servers[SYS_RPCZ]) != 0) {
+        stop_server(&x.servers[SYS_TYPED]) != 0 || stop_server(&x.servers[SYS_RPCZ]) != 0 ||
+        stop_server(&x.servers[SYS_GRPC]) != 0) {
         fprintf(stderr, "bench_echo: the ftrpc echo-server did not exit cleanly\n");
         failed = 1;
     }
@@ -1546,11 +1570,19 @@ int main(int argc, char **argv)
             if (cfg.tls) paired_ratios(&cfg, sh, i, SYS_TLS, SYS_FTRPC);
             if (cfg.typed) paired_ratios(&cfg, sh, i, SYS_TYPED, SYS_FTRPC);
             if (cfg.rpcz) paired_ratios(&cfg, sh, i, SYS_RPCZ, SYS_FTRPC);
+            if (cfg.grpc) paired_ratios(&cfg, sh, i, SYS_GRPC, SYS_FTRPC);
         }
         print_table(&cfg, sh, g_sum[sh]);
         if (cfg.tls) print_tls_table(&cfg, sh, g_sum[sh]);
         if (cfg.typed) print_typed_table(&cfg, sh, g_sum[sh]);
         if (cfg.rpcz) print_rpcz_table(&cfg, sh, g_sum[sh]);
+        if (cfg.grpc) { /* gRPC over HTTP/2 beside baidu_std, same shape, same run */
+            printf("\n### shape %s over gRPC\nThe same ftrpc echo with the client speaking gRPC "
+                   "(HTTP/2 through nghttp2) to an ftrpc server, beside baidu_std; a ratio is the "
+                   "median of each repetition's grpc/baidu_std ratio.\n\n",
+                   SHAPE_NAME[sh]);
+            print_beside_table(&cfg, g_sum[sh], SYS_GRPC, "grpc", "baidu_std");
+        }
         nv += acceptance(&cfg, sh, g_sum[sh], v + nv);
     }
     /* the clients of both systems live in this process: its peak says what they hold at most */

@@ -6,15 +6,17 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config clang
   libuv1-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
-  libssl-dev libcurl4-openssl-dev libjson-c-dev zlib1g-dev
+  libssl-dev libcurl4-openssl-dev libjson-c-dev zlib1g-dev libnghttp2-dev
   libcmocka-dev
   openssl curl python3 python3-prometheus-client
 )
 # chromium: the console test opens the page headless (tests/integration/test_console_chromium.c);
+# python3-grpcio: the gRPC tests talk to ftrpc with a real gRPC peer (tests/integration/grpc_peer.py);
 # clang-format: make test checks the formatting (make check-format)
-# nftables, iproute2: tests/netfault drops packets between hosts of its own network namespace
+# nftables, iproute2: tests/netfault drops packets between hosts of its own network namespace;
+# python3-grpcio: the real gRPC peer of the gRPC tests
 [ "${1:-}" = "--test" ] && PACKAGES+=(etcd-server etcd-client valgrind chromium clang-format \
-  nftables iproute2)
+  nftables iproute2 python3-grpcio)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -266,6 +266,13 @@ typedef struct ftrpc_client_tls_options {
     int64_t reserved[4];   /* zero: room for fields to come without moving what follows */
 } ftrpc_client_tls_options;
 
+/* A client's wire protocol (ftrpc_client_options.protocol). */
+typedef enum ftrpc_protocol {
+    FTRPC_PROTOCOL_DEFAULT = 0,   /* baidu_std */
+    FTRPC_PROTOCOL_BAIDU_STD = 1, /* brpc's baidu_std (docs/protocol.md) */
+    FTRPC_PROTOCOL_GRPC = 2,      /* gRPC over HTTP/2, unary (docs/grpc.md) */
+} ftrpc_protocol;
+
 typedef struct ftrpc_client_options {
     ftrpc_runtime *runtime;     /* default NULL: the shared default runtime */
     int timeout_ms;             /* default 1000: the whole call's deadline, over all attempts
@@ -394,6 +401,11 @@ typedef struct ftrpc_client_options {
      * backups. Needs failover or failbackup (FTRPC_EINVAL with failfast and failtry); draws on
      * the budget as a backup does. Default 0: off. */
     int tied;
+    /* The wire protocol (docs/grpc.md). Default FTRPC_PROTOCOL_BAIDU_STD; FTRPC_PROTOCOL_GRPC:
+     * unary gRPC over HTTP/2, each call a stream on the one connection per endpoint and loop, the
+     * deadline sent as grpc-timeout, a cancelled attempt reset with RST_STREAM. The naming URL's
+     * "?protocol=grpc" sets it too */
+    ftrpc_protocol protocol;
 } ftrpc_client_options;
 
 typedef struct ftrpc_call_options {

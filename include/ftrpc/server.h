@@ -83,6 +83,31 @@ typedef struct ftrpc_server_tls_options {
     int64_t reserved[4]; /* zero: room for fields to come without moving the server's options */
 } ftrpc_server_tls_options;
 
+/* gRPC over HTTP/2 on the server's port (docs/grpc.md). Zero means the default; the limits guard
+ * against greedy peers, each as gRPC or nghttp2 sets it where they have one. */
+typedef struct ftrpc_server_grpc_options {
+    /* default 100 (as nghttp2's and Envoy's advice for servers facing the internet): the
+     * SETTINGS_MAX_CONCURRENT_STREAMS sent; a stream past it is refused by nghttp2. It is also
+     * bounded by max_inflight_per_connection */
+    uint32_t max_concurrent_streams;
+    /* default 16 KiB (gRPC C-core's hard limit on metadata): SETTINGS_MAX_HEADER_LIST_SIZE; a
+     * stream whose header block is larger is reset */
+    uint32_t max_header_list_size;
+    /* default 1 MiB: the stream and connection flow-control windows offered (SETTINGS and a
+     * connection WINDOW_UPDATE); a stream's request is bounded by max_body_size as well */
+    uint32_t initial_window_size;
+    /* default 1000 frames at once, then 33 a second (as nghttp2 1.57's fix of CVE-2023-44487,
+     * "rapid reset"): RST_STREAM frames a client may send; past it the connection is closed */
+    uint32_t rst_stream_burst;
+    uint32_t rst_stream_per_second;
+    /* default 100 at once, then 10 a second: PING and SETTINGS frames (each counted apart) a
+     * client may send; past it the connection is closed with a logged reason */
+    uint32_t ping_settings_burst;
+    uint32_t ping_settings_per_second;
+    int enabled; /* default 0: on. -1: off (the HTTP/2 preface is answered as HTTP/1.1 with 505) */
+    int64_t reserved[4]; /* zero: room for fields to come */
+} ftrpc_server_grpc_options;
+
 typedef struct ftrpc_server_options {
     ftrpc_runtime *runtime;     /* default NULL: the shared default runtime */
     uint32_t max_body_size;     /* default 64 MiB, as brpc: larger frames close the connection */
@@ -134,6 +159,8 @@ typedef struct ftrpc_server_options {
      * hint, before the methods' own limits. A count, FTRPC_CONCURRENCY_AUTO or _TIMEOUT; the auto
      * limit never goes below worker_threads (docs/overload.md) */
     int max_concurrency;
+    /* gRPC on the same port (docs/grpc.md): on by default, with the limits above */
+    ftrpc_server_grpc_options grpc;
 } ftrpc_server_options;
 
 /* Makes a server. opts may be NULL. On success *out is the caller's (ftrpc_server_free).
@@ -209,6 +236,16 @@ FTRPC_API int64_t ftrpc_server_call_remaining_ms(const ftrpc_server_call *call);
 FTRPC_API const char *ftrpc_server_call_peer(const ftrpc_server_call *call);
 /* The identity the authenticator attached to this call's connection ("" without one). */
 FTRPC_API const char *ftrpc_server_call_identity(const ftrpc_server_call *call);
+/* The value of the request's metadata `key` (a gRPC call's custom headers, compared without
+ * regard to case; a "-bin" key's value as sent, base64), or NULL when the call has none of that
+ * name. baidu_std and HTTP/1.1 calls have no metadata: always NULL. Valid until the call is
+ * finished; any thread the handler runs on. */
+FTRPC_API const char *ftrpc_server_call_metadata(const ftrpc_server_call *call, const char *key);
+/* The i-th metadata entry (0 <= i): 1 with *key and *value set (valid until the call is
+ * finished), 0 past the last. Pseudo-headers and the headers gRPC itself uses (content-type, te,
+ * grpc-timeout, grpc-encoding, grpc-accept-encoding, authorization, user-agent) are left out. */
+FTRPC_API int ftrpc_server_call_metadata_at(const ftrpc_server_call *call, size_t i,
+                                            const char **key, const char **value);
 
 /* Changes a concurrency limit while the server runs (or before): service and method NULL for the
  * server-wide one, else the method's. value as max_concurrency (a count, 0 or -1 for none,

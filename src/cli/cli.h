@@ -105,7 +105,8 @@ void ft_cli_json_close(ft_cli_json *j);
     "  --tls-cert FILE        client certificate chain (PEM) for mutual TLS; implies --tls\n"      \
     "  --tls-key FILE         its private key (PEM)\n"                                             \
     "  --tls-server-name NAME the name or IP the certificate must carry (default: the\n"           \
-    "                         endpoint's host)\n"
+    "                         endpoint's host)\n"                                                  \
+    "  --protocol P           baidu_std (default) | grpc: unary gRPC over HTTP/2\n"
 #define FT_CLI_CLIENT_FLAG_OPTIONS                                                                 \
     {"fail-mode", required_argument, 0, 'P'}, {"retries", required_argument, 0, 'P'},              \
         {"attempt-timeout-ms", required_argument, 0, 'P'}, {"backoff", required_argument, 0, 'P'}, \
@@ -118,6 +119,7 @@ void ft_cli_json_close(ft_cli_json *j);
         {"retry-budget-min-per-sec", required_argument, 0, 'P'}, {"tls", no_argument, 0, 'P'},     \
         {"throttle-k", required_argument, 0, 'P'}, {"tls-ca", required_argument, 0, 'P'},          \
         {"tls-cert", required_argument, 0, 'P'}, {"tls-key", required_argument, 0, 'P'},           \
+        {"protocol", required_argument, 0, 'P'},                                                   \
     {                                                                                              \
         "tls-server-name", required_argument, 0, 'P'                                               \
     }

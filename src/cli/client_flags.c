@@ -87,6 +87,14 @@ int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_o
         o->tls.enable = 1;
         return 1;
     }
+    if (!strcmp(opt, "protocol")) {
+        if (!strcmp(value, "baidu_std") || !strcmp(value, "grpc")) {
+            o->protocol = value[0] == 'g' ? FTRPC_PROTOCOL_GRPC : FTRPC_PROTOCOL_BAIDU_STD;
+            return 1;
+        }
+        fprintf(stderr, "ftrpc: --protocol wants baidu_std or grpc, not '%s'\n", value);
+        return -1;
+    }
     if (!strcmp(opt, "backoff")) return parse_backoff(value, &o->backoff) ? -1 : 1;
     if (!strcmp(opt, "lb")) {
         /* checked here so that the message names the flag; the client would only say EINVAL */

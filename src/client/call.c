@@ -109,6 +109,10 @@ static void send_cancel(ft_attempt *a)
 {
     if (a->call->rpcz && a->rpcz >= 0) a->call->rpcz_att[a->rpcz].cancelled = 1;
     ft_cconn *cc = a->cc;
+    if (cc && cc->grpc && cc->conn->state == FT_CONN_OPEN) {
+        ft_grpc_cconn_cancel(cc, a->cid); /* RST_STREAM: gRPC's own cancellation */
+        return;
+    }
     if (!cc || cc->conn->state != FT_CONN_OPEN ||
         atomic_load_explicit(&cc->ep->no_cancel, memory_order_relaxed))
         return;
@@ -671,6 +675,8 @@ static void send_attempt(ft_call *call, int is_backup)
         .tied = call->tied,
     };
     uint8_t credential[FT_CLIENT_MAX_CREDENTIAL];
+    if (cc->grpc) /* gRPC has no connection credential: every request carries its own */
+        cc->credential_sent = 0;
     if (!cc->credential_sent && (c->opts.credential || c->auth_token)) {
         /* brpc's rule: authentication_data travels on a connection's first request only */
         int n = -1;
@@ -687,7 +693,9 @@ static void send_attempt(ft_call *call, int is_backup)
         }
         cc->credential_sent = 1;
     }
-    int rc = send_request(cc, a, &h, call);
+    int rc = cc->grpc ? ft_grpc_cconn_send(cc, a, h.service, h.method, h.timeout_ms, &call->request,
+                                           h.auth_data, h.auth_len)
+                      : send_request(cc, a, &h, call);
     if (rc != 0) {
         settle_attempt(a, rc);
         attempt_error(a, FTRPC_RESULT_RPC_ERROR, rc, NULL, 0, 0);

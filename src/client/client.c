@@ -182,6 +182,11 @@ ft_cconn *ft_client_get_conn(ftrpc_client *c, ft_loop *loop, ft_cluster_endpoint
             return NULL;
         }
     }
+    if (c->opts.protocol == FTRPC_PROTOCOL_GRPC && (rc = ft_grpc_cconn_start(cc)) != 0) {
+        ft_conn_close(cc->conn, rc, 1);
+        *err = rc;
+        return NULL;
+    }
     return cc;
 }
 
@@ -238,7 +243,8 @@ static void check_arm(ft_cconn *cc, int64_t due_ns)
 void ft_client_conn_busy(ft_cconn *cc)
 {
     int check_ms = cc->client->opts.health_check_ms;
-    if (check_ms <= 0) return;
+    /* the check's probe is a baidu_std frame; over HTTP/2 keepalive and TCP_USER_TIMEOUT remain */
+    if (check_ms <= 0 || cc->grpc) return;
     int64_t now = ft_loop_now(cc->loop);
     cc->last_send_ns = now;
     if (cc->check_armed) return;
@@ -293,6 +299,11 @@ static int cconn_on_read(ft_conn *conn)
 {
     ft_cconn *cc = conn->owner;
     cc->last_read_ns = ft_loop_now(cc->loop);
+    if (cc->grpc) {
+        int rc = ft_grpc_cconn_on_read(cc);
+        if (rc == 0) ft_client_close_if_retired(cc);
+        return rc;
+    }
     while (conn->state == FT_CONN_OPEN) {
         ft_rpc_frame f;
         const char *reason = NULL;
@@ -352,6 +363,7 @@ static void cconn_on_close(ft_conn *conn, int reason)
         ft_call_on_conn_lost(a, reason ? reason : FTRPC_ESTOPPED,
                              reason == FTRPC_ETLS ? ft_conn_tls_error(conn) : NULL);
     }
+    ft_grpc_cconn_free(cc);
     ft_idmap_fini(&cc->pending);
     ft_cluster_endpoint_release(&cc->ep->base);
     free(cc);
@@ -543,6 +555,11 @@ static int validate_and_default(ftrpc_client_options *o)
         FT_WARN("client options: a value is out of range (negative timeout, retries, backoff?)");
         return FTRPC_EINVAL;
     }
+    if (o->protocol < FTRPC_PROTOCOL_DEFAULT || o->protocol > FTRPC_PROTOCOL_GRPC) {
+        FT_WARN("client options: unknown protocol %d", (int)o->protocol);
+        return FTRPC_EINVAL;
+    }
+    if (o->protocol == FTRPC_PROTOCOL_DEFAULT) o->protocol = FTRPC_PROTOCOL_BAIDU_STD;
     if (o->lb && !ft_lb_name_valid(o->lb)) {
         FT_WARN("client options: unknown load balancer '%s'", o->lb);
         return FTRPC_EINVAL;
@@ -861,7 +878,9 @@ static int client_new(const char *naming_url, const ftrpc_client_options *opts, 
         ft_tls_ctx_options to = {.cert_file = o.tls.cert_file,
                                  .key_file = o.tls.key_file,
                                  .ca_file = o.tls.ca_file,
-                                 .peer_cert = FT_TLS_PEER_CERT_REQUIRED};
+                                 .peer_cert = FT_TLS_PEER_CERT_REQUIRED,
+                                 /* gRPC servers want ALPN h2 */
+                                 .alpn_h2 = o.protocol == FTRPC_PROTOCOL_GRPC};
         rc = ft_tls_ctx_new(&to, &c->tls_ctx, NULL, 0);
         if (rc == 0 && o.tls.server_name && !(c->tls_server_name = strdup(o.tls.server_name)))
             rc = FTRPC_ENOMEM;

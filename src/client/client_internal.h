@@ -29,6 +29,7 @@
 #include "protocol/baidu_std.h"
 
 typedef struct ft_cconn ft_cconn;
+struct ft_attempt;
 typedef struct ft_call ft_call;
 
 /* The client's endpoint: the cluster's endpoint (cluster/cluster.h: name, health, in-flight
@@ -69,11 +70,29 @@ struct ft_cconn {
      * connection. Quiet time counts from the later of the last read and the arming. */
     ft_timer check_timer;
     int check_armed;
-    int64_t last_read_ns;  /* loop time of the last read */
-    int64_t last_send_ns;  /* loop time of the last request queued (ft_client_conn_busy) */
-    int64_t watch_from_ns; /* when the check was armed */
-    int64_t probe_sent_ns; /* a ftrpc.Control/Ping is out since then; 0: none */
+    int64_t last_read_ns;       /* loop time of the last read */
+    int64_t last_send_ns;       /* loop time of the last request queued (ft_client_conn_busy) */
+    int64_t watch_from_ns;      /* when the check was armed */
+    int64_t probe_sent_ns;      /* a ftrpc.Control/Ping is out since then; 0: none */
+    struct ft_grpc_cconn *grpc; /* grpc_client.c: the HTTP/2 session, when the protocol is gRPC */
 };
+
+/* ---- grpc_client.c (the connection's loop) ---- */
+
+/* Makes cc a gRPC connection: an nghttp2 client session, its preface and SETTINGS queued. 0 or a
+ * negative code (the caller closes the connection). */
+int ft_grpc_cconn_start(ft_cconn *cc);
+/* On close, once the pending attempts were failed: frees the session. */
+void ft_grpc_cconn_free(ft_cconn *cc);
+/* Sends the attempt as a new stream, files it in cc->pending under its stream id (a->cid). The
+ * credential (NULL: none) goes as the authorization metadata. 0 or a negative code (not filed). */
+int ft_grpc_cconn_send(ft_cconn *cc, struct ft_attempt *a, const char *service, const char *method,
+                       int32_t timeout_ms, const ft_iobuf *request, const uint8_t *credential,
+                       size_t credential_len);
+/* Resets the attempt's stream (RST_STREAM CANCEL): the server sees the call cancelled. */
+void ft_grpc_cconn_cancel(ft_cconn *cc, int64_t id);
+/* Reads HTTP/2 frames: answers go to their attempts. 0 or a negative code to close. */
+int ft_grpc_cconn_on_read(ft_cconn *cc);
 
 typedef struct ft_client_loop {
     ft_list calls;              /* calls homed on this loop */

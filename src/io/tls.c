@@ -66,6 +66,27 @@ static void describe_error(SSL *ssl, char *buf, size_t len)
 
 /* ---- contexts ---- */
 
+/* ALPN on a server (RFC 7301): gRPC clients offer "h2" alone, browsers and curl "h2" and
+ * "http/1.1". HTTP/2 on this port serves gRPC only (the builtin pages are HTTP/1.1's), so "h2" is
+ * chosen only when it is all that is offered, "http/1.1" whenever it is, and otherwise the
+ * handshake goes on without ALPN. The bytes that follow are sniffed either way. */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    const unsigned char *h2 = NULL, *h1 = NULL;
+    for (unsigned i = 0; i < inlen && i + 1u + in[i] <= inlen; i += 1u + in[i]) {
+        if (in[i] == 2 && memcmp(in + i + 1, "h2", 2) == 0) h2 = in + i;
+        if (in[i] == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) h1 = in + i;
+    }
+    const unsigned char *pick = h1 ? h1 : h2;
+    if (!pick) return SSL_TLSEXT_ERR_NOACK;
+    *out = pick + 1;
+    *outlen = pick[0];
+    return SSL_TLSEXT_ERR_OK;
+}
+
 int ft_tls_ctx_new(const ft_tls_ctx_options *o, ft_tls_ctx **out, char *err, size_t errlen)
 {
     if ((o->is_server && (!o->cert_file || !o->key_file)) || !o->cert_file != !o->key_file ||
@@ -107,12 +128,15 @@ int ft_tls_ctx_new(const ft_tls_ctx_options *o, ft_tls_ctx **out, char *err, siz
             static const unsigned char sid[] = "ftrpc";
             SSL_CTX_set_session_id_context(sc, sid, sizeof sid - 1);
         }
+        SSL_CTX_set_alpn_select_cb(sc, alpn_select, NULL);
     } else {
         step = o->ca_file ? o->ca_file : "the system's trust store";
         if ((o->ca_file ? SSL_CTX_load_verify_locations(sc, o->ca_file, NULL)
                         : SSL_CTX_set_default_verify_paths(sc)) != 1)
             goto fail;
         SSL_CTX_set_verify(sc, SSL_VERIFY_PEER, NULL);
+        static const unsigned char H2[] = "\x02h2";
+        if (o->alpn_h2 && SSL_CTX_set_alpn_protos(sc, H2, sizeof H2 - 1) != 0) goto fail;
     }
     ctx->ssl_ctx = sc;
     *out = ctx;

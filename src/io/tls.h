@@ -50,6 +50,7 @@ typedef struct ft_tls_ctx_options {
     const char *ca_file;   /* server: CA of client certificates; client: CA of the server's
                             * certificate, NULL: the system's trust store */
     enum ft_tls_peer_cert peer_cert; /* server only (see above) */
+    int alpn_h2; /* client: offer ALPN "h2" (gRPC); a server always answers ALPN (tls.c) */
 } ft_tls_ctx_options;
 
 /* Reads the files and makes a context. 0, FTRPC_EINVAL (missing file names), or FTRPC_ETLS when

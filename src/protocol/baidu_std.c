@@ -197,9 +197,8 @@ static uint32_t iobuf_crc32c(const ft_iobuf *b, uint32_t crc)
     return crc;
 }
 
-/* Inflates src (gzip or zlib framing) into dst, at most `limit` bytes. 0, or -1 with *reason. */
-static int inflate_iobuf(const ft_iobuf *src, int gzip, size_t limit, ft_iobuf *dst,
-                         const char **reason)
+int ft_inflate_iobuf(const ft_iobuf *src, int gzip, size_t limit, ft_iobuf *dst,
+                     const char **reason)
 {
     if (src->size == 0) return 0; /* an empty message stays empty, compressed or not */
     z_stream zs;
@@ -573,7 +572,7 @@ static ft_parse_status parse_body(ft_iobuf *in, size_t rest, uint32_t max_body, 
         }
     }
     if (st == FT_PARSE_OK && ct != FT_COMPRESS_NONE &&
-        inflate_iobuf(&raw, ct == FT_COMPRESS_GZIP, max_body, &out->payload, reason) != 0)
+        ft_inflate_iobuf(&raw, ct == FT_COMPRESS_GZIP, max_body, &out->payload, reason) != 0)
         st = FT_PARSE_BAD_FRAME;
     ft_iobuf_fini(&raw);
     if (st != FT_PARSE_OK) {

@@ -89,6 +89,11 @@ ft_parse_status ft_baidu_std_parse(ft_iobuf *in, uint32_t max_body, ft_rpc_frame
  * into one block of that size (ft_conn.read_want) instead of many small ones. */
 size_t ft_baidu_std_frame_size(const ft_iobuf *in, uint32_t max_body);
 
+/* Inflates src (gzip framing when gzip, else zlib) into dst, at most `limit` bytes: 0, or -1 with
+ * *reason a static description (dst then empty). Shared with gRPC's grpc-encoding gzip. */
+int ft_inflate_iobuf(const ft_iobuf *src, int gzip, size_t limit, ft_iobuf *dst,
+                     const char **reason);
+
 /* How the first bytes of a connection look: 1 = baidu_std ("PRPC"), 0 = not baidu_std,
  * -1 = too few bytes to tell. */
 int ft_baidu_std_sniff(const ft_iobuf *in);

@@ -242,9 +242,7 @@ void ft_http_session_deliver(ftrpc_server_call *call)
     }
 }
 
-/* "/package.Service/Method" into service and method; 0 when the path is not of that shape. */
-static int split_method_path(const char *path, char *service, size_t slen, char *method,
-                             size_t mlen)
+int ft_split_method_path(const char *path, char *service, size_t slen, char *method, size_t mlen)
 {
     const char *a = path + 1, *slash = strchr(a, '/');
     if (!slash || slash == a || !slash[1] || strchr(slash + 1, '/')) return 0;
@@ -357,7 +355,7 @@ static void handle(ft_session *sess, ft_http_conn *h, ft_http_request *req)
         ft_strbuf_fini(&page.body);
     }
     char service[256], method[256];
-    if (!split_method_path(req->path, service, sizeof service, method, sizeof method)) {
+    if (!ft_split_method_path(req->path, service, sizeof service, method, sizeof method)) {
         fill_text(h, seq, 404,
                   "no such page; try /status, /vars, /metrics, /endpoints, /rpcz, /health or /\n",
                   NULL);

@@ -21,6 +21,7 @@
 #include "base/sized_options.h"
 #include "protocol/baidu_std.h"
 #include "server/server_internal.h"
+#include "protocol/grpc.h"
 #include "protocol/http.h"
 
 /* ---- method table ---- */
@@ -102,6 +103,17 @@ int ftrpc_server_new_sized(const ftrpc_server_options *opts, size_t opts_size, f
                 o.max_concurrency);
         return FTRPC_EINVAL;
     }
+    if (o.grpc.enabled < -1 || o.grpc.enabled > 0 || o.grpc.initial_window_size > 0x7fffffffu) {
+        FT_WARN("server options: grpc.enabled is 0 or -1, grpc.initial_window_size < 2^31");
+        return FTRPC_EINVAL;
+    }
+    if (o.grpc.max_concurrent_streams == 0) o.grpc.max_concurrent_streams = 100;
+    if (o.grpc.max_header_list_size == 0) o.grpc.max_header_list_size = 16384;
+    if (o.grpc.initial_window_size == 0) o.grpc.initial_window_size = 1u << 20;
+    if (o.grpc.rst_stream_burst == 0) o.grpc.rst_stream_burst = 1000;
+    if (o.grpc.rst_stream_per_second == 0) o.grpc.rst_stream_per_second = 33;
+    if (o.grpc.ping_settings_burst == 0) o.grpc.ping_settings_burst = 100;
+    if (o.grpc.ping_settings_per_second == 0) o.grpc.ping_settings_per_second = 10;
     if (o.tls.client_cert < FTRPC_TLS_CLIENT_CERT_NONE ||
         o.tls.client_cert > FTRPC_TLS_CLIENT_CERT_OPTIONAL || (o.tls.force && !o.tls.cert_file) ||
         (!o.tls.cert_file && (o.tls.key_file || o.tls.client_ca_file))) {
@@ -766,6 +778,7 @@ static void finish_call(ftrpc_server_call *call)
     ft_iobuf_fini(&call->request);
     ft_iobuf_fini(&call->attachment);
     ft_iobuf_fini(&call->reply);
+    free(call->metadata);
     ft_loop *loop = call->loop;
     call_release(s, call);
     count_down_call(s, loop);
@@ -787,6 +800,8 @@ static void deliver_reply(ftrpc_server_call *call)
     if (call->is_http) {
         /* a cancelled call has no reply, but HTTP answers in order: its slot still needs one */
         if (ft_conn_is_open(c)) ft_http_session_deliver(call);
+    } else if (call->is_grpc) {
+        if (ft_conn_is_open(c)) ft_grpc_session_deliver(call);
     } else if (ft_conn_is_open(c) && call->reply.size > 0) {
         reply_queued(c, ft_conn_write(c, &call->reply));
     }
@@ -815,7 +830,7 @@ static int send_reply(ftrpc_server_call *call, int32_t code, const char *text,
         call->rpcz_replied = 1;
         call->rpcz_replied_ns = now;
     }
-    if (!call->is_http && ft_loop_current() == call->loop) {
+    if (!call->is_http && !call->is_grpc && ft_loop_current() == call->loop) {
         /* the common reply, small and made on the loop: encoded on the stack and copied straight
          * into the connection's output, with no reply buffer and no block of its own */
         uint8_t small[FT_BAIDU_STD_SMALL_FRAME];
@@ -831,6 +846,8 @@ static int send_reply(ftrpc_server_call *call, int32_t code, const char *text,
     int rc = 0;
     if (call->is_http)
         ft_http_call_pack(call, code, text, payload, attachment);
+    else if (call->is_grpc)
+        ft_grpc_call_pack(call, code, text, payload); /* gRPC has no attachment */
     else
         rc = ft_baidu_std_pack_response(&call->reply, call->correlation_id, code, text, payload,
                                         attachment);
@@ -894,6 +911,31 @@ const char *ftrpc_server_call_peer(const ftrpc_server_call *call)
 const char *ftrpc_server_call_identity(const ftrpc_server_call *call)
 {
     return call->identity;
+}
+
+int ftrpc_server_call_metadata_at(const ftrpc_server_call *call, size_t i, const char **key,
+                                  const char **value)
+{
+    size_t off = 0;
+    while (off < call->metadata_len) {
+        const char *k = call->metadata + off;
+        const char *v = k + strlen(k) + 1;
+        if (i-- == 0) {
+            *key = k;
+            *value = v;
+            return 1;
+        }
+        off = (size_t)(v + strlen(v) + 1 - call->metadata);
+    }
+    return 0;
+}
+
+const char *ftrpc_server_call_metadata(const ftrpc_server_call *call, const char *key)
+{
+    const char *k, *v;
+    for (size_t i = 0; key && ftrpc_server_call_metadata_at(call, i, &k, &v); i++)
+        if (strcasecmp(k, key) == 0) return v;
+    return NULL;
 }
 
 void ftrpc_server_stats_get_sized(const ftrpc_server *cs, ftrpc_server_stats *out, size_t out_size)
@@ -1114,8 +1156,9 @@ static void handle_list(ft_session *sess, ft_rpc_frame *f)
  * *retry_after_ms the pushback hint to send with it (0: none; docs/protocol.md). */
 static int start_call(ft_session *sess, const char *service, const char *method, int32_t timeout_ms,
                       int32_t attempt, ft_iobuf *payload, ft_iobuf *attachment,
-                      int64_t correlation_id, int is_http, uint64_t http_seq, int tied, char *text,
-                      size_t len, int32_t *retry_after_ms)
+                      int64_t correlation_id, int is_http, uint64_t http_seq, int tied,
+                      char **metadata, size_t metadata_len, char *text, size_t len,
+                      int32_t *retry_after_ms)
 {
     *retry_after_ms = 0;
     ftrpc_server *s = sess->server;
@@ -1184,6 +1227,12 @@ static int start_call(ft_session *sess, const char *service, const char *method,
     call->correlation_id = correlation_id;
     call->is_http = is_http;
     call->http_seq = http_seq;
+    if (metadata) { /* a gRPC call (grpc_session.c): its metadata, possibly none */
+        call->is_grpc = 1;
+        call->metadata = *metadata;
+        call->metadata_len = metadata_len;
+        *metadata = NULL;
+    }
     call->start_ns = ft_loop_now(sess->loop);
     /* all that rpcz costs a call while it is off: one relaxed load */
     call->rpcz = ft_rpcz_on() ? atomic_load_explicit(&s->rpcz, memory_order_acquire) : NULL;
@@ -1255,8 +1304,8 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
     char text[512];
     int32_t retry_after_ms;
     int rc = start_call(sess, f->service, f->method, f->timeout_ms, f->attempt, &f->payload,
-                        &f->attachment, f->correlation_id, 0, 0, f->tied, text, sizeof text,
-                        &retry_after_ms);
+                        &f->attachment, f->correlation_id, 0, 0, f->tied, NULL, 0, text,
+                        sizeof text, &retry_after_ms);
     if (rc != 0) write_pushback(c, f->correlation_id, rc, text, retry_after_ms);
 }
 
@@ -1265,8 +1314,33 @@ int ft_server_start_http_call(ft_session *sess, const char *service, const char 
                               char *text, size_t len)
 {
     int32_t retry_after_ms; /* HTTP answers carry no hint yet (docs/overload.md) */
-    return start_call(sess, service, method, timeout_ms, 0, payload, NULL, -1, body, seq, 0, text,
-                      len, &retry_after_ms);
+    return start_call(sess, service, method, timeout_ms, 0, payload, NULL, -1, body, seq, 0, NULL,
+                      0, text, len, &retry_after_ms);
+}
+
+int ft_server_start_grpc_call(ft_session *sess, const char *service, const char *method,
+                              int32_t timeout_ms, ft_iobuf *payload, int32_t stream_id,
+                              char **metadata, size_t metadata_len, char *text, size_t len)
+{
+    char *none = NULL; /* a call without metadata is still a gRPC call */
+    char *m = *metadata;
+    int32_t retry_after_ms; /* gRPC answers carry no hint yet (docs/overload.md) */
+    int rc = start_call(sess, service, method, timeout_ms, 0, payload, NULL, stream_id, 0, 0, 0,
+                        m ? &m : &none, metadata_len, text, len, &retry_after_ms);
+    if (rc == 0) *metadata = NULL;
+    return rc;
+}
+
+ftrpc_server_call *ft_server_session_call(ft_session *sess, int64_t id)
+{
+    return ft_idmap_get(&sess->calls, call_key(id));
+}
+
+void ft_server_count_auth_refused(ft_session *sess)
+{
+    atomic_fetch_add(&sess->server->auth_failures, 1);
+    FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "gRPC call from %s refused: authentication failed",
+                       sess->conn->peer);
 }
 
 int ft_server_set_method_descriptor(ftrpc_server *s, const char *service, const char *method,
@@ -1306,6 +1380,25 @@ void ft_server_read_timer_fired(ft_timer *t)
 static int sniff(ft_session *sess)
 {
     ft_conn *c = sess->conn;
+    if (sess->server->opts.grpc.enabled == 0) {
+        int g = ft_h2_sniff(&c->in);
+        if (g == 1) {
+            ft_timer_stop(sess->loop, &sess->read_timer);
+            sess->proto = FT_PROTO_GRPC;
+            return 1;
+        }
+        if (g == -1) {
+            /* a start of the preface ("PR" is also baidu_std's "PRPC" so far): wait for the
+             * bytes that tell, within the header timeout */
+            if (!ft_timer_armed(&sess->read_timer))
+                ft_timer_start(sess->loop, &sess->read_timer,
+                               ft_loop_now(sess->loop) +
+                                   (int64_t)sess->server->opts.http_header_timeout_ms *
+                                       FT_NS_PER_MS,
+                               ft_server_read_timer_fired);
+            return 0;
+        }
+    }
     int b = ft_baidu_std_sniff(&c->in), h = ft_http_sniff(&c->in);
     if ((b == -1 || h == -1) && b != 1 && h != 1) {
         if (!ft_timer_armed(&sess->read_timer))
@@ -1372,7 +1465,10 @@ static int sniff_transport(ft_session *sess)
 int ft_server_account_pending(ft_session *sess)
 {
     ftrpc_server *s = sess->server;
-    size_t now = sess->conn->state == FT_CONN_OPEN ? ft_iobuf_size(&sess->conn->in) : 0;
+    /* what the read buffer holds, and the bodies of gRPC streams not yet whole */
+    size_t now = sess->conn->state == FT_CONN_OPEN
+                     ? ft_iobuf_size(&sess->conn->in) + ft_grpc_session_buffered(sess)
+                     : 0;
     if (now == sess->pending_bytes) return 0; /* the common case: every request was whole */
     long long delta = (long long)now - (long long)sess->pending_bytes;
     sess->pending_bytes = now;
@@ -1413,14 +1509,15 @@ static int read_requests(ft_conn *c)
         if (rc <= 0) return rc;
     }
     if (sess->proto == FT_PROTO_UNKNOWN && !sniff(sess)) return 0;
-    if (sess->proto == FT_PROTO_HTTP) {
-        /* the HTTP session times its own headers (408); a request is not idleness either */
+    if (sess->proto == FT_PROTO_HTTP || sess->proto == FT_PROTO_GRPC) {
+        /* HTTP sessions time their own headers (408); a request is not idleness either */
         if (s->opts.idle_timeout_ms > 0)
             ft_timer_start(sess->loop, &sess->idle_timer,
                            ft_loop_now(sess->loop) +
                                (int64_t)s->opts.idle_timeout_ms * FT_NS_PER_MS,
                            on_idle_timeout);
-        return ft_http_session_on_read(sess);
+        return sess->proto == FT_PROTO_HTTP ? ft_http_session_on_read(sess)
+                                            : ft_grpc_session_on_read(sess);
     }
     int frames = 0;
     while (c->state == FT_CONN_OPEN) {
@@ -1480,6 +1577,7 @@ static void session_on_close(ft_conn *c, int reason)
     ft_timer_stop(sess->loop, &sess->idle_timer);
     ft_timer_stop(sess->loop, &sess->read_timer);
     ft_http_session_free(sess);
+    ft_grpc_session_free(sess);
     ft_list_remove(&sess->node);
     free(sess);
     count_down(s, &s->sessions);

@@ -149,9 +149,10 @@ typedef struct ft_session {
     int proto;                 /* FT_PROTO_*: decided by the connection's first bytes */
     int transport_known;       /* plain or TLS was decided (by the first byte) */
     struct ft_http_conn *http; /* http_session.c, when proto is FT_PROTO_HTTP */
+    struct ft_grpc_conn *grpc; /* grpc_session.c, when proto is FT_PROTO_GRPC */
 } ft_session;
 
-enum { FT_PROTO_UNKNOWN, FT_PROTO_BAIDU_STD, FT_PROTO_HTTP };
+enum { FT_PROTO_UNKNOWN, FT_PROTO_BAIDU_STD, FT_PROTO_HTTP, FT_PROTO_GRPC };
 
 struct ftrpc_server {
     ftrpc_runtime *rt;
@@ -224,6 +225,12 @@ struct ftrpc_server_call {
     uint64_t http_seq; /* its place in the connection's response order */
     int http_status;
     int32_t http_code; /* wire code of an error, 0 on success */
+    /* 1: a gRPC call (grpc_session.c); correlation_id is its HTTP/2 stream id, and the reply is
+     * the framed message (success) or the error's text (http_code non-zero) */
+    int is_grpc;
+    /* the request's custom metadata, "key\0value\0" pairs (malloc'ed, freed with the call) */
+    char *metadata;
+    size_t metadata_len;
     /* rpcz: the ring the call is recorded in (NULL: not recorded) and what send_reply saw */
     ft_rpcz_ring *rpcz;
     int32_t rpcz_code;
@@ -264,6 +271,20 @@ int ft_server_start_http_call(ft_session *sess, const char *service, const char 
                               int32_t timeout_ms, ft_iobuf *payload, int body, uint64_t seq,
                               char *text, size_t len);
 int32_t ft_server_wire_code(int code);
+/* Starts a gRPC call as ft_server_start_http_call does: stream_id names it (cancellation, the
+ * in-flight cap); *metadata ("key\0value\0" pairs, malloc'ed, may be NULL) is taken by the call
+ * on success and left to the caller otherwise. */
+int ft_server_start_grpc_call(ft_session *sess, const char *service, const char *method,
+                              int32_t timeout_ms, ft_iobuf *payload, int32_t stream_id,
+                              char **metadata, size_t metadata_len, char *text, size_t len);
+/* The call in flight on this session's stream, or NULL. */
+ftrpc_server_call *ft_server_session_call(ft_session *sess, int64_t id);
+/* Counts a refused credential without closing the connection (a gRPC stream is refused alone). */
+void ft_server_count_auth_refused(ft_session *sess);
+/* "/package.Service/Method" into service and method; 0 when the path is not of that shape
+ * (http_session.c). */
+int ft_split_method_path(const char *path, char *service, size_t slen, char *method, size_t mlen);
+
 /* 1 when the server checks credentials (auth_token or authenticator). */
 int ft_server_needs_auth(const ftrpc_server *s);
 /* Checks an HTTP request's Authorization header value (NULL when absent): "Bearer TOKEN" for the
@@ -307,6 +328,23 @@ void ft_http_call_pack(ftrpc_server_call *call, int32_t wire_code, const char *t
                        const ft_iobuf *payload, const ft_iobuf *attachment);
 /* On the call's loop, connection open: queues the call's response in request order. */
 void ft_http_session_deliver(ftrpc_server_call *call);
+
+/* ---- grpc_session.c ---- */
+
+/* Reads HTTP/2 frames from the session's connection (on_read of a gRPC session): 0, or a negative
+ * code to close (the reason is logged). */
+int ft_grpc_session_on_read(ft_session *sess);
+/* On close: frees the HTTP/2 state. */
+void ft_grpc_session_free(ft_session *sess);
+/* The request bytes the session's streams hold (not yet whole calls), for
+ * max_pending_request_bytes. */
+size_t ft_grpc_session_buffered(const ft_session *sess);
+/* Any thread: turns the handler's answer into the call's reply (framed message or error text). */
+void ft_grpc_call_pack(ftrpc_server_call *call, int32_t wire_code, const char *text,
+                       const ft_iobuf *payload);
+/* On the call's loop, connection open: sends the response on the call's stream, when the stream
+ * is still there (a stream the client reset gets nothing). */
+void ft_grpc_session_deliver(ftrpc_server_call *call);
 
 /* ---- builtin_pages.c ---- */
 

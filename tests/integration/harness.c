@@ -1198,3 +1198,18 @@ int h_http(int port, const char *method_path, const char *token, char **body)
         free(out);
     return status;
 }
+
+h_tls_files h_tls;
+
+int h_tls_group_setup(void **state)
+{
+    (void)state;
+    return h_tls_make(&h_tls);
+}
+
+int h_tls_group_teardown(void **state)
+{
+    (void)state;
+    h_tls_remove(&h_tls);
+    return 0;
+}

@@ -153,6 +153,10 @@ int h_curl(const char *args, char **out);
 int h_http(int port, const char *method_path, const char *token, char **body);
 /* Removes the folder. */
 void h_tls_remove(const h_tls_files *f);
+/* A cmocka group's setup and teardown that make and remove h_tls (the group's TLS files). */
+extern h_tls_files h_tls;
+int h_tls_group_setup(void **state);
+int h_tls_group_teardown(void **state);
 
 /* ---- raw TCP ---- */
 

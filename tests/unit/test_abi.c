@@ -77,6 +77,20 @@ static void client_options_before_the_backup_budget_get_its_defaults(void **stat
     ftrpc_client_free(c);
 }
 
+/* Client options from a header before `protocol` (gRPC): baidu_std, whatever follows in memory
+ * (0xA5 bytes would be refused as a protocol). */
+static void client_options_before_the_protocol_speak_baidu_std(void **state)
+{
+    (void)state;
+    ftrpc_client_options old = {.retries = 2};
+    ftrpc_client *c = client_from_older_header(&old, offsetof(ftrpc_client_options, protocol));
+    assert_int_equal(c->opts.protocol, FTRPC_PROTOCOL_BAIDU_STD);
+    assert_int_equal(c->opts.retries, 2);
+    ftrpc_client_free(c);
+    ftrpc_client_options bad = {.protocol = (ftrpc_protocol)7};
+    assert_int_equal(ftrpc_client_new("list://127.0.0.1:1", &bad, &c), FTRPC_EINVAL);
+}
+
 /* Call options from a header that ended with `fallback`, before backup_policy: no per-call policy,
  * whatever follows in memory (a garbage pointer there would be called). The call goes to a port
  * nobody listens on and fails at once; a result from a header before backups_refused is written
@@ -227,6 +241,7 @@ int main(void)
         cmocka_unit_test(older_client_options_get_the_defaults_of_newer_fields),
         cmocka_unit_test(newer_options_are_accepted_only_with_unknown_fields_at_zero),
         cmocka_unit_test(client_options_before_the_backup_budget_get_its_defaults),
+        cmocka_unit_test(client_options_before_the_protocol_speak_baidu_std),
         cmocka_unit_test(call_options_before_the_backup_policy_get_none),
         cmocka_unit_test(client_options_before_the_overload_fields_get_their_defaults),
         cmocka_unit_test(call_options_before_the_parent_get_none),

@@ -22,18 +22,26 @@
 
 #define GARBAGE 0xA5
 
+/* A server made from the first old_size bytes of *old, with garbage after them in memory: what a
+ * program built against an older header passes. */
+static ftrpc_server *server_from_older_header(const ftrpc_server_options *old, size_t old_size)
+{
+    unsigned char buf[sizeof(ftrpc_server_options) + 64];
+    memset(buf, GARBAGE, sizeof buf);
+    memcpy(buf, old, old_size);
+    ftrpc_server *s = NULL;
+    assert_int_equal(ftrpc_server_new_sized((const ftrpc_server_options *)buf, old_size, &s), 0);
+    return s;
+}
+
 /* Server options as a header without public_builtin_pages and max_pending_request_bytes (the
  * fields appended last) declared them: those two take their defaults. */
 static void older_server_options_get_the_defaults_of_newer_fields(void **state)
 {
     (void)state;
-    unsigned char buf[sizeof(ftrpc_server_options) + 64];
-    memset(buf, GARBAGE, sizeof buf);
-    size_t old_size = offsetof(ftrpc_server_options, public_builtin_pages);
     ftrpc_server_options old = {.max_connections = 77, .idle_timeout_ms = 1234};
-    memcpy(buf, &old, old_size);
-    ftrpc_server *s = NULL;
-    assert_int_equal(ftrpc_server_new_sized((const ftrpc_server_options *)buf, old_size, &s), 0);
+    ftrpc_server *s =
+        server_from_older_header(&old, offsetof(ftrpc_server_options, public_builtin_pages));
     assert_int_equal(s->opts.max_connections, 77);
     assert_int_equal(s->opts.idle_timeout_ms, 1234);
     assert_int_equal(s->opts.public_builtin_pages, 0);
@@ -58,6 +66,23 @@ static void older_server_options_have_no_server_wide_limit(void **state)
     assert_int_equal(value, 0);
     assert_int_equal(effective, 0);
     ftrpc_server_free(s);
+}
+
+/* Server options from a header before `grpc`: gRPC on, with its default limits. */
+static void server_options_before_grpc_get_its_defaults(void **state)
+{
+    (void)state;
+    ftrpc_server_options old = {.max_inflight_per_connection = 50};
+    ftrpc_server *s = server_from_older_header(&old, offsetof(ftrpc_server_options, grpc));
+    assert_int_equal(s->opts.grpc.enabled, 0);
+    assert_int_equal(s->opts.grpc.max_concurrent_streams, 100);
+    assert_int_equal(s->opts.grpc.max_header_list_size, 16384);
+    assert_int_equal(s->opts.grpc.initial_window_size, 1u << 20);
+    assert_int_equal(s->opts.grpc.rst_stream_burst, 1000);
+    assert_int_equal(s->opts.grpc.rst_stream_per_second, 33);
+    ftrpc_server_free(s);
+    ftrpc_server_options bad = {.grpc = {.enabled = 2}};
+    assert_int_equal(ftrpc_server_new(&bad, &s), FTRPC_EINVAL);
 }
 
 /* Stats written into an older, smaller struct stop at its end. */
@@ -209,6 +234,7 @@ int main(void)
         cmocka_unit_test(newer_method_options_of_a_typed_service_are_refused),
         cmocka_unit_test(older_server_options_get_the_defaults_of_newer_fields),
         cmocka_unit_test(older_server_options_have_no_server_wide_limit),
+        cmocka_unit_test(server_options_before_grpc_get_its_defaults),
         cmocka_unit_test(stats_are_written_no_further_than_the_callers_struct),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

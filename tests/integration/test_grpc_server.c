@@ -1,0 +1,477 @@
+/* gRPC on the server's port, with a real gRPC peer: grpcio (tests/integration/grpc_peer.py) calls
+ * methods registered once with ftrpc_server_add_method, over cleartext HTTP/2 (prior knowledge)
+ * and over TLS with ALPN h2, on the same port that serves baidu_std. Answers, statuses, the
+ * deadline, cancellation, gzip, metadata and authentication as a gRPC client sees them; then a raw
+ * HTTP/2 peer floods RST_STREAM, PING and SETTINGS frames and is closed with a logged reason. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ftrpc/ftrpc.h"
+#include "harness.h"
+
+#define TOKEN "grpc-s3cret"
+
+static atomic_int saw_cancel;
+static atomic_int slow_started;
+
+static void reply_text(ftrpc_server_call *call, const char *text)
+{
+    ftrpc_buf *b = ftrpc_buf_new();
+    ftrpc_buf_append(b, text, strlen(text));
+    ftrpc_server_call_reply(call, b, NULL);
+    ftrpc_buf_free(b);
+}
+
+static void on_echo(ftrpc_server_call *call, void *arg)
+{
+    (void)arg;
+    ftrpc_server_call_reply(call, ftrpc_server_call_request(call), NULL);
+}
+
+/* Fails with the code named by the request: "limit", "business5" (3005), "business42" (3042). */
+static void on_fail(ftrpc_server_call *call, void *arg)
+{
+    (void)arg;
+    char what[32] = "";
+    const ftrpc_buf *req = ftrpc_server_call_request(call);
+    ftrpc_buf_copy_to(req, what, sizeof what - 1);
+    if (!strcmp(what, "limit"))
+        ftrpc_server_call_fail(call, FTRPC_ELIMIT, "too busy");
+    else if (!strcmp(what, "business5"))
+        ftrpc_server_call_fail(call, 3005, "no such thing");
+    else
+        ftrpc_server_call_fail(call, 3042, "business says no");
+}
+
+/* On a worker: waits (bounded) for the client to give up, and records that it saw it. */
+static void on_slow(ftrpc_server_call *call, void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&slow_started, 1);
+    for (int i = 0; i < 500 && !ftrpc_server_call_is_canceled(call); i++)
+        usleep(10000);
+    if (ftrpc_server_call_is_canceled(call)) atomic_fetch_add(&saw_cancel, 1);
+    reply_text(call, "slow");
+}
+
+static void on_remaining(ftrpc_server_call *call, void *arg)
+{
+    (void)arg;
+    char text[32];
+    snprintf(text, sizeof text, "%lld", (long long)ftrpc_server_call_remaining_ms(call));
+    reply_text(call, text);
+}
+
+/* Answers the value of the metadata named by the request, and how many entries there were. */
+static void on_meta(ftrpc_server_call *call, void *arg)
+{
+    (void)arg;
+    char key[64] = "", text[200];
+    ftrpc_buf_copy_to(ftrpc_server_call_request(call), key, sizeof key - 1);
+    const char *v = ftrpc_server_call_metadata(call, key);
+    size_t n = 0;
+    const char *k, *val;
+    while (ftrpc_server_call_metadata_at(call, n, &k, &val))
+        n++;
+    snprintf(text, sizeof text, "%s/%zu", v ? v : "(none)", n);
+    reply_text(call, text);
+}
+
+static ftrpc_server *start_server(const ftrpc_server_options *o)
+{
+    ftrpc_server *s = NULL;
+    assert_int_equal(ftrpc_server_new(o, &s), 0);
+    ftrpc_method_options worker = {.run_mode = FTRPC_RUN_IN_WORKER};
+    assert_int_equal(ftrpc_server_add_method(s, "example.EchoService", "Echo", on_echo, NULL, NULL),
+                     0);
+    assert_int_equal(ftrpc_server_add_method(s, "example.EchoService", "Fail", on_fail, NULL, NULL),
+                     0);
+    assert_int_equal(
+        ftrpc_server_add_method(s, "example.EchoService", "Slow", on_slow, NULL, &worker), 0);
+    assert_int_equal(
+        ftrpc_server_add_method(s, "example.EchoService", "Remaining", on_remaining, NULL, NULL),
+        0);
+    assert_int_equal(ftrpc_server_add_method(s, "example.EchoService", "Meta", on_meta, NULL, NULL),
+                     0);
+    assert_int_equal(ftrpc_server_start(s, "127.0.0.1:0"), 0);
+    return s;
+}
+
+/* Runs grpc_peer.py client with args and returns its stdout (the caller's). */
+static char *peer(const char *args)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "timeout 60 /usr/bin/python3 %s/integration/grpc_peer.py client %s",
+             FTRPC_TESTS_DIR, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t cap = 1 << 16, len = 0;
+    char *out = calloc(1, cap);
+    size_t n;
+    while ((n = fread(out + len, 1, cap - 1 - len, p)) > 0)
+        len += n;
+    int rc = pclose(p);
+    if (rc != 0) print_message("grpc_peer.py %s: exit %d\n%s\n", args, rc, out);
+    assert_int_equal(rc, 0);
+    return out;
+}
+
+static void expect_line(const char *out, const char *line)
+{
+    if (!strstr(out, line)) print_message("want \"%s\" in:\n%s\n", line, out);
+    assert_non_null(strstr(out, line));
+}
+
+/* One method table, three protocols: a baidu_std client and grpcio on the same port, every status
+ * mapped as docs/grpc.md says, the deadline from grpc-timeout, metadata, gzip, streaming refused.
+ */
+static void grpcio_calls_methods_on_the_baidu_std_port(void **state)
+{
+    (void)state;
+    ftrpc_server *s = start_server(NULL);
+    int port = ftrpc_server_port(s);
+    char args[256];
+    snprintf(args, sizeof args,
+             "127.0.0.1:%d echo gzip unknown unknown_service fail_limit fail_business5 "
+             "fail_business42 remaining meta stream deadline",
+             port);
+    char *out = peer(args);
+    expect_line(out, "echo OK hello grpc\n");
+    expect_line(out, "gzip OK 4000 bytes\n");
+    expect_line(out,
+                "unknown UNIMPLEMENTED Fail to find method=example.EchoService/NoSuchMethod\n");
+    expect_line(out, "unknown_service UNIMPLEMENTED");
+    expect_line(out, "fail_limit RESOURCE_EXHAUSTED too busy\n");
+    expect_line(out, "fail_business5 NOT_FOUND no such thing\n");
+    expect_line(out, "fail_business42 UNKNOWN business says no\n");
+    expect_line(out, "meta OK abc123/2\n");
+    expect_line(out, "stream UNIMPLEMENTED more than one request message: streaming calls are "
+                     "not supported");
+    expect_line(out, "deadline DEADLINE_EXCEEDED");
+    /* grpc-timeout became the call's deadline: 5 s, less the time on the way (the deadline is
+     * counted from the loop's clock of the read, which may lag the handler's reading by a few
+     * ms: hence the allowance) */
+    const char *r = strstr(out, "remaining OK ");
+    assert_non_null(r);
+    long left = atol(r + strlen("remaining OK "));
+    if (left <= 0 || left > 5100) print_message("%s\n", out);
+    assert_true(left > 0 && left <= 5100);
+    free(out);
+
+    /* the same method over baidu_std on the same port */
+    char url[64];
+    snprintf(url, sizeof url, "list://127.0.0.1:%d", port);
+    ftrpc_client *c = NULL;
+    assert_int_equal(ftrpc_client_new(url, NULL, &c), 0);
+    ftrpc_buf *req = ftrpc_buf_new();
+    ftrpc_buf_append(req, "std", 3);
+    ftrpc_result res;
+    assert_int_equal(ftrpc_call(c, "example.EchoService", "Echo", req, NULL, NULL, &res), 0);
+    assert_int_equal(ftrpc_buf_size(res.response), 3);
+    ftrpc_result_fini(&res);
+    ftrpc_buf_free(req);
+    ftrpc_client_free(c);
+    ftrpc_server_free(s);
+}
+
+/* A call the client cancels (RST_STREAM) sets the handler's cancelled flag. */
+static void client_reset_cancels_the_handler(void **state)
+{
+    (void)state;
+    atomic_store(&saw_cancel, 0);
+    atomic_store(&slow_started, 0);
+    ftrpc_server *s = start_server(NULL);
+    char args[64];
+    snprintf(args, sizeof args, "127.0.0.1:%d cancel", ftrpc_server_port(s));
+    char *out = peer(args);
+    expect_line(out, "cancel sent");
+    free(out);
+    assert_true(h_wait_atomic_ge(&saw_cancel, 1, 5000));
+    assert_int_equal(atomic_load(&slow_started), 1);
+    ftrpc_server_free(s);
+}
+
+/* TLS with ALPN h2 on the port that also takes plain connections; the credential comes from the
+ * authorization metadata, through the same check as baidu_std's. */
+static void grpcio_over_tls_with_a_token(void **state)
+{
+    (void)state;
+    ftrpc_server_options o = {
+        .auth_token = TOKEN, .tls = {.cert_file = h_tls.server_cert, .key_file = h_tls.server_key}};
+    ftrpc_server *s = start_server(&o);
+    char args[1024];
+    snprintf(args, sizeof args, "127.0.0.1:%d --ca %s --token %s echo gzip", ftrpc_server_port(s),
+             h_tls.ca, TOKEN);
+    char *out = peer(args);
+    expect_line(out, "echo OK hello grpc\n");
+    expect_line(out, "gzip OK 4000 bytes\n");
+    free(out);
+    snprintf(args, sizeof args, "127.0.0.1:%d --ca %s --token wrong echo", ftrpc_server_port(s),
+             h_tls.ca);
+    out = peer(args);
+    expect_line(out, "echo UNAUTHENTICATED authentication failed\n");
+    free(out);
+    snprintf(args, sizeof args, "127.0.0.1:%d echo", ftrpc_server_port(s));
+    out = peer(args); /* plain, no credential */
+    expect_line(out, "echo UNAUTHENTICATED");
+    free(out);
+    ftrpc_server_stats st;
+    ftrpc_server_stats_get(s, &st);
+    assert_true(st.auth_failures >= 2);
+    ftrpc_server_free(s);
+}
+
+/* ---- a raw HTTP/2 peer that floods ---- */
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char log_seen[4096];
+
+static void log_sink(ftrpc_log_level level, const char *msg, void *arg)
+{
+    (void)level;
+    (void)arg;
+    pthread_mutex_lock(&log_lock);
+    size_t n = strlen(log_seen);
+    snprintf(log_seen + n, sizeof log_seen - n, "%s\n", msg);
+    pthread_mutex_unlock(&log_lock);
+}
+
+static int logged(const char *needle)
+{
+    pthread_mutex_lock(&log_lock);
+    int yes = strstr(log_seen, needle) != NULL;
+    pthread_mutex_unlock(&log_lock);
+    return yes;
+}
+
+static size_t frame(uint8_t *out, uint8_t type, uint8_t flags, uint32_t stream, const void *p,
+                    size_t len)
+{
+    out[0] = (uint8_t)(len >> 16);
+    out[1] = (uint8_t)(len >> 8);
+    out[2] = (uint8_t)len;
+    out[3] = type;
+    out[4] = flags;
+    out[5] = (uint8_t)(stream >> 24);
+    out[6] = (uint8_t)(stream >> 16);
+    out[7] = (uint8_t)(stream >> 8);
+    out[8] = (uint8_t)stream;
+    if (len) memcpy(out + 9, p, len);
+    return 9 + len;
+}
+
+enum { F_DATA = 0, F_HEADERS = 1, F_RST = 3, F_SETTINGS = 4, F_PING = 6, F_GOAWAY = 7 };
+
+/* Reads the server's frames until one of `type` on `stream` (RST_STREAM: its error code into
+ * *code; GOAWAY: its error code, after the last stream id): 1, or 0 when none came within 5 s or
+ * the connection closed first. */
+static int wait_frame(int fd, uint8_t type, uint32_t stream, uint32_t *code)
+{
+    uint8_t h[9], p[16384];
+    while (h_raw_read_exact(fd, h, sizeof h, 5000) == 1) {
+        size_t len = (size_t)h[0] << 16 | (size_t)h[1] << 8 | h[2];
+        uint32_t id = ((uint32_t)h[5] << 24 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 8 | h[8]) &
+                      0x7fffffffu;
+        if (len > sizeof p || (len && h_raw_read_exact(fd, p, len, 5000) != 1)) return 0;
+        size_t at = type == 7 ? 4 : 0; /* GOAWAY: the code follows the last stream id */
+        if (h[3] == type && id == stream && len >= at + 4) {
+            *code = (uint32_t)p[at] << 24 | (uint32_t)p[at + 1] << 16 | (uint32_t)p[at + 2] << 8 |
+                    p[at + 3];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Connects, sends the preface and an empty SETTINGS, then `count` rounds of what `kind` floods:
+ * 'r' a HEADERS (POST, http, /) then its RST_STREAM; 'p' a PING; 's' an empty SETTINGS. Returns
+ * 1 when the server closed the connection within 5 s. */
+static int flood(int port, char kind, int count)
+{
+    int fd = h_raw_connect(port);
+    assert_true(fd >= 0);
+    size_t cap = 64 + (size_t)count * 40, n = 0;
+    uint8_t *buf = malloc(cap);
+    memcpy(buf, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+    n = 24;
+    n += frame(buf + n, F_SETTINGS, 0, 0, NULL, 0);
+    static const uint8_t HDR[] = {0x83, 0x86, 0x84}; /* :method POST, :scheme http, :path / */
+    static const uint8_t CANCEL[4] = {0, 0, 0, 8};
+    static const uint8_t PING[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    for (int i = 0; i < count; i++) {
+        uint32_t id = 1 + 2 * (uint32_t)i;
+        if (kind == 'r') {
+            n += frame(buf + n, F_HEADERS, 0x4 /* END_HEADERS */, id, HDR, sizeof HDR);
+            n += frame(buf + n, F_RST, 0, id, CANCEL, sizeof CANCEL);
+        } else if (kind == 'p') {
+            n += frame(buf + n, F_PING, 0, 0, PING, sizeof PING);
+        } else {
+            n += frame(buf + n, F_SETTINGS, 0, 0, NULL, 0);
+        }
+    }
+    h_raw_send(fd, buf, n);
+    free(buf);
+    /* a peer torn down gets GOAWAY(ENHANCE_YOUR_CALM) first */
+    uint32_t code = 0;
+    if (count > 20 && (!wait_frame(fd, F_GOAWAY, 0, &code) || code != 11)) {
+        close(fd);
+        return 0;
+    }
+    int closed = h_raw_wait_closed(fd, 5000) == 1;
+    close(fd);
+    return closed;
+}
+
+static void flooding_peers_are_closed_with_a_reason(void **state)
+{
+    (void)state;
+    ftrpc_log_set_sink(log_sink, NULL);
+    ftrpc_server_options o = {.grpc = {.rst_stream_burst = 50,
+                                       .rst_stream_per_second = 1,
+                                       .ping_settings_burst = 20,
+                                       .ping_settings_per_second = 1}};
+    ftrpc_server *s = start_server(&o);
+    int port = ftrpc_server_port(s);
+    /* within the limits, a peer stays */
+    assert_false(flood(port, 'r', 10));
+    assert_true(flood(port, 'r', 200));
+    assert_true(logged("RST_STREAM flood (rapid reset, CVE-2023-44487)"));
+    assert_true(flood(port, 'p', 100));
+    assert_true(logged("PING flood"));
+    assert_true(flood(port, 's', 100));
+    assert_true(logged("SETTINGS flood"));
+    ftrpc_log_set_sink(NULL, NULL);
+    ftrpc_server_free(s);
+}
+
+/* SETTINGS_MAX_CONCURRENT_STREAMS: a stream past it is refused (REFUSED_STREAM, so a client may
+ * retry it elsewhere); a header list past max_header_list_size resets its stream. The connection
+ * stays for both. */
+static void streams_past_the_limits_are_reset(void **state)
+{
+    (void)state;
+    ftrpc_server_options o = {.grpc = {.max_concurrent_streams = 2, .max_header_list_size = 4096}};
+    ftrpc_server *s = start_server(&o);
+    int fd = h_raw_connect(ftrpc_server_port(s));
+    assert_true(fd >= 0);
+    static uint8_t buf[32768];
+    static const uint8_t HDR[] = {0x83, 0x86, 0x84, 0x01, 0x09, 'l', 'o',
+                                  'c',  'a',  'l',  'h',  'o',  's', 't'};
+    size_t n = 0;
+    memcpy(buf, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+    n = 24;
+    n += frame(buf + n, F_SETTINGS, 0, 0, NULL, 0);
+    for (uint32_t id = 1; id <= 5; id += 2) /* three streams open, none ended */
+        n += frame(buf + n, F_HEADERS, 0x4, id, HDR, sizeof HDR);
+    h_raw_send(fd, buf, n);
+    uint32_t code = 0;
+    assert_true(wait_frame(fd, F_RST, 5, &code));
+    assert_int_equal(code, 7); /* REFUSED_STREAM */
+    /* an 8000-byte header value: literal, new name "x-big", length 8000 (HPACK integer) */
+    static uint8_t big[8100];
+    size_t b = 0;
+    memcpy(big, HDR, sizeof HDR);
+    b = sizeof HDR;
+    memcpy(big + b, "\x00\x05x-big\x7f\xc1\x3d", 10);
+    b += 10;
+    memset(big + b, 'v', 8000);
+    b += 8000;
+    /* stream 7 after closing 1 and 3 with RST_STREAM: room for it again */
+    static const uint8_t CANCEL[4] = {0, 0, 0, 8};
+    n = frame(buf, F_RST, 0, 1, CANCEL, 4);
+    n += frame(buf + n, F_RST, 0, 3, CANCEL, 4);
+    n += frame(buf + n, F_HEADERS, 0x4, 7, big, b);
+    h_raw_send(fd, buf, n);
+    assert_true(wait_frame(fd, F_RST, 7, &code));
+    /* the connection is still served */
+    assert_int_equal(h_raw_wait_closed(fd, 200), 0);
+    close(fd);
+    ftrpc_server_free(s);
+}
+
+/* A preface cut after "PRI" (which baidu_std's "PRPC" does not rule out before the third byte)
+ * still starts gRPC: the server answers with its SETTINGS. */
+static void a_preface_in_pieces_is_still_recognised(void **state)
+{
+    (void)state;
+    ftrpc_server *s = start_server(NULL);
+    int fd = h_raw_connect(ftrpc_server_port(s));
+    assert_true(fd >= 0);
+    static const char PRE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    uint8_t settings[9];
+    h_raw_send(fd, PRE, 3);
+    h_sleep_ms(50); /* lets the server read the piece alone (the test holds without it too) */
+    h_raw_send(fd, PRE + 3, 24 - 3);
+    h_raw_send(fd, settings, frame(settings, F_SETTINGS, 0, 0, NULL, 0));
+    uint32_t unused;
+    assert_true(wait_frame(fd, F_SETTINGS, 0, &unused));
+    close(fd);
+    ftrpc_server_free(s);
+}
+
+static int pending_released(void *arg)
+{
+    ftrpc_server_stats st;
+    ftrpc_server_stats_get(arg, &st);
+    return st.pending_request_bytes == 0;
+}
+
+/* Streams that send their bodies and never end them count in max_pending_request_bytes, as a
+ * started baidu_std frame does: past it the connection is closed. */
+static void unfinished_stream_bodies_count_in_pending_bytes(void **state)
+{
+    (void)state;
+    ftrpc_server_options o = {.max_pending_request_bytes = 256 * 1024};
+    ftrpc_server *s = start_server(&o);
+    int fd = h_raw_connect(ftrpc_server_port(s));
+    assert_true(fd >= 0);
+    static uint8_t buf[64 + 8 * (32 + 3 * (9 + 16384))];
+    /* :method POST, :scheme http, :path /, :authority localhost (a request nghttp2 accepts) */
+    static const uint8_t HDR[] = {0x83, 0x86, 0x84, 0x01, 0x09, 'l', 'o',
+                                  'c',  'a',  'l',  'h',  'o',  's', 't'};
+    static uint8_t chunk[16384];
+    size_t n = 0;
+    memcpy(buf, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+    n = 24;
+    n += frame(buf + n, F_SETTINGS, 0, 0, NULL, 0);
+    /* eight streams of 48 KiB each, none ended: 384 KiB held, within the streams' first windows
+     * (64 KiB until the peer acknowledges ftrpc's SETTINGS) and the connection's 1 MiB */
+    for (uint32_t id = 1; id <= 15; id += 2) {
+        n += frame(buf + n, F_HEADERS, 0x4, id, HDR, sizeof HDR);
+        for (int i = 0; i < 3; i++)
+            n += frame(buf + n, F_DATA, 0, id, chunk, sizeof chunk);
+    }
+    h_raw_send(fd, buf, n);
+    assert_int_equal(h_raw_wait_closed(fd, 5000), 1);
+    close(fd);
+    /* the count is given back when the session's close completes, just after the socket's */
+    assert_true(h_wait_until(pending_released, s, 5000));
+    ftrpc_server_stats st;
+    ftrpc_server_stats_get(s, &st);
+    assert_int_equal(st.pending_refused, 1);
+    ftrpc_server_free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(grpcio_calls_methods_on_the_baidu_std_port),
+        cmocka_unit_test(client_reset_cancels_the_handler),
+        cmocka_unit_test(grpcio_over_tls_with_a_token),
+        cmocka_unit_test(flooding_peers_are_closed_with_a_reason),
+        cmocka_unit_test(unfinished_stream_bodies_count_in_pending_bytes),
+        cmocka_unit_test(streams_past_the_limits_are_reset),
+        cmocka_unit_test(a_preface_in_pieces_is_still_recognised),
+    };
+    return cmocka_run_group_tests(tests, h_tls_group_setup, h_tls_group_teardown);
+}
