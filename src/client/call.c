@@ -706,6 +706,21 @@ static void on_backup_timer(ft_timer *t)
     }
 }
 
+/* The call's backup delay in us (< 0: none): its policy's (in us when the policy can say so),
+ * else its own. */
+static int64_t backup_delay_us(const ft_call *call)
+{
+    ftrpc_backup_policy *p = call->backup_policy;
+    int64_t d = call->backup_us;
+    if (p && p->backup_delay_us)
+        d = p->backup_delay_us(p, call->service, call->method);
+    else if (p && p->backup_delay_ms) {
+        int ms = p->backup_delay_ms(p, call->service, call->method);
+        d = ms > 0 ? (int64_t)ms * 1000 : ms;
+    }
+    return d == FT_BACKUP_DELAY_INHERIT ? call->backup_us : d;
+}
+
 /* An attempt failed (already detached and settled). While the other copy of a failbackup race is
  * still out the call waits for it; otherwise the fail mode decides. */
 static void attempt_error(ft_attempt *a, ftrpc_result_kind kind, int code, const char *text,
@@ -840,15 +855,11 @@ void ft_call_start(ft_call *call)
     ft_retry_budget_on_request(&c->budget, call->start_ns);
     ft_timer_start(call->loop, &call->deadline_timer, call->deadline_ns, on_deadline);
     if (call->retry.mode == FTRPC_FAILBACKUP && !call->backup_opt_out) {
-        ftrpc_backup_policy *policy = call->backup_policy;
-        int delay = policy && policy->backup_delay_ms
-                        ? policy->backup_delay_ms(policy, call->service, call->method)
-                        : call->backup_ms;
-        if (delay == FT_BACKUP_DELAY_INHERIT) delay = call->backup_ms;
+        int64_t delay = backup_delay_us(call);
         /* a backup that could only start after the deadline is pointless (brpc skips it too) */
-        if (delay >= 0 && call->start_ns + (int64_t)delay * FT_NS_PER_MS < call->deadline_ns)
-            ft_timer_start(call->loop, &call->backup_timer,
-                           call->start_ns + (int64_t)delay * FT_NS_PER_MS, on_backup_timer);
+        if (delay >= 0 && call->start_ns + delay * FT_NS_PER_US < call->deadline_ns)
+            ft_timer_start(call->loop, &call->backup_timer, call->start_ns + delay * FT_NS_PER_US,
+                           on_backup_timer);
     }
     send_attempt(call, 0);
 }
@@ -887,15 +898,17 @@ ft_call *ft_call_make(ftrpc_client *c, const char *service, const char *method,
     int timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : o->timeout_ms;
     call->retry.mode =
         opts && opts->fail_mode != FTRPC_FAIL_DEFAULT ? opts->fail_mode : o->fail_mode;
-    int backup_ms =
-        opts && opts->backup_request_ms != 0 ? opts->backup_request_ms : o->backup_request_ms;
-    call->backup_ms = backup_ms > 0 ? backup_ms : -1;
-    call->backup_opt_out = opts && opts->backup_request_ms == -1;
+    /* the first level that says something decides: the call's, else the client's */
+    int64_t own = opts ? ft_backup_delay_us(opts->backup_request_us, opts->backup_request_ms) : 0;
+    int64_t backup_us =
+        own != 0 ? own : ft_backup_delay_us(o->backup_request_us, o->backup_request_ms);
+    call->backup_us = backup_us > 0 ? backup_us : -1;
+    call->backup_opt_out = own == -1;
     call->backup_policy = opts && opts->backup_policy ? opts->backup_policy : o->backup_policy;
     /* a delay or a policy turns backups on under failover, as in brpc (ft_call_check_args refused
      * them with failfast and failtry when the call asked) */
     if (call->retry.mode == FTRPC_FAILOVER && !call->backup_opt_out &&
-        (call->backup_ms > 0 || call->backup_policy))
+        (call->backup_us > 0 || call->backup_policy))
         call->retry.mode = FTRPC_FAILBACKUP;
     int retries = opts && opts->retries != 0 ? opts->retries : o->retries;
     call->retry.retries_left = retries == FTRPC_NO_RETRY ? 0 : retries;
@@ -929,13 +942,15 @@ int ft_call_check_args(ftrpc_client *c, const char *service, const char *method,
     if (!c || !service || !method || !*service || !*method) return FTRPC_EINVAL;
     if (opts &&
         (opts->timeout_ms < 0 || opts->attempt_timeout_ms < 0 || opts->backup_request_ms < -1 ||
+         opts->backup_request_us < -1 || opts->backup_request_us > FT_BACKUP_US_MAX ||
          opts->retries < FTRPC_NO_RETRY || opts->fail_mode < FTRPC_FAIL_DEFAULT ||
          opts->fail_mode > FTRPC_FAILBACKUP ||
          (opts->fallback && (opts->fallback->kind < FTRPC_FALLBACK_OFF ||
                              opts->fallback->kind > FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER ||
                              (opts->fallback->kind != FTRPC_FALLBACK_OFF && !opts->fallback->fn)))))
         return FTRPC_EINVAL;
-    if (opts && (opts->backup_request_ms > 0 || opts->backup_policy)) {
+    if (opts && (ft_backup_delay_us(opts->backup_request_us, opts->backup_request_ms) > 0 ||
+                 opts->backup_policy)) {
         ftrpc_fail_mode mode =
             opts->fail_mode != FTRPC_FAIL_DEFAULT ? opts->fail_mode : c->opts.fail_mode;
         if (mode == FTRPC_FAILFAST || mode == FTRPC_FAILTRY) {
