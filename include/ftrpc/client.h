@@ -57,9 +57,10 @@ struct ftrpc_backup_policy {
  * backup. Backups are counted when decided and calls when they end, so the limit reacts at once
  * to a latency spike. */
 typedef struct ftrpc_backup_policy_ratelimited_options {
-    int backup_request_ms;       /* default 0 (or -1): the client's backup_request_ms */
-    double max_backup_ratio;     /* (0, 1], default 0.1 */
-    int window_size_seconds;     /* [1, 3600], default 10 */
+    int backup_request_ms;   /* default 0 (or -1): the call's or client's delay (backup_request_us
+                              * or backup_request_ms) */
+    double max_backup_ratio; /* (0, 1], default 0.1 */
+    int window_size_seconds; /* [1, 3600], default 10 */
     int update_interval_seconds; /* >= 1, default 5: how often the window's sums are refreshed */
 } ftrpc_backup_policy_ratelimited_options;
 
@@ -308,7 +309,8 @@ typedef struct ftrpc_client_options {
     /* The backup delay. Default 0 means off, as does -1 (brpc: -1). A positive delay turns backups
      * on, as in brpc: the default fail mode (failover) becomes FTRPC_FAILBACKUP; with
      * FTRPC_FAILFAST or FTRPC_FAILTRY it is refused (FTRPC_EINVAL, logged). A backup is never sent
-     * when the delay is not shorter than the call's remaining deadline. */
+     * when the delay is not shorter than the call's remaining deadline. backup_request_us, when
+     * not 0, takes priority over it. */
     int backup_request_ms;
     /* default NULL; takes priority over backup_request_ms and, like a positive delay, turns
      * backups on */

@@ -856,8 +856,9 @@ void ft_call_start(ft_call *call)
     ft_timer_start(call->loop, &call->deadline_timer, call->deadline_ns, on_deadline);
     if (call->retry.mode == FTRPC_FAILBACKUP && !call->backup_opt_out) {
         int64_t delay = backup_delay_us(call);
-        /* a backup that could only start after the deadline is pointless (brpc skips it too) */
-        if (delay >= 0 && call->start_ns + delay * FT_NS_PER_US < call->deadline_ns)
+        /* a backup that could only start after the deadline is pointless (brpc skips it too);
+         * compared in us, so that no policy's delay can overflow the ns */
+        if (delay >= 0 && delay <= (call->deadline_ns - call->start_ns - 1) / FT_NS_PER_US)
             ft_timer_start(call->loop, &call->backup_timer, call->start_ns + delay * FT_NS_PER_US,
                            on_backup_timer);
     }

@@ -378,6 +378,37 @@ static void always_end(ftrpc_backup_policy *self, const ftrpc_result *result)
     atomic_fetch_add(&((always_policy *)self)->ended, 1);
 }
 
+static int64_t forever_us(ftrpc_backup_policy *self, const char *service, const char *method)
+{
+    (void)self;
+    (void)service;
+    (void)method;
+    return INT64_MAX;
+}
+
+/* A policy's backup_delay_us is outside input: one far beyond any deadline (INT64_MAX us, whose
+ * ns would overflow) sends no backup and ends the call normally (UBSan checks the arithmetic). */
+static void a_policy_delay_beyond_any_deadline_sends_no_backup(void **state)
+{
+    (void)state;
+    pair p;
+    pair_start(&p, 4);
+    atomic_store(&p.first->delay_ms, 50);
+    always_policy policy = {{.should_backup = always_backup, .backup_delay_us = forever_us}, 0};
+    ftrpc_client_options o = {.timeout_ms = 4000 * SLOW, .backup_policy = &policy.base, .lb = "rr"};
+    ftrpc_client *c = NULL;
+    assert_int_equal(ftrpc_client_new(p.url, &o, &c), 0);
+    ftrpc_result r;
+    assert_int_equal(call_once(c, NULL, &r), 0);
+    assert_int_equal(r.attempts, 1);
+    assert_int_equal(r.backups, 0);
+    assert_string_equal(r.endpoint, p.first->addr);
+    ftrpc_result_fini(&r);
+    ftrpc_client_free(c);
+    assert_int_equal(atomic_load(&p.second->handled), 0);
+    pair_stop(&p);
+}
+
 /* A call that opts out (backup_request_ms -1, e.g. because it is not idempotent) gets no backup,
  * even when the client has a policy that would give it one. Each call is the first of a fresh
  * client, so it starts on the slow server (300 ms, x4 under ASan; the policy says 30 ms). */
@@ -1126,6 +1157,7 @@ int main(void)
         cmocka_unit_test(a_backup_at_300_us_goes_out_after_its_delay_not_at_the_ms_one),
         cmocka_unit_test(no_backup_when_its_delay_is_not_shorter_than_the_deadline),
         cmocka_unit_test(a_call_that_opts_out_gets_no_backup_even_with_a_policy),
+        cmocka_unit_test(a_policy_delay_beyond_any_deadline_sends_no_backup),
         cmocka_unit_test(a_backup_the_retry_budget_refuses_is_not_sent),
         cmocka_unit_test(a_call_already_retrying_sends_no_backup),
         cmocka_unit_test(with_a_backup_in_every_call_rr_still_alternates_first_attempts),
