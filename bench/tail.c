@@ -9,8 +9,10 @@
  * Each cell starts fresh server processes and a fresh client ("rr", 1 s deadline), warms up, then
  * runs a closed loop of IN_FLIGHT async calls until `calls` have completed, and reads the
  * servers' "calls=... canceled_unstarted=..." line at their exit. Policies: none (failover), fixed
- * (backup_request_ms = the healthy p95, rounded up to whole ms as the option is in ms), ratelimited
- * (max ratio 0.1, the same delay), adaptive (defaults: p95 of recent calls, floor 1 ms).
+ * (backup_request_us = the healthy p95, in microseconds), fixed ms (the same rounded up to whole
+ * ms, as backup_request_ms has to: what the bench measured before backup_request_us, kept as a
+ * row to compare), ratelimited (max ratio 0.1, the p95 delay), adaptive (p95 of recent calls in
+ * microseconds, floor_us 100).
  *
  * Printed: p50 / p99 / p99.9 in us, extra requests (backups / calls), requests cancelled before a
  * worker ran them (warm-up included), and p99 over the healthy p99. Last, the targets with PASS
@@ -188,7 +190,7 @@ typedef struct cell {
     int64_t p50, p95, p99, p999;
     double extra;
     long long errors, canceled;
-    int delay_ms; /* the backup delay in force at the end (-1: none) */
+    int64_t delay_us; /* the backup delay in force at the end (-1: none) */
 } cell;
 
 static int cmp_i64(const void *a, const void *b)
@@ -203,11 +205,18 @@ static int64_t quantile(const int64_t *sorted, int n, double q)
     return sorted[i >= n ? n - 1 : i];
 }
 
-typedef enum { POLICY_NONE, POLICY_FIXED, POLICY_RATELIMITED, POLICY_ADAPTIVE } policy_kind;
-static const char *const policy_names[] = {"none", "fixed p95", "ratelimited 0.1", "adaptive"};
+typedef enum {
+    POLICY_NONE,
+    POLICY_FIXED,
+    POLICY_FIXED_MS,
+    POLICY_RATELIMITED,
+    POLICY_ADAPTIVE
+} policy_kind;
+static const char *const policy_names[] = {"none", "fixed p95", "fixed p95 in ms",
+                                           "ratelimited 0.1", "adaptive"};
 
-static cell run_cell(const char *delay_ms, const char *delay_rate, policy_kind pk, int backup_ms,
-                     int calls)
+static cell run_cell(const char *delay_ms, const char *delay_rate, policy_kind pk,
+                     int64_t backup_us, int calls)
 {
     child ch[NSERVERS];
     char url[256] = "list://";
@@ -224,20 +233,25 @@ static cell run_cell(const char *delay_ms, const char *delay_rate, policy_kind p
     }
     ftrpc_backup_policy *policy = NULL;
     if (pk == POLICY_RATELIMITED) {
-        ftrpc_backup_policy_ratelimited_options o = {
-            .backup_request_ms = backup_ms, .max_backup_ratio = 0.1, .update_interval_seconds = 1};
+        /* backup_request_ms 0: the client's delay, backup_request_us */
+        ftrpc_backup_policy_ratelimited_options o = {.max_backup_ratio = 0.1,
+                                                     .update_interval_seconds = 1};
         if (ftrpc_backup_policy_ratelimited_new(&o, &policy) != 0) exit(1);
     } else if (pk == POLICY_ADAPTIVE) {
         /* a 2 s window refreshed every 200 ms (defaults 10 s, 500 ms): a cell lasts seconds, and
-         * the window must not still hold the noisy start of the fresh server processes */
-        ftrpc_backup_policy_adaptive_options o = {.window_seconds = 2, .refresh_ms = 200};
+         * the window must not still hold the noisy start of the fresh server processes; a floor
+         * of 100 us (default 1 ms, far above a loopback p95) */
+        ftrpc_backup_policy_adaptive_options o = {
+            .window_seconds = 2, .refresh_ms = 200, .floor_us = 100};
         if (ftrpc_backup_policy_adaptive_new(&o, &policy) != 0) exit(1);
     }
-    ftrpc_client_options co = {.timeout_ms = 1000,
-                               .lb = "rr",
-                               .fail_mode = pk == POLICY_NONE ? FTRPC_FAILOVER : FTRPC_FAILBACKUP,
-                               .backup_request_ms = pk == POLICY_NONE ? 0 : backup_ms,
-                               .backup_policy = policy};
+    ftrpc_client_options co = {
+        .timeout_ms = 1000,
+        .lb = "rr",
+        .fail_mode = pk == POLICY_NONE ? FTRPC_FAILOVER : FTRPC_FAILBACKUP,
+        .backup_request_ms = pk == POLICY_FIXED_MS ? (int)((backup_us + 999) / 1000) : 0,
+        .backup_request_us = pk == POLICY_NONE || pk == POLICY_FIXED_MS ? 0 : backup_us,
+        .backup_policy = policy};
     static run r;
     int64_t *lat = calloc((size_t)calls, sizeof *lat);
     ftrpc_client *client = NULL;
@@ -255,9 +269,10 @@ static cell run_cell(const char *delay_ms, const char *delay_rate, policy_kind p
         loop_calls(&r, client, WARMUP, WARMUP, lat);
     while (ft_now_ns() < warm_until);
     loop_calls(&r, client, calls, 0, lat);
-    int in_force_ms = pk == POLICY_NONE       ? -1
-                      : pk == POLICY_ADAPTIVE ? ft_backup_policy_adaptive_delay_ms(policy)
-                                              : backup_ms;
+    int64_t in_force_us = pk == POLICY_NONE       ? -1
+                          : pk == POLICY_ADAPTIVE ? ft_backup_policy_adaptive_delay_us(policy)
+                          : pk == POLICY_FIXED_MS ? (backup_us + 999) / 1000 * 1000
+                                                  : backup_us;
     ftrpc_client_free(client);
     ftrpc_backup_policy_free(policy);
     r.lat_us = lat;
@@ -272,16 +287,16 @@ static cell run_cell(const char *delay_ms, const char *delay_rate, policy_kind p
     c.p999 = quantile(r.lat_us, calls, 0.999);
     c.extra = (double)atomic_load(&r.backups) / calls;
     c.errors = atomic_load(&r.errors);
-    c.delay_ms = in_force_ms;
+    c.delay_us = in_force_us;
     free(lat);
     return c;
 }
 
 static void print_row(const char *shape, const char *policy, const cell *c, int64_t healthy_p99)
 {
-    char delay[16] = "-";
-    if (c->delay_ms >= 0) snprintf(delay, sizeof delay, "%d ms", c->delay_ms);
-    printf("| %-7s | %-15s | %6s | %6lld | %7lld | %8lld | %6.2f%% | %9lld | %7.2fx |%s\n", shape,
+    char delay[32] = "-";
+    if (c->delay_us >= 0) snprintf(delay, sizeof delay, "%lld us", (long long)c->delay_us);
+    printf("| %-7s | %-15s | %8s | %6lld | %7lld | %8lld | %6.2f%% | %9lld | %7.2fx |%s\n", shape,
            policy, delay, (long long)c->p50, (long long)c->p99, (long long)c->p999, 100 * c->extra,
            c->canceled, (double)c->p99 / (double)healthy_p99, c->errors ? " (errors!)" : "");
 }
@@ -411,21 +426,20 @@ int main(int argc, char **argv)
     int64_t t0 = ft_now_ns();
 
     cell healthy = run_cell(NULL, NULL, POLICY_NONE, 0, calls);
-    int backup_ms = (int)((healthy.p95 + 999) / 1000);
-    if (backup_ms < 1) backup_ms = 1;
+    int64_t backup_us = healthy.p95 > 0 ? healthy.p95 : 1;
     printf("%d calls a cell (after >= %d warm-up calls and %d ms), %d in flight, lb rr, %d "
            "echo-server processes "
            "(worker pool)\n",
            calls, WARMUP, WARMUP_MS, IN_FLIGHT, NSERVERS);
     printf("healthy cluster: p50 %lld us, p95 %lld us, p99 %lld us, p99.9 %lld us -> backup delay "
-           "%d ms\n\n",
+           "%lld us\n\n",
            (long long)healthy.p50, (long long)healthy.p95, (long long)healthy.p99,
-           (long long)healthy.p999, backup_ms);
-    printf("| shape   | policy          | delay  | p50 us | p99 us  | p99.9 us | extra   | "
+           (long long)healthy.p999, (long long)backup_us);
+    printf("| shape   | policy          | delay    | p50 us | p99 us  | p99.9 us | extra   | "
            "cancelled | p99/healthy |\n");
     printf(
-        "|---------|-----------------|--------|--------|---------|----------|---------|----------"
-        "-|-------------|\n");
+        "|---------|-----------------|----------|--------|---------|----------|---------|--------"
+        "---|-------------|\n");
     print_row("healthy", "none", &healthy, healthy.p99);
 
     static const struct {
@@ -435,7 +449,7 @@ int main(int argc, char **argv)
     char verdicts[2048] = "";
     for (size_t s = 0; s < 2; s++) {
         for (int pk = POLICY_NONE; pk <= POLICY_ADAPTIVE; pk++) {
-            cell c = run_cell(shapes[s].delay_ms, shapes[s].delay_rate, (policy_kind)pk, backup_ms,
+            cell c = run_cell(shapes[s].delay_ms, shapes[s].delay_rate, (policy_kind)pk, backup_us,
                               calls);
             print_row(shapes[s].name, policy_names[pk], &c, healthy.p99);
             fflush(stdout);

@@ -26,12 +26,14 @@ typedef struct ftrpc_result ftrpc_result;
 typedef struct ftrpc_server_call ftrpc_server_call;
 
 /* A backup-request policy (brpc's BackupRequestPolicy, docs/backup-requests.md): embed this struct
- * first in your own and fill the hooks. A policy takes priority over backup_request_ms. The client
+ * first in your own and fill the hooks. A policy takes priority over backup_request_ms and
+ * backup_request_us. The client
  * does not own it: it must outlive every client that uses it. Hooks run on IO threads,
  * concurrently, and must not block. */
 typedef struct ftrpc_backup_policy ftrpc_backup_policy;
 struct ftrpc_backup_policy {
-    /* The backup delay for this call in ms; < 0: no backup for it. */
+    /* The backup delay for this call in ms; < 0: no backup for it. Not asked when backup_delay_us
+     * is set. */
     int (*backup_delay_ms)(ftrpc_backup_policy *self, const char *service, const char *method);
     /* Asked when the delay has passed and the first attempt is still out: send the backup now? */
     int (*should_backup)(ftrpc_backup_policy *self, const char *service, const char *method);
@@ -44,30 +46,40 @@ struct ftrpc_backup_policy {
      * retry budget refused it: a policy that counts backups when it decides takes it back here.
      * May be NULL. (Last, so that policies written before it still initialise in order.) */
     void (*on_backup_refused)(ftrpc_backup_policy *self, const char *service, const char *method);
+    /* The backup delay for this call in microseconds, for delays under a millisecond; < 0: no
+     * backup for it. When set it is asked instead of backup_delay_ms. May be NULL. (It took the
+     * first reserved slot: the struct's size and the other hooks' places are unchanged.) */
+    int64_t (*backup_delay_us)(ftrpc_backup_policy *self, const char *service, const char *method);
     /* Zero (a designated initializer leaves them so): hooks of later versions take these slots,
      * so that a policy built against this header keeps its layout. */
-    void (*reserved[6])(void);
+    void (*reserved[5])(void);
 };
 
 /* brpc's RateLimitedBackupPolicy: at most max_backup_ratio of the calls in a sliding window get a
  * backup. Backups are counted when decided and calls when they end, so the limit reacts at once
  * to a latency spike. */
 typedef struct ftrpc_backup_policy_ratelimited_options {
-    int backup_request_ms;       /* default 0 (or -1): the client's backup_request_ms */
-    double max_backup_ratio;     /* (0, 1], default 0.1 */
-    int window_size_seconds;     /* [1, 3600], default 10 */
+    int backup_request_ms;   /* default 0 (or -1): the call's or client's delay (backup_request_us
+                              * or backup_request_ms) */
+    double max_backup_ratio; /* (0, 1], default 0.1 */
+    int window_size_seconds; /* [1, 3600], default 10 */
     int update_interval_seconds; /* >= 1, default 5: how often the window's sums are refreshed */
 } ftrpc_backup_policy_ratelimited_options;
 
 /* Hedging at a latency quantile ("The Tail at Scale"): the delay is the p(1 - max_extra_load)
- * latency of recent calls of the client, refreshed periodically, never below floor_ms; no backup
- * until min_samples calls were seen. Backups draw from the client's retry budget like retries. */
+ * latency of recent calls of the client in microseconds, refreshed periodically, never below the
+ * floor (floor_us, else floor_ms); no backup until min_samples calls were seen. Backups draw from
+ * the client's retry budget like retries. */
 typedef struct ftrpc_backup_policy_adaptive_options {
     double max_extra_load; /* (0, 0.5], default 0.05: the delay is the p95 latency */
     int floor_ms;          /* default 1 */
     int window_seconds;    /* [1, 60], default 10 */
     int refresh_ms;        /* default 500 */
     int min_samples;       /* default 100 */
+    /* The floor in microseconds, for services whose p95 is under a millisecond. Default 0:
+     * floor_ms (whose default, 1 ms, stays); > 0: this floor, taking priority over floor_ms;
+     * -1: no floor (the delay is the measured quantile, at least 1 us) */
+    int floor_us;
 } ftrpc_backup_policy_adaptive_options;
 
 /* Makes a built-in policy; NULL options mean the defaults. FTRPC_EINVAL (logged) for bad values.
@@ -306,7 +318,8 @@ typedef struct ftrpc_client_options {
     /* The backup delay. Default 0 means off, as does -1 (brpc: -1). A positive delay turns backups
      * on, as in brpc: the default fail mode (failover) becomes FTRPC_FAILBACKUP; with
      * FTRPC_FAILFAST or FTRPC_FAILTRY it is refused (FTRPC_EINVAL, logged). A backup is never sent
-     * when the delay is not shorter than the call's remaining deadline. */
+     * when the delay is not shorter than the call's remaining deadline. backup_request_us, when
+     * not 0, takes priority over it. */
     int backup_request_ms;
     /* default NULL; takes priority over backup_request_ms and, like a positive delay, turns
      * backups on */
@@ -403,9 +416,14 @@ typedef struct ftrpc_client_options {
     int tied;
     /* The wire protocol (docs/grpc.md). Default FTRPC_PROTOCOL_BAIDU_STD; FTRPC_PROTOCOL_GRPC:
      * unary gRPC over HTTP/2, each call a stream on the one connection per endpoint and loop, the
-     * deadline sent as grpc-timeout, a cancelled attempt reset with RST_STREAM. The naming URL's
-     * "?protocol=grpc" sets it too */
+     * deadline sent as grpc-timeout, a cancelled attempt reset with RST_STREAM (CLI: --protocol) */
     ftrpc_protocol protocol;
+    /* The backup delay in microseconds, for services that answer in under a millisecond
+     * (docs/backup-requests.md, The delay's resolution). Default 0: backup_request_ms decides.
+     * Non-zero, it takes priority over backup_request_ms: > 0 is the delay (it turns backups on
+     * like a positive backup_request_ms), -1 is off whatever backup_request_ms says. Range -1 to
+     * 2147483647000 (backup_request_ms's range); below -1 or above is refused (FTRPC_EINVAL). */
+    int64_t backup_request_us;
 } ftrpc_client_options;
 
 typedef struct ftrpc_call_options {
@@ -436,6 +454,12 @@ typedef struct ftrpc_call_options {
     int max_attempts;
     /* default 0: the client's `tied`; 1: tied for this call; -1: not tied for this call */
     int tied;
+    /* The call's backup delay in microseconds. Default 0: backup_request_ms above decides.
+     * Non-zero, it takes priority over the call's backup_request_ms: > 0 is the delay (as a
+     * positive backup_request_ms), -1 no backup for this call (as backup_request_ms -1). The
+     * delay of a call is the first of these that is not 0: the call's backup_request_us, the
+     * call's backup_request_ms, the client's backup_request_us, the client's backup_request_ms. */
+    int64_t backup_request_us;
 } ftrpc_call_options;
 
 typedef enum {

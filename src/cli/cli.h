@@ -87,7 +87,7 @@ void ft_cli_json_close(ft_cli_json *j);
     "  --attempt-timeout-ms N per-attempt timeout inside the deadline (default: none)\n"           \
     "  --backoff SPEC         none | fixed:MS | exp:INITIAL_MS:MULTIPLIER:MAX_MS\n"                \
     "  --lb NAME              random | rr | wrr | wrandom | chash | p2c (default) | priority\n"    \
-    "  --backup-ms N          send a backup request after N ms (turns backups on)\n"               \
+    "  --backup-ms N          backup request after N ms, 0.2 = 200 us (turns backups on)\n"        \
     "  --backup-policy P      fixed (--backup-ms) | ratelimited | adaptive\n"                      \
     "  --backup-budget B      default (fixed delay: none; policy: retry) | retry | none\n"         \
     "  --backup-counts-as-retry  a backup uses up one of --retries (brpc's accounting)\n"          \

@@ -1,4 +1,6 @@
 /* The client policy flags shared by the commands that make calls (see cli.h). */
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,8 +113,19 @@ int ft_cli_client_flag(const char *opt, const char *value, struct ftrpc_client_o
     /* a delay or a policy turns backups on by itself (under failover, the default), in the
      * library as in brpc: the flags set nothing more */
     if (!strcmp(opt, "backup-ms")) {
-        if (ft_cli_parse_int("--backup-ms", value, 1, 3600000, &n)) return -1;
-        o->backup_request_ms = (int)n;
+        /* fractions for services faster than a millisecond: 0.2 is backup_request_us 200 */
+        char *end;
+        double ms = strtod(value, &end);
+        if (!*value || *end || !(ms >= 0.001 && ms <= 3600000)) {
+            fprintf(stderr,
+                    "ftrpc: --backup-ms wants a delay in ms in [0.001, 3600000] (0.2 is 200 us), "
+                    "not '%s'\n",
+                    value);
+            return -1;
+        }
+        int64_t us = llround(ms * 1000);
+        o->backup_request_ms = us % 1000 ? 0 : (int)(us / 1000);
+        o->backup_request_us = us % 1000 ? us : 0;
         return 1;
     }
     if (!strcmp(opt, "backup-budget")) {
@@ -200,7 +213,7 @@ int ft_cli_client_new(const char *cmd, const char *url, const ftrpc_client_optio
 {
     /* the client refuses a lone certificate or key with EINVAL, which cannot say which flag */
     if (ft_cli_check_tls_pair(cmd, o->tls.cert_file, o->tls.key_file)) return -1;
-    if ((o->backup_request_ms > 0 || o->backup_policy || o->tied) &&
+    if ((o->backup_request_ms > 0 || o->backup_request_us > 0 || o->backup_policy || o->tied) &&
         (o->fail_mode == FTRPC_FAILFAST || o->fail_mode == FTRPC_FAILTRY)) {
         fprintf(stderr,
                 "ftrpc %s: --backup-ms, --backup-policy and --tied need --fail-mode failover (the "

@@ -14,7 +14,8 @@
  * backups are counted and, after it, the ratio is judged on the window that holds them. (The
  * client's retry budget, which a policy's backups draw on by default, still bounds the warm-up.)
  *
- * Adaptive: the delay is the p(1 - max_extra_load) latency of recent calls, read from a windowed
+ * Adaptive: the delay is the p(1 - max_extra_load) latency of recent calls in microseconds (the
+ * engine asks backup_delay_us, so a p95 of 160 us is a 160 us delay), read from a windowed
  * latency recorder and cached for refresh_ms; if latency is well behaved, about max_extra_load of
  * the calls outlive the delay and get a backup ("The Tail at Scale": hedge at the p95). Backups
  * also draw from the client's retry budget (the call engine does that for every backup).
@@ -224,7 +225,8 @@ typedef struct adaptive {
     ftrpc_backup_policy_adaptive_options o;
     const ft_clock *clock;
     ft_latency_recorder *latency;
-    atomic_int delay_ms; /* cached; -1: too few samples */
+    int64_t floor_us;         /* floor_us, else floor_ms in us; 1 for no floor */
+    _Atomic int64_t delay_us; /* cached; -1: too few samples */
     _Atomic int64_t next_refresh_ns;
 } adaptive;
 
@@ -238,23 +240,35 @@ static void ad_refresh(adaptive *p, int64_t now)
     int window = ft_latency_recorder_window_size(p->latency);
     if (ft_latency_recorder_stats(p->latency, window, &st) != 0 ||
         st.count < (uint64_t)p->o.min_samples) {
-        atomic_store(&p->delay_ms, -1);
+        atomic_store(&p->delay_us, -1);
         return;
     }
     double q = 1.0 - p->o.max_extra_load;
     int64_t ns = 0;
     ft_latency_recorder_percentiles(p->latency, window, &q, &ns, 1);
-    int ms = (int)((ns + FT_NS_PER_MS - 1) / FT_NS_PER_MS);
-    atomic_store(&p->delay_ms, ms < p->o.floor_ms ? p->o.floor_ms : ms);
+    int64_t us = (ns + FT_NS_PER_US - 1) / FT_NS_PER_US;
+    atomic_store(&p->delay_us, us < p->floor_us ? p->floor_us : us);
 }
 
-static int ad_delay(ftrpc_backup_policy *self, const char *service, const char *method)
+/* A delay in us as whole ms, rounded up (a policy's ms hook; -1 stays -1) */
+static int us_to_ms_up(int64_t us)
+{
+    return us < 0 ? (int)us : (int)((us + 999) / 1000);
+}
+
+static int64_t ad_delay_us(ftrpc_backup_policy *self, const char *service, const char *method)
 {
     adaptive *p = (adaptive *)self;
     (void)service;
     (void)method;
     ad_refresh(p, ft_clock_now_ns(p->clock));
-    return atomic_load_explicit(&p->delay_ms, memory_order_relaxed);
+    return atomic_load_explicit(&p->delay_us, memory_order_relaxed);
+}
+
+/* For callers that ask the ms hook (the engine asks backup_delay_us) */
+static int ad_delay(ftrpc_backup_policy *self, const char *service, const char *method)
+{
+    return us_to_ms_up(ad_delay_us(self, service, method));
 }
 
 static int ad_should(ftrpc_backup_policy *self, const char *service, const char *method)
@@ -291,10 +305,10 @@ int ft_backup_policy_adaptive_new(const ftrpc_backup_policy_adaptive_options *op
     if (o.window_seconds == 0) o.window_seconds = 10;
     if (o.refresh_ms == 0) o.refresh_ms = 500;
     if (o.min_samples == 0) o.min_samples = 100;
-    if (!(o.max_extra_load > 0 && o.max_extra_load <= 0.5) || o.floor_ms < 0 ||
+    if (!(o.max_extra_load > 0 && o.max_extra_load <= 0.5) || o.floor_ms < 0 || o.floor_us < -1 ||
         o.window_seconds < 1 || o.window_seconds > 60 || o.refresh_ms < 0 || o.min_samples < 0) {
         FT_WARN("backup policy: adaptive options out of range (max_extra_load in (0, 0.5], "
-                "window_seconds in [1, 60], others >= 0)");
+                "window_seconds in [1, 60], floor_us >= -1, others >= 0)");
         return FTRPC_EINVAL;
     }
     adaptive *p = calloc(1, sizeof *p);
@@ -306,16 +320,27 @@ int ft_backup_policy_adaptive_new(const ftrpc_backup_policy_adaptive_options *op
         free(p);
         return FTRPC_ENOMEM;
     }
-    atomic_init(&p->delay_ms, -1);
+    /* floor_us, when set, says it in us; -1: none, but a delay of 0 would race the first copy */
+    p->floor_us = o.floor_us > 0 ? o.floor_us : o.floor_us == -1 ? 1 : (int64_t)o.floor_ms * 1000;
+    atomic_init(&p->delay_us, -1);
     atomic_init(&p->next_refresh_ns, 0);
-    p->base = (ftrpc_backup_policy){ad_delay, ad_should, ad_end, ad_destroy};
+    p->base = (ftrpc_backup_policy){.backup_delay_ms = ad_delay,
+                                    .should_backup = ad_should,
+                                    .on_call_end = ad_end,
+                                    .destroy = ad_destroy,
+                                    .backup_delay_us = ad_delay_us};
     *out = &p->base;
     return 0;
 }
 
 int ft_backup_policy_adaptive_delay_ms(ftrpc_backup_policy *self)
 {
-    return atomic_load(&((adaptive *)self)->delay_ms);
+    return us_to_ms_up(ft_backup_policy_adaptive_delay_us(self));
+}
+
+int64_t ft_backup_policy_adaptive_delay_us(ftrpc_backup_policy *self)
+{
+    return atomic_load(&((adaptive *)self)->delay_us);
 }
 
 int ftrpc_backup_policy_adaptive_new_sized(const ftrpc_backup_policy_adaptive_options *opts,

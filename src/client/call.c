@@ -740,10 +740,10 @@ static void send_hedge(ft_call *call)
         call->backups++;
         atomic_fetch_add_explicit(&c->backups, 1, memory_order_relaxed);
         /* armed first: send_attempt may complete the call, which stops every timer */
-        if (call->attempts + 1 < call->nslots && call->hedge_delay_ms > 0 &&
-            now + (int64_t)call->hedge_delay_ms * FT_NS_PER_MS < call->deadline_ns)
+        if (call->attempts + 1 < call->nslots && call->hedge_delay_us > 0 &&
+            call->hedge_delay_us <= (call->deadline_ns - now - 1) / FT_NS_PER_US)
             ft_timer_start(call->loop, &call->backup_timer,
-                           now + (int64_t)call->hedge_delay_ms * FT_NS_PER_MS, on_backup_timer);
+                           now + call->hedge_delay_us * FT_NS_PER_US, on_backup_timer);
         send_attempt(call, 1);
         break;
     case FT_BACKUP_REFUSED:
@@ -782,6 +782,21 @@ void ft_call_on_started(ft_attempt *a)
         settle_attempt(b, FTRPC_ECANCELED);
         atomic_fetch_add_explicit(&call->client->tied_cancels, 1, memory_order_relaxed);
     }
+}
+
+/* The call's backup delay in us (< 0: none): its policy's (in us when the policy can say so),
+ * else its own. */
+static int64_t backup_delay_us(const ft_call *call)
+{
+    ftrpc_backup_policy *p = call->backup_policy;
+    int64_t d = call->backup_us;
+    if (p && p->backup_delay_us)
+        d = p->backup_delay_us(p, call->service, call->method);
+    else if (p && p->backup_delay_ms) {
+        int ms = p->backup_delay_ms(p, call->service, call->method);
+        d = ms > 0 ? (int64_t)ms * 1000 : ms;
+    }
+    return d == FT_BACKUP_DELAY_INHERIT ? call->backup_us : d;
 }
 
 /* An attempt failed (already detached and settled). While the other copy of a failbackup race is
@@ -957,22 +972,19 @@ void ft_call_start(ft_call *call)
     ft_retry_budget_on_request(&c->budget, call->start_ns);
     ft_timer_start(call->loop, &call->deadline_timer, call->deadline_ns, on_deadline);
     if (call->retry.mode == FTRPC_FAILBACKUP && !call->backup_opt_out) {
-        ftrpc_backup_policy *policy = call->backup_policy;
-        int delay = policy && policy->backup_delay_ms
-                        ? policy->backup_delay_ms(policy, call->service, call->method)
-                        : call->backup_ms;
-        if (delay == FT_BACKUP_DELAY_INHERIT) delay = call->backup_ms;
-        call->hedge_delay_ms = delay;
+        int64_t delay = backup_delay_us(call);
+        call->hedge_delay_us = delay;
         /* a tied call's twin goes now, unless the call has a delay ("The Tail at Scale" waits
          * about two network trips, so that a first copy an idle server starts at once has its
          * notice cancel the twin before it is sent): the timer fires on the loop's next turn,
          * after the first copy is sent (and when the call already ended, completion stopped it) */
         if (call->tied && delay < 0) delay = 0;
-        /* a backup that could only start after the deadline is pointless (brpc skips it too) */
-        if (delay >= 0 && call->start_ns + (int64_t)delay * FT_NS_PER_MS < call->deadline_ns) {
+        /* a backup that could only start after the deadline is pointless (brpc skips it too);
+         * compared in us, so that no policy's delay can overflow the ns */
+        if (delay >= 0 && delay <= (call->deadline_ns - call->start_ns - 1) / FT_NS_PER_US) {
             call->hedging = 1;
-            ft_timer_start(call->loop, &call->backup_timer,
-                           call->start_ns + (int64_t)delay * FT_NS_PER_MS, on_backup_timer);
+            ft_timer_start(call->loop, &call->backup_timer, call->start_ns + delay * FT_NS_PER_US,
+                           on_backup_timer);
         }
     }
     send_attempt(call, 0);
@@ -1003,7 +1015,7 @@ static void inherit_from_parent(ft_call *call, const ftrpc_call_options *opts)
     if (p->attempt > 0 && o->retry_chain_stop >= 0) {
         call->chain_retry = 1;
         call->retry.retries_left = 0;
-        call->backup_ms = -1;
+        call->backup_us = -1;
         call->backup_opt_out = 1;
         if (call->retry.mode == FTRPC_FAILBACKUP) call->retry.mode = FTRPC_FAILOVER;
     }
@@ -1038,15 +1050,17 @@ ft_call *ft_call_make(ftrpc_client *c, const char *service, const char *method,
     int timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : o->timeout_ms;
     call->retry.mode =
         opts && opts->fail_mode != FTRPC_FAIL_DEFAULT ? opts->fail_mode : o->fail_mode;
-    int backup_ms =
-        opts && opts->backup_request_ms != 0 ? opts->backup_request_ms : o->backup_request_ms;
-    call->backup_ms = backup_ms > 0 ? backup_ms : -1;
-    call->backup_opt_out = opts && opts->backup_request_ms == -1;
+    /* the first level that says something decides: the call's, else the client's */
+    int64_t own = opts ? ft_backup_delay_us(opts->backup_request_us, opts->backup_request_ms) : 0;
+    int64_t backup_us =
+        own != 0 ? own : ft_backup_delay_us(o->backup_request_us, o->backup_request_ms);
+    call->backup_us = backup_us > 0 ? backup_us : -1;
+    call->backup_opt_out = own == -1;
     call->backup_policy = opts && opts->backup_policy ? opts->backup_policy : o->backup_policy;
     /* a delay or a policy turns backups on under failover, as in brpc (ft_call_check_args refused
      * them with failfast and failtry when the call asked) */
     if (call->retry.mode == FTRPC_FAILOVER && !call->backup_opt_out &&
-        (call->backup_ms > 0 || call->backup_policy))
+        (call->backup_us > 0 || call->backup_policy))
         call->retry.mode = FTRPC_FAILBACKUP;
     int max_attempts = opts && opts->max_attempts != 0 ? opts->max_attempts : o->max_attempts;
     call->nslots = max_attempts >= 2 && max_attempts <= FT_CALL_SLOTS ? max_attempts : 2;
@@ -1090,6 +1104,7 @@ int ft_call_check_args(ftrpc_client *c, const char *service, const char *method,
     if (!c || !service || !method || !*service || !*method) return FTRPC_EINVAL;
     if (opts &&
         (opts->timeout_ms < 0 || opts->attempt_timeout_ms < 0 || opts->backup_request_ms < -1 ||
+         opts->backup_request_us < -1 || opts->backup_request_us > FT_BACKUP_US_MAX ||
          opts->retries < FTRPC_NO_RETRY || opts->fail_mode < FTRPC_FAIL_DEFAULT ||
          opts->fail_mode > FTRPC_FAILBACKUP || opts->tied < -1 || opts->tied > 1 ||
          (opts->max_attempts != 0 &&
@@ -1098,7 +1113,8 @@ int ft_call_check_args(ftrpc_client *c, const char *service, const char *method,
                              opts->fallback->kind > FTRPC_FALLBACK_TIMEOUTS_AND_BREAKER ||
                              (opts->fallback->kind != FTRPC_FALLBACK_OFF && !opts->fallback->fn)))))
         return FTRPC_EINVAL;
-    if (opts && (opts->backup_request_ms > 0 || opts->backup_policy || opts->tied == 1)) {
+    if (opts && (ft_backup_delay_us(opts->backup_request_us, opts->backup_request_ms) > 0 ||
+                 opts->backup_policy || opts->tied == 1)) {
         ftrpc_fail_mode mode =
             opts->fail_mode != FTRPC_FAIL_DEFAULT ? opts->fail_mode : c->opts.fail_mode;
         if (mode == FTRPC_FAILFAST || mode == FTRPC_FAILTRY) {

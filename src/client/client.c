@@ -598,13 +598,20 @@ static int validate_and_default(ftrpc_client_options *o)
     /* brpc's rule: a backup delay (or policy) is enough to turn backups on. failover with
      * backups is failbackup; failfast (one request) and failtry (the same endpoint again) cannot
      * send a copy to another endpoint, and a delay that would do nothing is refused, not ignored */
-    int wants_backup = o->backup_request_ms > 0 || o->backup_policy || o->tied;
+    if (o->backup_request_us < -1 || o->backup_request_us > FT_BACKUP_US_MAX) {
+        FT_WARN("client options: backup_request_us must be -1 (off), 0 (backup_request_ms "
+                "decides) or a delay up to %lld us (got %lld)",
+                (long long)FT_BACKUP_US_MAX, (long long)o->backup_request_us);
+        return FTRPC_EINVAL;
+    }
+    int wants_backup = ft_backup_delay_us(o->backup_request_us, o->backup_request_ms) > 0 ||
+                       o->backup_policy || o->tied;
     if (wants_backup && (o->fail_mode == FTRPC_FAILFAST || o->fail_mode == FTRPC_FAILTRY)) {
         FT_WARN("client options: %s with fail_mode %s: backups need failover (the default) or "
                 "failbackup",
                 o->backup_policy ? "a backup_policy"
                 : o->tied        ? "tied requests"
-                                 : "a positive backup_request_ms",
+                                 : "a positive backup delay",
                 o->fail_mode == FTRPC_FAILFAST ? "failfast" : "failtry");
         return FTRPC_EINVAL;
     }

@@ -4,6 +4,7 @@
 #ifndef FT_CLIENT_INTERNAL_H
 #define FT_CLIENT_INTERNAL_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
@@ -30,6 +31,17 @@
 
 typedef struct ft_cconn ft_cconn;
 struct ft_attempt;
+
+/* backup_request_us's upper bound: backup_request_ms's range, so that ns never overflow */
+#define FT_BACKUP_US_MAX ((int64_t)INT_MAX * 1000)
+
+/* One level's (backup_request_us, backup_request_ms) as a delay in us: 0 when both are 0 (the
+ * next level decides), -1 off, else the delay. A non-zero us takes priority over ms. */
+static inline int64_t ft_backup_delay_us(int64_t us, int ms)
+{
+    if (us != 0) return us > 0 ? us : -1;
+    return ms > 0 ? (int64_t)ms * 1000 : ms < 0 ? -1 : 0;
+}
 typedef struct ft_call ft_call;
 
 /* The client's endpoint: the cluster's endpoint (cluster/cluster.h: name, health, in-flight
@@ -196,7 +208,7 @@ struct ft_call {
     int last_answered_target;
 
     /* backup state (failbackup) */
-    int backup_ms;      /* < 0: no backup for this call */
+    int64_t backup_us;  /* < 0: no backup for this call */
     int backup_opt_out; /* the call asked for none (-1): a policy may not override that */
     int backups;
     int backups_refused; /* the budget refused the backup (ftrpc_result) */
@@ -206,9 +218,9 @@ struct ft_call {
     int retries_stopped; /* a server's pushback said -1: the call retries no more */
     int pushbacks;       /* answers that carried a pushback */
     int parent_deadline; /* deadline_ns is the served call's (less the margin), not its own */
-    int hedge_delay_ms;  /* the delay between copies, as resolved at the start; < 0: none */
-    int hedging;         /* the backup timer was armed or the call is tied: more copies may go */
-    int tied;            /* copies ask their servers for a "started" notice (ftrpc_tied) */
+    int64_t hedge_delay_us; /* the delay between copies, as resolved at the start; < 0: none */
+    int hedging;            /* the backup timer was armed or the call is tied: more copies may go */
+    int tied;               /* copies ask their servers for a "started" notice (ftrpc_tied) */
     ftrpc_backup_policy *backup_policy; /* the call's, else the client's; NULL: none */
 
     /* targets: pinned for the whole call so that `tried` keeps its meaning: &one, or a selective

@@ -1,7 +1,8 @@
 /* Backup requests (FTRPC_FAILBACKUP) over real sockets against in-process servers whose handlers
  * run on a worker pool and are told, per server, how long to take and how to answer:
  *
- * - no backup goes out before its delay, one goes out after it, and the fast copy wins;
+ * - no backup goes out before its delay, one goes out after it, and the fast copy wins; a delay
+ *   in microseconds (300 us) is kept, not rounded to a millisecond;
  * - no backup at all when its delay is not shorter than the call's deadline;
  * - the first success wins and the late response is dropped: one completion per call;
  * - an error from the first copy does not end the call while the backup is in flight;
@@ -36,8 +37,9 @@
 #include <netinet/in.h>
 
 #include "base/iobuf.h"
-#include "client/backup_policy.h" /* the rate-limited policy's counts */
-#include "protocol/baidu_std.h"   /* the fake brpc server */
+#include "client/backup_policy.h"   /* the rate-limited policy's counts */
+#include "client/client_internal.h" /* its rpcz ring: when the backup went out */
+#include "protocol/baidu_std.h"     /* the fake brpc server */
 #include "harness.h"
 
 #if defined(__SANITIZE_ADDRESS__) || H_UNDER_TSAN
@@ -172,6 +174,22 @@ static int call_once(ftrpc_client *c, const ftrpc_call_options *co, ftrpc_result
     return rc;
 }
 
+/* One call of c against a pair whose first server holds its copy until cancelled: the backup is
+ * sent and wins, and the slow copy stops. Returns the call's latency. */
+static int64_t backup_wins(ftrpc_client *c, const ftrpc_call_options *co, pair *p)
+{
+    ftrpc_result r;
+    assert_int_equal(call_once(c, co, &r), 0);
+    assert_int_equal(r.attempts, 2);
+    assert_int_equal(r.backups, 1);
+    assert_int_equal(r.backup_won, 1);
+    assert_string_equal(r.endpoint, p->second->addr);
+    int64_t latency_us = r.latency_us;
+    ftrpc_result_fini(&r);
+    assert_true(h_wait_until(srv_idle_cond, p->first, 2000 * SLOW));
+    return latency_us;
+}
+
 /* ---- the delay ---- */
 
 static void backup_goes_out_after_its_delay_and_the_fast_copy_wins(void **state)
@@ -200,6 +218,59 @@ static void backup_goes_out_after_its_delay_and_the_fast_copy_wins(void **state)
     assert_int_equal(atomic_load(&p.first->handled), 1);
     assert_int_equal(atomic_load(&p.second->handled), 1);
     ftrpc_client_free(c);
+    pair_stop(&p);
+}
+
+/* The backup of a call whose first copy is still out at 300 us (its handler waits until the
+ * backup has reached the other server) and whose client's whole-ms delay is seconds away. */
+static void expect_a_backup_at_300_us(pair *p, ftrpc_client *c, const ftrpc_call_options *co)
+{
+    /* the us delay decided, not the ms one: the answer came long before the ms delay */
+    assert_true(backup_wins(c, co, p) < 3000000LL * SLOW);
+    /* rpcz says when the backup went out: not before its 300 us (no upper bound is asserted, the
+     * machine may be loaded; the figure is printed) */
+    ftrpc_client *cl = c;
+    ft_rpcz_span *spans = NULL;
+    size_t n = ft_rpcz_ring_copy(cl->rpcz, &spans);
+    assert_true(n >= 1);
+    assert_int_equal(spans[0].nattempts, 2);
+    assert_int_equal(spans[0].attempt[0].backup, 0);
+    assert_int_equal(spans[0].attempt[1].backup, 1);
+    assert_true(spans[0].attempt[1].sent_us >= 300);
+    print_message("backup sent %lld us after the call's start (delay 300 us)\n",
+                  (long long)spans[0].attempt[1].sent_us);
+    free(spans);
+}
+
+/* backup_request_us: a delay under a millisecond, taking priority over backup_request_ms, given
+ * by the client or by the call. */
+static void a_backup_at_300_us_goes_out_after_its_delay_not_at_the_ms_one(void **state)
+{
+    (void)state;
+    assert_int_equal(ftrpc_rpcz_enable(0), 0);
+    pair p;
+    pair_start(&p, 4);
+    atomic_store(&p.first->gate, &p.second->handled);
+    atomic_store(&p.first->delay_ms, 2000 * SLOW); /* cut short by the cancel */
+    atomic_store(&p.first->stop_on_cancel, 1);
+    ftrpc_client_options o = {.timeout_ms = 8000 * SLOW,
+                              .lb = "rr",
+                              .backup_request_ms = 3000 * SLOW,
+                              .backup_request_us = 300};
+    ftrpc_client *c = NULL;
+    assert_int_equal(ftrpc_client_new(p.url, &o, &c), 0);
+    expect_a_backup_at_300_us(&p, c, NULL);
+    ftrpc_client_free(c);
+
+    /* the call's own: 300 us against the client's 3 s */
+    o.backup_request_us = 0;
+    assert_int_equal(ftrpc_client_new(p.url, &o, &c), 0);
+    ftrpc_call_options co = {.backup_request_us = 300};
+    atomic_store(&p.second->handled, 0);
+    atomic_store(&p.first->handled, 0);
+    expect_a_backup_at_300_us(&p, c, &co);
+    ftrpc_client_free(c);
+    ftrpc_rpcz_disable();
     pair_stop(&p);
 }
 
@@ -311,6 +382,37 @@ static void always_end(ftrpc_backup_policy *self, const ftrpc_result *result)
 {
     (void)result;
     atomic_fetch_add(&((always_policy *)self)->ended, 1);
+}
+
+static int64_t forever_us(ftrpc_backup_policy *self, const char *service, const char *method)
+{
+    (void)self;
+    (void)service;
+    (void)method;
+    return INT64_MAX;
+}
+
+/* A policy's backup_delay_us is outside input: one far beyond any deadline (INT64_MAX us, whose
+ * ns would overflow) sends no backup and ends the call normally (UBSan checks the arithmetic). */
+static void a_policy_delay_beyond_any_deadline_sends_no_backup(void **state)
+{
+    (void)state;
+    pair p;
+    pair_start(&p, 4);
+    atomic_store(&p.first->delay_ms, 50);
+    always_policy policy = {{.should_backup = always_backup, .backup_delay_us = forever_us}, 0};
+    ftrpc_client_options o = {.timeout_ms = 4000 * SLOW, .backup_policy = &policy.base, .lb = "rr"};
+    ftrpc_client *c = NULL;
+    assert_int_equal(ftrpc_client_new(p.url, &o, &c), 0);
+    ftrpc_result r;
+    assert_int_equal(call_once(c, NULL, &r), 0);
+    assert_int_equal(r.attempts, 1);
+    assert_int_equal(r.backups, 0);
+    assert_string_equal(r.endpoint, p.first->addr);
+    ftrpc_result_fini(&r);
+    ftrpc_client_free(c);
+    assert_int_equal(atomic_load(&p.second->handled), 0);
+    pair_stop(&p);
 }
 
 /* A call that opts out (backup_request_ms -1, e.g. because it is not idempotent) gets no backup,
@@ -718,14 +820,7 @@ static void a_call_queued_when_its_connection_closes_finishes_cleanly(void **sta
  * the backup is sent and wins. */
 static void call_expecting_the_backup_to_win(ftrpc_client *c, const ftrpc_call_options *co, pair *p)
 {
-    ftrpc_result r;
-    assert_int_equal(call_once(c, co, &r), 0);
-    assert_int_equal(r.attempts, 2);
-    assert_int_equal(r.backups, 1);
-    assert_int_equal(r.backup_won, 1);
-    assert_string_equal(r.endpoint, p->second->addr);
-    ftrpc_result_fini(&r);
-    assert_true(h_wait_until(srv_idle_cond, p->first, 2000 * SLOW));
+    backup_wins(c, co, p);
     ftrpc_client_free(c);
 }
 
@@ -1280,8 +1375,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(backup_goes_out_after_its_delay_and_the_fast_copy_wins),
         cmocka_unit_test(no_backup_before_its_delay),
+        cmocka_unit_test(a_backup_at_300_us_goes_out_after_its_delay_not_at_the_ms_one),
         cmocka_unit_test(no_backup_when_its_delay_is_not_shorter_than_the_deadline),
         cmocka_unit_test(a_call_that_opts_out_gets_no_backup_even_with_a_policy),
+        cmocka_unit_test(a_policy_delay_beyond_any_deadline_sends_no_backup),
         cmocka_unit_test(a_backup_the_retry_budget_refuses_is_not_sent),
         cmocka_unit_test(a_call_already_retrying_sends_no_backup),
         cmocka_unit_test(with_a_backup_in_every_call_rr_still_alternates_first_attempts),

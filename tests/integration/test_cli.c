@@ -166,6 +166,24 @@ static void bad_client_flags_are_named(void **state)
     check_run(bad_url, 2, "bad naming URL 'nope://x'", NULL);
 }
 
+/* --backup-ms takes fractions for services faster than a millisecond (0.2: backup_request_us
+ * 200); what is no delay, or below a microsecond, is a usage error naming the flag. */
+static void backup_ms_takes_a_fraction_of_a_millisecond(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    const char *args[] = {"call", url, "example.EchoService/Echo", "--data", "hello", "--backup-ms",
+                          "0.2",  NULL};
+    assert_int_equal(h_cli_run(args, 10000, &out, NULL), 0);
+    assert_string_equal(out, "hello\n");
+    free(out);
+    static const char *const bad[] = {"0", "0.0001", "-1", "abc", "nan", "inf", "0.2ms", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *b[] = {"call", url, "example.EchoService/Echo", "--backup-ms", bad[i], NULL};
+        check_run(b, 2, "--backup-ms wants a delay in ms", "naming URL");
+    }
+}
+
 static void stray_arguments_are_usage_errors_naming_them(void **state)
 {
     (void)state;
@@ -207,6 +225,7 @@ int main(void)
         cmocka_unit_test(bad_usage_exits_two),
         cmocka_unit_test(echo_server_on_a_busy_port_says_the_address_is_in_use),
         cmocka_unit_test(bad_client_flags_are_named),
+        cmocka_unit_test(backup_ms_takes_a_fraction_of_a_millisecond),
         cmocka_unit_test(stray_arguments_are_usage_errors_naming_them),
         cmocka_unit_test(demo_refuses_an_output_it_cannot_write_before_the_run),
     };

@@ -217,6 +217,43 @@ static void a_backup_policy_initialised_by_name_has_zero_reserved_slots(void **s
         assert_null(p.reserved[i]);
 }
 
+/* backup_delay_us took the first reserved slot of ftrpc_backup_policy: a policy built against the
+ * header before it has the same size and the same hooks at the same places, and its zeroed slot
+ * reads as "no us hook" (the engine then asks backup_delay_ms). */
+static void backup_delay_us_took_a_reserved_slot_of_the_policy(void **state)
+{
+    (void)state;
+    struct policy_before {
+        int (*backup_delay_ms)(ftrpc_backup_policy *, const char *, const char *);
+        int (*should_backup)(ftrpc_backup_policy *, const char *, const char *);
+        void (*on_call_end)(ftrpc_backup_policy *, const ftrpc_result *);
+        void (*destroy)(ftrpc_backup_policy *);
+        void (*on_backup_refused)(ftrpc_backup_policy *, const char *, const char *);
+        void (*reserved[6])(void);
+    };
+    assert_int_equal(sizeof(ftrpc_backup_policy), sizeof(struct policy_before));
+    assert_int_equal(offsetof(ftrpc_backup_policy, on_backup_refused),
+                     offsetof(struct policy_before, on_backup_refused));
+    assert_int_equal(offsetof(ftrpc_backup_policy, backup_delay_us),
+                     offsetof(struct policy_before, reserved));
+    assert_int_equal(offsetof(ftrpc_backup_policy, reserved),
+                     offsetof(struct policy_before, reserved) + sizeof(void (*)(void)));
+}
+
+/* Client options from a header before backup_request_us: backup_request_ms alone decides,
+ * whatever follows in memory. */
+static void client_options_before_backup_request_us_keep_the_ms_delay(void **state)
+{
+    (void)state;
+    ftrpc_client_options old = {.backup_request_ms = 7};
+    ftrpc_client *c =
+        client_from_older_header(&old, offsetof(ftrpc_client_options, backup_request_us));
+    assert_int_equal(c->opts.backup_request_us, 0);
+    assert_int_equal(c->opts.backup_request_ms, 7);
+    assert_int_equal(c->opts.fail_mode, FTRPC_FAILBACKUP);
+    ftrpc_client_free(c);
+}
+
 /* The WSO2 fields took a reserved slot of the nested health options (whose size, and so every
  * offset after it in ftrpc_client_options, is unchanged); the client-level ones were appended.
  * Options cut before them get ftrpc's defaults whatever lies after. */
@@ -246,6 +283,8 @@ int main(void)
         cmocka_unit_test(client_options_before_the_overload_fields_get_their_defaults),
         cmocka_unit_test(call_options_before_the_parent_get_none),
         cmocka_unit_test(a_backup_policy_initialised_by_name_has_zero_reserved_slots),
+        cmocka_unit_test(backup_delay_us_took_a_reserved_slot_of_the_policy),
+        cmocka_unit_test(client_options_before_backup_request_us_keep_the_ms_delay),
         cmocka_unit_test(wso2_options_keep_the_health_size_and_default_when_cut),
         cmocka_unit_test(nested_health_options_keep_their_size_and_layout),
     };

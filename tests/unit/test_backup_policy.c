@@ -386,13 +386,65 @@ static void adaptive_delay_follows_the_quantile_above_its_floor(void **s)
     ftrpc_backup_policy_free(p);
 }
 
+/* An adaptive policy on `clock` deciding after 100 samples, refreshed every 100 ms. */
+static ftrpc_backup_policy *adaptive_on(ft_manual_clock *clock, int floor_us)
+{
+    ftrpc_backup_policy *p = NULL;
+    ftrpc_backup_policy_adaptive_options o = {
+        .min_samples = 100, .refresh_ms = 100, .floor_us = floor_us};
+    assert_int_equal(ft_backup_policy_adaptive_new(&o, &clock->base, &p), 0);
+    return p;
+}
+
+/* A loopback service answers in 160 us: the delay is its p95 in microseconds (asked through
+ * backup_delay_us, which the engine prefers), not rounded up to a whole millisecond; the floor is
+ * floor_us when set, floor_ms (1 ms by default) when not, and none with floor_us -1. */
+static void adaptive_delay_is_the_p95_in_microseconds_above_floor_us(void **s)
+{
+    (void)s;
+    ft_manual_clock clock;
+    ft_manual_clock_init(&clock, SEC(1000));
+    ftrpc_backup_policy *p = adaptive_on(&clock, 100);
+    assert_non_null(p->backup_delay_us);
+    assert_true(p->backup_delay_us(p, "svc", "m") < 0); /* no samples yet */
+    /* 90% at 160 us, 10% at 300 us: the p95 is 300 us */
+    record(p, 160, 900);
+    record(p, 300, 100);
+    ft_manual_clock_advance(&clock, MS(100));
+    int64_t d = p->backup_delay_us(p, "svc", "m");
+    assert_true(d >= 290 && d <= 320);
+    assert_int_equal(ft_backup_policy_adaptive_delay_us(p), d);
+    /* the ms hook, for callers that ask it, rounds up */
+    assert_int_equal(p->backup_delay_ms(p, "svc", "m"), 1);
+    /* 98% at 60 us: the p95 falls under the 100 us floor */
+    record(p, 60, 50000);
+    ft_manual_clock_advance(&clock, MS(100));
+    assert_int_equal(p->backup_delay_us(p, "svc", "m"), 100);
+    ftrpc_backup_policy_free(p);
+
+    /* floor_us 0: floor_ms decides, 1 ms by default */
+    p = adaptive_on(&clock, 0);
+    record(p, 160, 1000);
+    ft_manual_clock_advance(&clock, MS(100));
+    assert_int_equal(p->backup_delay_us(p, "svc", "m"), 1000);
+    ftrpc_backup_policy_free(p);
+
+    /* floor_us -1: no floor, the measured p95 itself */
+    p = adaptive_on(&clock, -1);
+    record(p, 40, 1000);
+    ft_manual_clock_advance(&clock, MS(100));
+    d = p->backup_delay_us(p, "svc", "m");
+    assert_true(d >= 38 && d <= 42);
+    ftrpc_backup_policy_free(p);
+}
+
 static void adaptive_refuses_invalid_options(void **s)
 {
     (void)s;
     static const ftrpc_backup_policy_adaptive_options bad[] = {
         {.max_extra_load = -0.1}, {.max_extra_load = 0.51}, {.window_seconds = -1},
         {.window_seconds = 61},   {.floor_ms = -1},         {.refresh_ms = -1},
-        {.min_samples = -1},
+        {.min_samples = -1},      {.floor_us = -2},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ftrpc_backup_policy *p = NULL;
@@ -415,6 +467,7 @@ int main(void)
         cmocka_unit_test(ratelimited_does_not_count_a_backup_the_budget_refused),
         cmocka_unit_test(adaptive_gives_no_backup_before_min_samples),
         cmocka_unit_test(adaptive_delay_follows_the_quantile_above_its_floor),
+        cmocka_unit_test(adaptive_delay_is_the_p95_in_microseconds_above_floor_us),
         cmocka_unit_test(adaptive_refuses_invalid_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

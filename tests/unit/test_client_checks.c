@@ -1,7 +1,7 @@
 /* The checks a tool makes on its users' options before making a client (ftrpc/client.h):
  * ftrpc_lb_name_valid knows every balancer ftrpc_client_options.lb takes, and
  * ftrpc_max_request_payload answers the payload whose widest request frame is exactly the limit;
- * and the client's own check of the dead-connection options. */
+ * and the client's own check of the dead-connection and backup_request_us options. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/client_internal.h"
 #include "ftrpc/client.h"
 #include "protocol/baidu_std.h"
 
@@ -59,6 +60,69 @@ static void dead_connection_options_are_checked_at_creation(void **state)
         assert_int_equal(ftrpc_client_new("list://127.0.0.1:1", &cases[i].o, &c), cases[i].rc);
         ftrpc_client_free(c);
     }
+}
+
+/* backup_request_us (docs/backup-requests.md, The delay's resolution): -1 off, 0 "the ms field
+ * decides", a delay up to backup_request_ms's range; anything else refused at creation, or when
+ * the call is made. A positive us delay turns backups on as a positive ms one does (failover
+ * becomes failbackup, failfast refuses it) and -1 wins over a positive backup_request_ms. */
+static void backup_request_us_is_checked_and_takes_priority_over_ms(void **state)
+{
+    (void)state;
+    static const struct {
+        ftrpc_client_options o;
+        int rc;
+        ftrpc_fail_mode mode; /* the client's fail mode once made */
+    } cases[] = {
+        {{.backup_request_us = 300}, 0, FTRPC_FAILBACKUP},
+        {{.backup_request_us = -1, .backup_request_ms = 5}, 0, FTRPC_FAIL_DEFAULT},
+        {{.backup_request_us = -1, .backup_request_ms = 5, .fail_mode = FTRPC_FAILFAST},
+         0,
+         FTRPC_FAILFAST},
+        {{.backup_request_us = FT_BACKUP_US_MAX}, 0, FTRPC_FAILBACKUP},
+        {{.backup_request_us = -2}, FTRPC_EINVAL, 0},
+        {{.backup_request_us = FT_BACKUP_US_MAX + 1}, FTRPC_EINVAL, 0},
+        {{.backup_request_us = 300, .fail_mode = FTRPC_FAILFAST}, FTRPC_EINVAL, 0},
+        {{.backup_request_us = 300, .fail_mode = FTRPC_FAILTRY}, FTRPC_EINVAL, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ftrpc_client *c = NULL;
+        assert_int_equal(ftrpc_client_new("list://127.0.0.1:1", &cases[i].o, &c), cases[i].rc);
+        if (c && cases[i].mode != FTRPC_FAIL_DEFAULT)
+            assert_int_equal(c->opts.fail_mode, cases[i].mode);
+        if (c && cases[i].mode == FTRPC_FAIL_DEFAULT)
+            assert_int_not_equal(c->opts.fail_mode, FTRPC_FAILBACKUP);
+        ftrpc_client_free(c);
+    }
+
+    /* per call: refused before anything is sent */
+    ftrpc_client *c = NULL;
+    ftrpc_client_options co = {.timeout_ms = 200, .fail_mode = FTRPC_FAILFAST};
+    assert_int_equal(ftrpc_client_new("list://127.0.0.1:1", &co, &c), 0);
+    static const ftrpc_call_options bad[] = {
+        {.backup_request_us = -2},
+        {.backup_request_us = FT_BACKUP_US_MAX + 1},
+        {.backup_request_us = 300}, /* a backup the client's failfast cannot send */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ftrpc_result r;
+        assert_int_equal(ftrpc_call(c, "svc", "m", NULL, NULL, &bad[i], &r), FTRPC_EINVAL);
+        ftrpc_result_fini(&r);
+    }
+    /* -1 in us opts the call out whatever its ms says: the call is made (and finds no server) */
+    ftrpc_call_options out = {.backup_request_us = -1, .backup_request_ms = 5};
+    ftrpc_result r;
+    assert_int_not_equal(ftrpc_call(c, "svc", "m", NULL, NULL, &out, &r), FTRPC_EINVAL);
+    ftrpc_result_fini(&r);
+    ftrpc_client_free(c);
+
+    /* the levels: the first non-zero of (us, ms) decides, us first */
+    assert_int_equal(ft_backup_delay_us(0, 0), 0);
+    assert_int_equal(ft_backup_delay_us(0, 2), 2000);
+    assert_int_equal(ft_backup_delay_us(0, -1), -1);
+    assert_int_equal(ft_backup_delay_us(300, 2), 300);
+    assert_int_equal(ft_backup_delay_us(-1, 2), -1);
+    assert_int_equal(ft_backup_delay_us(300, -1), 300);
 }
 
 /* The size of a frame carrying `payload` bytes with the widest meta a call can send. */
@@ -120,6 +184,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(lb_names_are_the_ones_a_client_takes),
         cmocka_unit_test(dead_connection_options_are_checked_at_creation),
+        cmocka_unit_test(backup_request_us_is_checked_and_takes_priority_over_ms),
         cmocka_unit_test(max_payload_fills_the_frame_exactly),
         cmocka_unit_test(max_payload_refuses_what_no_call_could_carry),
     };
