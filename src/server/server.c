@@ -1174,9 +1174,9 @@ static int start_call(ft_session *sess, const char *service, const char *method,
     if (atomic_load_explicit(&s->state, memory_order_acquire) != FT_SERVER_RUNNING) {
         ft_method_metrics_on_reject(m, FT_REJECT_STOPPING, -FTRPC_ELOGOFF);
         snprintf(text, len, "server is stopping");
-        /* not -1: the call should go to another server, which ELOGOFF asks for; this one takes
-         * nothing more for at least its grace period */
-        *retry_after_ms = s->opts.stop_grace_ms;
+        /* no hint: ELOGOFF already suspends this endpoint at the client, which retries
+         * elsewhere; a hold would turn a lone endpoint's "stopping" into the client's own ELIMIT */
+        *retry_after_ms = 0;
         return FTRPC_ELOGOFF;
     }
     /* baidu_std calls are tracked per connection (for cancellation and the in-flight cap) */
