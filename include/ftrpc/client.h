@@ -394,8 +394,12 @@ typedef struct ftrpc_client_options {
     int deadline_margin_ms;
     /* Chain-stop (Kitex): a call made on behalf of a served call that is itself a retry (its
      * request's ftrpc_attempt > 0) sends no retry and no backup, and its requests carry
-     * ftrpc_attempt > 0 in turn, so that retries do not multiply down a chain of services.
-     * Default 0: on; -1: off. */
+     * ftrpc_attempt > 0 in turn, so that retries do not multiply down a chain of services. And
+     * the way back: when such a call (made for a served call, on its handler's thread, in its
+     * callback, or with `parent`) ends with an RPC error after it retried, was refused retries
+     * by this rule or was told to stop by a pushback -1, the served call's RPC error answer,
+     * made on that same thread, carries pushback -1, so that its caller does not retry either
+     * (docs/overload-client.md, Chain-stop). Default 0: on; -1: off (both halves). */
     int retry_chain_stop;
     /* Hedging with several copies (gRPC A6's max_attempts, docs/backup-requests.md): how many
      * copies of a failbackup call may be sent, the first one included: a further copy every

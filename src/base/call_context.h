@@ -1,5 +1,7 @@
 /* The context a served call hands to the calls its handler makes: its deadline and whether it is
- * a retry (docs/overload-client.md, Deadline propagation and Chain-stop).
+ * a retry (docs/overload-client.md, Deadline propagation and Chain-stop), and the way back: a mark
+ * that a call made on its behalf spent its retries, so that the served call's error answer tells
+ * its own caller not to retry either (pushback -1).
  *
  * The server (server/) fills one per served call and makes it the thread's current context while
  * the handler runs, on an IO thread or a worker; the client (client/) reads it when a call is made,
@@ -7,6 +9,12 @@
  * (ftrpc_call_options.parent, read through ft_call_context_of). It lives in base/ so that client/
  * need not include server/: a served call begins with its ft_call_context (server.c asserts it),
  * which is all the client knows of it.
+ *
+ * The mark travels by serial, never by pointer: a call made for a served call may end after that
+ * served call was answered and freed. The client notes the serial on the thread that learns the
+ * outcome — the caller's thread for a sync call, the loop's thread just before an async call's
+ * callback — and the server reads it on the thread that answers. One serial a thread (the last
+ * noted); serials are never reused, so a stale one matches nothing.
  *
  * Not here: what a call does with the context (client/call.c), nor any clock (times are the
  * monotonic ns of base/clock.h).
@@ -20,6 +28,7 @@ typedef struct ft_call_context {
     int64_t deadline_ns; /* monotonic; 0: the served call has no deadline */
     int32_t attempt;     /* ftrpc_attempt of the request served: 0 = a first attempt */
     int32_t reserved;
+    uint64_t serial; /* the served call's, unique in the process (ft_call_context_new_serial) */
 } ft_call_context;
 
 /* The served call the current thread runs a handler for, or NULL. Any thread (thread-local). */
@@ -32,5 +41,14 @@ static inline const ft_call_context *ft_call_context_of(const void *served_call)
 {
     return (const ft_call_context *)served_call;
 }
+
+/* A serial no other served call of the process has had (nor will): never 0. Any thread; no lock
+ * (a thread-local counter under a per-thread prefix). */
+uint64_t ft_call_context_new_serial(void);
+/* Notes on this thread that a call made for the served call `serial` ended with an RPC error after
+ * it spent its retries (0: nothing to note). Any thread. */
+void ft_call_context_note_retried(uint64_t serial);
+/* 1 when this thread noted ft_call_context_note_retried(serial) last. Any thread. */
+int ft_call_context_retried(uint64_t serial);
 
 #endif

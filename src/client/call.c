@@ -291,10 +291,13 @@ static void rpcz_record(ft_call *call, const ftrpc_result *r, int winner)
  * caller) would recurse without bound. */
 static _Thread_local ft_call *starting_inline;
 
-/* The async callback, then the call's count given back: the last touch of the client. */
+/* The async callback, then the call's count given back: the last touch of the client. The
+ * callback may answer the served call the call was made for: `retried` (0: none) is noted first,
+ * on this thread (base/call_context.h). */
 static void run_callback(ftrpc_client *client, ft_loop *loop, ftrpc_call_cb cb, void *arg,
-                         ftrpc_result *r, int counted_on_loop)
+                         ftrpc_result *r, int counted_on_loop, uint64_t retried)
 {
+    ft_call_context_note_retried(retried);
     cb(r, arg);
     ftrpc_result_fini(r);
     if (counted_on_loop)
@@ -314,18 +317,19 @@ typedef struct deferred_callback {
     void *arg;
     ftrpc_result result;
     int counted_on_loop;
+    uint64_t retried;
 } deferred_callback;
 
 static void deferred_callback_run(ft_task *t)
 {
     deferred_callback *d = ft_container_of(t, deferred_callback, task);
-    run_callback(d->client, d->loop, d->cb, d->arg, &d->result, d->counted_on_loop);
+    run_callback(d->client, d->loop, d->cb, d->arg, &d->result, d->counted_on_loop, d->retried);
     free(d);
 }
 
 /* 1 when the callback was handed to the loop; 0 (out of memory) leaves it to the caller. */
 static int defer_callback(ftrpc_client *client, ft_loop *loop, ftrpc_call_cb cb, void *arg,
-                          const ftrpc_result *r, int counted_on_loop)
+                          const ftrpc_result *r, int counted_on_loop, uint64_t retried)
 {
     deferred_callback *d = malloc(sizeof *d);
     if (!d) return 0;
@@ -335,7 +339,8 @@ static int defer_callback(ftrpc_client *client, ft_loop *loop, ftrpc_call_cb cb,
                              .cb = cb,
                              .arg = arg,
                              .result = *r,
-                             .counted_on_loop = counted_on_loop};
+                             .counted_on_loop = counted_on_loop,
+                             .retried = retried};
     ft_loop_post(loop, &d->task);
     return 1;
 }
@@ -417,12 +422,20 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     ft_iobuf_fini(&call->request);
     ft_iobuf_fini(&call->attachment);
     ft_call_targets_release(call);
+    /* chain-stop's way back (docs/overload-client.md): an RPC error after this call retried, was
+     * refused retries (made for a retry) or was told to stop (pushback -1) makes the served call's
+     * error answer a pushback -1 too; the fallback's outcome counts, as the handler sees it */
+    uint64_t retried = r->kind == FTRPC_RESULT_RPC_ERROR && call->attempts > 0 &&
+                               (call->attempts > 1 || call->chain_retry || call->retries_stopped)
+                           ? call->parent_serial
+                           : 0;
 
     if (call->sync_result) {
         ft_event *done = call->sync_done;
         if (call->sync_wake_fd >= 0) eventfd_write(call->sync_wake_fd, 1); /* before: see there */
         if (call->sync_reading) /* while the call counts as in flight: the client is still here */
             atomic_fetch_add_explicit(&client->answers_read_by_caller, 1, memory_order_relaxed);
+        *call->sync_retried = retried;
         *call->sync_rc = r->kind == FTRPC_RESULT_OK               ? 0
                          : r->kind == FTRPC_RESULT_BUSINESS_ERROR ? FTRPC_EBUSINESS
                                                                   : r->code;
@@ -437,8 +450,8 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     int counted_on_loop = call->counted_on_loop;
     int defer = call == starting_inline;
     call_release(call);
-    if (defer && defer_callback(client, loop, cb, arg, r, counted_on_loop)) return;
-    run_callback(client, loop, cb, arg, r, counted_on_loop);
+    if (defer && defer_callback(client, loop, cb, arg, r, counted_on_loop, retried)) return;
+    run_callback(client, loop, cb, arg, r, counted_on_loop, retried);
 }
 
 static void fail_call(ft_call *call, int code, const char *text)
@@ -1012,6 +1025,7 @@ static void inherit_from_parent(ft_call *call, const ftrpc_call_options *opts)
             call->parent_deadline = 1;
         }
     }
+    if (o->retry_chain_stop >= 0) call->parent_serial = p->serial;
     if (p->attempt > 0 && o->retry_chain_stop >= 0) {
         call->chain_retry = 1;
         call->retry.retries_left = 0;

@@ -830,7 +830,14 @@ static int send_reply(ftrpc_server_call *call, int32_t code, const char *text,
         call->rpcz_replied = 1;
         call->rpcz_replied_ns = now;
     }
-    if (!call->is_http && !call->is_grpc && ft_loop_current() == call->loop) {
+    /* an RPC error after a call made on this call's behalf spent its retries: our caller must not
+     * retry it either (docs/overload-client.md, Chain-stop); business errors and successes never
+     * carry it, and HTTP and gRPC answers carry no hint */
+    int32_t retry_after_ms = code > 0 && code < FTRPC_BUSINESS_CODE_MIN && !call->is_http &&
+                                     !call->is_grpc && ft_call_context_retried(call->ctx.serial)
+                                 ? -1
+                                 : 0;
+    if (!call->is_http && !call->is_grpc && !retry_after_ms && ft_loop_current() == call->loop) {
         /* the common reply, small and made on the loop: encoded on the stack and copied straight
          * into the connection's output, with no reply buffer and no block of its own */
         uint8_t small[FT_BAIDU_STD_SMALL_FRAME];
@@ -848,6 +855,9 @@ static int send_reply(ftrpc_server_call *call, int32_t code, const char *text,
         ft_http_call_pack(call, code, text, payload, attachment);
     else if (call->is_grpc)
         ft_grpc_call_pack(call, code, text, payload); /* gRPC has no attachment */
+    else if (retry_after_ms)
+        rc = ft_baidu_std_pack_pushback(&call->reply, call->correlation_id, code, text,
+                                        retry_after_ms);
     else
         rc = ft_baidu_std_pack_response(&call->reply, call->correlation_id, code, text, payload,
                                         attachment);
@@ -1239,6 +1249,7 @@ static int start_call(ft_session *sess, const char *service, const char *method,
     call->deadline_ns = timeout_ms > 0 ? call->start_ns + (int64_t)timeout_ms * FT_NS_PER_MS : 0;
     call->ctx.deadline_ns = call->deadline_ns;
     call->ctx.attempt = attempt > 0 ? attempt : 0;
+    call->ctx.serial = ft_call_context_new_serial();
     ft_iobuf_init(&call->request);
     ft_iobuf_init(&call->attachment);
     ft_iobuf_init(&call->reply);

@@ -7,7 +7,9 @@
  *  - deadline propagation: a handler's downstream call (worker and sync, IO thread and async,
  *    the explicit parent) ends when the upstream deadline passes, not at its own longer timeout;
  *  - chain-stop: A -> B -> C, three servers a layer, failover at every hop and C failing: C sees
- *    the retries of one layer only, not their product.
+ *    the retries of the bottom hop only (retries + 1), not their product; and, on the wire, which
+ *    answers carry the pushback -1 that stops the callers' retries (only an RPC error after a
+ *    call below spent its retries: never a success, a business error or an error with no retry).
  * Bounded waits only; no assertion on how long anything took. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -520,29 +522,41 @@ static ftrpc_client *chain_client(const char *url, int chain_stop)
     return c;
 }
 
+/* Three servers of `service`/M, each with 4 workers, and their list:// URL in url. */
+static void trio_start(ftrpc_server *server[3], char *url, size_t cap, const char *service,
+                       ftrpc_handler_cb handler, void *arg, ftrpc_run_mode mode)
+{
+    int off = snprintf(url, cap, "list://");
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(ftrpc_server_new(&(ftrpc_server_options){.worker_threads = 4}, &server[i]),
+                         0);
+        ftrpc_method_options mo = {.run_mode = mode};
+        assert_int_equal(ftrpc_server_add_method(server[i], service, "M", handler, arg, &mo), 0);
+        assert_int_equal(ftrpc_server_start(server[i], "127.0.0.1:0"), 0);
+        off += snprintf(url + off, cap - (size_t)off, "%s127.0.0.1:%d", i ? "," : "",
+                        ftrpc_server_port(server[i]));
+    }
+}
+
+static void trio_stop(ftrpc_server *server[3])
+{
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(ftrpc_server_stop(server[i], 3000), 0);
+        ftrpc_server_free(server[i]);
+    }
+}
+
 static void layer_start(layer *l, ftrpc_client *next)
 {
     memset(l, 0, sizeof *l);
     l->next = next;
-    int off = snprintf(l->url, sizeof l->url, "list://");
-    for (int i = 0; i < 3; i++) {
-        assert_int_equal(
-            ftrpc_server_new(&(ftrpc_server_options){.worker_threads = 4}, &l->server[i]), 0);
-        ftrpc_method_options mo = {.run_mode = FTRPC_RUN_IN_WORKER};
-        assert_int_equal(
-            ftrpc_server_add_method(l->server[i], "chain.Svc", "M", layer_handler, l, &mo), 0);
-        assert_int_equal(ftrpc_server_start(l->server[i], "127.0.0.1:0"), 0);
-        off += snprintf(l->url + off, sizeof l->url - (size_t)off, "%s127.0.0.1:%d", i ? "," : "",
-                        ftrpc_server_port(l->server[i]));
-    }
+    trio_start(l->server, l->url, sizeof l->url, "chain.Svc", layer_handler, l,
+               FTRPC_RUN_IN_WORKER);
 }
 
 static void layer_stop(layer *l)
 {
-    for (int i = 0; i < 3; i++) {
-        assert_int_equal(ftrpc_server_stop(l->server[i], 3000), 0);
-        ftrpc_server_free(l->server[i]);
-    }
+    trio_stop(l->server);
 }
 
 /* C's attempts for one call into A, through A -> B -> C with 2 retries at every hop. */
@@ -557,9 +571,12 @@ static int chain_attempts_at_c(int chain_stop)
     ftrpc_client *to_a = chain_client(a.url, chain_stop);
     ftrpc_result r;
     assert_int_equal(ftrpc_call(to_a, "chain.Svc", "M", NULL, NULL, NULL, &r), FTRPC_EINTERNAL);
-    assert_int_equal(r.attempts, 3);
+    /* with chain-stop, B's answer says the retries below were spent (pushback -1), and so A's */
+    assert_int_equal(r.attempts, chain_stop < 0 ? 3 : 1);
     ftrpc_result_fini(&r);
     int at_c = atomic_load(&cl.received);
+    assert_int_equal(atomic_load(&a.received), chain_stop < 0 ? 3 : 1);
+    assert_int_equal(atomic_load(&b.received), chain_stop < 0 ? 9 : 1);
     print_message("chain-stop %s: A received %d, B %d, C %d\n", chain_stop < 0 ? "off" : "on",
                   atomic_load(&a.received), atomic_load(&b.received), at_c);
     ftrpc_client_free(to_a);
@@ -571,14 +588,188 @@ static int chain_attempts_at_c(int chain_stop)
     return at_c;
 }
 
-/* Without chain-stop the retries multiply: (2 + 1)^3 = 27 attempts reach C. With it, only the
- * first path retries at every hop; a retry's whole subtree sends one attempt a hop: C sees
- * (retries + 1) from the first path plus one per retry above it, 3 + 2 + 2 = 7. */
+/* Without chain-stop the retries multiply: (2 + 1)^3 = 27 attempts reach C. With it, the bottom
+ * hop retries (2 + 1 = 3 attempts at C); B's error answer then carries pushback -1, since the call
+ * it made spent its retries, and A's in turn (its call was told to stop): no layer above retries,
+ * and C sees retries + 1 = 3 attempts per original call. */
 static void chain_stop_keeps_retries_from_multiplying(void **state)
 {
     (void)state;
     assert_int_equal(chain_attempts_at_c(-1), 27);
-    assert_int_equal(chain_attempts_at_c(0), 7);
+    assert_int_equal(chain_attempts_at_c(0), 3);
+}
+
+/* ---- chain-stop's way back: which answers carry pushback -1 ---- */
+
+/* A downstream service: three servers (so that failover has somewhere to go) sharing one count;
+ * the first `fail_first` calls fail with EINTERNAL (-1: all of them), the others succeed. */
+typedef struct flaky {
+    ftrpc_server *server[3];
+    char url[200];
+    int fail_first;
+    atomic_int received;
+} flaky;
+
+static void flaky_handler(ftrpc_server_call *call, void *arg)
+{
+    flaky *f = arg;
+    int n = atomic_fetch_add(&f->received, 1);
+    if (f->fail_first < 0 || n < f->fail_first)
+        ftrpc_server_call_fail(call, 2001, "flaky fails");
+    else
+        ftrpc_server_call_reply(call, NULL, NULL);
+}
+
+static void flaky_start(flaky *f, int fail_first)
+{
+    memset(f, 0, sizeof *f);
+    f->fail_first = fail_first;
+    trio_start(f->server, f->url, sizeof f->url, "down.Svc", flaky_handler, f,
+               FTRPC_RUN_IN_IO_THREAD);
+}
+
+/* The middle service: its handler calls down.Svc/M (sync on a worker, or async from the IO thread
+ * with the answer made in the callback) and answers success when that call succeeded, else
+ * `fail_code` (an RPC error or a business error). */
+typedef struct middle {
+    ftrpc_server *server;
+    ftrpc_client *down;
+    int async;
+    int explicit_parent;
+    int fail_code;
+} middle;
+
+static void middle_answer(ftrpc_server_call *call, const middle *m, int ok)
+{
+    if (ok)
+        ftrpc_server_call_reply(call, NULL, NULL);
+    else
+        ftrpc_server_call_fail(call, m->fail_code, "below failed");
+}
+
+static middle *the_middle;
+
+static void middle_done(ftrpc_result *r, void *arg)
+{
+    middle_answer(arg, the_middle, r->kind == FTRPC_RESULT_OK);
+}
+
+static void middle_handler(ftrpc_server_call *call, void *arg)
+{
+    middle *m = arg;
+    if (!m->async) {
+        ftrpc_result r;
+        int rc = ftrpc_call(m->down, "down.Svc", "M", NULL, NULL, NULL, &r);
+        ftrpc_result_fini(&r);
+        middle_answer(call, m, rc == 0);
+        return;
+    }
+    ftrpc_call_options co = {.parent = m->explicit_parent ? call : NULL};
+    assert_int_equal(
+        ftrpc_call_async(m->down, "down.Svc", "M", NULL, NULL, &co, middle_done, call, NULL), 0);
+}
+
+/* One request to the middle service over a raw socket: the answer's ftrpc_retry_after_ms as it is
+ * on the wire (0: absent), its error_code in *code. */
+static int32_t raw_call_retry_after(int port, int32_t *code)
+{
+    int fd = h_raw_connect(port);
+    assert_true(fd >= 0);
+    ft_request_header h = {
+        .service = "mid.Svc", .method = "M", .correlation_id = 7, .timeout_ms = 5000 * SLOW};
+    ft_iobuf req;
+    ft_iobuf_init(&req);
+    assert_int_equal(ft_baidu_std_pack_request(&req, &h, NULL, NULL), 0);
+    size_t n = ft_iobuf_size(&req);
+    uint8_t out[256];
+    assert_true(n <= sizeof out);
+    ft_iobuf_copy_at(&req, 0, out, n);
+    ft_iobuf_fini(&req);
+    assert_int_equal(h_raw_send(fd, out, n), 0);
+    uint8_t head[12], body[1024];
+    assert_int_equal(h_raw_read_exact(fd, head, sizeof head, 10000 * SLOW), 1);
+    uint32_t body_size =
+        (uint32_t)head[4] << 24 | (uint32_t)head[5] << 16 | (uint32_t)head[6] << 8 | head[7];
+    assert_true(body_size <= sizeof body);
+    assert_int_equal(h_raw_read_exact(fd, body, body_size, 10000 * SLOW), 1);
+    close(fd);
+    ft_iobuf in;
+    ft_iobuf_init(&in);
+    ft_iobuf_append(&in, head, sizeof head);
+    ft_iobuf_append(&in, body, body_size);
+    ft_rpc_frame fr;
+    ft_rpc_frame_init(&fr);
+    const char *reason = NULL;
+    assert_int_equal(ft_baidu_std_parse(&in, 1 << 20, &fr, &reason), FT_PARSE_OK);
+    assert_int_equal(fr.correlation_id, 7);
+    *code = fr.error_code;
+    int32_t after = fr.retry_after_ms;
+    ft_rpc_frame_fini(&fr);
+    ft_iobuf_fini(&in);
+    return after;
+}
+
+typedef struct way_back_case {
+    const char *name;
+    int fail_first; /* down.Svc's failures before it succeeds (-1: always) */
+    int retries;    /* the middle's client: its retries (FTRPC_NO_RETRY: none) */
+    int chain_stop; /* and its retry_chain_stop */
+    int async;      /* the middle calls down async from the IO thread and answers in the callback */
+    int explicit_parent;
+    int fail_code;      /* what the middle answers when its call failed */
+    int32_t want_code;  /* the middle's answer on the wire */
+    int32_t want_after; /* its ftrpc_retry_after_ms (0: absent) */
+    int want_down;      /* requests down.Svc received */
+} way_back_case;
+
+static const way_back_case way_back_cases[] = {
+    {"sync, retries spent, RPC error: -1", -1, 2, 0, 0, 0, 2001, 2001, -1, 3},
+    {"async callback, retries spent: -1", -1, 2, 0, 1, 0, 2001, 2001, -1, 3},
+    {"async explicit parent, retries spent: -1", -1, 2, 0, 1, 1, 2001, 2001, -1, 3},
+    {"success after a retry: no mark", 1, 2, 0, 0, 0, 2001, 0, 0, 2},
+    {"async success after a retry: no mark", 1, 2, 0, 1, 0, 2001, 0, 0, 2},
+    {"failed without a retry: no -1", -1, FTRPC_NO_RETRY, 0, 0, 0, 2001, 2001, 0, 1},
+    {"retries spent, business error: no -1", -1, 2, 0, 0, 0, 3001, 3001, 0, 3},
+    {"retry_chain_stop -1: no -1", -1, 2, -1, 0, 0, 2001, 2001, 0, 3},
+};
+
+/* A served call's error answer carries pushback -1 exactly when a call made on its behalf spent
+ * its retries and the answer is an RPC error: never on a success, a business error, an error with
+ * no retry below, or with chain-stop off. Observed on the wire, with a raw client. */
+static void an_error_after_retries_below_stops_the_callers_retries(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof way_back_cases / sizeof way_back_cases[0]; i++) {
+        const way_back_case *c = &way_back_cases[i];
+        print_message("case: %s\n", c->name);
+        flaky f;
+        flaky_start(&f, c->fail_first);
+        middle m = {
+            .async = c->async, .explicit_parent = c->explicit_parent, .fail_code = c->fail_code};
+        the_middle = &m;
+        ftrpc_client_options o = {.timeout_ms = 5000 * SLOW,
+                                  .retries = c->retries,
+                                  .fail_mode = FTRPC_FAILOVER,
+                                  .retry_budget_ratio = -1,
+                                  .throttle_k = -1,
+                                  .retry_chain_stop = c->chain_stop};
+        assert_int_equal(ftrpc_client_new(f.url, &o, &m.down), 0);
+        assert_int_equal(ftrpc_server_new(NULL, &m.server), 0);
+        ftrpc_method_options mo = {.run_mode =
+                                       c->async ? FTRPC_RUN_IN_IO_THREAD : FTRPC_RUN_IN_WORKER};
+        assert_int_equal(ftrpc_server_add_method(m.server, "mid.Svc", "M", middle_handler, &m, &mo),
+                         0);
+        assert_int_equal(ftrpc_server_start(m.server, "127.0.0.1:0"), 0);
+        int32_t code = -1;
+        int32_t after = raw_call_retry_after(ftrpc_server_port(m.server), &code);
+        assert_int_equal(code, c->want_code);
+        assert_int_equal(after, c->want_after);
+        assert_int_equal(atomic_load(&f.received), c->want_down);
+        assert_int_equal(ftrpc_server_stop(m.server, 3000), 0);
+        ftrpc_server_free(m.server);
+        ftrpc_client_free(m.down);
+        trio_stop(f.server);
+    }
 }
 
 int main(void)
@@ -593,6 +784,7 @@ int main(void)
         cmocka_unit_test(an_explicit_parent_bounds_the_call),
         cmocka_unit_test(a_margin_past_the_deadline_sends_nothing),
         cmocka_unit_test(chain_stop_keeps_retries_from_multiplying),
+        cmocka_unit_test(an_error_after_retries_below_stops_the_callers_retries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
