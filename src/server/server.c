@@ -167,7 +167,6 @@ int ftrpc_server_new_sized(const ftrpc_server_options *opts, size_t opts_size, f
         free(s->register_addr);
         free(s->register_tags);
         free(s->register_id);
-        free(s->register_id);
         free(s->loop_sessions);
         free(s->per_loop);
         ft_tls_ctx_free(tls_ctx);
@@ -634,6 +633,7 @@ void ftrpc_server_free(ftrpc_server *s)
     free(s->register_url);
     free(s->register_addr);
     free(s->register_tags);
+    free(s->register_id);
     ft_tls_ctx_free(s->tls_ctx);
     pthread_cond_destroy(&s->stop_cond);
     pthread_mutex_destroy(&s->stop_lock);
