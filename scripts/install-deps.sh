@@ -13,8 +13,7 @@ PACKAGES=(
 # chromium: the console test opens the page headless (tests/integration/test_console_chromium.c);
 # python3-grpcio: the gRPC tests talk to ftrpc with a real gRPC peer (tests/integration/grpc_peer.py);
 # clang-format: make test checks the formatting (make check-format)
-# nftables, iproute2: tests/netfault drops packets between hosts of its own network namespace;
-# python3-grpcio: the real gRPC peer of the gRPC tests
+# nftables, iproute2: tests/netfault drops packets between hosts of its own network namespace
 [ "${1:-}" = "--test" ] && PACKAGES+=(etcd-server etcd-client valgrind chromium clang-format \
   nftables iproute2 python3-grpcio)
 
