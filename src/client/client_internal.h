@@ -220,7 +220,7 @@ struct ft_call {
     /* the served call this call is made for, when chain-stop is on (0: none): an RPC error after
      * spent retries is noted for it, so that its answer stops its caller's retries too */
     uint64_t parent_serial;
-    int parent_deadline; /* deadline_ns is the served call's (less the margin), not its own */
+    int parent_deadline;    /* deadline_ns is the served call's (less the margin), not its own */
     int64_t hedge_delay_us; /* the delay between copies, as resolved at the start; < 0: none */
     int hedging;            /* the backup timer was armed or the call is tied: more copies may go */
     int tied;               /* copies ask their servers for a "started" notice (ftrpc_tied) */
