@@ -31,7 +31,7 @@ extern "C" {
  *    field can be turned off; the field's comment says which.
  * tests/unit/test_abi.c holds the library to it. */
 #define FTRPC_VERSION_MAJOR 0
-#define FTRPC_VERSION_MINOR 2
+#define FTRPC_VERSION_MINOR 3
 #define FTRPC_VERSION_PATCH 0
 #define FTRPC_VERSION_HEX                                                                          \
     ((FTRPC_VERSION_MAJOR << 16) | (FTRPC_VERSION_MINOR << 8) | FTRPC_VERSION_PATCH)
