@@ -20,7 +20,7 @@ static void preface_is_sniffed_byte_by_byte(void **state)
     ft_iobuf_init(&b);
     assert_int_equal(ft_h2_sniff(&b), -1);
     for (size_t i = 0; i < FT_H2_PREFACE_LEN; i++) {
-        ft_iobuf_append(&b, FT_H2_PREFACE + i, 1);
+        ft_iobuf_append(&b, &FT_H2_PREFACE[i], 1);
         assert_int_equal(ft_h2_sniff(&b), i + 1 < FT_H2_PREFACE_LEN ? -1 : 1);
     }
     ft_iobuf_clear(&b);

@@ -100,10 +100,10 @@ static void instance_id_is_optional_checked_and_round_trips(void **state)
     assert_string_equal(e.ep.id, "");
     n = ft_dir_entry_format(&e, out, sizeof out);
     assert_null(strstr(out, "\nid="));
-    static const char *const bad[] = {
-        "id=\n", "id=a b\n", "id=a/b\n", "id=x\nid=x\n",
-        "id=0123456789012345678901234567890123456789012345678901234567"
-        "890123\n"};
+    /* the last: an id of 64 characters, one past the longest */
+    static const char too_long[] =
+        "id=0123456789012345678901234567890123456789012345678901234567890123\n";
+    static const char *const bad[] = {"id=\n", "id=a b\n", "id=a/b\n", "id=x\nid=x\n", too_long};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char with[64 + 200];
         snprintf(with, sizeof with, "%spid=4242\n", bad[i]);
