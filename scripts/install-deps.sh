@@ -12,10 +12,12 @@ PACKAGES=(
 )
 # chromium: the console test opens the page headless (tests/integration/test_console_chromium.c);
 # python3-grpcio: the gRPC tests talk to ftrpc with a real gRPC peer (tests/integration/grpc_peer.py);
+# libgrpc++-dev, protobuf-compiler-grpc: the same tests and bench_echo with a gRPC C++ peer
+# (tests/integration/grpc_cpp_peer.cc, built with g++ from build-essential);
 # clang-format: make test checks the formatting (make check-format)
 # nftables, iproute2: tests/netfault drops packets between hosts of its own network namespace
 [ "${1:-}" = "--test" ] && PACKAGES+=(etcd-server etcd-client valgrind chromium clang-format \
-  nftables iproute2 python3-grpcio)
+  nftables iproute2 python3-grpcio libgrpc++-dev protobuf-compiler-grpc)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -230,6 +230,18 @@ int h_program_start(h_server *s, const char *path, const char *const *args)
     return s->port > 0 ? 0 : -1;
 }
 
+const char *h_grpc_cpp_peer(void)
+{
+#ifdef FTRPC_GRPC_CPP_PEER
+    return FTRPC_GRPC_CPP_PEER;
+#else
+    fprintf(stderr,
+            "the gRPC C++ peer was not built: grpc++ was not found. Install libgrpc++-dev and "
+            "protobuf-compiler-grpc (scripts/install-deps.sh --test), then reconfigure\n");
+    return NULL;
+#endif
+}
+
 int h_child_wait_output(h_server *s, char *buf, size_t cap, size_t *len, const char *needle,
                         int timeout_ms)
 {

@@ -126,6 +126,9 @@ int h_child_start(h_server *s, const char *const *args);
  * and waits (bounded) for its first line, "listening on HOST:PORT", whose port goes to s->port.
  * 0 on success. */
 int h_program_start(h_server *s, const char *path, const char *const *args);
+/* The gRPC C++ peer program (tests/integration/grpc_cpp_peer.cc, built when grpc++ is found), or
+ * NULL after printing to stderr what to install when it was not built. */
+const char *h_grpc_cpp_peer(void);
 /* Reads the child's stdout, appending to buf (NUL-terminated, *len bytes so far, cap bytes in
  * all), until buf holds needle or timeout_ms passes. 1 found, 0 timed out or EOF. */
 int h_child_wait_output(h_server *s, char *buf, size_t cap, size_t *len, const char *needle,

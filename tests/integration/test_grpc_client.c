@@ -1,9 +1,10 @@
 /* The client over gRPC (ftrpc_client_options.protocol = FTRPC_PROTOCOL_GRPC) against real grpcio
- * servers (tests/integration/grpc_peer.py server): answers, every status read back as docs/grpc.md
- * says, the deadline sent as grpc-timeout (the server sees the call cancelled when it passes),
- * failover past a killed gRPC server with no call lost, and a backup to a slow server that wins
- * while the slow server sees the loser cancelled (RST_STREAM). And against ftrpc's own gRPC
- * server, the CLI's --protocol grpc. */
+ * servers (tests/integration/grpc_peer.py server) and gRPC C++ servers
+ * (tests/integration/grpc_cpp_peer.cc server, the same command line and output): answers, every
+ * status read back as docs/grpc.md says, the deadline sent as grpc-timeout (the server sees the
+ * call cancelled when it passes), failover past a killed gRPC server with no call lost, and a
+ * backup to a slow server that wins while the slow server sees the loser cancelled (RST_STREAM).
+ * And against ftrpc's own gRPC server, the CLI's --protocol grpc. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,12 +18,28 @@
 #include "ftrpc/ftrpc.h"
 #include "harness.h"
 
-#define PEER FTRPC_TESTS_DIR "/integration/grpc_peer.py"
+/* A gRPC server program (NULL: the C++ peer, h_grpc_cpp_peer) and the script it runs, if any. A
+ * test's state is the peer it runs with (none: grpcio). */
+typedef struct grpc_peer {
+    const char *program, *script;
+} grpc_peer;
 
-static void start_peer(h_server *s, const char *delay_ms)
+static const grpc_peer GRPCIO = {"/usr/bin/python3", FTRPC_TESTS_DIR "/integration/grpc_peer.py"};
+static const grpc_peer GRPC_CPP = {NULL, NULL};
+
+static void start_peer(const grpc_peer *who, h_server *s, const char *delay_ms)
 {
-    const char *args[] = {PEER, "server", delay_ms ? "--delay-ms" : NULL, delay_ms, NULL};
-    assert_int_equal(h_program_start(s, "/usr/bin/python3", args), 0);
+    const char *args[6], **a = args;
+    if (who->script) *a++ = who->script;
+    *a++ = "server";
+    if (delay_ms) {
+        *a++ = "--delay-ms";
+        *a++ = delay_ms;
+    }
+    *a = NULL;
+    const char *program = who->program ? who->program : h_grpc_cpp_peer();
+    assert_non_null(program);
+    assert_int_equal(h_program_start(s, program, args), 0);
 }
 
 static ftrpc_client *grpc_client(const char *url, ftrpc_client_options o)
@@ -47,9 +64,9 @@ static int call(ftrpc_client *c, const char *method, const char *data, int timeo
 /* Answers and each status mapped back to ftrpc's codes. */
 static void statuses_of_a_grpcio_server_read_back(void **state)
 {
-    (void)state;
+    const grpc_peer *who = *state ? *state : &GRPCIO;
     h_server s;
-    start_peer(&s, NULL);
+    start_peer(who, &s, NULL);
     char url[64];
     snprintf(url, sizeof url, "list://127.0.0.1:%d", s.port);
     ftrpc_client *c = grpc_client(url, (ftrpc_client_options){.fail_mode = FTRPC_FAILFAST});
@@ -105,10 +122,10 @@ static void statuses_of_a_grpcio_server_read_back(void **state)
 /* Failover over gRPC: a server killed between calls costs no call. */
 static void failover_past_a_killed_grpc_server(void **state)
 {
-    (void)state;
+    const grpc_peer *who = *state ? *state : &GRPCIO;
     h_server a, b;
-    start_peer(&a, NULL);
-    start_peer(&b, NULL);
+    start_peer(who, &a, NULL);
+    start_peer(who, &b, NULL);
     char url[96];
     snprintf(url, sizeof url, "list://127.0.0.1:%d,127.0.0.1:%d", a.port, b.port);
     ftrpc_client *c = grpc_client(
@@ -132,10 +149,10 @@ static void failover_past_a_killed_grpc_server(void **state)
 /* A backup to another server wins over a slow one; the slow one sees its call cancelled. */
 static void backup_wins_and_the_slow_server_sees_the_loser_cancelled(void **state)
 {
-    (void)state;
+    const grpc_peer *who = *state ? *state : &GRPCIO;
     h_server slow, fast;
-    start_peer(&slow, "3000");
-    start_peer(&fast, NULL);
+    start_peer(who, &slow, "3000");
+    start_peer(who, &fast, NULL);
     char url[96];
     snprintf(url, sizeof url, "list://127.0.0.1:%d,127.0.0.1:%d", slow.port, fast.port);
     ftrpc_client *c =
@@ -204,6 +221,13 @@ int main(void)
         cmocka_unit_test(statuses_of_a_grpcio_server_read_back),
         cmocka_unit_test(failover_past_a_killed_grpc_server),
         cmocka_unit_test(backup_wins_and_the_slow_server_sees_the_loser_cancelled),
+        /* the same cases against gRPC C++ servers */
+        {"statuses_of_a_grpc_cpp_server_read_back", statuses_of_a_grpcio_server_read_back, NULL,
+         NULL, (void *)&GRPC_CPP},
+        {"failover_past_a_killed_grpc_cpp_server", failover_past_a_killed_grpc_server, NULL, NULL,
+         (void *)&GRPC_CPP},
+        {"backup_wins_and_the_slow_grpc_cpp_server_sees_the_loser_cancelled",
+         backup_wins_and_the_slow_server_sees_the_loser_cancelled, NULL, NULL, (void *)&GRPC_CPP},
         cmocka_unit_test(cli_calls_over_grpc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

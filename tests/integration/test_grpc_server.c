@@ -1,6 +1,7 @@
-/* gRPC on the server's port, with a real gRPC peer: grpcio (tests/integration/grpc_peer.py) calls
- * methods registered once with ftrpc_server_add_method, over cleartext HTTP/2 (prior knowledge)
- * and over TLS with ALPN h2, on the same port that serves baidu_std. Answers, statuses, the
+/* gRPC on the server's port, with real gRPC peers: grpcio (tests/integration/grpc_peer.py) and gRPC
+ * C++ (tests/integration/grpc_cpp_peer.cc, the same command line) call methods registered once with
+ * ftrpc_server_add_method, over cleartext HTTP/2 (prior knowledge) and over TLS with ALPN h2, on
+ * the same port that serves baidu_std. Answers, statuses, the
  * deadline, cancellation, gzip, metadata and authentication as a gRPC client sees them; then a raw
  * HTTP/2 peer floods RST_STREAM, PING and SETTINGS frames and is closed with a logged reason. */
 #include <setjmp.h>
@@ -107,12 +108,25 @@ static ftrpc_server *start_server(const ftrpc_server_options *o)
     return s;
 }
 
-/* Runs grpc_peer.py client with args and returns its stdout (the caller's). */
-static char *peer(const char *args)
+/* A gRPC client program (NULL: the C++ peer, h_grpc_cpp_peer), and whether it sends client streams
+ * (grpcio does; the C++ peer's cases are unary only). A test's state is the peer it runs with
+ * (none: grpcio). */
+typedef struct grpc_peer {
+    const char *run;
+    int streams;
+} grpc_peer;
+
+static const grpc_peer GRPCIO = {"/usr/bin/python3 " FTRPC_TESTS_DIR "/integration/grpc_peer.py",
+                                 1};
+static const grpc_peer GRPC_CPP = {NULL, 0};
+
+/* Runs the peer's client with args and returns its stdout (the caller's). */
+static char *peer(const grpc_peer *who, const char *args)
 {
+    const char *run = who->run ? who->run : h_grpc_cpp_peer();
+    assert_non_null(run);
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "timeout 60 /usr/bin/python3 %s/integration/grpc_peer.py client %s",
-             FTRPC_TESTS_DIR, args);
+    snprintf(cmd, sizeof cmd, "timeout 60 %s client %s", run, args);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     size_t cap = 1 << 16, len = 0;
@@ -121,7 +135,7 @@ static char *peer(const char *args)
     while ((n = fread(out + len, 1, cap - 1 - len, p)) > 0)
         len += n;
     int rc = pclose(p);
-    if (rc != 0) print_message("grpc_peer.py %s: exit %d\n%s\n", args, rc, out);
+    if (rc != 0) print_message("%s client %s: exit %d\n%s\n", run, args, rc, out);
     assert_int_equal(rc, 0);
     return out;
 }
@@ -137,15 +151,15 @@ static void expect_line(const char *out, const char *line)
  */
 static void grpcio_calls_methods_on_the_baidu_std_port(void **state)
 {
-    (void)state;
+    const grpc_peer *who = *state ? *state : &GRPCIO;
     ftrpc_server *s = start_server(NULL);
     int port = ftrpc_server_port(s);
     char args[256];
     snprintf(args, sizeof args,
              "127.0.0.1:%d echo gzip unknown unknown_service fail_limit fail_business5 "
-             "fail_business42 remaining meta stream deadline",
-             port);
-    char *out = peer(args);
+             "fail_business42 remaining meta deadline%s",
+             port, who->streams ? " stream" : "");
+    char *out = peer(who, args);
     expect_line(out, "echo OK hello grpc\n");
     expect_line(out, "gzip OK 4000 bytes\n");
     expect_line(out,
@@ -155,8 +169,9 @@ static void grpcio_calls_methods_on_the_baidu_std_port(void **state)
     expect_line(out, "fail_business5 NOT_FOUND no such thing\n");
     expect_line(out, "fail_business42 UNKNOWN business says no\n");
     expect_line(out, "meta OK abc123/2\n");
-    expect_line(out, "stream UNIMPLEMENTED more than one request message: streaming calls are "
-                     "not supported");
+    if (who->streams)
+        expect_line(out, "stream UNIMPLEMENTED more than one request message: streaming calls "
+                         "are not supported");
     expect_line(out, "deadline DEADLINE_EXCEEDED");
     /* grpc-timeout became the call's deadline: 5 s, less the time on the way (the deadline is
      * counted from the loop's clock of the read, which may lag the handler's reading by a few
@@ -187,13 +202,13 @@ static void grpcio_calls_methods_on_the_baidu_std_port(void **state)
 /* A call the client cancels (RST_STREAM) sets the handler's cancelled flag. */
 static void client_reset_cancels_the_handler(void **state)
 {
-    (void)state;
+    const grpc_peer *who = *state ? *state : &GRPCIO;
     atomic_store(&saw_cancel, 0);
     atomic_store(&slow_started, 0);
     ftrpc_server *s = start_server(NULL);
     char args[64];
     snprintf(args, sizeof args, "127.0.0.1:%d cancel", ftrpc_server_port(s));
-    char *out = peer(args);
+    char *out = peer(who, args);
     expect_line(out, "cancel sent");
     free(out);
     assert_true(h_wait_atomic_ge(&saw_cancel, 1, 5000));
@@ -205,24 +220,24 @@ static void client_reset_cancels_the_handler(void **state)
  * authorization metadata, through the same check as baidu_std's. */
 static void grpcio_over_tls_with_a_token(void **state)
 {
-    (void)state;
+    const grpc_peer *who = *state ? *state : &GRPCIO;
     ftrpc_server_options o = {
         .auth_token = TOKEN, .tls = {.cert_file = h_tls.server_cert, .key_file = h_tls.server_key}};
     ftrpc_server *s = start_server(&o);
     char args[1024];
     snprintf(args, sizeof args, "127.0.0.1:%d --ca %s --token %s echo gzip", ftrpc_server_port(s),
              h_tls.ca, TOKEN);
-    char *out = peer(args);
+    char *out = peer(who, args);
     expect_line(out, "echo OK hello grpc\n");
     expect_line(out, "gzip OK 4000 bytes\n");
     free(out);
     snprintf(args, sizeof args, "127.0.0.1:%d --ca %s --token wrong echo", ftrpc_server_port(s),
              h_tls.ca);
-    out = peer(args);
+    out = peer(who, args);
     expect_line(out, "echo UNAUTHENTICATED authentication failed\n");
     free(out);
     snprintf(args, sizeof args, "127.0.0.1:%d echo", ftrpc_server_port(s));
-    out = peer(args); /* plain, no credential */
+    out = peer(who, args); /* plain, no credential */
     expect_line(out, "echo UNAUTHENTICATED");
     free(out);
     ftrpc_server_stats st;
@@ -468,6 +483,13 @@ int main(void)
         cmocka_unit_test(grpcio_calls_methods_on_the_baidu_std_port),
         cmocka_unit_test(client_reset_cancels_the_handler),
         cmocka_unit_test(grpcio_over_tls_with_a_token),
+        /* the same cases with the gRPC C++ peer */
+        {"grpc_cpp_calls_methods_on_the_baidu_std_port", grpcio_calls_methods_on_the_baidu_std_port,
+         NULL, NULL, (void *)&GRPC_CPP},
+        {"grpc_cpp_reset_cancels_the_handler", client_reset_cancels_the_handler, NULL, NULL,
+         (void *)&GRPC_CPP},
+        {"grpc_cpp_over_tls_with_a_token", grpcio_over_tls_with_a_token, NULL, NULL,
+         (void *)&GRPC_CPP},
         cmocka_unit_test(flooding_peers_are_closed_with_a_reason),
         cmocka_unit_test(unfinished_stream_bodies_count_in_pending_bytes),
         cmocka_unit_test(streams_past_the_limits_are_reset),
