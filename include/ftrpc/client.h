@@ -420,7 +420,9 @@ typedef struct ftrpc_client_options {
     int tied;
     /* The wire protocol (docs/grpc.md). Default FTRPC_PROTOCOL_BAIDU_STD; FTRPC_PROTOCOL_GRPC:
      * unary gRPC over HTTP/2, each call a stream on the one connection per endpoint and loop, the
-     * deadline sent as grpc-timeout, a cancelled attempt reset with RST_STREAM (CLI: --protocol) */
+     * deadline sent as grpc-timeout, a cancelled attempt reset with RST_STREAM (CLI: --protocol).
+     * Left at FTRPC_PROTOCOL_DEFAULT, the naming URL's ?protocol=grpc|baidu_std decides; the
+     * other protocol there than here fails ftrpc_client_new with FTRPC_EINVAL. */
     ftrpc_protocol protocol;
     /* The backup delay in microseconds, for services that answer in under a millisecond
      * (docs/backup-requests.md, The delay's resolution). Default 0: backup_request_ms decides.

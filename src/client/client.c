@@ -861,11 +861,40 @@ static void register_naming_gauges(ftrpc_client *c, const char *url)
 
 /* ---- lifecycle ---- */
 
+/* A naming URL's protocol= (docs/discovery.md, Query parameters): the wire protocol when the
+ * options leave it at the default; a different one in both places is a conflict, named. */
+static int protocol_from_url(const char *url, ftrpc_client_options *o)
+{
+    ft_naming_url u;
+    ft_url_protocol p = FT_URL_PROTOCOL_NONE;
+    int rc = ft_naming_url_parse(url, &u);
+    if (rc != 0) return rc;
+    rc = ft_naming_url_protocol(&u, &p);
+    ft_naming_url_fini(&u);
+    if (rc != 0 || p == FT_URL_PROTOCOL_NONE) return rc;
+    ftrpc_protocol want =
+        p == FT_URL_PROTOCOL_GRPC ? FTRPC_PROTOCOL_GRPC : FTRPC_PROTOCOL_BAIDU_STD;
+    if (o->protocol != FTRPC_PROTOCOL_DEFAULT && o->protocol != want) {
+        FT_WARN("client: the naming URL says protocol=%s, the options another protocol",
+                want == FTRPC_PROTOCOL_GRPC ? "grpc" : "baidu_std");
+        return FTRPC_EINVAL;
+    }
+    o->protocol = want;
+    return 0;
+}
+
 /* naming_url NULL: no discovery, no /endpoints page, no naming gauges (a selective client). */
 static int client_new(const char *naming_url, const ftrpc_client_options *opts, ftrpc_client **out)
 {
     ftrpc_client_options o = opts ? *opts : (ftrpc_client_options){0};
-    int rc = validate_and_default(&o);
+    int rc = 0;
+    if (naming_url) {
+        char *u = normalize_url(naming_url);
+        rc = u ? protocol_from_url(u, &o) : FTRPC_ENOMEM;
+        free(u);
+    }
+    if (rc == 0) rc = validate_and_default(&o);
+    if (rc != 0) return rc;
     if (rc != 0) return rc;
     ftrpc_client *c = ft_aligned_calloc(1, sizeof *c, alignof(ftrpc_client));
     if (!c) return FTRPC_ENOMEM;

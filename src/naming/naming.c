@@ -381,10 +381,29 @@ const char *ft_naming_url_param(const ft_naming_url *url, const char *key)
     return NULL;
 }
 
+int ft_naming_url_protocol(const ft_naming_url *url, ft_url_protocol *out)
+{
+    const char *v = ft_naming_url_param(url, FT_URL_PROTOCOL_KEY);
+    ft_url_protocol p = FT_URL_PROTOCOL_NONE;
+    if (v && strcmp(v, "baidu_std") == 0)
+        p = FT_URL_PROTOCOL_BAIDU_STD;
+    else if (v && strcmp(v, "grpc") == 0)
+        p = FT_URL_PROTOCOL_GRPC;
+    else if (v) {
+        FT_WARN("naming: %s:// URL has protocol=\"%.40s\": it takes baidu_std or grpc", url->scheme,
+                v);
+        return FTRPC_EADDR;
+    }
+    *out = p;
+    return 0;
+}
+
 int ft_naming_url_only_params(const ft_naming_url *url, const char *const *allowed)
 {
+    ft_url_protocol p;
+    if (ft_naming_url_protocol(url, &p) != 0) return FTRPC_EADDR;
     for (size_t i = 0; i < url->nparams; i++) {
-        bool ok = false;
+        bool ok = strcmp(url->params[i].key, FT_URL_PROTOCOL_KEY) == 0;
         for (const char *const *a = allowed; a && *a && !ok; a++)
             ok = strcmp(*a, url->params[i].key) == 0;
         if (!ok) {

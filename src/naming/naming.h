@@ -136,8 +136,22 @@ int ft_naming_url_parse(const char *url, ft_naming_url *out);
 void ft_naming_url_fini(ft_naming_url *url);
 /* The value of query key `key`, or NULL when absent. */
 const char *ft_naming_url_param(const ft_naming_url *url, const char *key);
-/* FTRPC_EADDR (and a log line) when the URL has a key outside `allowed` (NULL-terminated). */
+/* FTRPC_EADDR (and a log line) when the URL has a key outside `allowed` (NULL-terminated) and
+ * FT_URL_PROTOCOL_KEY, or a bad value of the latter. */
 int ft_naming_url_only_params(const ft_naming_url *url, const char *const *allowed);
+
+/* The one query key every scheme takes beside its own: protocol=baidu_std|grpc, the wire protocol
+ * of the clients that use the URL. Names the servers' protocol where their list lives. The naming
+ * layer checks the value and carries it; the client acts on it (docs/discovery.md). */
+#define FT_URL_PROTOCOL_KEY "protocol"
+typedef enum ft_url_protocol {
+    FT_URL_PROTOCOL_NONE = 0, /* no protocol= */
+    FT_URL_PROTOCOL_BAIDU_STD,
+    FT_URL_PROTOCOL_GRPC,
+} ft_url_protocol;
+/* *out = the URL's protocol= (FT_URL_PROTOCOL_NONE when absent). 0, or FTRPC_EADDR (and a log
+ * line naming the values it takes) for another value. */
+int ft_naming_url_protocol(const ft_naming_url *url, ft_url_protocol *out);
 
 /* ---- the backend interface ---- */
 

@@ -175,6 +175,46 @@ static void backup_wins_and_the_slow_server_sees_the_loser_cancelled(void **stat
     h_server_kill(&fast);
 }
 
+/* protocol=grpc in the naming URL makes a client with default options speak gRPC, whatever the
+ * scheme (list:// and file:// here; the rest in unit.test_naming_url); an unknown value, or
+ * options that say otherwise, are named errors. */
+static void protocol_in_the_naming_url(void **state)
+{
+    const grpc_peer *who = *state ? *state : &GRPCIO;
+    h_server s;
+    start_peer(who, &s, NULL);
+    char dir[512], path[600], url[700];
+    assert_int_equal(h_scratch_mkdtemp("grpc_url", dir, sizeof dir), 0);
+    snprintf(path, sizeof path, "%s/servers", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "127.0.0.1:%d\n", s.port);
+    fclose(f);
+    for (int i = 0; i < 2; i++) {
+        if (i == 0)
+            snprintf(url, sizeof url, "list://127.0.0.1:%d?protocol=grpc", s.port);
+        else
+            snprintf(url, sizeof url, "file://%s?protocol=grpc", path);
+        ftrpc_client *c = NULL;
+        assert_int_equal(ftrpc_client_new(url, NULL, &c), 0);
+        ftrpc_result r;
+        assert_int_equal(call(c, "Echo", "by url", 5000, &r), 0);
+        if (r.kind != FTRPC_RESULT_OK) print_message("%s: %s\n", url, r.error_text);
+        assert_int_equal(r.kind, FTRPC_RESULT_OK);
+        ftrpc_result_fini(&r);
+        ftrpc_client_free(c);
+    }
+    ftrpc_client *c = NULL;
+    snprintf(url, sizeof url, "127.0.0.1:%d?protocol=h3", s.port);
+    assert_int_equal(ftrpc_client_new(url, NULL, &c), FTRPC_EADDR);
+    snprintf(url, sizeof url, "list://127.0.0.1:%d?protocol=grpc", s.port);
+    ftrpc_client_options o = {.protocol = FTRPC_PROTOCOL_BAIDU_STD};
+    assert_int_equal(ftrpc_client_new(url, &o, &c), FTRPC_EINVAL);
+    assert_null(c);
+    h_rmtree(dir);
+    h_server_kill(&s);
+}
+
 /* The CLI calls ftrpc's own gRPC server with --protocol grpc; a wrong value is named. */
 static void cli_calls_over_grpc(void **state)
 {
@@ -228,6 +268,7 @@ int main(void)
          (void *)&GRPC_CPP},
         {"backup_wins_and_the_slow_grpc_cpp_server_sees_the_loser_cancelled",
          backup_wins_and_the_slow_server_sees_the_loser_cancelled, NULL, NULL, (void *)&GRPC_CPP},
+        cmocka_unit_test(protocol_in_the_naming_url),
         cmocka_unit_test(cli_calls_over_grpc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

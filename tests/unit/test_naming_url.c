@@ -198,6 +198,43 @@ static void list_scheme_rejects_bad_lists(void **state)
     }
 }
 
+/* protocol= is the one key every scheme takes (the clients' wire protocol); its value is checked
+ * there, once for all schemes. */
+static void every_scheme_takes_protocol_and_checks_its_value(void **state)
+{
+    static const struct {
+        const char *url;
+        int rc;
+        ft_url_protocol p;
+    } CASES[] = {
+        {"list://a:1", 0, FT_URL_PROTOCOL_NONE},
+        {"list://a:1?protocol=grpc", 0, FT_URL_PROTOCOL_GRPC},
+        {"list://a:1?protocol=baidu_std", 0, FT_URL_PROTOCOL_BAIDU_STD},
+        {"file:///tmp/no-such-list?protocol=grpc", 0, FT_URL_PROTOCOL_GRPC},
+        {"dir:///tmp/reg?service=example.Echo&protocol=grpc", 0, FT_URL_PROTOCOL_GRPC},
+        {"etcd://127.0.0.1:2379?protocol=grpc&service=example.Echo", 0, FT_URL_PROTOCOL_GRPC},
+        {"list://a:1?protocol=h3", FTRPC_EADDR, 0},
+        {"list://a:1?protocol=GRPC", FTRPC_EADDR, 0},
+        {"list://a:1?protocol=", FTRPC_EADDR, 0},
+        {"dir:///tmp/reg?service=example.Echo&protocol=http", FTRPC_EADDR, 0},
+    };
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+        ft_naming_url u;
+        assert_int_equal(ft_naming_url_parse(CASES[i].url, &u), 0);
+        ft_url_protocol p = FT_URL_PROTOCOL_NONE;
+        int rc = ft_naming_url_protocol(&u, &p);
+        ft_naming_url_fini(&u);
+        if (rc != CASES[i].rc || (rc == 0 && p != CASES[i].p))
+            fail_msg("%s: rc %d protocol %d", CASES[i].url, rc, (int)p);
+        if (!strncmp(CASES[i].url, "etcd:", 5) && !ft_naming_find_ops("etcd"))
+            continue; /* a build without libcurl has no etcd:// */
+        ft_naming *ns = NULL;
+        rc = ft_naming_open(CASES[i].url, &ns);
+        if (rc != CASES[i].rc) fail_msg("open %s: %d", CASES[i].url, rc);
+        ft_naming_close(ns);
+    }
+}
+
 static int delivered;
 static void count_cb(const ft_endpoint_list *list, int err, void *arg)
 {
@@ -336,6 +373,7 @@ int main(void)
         cmocka_unit_test(endpoint_parse_rejects_bad_specs),
         cmocka_unit_test(list_scheme_parses_elements),
         cmocka_unit_test(list_scheme_rejects_bad_lists),
+        cmocka_unit_test(every_scheme_takes_protocol_and_checks_its_value),
         cmocka_unit_test(list_watch_delivers_once_at_start),
         cmocka_unit_test(file_list_parse_skips_comments_and_blanks),
         cmocka_unit_test(file_list_parse_rejects_a_bad_line_whole),
