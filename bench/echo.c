@@ -49,6 +49,17 @@
  *    whose port serves gRPC beside baidu_std. Interleaved like the others, reported as
  *    grpc/baidu_std ratios: what HTTP/2 framing, HPACK and the gRPC layer cost over baidu_std.
  *
+ *  - gRPC C++ (on with the gRPC cells when the peer was built: tests/integration/grpc_cpp_peer.cc,
+ *    gRPC C++ 1.51's callback API): the reference implementation beside ftrpc, at 1 and 50 calls
+ *    outstanding on ONE connection. The C++ peer's closed-loop client (its own process) drives
+ *    ftrpc's gRPC server (the gRPC echo-server above) and a gRPC C++ echo server (the peer,
+ *    `grpc_cpp_peer server`); the ftrpc client (async shape, protocol gRPC) drives both; the
+ *    ftrpc client over baidu_std drives ftrpc's server, the baseline of the gRPC cells. Interleaved
+ *    (the order turns every repetition), medians of paired ratios, and each server's CPU per call
+ *    (user+sys of its process over the cell's calls: a cost that load does not change as it
+ *    changes QPS). Targets: ftrpc's gRPC server >= 2x the gRPC C++ server's QPS (C++ client), and
+ *    the ftrpc client over gRPC >= 0.5x over baidu_std.
+ *
  *  - rpcz (with --rpcz): the same ftrpc cells with rpcz recording every call on both sides, the
  *    server an `ftrpc echo-server --rpcz` and the client's process with ftrpc_rpcz_enable(0) for
  *    the cell's length. Interleaved like the others, reported as rpcz/plain ratios: what the
@@ -724,11 +735,12 @@ typedef struct config {
     int timeout_ms;
     const char *json;
     const char *ftrpc_path;
-    int tls;            /* also run the TLS cells (default on) */
-    int typed;          /* also run the typed cells (default on) */
-    int rpcz;           /* also run the rpcz cells (--rpcz) */
-    int grpc;           /* also run the gRPC cells (default on) */
-    char tls_cert[600]; /* self-signed for 127.0.0.1, made at start with openssl */
+    int tls;              /* also run the TLS cells (default on) */
+    int typed;            /* also run the typed cells (default on) */
+    int rpcz;             /* also run the rpcz cells (--rpcz) */
+    int grpc;             /* also run the gRPC cells (default on) */
+    const char *grpc_cpp; /* the gRPC C++ peer (default: the one the tests built), NULL: none */
+    char tls_cert[600];   /* self-signed for 127.0.0.1, made at start with openssl */
     char tls_key[600];
 } config;
 
@@ -1068,6 +1080,7 @@ typedef struct verdict {
     int inflight;
     double value, limit;
     int pass;
+    int at_least; /* the value wants >= limit (otherwise: >= when limit < 1, else <=) */
 } verdict;
 
 /* System `num` beside plain ftrpc (`name`/`den_name` label the two), same shape, same run, with
@@ -1261,6 +1274,152 @@ static void remove_tls_cert(const char *dir, const config *cfg)
 
 /* ---- main ---- */
 
+/* ---- gRPC C++ rows: the reference implementation on either side ---- */
+
+enum { NCPP_CALLERS = 2, NCPP = 5 };
+static const int CPP_CALLERS[NCPP_CALLERS] = {1, 50};
+typedef enum {
+    CPP_TO_FTRPC = 0, /* gRPC C++ client -> ftrpc's gRPC server */
+    CPP_TO_CPP,       /* gRPC C++ client -> gRPC C++ server */
+    FT_TO_FTRPC,      /* ftrpc client (gRPC) -> ftrpc's gRPC server */
+    FT_TO_CPP,        /* ftrpc client (gRPC) -> gRPC C++ server */
+    FT_STD,           /* ftrpc client (baidu_std) -> ftrpc server: the baseline */
+} cpp_cell;
+static const char *CPP_CELL_NAME[NCPP] = {
+    "gRPC C++ client -> ftrpc gRPC server", "gRPC C++ client -> gRPC C++ server",
+    "ftrpc client (grpc) -> ftrpc gRPC server", "ftrpc client (grpc) -> gRPC C++ server",
+    "ftrpc client (baidu_std) -> ftrpc server"};
+
+typedef struct cpp_result {
+    double qps, srv_us; /* calls a second; the server's CPU per call, in us */
+    int failed;
+} cpp_result;
+static cpp_result g_cpp[NCPP_CALLERS][NCPP][64];
+
+/* One cell of the C++ peer's client against `srv`: its QPS, and the server's user+sys CPU over
+ * every call of the run (warm-up included: the peer reports both counts). */
+static int run_cpp_client(const config *cfg, const server_proc *srv, int callers, cpp_result *out)
+{
+    char cmd[4800], line[256] = "";
+    snprintf(cmd, sizeof cmd,
+             "%s bench 127.0.0.1:%d --callers %d --seconds %g --warmup %g --bytes %zu",
+             cfg->grpc_cpp, srv->port, callers, cfg->seconds, cfg->warmup, cfg->payload);
+    proc_sample s0 = sample_proc(srv->pid);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    char *got = fgets(line, sizeof line, p);
+    int rc = pclose(p);
+    proc_sample s1 = sample_proc(srv->pid);
+    double qps = 0;
+    long calls = 0, errors = 0, total = 0;
+    memset(out, 0, sizeof *out);
+    if (!got || rc != 0 ||
+        sscanf(line, "qps %lf calls %ld errors %ld total %ld", &qps, &calls, &errors, &total) !=
+            4 ||
+        errors || total <= 0) {
+        fprintf(stderr, "bench_echo: %s: exit %d, '%s'\n", cmd, rc, got ? line : "");
+        out->failed = 1;
+        return -1;
+    }
+    out->qps = qps;
+    out->srv_us = (s1.cpu_s - s0.cpu_s) / (double)total * 1e6;
+    return 0;
+}
+
+/* One cell of the ftrpc client (async shape: N calls outstanding on one connection) against
+ * `srv`, through run_cell: `sys` says the protocol, `srv` stands in for that system's server. */
+static int run_ftrpc_client(run_ctx *x, sys_kind sys, const server_proc *srv, int callers,
+                            cpp_result *out)
+{
+    server_proc saved = x->servers[sys];
+    x->servers[sys] = *srv;
+    result r;
+    int rc = run_cell(x, sys, SHAPE_ASYNC, callers, &r);
+    x->servers[sys] = saved;
+    out->qps = r.qps;
+    out->srv_us = r.qps > 0 ? r.srv_cpu / r.qps * 1e6 : 0;
+    out->failed = rc != 0 || r.errors;
+    if (r.errors)
+        fprintf(stderr, "bench_echo: %s: %llu errors, first %d %s\n", srv->name,
+                (unsigned long long)r.errors, r.first_error, r.first_error_text);
+    return out->failed ? -1 : 0;
+}
+
+/* The median over repetitions of cell a's QPS (or server CPU per call) over cell b's, each
+ * repetition's pair run side by side. */
+static double cpp_ratio(const config *cfg, int i, cpp_cell a, cpp_cell b, int cpu)
+{
+    double q[64];
+    for (int k = 0; k < cfg->reps; k++)
+        q[k] = cpu ? ratio(g_cpp[i][a][k].srv_us, g_cpp[i][b][k].srv_us)
+                   : ratio(g_cpp[i][a][k].qps, g_cpp[i][b][k].qps);
+    return median(q, cfg->reps);
+}
+
+/* Runs the rows (cfg->reps times, interleaved), prints them, appends the targets to v. Returns 1
+ * when a cell failed. */
+static int grpc_cpp_rows(run_ctx *x, const server_proc *cpp_srv, verdict *v, int *nv)
+{
+    const config *cfg = x->cfg;
+    const server_proc *ft_grpc = &x->servers[SYS_GRPC], *ft_std = &x->servers[SYS_FTRPC];
+    int failed = 0;
+    for (int rep = 0; rep < cfg->reps; rep++)
+        for (int i = 0; i < NCPP_CALLERS; i++)
+            for (int k = 0; k < NCPP; k++) {
+                cpp_cell c = (cpp_cell)((k + rep + i) % NCPP);
+                cpp_result *r = &g_cpp[i][c][rep];
+                int n = CPP_CALLERS[i];
+                int rc = c == CPP_TO_FTRPC  ? run_cpp_client(cfg, ft_grpc, n, r)
+                         : c == CPP_TO_CPP  ? run_cpp_client(cfg, cpp_srv, n, r)
+                         : c == FT_TO_FTRPC ? run_ftrpc_client(x, SYS_GRPC, ft_grpc, n, r)
+                         : c == FT_TO_CPP   ? run_ftrpc_client(x, SYS_GRPC, cpp_srv, n, r)
+                                            : run_ftrpc_client(x, SYS_FTRPC, ft_std, n, r);
+                if (rc != 0) failed = 1;
+                printf("rep %d/%d  callers %2d  %-42s  QPS %8.0f  server CPU %6.1f us/call%s\n",
+                       rep + 1, cfg->reps, n, CPP_CELL_NAME[c], r->qps, r->srv_us,
+                       r->failed ? "  FAILED" : "");
+                fflush(stdout);
+            }
+    printf("\n### gRPC C++ beside ftrpc (one connection, N calls outstanding)\n"
+           "The gRPC C++ peer (tests/integration/grpc_cpp_peer.cc: gRPC C++'s callback API, "
+           "generic calls) as client and as server; the ftrpc client in the async shape. QPS and "
+           "server CPU per call are medians over %d repetition(s); a ratio is the median of each "
+           "repetition's ratio of cells run side by side.\n\n",
+           cfg->reps);
+    printf("| callers | cell | QPS | server CPU us/call |\n|---|---|---|---|\n");
+    for (int i = 0; i < NCPP_CALLERS; i++)
+        for (int c = 0; c < NCPP; c++) {
+            double q[64], u[64];
+            for (int k = 0; k < cfg->reps; k++) {
+                q[k] = g_cpp[i][c][k].qps;
+                u[k] = g_cpp[i][c][k].srv_us;
+            }
+            printf("| %d | %s | %.0f | %.1f |\n", CPP_CALLERS[i], CPP_CELL_NAME[c],
+                   median(q, cfg->reps), median(u, cfg->reps));
+        }
+    printf("\n| callers | QPS ftrpc gRPC server / gRPC C++ server (C++ client) | server CPU per "
+           "call, same servers (C++ client) | QPS ftrpc gRPC server / gRPC C++ server (ftrpc "
+           "client) | QPS ftrpc client grpc / baidu_std |\n"
+           "|---|---|---|---|---|\n");
+    for (int i = 0; i < NCPP_CALLERS; i++) {
+        double srv = cpp_ratio(cfg, i, CPP_TO_FTRPC, CPP_TO_CPP, 0);
+        double std = cpp_ratio(cfg, i, FT_TO_FTRPC, FT_STD, 0);
+        printf("| %d | %.2f | %.2f | %.2f | %.2f |\n", CPP_CALLERS[i], srv,
+               cpp_ratio(cfg, i, CPP_TO_FTRPC, CPP_TO_CPP, 1),
+               cpp_ratio(cfg, i, FT_TO_FTRPC, FT_TO_CPP, 0), std);
+        v[(*nv)++] = (verdict){SHAPE_ASYNC,
+                               "QPS ftrpc gRPC server / gRPC C++ server (C++ client)",
+                               CPP_CALLERS[i],
+                               srv,
+                               2,
+                               srv >= 2 && !failed};
+        v[(*nv)++] = (verdict){
+            SHAPE_ASYNC,          "QPS ftrpc client grpc / baidu_std", CPP_CALLERS[i], std, 0.5,
+            std >= 0.5 && !failed};
+    }
+    return failed;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -1285,6 +1444,9 @@ static void usage(FILE *out)
             "                         generated code beside the bytes echo)\n"
             "  --no-grpc              skip the gRPC cells (default: the ftrpc client over gRPC to\n"
             "                         an ftrpc server beside baidu_std)\n"
+            "  --grpc-cpp PATH        the gRPC C++ peer for the gRPC C++ rows (default: the one\n"
+            "                         built with the tests, when grpc++ was found)\n"
+            "  --no-grpc-cpp          skip the gRPC C++ rows (also skipped by --no-grpc)\n"
             "  --rpcz                 also run the ftrpc cells with rpcz on in client and server\n"
             "                         (docs/observability.md, rpcz), reported as rpcz/plain\n"
             "  --raw-server HOST      (internal) run the raw echo server on HOST, any port\n"
@@ -1328,6 +1490,8 @@ int main(int argc, char **argv)
                                          {"rpcz", no_argument, 0, 'z'},
                                          {"no-grpc", no_argument, 0, 'G'},
                                          {"typed-server", required_argument, 0, 'Z'},
+                                         {"grpc-cpp", required_argument, 0, 'C'},
+                                         {"no-grpc-cpp", no_argument, 0, 'N'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     config cfg = {.payload = 16,
@@ -1339,7 +1503,11 @@ int main(int argc, char **argv)
                   .timeout_ms = 10000,
                   .tls = 1,
                   .typed = 1,
-                  .grpc = 1};
+                  .grpc = 1,
+#ifdef FTRPC_GRPC_CPP_PEER
+                  .grpc_cpp = FTRPC_GRPC_CPP_PEER
+#endif
+    };
     parse_inflight("1,16,64", &cfg);
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1406,6 +1574,12 @@ int main(int argc, char **argv)
             break;
         case 'Z':
             return typed_server_main(optarg);
+        case 'C':
+            cfg.grpc_cpp = optarg;
+            break;
+        case 'N':
+            cfg.grpc_cpp = NULL;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -1544,6 +1718,21 @@ int main(int argc, char **argv)
                     fflush(stdout);
                 }
         }
+    verdict v[24];
+    int nv = 0;
+    if (cfg.grpc && cfg.grpc_cpp && access(cfg.grpc_cpp, X_OK) == 0) {
+        server_proc cpp_srv = {0};
+        char *cpp_argv[] = {(char *)cfg.grpc_cpp, "server", NULL};
+        if (start_server(&cpp_srv, "gRPC C++ echo server", cpp_argv) != 0)
+            failed = 1;
+        else if (grpc_cpp_rows(&x, &cpp_srv, v, &nv) != 0)
+            failed = 1;
+        stop_server(&cpp_srv); /* SIGTERM is how it ends: its status means nothing */
+    } else if (cfg.grpc) {
+        printf("\ngRPC C++ rows skipped: no gRPC C++ peer%s%s (the tests build it where grpc++ is "
+               "found: libgrpc++-dev; or --grpc-cpp PATH)\n",
+               cfg.grpc_cpp ? " at " : "", cfg.grpc_cpp ? cfg.grpc_cpp : "");
+    }
     ftrpc_runtime_free(x.rt);
     proc_sample hwm[NSYS] = {sample_proc(x.servers[SYS_RAW].pid),
                              sample_proc(x.servers[SYS_FTRPC].pid),
@@ -1558,8 +1747,6 @@ int main(int argc, char **argv)
     stop_server(&x.servers[SYS_RAW]); /* SIGTERM is how it ends: its status means nothing */
     getloadavg(m.load_after, 3);
 
-    verdict v[16];
-    int nv = 0;
     for (int sh = 0; sh < 2; sh++) {
         if (!(cfg.shapes & (1 << sh))) continue;
         for (int i = 0; i < cfg.ninflight; i++)
@@ -1598,7 +1785,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < nv; i++)
         printf("target (%s shape): %s at %d in flight = %.2f, want %s %g: %s\n",
                SHAPE_NAME[v[i].shape], v[i].what, v[i].inflight, v[i].value,
-               v[i].limit < 1 ? ">=" : "<=", v[i].limit, v[i].pass ? "PASS" : "FAIL");
+               v[i].at_least || v[i].limit < 1 ? ">=" : "<=", v[i].limit,
+               v[i].pass ? "PASS" : "FAIL");
     if (cfg.json) write_json(&cfg, &m, g_sum, g_reps, v, nv);
     if (cfg.tls) remove_tls_cert(tls_dir, &cfg);
     free(x.payload);

@@ -16,9 +16,11 @@
  *     grpcio spells it; DETAIL the answer's bytes on OK, else the status details). Cases: echo,
  *     gzip, unknown, unknown_service, fail_WHAT, deadline, remaining, meta, cancel.
  *
- * bench TARGET --callers N --seconds S [--bytes B]   a closed-loop echo client: ONE channel (one
- *     connection), N calls outstanding, each re-issued from its completion; after S seconds prints
- *     "qps Q calls C errors E". */
+ * bench TARGET --callers N --seconds S [--warmup W] [--bytes B]   a closed-loop echo client
+ *     (bench_echo's gRPC C++ rows): ONE channel (one connection), N calls outstanding, each
+ *     re-issued from its completion; counts the S seconds after W seconds of warm-up, then prints
+ *     "qps Q calls C errors E total T" (T: the calls of warm-up and measure; exit 1 when a call
+ *     failed). */
 #include <grpcpp/alarm.h>
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/generic/generic_stub.h>
@@ -348,7 +350,7 @@ int run_bench(int argc, char **argv)
 {
     if (argc < 1) return 2;
     int callers = 1, bytes = 16;
-    double seconds = 1;
+    double seconds = 1, warmup = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--callers"))
             callers = atoi(argv[i + 1]);
@@ -356,9 +358,12 @@ int run_bench(int argc, char **argv)
             seconds = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--bytes"))
             bytes = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--warmup"))
+            warmup = atof(argv[i + 1]);
     }
-    if (callers < 1 || callers > 4096 || seconds <= 0 || bytes < 0) {
-        std::fprintf(stderr, "grpc_cpp_peer bench: bad --callers, --seconds or --bytes\n");
+    if (callers < 1 || callers > 4096 || seconds <= 0 || warmup < 0 || bytes < 0) {
+        std::fprintf(stderr,
+                     "grpc_cpp_peer bench: bad --callers, --seconds, --warmup or --bytes\n");
         return 2;
     }
     std::shared_ptr<grpc::Channel> ch = make_channel(argv[0], nullptr);
@@ -379,14 +384,17 @@ int run_bench(int argc, char **argv)
         c.req = to_buffer(b.payload);
         c.issue();
     }
+    std::this_thread::sleep_for(std::chrono::duration<double>(warmup));
+    long calls0 = b.calls.load();
+    t0 = std::chrono::steady_clock::now();
     std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-    long calls = b.calls.load();
+    long calls = b.calls.load() - calls0;
     double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     b.stop = true;
     std::unique_lock<std::mutex> g(b.m);
     b.cv.wait(g, [&] { return b.outstanding == 0; });
-    std::printf("qps %.0f calls %ld errors %ld\n", static_cast<double>(calls) / took, calls,
-                b.errors.load());
+    std::printf("qps %.0f calls %ld errors %ld total %ld\n", static_cast<double>(calls) / took,
+                calls, b.errors.load(), b.calls.load());
     return b.errors.load() ? 1 : 0;
 }
 
@@ -397,8 +405,10 @@ int main(int argc, char **argv)
     if (argc >= 2 && !strcmp(argv[1], "server")) return run_server(argc - 2, argv + 2);
     if (argc >= 3 && !strcmp(argv[1], "client")) return run_client(argc - 2, argv + 2);
     if (argc >= 3 && !strcmp(argv[1], "bench")) return run_bench(argc - 2, argv + 2);
-    std::fprintf(stderr, "usage: grpc_cpp_peer server [--delay-ms N] [--port P]\n"
-                         "       grpc_cpp_peer client TARGET [--ca FILE] [--token T] CASE...\n"
-                         "       grpc_cpp_peer bench TARGET --callers N --seconds S [--bytes B]\n");
+    std::fprintf(
+        stderr,
+        "usage: grpc_cpp_peer server [--delay-ms N] [--port P]\n"
+        "       grpc_cpp_peer client TARGET [--ca FILE] [--token T] CASE...\n"
+        "       grpc_cpp_peer bench TARGET --callers N --seconds S [--warmup W] [--bytes B]\n");
     return 2;
 }
