@@ -1412,7 +1412,8 @@ static int grpc_cpp_rows(run_ctx *x, const server_proc *cpp_srv, verdict *v, int
                                CPP_CALLERS[i],
                                srv,
                                2,
-                               srv >= 2 && !failed};
+                               srv >= 2 && !failed,
+                               1};
         v[(*nv)++] = (verdict){
             SHAPE_ASYNC,          "QPS ftrpc client grpc / baidu_std", CPP_CALLERS[i], std, 0.5,
             std >= 0.5 && !failed};
