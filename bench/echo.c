@@ -83,6 +83,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -1291,10 +1292,15 @@ static const char *CPP_CELL_NAME[NCPP] = {
     "ftrpc client (baidu_std) -> ftrpc server"};
 
 typedef struct cpp_result {
-    double qps, srv_us; /* calls a second; the server's CPU per call, in us */
+    double qps, srv_us, cli_us; /* calls a second; the server's and the client's CPU a call, us */
     int failed;
 } cpp_result;
 static cpp_result g_cpp[NCPP_CALLERS][NCPP][64];
+
+static double tv_s(struct timeval tv)
+{
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
 
 /* One cell of the C++ peer's client against `srv`: its QPS, and the server's user+sys CPU over
  * every call of the run (warm-up included: the peer reports both counts). */
@@ -1305,11 +1311,14 @@ static int run_cpp_client(const config *cfg, const server_proc *srv, int callers
              "%s bench 127.0.0.1:%d --callers %d --seconds %g --warmup %g --bytes %zu",
              cfg->grpc_cpp, srv->port, callers, cfg->seconds, cfg->warmup, cfg->payload);
     proc_sample s0 = sample_proc(srv->pid);
+    struct rusage c0, c1; /* the peer's CPU: the only child waited for meanwhile */
+    getrusage(RUSAGE_CHILDREN, &c0);
     FILE *p = popen(cmd, "r");
     if (!p) return -1;
     char *got = fgets(line, sizeof line, p);
     int rc = pclose(p);
     proc_sample s1 = sample_proc(srv->pid);
+    getrusage(RUSAGE_CHILDREN, &c1);
     double qps = 0;
     long calls = 0, errors = 0, total = 0;
     memset(out, 0, sizeof *out);
@@ -1323,6 +1332,8 @@ static int run_cpp_client(const config *cfg, const server_proc *srv, int callers
     }
     out->qps = qps;
     out->srv_us = (s1.cpu_s - s0.cpu_s) / (double)total * 1e6;
+    double cli_s = tv_s(c1.ru_utime) + tv_s(c1.ru_stime) - tv_s(c0.ru_utime) - tv_s(c0.ru_stime);
+    out->cli_us = cli_s / (double)total * 1e6;
     return 0;
 }
 
@@ -1338,6 +1349,7 @@ static int run_ftrpc_client(run_ctx *x, sys_kind sys, const server_proc *srv, in
     x->servers[sys] = saved;
     out->qps = r.qps;
     out->srv_us = r.qps > 0 ? r.srv_cpu / r.qps * 1e6 : 0;
+    out->cli_us = r.qps > 0 ? r.cli_cpu / r.qps * 1e6 : 0;
     out->failed = rc != 0 || r.errors;
     if (r.errors)
         fprintf(stderr, "bench_echo: %s: %llu errors, first %d %s\n", srv->name,
@@ -1375,8 +1387,9 @@ static int grpc_cpp_rows(run_ctx *x, const server_proc *cpp_srv, verdict *v, int
                          : c == FT_TO_CPP   ? run_ftrpc_client(x, SYS_GRPC, cpp_srv, n, r)
                                             : run_ftrpc_client(x, SYS_FTRPC, ft_std, n, r);
                 if (rc != 0) failed = 1;
-                printf("rep %d/%d  callers %2d  %-42s  QPS %8.0f  server CPU %6.1f us/call%s\n",
-                       rep + 1, cfg->reps, n, CPP_CELL_NAME[c], r->qps, r->srv_us,
+                printf("rep %d/%d  callers %2d  %-42s  QPS %8.0f  CPU us/call server %6.1f "
+                       "client %6.1f%s\n",
+                       rep + 1, cfg->reps, n, CPP_CELL_NAME[c], r->qps, r->srv_us, r->cli_us,
                        r->failed ? "  FAILED" : "");
                 fflush(stdout);
             }
@@ -1386,16 +1399,18 @@ static int grpc_cpp_rows(run_ctx *x, const server_proc *cpp_srv, verdict *v, int
            "server CPU per call are medians over %d repetition(s); a ratio is the median of each "
            "repetition's ratio of cells run side by side.\n\n",
            cfg->reps);
-    printf("| callers | cell | QPS | server CPU us/call |\n|---|---|---|---|\n");
+    printf("| callers | cell | QPS | server CPU us/call | client CPU us/call |\n"
+           "|---|---|---|---|---|\n");
     for (int i = 0; i < NCPP_CALLERS; i++)
         for (int c = 0; c < NCPP; c++) {
-            double q[64], u[64];
+            double q[64], u[64], w[64];
             for (int k = 0; k < cfg->reps; k++) {
                 q[k] = g_cpp[i][c][k].qps;
                 u[k] = g_cpp[i][c][k].srv_us;
+                w[k] = g_cpp[i][c][k].cli_us;
             }
-            printf("| %d | %s | %.0f | %.1f |\n", CPP_CALLERS[i], CPP_CELL_NAME[c],
-                   median(q, cfg->reps), median(u, cfg->reps));
+            printf("| %d | %s | %.0f | %.1f | %.1f |\n", CPP_CALLERS[i], CPP_CELL_NAME[c],
+                   median(q, cfg->reps), median(u, cfg->reps), median(w, cfg->reps));
         }
     printf("\n| callers | QPS ftrpc gRPC server / gRPC C++ server (C++ client) | server CPU per "
            "call, same servers (C++ client) | QPS ftrpc gRPC server / gRPC C++ server (ftrpc "
