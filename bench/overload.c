@@ -27,7 +27,9 @@
  * by a pushback), the attempts sent, the answers that carried a pushback, what the servers served
  * and refused (their /vars), and the servers' busy share: calls served x WORK_MS over
  * NSERVERS x WORKERS x the crowd's duration (the handler is a sleep: a worker is busy for exactly
- * that long a call).
+ * that long a call). And CPU, which the machine's load does not inflate much: this process's
+ * (the client) during the crowd, and the servers' over the whole row (RUSAGE_CHILDREN once they
+ * are reaped: every row runs the same phases).
  *
  * Usage: bench_overload [--quick] [--diagnose] */
 #include <limits.h>
@@ -39,6 +41,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -204,8 +207,19 @@ typedef struct row {
     phase unloaded, crowd;
     long pushbacks;        /* answers that carried a pushback, during the crowd */
     long served, rejected; /* by the servers during the crowd (-1: a server did not answer) */
+    double client_cpu_s;   /* user + system CPU of this process during the crowd */
+    double servers_cpu_s;  /* of the servers, over the whole row (their lives) */
     double recovery_s;     /* -1: not within the bound */
 } row;
+
+/* User + system CPU seconds of this process (RUSAGE_SELF) or of its children waited for. */
+static double cpu_s(int who)
+{
+    struct rusage ru;
+    getrusage(who, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
 
 /* What every server served and refused for its limit so far (-1 when one did not answer). */
 static void servers_count(const child *ch, long *served, long *rejected)
@@ -260,7 +274,9 @@ static int row_run(row *r, double capacity)
         int64_t end_ns = ft_now_ns() + (int64_t)(crowd_s * 1e9);
         long served0, rejected0, pushbacks0 = client_var("rpc_client_pushbacks");
         servers_count(ch, &served0, &rejected0);
+        double cpu0 = cpu_s(RUSAGE_SELF);
         r->crowd = run(c, 3 * capacity, 0, crowd_s);
+        r->client_cpu_s = cpu_s(RUSAGE_SELF) - cpu0;
         servers_count(ch, &r->served, &r->rejected);
         if (r->served >= 0 && served0 >= 0) {
             r->served -= served0;
@@ -280,8 +296,10 @@ static int row_run(row *r, double capacity)
         }
     }
     ftrpc_client_free(c);
+    double children0 = cpu_s(RUSAGE_CHILDREN);
     for (int i = 0; i < NSERVERS; i++)
         child_stop(&ch[i]);
+    r->servers_cpu_s = cpu_s(RUSAGE_CHILDREN) - children0;
     return rc;
 }
 
@@ -305,6 +323,9 @@ static void print_row(const row *r)
            "%ld, attempts %ld, pushbacks %ld | servers: served %ld, refused %ld, busy %.2f\n",
            p->calls, p->ok, p->throttled, p->unsent - p->throttled, p->elimit, p->attempts,
            r->pushbacks, r->served, r->rejected, busy);
+    printf("  cpu: client %.2f s in the crowd (%.1f us a call), servers %.2f s over the row\n",
+           r->client_cpu_s, p->calls > 0 ? r->client_cpu_s * 1e6 / (double)p->calls : 0,
+           r->servers_cpu_s);
 }
 
 int main(int argc, char **argv)
