@@ -153,6 +153,7 @@ static void record(ft_load *l, int64_t start_ns, const ftrpc_result *r, int refu
         if (r->backup_won) atomic_fetch_add(&s->backup_wins, 1);
         if (r->backups_refused) atomic_fetch_add(&s->backups_refused, 1);
         if (r->from_fallback) atomic_fetch_add(&s->fallbacks, 1);
+        if (r->attempts == 0 && r->code != 0) atomic_fetch_add(&s->unsent, 1);
         if (r->kind == FTRPC_RESULT_OK) {
             atomic_fetch_add(&s->ok, 1);
             if (r->endpoint[0]) count_endpoint(s, r->endpoint, now);

@@ -38,6 +38,7 @@ typedef struct ft_load_stats {
     _Atomic long started, done, ok, errors, attempts, backups, backup_wins, fallbacks;
     _Atomic long backups_refused; /* calls whose backup the retry budget refused */
     _Atomic long retries;         /* attempts that were neither a call's first nor its backup */
+    _Atomic long unsent;          /* calls that failed without sending a request (attempts 0) */
     pthread_mutex_t lock;         /* guards codes[] and endpoints[] */
     struct {
         int code;

@@ -487,8 +487,11 @@ static int endpoint_usable(void *arg, size_t index)
  * OFF, FTRPC_EBREAKER when every endpoint of the chosen cluster is open by its breaker; CHOSE_WAIT
  * when this is a retry, nothing is usable, and the endpoint whose turn comes first is in TIMEOUT
  * or held by a server's pushback until *wait_until (its retry_delay or the server's pause paces
- * retries: the fallback does not skip it); CHOSE_HELD when a first attempt or a backup finds every
- * endpoint it could use held by a pushback (nothing may be sent before *wait_until). */
+ * retries: the fallback does not skip it); CHOSE_HELD when a backup finds every endpoint it could
+ * use held by a pushback (nothing may be sent before *wait_until). A first attempt that finds
+ * every endpoint held goes to the one whose hold ends first: a hold steers calls to the other
+ * endpoints, it never stops a cluster (the servers would sit idle while the client refused calls
+ * itself: docs/overload-client.md, Pushback). */
 enum { CHOSE_WAIT = INT_MIN, CHOSE_HELD = INT_MIN + 1 };
 static int choose_endpoint(ft_call *call, int64_t now, int is_backup, int *target,
                            int64_t *wait_until)
@@ -534,6 +537,9 @@ static int choose_endpoint(ft_call *call, int64_t now, int is_backup, int *targe
             *wait_until = now + wait;
             return CHOSE_WAIT;
         }
+        if (held && call->attempts == 0 && !is_backup &&
+            ft_health_try_acquire_held(cl->set.endpoints[idx], now) != FT_HEALTH_DENIED)
+            return (int)idx;
         if (held) {
             *wait_until = now + wait;
             return CHOSE_HELD;
@@ -908,8 +914,14 @@ void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, con
             call->retries_stopped = 1;
         if (overload) health_code = FTRPC_ECANCELED; /* neutral */
     }
-    /* what the throttle weighs: an answer, accepted unless it was an overload rejection */
-    ft_throttle_on_answer(&call->client->throttle, ft_loop_now(call->loop), !overload);
+    /* what the throttle weighs: an answer, accepted unless it was an overload rejection; but an
+     * overload rejection with a hold (pushback > 0) is the hold's alone. It says "full now, a slot
+     * frees in that long", not "send less": counted as a refusal as well, the throttle would shed
+     * on top of the hold, which leaves a limiter with few slots idle (a loss system needs several
+     * times its capacity offered to stay busy), and its 30 s window would keep shedding long after
+     * the crowd left (docs/overload-client.md, Adaptive throttling) */
+    if (!overload || f->retry_after_ms <= 0)
+        ft_throttle_on_answer(&call->client->throttle, ft_loop_now(call->loop), !overload);
     settle_attempt_as(a, ft_fail_health_code(kind, code), health_code);
     if (kind == FTRPC_RESULT_OK) {
         complete_call(call, kind, 0, NULL, f, a, FTRPC_ECANCELED);

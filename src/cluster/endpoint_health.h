@@ -164,7 +164,8 @@ typedef struct ft_endpoint_health {
      * read lock-free by ft_health_breaker_open. */
     _Atomic bool by_breaker;
     /* A server's pushback (ftrpc_retry_after_ms > 0): no call goes to the endpoint before this
-     * time, whatever its state, not even through the all-unusable fallback; the state itself is
+     * time, whatever its state, not even through the all-unusable fallback, except a first
+     * attempt that finds every endpoint held (ft_health_try_acquire_held); the state itself is
      * left alone (a hold is not a suspension: it neither grows nor counts against the cap). Raised
      * only (ft_health_hold); lock-free. */
     _Atomic int64_t hold_until_ns;
@@ -191,6 +192,11 @@ bool ft_health_usable(const ft_endpoint_health *h, int64_t now_ns);
  * threads, gets FT_HEALTH_GRANTED_PROBE and the endpoint turns PROBING; the others are DENIED
  * until the probe reports. Lock-free unless a probe is up for grabs. */
 ft_health_grant ft_health_try_acquire(ft_endpoint_health *h, int64_t now_ns);
+/* Like try_acquire, but a server's pushback hold does not deny: for a first attempt that finds
+ * every endpoint of its cluster held and goes to the one whose hold ends first, so that a hold
+ * never stops a whole cluster's traffic (docs/overload-client.md). The health state decides as in
+ * try_acquire. */
+ft_health_grant ft_health_try_acquire_held(ft_endpoint_health *h, int64_t now_ns);
 
 /* Like try_acquire, but denies only an endpoint switched OFF: for the health set's all-unusable
  * fallback. A SUSPENDED endpoint turns PROBING early (this call is its probe), so that a success

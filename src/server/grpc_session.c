@@ -46,6 +46,7 @@ typedef struct gstream {
     int replied;    /* a response was submitted */
     ft_iobuf out;   /* the response's DATA, read by the data provider */
     char status[12], message[512], code[16];
+    char pushback[16]; /* grpc-retry-pushback-ms of a limiter's refusal (gRPC A6); "": none */
 } gstream;
 
 typedef struct ft_grpc_conn {
@@ -124,13 +125,15 @@ static void respond(ft_grpc_conn *g, gstream *st, int http_status, int grpc_stat
         nghttp2_submit_response(g->h2, st->id, h, 2, &p);
         return;
     }
-    nghttp2_nv h[6] = {NV(":status", hs),
+    nghttp2_nv h[7] = {NV(":status", hs),
                        NV("content-type", GRPC_CONTENT_TYPE),
                        NV("grpc-status", st->status),
                        NV("grpc-message", st->message),
                        NV("grpc-accept-encoding", "identity,gzip"),
                        NV("ftrpc-code", st->code)};
-    nghttp2_submit_response(g->h2, st->id, h, st->code[0] ? 6 : 5, NULL);
+    size_t n = st->code[0] ? 6 : 5;
+    if (st->pushback[0]) h[n++] = (nghttp2_nv)NV("grpc-retry-pushback-ms", st->pushback);
+    nghttp2_submit_response(g->h2, st->id, h, n, NULL);
 }
 
 /* Sends what nghttp2 has queued. 0, or a negative code to close. */
@@ -256,13 +259,16 @@ static void dispatch(ft_grpc_conn *g, gstream *st)
     char *meta = st->meta;
     int32_t timeout = st->timeout_ms > 0 ? (int32_t)st->timeout_ms : 0;
     st->dispatched = 1;
+    int32_t after = 0;
     int rc = ft_server_start_grpc_call(sess, service, method, timeout, &msg, st->id, &meta,
-                                       st->meta_len, text, sizeof text);
+                                       st->meta_len, text, sizeof text, &after);
     if (rc == 0) {
         st->meta = NULL; /* the call's now */
     } else {
         st->dispatched = 0;
         int32_t wire = ft_server_wire_code(rc);
+        /* gRPC A6: a negative value means "do not retry", as ftrpc's -1 does */
+        if (after != 0) snprintf(st->pushback, sizeof st->pushback, "%d", (int)after);
         respond(g, st, 200, ft_grpc_status_of(wire), text, wire, NULL);
     }
     ft_iobuf_fini(&msg);

@@ -378,13 +378,18 @@ static void handle(ft_session *sess, ft_http_conn *h, ft_http_request *req)
         if (pm && body_from_json(h, seq, pm, &req->body) != 0) return;
     }
     char text[512];
+    int32_t after = 0;
     int rc = ft_server_start_http_call(sess, service, method, (int32_t)timeout_ms, &req->body, body,
-                                       seq, text, sizeof text);
+                                       seq, text, sizeof text, &after);
     if (rc != 0) {
         int32_t wire = ft_server_wire_code(rc);
-        char line[600], hdr[64];
+        char line[600], hdr[96];
         snprintf(line, sizeof line, "[%d] %s\n", (int)wire, text);
-        snprintf(hdr, sizeof hdr, "x-bd-error-code: %d\r\n", (int)wire);
+        int n = snprintf(hdr, sizeof hdr, "x-bd-error-code: %d\r\n", (int)wire);
+        /* the limiter's pushback: Retry-After counts whole seconds (RFC 9110), so the hint is
+         * rounded up; a -1 (do not retry) has no HTTP form and sends none */
+        if (after > 0)
+            snprintf(hdr + n, sizeof hdr - (size_t)n, "Retry-After: %d\r\n", (after + 999) / 1000);
         fill_text(h, seq, status_of(wire), line, hdr);
     }
 }

@@ -1322,22 +1322,21 @@ static void dispatch(ft_session *sess, ft_rpc_frame *f)
 
 int ft_server_start_http_call(ft_session *sess, const char *service, const char *method,
                               int32_t timeout_ms, ft_iobuf *payload, int body, uint64_t seq,
-                              char *text, size_t len)
+                              char *text, size_t len, int32_t *retry_after_ms)
 {
-    int32_t retry_after_ms; /* HTTP answers carry no hint yet (docs/overload.md) */
     return start_call(sess, service, method, timeout_ms, 0, payload, NULL, -1, body, seq, 0, NULL,
-                      0, text, len, &retry_after_ms);
+                      0, text, len, retry_after_ms);
 }
 
 int ft_server_start_grpc_call(ft_session *sess, const char *service, const char *method,
                               int32_t timeout_ms, ft_iobuf *payload, int32_t stream_id,
-                              char **metadata, size_t metadata_len, char *text, size_t len)
+                              char **metadata, size_t metadata_len, char *text, size_t len,
+                              int32_t *retry_after_ms)
 {
     char *none = NULL; /* a call without metadata is still a gRPC call */
     char *m = *metadata;
-    int32_t retry_after_ms; /* gRPC answers carry no hint yet (docs/overload.md) */
     int rc = start_call(sess, service, method, timeout_ms, 0, payload, NULL, stream_id, 0, 0, 0,
-                        m ? &m : &none, metadata_len, text, len, &retry_after_ms);
+                        m ? &m : &none, metadata_len, text, len, retry_after_ms);
     if (rc == 0) *metadata = NULL;
     return rc;
 }

@@ -265,18 +265,20 @@ ft_server_method_descriptor(const ftrpc_server *s, const char *service, const ch
 
 /* Starts a call of service/method with `payload` (moved; `body` says its form, an FT_HTTP_BODY_*)
  * the way a baidu_std request does (limits, worker pool, graceful stop). 0: the handler has it and
- * the reply arrives through ft_http_session_deliver. Otherwise a negative code and its text in
- * text[len]. */
+ * the reply arrives through ft_http_session_deliver. Otherwise a negative code, its text in
+ * text[len] and in *retry_after_ms the pushback hint of a limiter's refusal (0: none, -1: do not
+ * retry, > 0: come back in that many ms; docs/overload.md). */
 int ft_server_start_http_call(ft_session *sess, const char *service, const char *method,
                               int32_t timeout_ms, ft_iobuf *payload, int body, uint64_t seq,
-                              char *text, size_t len);
+                              char *text, size_t len, int32_t *retry_after_ms);
 int32_t ft_server_wire_code(int code);
 /* Starts a gRPC call as ft_server_start_http_call does: stream_id names it (cancellation, the
  * in-flight cap); *metadata ("key\0value\0" pairs, malloc'ed, may be NULL) is taken by the call
  * on success and left to the caller otherwise. */
 int ft_server_start_grpc_call(ft_session *sess, const char *service, const char *method,
                               int32_t timeout_ms, ft_iobuf *payload, int32_t stream_id,
-                              char **metadata, size_t metadata_len, char *text, size_t len);
+                              char **metadata, size_t metadata_len, char *text, size_t len,
+                              int32_t *retry_after_ms);
 /* The call in flight on this session's stream, or NULL. */
 ftrpc_server_call *ft_server_session_call(ft_session *sess, int64_t id);
 /* Counts a refused credential without closing the connection (a gRPC stream is refused alone). */

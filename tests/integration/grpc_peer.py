@@ -9,7 +9,8 @@ server [--delay-ms N]   serves example.EchoService on 127.0.0.1 (a free port), p
 
 client TARGET [--ca FILE] [--token T] CASE...   runs each case against an ftrpc server and
     prints one line per case: "CASE STATUS DETAIL" (STATUS is grpc.StatusCode's name; DETAIL the
-    answer's bytes on OK, else the status details).
+    answer's bytes on OK, else the status details; for the case pushback, the
+    grpc-retry-pushback-ms trailer of the answer, "-" when it has none).
 """
 import sys
 import time
@@ -75,6 +76,14 @@ def run_client(argv):
         elif case == 'stream':
             line = status_line(case, lambda: ch.stream_unary(SVC + 'Echo')(
                 iter([b'one', b'two']), timeout=10))
+        elif case == 'pushback':
+            # a refused call's trailing metadata: "pushback STATUS MS" (MS "-" when absent)
+            try:
+                unary('Echo')(b'echo', timeout=10, metadata=md)
+                line = '%s OK -' % case
+            except grpc.RpcError as e:
+                after = dict(e.trailing_metadata() or ()).get('grpc-retry-pushback-ms', '-')
+                line = '%s %s %s' % (case, e.code().name, after)
         elif case == 'cancel':
             fut = unary('Slow').future(b'x', timeout=10)
             time.sleep(0.3)

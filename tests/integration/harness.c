@@ -1117,7 +1117,14 @@ void h_rmtree(const char *dir)
 int h_curl(const char *args, char **out)
 {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "curl -sS --max-time 10 %s 2>&1", args);
+    snprintf(cmd, sizeof cmd, "curl -sS --max-time 10 %s", args);
+    return h_shell(cmd, out);
+}
+
+int h_shell(const char *line, char **out)
+{
+    char cmd[2560];
+    snprintf(cmd, sizeof cmd, "%s 2>&1", line);
     FILE *p = popen(cmd, "r");
     if (!p) return -1;
     size_t cap = 65536, len = 0;

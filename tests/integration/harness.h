@@ -150,6 +150,9 @@ int h_tls_make(h_tls_files *f);
 /* Runs `curl -sS --max-time 10 ARGS` (a shell line) and returns its exit code; *out (may be
  * NULL) gets its stdout and stderr, the caller's to free. */
 int h_curl(const char *args, char **out);
+/* Runs a shell line (bound its time yourself, e.g. with `timeout 60`) and returns its exit code;
+ * *out (may be NULL) gets its stdout and stderr, the caller's to free. */
+int h_shell(const char *line, char **out);
 /* One HTTP request to 127.0.0.1:port with curl: method_path is "GET /path?q" or "POST /path?q"
  * (an empty body), token NULL sends no Authorization, else "Bearer TOKEN". Returns the status
  * code (0 when curl failed); *body (may be NULL) gets the body, the caller's to free. */

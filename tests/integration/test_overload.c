@@ -2,7 +2,8 @@
  * max_concurrency refuses the call past it at once with ELIMIT and a pushback hint in the
  * response meta; a limit changed while the server runs applies to the next call; the admin page
  * POST /limits changes a limit and always wants the credential; the timeout limiter refuses a
- * request whose deadline is shorter than the latency it measured, with "do not retry". */
+ * request whose deadline is shorter than the latency it measured, with "do not retry"; HTTP and
+ * gRPC refusals carry the hint too (Retry-After, grpc-retry-pushback-ms). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -53,6 +54,9 @@ static ftrpc_server *start_server(const ftrpc_server_options *o, int method_limi
     assert_int_equal(ftrpc_server_new(o, &s), 0);
     ftrpc_method_options mo = {.run_mode = FTRPC_RUN_IN_WORKER, .max_concurrency = method_limit};
     assert_int_equal(ftrpc_server_add_method(s, "test.Svc", "M", handler, NULL, &mo), 0);
+    /* what grpc_peer.py calls */
+    assert_int_equal(ftrpc_server_add_method(s, "example.EchoService", "Echo", handler, NULL, &mo),
+                     0);
     assert_int_equal(ftrpc_server_start(s, "127.0.0.1:0"), 0);
     return s;
 }
@@ -84,6 +88,12 @@ static h_response read_answer(int fd)
     memset(&r, 0, sizeof r);
     assert_int_equal(h_raw_read_response(fd, 5000 * H_VG, &r), 1);
     return r;
+}
+
+static int held_at_least_1(void *arg)
+{
+    (void)arg;
+    return atomic_load(&nheld) >= 1;
 }
 
 static int held_at_least_2(void *arg)
@@ -143,6 +153,47 @@ static void server_wide_limit_refuses_with_elimit_and_pushback(void **state)
     release_held();
     for (int i = 0; i < 3; i++)
         assert_int_equal(read_answer(fd).error_code, 0);
+    close(fd);
+    assert_int_equal(ftrpc_server_stop(s, 1000), 0);
+    ftrpc_server_free(s);
+}
+
+/* The same refusal over HTTP carries Retry-After (whole seconds, the hint rounded up: 1 for any
+ * hint up to 1000 ms) and over gRPC grpc-retry-pushback-ms (gRPC A6), read by curl and by grpcio
+ * (grpc_peer.py). */
+static void http_and_grpc_refusals_carry_the_pushback(void **state)
+{
+    (void)state;
+    ftrpc_server *s = start_server(&(ftrpc_server_options){.max_concurrency = 1}, 0);
+    int port = ftrpc_server_port(s);
+    int fd = h_raw_connect(port);
+    assert_true(fd >= 0);
+    send_call(fd, 1, "hold", 0);
+    assert_true(h_wait_until(held_at_least_1, NULL, 5000 * H_VG));
+
+    char args[256], *out = NULL;
+    snprintf(args, sizeof args, "-i -X POST --data-binary echo http://127.0.0.1:%d/test.Svc/M",
+             port);
+    assert_int_equal(h_curl(args, &out), 0);
+    print_message("%s\n", out);
+    assert_non_null(strstr(out, " 503"));
+    assert_non_null(strstr(out, "\r\nRetry-After: 1\r\n"));
+    free(out);
+
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "timeout 60 /usr/bin/python3 %s/integration/grpc_peer.py client 127.0.0.1:%d pushback",
+             FTRPC_TESTS_DIR, port);
+    assert_int_equal(h_shell(cmd, &out), 0);
+    print_message("%s", out);
+    /* ELIMIT is gRPC's RESOURCE_EXHAUSTED; the hint is 1 .. 1000 ms */
+    assert_non_null(strstr(out, "pushback RESOURCE_EXHAUSTED "));
+    int after = atoi(strstr(out, "RESOURCE_EXHAUSTED ") + strlen("RESOURCE_EXHAUSTED "));
+    assert_true(after >= 1 && after <= 1000);
+    free(out);
+
+    release_held();
+    assert_int_equal(read_answer(fd).error_code, 0);
     close(fd);
     assert_int_equal(ftrpc_server_stop(s, 1000), 0);
     ftrpc_server_free(s);
@@ -248,6 +299,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(server_wide_limit_refuses_with_elimit_and_pushback),
+        cmocka_unit_test(http_and_grpc_refusals_carry_the_pushback),
         cmocka_unit_test(bad_max_concurrency_fails_creation),
         cmocka_unit_test(admin_post_changes_a_limit_and_needs_the_credential),
         cmocka_unit_test(timeout_limiter_refuses_deadline_shorter_than_latency),

@@ -2,8 +2,11 @@
  *  - pushback: a fake baidu_std server answers FTRPC_ELIMIT with ftrpc_retry_after_ms set and
  *    counts the attempts it receives: > 0 holds its endpoint (the calls go elsewhere, and it is not
  *    suspended), -1 ends the call's retries, and many such answers trip no breaker;
+ *    and a hold on every endpoint does not stop a first attempt (it goes to the hold that ends
+ *    first);
  *  - adaptive throttling: against a server that refuses everything for overload the client sheds
- *    most calls itself (FTRPC_ETHROTTLED), and with throttle_k -1 sends them all;
+ *    most calls itself (FTRPC_ETHROTTLED), and with throttle_k -1 sends them all; a refusal that
+ *    carries a hold does not count for the throttle;
  *  - deadline propagation: a handler's downstream call (worker and sync, IO thread and async,
  *    the explicit parent) ends when the upstream deadline passes, not at its own longer timeout;
  *  - chain-stop: A -> B -> C, three servers a layer, failover at every hop and C failing: C sees
@@ -206,6 +209,43 @@ static void pushback_holds_the_endpoint_and_calls_go_elsewhere(void **state)
     fake_stop(&ok);
 }
 
+/* Both endpoints held by a long pushback: a first attempt still goes out, to the endpoint whose
+ * hold ends first, instead of failing at once in the client (which left the servers idle while
+ * the client refused their calls: bench/overload.c's goodput). Retries off, so that every
+ * request the fakes count is a first attempt. */
+static void a_hold_on_every_endpoint_does_not_stop_first_attempts(void **state)
+{
+    (void)state;
+    fake f[2];
+    for (int i = 0; i < 2; i++)
+        fake_start(&f[i], 2004, 60000);
+    char url[96];
+    snprintf(url, sizeof url, "list://%s,%s", f[0].addr, f[1].addr);
+    ftrpc_client_options o = {.lb = "rr", .retries = FTRPC_NO_RETRY, .throttle_k = -1};
+    ftrpc_client *c = client_for(url, &o);
+    int unsent = 0;
+    for (int i = 0; i < 10; i++) {
+        ftrpc_result r;
+        assert_int_equal(call_echo(c, NULL, &r), FTRPC_ELIMIT);
+        if (r.attempts == 0) unsent++;
+        ftrpc_result_fini(&r);
+    }
+    int total = atomic_load(&f[0].requests) + atomic_load(&f[1].requests);
+    print_message("10 calls, both endpoints held after the first two: %d sent, %d unsent\n", total,
+                  unsent);
+    assert_int_equal(unsent, 0);
+    assert_int_equal(total, 10);
+    for (int i = 0; i < 2; i++) { /* held, still not suspended */
+        int64_t usable_in = 0;
+        assert_int_equal(ftrpc_client_endpoint_state(c, f[i].addr, &usable_in),
+                         FTRPC_ENDPOINT_ACTIVE);
+        assert_true(usable_in > 0);
+    }
+    ftrpc_client_free(c);
+    for (int i = 0; i < 2; i++)
+        fake_stop(&f[i]);
+}
+
 /* ftrpc_retry_after_ms -1: the call's retries stop at the first such answer, whatever `retries`
  * and the number of endpoints say. */
 static void pushback_minus_one_stops_the_retries(void **state)
@@ -310,6 +350,34 @@ static void a_client_facing_overload_sheds_locally(void **state)
     print_message("off: %d of 200 reached the server, %d throttled\n", reached_off, throttled);
     assert_int_equal(reached_off, 200);
     assert_int_equal(throttled, 0);
+}
+
+/* An ELIMIT that carries a hold (pushback > 0) is the hold's business alone: it does not count
+ * as a refusal for the throttle, so that the client does not shed on top of the hold (k = 2, the
+ * default, would throttle nearly all of 200 calls, as above). */
+static void an_overload_answer_with_a_hold_does_not_feed_the_throttle(void **state)
+{
+    (void)state;
+    fake f;
+    fake_start(&f, 2004, 1);
+    char url[64];
+    snprintf(url, sizeof url, "list://%s", f.addr);
+    ftrpc_client_options o = {.retries = FTRPC_NO_RETRY, .health.breaker_reject = -1};
+    ftrpc_client *c = client_for(url, &o);
+    int throttled = 0;
+    for (int i = 0; i < 200; i++) {
+        ftrpc_result r;
+        int rc = call_echo(c, NULL, &r);
+        assert_true(rc == FTRPC_ELIMIT || rc == FTRPC_ETHROTTLED);
+        if (rc == FTRPC_ETHROTTLED) throttled++;
+        ftrpc_result_fini(&r);
+    }
+    print_message("k=2, ELIMIT with a 1 ms hold: %d of 200 reached the server, %d throttled\n",
+                  atomic_load(&f.requests), throttled);
+    assert_int_equal(throttled, 0);
+    assert_int_equal(atomic_load(&f.requests), 200);
+    ftrpc_client_free(c);
+    fake_stop(&f);
 }
 
 /* ---- deadline propagation ---- */
@@ -776,9 +844,11 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(pushback_holds_the_endpoint_and_calls_go_elsewhere),
+        cmocka_unit_test(a_hold_on_every_endpoint_does_not_stop_first_attempts),
         cmocka_unit_test(pushback_minus_one_stops_the_retries),
         cmocka_unit_test(overload_with_pushback_trips_no_breaker),
         cmocka_unit_test(a_client_facing_overload_sheds_locally),
+        cmocka_unit_test(an_overload_answer_with_a_hold_does_not_feed_the_throttle),
         cmocka_unit_test(a_sync_call_in_a_worker_handler_inherits_the_deadline),
         cmocka_unit_test(an_async_call_in_an_io_handler_inherits_the_deadline),
         cmocka_unit_test(an_explicit_parent_bounds_the_call),

@@ -769,6 +769,30 @@ static void a_hold_denies_every_grant_until_it_ends_and_leaves_the_state(void **
     destroy(f);
 }
 
+/* A first attempt that finds every endpoint held goes to the one whose hold ends first
+ * (call.c): ft_health_try_acquire_held passes the hold, and only the hold: the state still
+ * decides (a suspension, a probe taken, OFF). */
+static void a_grant_past_the_hold_still_follows_the_state(void **s)
+{
+    (void)s;
+    fixture *f = make(NULL);
+    ft_health_hold(&f->h, now(f) + MS(100));
+    assert_int_equal(ft_health_try_acquire(&f->h, now(f)), FT_HEALTH_DENIED);
+    assert_int_equal(ft_health_try_acquire_held(&f->h, now(f)), FT_HEALTH_GRANTED);
+    assert_true(ft_health_held(&f->h, now(f))); /* the grant does not end the hold */
+    assert_int_equal(state(f), FT_HEALTH_ACTIVE);
+    result(f, FTRPC_ECONNREFUSED); /* a suspend code */
+    assert_int_equal(state(f), FT_HEALTH_SUSPENDED);
+    assert_int_equal(ft_health_try_acquire_held(&f->h, now(f)), FT_HEALTH_DENIED);
+    advance_ms(f, 100000); /* past the suspension and the hold */
+    ft_health_hold(&f->h, now(f) + MS(100));
+    assert_int_equal(ft_health_try_acquire_held(&f->h, now(f)), FT_HEALTH_GRANTED_PROBE);
+    assert_int_equal(ft_health_try_acquire_held(&f->h, now(f)), FT_HEALTH_DENIED); /* one probe */
+    ft_health_switch(&f->h, true);
+    assert_int_equal(ft_health_try_acquire_held(&f->h, now(f)), FT_HEALTH_DENIED);
+    destroy(f);
+}
+
 static void off_is_never_granted_and_on_makes_it_active_afresh(void **s)
 {
     fixture *f = make(NULL);
@@ -830,6 +854,7 @@ int main(void)
         cmocka_unit_test(non_retry_code_puts_the_endpoint_in_timeout_and_never_suspends),
         cmocka_unit_test(off_is_never_granted_and_on_makes_it_active_afresh),
         cmocka_unit_test(a_hold_denies_every_grant_until_it_ends_and_leaves_the_state),
+        cmocka_unit_test(a_grant_past_the_hold_still_follows_the_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
