@@ -540,10 +540,10 @@ static int leases_lost(fleet *f)
     return n;
 }
 
-static void
-etcd_cluster_keeps_view_and_leases_through_leader_kill_member_cut_and_partition(void **state)
+/* The etcd cluster up, the fleet registered on it (TTL_S, refresh every 0.5 s), and a client of
+ * etcd:// under load once every server answers. */
+static ftrpc_client *etcd_fleet_start(fleet *f, h_load *l)
 {
-    (void)state;
     char urlhosts[256];
     member_hosts(urlhosts, sizeof urlhosts);
     cluster_up();
@@ -553,11 +553,19 @@ etcd_cluster_keeps_view_and_leases_through_leader_kill_member_cut_and_partition(
     snprintf(ttl, sizeof ttl, "%d", TTL_S);
     const char *args[] = {"--register", reg,   "--service", "example.EchoService", "--ttl", ttl,
                           "--interval", "0.5", NULL};
-    static fleet f;
-    fleet_start(&f, args);
-    static h_load l;
-    ftrpc_client *c = load_start(&l, &f, curl_);
+    fleet_start(f, args);
+    ftrpc_client *c = load_start(l, f, curl_);
     assert_int_equal(view_size(c), NSRV);
+    return c;
+}
+
+static void
+etcd_cluster_keeps_view_and_leases_through_leader_kill_member_cut_and_partition(void **state)
+{
+    (void)state;
+    static fleet f;
+    static h_load l;
+    ftrpc_client *c = etcd_fleet_start(&f, &l);
     outcome o = {.name = "etcd: leader kill, cut, partition",
                  .detected_ms = -1,
                  .avoided_ms = -1,
@@ -636,6 +644,66 @@ etcd_cluster_keeps_view_and_leases_through_leader_kill_member_cut_and_partition(
     assert_int_equal(view_size(c), NSRV);
     assert_int_equal(nkeys, NSRV);
     assert_int_equal(leases_lost(&f), 0);
+    for (int i = 0; i < NSRV; i++)
+        wait_answered_by(&l, i, 50, 10000 * SLOW);
+    account(&l, c, &f, &o);
+    for (int i = 0; i < NMEMBERS; i++)
+        h_etcd_kill(&M[i]);
+}
+
+/* The registry cut off from everyone, servers and client alike, for longer than the TTL: etcd
+ * expires every lease, and its first answers after the heal list only the servers that have
+ * registered again. The client must hear of the outage before those answers (its reads are paced
+ * at a third of the TTL, and a late one counts as an outage), so the view holds its endpoints
+ * until every server is back: it never shrinks. The cut begins just after a read, as the one that
+ * shrank the view in a trial did: with reads only every rescan_ms (5 s) none would meet it. */
+static void etcd_cut_off_from_everyone_longer_than_ttl_never_shrinks_the_view(void **state)
+{
+    (void)state;
+    static fleet f;
+    static h_load l;
+    ftrpc_client *c = etcd_fleet_start(&f, &l);
+    outcome o = {.name = "etcd: cut off from everyone > TTL",
+                 .detected_ms = -1,
+                 .avoided_ms = -1,
+                 .fault_us = h_now_us()};
+    ft_naming_view_stats before, after;
+    ft_naming_view_stats_get(c->view, &before);
+    do
+        h_sleep_ms(1);
+    while (ft_naming_view_stats_get(c->view, &after), after.updates == before.updates);
+    before = after;
+    int cut = nf_cut_add("127.0.0.11, 127.0.0.12, 127.0.0.13",
+                         "127.0.0.1, 127.0.0.2, 127.0.0.3, 127.0.0.4");
+    assert_true(cut >= 0);
+    int view_min = NSRV;
+    int cut_ms = (TTL_S + (P.longf ? 3 : 1)) * 1000;
+    run_for(&l, cut_ms, NULL, NULL, &view_min);
+    assert_int_equal(nf_cut_remove(cut), 0);
+    int64_t healed = h_now_ms();
+    /* every server registers again (its lease expired), then the view must still be whole for a
+     * while: the reads that list the servers one by one come within a TTL */
+    int nkeys = -1, again = 0;
+    do {
+        run_for(&l, 100, NULL, NULL, &view_min);
+        again = 0;
+        for (int i = 0; i < NSRV; i++)
+            again += h_server_stderr_count(&f.srv[i], "registered again") > 0;
+    } while (again < NSRV && h_now_ms() < healed + 15000);
+    int64_t back_ms = h_now_ms() - healed;
+    run_for(&l, TTL_S * 1000, NULL, NULL, &view_min);
+    nkeys = keys();
+    ft_naming_view_stats_get(c->view, &after);
+    print_message(
+        "etcd: cut off from everyone for %d ms: %d of %d servers registered again "
+        "within %lld ms of the heal, %d keys, smallest view %d, outages the view heard of "
+        "%llu\n",
+        cut_ms, again, NSRV, (long long)back_ms, nkeys, view_min,
+        (unsigned long long)(after.errors - before.errors));
+    assert_int_equal(again, NSRV); /* the leases did expire: the fault was played */
+    assert_int_equal(view_min, NSRV);
+    assert_int_equal(view_size(c), NSRV);
+    assert_int_equal(nkeys, NSRV);
     for (int i = 0; i < NSRV; i++)
         wait_answered_by(&l, i, 50, 10000 * SLOW);
     account(&l, c, &f, &o);
@@ -784,6 +852,7 @@ int main(void)
 #ifdef FTRPC_NETFAULT_ETCD
         cmocka_unit_test(
             etcd_cluster_keeps_view_and_leases_through_leader_kill_member_cut_and_partition),
+        cmocka_unit_test(etcd_cut_off_from_everyone_longer_than_ttl_never_shrinks_the_view),
         cmocka_unit_test(etcd_watch_follows_the_member_that_answers_when_its_own_goes_silent),
 #endif
     };
