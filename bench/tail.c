@@ -56,6 +56,7 @@
 #include "base/clock.h"
 #include "client/backup_policy.h"
 #include "client/client_internal.h"
+#include "io/loop.h"
 #include "bench_cli.h"
 #include "ftrpc/ftrpc.h"
 
@@ -223,6 +224,7 @@ typedef struct cell {
     int64_t won_extra_p50, won_extra_p90;
     /* the client's timer lateness counters over the measured calls (client_internal.h) */
     long long late[FT_BACKUP_LATE_BUCKETS], late_n, same_endpoint;
+    double empty_wakes; /* per call: the IO loops' timerfd woke them with nothing due */
     double late_mean_us;
 } cell;
 
@@ -236,6 +238,16 @@ static int64_t quantile(const int64_t *sorted, int n, double q)
 {
     int i = (int)(q * n);
     return sorted[i >= n ? n - 1 : i];
+}
+
+/* The default runtime's (the client's) IO loops: wake-ups of their timerfd with nothing due. */
+static long long empty_wakes(void)
+{
+    ftrpc_runtime *rt = ft_runtime_or_default(NULL);
+    long long n = 0;
+    for (int i = 0; i < rt->nloops; i++)
+        n += (long long)atomic_load(&rt->loops[i].timer_wakes_empty);
+    return n;
 }
 
 /* Fills the cell's tail figures from the calls' latencies and HOW_* bits (completion order;
@@ -337,8 +349,10 @@ static cell run_cell(const char *delay_ms, const char *delay_rate, policy_kind p
                                              same0 = atomic_load(&client->backup_same_endpoint);
     for (int i = 0; i < FT_BACKUP_LATE_BUCKETS; i++)
         late0[i] = atomic_load(&client->backup_late[i]);
+    long long wakes0 = empty_wakes();
     loop_calls(&r, client, calls, 0, lat, how, sick[0] ? sick : NULL);
     cell c = {0};
+    c.empty_wakes = (double)(empty_wakes() - wakes0) / calls;
     for (int i = 0; i < FT_BACKUP_LATE_BUCKETS; i++) {
         c.late[i] = atomic_load(&client->backup_late[i]) - late0[i];
         c.late_n += c.late[i];
@@ -392,7 +406,7 @@ static void print_causes(const char *shape, const char *policy, const cell *c)
            c->tail_sick, (long long)c->won_extra_p50, (long long)c->won_extra_p90, c->late_mean_us);
     for (int i = 0; i < FT_BACKUP_LATE_BUCKETS; i++)
         printf("%s%lld", i ? "/" : "", c->late[i]);
-    printf(" | %4lld |\n", c->same_endpoint);
+    printf(" | %4lld | %5.2f |\n", c->same_endpoint, c->empty_wakes);
 }
 
 /* ---- brpc's own example ---- */
@@ -543,10 +557,10 @@ int main(int argc, char **argv)
            "(worker pool)\n",
            calls, WARMUP, WARMUP_MS, IN_FLIGHT, NSERVERS);
     printf("healthy cluster: p50 %lld us, p95 %lld us (95%% CI %lld..%lld us over %d calls), p99 "
-           "%lld us, p99.9 %lld us -> backup delay %lld us\n\n",
+           "%lld us, p99.9 %lld us -> backup delay %lld us; empty timer wakes %.2f a call\n\n",
            (long long)healthy.p50, (long long)healthy.p95, (long long)healthy.p95_lo,
            (long long)healthy.p95_hi, healthy_calls, (long long)healthy.p99,
-           (long long)healthy.p999, (long long)backup_us);
+           (long long)healthy.p999, (long long)backup_us, healthy.empty_wakes);
     printf("| shape   | policy          | delay    | p50 us | p99 us  | p99.9 us | extra   | "
            "cancelled | p99/healthy |\n");
     printf(
@@ -602,11 +616,12 @@ int main(int argc, char **argv)
            "backup won: latency - delay (timer lateness + the backup's round trip), p50 / p90. "
            "timer: mean lateness of the backup timer (us) and backups by lateness "
            "<5/<10/<25/<50/<100/<200/<500/>=500 us. same ep: backups sent to an endpoint "
-           "a copy was already on\n\n");
+           "a copy was already on. empty wakes: the client's IO loops woken by their timer with "
+           "nothing due, per call\n\n");
     printf("| shape   | policy          | tail | no backup | backup won | first won | sick   | "
-           "backup won - delay | timer | lateness buckets | same ep |\n");
+           "backup won - delay | timer | lateness buckets | same ep | empty wakes |\n");
     printf("|---------|-----------------|------|-----------|------------|-----------|--------|"
-           "--------------------|-------|------------------|---------|\n");
+           "--------------------|-------|------------------|---------|-------------|\n");
     for (int i = 0; i < nwb; i++)
         print_causes(with_backups[i].shape, with_backups[i].policy, &with_backups[i].c);
     printf("\ntargets:\n%s", verdicts);

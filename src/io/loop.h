@@ -66,6 +66,8 @@ struct ft_loop {
     atomic_int borrowable_asked; /* a borrower asked the loop to release `owner` while asleep */
     ft_task switch_task;         /* posted once, for that */
     atomic_int pins;             /* ft_loop_pin */
+    /* times timer_fd woke the loop with no timer due (read by bench_tail) */
+    atomic_ullong timer_wakes_empty;
 };
 
 struct ftrpc_runtime {
