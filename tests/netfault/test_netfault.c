@@ -71,6 +71,7 @@ static struct {
 static struct {
     pthread_mutex_t lock;
     int moved;
+    int late; /* "counted as a registry outage": a read slower than half the TTL */
 } WATCHLOG = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void log_sink(ftrpc_log_level level, const char *msg, void *arg)
@@ -79,9 +80,10 @@ static void log_sink(ftrpc_log_level level, const char *msg, void *arg)
     (void)arg;
     fprintf(stderr, "ftrpc: %s\n", msg);
     pthread_mutex_lock(&LOGW.lock);
-    if (strstr(msg, "moving the watch of /nfw/")) {
+    if (strstr(msg, "moving the watch of /nfw/") || strstr(msg, "counted as a registry outage")) {
         pthread_mutex_lock(&WATCHLOG.lock);
-        WATCHLOG.moved++;
+        if (strstr(msg, "moving the watch of /nfw/")) WATCHLOG.moved++;
+        if (strstr(msg, "counted as a registry outage")) WATCHLOG.late++;
         pthread_mutex_unlock(&WATCHLOG.lock);
     }
     if (LOGW.addr[0] && strstr(msg, " is dead") && strstr(msg, LOGW.addr)) {
@@ -734,11 +736,12 @@ static int view_has(void *arg)
     return ok;
 }
 
-static void put_key(int member, const char *addr)
+/* Puts a service's key for addr, its value saying ttl_ms (0: none), straight to a member. */
+static void put_key_ttl(int member, const char *dir, const char *addr, int64_t ttl_ms)
 {
     char key[128], value[256];
-    snprintf(key, sizeof key, "/nfw/w/%s", addr);
-    ft_endpoint ep = {.weight = 100};
+    snprintf(key, sizeof key, "%s%s", dir, addr);
+    ft_endpoint ep = {.weight = 100, .ttl_ms = ttl_ms};
     snprintf(ep.addr, sizeof ep.addr, "%s", addr);
     assert_true(ft_etcd_value_format(&ep, value, sizeof value) > 0);
     char *req = ft_etcd_req_put(key, value, 0);
@@ -746,6 +749,63 @@ static void put_key(int member, const char *addr)
     free(req);
     assert_non_null(ans);
     free(ans);
+}
+
+static void put_key(int member, const char *addr)
+{
+    put_key_ttl(member, "/nfw/w/", addr, 0);
+}
+
+static int late_reads(void)
+{
+    pthread_mutex_lock(&WATCHLOG.lock);
+    int n = WATCHLOG.late;
+    pthread_mutex_unlock(&WATCHLOG.lock);
+    return n;
+}
+
+/* The rule behind the cut-off case above, alone: a read that hangs for more than half the
+ * registrations' TTL and then succeeds is told to the view as an outage (an error before its
+ * list), and the reads come every third of the TTL, so such a stall meets one. The only etcd
+ * endpoint is the fault proxy, stalled 900 ms (TTL 1 s: reads every 333 ms, late past 500 ms),
+ * well under the 2 s request timeout: no read fails. */
+static void etcd_read_slower_than_half_the_ttl_counts_as_an_outage(void **state)
+{
+    (void)state;
+    cluster_up();
+    char m0[32], up[64];
+    member_addr(0, m0, sizeof m0);
+    snprintf(up, sizeof up, "%s:2379", m0);
+    nf_proxy *px = NULL;
+    assert_int_equal(nf_proxy_start("127.0.0.5", up, &px), 0);
+    char url[256];
+    snprintf(url, sizeof url, "etcd://127.0.0.5:%d/nfl?service=l", nf_proxy_port(px));
+    put_key_ttl(0, "/nfl/l/", "127.0.0.2:1", 1000);
+    ft_naming_view_opts vo = {.rescan_ms = 5000};
+    ft_naming_view *v = NULL;
+    assert_int_equal(ft_naming_view_open(url, &vo, &v), 0);
+    struct view_has w = {v, 1};
+    assert_true(h_wait_until(view_has, &w, 5000 * SLOW));
+    ft_naming_view_stats before, after;
+    ft_naming_view_stats_get(v, &before);
+    int late0 = late_reads();
+    nf_proxy_set_stall(px, 1);
+    h_sleep_ms(900);
+    nf_proxy_set_stall(px, 0);
+    int64_t t = h_now_ms();
+    do
+        h_sleep_ms(10);
+    while (ft_naming_view_stats_get(v, &after),
+           after.errors == before.errors && h_now_ms() < t + 2000 * SLOW);
+    print_message("etcd: a 900 ms stall under a 1 s TTL: %llu outages told to the view, %d late "
+                  "reads logged, %llu good reads\n",
+                  (unsigned long long)(after.errors - before.errors), late_reads() - late0,
+                  (unsigned long long)(after.updates - before.updates));
+    assert_true(after.errors > before.errors);
+    assert_true(late_reads() > late0); /* late, not failed */
+    assert_true(h_wait_until(view_has, &w, 1000 * SLOW));
+    ft_naming_view_free(v);
+    nf_proxy_stop(px);
 }
 
 /* The client's watch stream sits on a member whose link stalls (the fault proxy in front of it):
@@ -854,6 +914,7 @@ int main(void)
             etcd_cluster_keeps_view_and_leases_through_leader_kill_member_cut_and_partition),
         cmocka_unit_test(etcd_cut_off_from_everyone_longer_than_ttl_never_shrinks_the_view),
         cmocka_unit_test(etcd_watch_follows_the_member_that_answers_when_its_own_goes_silent),
+        cmocka_unit_test(etcd_read_slower_than_half_the_ttl_counts_as_an_outage),
 #endif
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
