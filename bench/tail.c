@@ -225,7 +225,7 @@ typedef struct cell {
     /* the client's timer lateness counters over the measured calls (client_internal.h) */
     long long late[FT_BACKUP_LATE_BUCKETS], late_n, same_endpoint;
     double empty_wakes; /* per call: the IO loops' timerfd woke them with nothing due */
-    double late_mean_us;
+    double late_mean_us, late_wake_us, late_queue_us; /* mean; its split (client_internal.h) */
 } cell;
 
 static int cmp_i64(const void *a, const void *b)
@@ -345,8 +345,11 @@ static cell run_cell(const char *delay_ms, const char *delay_rate, policy_kind p
     do
         loop_calls(&r, client, WARMUP, WARMUP, lat, NULL, NULL);
     while (ft_now_ns() < warm_until);
-    long long late0[FT_BACKUP_LATE_BUCKETS], late_sum0 = atomic_load(&client->backup_late_ns_sum),
-                                             same0 = atomic_load(&client->backup_same_endpoint);
+    long long late0[FT_BACKUP_LATE_BUCKETS];
+    long long late_sum0 = atomic_load(&client->backup_late_ns_sum);
+    long long same0 = atomic_load(&client->backup_same_endpoint);
+    long long wake0 = atomic_load(&client->backup_late_wake_ns_sum);
+    long long queue0 = atomic_load(&client->backup_late_queue_ns_sum);
     for (int i = 0; i < FT_BACKUP_LATE_BUCKETS; i++)
         late0[i] = atomic_load(&client->backup_late[i]);
     long long wakes0 = empty_wakes();
@@ -361,6 +364,12 @@ static cell run_cell(const char *delay_ms, const char *delay_rate, policy_kind p
                                     (double)c.late_n / 1000.0
                               : 0;
     c.same_endpoint = atomic_load(&client->backup_same_endpoint) - same0;
+    if (c.late_n) {
+        c.late_wake_us = (double)(atomic_load(&client->backup_late_wake_ns_sum) - wake0) /
+                         (double)c.late_n / 1000.0;
+        c.late_queue_us = (double)(atomic_load(&client->backup_late_queue_ns_sum) - queue0) /
+                          (double)c.late_n / 1000.0;
+    }
     int64_t in_force_us = pk == POLICY_NONE       ? -1
                           : pk == POLICY_ADAPTIVE ? ft_backup_policy_adaptive_delay_us(policy)
                           : pk == POLICY_FIXED_MS ? (backup_us + 999) / 1000 * 1000
@@ -401,9 +410,11 @@ static void print_row(const char *shape, const char *policy, const cell *c, int6
 /* Why the slowest 1% of a cell with backups were slow, and how late its backups left. */
 static void print_causes(const char *shape, const char *policy, const cell *c)
 {
-    printf("| %-7s | %-15s | %4d | %9d | %10d | %9d | %6d | %6lld / %6lld | %5.1f | ", shape,
-           policy, c->tail_n, c->tail_no_backup, c->tail_backup_won, c->tail_first_won,
-           c->tail_sick, (long long)c->won_extra_p50, (long long)c->won_extra_p90, c->late_mean_us);
+    printf("| %-7s | %-15s | %4d | %9d | %10d | %9d | %6d | %6lld / %6lld | %5.1f = %5.1f + "
+           "%5.1f | ",
+           shape, policy, c->tail_n, c->tail_no_backup, c->tail_backup_won, c->tail_first_won,
+           c->tail_sick, (long long)c->won_extra_p50, (long long)c->won_extra_p90, c->late_mean_us,
+           c->late_wake_us, c->late_queue_us);
     for (int i = 0; i < FT_BACKUP_LATE_BUCKETS; i++)
         printf("%s%lld", i ? "/" : "", c->late[i]);
     printf(" | %4lld | %5.2f |\n", c->same_endpoint, c->empty_wakes);
@@ -614,14 +625,18 @@ int main(int argc, char **argv)
     printf("\nthe slowest 1%% (calls >= the p99): how many; sent no backup; their backup won; "
            "a backup went but the first copy won (both slow); answered by the sick server. "
            "backup won: latency - delay (timer lateness + the backup's round trip), p50 / p90. "
-           "timer: mean lateness of the backup timer (us) and backups by lateness "
+           "timer: mean lateness of the backup timer (us) = until the loop read its timerfd "
+           "(wake-up, or the loop busy) + from there to the callback (the iteration's IO "
+           "callbacks run first); backups by lateness "
            "<5/<10/<25/<50/<100/<200/<500/>=500 us. same ep: backups sent to an endpoint "
            "a copy was already on. empty wakes: the client's IO loops woken by their timer with "
            "nothing due, per call\n\n");
     printf("| shape   | policy          | tail | no backup | backup won | first won | sick   | "
-           "backup won - delay | timer | lateness buckets | same ep | empty wakes |\n");
+           "backup won - delay | timer = wake + queue | lateness buckets | same ep | empty wakes "
+           "|\n");
     printf("|---------|-----------------|------|-----------|------------|-----------|--------|"
-           "--------------------|-------|------------------|---------|-------------|\n");
+           "--------------------|----------------------|------------------|---------|-------------"
+           "|\n");
     for (int i = 0; i < nwb; i++)
         print_causes(with_backups[i].shape, with_backups[i].policy, &with_backups[i].c);
     printf("\ntargets:\n%s", verdicts);

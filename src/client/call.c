@@ -746,9 +746,17 @@ static void on_backup_timer(ft_timer *t);
 
 const int ft_backup_late_bounds_us[FT_BACKUP_LATE_BUCKETS - 1] = {5, 10, 25, 50, 100, 200, 500};
 
-/* Counts a backup its timer sent late_ns after the timer's due time (client_internal.h). */
-static void note_backup_late(ftrpc_client *c, int64_t late_ns)
+/* Counts a backup its timer sent late_ns after the timer's due time (client_internal.h), and
+ * splits it at the loop's read of its timerfd. */
+static void note_backup_late(const ft_call *call, int64_t late_ns)
 {
+    ftrpc_client *c = call->client;
+    int64_t wake = call->loop->timer_read_ns - call->backup_timer.due_ns;
+    if (wake >= 0 && wake <= late_ns) {
+        atomic_fetch_add_explicit(&c->backup_late_wake_ns_sum, wake, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->backup_late_queue_ns_sum, late_ns - wake,
+                                  memory_order_relaxed);
+    }
     int b = 0;
     while (b < FT_BACKUP_LATE_BUCKETS - 1 && late_ns >= ft_backup_late_bounds_us[b] * FT_NS_PER_US)
         b++;
@@ -771,7 +779,7 @@ static void send_hedge(ft_call *call, int64_t late_ns)
     case FT_BACKUP_SEND:
         call->backups++;
         atomic_fetch_add_explicit(&c->backups, 1, memory_order_relaxed);
-        if (late_ns >= 0) note_backup_late(c, late_ns);
+        if (late_ns >= 0) note_backup_late(call, late_ns);
         /* armed first: send_attempt may complete the call, which stops every timer */
         if (call->attempts + 1 < call->nslots && call->hedge_delay_us > 0 &&
             call->hedge_delay_us <= (call->deadline_ns - now - 1) / FT_NS_PER_US)

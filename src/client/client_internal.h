@@ -290,6 +290,10 @@ struct ftrpc_client {
      * on. Read by bench_tail, to tell the timer's share of a backup's latency. */
     atomic_llong backup_late[FT_BACKUP_LATE_BUCKETS];
     atomic_llong backup_late_ns_sum, backup_same_endpoint;
+    /* the lateness split: due to the loop's read of its timerfd (the kernel's wake-up, or the
+     * loop busy when it fell due), and from that read to the callback (the IO callbacks of the
+     * same iteration, which run first) */
+    atomic_llong backup_late_wake_ns_sum, backup_late_queue_ns_sum;
     atomic_llong
         answers_read_by_caller; /* blocking calls completed by read_own_answer (call_blocking.c) */
     atomic_ullong next_call_id; /* the sequence part of the async calls' handles */

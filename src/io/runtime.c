@@ -226,6 +226,7 @@ static void on_timer(uv_poll_t *h, int status, int events)
     l->armed_due_ns = INT64_MAX;
     l->now_fresh = 0;
     int64_t now = ft_loop_now(l);
+    l->timer_read_ns = now;
     if (!l->heap_len || l->heap[1]->due_ns > now)
         atomic_fetch_add_explicit(&l->timer_wakes_empty, 1, memory_order_relaxed);
     while (l->heap_len && l->heap[1]->due_ns <= now) {
