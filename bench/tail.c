@@ -28,10 +28,20 @@
  * calls their backup won (delay + the backup's round trip: how late the backup timer fired).
  * Target: p99 at or under brpc's 3.1 ms with backups at 2 ms by default.
  *
- * Usage: bench_tail [--quick] [--calls N] [--brpc-example]
+ * Why the tail is what it is (issue 25): for each cell with backups, the slowest 1% of its calls
+ * sorted by cause (no backup sent; the backup won, so the call took the delay plus the backup's
+ * round trip; a backup went but the first copy still won, so both copies were slow; answered by
+ * the sick server), the latency minus the delay of the calls a backup won, and how late the
+ * client's backup timer ran (its lateness counters, client_internal.h) and whether a backup ever
+ * went to an endpoint a copy was already on. The healthy cell, whose p95 is the fixed delay, runs
+ * at least HEALTHY_MIN_CALLS calls even with --quick, and its p95's 95% confidence interval is
+ * printed: from 1,000 calls the p95 rests on 50 of them.
+ *
+ * Usage: bench_tail [--quick] [--calls N] [--brpc-example] [--help]
  *        (default 5000 calls a cell; --quick: 1000; --brpc-example: 2000 calls a row) */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -45,6 +55,8 @@
 
 #include "base/clock.h"
 #include "client/backup_policy.h"
+#include "client/client_internal.h"
+#include "io/loop.h"
 #include "bench_cli.h"
 #include "ftrpc/ftrpc.h"
 
@@ -56,6 +68,7 @@
  * every backup as brpc's does: the cell measures the ratio at work */
 #define RATELIMITED_WARMUP_MS 1500
 #define NSERVERS 3
+#define HEALTHY_MIN_CALLS 5000
 
 static char cli_path[PATH_MAX];
 
@@ -123,11 +136,15 @@ typedef struct run {
     int total;  /* calls of this loop */
     int warmup; /* the first `warmup` completions are not recorded */
     atomic_int issued, claimed, done;
-    int64_t *lat_us; /* [total - warmup], in completion order */
+    int64_t *lat_us;    /* [total - warmup], in completion order */
+    unsigned char *how; /* [total - warmup]: HOW_* bits of the same call, or NULL */
+    const char *sick;   /* "127.0.0.1:port" of the sick server, or NULL */
     atomic_llong backups, errors;
     pthread_mutex_t lock;
     pthread_cond_t finished;
 } run;
+
+enum { HOW_BACKUP = 1, HOW_BACKUP_WON = 2, HOW_SICK = 4 };
 
 static void on_done(ftrpc_result *res, void *arg);
 
@@ -152,6 +169,11 @@ static void on_done(ftrpc_result *res, void *arg)
     int slot = atomic_fetch_add(&r->claimed, 1);
     if (slot >= r->warmup) {
         r->lat_us[slot - r->warmup] = res->latency_us;
+        if (r->how)
+            r->how[slot - r->warmup] =
+                (unsigned char)((res->backups > 0 ? HOW_BACKUP : 0) |
+                                (res->backup_won ? HOW_BACKUP_WON : 0) |
+                                (r->sick && !strcmp(res->endpoint, r->sick) ? HOW_SICK : 0));
         atomic_fetch_add(&r->backups, res->backups);
         if (res->kind != FTRPC_RESULT_OK) atomic_fetch_add(&r->errors, 1);
     }
@@ -167,9 +189,12 @@ static void on_done(ftrpc_result *res, void *arg)
 }
 
 /* Runs `total` calls, IN_FLIGHT at a time, and returns once all completed. */
-static void loop_calls(run *r, ftrpc_client *client, int total, int warmup, int64_t *lat)
+static void loop_calls(run *r, ftrpc_client *client, int total, int warmup, int64_t *lat,
+                       unsigned char *how, const char *sick)
 {
     memset(r, 0, sizeof *r);
+    r->how = how;
+    r->sick = sick;
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->finished, NULL);
     r->client = client;
@@ -188,9 +213,19 @@ static void loop_calls(run *r, ftrpc_client *client, int total, int warmup, int6
 
 typedef struct cell {
     int64_t p50, p95, p99, p999;
+    int64_t p95_lo, p95_hi; /* the p95's 95% confidence interval (order statistics) */
     double extra;
     long long errors, canceled;
     int64_t delay_us; /* the backup delay in force at the end (-1: none) */
+    /* why the slowest 1% were slow (calls at or above the p99): */
+    int tail_n, tail_no_backup, tail_backup_won, tail_first_won, tail_sick;
+    /* the backup's share: latency - delay of the calls a backup won (timer lateness plus the
+     * backup's round trip), p50 / p90 */
+    int64_t won_extra_p50, won_extra_p90;
+    /* the client's timer lateness counters over the measured calls (client_internal.h) */
+    long long late[FT_BACKUP_LATE_BUCKETS], late_n, same_endpoint;
+    double empty_wakes; /* per call: the IO loops' timerfd woke them with nothing due */
+    double late_mean_us, late_wake_us, late_queue_us; /* mean; its split (client_internal.h) */
 } cell;
 
 static int cmp_i64(const void *a, const void *b)
@@ -203,6 +238,45 @@ static int64_t quantile(const int64_t *sorted, int n, double q)
 {
     int i = (int)(q * n);
     return sorted[i >= n ? n - 1 : i];
+}
+
+/* The default runtime's (the client's) IO loops: wake-ups of their timerfd with nothing due. */
+static long long empty_wakes(void)
+{
+    ftrpc_runtime *rt = ft_runtime_or_default(NULL);
+    long long n = 0;
+    for (int i = 0; i < rt->nloops; i++)
+        n += (long long)atomic_load(&rt->loops[i].timer_wakes_empty);
+    return n;
+}
+
+/* Fills the cell's tail figures from the calls' latencies and HOW_* bits (completion order;
+ * neither is sorted yet). */
+static void tail_causes(cell *c, const int64_t *lat, const unsigned char *how, int n,
+                        int64_t delay_us)
+{
+    int64_t *sorted = malloc((size_t)n * sizeof *sorted), *won = malloc((size_t)n * sizeof *won);
+    if (!sorted || !won) exit(1);
+    memcpy(sorted, lat, (size_t)n * sizeof *sorted);
+    qsort(sorted, (size_t)n, sizeof *sorted, cmp_i64);
+    int64_t p99 = quantile(sorted, n, 0.99);
+    int nwon = 0;
+    for (int i = 0; i < n; i++) {
+        if ((how[i] & HOW_BACKUP_WON) && delay_us >= 0) won[nwon++] = lat[i] - delay_us;
+        if (lat[i] < p99) continue;
+        c->tail_n++;
+        c->tail_no_backup += !(how[i] & HOW_BACKUP);
+        c->tail_backup_won += !!(how[i] & HOW_BACKUP_WON);
+        c->tail_first_won += (how[i] & HOW_BACKUP) && !(how[i] & HOW_BACKUP_WON);
+        c->tail_sick += !!(how[i] & HOW_SICK);
+    }
+    if (nwon) {
+        qsort(won, (size_t)nwon, sizeof *won, cmp_i64);
+        c->won_extra_p50 = quantile(won, nwon, 0.50);
+        c->won_extra_p90 = quantile(won, nwon, 0.90);
+    }
+    free(sorted);
+    free(won);
 }
 
 typedef enum {
@@ -254,8 +328,11 @@ static cell run_cell(const char *delay_ms, const char *delay_rate, policy_kind p
         .backup_policy = policy};
     static run r;
     int64_t *lat = calloc((size_t)calls, sizeof *lat);
+    unsigned char *how = calloc((size_t)calls, 1);
+    char sick[40] = "";
+    if (delay_ms) snprintf(sick, sizeof sick, "127.0.0.1:%d", ch[NSERVERS - 1].port);
     ftrpc_client *client = NULL;
-    if (!lat || ftrpc_client_new(url, &co, &client) != 0) {
+    if (!lat || !how || ftrpc_client_new(url, &co, &client) != 0) {
         fprintf(stderr, "bench_tail: cannot make the client\n");
         exit(1);
     }
@@ -266,9 +343,33 @@ static cell run_cell(const char *delay_ms, const char *delay_rate, policy_kind p
                                              : WARMUP_MS;
     int64_t warm_until = ft_now_ns() + warm_ms * FT_NS_PER_MS;
     do
-        loop_calls(&r, client, WARMUP, WARMUP, lat);
+        loop_calls(&r, client, WARMUP, WARMUP, lat, NULL, NULL);
     while (ft_now_ns() < warm_until);
-    loop_calls(&r, client, calls, 0, lat);
+    long long late0[FT_BACKUP_LATE_BUCKETS];
+    long long late_sum0 = atomic_load(&client->backup_late_ns_sum);
+    long long same0 = atomic_load(&client->backup_same_endpoint);
+    long long wake0 = atomic_load(&client->backup_late_wake_ns_sum);
+    long long queue0 = atomic_load(&client->backup_late_queue_ns_sum);
+    for (int i = 0; i < FT_BACKUP_LATE_BUCKETS; i++)
+        late0[i] = atomic_load(&client->backup_late[i]);
+    long long wakes0 = empty_wakes();
+    loop_calls(&r, client, calls, 0, lat, how, sick[0] ? sick : NULL);
+    cell c = {0};
+    c.empty_wakes = (double)(empty_wakes() - wakes0) / calls;
+    for (int i = 0; i < FT_BACKUP_LATE_BUCKETS; i++) {
+        c.late[i] = atomic_load(&client->backup_late[i]) - late0[i];
+        c.late_n += c.late[i];
+    }
+    c.late_mean_us = c.late_n ? (double)(atomic_load(&client->backup_late_ns_sum) - late_sum0) /
+                                    (double)c.late_n / 1000.0
+                              : 0;
+    c.same_endpoint = atomic_load(&client->backup_same_endpoint) - same0;
+    if (c.late_n) {
+        c.late_wake_us = (double)(atomic_load(&client->backup_late_wake_ns_sum) - wake0) /
+                         (double)c.late_n / 1000.0;
+        c.late_queue_us = (double)(atomic_load(&client->backup_late_queue_ns_sum) - queue0) /
+                          (double)c.late_n / 1000.0;
+    }
     int64_t in_force_us = pk == POLICY_NONE       ? -1
                           : pk == POLICY_ADAPTIVE ? ft_backup_policy_adaptive_delay_us(policy)
                           : pk == POLICY_FIXED_MS ? (backup_us + 999) / 1000 * 1000
@@ -277,12 +378,17 @@ static cell run_cell(const char *delay_ms, const char *delay_rate, policy_kind p
     ftrpc_backup_policy_free(policy);
     r.lat_us = lat;
 
-    cell c = {0};
     for (int i = 0; i < NSERVERS; i++)
         child_stop(&ch[i], &c.canceled);
+    tail_causes(&c, lat, how, calls, in_force_us);
+    free(how);
     qsort(r.lat_us, (size_t)calls, sizeof *r.lat_us, cmp_i64);
     c.p50 = quantile(r.lat_us, calls, 0.50);
     c.p95 = quantile(r.lat_us, calls, 0.95);
+    /* the rank of the sample p95 is binomial(n, 0.95): +-1.96 standard deviations of it */
+    double sd = sqrt(calls * 0.95 * 0.05);
+    c.p95_lo = quantile(r.lat_us, calls, (calls * 0.95 - 1.96 * sd) / calls);
+    c.p95_hi = quantile(r.lat_us, calls, (calls * 0.95 + 1.96 * sd) / calls);
     c.p99 = quantile(r.lat_us, calls, 0.99);
     c.p999 = quantile(r.lat_us, calls, 0.999);
     c.extra = (double)atomic_load(&r.backups) / calls;
@@ -299,6 +405,19 @@ static void print_row(const char *shape, const char *policy, const cell *c, int6
     printf("| %-7s | %-15s | %8s | %6lld | %7lld | %8lld | %6.2f%% | %9lld | %7.2fx |%s\n", shape,
            policy, delay, (long long)c->p50, (long long)c->p99, (long long)c->p999, 100 * c->extra,
            c->canceled, (double)c->p99 / (double)healthy_p99, c->errors ? " (errors!)" : "");
+}
+
+/* Why the slowest 1% of a cell with backups were slow, and how late its backups left. */
+static void print_causes(const char *shape, const char *policy, const cell *c)
+{
+    printf("| %-7s | %-15s | %4d | %9d | %10d | %9d | %6d | %6lld / %6lld | %5.1f = %5.1f + "
+           "%5.1f | ",
+           shape, policy, c->tail_n, c->tail_no_backup, c->tail_backup_won, c->tail_first_won,
+           c->tail_sick, (long long)c->won_extra_p50, (long long)c->won_extra_p90, c->late_mean_us,
+           c->late_wake_us, c->late_queue_us);
+    for (int i = 0; i < FT_BACKUP_LATE_BUCKETS; i++)
+        printf("%s%lld", i ? "/" : "", c->late[i]);
+    printf(" | %4lld | %5.2f |\n", c->same_endpoint, c->empty_wakes);
 }
 
 /* ---- brpc's own example ---- */
@@ -415,8 +534,22 @@ int main(int argc, char **argv)
             calls = atoi(argv[++i]);
             calls_set = 1;
         } else {
-            fprintf(stderr, "usage: bench_tail [--quick] [--calls N] [--brpc-example]\n");
-            return 2;
+            int help = !strcmp(argv[i], "--help");
+            fprintf(help ? stdout : stderr,
+                    "usage: bench_tail [--quick] [--calls N] [--brpc-example]\n"
+                    "  p99 with backup requests when one server of three is slow some of the "
+                    "time,\n"
+                    "  against the healthy cluster measured in the same run "
+                    "(docs/performance.md, Tail latency).\n"
+                    "  Target: with the backup at the healthy p95 (sub-millisecond), p99 <= 1.5x "
+                    "the\n"
+                    "  healthy p99 with <= 6%% extra requests, on a quiet machine.\n"
+                    "  --quick          1000 calls a cell instead of 5000 (the healthy cell keeps "
+                    "%d)\n"
+                    "  --calls N        N calls a cell\n"
+                    "  --brpc-example   brpc's own backup-request example instead\n",
+                    HEALTHY_MIN_CALLS);
+            return help ? 0 : 2;
         }
     }
     if (calls < 100) calls = 100;
@@ -425,16 +558,20 @@ int main(int argc, char **argv)
     if (example) return brpc_example(calls_set ? calls : 2000);
     int64_t t0 = ft_now_ns();
 
-    cell healthy = run_cell(NULL, NULL, POLICY_NONE, 0, calls);
+    /* the backup delay is this cell's p95: never from fewer than HEALTHY_MIN_CALLS calls, whose
+     * p95 is known to a few percent (its confidence interval is printed) */
+    int healthy_calls = calls > HEALTHY_MIN_CALLS ? calls : HEALTHY_MIN_CALLS;
+    cell healthy = run_cell(NULL, NULL, POLICY_NONE, 0, healthy_calls);
     int64_t backup_us = healthy.p95 > 0 ? healthy.p95 : 1;
     printf("%d calls a cell (after >= %d warm-up calls and %d ms), %d in flight, lb rr, %d "
            "echo-server processes "
            "(worker pool)\n",
            calls, WARMUP, WARMUP_MS, IN_FLIGHT, NSERVERS);
-    printf("healthy cluster: p50 %lld us, p95 %lld us, p99 %lld us, p99.9 %lld us -> backup delay "
-           "%lld us\n\n",
-           (long long)healthy.p50, (long long)healthy.p95, (long long)healthy.p99,
-           (long long)healthy.p999, (long long)backup_us);
+    printf("healthy cluster: p50 %lld us, p95 %lld us (95%% CI %lld..%lld us over %d calls), p99 "
+           "%lld us, p99.9 %lld us -> backup delay %lld us; empty timer wakes %.2f a call\n\n",
+           (long long)healthy.p50, (long long)healthy.p95, (long long)healthy.p95_lo,
+           (long long)healthy.p95_hi, healthy_calls, (long long)healthy.p99,
+           (long long)healthy.p999, (long long)backup_us, healthy.empty_wakes);
     printf("| shape   | policy          | delay    | p50 us | p99 us  | p99.9 us | extra   | "
            "cancelled | p99/healthy |\n");
     printf(
@@ -447,12 +584,22 @@ int main(int argc, char **argv)
     } shapes[] = {{"spike5", "50", "0.05"}, {"brpc", "20", "0.5"}};
     int pass = 1;
     char verdicts[2048] = "";
+    struct {
+        const char *shape, *policy;
+        cell c;
+    } with_backups[16];
+    int nwb = 0;
     for (size_t s = 0; s < 2; s++) {
         for (int pk = POLICY_NONE; pk <= POLICY_ADAPTIVE; pk++) {
             cell c = run_cell(shapes[s].delay_ms, shapes[s].delay_rate, (policy_kind)pk, backup_us,
                               calls);
             print_row(shapes[s].name, policy_names[pk], &c, healthy.p99);
             fflush(stdout);
+            if (pk != POLICY_NONE && nwb < 16) {
+                with_backups[nwb].shape = shapes[s].name;
+                with_backups[nwb].policy = policy_names[pk];
+                with_backups[nwb++].c = c;
+            }
             /* the 1.5x / 6% target is for the 5% spike; in brpc's shape one call in six sleeps,
              * so no policy can cut its p99 with fewer than ~17% extra requests: there the target
              * is a p99 far below the 20 ms sleep */
@@ -475,6 +622,23 @@ int main(int argc, char **argv)
             strncat(verdicts, v, sizeof verdicts - strlen(verdicts) - 1);
         }
     }
+    printf("\nthe slowest 1%% (calls >= the p99): how many; sent no backup; their backup won; "
+           "a backup went but the first copy won (both slow); answered by the sick server. "
+           "backup won: latency - delay (timer lateness + the backup's round trip), p50 / p90. "
+           "timer: mean lateness of the backup timer (us) = until the loop read its timerfd "
+           "(wake-up, or the loop busy) + from there to the callback (the iteration's IO "
+           "callbacks run first); backups by lateness "
+           "<5/<10/<25/<50/<100/<200/<500/>=500 us. same ep: backups sent to an endpoint "
+           "a copy was already on. empty wakes: the client's IO loops woken by their timer with "
+           "nothing due, per call\n\n");
+    printf("| shape   | policy          | tail | no backup | backup won | first won | sick   | "
+           "backup won - delay | timer = wake + queue | lateness buckets | same ep | empty wakes "
+           "|\n");
+    printf("|---------|-----------------|------|-----------|------------|-----------|--------|"
+           "--------------------|----------------------|------------------|---------|-------------"
+           "|\n");
+    for (int i = 0; i < nwb; i++)
+        print_causes(with_backups[i].shape, with_backups[i].policy, &with_backups[i].c);
     printf("\ntargets:\n%s", verdicts);
     printf("overall: %s (%.1f s)\n", pass ? "PASS" : "FAIL", (double)(ft_now_ns() - t0) / 1e9);
     return 0;

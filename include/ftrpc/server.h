@@ -161,6 +161,16 @@ typedef struct ftrpc_server_options {
     int max_concurrency;
     /* gRPC on the same port (docs/grpc.md): on by default, with the limits above */
     ftrpc_server_grpc_options grpc;
+    /* TCP keepalive on accepted connections, as the client's on its own (docs/server.md, Dead
+     * clients): the first probe after this many idle seconds. Default 10 (the client's; brpc's
+     * keepalive idle when enabled; the kernel's 7200); -1: off */
+    int tcp_keepalive_idle_s;
+    int tcp_keepalive_interval_s; /* default 2: between unanswered probes */
+    int tcp_keepalive_count;      /* default 3: unanswered probes before the connection closes */
+    /* TCP_USER_TIMEOUT on accepted connections: an answer the client has not acknowledged for
+     * this long closes the connection. Default 0 and -1: off (the client's default is 5000: a
+     * server's answers wait on its clients' reading, which max_unwritten_bytes bounds already) */
+    int tcp_user_timeout_ms;
 } ftrpc_server_options;
 
 /* Makes a server. opts may be NULL. On success *out is the caller's (ftrpc_server_free).

@@ -655,6 +655,12 @@ static void send_attempt(ft_call *call, int is_backup)
         return;
     }
     ft_cluster_endpoint *ep = call->targets[target].cluster->eps[idx];
+    for (int i = 0; is_backup && i < call->nslots; i++)
+        if (call->slot[i].in_flight && call->slot[i].target == target &&
+            call->slot[i].endpoint == idx) {
+            atomic_fetch_add_explicit(&call->client->backup_same_endpoint, 1, memory_order_relaxed);
+            break;
+        }
     a->endpoint = idx;
     a->target = target;
     a->sent_ns = now;
@@ -744,10 +750,31 @@ static int backup_draws_on_budget(const ft_call *call)
 
 static void on_backup_timer(ft_timer *t);
 
+const int ft_backup_late_bounds_us[FT_BACKUP_LATE_BUCKETS - 1] = {5, 10, 25, 50, 100, 200, 500};
+
+/* Counts a backup its timer sent late_ns after the timer's due time (client_internal.h), and
+ * splits it at the loop's read of its timerfd. */
+static void note_backup_late(const ft_call *call, int64_t late_ns)
+{
+    ftrpc_client *c = call->client;
+    int64_t wake = call->loop->timer_read_ns - call->backup_timer.due_ns;
+    if (wake >= 0 && wake <= late_ns) {
+        atomic_fetch_add_explicit(&c->backup_late_wake_ns_sum, wake, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->backup_late_queue_ns_sum, late_ns - wake,
+                                  memory_order_relaxed);
+    }
+    int b = 0;
+    while (b < FT_BACKUP_LATE_BUCKETS - 1 && late_ns >= ft_backup_late_bounds_us[b] * FT_NS_PER_US)
+        b++;
+    atomic_fetch_add_explicit(&c->backup_late[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->backup_late_ns_sum, late_ns, memory_order_relaxed);
+}
+
 /* Sends the call's next copy (a backup, a hedge or the tied twin) if the rules let it
  * (ft_fail_backup), then arms the timer for the one after it: gRPC's hedging delay runs again
- * from each copy sent. The call may complete inside (the copy found no connection). */
-static void send_hedge(ft_call *call)
+ * from each copy sent. The call may complete inside (the copy found no connection). late_ns: how
+ * late the backup timer ran, < 0 when the copy is not sent by the timer. */
+static void send_hedge(ft_call *call, int64_t late_ns)
 {
     ftrpc_client *c = call->client;
     ft_timer_stop(call->loop, &call->backup_timer);
@@ -758,6 +785,7 @@ static void send_hedge(ft_call *call)
     case FT_BACKUP_SEND:
         call->backups++;
         atomic_fetch_add_explicit(&c->backups, 1, memory_order_relaxed);
+        if (late_ns >= 0) note_backup_late(call, late_ns);
         /* armed first: send_attempt may complete the call, which stops every timer */
         if (call->attempts + 1 < call->nslots && call->hedge_delay_us > 0 &&
             call->hedge_delay_us <= (call->deadline_ns - now - 1) / FT_NS_PER_US)
@@ -783,7 +811,8 @@ static void send_hedge(ft_call *call)
 
 static void on_backup_timer(ft_timer *t)
 {
-    send_hedge(ft_container_of(t, ft_call, backup_timer));
+    ft_call *call = ft_container_of(t, ft_call, backup_timer);
+    send_hedge(call, ft_now_ns() - t->due_ns);
 }
 
 void ft_call_on_started(ft_attempt *a)
@@ -865,7 +894,7 @@ static void attempt_error(ft_attempt *a, ftrpc_result_kind kind, int code, const
         /* gRPC A6: a copy that failed with an error a retry may cure sends the next at once */
         if (call->hedging &&
             ft_fail_hedge_after_error(&call->retry, &ev, &c->opts, call->attempts, call->nslots))
-            send_hedge(call);
+            send_hedge(call, -1);
         break;
     case FT_FAIL_COMPLETE:
         complete_with_last_error(call);

@@ -165,6 +165,8 @@ typedef struct ft_call_target {
 
 /* The longest authentication_data a client sends (a longer auth_token is not sent at all). */
 #define FT_CLIENT_MAX_CREDENTIAL 1024
+#define FT_BACKUP_LATE_BUCKETS 8
+extern const int ft_backup_late_bounds_us[FT_BACKUP_LATE_BUCKETS - 1];
 
 /* The most copies of a call in flight at once: gRPC's cap on hedging's max_attempts. */
 #define FT_CALL_SLOTS 5
@@ -282,6 +284,16 @@ struct ftrpc_client {
     atomic_int open_conns; /* ft_cconn alive */
     atomic_llong retries, budget_exhausted, backups, backup_wins, cancels, backups_refused;
     atomic_llong tied_cancels; /* copies cancelled by a tied twin's "started" notice */
+    /* Backups sent by their timer, by how late the timer ran against its due time (a clock read
+     * at the callback): bucket i counts lateness below ft_backup_late_bounds_us[i], the last one
+     * the rest. And backups that found no other endpoint than one a copy of the call is already
+     * on. Read by bench_tail, to tell the timer's share of a backup's latency. */
+    atomic_llong backup_late[FT_BACKUP_LATE_BUCKETS];
+    atomic_llong backup_late_ns_sum, backup_same_endpoint;
+    /* the lateness split: due to the loop's read of its timerfd (the kernel's wake-up, or the
+     * loop busy when it fell due), and from that read to the callback (the IO callbacks of the
+     * same iteration, which run first) */
+    atomic_llong backup_late_wake_ns_sum, backup_late_queue_ns_sum;
     atomic_llong
         answers_read_by_caller; /* blocking calls completed by read_own_answer (call_blocking.c) */
     atomic_ullong next_call_id; /* the sequence part of the async calls' handles */

@@ -87,8 +87,8 @@ int ft_conn_connect(ft_loop *loop, const struct sockaddr *addr, int connect_time
  * interval_s, and the connection fails after count unanswered ones; and TCP_USER_TIMEOUT, data
  * left unacknowledged for user_timeout_ms fails it. Either failure reaches on_close as
  * FTRPC_EFAILEDSOCKET. A value <= 0 leaves that setting to the kernel (idle_s <= 0: no
- * keepalive). Right after ft_conn_connect, on a connection whose socket exists. 0, or
- * FTRPC_ESYS when the kernel refused a setting (logged). */
+ * keepalive). Right after ft_conn_connect or ft_conn_adopt, on a connection whose socket exists.
+ * 0, or FTRPC_ESYS when the kernel refused a setting (logged). */
 int ft_conn_set_keepalive(ft_conn *c, int idle_s, int interval_s, int count, int user_timeout_ms);
 /* Adopts an accepted socket fd (the connection takes it over). */
 int ft_conn_adopt(ft_loop *loop, int fd, size_t max_unwritten, const ft_conn_handler *handler,

@@ -66,6 +66,12 @@ struct ft_loop {
     atomic_int borrowable_asked; /* a borrower asked the loop to release `owner` while asleep */
     ft_task switch_task;         /* posted once, for that */
     atomic_int pins;             /* ft_loop_pin */
+    /* times timer_fd woke the loop with no timer due (read by bench_tail) */
+    atomic_ullong timer_wakes_empty;
+    /* when the loop last read timer_fd (its clock at on_timer): a timer's callback, which runs
+     * after the IO callbacks of that iteration, tells the kernel's wake-up from the wait behind
+     * them (the client's backup lateness counters) */
+    int64_t timer_read_ns;
 };
 
 struct ftrpc_runtime {

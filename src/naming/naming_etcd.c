@@ -20,9 +20,10 @@
  * driving a curl multi handle: a streaming POST /v3/watch from the revision after the last full
  * read; any message carrying events triggers a new full read (one read per burst of events:
  * simpler than applying events and never wrong), and a full read happens at least every rescan_ms
- * as a backstop (a silently dead stream, a partition). A broken stream is re-opened after a full
- * read, 100 ms later, the delay doubling to 2 s while streams keep breaking before etcd confirms
- * them.
+ * as a backstop (a silently dead stream, a partition), and every third of the shortest
+ * registration TTL listed: a read that takes over half that TTL is told to the view as an outage
+ * (watch_read says why). A broken stream is re-opened after a full read, 100 ms later, the delay
+ * doubling to 2 s while streams keep breaking before etcd confirms them.
  *
  * Endpoints: every request tries the endpoints in turn, starting with the one that answered
  * last; a transport error, a timeout or a 5xx answer moves to the next. The watch stream follows:
@@ -61,6 +62,7 @@
 #define ETCD_BACKOFF_MIN_MS 100
 #define ETCD_BACKOFF_MAX_MS 2000
 #define ETCD_READ_RETRY_MAX_MS 1000 /* a failed full read is retried at least this often */
+#define ETCD_READ_MIN_MS 100        /* full reads paced by a short TTL: never more often */
 #define ETCD_KEY_PREFIX_MAX (ETCD_PREFIX_MAX + FT_SERVICE_MAX + 2)
 
 static int64_t mono_ms(void)
@@ -510,7 +512,8 @@ typedef struct etcd_watch {
     bool stream_bad;     /* a message was garbage or an error: the stream was dropped */
     bool changed;        /* events arrived since the last full read */
     ft_etcd_splitter split;
-    int64_t rev; /* revision of the last full read */
+    int64_t rev;    /* revision of the last full read */
+    int64_t ttl_ms; /* the shortest registration TTL of the last list that had one (0: none) */
 } etcd_watch;
 
 /* Runs curl_multi_perform once and notes which of our transfers finished. */
@@ -621,17 +624,56 @@ static int stream_open(etcd_watch *w)
     return 0;
 }
 
+/* The shortest registration TTL in `l` (ms), 0 when none has one. */
+static int64_t min_ttl_ms(const ft_endpoint_list *l)
+{
+    int64_t m = 0;
+    for (size_t i = 0; i < l->n; i++)
+        if (l->v[i].ttl_ms > 0 && (m == 0 || l->v[i].ttl_ms < m)) m = l->v[i].ttl_ms;
+    return m;
+}
+
+/* How often to read while the view lists registrations with a TTL: a third of the shortest, so
+ * that a registry cut off for longer than it meets a read (see watch_read). */
+static int64_t read_interval_ms(const etcd_watch *w)
+{
+    int64_t d = w->ttl_ms / 3;
+    if (d < ETCD_READ_MIN_MS) d = ETCD_READ_MIN_MS;
+    return w->ttl_ms > 0 && d < w->rescan_ms ? d : w->rescan_ms;
+}
+
+/* One full read, delivered to the view. A read that took more than half the shortest TTL is told
+ * to the view as an outage first (an error, then the list): while the registry was out of reach
+ * its leases may have expired, and its answer just after the heal may list only the servers that
+ * have registered again; the view holds removals for a while after an outage (outage_hold_ms).
+ * With reads every third of the TTL, a registry cut off from this client for longer than the TTL
+ * meets a read that either fails or hangs until the heal, more than two thirds of the TTL: the
+ * view always hears of the outage before the first list read after it. */
 static int watch_read(etcd_watch *w)
 {
     ft_endpoint_list list = {0};
     int64_t rev = 0;
+    int64_t t0 = mono_ms();
     int rc = range_read(&w->ns->cfg, &w->read, &list, &rev);
     if (atomic_load(&w->stop)) {
         ft_endpoint_list_fini(&list);
         return FTRPC_ECANCELED;
     }
+    int64_t took = mono_ms() - t0;
+    if (rc == 0 && w->ttl_ms > 0 && took > w->ttl_ms / 2) {
+        FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
+                           "naming: etcd:// a read of %s took %lld ms, over half the shortest "
+                           "registration TTL (%lld ms): counted as a registry outage, whose "
+                           "expired registrations may still be coming back",
+                           w->ns->cfg.key_prefix, (long long)took, (long long)w->ttl_ms);
+        w->cb(NULL, FTRPC_ERPCTIMEDOUT, w->arg);
+    }
     if (rc == 0) {
         w->rev = rev;
+        /* a list that lost its registrations keeps the TTL it had: the pace must not drop to
+         * rescan_ms just when expiries are coming back */
+        int64_t ttl = min_ttl_ms(&list);
+        if (ttl > 0) w->ttl_ms = ttl;
         w->cb(&list, 0, w->arg);
     } else {
         w->cb(NULL, rc, w->arg);
@@ -658,7 +700,7 @@ static void *watch_main(void *p)
             last_read_ok = rc == 0;
             if (rc == 0) {
                 read_backoff = ETCD_BACKOFF_MIN_MS;
-                next_read = now + w->rescan_ms;
+                next_read = now + read_interval_ms(w);
                 /* The read went to another member than the stream's: the stream's member failed
                  * the read (down, or cut off from its peers, where a stream stays open and stays
                  * silent). Follow the member that answers. */
@@ -678,7 +720,7 @@ static void *watch_main(void *p)
                 stream_close(w);
                 /* Retry sooner than rescan_ms while the registry is down, so the stream is back
                  * soon after it is. */
-                int64_t d = read_backoff < w->rescan_ms ? read_backoff : w->rescan_ms;
+                int64_t d = read_backoff < read_interval_ms(w) ? read_backoff : read_interval_ms(w);
                 next_read = now + d;
                 read_backoff = read_backoff * 2 > ETCD_READ_RETRY_MAX_MS ? ETCD_READ_RETRY_MAX_MS
                                                                          : read_backoff * 2;

@@ -91,6 +91,15 @@ int ftrpc_server_new_sized(const ftrpc_server_options *opts, size_t opts_size, f
     if (o.max_connections < 0 || o.idle_timeout_ms < -1 || o.read_timeout_ms < -1 ||
         o.max_inflight_per_connection < 0)
         return FTRPC_EINVAL;
+    if (o.tcp_keepalive_idle_s < -1 || o.tcp_keepalive_interval_s < 0 ||
+        o.tcp_keepalive_count < 0 || o.tcp_user_timeout_ms < -1) {
+        FT_WARN("server options: a dead-connection setting is out of range (keepalive idle and "
+                "user timeout -1 or more, interval and count 0 or more)");
+        return FTRPC_EINVAL;
+    }
+    if (o.tcp_keepalive_idle_s == 0) o.tcp_keepalive_idle_s = 10;
+    if (o.tcp_keepalive_interval_s == 0) o.tcp_keepalive_interval_s = 2;
+    if (o.tcp_keepalive_count == 0) o.tcp_keepalive_count = 3;
     if (o.max_connections == 0) o.max_connections = 10000;
     if (o.idle_timeout_ms == 0) o.idle_timeout_ms = 600000;
     if (o.read_timeout_ms == 0) o.read_timeout_ms = 10000;
@@ -369,6 +378,10 @@ static void adopt_on_loop(ft_task *t)
         count_down(s, &s->sessions);
         return;
     }
+    /* a client host that vanished (power loss, a partition) sends no RST: keepalive finds its
+     * idle connections, as the client's own does (a failure to set it is logged, not fatal) */
+    (void)ft_conn_set_keepalive(c, s->opts.tcp_keepalive_idle_s, s->opts.tcp_keepalive_interval_s,
+                                s->opts.tcp_keepalive_count, s->opts.tcp_user_timeout_ms);
     sess->conn = c;
     sess->server = s;
     sess->loop = at->loop;

@@ -71,6 +71,7 @@ static struct {
 static struct {
     pthread_mutex_t lock;
     int moved;
+    int late; /* "counted as a registry outage": a read slower than half the TTL */
 } WATCHLOG = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void log_sink(ftrpc_log_level level, const char *msg, void *arg)
@@ -79,9 +80,10 @@ static void log_sink(ftrpc_log_level level, const char *msg, void *arg)
     (void)arg;
     fprintf(stderr, "ftrpc: %s\n", msg);
     pthread_mutex_lock(&LOGW.lock);
-    if (strstr(msg, "moving the watch of /nfw/")) {
+    if (strstr(msg, "moving the watch of /nfw/") || strstr(msg, "counted as a registry outage")) {
         pthread_mutex_lock(&WATCHLOG.lock);
-        WATCHLOG.moved++;
+        if (strstr(msg, "moving the watch of /nfw/")) WATCHLOG.moved++;
+        if (strstr(msg, "counted as a registry outage")) WATCHLOG.late++;
         pthread_mutex_unlock(&WATCHLOG.lock);
     }
     if (LOGW.addr[0] && strstr(msg, " is dead") && strstr(msg, LOGW.addr)) {
@@ -540,10 +542,10 @@ static int leases_lost(fleet *f)
     return n;
 }
 
-static void
-etcd_cluster_keeps_view_and_leases_through_leader_kill_member_cut_and_partition(void **state)
+/* The etcd cluster up, the fleet registered on it (TTL_S, refresh every 0.5 s), and a client of
+ * etcd:// under load once every server answers. */
+static ftrpc_client *etcd_fleet_start(fleet *f, h_load *l)
 {
-    (void)state;
     char urlhosts[256];
     member_hosts(urlhosts, sizeof urlhosts);
     cluster_up();
@@ -553,11 +555,19 @@ etcd_cluster_keeps_view_and_leases_through_leader_kill_member_cut_and_partition(
     snprintf(ttl, sizeof ttl, "%d", TTL_S);
     const char *args[] = {"--register", reg,   "--service", "example.EchoService", "--ttl", ttl,
                           "--interval", "0.5", NULL};
-    static fleet f;
-    fleet_start(&f, args);
-    static h_load l;
-    ftrpc_client *c = load_start(&l, &f, curl_);
+    fleet_start(f, args);
+    ftrpc_client *c = load_start(l, f, curl_);
     assert_int_equal(view_size(c), NSRV);
+    return c;
+}
+
+static void
+etcd_cluster_keeps_view_and_leases_through_leader_kill_member_cut_and_partition(void **state)
+{
+    (void)state;
+    static fleet f;
+    static h_load l;
+    ftrpc_client *c = etcd_fleet_start(&f, &l);
     outcome o = {.name = "etcd: leader kill, cut, partition",
                  .detected_ms = -1,
                  .avoided_ms = -1,
@@ -643,6 +653,66 @@ etcd_cluster_keeps_view_and_leases_through_leader_kill_member_cut_and_partition(
         h_etcd_kill(&M[i]);
 }
 
+/* The registry cut off from everyone, servers and client alike, for longer than the TTL: etcd
+ * expires every lease, and its first answers after the heal list only the servers that have
+ * registered again. The client must hear of the outage before those answers (its reads are paced
+ * at a third of the TTL, and a late one counts as an outage), so the view holds its endpoints
+ * until every server is back: it never shrinks. The cut begins just after a read, as the one that
+ * shrank the view in a trial did: with reads only every rescan_ms (5 s) none would meet it. */
+static void etcd_cut_off_from_everyone_longer_than_ttl_never_shrinks_the_view(void **state)
+{
+    (void)state;
+    static fleet f;
+    static h_load l;
+    ftrpc_client *c = etcd_fleet_start(&f, &l);
+    outcome o = {.name = "etcd: cut off from everyone > TTL",
+                 .detected_ms = -1,
+                 .avoided_ms = -1,
+                 .fault_us = h_now_us()};
+    ft_naming_view_stats before, after;
+    ft_naming_view_stats_get(c->view, &before);
+    do
+        h_sleep_ms(1);
+    while (ft_naming_view_stats_get(c->view, &after), after.updates == before.updates);
+    before = after;
+    int cut = nf_cut_add("127.0.0.11, 127.0.0.12, 127.0.0.13",
+                         "127.0.0.1, 127.0.0.2, 127.0.0.3, 127.0.0.4");
+    assert_true(cut >= 0);
+    int view_min = NSRV;
+    int cut_ms = (TTL_S + (P.longf ? 3 : 1)) * 1000;
+    run_for(&l, cut_ms, NULL, NULL, &view_min);
+    assert_int_equal(nf_cut_remove(cut), 0);
+    int64_t healed = h_now_ms();
+    /* every server registers again (its lease expired), then the view must still be whole for a
+     * while: the reads that list the servers one by one come within a TTL */
+    int nkeys = -1, again = 0;
+    do {
+        run_for(&l, 100, NULL, NULL, &view_min);
+        again = 0;
+        for (int i = 0; i < NSRV; i++)
+            again += h_server_stderr_count(&f.srv[i], "registered again") > 0;
+    } while (again < NSRV && h_now_ms() < healed + 15000);
+    int64_t back_ms = h_now_ms() - healed;
+    run_for(&l, TTL_S * 1000, NULL, NULL, &view_min);
+    nkeys = keys();
+    ft_naming_view_stats_get(c->view, &after);
+    print_message(
+        "etcd: cut off from everyone for %d ms: %d of %d servers registered again "
+        "within %lld ms of the heal, %d keys, smallest view %d, outages the view heard of "
+        "%llu\n",
+        cut_ms, again, NSRV, (long long)back_ms, nkeys, view_min,
+        (unsigned long long)(after.errors - before.errors));
+    assert_int_equal(again, NSRV); /* the leases did expire: the fault was played */
+    assert_int_equal(view_min, NSRV);
+    assert_int_equal(view_size(c), NSRV);
+    assert_int_equal(nkeys, NSRV);
+    for (int i = 0; i < NSRV; i++)
+        wait_answered_by(&l, i, 50, 10000 * SLOW);
+    account(&l, c, &f, &o);
+    for (int i = 0; i < NMEMBERS; i++)
+        h_etcd_kill(&M[i]);
+}
+
 static int watch_moved(void *arg)
 {
     (void)arg;
@@ -666,11 +736,12 @@ static int view_has(void *arg)
     return ok;
 }
 
-static void put_key(int member, const char *addr)
+/* Puts a service's key for addr, its value saying ttl_ms (0: none), straight to a member. */
+static void put_key_ttl(int member, const char *dir, const char *addr, int64_t ttl_ms)
 {
     char key[128], value[256];
-    snprintf(key, sizeof key, "/nfw/w/%s", addr);
-    ft_endpoint ep = {.weight = 100};
+    snprintf(key, sizeof key, "%s%s", dir, addr);
+    ft_endpoint ep = {.weight = 100, .ttl_ms = ttl_ms};
     snprintf(ep.addr, sizeof ep.addr, "%s", addr);
     assert_true(ft_etcd_value_format(&ep, value, sizeof value) > 0);
     char *req = ft_etcd_req_put(key, value, 0);
@@ -678,6 +749,63 @@ static void put_key(int member, const char *addr)
     free(req);
     assert_non_null(ans);
     free(ans);
+}
+
+static void put_key(int member, const char *addr)
+{
+    put_key_ttl(member, "/nfw/w/", addr, 0);
+}
+
+static int late_reads(void)
+{
+    pthread_mutex_lock(&WATCHLOG.lock);
+    int n = WATCHLOG.late;
+    pthread_mutex_unlock(&WATCHLOG.lock);
+    return n;
+}
+
+/* The rule behind the cut-off case above, alone: a read that hangs for more than half the
+ * registrations' TTL and then succeeds is told to the view as an outage (an error before its
+ * list), and the reads come every third of the TTL, so such a stall meets one. The only etcd
+ * endpoint is the fault proxy, stalled 900 ms (TTL 1 s: reads every 333 ms, late past 500 ms),
+ * well under the 2 s request timeout: no read fails. */
+static void etcd_read_slower_than_half_the_ttl_counts_as_an_outage(void **state)
+{
+    (void)state;
+    cluster_up();
+    char m0[32], up[64];
+    member_addr(0, m0, sizeof m0);
+    snprintf(up, sizeof up, "%s:2379", m0);
+    nf_proxy *px = NULL;
+    assert_int_equal(nf_proxy_start("127.0.0.5", up, &px), 0);
+    char url[256];
+    snprintf(url, sizeof url, "etcd://127.0.0.5:%d/nfl?service=l", nf_proxy_port(px));
+    put_key_ttl(0, "/nfl/l/", "127.0.0.2:1", 1000);
+    ft_naming_view_opts vo = {.rescan_ms = 5000};
+    ft_naming_view *v = NULL;
+    assert_int_equal(ft_naming_view_open(url, &vo, &v), 0);
+    struct view_has w = {v, 1};
+    assert_true(h_wait_until(view_has, &w, 5000 * SLOW));
+    ft_naming_view_stats before, after;
+    ft_naming_view_stats_get(v, &before);
+    int late0 = late_reads();
+    nf_proxy_set_stall(px, 1);
+    h_sleep_ms(900);
+    nf_proxy_set_stall(px, 0);
+    int64_t t = h_now_ms();
+    do
+        h_sleep_ms(10);
+    while (ft_naming_view_stats_get(v, &after),
+           after.errors == before.errors && h_now_ms() < t + 2000 * SLOW);
+    print_message("etcd: a 900 ms stall under a 1 s TTL: %llu outages told to the view, %d late "
+                  "reads logged, %llu good reads\n",
+                  (unsigned long long)(after.errors - before.errors), late_reads() - late0,
+                  (unsigned long long)(after.updates - before.updates));
+    assert_true(after.errors > before.errors);
+    assert_true(late_reads() > late0); /* late, not failed */
+    assert_true(h_wait_until(view_has, &w, 1000 * SLOW));
+    ft_naming_view_free(v);
+    nf_proxy_stop(px);
 }
 
 /* The client's watch stream sits on a member whose link stalls (the fault proxy in front of it):
@@ -784,7 +912,9 @@ int main(void)
 #ifdef FTRPC_NETFAULT_ETCD
         cmocka_unit_test(
             etcd_cluster_keeps_view_and_leases_through_leader_kill_member_cut_and_partition),
+        cmocka_unit_test(etcd_cut_off_from_everyone_longer_than_ttl_never_shrinks_the_view),
         cmocka_unit_test(etcd_watch_follows_the_member_that_answers_when_its_own_goes_silent),
+        cmocka_unit_test(etcd_read_slower_than_half_the_ttl_counts_as_an_outage),
 #endif
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -85,6 +85,22 @@ static void server_options_before_grpc_get_its_defaults(void **state)
     assert_int_equal(ftrpc_server_new(&bad, &s), FTRPC_EINVAL);
 }
 
+/* Server options from a header before the dead-connection settings (issue 25): keepalive on with
+ * the client's defaults, no user timeout, whatever lies past the old end. */
+static void server_options_before_keepalive_get_its_defaults(void **state)
+{
+    (void)state;
+    ftrpc_server_options old = {.max_connections = 9};
+    ftrpc_server *s =
+        server_from_older_header(&old, offsetof(ftrpc_server_options, tcp_keepalive_idle_s));
+    assert_int_equal(s->opts.max_connections, 9);
+    assert_int_equal(s->opts.tcp_keepalive_idle_s, 10);
+    assert_int_equal(s->opts.tcp_keepalive_interval_s, 2);
+    assert_int_equal(s->opts.tcp_keepalive_count, 3);
+    assert_int_equal(s->opts.tcp_user_timeout_ms, 0);
+    ftrpc_server_free(s);
+}
+
 /* Stats written into an older, smaller struct stop at its end. */
 static void stats_are_written_no_further_than_the_callers_struct(void **state)
 {
@@ -235,6 +251,7 @@ int main(void)
         cmocka_unit_test(older_server_options_get_the_defaults_of_newer_fields),
         cmocka_unit_test(older_server_options_have_no_server_wide_limit),
         cmocka_unit_test(server_options_before_grpc_get_its_defaults),
+        cmocka_unit_test(server_options_before_keepalive_get_its_defaults),
         cmocka_unit_test(stats_are_written_no_further_than_the_callers_struct),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
