@@ -24,6 +24,8 @@ typedef struct typed_client {
     ProtobufCService base; /* first: the stubs see this */
     ftrpc_client *client;
     ftrpc_call_options opts; /* every stub call's */
+    int opts_default;        /* opts are all defaults: the calls pass NULL, which
+                              * ftrpc_call_async reads faster */
     int max_depth[];         /* per method, for ft_pb_unpack_bounded: 0 when its output type
                               * cannot nest too deep */
 } typed_client;
@@ -141,7 +143,7 @@ static int start_call(typed_client *tc, const ProtobufCMethodDescriptor *md,
     ft_iobuf_init(&req);
     int rc = ft_pb_pack(input, &req);
     if (rc == 0) {
-        if (!opts) {
+        if (!opts && !tc->opts_default) {
             opts = &tc->opts;
             opts_size = sizeof tc->opts;
         }
@@ -194,6 +196,8 @@ int ftrpc_typed_client_new_sized(ftrpc_client *client, const ProtobufCServiceDes
         free(tc);
         return FTRPC_EINVAL;
     }
+    static const ftrpc_call_options defaults; /* padding included: compared as bytes */
+    tc->opts_default = memcmp(&tc->opts, &defaults, sizeof defaults) == 0;
     tc->base.descriptor = d;
     tc->base.invoke = typed_invoke;
     tc->base.destroy = typed_destroy;
@@ -244,7 +248,7 @@ int ftrpc_typed_call_sized(ProtobufCService *service, const char *method,
         ft_iobuf req;
         ft_iobuf_init(&req);
         rc = ft_pb_pack(input, &req);
-        if (!opts) {
+        if (!opts && !tc->opts_default) {
             opts = &tc->opts;
             opts_size = sizeof tc->opts;
         }

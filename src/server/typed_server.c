@@ -40,13 +40,16 @@ typedef struct typed_call {
                      * block holds this struct (ft_arena_new_with_head) */
     ftrpc_server_call *call;
     const ProtobufCMethodDescriptor *md;
-    int fail_code; /* ftrpc_typed_server_fail's, for a closure given NULL */
-    char fail_text[256];
+    int fail_code;         /* ftrpc_typed_server_fail's, for a closure given NULL */
+    const char *fail_text; /* its text, in the arena (NULL: none), so that the head the arena's
+                            * block starts with stays small */
 } typed_call;
 
 /* Room in the call's own allocation for the request and what the implementation allocates:
  * most small messages need no other malloc. */
 enum { CALL_ARENA_ROOM = 512 };
+
+enum { FAIL_TEXT_MAX = 255 }; /* ftrpc_typed_server_fail's text is cut there */
 
 /* The typed call lives in its arena's first block: freeing the arena frees it, unless the arena
  * was taken (then the block goes with the taker's arena). */
@@ -61,7 +64,7 @@ static void typed_closure(const ProtobufCMessage *msg, void *closure_data)
     ftrpc_server_call *call = tc->call;
     if (!msg) {
         ftrpc_server_call_fail(call, tc->fail_code ? tc->fail_code : FTRPC_EINTERNAL,
-                               tc->fail_text[0] ? tc->fail_text : NULL);
+                               tc->fail_text);
         typed_call_free(tc);
         return;
     }
@@ -95,10 +98,8 @@ static void typed_handler(ftrpc_server_call *call, void *arg)
         ftrpc_server_call_fail(call, FTRPC_EINTERNAL, "server out of memory");
         return;
     }
-    tc->call = call;
+    tc->call = call; /* the rest is zeroed */
     tc->md = md;
-    tc->fail_code = 0;
-    tc->fail_text[0] = '\0';
     int too_deep;
     ProtobufCMessage *req = ft_pb_unpack_bounded(md->input, &call->request, &tc->arena.allocator,
                                                  tm->max_depth, &too_deep);
@@ -174,7 +175,15 @@ void ftrpc_typed_server_fail(void *closure_data, int code, const char *text)
     typed_call *tc = closure_data;
     if (!tc) return;
     tc->fail_code = code;
-    snprintf(tc->fail_text, sizeof tc->fail_text, "%s", text ? text : "");
+    /* an arena taken already left tc->arena empty: the text then gets a block of its own there,
+     * freed with the call after the closure */
+    size_t len = text ? strnlen(text, FAIL_TEXT_MAX) : 0;
+    char *copy = len ? ft_arena_alloc(&tc->arena, len + 1) : NULL;
+    if (copy) {
+        memcpy(copy, text, len);
+        copy[len] = '\0';
+    }
+    tc->fail_text = copy;
 }
 
 ftrpc_arena *ftrpc_typed_server_arena(void *closure_data)
