@@ -51,6 +51,10 @@ enum { CALL_ARENA_ROOM = 512 };
 
 enum { FAIL_TEXT_MAX = 255 }; /* ftrpc_typed_server_fail's text is cut there */
 
+/* A reply of at most this many bytes is packed on the stack (baidu_std copies bodies this small
+ * into its frame anyway); a larger one into a buffer whose blocks the frame shares. */
+enum { SMALL_REPLY = 256 };
+
 /* The typed call lives in its arena's first block: freeing the arena frees it, unless the arena
  * was taken (then the block goes with the taker's arena). */
 static void typed_call_free(typed_call *tc)
@@ -74,6 +78,17 @@ static void typed_closure(const ProtobufCMessage *msg, void *closure_data)
                            msg->descriptor ? msg->descriptor->name : "(no type)",
                            tc->md->output->name);
         ftrpc_server_call_fail(call, FTRPC_EINTERNAL, "the implementation answered a wrong type");
+        typed_call_free(tc);
+        return;
+    }
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    if (n <= SMALL_REPLY) {
+        /* packed on the stack and copied straight into the frame: no buffer, no block */
+        uint8_t small[SMALL_REPLY];
+        if (protobuf_c_message_pack(msg, small) == n)
+            ft_server_call_reply_bytes(call, small, n);
+        else
+            ftrpc_server_call_fail(call, FTRPC_EINTERNAL, "the reply did not pack");
         typed_call_free(tc);
         return;
     }
