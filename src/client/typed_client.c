@@ -16,6 +16,7 @@
 
 #include "base/arena.h"
 #include "base/pb_codec.h"
+#include "base/pb_flat.h"
 #include "base/sized_options.h"
 #include "ftrpc/typed.h"
 #include "protocol/pb_wire.h"
@@ -26,8 +27,10 @@ typedef struct typed_client {
     ftrpc_call_options opts; /* every stub call's */
     int opts_default;        /* opts are all defaults: the calls pass NULL, which
                               * ftrpc_call_async reads faster */
-    int max_depth[];         /* per method, for ft_pb_unpack_bounded: 0 when its output type
-                              * cannot nest too deep */
+    struct typed_output {
+        int max_depth; /* for ft_pb_unpack_bounded: 0 when the type cannot nest too deep */
+        int flat;      /* the type is flat: ft_pb_unpack_flat first */
+    } out[];           /* per method, of its output type */
 } typed_client;
 
 /* One call in flight: what its completion needs, and the arena its response is unpacked into,
@@ -35,7 +38,7 @@ typedef struct typed_client {
 typedef struct typed_pending {
     ft_arena arena;
     const ProtobufCMethodDescriptor *md;
-    int max_depth;
+    struct typed_output out;
     ProtobufCClosure closure;
     void *closure_data;
 } typed_pending;
@@ -97,12 +100,17 @@ static const ProtobufCMethodDescriptor *find_method(const ProtobufCServiceDescri
 
 enum { RESPONSE_ARENA_ROOM = 512 }; /* most small responses need no other malloc */
 
-/* The response unpacked from r->response, or NULL with r turned into FTRPC_ERESPONSE. */
-static ProtobufCMessage *unpack_response(const ProtobufCMessageDescriptor *output, int max_depth,
-                                         ftrpc_result *r, ProtobufCAllocator *alloc)
+/* The response unpacked from r->response (into arena; NULL: protobuf-c's default allocator), or
+ * NULL with r turned into FTRPC_ERESPONSE. */
+static ProtobufCMessage *unpack_response(const ProtobufCMessageDescriptor *output,
+                                         struct typed_output how, ftrpc_result *r, ft_arena *arena)
 {
-    int too_deep;
-    ProtobufCMessage *msg = ft_pb_unpack_bounded(output, r->response, alloc, max_depth, &too_deep);
+    int too_deep = 0;
+    ProtobufCMessage *msg =
+        how.flat && arena ? ft_pb_unpack_flat(output, arena, r->response) : NULL;
+    if (!msg)
+        msg = ft_pb_unpack_bounded(output, r->response, arena ? &arena->allocator : NULL,
+                                   how.max_depth, &too_deep);
     if (msg) return msg;
     r->kind = FTRPC_RESULT_RPC_ERROR;
     r->code = FTRPC_ERESPONSE;
@@ -119,8 +127,7 @@ static void on_complete(ftrpc_result *r, void *arg)
 {
     typed_pending *p = arg;
     ProtobufCMessage *msg = NULL;
-    if (r->kind == FTRPC_RESULT_OK)
-        msg = unpack_response(p->md->output, p->max_depth, r, &p->arena.allocator);
+    if (r->kind == FTRPC_RESULT_OK) msg = unpack_response(p->md->output, p->out, r, &p->arena);
     /* frees p, unless the closure took the arena (and p with it) */
     if (!run_closure(p->closure, msg, p->closure_data, r, msg ? &p->arena : NULL))
         ft_arena_fini(&p->arena);
@@ -136,7 +143,7 @@ static int start_call(typed_client *tc, const ProtobufCMethodDescriptor *md,
         ft_arena_new_with_head(sizeof *p, RESPONSE_ARENA_ROOM, offsetof(typed_pending, arena));
     if (!p) return FTRPC_ENOMEM;
     p->md = md;
-    p->max_depth = tc->max_depth[md - tc->base.descriptor->methods];
+    p->out = tc->out[md - tc->base.descriptor->methods];
     p->closure = closure;
     p->closure_data = closure_data;
     ft_iobuf req;
@@ -186,12 +193,14 @@ int ftrpc_typed_client_new_sized(ftrpc_client *client, const ProtobufCServiceDes
     if (!client || !d || !out || d->magic != PROTOBUF_C__SERVICE_DESCRIPTOR_MAGIC || !d->name ||
         !*d->name)
         return FTRPC_EINVAL;
-    typed_client *tc = calloc(1, sizeof *tc + d->n_methods * sizeof tc->max_depth[0]);
+    typed_client *tc = calloc(1, sizeof *tc + d->n_methods * sizeof tc->out[0]);
     if (!tc) return FTRPC_ENOMEM;
-    for (unsigned i = 0; i < d->n_methods; i++)
-        tc->max_depth[i] = ft_pb_type_depth_bounded(d->methods[i].output, FTRPC_TYPED_MAX_DEPTH)
-                               ? 0
-                               : FTRPC_TYPED_MAX_DEPTH;
+    for (unsigned i = 0; i < d->n_methods; i++) {
+        tc->out[i].max_depth = ft_pb_type_depth_bounded(d->methods[i].output, FTRPC_TYPED_MAX_DEPTH)
+                                   ? 0
+                                   : FTRPC_TYPED_MAX_DEPTH;
+        tc->out[i].flat = ft_pb_is_flat(d->methods[i].output);
+    }
     if (ft_sized_options_read(&tc->opts, sizeof tc->opts, opts, opts_size) != 0) {
         free(tc);
         return FTRPC_EINVAL;
@@ -266,8 +275,7 @@ int ftrpc_typed_call_sized(ProtobufCService *service, const char *method,
     }
     if (rc == 0) {
         ProtobufCMessage *msg =
-            unpack_response(md->output, tc->max_depth[md - service->descriptor->methods], &r,
-                            arena ? &arena->allocator : NULL);
+            unpack_response(md->output, tc->out[md - service->descriptor->methods], &r, arena);
         if (msg)
             *output = msg;
         else

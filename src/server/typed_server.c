@@ -17,6 +17,7 @@
 #include "base/arena.h"
 #include "base/log.h"
 #include "base/pb_codec.h"
+#include "base/pb_flat.h"
 #include "base/sized_options.h"
 #include "ftrpc/typed.h"
 #include "protocol/pb_wire.h"
@@ -26,6 +27,7 @@ struct ft_typed_method {
     struct ft_typed_service *service;
     unsigned index; /* in the descriptor's methods */
     int max_depth;  /* for ft_pb_unpack_bounded: 0 when the input type cannot nest too deep */
+    int flat;       /* the input type is flat: ft_pb_unpack_flat first */
 };
 
 struct ft_typed_service {
@@ -115,9 +117,12 @@ static void typed_handler(ftrpc_server_call *call, void *arg)
     }
     tc->call = call; /* the rest is zeroed */
     tc->md = md;
-    int too_deep;
-    ProtobufCMessage *req = ft_pb_unpack_bounded(md->input, &call->request, &tc->arena.allocator,
-                                                 tm->max_depth, &too_deep);
+    int too_deep = 0;
+    ProtobufCMessage *req =
+        tm->flat ? ft_pb_unpack_flat(md->input, &tc->arena, &call->request) : NULL;
+    if (!req)
+        req = ft_pb_unpack_bounded(md->input, &call->request, &tc->arena.allocator, tm->max_depth,
+                                   &too_deep);
     if (!req) {
         char text[256];
         if (too_deep)
@@ -163,7 +168,8 @@ int ftrpc_server_add_service_sized(ftrpc_server *s, ProtobufCService *impl,
             ts, i,
             ft_pb_type_depth_bounded(d->methods[i].input, FTRPC_TYPED_MAX_DEPTH)
                 ? 0
-                : FTRPC_TYPED_MAX_DEPTH};
+                : FTRPC_TYPED_MAX_DEPTH,
+            ft_pb_is_flat(d->methods[i].input)};
         int rc = ft_server_add_method(s, d->name, d->methods[i].name, typed_handler,
                                       &ts->methods[i], &mo, &d->methods[i]);
         if (rc != 0) return rc;
