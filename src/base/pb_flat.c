@@ -11,7 +11,14 @@
  * have data NULL; a string is NUL-terminated; `has_` set for a field that has one). Whatever else
  * it sees, it gives up (NULL) and the caller asks protobuf-c, so that protobuf-c stays the judge
  * of bad input. unit.test_pb_flat checks the two against each other on made and random bytes.
- * What it does not do: write messages (protobuf-c's pack is kept), nested or repeated fields.
+ *
+ * The writer does the same for a flat message going out: protobuf-c's get_packed_size and pack
+ * walk every field through its general per-label code; this one pass (run twice: to size, then
+ * to write) writes the bytes protobuf-c writes, byte for byte: a proto3 field only when it is not
+ * zero (an empty string, bytes of length 0 and -0.0 count as zero, as protobuf-c counts them), an
+ * optional one when its has_ flag is set (a string: when it is not NULL nor its default), a
+ * negative int32 or enum as ten bytes.
+ * What it does not do: nested or repeated fields.
  */
 #include "base/pb_flat.h"
 
@@ -219,4 +226,132 @@ ProtobufCMessage *ft_pb_unpack_flat(const ProtobufCMessageDescriptor *d, ft_aren
         p += n;
     }
     return m;
+}
+
+/* Writes the varint of v at out (when out is not NULL); returns its length. */
+static size_t put_varint(uint8_t *out, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        if (out) out[n] = (uint8_t)(v | 0x80);
+        v >>= 7;
+        n++;
+    }
+    if (out) out[n] = (uint8_t)v;
+    return n + 1;
+}
+
+static size_t put_fixed(uint8_t *out, const void *member, size_t n)
+{
+    if (out) memcpy(out, member, n);
+    return n;
+}
+
+/* Whether the field is written: protobuf-c's rule for its label (see the top of the file). */
+static int present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, const void *member)
+{
+    if (f->label == PROTOBUF_C_LABEL_OPTIONAL) {
+        if (f->type == PROTOBUF_C_TYPE_STRING) {
+            const char *str = *(char *const *)member;
+            return str && str != f->default_value;
+        }
+        return *(const protobuf_c_boolean *)((const char *)m + f->quantifier_offset) != 0;
+    }
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+        return *(const uint64_t *)member != 0;
+    case PROTOBUF_C_TYPE_FLOAT:
+        return *(const float *)member != 0;
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return *(const double *)member != 0;
+    case PROTOBUF_C_TYPE_STRING: {
+        const char *str = *(char *const *)member;
+        return str && *str;
+    }
+    case PROTOBUF_C_TYPE_BYTES:
+        return ((const ProtobufCBinaryData *)member)->len != 0;
+    default: /* the 32-bit numbers, enums and bools */
+        return *(const uint32_t *)member != 0;
+    }
+}
+
+/* Writes (out not NULL) or sizes (out NULL) the message. */
+static size_t flat_pack(const ProtobufCMessage *m, uint8_t *out)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    size_t n = 0;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        const void *member = (const char *)m + f->offset;
+        if (!present(m, f, member)) continue;
+        n += put_varint(out ? out + n : NULL,
+                        (uint64_t)f->id << 3 | (unsigned)wire_type_of(f->type));
+        uint8_t *at = out ? out + n : NULL;
+        switch (f->type) {
+        case PROTOBUF_C_TYPE_INT32:
+        case PROTOBUF_C_TYPE_ENUM: /* a negative one sign-extended to ten bytes */
+            n += put_varint(at, (uint64_t)(int64_t) * (const int32_t *)member);
+            break;
+        case PROTOBUF_C_TYPE_UINT32:
+            n += put_varint(at, *(const uint32_t *)member);
+            break;
+        case PROTOBUF_C_TYPE_SINT32: {
+            int32_t v = *(const int32_t *)member;
+            n += put_varint(at, v < 0 ? ~((uint32_t)v << 1) : (uint32_t)v << 1);
+            break;
+        }
+        case PROTOBUF_C_TYPE_INT64:
+        case PROTOBUF_C_TYPE_UINT64:
+            n += put_varint(at, *(const uint64_t *)member);
+            break;
+        case PROTOBUF_C_TYPE_SINT64: {
+            int64_t v = *(const int64_t *)member;
+            n += put_varint(at, v < 0 ? ~((uint64_t)v << 1) : (uint64_t)v << 1);
+            break;
+        }
+        case PROTOBUF_C_TYPE_BOOL:
+            n += put_varint(at, *(const protobuf_c_boolean *)member ? 1 : 0);
+            break;
+        case PROTOBUF_C_TYPE_SFIXED32:
+        case PROTOBUF_C_TYPE_FIXED32:
+        case PROTOBUF_C_TYPE_FLOAT:
+            n += put_fixed(at, member, 4);
+            break;
+        case PROTOBUF_C_TYPE_SFIXED64:
+        case PROTOBUF_C_TYPE_FIXED64:
+        case PROTOBUF_C_TYPE_DOUBLE:
+            n += put_fixed(at, member, 8);
+            break;
+        case PROTOBUF_C_TYPE_STRING: {
+            const char *str = *(char *const *)member;
+            size_t len = str ? strlen(str) : 0;
+            n += put_varint(at, len);
+            if (out && len) memcpy(out + n, str, len);
+            n += len;
+            break;
+        }
+        default: { /* bytes */
+            const ProtobufCBinaryData *bd = member;
+            n += put_varint(at, bd->len);
+            if (out && bd->len) memcpy(out + n, bd->data, bd->len);
+            n += bd->len;
+            break;
+        }
+        }
+    }
+    return n;
+}
+
+size_t ft_pb_flat_packed_size(const ProtobufCMessage *msg)
+{
+    return flat_pack(msg, NULL);
+}
+
+size_t ft_pb_flat_pack(const ProtobufCMessage *msg, uint8_t *out)
+{
+    return flat_pack(msg, out);
 }

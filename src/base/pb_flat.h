@@ -1,11 +1,13 @@
-/* A reader for flat messages: the typed calls' fast path past protobuf-c's general unpacker.
+/* A reader and writer for flat messages: the typed calls' fast path past protobuf-c's general
+ * unpacker and packer.
  *
  * A flat message type has singular fields only (proto3 fields, or proto2/proto3 `optional`), none
  * in a oneof, each a number, a bool, an enum, a string or bytes: no nested, repeated or required
  * field. Such a message is read in one pass into an arena, to the same struct protobuf-c's
  * unpack makes; bytes the reader does not take on (an unknown field, a wire type that is not its
  * field's, a truncated or over-long value) are left to protobuf-c, which then decides: the reader
- * never refuses what protobuf-c accepts, nor accepts what it refuses.
+ * never refuses what protobuf-c accepts, nor accepts what it refuses. A flat message going out is
+ * written as protobuf-c writes it, byte for byte, without its general per-label walk.
  */
 #ifndef FT_BASE_PB_FLAT_H
 #define FT_BASE_PB_FLAT_H
@@ -23,5 +25,10 @@ int ft_pb_is_flat(const ProtobufCMessageDescriptor *desc);
  * with protobuf-c then (what was allocated stays in the arena until it is freed). */
 ProtobufCMessage *ft_pb_unpack_flat(const ProtobufCMessageDescriptor *desc, ft_arena *arena,
                                     ft_iobuf *in);
+
+/* protobuf_c_message_get_packed_size and protobuf_c_message_pack for a message of a flat type
+ * (the same bytes). */
+size_t ft_pb_flat_packed_size(const ProtobufCMessage *msg);
+size_t ft_pb_flat_pack(const ProtobufCMessage *msg, uint8_t *out);
 
 #endif

@@ -30,7 +30,8 @@ typedef struct typed_client {
     struct typed_output {
         int max_depth; /* for ft_pb_unpack_bounded: 0 when the type cannot nest too deep */
         int flat;      /* the type is flat: ft_pb_unpack_flat first */
-    } out[];           /* per method, of its output type */
+        int in_flat;   /* the input type is flat: packed by ft_pb_flat_pack */
+    } out[];           /* per method, of its output type (and in_flat of its input) */
 } typed_client;
 
 /* One call in flight: what its completion needs, and the arena its response is unpacked into,
@@ -148,7 +149,7 @@ static int start_call(typed_client *tc, const ProtobufCMethodDescriptor *md,
     p->closure_data = closure_data;
     ft_iobuf req;
     ft_iobuf_init(&req);
-    int rc = ft_pb_pack(input, &req);
+    int rc = ft_pb_pack(input, p->out.in_flat, &req);
     if (rc == 0) {
         if (!opts && !tc->opts_default) {
             opts = &tc->opts;
@@ -200,6 +201,7 @@ int ftrpc_typed_client_new_sized(ftrpc_client *client, const ProtobufCServiceDes
                                    ? 0
                                    : FTRPC_TYPED_MAX_DEPTH;
         tc->out[i].flat = ft_pb_is_flat(d->methods[i].output);
+        tc->out[i].in_flat = ft_pb_is_flat(d->methods[i].input);
     }
     if (ft_sized_options_read(&tc->opts, sizeof tc->opts, opts, opts_size) != 0) {
         free(tc);
@@ -256,7 +258,7 @@ int ftrpc_typed_call_sized(ProtobufCService *service, const char *method,
     } else {
         ft_iobuf req;
         ft_iobuf_init(&req);
-        rc = ft_pb_pack(input, &req);
+        rc = ft_pb_pack(input, tc->out[md - service->descriptor->methods].in_flat, &req);
         if (!opts && !tc->opts_default) {
             opts = &tc->opts;
             opts_size = sizeof tc->opts;

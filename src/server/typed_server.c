@@ -28,6 +28,7 @@ struct ft_typed_method {
     unsigned index; /* in the descriptor's methods */
     int max_depth;  /* for ft_pb_unpack_bounded: 0 when the input type cannot nest too deep */
     int flat;       /* the input type is flat: ft_pb_unpack_flat first */
+    int out_flat;   /* the output type is flat: packed by ft_pb_flat_pack */
 };
 
 struct ft_typed_service {
@@ -42,6 +43,7 @@ typedef struct typed_call {
                      * block holds this struct (ft_arena_new_with_head) */
     ftrpc_server_call *call;
     const ProtobufCMethodDescriptor *md;
+    int out_flat;          /* the method's ft_typed_method.out_flat */
     int fail_code;         /* ftrpc_typed_server_fail's, for a closure given NULL */
     const char *fail_text; /* its text, in the arena (NULL: none), so that the head the arena's
                             * block starts with stays small */
@@ -83,11 +85,11 @@ static void typed_closure(const ProtobufCMessage *msg, void *closure_data)
         typed_call_free(tc);
         return;
     }
-    size_t n = protobuf_c_message_get_packed_size(msg);
+    size_t n = tc->out_flat ? ft_pb_flat_packed_size(msg) : protobuf_c_message_get_packed_size(msg);
     if (n <= SMALL_REPLY) {
         /* packed on the stack and copied straight into the frame: no buffer, no block */
         uint8_t small[SMALL_REPLY];
-        if (protobuf_c_message_pack(msg, small) == n)
+        if ((tc->out_flat ? ft_pb_flat_pack(msg, small) : protobuf_c_message_pack(msg, small)) == n)
             ft_server_call_reply_bytes(call, small, n);
         else
             ftrpc_server_call_fail(call, FTRPC_EINTERNAL, "the reply did not pack");
@@ -96,7 +98,7 @@ static void typed_closure(const ProtobufCMessage *msg, void *closure_data)
     }
     ft_iobuf reply;
     ft_iobuf_init(&reply);
-    if (ft_pb_pack(msg, &reply) == 0)
+    if (ft_pb_pack(msg, tc->out_flat, &reply) == 0)
         ftrpc_server_call_reply(call, &reply, NULL);
     else
         ftrpc_server_call_fail(call, FTRPC_EINTERNAL, "server out of memory");
@@ -117,6 +119,7 @@ static void typed_handler(ftrpc_server_call *call, void *arg)
     }
     tc->call = call; /* the rest is zeroed */
     tc->md = md;
+    tc->out_flat = tm->out_flat;
     int too_deep = 0;
     ProtobufCMessage *req =
         tm->flat ? ft_pb_unpack_flat(md->input, &tc->arena, &call->request) : NULL;
@@ -169,7 +172,7 @@ int ftrpc_server_add_service_sized(ftrpc_server *s, ProtobufCService *impl,
             ft_pb_type_depth_bounded(d->methods[i].input, FTRPC_TYPED_MAX_DEPTH)
                 ? 0
                 : FTRPC_TYPED_MAX_DEPTH,
-            ft_pb_is_flat(d->methods[i].input)};
+            ft_pb_is_flat(d->methods[i].input), ft_pb_is_flat(d->methods[i].output)};
         int rc = ft_server_add_method(s, d->name, d->methods[i].name, typed_handler,
                                       &ts->methods[i], &mo, &d->methods[i]);
         if (rc != 0) return rc;

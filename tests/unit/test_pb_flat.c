@@ -2,7 +2,8 @@
  * made messages of every scalar type, proto3 and proto2 (has_ flags, defaults), read the same;
  * and on random bytes, whatever the reader takes, protobuf-c takes too and reads to the same
  * message, while what the reader leaves (unknown fields, wrong wire types, truncation, over-long
- * varints) goes to protobuf-c. Types: pb_flat_test.proto, pb_flat_test2.proto. */
+ * varints) goes to protobuf-c; and the writer writes protobuf-c's bytes. Types: pb_flat_test.proto,
+ * pb_flat_test2.proto. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -292,6 +293,82 @@ static void random_bytes_read_as_protobuf_c_reads_them_or_go_to_it(void **state)
     assert_true(taken > runs / 10);
 }
 
+/* Packs m both ways: the same bytes, and the same size first. */
+static void assert_packs_as_protobuf_c(const ProtobufCMessage *m)
+{
+    uint8_t a[1024], b[1024];
+    size_t n = protobuf_c_message_get_packed_size(m);
+    assert_true(n <= sizeof a);
+    assert_int_equal(ft_pb_flat_packed_size(m), n);
+    assert_int_equal(protobuf_c_message_pack(m, a), n);
+    assert_int_equal(ft_pb_flat_pack(m, b), n);
+    assert_memory_equal(a, b, n);
+}
+
+/* The writer against protobuf-c's pack: every field at its edges and at zero (which proto3 does
+ * not send, -0.0 included), proto2's has_ flags and string defaults, and random values. */
+static void flat_messages_pack_to_protobuf_c_bytes(void **state)
+{
+    (void)state;
+    static uint8_t blob[40];
+    Flattest__Flat3 m = FLATTEST__FLAT3__INIT;
+    assert_packs_as_protobuf_c(&m.base);
+    m.fl = -0.0f;
+    m.db = -0.0;
+    m.text = "";
+    m.data = (ProtobufCBinaryData){0, blob};
+    assert_packs_as_protobuf_c(&m.base);
+    m = (Flattest__Flat3){.base = m.base,
+                          .i32 = -1,
+                          .i64 = INT64_MIN,
+                          .u32 = UINT32_MAX,
+                          .u64 = UINT64_MAX,
+                          .s32 = INT32_MIN,
+                          .s64 = INT64_MIN,
+                          .f32 = 1,
+                          .f64 = 2,
+                          .sf32 = -3,
+                          .sf64 = -4,
+                          .fl = 1e-3f,
+                          .db = -1e300,
+                          .flag = 7, /* any non-zero bool is sent as 1 */
+                          .text = "text",
+                          .data = {sizeof blob, blob},
+                          .kind = -2,
+                          .far = INT32_MAX};
+    assert_packs_as_protobuf_c(&m.base);
+    for (int r = 0; r < 5000; r++) {
+        m.i32 = (int32_t)next_rand() >> (next_rand() % 32);
+        m.i64 = (int64_t)((uint64_t)next_rand() << 32 | next_rand()) >> (next_rand() % 64);
+        m.u32 = next_rand() >> (next_rand() % 32);
+        m.u64 = ((uint64_t)next_rand() << 32 | next_rand()) >> (next_rand() % 64);
+        m.s32 = (int32_t)next_rand() >> (next_rand() % 32);
+        m.s64 = (int64_t)((uint64_t)next_rand() << 32 | next_rand()) >> (next_rand() % 64);
+        m.kind = (int)(next_rand() % 3) - 1;
+        m.flag = (int)(next_rand() % 3);
+        m.data.len = next_rand() % (sizeof blob + 1);
+        m.text = next_rand() % 2 ? NULL : "x";
+        m.fl = next_rand() % 2 ? 0 : (float)next_rand();
+        assert_packs_as_protobuf_c(&m.base);
+    }
+    Flattest2__Flat2 p2 = FLATTEST2__FLAT2__INIT;
+    assert_packs_as_protobuf_c(&p2.base); /* the default string is not sent */
+    p2.name = "other";
+    p2.has_n = 1; /* sent even at its default */
+    p2.has_blob = 1;
+    p2.has_d = 1;
+    p2.d = 0;
+    p2.has_big = 1;
+    assert_packs_as_protobuf_c(&p2.base);
+    p2.name = NULL;
+    p2.has_on = 1;
+    p2.on = 1;
+    p2.has_z = 1;
+    p2.z = -7;
+    p2.has_fx = 1;
+    assert_packs_as_protobuf_c(&p2.base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -299,6 +376,7 @@ int main(void)
         cmocka_unit_test(made_messages_read_as_protobuf_c_reads_them),
         cmocka_unit_test(bytes_the_reader_does_not_know_go_to_protobuf_c),
         cmocka_unit_test(random_bytes_read_as_protobuf_c_reads_them_or_go_to_it),
+        cmocka_unit_test(flat_messages_pack_to_protobuf_c_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
