@@ -6,8 +6,9 @@
  *
  * The closure's signature is protoc-c's, (message, closure_data), with closure_data the caller's:
  * the call's outcome reaches it through thread-locals set around the closure (ftrpc_typed_result,
- * ftrpc_typed_take_arena), valid on that thread until it returns. Built on the public call API
- * alone: a typed call is exactly a call of bytes, plus a pack and an unpack.
+ * ftrpc_typed_take_arena), valid on that thread until it returns. Built on the call API: a typed
+ * call is exactly a call of bytes, plus a pack and an unpack; the async one hands its packed
+ * request to the call by ownership (ft_call_async_owned), as nothing else holds it.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include "base/pb_codec.h"
 #include "base/pb_flat.h"
 #include "base/sized_options.h"
+#include "client/client_internal.h"
 #include "ftrpc/typed.h"
 #include "protocol/pb_wire.h"
 
@@ -155,8 +157,8 @@ static int start_call(typed_client *tc, const ProtobufCMethodDescriptor *md,
             opts = &tc->opts;
             opts_size = sizeof tc->opts;
         }
-        rc = ftrpc_call_async_sized(tc->client, tc->base.descriptor->name, md->name, &req, NULL,
-                                    opts, opts_size, on_complete, p, id);
+        rc = ft_call_async_owned(tc->client, tc->base.descriptor->name, md->name, &req, opts,
+                                 opts_size, on_complete, p, id);
     }
     ft_iobuf_fini(&req);
     if (rc != 0) ft_arena_fini(&p->arena);
