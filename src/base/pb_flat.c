@@ -280,7 +280,9 @@ static int present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f,
 }
 
 /* Writes (out not NULL) or sizes (out NULL) the message. */
-static size_t flat_pack(const ProtobufCMessage *m, uint8_t *out)
+/* Writes (out not NULL: at most room bytes) or sizes (out NULL) the message. SIZE_MAX when it may
+ * not fit in room: each field is checked against its largest encoding before it is written. */
+static size_t flat_pack(const ProtobufCMessage *m, uint8_t *out, size_t room)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
     size_t n = 0;
@@ -288,6 +290,14 @@ static size_t flat_pack(const ProtobufCMessage *m, uint8_t *out)
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         const void *member = (const char *)m + f->offset;
         if (!present(m, f, member)) continue;
+        if (out && room != SIZE_MAX) {
+            /* key (at most 5 bytes) and value (10), or prefix (5) and body */
+            size_t body = f->type == PROTOBUF_C_TYPE_BYTES
+                              ? ((const ProtobufCBinaryData *)member)->len
+                          : f->type == PROTOBUF_C_TYPE_STRING ? strlen(*(char *const *)member)
+                                                              : 10;
+            if (room - n < 10 + body || body > room) return SIZE_MAX;
+        }
         n += put_varint(out ? out + n : NULL,
                         (uint64_t)f->id << 3 | (unsigned)wire_type_of(f->type));
         uint8_t *at = out ? out + n : NULL;
@@ -348,10 +358,15 @@ static size_t flat_pack(const ProtobufCMessage *m, uint8_t *out)
 
 size_t ft_pb_flat_packed_size(const ProtobufCMessage *msg)
 {
-    return flat_pack(msg, NULL);
+    return flat_pack(msg, NULL, 0);
 }
 
 size_t ft_pb_flat_pack(const ProtobufCMessage *msg, uint8_t *out)
 {
-    return flat_pack(msg, out);
+    return flat_pack(msg, out, SIZE_MAX);
+}
+
+size_t ft_pb_flat_pack_into(const ProtobufCMessage *msg, uint8_t *out, size_t room)
+{
+    return flat_pack(msg, out, room);
 }

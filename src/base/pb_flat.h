@@ -30,5 +30,8 @@ ProtobufCMessage *ft_pb_unpack_flat(const ProtobufCMessageDescriptor *desc, ft_a
  * (the same bytes). */
 size_t ft_pb_flat_packed_size(const ProtobufCMessage *msg);
 size_t ft_pb_flat_pack(const ProtobufCMessage *msg, uint8_t *out);
+/* ft_pb_flat_pack in one pass, without sizing first, into room bytes at out: the size written, or
+ * SIZE_MAX when the message may not fit (out's content is then undefined: size it and pack). */
+size_t ft_pb_flat_pack_into(const ProtobufCMessage *msg, uint8_t *out, size_t room);
 
 #endif

@@ -10,6 +10,7 @@
  * ftrpc_typed_server_call), streaming.
  */
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,16 +86,25 @@ static void typed_closure(const ProtobufCMessage *msg, void *closure_data)
         typed_call_free(tc);
         return;
     }
-    size_t n = tc->out_flat ? ft_pb_flat_packed_size(msg) : protobuf_c_message_get_packed_size(msg);
-    if (n <= SMALL_REPLY) {
-        /* packed on the stack and copied straight into the frame: no buffer, no block */
-        uint8_t small[SMALL_REPLY];
-        if ((tc->out_flat ? ft_pb_flat_pack(msg, small) : protobuf_c_message_pack(msg, small)) == n)
+    uint8_t small[SMALL_REPLY];
+    if (tc->out_flat) {
+        /* packed on the stack in one pass and copied straight into the frame: no buffer */
+        size_t n = ft_pb_flat_pack_into(msg, small, sizeof small);
+        if (n != SIZE_MAX) {
             ft_server_call_reply_bytes(call, small, n);
-        else
-            ftrpc_server_call_fail(call, FTRPC_EINTERNAL, "the reply did not pack");
-        typed_call_free(tc);
-        return;
+            typed_call_free(tc);
+            return;
+        }
+    } else {
+        size_t n = protobuf_c_message_get_packed_size(msg);
+        if (n <= sizeof small) {
+            if (protobuf_c_message_pack(msg, small) == n)
+                ft_server_call_reply_bytes(call, small, n);
+            else
+                ftrpc_server_call_fail(call, FTRPC_EINTERNAL, "the reply did not pack");
+            typed_call_free(tc);
+            return;
+        }
     }
     ft_iobuf reply;
     ft_iobuf_init(&reply);

@@ -303,6 +303,18 @@ static void assert_packs_as_protobuf_c(const ProtobufCMessage *m)
     assert_int_equal(protobuf_c_message_pack(m, a), n);
     assert_int_equal(ft_pb_flat_pack(m, b), n);
     assert_memory_equal(a, b, n);
+    /* in one pass into a bounded room: the same bytes when it has 20 to spare, refused when it
+     * is short, never written past */
+    uint8_t c[1024 + 64];
+    memset(c, 0xa5, sizeof c);
+    assert_int_equal(ft_pb_flat_pack_into(m, c, n + 20), n);
+    assert_memory_equal(a, c, n);
+    if (n) {
+        memset(c, 0xa5, sizeof c);
+        assert_int_equal(ft_pb_flat_pack_into(m, c, n - 1), SIZE_MAX);
+        for (size_t i = n - 1; i < sizeof c; i++)
+            assert_int_equal(c[i], 0xa5);
+    }
 }
 
 /* The writer against protobuf-c's pack: every field at its edges and at zero (which proto3 does
