@@ -24,11 +24,12 @@ typedef struct ftrpc_arena ft_arena;
 
 /* An empty arena (no memory until the first allocation). */
 void ft_arena_init(ft_arena *a);
-/* One malloc for a call's own state and its arena: a block holding `head_size` bytes for the
- * caller (returned, zeroed, aligned for any type) followed by `room` bytes the arena allocates
- * from first. *a, which must lie inside the head, becomes an arena whose first block is this one:
- * the head is freed with the arena (ft_arena_fini), or stays with it when it is moved. NULL on
- * allocation failure. */
+/* One block for a call's own state and its arena: a block holding `head_size` bytes for the
+ * caller (returned, zeroed, aligned for any type) followed by at least `room` bytes the arena
+ * allocates from first (a block from the thread's cache, no malloc, when head and room fit the
+ * standard first block of about 1 KiB). *a, which must lie inside the head, becomes an arena whose
+ * first block is this one: the head is freed with the arena (ft_arena_fini), or stays with it when
+ * it is moved. NULL on allocation failure. */
 void *ft_arena_new_with_head(size_t head_size, size_t room, size_t arena_offset);
 /* Frees every block (the arena itself first emptied, so that an arena inside its own head block,
  * ft_arena_new_with_head, is never touched after the free); the arena is empty again. */

@@ -6,18 +6,37 @@
  */
 #include "base/pb_codec.h"
 
+#include <stdint.h>
+
+#include "base/pb_flat.h"
 #include "ftrpc/common.h"
 
-int ft_pb_pack(const ProtobufCMessage *msg, ft_iobuf *out)
+/* A flat message straight into the buffer's write block, with no sizing pass: 0, or 1 when it
+ * may not fit there (nothing committed then). */
+static int pack_flat_at_once(const ProtobufCMessage *msg, ft_iobuf *out)
 {
-    size_t n = protobuf_c_message_get_packed_size(msg);
+    char *p;
+    size_t room;
+    if (ft_iobuf_reserve(out, 256, &p, &room) != 0) return 1;
+    if (room > UINT32_MAX) room = UINT32_MAX;
+    size_t n = ft_pb_flat_pack_into(msg, (uint8_t *)p, room);
+    if (n == SIZE_MAX) return 1;
+    ft_iobuf_commit(out, n);
+    return 0;
+}
+
+int ft_pb_pack(const ProtobufCMessage *msg, int flat, ft_iobuf *out)
+{
+    if (flat && ft_iobuf_size(out) == 0 && pack_flat_at_once(msg, out) == 0) return 0;
+    size_t n = flat ? ft_pb_flat_packed_size(msg) : protobuf_c_message_get_packed_size(msg);
     if (n == 0) return 0;
     if (n > UINT32_MAX) return FTRPC_ENOMEM;
     size_t before = ft_iobuf_size(out);
     char *p;
     size_t room;
     if (ft_iobuf_reserve(out, n, &p, &room) != 0) return FTRPC_ENOMEM;
-    size_t packed = protobuf_c_message_pack(msg, (uint8_t *)p);
+    size_t packed =
+        flat ? ft_pb_flat_pack(msg, (uint8_t *)p) : protobuf_c_message_pack(msg, (uint8_t *)p);
     ft_iobuf_commit(out, packed);
     return packed == n && ft_iobuf_size(out) == before + n ? 0 : FTRPC_ENOMEM;
 }

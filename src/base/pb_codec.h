@@ -7,8 +7,9 @@
 #include "base/arena.h"
 #include "base/iobuf.h"
 
-/* Appends msg, packed, to out. 0 or FTRPC_ENOMEM. */
-int ft_pb_pack(const ProtobufCMessage *msg, ft_iobuf *out);
+/* Appends msg, packed, to out (by ft_pb_flat_pack when flat: msg's type is flat, ft_pb_is_flat).
+ * 0 or FTRPC_ENOMEM. */
+int ft_pb_pack(const ProtobufCMessage *msg, int flat, ft_iobuf *out);
 /* Unpacks in (made contiguous first, when it is not) as a desc message, allocated from alloc
  * (NULL: protobuf-c's default allocator). NULL when the bytes do not parse as one. */
 ProtobufCMessage *ft_pb_unpack(const ProtobufCMessageDescriptor *desc, ft_iobuf *in,

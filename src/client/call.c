@@ -1207,10 +1207,12 @@ static unsigned call_id_loop(ftrpc_call_id id)
     return (unsigned)(id & ((1u << FT_CALL_ID_LOOP_BITS) - 1));
 }
 
-int ftrpc_call_async_sized(ftrpc_client *c, const char *service, const char *method,
-                           const ftrpc_buf *request, const ftrpc_buf *attachment,
-                           const ftrpc_call_options *opts_in, size_t opts_size, ftrpc_call_cb cb,
-                           void *arg, ftrpc_call_id *id)
+/* ftrpc_call_async_sized; a request given as `owned` is moved into the call (emptied) rather
+ * than shared. */
+static int call_async(ftrpc_client *c, const char *service, const char *method,
+                      const ftrpc_buf *request, ft_iobuf *owned, const ftrpc_buf *attachment,
+                      const ftrpc_call_options *opts_in, size_t opts_size, ftrpc_call_cb cb,
+                      void *arg, ftrpc_call_id *id)
 {
     ftrpc_call_options o;
     int bad;
@@ -1221,6 +1223,7 @@ int ftrpc_call_async_sized(ftrpc_client *c, const char *service, const char *met
     if (!cb) return FTRPC_EINVAL;
     ft_call *call = ft_call_make(c, service, method, request, attachment, opts);
     if (!call) return FTRPC_ENOMEM;
+    if (owned) ft_iobuf_move(&call->request, owned);
     call->cb = cb;
     call->arg = arg;
     call->id = 0;
@@ -1231,6 +1234,21 @@ int ftrpc_call_async_sized(ftrpc_client *c, const char *service, const char *met
     }
     ft_call_submit(call);
     return 0;
+}
+
+int ftrpc_call_async_sized(ftrpc_client *c, const char *service, const char *method,
+                           const ftrpc_buf *request, const ftrpc_buf *attachment,
+                           const ftrpc_call_options *opts, size_t opts_size, ftrpc_call_cb cb,
+                           void *arg, ftrpc_call_id *id)
+{
+    return call_async(c, service, method, request, NULL, attachment, opts, opts_size, cb, arg, id);
+}
+
+int ft_call_async_owned(ftrpc_client *c, const char *service, const char *method, ft_iobuf *request,
+                        const ftrpc_call_options *opts, size_t opts_size, ftrpc_call_cb cb,
+                        void *arg, ftrpc_call_id *id)
+{
+    return call_async(c, service, method, NULL, request, NULL, opts, opts_size, cb, arg, id);
 }
 
 struct cancel_task {

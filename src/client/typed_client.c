@@ -6,8 +6,9 @@
  *
  * The closure's signature is protoc-c's, (message, closure_data), with closure_data the caller's:
  * the call's outcome reaches it through thread-locals set around the closure (ftrpc_typed_result,
- * ftrpc_typed_take_arena), valid on that thread until it returns. Built on the public call API
- * alone: a typed call is exactly a call of bytes, plus a pack and an unpack.
+ * ftrpc_typed_take_arena), valid on that thread until it returns. Built on the call API: a typed
+ * call is exactly a call of bytes, plus a pack and an unpack; the async one hands its packed
+ * request to the call by ownership (ft_call_async_owned), as nothing else holds it.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -16,7 +17,9 @@
 
 #include "base/arena.h"
 #include "base/pb_codec.h"
+#include "base/pb_flat.h"
 #include "base/sized_options.h"
+#include "client/client_internal.h"
 #include "ftrpc/typed.h"
 #include "protocol/pb_wire.h"
 
@@ -24,8 +27,13 @@ typedef struct typed_client {
     ProtobufCService base; /* first: the stubs see this */
     ftrpc_client *client;
     ftrpc_call_options opts; /* every stub call's */
-    int max_depth[];         /* per method, for ft_pb_unpack_bounded: 0 when its output type
-                              * cannot nest too deep */
+    int opts_default;        /* opts are all defaults: the calls pass NULL, which
+                              * ftrpc_call_async reads faster */
+    struct typed_output {
+        int max_depth; /* for ft_pb_unpack_bounded: 0 when the type cannot nest too deep */
+        int flat;      /* the type is flat: ft_pb_unpack_flat first */
+        int in_flat;   /* the input type is flat: packed by ft_pb_flat_pack */
+    } out[];           /* per method, of its output type (and in_flat of its input) */
 } typed_client;
 
 /* One call in flight: what its completion needs, and the arena its response is unpacked into,
@@ -33,7 +41,7 @@ typedef struct typed_client {
 typedef struct typed_pending {
     ft_arena arena;
     const ProtobufCMethodDescriptor *md;
-    int max_depth;
+    struct typed_output out;
     ProtobufCClosure closure;
     void *closure_data;
 } typed_pending;
@@ -95,12 +103,17 @@ static const ProtobufCMethodDescriptor *find_method(const ProtobufCServiceDescri
 
 enum { RESPONSE_ARENA_ROOM = 512 }; /* most small responses need no other malloc */
 
-/* The response unpacked from r->response, or NULL with r turned into FTRPC_ERESPONSE. */
-static ProtobufCMessage *unpack_response(const ProtobufCMessageDescriptor *output, int max_depth,
-                                         ftrpc_result *r, ProtobufCAllocator *alloc)
+/* The response unpacked from r->response (into arena; NULL: protobuf-c's default allocator), or
+ * NULL with r turned into FTRPC_ERESPONSE. */
+static ProtobufCMessage *unpack_response(const ProtobufCMessageDescriptor *output,
+                                         struct typed_output how, ftrpc_result *r, ft_arena *arena)
 {
-    int too_deep;
-    ProtobufCMessage *msg = ft_pb_unpack_bounded(output, r->response, alloc, max_depth, &too_deep);
+    int too_deep = 0;
+    ProtobufCMessage *msg =
+        how.flat && arena ? ft_pb_unpack_flat(output, arena, r->response) : NULL;
+    if (!msg)
+        msg = ft_pb_unpack_bounded(output, r->response, arena ? &arena->allocator : NULL,
+                                   how.max_depth, &too_deep);
     if (msg) return msg;
     r->kind = FTRPC_RESULT_RPC_ERROR;
     r->code = FTRPC_ERESPONSE;
@@ -117,8 +130,7 @@ static void on_complete(ftrpc_result *r, void *arg)
 {
     typed_pending *p = arg;
     ProtobufCMessage *msg = NULL;
-    if (r->kind == FTRPC_RESULT_OK)
-        msg = unpack_response(p->md->output, p->max_depth, r, &p->arena.allocator);
+    if (r->kind == FTRPC_RESULT_OK) msg = unpack_response(p->md->output, p->out, r, &p->arena);
     /* frees p, unless the closure took the arena (and p with it) */
     if (!run_closure(p->closure, msg, p->closure_data, r, msg ? &p->arena : NULL))
         ft_arena_fini(&p->arena);
@@ -134,19 +146,19 @@ static int start_call(typed_client *tc, const ProtobufCMethodDescriptor *md,
         ft_arena_new_with_head(sizeof *p, RESPONSE_ARENA_ROOM, offsetof(typed_pending, arena));
     if (!p) return FTRPC_ENOMEM;
     p->md = md;
-    p->max_depth = tc->max_depth[md - tc->base.descriptor->methods];
+    p->out = tc->out[md - tc->base.descriptor->methods];
     p->closure = closure;
     p->closure_data = closure_data;
     ft_iobuf req;
     ft_iobuf_init(&req);
-    int rc = ft_pb_pack(input, &req);
+    int rc = ft_pb_pack(input, p->out.in_flat, &req);
     if (rc == 0) {
-        if (!opts) {
+        if (!opts && !tc->opts_default) {
             opts = &tc->opts;
             opts_size = sizeof tc->opts;
         }
-        rc = ftrpc_call_async_sized(tc->client, tc->base.descriptor->name, md->name, &req, NULL,
-                                    opts, opts_size, on_complete, p, id);
+        rc = ft_call_async_owned(tc->client, tc->base.descriptor->name, md->name, &req, opts,
+                                 opts_size, on_complete, p, id);
     }
     ft_iobuf_fini(&req);
     if (rc != 0) ft_arena_fini(&p->arena);
@@ -184,16 +196,21 @@ int ftrpc_typed_client_new_sized(ftrpc_client *client, const ProtobufCServiceDes
     if (!client || !d || !out || d->magic != PROTOBUF_C__SERVICE_DESCRIPTOR_MAGIC || !d->name ||
         !*d->name)
         return FTRPC_EINVAL;
-    typed_client *tc = calloc(1, sizeof *tc + d->n_methods * sizeof tc->max_depth[0]);
+    typed_client *tc = calloc(1, sizeof *tc + d->n_methods * sizeof tc->out[0]);
     if (!tc) return FTRPC_ENOMEM;
-    for (unsigned i = 0; i < d->n_methods; i++)
-        tc->max_depth[i] = ft_pb_type_depth_bounded(d->methods[i].output, FTRPC_TYPED_MAX_DEPTH)
-                               ? 0
-                               : FTRPC_TYPED_MAX_DEPTH;
+    for (unsigned i = 0; i < d->n_methods; i++) {
+        tc->out[i].max_depth = ft_pb_type_depth_bounded(d->methods[i].output, FTRPC_TYPED_MAX_DEPTH)
+                                   ? 0
+                                   : FTRPC_TYPED_MAX_DEPTH;
+        tc->out[i].flat = ft_pb_is_flat(d->methods[i].output);
+        tc->out[i].in_flat = ft_pb_is_flat(d->methods[i].input);
+    }
     if (ft_sized_options_read(&tc->opts, sizeof tc->opts, opts, opts_size) != 0) {
         free(tc);
         return FTRPC_EINVAL;
     }
+    static const ftrpc_call_options defaults; /* padding included: compared as bytes */
+    tc->opts_default = memcmp(&tc->opts, &defaults, sizeof defaults) == 0;
     tc->base.descriptor = d;
     tc->base.invoke = typed_invoke;
     tc->base.destroy = typed_destroy;
@@ -243,8 +260,8 @@ int ftrpc_typed_call_sized(ProtobufCService *service, const char *method,
     } else {
         ft_iobuf req;
         ft_iobuf_init(&req);
-        rc = ft_pb_pack(input, &req);
-        if (!opts) {
+        rc = ft_pb_pack(input, tc->out[md - service->descriptor->methods].in_flat, &req);
+        if (!opts && !tc->opts_default) {
             opts = &tc->opts;
             opts_size = sizeof tc->opts;
         }
@@ -262,8 +279,7 @@ int ftrpc_typed_call_sized(ProtobufCService *service, const char *method,
     }
     if (rc == 0) {
         ProtobufCMessage *msg =
-            unpack_response(md->output, tc->max_depth[md - service->descriptor->methods], &r,
-                            arena ? &arena->allocator : NULL);
+            unpack_response(md->output, tc->out[md - service->descriptor->methods], &r, arena);
         if (msg)
             *output = msg;
         else

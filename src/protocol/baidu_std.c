@@ -961,6 +961,15 @@ size_t ft_baidu_std_encode_response(uint8_t *buf, int64_t correlation_id, int32_
         payload, psize, attachment, asize);
 }
 
+size_t ft_baidu_std_encode_reply_bytes(uint8_t *buf, int64_t correlation_id, const void *payload,
+                                       size_t psize)
+{
+    if (!ft_baidu_std_fast_meta || psize > SMALL_BODY_MAX) return 0;
+    size_t head = encode_response_head(buf, correlation_id, 0, NULL, psize, 0);
+    if (head && psize) memcpy(buf + head, payload, psize);
+    return head ? head + psize : 0;
+}
+
 int ft_baidu_std_pack_request(ft_iobuf *out, const ft_request_header *h, const ft_iobuf *payload,
                               const ft_iobuf *attachment)
 {

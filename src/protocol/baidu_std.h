@@ -141,5 +141,9 @@ size_t ft_baidu_std_encode_request(uint8_t *buf, const ft_request_header *h,
 size_t ft_baidu_std_encode_response(uint8_t *buf, int64_t correlation_id, int32_t error_code,
                                     const char *error_text, const ft_iobuf *payload,
                                     const ft_iobuf *attachment);
+/* ft_baidu_std_encode_response of a success whose payload is len bytes of the caller's memory (a
+ * typed reply packed on the stack) and no attachment: copied into the frame, no buffer between. */
+size_t ft_baidu_std_encode_reply_bytes(uint8_t *buf, int64_t correlation_id, const void *payload,
+                                       size_t len);
 
 #endif

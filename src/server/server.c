@@ -826,8 +826,11 @@ static void deliver_reply_task(ft_task *t)
     deliver_reply(ft_container_of(t, ftrpc_server_call, task));
 }
 
-static int send_reply(ftrpc_server_call *call, int32_t code, const char *text,
-                      const ft_iobuf *payload, const ft_iobuf *attachment)
+/* raw, when not NULL, is the payload (raw_len bytes of the caller's memory, payload NULL): copied
+ * into the frame on the common path, into a buffer of the reply's own otherwise. */
+static int send_reply_raw(ftrpc_server_call *call, int32_t code, const char *text,
+                          const ft_iobuf *payload, const ft_iobuf *attachment, const void *raw,
+                          size_t raw_len)
 {
     int64_t now = ft_now_ns();
     ft_method_metrics_on_reply(call->method, code, call->rejected ? 0 : call->start_ns, now);
@@ -854,8 +857,9 @@ static int send_reply(ftrpc_server_call *call, int32_t code, const char *text,
         /* the common reply, small and made on the loop: encoded on the stack and copied straight
          * into the connection's output, with no reply buffer and no block of its own */
         uint8_t small[FT_BAIDU_STD_SMALL_FRAME];
-        size_t n = ft_baidu_std_encode_response(small, call->correlation_id, code, text, payload,
-                                                attachment);
+        size_t n = raw ? ft_baidu_std_encode_reply_bytes(small, call->correlation_id, raw, raw_len)
+                       : ft_baidu_std_encode_response(small, call->correlation_id, code, text,
+                                                      payload, attachment);
         if (n) {
             if (ft_conn_is_open(call->conn))
                 reply_queued(call->conn, ft_conn_write_bytes(call->conn, small, n));
@@ -864,6 +868,15 @@ static int send_reply(ftrpc_server_call *call, int32_t code, const char *text,
         }
     }
     int rc = 0;
+    ft_iobuf copy;
+    ft_iobuf_init(&copy);
+    if (raw) {
+        if (ft_iobuf_append(&copy, raw, raw_len) != 0) {
+            code = -FTRPC_EINTERNAL;
+            text = "server out of memory";
+        }
+        payload = &copy;
+    }
     if (call->is_http)
         ft_http_call_pack(call, code, text, payload, attachment);
     else if (call->is_grpc)
@@ -880,11 +893,23 @@ static int send_reply(ftrpc_server_call *call, int32_t code, const char *text,
         ft_baidu_std_pack_response(&call->reply, call->correlation_id, -FTRPC_EINTERNAL,
                                    "server out of memory", NULL, NULL);
     }
+    ft_iobuf_fini(&copy);
     if (ft_loop_current() == call->loop)
         deliver_reply(call);
     else
         ft_loop_post(call->loop, &call->task);
     return rc;
+}
+
+static int send_reply(ftrpc_server_call *call, int32_t code, const char *text,
+                      const ft_iobuf *payload, const ft_iobuf *attachment)
+{
+    return send_reply_raw(call, code, text, payload, attachment, NULL, 0);
+}
+
+int ft_server_call_reply_bytes(ftrpc_server_call *call, const void *data, size_t len)
+{
+    return send_reply_raw(call, 0, NULL, NULL, NULL, data, len);
 }
 
 int ftrpc_server_call_reply(ftrpc_server_call *call, const ftrpc_buf *response,

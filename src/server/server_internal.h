@@ -316,6 +316,10 @@ int ft_server_has_method(const ftrpc_server *s, const char *service, const char 
 
 /* Frees what ftrpc_server_add_service kept (ftrpc_server_free, after the last call). */
 void ft_typed_services_free(ftrpc_server *s);
+/* ftrpc_server_call_reply with the response's len bytes in the caller's memory (a typed reply
+ * packed on the stack): copied before it returns, straight into the frame when the reply is made
+ * on the call's loop, so that a small reply needs no buffer of its own. */
+int ft_server_call_reply_bytes(ftrpc_server_call *call, const void *data, size_t len);
 
 /* ---- http_session.c ---- */
 

@@ -10,6 +10,7 @@
  * ftrpc_typed_server_call), streaming.
  */
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "base/arena.h"
 #include "base/log.h"
 #include "base/pb_codec.h"
+#include "base/pb_flat.h"
 #include "base/sized_options.h"
 #include "ftrpc/typed.h"
 #include "protocol/pb_wire.h"
@@ -26,6 +28,8 @@ struct ft_typed_method {
     struct ft_typed_service *service;
     unsigned index; /* in the descriptor's methods */
     int max_depth;  /* for ft_pb_unpack_bounded: 0 when the input type cannot nest too deep */
+    int flat;       /* the input type is flat: ft_pb_unpack_flat first */
+    int out_flat;   /* the output type is flat: packed by ft_pb_flat_pack */
 };
 
 struct ft_typed_service {
@@ -40,13 +44,21 @@ typedef struct typed_call {
                      * block holds this struct (ft_arena_new_with_head) */
     ftrpc_server_call *call;
     const ProtobufCMethodDescriptor *md;
-    int fail_code; /* ftrpc_typed_server_fail's, for a closure given NULL */
-    char fail_text[256];
+    int out_flat;          /* the method's ft_typed_method.out_flat */
+    int fail_code;         /* ftrpc_typed_server_fail's, for a closure given NULL */
+    const char *fail_text; /* its text, in the arena (NULL: none), so that the head the arena's
+                            * block starts with stays small */
 } typed_call;
 
 /* Room in the call's own allocation for the request and what the implementation allocates:
  * most small messages need no other malloc. */
 enum { CALL_ARENA_ROOM = 512 };
+
+enum { FAIL_TEXT_MAX = 255 }; /* ftrpc_typed_server_fail's text is cut there */
+
+/* A reply of at most this many bytes is packed on the stack (baidu_std copies bodies this small
+ * into its frame anyway); a larger one into a buffer whose blocks the frame shares. */
+enum { SMALL_REPLY = 256 };
 
 /* The typed call lives in its arena's first block: freeing the arena frees it, unless the arena
  * was taken (then the block goes with the taker's arena). */
@@ -61,7 +73,7 @@ static void typed_closure(const ProtobufCMessage *msg, void *closure_data)
     ftrpc_server_call *call = tc->call;
     if (!msg) {
         ftrpc_server_call_fail(call, tc->fail_code ? tc->fail_code : FTRPC_EINTERNAL,
-                               tc->fail_text[0] ? tc->fail_text : NULL);
+                               tc->fail_text);
         typed_call_free(tc);
         return;
     }
@@ -74,9 +86,29 @@ static void typed_closure(const ProtobufCMessage *msg, void *closure_data)
         typed_call_free(tc);
         return;
     }
+    uint8_t small[SMALL_REPLY];
+    if (tc->out_flat) {
+        /* packed on the stack in one pass and copied straight into the frame: no buffer */
+        size_t n = ft_pb_flat_pack_into(msg, small, sizeof small);
+        if (n != SIZE_MAX) {
+            ft_server_call_reply_bytes(call, small, n);
+            typed_call_free(tc);
+            return;
+        }
+    } else {
+        size_t n = protobuf_c_message_get_packed_size(msg);
+        if (n <= sizeof small) {
+            if (protobuf_c_message_pack(msg, small) == n)
+                ft_server_call_reply_bytes(call, small, n);
+            else
+                ftrpc_server_call_fail(call, FTRPC_EINTERNAL, "the reply did not pack");
+            typed_call_free(tc);
+            return;
+        }
+    }
     ft_iobuf reply;
     ft_iobuf_init(&reply);
-    if (ft_pb_pack(msg, &reply) == 0)
+    if (ft_pb_pack(msg, tc->out_flat, &reply) == 0)
         ftrpc_server_call_reply(call, &reply, NULL);
     else
         ftrpc_server_call_fail(call, FTRPC_EINTERNAL, "server out of memory");
@@ -95,13 +127,15 @@ static void typed_handler(ftrpc_server_call *call, void *arg)
         ftrpc_server_call_fail(call, FTRPC_EINTERNAL, "server out of memory");
         return;
     }
-    tc->call = call;
+    tc->call = call; /* the rest is zeroed */
     tc->md = md;
-    tc->fail_code = 0;
-    tc->fail_text[0] = '\0';
-    int too_deep;
-    ProtobufCMessage *req = ft_pb_unpack_bounded(md->input, &call->request, &tc->arena.allocator,
-                                                 tm->max_depth, &too_deep);
+    tc->out_flat = tm->out_flat;
+    int too_deep = 0;
+    ProtobufCMessage *req =
+        tm->flat ? ft_pb_unpack_flat(md->input, &tc->arena, &call->request) : NULL;
+    if (!req)
+        req = ft_pb_unpack_bounded(md->input, &call->request, &tc->arena.allocator, tm->max_depth,
+                                   &too_deep);
     if (!req) {
         char text[256];
         if (too_deep)
@@ -147,7 +181,8 @@ int ftrpc_server_add_service_sized(ftrpc_server *s, ProtobufCService *impl,
             ts, i,
             ft_pb_type_depth_bounded(d->methods[i].input, FTRPC_TYPED_MAX_DEPTH)
                 ? 0
-                : FTRPC_TYPED_MAX_DEPTH};
+                : FTRPC_TYPED_MAX_DEPTH,
+            ft_pb_is_flat(d->methods[i].input), ft_pb_is_flat(d->methods[i].output)};
         int rc = ft_server_add_method(s, d->name, d->methods[i].name, typed_handler,
                                       &ts->methods[i], &mo, &d->methods[i]);
         if (rc != 0) return rc;
@@ -174,7 +209,15 @@ void ftrpc_typed_server_fail(void *closure_data, int code, const char *text)
     typed_call *tc = closure_data;
     if (!tc) return;
     tc->fail_code = code;
-    snprintf(tc->fail_text, sizeof tc->fail_text, "%s", text ? text : "");
+    /* an arena taken already left tc->arena empty: the text then gets a block of its own there,
+     * freed with the call after the closure */
+    size_t len = text ? strnlen(text, FAIL_TEXT_MAX) : 0;
+    char *copy = len ? ft_arena_alloc(&tc->arena, len + 1) : NULL;
+    if (copy) {
+        memcpy(copy, text, len);
+        copy[len] = '\0';
+    }
+    tc->fail_text = copy;
 }
 
 ftrpc_arena *ftrpc_typed_server_arena(void *closure_data)

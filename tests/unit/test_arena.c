@@ -1,7 +1,8 @@
 /* Arenas (src/base/arena.c): what typed calls unpack messages into. Allocations are aligned for any
  * type and do not overlap, whatever their sizes (small ones share a block, large ones get their
  * own); a moved arena keeps every allocation, the head block included; protobuf-c unpacks into
- * one through its allocator view. Run under ASan or valgrind, a freed arena that still held a
+ * one through its allocator view; a call's arena block is recycled through the thread's cache.
+ * Run under ASan or valgrind, a freed arena that still held a
  * live allocation, or a write past a block, shows. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,7 +10,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <malloc.h>
 #include <stdalign.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/arena.h"
@@ -88,12 +91,66 @@ static void protobuf_c_unpacks_into_an_arena(void **state)
     ftrpc_arena_free(a);
 }
 
+/* Bytes in use in glibc's main arena (the main thread's mallocs), or -1 when that cannot be seen
+ * (ASan and valgrind replace malloc, and mallinfo2 then reports nothing). */
+static long heap_in_use(void)
+{
+    static int usable = -1;
+    if (usable < 0) {
+        size_t before = mallinfo2().uordblks;
+        void *probe = malloc(32768);
+        usable = probe && mallinfo2().uordblks >= before + 32768;
+        free(probe);
+    }
+    return usable ? (long)mallinfo2().uordblks : -1;
+}
+
+/* A call's arena block goes back to the thread's cache when the arena is freed, and the next call
+ * takes it from there: a loop turn's batch of typed calls reaches malloc once, not per call. */
+static void call_arena_blocks_are_reused_from_the_threads_cache(void **state)
+{
+    (void)state;
+    if (heap_in_use() < 0) skip();
+    enum { N = 32 };
+    struct head {
+        ft_arena arena;
+        int x;
+    } * h[N];
+    long m0 = heap_in_use();
+    for (int i = 0; i < N; i++) {
+        h[i] = ft_arena_new_with_head(sizeof *h[i], 512, offsetof(struct head, arena));
+        assert_non_null(h[i]);
+        assert_non_null(ft_arena_alloc(&h[i]->arena, 400)); /* the room asked for is there */
+    }
+    long m1 = heap_in_use();
+    for (int i = 0; i < N; i++)
+        ft_arena_fini(&h[i]->arena);
+    long m2 = heap_in_use();
+    assert_true(m2 >= m1); /* kept, not freed */
+    for (int i = 0; i < N; i++) {
+        h[i] = ft_arena_new_with_head(sizeof *h[i], 512, offsetof(struct head, arena));
+        assert_non_null(h[i]);
+        assert_int_equal(h[i]->x, 0); /* zeroed again */
+        h[i]->x = 1;
+    }
+    assert_true(heap_in_use() <= m2); /* no malloc: every block came from the cache */
+    for (int i = 0; i < N; i++)
+        ft_arena_fini(&h[i]->arena);
+    assert_true(m1 - m0 >= N * 512);
+    /* a head with more room than the cached block holds still gets it, from malloc */
+    struct head *big = ft_arena_new_with_head(sizeof *big, 4096, offsetof(struct head, arena));
+    assert_non_null(big);
+    memset(ft_arena_alloc(&big->arena, 4000), 1, 4000);
+    ft_arena_fini(&big->arena);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(allocations_are_aligned_and_apart_whatever_their_sizes),
         cmocka_unit_test(a_moved_arena_keeps_its_head_block_and_every_allocation),
         cmocka_unit_test(protobuf_c_unpacks_into_an_arena),
+        cmocka_unit_test(call_arena_blocks_are_reused_from_the_threads_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -568,6 +568,15 @@ static void assert_same_bytes_both_encoders(const ft_request_header *h, int64_t 
     } else {
         assert_int_equal(n, 0);
     }
+    if (!h && code == 0 && !text && asize == 0) {
+        /* a success from the caller's memory (a typed reply packed on the stack): the same frame */
+        uint8_t raw[1024], frame[FT_BAIDU_STD_SMALL_FRAME];
+        ft_iobuf_copy_at(&payload, 0, raw, psize < sizeof raw ? psize : sizeof raw);
+        size_t m =
+            psize <= sizeof raw ? ft_baidu_std_encode_reply_bytes(frame, cid, raw, psize) : 0;
+        assert_int_equal(m, n);
+        if (m) assert_memory_equal(frame, pa, m);
+    }
     free(pa);
     free(pb);
     ft_iobuf_fini(&a);
@@ -608,14 +617,16 @@ static void hand_written_encoder_writes_protobuf_c_bytes(void **state)
         int64_t cid;
         int32_t code;
         const char *text;
-    } resps[] = {{1, 0, NULL},
-                 {7, 1002, "no"},
-                 {-5, -1, ""},
-                 {INT64_MIN, INT32_MIN, "x"},
-                 {1 << 20, 2001, long_name}};
+    } resps[] = {{1, 0, NULL}, {INT64_MAX, 0, NULL},        {7, 1002, "no"},
+                 {-5, -1, ""}, {INT64_MIN, INT32_MIN, "x"}, {1 << 20, 2001, long_name}};
     for (size_t i = 0; i < sizeof resps / sizeof resps[0]; i++) {
         assert_same_bytes_both_encoders(NULL, resps[i].cid, resps[i].code, resps[i].text, 0, 0);
         assert_same_bytes_both_encoders(NULL, resps[i].cid, resps[i].code, resps[i].text, 20, 1);
+        /* the sizes about the small frame's bound: the last is left to the pack functions */
+        static const size_t PSIZES[] = {16, 256, 257};
+        for (size_t k = 0; k < sizeof PSIZES / sizeof PSIZES[0]; k++)
+            assert_same_bytes_both_encoders(NULL, resps[i].cid, resps[i].code, resps[i].text,
+                                            PSIZES[k], 0);
     }
 }
 
