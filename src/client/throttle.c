@@ -44,6 +44,7 @@ int ft_throttle_init(ft_throttle *t, const ft_throttle_options *opts)
     t->bucket_ns = o.window_ms * FT_NS_PER_MS / FT_THROTTLE_BUCKETS;
     for (int i = 0; i < FT_THROTTLE_BUCKETS; i++)
         t->ring[i].epoch = INT64_MIN; /* no bucket of time yet */
+    t->sum_epoch = INT64_MIN;
     pthread_mutex_init(&t->lock, NULL);
     return 0;
 }
@@ -66,30 +67,45 @@ static ft_throttle_bucket *current(ft_throttle *t, int64_t now_ns)
     int64_t e = epoch_of(t, now_ns);
     int64_t slot = e % FT_THROTTLE_BUCKETS;
     ft_throttle_bucket *b = &t->ring[slot < 0 ? slot + FT_THROTTLE_BUCKETS : slot];
-    if (b->epoch != e) *b = (ft_throttle_bucket){.epoch = e};
+    if (b->epoch != e) {
+        *b = (ft_throttle_bucket){.epoch = e};
+        if (t->sum_epoch != e) t->sum_epoch = INT64_MIN; /* another bucket of time: sum again */
+    }
     return b;
 }
 
 /* Under lock: the probability from the window's sums. */
-static double probability(const ft_throttle *t, int64_t now_ns)
+static double probability(ft_throttle *t, int64_t now_ns)
 {
     int64_t e = epoch_of(t, now_ns);
-    double requests = 0, accepts = 0;
-    for (int i = 0; i < FT_THROTTLE_BUCKETS; i++) {
-        const ft_throttle_bucket *b = &t->ring[i];
-        if (b->epoch > e - FT_THROTTLE_BUCKETS && b->epoch <= e) {
-            requests += b->requests;
-            accepts += b->accepts;
+    if (e != t->sum_epoch) { /* once a bucket of time (default 1 s), not once a call */
+        double requests = 0, accepts = 0;
+        for (int i = 0; i < FT_THROTTLE_BUCKETS; i++) {
+            const ft_throttle_bucket *b = &t->ring[i];
+            if (b->epoch > e - FT_THROTTLE_BUCKETS && b->epoch <= e) {
+                requests += b->requests;
+                accepts += b->accepts;
+            }
         }
+        t->sum_epoch = e;
+        t->sum_requests = requests;
+        t->sum_accepts = accepts;
     }
-    double p = (requests - t->k * accepts) / (requests + 1);
+    double p = (t->sum_requests - t->k * t->sum_accepts) / (t->sum_requests + 1);
     return p > 0 ? p : 0;
 }
 
-static void count(ft_throttle_bucket *b, bool accept)
+/* Under lock: one more request (or accept) in b, now's bucket, and in the window's sums when b is
+ * in their window. */
+static void count(ft_throttle *t, ft_throttle_bucket *b, bool accept)
 {
     uint32_t *n = accept ? &b->accepts : &b->requests;
-    if (*n != UINT32_MAX) (*n)++;
+    if (*n == UINT32_MAX) return;
+    (*n)++;
+    int64_t s = t->sum_epoch; /* b is in the summed window: now's bucket, or one the clock went
+                               * back to */
+    if (s != INT64_MIN && b->epoch > s - FT_THROTTLE_BUCKETS && b->epoch <= s)
+        *(accept ? &t->sum_accepts : &t->sum_requests) += 1;
 }
 
 bool ft_throttle_admit(ft_throttle *t, int64_t now_ns, double u)
@@ -100,7 +116,7 @@ bool ft_throttle_admit(ft_throttle *t, int64_t now_ns, double u)
      * after a quiet window would be refused one time in two); an admitted call counts when its
      * answer comes, a rejected one now */
     bool admitted = u >= probability(t, now_ns);
-    if (!admitted) count(current(t, now_ns), false);
+    if (!admitted) count(t, current(t, now_ns), false);
     pthread_mutex_unlock(&t->lock);
     return admitted;
 }
@@ -110,8 +126,8 @@ void ft_throttle_on_answer(ft_throttle *t, int64_t now_ns, bool accepted)
     if (t->off) return;
     pthread_mutex_lock(&t->lock);
     ft_throttle_bucket *b = current(t, now_ns);
-    count(b, false);
-    if (accepted) count(b, true);
+    count(t, b, false);
+    if (accepted) count(t, b, true);
     pthread_mutex_unlock(&t->lock);
 }
 

@@ -8,10 +8,12 @@
 #include "io/tls.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <limits.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,152 @@
 #include "base/log.h"
 #include "ftrpc/common.h"
 #include "io/conn.h"
+
+/* ---- OpenSSL, loaded at the first TLS context ----
+ *
+ * libssl and libcrypto are loaded with dlopen when the process makes its first TLS context
+ * (ft_tls_ctx_new: a server or client configured with TLS), not linked: a process that never uses
+ * TLS maps neither. Mapped, they cost an idle echo-server 1.7 MiB of its 4.9 MiB RSS, most of it
+ * pages that libcrypto's load touches (its symbol tables and relocations, and 0.4 MiB of
+ * relocated tables written at load), docs/performance.md, issue #26. libcurl is loaded the same way
+ * by src/naming/naming_etcd.c. Every OpenSSL function below is called through `ossl`, filled once;
+ * every path that calls one holds an SSL_CTX, which only a loaded table can have made. Never
+ * closed: OpenSSL's objects may live until the process ends. The headers are still OpenSSL 3's,
+ * so the types, constants and macros are the ones the library was built against. */
+/* clang-format off: one function a line */
+#define OSSL_FUNCS(X)                                                                              \
+    X(BIO_ctrl)                                                                                    \
+    X(BIO_ctrl_pending)                                                                            \
+    X(BIO_free)                                                                                    \
+    X(BIO_new)                                                                                     \
+    X(BIO_read)                                                                                    \
+    X(BIO_s_mem)                                                                                   \
+    X(BIO_write)                                                                                   \
+    X(ERR_clear_error)                                                                             \
+    X(ERR_error_string_n)                                                                          \
+    X(ERR_get_error)                                                                               \
+    X(ERR_reason_error_string)                                                                     \
+    X(OPENSSL_sk_pop_free)                                                                         \
+    X(SSL_CTX_check_private_key)                                                                   \
+    X(SSL_CTX_ctrl)                                                                                \
+    X(SSL_CTX_free)                                                                                \
+    X(SSL_CTX_load_verify_locations)                                                               \
+    X(SSL_CTX_new)                                                                                 \
+    X(SSL_CTX_set_alpn_protos)                                                                     \
+    X(SSL_CTX_set_alpn_select_cb)                                                                  \
+    X(SSL_CTX_set_client_CA_list)                                                                  \
+    X(SSL_CTX_set_default_verify_paths)                                                            \
+    X(SSL_CTX_set_session_id_context)                                                              \
+    X(SSL_CTX_set_verify)                                                                          \
+    X(SSL_CTX_use_PrivateKey_file)                                                                 \
+    X(SSL_CTX_use_certificate_chain_file)                                                          \
+    X(SSL_ctrl)                                                                                    \
+    X(SSL_free)                                                                                    \
+    X(SSL_get0_param)                                                                              \
+    X(SSL_get_error)                                                                               \
+    X(SSL_get_verify_result)                                                                       \
+    X(SSL_is_init_finished)                                                                        \
+    X(SSL_load_client_CA_file)                                                                     \
+    X(SSL_new)                                                                                     \
+    X(SSL_read)                                                                                    \
+    X(SSL_set1_host)                                                                               \
+    X(SSL_set_accept_state)                                                                        \
+    X(SSL_set_bio)                                                                                 \
+    X(SSL_set_connect_state)                                                                       \
+    X(SSL_set_hostflags)                                                                           \
+    X(SSL_shutdown)                                                                                \
+    X(SSL_write)                                                                                   \
+    X(TLS_client_method)                                                                           \
+    X(TLS_server_method)                                                                           \
+    X(X509_NAME_free)                                                                              \
+    X(X509_VERIFY_PARAM_set1_ip_asc)                                                               \
+    X(X509_verify_cert_error_string)
+/* clang-format on */
+
+static struct {
+#define OSSL_SLOT(f) __typeof__(f) *f;
+    OSSL_FUNCS(OSSL_SLOT)
+#undef OSSL_SLOT
+} ossl;
+
+static pthread_once_t ossl_once = PTHREAD_ONCE_INIT;
+static char ossl_error[256]; /* why loading failed; "" when it did not (set once, by ossl_load) */
+
+static void ossl_load(void)
+{
+    void *lib = dlopen("libssl.so.3", RTLD_NOW | RTLD_LOCAL); /* and libcrypto.so.3, its need */
+    if (!lib) {
+        snprintf(ossl_error, sizeof ossl_error, "cannot load OpenSSL 3: %s", dlerror());
+        return;
+    }
+    void *f;
+#define OSSL_LOAD(name)                                                                            \
+    if ((f = dlsym(lib, #name)) == NULL) {                                                         \
+        snprintf(ossl_error, sizeof ossl_error, "OpenSSL lacks %s", #name);                        \
+        return;                                                                                    \
+    }                                                                                              \
+    memcpy(&ossl.name, &f, sizeof f); /* ISO C has no cast from void * to a function pointer */
+    OSSL_FUNCS(OSSL_LOAD)
+#undef OSSL_LOAD
+}
+
+/* 0 once OpenSSL is loaded; FTRPC_ETLS, with the reason in err[errlen] and the log, when it cannot
+ * be. Any thread. */
+static int ossl_ready(char *err, size_t errlen)
+{
+    pthread_once(&ossl_once, ossl_load);
+    if (ossl_error[0] == '\0') return 0;
+    FT_ERROR("TLS: %s", ossl_error);
+    if (err) snprintf(err, errlen, "%s", ossl_error);
+    return FTRPC_ETLS;
+}
+
+#define BIO_ctrl ossl.BIO_ctrl
+#define BIO_ctrl_pending ossl.BIO_ctrl_pending
+#define BIO_free ossl.BIO_free
+#define BIO_new ossl.BIO_new
+#define BIO_read ossl.BIO_read
+#define BIO_s_mem ossl.BIO_s_mem
+#define BIO_write ossl.BIO_write
+#define ERR_clear_error ossl.ERR_clear_error
+#define ERR_error_string_n ossl.ERR_error_string_n
+#define ERR_get_error ossl.ERR_get_error
+#define ERR_reason_error_string ossl.ERR_reason_error_string
+#define OPENSSL_sk_pop_free ossl.OPENSSL_sk_pop_free
+#define SSL_CTX_check_private_key ossl.SSL_CTX_check_private_key
+#define SSL_CTX_ctrl ossl.SSL_CTX_ctrl
+#define SSL_CTX_free ossl.SSL_CTX_free
+#define SSL_CTX_load_verify_locations ossl.SSL_CTX_load_verify_locations
+#define SSL_CTX_new ossl.SSL_CTX_new
+#define SSL_CTX_set_alpn_protos ossl.SSL_CTX_set_alpn_protos
+#define SSL_CTX_set_alpn_select_cb ossl.SSL_CTX_set_alpn_select_cb
+#define SSL_CTX_set_client_CA_list ossl.SSL_CTX_set_client_CA_list
+#define SSL_CTX_set_default_verify_paths ossl.SSL_CTX_set_default_verify_paths
+#define SSL_CTX_set_session_id_context ossl.SSL_CTX_set_session_id_context
+#define SSL_CTX_set_verify ossl.SSL_CTX_set_verify
+#define SSL_CTX_use_PrivateKey_file ossl.SSL_CTX_use_PrivateKey_file
+#define SSL_CTX_use_certificate_chain_file ossl.SSL_CTX_use_certificate_chain_file
+#define SSL_ctrl ossl.SSL_ctrl
+#define SSL_free ossl.SSL_free
+#define SSL_get0_param ossl.SSL_get0_param
+#define SSL_get_error ossl.SSL_get_error
+#define SSL_get_verify_result ossl.SSL_get_verify_result
+#define SSL_is_init_finished ossl.SSL_is_init_finished
+#define SSL_load_client_CA_file ossl.SSL_load_client_CA_file
+#define SSL_new ossl.SSL_new
+#define SSL_read ossl.SSL_read
+#define SSL_set1_host ossl.SSL_set1_host
+#define SSL_set_accept_state ossl.SSL_set_accept_state
+#define SSL_set_bio ossl.SSL_set_bio
+#define SSL_set_connect_state ossl.SSL_set_connect_state
+#define SSL_set_hostflags ossl.SSL_set_hostflags
+#define SSL_shutdown ossl.SSL_shutdown
+#define SSL_write ossl.SSL_write
+#define TLS_client_method ossl.TLS_client_method
+#define TLS_server_method ossl.TLS_server_method
+#define X509_NAME_free ossl.X509_NAME_free
+#define X509_VERIFY_PARAM_set1_ip_asc ossl.X509_VERIFY_PARAM_set1_ip_asc
+#define X509_verify_cert_error_string ossl.X509_verify_cert_error_string
 
 /* Plaintext is handed to SSL_write in chunks of one full record: a loop turn's many small frames
  * then cost one record (one MAC, one header) per 16 KiB, not one per frame. */
@@ -94,6 +242,8 @@ int ft_tls_ctx_new(const ft_tls_ctx_options *o, ft_tls_ctx **out, char *err, siz
         if (err) snprintf(err, errlen, "a certificate needs its key (and a client CA its mode)");
         return FTRPC_EINVAL;
     }
+    int loaded = ossl_ready(err, errlen);
+    if (loaded != 0) return loaded;
     ft_tls_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return FTRPC_ENOMEM;
     ctx->is_server = o->is_server;

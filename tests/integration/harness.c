@@ -1153,6 +1153,19 @@ long h_rss_kb(pid_t pid)
     return kb;
 }
 
+int h_maps_file(pid_t pid, const char *name)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, name) != NULL;
+    fclose(f);
+    return found;
+}
+
 int h_wait_all_closed(int *fds, int n, int timeout_ms)
 {
     struct pollfd *p = calloc((size_t)n, sizeof *p);

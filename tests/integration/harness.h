@@ -188,6 +188,9 @@ int h_wait_all_closed(int *fds, int n, int timeout_ms);
 long h_raise_fd_limit(void);
 /* A process's resident set (VmRSS) in kB, or -1. */
 long h_rss_kb(pid_t pid);
+/* Whether the process maps a file whose path holds `name` (from /proc/PID/maps): 1 or 0; -1 if
+ * unreadable. */
+int h_maps_file(pid_t pid, const char *name);
 
 /* One response frame read from a raw connection, decoded. */
 typedef struct h_response {

@@ -423,21 +423,6 @@ static void stale_bound_drops_a_registration_whose_lease_ttl_passed_while_etcd_i
     ft_naming_view_free(plain);
 }
 
-/* Whether the process maps a file whose path holds `name` (from /proc/PID/maps); -1 if unreadable.
- */
-static int maps_library(pid_t pid, const char *name)
-{
-    char path[64], line[1024];
-    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f))
-        found = strstr(line, name) != NULL;
-    fclose(f);
-    return found;
-}
-
 /* libcurl is loaded at the first etcd:// use, not linked: an echo-server that never names etcd maps
  * none of it (3.8 MiB of an idle server's RSS with its dependencies, issue #26), and one that
  * registers in etcd loads it and registers. */
@@ -446,14 +431,14 @@ static void libcurl_is_loaded_only_by_a_process_that_names_etcd(void **state)
     (void)state;
     h_server plain, registered;
     assert_int_equal(h_server_start(&plain, NULL), 0);
-    assert_int_equal(maps_library(plain.pid, "libcurl"), 0);
+    assert_int_equal(h_maps_file(plain.pid, "libcurl"), 0);
     char url[600];
     snprintf(url, sizeof url, "%s/ftrpc-test?service=lazy.Svc", E_url_base);
     const char *args[] = {"--register", url, NULL};
     assert_int_equal(h_server_start(&registered, args), 0);
     ft_naming_view *view = view_open("lazy.Svc", 60000);
     assert_true(wait_count(view, 1, 5000) >= 0);
-    assert_int_equal(maps_library(registered.pid, "libcurl"), 1);
+    assert_int_equal(h_maps_file(registered.pid, "libcurl"), 1);
     ft_naming_view_free(view);
     h_server_stop(&registered, 5000);
     h_server_stop(&plain, 5000);

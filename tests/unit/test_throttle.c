@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "base/clock.h"
+#include "base/rand.h"
 #include "client/throttle.h"
 #include "ftrpc/common.h"
 
@@ -136,6 +137,55 @@ static void window_slides_back_to_zero(void **s)
     destroy(f);
 }
 
+/* The window's counts straight from the ring: what the throttle's running sums must equal. */
+static double ring_probability(const ft_throttle *t, int64_t now_ns)
+{
+    int64_t e = now_ns / t->bucket_ns; /* the test's times are positive */
+    double requests = 0, accepts = 0;
+    for (int i = 0; i < FT_THROTTLE_BUCKETS; i++)
+        if (t->ring[i].epoch > e - FT_THROTTLE_BUCKETS && t->ring[i].epoch <= e) {
+            requests += t->ring[i].requests;
+            accepts += t->ring[i].accepts;
+        }
+    double p = (requests - t->k * accepts) / (requests + 1);
+    return p > 0 ? p : 0;
+}
+
+/* The probability is kept as running sums, summed again from the ring only when time moves to
+ * another bucket: after any mix of admits, answers and clock steps (within a bucket, across one,
+ * across the window, and back: a monotonic clock never goes back, a caller's now_ns might), it
+ * equals the ring's. */
+static void running_sums_match_the_ring_whatever_the_clock_does(void **s)
+{
+    (void)s;
+    fixture *f = make(NULL); /* 30 s in 1 s buckets */
+    static const int64_t steps_ms[] = {0,    1,     400,   999, 1000,  1500,
+                                       7000, 29000, 31000, -1,  -1500, -31000};
+    ft_rand rng;
+    ft_rand_seed(&rng, 26);
+    int64_t t = now(f);
+    for (int i = 0; i < 20000; i++) {
+        uint64_t r = ft_rand_next(&rng);
+        switch (r % 4) {
+        case 0:
+        case 1:
+            ft_throttle_on_answer(&f->t, t, (r >> 8) % 3 == 0);
+            break;
+        case 2:
+            (void)ft_throttle_admit(&f->t, t, (double)(r >> 11) / 9007199254740992.0);
+            break;
+        default: {
+            int64_t step = steps_ms[(r >> 8) % (sizeof steps_ms / sizeof steps_ms[0])];
+            t += MS(step);
+            break;
+        }
+        }
+        if ((r >> 20) % 4 == 0) /* not after every step: time may move away and back between */
+            assert_float_equal(ft_throttle_probability(&f->t, t), ring_probability(&f->t, t), 1e-9);
+    }
+    destroy(f);
+}
+
 static void off_admits_everything(void **s)
 {
     (void)s;
@@ -169,6 +219,7 @@ int main(void)
         cmocka_unit_test(every_answered_attempt_is_a_request),
         cmocka_unit_test(unanswered_attempts_count_for_nothing),
         cmocka_unit_test(window_slides_back_to_zero),
+        cmocka_unit_test(running_sums_match_the_ring_whatever_the_clock_does),
         cmocka_unit_test(off_admits_everything),
         cmocka_unit_test(bad_options_are_refused),
     };
