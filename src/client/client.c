@@ -121,7 +121,12 @@ static void check_cancel_answer(ft_cconn *cc, const ft_rpc_frame *f)
 
 static int cconn_on_read(ft_conn *conn);
 static void cconn_on_close(ft_conn *conn, int reason);
-static const ft_conn_handler CCONN_HANDLER = {cconn_on_read, NULL, cconn_on_close};
+static int cconn_on_flush(ft_conn *conn)
+{
+    ft_cconn *cc = conn->owner;
+    return cc->grpc ? ft_grpc_cconn_on_flush(cc) : 0;
+}
+static const ft_conn_handler CCONN_HANDLER = {cconn_on_read, NULL, cconn_on_close, cconn_on_flush};
 
 /* The name a TLS endpoint's certificate must carry: the option, else the endpoint's host. */
 static void tls_peer_name(const ftrpc_client *c, const ft_cluster_endpoint *ep, char *buf,

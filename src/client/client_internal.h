@@ -105,6 +105,9 @@ int ft_grpc_cconn_send(ft_cconn *cc, struct ft_attempt *a, const char *service, 
 void ft_grpc_cconn_cancel(ft_cconn *cc, int64_t id);
 /* Reads HTTP/2 frames: answers go to their attempts. 0 or a negative code to close. */
 int ft_grpc_cconn_on_read(ft_cconn *cc);
+/* The loop flushes cc's connection (ft_conn_handler.on_flush): what nghttp2 queued this turn (every
+ * stream submitted in it) is written in one pass. 0 or a negative code to close. */
+int ft_grpc_cconn_on_flush(ft_cconn *cc);
 
 typedef struct ft_client_loop {
     ft_list calls;              /* calls homed on this loop */

@@ -442,8 +442,13 @@ void ft_conn_flush_dirty(ft_loop *loop)
     while (loop->dirty) {
         ft_conn *c = loop->dirty;
         loop->dirty = c->dirty_next;
-        c->in_dirty = 0;
         c->dirty_next = NULL;
+        /* still marked while the owner queues: its writes do not put c on the list again */
+        if (c->state == FT_CONN_OPEN && c->handler->on_flush) {
+            int rc = c->handler->on_flush(c);
+            if (rc < 0 && c->state == FT_CONN_OPEN) close_now(c, rc);
+        }
+        c->in_dirty = 0;
         if (c->state == FT_CONN_OPEN || c->close_when_flushed) flush(c);
         ft_conn_unref(c);
     }

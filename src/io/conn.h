@@ -34,6 +34,11 @@ typedef struct ft_conn_handler {
      * FTRPC_EFAILEDSOCKET, FTRPC_ECONNREFUSED, ...). Last callback of the connection; c->in
      * still holds the bytes the owner left unparsed. */
     void (*on_close)(ft_conn *c, int reason);
+    /* The loop is about to write c's output (ft_conn_flush_dirty, once per loop turn for a
+     * connection marked by a write or ft_conn_flush_soon): a protocol that encodes lazily (HTTP/2,
+     * whose session batches every stream's frames into one pass) queues its bytes now. Return 0,
+     * or a negative FTRPC_E* code to close the connection at once (abortive). May be NULL. */
+    int (*on_flush)(ft_conn *c);
 } ft_conn_handler;
 
 enum ft_conn_state { FT_CONN_CONNECTING, FT_CONN_OPEN, FT_CONN_CLOSING, FT_CONN_CLOSED };

@@ -245,7 +245,13 @@ int ft_server_add_method(ftrpc_server *s, const char *service, const char *metho
 
 static void session_on_close(ft_conn *c, int reason);
 static int session_on_read(ft_conn *c);
-static const ft_conn_handler SESSION_HANDLER = {session_on_read, NULL, session_on_close};
+static int session_on_flush(ft_conn *c)
+{
+    ft_session *sess = c->owner;
+    return sess->grpc ? ft_grpc_session_on_flush(sess) : 0;
+}
+static const ft_conn_handler SESSION_HANDLER = {session_on_read, NULL, session_on_close,
+                                                session_on_flush};
 
 struct accept_task {
     ft_task task;

@@ -345,6 +345,9 @@ void ft_grpc_call_pack(ftrpc_server_call *call, int32_t wire_code, const char *t
 /* On the call's loop, connection open: sends the response on the call's stream, when the stream
  * is still there (a stream the client reset gets nothing). */
 void ft_grpc_session_deliver(ftrpc_server_call *call);
+/* The connection's loop flushes (ft_conn_handler.on_flush): what nghttp2 queued this turn is
+ * written in one pass. 0, or a negative code to close. */
+int ft_grpc_session_on_flush(ft_session *sess);
 
 /* ---- builtin_pages.c ---- */
 
