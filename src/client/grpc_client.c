@@ -321,7 +321,9 @@ int ft_grpc_cconn_send(ft_cconn *cc, ft_attempt *a, const char *service, const c
     }
     a->cc = cc;
     a->cid = id;
-    return flush_later(g);
+    rc = flush_later(g);
+    if (rc == 0) ft_client_conn_busy(cc); /* the health check watches the connection */
+    return rc;
 }
 
 void ft_grpc_cconn_cancel(ft_cconn *cc, int64_t id)
@@ -333,6 +335,15 @@ void ft_grpc_cconn_cancel(ft_cconn *cc, int64_t id)
     ft_idmap_take(&cc->pending, id);
     nghttp2_submit_rst_stream(g->h2, NGHTTP2_FLAG_NONE, (int32_t)id, NGHTTP2_CANCEL);
     if (flush_later(g) != 0) ft_conn_close(cc->conn, FTRPC_EOVERCROWDED, 1);
+}
+
+int ft_grpc_cconn_ping(ft_cconn *cc)
+{
+    struct ft_grpc_cconn *g = cc->grpc;
+    if (!g) return FTRPC_EINVAL;
+    /* nghttp2 answers the peer's PINGs itself; this one's ACK is a read like any other */
+    if (nghttp2_submit_ping(g->h2, NGHTTP2_FLAG_NONE, NULL) != 0) return FTRPC_ENOMEM;
+    return flush_later(g);
 }
 
 int ft_grpc_cconn_on_read(ft_cconn *cc)
