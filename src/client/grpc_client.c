@@ -41,6 +41,7 @@ struct ft_grpc_cconn {
     ft_h2_mem mem; /* nghttp2's allocator: outlives h2 */
     ft_cconn *cc;
     cstream *streams; /* open streams (nghttp2_session_del does not report their close) */
+    int in_recv;      /* inside mem_recv: nghttp2 is not re-entered, the read's flush sends */
 };
 
 static void cstream_unlink(struct ft_grpc_cconn *g, cstream *st)
@@ -189,7 +190,7 @@ static int flush(struct ft_grpc_cconn *g)
 
 int ft_grpc_cconn_on_flush(ft_cconn *cc)
 {
-    return cc->grpc ? flush(cc->grpc) : 0;
+    return cc->grpc && !cc->grpc->in_recv ? flush(cc->grpc) : 0;
 }
 
 /* Has what nghttp2 queued written: at the loop's flush of this turn when the connection is open
@@ -198,6 +199,7 @@ int ft_grpc_cconn_on_flush(ft_cconn *cc)
 static int flush_later(struct ft_grpc_cconn *g)
 {
     ft_conn *c = g->cc->conn;
+    if (g->in_recv) return 0; /* the read's flush sends it */
     if (c->state != FT_CONN_OPEN) return flush(g);
     ft_conn_flush_soon(c);
     return 0;
@@ -264,6 +266,9 @@ int ft_grpc_cconn_send(ft_cconn *cc, ft_attempt *a, const char *service, const c
                        size_t credential_len)
 {
     struct ft_grpc_cconn *g = cc->grpc;
+    /* the server sent GOAWAY (a graceful stop): no new stream here; ELOGOFF, as a stopping
+     * baidu_std server answers, is retried elsewhere */
+    if (!nghttp2_session_check_request_allowed(g->h2)) return FTRPC_ELOGOFF;
     cstream *st = calloc(1, sizeof *st);
     if (!st) return FTRPC_ENOMEM;
     ft_iobuf_init(&st->out);
@@ -350,6 +355,7 @@ int ft_grpc_cconn_on_read(ft_cconn *cc)
 {
     struct ft_grpc_cconn *g = cc->grpc;
     ft_conn *c = cc->conn;
+    g->in_recv = 1;
     while (ft_iobuf_size(&c->in) > 0 && c->state == FT_CONN_OPEN) {
         struct iovec iov[16];
         int n = ft_iobuf_to_iovec(&c->in, iov, 16);
@@ -357,6 +363,7 @@ int ft_grpc_cconn_on_read(ft_cconn *cc)
         for (int i = 0; i < n; i++) {
             ssize_t r = nghttp2_session_mem_recv(g->h2, iov[i].iov_base, iov[i].iov_len);
             if (r < 0) {
+                g->in_recv = 0;
                 FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing gRPC connection to %s: %s", c->peer,
                                    nghttp2_strerror((int)r));
                 return FTRPC_ERESPONSE;
@@ -365,6 +372,7 @@ int ft_grpc_cconn_on_read(ft_cconn *cc)
         }
         ft_iobuf_pop_front(&c->in, used);
     }
+    g->in_recv = 0;
     int rc = flush(g);
     if (rc == 0 && !nghttp2_session_want_read(g->h2) && !nghttp2_session_want_write(g->h2))
         rc = FTRPC_EEOF; /* GOAWAY: this connection takes no more calls */

@@ -61,6 +61,7 @@ typedef struct ft_grpc_conn {
     const char *close_reason; /* set by a callback that tears the connection down */
     ft_rate_bucket rst, ping, settings;
     int in_recv;      /* inside mem_recv: deliveries only queue, the read's flush sends */
+    int goaway;       /* the graceful stop's GOAWAY was submitted */
     gstream *streams; /* open streams (nghttp2_session_del does not report their close) */
     size_t buffered;  /* request bytes the streams hold: counted in max_pending_request_bytes */
 } ft_grpc_conn;
@@ -225,7 +226,25 @@ void ft_grpc_session_deliver(ftrpc_server_call *call)
 
 int ft_grpc_session_on_flush(ft_session *sess)
 {
-    return sess->grpc ? flush(sess->grpc) : 0;
+    /* inside mem_recv (a close from a callback) nghttp2 must not be re-entered: the read's own
+     * flush follows */
+    return sess->grpc && !sess->grpc->in_recv ? flush(sess->grpc) : 0;
+}
+
+void ft_grpc_session_goaway(ft_session *sess)
+{
+    ft_grpc_conn *g = sess->grpc;
+    if (!g || g->goaway || !ft_conn_is_open(sess->conn)) return;
+    g->goaway = 1;
+    /* One GOAWAY(NO_ERROR) naming the last stream this session processed: nghttp2 then ignores
+     * newer streams, which the client knows were not processed and may send elsewhere; the
+     * streams up to it run to their answers, and flush closes the connection once none is left
+     * (nghttp2_session_want_read turns 0). */
+    int32_t last = nghttp2_session_get_last_proc_stream_id(g->h2);
+    if (nghttp2_submit_goaway(g->h2, NGHTTP2_FLAG_NONE, last, NGHTTP2_NO_ERROR, NULL, 0) != 0)
+        return;
+    int rc = flush(g);
+    if (rc < 0) ft_conn_close(sess->conn, rc, 1);
 }
 
 /* ---- the request ---- */
