@@ -243,6 +243,8 @@ void ft_grpc_session_goaway(ft_session *sess)
     int32_t last = nghttp2_session_get_last_proc_stream_id(g->h2);
     if (nghttp2_submit_goaway(g->h2, NGHTTP2_FLAG_NONE, last, NGHTTP2_NO_ERROR, NULL, 0) != 0)
         return;
+    FT_DEBUG("gRPC connection from %s: GOAWAY (graceful stop), last stream %d", sess->conn->peer,
+             (int)last);
     int rc = flush(g);
     if (rc < 0) ft_conn_close(sess->conn, rc, 1);
 }

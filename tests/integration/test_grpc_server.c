@@ -249,7 +249,7 @@ static void grpcio_over_tls_with_a_token(void **state)
 /* ---- a raw HTTP/2 peer that floods ---- */
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char log_seen[4096];
+static char log_seen[65536]; /* debug lines too (the graceful stop's GOAWAY) */
 
 static void log_sink(ftrpc_log_level level, const char *msg, void *arg)
 {
@@ -529,6 +529,57 @@ static void graceful_stop_sends_goaway_then_finishes_the_call_in_flight(void **s
     ftrpc_server_free(s);
 }
 
+struct peer_run {
+    char args[128];
+    char *out;
+};
+
+static void *peer_thread(void *arg)
+{
+    struct peer_run *r = arg;
+    r->out = peer(r->args);
+    return NULL;
+}
+
+static int goaway_logged(void *arg)
+{
+    (void)arg;
+    return logged("GOAWAY (graceful stop), last stream 1");
+}
+
+/* grpcio's side of it: a call in flight when the stop begins gets its GOAWAY first (the log says
+ * it went out before the handler is let go), then its whole answer, OK; a call after the stop
+ * finds no server (UNAVAILABLE). */
+static void grpcio_call_in_flight_is_answered_after_the_goaway_of_a_graceful_stop(void **state)
+{
+    (void)state;
+    atomic_store(&hold_started, 0);
+    atomic_store(&hold_release, 0);
+    log_seen[0] = '\0';
+    ftrpc_log_set_sink(log_sink, NULL);
+    ftrpc_log_set_level(FTRPC_LOG_DEBUG);
+    ftrpc_server *s = start_server(NULL);
+    static struct peer_run run;
+    snprintf(run.args, sizeof run.args, "127.0.0.1:%d hold echo", ftrpc_server_port(s));
+    pthread_t pt, stopper;
+    assert_int_equal(pthread_create(&pt, NULL, peer_thread, &run), 0);
+    assert_true(h_wait_atomic_ge(&hold_started, 1, 20000));
+    assert_int_equal(pthread_create(&stopper, NULL, stop_server_thread, s), 0);
+    int sent = h_wait_until(goaway_logged, NULL, 5000);
+    atomic_store(&hold_release, 1);
+    pthread_join(pt, NULL);
+    void *rc;
+    pthread_join(stopper, &rc);
+    ftrpc_log_set_level(FTRPC_LOG_WARN); /* the default */
+    ftrpc_log_set_sink(NULL, NULL);
+    assert_true(sent);
+    expect_line(run.out, "hold OK held\n");
+    expect_line(run.out, "echo UNAVAILABLE");
+    free(run.out);
+    assert_int_equal((int)(intptr_t)rc, 0);
+    ftrpc_server_free(s);
+}
+
 static int pending_released(void *arg)
 {
     ftrpc_server_stats st;
@@ -583,6 +634,7 @@ int main(void)
         cmocka_unit_test(streams_past_the_limits_are_reset),
         cmocka_unit_test(a_preface_in_pieces_is_still_recognised),
         cmocka_unit_test(graceful_stop_sends_goaway_then_finishes_the_call_in_flight),
+        cmocka_unit_test(grpcio_call_in_flight_is_answered_after_the_goaway_of_a_graceful_stop),
     };
     return cmocka_run_group_tests(tests, h_tls_group_setup, h_tls_group_teardown);
 }
