@@ -370,7 +370,8 @@ typedef struct ftrpc_client_options {
     int tcp_user_timeout_ms;
     /* The health check of a busy connection: when requests wait on a connection that has read
      * nothing for this long, a probe (ftrpc.Control/Ping, which a server answers at once on its
-     * IO thread) is sent. Default 300; -1: off */
+     * IO thread; over gRPC an HTTP/2 PING, which the peer's HTTP/2 layer acknowledges at once) is
+     * sent. Default 300; -1: off */
     int health_check_ms;
     /* ...and when nothing at all arrives within this long after the probe, the connection is
      * closed as dead: the attempts waiting on it fail with FTRPC_EFAILEDSOCKET (retried

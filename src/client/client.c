@@ -121,7 +121,12 @@ static void check_cancel_answer(ft_cconn *cc, const ft_rpc_frame *f)
 
 static int cconn_on_read(ft_conn *conn);
 static void cconn_on_close(ft_conn *conn, int reason);
-static const ft_conn_handler CCONN_HANDLER = {cconn_on_read, NULL, cconn_on_close};
+static int cconn_on_flush(ft_conn *conn)
+{
+    ft_cconn *cc = conn->owner;
+    return cc->grpc ? ft_grpc_cconn_on_flush(cc) : 0;
+}
+static const ft_conn_handler CCONN_HANDLER = {cconn_on_read, NULL, cconn_on_close, cconn_on_flush};
 
 /* The name a TLS endpoint's certificate must carry: the option, else the endpoint's host. */
 static void tls_peer_name(const ftrpc_client *c, const ft_cluster_endpoint *ep, char *buf,
@@ -204,13 +209,13 @@ void ft_client_close_if_retired(ft_cconn *cc)
  * forwarding) leaves its connection open: writes go into the kernel's buffer and nothing comes
  * back. Attempt timeouts fail the attempts, but the connection would stay and take the next
  * attempts too. So once a request is queued, a timer watches what the connection reads: after
- * health_check_ms with nothing read it sends ftrpc.Control/Ping, which a live server answers at
- * once on its IO thread whatever its handlers are doing; when nothing at all arrives within
- * health_check_timeout_ms after that, the connection is closed as dead, the attempts waiting on it
- * fail with FTRPC_EFAILEDSOCKET (failover retries them elsewhere, health marks the endpoint), and
- * the next attempt opens a new connection, whose connect is bounded by connect_timeout_ms. The
- * check rests once nothing waits and something was read after the last request; an idle
- * connection is left to TCP keepalive (ft_conn_set_keepalive). */
+ * health_check_ms with nothing read it sends ftrpc.Control/Ping (over gRPC an HTTP/2 PING), which
+ * a live server answers at once on its IO thread whatever its handlers are doing; when nothing at
+ * all arrives within health_check_timeout_ms after that, the connection is closed as dead, the
+ * attempts waiting on it fail with FTRPC_EFAILEDSOCKET (failover retries them elsewhere, health
+ * marks the endpoint), and the next attempt opens a new connection, whose connect is bounded by
+ * connect_timeout_ms. The check rests once nothing waits and something was read after the last
+ * request; an idle connection is left to TCP keepalive (ft_conn_set_keepalive). */
 
 int ft_client_send_control(ft_cconn *cc, const char *method, const void *payload, size_t len,
                            int32_t timeout_ms)
@@ -243,8 +248,7 @@ static void check_arm(ft_cconn *cc, int64_t due_ns)
 void ft_client_conn_busy(ft_cconn *cc)
 {
     int check_ms = cc->client->opts.health_check_ms;
-    /* the check's probe is a baidu_std frame; over HTTP/2 keepalive and TCP_USER_TIMEOUT remain */
-    if (check_ms <= 0 || cc->grpc) return;
+    if (check_ms <= 0) return;
     int64_t now = ft_loop_now(cc->loop);
     cc->last_send_ns = now;
     if (cc->check_armed) return;
@@ -286,7 +290,10 @@ static void on_health_check(ft_timer *t)
         check_arm(cc, due);
         return;
     }
-    if (ft_client_send_control(cc, FT_CONTROL_PING, NULL, 0, o->health_check_timeout_ms) != 0) {
+    int rc = cc->grpc
+                 ? ft_grpc_cconn_ping(cc)
+                 : ft_client_send_control(cc, FT_CONTROL_PING, NULL, 0, o->health_check_timeout_ms);
+    if (rc != 0) {
         /* the output is full or failing: nothing more to learn from a probe */
         ft_conn_close(conn, FTRPC_EFAILEDSOCKET, 1);
         return;

@@ -85,7 +85,7 @@ struct ft_cconn {
     int64_t last_read_ns;       /* loop time of the last read */
     int64_t last_send_ns;       /* loop time of the last request queued (ft_client_conn_busy) */
     int64_t watch_from_ns;      /* when the check was armed */
-    int64_t probe_sent_ns;      /* a ftrpc.Control/Ping is out since then; 0: none */
+    int64_t probe_sent_ns;      /* a ftrpc.Control/Ping (gRPC: a PING) is out since then; 0: none */
     struct ft_grpc_cconn *grpc; /* grpc_client.c: the HTTP/2 session, when the protocol is gRPC */
 };
 
@@ -105,6 +105,12 @@ int ft_grpc_cconn_send(ft_cconn *cc, struct ft_attempt *a, const char *service, 
 void ft_grpc_cconn_cancel(ft_cconn *cc, int64_t id);
 /* Reads HTTP/2 frames: answers go to their attempts. 0 or a negative code to close. */
 int ft_grpc_cconn_on_read(ft_cconn *cc);
+/* The loop flushes cc's connection (ft_conn_handler.on_flush): what nghttp2 queued this turn (every
+ * stream submitted in it) is written in one pass. 0 or a negative code to close. */
+int ft_grpc_cconn_on_flush(ft_cconn *cc);
+/* The health check's probe over HTTP/2: a PING, whose ACK a live peer sends at once. 0, or why
+ * it could not be queued. */
+int ft_grpc_cconn_ping(ft_cconn *cc);
 
 typedef struct ft_client_loop {
     ft_list calls;              /* calls homed on this loop */

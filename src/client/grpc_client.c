@@ -8,7 +8,9 @@
  * A cancelled attempt (a lost backup race, an attempt timeout, a call that ended) is reset with
  * RST_STREAM(CANCEL), which a gRPC server sees as the call cancelled. The remaining time goes as
  * grpc-timeout, the credential as the authorization metadata ("Bearer TOKEN" for auth_token) on
- * every request, as gRPC sends it.
+ * every request, as gRPC sends it. Requests submitted in one loop turn are encoded together at the
+ * loop's flush (ft_conn_handler.on_flush), nghttp2's memory comes from the connection's free lists
+ * (protocol/h2_mem.h), and grpc-timeout, which changes every call, is not indexed by HPACK.
  *
  * Invariants: everything runs on the connection's loop. A stream's state lives from
  * submit_request to on_stream_close, where the answer is handed over (or dropped when nobody waits
@@ -22,6 +24,7 @@
 #include "base/log.h"
 #include "client/client_internal.h"
 #include "protocol/grpc.h"
+#include "protocol/h2_mem.h"
 
 typedef struct cstream {
     struct cstream *prev, *next; /* in the connection's list: freed with it */
@@ -35,8 +38,10 @@ typedef struct cstream {
 
 struct ft_grpc_cconn {
     nghttp2_session *h2;
+    ft_h2_mem mem; /* nghttp2's allocator: outlives h2 */
     ft_cconn *cc;
     cstream *streams; /* open streams (nghttp2_session_del does not report their close) */
+    int in_recv;      /* inside mem_recv: nghttp2 is not re-entered, the read's flush sends */
 };
 
 static void cstream_unlink(struct ft_grpc_cconn *g, cstream *st)
@@ -183,11 +188,29 @@ static int flush(struct ft_grpc_cconn *g)
     }
 }
 
+int ft_grpc_cconn_on_flush(ft_cconn *cc)
+{
+    return cc->grpc && !cc->grpc->in_recv ? flush(cc->grpc) : 0;
+}
+
+/* Has what nghttp2 queued written: at the loop's flush of this turn when the connection is open
+ * (every stream submitted in the turn in one pass), at once while it connects (the bytes wait in
+ * the output, which the connect then flushes). */
+static int flush_later(struct ft_grpc_cconn *g)
+{
+    ft_conn *c = g->cc->conn;
+    if (g->in_recv) return 0; /* the read's flush sends it */
+    if (c->state != FT_CONN_OPEN) return flush(g);
+    ft_conn_flush_soon(c);
+    return 0;
+}
+
 int ft_grpc_cconn_start(ft_cconn *cc)
 {
     struct ft_grpc_cconn *g = calloc(1, sizeof *g);
     if (!g) return FTRPC_ENOMEM;
     g->cc = cc;
+    ft_h2_mem_init(&g->mem);
     nghttp2_session_callbacks *cb;
     if (nghttp2_session_callbacks_new(&cb) != 0) {
         free(g);
@@ -196,15 +219,17 @@ int ft_grpc_cconn_start(ft_cconn *cc)
     nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
-    int rc = nghttp2_session_client_new(&g->h2, cb, g);
+    int rc = nghttp2_session_client_new3(&g->h2, cb, g, NULL, &g->mem.mem);
     nghttp2_session_callbacks_del(cb);
     if (rc != 0) {
         free(g);
         return FTRPC_ENOMEM;
     }
+    /* RFC 9218's SETTINGS_NO_RFC7540_PRIORITIES: no priority tree kept per stream */
     nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-                                   {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1u << 20}};
-    nghttp2_submit_settings(g->h2, NGHTTP2_FLAG_NONE, iv, 2);
+                                   {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1u << 20},
+                                   {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1}};
+    nghttp2_submit_settings(g->h2, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
     nghttp2_session_set_local_window_size(g->h2, NGHTTP2_FLAG_NONE, 0, 1 << 20);
     cc->grpc = g;
     return flush(g); /* the preface and SETTINGS go out first (after TLS's handshake) */
@@ -216,6 +241,7 @@ void ft_grpc_cconn_free(ft_cconn *cc)
     if (!g) return;
     cc->grpc = NULL;
     nghttp2_session_del(g->h2);
+    ft_h2_mem_fini(&g->mem);
     while (g->streams) {
         cstream *st = g->streams;
         cstream_unlink(g, st);
@@ -224,16 +250,25 @@ void ft_grpc_cconn_free(ft_cconn *cc)
     free(g);
 }
 
-#define NV(name, value, vlen)                                                                      \
+/* A header field: the name is a literal, which nghttp2 need not copy; `flags` adds
+ * NGHTTP2_NV_FLAG_NO_COPY_VALUE for a value that outlives the stream's HEADERS (a literal, the
+ * endpoint's name) and NGHTTP2_NV_FLAG_NO_INDEX for one that changes every call (grpc-timeout:
+ * indexed, it would add and evict an HPACK table entry on both sides per call). */
+#define NV(name, value, vlen, flags)                                                               \
     {                                                                                              \
-        (uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, (vlen), NGHTTP2_NV_FLAG_NONE      \
+        (uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, (vlen),                           \
+            NGHTTP2_NV_FLAG_NO_COPY_NAME | (flags)                                                 \
     }
+#define KEEP NGHTTP2_NV_FLAG_NO_COPY_VALUE
 
 int ft_grpc_cconn_send(ft_cconn *cc, ft_attempt *a, const char *service, const char *method,
                        int32_t timeout_ms, const ft_iobuf *request, const uint8_t *credential,
                        size_t credential_len)
 {
     struct ft_grpc_cconn *g = cc->grpc;
+    /* the server sent GOAWAY (a graceful stop): no new stream here; ELOGOFF, as a stopping
+     * baidu_std server answers, is retried elsewhere */
+    if (!nghttp2_session_check_request_allowed(g->h2)) return FTRPC_ELOGOFF;
     cstream *st = calloc(1, sizeof *st);
     if (!st) return FTRPC_ENOMEM;
     ft_iobuf_init(&st->out);
@@ -243,22 +278,27 @@ int ft_grpc_cconn_send(ft_cconn *cc, ft_attempt *a, const char *service, const c
         return FTRPC_ENOMEM;
     }
     char path[512], timeout[12], auth[320];
-    int plen = snprintf(path, sizeof path, "/%s/%s", service, method);
-    if (plen < 0 || (size_t)plen >= sizeof path) {
+    size_t slen = strlen(service), mlen = strlen(method);
+    if (slen + mlen + 2 >= sizeof path) {
         cstream_free(st);
         return FTRPC_EINVAL;
     }
+    path[0] = '/';
+    memcpy(path + 1, service, slen);
+    path[1 + slen] = '/';
+    memcpy(path + 2 + slen, method, mlen);
+    size_t plen = slen + mlen + 2;
     size_t tlen = ft_grpc_format_timeout(timeout_ms, timeout);
     const char *authority = cc->ep->base.name;
     nghttp2_nv h[9] = {
-        NV(":method", "POST", 4),
-        NV(":scheme", cc->client->tls_ctx ? "https" : "http", cc->client->tls_ctx ? 5 : 4),
-        NV(":path", path, (size_t)plen),
-        NV(":authority", authority, strlen(authority)),
-        NV("content-type", "application/grpc", 16),
-        NV("te", "trailers", 8),
-        NV("grpc-timeout", timeout, tlen),
-        NV("grpc-accept-encoding", "identity,gzip", 13),
+        NV(":method", "POST", 4, KEEP),
+        NV(":scheme", cc->client->tls_ctx ? "https" : "http", cc->client->tls_ctx ? 5 : 4, KEEP),
+        NV(":path", path, plen, 0),
+        NV(":authority", authority, strlen(authority), KEEP),
+        NV("content-type", "application/grpc", 16, KEEP),
+        NV("te", "trailers", 8, KEEP),
+        NV("grpc-timeout", timeout, tlen, NGHTTP2_NV_FLAG_NO_INDEX),
+        NV("grpc-accept-encoding", "identity,gzip", 13, KEEP),
     };
     size_t nh = 8;
     if (credential) {
@@ -268,7 +308,7 @@ int ft_grpc_cconn_send(ft_cconn *cc, ft_attempt *a, const char *service, const c
                     ? snprintf(auth, sizeof auth, "Bearer %.*s", (int)credential_len, credential)
                     : snprintf(auth, sizeof auth, "%.*s", (int)credential_len, credential);
         if (n > 0 && (size_t)n < sizeof auth)
-            h[nh++] = (nghttp2_nv)NV("authorization", auth, (size_t)n);
+            h[nh++] = (nghttp2_nv)NV("authorization", auth, (size_t)n, 0);
     }
     nghttp2_data_provider p = {.source.ptr = st, .read_callback = read_out};
     int32_t id = nghttp2_submit_request(g->h2, NULL, h, nh, &p, st);
@@ -286,7 +326,9 @@ int ft_grpc_cconn_send(ft_cconn *cc, ft_attempt *a, const char *service, const c
     }
     a->cc = cc;
     a->cid = id;
-    return flush(g);
+    rc = flush_later(g);
+    if (rc == 0) ft_client_conn_busy(cc); /* the health check watches the connection */
+    return rc;
 }
 
 void ft_grpc_cconn_cancel(ft_cconn *cc, int64_t id)
@@ -297,13 +339,23 @@ void ft_grpc_cconn_cancel(ft_cconn *cc, int64_t id)
      * not answer an attempt that is being ended (detach_attempt, next, finds it gone) */
     ft_idmap_take(&cc->pending, id);
     nghttp2_submit_rst_stream(g->h2, NGHTTP2_FLAG_NONE, (int32_t)id, NGHTTP2_CANCEL);
-    if (flush(g) != 0) ft_conn_close(cc->conn, FTRPC_EOVERCROWDED, 1);
+    if (flush_later(g) != 0) ft_conn_close(cc->conn, FTRPC_EOVERCROWDED, 1);
+}
+
+int ft_grpc_cconn_ping(ft_cconn *cc)
+{
+    struct ft_grpc_cconn *g = cc->grpc;
+    if (!g) return FTRPC_EINVAL;
+    /* nghttp2 answers the peer's PINGs itself; this one's ACK is a read like any other */
+    if (nghttp2_submit_ping(g->h2, NGHTTP2_FLAG_NONE, NULL) != 0) return FTRPC_ENOMEM;
+    return flush_later(g);
 }
 
 int ft_grpc_cconn_on_read(ft_cconn *cc)
 {
     struct ft_grpc_cconn *g = cc->grpc;
     ft_conn *c = cc->conn;
+    g->in_recv = 1;
     while (ft_iobuf_size(&c->in) > 0 && c->state == FT_CONN_OPEN) {
         struct iovec iov[16];
         int n = ft_iobuf_to_iovec(&c->in, iov, 16);
@@ -311,6 +363,7 @@ int ft_grpc_cconn_on_read(ft_cconn *cc)
         for (int i = 0; i < n; i++) {
             ssize_t r = nghttp2_session_mem_recv(g->h2, iov[i].iov_base, iov[i].iov_len);
             if (r < 0) {
+                g->in_recv = 0;
                 FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing gRPC connection to %s: %s", c->peer,
                                    nghttp2_strerror((int)r));
                 return FTRPC_ERESPONSE;
@@ -319,6 +372,7 @@ int ft_grpc_cconn_on_read(ft_cconn *cc)
         }
         ft_iobuf_pop_front(&c->in, used);
     }
+    g->in_recv = 0;
     int rc = flush(g);
     if (rc == 0 && !nghttp2_session_want_read(g->h2) && !nghttp2_session_want_write(g->h2))
         rc = FTRPC_EEOF; /* GOAWAY: this connection takes no more calls */

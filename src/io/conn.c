@@ -304,8 +304,22 @@ static void close_now(ft_conn *c, int reason)
     close_socket(c, reason, reason != 0);
 }
 
+/* handler->on_flush, once at a time: 0, or its negative code */
+static int owner_flush(ft_conn *c)
+{
+    if (c->state != FT_CONN_OPEN || !c->handler->on_flush || c->owner_flushing) return 0;
+    c->owner_flushing = 1;
+    int rc = c->handler->on_flush(c);
+    c->owner_flushing = 0;
+    return rc;
+}
+
 void ft_conn_close(ft_conn *c, int reason, int abortive)
 {
+    if (c->state == FT_CONN_CLOSED || uv_is_closing((uv_handle_t *)&c->tcp)) return;
+    /* what the owner encodes lazily (answers submitted to an HTTP/2 session this turn) is part of
+     * what an orderly close flushes first */
+    if (!abortive && owner_flush(c) < 0) abortive = 1;
     if (c->state == FT_CONN_CLOSED || uv_is_closing((uv_handle_t *)&c->tcp)) return;
     if (c->tls && !abortive && c->state == FT_CONN_OPEN) ft_tls_shutdown(c); /* close_notify */
     if (abortive || c->state == FT_CONN_CONNECTING || ft_conn_unwritten(c) == 0) {
@@ -442,8 +456,11 @@ void ft_conn_flush_dirty(ft_loop *loop)
     while (loop->dirty) {
         ft_conn *c = loop->dirty;
         loop->dirty = c->dirty_next;
-        c->in_dirty = 0;
         c->dirty_next = NULL;
+        /* still marked while the owner queues: its writes do not put c on the list again */
+        int rc = owner_flush(c);
+        if (rc < 0 && c->state == FT_CONN_OPEN) close_now(c, rc);
+        c->in_dirty = 0;
         if (c->state == FT_CONN_OPEN || c->close_when_flushed) flush(c);
         ft_conn_unref(c);
     }

@@ -34,6 +34,12 @@ typedef struct ft_conn_handler {
      * FTRPC_EFAILEDSOCKET, FTRPC_ECONNREFUSED, ...). Last callback of the connection; c->in
      * still holds the bytes the owner left unparsed. */
     void (*on_close)(ft_conn *c, int reason);
+    /* The loop is about to write c's output (ft_conn_flush_dirty, once per loop turn for a
+     * connection marked by a write or ft_conn_flush_soon), or an orderly close (ft_conn_close)
+     * is about to decide what is left to write: a protocol that encodes lazily (HTTP/2, whose
+     * session batches every stream's frames into one pass) queues its bytes now. Return 0, or a
+     * negative FTRPC_E* code to close the connection at once (abortive). May be NULL. */
+    int (*on_flush)(ft_conn *c);
 } ft_conn_handler;
 
 enum ft_conn_state { FT_CONN_CONNECTING, FT_CONN_OPEN, FT_CONN_CLOSING, FT_CONN_CLOSED };
@@ -69,6 +75,7 @@ struct ft_conn {
     int writing;  /* a uv_write is in progress */
     int in_dirty; /* on the loop's dirty list */
     int close_when_flushed;
+    int owner_flushing; /* inside handler->on_flush (which may close c: no second call) */
     ft_conn *dirty_next;
     char peer[64]; /* "ip:port" */
     uint64_t bytes_read, bytes_written;

@@ -121,13 +121,29 @@ int ft_grpc_parse_timeout(const char *v, size_t len, int64_t *ms)
     return 0;
 }
 
+/* digits then the unit, no snprintf: this runs for every call a gRPC client sends */
+static size_t format_amount(int64_t v, char unit, char *out)
+{
+    char tmp[8];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0); /* v <= 99999999: 8 digits at most */
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = unit;
+    out[n + 1] = '\0';
+    return n + 1;
+}
+
 size_t ft_grpc_format_timeout(int64_t ms, char *out)
 {
     if (ms < 0) ms = 0;
-    if (ms <= 99999999) return (size_t)snprintf(out, 12, "%lldm", (long long)ms);
+    if (ms <= 99999999) return format_amount(ms, 'm', out);
     int64_t s = (ms + 999) / 1000;
     if (s > 99999999) s = 99999999;
-    return (size_t)snprintf(out, 12, "%lldS", (long long)s);
+    return format_amount(s, 'S', out);
 }
 
 int ft_grpc_unframe(ft_iobuf *body, int gzip, size_t max, ft_iobuf *msg, int *status,

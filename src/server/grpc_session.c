@@ -3,7 +3,11 @@
  * server.c), so the method table, limits, worker pool, metrics and graceful stop apply unchanged.
  *
  * nghttp2 does HTTP/2 itself: frames, HPACK, SETTINGS, flow control (windows are updated as data
- * arrives; what a stream may hold is bounded here by max_body_size). This file turns a stream's
+ * arrives; what a stream may hold is bounded here by max_body_size). Its cost per call is kept
+ * down here: its memory comes from the connection's free lists (protocol/h2_mem.h), answers are
+ * encoded once per read or loop turn for every stream (nghttp2_session_mem_send from the read's
+ * end or the loop's flush, ft_conn_handler.on_flush), header values are static strings nghttp2
+ * does not copy, and an answer's trailers are grpc-status alone. This file turns a stream's
  * headers and body into a call, and a call's answer into HEADERS, DATA and trailers
  * (grpc-status, grpc-message, and ftrpc-code for a business code). A RST_STREAM from the client
  * marks the call cancelled, as ftrpc.Control/Cancel does on baidu_std.
@@ -27,6 +31,7 @@
 
 #include "base/log.h"
 #include "protocol/grpc.h"
+#include "protocol/h2_mem.h"
 #include "server/server_internal.h"
 
 #define GRPC_CONTENT_TYPE "application/grpc"
@@ -42,19 +47,22 @@ typedef struct gstream {
     char *meta;         /* custom metadata, "key\0value\0" pairs */
     size_t meta_len, meta_cap;
     size_t header_bytes;
-    int dispatched; /* a call was started: a reset before the answer cancels it */
-    int replied;    /* a response was submitted */
-    ft_iobuf out;   /* the response's DATA, read by the data provider */
-    char status[12], message[512], code[16];
+    int dispatched;     /* a call was started: a reset before the answer cancels it */
+    int replied;        /* a response was submitted */
+    ft_iobuf out;       /* the response's DATA, read by the data provider */
+    const char *status; /* grpc-status, a static string */
+    char message[512], code[16];
     char pushback[16]; /* grpc-retry-pushback-ms of a limiter's refusal (gRPC A6); "": none */
 } gstream;
 
 typedef struct ft_grpc_conn {
     nghttp2_session *h2;
+    ft_h2_mem mem; /* nghttp2's allocator: outlives h2 */
     ft_session *sess;
     const char *close_reason; /* set by a callback that tears the connection down */
     ft_rate_bucket rst, ping, settings;
     int in_recv;      /* inside mem_recv: deliveries only queue, the read's flush sends */
+    int goaway;       /* the graceful stop's GOAWAY was submitted */
     gstream *streams; /* open streams (nghttp2_session_del does not report their close) */
     size_t buffered;  /* request bytes the streams hold: counted in max_pending_request_bytes */
 } ft_grpc_conn;
@@ -76,6 +84,36 @@ static void stream_free(ft_grpc_conn *g, gstream *st)
 
 /* ---- the answer ---- */
 
+/* A header field whose name and value nghttp2 need not copy: static strings, or strings in the
+ * stream's gstream, which lives until the stream closes, after its frames were encoded. */
+#define NV(name, value)                                                                            \
+    {                                                                                              \
+        (uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, strlen(value),                    \
+            NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE                           \
+    }
+
+/* grpc-status values (0 ... 16) as text: no formatting on the answer's path */
+static const char *status_text(int grpc_status)
+{
+    static const char *const TEXT[] = {"0", "1",  "2",  "3",  "4",  "5",  "6",  "7", "8",
+                                       "9", "10", "11", "12", "13", "14", "15", "16"};
+    return grpc_status >= 0 && grpc_status <= 16 ? TEXT[grpc_status] : "2"; /* UNKNOWN */
+}
+
+static const char *http_status_text(int http_status)
+{
+    switch (http_status) {
+    case 200:
+        return "200";
+    case 405:
+        return "405";
+    case 415:
+        return "415";
+    default:
+        return "500";
+    }
+}
+
 static ssize_t read_out(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
                         nghttp2_data_source *src, void *user)
 {
@@ -85,22 +123,14 @@ static ssize_t read_out(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t le
     ft_iobuf_pop_front(&st->out, n);
     if (ft_iobuf_size(&st->out) == 0) {
         *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        nghttp2_nv tr[3] = {
-            {(uint8_t *)"grpc-status", (uint8_t *)st->status, 11, strlen(st->status), 0},
-            {(uint8_t *)"grpc-message", (uint8_t *)st->message, 12, strlen(st->message), 0},
-            {(uint8_t *)"ftrpc-code", (uint8_t *)st->code, 10, strlen(st->code), 0},
-        };
-        if (nghttp2_submit_trailer(h2, id, tr, st->code[0] ? 3 : 2) != 0)
+        /* the trailers of an answer with data: grpc-status 0 alone, as gRPC's own servers send
+         * it (grpc-message is optional and empty) */
+        nghttp2_nv tr[1] = {NV("grpc-status", st->status)};
+        if (nghttp2_submit_trailer(h2, id, tr, 1) != 0)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     return (ssize_t)n;
 }
-
-#define NV(name, value)                                                                            \
-    {                                                                                              \
-        (uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, strlen(value),                    \
-            NGHTTP2_NV_FLAG_NONE                                                                   \
-    }
 
 /* Submits the stream's response: HEADERS, the message (when data), then trailers; or, without
  * data, one HEADERS carrying everything ("Trailers-Only"). http_status other than 200 for a
@@ -110,21 +140,21 @@ static void respond(ft_grpc_conn *g, gstream *st, int http_status, int grpc_stat
 {
     if (st->replied) return;
     st->replied = 1;
-    char hs[4];
-    snprintf(hs, sizeof hs, "%d", http_status);
-    snprintf(st->status, sizeof st->status, "%d", grpc_status);
-    ft_grpc_message_encode(text ? text : "", st->message, sizeof st->message);
+    const char *hs = http_status_text(http_status);
+    st->status = status_text(grpc_status);
     st->code[0] = '\0';
     /* a code gRPC has no status for travels too, so that an ftrpc client reads it exactly */
     if (wire_code != 0 && ft_grpc_wire_code_of(grpc_status) != wire_code)
         snprintf(st->code, sizeof st->code, "%d", (int)wire_code);
     if (data) {
+        /* static strings only: copied by nobody */
         nghttp2_nv h[2] = {NV(":status", hs), NV("content-type", GRPC_CONTENT_TYPE)};
         ft_iobuf_move(&st->out, data);
         nghttp2_data_provider p = {.source.ptr = st, .read_callback = read_out};
         nghttp2_submit_response(g->h2, st->id, h, 2, &p);
         return;
     }
+    ft_grpc_message_encode(text ? text : "", st->message, sizeof st->message);
     nghttp2_nv h[7] = {NV(":status", hs),
                        NV("content-type", GRPC_CONTENT_TYPE),
                        NV("grpc-status", st->status),
@@ -192,9 +222,34 @@ void ft_grpc_session_deliver(ftrpc_server_call *call)
         text[n] = '\0';
         respond(g, st, 200, ft_grpc_status_of(call->http_code), text, call->http_code, NULL);
     }
-    if (g->in_recv) return; /* the read's flush sends it */
+    /* the read's flush sends it, or else the loop's flush of this turn (ft_grpc_session_on_flush):
+     * every answer of the turn in one nghttp2_session_mem_send pass */
+    if (!g->in_recv) ft_conn_flush_soon(call->conn);
+}
+
+int ft_grpc_session_on_flush(ft_session *sess)
+{
+    /* inside mem_recv (a close from a callback) nghttp2 must not be re-entered: the read's own
+     * flush follows */
+    return sess->grpc && !sess->grpc->in_recv ? flush(sess->grpc) : 0;
+}
+
+void ft_grpc_session_goaway(ft_session *sess)
+{
+    ft_grpc_conn *g = sess->grpc;
+    if (!g || g->goaway || !ft_conn_is_open(sess->conn)) return;
+    g->goaway = 1;
+    /* One GOAWAY(NO_ERROR) naming the last stream this session processed: nghttp2 then ignores
+     * newer streams, which the client knows were not processed and may send elsewhere; the
+     * streams up to it run to their answers, and flush closes the connection once none is left
+     * (nghttp2_session_want_read turns 0). */
+    int32_t last = nghttp2_session_get_last_proc_stream_id(g->h2);
+    if (nghttp2_submit_goaway(g->h2, NGHTTP2_FLAG_NONE, last, NGHTTP2_NO_ERROR, NULL, 0) != 0)
+        return;
+    FT_DEBUG("gRPC connection from %s: GOAWAY (graceful stop), last stream %d", sess->conn->peer,
+             (int)last);
     int rc = flush(g);
-    if (rc < 0) ft_conn_close(call->conn, rc, 1);
+    if (rc < 0) ft_conn_close(sess->conn, rc, 1);
 }
 
 /* ---- the request ---- */
@@ -291,15 +346,28 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, voi
     return 0;
 }
 
-/* Headers gRPC itself uses: not handed to the handler as metadata. */
+/* Headers gRPC itself uses: not handed to the handler as metadata. By length first: this runs
+ * for every header of every request. */
 static int reserved_header(const uint8_t *name, size_t len)
 {
-    static const char *const NAMES[] = {
-        "content-type",  "te",         "grpc-timeout",  "grpc-encoding", "grpc-accept-encoding",
-        "authorization", "user-agent", "content-length"};
-    for (size_t i = 0; i < sizeof NAMES / sizeof NAMES[0]; i++)
-        if (strlen(NAMES[i]) == len && memcmp(NAMES[i], name, len) == 0) return 1;
-    return 0;
+#define R(lit) (memcmp(name, lit, sizeof(lit) - 1) == 0)
+    switch (len) {
+    case 2:
+        return R("te");
+    case 10:
+        return R("user-agent");
+    case 12:
+        return R("content-type") || R("grpc-timeout");
+    case 13:
+        return R("grpc-encoding") || R("authorization");
+    case 14:
+        return R("content-length");
+    case 20:
+        return R("grpc-accept-encoding");
+    default:
+        return 0;
+    }
+#undef R
 }
 
 static int meta_add(gstream *st, const uint8_t *name, size_t nlen, const uint8_t *value,
@@ -460,6 +528,7 @@ static ft_grpc_conn *grpc_of(ft_session *sess)
     ft_grpc_conn *g = calloc(1, sizeof *g);
     if (!g) return NULL;
     g->sess = sess;
+    ft_h2_mem_init(&g->mem);
     nghttp2_session_callbacks *cb;
     nghttp2_option *opt;
     if (nghttp2_session_callbacks_new(&cb) != 0) {
@@ -480,7 +549,7 @@ static ft_grpc_conn *grpc_of(ft_session *sess)
     nghttp2_option_set_stream_reset_rate_limit(opt, 2 * (uint64_t)s->opts.grpc.rst_stream_burst,
                                                2 * (uint64_t)s->opts.grpc.rst_stream_per_second);
     nghttp2_option_set_max_settings(opt, 32);
-    int rc = nghttp2_session_server_new2(&g->h2, cb, g, opt);
+    int rc = nghttp2_session_server_new3(&g->h2, cb, g, opt, &g->mem.mem);
     nghttp2_session_callbacks_del(cb);
     nghttp2_option_del(opt);
     if (rc != 0) {
@@ -494,11 +563,14 @@ static ft_grpc_conn *grpc_of(ft_session *sess)
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, streams},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, s->opts.grpc.max_header_list_size},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, s->opts.grpc.initial_window_size},
+        /* RFC 9218: no RFC 7540 priority tree to keep per stream (gRPC sends no priorities) */
+        {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
     };
     if (nghttp2_submit_settings(g->h2, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) != 0 ||
         nghttp2_session_set_local_window_size(g->h2, NGHTTP2_FLAG_NONE, 0,
                                               (int32_t)s->opts.grpc.initial_window_size) != 0) {
         nghttp2_session_del(g->h2);
+        ft_h2_mem_fini(&g->mem);
         free(g);
         return NULL;
     }
@@ -517,6 +589,7 @@ void ft_grpc_session_free(ft_session *sess)
     if (!g) return;
     sess->grpc = NULL;
     nghttp2_session_del(g->h2);
+    ft_h2_mem_fini(&g->mem);
     while (g->streams)
         stream_free(g, g->streams);
     free(g);

@@ -254,7 +254,13 @@ int ft_server_add_method(ftrpc_server *s, const char *service, const char *metho
 
 static void session_on_close(ft_conn *c, int reason);
 static int session_on_read(ft_conn *c);
-static const ft_conn_handler SESSION_HANDLER = {session_on_read, NULL, session_on_close};
+static int session_on_flush(ft_conn *c)
+{
+    ft_session *sess = c->owner;
+    return sess->grpc ? ft_grpc_session_on_flush(sess) : 0;
+}
+static const ft_conn_handler SESSION_HANDLER = {session_on_read, NULL, session_on_close,
+                                                session_on_flush};
 
 struct accept_task {
     ft_task task;
@@ -552,6 +558,19 @@ static void close_sessions_on_loop(void *arg)
     }
 }
 
+/* Graceful stop, first step on each loop: every gRPC connection is sent GOAWAY, so that its client
+ * sends no new streams here while the calls it has in flight are answered (baidu_std and HTTP/1.1
+ * have no such frame: a request that still comes is answered ELOGOFF). */
+static void goaway_sessions_on_loop(void *arg)
+{
+    struct close_sessions_args *a = arg;
+    ft_list *head = &a->server->loop_sessions[a->index];
+    for (ft_list *n = head->next, *next; n != head; n = next) {
+        next = n->next; /* a session with nothing in flight closes (later, on the loop) */
+        ft_grpc_session_goaway(ft_container_of(n, ft_session, node));
+    }
+}
+
 /* Waits until *counter is 0 or the deadline passes; returns the final value. */
 /* Until count(s) is 0 or the deadline; returns what is left. Counts going down while stopping
  * broadcast stop_cond; the 50 ms step bounds the wait for one that went down just before it saw
@@ -587,6 +606,10 @@ int ftrpc_server_stop(ftrpc_server *s, int grace_ms)
     ft_listener_stop(s->listener);
     s->listener = NULL;
     ft_server_series_stop(s);
+    for (int i = 0; i < s->rt->nloops; i++) {
+        struct close_sessions_args a = {s, i, 0};
+        ft_loop_run_sync(&s->rt->loops[i], goaway_sessions_on_loop, &a);
+    }
     int64_t deadline = ft_now_ns() + (int64_t)grace_ms * FT_NS_PER_MS;
     int left = wait_for_zero(s, ft_server_calls_in_flight, deadline);
     if (left > 0) FT_WARN("server stop: %d calls still in flight after %d ms", left, grace_ms);

@@ -351,6 +351,13 @@ void ft_grpc_call_pack(ftrpc_server_call *call, int32_t wire_code, const char *t
 /* On the call's loop, connection open: sends the response on the call's stream, when the stream
  * is still there (a stream the client reset gets nothing). */
 void ft_grpc_session_deliver(ftrpc_server_call *call);
+/* The connection's loop flushes (ft_conn_handler.on_flush): what nghttp2 queued this turn is
+ * written in one pass. 0, or a negative code to close. */
+int ft_grpc_session_on_flush(ft_session *sess);
+/* Graceful stop, on the session's loop: sends GOAWAY(NO_ERROR) with the last stream processed;
+ * the streams up to it are answered, then the connection closes. Does nothing for a session
+ * that is not gRPC, or twice. */
+void ft_grpc_session_goaway(ft_session *sess);
 
 /* ---- builtin_pages.c ---- */
 

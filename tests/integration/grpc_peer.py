@@ -68,6 +68,8 @@ def run_client(argv):
             line = status_line(case, lambda: unary('Fail')(case[5:].encode(), timeout=10))
         elif case == 'deadline':
             line = status_line(case, lambda: unary('Slow')(b'x', timeout=0.3))
+        elif case == 'hold':
+            line = status_line(case, lambda: unary('Hold')(b'x', timeout=10))
         elif case == 'remaining':
             line = status_line(case, lambda: unary('Remaining')(b'x', timeout=5))
         elif case == 'meta':

@@ -3,8 +3,9 @@
  * connection up, as a stalled middlebox does, and TCP sees nothing wrong. The client's health
  * check (client.md, Dead connections) finds such a connection dead and fails the attempts
  * waiting on it, which failover sends elsewhere; a slow handler on a live connection is not taken
- * for a dead one. The netfault tests (tests/netfault/) play the same between hosts, with black
- * holes; this one runs in every build, TSan and valgrind included. */
+ * for a dead one. Over gRPC the probe is an HTTP/2 PING, and the same holds. The netfault tests
+ * (tests/netfault/) play the same between hosts, with black holes; this one runs in every build,
+ * TSan and valgrind included. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -59,14 +60,15 @@ static void call_all(ftrpc_client *c, rec *r)
 /* Server A direct, server B behind the proxy; round robin, no attempt timeout: only the health
  * check frees an attempt stuck on the stalled link before the deadline. */
 static ftrpc_client *client_over(const h_server *a, const nf_proxy *px, int health_check_ms,
-                                 int deadline_ms)
+                                 int deadline_ms, ftrpc_protocol protocol)
 {
     char url[128];
     snprintf(url, sizeof url, "list://127.0.0.1:%d,127.0.0.1:%d", a->port, nf_proxy_port(px));
     ftrpc_client_options o = {.fail_mode = FTRPC_FAILOVER,
                               .timeout_ms = deadline_ms,
                               .lb = "rr",
-                              .health_check_ms = health_check_ms};
+                              .health_check_ms = health_check_ms,
+                              .protocol = protocol};
     ftrpc_client *c = NULL;
     assert_int_equal(ftrpc_client_new(url, &o, &c), 0);
     return c;
@@ -80,14 +82,15 @@ typedef struct stalled {
     ftrpc_client *c;
 } stalled;
 
-static void stall_setup(stalled *t, int health_check_ms, int deadline_ms, rec *r)
+static void stall_setup(stalled *t, int health_check_ms, int deadline_ms, ftrpc_protocol protocol,
+                        rec *r)
 {
     assert_int_equal(h_server_start(&t->a, NULL), 0);
     assert_int_equal(h_server_start(&t->b, NULL), 0);
     char up[64];
     h_server_url(&t->b, up, sizeof up);
     assert_int_equal(nf_proxy_start("127.0.0.1", up, &t->px), 0);
-    t->c = client_over(&t->a, t->px, health_check_ms, deadline_ms);
+    t->c = client_over(&t->a, t->px, health_check_ms, deadline_ms, protocol);
     call_all(t->c, r); /* both connections open and answering */
     for (int i = 0; i < NCALLS; i++)
         assert_int_equal(r->rc[i], 0);
@@ -108,7 +111,7 @@ static void stalled_link_is_found_dead_and_its_calls_fail_over(void **state)
     (void)state;
     static stalled t;
     static rec r;
-    stall_setup(&t, 0, 5000 * H_VG, &r);
+    stall_setup(&t, 0, 5000 * H_VG, FTRPC_PROTOCOL_BAIDU_STD, &r);
     call_all(t.c, &r);
     int moved = 0;
     for (int i = 0; i < NCALLS; i++) {
@@ -134,7 +137,7 @@ static void without_the_health_check_a_stalled_link_holds_calls_to_their_deadlin
     (void)state;
     static stalled t;
     static rec r;
-    stall_setup(&t, -1, 1500 * H_VG, &r);
+    stall_setup(&t, -1, 1500 * H_VG, FTRPC_PROTOCOL_BAIDU_STD, &r);
     call_all(t.c, &r);
     int timed_out = 0;
     for (int i = 0; i < NCALLS; i++) {
@@ -146,6 +149,52 @@ static void without_the_health_check_a_stalled_link_holds_calls_to_their_deadlin
     print_message("%d of %d calls timed out on the stalled link\n", timed_out, NCALLS);
     assert_true(timed_out > 0);
     stall_teardown(&t);
+}
+
+/* Over gRPC the probe is an HTTP/2 PING (its ACK is nghttp2's, at once): the calls sent into the
+ * stall fail over and succeed well inside their 5 s deadline, where without a probe they would
+ * wait for it and fail with ERPCTIMEDOUT. */
+static void stalled_grpc_link_is_found_dead_by_an_http2_ping(void **state)
+{
+    (void)state;
+    static stalled t;
+    static rec r;
+    stall_setup(&t, 0, 5000 * H_VG, FTRPC_PROTOCOL_GRPC, &r);
+    call_all(t.c, &r);
+    int moved = 0;
+    for (int i = 0; i < NCALLS; i++) {
+        if (r.rc[i] != 0)
+            print_message("call %d: %s after %d attempts\n", i, ftrpc_err_name(r.rc[i]),
+                          r.attempts[i]);
+        assert_int_equal(r.rc[i], 0);
+        moved += r.attempts[i] >= 2;
+    }
+    print_message("%d of %d calls failed over from the stalled gRPC link\n", moved, NCALLS);
+    assert_true(moved > 0);
+    stall_teardown(&t);
+}
+
+/* A slow handler over gRPC: the PING is answered while the call waits, which then succeeds on
+ * its one attempt. */
+static void slow_grpc_handler_is_not_taken_for_a_dead_connection(void **state)
+{
+    (void)state;
+    const char *const args[] = {"--delay-ms", "1500", NULL};
+    h_server s;
+    assert_int_equal(h_server_start(&s, args), 0);
+    char url[64];
+    h_server_url(&s, url, sizeof url);
+    ftrpc_client *c = NULL;
+    ftrpc_client_options o = {.timeout_ms = 5000 * H_VG, .protocol = FTRPC_PROTOCOL_GRPC};
+    assert_int_equal(ftrpc_client_new(url, &o, &c), 0);
+    ftrpc_result r;
+    int rc = ftrpc_call(c, "example.EchoService", "Echo", NULL, NULL, NULL, &r);
+    print_message("slow gRPC call: %s, %d attempt(s)\n", ftrpc_err_name(rc), r.attempts);
+    assert_int_equal(rc, 0);
+    assert_int_equal(r.attempts, 1);
+    ftrpc_result_fini(&r);
+    ftrpc_client_free(c);
+    h_server_stop(&s, 5000);
 }
 
 /* A handler that takes 1.5 s on a live connection: nothing arrives for longer than the health
@@ -175,6 +224,8 @@ int main(void)
         cmocka_unit_test(stalled_link_is_found_dead_and_its_calls_fail_over),
         cmocka_unit_test(without_the_health_check_a_stalled_link_holds_calls_to_their_deadline),
         cmocka_unit_test(slow_handler_is_not_taken_for_a_dead_connection),
+        cmocka_unit_test(stalled_grpc_link_is_found_dead_by_an_http2_ping),
+        cmocka_unit_test(slow_grpc_handler_is_not_taken_for_a_dead_connection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

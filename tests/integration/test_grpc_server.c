@@ -3,7 +3,8 @@
  * ftrpc_server_add_method, over cleartext HTTP/2 (prior knowledge) and over TLS with ALPN h2, on
  * the same port that serves baidu_std. Answers, statuses, the
  * deadline, cancellation, gzip, metadata and authentication as a gRPC client sees them; then a raw
- * HTTP/2 peer floods RST_STREAM, PING and SETTINGS frames and is closed with a logged reason. */
+ * HTTP/2 peer floods RST_STREAM, PING and SETTINGS frames and is closed with a logged reason, and
+ * sees a graceful stop's GOAWAY before the answer of its call in flight. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -65,6 +66,18 @@ static void on_slow(ftrpc_server_call *call, void *arg)
     reply_text(call, "slow");
 }
 
+static atomic_int hold_started, hold_release;
+
+/* On a worker: holds the call until the test releases it (10 s at most). */
+static void on_hold(ftrpc_server_call *call, void *arg)
+{
+    (void)arg;
+    atomic_store(&hold_started, 1);
+    for (int i = 0; i < 1000 && !atomic_load(&hold_release); i++)
+        usleep(10000);
+    reply_text(call, "held");
+}
+
 static void on_remaining(ftrpc_server_call *call, void *arg)
 {
     (void)arg;
@@ -102,6 +115,8 @@ static ftrpc_server *start_server(const ftrpc_server_options *o)
     assert_int_equal(
         ftrpc_server_add_method(s, "example.EchoService", "Remaining", on_remaining, NULL, NULL),
         0);
+    assert_int_equal(
+        ftrpc_server_add_method(s, "example.EchoService", "Hold", on_hold, NULL, &worker), 0);
     assert_int_equal(ftrpc_server_add_method(s, "example.EchoService", "Meta", on_meta, NULL, NULL),
                      0);
     assert_int_equal(ftrpc_server_start(s, "127.0.0.1:0"), 0);
@@ -249,7 +264,7 @@ static void grpcio_over_tls_with_a_token(void **state)
 /* ---- a raw HTTP/2 peer that floods ---- */
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char log_seen[4096];
+static char log_seen[65536]; /* debug lines too (the graceful stop's GOAWAY) */
 
 static void log_sink(ftrpc_log_level level, const char *msg, void *arg)
 {
@@ -434,6 +449,152 @@ static void a_preface_in_pieces_is_still_recognised(void **state)
     ftrpc_server_free(s);
 }
 
+/* Reads one frame: 1 with its header fields and payload (at most cap bytes), 0 on a timeout
+ * (5 s), a close or a frame too large. */
+static int read_frame(int fd, uint8_t *type, uint8_t *flags, uint32_t *id, uint8_t *p, size_t cap,
+                      size_t *len)
+{
+    uint8_t h[9];
+    if (h_raw_read_exact(fd, h, sizeof h, 5000) != 1) return 0;
+    *len = (size_t)h[0] << 16 | (size_t)h[1] << 8 | h[2];
+    *type = h[3];
+    *flags = h[4];
+    *id = ((uint32_t)h[5] << 24 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 8 | h[8]) & 0x7fffffffu;
+    return *len <= cap && (*len == 0 || h_raw_read_exact(fd, p, *len, 5000) == 1);
+}
+
+static void *stop_server_thread(void *arg)
+{
+    return (void *)(intptr_t)ftrpc_server_stop(arg, 5000);
+}
+
+/* A graceful stop sends GOAWAY(NO_ERROR) naming the last stream processed, before the answer of
+ * the call in flight on it; the call is then answered in full (HEADERS, DATA, trailers) and the
+ * connection closed. Before, the peer learnt of the stop only when its connection closed. */
+static void graceful_stop_sends_goaway_then_finishes_the_call_in_flight(void **state)
+{
+    (void)state;
+    atomic_store(&hold_started, 0);
+    atomic_store(&hold_release, 0);
+    ftrpc_server *s = start_server(NULL);
+    int fd = h_raw_connect(ftrpc_server_port(s));
+    assert_true(fd >= 0);
+    /* POST /example.EchoService/Hold, content-type application/grpc: HPACK literals without
+     * indexing, names from the static table (:path 4, :authority 1, content-type 31) */
+    static const char PATH[] = "/example.EchoService/Hold", TYPE[] = "application/grpc";
+    uint8_t hdr[128], buf[512];
+    size_t h = 0, n = 0;
+    hdr[h++] = 0x83; /* :method POST */
+    hdr[h++] = 0x86; /* :scheme http */
+    hdr[h++] = 0x04;
+    hdr[h++] = (uint8_t)(sizeof PATH - 1);
+    memcpy(hdr + h, PATH, sizeof PATH - 1);
+    h += sizeof PATH - 1;
+    memcpy(hdr + h, "\x01\x09localhost", 11);
+    h += 11;
+    hdr[h++] = 0x0f;
+    hdr[h++] = 0x10;
+    hdr[h++] = (uint8_t)(sizeof TYPE - 1);
+    memcpy(hdr + h, TYPE, sizeof TYPE - 1);
+    h += sizeof TYPE - 1;
+    static const uint8_t MSG[] = {0, 0, 0, 0, 2, 'h', 'i'};
+    memcpy(buf, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+    n = 24;
+    n += frame(buf + n, F_SETTINGS, 0, 0, NULL, 0);
+    n += frame(buf + n, F_HEADERS, 0x4 /* END_HEADERS */, 1, hdr, h);
+    n += frame(buf + n, F_DATA, 0x1 /* END_STREAM */, 1, MSG, sizeof MSG);
+    h_raw_send(fd, buf, n);
+    assert_true(h_wait_atomic_ge(&hold_started, 1, 5000));
+
+    pthread_t stopper;
+    assert_int_equal(pthread_create(&stopper, NULL, stop_server_thread, s), 0);
+    uint8_t type, flags, p[1024];
+    uint32_t id;
+    size_t len;
+    int goaway = 0, answer_frames = 0, data = 0, trailers = 0;
+    while (!trailers && read_frame(fd, &type, &flags, &id, p, sizeof p, &len)) {
+        if (type == F_GOAWAY) {
+            assert_int_equal(id, 0);
+            assert_true(len >= 8);
+            uint32_t last =
+                ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]) &
+                0x7fffffffu;
+            uint32_t code =
+                (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
+            assert_int_equal(last, 1);
+            assert_int_equal(code, 0);          /* NO_ERROR */
+            assert_int_equal(answer_frames, 0); /* before the answer */
+            goaway = 1;
+            atomic_store(&hold_release, 1); /* now the call may end */
+        } else if (id == 1 && (type == F_HEADERS || type == F_DATA)) {
+            answer_frames++;
+            if (type == F_DATA && len == 9 && memcmp(p + 5, "held", 4) == 0) data = 1;
+            if (type == F_HEADERS && (flags & 0x1)) trailers = 1; /* END_STREAM */
+        }
+    }
+    atomic_store(&hold_release, 1);
+    assert_true(goaway);
+    assert_true(data);
+    assert_true(trailers);
+    assert_int_equal(h_raw_wait_closed(fd, 5000), 1);
+    close(fd);
+    void *rc;
+    pthread_join(stopper, &rc);
+    assert_int_equal((int)(intptr_t)rc, 0);
+    ftrpc_server_free(s);
+}
+
+struct peer_run {
+    char args[128];
+    char *out;
+};
+
+static void *peer_thread(void *arg)
+{
+    struct peer_run *r = arg;
+    r->out = peer(r->args);
+    return NULL;
+}
+
+static int goaway_logged(void *arg)
+{
+    (void)arg;
+    return logged("GOAWAY (graceful stop), last stream 1");
+}
+
+/* grpcio's side of it: a call in flight when the stop begins gets its GOAWAY first (the log says
+ * it went out before the handler is let go), then its whole answer, OK; a call after the stop
+ * finds no server (UNAVAILABLE). */
+static void grpcio_call_in_flight_is_answered_after_the_goaway_of_a_graceful_stop(void **state)
+{
+    (void)state;
+    atomic_store(&hold_started, 0);
+    atomic_store(&hold_release, 0);
+    log_seen[0] = '\0';
+    ftrpc_log_set_sink(log_sink, NULL);
+    ftrpc_log_set_level(FTRPC_LOG_DEBUG);
+    ftrpc_server *s = start_server(NULL);
+    static struct peer_run run;
+    snprintf(run.args, sizeof run.args, "127.0.0.1:%d hold echo", ftrpc_server_port(s));
+    pthread_t pt, stopper;
+    assert_int_equal(pthread_create(&pt, NULL, peer_thread, &run), 0);
+    assert_true(h_wait_atomic_ge(&hold_started, 1, 20000));
+    assert_int_equal(pthread_create(&stopper, NULL, stop_server_thread, s), 0);
+    int sent = h_wait_until(goaway_logged, NULL, 5000);
+    atomic_store(&hold_release, 1);
+    pthread_join(pt, NULL);
+    void *rc;
+    pthread_join(stopper, &rc);
+    ftrpc_log_set_level(FTRPC_LOG_WARN); /* the default */
+    ftrpc_log_set_sink(NULL, NULL);
+    assert_true(sent);
+    expect_line(run.out, "hold OK held\n");
+    expect_line(run.out, "echo UNAVAILABLE");
+    free(run.out);
+    assert_int_equal((int)(intptr_t)rc, 0);
+    ftrpc_server_free(s);
+}
+
 static int pending_released(void *arg)
 {
     ftrpc_server_stats st;
@@ -494,6 +655,8 @@ int main(void)
         cmocka_unit_test(unfinished_stream_bodies_count_in_pending_bytes),
         cmocka_unit_test(streams_past_the_limits_are_reset),
         cmocka_unit_test(a_preface_in_pieces_is_still_recognised),
+        cmocka_unit_test(graceful_stop_sends_goaway_then_finishes_the_call_in_flight),
+        cmocka_unit_test(grpcio_call_in_flight_is_answered_after_the_goaway_of_a_graceful_stop),
     };
     return cmocka_run_group_tests(tests, h_tls_group_setup, h_tls_group_teardown);
 }
