@@ -552,7 +552,7 @@ struct peer_run {
 static void *peer_thread(void *arg)
 {
     struct peer_run *r = arg;
-    r->out = peer(r->args);
+    r->out = peer(&GRPCIO, r->args);
     return NULL;
 }
 
