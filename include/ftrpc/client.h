@@ -360,7 +360,8 @@ typedef struct ftrpc_client_options {
      * proxy that stopped forwarding (docs/client.md, Dead connections). Zero means the default;
      * -1 turns a mechanism off. */
     /* TCP keepalive on client connections: the first probe after this many idle seconds.
-     * Default 10 (brpc's keepalive_idle 10 s when enabled; the kernel's is 7200); -1: off */
+     * Default 10 (brpc's keepalive_idle 10 s when enabled; the kernel's is 7200); -1: off.
+     * Up to 32767, the interval too, the count up to 127 (Linux's; FTRPC_EINVAL past them) */
     int tcp_keepalive_idle_s;
     int tcp_keepalive_interval_s; /* default 2: between unanswered probes */
     int tcp_keepalive_count;      /* default 3: unanswered probes before the connection fails */

@@ -163,7 +163,8 @@ typedef struct ftrpc_server_options {
     ftrpc_server_grpc_options grpc;
     /* TCP keepalive on accepted connections, as the client's on its own (docs/server.md, Dead
      * clients): the first probe after this many idle seconds. Default 10 (the client's; brpc's
-     * keepalive idle when enabled; the kernel's 7200); -1: off */
+     * keepalive idle when enabled; the kernel's 7200); -1: off. Up to 32767, the interval too,
+     * the count up to 127 (Linux's bounds; past them ftrpc_server_new says FTRPC_EINVAL) */
     int tcp_keepalive_idle_s;
     int tcp_keepalive_interval_s; /* default 2: between unanswered probes */
     int tcp_keepalive_count;      /* default 3: unanswered probes before the connection closes */

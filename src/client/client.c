@@ -629,11 +629,12 @@ static int validate_and_default(ftrpc_client_options *o)
     if (o->fail_mode == FTRPC_FAILBACKUP && !wants_backup)
         FT_WARN("client options: failbackup without backup_request_ms or a backup_policy: only "
                 "calls that give their own delay or policy send a backup");
-    if (o->tcp_keepalive_idle_s < -1 || o->tcp_keepalive_interval_s < 0 ||
-        o->tcp_keepalive_count < 0 || o->tcp_user_timeout_ms < -1 || o->health_check_ms < -1 ||
-        o->health_check_timeout_ms < 0) {
-        FT_WARN("client options: a dead-connection setting is out of range (keepalive, user "
-                "timeout, health check: >= 0, or -1 for off where allowed)");
+    if (!ft_keepalive_settings_valid(o->tcp_keepalive_idle_s, o->tcp_keepalive_interval_s,
+                                     o->tcp_keepalive_count, o->tcp_user_timeout_ms) ||
+        o->health_check_ms < -1 || o->health_check_timeout_ms < 0) {
+        FT_WARN("client options: a dead-connection setting is out of range (keepalive idle -1 to "
+                "32767 s, interval 0 to 32767 s, count 0 to 127, user timeout and health check "
+                ">= 0, or -1 for off where allowed)");
         return FTRPC_EINVAL;
     }
     if (o->tcp_keepalive_idle_s == 0) o->tcp_keepalive_idle_s = 10;

@@ -480,6 +480,11 @@ ft_health_grant ft_health_try_acquire_held(ft_endpoint_health *h, int64_t now_ns
 ft_health_grant ft_health_acquire_anyway(ft_endpoint_health *h, int64_t now_ns)
 {
     if (ft_health_held(h, now_ns)) return FT_HEALTH_DENIED; /* the server asked for the pause */
+    return ft_health_acquire_anyway_held(h, now_ns);
+}
+
+ft_health_grant ft_health_acquire_anyway_held(ft_endpoint_health *h, int64_t now_ns)
+{
     ft_health_grant g = FT_HEALTH_GRANTED;
     pthread_mutex_lock(&h->mu);
     if (atomic_load(&h->state) == FT_HEALTH_OFF)

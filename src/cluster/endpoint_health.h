@@ -195,13 +195,16 @@ ft_health_grant ft_health_try_acquire(ft_endpoint_health *h, int64_t now_ns);
 /* Like try_acquire, but a server's pushback hold does not deny: for a first attempt that finds
  * every endpoint of its cluster held and goes to the one whose hold ends first, so that a hold
  * never stops a whole cluster's traffic (docs/overload-client.md). The health state decides as in
- * try_acquire. */
+ * try_acquire (when it denies, the caller asks acquire_anyway_held, as the fallback would). */
 ft_health_grant ft_health_try_acquire_held(ft_endpoint_health *h, int64_t now_ns);
 
 /* Like try_acquire, but denies only an endpoint switched OFF: for the health set's all-unusable
  * fallback. A SUSPENDED endpoint turns PROBING early (this call is its probe), so that a success
  * brings it back. */
 ft_health_grant ft_health_acquire_anyway(ft_endpoint_health *h, int64_t now_ns);
+/* acquire_anyway past a hold: for the first attempt of try_acquire_held when the state denies it,
+ * which without the hold the all-unusable fallback would send (a hold adds no stop of its own). */
+ft_health_grant ft_health_acquire_anyway_held(ft_endpoint_health *h, int64_t now_ns);
 
 /* Records the result of one call sent to this endpoint. `code`: 0 on success, a positive
  * business code, or the call's negative FTRPC_E* RPC error (see the file comment). `latency_us`

@@ -604,6 +604,12 @@ int ft_conn_set_keepalive(ft_conn *c, int idle_s, int interval_s, int count, int
     return 0;
 }
 
+int ft_keepalive_settings_valid(int idle_s, int interval_s, int count, int user_timeout_ms)
+{
+    return idle_s >= -1 && idle_s <= 32767 && interval_s >= 0 && interval_s <= 32767 &&
+           count >= 0 && count <= 127 && user_timeout_ms >= -1;
+}
+
 int ft_conn_adopt(ft_loop *loop, int fd, size_t max_unwritten, const ft_conn_handler *handler,
                   void *owner, ft_conn **out)
 {

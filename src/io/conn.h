@@ -97,6 +97,11 @@ int ft_conn_connect(ft_loop *loop, const struct sockaddr *addr, int connect_time
  * keepalive). Right after ft_conn_connect or ft_conn_adopt, on a connection whose socket exists.
  * 0, or FTRPC_ESYS when the kernel refused a setting (logged). */
 int ft_conn_set_keepalive(ft_conn *c, int idle_s, int interval_s, int count, int user_timeout_ms);
+/* Whether options' keepalive settings are ones ft_conn_set_keepalive can set: idle_s -1 (off) to
+ * 32767, interval_s 0 to 32767, count 0 to 127 (Linux's MAX_TCP_KEEPIDLE, _KEEPINTVL, _KEEPCNT:
+ * a value past them is refused by setsockopt on every connection), user_timeout_ms -1 or more;
+ * 0 is "the default" for each. For the client's and the server's checks at creation. */
+int ft_keepalive_settings_valid(int idle_s, int interval_s, int count, int user_timeout_ms);
 /* Adopts an accepted socket fd (the connection takes it over). */
 int ft_conn_adopt(ft_loop *loop, int fd, size_t max_unwritten, const ft_conn_handler *handler,
                   void *owner, ft_conn **out);

@@ -91,10 +91,10 @@ int ftrpc_server_new_sized(const ftrpc_server_options *opts, size_t opts_size, f
     if (o.max_connections < 0 || o.idle_timeout_ms < -1 || o.read_timeout_ms < -1 ||
         o.max_inflight_per_connection < 0)
         return FTRPC_EINVAL;
-    if (o.tcp_keepalive_idle_s < -1 || o.tcp_keepalive_interval_s < 0 ||
-        o.tcp_keepalive_count < 0 || o.tcp_user_timeout_ms < -1) {
-        FT_WARN("server options: a dead-connection setting is out of range (keepalive idle and "
-                "user timeout -1 or more, interval and count 0 or more)");
+    if (!ft_keepalive_settings_valid(o.tcp_keepalive_idle_s, o.tcp_keepalive_interval_s,
+                                     o.tcp_keepalive_count, o.tcp_user_timeout_ms)) {
+        FT_WARN("server options: a dead-connection setting is out of range (keepalive idle -1 to "
+                "32767, interval 0 to 32767, count 0 to 127, user timeout -1 or more)");
         return FTRPC_EINVAL;
     }
     if (o.tcp_keepalive_idle_s == 0) o.tcp_keepalive_idle_s = 10;

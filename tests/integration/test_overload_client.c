@@ -246,6 +246,41 @@ static void a_hold_on_every_endpoint_does_not_stop_first_attempts(void **state)
         fake_stop(&f[i]);
 }
 
+/* The only endpoint in TIMEOUT inside its retry_delay_ms (a mark code), then held by a pushback:
+ * without the hold a first attempt goes there anyway (the all-unusable fallback), and the hold must
+ * not stop it either, or a hold stops the cluster for as long as the TIMEOUT lasts. */
+static void a_hold_on_a_lone_endpoint_in_timeout_does_not_stop_first_attempts(void **state)
+{
+    (void)state;
+    fake f;
+    fake_start(&f, 2001, 0); /* EINTERNAL, made a mark code below */
+    char url[64];
+    snprintf(url, sizeof url, "list://%s", f.addr);
+    ftrpc_client_options o = {.retries = FTRPC_NO_RETRY,
+                              .throttle_k = -1,
+                              .health = {.retries_before_suspension = 100,
+                                         .retry_delay_ms = 60000,
+                                         .mark_codes = {FTRPC_EINTERNAL},
+                                         .breaker_reject = -1}};
+    ftrpc_client *c = client_for(url, &o);
+    ftrpc_result r;
+    assert_int_equal(call_echo(c, NULL, &r), FTRPC_EINTERNAL);
+    ftrpc_result_fini(&r);
+    int64_t usable_in = 0;
+    assert_int_equal(ftrpc_client_endpoint_state(c, f.addr, &usable_in), FTRPC_ENDPOINT_TIMEOUT);
+    atomic_store(&f.code, 2004);
+    atomic_store(&f.retry_after_ms, 60000);
+    for (int i = 0; i < 3; i++) { /* the first puts the hold, the others find it */
+        assert_int_equal(call_echo(c, NULL, &r), FTRPC_ELIMIT);
+        print_message("call %d: %d attempt(s): %s\n", i, r.attempts, r.error_text);
+        assert_int_equal(r.attempts, 1);
+        ftrpc_result_fini(&r);
+    }
+    assert_int_equal(atomic_load(&f.requests), 4);
+    ftrpc_client_free(c);
+    fake_stop(&f);
+}
+
 /* ftrpc_retry_after_ms -1: the call's retries stop at the first such answer, whatever `retries`
  * and the number of endpoints say. */
 static void pushback_minus_one_stops_the_retries(void **state)
@@ -845,6 +880,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(pushback_holds_the_endpoint_and_calls_go_elsewhere),
         cmocka_unit_test(a_hold_on_every_endpoint_does_not_stop_first_attempts),
+        cmocka_unit_test(a_hold_on_a_lone_endpoint_in_timeout_does_not_stop_first_attempts),
         cmocka_unit_test(pushback_minus_one_stops_the_retries),
         cmocka_unit_test(overload_with_pushback_trips_no_breaker),
         cmocka_unit_test(a_client_facing_overload_sheds_locally),

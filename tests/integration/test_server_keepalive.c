@@ -78,6 +78,15 @@ static void accepted_connections_carry_the_servers_keepalive_settings(void **sta
          4,
          1234},
         {"off", {.tcp_keepalive_idle_s = -1, .tcp_user_timeout_ms = -1}, 0, 0, 0, 0, 0},
+        {"the kernel's largest",
+         {.tcp_keepalive_idle_s = 32767,
+          .tcp_keepalive_interval_s = 32767,
+          .tcp_keepalive_count = 127},
+         1,
+         32767,
+         32767,
+         127,
+         0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const keepalive_case *k = &cases[i];
@@ -126,6 +135,11 @@ static void out_of_range_keepalive_settings_are_refused(void **state)
         {.tcp_keepalive_interval_s = -1},
         {.tcp_keepalive_count = -1},
         {.tcp_user_timeout_ms = -2},
+        /* past the kernel's bounds (MAX_TCP_KEEPIDLE, _KEEPINTVL, _KEEPCNT): refused here, not at
+         * every connection's setsockopt, which left SO_KEEPALIVE on with the kernel's 7200 s */
+        {.tcp_keepalive_idle_s = 32768},
+        {.tcp_keepalive_interval_s = 32768},
+        {.tcp_keepalive_count = 128},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ftrpc_server *s = NULL;

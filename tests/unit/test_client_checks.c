@@ -52,6 +52,14 @@ static void dead_connection_options_are_checked_at_creation(void **state)
         {{.tcp_keepalive_interval_s = -1}, FTRPC_EINVAL},
         {{.tcp_keepalive_count = -1}, FTRPC_EINVAL},
         {{.tcp_user_timeout_ms = -2}, FTRPC_EINVAL},
+        /* the kernel's largest (MAX_TCP_KEEPIDLE, _KEEPINTVL, _KEEPCNT), and one past each */
+        {{.tcp_keepalive_idle_s = 32767,
+          .tcp_keepalive_interval_s = 32767,
+          .tcp_keepalive_count = 127},
+         0},
+        {{.tcp_keepalive_idle_s = 32768}, FTRPC_EINVAL},
+        {{.tcp_keepalive_interval_s = 32768}, FTRPC_EINVAL},
+        {{.tcp_keepalive_count = 128}, FTRPC_EINVAL},
         {{.health_check_ms = -2}, FTRPC_EINVAL},
         {{.health_check_timeout_ms = -1}, FTRPC_EINVAL},
     };

@@ -793,6 +793,24 @@ static void a_grant_past_the_hold_still_follows_the_state(void **s)
     destroy(f);
 }
 
+/* When the state denies that first attempt, call.c asks ft_health_acquire_anyway_held: the
+ * all-unusable fallback's grant past the hold (a hold adds no stop of its own); OFF stays denied.
+ */
+static void the_fallback_past_the_hold_takes_a_suspended_endpoint_but_not_off(void **s)
+{
+    (void)s;
+    fixture *f = make(NULL);
+    result(f, FTRPC_ECONNREFUSED);
+    assert_int_equal(state(f), FT_HEALTH_SUSPENDED);
+    ft_health_hold(&f->h, now(f) + MS(100));
+    assert_int_equal(ft_health_acquire_anyway(&f->h, now(f)), FT_HEALTH_DENIED);
+    assert_int_equal(ft_health_acquire_anyway_held(&f->h, now(f)), FT_HEALTH_GRANTED_PROBE);
+    assert_true(ft_health_held(&f->h, now(f))); /* the grant does not end the hold */
+    ft_health_switch(&f->h, true);
+    assert_int_equal(ft_health_acquire_anyway_held(&f->h, now(f)), FT_HEALTH_DENIED);
+    destroy(f);
+}
+
 static void off_is_never_granted_and_on_makes_it_active_afresh(void **s)
 {
     fixture *f = make(NULL);
@@ -855,6 +873,7 @@ int main(void)
         cmocka_unit_test(off_is_never_granted_and_on_makes_it_active_afresh),
         cmocka_unit_test(a_hold_denies_every_grant_until_it_ends_and_leaves_the_state),
         cmocka_unit_test(a_grant_past_the_hold_still_follows_the_state),
+        cmocka_unit_test(the_fallback_past_the_hold_takes_a_suspended_endpoint_but_not_off),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
