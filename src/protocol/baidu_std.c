@@ -555,7 +555,7 @@ static ft_parse_status parse_body(ft_iobuf *in, size_t rest, uint32_t max_body, 
     ft_iobuf_init(&raw);
     ft_iobuf *payload_dst = ct == FT_COMPRESS_NONE ? &out->payload : &raw;
     if (ft_iobuf_cut(in, payload_dst, rest - att) != 0 ||
-        ft_iobuf_cut(in, &out->attachment, att) != 0) {
+        (att && ft_iobuf_cut(in, &out->attachment, att) != 0)) {
         /* cut moves whole slices before it can fail, so the stream position is unknown */
         ft_iobuf_fini(&raw);
         *reason = "out of memory cutting the frame";
