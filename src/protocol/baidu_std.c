@@ -152,7 +152,6 @@ void ft_rpc_frame_init(ft_rpc_frame *f)
     f->error_code = 0;
     f->retry_after_ms = 0;
     f->error_text = "";
-    f->retry_after_ms = 0;
     f->compress_type = FT_COMPRESS_NONE;
     ft_iobuf_init(&f->payload);
     ft_iobuf_init(&f->attachment);
