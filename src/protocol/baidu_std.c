@@ -852,7 +852,8 @@ static size_t encode_request_head(uint8_t *frame, const ft_request_header *h, si
     /* the rare retry's ftrpc_attempt (field 1000) and a tied copy's ftrpc_tied (1001) are left
      * to protobuf-c */
     if (sizes_too_large(psize, asize) || h->attempt != 0 || h->tied) return 0;
-    size_t sl = strlen(h->service), ml = strlen(h->method);
+    size_t sl = h->service_len ? h->service_len : strlen(h->service);
+    size_t ml = h->method_len ? h->method_len : strlen(h->method);
     if (sl > FAST_FRAME_MAX || ml > FAST_FRAME_MAX || h->auth_len > FAST_FRAME_MAX) return 0;
     int32_t timeout = h->timeout_ms > 0 ? h->timeout_ms : 1;
     size_t rq =

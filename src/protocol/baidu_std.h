@@ -109,6 +109,9 @@ typedef struct ft_request_header {
     size_t auth_len;
     int32_t attempt; /* ftrpc_attempt; 0: not sent (a first attempt) */
     int tied; /* 1: ftrpc_tied is sent (through protobuf-c: the fast encoder leaves it out) */
+    /* strlen(service), strlen(method) when the caller knows them (a client's call keeps them), so
+     * the encoder need not count again; 0: counted here (names are never empty) */
+    size_t service_len, method_len;
 } ft_request_header;
 
 /* Appends one request frame to `out`: meta, then payload and attachment shared (not copied).
