@@ -1267,9 +1267,13 @@ static int start_call(ft_session *sess, const char *service, const char *method,
     call->conn = c;
     ft_conn_ref(c);
     call->session = tracked ? sess : NULL;
-    size_t idlen = strnlen(sess->identity, sizeof call->identity - 1);
-    memcpy(call->identity, sess->identity, idlen);
-    call->identity[idlen] = '\0';
+    if (sess->identity[0]) { /* an authenticated connection; most have none to copy */
+        size_t idlen = strnlen(sess->identity, sizeof call->identity - 1);
+        memcpy(call->identity, sess->identity, idlen);
+        call->identity[idlen] = '\0';
+    } else {
+        call->identity[0] = '\0';
+    }
     atomic_init(&call->canceled, 0);
     call->loop = sess->loop;
     call->correlation_id = correlation_id;
