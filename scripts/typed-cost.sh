@@ -9,11 +9,16 @@
 # and prints (Ir(HIGH) - Ir(LOW)) / (HIGH - LOW): start-up and teardown cancel out. Every thread
 # of the profiled process counts (the IO threads do the work; the main thread waits).
 #
-#   scripts/typed-cost.sh [BUILD_DIR (build)] [LOW (5000)] [HIGH (15000)]
+#   scripts/typed-cost.sh [BUILD_DIR (build)] [LOW (5000)] [HIGH (15000)] [KINDS ("typed bytes")]
+#
+# KINDS "bytes" counts the bytes path alone (issue #26's small-message async cost,
+# docs/performance.md). With KEEP=DIR in the environment the callgrind files stay in DIR
+# (SIDE-KIND-COUNT.cg) for callgrind_annotate.
 set -eu
 build=${1:-build}
 low=${2:-5000}
 high=${3:-15000}
+kinds=${4:-typed bytes}
 drv=$build/bench_typed_cost
 for f in "$drv" "$build/bench_echo" "$build/ftrpc"; do
     [ -x "$f" ] || { echo "typed-cost.sh: $f not built" >&2; exit 2; }
@@ -23,6 +28,7 @@ tmp=$(mktemp -d)
 server_pid=
 cleanup() {
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+    [ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$tmp"/*.cg "$KEEP"/ 2>/dev/null
     rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
@@ -54,7 +60,7 @@ total() {
 
 cg="valgrind --tool=callgrind --separate-threads=no"
 for side in server client; do
-    for kind in typed bytes; do
+    for kind in $kinds; do
         if [ $kind = typed ]; then
             server="$build/bench_echo --typed-server 127.0.0.1"
         else

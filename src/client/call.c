@@ -701,6 +701,8 @@ static void send_attempt(ft_call *call, int is_backup)
         /* 0 for a first attempt, unless the call is made on behalf of a retry (chain-stop) */
         .attempt = call->attempts > 1 ? call->attempts - 1 : call->chain_retry,
         .tied = call->tied,
+        .service_len = (size_t)(call->method - call->service - 1),
+        .method_len = call->method_len,
     };
     uint8_t credential[FT_CLIENT_MAX_CREDENTIAL];
     if (cc->grpc) /* gRPC has no connection credential: every request carries its own */

@@ -314,7 +314,7 @@ static int cconn_on_read(ft_conn *conn)
     while (conn->state == FT_CONN_OPEN) {
         ft_rpc_frame f;
         const char *reason = NULL;
-        ft_rpc_frame_init(&f);
+        /* ft_baidu_std_parse initializes f */
         ft_parse_status st =
             ft_baidu_std_parse(&conn->in, cc->client->opts.max_body_size, &f, &reason);
         if (st == FT_PARSE_NEED_MORE) {

@@ -45,6 +45,7 @@ int ft_throttle_init(ft_throttle *t, const ft_throttle_options *opts)
     for (int i = 0; i < FT_THROTTLE_BUCKETS; i++)
         t->ring[i].epoch = INT64_MIN; /* no bucket of time yet */
     t->sum_epoch = INT64_MIN;
+    atomic_init(&t->zero_hint, 0);
     pthread_mutex_init(&t->lock, NULL);
     return 0;
 }
@@ -61,6 +62,25 @@ static int64_t epoch_of(const ft_throttle *t, int64_t now_ns)
     return now_ns % t->bucket_ns < 0 ? q - 1 : q;
 }
 
+enum { HINT_EPOCH_BITS = 62 };
+#define FT_THROTTLE_ZERO_BIT (UINT64_C(1) << 63)
+
+/* zero_hint's value for bucket e: the zero bit and e's low bits (a bucket 2^62 buckets away
+ * would share them: more than 146 years of 1 ms buckets) */
+static uint64_t zero_hint_of(int64_t e)
+{
+    return FT_THROTTLE_ZERO_BIT | ((uint64_t)e & ((UINT64_C(1) << HINT_EPOCH_BITS) - 1));
+}
+
+/* Under lock, after the sums changed: the hint for admit, set when the sums are those of bucket
+ * e and give a probability of 0 (requests <= k * accepts), cleared otherwise. */
+static void publish_hint(ft_throttle *t, int64_t e)
+{
+    uint64_t h =
+        t->sum_epoch == e && t->sum_requests - t->k * t->sum_accepts <= 0 ? zero_hint_of(e) : 0;
+    atomic_store_explicit(&t->zero_hint, h, memory_order_relaxed);
+}
+
 /* Under lock: now's bucket, emptied first when it last counted an older bucket of time. */
 static ft_throttle_bucket *current(ft_throttle *t, int64_t now_ns)
 {
@@ -69,7 +89,10 @@ static ft_throttle_bucket *current(ft_throttle *t, int64_t now_ns)
     ft_throttle_bucket *b = &t->ring[slot < 0 ? slot + FT_THROTTLE_BUCKETS : slot];
     if (b->epoch != e) {
         *b = (ft_throttle_bucket){.epoch = e};
-        if (t->sum_epoch != e) t->sum_epoch = INT64_MIN; /* another bucket of time: sum again */
+        if (t->sum_epoch != e) { /* another bucket of time: sum again, and no hint until then */
+            t->sum_epoch = INT64_MIN;
+            atomic_store_explicit(&t->zero_hint, 0, memory_order_relaxed);
+        }
     }
     return b;
 }
@@ -90,6 +113,7 @@ static double probability(ft_throttle *t, int64_t now_ns)
         t->sum_epoch = e;
         t->sum_requests = requests;
         t->sum_accepts = accepts;
+        publish_hint(t, e);
     }
     double p = (t->sum_requests - t->k * t->sum_accepts) / (t->sum_requests + 1);
     return p > 0 ? p : 0;
@@ -111,12 +135,22 @@ static void count(ft_throttle *t, ft_throttle_bucket *b, bool accept)
 bool ft_throttle_admit(ft_throttle *t, int64_t now_ns, double u)
 {
     if (t->off) return true;
+    /* probability 0 in now's bucket as of the last change: admitted whatever u, and an admitted
+     * call is counted at its answer, so there is nothing to write. A change racing this read is
+     * ordered after it, as it would be behind the lock. */
+    if (atomic_load_explicit(&t->zero_hint, memory_order_relaxed) ==
+        zero_hint_of(epoch_of(t, now_ns)))
+        return true;
     pthread_mutex_lock(&t->lock);
     /* judged by what came before it (as gRPC's throttler does: counted first, the first call
      * after a quiet window would be refused one time in two); an admitted call counts when its
      * answer comes, a rejected one now */
     bool admitted = u >= probability(t, now_ns);
-    if (!admitted) count(t, current(t, now_ns), false);
+    if (!admitted) {
+        ft_throttle_bucket *b = current(t, now_ns);
+        count(t, b, false);
+        publish_hint(t, b->epoch);
+    }
     pthread_mutex_unlock(&t->lock);
     return admitted;
 }
@@ -128,6 +162,7 @@ void ft_throttle_on_answer(ft_throttle *t, int64_t now_ns, bool accepted)
     ft_throttle_bucket *b = current(t, now_ns);
     count(t, b, false);
     if (accepted) count(t, b, true);
+    publish_hint(t, b->epoch);
     pthread_mutex_unlock(&t->lock);
 }
 

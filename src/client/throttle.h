@@ -27,6 +27,7 @@
 #define FT_CLIENT_THROTTLE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -59,6 +60,12 @@ typedef struct ft_throttle {
      * instructions per call (docs/performance.md). */
     int64_t sum_epoch;
     double sum_requests, sum_accepts;
+    /* FT_THROTTLE_ZERO_BIT | the bucket of time e (its low 62 bits) when, as of the last change
+     * under `lock`, the probability in bucket e is 0; 0 when not known. Written under `lock`, read
+     * without it: ft_throttle_admit admits at once when it names now's bucket, the common case of a
+     * healthy service, with no lock and no arithmetic (the lock's pair was ~110 instructions of
+     * every call, docs/performance.md). */
+    _Atomic uint64_t zero_hint;
 } ft_throttle;
 
 /* 0, or FTRPC_EINVAL with the reason logged. `o` may be NULL (defaults). */

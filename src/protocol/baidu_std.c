@@ -12,7 +12,9 @@
  * Memory for the unpacked meta: protobuf-c allocates each string and sub-message separately, so a
  * plain unpack costs 3-5 mallocs per frame. Instead each frame takes one arena (2 KiB, enough for
  * any ordinary meta; larger allocations spill to malloc and are freed with the arena) from a small
- * per-thread free list. The arena is the frame's meta_owner and lives until ft_rpc_frame_fini, so
+ * per-thread free list, when the meta needs memory at all (the hand-written decoder takes it at the
+ * first string; an answer without error text needs none). The arena is the frame's meta_owner
+ * (NULL when none was taken) and lives until ft_rpc_frame_fini, so
  * frames outlive later parses; a frame fini'ed on another thread returns its arena to that
  * thread's list, as iobuf blocks do. Measured figures are in the final report of the protocol
  * branch and in bench/ (parse of a small request frame, arena vs plain malloc).
@@ -75,7 +77,7 @@ static void arena_cache_drain(void)
     arena_free_len = 0;
 }
 
-static meta_arena *arena_get(void)
+static inline __attribute__((always_inline)) meta_arena *arena_get(void)
 {
     meta_arena *a = arena_free_list;
     if (a) {
@@ -152,7 +154,6 @@ void ft_rpc_frame_init(ft_rpc_frame *f)
     f->error_code = 0;
     f->retry_after_ms = 0;
     f->error_text = "";
-    f->retry_after_ms = 0;
     f->compress_type = FT_COMPRESS_NONE;
     ft_iobuf_init(&f->payload);
     ft_iobuf_init(&f->attachment);
@@ -185,7 +186,9 @@ static void put_be32(uint8_t *p, uint32_t v)
 /* Whether the first n (< 4 allowed) bytes agree with a 4-byte magic. */
 static int magic_prefix(const uint8_t *p, size_t n, const char *magic)
 {
-    return memcmp(p, magic, n < 4 ? n : 4) == 0;
+    /* a whole header, the common case, with a constant length: one 4-byte compare, no call */
+    if (n >= 4) return memcmp(p, magic, 4) == 0;
+    return memcmp(p, magic, n) == 0;
 }
 
 static uint32_t iobuf_crc32c(const ft_iobuf *b, uint32_t crc)
@@ -379,10 +382,20 @@ static inline int rd_bytes(const uint8_t **pp, const uint8_t *end, const uint8_t
     return 0;
 }
 
-/* A NUL-terminated copy in the frame's arena (protobuf-c also copies strings). */
-static const char *arena_strdup(meta_arena *a, const uint8_t *s, size_t n)
+/* Room in the frame's arena, taken at the first need: most answers (no error text, no
+ * authentication data) need none, and then cost no arena at all. */
+static inline __attribute__((always_inline)) void *frame_alloc(meta_arena **a, size_t n)
 {
-    char *d = arena_alloc(a, n + 1);
+    if (!*a && !(*a = arena_get())) return NULL;
+    return arena_alloc(*a, n);
+}
+
+/* A NUL-terminated copy in the frame's arena (protobuf-c also copies strings). Inlined, as it was
+ * before the arena was taken lazily: as a call it cost the server ~20 instructions a request. */
+static inline __attribute__((always_inline)) const char *arena_strdup(meta_arena **a,
+                                                                      const uint8_t *s, size_t n)
+{
+    char *d = frame_alloc(a, n + 1);
     if (!d) return NULL;
     memcpy(d, s, n);
     d[n] = '\0';
@@ -415,7 +428,7 @@ static inline __attribute__((always_inline)) int next_field(const uint8_t **pp, 
     return -1;
 }
 
-static int fast_request(const uint8_t *p, const uint8_t *end, meta_arena *a, ft_rpc_frame *out)
+static int fast_request(const uint8_t *p, const uint8_t *end, meta_arena **a, ft_rpc_frame *out)
 {
     unsigned seen = 0;
     field_val f = {0}; /* every path sets what it reads; zeroed for the compiler's sake */
@@ -439,7 +452,7 @@ static int fast_request(const uint8_t *p, const uint8_t *end, meta_arena *a, ft_
     return (seen & 6u) == 6u ? 0 : -1; /* both names are required */
 }
 
-static int fast_response(const uint8_t *p, const uint8_t *end, meta_arena *a, ft_rpc_frame *out)
+static int fast_response(const uint8_t *p, const uint8_t *end, meta_arena **a, ft_rpc_frame *out)
 {
     unsigned seen = 0;
     field_val f = {0}; /* every path sets what it reads; zeroed for the compiler's sake */
@@ -456,8 +469,9 @@ static int fast_response(const uint8_t *p, const uint8_t *end, meta_arena *a, ft
     return 0;
 }
 
-/* 0 with *out and *bm filled, or -1: let protobuf-c decode it (out may be partly written). */
-static int fast_meta(const uint8_t *p, size_t len, meta_arena *a, ft_rpc_frame *out, body_meta *bm)
+/* 0 with *out and *bm filled, or -1: let protobuf-c decode it (out may be partly written). *a is
+ * the frame's arena, NULL until something needs room in it. */
+static int fast_meta(const uint8_t *p, size_t len, meta_arena **a, ft_rpc_frame *out, body_meta *bm)
 {
     static const uint8_t empty_bytes[1];
     /* the wire type each field we read wants: 1 varint, 2 length-delimited */
@@ -493,7 +507,7 @@ static int fast_meta(const uint8_t *p, size_t len, meta_arena *a, ft_rpc_frame *
             if (f.n == 0) {
                 out->auth_data = empty_bytes;
             } else {
-                uint8_t *copy = arena_alloc(a, f.n);
+                uint8_t *copy = frame_alloc(a, f.n);
                 if (!copy) return -1;
                 memcpy(copy, f.d, f.n);
                 out->auth_data = copy;
@@ -555,7 +569,7 @@ static ft_parse_status parse_body(ft_iobuf *in, size_t rest, uint32_t max_body, 
     ft_iobuf_init(&raw);
     ft_iobuf *payload_dst = ct == FT_COMPRESS_NONE ? &out->payload : &raw;
     if (ft_iobuf_cut(in, payload_dst, rest - att) != 0 ||
-        ft_iobuf_cut(in, &out->attachment, att) != 0) {
+        (att && ft_iobuf_cut(in, &out->attachment, att) != 0)) {
         /* cut moves whole slices before it can fail, so the stream position is unknown */
         ft_iobuf_fini(&raw);
         *reason = "out of memory cutting the frame";
@@ -643,16 +657,16 @@ ft_parse_status ft_baidu_std_parse(ft_iobuf *in, uint32_t max_body, ft_rpc_frame
         meta_bytes = tmp;
     }
 
-    meta_arena *arena = arena_get();
-    if (!arena) {
-        free(meta_heap);
-        *reason = "out of memory unpacking the meta";
-        return FT_PARSE_CLOSE;
-    }
+    meta_arena *arena = NULL;
     body_meta bm;
-    if (!ft_baidu_std_fast_meta || fast_meta(meta_bytes, meta_size, arena, out, &bm) != 0) {
+    if (!ft_baidu_std_fast_meta || fast_meta(meta_bytes, meta_size, &arena, out, &bm) != 0) {
         /* the general path: start over with a clean frame and arena */
         ft_rpc_frame_init(out);
+        if (!arena && !(arena = arena_get())) {
+            free(meta_heap);
+            *reason = "out of memory unpacking the meta";
+            return FT_PARSE_CLOSE;
+        }
         arena->used = 0;
         ProtobufCAllocator alloc = {
             .alloc = arena_alloc, .free = arena_free, .allocator_data = arena};
@@ -838,7 +852,8 @@ static size_t encode_request_head(uint8_t *frame, const ft_request_header *h, si
     /* the rare retry's ftrpc_attempt (field 1000) and a tied copy's ftrpc_tied (1001) are left
      * to protobuf-c */
     if (sizes_too_large(psize, asize) || h->attempt != 0 || h->tied) return 0;
-    size_t sl = strlen(h->service), ml = strlen(h->method);
+    size_t sl = h->service_len ? h->service_len : strlen(h->service);
+    size_t ml = h->method_len ? h->method_len : strlen(h->method);
     if (sl > FAST_FRAME_MAX || ml > FAST_FRAME_MAX || h->auth_len > FAST_FRAME_MAX) return 0;
     int32_t timeout = h->timeout_ms > 0 ? h->timeout_ms : 1;
     size_t rq =

@@ -77,7 +77,8 @@ void ft_rpc_frame_init(ft_rpc_frame *f);
 extern int ft_baidu_std_fast_meta;
 void ft_rpc_frame_fini(ft_rpc_frame *f);
 
-/* Tries to cut one frame from the front of `in`. On FT_PARSE_OK and FT_PARSE_BAD_FRAME the frame's
+/* Tries to cut one frame from the front of `in`. *out is initialized first, whatever the result
+ * (the caller need not ft_rpc_frame_init it). On FT_PARSE_OK and FT_PARSE_BAD_FRAME the frame's
  * bytes have been consumed from `in` and *out must be fini'ed by the caller; on FT_PARSE_CLOSE and
  * FT_PARSE_BAD_FRAME *reason points to a static description. max_body bounds body_size. */
 ft_parse_status ft_baidu_std_parse(ft_iobuf *in, uint32_t max_body, ft_rpc_frame *out,
@@ -108,6 +109,9 @@ typedef struct ft_request_header {
     size_t auth_len;
     int32_t attempt; /* ftrpc_attempt; 0: not sent (a first attempt) */
     int tied; /* 1: ftrpc_tied is sent (through protobuf-c: the fast encoder leaves it out) */
+    /* strlen(service), strlen(method) when the caller knows them (a client's call keeps them), so
+     * the encoder need not count again; 0: counted here (names are never empty) */
+    size_t service_len, method_len;
 } ft_request_header;
 
 /* Appends one request frame to `out`: meta, then payload and attachment shared (not copied).

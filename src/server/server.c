@@ -1290,9 +1290,13 @@ static int start_call(ft_session *sess, const char *service, const char *method,
     call->conn = c;
     ft_conn_ref(c);
     call->session = tracked ? sess : NULL;
-    size_t idlen = strnlen(sess->identity, sizeof call->identity - 1);
-    memcpy(call->identity, sess->identity, idlen);
-    call->identity[idlen] = '\0';
+    if (sess->identity[0]) { /* an authenticated connection; most have none to copy */
+        size_t idlen = strnlen(sess->identity, sizeof call->identity - 1);
+        memcpy(call->identity, sess->identity, idlen);
+        call->identity[idlen] = '\0';
+    } else {
+        call->identity[0] = '\0';
+    }
     atomic_init(&call->canceled, 0);
     call->loop = sess->loop;
     call->correlation_id = correlation_id;
@@ -1315,7 +1319,8 @@ static int start_call(ft_session *sess, const char *service, const char *method,
     ft_iobuf_init(&call->attachment);
     ft_iobuf_init(&call->reply);
     ft_iobuf_move(&call->request, payload);
-    if (attachment) ft_iobuf_move(&call->attachment, attachment);
+    if (attachment && ft_iobuf_size(attachment)) /* most calls have none: no move of nothing */
+        ft_iobuf_move(&call->attachment, attachment);
     loop_count_add(&s->per_loop[sess->loop->index].inflight, 1);
     if (tracked && ft_idmap_put(&sess->calls, call_key(correlation_id), call) != 0)
         call->session = NULL;
@@ -1594,7 +1599,7 @@ static int read_requests(ft_conn *c)
     while (c->state == FT_CONN_OPEN) {
         ft_rpc_frame f;
         const char *reason = NULL;
-        ft_rpc_frame_init(&f);
+        /* ft_baidu_std_parse initializes f */
         ft_parse_status st = ft_baidu_std_parse(&c->in, s->opts.max_body_size, &f, &reason);
         if (st == FT_PARSE_NEED_MORE) {
             c->read_want = ft_baidu_std_frame_size(&c->in, s->opts.max_body_size);

@@ -1,11 +1,14 @@
 /* Adaptive throttling (client/throttle.h): the SRE book's formula, k = 2 letting half the attempts
  * be refused before anything is shed, locally rejected calls counting as requests, the window
  * sliding back to 0, off, and validation. Time is an ft_manual_clock; the random draw is chosen. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <time.h>
 
 #include "base/clock.h"
 #include "base/rand.h"
@@ -151,38 +154,112 @@ static double ring_probability(const ft_throttle *t, int64_t now_ns)
     return p > 0 ? p : 0;
 }
 
-/* The probability is kept as running sums, summed again from the ring only when time moves to
- * another bucket: after any mix of admits, answers and clock steps (within a bucket, across one,
- * across the window, and back: a monotonic clock never goes back, a caller's now_ns might), it
- * equals the ring's. */
-static void running_sums_match_the_ring_whatever_the_clock_does(void **s)
+/* A clock step chosen by r: within a bucket, across one, across the window, and back (a monotonic
+ * clock never goes back, a caller's now_ns might). */
+static int64_t random_step(uint64_t r)
 {
-    (void)s;
-    fixture *f = make(NULL); /* 30 s in 1 s buckets */
     static const int64_t steps_ms[] = {0,    1,     400,   999, 1000,  1500,
                                        7000, 29000, 31000, -1,  -1500, -31000};
+    return MS(steps_ms[r % (sizeof steps_ms / sizeof steps_ms[0])]);
+}
+
+/* n random steps from seed: answers, admits and clock steps; each admit checked against the ring
+ * (admitted exactly when u >= the ring's probability just before it) and, now and then, the
+ * probability too. With `phases`, the answers come in phases of 2,000 steps where 1 in 8, then 7
+ * in 8, are refusals (probability 0, then not); without, 2 in 3 are. Counts the admits at
+ * probability 0 and the rejections. */
+static void random_traffic(fixture *f, uint64_t seed, int n, int phases, int *at_zero,
+                           int *rejected)
+{
     ft_rand rng;
-    ft_rand_seed(&rng, 26);
+    ft_rand_seed(&rng, seed);
     int64_t t = now(f);
-    for (int i = 0; i < 20000; i++) {
+    *at_zero = *rejected = 0;
+    for (int i = 0; i < n; i++) {
         uint64_t r = ft_rand_next(&rng);
+        int refused_in_8 = !phases ? 0 : (i / 2000) % 2 ? 7 : 1;
         switch (r % 4) {
         case 0:
         case 1:
-            ft_throttle_on_answer(&f->t, t, (r >> 8) % 3 == 0);
+            ft_throttle_on_answer(
+                &f->t, t, phases ? (r >> 8) % 8 >= (uint64_t)refused_in_8 : (r >> 8) % 3 == 0);
             break;
-        case 2:
-            (void)ft_throttle_admit(&f->t, t, (double)(r >> 11) / 9007199254740992.0);
-            break;
-        default: {
-            int64_t step = steps_ms[(r >> 8) % (sizeof steps_ms / sizeof steps_ms[0])];
-            t += MS(step);
+        case 2: {
+            double u = (double)(r >> 11) / 9007199254740992.0;
+            double p = ring_probability(&f->t, t);
+            bool got = ft_throttle_admit(&f->t, t, u);
+            assert_int_equal(got, u >= p);
+            *at_zero += got && p == 0;
+            *rejected += !got;
             break;
         }
+        default:
+            t += random_step(r >> 8);
+            break;
         }
         if ((r >> 20) % 4 == 0) /* not after every step: time may move away and back between */
             assert_float_equal(ft_throttle_probability(&f->t, t), ring_probability(&f->t, t), 1e-9);
     }
+}
+
+/* The probability is kept as running sums, summed again from the ring only when time moves to
+ * another bucket: after any mix of admits, answers and clock steps, it equals the ring's. */
+static void running_sums_match_the_ring_whatever_the_clock_does(void **s)
+{
+    (void)s;
+    fixture *f = make(NULL); /* 30 s in 1 s buckets */
+    int at_zero, rejected;
+    random_traffic(f, 26, 20000, 0, &at_zero, &rejected);
+    destroy(f);
+}
+
+/* The admission that takes no lock (the zero hint) decides as the locked path would: in phases
+ * where the service refuses little (probability 0: the hint admits) and much (the lock decides),
+ * with the clock stepping forward and back, every admit is u >= the ring's probability. */
+static void admit_matches_the_ring_whatever_the_clock_does(void **s)
+{
+    (void)s;
+    fixture *f = make(NULL); /* 30 s in 1 s buckets */
+    int at_zero, rejected;
+    random_traffic(f, 2612, 40000, 1, &at_zero, &rejected);
+    assert_true(at_zero > 1000 && rejected > 1000); /* both paths were taken */
+    destroy(f);
+}
+
+typedef struct admit_arg {
+    fixture *f;
+    int64_t now;
+    atomic_int done;
+} admit_arg;
+
+static void *admit_thread(void *p)
+{
+    admit_arg *a = p;
+    (void)ft_throttle_admit(&a->f->t, a->now, 0.0);
+    atomic_store(&a->done, 1);
+    return NULL;
+}
+
+/* A healthy service's call is admitted without the throttle's lock (every call asks, on every IO
+ * and user thread): with the lock held elsewhere, admit still returns. The wait is bounded: if
+ * admit blocked, the test fails after 5 s and then lets it go. */
+static void healthy_admit_takes_no_lock(void **s)
+{
+    (void)s;
+    fixture *f = make(NULL);
+    traffic(f, 100, 100);
+    assert_true(ft_throttle_admit(&f->t, now(f), 0.0)); /* now's bucket is summed: the hint */
+    admit_arg a = {.f = f, .now = now(f)};
+    atomic_init(&a.done, 0);
+    pthread_mutex_lock(&f->t.lock);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, admit_thread, &a), 0);
+    for (int i = 0; i < 5000 && !atomic_load(&a.done); i++)
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    int done = atomic_load(&a.done);
+    pthread_mutex_unlock(&f->t.lock);
+    pthread_join(th, NULL);
+    assert_true(done);
     destroy(f);
 }
 
@@ -220,6 +297,8 @@ int main(void)
         cmocka_unit_test(unanswered_attempts_count_for_nothing),
         cmocka_unit_test(window_slides_back_to_zero),
         cmocka_unit_test(running_sums_match_the_ring_whatever_the_clock_does),
+        cmocka_unit_test(admit_matches_the_ring_whatever_the_clock_does),
+        cmocka_unit_test(healthy_admit_takes_no_lock),
         cmocka_unit_test(off_admits_everything),
         cmocka_unit_test(bad_options_are_refused),
     };
