@@ -13,50 +13,9 @@
 #include <string.h>
 
 #include "base/pb_flat.h"
+#include "pb_flat_same.h"
 #include "pb_flat_test.pb-c.h"
 #include "pb_flat_test2.pb-c.h"
-
-/* Field by field, as protobuf-c's struct holds them: equal values, the same has_ flags, the same
- * NULL-ness of strings and bytes. */
-static void assert_same_message(const ProtobufCMessage *a, const ProtobufCMessage *b)
-{
-    assert_ptr_equal(a->descriptor, b->descriptor);
-    const ProtobufCMessageDescriptor *d = a->descriptor;
-    assert_int_equal(a->n_unknown_fields, 0);
-    assert_int_equal(b->n_unknown_fields, 0);
-    for (unsigned i = 0; i < d->n_fields; i++) {
-        const ProtobufCFieldDescriptor *f = &d->fields[i];
-        const char *pa = (const char *)a + f->offset, *pb = (const char *)b + f->offset;
-        if (f->quantifier_offset)
-            assert_int_equal(*(const protobuf_c_boolean *)((const char *)a + f->quantifier_offset),
-                             *(const protobuf_c_boolean *)((const char *)b + f->quantifier_offset));
-        switch (f->type) {
-        case PROTOBUF_C_TYPE_STRING: {
-            const char *sa = *(char *const *)pa, *sb = *(char *const *)pb;
-            assert_true((sa == NULL) == (sb == NULL));
-            if (sa) assert_string_equal(sa, sb);
-            break;
-        }
-        case PROTOBUF_C_TYPE_BYTES: {
-            const ProtobufCBinaryData *ba = (const void *)pa, *bb = (const void *)pb;
-            assert_int_equal(ba->len, bb->len);
-            assert_true((ba->data == NULL) == (bb->data == NULL));
-            if (ba->len) assert_memory_equal(ba->data, bb->data, ba->len);
-            break;
-        }
-        case PROTOBUF_C_TYPE_INT64:
-        case PROTOBUF_C_TYPE_UINT64:
-        case PROTOBUF_C_TYPE_SINT64:
-        case PROTOBUF_C_TYPE_FIXED64:
-        case PROTOBUF_C_TYPE_SFIXED64:
-        case PROTOBUF_C_TYPE_DOUBLE:
-            assert_memory_equal(pa, pb, 8);
-            break;
-        default:
-            assert_memory_equal(pa, pb, 4);
-        }
-    }
-}
 
 /* Reads n bytes both ways. Returns 1 when the flat reader took them (and then protobuf-c read the
  * same message), 0 when it left them to protobuf-c. */
@@ -79,7 +38,7 @@ static int read_both(const ProtobufCMessageDescriptor *d, const uint8_t *data, s
     ProtobufCMessage *pc = protobuf_c_message_unpack(d, NULL, n, data);
     if (flat) {
         assert_non_null(pc); /* never accepts what protobuf-c refuses */
-        assert_same_message(flat, pc);
+        assert_true(pb_flat_same_message(flat, pc));
     }
     protobuf_c_message_free_unpacked(pc, NULL);
     ft_iobuf_fini(&tail);
