@@ -9,8 +9,9 @@
  * for field: values decoded by its rules (a 32-bit varint from its first five bytes, the fifth
  * unmasked; a bool true when any of its bits is; a field seen twice keeps the last; empty bytes
  * have data NULL; a string is NUL-terminated; `has_` set for a field that has one). Whatever else
- * it sees, it gives up (NULL) and the caller asks protobuf-c, so that protobuf-c stays the judge
- * of bad input. unit.test_pb_flat checks the two against each other on made and random bytes.
+ * it sees (and past FLAT_MAX_FIELDS fields), it gives up (NULL) and the caller asks protobuf-c, so
+ * that protobuf-c stays the judge of bad input. unit.test_pb_flat checks the two against each other
+ * on made and random bytes.
  *
  * The writer does the same for a flat message going out: protobuf-c's get_packed_size and pack
  * walk every field through its general per-label code; this one pass (run twice: to size, then
@@ -24,6 +25,13 @@
 
 #include <stdint.h>
 #include <string.h>
+
+/* The fields a message may hold on the wire before the reader gives it up to protobuf-c, which
+ * refuses a message of more than 134,217,712 (16 * (2^23 - 1): its scan slabs of 16, 32, ...
+ * members, 23 of them, "too many fields"). The reader must not take what protobuf-c refuses, and
+ * so stops well below that: a flat message as senders write it holds each field once, so many
+ * more come only from messages merged many times, rare enough for protobuf-c's slower path. */
+enum { FLAT_MAX_FIELDS = 1 << 16 };
 
 int ft_pb_is_flat(const ProtobufCMessageDescriptor *d)
 {
@@ -187,7 +195,8 @@ ProtobufCMessage *ft_pb_unpack_flat(const ProtobufCMessageDescriptor *d, ft_aren
     d->message_init(m);
     const uint8_t *end = p + len;
     unsigned next = 0;
-    while (p < end) {
+    for (size_t fields = 0; p < end; fields++) {
+        if (fields == FLAT_MAX_FIELDS) return NULL;
         /* the key: field numbers up to 2047 (one or two bytes), as small messages have them */
         uint32_t id;
         int wire = p[0] & 7;
