@@ -188,12 +188,13 @@ ProtobufCMessage *ft_pb_unpack_flat(const ProtobufCMessageDescriptor *d, ft_aren
                                     ft_iobuf *in)
 {
     size_t len = ft_iobuf_size(in);
+    /* an empty message has no bytes to point at: p and end both NULL (NULL + 0 is undefined) */
     const uint8_t *p = len ? ft_iobuf_flatten(in) : NULL;
     if (len && !p) return NULL;
+    const uint8_t *end = len ? p + len : p;
     ProtobufCMessage *m = ft_arena_alloc(arena, d->sizeof_message);
     if (!m) return NULL;
     d->message_init(m);
-    const uint8_t *end = p + len;
     unsigned next = 0;
     for (size_t fields = 0; p < end; fields++) {
         if (fields == FLAT_MAX_FIELDS) return NULL;
