@@ -3,9 +3,10 @@
 
 Each seed is a type byte (0 flattest.Flat3, 1 flattest2.Flat2, 2 flattest.Edge: the order of
 TYPES in fuzz_pb_flat.c), a byte that picks where the input is cut in two slices and the pack_into
-room, then a message that protoc encodes from text (tests/unit/pb_flat_test*.proto): valid
-messages of every scalar kind at their edges. Needs protoc. Run it again after changing it; the
-regression inputs that fuzzing found (named crash-*) are kept.
+room, then a message: valid ones of every scalar kind at their edges, which protoc encodes from
+text (tests/unit/pb_flat_test*.proto), and raw_* bytes for the wire-format cases of
+docs/reliability.md (over-long varints, wrong wire types, bad lengths, keys). Needs protoc. Run it again after changing it; the
+inputs that fuzzing found or grew (named crash-* or grown_*) are kept.
 Usage: tests/fuzz/gen_corpus_pb_flat.py [OUT_DIR]
 """
 import os
