@@ -5,7 +5,10 @@
 # checked-in corpus (tests/fuzz/corpus/<parser>/) in a temporary directory, so the checked-in
 # corpus never grows. A crash, leak or timeout makes the script exit non-zero and leaves the
 # reproducer under BUILD_DIR/fuzz-artifacts/<target>/; add it to the corpus as a regression.
+# UBSan's findings stop the target too (halt_on_error): the fuzz build compiles its checks as
+# recoverable, and without this they would only print a line in a log nobody reads.
 set -euo pipefail
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 
 if [ $# -ne 2 ]; then
   echo "usage: $0 BUILD_DIR SECONDS" >&2

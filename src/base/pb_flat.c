@@ -9,8 +9,9 @@
  * for field: values decoded by its rules (a 32-bit varint from its first five bytes, the fifth
  * unmasked; a bool true when any of its bits is; a field seen twice keeps the last; empty bytes
  * have data NULL; a string is NUL-terminated; `has_` set for a field that has one). Whatever else
- * it sees, it gives up (NULL) and the caller asks protobuf-c, so that protobuf-c stays the judge
- * of bad input. unit.test_pb_flat checks the two against each other on made and random bytes.
+ * it sees (and from FLAT_MAX_BYTES on), it gives up (NULL) and the caller asks protobuf-c, so
+ * that protobuf-c stays the judge of bad input. unit.test_pb_flat checks the two against each other
+ * on made and random bytes.
  *
  * The writer does the same for a flat message going out: protobuf-c's get_packed_size and pack
  * walk every field through its general per-label code; this one pass (run twice: to size, then
@@ -24,6 +25,13 @@
 
 #include <stdint.h>
 #include <string.h>
+
+/* The size from which the reader gives a message up to protobuf-c, so as never to take one that
+ * protobuf-c refuses for having more than 134,217,712 fields (16 * (2^23 - 1): its scan slabs of
+ * 16, 32, ... members, 23 of them, "too many fields"). A field takes two bytes at least (a key, a
+ * value or length prefix of one byte or more), so a message shorter than this cannot hold that
+ * many: one comparison a message instead of a count a field. */
+#define FLAT_MAX_BYTES ((size_t)2 * (134217712 + 1))
 
 int ft_pb_is_flat(const ProtobufCMessageDescriptor *d)
 {
@@ -180,12 +188,14 @@ ProtobufCMessage *ft_pb_unpack_flat(const ProtobufCMessageDescriptor *d, ft_aren
                                     ft_iobuf *in)
 {
     size_t len = ft_iobuf_size(in);
+    if (len >= FLAT_MAX_BYTES) return NULL;
+    /* an empty message has no bytes to point at: p and end both NULL (NULL + 0 is undefined) */
     const uint8_t *p = len ? ft_iobuf_flatten(in) : NULL;
     if (len && !p) return NULL;
+    const uint8_t *end = len ? p + len : p;
     ProtobufCMessage *m = ft_arena_alloc(arena, d->sizeof_message);
     if (!m) return NULL;
     d->message_init(m);
-    const uint8_t *end = p + len;
     unsigned next = 0;
     while (p < end) {
         /* the key: field numbers up to 2047 (one or two bytes), as small messages have them */

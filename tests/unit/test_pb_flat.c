@@ -13,50 +13,9 @@
 #include <string.h>
 
 #include "base/pb_flat.h"
+#include "pb_flat_same.h"
 #include "pb_flat_test.pb-c.h"
 #include "pb_flat_test2.pb-c.h"
-
-/* Field by field, as protobuf-c's struct holds them: equal values, the same has_ flags, the same
- * NULL-ness of strings and bytes. */
-static void assert_same_message(const ProtobufCMessage *a, const ProtobufCMessage *b)
-{
-    assert_ptr_equal(a->descriptor, b->descriptor);
-    const ProtobufCMessageDescriptor *d = a->descriptor;
-    assert_int_equal(a->n_unknown_fields, 0);
-    assert_int_equal(b->n_unknown_fields, 0);
-    for (unsigned i = 0; i < d->n_fields; i++) {
-        const ProtobufCFieldDescriptor *f = &d->fields[i];
-        const char *pa = (const char *)a + f->offset, *pb = (const char *)b + f->offset;
-        if (f->quantifier_offset)
-            assert_int_equal(*(const protobuf_c_boolean *)((const char *)a + f->quantifier_offset),
-                             *(const protobuf_c_boolean *)((const char *)b + f->quantifier_offset));
-        switch (f->type) {
-        case PROTOBUF_C_TYPE_STRING: {
-            const char *sa = *(char *const *)pa, *sb = *(char *const *)pb;
-            assert_true((sa == NULL) == (sb == NULL));
-            if (sa) assert_string_equal(sa, sb);
-            break;
-        }
-        case PROTOBUF_C_TYPE_BYTES: {
-            const ProtobufCBinaryData *ba = (const void *)pa, *bb = (const void *)pb;
-            assert_int_equal(ba->len, bb->len);
-            assert_true((ba->data == NULL) == (bb->data == NULL));
-            if (ba->len) assert_memory_equal(ba->data, bb->data, ba->len);
-            break;
-        }
-        case PROTOBUF_C_TYPE_INT64:
-        case PROTOBUF_C_TYPE_UINT64:
-        case PROTOBUF_C_TYPE_SINT64:
-        case PROTOBUF_C_TYPE_FIXED64:
-        case PROTOBUF_C_TYPE_SFIXED64:
-        case PROTOBUF_C_TYPE_DOUBLE:
-            assert_memory_equal(pa, pb, 8);
-            break;
-        default:
-            assert_memory_equal(pa, pb, 4);
-        }
-    }
-}
 
 /* Reads n bytes both ways. Returns 1 when the flat reader took them (and then protobuf-c read the
  * same message), 0 when it left them to protobuf-c. */
@@ -79,7 +38,7 @@ static int read_both(const ProtobufCMessageDescriptor *d, const uint8_t *data, s
     ProtobufCMessage *pc = protobuf_c_message_unpack(d, NULL, n, data);
     if (flat) {
         assert_non_null(pc); /* never accepts what protobuf-c refuses */
-        assert_same_message(flat, pc);
+        assert_true(pb_flat_same_message(flat, pc));
     }
     protobuf_c_message_free_unpacked(pc, NULL);
     ft_iobuf_fini(&tail);
@@ -213,6 +172,37 @@ static void bytes_the_reader_does_not_know_go_to_protobuf_c(void **state)
     /* a string that is not UTF-8: protobuf-c 1.4 does not check, nor does the reader */
     static const uint8_t bad_utf8[] = {0x72, 0x02, 0xff, 0xfe};
     read_both(&flattest__flat3__descriptor, bad_utf8, sizeof bad_utf8);
+}
+
+static void no_free(void *data, void *arg)
+{
+    (void)data;
+    (void)arg;
+}
+
+/* protobuf-c refuses a message of more than 134,217,712 fields ("too many fields"), so the reader
+ * must not take one: it leaves every message of 2 * 134,217,713 bytes or more (the fewest bytes
+ * that many two-byte fields take) to protobuf-c, before reading it. Here 256 MiB of `i32 = 1`
+ * fields, the same 1 MiB wrapped 256 times without a copy. */
+static void reader_leaves_messages_of_256_mib_to_protobuf_c(void **state)
+{
+    (void)state;
+    enum { MIB = 1 << 20 };
+    static uint8_t chunk[MIB];
+    for (size_t i = 0; i < MIB; i += 2) {
+        chunk[i] = 0x08;
+        chunk[i + 1] = 0x01;
+    }
+    ft_iobuf in;
+    ft_iobuf_init(&in);
+    for (int i = 0; i < 256; i++)
+        assert_int_equal(ft_iobuf_append_user(&in, chunk, MIB, no_free, NULL), 0);
+    assert_true(ft_iobuf_size(&in) >= (size_t)2 * (134217712 + 1));
+    ft_arena arena;
+    ft_arena_init(&arena);
+    assert_null(ft_pb_unpack_flat(&flattest__flat3__descriptor, &arena, &in));
+    ft_arena_fini(&arena);
+    ft_iobuf_fini(&in);
 }
 
 static uint64_t rng = 0x9e3779b97f4a7c15u;
@@ -387,6 +377,7 @@ int main(void)
         cmocka_unit_test(flat_types_are_singular_scalars_strings_and_bytes),
         cmocka_unit_test(made_messages_read_as_protobuf_c_reads_them),
         cmocka_unit_test(bytes_the_reader_does_not_know_go_to_protobuf_c),
+        cmocka_unit_test(reader_leaves_messages_of_256_mib_to_protobuf_c),
         cmocka_unit_test(random_bytes_read_as_protobuf_c_reads_them_or_go_to_it),
         cmocka_unit_test(flat_messages_pack_to_protobuf_c_bytes),
     };
