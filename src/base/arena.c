@@ -123,7 +123,7 @@ void ft_arena_move(ft_arena *dst, ft_arena *src)
     ft_arena_init(src);
 }
 
-void *ft_arena_alloc(ft_arena *a, size_t size)
+void *ft_arena_alloc_slow(ft_arena *a, size_t size)
 {
     if (size == 0) size = 1;
     if (size > SIZE_MAX - ALIGN - sizeof(ft_arena_block)) return NULL;
