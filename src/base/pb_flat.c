@@ -180,8 +180,11 @@ ProtobufCMessage *ft_pb_unpack_flat(const ProtobufCMessageDescriptor *d, ft_aren
                                     ft_iobuf *in)
 {
     size_t len = ft_iobuf_size(in);
-    const uint8_t *p = len ? ft_iobuf_flatten(in) : NULL;
-    if (len && !p) return NULL;
+    const uint8_t *p = NULL;
+    if (ft_iobuf_slice_count(in) == 1) /* as a frame cut from a read buffer usually comes */
+        p = (const uint8_t *)in->slices[in->start].block->data + in->slices[in->start].off;
+    else if (len && !(p = ft_iobuf_flatten(in)))
+        return NULL;
     ProtobufCMessage *m = ft_arena_alloc(arena, d->sizeof_message);
     if (!m) return NULL;
     d->message_init(m);
