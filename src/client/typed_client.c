@@ -7,8 +7,9 @@
  * The closure's signature is protoc-c's, (message, closure_data), with closure_data the caller's:
  * the call's outcome reaches it through thread-locals set around the closure (ftrpc_typed_result,
  * ftrpc_typed_take_arena), valid on that thread until it returns. Built on the call API: a typed
- * call is exactly a call of bytes, plus a pack and an unpack; the async one hands its packed
- * request to the call by ownership (ft_call_async_owned), as nothing else holds it.
+ * call is exactly a call of bytes, plus a pack and an unpack; the async one packs its request
+ * into a block of its own and hands that to the call (ft_call_async_owned), as nothing else holds
+ * it: the block becomes the call's request buffer as it is.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -149,18 +150,18 @@ static int start_call(typed_client *tc, const ProtobufCMethodDescriptor *md,
     p->out = tc->out[md - tc->base.descriptor->methods];
     p->closure = closure;
     p->closure_data = closure_data;
-    ft_iobuf req;
-    ft_iobuf_init(&req);
-    int rc = ft_pb_pack(input, p->out.in_flat, &req);
+    ft_block *req;
+    uint32_t len;
+    int rc = ft_pb_pack_block(input, p->out.in_flat, &req, &len);
     if (rc == 0) {
         if (!opts && !tc->opts_default) {
             opts = &tc->opts;
             opts_size = sizeof tc->opts;
         }
-        rc = ft_call_async_owned(tc->client, tc->base.descriptor->name, md->name, &req, opts,
+        rc = ft_call_async_owned(tc->client, tc->base.descriptor->name, md->name, req, len, opts,
                                  opts_size, on_complete, p, id);
+        if (rc != 0 && req) ft_block_release(req);
     }
-    ft_iobuf_fini(&req);
     if (rc != 0) ft_arena_fini(&p->arena);
     return rc;
 }
