@@ -16,7 +16,6 @@
 #include <stdalign.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "base/thread_exit.h"
 #include "ftrpc/typed.h"
@@ -104,7 +103,6 @@ void *ft_arena_new_with_head(size_t head_size, size_t room, size_t arena_offset)
     if (!b) return NULL;
     b->next = NULL;
     b->cap = head + room;
-    memset(b->data, 0, head_size);
     ft_arena *a = (ft_arena *)(b->data + arena_offset);
     ft_arena_init(a);
     a->blocks = b;

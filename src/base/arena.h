@@ -26,7 +26,8 @@ typedef struct ftrpc_arena ft_arena;
 /* An empty arena (no memory until the first allocation). */
 void ft_arena_init(ft_arena *a);
 /* One block for a call's own state and its arena: a block holding `head_size` bytes for the
- * caller (returned, zeroed, aligned for any type) followed by at least `room` bytes the arena
+ * caller (returned, aligned for any type, not zeroed: the caller writes every field it reads, as
+ * a call's state has them all to write anyway) followed by at least `room` bytes the arena
  * allocates from first (a block from the thread's cache, no malloc, when head and room fit the
  * standard first block of about 1 KiB). *a, which must lie inside the head, becomes an arena whose
  * first block is this one: the head is freed with the arena (ft_arena_fini), or stays with it when
