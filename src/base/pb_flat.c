@@ -78,24 +78,21 @@ static int64_t unzigzag64(uint64_t v)
 }
 
 /* The wire type a field of this type must come with (protobuf-c refuses the others; a bool it
- * reads from any, which is left to it). */
+ * reads from any, which is left to it): a table, read once per field each way, not a switch. */
+static const uint8_t WIRE_TYPE[PROTOBUF_C_TYPE_MESSAGE + 1] = {
+    [PROTOBUF_C_TYPE_SFIXED32] = PROTOBUF_C_WIRE_TYPE_32BIT,
+    [PROTOBUF_C_TYPE_FIXED32] = PROTOBUF_C_WIRE_TYPE_32BIT,
+    [PROTOBUF_C_TYPE_FLOAT] = PROTOBUF_C_WIRE_TYPE_32BIT,
+    [PROTOBUF_C_TYPE_SFIXED64] = PROTOBUF_C_WIRE_TYPE_64BIT,
+    [PROTOBUF_C_TYPE_FIXED64] = PROTOBUF_C_WIRE_TYPE_64BIT,
+    [PROTOBUF_C_TYPE_DOUBLE] = PROTOBUF_C_WIRE_TYPE_64BIT,
+    [PROTOBUF_C_TYPE_STRING] = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
+    [PROTOBUF_C_TYPE_BYTES] = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
+}; /* the rest: PROTOBUF_C_WIRE_TYPE_VARINT, 0 (a message is never flat) */
+
 static int wire_type_of(ProtobufCType t)
 {
-    switch (t) {
-    case PROTOBUF_C_TYPE_SFIXED32:
-    case PROTOBUF_C_TYPE_FIXED32:
-    case PROTOBUF_C_TYPE_FLOAT:
-        return PROTOBUF_C_WIRE_TYPE_32BIT;
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_FIXED64:
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return PROTOBUF_C_WIRE_TYPE_64BIT;
-    case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_BYTES:
-        return PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
-    default:
-        return PROTOBUF_C_WIRE_TYPE_VARINT;
-    }
+    return (unsigned)t <= PROTOBUF_C_TYPE_MESSAGE ? WIRE_TYPE[t] : PROTOBUF_C_WIRE_TYPE_VARINT;
 }
 
 /* The field numbered id: the one after the previous field first (fields usually come in order),
@@ -217,6 +214,11 @@ ProtobufCMessage *ft_pb_unpack_flat(const ProtobufCMessageDescriptor *d, ft_aren
             n = 8;
             break;
         default: { /* length-prefixed: a prefix of at most four bytes (bodies under 256 MiB) */
+            if (p < end && !(p[0] & 0x80)) { /* under 128 bytes, as small messages' are */
+                n = p[0];
+                p += 1;
+                break;
+            }
             size_t k = varint_len(p, end);
             if (!k || k > 4) return NULL;
             n = varint32(p, k);
