@@ -77,15 +77,25 @@ void ft_arena_init(ft_arena *a)
     a->next_cap = FIRST_CAP;
 }
 
-void ft_arena_fini(ft_arena *a)
+static void free_chain(ft_arena_block *b)
 {
-    ft_arena_block *b = a->blocks;
-    ft_arena_init(a); /* before the frees: `a` may live in one of the blocks */
     while (b) {
         ft_arena_block *next = b->next;
         block_free(b);
         b = next;
     }
+}
+
+void ft_arena_fini(ft_arena *a)
+{
+    ft_arena_block *b = a->blocks;
+    ft_arena_init(a); /* before the frees: `a` may live in one of the blocks */
+    free_chain(b);
+}
+
+void ft_arena_free_head(ft_arena *a)
+{
+    free_chain(a->blocks); /* `a` is not read again: it may go with the blocks */
 }
 
 void *ft_arena_new_with_head(size_t head_size, size_t room, size_t arena_offset)

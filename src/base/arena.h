@@ -36,6 +36,9 @@ void *ft_arena_new_with_head(size_t head_size, size_t room, size_t arena_offset)
 /* Frees every block (the arena itself first emptied, so that an arena inside its own head block,
  * ft_arena_new_with_head, is never touched after the free); the arena is empty again. */
 void ft_arena_fini(ft_arena *a);
+/* ft_arena_fini for an arena that is not used again, such as a call's inside its own head block
+ * (ft_arena_new_with_head): the blocks freed, the arena itself not emptied first. */
+void ft_arena_free_head(ft_arena *a);
 /* Moves src's blocks into dst (an empty arena); src ends empty. */
 void ft_arena_move(ft_arena *dst, ft_arena *src);
 /* ft_arena_alloc when the head block's bump region lacks room (or size is 0): a block more. */

@@ -145,7 +145,7 @@ static void on_complete(ftrpc_result *r, void *arg)
     }
     /* frees p, unless the closure took the arena (and p with it) */
     if (!run_closure(p->closure, msg, p->closure_data, r, msg ? &p->arena : NULL))
-        ft_arena_fini(&p->arena);
+        ft_arena_free_head(&p->arena);
 }
 
 /* The call of method `index` (checked by the caller). */
@@ -174,7 +174,7 @@ static int start_call(typed_client *tc, unsigned index, const ProtobufCMessage *
                                  opts_size, on_complete, p, id);
         if (rc != 0 && req) ft_block_release(req);
     }
-    if (rc != 0) ft_arena_fini(&p->arena);
+    if (rc != 0) ft_arena_free_head(&p->arena);
     return rc;
 }
 

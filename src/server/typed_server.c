@@ -64,7 +64,7 @@ enum { SMALL_REPLY = 256 };
  * was taken (then the block goes with the taker's arena). */
 static void typed_call_free(typed_call *tc)
 {
-    ft_arena_fini(&tc->arena);
+    ft_arena_free_head(&tc->arena);
 }
 
 static void typed_closure(const ProtobufCMessage *msg, void *closure_data)
