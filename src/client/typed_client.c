@@ -149,9 +149,9 @@ static void on_complete(ftrpc_result *r, void *arg)
 }
 
 /* The call of method `index` (checked by the caller). */
-static int start_call(typed_client *tc, unsigned index, const ProtobufCMessage *input,
-                      const ftrpc_call_options *opts, size_t opts_size, ProtobufCClosure closure,
-                      void *closure_data, ftrpc_call_id *id)
+static inline int start_call(typed_client *tc, unsigned index, const ProtobufCMessage *input,
+                             const ftrpc_call_options *opts, size_t opts_size,
+                             ProtobufCClosure closure, void *closure_data, ftrpc_call_id *id)
 {
     if (!closure) return FTRPC_EINVAL;
     const ProtobufCMethodDescriptor *md = &tc->base.descriptor->methods[index];
