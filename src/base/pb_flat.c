@@ -77,6 +77,27 @@ static int64_t unzigzag64(uint64_t v)
     return (int64_t)((v >> 1) ^ (0u - (v & 1)));
 }
 
+/* memcpy for a string's or bytes' value: one of 4 to 16 bytes (short names, ids, small payloads)
+ * copied as two overlapping loads and stores, without a call into the C library's memcpy. */
+static inline void copy_value(void *dst, const void *src, size_t n)
+{
+    if (n >= 8 && n <= 16) {
+        uint64_t head, tail;
+        memcpy(&head, src, 8);
+        memcpy(&tail, (const char *)src + n - 8, 8);
+        memcpy(dst, &head, 8);
+        memcpy((char *)dst + n - 8, &tail, 8);
+    } else if (n >= 4 && n < 8) {
+        uint32_t head, tail;
+        memcpy(&head, src, 4);
+        memcpy(&tail, (const char *)src + n - 4, 4);
+        memcpy(dst, &head, 4);
+        memcpy((char *)dst + n - 4, &tail, 4);
+    } else {
+        memcpy(dst, src, n);
+    }
+}
+
 /* The wire type a field of this type must come with (protobuf-c refuses the others; a bool it
  * reads from any, which is left to it): a table, read once per field each way, not a switch. */
 static const uint8_t WIRE_TYPE[PROTOBUF_C_TYPE_MESSAGE + 1] = {
@@ -151,7 +172,7 @@ static int store(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, const u
     case PROTOBUF_C_TYPE_STRING: {
         char *s = ft_arena_alloc(arena, n + 1);
         if (!s) return -1;
-        memcpy(s, p, n);
+        copy_value(s, p, n);
         s[n] = '\0';
         *(char **)member = s;
         break;
@@ -161,7 +182,7 @@ static int store(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, const u
         bd->data = NULL;
         if (n) {
             if (!(bd->data = ft_arena_alloc(arena, n))) return -1;
-            memcpy(bd->data, p, n);
+            copy_value(bd->data, p, n);
         }
         bd->len = n;
         break;
@@ -345,14 +366,14 @@ static size_t flat_pack(const ProtobufCMessage *m, uint8_t *out, size_t room)
             const char *str = *(char *const *)member;
             size_t len = str ? strlen(str) : 0;
             n += put_varint(at, len);
-            if (out && len) memcpy(out + n, str, len);
+            if (out && len) copy_value(out + n, str, len);
             n += len;
             break;
         }
         default: { /* bytes */
             const ProtobufCBinaryData *bd = member;
             n += put_varint(at, bd->len);
-            if (out && bd->len) memcpy(out + n, bd->data, bd->len);
+            if (out && bd->len) copy_value(out + n, bd->data, bd->len);
             n += bd->len;
             break;
         }
