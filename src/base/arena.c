@@ -16,7 +16,6 @@
 #include <stdalign.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "base/thread_exit.h"
 #include "ftrpc/typed.h"
@@ -78,15 +77,25 @@ void ft_arena_init(ft_arena *a)
     a->next_cap = FIRST_CAP;
 }
 
-void ft_arena_fini(ft_arena *a)
+static void free_chain(ft_arena_block *b)
 {
-    ft_arena_block *b = a->blocks;
-    ft_arena_init(a); /* before the frees: `a` may live in one of the blocks */
     while (b) {
         ft_arena_block *next = b->next;
         block_free(b);
         b = next;
     }
+}
+
+void ft_arena_fini(ft_arena *a)
+{
+    ft_arena_block *b = a->blocks;
+    ft_arena_init(a); /* before the frees: `a` may live in one of the blocks */
+    free_chain(b);
+}
+
+void ft_arena_free_head(ft_arena *a)
+{
+    free_chain(a->blocks); /* `a` is not read again: it may go with the blocks */
 }
 
 void *ft_arena_new_with_head(size_t head_size, size_t room, size_t arena_offset)
@@ -104,7 +113,6 @@ void *ft_arena_new_with_head(size_t head_size, size_t room, size_t arena_offset)
     if (!b) return NULL;
     b->next = NULL;
     b->cap = head + room;
-    memset(b->data, 0, head_size);
     ft_arena *a = (ft_arena *)(b->data + arena_offset);
     ft_arena_init(a);
     a->blocks = b;
@@ -123,7 +131,7 @@ void ft_arena_move(ft_arena *dst, ft_arena *src)
     ft_arena_init(src);
 }
 
-void *ft_arena_alloc(ft_arena *a, size_t size)
+void *ft_arena_alloc_slow(ft_arena *a, size_t size)
 {
     if (size == 0) size = 1;
     if (size > SIZE_MAX - ALIGN - sizeof(ft_arena_block)) return NULL;

@@ -59,6 +59,16 @@ static inline void ft_iobuf_init(ft_iobuf *b)
     b->size = 0;
     b->write_block = NULL;
 }
+/* Makes b (empty) hold the first len bytes (0 < len <= blk->used) of blk, taking over the caller's
+ * reference: a block filled in place (a message packed for one call) becomes a buffer with no
+ * reserve, commit or move. */
+static inline void ft_iobuf_init_block(ft_iobuf *b, ft_block *blk, uint32_t len)
+{
+    ft_iobuf_init(b);
+    b->slices[0] = (ft_slice){blk, 0, len};
+    b->end = 1;
+    b->size = len;
+}
 void ft_iobuf_fini_blocks(ft_iobuf *b);
 void ft_iobuf_clear_blocks(ft_iobuf *b);
 /* Releases every block; the buffer can be init'ed again. */

@@ -41,6 +41,41 @@ int ft_pb_pack(const ProtobufCMessage *msg, int flat, ft_iobuf *out)
     return packed == n && ft_iobuf_size(out) == before + n ? 0 : FTRPC_ENOMEM;
 }
 
+int ft_pb_pack_block(const ProtobufCMessage *msg, int flat, ft_block **out, uint32_t *len)
+{
+    ft_block *blk = NULL;
+    size_t n = SIZE_MAX;
+    if (flat) {
+        /* most requests fit a standard block: written in one pass, no sizing */
+        if (!(blk = ft_block_new(0))) return FTRPC_ENOMEM;
+        n = ft_pb_flat_pack_into(msg, (uint8_t *)blk->data, blk->cap);
+    }
+    if (n == SIZE_MAX) {
+        size_t size = flat ? ft_pb_flat_packed_size(msg) : protobuf_c_message_get_packed_size(msg);
+        if (size > UINT32_MAX || (blk && size > blk->cap)) {
+            if (blk) ft_block_release(blk);
+            blk = NULL;
+            if (size > UINT32_MAX) return FTRPC_ENOMEM;
+        }
+        if (!blk && !(blk = ft_block_new(size))) return FTRPC_ENOMEM;
+        n = flat ? ft_pb_flat_pack(msg, (uint8_t *)blk->data)
+                 : protobuf_c_message_pack(msg, (uint8_t *)blk->data);
+        if (n != size) {
+            ft_block_release(blk);
+            return FTRPC_ENOMEM;
+        }
+    }
+    if (n == 0) {
+        ft_block_release(blk);
+        blk = NULL;
+    } else {
+        blk->used = (uint32_t)n;
+    }
+    *out = blk;
+    *len = (uint32_t)n;
+    return 0;
+}
+
 ProtobufCMessage *ft_pb_unpack(const ProtobufCMessageDescriptor *desc, ft_iobuf *in,
                                ProtobufCAllocator *alloc)
 {

@@ -85,25 +85,43 @@ static int64_t unzigzag64(uint64_t v)
     return (int64_t)((v >> 1) ^ (0u - (v & 1)));
 }
 
+/* memcpy for a string's or bytes' value: one of 4 to 16 bytes (short names, ids, small payloads)
+ * copied as two overlapping loads and stores, without a call into the C library's memcpy. */
+static inline void copy_value(void *dst, const void *src, size_t n)
+{
+    if (n >= 8 && n <= 16) {
+        uint64_t head, tail;
+        memcpy(&head, src, 8);
+        memcpy(&tail, (const char *)src + n - 8, 8);
+        memcpy(dst, &head, 8);
+        memcpy((char *)dst + n - 8, &tail, 8);
+    } else if (n >= 4 && n < 8) {
+        uint32_t head, tail;
+        memcpy(&head, src, 4);
+        memcpy(&tail, (const char *)src + n - 4, 4);
+        memcpy(dst, &head, 4);
+        memcpy((char *)dst + n - 4, &tail, 4);
+    } else {
+        memcpy(dst, src, n);
+    }
+}
+
 /* The wire type a field of this type must come with (protobuf-c refuses the others; a bool it
- * reads from any, which is left to it). */
+ * reads from any, which is left to it): a table, read once per field each way, not a switch. */
+static const uint8_t WIRE_TYPE[PROTOBUF_C_TYPE_MESSAGE + 1] = {
+    [PROTOBUF_C_TYPE_SFIXED32] = PROTOBUF_C_WIRE_TYPE_32BIT,
+    [PROTOBUF_C_TYPE_FIXED32] = PROTOBUF_C_WIRE_TYPE_32BIT,
+    [PROTOBUF_C_TYPE_FLOAT] = PROTOBUF_C_WIRE_TYPE_32BIT,
+    [PROTOBUF_C_TYPE_SFIXED64] = PROTOBUF_C_WIRE_TYPE_64BIT,
+    [PROTOBUF_C_TYPE_FIXED64] = PROTOBUF_C_WIRE_TYPE_64BIT,
+    [PROTOBUF_C_TYPE_DOUBLE] = PROTOBUF_C_WIRE_TYPE_64BIT,
+    [PROTOBUF_C_TYPE_STRING] = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
+    [PROTOBUF_C_TYPE_BYTES] = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
+}; /* the rest: PROTOBUF_C_WIRE_TYPE_VARINT, 0 (a message is never flat) */
+
 static int wire_type_of(ProtobufCType t)
 {
-    switch (t) {
-    case PROTOBUF_C_TYPE_SFIXED32:
-    case PROTOBUF_C_TYPE_FIXED32:
-    case PROTOBUF_C_TYPE_FLOAT:
-        return PROTOBUF_C_WIRE_TYPE_32BIT;
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_FIXED64:
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return PROTOBUF_C_WIRE_TYPE_64BIT;
-    case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_BYTES:
-        return PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
-    default:
-        return PROTOBUF_C_WIRE_TYPE_VARINT;
-    }
+    return (unsigned)t <= PROTOBUF_C_TYPE_MESSAGE ? WIRE_TYPE[t] : PROTOBUF_C_WIRE_TYPE_VARINT;
 }
 
 /* The field numbered id: the one after the previous field first (fields usually come in order),
@@ -162,7 +180,7 @@ static int store(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, const u
     case PROTOBUF_C_TYPE_STRING: {
         char *s = ft_arena_alloc(arena, n + 1);
         if (!s) return -1;
-        memcpy(s, p, n);
+        copy_value(s, p, n);
         s[n] = '\0';
         *(char **)member = s;
         break;
@@ -172,7 +190,7 @@ static int store(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, const u
         bd->data = NULL;
         if (n) {
             if (!(bd->data = ft_arena_alloc(arena, n))) return -1;
-            memcpy(bd->data, p, n);
+            copy_value(bd->data, p, n);
         }
         bd->len = n;
         break;
@@ -190,8 +208,11 @@ ProtobufCMessage *ft_pb_unpack_flat(const ProtobufCMessageDescriptor *d, ft_aren
     size_t len = ft_iobuf_size(in);
     if (len >= FLAT_MAX_BYTES) return NULL;
     /* an empty message has no bytes to point at: p and end both NULL (NULL + 0 is undefined) */
-    const uint8_t *p = len ? ft_iobuf_flatten(in) : NULL;
-    if (len && !p) return NULL;
+    const uint8_t *p = NULL;
+    if (ft_iobuf_slice_count(in) == 1) /* as a frame cut from a read buffer usually comes */
+        p = (const uint8_t *)in->slices[in->start].block->data + in->slices[in->start].off;
+    else if (len && !(p = ft_iobuf_flatten(in)))
+        return NULL;
     const uint8_t *end = len ? p + len : p;
     ProtobufCMessage *m = ft_arena_alloc(arena, d->sizeof_message);
     if (!m) return NULL;
@@ -224,6 +245,11 @@ ProtobufCMessage *ft_pb_unpack_flat(const ProtobufCMessageDescriptor *d, ft_aren
             n = 8;
             break;
         default: { /* length-prefixed: a prefix of at most four bytes (bodies under 256 MiB) */
+            if (p < end && !(p[0] & 0x80)) { /* under 128 bytes, as small messages' are */
+                n = p[0];
+                p += 1;
+                break;
+            }
             size_t k = varint_len(p, end);
             if (!k || k > 4) return NULL;
             n = varint32(p, k);
@@ -350,14 +376,14 @@ static size_t flat_pack(const ProtobufCMessage *m, uint8_t *out, size_t room)
             const char *str = *(char *const *)member;
             size_t len = str ? strlen(str) : 0;
             n += put_varint(at, len);
-            if (out && len) memcpy(out + n, str, len);
+            if (out && len) copy_value(out + n, str, len);
             n += len;
             break;
         }
         default: { /* bytes */
             const ProtobufCBinaryData *bd = member;
             n += put_varint(at, bd->len);
-            if (out && bd->len) memcpy(out + n, bd->data, bd->len);
+            if (out && bd->len) copy_value(out + n, bd->data, bd->len);
             n += bd->len;
             break;
         }

@@ -1212,12 +1212,12 @@ static unsigned call_id_loop(ftrpc_call_id id)
     return (unsigned)(id & ((1u << FT_CALL_ID_LOOP_BITS) - 1));
 }
 
-/* ftrpc_call_async_sized; a request given as `owned` is moved into the call (emptied) rather
- * than shared. */
+/* ftrpc_call_async_sized; a request given as the block `owned` (owned_len bytes) becomes the
+ * call's (ft_call_async_owned) rather than shared. */
 static int call_async(ftrpc_client *c, const char *service, const char *method,
-                      const ftrpc_buf *request, ft_iobuf *owned, const ftrpc_buf *attachment,
-                      const ftrpc_call_options *opts_in, size_t opts_size, ftrpc_call_cb cb,
-                      void *arg, ftrpc_call_id *id)
+                      const ftrpc_buf *request, ft_block *owned, uint32_t owned_len,
+                      const ftrpc_buf *attachment, const ftrpc_call_options *opts_in,
+                      size_t opts_size, ftrpc_call_cb cb, void *arg, ftrpc_call_id *id)
 {
     ftrpc_call_options o;
     int bad;
@@ -1228,7 +1228,7 @@ static int call_async(ftrpc_client *c, const char *service, const char *method,
     if (!cb) return FTRPC_EINVAL;
     ft_call *call = ft_call_make(c, service, method, request, attachment, opts);
     if (!call) return FTRPC_ENOMEM;
-    if (owned) ft_iobuf_move(&call->request, owned);
+    if (owned) ft_iobuf_init_block(&call->request, owned, owned_len);
     call->cb = cb;
     call->arg = arg;
     call->id = 0;
@@ -1246,14 +1246,15 @@ int ftrpc_call_async_sized(ftrpc_client *c, const char *service, const char *met
                            const ftrpc_call_options *opts, size_t opts_size, ftrpc_call_cb cb,
                            void *arg, ftrpc_call_id *id)
 {
-    return call_async(c, service, method, request, NULL, attachment, opts, opts_size, cb, arg, id);
+    return call_async(c, service, method, request, NULL, 0, attachment, opts, opts_size, cb, arg,
+                      id);
 }
 
-int ft_call_async_owned(ftrpc_client *c, const char *service, const char *method, ft_iobuf *request,
-                        const ftrpc_call_options *opts, size_t opts_size, ftrpc_call_cb cb,
-                        void *arg, ftrpc_call_id *id)
+int ft_call_async_owned(ftrpc_client *c, const char *service, const char *method, ft_block *request,
+                        uint32_t len, const ftrpc_call_options *opts, size_t opts_size,
+                        ftrpc_call_cb cb, void *arg, ftrpc_call_id *id)
 {
-    return call_async(c, service, method, NULL, request, NULL, opts, opts_size, cb, arg, id);
+    return call_async(c, service, method, NULL, request, len, NULL, opts, opts_size, cb, arg, id);
 }
 
 struct cancel_task {

@@ -376,12 +376,15 @@ ft_call *ft_call_make(ftrpc_client *c, const char *service, const char *method,
                       const ftrpc_call_options *opts);
 /* Starts the call on its home loop now when this thread runs that loop (async), else posts it. */
 void ft_call_submit(ft_call *call);
-/* ftrpc_call_async_sized with no attachment and a request the call takes over: on success it is
- * moved into the call (left empty), with no block shared and dropped; on failure it is left as it
- * was. For the typed client, whose request is packed for the call alone. */
-int ft_call_async_owned(ftrpc_client *c, const char *service, const char *method, ft_iobuf *request,
-                        const ftrpc_call_options *opts, size_t opts_size, ftrpc_call_cb cb,
-                        void *arg, ftrpc_call_id *id);
+/* ftrpc_call_async_sized with no attachment and a request the call takes over: the first len
+ * bytes (0 < len <= request->used) of `request`, a block whose reference the caller holds (NULL:
+ * an empty request). On
+ * success the call owns that reference (the block becomes its request buffer's one slice, with no
+ * block shared, moved or dropped); on failure it is still the caller's. For the typed client,
+ * whose request is packed in place for the call alone. */
+int ft_call_async_owned(ftrpc_client *c, const char *service, const char *method, ft_block *request,
+                        uint32_t len, const ftrpc_call_options *opts, size_t opts_size,
+                        ftrpc_call_cb cb, void *arg, ftrpc_call_id *id);
 /* Starts the call: on its home loop, or with that loop borrowed. */
 void ft_call_start(ft_call *call);
 /* Completes the call with FTRPC_ERPCTIMEDOUT, as its deadline timer does. */

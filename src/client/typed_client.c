@@ -7,8 +7,9 @@
  * The closure's signature is protoc-c's, (message, closure_data), with closure_data the caller's:
  * the call's outcome reaches it through thread-locals set around the closure (ftrpc_typed_result,
  * ftrpc_typed_take_arena), valid on that thread until it returns. Built on the call API: a typed
- * call is exactly a call of bytes, plus a pack and an unpack; the async one hands its packed
- * request to the call by ownership (ft_call_async_owned), as nothing else holds it.
+ * call is exactly a call of bytes, plus a pack and an unpack; the async one packs its request
+ * into a block of its own and hands that to the call (ft_call_async_owned), as nothing else holds
+ * it: the block becomes the call's request buffer as it is.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -37,54 +38,59 @@ typedef struct typed_client {
 } typed_client;
 
 /* One call in flight: what its completion needs, and the arena its response is unpacked into,
- * whose first block holds this struct (ft_arena_new_with_head: one malloc per call). */
+ * whose first block holds this struct (ft_arena_new_with_head: one malloc per call, none once the
+ * thread's cache holds blocks). Every field is written when the call starts (the block is not
+ * zeroed). */
 typedef struct typed_pending {
     ft_arena arena;
-    const ProtobufCMethodDescriptor *md;
+    const ProtobufCMessageDescriptor *output; /* the method's output type */
     struct typed_output out;
     ProtobufCClosure closure;
     void *closure_data;
 } typed_pending;
 
+/* What a running closure's thread-local points at: the call's outcome and arena, and whether
+ * the closure took the arena. It lives in run_closure's frame, so that a call's closure costs one
+ * thread-local written and restored, not one per item. */
+typedef struct closure_scope {
+    const ftrpc_result *result;
+    ft_arena *arena;
+    int taken;
+} closure_scope;
+
 /* Set while a closure runs, on its thread. */
-static _Thread_local const ftrpc_result *tl_result;
-static _Thread_local ft_arena *tl_arena;
-static _Thread_local int tl_taken; /* the closure took tl_arena */
+static _Thread_local closure_scope *tl_scope;
 
 /* Runs the closure; 1 when it took the arena. Then the arena, and the call's state in its first
  * block, are the taker's, who may free them on another thread as soon as the closure has
- * signalled it: the caller must not touch them any more, and learns it here, from a thread-local
+ * signalled it: the caller must not touch them any more, and learns it here, from its own frame
  * rather than from the call's memory. */
 static int run_closure(ProtobufCClosure closure, const ProtobufCMessage *msg, void *closure_data,
                        const ftrpc_result *result, ft_arena *arena)
 {
     /* a closure may start a call that fails at once, whose closure runs inside this one */
-    const ftrpc_result *saved_result = tl_result;
-    ft_arena *saved_arena = tl_arena;
-    int saved_taken = tl_taken;
-    tl_result = result;
-    tl_arena = arena;
-    tl_taken = 0;
+    closure_scope scope = {result, arena, 0};
+    closure_scope *saved = tl_scope;
+    tl_scope = &scope;
     closure(msg, closure_data);
-    int taken = tl_taken;
-    tl_result = saved_result;
-    tl_arena = saved_arena;
-    tl_taken = saved_taken;
-    return taken;
+    tl_scope = saved;
+    return scope.taken;
 }
 
 const ftrpc_result *ftrpc_typed_result(void)
 {
-    return tl_result;
+    closure_scope *s = tl_scope;
+    return s ? s->result : NULL;
 }
 
 ftrpc_arena *ftrpc_typed_take_arena(void)
 {
-    if (!tl_arena || !tl_arena->blocks) return NULL;
+    closure_scope *s = tl_scope;
+    if (!s || !s->arena || !s->arena->blocks) return NULL;
     ftrpc_arena *a = malloc(sizeof *a);
     if (!a) return NULL;
-    ft_arena_move(a, tl_arena);
-    tl_taken = 1;
+    ft_arena_move(a, s->arena);
+    s->taken = 1;
     return a;
 }
 
@@ -103,14 +109,16 @@ static const ProtobufCMethodDescriptor *find_method(const ProtobufCServiceDescri
 
 enum { RESPONSE_ARENA_ROOM = 512 }; /* most small responses need no other malloc */
 
-/* The response unpacked from r->response (into arena; NULL: protobuf-c's default allocator), or
- * NULL with r turned into FTRPC_ERESPONSE. */
+/* The response unpacked from r->response (into arena; NULL: protobuf-c's default allocator) by
+ * protobuf-c (the flat reader tried first unless flat_tried), or NULL with r turned into
+ * FTRPC_ERESPONSE. */
 static ProtobufCMessage *unpack_response(const ProtobufCMessageDescriptor *output,
-                                         struct typed_output how, ftrpc_result *r, ft_arena *arena)
+                                         struct typed_output how, int flat_tried, ftrpc_result *r,
+                                         ft_arena *arena)
 {
     int too_deep = 0;
     ProtobufCMessage *msg =
-        how.flat && arena ? ft_pb_unpack_flat(output, arena, r->response) : NULL;
+        how.flat && arena && !flat_tried ? ft_pb_unpack_flat(output, arena, r->response) : NULL;
     if (!msg)
         msg = ft_pb_unpack_bounded(output, r->response, arena ? &arena->allocator : NULL,
                                    how.max_depth, &too_deep);
@@ -130,38 +138,43 @@ static void on_complete(ftrpc_result *r, void *arg)
 {
     typed_pending *p = arg;
     ProtobufCMessage *msg = NULL;
-    if (r->kind == FTRPC_RESULT_OK) msg = unpack_response(p->md->output, p->out, r, &p->arena);
+    if (r->kind == FTRPC_RESULT_OK) {
+        /* a flat reply read here, protobuf-c (and the error) out of line */
+        if (p->out.flat) msg = ft_pb_unpack_flat(p->output, &p->arena, r->response);
+        if (!msg) msg = unpack_response(p->output, p->out, 1, r, &p->arena);
+    }
     /* frees p, unless the closure took the arena (and p with it) */
     if (!run_closure(p->closure, msg, p->closure_data, r, msg ? &p->arena : NULL))
-        ft_arena_fini(&p->arena);
+        ft_arena_free_head(&p->arena);
 }
 
-static int start_call(typed_client *tc, const ProtobufCMethodDescriptor *md,
-                      const ProtobufCMessage *input, const ftrpc_call_options *opts,
-                      size_t opts_size, ProtobufCClosure closure, void *closure_data,
-                      ftrpc_call_id *id)
+/* The call of method `index` (checked by the caller). */
+static inline int start_call(typed_client *tc, unsigned index, const ProtobufCMessage *input,
+                             const ftrpc_call_options *opts, size_t opts_size,
+                             ProtobufCClosure closure, void *closure_data, ftrpc_call_id *id)
 {
     if (!closure) return FTRPC_EINVAL;
+    const ProtobufCMethodDescriptor *md = &tc->base.descriptor->methods[index];
     typed_pending *p =
         ft_arena_new_with_head(sizeof *p, RESPONSE_ARENA_ROOM, offsetof(typed_pending, arena));
     if (!p) return FTRPC_ENOMEM;
-    p->md = md;
-    p->out = tc->out[md - tc->base.descriptor->methods];
+    p->output = md->output;
+    p->out = tc->out[index];
     p->closure = closure;
     p->closure_data = closure_data;
-    ft_iobuf req;
-    ft_iobuf_init(&req);
-    int rc = ft_pb_pack(input, p->out.in_flat, &req);
+    ft_block *req;
+    uint32_t len;
+    int rc = ft_pb_pack_block(input, p->out.in_flat, &req, &len);
     if (rc == 0) {
         if (!opts && !tc->opts_default) {
             opts = &tc->opts;
             opts_size = sizeof tc->opts;
         }
-        rc = ft_call_async_owned(tc->client, tc->base.descriptor->name, md->name, &req, opts,
+        rc = ft_call_async_owned(tc->client, tc->base.descriptor->name, md->name, req, len, opts,
                                  opts_size, on_complete, p, id);
+        if (rc != 0 && req) ft_block_release(req);
     }
-    ft_iobuf_fini(&req);
-    if (rc != 0) ft_arena_fini(&p->arena);
+    if (rc != 0) ft_arena_free_head(&p->arena);
     return rc;
 }
 
@@ -171,8 +184,9 @@ static void typed_invoke(ProtobufCService *service, unsigned index, const Protob
                          ProtobufCClosure closure, void *closure_data)
 {
     typed_client *tc = (typed_client *)service;
+    /* protoc-c's stub passes the method's index: no lookup by name */
     const ProtobufCMethodDescriptor *md = find_method(service->descriptor, NULL, index, input);
-    int rc = md ? start_call(tc, md, input, NULL, 0, closure, closure_data, NULL) : FTRPC_EINVAL;
+    int rc = md ? start_call(tc, index, input, NULL, 0, closure, closure_data, NULL) : FTRPC_EINVAL;
     if (rc == 0 || !closure) return;
     ftrpc_result r;
     memset(&r, 0, sizeof r);
@@ -238,7 +252,8 @@ int ftrpc_typed_call_async_sized(ProtobufCService *service, const char *method,
     const ProtobufCMethodDescriptor *md =
         tc && method ? find_method(service->descriptor, method, 0, input) : NULL;
     if (!md) return FTRPC_EINVAL;
-    return start_call(tc, md, input, opts, opts_size, closure, closure_data, id);
+    return start_call(tc, (unsigned)(md - service->descriptor->methods), input, opts, opts_size,
+                      closure, closure_data, id);
 }
 
 int ftrpc_typed_call_sized(ProtobufCService *service, const char *method,
@@ -279,7 +294,7 @@ int ftrpc_typed_call_sized(ProtobufCService *service, const char *method,
     }
     if (rc == 0) {
         ProtobufCMessage *msg =
-            unpack_response(md->output, tc->out[md - service->descriptor->methods], &r, arena);
+            unpack_response(md->output, tc->out[md - service->descriptor->methods], 0, &r, arena);
         if (msg)
             *output = msg;
         else

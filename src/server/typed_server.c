@@ -64,7 +64,7 @@ enum { SMALL_REPLY = 256 };
  * was taken (then the block goes with the taker's arena). */
 static void typed_call_free(typed_call *tc)
 {
-    ft_arena_fini(&tc->arena);
+    ft_arena_free_head(&tc->arena);
 }
 
 static void typed_closure(const ProtobufCMessage *msg, void *closure_data)
@@ -127,9 +127,11 @@ static void typed_handler(ftrpc_server_call *call, void *arg)
         ftrpc_server_call_fail(call, FTRPC_EINTERNAL, "server out of memory");
         return;
     }
-    tc->call = call; /* the rest is zeroed */
+    tc->call = call; /* every field: the block is not zeroed */
     tc->md = md;
     tc->out_flat = tm->out_flat;
+    tc->fail_code = 0;
+    tc->fail_text = NULL;
     int too_deep = 0;
     ProtobufCMessage *req =
         tm->flat ? ft_pb_unpack_flat(md->input, &tc->arena, &call->request) : NULL;

@@ -512,6 +512,70 @@ static void a_taken_reply_outlives_its_closure(void **state)
     fixture_down(f);
 }
 
+/* A closure that starts a call which fails at once runs that call's closure inside its own: the
+ * inner one sees its own outcome and no arena; back in the outer one, ftrpc_typed_result and
+ * ftrpc_typed_take_arena are the outer call's again. */
+typedef struct nested_closures {
+    ProtobufCService *svc;
+    outcome inner;
+    int outer_code_after, outer_kind_after, inner_took;
+    ftrpc_arena *outer_arena;
+    Typedtest__EchoReply *outer_reply;
+    sem_t done;
+} nested_closures;
+
+static void on_inner(const Typedtest__EchoReply *reply, void *closure_data)
+{
+    nested_closures *n = closure_data;
+    n->inner_took = ftrpc_typed_take_arena() != NULL; /* it got NULL: no arena to take */
+    on_echo(reply, &n->inner);
+}
+
+static void on_outer(const Typedtest__EchoReply *reply, void *closure_data)
+{
+    nested_closures *n = closure_data;
+    Typedtest__EchoRequest req = TYPEDTEST__ECHO_REQUEST__INIT;
+    /* method 1 with an EchoRequest: the wrong input type, refused at once */
+    n->svc->invoke(n->svc, 1, &req.base, (ProtobufCClosure)on_inner, n);
+    const ftrpc_result *r = ftrpc_typed_result();
+    n->outer_kind_after = r ? (int)r->kind : -1;
+    n->outer_code_after = r ? r->code : -1;
+    n->outer_arena = ftrpc_typed_take_arena();
+    n->outer_reply = (Typedtest__EchoReply *)reply;
+    sem_post(&n->done);
+}
+
+static void a_closure_inside_a_closure_leaves_the_outer_result_and_arena(void **state)
+{
+    (void)state;
+    fixture *f = fixture_up(3000);
+    nested_closures n;
+    memset(&n, 0, sizeof n);
+    n.svc = f->svc;
+    outcome_init(&n.inner);
+    sem_init(&n.done, 0, 0);
+    Typedtest__EchoRequest req = TYPEDTEST__ECHO_REQUEST__INIT;
+    req.text = "outer";
+    typedtest__echo__echo(f->svc, &req, on_outer, &n);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 5 * H_VG;
+    assert_int_equal(sem_timedwait(&n.done, &ts), 0);
+    assert_int_equal(atomic_load(&n.inner.runs), 1);
+    assert_false(n.inner.got_message);
+    assert_int_equal(n.inner.result.code, FTRPC_EINVAL);
+    assert_false(n.inner_took);
+    assert_int_equal(n.outer_kind_after, FTRPC_RESULT_OK);
+    assert_int_equal(n.outer_code_after, 0);
+    assert_non_null(n.outer_arena);
+    assert_non_null(n.outer_reply);
+    assert_string_equal(n.outer_reply->text, "outer"); /* kept: the arena was the outer call's */
+    ftrpc_arena_free(n.outer_arena);
+    sem_destroy(&n.inner.done);
+    sem_destroy(&n.done);
+    fixture_down(f);
+}
+
 /* a call that cannot start runs its closure at once, with NULL and the reason */
 static void a_stub_call_that_cannot_start_gets_null_at_once(void **state)
 {
@@ -819,6 +883,7 @@ int main(void)
         cmocka_unit_test(
             a_request_nested_past_the_bound_gets_erequest_and_the_server_keeps_serving),
         cmocka_unit_test(a_response_nested_past_the_bound_gets_eresponse),
+        cmocka_unit_test(a_closure_inside_a_closure_leaves_the_outer_result_and_arena),
         cmocka_unit_test(an_implementation_answers_later_from_another_thread),
         cmocka_unit_test(a_taken_reply_outlives_its_closure),
         cmocka_unit_test(a_stub_call_that_cannot_start_gets_null_at_once),
