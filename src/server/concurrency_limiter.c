@@ -58,11 +58,14 @@ void ft_limiter_init(ft_limiter *l, const ft_limiter_params *p, int64_t now_ns)
     l->remeasure_at_ns = next_remeasure(l, now_ns);
 }
 
+/* Rounded up: the formula's headroom (alpha) is a fraction of a slot at small limits, where
+ * truncating it would leave none (2 workers at full speed: 2.6 -> 2, a loss system that idles a
+ * slot between a call's end and the next arrival; 3 keeps one call waiting for it). */
 static void set_max(ft_limiter *l, double next)
 {
     if (!(next >= l->p.min_max)) next = l->p.min_max; /* also NaN */
     if (next > 1e6) next = 1e6;
-    l->max_concurrency = (int)next;
+    l->max_concurrency = (int)ceil(next);
 }
 
 /* The window is complete: new figures. */

@@ -84,6 +84,29 @@ static void auto_limiter_converges_under_three_times_capacity(void **state)
     }
 }
 
+/* Two workers: the formula's headroom is 0.6 of a slot (400/s x (2.3 x 5 ms - 5 ms) = 2.6). Cut
+ * down to 2 it would never let a call wait for a worker, and a server without a queue idles a
+ * worker from each call's end to the next arrival (bench_overload: 81-88% of capacity); rounded
+ * up, a call waits part of the time, and never more than one a worker's worth of headroom. */
+static void auto_limiter_keeps_a_waiting_call_at_small_limits(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        model m;
+        setup_model(&m, 2, MS(5), 1, &(ft_limiter_params){.seed = seed});
+        run_ms(&m, 3000);
+        m.offered = 6 * 3;
+        run_ms(&m, 5000);
+        int above = 0, steps = 0;
+        for (int s = 0; s < 20000; s++, steps++) {
+            run_ms(&m, 1);
+            assert_in_range(m.l.max_concurrency, 2, 3);
+            above += m.l.max_concurrency > 2;
+        }
+        assert_true(above * 4 >= steps); /* a call waits for a worker at least a quarter of it */
+    }
+}
+
 static void auto_limiter_learns_again_when_work_gets_heavier(void **state)
 {
     (void)state;
@@ -176,6 +199,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(auto_limiter_converges_under_three_times_capacity),
+        cmocka_unit_test(auto_limiter_keeps_a_waiting_call_at_small_limits),
         cmocka_unit_test(auto_limiter_learns_again_when_work_gets_heavier),
         cmocka_unit_test(auto_limiter_starts_at_initial_and_keeps_the_floor),
         cmocka_unit_test(window_with_too_few_samples_is_dropped),
