@@ -540,8 +540,8 @@ static int choose_endpoint(ft_call *call, int64_t now, int is_backup, int *targe
         /* the state's grant, or else the all-unusable fallback's, as without the hold (an
          * endpoint in TIMEOUT inside its retry_delay, a SUSPENDED one as its early probe) */
         if (held && call->attempts == 0 && !is_backup &&
-            (ft_health_try_acquire_held(cl->set.endpoints[idx], now) != FT_HEALTH_DENIED ||
-             ft_health_acquire_anyway_held(cl->set.endpoints[idx], now) != FT_HEALTH_DENIED))
+            (ft_health_try_acquire_past_hold(cl->set.endpoints[idx], now) != FT_HEALTH_DENIED ||
+             ft_health_acquire_anyway_past_hold(cl->set.endpoints[idx], now) != FT_HEALTH_DENIED))
             return (int)idx;
         if (held) {
             *wait_until = now + wait;

@@ -75,20 +75,6 @@ static ssize_t read_out(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t le
     return (ssize_t)n;
 }
 
-/* grpc-retry-pushback-ms as ftrpc_retry_after_ms: gRPC A6 reads a negative or unparsable value as
- * "do not retry" (-1 here); 0 asks for nothing beyond the usual retry; a huge one is capped where
- * the hold is set (ft_call_on_response). */
-static int32_t pushback_of(const uint8_t *value, size_t vlen)
-{
-    if (vlen == 0) return -1;
-    int64_t ms = 0;
-    for (size_t i = 0; i < vlen; i++) {
-        if (value[i] < '0' || value[i] > '9') return -1;
-        if (ms < INT32_MAX) ms = ms * 10 + (value[i] - '0');
-    }
-    return ms < INT32_MAX ? (int32_t)ms : INT32_MAX;
-}
-
 #define IS(lit) (nlen == sizeof(lit) - 1 && memcmp(name, lit, nlen) == 0)
 
 static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name,
@@ -121,7 +107,7 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint
     } else if (IS("grpc-encoding")) {
         st->gzip = vlen == 4 && memcmp(value, "gzip", 4) == 0;
     } else if (IS("grpc-retry-pushback-ms")) {
-        st->pushback_ms = pushback_of(value, vlen);
+        st->pushback_ms = ft_grpc_parse_pushback((const char *)value, vlen);
     }
     return 0;
 }

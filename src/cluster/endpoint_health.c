@@ -449,10 +449,10 @@ bool ft_health_held(const ft_endpoint_health *h, int64_t now_ns)
 ft_health_grant ft_health_try_acquire(ft_endpoint_health *h, int64_t now_ns)
 {
     if (ft_health_held(h, now_ns)) return FT_HEALTH_DENIED;
-    return ft_health_try_acquire_held(h, now_ns);
+    return ft_health_try_acquire_past_hold(h, now_ns);
 }
 
-ft_health_grant ft_health_try_acquire_held(ft_endpoint_health *h, int64_t now_ns)
+ft_health_grant ft_health_try_acquire_past_hold(ft_endpoint_health *h, int64_t now_ns)
 {
     int state = atomic_load_explicit(&h->state, memory_order_acquire);
     int64_t at = atomic_load_explicit(&h->usable_at_ns, memory_order_relaxed);
@@ -480,10 +480,10 @@ ft_health_grant ft_health_try_acquire_held(ft_endpoint_health *h, int64_t now_ns
 ft_health_grant ft_health_acquire_anyway(ft_endpoint_health *h, int64_t now_ns)
 {
     if (ft_health_held(h, now_ns)) return FT_HEALTH_DENIED; /* the server asked for the pause */
-    return ft_health_acquire_anyway_held(h, now_ns);
+    return ft_health_acquire_anyway_past_hold(h, now_ns);
 }
 
-ft_health_grant ft_health_acquire_anyway_held(ft_endpoint_health *h, int64_t now_ns)
+ft_health_grant ft_health_acquire_anyway_past_hold(ft_endpoint_health *h, int64_t now_ns)
 {
     ft_health_grant g = FT_HEALTH_GRANTED;
     pthread_mutex_lock(&h->mu);

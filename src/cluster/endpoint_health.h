@@ -165,7 +165,7 @@ typedef struct ft_endpoint_health {
     _Atomic bool by_breaker;
     /* A server's pushback (ftrpc_retry_after_ms > 0): no call goes to the endpoint before this
      * time, whatever its state, not even through the all-unusable fallback, except a first
-     * attempt that finds every endpoint held (ft_health_try_acquire_held); the state itself is
+     * attempt that finds every endpoint held (ft_health_try_acquire_past_hold); the state itself is
      * left alone (a hold is not a suspension: it neither grows nor counts against the cap). Raised
      * only (ft_health_hold); lock-free. */
     _Atomic int64_t hold_until_ns;
@@ -195,16 +195,17 @@ ft_health_grant ft_health_try_acquire(ft_endpoint_health *h, int64_t now_ns);
 /* Like try_acquire, but a server's pushback hold does not deny: for a first attempt that finds
  * every endpoint of its cluster held and goes to the one whose hold ends first, so that a hold
  * never stops a whole cluster's traffic (docs/overload-client.md). The health state decides as in
- * try_acquire (when it denies, the caller asks acquire_anyway_held, as the fallback would). */
-ft_health_grant ft_health_try_acquire_held(ft_endpoint_health *h, int64_t now_ns);
+ * try_acquire (when it denies, the caller asks acquire_anyway_past_hold, as the fallback would). */
+ft_health_grant ft_health_try_acquire_past_hold(ft_endpoint_health *h, int64_t now_ns);
 
 /* Like try_acquire, but denies only an endpoint switched OFF: for the health set's all-unusable
  * fallback. A SUSPENDED endpoint turns PROBING early (this call is its probe), so that a success
  * brings it back. */
 ft_health_grant ft_health_acquire_anyway(ft_endpoint_health *h, int64_t now_ns);
-/* acquire_anyway past a hold: for the first attempt of try_acquire_held when the state denies it,
- * which without the hold the all-unusable fallback would send (a hold adds no stop of its own). */
-ft_health_grant ft_health_acquire_anyway_held(ft_endpoint_health *h, int64_t now_ns);
+/* acquire_anyway past a hold: for the first attempt of try_acquire_past_hold when the state denies
+ * it, which without the hold the all-unusable fallback would send (a hold adds no stop of its own).
+ */
+ft_health_grant ft_health_acquire_anyway_past_hold(ft_endpoint_health *h, int64_t now_ns);
 
 /* Records the result of one call sent to this endpoint. `code`: 0 on success, a positive
  * business code, or the call's negative FTRPC_E* RPC error (see the file comment). `latency_us`

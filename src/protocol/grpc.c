@@ -86,6 +86,17 @@ int32_t ft_grpc_wire_code_of(int status)
     }
 }
 
+int32_t ft_grpc_parse_pushback(const char *v, size_t len)
+{
+    if (len == 0) return -1;
+    int64_t ms = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9') return -1;
+        if (ms < INT32_MAX) ms = ms * 10 + (v[i] - '0');
+    }
+    return ms < INT32_MAX ? (int32_t)ms : INT32_MAX;
+}
+
 int ft_grpc_parse_timeout(const char *v, size_t len, int64_t *ms)
 {
     if (len < 2 || len > 9) return -1;

@@ -55,6 +55,10 @@ int ft_grpc_status_of(int32_t wire_code);
 int32_t ft_grpc_wire_code_of(int status);
 #define FT_GRPC_BUSINESS_BASE 3000 /* = FTRPC_BUSINESS_CODE_MIN */
 
+/* Reads a grpc-retry-pushback-ms value (gRPC A6) as ftrpc_retry_after_ms: the milliseconds, capped
+ * at INT32_MAX; -1 ("do not retry") for a negative or unparsable value, as A6 says. 0 asks for
+ * nothing beyond the usual retry. */
+int32_t ft_grpc_parse_pushback(const char *v, size_t len);
 /* Parses a grpc-timeout value ("1..8 digits" then one of H M S m u n) into milliseconds, rounded
  * up and capped at INT32_MAX. 0, or -1 for a malformed value. */
 int ft_grpc_parse_timeout(const char *v, size_t len, int64_t *ms);

@@ -770,7 +770,7 @@ static void a_hold_denies_every_grant_until_it_ends_and_leaves_the_state(void **
 }
 
 /* A first attempt that finds every endpoint held goes to the one whose hold ends first
- * (call.c): ft_health_try_acquire_held passes the hold, and only the hold: the state still
+ * (call.c): ft_health_try_acquire_past_hold passes the hold, and only the hold: the state still
  * decides (a suspension, a probe taken, OFF). */
 static void a_grant_past_the_hold_still_follows_the_state(void **s)
 {
@@ -778,22 +778,23 @@ static void a_grant_past_the_hold_still_follows_the_state(void **s)
     fixture *f = make(NULL);
     ft_health_hold(&f->h, now(f) + MS(100));
     assert_int_equal(ft_health_try_acquire(&f->h, now(f)), FT_HEALTH_DENIED);
-    assert_int_equal(ft_health_try_acquire_held(&f->h, now(f)), FT_HEALTH_GRANTED);
+    assert_int_equal(ft_health_try_acquire_past_hold(&f->h, now(f)), FT_HEALTH_GRANTED);
     assert_true(ft_health_held(&f->h, now(f))); /* the grant does not end the hold */
     assert_int_equal(state(f), FT_HEALTH_ACTIVE);
     result(f, FTRPC_ECONNREFUSED); /* a suspend code */
     assert_int_equal(state(f), FT_HEALTH_SUSPENDED);
-    assert_int_equal(ft_health_try_acquire_held(&f->h, now(f)), FT_HEALTH_DENIED);
+    assert_int_equal(ft_health_try_acquire_past_hold(&f->h, now(f)), FT_HEALTH_DENIED);
     advance_ms(f, 100000); /* past the suspension and the hold */
     ft_health_hold(&f->h, now(f) + MS(100));
-    assert_int_equal(ft_health_try_acquire_held(&f->h, now(f)), FT_HEALTH_GRANTED_PROBE);
-    assert_int_equal(ft_health_try_acquire_held(&f->h, now(f)), FT_HEALTH_DENIED); /* one probe */
+    assert_int_equal(ft_health_try_acquire_past_hold(&f->h, now(f)), FT_HEALTH_GRANTED_PROBE);
+    assert_int_equal(ft_health_try_acquire_past_hold(&f->h, now(f)),
+                     FT_HEALTH_DENIED); /* one probe */
     ft_health_switch(&f->h, true);
-    assert_int_equal(ft_health_try_acquire_held(&f->h, now(f)), FT_HEALTH_DENIED);
+    assert_int_equal(ft_health_try_acquire_past_hold(&f->h, now(f)), FT_HEALTH_DENIED);
     destroy(f);
 }
 
-/* When the state denies that first attempt, call.c asks ft_health_acquire_anyway_held: the
+/* When the state denies that first attempt, call.c asks ft_health_acquire_anyway_past_hold: the
  * all-unusable fallback's grant past the hold (a hold adds no stop of its own); OFF stays denied.
  */
 static void the_fallback_past_the_hold_takes_a_suspended_endpoint_but_not_off(void **s)
@@ -804,10 +805,10 @@ static void the_fallback_past_the_hold_takes_a_suspended_endpoint_but_not_off(vo
     assert_int_equal(state(f), FT_HEALTH_SUSPENDED);
     ft_health_hold(&f->h, now(f) + MS(100));
     assert_int_equal(ft_health_acquire_anyway(&f->h, now(f)), FT_HEALTH_DENIED);
-    assert_int_equal(ft_health_acquire_anyway_held(&f->h, now(f)), FT_HEALTH_GRANTED_PROBE);
+    assert_int_equal(ft_health_acquire_anyway_past_hold(&f->h, now(f)), FT_HEALTH_GRANTED_PROBE);
     assert_true(ft_health_held(&f->h, now(f))); /* the grant does not end the hold */
     ft_health_switch(&f->h, true);
-    assert_int_equal(ft_health_acquire_anyway_held(&f->h, now(f)), FT_HEALTH_DENIED);
+    assert_int_equal(ft_health_acquire_anyway_past_hold(&f->h, now(f)), FT_HEALTH_DENIED);
     destroy(f);
 }
 
