@@ -322,7 +322,9 @@ void ft_conn_close(ft_conn *c, int reason, int abortive)
     if (!abortive && owner_flush(c) < 0) abortive = 1;
     if (c->state == FT_CONN_CLOSED || uv_is_closing((uv_handle_t *)&c->tcp)) return;
     if (c->tls && !abortive && c->state == FT_CONN_OPEN) ft_tls_shutdown(c); /* close_notify */
-    if (abortive || c->state == FT_CONN_CONNECTING || ft_conn_unwritten(c) == 0) {
+    /* a write in progress ends (on_written) before the socket closes, even when the kernel
+     * has taken all its bytes: bytes_written then counts them at on_close */
+    if (abortive || c->state == FT_CONN_CONNECTING || c->out.size + c->inflight.size == 0) {
         close_socket(c, reason, abortive && reason != 0);
         return;
     }

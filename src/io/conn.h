@@ -122,10 +122,14 @@ static inline int ft_conn_is_open(const ft_conn *c)
 {
     return c->state == FT_CONN_OPEN || c->state == FT_CONN_CONNECTING;
 }
-/* Unwritten bytes (queued plus in flight). */
+/* Unwritten bytes: queued, plus what the kernel has not yet taken of the write in progress.
+ * libuv writes a large uv_write in pieces as the peer reads and counts down what is left
+ * (uv_stream_get_write_queue_size), while `inflight` keeps every byte until the whole write
+ * completes: counting `inflight` would hold bytes the kernel took long ago against the bound. */
 static inline size_t ft_conn_unwritten(const ft_conn *c)
 {
-    return c->out.size + c->inflight.size;
+    return c->out.size + (c->writing ? uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp)
+                                     : c->inflight.size);
 }
 
 /* Reads what the socket holds now and hands it to the owner's on_read, as the loop does when the
