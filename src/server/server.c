@@ -693,17 +693,23 @@ int32_t ft_server_wire_code(int code)
     return code;
 }
 
+/* After queueing a reply on c: a peer that does not read its replies is cut off. */
+static void reply_queued(ft_conn *c, int rc)
+{
+    if (rc == FTRPC_EOVERCROWDED) {
+        FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing %s: peer does not read its replies", c->peer);
+        ft_conn_close(c, FTRPC_EOVERCROWDED, 1);
+    }
+}
+
 /* An error answer; retry_after_ms: its pushback hint (0: none). */
 static void write_pushback(ft_conn *c, int64_t cid, int code, const char *text,
                            int32_t retry_after_ms)
 {
     ft_iobuf frame;
     ft_iobuf_init(&frame);
-    if (ft_baidu_std_pack_pushback(&frame, cid, wire_code(code), text, retry_after_ms) == 0 &&
-        ft_conn_write(c, &frame) == FTRPC_EOVERCROWDED) {
-        FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing %s: peer does not read its replies", c->peer);
-        ft_conn_close(c, FTRPC_EOVERCROWDED, 1);
-    }
+    if (ft_baidu_std_pack_pushback(&frame, cid, wire_code(code), text, retry_after_ms) == 0)
+        reply_queued(c, ft_conn_write(c, &frame));
     ft_iobuf_fini(&frame);
 }
 
@@ -818,15 +824,6 @@ static void finish_call(ftrpc_server_call *call)
     ft_loop *loop = call->loop;
     call_release(s, call);
     count_down_call(s, loop);
-}
-
-/* After queueing a reply on c: a peer that does not read its replies is cut off. */
-static void reply_queued(ft_conn *c, int rc)
-{
-    if (rc == FTRPC_EOVERCROWDED) {
-        FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing %s: peer does not read its replies", c->peer);
-        ft_conn_close(c, FTRPC_EOVERCROWDED, 1);
-    }
 }
 
 /* On the call's loop: hand the packed reply to the connection (if it is still there). */

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -92,11 +93,19 @@ static void peer_that_never_reads_its_replies_is_closed(void **state)
     size_t n = h_request_frame(frame, sizeof frame, "test.Svc", "M", 1, payload, sizeof payload);
     /* never read: the replies pile up in the server until it gives up on this peer */
     size_t sent = 0;
-    while (sent < ((size_t)256 << 20) && h_raw_send(fd, frame, n) == 0)
+    int send_errno = 0;
+    while (sent < ((size_t)256 << 20)) {
+        if (h_raw_send(fd, frame, n) != 0) {
+            send_errno = errno;
+            break;
+        }
         sent += n;
+    }
+    /* said before the assertions, so that a failure tells how the sending ended */
+    print_message("cut off after %zu bytes of requests (send: %s), %d overcrowded log(s)\n", sent,
+                  send_errno ? strerror(send_errno) : "all sent", atomic_load(&overcrowded_logs));
     assert_int_equal(h_raw_wait_closed(fd, 5000), 1);
     close(fd);
-    print_message("cut off after %zu bytes of requests\n", sent);
     assert_true(atomic_load(&overcrowded_logs) >= 1);
     ftrpc_log_set_sink(NULL, NULL);
     assert_int_equal(ftrpc_server_stop(s, 1000), 0);
