@@ -354,6 +354,14 @@ static void handle(ft_session *sess, ft_http_conn *h, ft_http_request *req)
         }
         ft_strbuf_fini(&page.body);
     }
+    if (ft_builtin_page_known(req->path) && req->method != FT_HTTP_GET &&
+        req->method != FT_HTTP_HEAD) {
+        /* a page asked with a method it does not take: 405 names the ones it does (RFC 9110) */
+        int posts = strcmp(req->path, "/limits") == 0 || strcmp(req->path, "/endpoints") == 0;
+        fill_text(h, seq, 405, "this page is read with GET\n",
+                  posts ? "Allow: GET, HEAD, POST\r\n" : "Allow: GET, HEAD\r\n");
+        return;
+    }
     char service[256], method[256];
     if (!ft_split_method_path(req->path, service, sizeof service, method, sizeof method)) {
         fill_text(h, seq, 404,

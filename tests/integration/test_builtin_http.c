@@ -358,6 +358,11 @@ static void calls_over_http_map_errors_to_status_codes(void **state)
         {"POST", "/NoService/Echo", "x", 404, "1001"},
         {"GET", "/no/such/page", "", 404, NULL},
         {"PUT", "/example.EchoService/Echo", "x", 405, NULL},
+        /* a page asked with a method it does not take */
+        {"POST", "/status", "x", 405, NULL},
+        {"POST", "/rpcz", "x", 405, NULL},
+        {"DELETE", "/metrics", "", 405, NULL},
+        {"PUT", "/limits", "x", 405, NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         http_resp r;
@@ -372,6 +377,10 @@ static void calls_over_http_map_errors_to_status_codes(void **state)
             assert_non_null(strstr(r.headers, want));
         }
         if (cases[i].status == 200) assert_string_equal(r.body, cases[i].body);
+        if (cases[i].status == 405 && cases[i].path[1] != 'e')
+            assert_non_null(strstr(r.headers, strcmp(cases[i].path, "/limits") == 0
+                                                  ? "Allow: GET, HEAD, POST\r\n"
+                                                  : "Allow: GET, HEAD\r\n"));
         resp_fini(&r);
     }
     http_resp r;
