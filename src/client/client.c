@@ -637,9 +637,8 @@ static int validate_and_default(ftrpc_client_options *o)
                 ">= 0, or -1 for off where allowed)");
         return FTRPC_EINVAL;
     }
-    if (o->tcp_keepalive_idle_s == 0) o->tcp_keepalive_idle_s = 10;
-    if (o->tcp_keepalive_interval_s == 0) o->tcp_keepalive_interval_s = 2;
-    if (o->tcp_keepalive_count == 0) o->tcp_keepalive_count = 3;
+    ft_keepalive_fill_defaults(&o->tcp_keepalive_idle_s, &o->tcp_keepalive_interval_s,
+                               &o->tcp_keepalive_count);
     if (o->tcp_user_timeout_ms == 0) o->tcp_user_timeout_ms = 5000;
     if (o->health_check_ms == 0) o->health_check_ms = 300;
     if (o->health_check_timeout_ms == 0) o->health_check_timeout_ms = 500;

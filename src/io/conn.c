@@ -612,6 +612,13 @@ int ft_keepalive_settings_valid(int idle_s, int interval_s, int count, int user_
            count >= 0 && count <= 127 && user_timeout_ms >= -1;
 }
 
+void ft_keepalive_fill_defaults(int *idle_s, int *interval_s, int *count)
+{
+    if (*idle_s == 0) *idle_s = 10;
+    if (*interval_s == 0) *interval_s = 2;
+    if (*count == 0) *count = 3;
+}
+
 int ft_conn_adopt(ft_loop *loop, int fd, size_t max_unwritten, const ft_conn_handler *handler,
                   void *owner, ft_conn **out)
 {

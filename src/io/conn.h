@@ -102,6 +102,10 @@ int ft_conn_set_keepalive(ft_conn *c, int idle_s, int interval_s, int count, int
  * a value past them is refused by setsockopt on every connection), user_timeout_ms -1 or more;
  * 0 is "the default" for each. For the client's and the server's checks at creation. */
 int ft_keepalive_settings_valid(int idle_s, int interval_s, int count, int user_timeout_ms);
+/* Replaces the keepalive settings left at 0 with ftrpc's defaults, the same for clients and
+ * servers: first probe after 10 idle seconds (brpc's keepalive idle when enabled; the kernel's is
+ * 7200), then every 2 s, and the connection fails after 3 unanswered ones. */
+void ft_keepalive_fill_defaults(int *idle_s, int *interval_s, int *count);
 /* Adopts an accepted socket fd (the connection takes it over). */
 int ft_conn_adopt(ft_loop *loop, int fd, size_t max_unwritten, const ft_conn_handler *handler,
                   void *owner, ft_conn **out);

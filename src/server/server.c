@@ -97,9 +97,8 @@ int ftrpc_server_new_sized(const ftrpc_server_options *opts, size_t opts_size, f
                 "32767, interval 0 to 32767, count 0 to 127, user timeout -1 or more)");
         return FTRPC_EINVAL;
     }
-    if (o.tcp_keepalive_idle_s == 0) o.tcp_keepalive_idle_s = 10;
-    if (o.tcp_keepalive_interval_s == 0) o.tcp_keepalive_interval_s = 2;
-    if (o.tcp_keepalive_count == 0) o.tcp_keepalive_count = 3;
+    ft_keepalive_fill_defaults(&o.tcp_keepalive_idle_s, &o.tcp_keepalive_interval_s,
+                               &o.tcp_keepalive_count);
     if (o.max_connections == 0) o.max_connections = 10000;
     if (o.idle_timeout_ms == 0) o.idle_timeout_ms = 600000;
     if (o.read_timeout_ms == 0) o.read_timeout_ms = 10000;
