@@ -338,15 +338,32 @@ static void on_idle_timeout(ft_timer *t)
                        on_idle_timeout);
         return;
     }
+    /* A peer that sends nothing but still reads a large reply, however slowly, is not idle: the
+     * kernel took bytes of it since the last look. One that stopped reading is cut off one or two
+     * idle timeouts after it stopped (the kernel's buffers fill first). */
+    size_t unwritten = ft_conn_unwritten(sess->conn);
+    uint64_t sent = ft_conn_bytes_sent(sess->conn);
+    if (unwritten > 0 && sent != sess->idle_sent) {
+        sess->idle_sent = sent;
+        ft_timer_start(sess->loop, t,
+                       ft_loop_now(sess->loop) + (int64_t)s->opts.idle_timeout_ms * FT_NS_PER_MS,
+                       on_idle_timeout);
+        return;
+    }
     atomic_fetch_add(&s->idle_closed, 1);
-    FT_LOG_RATELIMITED(FTRPC_LOG_INFO, "closing %s: idle for %d ms", sess->conn->peer,
-                       s->opts.idle_timeout_ms);
     /* replies still queued are ones the silent peer is not reading either: waiting to flush them
      * would keep the connection, and its queue, for ever */
-    if (ft_conn_unwritten(sess->conn) > 0)
+    if (unwritten > 0) {
+        FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
+                           "closing %s: peer does not read its replies (%zu bytes unwritten, "
+                           "none taken for %d ms)",
+                           sess->conn->peer, unwritten, s->opts.idle_timeout_ms);
         ft_conn_close(sess->conn, FTRPC_EOVERCROWDED, 1);
-    else
+    } else {
+        FT_LOG_RATELIMITED(FTRPC_LOG_INFO, "closing %s: idle for %d ms", sess->conn->peer,
+                           s->opts.idle_timeout_ms);
         ft_conn_close(sess->conn, 0, 0);
+    }
 }
 
 void ft_server_count_read_timeout(ft_session *sess)
