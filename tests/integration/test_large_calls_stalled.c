@@ -179,6 +179,54 @@ static void client_freed_during_large_writes_completes_each_call_once(void **sta
     assert_int_equal(h_server_stop(&srv, 10000), 0);
 }
 
+static atomic_int negative_latency;
+
+static void on_too_large(ftrpc_result *r, void *arg)
+{
+    (void)arg;
+    if (r->latency_us < 0) atomic_fetch_add(&negative_latency, 1);
+    on_done(r, (void *)(intptr_t)0);
+}
+
+/* A request larger than max_unwritten_bytes can never be queued: it fails at once with
+ * FTRPC_EREQUEST saying so, on its first attempt (no retry of what cannot succeed), with a
+ * latency that is not negative; the endpoint stays usable. */
+static void request_past_max_unwritten_fails_at_once_as_a_bad_request(void **state)
+{
+    (void)state;
+    reset_counts();
+    atomic_store(&negative_latency, 0);
+    h_server srv;
+    assert_int_equal(h_server_start(&srv, NULL), 0);
+    char url[64];
+    h_server_url(&srv, url, sizeof url);
+    ftrpc_client *c = NULL;
+    ftrpc_client_options co = {.timeout_ms = 5000 * H_VG, .max_unwritten_bytes = 4 * MIB};
+    assert_int_equal(ftrpc_client_new(url, &co, &c), 0);
+    assert_true(echo_ok(c));
+    ftrpc_buf *req = h_pattern_buf(5 * MIB, 1);
+    ftrpc_result r;
+    int rc = ftrpc_call(c, "example.EchoService", "Echo", req, NULL, NULL, &r);
+    print_message("%s after %d attempt(s), %lld us: %s\n", ftrpc_err_name(rc), r.attempts,
+                  (long long)r.latency_us, r.error_text);
+    assert_int_equal(rc, FTRPC_EREQUEST);
+    assert_int_equal(r.attempts, 1);
+    assert_non_null(strstr(r.error_text, "max_unwritten_bytes"));
+    ftrpc_result_fini(&r);
+    /* async, from this thread: the call starts on this thread's clock and fails on the loop's */
+    enum { N = 200 };
+    for (int i = 0; i < N; i++)
+        assert_int_equal(ftrpc_call_async(c, "example.EchoService", "Echo", req, NULL, NULL,
+                                          on_too_large, NULL, NULL),
+                         0);
+    assert_int_equal(h_wait_atomic_ge(&done, N, 10000 * H_VG), 1);
+    assert_int_equal(atomic_load(&negative_latency), 0);
+    ftrpc_buf_free(req);
+    assert_true(echo_ok(c));
+    ftrpc_client_free(c);
+    assert_int_equal(h_server_stop(&srv, 10000), 0);
+}
+
 int main(void)
 {
     setenv("FTRPC_IO_THREADS", "1", 1); /* every call on one IO thread: one connection */
@@ -186,6 +234,7 @@ int main(void)
         cmocka_unit_test(each_large_call_on_a_stalled_connection_completes_once),
         cmocka_unit_test(each_large_call_on_a_stalled_tls_connection_completes_once),
         cmocka_unit_test(client_freed_during_large_writes_completes_each_call_once),
+        cmocka_unit_test(request_past_max_unwritten_fails_at_once_as_a_bad_request),
     };
     return cmocka_run_group_tests(tests, h_tls_group_setup, h_tls_group_teardown);
 }
