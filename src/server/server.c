@@ -340,7 +340,9 @@ static void on_idle_timeout(ft_timer *t)
     }
     /* A peer that sends nothing but still reads a large reply, however slowly, is not idle: the
      * kernel took bytes of it since the last look. One that stopped reading is cut off one or two
-     * idle timeouts after it stopped (the kernel's buffers fill first). */
+     * idle timeouts after it stopped (the kernel's buffers fill first). The first look only takes
+     * the count: a reply queued in this very loop turn, before its first flush, has had no chance
+     * to be taken. */
     size_t unwritten = ft_conn_unwritten(sess->conn);
     uint64_t sent = ft_conn_bytes_sent(sess->conn);
     if (unwritten > 0 && sent != sess->idle_sent) {
@@ -408,6 +410,7 @@ static void adopt_on_loop(ft_task *t)
     sess->conn = c;
     sess->server = s;
     sess->loop = at->loop;
+    sess->idle_sent = UINT64_MAX; /* no look yet: the first finds the peer taking bytes */
     ft_idmap_init(&sess->calls);
     if (s->opts.idle_timeout_ms > 0)
         ft_timer_start(at->loop, &sess->idle_timer,
