@@ -3,7 +3,8 @@
  * completes exactly once, whether it ends ok (after the server resumes), at its deadline in the
  * middle of its write, cancelled in the middle of its write, refused at once past
  * max_unwritten_bytes, or with the client freed while the write is in progress; and the
- * connection serves again after. Plain and TLS. A second or two each. */
+ * connection serves again after. Plain and TLS. And a request larger than max_unwritten_bytes,
+ * which no connection can ever take, fails at once as a bad request. A second or two each. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
