@@ -382,7 +382,10 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     r->backups_refused = call->backups_refused;
     r->backup_won = winner && winner->is_backup;
     r->cluster = winner ? winner->target : -1;
+    /* a call started on another thread read the clock itself, after the loop's phase began: its
+     * start may lie past the loop's time now */
     int64_t now = ft_loop_now(call->loop);
+    if (now < call->start_ns) now = call->start_ns;
     int64_t latency_ns = now - call->start_ns;
     r->latency_us = latency_ns / FT_NS_PER_US;
     if (winner) /* both buffers are 64 bytes: names are checked to fit when endpoints are made */
@@ -591,13 +594,14 @@ static void on_attempt_timeout(ft_timer *t)
  * request (the common case) is encoded on the stack and copied straight into the connection's
  * output; a larger one goes through a frame buffer whose bodies share the call's blocks. */
 static int send_request(ft_cconn *cc, ft_attempt *a, const ft_request_header *h,
-                        const ft_call *call)
+                        const ft_call *call, size_t *frame_len)
 {
     uint8_t small[FT_BAIDU_STD_SMALL_FRAME];
     size_t n = ft_baidu_std_encode_request(small, h, &call->request, &call->attachment);
     ft_iobuf frame;
     ft_iobuf_init(&frame);
     int rc = n ? 0 : ft_baidu_std_pack_request(&frame, h, &call->request, &call->attachment);
+    *frame_len = n ? n : frame.size;
     if (rc == 0) rc = ft_idmap_put(&cc->pending, h->correlation_id, a);
     if (rc == 0) {
         a->cc = cc;
@@ -723,9 +727,21 @@ static void send_attempt(ft_call *call, int is_backup)
         }
         cc->credential_sent = 1;
     }
+    size_t frame_len = 0;
     int rc = cc->grpc ? ft_grpc_cconn_send(cc, a, h.service, h.method, h.timeout_ms, &call->request,
                                            h.auth_data, h.auth_len)
-                      : send_request(cc, a, &h, call);
+                      : send_request(cc, a, &h, call, &frame_len);
+    if (rc == FTRPC_EOVERCROWDED && frame_len > cc->conn->max_unwritten) {
+        /* no connection will ever take it: not overload, and not worth a retry; says nothing
+         * about the endpoint either (settled as a caller's error) */
+        char text[160];
+        snprintf(text, sizeof text,
+                 "%s: a request frame of %zu bytes is larger than max_unwritten_bytes (%zu)",
+                 ftrpc_strerror(FTRPC_EREQUEST), frame_len, cc->conn->max_unwritten);
+        settle_attempt_as(a, FTRPC_EREQUEST, FTRPC_EINVAL);
+        attempt_error(a, FTRPC_RESULT_RPC_ERROR, FTRPC_EREQUEST, text, 0, 0);
+        return;
+    }
     if (rc != 0) {
         settle_attempt(a, rc);
         attempt_error(a, FTRPC_RESULT_RPC_ERROR, rc, NULL, 0, 0);

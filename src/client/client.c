@@ -215,7 +215,14 @@ void ft_client_close_if_retired(ft_cconn *cc)
  * attempts waiting on it fail with FTRPC_EFAILEDSOCKET (failover retries them elsewhere, health
  * marks the endpoint), and the next attempt opens a new connection, whose connect is bounded by
  * connect_timeout_ms. The check rests once nothing waits and something was read after the last
- * request; an idle connection is left to TCP keepalive (ft_conn_set_keepalive). */
+ * request; an idle connection is left to TCP keepalive (ft_conn_set_keepalive).
+ *
+ * A large request on a slow link is not a dead connection: the server answers nothing before it
+ * has the whole request, and the probe waits behind it. While a write is in progress, the kernel
+ * taking more of it since the last look counts as a sign of life, as a read does (the kernel takes
+ * bytes only as the peer acknowledges them, once the socket's buffer is full). A probe that cannot
+ * even be queued (the output is at max_unwritten_bytes) waits the same way for a read or for the
+ * kernel to take bytes. */
 
 int ft_client_send_control(ft_cconn *cc, const char *method, const void *payload, size_t len,
                            int32_t timeout_ms)
@@ -264,9 +271,14 @@ static void on_health_check(ft_timer *t)
     cc->check_armed = 0;
     if (conn->state != FT_CONN_OPEN && conn->state != FT_CONN_CONNECTING) return;
     int64_t now = ft_loop_now(cc->loop);
+    uint64_t taken = ft_conn_bytes_sent(conn);
+    if (taken != cc->taken_seen && ft_conn_unwritten(conn) > 0) cc->last_taken_ns = now;
+    cc->taken_seen = taken;
     int64_t quiet_from =
         cc->last_read_ns > cc->watch_from_ns ? cc->last_read_ns : cc->watch_from_ns;
-    if (cc->probe_sent_ns && cc->last_read_ns < cc->probe_sent_ns) {
+    if (cc->last_taken_ns > quiet_from) quiet_from = cc->last_taken_ns;
+    if (cc->probe_sent_ns && cc->last_read_ns < cc->probe_sent_ns &&
+        cc->last_taken_ns <= cc->probe_sent_ns) {
         FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
                            "connection to %s is dead: nothing received for %lld ms after requests "
                            "(%zu still waiting), nor an answer to a health check within %d ms; "
@@ -293,8 +305,8 @@ static void on_health_check(ft_timer *t)
     int rc = cc->grpc
                  ? ft_grpc_cconn_ping(cc)
                  : ft_client_send_control(cc, FT_CONTROL_PING, NULL, 0, o->health_check_timeout_ms);
-    if (rc != 0) {
-        /* the output is full or failing: nothing more to learn from a probe */
+    if (rc != 0 && rc != FTRPC_EOVERCROWDED) {
+        /* the output is failing: nothing more to learn from a probe */
         ft_conn_close(conn, FTRPC_EFAILEDSOCKET, 1);
         return;
     }

@@ -82,10 +82,14 @@ struct ft_cconn {
      * connection. Quiet time counts from the later of the last read and the arming. */
     ft_timer check_timer;
     int check_armed;
-    int64_t last_read_ns;       /* loop time of the last read */
-    int64_t last_send_ns;       /* loop time of the last request queued (ft_client_conn_busy) */
-    int64_t watch_from_ns;      /* when the check was armed */
-    int64_t probe_sent_ns;      /* a ftrpc.Control/Ping (gRPC: a PING) is out since then; 0: none */
+    int64_t last_read_ns;  /* loop time of the last read */
+    int64_t last_send_ns;  /* loop time of the last request queued (ft_client_conn_busy) */
+    int64_t watch_from_ns; /* when the check was armed */
+    int64_t probe_sent_ns; /* a ftrpc.Control/Ping (gRPC: a PING) is out since then; 0: none */
+    /* ft_conn_bytes_sent at the check's last look, and when a look last found the kernel taking
+     * bytes of a write still in progress: a sign of life, as a read is */
+    uint64_t taken_seen;
+    int64_t last_taken_ns;
     struct ft_grpc_cconn *grpc; /* grpc_client.c: the HTTP/2 session, when the protocol is gRPC */
 };
 

@@ -135,6 +135,16 @@ static inline size_t ft_conn_unwritten(const ft_conn *c)
     return c->out.size + (c->writing ? uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp)
                                      : c->inflight.size);
 }
+/* Bytes the kernel has taken from this connection: what writes completed, plus what it took of
+ * the write in progress. Grows while the peer reads (the kernel's buffers drain), stands still
+ * when it does not: the server's idle timeout tells a slow reader from a stalled one by it. */
+static inline uint64_t ft_conn_bytes_sent(const ft_conn *c)
+{
+    return c->bytes_written +
+           (c->writing
+                ? c->inflight.size - uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp)
+                : 0);
+}
 
 /* Reads what the socket holds now and hands it to the owner's on_read, as the loop does when the
  * socket is readable; EOF and errors close the connection as they would there. For a borrower of

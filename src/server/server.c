@@ -337,15 +337,34 @@ static void on_idle_timeout(ft_timer *t)
                        on_idle_timeout);
         return;
     }
+    /* A peer that sends nothing but still reads a large reply, however slowly, is not idle: the
+     * kernel took bytes of it since the last look. One that stopped reading is cut off one or two
+     * idle timeouts after it stopped (the kernel's buffers fill first). The first look only takes
+     * the count: a reply queued in this very loop turn, before its first flush, has had no chance
+     * to be taken. */
+    size_t unwritten = ft_conn_unwritten(sess->conn);
+    uint64_t sent = ft_conn_bytes_sent(sess->conn);
+    if (unwritten > 0 && sent != sess->idle_sent) {
+        sess->idle_sent = sent;
+        ft_timer_start(sess->loop, t,
+                       ft_loop_now(sess->loop) + (int64_t)s->opts.idle_timeout_ms * FT_NS_PER_MS,
+                       on_idle_timeout);
+        return;
+    }
     atomic_fetch_add(&s->idle_closed, 1);
-    FT_LOG_RATELIMITED(FTRPC_LOG_INFO, "closing %s: idle for %d ms", sess->conn->peer,
-                       s->opts.idle_timeout_ms);
     /* replies still queued are ones the silent peer is not reading either: waiting to flush them
      * would keep the connection, and its queue, for ever */
-    if (ft_conn_unwritten(sess->conn) > 0)
+    if (unwritten > 0) {
+        FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
+                           "closing %s: peer does not read its replies (%zu bytes unwritten, "
+                           "none taken for %d ms)",
+                           sess->conn->peer, unwritten, s->opts.idle_timeout_ms);
         ft_conn_close(sess->conn, FTRPC_EOVERCROWDED, 1);
-    else
+    } else {
+        FT_LOG_RATELIMITED(FTRPC_LOG_INFO, "closing %s: idle for %d ms", sess->conn->peer,
+                           s->opts.idle_timeout_ms);
         ft_conn_close(sess->conn, 0, 0);
+    }
 }
 
 void ft_server_count_read_timeout(ft_session *sess)
@@ -390,6 +409,7 @@ static void adopt_on_loop(ft_task *t)
     sess->conn = c;
     sess->server = s;
     sess->loop = at->loop;
+    sess->idle_sent = UINT64_MAX; /* no look yet: the first finds the peer taking bytes */
     ft_idmap_init(&sess->calls);
     if (s->opts.idle_timeout_ms > 0)
         ft_timer_start(at->loop, &sess->idle_timer,

@@ -137,6 +137,9 @@ typedef struct ft_session {
     ft_loop *loop;
     ft_idmap calls;      /* correlation id -> ftrpc_server_call in flight (for cancellation) */
     ft_timer idle_timer; /* closes a connection that sends nothing for idle_timeout_ms */
+    /* ft_conn_bytes_sent when idle_timer last fired (UINT64_MAX before the first time): a peer
+     * still reading its replies is not idle */
+    uint64_t idle_sent;
     /* the protocol's first bytes, an HTTP header, or a started baidu_std frame must complete
      * before it fires (slowloris) */
     ft_timer read_timer;

@@ -218,6 +218,40 @@ static void slow_handler_is_not_taken_for_a_dead_connection(void **state)
     h_server_stop(&s, 5000);
 }
 
+/* A 24 MiB request over a link of 16 MiB/s: for a second and a half the server answers nothing
+ * (it has not the whole request yet) and the health check's ping waits behind the request, but
+ * the kernel keeps taking the request's bytes: the connection is alive, and the call succeeds on
+ * its first attempt with the default health check (300 ms, then 500 ms for an answer). */
+static void large_request_on_a_slow_link_is_not_taken_for_a_dead_connection(void **state)
+{
+    (void)state;
+    enum { SIZE = 24 << 20 };
+    h_server s;
+    assert_int_equal(h_server_start(&s, NULL), 0);
+    char up[64], url[64];
+    h_server_url(&s, up, sizeof up);
+    nf_proxy *px = NULL;
+    assert_int_equal(nf_proxy_start("127.0.0.1", up, &px), 0);
+    nf_proxy_set_rate(px, 16 << 20);
+    snprintf(url, sizeof url, "127.0.0.1:%d", nf_proxy_port(px));
+    ftrpc_client *c = NULL;
+    assert_int_equal(ftrpc_client_new(url, &(ftrpc_client_options){.timeout_ms = 20000 * H_VG}, &c),
+                     0);
+    ftrpc_buf *req = h_pattern_buf(SIZE, 5);
+    ftrpc_result r;
+    int rc = ftrpc_call(c, "example.EchoService", "Echo", req, NULL, NULL, &r);
+    print_message("large call over the slow link: %s after %lld ms, %d attempt(s)\n",
+                  ftrpc_err_name(rc), (long long)(r.latency_us / 1000), r.attempts);
+    assert_int_equal(rc, 0);
+    assert_int_equal(r.attempts, 1);
+    assert_true(h_pattern_check(r.response, SIZE, 5));
+    ftrpc_result_fini(&r);
+    ftrpc_buf_free(req);
+    ftrpc_client_free(c);
+    nf_proxy_stop(px);
+    h_server_stop(&s, 5000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -226,6 +260,7 @@ int main(void)
         cmocka_unit_test(slow_handler_is_not_taken_for_a_dead_connection),
         cmocka_unit_test(stalled_grpc_link_is_found_dead_by_an_http2_ping),
         cmocka_unit_test(slow_grpc_handler_is_not_taken_for_a_dead_connection),
+        cmocka_unit_test(large_request_on_a_slow_link_is_not_taken_for_a_dead_connection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
