@@ -1640,10 +1640,16 @@ static void session_on_close(ft_conn *c, int reason)
                            ft_iobuf_size(&c->in));
     else
         FT_DEBUG("connection from %s closed (%s)", c->peer, ftrpc_strerror(reason));
-    /* calls still being handled outlive the session: they must not reach back into it */
+    /* calls still being handled outlive the session: they must not reach back into it. Nobody can
+     * receive their answers any more, so they are cancelled too (brpc's and gRPC's servers take a
+     * broken connection as a cancel): one still queued is never run, and a handler may stop early.
+     * Without it a worker ran every queued call of a client that had left, and a graceful stop,
+     * which closes the connections once its grace period ran out, waited for the whole queue. */
     ftrpc_server_call *call;
-    while ((call = ft_idmap_take_any(&sess->calls)) != NULL)
+    while ((call = ft_idmap_take_any(&sess->calls)) != NULL) {
         call->session = NULL;
+        atomic_store_explicit(&call->canceled, 1, memory_order_release);
+    }
     ft_idmap_fini(&sess->calls);
     release_pending(sess);
     ft_timer_stop(sess->loop, &sess->idle_timer);
