@@ -932,10 +932,13 @@ void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, con
     ft_fail_classify_wire(f->error_code, &kind, &code);
     int overload = kind == FTRPC_RESULT_RPC_ERROR && code == FTRPC_ELIMIT;
     int health_code = ft_fail_health_code(kind, code);
-    if (f->retry_after_ms > 0 || f->retry_after_ms == -1) {
+    if (f->retry_after_ms != 0) {
         /* the server's pushback (docs/overload-client.md): > 0 holds its endpoint, -1 ends the
-         * call's retries; either way the overload it answered is the hold's business, not the
-         * breaker's, so that a cluster under pressure is not also suspended endpoint by endpoint */
+         * call's retries, and so does any other negative value, as gRPC A6 reads a negative
+         * grpc-retry-pushback-ms (the gRPC path hands it over as -1): one answer must not mean
+         * "stop" on one protocol and nothing on the other; either way the overload it answered is
+         * the hold's business, not the breaker's, so that a cluster under pressure is not also
+         * suspended endpoint by endpoint */
         ft_cluster_endpoint *ep = call->targets[a->target].cluster->eps[a->endpoint];
         int64_t now = ft_loop_now(call->loop);
         call->pushbacks++;
@@ -944,7 +947,7 @@ void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, con
             f->retry_after_ms < FT_PUSHBACK_MAX_MS ? f->retry_after_ms : FT_PUSHBACK_MAX_MS;
         if (hold_ms > 0)
             ft_health_hold(&ep->health, now + hold_ms * FT_NS_PER_MS);
-        else if (f->retry_after_ms == -1)
+        else
             call->retries_stopped = 1;
         if (overload) health_code = FTRPC_ECANCELED; /* neutral */
     }
