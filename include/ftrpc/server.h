@@ -294,7 +294,8 @@ static inline void ftrpc_server_stats_get(const ftrpc_server *server, ftrpc_serv
     ftrpc_server_stats_get_sized(server, out, sizeof(ftrpc_server_stats));
 }
 
-/* 1 once the client cancelled this call (it lost a backup race or the caller gave up): a
+/* 1 once the client cancelled this call (it lost a backup race or the caller gave up) or its
+ * connection closed (nobody can receive the answer any more, as brpc and gRPC): a
  * long-running handler may stop early and finish the call with any answer (it is dropped). A
  * cancelled call still queued for a worker is never started. Any thread. */
 FTRPC_API int ftrpc_server_call_is_canceled(const ftrpc_server_call *call);

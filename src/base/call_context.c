@@ -1,13 +1,13 @@
 /* The thread's current served call (call_context.h): a thread-local pointer, set by the server
  * around a handler and read by the client when a call is made on that thread; and the thread's
- * note of the last served call whose downstream call spent its retries. */
+ * note of the pushback a downstream call left for the last served call it noted. */
 #include "base/call_context.h"
 
 #include <stdatomic.h>
 #include <stddef.h>
 
 static _Thread_local const ft_call_context *current;
-static _Thread_local uint64_t retried_serial;
+static _Thread_local ft_call_note noted;
 /* a thread's serials: its prefix (taken once from next_prefix) in the top 24 bits, a count below */
 static _Thread_local uint64_t serial_prefix, serial_count;
 static atomic_uint_fast64_t next_prefix;
@@ -37,12 +37,12 @@ uint64_t ft_call_context_new_serial(void)
     return serial_prefix | ++serial_count;
 }
 
-void ft_call_context_note_retried(uint64_t serial)
+void ft_call_context_note(ft_call_note note)
 {
-    if (serial) retried_serial = serial;
+    if (note.serial) noted = note;
 }
 
-int ft_call_context_retried(uint64_t serial)
+int32_t ft_call_context_pushback(uint64_t serial)
 {
-    return serial != 0 && retried_serial == serial;
+    return serial != 0 && noted.serial == serial ? noted.pushback : 0;
 }

@@ -45,10 +45,28 @@ static inline const ft_call_context *ft_call_context_of(const void *served_call)
 /* A serial no other served call of the process has had (nor will): never 0. Any thread; no lock
  * (a thread-local counter under a per-thread prefix). */
 uint64_t ft_call_context_new_serial(void);
-/* Notes on this thread that a call made for the served call `serial` ended with an RPC error after
- * it spent its retries (0: nothing to note). Any thread. */
-void ft_call_context_note_retried(uint64_t serial);
+/* What a call made for a served call leaves for that served call's answer: its serial (0: nothing)
+ * and the pushback the answer carries: -1 when the call ended with an RPC error after it spent
+ * its retries (chain-stop), > 0 when it ended with an overload refusal (ELIMIT) that held its
+ * endpoint that many ms, so that the served call's own ELIMIT holds its caller too instead of
+ * tripping the caller's breaker and throttle one hop up (docs/overload-client.md, Pushback). */
+typedef struct ft_call_note {
+    uint64_t serial;
+    int32_t pushback;
+} ft_call_note;
+/* Notes it on this thread (a serial of 0: nothing to note, the last note stays). Any thread. */
+void ft_call_context_note(ft_call_note note);
+/* The pushback this thread noted last when that note is for `serial`, else 0. Any thread. */
+int32_t ft_call_context_pushback(uint64_t serial);
+/* Chain-stop's note alone: a pushback of -1. */
+static inline void ft_call_context_note_retried(uint64_t serial)
+{
+    ft_call_context_note((ft_call_note){serial, -1});
+}
 /* 1 when this thread noted ft_call_context_note_retried(serial) last. Any thread. */
-int ft_call_context_retried(uint64_t serial);
+static inline int ft_call_context_retried(uint64_t serial)
+{
+    return ft_call_context_pushback(serial) == -1;
+}
 
 #endif

@@ -295,9 +295,9 @@ static _Thread_local ft_call *starting_inline;
  * callback may answer the served call the call was made for: `retried` (0: none) is noted first,
  * on this thread (base/call_context.h). */
 static void run_callback(ftrpc_client *client, ft_loop *loop, ftrpc_call_cb cb, void *arg,
-                         ftrpc_result *r, int counted_on_loop, uint64_t retried)
+                         ftrpc_result *r, int counted_on_loop, ft_call_note retried)
 {
-    ft_call_context_note_retried(retried);
+    ft_call_context_note(retried);
     cb(r, arg);
     ftrpc_result_fini(r);
     if (counted_on_loop)
@@ -317,7 +317,7 @@ typedef struct deferred_callback {
     void *arg;
     ftrpc_result result;
     int counted_on_loop;
-    uint64_t retried;
+    ft_call_note retried;
 } deferred_callback;
 
 static void deferred_callback_run(ft_task *t)
@@ -329,7 +329,7 @@ static void deferred_callback_run(ft_task *t)
 
 /* 1 when the callback was handed to the loop; 0 (out of memory) leaves it to the caller. */
 static int defer_callback(ftrpc_client *client, ft_loop *loop, ftrpc_call_cb cb, void *arg,
-                          const ftrpc_result *r, int counted_on_loop, uint64_t retried)
+                          const ftrpc_result *r, int counted_on_loop, ft_call_note retried)
 {
     deferred_callback *d = malloc(sizeof *d);
     if (!d) return 0;
@@ -425,13 +425,19 @@ static void complete_call(ft_call *call, ftrpc_result_kind kind, int code, const
     ft_iobuf_fini(&call->request);
     ft_iobuf_fini(&call->attachment);
     ft_call_targets_release(call);
-    /* chain-stop's way back (docs/overload-client.md): an RPC error after this call retried, was
-     * refused retries (made for a retry) or was told to stop (pushback -1) makes the served call's
-     * error answer a pushback -1 too; the fallback's outcome counts, as the handler sees it */
-    uint64_t retried = r->kind == FTRPC_RESULT_RPC_ERROR && call->attempts > 0 &&
-                               (call->attempts > 1 || call->chain_retry || call->retries_stopped)
-                           ? call->parent_serial
-                           : 0;
+    /* the way back (docs/overload-client.md): an overload refusal that held its endpoint makes the
+     * served call's ELIMIT answer hold its caller as long (not a plain ELIMIT, which one hop up
+     * trips the caller's breaker and feeds its throttle while the bottom of the chain idles);
+     * else chain-stop's: an RPC error after this call retried, was refused retries (made for a
+     * retry) or was told to stop (pushback -1) makes the served call's error answer a pushback
+     * -1 too; the fallback's outcome counts, as the handler sees it */
+    ft_call_note retried = {0, 0};
+    if (r->kind == FTRPC_RESULT_RPC_ERROR && call->attempts > 0) {
+        if (r->code == FTRPC_ELIMIT && call->last_hold_ms > 0)
+            retried = (ft_call_note){call->parent_serial, call->last_hold_ms};
+        else if (call->attempts > 1 || call->chain_retry || call->retries_stopped)
+            retried = (ft_call_note){call->parent_serial, -1};
+    }
 
     if (call->sync_result) {
         ft_event *done = call->sync_done;
@@ -948,19 +954,24 @@ void ft_call_on_response(ft_attempt *a, ft_parse_status st, ft_rpc_frame *f, con
     ft_fail_classify_wire(f->error_code, &kind, &code);
     int overload = kind == FTRPC_RESULT_RPC_ERROR && code == FTRPC_ELIMIT;
     int health_code = ft_fail_health_code(kind, code);
-    if (f->retry_after_ms > 0 || f->retry_after_ms == -1) {
+    call->last_hold_ms = 0; /* the last answer's alone */
+    if (f->retry_after_ms != 0) {
         /* the server's pushback (docs/overload-client.md): > 0 holds its endpoint, -1 ends the
-         * call's retries; either way the overload it answered is the hold's business, not the
-         * breaker's, so that a cluster under pressure is not also suspended endpoint by endpoint */
+         * call's retries, and so does any other negative value, as gRPC A6 reads a negative
+         * grpc-retry-pushback-ms (the gRPC path hands it over as -1): one answer must not mean
+         * "stop" on one protocol and nothing on the other; either way the overload it answered is
+         * the hold's business, not the breaker's, so that a cluster under pressure is not also
+         * suspended endpoint by endpoint */
         ft_cluster_endpoint *ep = call->targets[a->target].cluster->eps[a->endpoint];
         int64_t now = ft_loop_now(call->loop);
         call->pushbacks++;
         /* capped: a bad value must not take an endpoint away for weeks */
         int64_t hold_ms =
             f->retry_after_ms < FT_PUSHBACK_MAX_MS ? f->retry_after_ms : FT_PUSHBACK_MAX_MS;
+        call->last_hold_ms = (int32_t)(hold_ms > 0 ? hold_ms : 0);
         if (hold_ms > 0)
             ft_health_hold(&ep->health, now + hold_ms * FT_NS_PER_MS);
-        else if (f->retry_after_ms == -1)
+        else
             call->retries_stopped = 1;
         if (overload) health_code = FTRPC_ECANCELED; /* neutral */
     }

@@ -251,7 +251,7 @@ static int call_and_wait(ftrpc_client *c, const char *service, const char *metho
     call->sync_result = result;
     call->sync_done = &done;
     call->sync_rc = &rc;
-    uint64_t retried = 0;
+    ft_call_note retried = {0, 0};
     call->sync_retried = &retried;
     ft_loop *loop = call->loop;
     int64_t deadline_ns = call->deadline_ns;
@@ -259,7 +259,7 @@ static int call_and_wait(ftrpc_client *c, const char *service, const char *metho
         ft_call_submit(call);
         ft_event_wait(&done, -1); /* bounded: the call's deadline timer completes it */
         ft_call_context_swap(served);
-        ft_call_context_note_retried(retried); /* for the answer this thread makes next */
+        ft_call_context_note(retried); /* for the answer this thread makes next */
         return rc;
     }
     /* The IO thread sleeps: send the request from this thread instead of waking it to do so (one
@@ -283,6 +283,6 @@ static int call_and_wait(ftrpc_client *c, const char *service, const char *metho
     }
     ft_loop_unpin(loop);
     ft_call_context_swap(served);
-    ft_call_context_note_retried(retried);
+    ft_call_context_note(retried);
     return rc;
 }

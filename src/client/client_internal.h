@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <sys/socket.h>
 
+#include "base/call_context.h"
 #include "base/idmap.h"
 #include "base/iobuf.h"
 #include "base/list.h"
@@ -229,6 +230,7 @@ struct ft_call {
     int chain_retry;     /* made on behalf of a retry (chain-stop): its requests say attempt >= 1 */
     int retries_stopped; /* a server's pushback said -1: the call retries no more */
     int pushbacks;       /* answers that carried a pushback */
+    int32_t last_hold_ms; /* the hold (pushback > 0) the last pushback asked for; 0: none */
     /* the served call this call is made for, when chain-stop is on (0: none): an RPC error after
      * spent retries is noted for it, so that its answer stops its caller's retries too */
     uint64_t parent_serial;
@@ -252,7 +254,7 @@ struct ft_call {
     ftrpc_result *sync_result; /* sync: the caller's result, filled before waking it */
     struct ft_event *sync_done;
     int *sync_rc;
-    uint64_t *sync_retried; /* sync: the serial the caller notes on its thread (0: none) */
+    ft_call_note *sync_retried; /* sync: what the caller notes on its thread (serial 0: none) */
     int sync_wake_fd;    /* >= 0: the caller also waits on this eventfd; whoever completes the call
                           * on another thread writes it first (call_blocking.c, read_own_answer) */
     int sync_reading;    /* the caller reads the answer itself, now (read_own_answer) */

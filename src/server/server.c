@@ -886,12 +886,14 @@ static int send_reply_raw(ftrpc_server_call *call, int32_t code, const char *tex
         call->rpcz_replied_ns = now;
     }
     /* an RPC error after a call made on this call's behalf spent its retries: our caller must not
-     * retry it either (docs/overload-client.md, Chain-stop); business errors and successes never
-     * carry it, and HTTP and gRPC answers carry no hint */
-    int32_t retry_after_ms = code > 0 && code < FTRPC_BUSINESS_CODE_MIN && !call->is_http &&
-                                     !call->is_grpc && ft_call_context_retried(call->ctx.serial)
-                                 ? -1
-                                 : 0;
+     * retry it either (docs/overload-client.md, Chain-stop); an ELIMIT after such a call was
+     * refused with a hold: our caller holds us as long (Pushback); business errors and successes
+     * never carry either, and HTTP and gRPC answers carry no hint */
+    int32_t retry_after_ms =
+        code > 0 && code < FTRPC_BUSINESS_CODE_MIN && !call->is_http && !call->is_grpc
+            ? ft_call_context_pushback(call->ctx.serial)
+            : 0;
+    if (retry_after_ms > 0 && code != -FTRPC_ELIMIT) retry_after_ms = 0; /* a hold: overload only */
     if (!call->is_http && !call->is_grpc && !retry_after_ms && ft_loop_current() == call->loop) {
         /* the common reply, small and made on the loop: encoded on the stack and copied straight
          * into the connection's output, with no reply buffer and no block of its own */
@@ -1660,10 +1662,16 @@ static void session_on_close(ft_conn *c, int reason)
                            ft_iobuf_size(&c->in));
     else
         FT_DEBUG("connection from %s closed (%s)", c->peer, ftrpc_strerror(reason));
-    /* calls still being handled outlive the session: they must not reach back into it */
+    /* calls still being handled outlive the session: they must not reach back into it. Nobody can
+     * receive their answers any more, so they are cancelled too (brpc's and gRPC's servers take a
+     * broken connection as a cancel): one still queued is never run, and a handler may stop early.
+     * Without it a worker ran every queued call of a client that had left, and a graceful stop,
+     * which closes the connections once its grace period ran out, waited for the whole queue. */
     ftrpc_server_call *call;
-    while ((call = ft_idmap_take_any(&sess->calls)) != NULL)
+    while ((call = ft_idmap_take_any(&sess->calls)) != NULL) {
         call->session = NULL;
+        atomic_store_explicit(&call->canceled, 1, memory_order_release);
+    }
     ft_idmap_fini(&sess->calls);
     release_pending(sess);
     ft_timer_stop(sess->loop, &sess->idle_timer);

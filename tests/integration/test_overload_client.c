@@ -306,6 +306,56 @@ static void pushback_minus_one_stops_the_retries(void **state)
         fake_stop(&f[i]);
 }
 
+/* A hostile or broken server's pushback values, on the endpoint a call meets first (rr from
+ * f[0]) of three that all answer ELIMIT with it, retries 3: a huge one holds the endpoint for the
+ * client's cap (60 s), not for weeks, and the call still fails over (3 attempts: the fourth finds
+ * every endpoint held past its deadline and ends with the server's error); any negative one stops
+ * the retries as -1 does (gRPC A6 reads every negative grpc-retry-pushback-ms so, and the gRPC path
+ * did already: a value must not mean one thing on one protocol and another on the other). Before,
+ * -7 and INT32_MIN were ignored on baidu_std and the call made its 4 attempts. */
+static void absurd_pushback_values_are_capped_or_read_as_do_not_retry(void **state)
+{
+    (void)state;
+    static const struct {
+        int32_t value;
+        int attempts;     /* the call's */
+        int64_t max_hold; /* the held endpoint's usable_in_ms is in (0, max_hold]; 0: no hold */
+    } cases[] = {
+        {INT32_MAX, 3, 60000}, {60001, 3, 60000}, {-7, 1, 0}, {INT32_MIN, 1, 0}, {-1, 1, 0},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        fake f[3];
+        for (int i = 0; i < 3; i++)
+            fake_start(&f[i], 2004, cases[k].value);
+        char url[128];
+        snprintf(url, sizeof url, "list://%s,%s,%s", f[0].addr, f[1].addr, f[2].addr);
+        ftrpc_client_options o = {.lb = "rr", .retries = 3, .throttle_k = -1};
+        ftrpc_client *c = client_for(url, &o);
+        ftrpc_result r;
+        assert_int_equal(call_echo(c, NULL, &r), FTRPC_ELIMIT);
+        int total = 0;
+        for (int i = 0; i < 3; i++)
+            total += atomic_load(&f[i].requests);
+        int64_t usable_in = 0;
+        assert_int_equal(ftrpc_client_endpoint_state(c, f[0].addr, &usable_in),
+                         FTRPC_ENDPOINT_ACTIVE);
+        print_message("pushback %d: %d attempts, %d requests received, first endpoint usable in "
+                      "%lld ms\n",
+                      (int)cases[k].value, r.attempts, total, (long long)usable_in);
+        assert_int_equal(r.attempts, cases[k].attempts);
+        assert_true(total >= cases[k].attempts && total <= 4); /* the holds end none of them */
+        if (cases[k].max_hold) {
+            assert_true(usable_in > 0);
+            assert_true(usable_in <= cases[k].max_hold);
+        } else
+            assert_int_equal(usable_in, 0);
+        ftrpc_result_fini(&r);
+        ftrpc_client_free(c);
+        for (int i = 0; i < 3; i++)
+            fake_stop(&f[i]);
+    }
+}
+
 /* Every endpoint answers ELIMIT with a short pushback, for many calls: past the breaker's minimum
  * of 20 calls at 100% errors, yet no endpoint is suspended (without a pushback every one would
  * trip, up to max_suspended_ratio). */
@@ -882,6 +932,7 @@ int main(void)
         cmocka_unit_test(a_hold_on_every_endpoint_does_not_stop_first_attempts),
         cmocka_unit_test(a_hold_on_a_lone_endpoint_in_timeout_does_not_stop_first_attempts),
         cmocka_unit_test(pushback_minus_one_stops_the_retries),
+        cmocka_unit_test(absurd_pushback_values_are_capped_or_read_as_do_not_retry),
         cmocka_unit_test(overload_with_pushback_trips_no_breaker),
         cmocka_unit_test(a_client_facing_overload_sheds_locally),
         cmocka_unit_test(an_overload_answer_with_a_hold_does_not_feed_the_throttle),

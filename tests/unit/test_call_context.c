@@ -70,11 +70,31 @@ static void a_note_names_one_served_call_on_its_own_thread(void **state)
     assert_true(ft_call_context_retried(b));
 }
 
+/* A hold (pushback > 0) travels in the same note as chain-stop's -1: the last note wins, and a
+ * note for another served call reads as no pushback. */
+static void a_note_carries_a_hold_or_chain_stops_mark(void **state)
+{
+    (void)state;
+    uint64_t a = ft_call_context_new_serial(), b = ft_call_context_new_serial();
+    ft_call_context_note((ft_call_note){a, 25});
+    assert_int_equal(ft_call_context_pushback(a), 25);
+    assert_false(ft_call_context_retried(a)); /* a hold is not chain-stop's mark */
+    assert_int_equal(ft_call_context_pushback(b), 0);
+    ft_call_context_note((ft_call_note){0, 40}); /* serial 0: nothing to note */
+    assert_int_equal(ft_call_context_pushback(a), 25);
+    ft_call_context_note_retried(a);
+    assert_int_equal(ft_call_context_pushback(a), -1);
+    ft_call_context_note((ft_call_note){b, 7});
+    assert_int_equal(ft_call_context_pushback(a), 0);
+    assert_int_equal(ft_call_context_pushback(b), 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(serials_are_never_zero_and_never_repeat_across_threads),
         cmocka_unit_test(a_note_names_one_served_call_on_its_own_thread),
+        cmocka_unit_test(a_note_carries_a_hold_or_chain_stops_mark),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
