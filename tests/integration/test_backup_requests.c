@@ -64,6 +64,7 @@ typedef struct srv {
     atomic_int fail_code;      /* 0: echo; otherwise fail the call with it */
     atomic_int stop_on_cancel; /* poll ftrpc_server_call_is_canceled and finish early */
     atomic_int *_Atomic gate;  /* NULL, or: the n-th handler run first waits until *gate >= n */
+    atomic_int gate_at;        /* > 0: every handler run waits until *gate >= gate_at instead */
     atomic_int handled;        /* handler runs (counted when they start) */
     atomic_int finished;       /* handler runs that have answered */
     atomic_int saw_cancel;     /* handler runs that saw the cancel */
@@ -76,7 +77,8 @@ static void scripted(ftrpc_server_call *call, void *arg)
     int nth = atomic_fetch_add(&s->handled, 1) + 1;
     /* bounded: a copy that never comes (a bug) shows up in the counts the case asserts */
     atomic_int *gate = atomic_load(&s->gate);
-    if (gate) h_wait_atomic_ge(gate, nth, 5000 * SLOW);
+    int at = atomic_load(&s->gate_at);
+    if (gate) h_wait_atomic_ge(gate, at > 0 ? at : nth, 5000 * SLOW);
     int every = atomic_load(&s->slow_every);
     int64_t until = h_now_ms() + (every > 0 && nth % every ? 0 : atomic_load(&s->delay_ms));
     while (h_now_ms() < until) {
@@ -180,6 +182,10 @@ static int64_t backup_wins(ftrpc_client *c, const ftrpc_call_options *co, pair *
 {
     ftrpc_result r;
     assert_int_equal(call_once(c, co, &r), 0);
+    print_message("attempts %d, backups %d, backup won %d, answered by the %s server, %lld us\n",
+                  r.attempts, r.backups, r.backup_won,
+                  strcmp(r.endpoint, p->second->addr) ? "first" : "second",
+                  (long long)r.latency_us);
     assert_int_equal(r.attempts, 2);
     assert_int_equal(r.backups, 1);
     assert_int_equal(r.backup_won, 1);
@@ -563,6 +569,10 @@ static void with_a_backup_in_every_call_rr_still_alternates_first_attempts(void 
     for (int i = 0; i < CALLS; i++) {
         ftrpc_result r;
         assert_int_equal(call_once(c, NULL, &r), 0);
+        print_message(
+            "call %d: attempts %d, backups %d, backup won %d, answered by the %s server\n", i,
+            r.attempts, r.backups, r.backup_won,
+            strcmp(r.endpoint, p.first->addr) ? "second" : "first");
         assert_int_equal(r.attempts, 2);
         assert_int_equal(r.backups, 1);
         int answered_by_first = !strcmp(r.endpoint, p.first->addr);
@@ -572,8 +582,10 @@ static void with_a_backup_in_every_call_rr_still_alternates_first_attempts(void 
             fail_msg("call %d started on the %s server", i, started_on_first ? "first" : "second");
         ftrpc_result_fini(&r);
     }
-    print_message("first attempts: %d on the first server, %d on the second\n", started_on[0],
-                  started_on[1]);
+    print_message(
+        "first attempts: %d on the first server, %d on the second; handler runs %d and %d\n",
+        started_on[0], started_on[1], atomic_load(&p.first->handled),
+        atomic_load(&p.second->handled));
     assert_int_equal(started_on[0], CALLS / 2);
     assert_int_equal(atomic_load(&p.first->handled), CALLS);
     assert_int_equal(atomic_load(&p.second->handled), CALLS);
@@ -607,37 +619,52 @@ static void race_cb(ftrpc_result *r, void *arg)
     atomic_fetch_add(&a->race->done, 1);
 }
 
-/* Every call races a slow copy (300 ms, x4 under ASan, answered in full, never cut short) against
- * a fast one: the first success completes it, and the slow answer that arrives later is dropped.
- * Each server has a worker per call, so no copy queues behind another. */
+/* Every call races a slow copy against a fast one: the first success completes it, and the slow
+ * answer that arrives later is dropped. In order, whatever the load (a race between two delays
+ * failed on a loaded CI machine): the slow server answers only once every call has completed, so
+ * that each of its answers is a late one, and the fast server answers only once the slow one has
+ * started a copy, so that there is a late answer to drop. Each server has a worker per call, so no
+ * copy queues behind another. */
 static void first_success_wins_and_the_late_response_is_dropped(void **state)
 {
     (void)state;
     pair p;
     pair_start(&p, RACE_CALLS);
-    atomic_store(&p.first->delay_ms, 300 * SLOW);
-    ftrpc_client *c = backup_client(p.url, 3000 * SLOW, 40);
     static race rc;
     memset(&rc, 0, sizeof rc);
     rc.fast_addr = p.second->addr;
+    atomic_store(&p.first->gate_at, RACE_CALLS);
+    atomic_store(&p.first->gate, &rc.done);
+    atomic_store(&p.second->gate_at, 1);
+    atomic_store(&p.second->gate, &p.first->handled);
+    ftrpc_client *c = backup_client(p.url, 3000 * SLOW, 40);
     static race_arg args[RACE_CALLS];
     for (int i = 0; i < RACE_CALLS; i++) {
         args[i] = (race_arg){&rc, i};
         assert_int_equal(
             ftrpc_call_async(c, "test.Svc", "M", NULL, NULL, NULL, race_cb, &args[i], NULL), 0);
     }
-    assert_true(h_wait_atomic_ge(&rc.done, RACE_CALLS, 5000 * SLOW));
-    /* every slow copy has answered by now (and its answer found no call waiting) */
+    int all_done = h_wait_atomic_ge(&rc.done, RACE_CALLS, 5000 * SLOW);
+    /* every slow copy answers now, to a call that no longer waits */
     int slow_handled = atomic_load(&p.first->handled);
+    assert_true(h_wait_until(srv_idle_cond, p.first, 5000 * SLOW));
+    sleep_ms(50); /* the late answers cross the loopback (a second completion would show below) */
+    int completed_twice = 0;
+    for (int i = 0; i < RACE_CALLS; i++)
+        completed_twice += atomic_load(&rc.completions[i]) > 1;
+    print_message("%d calls: %d done, %d ok, %d answered by the fast server, %d backups (%d won), "
+                  "%d slow copies answered late, %d calls completed twice\n",
+                  RACE_CALLS, atomic_load(&rc.done), atomic_load(&rc.ok),
+                  atomic_load(&rc.from_fast), atomic_load(&rc.backups),
+                  atomic_load(&rc.backup_wins), slow_handled, completed_twice);
+    assert_true(all_done);
     assert_true(slow_handled >= 1);
-    assert_true(h_wait_until(srv_idle_cond, p.first, 5000));
-    sleep_ms(50); /* the last late answers cross the loopback */
     for (int i = 0; i < RACE_CALLS; i++)
         assert_int_equal(atomic_load(&rc.completions[i]), 1);
     assert_int_equal(atomic_load(&rc.done), RACE_CALLS);
     assert_int_equal(atomic_load(&rc.ok), RACE_CALLS);
     /* the fast copy won every race: as the backup when the call started on the slow server, as
-     * the first copy otherwise (a loaded machine may also back those up, to the slow server) */
+     * the first copy otherwise (which the fast server holds until the slow one has a copy) */
     assert_int_equal(atomic_load(&rc.from_fast), RACE_CALLS);
     assert_true(atomic_load(&rc.backup_wins) >= 1);
     ftrpc_client_free(c);
@@ -661,7 +688,12 @@ static void an_error_from_the_first_copy_does_not_end_the_call_while_the_backup_
         atomic_store(&p.second->delay_ms, 150 * SLOW);
         ftrpc_client *c = backup_client(p.url, 4000 * SLOW, 30);
         ftrpc_result r;
-        assert_int_equal(call_once(c, NULL, &r), 0);
+        int rc = call_once(c, NULL, &r);
+        print_message("first copy failing %d: rc %d, backups %d, backup won %d, attempts %d, "
+                      "%lld us, first server answered %d\n",
+                      codes[i], rc, r.backups, r.backup_won, r.attempts, (long long)r.latency_us,
+                      atomic_load(&p.first->finished));
+        assert_int_equal(rc, 0);
         assert_int_equal(r.kind, FTRPC_RESULT_OK);
         assert_int_equal(r.backups, 1);
         assert_int_equal(r.backup_won, 1);
@@ -690,7 +722,11 @@ static void the_call_fails_once_both_copies_failed(void **state)
     ftrpc_client *c = backup_client(p.url, 4000 * SLOW, 30);
     ftrpc_result r;
     /* business errors are not retried without a classifier */
-    assert_int_equal(call_once(c, NULL, &r), FTRPC_EBUSINESS);
+    int rc = call_once(c, NULL, &r);
+    print_message("rc %d, code %d (first server's %d), backups %d, attempts %d, %lld us\n", rc,
+                  r.code, FTRPC_BUSINESS_CODE_MIN + 1, r.backups, r.attempts,
+                  (long long)r.latency_us);
+    assert_int_equal(rc, FTRPC_EBUSINESS);
     assert_int_equal(r.backups, 1);
     assert_int_equal(r.attempts, 2);
     assert_int_equal(r.code, FTRPC_BUSINESS_CODE_MIN + 1); /* the last to answer */
@@ -746,33 +782,67 @@ static void start_calls(ftrpc_client *c, int n, counter *k)
                          0);
 }
 
-/* One worker, five calls at once with a 300 ms deadline, the first of which holds the worker
- * 500 ms (x4 under ASan) past that deadline: when the deadline passes the client cancels the four
- * still queued, and the worker skips them (canceled_unstarted), rather than run them or even answer
- * them. The margin is for the cancels: one that reached the server only after the worker was free
- * would find the request's own deadline passed and count as rejected instead. */
+static int dispatched_at_least(void *arg)
+{
+    settled_arg *a = arg;
+    return srv_stats(a->s).concurrency >= a->n;
+}
+
+/* One worker, held by a first call; four calls queued behind it whose deadline (300 ms, x4 under
+ * ASan) passes: the client cancels them, and the worker, once free, skips them (canceled_unstarted)
+ * rather than run them or even answer them. In order, whatever the load (a loaded CI machine once
+ * ran this on the deadline alone): the four are sent once the first runs, and the first holds the
+ * worker until all four have timed out on the client (which sends each cancel before it completes
+ * the call) and a marker call sent after them on the same connection (one IO thread) has reached
+ * the server, so their cancels have too. Without the cancels the worker would still skip them for
+ * their passed deadline, but count them as rejected. */
 static void a_cancelled_request_still_queued_is_never_executed(void **state)
 {
     (void)state;
-    enum { DEADLINE_MS = 300 };
+    enum { DEADLINE_MS = 300 * SLOW, QUEUED = 4 };
     srv s;
     srv_start(&s, 1);
-    atomic_store(&s.delay_ms, DEADLINE_MS + 500 * SLOW);
-    ftrpc_client *c = single_client(&s, DEADLINE_MS);
-    counter k = {0};
-    start_calls(c, 5, &k);
-    assert_true(h_wait_atomic_ge(&k.done, 5, 3000 * SLOW));
-    settled_arg sa = {&s, 5};
+    atomic_int release = 0;
+    atomic_store(&s.gate, &release);
+    ftrpc_runtime *rt = NULL;
+    assert_int_equal(ftrpc_runtime_new(&(ftrpc_runtime_options){.io_threads = 1}, &rt), 0);
+    char url[80];
+    snprintf(url, sizeof url, "list://%s", s.addr);
+    ftrpc_client *c = NULL;
+    ftrpc_client_options o = {
+        .runtime = rt, .timeout_ms = DEADLINE_MS, .fail_mode = FTRPC_FAILFAST};
+    assert_int_equal(ftrpc_client_new(url, &o, &c), 0);
+    ftrpc_call_options patient = {.timeout_ms = 10000 * SLOW};
+    counter held = {0}, k = {0}, marker = {0};
+    assert_int_equal(
+        ftrpc_call_async(c, "test.Svc", "M", NULL, NULL, &patient, count_cb, &held, NULL), 0);
+    assert_true(h_wait_atomic_ge(&s.handled, 1, 5000 * SLOW));
+    start_calls(c, QUEUED, &k);
+    int timed_out_all = h_wait_atomic_ge(&k.done, QUEUED, 5000 * SLOW);
+    assert_int_equal(
+        ftrpc_call_async(c, "test.Svc", "M", NULL, NULL, &patient, count_cb, &marker, NULL), 0);
+    settled_arg behind = {&s, 1 + QUEUED + 1}; /* the marker behind the running and queued ones */
+    int marker_arrived = h_wait_until(dispatched_at_least, &behind, 5000 * SLOW);
+    atomic_store(&release, 100);
+    assert_true(h_wait_atomic_ge(&held.done, 1, 5000 * SLOW));
+    assert_true(h_wait_atomic_ge(&marker.done, 1, 5000 * SLOW));
+    settled_arg sa = {&s, 1 + QUEUED + 1};
     assert_true(h_wait_until(all_settled, &sa, 5000 * SLOW));
     ftrpc_method_stats st = srv_stats(&s);
-    print_message("handler runs %lld, cancelled unstarted %lld, rejected %lld\n",
-                  (long long)st.calls, (long long)st.canceled_unstarted, (long long)st.rejected);
-    assert_int_equal(st.calls, 1);
-    assert_int_equal(atomic_load(&s.handled), 1);
-    assert_int_equal(st.canceled_unstarted, 4);
+    print_message("handler runs %lld, cancelled unstarted %lld, rejected %lld; queued calls timed "
+                  "out %d of %d; marker %s\n",
+                  (long long)st.calls, (long long)st.canceled_unstarted, (long long)st.rejected,
+                  atomic_load(&k.timed_out), QUEUED, marker_arrived ? "arrived" : "late");
+    assert_true(timed_out_all);
+    assert_true(marker_arrived);
+    assert_int_equal(st.calls, 2); /* the first and the marker */
+    assert_int_equal(atomic_load(&s.handled), 2);
+    assert_int_equal(st.canceled_unstarted, QUEUED);
     assert_int_equal(st.rejected, 0);
-    assert_int_equal(atomic_load(&k.timed_out), 5);
+    assert_int_equal(atomic_load(&k.timed_out), QUEUED);
+    assert_int_equal(atomic_load(&held.timed_out) + atomic_load(&marker.timed_out), 0);
     ftrpc_client_free(c);
+    ftrpc_runtime_free(rt);
     srv_stop(&s);
 }
 
@@ -793,8 +863,12 @@ static void a_running_handler_sees_the_cancel(void **state)
     int64_t t0 = h_now_ms();
     assert_int_equal(call_once(c, NULL, &r), FTRPC_ERPCTIMEDOUT);
     ftrpc_result_fini(&r);
-    assert_true(h_wait_atomic_ge(&s.saw_cancel, 1, DELAY_MS / 2));
-    assert_true(h_now_ms() - t0 < DELAY_MS); /* it did not sit out its delay */
+    int saw = h_wait_atomic_ge(&s.saw_cancel, 1, DELAY_MS / 2);
+    int64_t elapsed = h_now_ms() - t0;
+    print_message("handler runs %d, saw the cancel %d, %lld ms after the call began\n",
+                  atomic_load(&s.handled), atomic_load(&s.saw_cancel), (long long)elapsed);
+    assert_true(saw);
+    assert_true(elapsed < DELAY_MS); /* it did not sit out its delay */
     ftrpc_client_free(c);
     srv_stop(&s);
 }
@@ -882,6 +956,7 @@ static void a_positive_delay_alone_turns_backups_on_as_in_brpc(void **state)
     ftrpc_call_options failfast = {.fail_mode = FTRPC_FAILFAST};
     ftrpc_result r;
     assert_int_equal(call_once(c, &failfast, &r), 0);
+    print_message("failfast call: attempts %d, backups %d\n", r.attempts, r.backups);
     assert_int_equal(r.attempts, 1);
     assert_int_equal(r.backups, 0);
     assert_string_equal(r.endpoint, p.first->addr);
@@ -948,6 +1023,10 @@ static void a_backup_policy_given_to_one_call_decides_for_that_call(void **state
         ftrpc_call_options co = {.backup_policy = &call_policy.base};
         call_expecting_the_backup_to_win(c, &co, &p);
     }
+    print_message("call's policy asked %d/%d/%d, client's %d/%d/%d (delay/should/end)\n",
+                  atomic_load(&call_policy.delays), atomic_load(&call_policy.asked),
+                  atomic_load(&call_policy.ended), atomic_load(&client_policy.delays),
+                  atomic_load(&client_policy.asked), atomic_load(&client_policy.ended));
     assert_int_equal(atomic_load(&call_policy.delays), 2);
     assert_int_equal(atomic_load(&call_policy.asked), 2);
     assert_int_equal(atomic_load(&call_policy.ended), 2);
@@ -979,6 +1058,8 @@ static void a_backup_uses_up_a_retry_with_brpcs_accounting(void **state)
         assert_int_equal(ftrpc_client_new(p.url, &o, &c), 0);
         ftrpc_result r;
         assert_int_equal(call_once(c, NULL, &r), 0);
+        print_message("backup_counts_as_retry %d: backups %d, attempts %d\n", counts, r.backups,
+                      r.attempts);
         assert_int_equal(r.backups, counts ? 0 : 1);
         assert_int_equal(r.attempts, counts ? 1 : 2);
         ftrpc_result_fini(&r);
@@ -1227,19 +1308,25 @@ static void three_hedged_copies_one_wins_and_two_are_cancelled(void **state)
     assert_int_equal(ftrpc_client_new(url, &o, &c), 0);
     ftrpc_result r;
     assert_int_equal(call_once(c, NULL, &r), 0);
+    print_message("attempts %d, backups %d, backup won %d, answered by server %d of 3\n",
+                  r.attempts, r.backups, r.backup_won,
+                  !strcmp(r.endpoint, by_addr[0]->addr)   ? 1
+                  : !strcmp(r.endpoint, by_addr[1]->addr) ? 2
+                                                          : 3);
     assert_int_equal(r.attempts, 3);
     assert_int_equal(r.backups, 2);
     assert_int_equal(r.backup_won, 0);
     assert_string_equal(r.endpoint, by_addr[0]->addr);
     ftrpc_result_fini(&r);
-    assert_true(h_wait_atomic_ge(&by_addr[1]->saw_cancel, 1, 5000 * SLOW));
-    assert_true(h_wait_atomic_ge(&by_addr[2]->saw_cancel, 1, 5000 * SLOW));
+    int saw1 = h_wait_atomic_ge(&by_addr[1]->saw_cancel, 1, 5000 * SLOW);
+    int saw2 = h_wait_atomic_ge(&by_addr[2]->saw_cancel, 1, 5000 * SLOW);
     for (int i = 0; i < 3; i++)
         assert_true(h_wait_atomic_ge(&s[i].finished, 1, 5000 * SLOW));
     print_message("copies received %d (per server %d %d %d), cancels seen %d\n",
                   atomic_load(&received), atomic_load(&by_addr[0]->handled),
                   atomic_load(&by_addr[1]->handled), atomic_load(&by_addr[2]->handled),
                   atomic_load(&by_addr[1]->saw_cancel) + atomic_load(&by_addr[2]->saw_cancel));
+    assert_true(saw1 && saw2);
     assert_int_equal(atomic_load(&received), 3);
     for (int i = 0; i < 3; i++)
         assert_int_equal(atomic_load(&s[i].handled), 1);
@@ -1275,7 +1362,14 @@ static void a_retryable_error_of_a_hedged_copy_sends_the_next_at_once(void **sta
         .timeout_ms = 700 * SLOW, .backup_request_ms = 400 * SLOW, .max_attempts = 3, .lb = "rr"};
     assert_int_equal(ftrpc_client_new(url, &o, &c), 0);
     ftrpc_result r;
-    assert_int_equal(call_once(c, NULL, &r), 0);
+    int rc = call_once(c, NULL, &r);
+    print_message("rc %d, attempts %d, backups %d, answered by server %d of 3, %lld us of %d ms\n",
+                  rc, r.attempts, r.backups,
+                  !strcmp(r.endpoint, by_addr[0]->addr)   ? 1
+                  : !strcmp(r.endpoint, by_addr[1]->addr) ? 2
+                                                          : 3,
+                  (long long)r.latency_us, 700 * SLOW);
+    assert_int_equal(rc, 0);
     assert_int_equal(r.attempts, 3);
     assert_int_equal(r.backups, 2);
     assert_string_equal(r.endpoint, by_addr[2]->addr);
@@ -1325,44 +1419,61 @@ static void wave_cb(ftrpc_result *r, void *arg)
     atomic_fetch_add(&w->done, 1);
 }
 
-/* CALLS calls in waves of WAVE at once against two servers of one worker each whose handlers take
- * 5 ms, so that queues form; returns the handlers executed per call (counted by the servers once
- * every queued copy was run or skipped). */
-static double executed_per_call(const ftrpc_client_options *o)
-{
-    enum { CALLS = 160, WAVE = 8 };
+/* One way of sending copies (tied, tied with a delay, backups) measured against its own two
+ * servers of one worker each whose handlers take 5 ms, so that queues form. */
+typedef struct copy_mode {
     pair p;
-    pair_start(&p, 1);
-    atomic_store(&p.a.delay_ms, 5);
-    atomic_store(&p.b.delay_ms, 5);
+    ftrpc_client *c;
+    wave w;
+    int sent;
+} copy_mode;
+
+enum { MODE_CALLS = 160, MODE_WAVE = 8 };
+
+static void copy_mode_start(copy_mode *m, const ftrpc_client_options *o)
+{
+    memset(m, 0, sizeof *m);
+    pair_start(&m->p, 1);
+    atomic_store(&m->p.a.delay_ms, 5);
+    atomic_store(&m->p.b.delay_ms, 5);
     ftrpc_client_options co = *o;
-    ftrpc_client *c = NULL;
-    assert_int_equal(ftrpc_client_new(p.url, &co, &c), 0);
-    wave w = {0};
-    for (int sent = 0; sent < CALLS; sent += WAVE) {
-        for (int i = 0; i < WAVE; i++)
-            assert_int_equal(
-                ftrpc_call_async(c, "test.Svc", "M", NULL, NULL, NULL, wave_cb, &w, NULL), 0);
-        assert_true(h_wait_atomic_ge(&w.done, sent + WAVE, 10000 * SLOW));
-    }
-    assert_int_equal(atomic_load(&w.failed), 0);
-    assert_true(h_wait_until(srv_idle_cond, &p.a, 5000 * SLOW));
-    assert_true(h_wait_until(srv_idle_cond, &p.b, 5000 * SLOW));
-    ftrpc_method_stats a = srv_stats(&p.a), b = srv_stats(&p.b);
-    ftrpc_client_free(c);
-    pair_stop(&p);
-    print_message("  executed %lld + %lld, skipped once cancelled %lld + %lld\n",
+    assert_int_equal(ftrpc_client_new(m->p.url, &co, &m->c), 0);
+}
+
+/* A wave of calls at once, waited for. */
+static void copy_mode_wave(copy_mode *m)
+{
+    for (int i = 0; i < MODE_WAVE; i++)
+        assert_int_equal(
+            ftrpc_call_async(m->c, "test.Svc", "M", NULL, NULL, NULL, wave_cb, &m->w, NULL), 0);
+    m->sent += MODE_WAVE;
+    assert_true(h_wait_atomic_ge(&m->w.done, m->sent, 10000 * SLOW));
+}
+
+/* The handlers executed per call (counted by the servers once every queued copy was run or
+ * skipped); frees the mode. */
+static double copy_mode_finish(copy_mode *m, const char *name)
+{
+    assert_int_equal(atomic_load(&m->w.failed), 0);
+    assert_true(h_wait_until(srv_idle_cond, &m->p.a, 5000 * SLOW));
+    assert_true(h_wait_until(srv_idle_cond, &m->p.b, 5000 * SLOW));
+    ftrpc_method_stats a = srv_stats(&m->p.a), b = srv_stats(&m->p.b);
+    ftrpc_client_free(m->c);
+    pair_stop(&m->p);
+    print_message("  %s: executed %lld + %lld, skipped once cancelled %lld + %lld\n", name,
                   (long long)a.calls, (long long)b.calls, (long long)a.canceled_unstarted,
                   (long long)b.canceled_unstarted);
-    return (double)(a.calls + b.calls) / CALLS;
+    return (double)(a.calls + b.calls) / m->sent;
 }
 
 /* "The Tail at Scale"'s tied requests: the server that takes its copy from its queue first says
  * so, and the client cancels the other copy, which its server then skips: about one copy runs per
- * call. With the paper's small delay before the twin (1 ms here), a first copy that an idle server
- * starts at once cancels the twin before it is sent; sent together, both copies may start at once
- * on idle servers (on this shared VM, 1.00 to 1.07 copies a call). Backup requests on the same
- * servers run more than either. */
+ * call (1.00 to 1.07 on a quiet shared VM, sent together or with the paper's small delay before
+ * the twin, 1 ms here). Backup requests run more: theirs is cancelled only when the first copy has
+ * answered, a whole handler (5 ms) later. A loaded machine delays the "started" notice and the
+ * cancels too and brings the figures closer (an absolute bound of 1.05 for the 1 ms twin failed on
+ * a loaded CI machine), so the three ways send their waves in turn, each against its own servers,
+ * and are compared with one another under the same load. */
 static void tied_requests_run_one_copy_per_call_where_backups_run_more(void **state)
 {
     (void)state;
@@ -1370,13 +1481,19 @@ static void tied_requests_run_one_copy_per_call_where_backups_run_more(void **st
     ftrpc_client_options tied_1ms = tied;
     tied_1ms.backup_request_ms = 1;
     ftrpc_client_options backup = {.timeout_ms = 10000 * SLOW, .backup_request_ms = 2, .lb = "rr"};
-    double t = executed_per_call(&tied);
-    double t1 = executed_per_call(&tied_1ms);
-    double b = executed_per_call(&backup);
+    static copy_mode modes[3];
+    copy_mode_start(&modes[0], &tied);
+    copy_mode_start(&modes[1], &tied_1ms);
+    copy_mode_start(&modes[2], &backup);
+    for (int sent = 0; sent < MODE_CALLS; sent += MODE_WAVE)
+        for (int i = 0; i < 3; i++)
+            copy_mode_wave(&modes[i]);
+    double t = copy_mode_finish(&modes[0], "tied");
+    double t1 = copy_mode_finish(&modes[1], "tied, twin at 1 ms");
+    double b = copy_mode_finish(&modes[2], "backups at 2 ms");
     print_message("copies executed per call: tied %.3f, tied with the twin at 1 ms %.3f, backup "
                   "requests (2 ms) %.3f\n",
                   t, t1, b);
-    assert_true(t1 <= 1.05);
     assert_true(t < b);
     assert_true(t1 < b);
 }
