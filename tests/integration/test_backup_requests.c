@@ -1472,7 +1472,7 @@ static double copy_mode_finish(copy_mode *m, const char *name)
 
 /* "The Tail at Scale"'s tied requests: the server that takes its copy from its queue first says
  * so, and the client cancels the other copy, which its server then skips: about one copy runs per
- * call (1.00 to 1.07 on a quiet shared VM, sent together or with the paper's small delay before
+ * call (1.00 to 1.09 on a quiet shared VM, sent together or with the paper's small delay before
  * the twin, 1 ms here). Backup requests run more: theirs is cancelled only when the first copy has
  * answered, a whole handler (5 ms) later. A loaded machine delays the "started" notice and the
  * cancels too and brings the figures closer (an absolute bound of 1.05 for the 1 ms twin failed on
