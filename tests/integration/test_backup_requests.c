@@ -1209,17 +1209,22 @@ static void *fake_brpc_main(void *arg)
                 char text[128];
                 snprintf(text, sizeof text, "Fail to find method=%s/%s", fr.service, fr.method);
                 fake_reply(fd, fr.correlation_id, 1002, text, NULL);
-            } else if (atomic_fetch_add(&f->requests, 1), nheld == 0) {
-                /* a call's first copy: held until the next request (its backup) has an answer */
-                held[nheld].due_ms = INT64_MAX;
-                held[nheld].cid = fr.correlation_id;
-                ft_iobuf_init(&held[nheld].payload);
-                ft_iobuf_move(&held[nheld].payload, &fr.payload);
-                nheld++;
             } else {
-                fake_reply(fd, fr.correlation_id, 0, NULL, &fr.payload);
-                for (int i = 0; i < nheld; i++)
-                    held[i].due_ms = 0; /* answered after it, on the same connection: late */
+                atomic_fetch_add(&f->requests, 1);
+                if (nheld == 0) {
+                    /* a call's first copy: held until the next request (its backup) has an answer.
+                     * The next call starts only once that answer was read, after this loop's turn
+                     * released the held one: a first copy never finds one held. */
+                    held[nheld].due_ms = INT64_MAX;
+                    held[nheld].cid = fr.correlation_id;
+                    ft_iobuf_init(&held[nheld].payload);
+                    ft_iobuf_move(&held[nheld].payload, &fr.payload);
+                    nheld++;
+                } else {
+                    fake_reply(fd, fr.correlation_id, 0, NULL, &fr.payload);
+                    for (int i = 0; i < nheld; i++)
+                        held[i].due_ms = 0; /* answered after it, on the same connection: late */
+                }
             }
             ft_rpc_frame_fini(&fr);
         }
