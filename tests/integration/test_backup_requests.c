@@ -1514,25 +1514,26 @@ static int cmp_int64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The median latency of an empty call to an idle server now, in us: about the time the "started"
- * notice and the cancel each take on this machine under its present load. */
-static int64_t echo_round_trip_us(void)
-{
-    enum { N = 15 };
+/* An idle server and its client, to time empty calls. */
+typedef struct rtt_probe {
     srv s;
-    srv_start(&s, 1);
-    ftrpc_client *c = single_client(&s, 10000 * SLOW);
-    int64_t us[N];
-    for (int i = 0; i < N; i++) {
+    ftrpc_client *c;
+} rtt_probe;
+
+/* The median latency of RTT_CALLS empty calls now, in us: about the time the "started" notice and
+ * the cancel each take on this machine under its present load. */
+static int64_t rtt_probe_us(rtt_probe *p)
+{
+    enum { RTT_CALLS = 15 };
+    int64_t us[RTT_CALLS];
+    for (int i = 0; i < RTT_CALLS; i++) {
         ftrpc_result r;
-        assert_int_equal(call_once(c, NULL, &r), 0);
+        assert_int_equal(call_once(p->c, NULL, &r), 0);
         us[i] = r.latency_us;
         ftrpc_result_fini(&r);
     }
-    ftrpc_client_free(c);
-    srv_stop(&s);
-    qsort(us, N, sizeof us[0], cmp_int64);
-    return us[N / 2];
+    qsort(us, RTT_CALLS, sizeof us[0], cmp_int64);
+    return us[RTT_CALLS / 2];
 }
 
 /* "The Tail at Scale"'s tied requests: the server that takes its copy from its queue first says
@@ -1542,9 +1543,9 @@ static int64_t echo_round_trip_us(void)
  * answered, a whole handler (5 ms) later. A loaded machine delays the "started" notice and the
  * cancels too and brings the figures closer (an absolute bound of 1.05 for the 1 ms twin failed on
  * a loaded CI machine; starved of CPU, tied ran more than backups), so the handlers hold their
- * worker at least 4 round trips of an empty call measured just before (5 ms when that is less),
- * and the three ways send their waves in turn, each against its own servers, and are compared
- * with one another under the same load. */
+ * worker 4 times the slowest round trip of an empty call measured before each wave (5 ms when that
+ * is less), and the three ways send their waves in turn, each against its own servers, and are
+ * compared with one another under the same load. */
 static void tied_requests_run_one_copy_per_call_where_backups_run_more(void **state)
 {
     (void)state;
@@ -1552,18 +1553,32 @@ static void tied_requests_run_one_copy_per_call_where_backups_run_more(void **st
     ftrpc_client_options tied_1ms = tied;
     tied_1ms.backup_request_ms = 1;
     ftrpc_client_options backup = {.timeout_ms = 10000 * SLOW, .backup_request_ms = 2, .lb = "rr"};
-    int64_t rtt_us = echo_round_trip_us();
-    int hold_ms = (int)(4 * rtt_us / 1000) + 1;
-    if (hold_ms < 5) hold_ms = 5;
-    print_message("an empty call's round trip %lld us (median of 15): handlers hold %d ms\n",
-                  (long long)rtt_us, hold_ms);
+    static rtt_probe probe;
+    srv_start(&probe.s, 1);
+    probe.c = single_client(&probe.s, 10000 * SLOW);
+    int hold_ms = 5;
+    int64_t rtt_min = INT64_MAX, rtt_max = 0;
     static copy_mode modes[3];
     copy_mode_start(&modes[0], &tied, hold_ms);
     copy_mode_start(&modes[1], &tied_1ms, hold_ms);
     copy_mode_start(&modes[2], &backup, hold_ms);
-    for (int sent = 0; sent < MODE_CALLS; sent += MODE_WAVE)
+    for (int sent = 0; sent < MODE_CALLS; sent += MODE_WAVE) {
+        int64_t rtt = rtt_probe_us(&probe);
+        if (rtt < rtt_min) rtt_min = rtt;
+        if (rtt > rtt_max) rtt_max = rtt;
+        if (4 * rtt_max / 1000 + 1 > hold_ms) hold_ms = (int)(4 * rtt_max / 1000) + 1;
+        for (int i = 0; i < 3; i++) {
+            atomic_store(&modes[i].p.a.delay_ms, hold_ms);
+            atomic_store(&modes[i].p.b.delay_ms, hold_ms);
+        }
         for (int i = 0; i < 3; i++)
             copy_mode_wave(&modes[i]);
+    }
+    ftrpc_client_free(probe.c);
+    srv_stop(&probe.s);
+    print_message("an empty call's round trip %lld to %lld us (medians of 15 before each wave): "
+                  "handlers held 5 to %d ms\n",
+                  (long long)rtt_min, (long long)rtt_max, hold_ms);
     double t = copy_mode_finish(&modes[0], "tied");
     double t1 = copy_mode_finish(&modes[1], "tied, twin at 1 ms");
     double b = copy_mode_finish(&modes[2], "backups at 2 ms");
