@@ -64,6 +64,7 @@ typedef struct srv {
     atomic_int fail_code;      /* 0: echo; otherwise fail the call with it */
     atomic_int stop_on_cancel; /* poll ftrpc_server_call_is_canceled and finish early */
     atomic_int *_Atomic gate;  /* NULL, or: the n-th handler run first waits until *gate >= n */
+    atomic_int gate_at;        /* > 0: every handler run waits until *gate >= gate_at instead */
     atomic_int handled;        /* handler runs (counted when they start) */
     atomic_int finished;       /* handler runs that have answered */
     atomic_int saw_cancel;     /* handler runs that saw the cancel */
@@ -76,7 +77,8 @@ static void scripted(ftrpc_server_call *call, void *arg)
     int nth = atomic_fetch_add(&s->handled, 1) + 1;
     /* bounded: a copy that never comes (a bug) shows up in the counts the case asserts */
     atomic_int *gate = atomic_load(&s->gate);
-    if (gate) h_wait_atomic_ge(gate, nth, 5000 * SLOW);
+    int at = atomic_load(&s->gate_at);
+    if (gate) h_wait_atomic_ge(gate, at > 0 ? at : nth, 5000 * SLOW);
     int every = atomic_load(&s->slow_every);
     int64_t until = h_now_ms() + (every > 0 && nth % every ? 0 : atomic_load(&s->delay_ms));
     while (h_now_ms() < until) {
@@ -180,6 +182,10 @@ static int64_t backup_wins(ftrpc_client *c, const ftrpc_call_options *co, pair *
 {
     ftrpc_result r;
     assert_int_equal(call_once(c, co, &r), 0);
+    print_message("attempts %d, backups %d, backup won %d, answered by the %s server, %lld us\n",
+                  r.attempts, r.backups, r.backup_won,
+                  strcmp(r.endpoint, p->second->addr) ? "first" : "second",
+                  (long long)r.latency_us);
     assert_int_equal(r.attempts, 2);
     assert_int_equal(r.backups, 1);
     assert_int_equal(r.backup_won, 1);
@@ -563,6 +569,10 @@ static void with_a_backup_in_every_call_rr_still_alternates_first_attempts(void 
     for (int i = 0; i < CALLS; i++) {
         ftrpc_result r;
         assert_int_equal(call_once(c, NULL, &r), 0);
+        print_message(
+            "call %d: attempts %d, backups %d, backup won %d, answered by the %s server\n", i,
+            r.attempts, r.backups, r.backup_won,
+            strcmp(r.endpoint, p.first->addr) ? "second" : "first");
         assert_int_equal(r.attempts, 2);
         assert_int_equal(r.backups, 1);
         int answered_by_first = !strcmp(r.endpoint, p.first->addr);
@@ -572,8 +582,10 @@ static void with_a_backup_in_every_call_rr_still_alternates_first_attempts(void 
             fail_msg("call %d started on the %s server", i, started_on_first ? "first" : "second");
         ftrpc_result_fini(&r);
     }
-    print_message("first attempts: %d on the first server, %d on the second\n", started_on[0],
-                  started_on[1]);
+    print_message(
+        "first attempts: %d on the first server, %d on the second; handler runs %d and %d\n",
+        started_on[0], started_on[1], atomic_load(&p.first->handled),
+        atomic_load(&p.second->handled));
     assert_int_equal(started_on[0], CALLS / 2);
     assert_int_equal(atomic_load(&p.first->handled), CALLS);
     assert_int_equal(atomic_load(&p.second->handled), CALLS);
@@ -607,37 +619,52 @@ static void race_cb(ftrpc_result *r, void *arg)
     atomic_fetch_add(&a->race->done, 1);
 }
 
-/* Every call races a slow copy (300 ms, x4 under ASan, answered in full, never cut short) against
- * a fast one: the first success completes it, and the slow answer that arrives later is dropped.
- * Each server has a worker per call, so no copy queues behind another. */
+/* Every call races a slow copy against a fast one: the first success completes it, and the slow
+ * answer that arrives later is dropped. In order, whatever the load (a race between two delays
+ * failed on a loaded CI machine): the slow server answers only once every call has completed, so
+ * that each of its answers is a late one, and the fast server answers only once the slow one has
+ * started a copy, so that there is a late answer to drop. Each server has a worker per call, so no
+ * copy queues behind another. */
 static void first_success_wins_and_the_late_response_is_dropped(void **state)
 {
     (void)state;
     pair p;
     pair_start(&p, RACE_CALLS);
-    atomic_store(&p.first->delay_ms, 300 * SLOW);
-    ftrpc_client *c = backup_client(p.url, 3000 * SLOW, 40);
     static race rc;
     memset(&rc, 0, sizeof rc);
     rc.fast_addr = p.second->addr;
+    atomic_store(&p.first->gate_at, RACE_CALLS);
+    atomic_store(&p.first->gate, &rc.done);
+    atomic_store(&p.second->gate_at, 1);
+    atomic_store(&p.second->gate, &p.first->handled);
+    ftrpc_client *c = backup_client(p.url, 3000 * SLOW, 40);
     static race_arg args[RACE_CALLS];
     for (int i = 0; i < RACE_CALLS; i++) {
         args[i] = (race_arg){&rc, i};
         assert_int_equal(
             ftrpc_call_async(c, "test.Svc", "M", NULL, NULL, NULL, race_cb, &args[i], NULL), 0);
     }
-    assert_true(h_wait_atomic_ge(&rc.done, RACE_CALLS, 5000 * SLOW));
-    /* every slow copy has answered by now (and its answer found no call waiting) */
+    int all_done = h_wait_atomic_ge(&rc.done, RACE_CALLS, 5000 * SLOW);
+    /* every slow copy answers now, to a call that no longer waits */
     int slow_handled = atomic_load(&p.first->handled);
+    assert_true(h_wait_until(srv_idle_cond, p.first, 5000 * SLOW));
+    sleep_ms(50); /* the late answers cross the loopback (a second completion would show below) */
+    int completed_twice = 0;
+    for (int i = 0; i < RACE_CALLS; i++)
+        completed_twice += atomic_load(&rc.completions[i]) > 1;
+    print_message("%d calls: %d done, %d ok, %d answered by the fast server, %d backups (%d won), "
+                  "%d slow copies answered late, %d calls completed twice\n",
+                  RACE_CALLS, atomic_load(&rc.done), atomic_load(&rc.ok),
+                  atomic_load(&rc.from_fast), atomic_load(&rc.backups),
+                  atomic_load(&rc.backup_wins), slow_handled, completed_twice);
+    assert_true(all_done);
     assert_true(slow_handled >= 1);
-    assert_true(h_wait_until(srv_idle_cond, p.first, 5000));
-    sleep_ms(50); /* the last late answers cross the loopback */
     for (int i = 0; i < RACE_CALLS; i++)
         assert_int_equal(atomic_load(&rc.completions[i]), 1);
     assert_int_equal(atomic_load(&rc.done), RACE_CALLS);
     assert_int_equal(atomic_load(&rc.ok), RACE_CALLS);
     /* the fast copy won every race: as the backup when the call started on the slow server, as
-     * the first copy otherwise (a loaded machine may also back those up, to the slow server) */
+     * the first copy otherwise (which the fast server holds until the slow one has a copy) */
     assert_int_equal(atomic_load(&rc.from_fast), RACE_CALLS);
     assert_true(atomic_load(&rc.backup_wins) >= 1);
     ftrpc_client_free(c);
@@ -661,7 +688,12 @@ static void an_error_from_the_first_copy_does_not_end_the_call_while_the_backup_
         atomic_store(&p.second->delay_ms, 150 * SLOW);
         ftrpc_client *c = backup_client(p.url, 4000 * SLOW, 30);
         ftrpc_result r;
-        assert_int_equal(call_once(c, NULL, &r), 0);
+        int rc = call_once(c, NULL, &r);
+        print_message("first copy failing %d: rc %d, backups %d, backup won %d, attempts %d, "
+                      "%lld us, first server answered %d\n",
+                      codes[i], rc, r.backups, r.backup_won, r.attempts, (long long)r.latency_us,
+                      atomic_load(&p.first->finished));
+        assert_int_equal(rc, 0);
         assert_int_equal(r.kind, FTRPC_RESULT_OK);
         assert_int_equal(r.backups, 1);
         assert_int_equal(r.backup_won, 1);
@@ -675,31 +707,50 @@ static void an_error_from_the_first_copy_does_not_end_the_call_while_the_backup_
     }
 }
 
+/* the_call_fails_once_both_copies_failed's handler: each copy fails with its own code, the first
+ * one received only once the second (the backup) has failed, and delay_ms after that. */
+static void first_fails_after_the_second(ftrpc_server_call *call, void *arg)
+{
+    srv *s = arg;
+    int nth = atomic_fetch_add(&s->handled, 1) + 1;
+    if (nth == 1) {
+        h_wait_atomic_ge(&s->finished, 1, 5000 * SLOW); /* bounded: a backup that never comes */
+        sleep_ms(atomic_load(&s->delay_ms));
+    }
+    ftrpc_server_call_fail(call, FTRPC_BUSINESS_CODE_MIN + nth, "scripted failure");
+    atomic_fetch_add(&s->finished, 1);
+}
+
 /* Both copies fail: the call ends with an error (the last one) once neither is out. In order,
- * whatever the load: the backup (30 ms) fails at once, and the first copy fails 100 ms (x4 under
- * ASan) after that. */
+ * whatever the load: both copies go to the one server (a backup takes the same endpoint when there
+ * is no other), so both answers come on one connection; the backup (30 ms) fails at once, and the
+ * first copy fails only after that failure has been handed to the connection, and 100 ms (x4 under
+ * ASan) later. (With a server per copy, the backup's failure had to cross the loopback within those
+ * 100 ms, which a loaded machine need not grant.) */
 static void the_call_fails_once_both_copies_failed(void **state)
 {
     (void)state;
-    pair p;
-    pair_start(&p, 4);
-    atomic_store(&p.first->gate, &p.second->finished);
-    atomic_store(&p.first->delay_ms, 100 * SLOW);
-    atomic_store(&p.first->fail_code, FTRPC_BUSINESS_CODE_MIN + 1);
-    atomic_store(&p.second->fail_code, FTRPC_BUSINESS_CODE_MIN + 2);
-    ftrpc_client *c = backup_client(p.url, 4000 * SLOW, 30);
+    srv s;
+    srv_start_with(&s, 2, first_fails_after_the_second);
+    atomic_store(&s.delay_ms, 100 * SLOW);
+    char url[80];
+    snprintf(url, sizeof url, "list://%s", s.addr);
+    ftrpc_client *c = backup_client(url, 4000 * SLOW, 30);
     ftrpc_result r;
     /* business errors are not retried without a classifier */
-    assert_int_equal(call_once(c, NULL, &r), FTRPC_EBUSINESS);
+    int rc = call_once(c, NULL, &r);
+    print_message("rc %d, code %d (the first copy's %d), backups %d, attempts %d, %lld us\n", rc,
+                  r.code, FTRPC_BUSINESS_CODE_MIN + 1, r.backups, r.attempts,
+                  (long long)r.latency_us);
+    assert_int_equal(rc, FTRPC_EBUSINESS);
     assert_int_equal(r.backups, 1);
     assert_int_equal(r.attempts, 2);
     assert_int_equal(r.code, FTRPC_BUSINESS_CODE_MIN + 1); /* the last to answer */
     assert_true(r.latency_us >= 129000);
     ftrpc_result_fini(&r);
-    assert_int_equal(atomic_load(&p.first->handled), 1);
-    assert_int_equal(atomic_load(&p.second->handled), 1);
+    assert_int_equal(atomic_load(&s.handled), 2);
     ftrpc_client_free(c);
-    pair_stop(&p);
+    srv_stop(&s);
 }
 
 /* ---- cancellation on the server ---- */
@@ -746,55 +797,107 @@ static void start_calls(ftrpc_client *c, int n, counter *k)
                          0);
 }
 
-/* One worker, five calls at once with a 300 ms deadline, the first of which holds the worker
- * 500 ms (x4 under ASan) past that deadline: when the deadline passes the client cancels the four
- * still queued, and the worker skips them (canceled_unstarted), rather than run them or even answer
- * them. The margin is for the cancels: one that reached the server only after the worker was free
- * would find the request's own deadline passed and count as rejected instead. */
+static int dispatched_at_least(void *arg)
+{
+    settled_arg *a = arg;
+    return srv_stats(a->s).concurrency >= a->n;
+}
+
+/* One worker, held by a first call; four calls queued behind it whose deadline (300 ms, x4 under
+ * ASan) passes: the client cancels them, and the worker, once free, skips them (canceled_unstarted)
+ * rather than run them or even answer them. In order, whatever the load (a loaded CI machine once
+ * ran this on the deadline alone): the four are sent once the first runs, and the first holds the
+ * worker until all four have timed out on the client (which sends each cancel before it completes
+ * the call) and a marker call sent after them on the same connection (one IO thread) has reached
+ * the server, so their cancels have too. Without the cancels the worker would still skip them for
+ * their passed deadline, but count them as rejected. */
 static void a_cancelled_request_still_queued_is_never_executed(void **state)
 {
     (void)state;
-    enum { DEADLINE_MS = 300 };
+    enum { DEADLINE_MS = 300 * SLOW, QUEUED = 4 };
     srv s;
     srv_start(&s, 1);
-    atomic_store(&s.delay_ms, DEADLINE_MS + 500 * SLOW);
-    ftrpc_client *c = single_client(&s, DEADLINE_MS);
-    counter k = {0};
-    start_calls(c, 5, &k);
-    assert_true(h_wait_atomic_ge(&k.done, 5, 3000 * SLOW));
-    settled_arg sa = {&s, 5};
+    atomic_int release = 0;
+    atomic_store(&s.gate, &release);
+    ftrpc_runtime *rt = NULL;
+    assert_int_equal(ftrpc_runtime_new(&(ftrpc_runtime_options){.io_threads = 1}, &rt), 0);
+    char url[80];
+    snprintf(url, sizeof url, "list://%s", s.addr);
+    ftrpc_client *c = NULL;
+    ftrpc_client_options o = {
+        .runtime = rt, .timeout_ms = DEADLINE_MS, .fail_mode = FTRPC_FAILFAST};
+    assert_int_equal(ftrpc_client_new(url, &o, &c), 0);
+    ftrpc_call_options patient = {.timeout_ms = 10000 * SLOW};
+    counter held = {0}, k = {0}, marker = {0};
+    assert_int_equal(
+        ftrpc_call_async(c, "test.Svc", "M", NULL, NULL, &patient, count_cb, &held, NULL), 0);
+    assert_true(h_wait_atomic_ge(&s.handled, 1, 5000 * SLOW));
+    start_calls(c, QUEUED, &k);
+    int timed_out_all = h_wait_atomic_ge(&k.done, QUEUED, 5000 * SLOW);
+    assert_int_equal(
+        ftrpc_call_async(c, "test.Svc", "M", NULL, NULL, &patient, count_cb, &marker, NULL), 0);
+    settled_arg behind = {&s, 1 + QUEUED + 1}; /* the marker behind the running and queued ones */
+    int marker_arrived = h_wait_until(dispatched_at_least, &behind, 5000 * SLOW);
+    atomic_store(&release, 100);
+    assert_true(h_wait_atomic_ge(&held.done, 1, 5000 * SLOW));
+    assert_true(h_wait_atomic_ge(&marker.done, 1, 5000 * SLOW));
+    settled_arg sa = {&s, 1 + QUEUED + 1};
     assert_true(h_wait_until(all_settled, &sa, 5000 * SLOW));
     ftrpc_method_stats st = srv_stats(&s);
-    print_message("handler runs %lld, cancelled unstarted %lld, rejected %lld\n",
-                  (long long)st.calls, (long long)st.canceled_unstarted, (long long)st.rejected);
-    assert_int_equal(st.calls, 1);
-    assert_int_equal(atomic_load(&s.handled), 1);
-    assert_int_equal(st.canceled_unstarted, 4);
+    print_message("handler runs %lld, cancelled unstarted %lld, rejected %lld; queued calls timed "
+                  "out %d of %d; marker %s\n",
+                  (long long)st.calls, (long long)st.canceled_unstarted, (long long)st.rejected,
+                  atomic_load(&k.timed_out), QUEUED, marker_arrived ? "arrived" : "late");
+    assert_true(timed_out_all);
+    assert_true(marker_arrived);
+    assert_int_equal(st.calls, 2); /* the first and the marker */
+    assert_int_equal(atomic_load(&s.handled), 2);
+    assert_int_equal(st.canceled_unstarted, QUEUED);
     assert_int_equal(st.rejected, 0);
-    assert_int_equal(atomic_load(&k.timed_out), 5);
+    assert_int_equal(atomic_load(&k.timed_out), QUEUED);
+    assert_int_equal(atomic_load(&held.timed_out) + atomic_load(&marker.timed_out), 0);
     ftrpc_client_free(c);
+    ftrpc_runtime_free(rt);
     srv_stop(&s);
 }
 
 /* A handler that is already running sees ftrpc_server_call_is_canceled() become 1 once the caller
  * gave up (its deadline passed). The deadline (500 ms, x4 under ASan) leaves the worker ample time
- * to start the handler: a request still queued when its cancel comes is never run at all (the case
- * above), and its handler never sees anything. */
+ * to start the handler, but a loaded machine need not grant it: a request still queued when its
+ * cancel comes is never run at all (the case above), and its handler never sees anything. Such a
+ * call proves nothing here; the case says so and calls again with twice the deadline (up to 3
+ * times), and asserts on the call whose handler ran. */
 static void a_running_handler_sees_the_cancel(void **state)
 {
     (void)state;
-    enum { DELAY_MS = 10000 * SLOW };
+    enum { DELAY_MS = 10000 * SLOW, TRIES = 3 };
     srv s;
     srv_start(&s, 1);
     atomic_store(&s.delay_ms, DELAY_MS);
     atomic_store(&s.stop_on_cancel, 1);
     ftrpc_client *c = single_client(&s, 500 * SLOW);
-    ftrpc_result r;
-    int64_t t0 = h_now_ms();
-    assert_int_equal(call_once(c, NULL, &r), FTRPC_ERPCTIMEDOUT);
-    ftrpc_result_fini(&r);
-    assert_true(h_wait_atomic_ge(&s.saw_cancel, 1, DELAY_MS / 2));
-    assert_true(h_now_ms() - t0 < DELAY_MS); /* it did not sit out its delay */
+    int ran = 0, saw = 0;
+    int64_t elapsed = 0;
+    for (int i = 0; i < TRIES && !ran; i++) {
+        ftrpc_call_options co = {.timeout_ms = (500 * SLOW) << i};
+        ftrpc_result r;
+        int64_t t0 = h_now_ms();
+        assert_int_equal(call_once(c, &co, &r), FTRPC_ERPCTIMEDOUT);
+        ftrpc_result_fini(&r);
+        settled_arg sa = {&s, i + 1};
+        int settled = h_wait_until(all_settled, &sa, DELAY_MS / 2);
+        elapsed = h_now_ms() - t0;
+        ftrpc_method_stats st = srv_stats(&s);
+        ran = st.calls > 0;
+        saw = atomic_load(&s.saw_cancel);
+        print_message("deadline %d ms: handler runs %lld, saw the cancel %d, settled %d, %lld ms "
+                      "after the call began; skipped unstarted %lld, rejected %lld\n",
+                      co.timeout_ms, (long long)st.calls, saw, settled, (long long)elapsed,
+                      (long long)st.canceled_unstarted, (long long)st.rejected);
+    }
+    assert_true(ran);
+    assert_int_equal(saw, 1);
+    assert_true(elapsed < DELAY_MS); /* it did not sit out its delay */
     ftrpc_client_free(c);
     srv_stop(&s);
 }
@@ -882,6 +985,7 @@ static void a_positive_delay_alone_turns_backups_on_as_in_brpc(void **state)
     ftrpc_call_options failfast = {.fail_mode = FTRPC_FAILFAST};
     ftrpc_result r;
     assert_int_equal(call_once(c, &failfast, &r), 0);
+    print_message("failfast call: attempts %d, backups %d\n", r.attempts, r.backups);
     assert_int_equal(r.attempts, 1);
     assert_int_equal(r.backups, 0);
     assert_string_equal(r.endpoint, p.first->addr);
@@ -948,6 +1052,10 @@ static void a_backup_policy_given_to_one_call_decides_for_that_call(void **state
         ftrpc_call_options co = {.backup_policy = &call_policy.base};
         call_expecting_the_backup_to_win(c, &co, &p);
     }
+    print_message("call's policy asked %d/%d/%d, client's %d/%d/%d (delay/should/end)\n",
+                  atomic_load(&call_policy.delays), atomic_load(&call_policy.asked),
+                  atomic_load(&call_policy.ended), atomic_load(&client_policy.delays),
+                  atomic_load(&client_policy.asked), atomic_load(&client_policy.ended));
     assert_int_equal(atomic_load(&call_policy.delays), 2);
     assert_int_equal(atomic_load(&call_policy.asked), 2);
     assert_int_equal(atomic_load(&call_policy.ended), 2);
@@ -979,6 +1087,8 @@ static void a_backup_uses_up_a_retry_with_brpcs_accounting(void **state)
         assert_int_equal(ftrpc_client_new(p.url, &o, &c), 0);
         ftrpc_result r;
         assert_int_equal(call_once(c, NULL, &r), 0);
+        print_message("backup_counts_as_retry %d: backups %d, attempts %d\n", counts, r.backups,
+                      r.attempts);
         assert_int_equal(r.backups, counts ? 0 : 1);
         assert_int_equal(r.attempts, counts ? 1 : 2);
         ftrpc_result_fini(&r);
@@ -1023,9 +1133,11 @@ static void in_brpcs_example_no_backup_is_refused_by_default(void **state)
     srv_stop(&s);
 }
 
-/* A fake brpc server: baidu_std on one connection, example.EchoService answered like brpc's
- * example (every other request received held 20 ms), and ftrpc.Control/Cancel answered as brpc
- * answers a method it does not have: ENOMETHOD, "Fail to find method=...". Counts the cancels. */
+/* A fake brpc server: baidu_std on one connection, each call's first copy held until its backup
+ * has come and been answered (so that the backup wins whatever the load: brpc's example, which
+ * held every other request 20 ms against 2 ms backups, left that to the machine's speed), and
+ * ftrpc.Control/Cancel answered as brpc answers a method it does not have: ENOMETHOD, "Fail to
+ * find method=...". Counts the requests and the cancels. */
 typedef struct fake_brpc {
     int listen_fd;
     int port;
@@ -1097,14 +1209,22 @@ static void *fake_brpc_main(void *arg)
                 char text[128];
                 snprintf(text, sizeof text, "Fail to find method=%s/%s", fr.service, fr.method);
                 fake_reply(fd, fr.correlation_id, 1002, text, NULL);
-            } else if (atomic_fetch_add(&f->requests, 1) % 2 == 1 && nheld < 64) {
-                held[nheld].due_ms = h_now_ms() + 20;
-                held[nheld].cid = fr.correlation_id;
-                ft_iobuf_init(&held[nheld].payload);
-                ft_iobuf_move(&held[nheld].payload, &fr.payload);
-                nheld++;
             } else {
-                fake_reply(fd, fr.correlation_id, 0, NULL, &fr.payload);
+                atomic_fetch_add(&f->requests, 1);
+                if (nheld == 0) {
+                    /* a call's first copy: held until the next request (its backup) has an answer.
+                     * The next call starts only once that answer was read, after this loop's turn
+                     * released the held one: a first copy never finds one held. */
+                    held[nheld].due_ms = INT64_MAX;
+                    held[nheld].cid = fr.correlation_id;
+                    ft_iobuf_init(&held[nheld].payload);
+                    ft_iobuf_move(&held[nheld].payload, &fr.payload);
+                    nheld++;
+                } else {
+                    fake_reply(fd, fr.correlation_id, 0, NULL, &fr.payload);
+                    for (int i = 0; i < nheld; i++)
+                        held[i].due_ms = 0; /* answered after it, on the same connection: late */
+                }
             }
             ft_rpc_frame_fini(&fr);
         }
@@ -1139,10 +1259,9 @@ static void fake_brpc_stop(fake_brpc *f)
 
 /* A brpc server has no ftrpc.Control: it answers each cancel "Fail to find method" (ENOMETHOD,
  * 1002) and raises its server-wide error counter each time. After the first such answer the
- * client sends that endpoint no more cancels. brpc's example against the fake: from the second
- * call on every call has a backup that wins and a slow first copy to cancel. One IO thread, so
- * that every call uses the one connection, on which the first cancel's answer comes before the
- * next call's. */
+ * client sends that endpoint no more cancels. Every call has a backup that wins and a held first
+ * copy to cancel. One IO thread, so that every call uses the one connection, on which the first
+ * cancel's answer comes before the next call's. */
 static void cancels_stop_after_a_server_answers_no_such_method(void **state)
 {
     (void)state;
@@ -1162,8 +1281,8 @@ static void cancels_stop_after_a_server_answers_no_such_method(void **state)
         won += r.backup_won;
         ftrpc_result_fini(&r);
     }
-    print_message("%d calls won by their backup, %d cancels received\n", won,
-                  atomic_load(&f.cancels));
+    print_message("%d calls won by their backup, %d requests and %d cancels received\n", won,
+                  atomic_load(&f.requests), atomic_load(&f.cancels));
     assert_int_equal(won, 5);
     assert_int_equal(atomic_load(&f.cancels), 1);
     ftrpc_client_free(c);
@@ -1197,6 +1316,14 @@ static void hedged(ftrpc_server_call *call, void *arg)
     atomic_fetch_add(&s->finished, 1);
 }
 
+/* 1 to 3: which of the three servers (in list order) has this address; 0: none. */
+static int server_no(const char *endpoint, srv *const by_addr[3])
+{
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(endpoint, by_addr[i]->addr)) return i + 1;
+    return 0;
+}
+
 static int cmp_srv_addr(const void *a, const void *b)
 {
     return strcmp((*(srv *const *)a)->addr, (*(srv *const *)b)->addr);
@@ -1227,19 +1354,22 @@ static void three_hedged_copies_one_wins_and_two_are_cancelled(void **state)
     assert_int_equal(ftrpc_client_new(url, &o, &c), 0);
     ftrpc_result r;
     assert_int_equal(call_once(c, NULL, &r), 0);
+    print_message("attempts %d, backups %d, backup won %d, answered by server %d of 3\n",
+                  r.attempts, r.backups, r.backup_won, server_no(r.endpoint, by_addr));
     assert_int_equal(r.attempts, 3);
     assert_int_equal(r.backups, 2);
     assert_int_equal(r.backup_won, 0);
     assert_string_equal(r.endpoint, by_addr[0]->addr);
     ftrpc_result_fini(&r);
-    assert_true(h_wait_atomic_ge(&by_addr[1]->saw_cancel, 1, 5000 * SLOW));
-    assert_true(h_wait_atomic_ge(&by_addr[2]->saw_cancel, 1, 5000 * SLOW));
+    int saw1 = h_wait_atomic_ge(&by_addr[1]->saw_cancel, 1, 5000 * SLOW);
+    int saw2 = h_wait_atomic_ge(&by_addr[2]->saw_cancel, 1, 5000 * SLOW);
     for (int i = 0; i < 3; i++)
         assert_true(h_wait_atomic_ge(&s[i].finished, 1, 5000 * SLOW));
     print_message("copies received %d (per server %d %d %d), cancels seen %d\n",
                   atomic_load(&received), atomic_load(&by_addr[0]->handled),
                   atomic_load(&by_addr[1]->handled), atomic_load(&by_addr[2]->handled),
                   atomic_load(&by_addr[1]->saw_cancel) + atomic_load(&by_addr[2]->saw_cancel));
+    assert_true(saw1 && saw2);
     assert_int_equal(atomic_load(&received), 3);
     for (int i = 0; i < 3; i++)
         assert_int_equal(atomic_load(&s[i].handled), 1);
@@ -1250,10 +1380,12 @@ static void three_hedged_copies_one_wins_and_two_are_cancelled(void **state)
 }
 
 /* gRPC A6: a copy that fails with an error a retry may cure sends the next copy at once. The
- * delay (400 ms, x4 under ASan) is more than half the deadline (700 ms): the timer can send the
+ * delay (400 ms, x4 under ASan) is more than half the deadline (780 ms): the timer can send the
  * second copy but never the third, so the call succeeds only if the second copy's failure sends
  * the third. The first copy is held until its cancel; the second fails at once (EINTERNAL); the
- * third answers. */
+ * third answers. What the load can take is the deadline less the delay (380 ms, x4 under ASan: the
+ * second copy's failure and the third copy's answer), as close to the delay as the timer's 800 ms
+ * for the third copy allows. */
 static void a_retryable_error_of_a_hedged_copy_sends_the_next_at_once(void **state)
 {
     (void)state;
@@ -1272,10 +1404,14 @@ static void a_retryable_error_of_a_hedged_copy_sends_the_next_at_once(void **sta
              by_addr[2]->addr);
     ftrpc_client *c = NULL;
     ftrpc_client_options o = {
-        .timeout_ms = 700 * SLOW, .backup_request_ms = 400 * SLOW, .max_attempts = 3, .lb = "rr"};
+        .timeout_ms = 780 * SLOW, .backup_request_ms = 400 * SLOW, .max_attempts = 3, .lb = "rr"};
     assert_int_equal(ftrpc_client_new(url, &o, &c), 0);
     ftrpc_result r;
-    assert_int_equal(call_once(c, NULL, &r), 0);
+    int rc = call_once(c, NULL, &r);
+    print_message("rc %d, attempts %d, backups %d, answered by server %d of 3, %lld us of %d ms\n",
+                  rc, r.attempts, r.backups, server_no(r.endpoint, by_addr),
+                  (long long)r.latency_us, 780 * SLOW);
+    assert_int_equal(rc, 0);
     assert_int_equal(r.attempts, 3);
     assert_int_equal(r.backups, 2);
     assert_string_equal(r.endpoint, by_addr[2]->addr);
@@ -1325,44 +1461,91 @@ static void wave_cb(ftrpc_result *r, void *arg)
     atomic_fetch_add(&w->done, 1);
 }
 
-/* CALLS calls in waves of WAVE at once against two servers of one worker each whose handlers take
- * 5 ms, so that queues form; returns the handlers executed per call (counted by the servers once
- * every queued copy was run or skipped). */
-static double executed_per_call(const ftrpc_client_options *o)
-{
-    enum { CALLS = 160, WAVE = 8 };
+/* One way of sending copies (tied, tied with a delay, backups) measured against its own two
+ * servers of one worker each whose handlers take hold_ms, so that queues form. */
+typedef struct copy_mode {
     pair p;
-    pair_start(&p, 1);
-    atomic_store(&p.a.delay_ms, 5);
-    atomic_store(&p.b.delay_ms, 5);
+    ftrpc_client *c;
+    wave w;
+    int sent;
+} copy_mode;
+
+enum { MODE_CALLS = 160, MODE_WAVE = 8 };
+
+static void copy_mode_start(copy_mode *m, const ftrpc_client_options *o, int hold_ms)
+{
+    memset(m, 0, sizeof *m);
+    pair_start(&m->p, 1);
+    atomic_store(&m->p.a.delay_ms, hold_ms);
+    atomic_store(&m->p.b.delay_ms, hold_ms);
     ftrpc_client_options co = *o;
-    ftrpc_client *c = NULL;
-    assert_int_equal(ftrpc_client_new(p.url, &co, &c), 0);
-    wave w = {0};
-    for (int sent = 0; sent < CALLS; sent += WAVE) {
-        for (int i = 0; i < WAVE; i++)
-            assert_int_equal(
-                ftrpc_call_async(c, "test.Svc", "M", NULL, NULL, NULL, wave_cb, &w, NULL), 0);
-        assert_true(h_wait_atomic_ge(&w.done, sent + WAVE, 10000 * SLOW));
-    }
-    assert_int_equal(atomic_load(&w.failed), 0);
-    assert_true(h_wait_until(srv_idle_cond, &p.a, 5000 * SLOW));
-    assert_true(h_wait_until(srv_idle_cond, &p.b, 5000 * SLOW));
-    ftrpc_method_stats a = srv_stats(&p.a), b = srv_stats(&p.b);
-    ftrpc_client_free(c);
-    pair_stop(&p);
-    print_message("  executed %lld + %lld, skipped once cancelled %lld + %lld\n",
+    assert_int_equal(ftrpc_client_new(m->p.url, &co, &m->c), 0);
+}
+
+/* A wave of calls at once, waited for. */
+static void copy_mode_wave(copy_mode *m)
+{
+    for (int i = 0; i < MODE_WAVE; i++)
+        assert_int_equal(
+            ftrpc_call_async(m->c, "test.Svc", "M", NULL, NULL, NULL, wave_cb, &m->w, NULL), 0);
+    m->sent += MODE_WAVE;
+    assert_true(h_wait_atomic_ge(&m->w.done, m->sent, 10000 * SLOW));
+}
+
+/* The handlers executed per call (counted by the servers once every queued copy was run or
+ * skipped); frees the mode. */
+static double copy_mode_finish(copy_mode *m, const char *name)
+{
+    assert_int_equal(atomic_load(&m->w.failed), 0);
+    assert_true(h_wait_until(srv_idle_cond, &m->p.a, 5000 * SLOW));
+    assert_true(h_wait_until(srv_idle_cond, &m->p.b, 5000 * SLOW));
+    ftrpc_method_stats a = srv_stats(&m->p.a), b = srv_stats(&m->p.b);
+    ftrpc_client_free(m->c);
+    pair_stop(&m->p);
+    print_message("  %s: executed %lld + %lld, skipped once cancelled %lld + %lld\n", name,
                   (long long)a.calls, (long long)b.calls, (long long)a.canceled_unstarted,
                   (long long)b.canceled_unstarted);
-    return (double)(a.calls + b.calls) / CALLS;
+    return (double)(a.calls + b.calls) / m->sent;
+}
+
+static int cmp_int64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* An idle server and its client, to time empty calls. */
+typedef struct rtt_probe {
+    srv s;
+    ftrpc_client *c;
+} rtt_probe;
+
+/* The median latency of RTT_CALLS empty calls now, in us: about the time the "started" notice and
+ * the cancel each take on this machine under its present load. */
+static int64_t rtt_probe_us(rtt_probe *p)
+{
+    enum { RTT_CALLS = 15 };
+    int64_t us[RTT_CALLS];
+    for (int i = 0; i < RTT_CALLS; i++) {
+        ftrpc_result r;
+        assert_int_equal(call_once(p->c, NULL, &r), 0);
+        us[i] = r.latency_us;
+        ftrpc_result_fini(&r);
+    }
+    qsort(us, RTT_CALLS, sizeof us[0], cmp_int64);
+    return us[RTT_CALLS / 2];
 }
 
 /* "The Tail at Scale"'s tied requests: the server that takes its copy from its queue first says
  * so, and the client cancels the other copy, which its server then skips: about one copy runs per
- * call. With the paper's small delay before the twin (1 ms here), a first copy that an idle server
- * starts at once cancels the twin before it is sent; sent together, both copies may start at once
- * on idle servers (on this shared VM, 1.00 to 1.07 copies a call). Backup requests on the same
- * servers run more than either. */
+ * call (1.00 to 1.09 on a quiet shared VM, sent together or with the paper's small delay before
+ * the twin, 1 ms here). Backup requests run more: theirs is cancelled only when the first copy has
+ * answered, a whole handler (5 ms) later. A loaded machine delays the "started" notice and the
+ * cancels too and brings the figures closer (an absolute bound of 1.05 for the 1 ms twin failed on
+ * a loaded CI machine; starved of CPU, tied ran more than backups), so the handlers hold their
+ * worker 4 times the slowest round trip of an empty call measured before each wave (5 ms when that
+ * is less), and the three ways send their waves in turn, each against its own servers, and are
+ * compared with one another under the same load. */
 static void tied_requests_run_one_copy_per_call_where_backups_run_more(void **state)
 {
     (void)state;
@@ -1370,13 +1553,38 @@ static void tied_requests_run_one_copy_per_call_where_backups_run_more(void **st
     ftrpc_client_options tied_1ms = tied;
     tied_1ms.backup_request_ms = 1;
     ftrpc_client_options backup = {.timeout_ms = 10000 * SLOW, .backup_request_ms = 2, .lb = "rr"};
-    double t = executed_per_call(&tied);
-    double t1 = executed_per_call(&tied_1ms);
-    double b = executed_per_call(&backup);
+    static rtt_probe probe;
+    srv_start(&probe.s, 1);
+    probe.c = single_client(&probe.s, 10000 * SLOW);
+    int hold_ms = 5;
+    int64_t rtt_min = INT64_MAX, rtt_max = 0;
+    static copy_mode modes[3];
+    copy_mode_start(&modes[0], &tied, hold_ms);
+    copy_mode_start(&modes[1], &tied_1ms, hold_ms);
+    copy_mode_start(&modes[2], &backup, hold_ms);
+    for (int sent = 0; sent < MODE_CALLS; sent += MODE_WAVE) {
+        int64_t rtt = rtt_probe_us(&probe);
+        if (rtt < rtt_min) rtt_min = rtt;
+        if (rtt > rtt_max) rtt_max = rtt;
+        if (4 * rtt_max / 1000 + 1 > hold_ms) hold_ms = (int)(4 * rtt_max / 1000) + 1;
+        for (int i = 0; i < 3; i++) {
+            atomic_store(&modes[i].p.a.delay_ms, hold_ms);
+            atomic_store(&modes[i].p.b.delay_ms, hold_ms);
+        }
+        for (int i = 0; i < 3; i++)
+            copy_mode_wave(&modes[i]);
+    }
+    ftrpc_client_free(probe.c);
+    srv_stop(&probe.s);
+    print_message("an empty call's round trip %lld to %lld us (medians of 15 before each wave): "
+                  "handlers held 5 to %d ms\n",
+                  (long long)rtt_min, (long long)rtt_max, hold_ms);
+    double t = copy_mode_finish(&modes[0], "tied");
+    double t1 = copy_mode_finish(&modes[1], "tied, twin at 1 ms");
+    double b = copy_mode_finish(&modes[2], "backups at 2 ms");
     print_message("copies executed per call: tied %.3f, tied with the twin at 1 ms %.3f, backup "
                   "requests (2 ms) %.3f\n",
                   t, t1, b);
-    assert_true(t1 <= 1.05);
     assert_true(t < b);
     assert_true(t1 < b);
 }
