@@ -1,7 +1,7 @@
 /* The call API's contracts over real sockets: EIOTHREAD for a sync call on an IO thread, business
  * vs RPC errors, deadlines (client side, sent on the wire, and honoured by a queued worker
- * request), per-method concurrency limits, ESTOPPED on client free, large payloads, and
- * EOVERCROWDED past max_unwritten_bytes. */
+ * request), per-method concurrency limits, ESTOPPED on client free, large payloads, and a
+ * request frame larger than max_unwritten_bytes failing at once with EREQUEST. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -169,7 +169,7 @@ static void large_payload_round_trips_byte_exact(void **state)
     ftrpc_result_fini(&r);
 }
 
-static void request_over_max_unwritten_bytes_fails_overcrowded(void **state)
+static void request_larger_than_max_unwritten_bytes_fails_as_a_bad_request(void **state)
 {
     (void)state;
     h_server srv;
@@ -181,9 +181,11 @@ static void request_over_max_unwritten_bytes_fails_overcrowded(void **state)
         ftrpc_client_new(url, &(ftrpc_client_options){.max_unwritten_bytes = 1024}, &client), 0);
     ftrpc_buf *req = h_pattern_buf(65536, 1);
     ftrpc_result r;
+    /* no connection could ever take it: a caller's error at once, not overload to retry */
     assert_int_equal(ftrpc_call(client, "example.EchoService", "Echo", req, NULL, NULL, &r),
-                     FTRPC_EOVERCROWDED);
+                     FTRPC_EREQUEST);
     assert_int_equal(r.kind, FTRPC_RESULT_RPC_ERROR);
+    assert_int_equal(r.attempts, 1);
     ftrpc_result_fini(&r);
     /* a small request still goes through on the same client */
     ftrpc_buf *small = h_pattern_buf(100, 1);
@@ -375,7 +377,7 @@ int main(void)
         cmocka_unit_test(handler_error_codes_are_business_or_rpc_errors_by_range),
         cmocka_unit_test(slow_reply_times_out_at_the_call_deadline),
         cmocka_unit_test(large_payload_round_trips_byte_exact),
-        cmocka_unit_test(request_over_max_unwritten_bytes_fails_overcrowded),
+        cmocka_unit_test(request_larger_than_max_unwritten_bytes_fails_as_a_bad_request),
         cmocka_unit_test(client_free_completes_calls_in_flight_with_estopped),
         cmocka_unit_test(method_past_max_concurrency_answers_elimit),
         cmocka_unit_test(queued_worker_request_past_its_deadline_is_not_executed),
