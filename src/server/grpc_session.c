@@ -65,6 +65,8 @@ typedef struct ft_grpc_conn {
     int goaway;       /* the graceful stop's GOAWAY was submitted */
     gstream *streams; /* open streams (nghttp2_session_del does not report their close) */
     size_t buffered;  /* request bytes the streams hold: counted in max_pending_request_bytes */
+    size_t held;      /* answer bytes the streams hold for the peer's flow-control window:
+                         counted in max_unwritten_bytes */
 } ft_grpc_conn;
 
 static void stream_free(ft_grpc_conn *g, gstream *st)
@@ -75,6 +77,7 @@ static void stream_free(ft_grpc_conn *g, gstream *st)
         g->streams = st->next;
     if (st->next) st->next->prev = st->prev;
     g->buffered -= ft_iobuf_size(&st->body);
+    g->held -= ft_iobuf_size(&st->out);
     ft_iobuf_fini(&st->body);
     ft_iobuf_fini(&st->out);
     free(st->auth);
@@ -117,10 +120,11 @@ static const char *http_status_text(int http_status)
 static ssize_t read_out(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
                         nghttp2_data_source *src, void *user)
 {
-    (void)user;
+    ft_grpc_conn *g = user;
     gstream *st = src->ptr;
     size_t n = ft_iobuf_copy_at(&st->out, 0, buf, len);
     ft_iobuf_pop_front(&st->out, n);
+    g->held -= n;
     if (ft_iobuf_size(&st->out) == 0) {
         *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
         /* the trailers of an answer with data: grpc-status 0 alone, as gRPC's own servers send
@@ -150,6 +154,7 @@ static void respond(ft_grpc_conn *g, gstream *st, int http_status, int grpc_stat
         /* static strings only: copied by nobody */
         nghttp2_nv h[2] = {NV(":status", hs), NV("content-type", GRPC_CONTENT_TYPE)};
         ft_iobuf_move(&st->out, data);
+        g->held += ft_iobuf_size(&st->out);
         nghttp2_data_provider p = {.source.ptr = st, .read_callback = read_out};
         nghttp2_submit_response(g->h2, st->id, h, 2, &p);
         return;
@@ -185,6 +190,17 @@ static int flush(ft_grpc_conn *g)
                                c->peer);
             return FTRPC_EOVERCROWDED;
         }
+    }
+    /* What nghttp2 could not send waits for the peer's flow-control window: a peer that keeps it
+     * shut (SETTINGS_INITIAL_WINDOW_SIZE 0, no WINDOW_UPDATE) while it sends requests would
+     * otherwise have the server hold every answer (gzip inflates them 1000-fold) for as long as
+     * it keeps the connection. Held answers count as unwritten bytes do. */
+    if (g->held > 0 && g->held + ft_conn_unwritten(c) > g->sess->server->opts.max_unwritten_bytes) {
+        FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
+                           "closing gRPC connection from %s: peer does not open its flow-control "
+                           "window (%zu bytes of answers held, past max_unwritten_bytes)",
+                           c->peer, g->held + ft_conn_unwritten(c));
+        return FTRPC_EOVERCROWDED;
     }
     if (!nghttp2_session_want_read(g->h2) && !nghttp2_session_want_write(g->h2)) {
         /* GOAWAY sent and every stream done */

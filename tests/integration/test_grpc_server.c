@@ -638,6 +638,83 @@ static void unfinished_stream_bodies_count_in_pending_bytes(void **state)
     ftrpc_server_free(s);
 }
 
+/* HEADERS for POST /example.EchoService/Echo, content-type application/grpc, :authority localhost
+ * (HPACK: indexed :method and :scheme, literals without indexing on indexed names) */
+static const uint8_t ECHO_HDR[] = {0x83, 0x86, 0x04, 25,  '/',  'e',  'x', 'a', 'm', 'p', 'l', 'e',
+                                   '.',  'E',  'c',  'h', 'o',  'S',  'e', 'r', 'v', 'i', 'c', 'e',
+                                   '/',  'E',  'c',  'h', 'o',  0x01, 9,   'l', 'o', 'c', 'a', 'l',
+                                   'h',  'o',  's',  't', 0x0f, 0x10, 16,  'a', 'p', 'p', 'l', 'i',
+                                   'c',  'a',  't',  'i', 'o',  'n',  '/', 'g', 'r', 'p', 'c'};
+
+/* Appends to buf one echo call on stream id whose message is `size` bytes of 'e', in DATA frames
+ * of at most 16 KiB, the last ending the stream. Returns the bytes appended. */
+static size_t echo_request(uint8_t *buf, uint32_t id, size_t size)
+{
+    static uint8_t body[5 + 64 * 1024];
+    assert_true(size <= sizeof body - 5);
+    body[0] = 0;
+    body[1] = (uint8_t)(size >> 24);
+    body[2] = (uint8_t)(size >> 16);
+    body[3] = (uint8_t)(size >> 8);
+    body[4] = (uint8_t)size;
+    memset(body + 5, 'e', size);
+    size_t n = frame(buf, F_HEADERS, 0x4, id, ECHO_HDR, sizeof ECHO_HDR);
+    for (size_t at = 0; at < 5 + size; at += 16384) {
+        size_t len = 5 + size - at < 16384 ? 5 + size - at : 16384;
+        n += frame(buf + n, F_DATA, at + len == 5 + size ? 0x1 : 0, id, body + at, len);
+    }
+    return n;
+}
+
+/* A peer that keeps its flow-control window shut (SETTINGS_INITIAL_WINDOW_SIZE 0 and no
+ * WINDOW_UPDATE) while it sends requests: their answers wait in the server for a window that never
+ * opens, as a baidu_std answer waits for a peer that does not read, and count in the same
+ * max_unwritten_bytes. Within it the peer stays; past it the connection is closed with the reason
+ * logged, and other connections are served. Found with gzip bombs: 3.8 MB of requests held 1.1
+ * GB of inflated answers on one connection. */
+static void answers_held_by_a_shut_window_count_in_max_unwritten_bytes(void **state)
+{
+    (void)state;
+    ftrpc_log_set_sink(log_sink, NULL);
+    ftrpc_server_options o = {.max_unwritten_bytes = 128 * 1024};
+    ftrpc_server *s = start_server(&o);
+    int port = ftrpc_server_port(s);
+    int fd = h_raw_connect(port);
+    assert_true(fd >= 0);
+    static uint8_t buf[8 * (64 + 4 * (9 + 16384))];
+    static const uint8_t SHUT[6] = {0, 4, 0, 0, 0, 0}; /* SETTINGS_INITIAL_WINDOW_SIZE 0 */
+    size_t n = 24;
+    memcpy(buf, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+    n += frame(buf + n, F_SETTINGS, 0, 0, SHUT, sizeof SHUT);
+    n += frame(buf + n, F_SETTINGS, 0x1 /* ACK */, 0, NULL, 0);
+    /* two answers of 40 KiB held: within the bound */
+    for (uint32_t id = 1; id <= 3; id += 2)
+        n += echo_request(buf + n, id, 40 * 1024);
+    h_raw_send(fd, buf, n);
+    assert_int_equal(h_raw_wait_closed(fd, 300), 0);
+    assert_false(logged("flow-control window"));
+    /* six more: 320 KiB held */
+    n = 0;
+    for (uint32_t id = 5; id <= 15; id += 2)
+        n += echo_request(buf + n, id, 40 * 1024);
+    h_raw_send(fd, buf, n);
+    assert_int_equal(h_raw_wait_closed(fd, 5000), 1);
+    close(fd);
+    assert_true(logged("does not open its flow-control window"));
+    /* another peer is served meanwhile */
+    fd = h_raw_connect(port);
+    assert_true(fd >= 0);
+    memcpy(buf, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+    n = 24 + frame(buf + 24, F_SETTINGS, 0, 0, NULL, 0);
+    n += echo_request(buf + n, 1, 16);
+    h_raw_send(fd, buf, n);
+    uint32_t unused;
+    assert_true(wait_frame(fd, F_DATA, 1, &unused));
+    close(fd);
+    ftrpc_log_set_sink(NULL, NULL);
+    ftrpc_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -653,6 +730,7 @@ int main(void)
          (void *)&GRPC_CPP},
         cmocka_unit_test(flooding_peers_are_closed_with_a_reason),
         cmocka_unit_test(unfinished_stream_bodies_count_in_pending_bytes),
+        cmocka_unit_test(answers_held_by_a_shut_window_count_in_max_unwritten_bytes),
         cmocka_unit_test(streams_past_the_limits_are_reset),
         cmocka_unit_test(a_preface_in_pieces_is_still_recognised),
         cmocka_unit_test(graceful_stop_sends_goaway_then_finishes_the_call_in_flight),
