@@ -47,6 +47,8 @@ typedef struct gstream {
     char *meta;         /* custom metadata, "key\0value\0" pairs */
     size_t meta_len, meta_cap;
     size_t header_bytes;
+    int ended;          /* the request's END_STREAM came (or its read timeout reset it) */
+    int64_t due_ns;     /* when the request must have ended: read_timeout_ms after its HEADERS */
     int dispatched;     /* a call was started: a reset before the answer cancels it */
     int replied;        /* a response was submitted */
     ft_iobuf out;       /* the response's DATA, read by the data provider */
@@ -60,6 +62,7 @@ typedef struct ft_grpc_conn {
     ft_h2_mem mem; /* nghttp2's allocator: outlives h2 */
     ft_session *sess;
     const char *close_reason; /* set by a callback that tears the connection down */
+    char error[128];          /* nghttp2's last error message: the reason of its own GOAWAY */
     ft_rate_bucket rst, ping, settings;
     int in_recv;      /* inside mem_recv: deliveries only queue, the read's flush sends */
     int goaway;       /* the graceful stop's GOAWAY was submitted */
@@ -345,6 +348,35 @@ static void dispatch(ft_grpc_conn *g, gstream *st)
     ft_iobuf_fini(&msg);
 }
 
+/* The session's read_timer while it speaks gRPC: a stream's request must end within
+ * read_timeout_ms of its HEADERS, as an HTTP/1.1 request must complete (a peer that pings is not
+ * idle, and would hold a stream that never ends for ever). The timer is armed for the earliest
+ * due stream only when it fires or finds none armed, so a request costs no timer work. */
+static void on_request_timeout(ft_timer *t)
+{
+    ft_session *sess = ft_container_of(t, ft_session, read_timer);
+    ft_grpc_conn *g = sess->grpc;
+    if (!g || !ft_conn_is_open(sess->conn)) return;
+    int64_t now = ft_loop_now(sess->loop), next = INT64_MAX;
+    for (gstream *st = g->streams; st; st = st->next) {
+        if (st->ended) continue;
+        if (st->due_ns > now) {
+            if (st->due_ns < next) next = st->due_ns;
+            continue;
+        }
+        st->ended = 1;
+        ft_server_count_read_timeout(sess);
+        FT_LOG_RATELIMITED(
+            FTRPC_LOG_WARN,
+            "gRPC stream %d from %s reset: its request did not complete within %d ms", (int)st->id,
+            sess->conn->peer, sess->server->opts.read_timeout_ms);
+        nghttp2_submit_rst_stream(g->h2, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+    }
+    if (next != INT64_MAX) ft_timer_start(sess->loop, t, next, on_request_timeout);
+    int rc = flush(g);
+    if (rc < 0) ft_conn_close(sess->conn, rc, 1);
+}
+
 static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
 {
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
@@ -356,6 +388,15 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, voi
     ft_iobuf_init(&st->out);
     nghttp2_session_set_stream_user_data(h2, st->id, st);
     ft_grpc_conn *g = user;
+    ft_session *sess = g->sess;
+    int timeout = sess->server->opts.read_timeout_ms;
+    if (timeout > 0) {
+        st->due_ns = ft_loop_now(sess->loop) + (int64_t)timeout * FT_NS_PER_MS;
+        if (!ft_timer_armed(&sess->read_timer))
+            ft_timer_start(sess->loop, &sess->read_timer, st->due_ns, on_request_timeout);
+    } else {
+        st->ended = 1; /* no timeout: never looked at */
+    }
     st->next = g->streams;
     if (st->next) st->next->prev = st;
     g->streams = st;
@@ -510,7 +551,10 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *
     case NGHTTP2_DATA:
         if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
             gstream *st = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
-            if (st) dispatch(g, st);
+            if (st) {
+                st->ended = 1;
+                dispatch(g, st);
+            }
         }
         return 0;
     default:
@@ -532,6 +576,34 @@ static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t error_code,
                  g->sess->conn->peer, nghttp2_http2_strerror(error_code));
     }
     stream_free(g, st);
+    return 0;
+}
+
+/* nghttp2 tears a session down itself on most malformed frames (a bad header block, DATA on
+ * stream 0, a window overflow): it sends GOAWAY and its mem_recv still succeeds. Its last error
+ * message, kept here, names the reason when that GOAWAY goes out. */
+static int on_error(nghttp2_session *h2, int lib_error_code, const char *msg, size_t len,
+                    void *user)
+{
+    ft_grpc_conn *g = user;
+    (void)h2;
+    (void)lib_error_code;
+    if (len >= sizeof g->error) len = sizeof g->error - 1;
+    memcpy(g->error, msg, len);
+    g->error[len] = '\0';
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
+{
+    ft_grpc_conn *g = user;
+    (void)h2;
+    if (frame->hd.type != NGHTTP2_GOAWAY || frame->goaway.error_code == NGHTTP2_NO_ERROR ||
+        g->close_reason)
+        return 0; /* a graceful stop's, or one whose reason was logged */
+    FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing gRPC connection from %s: %s (GOAWAY %s)",
+                       g->sess->conn->peer, g->error[0] ? g->error : "malformed frame",
+                       nghttp2_http2_strerror(frame->goaway.error_code));
     return 0;
 }
 
@@ -561,6 +633,8 @@ static ft_grpc_conn *grpc_of(ft_session *sess)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_error_callback2(cb, on_error);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     /* nghttp2's own reset limit stays as a backstop, above ours (whose reason is logged) */
     nghttp2_option_set_stream_reset_rate_limit(opt, 2 * (uint64_t)s->opts.grpc.rst_stream_burst,
                                                2 * (uint64_t)s->opts.grpc.rst_stream_per_second);
@@ -638,6 +712,7 @@ int ft_grpc_session_on_read(ft_session *sess)
                 g->in_recv = 0;
                 FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing gRPC connection from %s: %s", c->peer,
                                    nghttp2_strerror((int)r));
+                g->close_reason = nghttp2_strerror((int)r); /* logged: its GOAWAY is not again */
                 /* nghttp2's GOAWAY, when it queued one, goes out before the close */
                 return close_after_goaway(g);
             }

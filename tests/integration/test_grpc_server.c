@@ -715,6 +715,100 @@ static void answers_held_by_a_shut_window_count_in_max_unwritten_bytes(void **st
     ftrpc_server_free(s);
 }
 
+/* A stream whose request never ends (HEADERS and part of a body, then nothing, the peer pinging
+ * to look alive): as an HTTP/1.1 request must complete within read_timeout_ms, so must a stream's;
+ * past it the stream is reset (CANCEL) with the reason logged, and the connection serves on.
+ * Before, only the idle timeout (600 s) would end it, and a peer that pings never idles. */
+static void a_stream_whose_request_never_ends_is_reset_at_read_timeout(void **state)
+{
+    (void)state;
+    ftrpc_log_set_sink(log_sink, NULL);
+    ftrpc_server_options o = {.read_timeout_ms = 300};
+    ftrpc_server *s = start_server(&o);
+    int fd = h_raw_connect(ftrpc_server_port(s));
+    assert_true(fd >= 0);
+    static uint8_t buf[1024];
+    static const uint8_t PART[2] = {0, 0}; /* two bytes of a message prefix */
+    static const uint8_t PING[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    memcpy(buf, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+    size_t n = 24 + frame(buf + 24, F_SETTINGS, 0, 0, NULL, 0);
+    n += frame(buf + n, F_HEADERS, 0x4, 1, ECHO_HDR, sizeof ECHO_HDR);
+    n += frame(buf + n, F_DATA, 0, 1, PART, sizeof PART);
+    h_raw_send(fd, buf, n);
+    for (int i = 0; i < 4; i++) { /* a peer that looks alive */
+        h_sleep_ms(100);
+        h_raw_send(fd, buf, frame(buf, F_PING, 0, 0, PING, sizeof PING));
+    }
+    uint32_t code = 0;
+    assert_true(wait_frame(fd, F_RST, 1, &code));
+    assert_int_equal(code, 8); /* CANCEL */
+    assert_true(logged("did not complete within 300 ms"));
+    /* the connection serves the next call */
+    n = echo_request(buf, 3, 16);
+    h_raw_send(fd, buf, n);
+    assert_true(wait_frame(fd, F_DATA, 3, &code));
+    close(fd);
+    ftrpc_log_set_sink(NULL, NULL);
+    ftrpc_server_free(s);
+}
+
+/* Malformed frames that nghttp2 answers itself, with GOAWAY and no error to ftrpc: the connection
+ * closes and the log says why, as for the frames ftrpc refuses. Before, such a close left no line.
+ */
+static void malformed_frames_close_the_connection_with_a_logged_reason(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what;
+        uint32_t goaway;  /* the code nghttp2 sends */
+        const char *line; /* in the log */
+    } CASES[] = {
+        {"DATA on stream 0", 1, "(GOAWAY PROTOCOL_ERROR)"},
+        {"a header field of 70,000 bytes", 9, "(GOAWAY COMPRESSION_ERROR)"},
+        {"a WINDOW_UPDATE past 2^31-1", 3, "(GOAWAY FLOW_CONTROL_ERROR)"},
+    };
+    static uint8_t buf[128 * 1024], block[72 * 1024];
+    ftrpc_log_set_sink(log_sink, NULL);
+    ftrpc_server *s = start_server(NULL);
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+        print_message("%s\n", CASES[i].what);
+        int fd = h_raw_connect(ftrpc_server_port(s));
+        assert_true(fd >= 0);
+        memcpy(buf, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+        size_t n = 24 + frame(buf + 24, F_SETTINGS, 0, 0, NULL, 0);
+        if (i == 0) {
+            n += frame(buf + n, F_DATA, 0, 0, "x", 1);
+        } else if (i == 1) {
+            /* literal, new name "x-big", a value of 70,000 bytes (HPACK integer 127 + 69873) */
+            size_t b = 0;
+            memcpy(block, ECHO_HDR, sizeof ECHO_HDR);
+            b = sizeof ECHO_HDR;
+            memcpy(block + b, "\x00\x05x-big\x7f\xf1\xa1\x04", 11);
+            b += 11;
+            memset(block + b, 'v', 70000);
+            b += 70000;
+            for (size_t at = 0; at < b; at += 16384) {
+                size_t len = b - at < 16384 ? b - at : 16384;
+                n += frame(buf + n, at == 0 ? F_HEADERS : 9 /* CONTINUATION */,
+                           at + len == b ? 0x4 : 0, 1, block + at, len);
+            }
+        } else {
+            static const uint8_t MAX[4] = {0x7f, 0xff, 0xff, 0xff};
+            n += frame(buf + n, 8 /* WINDOW_UPDATE */, 0, 0, MAX, 4);
+        }
+        h_raw_send(fd, buf, n);
+        uint32_t code = 0;
+        assert_true(wait_frame(fd, F_GOAWAY, 0, &code));
+        assert_int_equal(code, CASES[i].goaway);
+        assert_int_equal(h_raw_wait_closed(fd, 5000), 1);
+        close(fd);
+        if (!logged(CASES[i].line)) print_message("no \"%s\" in:\n%s\n", CASES[i].line, log_seen);
+        assert_true(logged(CASES[i].line));
+    }
+    ftrpc_log_set_sink(NULL, NULL);
+    ftrpc_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -731,6 +825,8 @@ int main(void)
         cmocka_unit_test(flooding_peers_are_closed_with_a_reason),
         cmocka_unit_test(unfinished_stream_bodies_count_in_pending_bytes),
         cmocka_unit_test(answers_held_by_a_shut_window_count_in_max_unwritten_bytes),
+        cmocka_unit_test(a_stream_whose_request_never_ends_is_reset_at_read_timeout),
+        cmocka_unit_test(malformed_frames_close_the_connection_with_a_logged_reason),
         cmocka_unit_test(streams_past_the_limits_are_reset),
         cmocka_unit_test(a_preface_in_pieces_is_still_recognised),
         cmocka_unit_test(graceful_stop_sends_goaway_then_finishes_the_call_in_flight),
