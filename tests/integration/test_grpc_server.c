@@ -384,6 +384,27 @@ static void flooding_peers_are_closed_with_a_reason(void **state)
     ftrpc_server_free(s);
 }
 
+/* A header block: hdr, then the literal "x-big" (new name, not indexed) with a value of `len`
+ * bytes of 'v' (HPACK integers: 7-bit prefix). The bytes written into out. */
+static size_t big_header_block(uint8_t *out, const uint8_t *hdr, size_t hdr_len, size_t len)
+{
+    size_t b = hdr_len;
+    memcpy(out, hdr, hdr_len);
+    memcpy(out + b, "\x00\x05x-big", 7);
+    b += 7;
+    size_t v = len;
+    if (v < 127) {
+        out[b++] = (uint8_t)v;
+    } else {
+        out[b++] = 127;
+        for (v -= 127; v >= 128; v >>= 7)
+            out[b++] = (uint8_t)(v | 128);
+        out[b++] = (uint8_t)v;
+    }
+    memset(out + b, 'v', len);
+    return b + len;
+}
+
 /* SETTINGS_MAX_CONCURRENT_STREAMS: a stream past it is refused (REFUSED_STREAM, so a client may
  * retry it elsewhere); a header list past max_header_list_size resets its stream. The connection
  * stays for both. */
@@ -407,15 +428,9 @@ static void streams_past_the_limits_are_reset(void **state)
     uint32_t code = 0;
     assert_true(wait_frame(fd, F_RST, 5, &code));
     assert_int_equal(code, 7); /* REFUSED_STREAM */
-    /* an 8000-byte header value: literal, new name "x-big", length 8000 (HPACK integer) */
+    /* an 8000-byte header value */
     static uint8_t big[8100];
-    size_t b = 0;
-    memcpy(big, HDR, sizeof HDR);
-    b = sizeof HDR;
-    memcpy(big + b, "\x00\x05x-big\x7f\xc1\x3d", 10);
-    b += 10;
-    memset(big + b, 'v', 8000);
-    b += 8000;
+    size_t b = big_header_block(big, HDR, sizeof HDR, 8000);
     /* stream 7 after closing 1 and 3 with RST_STREAM: room for it again */
     static const uint8_t CANCEL[4] = {0, 0, 0, 8};
     n = frame(buf, F_RST, 0, 1, CANCEL, 4);
@@ -666,6 +681,22 @@ static size_t echo_request(uint8_t *buf, uint32_t id, size_t size)
     return n;
 }
 
+/* The client preface and an empty SETTINGS, into buf: the bytes written */
+static size_t preface(uint8_t *buf)
+{
+    memcpy(buf, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+    return 24 + frame(buf + 24, F_SETTINGS, 0, 0, NULL, 0);
+}
+
+/* Calls Echo on stream id of the connection fd: 1 when its answer's DATA came */
+static int echo_served(int fd, uint32_t id)
+{
+    static uint8_t req[256];
+    h_raw_send(fd, req, echo_request(req, id, 16));
+    uint32_t unused;
+    return wait_frame(fd, F_DATA, id, &unused);
+}
+
 /* A peer that keeps its flow-control window shut (SETTINGS_INITIAL_WINDOW_SIZE 0 and no
  * WINDOW_UPDATE) while it sends requests: their answers wait in the server for a window that never
  * opens, as a baidu_std answer waits for a peer that does not read, and count in the same
@@ -704,12 +735,8 @@ static void answers_held_by_a_shut_window_count_in_max_unwritten_bytes(void **st
     /* another peer is served meanwhile */
     fd = h_raw_connect(port);
     assert_true(fd >= 0);
-    memcpy(buf, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
-    n = 24 + frame(buf + 24, F_SETTINGS, 0, 0, NULL, 0);
-    n += echo_request(buf + n, 1, 16);
-    h_raw_send(fd, buf, n);
-    uint32_t unused;
-    assert_true(wait_frame(fd, F_DATA, 1, &unused));
+    h_raw_send(fd, buf, preface(buf));
+    assert_true(echo_served(fd, 1));
     close(fd);
     ftrpc_log_set_sink(NULL, NULL);
     ftrpc_server_free(s);
@@ -730,8 +757,7 @@ static void a_stream_whose_request_never_ends_is_reset_at_read_timeout(void **st
     static uint8_t buf[1024];
     static const uint8_t PART[2] = {0, 0}; /* two bytes of a message prefix */
     static const uint8_t PING[8] = {1, 2, 3, 4, 5, 6, 7, 8};
-    memcpy(buf, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
-    size_t n = 24 + frame(buf + 24, F_SETTINGS, 0, 0, NULL, 0);
+    size_t n = preface(buf);
     n += frame(buf + n, F_HEADERS, 0x4, 1, ECHO_HDR, sizeof ECHO_HDR);
     n += frame(buf + n, F_DATA, 0, 1, PART, sizeof PART);
     h_raw_send(fd, buf, n);
@@ -743,10 +769,7 @@ static void a_stream_whose_request_never_ends_is_reset_at_read_timeout(void **st
     assert_true(wait_frame(fd, F_RST, 1, &code));
     assert_int_equal(code, 8); /* CANCEL */
     assert_true(logged("did not complete within 300 ms"));
-    /* the connection serves the next call */
-    n = echo_request(buf, 3, 16);
-    h_raw_send(fd, buf, n);
-    assert_true(wait_frame(fd, F_DATA, 3, &code));
+    assert_true(echo_served(fd, 3)); /* the connection serves the next call */
     close(fd);
     ftrpc_log_set_sink(NULL, NULL);
     ftrpc_server_free(s);
@@ -774,19 +797,11 @@ static void malformed_frames_close_the_connection_with_a_logged_reason(void **st
         print_message("%s\n", CASES[i].what);
         int fd = h_raw_connect(ftrpc_server_port(s));
         assert_true(fd >= 0);
-        memcpy(buf, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
-        size_t n = 24 + frame(buf + 24, F_SETTINGS, 0, 0, NULL, 0);
+        size_t n = preface(buf);
         if (i == 0) {
             n += frame(buf + n, F_DATA, 0, 0, "x", 1);
         } else if (i == 1) {
-            /* literal, new name "x-big", a value of 70,000 bytes (HPACK integer 127 + 69873) */
-            size_t b = 0;
-            memcpy(block, ECHO_HDR, sizeof ECHO_HDR);
-            b = sizeof ECHO_HDR;
-            memcpy(block + b, "\x00\x05x-big\x7f\xf1\xa1\x04", 11);
-            b += 11;
-            memset(block + b, 'v', 70000);
-            b += 70000;
+            size_t b = big_header_block(block, ECHO_HDR, sizeof ECHO_HDR, 70000);
             for (size_t at = 0; at < b; at += 16384) {
                 size_t len = b - at < 16384 ? b - at : 16384;
                 n += frame(buf + n, at == 0 ? F_HEADERS : 9 /* CONTINUATION */,
