@@ -603,9 +603,14 @@ static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame, void *
     if (frame->hd.type != NGHTTP2_GOAWAY || frame->goaway.error_code == NGHTTP2_NO_ERROR ||
         g->close_reason)
         return 0; /* a graceful stop's, or one whose reason was logged */
+    /* nghttp2 1.52 gives no message for a header block it cannot decode */
+    const char *why =
+        g->error[0] ? g->error
+        : frame->goaway.error_code == NGHTTP2_COMPRESSION_ERROR
+            ? "a header block HPACK cannot decode (a field over 64 KiB, or bad encoding)"
+            : "malformed frame";
     FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing gRPC connection from %s: %s (GOAWAY %s)",
-                       g->sess->conn->peer, g->error[0] ? g->error : "malformed frame",
-                       nghttp2_http2_strerror(frame->goaway.error_code));
+                       g->sess->conn->peer, why, nghttp2_http2_strerror(frame->goaway.error_code));
     return 0;
 }
 
