@@ -66,12 +66,15 @@ typedef struct ft_grpc_conn {
     const char *close_reason; /* set by a callback that tears the connection down */
     char error[128];          /* nghttp2's last error message: the reason of its own GOAWAY */
     ft_rate_bucket rst, ping, settings;
-    int in_recv;      /* inside mem_recv: deliveries only queue, the read's flush sends */
-    int goaway;       /* the graceful stop's GOAWAY was submitted */
-    gstream *streams; /* open streams (nghttp2_session_del does not report their close) */
-    size_t buffered;  /* request bytes the streams hold: counted in max_pending_request_bytes */
-    size_t held;      /* answer bytes the streams hold for the peer's flow-control window:
-                         counted in max_unwritten_bytes */
+    int in_recv;         /* inside mem_recv: deliveries only queue, the read's flush sends */
+    int goaway;          /* the graceful stop's GOAWAY was submitted */
+    gstream *streams;    /* open streams (nghttp2_session_del does not report their close) */
+    size_t buffered;     /* request bytes the streams hold: counted in max_pending_request_bytes */
+    size_t held;         /* answer bytes the streams hold for the peer's flow-control window:
+                            counted in max_unwritten_bytes */
+    uint64_t sent;       /* answer bytes nghttp2 took from the streams, ever */
+    uint64_t held_sent;  /* `sent` when held_timer was armed */
+    ft_timer held_timer; /* armed while answers are held: idle_timeout_ms without progress */
 } ft_grpc_conn;
 
 static void stream_free(ft_grpc_conn *g, gstream *st)
@@ -130,6 +133,7 @@ static ssize_t read_out(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t le
     size_t n = ft_iobuf_copy_at(&st->out, 0, buf, len);
     ft_iobuf_pop_front(&st->out, n);
     g->held -= n;
+    g->sent += n;
     if (ft_iobuf_size(&st->out) == 0) {
         *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
         /* the trailers of an answer with data: grpc-status 0 alone, as gRPC's own servers send
@@ -176,6 +180,28 @@ static void respond(ft_grpc_conn *g, gstream *st, int http_status, int grpc_stat
     nghttp2_submit_response(g->h2, st->id, h, n, NULL);
 }
 
+/* Answers held for a shut window that made no progress for idle_timeout_ms: the peer is closed,
+ * as one that does not read its replies is (server.c's idle timeout), which a peer that keeps
+ * pinging never reaches. */
+static void on_held_timeout(ft_timer *t)
+{
+    ft_grpc_conn *g = ft_container_of(t, ft_grpc_conn, held_timer);
+    ft_session *sess = g->sess;
+    int idle = sess->server->opts.idle_timeout_ms;
+    if (g->held == 0 || !ft_conn_is_open(sess->conn)) return;
+    if (g->sent != g->held_sent) {
+        g->held_sent = g->sent;
+        ft_timer_start(sess->loop, t, ft_loop_now(sess->loop) + (int64_t)idle * FT_NS_PER_MS,
+                       on_held_timeout);
+        return;
+    }
+    FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
+                       "closing gRPC connection from %s: peer does not open its flow-control "
+                       "window (%zu bytes of answers held, none of them sent for %d ms)",
+                       sess->conn->peer, g->held, idle);
+    ft_conn_close(sess->conn, FTRPC_EOVERCROWDED, 1);
+}
+
 /* Sends what nghttp2 has queued. 0, or a negative code to close. */
 static int flush(ft_grpc_conn *g)
 {
@@ -206,6 +232,12 @@ static int flush(ft_grpc_conn *g)
                            "window (%zu bytes of answers held, past max_unwritten_bytes)",
                            c->peer, g->held + ft_conn_unwritten(c));
         return FTRPC_EOVERCROWDED;
+    }
+    int idle = g->sess->server->opts.idle_timeout_ms;
+    if (g->held > 0 && idle > 0 && !ft_timer_armed(&g->held_timer)) {
+        g->held_sent = g->sent;
+        ft_timer_start(g->sess->loop, &g->held_timer,
+                       ft_loop_now(g->sess->loop) + (int64_t)idle * FT_NS_PER_MS, on_held_timeout);
     }
     if (!nghttp2_session_want_read(g->h2) && !nghttp2_session_want_write(g->h2)) {
         /* GOAWAY sent and every stream done */
@@ -685,6 +717,7 @@ void ft_grpc_session_free(ft_session *sess)
     ft_grpc_conn *g = sess->grpc;
     if (!g) return;
     sess->grpc = NULL;
+    ft_timer_stop(sess->loop, &g->held_timer);
     nghttp2_session_del(g->h2);
     ft_h2_mem_fini(&g->mem);
     while (g->streams)

@@ -697,6 +697,16 @@ static int echo_served(int fd, uint32_t id)
     return wait_frame(fd, F_DATA, id, &unused);
 }
 
+/* The client preface, SETTINGS_INITIAL_WINDOW_SIZE 0 (a window the peer never opens) and the
+ * acknowledgement of the server's SETTINGS, into buf: the bytes written */
+static size_t shut_window_preface(uint8_t *buf)
+{
+    static const uint8_t SHUT[6] = {0, 4, 0, 0, 0, 0};
+    memcpy(buf, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+    size_t n = 24 + frame(buf + 24, F_SETTINGS, 0, 0, SHUT, sizeof SHUT);
+    return n + frame(buf + n, F_SETTINGS, 0x1 /* ACK */, 0, NULL, 0);
+}
+
 /* A peer that keeps its flow-control window shut (SETTINGS_INITIAL_WINDOW_SIZE 0 and no
  * WINDOW_UPDATE) while it sends requests: their answers wait in the server for a window that never
  * opens, as a baidu_std answer waits for a peer that does not read, and count in the same
@@ -713,11 +723,7 @@ static void answers_held_by_a_shut_window_count_in_max_unwritten_bytes(void **st
     int fd = h_raw_connect(port);
     assert_true(fd >= 0);
     static uint8_t buf[8 * (64 + 4 * (9 + 16384))];
-    static const uint8_t SHUT[6] = {0, 4, 0, 0, 0, 0}; /* SETTINGS_INITIAL_WINDOW_SIZE 0 */
-    size_t n = 24;
-    memcpy(buf, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
-    n += frame(buf + n, F_SETTINGS, 0, 0, SHUT, sizeof SHUT);
-    n += frame(buf + n, F_SETTINGS, 0x1 /* ACK */, 0, NULL, 0);
+    size_t n = shut_window_preface(buf);
     /* two answers of 40 KiB held: within the bound */
     for (uint32_t id = 1; id <= 3; id += 2)
         n += echo_request(buf + n, id, 40 * 1024);
@@ -824,6 +830,34 @@ static void malformed_frames_close_the_connection_with_a_logged_reason(void **st
     ftrpc_server_free(s);
 }
 
+/* Below max_unwritten_bytes, answers held for a shut window are still bounded in time: when none
+ * of their bytes left for idle_timeout_ms the connection is closed, however often the peer pings
+ * (a PING is read, so the idle timeout alone never came). */
+static void answers_held_without_progress_for_the_idle_timeout_close_the_connection(void **state)
+{
+    (void)state;
+    ftrpc_log_set_sink(log_sink, NULL);
+    ftrpc_server_options o = {.idle_timeout_ms = 300};
+    ftrpc_server *s = start_server(&o);
+    int fd = h_raw_connect(ftrpc_server_port(s));
+    assert_true(fd >= 0);
+    static uint8_t buf[64 + 4 * (9 + 16384)];
+    static const uint8_t PING[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    size_t n = shut_window_preface(buf);
+    n += echo_request(buf + n, 1, 40 * 1024);
+    h_raw_send(fd, buf, n);
+    int closed = 0;
+    for (int i = 0; i < 30 && !closed; i++) { /* 3 s of pings, 10 idle timeouts */
+        h_raw_send(fd, buf, frame(buf, F_PING, 0, 0, PING, sizeof PING));
+        closed = h_raw_wait_closed(fd, 100);
+    }
+    close(fd);
+    assert_true(closed);
+    assert_true(logged("none of them sent for 300 ms"));
+    ftrpc_log_set_sink(NULL, NULL);
+    ftrpc_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -840,6 +874,7 @@ int main(void)
         cmocka_unit_test(flooding_peers_are_closed_with_a_reason),
         cmocka_unit_test(unfinished_stream_bodies_count_in_pending_bytes),
         cmocka_unit_test(answers_held_by_a_shut_window_count_in_max_unwritten_bytes),
+        cmocka_unit_test(answers_held_without_progress_for_the_idle_timeout_close_the_connection),
         cmocka_unit_test(a_stream_whose_request_never_ends_is_reset_at_read_timeout),
         cmocka_unit_test(malformed_frames_close_the_connection_with_a_logged_reason),
         cmocka_unit_test(streams_past_the_limits_are_reset),
