@@ -14,10 +14,11 @@
  *
  * Limits against greedy peers: SETTINGS_MAX_CONCURRENT_STREAMS, SETTINGS_MAX_HEADER_LIST_SIZE
  * (counted here too: nghttp2 advertises it but does not enforce it on what it receives), the
- * flow-control windows, answers held for the peer's window (counted in max_unwritten_bytes), a
- * stream's request bounded in time (read_timeout_ms from its HEADERS), and token buckets on the
- * client's RST_STREAM ("rapid reset", CVE-2023-44487), PING and SETTINGS frames; a peer past one is
- * sent GOAWAY and closed, the reason logged. nghttp2's own flood guards (queued ACKs, SETTINGS
+ * flow-control windows, answers held for the peer's window (counted in max_unwritten_bytes, and
+ * closed after idle_timeout_ms without progress), a stream's request bounded in time
+ * (read_timeout_ms from its HEADERS), and token buckets on the client's RST_STREAM ("rapid
+ * reset", CVE-2023-44487), PING and SETTINGS frames; a peer past one is sent GOAWAY and closed,
+ * the reason logged. nghttp2's own flood guards (queued ACKs, SETTINGS
  * entries, its reset limit) stay on.
  *
  * Invariants: everything runs on the connection's loop. A stream's state (gstream) lives from its
