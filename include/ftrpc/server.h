@@ -113,7 +113,8 @@ typedef struct ftrpc_server_options {
     uint32_t max_body_size;     /* default 64 MiB, as brpc: larger frames close the connection */
     int worker_threads;         /* default 0: one per core; used by FTRPC_RUN_IN_WORKER methods */
     size_t max_unwritten_bytes; /* default 64 MiB per connection: past it replies fail
-                                   (EOVERCROWDED) */
+                                   (EOVERCROWDED); over HTTP/2 the answers waiting for the
+                                   peer's flow-control window count too */
     int stop_grace_ms; /* default 5000: how long ftrpc_server_stop waits for work in flight */
     /* Discovery (docs/discovery.md): when set, the server registers itself there once started,
      * refreshes its entry every register_interval_ms, and removes it first thing on stop. Every
@@ -132,7 +133,8 @@ typedef struct ftrpc_server_options {
     int idle_timeout_ms;    /* default 600000 (brpc's idle_timeout_s is off by default;
                              * 10 min bounds what idle peers cost); -1: never */
     int read_timeout_ms;    /* default 10000: a started frame must complete within it
-                             * (slowloris); -1: never */
+                             * (slowloris), as must an HTTP/2 stream's request within it of its
+                             * HEADERS (the stream is reset); -1: never */
     int max_inflight_per_connection; /* default 1024; past it requests get FTRPC_ELIMIT */
     /* default 10000: an HTTP request whose header is not complete this long after its first byte
      * (or a connection whose first bytes do not name a protocol) is closed (slowloris guard) */

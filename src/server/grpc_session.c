@@ -14,9 +14,12 @@
  *
  * Limits against greedy peers: SETTINGS_MAX_CONCURRENT_STREAMS, SETTINGS_MAX_HEADER_LIST_SIZE
  * (counted here too: nghttp2 advertises it but does not enforce it on what it receives), the
- * flow-control windows, and token buckets on the client's RST_STREAM ("rapid reset",
- * CVE-2023-44487), PING and SETTINGS frames; a peer past one is sent GOAWAY and closed, the reason
- * logged. nghttp2's own flood guards (queued ACKs, SETTINGS entries, its reset limit) stay on.
+ * flow-control windows, answers held for the peer's window (counted in max_unwritten_bytes, and
+ * closed after idle_timeout_ms without progress), a stream's request bounded in time
+ * (read_timeout_ms from its HEADERS), and token buckets on the client's RST_STREAM ("rapid
+ * reset", CVE-2023-44487), PING and SETTINGS frames; a peer past one is sent GOAWAY and closed,
+ * the reason logged. nghttp2's own flood guards (queued ACKs, SETTINGS
+ * entries, its reset limit) stay on.
  *
  * Invariants: everything runs on the connection's loop. A stream's state (gstream) lives from its
  * first HEADERS to nghttp2's on_stream_close; a call refers to its stream only by id, so an
@@ -47,6 +50,8 @@ typedef struct gstream {
     char *meta;         /* custom metadata, "key\0value\0" pairs */
     size_t meta_len, meta_cap;
     size_t header_bytes;
+    int ended;          /* the request's END_STREAM came (or its read timeout reset it) */
+    int64_t due_ns;     /* when the request must have ended: read_timeout_ms after its HEADERS */
     int dispatched;     /* a call was started: a reset before the answer cancels it */
     int replied;        /* a response was submitted */
     ft_iobuf out;       /* the response's DATA, read by the data provider */
@@ -60,11 +65,17 @@ typedef struct ft_grpc_conn {
     ft_h2_mem mem; /* nghttp2's allocator: outlives h2 */
     ft_session *sess;
     const char *close_reason; /* set by a callback that tears the connection down */
+    char error[128];          /* nghttp2's last error message: the reason of its own GOAWAY */
     ft_rate_bucket rst, ping, settings;
-    int in_recv;      /* inside mem_recv: deliveries only queue, the read's flush sends */
-    int goaway;       /* the graceful stop's GOAWAY was submitted */
-    gstream *streams; /* open streams (nghttp2_session_del does not report their close) */
-    size_t buffered;  /* request bytes the streams hold: counted in max_pending_request_bytes */
+    int in_recv;         /* inside mem_recv: deliveries only queue, the read's flush sends */
+    int goaway;          /* the graceful stop's GOAWAY was submitted */
+    gstream *streams;    /* open streams (nghttp2_session_del does not report their close) */
+    size_t buffered;     /* request bytes the streams hold: counted in max_pending_request_bytes */
+    size_t held;         /* answer bytes the streams hold for the peer's flow-control window:
+                            counted in max_unwritten_bytes */
+    uint64_t sent;       /* answer bytes nghttp2 took from the streams, ever */
+    uint64_t held_sent;  /* `sent` when held_timer was armed */
+    ft_timer held_timer; /* armed while answers are held: idle_timeout_ms without progress */
 } ft_grpc_conn;
 
 static void stream_free(ft_grpc_conn *g, gstream *st)
@@ -75,6 +86,7 @@ static void stream_free(ft_grpc_conn *g, gstream *st)
         g->streams = st->next;
     if (st->next) st->next->prev = st->prev;
     g->buffered -= ft_iobuf_size(&st->body);
+    g->held -= ft_iobuf_size(&st->out);
     ft_iobuf_fini(&st->body);
     ft_iobuf_fini(&st->out);
     free(st->auth);
@@ -117,10 +129,12 @@ static const char *http_status_text(int http_status)
 static ssize_t read_out(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
                         nghttp2_data_source *src, void *user)
 {
-    (void)user;
+    ft_grpc_conn *g = user;
     gstream *st = src->ptr;
     size_t n = ft_iobuf_copy_at(&st->out, 0, buf, len);
     ft_iobuf_pop_front(&st->out, n);
+    g->held -= n;
+    g->sent += n;
     if (ft_iobuf_size(&st->out) == 0) {
         *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
         /* the trailers of an answer with data: grpc-status 0 alone, as gRPC's own servers send
@@ -150,6 +164,7 @@ static void respond(ft_grpc_conn *g, gstream *st, int http_status, int grpc_stat
         /* static strings only: copied by nobody */
         nghttp2_nv h[2] = {NV(":status", hs), NV("content-type", GRPC_CONTENT_TYPE)};
         ft_iobuf_move(&st->out, data);
+        g->held += ft_iobuf_size(&st->out);
         nghttp2_data_provider p = {.source.ptr = st, .read_callback = read_out};
         nghttp2_submit_response(g->h2, st->id, h, 2, &p);
         return;
@@ -164,6 +179,28 @@ static void respond(ft_grpc_conn *g, gstream *st, int http_status, int grpc_stat
     size_t n = st->code[0] ? 6 : 5;
     if (st->pushback[0]) h[n++] = (nghttp2_nv)NV("grpc-retry-pushback-ms", st->pushback);
     nghttp2_submit_response(g->h2, st->id, h, n, NULL);
+}
+
+/* Answers held for a shut window that made no progress for idle_timeout_ms: the peer is closed,
+ * as one that does not read its replies is (server.c's idle timeout), which a peer that keeps
+ * pinging never reaches. */
+static void on_held_timeout(ft_timer *t)
+{
+    ft_grpc_conn *g = ft_container_of(t, ft_grpc_conn, held_timer);
+    ft_session *sess = g->sess;
+    int idle = sess->server->opts.idle_timeout_ms;
+    if (g->held == 0 || !ft_conn_is_open(sess->conn)) return;
+    if (g->sent != g->held_sent) {
+        g->held_sent = g->sent;
+        ft_timer_start(sess->loop, t, ft_loop_now(sess->loop) + (int64_t)idle * FT_NS_PER_MS,
+                       on_held_timeout);
+        return;
+    }
+    FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
+                       "closing gRPC connection from %s: peer does not open its flow-control "
+                       "window (%zu bytes of answers held, none of them sent for %d ms)",
+                       sess->conn->peer, g->held, idle);
+    ft_conn_close(sess->conn, FTRPC_EOVERCROWDED, 1);
 }
 
 /* Sends what nghttp2 has queued. 0, or a negative code to close. */
@@ -185,6 +222,23 @@ static int flush(ft_grpc_conn *g)
                                c->peer);
             return FTRPC_EOVERCROWDED;
         }
+    }
+    /* What nghttp2 could not send waits for the peer's flow-control window: a peer that keeps it
+     * shut (SETTINGS_INITIAL_WINDOW_SIZE 0, no WINDOW_UPDATE) while it sends requests would
+     * otherwise have the server hold every answer (gzip inflates them 1000-fold) for as long as
+     * it keeps the connection. Held answers count as unwritten bytes do. */
+    if (g->held > 0 && g->held + ft_conn_unwritten(c) > g->sess->server->opts.max_unwritten_bytes) {
+        FT_LOG_RATELIMITED(FTRPC_LOG_WARN,
+                           "closing gRPC connection from %s: peer does not open its flow-control "
+                           "window (%zu bytes of answers held, past max_unwritten_bytes)",
+                           c->peer, g->held + ft_conn_unwritten(c));
+        return FTRPC_EOVERCROWDED;
+    }
+    int idle = g->sess->server->opts.idle_timeout_ms;
+    if (g->held > 0 && idle > 0 && !ft_timer_armed(&g->held_timer)) {
+        g->held_sent = g->sent;
+        ft_timer_start(g->sess->loop, &g->held_timer,
+                       ft_loop_now(g->sess->loop) + (int64_t)idle * FT_NS_PER_MS, on_held_timeout);
     }
     if (!nghttp2_session_want_read(g->h2) && !nghttp2_session_want_write(g->h2)) {
         /* GOAWAY sent and every stream done */
@@ -329,6 +383,35 @@ static void dispatch(ft_grpc_conn *g, gstream *st)
     ft_iobuf_fini(&msg);
 }
 
+/* The session's read_timer while it speaks gRPC: a stream's request must end within
+ * read_timeout_ms of its HEADERS, as an HTTP/1.1 request must complete (a peer that pings is not
+ * idle, and would hold a stream that never ends for ever). The timer is armed for the earliest
+ * due stream only when it fires or finds none armed, so a request costs no timer work. */
+static void on_request_timeout(ft_timer *t)
+{
+    ft_session *sess = ft_container_of(t, ft_session, read_timer);
+    ft_grpc_conn *g = sess->grpc;
+    if (!g || !ft_conn_is_open(sess->conn)) return;
+    int64_t now = ft_loop_now(sess->loop), next = INT64_MAX;
+    for (gstream *st = g->streams; st; st = st->next) {
+        if (st->ended) continue;
+        if (st->due_ns > now) {
+            if (st->due_ns < next) next = st->due_ns;
+            continue;
+        }
+        st->ended = 1;
+        ft_server_count_read_timeout(sess);
+        FT_LOG_RATELIMITED(
+            FTRPC_LOG_WARN,
+            "gRPC stream %d from %s reset: its request did not complete within %d ms", (int)st->id,
+            sess->conn->peer, sess->server->opts.read_timeout_ms);
+        nghttp2_submit_rst_stream(g->h2, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+    }
+    if (next != INT64_MAX) ft_timer_start(sess->loop, t, next, on_request_timeout);
+    int rc = flush(g);
+    if (rc < 0) ft_conn_close(sess->conn, rc, 1);
+}
+
 static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
 {
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
@@ -340,6 +423,15 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, voi
     ft_iobuf_init(&st->out);
     nghttp2_session_set_stream_user_data(h2, st->id, st);
     ft_grpc_conn *g = user;
+    ft_session *sess = g->sess;
+    int timeout = sess->server->opts.read_timeout_ms;
+    if (timeout > 0) {
+        st->due_ns = ft_loop_now(sess->loop) + (int64_t)timeout * FT_NS_PER_MS;
+        if (!ft_timer_armed(&sess->read_timer))
+            ft_timer_start(sess->loop, &sess->read_timer, st->due_ns, on_request_timeout);
+    } else {
+        st->ended = 1; /* no timeout: never looked at */
+    }
     st->next = g->streams;
     if (st->next) st->next->prev = st;
     g->streams = st;
@@ -494,7 +586,10 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *
     case NGHTTP2_DATA:
         if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
             gstream *st = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
-            if (st) dispatch(g, st);
+            if (st) {
+                st->ended = 1;
+                dispatch(g, st);
+            }
         }
         return 0;
     default:
@@ -516,6 +611,39 @@ static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t error_code,
                  g->sess->conn->peer, nghttp2_http2_strerror(error_code));
     }
     stream_free(g, st);
+    return 0;
+}
+
+/* nghttp2 tears a session down itself on most malformed frames (a bad header block, DATA on
+ * stream 0, a window overflow): it sends GOAWAY and its mem_recv still succeeds. Its last error
+ * message, kept here, names the reason when that GOAWAY goes out. */
+static int on_error(nghttp2_session *h2, int lib_error_code, const char *msg, size_t len,
+                    void *user)
+{
+    ft_grpc_conn *g = user;
+    (void)h2;
+    (void)lib_error_code;
+    if (len >= sizeof g->error) len = sizeof g->error - 1;
+    memcpy(g->error, msg, len);
+    g->error[len] = '\0';
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
+{
+    ft_grpc_conn *g = user;
+    (void)h2;
+    if (frame->hd.type != NGHTTP2_GOAWAY || frame->goaway.error_code == NGHTTP2_NO_ERROR ||
+        g->close_reason)
+        return 0; /* a graceful stop's, or one whose reason was logged */
+    /* nghttp2 1.52 gives no message for a header block it cannot decode */
+    const char *why =
+        g->error[0] ? g->error
+        : frame->goaway.error_code == NGHTTP2_COMPRESSION_ERROR
+            ? "a header block HPACK cannot decode (a field over 64 KiB, or bad encoding)"
+            : "malformed frame";
+    FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing gRPC connection from %s: %s (GOAWAY %s)",
+                       g->sess->conn->peer, why, nghttp2_http2_strerror(frame->goaway.error_code));
     return 0;
 }
 
@@ -545,6 +673,8 @@ static ft_grpc_conn *grpc_of(ft_session *sess)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_error_callback2(cb, on_error);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     /* nghttp2's own reset limit stays as a backstop, above ours (whose reason is logged) */
     nghttp2_option_set_stream_reset_rate_limit(opt, 2 * (uint64_t)s->opts.grpc.rst_stream_burst,
                                                2 * (uint64_t)s->opts.grpc.rst_stream_per_second);
@@ -588,6 +718,7 @@ void ft_grpc_session_free(ft_session *sess)
     ft_grpc_conn *g = sess->grpc;
     if (!g) return;
     sess->grpc = NULL;
+    ft_timer_stop(sess->loop, &g->held_timer);
     nghttp2_session_del(g->h2);
     ft_h2_mem_fini(&g->mem);
     while (g->streams)
@@ -622,6 +753,7 @@ int ft_grpc_session_on_read(ft_session *sess)
                 g->in_recv = 0;
                 FT_LOG_RATELIMITED(FTRPC_LOG_WARN, "closing gRPC connection from %s: %s", c->peer,
                                    nghttp2_strerror((int)r));
+                g->close_reason = nghttp2_strerror((int)r); /* logged: its GOAWAY is not again */
                 /* nghttp2's GOAWAY, when it queued one, goes out before the close */
                 return close_after_goaway(g);
             }

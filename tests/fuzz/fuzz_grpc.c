@@ -9,7 +9,9 @@
  * input lacks it, so the fuzzer spends its time past the sniffing (which fuzz_http covers).
  *
  * The seed corpus (tests/fuzz/corpus/grpc/) was recorded from grpcio clients by
- * tests/fuzz/record_grpc_corpus.py: the bytes the server read, one connection a file.
+ * tests/fuzz/record_grpc_corpus.py: the bytes the server read, one connection a file; beside
+ * them, hand-made hostile shapes (shut_window, rapid_reset, continuation_flood, gzip_bomb, ...:
+ * docs/grpc.md, "A hostile HTTP/2 peer").
  */
 #include <errno.h>
 #include <stdio.h>

@@ -384,6 +384,27 @@ static void flooding_peers_are_closed_with_a_reason(void **state)
     ftrpc_server_free(s);
 }
 
+/* A header block: hdr, then the literal "x-big" (new name, not indexed) with a value of `len`
+ * bytes of 'v' (HPACK integers: 7-bit prefix). The bytes written into out. */
+static size_t big_header_block(uint8_t *out, const uint8_t *hdr, size_t hdr_len, size_t len)
+{
+    size_t b = hdr_len;
+    memcpy(out, hdr, hdr_len);
+    memcpy(out + b, "\x00\x05x-big", 7);
+    b += 7;
+    size_t v = len;
+    if (v < 127) {
+        out[b++] = (uint8_t)v;
+    } else {
+        out[b++] = 127;
+        for (v -= 127; v >= 128; v >>= 7)
+            out[b++] = (uint8_t)(v | 128);
+        out[b++] = (uint8_t)v;
+    }
+    memset(out + b, 'v', len);
+    return b + len;
+}
+
 /* SETTINGS_MAX_CONCURRENT_STREAMS: a stream past it is refused (REFUSED_STREAM, so a client may
  * retry it elsewhere); a header list past max_header_list_size resets its stream. The connection
  * stays for both. */
@@ -407,15 +428,9 @@ static void streams_past_the_limits_are_reset(void **state)
     uint32_t code = 0;
     assert_true(wait_frame(fd, F_RST, 5, &code));
     assert_int_equal(code, 7); /* REFUSED_STREAM */
-    /* an 8000-byte header value: literal, new name "x-big", length 8000 (HPACK integer) */
+    /* an 8000-byte header value */
     static uint8_t big[8100];
-    size_t b = 0;
-    memcpy(big, HDR, sizeof HDR);
-    b = sizeof HDR;
-    memcpy(big + b, "\x00\x05x-big\x7f\xc1\x3d", 10);
-    b += 10;
-    memset(big + b, 'v', 8000);
-    b += 8000;
+    size_t b = big_header_block(big, HDR, sizeof HDR, 8000);
     /* stream 7 after closing 1 and 3 with RST_STREAM: room for it again */
     static const uint8_t CANCEL[4] = {0, 0, 0, 8};
     n = frame(buf, F_RST, 0, 1, CANCEL, 4);
@@ -638,6 +653,211 @@ static void unfinished_stream_bodies_count_in_pending_bytes(void **state)
     ftrpc_server_free(s);
 }
 
+/* HEADERS for POST /example.EchoService/Echo, content-type application/grpc, :authority localhost
+ * (HPACK: indexed :method and :scheme, literals without indexing on indexed names) */
+static const uint8_t ECHO_HDR[] = {0x83, 0x86, 0x04, 25,  '/',  'e',  'x', 'a', 'm', 'p', 'l', 'e',
+                                   '.',  'E',  'c',  'h', 'o',  'S',  'e', 'r', 'v', 'i', 'c', 'e',
+                                   '/',  'E',  'c',  'h', 'o',  0x01, 9,   'l', 'o', 'c', 'a', 'l',
+                                   'h',  'o',  's',  't', 0x0f, 0x10, 16,  'a', 'p', 'p', 'l', 'i',
+                                   'c',  'a',  't',  'i', 'o',  'n',  '/', 'g', 'r', 'p', 'c'};
+
+/* Appends to buf one echo call on stream id whose message is `size` bytes of 'e', in DATA frames
+ * of at most 16 KiB, the last ending the stream. Returns the bytes appended. */
+static size_t echo_request(uint8_t *buf, uint32_t id, size_t size)
+{
+    static uint8_t body[5 + 64 * 1024];
+    assert_true(size <= sizeof body - 5);
+    body[0] = 0;
+    body[1] = (uint8_t)(size >> 24);
+    body[2] = (uint8_t)(size >> 16);
+    body[3] = (uint8_t)(size >> 8);
+    body[4] = (uint8_t)size;
+    memset(body + 5, 'e', size);
+    size_t n = frame(buf, F_HEADERS, 0x4, id, ECHO_HDR, sizeof ECHO_HDR);
+    for (size_t at = 0; at < 5 + size; at += 16384) {
+        size_t len = 5 + size - at < 16384 ? 5 + size - at : 16384;
+        n += frame(buf + n, F_DATA, at + len == 5 + size ? 0x1 : 0, id, body + at, len);
+    }
+    return n;
+}
+
+/* The client preface and an empty SETTINGS, into buf: the bytes written */
+static size_t preface(uint8_t *buf)
+{
+    memcpy(buf, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+    return 24 + frame(buf + 24, F_SETTINGS, 0, 0, NULL, 0);
+}
+
+/* Calls Echo on stream id of the connection fd: 1 when its answer's DATA came */
+static int echo_served(int fd, uint32_t id)
+{
+    static uint8_t req[256];
+    h_raw_send(fd, req, echo_request(req, id, 16));
+    uint32_t unused;
+    return wait_frame(fd, F_DATA, id, &unused);
+}
+
+/* The client preface, SETTINGS_INITIAL_WINDOW_SIZE 0 (a window the peer never opens) and the
+ * acknowledgement of the server's SETTINGS, into buf: the bytes written */
+static size_t shut_window_preface(uint8_t *buf)
+{
+    static const uint8_t SHUT[6] = {0, 4, 0, 0, 0, 0};
+    memcpy(buf, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+    size_t n = 24 + frame(buf + 24, F_SETTINGS, 0, 0, SHUT, sizeof SHUT);
+    return n + frame(buf + n, F_SETTINGS, 0x1 /* ACK */, 0, NULL, 0);
+}
+
+/* A peer that keeps its flow-control window shut (SETTINGS_INITIAL_WINDOW_SIZE 0 and no
+ * WINDOW_UPDATE) while it sends requests: their answers wait in the server for a window that never
+ * opens, as a baidu_std answer waits for a peer that does not read, and count in the same
+ * max_unwritten_bytes. Within it the peer stays; past it the connection is closed with the reason
+ * logged, and other connections are served. Found with gzip bombs: 3.8 MB of requests held 1.1
+ * GB of inflated answers on one connection. */
+static void answers_held_by_a_shut_window_count_in_max_unwritten_bytes(void **state)
+{
+    (void)state;
+    ftrpc_log_set_sink(log_sink, NULL);
+    ftrpc_server_options o = {.max_unwritten_bytes = 128 * 1024};
+    ftrpc_server *s = start_server(&o);
+    int port = ftrpc_server_port(s);
+    int fd = h_raw_connect(port);
+    assert_true(fd >= 0);
+    static uint8_t buf[8 * (64 + 4 * (9 + 16384))];
+    size_t n = shut_window_preface(buf);
+    /* two answers of 40 KiB held: within the bound */
+    for (uint32_t id = 1; id <= 3; id += 2)
+        n += echo_request(buf + n, id, 40 * 1024);
+    h_raw_send(fd, buf, n);
+    assert_int_equal(h_raw_wait_closed(fd, 300), 0);
+    assert_false(logged("flow-control window"));
+    /* six more: 320 KiB held */
+    n = 0;
+    for (uint32_t id = 5; id <= 15; id += 2)
+        n += echo_request(buf + n, id, 40 * 1024);
+    h_raw_send(fd, buf, n);
+    assert_int_equal(h_raw_wait_closed(fd, 5000), 1);
+    close(fd);
+    assert_true(logged("does not open its flow-control window"));
+    /* another peer is served meanwhile */
+    fd = h_raw_connect(port);
+    assert_true(fd >= 0);
+    h_raw_send(fd, buf, preface(buf));
+    assert_true(echo_served(fd, 1));
+    close(fd);
+    ftrpc_log_set_sink(NULL, NULL);
+    ftrpc_server_free(s);
+}
+
+/* A stream whose request never ends (HEADERS and part of a body, then nothing, the peer pinging
+ * to look alive): as an HTTP/1.1 request must complete within read_timeout_ms, so must a stream's;
+ * past it the stream is reset (CANCEL) with the reason logged, and the connection serves on.
+ * Before, only the idle timeout (600 s) would end it, and a peer that pings never idles. */
+static void a_stream_whose_request_never_ends_is_reset_at_read_timeout(void **state)
+{
+    (void)state;
+    ftrpc_log_set_sink(log_sink, NULL);
+    ftrpc_server_options o = {.read_timeout_ms = 300};
+    ftrpc_server *s = start_server(&o);
+    int fd = h_raw_connect(ftrpc_server_port(s));
+    assert_true(fd >= 0);
+    static uint8_t buf[1024];
+    static const uint8_t PART[2] = {0, 0}; /* two bytes of a message prefix */
+    static const uint8_t PING[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    size_t n = preface(buf);
+    n += frame(buf + n, F_HEADERS, 0x4, 1, ECHO_HDR, sizeof ECHO_HDR);
+    n += frame(buf + n, F_DATA, 0, 1, PART, sizeof PART);
+    h_raw_send(fd, buf, n);
+    for (int i = 0; i < 4; i++) { /* a peer that looks alive */
+        h_sleep_ms(100);
+        h_raw_send(fd, buf, frame(buf, F_PING, 0, 0, PING, sizeof PING));
+    }
+    uint32_t code = 0;
+    assert_true(wait_frame(fd, F_RST, 1, &code));
+    assert_int_equal(code, 8); /* CANCEL */
+    assert_true(logged("did not complete within 300 ms"));
+    assert_true(echo_served(fd, 3)); /* the connection serves the next call */
+    close(fd);
+    ftrpc_log_set_sink(NULL, NULL);
+    ftrpc_server_free(s);
+}
+
+/* Malformed frames that nghttp2 answers itself, with GOAWAY and no error to ftrpc: the connection
+ * closes and the log says why, as for the frames ftrpc refuses. Before, such a close left no line.
+ */
+static void malformed_frames_close_the_connection_with_a_logged_reason(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what;
+        uint32_t goaway;  /* the code nghttp2 sends */
+        const char *line; /* in the log */
+    } CASES[] = {
+        {"DATA on stream 0", 1, "(GOAWAY PROTOCOL_ERROR)"},
+        {"a header field of 70,000 bytes", 9, "(GOAWAY COMPRESSION_ERROR)"},
+        {"a WINDOW_UPDATE past 2^31-1", 3, "(GOAWAY FLOW_CONTROL_ERROR)"},
+    };
+    static uint8_t buf[128 * 1024], block[72 * 1024];
+    ftrpc_log_set_sink(log_sink, NULL);
+    ftrpc_server *s = start_server(NULL);
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+        print_message("%s\n", CASES[i].what);
+        int fd = h_raw_connect(ftrpc_server_port(s));
+        assert_true(fd >= 0);
+        size_t n = preface(buf);
+        if (i == 0) {
+            n += frame(buf + n, F_DATA, 0, 0, "x", 1);
+        } else if (i == 1) {
+            size_t b = big_header_block(block, ECHO_HDR, sizeof ECHO_HDR, 70000);
+            for (size_t at = 0; at < b; at += 16384) {
+                size_t len = b - at < 16384 ? b - at : 16384;
+                n += frame(buf + n, at == 0 ? F_HEADERS : 9 /* CONTINUATION */,
+                           at + len == b ? 0x4 : 0, 1, block + at, len);
+            }
+        } else {
+            static const uint8_t MAX[4] = {0x7f, 0xff, 0xff, 0xff};
+            n += frame(buf + n, 8 /* WINDOW_UPDATE */, 0, 0, MAX, 4);
+        }
+        h_raw_send(fd, buf, n);
+        uint32_t code = 0;
+        assert_true(wait_frame(fd, F_GOAWAY, 0, &code));
+        assert_int_equal(code, CASES[i].goaway);
+        assert_int_equal(h_raw_wait_closed(fd, 5000), 1);
+        close(fd);
+        if (!logged(CASES[i].line)) print_message("no \"%s\" in:\n%s\n", CASES[i].line, log_seen);
+        assert_true(logged(CASES[i].line));
+    }
+    ftrpc_log_set_sink(NULL, NULL);
+    ftrpc_server_free(s);
+}
+
+/* Below max_unwritten_bytes, answers held for a shut window are still bounded in time: when none
+ * of their bytes left for idle_timeout_ms the connection is closed, however often the peer pings
+ * (a PING is read, so the idle timeout alone never came). */
+static void answers_held_without_progress_for_the_idle_timeout_close_the_connection(void **state)
+{
+    (void)state;
+    ftrpc_log_set_sink(log_sink, NULL);
+    ftrpc_server_options o = {.idle_timeout_ms = 300};
+    ftrpc_server *s = start_server(&o);
+    int fd = h_raw_connect(ftrpc_server_port(s));
+    assert_true(fd >= 0);
+    static uint8_t buf[64 + 4 * (9 + 16384)];
+    static const uint8_t PING[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    size_t n = shut_window_preface(buf);
+    n += echo_request(buf + n, 1, 40 * 1024);
+    h_raw_send(fd, buf, n);
+    int closed = 0;
+    for (int i = 0; i < 30 && !closed; i++) { /* 3 s of pings, 10 idle timeouts */
+        h_raw_send(fd, buf, frame(buf, F_PING, 0, 0, PING, sizeof PING));
+        closed = h_raw_wait_closed(fd, 100);
+    }
+    close(fd);
+    assert_true(closed);
+    assert_true(logged("none of them sent for 300 ms"));
+    ftrpc_log_set_sink(NULL, NULL);
+    ftrpc_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -653,6 +873,10 @@ int main(void)
          (void *)&GRPC_CPP},
         cmocka_unit_test(flooding_peers_are_closed_with_a_reason),
         cmocka_unit_test(unfinished_stream_bodies_count_in_pending_bytes),
+        cmocka_unit_test(answers_held_by_a_shut_window_count_in_max_unwritten_bytes),
+        cmocka_unit_test(answers_held_without_progress_for_the_idle_timeout_close_the_connection),
+        cmocka_unit_test(a_stream_whose_request_never_ends_is_reset_at_read_timeout),
+        cmocka_unit_test(malformed_frames_close_the_connection_with_a_logged_reason),
         cmocka_unit_test(streams_past_the_limits_are_reset),
         cmocka_unit_test(a_preface_in_pieces_is_still_recognised),
         cmocka_unit_test(graceful_stop_sends_goaway_then_finishes_the_call_in_flight),

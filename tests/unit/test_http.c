@@ -45,6 +45,16 @@ static void refused_requests_get_the_documented_status(void **state)
          "Content-Length"},
         {"POST /a.B/C HTTP/1.1\r\nContent-Length: 101\r\n\r\n", 413, "max_body_size"},
         {"POST /a.B/C HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 411, "chunked"},
+        /* request smuggling shapes: no second reading of the body's length gets a chance */
+        {"POST /a.B/C HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+         411, "chunked"},
+        {"POST /a.B/C HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 411, "chunked"},
+        {"POST /a.B/C HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\nabc", 411, "chunked"},
+        {"POST /a.B/C HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\nabc", 400, "Content-Length"},
+        {"POST /a.B/C HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc", 400, "Content-Length"},
+        {"POST /a.B/C HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", 400,
+         "Content-Length"},
+        {"POST /a.B/C HTTP/1.1\r\nContent-Length : 3\r\n\r\nabc", 400, "header name"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ft_http_request req;
