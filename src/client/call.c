@@ -696,7 +696,11 @@ static void send_attempt(ft_call *call, int is_backup)
                       err == FTRPC_ECONNREFUSED || err == FTRPC_ECONNECT, 0);
         return;
     }
-    int64_t left_ms = (call->deadline_ns - now) / FT_NS_PER_MS;
+    /* a call started on another thread read the clock after the loop's phase began: counted from
+     * the loop's time, what is left would pass the call's own timeout (1201 ms of 1200 were sent
+     * under ThreadSanitizer), and a server down the chain would inherit more than the caller had */
+    int64_t left_ms =
+        (call->deadline_ns - (now > call->start_ns ? now : call->start_ns)) / FT_NS_PER_MS;
     int64_t attempt_ms = call->attempt_timeout_ms > 0 && call->attempt_timeout_ms < left_ms
                              ? call->attempt_timeout_ms
                              : left_ms;
