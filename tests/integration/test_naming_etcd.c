@@ -10,7 +10,10 @@
  *   - etcd killed and restarted during a steady watch: the view keeps the last good list all
  *     along, the registrar registers again under a new lease, and the watch sees later changes;
  *   - etcd killed with a stale bound: the bounded view drops the registration once the bound and
- *     the lease's TTL have passed (instance ids and TTLs travel in the value).
+ *     the lease's TTL have passed (instance ids and TTLs travel in the value);
+ *   - etcd frozen (SIGSTOP) for longer than the lease TTL under a steady load of calls: on waking
+ *     it revokes every lease, yet the client keeps both servers, no call fails, and both servers
+ *     register again under new leases.
  * A missing etcd binary FAILS the test with a message (CI installs it: scripts/install-deps.sh
  * --test). Every wait is bounded. */
 #include <setjmp.h>
@@ -39,6 +42,7 @@
 
 #include "base/base64.h"
 #include "base/strbuf.h"
+#include "discovery_util.h"
 #include "etcd_fixture.h"
 #include "harness.h"
 #include "naming/etcd_json.h"
@@ -423,6 +427,83 @@ static void stale_bound_drops_a_registration_whose_lease_ttl_passed_while_etcd_i
     ft_naming_view_free(plain);
 }
 
+/* etcd frozen (SIGSTOP) for longer than the lease TTL while calls run, then let go (SIGCONT): it
+ * answers nothing while frozen (reads and keepalives time out after 2 s), and on waking finds every
+ * lease past its TTL and revokes them all; a keepalive then answers "lease not found". One server
+ * refreshes every 0.3 s, the other every 1.5 s, so for a while after the wake etcd lists only the
+ * first: a list that shrinks without emptying, which only the view's outage hold (15 s after an
+ * outage, answers add endpoints but remove none) keeps from dropping the second. Pinned: every call
+ * succeeds, the view never loses a server, and both registrars notice the lost lease and register
+ * again under a new one within a bounded time. */
+static void etcd_frozen_longer_than_the_ttl_keeps_the_view_and_every_call_succeeds(void **state)
+{
+    (void)state;
+    char reg[256], url[300];
+    snprintf(reg, sizeof reg, "%s/ftrpc-test", E_url_base);
+    snprintf(url, sizeof url, "%s?service=t8.Svc", reg);
+    const char *interval[2] = {"0.3", "1.5"};
+    h_server s[2];
+    char key[2][128];
+    int64_t lease0[2];
+    for (int i = 0; i < 2; i++) {
+        const char *args[] = {"--register", reg,          "--service", "t8.Svc", "--ttl",
+                              "2",          "--interval", interval[i], NULL};
+        assert_int_equal(h_server_start(&s[i], args), 0);
+        snprintf(key[i], sizeof key[i], "/ftrpc-test/t8.Svc/127.0.0.1:%d", s[i].port);
+        lease0[i] = key_lease(key[i]);
+        assert_true(lease0[i] > 0);
+    }
+    ftrpc_client *c = NULL;
+    ftrpc_client_options o = {.timeout_ms = 1000 * H_VG};
+    assert_int_equal(ftrpc_client_new(url, &o, &c), 0);
+    int64_t t0 = h_now_ms();
+    while (d_view_size(c) != 2 && h_now_ms() - t0 < 3000)
+        usleep(5 * 1000);
+    assert_int_equal(d_view_size(c), 2);
+
+    int calls = 0, ok = 0, shrunk = 0;
+    /* frozen for 3.5 s: past the 2 s TTL of a lease kept alive at most 1.5 s before */
+    kill(E.pid, SIGSTOP);
+    t0 = h_now_ms();
+    while (h_now_ms() - t0 < 3500) {
+        calls++;
+        ok += d_call(c, NULL, 0) == 0;
+        shrunk += d_view_size(c) != 2;
+        usleep(2 * 1000);
+    }
+    ft_naming_view_stats st;
+    ft_naming_view_stats_get(c->view, &st);
+    assert_true(st.stale);
+    kill(E.pid, SIGCONT);
+    int64_t lease1[2] = {0, 0}, back_ms = -1;
+    t0 = h_now_ms();
+    while (h_now_ms() - t0 < 10000 * H_VG) {
+        calls++;
+        ok += d_call(c, NULL, 0) == 0;
+        shrunk += d_view_size(c) != 2;
+        for (int i = 0; i < 2; i++)
+            lease1[i] = key_lease(key[i]);
+        if (back_ms < 0 && lease1[0] > 0 && lease1[0] != lease0[0] && lease1[1] > 0 &&
+            lease1[1] != lease0[1])
+            back_ms = h_now_ms() - t0;
+        if (back_ms >= 0 && h_now_ms() - t0 >= back_ms + 1000) break; /* and a second more */
+        usleep(2 * 1000);
+    }
+    ft_naming_view_stats_get(c->view, &st);
+    fprintf(stderr,
+            "etcd frozen 3.5 s: %d calls, %d ok; view short of a server in %d samples; both "
+            "registered again (new leases) %lld ms after SIGCONT; view errors %llu, stale %d\n",
+            calls, ok, shrunk, (long long)back_ms, (unsigned long long)st.errors, (int)st.stale);
+    assert_int_equal(ok, calls);
+    assert_int_equal(shrunk, 0);
+    assert_true(back_ms >= 0);
+    assert_true(st.errors > 0);
+    assert_false(st.stale);
+    ftrpc_client_free(c);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(h_server_stop(&s[i], 10000), 0);
+}
+
 /* libcurl is loaded at the first etcd:// use, not linked: an echo-server that never names etcd maps
  * none of it (3.8 MiB of an idle server's RSS with its dependencies, issue #26), and one that
  * registers in etcd loads it and registers. */
@@ -455,6 +536,7 @@ int main(void)
         cmocka_unit_test(view_survives_etcd_restart_and_registrar_takes_a_new_lease),
         cmocka_unit_test(
             stale_bound_drops_a_registration_whose_lease_ttl_passed_while_etcd_is_down),
+        cmocka_unit_test(etcd_frozen_longer_than_the_ttl_keeps_the_view_and_every_call_succeeds),
         cmocka_unit_test(libcurl_is_loaded_only_by_a_process_that_names_etcd),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
