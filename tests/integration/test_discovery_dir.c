@@ -5,7 +5,9 @@
  * registrations after a long one), a call in flight to a leaving server
  * completes, weights drive "wrr", and hostile files planted in the folder (garbage, oversize, a
  * symlink out of it, a FIFO, a folder, a time far in the future, thousands of files) change
- * nothing a client sees. Every wait polls under a bound. */
+ * nothing a client sees, and a registry on a full or read-only filesystem (a 64 KiB tmpfs in this
+ * test's own mount namespace) costs no call and is written again as soon as it can be. Every wait
+ * polls under a bound. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +15,9 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -566,10 +570,117 @@ static void hostile_files_in_the_folder_change_nothing_a_client_sees(void **stat
     d_rmdir(outside);
 }
 
+/* 1: main() moved this process into its own mount namespace (root only), where a test may mount
+ * a small tmpfs over its registry folder without the rest of the machine seeing it. */
+static int private_mounts;
+
+/* What `ftrpc registry ls` lists for d_url: the number of endpoints, or -1 when it fails. */
+static int registry_ls_count(void)
+{
+    const char *args[] = {"registry", "ls", d_url, NULL};
+    char *out = NULL;
+    int rc = h_cli_run(args, 5000 * H_VG, &out, NULL);
+    int n = 0;
+    for (const char *p = out; rc == 0 && p && (p = strstr(p, "127.0.0.1:")) != NULL; p++)
+        n++;
+    free(out);
+    return rc == 0 ? n : -1;
+}
+
+/* Polls (20 ms) until `ftrpc registry ls` lists n endpoints, at most timeout_ms: ms taken, or -1.
+ */
+static int64_t wait_registry_count(int n, int timeout_ms)
+{
+    int64_t t0 = h_now_ms();
+    while (registry_ls_count() != n) {
+        if (h_now_ms() - t0 > timeout_ms) return -1;
+        usleep(20 * 1000);
+    }
+    return h_now_ms() - t0;
+}
+
+static void calls_for(int ms, int *calls, int *ok)
+{
+    int64_t t0 = h_now_ms();
+    while (h_now_ms() - t0 < ms) {
+        (*calls)++;
+        *ok += d_call(cli, NULL, 0) == 0;
+        usleep(1000);
+    }
+}
+
+/* The registry folder on a 64 KiB tmpfs, filled up, then freed, then remounted read-only and
+ * read-write again, while calls run. A registrar that cannot write its entry logs it once per kind
+ * of failure, leaves no temp file behind and keeps serving; its entry expires after its TTL like a
+ * dead server's (a reader cannot tell the two apart), and it is written again within an interval
+ * once the filesystem takes writes. */
+static void full_or_read_only_registry_costs_no_call_and_servers_register_again(void **state)
+{
+    (void)state;
+    if (!private_mounts) {
+        print_message("skipped: needs root (a private mount namespace for a 64 KiB tmpfs)\n");
+        skip();
+    }
+    assert_int_equal(mount("tmpfs", d_dir, "tmpfs", 0, "size=64k"), 0);
+    servers(0, 2, "1", "0.2", NULL);
+    client("rr");
+    int calls = 0, ok = 0;
+    char filler[600];
+    snprintf(filler, sizeof filler, "%s/filler", d_dir);
+    int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    static const char zeros[4096];
+    while (write(fd, zeros, sizeof zeros) > 0) {
+    }
+    close(fd);
+    int64_t expired_full = wait_registry_count(0, 3000 * H_VG); /* TTL 1 s */
+    calls_for(300, &calls, &ok);
+    unlink(filler);
+    int64_t back_full = wait_registry_count(2, 2000 * H_VG); /* interval 0.2 s */
+    calls_for(300, &calls, &ok);
+
+    assert_int_equal(mount(NULL, d_dir, NULL, MS_REMOUNT | MS_RDONLY, "size=64k"), 0);
+    int64_t expired_ro = wait_registry_count(0, 3000 * H_VG);
+    calls_for(300, &calls, &ok);
+    assert_int_equal(mount(NULL, d_dir, NULL, MS_REMOUNT, "size=64k"), 0);
+    int64_t back_ro = wait_registry_count(2, 2000 * H_VG);
+    calls_for(300, &calls, &ok);
+
+    int temps = 0;
+    DIR *d = opendir(d_dir);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        temps += strstr(e->d_name, ".tmp") != NULL;
+    closedir(d);
+    int nospc = 0, rofs = 0;
+    for (int i = 0; i < 2; i++) {
+        nospc += h_server_stderr_count(&srv[i], "No space left on device");
+        rofs += h_server_stderr_count(&srv[i], "Read-only file system");
+    }
+    print_message("registry full: entries expired after %lld ms, written again %lld ms after "
+                  "the space was freed; read-only: expired after %lld ms, written again %lld ms "
+                  "after the remount; %d calls, %d ok; temp files left %d; log lines ENOSPC %d "
+                  "EROFS %d\n",
+                  (long long)expired_full, (long long)back_full, (long long)expired_ro,
+                  (long long)back_ro, calls, ok, temps, nospc, rofs);
+    assert_true(expired_full >= 0 && back_full >= 0 && expired_ro >= 0 && back_ro >= 0);
+    assert_int_equal(ok, calls);
+    assert_int_equal(temps, 0);
+    assert_int_equal(nospc, 2); /* once per server, not every interval */
+    assert_int_equal(rofs, 2);
+    assert_int_equal(d_view_size(cli), 2);
+    stop_all();
+    assert_int_equal(umount(d_dir), 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, d_teardown)
 
 int main(void)
 {
+    /* Now, while this process has one thread: unshare(CLONE_NEWNS) refuses a threaded process.
+     * Private propagation keeps the test's mounts from leaking to the host's namespace. */
+    private_mounts =
+        unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0;
     const struct CMUnitTest tests[] = {
         T(three_servers_share_the_calls_and_a_fourth_is_called_within_a_second),
         T(killed_server_leaves_after_its_ttl_and_no_call_fails_meanwhile),
@@ -581,6 +692,7 @@ int main(void)
         T(call_in_flight_to_a_deregistering_server_completes),
         T(weights_100_and_300_split_wrr_calls_one_to_three),
         T(hostile_files_in_the_folder_change_nothing_a_client_sees),
+        T(full_or_read_only_registry_costs_no_call_and_servers_register_again),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
