@@ -38,13 +38,16 @@
 
 /* ---- endpoint records ---- */
 
-#define FT_ADDR_MAX 128              /* "host:port" or "[v6]:port", NUL included */
-#define FT_TAGS_MAX 256              /* "a|b|c", NUL included */
-#define FT_SERVICE_MAX 128           /* service name, NUL included */
-#define FT_ID_MAX 64                 /* instance id, NUL included */
-#define FT_WEIGHT_DEFAULT 100        /* weight of an endpoint that names none (ftrpc's choice) */
-#define FT_WEIGHT_MAX 65535          /* weights are 1..FT_WEIGHT_MAX */
-#define FT_NAMING_MAX_ENDPOINTS 4096 /* a backend refuses lists longer than this */
+#define FT_ADDR_MAX 128       /* "host:port" or "[v6]:port", NUL included */
+#define FT_TAGS_MAX 256       /* "a|b|c", NUL included */
+#define FT_SERVICE_MAX 128    /* service name, NUL included */
+#define FT_ID_MAX 64          /* instance id, NUL included */
+#define FT_WEIGHT_DEFAULT 100 /* weight of an endpoint that names none (ftrpc's choice) */
+#define FT_WEIGHT_MAX 65535   /* weights are 1..FT_WEIGHT_MAX */
+/* The longest list a backend delivers: list:// and file:// refuse a longer one (a typo must not
+ * drop servers silently), dir:// and etcd:// keep this many of what the registry holds and log a
+ * WARN (a registry is written by others: one writer too many must not hide the rest). */
+#define FT_NAMING_MAX_ENDPOINTS 4096
 
 /* One endpoint as discovery knows it. Plain data: copy it freely. */
 typedef struct ft_endpoint {

@@ -3,7 +3,11 @@
  * without failing calls (failover), a stopped one leaves at once, the client rides out a
  * registry outage and a wiped folder on its cached view (and, with a stale bound, drops expired
  * registrations after a long one), a call in flight to a leaving server
- * completes, and weights drive "wrr". Every wait polls under a bound. */
+ * completes, weights drive "wrr", and hostile files planted in the folder (garbage, oversize, a
+ * symlink out of it, a FIFO, a folder, a time far in the future, thousands of files) change
+ * nothing a client sees, and a registry on a full or read-only filesystem (a 64 KiB tmpfs in this
+ * test's own mount namespace) costs no call and is written again as soon as it can be. Every wait
+ * polls under a bound. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +15,10 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <stdatomic.h>
 #include <stdio.h>
 
@@ -456,10 +463,224 @@ static void weights_100_and_300_split_wrr_calls_one_to_three(void **state)
     stop_all();
 }
 
+/* Writes a well-formed live-looking entry of D_SERVICE for addr to path, refreshed at refreshed_ms
+ * with ttl_ms. */
+static void write_entry(const char *path, const char *eaddr, int64_t ttl_ms, int64_t refreshed_ms)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "ftrpc-dir-entry 1\nservice=" D_SERVICE "\naddr=%s\nweight=100\ntags=\npid=1\n"
+            "ttl_ms=%lld\nrefreshed_ms=%lld\n",
+            eaddr, (long long)ttl_ms, (long long)refreshed_ms);
+    fclose(f);
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Anyone who can write the folder can plant files in it. Each kind is skipped on its own, and the
+ * files that name nothing listening (ports 1..6) must never reach the view: a symlink to a valid
+ * live entry elsewhere (read only without following links), a FIFO (opened without blocking: it
+ * would freeze the process's one watcher thread, and with it every dir:// and file:// watch), an
+ * entry refreshed three TTLs ahead (a bogus clock must not pin an entry), a long-dead entry
+ * (reaped), plus 2000 garbage files of the service and 2000 of another. Calls run throughout and a
+ * server started afterwards is still seen within a second (the watcher is not stuck). */
+static void hostile_files_in_the_folder_change_nothing_a_client_sees(void **state)
+{
+    (void)state;
+    servers(0, 2, "1", "0.2", NULL);
+    client("rr");
+    char path[600], outside[256], target[600];
+    d_tmpdir(outside, sizeof outside, "outside");
+    snprintf(target, sizeof target, "%s/live.entry", outside);
+    int64_t now = wall_ms();
+    write_entry(target, "127.0.0.1:3", 86400000, now); /* valid and live, but not in the folder */
+#define PLANT(port) snprintf(path, sizeof path, "%s/" D_SERVICE "@127.0.0.1_%d.entry", d_dir, port)
+    PLANT(1);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("garbage\n", f);
+    fclose(f);
+    PLANT(2);
+    write_entry(path, "127.0.0.1:2", 86400000, now); /* live, then 2 MiB more: over 1024 bytes */
+    f = fopen(path, "a");
+    assert_non_null(f);
+    for (int i = 0; i < 2048; i++)
+        fprintf(f, "%1023s\n", "#");
+    fclose(f);
+    PLANT(3);
+    assert_int_equal(symlink(target, path), 0);
+    PLANT(4);
+    assert_int_equal(mkfifo(path, 0644), 0);
+    PLANT(5);
+    assert_int_equal(mkdir(path, 0755), 0);
+    char planted_dir[600];
+    snprintf(planted_dir, sizeof planted_dir, "%s", path);
+    PLANT(6);
+    write_entry(path, "127.0.0.1:6", 1000, now + 3000); /* three TTLs ahead */
+    PLANT(7);
+    write_entry(path, "127.0.0.1:7", 1000, now - 3600 * 1000); /* dead an hour: reaped */
+    char dead[600];
+    snprintf(dead, sizeof dead, "%s", path);
+    for (int i = 0; i < 2000; i++) {
+        PLANT(10000 + i);
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("x\n", f);
+        fclose(f);
+        snprintf(path, sizeof path, "%s/other.Svc@127.0.0.1_%d.entry", d_dir, 10000 + i);
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("x\n", f);
+        fclose(f);
+    }
+#undef PLANT
+    /* Calls for 1.5 s (several refreshes, each a full re-read of the folder) */
+    int calls = 0, ok = 0, wrong = 0;
+    char ep[64];
+    int64_t t0 = h_now_ms();
+    while (h_now_ms() - t0 < 1500) {
+        calls++;
+        ok += d_call(cli, ep, sizeof ep) == 0;
+        wrong += index_of(ep) < 0 || d_view_size(cli) != 2;
+        usleep(1000);
+    }
+    struct stat st;
+    int reaped = stat(dead, &st) != 0;
+    int target_kept = stat(target, &st) == 0;
+    servers(2, 3, "1", "0.2", NULL);
+    int64_t seen = d_wait_view(cli, addr[2], 1, 1000 * H_VG);
+    print_message(
+        "hostile files: %d calls, %d ok, %d answered elsewhere or with a wrong view; dead "
+        "entry reaped %d; a new server seen after %lld ms\n",
+        calls, ok, wrong, reaped, (long long)seen);
+    assert_int_equal(ok, calls);
+    assert_int_equal(wrong, 0);
+    assert_true(reaped);
+    assert_true(target_kept);
+    assert_true(seen >= 0);
+    assert_int_equal(d_view_size(cli), 3);
+    stop_all();
+    rmdir(planted_dir);
+    d_rmdir(outside);
+}
+
+/* 1: main() moved this process into its own mount namespace (root only), where a test may mount
+ * a small tmpfs over its registry folder without the rest of the machine seeing it. */
+static int private_mounts;
+
+/* What `ftrpc registry ls` lists for d_url: the number of endpoints, or -1 when it fails. */
+static int registry_ls_count(void)
+{
+    const char *args[] = {"registry", "ls", d_url, NULL};
+    char *out = NULL;
+    int rc = h_cli_run(args, 5000 * H_VG, &out, NULL);
+    int n = 0;
+    for (const char *p = out; rc == 0 && p && (p = strstr(p, "127.0.0.1:")) != NULL; p++)
+        n++;
+    free(out);
+    return rc == 0 ? n : -1;
+}
+
+/* Polls (20 ms) until `ftrpc registry ls` lists n endpoints, at most timeout_ms: ms taken, or -1.
+ */
+static int64_t wait_registry_count(int n, int timeout_ms)
+{
+    int64_t t0 = h_now_ms();
+    while (registry_ls_count() != n) {
+        if (h_now_ms() - t0 > timeout_ms) return -1;
+        usleep(20 * 1000);
+    }
+    return h_now_ms() - t0;
+}
+
+static void calls_for(int ms, int *calls, int *ok)
+{
+    int64_t t0 = h_now_ms();
+    while (h_now_ms() - t0 < ms) {
+        (*calls)++;
+        *ok += d_call(cli, NULL, 0) == 0;
+        usleep(1000);
+    }
+}
+
+/* The registry folder on a 64 KiB tmpfs, filled up, then freed, then remounted read-only and
+ * read-write again, while calls run. A registrar that cannot write its entry logs it once per kind
+ * of failure, leaves no temp file behind and keeps serving; its entry expires after its TTL like a
+ * dead server's (a reader cannot tell the two apart), and it is written again within an interval
+ * once the filesystem takes writes. */
+static void full_or_read_only_registry_costs_no_call_and_servers_register_again(void **state)
+{
+    (void)state;
+    if (!private_mounts) {
+        print_message("skipped: needs root (a private mount namespace for a 64 KiB tmpfs)\n");
+        skip();
+    }
+    assert_int_equal(mount("tmpfs", d_dir, "tmpfs", 0, "size=64k"), 0);
+    servers(0, 2, "1", "0.2", NULL);
+    client("rr");
+    int calls = 0, ok = 0;
+    char filler[600];
+    snprintf(filler, sizeof filler, "%s/filler", d_dir);
+    int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    static const char zeros[4096];
+    while (write(fd, zeros, sizeof zeros) > 0) {
+    }
+    close(fd);
+    int64_t expired_full = wait_registry_count(0, 3000 * H_VG); /* TTL 1 s */
+    calls_for(300, &calls, &ok);
+    unlink(filler);
+    int64_t back_full = wait_registry_count(2, 2000 * H_VG); /* interval 0.2 s */
+    calls_for(300, &calls, &ok);
+
+    assert_int_equal(mount(NULL, d_dir, NULL, MS_REMOUNT | MS_RDONLY, "size=64k"), 0);
+    int64_t expired_ro = wait_registry_count(0, 3000 * H_VG);
+    calls_for(300, &calls, &ok);
+    assert_int_equal(mount(NULL, d_dir, NULL, MS_REMOUNT, "size=64k"), 0);
+    int64_t back_ro = wait_registry_count(2, 2000 * H_VG);
+    calls_for(300, &calls, &ok);
+
+    int temps = 0;
+    DIR *d = opendir(d_dir);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        temps += strstr(e->d_name, ".tmp") != NULL;
+    closedir(d);
+    int nospc = 0, rofs = 0;
+    for (int i = 0; i < 2; i++) {
+        nospc += h_server_stderr_count(&srv[i], "No space left on device");
+        rofs += h_server_stderr_count(&srv[i], "Read-only file system");
+    }
+    print_message("registry full: entries expired after %lld ms, written again %lld ms after "
+                  "the space was freed; read-only: expired after %lld ms, written again %lld ms "
+                  "after the remount; %d calls, %d ok; temp files left %d; log lines ENOSPC %d "
+                  "EROFS %d\n",
+                  (long long)expired_full, (long long)back_full, (long long)expired_ro,
+                  (long long)back_ro, calls, ok, temps, nospc, rofs);
+    assert_true(expired_full >= 0 && back_full >= 0 && expired_ro >= 0 && back_ro >= 0);
+    assert_int_equal(ok, calls);
+    assert_int_equal(temps, 0);
+    assert_int_equal(nospc, 2); /* once per server, not every interval */
+    assert_int_equal(rofs, 2);
+    assert_int_equal(d_view_size(cli), 2);
+    stop_all();
+    assert_int_equal(umount(d_dir), 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, d_teardown)
 
 int main(void)
 {
+    /* Now, while this process has one thread: unshare(CLONE_NEWNS) refuses a threaded process.
+     * Private propagation keeps the test's mounts from leaking to the host's namespace. */
+    private_mounts =
+        unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0;
     const struct CMUnitTest tests[] = {
         T(three_servers_share_the_calls_and_a_fourth_is_called_within_a_second),
         T(killed_server_leaves_after_its_ttl_and_no_call_fails_meanwhile),
@@ -470,6 +691,8 @@ int main(void)
         T(last_server_stopping_leaves_an_empty_list_only_when_told_to_believe_it),
         T(call_in_flight_to_a_deregistering_server_completes),
         T(weights_100_and_300_split_wrr_calls_one_to_three),
+        T(hostile_files_in_the_folder_change_nothing_a_client_sees),
+        T(full_or_read_only_registry_costs_no_call_and_servers_register_again),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,7 +10,11 @@
  *   - etcd killed and restarted during a steady watch: the view keeps the last good list all
  *     along, the registrar registers again under a new lease, and the watch sees later changes;
  *   - etcd killed with a stale bound: the bounded view drops the registration once the bound and
- *     the lease's TTL have passed (instance ids and TTLs travel in the value).
+ *     the lease's TTL have passed (instance ids and TTLs travel in the value);
+ *   - etcd frozen (SIGSTOP) for longer than the lease TTL under a steady load of calls: on waking
+ *     it revokes every lease, yet the client keeps both servers, no call fails, and both servers
+ *     register again under new leases;
+ *   - a watching client frozen while 15,000 changes and a compaction pass resumes on etcd's list.
  * A missing etcd binary FAILS the test with a message (CI installs it: scripts/install-deps.sh
  * --test). Every wait is bounded. */
 #include <setjmp.h>
@@ -39,6 +43,7 @@
 
 #include "base/base64.h"
 #include "base/strbuf.h"
+#include "discovery_util.h"
 #include "etcd_fixture.h"
 #include "harness.h"
 #include "naming/etcd_json.h"
@@ -423,6 +428,175 @@ static void stale_bound_drops_a_registration_whose_lease_ttl_passed_while_etcd_i
     ft_naming_view_free(plain);
 }
 
+/* etcd frozen (SIGSTOP) for longer than the lease TTL while calls run, then let go (SIGCONT): it
+ * answers nothing while frozen (reads and keepalives time out after 2 s), and on waking finds every
+ * lease past its TTL and revokes them all; a keepalive then answers "lease not found". One server
+ * refreshes every 0.3 s, the other every 1.5 s, so for a while after the wake etcd lists only the
+ * first: a list that shrinks without emptying, which only the view's outage hold (15 s after an
+ * outage, answers add endpoints but remove none) keeps from dropping the second. Pinned: every call
+ * succeeds, the view never loses a server, and both registrars notice the lost lease and register
+ * again under a new one within a bounded time. */
+static void etcd_frozen_longer_than_the_ttl_keeps_the_view_and_every_call_succeeds(void **state)
+{
+    (void)state;
+    char reg[256], url[300];
+    snprintf(reg, sizeof reg, "%s/ftrpc-test", E_url_base);
+    snprintf(url, sizeof url, "%s?service=t8.Svc", reg);
+    const char *interval[2] = {"0.3", "1.5"};
+    h_server s[2];
+    char key[2][128];
+    int64_t lease0[2];
+    for (int i = 0; i < 2; i++) {
+        const char *args[] = {"--register", reg,          "--service", "t8.Svc", "--ttl",
+                              "2",          "--interval", interval[i], NULL};
+        assert_int_equal(h_server_start(&s[i], args), 0);
+        snprintf(key[i], sizeof key[i], "/ftrpc-test/t8.Svc/127.0.0.1:%d", s[i].port);
+        lease0[i] = key_lease(key[i]);
+        assert_true(lease0[i] > 0);
+    }
+    ftrpc_client *c = NULL;
+    ftrpc_client_options o = {.timeout_ms = 1000 * H_VG};
+    assert_int_equal(ftrpc_client_new(url, &o, &c), 0);
+    int64_t t0 = h_now_ms();
+    while (d_view_size(c) != 2 && h_now_ms() - t0 < 3000)
+        usleep(5 * 1000);
+    assert_int_equal(d_view_size(c), 2);
+
+    int calls = 0, ok = 0, shrunk = 0;
+    /* frozen for 3.5 s: past the 2 s TTL of a lease kept alive at most 1.5 s before */
+    kill(E.pid, SIGSTOP);
+    t0 = h_now_ms();
+    while (h_now_ms() - t0 < 3500) {
+        calls++;
+        ok += d_call(c, NULL, 0) == 0;
+        shrunk += d_view_size(c) != 2;
+        usleep(2 * 1000);
+    }
+    ft_naming_view_stats st;
+    ft_naming_view_stats_get(c->view, &st);
+    assert_true(st.stale);
+    kill(E.pid, SIGCONT);
+    int64_t lease1[2] = {0, 0}, back_ms = -1;
+    t0 = h_now_ms();
+    while (h_now_ms() - t0 < 10000 * H_VG) {
+        calls++;
+        ok += d_call(c, NULL, 0) == 0;
+        shrunk += d_view_size(c) != 2;
+        for (int i = 0; i < 2; i++)
+            lease1[i] = key_lease(key[i]);
+        if (back_ms < 0 && lease1[0] > 0 && lease1[0] != lease0[0] && lease1[1] > 0 &&
+            lease1[1] != lease0[1])
+            back_ms = h_now_ms() - t0;
+        if (back_ms >= 0 && h_now_ms() - t0 >= back_ms + 1000) break; /* and a second more */
+        usleep(2 * 1000);
+    }
+    ft_naming_view_stats_get(c->view, &st);
+    fprintf(stderr,
+            "etcd frozen 3.5 s: %d calls, %d ok; view short of a server in %d samples; both "
+            "registered again (new leases) %lld ms after SIGCONT; view errors %llu, stale %d\n",
+            calls, ok, shrunk, (long long)back_ms, (unsigned long long)st.errors, (int)st.stale);
+    assert_int_equal(ok, calls);
+    assert_int_equal(shrunk, 0);
+    assert_true(back_ms >= 0);
+    assert_true(st.errors > 0);
+    assert_false(st.stale);
+    ftrpc_client_free(c);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(h_server_stop(&s[i], 10000), 0);
+}
+
+/* Puts key = value (no lease) straight into the test etcd; 0 on success. */
+static int raw_put(const char *key, const char *value)
+{
+    char *req = ft_etcd_req_put(key, value, 0);
+    char *r = h_etcd_post(&E, "/v3/kv/put", req);
+    free(req);
+    int rc = r ? 0 : -1;
+    free(r);
+    return rc;
+}
+
+/* A client that cannot read its stream for a while (here `ftrpc registry watch`, frozen with
+ * SIGSTOP) while 15,000 changes pass (150 transactions of 100 puts of 1 KiB under its prefix, then
+ * deleted) and etcd compacts its history up to the present: once it runs again it must end on
+ * etcd's list, whatever it missed, either from the events its stream had queued or from a full
+ * read (a stream etcd cancels as compacted makes the watch read everything again). */
+static void watch_frozen_through_a_flood_and_a_compaction_resumes_on_etcds_list(void **state)
+{
+    (void)state;
+    char url[300];
+    snprintf(url, sizeof url, "%s/ftrpc-test?service=t9.Svc", E_url_base);
+    assert_int_equal(raw_put("/ftrpc-test/t9.Svc/127.0.0.1:1000", "{\"addr\":\"127.0.0.1:1000\"}"),
+                     0);
+    h_server w;
+    const char *args[] = {"registry", "watch", url, NULL};
+    assert_int_equal(h_child_start(&w, args), 0);
+    char buf[8192] = "";
+    size_t len = 0;
+    assert_true(h_child_wait_output(&w, buf, sizeof buf, &len, "1 endpoint(s)", 5000 * H_VG));
+    h_server_signal(&w, SIGSTOP);
+
+    static char big[1001];
+    memset(big, 'x', 1000);
+    char *b64big = malloc(ft_b64_len(1000) + 1);
+    ft_b64_encode(big, 1000, b64big);
+    size_t cap = 100 * (ft_b64_len(64) + ft_b64_len(1000) + 64) + 64;
+    char *txn = malloc(cap);
+    int64_t t0 = h_now_ms();
+    for (int t = 0; t < 150; t++) {
+        size_t n = (size_t)snprintf(txn, cap, "{\"success\":[");
+        for (int i = 0; i < 100; i++) {
+            char key[64], k64[128];
+            snprintf(key, sizeof key, "/ftrpc-test/t9.Svc/127.0.0.1:%d", 20000 + t * 100 + i);
+            ft_b64_encode(key, strlen(key), k64);
+            n += (size_t)snprintf(txn + n, cap - n,
+                                  "%s{\"requestPut\":{\"key\":\"%s\",\"value\":\"%s\"}}",
+                                  i ? "," : "", k64, b64big);
+        }
+        snprintf(txn + n, cap - n, "]}");
+        char *r = h_etcd_post(&E, "/v3/kv/txn", txn);
+        assert_non_null(r);
+        free(r);
+    }
+    free(txn);
+    free(b64big);
+    /* delete the flood: every key from 127.0.0.1:2 up to (not including) 127.0.0.1:3 */
+    char from[64], to[64], body[256];
+    ft_b64_encode("/ftrpc-test/t9.Svc/127.0.0.1:2", strlen("/ftrpc-test/t9.Svc/127.0.0.1:2"), from);
+    ft_b64_encode("/ftrpc-test/t9.Svc/127.0.0.1:3", strlen("/ftrpc-test/t9.Svc/127.0.0.1:3"), to);
+    snprintf(body, sizeof body, "{\"key\":\"%s\",\"range_end\":\"%s\"}", from, to);
+    free(h_etcd_post(&E, "/v3/kv/deleterange", body));
+    assert_int_equal(raw_put("/ftrpc-test/t9.Svc/127.0.0.1:3000", "{\"addr\":\"127.0.0.1:3000\"}"),
+                     0);
+    /* compact everything up to the present revision */
+    char *r = h_etcd_post(&E, "/v3/kv/range", "{\"key\":\"AA==\"}");
+    assert_non_null(r);
+    json_object *o = json_tokener_parse(r), *hdr, *rev;
+    assert_true(o && json_object_object_get_ex(o, "header", &hdr) &&
+                json_object_object_get_ex(hdr, "revision", &rev));
+    snprintf(body, sizeof body, "{\"revision\":\"%s\",\"physical\":true}",
+             json_object_get_string(rev));
+    json_object_put(o);
+    free(r);
+    r = h_etcd_post(&E, "/v3/kv/compaction", body);
+    assert_non_null(r);
+    free(r);
+    int64_t flood_ms = h_now_ms() - t0;
+
+    h_server_signal(&w, SIGCONT);
+    t0 = h_now_ms();
+    int found = h_child_wait_output(&w, buf, sizeof buf, &len, "2 endpoint(s)", 5000 * H_VG);
+    int64_t took = h_now_ms() - t0;
+    len = 0;
+    buf[0] = '\0';
+    fprintf(stderr,
+            "frozen watch: flood and compaction took %lld ms; 2 endpoints listed %lld ms after "
+            "SIGCONT\n",
+            (long long)flood_ms, (long long)(found ? took : -1));
+    assert_true(found);
+    h_server_stop(&w, 5000);
+}
+
 /* libcurl is loaded at the first etcd:// use, not linked: an echo-server that never names etcd maps
  * none of it (3.8 MiB of an idle server's RSS with its dependencies, issue #26), and one that
  * registers in etcd loads it and registers. */
@@ -455,6 +629,8 @@ int main(void)
         cmocka_unit_test(view_survives_etcd_restart_and_registrar_takes_a_new_lease),
         cmocka_unit_test(
             stale_bound_drops_a_registration_whose_lease_ttl_passed_while_etcd_is_down),
+        cmocka_unit_test(etcd_frozen_longer_than_the_ttl_keeps_the_view_and_every_call_succeeds),
+        cmocka_unit_test(watch_frozen_through_a_flood_and_a_compaction_resumes_on_etcds_list),
         cmocka_unit_test(libcurl_is_loaded_only_by_a_process_that_names_etcd),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
