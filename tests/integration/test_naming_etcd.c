@@ -571,7 +571,7 @@ static void watch_frozen_through_a_flood_and_a_compaction_resumes_on_etcds_list(
     /* compact everything up to the present revision */
     char *r = h_etcd_post(&E, "/v3/kv/range", "{\"key\":\"AA==\"}");
     assert_non_null(r);
-    json_object *o = json_tokener_parse(r), *hdr, *rev;
+    json_object *o = json_tokener_parse(r), *hdr = NULL, *rev = NULL;
     assert_true(o && json_object_object_get_ex(o, "header", &hdr) &&
                 json_object_object_get_ex(hdr, "revision", &rev));
     snprintf(body, sizeof body, "{\"revision\":\"%s\",\"physical\":true}",
