@@ -326,15 +326,23 @@ static void count_down(ftrpc_server *s, atomic_int *counter)
     pthread_mutex_unlock(&s->stop_lock);
 }
 
+static void on_idle_timeout(ft_timer *t);
+
+/* (Re)starts the session's idle timer: idle_timeout_ms from now, when the server has one. */
+static void idle_timer_restart(ft_session *sess)
+{
+    int idle_ms = sess->server->opts.idle_timeout_ms;
+    if (idle_ms > 0)
+        ft_timer_start(sess->loop, &sess->idle_timer,
+                       ft_loop_now(sess->loop) + (int64_t)idle_ms * FT_NS_PER_MS, on_idle_timeout);
+}
+
 static void on_idle_timeout(ft_timer *t)
 {
     ft_session *sess = ft_container_of(t, ft_session, idle_timer);
     ftrpc_server *s = sess->server;
     if (ft_idmap_count(&sess->calls) > 0) {
-        /* waiting for our own handlers is not idleness */
-        ft_timer_start(sess->loop, t,
-                       ft_loop_now(sess->loop) + (int64_t)s->opts.idle_timeout_ms * FT_NS_PER_MS,
-                       on_idle_timeout);
+        idle_timer_restart(sess); /* waiting for our own handlers is not idleness */
         return;
     }
     /* A peer that sends nothing but still reads a large reply, however slowly, is not idle: the
@@ -346,9 +354,7 @@ static void on_idle_timeout(ft_timer *t)
     uint64_t sent = ft_conn_bytes_sent(sess->conn);
     if (unwritten > 0 && sent != sess->idle_sent) {
         sess->idle_sent = sent;
-        ft_timer_start(sess->loop, t,
-                       ft_loop_now(sess->loop) + (int64_t)s->opts.idle_timeout_ms * FT_NS_PER_MS,
-                       on_idle_timeout);
+        idle_timer_restart(sess);
         return;
     }
     atomic_fetch_add(&s->idle_closed, 1);
@@ -411,10 +417,7 @@ static void adopt_on_loop(ft_task *t)
     sess->loop = at->loop;
     sess->idle_sent = UINT64_MAX; /* no look yet: the first finds the peer taking bytes */
     ft_idmap_init(&sess->calls);
-    if (s->opts.idle_timeout_ms > 0)
-        ft_timer_start(at->loop, &sess->idle_timer,
-                       ft_loop_now(at->loop) + (int64_t)s->opts.idle_timeout_ms * FT_NS_PER_MS,
-                       on_idle_timeout);
+    idle_timer_restart(sess);
     ft_list_push_back(&s->loop_sessions[at->loop->index], &sess->node);
     FT_DEBUG("accepted connection from %s on loop %d", c->peer, at->loop->index);
     free(at);
@@ -1515,9 +1518,7 @@ static void arm_timeouts(ft_session *sess, int frames_completed)
     ftrpc_server *s = sess->server;
     if (sess->conn->state != FT_CONN_OPEN) return;
     int64_t now = ft_loop_now(sess->loop);
-    if (s->opts.idle_timeout_ms > 0)
-        ft_timer_start(sess->loop, &sess->idle_timer,
-                       now + (int64_t)s->opts.idle_timeout_ms * FT_NS_PER_MS, on_idle_timeout);
+    idle_timer_restart(sess);
     if (s->opts.read_timeout_ms <= 0) return;
     if (ft_iobuf_size(&sess->conn->in) == 0)
         ft_timer_stop(sess->loop, &sess->read_timer);
@@ -1605,11 +1606,7 @@ static int read_requests(ft_conn *c)
     if (sess->proto == FT_PROTO_UNKNOWN && !sniff(sess)) return 0;
     if (sess->proto == FT_PROTO_HTTP || sess->proto == FT_PROTO_GRPC) {
         /* HTTP sessions time their own headers (408); a request is not idleness either */
-        if (s->opts.idle_timeout_ms > 0)
-            ft_timer_start(sess->loop, &sess->idle_timer,
-                           ft_loop_now(sess->loop) +
-                               (int64_t)s->opts.idle_timeout_ms * FT_NS_PER_MS,
-                           on_idle_timeout);
+        idle_timer_restart(sess);
         return sess->proto == FT_PROTO_HTTP ? ft_http_session_on_read(sess)
                                             : ft_grpc_session_on_read(sess);
     }
