@@ -65,6 +65,9 @@ static void on_work(ftrpc_server_call *call, void *arg)
 }
 
 static atomic_int live_inflight; /* the load's calls in the air, shown on /endpoints */
+/* the load's calls that failed with more than Work's business error, and the last one's code:
+ * said if the live endpoint is not ACTIVE (it was SUSPENDED once in a CI run) */
+static atomic_int load_failures, load_failure_code;
 
 static void *load_main(void *arg)
 {
@@ -81,6 +84,10 @@ static void *load_main(void *arg)
         atomic_fetch_sub(&live_inflight, 1);
         /* Work's business errors say nothing about the endpoint's health */
         ft_health_on_result(&live, rc == FTRPC_EBUSINESS ? 0 : rc, (t1 - t0) / 1000, t1);
+        if (rc != 0 && rc != FTRPC_EBUSINESS) {
+            atomic_fetch_add(&load_failures, 1);
+            atomic_store(&load_failure_code, rc);
+        }
         ftrpc_result_fini(&r);
         atomic_fetch_add(&load_calls, 1);
     }
@@ -284,10 +291,12 @@ static void console_shows_live_methods_series_endpoints_and_cdf(void **state)
         !work_errors || work_errors > work_end) {
         print_error("the console's DOM (%s) lacks live data: ACTIVE rows %d, SUSPENDED rows %d, "
                     "method rows %d, charts %d, paths %d, updates %d, series charts %d, lines %d "
-                    "(fewest points %d), a fractional µs figure %s, Work's errors %s\n",
+                    "(fewest points %d), a fractional µs figure %s, Work's errors %s; the load's "
+                    "failed calls %d (last: %s)\n",
                     path, active, suspended, methods, charts, paths, updates, series, lines,
                     fewest_points, fractional ? "yes" : "no",
-                    work_errors && work_errors < work_end ? "yes" : "no");
+                    work_errors && work_errors < work_end ? "yes" : "no",
+                    atomic_load(&load_failures), ftrpc_err_name(atomic_load(&load_failure_code)));
         free(dom);
         fail();
     }
